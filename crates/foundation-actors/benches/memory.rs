@@ -1,0 +1,2 @@
+//! Memory per idle actor (being written).
+fn main() {}

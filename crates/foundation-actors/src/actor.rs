@@ -1,0 +1,239 @@
+//! The actor trait and its ractor glue.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
+use ractor::{ActorProcessingErr, ActorRef};
+use tracing::Instrument;
+
+use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG, Envelope};
+use crate::context::Context;
+use crate::error::{ActorError, Crash, SpawnError};
+
+/// A process: state, and one callback per kind of event, as a `GenServer`.
+///
+/// Foundation runs it on ractor. Callbacks get the actor's own stable [`Addr`], which
+/// stays valid across restarts and can be handed out. A callback that returns an error or
+/// panics crashes the actor; its supervisor decides what happens next.
+///
+/// # Examples
+///
+/// ```
+/// use foundation_actors::{Actor, ActorError, Addr, ReplyPort, spawn};
+///
+/// struct Counter;
+/// enum CounterMsg {
+///     Add(u64),
+///     Total(ReplyPort<u64>),
+/// }
+///
+/// impl Actor for Counter {
+///     type Msg = CounterMsg;
+///     type State = u64;
+///     type Args = u64;
+///
+///     async fn init(&self, _me: &Addr<CounterMsg>, start: u64) -> Result<u64, ActorError> {
+///         Ok(start)
+///     }
+///
+///     async fn handle(&self, _me: &Addr<CounterMsg>, msg: CounterMsg, total: &mut u64) -> Result<(), ActorError> {
+///         match msg {
+///             CounterMsg::Add(n) => *total += n,
+///             CounterMsg::Total(reply) => {
+///                 let _ = reply.send(*total);
+///             }
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let counter = spawn(Counter, 10).await?;
+/// counter.cast(CounterMsg::Add(5))?;
+/// assert_eq!(counter.call(CounterMsg::Total).await?, 15);
+/// # Ok(()) }
+/// ```
+pub trait Actor: Send + Sync + 'static {
+    /// The messages it handles. Needs no trait impl of its own.
+    type Msg: Send + 'static;
+    /// Its state, built by [`Actor::init`].
+    type State: Send + 'static;
+    /// What [`Actor::init`] is given.
+    type Args: Send + 'static;
+
+    /// Builds the initial state. An error fails the start (and, under a supervisor, the
+    /// supervisor's start, naming this child).
+    fn init(
+        &self,
+        me: &Addr<Self::Msg>,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<Self::State, ActorError>> + Send;
+
+    /// Handles one message, with the sender's [`Context`] current.
+    fn handle(
+        &self,
+        me: &Addr<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> impl Future<Output = Result<(), ActorError>> + Send;
+
+    /// Runs when the actor stops gracefully (asked to stop, or shut down by its
+    /// supervisor within its shutdown timeout). Not run after a crash or a kill.
+    fn terminate(
+        &self,
+        me: &Addr<Self::Msg>,
+        state: &mut Self::State,
+    ) -> impl Future<Output = Result<(), ActorError>> + Send {
+        let _ = (me, state);
+        async { Ok(()) }
+    }
+}
+
+/// Runs an [`Actor`] as a ractor actor: unwraps envelopes, makes their context current,
+/// and turns errors and panics into a cause its supervisor can match on.
+///
+/// # Crashes keep the mailbox
+///
+/// When a supervised actor's callback fails, the adapter does not exit at once: it drains
+/// its mailbox (ractor's `drain` closes admission, so later sends are held by the address)
+/// and keeps every message that was queued behind the failing one. On exit it hands them
+/// to the address, ahead of anything held since, and reports the crash. The next
+/// incarnation gets them first, in order: only the message being handled is lost.
+pub(crate) struct Adapter<A: Actor> {
+    pub(crate) actor: A,
+    pub(crate) addr: Addr<A::Msg>,
+}
+
+/// The adapter's state: the actor's own, and what a crash salvages.
+pub(crate) struct Wrapped<A: Actor> {
+    user: A::State,
+    crash: Option<ActorProcessingErr>,
+    salvaged: Vec<Envelope<A::Msg>>,
+}
+
+fn crash_of(
+    r: Result<Result<(), ActorError>, Box<dyn std::any::Any + Send>>,
+) -> Result<(), ActorProcessingErr> {
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Box::new(Crash::Failed(e))),
+        Err(panic) => Err(Box::new(Crash::Panicked(panic_message(panic)))),
+    }
+}
+
+pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    match p.downcast::<String>() {
+        Ok(s) => *s,
+        Err(p) => match p.downcast::<&'static str>() {
+            Ok(s) => (*s).to_owned(),
+            Err(_) => "a panic with a non-string payload".to_owned(),
+        },
+    }
+}
+
+impl<A: Actor> ractor::Actor for Adapter<A> {
+    type Msg = Envelope<A::Msg>;
+    type State = Wrapped<A>;
+    type Arguments = A::Args;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: A::Args,
+    ) -> Result<Wrapped<A>, ActorProcessingErr> {
+        match AssertUnwindSafe(self.actor.init(&self.addr, args))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(user)) => Ok(Wrapped {
+                user,
+                crash: None,
+                salvaged: Vec::new(),
+            }),
+            Ok(Err(e)) => Err(Box::new(Crash::Failed(e))),
+            Err(panic) => Err(Box::new(Crash::Panicked(panic_message(panic)))),
+        }
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        env: Envelope<A::Msg>,
+        state: &mut Wrapped<A>,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.crash.is_some() {
+            state.salvaged.push(env);
+            return Ok(());
+        }
+        let Envelope { ctx, msg } = env;
+        let fut =
+            AssertUnwindSafe(self.actor.handle(&self.addr, msg, &mut state.user)).catch_unwind();
+        let r = match ctx {
+            None => fut.await,
+            Some(ctx) => {
+                let hop = ctx.child();
+                let span = match ctx.sender_span() {
+                    Some(parent) => tracing::debug_span!(
+                        parent: parent,
+                        "handle",
+                        process = %self.addr.label(),
+                        trace_id = %hop.trace_id(),
+                        span_id = %hop.span_id(),
+                    ),
+                    None => tracing::debug_span!(
+                        "handle",
+                        process = %self.addr.label(),
+                        trace_id = %hop.trace_id(),
+                        span_id = %hop.span_id(),
+                    ),
+                };
+                Context::scope(hop, fut).instrument(span).await
+            }
+        };
+        match crash_of(r) {
+            Err(crash) if self.addr.is_supervised() && myself.drain().is_ok() => {
+                state.crash = Some(crash);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Wrapped<A>,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(crash) = state.crash.take() {
+            // The mailbox is drained: hand what was queued to the next incarnation, and
+            // report the crash (not the drain) to the supervisor.
+            self.addr.requeue_front(std::mem::take(&mut state.salvaged));
+            return Err(crash);
+        }
+        crash_of(
+            AssertUnwindSafe(self.actor.terminate(&self.addr, &mut state.user))
+                .catch_unwind()
+                .await,
+        )
+    }
+}
+
+/// Starts an actor with no supervisor. Its [`Addr`] stops working when it exits.
+///
+/// # Errors
+///
+/// [`SpawnError::Init`] if its `init` fails or panics.
+pub async fn spawn<A: Actor>(actor: A, args: A::Args) -> Result<Addr<A::Msg>, SpawnError> {
+    let label = std::any::type_name::<A>();
+    let addr = Addr::new(label, false, DEFAULT_RESTART_BACKLOG);
+    let adapter = Adapter {
+        actor,
+        addr: addr.clone(),
+    };
+    let (actor_ref, _join) = ractor::Actor::spawn(None, adapter, args)
+        .await
+        .map_err(|e| SpawnError::from_ractor(label, e))?;
+    addr.install(actor_ref);
+    Ok(addr)
+}

@@ -1,0 +1,377 @@
+//! Stable addresses: a handle that reaches a process across its restarts.
+//!
+//! ractor gives every spawn a new `ActorRef`, so a reference taken before a crash is dead
+//! after the restart. An [`Addr`] instead points at a slot that the supervisor updates
+//! with each new incarnation: the same `Addr` (or the same registered name) keeps working.
+//! Messages sent while the process restarts are held and handed to the new incarnation
+//! first, in order; once the process has stopped for good a send fails with
+//! [`SendError::Stopped`] and gives the message back.
+
+mod slot;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, LazyLock, RwLock};
+use std::time::Duration;
+
+use ractor::{ActorCell, ActorRef, RpcReplyPort};
+use tokio::sync::oneshot;
+
+use crate::context::Context;
+use crate::error::{CallError, SendError};
+
+pub(crate) use slot::{Phase, Refused, Slot, Target};
+
+/// How long [`Addr::call`] waits by default, as `GenServer.call`.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many messages a process may hold between incarnations, by default.
+pub const DEFAULT_RESTART_BACKLOG: usize = 65_536;
+
+/// A message with the sender's context: what actually travels through ractor.
+pub struct Envelope<M> {
+    pub(crate) ctx: Option<Context>,
+    pub(crate) msg: M,
+}
+
+impl<M> fmt::Debug for Envelope<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Envelope").field("ctx", &self.ctx).finish()
+    }
+}
+
+// The one `Message` impl Foundation needs: with ractor's `cluster` feature on there is no
+// blanket impl, and wrapping every user message here means user types need none.
+impl<M: Send + 'static> ractor::Message for Envelope<M> {}
+
+impl<M: Send + 'static> Target<Envelope<M>> for ActorRef<Envelope<M>> {
+    fn deliver(&self, m: Envelope<M>) -> Result<(), Envelope<M>> {
+        self.send_message(m).map_err(|e| match e {
+            ractor::MessagingErr::SendErr(m) => m,
+            // Only `SendErr` carries the message back; the others cannot happen for a
+            // typed local ref, but if they did the process is unreachable either way.
+            _ => unreachable_message(),
+        })
+    }
+}
+
+#[cold]
+fn unreachable_message<T>() -> T {
+    // `send_message` on a typed, local `ActorRef` only fails with `SendErr`.
+    unreachable!("ractor returned a non-SendErr error for a typed local send")
+}
+
+type ActorSlot<M> = Slot<Envelope<M>, ActorRef<Envelope<M>>>;
+
+/// A stable address of a process whose messages are `M`. Cheap to clone; `Send + Sync`.
+///
+/// See the [module docs](self).
+pub struct Addr<M> {
+    slot: Arc<ActorSlot<M>>,
+    label: Arc<str>,
+}
+
+impl<M> Clone for Addr<M> {
+    fn clone(&self) -> Self {
+        Self {
+            slot: self.slot.clone(),
+            label: self.label.clone(),
+        }
+    }
+}
+
+impl<M: Send + 'static> fmt::Debug for Addr<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Addr")
+            .field("label", &self.label)
+            .field("phase", &self.slot.phase())
+            .finish()
+    }
+}
+
+impl<M: Send + 'static> Addr<M> {
+    pub(crate) fn new(label: &str, supervised: bool, backlog: usize) -> Self {
+        Self {
+            slot: Arc::new(Slot::new(supervised, backlog)),
+            label: label.into(),
+        }
+    }
+
+    pub(crate) fn install(&self, actor: ActorRef<Envelope<M>>) {
+        self.slot.install(actor);
+    }
+
+    pub(crate) fn set_supervised(&self, supervised: bool) {
+        self.slot.set_supervised(supervised);
+    }
+
+    pub(crate) fn set_backlog(&self, n: usize) {
+        self.slot.set_backlog(n);
+    }
+
+    pub(crate) fn is_supervised(&self) -> bool {
+        self.slot.is_supervised()
+    }
+
+    /// Hands messages salvaged from a crashed incarnation to the next one, first.
+    pub(crate) fn requeue_front(&self, salvaged: Vec<Envelope<M>>) {
+        let lost = self.slot.requeue_front(salvaged);
+        if !lost.is_empty() {
+            tracing::warn!(
+                process = %self.label,
+                count = lost.len(),
+                "messages in a crashed mailbox were not delivered: the process stopped for good"
+            );
+        }
+    }
+
+    pub(crate) fn mark_restarting(&self) {
+        self.slot.mark_restarting();
+    }
+
+    /// Marks the process gone for good; the held messages are dropped with a warning
+    /// (their reply ports close, so callers get [`CallError::NoReply`]).
+    pub(crate) fn mark_stopped(&self) {
+        let lost = self.slot.mark_stopped();
+        if !lost.is_empty() {
+            tracing::warn!(
+                process = %self.label,
+                count = lost.len(),
+                "messages held during a restart were not delivered: the process stopped for good"
+            );
+        }
+    }
+
+    /// Sends `msg` without waiting for it to be handled (Erlang's `!`, `GenServer.cast`).
+    /// The current [`Context`] travels with it.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Stopped`] if the process has stopped for good, [`SendError::Backlog`]
+    /// if it is restarting with a full backlog. Either way the message is handed back.
+    #[inline]
+    pub fn cast(&self, msg: M) -> Result<(), SendError<M>> {
+        self.send_envelope(Envelope {
+            ctx: current_for_send(),
+            msg,
+        })
+        .map_err(|(r, env)| refused(r, env.msg))
+    }
+
+    /// Sends `msg` under an explicit context instead of the current one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Addr::cast`].
+    pub fn cast_with(&self, ctx: Context, msg: M) -> Result<(), SendError<M>> {
+        self.send_envelope(Envelope {
+            ctx: Some(with_sender_span(ctx)),
+            msg,
+        })
+        .map_err(|(r, env)| refused(r, env.msg))
+    }
+
+    #[inline]
+    fn send_envelope(&self, env: Envelope<M>) -> Result<(), (Refused, Envelope<M>)> {
+        self.slot.send(env)
+    }
+
+    /// Sends a request built by `build` around a reply port, and waits for the reply for
+    /// at most [`DEFAULT_CALL_TIMEOUT`] or until the context's deadline, whichever is first.
+    ///
+    /// # Errors
+    ///
+    /// See [`CallError`]: the process stopped, did not reply in time, the deadline passed,
+    /// or it dropped the reply port.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the reply; the request may still be handled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use foundation_actors::{Actor, ActorError, Addr, ReplyPort, spawn};
+    /// struct Echo;
+    /// impl Actor for Echo {
+    ///     type Msg = (String, ReplyPort<String>);
+    ///     type State = ();
+    ///     type Args = ();
+    ///     async fn init(&self, _: &Addr<Self::Msg>, _: ()) -> Result<(), ActorError> { Ok(()) }
+    ///     async fn handle(&self, _: &Addr<Self::Msg>, (s, reply): Self::Msg, _: &mut ()) -> Result<(), ActorError> {
+    ///         let _ = reply.send(s);
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let echo = spawn(Echo, ()).await.unwrap();
+    /// let got = echo.call(|port| ("hi".to_string(), port)).await.unwrap();
+    /// assert_eq!(got, "hi");
+    /// # }
+    /// ```
+    pub async fn call<R, F>(&self, build: F) -> Result<R, CallError>
+    where
+        F: FnOnce(ReplyPort<R>) -> M,
+        R: Send + 'static,
+    {
+        self.call_timeout(build, DEFAULT_CALL_TIMEOUT).await
+    }
+
+    /// As [`Addr::call`], waiting at most `timeout` (and never past the deadline).
+    ///
+    /// # Errors
+    ///
+    /// As [`Addr::call`].
+    pub async fn call_timeout<R, F>(&self, build: F, timeout: Duration) -> Result<R, CallError>
+    where
+        F: FnOnce(ReplyPort<R>) -> M,
+        R: Send + 'static,
+    {
+        let ctx = current_for_send();
+        let (wait, expired_is_deadline) = match ctx.as_ref().and_then(Context::remaining) {
+            Some(left) if left.is_zero() => return Err(CallError::DeadlineExceeded),
+            Some(left) if left < timeout => (left, true),
+            _ => (timeout, false),
+        };
+        let (tx, rx) = oneshot::channel();
+        let port: ReplyPort<R> = (tx, wait).into();
+        self.send_envelope(Envelope {
+            ctx,
+            msg: build(port),
+        })
+        .map_err(|(r, env)| CallError::from(refused(r, env.msg)))?;
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(CallError::NoReply),
+            Err(_) if expired_is_deadline => Err(CallError::DeadlineExceeded),
+            Err(_) => Err(CallError::Timeout(wait)),
+        }
+    }
+
+    /// Asks the current incarnation to stop after the message it is handling. A
+    /// supervised process is then treated as having exited normally (a `Permanent` child is
+    /// restarted, a `Transient` or `Temporary` one is not).
+    pub fn stop(&self, reason: Option<String>) {
+        self.slot.with_target(|a| a.stop(reason));
+    }
+
+    /// Whether an incarnation is live now.
+    pub fn is_running(&self) -> bool {
+        self.slot.phase() == Phase::Running
+    }
+
+    /// Whether the process has stopped for good.
+    pub fn is_stopped(&self) -> bool {
+        self.slot.phase() == Phase::Stopped
+    }
+
+    /// How many incarnations there have been (1 before any restart).
+    pub fn incarnation(&self) -> u64 {
+        self.slot.generation()
+    }
+
+    /// How many messages are held for the next incarnation.
+    pub fn held_messages(&self) -> usize {
+        self.slot.pending_len()
+    }
+
+    /// The id of the current incarnation's ractor actor, if one is live.
+    pub fn actor_id(&self) -> Option<ractor::ActorId> {
+        self.slot.with_target(|a| a.get_id())
+    }
+
+    /// The current incarnation's ractor cell, if one is live.
+    pub fn actor_cell(&self) -> Option<ActorCell> {
+        self.slot.with_target(|a| a.get_cell())
+    }
+
+    /// The label the address was created with (a child id or a name).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Whether two addresses reach the same process.
+    pub fn same_process(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.slot, &other.slot)
+    }
+
+    /// Registers this address under `name`, for [`Addr::whereis`].
+    ///
+    /// # Errors
+    ///
+    /// [`crate::SpawnError::NameTaken`] if a process that has not stopped holds the name.
+    pub fn register(&self, name: &str) -> Result<(), crate::SpawnError> {
+        let mut names = NAMES.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = names.get(name) {
+            if !(existing.stopped)() {
+                return Err(crate::SpawnError::NameTaken(name.to_owned()));
+            }
+        }
+        let slot = self.slot.clone();
+        names.insert(
+            name.to_owned(),
+            NameEntry {
+                addr: Arc::new(self.clone()),
+                stopped: Arc::new(move || slot.phase() == Phase::Stopped),
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes `name` if it is registered to this address.
+    pub fn unregister(&self, name: &str) {
+        let mut names = NAMES.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = names.get(name) {
+            if e.addr
+                .downcast_ref::<Self>()
+                .is_some_and(|a| a.same_process(self))
+            {
+                names.remove(name);
+            }
+        }
+    }
+
+    /// The address registered under `name`, if it is registered with message type `M`
+    /// and its process has not stopped for good. Works across restarts.
+    pub fn whereis(name: &str) -> Option<Self> {
+        let names = NAMES.read().unwrap_or_else(|e| e.into_inner());
+        let e = names.get(name)?;
+        let addr = e.addr.downcast_ref::<Self>()?;
+        (!addr.is_stopped()).then(|| addr.clone())
+    }
+}
+
+struct NameEntry {
+    addr: Arc<dyn std::any::Any + Send + Sync>,
+    stopped: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// The process-wide table of names given to stable addresses.
+static NAMES: LazyLock<RwLock<HashMap<String, NameEntry>>> =
+    LazyLock::new(|| RwLock::new(HashMap::new()));
+
+/// A reply port for a call: send the answer with `send`. Re-exported from ractor.
+pub type ReplyPort<T> = RpcReplyPort<T>;
+
+fn refused<M>(r: Refused, m: M) -> SendError<M> {
+    match r {
+        Refused::Stopped => SendError::Stopped(m),
+        Refused::Backlog => SendError::Backlog(m),
+    }
+}
+
+/// The context to attach to a send from here: the current one, carrying the current
+/// `tracing` span so the receiver's span nests under it.
+#[inline]
+fn current_for_send() -> Option<Context> {
+    Context::current().map(with_sender_span)
+}
+
+fn with_sender_span(ctx: Context) -> Context {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        ctx
+    } else {
+        ctx.with_span(span)
+    }
+}

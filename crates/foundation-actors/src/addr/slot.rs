@@ -1,0 +1,220 @@
+//! The slot behind a stable address: the current incarnation of a process, and the
+//! messages that arrive while there is none.
+//!
+//! # Protocol
+//!
+//! A sender takes the read lock and delivers to the current incarnation. Only when that is
+//! impossible (no incarnation yet, a restart under way, or the incarnation died before its
+//! supervisor noticed) does it take the write lock and append to `pending`. The supervisor
+//! takes the write lock to mark a restart, and to install a new incarnation: under that
+//! lock it first delivers everything pending, in order, then publishes the incarnation. So a
+//! sender's messages keep their order across a restart, and a message is either delivered,
+//! held for the next incarnation, or handed back with an error; none is dropped unseen.
+//!
+//! Messages that a crashed incarnation had accepted into its mailbox are salvaged by the
+//! actor glue and put back with [`Slot::requeue_front`], ahead of those held since; only
+//! the message being handled when it crashed is lost. A kill loses the mailbox.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::loom::{Mutex, RwLock, lock, read, write};
+
+/// Where a slot delivers: a live incarnation. Handing the message back means the
+/// incarnation is gone.
+pub(crate) trait Target<M>: Send + Sync {
+    /// Delivers `m`, or hands it back if the incarnation has stopped.
+    fn deliver(&self, m: M) -> Result<(), M>;
+}
+
+/// The slot's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Not yet started: messages are held.
+    Starting,
+    /// An incarnation is live.
+    Running,
+    /// Between incarnations: messages are held.
+    Restarting,
+    /// Terminated for good: messages are refused.
+    Stopped,
+}
+
+/// Why a message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The process has stopped for good.
+    Stopped,
+    /// Too many messages are held while the process restarts.
+    Backlog,
+}
+
+struct State<M, T> {
+    phase: Phase,
+    target: Option<T>,
+    /// Held messages. Behind its own mutex (always taken after the write lock) so the
+    /// state is `Sync` for messages that are only `Send`.
+    pending: Mutex<VecDeque<M>>,
+    /// Restarts seen, for introspection; a new incarnation bumps it.
+    generation: u64,
+}
+
+/// A stable address's shared state.
+pub(crate) struct Slot<M, T> {
+    state: RwLock<State<M, T>>,
+    /// Whether a supervisor will bring a new incarnation after a crash; if not, a dead
+    /// incarnation means the process has stopped.
+    supervised: AtomicBool,
+    /// How many messages may be held between incarnations.
+    backlog: AtomicUsize,
+}
+
+impl<M, T: Target<M>> Slot<M, T> {
+    /// A slot with no incarnation yet.
+    pub(crate) fn new(supervised: bool, backlog: usize) -> Self {
+        Self {
+            state: RwLock::new(State {
+                phase: Phase::Starting,
+                target: None,
+                pending: Mutex::new(VecDeque::new()),
+                generation: 0,
+            }),
+            supervised: AtomicBool::new(supervised),
+            backlog: AtomicUsize::new(backlog),
+        }
+    }
+
+    /// Delivers `m` to the current incarnation, or holds it for the next one.
+    pub(crate) fn send(&self, m: M) -> Result<(), (Refused, M)> {
+        let m = {
+            let s = read(&self.state);
+            match (&s.phase, &s.target) {
+                (Phase::Running, Some(t)) => match t.deliver(m) {
+                    Ok(()) => return Ok(()),
+                    Err(m) => m,
+                },
+                (Phase::Stopped, _) => return Err((Refused::Stopped, m)),
+                _ => m,
+            }
+        };
+        self.send_slow(m)
+    }
+
+    #[cold]
+    fn send_slow(&self, m: M) -> Result<(), (Refused, M)> {
+        let mut s = write(&self.state);
+        let m = match (&s.phase, &s.target) {
+            (Phase::Stopped, _) => return Err((Refused::Stopped, m)),
+            (Phase::Running, Some(t)) => match t.deliver(m) {
+                Ok(()) => return Ok(()),
+                // The incarnation died and its supervisor has not handled that yet.
+                Err(m) if self.supervised.load(Ordering::Relaxed) => m,
+                Err(m) => {
+                    s.phase = Phase::Stopped;
+                    s.target = None;
+                    return Err((Refused::Stopped, m));
+                }
+            },
+            _ => m,
+        };
+        let mut pending = lock(&s.pending);
+        if pending.len() >= self.backlog.load(Ordering::Relaxed) {
+            return Err((Refused::Backlog, m));
+        }
+        pending.push_back(m);
+        Ok(())
+    }
+
+    /// Marks the start of a restart: messages are held until [`Slot::install`].
+    pub(crate) fn mark_restarting(&self) {
+        let mut s = write(&self.state);
+        if s.phase != Phase::Stopped {
+            s.phase = Phase::Restarting;
+            s.target = None;
+        }
+    }
+
+    /// Publishes a new incarnation after handing it every held message, in order.
+    pub(crate) fn install(&self, target: T) {
+        let mut s = write(&self.state);
+        {
+            let mut pending = lock(&s.pending);
+            while let Some(m) = pending.pop_front() {
+                if let Err(m) = target.deliver(m) {
+                    // The new incarnation died already; keep the rest for the next one.
+                    pending.push_front(m);
+                    break;
+                }
+            }
+        }
+        s.target = Some(target);
+        s.phase = Phase::Running;
+        s.generation += 1;
+    }
+
+    /// Puts messages salvaged from a crashed incarnation's mailbox before those held
+    /// since (they were sent earlier). Returns them if the process has stopped for good.
+    pub(crate) fn requeue_front(&self, salvaged: Vec<M>) -> Vec<M> {
+        let s = write(&self.state);
+        if s.phase == Phase::Stopped {
+            return salvaged;
+        }
+        let mut pending = lock(&s.pending);
+        for m in salvaged.into_iter().rev() {
+            pending.push_front(m);
+        }
+        Vec::new()
+    }
+
+    /// Whether a supervisor brings new incarnations.
+    pub(crate) fn is_supervised(&self) -> bool {
+        self.supervised.load(Ordering::Relaxed)
+    }
+
+    /// Marks the process stopped for good and returns the messages it will never get.
+    pub(crate) fn mark_stopped(&self) -> VecDeque<M> {
+        let mut s = write(&self.state);
+        s.phase = Phase::Stopped;
+        s.target = None;
+        std::mem::take(&mut *lock(&s.pending))
+    }
+
+    /// Sets whether a supervisor brings new incarnations.
+    pub(crate) fn set_supervised(&self, supervised: bool) {
+        self.supervised.store(supervised, Ordering::Relaxed);
+    }
+
+    /// Sets how many messages may be held between incarnations.
+    pub(crate) fn set_backlog(&self, n: usize) {
+        self.backlog.store(n, Ordering::Relaxed);
+    }
+
+    /// The slot's phase.
+    pub(crate) fn phase(&self) -> Phase {
+        read(&self.state).phase
+    }
+
+    /// How many incarnations have been installed.
+    pub(crate) fn generation(&self) -> u64 {
+        read(&self.state).generation
+    }
+
+    /// Runs `f` on the current incarnation, if one is live.
+    pub(crate) fn with_target<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let s = read(&self.state);
+        match (&s.phase, &s.target) {
+            (Phase::Running, Some(t)) => Some(f(t)),
+            _ => None,
+        }
+    }
+
+    /// How many messages are held between incarnations.
+    pub(crate) fn pending_len(&self) -> usize {
+        lock(&read(&self.state).pending).len()
+    }
+}
+
+#[cfg(all(test, feature = "loom"))]
+mod tests {
+    mod loom_slot;
+}

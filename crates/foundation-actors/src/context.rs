@@ -1,0 +1,343 @@
+//! The context that travels with every message: trace id, span ids, request id, deadline
+//! and baggage.
+//!
+//! # How it flows
+//!
+//! While an actor handles a message, the sender's context is *current*: a task-local that
+//! [`Context::current`] reads. Every `cast` or `call` made from there attaches it, so a
+//! trace started at the edge reaches every actor the request touches, on this node and,
+//! serialized, on others. Each hop runs under a child context (same trace, new span id,
+//! the sender's span as parent) and inside a `tracing` span whose parent is the sender's
+//! span, so the trace continues in whatever subscriber the application installs.
+//!
+//! Code outside any actor sets a context with [`Context::scope`].
+//!
+//! # Deadlines
+//!
+//! A deadline is an instant on this process's monotonic clock. [`Addr::call`] waits no
+//! longer than the current deadline and fails with [`CallError::DeadlineExceeded`] once
+//! it has passed. On the wire the deadline travels as the time remaining (as gRPC does),
+//! so clocks of different machines need not agree.
+//!
+//! [`Addr::call`]: crate::Addr::call
+//! [`CallError::DeadlineExceeded`]: crate::CallError::DeadlineExceeded
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use foundation_actors::Context;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let ctx = Context::new()
+//!     .with_request_id("req-42")
+//!     .with_timeout(Duration::from_secs(2))
+//!     .with_baggage("tenant", "acme");
+//! let trace = ctx.trace_id();
+//! ctx.scope(async move {
+//!     let current = Context::current().expect("set by scope");
+//!     assert_eq!(current.trace_id(), trace);
+//!     assert_eq!(current.baggage("tenant"), Some("acme"));
+//! })
+//! .await;
+//! assert!(Context::current().is_none());
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio::time::Instant;
+
+tokio::task_local! {
+    static CURRENT: Context;
+}
+
+/// A 128-bit trace identifier, shared by every hop of one request.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TraceId(pub u128);
+
+/// A 64-bit span identifier, one per hop.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SpanId(pub u64);
+
+impl TraceId {
+    /// A random, non-zero trace id.
+    pub fn random() -> Self {
+        Self(fastrand::u128(1..))
+    }
+}
+
+impl SpanId {
+    /// A random, non-zero span id.
+    pub fn random() -> Self {
+        Self(fastrand::u64(1..))
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceId({self})")
+    }
+}
+
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SpanId({self})")
+    }
+}
+
+#[derive(Clone)]
+struct Inner {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent_span: Option<SpanId>,
+    request_id: Option<Arc<str>>,
+    deadline: Option<Instant>,
+    baggage: Vec<(Arc<str>, Arc<str>)>,
+    /// The `tracing` span current where this context was attached to a message; local
+    /// only, it does not cross nodes.
+    span: Option<tracing::Span>,
+}
+
+/// A request's context: trace id, span ids, request id, deadline and baggage.
+///
+/// Cheap to clone (one reference count). Build it with the `with_*` methods; each returns
+/// a new context and leaves the original untouched. See the [module docs](self).
+#[derive(Clone)]
+pub struct Context(Arc<Inner>);
+
+impl Context {
+    /// A new root context: fresh trace and span ids, no deadline, no baggage.
+    pub fn new() -> Self {
+        Self(Arc::new(Inner {
+            trace_id: TraceId::random(),
+            span_id: SpanId::random(),
+            parent_span: None,
+            request_id: None,
+            deadline: None,
+            baggage: Vec::new(),
+            span: None,
+        }))
+    }
+
+    /// The context current in this task, if any.
+    pub fn current() -> Option<Self> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// Runs `fut` with this context current: sends and calls made inside carry it.
+    pub fn scope<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, fut)
+    }
+
+    /// Runs `f` with this context current (synchronous code).
+    pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
+    }
+
+    fn edit(&self, f: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = (*self.0).clone();
+        f(&mut inner);
+        Self(Arc::new(inner))
+    }
+
+    /// The context of the next hop: same trace, a new span id whose parent is this one's.
+    pub fn child(&self) -> Self {
+        self.edit(|i| {
+            i.parent_span = Some(i.span_id);
+            i.span_id = SpanId::random();
+        })
+    }
+
+    /// This context with the given request id.
+    pub fn with_request_id(&self, id: impl Into<Arc<str>>) -> Self {
+        let id = id.into();
+        self.edit(|i| i.request_id = Some(id))
+    }
+
+    /// This context with a deadline; an earlier deadline already set is kept.
+    pub fn with_deadline(&self, deadline: Instant) -> Self {
+        self.edit(|i| {
+            i.deadline = Some(i.deadline.map_or(deadline, |d| d.min(deadline)));
+        })
+    }
+
+    /// This context with a deadline `timeout` from now (an earlier one is kept).
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        self.with_deadline(Instant::now() + timeout)
+    }
+
+    /// This context with one more baggage item (replacing an item of the same key).
+    pub fn with_baggage(&self, key: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Self {
+        let (key, value) = (key.into(), value.into());
+        self.edit(|i| {
+            i.baggage.retain(|(k, _)| *k != key);
+            i.baggage.push((key, value));
+        })
+    }
+
+    /// This context carrying `span` as the `tracing` parent of the next hop's span.
+    pub(crate) fn with_span(&self, span: tracing::Span) -> Self {
+        self.edit(|i| i.span = Some(span))
+    }
+
+    /// The trace id.
+    pub fn trace_id(&self) -> TraceId {
+        self.0.trace_id
+    }
+
+    /// This hop's span id.
+    pub fn span_id(&self) -> SpanId {
+        self.0.span_id
+    }
+
+    /// The span id of the hop that sent this one, if any.
+    pub fn parent_span(&self) -> Option<SpanId> {
+        self.0.parent_span
+    }
+
+    /// The request id, if set.
+    pub fn request_id(&self) -> Option<&str> {
+        self.0.request_id.as_deref()
+    }
+
+    /// The deadline, if set.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.0.deadline
+    }
+
+    /// Time left before the deadline: `None` without a deadline, zero once it has passed.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.0
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the deadline has passed.
+    pub fn is_expired(&self) -> bool {
+        self.0.deadline.is_some_and(|d| d <= Instant::now())
+    }
+
+    /// A baggage value.
+    pub fn baggage(&self, key: &str) -> Option<&str> {
+        self.0
+            .baggage
+            .iter()
+            .find(|(k, _)| &**k == key)
+            .map(|(_, v)| &**v)
+    }
+
+    /// All baggage items, in the order they were added.
+    pub fn baggage_items(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.baggage.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// The `tracing` span of the sender, when the message came from this process.
+    pub fn sender_span(&self) -> Option<&tracing::Span> {
+        self.0.span.as_ref()
+    }
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("trace_id", &self.0.trace_id)
+            .field("span_id", &self.0.span_id)
+            .field("parent_span", &self.0.parent_span)
+            .field("request_id", &self.0.request_id)
+            .field("remaining", &self.remaining())
+            .field("baggage", &self.0.baggage)
+            .finish()
+    }
+}
+
+impl PartialEq for Context {
+    /// Contexts are equal when everything that crosses the wire is; the local `tracing`
+    /// span and sub-millisecond deadline differences are ignored.
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (&self.0, &other.0);
+        a.trace_id == b.trace_id
+            && a.span_id == b.span_id
+            && a.parent_span == b.parent_span
+            && a.request_id == b.request_id
+            && a.baggage == b.baggage
+            && a.deadline.is_some() == b.deadline.is_some()
+    }
+}
+
+/// The wire form: the deadline becomes the time remaining, in microseconds.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent_span: Option<SpanId>,
+    request_id: Option<String>,
+    remaining_us: Option<u64>,
+    baggage: Vec<(String, String)>,
+}
+
+impl Serialize for Context {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let i = &self.0;
+        Wire {
+            trace_id: i.trace_id,
+            span_id: i.span_id,
+            parent_span: i.parent_span,
+            request_id: i.request_id.as_deref().map(str::to_owned),
+            remaining_us: self
+                .remaining()
+                .map(|r| u64::try_from(r.as_micros()).unwrap_or(u64::MAX)),
+            baggage: i
+                .baggage
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Context {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = Wire::deserialize(d)?;
+        let now = Instant::now();
+        Ok(Self(Arc::new(Inner {
+            trace_id: w.trace_id,
+            span_id: w.span_id,
+            parent_span: w.parent_span,
+            request_id: w.request_id.map(Into::into),
+            // A remaining time too large to add is no deadline in practice.
+            deadline: w
+                .remaining_us
+                .and_then(|us| now.checked_add(Duration::from_micros(us))),
+            baggage: w
+                .baggage
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            span: None,
+        })))
+    }
+}

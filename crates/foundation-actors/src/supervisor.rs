@@ -1,0 +1,617 @@
+//! Supervisors with OTP semantics, on ractor (which has none built in).
+//!
+//! # Strategies and restart types
+//!
+//! A [`Supervisor`] starts its children in order and restarts them by its [`Strategy`]
+//! (`OneForOne`, `OneForAll`, `RestForOne`) and each child's [`Restart`] type:
+//! `Permanent` children always come back, `Transient` ones only after an abnormal exit (an
+//! error, a panic or a kill — not a normal stop), `Temporary` ones never.
+//!
+//! # Restart intensity
+//!
+//! At most `max_restarts` restarts within `period` ([`Intensity`], OTP's meaning; the
+//! default is OTP's 1 in 5 s). One more and the supervisor shuts every child down and
+//! exits with [`SupervisorExit`](crate::SupervisorExit), which its own supervisor sees as the child's
+//! [`ExitReason::Escalated`]: escalation climbs the tree.
+//!
+//! # Start and shutdown order
+//!
+//! Children start in the order given; if one fails, those already started are shut down
+//! and the supervisor's start fails with [`SpawnError::Child`] naming it. Shutdown goes in
+//! reverse order, each child by its [`Shutdown`] policy: asked to stop and given a timeout
+//! to finish the message in hand and run `terminate` (then killed), waited for without
+//! limit, or killed at once.
+//!
+//! # Stable addresses
+//!
+//! Each child is reached through the [`Addr`] of its [`ChildSpec`] (or the name it was
+//! given), which stays valid across restarts; messages sent while the child restarts are
+//! held and delivered to the new incarnation first. See [`crate::addr`].
+//!
+//! # Examples
+//!
+//! ```
+//! use foundation_actors::{Actor, ActorError, Addr, ChildSpec, ReplyPort, Strategy, Supervisor, SupervisorSpec};
+//!
+//! #[derive(Clone)]
+//! struct Greeter;
+//! impl Actor for Greeter {
+//!     type Msg = ReplyPort<&'static str>;
+//!     type State = ();
+//!     type Args = ();
+//!     async fn init(&self, _: &Addr<Self::Msg>, _: ()) -> Result<(), ActorError> { Ok(()) }
+//!     async fn handle(&self, _: &Addr<Self::Msg>, reply: Self::Msg, _: &mut ()) -> Result<(), ActorError> {
+//!         let _ = reply.send("hello");
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let greeter = ChildSpec::new("greeter", Greeter, ());
+//! let addr = greeter.addr();
+//! let sup = Supervisor::start(SupervisorSpec::new("app", Strategy::OneForOne).child(greeter)).await?;
+//! assert_eq!(addr.call(|reply| reply).await?, "hello");
+//! println!("{}", sup.tree().await?);
+//! sup.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod core;
+mod spec;
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+pub use spec::{Backoff, ChildKind, ChildSpec, Intensity, Restart, Shutdown, Strategy};
+
+use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG};
+use crate::error::{CallError, ExitReason, SpawnError, SupervisorError};
+use core::{Config, Core, Request};
+use spec::{BoxFuture, ChildEntry, ErasedChild};
+
+/// A supervisor's messages. Opaque: use the [`Supervisor`] methods.
+pub struct SupervisorMsg(core::Request);
+
+impl fmt::Debug for SupervisorMsg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SupervisorMsg")
+    }
+}
+
+/// What a supervisor is started with.
+///
+/// Cloning it shares the children (and so their addresses): a supervisor restarted by its
+/// own supervisor brings its children back behind the same addresses.
+#[derive(Clone)]
+pub struct SupervisorSpec {
+    cfg: Config,
+    addr: Addr<SupervisorMsg>,
+}
+
+impl fmt::Debug for SupervisorSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupervisorSpec")
+            .field("id", &self.cfg.id)
+            .field("strategy", &self.cfg.strategy)
+            .field("intensity", &self.cfg.intensity)
+            .field(
+                "children",
+                &self.cfg.children.iter().map(|c| &c.id).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl SupervisorSpec {
+    /// A supervisor with id `id` and the given strategy, OTP's default intensity, no
+    /// backoff and no children yet.
+    pub fn new(id: impl Into<String>, strategy: Strategy) -> Self {
+        let id = id.into();
+        let (tx, _) = watch::channel(None);
+        Self {
+            addr: Addr::new(&id, true, DEFAULT_RESTART_BACKLOG),
+            cfg: Config {
+                id,
+                strategy,
+                intensity: Intensity::default(),
+                backoff: None,
+                max_children: None,
+                dynamic: false,
+                children: Vec::new(),
+                exit: Arc::new(tx),
+            },
+        }
+    }
+
+    /// Adds a child, started after those added before it.
+    pub fn child<M: Send + 'static>(mut self, spec: ChildSpec<M>) -> Self {
+        self.cfg.children.push(spec.erase());
+        self
+    }
+
+    /// Sets the restart intensity.
+    pub fn intensity(mut self, max_restarts: u32, period: std::time::Duration) -> Self {
+        self.cfg.intensity = Intensity {
+            max_restarts,
+            period,
+        };
+        self
+    }
+
+    /// Delays restarts by an exponential backoff.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.cfg.backoff = Some(backoff);
+        self
+    }
+
+    /// This supervisor as a child of another (shutdown `Infinity`, as OTP's default for
+    /// supervisors).
+    pub fn into_child(self) -> ChildSpec<SupervisorMsg> {
+        let id = self.cfg.id.clone();
+        let addr = self.addr.clone();
+        spec::supervisor_child(id, addr, Arc::new(SupervisorChild(self)))
+    }
+
+    /// The handle the supervisor will be reached by, before and after it starts.
+    pub fn handle(&self) -> Supervisor {
+        Supervisor {
+            addr: self.addr.clone(),
+            exit: self.cfg.exit.clone(),
+        }
+    }
+}
+
+struct SupervisorChild(SupervisorSpec);
+
+impl ErasedChild for SupervisorChild {
+    fn start(
+        &self,
+        id: &str,
+        sup: ractor::ActorCell,
+    ) -> BoxFuture<Result<ractor::ActorCell, SpawnError>> {
+        let spec = self.0.clone();
+        let id = id.to_owned();
+        Box::pin(async move {
+            let addr = spec.addr.clone();
+            let (actor, _join) = ractor::Actor::spawn_linked(None, Core, spec.cfg, sup)
+                .await
+                .map_err(|e| SpawnError::from_ractor(&id, e))?;
+            let cell = actor.get_cell();
+            addr.install(actor);
+            Ok(cell)
+        })
+    }
+    fn mark_restarting(&self) {
+        self.0.addr.mark_restarting();
+    }
+    fn mark_stopped(&self) {
+        self.0.addr.mark_stopped();
+    }
+    fn incarnation(&self) -> u64 {
+        self.0.addr.incarnation()
+    }
+    fn register(&self, name: &str) -> Result<(), SpawnError> {
+        self.0.addr.register(name)
+    }
+    fn unregister(&self, name: &str) {
+        self.0.addr.unregister(name);
+    }
+    fn as_supervisor(&self) -> Option<Supervisor> {
+        Some(self.0.handle())
+    }
+}
+
+/// A running supervisor's handle: stable across its own restarts. Cheap to clone.
+#[derive(Clone)]
+pub struct Supervisor {
+    pub(crate) addr: Addr<SupervisorMsg>,
+    exit: Arc<watch::Sender<Option<ExitReason>>>,
+}
+
+impl fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("id", &self.addr.label())
+            .finish()
+    }
+}
+
+impl Supervisor {
+    /// Starts a top-level supervisor and its children, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::Child`] naming the first child that failed to start (those started
+    /// before it are shut down again).
+    pub async fn start(spec: SupervisorSpec) -> Result<Self, SpawnError> {
+        let handle = spec.handle();
+        // No supervisor above: once it exits, its address refuses messages.
+        handle.addr.set_supervised(false);
+        let id = spec.cfg.id.clone();
+        let (actor, _join) = ractor::Actor::spawn(None, Core, spec.cfg)
+            .await
+            .map_err(|e| SpawnError::from_ractor(&id, e))?;
+        handle.addr.install(actor);
+        Ok(handle)
+    }
+
+    /// The supervisor's id.
+    pub fn id(&self) -> &str {
+        self.addr.label()
+    }
+
+    async fn request<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(crate::ReplyPort<R>) -> Request,
+    ) -> Result<R, CallError> {
+        self.addr
+            .call_timeout(
+                |port| SupervisorMsg(f(port)),
+                std::time::Duration::from_secs(3600),
+            )
+            .await
+    }
+
+    /// Adds and starts a child.
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::DuplicateId`], [`SpawnError::NameTaken`], [`SpawnError::MaxChildren`],
+    /// the child's own start failure, or the supervisor not running.
+    pub async fn start_child<M: Send + 'static>(
+        &self,
+        spec: ChildSpec<M>,
+    ) -> Result<Addr<M>, SupervisorError> {
+        let addr = spec.addr();
+        let entry: ChildEntry = spec.erase();
+        self.request(|p| Request::StartChild(entry, p)).await??;
+        Ok(addr)
+    }
+
+    /// Shuts a child down by its shutdown policy. A static supervisor keeps its spec (see
+    /// [`Supervisor::restart_child`], [`Supervisor::delete_child`]); a dynamic one, and any
+    /// `Temporary` child, forgets it.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::UnknownChild`] or the supervisor not running.
+    pub async fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
+        let id = id.to_owned();
+        self.request(|p| Request::TerminateChild(id, p)).await?
+    }
+
+    /// Starts again a child that was terminated or exited without restart.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::UnknownChild`], its start failure, or the supervisor not running.
+    pub async fn restart_child(&self, id: &str) -> Result<(), SupervisorError> {
+        let id = id.to_owned();
+        self.request(|p| Request::RestartChild(id, p)).await?
+    }
+
+    /// Forgets a child that is not running.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::UnknownChild`], [`SupervisorError::Running`], or the supervisor
+    /// not running.
+    pub async fn delete_child(&self, id: &str) -> Result<(), SupervisorError> {
+        let id = id.to_owned();
+        self.request(|p| Request::DeleteChild(id, p)).await?
+    }
+
+    /// The children, in start order.
+    ///
+    /// # Errors
+    ///
+    /// The supervisor not running.
+    pub async fn which_children(&self) -> Result<Vec<ChildInfo>, CallError> {
+        self.request(Request::WhichChildren).await
+    }
+
+    /// Counts of the children, as OTP's `count_children`.
+    ///
+    /// # Errors
+    ///
+    /// The supervisor not running.
+    pub async fn count_children(&self) -> Result<ChildCounts, CallError> {
+        self.request(Request::CountChildren).await
+    }
+
+    /// The live supervision tree below this supervisor, as a value that prints as a tree.
+    ///
+    /// # Errors
+    ///
+    /// This supervisor not running. A child supervisor that does not answer appears with
+    /// no children.
+    pub fn tree(&self) -> BoxFuture<Result<TreeNode, CallError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let (strategy, kids) = this.request(Request::Subtree).await?;
+            let mut children = Vec::with_capacity(kids.len());
+            for (info, sup) in kids {
+                let (strategy, grandchildren) = match sup {
+                    Some(sup) if info.status == ChildStatus::Running => match sup.tree().await {
+                        Ok(t) => (t.strategy, t.children),
+                        Err(_) => (None, Vec::new()),
+                    },
+                    _ => (None, Vec::new()),
+                };
+                children.push(TreeNode {
+                    info,
+                    strategy,
+                    children: grandchildren,
+                });
+            }
+            Ok(TreeNode {
+                info: ChildInfo {
+                    id: this.id().to_owned(),
+                    name: None,
+                    kind: ChildKind::Supervisor,
+                    restart: Restart::Permanent,
+                    status: ChildStatus::Running,
+                    restarts: this.addr.incarnation().saturating_sub(1),
+                    incarnation: this.addr.incarnation(),
+                    actor_id: this.addr.actor_id().map(|id| id.to_string()),
+                },
+                strategy: Some(strategy),
+                children,
+            })
+        })
+    }
+
+    /// Shuts the supervisor down: its children in reverse start order, then itself.
+    pub async fn shutdown(&self) {
+        if let Some(cell) = self.addr.actor_cell() {
+            let _ = cell.stop_and_wait(Some("shutdown".into()), None).await;
+        }
+    }
+
+    /// Waits for the supervisor to exit and returns why: [`ExitReason::Escalated`] when
+    /// its restart intensity was exceeded, normal after [`Supervisor::shutdown`].
+    /// A supervisor killed outright reports [`ExitReason::Killed`].
+    pub async fn wait(&self) -> ExitReason {
+        if let Some(cell) = self.addr.actor_cell() {
+            let _ = cell.wait(None).await;
+        }
+        self.exit.borrow().clone().unwrap_or(ExitReason::Killed)
+    }
+
+    /// Whether the supervisor is running.
+    pub fn is_running(&self) -> bool {
+        self.addr
+            .actor_cell()
+            .is_some_and(|c| c.get_status() == ractor::ActorStatus::Running)
+    }
+}
+
+/// A dynamic supervisor: children are added while it runs, all alike, restarted one for
+/// one, optionally at most `max_children` of them (OTP's `DynamicSupervisor`).
+///
+/// # Examples
+///
+/// ```
+/// # use foundation_actors::{Actor, ActorError, Addr, ChildSpec, DynamicSupervisor};
+/// # #[derive(Clone)] struct Job;
+/// # impl Actor for Job { type Msg = (); type State = (); type Args = ();
+/// #   async fn init(&self, _: &Addr<()>, _: ()) -> Result<(), ActorError> { Ok(()) }
+/// #   async fn handle(&self, _: &Addr<()>, _: (), _: &mut ()) -> Result<(), ActorError> { Ok(()) } }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let jobs = DynamicSupervisor::start("jobs", Some(100)).await?;
+/// let job = jobs.start_child(ChildSpec::new("job-1", Job, ())).await?;
+/// job.cast(())?;
+/// assert_eq!(jobs.count_children().await?.active, 1);
+/// jobs.terminate_child("job-1").await?;
+/// assert_eq!(jobs.count_children().await?.specs, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct DynamicSupervisor(Supervisor);
+
+impl DynamicSupervisor {
+    /// The spec of a dynamic supervisor: one-for-one, OTP's default intensity.
+    pub fn spec(id: impl Into<String>, max_children: Option<usize>) -> SupervisorSpec {
+        let mut spec = SupervisorSpec::new(id, Strategy::OneForOne);
+        spec.cfg.dynamic = true;
+        spec.cfg.max_children = max_children;
+        spec
+    }
+
+    /// Starts a top-level dynamic supervisor.
+    ///
+    /// # Errors
+    ///
+    /// As [`Supervisor::start`].
+    pub async fn start(
+        id: impl Into<String>,
+        max_children: Option<usize>,
+    ) -> Result<Self, SpawnError> {
+        Self::start_spec(Self::spec(id, max_children)).await
+    }
+
+    /// Starts a top-level dynamic supervisor from a spec made by [`DynamicSupervisor::spec`]
+    /// (and adjusted, e.g. with [`SupervisorSpec::intensity`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Supervisor::start`].
+    pub async fn start_spec(spec: SupervisorSpec) -> Result<Self, SpawnError> {
+        Supervisor::start(spec).await.map(Self)
+    }
+
+    /// Wraps the handle of a dynamic supervisor started as a child.
+    pub fn from_handle(sup: Supervisor) -> Self {
+        Self(sup)
+    }
+
+    /// The underlying supervisor handle.
+    pub fn handle(&self) -> &Supervisor {
+        &self.0
+    }
+
+    /// Adds and starts a child.
+    ///
+    /// # Errors
+    ///
+    /// As [`Supervisor::start_child`].
+    pub async fn start_child<M: Send + 'static>(
+        &self,
+        spec: ChildSpec<M>,
+    ) -> Result<Addr<M>, SupervisorError> {
+        self.0.start_child(spec).await
+    }
+
+    /// Shuts a child down and forgets it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Supervisor::terminate_child`].
+    pub async fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
+        self.0.terminate_child(id).await
+    }
+
+    /// The children, in start order.
+    ///
+    /// # Errors
+    ///
+    /// The supervisor not running.
+    pub async fn which_children(&self) -> Result<Vec<ChildInfo>, CallError> {
+        self.0.which_children().await
+    }
+
+    /// Counts of the children.
+    ///
+    /// # Errors
+    ///
+    /// The supervisor not running.
+    pub async fn count_children(&self) -> Result<ChildCounts, CallError> {
+        self.0.count_children().await
+    }
+
+    /// Shuts it down, children last-started first.
+    pub async fn shutdown(&self) {
+        self.0.shutdown().await;
+    }
+}
+
+/// A child's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildStatus {
+    /// Live.
+    Running,
+    /// Between incarnations (during a restart or its backoff delay).
+    Restarting,
+    /// Exited and not restarted (a `Transient` child's normal exit), with the reason.
+    Exited(String),
+    /// Shut down by its supervisor.
+    Terminated,
+}
+
+impl fmt::Display for ChildStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Running => f.write_str("running"),
+            Self::Restarting => f.write_str("restarting"),
+            Self::Exited(r) => write!(f, "exited: {r}"),
+            Self::Terminated => f.write_str("terminated"),
+        }
+    }
+}
+
+/// One child, as `which_children` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildInfo {
+    /// Its id in the supervisor.
+    pub id: String,
+    /// Its registered name, if any.
+    pub name: Option<String>,
+    /// Worker or supervisor.
+    pub kind: ChildKind,
+    /// Its restart type.
+    pub restart: Restart,
+    /// Its status.
+    pub status: ChildStatus,
+    /// How many times this supervisor has restarted it.
+    pub restarts: u64,
+    /// How many incarnations its address has had.
+    pub incarnation: u64,
+    /// The current incarnation's ractor actor id.
+    pub actor_id: Option<String>,
+}
+
+/// Child counts, as OTP's `count_children`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChildCounts {
+    /// Children known, running or not.
+    pub specs: usize,
+    /// Children running.
+    pub active: usize,
+    /// Children that are supervisors.
+    pub supervisors: usize,
+    /// Children that are workers.
+    pub workers: usize,
+}
+
+/// A node of a live supervision tree; `Display` prints the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeNode {
+    /// This node.
+    pub info: ChildInfo,
+    /// Its strategy, if it is a supervisor that answered.
+    pub strategy: Option<Strategy>,
+    /// Its children, if it is a supervisor.
+    pub children: Vec<TreeNode>,
+}
+
+impl TreeNode {
+    /// Finds a node by id, depth first.
+    pub fn find(&self, id: &str) -> Option<&TreeNode> {
+        if self.info.id == id {
+            return Some(self);
+        }
+        self.children.iter().find_map(|c| c.find(id))
+    }
+
+    fn line(&self) -> String {
+        let mut s = self.info.id.clone();
+        if let Some(name) = &self.info.name {
+            s.push_str(&format!(" \"{name}\""));
+        }
+        if let Some(strategy) = self.strategy {
+            s.push_str(&format!(" ({strategy})"));
+        }
+        s.push_str(&format!(" [{}", self.info.status));
+        if self.info.restarts > 0 {
+            s.push_str(&format!(", restarts {}", self.info.restarts));
+        }
+        s.push(']');
+        s
+    }
+
+    fn write(&self, f: &mut fmt::Formatter<'_>, prefix: &str) -> fmt::Result {
+        for (i, c) in self.children.iter().enumerate() {
+            let last = i + 1 == self.children.len();
+            writeln!(
+                f,
+                "{prefix}{}{}",
+                if last { "└── " } else { "├── " },
+                c.line()
+            )?;
+            c.write(
+                f,
+                &format!("{prefix}{}", if last { "    " } else { "│   " }),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for TreeNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.line())?;
+        self.write(f, "")
+    }
+}

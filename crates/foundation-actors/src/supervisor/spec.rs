@@ -1,0 +1,341 @@
+//! What a supervisor is told: strategies, restart types, shutdown policies, child specs.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::ActorCell;
+
+use crate::actor::{Actor, Adapter};
+use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG};
+use crate::error::SpawnError;
+
+/// Which children a supervisor restarts when one exits and must be restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Only the child that exited.
+    #[default]
+    OneForOne,
+    /// All children: the others are shut down (in reverse start order), then all are
+    /// started again in order.
+    OneForAll,
+    /// The child that exited and every child started after it.
+    RestForOne,
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::OneForOne => "one_for_one",
+            Self::OneForAll => "one_for_all",
+            Self::RestForOne => "rest_for_one",
+        })
+    }
+}
+
+/// When a child is restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Restart {
+    /// Always.
+    #[default]
+    Permanent,
+    /// Only after an abnormal exit (an error, a panic, a kill); not after a normal stop.
+    Transient,
+    /// Never; the child is forgotten when it exits.
+    Temporary,
+}
+
+/// How a child is shut down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Killed at once; its `terminate` does not run.
+    Brutal,
+    /// Asked to stop (it finishes the message in hand and runs `terminate`), and killed if
+    /// it has not stopped within the duration.
+    Timeout(Duration),
+    /// Asked to stop, and waited for however long it takes (the default for supervisors).
+    Infinity,
+}
+
+impl Default for Shutdown {
+    /// OTP's default for workers: 5 seconds.
+    fn default() -> Self {
+        Self::Timeout(Duration::from_secs(5))
+    }
+}
+
+/// Whether a child is a worker or a supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildKind {
+    /// Any actor that is not a supervisor.
+    Worker,
+    /// A supervisor.
+    Supervisor,
+}
+
+/// Restart intensity: at most `max_restarts` restarts within `period`. One more and the
+/// supervisor shuts its children down and exits, so its own supervisor sees the failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intensity {
+    /// Restarts allowed within `period`.
+    pub max_restarts: u32,
+    /// The sliding window.
+    pub period: Duration,
+}
+
+impl Default for Intensity {
+    /// OTP's default: 1 restart in 5 seconds.
+    fn default() -> Self {
+        Self {
+            max_restarts: 1,
+            period: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Delay before a restart: exponential from `min` to `max`, each delay varied by up to
+/// `jitter` (a fraction) either way. Restarts of a child that has run for longer than
+/// `max` since its last restart start again from `min`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// The first delay.
+    pub min: Duration,
+    /// The largest delay.
+    pub max: Duration,
+    /// How much each delay may vary, as a fraction of it (0.0 to 1.0).
+    pub jitter: f64,
+}
+
+impl Backoff {
+    /// An exponential backoff from `min` to `max` with 10 % jitter.
+    pub fn exponential(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max,
+            jitter: 0.1,
+        }
+    }
+
+    /// The delay before the restart that follows `consecutive` earlier quick restarts.
+    pub fn delay(&self, consecutive: u32) -> Duration {
+        let base = self
+            .min
+            .saturating_mul(2u32.saturating_pow(consecutive.min(31)))
+            .min(self.max);
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        let factor = 1.0 + jitter * (fastrand::f64() * 2.0 - 1.0);
+        base.mul_f64(factor).min(self.max)
+    }
+}
+
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A child with its type erased, as the supervisor holds it. Shared (not copied) when the
+/// spec is cloned, so a restarted supervisor restarts its children behind the same
+/// addresses.
+pub(crate) trait ErasedChild: Send + Sync {
+    /// Spawns a new incarnation linked to `sup` and publishes it in the child's address.
+    fn start(&self, id: &str, sup: ActorCell) -> BoxFuture<Result<ActorCell, SpawnError>>;
+    fn mark_restarting(&self);
+    fn mark_stopped(&self);
+    fn incarnation(&self) -> u64;
+    fn register(&self, name: &str) -> Result<(), SpawnError>;
+    fn unregister(&self, name: &str);
+    /// The child's handle, if it is a supervisor (for walking the tree).
+    fn as_supervisor(&self) -> Option<super::Supervisor>;
+}
+
+struct ActorChild<A: Actor> {
+    addr: Addr<A::Msg>,
+    make: Arc<dyn Fn() -> (A, A::Args) + Send + Sync>,
+}
+
+impl<A: Actor> ErasedChild for ActorChild<A> {
+    fn start(&self, id: &str, sup: ActorCell) -> BoxFuture<Result<ActorCell, SpawnError>> {
+        let (actor, args) = (self.make)();
+        let addr = self.addr.clone();
+        let id = id.to_owned();
+        Box::pin(async move {
+            let adapter = Adapter {
+                actor,
+                addr: addr.clone(),
+            };
+            let (actor_ref, _join) = ractor::Actor::spawn_linked(None, adapter, args, sup)
+                .await
+                .map_err(|e| SpawnError::from_ractor(&id, e))?;
+            let cell = actor_ref.get_cell();
+            addr.install(actor_ref);
+            Ok(cell)
+        })
+    }
+    fn mark_restarting(&self) {
+        self.addr.mark_restarting();
+    }
+    fn mark_stopped(&self) {
+        self.addr.mark_stopped();
+    }
+    fn incarnation(&self) -> u64 {
+        self.addr.incarnation()
+    }
+    fn register(&self, name: &str) -> Result<(), SpawnError> {
+        self.addr.register(name)
+    }
+    fn unregister(&self, name: &str) {
+        self.addr.unregister(name);
+    }
+    fn as_supervisor(&self) -> Option<super::Supervisor> {
+        None
+    }
+}
+
+/// How to start, restart and stop one child, and the stable address it will be reached by.
+///
+/// # Examples
+///
+/// ```
+/// # use foundation_actors::{Actor, ActorError, Addr, ChildSpec, Restart, Shutdown};
+/// # use std::time::Duration;
+/// # #[derive(Clone)] struct Worker;
+/// # impl Actor for Worker { type Msg = (); type State = (); type Args = ();
+/// #   async fn init(&self, _: &Addr<()>, _: ()) -> Result<(), ActorError> { Ok(()) }
+/// #   async fn handle(&self, _: &Addr<()>, _: (), _: &mut ()) -> Result<(), ActorError> { Ok(()) } }
+/// let spec = ChildSpec::new("worker", Worker, ())
+///     .restart(Restart::Transient)
+///     .shutdown(Shutdown::Timeout(Duration::from_secs(1)))
+///     .name("the-worker");
+/// let addr = spec.addr(); // valid before the start and after every restart
+/// ```
+pub struct ChildSpec<M> {
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
+    pub(crate) restart: Restart,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) kind: ChildKind,
+    pub(crate) addr: Addr<M>,
+    pub(crate) child: Arc<dyn ErasedChild>,
+}
+
+impl<M: Send + 'static> fmt::Debug for ChildSpec<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildSpec")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("restart", &self.restart)
+            .field("shutdown", &self.shutdown)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+impl<M: Send + 'static> ChildSpec<M> {
+    /// A permanent worker started as `actor` with `args`, both cloned for each restart.
+    pub fn new<A>(id: impl Into<String>, actor: A, args: A::Args) -> Self
+    where
+        A: Actor<Msg = M> + Clone,
+        A::Args: Clone + Sync,
+    {
+        Self::from_fn(id, move || (actor.clone(), args.clone()))
+    }
+
+    /// A permanent worker built afresh by `make` for each start.
+    pub fn from_fn<A>(
+        id: impl Into<String>,
+        make: impl Fn() -> (A, A::Args) + Send + Sync + 'static,
+    ) -> Self
+    where
+        A: Actor<Msg = M>,
+    {
+        let id = id.into();
+        let addr = Addr::new(&id, true, DEFAULT_RESTART_BACKLOG);
+        let child = Arc::new(ActorChild {
+            addr: addr.clone(),
+            make: Arc::new(make),
+        });
+        Self {
+            id,
+            name: None,
+            restart: Restart::Permanent,
+            shutdown: Shutdown::default(),
+            kind: ChildKind::Worker,
+            addr,
+            child,
+        }
+    }
+
+    /// Sets the restart type (default `Permanent`).
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// Sets the shutdown policy (default `Timeout(5 s)` for workers, `Infinity` for
+    /// supervisors).
+    pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// Registers the child under `name` while it lives, for [`Addr::whereis`].
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// How many messages the child's address holds while it restarts (default 65,536);
+    /// past that, sends fail with [`SendError::Backlog`](crate::SendError::Backlog).
+    pub fn restart_backlog(self, n: usize) -> Self {
+        self.addr.set_backlog(n);
+        self
+    }
+
+    /// The child's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The stable address the child will be reached by.
+    pub fn addr(&self) -> Addr<M> {
+        self.addr.clone()
+    }
+
+    pub(crate) fn erase(self) -> ChildEntry {
+        ChildEntry {
+            id: self.id,
+            name: self.name,
+            restart: self.restart,
+            shutdown: self.shutdown,
+            kind: self.kind,
+            child: self.child,
+        }
+    }
+}
+
+/// A child spec with its message type erased.
+#[derive(Clone)]
+pub(crate) struct ChildEntry {
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
+    pub(crate) restart: Restart,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) kind: ChildKind,
+    pub(crate) child: Arc<dyn ErasedChild>,
+}
+
+/// Wraps a supervisor's pieces as a child of another supervisor.
+pub(crate) fn supervisor_child(
+    id: String,
+    addr: Addr<super::SupervisorMsg>,
+    child: Arc<dyn ErasedChild>,
+) -> ChildSpec<super::SupervisorMsg> {
+    ChildSpec {
+        id,
+        name: None,
+        restart: Restart::Permanent,
+        shutdown: Shutdown::Infinity,
+        kind: ChildKind::Supervisor,
+        addr,
+        child,
+    }
+}

@@ -1,0 +1,247 @@
+//! The context travels: casts, calls, restarts, deadlines, tracing spans, the wire.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use foundation_actors::prelude::*;
+use foundation_actors::{Backoff, TraceId};
+use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::support::{Log, Msg, Probe, eventually, incarnation};
+
+type Seen = Arc<Mutex<Vec<(String, Option<TraceId>)>>>;
+
+/// Relays a message one hop on: `Cast` casts to the next actor, `Call` calls it.
+#[derive(Clone)]
+struct Relay {
+    seen: Seen,
+    name: &'static str,
+    next: Option<Addr<RelayMsg>>,
+    last: Option<Addr<Msg>>,
+}
+
+enum RelayMsg {
+    Go,
+}
+
+impl Actor for Relay {
+    type Msg = RelayMsg;
+    type State = ();
+    type Args = ();
+    async fn init(&self, _: &Addr<RelayMsg>, _: ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+    async fn handle(&self, _: &Addr<RelayMsg>, _: RelayMsg, _: &mut ()) -> Result<(), ActorError> {
+        let trace = Context::current().map(|c| c.trace_id());
+        self.seen
+            .lock()
+            .unwrap()
+            .push((self.name.to_owned(), trace));
+        if let Some(next) = &self.next {
+            next.cast(RelayMsg::Go)?; // hop by cast
+        }
+        if let Some(last) = &self.last {
+            // hop by call, to an actor in the middle of a restart
+            let t = last.call(Msg::Trace).await?;
+            self.seen
+                .lock()
+                .unwrap()
+                .push(("c".to_owned(), t.map(|(t, _)| t)));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_reaches_three_hops_through_cast_call_and_restart() {
+    let log = Log::default();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let c_spec = Probe::spec("c", &log);
+    let c = c_spec.addr();
+    let sup = Supervisor::start(
+        SupervisorSpec::new("ctx", Strategy::OneForOne)
+            .backoff(Backoff {
+                min: Duration::from_millis(100),
+                max: Duration::from_millis(100),
+                jitter: 0.0,
+            })
+            .child(c_spec),
+    )
+    .await
+    .unwrap();
+    let b = spawn(
+        Relay {
+            seen: seen.clone(),
+            name: "b",
+            next: None,
+            last: Some(c.clone()),
+        },
+        (),
+    )
+    .await
+    .unwrap();
+    let a = spawn(
+        Relay {
+            seen: seen.clone(),
+            name: "a",
+            next: Some(b),
+            last: None,
+        },
+        (),
+    )
+    .await
+    .unwrap();
+
+    c.cast(Msg::Crash).unwrap();
+    eventually("c restarting", || !c.is_running()).await;
+
+    let edge = Context::new().with_request_id("r-1");
+    let trace = edge.trace_id();
+    edge.scope(async { a.cast(RelayMsg::Go).unwrap() }).await;
+
+    eventually("three hops", || seen.lock().unwrap().len() == 3).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            ("a".to_owned(), Some(trace)),
+            ("b".to_owned(), Some(trace)),
+            ("c".to_owned(), Some(trace))
+        ]
+    );
+    incarnation(&c, 2).await;
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_hop_gets_a_child_span_of_the_sender() {
+    let log = Log::default();
+    let p = spawn(Probe::new("p", &log), ()).await.unwrap();
+    let edge = Context::new();
+    let (t, span) = edge
+        .clone()
+        .scope(async { p.call(Msg::Trace).await.unwrap().unwrap() })
+        .await;
+    let (span_id, parent) = span.unwrap();
+    assert_eq!(t, edge.trace_id());
+    assert_eq!(parent, Some(edge.span_id()));
+    assert_ne!(span_id, edge.span_id());
+    // Outside any scope, no context travels.
+    assert_eq!(p.call(Msg::Trace).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_honours_the_deadline() {
+    let log = Log::default();
+    let p = spawn(Probe::new("slow", &log), ()).await.unwrap();
+    p.cast(Msg::Sleep(Duration::from_millis(500))).unwrap();
+    let ctx = Context::new().with_timeout(Duration::from_millis(50));
+    let r = ctx.scope(async { p.call(Msg::Get).await }).await;
+    assert_eq!(r, Err(CallError::DeadlineExceeded));
+
+    // An expired deadline fails before sending anything.
+    let expired = Context::new().with_timeout(Duration::ZERO);
+    let r = expired.scope(async { p.call(Msg::Get).await }).await;
+    assert_eq!(r, Err(CallError::DeadlineExceeded));
+
+    // A shorter call timeout than the deadline reports a timeout.
+    let ctx = Context::new().with_timeout(Duration::from_secs(60));
+    p.cast(Msg::Sleep(Duration::from_millis(500))).unwrap();
+    let r = ctx
+        .scope(async { p.call_timeout(Msg::Get, Duration::from_millis(20)).await })
+        .await;
+    assert_eq!(r, Err(CallError::Timeout(Duration::from_millis(20))));
+}
+
+#[test]
+fn context_round_trips_through_serde_with_remaining_time() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ctx = Context::new()
+            .with_request_id("req-9")
+            .with_baggage("tenant", "acme")
+            .with_baggage("tenant", "globex")
+            .with_timeout(Duration::from_secs(30));
+        let json = serde_json::to_string(&ctx).unwrap();
+        let back: Context = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, ctx);
+        assert_eq!(back.baggage("tenant"), Some("globex"));
+        assert_eq!(back.request_id(), Some("req-9"));
+        let left = back.remaining().unwrap();
+        assert!(
+            left <= Duration::from_secs(30) && left > Duration::from_secs(20),
+            "{left:?}"
+        );
+        assert!(serde_json::from_str::<Context>("{\"trace_id\": 1}").is_err());
+    });
+}
+
+/// Records each span's name and parent span name.
+#[derive(Clone, Default)]
+struct Spans(Arc<Mutex<Vec<NameAndParent>>>);
+
+type NameAndParent = (String, Option<String>);
+
+impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Spans {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: LayerContext<'_, S>,
+    ) {
+        let parent = ctx
+            .span(id)
+            .and_then(|s| s.parent())
+            .map(|p| p.name().to_owned());
+        let mut fields = String::new();
+        struct V<'a>(&'a mut String);
+        impl tracing::field::Visit for V<'_> {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "process" {
+                    self.0.push_str(&format!("{v:?}"));
+                }
+            }
+        }
+        attrs.record(&mut V(&mut fields));
+        self.0
+            .lock()
+            .unwrap()
+            .push((format!("{}{}", attrs.metadata().name(), fields), parent));
+    }
+}
+
+fn spans() -> &'static Spans {
+    static SPANS: OnceLock<Spans> = OnceLock::new();
+    SPANS.get_or_init(|| {
+        let spans = Spans::default();
+        let subscriber = tracing_subscriber::registry().with(spans.clone());
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("only this test installs a subscriber");
+        spans
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_senders_tracing_span_is_the_parent_of_the_handlers() {
+    let spans = spans();
+    let log = Log::default();
+    let p = spawn(Probe::new("traced", &log), ()).await.unwrap();
+    let edge = tracing::info_span!("edge_request");
+    Context::new()
+        .scope(async {
+            let _g = edge.enter();
+            p.call(Msg::Get).await.unwrap();
+        })
+        .await;
+    let recorded = spans.0.lock().unwrap().clone();
+    assert!(
+        recorded.iter().any(|(name, parent)| name.contains("handle")
+            && name.contains("Probe")
+            && parent.as_deref() == Some("edge_request")),
+        "{recorded:?}"
+    );
+}

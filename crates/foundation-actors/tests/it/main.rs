@@ -1,0 +1,8 @@
+//! foundation-actors' public-API tests, in one binary (link time is dear on 2 cores).
+
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+
+mod context;
+mod ecosystem;
+mod supervision;
+mod support;

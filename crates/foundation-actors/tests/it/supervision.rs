@@ -1,0 +1,424 @@
+//! Supervisor behaviour, mirroring OTP's documented rules.
+
+use std::time::Duration;
+
+use foundation_actors::prelude::*;
+use foundation_actors::{Backoff, ChildStatus, ExitReason, SpawnError, SupervisorError};
+
+use crate::support::{Log, Msg, Probe, eventually, incarnation};
+
+async fn three(strategy: Strategy, log: &Log) -> (Supervisor, Vec<Addr<Msg>>) {
+    let specs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|id| Probe::spec(id, log))
+        .collect();
+    let addrs = specs.iter().map(ChildSpec::addr).collect();
+    let mut spec = SupervisorSpec::new("sup", strategy).intensity(10, Duration::from_secs(10));
+    for s in specs {
+        spec = spec.child(s);
+    }
+    (Supervisor::start(spec).await.unwrap(), addrs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_start_in_order_and_stop_in_reverse() {
+    let log = Log::default();
+    let (sup, _) = three(Strategy::OneForOne, &log).await;
+    assert_eq!(log.take(), ["start:a", "start:b", "start:c"]);
+    sup.shutdown().await;
+    assert_eq!(log.take(), ["stop:c", "stop:b", "stop:a"]);
+    assert!(matches!(sup.wait().await, ExitReason::Normal(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_for_one_restarts_only_the_crashed_child() {
+    let log = Log::default();
+    let (sup, a) = three(Strategy::OneForOne, &log).await;
+    log.take();
+    a[1].cast(Msg::Crash).unwrap();
+    incarnation(&a[1], 2).await;
+    assert_eq!(log.take(), ["start:b"]);
+    assert_eq!((a[0].incarnation(), a[2].incarnation()), (1, 1));
+    let kids = sup.which_children().await.unwrap();
+    assert_eq!(
+        kids.iter().map(|k| k.restarts).collect::<Vec<_>>(),
+        [0, 1, 0]
+    );
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_for_all_restarts_every_child_in_order() {
+    let log = Log::default();
+    let (sup, a) = three(Strategy::OneForAll, &log).await;
+    log.take();
+    a[1].cast(Msg::Panic).unwrap();
+    for addr in &a {
+        incarnation(addr, 2).await;
+    }
+    // The survivors are shut down last-started first, then all start in order.
+    assert_eq!(
+        log.take(),
+        ["stop:c", "stop:a", "start:a", "start:b", "start:c"]
+    );
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_for_one_restarts_the_child_and_those_after_it() {
+    let log = Log::default();
+    let (sup, a) = three(Strategy::RestForOne, &log).await;
+    log.take();
+    a[1].cast(Msg::Crash).unwrap();
+    incarnation(&a[1], 2).await;
+    incarnation(&a[2], 2).await;
+    assert_eq!(log.take(), ["stop:c", "start:b", "start:c"]);
+    assert_eq!(a[0].incarnation(), 1);
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_restarts_after_a_crash_but_not_after_a_normal_exit() {
+    let log = Log::default();
+    let t = Probe::spec("t", &log).restart(Restart::Transient);
+    let addr = t.addr();
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne)
+            .intensity(5, Duration::from_secs(5))
+            .child(t),
+    )
+    .await
+    .unwrap();
+    addr.cast(Msg::Crash).unwrap();
+    incarnation(&addr, 2).await;
+    addr.cast(Msg::Stop).unwrap();
+    eventually("transient child stopped for good", || addr.is_stopped()).await;
+    let kids = sup.which_children().await.unwrap();
+    assert!(matches!(kids[0].status, ChildStatus::Exited(_)), "{kids:?}");
+    assert!(matches!(
+        addr.cast(Msg::Add(1)),
+        Err(SendError::Stopped(Msg::Add(1)))
+    ));
+    assert_eq!(addr.call(Msg::Get).await, Err(CallError::Stopped));
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_is_never_restarted_and_is_forgotten() {
+    let log = Log::default();
+    let t = Probe::spec("t", &log).restart(Restart::Temporary);
+    let addr = t.addr();
+    let sup = Supervisor::start(SupervisorSpec::new("sup", Strategy::OneForOne).child(t))
+        .await
+        .unwrap();
+    addr.cast(Msg::Crash).unwrap();
+    eventually("temporary child gone", || addr.is_stopped()).await;
+    assert_eq!(sup.count_children().await.unwrap().specs, 0);
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intensity_allows_max_restarts_then_escalates() {
+    let log = Log::default();
+    let w = Probe::spec("w", &log);
+    let other = Probe::spec("other", &log);
+    let addr = w.addr();
+    let sup = Supervisor::start(
+        SupervisorSpec::new("top", Strategy::OneForOne)
+            .intensity(3, Duration::from_secs(60))
+            .child(other)
+            .child(w),
+    )
+    .await
+    .unwrap();
+    for n in 2..=4 {
+        addr.cast(Msg::Crash).unwrap();
+        incarnation(&addr, n).await;
+    }
+    assert!(sup.is_running(), "3 restarts in the period are allowed");
+    log.take();
+    addr.cast(Msg::Crash).unwrap();
+    match sup.wait().await {
+        ExitReason::Escalated(e) => {
+            assert_eq!(
+                (e.supervisor.as_str(), e.child.as_str(), e.max_restarts),
+                ("top", "w", 3)
+            );
+            assert!(matches!(e.last_exit, ExitReason::Failed(_)));
+        }
+        other => panic!("expected an escalation, got {other}"),
+    }
+    // The remaining children were shut down before the supervisor exited.
+    assert_eq!(log.take(), ["stop:other"]);
+    assert!(addr.is_stopped());
+}
+
+#[tokio::test(start_paused = true)]
+async fn intensity_counts_only_restarts_within_the_period() {
+    let log = Log::default();
+    let w = Probe::spec("w", &log);
+    let addr = w.addr();
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne)
+            .intensity(1, Duration::from_secs(5))
+            .child(w),
+    )
+    .await
+    .unwrap();
+    addr.cast(Msg::Crash).unwrap();
+    incarnation(&addr, 2).await;
+    tokio::time::advance(Duration::from_secs(6)).await;
+    addr.cast(Msg::Crash).unwrap();
+    incarnation(&addr, 3).await;
+    assert!(sup.is_running(), "the first restart left the window");
+    addr.cast(Msg::Crash).unwrap();
+    assert!(
+        matches!(sup.wait().await, ExitReason::Escalated(_)),
+        "two restarts within 5 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_climbs_the_tree_and_the_parent_restarts_the_subtree() {
+    let log = Log::default();
+    let w = Probe::spec("w", &log);
+    let addr = w.addr();
+    let inner = SupervisorSpec::new("inner", Strategy::OneForOne)
+        .intensity(0, Duration::from_secs(5))
+        .child(w);
+    let inner_handle = inner.handle();
+    let top = Supervisor::start(
+        SupervisorSpec::new("top", Strategy::OneForOne).child(inner.into_child()),
+    )
+    .await
+    .unwrap();
+    addr.cast(Msg::Crash).unwrap();
+    // inner may not restart w (intensity 0), so it gives up; top restarts inner, which
+    // starts w again behind the same address.
+    incarnation(&addr, 2).await;
+    assert!(inner_handle.is_running());
+    assert_eq!(addr.call(Msg::Get).await, Ok(0));
+    let tree = top.tree().await.unwrap();
+    let node = tree.find("inner").unwrap();
+    assert_eq!(node.info.restarts, 1);
+    assert!(node.find("w").is_some());
+    let printed = tree.to_string();
+    assert!(
+        printed.contains("inner (one_for_one) [running, restarts 1]"),
+        "{printed}"
+    );
+    assert!(printed.contains("└── w [running]"), "{printed}");
+    top.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_child_start_fails_the_supervisor_start_naming_it() {
+    let log = Log::default();
+    let mut bad = Probe::new("b", &log);
+    bad.fail_init = true;
+    let r = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne)
+            .child(Probe::spec("a", &log))
+            .child(ChildSpec::new("b", bad, ()))
+            .child(Probe::spec("c", &log)),
+    )
+    .await;
+    match r {
+        Err(SpawnError::Child {
+            supervisor,
+            child,
+            source,
+        }) => {
+            assert_eq!((supervisor.as_str(), child.as_str()), ("sup", "b"));
+            assert!(
+                source.to_string().contains("b refuses to start"),
+                "{source}"
+            );
+        }
+        other => panic!("expected a child start failure, got {other:?}"),
+    }
+    assert_eq!(log.take(), ["start:a", "fail:b", "stop:a"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_timeouts_let_children_finish_or_kill_them() {
+    let log = Log::default();
+    let mut patient = Probe::new("patient", &log);
+    patient.terminate_delay = Duration::from_millis(100);
+    let mut stubborn = Probe::new("stubborn", &log);
+    stubborn.terminate_delay = Duration::from_secs(3600);
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne)
+            .child(ChildSpec::new("patient", patient, ()).shutdown(Shutdown::Infinity))
+            .child(
+                ChildSpec::new("stubborn", stubborn, ())
+                    .shutdown(Shutdown::Timeout(Duration::from_millis(50))),
+            )
+            .child(Probe::spec("brutal", &log).shutdown(Shutdown::Brutal)),
+    )
+    .await
+    .unwrap();
+    log.take();
+    sup.shutdown().await;
+    // brutal: killed, no terminate; stubborn: killed after its timeout; patient: finished.
+    assert_eq!(log.take(), ["stop:patient"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_finishes_the_message_in_hand_before_stopping() {
+    let log = Log::default();
+    let spec = Probe::spec("w", &log).shutdown(Shutdown::Timeout(Duration::from_secs(30)));
+    let addr = spec.addr();
+    let sup = Supervisor::start(SupervisorSpec::new("sup", Strategy::OneForOne).child(spec))
+        .await
+        .unwrap();
+    addr.cast(Msg::Sleep(Duration::from_millis(100))).unwrap();
+    addr.cast(Msg::Add(1)).unwrap();
+    eventually("sleep taken", || addr.held_messages() == 0).await;
+    sup.terminate_child("w").await.unwrap();
+    assert!(log.snapshot().contains(&"stop:w".to_string()));
+    assert!(addr.is_stopped());
+    sup.restart_child("w").await.unwrap();
+    assert_eq!(addr.call(Msg::Get).await, Ok(0));
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_during_a_restart_reach_the_new_incarnation_in_order() {
+    let log = Log::default();
+    let spec = Probe::spec("w", &log).name("stable-w");
+    let addr = spec.addr();
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne)
+            .backoff(Backoff {
+                min: Duration::from_millis(200),
+                max: Duration::from_millis(200),
+                jitter: 0.0,
+            })
+            .child(spec),
+    )
+    .await
+    .unwrap();
+    addr.cast(Msg::Crash).unwrap();
+    eventually("restart under way", || !addr.is_running()).await;
+    let kids = sup.which_children().await.unwrap();
+    assert_eq!(kids[0].status, ChildStatus::Restarting);
+    for k in 1..=3 {
+        addr.cast(Msg::Add(k)).unwrap();
+    }
+    let by_name = Addr::<Msg>::whereis("stable-w").expect("name survives the restart");
+    let got = by_name.call(Msg::Get).await;
+    assert_eq!(got, Ok(6), "held messages are delivered first, in order");
+    assert_eq!(addr.incarnation(), 2);
+    assert!(
+        Addr::<u32>::whereis("stable-w").is_none(),
+        "wrong message type finds nothing"
+    );
+    sup.shutdown().await;
+    assert!(
+        Addr::<Msg>::whereis("stable-w").is_none(),
+        "a stopped process is not found"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_backlog_is_bounded() {
+    let log = Log::default();
+    let spec = Probe::spec("w", &log).restart_backlog(2);
+    let addr = spec.addr();
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne)
+            .backoff(Backoff {
+                min: Duration::from_secs(1),
+                max: Duration::from_secs(1),
+                jitter: 0.0,
+            })
+            .child(spec),
+    )
+    .await
+    .unwrap();
+    addr.cast(Msg::Crash).unwrap();
+    eventually("restart under way", || !addr.is_running()).await;
+    addr.cast(Msg::Add(1)).unwrap();
+    addr.cast(Msg::Add(2)).unwrap();
+    assert!(matches!(
+        addr.cast(Msg::Add(3)),
+        Err(SendError::Backlog(Msg::Add(3)))
+    ));
+    assert_eq!(addr.call(Msg::Get).await, Err(CallError::Backlog));
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_supervisor_manages_children_at_runtime() {
+    let log = Log::default();
+    let sup = DynamicSupervisor::start("dyn", Some(2)).await.unwrap();
+    let a = sup.start_child(Probe::spec("a", &log)).await.unwrap();
+    sup.start_child(Probe::spec("b", &log).name("dyn-b"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        sup.start_child(Probe::spec("c", &log)).await,
+        Err(SupervisorError::Spawn(SpawnError::MaxChildren(2)))
+    ));
+    sup.terminate_child("b").await.unwrap();
+    assert!(Addr::<Msg>::whereis("dyn-b").is_none());
+    assert!(matches!(
+        sup.start_child(Probe::spec("a", &log)).await,
+        Err(SupervisorError::Spawn(SpawnError::DuplicateId(id))) if id == "a"
+    ));
+    assert!(matches!(
+        sup.terminate_child("nope").await,
+        Err(SupervisorError::UnknownChild(_))
+    ));
+    let counts = sup.count_children().await.unwrap();
+    assert_eq!(
+        (
+            counts.specs,
+            counts.active,
+            counts.workers,
+            counts.supervisors
+        ),
+        (1, 1, 1, 0)
+    );
+    a.cast(Msg::Crash).unwrap();
+    incarnation(&a, 2).await;
+    let kids = sup.which_children().await.unwrap();
+    assert_eq!((kids[0].id.as_str(), kids[0].restarts), ("a", 1));
+    sup.shutdown().await;
+    assert!(a.is_stopped());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsupervised_actor_refuses_messages_once_dead() {
+    let log = Log::default();
+    let addr = spawn(Probe::new("solo", &log), ()).await.unwrap();
+    addr.cast(Msg::Crash).unwrap();
+    eventually("solo refuses", || addr.cast(Msg::Add(1)).is_err()).await;
+    assert_eq!(addr.call(Msg::Get).await, Err(CallError::Stopped));
+    let mut bad = Probe::new("bad", &log);
+    bad.fail_init = true;
+    let err = spawn(bad, ()).await.unwrap_err();
+    assert!(err.to_string().contains("bad refuses to start"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_queued_behind_a_crash_reach_the_next_incarnation() {
+    let log = Log::default();
+    let spec = Probe::spec("w", &log);
+    let addr = spec.addr();
+    let sup = Supervisor::start(SupervisorSpec::new("sup", Strategy::OneForOne).child(spec))
+        .await
+        .unwrap();
+    // Queue work behind a slow message, then the crash, then more work.
+    addr.cast(Msg::Sleep(Duration::from_millis(50))).unwrap();
+    addr.cast(Msg::Add(100)).unwrap();
+    addr.cast(Msg::Crash).unwrap();
+    for k in 1..=4 {
+        addr.cast(Msg::Add(k)).unwrap();
+    }
+    // Only the crashing message is lost; what was behind it reaches incarnation 2 in order.
+    assert_eq!(addr.call(Msg::Get).await, Ok(10));
+    assert_eq!(addr.incarnation(), 2);
+    sup.shutdown().await;
+}

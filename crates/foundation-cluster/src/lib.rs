@@ -1,0 +1,8 @@
+//! # foundation-cluster (not yet built)
+//!
+//! A Foundation node: one OS process that joins a cluster. This crate will hold the
+//! `ractor_cluster` session layer (cookie authentication, optional TLS), the discovery
+//! strategies (static seeds, mDNS, Kubernetes, DNS, auto-detection), membership with
+//! heartbeat failure detection and reconnect, the consistent-hash ring over live members,
+//! the node router that sends and calls user processes by name on other nodes with their
+//! context, and the openraft group used for strongly consistent state.
