@@ -1,2 +1,138 @@
-//! Memory per idle actor (being written).
-fn main() {}
+//! Memory per idle actor: a supervised Foundation actor beside a raw ractor actor linked to
+//! a parent (ractor's own supervision, the same job done by hand) and a
+//! bare tokio task with an mpsc inbox, measured in the same run with a counting allocator
+//! (live bytes after spawning many, divided by their number).
+//!
+//! Writes `target/bench-memory.json` for `cargo xtask bench`.
+//!
+//! Run with: `cargo bench -p foundation-actors --bench memory`.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::alloc::System;
+
+use foundation_actors::prelude::*;
+use ractor::{ActorProcessingErr, ActorRef};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const N: usize = 5_000;
+
+#[derive(Clone)]
+struct Idle;
+impl Actor for Idle {
+    type Msg = u64;
+    type State = ();
+    type Args = ();
+    async fn init(&self, _: &Addr<u64>, _: ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+    async fn handle(&self, _: &Addr<u64>, _: u64, _: &mut ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+}
+
+struct RawIdle;
+struct RawMsg;
+impl ractor::Message for RawMsg {}
+impl ractor::Actor for RawIdle {
+    type Msg = RawMsg;
+    type State = ();
+    type Arguments = ();
+    async fn pre_start(&self, _: ActorRef<RawMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<RawMsg>,
+        _: ractor::SupervisionEvent,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+}
+
+/// Bytes allocated and not yet freed since the region began.
+fn live(region: &Region<'_, System>) -> isize {
+    let c = region.change();
+    c.bytes_allocated as isize - c.bytes_deallocated as isize + c.bytes_reallocated
+}
+
+/// Lets asynchronous teardown of the previous group finish before the next is measured.
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ours, raw, bare) = rt.block_on(async {
+        // Warm up the runtime and the registries so their one-off allocations are not counted.
+        let sup = DynamicSupervisor::start("mem-warm", None).await.unwrap();
+        sup.start_child(ChildSpec::new("w", Idle, ()))
+            .await
+            .unwrap();
+        sup.shutdown().await;
+
+        let sup = DynamicSupervisor::start("mem", None).await.unwrap();
+        let ids: Vec<String> = (0..N).map(|i| format!("c{i}")).collect();
+        let region = Region::new(GLOBAL);
+        let mut addrs = Vec::with_capacity(N);
+        for id in &ids {
+            addrs.push(
+                sup.start_child(ChildSpec::new(id.clone(), Idle, ()))
+                    .await
+                    .unwrap(),
+            );
+        }
+        tokio::task::yield_now().await;
+        let ours = live(&region) as f64 / N as f64;
+        sup.shutdown().await;
+        drop(addrs);
+        settle().await;
+
+        // Raw ractor doing the same job: each actor linked to a parent that supervises it.
+        let (parent, _) = ractor::Actor::spawn(None, RawIdle, ()).await.unwrap();
+        let region = Region::new(GLOBAL);
+        let mut refs = Vec::with_capacity(N);
+        for _ in 0..N {
+            refs.push(
+                ractor::Actor::spawn_linked(None, RawIdle, (), parent.get_cell())
+                    .await
+                    .unwrap(),
+            );
+        }
+        tokio::task::yield_now().await;
+        let raw = live(&region) as f64 / N as f64;
+        parent.stop_and_wait(None, None).await.unwrap();
+        drop(refs);
+        settle().await;
+
+        let region = Region::new(GLOBAL);
+        let mut txs = Vec::with_capacity(N);
+        for _ in 0..N {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+            tokio::spawn(async move { while rx.recv().await.is_some() {} });
+            txs.push(tx);
+        }
+        tokio::task::yield_now().await;
+        let bare = live(&region) as f64 / N as f64;
+        drop(txs);
+        (ours, raw, bare)
+    });
+    println!(
+        "idle supervised actor: {ours:.0} B; raw ractor actor: {raw:.0} B; bare tokio task + mpsc: {bare:.0} B"
+    );
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").to_owned());
+    let json = format!(
+        "{{\"figures\":[{{\"name\":\"idle supervised actor\",\"value\":{ours:.1},\"unit\":\"B\",\"competitor\":\"raw ractor actor\",\"competitor_value\":{raw:.1}}},{{\"name\":\"bare tokio task + mpsc\",\"value\":{bare:.1},\"unit\":\"B\",\"competitor\":\"raw ractor actor\",\"competitor_value\":{raw:.1}}}]}}"
+    );
+    std::fs::write(format!("{target}/bench-memory.json"), json).unwrap();
+}

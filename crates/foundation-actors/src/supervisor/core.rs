@@ -1,6 +1,6 @@
 //! The supervisor actor: one core for static and dynamic supervisors.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use ractor::{ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -40,6 +40,8 @@ struct Child {
 pub(crate) struct State {
     cfg: Config,
     children: Vec<Child>,
+    /// The children's ids, so a start checks for a duplicate without a scan.
+    ids: HashSet<String>,
     restarts: VecDeque<Instant>,
     /// Bumped for each restart that is scheduled, so a stale delayed restart is ignored.
     epoch: u64,
@@ -86,6 +88,16 @@ impl State {
         self.children
             .iter()
             .position(|c| c.cell.as_ref().is_some_and(|cell| cell.get_id() == id))
+    }
+
+    /// Removes a child from the supervisor and its name from the registry.
+    fn forget(&mut self, idx: usize) -> Child {
+        let c = self.children.remove(idx);
+        self.ids.remove(&c.entry.id);
+        if let Some(name) = &c.entry.name {
+            c.entry.child.unregister(name);
+        }
+        c
     }
 
     fn position(&self, id: &str) -> Option<usize> {
@@ -184,10 +196,7 @@ impl State {
             tracing::debug!(supervisor = %self.cfg.id, child = %id, reason = %reason, "child exited; not restarting it");
             c.entry.child.mark_stopped();
             if c.entry.restart == Restart::Temporary || self.cfg.dynamic {
-                let c = self.children.remove(idx);
-                if let Some(name) = &c.entry.name {
-                    c.entry.child.unregister(name);
-                }
+                self.forget(idx);
             } else {
                 c.status = ChildStatus::Exited(reason_str(&reason));
             }
@@ -307,10 +316,7 @@ impl State {
                         c.entry.child.mark_stopped();
                         c.status = ChildStatus::Terminated;
                         if self.cfg.dynamic || c.entry.restart == Restart::Temporary {
-                            let c = self.children.remove(idx);
-                            if let Some(name) = &c.entry.name {
-                                c.entry.child.unregister(name);
-                            }
+                            self.forget(idx);
                         }
                         Ok(())
                     }
@@ -335,10 +341,7 @@ impl State {
                         Err(SupervisorError::Running(id))
                     }
                     Some(idx) => {
-                        let c = self.children.remove(idx);
-                        if let Some(name) = &c.entry.name {
-                            c.entry.child.unregister(name);
-                        }
+                        self.forget(idx);
                         Ok(())
                     }
                 };
@@ -386,7 +389,7 @@ impl State {
     }
 
     async fn add_child(&mut self, entry: ChildEntry, sup: &ActorCell) -> Result<(), SpawnError> {
-        if self.position(&entry.id).is_some() {
+        if self.ids.contains(&entry.id) {
             return Err(SpawnError::DuplicateId(entry.id));
         }
         if let Some(max) = self.cfg.max_children {
@@ -397,6 +400,7 @@ impl State {
         if let Some(name) = &entry.name {
             entry.child.register(name)?;
         }
+        self.ids.insert(entry.id.clone());
         self.children.push(Child {
             entry,
             cell: None,
@@ -407,11 +411,7 @@ impl State {
         });
         let idx = self.children.len() - 1;
         if let Err(e) = self.start_child(idx, sup).await {
-            let c = self.children.remove(idx);
-            c.entry.child.mark_stopped();
-            if let Some(name) = &c.entry.name {
-                c.entry.child.unregister(name);
-            }
+            self.forget(idx).entry.child.mark_stopped();
             return Err(e);
         }
         Ok(())
@@ -433,6 +433,7 @@ impl ractor::Actor for Core {
         let mut state = State {
             cfg,
             children: Vec::new(),
+            ids: HashSet::new(),
             restarts: VecDeque::new(),
             epoch: 0,
         };
