@@ -105,11 +105,16 @@ pub(crate) struct Adapter<A: Actor> {
     pub(crate) addr: Addr<A::Msg>,
 }
 
-/// The adapter's state: the actor's own, and what a crash salvages.
+/// The adapter's state: the actor's own, and, after a crash, what it salvages (boxed:
+/// idle actors should not pay for it).
 pub(crate) struct Wrapped<A: Actor> {
     user: A::State,
-    crash: Option<ActorProcessingErr>,
-    salvaged: Vec<Envelope<A::Msg>>,
+    crashed: Option<Box<Crashed<A::Msg>>>,
+}
+
+struct Crashed<M> {
+    crash: ActorProcessingErr,
+    salvaged: Vec<Envelope<M>>,
 }
 
 fn crash_of(
@@ -148,8 +153,7 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
         {
             Ok(Ok(user)) => Ok(Wrapped {
                 user,
-                crash: None,
-                salvaged: Vec::new(),
+                crashed: None,
             }),
             Ok(Err(e)) => Err(Box::new(Crash::Failed(e))),
             Err(panic) => Err(Box::new(Crash::Panicked(panic_message(panic)))),
@@ -162,8 +166,8 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
         env: Envelope<A::Msg>,
         state: &mut Wrapped<A>,
     ) -> Result<(), ActorProcessingErr> {
-        if state.crash.is_some() {
-            state.salvaged.push(env);
+        if let Some(crashed) = &mut state.crashed {
+            crashed.salvaged.push(env);
             return Ok(());
         }
         let Envelope { ctx, msg } = env;
@@ -171,29 +175,16 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
             AssertUnwindSafe(self.actor.handle(&self.addr, msg, &mut state.user)).catch_unwind();
         let r = match ctx {
             None => fut.await,
-            Some(ctx) => {
-                let hop = ctx.child();
-                let span = match ctx.sender_span() {
-                    Some(parent) => tracing::debug_span!(
-                        parent: parent,
-                        "handle",
-                        process = %self.addr.label(),
-                        trace_id = %hop.trace_id(),
-                        span_id = %hop.span_id(),
-                    ),
-                    None => tracing::debug_span!(
-                        "handle",
-                        process = %self.addr.label(),
-                        trace_id = %hop.trace_id(),
-                        span_id = %hop.span_id(),
-                    ),
-                };
-                Context::scope(hop, fut).instrument(span).await
-            }
+            // Boxed so that the future every actor keeps for its handler stays small; only
+            // messages that carry a context pay for the span and the task-local scope.
+            Some(ctx) => Box::pin(in_context(ctx, self.addr.label(), fut)).await,
         };
         match crash_of(r) {
             Err(crash) if self.addr.is_supervised() && myself.drain().is_ok() => {
-                state.crash = Some(crash);
+                state.crashed = Some(Box::new(Crashed {
+                    crash,
+                    salvaged: Vec::new(),
+                }));
                 Ok(())
             }
             other => other,
@@ -205,11 +196,11 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
         _myself: ActorRef<Self::Msg>,
         state: &mut Wrapped<A>,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(crash) = state.crash.take() {
+        if let Some(crashed) = state.crashed.take() {
             // The mailbox is drained: hand what was queued to the next incarnation, and
             // report the crash (not the drain) to the supervisor.
-            self.addr.requeue_front(std::mem::take(&mut state.salvaged));
-            return Err(crash);
+            self.addr.requeue_front(crashed.salvaged);
+            return Err(crashed.crash);
         }
         crash_of(
             AssertUnwindSafe(self.actor.terminate(&self.addr, &mut state.user))
@@ -217,6 +208,28 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
                 .await,
         )
     }
+}
+
+/// Runs a handler future with the message's context current, inside a `tracing` span whose
+/// parent is the sender's span.
+async fn in_context<F: std::future::Future>(ctx: Context, process: &str, fut: F) -> F::Output {
+    let hop = ctx.child();
+    let span = match ctx.sender_span() {
+        Some(parent) => tracing::debug_span!(
+            parent: parent,
+            "handle",
+            process = %process,
+            trace_id = %hop.trace_id(),
+            span_id = %hop.span_id(),
+        ),
+        None => tracing::debug_span!(
+            "handle",
+            process = %process,
+            trace_id = %hop.trace_id(),
+            span_id = %hop.span_id(),
+        ),
+    };
+    Context::scope(hop, fut).instrument(span).await
 }
 
 /// Starts an actor with no supervisor. Its [`Addr`] stops working when it exits.

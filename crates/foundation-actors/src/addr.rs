@@ -90,7 +90,7 @@ impl<M: Send + 'static> fmt::Debug for Addr<M> {
 }
 
 impl<M: Send + 'static> Addr<M> {
-    pub(crate) fn new(label: &str, supervised: bool, backlog: usize) -> Self {
+    pub(crate) fn new(label: impl Into<Arc<str>>, supervised: bool, backlog: usize) -> Self {
         Self {
             slot: Arc::new(Slot::new(supervised, backlog)),
             label: label.into(),

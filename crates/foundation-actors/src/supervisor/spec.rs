@@ -137,7 +137,7 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// addresses.
 pub(crate) trait ErasedChild: Send + Sync {
     /// Spawns a new incarnation linked to `sup` and publishes it in the child's address.
-    fn start(&self, id: &str, sup: ActorCell) -> BoxFuture<Result<ActorCell, SpawnError>>;
+    fn start(&self, id: &Arc<str>, sup: ActorCell) -> BoxFuture<Result<ActorCell, SpawnError>>;
     fn mark_restarting(&self);
     fn mark_stopped(&self);
     fn incarnation(&self) -> u64;
@@ -147,16 +147,20 @@ pub(crate) trait ErasedChild: Send + Sync {
     fn as_supervisor(&self) -> Option<super::Supervisor>;
 }
 
-struct ActorChild<A: Actor> {
+struct ActorChild<A: Actor, F> {
     addr: Addr<A::Msg>,
-    make: Arc<dyn Fn() -> (A, A::Args) + Send + Sync>,
+    make: F,
 }
 
-impl<A: Actor> ErasedChild for ActorChild<A> {
-    fn start(&self, id: &str, sup: ActorCell) -> BoxFuture<Result<ActorCell, SpawnError>> {
+impl<A, F> ErasedChild for ActorChild<A, F>
+where
+    A: Actor,
+    F: Fn() -> (A, A::Args) + Send + Sync + 'static,
+{
+    fn start(&self, id: &Arc<str>, sup: ActorCell) -> BoxFuture<Result<ActorCell, SpawnError>> {
         let (actor, args) = (self.make)();
         let addr = self.addr.clone();
-        let id = id.to_owned();
+        let id = id.clone();
         Box::pin(async move {
             let adapter = Adapter {
                 actor,
@@ -208,7 +212,7 @@ impl<A: Actor> ErasedChild for ActorChild<A> {
 /// let addr = spec.addr(); // valid before the start and after every restart
 /// ```
 pub struct ChildSpec<M> {
-    pub(crate) id: String,
+    pub(crate) id: Arc<str>,
     pub(crate) name: Option<String>,
     pub(crate) restart: Restart,
     pub(crate) shutdown: Shutdown,
@@ -247,11 +251,11 @@ impl<M: Send + 'static> ChildSpec<M> {
     where
         A: Actor<Msg = M>,
     {
-        let id = id.into();
-        let addr = Addr::new(&id, true, DEFAULT_RESTART_BACKLOG);
+        let id: Arc<str> = id.into().into();
+        let addr = Addr::new(id.clone(), true, DEFAULT_RESTART_BACKLOG);
         let child = Arc::new(ActorChild {
             addr: addr.clone(),
-            make: Arc::new(make),
+            make,
         });
         Self {
             id,
@@ -315,7 +319,7 @@ impl<M: Send + 'static> ChildSpec<M> {
 /// A child spec with its message type erased.
 #[derive(Clone)]
 pub(crate) struct ChildEntry {
-    pub(crate) id: String,
+    pub(crate) id: Arc<str>,
     pub(crate) name: Option<String>,
     pub(crate) restart: Restart,
     pub(crate) shutdown: Shutdown,
@@ -325,7 +329,7 @@ pub(crate) struct ChildEntry {
 
 /// Wraps a supervisor's pieces as a child of another supervisor.
 pub(crate) fn supervisor_child(
-    id: String,
+    id: Arc<str>,
     addr: Addr<super::SupervisorMsg>,
     child: Arc<dyn ErasedChild>,
 ) -> ChildSpec<super::SupervisorMsg> {

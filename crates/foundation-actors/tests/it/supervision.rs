@@ -422,3 +422,52 @@ async fn messages_queued_behind_a_crash_reach_the_next_incarnation() {
     assert_eq!(addr.incarnation(), 2);
     sup.shutdown().await;
 }
+
+/// Crashes right after its first start, before its supervisor can have adopted it.
+#[derive(Clone)]
+struct CrashOnce(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Actor for CrashOnce {
+    type Msg = Msg;
+    type State = u64;
+    type Args = ();
+    async fn init(&self, me: &Addr<Msg>, _: ()) -> Result<u64, ActorError> {
+        if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            me.cast(Msg::Crash)?;
+        }
+        Ok(0)
+    }
+    async fn handle(&self, _: &Addr<Msg>, msg: Msg, n: &mut u64) -> Result<(), ActorError> {
+        match msg {
+            Msg::Crash => Err("crash before adoption".into()),
+            Msg::Get(r) => {
+                let _ = r.send(*n);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_dies_before_adoption_is_still_restarted() {
+    let spec = DynamicSupervisor::spec("adopt", None).intensity(100, Duration::from_secs(5));
+    let sup = DynamicSupervisor::start_spec(spec).await.unwrap();
+    for i in 0..20 {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let addr = sup
+            .start_child(ChildSpec::new(format!("c{i}"), CrashOnce(flag), ()))
+            .await
+            .unwrap();
+        incarnation(&addr, 2).await;
+        assert_eq!(addr.call(Msg::Get).await, Ok(0));
+    }
+    let kids = sup.which_children().await.unwrap();
+    assert_eq!(kids.len(), 20);
+    assert!(
+        kids.iter()
+            .all(|k| k.restarts == 1 && k.status == ChildStatus::Running),
+        "{kids:?}"
+    );
+    sup.shutdown().await;
+}
