@@ -131,18 +131,10 @@ async fn main() -> anyhow::Result<()> {
             .await
             .map_err(|_| anyhow::anyhow!("ecosystem stopped"))?;
     }
-    eco.drain(Duration::from_secs(30))
+    eco.wait_idle(Duration::from_secs(30))
         .await
-        .context("waiting for the queue to drain")?;
-    // The last taken job may still be in hand: ask the ledger until every payment is in.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let total = loop {
-        let total = ledger_addr.call(|r| LedgerMsg::Record(0, r)).await?;
-        if total >= expected_total || tokio::time::Instant::now() > deadline {
-            break total;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+        .context("waiting for every payment to be handled")?;
+    let total = ledger_addr.call(|r| LedgerMsg::Record(0, r)).await?;
 
     let workers = eco.workers().which_children().await?;
     let restarts: u64 = workers.iter().map(|w| w.restarts).sum();

@@ -47,10 +47,12 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::Semaphore;
 
 use crate::actor::Actor;
@@ -267,7 +269,20 @@ struct Shared<J> {
     next: AtomicUsize,
     routing: Routing,
     processed: AtomicU64,
+    /// Jobs sent and not yet handled (queued, or in a worker's hands).
+    unfinished: AtomicUsize,
+    /// Notified when `unfinished` drops to zero.
+    idle: tokio::sync::Notify,
     hasher: std::collections::hash_map::RandomState,
+}
+
+impl<J> Shared<J> {
+    /// Counts `n` jobs as done, waking `wait_idle` callers when none are left.
+    fn finished(&self, n: usize) {
+        if n > 0 && self.unfinished.fetch_sub(n, Ordering::AcqRel) == n {
+            self.idle.notify_waiters();
+        }
+    }
 }
 
 impl<J: Send + 'static> Shared<J> {
@@ -344,15 +359,24 @@ impl<W: Worker> Actor for WorkerActor<W> {
         self.queue.busy.store(1, Ordering::Relaxed);
         self.shared.room.add_permits(1);
         let Job { ctx, job } = job;
-        let r = match ctx {
-            Some(ctx) => ctx.child().scope(worker.handle(job)).await,
-            None => worker.handle(job).await,
+        // A panic is caught so the job is counted as done before the worker goes down.
+        let out = match ctx {
+            Some(ctx) => {
+                AssertUnwindSafe(ctx.child().scope(worker.handle(job)))
+                    .catch_unwind()
+                    .await
+            }
+            None => AssertUnwindSafe(worker.handle(job)).catch_unwind().await,
         };
         self.queue.busy.store(0, Ordering::Relaxed);
         self.shared.processed.fetch_add(1, Ordering::Relaxed);
+        self.shared.finished(1);
         // One job per message, so a shutdown request is seen between jobs.
         let _ = me.cast(Pull);
-        r
+        match out {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 }
 
@@ -470,6 +494,8 @@ pub struct EcosystemStats {
     pub capacity: usize,
     /// Jobs handled so far (including ones whose worker crashed on them).
     pub processed: u64,
+    /// Jobs sent and not yet handled: queued, or in a worker's hands.
+    pub in_flight: usize,
 }
 
 /// A running ecosystem's handle. Cheap to clone.
@@ -518,6 +544,8 @@ impl<J: Send + 'static> Ecosystem<J> {
             next: AtomicUsize::new(0),
             routing: spec.routing,
             processed: AtomicU64::new(0),
+            unfinished: AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
             hasher: std::collections::hash_map::RandomState::new(),
         });
         let workers_spec = DynamicSupervisor::spec(format!("{}/workers", spec.id), None)
@@ -590,6 +618,7 @@ impl<J: Send + 'static> Ecosystem<J> {
             Ok(permit) => permit.forget(),
             Err(_) => return Err(SendError(job)),
         }
+        self.shared.unfinished.fetch_add(1, Ordering::AcqRel);
         self.shared.route(key, Self::job(job));
         Ok(())
     }
@@ -606,6 +635,7 @@ impl<J: Send + 'static> Ecosystem<J> {
             Err(tokio::sync::TryAcquireError::NoPermits) => return Err(TrySendError::Full(job)),
             Err(tokio::sync::TryAcquireError::Closed) => return Err(TrySendError::Stopped(job)),
         }
+        self.shared.unfinished.fetch_add(1, Ordering::AcqRel);
         self.shared.route(None, Self::job(job));
         Ok(())
     }
@@ -632,6 +662,7 @@ impl<J: Send + 'static> Ecosystem<J> {
             queued: self.shared.capacity.saturating_sub(avail),
             capacity: self.shared.capacity,
             processed: self.shared.processed.load(Ordering::Relaxed),
+            in_flight: self.shared.unfinished.load(Ordering::Acquire),
         }
     }
 
@@ -645,28 +676,47 @@ impl<J: Send + 'static> Ecosystem<J> {
         &self.workers
     }
 
-    /// Stops taking jobs and shuts everything down, workers first… in reverse start
-    /// order: the coordinator, then the workers.
+    /// Stops taking jobs and shuts the ecosystem down in reverse start order: the
+    /// coordinator, then the workers (each finishing the job in hand within its shutdown
+    /// timeout). Jobs still queued are dropped, with a warning that counts them.
     pub async fn shutdown(&self) {
         self.shared.room.close();
         self.sup.shutdown().await;
+        let mut dropped = 0;
+        for q in self.shared.queues().iter() {
+            let mut s = q.lock();
+            dropped += s.jobs.len();
+            s.jobs.clear();
+        }
+        if dropped > 0 {
+            tracing::warn!(ecosystem = %self.sup.id(), dropped, "queued jobs were dropped at shutdown");
+        }
+        self.shared.finished(dropped);
     }
 
-    /// Waits until every queued job has been taken, or `timeout` passes.
+    /// Waits until every job sent so far has been handled (or lost with a crashed
+    /// worker), or `timeout` passes.
     ///
     /// # Errors
     ///
-    /// [`CallError::Timeout`] if jobs are still queued then.
-    pub async fn drain(&self, timeout: Duration) -> Result<(), CallError> {
+    /// [`CallError::Timeout`] if jobs are still in flight then.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only waits.
+    pub async fn wait_idle(&self, timeout: Duration) -> Result<(), CallError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self.shared.room.available_permits() >= self.shared.capacity {
+            let notified = self.shared.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a wake-up between the two is not missed.
+            notified.as_mut().enable();
+            if self.shared.unfinished.load(Ordering::Acquire) == 0 {
                 return Ok(());
             }
-            if tokio::time::Instant::now() >= deadline {
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Err(CallError::Timeout(timeout));
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 }

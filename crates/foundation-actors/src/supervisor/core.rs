@@ -603,8 +603,11 @@ impl ractor::Actor for Core {
         env: Envelope<SupervisorMsg>,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
-        state.adopt_pending(&myself).await?;
-        state.handle(&myself, env.msg.0).await
+        Box::pin(async move {
+            state.adopt_pending(&myself).await?;
+            state.handle(&myself, env.msg.0).await
+        })
+        .await
     }
 
     async fn handle_supervisor_evt(
@@ -613,27 +616,23 @@ impl ractor::Actor for Core {
         evt: SupervisionEvent,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
-        // An exit may concern a child still waiting for adoption. (Start events do not
-        // need it, and taking the list on each would contend with every start_child.)
-        if matches!(
-            evt,
-            SupervisionEvent::ActorFailed(..) | SupervisionEvent::ActorTerminated(..)
-        ) {
-            state.adopt_pending(&myself).await?;
-        }
-        match evt {
+        // ractor moves this future for every event (one per child start too): the exit
+        // handling, whose future is large, is boxed so the common path stays small.
+        let (actor, reason) = match evt {
             SupervisionEvent::ActorFailed(cell, err) => {
-                state
-                    .child_exited(&myself, cell.get_id(), ExitReason::from_failure(err))
-                    .await
+                (cell.get_id(), ExitReason::from_failure(err))
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                state
-                    .child_exited(&myself, cell.get_id(), ExitReason::from_termination(reason))
-                    .await
+                (cell.get_id(), ExitReason::from_termination(reason))
             }
-            _ => Ok(()),
-        }
+            _ => return Ok(()),
+        };
+        Box::pin(async move {
+            // The exit may concern a child still waiting for adoption.
+            state.adopt_pending(&myself).await?;
+            state.child_exited(&myself, actor, reason).await
+        })
+        .await
     }
 
     async fn post_stop(

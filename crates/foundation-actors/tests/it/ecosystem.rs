@@ -96,7 +96,9 @@ async fn full_queue_rejects_try_send_and_makes_send_wait() {
     assert_eq!(eco.stats().queued, 2);
     h.gate.add_permits(1);
     waiting.await.unwrap().unwrap();
-    eventually("all jobs done", || h.finished() == [1, 2, 3]).await;
+    eco.wait_idle(Duration::from_secs(20)).await.unwrap();
+    assert_eq!(h.finished(), [1, 2, 3]);
+    assert_eq!(eco.stats().in_flight, 0);
     eco.shutdown().await;
     assert!(matches!(
         eco.try_send(Job::Work(4)),
@@ -118,10 +120,7 @@ async fn a_crashed_worker_is_replaced_and_its_queued_jobs_survive() {
         eco.send(Job::Work(n)).await.unwrap();
     }
     h.gate.add_permits(1);
-    eventually("queued jobs done after the crash", || {
-        h.finished().len() == 20
-    })
-    .await;
+    eco.wait_idle(Duration::from_secs(20)).await.unwrap();
     assert_eq!(h.finished(), (1..=20).collect::<Vec<_>>());
     let kids = eco.workers().which_children().await.unwrap();
     assert_eq!(kids[0].restarts, 1);
@@ -139,7 +138,8 @@ async fn key_hash_sends_equal_keys_to_one_worker() {
         let k = keys[n as usize % keys.len()];
         eco.send_keyed(k, Job::Key(k, n)).await.unwrap();
     }
-    eventually("keyed jobs done", || h.finished().len() == 100).await;
+    eco.wait_idle(Duration::from_secs(20)).await.unwrap();
+    assert_eq!(h.finished().len(), 100);
     let seen = h.keys.lock().unwrap().clone();
     for k in keys {
         let workers: HashSet<usize> = seen
@@ -198,8 +198,7 @@ async fn resizing_while_running_loses_no_job() {
     for n in 400..500 {
         eco.send(Job::Work(n)).await.unwrap();
     }
-    eventually("every job done once", || h.finished().len() >= 500).await;
-    eco.drain(Duration::from_secs(10)).await.unwrap();
+    eco.wait_idle(Duration::from_secs(20)).await.unwrap();
     assert_eq!(h.finished(), (0..500).collect::<Vec<_>>());
     assert!(eco.resize(0).await.is_err());
     eco.shutdown().await;
