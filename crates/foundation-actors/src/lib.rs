@@ -79,7 +79,8 @@ pub use error::{
 };
 pub use supervisor::{
     Backoff, ChildCounts, ChildInfo, ChildKind, ChildSpec, ChildStatus, DynamicSupervisor,
-    Intensity, Restart, Shutdown, Strategy, Supervisor, SupervisorMsg, SupervisorSpec, TreeNode,
+    Intensity, Restart, Shutdown, Strategy, Supervisor, SupervisorEvent, SupervisorMsg,
+    SupervisorSpec, TreeNode,
 };
 
 /// The names an application uses most.

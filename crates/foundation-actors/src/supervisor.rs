@@ -62,12 +62,12 @@ mod spec;
 use std::fmt;
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 pub use spec::{Backoff, ChildKind, ChildSpec, Intensity, Restart, Shutdown, Strategy};
 
 use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG};
-use crate::error::{CallError, ExitReason, SpawnError, SupervisorError};
+use crate::error::{CallError, ExitReason, SpawnError, SupervisorError, SupervisorExit};
 use core::{Adoption, Config, Core, Members, Request};
 use spec::{BoxFuture, ChildEntry, ErasedChild};
 
@@ -110,6 +110,7 @@ impl SupervisorSpec {
     pub fn new(id: impl Into<String>, strategy: Strategy) -> Self {
         let id = id.into();
         let (tx, _) = watch::channel(None);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
         Self {
             addr: Addr::new(id.as_str(), true, DEFAULT_RESTART_BACKLOG),
             cfg: Config {
@@ -121,6 +122,7 @@ impl SupervisorSpec {
                 members: Arc::new(Members::new(None)),
                 children: Vec::new(),
                 exit: Arc::new(tx),
+                events,
             },
         }
     }
@@ -160,6 +162,7 @@ impl SupervisorSpec {
             addr: self.addr.clone(),
             exit: self.cfg.exit.clone(),
             members: self.cfg.members.clone(),
+            events: self.cfg.events.clone(),
         }
     }
 }
@@ -210,6 +213,7 @@ pub struct Supervisor {
     pub(crate) addr: Addr<SupervisorMsg>,
     exit: Arc<watch::Sender<Option<ExitReason>>>,
     members: Arc<Members>,
+    events: broadcast::Sender<SupervisorEvent>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -237,6 +241,14 @@ impl Supervisor {
             .map_err(|e| SpawnError::from_ractor(&id, e))?;
         handle.addr.install(actor);
         Ok(handle)
+    }
+
+    /// Subscribes to what the supervisor does: exits, restarts, failed restarts, giving
+    /// up. Events from before the call are not seen; a subscriber that falls more than
+    /// 1,024 events behind loses the oldest (`RecvError::Lagged`). Subscriptions survive
+    /// the supervisor's own restarts.
+    pub fn subscribe(&self) -> broadcast::Receiver<SupervisorEvent> {
+        self.events.subscribe()
     }
 
     /// The supervisor's id.
@@ -433,9 +445,11 @@ impl Supervisor {
 
     /// Whether the supervisor is running.
     pub fn is_running(&self) -> bool {
+        // A (re)started supervisor is `Starting` in ractor's terms until its task first
+        // runs, though its children are up: anything short of stopping counts.
         self.addr
             .actor_cell()
-            .is_some_and(|c| c.get_status() == ractor::ActorStatus::Running)
+            .is_some_and(|c| c.get_status() < ractor::ActorStatus::Draining)
     }
 }
 
@@ -546,6 +560,40 @@ impl DynamicSupervisor {
     pub async fn shutdown(&self) {
         self.0.shutdown().await;
     }
+}
+
+/// How many events a slow subscriber may fall behind before it loses the oldest.
+const EVENT_BUFFER: usize = 1024;
+
+/// Something a supervisor did, as [`Supervisor::subscribe`] reports it.
+#[derive(Debug, Clone)]
+pub enum SupervisorEvent {
+    /// A child exited; `restarting` says whether the supervisor will start it again.
+    ChildExited {
+        /// The child's id.
+        child: String,
+        /// Why it exited.
+        reason: ExitReason,
+        /// Whether a restart follows (after the backoff delay, if any).
+        restarting: bool,
+    },
+    /// A child was started again and answers at its address from now on.
+    ChildRestarted {
+        /// The child's id.
+        child: String,
+        /// Its address's incarnation count now.
+        incarnation: u64,
+    },
+    /// Starting a child again failed; the supervisor retries while its intensity allows.
+    RestartFailed {
+        /// The child's id.
+        child: String,
+        /// Why the start failed.
+        reason: ExitReason,
+    },
+    /// The restart intensity was exceeded: the supervisor shut its children down and
+    /// exits with this reason.
+    GaveUp(SupervisorExit),
 }
 
 /// A child's status.

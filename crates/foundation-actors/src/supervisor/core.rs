@@ -6,11 +6,11 @@ use rustc_hash::FxHashSet;
 use std::sync::Arc;
 
 use ractor::{ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use super::spec::{Backoff, ChildEntry, ChildKind, Intensity, Restart, Shutdown, Strategy};
-use super::{ChildCounts, ChildInfo, ChildStatus, Supervisor, SupervisorMsg};
+use super::{ChildCounts, ChildInfo, ChildStatus, Supervisor, SupervisorEvent, SupervisorMsg};
 use crate::addr::{Envelope, ReplyPort};
 use crate::error::{ExitReason, SpawnError, SupervisorError, SupervisorExit};
 
@@ -26,6 +26,8 @@ pub(crate) struct Config {
     pub(crate) children: Vec<ChildEntry>,
     /// Where the supervisor's exit reason is published, for [`Supervisor::wait`].
     pub(crate) exit: Arc<watch::Sender<Option<ExitReason>>>,
+    /// Where observers hear of exits and restarts ([`Supervisor::subscribe`]).
+    pub(crate) events: broadcast::Sender<SupervisorEvent>,
 }
 
 pub(crate) struct Core;
@@ -254,6 +256,11 @@ impl State {
         self.restarts.len() <= self.cfg.intensity.max_restarts as usize
     }
 
+    /// Tells observers, if there are any (a send without receivers is not an error).
+    fn emit(&self, event: SupervisorEvent) {
+        let _ = self.cfg.events.send(event);
+    }
+
     /// Gives up: shuts every child down and returns the exit its parent will see.
     async fn escalate(&mut self, child: &str, last_exit: ExitReason) -> ActorProcessingErr {
         let exit = SupervisorExit {
@@ -264,6 +271,7 @@ impl State {
             last_exit,
         };
         self.shutdown_all().await;
+        self.emit(SupervisorEvent::GaveUp(exit.clone()));
         self.cfg
             .exit
             .send_replace(Some(ExitReason::Escalated(Arc::new(exit.clone()))));
@@ -300,10 +308,20 @@ impl State {
             } else {
                 c.status = ChildStatus::Exited(reason_str(&reason));
             }
+            self.emit(SupervisorEvent::ChildExited {
+                child: id.to_string(),
+                reason,
+                restarting: false,
+            });
             return Ok(());
         }
         c.entry.child.mark_restarting();
         c.status = ChildStatus::Restarting;
+        self.emit(SupervisorEvent::ChildExited {
+            child: id.to_string(),
+            reason: reason.clone(),
+            restarting: true,
+        });
         let now = Instant::now();
         if !self.note_restart(now) {
             tracing::error!(supervisor = %self.cfg.id, child = %id, reason = %reason, "restart intensity exceeded; shutting down");
@@ -378,7 +396,13 @@ impl State {
             loop {
                 match self.start_child(idx, &sup).await {
                     Ok(()) => {
-                        self.children[idx].restarts += 1;
+                        let c = &mut self.children[idx];
+                        c.restarts += 1;
+                        let incarnation = c.entry.child.incarnation();
+                        self.emit(SupervisorEvent::ChildRestarted {
+                            child: id.to_string(),
+                            incarnation,
+                        });
                         break;
                     }
                     Err(e) => {
@@ -387,6 +411,10 @@ impl State {
                             other => ExitReason::Failed(Arc::new(other)),
                         };
                         tracing::warn!(supervisor = %self.cfg.id, child = %id, reason = %reason, "restart failed");
+                        self.emit(SupervisorEvent::RestartFailed {
+                            child: id.to_string(),
+                            reason: reason.clone(),
+                        });
                         if !self.note_restart(Instant::now()) {
                             return Err(self.escalate(id, reason).await);
                         }

@@ -8,9 +8,10 @@ use foundation_actors::{Backoff, TraceId};
 use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::support::{Log, Msg, Probe, eventually, incarnation};
+use crate::support::{Events, Log, Msg, Probe};
 
-type Seen = Arc<Mutex<Vec<(String, Option<TraceId>)>>>;
+/// Where each hop reports the trace id it saw.
+type Seen = tokio::sync::mpsc::UnboundedSender<(String, Option<TraceId>)>;
 
 /// Relays a message one hop on: `Cast` casts to the next actor, `Call` calls it.
 #[derive(Clone)]
@@ -34,20 +35,14 @@ impl Actor for Relay {
     }
     async fn handle(&self, _: &Addr<RelayMsg>, _: RelayMsg, _: &mut ()) -> Result<(), ActorError> {
         let trace = Context::current().map(|c| c.trace_id());
-        self.seen
-            .lock()
-            .unwrap()
-            .push((self.name.to_owned(), trace));
+        self.seen.send((self.name.to_owned(), trace))?;
         if let Some(next) = &self.next {
             next.cast(RelayMsg::Go)?; // hop by cast
         }
         if let Some(last) = &self.last {
             // hop by call, to an actor in the middle of a restart
             let t = last.call(Msg::Trace).await?;
-            self.seen
-                .lock()
-                .unwrap()
-                .push(("c".to_owned(), t.map(|(t, _)| t)));
+            self.seen.send(("c".to_owned(), t.map(|(t, _)| t)))?;
         }
         Ok(())
     }
@@ -56,7 +51,7 @@ impl Actor for Relay {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn context_reaches_three_hops_through_cast_call_and_restart() {
     let log = Log::default();
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (seen, mut reports) = tokio::sync::mpsc::unbounded_channel();
     let c_spec = Probe::spec("c", &log);
     let c = c_spec.addr();
     let sup = Supervisor::start(
@@ -93,15 +88,22 @@ async fn context_reaches_three_hops_through_cast_call_and_restart() {
     .await
     .unwrap();
 
+    let mut ev = Events::of(&sup);
     c.cast(Msg::Crash).unwrap();
-    eventually("c restarting", || !c.is_running()).await;
+    assert!(
+        ev.exited("c").await.1,
+        "c is restarting (in its backoff delay)"
+    );
 
     let edge = Context::new().with_request_id("r-1");
     let trace = edge.trace_id();
     edge.scope(async { a.cast(RelayMsg::Go).unwrap() }).await;
 
-    eventually("three hops", || seen.lock().unwrap().len() == 3).await;
-    let seen = seen.lock().unwrap().clone();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let hop = tokio::time::timeout(Duration::from_secs(20), reports.recv()).await;
+        seen.push(hop.expect("three hops within the deadline").unwrap());
+    }
     assert_eq!(
         seen,
         [
@@ -110,7 +112,7 @@ async fn context_reaches_three_hops_through_cast_call_and_restart() {
             ("c".to_owned(), Some(trace))
         ]
     );
-    incarnation(&c, 2).await;
+    assert_eq!(c.incarnation(), 2, "c answered from its new incarnation");
     sup.shutdown().await;
 }
 

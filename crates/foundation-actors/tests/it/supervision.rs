@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use foundation_actors::prelude::*;
-use foundation_actors::{Backoff, ChildStatus, ExitReason, SpawnError, SupervisorError};
+use foundation_actors::{
+    Backoff, ChildStatus, ExitReason, SpawnError, SupervisorError, SupervisorEvent,
+};
 
-use crate::support::{Log, Msg, Probe, eventually, incarnation};
+use crate::support::{Events, Log, Msg, Probe};
 
 async fn three(strategy: Strategy, log: &Log) -> (Supervisor, Vec<Addr<Msg>>) {
     let specs: Vec<_> = ["a", "b", "c"]
@@ -35,8 +37,14 @@ async fn one_for_one_restarts_only_the_crashed_child() {
     let log = Log::default();
     let (sup, a) = three(Strategy::OneForOne, &log).await;
     log.take();
+    let mut ev = Events::of(&sup);
     a[1].cast(Msg::Crash).unwrap();
-    incarnation(&a[1], 2).await;
+    let (reason, restarting) = ev.exited("b").await;
+    assert!(
+        matches!(reason, ExitReason::Failed(_)) && restarting,
+        "{reason}"
+    );
+    assert_eq!(ev.restarted("b").await, 2);
     assert_eq!(log.take(), ["start:b"]);
     assert_eq!((a[0].incarnation(), a[2].incarnation()), (1, 1));
     let kids = sup.which_children().await.unwrap();
@@ -52,9 +60,11 @@ async fn one_for_all_restarts_every_child_in_order() {
     let log = Log::default();
     let (sup, a) = three(Strategy::OneForAll, &log).await;
     log.take();
+    let mut ev = Events::of(&sup);
     a[1].cast(Msg::Panic).unwrap();
-    for addr in &a {
-        incarnation(addr, 2).await;
+    assert!(matches!(ev.exited("b").await.0, ExitReason::Panicked(p) if p.contains("b panicked")));
+    for id in ["a", "b", "c"] {
+        assert_eq!(ev.restarted(id).await, 2);
     }
     // The survivors are shut down last-started first, then all start in order.
     assert_eq!(
@@ -69,9 +79,10 @@ async fn rest_for_one_restarts_the_child_and_those_after_it() {
     let log = Log::default();
     let (sup, a) = three(Strategy::RestForOne, &log).await;
     log.take();
+    let mut ev = Events::of(&sup);
     a[1].cast(Msg::Crash).unwrap();
-    incarnation(&a[1], 2).await;
-    incarnation(&a[2], 2).await;
+    ev.restarted("b").await;
+    ev.restarted("c").await;
     assert_eq!(log.take(), ["stop:c", "start:b", "start:c"]);
     assert_eq!(a[0].incarnation(), 1);
     sup.shutdown().await;
@@ -89,10 +100,13 @@ async fn transient_restarts_after_a_crash_but_not_after_a_normal_exit() {
     )
     .await
     .unwrap();
+    let mut ev = Events::of(&sup);
     addr.cast(Msg::Crash).unwrap();
-    incarnation(&addr, 2).await;
+    ev.restarted("t").await;
     addr.cast(Msg::Stop).unwrap();
-    eventually("transient child stopped for good", || addr.is_stopped()).await;
+    let (reason, restarting) = ev.exited("t").await;
+    assert!(reason.is_normal() && !restarting, "{reason}");
+    assert!(addr.is_stopped());
     let kids = sup.which_children().await.unwrap();
     assert!(matches!(kids[0].status, ChildStatus::Exited(_)), "{kids:?}");
     assert!(matches!(
@@ -111,8 +125,13 @@ async fn temporary_is_never_restarted_and_is_forgotten() {
     let sup = Supervisor::start(SupervisorSpec::new("sup", Strategy::OneForOne).child(t))
         .await
         .unwrap();
+    let mut ev = Events::of(&sup);
     addr.cast(Msg::Crash).unwrap();
-    eventually("temporary child gone", || addr.is_stopped()).await;
+    assert!(
+        !ev.exited("t").await.1,
+        "a temporary child is not restarted"
+    );
+    assert!(addr.is_stopped());
     assert_eq!(sup.count_children().await.unwrap().specs, 0);
     sup.shutdown().await;
 }
@@ -131,13 +150,21 @@ async fn intensity_allows_max_restarts_then_escalates() {
     )
     .await
     .unwrap();
+    let mut ev = Events::of(&sup);
     for n in 2..=4 {
         addr.cast(Msg::Crash).unwrap();
-        incarnation(&addr, n).await;
+        assert_eq!(ev.restarted("w").await, n);
     }
     assert!(sup.is_running(), "3 restarts in the period are allowed");
     log.take();
     addr.cast(Msg::Crash).unwrap();
+    let gave_up = ev
+        .wait("the supervisor giving up", |e| match e {
+            SupervisorEvent::GaveUp(exit) => Some(exit.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(gave_up.child, "w");
     match sup.wait().await {
         ExitReason::Escalated(e) => {
             assert_eq!(
@@ -165,11 +192,12 @@ async fn intensity_counts_only_restarts_within_the_period() {
     )
     .await
     .unwrap();
+    let mut ev = Events::of(&sup);
     addr.cast(Msg::Crash).unwrap();
-    incarnation(&addr, 2).await;
+    ev.restarted("w").await;
     tokio::time::advance(Duration::from_secs(6)).await;
     addr.cast(Msg::Crash).unwrap();
-    incarnation(&addr, 3).await;
+    assert_eq!(ev.restarted("w").await, 3);
     assert!(sup.is_running(), "the first restart left the window");
     addr.cast(Msg::Crash).unwrap();
     assert!(
@@ -192,10 +220,17 @@ async fn escalation_climbs_the_tree_and_the_parent_restarts_the_subtree() {
     )
     .await
     .unwrap();
+    let mut top_events = Events::of(&top);
     addr.cast(Msg::Crash).unwrap();
     // inner may not restart w (intensity 0), so it gives up; top restarts inner, which
     // starts w again behind the same address.
-    incarnation(&addr, 2).await;
+    let (reason, restarting) = top_events.exited("inner").await;
+    assert!(
+        restarting && matches!(reason, ExitReason::Escalated(ref e) if e.child == "w"),
+        "{reason}"
+    );
+    top_events.restarted("inner").await;
+    assert_eq!(addr.incarnation(), 2);
     assert!(inner_handle.is_running());
     assert_eq!(addr.call(Msg::Get).await, Ok(0));
     let tree = top.tree().await.unwrap();
@@ -272,11 +307,14 @@ async fn a_child_finishes_the_message_in_hand_before_stopping() {
     let sup = Supervisor::start(SupervisorSpec::new("sup", Strategy::OneForOne).child(spec))
         .await
         .unwrap();
-    addr.cast(Msg::Sleep(Duration::from_millis(100))).unwrap();
+    let (started, in_hand) = tokio::sync::oneshot::channel();
+    addr.cast(Msg::Nap(Duration::from_millis(100), started))
+        .unwrap();
     addr.cast(Msg::Add(1)).unwrap();
-    eventually("sleep taken", || addr.held_messages() == 0).await;
+    in_hand.await.unwrap();
     sup.terminate_child("w").await.unwrap();
-    assert!(log.snapshot().contains(&"stop:w".to_string()));
+    // The nap in hand finished, then terminate ran; the queued Add was not handled.
+    assert_eq!(log.take(), ["start:w", "napped:w", "stop:w"]);
     assert!(addr.is_stopped());
     sup.restart_child("w").await.unwrap();
     assert_eq!(addr.call(Msg::Get).await, Ok(0));
@@ -299,8 +337,12 @@ async fn messages_sent_during_a_restart_reach_the_new_incarnation_in_order() {
     )
     .await
     .unwrap();
+    let mut ev = Events::of(&sup);
     addr.cast(Msg::Crash).unwrap();
-    eventually("restart under way", || !addr.is_running()).await;
+    assert!(
+        ev.exited("w").await.1,
+        "a restart is under way (in its backoff delay)"
+    );
     let kids = sup.which_children().await.unwrap();
     assert_eq!(kids[0].status, ChildStatus::Restarting);
     for k in 1..=3 {
@@ -337,8 +379,12 @@ async fn restart_backlog_is_bounded() {
     )
     .await
     .unwrap();
+    let mut ev = Events::of(&sup);
     addr.cast(Msg::Crash).unwrap();
-    eventually("restart under way", || !addr.is_running()).await;
+    assert!(
+        ev.exited("w").await.1,
+        "a restart is under way (in its backoff delay)"
+    );
     addr.cast(Msg::Add(1)).unwrap();
     addr.cast(Msg::Add(2)).unwrap();
     assert!(matches!(
@@ -381,8 +427,9 @@ async fn dynamic_supervisor_manages_children_at_runtime() {
         ),
         (1, 1, 1, 0)
     );
+    let mut ev = Events::of(sup.handle());
     a.cast(Msg::Crash).unwrap();
-    incarnation(&a, 2).await;
+    assert_eq!(ev.restarted("a").await, 2);
     let kids = sup.which_children().await.unwrap();
     assert_eq!((kids[0].id.as_str(), kids[0].restarts), ("a", 1));
     sup.shutdown().await;
@@ -393,8 +440,10 @@ async fn dynamic_supervisor_manages_children_at_runtime() {
 async fn an_unsupervised_actor_refuses_messages_once_dead() {
     let log = Log::default();
     let addr = spawn(Probe::new("solo", &log), ()).await.unwrap();
+    let cell = addr.actor_cell().unwrap();
     addr.cast(Msg::Crash).unwrap();
-    eventually("solo refuses", || addr.cast(Msg::Add(1)).is_err()).await;
+    cell.wait(Some(Duration::from_secs(20))).await.unwrap();
+    assert!(matches!(addr.cast(Msg::Add(1)), Err(SendError::Stopped(_))));
     assert_eq!(addr.call(Msg::Get).await, Err(CallError::Stopped));
     let mut bad = Probe::new("bad", &log);
     bad.fail_init = true;
@@ -453,13 +502,14 @@ impl Actor for CrashOnce {
 async fn a_child_that_dies_before_adoption_is_still_restarted() {
     let spec = DynamicSupervisor::spec("adopt", None).intensity(100, Duration::from_secs(5));
     let sup = DynamicSupervisor::start_spec(spec).await.unwrap();
+    let mut ev = Events::of(sup.handle());
     for i in 0..20 {
         let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let addr = sup
             .start_child(ChildSpec::new(format!("c{i}"), CrashOnce(flag), ()))
             .await
             .unwrap();
-        incarnation(&addr, 2).await;
+        assert_eq!(ev.restarted(&format!("c{i}")).await, 2);
         assert_eq!(addr.call(Msg::Get).await, Ok(0));
     }
     let kids = sup.which_children().await.unwrap();

@@ -17,9 +17,6 @@ impl Log {
     pub(crate) fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
-    pub(crate) fn snapshot(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
 }
 
 #[derive(Debug)]
@@ -30,6 +27,8 @@ pub(crate) enum Msg {
     Panic,
     Stop,
     Sleep(Duration),
+    /// Signals when it starts, sleeps, then logs `napped:<id>`.
+    Nap(Duration, tokio::sync::oneshot::Sender<()>),
     Trace(ReplyPort<Option<(TraceId, Option<SpanIdPair>)>>),
 }
 
@@ -84,6 +83,11 @@ impl Actor for Probe {
             Msg::Panic => panic!("{} panicked on purpose", self.id),
             Msg::Stop => me.stop(None),
             Msg::Sleep(d) => tokio::time::sleep(d).await,
+            Msg::Nap(d, started) => {
+                let _ = started.send(());
+                tokio::time::sleep(d).await;
+                self.log.push(format!("napped:{}", self.id));
+            }
             Msg::Trace(r) => {
                 let _ = r.send(
                     Context::current()
@@ -113,10 +117,60 @@ pub(crate) async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// Waits until the address has had `n` incarnations and is running.
-pub(crate) async fn incarnation<M: Send + 'static>(addr: &Addr<M>, n: u64) {
-    eventually(&format!("incarnation {n} of {}", addr.label()), || {
-        addr.incarnation() >= n && addr.is_running()
-    })
-    .await;
+/// A subscription to a supervisor's events, for tests that wait for one.
+pub(crate) struct Events(tokio::sync::broadcast::Receiver<foundation_actors::SupervisorEvent>);
+
+impl Events {
+    pub(crate) fn of(sup: &Supervisor) -> Self {
+        Self(sup.subscribe())
+    }
+
+    /// Waits (with a generous deadline) for the first event `pick` accepts.
+    pub(crate) async fn wait<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&foundation_actors::SupervisorEvent) -> Option<T>,
+    ) -> T {
+        let wait = async {
+            loop {
+                match self.0.recv().await {
+                    Ok(e) => {
+                        if let Some(t) = pick(&e) {
+                            return t;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("supervisor events ended while waiting for {what}: {e}"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    /// Waits for `child` to be restarted; returns its incarnation.
+    pub(crate) async fn restarted(&mut self, child: &str) -> u64 {
+        self.wait(&format!("a restart of {child}"), |e| match e {
+            foundation_actors::SupervisorEvent::ChildRestarted {
+                child: c,
+                incarnation,
+            } if c == child => Some(*incarnation),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for `child` to exit; returns the reason and whether it will be restarted.
+    pub(crate) async fn exited(&mut self, child: &str) -> (foundation_actors::ExitReason, bool) {
+        self.wait(&format!("an exit of {child}"), |e| match e {
+            foundation_actors::SupervisorEvent::ChildExited {
+                child: c,
+                reason,
+                restarting,
+            } if c == child => Some((reason.clone(), *restarting)),
+            _ => None,
+        })
+        .await
+    }
 }
