@@ -274,8 +274,9 @@ impl fmt::Debug for Context {
 }
 
 impl PartialEq for Context {
-    /// Contexts are equal when everything that crosses the wire is; the local `tracing`
-    /// span and sub-millisecond deadline differences are ignored.
+    /// Contexts are equal when their ids, request id and baggage are, and both have a
+    /// deadline or neither has: the deadline's instant (which a round trip through the
+    /// wire shifts) and the local `tracing` span are not compared.
     fn eq(&self, other: &Self) -> bool {
         let (a, b) = (&self.0, &other.0);
         a.trace_id == b.trace_id

@@ -49,7 +49,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -225,13 +225,14 @@ struct QueueState<J> {
     jobs: VecDeque<Job<J>>,
     /// The worker found its queue empty and waits for a wake-up.
     idle: bool,
+    /// The worker's stable address; replaced if the coordinator starts a new worker on
+    /// this queue (after the workers' supervisor itself was restarted).
+    worker: Option<Addr<Pull>>,
 }
 
 /// One worker's queue; outlives the worker's incarnations.
 struct Queue<J> {
     state: Mutex<QueueState<J>>,
-    /// The worker's stable address, set once when its spec is built.
-    worker: OnceLock<Addr<Pull>>,
     busy: AtomicUsize,
 }
 
@@ -251,13 +252,16 @@ impl<J> Queue<J> {
         let wake = {
             let mut s = self.lock();
             s.jobs.extend(jobs);
-            std::mem::replace(&mut s.idle, false) && !s.jobs.is_empty()
-        };
-        if wake {
-            if let Some(worker) = self.worker.get() {
-                // A stopped worker's queue is drained by the coordinator; nothing to wake.
-                let _ = worker.cast(Pull);
+            let idle = std::mem::replace(&mut s.idle, false);
+            if idle && !s.jobs.is_empty() {
+                s.worker.clone()
+            } else {
+                None
             }
+        };
+        if let Some(worker) = wake {
+            // A stopped worker's queue is drained by the coordinator; nothing to wake.
+            let _ = worker.cast(Pull);
         }
     }
 }
@@ -271,15 +275,18 @@ struct Shared<J> {
     processed: AtomicU64,
     /// Jobs sent and not yet handled (queued, or in a worker's hands).
     unfinished: AtomicUsize,
-    /// Notified when `unfinished` drops to zero.
+    /// Notified whenever jobs finish, for `wait_in_flight`.
     idle: tokio::sync::Notify,
     hasher: std::collections::hash_map::RandomState,
 }
 
 impl<J> Shared<J> {
-    /// Counts `n` jobs as done, waking `wait_idle` callers when none are left.
+    /// Counts `n` jobs as done and wakes `wait_in_flight` callers.
     fn finished(&self, n: usize) {
-        if n > 0 && self.unfinished.fetch_sub(n, Ordering::AcqRel) == n {
+        if n > 0 {
+            self.unfinished.fetch_sub(n, Ordering::AcqRel);
+            // Always: a waiter registers with the Notify before it reads the count, so it
+            // either sees this decrement or is woken by this call.
             self.idle.notify_waiters();
         }
     }
@@ -312,7 +319,7 @@ impl<J: Send + 'static> Shared<J> {
 
 /// The wake-up a worker gets when its queue has work.
 #[derive(Debug)]
-pub struct Pull;
+pub(crate) struct Pull;
 
 struct WorkerActor<W: Worker> {
     index: usize,
@@ -401,14 +408,21 @@ impl<W: Worker> Clone for Coordinator<W> {
 }
 
 impl<W: Worker> Coordinator<W> {
-    fn worker_spec(&self, index: usize) -> (ChildSpec<Pull>, Arc<Queue<W::Job>>) {
-        let queue = Arc::new(Queue {
-            state: Mutex::new(QueueState {
-                jobs: VecDeque::new(),
-                idle: false,
-            }),
-            worker: OnceLock::new(),
-            busy: AtomicUsize::new(0),
+    /// The spec of worker `index`, on `queue` or on a new one.
+    fn worker_spec(
+        &self,
+        index: usize,
+        queue: Option<Arc<Queue<W::Job>>>,
+    ) -> (ChildSpec<Pull>, Arc<Queue<W::Job>>) {
+        let queue = queue.unwrap_or_else(|| {
+            Arc::new(Queue {
+                state: Mutex::new(QueueState {
+                    jobs: VecDeque::new(),
+                    idle: false,
+                    worker: None,
+                }),
+                busy: AtomicUsize::new(0),
+            })
         });
         let actor = WorkerActor {
             index,
@@ -418,7 +432,7 @@ impl<W: Worker> Coordinator<W> {
         };
         let spec = ChildSpec::new(format!("worker-{index}"), actor, ()).restart(Restart::Permanent);
         // Set before the worker starts, so its first wake-up has somewhere to go.
-        let _ = queue.worker.set(spec.addr());
+        queue.lock().worker = Some(spec.addr());
         (spec, queue)
     }
 
@@ -428,7 +442,7 @@ impl<W: Worker> Coordinator<W> {
         }
         let current = self.shared.queues().len();
         for index in current..n {
-            let (spec, queue) = self.worker_spec(index);
+            let (spec, queue) = self.worker_spec(index, None);
             self.workers.start_child(spec).await?;
             self.shared
                 .queues
@@ -464,7 +478,27 @@ impl<W: Worker> Actor for Coordinator<W> {
     type State = ();
     type Args = usize;
 
+    /// After a restart of the workers' supervisor (which comes back empty: its children
+    /// were started at run time), starts a worker again on each queue, so queued jobs are
+    /// not stranded. On the first start there are no queues yet.
     async fn init(&self, _: &Addr<CoordinatorMsg>, _: usize) -> Result<(), ActorError> {
+        let queues: Vec<_> = self.shared.queues().iter().cloned().collect();
+        if queues.is_empty() {
+            return Ok(());
+        }
+        let running: Vec<String> = self
+            .workers
+            .which_children()
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        for (index, queue) in queues.into_iter().enumerate() {
+            if !running.contains(&format!("worker-{index}")) {
+                let (spec, _) = self.worker_spec(index, Some(queue));
+                self.workers.start_child(spec).await?;
+            }
+        }
         Ok(())
     }
 
@@ -568,13 +602,14 @@ impl<J: Send + 'static> Ecosystem<J> {
                 .child(coordinator_spec),
         )
         .await?;
-        coordinator
-            .resize(spec.workers)
-            .await
-            .map_err(|e| match e {
+        if let Err(e) = coordinator.resize(spec.workers).await {
+            // Leave nothing running behind a failed start.
+            sup.shutdown().await;
+            return Err(match e {
                 SupervisorError::Spawn(e) => e,
                 other => SpawnError::Config(other.to_string()),
-            })?;
+            });
+        }
         Ok(Self {
             shared,
             coordinator: coordinator_addr,
@@ -705,13 +740,27 @@ impl<J: Send + 'static> Ecosystem<J> {
     ///
     /// Cancel-safe: it only waits.
     pub async fn wait_idle(&self, timeout: Duration) -> Result<(), CallError> {
+        self.wait_in_flight(0, timeout).await
+    }
+
+    /// Waits until at most `max` jobs are in flight (queued, or in a worker's hands), or
+    /// `timeout` passes.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Timeout`] if more are still in flight then.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only waits.
+    pub async fn wait_in_flight(&self, max: usize, timeout: Duration) -> Result<(), CallError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.shared.idle.notified();
             tokio::pin!(notified);
             // Registered before the check, so a wake-up between the two is not missed.
             notified.as_mut().enable();
-            if self.shared.unfinished.load(Ordering::Acquire) == 0 {
+            if self.shared.unfinished.load(Ordering::Acquire) <= max {
                 return Ok(());
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {

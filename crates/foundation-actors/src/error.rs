@@ -235,6 +235,9 @@ pub enum SupervisorError {
     /// The child is running; terminate it first.
     #[error("child `{0}` is running; terminate_child it before deleting it")]
     Running(String),
+    /// The child is waiting out a restart delay; terminate it first.
+    #[error("child `{0}` is waiting to restart; terminate_child it before deleting it")]
+    Restarting(String),
     /// Starting a child failed.
     #[error(transparent)]
     Spawn(#[from] SpawnError),

@@ -307,14 +307,23 @@ impl Supervisor {
             Ok(cell) => cell,
             Err(e) => {
                 undo(&entry);
+                // ractor refuses to link to a supervisor that is shutting down.
+                if sup.get_status() >= ractor::ActorStatus::Draining {
+                    return Err(SpawnError::SupervisorStopped.into());
+                }
                 return Err(e.into());
             }
         };
-        self.members.push_adoption(Adoption {
+        if let Err(a) = self.members.push_adoption(Adoption {
             entry,
             cell: cell.clone(),
             linked_to: sup.get_id(),
-        });
+        }) {
+            // The supervisor is shutting down and will not take the child in.
+            cell.kill();
+            undo(&a.entry);
+            return Err(SpawnError::SupervisorStopped.into());
+        }
         if cell.get_status() >= ractor::ActorStatus::Draining {
             // It is dying already, perhaps before the push: its exit may have reached the
             // supervisor as an orphan, so make the supervisor take it in now. (A child seen
@@ -435,7 +444,9 @@ impl Supervisor {
 
     /// Waits for the supervisor to exit and returns why: [`ExitReason::Escalated`] when
     /// its restart intensity was exceeded, normal after [`Supervisor::shutdown`].
-    /// A supervisor killed outright reports [`ExitReason::Killed`].
+    /// A supervisor killed outright reports [`ExitReason::Killed`]. Meant for top-level
+    /// supervisors: for a child supervisor between two incarnations (or not started
+    /// yet) it returns at once, with the previous incarnation's reason.
     pub async fn wait(&self) -> ExitReason {
         if let Some(cell) = self.addr.actor_cell() {
             let _ = cell.wait(None).await;

@@ -8,12 +8,18 @@
 //! supervisor noticed) does it take the write lock and append to `pending`. The supervisor
 //! takes the write lock to mark a restart, and to install a new incarnation: under that
 //! lock it first delivers everything pending, in order, then publishes the incarnation. So a
-//! sender's messages keep their order across a restart, and a message is either delivered,
-//! held for the next incarnation, or handed back with an error; none is dropped unseen.
+//! sender's messages keep their order across a restart, and a send is either delivered,
+//! held for the next incarnation, or handed back with an error.
 //!
 //! Messages that a crashed incarnation had accepted into its mailbox are salvaged by the
 //! actor glue and put back with [`Slot::requeue_front`], ahead of those held since; only
-//! the message being handled when it crashed is lost. A kill loses the mailbox.
+//! the message being handled when it crashed is lost.
+//!
+//! A *stop* is different, as in OTP: an incarnation that is stopped (by `Addr::stop`, by
+//! its supervisor's `terminate_child` or shutdown, or because a sibling's restart takes it
+//! down under `OneForAll`/`RestForOne`) or killed finishes at most the message in hand,
+//! and the messages still queued in its mailbox are dropped. Held messages of a process
+//! that stops for good are dropped with a warning.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -41,8 +41,16 @@ pub(crate) struct Core;
 /// supervisor no message at all, as a raw ractor spawn costs its parent none.
 pub(crate) struct Members {
     ids: std::sync::Mutex<FxHashSet<Arc<str>>>,
-    adoptions: std::sync::Mutex<Vec<Adoption>>,
+    adoptions: std::sync::Mutex<Adoptions>,
     max: Option<usize>,
+}
+
+/// Children waiting for adoption; `closed` once the supervisor shuts down, so a start
+/// that races its exit is refused instead of leaving a child it will never see.
+#[derive(Default)]
+struct Adoptions {
+    list: Vec<Adoption>,
+    closed: bool,
 }
 
 /// A child spawned by `start_child` in the caller's task, linked to `linked_to`.
@@ -56,31 +64,51 @@ impl Members {
     pub(crate) fn new(max: Option<usize>) -> Self {
         Self {
             ids: std::sync::Mutex::new(FxHashSet::default()),
-            adoptions: std::sync::Mutex::new(Vec::new()),
+            adoptions: std::sync::Mutex::new(Adoptions::default()),
             max,
         }
     }
 
-    fn adoptions(&self) -> std::sync::MutexGuard<'_, Vec<Adoption>> {
+    fn adoptions(&self) -> std::sync::MutexGuard<'_, Adoptions> {
         self.adoptions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Queues a child for adoption.
-    pub(crate) fn push_adoption(&self, a: Adoption) {
-        self.adoptions().push(a);
+    /// Queues a child for adoption; hands it back if the supervisor is shutting down.
+    pub(crate) fn push_adoption(&self, a: Adoption) -> Result<(), Adoption> {
+        let mut adoptions = self.adoptions();
+        if adoptions.closed {
+            return Err(a);
+        }
+        adoptions.list.push(a);
+        Ok(())
     }
 
     /// Takes back a queued adoption (its supervisor went away).
     pub(crate) fn withdraw_adoption(&self, cell: ractor::ActorId) -> Option<Adoption> {
-        let mut list = self.adoptions();
-        let i = list.iter().position(|a| a.cell.get_id() == cell)?;
-        Some(list.swap_remove(i))
+        let mut adoptions = self.adoptions();
+        let i = adoptions
+            .list
+            .iter()
+            .position(|a| a.cell.get_id() == cell)?;
+        Some(adoptions.list.swap_remove(i))
     }
 
     fn take_adoptions(&self) -> Vec<Adoption> {
-        std::mem::take(&mut *self.adoptions())
+        std::mem::take(&mut self.adoptions().list)
+    }
+
+    /// Refuses further adoptions and returns those queued.
+    fn close(&self) -> Vec<Adoption> {
+        let mut adoptions = self.adoptions();
+        adoptions.closed = true;
+        std::mem::take(&mut adoptions.list)
+    }
+
+    /// Accepts adoptions again (a new incarnation of the supervisor).
+    fn reopen(&self) {
+        self.adoptions().closed = false;
     }
 
     fn ids(&self) -> std::sync::MutexGuard<'_, FxHashSet<Arc<str>>> {
@@ -121,6 +149,8 @@ struct Child {
     restarts: u64,
     consecutive: u32,
     last_restart: Option<Instant>,
+    /// The restart this child waits for, if it is restarting.
+    pending_epoch: u64,
 }
 
 pub(crate) struct State {
@@ -187,6 +217,7 @@ impl State {
     /// Removes a child from the supervisor and its name from the registry.
     fn forget(&mut self, idx: usize) -> Box<Child> {
         let c = self.children.remove(idx);
+        c.entry.child.mark_stopped();
         self.cfg.members.release(&c.entry.id);
         if let Some(name) = &c.entry.name {
             c.entry.child.unregister(name);
@@ -232,8 +263,10 @@ impl State {
 
     /// Shuts every child down, last started first, and marks them stopped for good.
     async fn shutdown_all(&mut self) {
-        // Children still waiting for adoption go down too (their exits no longer matter).
-        self.take_in_adoptions();
+        // Children still waiting for adoption go down too (their exits no longer matter),
+        // and starts from now on are refused.
+        let late = self.cfg.members.close();
+        self.take_in_adoptions(late);
         for idx in (0..self.children.len()).rev() {
             self.shutdown_child(idx).await;
             let c = &mut self.children[idx];
@@ -317,13 +350,14 @@ impl State {
         }
         c.entry.child.mark_restarting();
         c.status = ChildStatus::Restarting;
+        let now = Instant::now();
+        let within_intensity = self.note_restart(now);
         self.emit(SupervisorEvent::ChildExited {
             child: id.to_string(),
             reason: reason.clone(),
-            restarting: true,
+            restarting: within_intensity,
         });
-        let now = Instant::now();
-        if !self.note_restart(now) {
+        if !within_intensity {
             tracing::error!(supervisor = %self.cfg.id, child = %id, reason = %reason, "restart intensity exceeded; shutting down");
             return Err(self.escalate(&id, reason).await);
         }
@@ -335,16 +369,33 @@ impl State {
             Strategy::OneForAll => 0..self.children.len(),
             Strategy::RestForOne => idx..self.children.len(),
         };
+        // Siblings go down last-started first. Temporary ones are not restarted: OTP
+        // removes them.
+        let mut temporaries = Vec::new();
         for i in range.clone().rev() {
-            if i != idx {
+            if i == idx {
+                continue;
+            }
+            let temporary = self.children[i].entry.restart == Restart::Temporary;
+            if !temporary {
                 self.children[i].entry.child.mark_restarting();
-                self.shutdown_child(i).await;
+            }
+            self.shutdown_child(i).await;
+            if temporary {
+                temporaries.push(i);
+            } else {
                 self.children[i].status = ChildStatus::Restarting;
             }
         }
+        self.epoch += 1;
+        let epoch = self.epoch;
         let ids: Vec<Arc<str>> = self.children[range]
-            .iter()
-            .map(|c| c.entry.id.clone())
+            .iter_mut()
+            .filter(|c| c.entry.restart != Restart::Temporary)
+            .map(|c| {
+                c.pending_epoch = epoch;
+                c.entry.id.clone()
+            })
             .collect();
 
         let delay = self.cfg.backoff.map(|b| {
@@ -359,11 +410,14 @@ impl State {
             d
         });
         self.children[idx].last_restart = Some(now);
-        self.epoch += 1;
+        // Indices are done with: `temporaries` is in descending order, so removing keeps
+        // the rest valid.
+        for i in temporaries {
+            self.forget(i);
+        }
         match delay {
             Some(d) if !d.is_zero() => {
                 let me = myself.clone();
-                let epoch = self.epoch;
                 tokio::spawn(async move {
                     tokio::time::sleep(d).await;
                     // If the supervisor has gone, nothing is left to restart.
@@ -374,7 +428,7 @@ impl State {
                 });
                 Ok(())
             }
-            _ => self.restart_ids(myself, &ids).await,
+            _ => self.restart_ids(myself, &ids, epoch).await,
         }
     }
 
@@ -384,13 +438,17 @@ impl State {
         &mut self,
         myself: &ActorRef<Envelope<SupervisorMsg>>,
         ids: &[Arc<str>],
+        epoch: u64,
     ) -> Result<(), ActorProcessingErr> {
         let sup = myself.get_cell();
         for id in ids {
             let Some(idx) = self.position(id) else {
                 continue;
             };
-            if self.children[idx].cell.is_some() {
+            let c = &self.children[idx];
+            // Only a child still waiting for this very restart: not one terminated in the
+            // meantime, nor one a later restart (of a group it belongs to) will bring back.
+            if c.cell.is_some() || c.status != ChildStatus::Restarting || c.pending_epoch != epoch {
                 continue;
             }
             loop {
@@ -466,6 +524,9 @@ impl State {
                     Some(idx) if self.children[idx].cell.is_some() => {
                         Err(SupervisorError::Running(id))
                     }
+                    Some(idx) if self.children[idx].status == ChildStatus::Restarting => {
+                        Err(SupervisorError::Restarting(id))
+                    }
                     Some(idx) => {
                         self.forget(idx);
                         Ok(())
@@ -497,18 +558,7 @@ impl State {
                 let _ = reply.send((self.cfg.strategy, kids));
             }
             Request::DelayedRestart { ids, epoch } => {
-                if epoch == self.epoch {
-                    return self.restart_ids(myself, &ids).await;
-                }
-                // A later restart superseded this one; restart anything still down.
-                let down: Vec<Arc<str>> = self
-                    .children
-                    .iter()
-                    .filter(|c| c.status == ChildStatus::Restarting && c.cell.is_none())
-                    .map(|c| c.entry.id.clone())
-                    .filter(|id| ids.contains(id))
-                    .collect();
-                return self.restart_ids(myself, &down).await;
+                return self.restart_ids(myself, &ids, epoch).await;
             }
         }
         Ok(())
@@ -516,13 +566,13 @@ impl State {
 
     /// Takes in the children that `start_child` spawned since the last call, and returns
     /// the exits already seen for any of them.
-    fn take_in_adoptions(&mut self) -> Vec<(ractor::ActorId, ExitReason)> {
+    fn take_in_adoptions(&mut self, list: Vec<Adoption>) -> Vec<(ractor::ActorId, ExitReason)> {
         let mut exits = Vec::new();
         for Adoption {
             entry,
             cell,
             linked_to,
-        } in self.cfg.members.take_adoptions()
+        } in list
         {
             if linked_to != self.me {
                 // Spawned under an earlier incarnation of this supervisor, which took it
@@ -539,6 +589,7 @@ impl State {
                 restarts: 0,
                 consecutive: 0,
                 last_restart: None,
+                pending_epoch: 0,
             }));
             if !self.orphans.is_empty() {
                 if let Some(reason) = self.orphans.remove(&actor) {
@@ -554,7 +605,8 @@ impl State {
         &mut self,
         myself: &ActorRef<Envelope<SupervisorMsg>>,
     ) -> Result<(), ActorProcessingErr> {
-        for (actor, reason) in self.take_in_adoptions() {
+        let list = self.cfg.members.take_adoptions();
+        for (actor, reason) in self.take_in_adoptions(list) {
             self.child_exited(myself, actor, reason).await?;
         }
         Ok(())
@@ -576,6 +628,7 @@ impl State {
             restarts: 0,
             consecutive: 0,
             last_restart: None,
+            pending_epoch: 0,
         }));
         let idx = self.children.len() - 1;
         if let Err(e) = self.start_child(idx, sup).await {
@@ -600,6 +653,7 @@ impl ractor::Actor for Core {
         // Children added at run time do not survive a restart of their supervisor (as in
         // OTP); the spec's children start again.
         cfg.members.clear();
+        cfg.members.reopen();
         let entries = cfg.children.clone();
         let mut state = State {
             cfg,

@@ -124,9 +124,17 @@ impl Backoff {
             .min
             .saturating_mul(2u32.saturating_pow(consecutive.min(31)))
             .min(self.max);
-        let jitter = self.jitter.clamp(0.0, 1.0);
+        // Bad input (NaN, a negative or huge jitter, durations near the maximum) must not
+        // panic inside the supervisor: clamp, and fall back to `max` on overflow.
+        let jitter = if self.jitter.is_finite() {
+            self.jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let factor = 1.0 + jitter * (fastrand::f64() * 2.0 - 1.0);
-        base.mul_f64(factor).min(self.max)
+        Duration::try_from_secs_f64(base.as_secs_f64() * factor)
+            .unwrap_or(self.max)
+            .min(self.max)
     }
 }
 

@@ -345,12 +345,19 @@ async fn messages_sent_during_a_restart_reach_the_new_incarnation_in_order() {
     );
     let kids = sup.which_children().await.unwrap();
     assert_eq!(kids[0].status, ChildStatus::Restarting);
+    log.take();
     for k in 1..=3 {
         addr.cast(Msg::Add(k)).unwrap();
+        addr.cast(Msg::Note(k)).unwrap();
     }
     let by_name = Addr::<Msg>::whereis("stable-w").expect("name survives the restart");
     let got = by_name.call(Msg::Get).await;
-    assert_eq!(got, Ok(6), "held messages are delivered first, in order");
+    assert_eq!(got, Ok(6), "held messages are delivered first");
+    assert_eq!(
+        log.take(),
+        ["start:w", "got:w:1", "got:w:2", "got:w:3"],
+        "in order"
+    );
     assert_eq!(addr.incarnation(), 2);
     assert!(
         Addr::<u32>::whereis("stable-w").is_none(),
@@ -465,9 +472,16 @@ async fn messages_queued_behind_a_crash_reach_the_next_incarnation() {
     addr.cast(Msg::Crash).unwrap();
     for k in 1..=4 {
         addr.cast(Msg::Add(k)).unwrap();
+        addr.cast(Msg::Note(k)).unwrap();
     }
     // Only the crashing message is lost; what was behind it reaches incarnation 2 in order.
     assert_eq!(addr.call(Msg::Get).await, Ok(10));
+    let notes: Vec<String> = log
+        .take()
+        .into_iter()
+        .filter(|l| l.starts_with("got:"))
+        .collect();
+    assert_eq!(notes, ["got:w:1", "got:w:2", "got:w:3", "got:w:4"]);
     assert_eq!(addr.incarnation(), 2);
     sup.shutdown().await;
 }
@@ -520,4 +534,132 @@ async fn a_child_that_dies_before_adoption_is_still_restarted() {
         "{kids:?}"
     );
     sup.shutdown().await;
+}
+
+fn slow_restarts() -> Backoff {
+    Backoff {
+        min: Duration::from_millis(300),
+        max: Duration::from_millis(300),
+        jitter: 0.0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_terminated_during_its_backoff_stays_terminated() {
+    let log = Log::default();
+    let spec = Probe::spec("w", &log);
+    let addr = spec.addr();
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne)
+            .backoff(slow_restarts())
+            .child(spec)
+            .child(Probe::spec("marker", &log)),
+    )
+    .await
+    .unwrap();
+    let mut ev = Events::of(&sup);
+    addr.cast(Msg::Crash).unwrap();
+    assert!(ev.exited("w").await.1);
+    sup.terminate_child("w").await.unwrap();
+    // Let the delayed restart come due: crash and restart another child after it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let kids = sup.which_children().await.unwrap();
+    assert_eq!(kids[0].status, ChildStatus::Terminated, "{kids:?}");
+    assert!(addr.is_stopped());
+    assert!(matches!(sup.delete_child("w").await, Ok(())));
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_waiting_to_restart_cannot_be_deleted() {
+    let log = Log::default();
+    let spec = Probe::spec("w", &log);
+    let addr = spec.addr();
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne)
+            .backoff(slow_restarts())
+            .child(spec),
+    )
+    .await
+    .unwrap();
+    let mut ev = Events::of(&sup);
+    addr.cast(Msg::Crash).unwrap();
+    assert!(ev.exited("w").await.1);
+    assert!(matches!(
+        sup.delete_child("w").await,
+        Err(SupervisorError::Restarting(id)) if id == "w"
+    ));
+    assert_eq!(ev.restarted("w").await, 2);
+    sup.shutdown().await;
+    assert!(addr.is_stopped());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_for_all_does_not_restart_temporary_siblings() {
+    let log = Log::default();
+    let a = Probe::spec("a", &log);
+    let t = Probe::spec("t", &log).restart(Restart::Temporary);
+    let (a_addr, t_addr) = (a.addr(), t.addr());
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForAll)
+            .intensity(5, Duration::from_secs(5))
+            .child(a)
+            .child(t),
+    )
+    .await
+    .unwrap();
+    log.take();
+    let mut ev = Events::of(&sup);
+    a_addr.cast(Msg::Crash).unwrap();
+    assert_eq!(ev.restarted("a").await, 2);
+    assert_eq!(log.take(), ["stop:t", "start:a"]);
+    assert!(t_addr.is_stopped());
+    assert_eq!(sup.count_children().await.unwrap().specs, 1);
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonsense_backoff_does_not_bring_the_supervisor_down() {
+    let log = Log::default();
+    let spec = Probe::spec("w", &log);
+    let addr = spec.addr();
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne)
+            .intensity(5, Duration::from_secs(5))
+            .backoff(Backoff {
+                min: Duration::from_millis(1),
+                max: Duration::from_millis(5),
+                jitter: f64::NAN,
+            })
+            .child(spec),
+    )
+    .await
+    .unwrap();
+    let mut ev = Events::of(&sup);
+    addr.cast(Msg::Crash).unwrap();
+    assert_eq!(ev.restarted("w").await, 2);
+    let huge = Backoff {
+        min: Duration::MAX,
+        max: Duration::MAX,
+        jitter: 1.0,
+    };
+    for n in 0..40 {
+        assert!(huge.delay(n) <= Duration::MAX);
+    }
+    assert!(sup.is_running());
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_child_on_a_stopped_supervisor_is_refused() {
+    let log = Log::default();
+    let sup = DynamicSupervisor::start("gone", None).await.unwrap();
+    sup.shutdown().await;
+    let spec = Probe::spec("late", &log);
+    let addr = spec.addr();
+    assert!(matches!(
+        sup.start_child(spec).await,
+        Err(SupervisorError::Spawn(SpawnError::SupervisorStopped))
+    ));
+    assert!(addr.is_stopped());
 }

@@ -22,6 +22,8 @@ impl Log {
 #[derive(Debug)]
 pub(crate) enum Msg {
     Add(u64),
+    /// Logs `got:<id>:<n>`, to check the order messages arrive in.
+    Note(u64),
     Get(ReplyPort<u64>),
     Crash,
     Panic,
@@ -76,6 +78,7 @@ impl Actor for Probe {
     async fn handle(&self, me: &Addr<Msg>, msg: Msg, n: &mut u64) -> Result<(), ActorError> {
         match msg {
             Msg::Add(k) => *n += k,
+            Msg::Note(k) => self.log.push(format!("got:{}:{k}", self.id)),
             Msg::Get(r) => {
                 let _ = r.send(*n);
             }
@@ -102,18 +105,6 @@ impl Actor for Probe {
         tokio::time::sleep(self.terminate_delay).await;
         self.log.push(format!("stop:{}", self.id));
         Ok(())
-    }
-}
-
-/// Waits (without a fixed sleep) until `f` holds, failing after a generous deadline.
-pub(crate) async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
