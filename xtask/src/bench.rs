@@ -83,6 +83,42 @@ const HEADLINES: &[Headline] = &[
         competitor: "restart/ractor",
         unit: "ns",
         budget: Budget::AtMostNs(100_000.0),
+    }, // The same groups on a 2-worker runtime: reported, not judged (see the bench's
+    // `Flavor` for why the headlines run on a current-thread runtime).
+    Headline {
+        name: "tell, 2 workers",
+        ours: "tell_2w/foundation",
+        competitor: "tell_2w/ractor",
+        unit: "ns/msg",
+        budget: Budget::None,
+    },
+    Headline {
+        name: "call round trip, 2 workers",
+        ours: "call_2w/foundation",
+        competitor: "call_2w/ractor",
+        unit: "ns",
+        budget: Budget::None,
+    },
+    Headline {
+        name: "supervised child start, 2 workers",
+        ours: "child_start_2w/foundation",
+        competitor: "child_start_2w/ractor",
+        unit: "ns",
+        budget: Budget::None,
+    },
+    Headline {
+        name: "restart latency, 2 workers",
+        ours: "restart_2w/foundation",
+        competitor: "restart_2w/ractor",
+        unit: "ns",
+        budget: Budget::None,
+    },
+    Headline {
+        name: "child start with a unique id",
+        ours: "child_start/foundation_named",
+        competitor: "child_start/ractor",
+        unit: "ns",
+        budget: Budget::None,
     },
 ];
 

@@ -101,6 +101,11 @@ impl<M: Send + 'static> Addr<M> {
         self.slot.install(actor);
     }
 
+    /// Identifies the process (the address of its slot), for lookups by address.
+    pub(crate) fn slot_key(&self) -> usize {
+        Arc::as_ptr(&self.slot) as usize
+    }
+
     pub(crate) fn set_supervised(&self, supervised: bool) {
         self.slot.set_supervised(supervised);
     }

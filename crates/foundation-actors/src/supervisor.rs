@@ -68,7 +68,7 @@ pub use spec::{Backoff, ChildKind, ChildSpec, Intensity, Restart, Shutdown, Stra
 
 use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG};
 use crate::error::{CallError, ExitReason, SpawnError, SupervisorError, SupervisorExit};
-use core::{Adoption, Config, Core, Members, Request};
+use core::{Adoption, ChildKey, Config, Core, Members, Request};
 use spec::{BoxFuture, ChildEntry, ErasedChild};
 
 /// A supervisor's messages. Opaque: use the [`Supervisor`] methods.
@@ -196,6 +196,9 @@ impl ErasedChild for SupervisorChild {
     fn incarnation(&self) -> u64 {
         self.0.addr.incarnation()
     }
+    fn slot_key(&self) -> usize {
+        self.0.addr.slot_key()
+    }
     fn register(&self, name: &str) -> Result<(), SpawnError> {
         self.0.addr.register(name)
     }
@@ -289,9 +292,9 @@ impl Supervisor {
             .addr
             .actor_cell()
             .ok_or(SpawnError::SupervisorStopped)?;
-        self.members.reserve(&entry.id)?;
+        self.members.reserve(&entry)?;
         let undo = |entry: &ChildEntry| {
-            self.members.release(&entry.id);
+            self.members.release(entry);
             if let Some(name) = &entry.name {
                 entry.child.unregister(name);
             }
@@ -299,7 +302,7 @@ impl Supervisor {
         };
         if let Some(name) = &entry.name {
             if let Err(e) = entry.child.register(name) {
-                self.members.release(&entry.id);
+                self.members.release(&entry);
                 return Err(e.into());
             }
         }
@@ -350,8 +353,22 @@ impl Supervisor {
     ///
     /// [`SupervisorError::UnknownChild`] or the supervisor not running.
     pub async fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
-        let id = id.to_owned();
-        self.request(|p| Request::TerminateChild(id, p)).await?
+        let key = ChildKey::Id(id.to_owned());
+        self.request(|p| Request::TerminateChild(key, p)).await?
+    }
+
+    /// As [`Supervisor::terminate_child`], naming the child by its address: the way to
+    /// terminate an anonymous child.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::UnknownChild`] if no child of this supervisor has that address.
+    pub async fn terminate_child_by_addr<M: Send + 'static>(
+        &self,
+        addr: &Addr<M>,
+    ) -> Result<(), SupervisorError> {
+        let key = ChildKey::Addr(addr.slot_key());
+        self.request(|p| Request::TerminateChild(key, p)).await?
     }
 
     /// Starts again a child that was terminated or exited without restart.
@@ -547,6 +564,18 @@ impl DynamicSupervisor {
     /// As [`Supervisor::terminate_child`].
     pub async fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
         self.0.terminate_child(id).await
+    }
+
+    /// Shuts a child down by its address and forgets it (for anonymous children).
+    ///
+    /// # Errors
+    ///
+    /// As [`Supervisor::terminate_child_by_addr`].
+    pub async fn terminate_child_by_addr<M: Send + 'static>(
+        &self,
+        addr: &Addr<M>,
+    ) -> Result<(), SupervisorError> {
+        self.0.terminate_child_by_addr(addr).await
     }
 
     /// The children, in start order.

@@ -41,6 +41,8 @@ pub(crate) struct Core;
 /// supervisor no message at all, as a raw ractor spawn costs its parent none.
 pub(crate) struct Members {
     ids: std::sync::Mutex<FxHashSet<Arc<str>>>,
+    /// Children reserved or running, anonymous ones included (for `max_children`).
+    count: std::sync::atomic::AtomicUsize,
     adoptions: std::sync::Mutex<Adoptions>,
     max: Option<usize>,
 }
@@ -64,6 +66,7 @@ impl Members {
     pub(crate) fn new(max: Option<usize>) -> Self {
         Self {
             ids: std::sync::Mutex::new(FxHashSet::default()),
+            count: std::sync::atomic::AtomicUsize::new(0),
             adoptions: std::sync::Mutex::new(Adoptions::default()),
             max,
         }
@@ -118,27 +121,33 @@ impl Members {
     }
 
     /// Claims `id` for a new child.
-    pub(crate) fn reserve(&self, id: &Arc<str>) -> Result<(), SpawnError> {
-        let mut ids = self.ids();
-        if ids.contains(id) {
-            return Err(SpawnError::DuplicateId(id.to_string()));
+    pub(crate) fn reserve(&self, entry: &ChildEntry) -> Result<(), SpawnError> {
+        use std::sync::atomic::Ordering;
+        let before = self.count.fetch_add(1, Ordering::AcqRel);
+        if self.max.is_some_and(|max| before >= max) {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return Err(SpawnError::MaxChildren(self.max.unwrap_or(before)));
         }
-        if let Some(max) = self.max {
-            if ids.len() >= max {
-                return Err(SpawnError::MaxChildren(max));
-            }
+        // Anonymous children have no id to keep unique (they are told apart by address).
+        if !entry.anonymous && !self.ids().insert(entry.id.clone()) {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return Err(SpawnError::DuplicateId(entry.id.to_string()));
         }
-        ids.insert(id.clone());
         Ok(())
     }
 
     /// Frees `id`.
-    pub(crate) fn release(&self, id: &str) {
-        self.ids().remove(id);
+    pub(crate) fn release(&self, entry: &ChildEntry) {
+        self.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if !entry.anonymous {
+            self.ids().remove(&*entry.id);
+        }
     }
 
     fn clear(&self) {
-        self.ids().clear();
+        let mut ids = self.ids();
+        ids.clear();
+        self.count.store(0, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -170,6 +179,14 @@ pub(crate) struct State {
     epoch: u64,
 }
 
+/// How a request names a child.
+pub(crate) enum ChildKey {
+    /// By its id.
+    Id(String),
+    /// By its address (anonymous children have no usable id).
+    Addr(usize),
+}
+
 /// A supervisor's strategy and its children, with handles of those that are supervisors.
 pub(crate) type Subtree = (Strategy, Vec<(ChildInfo, Option<Supervisor>)>);
 
@@ -177,7 +194,7 @@ pub(crate) type Subtree = (Strategy, Vec<(ChildInfo, Option<Supervisor>)>);
 pub(crate) enum Request {
     /// A child spawned by `start_child` died before it could be adopted: take it in.
     Wake,
-    TerminateChild(String, ReplyPort<Result<(), SupervisorError>>),
+    TerminateChild(ChildKey, ReplyPort<Result<(), SupervisorError>>),
     RestartChild(String, ReplyPort<Result<(), SupervisorError>>),
     DeleteChild(String, ReplyPort<Result<(), SupervisorError>>),
     WhichChildren(ReplyPort<Vec<ChildInfo>>),
@@ -185,7 +202,7 @@ pub(crate) enum Request {
     Subtree(ReplyPort<Subtree>),
     /// A restart whose backoff delay has run out.
     DelayedRestart {
-        ids: Vec<Arc<str>>,
+        keys: Vec<usize>,
         epoch: u64,
     },
 }
@@ -218,7 +235,7 @@ impl State {
     fn forget(&mut self, idx: usize) -> Box<Child> {
         let c = self.children.remove(idx);
         c.entry.child.mark_stopped();
-        self.cfg.members.release(&c.entry.id);
+        self.cfg.members.release(&c.entry);
         if let Some(name) = &c.entry.name {
             c.entry.child.unregister(name);
         }
@@ -389,12 +406,13 @@ impl State {
         }
         self.epoch += 1;
         let epoch = self.epoch;
-        let ids: Vec<Arc<str>> = self.children[range]
+        // Keyed by address: anonymous children share an id.
+        let keys: Vec<usize> = self.children[range]
             .iter_mut()
             .filter(|c| c.entry.restart != Restart::Temporary)
             .map(|c| {
                 c.pending_epoch = epoch;
-                c.entry.id.clone()
+                c.entry.child.slot_key()
             })
             .collect();
 
@@ -423,28 +441,33 @@ impl State {
                     // If the supervisor has gone, nothing is left to restart.
                     let _ = me.send_message(Envelope {
                         ctx: None,
-                        msg: SupervisorMsg(Request::DelayedRestart { ids, epoch }),
+                        msg: SupervisorMsg(Request::DelayedRestart { keys, epoch }),
                     });
                 });
                 Ok(())
             }
-            _ => self.restart_ids(myself, &ids, epoch).await,
+            _ => self.restart_keys(myself, &keys, epoch).await,
         }
     }
 
-    /// Starts the named children again, in order. A child whose start fails counts as
+    /// Starts the given children (by address) again, in order. A child whose start fails counts as
     /// another restart; past the intensity the supervisor gives up.
-    async fn restart_ids(
+    async fn restart_keys(
         &mut self,
         myself: &ActorRef<Envelope<SupervisorMsg>>,
-        ids: &[Arc<str>],
+        keys: &[usize],
         epoch: u64,
     ) -> Result<(), ActorProcessingErr> {
         let sup = myself.get_cell();
-        for id in ids {
-            let Some(idx) = self.position(id) else {
+        for key in keys {
+            let Some(idx) = self
+                .children
+                .iter()
+                .position(|c| c.entry.child.slot_key() == *key)
+            else {
                 continue;
             };
+            let id = self.children[idx].entry.id.clone();
             let c = &self.children[idx];
             // Only a child still waiting for this very restart: not one terminated in the
             // meantime, nor one a later restart (of a group it belongs to) will bring back.
@@ -474,7 +497,7 @@ impl State {
                             reason: reason.clone(),
                         });
                         if !self.note_restart(Instant::now()) {
-                            return Err(self.escalate(id, reason).await);
+                            return Err(self.escalate(&id, reason).await);
                         }
                     }
                 }
@@ -491,9 +514,19 @@ impl State {
         match req {
             // The adoption, and the exit seen for it, were handled before this request.
             Request::Wake => {}
-            Request::TerminateChild(id, reply) => {
-                let r = match self.position(&id) {
-                    None => Err(SupervisorError::UnknownChild(id)),
+            Request::TerminateChild(key, reply) => {
+                let found = match &key {
+                    ChildKey::Id(id) => self.position(id),
+                    ChildKey::Addr(slot) => self
+                        .children
+                        .iter()
+                        .position(|c| c.entry.child.slot_key() == *slot),
+                };
+                let r = match found {
+                    None => Err(SupervisorError::UnknownChild(match key {
+                        ChildKey::Id(id) => id,
+                        ChildKey::Addr(_) => "<by address>".to_owned(),
+                    })),
                     Some(idx) => {
                         self.shutdown_child(idx).await;
                         let c = &mut self.children[idx];
@@ -557,8 +590,8 @@ impl State {
                     .collect();
                 let _ = reply.send((self.cfg.strategy, kids));
             }
-            Request::DelayedRestart { ids, epoch } => {
-                return self.restart_ids(myself, &ids, epoch).await;
+            Request::DelayedRestart { keys, epoch } => {
+                return self.restart_keys(myself, &keys, epoch).await;
             }
         }
         Ok(())
@@ -577,7 +610,7 @@ impl State {
             if linked_to != self.me {
                 // Spawned under an earlier incarnation of this supervisor, which took it
                 // down when it exited.
-                self.cfg.members.release(&entry.id);
+                self.cfg.members.release(&entry);
                 entry.child.mark_stopped();
                 continue;
             }
@@ -614,10 +647,10 @@ impl State {
 
     /// Adds and starts a child of the spec, from inside the supervisor.
     async fn add_child(&mut self, entry: ChildEntry, sup: &ActorCell) -> Result<(), SpawnError> {
-        self.cfg.members.reserve(&entry.id)?;
+        self.cfg.members.reserve(&entry)?;
         if let Some(name) = &entry.name {
             if let Err(e) = entry.child.register(name) {
-                self.cfg.members.release(&entry.id);
+                self.cfg.members.release(&entry);
                 return Err(e);
             }
         }

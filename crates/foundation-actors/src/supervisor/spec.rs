@@ -149,6 +149,8 @@ pub(crate) trait ErasedChild: Send + Sync {
     fn mark_restarting(&self);
     fn mark_stopped(&self);
     fn incarnation(&self) -> u64;
+    /// Identifies the child's address (the address of its slot).
+    fn slot_key(&self) -> usize;
     fn register(&self, name: &str) -> Result<(), SpawnError>;
     fn unregister(&self, name: &str);
     /// The child's handle, if it is a supervisor (for walking the tree).
@@ -191,6 +193,9 @@ where
     fn incarnation(&self) -> u64 {
         self.addr.incarnation()
     }
+    fn slot_key(&self) -> usize {
+        self.addr.slot_key()
+    }
     fn register(&self, name: &str) -> Result<(), SpawnError> {
         self.addr.register(name)
     }
@@ -221,6 +226,7 @@ where
 /// ```
 pub struct ChildSpec<M> {
     pub(crate) id: Arc<str>,
+    pub(crate) anonymous: bool,
     pub(crate) name: Option<String>,
     pub(crate) restart: Restart,
     pub(crate) shutdown: Shutdown,
@@ -259,7 +265,36 @@ impl<M: Send + 'static> ChildSpec<M> {
     where
         A: Actor<Msg = M>,
     {
-        let id: Arc<str> = id.into().into();
+        let id: String = id.into();
+        Self::with_id(id.into(), false, make)
+    }
+
+    /// A permanent worker without an id, as OTP's `DynamicSupervisor` children: it is
+    /// told apart by its address (see [`Supervisor::terminate_child_by_addr`]), and
+    /// starting it skips building and reserving a unique id. `which_children` lists it
+    /// as `<anonymous>`.
+    ///
+    /// [`Supervisor::terminate_child_by_addr`]: crate::Supervisor::terminate_child_by_addr
+    pub fn anonymous<A>(actor: A, args: A::Args) -> Self
+    where
+        A: Actor<Msg = M> + Clone,
+        A::Args: Clone + Sync,
+    {
+        static ANONYMOUS: std::sync::LazyLock<Arc<str>> =
+            std::sync::LazyLock::new(|| Arc::from("<anonymous>"));
+        Self::with_id(ANONYMOUS.clone(), true, move || {
+            (actor.clone(), args.clone())
+        })
+    }
+
+    fn with_id<A>(
+        id: Arc<str>,
+        anonymous: bool,
+        make: impl Fn() -> (A, A::Args) + Send + Sync + 'static,
+    ) -> Self
+    where
+        A: Actor<Msg = M>,
+    {
         let addr = Addr::new(id.clone(), true, DEFAULT_RESTART_BACKLOG);
         let child = Arc::new(ActorChild {
             addr: addr.clone(),
@@ -267,6 +302,7 @@ impl<M: Send + 'static> ChildSpec<M> {
         });
         Self {
             id,
+            anonymous,
             name: None,
             restart: Restart::Permanent,
             shutdown: Shutdown::default(),
@@ -315,6 +351,7 @@ impl<M: Send + 'static> ChildSpec<M> {
     pub(crate) fn erase(self) -> ChildEntry {
         ChildEntry {
             id: self.id,
+            anonymous: self.anonymous,
             name: self.name,
             restart: self.restart,
             shutdown: self.shutdown,
@@ -328,6 +365,8 @@ impl<M: Send + 'static> ChildSpec<M> {
 #[derive(Clone)]
 pub(crate) struct ChildEntry {
     pub(crate) id: Arc<str>,
+    /// Started with [`ChildSpec::anonymous`]: no id to keep unique.
+    pub(crate) anonymous: bool,
     pub(crate) name: Option<String>,
     pub(crate) restart: Restart,
     pub(crate) shutdown: Shutdown,
@@ -343,6 +382,7 @@ pub(crate) fn supervisor_child(
 ) -> ChildSpec<super::SupervisorMsg> {
     ChildSpec {
         id,
+        anonymous: false,
         name: None,
         restart: Restart::Permanent,
         shutdown: Shutdown::Infinity,

@@ -663,3 +663,41 @@ async fn start_child_on_a_stopped_supervisor_is_refused() {
     ));
     assert!(addr.is_stopped());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_children_are_told_apart_by_address() {
+    let log = Log::default();
+    let spec = DynamicSupervisor::spec("anon", Some(3)).intensity(5, Duration::from_secs(5));
+    let sup = DynamicSupervisor::start_spec(spec).await.unwrap();
+    let mut kids = Vec::new();
+    for _ in 0..3 {
+        let addr = sup
+            .start_child(ChildSpec::anonymous(Probe::new("anon", &log), ()))
+            .await
+            .unwrap();
+        kids.push(addr);
+    }
+    assert!(matches!(
+        sup.start_child(ChildSpec::anonymous(Probe::new("anon", &log), ()))
+            .await,
+        Err(SupervisorError::Spawn(SpawnError::MaxChildren(3)))
+    ));
+    // The crashed one comes back, not another that shares its (absent) id.
+    let mut ev = Events::of(sup.handle());
+    kids[1].cast(Msg::Crash).unwrap();
+    assert_eq!(ev.restarted("<anonymous>").await, 2);
+    let incarnations: Vec<u64> = kids.iter().map(Addr::incarnation).collect();
+    assert_eq!(incarnations, [1, 2, 1]);
+    sup.terminate_child_by_addr(&kids[0]).await.unwrap();
+    assert!(kids[0].is_stopped() && kids[1].is_running() && kids[2].is_running());
+    assert_eq!(sup.count_children().await.unwrap().active, 2);
+    assert!(matches!(
+        sup.terminate_child_by_addr(&kids[0]).await,
+        Err(SupervisorError::UnknownChild(_))
+    ));
+    // A place was freed under max_children.
+    sup.start_child(ChildSpec::anonymous(Probe::new("anon", &log), ()))
+        .await
+        .unwrap();
+    sup.shutdown().await;
+}
