@@ -3,7 +3,8 @@
 //! bare tokio task with an mpsc inbox, measured in the same run with a counting allocator
 //! (live bytes after spawning many, divided by their number).
 //!
-//! Writes `target/bench-memory.json` for `cargo xtask bench`.
+//! Each figure is the median of three rounds, measured after the process-wide tables
+//! have grown to size once. Writes `target/bench-memory.json` for `cargo xtask bench`.
 //!
 //! Run with: `cargo bench -p foundation-actors --bench memory`.
 
@@ -65,6 +66,69 @@ async fn settle() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 }
 
+/// Bytes per idle child of a dynamic supervisor with `N` children.
+async fn foundation_supervised(ids: &[String]) -> f64 {
+    let sup = DynamicSupervisor::start("mem", None).await.unwrap();
+    let region = Region::new(GLOBAL);
+    let mut addrs = Vec::with_capacity(N);
+    for id in ids {
+        let spec = ChildSpec::new(id.clone(), Idle, ());
+        addrs.push(sup.start_child(spec).await.unwrap());
+    }
+    // Idle: every child adopted by the supervisor, every start event handled.
+    assert_eq!(sup.count_children().await.unwrap().active, N);
+    settle().await;
+    let bytes = live(&region) as f64 / N as f64;
+    sup.shutdown().await;
+    drop(addrs);
+    settle().await;
+    bytes
+}
+
+/// Bytes per idle raw ractor actor linked to a parent (the same job done by hand).
+async fn ractor_linked() -> f64 {
+    let (parent, _) = ractor::Actor::spawn(None, RawIdle, ()).await.unwrap();
+    let region = Region::new(GLOBAL);
+    let mut refs = Vec::with_capacity(N);
+    for _ in 0..N {
+        let (child, _) = ractor::Actor::spawn_linked(None, RawIdle, (), parent.get_cell())
+            .await
+            .unwrap();
+        refs.push(child);
+    }
+    settle().await;
+    let bytes = live(&region) as f64 / N as f64;
+    parent.stop_and_wait(None, None).await.unwrap();
+    for child in refs {
+        child.get_cell().wait(None).await.unwrap();
+    }
+    settle().await;
+    bytes
+}
+
+/// Bytes per bare tokio task waiting on an mpsc inbox.
+async fn bare_task() -> f64 {
+    let region = Region::new(GLOBAL);
+    let mut txs = Vec::with_capacity(N);
+    for _ in 0..N {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        txs.push(tx);
+    }
+    settle().await;
+    let bytes = live(&region) as f64 / N as f64;
+    drop(txs);
+    settle().await;
+    bytes
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+const ROUNDS: usize = 3;
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -73,58 +137,18 @@ fn main() {
         .build()
         .unwrap();
     let (ours, raw, bare) = rt.block_on(async {
-        // Warm up the runtime and the registries so their one-off allocations are not counted.
-        let sup = DynamicSupervisor::start("mem-warm", None).await.unwrap();
-        sup.start_child(ChildSpec::new("w", Idle, ()))
-            .await
-            .unwrap();
-        sup.shutdown().await;
-
-        let sup = DynamicSupervisor::start("mem", None).await.unwrap();
+        // Grow the process-wide tables (ractor's registries, tokio's task lists) to N
+        // entries first, so neither side pays their one-off growth.
         let ids: Vec<String> = (0..N).map(|i| format!("c{i}")).collect();
-        let region = Region::new(GLOBAL);
-        let mut addrs = Vec::with_capacity(N);
-        for id in &ids {
-            addrs.push(
-                sup.start_child(ChildSpec::new(id.clone(), Idle, ()))
-                    .await
-                    .unwrap(),
-            );
+        ractor_linked().await;
+        foundation_supervised(&ids).await;
+        let (mut ours, mut raw, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            ours.push(foundation_supervised(&ids).await);
+            raw.push(ractor_linked().await);
+            bare.push(bare_task().await);
         }
-        tokio::task::yield_now().await;
-        let ours = live(&region) as f64 / N as f64;
-        sup.shutdown().await;
-        drop(addrs);
-        settle().await;
-
-        // Raw ractor doing the same job: each actor linked to a parent that supervises it.
-        let (parent, _) = ractor::Actor::spawn(None, RawIdle, ()).await.unwrap();
-        let region = Region::new(GLOBAL);
-        let mut refs = Vec::with_capacity(N);
-        for _ in 0..N {
-            refs.push(
-                ractor::Actor::spawn_linked(None, RawIdle, (), parent.get_cell())
-                    .await
-                    .unwrap(),
-            );
-        }
-        tokio::task::yield_now().await;
-        let raw = live(&region) as f64 / N as f64;
-        parent.stop_and_wait(None, None).await.unwrap();
-        drop(refs);
-        settle().await;
-
-        let region = Region::new(GLOBAL);
-        let mut txs = Vec::with_capacity(N);
-        for _ in 0..N {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-            tokio::spawn(async move { while rx.recv().await.is_some() {} });
-            txs.push(tx);
-        }
-        tokio::task::yield_now().await;
-        let bare = live(&region) as f64 / N as f64;
-        drop(txs);
-        (ours, raw, bare)
+        (median(ours), median(raw), median(bare))
     });
     println!(
         "idle supervised actor: {ours:.0} B; raw ractor actor: {raw:.0} B; bare tokio task + mpsc: {bare:.0} B"

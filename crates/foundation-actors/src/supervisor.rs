@@ -644,7 +644,7 @@ pub enum ChildStatus {
     /// Between incarnations (during a restart or its backoff delay).
     Restarting,
     /// Exited and not restarted (a `Transient` child's normal exit), with the reason.
-    Exited(String),
+    Exited(Arc<str>),
     /// Shut down by its supervisor.
     Terminated,
 }

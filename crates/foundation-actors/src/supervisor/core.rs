@@ -155,7 +155,7 @@ struct Child {
     entry: ChildEntry,
     cell: Option<ActorCell>,
     status: ChildStatus,
-    restarts: u64,
+    restarts: u32,
     consecutive: u32,
     last_restart: Option<Instant>,
     /// The restart this child waits for, if it is restarting.
@@ -207,10 +207,6 @@ pub(crate) enum Request {
     },
 }
 
-fn reason_str(r: &ExitReason) -> String {
-    r.to_string()
-}
-
 impl State {
     fn info(&self, c: &Child) -> ChildInfo {
         ChildInfo {
@@ -219,7 +215,7 @@ impl State {
             kind: c.entry.kind,
             restart: c.entry.restart,
             status: c.status.clone(),
-            restarts: c.restarts,
+            restarts: u64::from(c.restarts),
             incarnation: c.entry.child.incarnation(),
             actor_id: c.cell.as_ref().map(|c| c.get_id().to_string()),
         }
@@ -356,7 +352,7 @@ impl State {
             if c.entry.restart == Restart::Temporary || self.cfg.dynamic {
                 self.forget(idx);
             } else {
-                c.status = ChildStatus::Exited(reason_str(&reason));
+                c.status = ChildStatus::Exited(reason.to_string().into());
             }
             self.emit(SupervisorEvent::ChildExited {
                 child: id.to_string(),
@@ -478,7 +474,7 @@ impl State {
                 match self.start_child(idx, &sup).await {
                     Ok(()) => {
                         let c = &mut self.children[idx];
-                        c.restarts += 1;
+                        c.restarts = c.restarts.saturating_add(1);
                         let incarnation = c.entry.child.incarnation();
                         self.emit(SupervisorEvent::ChildRestarted {
                             child: id.to_string(),
