@@ -1,7 +1,8 @@
 //! `cargo xtask bench [--quick]`: runs the benches and judges the headline figures.
 //!
-//! Runs the criterion bench `actors` and the memory bench `memory` of `foundation-actors`,
-//! reads criterion's estimates and `target/bench-memory.json`, prints one table, writes
+//! Runs the criterion bench `actors`, the memory bench `memory` and the paired-ratio bench
+//! `paired` of `foundation-actors`; reads criterion's estimates, `target/bench-memory.json`
+//! and `target/bench-paired.json`; prints one table, writes
 //! `target/bench-summary.json`, and ends with `budgets met: N of M`. A budget that is not
 //! met does not fail the command; a missing result does.
 
@@ -52,6 +53,8 @@ struct Headline {
     unit: &'static str,
     /// What the figure must satisfy.
     budget: Budget,
+    /// The group in `bench-paired.json` whose paired ratio is this figure's ratio, if any.
+    paired: Option<&'static str>,
 }
 
 /// The headline timing figures, in table order.
@@ -60,6 +63,7 @@ const HEADLINES: &[Headline] = &[
         name: "tell",
         ours: "tell/foundation",
         competitor: "tell/ractor",
+        paired: Some("tell"),
         unit: "ns/msg",
         budget: Budget::Ratio(1.2),
     },
@@ -67,6 +71,7 @@ const HEADLINES: &[Headline] = &[
         name: "call round trip",
         ours: "call/foundation",
         competitor: "call/ractor",
+        paired: Some("call"),
         unit: "ns",
         budget: Budget::Ratio(1.2),
     },
@@ -74,6 +79,7 @@ const HEADLINES: &[Headline] = &[
         name: "supervised child start",
         ours: "child_start/foundation",
         competitor: "child_start/ractor",
+        paired: Some("child_start"),
         unit: "ns",
         budget: Budget::Ratio(1.3),
     },
@@ -81,6 +87,7 @@ const HEADLINES: &[Headline] = &[
         name: "restart latency",
         ours: "restart/foundation",
         competitor: "restart/ractor",
+        paired: Some("restart"),
         unit: "ns",
         budget: Budget::AtMostNs(100_000.0),
     }, // The same groups on a 2-worker runtime: reported, not judged (see the bench's
@@ -89,6 +96,7 @@ const HEADLINES: &[Headline] = &[
         name: "tell, 2 workers",
         ours: "tell_2w/foundation",
         competitor: "tell_2w/ractor",
+        paired: None,
         unit: "ns/msg",
         budget: Budget::None,
     },
@@ -96,6 +104,7 @@ const HEADLINES: &[Headline] = &[
         name: "call round trip, 2 workers",
         ours: "call_2w/foundation",
         competitor: "call_2w/ractor",
+        paired: None,
         unit: "ns",
         budget: Budget::None,
     },
@@ -103,6 +112,7 @@ const HEADLINES: &[Headline] = &[
         name: "supervised child start, 2 workers",
         ours: "child_start_2w/foundation",
         competitor: "child_start_2w/ractor",
+        paired: None,
         unit: "ns",
         budget: Budget::None,
     },
@@ -110,6 +120,7 @@ const HEADLINES: &[Headline] = &[
         name: "restart latency, 2 workers",
         ours: "restart_2w/foundation",
         competitor: "restart_2w/ractor",
+        paired: None,
         unit: "ns",
         budget: Budget::None,
     },
@@ -117,6 +128,7 @@ const HEADLINES: &[Headline] = &[
         name: "child start with a unique id",
         ours: "child_start/foundation_named",
         competitor: "child_start/ractor",
+        paired: None,
         unit: "ns",
         budget: Budget::None,
     },
@@ -140,14 +152,18 @@ struct Figure {
     competitor_value: Option<f64>,
     /// What the figure must satisfy.
     budget: Budget,
+    /// The median ratio of paired rounds, where measured (see the `paired` bench).
+    paired_ratio: Option<f64>,
 }
 
 impl Figure {
-    /// `value / competitor_value`, when there is a usable competitor value.
+    /// The paired ratio where measured, else `value / competitor_value`.
     fn ratio(&self) -> Option<f64> {
-        self.competitor_value
-            .filter(|c| *c > 0.0 && c.is_finite())
-            .map(|c| self.value / c)
+        self.paired_ratio.or_else(|| {
+            self.competitor_value
+                .filter(|c| *c > 0.0 && c.is_finite())
+                .map(|c| self.value / c)
+        })
     }
 
     /// Whether the budget is met (always for no budget; never when its input is missing).
@@ -187,7 +203,16 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
     eprintln!("==> xtask bench: memory");
     run_step("bench", "memory", memory)?;
 
+    let mut paired_bench = cargo()?;
+    paired_bench.args(["bench", "-p", "foundation-actors", "--bench", "paired"]);
+    eprintln!("==> xtask bench: paired");
+    run_step("bench", "paired", paired_bench)?;
+
     let target = target_dir()?;
+    let paired_path = target.join("bench-paired.json");
+    let paired = read_json(&paired_path).context(
+        "no paired-ratio results; run `cargo bench -p foundation-actors --bench paired`",
+    )?;
     let mut figures = Vec::new();
     for headline in HEADLINES {
         figures.push(Figure {
@@ -197,11 +222,19 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
             competitor: Some(headline.competitor.to_owned()),
             competitor_value: Some(criterion_mean(&target, headline.competitor)?),
             budget: headline.budget,
+            paired_ratio: match headline.paired {
+                Some(group) => Some(paired_ratio(&paired, group)?),
+                None => None,
+            },
         });
     }
     figures.extend(memory_figures(&target)?);
 
     print_table(&figures);
+    println!(
+        "values: criterion estimates; ratio: median of paired rounds (bench `paired`) for the \
+         first four rows, value / competitor value otherwise"
+    );
 
     let summary_path = target.join("bench-summary.json");
     fs::write(&summary_path, summary_json(&figures)?)
@@ -297,9 +330,25 @@ fn memory_figures(target: &Path) -> Result<Vec<Figure>> {
             competitor: competitor.map(str::to_owned),
             competitor_value,
             budget,
+            paired_ratio: None,
         });
     }
     Ok(figures)
+}
+
+/// The median paired ratio of `group` in `bench-paired.json`.
+fn paired_ratio(paired: &Value, group: &str) -> Result<f64> {
+    paired
+        .get("pairs")
+        .and_then(Value::as_array)
+        .and_then(|pairs| {
+            pairs
+                .iter()
+                .find(|p| p.get("group").and_then(Value::as_str) == Some(group))
+        })
+        .and_then(|p| p.get("ratio"))
+        .and_then(Value::as_f64)
+        .with_context(|| format!("bench-paired.json has no ratio for `{group}`"))
 }
 
 /// Reads and parses one JSON file, naming it in any error.
