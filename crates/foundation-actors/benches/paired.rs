@@ -83,6 +83,7 @@ fn main() {
             out.push(pair("call", 5_000, |n| call.ours(n), |n| call.raw(n)).await);
             call.teardown().await;
             out.push(pair("child_start", 1_000, Start::ours, Start::raw).await);
+            out.push(pair("child_start_named", 1_000, Start::ours_named, Start::raw).await);
             let restart = Restart::setup().await;
             out.push(pair("restart", 500, |n| restart.ours(n), |n| restart.raw(n)).await);
             restart.teardown().await;
