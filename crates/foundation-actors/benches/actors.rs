@@ -21,7 +21,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
-use common::{Call, Restart, Start, Tell};
+use common::{Call, Restart, Start, Tell, Workload};
 
 /// The runtime a group is measured on.
 ///
@@ -68,41 +68,20 @@ where
     rt.block_on(async move { tokio::spawn(f(iters)).await.unwrap() })
 }
 
-fn tell(c: &mut Criterion, flavor: Flavor) {
-    let rt = flavor.runtime();
-    let w = rt.block_on(Tell::setup());
-    let mut g = c.benchmark_group(flavor.group("tell"));
+/// Measures a workload's two sides as the group `name`.
+fn compare<W: Workload>(c: &mut Criterion, flavor: Flavor, name: &str, rt: &Runtime, w: Arc<W>) {
+    let mut g = c.benchmark_group(flavor.group(name));
     g.throughput(criterion::Throughput::Elements(1));
     g.bench_function("foundation", |b| {
         b.iter_custom(|n| {
             let w = w.clone();
-            in_runtime(&rt, n, |n| async move { w.ours(n).await })
+            in_runtime(rt, n, |n| async move { w.ours(n).await })
         })
     });
     g.bench_function("ractor", |b| {
         b.iter_custom(|n| {
             let w = w.clone();
-            in_runtime(&rt, n, |n| async move { w.raw(n).await })
-        })
-    });
-    g.finish();
-    rt.block_on(w.teardown());
-}
-
-fn call(c: &mut Criterion, flavor: Flavor) {
-    let rt = flavor.runtime();
-    let w = rt.block_on(Call::setup());
-    let mut g = c.benchmark_group(flavor.group("call"));
-    g.bench_function("foundation", |b| {
-        b.iter_custom(|n| {
-            let w = w.clone();
-            in_runtime(&rt, n, |n| async move { w.ours(n).await })
-        })
-    });
-    g.bench_function("ractor", |b| {
-        b.iter_custom(|n| {
-            let w = w.clone();
-            in_runtime(&rt, n, |n| async move { w.raw(n).await })
+            in_runtime(rt, n, |n| async move { w.raw(n).await })
         })
     });
     g.finish();
@@ -127,32 +106,13 @@ fn child_start(c: &mut Criterion, flavor: Flavor) {
     g.finish();
 }
 
-fn restart(c: &mut Criterion, flavor: Flavor) {
-    let rt = flavor.runtime();
-    let w: Arc<Restart> = rt.block_on(Restart::setup());
-    let mut g = c.benchmark_group(flavor.group("restart"));
-    g.bench_function("foundation", |b| {
-        b.iter_custom(|n| {
-            let w = w.clone();
-            in_runtime(&rt, n, |n| async move { w.ours(n).await })
-        })
-    });
-    g.bench_function("ractor", |b| {
-        b.iter_custom(|n| {
-            let w = w.clone();
-            in_runtime(&rt, n, |n| async move { w.raw(n).await })
-        })
-    });
-    g.finish();
-    rt.block_on(w.teardown());
-}
-
 fn all(c: &mut Criterion) {
     for flavor in [Flavor::CurrentThread, Flavor::TwoWorkers] {
-        tell(c, flavor);
-        call(c, flavor);
+        let rt = flavor.runtime();
+        compare(c, flavor, "tell", &rt, rt.block_on(Tell::setup()));
+        compare(c, flavor, "call", &rt, rt.block_on(Call::setup()));
         child_start(c, flavor);
-        restart(c, flavor);
+        compare(c, flavor, "restart", &rt, rt.block_on(Restart::setup()));
     }
 }
 

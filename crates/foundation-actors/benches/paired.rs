@@ -18,7 +18,7 @@ mod common;
 use std::future::Future;
 use std::time::Duration;
 
-use common::{Call, Restart, Start, Tell};
+use common::{Call, Restart, Start, Tell, Workload};
 
 const ROUNDS: usize = 21;
 

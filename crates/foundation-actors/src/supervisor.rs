@@ -69,7 +69,7 @@ pub use spec::{Backoff, ChildKind, ChildSpec, Intensity, Restart, Shutdown, Stra
 use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG};
 use crate::error::{CallError, ExitReason, SpawnError, SupervisorError, SupervisorExit};
 use core::{Adoption, ChildKey, Config, Core, Members, Request};
-use spec::{BoxFuture, ChildEntry, ErasedChild};
+use spec::{AddrControl, BoxFuture, ChildEntry, ErasedChild};
 
 /// A supervisor's messages. Opaque: use the [`Supervisor`] methods.
 pub struct SupervisorMsg(core::Request);
@@ -176,34 +176,11 @@ impl ErasedChild for SupervisorChild {
         sup: ractor::ActorCell,
     ) -> BoxFuture<Result<ractor::ActorCell, SpawnError>> {
         let spec = self.0.clone();
-        let id = id.to_owned();
-        Box::pin(async move {
-            let addr = spec.addr.clone();
-            let (actor, _join) = ractor::Actor::spawn_linked(None, Core, spec.cfg, sup)
-                .await
-                .map_err(|e| SpawnError::from_ractor(&id, e))?;
-            let cell = actor.get_cell();
-            addr.install(actor);
-            Ok(cell)
-        })
+        let id = id.clone();
+        Box::pin(async move { spec::spawn_into(&id, &spec.addr, Core, spec.cfg, sup).await })
     }
-    fn mark_restarting(&self) {
-        self.0.addr.mark_restarting();
-    }
-    fn mark_stopped(&self) {
-        self.0.addr.mark_stopped();
-    }
-    fn incarnation(&self) -> u64 {
-        self.0.addr.incarnation()
-    }
-    fn slot_key(&self) -> usize {
-        self.0.addr.slot_key()
-    }
-    fn register(&self, name: &str) -> Result<(), SpawnError> {
-        self.0.addr.register(name)
-    }
-    fn unregister(&self, name: &str) {
-        self.0.addr.unregister(name);
+    fn addr(&self) -> &dyn AddrControl {
+        &self.0.addr
     }
     fn as_supervisor(&self) -> Option<Supervisor> {
         Some(self.0.handle())
@@ -296,12 +273,12 @@ impl Supervisor {
         let undo = |entry: &ChildEntry| {
             self.members.release(entry);
             if let Some(name) = &entry.name {
-                entry.child.unregister(name);
+                entry.child.addr().unregister(name);
             }
-            entry.child.mark_stopped();
+            entry.child.addr().mark_stopped();
         };
         if let Some(name) = &entry.name {
-            if let Err(e) = entry.child.register(name) {
+            if let Err(e) = entry.child.addr().register(name) {
                 self.members.release(&entry);
                 return Err(e.into());
             }

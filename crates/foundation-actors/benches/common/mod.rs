@@ -5,6 +5,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -143,6 +144,16 @@ impl ractor::Actor for RawParent {
     }
 }
 
+/// A workload run the same way for Foundation and for raw ractor.
+pub trait Workload: Send + Sync + 'static {
+    /// Foundation doing `n` operations; the time they took.
+    fn ours(&self, n: u64) -> impl Future<Output = Duration> + Send;
+    /// Raw ractor doing the same.
+    fn raw(&self, n: u64) -> impl Future<Output = Duration> + Send;
+    /// Stops what the workload started.
+    fn teardown(&self) -> impl Future<Output = ()> + Send;
+}
+
 /// Tell: `n` casts, then one call so every cast has been handled.
 pub struct Tell {
     sup: Supervisor,
@@ -161,8 +172,10 @@ impl Tell {
         let (raw, _) = ractor::Actor::spawn(None, RawCounter, ()).await.unwrap();
         Arc::new(Self { sup, ours, raw })
     }
+}
 
-    pub async fn ours(&self, n: u64) -> Duration {
+impl Workload for Tell {
+    async fn ours(&self, n: u64) -> Duration {
         let t = Instant::now();
         for _ in 0..n {
             self.ours.cast(Msg::Add(1)).unwrap();
@@ -171,7 +184,7 @@ impl Tell {
         t.elapsed()
     }
 
-    pub async fn raw(&self, n: u64) -> Duration {
+    async fn raw(&self, n: u64) -> Duration {
         let t = Instant::now();
         for _ in 0..n {
             self.raw.cast(RawMsg::Add(1)).unwrap();
@@ -180,7 +193,7 @@ impl Tell {
         t.elapsed()
     }
 
-    pub async fn teardown(&self) {
+    async fn teardown(&self) {
         self.sup.shutdown().await;
         self.raw.stop(None);
     }
@@ -194,8 +207,10 @@ impl Call {
         let tell = Tell::setup().await;
         Arc::new(Self(Arc::try_unwrap(tell).ok().unwrap()))
     }
+}
 
-    pub async fn ours(&self, n: u64) -> Duration {
+impl Workload for Call {
+    async fn ours(&self, n: u64) -> Duration {
         let t = Instant::now();
         for _ in 0..n {
             self.0.ours.call(Msg::Get).await.unwrap();
@@ -203,7 +218,7 @@ impl Call {
         t.elapsed()
     }
 
-    pub async fn raw(&self, n: u64) -> Duration {
+    async fn raw(&self, n: u64) -> Duration {
         let t = Instant::now();
         for _ in 0..n {
             self.0
@@ -215,7 +230,7 @@ impl Call {
         t.elapsed()
     }
 
-    pub async fn teardown(&self) {
+    async fn teardown(&self) {
         self.0.teardown().await;
     }
 }
@@ -322,8 +337,10 @@ impl Restart {
             raw: Mutex::new((rx, None)),
         })
     }
+}
 
-    pub async fn ours(&self, n: u64) -> Duration {
+impl Workload for Restart {
+    async fn ours(&self, n: u64) -> Duration {
         let t = Instant::now();
         for _ in 0..n {
             self.ours.cast(Msg::Crash).unwrap();
@@ -333,7 +350,7 @@ impl Restart {
         t.elapsed()
     }
 
-    pub async fn raw(&self, n: u64) -> Duration {
+    async fn raw(&self, n: u64) -> Duration {
         let mut guard = self.raw.lock().await;
         let (rx, live) = &mut *guard;
         let mut child = match live.take() {
@@ -351,7 +368,7 @@ impl Restart {
         elapsed
     }
 
-    pub async fn teardown(&self) {
+    async fn teardown(&self) {
         self.sup.shutdown().await;
         self.raw_sup.stop(None);
     }

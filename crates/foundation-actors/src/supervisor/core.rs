@@ -216,7 +216,7 @@ impl State {
             restart: c.entry.restart,
             status: c.status.clone(),
             restarts: u64::from(c.restarts),
-            incarnation: c.entry.child.incarnation(),
+            incarnation: c.entry.child.addr().incarnation(),
             actor_id: c.cell.as_ref().map(|c| c.get_id().to_string()),
         }
     }
@@ -230,10 +230,10 @@ impl State {
     /// Removes a child from the supervisor and its name from the registry.
     fn forget(&mut self, idx: usize) -> Box<Child> {
         let c = self.children.remove(idx);
-        c.entry.child.mark_stopped();
+        c.entry.child.addr().mark_stopped();
         self.cfg.members.release(&c.entry);
         if let Some(name) = &c.entry.name {
-            c.entry.child.unregister(name);
+            c.entry.child.addr().unregister(name);
         }
         c
     }
@@ -283,7 +283,7 @@ impl State {
         for idx in (0..self.children.len()).rev() {
             self.shutdown_child(idx).await;
             let c = &mut self.children[idx];
-            c.entry.child.mark_stopped();
+            c.entry.child.addr().mark_stopped();
             c.status = ChildStatus::Terminated;
         }
     }
@@ -348,7 +348,7 @@ impl State {
         };
         if !restart {
             tracing::debug!(supervisor = %self.cfg.id, child = %id, reason = %reason, "child exited; not restarting it");
-            c.entry.child.mark_stopped();
+            c.entry.child.addr().mark_stopped();
             if c.entry.restart == Restart::Temporary || self.cfg.dynamic {
                 self.forget(idx);
             } else {
@@ -361,7 +361,7 @@ impl State {
             });
             return Ok(());
         }
-        c.entry.child.mark_restarting();
+        c.entry.child.addr().mark_restarting();
         c.status = ChildStatus::Restarting;
         let now = Instant::now();
         let within_intensity = self.note_restart(now);
@@ -391,7 +391,7 @@ impl State {
             }
             let temporary = self.children[i].entry.restart == Restart::Temporary;
             if !temporary {
-                self.children[i].entry.child.mark_restarting();
+                self.children[i].entry.child.addr().mark_restarting();
             }
             self.shutdown_child(i).await;
             if temporary {
@@ -408,7 +408,7 @@ impl State {
             .filter(|c| c.entry.restart != Restart::Temporary)
             .map(|c| {
                 c.pending_epoch = epoch;
-                c.entry.child.slot_key()
+                c.entry.child.addr().slot_key()
             })
             .collect();
 
@@ -459,7 +459,7 @@ impl State {
             let Some(idx) = self
                 .children
                 .iter()
-                .position(|c| c.entry.child.slot_key() == *key)
+                .position(|c| c.entry.child.addr().slot_key() == *key)
             else {
                 continue;
             };
@@ -475,7 +475,7 @@ impl State {
                     Ok(()) => {
                         let c = &mut self.children[idx];
                         c.restarts = c.restarts.saturating_add(1);
-                        let incarnation = c.entry.child.incarnation();
+                        let incarnation = c.entry.child.addr().incarnation();
                         self.emit(SupervisorEvent::ChildRestarted {
                             child: id.to_string(),
                             incarnation,
@@ -516,7 +516,7 @@ impl State {
                     ChildKey::Addr(slot) => self
                         .children
                         .iter()
-                        .position(|c| c.entry.child.slot_key() == *slot),
+                        .position(|c| c.entry.child.addr().slot_key() == *slot),
                 };
                 let r = match found {
                     None => Err(SupervisorError::UnknownChild(match key {
@@ -526,7 +526,7 @@ impl State {
                     Some(idx) => {
                         self.shutdown_child(idx).await;
                         let c = &mut self.children[idx];
-                        c.entry.child.mark_stopped();
+                        c.entry.child.addr().mark_stopped();
                         c.status = ChildStatus::Terminated;
                         if self.cfg.dynamic || c.entry.restart == Restart::Temporary {
                             self.forget(idx);
@@ -607,7 +607,7 @@ impl State {
                 // Spawned under an earlier incarnation of this supervisor, which took it
                 // down when it exited.
                 self.cfg.members.release(&entry);
-                entry.child.mark_stopped();
+                entry.child.addr().mark_stopped();
                 continue;
             }
             let actor = cell.get_id();
@@ -645,7 +645,7 @@ impl State {
     async fn add_child(&mut self, entry: ChildEntry, sup: &ActorCell) -> Result<(), SpawnError> {
         self.cfg.members.reserve(&entry)?;
         if let Some(name) = &entry.name {
-            if let Err(e) = entry.child.register(name) {
+            if let Err(e) = entry.child.addr().register(name) {
                 self.cfg.members.release(&entry);
                 return Err(e);
             }
@@ -661,7 +661,7 @@ impl State {
         }));
         let idx = self.children.len() - 1;
         if let Err(e) = self.start_child(idx, sup).await {
-            self.forget(idx).entry.child.mark_stopped();
+            self.forget(idx).entry.child.addr().mark_stopped();
             return Err(e);
         }
         Ok(())

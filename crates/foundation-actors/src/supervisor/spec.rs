@@ -146,15 +146,62 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub(crate) trait ErasedChild: Send + Sync {
     /// Spawns a new incarnation linked to `sup` and publishes it in the child's address.
     fn start(&self, id: &Arc<str>, sup: ActorCell) -> BoxFuture<Result<ActorCell, SpawnError>>;
+    /// The child's address, as the supervisor drives it.
+    fn addr(&self) -> &dyn AddrControl;
+    /// The child's handle, if it is a supervisor (for walking the tree).
+    fn as_supervisor(&self) -> Option<super::Supervisor>;
+}
+
+/// What a supervisor does to a child's address, whatever its message type.
+pub(crate) trait AddrControl: Send + Sync {
     fn mark_restarting(&self);
     fn mark_stopped(&self);
     fn incarnation(&self) -> u64;
-    /// Identifies the child's address (the address of its slot).
+    /// Identifies the address (the address of its slot).
     fn slot_key(&self) -> usize;
     fn register(&self, name: &str) -> Result<(), SpawnError>;
     fn unregister(&self, name: &str);
-    /// The child's handle, if it is a supervisor (for walking the tree).
-    fn as_supervisor(&self) -> Option<super::Supervisor>;
+}
+
+impl<M: Send + 'static> AddrControl for Addr<M> {
+    fn mark_restarting(&self) {
+        Addr::mark_restarting(self);
+    }
+    fn mark_stopped(&self) {
+        Addr::mark_stopped(self);
+    }
+    fn incarnation(&self) -> u64 {
+        Addr::incarnation(self)
+    }
+    fn slot_key(&self) -> usize {
+        Addr::slot_key(self)
+    }
+    fn register(&self, name: &str) -> Result<(), SpawnError> {
+        Addr::register(self, name)
+    }
+    fn unregister(&self, name: &str) {
+        Addr::unregister(self, name);
+    }
+}
+
+/// Spawns `actor` linked to `sup` and publishes it in `addr`: the one way a child starts.
+pub(crate) async fn spawn_into<T, M>(
+    id: &str,
+    addr: &Addr<M>,
+    actor: T,
+    args: T::Arguments,
+    sup: ActorCell,
+) -> Result<ActorCell, SpawnError>
+where
+    T: ractor::Actor<Msg = crate::addr::Envelope<M>>,
+    M: Send + 'static,
+{
+    let (actor_ref, _join) = ractor::Actor::spawn_linked(None, actor, args, sup)
+        .await
+        .map_err(|e| SpawnError::from_ractor(id, e))?;
+    let cell = actor_ref.get_cell();
+    addr.install(actor_ref);
+    Ok(cell)
 }
 
 struct ActorChild<A: Actor, F> {
@@ -176,31 +223,11 @@ where
                 actor,
                 addr: addr.clone(),
             };
-            let (actor_ref, _join) = ractor::Actor::spawn_linked(None, adapter, args, sup)
-                .await
-                .map_err(|e| SpawnError::from_ractor(&id, e))?;
-            let cell = actor_ref.get_cell();
-            addr.install(actor_ref);
-            Ok(cell)
+            spawn_into(&id, &addr, adapter, args, sup).await
         })
     }
-    fn mark_restarting(&self) {
-        self.addr.mark_restarting();
-    }
-    fn mark_stopped(&self) {
-        self.addr.mark_stopped();
-    }
-    fn incarnation(&self) -> u64 {
-        self.addr.incarnation()
-    }
-    fn slot_key(&self) -> usize {
-        self.addr.slot_key()
-    }
-    fn register(&self, name: &str) -> Result<(), SpawnError> {
-        self.addr.register(name)
-    }
-    fn unregister(&self, name: &str) {
-        self.addr.unregister(name);
+    fn addr(&self) -> &dyn AddrControl {
+        &self.addr
     }
     fn as_supervisor(&self) -> Option<super::Supervisor> {
         None
@@ -225,24 +252,18 @@ where
 /// let addr = spec.addr(); // valid before the start and after every restart
 /// ```
 pub struct ChildSpec<M> {
-    pub(crate) id: Arc<str>,
-    pub(crate) anonymous: bool,
-    pub(crate) name: Option<String>,
-    pub(crate) restart: Restart,
-    pub(crate) shutdown: Shutdown,
-    pub(crate) kind: ChildKind,
+    pub(crate) entry: ChildEntry,
     pub(crate) addr: Addr<M>,
-    pub(crate) child: Arc<dyn ErasedChild>,
 }
 
 impl<M: Send + 'static> fmt::Debug for ChildSpec<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChildSpec")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .field("restart", &self.restart)
-            .field("shutdown", &self.shutdown)
-            .field("kind", &self.kind)
+            .field("id", &self.entry.id)
+            .field("name", &self.entry.name)
+            .field("restart", &self.entry.restart)
+            .field("shutdown", &self.entry.shutdown)
+            .field("kind", &self.entry.kind)
             .finish()
     }
 }
@@ -301,33 +322,35 @@ impl<M: Send + 'static> ChildSpec<M> {
             make,
         });
         Self {
-            id,
-            anonymous,
-            name: None,
-            restart: Restart::Permanent,
-            shutdown: Shutdown::default(),
-            kind: ChildKind::Worker,
+            entry: ChildEntry {
+                id,
+                anonymous,
+                name: None,
+                restart: Restart::Permanent,
+                shutdown: Shutdown::default(),
+                kind: ChildKind::Worker,
+                child,
+            },
             addr,
-            child,
         }
     }
 
     /// Sets the restart type (default `Permanent`).
     pub fn restart(mut self, restart: Restart) -> Self {
-        self.restart = restart;
+        self.entry.restart = restart;
         self
     }
 
     /// Sets the shutdown policy (default `Timeout(5 s)` for workers, `Infinity` for
     /// supervisors).
     pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
-        self.shutdown = shutdown;
+        self.entry.shutdown = shutdown;
         self
     }
 
     /// Registers the child under `name` while it lives, for [`Addr::whereis`].
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
+        self.entry.name = Some(name.into());
         self
     }
 
@@ -340,7 +363,7 @@ impl<M: Send + 'static> ChildSpec<M> {
 
     /// The child's id.
     pub fn id(&self) -> &str {
-        &self.id
+        &self.entry.id
     }
 
     /// The stable address the child will be reached by.
@@ -349,15 +372,7 @@ impl<M: Send + 'static> ChildSpec<M> {
     }
 
     pub(crate) fn erase(self) -> ChildEntry {
-        ChildEntry {
-            id: self.id,
-            anonymous: self.anonymous,
-            name: self.name,
-            restart: self.restart,
-            shutdown: self.shutdown,
-            kind: self.kind,
-            child: self.child,
-        }
+        self.entry
     }
 }
 
@@ -381,13 +396,15 @@ pub(crate) fn supervisor_child(
     child: Arc<dyn ErasedChild>,
 ) -> ChildSpec<super::SupervisorMsg> {
     ChildSpec {
-        id,
-        anonymous: false,
-        name: None,
-        restart: Restart::Permanent,
-        shutdown: Shutdown::Infinity,
-        kind: ChildKind::Supervisor,
+        entry: ChildEntry {
+            id,
+            anonymous: false,
+            name: None,
+            restart: Restart::Permanent,
+            shutdown: Shutdown::Infinity,
+            kind: ChildKind::Supervisor,
+            child,
+        },
         addr,
-        child,
     }
 }

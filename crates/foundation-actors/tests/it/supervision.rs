@@ -701,3 +701,22 @@ async fn anonymous_children_are_told_apart_by_address() {
         .unwrap();
     sup.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_transient_child_is_restarted() {
+    let log = Log::default();
+    let spec = Probe::spec("t", &log).restart(Restart::Transient);
+    let addr = spec.addr();
+    let sup = Supervisor::start(SupervisorSpec::new("sup", Strategy::OneForOne).child(spec))
+        .await
+        .unwrap();
+    let mut ev = Events::of(&sup);
+    addr.actor_cell().unwrap().kill();
+    let (reason, restarting) = ev.exited("t").await;
+    assert!(
+        matches!(reason, ExitReason::Killed) && restarting,
+        "{reason}"
+    );
+    assert_eq!(ev.restarted("t").await, 2);
+    sup.shutdown().await;
+}
