@@ -247,3 +247,15 @@ async fn the_senders_tracing_span_is_the_parent_of_the_handlers() {
         "{recorded:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cast_with_sends_an_explicit_context() {
+    let log = Log::default();
+    let p = spawn(Probe::new("explicit", &log), ()).await.unwrap();
+    let ctx = Context::new().with_baggage("k", "v");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    p.cast_with(ctx.clone(), Msg::Trace(tx.into())).unwrap();
+    let (trace, spans) = rx.await.unwrap().unwrap();
+    assert_eq!(trace, ctx.trace_id());
+    assert_eq!(spans.unwrap().1, Some(ctx.span_id()));
+}

@@ -720,3 +720,63 @@ async fn a_killed_transient_child_is_restarted() {
     assert_eq!(ev.restarted("t").await, 2);
     sup.shutdown().await;
 }
+
+#[test]
+fn backoff_grows_exponentially_within_its_jitter_and_cap() {
+    let b = Backoff {
+        min: Duration::from_millis(10),
+        max: Duration::from_millis(500),
+        jitter: 0.2,
+    };
+    for (n, base) in [(0, 10), (1, 20), (2, 40), (3, 80), (4, 160), (5, 320)] {
+        for _ in 0..50 {
+            let d = b.delay(n).as_secs_f64() * 1000.0;
+            let base = f64::from(base);
+            assert!(
+                d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9,
+                "delay {n}: {d} ms"
+            );
+        }
+    }
+    for n in [6, 10, 31, 1000] {
+        assert!(b.delay(n) <= Duration::from_millis(500), "capped at max");
+    }
+    let exact = Backoff { jitter: 0.0, ..b };
+    assert_eq!(exact.delay(2), Duration::from_millis(40));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_ids_and_names_are_refused_with_clear_errors() {
+    let log = Log::default();
+    let r = Supervisor::start(
+        SupervisorSpec::new("dups", Strategy::OneForOne)
+            .child(Probe::spec("same", &log))
+            .child(Probe::spec("same", &log)),
+    )
+    .await;
+    match r {
+        Err(SpawnError::Child { child, source, .. }) => {
+            assert_eq!(child, "same");
+            assert!(
+                matches!(*source, SpawnError::DuplicateId(ref id) if id == "same"),
+                "{source}"
+            );
+        }
+        other => panic!("expected a duplicate id error, got {other:?}"),
+    }
+    let sup = DynamicSupervisor::start("names", None).await.unwrap();
+    sup.start_child(Probe::spec("a", &log).name("taken-name"))
+        .await
+        .unwrap();
+    let err = sup
+        .start_child(Probe::spec("b", &log).name("taken-name"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SupervisorError::Spawn(SpawnError::NameTaken(ref n)) if n == "taken-name")
+    );
+    assert!(err.to_string().contains("already registered"), "{err}");
+    // The refused child left no trace: its id is free again.
+    sup.start_child(Probe::spec("b", &log)).await.unwrap();
+    sup.shutdown().await;
+}
