@@ -12,6 +12,14 @@
 //!
 //! Code outside any actor sets a context with [`Context::scope`].
 //!
+//! # Baggage limits
+//!
+//! Baggage is for small things (a tenant, a feature flag): at most [`MAX_BAGGAGE_ITEMS`]
+//! items of at most [`MAX_BAGGAGE_BYTES`] in all. [`Context::try_with_baggage`] refuses
+//! more with a [`BaggageError`]; [`Context::with_baggage`] keeps the context as it was and
+//! logs a warning. A context received from elsewhere that exceeds the limits, or whose
+//! request id is longer than [`MAX_REQUEST_ID_BYTES`], fails to deserialize.
+//!
 //! # Deadlines
 //!
 //! A deadline is an instant on this process's monotonic clock. [`Addr::call`] waits no
@@ -51,6 +59,43 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::time::Instant;
+
+/// The most baggage items a context carries.
+pub const MAX_BAGGAGE_ITEMS: usize = 32;
+/// The most bytes of baggage (keys and values) a context carries.
+pub const MAX_BAGGAGE_BYTES: usize = 4096;
+/// The longest request id a context carries, in bytes.
+pub const MAX_REQUEST_ID_BYTES: usize = 256;
+
+/// Baggage that would exceed the limits (see the [module docs](self)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BaggageError {
+    /// More than [`MAX_BAGGAGE_ITEMS`] items.
+    #[error(
+        "a context carries at most {MAX_BAGGAGE_ITEMS} baggage items; keep baggage for small, cross-cutting values"
+    )]
+    TooManyItems,
+    /// More than [`MAX_BAGGAGE_BYTES`] bytes in all.
+    #[error(
+        "a context carries at most {MAX_BAGGAGE_BYTES} bytes of baggage; pass large data in the message itself"
+    )]
+    TooLarge,
+}
+
+fn baggage_fits<'a>(items: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(), BaggageError> {
+    let (mut n, mut bytes) = (0usize, 0usize);
+    for (k, v) in items {
+        n += 1;
+        bytes += k.len() + v.len();
+    }
+    if n > MAX_BAGGAGE_ITEMS {
+        return Err(BaggageError::TooManyItems);
+    }
+    if bytes > MAX_BAGGAGE_BYTES {
+        return Err(BaggageError::TooLarge);
+    }
+    Ok(())
+}
 
 tokio::task_local! {
     static CURRENT: Context;
@@ -183,13 +228,39 @@ impl Context {
         self.with_deadline(Instant::now() + timeout)
     }
 
-    /// This context with one more baggage item (replacing an item of the same key).
+    /// This context with one more baggage item (replacing an item of the same key). Past
+    /// the limits the item is not added and a warning is logged; use
+    /// [`Context::try_with_baggage`] to handle that case.
     pub fn with_baggage(&self, key: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Self {
+        match self.try_with_baggage(key, value) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                tracing::warn!(trace_id = %self.trace_id(), error = %e, "baggage item not added");
+                self.clone()
+            }
+        }
+    }
+
+    /// This context with one more baggage item (replacing an item of the same key).
+    ///
+    /// # Errors
+    ///
+    /// [`BaggageError`] if the item would take the baggage past its limits.
+    pub fn try_with_baggage(
+        &self,
+        key: impl Into<Arc<str>>,
+        value: impl Into<Arc<str>>,
+    ) -> Result<Self, BaggageError> {
         let (key, value) = (key.into(), value.into());
-        self.edit(|i| {
+        let kept = self.0.baggage.iter().filter(|(k, _)| *k != key);
+        baggage_fits(
+            kept.map(|(k, v)| (&**k, &**v))
+                .chain(std::iter::once((&*key, &*value))),
+        )?;
+        Ok(self.edit(|i| {
             i.baggage.retain(|(k, _)| *k != key);
             i.baggage.push((key, value));
-        })
+        }))
     }
 
     /// This context carrying `span` as the `tracing` parent of the next hop's span.
@@ -323,6 +394,16 @@ impl Serialize for Context {
 impl<'de> Deserialize<'de> for Context {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = Wire::deserialize(d)?;
+        baggage_fits(w.baggage.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(serde::de::Error::custom)?;
+        if w.request_id
+            .as_ref()
+            .is_some_and(|r| r.len() > MAX_REQUEST_ID_BYTES)
+        {
+            return Err(serde::de::Error::custom(format!(
+                "a request id is at most {MAX_REQUEST_ID_BYTES} bytes"
+            )));
+        }
         let now = Instant::now();
         Ok(Self(Arc::new(Inner {
             trace_id: w.trace_id,

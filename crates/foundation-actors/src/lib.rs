@@ -72,7 +72,7 @@ pub mod supervisor;
 
 pub use actor::{Actor, spawn};
 pub use addr::{Addr, DEFAULT_CALL_TIMEOUT, ReplyPort};
-pub use context::{Context, SpanId, TraceId};
+pub use context::{BaggageError, Context, SpanId, TraceId};
 pub use ecosystem::{Ecosystem, EcosystemSpec, Routing, Worker};
 pub use error::{
     ActorError, CallError, ExitReason, SendError, SpawnError, SupervisorError, SupervisorExit,

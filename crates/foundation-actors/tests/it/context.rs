@@ -259,3 +259,45 @@ async fn cast_with_sends_an_explicit_context() {
     assert_eq!(trace, ctx.trace_id());
     assert_eq!(spans.unwrap().1, Some(ctx.span_id()));
 }
+
+#[test]
+fn baggage_is_bounded_and_oversized_contexts_are_refused() {
+    use foundation_actors::BaggageError;
+    use foundation_actors::context::{MAX_BAGGAGE_BYTES, MAX_BAGGAGE_ITEMS};
+    let mut ctx = Context::new();
+    for i in 0..MAX_BAGGAGE_ITEMS {
+        ctx = ctx.try_with_baggage(format!("k{i}"), "v").unwrap();
+    }
+    assert_eq!(
+        ctx.try_with_baggage("one-more", "v").unwrap_err(),
+        BaggageError::TooManyItems
+    );
+    // Replacing an existing key is always fine.
+    assert!(ctx.try_with_baggage("k0", "w").is_ok());
+    // with_baggage keeps the context as it was.
+    assert_eq!(
+        ctx.with_baggage("one-more", "v").baggage_items().count(),
+        MAX_BAGGAGE_ITEMS
+    );
+    let big = "x".repeat(MAX_BAGGAGE_BYTES);
+    assert_eq!(
+        Context::new().try_with_baggage("k", big).unwrap_err(),
+        BaggageError::TooLarge
+    );
+
+    // A peer's oversized context does not deserialize.
+    let items: Vec<(String, String)> = (0..=MAX_BAGGAGE_ITEMS)
+        .map(|i| (format!("k{i}"), "v".into()))
+        .collect();
+    let wire = serde_json::json!({
+        "trace_id": 1, "span_id": 2, "parent_span": null, "request_id": null,
+        "remaining_us": null, "baggage": items,
+    });
+    let err = serde_json::from_value::<Context>(wire).unwrap_err();
+    assert!(err.to_string().contains("baggage items"), "{err}");
+    let wire = serde_json::json!({
+        "trace_id": 1, "span_id": 2, "parent_span": null, "request_id": "r".repeat(300),
+        "remaining_us": null, "baggage": [],
+    });
+    assert!(serde_json::from_value::<Context>(wire).is_err());
+}
