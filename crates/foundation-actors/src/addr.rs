@@ -106,6 +106,12 @@ impl<M: Send + 'static> Addr<M> {
         Arc::as_ptr(&self.slot) as usize
     }
 
+    /// An identity of the process behind this address, equal for every clone of it and
+    /// stable across restarts; supervisor events carry it (useful for anonymous children).
+    pub fn key(&self) -> AddrKey {
+        AddrKey(self.slot_key())
+    }
+
     pub(crate) fn set_supervised(&self, supervised: bool) {
         self.slot.set_supervised(supervised);
     }
@@ -354,6 +360,11 @@ struct NameEntry {
 /// The process-wide table of names given to stable addresses.
 static NAMES: LazyLock<RwLock<HashMap<String, NameEntry>>> =
     LazyLock::new(|| RwLock::new(HashMap::new()));
+
+/// The identity of a process behind an [`Addr`] ([`Addr::key`]). Only meaningful while
+/// an address of that process exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AddrKey(usize);
 
 /// A reply port for a call: send the answer with `send`. Re-exported from ractor.
 pub type ReplyPort<T> = RpcReplyPort<T>;

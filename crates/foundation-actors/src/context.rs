@@ -15,10 +15,12 @@
 //! # Baggage limits
 //!
 //! Baggage is for small things (a tenant, a feature flag): at most [`MAX_BAGGAGE_ITEMS`]
-//! items of at most [`MAX_BAGGAGE_BYTES`] in all. [`Context::try_with_baggage`] refuses
-//! more with a [`BaggageError`]; [`Context::with_baggage`] keeps the context as it was and
-//! logs a warning. A context received from elsewhere that exceeds the limits, or whose
-//! request id is longer than [`MAX_REQUEST_ID_BYTES`], fails to deserialize.
+//! items of at most [`MAX_BAGGAGE_BYTES`] in all, and a request id of at most
+//! [`MAX_REQUEST_ID_BYTES`]. [`Context::try_with_baggage`] and
+//! [`Context::try_with_request_id`] refuse more with a [`ContextError`]; the `with_*`
+//! forms keep the context as it was and log a warning. A context received from elsewhere
+//! that exceeds the limits fails to deserialize; its baggage is read item by item and
+//! refused as soon as it passes them.
 //!
 //! # Deadlines
 //!
@@ -67,34 +69,43 @@ pub const MAX_BAGGAGE_BYTES: usize = 4096;
 /// The longest request id a context carries, in bytes.
 pub const MAX_REQUEST_ID_BYTES: usize = 256;
 
-/// Baggage that would exceed the limits (see the [module docs](self)).
+/// A context that would exceed its limits (see the [module docs](self)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BaggageError {
-    /// More than [`MAX_BAGGAGE_ITEMS`] items.
+pub enum ContextError {
+    /// More than [`MAX_BAGGAGE_ITEMS`] baggage items.
     #[error(
         "a context carries at most {MAX_BAGGAGE_ITEMS} baggage items; keep baggage for small, cross-cutting values"
     )]
     TooManyItems,
-    /// More than [`MAX_BAGGAGE_BYTES`] bytes in all.
+    /// More than [`MAX_BAGGAGE_BYTES`] bytes of baggage in all.
     #[error(
         "a context carries at most {MAX_BAGGAGE_BYTES} bytes of baggage; pass large data in the message itself"
     )]
-    TooLarge,
+    BaggageTooLarge,
+    /// A request id longer than [`MAX_REQUEST_ID_BYTES`].
+    #[error("a request id is at most {MAX_REQUEST_ID_BYTES} bytes")]
+    RequestIdTooLong,
 }
 
-fn baggage_fits<'a>(items: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(), BaggageError> {
-    let (mut n, mut bytes) = (0usize, 0usize);
-    for (k, v) in items {
-        n += 1;
-        bytes += k.len() + v.len();
+/// Counts baggage against the limits, one item at a time.
+#[derive(Default)]
+struct BaggageBudget {
+    items: usize,
+    bytes: usize,
+}
+
+impl BaggageBudget {
+    fn add(&mut self, key: &str, value: &str) -> Result<(), ContextError> {
+        self.items += 1;
+        self.bytes += key.len() + value.len();
+        if self.items > MAX_BAGGAGE_ITEMS {
+            return Err(ContextError::TooManyItems);
+        }
+        if self.bytes > MAX_BAGGAGE_BYTES {
+            return Err(ContextError::BaggageTooLarge);
+        }
+        Ok(())
     }
-    if n > MAX_BAGGAGE_ITEMS {
-        return Err(BaggageError::TooManyItems);
-    }
-    if bytes > MAX_BAGGAGE_BYTES {
-        return Err(BaggageError::TooLarge);
-    }
-    Ok(())
 }
 
 tokio::task_local! {
@@ -210,10 +221,30 @@ impl Context {
         })
     }
 
-    /// This context with the given request id.
+    /// This context with the given request id. An id longer than
+    /// [`MAX_REQUEST_ID_BYTES`] is not set (a warning is logged); use
+    /// [`Context::try_with_request_id`] to handle that case.
     pub fn with_request_id(&self, id: impl Into<Arc<str>>) -> Self {
+        match self.try_with_request_id(id) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                tracing::warn!(trace_id = %self.trace_id(), error = %e, "request id not set");
+                self.clone()
+            }
+        }
+    }
+
+    /// This context with the given request id.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError::RequestIdTooLong`] past [`MAX_REQUEST_ID_BYTES`].
+    pub fn try_with_request_id(&self, id: impl Into<Arc<str>>) -> Result<Self, ContextError> {
         let id = id.into();
-        self.edit(|i| i.request_id = Some(id))
+        if id.len() > MAX_REQUEST_ID_BYTES {
+            return Err(ContextError::RequestIdTooLong);
+        }
+        Ok(self.edit(|i| i.request_id = Some(id)))
     }
 
     /// This context with a deadline; an earlier deadline already set is kept.
@@ -245,18 +276,19 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// [`BaggageError`] if the item would take the baggage past its limits.
+    /// [`ContextError::TooManyItems`] or [`ContextError::BaggageTooLarge`] if the item
+    /// would take the baggage past its limits.
     pub fn try_with_baggage(
         &self,
         key: impl Into<Arc<str>>,
         value: impl Into<Arc<str>>,
-    ) -> Result<Self, BaggageError> {
+    ) -> Result<Self, ContextError> {
         let (key, value) = (key.into(), value.into());
-        let kept = self.0.baggage.iter().filter(|(k, _)| *k != key);
-        baggage_fits(
-            kept.map(|(k, v)| (&**k, &**v))
-                .chain(std::iter::once((&*key, &*value))),
-        )?;
+        let mut budget = BaggageBudget::default();
+        for (k, v) in self.0.baggage.iter().filter(|(k, _)| *k != key) {
+            budget.add(k, v)?;
+        }
+        budget.add(&key, &value)?;
         Ok(self.edit(|i| {
             i.baggage.retain(|(k, _)| *k != key);
             i.baggage.push((key, value));
@@ -367,7 +399,33 @@ struct Wire {
     parent_span: Option<SpanId>,
     request_id: Option<String>,
     remaining_us: Option<u64>,
+    #[serde(deserialize_with = "bounded_baggage")]
     baggage: Vec<(String, String)>,
+}
+
+/// Reads baggage item by item and stops at the limits, so a peer cannot make this side
+/// allocate an oversized list before it is refused.
+fn bounded_baggage<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = Vec<(String, String)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "at most {MAX_BAGGAGE_ITEMS} baggage items")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut budget = BaggageBudget::default();
+            let mut items = Vec::new();
+            while let Some((k, v)) = seq.next_element::<(String, String)>()? {
+                budget.add(&k, &v).map_err(serde::de::Error::custom)?;
+                items.push((k, v));
+            }
+            Ok(items)
+        }
+    }
+    d.deserialize_seq(Bounded)
 }
 
 impl Serialize for Context {
@@ -394,15 +452,11 @@ impl Serialize for Context {
 impl<'de> Deserialize<'de> for Context {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = Wire::deserialize(d)?;
-        baggage_fits(w.baggage.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .map_err(serde::de::Error::custom)?;
         if w.request_id
             .as_ref()
             .is_some_and(|r| r.len() > MAX_REQUEST_ID_BYTES)
         {
-            return Err(serde::de::Error::custom(format!(
-                "a request id is at most {MAX_REQUEST_ID_BYTES} bytes"
-            )));
+            return Err(serde::de::Error::custom(ContextError::RequestIdTooLong));
         }
         let now = Instant::now();
         Ok(Self(Arc::new(Inner {

@@ -47,12 +47,10 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use futures::FutureExt;
 use tokio::sync::Semaphore;
 
 use crate::actor::Actor;
@@ -60,7 +58,8 @@ use crate::addr::{Addr, ReplyPort};
 use crate::context::Context;
 use crate::error::{ActorError, CallError, SpawnError, SupervisorError};
 use crate::supervisor::{
-    ChildSpec, DynamicSupervisor, Intensity, Restart, Strategy, Supervisor, SupervisorSpec,
+    ChildSpec, DynamicSupervisor, Intensity, Restart, Shutdown, Strategy, Supervisor,
+    SupervisorSpec,
 };
 
 /// One worker of an ecosystem: handles one job at a time.
@@ -157,6 +156,7 @@ pub struct EcosystemSpec<W: Worker> {
     capacity: usize,
     routing: Routing,
     intensity: Intensity,
+    shutdown: Shutdown,
     make: Arc<dyn Fn(usize) -> W + Send + Sync>,
 }
 
@@ -189,6 +189,7 @@ impl<W: Worker> EcosystemSpec<W> {
                 max_restarts: 100,
                 period: Duration::from_secs(1),
             },
+            shutdown: Shutdown::default(),
             make: Arc::new(make),
         }
     }
@@ -202,6 +203,13 @@ impl<W: Worker> EcosystemSpec<W> {
     /// Sets the routing policy.
     pub fn routing(mut self, routing: Routing) -> Self {
         self.routing = routing;
+        self
+    }
+
+    /// Sets how workers are shut down (default: 5 s to finish the job in hand, then
+    /// killed; a killed worker's job counts as handled).
+    pub fn worker_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
         self
     }
 
@@ -365,25 +373,34 @@ impl<W: Worker> Actor for WorkerActor<W> {
         };
         self.queue.busy.store(1, Ordering::Relaxed);
         self.shared.room.add_permits(1);
-        let Job { ctx, job } = job;
-        // A panic is caught so the job is counted as done before the worker goes down.
-        let out = match ctx {
-            Some(ctx) => {
-                AssertUnwindSafe(ctx.child().scope(worker.handle(job)))
-                    .catch_unwind()
-                    .await
-            }
-            None => AssertUnwindSafe(worker.handle(job)).catch_unwind().await,
+        // Counts the job done however the handler ends: returned, panicked, or cancelled
+        // because the worker was killed.
+        let _done = JobDone {
+            queue: &self.queue,
+            shared: &self.shared,
         };
+        let Job { ctx, job } = job;
+        let r = match ctx {
+            Some(ctx) => ctx.child().scope(worker.handle(job)).await,
+            None => worker.handle(job).await,
+        };
+        // One job per message, so a shutdown request is seen between jobs.
+        let _ = me.cast(Pull);
+        r
+    }
+}
+
+/// Marks the job in a worker's hands as done when dropped.
+struct JobDone<'a, J> {
+    queue: &'a Queue<J>,
+    shared: &'a Shared<J>,
+}
+
+impl<J> Drop for JobDone<'_, J> {
+    fn drop(&mut self) {
         self.queue.busy.store(0, Ordering::Relaxed);
         self.shared.processed.fetch_add(1, Ordering::Relaxed);
         self.shared.finished(1);
-        // One job per message, so a shutdown request is seen between jobs.
-        let _ = me.cast(Pull);
-        match out {
-            Ok(r) => r,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
     }
 }
 
@@ -393,6 +410,7 @@ enum CoordinatorMsg {
 
 struct Coordinator<W: Worker> {
     spec_make: Arc<dyn Fn(usize) -> W + Send + Sync>,
+    shutdown: Shutdown,
     shared: Arc<Shared<W::Job>>,
     workers: Supervisor,
 }
@@ -401,6 +419,7 @@ impl<W: Worker> Clone for Coordinator<W> {
     fn clone(&self) -> Self {
         Self {
             spec_make: self.spec_make.clone(),
+            shutdown: self.shutdown,
             shared: self.shared.clone(),
             workers: self.workers.clone(),
         }
@@ -430,7 +449,9 @@ impl<W: Worker> Coordinator<W> {
             queue: queue.clone(),
             shared: self.shared.clone(),
         };
-        let spec = ChildSpec::new(format!("worker-{index}"), actor, ()).restart(Restart::Permanent);
+        let spec = ChildSpec::new(format!("worker-{index}"), actor, ())
+            .restart(Restart::Permanent)
+            .shutdown(self.shutdown);
         // Set before the worker starts, so its first wake-up has somewhere to go.
         queue.lock().worker = Some(spec.addr());
         (spec, queue)
@@ -587,6 +608,7 @@ impl<J: Send + 'static> Ecosystem<J> {
         let workers = workers_spec.handle();
         let coordinator = Coordinator {
             spec_make: spec.make.clone(),
+            shutdown: spec.shutdown,
             shared: shared.clone(),
             workers: workers.clone(),
         };
@@ -691,10 +713,10 @@ impl<J: Send + 'static> Ecosystem<J> {
 
     /// Counts of workers and jobs.
     pub fn stats(&self) -> EcosystemStats {
-        let avail = self.shared.room.available_permits();
+        let queues = self.shared.queues();
         EcosystemStats {
-            workers: self.shared.queues().len(),
-            queued: self.shared.capacity.saturating_sub(avail),
+            workers: queues.len(),
+            queued: queues.iter().map(|q| q.lock().jobs.len()).sum(),
             capacity: self.shared.capacity,
             processed: self.shared.processed.load(Ordering::Relaxed),
             in_flight: self.shared.unfinished.load(Ordering::Acquire),
@@ -729,8 +751,8 @@ impl<J: Send + 'static> Ecosystem<J> {
         self.shared.finished(dropped);
     }
 
-    /// Waits until every job sent so far has been handled (or lost with a crashed
-    /// worker), or `timeout` passes.
+    /// Waits until every job sent so far has been handled (or lost with a worker that
+    /// crashed or was killed on it), or `timeout` passes.
     ///
     /// # Errors
     ///

@@ -71,8 +71,8 @@ mod loom;
 pub mod supervisor;
 
 pub use actor::{Actor, spawn};
-pub use addr::{Addr, DEFAULT_CALL_TIMEOUT, ReplyPort};
-pub use context::{BaggageError, Context, SpanId, TraceId};
+pub use addr::{Addr, AddrKey, DEFAULT_CALL_TIMEOUT, ReplyPort};
+pub use context::{Context, ContextError, SpanId, TraceId};
 pub use ecosystem::{Ecosystem, EcosystemSpec, Routing, Worker};
 pub use error::{
     ActorError, CallError, ExitReason, SendError, SpawnError, SupervisorError, SupervisorExit,

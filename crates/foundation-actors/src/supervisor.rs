@@ -66,7 +66,7 @@ use tokio::sync::{broadcast, watch};
 
 pub use spec::{Backoff, ChildKind, ChildSpec, Intensity, Restart, Shutdown, Strategy};
 
-use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG};
+use crate::addr::{Addr, AddrKey, DEFAULT_RESTART_BACKLOG};
 use crate::error::{CallError, ExitReason, SpawnError, SupervisorError, SupervisorExit};
 use core::{Adoption, ChildKey, Config, Core, Members, Request};
 use spec::{AddrControl, BoxFuture, ChildEntry, ErasedChild};
@@ -119,7 +119,7 @@ impl SupervisorSpec {
                 intensity: Intensity::default(),
                 backoff: None,
                 dynamic: false,
-                members: Arc::new(Members::new(None)),
+                members: Arc::new(Members::new(None, false)),
                 children: Vec::new(),
                 exit: Arc::new(tx),
                 events,
@@ -258,18 +258,21 @@ impl Supervisor {
     /// # Errors
     ///
     /// [`SpawnError::DuplicateId`], [`SpawnError::NameTaken`], [`SpawnError::MaxChildren`],
-    /// the child's own start failure, or [`SpawnError::SupervisorStopped`].
+    /// [`SpawnError::Config`] for an anonymous child of a static supervisor, the child's
+    /// own start failure, or [`SpawnError::SupervisorStopped`] (also while a child
+    /// supervisor is between two incarnations). On any error the spec's address is
+    /// stopped.
     pub async fn start_child<M: Send + 'static>(
         &self,
         spec: ChildSpec<M>,
     ) -> Result<Addr<M>, SupervisorError> {
         let addr = spec.addr();
-        let entry: ChildEntry = spec.erase();
+        let mut entry: ChildEntry = spec.erase();
         let sup = self
             .addr
             .actor_cell()
             .ok_or(SpawnError::SupervisorStopped)?;
-        self.members.reserve(&entry)?;
+        self.members.reserve(&mut entry)?;
         let undo = |entry: &ChildEntry| {
             self.members.release(entry);
             if let Some(name) = &entry.name {
@@ -280,6 +283,7 @@ impl Supervisor {
         if let Some(name) = &entry.name {
             if let Err(e) = entry.child.addr().register(name) {
                 self.members.release(&entry);
+                entry.child.addr().mark_stopped();
                 return Err(e.into());
             }
         }
@@ -486,7 +490,7 @@ impl DynamicSupervisor {
     pub fn spec(id: impl Into<String>, max_children: Option<usize>) -> SupervisorSpec {
         let mut spec = SupervisorSpec::new(id, Strategy::OneForOne);
         spec.cfg.dynamic = true;
-        spec.cfg.members = Arc::new(Members::new(max_children));
+        spec.cfg.members = Arc::new(Members::new(max_children, true));
         spec
     }
 
@@ -589,6 +593,8 @@ pub enum SupervisorEvent {
     ChildExited {
         /// The child's id.
         child: String,
+        /// Its address's key.
+        key: AddrKey,
         /// Why it exited.
         reason: ExitReason,
         /// Whether a restart follows (after the backoff delay, if any).
@@ -598,6 +604,8 @@ pub enum SupervisorEvent {
     ChildRestarted {
         /// The child's id.
         child: String,
+        /// Its address's key.
+        key: AddrKey,
         /// Its address's incarnation count now.
         incarnation: u64,
     },
@@ -605,6 +613,8 @@ pub enum SupervisorEvent {
     RestartFailed {
         /// The child's id.
         child: String,
+        /// Its address's key.
+        key: AddrKey,
         /// Why the start failed.
         reason: ExitReason,
     },

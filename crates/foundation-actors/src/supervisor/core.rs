@@ -38,13 +38,25 @@ pub(crate) struct Core;
 ///
 /// The supervisor is not woken for an adoption: it takes the list in before anything that
 /// reads its children (a request, an exit event, its own shutdown). A start costs the
-/// supervisor no message at all, as a raw ractor spawn costs its parent none.
+/// supervisor no message, as a raw ractor spawn costs its parent none; only a child found
+/// dying right after its start sends a `Wake`, so its exit is handled promptly.
 pub(crate) struct Members {
-    ids: std::sync::Mutex<FxHashSet<Arc<str>>>,
-    /// Children reserved or running, anonymous ones included (for `max_children`).
-    count: std::sync::atomic::AtomicUsize,
+    reserved: std::sync::Mutex<Reserved>,
     adoptions: std::sync::Mutex<Adoptions>,
     max: Option<usize>,
+    /// Whether anonymous children are allowed (dynamic supervisors only).
+    dynamic: bool,
+}
+
+/// The children reserved or running. Each supervisor incarnation starts a new
+/// `generation`: a reservation made under an earlier one (a `start_child` that raced the
+/// restart) releases nothing when it is undone.
+#[derive(Default)]
+struct Reserved {
+    ids: FxHashSet<Arc<str>>,
+    /// Children reserved or running, anonymous ones included (for `max_children`).
+    count: usize,
+    generation: u64,
 }
 
 /// Children waiting for adoption; `closed` once the supervisor shuts down, so a start
@@ -63,13 +75,19 @@ pub(crate) struct Adoption {
 }
 
 impl Members {
-    pub(crate) fn new(max: Option<usize>) -> Self {
+    pub(crate) fn new(max: Option<usize>, dynamic: bool) -> Self {
         Self {
-            ids: std::sync::Mutex::new(FxHashSet::default()),
-            count: std::sync::atomic::AtomicUsize::new(0),
+            reserved: std::sync::Mutex::new(Reserved::default()),
             adoptions: std::sync::Mutex::new(Adoptions::default()),
             max,
+            dynamic,
         }
+    }
+
+    fn reserved(&self) -> std::sync::MutexGuard<'_, Reserved> {
+        self.reserved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn adoptions(&self) -> std::sync::MutexGuard<'_, Adoptions> {
@@ -114,40 +132,47 @@ impl Members {
         self.adoptions().closed = false;
     }
 
-    fn ids(&self) -> std::sync::MutexGuard<'_, FxHashSet<Arc<str>>> {
-        self.ids
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Claims `id` for a new child.
-    pub(crate) fn reserve(&self, entry: &ChildEntry) -> Result<(), SpawnError> {
-        use std::sync::atomic::Ordering;
-        let before = self.count.fetch_add(1, Ordering::AcqRel);
-        if self.max.is_some_and(|max| before >= max) {
-            self.count.fetch_sub(1, Ordering::AcqRel);
-            return Err(SpawnError::MaxChildren(self.max.unwrap_or(before)));
+    /// Claims a place (and the entry's id) for a new child, stamping the entry with the
+    /// current generation.
+    pub(crate) fn reserve(&self, entry: &mut ChildEntry) -> Result<(), SpawnError> {
+        if entry.anonymous && !self.dynamic {
+            return Err(SpawnError::Config(
+                "anonymous children are for dynamic supervisors; give the child an id".into(),
+            ));
+        }
+        let mut r = self.reserved();
+        if let Some(max) = self.max {
+            if r.count >= max {
+                return Err(SpawnError::MaxChildren(max));
+            }
         }
         // Anonymous children have no id to keep unique (they are told apart by address).
-        if !entry.anonymous && !self.ids().insert(entry.id.clone()) {
-            self.count.fetch_sub(1, Ordering::AcqRel);
+        if !entry.anonymous && !r.ids.insert(entry.id.clone()) {
             return Err(SpawnError::DuplicateId(entry.id.to_string()));
         }
+        r.count += 1;
+        entry.generation = r.generation;
         Ok(())
     }
 
-    /// Frees `id`.
+    /// Frees the entry's place, unless it was reserved under an earlier incarnation.
     pub(crate) fn release(&self, entry: &ChildEntry) {
-        self.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        let mut r = self.reserved();
+        if entry.generation != r.generation {
+            return;
+        }
+        r.count = r.count.saturating_sub(1);
         if !entry.anonymous {
-            self.ids().remove(&*entry.id);
+            r.ids.remove(&*entry.id);
         }
     }
 
+    /// Forgets every reservation: a new incarnation of the supervisor begins.
     fn clear(&self) {
-        let mut ids = self.ids();
-        ids.clear();
-        self.count.store(0, std::sync::atomic::Ordering::Release);
+        let mut r = self.reserved();
+        r.ids.clear();
+        r.count = 0;
+        r.generation += 1;
     }
 }
 
@@ -238,8 +263,11 @@ impl State {
         c
     }
 
+    /// The child with this id; anonymous children are never found by id.
     fn position(&self, id: &str) -> Option<usize> {
-        self.children.iter().position(|c| &*c.entry.id == id)
+        self.children
+            .iter()
+            .position(|c| !c.entry.anonymous && &*c.entry.id == id)
     }
 
     async fn start_child(&mut self, idx: usize, sup: &ActorCell) -> Result<(), SpawnError> {
@@ -341,6 +369,7 @@ impl State {
         let c = &mut self.children[idx];
         c.cell = None;
         let id = c.entry.id.clone();
+        let key = c.entry.child.addr().key();
         let restart = match c.entry.restart {
             Restart::Permanent => true,
             Restart::Transient => !reason.is_normal(),
@@ -356,6 +385,7 @@ impl State {
             }
             self.emit(SupervisorEvent::ChildExited {
                 child: id.to_string(),
+                key,
                 reason,
                 restarting: false,
             });
@@ -367,6 +397,7 @@ impl State {
         let within_intensity = self.note_restart(now);
         self.emit(SupervisorEvent::ChildExited {
             child: id.to_string(),
+            key,
             reason: reason.clone(),
             restarting: within_intensity,
         });
@@ -464,6 +495,7 @@ impl State {
                 continue;
             };
             let id = self.children[idx].entry.id.clone();
+            let key = self.children[idx].entry.child.addr().key();
             let c = &self.children[idx];
             // Only a child still waiting for this very restart: not one terminated in the
             // meantime, nor one a later restart (of a group it belongs to) will bring back.
@@ -478,6 +510,7 @@ impl State {
                         let incarnation = c.entry.child.addr().incarnation();
                         self.emit(SupervisorEvent::ChildRestarted {
                             child: id.to_string(),
+                            key,
                             incarnation,
                         });
                         break;
@@ -490,6 +523,7 @@ impl State {
                         tracing::warn!(supervisor = %self.cfg.id, child = %id, reason = %reason, "restart failed");
                         self.emit(SupervisorEvent::RestartFailed {
                             child: id.to_string(),
+                            key,
                             reason: reason.clone(),
                         });
                         if !self.note_restart(Instant::now()) {
@@ -642,11 +676,16 @@ impl State {
     }
 
     /// Adds and starts a child of the spec, from inside the supervisor.
-    async fn add_child(&mut self, entry: ChildEntry, sup: &ActorCell) -> Result<(), SpawnError> {
-        self.cfg.members.reserve(&entry)?;
+    async fn add_child(
+        &mut self,
+        mut entry: ChildEntry,
+        sup: &ActorCell,
+    ) -> Result<(), SpawnError> {
+        self.cfg.members.reserve(&mut entry)?;
         if let Some(name) = &entry.name {
             if let Err(e) = entry.child.addr().register(name) {
                 self.cfg.members.release(&entry);
+                entry.child.addr().mark_stopped();
                 return Err(e);
             }
         }

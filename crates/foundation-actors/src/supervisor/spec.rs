@@ -159,6 +159,8 @@ pub(crate) trait AddrControl: Send + Sync {
     fn incarnation(&self) -> u64;
     /// Identifies the address (the address of its slot).
     fn slot_key(&self) -> usize;
+    /// The address's public key.
+    fn key(&self) -> crate::addr::AddrKey;
     fn register(&self, name: &str) -> Result<(), SpawnError>;
     fn unregister(&self, name: &str);
 }
@@ -175,6 +177,9 @@ impl<M: Send + 'static> AddrControl for Addr<M> {
     }
     fn slot_key(&self) -> usize {
         Addr::slot_key(self)
+    }
+    fn key(&self) -> crate::addr::AddrKey {
+        Addr::key(self)
     }
     fn register(&self, name: &str) -> Result<(), SpawnError> {
         Addr::register(self, name)
@@ -290,10 +295,11 @@ impl<M: Send + 'static> ChildSpec<M> {
         Self::with_id(id.into(), false, make)
     }
 
-    /// A permanent worker without an id, as OTP's `DynamicSupervisor` children: it is
-    /// told apart by its address (see [`Supervisor::terminate_child_by_addr`]), and
-    /// starting it skips building and reserving a unique id. `which_children` lists it
-    /// as `<anonymous>`.
+    /// A permanent worker without an id, for dynamic supervisors, as OTP's
+    /// `DynamicSupervisor` children: starting it skips building and reserving a unique
+    /// id. It is terminated by address ([`Supervisor::terminate_child_by_addr`]), never
+    /// found by id, listed as `<anonymous>` by `which_children`, and its events carry its
+    /// [`Addr::key`]. A static supervisor refuses it.
     ///
     /// [`Supervisor::terminate_child_by_addr`]: crate::Supervisor::terminate_child_by_addr
     pub fn anonymous<A>(actor: A, args: A::Args) -> Self
@@ -324,6 +330,7 @@ impl<M: Send + 'static> ChildSpec<M> {
         Self {
             entry: ChildEntry {
                 id,
+                generation: 0,
                 anonymous,
                 name: None,
                 restart: Restart::Permanent,
@@ -380,6 +387,8 @@ impl<M: Send + 'static> ChildSpec<M> {
 #[derive(Clone)]
 pub(crate) struct ChildEntry {
     pub(crate) id: Arc<str>,
+    /// The supervisor incarnation whose reservation this entry holds.
+    pub(crate) generation: u64,
     /// Started with [`ChildSpec::anonymous`]: no id to keep unique.
     pub(crate) anonymous: bool,
     pub(crate) name: Option<String>,
@@ -398,6 +407,7 @@ pub(crate) fn supervisor_child(
     ChildSpec {
         entry: ChildEntry {
             id,
+            generation: 0,
             anonymous: false,
             name: None,
             restart: Restart::Permanent,

@@ -262,7 +262,7 @@ async fn cast_with_sends_an_explicit_context() {
 
 #[test]
 fn baggage_is_bounded_and_oversized_contexts_are_refused() {
-    use foundation_actors::BaggageError;
+    use foundation_actors::ContextError;
     use foundation_actors::context::{MAX_BAGGAGE_BYTES, MAX_BAGGAGE_ITEMS};
     let mut ctx = Context::new();
     for i in 0..MAX_BAGGAGE_ITEMS {
@@ -270,7 +270,7 @@ fn baggage_is_bounded_and_oversized_contexts_are_refused() {
     }
     assert_eq!(
         ctx.try_with_baggage("one-more", "v").unwrap_err(),
-        BaggageError::TooManyItems
+        ContextError::TooManyItems
     );
     // Replacing an existing key is always fine.
     assert!(ctx.try_with_baggage("k0", "w").is_ok());
@@ -282,7 +282,7 @@ fn baggage_is_bounded_and_oversized_contexts_are_refused() {
     let big = "x".repeat(MAX_BAGGAGE_BYTES);
     assert_eq!(
         Context::new().try_with_baggage("k", big).unwrap_err(),
-        BaggageError::TooLarge
+        ContextError::BaggageTooLarge
     );
 
     // A peer's oversized context does not deserialize.
@@ -300,4 +300,22 @@ fn baggage_is_bounded_and_oversized_contexts_are_refused() {
         "remaining_us": null, "baggage": [],
     });
     assert!(serde_json::from_value::<Context>(wire).is_err());
+}
+
+#[test]
+fn request_ids_are_bounded_at_both_ends() {
+    use foundation_actors::context::MAX_REQUEST_ID_BYTES;
+    let long = "r".repeat(MAX_REQUEST_ID_BYTES + 1);
+    assert_eq!(
+        Context::new()
+            .try_with_request_id(long.clone())
+            .unwrap_err(),
+        foundation_actors::ContextError::RequestIdTooLong
+    );
+    assert_eq!(Context::new().with_request_id(long).request_id(), None);
+    let fits = "r".repeat(MAX_REQUEST_ID_BYTES);
+    let ctx = Context::new().try_with_request_id(fits).unwrap();
+    // What is built locally always deserializes at the receiver.
+    let back: Context = serde_json::from_str(&serde_json::to_string(&ctx).unwrap()).unwrap();
+    assert_eq!(back, ctx);
 }

@@ -314,3 +314,41 @@ async fn a_failed_start_leaves_nothing_running() {
         "workers 0 and 1 were stopped"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_job_counts_as_handled() {
+    let h = Harness::new();
+    let eco = Ecosystem::start(h.spec("killed", 1).worker_shutdown(Shutdown::Brutal))
+        .await
+        .unwrap();
+    eco.send(Job::Block).await.unwrap();
+    h.blocked(1).await;
+    eco.send(Job::Work(1)).await.unwrap();
+    eco.shutdown().await;
+    let stats = eco.stats();
+    assert_eq!((stats.in_flight, stats.queued), (0, 0), "{stats:?}");
+    eco.wait_idle(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_queued_when_the_workers_supervisor_gives_up_are_not_stranded() {
+    let h = Harness::new();
+    let eco = Ecosystem::start(
+        h.spec("stranded", 1)
+            .intensity(0, Duration::from_secs(5))
+            .worker_shutdown(Shutdown::Brutal),
+    )
+    .await
+    .unwrap();
+    eco.send(Job::Block).await.unwrap();
+    h.blocked(1).await;
+    // Behind the blocking job: a crash, then work that must survive it.
+    eco.send(Job::Crash).await.unwrap();
+    for n in 1..=10 {
+        eco.send(Job::Work(n)).await.unwrap();
+    }
+    h.gate.add_permits(1);
+    eco.wait_idle(Duration::from_secs(20)).await.unwrap();
+    assert_eq!(h.finished(), (1..=10).collect::<Vec<_>>());
+    eco.shutdown().await;
+}

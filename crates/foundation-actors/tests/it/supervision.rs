@@ -551,9 +551,10 @@ async fn a_child_terminated_during_its_backoff_stays_terminated() {
     let addr = spec.addr();
     let sup = Supervisor::start(
         SupervisorSpec::new("sup", Strategy::OneForOne)
+            .intensity(5, Duration::from_secs(5))
             .backoff(slow_restarts())
             .child(spec)
-            .child(Probe::spec("marker", &log)),
+            .child(Probe::spec("marker", &log).name("the-marker")),
     )
     .await
     .unwrap();
@@ -561,8 +562,12 @@ async fn a_child_terminated_during_its_backoff_stays_terminated() {
     addr.cast(Msg::Crash).unwrap();
     assert!(ev.exited("w").await.1);
     sup.terminate_child("w").await.unwrap();
-    // Let the delayed restart come due: crash and restart another child after it.
+    // The delayed restart comes due; then the marker's restart shows the supervisor has
+    // handled it (requests and events are handled in order).
     tokio::time::sleep(Duration::from_millis(400)).await;
+    let marker = Addr::<Msg>::whereis("the-marker").unwrap();
+    marker.cast(Msg::Crash).unwrap();
+    assert_eq!(ev.restarted("marker").await, 2);
     let kids = sup.which_children().await.unwrap();
     assert_eq!(kids[0].status, ChildStatus::Terminated, "{kids:?}");
     assert!(addr.is_stopped());
@@ -638,13 +643,14 @@ async fn a_nonsense_backoff_does_not_bring_the_supervisor_down() {
     let mut ev = Events::of(&sup);
     addr.cast(Msg::Crash).unwrap();
     assert_eq!(ev.restarted("w").await, 2);
+    // Durations near the maximum: no overflow panic, and the delay stays near the cap.
     let huge = Backoff {
         min: Duration::MAX,
         max: Duration::MAX,
-        jitter: 1.0,
+        jitter: 0.0,
     };
     for n in 0..40 {
-        assert!(huge.delay(n) <= Duration::MAX);
+        assert!(huge.delay(n) >= Duration::MAX - Duration::from_secs(1));
     }
     assert!(sup.is_running());
     sup.shutdown().await;
@@ -768,15 +774,123 @@ async fn duplicate_ids_and_names_are_refused_with_clear_errors() {
     sup.start_child(Probe::spec("a", &log).name("taken-name"))
         .await
         .unwrap();
-    let err = sup
-        .start_child(Probe::spec("b", &log).name("taken-name"))
-        .await
-        .unwrap_err();
+    let refused = Probe::spec("b", &log).name("taken-name");
+    let refused_addr = refused.addr();
+    let err = sup.start_child(refused).await.unwrap_err();
+    assert!(
+        refused_addr.is_stopped(),
+        "a refused child's address does not hold messages"
+    );
     assert!(
         matches!(err, SupervisorError::Spawn(SpawnError::NameTaken(ref n)) if n == "taken-name")
     );
     assert!(err.to_string().contains("already registered"), "{err}");
     // The refused child left no trace: its id is free again.
     sup.start_child(Probe::spec("b", &log)).await.unwrap();
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_survive_a_supervisor_restart_during_a_start() {
+    let log = Log::default();
+    let dynamic = DynamicSupervisor::spec("dyn", Some(2)).intensity(0, Duration::from_secs(5));
+    let dyn_handle = dynamic.handle();
+    let top = Supervisor::start(
+        SupervisorSpec::new("top", Strategy::OneForOne).child(dynamic.into_child()),
+    )
+    .await
+    .unwrap();
+    let dyns = DynamicSupervisor::from_handle(dyn_handle);
+    let crasher = dyns
+        .start_child(Probe::spec("crasher", &log))
+        .await
+        .unwrap();
+    // A start whose init is slow, in flight while the supervisor restarts.
+    let started = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let mut slow = Probe::new("slow", &log);
+    slow.init_delay = Duration::from_secs(2);
+    slow.init_started = Some(started.clone());
+    let slow_start = tokio::spawn({
+        let dyns = dyns.clone();
+        async move { dyns.start_child(ChildSpec::new("slow", slow, ())).await }
+    });
+    started.acquire().await.unwrap().forget();
+    let mut top_events = Events::of(&top);
+    crasher.cast(Msg::Crash).unwrap();
+    top_events.restarted("dyn").await;
+    assert!(
+        slow_start.await.unwrap().is_err(),
+        "the in-flight start did not survive"
+    );
+    // The new incarnation's places and ids are intact: two starts fit, a duplicate does not.
+    dyns.start_child(Probe::spec("x", &log)).await.unwrap();
+    assert!(matches!(
+        dyns.start_child(Probe::spec("x", &log)).await,
+        Err(SupervisorError::Spawn(SpawnError::DuplicateId(_)))
+    ));
+    dyns.start_child(Probe::spec("y", &log)).await.unwrap();
+    assert!(matches!(
+        dyns.start_child(Probe::spec("z", &log)).await,
+        Err(SupervisorError::Spawn(SpawnError::MaxChildren(2)))
+    ));
+    top.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_children_belong_to_dynamic_supervisors_and_are_never_found_by_id() {
+    let log = Log::default();
+    let r = Supervisor::start(
+        SupervisorSpec::new("static", Strategy::OneForOne)
+            .child(ChildSpec::anonymous(Probe::new("a", &log), ())),
+    )
+    .await;
+    assert!(
+        matches!(r, Err(SpawnError::Child { source, .. }) if matches!(*source, SpawnError::Config(_)))
+    );
+    let sup = DynamicSupervisor::start("dyn-anon", None).await.unwrap();
+    let a = sup
+        .start_child(ChildSpec::anonymous(Probe::new("a", &log), ()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        sup.terminate_child("<anonymous>").await,
+        Err(SupervisorError::UnknownChild(_))
+    ));
+    assert!(a.is_running());
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_restart_still_restarts_its_own_child() {
+    let log = Log::default();
+    let (a, b) = (Probe::spec("a", &log), Probe::spec("b", &log));
+    let (a_addr, b_addr) = (a.addr(), b.addr());
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne)
+            .intensity(5, Duration::from_secs(5))
+            .backoff(slow_restarts())
+            .child(a)
+            .child(b),
+    )
+    .await
+    .unwrap();
+    let mut ev = Events::of(&sup);
+    a_addr.cast(Msg::Crash).unwrap();
+    ev.exited("a").await;
+    b_addr.cast(Msg::Crash).unwrap();
+    ev.exited("b").await;
+    // Each child waits for its own restart; a later one does not cancel an earlier one.
+    // (Both delays end in the same tick: the two restarts may come in either order.)
+    let mut restarted = std::collections::BTreeSet::new();
+    while restarted.len() < 2 {
+        let child = ev
+            .wait("the restarts of a and b", |e| match e {
+                SupervisorEvent::ChildRestarted { child, .. } => Some(child.clone()),
+                _ => None,
+            })
+            .await;
+        restarted.insert(child);
+    }
+    assert_eq!(a_addr.incarnation() + b_addr.incarnation(), 4);
     sup.shutdown().await;
 }

@@ -43,6 +43,9 @@ pub(crate) struct Probe {
     pub(crate) id: String,
     pub(crate) log: Log,
     pub(crate) fail_init: bool,
+    pub(crate) init_delay: Duration,
+    /// Released when `init` begins.
+    pub(crate) init_started: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     pub(crate) terminate_delay: Duration,
 }
 
@@ -52,6 +55,8 @@ impl Probe {
             id: id.to_owned(),
             log: log.clone(),
             fail_init: false,
+            init_delay: Duration::ZERO,
+            init_started: None,
             terminate_delay: Duration::ZERO,
         }
     }
@@ -67,6 +72,10 @@ impl Actor for Probe {
     type Args = ();
 
     async fn init(&self, _: &Addr<Msg>, _: ()) -> Result<u64, ActorError> {
+        if let Some(started) = &self.init_started {
+            started.add_permits(1);
+        }
+        tokio::time::sleep(self.init_delay).await;
         if self.fail_init {
             self.log.push(format!("fail:{}", self.id));
             return Err(format!("{} refuses to start", self.id).into());
@@ -146,6 +155,7 @@ impl Events {
             foundation_actors::SupervisorEvent::ChildRestarted {
                 child: c,
                 incarnation,
+                ..
             } if c == child => Some(*incarnation),
             _ => None,
         })
@@ -159,6 +169,7 @@ impl Events {
                 child: c,
                 reason,
                 restarting,
+                ..
             } if c == child => Some((reason.clone(), *restarting)),
             _ => None,
         })
