@@ -241,10 +241,7 @@ impl Supervisor {
         f: impl FnOnce(crate::ReplyPort<R>) -> Request,
     ) -> Result<R, CallError> {
         self.addr
-            .call_timeout(
-                |port| SupervisorMsg(f(port)),
-                std::time::Duration::from_secs(3600),
-            )
+            .call_timeout(|port| SupervisorMsg(f(port)), SUPERVISOR_CALL_TIMEOUT)
             .await
     }
 
@@ -582,6 +579,11 @@ impl DynamicSupervisor {
         self.0.shutdown().await;
     }
 }
+
+/// How long a request to a supervisor waits for its answer. Generous, as OTP's
+/// `:infinity` for supervisor calls: a supervisor answers after the shutdowns or starts a
+/// request involves, which may take each child's whole shutdown timeout.
+const SUPERVISOR_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// How many events a slow subscriber may fall behind before it loses the oldest.
 const EVENT_BUFFER: usize = 1024;
