@@ -269,25 +269,11 @@ impl Supervisor {
             .addr
             .actor_cell()
             .ok_or(SpawnError::SupervisorStopped)?;
-        self.members.reserve(&mut entry)?;
-        let undo = |entry: &ChildEntry| {
-            self.members.release(entry);
-            if let Some(name) = &entry.name {
-                entry.child.addr().unregister(name);
-            }
-            entry.child.addr().mark_stopped();
-        };
-        if let Some(name) = &entry.name {
-            if let Err(e) = entry.child.addr().register(name) {
-                self.members.release(&entry);
-                entry.child.addr().mark_stopped();
-                return Err(e.into());
-            }
-        }
+        self.members.admit(&mut entry)?;
         let cell = match entry.child.start(&entry.id, sup.clone()).await {
             Ok(cell) => cell,
             Err(e) => {
-                undo(&entry);
+                self.members.discard(&entry);
                 // ractor refuses to link to a supervisor that is shutting down.
                 if sup.get_status() >= ractor::ActorStatus::Draining {
                     return Err(SpawnError::SupervisorStopped.into());
@@ -302,7 +288,7 @@ impl Supervisor {
         }) {
             // The supervisor is shutting down and will not take the child in.
             cell.kill();
-            undo(&a.entry);
+            self.members.discard(&a.entry);
             return Err(SpawnError::SupervisorStopped.into());
         }
         if cell.get_status() >= ractor::ActorStatus::Draining {
@@ -316,7 +302,7 @@ impl Supervisor {
             // start (its exit kills linked children, but the address would not know).
             if let Some(a) = self.members.withdraw_adoption(cell.get_id()) {
                 cell.kill();
-                undo(&a.entry);
+                self.members.discard(&a.entry);
                 return Err(SpawnError::SupervisorStopped.into());
             }
         }

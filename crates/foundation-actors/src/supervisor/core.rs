@@ -134,7 +134,7 @@ impl Members {
 
     /// Claims a place (and the entry's id) for a new child, stamping the entry with the
     /// current generation.
-    pub(crate) fn reserve(&self, entry: &mut ChildEntry) -> Result<(), SpawnError> {
+    fn reserve(&self, entry: &mut ChildEntry) -> Result<(), SpawnError> {
         if entry.anonymous && !self.dynamic {
             return Err(SpawnError::Config(
                 "anonymous children are for dynamic supervisors; give the child an id".into(),
@@ -156,7 +156,7 @@ impl Members {
     }
 
     /// Frees the entry's place, unless it was reserved under an earlier incarnation.
-    pub(crate) fn release(&self, entry: &ChildEntry) {
+    fn release(&self, entry: &ChildEntry) {
         let mut r = self.reserved();
         if entry.generation != r.generation {
             return;
@@ -165,6 +165,29 @@ impl Members {
         if !entry.anonymous {
             r.ids.remove(&*entry.id);
         }
+    }
+
+    /// Reserves the entry's place and registers its name, undoing the reservation if
+    /// the name is taken.
+    pub(crate) fn admit(&self, entry: &mut ChildEntry) -> Result<(), SpawnError> {
+        self.reserve(entry)?;
+        if let Some(name) = &entry.name {
+            if let Err(e) = entry.child.addr().register(name) {
+                self.discard(entry);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets a child go for good: frees its place, removes its name, stops its address.
+    pub(crate) fn discard(&self, entry: &ChildEntry) {
+        self.release(entry);
+        if let Some(name) = &entry.name {
+            // Removes the name only if it is this child's.
+            entry.child.addr().unregister(name);
+        }
+        entry.child.addr().mark_stopped();
     }
 
     /// Forgets every reservation: a new incarnation of the supervisor begins.
@@ -252,15 +275,10 @@ impl State {
             .position(|c| c.cell.as_ref().is_some_and(|cell| cell.get_id() == id))
     }
 
-    /// Removes a child from the supervisor and its name from the registry.
-    fn forget(&mut self, idx: usize) -> Box<Child> {
+    /// Removes a child from the supervisor for good.
+    fn forget(&mut self, idx: usize) {
         let c = self.children.remove(idx);
-        c.entry.child.addr().mark_stopped();
-        self.cfg.members.release(&c.entry);
-        if let Some(name) = &c.entry.name {
-            c.entry.child.addr().unregister(name);
-        }
-        c
+        self.cfg.members.discard(&c.entry);
     }
 
     /// The child with this id; anonymous children are never found by id.
@@ -640,8 +658,7 @@ impl State {
             if linked_to != self.me {
                 // Spawned under an earlier incarnation of this supervisor, which took it
                 // down when it exited.
-                self.cfg.members.release(&entry);
-                entry.child.addr().mark_stopped();
+                self.cfg.members.discard(&entry);
                 continue;
             }
             let actor = cell.get_id();
@@ -681,14 +698,7 @@ impl State {
         mut entry: ChildEntry,
         sup: &ActorCell,
     ) -> Result<(), SpawnError> {
-        self.cfg.members.reserve(&mut entry)?;
-        if let Some(name) = &entry.name {
-            if let Err(e) = entry.child.addr().register(name) {
-                self.cfg.members.release(&entry);
-                entry.child.addr().mark_stopped();
-                return Err(e);
-            }
-        }
+        self.cfg.members.admit(&mut entry)?;
         self.children.push(Box::new(Child {
             entry,
             cell: None,
@@ -700,7 +710,7 @@ impl State {
         }));
         let idx = self.children.len() - 1;
         if let Err(e) = self.start_child(idx, sup).await {
-            self.forget(idx).entry.child.addr().mark_stopped();
+            self.forget(idx);
             return Err(e);
         }
         Ok(())
