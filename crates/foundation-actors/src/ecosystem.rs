@@ -307,6 +307,12 @@ impl<J: Send + 'static> Shared<J> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn queues_mut(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Queue<J>>>> {
+        self.queues
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn route(&self, key: Option<u64>, job: Job<J>) {
         let queues = self.queues();
         let n = queues.len().max(1);
@@ -465,21 +471,10 @@ impl<W: Worker> Coordinator<W> {
         for index in current..n {
             let (spec, queue) = self.worker_spec(index, None);
             self.workers.start_child(spec).await?;
-            self.shared
-                .queues
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(queue);
+            self.shared.queues_mut().push(queue);
         }
         if n < current {
-            let removed: Vec<_> = {
-                let mut qs = self
-                    .shared
-                    .queues
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                qs.drain(n..).collect()
-            };
+            let removed: Vec<_> = self.shared.queues_mut().drain(n..).collect();
             for (offset, q) in removed.iter().enumerate() {
                 self.workers
                     .terminate_child(&format!("worker-{}", n + offset))

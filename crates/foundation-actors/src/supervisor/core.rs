@@ -127,11 +127,6 @@ impl Members {
         std::mem::take(&mut adoptions.list)
     }
 
-    /// Accepts adoptions again (a new incarnation of the supervisor).
-    fn reopen(&self) {
-        self.adoptions().closed = false;
-    }
-
     /// Claims a place (and the entry's id) for a new child, stamping the entry with the
     /// current generation.
     fn reserve(&self, entry: &mut ChildEntry) -> Result<(), SpawnError> {
@@ -190,12 +185,16 @@ impl Members {
         entry.child.addr().mark_stopped();
     }
 
-    /// Forgets every reservation: a new incarnation of the supervisor begins.
-    fn clear(&self) {
-        let mut r = self.reserved();
-        r.ids.clear();
-        r.count = 0;
-        r.generation += 1;
+    /// A new incarnation of the supervisor begins: every reservation is forgotten and
+    /// adoptions are accepted again.
+    fn begin_incarnation(&self) {
+        {
+            let mut r = self.reserved();
+            r.ids.clear();
+            r.count = 0;
+            r.generation += 1;
+        }
+        self.adoptions().closed = false;
     }
 }
 
@@ -208,6 +207,26 @@ struct Child {
     last_restart: Option<Instant>,
     /// The restart this child waits for, if it is restarting.
     pending_epoch: u64,
+}
+
+impl Child {
+    /// A child record: running if it has a cell, about to be started otherwise.
+    fn new(entry: ChildEntry, cell: Option<ActorCell>) -> Box<Self> {
+        let status = if cell.is_some() {
+            ChildStatus::Running
+        } else {
+            ChildStatus::Restarting
+        };
+        Box::new(Self {
+            entry,
+            cell,
+            status,
+            restarts: 0,
+            consecutive: 0,
+            last_restart: None,
+            pending_epoch: 0,
+        })
+    }
 }
 
 pub(crate) struct State {
@@ -662,15 +681,7 @@ impl State {
                 continue;
             }
             let actor = cell.get_id();
-            self.children.push(Box::new(Child {
-                entry,
-                cell: Some(cell),
-                status: ChildStatus::Running,
-                restarts: 0,
-                consecutive: 0,
-                last_restart: None,
-                pending_epoch: 0,
-            }));
+            self.children.push(Child::new(entry, Some(cell)));
             if !self.orphans.is_empty() {
                 if let Some(reason) = self.orphans.remove(&actor) {
                     exits.push((actor, reason));
@@ -699,15 +710,7 @@ impl State {
         sup: &ActorCell,
     ) -> Result<(), SpawnError> {
         self.cfg.members.admit(&mut entry)?;
-        self.children.push(Box::new(Child {
-            entry,
-            cell: None,
-            status: ChildStatus::Restarting,
-            restarts: 0,
-            consecutive: 0,
-            last_restart: None,
-            pending_epoch: 0,
-        }));
+        self.children.push(Child::new(entry, None));
         let idx = self.children.len() - 1;
         if let Err(e) = self.start_child(idx, sup).await {
             self.forget(idx);
@@ -730,8 +733,7 @@ impl ractor::Actor for Core {
         cfg.exit.send_replace(None);
         // Children added at run time do not survive a restart of their supervisor (as in
         // OTP); the spec's children start again.
-        cfg.members.clear();
-        cfg.members.reopen();
+        cfg.members.begin_incarnation();
         let entries = cfg.children.clone();
         let mut state = State {
             cfg,
