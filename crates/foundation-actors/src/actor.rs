@@ -214,21 +214,19 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
 /// parent is the sender's span.
 async fn in_context<F: std::future::Future>(ctx: Context, process: &str, fut: F) -> F::Output {
     let hop = ctx.child();
-    let span = match ctx.sender_span() {
-        Some(parent) => tracing::debug_span!(
-            parent: parent,
-            "handle",
-            process = %process,
-            trace_id = %hop.trace_id(),
-            span_id = %hop.span_id(),
-        ),
-        None => tracing::debug_span!(
-            "handle",
-            process = %process,
-            trace_id = %hop.trace_id(),
-            span_id = %hop.span_id(),
-        ),
-    };
+    // Without the sender's span (a context from the wire, or a sender outside any span),
+    // the span nests under whatever is current here, as a span without `parent:` would.
+    let parent = ctx
+        .sender_span()
+        .cloned()
+        .unwrap_or_else(tracing::Span::current);
+    let span = tracing::debug_span!(
+        parent: &parent,
+        "handle",
+        process = %process,
+        trace_id = %hop.trace_id(),
+        span_id = %hop.span_id(),
+    );
     Context::scope(hop, fut).instrument(span).await
 }
 

@@ -87,6 +87,13 @@ pub enum ContextError {
     RequestIdTooLong,
 }
 
+fn check_request_id(id: &str) -> Result<(), ContextError> {
+    if id.len() > MAX_REQUEST_ID_BYTES {
+        return Err(ContextError::RequestIdTooLong);
+    }
+    Ok(())
+}
+
 /// Counts baggage against the limits, one item at a time.
 #[derive(Default)]
 struct BaggageBudget {
@@ -213,6 +220,14 @@ impl Context {
         Self(Arc::new(inner))
     }
 
+    /// The edited context, or this one unchanged (with a warning) if the edit was refused.
+    fn or_unchanged(&self, edited: Result<Self, ContextError>) -> Self {
+        edited.unwrap_or_else(|e| {
+            tracing::warn!(trace_id = %self.trace_id(), error = %e, "context left unchanged");
+            self.clone()
+        })
+    }
+
     /// The context of the next hop: same trace, a new span id whose parent is this one's.
     pub fn child(&self) -> Self {
         self.edit(|i| {
@@ -225,13 +240,7 @@ impl Context {
     /// [`MAX_REQUEST_ID_BYTES`] is not set (a warning is logged); use
     /// [`Context::try_with_request_id`] to handle that case.
     pub fn with_request_id(&self, id: impl Into<Arc<str>>) -> Self {
-        match self.try_with_request_id(id) {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                tracing::warn!(trace_id = %self.trace_id(), error = %e, "request id not set");
-                self.clone()
-            }
-        }
+        self.or_unchanged(self.try_with_request_id(id))
     }
 
     /// This context with the given request id.
@@ -241,9 +250,7 @@ impl Context {
     /// [`ContextError::RequestIdTooLong`] past [`MAX_REQUEST_ID_BYTES`].
     pub fn try_with_request_id(&self, id: impl Into<Arc<str>>) -> Result<Self, ContextError> {
         let id = id.into();
-        if id.len() > MAX_REQUEST_ID_BYTES {
-            return Err(ContextError::RequestIdTooLong);
-        }
+        check_request_id(&id)?;
         Ok(self.edit(|i| i.request_id = Some(id)))
     }
 
@@ -263,13 +270,7 @@ impl Context {
     /// the limits the item is not added and a warning is logged; use
     /// [`Context::try_with_baggage`] to handle that case.
     pub fn with_baggage(&self, key: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Self {
-        match self.try_with_baggage(key, value) {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                tracing::warn!(trace_id = %self.trace_id(), error = %e, "baggage item not added");
-                self.clone()
-            }
-        }
+        self.or_unchanged(self.try_with_baggage(key, value))
     }
 
     /// This context with one more baggage item (replacing an item of the same key).
@@ -452,11 +453,8 @@ impl Serialize for Context {
 impl<'de> Deserialize<'de> for Context {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = Wire::deserialize(d)?;
-        if w.request_id
-            .as_ref()
-            .is_some_and(|r| r.len() > MAX_REQUEST_ID_BYTES)
-        {
-            return Err(serde::de::Error::custom(ContextError::RequestIdTooLong));
+        if let Some(id) = &w.request_id {
+            check_request_id(id).map_err(serde::de::Error::custom)?;
         }
         let now = Instant::now();
         Ok(Self(Arc::new(Inner {
