@@ -1,4 +1,4 @@
-//! Memory per idle actor: a supervised Foundation actor beside a raw ractor actor linked to
+//! Memory per idle actor (the benches' shared `Counter`, written for both): a supervised Foundation actor beside a raw ractor actor linked to
 //! a parent (ractor's own supervision, the same job done by hand) and a
 //! bare tokio task with an mpsc inbox, measured in the same run with a counting allocator
 //! (live bytes after spawning many, divided by their number).
@@ -10,50 +10,19 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::alloc::System;
 
 use foundation_actors::prelude::*;
-use ractor::{ActorProcessingErr, ActorRef};
+
+use common::{Counter, RawCounter, RawParent};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const N: usize = 5_000;
-
-#[derive(Clone)]
-struct Idle;
-impl Actor for Idle {
-    type Msg = u64;
-    type State = ();
-    type Args = ();
-    async fn init(&self, _: &Addr<u64>, _: ()) -> Result<(), ActorError> {
-        Ok(())
-    }
-    async fn handle(&self, _: &Addr<u64>, _: u64, _: &mut ()) -> Result<(), ActorError> {
-        Ok(())
-    }
-}
-
-struct RawIdle;
-struct RawMsg;
-impl ractor::Message for RawMsg {}
-impl ractor::Actor for RawIdle {
-    type Msg = RawMsg;
-    type State = ();
-    type Arguments = ();
-    async fn pre_start(&self, _: ActorRef<RawMsg>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-    async fn handle_supervisor_evt(
-        &self,
-        _: ActorRef<RawMsg>,
-        _: ractor::SupervisionEvent,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-}
 
 /// Bytes allocated and not yet freed since the region began.
 fn live(region: &Region<'_, System>) -> isize {
@@ -72,7 +41,7 @@ async fn foundation_supervised(ids: &[String]) -> f64 {
     let region = Region::new(GLOBAL);
     let mut addrs = Vec::with_capacity(N);
     for id in ids {
-        let spec = ChildSpec::new(id.clone(), Idle, ());
+        let spec = ChildSpec::new(id.clone(), Counter, ());
         addrs.push(sup.start_child(spec).await.unwrap());
     }
     // Idle: every child adopted by the supervisor, every start event handled.
@@ -87,11 +56,11 @@ async fn foundation_supervised(ids: &[String]) -> f64 {
 
 /// Bytes per idle raw ractor actor linked to a parent (the same job done by hand).
 async fn ractor_linked() -> f64 {
-    let (parent, _) = ractor::Actor::spawn(None, RawIdle, ()).await.unwrap();
+    let (parent, _) = ractor::Actor::spawn(None, RawParent, ()).await.unwrap();
     let region = Region::new(GLOBAL);
     let mut refs = Vec::with_capacity(N);
     for _ in 0..N {
-        let (child, _) = ractor::Actor::spawn_linked(None, RawIdle, (), parent.get_cell())
+        let (child, _) = ractor::Actor::spawn_linked(None, RawCounter, (), parent.get_cell())
             .await
             .unwrap();
         refs.push(child);
