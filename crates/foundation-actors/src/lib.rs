@@ -68,7 +68,15 @@ pub mod context;
 pub mod ecosystem;
 pub mod error;
 mod loom;
+pub mod remote;
 pub mod supervisor;
+pub mod typed;
+
+// Lets the code `#[actor]` generates name this crate as `::foundation_actors` everywhere,
+// this crate's own tests included.
+extern crate self as foundation_actors;
+
+pub use foundation_macros::actor;
 
 pub use actor::{Actor, spawn};
 pub use addr::{Addr, AddrKey, DEFAULT_CALL_TIMEOUT, ReplyPort};
@@ -77,17 +85,22 @@ pub use ecosystem::{Ecosystem, EcosystemSpec, Routing, Worker};
 pub use error::{
     ActorError, CallError, ExitReason, SendError, SpawnError, SupervisorError, SupervisorExit,
 };
+pub use remote::{RemoteMessage, WireError};
 pub use supervisor::{
     Backoff, ChildCounts, ChildInfo, ChildKind, ChildSpec, ChildStatus, DynamicSupervisor,
     Intensity, Restart, Shutdown, Strategy, Supervisor, SupervisorEvent, SupervisorMsg,
     SupervisorSpec, TreeNode,
 };
+pub use typed::{Ctx, Typed, TypedActor};
 
 /// The names an application uses most.
 pub mod prelude {
+    pub use crate::typed::{Ctx, TypedActor};
     pub use crate::{
         Actor, ActorError, Addr, CallError, ChildSpec, Context, DynamicSupervisor, Ecosystem,
         EcosystemSpec, ReplyPort, Restart, Routing, SendError, Shutdown, Strategy, Supervisor,
         SupervisorSpec, Worker, spawn,
     };
+    pub use crate::{RemoteMessage, actor};
+    pub use crate::{SpawnError, SupervisorError};
 }

@@ -231,6 +231,11 @@ impl Supervisor {
         self.events.subscribe()
     }
 
+    /// Whether this is a dynamic supervisor (started by [`DynamicSupervisor`]).
+    pub fn is_dynamic(&self) -> bool {
+        self.members.is_dynamic()
+    }
+
     /// The supervisor's id.
     pub fn id(&self) -> &str {
         self.addr.label()

@@ -75,6 +75,11 @@ pub(crate) struct Adoption {
 }
 
 impl Members {
+    /// Whether this is a dynamic supervisor's (anonymous children allowed).
+    pub(crate) fn is_dynamic(&self) -> bool {
+        self.dynamic
+    }
+
     pub(crate) fn new(max: Option<usize>, dynamic: bool) -> Self {
         Self {
             reserved: std::sync::Mutex::new(Reserved::default()),

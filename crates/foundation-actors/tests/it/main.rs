@@ -4,5 +4,7 @@
 
 mod context;
 mod ecosystem;
+mod remote;
 mod supervision;
 mod support;
+mod typed;

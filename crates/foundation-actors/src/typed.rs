@@ -1,0 +1,403 @@
+//! Actors written as a state type with one method per message: the runtime side of
+//! [`#[actor]`](crate::actor).
+//!
+//! `#[actor]` turns an `impl` block into a [`TypedActor`]: it generates the message enum,
+//! the dispatch `match`, and a typed handle (`CounterRef` for `Counter`) whose methods send
+//! the messages. This module holds the generic rest, written once: [`Typed`] runs any
+//! [`TypedActor`] as an [`Actor`] (and so under supervisors, with stable addresses and the
+//! context), and [`Ctx`] is what a handler gets to reach its own process: its handle,
+//! timers, supervision events, a stop.
+//!
+//! # Examples
+//!
+//! ```
+//! use foundation_actors::prelude::*;
+//! use std::time::Duration;
+//!
+//! #[derive(Clone, Default)]
+//! struct Counter { total: u64, ticks: u32 }
+//!
+//! struct Tick;
+//!
+//! #[actor]
+//! impl Counter {
+//!     /// Adds `n`.
+//!     #[cast]
+//!     fn add(&mut self, n: u64) { self.total += n }
+//!
+//!     /// The total so far.
+//!     #[call]
+//!     fn total(&self) -> u64 { self.total }
+//!
+//!     /// Starts a timer that ticks once.
+//!     #[cast]
+//!     fn arm(&mut self, ctx: &Ctx<Self>) { ctx.send_after(Duration::from_millis(1), Tick); }
+//!
+//!     #[info]
+//!     fn tick(&mut self, _: Tick) { self.ticks += 1 }
+//!
+//!     #[call]
+//!     fn ticks(&self) -> u32 { self.ticks }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sup = DynamicSupervisor::start("counters", None).await?;
+//! let c: CounterRef = Counter::spawn_supervised(&sup, Counter::default()).await?;
+//! c.add(5).await?;
+//! assert_eq!(c.total().await?, 5);
+//! assert_eq!(c.with_timeout(Duration::from_secs(1)).total().await?, 5);
+//! sup.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::AbortHandle;
+
+use crate::actor::Actor;
+use crate::addr::Addr;
+use crate::error::{ActorError, SpawnError, SupervisorError};
+use crate::supervisor::{ChildSpec, DynamicSupervisor, Supervisor, SupervisorEvent};
+
+/// An actor written as its state plus handlers; implemented by `#[actor]`.
+///
+/// Written by hand it is an [`Actor`] whose state is `Self`: [`Typed`] adapts one to the
+/// other.
+pub trait TypedActor: Sized + Send + 'static {
+    /// The generated message enum.
+    type Msg: Send + 'static;
+    /// What [`TypedActor::init`] is given: `Self` unless the impl has an `#[init]` hook.
+    type Args: Send + 'static;
+    /// The generated typed handle.
+    type Ref: From<Addr<Self::Msg>> + Clone + Send + Sync + 'static;
+    /// The type's name: the default child id under a static supervisor.
+    const NAME: &'static str;
+
+    /// Builds the state (the `#[init]` hook, or the arguments themselves).
+    fn init(
+        args: Self::Args,
+        ctx: &Ctx<Self>,
+    ) -> impl Future<Output = Result<Self, ActorError>> + Send;
+
+    /// Dispatches one message to its handler.
+    fn handle(
+        &mut self,
+        msg: Self::Msg,
+        ctx: &Ctx<Self>,
+    ) -> impl Future<Output = Result<(), ActorError>> + Send;
+
+    /// The `#[terminate]` hook: runs on a graceful stop, not after a crash or a kill.
+    fn terminate(
+        &mut self,
+        ctx: &Ctx<Self>,
+    ) -> impl Future<Output = Result<(), ActorError>> + Send {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+}
+
+/// Runs a [`TypedActor`] as an [`Actor`]. A zero-sized, cloneable value: use it wherever
+/// an [`Actor`] is asked for, e.g. `ChildSpec::new("c2", Typed::<Counter>::new(), args)`.
+pub struct Typed<T>(PhantomData<fn() -> T>);
+
+impl<T> Typed<T> {
+    /// The adapter for `T`.
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T> Default for Typed<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Clone for Typed<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Typed<T> {}
+
+impl<T> fmt::Debug for Typed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Typed<{}>", std::any::type_name::<T>())
+    }
+}
+
+/// The state of a [`Typed`] actor: the user's state and its [`Ctx`].
+#[derive(Debug)]
+pub struct Running<T: TypedActor> {
+    state: T,
+    ctx: Ctx<T>,
+}
+
+impl<T: TypedActor> Actor for Typed<T> {
+    type Msg = T::Msg;
+    type State = Running<T>;
+    type Args = T::Args;
+
+    async fn init(&self, me: &Addr<T::Msg>, args: T::Args) -> Result<Running<T>, ActorError> {
+        let ctx = Ctx::new(me.clone());
+        let state = T::init(args, &ctx).await?;
+        Ok(Running { state, ctx })
+    }
+
+    #[inline]
+    async fn handle(
+        &self,
+        _: &Addr<T::Msg>,
+        msg: T::Msg,
+        s: &mut Running<T>,
+    ) -> Result<(), ActorError> {
+        s.state.handle(msg, &s.ctx).await
+    }
+
+    async fn terminate(&self, _: &Addr<T::Msg>, s: &mut Running<T>) -> Result<(), ActorError> {
+        s.state.terminate(&s.ctx).await
+    }
+}
+
+/// What a handler may return: nothing, or a `Result` whose error crashes the actor (its
+/// supervisor sees [`ExitReason::Failed`](crate::ExitReason::Failed)). Replies of
+/// `#[call]` handlers are values, never crashes: a `Result` there is sent back as is.
+pub trait HandlerResult {
+    /// `Ok(())`, or the error that crashes the actor.
+    fn into_result(self) -> Result<(), ActorError>;
+}
+
+impl HandlerResult for () {
+    #[inline]
+    fn into_result(self) -> Result<(), ActorError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<ActorError>> HandlerResult for Result<(), E> {
+    #[inline]
+    fn into_result(self) -> Result<(), ActorError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// What an `#[init]` hook may return: the state, or a `Result` of it whose error fails the
+/// start ([`SpawnError::Init`]).
+pub trait InitResult<T> {
+    /// The state, or why it could not be built.
+    fn into_result(self) -> Result<T, ActorError>;
+}
+
+impl<T> InitResult<T> for T {
+    #[inline]
+    fn into_result(self) -> Result<T, ActorError> {
+        Ok(self)
+    }
+}
+
+impl<T, E: Into<ActorError>> InitResult<T> for Result<T, E> {
+    #[inline]
+    fn into_result(self) -> Result<T, ActorError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// What a handler gets to reach its own process: its handle, timers, supervision events
+/// and a stop. Write it as the last parameter of any handler or hook: `ctx: &Ctx<Self>`.
+///
+/// Timers and forwarders started through a `Ctx` belong to the current incarnation: they
+/// are cancelled when it ends (a stop, a crash or a kill), as Erlang's timers die with the
+/// process they were sent to. The next incarnation starts its own from its `#[init]`.
+pub struct Ctx<T: TypedActor> {
+    addr: Addr<T::Msg>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl<T: TypedActor> fmt::Debug for Ctx<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ctx").field("addr", &self.addr).finish()
+    }
+}
+
+impl<T: TypedActor> Drop for Ctx<T> {
+    fn drop(&mut self) {
+        let tasks = self.tasks.get_mut().unwrap_or_else(|e| e.into_inner());
+        for t in tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// A timer or forwarder started by a [`Ctx`]; [`Timer::cancel`] stops it. Dropping the
+/// value does not.
+#[derive(Debug, Clone)]
+pub struct Timer(AbortHandle);
+
+impl Timer {
+    /// Stops the timer; a message it already sent stays sent.
+    pub fn cancel(&self) {
+        self.0.abort();
+    }
+
+    /// Whether it has fired (a one-shot timer) or been cancelled.
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
+impl<T: TypedActor> Ctx<T> {
+    fn new(addr: Addr<T::Msg>) -> Self {
+        Self {
+            addr,
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A typed handle to this process (stable across its restarts).
+    pub fn me(&self) -> T::Ref {
+        T::Ref::from(self.addr.clone())
+    }
+
+    /// This process's address.
+    pub fn addr(&self) -> &Addr<T::Msg> {
+        &self.addr
+    }
+
+    /// Asks this process to stop once the current message is handled: a graceful stop, so
+    /// `#[terminate]` runs; a supervisor treats it as a normal exit.
+    pub fn stop(&self) {
+        self.addr.stop(None);
+    }
+
+    /// Sends `msg` to this process after `delay` (Erlang's `Process.send_after`). Usually
+    /// an `#[info]` message: the generated enum converts from each `#[info]` type.
+    pub fn send_after(&self, delay: Duration, msg: impl Into<T::Msg>) -> Timer {
+        let addr = self.addr.clone();
+        let msg = msg.into();
+        self.track(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            // A process that stopped for good has nobody left to tell.
+            let _ = addr.cast(msg);
+        }))
+    }
+
+    /// Sends `make()` to this process every `period`, the first after one period (`:timer.send_interval`).
+    /// A tick is skipped, not queued, while the process restarts with a full backlog.
+    pub fn send_interval<M>(&self, period: Duration, make: impl Fn() -> M + Send + 'static) -> Timer
+    where
+        M: Into<T::Msg>,
+    {
+        let addr = self.addr.clone();
+        self.track(tokio::spawn(async move {
+            let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(crate::SendError::Stopped(_)) = addr.cast(make().into()) {
+                    return;
+                }
+            }
+        }))
+    }
+
+    /// Forwards `sup`'s events ([`Supervisor::subscribe`]) to this process, where an
+    /// `#[info]` handler taking a [`SupervisorEvent`] gets them (as a process linked to
+    /// children gets their exits in Erlang). Events from before the call are not seen; if
+    /// this process falls more than 1,024 events behind, the oldest are skipped with a
+    /// warning.
+    pub fn watch(&self, sup: &Supervisor) -> Timer
+    where
+        SupervisorEvent: Into<T::Msg>,
+    {
+        let mut events = sup.subscribe();
+        let addr = self.addr.clone();
+        self.track(tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(ev) => {
+                        if let Err(crate::SendError::Stopped(_)) = addr.cast(ev.into()) {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            skipped = n,
+                            "a watcher fell behind its supervisor's events"
+                        );
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }))
+    }
+
+    fn track(&self, task: tokio::task::JoinHandle<()>) -> Timer {
+        let handle = task.abort_handle();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle.clone());
+        Timer(handle)
+    }
+}
+
+/// Starts `T` with no supervisor (`GenServer.start`).
+///
+/// # Errors
+///
+/// [`SpawnError::Init`] if its `init` fails or panics.
+pub async fn spawn<T: TypedActor>(args: T::Args) -> Result<T::Ref, SpawnError> {
+    crate::actor::spawn(Typed::<T>::new(), args)
+        .await
+        .map(T::Ref::from)
+}
+
+/// A child spec for `T` with id `id`; `args` is cloned for each restart.
+pub fn child_spec<T>(id: impl Into<String>, args: T::Args) -> ChildSpec<T::Msg>
+where
+    T: TypedActor,
+    T::Args: Clone + Sync,
+{
+    ChildSpec::new(id, Typed::<T>::new(), args)
+}
+
+/// Starts `T` under `sup`: anonymous under a dynamic supervisor (start as many as you
+/// like), with id [`TypedActor::NAME`] under a static one (a second start fails with
+/// [`SpawnError::DuplicateId`]; use [`child_spec`] with another id).
+///
+/// # Errors
+///
+/// As [`Supervisor::start_child`].
+pub async fn spawn_supervised<T>(
+    sup: &(impl AsRef<Supervisor> + ?Sized),
+    args: T::Args,
+) -> Result<T::Ref, SupervisorError>
+where
+    T: TypedActor,
+    T::Args: Clone + Sync,
+{
+    let sup = sup.as_ref();
+    let spec = if sup.is_dynamic() {
+        ChildSpec::anonymous(Typed::<T>::new(), args)
+    } else {
+        child_spec::<T>(T::NAME, args)
+    };
+    sup.start_child(spec).await.map(T::Ref::from)
+}
+
+impl AsRef<Supervisor> for Supervisor {
+    fn as_ref(&self) -> &Supervisor {
+        self
+    }
+}
+
+impl AsRef<Supervisor> for DynamicSupervisor {
+    fn as_ref(&self) -> &Supervisor {
+        self.handle()
+    }
+}

@@ -1,0 +1,761 @@
+//! `#[actor]`: an `impl` block with handler methods becomes a message enum, a dispatch
+//! `match`, a typed handle and spawn functions.
+
+use heck::ToUpperCamelCase;
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned as _;
+use syn::{
+    Attribute, Error, FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, Pat, Path, ReturnType, Type,
+    Visibility, parse_quote,
+};
+
+use crate::krate::actors_path;
+
+/// Names every handle has: a handler may not take them.
+const HANDLE_METHODS: &[&str] = &[
+    "with_timeout",
+    "timeout",
+    "whereis",
+    "register",
+    "addr",
+    "stop",
+    "is_running",
+    "from",
+    "clone",
+];
+
+/// Names generated on the actor type itself.
+const TYPE_FNS: &[&str] = &["spawn", "spawn_supervised", "child_spec"];
+
+/// The arguments of `#[actor(...)]`.
+#[derive(Default)]
+pub(crate) struct Args {
+    krate: Option<Path>,
+    vis: Option<Visibility>,
+    handle: Option<Ident>,
+    message: Option<Ident>,
+}
+
+impl Args {
+    pub(crate) fn parse(attr: TokenStream) -> syn::Result<Self> {
+        let mut args = Args::default();
+        let parser = syn::meta::parser(|meta| {
+            if meta.path.is_ident("crate") {
+                args.krate = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("vis") {
+                args.vis = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("handle") {
+                args.handle = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("message") {
+                args.message = Some(meta.value()?.parse()?);
+            } else {
+                return Err(meta.error(
+                    "unknown `#[actor]` option; expected `vis = pub`, `handle = Name`, `message = Name` or `crate = path`",
+                ));
+            }
+            Ok(())
+        });
+        syn::parse::Parser::parse2(parser, attr)?;
+        Ok(args)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Cast,
+    Call,
+    Info,
+    Init,
+    Terminate,
+}
+
+impl Kind {
+    fn attr(self) -> &'static str {
+        match self {
+            Kind::Cast => "cast",
+            Kind::Call => "call",
+            Kind::Info => "info",
+            Kind::Init => "init",
+            Kind::Terminate => "terminate",
+        }
+    }
+}
+
+/// One message parameter of a handler.
+struct Param {
+    name: Ident,
+    ty: Type,
+}
+
+/// A handler or hook, as parsed.
+struct Handler {
+    kind: Kind,
+    name: Ident,
+    variant: Ident,
+    params: Vec<Param>,
+    takes_ctx: bool,
+    is_async: bool,
+    reply: Option<Type>,
+    docs: Vec<Attribute>,
+}
+
+pub(crate) fn expand(args: Args, mut item: ItemImpl) -> syn::Result<TokenStream> {
+    if let Some((_, path, _)) = &item.trait_ {
+        return Err(Error::new_spanned(
+            path,
+            "`#[actor]` goes on an inherent impl (`impl Counter { ... }`), not a trait impl",
+        ));
+    }
+    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+        return Err(Error::new_spanned(
+            &item.generics,
+            "`#[actor]` does not support generic actors: the message enum and the handle need one concrete type; write the actor for a concrete type (a type alias works)",
+        ));
+    }
+    let self_ty = (*item.self_ty).clone();
+    let ty_ident = match &self_ty {
+        Type::Path(p) if p.qself.is_none() => p
+            .path
+            .segments
+            .last()
+            .map(|s| {
+                if s.arguments.is_empty() {
+                    Ok(s.ident.clone())
+                } else {
+                    Err(Error::new_spanned(
+                        &s.arguments,
+                        "`#[actor]` does not support generic actors: the message enum and the handle need one concrete type; define a type alias and write `impl Alias`",
+                    ))
+                }
+            })
+            .transpose()?,
+        _ => None,
+    }
+    .ok_or_else(|| Error::new_spanned(&self_ty, "`#[actor]` needs an impl of a named type"))?;
+
+    let mut errors: Option<Error> = None;
+    let mut push = |e: Error| match &mut errors {
+        Some(all) => all.combine(e),
+        None => errors = Some(e),
+    };
+
+    let mut handlers = Vec::new();
+    for it in &mut item.items {
+        let ImplItem::Fn(f) = it else { continue };
+        match parse_handler(f) {
+            Ok(Some(h)) => handlers.push(h),
+            Ok(None) => {}
+            Err(e) => push(e),
+        }
+    }
+
+    // Names: variants must differ, handle methods must not shadow the handle's own.
+    let mut seen: Vec<(String, &Ident)> = Vec::new();
+    let mut info_types: Vec<(String, &Type)> = Vec::new();
+    let mut init: Option<&Handler> = None;
+    let mut terminate: Option<&Handler> = None;
+    for h in &handlers {
+        let name = h.name.to_string();
+        match h.kind {
+            Kind::Init | Kind::Terminate => {
+                let slot = if h.kind == Kind::Init {
+                    &mut init
+                } else {
+                    &mut terminate
+                };
+                if let Some(prev) = slot {
+                    let mut e = Error::new(
+                        h.name.span(),
+                        format!(
+                            "a second `#[{}]` hook: an actor has at most one",
+                            h.kind.attr()
+                        ),
+                    );
+                    e.combine(Error::new(prev.name.span(), "the first one is here"));
+                    push(e);
+                } else {
+                    *slot = Some(h);
+                }
+                continue;
+            }
+            Kind::Cast | Kind::Call if HANDLE_METHODS.contains(&name.as_str()) => push(Error::new(
+                h.name.span(),
+                format!(
+                    "`{name}` is a method every generated handle has; rename this handler (e.g. `{name}_value`)"
+                ),
+            )),
+            _ => {}
+        }
+        if TYPE_FNS.contains(&name.as_str()) {
+            push(Error::new(
+                h.name.span(),
+                format!("`{ty_ident}::{name}` is generated by `#[actor]`; rename this handler"),
+            ));
+        }
+        let variant = h.variant.to_string();
+        if let Some((_, prev)) = seen.iter().find(|(v, _)| *v == variant) {
+            let mut e = Error::new(
+                h.name.span(),
+                format!(
+                    "`{}` and `{}` both become the message variant `{variant}`; rename one",
+                    prev, h.name
+                ),
+            );
+            e.combine(Error::new(prev.span(), "the other handler"));
+            push(e);
+        } else {
+            seen.push((variant, &h.name));
+        }
+        if h.kind == Kind::Info {
+            if let Some(p) = h.params.first() {
+                let ty = &p.ty;
+                let key = quote!(#ty).to_string();
+                if info_types.iter().any(|(k, _)| *k == key) {
+                    push(Error::new_spanned(
+                        ty,
+                        "two `#[info]` handlers take this type: the message converts from it, so only one may; wrap one of them in a newtype",
+                    ));
+                } else {
+                    info_types.push((key, ty));
+                }
+            }
+        }
+    }
+    if let Some(e) = errors {
+        return Err(e);
+    }
+
+    let krate = args.krate.map(|p| quote!(#p)).unwrap_or_else(actors_path);
+    let vis = args.vis.unwrap_or_else(|| parse_quote!(pub(crate)));
+    let msg = args
+        .message
+        .unwrap_or_else(|| format_ident!("{}Msg", ty_ident));
+    let handle = args
+        .handle
+        .unwrap_or_else(|| format_ident!("{}Ref", ty_ident));
+    let name_str = ty_ident.to_string();
+
+    let messages: Vec<&Handler> = handlers
+        .iter()
+        .filter(|h| matches!(h.kind, Kind::Cast | Kind::Call | Kind::Info))
+        .collect();
+
+    // The message enum.
+    let variants = messages.iter().map(|h| {
+        let v = &h.variant;
+        let fields = h.params.iter().map(|p| &p.ty);
+        let doc = match h.kind {
+            Kind::Cast => format!(" A cast to [`{name_str}::{}`].", h.name),
+            Kind::Call => format!(
+                " A call to [`{name_str}::{}`], with its reply port.",
+                h.name
+            ),
+            _ => format!(" An info message for [`{name_str}::{}`].", h.name),
+        };
+        match &h.reply {
+            Some(r) => quote!(#[doc = #doc] #v(#(#fields,)* #krate::ReplyPort<#r>)),
+            None => quote!(#[doc = #doc] #v(#(#fields),*)),
+        }
+    });
+    let debug_arms = messages.iter().map(|h| {
+        let v = &h.variant;
+        let s = format!("{msg}::{v}");
+        quote!(Self::#v(..) => f.write_str(#s))
+    });
+    let from_impls = messages.iter().filter(|h| h.kind == Kind::Info).map(|h| {
+        let v = &h.variant;
+        let ty = &h.params[0].ty;
+        quote! {
+            impl ::core::convert::From<#ty> for #msg {
+                fn from(m: #ty) -> Self {
+                    Self::#v(m)
+                }
+            }
+        }
+    });
+    let msg_doc = format!(
+        " The messages of [`{name_str}`], generated by `#[actor]`: one variant per handler."
+    );
+
+    // The dispatch.
+    let arms = messages.iter().map(|h| {
+        let v = &h.variant;
+        let f = &h.name;
+        let names: Vec<&Ident> = h.params.iter().map(|p| &p.name).collect();
+        let ctx_arg = h.takes_ctx.then(|| quote!(ctx));
+        let args = names.iter().map(|n| quote!(#n)).chain(ctx_arg);
+        let awaited = h.is_async.then(|| quote!(.await));
+        let call = quote_spanned!(f.span()=> self.#f(#(#args),*)#awaited);
+        match h.kind {
+            Kind::Call => {
+                let reply = reply_ident(&names);
+                quote! {
+                    #msg::#v(#(#names,)* #reply) => {
+                        // The caller may have given up waiting: nothing to do then.
+                        let _ = #reply.send(#call);
+                        Ok(())
+                    }
+                }
+            }
+            _ => quote! {
+                #msg::#v(#(#names),*) => #krate::typed::HandlerResult::into_result(#call),
+            },
+        }
+    });
+
+    let (args_ty, init_fn) = match init {
+        Some(h) => {
+            let f = &h.name;
+            let ty = h
+                .params
+                .first()
+                .map(|p| p.ty.clone())
+                .unwrap_or_else(|| parse_quote!(()));
+            let arg = h.params.first().map(|_| quote!(args));
+            let ctx_arg = h.takes_ctx.then(|| quote!(ctx));
+            let args = arg.into_iter().chain(ctx_arg);
+            let awaited = h.is_async.then(|| quote!(.await));
+            let discard = h.params.is_empty().then(|| quote!(let () = args;));
+            (
+                ty,
+                quote! {
+                    #discard
+                    #krate::typed::InitResult::<Self>::into_result(Self::#f(#(#args),*)#awaited)
+                },
+            )
+        }
+        None => (parse_quote!(Self), quote!(Ok(args))),
+    };
+    let uses_ctx_in_init = init.is_some_and(|h| h.takes_ctx);
+    let init_ctx = if uses_ctx_in_init {
+        quote!(ctx)
+    } else {
+        quote!(_ctx)
+    };
+    let terminate_fn = terminate.map(|h| {
+        let f = &h.name;
+        let ctx_arg = h.takes_ctx.then(|| quote!(ctx));
+        let awaited = h.is_async.then(|| quote!(.await));
+        let ctx_name = if h.takes_ctx { quote!(ctx) } else { quote!(_ctx) };
+        quote! {
+            async fn terminate(&mut self, #ctx_name: &#krate::typed::Ctx<Self>) -> ::core::result::Result<(), #krate::ActorError> {
+                #krate::typed::HandlerResult::into_result(self.#f(#ctx_arg)#awaited)
+            }
+        }
+    });
+    let handle_ctx = if messages.iter().any(|h| h.takes_ctx) {
+        quote!(ctx)
+    } else {
+        quote!(_ctx)
+    };
+    let match_body = if messages.is_empty() {
+        quote!(match msg {})
+    } else {
+        quote!(match msg { #(#arms)* })
+    };
+
+    // The handle's methods.
+    let methods = messages
+        .iter()
+        .filter(|h| h.kind != Kind::Info)
+        .map(|h| {
+            let f = &h.name;
+            let v = &h.variant;
+            let docs = &h.docs;
+            let names: Vec<&Ident> = h.params.iter().map(|p| &p.name).collect();
+            let tys = h.params.iter().map(|p| &p.ty);
+            match &h.reply {
+                None => quote! {
+                    #(#docs)*
+                    ///
+                    /// A cast: returns once the message is queued, not handled.
+                    ///
+                    /// # Errors
+                    ///
+                    /// The process stopped for good, or is restarting with a full backlog; the
+                    /// message is handed back.
+                    #vis async fn #f(&self, #(#names: #tys),*) -> ::core::result::Result<(), #krate::SendError<#msg>> {
+                        self.addr.cast(#msg::#v(#(#names),*))
+                    }
+                },
+                Some(r) => {
+                    let reply = reply_ident(&names);
+                    quote! {
+                        #(#docs)*
+                        ///
+                        /// A call: waits for the reply, at most the handle's timeout and never
+                        /// past the context's deadline.
+                        ///
+                        /// # Errors
+                        ///
+                        /// The process stopped or is restarting with a full backlog, no reply
+                        /// came in time, the deadline passed, or the reply port was dropped.
+                        #vis async fn #f(&self, #(#names: #tys),*) -> ::core::result::Result<#r, #krate::CallError> {
+                            self.addr
+                                .call_timeout(|#reply| #msg::#v(#(#names,)* #reply), self.timeout)
+                                .await
+                        }
+                    }
+                }
+            }
+        });
+    let handle_doc = format!(
+        " A typed handle to a [`{name_str}`] process, generated by `#[actor]`: one method per `#[cast]` and `#[call]`. Cheap to clone; valid across restarts."
+    );
+    let spawn_doc = format!(" Starts a `{name_str}` with no supervisor (`GenServer.start`).");
+    let sup_doc = format!(
+        " Starts a `{name_str}` under `sup`: anonymous under a dynamic supervisor, with id `\"{name_str}\"` under a static one."
+    );
+    let spec_doc = format!(
+        " A child spec for a `{name_str}` with id `\"{name_str}\"`; `args` is cloned for each restart."
+    );
+
+    let expanded = quote! {
+        #item
+
+        #[doc = #msg_doc]
+        #vis enum #msg {
+            #(#variants,)*
+        }
+
+        impl ::core::fmt::Debug for #msg {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                #[allow(unreachable_code)]
+                match *self {
+                    #(#debug_arms,)*
+                }
+            }
+        }
+
+        #(#from_impls)*
+
+        #[doc = #handle_doc]
+        #[derive(Clone, Debug)]
+        #vis struct #handle {
+            addr: #krate::Addr<#msg>,
+            timeout: ::core::time::Duration,
+        }
+
+        impl #handle {
+            #(#methods)*
+
+            /// The same handle, with calls that wait at most `timeout` (the context's
+            /// deadline still applies).
+            #vis fn with_timeout(&self, timeout: ::core::time::Duration) -> Self {
+                Self { addr: self.addr.clone(), timeout }
+            }
+
+            /// The process registered as `name`, if it is this kind of actor and has not
+            /// stopped for good.
+            #vis fn whereis(name: &str) -> ::core::option::Option<Self> {
+                #krate::Addr::<#msg>::whereis(name).map(Self::from)
+            }
+
+            /// Registers the process as `name` (valid across restarts).
+            ///
+            /// # Errors
+            ///
+            /// The name is taken by a process that is still running.
+            #vis fn register(&self, name: &str) -> ::core::result::Result<(), #krate::SpawnError> {
+                self.addr.register(name)
+            }
+
+            /// The process's address.
+            #vis fn addr(&self) -> &#krate::Addr<#msg> {
+                &self.addr
+            }
+
+            /// Asks the process to stop after the message in hand (a graceful stop).
+            #vis fn stop(&self) {
+                self.addr.stop(::core::option::Option::None)
+            }
+
+            /// Whether an incarnation is running now.
+            #vis fn is_running(&self) -> bool {
+                self.addr.is_running()
+            }
+        }
+
+        impl ::core::convert::From<#krate::Addr<#msg>> for #handle {
+            fn from(addr: #krate::Addr<#msg>) -> Self {
+                Self { addr, timeout: #krate::DEFAULT_CALL_TIMEOUT }
+            }
+        }
+
+        impl #self_ty {
+            #[doc = #spawn_doc]
+            ///
+            /// # Errors
+            ///
+            /// Its `#[init]` failed or panicked.
+            #vis async fn spawn(args: #args_ty) -> ::core::result::Result<#handle, #krate::SpawnError> {
+                #krate::typed::spawn::<Self>(args).await
+            }
+
+            #[doc = #sup_doc]
+            ///
+            /// # Errors
+            ///
+            /// As `Supervisor::start_child`.
+            #vis async fn spawn_supervised(
+                sup: &(impl ::core::convert::AsRef<#krate::Supervisor> + ?Sized),
+                args: #args_ty,
+            ) -> ::core::result::Result<#handle, #krate::SupervisorError> {
+                #krate::typed::spawn_supervised::<Self>(sup, args).await
+            }
+
+            #[doc = #spec_doc]
+            #vis fn child_spec(args: #args_ty) -> #krate::ChildSpec<#msg> {
+                #krate::typed::child_spec::<Self>(#name_str, args)
+            }
+        }
+
+        impl #krate::TypedActor for #self_ty {
+            type Msg = #msg;
+            type Args = #args_ty;
+            type Ref = #handle;
+            const NAME: &'static str = #name_str;
+
+            async fn init(args: #args_ty, #init_ctx: &#krate::typed::Ctx<Self>) -> ::core::result::Result<Self, #krate::ActorError> {
+                #init_fn
+            }
+
+            async fn handle(&mut self, msg: #msg, #handle_ctx: &#krate::typed::Ctx<Self>) -> ::core::result::Result<(), #krate::ActorError> {
+                #match_body
+            }
+
+            #terminate_fn
+        }
+    };
+    Ok(expanded)
+}
+
+/// A name for the reply port that no parameter has.
+fn reply_ident(names: &[&Ident]) -> Ident {
+    let mut name = String::from("reply");
+    while names.iter().any(|n| *n == name.as_str()) {
+        name.push('_');
+    }
+    Ident::new(&name, Span::call_site())
+}
+
+/// Reads and strips the handler attribute of `f`; `None` for a plain method.
+fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
+    let mut kind = None;
+    let mut error = None;
+    f.attrs.retain(|a| {
+        let k = [
+            Kind::Cast,
+            Kind::Call,
+            Kind::Info,
+            Kind::Init,
+            Kind::Terminate,
+        ]
+        .into_iter()
+        .find(|k| a.path().is_ident(k.attr()));
+        let Some(k) = k else { return true };
+        if let Err(e) = a.meta.require_path_only() {
+            error = Some(Error::new(
+                e.span(),
+                format!("`#[{}]` takes no arguments", k.attr()),
+            ));
+        } else if let Some(prev) = kind {
+            error = Some(Error::new_spanned(
+                a,
+                format!(
+                    "a method is one kind of handler: it has `#[{}]` already",
+                    Kind::attr(prev)
+                ),
+            ));
+        }
+        kind = Some(k);
+        false
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let Some(kind) = kind else { return Ok(None) };
+    let sig = &f.sig;
+    let name = sig.ident.clone();
+
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return Err(Error::new_spanned(
+            &sig.generics,
+            "handlers cannot be generic: each becomes a message variant with concrete types; use a concrete type (or an enum or a boxed trait object)",
+        ));
+    }
+    if sig.variadic.is_some() || sig.abi.is_some() || sig.unsafety.is_some() {
+        return Err(Error::new_spanned(
+            sig,
+            "a handler is a plain (optionally `async`) method",
+        ));
+    }
+
+    // The receiver.
+    let receiver = sig.receiver();
+    match (kind, receiver) {
+        (Kind::Init, Some(r)) => {
+            return Err(Error::new_spanned(
+                r,
+                "`#[init]` builds the state, so it takes no `self`: write `fn init(args: Args) -> Result<Self, E>` (or return `Self`)",
+            ));
+        }
+        (Kind::Init, None) => {}
+        (_, None) => {
+            return Err(Error::new_spanned(
+                &sig.ident,
+                format!(
+                    "a `#[{}]` handler works on the state: take `&mut self` (or `&self`) first",
+                    kind.attr()
+                ),
+            ));
+        }
+        (_, Some(r)) if r.reference.is_none() => {
+            return Err(Error::new_spanned(
+                r,
+                format!(
+                    "a `#[{}]` handler borrows the state, it cannot consume it: write `&mut self` (or `&self`); to stop the process, take `ctx: &Ctx<Self>` and call `ctx.stop()`",
+                    kind.attr()
+                ),
+            ));
+        }
+        _ => {}
+    }
+
+    // The parameters.
+    let mut params = Vec::new();
+    let mut takes_ctx = false;
+    let typed: Vec<_> = sig
+        .inputs
+        .iter()
+        .filter_map(|a| match a {
+            FnArg::Typed(t) => Some(t),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    for (i, t) in typed.iter().enumerate() {
+        if is_ctx(&t.ty) {
+            if i + 1 != typed.len() {
+                return Err(Error::new_spanned(
+                    t,
+                    "the `&Ctx<Self>` parameter comes last",
+                ));
+            }
+            takes_ctx = true;
+            continue;
+        }
+        let pname = match &*t.pat {
+            Pat::Ident(p) if p.subpat.is_none() && p.by_ref.is_none() => {
+                if p.ident == "ctx" {
+                    return Err(Error::new_spanned(
+                        &p.ident,
+                        "`ctx` names the handler's `&Ctx<Self>`; give this parameter another name",
+                    ));
+                }
+                p.ident.clone()
+            }
+            Pat::Wild(_) => format_ident!("arg{}", i),
+            other => {
+                return Err(Error::new_spanned(
+                    other,
+                    "a handler parameter is a plain name (`key: String`): it becomes a field of the message and a parameter of the handle's method",
+                ));
+            }
+        };
+        match &*t.ty {
+            Type::Reference(r) => {
+                return Err(Error::new_spanned(
+                    r,
+                    "a message owns what it carries: take an owned type (`String` for `&str`, `Vec<T>` for `&[T]`), not a reference",
+                ));
+            }
+            Type::ImplTrait(i) => {
+                return Err(Error::new_spanned(
+                    i,
+                    "a handler parameter needs a concrete type: it becomes a field of the message enum",
+                ));
+            }
+            _ => {}
+        }
+        params.push(Param {
+            name: pname,
+            ty: (*t.ty).clone(),
+        });
+    }
+
+    // Per kind.
+    let reply = match (&sig.output, kind) {
+        (ReturnType::Default, Kind::Call) => {
+            return Err(Error::new_spanned(
+                &sig.ident,
+                format!(
+                    "a `#[call]` replies with its return value, and `{name}` returns nothing: add a return type (`-> T`), or make it a `#[cast]`"
+                ),
+            ));
+        }
+        (ReturnType::Type(_, ty), Kind::Call) => {
+            if let Type::ImplTrait(i) = &**ty {
+                return Err(Error::new_spanned(
+                    i,
+                    "a `#[call]` reply crosses tasks: return a concrete type, not `impl Trait`",
+                ));
+            }
+            Some((**ty).clone())
+        }
+        (ReturnType::Default, Kind::Init) => {
+            return Err(Error::new_spanned(
+                &sig.ident,
+                "`#[init]` returns the state: add `-> Result<Self, E>` (or `-> Self`)",
+            ));
+        }
+        _ => None,
+    };
+    match kind {
+        Kind::Info if params.len() != 1 => {
+            return Err(Error::new_spanned(
+                &sig.inputs,
+                "an `#[info]` handler takes exactly one message (`msg: Tick`), and optionally `ctx: &Ctx<Self>` after it",
+            ));
+        }
+        Kind::Init if params.len() > 1 => {
+            return Err(Error::new_spanned(
+                &sig.inputs,
+                "`#[init]` takes one argument (use a tuple or a struct for several), and optionally `ctx: &Ctx<Self>` after it",
+            ));
+        }
+        Kind::Terminate if !params.is_empty() => {
+            return Err(Error::new_spanned(
+                &sig.inputs,
+                "`#[terminate]` takes `&mut self` and optionally `ctx: &Ctx<Self>`, nothing else",
+            ));
+        }
+        _ => {}
+    }
+
+    let docs = f
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .cloned()
+        .collect();
+    Ok(Some(Handler {
+        kind,
+        variant: Ident::new(&name.to_string().to_upper_camel_case(), name.span()),
+        name,
+        params,
+        takes_ctx,
+        is_async: sig.asyncness.is_some(),
+        reply,
+        docs,
+    }))
+}
+
+/// `&Ctx<..>`: the handler's context, by the last segment of its path.
+fn is_ctx(ty: &Type) -> bool {
+    let Type::Reference(r) = ty else { return false };
+    let Type::Path(p) = &*r.elem else {
+        return false;
+    };
+    p.path.segments.last().is_some_and(|s| s.ident == "Ctx")
+}

@@ -1,0 +1,28 @@
+//! Finds the path under which the caller reaches `foundation-actors`.
+
+use proc_macro_crate::{FoundCrate, crate_name};
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::Ident;
+
+/// `::foundation_actors` (possibly renamed), or `::foundation::actors` for applications
+/// that depend on the facade only.
+pub(crate) fn actors_path() -> TokenStream {
+    match crate_name("foundation-actors") {
+        // `foundation-actors` itself (its tests, benches and docs) declares
+        // `extern crate self as foundation_actors`.
+        Ok(FoundCrate::Itself) => quote!(::foundation_actors),
+        Ok(FoundCrate::Name(name)) => {
+            let name = Ident::new(&name, Span::call_site());
+            quote!(::#name)
+        }
+        Err(_) => match crate_name("foundation") {
+            Ok(FoundCrate::Name(name)) => {
+                let name = Ident::new(&name, Span::call_site());
+                quote!(::#name::actors)
+            }
+            Ok(FoundCrate::Itself) => quote!(crate::actors),
+            Err(_) => quote!(::foundation_actors),
+        },
+    }
+}
