@@ -18,10 +18,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
-use common::{Call, Restart, Start, Tell, Workload};
+use common::{Call, Handle, Restart, Start, Tell, Workload};
 
 /// The runtime a group is measured on.
 ///
@@ -106,6 +108,55 @@ fn child_start(c: &mut Criterion, flavor: Flavor) {
     g.finish();
 }
 
+/// One way of running a [`Handle`] workload.
+type HandleRun = fn(Arc<Handle>, u64) -> BoxFuture<'static, Duration>;
+
+/// A generated handle (`#[actor]`) beside a hand-written Foundation actor and raw ractor.
+fn handle(c: &mut Criterion, rt: &Runtime) {
+    let h = rt.block_on(Handle::setup());
+    let groups: [(&str, [(&str, HandleRun); 3]); 2] = [
+        (
+            "handle_tell",
+            [
+                ("generated", |h, n| {
+                    Box::pin(async move { h.generated_tell(n).await })
+                }),
+                ("hand_written", |h, n| {
+                    Box::pin(async move { h.hand_tell(n).await })
+                }),
+                ("ractor", |h, n| {
+                    Box::pin(async move { h.raw_tell(n).await })
+                }),
+            ],
+        ),
+        (
+            "handle_call",
+            [
+                ("generated", |h, n| {
+                    Box::pin(async move { h.generated_call(n).await })
+                }),
+                ("hand_written", |h, n| {
+                    Box::pin(async move { h.hand_call(n).await })
+                }),
+                ("ractor", |h, n| {
+                    Box::pin(async move { h.raw_call(n).await })
+                }),
+            ],
+        ),
+    ];
+    for (group, runs) in groups {
+        let mut g = c.benchmark_group(group);
+        g.throughput(criterion::Throughput::Elements(1));
+        for (name, run) in runs {
+            g.bench_function(name, |b| {
+                b.iter_custom(|n| in_runtime(rt, n, |n| run(h.clone(), n)))
+            });
+        }
+        g.finish();
+    }
+    rt.block_on(h.teardown());
+}
+
 fn all(c: &mut Criterion) {
     for flavor in [Flavor::CurrentThread, Flavor::TwoWorkers] {
         let rt = flavor.runtime();
@@ -113,6 +164,9 @@ fn all(c: &mut Criterion) {
         compare(c, flavor, "call", &rt, rt.block_on(Call::setup()));
         child_start(c, flavor);
         compare(c, flavor, "restart", &rt, rt.block_on(Restart::setup()));
+        if let Flavor::CurrentThread = flavor {
+            handle(c, &rt);
+        }
     }
 }
 

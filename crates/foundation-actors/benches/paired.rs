@@ -18,7 +18,7 @@ mod common;
 use std::future::Future;
 use std::time::Duration;
 
-use common::{Call, Restart, Start, Tell, Workload};
+use common::{Call, Handle, Restart, Start, Tell, Workload};
 
 const ROUNDS: usize = 21;
 
@@ -84,6 +84,45 @@ fn main() {
             call.teardown().await;
             out.push(pair("child_start", 1_000, Start::ours, Start::raw).await);
             out.push(pair("child_start_named", 1_000, Start::ours_named, Start::raw).await);
+            let h = Handle::setup().await;
+            let handle = &h;
+            out.push(
+                pair(
+                    "handle_tell",
+                    20_000,
+                    |n| handle.generated_tell(n),
+                    |n| handle.raw_tell(n),
+                )
+                .await,
+            );
+            out.push(
+                pair(
+                    "handle_call",
+                    5_000,
+                    |n| handle.generated_call(n),
+                    |n| handle.raw_call(n),
+                )
+                .await,
+            );
+            out.push(
+                pair(
+                    "handle_tell_vs_hand",
+                    20_000,
+                    |n| handle.generated_tell(n),
+                    |n| handle.hand_tell(n),
+                )
+                .await,
+            );
+            out.push(
+                pair(
+                    "handle_call_vs_hand",
+                    5_000,
+                    |n| handle.generated_call(n),
+                    |n| handle.hand_call(n),
+                )
+                .await,
+            );
+            h.teardown().await;
             let restart = Restart::setup().await;
             out.push(pair("restart", 500, |n| restart.ours(n), |n| restart.raw(n)).await);
             restart.teardown().await;

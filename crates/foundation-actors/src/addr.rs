@@ -45,6 +45,7 @@ impl<M> fmt::Debug for Envelope<M> {
 impl<M: Send + 'static> ractor::Message for Envelope<M> {}
 
 impl<M: Send + 'static> Target<Envelope<M>> for ActorRef<Envelope<M>> {
+    #[inline]
     fn deliver(&self, m: Envelope<M>) -> Result<(), Envelope<M>> {
         self.send_message(m).map_err(|e| match e {
             ractor::MessagingErr::SendErr(m) => m,

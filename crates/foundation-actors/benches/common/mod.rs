@@ -41,6 +41,25 @@ impl Actor for Counter {
     }
 }
 
+/// The same counter derived with `#[actor]`: its handle is what users call.
+#[derive(Clone, Default)]
+pub struct GenCounter {
+    n: u64,
+}
+
+#[actor(vis = pub)]
+impl GenCounter {
+    #[cast]
+    fn add(&mut self, k: u64) {
+        self.n += k;
+    }
+
+    #[call]
+    fn get(&self) -> u64 {
+        self.n
+    }
+}
+
 pub enum RawMsg {
     Add(u64),
     Get(RpcReplyPort<u64>),
@@ -371,5 +390,81 @@ impl Workload for Restart {
     async fn teardown(&self) {
         self.sup.shutdown().await;
         self.raw_sup.stop(None);
+    }
+}
+
+/// A generated handle (`#[actor]`) against raw ractor: `n` casts then one call (`tell`),
+/// or `n` calls (`call`). `hand` runs the hand-written Foundation actor instead of raw
+/// ractor, to isolate what the macro adds.
+pub struct Handle {
+    tell: Tell,
+    gen_sup: Supervisor,
+    generated: GenCounterRef,
+}
+
+impl Handle {
+    pub async fn setup() -> Arc<Self> {
+        let tell = Arc::try_unwrap(Tell::setup().await).ok().unwrap();
+        let spec = GenCounter::child_spec(GenCounter::default());
+        let generated = GenCounterRef::from(spec.addr());
+        let gen_sup =
+            Supervisor::start(SupervisorSpec::new("bench-handle", Strategy::OneForOne).child(spec))
+                .await
+                .unwrap();
+        Arc::new(Self {
+            tell,
+            gen_sup,
+            generated,
+        })
+    }
+
+    pub async fn generated_tell(&self, n: u64) -> Duration {
+        let t = Instant::now();
+        for _ in 0..n {
+            self.generated.add(1).await.unwrap();
+        }
+        self.generated.get().await.unwrap();
+        t.elapsed()
+    }
+
+    pub async fn generated_call(&self, n: u64) -> Duration {
+        let t = Instant::now();
+        for _ in 0..n {
+            self.generated.get().await.unwrap();
+        }
+        t.elapsed()
+    }
+
+    pub async fn hand_tell(&self, n: u64) -> Duration {
+        self.tell.ours(n).await
+    }
+
+    pub async fn hand_call(&self, n: u64) -> Duration {
+        let t = Instant::now();
+        for _ in 0..n {
+            self.tell.ours.call(Msg::Get).await.unwrap();
+        }
+        t.elapsed()
+    }
+
+    pub async fn raw_tell(&self, n: u64) -> Duration {
+        self.tell.raw(n).await
+    }
+
+    pub async fn raw_call(&self, n: u64) -> Duration {
+        let t = Instant::now();
+        for _ in 0..n {
+            self.tell
+                .raw
+                .call(RawMsg::Get, Some(Duration::from_secs(5)))
+                .await
+                .unwrap();
+        }
+        t.elapsed()
+    }
+
+    pub async fn teardown(&self) {
+        self.gen_sup.shutdown().await;
+        self.tell.teardown().await;
     }
 }
