@@ -1,8 +1,8 @@
 //! `#[actor]`: an `impl` block with handler methods becomes a message enum, a dispatch
 //! `match`, a typed handle and spawn functions.
 
-use heck::ToUpperCamelCase;
-use proc_macro2::{Span, TokenStream};
+use heck::{ToSnakeCase as _, ToUpperCamelCase as _};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned as _;
 use syn::{
@@ -88,6 +88,19 @@ struct Param {
     ty: Type,
 }
 
+/// The kind of handler attribute `a` is, if it is one.
+fn handler_kind(a: &Attribute) -> Option<Kind> {
+    [
+        Kind::Cast,
+        Kind::Call,
+        Kind::Info,
+        Kind::Init,
+        Kind::Terminate,
+    ]
+    .into_iter()
+    .find(|k| a.path().is_ident(k.attr()))
+}
+
 /// A handler or hook, as parsed.
 struct Handler {
     kind: Kind,
@@ -100,39 +113,53 @@ struct Handler {
     docs: Vec<Attribute>,
 }
 
-pub(crate) fn expand(args: Args, mut item: ItemImpl) -> syn::Result<TokenStream> {
+impl Handler {
+    /// Whether it becomes a variant of the message enum (hooks do not).
+    fn is_message(&self) -> bool {
+        matches!(self.kind, Kind::Cast | Kind::Call | Kind::Info)
+    }
+}
+
+/// Expands `#[actor]`. On an error the impl block is still emitted, and so is everything
+/// the valid handlers generate: the macro's own errors are then the only ones, not also
+/// "cannot find type `CounterRef`" wherever the actor is used.
+pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
+    let args = match Args::parse(attr) {
+        Ok(a) => a,
+        Err(e) => return fallback(item, e),
+    };
     if let Some((_, path, _)) = &item.trait_ {
-        return Err(Error::new_spanned(
+        let e = Error::new_spanned(
             path,
             "`#[actor]` goes on an inherent impl (`impl Counter { ... }`), not a trait impl",
-        ));
+        );
+        return fallback(item, e);
     }
     if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
-        return Err(Error::new_spanned(
+        let e = Error::new_spanned(
             &item.generics,
-            "`#[actor]` does not support generic actors: the message enum and the handle need one concrete type; write the actor for a concrete type (a type alias works)",
-        ));
+            "an actor cannot be generic: its message enum and handle need concrete types; write it for one type (`type IntCell = Cell<u64>;` then `#[actor] impl IntCell`)",
+        );
+        return fallback(item, e);
     }
     let self_ty = (*item.self_ty).clone();
-    let ty_ident = match &self_ty {
-        Type::Path(p) if p.qself.is_none() => p
-            .path
-            .segments
-            .last()
-            .map(|s| {
-                if s.arguments.is_empty() {
-                    Ok(s.ident.clone())
-                } else {
-                    Err(Error::new_spanned(
-                        &s.arguments,
-                        "`#[actor]` does not support generic actors: the message enum and the handle need one concrete type; define a type alias and write `impl Alias`",
-                    ))
-                }
-            })
-            .transpose()?,
-        _ => None,
+    let ty_ident = match actor_ident(&self_ty) {
+        Ok(i) => i,
+        Err(e) => return fallback(item, e),
+    };
+    // Generated on the type itself: a method of the same name would be defined twice.
+    for it in &item.items {
+        if let ImplItem::Fn(f) = it {
+            let name = f.sig.ident.to_string();
+            if TYPE_FNS.contains(&name.as_str()) {
+                let e = Error::new_spanned(
+                    &f.sig.ident,
+                    format!("`#[actor]` generates `{ty_ident}::{name}`; rename this method"),
+                );
+                return fallback(item, e);
+            }
+        }
     }
-    .ok_or_else(|| Error::new_spanned(&self_ty, "`#[actor]` needs an impl of a named type"))?;
 
     let mut errors: Option<Error> = None;
     let mut push = |e: Error| match &mut errors {
@@ -140,91 +167,28 @@ pub(crate) fn expand(args: Args, mut item: ItemImpl) -> syn::Result<TokenStream>
         None => errors = Some(e),
     };
 
-    let mut handlers = Vec::new();
+    let mut parsed = Vec::new();
     for it in &mut item.items {
         let ImplItem::Fn(f) = it else { continue };
         match parse_handler(f) {
-            Ok(Some(h)) => handlers.push(h),
+            Ok(Some(h)) => parsed.push(h),
             Ok(None) => {}
             Err(e) => push(e),
         }
     }
 
-    // Names: variants must differ, handle methods must not shadow the handle's own.
-    let mut seen: Vec<(String, &Ident)> = Vec::new();
-    let mut info_types: Vec<(String, &Type)> = Vec::new();
-    let mut init: Option<&Handler> = None;
-    let mut terminate: Option<&Handler> = None;
-    for h in &handlers {
-        let name = h.name.to_string();
-        match h.kind {
-            Kind::Init | Kind::Terminate => {
-                let slot = if h.kind == Kind::Init {
-                    &mut init
-                } else {
-                    &mut terminate
-                };
-                if let Some(prev) = slot {
-                    let mut e = Error::new(
-                        h.name.span(),
-                        format!(
-                            "a second `#[{}]` hook: an actor has at most one",
-                            h.kind.attr()
-                        ),
-                    );
-                    e.combine(Error::new(prev.name.span(), "the first one is here"));
-                    push(e);
-                } else {
-                    *slot = Some(h);
-                }
-                continue;
-            }
-            Kind::Cast | Kind::Call if HANDLE_METHODS.contains(&name.as_str()) => push(Error::new(
-                h.name.span(),
-                format!(
-                    "`{name}` is a method every generated handle has; rename this handler (e.g. `{name}_value`)"
-                ),
-            )),
-            _ => {}
-        }
-        if TYPE_FNS.contains(&name.as_str()) {
-            push(Error::new(
-                h.name.span(),
-                format!("`{ty_ident}::{name}` is generated by `#[actor]`; rename this handler"),
-            ));
-        }
-        let variant = h.variant.to_string();
-        if let Some((_, prev)) = seen.iter().find(|(v, _)| *v == variant) {
-            let mut e = Error::new(
-                h.name.span(),
-                format!(
-                    "`{}` and `{}` both become the message variant `{variant}`; rename one",
-                    prev, h.name
-                ),
-            );
-            e.combine(Error::new(prev.span(), "the other handler"));
-            push(e);
-        } else {
-            seen.push((variant, &h.name));
-        }
-        if h.kind == Kind::Info {
-            if let Some(p) = h.params.first() {
-                let ty = &p.ty;
-                let key = quote!(#ty).to_string();
-                if info_types.iter().any(|(k, _)| *k == key) {
-                    push(Error::new_spanned(
-                        ty,
-                        "two `#[info]` handlers take this type: the message converts from it, so only one may; wrap one of them in a newtype",
-                    ));
-                } else {
-                    info_types.push((key, ty));
-                }
-            }
+    // A handler in conflict with an earlier one is reported and left out, as an invalid
+    // one is: it stays a plain method.
+    let mut handlers: Vec<Handler> = Vec::new();
+    for h in parsed {
+        match check_names(&h, &handlers, &ty_ident) {
+            Ok(()) => handlers.push(h),
+            Err(e) => push(e),
         }
     }
-    if let Some(e) = errors {
-        return Err(e);
-    }
+    let errors = errors.map(|e| e.to_compile_error());
+    let init = handlers.iter().find(|h| h.kind == Kind::Init);
+    let terminate = handlers.iter().find(|h| h.kind == Kind::Terminate);
 
     let krate = args.krate.map(|p| quote!(#p)).unwrap_or_else(actors_path);
     let vis = args.vis.unwrap_or_else(|| parse_quote!(pub(crate)));
@@ -236,10 +200,7 @@ pub(crate) fn expand(args: Args, mut item: ItemImpl) -> syn::Result<TokenStream>
         .unwrap_or_else(|| format_ident!("{}Ref", ty_ident));
     let name_str = ty_ident.to_string();
 
-    let messages: Vec<&Handler> = handlers
-        .iter()
-        .filter(|h| matches!(h.kind, Kind::Cast | Kind::Call | Kind::Info))
-        .collect();
+    let messages: Vec<&Handler> = handlers.iter().filter(|h| h.is_message()).collect();
 
     // The message enum.
     let variants = messages.iter().map(|h| {
@@ -327,6 +288,21 @@ pub(crate) fn expand(args: Args, mut item: ItemImpl) -> syn::Result<TokenStream>
         }
         None => (parse_quote!(Self), quote!(Ok(args))),
     };
+    // Restarts clone the args: a missing `Clone` is reported at their type, not at
+    // `#[actor]`.
+    let args_span = match init.and_then(|h| h.params.first()) {
+        Some(p) => p.ty.span(),
+        None if init.is_some() => Span::call_site(),
+        None => self_ty.span(),
+    };
+    let spawn_supervised = respan(
+        quote!(#krate::typed::spawn_supervised::<Self>(sup, args).await),
+        args_span,
+    );
+    let child_spec = respan(
+        quote!(#krate::typed::child_spec::<Self>(#name_str, args)),
+        args_span,
+    );
     let uses_ctx_in_init = init.is_some_and(|h| h.takes_ctx);
     let init_ctx = if uses_ctx_in_init {
         quote!(ctx)
@@ -411,7 +387,7 @@ pub(crate) fn expand(args: Args, mut item: ItemImpl) -> syn::Result<TokenStream>
         " A child spec for a `{name_str}` with id `\"{name_str}\"`; `args` is cloned for each restart."
     );
 
-    let expanded = quote! {
+    quote! {
         #item
 
         #[doc = #msg_doc]
@@ -502,12 +478,12 @@ pub(crate) fn expand(args: Args, mut item: ItemImpl) -> syn::Result<TokenStream>
                 sup: &(impl ::core::convert::AsRef<#krate::Supervisor> + ?Sized),
                 args: #args_ty,
             ) -> ::core::result::Result<#handle, #krate::SupervisorError> {
-                #krate::typed::spawn_supervised::<Self>(sup, args).await
+                #spawn_supervised
             }
 
             #[doc = #spec_doc]
             #vis fn child_spec(args: #args_ty) -> #krate::ChildSpec<#msg> {
-                #krate::typed::child_spec::<Self>(#name_str, args)
+                #child_spec
             }
         }
 
@@ -527,8 +503,120 @@ pub(crate) fn expand(args: Args, mut item: ItemImpl) -> syn::Result<TokenStream>
 
             #terminate_fn
         }
-    };
-    Ok(expanded)
+
+        #errors
+    }
+}
+
+/// The impl block alone, without the handler attributes (which are not real attributes),
+/// and the error.
+fn fallback(mut item: ItemImpl, e: Error) -> TokenStream {
+    for it in &mut item.items {
+        if let ImplItem::Fn(f) = it {
+            f.attrs.retain(|a| handler_kind(a).is_none());
+        }
+    }
+    let e = e.to_compile_error();
+    quote!(#item #e)
+}
+
+/// The name of the actor type: `Counter` in `impl Counter`.
+fn actor_ident(self_ty: &Type) -> syn::Result<Ident> {
+    if let Type::Path(p) = self_ty {
+        if let (None, Some(s)) = (&p.qself, p.path.segments.last()) {
+            if !s.arguments.is_empty() {
+                return Err(Error::new_spanned(
+                    &s.arguments,
+                    "an actor cannot be generic: its message enum and handle need concrete types; define a type alias and write `impl Alias`",
+                ));
+            }
+            return Ok(s.ident.clone());
+        }
+    }
+    Err(Error::new_spanned(
+        self_ty,
+        "`#[actor]` needs an impl of a named type (`impl Counter { ... }`)",
+    ))
+}
+
+/// Checks `h` against the handlers accepted before it: one hook of each kind, one handler
+/// per variant, and no handle method that shadows the handle's own.
+fn check_names(h: &Handler, accepted: &[Handler], ty_ident: &Ident) -> syn::Result<()> {
+    let name = h.name.to_string();
+    match h.kind {
+        Kind::Init | Kind::Terminate => {
+            if let Some(prev) = accepted.iter().find(|p| p.kind == h.kind) {
+                return Err(Error::new(
+                    h.name.span(),
+                    format!(
+                        "a second `#[{}]` hook (`{}` is the first): an actor has at most one; merge them or drop the attribute from one",
+                        h.kind.attr(),
+                        prev.name
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        Kind::Cast | Kind::Call if HANDLE_METHODS.contains(&name.as_str()) => {
+            return Err(Error::new(
+                h.name.span(),
+                format!(
+                    "every generated handle has a `{name}` method; rename this handler (e.g. `{name}_{}`)",
+                    ty_ident.to_string().to_snake_case()
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(prev) = accepted
+        .iter()
+        .find(|p| p.is_message() && p.variant == h.variant)
+    {
+        return Err(Error::new(
+            h.name.span(),
+            format!(
+                "`{}` and `{}` both become the message variant `{}`; rename one",
+                prev.name, h.name, h.variant
+            ),
+        ));
+    }
+    if h.kind == Kind::Info {
+        let ty = &h.params[0].ty;
+        let key = quote!(#ty).to_string();
+        let same = accepted.iter().find(|p| {
+            p.kind == Kind::Info && {
+                let pty = &p.params[0].ty;
+                quote!(#pty).to_string() == key
+            }
+        });
+        if let Some(prev) = same {
+            return Err(Error::new_spanned(
+                ty,
+                format!(
+                    "`{}` takes this type too: the message converts from it, so only one `#[info]` handler may; wrap one of them in a newtype",
+                    prev.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `tokens` with every span set to `span`, so that an error anywhere in them lands there.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut t| {
+            if let TokenTree::Group(g) = &t {
+                let mut group = Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                t = TokenTree::Group(group);
+            } else {
+                t.set_span(span);
+            }
+            t
+        })
+        .collect()
 }
 
 /// A name for the reply port that no parameter has.
@@ -545,16 +633,9 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
     let mut kind = None;
     let mut error = None;
     f.attrs.retain(|a| {
-        let k = [
-            Kind::Cast,
-            Kind::Call,
-            Kind::Info,
-            Kind::Init,
-            Kind::Terminate,
-        ]
-        .into_iter()
-        .find(|k| a.path().is_ident(k.attr()));
-        let Some(k) = k else { return true };
+        let Some(k) = handler_kind(a) else {
+            return true;
+        };
         if let Err(e) = a.meta.require_path_only() {
             error = Some(Error::new(
                 e.span(),
@@ -564,12 +645,12 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
             error = Some(Error::new_spanned(
                 a,
                 format!(
-                    "a method is one kind of handler: it has `#[{}]` already",
+                    "a method is one kind of handler and this one has `#[{}]` already; keep one of the two",
                     Kind::attr(prev)
                 ),
             ));
         }
-        kind = Some(k);
+        kind.get_or_insert(k);
         false
     });
     if let Some(e) = error {
@@ -582,7 +663,7 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         return Err(Error::new_spanned(
             &sig.generics,
-            "handlers cannot be generic: each becomes a message variant with concrete types; use a concrete type (or an enum or a boxed trait object)",
+            "a handler cannot be generic: its parameters become fields of the message enum; use a concrete type (an enum, or a `Box<dyn Trait>`)",
         ));
     }
     if sig.variadic.is_some() || sig.abi.is_some() || sig.unsafety.is_some() {
@@ -598,7 +679,10 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
         (Kind::Init, Some(r)) => {
             return Err(Error::new_spanned(
                 r,
-                "`#[init]` builds the state, so it takes no `self`: write `fn init(args: Args) -> Result<Self, E>` (or return `Self`)",
+                format!(
+                    "`#[init]` builds the state, so it takes no `self`: write `fn {}(args: A) -> Result<Self, E>` (or `-> Self`)",
+                    sig.ident
+                ),
             ));
         }
         (Kind::Init, None) => {}
@@ -625,6 +709,8 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
 
     // The parameters.
     let mut params = Vec::new();
+    // The parameters as written, to point at the ones a hook does not take.
+    let mut written = Vec::new();
     let mut takes_ctx = false;
     let typed: Vec<_> = sig
         .inputs
@@ -639,7 +725,7 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
             if i + 1 != typed.len() {
                 return Err(Error::new_spanned(
                     t,
-                    "the `&Ctx<Self>` parameter comes last",
+                    "the `&Ctx<Self>` parameter comes last: move it after the message parameters",
                 ));
             }
             takes_ctx = true;
@@ -682,6 +768,7 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
             name: pname,
             ty: (*t.ty).clone(),
         });
+        written.push(*t);
     }
 
     // Per kind.
@@ -711,23 +798,33 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
         }
         _ => None,
     };
+    let extra = |from: usize| {
+        let extra = &written[from..];
+        quote!(#(#extra),*)
+    };
     match kind {
-        Kind::Info if params.len() != 1 => {
+        Kind::Info if params.is_empty() => {
             return Err(Error::new_spanned(
-                &sig.inputs,
-                "an `#[info]` handler takes exactly one message (`msg: Tick`), and optionally `ctx: &Ctx<Self>` after it",
+                &sig.ident,
+                "an `#[info]` handler takes the message it handles: add a parameter (`msg: Tick`)",
+            ));
+        }
+        Kind::Info if params.len() > 1 => {
+            return Err(Error::new_spanned(
+                extra(1),
+                "an `#[info]` handler takes one message (then optionally `ctx: &Ctx<Self>`): carry these values in the message type",
             ));
         }
         Kind::Init if params.len() > 1 => {
             return Err(Error::new_spanned(
-                &sig.inputs,
-                "`#[init]` takes one argument (use a tuple or a struct for several), and optionally `ctx: &Ctx<Self>` after it",
+                extra(1),
+                "`#[init]` takes one argument (then optionally `ctx: &Ctx<Self>`): pass a tuple or a struct",
             ));
         }
         Kind::Terminate if !params.is_empty() => {
             return Err(Error::new_spanned(
-                &sig.inputs,
-                "`#[terminate]` takes `&mut self` and optionally `ctx: &Ctx<Self>`, nothing else",
+                extra(0),
+                "`#[terminate]` takes only `&mut self` and optionally `ctx: &Ctx<Self>`: remove this parameter",
             ));
         }
         _ => {}

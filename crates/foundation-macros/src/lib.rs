@@ -94,6 +94,12 @@
 //! `Actor`: supervisors, stable addresses, the context and deadlines all apply unchanged.
 //! A cast is `Addr::cast` and a call is `Addr::call_timeout`, so a handle costs what a
 //! hand-written actor costs.
+//!
+//! ## Mistakes
+//!
+//! A mistake is reported at the token at fault, with the fix (`tests/ui/fail` holds one
+//! case per message). The rest still expands, so each mistake is one error, not also one
+//! wherever the actor or the message is used.
 
 mod actor;
 mod krate;
@@ -126,14 +132,8 @@ use syn::{DeriveInput, ItemImpl, parse_macro_input};
 /// `CounterMsg` by default) and the path to `foundation-actors`.
 #[proc_macro_attribute]
 pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let args = match actor::Args::parse(attr.into()) {
-        Ok(a) => a,
-        Err(e) => return e.to_compile_error().into(),
-    };
     let item = parse_macro_input!(item as ItemImpl);
-    actor::expand(args, item)
-        .unwrap_or_else(|e| e.to_compile_error())
-        .into()
+    actor::expand(attr.into(), item).into()
 }
 
 /// Derives `RemoteMessage`: a stable postcard wire form.
@@ -144,7 +144,5 @@ pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_derive(RemoteMessage, attributes(remote))]
 pub fn derive_remote_message(item: TokenStream) -> TokenStream {
     let input = parse_macro_input!(item as DeriveInput);
-    remote::expand(input)
-        .unwrap_or_else(|e| e.to_compile_error())
-        .into()
+    remote::expand(input).into()
 }

@@ -1,7 +1,7 @@
 //! `#[derive(RemoteMessage)]`: a stable wire form with an explicit tag per variant.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Error, Fields, Ident, LitInt, LitStr};
 
@@ -10,17 +10,34 @@ use crate::krate::actors_path;
 /// serde implements its traits for tuples of up to 16 elements.
 const MAX_FIELDS: usize = 16;
 
-pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
+/// Expands the derive. On an error a stub impl is still emitted (its bodies never run: the
+/// crate does not compile), so the macro's errors are the only ones, not also "the trait
+/// `RemoteMessage` is not implemented" wherever the type is sent.
+pub(crate) fn expand(input: DeriveInput) -> TokenStream {
     if !input.generics.params.is_empty() {
-        return Err(Error::new_spanned(
+        return Error::new_spanned(
             &input.generics,
             "a remote message cannot be generic: a peer decodes one concrete type; define one message type per payload",
-        ));
+        )
+        .to_compile_error();
     }
+    if let Data::Union(u) = &input.data {
+        return Error::new_spanned(
+            u.union_token,
+            "a union cannot be a remote message: use an enum with a tag per variant",
+        )
+        .to_compile_error();
+    }
+
+    let mut errors: Option<Error> = None;
+    let mut push = |e: Error| match &mut errors {
+        Some(all) => all.combine(e),
+        None => errors = Some(e),
+    };
     let mut type_name = None;
     let mut krate = None;
     for attr in remote_attrs(&input.attrs) {
-        attr.parse_nested_meta(|meta| {
+        let parsed = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("name") {
                 let s: LitStr = meta.value()?.parse()?;
                 type_name = Some(s.value());
@@ -37,39 +54,50 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                 );
             }
             Ok(())
-        })?;
+        });
+        if let Err(e) = parsed {
+            push(e);
+        }
     }
     let ident = &input.ident;
     let type_name = type_name.unwrap_or_else(|| ident.to_string());
     let krate = krate.unwrap_or_else(actors_path);
     let p = quote!(#krate::remote::__private);
+    let trait_ = quote!(#krate::remote::RemoteMessage);
+    let name = quote!(<#ident as #trait_>::TYPE_NAME);
+    let mut wire = Wire {
+        p: p.clone(),
+        name: name.clone(),
+        field: quote!(#krate::remote::WireField),
+        error: quote!(#krate::remote::WireError),
+        arities: Vec::new(),
+    };
 
     let mut checks = Vec::new();
     let (tags, tag_fn, encode, decode) = match &input.data {
         Data::Struct(s) => {
-            check_fields(&s.fields, &p, &mut checks)?;
+            if let Err(e) = check_fields(&s.fields, &p, &mut checks) {
+                push(e);
+            }
             let (pat, names, tys) = destructure(&s.fields);
-            let ctor = construct(&quote!(Self), &s.fields, &names);
+            let ctor = construct(ident, &s.fields, &names);
+            let put = wire.put(&names, &tys, &quote!(::core::option::Option::None));
+            let take = wire.take(&tys, quote!(bytes), &quote!(::core::option::Option::None));
             (
                 quote!(&[]),
                 quote!(::core::option::Option::None),
                 quote! {
-                    let Self #pat = self;
-                    #p::put(out, &(#(#names,)*), Self::TYPE_NAME, ::core::option::Option::None)
+                    let #ident #pat = this;
+                    #put
                 },
                 quote! {
-                    let (#(#names,)*): (#(#tys,)*) = #p::take(bytes, Self::TYPE_NAME, ::core::option::Option::None)?;
+                    let (#(#names,)*) = #take?;
                     ::core::result::Result::Ok(#ctor)
                 },
             )
         }
         Data::Enum(e) => {
-            let mut seen: Vec<(u32, &Ident, proc_macro2::Span)> = Vec::new();
-            let mut errors: Option<Error> = None;
-            let mut push = |e: Error| match &mut errors {
-                Some(all) => all.combine(e),
-                None => errors = Some(e),
-            };
+            let mut seen: Vec<(u32, &Ident)> = Vec::new();
             let mut tag_arms = Vec::new();
             let mut enc_arms = Vec::new();
             let mut dec_arms = Vec::new();
@@ -77,18 +105,17 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
             for v in &e.variants {
                 let tag = match variant_tag(&v.attrs) {
                     Ok(Some((tag, span))) => {
-                        if let Some((_, prev, pspan)) = seen.iter().find(|(t, _, _)| *t == tag) {
-                            let mut err = Error::new(
+                        if let Some((_, prev)) = seen.iter().find(|(t, _)| *t == tag) {
+                            push(Error::new(
                                 span,
                                 format!(
-                                    "wire tag {tag} is used twice: `{prev}` has it too; every variant needs its own tag"
+                                    "`{prev}` has wire tag {tag} already; give `{}` a tag of its own",
+                                    v.ident
                                 ),
-                            );
-                            err.combine(Error::new(*pspan, format!("`{prev}` has tag {tag} here")));
-                            push(err);
+                            ));
                             continue;
                         }
-                        seen.push((tag, &v.ident, span));
+                        seen.push((tag, &v.ident));
                         tag
                     }
                     Ok(None) => {
@@ -112,72 +139,189 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                 }
                 let vi = &v.ident;
                 let (pat, names, tys) = destructure(&v.fields);
-                let ctor = construct(&quote!(Self::#vi), &v.fields, &names);
+                let ctor = construct(&quote!(#ident::#vi), &v.fields, &names);
+                let some_tag = quote!(::core::option::Option::Some(#tag));
+                let put = wire.put(&names, &tys, &some_tag);
+                let take = wire.take(&tys, quote!(rest), &some_tag);
                 tag_list.push(tag);
-                tag_arms.push(quote!(Self::#vi { .. } => ::core::option::Option::Some(#tag)));
+                tag_arms.push(quote!(Self::#vi { .. } => #some_tag));
                 enc_arms.push(quote! {
-                    Self::#vi #pat => {
+                    #ident::#vi #pat => {
                         #p::put_tag(out, #tag);
-                        #p::put(out, &(#(#names,)*), Self::TYPE_NAME, ::core::option::Option::Some(#tag))
+                        #put
                     }
                 });
                 dec_arms.push(quote! {
                     #tag => {
-                        let (#(#names,)*): (#(#tys,)*) = #p::take(rest, Self::TYPE_NAME, ::core::option::Option::Some(#tag))?;
+                        let (#(#names,)*) = #take?;
                         ::core::result::Result::Ok(#ctor)
                     }
                 });
-            }
-            if let Some(e) = errors {
-                return Err(e);
             }
             (
                 quote!(&[#(#tag_list),*]),
                 quote!(match *self { #(#tag_arms,)* }),
                 if e.variants.is_empty() {
-                    quote!(match *self {})
+                    quote!(match *this {})
                 } else {
-                    quote!(match self { #(#enc_arms)* })
+                    quote!(match this { #(#enc_arms)* })
                 },
                 quote! {
-                    let (tag, rest) = #p::take_tag(bytes, Self::TYPE_NAME)?;
+                    let (tag, rest) = #p::take_tag(bytes, #name)?;
                     match tag {
                         #(#dec_arms)*
-                        other => ::core::result::Result::Err(#p::unknown_tag(Self::TYPE_NAME, other, Self::TAGS)),
+                        other => ::core::result::Result::Err(#p::unknown_tag(#name, other, <#ident as #trait_>::TAGS)),
                     }
                 },
             )
         }
-        Data::Union(u) => {
-            return Err(Error::new_spanned(
-                u.union_token,
-                "a union cannot be a remote message: use an enum with a tag per variant",
-            ));
-        }
+        Data::Union(_) => unreachable!("refused above"),
     };
 
-    Ok(quote! {
+    let error = &wire.error;
+    let Some(errors) = errors else {
+        let helpers = wire.helpers();
+        return quote! {
+            const _: () = {
+                #helpers
+
+                // The checks, the encoder and the decoder are one body (closures are
+                // checked with it): rustc then reports a field type without serde's
+                // traits once, not once per function that uses it.
+                #[allow(clippy::type_complexity)]
+                const __CODEC: (
+                    fn(&#ident, &mut ::std::vec::Vec<u8>) -> ::core::result::Result<(), #error>,
+                    fn(&[u8]) -> ::core::result::Result<#ident, #error>,
+                ) = {
+                    #(#checks)*
+                    (
+                        |this, out| { #encode },
+                        |bytes| { #decode },
+                    )
+                };
+
+                impl #trait_ for #ident {
+                    const TYPE_NAME: &'static str = #type_name;
+                    const TAGS: &'static [u32] = #tags;
+
+                    fn tag(&self) -> ::core::option::Option<u32> {
+                        #tag_fn
+                    }
+
+                    #[inline]
+                    fn encode(&self, out: &mut ::std::vec::Vec<u8>) -> ::core::result::Result<(), #error> {
+                        (__CODEC.0)(self, out)
+                    }
+
+                    #[inline]
+                    fn from_bytes(bytes: &[u8]) -> ::core::result::Result<Self, #error> {
+                        (__CODEC.1)(bytes)
+                    }
+                }
+            };
+        };
+    };
+    let errors = errors.to_compile_error();
+    quote! {
         const _: () = {
             #(#checks)*
+
+            impl #trait_ for #ident {
+                const TYPE_NAME: &'static str = #type_name;
+                const TAGS: &'static [u32] = &[];
+
+                fn tag(&self) -> ::core::option::Option<u32> {
+                    ::core::unreachable!()
+                }
+
+                fn encode(&self, _: &mut ::std::vec::Vec<u8>) -> ::core::result::Result<(), #error> {
+                    ::core::unreachable!()
+                }
+
+                fn from_bytes(_: &[u8]) -> ::core::result::Result<Self, #error> {
+                    ::core::unreachable!()
+                }
+            }
         };
+        #errors
+    }
+}
 
-        impl #krate::remote::RemoteMessage for #ident {
-            const TYPE_NAME: &'static str = #type_name;
-            const TAGS: &'static [u32] = #tags;
+/// Writes and reads fields through helpers bounded by `WireField`, with each field's type
+/// as an explicit generic argument: a type without serde's traits is then reported at the
+/// field with `WireField`'s message, the same error at the same place as the field's
+/// check, which rustc reports once per body.
+struct Wire {
+    p: TokenStream,
+    /// The message's `TYPE_NAME`.
+    name: TokenStream,
+    field: TokenStream,
+    error: TokenStream,
+    /// The field counts `take` is needed for.
+    arities: Vec<usize>,
+}
 
-            fn tag(&self) -> ::core::option::Option<u32> {
-                #tag_fn
-            }
-
-            fn encode(&self, out: &mut ::std::vec::Vec<u8>) -> ::core::result::Result<(), #krate::remote::WireError> {
-                #encode
-            }
-
-            fn from_bytes(bytes: &[u8]) -> ::core::result::Result<Self, #krate::remote::WireError> {
-                #decode
-            }
+impl Wire {
+    /// Appends the fields one by one: postcard writes a tuple as its elements in order, so
+    /// the bytes are those of the tuple.
+    fn put(&self, names: &[Ident], tys: &[&syn::Type], tag: &TokenStream) -> TokenStream {
+        let name = &self.name;
+        let puts = names
+            .iter()
+            .zip(tys)
+            .map(|(n, ty)| quote_spanned!(ty.span()=> __put::<#ty>(out, #n, #name, #tag)?;));
+        // A struct without fields writes nothing.
+        let unused = names.is_empty().then(|| quote!(let _ = out;));
+        quote! {
+            #unused
+            #(#puts)*
+            ::core::result::Result::Ok(())
         }
-    })
+    }
+
+    /// Reads the fields, as a tuple, from exactly `bytes`.
+    fn take(&mut self, tys: &[&syn::Type], bytes: TokenStream, tag: &TokenStream) -> TokenStream {
+        if !self.arities.contains(&tys.len()) {
+            self.arities.push(tys.len());
+        }
+        let take = format_ident!("__take_{}", tys.len());
+        let name = &self.name;
+        quote!(#take::<#(#tys),*>(#bytes, #name, #tag))
+    }
+
+    /// `__put` and the `__take_N` used.
+    fn helpers(&self) -> TokenStream {
+        let Wire {
+            p, field, error, ..
+        } = self;
+        let takes = self.arities.iter().map(|&n| {
+            let take = format_ident!("__take_{}", n);
+            let params: Vec<Ident> = (0..n).map(|i| format_ident!("T{}", i)).collect();
+            quote! {
+                #[inline]
+                fn #take<#(#params: #field),*>(
+                    bytes: &[u8],
+                    type_name: &'static str,
+                    tag: ::core::option::Option<u32>,
+                ) -> ::core::result::Result<(#(#params,)*), #error> {
+                    #p::take(bytes, type_name, tag)
+                }
+            }
+        });
+        quote! {
+            #[inline]
+            #[allow(dead_code)]
+            fn __put<T: #field>(
+                out: &mut ::std::vec::Vec<u8>,
+                value: &T,
+                type_name: &'static str,
+                tag: ::core::option::Option<u32>,
+            ) -> ::core::result::Result<(), #error> {
+                #p::put(out, value, type_name, tag)
+            }
+            #(#takes)*
+        }
+    }
 }
 
 fn remote_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
@@ -245,7 +389,7 @@ fn destructure(fields: &Fields) -> (TokenStream, Vec<Ident>, Vec<&syn::Type>) {
 }
 
 /// An expression building the value from the bound names.
-fn construct(path: &TokenStream, fields: &Fields, names: &[Ident]) -> TokenStream {
+fn construct(path: &impl ToTokens, fields: &Fields, names: &[Ident]) -> TokenStream {
     match fields {
         Fields::Named(_) => quote!(#path { #(#names),* }),
         Fields::Unnamed(_) => quote!(#path( #(#names),* )),
