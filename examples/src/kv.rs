@@ -22,7 +22,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, ensure};
-use foundation::actors::{AddrKey, SupervisorEvent, Typed, typed};
+use foundation::actors::typed;
 use foundation::prelude::*;
 use tokio::sync::{broadcast, mpsc};
 
@@ -95,7 +95,7 @@ impl Registry {
     /// next one starts its own here.
     #[init]
     fn init(args: RegistryArgs, ctx: &Ctx<Self>) -> Self {
-        ctx.watch(args.buckets.handle());
+        ctx.watch(&args.buckets);
         Self {
             buckets: args.buckets,
             names: HashMap::new(),
@@ -122,9 +122,9 @@ impl Registry {
         }
         // Elixir: `use Agent, restart: :temporary` plus `DynamicSupervisor.start_child`.
         // `Bucket::spawn_supervised` would start a `Permanent` child, so the spec is
-        // written out: anonymous (known by its address, as by a pid) and temporary.
-        let spec = ChildSpec::anonymous(Typed::<Bucket>::new(), Bucket::default())
-            .restart(Restart::Temporary);
+        // adjusted: anonymous (known by its address, as by a pid) and temporary.
+        let spec =
+            typed::anonymous_child_spec::<Bucket>(Bucket::default()).restart(Restart::Temporary);
         let bucket = BucketRef::from(self.buckets.start_child(spec).await?);
         // Should the bucket already have exited, its event is behind this call in the
         // mailbox and finds it in `refs`, as `:DOWN` does for a dead pid.

@@ -10,6 +10,11 @@
 //!   trait impl: Foundation wraps them in its own envelope, which carries the one
 //!   `ractor::Message` impl (ractor's `cluster` feature, which Foundation turns on,
 //!   removes ractor's blanket impl).
+//! - [`macro@actor`]: derive an actor from an `impl` block, one method per message
+//!   (`#[cast]`, `#[call]`, `#[info]`, `#[init]`, `#[terminate]`), with a generated typed
+//!   handle. See [`typed`].
+//! - [`RemoteMessage`]: a stable wire form for messages that cross nodes, one explicit tag
+//!   per variant. See [`remote`].
 //! - [`Addr`]: a stable address. [`Addr::cast`] and [`Addr::call`] reach the process
 //!   across restarts; see [`addr`].
 //! - [`Supervisor`], [`DynamicSupervisor`]: `OneForOne`, `OneForAll`, `RestForOne`;
@@ -95,12 +100,13 @@ pub use typed::{Ctx, Typed, TypedActor};
 
 /// The names an application uses most.
 pub mod prelude {
-    pub use crate::typed::{Ctx, TypedActor};
+    pub use crate::typed::{Ctx, Typed, TypedActor};
     pub use crate::{
         Actor, ActorError, Addr, CallError, ChildSpec, Context, DynamicSupervisor, Ecosystem,
         EcosystemSpec, ReplyPort, Restart, Routing, SendError, Shutdown, Strategy, Supervisor,
         SupervisorSpec, Worker, spawn,
     };
+    pub use crate::{AddrKey, ExitReason, SupervisorEvent};
     pub use crate::{RemoteMessage, actor};
     pub use crate::{SpawnError, SupervisorError};
 }

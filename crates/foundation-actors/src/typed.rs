@@ -311,11 +311,11 @@ impl<T: TypedActor> Ctx<T> {
     /// children gets their exits in Erlang). Events from before the call are not seen; if
     /// this process falls more than 1,024 events behind, the oldest are skipped with a
     /// warning.
-    pub fn watch(&self, sup: &Supervisor) -> Timer
+    pub fn watch(&self, sup: &(impl AsRef<Supervisor> + ?Sized)) -> Timer
     where
         SupervisorEvent: Into<T::Msg>,
     {
-        let mut events = sup.subscribe();
+        let mut events = sup.as_ref().subscribe();
         let addr = self.addr.clone();
         self.track(tokio::spawn(async move {
             loop {
@@ -366,6 +366,17 @@ where
     ChildSpec::new(id, Typed::<T>::new(), args)
 }
 
+/// A child spec for `T` without an id, for dynamic supervisors (many alike, terminated
+/// by address); `args` is cloned for each restart. Adjust it as any spec, e.g.
+/// `.restart(Restart::Temporary)`.
+pub fn anonymous_child_spec<T>(args: T::Args) -> ChildSpec<T::Msg>
+where
+    T: TypedActor,
+    T::Args: Clone + Sync,
+{
+    ChildSpec::anonymous(Typed::<T>::new(), args)
+}
+
 /// Starts `T` under `sup`: anonymous under a dynamic supervisor (start as many as you
 /// like), with id [`TypedActor::NAME`] under a static one (a second start fails with
 /// [`SpawnError::DuplicateId`]; use [`child_spec`] with another id).
@@ -383,7 +394,7 @@ where
 {
     let sup = sup.as_ref();
     let spec = if sup.is_dynamic() {
-        ChildSpec::anonymous(Typed::<T>::new(), args)
+        anonymous_child_spec::<T>(args)
     } else {
         child_spec::<T>(T::NAME, args)
     };

@@ -191,7 +191,11 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
     let terminate = handlers.iter().find(|h| h.kind == Kind::Terminate);
 
     let krate = args.krate.map(|p| quote!(#p)).unwrap_or_else(actors_path);
-    let vis = args.vis.unwrap_or_else(|| parse_quote!(pub(crate)));
+    // `pub` by default: a `pub` actor type's `TypedActor` impl names the enum and the
+    // handle, and a less visible associated type is a hard error (E0446). Items that
+    // expose the user's less visible types are allowed to (`private_interfaces`): the
+    // user chose those types.
+    let vis = args.vis.unwrap_or_else(|| parse_quote!(pub));
     let msg = args
         .message
         .unwrap_or_else(|| format_ident!("{}Msg", ty_ident));
@@ -391,6 +395,7 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
         #item
 
         #[doc = #msg_doc]
+        #[allow(private_interfaces)]
         #vis enum #msg {
             #(#variants,)*
         }
@@ -413,6 +418,7 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
             timeout: ::core::time::Duration,
         }
 
+        #[allow(private_interfaces)]
         impl #handle {
             #(#methods)*
 
@@ -459,6 +465,7 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
             }
         }
 
+        #[allow(private_interfaces)]
         impl #self_ty {
             #[doc = #spawn_doc]
             ///

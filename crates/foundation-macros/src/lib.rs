@@ -44,7 +44,7 @@
 //! impl Counter { /* your methods, unchanged but for the handler attributes */ }
 //!
 //! /// The messages of `Counter`: one variant per handler.
-//! pub(crate) enum CounterMsg {
+//! pub enum CounterMsg {
 //!     Add(u64),                       // #[cast] fn add(&mut self, n: u64)
 //!     Total(ReplyPort<u64>),          // #[call] fn total(&self) -> u64
 //! }
@@ -52,7 +52,7 @@
 //!
 //! /// A typed handle: cheap to clone, valid across restarts.
 //! #[derive(Clone, Debug)]
-//! pub(crate) struct CounterRef { addr: Addr<CounterMsg>, timeout: Duration }
+//! pub struct CounterRef { addr: Addr<CounterMsg>, timeout: Duration }
 //! impl CounterRef {
 //!     async fn add(&self, n: u64) -> Result<(), SendError<CounterMsg>>   // cast
 //!     async fn total(&self) -> Result<u64, CallError>                    // call
@@ -128,7 +128,7 @@ use syn::{DeriveInput, ItemImpl, parse_macro_input};
 /// # Options
 ///
 /// `#[actor(vis = pub, handle = Name, message = Name, crate = path)]`: the generated items'
-/// visibility (`pub(crate)` by default), the handle's and the enum's names (`CounterRef`,
+/// visibility (`pub` by default: a `pub` actor type needs its enum and handle `pub`; `vis = pub(crate)` narrows them), the handle's and the enum's names (`CounterRef`,
 /// `CounterMsg` by default) and the path to `foundation-actors`.
 #[proc_macro_attribute]
 pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {

@@ -12,35 +12,46 @@
 //!
 //! Foundation runs on ractor with its `cluster` feature on, which removes ractor's
 //! blanket `Message` impl. Foundation wraps every message in its own envelope, so **your
-//! message types need no trait impl at all**: any `Send + 'static` type will do.
+//! message types need no trait impl at all**: any `Send + 'static` type will do. Messages
+//! that cross nodes derive [`RemoteMessage`](actors::RemoteMessage), with an explicit wire
+//! tag per variant.
 //!
 //! ## Example
+//!
+//! An actor derived with [`actor`](macro@actors::actor): state, and one method per
+//! message, as a `GenServer`. The macro generates the message enum, a typed handle
+//! (`GreeterRef`) and the spawn functions.
 //!
 //! ```
 //! use foundation::prelude::*;
 //!
-//! #[derive(Clone)]
-//! struct Greeter;
-//! impl Actor for Greeter {
-//!     type Msg = (String, ReplyPort<String>);
-//!     type State = ();
-//!     type Args = ();
-//!     async fn init(&self, _: &Addr<Self::Msg>, _: ()) -> Result<(), ActorError> { Ok(()) }
-//!     async fn handle(&self, _: &Addr<Self::Msg>, (who, reply): Self::Msg, _: &mut ()) -> Result<(), ActorError> {
-//!         let _ = reply.send(format!("hello, {who}"));
-//!         Ok(())
+//! #[derive(Clone, Default)]
+//! struct Greeter { greeted: u64 }
+//!
+//! #[actor]
+//! impl Greeter {
+//!     #[call]
+//!     fn greet(&mut self, who: String) -> String {
+//!         self.greeted += 1;
+//!         format!("hello, {who}")
 //!     }
+//!
+//!     #[call]
+//!     fn greeted(&self) -> u64 { self.greeted }
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let greeter = ChildSpec::new("greeter", Greeter, ()).name("greeter");
+//! let greeter = Greeter::child_spec(Greeter::default()).name("greeter");
 //! let sup = Supervisor::start(SupervisorSpec::new("app", Strategy::OneForOne).child(greeter)).await?;
-//! let greeter = Addr::<(String, ReplyPort<String>)>::whereis("greeter").expect("registered");
-//! let hello = greeter.call(|reply| ("world".to_string(), reply)).await?;
-//! assert_eq!(hello, "hello, world");
+//! let greeter = GreeterRef::whereis("greeter").expect("registered");
+//! assert_eq!(greeter.greet("world".into()).await?, "hello, world");
+//! assert_eq!(greeter.greeted().await?, 1);
 //! sup.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! Actors can also be written by hand, implementing [`Actor`](actors::Actor) with an
+//! explicit message enum: see [`actors`].
 
 pub use foundation_actors as actors;
 
