@@ -110,6 +110,9 @@ struct Handler {
     takes_ctx: bool,
     is_async: bool,
     reply: Option<Type>,
+    /// A `#[call]` that replies later through a `ReplyPort` parameter (`GenServer.reply`),
+    /// instead of with its return value.
+    deferred: bool,
     docs: Vec<Attribute>,
 }
 
@@ -253,6 +256,14 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
         let awaited = h.is_async.then(|| quote!(.await));
         let call = quote_spanned!(f.span()=> self.#f(#(#args),*)#awaited);
         match h.kind {
+            Kind::Call if h.deferred => {
+                let reply = reply_ident(&names);
+                let args = names.iter().map(|n| quote!(#n)).chain([quote!(#reply)]).chain(h.takes_ctx.then(|| quote!(ctx)));
+                let call = quote_spanned!(f.span()=> self.#f(#(#args),*)#awaited);
+                quote! {
+                    #msg::#v(#(#names,)* #reply) => #krate::typed::HandlerResult::into_result(#call),
+                }
+            }
             Kind::Call => {
                 let reply = reply_ident(&names);
                 quote! {
@@ -778,8 +789,37 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
         written.push(*t);
     }
 
+    // A `#[call]` may take its reply port as its last message parameter and answer later.
+    let port = match (kind, params.last()) {
+        (Kind::Call, Some(p)) => reply_port_of(&p.ty),
+        _ => None,
+    };
+    let misplaced = params
+        .iter()
+        .rev()
+        .skip(1)
+        .find(|p| reply_port_of(&p.ty).is_some());
+    if let (Kind::Call, Some(p)) = (kind, misplaced) {
+        return Err(Error::new_spanned(
+            &p.ty,
+            "the reply port is the last message parameter (before `ctx: &Ctx<Self>`)",
+        ));
+    }
+    let deferred = port.is_some();
+    if let (Some(_), ReturnType::Type(_, ty)) = (&port, &sig.output) {
+        return Err(Error::new_spanned(
+            ty,
+            "this `#[call]` replies through its `ReplyPort` parameter, so it returns nothing: drop the return type (or drop the port, to reply with the return value)",
+        ));
+    }
+    if deferred {
+        params.pop();
+        written.pop();
+    }
+
     // Per kind.
     let reply = match (&sig.output, kind) {
+        (ReturnType::Default, Kind::Call) if deferred => port,
         (ReturnType::Default, Kind::Call) => {
             return Err(Error::new_spanned(
                 &sig.ident,
@@ -851,8 +891,25 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
         takes_ctx,
         is_async: sig.asyncness.is_some(),
         reply,
+        deferred,
         docs,
     }))
+}
+
+/// `T` in `ReplyPort<T>` (any path ending in `ReplyPort`).
+fn reply_port_of(ty: &Type) -> Option<Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "ReplyPort" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first() {
+        Some(syn::GenericArgument::Type(t)) if args.args.len() == 1 => Some(t.clone()),
+        _ => None,
+    }
 }
 
 /// `&Ctx<..>`: the handler's context, by the last segment of its path.

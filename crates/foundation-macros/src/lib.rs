@@ -116,6 +116,7 @@ use syn::{DeriveInput, ItemImpl, parse_macro_input};
 /// |---|---|---|
 /// | `#[cast]` | `fn name(&mut self, a: A, …)` returning `()` or `Result<(), E>` | `handle.name(a, …)`: a cast; an `Err` crashes the actor |
 /// | `#[call]` | `fn name(&self, a: A, …) -> R` | `handle.name(a, …) -> Result<R, CallError>`: a call replying `R` |
+/// | `#[call]` | `fn name(&mut self, a: A, …, reply: ReplyPort<R>)` | the same call, answered later with `reply.send(r)` (`GenServer.reply`) |
 /// | `#[info]` | `fn name(&mut self, msg: T)` | a message from timers, watchers or `addr.cast(T.into())` (`handle_info`) |
 /// | `#[init]` | `fn name(args: A) -> Result<Self, E>` (or `-> Self`) | builds the state from `A` on each (re)start (`init/1`) |
 /// | `#[terminate]` | `fn name(&mut self)` | runs on a graceful stop (`terminate/2`) |

@@ -19,9 +19,21 @@ impl std::fmt::Display for Overflow {
 }
 impl std::error::Error for Overflow {}
 
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub(crate) struct Counter {
     total: u64,
+    /// Callers of `wait_for`, answered once the total reaches their mark.
+    waiting: Vec<(u64, ReplyPort<u64>)>,
+}
+
+// Restarts rebuild the state from a clone of the args: pending waiters are not cloned.
+impl Clone for Counter {
+    fn clone(&self) -> Self {
+        Self {
+            total: self.total,
+            waiting: Vec::new(),
+        }
+    }
 }
 
 #[actor]
@@ -30,6 +42,21 @@ impl Counter {
     #[cast]
     fn add(&mut self, n: u64) {
         self.total += n;
+        let total = self.total;
+        for (_, reply) in self.waiting.extract_if(.., |(mark, _)| *mark <= total) {
+            let _ = reply.send(total);
+        }
+    }
+
+    /// Replies once the total reaches `mark` (a deferred reply, as `{:noreply, state}`
+    /// and a later `GenServer.reply`).
+    #[call]
+    fn wait_for(&mut self, mark: u64, reply: ReplyPort<u64>) {
+        if self.total >= mark {
+            let _ = reply.send(self.total);
+        } else {
+            self.waiting.push((mark, reply));
+        }
     }
 
     /// Adds `n`, crashing the process on overflow.
@@ -104,9 +131,15 @@ async fn casts_and_calls_through_a_generated_handle() {
     assert!(c.is_running(), "an `Err` reply does not crash the process");
 
     // Many of the same actor under one dynamic supervisor: anonymous children.
-    let d = Counter::spawn_supervised(&sup, Counter { total: 40 })
-        .await
-        .unwrap();
+    let d = Counter::spawn_supervised(
+        &sup,
+        Counter {
+            total: 40,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     d.add(2).await.unwrap();
     assert_eq!(d.total().await.unwrap(), 42);
     assert_eq!(sup.count_children().await.unwrap().active, 2);
@@ -121,8 +154,13 @@ async fn casts_and_calls_through_a_generated_handle() {
 #[tokio::test]
 async fn a_crashed_actor_restarts_behind_the_same_handle_and_name() {
     let sup = Supervisor::start(
-        SupervisorSpec::new("app", Strategy::OneForOne)
-            .child(Counter::child_spec(Counter { total: 10 }).name("the-counter")),
+        SupervisorSpec::new("app", Strategy::OneForOne).child(
+            Counter::child_spec(Counter {
+                total: 10,
+                ..Default::default()
+            })
+            .name("the-counter"),
+        ),
     )
     .await
     .unwrap();
@@ -163,7 +201,12 @@ async fn a_crashed_actor_restarts_behind_the_same_handle_and_name() {
 
 #[tokio::test]
 async fn calls_honour_the_handle_timeout_and_the_context_deadline() {
-    let c = Counter::spawn(Counter { total: 3 }).await.unwrap();
+    let c = Counter::spawn(Counter {
+        total: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let hasty = c.with_timeout(Duration::from_millis(20));
     assert_eq!(
         hasty.slow(Duration::from_secs(30)).await,
@@ -175,7 +218,12 @@ async fn calls_honour_the_handle_timeout_and_the_context_deadline() {
         Err(CallError::DeadlineExceeded)
     );
     // The original handle keeps the default timeout (a fresh process: `c` is still asleep).
-    let fresh = Counter::spawn(Counter { total: 3 }).await.unwrap();
+    let fresh = Counter::spawn(Counter {
+        total: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     assert_eq!(fresh.slow(Duration::from_millis(1)).await, Ok(3));
     c.stop();
     fresh.stop();
@@ -343,4 +391,33 @@ async fn an_info_handler_gets_a_watched_supervisors_events() {
     assert_eq!(next(&mut log).await, "saw-exit:Counter");
     sup.shutdown().await;
     t.stop();
+}
+
+#[tokio::test]
+async fn a_call_can_be_answered_later_through_its_reply_port() {
+    let c = Counter::spawn(Counter::default()).await.unwrap();
+    let waiter = c.wait_for(10);
+    tokio::pin!(waiter);
+    // The first poll sends the call; it is parked, not answered.
+    assert!(futures::poll!(waiter.as_mut()).is_pending());
+    c.add(4).await.unwrap();
+    assert_eq!(c.total().await.unwrap(), 4);
+    assert!(
+        futures::poll!(waiter.as_mut()).is_pending(),
+        "still below the mark"
+    );
+    c.add(6).await.unwrap();
+    assert_eq!(waiter.await, Ok(10));
+    assert_eq!(
+        c.wait_for(3).await,
+        Ok(10),
+        "a mark already passed is answered at once"
+    );
+
+    // A parked caller whose process stops gets `NoReply`, not a hang.
+    let orphan = c.wait_for(100);
+    tokio::pin!(orphan);
+    assert!(futures::poll!(orphan.as_mut()).is_pending());
+    c.stop();
+    assert_eq!(orphan.await, Err(CallError::NoReply));
 }
