@@ -43,7 +43,11 @@ impl Counter {
     fn add(&mut self, n: u64) {
         self.total += n;
         let total = self.total;
-        for (_, reply) in self.waiting.extract_if(.., |(mark, _)| *mark <= total) {
+        let (due, later) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(mark, _)| *mark <= total);
+        self.waiting = later;
+        for (_, reply) in due {
             let _ = reply.send(total);
         }
     }
