@@ -2,8 +2,11 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 
 use futures::FutureExt;
+use pin_project_lite::pin_project;
 use ractor::{ActorProcessingErr, ActorRef};
 use tracing::Instrument;
 
@@ -137,6 +140,92 @@ pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+pin_project! {
+    /// One message being handled: [`Adapter`]'s `handle`, written out by hand so that it
+    /// stays small and cheap (it runs once per message). It salvages the message if the
+    /// incarnation has crashed already, runs the handler under `catch_unwind`, and on a
+    /// failure either starts the salvage (supervised) or reports the crash.
+    struct Handling<'a, 's, M, F, G> {
+        #[pin]
+        step: Step<M, F, G>,
+        addr: &'a Addr<M>,
+        myself: ActorRef<Envelope<M>>,
+        crashed: &'s mut Option<Box<Crashed<M>>>,
+    }
+}
+
+pin_project! {
+    #[project = StepProj]
+    enum Step<M, F, G> {
+        /// The incarnation crashed on an earlier message: keep this one for the next.
+        Salvage { env: Option<Envelope<M>> },
+        /// A message without a context: the handler's future, polled in place.
+        Inline { #[pin] fut: F },
+        /// A message with a context: the handler under the context's scope and span.
+        InContext { fut: Pin<Box<G>> },
+    }
+}
+
+type Caught = std::thread::Result<Result<(), ActorError>>;
+
+impl<M, F, G> Future for Handling<'_, '_, M, F, G>
+where
+    M: Send + 'static,
+    F: Future<Output = Result<(), ActorError>>,
+    G: Future<Output = Caught>,
+{
+    type Output = Result<(), ActorProcessingErr>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let r = match this.step.project() {
+            StepProj::Inline { fut } => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+                    Ok(Poll::Ready(Ok(()))) => return Poll::Ready(Ok(())),
+                    Ok(Poll::Ready(Err(e))) => Ok(Err(e)),
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Err(panic) => Err(panic),
+                }
+            }
+            StepProj::InContext { fut } => match fut.as_mut().poll(cx) {
+                Poll::Ready(Ok(Ok(()))) => return Poll::Ready(Ok(())),
+                Poll::Ready(r) => r,
+                Poll::Pending => return Poll::Pending,
+            },
+            StepProj::Salvage { env } => {
+                if let (Some(env), Some(crashed)) = (env.take(), this.crashed.as_mut()) {
+                    crashed.salvaged.push(env);
+                }
+                return Poll::Ready(Ok(()));
+            }
+        };
+        Poll::Ready(on_crash(r, this.addr, this.myself, this.crashed))
+    }
+}
+
+/// A handler failed or panicked: a supervised incarnation drains its mailbox to salvage
+/// it (see [`Adapter`]); any other reports the crash at once.
+#[cold]
+#[inline(never)]
+fn on_crash<M: Send + 'static>(
+    r: Caught,
+    addr: &Addr<M>,
+    myself: &ActorRef<Envelope<M>>,
+    crashed: &mut Option<Box<Crashed<M>>>,
+) -> Result<(), ActorProcessingErr> {
+    match crash_of(r) {
+        Err(crash) if addr.is_supervised() && myself.drain().is_ok() => {
+            *crashed = Some(Box::new(Crashed {
+                crash,
+                salvaged: Vec::new(),
+            }));
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 impl<A: Actor> ractor::Actor for Adapter<A> {
     type Msg = Envelope<A::Msg>;
     type State = Wrapped<A>;
@@ -160,34 +249,37 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
         }
     }
 
-    async fn handle(
+    fn handle(
         &self,
         myself: ActorRef<Self::Msg>,
         env: Envelope<A::Msg>,
         state: &mut Wrapped<A>,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(crashed) = &mut state.crashed {
-            crashed.salvaged.push(env);
-            return Ok(());
-        }
-        let Envelope { ctx, msg } = env;
-        let fut =
-            AssertUnwindSafe(self.actor.handle(&self.addr, msg, &mut state.user)).catch_unwind();
-        let r = match ctx {
-            None => fut.await,
-            // Boxed so that the future every actor keeps for its handler stays small; only
-            // messages that carry a context pay for the span and the task-local scope.
-            Some(ctx) => Box::pin(in_context(ctx, self.addr.label(), fut)).await,
-        };
-        match crash_of(r) {
-            Err(crash) if self.addr.is_supervised() && myself.drain().is_ok() => {
-                state.crashed = Some(Box::new(Crashed {
-                    crash,
-                    salvaged: Vec::new(),
-                }));
-                Ok(())
+    ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send {
+        let Wrapped { user, crashed } = state;
+        let step = if crashed.is_some() {
+            Step::Salvage { env: Some(env) }
+        } else {
+            let Envelope { ctx, msg } = env;
+            let fut = self.actor.handle(&self.addr, msg, user);
+            match ctx {
+                None => Step::Inline { fut },
+                // Boxed so that the future every actor keeps for its handler stays small;
+                // only messages that carry a context pay for the span and the task-local
+                // scope.
+                Some(ctx) => Step::InContext {
+                    fut: Box::pin(in_context(
+                        ctx,
+                        self.addr.label(),
+                        AssertUnwindSafe(fut).catch_unwind(),
+                    )),
+                },
             }
-            other => other,
+        };
+        Handling {
+            step,
+            addr: &self.addr,
+            myself,
+            crashed,
         }
     }
 
