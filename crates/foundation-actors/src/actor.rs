@@ -249,6 +249,7 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
         }
     }
 
+    #[inline]
     fn handle(
         &self,
         myself: ActorRef<Self::Msg>,
