@@ -93,6 +93,7 @@ impl<M, T: Target<M>> Slot<M, T> {
     }
 
     /// Delivers `m` to the current incarnation, or holds it for the next one.
+    #[inline]
     pub(crate) fn send(&self, m: M) -> Result<(), (Refused, M)> {
         let m = {
             let s = read(&self.state);
