@@ -57,7 +57,6 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -118,23 +117,6 @@ impl BaggageBudget {
 
 tokio::task_local! {
     static CURRENT: Context;
-}
-
-/// Whether a context was ever made current in this process. Until one is, no task can
-/// have one, so [`Context::current`] skips the task-local (a thread-local access and a
-/// borrow on every send). Only ever set, never cleared.
-///
-/// `Relaxed` is enough: a task sees `CURRENT` set only while it polls a future from
-/// [`Context::scope`] (or runs inside [`Context::sync_scope`]), which happens after the
-/// store that `scope` made, on this thread or on one the future reached through the
-/// runtime's own synchronisation; coherence then guarantees the load here sees `true`.
-static EVER_SCOPED: AtomicBool = AtomicBool::new(false);
-
-fn mark_scoped() {
-    // Read first: after the first scope this stays a shared, read-only cache line.
-    if !EVER_SCOPED.load(Ordering::Relaxed) {
-        EVER_SCOPED.store(true, Ordering::Relaxed);
-    }
 }
 
 /// A 128-bit trace identifier, shared by every hop of one request.
@@ -220,21 +202,16 @@ impl Context {
     /// The context current in this task, if any.
     #[inline]
     pub fn current() -> Option<Self> {
-        if !EVER_SCOPED.load(Ordering::Relaxed) {
-            return None;
-        }
         CURRENT.try_with(Clone::clone).ok()
     }
 
     /// Runs `fut` with this context current: sends and calls made inside carry it.
     pub fn scope<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
-        mark_scoped();
         CURRENT.scope(self, fut)
     }
 
     /// Runs `f` with this context current (synchronous code).
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        mark_scoped();
         CURRENT.sync_scope(self, f)
     }
 
