@@ -2,9 +2,9 @@
 //! `match`, a typed handle and spawn functions.
 
 use heck::{ToSnakeCase as _, ToUpperCamelCase as _};
-use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::spanned::Spanned as _;
+use syn::visit_mut::{self, VisitMut};
 use syn::{
     Attribute, Error, FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, Pat, Path, ReturnType, Type,
     Visibility, parse_quote,
@@ -114,6 +114,8 @@ struct Handler {
     /// instead of with its return value.
     deferred: bool,
     docs: Vec<Attribute>,
+    /// Its `#[cfg(..)]` attributes, repeated on everything generated from it.
+    cfgs: Vec<Attribute>,
 }
 
 impl Handler {
@@ -189,6 +191,15 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
             Err(e) => push(e),
         }
     }
+    // The enum and the handle are outside the impl, where `Self` means something else.
+    for h in &mut handlers {
+        for p in &mut h.params {
+            Unself(&self_ty).visit_type_mut(&mut p.ty);
+        }
+        if let Some(r) = &mut h.reply {
+            Unself(&self_ty).visit_type_mut(r);
+        }
+    }
     let errors = errors.map(|e| e.to_compile_error());
     let init = handlers.iter().find(|h| h.kind == Kind::Init);
     let terminate = handlers.iter().find(|h| h.kind == Kind::Terminate);
@@ -221,20 +232,24 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
             ),
             _ => format!(" An info message for [`{name_str}::{}`].", h.name),
         };
+        let cfgs = &h.cfgs;
         match &h.reply {
-            Some(r) => quote!(#[doc = #doc] #v(#(#fields,)* #krate::ReplyPort<#r>)),
-            None => quote!(#[doc = #doc] #v(#(#fields),*)),
+            Some(r) => quote!(#(#cfgs)* #[doc = #doc] #v(#(#fields,)* #krate::ReplyPort<#r>)),
+            None => quote!(#(#cfgs)* #[doc = #doc] #v(#(#fields),*)),
         }
     });
     let debug_arms = messages.iter().map(|h| {
         let v = &h.variant;
         let s = format!("{msg}::{v}");
-        quote!(Self::#v(..) => f.write_str(#s))
+        let cfgs = &h.cfgs;
+        quote!(#(#cfgs)* Self::#v(..) => f.write_str(#s))
     });
     let from_impls = messages.iter().filter(|h| h.kind == Kind::Info).map(|h| {
         let v = &h.variant;
         let ty = &h.params[0].ty;
+        let cfgs = &h.cfgs;
         quote! {
+            #(#cfgs)*
             impl ::core::convert::From<#ty> for #msg {
                 fn from(m: #ty) -> Self {
                     Self::#v(m)
@@ -254,30 +269,33 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
         let ctx_arg = h.takes_ctx.then(|| quote!(ctx));
         let args = names.iter().map(|n| quote!(#n)).chain(ctx_arg);
         let awaited = h.is_async.then(|| quote!(.await));
-        let call = quote_spanned!(f.span()=> self.#f(#(#args),*)#awaited);
-        match h.kind {
+        let at = Span::call_site().located_at(f.span());
+        let call = quote_spanned!(at=> self.#f(#(#args),*)#awaited);
+        let cfgs = &h.cfgs;
+        let arm = match h.kind {
             Kind::Call if h.deferred => {
-                let reply = reply_ident(&names);
+                let reply = reply_ident();
                 let args = names.iter().map(|n| quote!(#n)).chain([quote!(#reply)]).chain(h.takes_ctx.then(|| quote!(ctx)));
-                let call = quote_spanned!(f.span()=> self.#f(#(#args),*)#awaited);
+                let call = quote_spanned!(at=> self.#f(#(#args),*)#awaited);
                 quote! {
                     #msg::#v(#(#names,)* #reply) => #krate::typed::HandlerResult::into_result(#call),
                 }
             }
             Kind::Call => {
-                let reply = reply_ident(&names);
+                let reply = reply_ident();
                 quote! {
                     #msg::#v(#(#names,)* #reply) => {
                         // The caller may have given up waiting: nothing to do then.
                         let _ = #reply.send(#call);
-                        Ok(())
+                        ::core::result::Result::Ok(())
                     }
                 }
             }
             _ => quote! {
                 #msg::#v(#(#names),*) => #krate::typed::HandlerResult::into_result(#call),
             },
-        }
+        };
+        quote!(#(#cfgs)* #arm)
     });
 
     let (args_ty, init_fn) = match init {
@@ -301,23 +319,13 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
                 },
             )
         }
-        None => (parse_quote!(Self), quote!(Ok(args))),
+        None => (parse_quote!(Self), quote!(::core::result::Result::Ok(args))),
     };
-    // Restarts clone the args: a missing `Clone` is reported at their type, not at
-    // `#[actor]`.
-    let args_span = match init.and_then(|h| h.params.first()) {
-        Some(p) => p.ty.span(),
-        None if init.is_some() => Span::call_site(),
-        None => self_ty.span(),
-    };
-    let spawn_supervised = respan(
-        quote!(#krate::typed::spawn_supervised::<Self>(sup, args).await),
-        args_span,
-    );
-    let child_spec = respan(
-        quote!(#krate::typed::child_spec::<Self>(#name_str, args)),
-        args_span,
-    );
+    // Restarts clone the args. The bounds are written `for<'a>` so that they are checked
+    // where `spawn_supervised` or `child_spec` is used, not at the definition: an actor
+    // that is never supervised need not be `Clone`.
+    let spawn_supervised = quote!(#krate::typed::spawn_supervised::<Self>(sup, args).await);
+    let child_spec = quote!(#krate::typed::child_spec::<Self>(#name_str, args));
     let uses_ctx_in_init = init.is_some_and(|h| h.takes_ctx);
     let init_ctx = if uses_ctx_in_init {
         quote!(ctx)
@@ -354,10 +362,12 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
             let f = &h.name;
             let v = &h.variant;
             let docs = &h.docs;
+            let cfgs = &h.cfgs;
             let names: Vec<&Ident> = h.params.iter().map(|p| &p.name).collect();
             let tys = h.params.iter().map(|p| &p.ty);
             match &h.reply {
                 None => quote! {
+                    #(#cfgs)*
                     #(#docs)*
                     ///
                     /// A cast: returns once the message is queued, not handled.
@@ -371,8 +381,9 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
                     }
                 },
                 Some(r) => {
-                    let reply = reply_ident(&names);
+                    let reply = reply_ident();
                     quote! {
+                        #(#cfgs)*
                         #(#docs)*
                         ///
                         /// A call: waits for the reply, at most the handle's timeout and never
@@ -493,14 +504,20 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
             ///
             /// As `Supervisor::start_child`.
             #vis async fn spawn_supervised(
-                sup: &(impl ::core::convert::AsRef<#krate::Supervisor> + ?Sized),
+                sup: &(impl ::core::convert::AsRef<#krate::Supervisor> + ::core::marker::Sync + ?Sized),
                 args: #args_ty,
-            ) -> ::core::result::Result<#handle, #krate::SupervisorError> {
+            ) -> ::core::result::Result<#handle, #krate::SupervisorError>
+            where
+                for<'a> #args_ty: ::core::clone::Clone + ::core::marker::Sync,
+            {
                 #spawn_supervised
             }
 
             #[doc = #spec_doc]
-            #vis fn child_spec(args: #args_ty) -> #krate::ChildSpec<#msg> {
+            #vis fn child_spec(args: #args_ty) -> #krate::ChildSpec<#msg>
+            where
+                for<'a> #args_ty: ::core::clone::Clone + ::core::marker::Sync,
+            {
                 #child_spec
             }
         }
@@ -620,30 +637,9 @@ fn check_names(h: &Handler, accepted: &[Handler], ty_ident: &Ident) -> syn::Resu
     Ok(())
 }
 
-/// `tokens` with every span set to `span`, so that an error anywhere in them lands there.
-fn respan(tokens: TokenStream, span: Span) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|mut t| {
-            if let TokenTree::Group(g) = &t {
-                let mut group = Group::new(g.delimiter(), respan(g.stream(), span));
-                group.set_span(span);
-                t = TokenTree::Group(group);
-            } else {
-                t.set_span(span);
-            }
-            t
-        })
-        .collect()
-}
-
-/// A name for the reply port that no parameter has.
-fn reply_ident(names: &[&Ident]) -> Ident {
-    let mut name = String::from("reply");
-    while names.iter().any(|n| *n == name.as_str()) {
-        name.push('_');
-    }
-    Ident::new(&name, Span::call_site())
+/// The reply port's name in generated code: mixed-site, so no parameter can meet it.
+fn reply_ident() -> Ident {
+    Ident::new("reply", Span::mixed_site())
 }
 
 /// Reads and strips the handler attribute of `f`; `None` for a plain method.
@@ -757,9 +753,16 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
                         "`ctx` names the handler's `&Ctx<Self>`; give this parameter another name",
                     ));
                 }
-                p.ident.clone()
+                let name = p.ident.to_string();
+                match name.trim_start_matches('_') {
+                    n if n == name => p.ident.clone(),
+                    // `_t`: the generated code uses it, so it is renamed, and mixed-site so
+                    // that it cannot meet a user's `t`.
+                    "" => Ident::new(&format!("arg{i}"), Span::mixed_site()),
+                    n => Ident::new(n, Span::mixed_site()),
+                }
             }
-            Pat::Wild(_) => format_ident!("arg{}", i),
+            Pat::Wild(_) => Ident::new(&format!("arg{i}"), Span::mixed_site()),
             other => {
                 return Err(Error::new_spanned(
                     other,
@@ -883,6 +886,21 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
         .filter(|a| a.path().is_ident("doc"))
         .cloned()
         .collect();
+    let cfgs: Vec<Attribute> = f
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("cfg"))
+        .cloned()
+        .collect();
+    if let (Kind::Init | Kind::Terminate, Some(cfg)) = (kind, cfgs.first()) {
+        return Err(Error::new_spanned(
+            cfg,
+            format!(
+                "`#[cfg]` on a `#[{}]` hook is not supported: put the `#[cfg]` inside its body",
+                kind.attr()
+            ),
+        ));
+    }
     Ok(Some(Handler {
         kind,
         variant: Ident::new(&name.to_string().to_upper_camel_case(), name.span()),
@@ -893,6 +911,7 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
         reply,
         deferred,
         docs,
+        cfgs,
     }))
 }
 
@@ -919,4 +938,27 @@ fn is_ctx(ty: &Type) -> bool {
         return false;
     };
     p.path.segments.last().is_some_and(|s| s.ident == "Ctx")
+}
+
+/// Replaces `Self` in a type by the actor's type (`Self::Assoc` by `<Actor>::Assoc`).
+struct Unself<'a>(&'a Type);
+
+impl VisitMut for Unself<'_> {
+    fn visit_type_mut(&mut self, t: &mut Type) {
+        if let Type::Path(p) = t {
+            if p.qself.is_none() && p.path.is_ident("Self") {
+                *t = self.0.clone();
+                return;
+            }
+            let starts_with_self =
+                p.qself.is_none() && p.path.segments.first().is_some_and(|s| s.ident == "Self");
+            if starts_with_self {
+                let actor = self.0;
+                let rest = p.path.segments.iter().skip(1);
+                *t = parse_quote!(<#actor>#(::#rest)*);
+                return;
+            }
+        }
+        visit_mut::visit_type_mut(self, t);
+    }
 }

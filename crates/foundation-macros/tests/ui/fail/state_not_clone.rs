@@ -1,5 +1,6 @@
 use foundation_actors::prelude::*;
 
+// Not `Clone`: fine until it is supervised, since restarts clone the state.
 struct Counter {
     total: u64,
 }
@@ -12,4 +13,6 @@ impl Counter {
     }
 }
 
-fn main() {}
+fn main() {
+    let _spec = Counter::child_spec(Counter { total: 0 });
+}
