@@ -9,7 +9,8 @@ use anyhow::{Result, bail};
 
 use crate::{cargo, run_step};
 
-/// Runs fmt check, clippy, doc tests, loom model tests, then nextest (or `cargo test`).
+/// Runs fmt check, clippy, doc tests, rustdoc with warnings denied, loom model tests, then
+/// nextest (or `cargo test`).
 pub(crate) fn run(args: &[OsString]) -> Result<()> {
     if let Some(arg) = args.first() {
         bail!(
@@ -36,6 +37,21 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
     let mut doc = cargo()?;
     doc.args(["test", "--workspace", "--doc"]);
     step("doc tests", doc)?;
+
+    // Docs are part of the feature: broken or ambiguous intra-doc links fail the build.
+    let mut rustdoc = cargo()?;
+    rustdoc
+        .args([
+            "doc",
+            "--no-deps",
+            "--workspace",
+            "--exclude",
+            "xtask",
+            "--exclude",
+            "examples",
+        ])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    step("rustdoc", rustdoc)?;
 
     // Release: loom explores many interleavings and is very slow in debug builds.
     let mut loom = cargo()?;

@@ -10,13 +10,38 @@
 //! struct: postcard(field 1, field 2, …)
 //! ```
 //!
-//! Renaming a variant or a field, or reordering variants, changes nothing on the wire.
-//! Adding, removing or reordering a variant's *fields* does: give the new shape a new tag
-//! and keep the old one while peers still send it. Fields need serde's `Serialize` and
-//! `Deserialize`; the message type itself needs neither.
+//! Fields need serde's `Serialize` and `Deserialize`; the message type itself needs
+//! neither.
 //!
-//! Decoding never panics: an unknown tag, truncated or malformed bytes and trailing bytes
-//! each give a [`WireError`] that names the type and the tag.
+//! # Compatibility
+//!
+//! Peers see a variant's tag, never its name, and its fields by position, never by name.
+//! So renaming a variant, renaming a field, and reordering variants all keep the bytes
+//! the same: an old peer and a new one understand each other.
+//!
+//! A variant's fields are written in declaration order, without names, so adding,
+//! removing, retyping or reordering them changes its wire form. The other side's decode
+//! may then fail (truncated or trailing bytes), or may not: swap two fields of the same
+//! type and each decodes as the other, silently. Give the new shape a new tag, and keep
+//! the old variant while peers still send it. The same holds for a struct's fields, which have no tag to change: give the
+//! new shape a new type (and a new `#[remote(name = "…")]`).
+//!
+//! # Hostile input
+//!
+//! Bytes from a peer are checked, not trusted: an unknown tag, truncated or malformed
+//! bytes and trailing bytes each give a [`WireError`] that names the type and the tag,
+//! never a panic. A string, byte string or `Vec` whose length prefix claims more than
+//! the input holds is refused before anything is allocated for it. Maps and sets are
+//! the exception: serde lets them preallocate up to about 1 MiB of entries whatever
+//! their prefix says (a `HashMap`'s table for that is about 2 MiB), before the input
+//! runs out and the decode fails.
+//!
+//! postcard has no depth limit. A field type that contains itself (an expression tree
+//! through `Box`, a JSON-like value through `Vec`) is decoded by recursion, one level
+//! per byte or so of input, and hostile input nested deep enough overflows the stack,
+//! which aborts the process: no error, no panic to catch. On a tokio worker's 2 MiB
+//! stack a few tens of kilobytes of nesting are enough. Keep remote messages flat, or
+//! bound the size of the frames they arrive in (foundation-cluster limits frame sizes).
 //!
 //! # Examples
 //!
@@ -63,7 +88,9 @@ pub trait RemoteMessage: Sized + Send + 'static {
     ///
     /// # Errors
     ///
-    /// [`WireError::Encode`] if a field's `Serialize` impl fails.
+    /// [`WireError::Encode`] if a field's `Serialize` impl fails. `out` is then as it was
+    /// (the same length and bytes), so a batch of messages in one buffer survives one that
+    /// cannot be encoded.
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError>;
 
     /// Reads a value from exactly `bytes`.
@@ -101,19 +128,23 @@ pub enum WireError {
         /// The tags this node knows.
         known: &'static [u32],
     },
-    /// The bytes end early or do not match the fields' types.
-    #[error("malformed `{type_name}`{}: {source}", tag_suffix(*tag))]
+    /// The bytes end early or do not match the fields' types, or an enum's input does not
+    /// start with a tag.
+    #[error("malformed `{type_name}`{}: {}", tag_suffix(*tag), malformed(*in_tag, source))]
     Malformed {
         /// The type's wire name.
         type_name: &'static str,
         /// The variant's tag, if it was read.
         tag: Option<u32>,
+        /// Whether the tag itself could not be read: the input is empty, or does not start
+        /// with a `u32` varint. `tag` is then `None`.
+        in_tag: bool,
         /// What postcard found.
         #[source]
         source: postcard::Error,
     },
     /// A whole value was read and bytes were left over.
-    #[error("{extra} bytes left over after a `{type_name}`{}", tag_suffix(*tag))]
+    #[error("{} left over after a `{type_name}`{}", byte_count(*extra), tag_suffix(*tag))]
     TrailingBytes {
         /// The type's wire name.
         type_name: &'static str,
@@ -137,6 +168,28 @@ pub enum WireError {
 
 fn tag_suffix(tag: Option<u32>) -> String {
     tag.map(|t| format!(" (tag {t})")).unwrap_or_default()
+}
+
+fn byte_count(n: usize) -> String {
+    if n == 1 {
+        "1 byte".to_owned()
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// What was wrong, in this crate's words where postcard's would mislead: its text for a
+/// bad varint asks whether "the usize" is "too big for this platform".
+fn malformed(in_tag: bool, source: &postcard::Error) -> String {
+    use postcard::Error::{DeserializeBadVarint, DeserializeUnexpectedEnd};
+    match (in_tag, source) {
+        (true, DeserializeBadVarint) => "the wire tag is not a valid u32 varint".to_owned(),
+        (true, DeserializeUnexpectedEnd) => "the input ends before the wire tag does".to_owned(),
+        (false, DeserializeBadVarint) => {
+            "a varint (an integer field or a length prefix) is too long for its type".to_owned()
+        }
+        _ => source.to_string(),
+    }
 }
 
 /// A type a remote message's fields may have: anything serde can write and read back.
@@ -168,24 +221,48 @@ pub mod __private {
         out.push(tag as u8);
     }
 
-    /// Appends the fields (a tuple of references).
-    pub fn put<F: Serialize>(
+    /// Runs a generated encoder and, if it fails, truncates `out` back to where it
+    /// started: what it appended before the failing field goes, what was there stays.
+    #[inline]
+    pub fn encode<M>(
+        msg: &M,
         out: &mut Vec<u8>,
-        fields: &F,
+        codec: fn(&M, &mut Vec<u8>) -> Result<(), WireError>,
+    ) -> Result<(), WireError> {
+        let start = out.len();
+        let result = codec(msg, out);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    /// Appends a field; on an error, what it appended stays for [`encode`] to truncate.
+    #[inline]
+    pub fn put<F: Serialize + ?Sized>(
+        out: &mut Vec<u8>,
+        field: &F,
         type_name: &'static str,
         tag: Option<u32>,
     ) -> Result<(), WireError> {
-        let buf = std::mem::take(out);
-        match postcard::to_extend(fields, buf) {
-            Ok(buf) => {
-                *out = buf;
-                Ok(())
-            }
+        match postcard::to_extend(field, Tail(out)) {
+            Ok(_) => Ok(()),
             Err(source) => Err(WireError::Encode {
                 type_name,
                 tag,
                 source,
             }),
+        }
+    }
+
+    /// Appends to a borrowed buffer. `postcard::to_extend` takes its writer by value and
+    /// drops it on an error: a `Vec` moved in would take the caller's bytes with it.
+    struct Tail<'a>(&'a mut Vec<u8>);
+
+    impl Extend<u8> for Tail<'_> {
+        #[inline]
+        fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+            self.0.extend(bytes);
         }
     }
 
@@ -197,6 +274,7 @@ pub mod __private {
         postcard::take_from_bytes::<u32>(bytes).map_err(|source| WireError::Malformed {
             type_name,
             tag: None,
+            in_tag: true,
             source,
         })
     }
@@ -217,6 +295,7 @@ pub mod __private {
             Err(source) => Err(WireError::Malformed {
                 type_name,
                 tag,
+                in_tag: false,
                 source,
             }),
         }

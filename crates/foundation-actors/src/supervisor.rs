@@ -11,7 +11,7 @@
 //!
 //! At most `max_restarts` restarts within `period` ([`Intensity`], OTP's meaning; the
 //! default is OTP's 1 in 5 s). One more and the supervisor shuts every child down and
-//! exits with [`SupervisorExit`](crate::SupervisorExit), which its own supervisor sees as the child's
+//! exits with [`SupervisorExit`], which its own supervisor sees as the child's
 //! [`ExitReason::Escalated`]: escalation climbs the tree.
 //!
 //! # Start and shutdown order

@@ -1,5 +1,5 @@
 //! Actors written as a state type with one method per message: the runtime side of
-//! [`#[actor]`](crate::actor).
+//! [`#[actor]`](macro@crate::actor).
 //!
 //! `#[actor]` turns an `impl` block into a [`TypedActor`]: it generates the message enum,
 //! the dispatch `match`, and a typed handle (`CounterRef` for `Counter`) whose methods send
@@ -245,7 +245,10 @@ impl Timer {
         self.0.abort();
     }
 
-    /// Whether it has fired (a one-shot timer) or been cancelled.
+    /// Whether its task has ended: a one-shot timer fired, an interval or a forwarder
+    /// found the process stopped for good, or the timer was cancelled *and* the runtime
+    /// has since dropped its task. Right after [`Timer::cancel`] it may still be `false`:
+    /// the task is torn down the next time the runtime gets to it.
     pub fn is_finished(&self) -> bool {
         self.0.is_finished()
     }
@@ -276,12 +279,19 @@ impl<T: TypedActor> Ctx<T> {
     }
 
     /// Sends `msg` to this process after `delay` (Erlang's `Process.send_after`). Usually
-    /// an `#[info]` message: the generated enum converts from each `#[info]` type.
+    /// an `#[info]` message: the generated enum converts from each `#[info]` type. A
+    /// `delay` too long to be a deadline (`Duration::MAX`) never fires.
     pub fn send_after(&self, delay: Duration, msg: impl Into<T::Msg>) -> Timer {
         let addr = self.addr.clone();
         let msg = msg.into();
         self.track(tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
+            // tokio's `sleep` does not panic here either, but caps the delay at about 30
+            // years and then fires (at once under paused test time); as in
+            // `send_interval`, a delay no `Instant` can hold means never.
+            match tokio::time::Instant::now().checked_add(delay) {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
             // A process that stopped for good has nobody left to tell.
             let _ = addr.cast(msg);
         }))
@@ -289,13 +299,22 @@ impl<T: TypedActor> Ctx<T> {
 
     /// Sends `make()` to this process every `period`, the first after one period (`:timer.send_interval`).
     /// A tick is skipped, not queued, while the process restarts with a full backlog.
+    ///
+    /// A zero `period` (say, read from a configuration) is taken as 1 ms, tokio's timer
+    /// resolution: a timer cannot tick more often. A `period` too long to be a deadline
+    /// (`Duration::MAX`) never fires; the timer waits until it is cancelled.
     pub fn send_interval<M>(&self, period: Duration, make: impl Fn() -> M + Send + 'static) -> Timer
     where
         M: Into<T::Msg>,
     {
         let addr = self.addr.clone();
+        // tokio's `interval_at` panics on a zero period, inside this detached task.
+        let period = period.max(Duration::from_millis(1));
         self.track(tokio::spawn(async move {
-            let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            let Some(first) = tokio::time::Instant::now().checked_add(period) else {
+                return std::future::pending().await;
+            };
+            let mut every = tokio::time::interval_at(first, period);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
@@ -410,5 +429,121 @@ impl AsRef<Supervisor> for Supervisor {
 impl AsRef<Supervisor> for DynamicSupervisor {
     fn as_ref(&self) -> &Supervisor {
         self.handle()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+    use tokio::time::{Instant, timeout};
+
+    /// What a [`Probe`] reports.
+    enum Event {
+        /// The timer its `init` started.
+        Started(Timer),
+        /// A tick arrived, at this time.
+        Tick(Instant),
+    }
+
+    /// The timer a [`Probe`] starts.
+    enum Start {
+        Interval(Duration),
+        After(Duration),
+    }
+
+    struct Tick;
+
+    /// Starts one timer and reports it and its ticks.
+    struct Probe(mpsc::UnboundedSender<Event>);
+
+    impl TypedActor for Probe {
+        type Msg = Tick;
+        type Args = (Start, mpsc::UnboundedSender<Event>);
+        type Ref = Addr<Tick>;
+        const NAME: &'static str = "probe";
+
+        async fn init((start, events): Self::Args, ctx: &Ctx<Self>) -> Result<Self, ActorError> {
+            let timer = match start {
+                Start::Interval(period) => ctx.send_interval(period, || Tick),
+                Start::After(delay) => ctx.send_after(delay, Tick),
+            };
+            events
+                .send(Event::Started(timer))
+                .expect("the test listens");
+            Ok(Self(events))
+        }
+
+        async fn handle(&mut self, _: Tick, _: &Ctx<Self>) -> Result<(), ActorError> {
+            let _ = self.0.send(Event::Tick(Instant::now()));
+            Ok(())
+        }
+    }
+
+    /// Starts a probe; returns its timer and its events.
+    async fn probe(start: Start) -> (Timer, mpsc::UnboundedReceiver<Event>) {
+        let (tx, mut events) = mpsc::unbounded_channel();
+        spawn::<Probe>((start, tx)).await.expect("the probe starts");
+        match events.recv().await {
+            Some(Event::Started(timer)) => (timer, events),
+            _ => panic!("the probe reports its timer first"),
+        }
+    }
+
+    /// The next tick's time, or `None` if none comes within `within`.
+    async fn next_tick(
+        events: &mut mpsc::UnboundedReceiver<Event>,
+        within: Duration,
+    ) -> Option<Instant> {
+        match timeout(within, events.recv()).await {
+            Ok(Some(Event::Tick(at))) => Some(at),
+            Ok(_) => panic!("the probe stopped or started a second timer"),
+            Err(_) => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_period_ticks_every_millisecond() {
+        let started = Instant::now();
+        let (timer, mut events) = probe(Start::Interval(Duration::ZERO)).await;
+        let mut ticks = Vec::new();
+        for _ in 0..3 {
+            let at = next_tick(&mut events, Duration::from_secs(1))
+                .await
+                .expect("a zero-period interval ticks");
+            ticks.push(at);
+        }
+        assert_eq!(ticks[0] - started, Duration::from_millis(1));
+        assert!(
+            ticks
+                .windows(2)
+                .all(|w| w[1] - w[0] == Duration::from_millis(1)),
+            "{ticks:?}"
+        );
+        assert!(!timer.is_finished());
+        timer.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_period_or_delay_past_the_end_of_time_never_fires() {
+        let year = Duration::from_secs(365 * 24 * 3600);
+        for start in [Start::Interval(Duration::MAX), Start::After(Duration::MAX)] {
+            let (timer, mut events) = probe(start).await;
+            assert_eq!(next_tick(&mut events, year).await, None);
+            // The task did not panic on the overflow: it waits to be cancelled.
+            assert!(!timer.is_finished());
+            timer.cancel();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_timer_is_finished_once_the_runtime_drops_its_task() {
+        let (timer, mut events) = probe(Start::After(Duration::from_secs(60))).await;
+        timer.cancel();
+        // `is_finished` may still be `false` here; the runtime drops the task the next
+        // time it gets to it.
+        tokio::task::yield_now().await;
+        assert!(timer.is_finished());
+        assert_eq!(next_tick(&mut events, Duration::from_secs(120)).await, None);
     }
 }

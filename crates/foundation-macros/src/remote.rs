@@ -1,6 +1,6 @@
 //! `#[derive(RemoteMessage)]`: a stable wire form with an explicit tag per variant.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Error, Fields, Ident, LitInt, LitStr};
@@ -65,8 +65,18 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
     let p = quote!(#krate::remote::__private);
     let trait_ = quote!(#krate::remote::RemoteMessage);
     let name = quote!(<#ident as #trait_>::TYPE_NAME);
+    let l = Locals::new();
+    let Locals {
+        this,
+        out,
+        bytes,
+        rest,
+        tag: wire_tag,
+        other,
+    } = &l;
     let mut wire = Wire {
         p: p.clone(),
+        out: out.clone(),
         name: name.clone(),
         field: quote!(#krate::remote::WireField),
         error: quote!(#krate::remote::WireError),
@@ -82,12 +92,12 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
             let (pat, names, tys) = destructure(&s.fields);
             let ctor = construct(ident, &s.fields, &names);
             let put = wire.put(&names, &tys, &quote!(::core::option::Option::None));
-            let take = wire.take(&tys, quote!(bytes), &quote!(::core::option::Option::None));
+            let take = wire.take(&tys, bytes, &quote!(::core::option::Option::None));
             (
                 quote!(&[]),
                 quote!(::core::option::Option::None),
                 quote! {
-                    let #ident #pat = this;
+                    let #ident #pat = #this;
                     #put
                 },
                 quote! {
@@ -142,12 +152,12 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                 let ctor = construct(&quote!(#ident::#vi), &v.fields, &names);
                 let some_tag = quote!(::core::option::Option::Some(#tag));
                 let put = wire.put(&names, &tys, &some_tag);
-                let take = wire.take(&tys, quote!(rest), &some_tag);
+                let take = wire.take(&tys, rest, &some_tag);
                 tag_list.push(tag);
                 tag_arms.push(quote!(Self::#vi { .. } => #some_tag));
                 enc_arms.push(quote! {
                     #ident::#vi #pat => {
-                        #p::put_tag(out, #tag);
+                        #p::put_tag(#out, #tag);
                         #put
                     }
                 });
@@ -162,15 +172,15 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                 quote!(&[#(#tag_list),*]),
                 quote!(match *self { #(#tag_arms,)* }),
                 if e.variants.is_empty() {
-                    quote!(match *this {})
+                    quote!(match *#this {})
                 } else {
-                    quote!(match this { #(#enc_arms)* })
+                    quote!(match #this { #(#enc_arms)* })
                 },
                 quote! {
-                    let (tag, rest) = #p::take_tag(bytes, #name)?;
-                    match tag {
+                    let (#wire_tag, #rest) = #p::take_tag(#bytes, #name)?;
+                    match #wire_tag {
                         #(#dec_arms)*
-                        other => ::core::result::Result::Err(#p::unknown_tag(#name, other, <#ident as #trait_>::TAGS)),
+                        #other => ::core::result::Result::Err(#p::unknown_tag(#name, #other, <#ident as #trait_>::TAGS)),
                     }
                 },
             )
@@ -195,8 +205,8 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                 ) = {
                     #(#checks)*
                     (
-                        |this, out| { #encode },
-                        |bytes| { #decode },
+                        |#this, #out| { #encode },
+                        |#bytes| { #decode },
                     )
                 };
 
@@ -210,7 +220,7 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
 
                     #[inline]
                     fn encode(&self, out: &mut ::std::vec::Vec<u8>) -> ::core::result::Result<(), #error> {
-                        (__CODEC.0)(self, out)
+                        #p::encode(self, out, __CODEC.0)
                     }
 
                     #[inline]
@@ -253,6 +263,8 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
 /// check, which rustc reports once per body.
 struct Wire {
     p: TokenStream,
+    /// The encoder's output buffer.
+    out: Ident,
     /// The message's `TYPE_NAME`.
     name: TokenStream,
     field: TokenStream,
@@ -265,13 +277,13 @@ impl Wire {
     /// Appends the fields one by one: postcard writes a tuple as its elements in order, so
     /// the bytes are those of the tuple.
     fn put(&self, names: &[Ident], tys: &[&syn::Type], tag: &TokenStream) -> TokenStream {
-        let name = &self.name;
+        let Wire { name, out, .. } = self;
         let puts = names
             .iter()
             .zip(tys)
-            .map(|(n, ty)| quote_spanned!(ty.span()=> __put::<#ty>(out, #n, #name, #tag)?;));
+            .map(|(n, ty)| quote_spanned!(ty.span()=> __put::<#ty>(#out, #n, #name, #tag)?;));
         // A struct without fields writes nothing.
-        let unused = names.is_empty().then(|| quote!(let _ = out;));
+        let unused = names.is_empty().then(|| quote!(let _ = #out;));
         quote! {
             #unused
             #(#puts)*
@@ -280,7 +292,7 @@ impl Wire {
     }
 
     /// Reads the fields, as a tuple, from exactly `bytes`.
-    fn take(&mut self, tys: &[&syn::Type], bytes: TokenStream, tag: &TokenStream) -> TokenStream {
+    fn take(&mut self, tys: &[&syn::Type], bytes: &Ident, tag: &TokenStream) -> TokenStream {
         if !self.arities.contains(&tys.len()) {
             self.arities.push(tys.len());
         }
@@ -320,6 +332,38 @@ impl Wire {
                 #p::put(out, value, type_name, tag)
             }
             #(#takes)*
+        }
+    }
+}
+
+/// The generated codec's own local variables. Their span is `mixed_site`, so they live in
+/// the macro's hygiene context: a field named `out`, `bytes` or `tag` is bound in the
+/// caller's and neither shadows nor is shadowed by them.
+struct Locals {
+    /// The value being encoded.
+    this: Ident,
+    /// The encoder's output buffer.
+    out: Ident,
+    /// The decoder's input.
+    bytes: Ident,
+    /// The input after an enum's tag.
+    rest: Ident,
+    /// An enum's tag, read.
+    tag: Ident,
+    /// A tag no variant has.
+    other: Ident,
+}
+
+impl Locals {
+    fn new() -> Self {
+        let local = |name| Ident::new(name, Span::mixed_site());
+        Self {
+            this: local("this"),
+            out: local("out"),
+            bytes: local("bytes"),
+            rest: local("rest"),
+            tag: local("tag"),
+            other: local("other"),
         }
     }
 }
@@ -370,7 +414,9 @@ fn check_fields(
     Ok(())
 }
 
-/// A pattern binding every field, the bound names and the field types.
+/// A pattern binding every field, the bound names and the field types. Named fields are
+/// bound under their own names (in the caller's hygiene context); tuple fields as `f0`,
+/// `f1`… in the macro's, like [`Locals`].
 fn destructure(fields: &Fields) -> (TokenStream, Vec<Ident>, Vec<&syn::Type>) {
     let tys = fields.iter().map(|f| &f.ty).collect();
     match fields {
@@ -380,7 +426,7 @@ fn destructure(fields: &Fields) -> (TokenStream, Vec<Ident>, Vec<&syn::Type>) {
         }
         Fields::Unnamed(u) => {
             let names: Vec<Ident> = (0..u.unnamed.len())
-                .map(|i| format_ident!("f{}", i))
+                .map(|i| Ident::new(&format!("f{i}"), Span::mixed_site()))
                 .collect();
             (quote!(( #(#names),* )), names, tys)
         }

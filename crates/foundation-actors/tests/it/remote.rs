@@ -203,3 +203,248 @@ fn garbage_never_panics() {
     }
     assert!(decoded > 0, "some flipped messages still decode");
 }
+
+/// A field whose `Serialize` fails on demand.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub(crate) struct Flaky(bool);
+
+impl Serialize for Flaky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 {
+            s.serialize_bool(true)
+        } else {
+            Err(serde::ser::Error::custom("refused"))
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, RemoteMessage)]
+pub(crate) enum Batched {
+    #[remote(tag = 1)]
+    First(Flaky),
+    /// A failure after the tag and a field were written.
+    #[remote(tag = 200)]
+    Last(String, Flaky),
+    #[remote(tag = 3)]
+    Plain(u8),
+}
+
+#[derive(Debug, Clone, PartialEq, RemoteMessage)]
+pub(crate) struct FlakyRecord {
+    name: String,
+    flaky: Flaky,
+}
+
+#[test]
+fn a_failed_encode_leaves_the_buffer_as_it_was() {
+    let mut out = Vec::new();
+    Batched::Plain(7).encode(&mut out).unwrap();
+    Batched::First(Flaky(true)).encode(&mut out).unwrap();
+    Batched::Last("ok".into(), Flaky(true))
+        .encode(&mut out)
+        .unwrap();
+    let before = out.clone();
+    for failing in [
+        Batched::First(Flaky(false)),
+        Batched::Last("written, then dropped".into(), Flaky(false)),
+    ] {
+        let err = failing.encode(&mut out).unwrap_err();
+        assert!(
+            matches!(err, WireError::Encode { tag: Some(t), .. } if Some(t) == failing.tag()),
+            "{err:?}"
+        );
+        assert_eq!(out, before, "after a failed {failing:?}");
+    }
+    let record = FlakyRecord {
+        name: "written, then dropped".into(),
+        flaky: Flaky(false),
+    };
+    assert!(matches!(
+        record.encode(&mut out),
+        Err(WireError::Encode { tag: None, .. })
+    ));
+    assert_eq!(out, before);
+
+    // The buffer still holds the batch, and goes on taking messages.
+    Batched::Plain(9).encode(&mut out).unwrap();
+    let mut rest = &out[..];
+    for want in [
+        Batched::Plain(7),
+        Batched::First(Flaky(true)),
+        Batched::Last("ok".into(), Flaky(true)),
+        Batched::Plain(9),
+    ] {
+        let len = want.to_bytes().unwrap().len();
+        assert_eq!(Batched::from_bytes(&rest[..len]).unwrap(), want);
+        rest = &rest[len..];
+    }
+    assert!(rest.is_empty());
+}
+
+/// Fields named like the generated code's locals and helpers.
+#[derive(Debug, Clone, PartialEq, RemoteMessage)]
+pub(crate) enum Shadowing {
+    #[remote(tag = 1)]
+    Named {
+        out: String,
+        this: u8,
+        bytes: Vec<u8>,
+        rest: Option<String>,
+        tag: u32,
+        other: i64,
+        f0: u8,
+        value: bool,
+        type_name: String,
+    },
+    #[remote(tag = 2)]
+    Tuple(String, u8, Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, RemoteMessage)]
+pub(crate) struct Route {
+    this: u8,
+    out: u16,
+    bytes: String,
+}
+
+#[derive(Debug, Clone, PartialEq, RemoteMessage)]
+pub(crate) struct Pair(String, u8);
+
+#[test]
+fn fields_may_be_named_like_the_codecs_locals() {
+    for m in [
+        Shadowing::Named {
+            out: "o".into(),
+            this: 1,
+            bytes: vec![2, 3],
+            rest: Some("r".into()),
+            tag: 4,
+            other: -5,
+            f0: 6,
+            value: true,
+            type_name: "t".into(),
+        },
+        Shadowing::Tuple("a".into(), 7, vec![8]),
+    ] {
+        assert_eq!(Shadowing::from_bytes(&m.to_bytes().unwrap()).unwrap(), m);
+    }
+    let r = Route {
+        this: 1,
+        out: 300,
+        bytes: "b".into(),
+    };
+    assert_eq!(Route::from_bytes(&r.to_bytes().unwrap()).unwrap(), r);
+    let p = Pair("p".into(), 9);
+    assert_eq!(Pair::from_bytes(&p.to_bytes().unwrap()).unwrap(), p);
+}
+
+#[test]
+fn error_texts_speak_of_the_message() {
+    let ping = Command::Ping.to_bytes().unwrap();
+    let one = Command::from_bytes(&[&ping[..], &[0]].concat()).unwrap_err();
+    assert_eq!(
+        one.to_string(),
+        "1 byte left over after a `shop.Command` (tag 300)"
+    );
+    let two = Command::from_bytes(&[&ping[..], &[0, 0]].concat()).unwrap_err();
+    assert_eq!(
+        two.to_string(),
+        "2 bytes left over after a `shop.Command` (tag 300)"
+    );
+
+    // A varint that does not end within 5 bytes, and one past `u32::MAX`.
+    for bad in [&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01][..], &[0xff; 5]] {
+        let err = Command::from_bytes(bad).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::Malformed {
+                    tag: None,
+                    in_tag: true,
+                    ..
+                }
+            ),
+            "{bad:?}: {err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "malformed `shop.Command`: the wire tag is not a valid u32 varint"
+        );
+    }
+    for short in [&[][..], &[0x80]] {
+        assert_eq!(
+            Command::from_bytes(short).unwrap_err().to_string(),
+            "malformed `shop.Command`: the input ends before the wire tag does"
+        );
+    }
+
+    // A bad varint in a field is not the tag's fault.
+    let mut bad_field = vec![4];
+    bad_field.extend_from_slice(&[0xff; 11]);
+    let err = Command::from_bytes(&bad_field).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WireError::Malformed {
+                tag: Some(4),
+                in_tag: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with("malformed `shop.Command` (tag 4): a varint") && !text.contains("usize"),
+        "{text}"
+    );
+    let err = Reading::from_bytes(&[
+        0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01,
+    ])
+    .unwrap_err();
+    assert!(
+        matches!(err, WireError::Malformed { in_tag: false, .. }),
+        "a struct has no tag: {err:?}"
+    );
+}
+
+mod v1 {
+    use super::*;
+
+    #[derive(Debug, PartialEq, RemoteMessage)]
+    #[remote(name = "kv.Command")]
+    pub(crate) enum Command {
+        #[remote(tag = 1)]
+        Put { key: String, value: String },
+    }
+}
+
+mod v2 {
+    use super::*;
+
+    /// `v1::Command` with the fields of `Put` swapped.
+    #[derive(Debug, PartialEq, RemoteMessage)]
+    #[remote(name = "kv.Command")]
+    pub(crate) enum Command {
+        #[remote(tag = 1)]
+        Put { value: String, key: String },
+    }
+}
+
+/// The module docs warn about this: fields go by position, not by name.
+#[test]
+fn swapped_fields_of_one_type_decode_swapped() {
+    let bytes = v1::Command::Put {
+        key: "user".into(),
+        value: "alice".into(),
+    }
+    .to_bytes()
+    .unwrap();
+    assert_eq!(
+        v2::Command::from_bytes(&bytes).unwrap(),
+        v2::Command::Put {
+            value: "user".into(),
+            key: "alice".into()
+        }
+    );
+}
