@@ -96,11 +96,11 @@ pub use supervisor::{
     Intensity, Restart, Shutdown, Strategy, Supervisor, SupervisorEvent, SupervisorMsg,
     SupervisorSpec, TreeNode,
 };
-pub use typed::{Ctx, Typed, TypedActor};
+pub use typed::{Ctx, TypedActor};
 
 /// The names an application uses most.
 pub mod prelude {
-    pub use crate::typed::{Ctx, Typed, TypedActor};
+    pub use crate::typed::{Ctx, TypedActor};
     pub use crate::{
         Actor, ActorError, Addr, CallError, ChildSpec, Context, DynamicSupervisor, Ecosystem,
         EcosystemSpec, ReplyPort, Restart, Routing, SendError, Shutdown, Strategy, Supervisor,

@@ -2,11 +2,12 @@
 //! [`#[actor]`](macro@crate::actor).
 //!
 //! `#[actor]` turns an `impl` block into a [`TypedActor`]: it generates the message enum,
-//! the dispatch `match`, and a typed handle (`CounterRef` for `Counter`) whose methods send
-//! the messages. This module holds the generic rest, written once: [`Typed`] runs any
-//! [`TypedActor`] as an [`Actor`] (and so under supervisors, with stable addresses and the
-//! context), and [`Ctx`] is what a handler gets to reach its own process: its handle,
-//! timers, supervision events, a stop.
+//! a typed handle (`CounterRef` for `Counter`) whose methods send the messages, and an
+//! ordinary [`Actor`] whose one `async` handler is the dispatch `match` (so supervisors,
+//! stable addresses and the context apply unchanged, at the cost of a hand-written actor).
+//! This module holds the generic rest, written once: the spawn functions, [`Running`]
+//! (the state of a running process), and [`Ctx`], what a handler gets to reach its own
+//! process: its handle, timers, supervision events, a stop.
 //!
 //! # Examples
 //!
@@ -51,8 +52,6 @@
 //! ```
 
 use std::fmt;
-use std::future::Future;
-use std::marker::PhantomData;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -66,102 +65,51 @@ use crate::supervisor::{ChildSpec, DynamicSupervisor, Supervisor, SupervisorEven
 
 /// An actor written as its state plus handlers; implemented by `#[actor]`.
 ///
-/// Written by hand it is an [`Actor`] whose state is `Self`: [`Typed`] adapts one to the
-/// other.
+/// It names what `#[actor]` generates for the state type: the message enum, the handle,
+/// and the [`Actor`] that runs it (one `async` dispatch per message, as a hand-written
+/// actor has, with the state in a [`Running`]). The spawn functions of this module start
+/// any `TypedActor`.
 pub trait TypedActor: Sized + Send + 'static {
     /// The generated message enum.
     type Msg: Send + 'static;
-    /// What [`TypedActor::init`] is given: `Self` unless the impl has an `#[init]` hook.
+    /// What the actor starts from: `Self` unless the impl has an `#[init]` hook, whose
+    /// argument it is then.
     type Args: Send + 'static;
     /// The generated typed handle.
     type Ref: From<Addr<Self::Msg>> + Clone + Send + Sync + 'static;
     /// The type's name: the default child id under a static supervisor.
     const NAME: &'static str;
 
-    /// Builds the state (the `#[init]` hook, or the arguments themselves).
-    fn init(
-        args: Self::Args,
-        ctx: &Ctx<Self>,
-    ) -> impl Future<Output = Result<Self, ActorError>> + Send;
-
-    /// Dispatches one message to its handler.
-    fn handle(
-        &mut self,
-        msg: Self::Msg,
-        ctx: &Ctx<Self>,
-    ) -> impl Future<Output = Result<(), ActorError>> + Send;
-
-    /// The `#[terminate]` hook: runs on a graceful stop, not after a crash or a kill.
-    fn terminate(
-        &mut self,
-        ctx: &Ctx<Self>,
-    ) -> impl Future<Output = Result<(), ActorError>> + Send {
-        let _ = ctx;
-        async { Ok(()) }
-    }
+    /// The generated actor that runs it (a private type, hence `impl Actor`).
+    fn actor() -> impl Actor<Msg = Self::Msg, Args = Self::Args> + Clone;
 }
 
-/// Runs a [`TypedActor`] as an [`Actor`]. A zero-sized, cloneable value: use it wherever
-/// an [`Actor`] is asked for, e.g. `ChildSpec::new("c2", Typed::<Counter>::new(), args)`.
-pub struct Typed<T>(PhantomData<fn() -> T>);
-
-impl<T> Typed<T> {
-    /// The adapter for `T`.
-    pub const fn new() -> Self {
-        Self(PhantomData)
-    }
-}
-
-impl<T> Default for Typed<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<T> Clone for Typed<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T> Copy for Typed<T> {}
-
-impl<T> fmt::Debug for Typed<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Typed<{}>", std::any::type_name::<T>())
-    }
-}
-
-/// The state of a [`Typed`] actor: the user's state and its [`Ctx`].
+/// The state of a running `#[actor]` process: the user's state and its [`Ctx`].
 #[derive(Debug)]
 pub struct Running<T: TypedActor> {
     state: T,
     ctx: Ctx<T>,
 }
 
-impl<T: TypedActor> Actor for Typed<T> {
-    type Msg = T::Msg;
-    type State = Running<T>;
-    type Args = T::Args;
+/// Support for the code `#[actor]` generates; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    use super::{Addr, Ctx, Running, TypedActor};
 
-    async fn init(&self, me: &Addr<T::Msg>, args: T::Args) -> Result<Running<T>, ActorError> {
-        let ctx = Ctx::new(me.clone());
-        let state = T::init(args, &ctx).await?;
-        Ok(Running { state, ctx })
+    /// The context of a new incarnation.
+    pub fn ctx<T: TypedActor>(me: &Addr<T::Msg>) -> Ctx<T> {
+        Ctx::new(me.clone())
     }
 
+    /// The running state of an incarnation.
+    pub fn running<T: TypedActor>(state: T, ctx: Ctx<T>) -> Running<T> {
+        Running { state, ctx }
+    }
+
+    /// The state and the context, for a handler.
     #[inline]
-    async fn handle(
-        &self,
-        _: &Addr<T::Msg>,
-        msg: T::Msg,
-        s: &mut Running<T>,
-    ) -> Result<(), ActorError> {
-        s.state.handle(msg, &s.ctx).await
-    }
-
-    async fn terminate(&self, _: &Addr<T::Msg>, s: &mut Running<T>) -> Result<(), ActorError> {
-        s.state.terminate(&s.ctx).await
+    pub fn parts<T: TypedActor>(r: &mut Running<T>) -> (&mut T, &Ctx<T>) {
+        (&mut r.state, &r.ctx)
     }
 }
 
@@ -371,7 +319,7 @@ impl<T: TypedActor> Ctx<T> {
 ///
 /// [`SpawnError::Init`] if its `init` fails or panics.
 pub async fn spawn<T: TypedActor>(args: T::Args) -> Result<T::Ref, SpawnError> {
-    crate::actor::spawn(Typed::<T>::new(), args)
+    crate::actor::spawn(T::actor(), args)
         .await
         .map(T::Ref::from)
 }
@@ -382,7 +330,7 @@ where
     T: TypedActor,
     T::Args: Clone + Sync,
 {
-    ChildSpec::new(id, Typed::<T>::new(), args)
+    ChildSpec::new(id, T::actor(), args)
 }
 
 /// A child spec for `T` without an id, for dynamic supervisors (many alike, terminated
@@ -393,7 +341,7 @@ where
     T: TypedActor,
     T::Args: Clone + Sync,
 {
-    ChildSpec::anonymous(Typed::<T>::new(), args)
+    ChildSpec::anonymous(T::actor(), args)
 }
 
 /// Starts `T` under `sup`: anonymous under a dynamic supervisor (start as many as you
@@ -457,13 +405,11 @@ mod tests {
     /// Starts one timer and reports it and its ticks.
     struct Probe(mpsc::UnboundedSender<Event>);
 
-    impl TypedActor for Probe {
-        type Msg = Tick;
-        type Args = (Start, mpsc::UnboundedSender<Event>);
-        type Ref = Addr<Tick>;
-        const NAME: &'static str = "probe";
-
-        async fn init((start, events): Self::Args, ctx: &Ctx<Self>) -> Result<Self, ActorError> {
+    #[crate::actor]
+    impl Probe {
+        #[init]
+        fn start(args: (Start, mpsc::UnboundedSender<Event>), ctx: &Ctx<Self>) -> Self {
+            let (start, events) = args;
             let timer = match start {
                 Start::Interval(period) => ctx.send_interval(period, || Tick),
                 Start::After(delay) => ctx.send_after(delay, Tick),
@@ -471,12 +417,12 @@ mod tests {
             events
                 .send(Event::Started(timer))
                 .expect("the test listens");
-            Ok(Self(events))
+            Self(events)
         }
 
-        async fn handle(&mut self, _: Tick, _: &Ctx<Self>) -> Result<(), ActorError> {
+        #[info]
+        fn tick(&mut self, _: Tick) {
             let _ = self.0.send(Event::Tick(Instant::now()));
-            Ok(())
         }
     }
 

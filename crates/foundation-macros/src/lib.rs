@@ -77,12 +77,29 @@
 //!     type Args = Counter;            // the #[init] hook's argument type, if there is one
 //!     type Ref = CounterRef;
 //!     const NAME: &'static str = "Counter";
-//!     async fn init(args: Counter, _ctx: &Ctx<Self>) -> Result<Self, ActorError> { Ok(args) }
-//!     async fn handle(&mut self, msg: CounterMsg, _ctx: &Ctx<Self>) -> Result<(), ActorError> {
+//!     fn actor() -> impl Actor<Msg = CounterMsg, Args = Counter> + Clone { __CounterActor }
+//! }
+//!
+//! struct __CounterActor;              // runs it: an ordinary foundation-actors `Actor`
+//! impl Actor for __CounterActor {
+//!     type Msg = CounterMsg;
+//!     type State = Running<Counter>;  // your state and its `Ctx`
+//!     type Args = Counter;
+//!     async fn init(&self, me: &Addr<CounterMsg>, args: Counter) -> Result<Running<Counter>, ActorError> {
+//!         let owned = __private::ctx::<Counter>(me);
+//!         let ctx = &owned;
+//!         let state: Result<Counter, ActorError> = { Ok(args) };   // or your #[init] hook
+//!         let state = state?;
+//!         Ok(__private::running(state, owned))
+//!     }
+//!     async fn handle(&self, _: &Addr<CounterMsg>, msg: CounterMsg, running: &mut Running<Counter>)
+//!         -> Result<(), ActorError>
+//!     {
+//!         let (this, ctx) = __private::parts(running);
 //!         match msg {
-//!             CounterMsg::Add(n) => HandlerResult::into_result(self.add(n)),
+//!             CounterMsg::Add(n) => HandlerResult::into_result(this.add(n)),
 //!             CounterMsg::Total(reply) => {
-//!                 let _ = reply.send(self.total());
+//!                 let _ = reply.send(this.total());
 //!                 Ok(())
 //!             }
 //!         }
@@ -90,16 +107,10 @@
 //! }
 //! ```
 //!
-//! `TypedActor` is run by `foundation_actors::typed::Typed`, an ordinary Foundation
-//! `Actor`: supervisors, stable addresses, the context and deadlines all apply unchanged.
-//! A cast is `Addr::cast` and a call is `Addr::call_timeout`, so a handle costs what a
-//! hand-written actor costs.
-//!
-//! ## Mistakes
-//!
-//! A mistake is reported at the token at fault, with the fix (`tests/ui/fail` holds one
-//! case per message). The rest still expands, so each mistake is one error, not also one
-//! wherever the actor or the message is used.
+//! The dispatch is one `async fn` with one `match`, as a hand-written actor has: supervisors,
+//! stable addresses, the context and deadlines all apply unchanged, and a cast is
+//! `Addr::cast`, a call `Addr::call_timeout`, so a handle costs what a hand-written actor
+//! costs.
 
 mod actor;
 mod krate;
