@@ -80,12 +80,7 @@ impl Worker for PaymentWorker {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "foundation_actors=info".into()),
-        )
-        .init();
+    examples::init_tracing();
 
     println!("== Foundation demo: supervision, restarts and context on one node ==\n");
 

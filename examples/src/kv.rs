@@ -320,12 +320,7 @@ async fn run() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "foundation_actors=info".into()),
-        )
-        .init();
+    examples::init_tracing();
     println!("== KV: the Mix/OTP guide's key-value store on Foundation ==\n");
     run().await?;
     println!("\nkv ok");

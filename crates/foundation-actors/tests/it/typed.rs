@@ -324,6 +324,19 @@ impl Ticker {
     }
 }
 
+/// An unsupervised ticker without an interval, once its `init` has run.
+async fn ticker() -> (TickerRef, mpsc::UnboundedReceiver<String>) {
+    let (tx, mut log) = mpsc::unbounded_channel();
+    let t = Ticker::spawn(TickerArgs {
+        log: tx,
+        every: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(next(&mut log).await, "init:0");
+    (t, log)
+}
+
 /// The next line of a log, with a generous deadline.
 async fn next(log: &mut mpsc::UnboundedReceiver<String>) -> String {
     tokio::time::timeout(Duration::from_secs(20), log.recv())
@@ -334,14 +347,7 @@ async fn next(log: &mut mpsc::UnboundedReceiver<String>) -> String {
 
 #[tokio::test]
 async fn init_info_and_terminate_hooks_run() {
-    let (tx, mut log) = mpsc::unbounded_channel();
-    let t = Ticker::spawn(TickerArgs {
-        log: tx,
-        every: None,
-    })
-    .await
-    .unwrap();
-    assert_eq!(next(&mut log).await, "init:0");
+    let (t, mut log) = ticker().await;
     t.once_after(Duration::from_millis(1)).await.unwrap();
     assert_eq!(next(&mut log).await, "tick:0");
     assert_eq!(t.ticks().await.unwrap(), 1);
@@ -379,14 +385,7 @@ async fn an_info_handler_gets_a_watched_supervisors_events() {
     let sup = Supervisor::start(SupervisorSpec::new("app", Strategy::OneForOne).child(spec))
         .await
         .unwrap();
-    let (tx, mut log) = mpsc::unbounded_channel();
-    let t = Ticker::spawn(TickerArgs {
-        log: tx,
-        every: None,
-    })
-    .await
-    .unwrap();
-    assert_eq!(next(&mut log).await, "init:0");
+    let (t, mut log) = ticker().await;
     t.watch(sup.clone()).await.unwrap();
     // The watch is set once the cast is handled: a call behind it proves that.
     t.ticks().await.unwrap();

@@ -1,0 +1,11 @@
+//! What the example programs share.
+
+/// Logs to stderr, filtered by `RUST_LOG` (Foundation's own `info` events by default).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "foundation_actors=info".into()),
+        )
+        .init();
+}
