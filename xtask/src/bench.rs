@@ -126,6 +126,23 @@ const HEADLINES: &[Headline] = &[
         unit: "ns",
         budget: Budget::Ratio(1.05),
     },
+    // Issue 4 (in progress): the hash ring's owner lookup beside rendezvous hashing.
+    Headline {
+        name: "ring owner lookup, 10 nodes",
+        ours: "ring_owner/ring/10",
+        competitor: "ring_owner/rendezvous/10",
+        paired: None,
+        unit: "ns",
+        budget: Budget::None,
+    },
+    Headline {
+        name: "ring owner lookup, 50 nodes",
+        ours: "ring_owner/ring/50",
+        competitor: "ring_owner/rendezvous/50",
+        paired: None,
+        unit: "ns",
+        budget: Budget::None,
+    },
     // The same groups on a 2-worker runtime: reported, not judged (see the bench's
     // `Flavor` for why the headlines run on a current-thread runtime).
     Headline {
@@ -233,6 +250,14 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
     }
     eprintln!("==> xtask bench: actors");
     run_step("bench", "actors", actors)?;
+
+    let mut ring = cargo()?;
+    ring.args(["bench", "-p", "foundation-cluster", "--bench", "ring"]);
+    if quick {
+        ring.args(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
+    }
+    eprintln!("==> xtask bench: ring");
+    run_step("bench", "ring", ring)?;
 
     let mut memory = cargo()?;
     memory.args(["bench", "-p", "foundation-actors", "--bench", "memory"]);

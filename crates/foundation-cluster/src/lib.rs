@@ -1,4 +1,4 @@
-//! # foundation-cluster (not yet built)
+//! # foundation-cluster (being built)
 //!
 //! A Foundation node: one OS process that joins a cluster. This crate will hold the
 //! `ractor_cluster` session layer (cookie authentication, optional TLS), the discovery
@@ -6,3 +6,7 @@
 //! heartbeat failure detection and reconnect, the consistent-hash ring over live members,
 //! the node router that sends and calls user processes by name on other nodes with their
 //! context, and the openraft group used for strongly consistent state.
+//!
+//! Built so far: [`ring`], the consistent-hash ring over live members.
+
+pub mod ring;
