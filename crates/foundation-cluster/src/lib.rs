@@ -7,6 +7,9 @@
 //! the node router that sends and calls user processes by name on other nodes with their
 //! context, and the openraft group used for strongly consistent state.
 //!
-//! Built so far: [`ring`], the consistent-hash ring over live members.
+//! Built so far, as plain state without I/O (the node's event loop, to come, drives
+//! them): [`ring`], the consistent-hash ring over live members, and [`membership`], the
+//! membership view with failure detection by silence and incarnations.
 
+pub mod membership;
 pub mod ring;
