@@ -9,7 +9,9 @@
 //!
 //! Built so far, as plain state without I/O (the node's event loop, to come, drives
 //! them): [`ring`], the consistent-hash ring over live members, and [`membership`], the
-//! membership view with failure detection by silence and incarnations.
+//! membership view with failure detection by silence and incarnations; and from
+//! [`discovery`], the choice of strategy from the environment and the static seeds.
 
+pub mod discovery;
 pub mod membership;
 pub mod ring;
