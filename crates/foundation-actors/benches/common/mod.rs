@@ -397,14 +397,15 @@ impl Workload for Restart {
 /// or `n` calls (`call`). `hand` runs the hand-written Foundation actor instead of raw
 /// ractor, to isolate what the macro adds.
 pub struct Handle {
-    tell: Tell,
+    /// The hand-written Foundation actor and raw ractor, as the `Call` workload has them.
+    hand_and_raw: Call,
     gen_sup: Supervisor,
     generated: GenCounterRef,
 }
 
 impl Handle {
     pub async fn setup() -> Arc<Self> {
-        let tell = Arc::try_unwrap(Tell::setup().await).ok().unwrap();
+        let hand_and_raw = Arc::try_unwrap(Call::setup().await).ok().unwrap();
         let spec = GenCounter::child_spec(GenCounter::default());
         let generated = GenCounterRef::from(spec.addr());
         let gen_sup =
@@ -412,7 +413,7 @@ impl Handle {
                 .await
                 .unwrap();
         Arc::new(Self {
-            tell,
+            hand_and_raw,
             gen_sup,
             generated,
         })
@@ -436,35 +437,23 @@ impl Handle {
     }
 
     pub async fn hand_tell(&self, n: u64) -> Duration {
-        self.tell.ours(n).await
+        self.hand_and_raw.0.ours(n).await
     }
 
     pub async fn hand_call(&self, n: u64) -> Duration {
-        let t = Instant::now();
-        for _ in 0..n {
-            self.tell.ours.call(Msg::Get).await.unwrap();
-        }
-        t.elapsed()
+        self.hand_and_raw.ours(n).await
     }
 
     pub async fn raw_tell(&self, n: u64) -> Duration {
-        self.tell.raw(n).await
+        self.hand_and_raw.0.raw(n).await
     }
 
     pub async fn raw_call(&self, n: u64) -> Duration {
-        let t = Instant::now();
-        for _ in 0..n {
-            self.tell
-                .raw
-                .call(RawMsg::Get, Some(Duration::from_secs(5)))
-                .await
-                .unwrap();
-        }
-        t.elapsed()
+        self.hand_and_raw.raw(n).await
     }
 
     pub async fn teardown(&self) {
         self.gen_sup.shutdown().await;
-        self.tell.teardown().await;
+        self.hand_and_raw.teardown().await;
     }
 }
