@@ -29,6 +29,10 @@
 //! ```
 
 use std::fmt;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
 
 /// A peer to connect to: a host name or IP address, and a port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -125,6 +129,14 @@ pub enum DiscoveryError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// A strategy cannot go on (its API refused the node, its socket could not be opened).
+    #[error("discovery strategy `{strategy}` stopped: {why}")]
+    Failed {
+        /// The strategy's name.
+        strategy: &'static str,
+        /// What went wrong.
+        why: String,
+    },
     /// A variable is set but says nothing usable.
     #[error("{variable} is set but {why}")]
     BadVariable {
@@ -133,6 +145,89 @@ pub enum DiscoveryError {
         /// What is wrong with it.
         why: &'static str,
     },
+}
+
+/// What a strategy reports: every peer it sees now. A report replaces that strategy's
+/// previous one; the node connects to peers it is not connected to yet and keeps retrying
+/// (with backoff) those it cannot reach while they are still reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    /// The strategy's [`Strategy::name`].
+    pub strategy: &'static str,
+    /// The peers it sees, without duplicates.
+    pub peers: Vec<Peer>,
+}
+
+/// A way of finding peers. Several may run at once; the node merges their reports.
+///
+/// A strategy runs as one task: [`Strategy::run`] reports through `report` whenever what
+/// it sees changes (or on every poll), and returns only when `report` is closed (the node
+/// stopped) or when it cannot go on, with the reason. Transient failures (an API server
+/// that does not answer one poll) are logged and retried by the strategy itself; they do
+/// not end it.
+pub trait Strategy: Send + 'static {
+    /// A short name for logs and [`Sighting::strategy`]: `static`, `mdns`, `kubernetes`, `dns`.
+    fn name(&self) -> &'static str;
+
+    /// Runs until `report` closes or the strategy cannot go on.
+    fn run(
+        self: Box<Self>,
+        report: mpsc::Sender<Sighting>,
+    ) -> BoxFuture<'static, Result<(), DiscoveryError>>;
+}
+
+/// The static strategy: a fixed list of seeds, reported once and again every `every`, so
+/// that a node restarted behind the same address is found again.
+#[derive(Debug, Clone)]
+pub struct Static {
+    seeds: Vec<Peer>,
+    every: Duration,
+}
+
+impl Static {
+    /// A strategy that reports `seeds` (duplicates count once) every 5 s.
+    pub fn new(mut seeds: Vec<Peer>) -> Self {
+        seeds.sort();
+        seeds.dedup();
+        Self {
+            seeds,
+            every: Duration::from_secs(5),
+        }
+    }
+
+    /// Reports every `every` instead of every 5 s.
+    #[must_use]
+    pub fn every(mut self, every: Duration) -> Self {
+        self.every = every.max(Duration::from_millis(1));
+        self
+    }
+}
+
+impl Strategy for Static {
+    fn name(&self) -> &'static str {
+        "static"
+    }
+
+    fn run(
+        self: Box<Self>,
+        report: mpsc::Sender<Sighting>,
+    ) -> BoxFuture<'static, Result<(), DiscoveryError>> {
+        Box::pin(async move {
+            loop {
+                let sighting = Sighting {
+                    strategy: "static",
+                    peers: self.seeds.clone(),
+                };
+                if report.send(sighting).await.is_err() {
+                    return Ok(());
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(self.every) => {}
+                    () = report.closed() => return Ok(()),
+                }
+            }
+        })
+    }
 }
 
 /// Parses a comma- or whitespace-separated list of seeds; duplicates count once.
@@ -246,6 +341,21 @@ mod tests {
                 .contains("FOUNDATION_DNS_QUERY is set but is empty"),
             "{err}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_static_strategy_reports_its_seeds_again_and_stops_when_the_node_does() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let seeds = parse_peers("b:1, a:1, b:1").unwrap();
+        let task = tokio::spawn(
+            Box::new(Static::new(seeds.clone()).every(Duration::from_secs(1))).run(tx),
+        );
+        for _ in 0..3 {
+            let s = rx.recv().await.unwrap();
+            assert_eq!((s.strategy, s.peers.len()), ("static", 2));
+        }
+        drop(rx);
+        assert!(task.await.unwrap().is_ok());
     }
 
     #[test]

@@ -1,0 +1,1 @@
+//! Discovery strategies against real daemons and servers on loopback.

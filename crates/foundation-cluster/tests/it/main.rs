@@ -1,0 +1,6 @@
+//! foundation-cluster's integration tests: one binary.
+
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+#![allow(missing_docs)]
+
+mod discovery;
