@@ -14,4 +14,5 @@
 
 pub mod discovery;
 pub mod membership;
+pub mod node;
 pub mod ring;

@@ -1,0 +1,355 @@
+//! A node's settings, from code or from the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::wire::DEFAULT_MAX_FRAME;
+use crate::membership::DEFAULT_SILENCE;
+
+/// The port a node listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 4370;
+
+/// A node's settings. [`NodeConfig::new`] takes the two that have no default; the rest
+/// have builder methods. [`NodeConfig::from_env`] reads them from `FOUNDATION_*` variables.
+#[derive(Clone)]
+pub struct NodeConfig {
+    pub(crate) name: String,
+    pub(crate) cookie: String,
+    pub(crate) cluster: String,
+    pub(crate) listen: SocketAddr,
+    pub(crate) advertise: Option<String>,
+    pub(crate) silence: Duration,
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_frame: usize,
+    pub(crate) max_pending: usize,
+    pub(crate) tls: Option<Tls>,
+}
+
+/// TLS for every connection of a node: sessions and lanes, inbound and outbound, to seeds
+/// and to peers learned from others alike. A node with TLS refuses plain connections.
+///
+/// The rustls configurations decide what is checked: a server certificate against the
+/// client's roots, and client certificates too if the server configuration asks for
+/// them (mutual TLS). The cookie is still required on top.
+#[derive(Clone)]
+pub struct Tls {
+    pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+    pub(crate) connector: tokio_rustls::TlsConnector,
+    pub(crate) server_name: tokio_rustls::rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// TLS from a server and a client configuration. Every peer's certificate is checked
+    /// against `server_name` (the name the cluster's certificates are issued for, since
+    /// peers are dialed by address).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Bad`] if `server_name` is not a DNS name or IP address.
+    pub fn new(
+        server: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+        client: std::sync::Arc<tokio_rustls::rustls::ClientConfig>,
+        server_name: &str,
+    ) -> Result<Self, ConfigError> {
+        let server_name = tokio_rustls::rustls::pki_types::ServerName::try_from(
+            server_name.to_owned(),
+        )
+        .map_err(|e| ConfigError::Bad {
+            setting: "tls server name",
+            why: e.to_string(),
+        })?;
+        Ok(Self {
+            acceptor: tokio_rustls::TlsAcceptor::from(server),
+            connector: tokio_rustls::TlsConnector::from(client),
+            server_name,
+        })
+    }
+}
+
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The cookie is a secret: never in logs.
+        f.debug_struct("NodeConfig")
+            .field("name", &self.name)
+            .field("cookie", &"<hidden>")
+            .field("cluster", &self.cluster)
+            .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
+            .field("silence", &self.silence)
+            .field("heartbeat", &self.heartbeat)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a node's settings are unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting has a value it cannot have.
+    #[error("bad setting `{setting}`: {why}")]
+    Bad {
+        /// The setting (or environment variable).
+        setting: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+    /// A setting without a default is missing.
+    #[error("missing setting `{0}`")]
+    Missing(&'static str),
+}
+
+impl NodeConfig {
+    /// A node named `name` (unique in its cluster) that admits peers knowing `cookie`,
+    /// listening on `0.0.0.0:4370`, in cluster `foundation`, declaring silent peers down
+    /// after 3 s.
+    pub fn new(name: impl Into<String>, cookie: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            cookie: cookie.into(),
+            cluster: "foundation".to_owned(),
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            advertise: None,
+            silence: DEFAULT_SILENCE,
+            heartbeat: None,
+            handshake_timeout: Duration::from_secs(5),
+            max_frame: DEFAULT_MAX_FRAME,
+            max_pending: 64 * 1024 * 1024,
+            tls: None,
+        }
+    }
+
+    /// Reads the settings from the environment:
+    ///
+    /// | variable | setting | default |
+    /// |---|---|---|
+    /// | `FOUNDATION_NODE_NAME` | [`NodeConfig::new`]'s name | the host name |
+    /// | `FOUNDATION_COOKIE` | the cookie | none: required |
+    /// | `FOUNDATION_CLUSTER` | [`NodeConfig::cluster`] | `foundation` |
+    /// | `FOUNDATION_LISTEN` | [`NodeConfig::listen`] | `0.0.0.0:4370` |
+    /// | `FOUNDATION_ADVERTISE` | [`NodeConfig::advertise`] | derived |
+    /// | `FOUNDATION_SILENCE_MS` | [`NodeConfig::silence`] | 3000 |
+    ///
+    /// `env` looks a variable up: pass `|k| std::env::var(k).ok()`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the variable that is missing or malformed.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let name = match env("FOUNDATION_NODE_NAME") {
+            Some(n) => n,
+            None => env("HOSTNAME").ok_or(ConfigError::Missing("FOUNDATION_NODE_NAME"))?,
+        };
+        let cookie = env("FOUNDATION_COOKIE").ok_or(ConfigError::Missing("FOUNDATION_COOKIE"))?;
+        let mut config = Self::new(name, cookie);
+        if let Some(c) = env("FOUNDATION_CLUSTER") {
+            config = config.cluster(c);
+        }
+        if let Some(l) = env("FOUNDATION_LISTEN") {
+            let addr = l.trim().parse().map_err(|_| ConfigError::Bad {
+                setting: "FOUNDATION_LISTEN",
+                why: format!("`{l}` is not an `ip:port` address"),
+            })?;
+            config = config.listen(addr);
+        }
+        if let Some(a) = env("FOUNDATION_ADVERTISE") {
+            config = config.advertise(a);
+        }
+        if let Some(s) = env("FOUNDATION_SILENCE_MS") {
+            let ms: u64 = s.trim().parse().map_err(|_| ConfigError::Bad {
+                setting: "FOUNDATION_SILENCE_MS",
+                why: format!("`{s}` is not a number of milliseconds"),
+            })?;
+            config = config.silence(Duration::from_millis(ms));
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The cluster's name: nodes of other clusters are not admitted (`foundation`).
+    #[must_use]
+    pub fn cluster(mut self, cluster: impl Into<String>) -> Self {
+        self.cluster = cluster.into();
+        self
+    }
+
+    /// Where to listen for peers; port 0 picks a free port ([`crate::node::Node::addr`]
+    /// tells which).
+    #[must_use]
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// The `host:port` peers should use to reach this node, when it differs from the
+    /// listen address (behind NAT, in a pod, listening on `0.0.0.0`). By default, the
+    /// listen address, with `0.0.0.0` replaced by `127.0.0.1`.
+    #[must_use]
+    pub fn advertise(mut self, addr: impl Into<String>) -> Self {
+        self.advertise = Some(addr.into());
+        self
+    }
+
+    /// How long a peer may stay silent before it is declared down (3 s).
+    #[must_use]
+    pub fn silence(mut self, silence: Duration) -> Self {
+        self.silence = silence;
+        self
+    }
+
+    /// How often this node proves itself alive to its peers (a sixth of the silence).
+    #[must_use]
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = Some(every);
+        self
+    }
+
+    /// How long a connection may take to say who it is before it is closed (5 s).
+    #[must_use]
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The largest frame accepted from a peer (8 MiB). A message larger than this cannot
+    /// be sent; a peer announcing a larger frame is disconnected.
+    #[must_use]
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// How many bytes may wait to be written to one peer before sends to it fail with
+    /// [`crate::node::RemoteError::Overloaded`] (64 MiB).
+    #[must_use]
+    pub fn max_pending(mut self, bytes: usize) -> Self {
+        self.max_pending = bytes;
+        self
+    }
+
+    /// Encrypts every connection with TLS; plain connections are refused.
+    #[must_use]
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    pub(crate) fn heartbeat_every(&self) -> Duration {
+        self.heartbeat.unwrap_or(self.silence / 6)
+    }
+
+    /// Checks the settings together.
+    ///
+    /// # Errors
+    ///
+    /// The first setting that is unusable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |setting, why: &str| {
+            Err(ConfigError::Bad {
+                setting,
+                why: why.to_owned(),
+            })
+        };
+        if self.name.is_empty() || self.name.len() > 255 {
+            return bad("name", "must be 1 to 255 bytes");
+        }
+        if !self
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return bad("name", "may hold only letters, digits, `-`, `_` and `.`");
+        }
+        if self.cookie.is_empty() {
+            return bad(
+                "cookie",
+                "is empty; every node of a cluster needs the same secret",
+            );
+        }
+        if self.cluster.is_empty() {
+            return bad("cluster", "is empty");
+        }
+        if self.silence < Duration::from_millis(10) {
+            return bad("silence", "must be at least 10 ms");
+        }
+        let hb = self.heartbeat_every();
+        if hb.is_zero() || hb >= self.silence {
+            return bad(
+                "heartbeat",
+                "must be above zero and below the silence limit",
+            );
+        }
+        if self.max_frame < 1024 || self.max_frame > u32::MAX as usize {
+            return bad("max_frame", "must be from 1 KiB to 4 GiB");
+        }
+        if let Some(a) = &self.advertise {
+            a.parse::<crate::discovery::Peer>()
+                .map_err(|e| ConfigError::Bad {
+                    setting: "advertise",
+                    why: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+mod tests {
+    use super::*;
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn settings_come_from_the_environment() {
+        let c = NodeConfig::from_env(env(&[
+            ("FOUNDATION_NODE_NAME", "a"),
+            ("FOUNDATION_COOKIE", "s3cret"),
+            ("FOUNDATION_LISTEN", "127.0.0.1:0"),
+            ("FOUNDATION_SILENCE_MS", "600"),
+        ]))
+        .unwrap();
+        assert_eq!(c.name, "a");
+        assert_eq!(c.silence, Duration::from_millis(600));
+        assert_eq!(c.heartbeat_every(), Duration::from_millis(100));
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable() {
+        let e = NodeConfig::from_env(env(&[("FOUNDATION_NODE_NAME", "a")])).unwrap_err();
+        assert_eq!(e, ConfigError::Missing("FOUNDATION_COOKIE"));
+        let e = NodeConfig::from_env(env(&[
+            ("FOUNDATION_NODE_NAME", "a"),
+            ("FOUNDATION_COOKIE", "c"),
+            ("FOUNDATION_LISTEN", "localhost"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("FOUNDATION_LISTEN"), "{e}");
+        let e = NodeConfig::new("a b", "c").validate().unwrap_err();
+        assert!(e.to_string().contains("name"), "{e}");
+        let e = NodeConfig::new("a", "").validate().unwrap_err();
+        assert!(e.to_string().contains("cookie"), "{e}");
+        let e = NodeConfig::new("a", "c")
+            .silence(Duration::from_secs(1))
+            .heartbeat(Duration::from_secs(2))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("heartbeat"), "{e}");
+    }
+}

@@ -1,0 +1,105 @@
+//! The node's errors.
+
+use foundation_actors::WireError;
+
+use super::config::ConfigError;
+use super::wire::Refusal;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The settings are unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// ractor could not start one of the node's actors.
+    #[error("cannot start the node's {what}: {why}")]
+    Start {
+        /// Which actor.
+        what: &'static str,
+        /// ractor's error.
+        why: String,
+    },
+}
+
+/// Why a remote send or call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// No live member of that name.
+    #[error("node `{0}` is not a live member of the cluster")]
+    UnknownNode(String),
+    /// The node went down before the request was sent or answered.
+    #[error("node `{0}` went down")]
+    NodeDown(String),
+    /// Too many bytes wait to be written to that node already.
+    #[error("too many bytes wait for node `{0}`: it reads slower than this node sends")]
+    Overloaded(String),
+    /// The message is larger than a frame may be.
+    #[error("the message is larger than the largest frame")]
+    TooLarge,
+    /// The message could not be encoded, or the reply decoded.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// Nothing is exported under that name on that node.
+    #[error("no process is exported as `{name}` on node `{node}`")]
+    NoSuchName {
+        /// The node.
+        node: String,
+        /// The name.
+        name: String,
+    },
+    /// The process could not read the request: the two nodes run different versions of
+    /// its message type.
+    #[error(
+        "`{name}` on node `{node}` could not read the request (another version of its message type?)"
+    )]
+    BadMessage {
+        /// The node.
+        node: String,
+        /// The name.
+        name: String,
+    },
+    /// The process dropped the reply port, or its reply could not be encoded.
+    #[error("`{name}` on node `{node}` did not reply")]
+    NoReply {
+        /// The node.
+        node: String,
+        /// The name.
+        name: String,
+    },
+    /// The process has stopped.
+    #[error("`{name}` on node `{node}` has stopped")]
+    Stopped {
+        /// The node.
+        node: String,
+        /// The name.
+        name: String,
+    },
+    /// No reply within the timeout.
+    #[error("no reply within the timeout")]
+    Timeout,
+    /// The context's deadline passed before the reply came.
+    #[error("the deadline passed")]
+    DeadlineExceeded,
+}
+
+impl RemoteError {
+    pub(crate) fn refused(r: Refusal, node: &str, name: &str) -> Self {
+        let (node, name) = (node.to_owned(), name.to_owned());
+        match r {
+            Refusal::NoSuchName => Self::NoSuchName { node, name },
+            Refusal::BadMessage => Self::BadMessage { node, name },
+            Refusal::NoReply => Self::NoReply { node, name },
+            Refusal::Stopped => Self::Stopped { node, name },
+        }
+    }
+}

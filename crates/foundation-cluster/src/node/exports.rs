@@ -1,0 +1,105 @@
+//! Processes reachable from other nodes by name.
+
+use std::sync::{Arc, Mutex};
+
+use foundation_actors::{Addr, Context, RemoteMessage};
+
+use super::wire::Refusal;
+
+/// Where a call's answer goes: the reply's bytes, or why there is none.
+pub(crate) type ReplyTo = Box<dyn FnOnce(Result<Vec<u8>, Refusal>) + Send>;
+
+/// A process that can take messages as bytes: an [`Addr`] whose message type has a wire
+/// form.
+pub(crate) trait Inbox: Send + Sync {
+    fn cast(&self, msg: &[u8], ctx: Option<Context>) -> Result<(), Refusal>;
+    fn call(&self, msg: &[u8], ctx: Option<Context>, reply: ReplyTo);
+}
+
+impl<M: RemoteMessage> Inbox for Addr<M> {
+    fn cast(&self, msg: &[u8], ctx: Option<Context>) -> Result<(), Refusal> {
+        let msg = M::from_bytes(msg).map_err(|e| {
+            tracing::warn!(error = %e, "dropped a message from another node that does not decode");
+            Refusal::BadMessage
+        })?;
+        deliver(self, msg, ctx)
+    }
+
+    fn call(&self, msg: &[u8], ctx: Option<Context>, reply: ReplyTo) {
+        // The reply goes out once: the handler's answer, or `NoReply` when it drops the
+        // port, or, when the request never reaches a handler, the reason. A port dropped
+        // while decoding or delivering fails says nothing: the reason follows.
+        let once = Arc::new(Mutex::new(Once {
+            reply: Some(reply),
+            delivered: false,
+            dropped: false,
+        }));
+        let port_side = once.clone();
+        let replier = Replier::new(move |bytes: Option<Vec<u8>>| {
+            let mut o = lock(&port_side);
+            match bytes {
+                Some(bytes) => o.send(Ok(bytes)),
+                None if o.delivered => o.send(Err(Refusal::NoReply)),
+                None => o.dropped = true,
+            }
+        });
+        let outcome = match from_bytes_with_reply::<M>(msg, replier) {
+            Ok(msg) => deliver(self, msg, ctx),
+            Err(e) => {
+                tracing::warn!(error = %e, "refused a call from another node that does not decode");
+                Err(Refusal::BadMessage)
+            }
+        };
+        let mut o = lock(&once);
+        match outcome {
+            Ok(()) => {
+                o.delivered = true;
+                if o.dropped {
+                    o.send(Err(Refusal::NoReply));
+                }
+            }
+            Err(r) => o.send(Err(r)),
+        }
+    }
+}
+
+struct Once {
+    reply: Option<ReplyTo>,
+    delivered: bool,
+    dropped: bool,
+}
+
+impl Once {
+    fn send(&mut self, r: Result<Vec<u8>, Refusal>) {
+        if let Some(reply) = self.reply.take() {
+            reply(r);
+        }
+    }
+}
+
+fn lock(m: &Mutex<Once>) -> std::sync::MutexGuard<'_, Once> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn deliver<M: Send + 'static>(addr: &Addr<M>, msg: M, ctx: Option<Context>) -> Result<(), Refusal> {
+    let sent = match ctx {
+        Some(ctx) => addr.cast_with(ctx, msg),
+        None => addr.cast(msg),
+    };
+    sent.map_err(|_| Refusal::Stopped)
+}
+
+// TEMP-RPC: stand-ins until the remote-call derive lands.
+struct Replier(Box<dyn FnOnce(Option<Vec<u8>>) + Send>);
+impl Replier {
+    fn new(f: impl FnOnce(Option<Vec<u8>>) + Send + 'static) -> Self {
+        Self(Box::new(f))
+    }
+}
+fn from_bytes_with_reply<M: RemoteMessage>(
+    b: &[u8],
+    r: Replier,
+) -> Result<M, foundation_actors::WireError> {
+    (r.0)(None);
+    M::from_bytes(b)
+}

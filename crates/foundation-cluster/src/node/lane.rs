@@ -1,0 +1,395 @@
+//! Lanes: one-way connections that carry user messages between nodes, batched.
+//!
+//! A node sends to a peer through that peer's [`Outbox`]: senders append encoded items to
+//! the current frame under a short lock, and one writer task per lane writes whole frames.
+//! Many small messages sent while the writer is busy leave in one frame and one syscall.
+//! The receiving side reads frames and delivers their items inline, without a hop through
+//! another task.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+
+use super::wire::{self, FrameError, HEADER, Item};
+
+/// A frame is sent once it holds this many bytes; later items start a new frame.
+const FRAME_TARGET: usize = 64 * 1024;
+
+/// The first bytes of a lane, after which come frames. A ractor_cluster session starts
+/// with a zero byte (the top byte of its big-endian u64 length), TLS with 0x16: the first
+/// byte tells the three apart.
+pub(crate) const PREAMBLE: &[u8; 4] = b"FND1";
+
+/// Why an item could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The lane is closed: the peer went down.
+    Closed,
+    /// More than the pending limit is waiting to be written.
+    Full,
+    /// The item alone is larger than a frame may be.
+    TooLarge,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Frames waiting to be written; each starts with `HEADER` placeholder bytes.
+    frames: Vec<Vec<u8>>,
+    /// Emptied frames to reuse.
+    spare: Vec<Vec<u8>>,
+    bytes: usize,
+    closed: bool,
+    /// Write what is queued, then stop (a graceful leave).
+    finishing: bool,
+}
+
+/// The sending end of a lane to one peer. Items queue here before the lane connects too.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    pending: Mutex<Pending>,
+    ready: Notify,
+    max_frame: usize,
+    max_pending: usize,
+}
+
+impl Outbox {
+    pub(crate) fn new(max_frame: usize, max_pending: usize) -> Self {
+        Self {
+            pending: Mutex::new(Pending::default()),
+            ready: Notify::new(),
+            max_frame,
+            max_pending,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Appends one item written by `put` (which must append exactly one item, or nothing
+    /// and an error).
+    pub(crate) fn push<E>(
+        &self,
+        put: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Result<(), E>, Refused> {
+        let mut p = self.lock();
+        if p.closed || p.finishing {
+            return Err(Refused::Closed);
+        }
+        if p.bytes > self.max_pending {
+            return Err(Refused::Full);
+        }
+        let was_empty = p.frames.is_empty();
+        let need_new = p.frames.last().is_none_or(|f| f.len() >= FRAME_TARGET);
+        if need_new {
+            let mut f = p.spare.pop().unwrap_or_default();
+            f.clear();
+            f.extend_from_slice(&[0; HEADER]);
+            p.frames.push(f);
+        }
+        let Some(frame) = p.frames.last_mut() else {
+            return Err(Refused::Closed);
+        };
+        let before = frame.len();
+        if let Err(e) = put(frame) {
+            return Ok(Err(e));
+        }
+        let mut added = frame.len() - before;
+        if frame.len() - HEADER > self.max_frame {
+            // Too big for the frame it joined: move it to a frame of its own if it fits.
+            if added > self.max_frame {
+                frame.truncate(before);
+                return Err(Refused::TooLarge);
+            }
+            let item = frame.split_off(before);
+            let mut f = Vec::with_capacity(HEADER + item.len());
+            f.extend_from_slice(&[0; HEADER]);
+            f.extend_from_slice(&item);
+            p.frames.push(f);
+            added = item.len();
+        }
+        p.bytes += added;
+        drop(p);
+        if was_empty {
+            self.ready.notify_one();
+        }
+        Ok(Ok(()))
+    }
+
+    /// Appends a plain item.
+    pub(crate) fn push_item(&self, item: &Item<'_>) -> Result<(), Refused> {
+        self.push::<std::convert::Infallible>(|out| {
+            wire::put_item(out, item);
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    /// Closes the outbox: later pushes fail and the writer stops after what is queued.
+    pub(crate) fn close(&self) {
+        let mut p = self.lock();
+        p.closed = true;
+        p.frames.clear();
+        drop(p);
+        self.ready.notify_one();
+    }
+
+    /// Whether nothing waits to be written.
+    pub(crate) fn is_drained(&self) -> bool {
+        let p = self.lock();
+        p.frames.is_empty() || p.closed
+    }
+
+    /// Lets the writer write what is queued, then stop; later pushes fail.
+    pub(crate) fn finish(&self) {
+        self.lock().finishing = true;
+        self.ready.notify_one();
+    }
+
+    /// Writes queued frames to `io` until the outbox closes or a write fails.
+    pub(crate) async fn write_to<W: AsyncWrite + Unpin>(&self, io: &mut W) -> std::io::Result<()> {
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        loop {
+            {
+                let mut p = self.lock();
+                if p.closed {
+                    return Ok(());
+                }
+                std::mem::swap(&mut batch, &mut p.frames);
+                p.bytes = 0;
+            }
+            if batch.is_empty() {
+                if self.lock().finishing {
+                    io.flush().await?;
+                    return Ok(());
+                }
+                self.ready.notified().await;
+                continue;
+            }
+            for frame in &mut batch {
+                let body = u32::try_from(frame.len() - HEADER).unwrap_or(u32::MAX);
+                frame[..HEADER].copy_from_slice(&body.to_le_bytes());
+                io.write_all(frame).await?;
+            }
+            io.flush().await?;
+            let mut p = self.lock();
+            for mut f in batch.drain(..) {
+                if p.spare.len() < 4 && f.capacity() <= 4 * FRAME_TARGET {
+                    f.clear();
+                    p.spare.push(f);
+                }
+            }
+        }
+    }
+}
+
+/// When a peer was last heard on its inbound lane, in milliseconds since the node's epoch.
+#[derive(Debug)]
+pub(crate) struct Heard {
+    epoch: Instant,
+    ms: AtomicU64,
+}
+
+impl Heard {
+    pub(crate) fn new(epoch: Instant) -> Self {
+        let h = Self {
+            epoch,
+            ms: AtomicU64::new(0),
+        };
+        h.touch();
+        h
+    }
+
+    pub(crate) fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn at(&self) -> Instant {
+        self.epoch + std::time::Duration::from_millis(self.ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Reads frames from `io` into `buf` and hands each item to `on_item` until the stream
+/// ends (Ok) or breaks the protocol (Err). `heard` is touched for every frame.
+pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
+    io: &mut R,
+    max_frame: usize,
+    heard: &Heard,
+    mut on_item: impl FnMut(Item<'_>),
+) -> Result<(), LaneError> {
+    let mut buf = Vec::new();
+    loop {
+        let mut header = [0u8; HEADER];
+        match io.read_exact(&mut header).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(LaneError::Io(e)),
+        }
+        let len = wire::body_len(header, max_frame)?;
+        read_body(io, &mut buf, len).await?;
+        heard.touch();
+        let mut rest = &buf[..];
+        while !rest.is_empty() {
+            on_item(wire::take_item(&mut rest)?);
+        }
+    }
+}
+
+/// Reads one frame (the lane's first, with its hello) into `buf`.
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+    io: &mut R,
+    max_frame: usize,
+    buf: &mut Vec<u8>,
+) -> Result<(), LaneError> {
+    let mut header = [0u8; HEADER];
+    io.read_exact(&mut header).await.map_err(LaneError::Io)?;
+    let len = wire::body_len(header, max_frame)?;
+    read_body(io, buf, len).await
+}
+
+async fn read_body<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut Vec<u8>,
+    len: usize,
+) -> Result<(), LaneError> {
+    buf.clear();
+    // Grow as bytes arrive: a peer announcing a large frame and sending little makes
+    // this side allocate only what it sent.
+    let mut chunk = (&mut *io).take(len as u64);
+    let got = chunk.read_to_end(buf).await.map_err(LaneError::Io)?;
+    if got < len {
+        return Err(LaneError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
+    Ok(())
+}
+
+/// Why a lane closed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LaneError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol error: {0}")]
+    Frame(#[from] FrameError),
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+mod tests {
+    use super::*;
+
+    fn items_of(bytes: &[u8]) -> Vec<usize> {
+        // Frame body lengths in a written stream.
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            out.push(len);
+            rest = &rest[4 + len..];
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn many_items_leave_in_few_frames_and_read_back_in_order() {
+        let outbox = std::sync::Arc::new(Outbox::new(wire::DEFAULT_MAX_FRAME, 1 << 30));
+        for i in 0..10_000u32 {
+            let name = format!("p{}", i % 3);
+            let msg = i.to_le_bytes();
+            outbox
+                .push_item(&Item::Cast {
+                    name: &name,
+                    ctx: None,
+                    msg: &msg,
+                })
+                .unwrap();
+        }
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+        let writer = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.write_to(&mut a).await })
+        };
+        let heard = Heard::new(Instant::now());
+        let mut seen = 0u32;
+        let reader = async {
+            read_frames(&mut b, wire::DEFAULT_MAX_FRAME, &heard, |item| {
+                let Item::Cast { msg, .. } = item else {
+                    panic!("unexpected {item:?}")
+                };
+                assert_eq!(u32::from_le_bytes(msg.try_into().unwrap()), seen);
+                seen += 1;
+                if seen == 10_000 {
+                    outbox.close();
+                }
+            })
+            .await
+        };
+        // The writer returns once closed; the reader then sees the stream end.
+        let (r, w) = tokio::join!(reader, writer);
+        r.unwrap();
+        w.unwrap().unwrap();
+        assert_eq!(seen, 10_000);
+    }
+
+    #[tokio::test]
+    async fn frames_stay_under_the_limit_and_an_oversized_item_is_refused() {
+        let outbox = Outbox::new(1000, 1 << 30);
+        let big = vec![1u8; 600];
+        for _ in 0..5 {
+            outbox
+                .push_item(&Item::Cast {
+                    name: "n",
+                    ctx: None,
+                    msg: &big,
+                })
+                .unwrap();
+        }
+        let huge = vec![1u8; 2000];
+        assert_eq!(
+            outbox.push_item(&Item::Cast {
+                name: "n",
+                ctx: None,
+                msg: &huge
+            }),
+            Err(Refused::TooLarge)
+        );
+        let mut out = Vec::new();
+        outbox.finish();
+        outbox.write_to(&mut out).await.unwrap();
+        let frames = items_of(&out);
+        assert_eq!(frames.len(), 5, "{frames:?}");
+        assert!(frames.iter().all(|&l| l <= 1000));
+    }
+
+    #[test]
+    fn a_full_or_closed_outbox_refuses() {
+        let outbox = Outbox::new(1 << 20, 100);
+        let msg = [0u8; 200];
+        let item = Item::Cast {
+            name: "n",
+            ctx: None,
+            msg: &msg,
+        };
+        outbox.push_item(&item).unwrap();
+        assert_eq!(outbox.push_item(&item), Err(Refused::Full));
+        outbox.close();
+        assert_eq!(outbox.push_item(&item), Err(Refused::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_huge_announced_frame_is_refused_before_allocating() {
+        let mut bytes = u32::MAX.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[0; 16]);
+        let heard = Heard::new(Instant::now());
+        let r = read_frames(&mut &bytes[..], 1024, &heard, |_| {}).await;
+        assert!(
+            matches!(r, Err(LaneError::Frame(FrameError::Oversized { .. }))),
+            "{r:?}"
+        );
+    }
+}

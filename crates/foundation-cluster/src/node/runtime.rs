@@ -1,0 +1,1046 @@
+//! The node's moving parts: state shared with callers and lane tasks, the connection
+//! handling, and the one event loop that owns membership.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use ractor::{ActorId, ActorRef};
+use ractor_cluster::node::NodeServerSessionInformation;
+use ractor_cluster::{NodeServerMessage, NodeSessionMessage};
+use rustc_hash::FxHashMap;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+
+use super::ClusterEvent;
+use super::agent::Hello;
+use super::config::{NodeConfig, Tls};
+use super::exports::Inbox;
+use super::lane::{self, Heard, Outbox, PREAMBLE};
+use super::wire::{self, Item, Refusal};
+use crate::discovery::Sighting;
+use crate::membership::{DownReason, Member, Membership, MembershipEvent, Status};
+
+/// How long a lane token stays valid.
+const TOKEN_TTL: Duration = Duration::from_secs(60);
+/// Backoff between dials of an address that does not answer.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+pub(crate) struct PendingCall {
+    pub(crate) node: String,
+    pub(crate) tx: oneshot::Sender<Result<Vec<u8>, Refusal>>,
+}
+
+/// What callers, lane tasks and the agent share with the event loop.
+pub(crate) struct Shared {
+    pub(crate) name: String,
+    pub(crate) cluster: String,
+    pub(crate) incarnation: u64,
+    pub(crate) addr: String,
+    pub(crate) epoch: Instant,
+    pub(crate) max_frame: usize,
+    pub(crate) max_pending: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) tls: Option<Tls>,
+    pub(crate) outboxes: RwLock<FxHashMap<String, Arc<Outbox>>>,
+    pub(crate) exports: RwLock<FxHashMap<String, Arc<dyn Inbox>>>,
+    pub(crate) calls: Mutex<FxHashMap<u64, PendingCall>>,
+    pub(crate) next_call: AtomicU64,
+    tokens: Mutex<FxHashMap<u128, Instant>>,
+    pub(crate) events: broadcast::Sender<ClusterEvent>,
+    pub(crate) members: RwLock<Vec<Member>>,
+    pub(crate) loop_tx: mpsc::UnboundedSender<Event>,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+pub(crate) fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    l.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: &NodeConfig,
+        addr: String,
+        loop_tx: mpsc::UnboundedSender<Event>,
+    ) -> Self {
+        let incarnation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        Self {
+            name: config.name.clone(),
+            cluster: config.cluster.clone(),
+            incarnation,
+            addr,
+            epoch: Instant::now(),
+            max_frame: config.max_frame,
+            max_pending: config.max_pending,
+            handshake_timeout: config.handshake_timeout,
+            tls: config.tls.clone(),
+            outboxes: RwLock::default(),
+            exports: RwLock::default(),
+            calls: Mutex::default(),
+            next_call: AtomicU64::new(1),
+            tokens: Mutex::default(),
+            events: broadcast::channel(1024).0,
+            members: RwLock::default(),
+            loop_tx,
+        }
+    }
+
+    /// This node's introduction to one peer, with a fresh lane token for it.
+    pub(crate) fn hello(&self) -> Hello {
+        let token = new_token();
+        lock(&self.tokens).insert(token, Instant::now());
+        Hello {
+            cluster: self.cluster.clone(),
+            node: self.name.clone(),
+            incarnation: self.incarnation,
+            addr: self.addr.clone(),
+            token,
+            members: read(&self.members).iter().map(|m| m.addr.clone()).collect(),
+        }
+    }
+
+    fn take_token(&self, token: u128) -> bool {
+        let mut tokens = lock(&self.tokens);
+        tokens
+            .remove(&token)
+            .is_some_and(|issued| issued.elapsed() < TOKEN_TTL)
+    }
+
+    pub(crate) fn outbox(&self, node: &str) -> Option<Arc<Outbox>> {
+        read(&self.outboxes).get(node).cloned()
+    }
+
+    pub(crate) fn inbox(&self, name: &str) -> Option<Arc<dyn Inbox>> {
+        read(&self.exports).get(name).cloned()
+    }
+
+    fn reject(&self, peer: String, why: String) {
+        tracing::warn!(%peer, %why, "refused a connection");
+        let _ = self.events.send(ClusterEvent::Rejected { peer, why });
+    }
+
+    /// Handles one item that arrived from `from`.
+    fn dispatch(self: &Arc<Self>, from: &str, from_incarnation: u64, item: Item<'_>) {
+        match item {
+            Item::Cast { name, ctx, msg } => match self.inbox(name) {
+                Some(inbox) => {
+                    if let Err(r) = inbox.cast(msg, ctx) {
+                        tracing::debug!(%from, %name, ?r, "a message from another node was not delivered");
+                    }
+                }
+                None => {
+                    tracing::debug!(%from, %name, "a message for a name not exported here was dropped")
+                }
+            },
+            Item::Call { id, name, ctx, msg } => {
+                let shared = self.clone();
+                let to = from.to_owned();
+                let reply: super::exports::ReplyTo = Box::new(move |r| {
+                    if let Some(outbox) = shared.outbox(&to) {
+                        let result = r.as_deref().map_err(|r| *r);
+                        if let Err(e) = outbox.push_item(&Item::Reply { id, result }) {
+                            tracing::debug!(node = %to, ?e, "a reply could not be sent");
+                        }
+                    }
+                });
+                match self.inbox(name) {
+                    Some(inbox) => inbox.call(msg, ctx, reply),
+                    None => reply(Err(Refusal::NoSuchName)),
+                }
+            }
+            Item::Reply { id, result } => {
+                let pending = lock(&self.calls).remove(&id);
+                if let Some(p) = pending {
+                    let _ = p.tx.send(result.map(<[u8]>::to_vec));
+                }
+            }
+            Item::Heartbeat => {}
+            Item::Leave => {
+                let _ = self.loop_tx.send(Event::Leaving {
+                    node: from.to_owned(),
+                    incarnation: from_incarnation,
+                });
+            }
+            Item::Hello { .. } => {
+                tracing::debug!(%from, "a second hello on a lane was ignored");
+            }
+        }
+    }
+}
+
+fn new_token() -> u128 {
+    let mut b = [0u8; 16];
+    // The OS's generator: tokens admit a lane, so they must not be guessable. Should
+    // it fail, a token of zeros is refused by every node (zero is never issued below).
+    if getrandom::fill(&mut b).is_err() || b == [0; 16] {
+        b[0] = 1;
+        b[1..].fill(0);
+        tracing::error!("the OS random generator failed; lanes cannot be admitted");
+    }
+    u128::from_le_bytes(b)
+}
+
+/// What the event loop hears.
+pub(crate) enum Event {
+    Hello(Hello),
+    Leaving {
+        node: String,
+        incarnation: u64,
+    },
+    LaneIn {
+        node: String,
+        incarnation: u64,
+        heard: Arc<Heard>,
+        kill: Arc<Notify>,
+    },
+    LaneInClosed {
+        node: String,
+        incarnation: u64,
+        why: Option<String>,
+    },
+    LaneOutClosed {
+        node: String,
+        incarnation: u64,
+        why: Option<String>,
+    },
+    SessionOpened(NodeServerSessionInformation),
+    SessionAuthenticated(NodeServerSessionInformation),
+    SessionClosed(NodeServerSessionInformation),
+    Sighting(Sighting),
+    Dialed {
+        addr: String,
+        result: Result<SocketAddr, String>,
+    },
+    Connect(String),
+    Leave(oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Forwards ractor_cluster's session events into the loop.
+pub(crate) struct Sessions(pub(crate) mpsc::UnboundedSender<Event>);
+
+impl ractor_cluster::NodeEventSubscription for Sessions {
+    fn node_session_opened(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send(Event::SessionOpened(ses));
+    }
+    fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send(Event::SessionClosed(ses));
+    }
+    fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send(Event::SessionAuthenticated(ses));
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// Connections
+
+/// Accepts connections on the node's one port and tells sessions, lanes and garbage apart.
+pub(crate) async fn accept(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    server: ActorRef<NodeServerMessage>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(admit(stream, peer, shared.clone(), server.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors, say: wait a little rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    server: ActorRef<NodeServerMessage>,
+) {
+    let timeout = shared.handshake_timeout;
+    let said_nothing = |shared: &Shared| {
+        shared.reject(
+            peer.to_string(),
+            format!("connected and sent nothing for {timeout:?}"),
+        );
+    };
+    let Ok(local_addr) = stream.local_addr() else {
+        return;
+    };
+    if let Some(tls) = shared.tls.clone() {
+        let mut tls_stream = match tokio::time::timeout(timeout, tls.acceptor.accept(stream)).await
+        {
+            Err(_) => return said_nothing(&shared),
+            Ok(Err(e)) => {
+                return shared.reject(peer.to_string(), format!("TLS handshake failed: {e}"));
+            }
+            Ok(Ok(s)) => s,
+        };
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(timeout, tls_stream.read_exact(&mut first)).await {
+            Err(_) => return said_nothing(&shared),
+            Ok(Err(_)) => return,
+            Ok(Ok(_)) => {}
+        }
+        match first[0] {
+            0 => {
+                // ractor_cluster reads the session from its start: give the byte back.
+                let (r, w) = tokio::io::split(tls_stream);
+                let reader = std::io::Cursor::new(vec![0u8]).chain(r);
+                let opened = NodeServerMessage::ConnectionOpened {
+                    stream: Box::new(ractor_cluster::NetworkStream::External {
+                        peer_label: Some(peer.to_string()),
+                        local_label: Some(local_addr.to_string()),
+                        reader: Box::new(reader),
+                        writer: Box::new(w),
+                    }),
+                    is_server: true,
+                };
+                if server.cast(opened).is_err() {
+                    tracing::debug!("the node server has stopped; connection dropped");
+                }
+            }
+            b if b == PREAMBLE[0] => lane_in(tls_stream, peer, shared, 1).await,
+            b => not_foundation(&shared, peer, b),
+        }
+        return;
+    }
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+        Err(_) => return said_nothing(&shared),
+        Ok(Ok(0) | Err(_)) => return,
+        Ok(Ok(_)) => {}
+    }
+    match first[0] {
+        // A ractor_cluster session: its frames start with a big-endian u64 length.
+        0 => {
+            let opened = NodeServerMessage::ConnectionOpened {
+                stream: Box::new(ractor_cluster::NetworkStream::Raw {
+                    peer_addr: peer,
+                    local_addr,
+                    stream,
+                }),
+                is_server: true,
+            };
+            if server.cast(opened).is_err() {
+                tracing::debug!("the node server has stopped; connection dropped");
+            }
+        }
+        b if b == PREAMBLE[0] => lane_in(stream, peer, shared, 0).await,
+        // A TLS ClientHello to a node without TLS.
+        0x16 => shared.reject(
+            peer.to_string(),
+            "started a TLS handshake, but this node does not use TLS".into(),
+        ),
+        b => not_foundation(&shared, peer, b),
+    }
+}
+
+fn not_foundation(shared: &Shared, peer: SocketAddr, b: u8) {
+    shared.reject(
+        peer.to_string(),
+        format!("sent {b:#04x} first: not a Foundation node (garbage, or another protocol)"),
+    );
+}
+
+/// An inbound lane: check its preamble (of which `consumed` bytes were read already) and
+/// its token, then deliver its frames until it ends.
+async fn lane_in<S: AsyncRead + Unpin>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    consumed: usize,
+) {
+    let mut buf = Vec::new();
+    let greeted = tokio::time::timeout(shared.handshake_timeout, async {
+        let mut pre = [0u8; 4];
+        stream.read_exact(&mut pre[consumed..]).await?;
+        if pre[consumed..] != PREAMBLE[consumed..] {
+            return Err(std::io::Error::other("bad preamble"));
+        }
+        lane::read_frame(&mut stream, shared.max_frame, &mut buf)
+            .await
+            .map_err(std::io::Error::other)
+    })
+    .await;
+    match greeted {
+        Err(_) => {
+            return shared.reject(peer.to_string(), "opened a lane and said nothing".into());
+        }
+        Ok(Err(e)) => return shared.reject(peer.to_string(), format!("bad lane opening: {e}")),
+        Ok(Ok(())) => {}
+    }
+    let mut rest = &buf[..];
+    let (node, incarnation) = match wire::take_item(&mut rest) {
+        Ok(Item::Hello {
+            token,
+            node,
+            incarnation,
+        }) if shared.take_token(token) => (node.to_owned(), incarnation),
+        Ok(Item::Hello { node, .. }) => {
+            return shared.reject(
+                peer.to_string(),
+                format!("lane from `{node}` with an unknown or expired token"),
+            );
+        }
+        Ok(_) => {
+            return shared.reject(
+                peer.to_string(),
+                "a lane that did not start with hello".into(),
+            );
+        }
+        Err(e) => return shared.reject(peer.to_string(), format!("bad lane hello: {e}")),
+    };
+    let heard = Arc::new(Heard::new(shared.epoch));
+    let kill = Arc::new(Notify::new());
+    tracing::debug!(%node, %peer, "inbound lane open");
+    let _ = shared.loop_tx.send(Event::LaneIn {
+        node: node.clone(),
+        incarnation,
+        heard: heard.clone(),
+        kill: kill.clone(),
+    });
+    // Items after the hello in the first frame.
+    let mut bad = None;
+    while !rest.is_empty() {
+        match wire::take_item(&mut rest) {
+            Ok(item) => shared.dispatch(&node, incarnation, item),
+            Err(e) => {
+                bad = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let why = match bad {
+        Some(e) => Some(e),
+        None => {
+            let read = lane::read_frames(&mut stream, shared.max_frame, &heard, |item| {
+                shared.dispatch(&node, incarnation, item);
+            });
+            tokio::select! {
+                r = read => r.err().map(|e| e.to_string()),
+                () = kill.notified() => None,
+            }
+        }
+    };
+    if let Some(why) = &why {
+        shared.reject(format!("{node} ({peer})"), format!("lane closed: {why}"));
+    }
+    let _ = shared.loop_tx.send(Event::LaneInClosed {
+        node,
+        incarnation,
+        why,
+    });
+}
+
+/// An outbound lane to `node` at `addr`: connect, present the token, write frames.
+async fn lane_out(
+    shared: Arc<Shared>,
+    node: String,
+    incarnation: u64,
+    addr: String,
+    token: u128,
+    outbox: Arc<Outbox>,
+) {
+    let run = async {
+        let tcp = tokio::time::timeout(shared.handshake_timeout, TcpStream::connect(&addr))
+            .await
+            .map_err(|_| std::io::Error::other("connect timed out"))??;
+        tcp.set_nodelay(true)?;
+        match &shared.tls {
+            None => write_lane(&shared, &node, &addr, token, &outbox, tcp).await,
+            Some(tls) => {
+                let stream = tokio::time::timeout(
+                    shared.handshake_timeout,
+                    tls.connector.connect(tls.server_name.clone(), tcp),
+                )
+                .await
+                .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
+                write_lane(&shared, &node, &addr, token, &outbox, stream).await
+            }
+        }
+    };
+    let why = run.await.err().map(|e| e.to_string());
+    let _ = shared.loop_tx.send(Event::LaneOutClosed {
+        node,
+        incarnation,
+        why,
+    });
+}
+
+async fn write_lane<S: AsyncWrite + Unpin>(
+    shared: &Shared,
+    node: &str,
+    addr: &str,
+    token: u128,
+    outbox: &Outbox,
+    mut stream: S,
+) -> std::io::Result<()> {
+    let mut opening = PREAMBLE.to_vec();
+    opening.extend_from_slice(&[0; wire::HEADER]);
+    wire::put_item(
+        &mut opening,
+        &Item::Hello {
+            token,
+            node: &shared.name,
+            incarnation: shared.incarnation,
+        },
+    );
+    let body = u32::try_from(opening.len() - PREAMBLE.len() - wire::HEADER).unwrap_or(u32::MAX);
+    opening[PREAMBLE.len()..PREAMBLE.len() + wire::HEADER].copy_from_slice(&body.to_le_bytes());
+    stream.write_all(&opening).await?;
+    tracing::debug!(%node, %addr, "outbound lane open");
+    outbox.write_to(&mut stream).await?;
+    // Leaving: let the peer read what was written before the socket closes.
+    let _ = stream.shutdown().await;
+    Ok(())
+}
+
+async fn dial(
+    server: ActorRef<NodeServerMessage>,
+    tls: Option<Tls>,
+    addr: String,
+    timeout: Duration,
+) -> Result<SocketAddr, String> {
+    let go = async {
+        let sa = tokio::net::lookup_host(&addr)
+            .await
+            .map_err(|e| format!("cannot resolve: {e}"))?
+            .next()
+            .ok_or_else(|| "resolves to no address".to_owned())?;
+        match tls {
+            None => ractor_cluster::client_connect(&server, sa).await,
+            Some(tls) => {
+                ractor_cluster::client_connect_enc(&server, sa, tls.connector, tls.server_name)
+                    .await
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        Ok(sa)
+    };
+    tokio::time::timeout(timeout, go)
+        .await
+        .unwrap_or_else(|_| Err("connect timed out".to_owned()))
+}
+
+// ------------------------------------------------------------------------------------
+// The event loop
+
+/// The node name of a session's peer: ractor_cluster names it `name@host`.
+fn session_peer(s: &NodeServerSessionInformation) -> Option<String> {
+    let full = &s.peer_name.as_ref()?.name;
+    Some(
+        full.rsplit_once('@')
+            .map_or(full.as_str(), |(n, _)| n)
+            .to_owned(),
+    )
+}
+
+struct PeerLink {
+    incarnation: u64,
+    outbox: Arc<Outbox>,
+}
+
+struct InLane {
+    incarnation: u64,
+    heard: Arc<Heard>,
+    kill: Arc<Notify>,
+}
+
+struct SessionInfo {
+    name: Option<String>,
+    authenticated: bool,
+    actor: ActorRef<NodeSessionMessage>,
+    peer_addr: String,
+    opened: Instant,
+}
+
+#[derive(Default)]
+struct Known {
+    sources: BTreeSet<&'static str>,
+    backoff: Duration,
+    next_try: Option<Instant>,
+    in_flight_until: Option<Instant>,
+}
+
+pub(crate) struct Loop {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) server: ActorRef<NodeServerMessage>,
+    pub(crate) heartbeat: Duration,
+    membership: Membership,
+    peers: HashMap<String, PeerLink>,
+    inbound: HashMap<String, InLane>,
+    sessions: HashMap<ActorId, SessionInfo>,
+    known: BTreeMap<String, Known>,
+    sightings: HashMap<&'static str, Vec<String>>,
+    /// Resolved address dialed → the address as known.
+    dialed: HashMap<String, String>,
+    /// Address as known → the node found there.
+    owner: HashMap<String, String>,
+    last_heartbeat: Instant,
+    leaving: bool,
+}
+
+impl Loop {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        server: ActorRef<NodeServerMessage>,
+        silence: Duration,
+        heartbeat: Duration,
+    ) -> Self {
+        Self {
+            shared,
+            server,
+            heartbeat,
+            membership: Membership::new(silence),
+            peers: HashMap::new(),
+            inbound: HashMap::new(),
+            sessions: HashMap::new(),
+            known: BTreeMap::new(),
+            sightings: HashMap::new(),
+            dialed: HashMap::new(),
+            owner: HashMap::new(),
+            last_heartbeat: Instant::now(),
+            leaving: false,
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
+        let step = (self.heartbeat / 2).clamp(Duration::from_millis(5), Duration::from_millis(100));
+        let mut tick = tokio::time::interval(step);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    None => return,
+                    Some(Event::Shutdown(done)) => {
+                        self.close_all();
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(ev) => self.on_event(ev),
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    fn publish(&mut self, events: Vec<MembershipEvent>) {
+        for ev in events {
+            if let MembershipEvent::NodeDown { member, reason } = &ev {
+                self.cleanup(&member.id, member.incarnation, *reason);
+            }
+            match &ev {
+                MembershipEvent::NodeUp(m) => {
+                    tracing::info!(node = %m.id, addr = %m.addr, "node up")
+                }
+                MembershipEvent::NodeLeaving(m) => tracing::info!(node = %m.id, "node leaving"),
+                MembershipEvent::NodeDown { member, reason } => {
+                    tracing::warn!(node = %member.id, ?reason, "node down");
+                }
+            }
+            let _ = self.shared.events.send(ev.into());
+        }
+        *write(&self.shared.members) = self.membership.live().cloned().collect();
+    }
+
+    /// Drops everything tied to `node`'s incarnation `incarnation`.
+    fn cleanup(&mut self, node: &str, incarnation: u64, reason: DownReason) {
+        if self
+            .peers
+            .get(node)
+            .is_some_and(|p| p.incarnation == incarnation)
+        {
+            if let Some(p) = self.peers.remove(node) {
+                p.outbox.close();
+                let mut outboxes = write(&self.shared.outboxes);
+                if outboxes
+                    .get(node)
+                    .is_some_and(|o| Arc::ptr_eq(o, &p.outbox))
+                {
+                    outboxes.remove(node);
+                }
+            }
+        }
+        // Calls waiting on it fail now rather than at their timeouts.
+        lock(&self.shared.calls).retain(|_, c| c.node != node);
+        if self
+            .inbound
+            .get(node)
+            .is_some_and(|l| l.incarnation == incarnation)
+        {
+            if let Some(l) = self.inbound.remove(node) {
+                l.kill.notify_one();
+            }
+        }
+        if matches!(reason, DownReason::Silent | DownReason::Disconnected) {
+            // Its session may still look alive (a partition): end it, so that a
+            // reconnection starts from a clean handshake.
+            for s in self.sessions.values() {
+                if s.name.as_deref() == Some(node) {
+                    s.actor.stop(Some("foundation: node declared down".into()));
+                }
+            }
+        }
+        if reason == DownReason::Left {
+            // A node that left is not dialed again on the strength of gossip alone.
+            let owned: Vec<String> = self
+                .owner
+                .iter()
+                .filter(|(_, n)| n.as_str() == node)
+                .map(|(a, _)| a.clone())
+                .collect();
+            for a in owned {
+                if self
+                    .known
+                    .get(&a)
+                    .is_some_and(|k| k.sources.iter().all(|s| *s == "gossip"))
+                {
+                    self.known.remove(&a);
+                }
+            }
+        }
+    }
+
+    fn down(&mut self, node: &str, incarnation: u64, reason: DownReason) {
+        let reason = match self.membership.get(node) {
+            Some(m) if m.status == Status::Leaving => DownReason::Left,
+            _ => reason,
+        };
+        let evs = self.membership.gone(node, incarnation, reason);
+        self.publish(evs);
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        let now = Instant::now();
+        match ev {
+            Event::Hello(h) => self.on_hello(h, now),
+            Event::Leaving { node, incarnation } => {
+                let evs = self.membership.leaving(&node, incarnation);
+                self.publish(evs);
+            }
+            Event::LaneIn {
+                node,
+                incarnation,
+                heard,
+                kill,
+            } => {
+                if let Some(old) = self.inbound.insert(
+                    node,
+                    InLane {
+                        incarnation,
+                        heard,
+                        kill,
+                    },
+                ) {
+                    old.kill.notify_one();
+                }
+            }
+            Event::LaneInClosed {
+                node,
+                incarnation,
+                why,
+            }
+            | Event::LaneOutClosed {
+                node,
+                incarnation,
+                why,
+            } => {
+                if let Some(why) = why {
+                    tracing::info!(%node, %why, "a lane closed");
+                }
+                if self
+                    .inbound
+                    .get(&node)
+                    .is_some_and(|l| l.incarnation == incarnation)
+                {
+                    self.inbound.remove(&node);
+                }
+                self.down(&node, incarnation, DownReason::Disconnected);
+            }
+            Event::SessionOpened(s) => {
+                self.sessions.insert(
+                    s.actor.get_id(),
+                    SessionInfo {
+                        name: None,
+                        authenticated: false,
+                        actor: s.actor.clone(),
+                        peer_addr: s.peer_addr.clone(),
+                        opened: now,
+                    },
+                );
+            }
+            Event::SessionAuthenticated(s) => self.on_authenticated(&s),
+            Event::SessionClosed(s) => self.on_session_closed(&s),
+            Event::Sighting(s) => {
+                let addrs: Vec<String> = s.peers.iter().map(ToString::to_string).collect();
+                self.sightings.insert(s.strategy, addrs.clone());
+                for a in addrs {
+                    self.know(a, s.strategy);
+                }
+                // Addresses no strategy reports any more are dropped.
+                let reported: BTreeSet<&String> = self.sightings.values().flatten().collect();
+                let strategy = s.strategy;
+                for (addr, k) in &mut self.known {
+                    if !reported.contains(addr) {
+                        k.sources.remove(strategy);
+                    }
+                }
+                self.known.retain(|_, k| !k.sources.is_empty());
+            }
+            Event::Dialed { addr, result } => match result {
+                Ok(sa) => {
+                    self.dialed.insert(sa.to_string(), addr);
+                }
+                Err(why) => {
+                    tracing::debug!(%addr, %why, "dial failed");
+                    self.backoff(&addr, now);
+                }
+            },
+            Event::Connect(addr) => self.know(addr, "manual"),
+            Event::Leave(done) => {
+                self.leaving = true;
+                for p in self.peers.values() {
+                    let _ = p.outbox.push_item(&Item::Leave);
+                    p.outbox.finish();
+                }
+                let _ = done.send(());
+            }
+            Event::Shutdown(_) => {}
+        }
+    }
+
+    fn know(&mut self, addr: String, source: &'static str) {
+        if addr == self.shared.addr {
+            return;
+        }
+        self.known.entry(addr).or_default().sources.insert(source);
+    }
+
+    fn backoff(&mut self, addr: &str, now: Instant) {
+        if let Some(k) = self.known.get_mut(addr) {
+            k.in_flight_until = None;
+            k.backoff = (k.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+            let jitter = 0.8 + 0.4 * fastrand::f64();
+            k.next_try = Some(now + k.backoff.mul_f64(jitter));
+        }
+    }
+
+    fn on_hello(&mut self, h: Hello, now: Instant) {
+        if h.node == self.shared.name {
+            return;
+        }
+        for a in &h.members {
+            self.know(a.clone(), "gossip");
+        }
+        self.owner.insert(h.addr.clone(), h.node.clone());
+        if let Some(k) = self.known.get_mut(&h.addr) {
+            k.backoff = Duration::ZERO;
+            k.next_try = None;
+            k.in_flight_until = None;
+        }
+        let known = self.membership.get(&h.node).map(|m| m.incarnation);
+        if known.is_some_and(|k| k >= h.incarnation) || self.leaving {
+            return;
+        }
+        let evs = self.membership.joined(
+            Member::new(h.node.clone(), h.addr.clone(), h.incarnation),
+            now,
+        );
+        if !evs.iter().any(|e| matches!(e, MembershipEvent::NodeUp(_))) {
+            return;
+        }
+        // Down events (an older incarnation) are cleaned up before the new link exists.
+        let outbox = Arc::new(Outbox::new(self.shared.max_frame, self.shared.max_pending));
+        let (ups, downs): (Vec<_>, Vec<_>) = evs
+            .into_iter()
+            .partition(|e| matches!(e, MembershipEvent::NodeUp(_)));
+        self.publish(downs);
+        self.peers.insert(
+            h.node.clone(),
+            PeerLink {
+                incarnation: h.incarnation,
+                outbox: outbox.clone(),
+            },
+        );
+        write(&self.shared.outboxes).insert(h.node.clone(), outbox.clone());
+        tokio::spawn(lane_out(
+            self.shared.clone(),
+            h.node,
+            h.incarnation,
+            h.addr,
+            h.token,
+            outbox,
+        ));
+        self.publish(ups);
+    }
+
+    fn on_authenticated(&mut self, s: &NodeServerSessionInformation) {
+        let name = session_peer(s);
+        if name.as_deref() == Some(self.shared.name.as_str()) {
+            // Dialed itself (its own address in a seed list or a DNS answer).
+            if let Some(addr) = self.dialed.get(&s.peer_addr).cloned() {
+                tracing::debug!(%addr, "that address is this node; not dialing it again");
+                self.known.remove(&addr);
+            }
+            s.actor.stop(Some("foundation: connected to itself".into()));
+            return;
+        }
+        if let Some(info) = self.sessions.get_mut(&s.actor.get_id()) {
+            info.authenticated = true;
+            info.name.clone_from(&name);
+        }
+        if let (Some(name), Some(addr)) = (name, self.dialed.get(&s.peer_addr).cloned()) {
+            self.owner.insert(addr, name);
+        }
+    }
+
+    fn on_session_closed(&mut self, s: &NodeServerSessionInformation) {
+        let Some(info) = self.sessions.remove(&s.actor.get_id()) else {
+            return;
+        };
+        // A dial whose session ended is no longer in flight: retry it after a backoff.
+        if let Some(addr) = self.dialed.remove(&info.peer_addr) {
+            self.backoff(&addr, Instant::now());
+        }
+        if !info.authenticated {
+            self.shared.reject(
+                info.peer_addr,
+                "session closed before authenticating: wrong cookie, a duplicate connection, or not a Foundation node".into(),
+            );
+            return;
+        }
+        let Some(name) = info.name else { return };
+        let other = self
+            .sessions
+            .values()
+            .any(|o| o.authenticated && o.name.as_deref() == Some(name.as_str()));
+        if !other {
+            if let Some(m) = self.membership.get(&name) {
+                let inc = m.incarnation;
+                self.down(&name, inc, DownReason::Disconnected);
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        if now.duration_since(self.last_heartbeat) >= self.heartbeat && !self.leaving {
+            self.last_heartbeat = now;
+            for p in self.peers.values() {
+                let _ = p.outbox.push_item(&Item::Heartbeat);
+            }
+        }
+        for (node, lane) in &self.inbound {
+            self.membership
+                .heard(node, lane.incarnation, lane.heard.at());
+        }
+        let evs = self.membership.expire(now);
+        self.publish(evs);
+        lock(&self.shared.tokens).retain(|_, issued| issued.elapsed() < TOKEN_TTL);
+        // Sessions that never authenticate (a peer that connects and stalls).
+        let stalled: Vec<ActorId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                !s.authenticated && now.duration_since(s.opened) > self.shared.handshake_timeout
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stalled {
+            if let Some(s) = self.sessions.remove(&id) {
+                s.actor.stop(Some("foundation: handshake timed out".into()));
+                self.shared
+                    .reject(s.peer_addr, "did not finish the handshake in time".into());
+            }
+        }
+        if !self.leaving {
+            self.dial_due(now);
+        }
+    }
+
+    fn dial_due(&mut self, now: Instant) {
+        let live: BTreeSet<&str> = self.membership.live().map(|m| m.id.as_str()).collect();
+        let mut due = Vec::new();
+        for (addr, k) in &mut self.known {
+            if self
+                .owner
+                .get(addr)
+                .is_some_and(|n| live.contains(n.as_str()))
+            {
+                continue;
+            }
+            if k.in_flight_until.is_some_and(|t| t > now) {
+                continue;
+            }
+            if k.in_flight_until.is_some() {
+                // Dialed, but no hello in time: count it as a failure.
+                k.in_flight_until = None;
+                k.backoff = (k.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+                k.next_try = Some(now + k.backoff);
+                continue;
+            }
+            if k.next_try.is_some_and(|t| t > now) {
+                continue;
+            }
+            k.in_flight_until = Some(now + self.shared.handshake_timeout * 2);
+            due.push(addr.clone());
+        }
+        for addr in due {
+            let server = self.server.clone();
+            let tx = self.shared.loop_tx.clone();
+            let timeout = self.shared.handshake_timeout;
+            let tls = self.shared.tls.clone();
+            tokio::spawn(async move {
+                let result = dial(server, tls, addr.clone(), timeout).await;
+                let _ = tx.send(Event::Dialed { addr, result });
+            });
+        }
+    }
+
+    fn close_all(&mut self) {
+        for p in self.peers.values() {
+            p.outbox.close();
+        }
+        for l in self.inbound.values() {
+            l.kill.notify_one();
+        }
+        write(&self.shared.outboxes).clear();
+        lock(&self.shared.calls).clear();
+    }
+}
+
+/// Runs a discovery strategy, forwarding its sightings into the loop.
+pub(crate) async fn run_strategy(
+    strategy: Box<dyn crate::discovery::Strategy>,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    let name = strategy.name();
+    let (stx, mut srx) = mpsc::channel(16);
+    let forward = async {
+        while let Some(s) = srx.recv().await {
+            if tx.send(Event::Sighting(s)).is_err() {
+                return;
+            }
+        }
+    };
+    let (r, ()) = tokio::join!(strategy.run(stx), forward);
+    if let Err(e) = r {
+        tracing::error!(strategy = name, error = %e, "discovery strategy stopped");
+    }
+}

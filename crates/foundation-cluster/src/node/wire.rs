@@ -1,0 +1,479 @@
+//! The lane protocol: frames of items, as plain encoding and decoding without I/O.
+//!
+//! A lane is a one-way TCP connection from one node to another that carries user messages,
+//! call replies and heartbeats. Its bytes are frames:
+//!
+//! ```text
+//! frame = len: u32 (little endian, the body's length) · body
+//! body  = item*
+//! item  = kind: u8 · fields
+//! ```
+//!
+//! Integers in fields are LEB128 varints; byte strings are a varint length and the bytes.
+//! The first item on a lane is [`Item::Hello`]; a lane whose first item is anything else,
+//! or whose frames do not parse, is closed.
+
+use foundation_actors::Context;
+
+/// The largest frame body a lane accepts by default (8 MiB); a larger length is refused
+/// before anything is allocated.
+pub const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;
+
+/// Bytes of the frame header.
+pub(crate) const HEADER: usize = 4;
+
+const CAST: u8 = 1;
+const CALL: u8 = 2;
+const REPLY: u8 = 3;
+const HEARTBEAT: u8 = 4;
+const LEAVE: u8 = 5;
+const HELLO: u8 = 6;
+
+/// Why a remote call got no value back, as the replying node says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Refusal {
+    /// No process is exported under that name there.
+    NoSuchName = 1,
+    /// The process's message type could not read the request (another version of it).
+    BadMessage = 2,
+    /// The process dropped the reply port without answering, or could not encode the reply.
+    NoReply = 3,
+    /// The process has stopped.
+    Stopped = 4,
+}
+
+impl Refusal {
+    fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Self::NoSuchName,
+            2 => Self::BadMessage,
+            3 => Self::NoReply,
+            4 => Self::Stopped,
+            _ => return None,
+        })
+    }
+}
+
+/// One item of a frame, borrowed from the frame's bytes.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Item<'a> {
+    /// The first item of a lane: who opens it and the token the receiving node gave it.
+    Hello {
+        token: u128,
+        node: &'a str,
+        incarnation: u64,
+    },
+    /// A message for the process exported as `name`.
+    Cast {
+        name: &'a str,
+        ctx: Option<Context>,
+        msg: &'a [u8],
+    },
+    /// A request for the process exported as `name`; the answer comes back as a
+    /// [`Item::Reply`] with the same `id` on the other direction's lane.
+    Call {
+        id: u64,
+        name: &'a str,
+        ctx: Option<Context>,
+        msg: &'a [u8],
+    },
+    /// The answer to call `id`.
+    Reply {
+        id: u64,
+        result: Result<&'a [u8], Refusal>,
+    },
+    /// Nothing to say; proves the sender alive.
+    Heartbeat,
+    /// The sender is leaving the cluster gracefully.
+    Leave,
+}
+
+/// Why bytes from a lane do not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The frame announces more bytes than the lane accepts.
+    #[error("frame of {len} bytes is over the {max}-byte limit")]
+    Oversized {
+        /// The announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An item kind this version does not know.
+    #[error("unknown item kind {0}")]
+    UnknownKind(u8),
+    /// The item ends before its fields do.
+    #[error("item truncated while reading {0}")]
+    Truncated(&'static str),
+    /// A field holds a value it cannot hold.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+}
+
+/// Appends an item to `out`.
+pub(crate) fn put_item(out: &mut Vec<u8>, item: &Item<'_>) {
+    match item {
+        Item::Hello {
+            token,
+            node,
+            incarnation,
+        } => {
+            out.push(HELLO);
+            out.extend_from_slice(&token.to_le_bytes());
+            put_bytes(out, node.as_bytes());
+            put_varint(out, *incarnation);
+        }
+        Item::Cast { name, ctx, msg } => {
+            out.push(CAST);
+            put_bytes(out, name.as_bytes());
+            put_ctx(out, ctx.as_ref());
+            put_bytes(out, msg);
+        }
+        Item::Call { id, name, ctx, msg } => {
+            out.push(CALL);
+            put_varint(out, *id);
+            put_bytes(out, name.as_bytes());
+            put_ctx(out, ctx.as_ref());
+            put_bytes(out, msg);
+        }
+        Item::Reply { id, result } => {
+            out.push(REPLY);
+            put_varint(out, *id);
+            match result {
+                Ok(bytes) => {
+                    out.push(0);
+                    put_bytes(out, bytes);
+                }
+                Err(r) => out.push(*r as u8),
+            }
+        }
+        Item::Heartbeat => out.push(HEARTBEAT),
+        Item::Leave => out.push(LEAVE),
+    }
+}
+
+/// Appends a cast item whose message is encoded by `encode` straight into `out`, without
+/// an intermediate buffer. On an encode error `out` is left as it was.
+pub(crate) fn put_cast_with<E>(
+    out: &mut Vec<u8>,
+    kind_call: Option<u64>,
+    name: &str,
+    ctx: Option<&Context>,
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    let start = out.len();
+    match kind_call {
+        None => out.push(CAST),
+        Some(id) => {
+            out.push(CALL);
+            put_varint(out, id);
+        }
+    }
+    put_bytes(out, name.as_bytes());
+    put_ctx(out, ctx);
+    // The message's length is not known before it is encoded: encode after a maximal
+    // varint slot, then write the length and close the gap.
+    let len_at = out.len();
+    out.extend_from_slice(&[0; 5]);
+    let body_at = out.len();
+    if let Err(e) = encode(out) {
+        out.truncate(start);
+        return Err(e);
+    }
+    let len = out.len() - body_at;
+    let mut tmp = Vec::with_capacity(5);
+    put_varint(&mut tmp, len as u64);
+    let gap = 5 - tmp.len();
+    out[len_at..len_at + tmp.len()].copy_from_slice(&tmp);
+    if gap > 0 {
+        out.copy_within(body_at.., len_at + tmp.len());
+        out.truncate(out.len() - gap);
+    }
+    Ok(())
+}
+
+/// Reads the next item from `buf`, advancing it.
+pub(crate) fn take_item<'a>(buf: &mut &'a [u8]) -> Result<Item<'a>, FrameError> {
+    let kind = take_u8(buf, "the item kind")?;
+    Ok(match kind {
+        HELLO => {
+            let token = take_array::<16>(buf, "the hello token")?;
+            Item::Hello {
+                token: u128::from_le_bytes(token),
+                node: take_str(buf, "the node name")?,
+                incarnation: take_varint(buf, "the incarnation")?,
+            }
+        }
+        CAST => Item::Cast {
+            name: take_str(buf, "the process name")?,
+            ctx: take_ctx(buf)?,
+            msg: take_bytes(buf, "the message")?,
+        },
+        CALL => Item::Call {
+            id: take_varint(buf, "the call id")?,
+            name: take_str(buf, "the process name")?,
+            ctx: take_ctx(buf)?,
+            msg: take_bytes(buf, "the message")?,
+        },
+        REPLY => {
+            let id = take_varint(buf, "the call id")?;
+            let status = take_u8(buf, "the reply status")?;
+            let result = if status == 0 {
+                Ok(take_bytes(buf, "the reply")?)
+            } else {
+                Err(Refusal::from_u8(status).ok_or(FrameError::Malformed("reply status"))?)
+            };
+            Item::Reply { id, result }
+        }
+        HEARTBEAT => Item::Heartbeat,
+        LEAVE => Item::Leave,
+        other => return Err(FrameError::UnknownKind(other)),
+    })
+}
+
+/// The body length announced by a frame header, checked against `max`.
+pub(crate) fn body_len(header: [u8; HEADER], max: usize) -> Result<usize, FrameError> {
+    let len = u32::from_le_bytes(header) as usize;
+    if len > max {
+        return Err(FrameError::Oversized { len, max });
+    }
+    Ok(len)
+}
+
+fn put_ctx(out: &mut Vec<u8>, ctx: Option<&Context>) {
+    match ctx {
+        None => out.push(0),
+        Some(ctx) => {
+            out.push(1);
+            // A context always encodes: its fields are plain data with bounded sizes.
+            let bytes = postcard::to_stdvec(ctx).unwrap_or_default();
+            put_bytes(out, &bytes);
+        }
+    }
+}
+
+fn take_ctx(buf: &mut &[u8]) -> Result<Option<Context>, FrameError> {
+    match take_u8(buf, "the context flag")? {
+        0 => Ok(None),
+        1 => {
+            let bytes = take_bytes(buf, "the context")?;
+            postcard::from_bytes(bytes)
+                .map(Some)
+                .map_err(|_| FrameError::Malformed("context"))
+        }
+        _ => Err(FrameError::Malformed("context flag")),
+    }
+}
+
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn take_u8(buf: &mut &[u8], what: &'static str) -> Result<u8, FrameError> {
+    let (&b, rest) = buf.split_first().ok_or(FrameError::Truncated(what))?;
+    *buf = rest;
+    Ok(b)
+}
+
+fn take_array<const N: usize>(buf: &mut &[u8], what: &'static str) -> Result<[u8; N], FrameError> {
+    let (head, rest) = buf.split_at_checked(N).ok_or(FrameError::Truncated(what))?;
+    *buf = rest;
+    let mut a = [0; N];
+    a.copy_from_slice(head);
+    Ok(a)
+}
+
+fn take_varint(buf: &mut &[u8], what: &'static str) -> Result<u64, FrameError> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = take_u8(buf, what)?;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            if shift == 63 && b > 1 {
+                return Err(FrameError::Malformed(what));
+            }
+            return Ok(v);
+        }
+    }
+    Err(FrameError::Malformed(what))
+}
+
+fn take_bytes<'a>(buf: &mut &'a [u8], what: &'static str) -> Result<&'a [u8], FrameError> {
+    let len = take_varint(buf, what)?;
+    let len = usize::try_from(len).map_err(|_| FrameError::Truncated(what))?;
+    let (head, rest) = buf
+        .split_at_checked(len)
+        .ok_or(FrameError::Truncated(what))?;
+    *buf = rest;
+    Ok(head)
+}
+
+fn take_str<'a>(buf: &mut &'a [u8], what: &'static str) -> Result<&'a str, FrameError> {
+    std::str::from_utf8(take_bytes(buf, what)?).map_err(|_| FrameError::Malformed(what))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+mod tests {
+    use super::*;
+
+    fn all_items(ctx: &Context) -> Vec<Item<'static>> {
+        vec![
+            Item::Hello {
+                token: u128::MAX - 7,
+                node: "node-a",
+                incarnation: 1_700_000_000_000_000,
+            },
+            Item::Cast {
+                name: "kv",
+                ctx: None,
+                msg: b"\x01hello",
+            },
+            Item::Cast {
+                name: "kv",
+                ctx: Some(ctx.clone()),
+                msg: &[],
+            },
+            Item::Call {
+                id: u64::MAX,
+                name: "k\u{e9}v",
+                ctx: Some(ctx.clone()),
+                msg: &[0; 300],
+            },
+            Item::Reply {
+                id: 3,
+                result: Ok(b"ok"),
+            },
+            Item::Reply {
+                id: 4,
+                result: Err(Refusal::NoSuchName),
+            },
+            Item::Heartbeat,
+            Item::Leave,
+        ]
+    }
+
+    #[test]
+    fn items_round_trip_back_to_back() {
+        let ctx = Context::new()
+            .with_request_id("req-1")
+            .with_baggage("k", "v");
+        let items = all_items(&ctx);
+        let mut buf = Vec::new();
+        for item in &items {
+            put_item(&mut buf, item);
+        }
+        let mut rest = &buf[..];
+        for item in &items {
+            let got = take_item(&mut rest).unwrap();
+            match (&got, item) {
+                // A context's deadline is re-based on arrival; compare what travels.
+                (Item::Call { ctx: Some(a), .. }, Item::Call { ctx: Some(b), .. })
+                | (Item::Cast { ctx: Some(a), .. }, Item::Cast { ctx: Some(b), .. }) => {
+                    assert_eq!(a.trace_id(), b.trace_id());
+                    assert_eq!(a.request_id(), Some("req-1"));
+                    assert_eq!(a.baggage("k"), Some("v"));
+                }
+                _ => assert_eq!(&got, item),
+            }
+        }
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn a_cast_encoded_in_place_equals_one_put_whole_at_every_length() {
+        for len in [0, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+            let msg = vec![7u8; len];
+            let mut a = b"prefix".to_vec();
+            put_cast_with::<()>(&mut a, Some(9), "n", None, |out| {
+                out.extend_from_slice(&msg);
+                Ok(())
+            })
+            .unwrap();
+            let mut b = b"prefix".to_vec();
+            put_item(
+                &mut b,
+                &Item::Call {
+                    id: 9,
+                    name: "n",
+                    ctx: None,
+                    msg: &msg,
+                },
+            );
+            assert_eq!(a, b, "len {len}");
+        }
+    }
+
+    #[test]
+    fn a_failed_encode_leaves_the_buffer_as_it_was() {
+        let mut out = b"earlier items".to_vec();
+        let r = put_cast_with(&mut out, None, "n", None, |out| {
+            out.extend_from_slice(b"half");
+            Err("no")
+        });
+        assert_eq!(r, Err("no"));
+        assert_eq!(out, b"earlier items");
+    }
+
+    #[test]
+    fn every_truncation_and_random_bytes_are_errors_not_panics() {
+        let ctx = Context::new();
+        let mut buf = Vec::new();
+        for item in &all_items(&ctx) {
+            put_item(&mut buf, item);
+        }
+        // Every strict prefix of each item fails or parses fewer items; none panics.
+        for cut in 0..buf.len() {
+            let mut rest = &buf[..cut];
+            while !rest.is_empty() {
+                if take_item(&mut rest).is_err() {
+                    break;
+                }
+            }
+        }
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..20_000 {
+            let len = rng.usize(0..64);
+            let bytes: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                if take_item(&mut rest).is_err() {
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            take_item(&mut &[99u8][..]),
+            Err(FrameError::UnknownKind(99))
+        );
+        // A huge length prefix is refused without allocating.
+        let mut huge = vec![CAST];
+        put_varint(&mut huge, u64::MAX);
+        assert!(matches!(
+            take_item(&mut &huge[..]),
+            Err(FrameError::Truncated(_))
+        ));
+    }
+
+    #[test]
+    fn an_oversized_header_is_refused_before_reading_the_body() {
+        assert_eq!(body_len(16u32.to_le_bytes(), 16), Ok(16));
+        assert_eq!(
+            body_len(u32::MAX.to_le_bytes(), DEFAULT_MAX_FRAME),
+            Err(FrameError::Oversized {
+                len: u32::MAX as usize,
+                max: DEFAULT_MAX_FRAME
+            })
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! Nodes in separate processes on loopback: mesh, messages with context, failure
+//! detection, graceful leave and bad input.
+
+pub mod harness;
+
+use std::time::Duration;
+
+use foundation_actors::Context;
+use foundation_cluster::membership::DownReason;
+use foundation_cluster::node::ClusterEvent;
+use harness::{Child, IN_PROCESS, Probe, ProbeV2, local_node, wait_event};
+
+fn is_up(name: &'static str) -> impl Fn(&ClusterEvent) -> bool {
+    move |e| matches!(e, ClusterEvent::NodeUp(m) if m.id == name)
+}
+
+fn is_down(name: &'static str) -> impl Fn(&ClusterEvent) -> bool {
+    move |e| matches!(e, ClusterEvent::NodeDown { member, .. } if member.id == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_reaches_a_named_process_on_another_node_with_its_context() {
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c).await;
+    let mut events = a.subscribe();
+    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    wait_event(&mut events, is_up("b")).await;
+    b.expect(|l| l == "event up a");
+
+    let ctx = Context::new().with_request_id("req-42");
+    let trace = ctx.trace_id().to_string();
+    ctx.scope(async { a.send("b", "probe", &Probe::Note("hello".into())) })
+        .await
+        .unwrap();
+    let got = b.expect(|l| l.starts_with("got hello"));
+    assert_eq!(got, format!("got hello trace={trace} req=req-42"));
+
+    // Without a context, none travels.
+    a.send("b", "probe", &Probe::Note("plain".into())).unwrap();
+    assert_eq!(
+        b.expect(|l| l.starts_with("got plain")),
+        "got plain trace=none req=none"
+    );
+
+    // The other way: b sends to a name a does not export; a drops it, and stays up.
+    b.tell("send a nothing-here x");
+    b.expect(|l| l.starts_with("sent"));
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_of_an_unknown_variant_is_refused_and_the_next_one_arrives() {
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c).await;
+    let mut events = a.subscribe();
+    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    wait_event(&mut events, is_up("b")).await;
+    a.send("b", "probe", &ProbeV2::Newer(7)).unwrap();
+    a.send("b", "probe", &ProbeV2::Note("after".into()))
+        .unwrap();
+    b.expect(|l| l.starts_with("got after"));
+    assert!(a.members().iter().any(|m| m.id == "b"));
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_mesh_through_one_seed() {
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c).await;
+    let mut events = a.subscribe();
+    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    wait_event(&mut events, is_up("b")).await;
+    // c knows only b; a and c find each other through b's members.
+    let mut c = Child::start("c", &[("SEEDS", &b.addr.clone())]);
+    wait_event(&mut events, is_up("c")).await;
+    c.expect(|l| l == "event up a");
+    c.tell("members");
+    assert_eq!(c.expect(|l| l.starts_with("members")), "members a,b");
+    b.tell("members");
+    assert_eq!(b.expect(|l| l.starts_with("members")), "members a,c");
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_down_when_its_connection_closes_not_after_the_silence() {
+    let _one = IN_PROCESS.lock().await;
+    // A silence limit far longer than the test: only a closed connection can explain
+    // a `Disconnected`.
+    let a = local_node("a", |c| c.silence(Duration::from_secs(600))).await;
+    let mut events = a.subscribe();
+    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    wait_event(&mut events, is_up("b")).await;
+    b.kill();
+    let down = wait_event(&mut events, is_down("b")).await;
+    assert!(
+        matches!(
+            down,
+            ClusterEvent::NodeDown {
+                reason: DownReason::Disconnected,
+                ..
+            }
+        ),
+        "{down:?}"
+    );
+    assert!(a.members().is_empty());
+    assert!(matches!(
+        a.send("b", "probe", &Probe::Note("x".into())),
+        Err(foundation_cluster::node::RemoteError::UnknownNode(_))
+    ));
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_is_declared_down_for_silence_and_comes_back_when_resumed() {
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c.silence(Duration::from_millis(600))).await;
+    let mut events = a.subscribe();
+    let b = Child::start("b", &[("SEEDS", a.advertised()), ("SILENCE_MS", "600")]);
+    let up = wait_event(&mut events, is_up("b")).await;
+    b.pause(true);
+    let down = wait_event(&mut events, is_down("b")).await;
+    assert!(
+        matches!(
+            down,
+            ClusterEvent::NodeDown {
+                reason: DownReason::Silent,
+                ..
+            }
+        ),
+        "{down:?}"
+    );
+    b.pause(false);
+    // It reconnects: the same incarnation is up again.
+    let again = wait_event(&mut events, is_up("b")).await;
+    let (ClusterEvent::NodeUp(m1), ClusterEvent::NodeUp(m2)) = (up, again) else {
+        unreachable!()
+    };
+    assert_eq!(m1.incarnation, m2.incarnation);
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_node_is_not_declared_down() {
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c.silence(Duration::from_secs(1))).await;
+    let mut events = a.subscribe();
+    let mut b = Child::start("b", &[("SEEDS", a.advertised()), ("SILENCE_MS", "1000")]);
+    wait_event(&mut events, is_up("b")).await;
+    // b saturates every core for three silence limits.
+    b.tell("burn 3000");
+    b.expect(|l| l == "burning");
+    let quiet = tokio::time::timeout(
+        Duration::from_millis(3500),
+        wait_event(&mut events, is_down("b")),
+    )
+    .await;
+    assert!(quiet.is_err(), "a busy node was declared down: {quiet:?}");
+    a.send("b", "probe", &Probe::Note("still-here".into()))
+        .unwrap();
+    b.expect(|l| l.starts_with("got still-here"));
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_leaves_is_seen_leaving_then_down_as_left() {
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c.silence(Duration::from_secs(600))).await;
+    let mut events = a.subscribe();
+    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    wait_event(&mut events, is_up("b")).await;
+    b.tell("leave");
+    wait_event(
+        &mut events,
+        |e| matches!(e, ClusterEvent::NodeLeaving(m) if m.id == "b"),
+    )
+    .await;
+    let down = wait_event(&mut events, is_down("b")).await;
+    assert!(
+        matches!(
+            down,
+            ClusterEvent::NodeDown {
+                reason: DownReason::Left,
+                ..
+            }
+        ),
+        "{down:?}"
+    );
+    a.shutdown().await;
+}
+
+fn is_rejected(part: &'static str) -> impl Fn(&ClusterEvent) -> bool {
+    move |e| matches!(e, ClusterEvent::Rejected { why, .. } if why.contains(part))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_the_wrong_cookie_is_rejected_and_the_others_still_join() {
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c).await;
+    let mut events = a.subscribe();
+    let _intruder = Child::start("x", &[("SEEDS", a.advertised()), ("COOKIE", "wrong")]);
+    wait_event(&mut events, is_rejected("before authenticating")).await;
+    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    wait_event(&mut events, is_up("b")).await;
+    a.send("b", "probe", &Probe::Note("fine".into())).unwrap();
+    b.expect(|l| l.starts_with("got fine"));
+    assert!(a.members().iter().all(|m| m.id != "x"));
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_silence_forged_lanes_and_oversized_frames_are_rejected() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c.handshake_timeout(Duration::from_millis(300))).await;
+    let mut events = a.subscribe();
+    let addr = a.addr();
+
+    // Another protocol.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    wait_event(&mut events, is_rejected("sent 0x47 first")).await;
+
+    // A peer that connects and says nothing.
+    let _silent = TcpStream::connect(addr).await.unwrap();
+    wait_event(&mut events, is_rejected("sent nothing")).await;
+
+    // A lane with a token this node never issued.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut hello = b"FND1".to_vec();
+    let mut item = vec![6u8]; // hello
+    item.extend_from_slice(&[7u8; 16]);
+    item.extend_from_slice(&[1, b'z', 1]);
+    hello.extend_from_slice(&u32::try_from(item.len()).unwrap().to_le_bytes());
+    hello.extend_from_slice(&item);
+    s.write_all(&hello).await.unwrap();
+    wait_event(&mut events, is_rejected("unknown or expired token")).await;
+
+    // A lane announcing a frame over the limit.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut huge = b"FND1".to_vec();
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    s.write_all(&huge).await.unwrap();
+    wait_event(&mut events, is_rejected("over the")).await;
+
+    // A session that starts like ractor_cluster's and then is garbage.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&[
+        0, 0, 0, 0, 0, 0, 0, 9, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    ])
+    .await
+    .unwrap();
+    wait_event(&mut events, is_rejected("before authenticating")).await;
+
+    // Through all that, a real node joins and is served.
+    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    wait_event(&mut events, is_up("b")).await;
+    a.send("b", "probe", &Probe::Note("served".into())).unwrap();
+    b.expect(|l| l.starts_with("got served"));
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_every_connection_is_encrypted_and_plain_peers_are_refused() {
+    let _one = IN_PROCESS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    harness::write_tls(dir.path());
+    let tls_dir = dir.path().to_str().unwrap().to_owned();
+    let a = local_node("a", |c| c.tls(harness::tls_from(dir.path()))).await;
+    let mut events = a.subscribe();
+    let mut b = Child::start("b", &[("SEEDS", a.advertised()), ("TLS_DIR", &tls_dir)]);
+    wait_event(&mut events, is_up("b")).await;
+    a.send("b", "probe", &Probe::Note("sealed".into())).unwrap();
+    b.expect(|l| l.starts_with("got sealed"));
+    // c is dialed by a through b's gossip: that connection is TLS too.
+    let mut c = Child::start("c", &[("SEEDS", &b.addr.clone()), ("TLS_DIR", &tls_dir)]);
+    wait_event(&mut events, is_up("c")).await;
+    a.send("c", "probe", &Probe::Note("sealed-too".into()))
+        .unwrap();
+    c.expect(|l| l.starts_with("got sealed-too"));
+    // A node without TLS gets nowhere.
+    let _plain = Child::start("p", &[("SEEDS", a.advertised())]);
+    wait_event(&mut events, is_rejected("TLS handshake failed")).await;
+    assert!(a.members().iter().all(|m| m.id != "p"));
+    a.shutdown().await;
+}
