@@ -34,6 +34,11 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
+mod dns;
+mod report;
+
+pub use dns::Dns;
+
 /// A peer to connect to: a host name or IP address, and a port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Peer {
@@ -135,6 +140,15 @@ pub enum DiscoveryError {
         /// The strategy's name.
         strategy: &'static str,
         /// What went wrong.
+        why: String,
+    },
+    /// A strategy's settings cannot work (an empty node name, a TXT record too long for
+    /// mDNS, a malformed name to resolve). Found before the strategy touches the network.
+    #[error("discovery strategy `{strategy}` is misconfigured: {why}")]
+    BadConfig {
+        /// The strategy's name.
+        strategy: &'static str,
+        /// What is wrong.
         why: String,
     },
     /// A variable is set but says nothing usable.
