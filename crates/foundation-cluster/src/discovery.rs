@@ -35,9 +35,11 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 mod dns;
+mod mdns;
 mod report;
 
 pub use dns::Dns;
+pub use mdns::{MDNS_SERVICE_TYPE, Mdns};
 
 /// A peer to connect to: a host name or IP address, and a port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -6,6 +6,7 @@ use foundation_cluster::discovery::{Peer, Sighting};
 use tokio::sync::mpsc;
 
 mod dns;
+mod mdns;
 
 /// How long a test waits for what it expects before it fails. Generous: it bounds a
 /// failing test, never a passing one, which goes on as soon as the sighting arrives.
