@@ -35,10 +35,14 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 mod dns;
+#[cfg(feature = "kubernetes")]
+mod kubernetes;
 mod mdns;
 mod report;
 
 pub use dns::Dns;
+#[cfg(feature = "kubernetes")]
+pub use kubernetes::Kubernetes;
 pub use mdns::{MDNS_SERVICE_TYPE, Mdns};
 
 /// A peer to connect to: a host name or IP address, and a port.

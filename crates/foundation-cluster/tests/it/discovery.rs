@@ -6,6 +6,8 @@ use foundation_cluster::discovery::{Peer, Sighting};
 use tokio::sync::mpsc;
 
 mod dns;
+#[cfg(feature = "kubernetes")]
+mod kubernetes;
 mod mdns;
 
 /// How long a test waits for what it expects before it fails. Generous: it bounds a
