@@ -10,7 +10,8 @@
 //! (`unshare --net`, then `ip link set lo up`): no mDNS packet, not even a group join,
 //! reaches the machine's real interfaces, the standard port 5353 is free to use, and the
 //! namespace vanishes with the process, so there is nothing to clean up or to set up twice.
-//! Without root it says so loudly and runs on the machine's own loopback, on a random port.
+//! Where it cannot (not root, or a container without the capability) it says so loudly
+//! and runs on the machine's own loopback, on a random port.
 
 use std::process::Command;
 use std::time::Duration;
@@ -38,10 +39,10 @@ fn isolate(name: &str) -> Option<Isolation> {
     if std::env::var_os(IN_NAMESPACE).is_some() {
         return Some(Isolation::Namespace);
     }
-    if !is_root() {
+    if !can_unshare() {
         eprintln!(
-            "\n!!! {name}: not root, so no network namespace of its own: running on this \
-             machine's loopback with a random mDNS port instead.\n"
+            "\n!!! {name}: cannot make a network namespace (not root, or no `unshare`): \
+             running on this machine's loopback with a random mDNS port instead.\n"
         );
         return Some(Isolation::Host(fastrand::u16(20_000..60_000)));
     }
@@ -63,7 +64,7 @@ fn isolate(name: &str) -> Option<Isolation> {
         .args(["--exact", &test, "--nocapture", "--test-threads=1"])
         .env(IN_NAMESPACE, "1")
         .output()
-        .expect("`unshare` (util-linux) runs the test in a network namespace");
+        .expect("`unshare` ran a moment ago");
     let output = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -78,14 +79,20 @@ fn isolate(name: &str) -> Option<Isolation> {
     None
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let uid = status.lines().find(|l| l.starts_with("Uid:"))?.to_owned();
-            Some(uid.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
+/// Whether this process may make a network namespace: root (with the capability it
+/// needs, which a container may withhold) and `unshare` installed.
+fn can_unshare() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            == Some("0")
+    });
+    root && Command::new("unshare")
+        .args(["--net", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A node's strategy on loopback, started.
