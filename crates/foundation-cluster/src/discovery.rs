@@ -1,5 +1,18 @@
-//! How a node finds its peers: the strategies' common shape, the static strategy, and the
+//! How a node finds its peers: the strategies' common shape, the strategies, and the
 //! choice of strategy from the environment.
+//!
+//! # Strategies
+//!
+//! Each runs as one task that reports a [`Sighting`] (every peer it sees) whenever that
+//! changes, retries transient failures itself, and ends when the node stops listening or
+//! it cannot go on:
+//!
+//! - [`Static`]: a fixed list of seeds.
+//! - [`Mdns`]: advertises this node on the local network and finds the others of its
+//!   cluster (multicast DNS, service type [`MDNS_SERVICE_TYPE`]).
+//! - [`Dns`]: polls the addresses of a name, such as a Kubernetes headless service.
+//! - `Kubernetes` (feature `kubernetes`, on by default): polls the API server for the pods
+//!   of a label selector, or the ready endpoints of a service.
 //!
 //! # Choosing a strategy
 //!
@@ -33,6 +46,17 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
+
+mod dns;
+#[cfg(feature = "kubernetes")]
+mod kubernetes;
+mod mdns;
+mod report;
+
+pub use dns::Dns;
+#[cfg(feature = "kubernetes")]
+pub use kubernetes::Kubernetes;
+pub use mdns::{MDNS_SERVICE_TYPE, Mdns};
 
 /// A peer to connect to: a host name or IP address, and a port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -137,6 +161,15 @@ pub enum DiscoveryError {
         /// What went wrong.
         why: String,
     },
+    /// A strategy's settings cannot work (an empty node name, a TXT record too long for
+    /// mDNS, a malformed name to resolve). Found before the strategy touches the network.
+    #[error("discovery strategy `{strategy}` is misconfigured: {why}")]
+    BadConfig {
+        /// The strategy's name.
+        strategy: &'static str,
+        /// What is wrong.
+        why: String,
+    },
     /// A variable is set but says nothing usable.
     #[error("{variable} is set but {why}")]
     BadVariable {
@@ -228,6 +261,75 @@ impl Strategy for Static {
             }
         })
     }
+}
+
+/// What [`strategy_for`] needs to know about this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeInfo {
+    /// This node's name, unique in its cluster.
+    pub node_name: String,
+    /// The cluster's name: nodes of other clusters are not peers.
+    pub cluster: String,
+    /// The TCP port every node of the cluster listens on.
+    pub port: u16,
+}
+
+impl NodeInfo {
+    /// Node `node_name` of cluster `cluster`, listening on `port` as its peers do.
+    pub fn new(node_name: impl Into<String>, cluster: impl Into<String>, port: u16) -> Self {
+        Self {
+            node_name: node_name.into(),
+            cluster: cluster.into(),
+            port,
+        }
+    }
+}
+
+/// The pod label by which the Kubernetes strategy of [`strategy_for`] finds the nodes of
+/// a cluster: pods labelled `foundation/cluster: <cluster>`. A label of Foundation's own,
+/// so that other pods of the same application (a database, a web front) are not taken
+/// for nodes.
+pub const KUBERNETES_CLUSTER_LABEL: &str = "foundation/cluster";
+
+/// Builds the strategy `choice` names, for `node`, with each strategy's defaults: peers
+/// on `node.port`; mDNS on every interface; DNS through the system's resolver; in
+/// Kubernetes, the running pods of this pod's namespace labelled
+/// [`KUBERNETES_CLUSTER_LABEL`]`=<cluster>`.
+///
+/// # Errors
+///
+/// [`DiscoveryError::BadConfig`] for [`Choice::Kubernetes`] when this crate is built
+/// without its `kubernetes` feature.
+///
+/// # Examples
+///
+/// ```
+/// use foundation_cluster::discovery::{NodeInfo, detect, strategy_for};
+///
+/// let (choice, why) = detect(|_| None)?;
+/// let strategy = strategy_for(choice, &NodeInfo::new("node-a", "orders", 4369))?;
+/// assert_eq!(strategy.name(), "mdns", "{why}");
+/// # Ok::<(), foundation_cluster::discovery::DiscoveryError>(())
+/// ```
+pub fn strategy_for(choice: Choice, node: &NodeInfo) -> Result<Box<dyn Strategy>, DiscoveryError> {
+    Ok(match choice {
+        Choice::Static(seeds) => Box::new(Static::new(seeds)),
+        Choice::Dns(name) => Box::new(Dns::new(name, node.port)),
+        Choice::Mdns => Box::new(Mdns::new(&node.node_name, &node.cluster, node.port)),
+        #[cfg(feature = "kubernetes")]
+        Choice::Kubernetes => Box::new(Kubernetes::pods(
+            format!("{KUBERNETES_CLUSTER_LABEL}={}", node.cluster),
+            node.port,
+        )),
+        #[cfg(not(feature = "kubernetes"))]
+        Choice::Kubernetes => {
+            return Err(DiscoveryError::BadConfig {
+                strategy: "kubernetes",
+                why: "foundation-cluster was built without its `kubernetes` feature".to_owned(),
+            });
+        }
+    })
 }
 
 /// Parses a comma- or whitespace-separated list of seeds; duplicates count once.
@@ -356,6 +458,29 @@ mod tests {
         }
         drop(rx);
         assert!(task.await.unwrap().is_ok());
+    }
+
+    #[test]
+    fn each_choice_builds_its_strategy() {
+        let node = NodeInfo::new("node-a", "orders", 4369);
+        for (choice, name) in [
+            (Choice::Static(parse_peers("a:1").unwrap()), "static"),
+            (Choice::Dns("svc.local".into()), "dns"),
+            (Choice::Mdns, "mdns"),
+        ] {
+            assert_eq!(strategy_for(choice, &node).unwrap().name(), name);
+        }
+        let kubernetes = strategy_for(Choice::Kubernetes, &node);
+        #[cfg(feature = "kubernetes")]
+        assert_eq!(kubernetes.unwrap().name(), "kubernetes");
+        #[cfg(not(feature = "kubernetes"))]
+        assert!(matches!(
+            kubernetes.err(),
+            Some(DiscoveryError::BadConfig {
+                strategy: "kubernetes",
+                ..
+            })
+        ));
     }
 
     #[test]

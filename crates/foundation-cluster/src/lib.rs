@@ -9,8 +9,9 @@
 //!
 //! Built so far, as plain state without I/O (the node's event loop, to come, drives
 //! them): [`ring`], the consistent-hash ring over live members, and [`membership`], the
-//! membership view with failure detection by silence and incarnations; and from
-//! [`discovery`], the choice of strategy from the environment and the static seeds.
+//! membership view with failure detection by silence and incarnations; and
+//! [`discovery`]: the choice of strategy from the environment, and the strategies (static
+//! seeds, mDNS, DNS, Kubernetes) that report the peers they see.
 
 pub mod discovery;
 pub mod membership;
