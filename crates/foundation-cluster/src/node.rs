@@ -262,6 +262,32 @@ impl Node {
         runtime::lock(&self.control.tasks).push(task);
     }
 
+    /// Chooses a discovery strategy from the environment ([`crate::discovery::detect`]:
+    /// Kubernetes, `FOUNDATION_PEERS`, `FOUNDATION_DNS_QUERY`, else mDNS), logs the
+    /// choice and its reason, and runs it. `env` looks a variable up: pass
+    /// `|k| std::env::var(k).ok()`.
+    ///
+    /// # Errors
+    ///
+    /// A variable that decides the strategy is set but malformed, or the chosen strategy
+    /// cannot be configured. Nothing is started then.
+    pub fn discover_from_env(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), crate::discovery::DiscoveryError> {
+        let (choice, why) = crate::discovery::detect(env)?;
+        let port = self
+            .shared
+            .addr
+            .parse::<Peer>()
+            .map_or(self.control.addr.port(), |p| p.port);
+        let info = crate::discovery::NodeInfo::new(&self.shared.name, &self.shared.cluster, port);
+        let strategy = crate::discovery::strategy_for(choice, &info)?;
+        tracing::info!(node = %self.shared.name, strategy = strategy.name(), reason = %why, "discovery strategy chosen");
+        self.discover(strategy);
+        Ok(())
+    }
+
     /// Membership events from now on: [`ClusterEvent`]s. A subscriber that falls more
     /// than 1024 events behind misses the oldest (and is told so by the receiver).
     pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {

@@ -70,8 +70,8 @@ async fn three_nodes_mesh_through_one_seed() {
     let mut events = a.subscribe();
     let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
     wait_event(&mut events, is_up("b")).await;
-    // c knows only b; a and c find each other through b's members.
-    let mut c = Child::start("c", &[("SEEDS", &b.addr.clone())]);
+    // c knows only b, from FOUNDATION_PEERS; a and c find each other through b.
+    let mut c = Child::start("c", &[("ENV_PEERS", &b.addr.clone())]);
     wait_event(&mut events, is_up("c")).await;
     c.expect(|l| l == "event up a");
     c.tell("members");

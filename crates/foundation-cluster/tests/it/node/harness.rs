@@ -109,6 +109,11 @@ fn node_process() {
                 say(&format!("event {}", event_line(&e)));
             }
         });
+        if let Some(peers) = var("ENV_PEERS") {
+            // As a deployment would: FOUNDATION_PEERS in the environment, strategy detected.
+            let env = move |k: &str| (k == "FOUNDATION_PEERS").then(|| peers.clone());
+            node.discover_from_env(env).unwrap();
+        }
         for seed in var("SEEDS")
             .unwrap_or_default()
             .split(',')
