@@ -14,7 +14,8 @@
 //!   (`#[cast]`, `#[call]`, `#[info]`, `#[init]`, `#[terminate]`), with a generated typed
 //!   handle. See [`typed`].
 //! - [`RemoteMessage`]: a stable wire form for messages that cross nodes, one explicit tag
-//!   per variant. See [`remote`].
+//!   per variant; a variant ending in a [`ReplyPort`] is a call, answered across nodes
+//!   through a [`Replier`]. See [`remote`].
 //! - [`Addr`]: a stable address. [`Addr::cast`] and [`Addr::call`] reach the process
 //!   across restarts; see [`addr`].
 //! - [`Supervisor`], [`DynamicSupervisor`]: `OneForOne`, `OneForAll`, `RestForOne`;
@@ -90,7 +91,7 @@ pub use ecosystem::{Ecosystem, EcosystemSpec, Routing, Worker};
 pub use error::{
     ActorError, CallError, ExitReason, SendError, SpawnError, SupervisorError, SupervisorExit,
 };
-pub use remote::{RemoteMessage, WireError};
+pub use remote::{RemoteMessage, Replier, WireError};
 pub use supervisor::{
     Backoff, ChildCounts, ChildInfo, ChildKind, ChildSpec, ChildStatus, DynamicSupervisor,
     Intensity, Restart, Shutdown, Strategy, Supervisor, SupervisorEvent, SupervisorMsg,

@@ -13,6 +13,69 @@
 //! Fields need serde's `Serialize` and `Deserialize`; the message type itself needs
 //! neither.
 //!
+//! # Calls
+//!
+//! A variant (or a struct) whose last field is a [`ReplyPort<T>`](ReplyPort) is a *call*,
+//! as ractor_cluster's `#[rpc]` variants are. The port is not on the wire: the sending
+//! node keeps the caller's side, and the receiving node makes a new port with a
+//! [`Replier`] when it decodes the message ([`RemoteMessage::from_bytes_with_reply`]). The
+//! handler answers on that port as on any local one; the reply's postcard bytes
+//! ([`encode_reply`]) reach the replier's sink, to be sent back and read with
+//! [`decode_reply`]. A port dropped unanswered gives the sink `None`, so the caller can
+//! fail at once rather than time out.
+//!
+//! ```text
+//! caller's node                          receiving node
+//! msg.to_bytes()  ── tag · fields ──▶    M::from_bytes_with_reply(bytes, Replier::new(sink))
+//!                                        addr.cast(msg); the handler does reply.send(v)
+//! decode_reply(bytes) ◀── postcard(v) ── sink(Some(bytes))    (or sink(None): no reply)
+//! ```
+//!
+//! [`RemoteMessage::CALL_TAGS`] lists the call variants' tags; [`RemoteMessage::is_call`]
+//! tells a value apart. A call decoded with [`RemoteMessage::from_bytes`] is refused with
+//! [`WireError::NeedsReply`]. The port's `T` needs `Serialize`, `Deserialize`, `Send` and
+//! `'static`. The derive recognises a port by the last segment of its type's path,
+//! `ReplyPort<T>` or `RpcReplyPort<T>` (ractor's name for the same type); write it so,
+//! not through an alias of your own.
+//!
+//! ```
+//! use foundation_actors::ReplyPort;
+//! use foundation_actors::remote::{RemoteMessage, Replier, WireError, decode_reply};
+//! use std::sync::mpsc;
+//!
+//! #[derive(Debug, RemoteMessage)]
+//! enum Kv {
+//!     #[remote(tag = 1)]
+//!     Put(String, u64),
+//!     #[remote(tag = 2)]
+//!     Get { key: String, reply: ReplyPort<Option<u64>> },
+//! }
+//! assert_eq!(Kv::CALL_TAGS, &[2]);
+//!
+//! // The caller's node: the port stays here (its receiver awaits the reply).
+//! let (tx, _caller_waits) = tokio::sync::oneshot::channel();
+//! let bytes = Kv::Get { key: "a".into(), reply: tx.into() }.to_bytes()?;
+//!
+//! // The receiving node: a replier whose sink sends the reply back.
+//! let (back, replies) = mpsc::channel();
+//! let replier = Replier::new(move |reply| { let _ = back.send(reply); });
+//! match Kv::from_bytes_with_reply(&bytes, replier)? {
+//!     Kv::Get { key, reply } => { let _ = reply.send((key == "a").then_some(7)); }
+//!     Kv::Put(..) => {}
+//! }
+//!
+//! // The caller's node again.
+//! let reply = replies.recv()?.expect("answered");
+//! assert_eq!(decode_reply::<Option<u64>>("Option<u64>", &reply)?, Some(7));
+//! assert!(matches!(Kv::from_bytes(&bytes), Err(WireError::NeedsReply { tag: Some(2), .. })));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Local-only variants
+//!
+//! `#[remote(skip)]` on a variant keeps it off the wire: it has no tag, its fields need no
+//! serde, and encoding it is a [`WireError::LocalOnly`].
+//!
 //! # Compatibility
 //!
 //! Peers see a variant's tag, never its name, and its fields by position, never by name.
@@ -68,8 +131,20 @@
 //! # Ok::<(), WireError>(())
 //! ```
 
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Wake, Waker};
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+// `tokio::task::unconstrained` is deprecated for `tokio::task::coop::unconstrained` in newer
+// tokio; the old path works on every tokio this workspace accepts (1.40 and up).
+#[allow(deprecated)]
+use tokio::task::{Unconstrained, unconstrained};
+
+use crate::addr::ReplyPort;
 
 pub use foundation_macros::RemoteMessage;
 
@@ -78,27 +153,68 @@ pub trait RemoteMessage: Sized + Send + 'static {
     /// The type's wire name (`#[remote(name = "…")]`, or the Rust name): how errors and
     /// peers name it.
     const TYPE_NAME: &'static str;
-    /// Every tag this type knows, in declaration order (empty for a struct).
+    /// Every tag this type knows, in declaration order (empty for a struct). Local-only
+    /// variants (`#[remote(skip)]`) have none.
     const TAGS: &'static [u32];
+    /// The tags of the call variants (those carrying a reply port), in declaration order.
+    ///
+    /// A struct has no tag; a struct that carries a reply port lists the single tag `0`
+    /// here, standing for its one shape, so that `CALL_TAGS.is_empty()` tells whether any
+    /// value of the type is a call. [`RemoteMessage::is_call`] applies this convention.
+    ///
+    /// The default, for a hand-written impl, is no calls.
+    const CALL_TAGS: &'static [u32] = &[];
 
-    /// This value's tag (`None` for a struct).
+    /// This value's tag (`None` for a struct, and for a local-only variant).
     fn tag(&self) -> Option<u32>;
 
-    /// Appends the wire form to `out`.
+    /// Whether this value is a call: it carries a reply port, and its receiver answers
+    /// through the [`Replier`] it is decoded with.
+    ///
+    /// The default reads [`RemoteMessage::tag`] and [`RemoteMessage::CALL_TAGS`]; the
+    /// derive generates an exact answer (a local-only variant is never a call).
+    fn is_call(&self) -> bool {
+        match self.tag() {
+            Some(tag) => Self::CALL_TAGS.contains(&tag),
+            None => !Self::CALL_TAGS.is_empty(),
+        }
+    }
+
+    /// Appends the wire form to `out`. A call's reply port is not part of it: the peer
+    /// that decodes the message makes a new one with a [`Replier`].
     ///
     /// # Errors
     ///
-    /// [`WireError::Encode`] if a field's `Serialize` impl fails. `out` is then as it was
-    /// (the same length and bytes), so a batch of messages in one buffer survives one that
-    /// cannot be encoded.
+    /// [`WireError::Encode`] if a field's `Serialize` impl fails, [`WireError::LocalOnly`]
+    /// for a variant that has no wire form. `out` is then as it was (the same length and
+    /// bytes), so a batch of messages in one buffer survives one that cannot be encoded.
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError>;
 
-    /// Reads a value from exactly `bytes`.
+    /// Reads a value from exactly `bytes`, for a message that expects no reply (a cast).
     ///
     /// # Errors
     ///
-    /// [`WireError::UnknownTag`], [`WireError::Malformed`] or [`WireError::TrailingBytes`].
+    /// [`WireError::UnknownTag`], [`WireError::Malformed`] or [`WireError::TrailingBytes`];
+    /// [`WireError::NeedsReply`] if the bytes are a call variant, which needs a reply port
+    /// ([`RemoteMessage::from_bytes_with_reply`]).
     fn from_bytes(bytes: &[u8]) -> Result<Self, WireError>;
+
+    /// Reads a value from exactly `bytes`, answering through `reply` if it is a call.
+    ///
+    /// A call variant's reply port is `reply.port()`: what the handler sends on it reaches
+    /// `reply`'s sink as bytes. Any other value, and bytes that do not decode, drop
+    /// `reply`, so its sink gets `None` (no reply) at once.
+    ///
+    /// The default, for a hand-written impl without calls, drops `reply` and calls
+    /// [`RemoteMessage::from_bytes`].
+    ///
+    /// # Errors
+    ///
+    /// As [`RemoteMessage::from_bytes`], but never [`WireError::NeedsReply`].
+    fn from_bytes_with_reply(bytes: &[u8], reply: Replier) -> Result<Self, WireError> {
+        drop(reply);
+        Self::from_bytes(bytes)
+    }
 
     /// The wire form in a new buffer.
     ///
@@ -110,6 +226,177 @@ pub trait RemoteMessage: Sized + Send + 'static {
         self.encode(&mut out)?;
         Ok(out)
     }
+}
+
+/// The sink a [`Replier`] hands its one reply to.
+type Sink = Box<dyn FnOnce(Option<Vec<u8>>) + Send>;
+
+/// Where the reply to one remote call goes: the receiving side of a call decodes the
+/// message with [`RemoteMessage::from_bytes_with_reply`] and a `Replier`, and the handler
+/// answers on an ordinary [`ReplyPort`].
+///
+/// The sink given to [`Replier::new`] runs exactly once: with `Some(bytes)`, the reply
+/// encoded with [`encode_reply`], or with `None` when there is no reply — the port was
+/// dropped unanswered (the handler failed, or the message was dropped with its
+/// process), the reply could not be encoded (logged with `tracing::warn!`), the message
+/// decoded was not a call, or the `Replier` itself was dropped unused.
+///
+/// The sink runs on the thread that answers — inside the handler's `reply.send(..)`, or
+/// where the port is dropped — so it must be quick and must not block or panic: hand the
+/// bytes to a channel (an unbounded `send`, a `try_send`) and return.
+///
+/// No task is spawned and no runtime is needed: the port is a tokio oneshot whose
+/// receiving end is polled once with a waker of our own, and the sender's `send` (or
+/// drop) wakes it, which forwards the outcome to the sink. A port leaked with
+/// `mem::forget` never answers, as a leaked local port never does.
+///
+/// # Examples
+///
+/// ```
+/// use foundation_actors::remote::{Replier, decode_reply};
+/// use std::sync::mpsc;
+///
+/// let (tx, rx) = mpsc::channel();
+/// let port = Replier::new(move |bytes| { let _ = tx.send(bytes); }).port::<u64>();
+/// port.send(42).expect("the replier is waiting");
+/// let bytes = rx.recv()?.expect("a reply");
+/// assert_eq!(decode_reply::<u64>("u64", &bytes)?, 42);
+///
+/// let (tx, rx) = mpsc::channel();
+/// drop(Replier::new(move |bytes| { let _ = tx.send(bytes); }).port::<u64>());
+/// assert_eq!(rx.recv()?, None); // dropped unanswered: no reply
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Replier {
+    /// `None` once given to a port.
+    sink: Option<Sink>,
+}
+
+impl Replier {
+    /// A replier that hands the reply (or `None`) to `send`, once.
+    pub fn new(send: impl FnOnce(Option<Vec<u8>>) + Send + 'static) -> Self {
+        Self {
+            sink: Some(Box::new(send)),
+        }
+    }
+
+    /// A reply port for the handler: the postcard bytes of the `T` sent on it go to the
+    /// sink, and a port dropped unanswered gives it `None`.
+    pub fn port<T: Serialize + Send + 'static>(mut self) -> ReplyPort<T> {
+        let (tx, rx) = oneshot::channel();
+        if let Some(sink) = self.sink.take() {
+            Forward::start(rx, sink);
+        }
+        ReplyPort::from(tx)
+    }
+}
+
+impl Drop for Replier {
+    fn drop(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            sink(None);
+        }
+    }
+}
+
+impl fmt::Debug for Replier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Replier").finish_non_exhaustive()
+    }
+}
+
+/// Carries a oneshot's outcome to a sink without a task: the waker registered on the
+/// receiver is this value, and the sender wakes it when it sends or is dropped.
+struct Forward<T> {
+    /// Taken when the outcome is in: the sink runs once.
+    pending: Mutex<Option<(Unconstrained<oneshot::Receiver<T>>, Sink)>>,
+}
+
+impl<T: Serialize + Send + 'static> Forward<T> {
+    fn start(rx: oneshot::Receiver<T>, sink: Sink) {
+        // The receiver is polled without tokio's cooperative budget: a task whose budget is
+        // spent would get `Pending` without the waker being registered, and be woken to
+        // poll again instead of the sender waking us.
+        let this = Arc::new(Self {
+            pending: Mutex::new(Some((unconstrained(rx), sink))),
+        });
+        this.poll();
+    }
+
+    /// Polls the receiver with this value as its waker, and forwards the outcome if it
+    /// is in.
+    ///
+    /// Polls happen once here before the sender is handed out, then from the sender's
+    /// wake, which tokio's oneshot gives once, when the outcome is in: never two at a
+    /// time, so the lock is never contended, and never taken again from inside a poll.
+    fn poll(self: &Arc<Self>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((rx, _)) = pending.as_mut() else {
+            return; // forwarded already
+        };
+        let waker = Waker::from(Arc::clone(self));
+        let Poll::Ready(outcome) = Pin::new(rx).poll(&mut std::task::Context::from_waker(&waker))
+        else {
+            return; // registered: the sender wakes us
+        };
+        let Some((rx, sink)) = pending.take() else {
+            return;
+        };
+        drop(pending);
+        // The receiver is dropped here, not kept until the sender's side lets go of this
+        // waker: it holds the channel, which holds the waker, which holds it.
+        drop(rx);
+        let bytes = match outcome {
+            Ok(reply) => match encode_reply(std::any::type_name::<T>(), &reply) {
+                Ok(bytes) => Some(bytes),
+                Err(error) => {
+                    tracing::warn!(%error, "a remote call's reply could not be encoded; the caller gets no reply");
+                    None
+                }
+            },
+            Err(_) => None, // dropped unanswered
+        };
+        sink(bytes);
+    }
+}
+
+impl<T: Serialize + Send + 'static> Wake for Forward<T> {
+    fn wake(self: Arc<Self>) {
+        self.poll();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.poll();
+    }
+}
+
+/// The wire form of a call's reply: its postcard bytes.
+///
+/// # Errors
+///
+/// [`WireError::Encode`], naming `type_name`, if the reply's `Serialize` impl fails.
+pub fn encode_reply<T: Serialize + ?Sized>(
+    type_name: &'static str,
+    reply: &T,
+) -> Result<Vec<u8>, WireError> {
+    postcard::to_allocvec(reply).map_err(|source| WireError::Encode {
+        type_name,
+        tag: None,
+        source,
+    })
+}
+
+/// Reads a call's reply from exactly `bytes` (written by [`encode_reply`], or by a
+/// [`Replier`]'s port); `type_name` names the reply type in errors.
+///
+/// # Errors
+///
+/// [`WireError::Malformed`] or [`WireError::TrailingBytes`], naming `type_name`.
+pub fn decode_reply<T: DeserializeOwned>(
+    type_name: &'static str,
+    bytes: &[u8],
+) -> Result<T, WireError> {
+    __private::take(bytes, type_name, None)
 }
 
 /// Why a remote message could not be encoded or decoded.
@@ -153,16 +440,38 @@ pub enum WireError {
         /// How many bytes were left.
         extra: usize,
     },
-    /// A field's `Serialize` impl failed.
+    /// A field's `Serialize` impl failed (or a reply's, for [`encode_reply`]).
     #[error("could not encode `{type_name}`{}: {source}", tag_suffix(*tag))]
     Encode {
-        /// The type's wire name.
+        /// The type's wire name (the reply type's name, for a reply).
         type_name: &'static str,
         /// The variant's tag.
         tag: Option<u32>,
         /// What postcard reported.
         #[source]
         source: postcard::Error,
+    },
+    /// The bytes are a call, which needs a reply port, and were decoded with
+    /// [`RemoteMessage::from_bytes`]: a call arrived as a cast.
+    #[error(
+        "`{type_name}`{} is a call: it needs a reply port, so decode it with `from_bytes_with_reply` (a call arrived as a cast)",
+        tag_suffix(*tag)
+    )]
+    NeedsReply {
+        /// The type's wire name.
+        type_name: &'static str,
+        /// The variant's tag (`None` for a struct).
+        tag: Option<u32>,
+    },
+    /// The variant is local only (`#[remote(skip)]`): it has no wire form.
+    #[error(
+        "`{type_name}::{variant}` is local only: it has no wire tag and cannot be sent to a peer"
+    )]
+    LocalOnly {
+        /// The type's wire name.
+        type_name: &'static str,
+        /// The variant's Rust name.
+        variant: &'static str,
     },
 }
 
@@ -202,10 +511,21 @@ pub trait WireField: Serialize + DeserializeOwned {}
 
 impl<T: Serialize + DeserializeOwned> WireField for T {}
 
+/// A type a remote call may reply: serde can write and read it, and it can cross tasks.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the reply of a remote call: it must implement serde's `Serialize` and `Deserialize`, and be `Send + 'static`",
+    label = "this reply type cannot cross the wire",
+    note = "derive them on the type: `#[derive(serde::Serialize, serde::Deserialize)]`, or use a type that has them"
+)]
+pub trait WireReply: Serialize + DeserializeOwned + Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> WireReply for T {}
+
 /// Support for the generated code; not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    use super::{WireError, WireField};
+    use super::{Replier, WireError, WireField, WireReply};
+    use crate::addr::ReplyPort;
     use serde::Serialize;
     use serde::de::DeserializeOwned;
 
@@ -299,6 +619,28 @@ pub mod __private {
                 source,
             }),
         }
+    }
+
+    /// Compile-time check that a reply type can cross the wire.
+    pub const fn assert_reply<T: WireReply>() {}
+
+    /// A call variant's reply port: from the replier, or, without one, the error that
+    /// says the call arrived as a cast.
+    #[inline]
+    pub fn port<T: WireReply>(
+        reply: Option<Replier>,
+        type_name: &'static str,
+        tag: Option<u32>,
+    ) -> Result<ReplyPort<T>, WireError> {
+        match reply {
+            Some(reply) => Ok(reply.port()),
+            None => Err(WireError::NeedsReply { type_name, tag }),
+        }
+    }
+
+    /// The error for encoding a local-only variant.
+    pub fn local_only(type_name: &'static str, variant: &'static str) -> WireError {
+        WireError::LocalOnly { type_name, variant }
     }
 
     /// The error for a tag no variant has.

@@ -7,7 +7,7 @@
 //!   `GenServer` is: the message enum, the dispatch, a typed handle and spawn functions
 //!   are generated.
 //! - [`macro@RemoteMessage`]: a stable wire form for a message type, with an explicit tag
-//!   per variant.
+//!   per variant; a variant ending in a reply port is a call.
 //!
 //! The generated code names the runtime crate as `::foundation_actors`, or as
 //! `::foundation::actors` when the application depends on the facade only (found in the
@@ -153,6 +153,12 @@ pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Every enum variant needs `#[remote(tag = N)]`; the tag, not the name or position,
 /// identifies it on the wire. `#[remote(name = "…")]` on the type sets its wire name
 /// (the Rust name by default). Fields need serde's `Serialize` and `Deserialize`.
+///
+/// A variant (or struct) whose last field is a `ReplyPort<T>` (or ractor's
+/// `RpcReplyPort<T>`) is a call: the port is not encoded, and the receiving side makes one
+/// with `RemoteMessage::from_bytes_with_reply`. One port per variant, last; `T` needs
+/// serde's traits, `Send` and `'static`. `#[remote(skip)]` on a variant keeps it local:
+/// no tag, no serde needed, and encoding it is an error.
 #[proc_macro_derive(RemoteMessage, attributes(remote))]
 pub fn derive_remote_message(item: TokenStream) -> TokenStream {
     let input = parse_macro_input!(item as DeriveInput);

@@ -1,13 +1,15 @@
-//! `#[derive(RemoteMessage)]`: a stable wire form with an explicit tag per variant.
+//! `#[derive(RemoteMessage)]`: a stable wire form with an explicit tag per variant, and
+//! calls: a variant whose last field is a reply port.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Attribute, Data, DeriveInput, Error, Fields, Ident, LitInt, LitStr};
+use syn::{Attribute, Data, DeriveInput, Error, Field, Fields, Ident, LitInt, LitStr, Type};
 
 use crate::krate::actors_path;
 
-/// serde implements its traits for tuples of up to 16 elements.
+/// serde implements its traits for tuples of up to 16 elements (a reply port is not one of
+/// them).
 const MAX_FIELDS: usize = 16;
 
 /// Expands the derive. On an error a stub impl is still emitted (its bodies never run: the
@@ -44,9 +46,9 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
             } else if meta.path.is_ident("crate") {
                 let p: syn::Path = meta.value()?.parse()?;
                 krate = Some(quote!(#p));
-            } else if meta.path.is_ident("tag") {
+            } else if meta.path.is_ident("tag") || meta.path.is_ident("skip") {
                 return Err(meta.error(
-                    "wire tags go on enum variants: `#[remote(tag = N)]` above each variant",
+                    "wire tags go on enum variants: `#[remote(tag = N)]` or `#[remote(skip)]` above each variant",
                 ));
             } else {
                 return Err(
@@ -73,48 +75,71 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
         rest,
         tag: wire_tag,
         other,
+        reply,
+        port,
     } = &l;
     let mut wire = Wire {
         p: p.clone(),
         out: out.clone(),
         name: name.clone(),
         field: quote!(#krate::remote::WireField),
+        reply_bound: quote!(#krate::remote::WireReply),
         error: quote!(#krate::remote::WireError),
+        krate: krate.clone(),
         arities: Vec::new(),
+        ports: false,
     };
 
     let mut checks = Vec::new();
-    let (tags, tag_fn, encode, decode) = match &input.data {
+    let none = quote!(::core::option::Option::None);
+    let (tags, call_tags, tag_fn, is_call_fn, encode, decode) = match &input.data {
         Data::Struct(s) => {
-            if let Err(e) = check_fields(&s.fields, &p, &mut checks) {
-                push(e);
-            }
-            let (pat, names, tys) = destructure(&s.fields);
-            let ctor = construct(ident, &s.fields, &names);
-            let put = wire.put(&names, &tys, &quote!(::core::option::Option::None));
-            let take = wire.take(&tys, bytes, &quote!(::core::option::Option::None));
+            let shape = match Shape::of(&s.fields) {
+                Ok(shape) => shape,
+                Err(e) => {
+                    push(e);
+                    Shape::empty()
+                }
+            };
+            shape.checks(&p, &mut checks);
+            let put = wire.put(&shape, &none);
+            let take = wire.take(&shape, bytes, &none);
+            let make_port = wire.port(&shape, reply, port, &none);
+            let pat = shape.pattern(&s.fields);
+            let ctor = shape.construct(ident, &s.fields, port);
+            let is_call = shape.port.is_some();
             (
                 quote!(&[]),
-                quote!(::core::option::Option::None),
+                // A struct has no tag: `0` stands for its one shape (see `CALL_TAGS`).
+                if is_call { quote!(&[0]) } else { quote!(&[]) },
+                none.clone(),
+                quote!(#is_call),
                 quote! {
                     let #ident #pat = #this;
                     #put
                 },
-                quote! {
-                    let (#(#names,)*) = #take?;
-                    ::core::result::Result::Ok(#ctor)
+                {
+                    let names = &shape.names;
+                    quote! {
+                        let (#(#names,)*) = #take?;
+                        #make_port
+                        ::core::result::Result::Ok(#ctor)
+                    }
                 },
             )
         }
         Data::Enum(e) => {
             let mut seen: Vec<(u32, &Ident)> = Vec::new();
             let mut tag_arms = Vec::new();
+            let mut call_arms = Vec::new();
             let mut enc_arms = Vec::new();
             let mut dec_arms = Vec::new();
             let mut tag_list = Vec::new();
+            let mut call_list = Vec::new();
             for v in &e.variants {
-                let tag = match variant_tag(&v.attrs) {
-                    Ok(Some((tag, span))) => {
+                let vi = &v.ident;
+                let tag = match variant_attr(&v.attrs) {
+                    Ok(VariantAttr::Tag(tag, span)) => {
                         if let Some((_, prev)) = seen.iter().find(|(t, _)| *t == tag) {
                             push(Error::new(
                                 span,
@@ -128,11 +153,22 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                         seen.push((tag, &v.ident));
                         tag
                     }
-                    Ok(None) => {
+                    Ok(VariantAttr::Skip) => {
+                        // Local only: no tag, no checks on its fields, and an error to
+                        // encode it.
+                        let vname = vi.to_string();
+                        tag_arms.push(quote!(Self::#vi { .. } => ::core::option::Option::None));
+                        call_arms.push(quote!(Self::#vi { .. } => false));
+                        enc_arms.push(quote! {
+                            #ident::#vi { .. } => ::core::result::Result::Err(#p::local_only(#name, #vname)),
+                        });
+                        continue;
+                    }
+                    Ok(VariantAttr::None) => {
                         push(Error::new_spanned(
                             &v.ident,
                             format!(
-                                "`{}` has no wire tag: add `#[remote(tag = N)]` (peers see the tag, not the name, so renaming or reordering variants stays compatible)",
+                                "`{}` has no wire tag: add `#[remote(tag = N)]` (peers see the tag, not the name, so renaming or reordering variants stays compatible), or `#[remote(skip)]` for a local-only variant",
                                 v.ident
                             ),
                         ));
@@ -143,18 +179,28 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                         continue;
                     }
                 };
-                if let Err(e) = check_fields(&v.fields, &p, &mut checks) {
-                    push(e);
-                    continue;
-                }
-                let vi = &v.ident;
-                let (pat, names, tys) = destructure(&v.fields);
-                let ctor = construct(&quote!(#ident::#vi), &v.fields, &names);
+                let shape = match Shape::of(&v.fields) {
+                    Ok(shape) => shape,
+                    Err(e) => {
+                        push(e);
+                        continue;
+                    }
+                };
+                shape.checks(&p, &mut checks);
+                let names = &shape.names;
+                let pat = shape.pattern(&v.fields);
+                let ctor = shape.construct(&quote!(#ident::#vi), &v.fields, port);
                 let some_tag = quote!(::core::option::Option::Some(#tag));
-                let put = wire.put(&names, &tys, &some_tag);
-                let take = wire.take(&tys, rest, &some_tag);
+                let put = wire.put(&shape, &some_tag);
+                let take = wire.take(&shape, rest, &some_tag);
+                let make_port = wire.port(&shape, reply, port, &some_tag);
+                let is_call = shape.port.is_some();
                 tag_list.push(tag);
+                if is_call {
+                    call_list.push(tag);
+                }
                 tag_arms.push(quote!(Self::#vi { .. } => #some_tag));
+                call_arms.push(quote!(Self::#vi { .. } => #is_call));
                 enc_arms.push(quote! {
                     #ident::#vi #pat => {
                         #p::put_tag(#out, #tag);
@@ -164,18 +210,30 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                 dec_arms.push(quote! {
                     #tag => {
                         let (#(#names,)*) = #take?;
+                        #make_port
                         ::core::result::Result::Ok(#ctor)
                     }
                 });
             }
+            let (tag_fn, is_call_fn, encode) = if e.variants.is_empty() {
+                (
+                    quote!(match *self {}),
+                    quote!(match *self {}),
+                    quote!(match *#this {}),
+                )
+            } else {
+                (
+                    quote!(match *self { #(#tag_arms,)* }),
+                    quote!(match *self { #(#call_arms,)* }),
+                    quote!(match #this { #(#enc_arms)* }),
+                )
+            };
             (
                 quote!(&[#(#tag_list),*]),
-                quote!(match *self { #(#tag_arms,)* }),
-                if e.variants.is_empty() {
-                    quote!(match *#this {})
-                } else {
-                    quote!(match #this { #(#enc_arms)* })
-                },
+                quote!(&[#(#call_list),*]),
+                tag_fn,
+                is_call_fn,
+                encode,
                 quote! {
                     let (#wire_tag, #rest) = #p::take_tag(#bytes, #name)?;
                     match #wire_tag {
@@ -189,6 +247,7 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
     };
 
     let error = &wire.error;
+    let replier = quote!(#krate::remote::Replier);
     let Some(errors) = errors else {
         let helpers = wire.helpers();
         return quote! {
@@ -201,21 +260,31 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                 #[allow(clippy::type_complexity)]
                 const __CODEC: (
                     fn(&#ident, &mut ::std::vec::Vec<u8>) -> ::core::result::Result<(), #error>,
-                    fn(&[u8]) -> ::core::result::Result<#ident, #error>,
+                    fn(&[u8], ::core::option::Option<#replier>) -> ::core::result::Result<#ident, #error>,
                 ) = {
                     #(#checks)*
                     (
                         |#this, #out| { #encode },
-                        |#bytes| { #decode },
+                        // A value that is not a call drops `reply` on return: its sink
+                        // learns at once that no reply comes.
+                        |#bytes, #reply| {
+                            let _ = &#reply;
+                            #decode
+                        },
                     )
                 };
 
                 impl #trait_ for #ident {
                     const TYPE_NAME: &'static str = #type_name;
                     const TAGS: &'static [u32] = #tags;
+                    const CALL_TAGS: &'static [u32] = #call_tags;
 
                     fn tag(&self) -> ::core::option::Option<u32> {
                         #tag_fn
+                    }
+
+                    fn is_call(&self) -> bool {
+                        #is_call_fn
                     }
 
                     #[inline]
@@ -225,7 +294,12 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
 
                     #[inline]
                     fn from_bytes(bytes: &[u8]) -> ::core::result::Result<Self, #error> {
-                        (__CODEC.1)(bytes)
+                        (__CODEC.1)(bytes, ::core::option::Option::None)
+                    }
+
+                    #[inline]
+                    fn from_bytes_with_reply(bytes: &[u8], reply: #replier) -> ::core::result::Result<Self, #error> {
+                        (__CODEC.1)(bytes, ::core::option::Option::Some(reply))
                     }
                 }
             };
@@ -260,7 +334,8 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
 /// Writes and reads fields through helpers bounded by `WireField`, with each field's type
 /// as an explicit generic argument: a type without serde's traits is then reported at the
 /// field with `WireField`'s message, the same error at the same place as the field's
-/// check, which rustc reports once per body.
+/// check, which rustc reports once per body. A reply port's type goes through a helper
+/// bounded by `WireReply` in the same way.
 struct Wire {
     p: TokenStream,
     /// The encoder's output buffer.
@@ -268,22 +343,27 @@ struct Wire {
     /// The message's `TYPE_NAME`.
     name: TokenStream,
     field: TokenStream,
+    reply_bound: TokenStream,
     error: TokenStream,
+    krate: TokenStream,
     /// The field counts `take` is needed for.
     arities: Vec<usize>,
+    /// Whether `__port` is needed.
+    ports: bool,
 }
 
 impl Wire {
     /// Appends the fields one by one: postcard writes a tuple as its elements in order, so
-    /// the bytes are those of the tuple.
-    fn put(&self, names: &[Ident], tys: &[&syn::Type], tag: &TokenStream) -> TokenStream {
+    /// the bytes are those of the tuple. A reply port is not written.
+    fn put(&self, shape: &Shape<'_>, tag: &TokenStream) -> TokenStream {
         let Wire { name, out, .. } = self;
-        let puts = names
+        let puts = shape
+            .names
             .iter()
-            .zip(tys)
+            .zip(&shape.tys)
             .map(|(n, ty)| quote_spanned!(ty.span()=> __put::<#ty>(#out, #n, #name, #tag)?;));
         // A struct without fields writes nothing.
-        let unused = names.is_empty().then(|| quote!(let _ = #out;));
+        let unused = shape.names.is_empty().then(|| quote!(let _ = #out;));
         quote! {
             #unused
             #(#puts)*
@@ -292,7 +372,8 @@ impl Wire {
     }
 
     /// Reads the fields, as a tuple, from exactly `bytes`.
-    fn take(&mut self, tys: &[&syn::Type], bytes: &Ident, tag: &TokenStream) -> TokenStream {
+    fn take(&mut self, shape: &Shape<'_>, bytes: &Ident, tag: &TokenStream) -> TokenStream {
+        let tys = &shape.tys;
         if !self.arities.contains(&tys.len()) {
             self.arities.push(tys.len());
         }
@@ -301,10 +382,33 @@ impl Wire {
         quote!(#take::<#(#tys),*>(#bytes, #name, #tag))
     }
 
-    /// `__put` and the `__take_N` used.
+    /// Binds `port` to the reply port made from `reply`, for a call; nothing otherwise.
+    fn port(
+        &mut self,
+        shape: &Shape<'_>,
+        reply: &Ident,
+        port: &Ident,
+        tag: &TokenStream,
+    ) -> TokenStream {
+        let Some(p) = &shape.port else {
+            return TokenStream::new();
+        };
+        self.ports = true;
+        let name = &self.name;
+        let ty = &p.reply;
+        let call = quote_spanned!(ty.span()=> __port::<#ty>(#reply, #name, #tag));
+        quote!(let #port = #call?;)
+    }
+
+    /// `__put`, the `__take_N` used and `__port`.
     fn helpers(&self) -> TokenStream {
         let Wire {
-            p, field, error, ..
+            p,
+            field,
+            reply_bound,
+            error,
+            krate,
+            ..
         } = self;
         let takes = self.arities.iter().map(|&n| {
             let take = format_ident!("__take_{}", n);
@@ -320,6 +424,18 @@ impl Wire {
                 }
             }
         });
+        let port = self.ports.then(|| {
+            quote! {
+                #[inline]
+                fn __port<T: #reply_bound>(
+                    reply: ::core::option::Option<#krate::remote::Replier>,
+                    type_name: &'static str,
+                    tag: ::core::option::Option<u32>,
+                ) -> ::core::result::Result<#krate::ReplyPort<T>, #error> {
+                    #p::port(reply, type_name, tag)
+                }
+            }
+        });
         quote! {
             #[inline]
             #[allow(dead_code)]
@@ -332,6 +448,7 @@ impl Wire {
                 #p::put(out, value, type_name, tag)
             }
             #(#takes)*
+            #port
         }
     }
 }
@@ -352,6 +469,10 @@ struct Locals {
     tag: Ident,
     /// A tag no variant has.
     other: Ident,
+    /// The decoder's `Option<Replier>`.
+    reply: Ident,
+    /// A call's reply port, made from `reply`.
+    port: Ident,
 }
 
 impl Locals {
@@ -364,6 +485,8 @@ impl Locals {
             rest: local("rest"),
             tag: local("tag"),
             other: local("other"),
+            reply: local("reply"),
+            port: local("port"),
         }
     }
 }
@@ -372,9 +495,20 @@ fn remote_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
     attrs.iter().filter(|a| a.path().is_ident("remote"))
 }
 
-/// The `#[remote(tag = N)]` of a variant.
-fn variant_tag(attrs: &[Attribute]) -> syn::Result<Option<(u32, proc_macro2::Span)>> {
+/// What a variant's `#[remote(..)]` says.
+enum VariantAttr {
+    /// `tag = N`: its wire tag, and where it is written.
+    Tag(u32, Span),
+    /// `skip`: local only.
+    Skip,
+    /// Nothing.
+    None,
+}
+
+/// The `#[remote(tag = N)]` or `#[remote(skip)]` of a variant.
+fn variant_attr(attrs: &[Attribute]) -> syn::Result<VariantAttr> {
     let mut tag = None;
+    let mut skip = None;
     for attr in remote_attrs(attrs) {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("tag") {
@@ -387,58 +521,162 @@ fn variant_tag(attrs: &[Attribute]) -> syn::Result<Option<(u32, proc_macro2::Spa
                 }
                 tag = Some((n, lit.span()));
                 Ok(())
+            } else if meta.path.is_ident("skip") {
+                skip = Some(meta.path.span());
+                Ok(())
             } else {
-                Err(meta.error("unknown option on a variant; expected `tag = N`"))
+                Err(meta.error(
+                    "unknown option on a variant; expected `tag = N`, or `skip` for a local-only variant",
+                ))
             }
         })?;
     }
-    Ok(tag)
+    match (tag, skip) {
+        (Some(_), Some(span)) => Err(Error::new(
+            span,
+            "a variant is either on the wire (`tag = N`) or local only (`skip`), not both",
+        )),
+        (Some((n, span)), None) => Ok(VariantAttr::Tag(n, span)),
+        (None, Some(_)) => Ok(VariantAttr::Skip),
+        (None, None) => Ok(VariantAttr::None),
+    }
 }
 
-/// Compile-time checks that each field type can cross the wire, spanned at the type.
-fn check_fields(
-    fields: &Fields,
-    p: &TokenStream,
-    checks: &mut Vec<TokenStream>,
-) -> syn::Result<()> {
-    if fields.len() > MAX_FIELDS {
-        return Err(Error::new_spanned(
-            fields,
-            format!("at most {MAX_FIELDS} fields per variant: group some of them in a struct"),
-        ));
-    }
-    for f in fields {
-        let ty = &f.ty;
-        checks.push(quote_spanned!(ty.span()=> #p::assert_field::<#ty>();));
-    }
-    Ok(())
+/// The fields of a struct or a variant, as the codec sees them: those on the wire, and the
+/// reply port, if it is a call.
+struct Shape<'a> {
+    /// The wire fields' bound names: named fields under their own names (in the caller's
+    /// hygiene context); tuple fields as `f0`, `f1`… in the macro's, like [`Locals`].
+    names: Vec<Ident>,
+    /// The wire fields' types.
+    tys: Vec<&'a Type>,
+    /// The reply port, the last field of a call.
+    port: Option<PortField>,
 }
 
-/// A pattern binding every field, the bound names and the field types. Named fields are
-/// bound under their own names (in the caller's hygiene context); tuple fields as `f0`,
-/// `f1`… in the macro's, like [`Locals`].
-fn destructure(fields: &Fields) -> (TokenStream, Vec<Ident>, Vec<&syn::Type>) {
-    let tys = fields.iter().map(|f| &f.ty).collect();
-    match fields {
-        Fields::Named(n) => {
-            let names: Vec<Ident> = n.named.iter().filter_map(|f| f.ident.clone()).collect();
-            (quote!({ #(#names),* }), names, tys)
+/// A reply port field.
+struct PortField {
+    /// Its name, for named fields.
+    member: Option<Ident>,
+    /// `T` in `ReplyPort<T>`.
+    reply: Type,
+}
+
+impl<'a> Shape<'a> {
+    /// A shape with nothing, for a struct whose fields were refused (an error is out).
+    fn empty() -> Self {
+        Self {
+            names: Vec::new(),
+            tys: Vec::new(),
+            port: None,
         }
-        Fields::Unnamed(u) => {
-            let names: Vec<Ident> = (0..u.unnamed.len())
-                .map(|i| Ident::new(&format!("f{i}"), Span::mixed_site()))
-                .collect();
-            (quote!(( #(#names),* )), names, tys)
+    }
+
+    /// Sorts the fields, and checks where the reply port is.
+    fn of(fields: &'a Fields) -> syn::Result<Self> {
+        let all: Vec<&Field> = fields.iter().collect();
+        let ports: Vec<(usize, Type)> = all
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| reply_port_of(&f.ty).map(|t| (i, t)))
+            .collect();
+        if let [_, second, ..] = &ports[..] {
+            return Err(Error::new_spanned(
+                &all[second.0].ty,
+                "a second reply port: a call has one reply port, its last field; answer several values as one reply type (a tuple or a struct)",
+            ));
         }
-        Fields::Unit => (quote!(), Vec::new(), tys),
+        let port = match ports.into_iter().next() {
+            Some((i, _)) if i + 1 != all.len() => {
+                return Err(Error::new_spanned(
+                    &all[i].ty,
+                    "the reply port is the last field of a call: move it after the other fields",
+                ));
+            }
+            Some((_, reply)) => Some(PortField {
+                member: all.last().and_then(|f| f.ident.clone()),
+                reply,
+            }),
+            None => None,
+        };
+        let wire = &all[..all.len() - usize::from(port.is_some())];
+        if wire.len() > MAX_FIELDS {
+            return Err(Error::new_spanned(
+                fields,
+                format!("at most {MAX_FIELDS} fields per variant: group some of them in a struct"),
+            ));
+        }
+        let names = wire
+            .iter()
+            .enumerate()
+            .map(|(i, f)| match &f.ident {
+                Some(name) => name.clone(),
+                None => Ident::new(&format!("f{i}"), Span::mixed_site()),
+            })
+            .collect();
+        Ok(Self {
+            names,
+            tys: wire.iter().map(|f| &f.ty).collect(),
+            port,
+        })
+    }
+
+    /// Compile-time checks that each field type can cross the wire, spanned at the type;
+    /// and the reply type, spanned at it.
+    fn checks(&self, p: &TokenStream, checks: &mut Vec<TokenStream>) {
+        for ty in &self.tys {
+            checks.push(quote_spanned!(ty.span()=> #p::assert_field::<#ty>();));
+        }
+        if let Some(port) = &self.port {
+            let ty = &port.reply;
+            checks.push(quote_spanned!(ty.span()=> #p::assert_reply::<#ty>();));
+        }
+    }
+
+    /// A pattern binding every wire field (not the port).
+    fn pattern(&self, fields: &Fields) -> TokenStream {
+        let names = &self.names;
+        match (fields, &self.port) {
+            (Fields::Named(_), _) => quote!({ #(#names,)* .. }),
+            (Fields::Unnamed(_), Some(_)) => quote!(( #(#names,)* _ )),
+            (Fields::Unnamed(_), None) => quote!(( #(#names),* )),
+            (Fields::Unit, _) => quote!(),
+        }
+    }
+
+    /// An expression building the value from the bound names and `port`.
+    fn construct(&self, path: &impl ToTokens, fields: &Fields, port: &Ident) -> TokenStream {
+        let names = &self.names;
+        match (fields, &self.port) {
+            (
+                Fields::Named(_),
+                Some(PortField {
+                    member: Some(m), ..
+                }),
+            ) => {
+                quote!(#path { #(#names,)* #m: #port })
+            }
+            (Fields::Named(_), _) => quote!(#path { #(#names),* }),
+            (Fields::Unnamed(_), Some(_)) => quote!(#path( #(#names,)* #port )),
+            (Fields::Unnamed(_), None) => quote!(#path( #(#names),* )),
+            (Fields::Unit, _) => quote!(#path),
+        }
     }
 }
 
-/// An expression building the value from the bound names.
-fn construct(path: &impl ToTokens, fields: &Fields, names: &[Ident]) -> TokenStream {
-    match fields {
-        Fields::Named(_) => quote!(#path { #(#names),* }),
-        Fields::Unnamed(_) => quote!(#path( #(#names),* )),
-        Fields::Unit => quote!(#path),
+/// `T` in a reply port's type: a path whose last segment is `ReplyPort<T>` or
+/// `RpcReplyPort<T>` (foundation-actors' name and ractor's for the same type).
+pub(crate) fn reply_port_of(ty: &Type) -> Option<Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "ReplyPort" && last.ident != "RpcReplyPort" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first() {
+        Some(syn::GenericArgument::Type(t)) if args.args.len() == 1 => Some(t.clone()),
+        _ => None,
     }
 }

@@ -448,3 +448,403 @@ fn swapped_fields_of_one_type_decode_swapped() {
         }
     );
 }
+
+// Calls: a variant whose last field is a reply port.
+
+mod calls {
+    use std::collections::HashMap;
+    use std::sync::mpsc;
+
+    use foundation_actors::prelude::*;
+    use foundation_actors::remote::{
+        RemoteMessage, Replier, WireError, decode_reply, encode_reply,
+    };
+    use ractor::RpcReplyPort;
+
+    use super::Flaky;
+
+    #[derive(Debug, RemoteMessage)]
+    #[remote(name = "kv.Store")]
+    pub(crate) enum Store {
+        #[remote(tag = 1)]
+        Put { key: String, value: u64 },
+        #[remote(tag = 2)]
+        Get {
+            key: String,
+            reply: ReplyPort<Option<u64>>,
+        },
+        #[remote(tag = 3)]
+        Len(ReplyPort<usize>),
+        /// ractor's name for the same port type.
+        #[remote(tag = 4)]
+        Swap(String, u64, RpcReplyPort<Result<u64, String>>),
+        #[remote(tag = 5)]
+        Odd(ReplyPort<Flaky>),
+        /// Not on the wire: its field needs no serde.
+        #[remote(skip)]
+        Local(mpsc::Sender<()>),
+    }
+
+    #[derive(Debug, RemoteMessage)]
+    pub(crate) struct Ask {
+        question: String,
+        reply: ReplyPort<String>,
+    }
+
+    /// Fields named like the decoder's replier and port locals.
+    #[derive(Debug, RemoteMessage)]
+    pub(crate) enum Named {
+        #[remote(tag = 1)]
+        Call {
+            reply: String,
+            port: u16,
+            answer: ReplyPort<String>,
+        },
+        #[remote(tag = 2)]
+        Cast { reply: String, port: u16 },
+    }
+
+    #[test]
+    fn fields_may_be_named_like_the_replier_and_the_port() {
+        let bytes = Named::Call {
+            reply: "r".into(),
+            port: 8,
+            answer: local_port(),
+        }
+        .to_bytes()
+        .unwrap();
+        let (replier, replies) = channel_replier();
+        match Named::from_bytes_with_reply(&bytes, replier).unwrap() {
+            Named::Call {
+                reply,
+                port,
+                answer,
+            } => answer.send(format!("{reply}{port}")).unwrap(),
+            other => panic!("{other:?}"),
+        }
+        let reply = replies.try_recv().unwrap().unwrap();
+        assert_eq!(decode_reply::<String>("String", &reply).unwrap(), "r8");
+        let cast = Named::Cast {
+            reply: "c".into(),
+            port: 9,
+        };
+        let back = Named::from_bytes(&cast.to_bytes().unwrap()).unwrap();
+        assert!(matches!(back, Named::Cast { reply, port: 9 } if reply == "c"));
+    }
+
+    /// A replier whose sink is a channel, as a node router's would be.
+    fn channel_replier() -> (Replier, mpsc::Receiver<Option<Vec<u8>>>) {
+        let (tx, rx) = mpsc::channel();
+        let replier = Replier::new(move |bytes| {
+            tx.send(bytes).expect("the test still listens");
+        });
+        (replier, rx)
+    }
+
+    /// A port for building a call on the sending side, where the port stays local.
+    fn local_port<T>() -> ReplyPort<T> {
+        tokio::sync::oneshot::channel().0.into()
+    }
+
+    /// What a handler does with the store's messages.
+    fn handle(msg: Store, map: &mut HashMap<String, u64>) {
+        match msg {
+            Store::Put { key, value } => {
+                map.insert(key, value);
+            }
+            Store::Get { key, reply } => {
+                reply.send(map.get(&key).copied()).unwrap();
+            }
+            Store::Len(reply) => reply.send(map.len()).unwrap(),
+            Store::Swap(key, value, reply) => {
+                let old = map.insert(key.clone(), value).ok_or(key);
+                reply.send(old).unwrap();
+            }
+            Store::Odd(reply) => reply.send(Flaky(false)).unwrap(),
+            Store::Local(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    #[test]
+    fn call_tags_and_is_call() {
+        assert_eq!(Store::TAGS, &[1, 2, 3, 4, 5]);
+        assert_eq!(Store::CALL_TAGS, &[2, 3, 4, 5]);
+        assert_eq!(Ask::CALL_TAGS, &[0], "a struct's one shape counts as tag 0");
+        assert_eq!(Ask::TAGS, &[] as &[u32]);
+        assert_eq!(super::Reading::CALL_TAGS, &[] as &[u32]);
+        let put = Store::Put {
+            key: "k".into(),
+            value: 1,
+        };
+        assert!(!put.is_call());
+        assert!(Store::Len(local_port()).is_call());
+        let (tx, _rx) = mpsc::channel();
+        let local = Store::Local(tx);
+        assert!(!local.is_call());
+        assert_eq!(local.tag(), None);
+        let ask = Ask {
+            question: "?".into(),
+            reply: local_port(),
+        };
+        assert!(ask.is_call());
+        assert_eq!(ask.tag(), None);
+    }
+
+    #[test]
+    fn a_call_round_trips_through_bytes_and_its_reply_comes_back_as_bytes() {
+        let mut map = HashMap::from([("cart".to_owned(), 3)]);
+        // The caller's side: the port stays behind, only the fields travel.
+        let get = Store::Get {
+            key: "cart".into(),
+            reply: local_port(),
+        };
+        let bytes = get.to_bytes().unwrap();
+        assert_eq!(bytes, [2, 4, b'c', b'a', b'r', b't']);
+
+        // The receiving side: decode with a replier, handle as any local message.
+        let (replier, replies) = channel_replier();
+        let decoded = Store::from_bytes_with_reply(&bytes, replier).unwrap();
+        assert!(matches!(&decoded, Store::Get { key, .. } if key == "cart"));
+        assert!(
+            replies.try_recv().is_err(),
+            "nothing before the handler answers"
+        );
+        handle(decoded, &mut map);
+        let reply = replies.try_recv().unwrap().expect("a reply");
+        assert_eq!(
+            decode_reply::<Option<u64>>("Option<u64>", &reply).unwrap(),
+            Some(3)
+        );
+
+        // A tuple variant, a port named `RpcReplyPort`, a reply that is a `Result`.
+        let swap = Store::Swap("new".into(), 9, local_port())
+            .to_bytes()
+            .unwrap();
+        let (replier, replies) = channel_replier();
+        handle(
+            Store::from_bytes_with_reply(&swap, replier).unwrap(),
+            &mut map,
+        );
+        let reply = replies.try_recv().unwrap().unwrap();
+        assert_eq!(
+            decode_reply::<Result<u64, String>>("Result", &reply).unwrap(),
+            Err("new".to_owned())
+        );
+
+        // A call with no other field.
+        let len = Store::Len(local_port()).to_bytes().unwrap();
+        assert_eq!(len, [3]);
+        let (replier, replies) = channel_replier();
+        handle(
+            Store::from_bytes_with_reply(&len, replier).unwrap(),
+            &mut map,
+        );
+        let reply = replies.try_recv().unwrap().unwrap();
+        assert_eq!(reply, encode_reply("usize", &2usize).unwrap());
+        assert_eq!(decode_reply::<usize>("usize", &reply).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_struct_with_a_port_is_a_call() {
+        let bytes = Ask {
+            question: "why".into(),
+            reply: local_port(),
+        }
+        .to_bytes()
+        .unwrap();
+        assert_eq!(bytes, [3, b'w', b'h', b'y']);
+        let (replier, replies) = channel_replier();
+        let Ask { question, reply } = Ask::from_bytes_with_reply(&bytes, replier).unwrap();
+        reply.send(question.to_uppercase()).unwrap();
+        let reply = replies.try_recv().unwrap().unwrap();
+        assert_eq!(decode_reply::<String>("String", &reply).unwrap(), "WHY");
+
+        let err = Ask::from_bytes(&bytes).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::NeedsReply {
+                    type_name: "Ask",
+                    tag: None
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_port_dropped_unanswered_gives_no_reply() {
+        let bytes = Store::Len(local_port()).to_bytes().unwrap();
+        let (replier, replies) = channel_replier();
+        let decoded = Store::from_bytes_with_reply(&bytes, replier).unwrap();
+        drop(decoded);
+        assert_eq!(replies.try_recv().unwrap(), None);
+        assert!(replies.try_recv().is_err(), "the sink runs once");
+
+        // A replier dropped without making a port answers `None` too.
+        let (replier, replies) = channel_replier();
+        assert!(format!("{replier:?}").starts_with("Replier"));
+        drop(replier);
+        assert_eq!(replies.try_recv().unwrap(), None);
+    }
+
+    #[test]
+    fn a_call_decoded_as_a_cast_is_an_error() {
+        let bytes = Store::Get {
+            key: "k".into(),
+            reply: local_port(),
+        }
+        .to_bytes()
+        .unwrap();
+        let err = Store::from_bytes(&bytes).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::NeedsReply {
+                    type_name: "kv.Store",
+                    tag: Some(2)
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "`kv.Store` (tag 2) is a call: it needs a reply port, so decode it with `from_bytes_with_reply` (a call arrived as a cast)"
+        );
+    }
+
+    #[test]
+    fn a_cast_or_bad_bytes_with_a_replier_drop_it_at_once() {
+        let bytes = Store::Put {
+            key: "k".into(),
+            value: 1,
+        }
+        .to_bytes()
+        .unwrap();
+        let (replier, replies) = channel_replier();
+        let decoded = Store::from_bytes_with_reply(&bytes, replier).unwrap();
+        assert_eq!(replies.try_recv().unwrap(), None, "no reply will come");
+        assert!(matches!(decoded, Store::Put { value: 1, .. }));
+
+        for bad in [&[2, 9][..], &[2, 1, b'k', 0], &[99], &[]] {
+            let (replier, replies) = channel_replier();
+            assert!(Store::from_bytes_with_reply(bad, replier).is_err());
+            assert_eq!(replies.try_recv().unwrap(), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_reply_that_cannot_be_encoded_gives_no_reply() {
+        let bytes = Store::Odd(local_port()).to_bytes().unwrap();
+        let (replier, replies) = channel_replier();
+        handle(
+            Store::from_bytes_with_reply(&bytes, replier).unwrap(),
+            &mut HashMap::new(),
+        );
+        assert_eq!(replies.try_recv().unwrap(), None);
+        let err = encode_reply("Flaky", &Flaky(false)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::Encode {
+                    type_name: "Flaky",
+                    tag: None,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_local_only_variant_is_not_encoded() {
+        let (tx, _rx) = mpsc::channel();
+        let mut out = vec![7];
+        let err = Store::Local(tx).encode(&mut out).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::LocalOnly {
+                    type_name: "kv.Store",
+                    variant: "Local"
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(out, [7]);
+        assert_eq!(
+            err.to_string(),
+            "`kv.Store::Local` is local only: it has no wire tag and cannot be sent to a peer"
+        );
+    }
+
+    #[test]
+    fn reply_errors_name_the_type() {
+        let err = decode_reply::<u64>("kv.Len", &[]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::Malformed {
+                    type_name: "kv.Len",
+                    tag: None,
+                    in_tag: false,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = decode_reply::<u8>("kv.Len", &[1, 2]).unwrap_err();
+        assert_eq!(err.to_string(), "1 byte left over after a `kv.Len`");
+    }
+
+    #[test]
+    fn ports_answered_or_dropped_on_other_threads_reply_once_each() {
+        let (tx, rx) = mpsc::channel();
+        let threads: Vec<_> = (0..64u64)
+            .map(|i| {
+                let tx = tx.clone();
+                let port = Replier::new(move |bytes| tx.send((i, bytes)).unwrap()).port::<u64>();
+                std::thread::spawn(move || {
+                    if i % 3 == 0 {
+                        drop(port);
+                    } else {
+                        port.send(i * 10).unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut seen: Vec<(u64, Option<Vec<u8>>)> = rx.iter().collect();
+        seen.sort_by_key(|(i, _)| *i);
+        assert_eq!(seen.len(), 64, "one outcome per port");
+        for (i, bytes) in seen {
+            match bytes {
+                None => assert_eq!(i % 3, 0),
+                Some(b) => assert_eq!(decode_reply::<u64>("u64", &b).unwrap(), i * 10),
+            }
+        }
+    }
+
+    /// A task that has spent tokio's cooperative budget still gets its port registered:
+    /// the reply reaches the sink as it is sent, not when the task next yields.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_port_made_by_a_task_out_of_budget_replies_at_once() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..128 {
+            tx.send(i).unwrap();
+        }
+        for _ in 0..128 {
+            rx.recv().await.unwrap();
+        }
+        assert!(!tokio::task::coop::has_budget_remaining());
+        let (replier, replies) = channel_replier();
+        let port = replier.port::<u8>();
+        port.send(5).unwrap();
+        assert_eq!(replies.try_recv().unwrap(), Some(vec![5]));
+    }
+}
