@@ -35,7 +35,7 @@ impl<M: RemoteMessage> Inbox for Addr<M> {
             dropped: false,
         }));
         let port_side = once.clone();
-        let replier = Replier::new(move |bytes: Option<Vec<u8>>| {
+        let replier = foundation_actors::remote::Replier::new(move |bytes: Option<Vec<u8>>| {
             let mut o = lock(&port_side);
             match bytes {
                 Some(bytes) => o.send(Ok(bytes)),
@@ -43,7 +43,7 @@ impl<M: RemoteMessage> Inbox for Addr<M> {
                 None => o.dropped = true,
             }
         });
-        let outcome = match from_bytes_with_reply::<M>(msg, replier) {
+        let outcome = match M::from_bytes_with_reply(msg, replier) {
             Ok(msg) => deliver(self, msg, ctx),
             Err(e) => {
                 tracing::warn!(error = %e, "refused a call from another node that does not decode");
@@ -87,19 +87,4 @@ fn deliver<M: Send + 'static>(addr: &Addr<M>, msg: M, ctx: Option<Context>) -> R
         None => addr.cast(msg),
     };
     sent.map_err(|_| Refusal::Stopped)
-}
-
-// TEMP-RPC: stand-ins until the remote-call derive lands.
-struct Replier(Box<dyn FnOnce(Option<Vec<u8>>) + Send>);
-impl Replier {
-    fn new(f: impl FnOnce(Option<Vec<u8>>) + Send + 'static) -> Self {
-        Self(Box::new(f))
-    }
-}
-fn from_bytes_with_reply<M: RemoteMessage>(
-    b: &[u8],
-    r: Replier,
-) -> Result<M, foundation_actors::WireError> {
-    (r.0)(None);
-    M::from_bytes(b)
 }
