@@ -74,7 +74,8 @@
 //! # Local-only variants
 //!
 //! `#[remote(skip)]` on a variant keeps it off the wire: it has no tag, its fields need no
-//! serde, and encoding it is a [`WireError::LocalOnly`].
+//! serde, and encoding it is a [`WireError::LocalOnly`]. `#[actor(remote)]` marks its
+//! `#[info]` messages so (timer ticks, supervisor events).
 //!
 //! # Compatibility
 //!
@@ -463,7 +464,8 @@ pub enum WireError {
         /// The variant's tag (`None` for a struct).
         tag: Option<u32>,
     },
-    /// The variant is local only (`#[remote(skip)]`): it has no wire form.
+    /// The variant is local only (`#[remote(skip)]`, or an `#[info]` message of an
+    /// `#[actor(remote)]`): it has no wire form.
     #[error(
         "`{type_name}::{variant}` is local only: it has no wire tag and cannot be sent to a peer"
     )]

@@ -6,11 +6,12 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::visit_mut::{self, VisitMut};
 use syn::{
-    Attribute, Error, FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, Pat, Path, ReturnType, Type,
-    Visibility, parse_quote,
+    Attribute, Error, FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, LitInt, LitStr, Meta, Pat,
+    Path, ReturnType, Type, Visibility, parse_quote,
 };
 
 use crate::krate::actors_path;
+use crate::remote::reply_port_of;
 
 /// Names every handle has: a handler may not take them.
 const HANDLE_METHODS: &[&str] = &[
@@ -35,6 +36,8 @@ pub(crate) struct Args {
     vis: Option<Visibility>,
     handle: Option<Ident>,
     message: Option<Ident>,
+    /// `remote` or `remote = "wire.Name"`: the message enum derives `RemoteMessage`.
+    remote: Option<Option<LitStr>>,
 }
 
 impl Args {
@@ -49,9 +52,16 @@ impl Args {
                 args.handle = Some(meta.value()?.parse()?);
             } else if meta.path.is_ident("message") {
                 args.message = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("remote") {
+                let name = if meta.input.peek(syn::Token![=]) {
+                    Some(meta.value()?.parse()?)
+                } else {
+                    None
+                };
+                args.remote = Some(name);
             } else {
                 return Err(meta.error(
-                    "unknown `#[actor]` option; expected `vis = pub`, `handle = Name`, `message = Name` or `crate = path`",
+                    "unknown `#[actor]` option; expected `vis = pub`, `handle = Name`, `message = Name`, `remote`, `remote = \"wire.Name\"` or `crate = path`",
                 ));
             }
             Ok(())
@@ -116,6 +126,8 @@ struct Handler {
     docs: Vec<Attribute>,
     /// Its `#[cfg(..)]` attributes, repeated on everything generated from it.
     cfgs: Vec<Attribute>,
+    /// Its wire tag (`#[cast(tag = N)]`), for `#[actor(remote)]`.
+    tag: Option<LitInt>,
 }
 
 impl Handler {
@@ -191,6 +203,54 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
             Err(e) => push(e),
         }
     }
+    // Wire tags: with `remote`, every cast and call has one of its own; without, none. A
+    // handler whose tag is wrong is reported and kept, as local only: the derive then adds
+    // no error of its own.
+    match &args.remote {
+        None => {
+            for h in &mut handlers {
+                if let Some(t) = h.tag.take() {
+                    push(Error::new_spanned(
+                        &t,
+                        "`tag` is a wire tag, for an actor whose messages cross nodes: add `remote` to its attribute (`#[actor(remote)]`), or drop the tag",
+                    ));
+                }
+            }
+        }
+        Some(_) => {
+            let mut seen: Vec<(u32, Ident)> = Vec::new();
+            for h in &mut handlers {
+                if !matches!(h.kind, Kind::Cast | Kind::Call) {
+                    continue;
+                }
+                let Some(t) = &h.tag else {
+                    push(Error::new_spanned(
+                        &h.name,
+                        format!(
+                            "`#[actor(remote)]`: `{}` has no wire tag; write `#[{}(tag = N)]` (peers see the tag, not the name, so renaming a handler stays compatible)",
+                            h.name,
+                            h.kind.attr()
+                        ),
+                    ));
+                    continue;
+                };
+                // Checked when parsed.
+                let n = t.base10_parse::<u32>().unwrap_or_default();
+                if let Some((_, prev)) = seen.iter().find(|(m, _)| *m == n) {
+                    push(Error::new_spanned(
+                        t,
+                        format!(
+                            "`{prev}` has wire tag {n} already; give `{}` a tag of its own",
+                            h.name
+                        ),
+                    ));
+                    h.tag = None;
+                } else {
+                    seen.push((n, h.name.clone()));
+                }
+            }
+        }
+    }
     // The enum and the handle are outside the impl, where `Self` means something else.
     for h in &mut handlers {
         for p in &mut h.params {
@@ -233,9 +293,23 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
             _ => format!(" An info message for [`{name_str}::{}`].", h.name),
         };
         let cfgs = &h.cfgs;
+        // Info messages, and handlers whose tag was refused, stay local.
+        let wire = args.remote.as_ref().map(|_| match &h.tag {
+            Some(t) => quote!(#[remote(tag = #t)]),
+            None => quote!(#[remote(skip)]),
+        });
         match &h.reply {
-            Some(r) => quote!(#(#cfgs)* #[doc = #doc] #v(#(#fields,)* #krate::ReplyPort<#r>)),
-            None => quote!(#(#cfgs)* #[doc = #doc] #v(#(#fields),*)),
+            Some(r) => {
+                quote!(#(#cfgs)* #[doc = #doc] #wire #v(#(#fields,)* #krate::ReplyPort<#r>))
+            }
+            None => quote!(#(#cfgs)* #[doc = #doc] #wire #v(#(#fields),*)),
+        }
+    });
+    let remote_derive = args.remote.as_ref().map(|name| {
+        let name = name.as_ref().map_or_else(|| msg.to_string(), LitStr::value);
+        quote! {
+            #[derive(#krate::remote::RemoteMessage)]
+            #[remote(name = #name, crate = #krate)]
         }
     });
     let debug_arms = messages.iter().map(|h| {
@@ -257,9 +331,14 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
             }
         }
     });
-    let msg_doc = format!(
-        " The messages of [`{name_str}`], generated by `#[actor]`: one variant per handler."
-    );
+    let msg_doc = match &args.remote {
+        None => format!(
+            " The messages of [`{name_str}`], generated by `#[actor]`: one variant per handler."
+        ),
+        Some(_) => format!(
+            " The messages of [`{name_str}`], generated by `#[actor(remote)]`: one variant per handler; casts and calls cross nodes by their tags, info messages stay local."
+        ),
+    };
 
     // The generated actor's own locals: mixed-site, so no user name can meet them.
     let this = Ident::new("this", Span::mixed_site());
@@ -431,6 +510,7 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
 
         #[doc = #msg_doc]
         #[allow(private_interfaces)]
+        #remote_derive
         #vis enum #msg {
             #(#variants,)*
         }
@@ -683,6 +763,37 @@ fn check_names(h: &Handler, accepted: &[Handler], ty_ident: &Ident) -> syn::Resu
     Ok(())
 }
 
+/// The `tag = N` of `#[cast(tag = N)]` or `#[call(tag = N)]`.
+fn handler_tag(a: &Attribute, k: Kind) -> syn::Result<LitInt> {
+    let mut tag = None;
+    a.parse_nested_meta(|meta| {
+        if !meta.path.is_ident("tag") {
+            return Err(meta.error(format!(
+                "unknown option; expected `#[{}(tag = N)]`, a wire tag for `#[actor(remote)]`",
+                k.attr()
+            )));
+        }
+        let lit: LitInt = meta.value()?.parse()?;
+        lit.base10_parse::<u32>().map_err(|_| {
+            Error::new_spanned(&lit, "a wire tag is a `u32` literal (0 to 4294967295)")
+        })?;
+        if tag.is_some() {
+            return Err(meta.error("a handler has one wire tag"));
+        }
+        tag = Some(lit);
+        Ok(())
+    })?;
+    tag.ok_or_else(|| {
+        Error::new_spanned(
+            a,
+            format!(
+                "expected `#[{0}]`, or `#[{0}(tag = N)]` with `#[actor(remote)]`",
+                k.attr()
+            ),
+        )
+    })
+}
+
 /// The reply port's name in generated code: mixed-site, so no parameter can meet it.
 fn reply_ident() -> Ident {
     Ident::new("reply", Span::mixed_site())
@@ -692,23 +803,42 @@ fn reply_ident() -> Ident {
 fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
     let mut kind = None;
     let mut error = None;
+    let mut tag = None;
     f.attrs.retain(|a| {
         let Some(k) = handler_kind(a) else {
             return true;
         };
-        if let Err(e) = a.meta.require_path_only() {
-            error = Some(Error::new(
-                e.span(),
+        let args = match (&a.meta, k) {
+            (Meta::Path(_), _) => Ok(None),
+            (Meta::List(_), Kind::Cast | Kind::Call) => handler_tag(a, k).map(Some),
+            (_, Kind::Info) => Err(Error::new_spanned(
+                &a.meta,
+                "`#[info]` takes no arguments: info messages are local only (timers, watchers), never sent by peers, so they have no wire tag",
+            )),
+            (_, Kind::Cast | Kind::Call) => Err(Error::new_spanned(
+                &a.meta,
+                format!("expected `#[{0}]`, or `#[{0}(tag = N)]` with `#[actor(remote)]`", k.attr()),
+            )),
+            _ => Err(Error::new(
+                a.meta
+                    .require_path_only()
+                    .err()
+                    .map_or_else(Span::call_site, |e| e.span()),
                 format!("`#[{}]` takes no arguments", k.attr()),
-            ));
-        } else if let Some(prev) = kind {
-            error = Some(Error::new_spanned(
-                a,
-                format!(
-                    "a method is one kind of handler and this one has `#[{}]` already; keep one of the two",
-                    Kind::attr(prev)
-                ),
-            ));
+            )),
+        };
+        match args {
+            Err(e) => error = Some(e),
+            Ok(_) if kind.is_some() => {
+                let prev = kind.map_or("", Kind::attr);
+                error = Some(Error::new_spanned(
+                    a,
+                    format!(
+                        "a method is one kind of handler and this one has `#[{prev}]` already; keep one of the two",
+                    ),
+                ));
+            }
+            Ok(t) => tag = t,
         }
         kind.get_or_insert(k);
         false
@@ -958,23 +1088,8 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
         deferred,
         docs,
         cfgs,
+        tag,
     }))
-}
-
-/// `T` in `ReplyPort<T>` (any path ending in `ReplyPort`).
-fn reply_port_of(ty: &Type) -> Option<Type> {
-    let Type::Path(p) = ty else { return None };
-    let last = p.path.segments.last()?;
-    if last.ident != "ReplyPort" {
-        return None;
-    }
-    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
-        return None;
-    };
-    match args.args.first() {
-        Some(syn::GenericArgument::Type(t)) if args.args.len() == 1 => Some(t.clone()),
-        _ => None,
-    }
 }
 
 /// `&Ctx<..>`: the handler's context, by the last segment of its path.

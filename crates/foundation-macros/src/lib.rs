@@ -142,6 +142,35 @@ use syn::{DeriveInput, ItemImpl, parse_macro_input};
 /// `#[actor(vis = pub, handle = Name, message = Name, crate = path)]`: the generated items'
 /// visibility (`pub` by default: a `pub` actor type needs its enum and handle `pub`; `vis = pub(crate)` narrows them), the handle's and the enum's names (`CounterRef`,
 /// `CounterMsg` by default) and the path to `foundation-actors`.
+///
+/// # Remote actors
+///
+/// `#[actor(remote)]` (or `#[actor(remote = "wire.Name")]`; the enum's Rust name by
+/// default) also derives [`RemoteMessage`](macro@RemoteMessage) on the message enum, so its
+/// messages can cross nodes. Every `#[cast]` and `#[call]` then takes a wire tag of its
+/// own, `#[cast(tag = 1)]`, `#[call(tag = 2)]`: the tag, not the handler's name, is what
+/// peers see. A `#[call]` variant carries its reply port last, so it is a call on the wire
+/// too. `#[info]` messages stay local (`#[remote(skip)]`: they have no tag, and encoding
+/// one is a `WireError::LocalOnly`). Parameters and replies need serde's `Serialize` and
+/// `Deserialize`; a type without them is an error at that parameter or return type.
+///
+/// ```
+/// use foundation_actors::prelude::*;
+///
+/// #[derive(Clone, Default)]
+/// struct Counter { total: u64 }
+///
+/// #[actor(remote = "demo.Counter")]
+/// impl Counter {
+///     #[cast(tag = 1)]
+///     fn add(&mut self, n: u64) { self.total += n }
+///     #[call(tag = 2)]
+///     fn total(&self) -> u64 { self.total }
+/// }
+///
+/// assert_eq!(CounterMsg::TAGS, &[1, 2]);
+/// assert_eq!(CounterMsg::CALL_TAGS, &[2]);
+/// ```
 #[proc_macro_attribute]
 pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = parse_macro_input!(item as ItemImpl);

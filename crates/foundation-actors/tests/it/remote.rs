@@ -847,4 +847,149 @@ mod calls {
         port.send(5).unwrap();
         assert_eq!(replies.try_recv().unwrap(), Some(vec![5]));
     }
+
+    // `#[actor(remote)]`: the whole path of a remote call.
+
+    #[derive(Debug)]
+    pub(crate) struct Tick;
+
+    #[derive(Default)]
+    pub(crate) struct Kv {
+        map: HashMap<String, u64>,
+        waiting: Vec<(String, ReplyPort<u64>)>,
+        ticks: u32,
+    }
+
+    #[actor(remote = "test.Kv", vis = pub(crate))]
+    impl Kv {
+        #[cast(tag = 1)]
+        fn put(&mut self, key: String, value: u64) {
+            let (ready, waiting) = std::mem::take(&mut self.waiting)
+                .into_iter()
+                .partition::<Vec<_>, _>(|(k, _)| *k == key);
+            self.waiting = waiting;
+            for (_, reply) in ready {
+                let _ = reply.send(value);
+            }
+            self.map.insert(key, value);
+        }
+
+        #[call(tag = 2)]
+        fn get(&self, key: String) -> Option<u64> {
+            self.map.get(&key).copied()
+        }
+
+        /// Answers once `key` is put.
+        #[call(tag = 3)]
+        fn wait_for(&mut self, key: String, reply: ReplyPort<u64>) {
+            match self.map.get(&key) {
+                Some(v) => {
+                    let _ = reply.send(*v);
+                }
+                None => self.waiting.push((key, reply)),
+            }
+        }
+
+        #[call(tag = 4)]
+        fn ticks(&self) -> u32 {
+            self.ticks
+        }
+
+        #[info]
+        fn tick(&mut self, _: Tick) {
+            self.ticks += 1;
+        }
+    }
+
+    /// A replier whose sink a task can await, as a router's would be.
+    fn async_replier() -> (Replier, tokio::sync::oneshot::Receiver<Option<Vec<u8>>>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let replier = Replier::new(move |bytes| {
+            let _ = tx.send(bytes);
+        });
+        (replier, rx)
+    }
+
+    #[test]
+    fn a_remote_actors_messages_have_tags_and_its_info_messages_stay_local() {
+        assert_eq!(KvMsg::TYPE_NAME, "test.Kv");
+        assert_eq!(KvMsg::TAGS, &[1, 2, 3, 4]);
+        assert_eq!(KvMsg::CALL_TAGS, &[2, 3, 4]);
+        let err = KvMsg::from(Tick).to_bytes().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::LocalOnly {
+                    type_name: "test.Kv",
+                    variant: "Tick"
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_remote_call_to_an_actor_end_to_end() {
+        let kv = Kv::spawn(Kv::default()).await.unwrap();
+
+        // A cast from a peer.
+        let put = KvMsg::Put("a".into(), 7).to_bytes().unwrap();
+        kv.addr().cast(KvMsg::from_bytes(&put).unwrap()).unwrap();
+
+        // A call from a peer: the caller's node encodes it (its port stays there)…
+        let get = KvMsg::Get("a".into(), local_port()).to_bytes().unwrap();
+        // …this node decodes it with a replier and casts it to the process…
+        let (replier, reply) = async_replier();
+        let msg = KvMsg::from_bytes_with_reply(&get, replier).unwrap();
+        kv.addr().cast(msg).unwrap();
+        // …and the reply bytes go back, for the caller's node to decode.
+        let bytes = reply.await.unwrap().expect("a reply");
+        assert_eq!(
+            decode_reply::<Option<u64>>("Option<u64>", &bytes).unwrap(),
+            Some(7)
+        );
+
+        // A call answered later, through the handler's own port.
+        let wait = KvMsg::WaitFor("b".into(), local_port()).to_bytes().unwrap();
+        let (replier, reply) = async_replier();
+        kv.addr()
+            .cast(KvMsg::from_bytes_with_reply(&wait, replier).unwrap())
+            .unwrap();
+        kv.put("b".into(), 11).await.unwrap();
+        let bytes = reply.await.unwrap().expect("a reply");
+        assert_eq!(decode_reply::<u64>("u64", &bytes).unwrap(), 11);
+
+        // Info messages still work locally.
+        kv.addr().cast(Tick.into()).unwrap();
+        assert_eq!(kv.ticks().await.unwrap(), 1);
+
+        // A remote caller parked in the process's state when it stops: the port goes
+        // with the process, and the peer hears that no reply comes.
+        let never = KvMsg::WaitFor("never".into(), local_port())
+            .to_bytes()
+            .unwrap();
+        let (replier, parked) = async_replier();
+        kv.addr()
+            .cast(KvMsg::from_bytes_with_reply(&never, replier).unwrap())
+            .unwrap();
+        assert_eq!(kv.get("never".into()).await.unwrap(), None, "parked by now");
+        kv.stop();
+        assert_eq!(parked.await.unwrap(), None);
+
+        // A call sent after the process stopped: refused (or queued and dropped with the
+        // mailbox); either way the message and its port are dropped, and so no reply.
+        let (replier, reply) = async_replier();
+        let msg = KvMsg::from_bytes_with_reply(&get, replier).unwrap();
+        let _ = kv.addr().cast(msg);
+        assert_eq!(reply.await.unwrap(), None);
+
+        // A call decoded as a cast is refused before it reaches the process.
+        assert!(matches!(
+            KvMsg::from_bytes(&get),
+            Err(WireError::NeedsReply {
+                type_name: "test.Kv",
+                tag: Some(2)
+            })
+        ));
+    }
 }
