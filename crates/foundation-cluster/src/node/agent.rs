@@ -33,6 +33,8 @@ pub(crate) struct Hello {
     pub(crate) token: u128,
     /// The addresses of the node's live members, so the receiver meshes with them too.
     pub(crate) members: Vec<String>,
+    /// Its silence limit: this node sends it heartbeats often enough for it.
+    pub(crate) silence_ms: u64,
 }
 
 /// What agents say to each other.

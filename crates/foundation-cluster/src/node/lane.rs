@@ -44,6 +44,8 @@ struct Pending {
     closed: bool,
     /// Write what is queued, then stop (a graceful leave).
     finishing: bool,
+    /// The writer holds frames it has not finished writing.
+    writing: bool,
 }
 
 /// The sending end of a lane to one peer. Items queue here before the lane connects too.
@@ -139,10 +141,14 @@ impl Outbox {
         self.ready.notify_one();
     }
 
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Whether nothing waits to be written.
     pub(crate) fn is_drained(&self) -> bool {
         let p = self.lock();
-        p.frames.is_empty() || p.closed
+        (p.frames.is_empty() && !p.writing) || p.closed
     }
 
     /// Lets the writer write what is queued, then stop; later pushes fail.
@@ -162,6 +168,7 @@ impl Outbox {
                 }
                 std::mem::swap(&mut batch, &mut p.frames);
                 p.bytes = 0;
+                p.writing = !batch.is_empty();
             }
             if batch.is_empty() {
                 if self.lock().finishing {
@@ -178,6 +185,7 @@ impl Outbox {
             }
             io.flush().await?;
             let mut p = self.lock();
+            p.writing = false;
             for mut f in batch.drain(..) {
                 if p.spare.len() < 4 && f.capacity() <= 4 * FRAME_TARGET {
                     f.clear();

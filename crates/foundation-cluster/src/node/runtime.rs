@@ -45,6 +45,7 @@ pub(crate) struct Shared {
     pub(crate) max_frame: usize,
     pub(crate) max_pending: usize,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) silence: Duration,
     pub(crate) tls: Option<Tls>,
     pub(crate) outboxes: RwLock<FxHashMap<String, Arc<Outbox>>>,
     pub(crate) exports: RwLock<FxHashMap<String, Arc<dyn Inbox>>>,
@@ -84,6 +85,7 @@ impl Shared {
             max_frame: config.max_frame,
             max_pending: config.max_pending,
             handshake_timeout: config.handshake_timeout,
+            silence: config.silence,
             tls: config.tls.clone(),
             outboxes: RwLock::default(),
             exports: RwLock::default(),
@@ -107,6 +109,7 @@ impl Shared {
             addr: self.addr.clone(),
             token,
             members: read(&self.members).iter().map(|m| m.addr.clone()).collect(),
+            silence_ms: u64::try_from(self.silence.as_millis()).unwrap_or(u64::MAX),
         }
     }
 
@@ -119,6 +122,19 @@ impl Shared {
 
     pub(crate) fn outbox(&self, node: &str) -> Option<Arc<Outbox>> {
         read(&self.outboxes).get(node).cloned()
+    }
+
+    /// The outbox to `node`, made now if its hello has not been handled yet: a call can
+    /// arrive on its lane before its hello reaches the event loop, and the reply must
+    /// wait for the lane back rather than be lost. The loop adopts it on the hello.
+    fn outbox_for_reply(&self, node: &str) -> Arc<Outbox> {
+        if let Some(o) = self.outbox(node) {
+            return o;
+        }
+        write(&self.outboxes)
+            .entry(node.to_owned())
+            .or_insert_with(|| Arc::new(Outbox::new(self.max_frame, self.max_pending)))
+            .clone()
     }
 
     pub(crate) fn inbox(&self, name: &str) -> Option<Arc<dyn Inbox>> {
@@ -147,11 +163,10 @@ impl Shared {
                 let shared = self.clone();
                 let to = from.to_owned();
                 let reply: super::exports::ReplyTo = Box::new(move |r| {
-                    if let Some(outbox) = shared.outbox(&to) {
-                        let result = r.as_deref().map_err(|r| *r);
-                        if let Err(e) = outbox.push_item(&Item::Reply { id, result }) {
-                            tracing::debug!(node = %to, ?e, "a reply could not be sent");
-                        }
+                    let outbox = shared.outbox_for_reply(&to);
+                    let result = r.as_deref().map_err(|r| *r);
+                    if let Err(e) = outbox.push_item(&Item::Reply { id, result }) {
+                        tracing::debug!(node = %to, ?e, "a reply could not be sent");
                     }
                 });
                 match self.inbox(name) {
@@ -554,6 +569,9 @@ fn session_peer(s: &NodeServerSessionInformation) -> Option<String> {
 struct PeerLink {
     incarnation: u64,
     outbox: Arc<Outbox>,
+    /// How often it needs to hear from this node: a sixth of its silence limit.
+    heartbeat: Duration,
+    last_heartbeat: Instant,
 }
 
 struct InLane {
@@ -592,7 +610,6 @@ pub(crate) struct Loop {
     dialed: HashMap<String, String>,
     /// Address as known → the node found there.
     owner: HashMap<String, String>,
-    last_heartbeat: Instant,
     leaving: bool,
 }
 
@@ -615,13 +632,12 @@ impl Loop {
             sightings: HashMap::new(),
             dialed: HashMap::new(),
             owner: HashMap::new(),
-            last_heartbeat: Instant::now(),
             leaving: false,
         }
     }
 
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
-        let step = (self.heartbeat / 2).clamp(Duration::from_millis(5), Duration::from_millis(100));
+        let step = (self.heartbeat / 2).clamp(Duration::from_millis(5), Duration::from_millis(50));
         let mut tick = tokio::time::interval(step);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -641,10 +657,14 @@ impl Loop {
     }
 
     fn publish(&mut self, events: Vec<MembershipEvent>) {
-        for ev in events {
-            if let MembershipEvent::NodeDown { member, reason } = &ev {
+        for ev in &events {
+            if let MembershipEvent::NodeDown { member, reason } = ev {
                 self.cleanup(&member.id, member.incarnation, *reason);
             }
+        }
+        // The view callers read is up to date before anyone hears of the change.
+        *write(&self.shared.members) = self.membership.live().cloned().collect();
+        for ev in events {
             match &ev {
                 MembershipEvent::NodeUp(m) => {
                     tracing::info!(node = %m.id, addr = %m.addr, "node up")
@@ -656,7 +676,6 @@ impl Loop {
             }
             let _ = self.shared.events.send(ev.into());
         }
-        *write(&self.shared.members) = self.membership.live().cloned().collect();
     }
 
     /// Drops everything tied to `node`'s incarnation `incarnation`.
@@ -866,16 +885,29 @@ impl Loop {
             return;
         }
         // Down events (an older incarnation) are cleaned up before the new link exists.
-        let outbox = Arc::new(Outbox::new(self.shared.max_frame, self.shared.max_pending));
         let (ups, downs): (Vec<_>, Vec<_>) = evs
             .into_iter()
             .partition(|e| matches!(e, MembershipEvent::NodeUp(_)));
         self.publish(downs);
+        // An outbox made for replies before this hello is adopted, with what it holds.
+        let outbox = self
+            .shared
+            .outbox(&h.node)
+            .filter(|o| !o.is_closed())
+            .unwrap_or_else(|| {
+                Arc::new(Outbox::new(self.shared.max_frame, self.shared.max_pending))
+            });
         self.peers.insert(
             h.node.clone(),
             PeerLink {
                 incarnation: h.incarnation,
                 outbox: outbox.clone(),
+                // Nodes may have different silence limits: each is sent what it needs.
+                heartbeat: self
+                    .heartbeat
+                    .min(Duration::from_millis(h.silence_ms) / 6)
+                    .max(Duration::from_millis(1)),
+                last_heartbeat: now,
             },
         );
         write(&self.shared.outboxes).insert(h.node.clone(), outbox.clone());
@@ -925,25 +957,23 @@ impl Loop {
             );
             return;
         }
-        let Some(name) = info.name else { return };
-        let other = self
-            .sessions
-            .values()
-            .any(|o| o.authenticated && o.name.as_deref() == Some(name.as_str()));
-        if !other {
-            if let Some(m) = self.membership.get(&name) {
-                let inc = m.incarnation;
-                self.down(&name, inc, DownReason::Disconnected);
-            }
+        // An authenticated session that ends does not end the membership: lanes carry
+        // the messages and heartbeats, and a dead process closes them too. Deciding on
+        // the lanes keeps a graceful leave (whose last word is on the lane) from racing
+        // the session's close.
+        if let Some(name) = info.name {
+            tracing::debug!(node = %name, "session closed");
         }
     }
 
     fn on_tick(&mut self) {
         let now = Instant::now();
-        if now.duration_since(self.last_heartbeat) >= self.heartbeat && !self.leaving {
-            self.last_heartbeat = now;
-            for p in self.peers.values() {
-                let _ = p.outbox.push_item(&Item::Heartbeat);
+        if !self.leaving {
+            for p in self.peers.values_mut() {
+                if now.duration_since(p.last_heartbeat) >= p.heartbeat {
+                    p.last_heartbeat = now;
+                    let _ = p.outbox.push_item(&Item::Heartbeat);
+                }
             }
         }
         for (node, lane) in &self.inbound {

@@ -168,6 +168,7 @@ async fn a_node_that_leaves_is_seen_leaving_then_down_as_left() {
     let mut events = a.subscribe();
     let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
     wait_event(&mut events, is_up("b")).await;
+    b.expect(|l| l == "event up a");
     b.tell("leave");
     wait_event(
         &mut events,
@@ -283,5 +284,97 @@ async fn with_tls_every_connection_is_encrypted_and_plain_peers_are_refused() {
     let _plain = Child::start("p", &[("SEEDS", a.advertised())]);
     wait_event(&mut events, is_rejected("TLS handshake failed")).await;
     assert!(a.members().iter().all(|m| m.id != "p"));
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_call_returns_the_answer_and_its_context_reached_the_other_node() {
+    use foundation_cluster::node::RemoteError;
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c).await;
+    let mut events = a.subscribe();
+    let _b = Child::start("b", &[("SEEDS", a.advertised())]);
+    wait_event(&mut events, is_up("b")).await;
+    let second = Duration::from_secs(10);
+
+    let ctx = Context::new().with_request_id("call-7");
+    let trace = ctx.trace_id().to_string();
+    let answer: String = ctx
+        .scope(a.call("b", "probe", |p| Probe::Ask("hi".into(), p), second))
+        .await
+        .unwrap();
+    assert_eq!(answer, format!("hi trace={trace} req=call-7"));
+
+    // Many in flight at once, each answered to its own caller.
+    let calls = (0..200).map(|i| {
+        let a = a.clone();
+        async move {
+            a.call("b", "probe", |p| Probe::Ask(i.to_string(), p), second)
+                .await
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    for (i, r) in answers.into_iter().enumerate() {
+        assert!(r.unwrap().starts_with(&format!("{i} ")));
+    }
+
+    // What can go wrong is told apart.
+    let r = a
+        .call("b", "nobody", |p| Probe::Ask("x".into(), p), second)
+        .await;
+    assert!(
+        matches!(r, Err(RemoteError::NoSuchName { ref name, .. }) if name == "nobody"),
+        "{r:?}"
+    );
+    let r = a.call("b", "probe", Probe::Ignore, second).await;
+    assert!(matches!(r, Err(RemoteError::NoReply { .. })), "{r:?}");
+    let r = a
+        .call("b", "probe", Probe::Hold, Duration::from_millis(200))
+        .await;
+    assert!(matches!(r, Err(RemoteError::Timeout)), "{r:?}");
+    let short = Context::new().with_timeout(Duration::from_millis(200));
+    let r = short.scope(a.call("b", "probe", Probe::Hold, second)).await;
+    assert!(matches!(r, Err(RemoteError::DeadlineExceeded)), "{r:?}");
+    let r: Result<String, _> = a.call("nowhere", "probe", Probe::Hold, second).await;
+    assert!(matches!(r, Err(RemoteError::UnknownNode(_))), "{r:?}");
+    // A call to itself goes through the same path.
+    let r = a
+        .call("a", "probe", |p| Probe::Ask("x".into(), p), second)
+        .await;
+    assert!(matches!(r, Err(RemoteError::NoSuchName { .. })), "{r:?}");
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_node_that_dies_fails_with_node_down_not_a_timeout() {
+    use foundation_cluster::node::RemoteError;
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c.silence(Duration::from_secs(600))).await;
+    let mut events = a.subscribe();
+    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    wait_event(&mut events, is_up("b")).await;
+    let pending = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.call("b", "probe", Probe::Hold, Duration::from_secs(600))
+                .await
+        })
+    };
+    // Once the call is held there (a second call behind it answers), kill b.
+    let _: String = a
+        .call(
+            "b",
+            "probe",
+            |p| Probe::Ask("behind".into(), p),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    b.kill();
+    let r = pending.await.unwrap();
+    assert!(
+        matches!(r, Err(RemoteError::NodeDown(ref n)) if n == "b"),
+        "{r:?}"
+    );
     a.shutdown().await;
 }

@@ -10,22 +10,30 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use foundation_actors::{Actor, ActorError, Addr, Context, RemoteMessage, spawn};
+use foundation_actors::{Actor, ActorError, Addr, Context, RemoteMessage, ReplyPort, spawn};
 use foundation_cluster::discovery::Peer;
 use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
-use serde::{Deserialize, Serialize};
 
 /// What tests send to a node's `probe` process.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, RemoteMessage)]
+#[derive(Debug, RemoteMessage)]
 #[remote(name = "test.Probe")]
 pub enum Probe {
     /// Print the note with the context it came with.
     #[remote(tag = 1)]
     Note(String),
+    /// Answer with the note and the context it came with.
+    #[remote(tag = 2)]
+    Ask(String, ReplyPort<String>),
+    /// Drop the reply port without answering.
+    #[remote(tag = 3)]
+    Ignore(ReplyPort<String>),
+    /// Keep the reply port and never answer.
+    #[remote(tag = 4)]
+    Hold(ReplyPort<String>),
 }
 
 /// The same wire name with a variant the other side does not know.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, RemoteMessage)]
+#[derive(Debug, RemoteMessage)]
 #[remote(name = "test.Probe")]
 pub enum ProbeV2 {
     #[remote(tag = 1)]
@@ -38,24 +46,48 @@ struct ProbeActor;
 
 impl Actor for ProbeActor {
     type Msg = Probe;
-    type State = ();
+    type State = Vec<ReplyPort<String>>;
     type Args = ();
 
-    async fn init(&self, _: &Addr<Probe>, (): ()) -> Result<(), ActorError> {
-        Ok(())
+    async fn init(&self, _: &Addr<Probe>, (): ()) -> Result<Self::State, ActorError> {
+        Ok(Vec::new())
     }
 
-    async fn handle(&self, _: &Addr<Probe>, msg: Probe, (): &mut ()) -> Result<(), ActorError> {
-        let Probe::Note(note) = msg;
-        let (trace, req) = Context::current().map_or(("none".to_owned(), "none".to_owned()), |c| {
-            (
-                c.trace_id().to_string(),
-                c.request_id().unwrap_or("none").to_owned(),
-            )
-        });
-        say(&format!("got {note} trace={trace} req={req}"));
+    async fn handle(
+        &self,
+        _: &Addr<Probe>,
+        msg: Probe,
+        held: &mut Self::State,
+    ) -> Result<(), ActorError> {
+        let note = match msg {
+            Probe::Note(note) => note,
+            Probe::Ask(note, port) => {
+                let _ = port.send(format!("{note} {}", seen()));
+                return Ok(());
+            }
+            Probe::Ignore(port) => {
+                drop(port);
+                return Ok(());
+            }
+            Probe::Hold(port) => {
+                held.push(port);
+                return Ok(());
+            }
+        };
+        say(&format!("got {note} {}", seen()));
         Ok(())
     }
+}
+
+/// The context a message came with, as `trace=… req=…`.
+fn seen() -> String {
+    let (trace, req) = Context::current().map_or(("none".to_owned(), "none".to_owned()), |c| {
+        (
+            c.trace_id().to_string(),
+            c.request_id().unwrap_or("none").to_owned(),
+        )
+    });
+    format!("trace={trace} req={req}")
 }
 
 fn say(line: &str) {
