@@ -1,8 +1,10 @@
 //! `cargo xtask bench [--quick]`: runs the benches and judges the headline figures.
 //!
 //! Runs the criterion bench `actors`, the memory bench `memory` and the paired-ratio bench
-//! `paired` of `foundation-actors`; reads criterion's estimates, `target/bench-memory.json`
-//! and `target/bench-paired.json`; prints one table, writes
+//! `paired` of `foundation-actors`, and the benches `ring` and `remote` (two node processes
+//! beside raw ractor_cluster) of `foundation-cluster`; reads criterion's estimates,
+//! `target/bench-memory.json`, `target/bench-cluster.json` and `target/bench-paired.json`;
+//! prints one table, writes
 //! `target/bench-summary.json`, and ends with `budgets met: N of M`. A budget that is not
 //! met does not fail the command; a missing result does.
 
@@ -25,6 +27,8 @@ enum Budget {
     AtMostNs(f64),
     /// `value - competitor_value` at most this many bytes.
     AddedBytes(f64),
+    /// `value` at most this, in the figure's own unit.
+    AtMost(f64),
     /// Reported only, never judged.
     None,
 }
@@ -35,6 +39,7 @@ impl fmt::Display for Budget {
             Budget::Ratio(max) => write!(f, "ratio <= {max}"),
             Budget::AtMostNs(max) => write!(f, "<= {max} ns"),
             Budget::AddedBytes(max) => write!(f, "+<= {max} B"),
+            Budget::AtMost(max) => write!(f, "<= {max}"),
             Budget::None => f.write_str("none"),
         }
     }
@@ -185,10 +190,34 @@ const HEADLINES: &[Headline] = &[
         unit: "ns",
         budget: Budget::None,
     },
+    Headline {
+        name: "remote tell (>= 500k msg/s)",
+        ours: "remote_tell/foundation",
+        competitor: "remote_tell/ractor_cluster",
+        paired: None,
+        unit: "ns/msg",
+        budget: Budget::AtMostNs(2000.0),
+    },
+    Headline {
+        name: "remote call round trip",
+        ours: "remote_call/foundation",
+        competitor: "remote_call/ractor_cluster",
+        paired: None,
+        unit: "ns",
+        budget: Budget::AtMostNs(100_000.0),
+    },
 ];
 
-/// Budgets for entries of `bench-memory.json`, by name; entries not listed have none.
-const MEMORY_BUDGETS: &[(&str, Budget)] = &[("idle supervised actor", Budget::AddedBytes(1024.0))];
+/// Budgets for entries of `bench-memory.json` and `bench-cluster.json`, by name; entries
+/// not listed have none.
+const JSON_BUDGETS: &[(&str, Budget)] = &[
+    ("idle supervised actor", Budget::AddedBytes(1024.0)),
+    ("full mesh of 3 nodes", Budget::AtMost(1000.0)),
+    ("killed node detected", Budget::AtMost(100.0)),
+    // The silence limit (3 s by default) counts from the last word heard; the rest is the
+    // event loop waking at that deadline.
+    ("silent node detected", Budget::AtMost(3050.0)),
+];
 
 /// One row of the summary.
 #[derive(Debug)]
@@ -223,7 +252,7 @@ impl Figure {
     fn met(&self) -> bool {
         match self.budget {
             Budget::Ratio(max) => self.ratio().is_some_and(|r| r <= max),
-            Budget::AtMostNs(max) => self.value <= max,
+            Budget::AtMostNs(max) | Budget::AtMost(max) => self.value <= max,
             Budget::AddedBytes(max) => self.competitor_value.is_some_and(|c| self.value - c <= max),
             Budget::None => true,
         }
@@ -259,6 +288,14 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
     eprintln!("==> xtask bench: ring");
     run_step("bench", "ring", ring)?;
 
+    let mut remote = cargo()?;
+    remote.args(["bench", "-p", "foundation-cluster", "--bench", "remote"]);
+    if quick {
+        remote.args(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
+    }
+    eprintln!("==> xtask bench: remote");
+    run_step("bench", "remote", remote)?;
+
     let mut memory = cargo()?;
     memory.args(["bench", "-p", "foundation-actors", "--bench", "memory"]);
     eprintln!("==> xtask bench: memory");
@@ -289,7 +326,16 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
             },
         });
     }
-    figures.extend(memory_figures(&target)?);
+    figures.extend(json_figures(
+        &target,
+        "bench-memory.json",
+        "cargo bench -p foundation-actors --bench memory",
+    )?);
+    figures.extend(json_figures(
+        &target,
+        "bench-cluster.json",
+        "cargo bench -p foundation-cluster --bench remote",
+    )?);
 
     print_table(&figures);
     println!(
@@ -343,12 +389,11 @@ fn criterion_mean(target: &Path, id: &str) -> Result<f64> {
         .with_context(|| format!("{} has no slope or mean estimate", path.display()))
 }
 
-/// The figures of `bench-memory.json`, every entry, with their budgets.
-fn memory_figures(target: &Path) -> Result<Vec<Figure>> {
-    let path = target.join("bench-memory.json");
-    let doc = read_json(&path).context(
-        "no memory bench results; run `cargo bench -p foundation-actors --bench memory`",
-    )?;
+/// The figures of a `{"figures": [...]}` file (`bench-memory.json`, `bench-cluster.json`),
+/// every entry, with their budgets; `hint` says which bench writes it.
+fn json_figures(target: &Path, file: &str, hint: &str) -> Result<Vec<Figure>> {
+    let path = target.join(file);
+    let doc = read_json(&path).with_context(|| format!("no results in {file}; run `{hint}`"))?;
     let entries = doc
         .get("figures")
         .and_then(Value::as_array)
@@ -374,7 +419,7 @@ fn memory_figures(target: &Path) -> Result<Vec<Figure>> {
                 )
             })?),
         };
-        let budget = MEMORY_BUDGETS
+        let budget = JSON_BUDGETS
             .iter()
             .find(|(budgeted, _)| *budgeted == name)
             .map_or(Budget::None, |(_, budget)| *budget);

@@ -498,7 +498,7 @@ async fn lane_out(
     });
 }
 
-async fn write_lane<S: AsyncWrite + Unpin>(
+async fn write_lane<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     node: &str,
     addr: &str,
@@ -520,9 +520,19 @@ async fn write_lane<S: AsyncWrite + Unpin>(
     opening[PREAMBLE.len()..PREAMBLE.len() + wire::HEADER].copy_from_slice(&body.to_le_bytes());
     stream.write_all(&opening).await?;
     tracing::debug!(%node, %addr, "outbound lane open");
-    outbox.write_to(&mut stream).await?;
+    // The peer never writes on this lane: anything readable is its end closing (a killed
+    // process), noticed at once instead of at the next write.
+    let (mut rx, mut tx) = tokio::io::split(stream);
+    let closed_by_peer = async {
+        let mut b = [0u8; 1];
+        let _ = rx.read(&mut b).await;
+    };
+    tokio::select! {
+        r = outbox.write_to(&mut tx) => r?,
+        () = closed_by_peer => return Err(std::io::Error::other("closed by the peer")),
+    }
     // Leaving: let the peer read what was written before the socket closes.
-    let _ = stream.shutdown().await;
+    let _ = tx.shutdown().await;
     Ok(())
 }
 
@@ -641,7 +651,14 @@ impl Loop {
         let mut tick = tokio::time::interval(step);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Also wake at the next silence deadline, so a silent peer is declared down
+            // when its time is up, not up to a tick later.
+            let deadline = self.membership.next_deadline().map_or_else(
+                || tokio::time::Instant::now() + step,
+                tokio::time::Instant::from_std,
+            );
             tokio::select! {
+                () = tokio::time::sleep_until(deadline) => self.on_tick(),
                 ev = rx.recv() => match ev {
                     None => return,
                     Some(Event::Shutdown(done)) => {

@@ -1,0 +1,463 @@
+//! Remote messaging between two node processes on loopback, beside raw ractor_cluster
+//! doing the same in the same run; then the time to a full mesh of three nodes and the
+//! time to detect a killed and a silent node.
+//!
+//! The bench process is the sending side: a Foundation node and a raw ractor_cluster
+//! `NodeServer`. It re-runs itself twice as the receiving side (`FOUNDATION_BENCH_CHILD`
+//! = `foundation` or `ractor`), which hosts a counting process: a Foundation actor
+//! exported as `sink`, or a remote-able ractor actor in the process group `bench/sink`.
+//!
+//! Criterion groups `remote_tell/{foundation,ractor_cluster}` (one small message per
+//! iteration, then one call that returns once all were handled: the lanes and mailboxes
+//! are FIFO) and `remote_call/{foundation,ractor_cluster}` (one round trip per
+//! iteration). The one-shot figures go to `target/bench-cluster.json`.
+//!
+//! Run with: `cargo bench -p foundation-cluster --bench remote`.
+
+#![allow(clippy::unwrap_used, missing_docs)] // a bench: a failure should stop it loudly
+
+use std::io::{BufRead, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use foundation_actors::{Actor, ActorError, Addr, RemoteMessage, ReplyPort, spawn};
+use foundation_cluster::discovery::Peer;
+use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
+use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorClusterMessage;
+
+const COOKIE: &str = "bench-cookie";
+
+#[derive(Debug, RemoteMessage)]
+#[remote(name = "bench.Sink")]
+enum Sink {
+    #[remote(tag = 1)]
+    Ping(u64),
+    #[remote(tag = 2)]
+    Count(ReplyPort<u64>),
+    #[remote(tag = 3)]
+    Echo(u64, ReplyPort<u64>),
+}
+
+struct SinkActor;
+
+impl Actor for SinkActor {
+    type Msg = Sink;
+    type State = u64;
+    type Args = ();
+
+    async fn init(&self, _: &Addr<Sink>, (): ()) -> Result<u64, ActorError> {
+        Ok(0)
+    }
+
+    async fn handle(&self, _: &Addr<Sink>, msg: Sink, count: &mut u64) -> Result<(), ActorError> {
+        match msg {
+            Sink::Ping(_) => *count += 1,
+            Sink::Count(port) => {
+                let _ = port.send(*count);
+            }
+            Sink::Echo(v, port) => {
+                let _ = port.send(v);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(RactorClusterMessage)]
+enum RawSink {
+    Ping(u64),
+    #[rpc]
+    Count(RpcReplyPort<u64>),
+    #[rpc]
+    Echo(u64, RpcReplyPort<u64>),
+}
+
+struct RawSinkActor;
+
+impl ractor::Actor for RawSinkActor {
+    type Msg = RawSink;
+    type State = u64;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RawSink>,
+        (): (),
+    ) -> Result<u64, ActorProcessingErr> {
+        ractor::pg::join_scoped("bench".into(), "sink".into(), vec![myself.get_cell()]);
+        Ok(0)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<RawSink>,
+        msg: RawSink,
+        count: &mut u64,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RawSink::Ping(_) => *count += 1,
+            RawSink::Count(port) => {
+                let _ = port.send(*count);
+            }
+            RawSink::Echo(v, port) => {
+                let _ = port.send(v);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "@{line}");
+    let _ = out.flush();
+}
+
+/// The receiving side, in a child process. Prints `@ready <addr>`, then node events;
+/// exits when stdin closes.
+async fn child(kind: &str) {
+    let name = std::env::var("FOUNDATION_BENCH_NAME").unwrap_or_else(|_| "b".into());
+    match kind {
+        "foundation" => {
+            let port: u16 = std::env::var("FOUNDATION_BENCH_PORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            let mut config = NodeConfig::new(&name, COOKIE)
+                .listen(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+            if let Ok(ms) = std::env::var("FOUNDATION_BENCH_SILENCE_MS") {
+                config = config.silence(Duration::from_millis(ms.parse().unwrap()));
+            }
+            let node = Node::start(config).await.unwrap();
+            let sink = spawn(SinkActor, ()).await.unwrap();
+            node.export("sink", sink).unwrap();
+            let mut events = node.subscribe();
+            for seed in std::env::var("FOUNDATION_BENCH_SEEDS")
+                .unwrap_or_default()
+                .split(',')
+                .filter(|s| !s.is_empty())
+            {
+                node.connect(&seed.parse::<Peer>().unwrap());
+            }
+            say(&format!("ready {}", node.advertised()));
+            tokio::spawn(async move {
+                while let Ok(e) = events.recv().await {
+                    if let ClusterEvent::NodeUp(m) = e {
+                        say(&format!("up {}", m.id));
+                    }
+                }
+            });
+        }
+        _ => {
+            let port = free_port();
+            let server = ractor_cluster::NodeServer::new(
+                port,
+                COOKIE.into(),
+                name,
+                "127.0.0.1".into(),
+                None,
+                None,
+            )
+            .with_listen_addr(std::net::IpAddr::from([127, 0, 0, 1]));
+            let _ = ractor::Actor::spawn(None, server, ()).await.unwrap();
+            let _ = ractor::Actor::spawn(None, RawSinkActor, ()).await.unwrap();
+            say(&format!("ready 127.0.0.1:{port}"));
+        }
+    }
+    // Until the parent closes stdin.
+    tokio::task::spawn_blocking(|| {
+        let mut s = String::new();
+        while std::io::stdin()
+            .lock()
+            .read_line(&mut s)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {}
+    })
+    .await
+    .unwrap();
+}
+
+struct ChildProc {
+    proc: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    addr: String,
+}
+
+impl ChildProc {
+    fn start(kind: &str, env: &[(&str, String)]) -> Self {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.env("FOUNDATION_BENCH_CHILD", kind)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut proc = cmd.spawn().unwrap();
+        let stdout = proc.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(l) = line.strip_prefix('@') {
+                    let _ = tx.send(l.to_owned());
+                }
+            }
+        });
+        let mut c = Self {
+            proc,
+            lines,
+            addr: String::new(),
+        };
+        let ready = c.wait(|l| l.starts_with("ready "));
+        c.addr = ready["ready ".len()..].to_owned();
+        c
+    }
+
+    fn wait(&mut self, want: impl Fn(&str) -> bool) -> String {
+        loop {
+            let l = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("child line");
+            if want(&l) {
+                return l;
+            }
+        }
+    }
+}
+
+impl Drop for ChildProc {
+    fn drop(&mut self) {
+        let _ = self.proc.kill();
+        let _ = self.proc.wait();
+    }
+}
+
+async fn wait_event(
+    events: &mut tokio::sync::broadcast::Receiver<ClusterEvent>,
+    want: impl Fn(&ClusterEvent) -> bool,
+) {
+    loop {
+        match events.recv().await {
+            Ok(e) if want(&e) => return,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(e) => panic!("events ended: {e}"),
+        }
+    }
+}
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    if let Ok(kind) = std::env::var("FOUNDATION_BENCH_CHILD") {
+        rt.block_on(child(&kind));
+        return;
+    }
+
+    // The sending side: a Foundation node and a raw ractor_cluster server in this process.
+    let (node, raw_sink, fnd_child, raw_child) = rt.block_on(async {
+        let node = Node::start(NodeConfig::new("a", COOKIE).listen("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+        let mut events = node.subscribe();
+        let fnd_child = ChildProc::start(
+            "foundation",
+            &[("FOUNDATION_BENCH_SEEDS", node.advertised().to_owned())],
+        );
+        wait_event(&mut events, |e| matches!(e, ClusterEvent::NodeUp(_))).await;
+
+        let server = ractor_cluster::NodeServer::new(
+            free_port(),
+            COOKIE.into(),
+            "raw-a".into(),
+            "127.0.0.1".into(),
+            None,
+            None,
+        )
+        .with_listen_addr(std::net::IpAddr::from([127, 0, 0, 1]));
+        let (server, _) = ractor::Actor::spawn(None, server, ()).await.unwrap();
+        let raw_child = ChildProc::start("ractor", &[]);
+        ractor_cluster::client_connect(&server, raw_child.addr.as_str())
+            .await
+            .unwrap();
+        let sink = loop {
+            let members = ractor::pg::get_scoped_members(&"bench".to_owned(), &"sink".to_owned());
+            if let Some(cell) = members.into_iter().find(|c| !c.get_id().is_local()) {
+                break ActorRef::<RawSink>::from(cell);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        (node, sink, fnd_child, raw_child)
+    });
+
+    let mut c = Criterion::default().configure_from_args();
+    {
+        let mut g = c.benchmark_group("remote_call");
+        g.bench_function("foundation", |b| {
+            b.to_async(&rt).iter(|| async {
+                node.call("b", "sink", |p| Sink::Echo(7, p), CALL_TIMEOUT)
+                    .await
+                    .unwrap()
+            });
+        });
+        g.bench_function("ractor_cluster", |b| {
+            b.to_async(&rt)
+                .iter(|| async { ractor::call_t!(raw_sink, RawSink::Echo, 30_000, 7).unwrap() });
+        });
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("remote_tell");
+        g.bench_function("foundation", |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let node = node.clone();
+                async move {
+                    let start = Instant::now();
+                    for i in 0..iters {
+                        let mut msg = Sink::Ping(i);
+                        // A full outbox pushes back: wait for the writer, as a sender would.
+                        while let Err(foundation_cluster::node::RemoteError::Overloaded(_)) =
+                            node.send("b", "sink", &msg)
+                        {
+                            tokio::task::yield_now().await;
+                            msg = Sink::Ping(i);
+                        }
+                    }
+                    node.call("b", "sink", Sink::Count, CALL_TIMEOUT)
+                        .await
+                        .unwrap();
+                    start.elapsed()
+                }
+            });
+        });
+        g.bench_function("ractor_cluster", |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let sink = raw_sink.clone();
+                async move {
+                    let start = Instant::now();
+                    for i in 0..iters {
+                        sink.cast(RawSink::Ping(i)).unwrap();
+                    }
+                    ractor::call_t!(sink, RawSink::Count, 600_000).unwrap();
+                    start.elapsed()
+                }
+            });
+        });
+        g.finish();
+    }
+    c.final_summary();
+    drop((fnd_child, raw_child));
+
+    // One-shot figures, each the median of a few runs.
+    let figures = rt.block_on(async {
+        node.shutdown().await;
+        drop(node);
+        let mut mesh = Vec::new();
+        for _ in 0..5 {
+            let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+            let seeds = ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let start = Instant::now();
+            let mut kids: Vec<ChildProc> = ["m1", "m2", "m3"]
+                .iter()
+                .zip(&ports)
+                .map(|(n, p)| {
+                    ChildProc::start(
+                        "foundation",
+                        &[
+                            ("FOUNDATION_BENCH_NAME", (*n).to_owned()),
+                            ("FOUNDATION_BENCH_PORT", p.to_string()),
+                            ("FOUNDATION_BENCH_SEEDS", seeds.clone()),
+                        ],
+                    )
+                })
+                .collect();
+            for k in &mut kids {
+                k.wait(|l| l.starts_with("up "));
+                k.wait(|l| l.starts_with("up "));
+            }
+            mesh.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        // Detection: this process is a node again, with the default silence limit.
+        let node = Node::start(NodeConfig::new("a", COOKIE).listen("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+        let mut kill = Vec::new();
+        let mut silent = Vec::new();
+        for round in 0..6 {
+            let mut events = node.subscribe();
+            let kid = ChildProc::start(
+                "foundation",
+                &[
+                    ("FOUNDATION_BENCH_NAME", format!("d{round}")),
+                    ("FOUNDATION_BENCH_SEEDS", node.advertised().to_owned()),
+                ],
+            );
+            wait_event(&mut events, |e| matches!(e, ClusterEvent::NodeUp(_))).await;
+            // Both lanes up: a call there and back.
+            let _: u64 = node
+                .call(&format!("d{round}"), "sink", Sink::Count, CALL_TIMEOUT)
+                .await
+                .unwrap();
+            let start = Instant::now();
+            let mut kid = kid;
+            if round % 2 == 0 {
+                let _ = kid.proc.kill();
+            } else {
+                // SIGSTOP: the process keeps its sockets but says nothing, as behind a
+                // partition.
+                let _ = Command::new("kill")
+                    .args(["-STOP", &kid.proc.id().to_string()])
+                    .status();
+            }
+            wait_event(&mut events, |e| matches!(e, ClusterEvent::NodeDown { .. })).await;
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            if round % 2 == 0 {
+                kill.push(ms)
+            } else {
+                silent.push(ms)
+            }
+            let _ = Command::new("kill")
+                .args(["-CONT", &kid.proc.id().to_string()])
+                .status();
+        }
+        node.shutdown().await;
+        (median(mesh), median(kill), median(silent))
+    });
+    let (mesh, kill, silent) = figures;
+    println!(
+        "mesh of 3 nodes: {mesh:.1} ms; killed node down after {kill:.1} ms; silent node down after {silent:.1} ms"
+    );
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| format!("{}/../../target", env!("CARGO_MANIFEST_DIR")));
+    let json = format!(
+        "{{\n  \"figures\": [\n    {{ \"name\": \"full mesh of 3 nodes\", \"value\": {mesh:.3}, \"unit\": \"ms\" }},\n    {{ \"name\": \"killed node detected\", \"value\": {kill:.3}, \"unit\": \"ms\" }},\n    {{ \"name\": \"silent node detected\", \"value\": {silent:.3}, \"unit\": \"ms\" }}\n  ]\n}}\n"
+    );
+    std::fs::write(format!("{target}/bench-cluster.json"), json).unwrap();
+}
