@@ -378,3 +378,60 @@ async fn a_call_to_a_node_that_dies_fails_with_node_down_not_a_timeout() {
     );
     a.shutdown().await;
 }
+
+/// Each child's members, sorted, as it reports them.
+fn members_of(child: &mut Child) -> String {
+    child.tell("members");
+    child.expect(|l| l.starts_with("members"))["members ".len()..].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_node_is_declared_down_on_both_sides_and_all_converge_after_the_heal() {
+    let Some(net) = harness::Net::new(3) else {
+        return;
+    };
+    let silence = [("SILENCE_MS", "1000")];
+    let listen = |i: usize| format!("{}:4370", net.addr(i));
+    let seed = listen(0);
+    let (la, lb, lc) = (listen(0), listen(1), listen(2));
+    let mut a = Child::start_in(Some(&net.ns(0)), "a", &[silence[0], ("LISTEN", &la)]);
+    let mut b = Child::start_in(
+        Some(&net.ns(1)),
+        "b",
+        &[silence[0], ("LISTEN", &lb), ("SEEDS", &seed)],
+    );
+    let mut c = Child::start_in(
+        Some(&net.ns(2)),
+        "c",
+        &[silence[0], ("LISTEN", &lc), ("SEEDS", &seed)],
+    );
+    for (node, others) in [
+        (&mut a, ["b", "c"]),
+        (&mut b, ["a", "c"]),
+        (&mut c, ["a", "b"]),
+    ] {
+        for o in others {
+            node.expect(|l| l == format!("event up {o}"));
+        }
+    }
+
+    net.cut(2);
+    // Silent on both sides of the cut: declared down for silence, not disconnection.
+    a.expect(|l| l == "event down c Silent");
+    b.expect(|l| l == "event down c Silent");
+    c.expect_all(&["event down a Silent", "event down b Silent"]);
+    assert_eq!(members_of(&mut a), "b");
+    assert_eq!(members_of(&mut b), "a");
+    assert_eq!(members_of(&mut c), "");
+
+    net.heal(2);
+    // Every survivor converges on the full view again, through reconnection alone.
+    a.expect(|l| l == "event up c");
+    b.expect(|l| l == "event up c");
+    c.expect_all(&["event up a", "event up b"]);
+    assert_eq!(members_of(&mut a), "b,c");
+    assert_eq!(members_of(&mut b), "a,c");
+    assert_eq!(members_of(&mut c), "a,b");
+    a.tell("send c probe healed");
+    c.expect(|l| l.starts_with("got healed"));
+}

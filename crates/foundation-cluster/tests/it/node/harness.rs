@@ -124,8 +124,9 @@ fn node_process() {
             .with_writer(std::io::stderr)
             .try_init();
         let var = |k: &str| std::env::var(format!("FOUNDATION_TEST_NODE_{k}")).ok();
+        let listen = var("LISTEN").unwrap_or_else(|| "127.0.0.1:0".into());
         let mut config = NodeConfig::new(&name, var("COOKIE").unwrap_or_else(|| "cookie".into()))
-            .listen("127.0.0.1:0".parse().unwrap());
+            .listen(listen.parse().unwrap());
         if let Some(dir) = var("TLS_DIR") {
             config = config.tls(tls_from(std::path::Path::new(&dir)));
         }
@@ -214,7 +215,20 @@ impl Child {
     /// Starts node `name` with extra settings (`SEEDS`, `COOKIE`, `SILENCE_MS`) and waits
     /// for it to be ready.
     pub fn start(name: &str, settings: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        Self::start_in(None, name, settings)
+    }
+
+    /// As [`Child::start`], inside network namespace `netns` if given.
+    pub fn start_in(netns: Option<&str>, name: &str, settings: &[(&str, &str)]) -> Self {
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = match netns {
+            None => Command::new(exe),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(exe);
+                c
+            }
+        };
         cmd.args([
             "--exact",
             "node::harness::node_process",
@@ -224,11 +238,22 @@ impl Child {
         .env("FOUNDATION_TEST_NODE_NAME", name)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
         for (k, v) in settings {
             cmd.env(format!("FOUNDATION_TEST_NODE_{k}"), v);
         }
         let mut proc = cmd.spawn().unwrap();
+        // The child's log, each line marked with its node.
+        let stderr = proc.stderr.take().unwrap();
+        let tag = name.to_owned();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("[{tag}] {line}");
+            }
+        });
         let stdin = proc.stdin.take().unwrap();
         let stdout = proc.stdout.take().unwrap();
         let (tx, lines) = std_mpsc::channel();
@@ -265,6 +290,15 @@ impl Child {
     pub fn expect(&mut self, want: impl Fn(&str) -> bool) -> String {
         self.try_expect(Duration::from_secs(30), want)
             .unwrap_or_else(|| panic!("node {}: no matching line in 30 s", self.name))
+    }
+
+    /// Waits for every line of `want`, in any order (up to 30 s in all).
+    pub fn expect_all(&mut self, want: &[&str]) {
+        let mut left: Vec<String> = want.iter().map(|w| (*w).to_owned()).collect();
+        while !left.is_empty() {
+            let got = self.expect(|l| left.iter().any(|w| w == l));
+            left.retain(|w| *w != got);
+        }
     }
 
     /// As [`Child::expect`], with a bound; `None` if no such line came.
@@ -374,4 +408,107 @@ pub fn tls_from(dir: &std::path::Path) -> foundation_cluster::node::Tls {
         .with_no_client_auth();
     foundation_cluster::node::Tls::new(Arc::new(server), Arc::new(client), "foundation.test")
         .unwrap()
+}
+
+/// Network namespaces joined by a bridge: one host per node, and links the test can cut.
+/// A cut link drops packets silently, as a partition does: no reset, no error.
+pub struct Net {
+    tag: String,
+    hosts: usize,
+}
+
+impl Net {
+    /// `hosts` namespaces on one bridge, host `i` at `10.77.0.(i+1)`. `None` (with a loud
+    /// message) when this process cannot make namespaces: not root, or no `ip`.
+    pub fn new(hosts: usize) -> Option<Self> {
+        let tag = format!("{}", std::process::id() % 100_000);
+        let net = Self { tag, hosts };
+        if !net.try_ip(&["netns", "add", &net.bridge()]) {
+            eprintln!(
+                "SKIPPED: cannot create network namespaces (needs root and iproute2); \
+                 the partition test did not run"
+            );
+            return None;
+        }
+        let br = net.bridge();
+        net.ip(&["-n", &br, "link", "add", "br0", "type", "bridge"]);
+        net.ip(&["-n", &br, "link", "set", "br0", "up"]);
+        for i in 0..hosts {
+            let (ns, v, p) = (net.ns(i), net.veth(i), net.port(i));
+            net.ip(&["netns", "add", &ns]);
+            net.ip(&["link", "add", &v, "type", "veth", "peer", "name", &p]);
+            net.ip(&["link", "set", &v, "netns", &ns]);
+            net.ip(&["link", "set", &p, "netns", &br]);
+            net.ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", net.addr(i)),
+                "dev",
+                &v,
+            ]);
+            net.ip(&["-n", &ns, "link", "set", &v, "up"]);
+            net.ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            net.ip(&["-n", &br, "link", "set", &p, "master", "br0"]);
+            net.ip(&["-n", &br, "link", "set", &p, "up"]);
+        }
+        Some(net)
+    }
+
+    fn bridge(&self) -> String {
+        format!("fbr{}", self.tag)
+    }
+    /// Host `i`'s namespace.
+    pub fn ns(&self, i: usize) -> String {
+        format!("fh{i}-{}", self.tag)
+    }
+    fn veth(&self, i: usize) -> String {
+        format!("fv{i}-{}", self.tag)
+    }
+    fn port(&self, i: usize) -> String {
+        format!("fp{i}-{}", self.tag)
+    }
+    /// Host `i`'s address.
+    pub fn addr(&self, i: usize) -> String {
+        format!("10.77.0.{}", i + 1)
+    }
+
+    /// Cuts host `i` off: its bridge port goes down, its packets are dropped.
+    pub fn cut(&self, i: usize) {
+        self.ip(&["-n", &self.bridge(), "link", "set", &self.port(i), "down"]);
+    }
+
+    /// Joins host `i` again.
+    pub fn heal(&self, i: usize) {
+        self.ip(&["-n", &self.bridge(), "link", "set", &self.port(i), "up"]);
+    }
+
+    fn try_ip(&self, args: &[&str]) -> bool {
+        Command::new("ip")
+            .args(args)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let out = Command::new("ip").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the veth ends in it.
+        for i in 0..self.hosts {
+            let _ = self.try_ip(&["netns", "del", &self.ns(i)]);
+        }
+        let _ = self.try_ip(&["netns", "del", &self.bridge()]);
+    }
 }
