@@ -1,17 +1,55 @@
-//! # foundation-cluster (being built)
+//! # foundation-cluster
 //!
-//! A Foundation node: one OS process that joins a cluster. This crate will hold the
-//! `ractor_cluster` session layer (cookie authentication, optional TLS), the discovery
-//! strategies (static seeds, mDNS, Kubernetes, DNS, auto-detection), membership with
-//! heartbeat failure detection and reconnect, the consistent-hash ring over live members,
-//! the node router that sends and calls user processes by name on other nodes with their
-//! context, and the openraft group used for strongly consistent state.
+//! A Foundation node: one OS process that joins a cluster. Nodes find each other
+//! ([`discovery`]: static seeds, mDNS, Kubernetes, DNS, chosen from the environment),
+//! authenticate with a cookie (and TLS if configured) over ractor_cluster sessions, notice
+//! when a peer goes away ([`membership`]: a closed connection at once, silence after 3 s
+//! by default, graceful leaves, restarts), agree on owners of keys ([`ring`]), and send
+//! each other messages by name, with the sender's context ([`node`]).
 //!
-//! Built so far, as plain state without I/O (the node's event loop, to come, drives
-//! them): [`ring`], the consistent-hash ring over live members, and [`membership`], the
-//! membership view with failure detection by silence and incarnations; and
-//! [`discovery`]: the choice of strategy from the environment, and the strategies (static
-//! seeds, mDNS, DNS, Kubernetes) that report the peers they see.
+//! The guide is `docs/cluster.md`.
+//!
+//! # Examples
+//!
+//! One node exports a process and calls it by name; from another node the call is the same
+//! with that node's name. (Nodes are processes: ractor's registries are process-wide, so
+//! the crate's tests start one process per node.)
+//!
+//! ```
+//! use std::time::Duration;
+//! use foundation_actors::{Actor, ActorError, Addr, Context, RemoteMessage, ReplyPort, spawn};
+//! use foundation_cluster::node::{Node, NodeConfig};
+//!
+//! #[derive(Debug, RemoteMessage)]
+//! enum Greeter {
+//!     #[remote(tag = 1)]
+//!     Greet(String, ReplyPort<String>),
+//! }
+//!
+//! struct Greeting;
+//! impl Actor for Greeting {
+//!     type Msg = Greeter;
+//!     type State = ();
+//!     type Args = ();
+//!     async fn init(&self, _: &Addr<Greeter>, (): ()) -> Result<(), ActorError> { Ok(()) }
+//!     async fn handle(&self, _: &Addr<Greeter>, msg: Greeter, (): &mut ()) -> Result<(), ActorError> {
+//!         let Greeter::Greet(name, port) = msg;
+//!         let req = Context::current().and_then(|c| c.request_id().map(str::to_owned));
+//!         let _ = port.send(format!("hello {name} ({})", req.unwrap_or_default()));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let node = Node::start(NodeConfig::new("a", "cookie").listen("127.0.0.1:0".parse()?)).await?;
+//! node.export("greeter", spawn(Greeting, ()).await?)?;
+//!
+//! let ctx = Context::new().with_request_id("req-1");
+//! let call = node.call("a", "greeter", |port| Greeter::Greet("ada".into(), port), Duration::from_secs(5));
+//! assert_eq!(ctx.scope(call).await?, "hello ada (req-1)");
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
 
 pub mod discovery;
 pub mod membership;

@@ -303,6 +303,17 @@ impl Node {
             .clone()
     }
 
+    /// The consistent-hash ring over this node and its members that are up (leaving ones
+    /// own nothing). Every node with the same view computes the same owner for a key.
+    pub fn ring(&self) -> crate::ring::HashRing<String> {
+        let members = self.members();
+        let up = members
+            .into_iter()
+            .filter(|m| m.status == crate::membership::Status::Up)
+            .map(|m| m.id);
+        crate::ring::HashRing::new(std::iter::once(self.shared.name.clone()).chain(up))
+    }
+
     /// Makes the process at `addr` reachable from other nodes as `name`. Its message
     /// type needs a wire form (`#[derive(RemoteMessage)]`, or `#[actor(remote)]`).
     ///

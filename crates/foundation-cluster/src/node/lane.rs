@@ -390,6 +390,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_truncated_frame_or_item_is_an_error_and_what_came_before_is_delivered() {
+        let heard = Heard::new(Instant::now());
+        let mut good = Vec::new();
+        wire::put_item(&mut good, &Item::Heartbeat);
+        let mut bytes = u32::try_from(good.len()).unwrap().to_le_bytes().to_vec();
+        bytes.extend_from_slice(&good);
+        // A frame announcing 100 bytes whose sender goes after 3.
+        bytes.extend_from_slice(&100u32.to_le_bytes());
+        bytes.extend_from_slice(&[1, 2, 3]);
+        let mut seen = 0;
+        let r = read_frames(&mut &bytes[..], 1024, &heard, |_| seen += 1).await;
+        assert!(matches!(r, Err(LaneError::Io(ref e)) if e.kind() == std::io::ErrorKind::UnexpectedEof), "{r:?}");
+        assert_eq!(seen, 1);
+        // A whole frame whose item is cut short.
+        let mut bytes = 2u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[1, 5]); // a cast whose name says 5 bytes and has none
+        let r = read_frames(&mut &bytes[..], 1024, &heard, |_| {}).await;
+        assert!(matches!(r, Err(LaneError::Frame(FrameError::Truncated(_)))), "{r:?}");
+    }
+
+    #[tokio::test]
     async fn a_huge_announced_frame_is_refused_before_allocating() {
         let mut bytes = u32::MAX.to_le_bytes().to_vec();
         bytes.extend_from_slice(&[0; 16]);

@@ -78,6 +78,17 @@ async fn three_nodes_mesh_through_one_seed() {
     assert_eq!(c.expect(|l| l.starts_with("members")), "members a,b");
     b.tell("members");
     assert_eq!(b.expect(|l| l.starts_with("members")), "members a,c");
+    // The same view gives the same owners on every node.
+    let keys: Vec<String> = (0..64).map(|i| format!("key-{i}")).collect();
+    let keys = keys.join(",");
+    let ring = a.ring();
+    let here: Vec<&str> = keys.split(',').map(|k| ring.owner(k.as_bytes()).unwrap().as_str()).collect();
+    let here = format!("owners {}", here.join(","));
+    for child in [&mut b, &mut c] {
+        child.tell(&format!("owners {keys}"));
+        assert_eq!(child.expect(|l| l.starts_with("owners")), here);
+    }
+    assert!(here.contains('a') && here.contains('b') && here.contains('c'), "{here}");
     a.shutdown().await;
 }
 

@@ -185,6 +185,14 @@ fn node_process() {
                     }
                     say("burning");
                 }
+                ["owners", keys] => {
+                    let ring = node.ring();
+                    let owners: Vec<&str> = keys
+                        .split(',')
+                        .map(|k| ring.owner(k.as_bytes()).map_or("-", String::as_str))
+                        .collect();
+                    say(&format!("owners {}", owners.join(",")));
+                }
                 ["members"] => {
                     let mut m: Vec<String> = node.members().into_iter().map(|m| m.id).collect();
                     m.sort();
