@@ -401,13 +401,19 @@ mod tests {
         bytes.extend_from_slice(&[1, 2, 3]);
         let mut seen = 0;
         let r = read_frames(&mut &bytes[..], 1024, &heard, |_| seen += 1).await;
-        assert!(matches!(r, Err(LaneError::Io(ref e)) if e.kind() == std::io::ErrorKind::UnexpectedEof), "{r:?}");
+        assert!(
+            matches!(r, Err(LaneError::Io(ref e)) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{r:?}"
+        );
         assert_eq!(seen, 1);
         // A whole frame whose item is cut short.
         let mut bytes = 2u32.to_le_bytes().to_vec();
         bytes.extend_from_slice(&[1, 5]); // a cast whose name says 5 bytes and has none
         let r = read_frames(&mut &bytes[..], 1024, &heard, |_| {}).await;
-        assert!(matches!(r, Err(LaneError::Frame(FrameError::Truncated(_)))), "{r:?}");
+        assert!(
+            matches!(r, Err(LaneError::Frame(FrameError::Truncated(_)))),
+            "{r:?}"
+        );
     }
 
     #[tokio::test]
