@@ -1,8 +1,9 @@
 //! `cargo xtask bench [--quick]`: runs the benches and judges the headline figures.
 //!
 //! Runs the criterion bench `actors`, the memory bench `memory` and the paired-ratio bench
-//! `paired` of `foundation-actors`, and the benches `ring` and `remote` (two node processes
-//! beside raw ractor_cluster) of `foundation-cluster`; reads criterion's estimates,
+//! `paired` of `foundation-actors`, the benches `ring` and `remote` (two node processes
+//! beside raw ractor_cluster) of `foundation-cluster`, and the bench `registry` (lookups
+//! beside a plain `DashMap`) of `foundation-registry`; reads criterion's estimates,
 //! `target/bench-memory.json`, `target/bench-cluster.json` and `target/bench-paired.json`;
 //! prints one table, writes
 //! `target/bench-summary.json`, and ends with `budgets met: N of M`. A budget that is not
@@ -190,6 +191,27 @@ const HEADLINES: &[Headline] = &[
         unit: "ns",
         budget: Budget::None,
     },
+    // Issue 5: a local registry lookup (`Registry::whereis`) beside a plain `DashMap` lookup
+    // (Erlang's `pg:get_members` is 246 ns and `global:whereis_name` 310 ns on this
+    // machine).
+    Headline {
+        name: "registry lookup",
+        ours: "registry_lookup/foundation",
+        competitor: "registry_lookup/dashmap",
+        paired: None,
+        unit: "ns",
+        budget: Budget::AtMostNs(100.0),
+    },
+    // The same, beside a `DashMap` with the registry's own hasher: what the registry adds
+    // over its map.
+    Headline {
+        name: "registry lookup vs its map",
+        ours: "registry_lookup/foundation",
+        competitor: "registry_lookup/dashmap_foldhash",
+        paired: None,
+        unit: "ns",
+        budget: Budget::None,
+    },
     Headline {
         name: "remote tell (>= 500k msg/s)",
         ours: "remote_tell/foundation",
@@ -295,6 +317,14 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
     }
     eprintln!("==> xtask bench: remote");
     run_step("bench", "remote", remote)?;
+
+    let mut registry = cargo()?;
+    registry.args(["bench", "-p", "foundation-registry", "--bench", "registry"]);
+    if quick {
+        registry.args(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
+    }
+    eprintln!("==> xtask bench: registry");
+    run_step("bench", "registry", registry)?;
 
     let mut memory = cargo()?;
     memory.args(["bench", "-p", "foundation-actors", "--bench", "memory"]);

@@ -108,6 +108,18 @@ pub(crate) struct Adapter<A: Actor> {
     pub(crate) addr: Addr<A::Msg>,
 }
 
+impl<A: Actor> Drop for Adapter<A> {
+    /// ractor drops the adapter when the incarnation's task ends, however it ends (a stop,
+    /// a failure, a kill). A supervised process's supervisor decides whether that is the
+    /// end; an unsupervised one has no supervisor, so this is where it stops for good (and
+    /// its [`Addr::on_stop`] callbacks run).
+    fn drop(&mut self) {
+        if !self.addr.is_supervised() {
+            self.addr.mark_stopped();
+        }
+    }
+}
+
 /// The adapter's state: the actor's own, and, after a crash, what it salvages (boxed:
 /// idle actors should not pay for it).
 pub(crate) struct Wrapped<A: Actor> {

@@ -6,6 +6,16 @@
 //! Messages sent while the process restarts are held and handed to the new incarnation
 //! first, in order; once the process has stopped for good a send fails with
 //! [`SendError::Stopped`] and gives the message back.
+//!
+//! # Stopped for good
+//!
+//! A process has *stopped for good* when no incarnation will follow: its supervisor will
+//! not restart it (a `Temporary` child exited, a `Transient` one exited normally, its
+//! supervisor terminated it, shut down or gave up), or, unsupervised, its task ended. A
+//! restart is not a stop. [`Addr::is_stopped`] says so, and [`Addr::on_stop`] runs a
+//! callback at that moment (a registry drops the process's names there). A static
+//! supervisor's `restart_child` may bring a terminated child back behind the same
+//! address: that is a new life, and callbacks added before the stop do not carry over.
 
 mod slot;
 
@@ -307,6 +317,42 @@ impl<M: Send + 'static> Addr<M> {
         Arc::ptr_eq(&self.slot, &other.slot)
     }
 
+    /// Runs `f` once when the process stops for good (see the [module docs](self#stopped-for-good)),
+    /// not on a restart. Returns a [`StopHook`] that can cancel it, or `None`, without
+    /// running `f`, if the process has stopped for good already.
+    ///
+    /// `f` runs on the thread that observed the stop (a supervisor, the process's own task,
+    /// or a sender that found an unsupervised process gone), after `is_stopped` has become
+    /// true, in the order the callbacks were added. Keep it short and non-blocking; a panic
+    /// in it is logged and goes no further. Dropping the hook does not cancel the callback.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use foundation_actors::{Actor, ActorError, Addr, spawn};
+    /// # struct Idle;
+    /// # impl Actor for Idle { type Msg = (); type State = (); type Args = ();
+    /// #   async fn init(&self, _: &Addr<()>, _: ()) -> Result<(), ActorError> { Ok(()) }
+    /// #   async fn handle(&self, _: &Addr<()>, _: (), _: &mut ()) -> Result<(), ActorError> { Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let addr = spawn(Idle, ()).await?;
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// let _hook = addr.on_stop(move || { let _ = tx.send(()); });
+    /// addr.stop(None);
+    /// rx.await?;
+    /// assert!(addr.is_stopped());
+    /// assert!(addr.on_stop(|| ()).is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn on_stop(&self, f: impl FnOnce() + Send + Sync + 'static) -> Option<StopHook> {
+        let id = self.slot.watch(Box::new(f)).ok()?;
+        let slot: Arc<dyn Unwatch> = self.slot.clone();
+        Some(StopHook {
+            slot: Arc::downgrade(&slot),
+            id,
+        })
+    }
+
     /// Registers this address under `name`, for [`Addr::whereis`].
     ///
     /// # Errors
@@ -366,6 +412,38 @@ static NAMES: LazyLock<RwLock<HashMap<String, NameEntry>>> =
 /// an address of that process exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AddrKey(usize);
+
+/// A callback added by [`Addr::on_stop`], which [`StopHook::cancel`] removes. Dropping it
+/// leaves the callback in place.
+pub struct StopHook {
+    slot: std::sync::Weak<dyn Unwatch>,
+    id: u64,
+}
+
+impl StopHook {
+    /// Removes the callback if it has not run. Returns whether it was removed: false if it
+    /// has run or is running (the process stopped), or the address is gone.
+    pub fn cancel(self) -> bool {
+        self.slot.upgrade().is_some_and(|s| s.unwatch(self.id))
+    }
+}
+
+impl fmt::Debug for StopHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StopHook").field("id", &self.id).finish()
+    }
+}
+
+/// Removing a stop callback, whatever the slot's message type.
+trait Unwatch: Send + Sync {
+    fn unwatch(&self, id: u64) -> bool;
+}
+
+impl<M: Send + 'static> Unwatch for ActorSlot<M> {
+    fn unwatch(&self, id: u64) -> bool {
+        Slot::unwatch(self, id)
+    }
+}
 
 /// A reply port for a call: send the answer with `send`. Re-exported from ractor.
 pub type ReplyPort<T> = RpcReplyPort<T>;

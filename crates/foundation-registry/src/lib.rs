@@ -1,7 +1,79 @@
-//! # foundation-registry (not yet built)
+//! # foundation-registry
 //!
-//! Names for processes. This crate will hold the local registry (unique and duplicate
-//! keys, metadata, removal when a process dies), the cluster-wide registry replicated as a
-//! delta-state CRDT with a deterministic conflict rule on partition heal, an optional
-//! strongly consistent mode through openraft, service discovery with load balancing, and the
-//! distributed supervisor that places processes as singletons, replicas or partitions.
+//! Names for processes. Today: the [local registry](local), Elixir's `Registry` on
+//! Foundation's stable addresses. To come: the cluster-wide registry (replicated, with a
+//! deterministic rule for conflicts when a partition heals), service discovery with load
+//! balancing, and the distributed supervisor that places processes as singletons,
+//! replicas or partitions.
+//!
+//! ## A tour
+//!
+//! - [`Registry`]: keys to processes, each entry with a value; [`Mode::Unique`] names or
+//!   [`Mode::Duplicate`] groups; entries go when their process stops for good, and stay
+//!   across its restarts. See [`local`].
+//! - Lookups: [`Registry::whereis`], [`Registry::lookup`], [`Registry::keys`],
+//!   [`Registry::count_key`], [`Registry::select`]; the [`Lookup`] trait is the part the
+//!   cluster-wide registry will share.
+//! - Via: [`Registry::start_child`] and [`Registry::spawn`] start a process under a name;
+//!   [`Registry::cast`], [`Registry::call`] reach it by name; [`Registry::dispatch`] and
+//!   [`Registry::cast_all`] reach a group.
+//!
+//! ## Example
+//!
+//! ```
+//! use foundation_actors::prelude::*;
+//! use foundation_registry::{Mode, Registry};
+//!
+//! #[derive(Clone)]
+//! struct Session;
+//! enum Msg {
+//!     Say(String),
+//!     Heard(ReplyPort<Vec<String>>),
+//! }
+//!
+//! impl Actor for Session {
+//!     type Msg = Msg;
+//!     type State = Vec<String>;
+//!     type Args = ();
+//!     async fn init(&self, _: &Addr<Msg>, _: ()) -> Result<Vec<String>, ActorError> { Ok(vec![]) }
+//!     async fn handle(&self, _: &Addr<Msg>, msg: Msg, heard: &mut Vec<String>) -> Result<(), ActorError> {
+//!         match msg {
+//!             Msg::Say(s) => heard.push(s),
+//!             Msg::Heard(reply) => { let _ = reply.send(heard.clone()); }
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Sessions by user name, each with the user's region as its value.
+//! let sessions: Registry<String, Msg, &'static str> = Registry::new(Mode::Unique);
+//! let sup = DynamicSupervisor::start("sessions", None).await?;
+//!
+//! let spec = ChildSpec::new("alice", Session, ()).restart(Restart::Temporary);
+//! sessions.start_child(sup.handle(), "alice".into(), "eu", spec).await?;
+//!
+//! // By name, at once.
+//! sessions.cast("alice", Msg::Say("hello".into()))?;
+//! assert_eq!(sessions.call("alice", Msg::Heard).await?, ["hello"]);
+//! assert_eq!(sessions.lookup("alice")[0].1, "eu");
+//!
+//! // A second "alice" is refused, and the error names the holder.
+//! let again = ChildSpec::new("alice-2", Session, ()).restart(Restart::Temporary);
+//! assert!(sessions.start_child(sup.handle(), "alice".into(), "us", again).await.is_err());
+//!
+//! // When the session ends for good, its name goes with it.
+//! let alice = sessions.whereis("alice").ok_or("no alice")?;
+//! sup.terminate_child_by_addr(&alice).await?;
+//! assert!(sessions.whereis("alice").is_none());
+//! sup.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod local;
+mod lookup;
+
+pub use local::{
+    Mode, RegisterError, Registry, StartError, UpdateError, ViaCallError, ViaCastError,
+};
+pub use lookup::Lookup;

@@ -20,6 +20,14 @@
 //! down under `OneForAll`/`RestForOne`) or killed finishes at most the message in hand,
 //! and the messages still queued in its mailbox are dropped. Held messages of a process
 //! that stops for good are dropped with a warning.
+//!
+//! # Stop watchers
+//!
+//! A watcher is a callback run once when the slot stops for good. It is added under the
+//! write lock, and refused if the slot has stopped already; the transition to `Stopped`
+//! takes the watchers under the same lock, and runs them after releasing it (in the order
+//! they were added). So a watcher either is refused, or runs exactly once, or is removed
+//! before the stop and never runs: whatever the interleaving, never two of these.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -65,6 +73,37 @@ struct State<M, T> {
     pending: Mutex<Option<Box<VecDeque<M>>>>,
     /// Incarnations installed, for introspection.
     generation: u32,
+    /// Callbacks to run when the slot stops for good, boxed on first use (few slots are
+    /// watched).
+    watchers: Option<Box<Watchers>>,
+}
+
+/// A callback run once, when a slot stops for good.
+pub(crate) type StopFn = Box<dyn FnOnce() + Send + Sync>;
+
+/// The stop watchers of one slot, in the order they were added.
+#[derive(Default)]
+struct Watchers {
+    list: Vec<(u64, StopFn)>,
+}
+
+/// Watcher ids, unique in the process: an id is never reused, so removing a watcher by a
+/// stale id (of one that ran before a static supervisor revived the slot) removes nothing.
+static NEXT_WATCHER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Runs the watchers taken from a slot that has just stopped, outside its lock. A panic in
+/// one is logged and does not keep the others from running (nor reach whoever stopped the
+/// slot: a supervisor, or a sender).
+fn run_watchers(watchers: Option<Box<Watchers>>) {
+    let Some(watchers) = watchers else { return };
+    for (_, f) in watchers.list {
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            tracing::error!(
+                panic = %crate::actor::panic_message(panic),
+                "a stop callback (Addr::on_stop) panicked"
+            );
+        }
+    }
 }
 
 /// A stable address's shared state.
@@ -86,6 +125,7 @@ impl<M, T: Target<M>> Slot<M, T> {
                 target: None,
                 pending: Mutex::new(None),
                 generation: 0,
+                watchers: None,
             }),
             supervised: AtomicBool::new(supervised),
             backlog: AtomicU32::new(saturate(backlog)),
@@ -126,8 +166,12 @@ impl<M, T: Target<M>> Slot<M, T> {
                 // The incarnation died and its supervisor has not handled that yet.
                 Err(m) if self.supervised.load(Ordering::Relaxed) => m,
                 Err(m) => {
+                    // Unsupervised, and its incarnation is gone: stopped for good.
                     s.phase = Phase::Stopped;
                     s.target = None;
+                    let watchers = s.watchers.take();
+                    drop(s);
+                    run_watchers(watchers);
                     return Err((Refused::Stopped, m));
                 }
             },
@@ -196,15 +240,66 @@ impl<M, T: Target<M>> Slot<M, T> {
         self.supervised.load(Ordering::Relaxed)
     }
 
-    /// Marks the process stopped for good and returns the messages it will never get.
+    /// Marks the process stopped for good, runs the stop watchers, and returns the messages
+    /// it will never get.
     pub(crate) fn mark_stopped(&self) -> VecDeque<M> {
+        let (lost, watchers) = {
+            let mut s = write(&self.state);
+            s.phase = Phase::Stopped;
+            s.target = None;
+            let lost = lock(&s.pending)
+                .take()
+                .map(|held| *held)
+                .unwrap_or_default();
+            (lost, s.watchers.take())
+        };
+        run_watchers(watchers);
+        lost
+    }
+
+    /// Adds a callback to run once when the slot stops for good, and returns its id for
+    /// [`Slot::unwatch`]; hands it back if the slot has stopped already.
+    pub(crate) fn watch(&self, f: StopFn) -> Result<u64, StopFn> {
         let mut s = write(&self.state);
-        s.phase = Phase::Stopped;
-        s.target = None;
-        lock(&s.pending)
-            .take()
-            .map(|held| *held)
-            .unwrap_or_default()
+        if s.phase == Phase::Stopped {
+            return Err(f);
+        }
+        let id = NEXT_WATCHER.fetch_add(1, Ordering::Relaxed);
+        s.watchers
+            .get_or_insert_with(Box::default)
+            .list
+            .push((id, f));
+        Ok(id)
+    }
+
+    /// Removes a watcher that has not run; false if it has run (or is running) already.
+    pub(crate) fn unwatch(&self, id: u64) -> bool {
+        let removed = {
+            let mut s = write(&self.state);
+            let Some(w) = s.watchers.as_mut() else {
+                return false;
+            };
+            let Some(i) = w.list.iter().position(|(wid, _)| *wid == id) else {
+                return false;
+            };
+            let removed = w.list.remove(i);
+            if w.list.is_empty() {
+                s.watchers = None;
+            }
+            removed
+        };
+        // Dropped outside the lock: the callback's captures may have drops of their own.
+        drop(removed);
+        true
+    }
+
+    /// How many stop watchers wait, for the model tests.
+    #[cfg(all(test, feature = "loom"))]
+    pub(crate) fn watcher_count(&self) -> usize {
+        read(&self.state)
+            .watchers
+            .as_ref()
+            .map_or(0, |w| w.list.len())
     }
 
     /// Sets whether a supervisor brings new incarnations.

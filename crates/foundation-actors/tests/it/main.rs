@@ -5,6 +5,7 @@
 mod context;
 mod ecosystem;
 mod remote;
+mod stop_hook;
 mod supervision;
 mod support;
 mod typed;

@@ -2,6 +2,8 @@
 //! was told was accepted reaches the old incarnation (while alive) or the new one, exactly
 //! once, in the order sent.
 
+#![allow(clippy::unwrap_used)] // model tests unwrap: a failure is the point
+
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
@@ -103,5 +105,80 @@ fn loom_stop_refuses_or_returns_every_message() {
         all.extend(refused);
         all.sort_unstable();
         assert_eq!(all, vec![1, 2]);
+    });
+}
+
+/// Counts the runs of a stop watcher.
+fn counting_watcher(runs: &Arc<Mutex<u32>>) -> super::super::StopFn {
+    let runs = runs.clone();
+    Box::new(move || *runs.lock().unwrap() += 1)
+}
+
+#[test]
+fn loom_watch_racing_stop_runs_once_or_is_refused() {
+    loom::model(|| {
+        let slot = Arc::new(Slot::<u32, Incarnation>::new(false, 16));
+        slot.install(Incarnation::live());
+        let runs = Arc::new(Mutex::new(0));
+
+        let watcher = {
+            let (slot, runs) = (slot.clone(), runs.clone());
+            thread::spawn(move || slot.watch(counting_watcher(&runs)).is_ok())
+        };
+        slot.mark_stopped();
+        let accepted = watcher.join().unwrap();
+
+        // Accepted: it ran exactly once (by the stop, which came after). Refused: never.
+        assert_eq!(*runs.lock().unwrap(), u32::from(accepted));
+        assert_eq!(slot.watcher_count(), 0);
+    });
+}
+
+#[test]
+fn loom_unwatch_racing_stop_runs_at_most_once() {
+    loom::model(|| {
+        let slot = Arc::new(Slot::<u32, Incarnation>::new(false, 16));
+        slot.install(Incarnation::live());
+        let runs = Arc::new(Mutex::new(0));
+        let id = slot
+            .watch(counting_watcher(&runs))
+            .unwrap_or_else(|_| panic!("a running slot refused a watcher"));
+
+        let canceller = {
+            let slot = slot.clone();
+            thread::spawn(move || slot.unwatch(id))
+        };
+        slot.mark_stopped();
+        let removed = canceller.join().unwrap();
+
+        // Removed before the stop: never runs. Otherwise the stop ran it, once.
+        assert_eq!(*runs.lock().unwrap(), u32::from(!removed));
+        assert_eq!(slot.watcher_count(), 0);
+    });
+}
+
+#[test]
+fn loom_stop_seen_by_a_sender_runs_watchers_once() {
+    loom::model(|| {
+        // Unsupervised: a sender that finds the incarnation dead marks the slot stopped,
+        // racing the task's own end (`mark_stopped`). Watchers run once either way.
+        let slot = Arc::new(Slot::<u32, Incarnation>::new(false, 16));
+        let old = Incarnation::live();
+        slot.install(old.clone());
+        let runs = Arc::new(Mutex::new(0));
+        assert!(slot.watch(counting_watcher(&runs)).is_ok());
+        {
+            let _mailbox = old.got.lock().unwrap();
+            old.alive.store(false, Ordering::SeqCst);
+        }
+
+        let sender = {
+            let slot = slot.clone();
+            thread::spawn(move || slot.send(1).is_err())
+        };
+        slot.mark_stopped();
+        assert!(sender.join().unwrap());
+        assert_eq!(*runs.lock().unwrap(), 1);
+        assert_eq!(slot.phase(), Phase::Stopped);
     });
 }

@@ -1,0 +1,11 @@
+//! foundation-registry's public-API tests, in one binary (link time is dear on 2 cores).
+
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+
+mod errors;
+mod keys;
+mod modes;
+mod races;
+mod removal;
+mod support;
+mod via;
