@@ -48,6 +48,9 @@ pub(crate) struct Shared {
     pub(crate) silence: Duration,
     pub(crate) tls: Option<Tls>,
     pub(crate) outboxes: RwLock<FxHashMap<String, Arc<Outbox>>>,
+    /// Outboxes made for replies to nodes whose hello has not been handled yet; not for
+    /// sends (those nodes are not members yet).
+    pending: Mutex<FxHashMap<String, Arc<Outbox>>>,
     pub(crate) exports: RwLock<FxHashMap<String, Arc<dyn Inbox>>>,
     pub(crate) calls: Mutex<FxHashMap<u64, PendingCall>>,
     pub(crate) next_call: AtomicU64,
@@ -88,6 +91,7 @@ impl Shared {
             silence: config.silence,
             tls: config.tls.clone(),
             outboxes: RwLock::default(),
+            pending: Mutex::default(),
             exports: RwLock::default(),
             calls: Mutex::default(),
             next_call: AtomicU64::new(1),
@@ -131,7 +135,7 @@ impl Shared {
         if let Some(o) = self.outbox(node) {
             return o;
         }
-        write(&self.outboxes)
+        lock(&self.pending)
             .entry(node.to_owned())
             .or_insert_with(|| Arc::new(Outbox::new(self.max_frame, self.max_pending)))
             .clone()
@@ -907,9 +911,8 @@ impl Loop {
             .partition(|e| matches!(e, MembershipEvent::NodeUp(_)));
         self.publish(downs);
         // An outbox made for replies before this hello is adopted, with what it holds.
-        let outbox = self
-            .shared
-            .outbox(&h.node)
+        let outbox = lock(&self.shared.pending)
+            .remove(&h.node)
             .filter(|o| !o.is_closed())
             .unwrap_or_else(|| {
                 Arc::new(Outbox::new(self.shared.max_frame, self.shared.max_pending))
@@ -1068,6 +1071,9 @@ impl Loop {
             l.kill.notify_one();
         }
         write(&self.shared.outboxes).clear();
+        for (_, o) in lock(&self.shared.pending).drain() {
+            o.close();
+        }
         lock(&self.shared.calls).clear();
     }
 }
