@@ -1,10 +1,11 @@
 //! # foundation-registry
 //!
 //! Names for processes. Today: the [local registry](local), Elixir's `Registry` on
-//! Foundation's stable addresses. To come: the cluster-wide registry (replicated, with a
-//! deterministic rule for conflicts when a partition heals), service discovery with load
-//! balancing, and the distributed supervisor that places processes as singletons,
-//! replicas or partitions.
+//! Foundation's stable addresses; and the [replica], the cluster-wide name table as plain
+//! state (per-origin deltas, snapshots, no ghosts after a node goes down, one winner per
+//! name after a partition heals), which the node's replication loop will drive. To come:
+//! that loop over `foundation-cluster` lanes, service discovery with load balancing, and
+//! the distributed supervisor that places processes as singletons, replicas or partitions.
 //!
 //! ## A tour
 //!
@@ -72,6 +73,7 @@
 
 pub mod local;
 mod lookup;
+pub mod replica;
 
 pub use local::{
     Mode, RegisterError, Registry, StartError, UpdateError, ViaCallError, ViaCastError,
