@@ -70,7 +70,6 @@ use crate::membership::{DownReason, Member, MembershipEvent};
 use agent::{Agent, AgentMsg};
 use lane::Refused;
 use runtime::{Event, Loop, PendingCall, Shared};
-use wire::Item;
 
 /// What a node tells its subscribers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,55 +402,33 @@ impl Node {
     ) -> Result<(), RemoteError> {
         let mut bytes = Vec::new();
         msg.encode(&mut bytes)?;
-        let item = match call {
-            None => Item::Cast {
-                name,
-                ctx: ctx.cloned(),
-                msg: &bytes,
-            },
-            Some(id) => Item::Call {
-                id,
-                name,
-                ctx: ctx.cloned(),
-                msg: &bytes,
-            },
-        };
-        let shared = self.shared.clone();
-        let local_reply = |id: u64, r: Result<Vec<u8>, Refusal>| {
-            if let Some(p) = runtime::lock(&shared.calls).remove(&id) {
-                let _ = p.tx.send(r);
-            }
-        };
-        match item {
-            Item::Cast { name, ctx, msg } => match self.shared.inbox(name) {
-                Some(inbox) => inbox
-                    .cast(msg, ctx)
-                    .map_err(|r| RemoteError::refused(r, &self.shared.name, name)),
+        let shared = &self.shared;
+        let Some(inbox) = shared.inbox(name) else {
+            return match call {
                 None => Err(RemoteError::refused(
                     Refusal::NoSuchName,
-                    &self.shared.name,
+                    &shared.name,
                     name,
                 )),
-            },
-            Item::Call { id, name, ctx, msg } => {
-                match self.shared.inbox(name) {
-                    Some(inbox) => {
-                        let shared = self.shared.clone();
-                        inbox.call(
-                            msg,
-                            ctx,
-                            Box::new(move |r| {
-                                if let Some(p) = runtime::lock(&shared.calls).remove(&id) {
-                                    let _ = p.tx.send(r);
-                                }
-                            }),
-                        );
-                    }
-                    None => local_reply(id, Err(Refusal::NoSuchName)),
+                Some(id) => {
+                    shared.complete_call(id, Err(Refusal::NoSuchName));
+                    Ok(())
                 }
+            };
+        };
+        match call {
+            None => inbox
+                .cast(&bytes, ctx.cloned())
+                .map_err(|r| RemoteError::refused(r, &shared.name, name)),
+            Some(id) => {
+                let shared = shared.clone();
+                inbox.call(
+                    &bytes,
+                    ctx.cloned(),
+                    Box::new(move |r| shared.complete_call(id, r)),
+                );
                 Ok(())
             }
-            _ => Ok(()),
         }
     }
 

@@ -141,6 +141,14 @@ impl Shared {
             .clone()
     }
 
+    /// Hands call `id`'s answer to its caller, if it still waits.
+    pub(crate) fn complete_call(&self, id: u64, result: Result<Vec<u8>, Refusal>) {
+        let pending = lock(&self.calls).remove(&id);
+        if let Some(p) = pending {
+            let _ = p.tx.send(result);
+        }
+    }
+
     pub(crate) fn inbox(&self, name: &str) -> Option<Arc<dyn Inbox>> {
         read(&self.exports).get(name).cloned()
     }
@@ -178,12 +186,7 @@ impl Shared {
                     None => reply(Err(Refusal::NoSuchName)),
                 }
             }
-            Item::Reply { id, result } => {
-                let pending = lock(&self.calls).remove(&id);
-                if let Some(p) = pending {
-                    let _ = p.tx.send(result.map(<[u8]>::to_vec));
-                }
-            }
+            Item::Reply { id, result } => self.complete_call(id, result.map(<[u8]>::to_vec)),
             Item::Heartbeat => {}
             Item::Leave => {
                 let _ = self.loop_tx.send(Event::Leaving {
