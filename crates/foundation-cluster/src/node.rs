@@ -295,11 +295,7 @@ impl Node {
 
     /// The live members (up or leaving), this node excluded.
     pub fn members(&self) -> Vec<Member> {
-        self.shared
-            .members
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        runtime::read(&self.shared.members).clone()
     }
 
     /// The consistent-hash ring over this node and its members that are up (leaving ones
@@ -318,18 +314,14 @@ impl Node {
     ///
     /// # Errors
     ///
-    /// [`foundation_actors::SpawnError::NameTaken`] if another process is exported as
-    /// `name` and has not stopped.
+    /// [`foundation_actors::SpawnError::NameTaken`] if a process is exported as `name`
+    /// already (stopped or not: [`Node::unexport`] it first).
     pub fn export<M: RemoteMessage>(
         &self,
         name: &str,
         addr: Addr<M>,
     ) -> Result<(), foundation_actors::SpawnError> {
-        let mut exports = self
-            .shared
-            .exports
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut exports = runtime::write(&self.shared.exports);
         if exports.contains_key(name) {
             return Err(foundation_actors::SpawnError::NameTaken(name.to_owned()));
         }
@@ -339,11 +331,7 @@ impl Node {
 
     /// Stops exporting `name`.
     pub fn unexport(&self, name: &str) {
-        self.shared
-            .exports
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(name);
+        runtime::write(&self.shared.exports).remove(name);
     }
 
     /// Sends `msg` to the process exported as `name` on `node` (Erlang's
@@ -510,11 +498,7 @@ impl Node {
         // Give the lanes a moment to drain what was queued before the leave.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         while tokio::time::Instant::now() < deadline {
-            let pending = self
-                .shared
-                .outboxes
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+            let pending = runtime::read(&self.shared.outboxes)
                 .values()
                 .any(|o| !o.is_drained());
             if !pending {

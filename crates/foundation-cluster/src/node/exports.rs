@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use foundation_actors::{Addr, Context, RemoteMessage};
 
+use super::runtime::lock;
 use super::wire::Refusal;
 
 /// Where a call's answer goes: the reply's bytes, or why there is none.
@@ -75,10 +76,6 @@ impl Once {
             reply(r);
         }
     }
-}
-
-fn lock(m: &Mutex<Once>) -> std::sync::MutexGuard<'_, Once> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn deliver<M: Send + 'static>(addr: &Addr<M>, msg: M, ctx: Option<Context>) -> Result<(), Refusal> {

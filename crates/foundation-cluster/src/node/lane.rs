@@ -68,9 +68,7 @@ impl Outbox {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        super::runtime::lock(&self.pending)
     }
 
     /// Appends one item written by `put` (which must append exactly one item, or nothing

@@ -60,12 +60,16 @@ pub(crate) struct Shared {
     pub(crate) loop_tx: mpsc::UnboundedSender<Event>,
 }
 
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+/// A lock's guard even if a panicking holder poisoned it: the node's tables stay usable
+/// (every critical section leaves them consistent). The one way the node takes its locks.
+pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+/// As [`read`], for writing.
+pub(crate) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+/// As [`read`], for a mutex.
 pub(crate) fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     l.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
