@@ -71,9 +71,12 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cluster;
 pub mod local;
 mod lookup;
 pub mod replica;
+
+pub use cluster::{ClusterRegistry, Location, OnConflict, RegistryEvent};
 
 pub use local::{
     Mode, RegisterError, Registry, StartError, UpdateError, ViaCallError, ViaCastError,

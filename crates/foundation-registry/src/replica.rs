@@ -27,12 +27,15 @@
 //! of *its own* lost, it reports [`Event::Lost`] so the node can stop the loser or leave
 //! it unregistered, by policy.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
+use serde::{Deserialize, Serialize};
+
 /// When an entry was registered: the origin's Lamport clock, then the origin's name. The
 /// order decides conflicts: smaller wins.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Stamp {
     /// The origin's Lamport clock at registration.
     pub clock: u64,
@@ -52,7 +55,7 @@ pub struct Entry<V> {
 }
 
 /// One change made by an origin.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op<K, V> {
     /// `key` is registered at the origin with this stamp and value.
     Put {
@@ -71,7 +74,7 @@ pub enum Op<K, V> {
 }
 
 /// A change of one origin, numbered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delta<K, V> {
     /// The origin.
     pub origin: String,
@@ -84,7 +87,7 @@ pub struct Delta<K, V> {
 }
 
 /// Everything an origin holds, as of its change `seq`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot<K, V> {
     /// The origin.
     pub origin: String,
@@ -187,6 +190,19 @@ impl<K: Hash + Eq + Clone, V: Clone> Replica<K, V> {
         };
         let op = Op::Put { key, stamp, value };
         Ok(self.local(op))
+    }
+
+    /// Replaces the value of `key`, registered here, keeping its stamp (so it keeps any
+    /// conflict it won). Returns the delta to send, or `None` if this node does not hold it.
+    pub fn update(&mut self, key: &K, value: V) -> Option<Delta<K, V>> {
+        let own = self.origins.get(&self.me)?;
+        let (stamp, _) = own.entries.get(key)?;
+        let op = Op::Put {
+            key: key.clone(),
+            stamp: stamp.clone(),
+            value,
+        };
+        Some(self.local(op))
     }
 
     /// Unregisters `key` here. Returns the delta to send, or `None` if this node did not
@@ -301,7 +317,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Replica<K, V> {
     }
 
     /// The entry `key` resolves to: the winner among those registered.
-    pub fn winner(&self, key: &K) -> Option<Entry<V>> {
+    pub fn winner<Q>(&self, key: &Q) -> Option<Entry<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let (stamp, node) = self.by_key.get(key)?.iter().next()?;
         let (_, value) = self.origins.get(node)?.entries.get(key)?;
         Some(Entry {
@@ -309,6 +329,35 @@ impl<K: Hash + Eq + Clone, V: Clone> Replica<K, V> {
             stamp: stamp.clone(),
             value: value.clone(),
         })
+    }
+
+    /// The names `origin` holds, as far as this replica knows.
+    pub fn keys_of(&self, origin: &str) -> Vec<K> {
+        self.origins
+            .get(origin)
+            .map(|o| o.entries.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How far this replica has `origin`'s changes: its incarnation and the last change
+    /// applied. `None` for an origin it holds nothing of.
+    pub fn progress(&self, origin: &str) -> Option<(u64, u64)> {
+        self.origins.get(origin).map(|o| (o.incarnation, o.seq))
+    }
+
+    /// Whether this replica misses changes that `origin` says it has made (its
+    /// incarnation `incarnation` is at change `seq`): then ask it for a [`Snapshot`].
+    pub fn is_behind(&self, origin: &str, incarnation: u64, seq: u64) -> bool {
+        if origin == self.me {
+            return false;
+        }
+        match self.progress(origin) {
+            Some((known, _)) if known > incarnation => false,
+            Some((known, applied)) if known == incarnation => applied < seq,
+            // It holds entries of an older incarnation, which the newer one replaces.
+            Some(_) => true,
+            None => seq > 0,
+        }
     }
 
     /// How many names resolve (conflicting entries count once).

@@ -23,7 +23,7 @@ async fn a_message_reaches_a_named_process_on_another_node_with_its_context() {
     let _one = IN_PROCESS.lock().await;
     let a = local_node("a", |c| c).await;
     let mut events = a.subscribe();
-    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    let mut b = harness::start("b", &[("SEEDS", a.advertised())]);
     wait_event(&mut events, is_up("b")).await;
     b.expect(|l| l == "event up a");
 
@@ -53,7 +53,7 @@ async fn a_message_of_an_unknown_variant_is_refused_and_the_next_one_arrives() {
     let _one = IN_PROCESS.lock().await;
     let a = local_node("a", |c| c).await;
     let mut events = a.subscribe();
-    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    let mut b = harness::start("b", &[("SEEDS", a.advertised())]);
     wait_event(&mut events, is_up("b")).await;
     a.send("b", "probe", &ProbeV2::Newer(7)).unwrap();
     a.send("b", "probe", &ProbeV2::Note("after".into()))
@@ -68,10 +68,10 @@ async fn three_nodes_mesh_through_one_seed() {
     let _one = IN_PROCESS.lock().await;
     let a = local_node("a", |c| c).await;
     let mut events = a.subscribe();
-    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    let mut b = harness::start("b", &[("SEEDS", a.advertised())]);
     wait_event(&mut events, is_up("b")).await;
     // c knows only b, from FOUNDATION_PEERS; a and c find each other through b.
-    let mut c = Child::start("c", &[("ENV_PEERS", &b.addr.clone())]);
+    let mut c = harness::start("c", &[("ENV_PEERS", &b.addr.clone())]);
     wait_event(&mut events, is_up("c")).await;
     c.expect(|l| l == "event up a");
     c.tell("members");
@@ -105,7 +105,7 @@ async fn a_killed_node_is_down_when_its_connection_closes_not_after_the_silence(
     // a `Disconnected`.
     let a = local_node("a", |c| c.silence(Duration::from_secs(600))).await;
     let mut events = a.subscribe();
-    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    let mut b = harness::start("b", &[("SEEDS", a.advertised())]);
     wait_event(&mut events, is_up("b")).await;
     b.kill();
     let down = wait_event(&mut events, is_down("b")).await;
@@ -132,7 +132,7 @@ async fn a_paused_node_is_declared_down_for_silence_and_comes_back_when_resumed(
     let _one = IN_PROCESS.lock().await;
     let a = local_node("a", |c| c.silence(Duration::from_millis(600))).await;
     let mut events = a.subscribe();
-    let b = Child::start("b", &[("SEEDS", a.advertised()), ("SILENCE_MS", "600")]);
+    let b = harness::start("b", &[("SEEDS", a.advertised()), ("SILENCE_MS", "600")]);
     let up = wait_event(&mut events, is_up("b")).await;
     b.pause(true);
     let down = wait_event(&mut events, is_down("b")).await;
@@ -161,7 +161,7 @@ async fn a_busy_node_is_not_declared_down() {
     let _one = IN_PROCESS.lock().await;
     let a = local_node("a", |c| c.silence(Duration::from_secs(1))).await;
     let mut events = a.subscribe();
-    let mut b = Child::start("b", &[("SEEDS", a.advertised()), ("SILENCE_MS", "1000")]);
+    let mut b = harness::start("b", &[("SEEDS", a.advertised()), ("SILENCE_MS", "1000")]);
     wait_event(&mut events, is_up("b")).await;
     // b saturates every core for three silence limits.
     b.tell("burn 3000");
@@ -183,7 +183,7 @@ async fn a_node_that_leaves_is_seen_leaving_then_down_as_left() {
     let _one = IN_PROCESS.lock().await;
     let a = local_node("a", |c| c.silence(Duration::from_secs(600))).await;
     let mut events = a.subscribe();
-    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    let mut b = harness::start("b", &[("SEEDS", a.advertised())]);
     wait_event(&mut events, is_up("b")).await;
     b.expect(|l| l == "event up a");
     b.tell("leave");
@@ -215,9 +215,9 @@ async fn a_node_with_the_wrong_cookie_is_rejected_and_the_others_still_join() {
     let _one = IN_PROCESS.lock().await;
     let a = local_node("a", |c| c).await;
     let mut events = a.subscribe();
-    let _intruder = Child::start("x", &[("SEEDS", a.advertised()), ("COOKIE", "wrong")]);
+    let _intruder = harness::start("x", &[("SEEDS", a.advertised()), ("COOKIE", "wrong")]);
     wait_event(&mut events, is_rejected("before authenticating")).await;
-    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    let mut b = harness::start("b", &[("SEEDS", a.advertised())]);
     wait_event(&mut events, is_up("b")).await;
     a.send("b", "probe", &Probe::Note("fine".into())).unwrap();
     b.expect(|l| l.starts_with("got fine"));
@@ -272,7 +272,7 @@ async fn garbage_silence_forged_lanes_and_oversized_frames_are_rejected() {
     wait_event(&mut events, is_rejected("before authenticating")).await;
 
     // Through all that, a real node joins and is served.
-    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    let mut b = harness::start("b", &[("SEEDS", a.advertised())]);
     wait_event(&mut events, is_up("b")).await;
     a.send("b", "probe", &Probe::Note("served".into())).unwrap();
     b.expect(|l| l.starts_with("got served"));
@@ -287,18 +287,18 @@ async fn with_tls_every_connection_is_encrypted_and_plain_peers_are_refused() {
     let tls_dir = dir.path().to_str().unwrap().to_owned();
     let a = local_node("a", |c| c.tls(harness::tls_from(dir.path()))).await;
     let mut events = a.subscribe();
-    let mut b = Child::start("b", &[("SEEDS", a.advertised()), ("TLS_DIR", &tls_dir)]);
+    let mut b = harness::start("b", &[("SEEDS", a.advertised()), ("TLS_DIR", &tls_dir)]);
     wait_event(&mut events, is_up("b")).await;
     a.send("b", "probe", &Probe::Note("sealed".into())).unwrap();
     b.expect(|l| l.starts_with("got sealed"));
     // c is dialed by a through b's gossip: that connection is TLS too.
-    let mut c = Child::start("c", &[("SEEDS", &b.addr.clone()), ("TLS_DIR", &tls_dir)]);
+    let mut c = harness::start("c", &[("SEEDS", &b.addr.clone()), ("TLS_DIR", &tls_dir)]);
     wait_event(&mut events, is_up("c")).await;
     a.send("c", "probe", &Probe::Note("sealed-too".into()))
         .unwrap();
     c.expect(|l| l.starts_with("got sealed-too"));
     // A node without TLS gets nowhere.
-    let _plain = Child::start("p", &[("SEEDS", a.advertised())]);
+    let _plain = harness::start("p", &[("SEEDS", a.advertised())]);
     wait_event(&mut events, is_rejected("TLS handshake failed")).await;
     assert!(a.members().iter().all(|m| m.id != "p"));
     a.shutdown().await;
@@ -310,7 +310,7 @@ async fn a_remote_call_returns_the_answer_and_its_context_reached_the_other_node
     let _one = IN_PROCESS.lock().await;
     let a = local_node("a", |c| c).await;
     let mut events = a.subscribe();
-    let _b = Child::start("b", &[("SEEDS", a.advertised())]);
+    let _b = harness::start("b", &[("SEEDS", a.advertised())]);
     wait_event(&mut events, is_up("b")).await;
     let second = Duration::from_secs(10);
 
@@ -368,7 +368,7 @@ async fn a_call_to_a_node_that_dies_fails_with_node_down_not_a_timeout() {
     let _one = IN_PROCESS.lock().await;
     let a = local_node("a", |c| c.silence(Duration::from_secs(600))).await;
     let mut events = a.subscribe();
-    let mut b = Child::start("b", &[("SEEDS", a.advertised())]);
+    let mut b = harness::start("b", &[("SEEDS", a.advertised())]);
     wait_event(&mut events, is_up("b")).await;
     let pending = {
         let a = a.clone();
@@ -411,14 +411,14 @@ async fn a_partitioned_node_is_declared_down_on_both_sides_and_all_converge_afte
     let listen = |i: usize| format!("{}:4370", net.addr(i));
     let seed = listen(0);
     let (la, lb, lc) = (listen(0), listen(1), listen(2));
-    let mut a = Child::start_in(Some(&net.ns(0)), "a", &[silence[0], ("LISTEN", &la)]);
-    let mut b = Child::start_in(
-        Some(&net.ns(1)),
+    let mut a = harness::start_in(&net.ns(0), "a", &[silence[0], ("LISTEN", &la)]);
+    let mut b = harness::start_in(
+        &net.ns(1),
         "b",
         &[silence[0], ("LISTEN", &lb), ("SEEDS", &seed)],
     );
-    let mut c = Child::start_in(
-        Some(&net.ns(2)),
+    let mut c = harness::start_in(
+        &net.ns(2),
         "c",
         &[silence[0], ("LISTEN", &lc), ("SEEDS", &seed)],
     );

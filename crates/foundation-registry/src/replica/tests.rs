@@ -180,7 +180,7 @@ fn a_name_registered_on_both_sides_of_a_partition_resolves_to_one_winner_and_the
     net.broadcast(2, &d2);
     net.settle();
     for i in 0..3 {
-        let w = net.nodes[i].winner(&"svc".to_owned()).unwrap();
+        let w = net.nodes[i].winner("svc").unwrap();
         assert_eq!((w.node.as_str(), w.value), ("n1", 10), "replica {i}");
     }
     assert_eq!(net.lost, vec![("n2".to_owned(), "svc".to_owned())]);
@@ -189,7 +189,7 @@ fn a_name_registered_on_both_sides_of_a_partition_resolves_to_one_winner_and_the
     net.broadcast(2, &d);
     net.settle();
     for i in 0..3 {
-        assert_eq!(net.nodes[i].winner(&"svc".to_owned()).unwrap().node, "n1");
+        assert_eq!(net.nodes[i].winner("svc").unwrap().node, "n1");
     }
 }
 
@@ -208,8 +208,8 @@ fn equal_clocks_are_decided_by_node_name() {
             winner: "a".into()
         }]
     );
-    assert_eq!(a.winner(&"x".into()).unwrap().node, "a");
-    assert_eq!(b.winner(&"x".into()).unwrap().node, "a");
+    assert_eq!(a.winner("x").unwrap().node, "a");
+    assert_eq!(b.winner("x").unwrap().node, "a");
 }
 
 #[test]

@@ -3,16 +3,15 @@
 //! A child runs the ignored test `node::harness::node_process` with its settings in
 //! `FOUNDATION_TEST_NODE_*` variables. It prints `@`-prefixed lines on stdout (its
 //! readiness, membership events, messages its `probe` process got) and obeys commands on
-//! stdin. The parent reads those lines with [`Child::expect`].
+//! stdin. The parent reads those lines with [`Child::expect`] (`foundation-testkit`).
 
-use std::io::{BufRead, Write};
-use std::process::{Command, Stdio};
-use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use foundation_actors::{Actor, ActorError, Addr, Context, RemoteMessage, ReplyPort, spawn};
 use foundation_cluster::discovery::Peer;
 use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
+pub use foundation_testkit::{Child, Net};
+use foundation_testkit::{commands, say};
 
 /// What tests send to a node's `probe` process.
 #[derive(Debug, RemoteMessage)]
@@ -90,12 +89,6 @@ fn seen() -> String {
     format!("trace={trace} req={req}")
 }
 
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "@{line}");
-    let _ = out.flush();
-}
-
 pub fn event_line(e: &ClusterEvent) -> String {
     match e {
         ClusterEvent::NodeUp(m) => format!("up {}", m.id),
@@ -155,15 +148,7 @@ fn node_process() {
             node.connect(&seed.parse::<Peer>().unwrap());
         }
         say(&format!("ready {} {}", node.name(), node.advertised()));
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        std::thread::spawn(move || {
-            for line in std::io::stdin().lock().lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut rx = commands();
         while let Some(line) = rx.recv().await {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
@@ -210,141 +195,17 @@ fn node_process() {
     });
 }
 
-/// A node process started by a test. Killed when dropped.
-pub struct Child {
-    pub name: String,
-    pub addr: String,
-    proc: std::process::Child,
-    stdin: std::process::ChildStdin,
-    lines: std_mpsc::Receiver<String>,
+/// The entry children run.
+const ENTRY: &str = "node::harness::node_process";
+
+/// Starts node process `name` (see [`Child::start`]).
+pub fn start(name: &str, settings: &[(&str, &str)]) -> Child {
+    Child::start(ENTRY, name, settings)
 }
 
-impl Child {
-    /// Starts node `name` with extra settings (`SEEDS`, `COOKIE`, `SILENCE_MS`) and waits
-    /// for it to be ready.
-    pub fn start(name: &str, settings: &[(&str, &str)]) -> Self {
-        Self::start_in(None, name, settings)
-    }
-
-    /// As [`Child::start`], inside network namespace `netns` if given.
-    pub fn start_in(netns: Option<&str>, name: &str, settings: &[(&str, &str)]) -> Self {
-        let exe = std::env::current_exe().unwrap();
-        let mut cmd = match netns {
-            None => Command::new(exe),
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(exe);
-                c
-            }
-        };
-        cmd.args([
-            "--exact",
-            "node::harness::node_process",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("FOUNDATION_TEST_NODE_NAME", name)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        for (k, v) in settings {
-            cmd.env(format!("FOUNDATION_TEST_NODE_{k}"), v);
-        }
-        let mut proc = cmd.spawn().unwrap();
-        // The child's log, each line marked with its node.
-        let stderr = proc.stderr.take().unwrap();
-        let tag = name.to_owned();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                eprintln!("[{tag}] {line}");
-            }
-        });
-        let stdin = proc.stdin.take().unwrap();
-        let stdout = proc.stdout.take().unwrap();
-        let (tx, lines) = std_mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(l) = line.strip_prefix('@') {
-                    if tx.send(l.to_owned()).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        let mut child = Self {
-            name: name.to_owned(),
-            addr: String::new(),
-            proc,
-            stdin,
-            lines,
-        };
-        let ready = child.expect(|l| l.starts_with("ready "));
-        child.addr = ready.rsplit(' ').next().unwrap().to_owned();
-        child
-    }
-
-    /// Sends a command line.
-    pub fn tell(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    /// Waits (up to 30 s: a bound for a hung test, not a timing check) for a line
-    /// matching `want`, skipping others; returns it.
-    pub fn expect(&mut self, want: impl Fn(&str) -> bool) -> String {
-        self.try_expect(Duration::from_secs(30), want)
-            .unwrap_or_else(|| panic!("node {}: no matching line in 30 s", self.name))
-    }
-
-    /// Waits for every line of `want`, in any order (up to 30 s in all).
-    pub fn expect_all(&mut self, want: &[&str]) {
-        let mut left: Vec<String> = want.iter().map(|w| (*w).to_owned()).collect();
-        while !left.is_empty() {
-            let got = self.expect(|l| left.iter().any(|w| w == l));
-            left.retain(|w| *w != got);
-        }
-    }
-
-    /// As [`Child::expect`], with a bound; `None` if no such line came.
-    pub fn try_expect(&mut self, within: Duration, want: impl Fn(&str) -> bool) -> Option<String> {
-        let until = Instant::now() + within;
-        loop {
-            let left = until.checked_duration_since(Instant::now())?;
-            match self.lines.recv_timeout(left) {
-                Ok(l) if want(&l) => return Some(l),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-    }
-
-    /// SIGKILL: the process dies at once, its sockets close.
-    pub fn kill(&mut self) {
-        let _ = self.proc.kill();
-        let _ = self.proc.wait();
-    }
-
-    /// SIGSTOP / SIGCONT: a paused process keeps its sockets open but says nothing.
-    pub fn pause(&self, paused: bool) {
-        let sig = if paused { "-STOP" } else { "-CONT" };
-        let ok = Command::new("kill")
-            .args([sig, &self.proc.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} failed");
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.proc.kill();
-        let _ = self.proc.wait();
-    }
+/// Starts node process `name` in network namespace `netns`.
+pub fn start_in(netns: &str, name: &str, settings: &[(&str, &str)]) -> Child {
+    Child::start_in(Some(netns), ENTRY, name, settings)
 }
 
 /// One in-process node per test process: ractor's registries are process-wide.
@@ -416,107 +277,4 @@ pub fn tls_from(dir: &std::path::Path) -> foundation_cluster::node::Tls {
         .with_no_client_auth();
     foundation_cluster::node::Tls::new(Arc::new(server), Arc::new(client), "foundation.test")
         .unwrap()
-}
-
-/// Network namespaces joined by a bridge: one host per node, and links the test can cut.
-/// A cut link drops packets silently, as a partition does: no reset, no error.
-pub struct Net {
-    tag: String,
-    hosts: usize,
-}
-
-impl Net {
-    /// `hosts` namespaces on one bridge, host `i` at `10.77.0.(i+1)`. `None` (with a loud
-    /// message) when this process cannot make namespaces: not root, or no `ip`.
-    pub fn new(hosts: usize) -> Option<Self> {
-        let tag = format!("{}", std::process::id() % 100_000);
-        let net = Self { tag, hosts };
-        if !net.try_ip(&["netns", "add", &net.bridge()]) {
-            eprintln!(
-                "SKIPPED: cannot create network namespaces (needs root and iproute2); \
-                 the partition test did not run"
-            );
-            return None;
-        }
-        let br = net.bridge();
-        net.ip(&["-n", &br, "link", "add", "br0", "type", "bridge"]);
-        net.ip(&["-n", &br, "link", "set", "br0", "up"]);
-        for i in 0..hosts {
-            let (ns, v, p) = (net.ns(i), net.veth(i), net.port(i));
-            net.ip(&["netns", "add", &ns]);
-            net.ip(&["link", "add", &v, "type", "veth", "peer", "name", &p]);
-            net.ip(&["link", "set", &v, "netns", &ns]);
-            net.ip(&["link", "set", &p, "netns", &br]);
-            net.ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{}/24", net.addr(i)),
-                "dev",
-                &v,
-            ]);
-            net.ip(&["-n", &ns, "link", "set", &v, "up"]);
-            net.ip(&["-n", &ns, "link", "set", "lo", "up"]);
-            net.ip(&["-n", &br, "link", "set", &p, "master", "br0"]);
-            net.ip(&["-n", &br, "link", "set", &p, "up"]);
-        }
-        Some(net)
-    }
-
-    fn bridge(&self) -> String {
-        format!("fbr{}", self.tag)
-    }
-    /// Host `i`'s namespace.
-    pub fn ns(&self, i: usize) -> String {
-        format!("fh{i}-{}", self.tag)
-    }
-    fn veth(&self, i: usize) -> String {
-        format!("fv{i}-{}", self.tag)
-    }
-    fn port(&self, i: usize) -> String {
-        format!("fp{i}-{}", self.tag)
-    }
-    /// Host `i`'s address.
-    pub fn addr(&self, i: usize) -> String {
-        format!("10.77.0.{}", i + 1)
-    }
-
-    /// Cuts host `i` off: its bridge port goes down, its packets are dropped.
-    pub fn cut(&self, i: usize) {
-        self.ip(&["-n", &self.bridge(), "link", "set", &self.port(i), "down"]);
-    }
-
-    /// Joins host `i` again.
-    pub fn heal(&self, i: usize) {
-        self.ip(&["-n", &self.bridge(), "link", "set", &self.port(i), "up"]);
-    }
-
-    fn try_ip(&self, args: &[&str]) -> bool {
-        Command::new("ip")
-            .args(args)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let out = Command::new("ip").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        // Deleting a namespace deletes the veth ends in it.
-        for i in 0..self.hosts {
-            let _ = self.try_ip(&["netns", "del", &self.ns(i)]);
-        }
-        let _ = self.try_ip(&["netns", "del", &self.bridge()]);
-    }
 }

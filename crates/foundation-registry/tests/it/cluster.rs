@@ -1,0 +1,441 @@
+//! The cluster-wide registry across node processes: found everywhere, gone with its
+//! process or node, 10k names converging, conflicts after a real partition, bad input.
+
+pub mod harness;
+
+use std::time::Duration;
+
+use foundation_actors::spawn;
+use foundation_cluster::node::{Node, NodeConfig};
+use foundation_registry::cluster::{CastError, RegisterError, StartError};
+use foundation_registry::{ClusterRegistry, RegistryEvent};
+use harness::{Child, Echo, EchoActor, Names, start};
+use tokio::sync::broadcast;
+
+/// One in-process node per test process: ractor's registries are process-wide.
+static IN_PROCESS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// This process's node `a` and its registry.
+async fn local() -> (Node, Names) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let config = NodeConfig::new("a", "cookie").listen("127.0.0.1:0".parse().unwrap());
+    let node = Node::start(config).await.unwrap();
+    let names = ClusterRegistry::start_with(&node, harness::options())
+        .await
+        .unwrap();
+    (node, names)
+}
+
+/// Waits (up to 30 s: a bound for a hung test, not a timing check) for a matching event.
+async fn wait_event(
+    events: &mut broadcast::Receiver<RegistryEvent<String>>,
+    want: impl Fn(&RegistryEvent<String>) -> bool,
+) -> RegistryEvent<String> {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match events.recv().await {
+                Ok(e) if want(&e) => return e,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("no matching registry event in 30 s")
+}
+
+/// Waits (up to 30 s) for every event of `want`, in any order.
+async fn wait_all(
+    events: &mut broadcast::Receiver<RegistryEvent<String>>,
+    mut want: Vec<RegistryEvent<String>>,
+) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !want.is_empty() {
+            match events.recv().await {
+                Ok(e) => want.retain(|w| *w != e),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("registry events missing after 30 s: {want:?}"));
+}
+
+fn reg(key: &str, node: &str) -> RegistryEvent<String> {
+    RegistryEvent::Registered {
+        key: key.into(),
+        node: node.into(),
+    }
+}
+
+fn registered(key: &str, node: &str) -> impl Fn(&RegistryEvent<String>) -> bool {
+    let (key, node) = (key.to_owned(), node.to_owned());
+    move |e| matches!(e, RegistryEvent::Registered { key: k, node: n } if *k == key && *n == node)
+}
+
+fn unregistered(key: &str) -> impl Fn(&RegistryEvent<String>) -> bool {
+    let key = key.to_owned();
+    move |e| matches!(e, RegistryEvent::Unregistered { key: k } if *k == key)
+}
+
+/// Waits (up to 30 s) until this node counts `peer` among its members.
+async fn wait_member(node: &Node, peer: &str) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !node.members().iter().any(|m| m.id == peer) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the peer never joined");
+}
+
+/// Asks a child a question and returns the answer line.
+fn ask(child: &mut Child, line: &str, answer: &str) -> String {
+    child.tell(line);
+    child.expect(|l| l.starts_with(answer))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_registered_on_one_node_is_found_on_every_node_and_reached_from_each() {
+    let _g = IN_PROCESS.lock().await;
+    let (a, names) = local().await;
+    let mut events = names.subscribe();
+    let mut b = start("b", &[("SEEDS", a.advertised())]);
+    let mut c = start("c", &[("SEEDS", a.advertised())]);
+    b.expect_all(&["up a", "up c"]);
+    c.expect_all(&["up a", "up b"]);
+
+    b.tell("register svc blue");
+    b.expect(|l| l == "registered svc ok");
+    wait_event(&mut events, registered("svc", "b")).await;
+    c.expect(|l| l == "ev registered svc b");
+    let (at, value) = names.lookup("svc").unwrap();
+    assert_eq!(
+        (at.node(), value.as_str(), at.is_local()),
+        ("b", "blue", false)
+    );
+
+    // Reached by name from every node: a cast from here, a call from c.
+    names.cast("svc", Echo::Note("from-a".into())).unwrap();
+    b.expect(|l| l == "got svc from-a");
+    assert_eq!(ask(&mut c, "call svc hi", "call svc"), "call svc svc@b hi");
+    let reply = names
+        .call(
+            "svc",
+            |p| Echo::Ask("hey".into(), p),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply, "svc@b hey");
+
+    // A name of this node, found and called from the others.
+    let home = spawn(
+        EchoActor {
+            key: "home".into(),
+            node: "a".into(),
+        },
+        (),
+    )
+    .await
+    .unwrap();
+    names.register("home".into(), &home, "here".into()).unwrap();
+    assert!(names.whereis("home").unwrap().is_local());
+    b.expect(|l| l == "ev registered home a");
+    c.expect(|l| l == "ev registered home a");
+    assert_eq!(
+        ask(&mut c, "call home hi", "call home"),
+        "call home home@a hi"
+    );
+
+    // A name held elsewhere is refused, naming the holder's node.
+    assert_eq!(
+        ask(&mut c, "register svc red", "registered svc"),
+        "registered svc err `\"svc\"` is registered already, on node `b`"
+    );
+    let other = spawn(
+        EchoActor {
+            key: "svc".into(),
+            node: "a".into(),
+        },
+        (),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        names.register("svc".into(), &other, String::new()),
+        Err(RegisterError::Taken { holder, .. }) if holder == "b"
+    ));
+    names.shutdown();
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_goes_everywhere_with_its_process_and_with_its_node() {
+    let _g = IN_PROCESS.lock().await;
+    let (a, names) = local().await;
+    let mut events = names.subscribe();
+    let mut b = start("b", &[("SEEDS", a.advertised())]);
+    let mut c = start("c", &[("SEEDS", a.advertised())]);
+    b.expect_all(&["up a", "up c"]);
+    c.expect_all(&["up a", "up b"]);
+    b.tell("register x 1");
+    c.tell("register y 1");
+    c.tell("register z 1");
+    wait_all(
+        &mut events,
+        vec![reg("x", "b"), reg("y", "c"), reg("z", "c")],
+    )
+    .await;
+    b.expect(|l| l == "ev registered z c");
+
+    // The process stops: its name goes on every node.
+    b.tell("stop x");
+    wait_event(&mut events, unregistered("x")).await;
+    c.expect(|l| l == "ev unregistered x");
+    assert!(names.whereis("x").is_none());
+
+    // Unregistered by its node: the same.
+    c.tell("unregister z");
+    wait_event(&mut events, unregistered("z")).await;
+    b.expect(|l| l == "ev unregistered z");
+
+    // The node dies: its names go, with no ghost left anywhere.
+    c.kill();
+    wait_event(&mut events, unregistered("y")).await;
+    b.expect(|l| l == "ev unregistered y");
+    assert_eq!(ask(&mut b, "whereis y", "whereis y"), "whereis y -");
+    assert!(names.whereis("y").is_none());
+    assert_eq!(names.count(), 0);
+    let err = names.cast("y", Echo::Note("lost?".into())).unwrap_err();
+    assert!(matches!(err, CastError::NoSuchName { .. }), "{err}");
+    assert!(matches!(err.into_inner(), Echo::Note(n) if n == "lost?"));
+    names.shutdown();
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_names_from_three_nodes_converge_everywhere_late_joiner_included() {
+    let _g = IN_PROCESS.lock().await;
+    let (a, names) = local().await;
+    let quiet = [("SEEDS", a.advertised()), ("QUIET", "1")];
+    let mut b = start("b", &quiet);
+    b.expect(|l| l == "up a");
+    // Registered while b registers its own, and before c exists.
+    b.tell("bulk b 4000");
+    let echo = spawn(
+        EchoActor {
+            key: "a".into(),
+            node: "a".into(),
+        },
+        (),
+    )
+    .await
+    .unwrap();
+    for i in 0..3000 {
+        names
+            .register(format!("a{i}"), &echo, String::new())
+            .unwrap();
+    }
+    b.expect(|l| l == "bulk 4000 ok");
+    let mut c = start("c", &quiet);
+    c.expect_all(&["up a", "up b"]);
+    c.tell("bulk c 3000");
+    c.expect(|l| l == "bulk 3000 ok");
+    for child in [&mut b, &mut c] {
+        assert_eq!(ask(child, "wait 10000", "count"), "count 10000");
+    }
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while names.count() != 10_000 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a never saw 10000 names");
+    let here = harness::digest(&names);
+    assert_eq!(ask(&mut b, "digest", "digest"), here);
+    assert_eq!(ask(&mut c, "digest", "digest"), here);
+    names.shutdown();
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_registered_on_both_sides_of_a_partition_has_one_winner_after_the_heal() {
+    let Some(net) = harness::Net::new(3) else {
+        return;
+    };
+    let silence = ("SILENCE_MS", "1000");
+    let listen = |i: usize| format!("{}:4370", net.addr(i));
+    let seed = listen(0);
+    let (la, lb, lc) = (listen(0), listen(1), listen(2));
+    let mut a = harness::start_in(&net.ns(0), "a", &[silence, ("LISTEN", &la)]);
+    let mut b = harness::start_in(
+        &net.ns(1),
+        "b",
+        &[silence, ("LISTEN", &lb), ("SEEDS", &seed)],
+    );
+    // c only takes names away from losers; a and b stop them.
+    let mut c = harness::start_in(
+        &net.ns(2),
+        "c",
+        &[
+            silence,
+            ("LISTEN", &lc),
+            ("SEEDS", &seed),
+            ("UNREGISTER", "1"),
+        ],
+    );
+    a.expect_all(&["up b", "up c"]);
+    b.expect_all(&["up a", "up c"]);
+    c.expect_all(&["up a", "up b"]);
+
+    net.cut(2);
+    a.expect(|l| l == "down c");
+    b.expect(|l| l == "down c");
+    c.expect_all(&["down a", "down b"]);
+
+    // Each side registers both names, in opposite orders: Lamport clocks make `first`
+    // a's (clock 1 against c's 2) and `second` c's (1 against 2).
+    for (child, order) in [(&mut a, ["first", "second"]), (&mut c, ["second", "first"])] {
+        for key in order {
+            assert_eq!(
+                ask(
+                    child,
+                    &format!("register {key} v"),
+                    &format!("registered {key}")
+                ),
+                format!("registered {key} ok")
+            );
+        }
+    }
+    b.tell("register only-b v");
+    b.expect_all(&["registered only-b ok", "ev registered second a"]);
+
+    net.heal(2);
+    a.expect(|l| l == "up c");
+    // a's `second` lost: a stops losers, and its supervisor sees why.
+    // (The two lines come from different tasks, in either order.)
+    let (mut lost, mut exit) = (false, None);
+    while !lost || exit.is_none() {
+        let l = a.expect(|l| l == "ev lost second c" || l.starts_with("exit second"));
+        if l.starts_with("exit") {
+            exit = Some(l);
+        } else {
+            lost = true;
+        }
+    }
+    let exit = exit.unwrap_or_default();
+    assert!(exit.contains("name conflict"), "{exit}");
+    // c's `first` lost: c only takes the name away; the process runs on.
+    c.expect(|l| l == "ev lost first a");
+    assert_eq!(
+        ask(&mut c, "alive first", "alive first"),
+        "alive first true"
+    );
+    assert_eq!(
+        ask(&mut a, "alive first", "alive first"),
+        "alive first true"
+    );
+
+    // Every node agrees, on these and on everything else.
+    for child in [&mut a, &mut b, &mut c] {
+        for (key, node) in [("first", "a"), ("second", "c"), ("only-b", "b")] {
+            ask(child, &format!("await {key} {node}"), &format!("at {key}"));
+        }
+        assert_eq!(ask(child, "wait 3", "count"), "count 3");
+    }
+    let digest = ask(&mut a, "digest", "digest");
+    assert_eq!(ask(&mut b, "digest", "digest"), digest);
+    assert_eq!(ask(&mut c, "digest", "digest"), digest);
+    // And a loser is told once: no second report.
+    assert!(
+        a.try_expect(Duration::from_millis(500), |l| l.starts_with("ev lost"))
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_and_replication_goes_on() {
+    let _g = IN_PROCESS.lock().await;
+    let (a, names) = local().await;
+    let mut events = names.subscribe();
+
+    // A second registry of the same scope on one node.
+    let again = Names::start_with(&a, harness::options()).await;
+    assert!(matches!(again, Err(StartError::ScopeTaken(s)) if s == "names"));
+
+    // A process that has stopped.
+    let gone = spawn(
+        EchoActor {
+            key: "gone".into(),
+            node: "a".into(),
+        },
+        (),
+    )
+    .await
+    .unwrap();
+    gone.stop(None);
+    while !gone.is_stopped() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(matches!(
+        names.register("gone".into(), &gone, String::new()),
+        Err(RegisterError::Stopped { .. })
+    ));
+
+    let mut b = start("b", &[("SEEDS", a.advertised())]);
+    b.expect(|l| l == "up a");
+    wait_member(&a, "b").await;
+    // Garbage where b's registry listens: a message of another type, then one of the
+    // right type name with bytes that do not decode.
+    a.send("b", "$registry/names", &Echo::Note("garbage".into()))
+        .unwrap();
+    a.send("b", "$registry/names", &Forged(vec![0xff; 64]))
+        .unwrap();
+    // Replication goes on, both ways.
+    b.tell("register after v");
+    wait_event(&mut events, registered("after", "b")).await;
+    let echo = spawn(
+        EchoActor {
+            key: "mine".into(),
+            node: "a".into(),
+        },
+        (),
+    )
+    .await
+    .unwrap();
+    names.register("mine".into(), &echo, String::new()).unwrap();
+    b.expect(|l| l == "ev registered mine a");
+
+    // After shutdown, no more registrations here, and this node's names are gone there.
+    names.shutdown();
+    b.expect(|l| l == "ev unregistered mine");
+    assert!(matches!(
+        names.register("late".into(), &echo, String::new()),
+        Err(RegisterError::Closed { .. })
+    ));
+    a.shutdown().await;
+}
+
+/// Bytes under the registry's wire name that are not a registry message.
+#[derive(Debug)]
+struct Forged(Vec<u8>);
+
+impl foundation_actors::RemoteMessage for Forged {
+    const TYPE_NAME: &'static str = "foundation.registry.Sync";
+    const TAGS: &'static [u32] = &[];
+    fn tag(&self) -> Option<u32> {
+        None
+    }
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), foundation_actors::WireError> {
+        out.extend_from_slice(&self.0);
+        Ok(())
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, foundation_actors::WireError> {
+        Ok(Self(bytes.to_vec()))
+    }
+}

@@ -1,0 +1,276 @@
+//! Node processes running a cluster registry: this test binary re-runs itself as a node
+//! (see `foundation-testkit`).
+//!
+//! A child starts node `FOUNDATION_TEST_NODE_NAME` with the registry `names`, prints the
+//! registry's events (`@ev registered <key> <node>`, `@ev unregistered <key>`,
+//! `@ev lost <key> <winner>`), its processes' exits (`@exit <key> <reason>`) and members
+//! (`@up <node>`, `@down <node>`), and obeys:
+//!
+//! - `register <key> <value>`: starts an [`Echo`] under its supervisor and registers it
+//!   (`@registered <key> ok` or `@registered <key> err <error>`);
+//! - `unregister <key>`, `stop <key>` (the process), `alive <key>` (the process),
+//!   `whereis <key>` (`@whereis <key> <node>|-`), `await <key> <node>` (`@at <key> <node>`
+//!   once the name resolves there),
+//!   `cast <key> <note>`, `call <key> <note>`;
+//! - `bulk <prefix> <n>`: registers `<prefix>0` … (`@bulk <n> ok`);
+//! - `digest`: `@digest <count> <hash>` of every name and its node, sorted;
+//! - `wait <count>`: `@count <count>` once that many names resolve;
+//! - `exit`.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use foundation_actors::prelude::*;
+use foundation_actors::{RemoteMessage, SupervisorEvent};
+use foundation_cluster::discovery::Peer;
+use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
+use foundation_registry::cluster::Options;
+use foundation_registry::{ClusterRegistry, OnConflict, RegistryEvent};
+pub use foundation_testkit::{Child, Net};
+use foundation_testkit::{commands, say};
+
+/// What registered processes take.
+#[derive(Debug, RemoteMessage)]
+#[remote(name = "test.Echo")]
+pub enum Echo {
+    /// Print `@got <key> <note>`.
+    #[remote(tag = 1)]
+    Note(String),
+    /// Answer `<key>@<node> <note>`.
+    #[remote(tag = 2)]
+    Ask(String, ReplyPort<String>),
+}
+
+/// A registered process: knows its key and node.
+#[derive(Clone)]
+pub struct EchoActor {
+    pub key: String,
+    pub node: String,
+}
+
+impl Actor for EchoActor {
+    type Msg = Echo;
+    type State = ();
+    type Args = ();
+
+    async fn init(&self, _: &Addr<Echo>, (): ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+
+    async fn handle(&self, _: &Addr<Echo>, msg: Echo, (): &mut ()) -> Result<(), ActorError> {
+        match msg {
+            Echo::Note(note) => say(&format!("got {} {note}", self.key)),
+            Echo::Ask(note, port) => {
+                let _ = port.send(format!("{}@{} {note}", self.key, self.node));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The registry every node runs.
+pub type Names = ClusterRegistry<String, Echo, String>;
+
+/// The registry options nodes use: digests often, so tests of lost messages are quick.
+pub fn options() -> Options {
+    Options::new("names").sync_every(Duration::from_millis(200))
+}
+
+/// `@digest` of a registry: how many names, and a hash of them with their nodes.
+pub fn digest(names: &Names) -> String {
+    let mut all = names.names();
+    all.sort();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    all.hash(&mut h);
+    format!("digest {} {:x}", all.len(), h.finish())
+}
+
+pub fn event_line(e: &RegistryEvent<String>) -> String {
+    match e {
+        RegistryEvent::Registered { key, node } => format!("ev registered {key} {node}"),
+        RegistryEvent::Unregistered { key } => format!("ev unregistered {key}"),
+        RegistryEvent::Lost { key, winner } => format!("ev lost {key} {winner}"),
+        _ => format!("ev {e:?}"),
+    }
+}
+
+const ENTRY: &str = "cluster::harness::node_process";
+
+/// Starts node process `name` (settings: `SEEDS`, `LISTEN`, `SILENCE_MS`, `QUIET`=1 for
+/// no per-name events, `UNREGISTER`=1 for [`OnConflict::Unregister`]).
+pub fn start(name: &str, settings: &[(&str, &str)]) -> Child {
+    Child::start(ENTRY, name, settings)
+}
+
+/// As [`start`], in network namespace `netns`.
+pub fn start_in(netns: &str, name: &str, settings: &[(&str, &str)]) -> Child {
+    Child::start_in(Some(netns), ENTRY, name, settings)
+}
+
+/// The node side: runs only in a child started by [`start`].
+#[test]
+#[ignore = "runs as a child process of the multi-node tests"]
+fn node_process() {
+    let Ok(name) = std::env::var("FOUNDATION_TEST_NODE_NAME") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(name));
+}
+
+async fn run(name: String) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+    let var = |k: &str| std::env::var(format!("FOUNDATION_TEST_NODE_{k}")).ok();
+    let listen = var("LISTEN").unwrap_or_else(|| "127.0.0.1:0".into());
+    let mut config = NodeConfig::new(&name, "cookie").listen(listen.parse().unwrap());
+    if let Some(ms) = var("SILENCE_MS") {
+        config = config.silence(Duration::from_millis(ms.parse().unwrap()));
+    }
+    let node = Node::start(config).await.unwrap();
+    let mut opts = options();
+    if var("UNREGISTER").is_some() {
+        opts = opts.on_conflict(OnConflict::Unregister);
+    }
+    let names: Names = ClusterRegistry::start_with(&node, opts).await.unwrap();
+    if var("QUIET").is_none() {
+        let mut events = names.subscribe();
+        tokio::spawn(async move {
+            while let Ok(e) = events.recv().await {
+                say(&event_line(&e));
+            }
+        });
+    }
+    let sup = DynamicSupervisor::start("echoes", None).await.unwrap();
+    let mut exits = sup.handle().subscribe();
+    tokio::spawn(async move {
+        while let Ok(e) = exits.recv().await {
+            if let SupervisorEvent::ChildExited { child, reason, .. } = e {
+                say(&format!("exit {child} {reason}"));
+            }
+        }
+    });
+    let mut cluster = node.subscribe();
+    tokio::spawn(async move {
+        while let Ok(e) = cluster.recv().await {
+            match e {
+                ClusterEvent::NodeUp(m) => say(&format!("up {}", m.id)),
+                ClusterEvent::NodeDown { member, .. } => say(&format!("down {}", member.id)),
+                _ => {}
+            }
+        }
+    });
+    for seed in var("SEEDS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        node.connect(&seed.parse::<Peer>().unwrap());
+    }
+    say(&format!("ready {} {}", node.name(), node.advertised()));
+    let mut procs: HashMap<String, Addr<Echo>> = HashMap::new();
+    let mut lines = commands();
+    while let Some(line) = lines.recv().await {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["register", key, value] => {
+                let addr = spawn_echo(&sup, key, &name).await;
+                match names.register((*key).to_owned(), &addr, (*value).to_owned()) {
+                    Ok(()) => {
+                        procs.insert((*key).to_owned(), addr);
+                        say(&format!("registered {key} ok"));
+                    }
+                    Err(e) => say(&format!("registered {key} err {e}")),
+                }
+            }
+            ["bulk", prefix, n] => {
+                let n: usize = n.parse().unwrap();
+                let addr = spawn_echo(&sup, prefix, &name).await;
+                let mut ok = 0;
+                for i in 0..n {
+                    if names
+                        .register(format!("{prefix}{i}"), &addr, String::new())
+                        .is_ok()
+                    {
+                        ok += 1;
+                    }
+                }
+                say(&format!("bulk {ok} ok"));
+            }
+            ["unregister", key] => {
+                say(&format!(
+                    "unregistered {key} {}",
+                    names.unregister(&(*key).to_owned())
+                ));
+            }
+            ["stop", key] => {
+                if let Some(addr) = procs.remove(*key) {
+                    addr.stop(None);
+                }
+            }
+            ["await", key, node] => {
+                while names.whereis(*key).as_ref().map(|l| l.node()) != Some(*node) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                say(&format!("at {key} {node}"));
+            }
+            ["alive", key] => {
+                let alive = procs.get(*key).is_some_and(Addr::is_running);
+                say(&format!("alive {key} {alive}"));
+            }
+            ["whereis", key] => {
+                let at = names.whereis(*key);
+                say(&format!(
+                    "whereis {key} {}",
+                    at.as_ref().map_or("-", |l| l.node())
+                ));
+            }
+            ["cast", key, note] => {
+                let r = names.cast(*key, Echo::Note((*note).to_owned()));
+                say(&format!(
+                    "cast {key} {}",
+                    r.map_or_else(|e| e.to_string(), |()| "ok".into())
+                ));
+            }
+            ["call", key, note] => {
+                let note = (*note).to_owned();
+                let r = names
+                    .call(*key, |p| Echo::Ask(note, p), Duration::from_secs(5))
+                    .await;
+                say(&format!(
+                    "call {key} {}",
+                    r.unwrap_or_else(|e| format!("err {e}"))
+                ));
+            }
+            ["digest"] => say(&digest(&names)),
+            ["wait", n] => {
+                let n: usize = n.parse().unwrap();
+                while names.count() != n {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                say(&format!("count {n}"));
+            }
+            ["exit"] => break,
+            _ => say(&format!("unknown command {line}")),
+        }
+    }
+    names.shutdown();
+    node.shutdown().await;
+}
+
+/// Starts an echo process for `key` under `sup`, transient (a conflict's stop is final).
+pub async fn spawn_echo(sup: &DynamicSupervisor, key: &str, node: &str) -> Addr<Echo> {
+    let actor = EchoActor {
+        key: key.to_owned(),
+        node: node.to_owned(),
+    };
+    let spec = ChildSpec::new(key, actor, ()).restart(Restart::Transient);
+    sup.start_child(spec).await.unwrap()
+}
