@@ -213,6 +213,14 @@ const HEADLINES: &[Headline] = &[
         budget: Budget::None,
     },
     Headline {
+        name: "cluster registration, 3 nodes",
+        ours: "cluster_register/foundation",
+        competitor: "cluster_register/local_registry",
+        paired: None,
+        unit: "ns",
+        budget: Budget::AtMostNs(100_000.0),
+    },
+    Headline {
         name: "remote tell (>= 500k msg/s)",
         ours: "remote_tell/foundation",
         competitor: "remote_tell/ractor_cluster",
@@ -239,6 +247,10 @@ const JSON_BUDGETS: &[(&str, Budget)] = &[
     // The silence limit (3 s by default) counts from the last word heard; the rest is the
     // event loop waking at that deadline.
     ("silent node detected", Budget::AtMost(3050.0)),
+    (
+        "cluster name visible on all nodes, p99",
+        Budget::AtMost(50.0),
+    ),
 ];
 
 /// One row of the summary.
@@ -326,6 +338,14 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
     eprintln!("==> xtask bench: registry");
     run_step("bench", "registry", registry)?;
 
+    let mut names = cargo()?;
+    names.args(["bench", "-p", "foundation-registry", "--bench", "cluster"]);
+    if quick {
+        names.args(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
+    }
+    eprintln!("==> xtask bench: cluster registry");
+    run_step("bench", "cluster registry", names)?;
+
     let mut memory = cargo()?;
     memory.args(["bench", "-p", "foundation-actors", "--bench", "memory"]);
     eprintln!("==> xtask bench: memory");
@@ -365,6 +385,11 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
         &target,
         "bench-cluster.json",
         "cargo bench -p foundation-cluster --bench remote",
+    )?);
+    figures.extend(json_figures(
+        &target,
+        "bench-registry.json",
+        "cargo bench -p foundation-registry --bench cluster",
     )?);
 
     print_table(&figures);

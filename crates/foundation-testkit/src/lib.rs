@@ -74,8 +74,15 @@ impl Child {
                 c
             }
         };
-        cmd.args(["--exact", entry, "--ignored", "--nocapture"])
-            .env("FOUNDATION_TEST_NODE_NAME", name)
+        cmd.args(["--exact", entry, "--ignored", "--nocapture"]);
+        Self::run(cmd, name, settings)
+    }
+
+    /// Runs `cmd` (a program that speaks the `@`-line protocol: a bench binary re-run as
+    /// a node, say) as node `name`, with the settings as [`Child::start`] gives them, and
+    /// waits for its `@ready <name> <addr>` line.
+    pub fn run(mut cmd: Command, name: &str, settings: &[(&str, &str)]) -> Self {
+        cmd.env("FOUNDATION_TEST_NODE_NAME", name)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

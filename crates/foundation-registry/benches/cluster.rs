@@ -1,0 +1,249 @@
+//! The cluster-wide registry on a 3-node loopback cluster: this process is node `a`, and
+//! it re-runs itself twice as nodes `b` and `c` (`FOUNDATION_BENCH_CHILD=1`).
+//!
+//! - Criterion group `cluster_register`: `foundation` is [`ClusterRegistry::register`] on
+//!   `a` with two peers (the entry, its export, its stop hook, and the delta queued for
+//!   both peers); `local_registry` is the local [`Registry::register`] of the same names,
+//!   in the same run, to show what the cluster adds. Only registrations are timed; the
+//!   names are unregistered between batches.
+//! - Visibility: `a` registers 1,000 names, 2 ms apart; `b` and `c` note the wall-clock
+//!   time each name's `Registered` event reaches them. Per name, the time from just before
+//!   `register` on `a` to the later of the two; p50 and p99 go to
+//!   `target/bench-registry.json` (all three processes share one machine clock).
+//!
+//! Run with: `cargo xtask bench` (or `cargo bench -p foundation-registry --bench cluster`).
+
+#![allow(clippy::unwrap_used, missing_docs)] // a bench that fails should stop loudly
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use criterion::Criterion;
+use foundation_actors::{Actor, ActorError, Addr, RemoteMessage, spawn};
+use foundation_cluster::discovery::Peer;
+use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
+use foundation_registry::cluster::Options;
+use foundation_registry::{ClusterRegistry, Registry, RegistryEvent};
+use foundation_testkit::{Child, commands, say};
+
+#[derive(Debug, RemoteMessage)]
+#[remote(name = "bench.Named")]
+enum Named {
+    #[remote(tag = 1)]
+    Hello,
+}
+
+struct Idle;
+
+impl Actor for Idle {
+    type Msg = Named;
+    type State = ();
+    type Args = ();
+    async fn init(&self, _: &Addr<Named>, (): ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+    async fn handle(&self, _: &Addr<Named>, _: Named, (): &mut ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+}
+
+type Names = ClusterRegistry<String, Named, ()>;
+
+const VISIBILITY_NAMES: usize = 1_000;
+
+fn unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// Nodes `b` and `c`: report when each `vis-` name becomes visible here.
+async fn child() {
+    let name = std::env::var("FOUNDATION_TEST_NODE_NAME").unwrap();
+    let seed = std::env::var("FOUNDATION_TEST_NODE_SEEDS").unwrap();
+    let node = Node::start(NodeConfig::new(&name, "bench").listen("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    // Room for the criterion phase's flood of events, so the `vis-` ones are never missed.
+    let options = Options::new("bench").events(1 << 16);
+    let names: Names = ClusterRegistry::start_with(&node, options).await.unwrap();
+    let mut events = names.subscribe();
+    let mut cluster = node.subscribe();
+    node.connect(&seed.parse::<Peer>().unwrap());
+    tokio::spawn(async move {
+        while let Ok(e) = cluster.recv().await {
+            if let ClusterEvent::NodeUp(m) = e {
+                say(&format!("up {}", m.id));
+            }
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(RegistryEvent::Registered { key, .. }) if key.starts_with("vis-") => {
+                    say(&format!("seen {key} {}", unix_nanos()));
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    say(&format!("lagged {n}"));
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    say(&format!("ready {name} {}", node.advertised()));
+    let mut lines = commands();
+    while let Some(line) = lines.recv().await {
+        if line == "exit" {
+            break;
+        }
+    }
+    node.shutdown().await;
+}
+
+fn start_child(name: &str, seed: &str) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env("FOUNDATION_BENCH_CHILD", "1");
+    Child::run(cmd, name, &[("SEEDS", seed)])
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    if std::env::var("FOUNDATION_BENCH_CHILD").is_ok() {
+        rt.block_on(child());
+        return;
+    }
+
+    let (node, names, addr) = rt.block_on(async {
+        let node =
+            Node::start(NodeConfig::new("a", "bench").listen("127.0.0.1:0".parse().unwrap()))
+                .await
+                .unwrap();
+        let names: Names = ClusterRegistry::start(&node, "bench").await.unwrap();
+        let addr = spawn(Idle, ()).await.unwrap();
+        (node, names, addr)
+    });
+    let seed = node.advertised().to_owned();
+    let mut b = start_child("b", &seed);
+    let mut c = start_child("c", &seed);
+    b.expect_all(&["up a", "up c"]);
+    c.expect_all(&["up a", "up b"]);
+    rt.block_on(async {
+        while node.members().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+
+    let mut crit = Criterion::default().configure_from_args();
+    {
+        let keys: Vec<String> = (0..4096).map(|i| format!("bench-{i:05}")).collect();
+        let local: Registry<String, Named, ()> = Registry::unique();
+        let mut g = crit.benchmark_group("cluster_register");
+        g.bench_function("foundation", |bch| {
+            let _rt = rt.enter();
+            bch.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut done = 0;
+                while done < iters {
+                    let n = (iters - done).min(keys.len() as u64) as usize;
+                    let t = Instant::now();
+                    for k in &keys[..n] {
+                        names.register(k.clone(), &addr, ()).unwrap();
+                    }
+                    total += t.elapsed();
+                    for k in &keys[..n] {
+                        names.unregister(k);
+                    }
+                    done += n as u64;
+                    // Let the peers keep up, as a real registration rate would.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                total
+            });
+        });
+        g.bench_function("local_registry", |bch| {
+            bch.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut done = 0;
+                while done < iters {
+                    let n = (iters - done).min(keys.len() as u64) as usize;
+                    let t = Instant::now();
+                    for k in &keys[..n] {
+                        local.register(k.clone(), &addr, ()).unwrap();
+                    }
+                    total += t.elapsed();
+                    for k in &keys[..n] {
+                        local.unregister(k, &addr);
+                    }
+                    done += n as u64;
+                }
+                total
+            });
+        });
+        g.finish();
+    }
+
+    // Visibility on every node.
+    let mut started = HashMap::new();
+    for i in 0..VISIBILITY_NAMES {
+        let key = format!("vis-{i}");
+        started.insert(key.clone(), unix_nanos());
+        names.register(key, &addr, ()).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut last: HashMap<String, u128> = HashMap::new();
+    for child in [&mut b, &mut c] {
+        for _ in 0..VISIBILITY_NAMES {
+            let line = child.expect(|l| l.starts_with("seen "));
+            let mut parts = line.split(' ').skip(1);
+            let key = parts.next().unwrap().to_owned();
+            let at: u128 = parts.next().unwrap().parse().unwrap();
+            let e = last.entry(key).or_insert(0);
+            *e = (*e).max(at);
+        }
+    }
+    let mut ms: Vec<f64> = last
+        .iter()
+        .map(|(k, at)| at.saturating_sub(started[k]) as f64 / 1e6)
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let (p50, p99, max) = (
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.99),
+        ms[ms.len() - 1],
+    );
+    println!(
+        "cluster name visible on all 3 nodes: p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms \
+         over {} names",
+        ms.len()
+    );
+    let json = serde_json::json!({
+        "figures": [
+            { "name": "cluster name visible on all nodes, p50", "value": p50, "unit": "ms" },
+            { "name": "cluster name visible on all nodes, p99", "value": p99, "unit": "ms" },
+        ]
+    });
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+        std::path::PathBuf::from,
+    );
+    std::fs::write(
+        target.join("bench-registry.json"),
+        serde_json::to_string_pretty(&json).unwrap(),
+    )
+    .unwrap();
+    b.tell("exit");
+    c.tell("exit");
+    rt.block_on(node.shutdown());
+}
