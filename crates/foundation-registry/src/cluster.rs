@@ -102,6 +102,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
 pub use error::{CallError, CastError, RegisterError, StartError};
+pub(crate) use sync::Found;
 use sync::{Inner, Syncer, lock};
 
 use crate::Lookup;
@@ -209,9 +210,9 @@ pub enum RegistryEvent<K> {
 /// Where a registered process is: its node and the name it is reached by there, and its
 /// address when it is on this node.
 pub struct Location<M> {
-    node: Arc<str>,
-    export: Arc<str>,
-    local: Option<Addr<M>>,
+    pub(crate) node: Arc<str>,
+    pub(crate) export: Arc<str>,
+    pub(crate) local: Option<Addr<M>>,
 }
 
 impl<M> Clone for Location<M> {
@@ -302,11 +303,22 @@ impl<K: Key, M: RemoteMessage, V: Value> ClusterRegistry<K, M, V> {
     /// [`StartError::ScopeTaken`] if this node runs a registry of that scope already,
     /// [`StartError::Spawn`] if its replication process cannot start.
     pub async fn start_with(node: &Node, options: Options) -> Result<Self, StartError> {
+        Self::start_watched(node, options, None).await
+    }
+
+    /// As [`ClusterRegistry::start_with`], telling `watch` of every change of what a name
+    /// resolves to.
+    pub(crate) async fn start_watched(
+        node: &Node,
+        options: Options,
+        watch: Option<sync::Watch<K, M, V>>,
+    ) -> Result<Self, StartError> {
         let inner = Arc::new(Inner::new(
             node,
             &options.scope,
             options.on_conflict,
             options.events,
+            watch,
         ));
         let syncer = foundation_actors::spawn(
             Syncer {
@@ -450,25 +462,12 @@ impl<K: Key, M: RemoteMessage, V: Value> ClusterRegistry<K, M, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + fmt::Debug + ?Sized,
     {
-        let Some(at) = self.whereis(key) else {
-            return Err(CastError::NoSuchName {
+        match self.whereis(key) {
+            Some(at) => cast_at(&self.inner.node, &at, msg, || format!("{key:?}")),
+            None => Err(CastError::NoSuchName {
                 name: format!("{key:?}"),
                 msg,
-            });
-        };
-        match &at.local {
-            Some(addr) => addr.cast(msg).map_err(|e| CastError::NotDelivered {
-                name: format!("{key:?}"),
-                msg: e.into_inner(),
             }),
-            None => match self.inner.node.send(&at.node, &at.export, &msg) {
-                Ok(()) => Ok(()),
-                Err(source) => Err(CastError::Remote {
-                    name: format!("{key:?}"),
-                    source,
-                    msg,
-                }),
-            },
         }
     }
 
@@ -487,16 +486,9 @@ impl<K: Key, M: RemoteMessage, V: Value> ClusterRegistry<K, M, V> {
         R: DeserializeOwned + Send + 'static,
         F: FnOnce(ReplyPort<R>) -> M,
     {
-        let Some(at) = self.whereis(key) else {
-            return Err(CallError::NoSuchName(format!("{key:?}")));
-        };
-        match &at.local {
-            Some(addr) => Ok(addr.call_timeout(build, timeout).await?),
-            None => Ok(self
-                .inner
-                .node
-                .call(&at.node, &at.export, build, timeout)
-                .await?),
+        match self.whereis(key) {
+            Some(at) => call_at(&self.inner.node, &at, build, timeout).await,
+            None => Err(CallError::NoSuchName(format!("{key:?}"))),
         }
     }
 
@@ -504,6 +496,48 @@ impl<K: Key, M: RemoteMessage, V: Value> ClusterRegistry<K, M, V> {
     /// registrations are accepted. Names of other nodes stay readable as they were.
     pub fn shutdown(&self) {
         self.inner.close();
+    }
+}
+
+/// Sends `msg` to the process at `at`: through its address on this node, or by its
+/// exported name to its node. `name` names it in errors.
+pub(crate) fn cast_at<M: RemoteMessage>(
+    node: &Node,
+    at: &Location<M>,
+    msg: M,
+    name: impl FnOnce() -> String,
+) -> Result<(), CastError<M>> {
+    match &at.local {
+        Some(addr) => addr.cast(msg).map_err(|e| CastError::NotDelivered {
+            name: name(),
+            msg: e.into_inner(),
+        }),
+        None => match node.send(&at.node, &at.export, &msg) {
+            Ok(()) => Ok(()),
+            Err(source) => Err(CastError::Remote {
+                name: name(),
+                source,
+                msg,
+            }),
+        },
+    }
+}
+
+/// Calls the process at `at`, as [`cast_at`] sends to it.
+pub(crate) async fn call_at<M, R, F>(
+    node: &Node,
+    at: &Location<M>,
+    build: F,
+    timeout: Duration,
+) -> Result<R, CallError>
+where
+    M: RemoteMessage,
+    R: DeserializeOwned + Send + 'static,
+    F: FnOnce(ReplyPort<R>) -> M,
+{
+    match &at.local {
+        Some(addr) => Ok(addr.call_timeout(build, timeout).await?),
+        None => Ok(node.call(&at.node, &at.export, build, timeout).await?),
     }
 }
 

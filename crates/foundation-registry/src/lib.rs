@@ -75,6 +75,7 @@ pub mod cluster;
 pub mod local;
 mod lookup;
 pub mod replica;
+pub mod services;
 
 pub use cluster::{ClusterRegistry, Location, OnConflict, RegistryEvent};
 

@@ -34,7 +34,7 @@ pub(crate) struct Held<V> {
 
 /// What replicas of one scope send each other.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Sync<K, V> {
+pub(crate) enum Wire<K, V> {
     /// One change of its origin.
     Delta(Delta<K, Held<V>>),
     /// Everything its origin holds.
@@ -56,9 +56,9 @@ pub(crate) enum Sync<K, V> {
     },
 }
 
-/// The replication process's message: a [`Sync`] with its wire form.
+/// The replication process's message: a [`Wire`] message with its wire form.
 #[derive(Debug)]
-pub(crate) struct SyncMsg<K, V>(pub(crate) Sync<K, V>);
+pub(crate) struct SyncMsg<K, V>(pub(crate) Wire<K, V>);
 
 impl<K: Key, V: Value> RemoteMessage for SyncMsg<K, V> {
     const TYPE_NAME: &'static str = "foundation.registry.Sync";
@@ -103,6 +103,10 @@ pub(crate) struct State<K, M, V> {
     pub(crate) closed: bool,
 }
 
+/// Told of every change of the mirror, under the lock: the key, and its new winner (or
+/// none). Service discovery keeps its per-service index with it.
+pub(crate) type Watch<K, M, V> = Box<dyn Fn(&K, Option<&Arc<Found<M, V>>>) + Send + Sync>;
+
 pub(crate) struct Inner<K: Key, M: RemoteMessage, V: Value> {
     pub(crate) node: Node,
     pub(crate) me: Arc<str>,
@@ -115,6 +119,7 @@ pub(crate) struct Inner<K: Key, M: RemoteMessage, V: Value> {
     pub(crate) events: broadcast::Sender<RegistryEvent<K>>,
     pub(crate) syncer: Mutex<Option<Addr<SyncMsg<K, V>>>>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+    watch: Option<Watch<K, M, V>>,
 }
 
 /// Takes a mutex, whether or not a panic poisoned it: every change under these locks
@@ -127,7 +132,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 type Stops<M> = Vec<(Addr<M>, String)>;
 
 impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
-    pub(crate) fn new(node: &Node, scope: &str, on_conflict: OnConflict, events: usize) -> Self {
+    pub(crate) fn new(
+        node: &Node,
+        scope: &str,
+        on_conflict: OnConflict,
+        events: usize,
+        watch: Option<Watch<K, M, V>>,
+    ) -> Self {
         Self {
             node: node.clone(),
             me: Arc::from(node.name()),
@@ -144,6 +155,7 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
             events: broadcast::channel(events.max(1)).0,
             syncer: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            watch,
         }
     }
 
@@ -222,7 +234,7 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
                 hook: Some(hook),
             },
         );
-        self.broadcast(&st, &SyncMsg(Sync::Delta(delta)));
+        self.broadcast(&st, &SyncMsg(Wire::Delta(delta)));
         self.refresh(&st, &key);
         Ok(())
     }
@@ -249,7 +261,7 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
         let Some(delta) = st.replica.update(key, Held { id, value }) else {
             return false;
         };
-        self.broadcast(&st, &SyncMsg(Sync::Delta(delta)));
+        self.broadcast(&st, &SyncMsg(Wire::Delta(delta)));
         self.refresh(&st, key);
         true
     }
@@ -268,7 +280,7 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
     fn drop_own(&self, st: &mut State<K, M, V>, key: &K, id: u64) {
         self.node.unexport(&self.export_name(id));
         if let Some(delta) = st.replica.unregister(key) {
-            self.broadcast(st, &SyncMsg(Sync::Delta(delta)));
+            self.broadcast(st, &SyncMsg(Wire::Delta(delta)));
         }
         self.refresh(st, key);
     }
@@ -289,7 +301,11 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
         };
         match winner {
             None => {
-                self.mirror.remove(key);
+                if self.mirror.remove(key).is_some() {
+                    if let Some(watch) = &self.watch {
+                        watch(key, None);
+                    }
+                }
             }
             Some(w) => {
                 let local = (*w.node == *self.me)
@@ -309,7 +325,11 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
                     id: w.value.id,
                     value: w.value.value,
                 };
-                self.mirror.insert(key.clone(), Arc::new(found));
+                let found = Arc::new(found);
+                if let Some(watch) = &self.watch {
+                    watch(key, Some(&found));
+                }
+                self.mirror.insert(key.clone(), found);
             }
         }
         if !same {
@@ -325,7 +345,7 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
     }
 
     /// What a peer's registry sent.
-    pub(crate) fn receive(&self, msg: Sync<K, V>) {
+    pub(crate) fn receive(&self, msg: Wire<K, V>) {
         let mut stops = Stops::new();
         {
             let mut st = lock(&self.state);
@@ -333,7 +353,7 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
                 return;
             }
             match msg {
-                Sync::Delta(delta) => {
+                Wire::Delta(delta) => {
                     if !st.peers.contains(&delta.origin) {
                         return;
                     }
@@ -344,7 +364,7 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
                     self.refresh(&st, &key);
                     self.handle(&mut st, events, &mut stops);
                 }
-                Sync::Snapshot(snap) => {
+                Wire::Snapshot(snap) => {
                     if !st.peers.contains(&snap.origin) {
                         return;
                     }
@@ -356,12 +376,12 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
                     }
                     self.handle(&mut st, events, &mut stops);
                 }
-                Sync::Want { from } => {
+                Wire::Want { from } => {
                     if st.peers.contains(&from) {
-                        self.send(&from, &SyncMsg(Sync::Snapshot(st.replica.snapshot())));
+                        self.send(&from, &SyncMsg(Wire::Snapshot(st.replica.snapshot())));
                     }
                 }
-                Sync::Digest {
+                Wire::Digest {
                     origin,
                     incarnation,
                     seq,
@@ -379,7 +399,7 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
     fn want(&self, origin: &str) {
         self.send(
             origin,
-            &SyncMsg(Sync::Want {
+            &SyncMsg(Wire::Want {
                 from: self.me.to_string(),
             }),
         );
@@ -425,7 +445,7 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
             return;
         }
         st.peers.insert(peer.to_owned());
-        self.send(peer, &SyncMsg(Sync::Snapshot(st.replica.snapshot())));
+        self.send(peer, &SyncMsg(Wire::Snapshot(st.replica.snapshot())));
         self.want(peer);
     }
 
@@ -450,7 +470,7 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
         };
         self.broadcast(
             &st,
-            &SyncMsg(Sync::Digest {
+            &SyncMsg(Wire::Digest {
                 origin: self.me.to_string(),
                 incarnation,
                 seq,

@@ -8,8 +8,9 @@ use std::time::Duration;
 use foundation_actors::spawn;
 use foundation_cluster::node::{Node, NodeConfig};
 use foundation_registry::cluster::{CastError, RegisterError, StartError};
+use foundation_registry::services::{Route, Services};
 use foundation_registry::{ClusterRegistry, RegistryEvent};
-use harness::{Child, Echo, EchoActor, Names, start};
+use harness::{Child, Echo, EchoActor, Names, Svc, start};
 use tokio::sync::broadcast;
 
 /// One in-process node per test process: ractor's registries are process-wide.
@@ -316,7 +317,7 @@ async fn a_name_registered_on_both_sides_of_a_partition_has_one_winner_after_the
     b.expect_all(&["registered only-b ok", "ev registered second a"]);
 
     net.heal(2);
-    a.expect(|l| l == "up c");
+    // (No waiting for `up c` first: the registry may report before that line is printed.)
     // a's `second` lost: a stops losers, and its supervisor sees why.
     // (The two lines come from different tasks, in either order.)
     let (mut lost, mut exit) = (false, None);
@@ -438,4 +439,145 @@ impl foundation_actors::RemoteMessage for Forged {
     fn from_bytes(bytes: &[u8]) -> Result<Self, foundation_actors::WireError> {
         Ok(Self(bytes.to_vec()))
     }
+}
+
+/// Waits (up to 30 s) until `check` holds of the service table.
+async fn wait_for(svc: &Svc, what: &str, check: impl Fn(&Svc) -> bool) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !check(svc) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never happened: {what}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_are_discovered_everywhere_routed_by_each_strategy_and_a_dead_one_is_never_chosen()
+{
+    let _g = IN_PROCESS.lock().await;
+    let (a, names) = local().await;
+    let svc: Svc = Services::start_with(
+        &a,
+        foundation_registry::cluster::Options::new("svc").sync_every(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let mut b = start("b", &[("SEEDS", a.advertised())]);
+    let mut c = start("c", &[("SEEDS", a.advertised())]);
+    b.expect_all(&["up a", "up c"]);
+    c.expect_all(&["up a", "up b"]);
+    let b1 = ask(&mut b, "offer render http,gpu eu", "offered")["offered ".len()..].to_owned();
+    let b2 = ask(&mut b, "offer render http eu", "offered")["offered ".len()..].to_owned();
+    let c1 = ask(&mut c, "offer render http us", "offered")["offered ".len()..].to_owned();
+    ask(&mut c, "offer cache - us", "offered");
+    wait_for(&svc, "3 renderers and a cache", |s| {
+        s.instances("render").len() == 3 && s.instances("cache").len() == 1
+    })
+    .await;
+
+    // Discovery by name and by capability; metadata travels.
+    let gpus = svc.with_capability("gpu");
+    assert_eq!(gpus.len(), 1);
+    assert_eq!(
+        (gpus[0].id().to_string(), gpus[0].metadata().as_str()),
+        (b1.clone(), "eu")
+    );
+    assert_eq!(svc.with_capability("http").len(), 3);
+    let mut all = svc.services();
+    all.sort();
+    assert_eq!(all, ["cache", "render"]);
+    assert_eq!(
+        svc.pick_with("render", "gpu", Route::Random)
+            .unwrap()
+            .id()
+            .to_string(),
+        b1
+    );
+
+    // Round robin over the three, each reached by a call from here.
+    let mut replies = Vec::new();
+    for _ in 0..6 {
+        let r: String = svc
+            .call(
+                "render",
+                Route::RoundRobin,
+                |p| Echo::Ask("hi".into(), p),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        replies.push(r);
+    }
+    replies.sort();
+    assert_eq!(
+        replies,
+        [
+            "render-1@b hi",
+            "render-1@b hi",
+            "render-1@c hi",
+            "render-1@c hi",
+            "render-2@b hi",
+            "render-2@b hi"
+        ]
+    );
+
+    // A consistent-hash key picks the same instance on every node.
+    for key in ["user-1", "user-2", "user-3", "user-4"] {
+        let here = svc
+            .pick("render", Route::hash(key))
+            .unwrap()
+            .id()
+            .to_string();
+        let there = ask(&mut b, &format!("pick render hash:{key}"), "picked");
+        assert_eq!(there, format!("picked {here}"));
+    }
+
+    // Reported load steers the least-loaded route.
+    for id in [&b1, &b2] {
+        assert_eq!(
+            ask(&mut b, &format!("load {id} 7"), "load"),
+            format!("load {id} true")
+        );
+    }
+    wait_for(&svc, "b's loads", |s| {
+        s.instances("render")
+            .iter()
+            .filter(|i| i.load() == 7)
+            .count()
+            == 2
+    })
+    .await;
+    for _ in 0..10 {
+        let i = svc.pick("render", Route::LeastLoaded).unwrap();
+        assert_eq!(i.id().to_string(), c1);
+    }
+
+    // c dies: once this node knows, its instances are never chosen, by any route.
+    c.kill();
+    wait_for(&svc, "c's instances gone", |s| {
+        s.instances("render").len() == 2 && s.instances("cache").is_empty()
+    })
+    .await;
+    for route in [
+        Route::RoundRobin,
+        Route::Random,
+        Route::LeastLoaded,
+        Route::LocalFirst,
+        Route::hash("user-1"),
+        Route::hash("user-2"),
+    ] {
+        for _ in 0..20 {
+            let i = svc.pick("render", route).unwrap();
+            assert_eq!(i.node(), "b", "{route:?} chose {}", i.id());
+        }
+    }
+    assert!(svc.pick("cache", Route::RoundRobin).is_none());
+    let err = svc
+        .cast("cache", Route::RoundRobin, Echo::Note("x".into()))
+        .unwrap_err();
+    assert!(matches!(err, CastError::NoSuchName { .. }), "{err}");
+    svc.shutdown();
+    names.shutdown();
+    a.shutdown().await;
 }

@@ -14,6 +14,9 @@
 //!   `cast <key> <note>`, `call <key> <note>`;
 //! - `bulk <prefix> <n>`: registers `<prefix>0` … (`@bulk <n> ok`);
 //! - `digest`: `@digest <count> <hash>` of every name and its node, sorted;
+//! - services (the table `svc`): `offer <service> <caps,…|-> <meta>` (`@offered <id>`),
+//!   `pick <service> <rr|random|least|local|hash:KEY>` (`@picked <id>|-`),
+//!   `load <id> <load>` (`@load <id> <true|false>`);
 //! - `wait <count>`: `@count <count>` once that many names resolve;
 //! - `exit`.
 
@@ -26,6 +29,7 @@ use foundation_actors::{RemoteMessage, SupervisorEvent};
 use foundation_cluster::discovery::Peer;
 use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
 use foundation_registry::cluster::Options;
+use foundation_registry::services::{InstanceId, Route, Services, Spec};
 use foundation_registry::{ClusterRegistry, OnConflict, RegistryEvent};
 pub use foundation_testkit::{Child, Net};
 use foundation_testkit::{commands, say};
@@ -71,6 +75,20 @@ impl Actor for EchoActor {
 
 /// The registry every node runs.
 pub type Names = ClusterRegistry<String, Echo, String>;
+
+/// The service table every node runs.
+pub type Svc = Services<Echo, String>;
+
+/// The route a command names.
+pub fn route(word: &str) -> Route {
+    match word {
+        "rr" => Route::RoundRobin,
+        "random" => Route::Random,
+        "least" => Route::LeastLoaded,
+        "local" => Route::LocalFirst,
+        w => Route::hash(w.strip_prefix("hash:").unwrap()),
+    }
+}
 
 /// The registry options nodes use: digests often, so tests of lost messages are quick.
 pub fn options() -> Options {
@@ -148,6 +166,13 @@ async fn run(name: String) {
             }
         });
     }
+    let svc: Svc = Services::start_with(
+        &node,
+        Options::new("svc").sync_every(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let mut offered: HashMap<String, InstanceId> = HashMap::new();
     let sup = DynamicSupervisor::start("echoes", None).await.unwrap();
     let mut exits = sup.handle().subscribe();
     tokio::spawn(async move {
@@ -250,6 +275,30 @@ async fn run(name: String) {
                 ));
             }
             ["digest"] => say(&digest(&names)),
+            ["offer", service, caps, meta] => {
+                let key = format!("{service}-{}", offered.len() + 1);
+                let addr = spawn_echo(&sup, &key, &name).await;
+                let mut spec = Spec::new((*meta).to_owned());
+                for cap in caps.split(',').filter(|c| *c != "-") {
+                    spec = spec.capability(cap);
+                }
+                let id = svc.register(service, &addr, spec).unwrap();
+                offered.insert(id.to_string(), id.clone());
+                say(&format!("offered {id}"));
+            }
+            ["pick", service, how] => {
+                let picked = svc.pick(service, route(how));
+                say(&format!(
+                    "picked {}",
+                    picked.map_or("-".to_owned(), |i| i.id().to_string())
+                ));
+            }
+            ["load", id, load] => {
+                let done = offered
+                    .get(*id)
+                    .is_some_and(|i| svc.set_load(i, load.parse().unwrap()));
+                say(&format!("load {id} {done}"));
+            }
             ["wait", n] => {
                 let n: usize = n.parse().unwrap();
                 while names.count() != n {
