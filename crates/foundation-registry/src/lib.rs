@@ -1,11 +1,18 @@
 //! # foundation-registry
 //!
-//! Names for processes. Today: the [local registry](local), Elixir's `Registry` on
-//! Foundation's stable addresses; and the [replica], the cluster-wide name table as plain
-//! state (per-origin deltas, snapshots, no ghosts after a node goes down, one winner per
-//! name after a partition heals), which the node's replication loop will drive. To come:
-//! that loop over `foundation-cluster` lanes, service discovery with load balancing, and
-//! the distributed supervisor that places processes as singletons, replicas or partitions.
+//! Names for processes:
+//!
+//! - the [local registry](local), Elixir's `Registry` on Foundation's stable addresses;
+//! - the [cluster-wide registry](cluster), Horde.Registry on Foundation nodes: every node
+//!   holds every name, changes are sent at once, names go with their process or node, and
+//!   a name registered on both sides of a partition has one winner once it heals;
+//! - [service discovery and routing](services) on top of it;
+//! - the [replica], the cluster-wide name table as plain state, which the cluster registry
+//!   drives.
+//!
+//! To come: a strongly consistent mode through openraft, and the distributed supervisor
+//! that places processes as singletons, replicas or partitions. The guide is
+//! `docs/registry.md`.
 //!
 //! ## A tour
 //!
@@ -14,7 +21,7 @@
 //!   across its restarts. See [`local`].
 //! - Lookups: [`Registry::whereis`], [`Registry::lookup`], [`Registry::keys`],
 //!   [`Registry::count_key`], [`Registry::select`]; the [`Lookup`] trait is the part the
-//!   cluster-wide registry will share.
+//!   [`ClusterRegistry`] shares.
 //! - Via: [`Registry::start_child`] and [`Registry::spawn`] start a process under a name;
 //!   [`Registry::cast`], [`Registry::call`] reach it by name; [`Registry::dispatch`] and
 //!   [`Registry::cast_all`] reach a group.

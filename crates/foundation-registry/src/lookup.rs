@@ -3,9 +3,9 @@
 use std::borrow::Borrow;
 use std::hash::Hash;
 
-/// Name resolution, the part of a registry that callers need: the local [`Registry`]
-/// implements it today, and the cluster-wide registry will implement it with the same
-/// meaning, so code that only looks names up can take either.
+/// Name resolution, the part of a registry that callers need: the local [`Registry`] and
+/// the [`ClusterRegistry`](crate::ClusterRegistry) implement it with the same meaning, so
+/// code that only looks names up can take either.
 ///
 /// Every implementation promises: an entry registered before a lookup starts (the
 /// registration returned) is seen by it; an entry of a process that has stopped for
@@ -24,7 +24,8 @@ use std::hash::Hash;
 /// }
 /// ```
 pub trait Lookup<K> {
-    /// What a key resolves to: an [`Addr`](foundation_actors::Addr) for the local registry.
+    /// What a key resolves to: an [`Addr`](foundation_actors::Addr) for the local registry,
+    /// a [`Location`](crate::Location) for the cluster-wide one.
     type Target;
     /// The value (metadata) each entry was registered with.
     type Value;
