@@ -54,4 +54,6 @@
 pub mod discovery;
 pub mod membership;
 pub mod node;
+#[cfg(feature = "raft")]
+pub mod raft;
 pub mod ring;

@@ -44,7 +44,7 @@ mod config;
 mod error;
 mod exports;
 mod lane;
-mod runtime;
+pub(crate) mod runtime;
 mod wire;
 
 use std::net::SocketAddr;

@@ -5,3 +5,4 @@
 
 mod discovery;
 mod node;
+mod raft;

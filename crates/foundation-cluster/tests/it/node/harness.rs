@@ -4,12 +4,18 @@
 //! `FOUNDATION_TEST_NODE_*` variables. It prints `@`-prefixed lines on stdout (its
 //! readiness, membership events, messages its `probe` process got) and obeys commands on
 //! stdin. The parent reads those lines with [`Child::expect`] (`foundation-testkit`).
+//!
+//! With `RAFT_VOTERS` set, a child also runs the consensus group `journal` (a [`Journal`])
+//! and obeys `rwrite <line>` (`@rwrite <line> ok <count>|err <why>`), `rread` (a
+//! linearizable read: `@rread <summary>`), `rwait <n>` (`@rlocal <summary>` once `n` lines
+//! are applied here), `rleader` and `rvoters`.
 
 use std::time::{Duration, Instant};
 
 use foundation_actors::{Actor, ActorError, Addr, Context, RemoteMessage, ReplyPort, spawn};
 use foundation_cluster::discovery::Peer;
 use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
+use foundation_cluster::raft::{Group, GroupOptions, Machine};
 pub use foundation_testkit::{Child, Net};
 use foundation_testkit::{commands, say};
 
@@ -99,6 +105,39 @@ pub fn event_line(e: &ClusterEvent) -> String {
     }
 }
 
+/// A replicated journal: each command is a line; `apply` answers the line count.
+#[derive(Default)]
+pub struct Journal(pub Vec<String>);
+
+impl Journal {
+    /// `<count> <hash of all lines>`: equal on two nodes iff they applied the same lines
+    /// in the same order (for tests' purposes).
+    pub fn summary(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.0.hash(&mut h);
+        format!("{} {:x}", self.0.len(), h.finish())
+    }
+}
+
+impl Machine for Journal {
+    fn apply(&mut self, command: &[u8]) -> Vec<u8> {
+        self.0.push(String::from_utf8_lossy(command).into_owned());
+        self.0.len().to_string().into_bytes()
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        self.0.join("\n").into_bytes()
+    }
+    fn restore(&mut self, snapshot: &[u8]) {
+        let text = String::from_utf8_lossy(snapshot);
+        self.0 = if text.is_empty() {
+            Vec::new()
+        } else {
+            text.split('\n').map(str::to_owned).collect()
+        };
+    }
+}
+
 /// The node side: runs only in a child started by [`Child::start`].
 #[test]
 #[ignore = "runs as a child process of the multi-node tests"]
@@ -147,6 +186,19 @@ fn node_process() {
         {
             node.connect(&seed.parse::<Peer>().unwrap());
         }
+        let group = match var("RAFT_VOTERS") {
+            Some(n) => {
+                let options = GroupOptions::new("journal")
+                    .voters(n.parse().unwrap())
+                    .write_timeout(Duration::from_secs(2));
+                Some(
+                    Group::start(&node, options, Journal::default())
+                        .await
+                        .unwrap(),
+                )
+            }
+            None => None,
+        };
         say(&format!("ready {} {}", node.name(), node.advertised()));
         let mut rx = commands();
         while let Some(line) = rx.recv().await {
@@ -177,6 +229,39 @@ fn node_process() {
                         .map(|k| ring.owner(k.as_bytes()).map_or("-", String::as_str))
                         .collect();
                     say(&format!("owners {}", owners.join(",")));
+                }
+                ["rwrite", text] => {
+                    let group = group.as_ref().unwrap();
+                    match group.write(text.as_bytes().to_vec()).await {
+                        Ok(n) => say(&format!("rwrite {text} ok {}", String::from_utf8_lossy(&n))),
+                        Err(e) => say(&format!("rwrite {text} err {e}")),
+                    }
+                }
+                ["rread"] => {
+                    let group = group.as_ref().unwrap();
+                    match group.read(Journal::summary).await {
+                        Ok(s) => say(&format!("rread {s}")),
+                        Err(e) => say(&format!("rread err {e}")),
+                    }
+                }
+                ["rwait", n] => {
+                    let group = group.as_ref().unwrap();
+                    let n: usize = n.parse().unwrap();
+                    while group.read_local(|j| j.0.len()) < n {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    say(&format!("rlocal {}", group.read_local(Journal::summary)));
+                }
+                ["rleader"] => {
+                    let group = group.as_ref().unwrap();
+                    say(&format!(
+                        "rleader {}",
+                        group.leader().unwrap_or_else(|| "-".into())
+                    ));
+                }
+                ["rvoters"] => {
+                    let group = group.as_ref().unwrap();
+                    say(&format!("rvoters {}", group.voters().join(",")));
                 }
                 ["members"] => {
                     let mut m: Vec<String> = node.members().into_iter().map(|m| m.id).collect();
