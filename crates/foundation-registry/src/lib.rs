@@ -10,8 +10,11 @@
 //! - the [replica], the cluster-wide name table as plain state, which the cluster registry
 //!   drives.
 //!
-//! To come: a strongly consistent mode through openraft, and the distributed supervisor
-//! that places processes as singletons, replicas or partitions. The guide is
+//! - [strongly consistent names](consistent): leases granted by a Raft group, with fencing
+//!   tokens, for names that must never have two holders.
+//!
+//! To come: the distributed supervisor that places processes as singletons, replicas or
+//! partitions. The guide is
 //! `docs/registry.md`.
 //!
 //! ## A tour
@@ -79,6 +82,7 @@
 //! ```
 
 pub mod cluster;
+pub mod consistent;
 pub mod local;
 mod lookup;
 pub mod replica;

@@ -581,3 +581,161 @@ async fn services_are_discovered_everywhere_routed_by_each_strategy_and_a_dead_o
     names.shutdown();
     a.shutdown().await;
 }
+
+/// Starts three children with the consistent registry, on loopback, and waits for its
+/// group to have a leader.
+fn consistent_trio() -> Vec<Child> {
+    let a = start("a", &[("CONSISTENT", "1")]);
+    let seed = a.addr.clone();
+    let mut nodes = vec![a];
+    for name in ["b", "c"] {
+        nodes.push(start(name, &[("CONSISTENT", "1"), ("SEEDS", &seed)]));
+    }
+    for n in &mut nodes {
+        let ready = ask(n, "cready", "cready");
+        assert!(!ready.starts_with("cready err"), "{ready}");
+    }
+    nodes
+}
+
+#[test]
+fn a_consistent_name_claimed_by_three_nodes_at_once_has_exactly_one_holder() {
+    let mut nodes = consistent_trio();
+    for n in &mut nodes {
+        n.tell("claim leader-lock");
+    }
+    let answers: Vec<String> = nodes
+        .iter_mut()
+        .map(|n| n.expect(|l| l.starts_with("claim leader-lock")))
+        .collect();
+    let winners: Vec<usize> = (0..3).filter(|i| answers[*i].contains(" ok ")).collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    let winner = nodes[winners[0]].name.clone();
+    let token: u64 = answers[winners[0]]
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for (i, a) in answers.iter().enumerate() {
+        if i != winners[0] {
+            assert_eq!(*a, format!("claim leader-lock taken {winner}"));
+        }
+    }
+    // Every node agrees, linearizably.
+    for n in &mut nodes {
+        assert_eq!(
+            ask(n, "holder leader-lock", "holder leader-lock"),
+            format!("holder leader-lock {winner} {token}")
+        );
+    }
+    // Released, then claimed by another node: a larger fencing token.
+    let w = winners[0];
+    assert_eq!(
+        ask(&mut nodes[w], "release leader-lock", "release"),
+        "release leader-lock true"
+    );
+    let other = (w + 1) % 3;
+    let again = ask(&mut nodes[other], "claim leader-lock", "claim leader-lock");
+    let next: u64 = again
+        .strip_prefix("claim leader-lock ok ")
+        .unwrap_or_else(|| panic!("{again}"))
+        .parse()
+        .unwrap();
+    assert!(next > token, "tokens must grow: {token} then {next}");
+    // The holder's process stops for good: its name is released at once.
+    nodes[other].tell("stop leader-lock");
+    let mut free = String::new();
+    for _ in 0..100 {
+        free = ask(&mut nodes[w], "holder leader-lock", "holder leader-lock");
+        if free == "holder leader-lock -" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(free, "holder leader-lock -");
+}
+
+#[test]
+fn a_holder_cut_off_from_the_majority_loses_its_lease_before_the_name_moves_on() {
+    let Some(net) = harness::Net::new(3) else {
+        return;
+    };
+    let silence = ("SILENCE_MS", "1000");
+    let listen = |i: usize| format!("{}:4370", net.addr(i));
+    let seed = listen(0);
+    let (la, lb, lc) = (listen(0), listen(1), listen(2));
+    let on = ("CONSISTENT", "1");
+    let mut a = harness::start_in(&net.ns(0), "a", &[silence, on, ("LISTEN", &la)]);
+    let mut b = harness::start_in(
+        &net.ns(1),
+        "b",
+        &[silence, on, ("LISTEN", &lb), ("SEEDS", &seed)],
+    );
+    let mut c = harness::start_in(
+        &net.ns(2),
+        "c",
+        &[silence, on, ("LISTEN", &lc), ("SEEDS", &seed)],
+    );
+    for n in [&mut a, &mut b, &mut c] {
+        let ready = ask(n, "cready", "cready");
+        assert!(!ready.starts_with("cready err"), "{ready}");
+    }
+    let got = ask(&mut c, "claim shard-7", "claim shard-7");
+    let token: u64 = got
+        .strip_prefix("claim shard-7 ok ")
+        .unwrap_or_else(|| panic!("{got}"))
+        .parse()
+        .unwrap();
+
+    net.cut(2);
+    // c cannot renew: it gives the name up, and stops its process.
+    c.expect(|l| l == "lease lost shard-7");
+    let exit = c.expect(|l| l.starts_with("exit shard-7"));
+    assert!(exit.contains("lease lost"), "{exit}");
+    // The majority grants it anew once the lease has run out, with a larger token.
+    let mut claimed = String::new();
+    for _ in 0..50 {
+        claimed = ask(&mut a, "claim shard-7", "claim shard-7");
+        if claimed.starts_with("claim shard-7 ok") {
+            break;
+        }
+        assert!(
+            claimed.starts_with("claim shard-7 taken c") || claimed.contains(" err "),
+            "{claimed}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let next: u64 = claimed
+        .strip_prefix("claim shard-7 ok ")
+        .unwrap_or_else(|| panic!("{claimed}"))
+        .parse()
+        .unwrap();
+    assert!(next > token);
+    // c, still cut off, cannot claim it or read it.
+    let lonely = ask(&mut c, "claim shard-7", "claim shard-7");
+    assert!(lonely.starts_with("claim shard-7 err"), "{lonely}");
+
+    net.heal(2);
+    // Healed: c reads what the majority reads. (Whether a still holds the name by then
+    // depends on how long the heal's election takes against the short test lease: if a
+    // could not renew in time, it gave the name up too, and both read no holder.)
+    let (mut here, mut there) = (String::new(), String::new());
+    for _ in 0..100 {
+        here = ask(&mut a, "holder shard-7", "holder shard-7");
+        there = ask(&mut c, "holder shard-7", "holder shard-7");
+        if here == there && !here.contains(" err ") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(there, here);
+    assert!(
+        here == format!("holder shard-7 a {next}") || here == "holder shard-7 -",
+        "{here}"
+    );
+    assert_eq!(
+        ask(&mut c, "alive shard-7", "alive shard-7"),
+        "alive shard-7 false"
+    );
+}

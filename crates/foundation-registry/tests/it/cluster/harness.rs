@@ -18,6 +18,10 @@
 //!   `pick <service> <rr|random|least|local|hash:KEY>` (`@picked <id>|-`),
 //!   `load <id> <load>` (`@load <id> <true|false>`);
 //! - `wait <count>`: `@count <count>` once that many names resolve;
+//! - with `CONSISTENT` set, the strongly consistent registry `locks` (3 voters, 1.5 s
+//!   leases): `cready` (`@cready <leader>`), `claim <key>` (`@claim <key> ok <token>`,
+//!   `taken <node>` or `err <why>`), `holder <key>` (linearizable: `@holder <key> <node>
+//!   <token>`, `-` or `err <why>`), `release <key>`; lost leases print `@lease lost <key>`;
 //! - `exit`.
 
 use std::collections::HashMap;
@@ -29,6 +33,9 @@ use foundation_actors::{RemoteMessage, SupervisorEvent};
 use foundation_cluster::discovery::Peer;
 use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
 use foundation_registry::cluster::Options;
+use foundation_registry::consistent::{
+    ConsistentError, ConsistentOptions, ConsistentRegistry, LeaseEvent,
+};
 use foundation_registry::services::{InstanceId, Route, Services, Spec};
 use foundation_registry::{ClusterRegistry, OnConflict, RegistryEvent};
 pub use foundation_testkit::{Child, Net};
@@ -173,6 +180,22 @@ async fn run(name: String) {
     .await
     .unwrap();
     let mut offered: HashMap<String, InstanceId> = HashMap::new();
+    let locks: Option<ConsistentRegistry<String, Echo, String>> = match var("CONSISTENT") {
+        Some(_) => {
+            let options = ConsistentOptions::new("locks")
+                .lease(Duration::from_millis(1500))
+                .group(|g| g.voters(3).write_timeout(Duration::from_secs(2)));
+            let locks = ConsistentRegistry::start(&node, options).await.unwrap();
+            let mut lost = locks.subscribe();
+            tokio::spawn(async move {
+                while let Ok(LeaseEvent::Lost { key, .. }) = lost.recv().await {
+                    say(&format!("lease lost {key}"));
+                }
+            });
+            Some(locks)
+        }
+        None => None,
+    };
     let sup = DynamicSupervisor::start("echoes", None).await.unwrap();
     let mut exits = sup.handle().subscribe();
     tokio::spawn(async move {
@@ -305,6 +328,50 @@ async fn run(name: String) {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 say(&format!("count {n}"));
+            }
+            ["cready"] => {
+                let locks = locks.as_ref().unwrap();
+                match locks.wait_ready(Duration::from_secs(20)).await {
+                    Ok(leader) => say(&format!("cready {leader}")),
+                    Err(e) => say(&format!("cready err {e}")),
+                }
+            }
+            ["claim", key] => {
+                let locks = locks.as_ref().unwrap();
+                let addr = spawn_echo(&sup, key, &name).await;
+                match locks
+                    .register((*key).to_owned(), &addr, String::new())
+                    .await
+                {
+                    Ok(lease) => {
+                        procs.insert((*key).to_owned(), addr);
+                        say(&format!("claim {key} ok {}", lease.token));
+                    }
+                    Err(ConsistentError::Taken { holder, .. }) => {
+                        addr.stop(None);
+                        say(&format!("claim {key} taken {holder}"));
+                    }
+                    Err(e) => {
+                        addr.stop(None);
+                        say(&format!("claim {key} err {e}"));
+                    }
+                }
+            }
+            ["holder", key] => {
+                let locks = locks.as_ref().unwrap();
+                match locks.whereis(&(*key).to_owned()).await {
+                    Ok(Some(h)) => say(&format!("holder {key} {} {}", h.location.node(), h.token)),
+                    Ok(None) => say(&format!("holder {key} -")),
+                    Err(e) => say(&format!("holder {key} err {e}")),
+                }
+            }
+            ["release", key] => {
+                let locks = locks.as_ref().unwrap();
+                let r = locks.unregister(&(*key).to_owned()).await;
+                say(&format!(
+                    "release {key} {}",
+                    r.map_or_else(|e| e.to_string(), |b| b.to_string())
+                ));
             }
             ["exit"] => break,
             _ => say(&format!("unknown command {line}")),
