@@ -4,8 +4,9 @@
 //! ([`discovery`]: static seeds, mDNS, Kubernetes, DNS, chosen from the environment),
 //! authenticate with a cookie (and TLS if configured) over ractor_cluster sessions, notice
 //! when a peer goes away ([`membership`]: a closed connection at once, silence after 3 s
-//! by default, graceful leaves, restarts), agree on owners of keys ([`ring`]), and send
-//! each other messages by name, with the sender's context ([`node`]).
+//! by default, graceful leaves, restarts), agree on owners of keys ([`ring`]), send each
+//! other messages by name, with the sender's context ([`node`]), and run consensus groups
+//! for what must never have two answers (`raft`, feature `raft`, on by default).
 //!
 //! The guide is `docs/cluster.md`.
 //!
