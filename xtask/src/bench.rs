@@ -221,6 +221,14 @@ const HEADLINES: &[Headline] = &[
         budget: Budget::AtMostNs(100_000.0),
     },
     Headline {
+        name: "consistent registration (raft), 3 nodes",
+        ours: "consistent_register/foundation",
+        competitor: "cluster_register/foundation",
+        paired: None,
+        unit: "ns",
+        budget: Budget::None,
+    },
+    Headline {
         name: "remote tell (>= 500k msg/s)",
         ours: "remote_tell/foundation",
         competitor: "remote_tell/ractor_cluster",

@@ -6,6 +6,9 @@
 //!   both peers); `local_registry` is the local [`Registry::register`] of the same names,
 //!   in the same run, to show what the cluster adds. Only registrations are timed; the
 //!   names are unregistered between batches.
+//! - Criterion group `consistent_register`: `foundation` is
+//!   [`ConsistentRegistry::register`] on `a`, a linearizable write through the 3-voter Raft
+//!   group (names released between batches, untimed), beside `cluster_register`'s figure.
 //! - Visibility: `a` registers 1,000 names, 2 ms apart; `b` and `c` note the wall-clock
 //!   time each name's `Registered` event reaches them. Per name, the time from just before
 //!   `register` on `a` to the later of the two; p50 and p99 go to
@@ -24,6 +27,7 @@ use foundation_actors::{Actor, ActorError, Addr, RemoteMessage, spawn};
 use foundation_cluster::discovery::Peer;
 use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
 use foundation_registry::cluster::Options;
+use foundation_registry::consistent::{ConsistentOptions, ConsistentRegistry};
 use foundation_registry::{ClusterRegistry, Registry, RegistryEvent};
 use foundation_testkit::{Child, commands, say};
 
@@ -70,6 +74,7 @@ async fn child() {
     let options = Options::new("bench").events(1 << 16);
     let names: Names = ClusterRegistry::start_with(&node, options).await.unwrap();
     let mut events = names.subscribe();
+    let _locks = locks(&node).await;
     let mut cluster = node.subscribe();
     node.connect(&seed.parse::<Peer>().unwrap());
     tokio::spawn(async move {
@@ -103,6 +108,14 @@ async fn child() {
     node.shutdown().await;
 }
 
+type Locks = ConsistentRegistry<String, Named, ()>;
+
+async fn locks(node: &Node) -> Locks {
+    ConsistentRegistry::start(node, ConsistentOptions::new("bench-locks"))
+        .await
+        .unwrap()
+}
+
 fn start_child(name: &str, seed: &str) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.env("FOUNDATION_BENCH_CHILD", "1");
@@ -125,14 +138,15 @@ fn main() {
         return;
     }
 
-    let (node, names, addr) = rt.block_on(async {
+    let (node, names, addr, locks) = rt.block_on(async {
         let node =
             Node::start(NodeConfig::new("a", "bench").listen("127.0.0.1:0".parse().unwrap()))
                 .await
                 .unwrap();
         let names: Names = ClusterRegistry::start(&node, "bench").await.unwrap();
         let addr = spawn(Idle, ()).await.unwrap();
-        (node, names, addr)
+        let locks = locks(&node).await;
+        (node, names, addr, locks)
     });
     let seed = node.advertised().to_owned();
     let mut b = start_child("b", &seed);
@@ -189,6 +203,29 @@ fn main() {
                     done += n as u64;
                 }
                 total
+            });
+        });
+        g.finish();
+    }
+
+    rt.block_on(locks.wait_ready(Duration::from_secs(30))).unwrap();
+    {
+        let mut g = crit.benchmark_group("consistent_register");
+        g.sample_size(20);
+        g.bench_function("foundation", |bch| {
+            bch.to_async(&rt).iter_custom(|iters| {
+                let (locks, addr) = (locks.clone(), addr.clone());
+                async move {
+                    let mut total = Duration::ZERO;
+                    for i in 0..iters {
+                        let key = format!("lock-{i}");
+                        let t = Instant::now();
+                        locks.register(key.clone(), &addr, ()).await.unwrap();
+                        total += t.elapsed();
+                        locks.unregister(&key).await.unwrap();
+                    }
+                    total
+                }
             });
         });
         g.finish();
