@@ -206,6 +206,37 @@ pub fn node_id(name: &str, incarnation: u64) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
+/// The time a write or read may take, counted from its start.
+struct Budget {
+    timeout: Duration,
+    deadline: tokio::time::Instant,
+}
+
+impl Budget {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            deadline: tokio::time::Instant::now() + timeout,
+        }
+    }
+
+    /// What is left of it, or the error for having spent it.
+    fn left(&self) -> Result<Duration, GroupError> {
+        let left = self
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            Err(self.spent())
+        } else {
+            Ok(left)
+        }
+    }
+
+    fn spent(&self) -> GroupError {
+        GroupError::NoQuorum(self.timeout)
+    }
+}
+
 /// Why a forwarded write was not done.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Refused {
@@ -337,18 +368,14 @@ impl<S: Machine> Group<S> {
     /// [`GroupError::NoQuorum`] if no leader commits it within the write timeout (the
     /// outcome is then unknown); [`GroupError::Raft`] or [`GroupError::Protocol`].
     pub async fn write(&self, command: Vec<u8>) -> Result<Vec<u8>, GroupError> {
-        let timeout = self.inner.options.write_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let budget = Budget::new(self.inner.options.write_timeout);
         let inner = &self.inner;
         loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return Err(GroupError::NoQuorum(timeout));
-            }
+            let left = budget.left()?;
             let leader = match tokio::time::timeout(left, inner.raft.client_write(command.clone()))
                 .await
             {
-                Err(_) => return Err(GroupError::NoQuorum(timeout)),
+                Err(_) => return Err(budget.spent()),
                 Ok(Ok(written)) => return Ok(written.data),
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => f.leader_node,
                 Ok(Err(e)) => return Err(GroupError::Raft(e.to_string())),
@@ -377,7 +404,7 @@ impl<S: Machine> Group<S> {
                 },
                 Err(crate::node::RemoteError::UnknownNode(_)) => self.settle(left).await,
                 // Sent, and the answer lost: it may have been written.
-                Err(_) => return Err(GroupError::NoQuorum(timeout)),
+                Err(_) => return Err(budget.spent()),
             }
         }
     }
@@ -398,14 +425,10 @@ impl<S: Machine> Group<S> {
     ///
     /// [`GroupError::NoQuorum`] if no leader confirms within the write timeout.
     pub async fn read<R>(&self, f: impl FnOnce(&S) -> R) -> Result<R, GroupError> {
-        let timeout = self.inner.options.write_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let budget = Budget::new(self.inner.options.write_timeout);
         let inner = &self.inner;
         loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return Err(GroupError::NoQuorum(timeout));
-            }
+            let left = budget.left()?;
             if self.is_leader() {
                 match tokio::time::timeout(left, inner.raft.ensure_linearizable()).await {
                     Ok(Ok(_)) => return Ok(inner.machine.read(f)),
@@ -413,7 +436,7 @@ impl<S: Machine> Group<S> {
                         self.settle(left).await;
                         continue;
                     }
-                    Err(_) => return Err(GroupError::NoQuorum(timeout)),
+                    Err(_) => return Err(budget.spent()),
                 }
             }
             let Some(leader) = self.leader() else {
@@ -444,7 +467,7 @@ impl<S: Machine> Group<S> {
                     .applied_index_at_least(Some(index), "linearizable read")
                     .await;
                 if waited.is_err() {
-                    return Err(GroupError::NoQuorum(timeout));
+                    return Err(budget.spent());
                 }
             }
             return Ok(inner.machine.read(f));

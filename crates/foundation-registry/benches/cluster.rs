@@ -122,6 +122,31 @@ fn start_child(name: &str, seed: &str) -> Child {
     Child::run(cmd, name, &[("SEEDS", seed)])
 }
 
+/// Runs `iters` registrations in batches of up to `keys.len()`, timing only `register`;
+/// `unregister` frees each batch's keys, untimed, then it pauses for `pause`.
+fn in_batches(
+    iters: u64,
+    keys: &[String],
+    mut register: impl FnMut(&String),
+    mut unregister: impl FnMut(&String),
+    pause: Duration,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let n = usize::try_from(iters - done)
+            .unwrap_or(usize::MAX)
+            .min(keys.len());
+        let t = Instant::now();
+        keys[..n].iter().for_each(&mut register);
+        total += t.elapsed();
+        keys[..n].iter().for_each(&mut unregister);
+        done += n as u64;
+        std::thread::sleep(pause);
+    }
+    total
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -167,48 +192,36 @@ fn main() {
         g.bench_function("foundation", |bch| {
             let _rt = rt.enter();
             bch.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                let mut done = 0;
-                while done < iters {
-                    let n = (iters - done).min(keys.len() as u64) as usize;
-                    let t = Instant::now();
-                    for k in &keys[..n] {
-                        names.register(k.clone(), &addr, ()).unwrap();
-                    }
-                    total += t.elapsed();
-                    for k in &keys[..n] {
+                in_batches(
+                    iters,
+                    &keys,
+                    |k| names.register(k.clone(), &addr, ()).unwrap(),
+                    |k| {
                         names.unregister(k);
-                    }
-                    done += n as u64;
+                    },
                     // Let the peers keep up, as a real registration rate would.
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                total
+                    Duration::from_millis(1),
+                )
             });
         });
         g.bench_function("local_registry", |bch| {
             bch.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                let mut done = 0;
-                while done < iters {
-                    let n = (iters - done).min(keys.len() as u64) as usize;
-                    let t = Instant::now();
-                    for k in &keys[..n] {
-                        local.register(k.clone(), &addr, ()).unwrap();
-                    }
-                    total += t.elapsed();
-                    for k in &keys[..n] {
+                in_batches(
+                    iters,
+                    &keys,
+                    |k| local.register(k.clone(), &addr, ()).unwrap(),
+                    |k| {
                         local.unregister(k, &addr);
-                    }
-                    done += n as u64;
-                }
-                total
+                    },
+                    Duration::ZERO,
+                )
             });
         });
         g.finish();
     }
 
-    rt.block_on(locks.wait_ready(Duration::from_secs(30))).unwrap();
+    rt.block_on(locks.wait_ready(Duration::from_secs(30)))
+        .unwrap();
     {
         let mut g = crit.benchmark_group("consistent_register");
         g.sample_size(20);

@@ -94,6 +94,15 @@ async fn wait_member(node: &Node, peer: &str) {
     .expect("the peer never joined");
 }
 
+/// Starts nodes `b` and `c` seeded with `a`, and waits until they see each other and `a`.
+fn children_of(a: &Node) -> (Child, Child) {
+    let mut b = start("b", &[("SEEDS", a.advertised())]);
+    let mut c = start("c", &[("SEEDS", a.advertised())]);
+    b.expect_all(&["up a", "up c"]);
+    c.expect_all(&["up a", "up b"]);
+    (b, c)
+}
+
 /// Asks a child a question and returns the answer line.
 fn ask(child: &mut Child, line: &str, answer: &str) -> String {
     child.tell(line);
@@ -105,10 +114,7 @@ async fn a_name_registered_on_one_node_is_found_on_every_node_and_reached_from_e
     let _g = IN_PROCESS.lock().await;
     let (a, names) = local().await;
     let mut events = names.subscribe();
-    let mut b = start("b", &[("SEEDS", a.advertised())]);
-    let mut c = start("c", &[("SEEDS", a.advertised())]);
-    b.expect_all(&["up a", "up c"]);
-    c.expect_all(&["up a", "up b"]);
+    let (mut b, mut c) = children_of(&a);
 
     b.tell("register svc blue");
     b.expect(|l| l == "registered svc ok");
@@ -180,10 +186,7 @@ async fn a_name_goes_everywhere_with_its_process_and_with_its_node() {
     let _g = IN_PROCESS.lock().await;
     let (a, names) = local().await;
     let mut events = names.subscribe();
-    let mut b = start("b", &[("SEEDS", a.advertised())]);
-    let mut c = start("c", &[("SEEDS", a.advertised())]);
-    b.expect_all(&["up a", "up c"]);
-    c.expect_all(&["up a", "up b"]);
+    let (mut b, mut c) = children_of(&a);
     b.tell("register x 1");
     c.tell("register y 1");
     c.tell("register z 1");
@@ -463,10 +466,7 @@ async fn services_are_discovered_everywhere_routed_by_each_strategy_and_a_dead_o
     )
     .await
     .unwrap();
-    let mut b = start("b", &[("SEEDS", a.advertised())]);
-    let mut c = start("c", &[("SEEDS", a.advertised())]);
-    b.expect_all(&["up a", "up c"]);
-    c.expect_all(&["up a", "up b"]);
+    let (mut b, mut c) = children_of(&a);
     let b1 = ask(&mut b, "offer render http,gpu eu", "offered")["offered ".len()..].to_owned();
     let b2 = ask(&mut b, "offer render http eu", "offered")["offered ".len()..].to_owned();
     let c1 = ask(&mut c, "offer render http us", "offered")["offered ".len()..].to_owned();
