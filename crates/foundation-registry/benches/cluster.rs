@@ -76,7 +76,6 @@ async fn child() {
     let mut events = names.subscribe();
     let _locks = locks(&node).await;
     let mut cluster = node.subscribe();
-    node.connect(&seed.parse::<Peer>().unwrap());
     tokio::spawn(async move {
         while let Ok(e) = cluster.recv().await {
             if let ClusterEvent::NodeUp(m) = e {
@@ -98,7 +97,10 @@ async fn child() {
             }
         }
     });
+    // Ready before dialing: a line printed before `ready` would be skipped by the parent's
+    // wait for it.
     say(&format!("ready {name} {}", node.advertised()));
+    node.connect(&seed.parse::<Peer>().unwrap());
     let mut lines = commands();
     while let Some(line) = lines.recv().await {
         if line == "exit" {

@@ -80,7 +80,8 @@ impl Child {
 
     /// Runs `cmd` (a program that speaks the `@`-line protocol: a bench binary re-run as
     /// a node, say) as node `name`, with the settings as [`Child::start`] gives them, and
-    /// waits for its `@ready <name> <addr>` line.
+    /// waits for its `@ready <name> <addr>` line. Lines printed before that one are
+    /// skipped, so a child says `ready` before it dials anyone.
     pub fn run(mut cmd: Command, name: &str, settings: &[(&str, &str)]) -> Self {
         cmd.env("FOUNDATION_TEST_NODE_NAME", name)
             .stdin(Stdio::piped())

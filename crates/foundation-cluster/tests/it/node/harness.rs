@@ -174,18 +174,6 @@ fn node_process() {
                 say(&format!("event {}", event_line(&e)));
             }
         });
-        if let Some(peers) = var("ENV_PEERS") {
-            // As a deployment would: FOUNDATION_PEERS in the environment, strategy detected.
-            let env = move |k: &str| (k == "FOUNDATION_PEERS").then(|| peers.clone());
-            node.discover_from_env(env).unwrap();
-        }
-        for seed in var("SEEDS")
-            .unwrap_or_default()
-            .split(',')
-            .filter(|s| !s.is_empty())
-        {
-            node.connect(&seed.parse::<Peer>().unwrap());
-        }
         let group = match var("RAFT_VOTERS") {
             Some(n) => {
                 let options = GroupOptions::new("journal")
@@ -199,7 +187,21 @@ fn node_process() {
             }
             None => None,
         };
+        // Ready before dialing: a line printed before `ready` would be skipped by the
+        // parent's wait for it.
         say(&format!("ready {} {}", node.name(), node.advertised()));
+        if let Some(peers) = var("ENV_PEERS") {
+            // As a deployment would: FOUNDATION_PEERS in the environment, strategy detected.
+            let env = move |k: &str| (k == "FOUNDATION_PEERS").then(|| peers.clone());
+            node.discover_from_env(env).unwrap();
+        }
+        for seed in var("SEEDS")
+            .unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+        {
+            node.connect(&seed.parse::<Peer>().unwrap());
+        }
         let mut rx = commands();
         while let Some(line) = rx.recv().await {
             let words: Vec<&str> = line.split_whitespace().collect();

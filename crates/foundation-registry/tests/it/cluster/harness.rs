@@ -215,6 +215,9 @@ async fn run(name: String) {
             }
         }
     });
+    // Ready before dialing: a line printed before `ready` would be skipped by the parent's
+    // wait for it.
+    say(&format!("ready {} {}", node.name(), node.advertised()));
     for seed in var("SEEDS")
         .unwrap_or_default()
         .split(',')
@@ -222,7 +225,6 @@ async fn run(name: String) {
     {
         node.connect(&seed.parse::<Peer>().unwrap());
     }
-    say(&format!("ready {} {}", node.name(), node.advertised()));
     let mut procs: HashMap<String, Addr<Echo>> = HashMap::new();
     let mut lines = commands();
     while let Some(line) = lines.recv().await {
