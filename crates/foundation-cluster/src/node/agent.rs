@@ -41,7 +41,16 @@ pub(crate) struct Hello {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum AgentMsg {
     Hello(Hello),
-    Leaving { node: String, incarnation: u64 },
+    Leaving {
+        node: String,
+        incarnation: u64,
+    },
+    /// The sender's live members' addresses, sent to every peer when a member joins: a
+    /// node that joined through this one at the same moment as another learns of it here,
+    /// not only from a hello that may have been sent before the other arrived.
+    Members {
+        members: Vec<String>,
+    },
 }
 
 // The agent's messages cross ractor_cluster sessions, so they implement ractor's
@@ -124,6 +133,7 @@ impl Actor for Agent {
                 Event::Hello(hello)
             }
             AgentMsg::Leaving { node, incarnation } => Event::Leaving { node, incarnation },
+            AgentMsg::Members { members } => Event::Members(members),
         };
         let _ = self.events.send(event);
         Ok(())

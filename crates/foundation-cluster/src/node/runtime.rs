@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use super::ClusterEvent;
-use super::agent::Hello;
+use super::agent::{AgentMsg, Hello};
 use super::config::{NodeConfig, Tls};
 use super::exports::Inbox;
 use super::lane::{self, Heard, Outbox, PREAMBLE};
@@ -220,6 +220,8 @@ fn new_token() -> u128 {
 /// What the event loop hears.
 pub(crate) enum Event {
     Hello(Hello),
+    /// A peer's live members' addresses (gossip).
+    Members(Vec<String>),
     Leaving {
         node: String,
         incarnation: u64,
@@ -692,6 +694,12 @@ impl Loop {
         }
         // The view callers read is up to date before anyone hears of the change.
         *write(&self.shared.members) = self.membership.live().cloned().collect();
+        if events
+            .iter()
+            .any(|e| matches!(e, MembershipEvent::NodeUp(_)))
+        {
+            self.gossip_members();
+        }
         for ev in events {
             match &ev {
                 MembershipEvent::NodeUp(m) => {
@@ -703,6 +711,28 @@ impl Loop {
                 }
             }
             let _ = self.shared.events.send(ev.into());
+        }
+    }
+
+    /// Tells every peer's agent this node's live members, so that nodes that joined
+    /// through this one at about the same time find each other.
+    fn gossip_members(&self) {
+        let members: Vec<String> = read(&self.shared.members)
+            .iter()
+            .map(|m| m.addr.clone())
+            .collect();
+        let agents = ractor::pg::get_scoped_members(
+            &super::agent::SCOPE.to_owned(),
+            &super::agent::GROUP.to_owned(),
+        );
+        for cell in agents.into_iter().filter(|c| !c.get_id().is_local()) {
+            let peer: ActorRef<AgentMsg> = cell.into();
+            let msg = AgentMsg::Members {
+                members: members.clone(),
+            };
+            if let Err(e) = peer.cast(msg) {
+                tracing::debug!(error = %e, "could not gossip members to a peer's agent");
+            }
         }
     }
 
@@ -777,6 +807,12 @@ impl Loop {
         let now = Instant::now();
         match ev {
             Event::Hello(h) => self.on_hello(h, now),
+            Event::Members(members) => {
+                for a in members {
+                    self.know(a, "gossip");
+                }
+                self.dial_due(now);
+            }
             Event::Leaving { node, incarnation } => {
                 let evs = self.membership.leaving(&node, incarnation);
                 self.publish(evs);

@@ -99,6 +99,34 @@ async fn three_nodes_mesh_through_one_seed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_join_through_one_seed_at_the_same_moment_find_each_other() {
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c).await;
+    let seed = a.advertised().to_owned();
+    // Several at once: the seed's hello to each may predate the others' arrival; its
+    // gossip when each joins must still introduce them to one another.
+    let names = ["b", "c", "d", "e"];
+    let mut kids: Vec<Child> = std::thread::scope(|s| {
+        let started: Vec<_> = names
+            .iter()
+            .map(|n| s.spawn(|| harness::start(n, &[("SEEDS", seed.as_str())])))
+            .collect();
+        started.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for kid in &mut kids {
+        let me = kid.name.clone();
+        let others: Vec<String> = std::iter::once("a")
+            .chain(names.iter().copied())
+            .filter(|n| *n != me)
+            .map(|n| format!("event up {n}"))
+            .collect();
+        let others: Vec<&str> = others.iter().map(String::as_str).collect();
+        kid.expect_all(&others);
+    }
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_is_down_when_its_connection_closes_not_after_the_silence() {
     let _one = IN_PROCESS.lock().await;
     // A silence limit far longer than the test: only a closed connection can explain

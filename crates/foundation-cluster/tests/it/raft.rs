@@ -109,6 +109,25 @@ fn a_minority_cut_off_cannot_write_and_catches_up_after_the_heal() {
             harness::start_in(&net.ns(i), name, &s)
         })
         .collect();
+    // A full mesh first: the majority must be connected without the node cut off.
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let want: Vec<&str> = ["a", "b", "c"]
+            .into_iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, n)| n)
+            .collect();
+        let want = format!("members {}", want.join(","));
+        let mut got = String::new();
+        for _ in 0..300 {
+            got = ask(node, "members", "members");
+            if got == want {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(got, want);
+    }
     let leader = leader_seen_by(&mut nodes[0], "-");
     let got = ask(&mut nodes[1], "rwrite before", "rwrite before");
     assert!(got.starts_with("rwrite before ok 1"), "{got}");
