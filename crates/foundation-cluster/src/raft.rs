@@ -410,10 +410,27 @@ impl<S: Machine> Group<S> {
     }
 
     /// Waits for a change of leadership (or a short while), before trying again.
+    ///
+    /// Only a change of leader or term ends the wait early: metrics change with every
+    /// heartbeat, and waking on those would spin.
     async fn settle(&self, left: Duration) {
         let mut metrics = self.inner.raft.metrics();
+        let seen = {
+            let m = metrics.borrow();
+            (m.current_leader, m.current_term)
+        };
         let pause = left.min(self.inner.options.heartbeat * 2);
-        let _ = tokio::time::timeout(pause, metrics.changed()).await;
+        let _ = tokio::time::timeout(pause, async {
+            while metrics.changed().await.is_ok() {
+                let m = metrics.borrow();
+                if (m.current_leader, m.current_term) != seen {
+                    return;
+                }
+            }
+            // The group shut down: wait out the pause rather than spin.
+            std::future::pending::<()>().await;
+        })
+        .await;
     }
 
     /// Reads the machine linearizably: the read sees every write that completed before it
