@@ -122,8 +122,12 @@ fn main() {
     println!(
         "idle supervised actor: {ours:.0} B; raw ractor actor: {raw:.0} B; bare tokio task + mpsc: {bare:.0} B"
     );
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").to_owned());
+    // The target directory the bench binary runs from (`<target>/release/deps/<bench>`):
+    // right wherever the checkout was when it was built.
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(|t| t.display().to_string()))
+        .unwrap();
     let json = format!(
         "{{\"figures\":[{{\"name\":\"idle supervised actor\",\"value\":{ours:.1},\"unit\":\"B\",\"competitor\":\"raw ractor actor\",\"competitor_value\":{raw:.1}}},{{\"name\":\"bare tokio task + mpsc\",\"value\":{bare:.1},\"unit\":\"B\",\"competitor\":\"raw ractor actor\",\"competitor_value\":{raw:.1}}}]}}"
     );

@@ -146,7 +146,11 @@ fn main() {
         ));
     }
     json.push_str("]}");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").to_owned());
+    // The target directory the bench binary runs from (`<target>/release/deps/<bench>`):
+    // right wherever the checkout was when it was built.
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(|t| t.display().to_string()))
+        .unwrap();
     std::fs::write(format!("{target}/bench-paired.json"), json).unwrap();
 }

@@ -454,8 +454,12 @@ fn main() {
     println!(
         "mesh of 3 nodes: {mesh:.1} ms; killed node down after {kill:.1} ms; silent node down after {silent:.1} ms"
     );
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .unwrap_or_else(|_| format!("{}/../../target", env!("CARGO_MANIFEST_DIR")));
+    // The target directory the bench binary runs from (`<target>/release/deps/<bench>`):
+    // right wherever the checkout was when it was built.
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(|t| t.display().to_string()))
+        .unwrap();
     let json = format!(
         "{{\n  \"figures\": [\n    {{ \"name\": \"full mesh of 3 nodes\", \"value\": {mesh:.3}, \"unit\": \"ms\" }},\n    {{ \"name\": \"killed node detected\", \"value\": {kill:.3}, \"unit\": \"ms\" }},\n    {{ \"name\": \"silent node detected\", \"value\": {silent:.3}, \"unit\": \"ms\" }}\n  ]\n}}\n"
     );

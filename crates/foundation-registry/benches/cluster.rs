@@ -286,10 +286,12 @@ fn main() {
             { "name": "cluster name visible on all nodes, p99", "value": p99, "unit": "ms" },
         ]
     });
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
-        std::path::PathBuf::from,
-    );
+    // The target directory the bench binary runs from (`<target>/release/deps/<bench>`):
+    // right wherever the checkout was when it was built.
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(std::path::Path::to_path_buf))
+        .unwrap();
     std::fs::write(
         target.join("bench-registry.json"),
         serde_json::to_string_pretty(&json).unwrap(),
