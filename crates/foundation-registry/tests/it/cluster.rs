@@ -5,7 +5,7 @@ pub mod harness;
 
 use std::time::Duration;
 
-use foundation_actors::spawn;
+use foundation_actors::{Addr, spawn};
 use foundation_cluster::node::{Node, NodeConfig};
 use foundation_registry::cluster::{CastError, RegisterError, StartError};
 use foundation_registry::services::{Route, Services};
@@ -94,6 +94,15 @@ async fn wait_member(node: &Node, peer: &str) {
     .expect("the peer never joined");
 }
 
+/// An echo process on this node (`a`), answering as `key`.
+async fn echo_here(key: &str) -> Addr<Echo> {
+    let actor = EchoActor {
+        key: key.to_owned(),
+        node: "a".to_owned(),
+    };
+    spawn(actor, ()).await.unwrap()
+}
+
 /// Starts nodes `b` and `c` seeded with `a`, and waits until they see each other and `a`.
 fn children_of(a: &Node) -> (Child, Child) {
     let mut b = start("b", &[("SEEDS", a.advertised())]);
@@ -141,15 +150,7 @@ async fn a_name_registered_on_one_node_is_found_on_every_node_and_reached_from_e
     assert_eq!(reply, "svc@b hey");
 
     // A name of this node, found and called from the others.
-    let home = spawn(
-        EchoActor {
-            key: "home".into(),
-            node: "a".into(),
-        },
-        (),
-    )
-    .await
-    .unwrap();
+    let home = echo_here("home").await;
     names.register("home".into(), &home, "here".into()).unwrap();
     assert!(names.whereis("home").unwrap().is_local());
     b.expect(|l| l == "ev registered home a");
@@ -164,15 +165,7 @@ async fn a_name_registered_on_one_node_is_found_on_every_node_and_reached_from_e
         ask(&mut c, "register svc red", "registered svc"),
         "registered svc err `\"svc\"` is registered already, on node `b`"
     );
-    let other = spawn(
-        EchoActor {
-            key: "svc".into(),
-            node: "a".into(),
-        },
-        (),
-    )
-    .await
-    .unwrap();
+    let other = echo_here("svc").await;
     assert!(matches!(
         names.register("svc".into(), &other, String::new()),
         Err(RegisterError::Taken { holder, .. }) if holder == "b"
@@ -231,15 +224,7 @@ async fn ten_thousand_names_from_three_nodes_converge_everywhere_late_joiner_inc
     b.expect(|l| l == "up a");
     // Registered while b registers its own, and before c exists.
     b.tell("bulk b 4000");
-    let echo = spawn(
-        EchoActor {
-            key: "a".into(),
-            node: "a".into(),
-        },
-        (),
-    )
-    .await
-    .unwrap();
+    let echo = echo_here("a").await;
     for i in 0..3000 {
         names
             .register(format!("a{i}"), &echo, String::new())
@@ -373,15 +358,7 @@ async fn bad_input_is_refused_and_replication_goes_on() {
     assert!(matches!(again, Err(StartError::ScopeTaken(s)) if s == "names"));
 
     // A process that has stopped.
-    let gone = spawn(
-        EchoActor {
-            key: "gone".into(),
-            node: "a".into(),
-        },
-        (),
-    )
-    .await
-    .unwrap();
+    let gone = echo_here("gone").await;
     gone.stop(None);
     while !gone.is_stopped() {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -403,15 +380,7 @@ async fn bad_input_is_refused_and_replication_goes_on() {
     // Replication goes on, both ways.
     b.tell("register after v");
     wait_event(&mut events, registered("after", "b")).await;
-    let echo = spawn(
-        EchoActor {
-            key: "mine".into(),
-            node: "a".into(),
-        },
-        (),
-    )
-    .await
-    .unwrap();
+    let echo = echo_here("mine").await;
     names.register("mine".into(), &echo, String::new()).unwrap();
     b.expect(|l| l == "ev registered mine a");
 
