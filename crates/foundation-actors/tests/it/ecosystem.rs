@@ -170,7 +170,12 @@ async fn key_hash_sends_equal_keys_to_one_worker() {
     let eco = Ecosystem::start(h.spec("keys", 4).routing(Routing::KeyHash))
         .await
         .unwrap();
-    let keys = ["alpha", "beta", "gamma", "delta", "epsilon"];
+    // Sixteen keys: with a per-run hash seed, five keys all land on one of four workers
+    // once in 256 runs; sixteen, once in 4^15.
+    let keys = [
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
+        "lambda", "mu", "nu", "xi", "omicron", "pi",
+    ];
     for n in 0..100u32 {
         let k = keys[n as usize % keys.len()];
         eco.send_keyed(k, Job::Key(k, n)).await.unwrap();
@@ -189,7 +194,7 @@ async fn key_hash_sends_equal_keys_to_one_worker() {
     let used: HashSet<usize> = seen.iter().map(|(_, w)| *w).collect();
     assert!(
         used.len() > 1,
-        "five keys all went to one of four workers: {used:?}"
+        "sixteen keys all went to one of four workers: {used:?}"
     );
     eco.shutdown().await;
 }
