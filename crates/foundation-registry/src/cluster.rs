@@ -103,7 +103,8 @@ use tokio::sync::broadcast;
 
 pub use error::{CallError, CastError, RegisterError, StartError};
 pub(crate) use sync::Found;
-use sync::{Inner, Syncer, lock};
+pub(crate) use sync::lock;
+use sync::{Inner, Syncer};
 
 use crate::Lookup;
 

@@ -39,7 +39,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::cluster::{CallError, CastError, Key, Location, OnConflict, Value, call_at, cast_at};
+use crate::cluster::{
+    CallError, CastError, Key, Location, OnConflict, Value, call_at, cast_at, lock,
+};
 
 /// One granted name, as the group keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,10 +313,6 @@ struct Inner<K, M> {
     next_id: AtomicU64,
     events: broadcast::Sender<LeaseEvent<K>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl<K, M> Drop for Inner<K, M> {
@@ -601,16 +599,19 @@ async fn write_release<K, M>(
     Ok(())
 }
 
+/// Takes this node's hold on `key` out of its table, if it is still the grant `token`
+/// (a later grant of the same key is left alone).
+fn take_holding<K: Key, M>(inner: &Inner<K, M>, key: &K, token: u64) -> Option<Holding<M>> {
+    let mut held = lock(&inner.held);
+    match held.get(key) {
+        Some(h) if h.token == token => held.remove(key),
+        _ => None,
+    }
+}
+
 /// A held process stopped: give its name back (if it still holds it with `token`).
 async fn release<K: Key, M: RemoteMessage>(inner: &Inner<K, M>, key: &K, token: u64) {
-    let held = {
-        let mut held = lock(&inner.held);
-        match held.get(key) {
-            Some(h) if h.token == token => held.remove(key),
-            _ => None,
-        }
-    };
-    if let Some(h) = held {
+    if let Some(h) = take_holding(inner, key, token) {
         inner.node.unexport(&h.export);
         if let Ok(k) = encode(key) {
             if let Err(e) = write_release(inner, k, token).await {
@@ -622,14 +623,7 @@ async fn release<K: Key, M: RemoteMessage>(inner: &Inner<K, M>, key: &K, token: 
 
 /// Takes `key` away from this node: its lease is lost.
 fn lose<K: Key, M: RemoteMessage>(inner: &Inner<K, M>, key: &K, token: u64, why: &str) {
-    let held = {
-        let mut held = lock(&inner.held);
-        match held.get(key) {
-            Some(h) if h.token == token => held.remove(key),
-            _ => None,
-        }
-    };
-    let Some(mut h) = held else {
+    let Some(mut h) = take_holding(inner, key, token) else {
         return;
     };
     if let Some(hook) = h.hook.take() {
