@@ -54,11 +54,15 @@
 //! # }
 //! ```
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::time::Instant;
 
@@ -119,6 +123,63 @@ tokio::task_local! {
     static CURRENT: Context;
 }
 
+thread_local! {
+    /// How many context scopes this thread is inside right now: a [`Context::scope`] future
+    /// being polled or dropped, or a [`Context::sync_scope`] closure running. The task-local
+    /// is only ever set inside one of those, so while this is zero no context is current,
+    /// and [`Context::current`] answers without the task-local lookup (a plain
+    /// thread-local read: sends from code that uses no context pay nearly nothing for it).
+    static ENTERED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// One scope entered on this thread, for as long as it lives (unwinding included).
+struct Entered(());
+
+impl Entered {
+    #[inline]
+    fn enter() -> Self {
+        ENTERED.with(|n| n.set(n.get().wrapping_add(1)));
+        Self(())
+    }
+}
+
+impl Drop for Entered {
+    #[inline]
+    fn drop(&mut self) {
+        ENTERED.with(|n| n.set(n.get().wrapping_sub(1)));
+    }
+}
+
+pin_project! {
+    /// A future run with a context current: tokio's task-local scope, counted in
+    /// [`ENTERED`] while it is polled and while it is dropped (the task-local is set then
+    /// too, so the inner future's drop sees its context).
+    #[project = ScopedProj]
+    struct Scoped<F: Future> {
+        #[pin]
+        inner: tokio::task::futures::TaskLocalFuture<Context, F>,
+        // Declared after `inner`, so it is dropped after it: set by `drop` below, it keeps
+        // the count up while `inner` drops.
+        dropping: Option<Entered>,
+    }
+
+    impl<F: Future> PinnedDrop for Scoped<F> {
+        fn drop(this: Pin<&mut Self>) {
+            *this.project().dropping = Some(Entered::enter());
+        }
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let _entered = Entered::enter();
+        self.project().inner.poll(cx)
+    }
+}
+
 /// A 128-bit trace identifier, shared by every hop of one request.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TraceId(pub u128);
@@ -165,11 +226,11 @@ impl fmt::Debug for SpanId {
     }
 }
 
+/// What the hops of a request share. Set where the request starts and rarely edited, so it
+/// sits behind one reference count; a hop's own span ids are inline in [`Context`].
 #[derive(Clone)]
-struct Inner {
+struct Shared {
     trace_id: TraceId,
-    span_id: SpanId,
-    parent_span: Option<SpanId>,
     request_id: Option<Arc<str>>,
     deadline: Option<Instant>,
     baggage: Vec<(Arc<str>, Arc<str>)>,
@@ -180,45 +241,64 @@ struct Inner {
 
 /// A request's context: trace id, span ids, request id, deadline and baggage.
 ///
-/// Cheap to clone (one reference count). Build it with the `with_*` methods; each returns
-/// a new context and leaves the original untouched. See the [module docs](self).
+/// Cheap to clone (one reference count): a hop's own ids are inline, and what the hops
+/// share is behind an `Arc`, so the next hop's context ([`Context::child`]) allocates
+/// nothing. Build it with the `with_*` methods; each returns a new context and leaves the
+/// original untouched. See the [module docs](self).
 #[derive(Clone)]
-pub struct Context(Arc<Inner>);
+pub struct Context {
+    shared: Arc<Shared>,
+    span_id: SpanId,
+    parent_span: Option<SpanId>,
+}
 
 impl Context {
     /// A new root context: fresh trace and span ids, no deadline, no baggage.
     pub fn new() -> Self {
-        Self(Arc::new(Inner {
-            trace_id: TraceId::random(),
+        Self {
+            shared: Arc::new(Shared {
+                trace_id: TraceId::random(),
+                request_id: None,
+                deadline: None,
+                baggage: Vec::new(),
+                span: None,
+            }),
             span_id: SpanId::random(),
             parent_span: None,
-            request_id: None,
-            deadline: None,
-            baggage: Vec::new(),
-            span: None,
-        }))
+        }
     }
 
     /// The context current in this task, if any.
     #[inline]
     pub fn current() -> Option<Self> {
+        if ENTERED.with(Cell::get) == 0 {
+            return None;
+        }
         CURRENT.try_with(Clone::clone).ok()
     }
 
     /// Runs `fut` with this context current: sends and calls made inside carry it.
     pub fn scope<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
-        CURRENT.scope(self, fut)
+        Scoped {
+            inner: CURRENT.scope(self, fut),
+            dropping: None,
+        }
     }
 
     /// Runs `f` with this context current (synchronous code).
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        let _entered = Entered::enter();
         CURRENT.sync_scope(self, f)
     }
 
-    fn edit(&self, f: impl FnOnce(&mut Inner)) -> Self {
-        let mut inner = (*self.0).clone();
-        f(&mut inner);
-        Self(Arc::new(inner))
+    /// This context with what the hops share edited.
+    fn edit(&self, f: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = (*self.shared).clone();
+        f(&mut shared);
+        Self {
+            shared: Arc::new(shared),
+            ..self.clone()
+        }
     }
 
     /// The edited context, or this one unchanged (with a warning) if the edit was refused.
@@ -231,10 +311,11 @@ impl Context {
 
     /// The context of the next hop: same trace, a new span id whose parent is this one's.
     pub fn child(&self) -> Self {
-        self.edit(|i| {
-            i.parent_span = Some(i.span_id);
-            i.span_id = SpanId::random();
-        })
+        Self {
+            parent_span: Some(self.span_id),
+            span_id: SpanId::random(),
+            ..self.clone()
+        }
     }
 
     /// This context with the given request id. An id longer than
@@ -287,7 +368,7 @@ impl Context {
     ) -> Result<Self, ContextError> {
         let (key, value) = (key.into(), value.into());
         let mut budget = BaggageBudget::default();
-        for (k, v) in self.0.baggage.iter().filter(|(k, _)| *k != key) {
+        for (k, v) in self.shared.baggage.iter().filter(|(k, _)| *k != key) {
             budget.add(k, v)?;
         }
         budget.add(&key, &value)?;
@@ -304,44 +385,44 @@ impl Context {
 
     /// The trace id.
     pub fn trace_id(&self) -> TraceId {
-        self.0.trace_id
+        self.shared.trace_id
     }
 
     /// This hop's span id.
     pub fn span_id(&self) -> SpanId {
-        self.0.span_id
+        self.span_id
     }
 
     /// The span id of the hop that sent this one, if any.
     pub fn parent_span(&self) -> Option<SpanId> {
-        self.0.parent_span
+        self.parent_span
     }
 
     /// The request id, if set.
     pub fn request_id(&self) -> Option<&str> {
-        self.0.request_id.as_deref()
+        self.shared.request_id.as_deref()
     }
 
     /// The deadline, if set.
     pub fn deadline(&self) -> Option<Instant> {
-        self.0.deadline
+        self.shared.deadline
     }
 
     /// Time left before the deadline: `None` without a deadline, zero once it has passed.
     pub fn remaining(&self) -> Option<Duration> {
-        self.0
+        self.shared
             .deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// Whether the deadline has passed.
     pub fn is_expired(&self) -> bool {
-        self.0.deadline.is_some_and(|d| d <= Instant::now())
+        self.shared.deadline.is_some_and(|d| d <= Instant::now())
     }
 
     /// A baggage value.
     pub fn baggage(&self, key: &str) -> Option<&str> {
-        self.0
+        self.shared
             .baggage
             .iter()
             .find(|(k, _)| &**k == key)
@@ -350,12 +431,12 @@ impl Context {
 
     /// All baggage items, in the order they were added.
     pub fn baggage_items(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.baggage.iter().map(|(k, v)| (&**k, &**v))
+        self.shared.baggage.iter().map(|(k, v)| (&**k, &**v))
     }
 
     /// The `tracing` span of the sender, when the message came from this process.
     pub fn sender_span(&self) -> Option<&tracing::Span> {
-        self.0.span.as_ref()
+        self.shared.span.as_ref()
     }
 }
 
@@ -368,12 +449,12 @@ impl Default for Context {
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
-            .field("trace_id", &self.0.trace_id)
-            .field("span_id", &self.0.span_id)
-            .field("parent_span", &self.0.parent_span)
-            .field("request_id", &self.0.request_id)
+            .field("trace_id", &self.shared.trace_id)
+            .field("span_id", &self.span_id)
+            .field("parent_span", &self.parent_span)
+            .field("request_id", &self.shared.request_id)
             .field("remaining", &self.remaining())
-            .field("baggage", &self.0.baggage)
+            .field("baggage", &self.shared.baggage)
             .finish()
     }
 }
@@ -383,10 +464,10 @@ impl PartialEq for Context {
     /// deadline or neither has: the deadline's instant (which a round trip through the
     /// wire shifts) and the local `tracing` span are not compared.
     fn eq(&self, other: &Self) -> bool {
-        let (a, b) = (&self.0, &other.0);
+        let (a, b) = (&self.shared, &other.shared);
         a.trace_id == b.trace_id
-            && a.span_id == b.span_id
-            && a.parent_span == b.parent_span
+            && self.span_id == other.span_id
+            && self.parent_span == other.parent_span
             && a.request_id == b.request_id
             && a.baggage == b.baggage
             && a.deadline.is_some() == b.deadline.is_some()
@@ -432,11 +513,11 @@ fn bounded_baggage<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Strin
 
 impl Serialize for Context {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let i = &self.0;
+        let i = &self.shared;
         Wire {
             trace_id: i.trace_id,
-            span_id: i.span_id,
-            parent_span: i.parent_span,
+            span_id: self.span_id,
+            parent_span: self.parent_span,
             request_id: i.request_id.as_deref().map(str::to_owned),
             remaining_us: self
                 .remaining()
@@ -458,21 +539,23 @@ impl<'de> Deserialize<'de> for Context {
             check_request_id(id).map_err(serde::de::Error::custom)?;
         }
         let now = Instant::now();
-        Ok(Self(Arc::new(Inner {
-            trace_id: w.trace_id,
+        Ok(Self {
+            shared: Arc::new(Shared {
+                trace_id: w.trace_id,
+                request_id: w.request_id.map(Into::into),
+                // A remaining time too large to add is no deadline in practice.
+                deadline: w
+                    .remaining_us
+                    .and_then(|us| now.checked_add(Duration::from_micros(us))),
+                baggage: w
+                    .baggage
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+                span: None,
+            }),
             span_id: w.span_id,
             parent_span: w.parent_span,
-            request_id: w.request_id.map(Into::into),
-            // A remaining time too large to add is no deadline in practice.
-            deadline: w
-                .remaining_us
-                .and_then(|us| now.checked_add(Duration::from_micros(us))),
-            baggage: w
-                .baggage
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-            span: None,
-        })))
+        })
     }
 }

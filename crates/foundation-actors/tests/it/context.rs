@@ -319,3 +319,96 @@ fn request_ids_are_bounded_at_both_ends() {
     let back: Context = serde_json::from_str(&serde_json::to_string(&ctx).unwrap()).unwrap();
     assert_eq!(back, ctx);
 }
+
+/// A future that is pending until told, and reports the context current when it drops.
+struct Pending {
+    dropped_under: Arc<Mutex<Option<Option<TraceId>>>>,
+}
+
+impl std::future::Future for Pending {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        // Polled inside the scope: the context is current.
+        assert!(Context::current().is_some());
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let now = Context::current().map(|c| c.trace_id());
+        *self.dropped_under.lock().unwrap() = Some(now);
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_scope_is_current_only_while_its_future_runs_or_drops() {
+    assert!(Context::current().is_none());
+    let ctx = Context::new();
+    let trace = ctx.trace_id();
+
+    // Polled once, then dropped unfinished: current inside, also while the inner future
+    // drops, and gone afterwards.
+    let dropped_under = Arc::new(Mutex::new(None));
+    let mut scoped = Box::pin(ctx.clone().scope(Pending {
+        dropped_under: dropped_under.clone(),
+    }));
+    assert!(futures::poll!(scoped.as_mut()).is_pending());
+    assert!(
+        Context::current().is_none(),
+        "leaked out of a pending scope"
+    );
+    drop(scoped);
+    assert_eq!(*dropped_under.lock().unwrap(), Some(Some(trace)));
+    assert!(
+        Context::current().is_none(),
+        "leaked out of a dropped scope"
+    );
+
+    // Nested scopes: the inner one is current inside, the outer one again after it.
+    let inner = Context::new();
+    let inner_trace = inner.trace_id();
+    ctx.clone()
+        .scope(async move {
+            inner
+                .scope(async move {
+                    assert_eq!(Context::current().map(|c| c.trace_id()), Some(inner_trace));
+                })
+                .await;
+            assert_eq!(Context::current().map(|c| c.trace_id()), Some(trace));
+        })
+        .await;
+
+    // A panic inside a synchronous scope unwinds out of it.
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ctx.clone().sync_scope(|| {
+            assert!(Context::current().is_some());
+            panic!("inside the scope");
+        })
+    }));
+    assert!(unwound.is_err());
+    assert!(
+        Context::current().is_none(),
+        "leaked out of an unwound scope"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_child_context_keeps_the_trace_and_shares_what_the_hops_share() {
+    let root = Context::new()
+        .with_request_id("req-1")
+        .with_baggage("tenant", "acme")
+        .with_timeout(Duration::from_secs(60));
+    let child = root.child();
+    assert_eq!(child.trace_id(), root.trace_id());
+    assert_eq!(child.parent_span(), Some(root.span_id()));
+    assert_ne!(child.span_id(), root.span_id());
+    assert_eq!(child.request_id(), Some("req-1"));
+    assert_eq!(child.baggage("tenant"), Some("acme"));
+    assert_eq!(child.deadline(), root.deadline());
+    // Editing the child leaves the root alone.
+    let edited = child.with_baggage("tenant", "other");
+    assert_eq!(edited.baggage("tenant"), Some("other"));
+    assert_eq!(edited.span_id(), child.span_id());
+    assert_eq!(root.baggage("tenant"), Some("acme"));
+}
