@@ -272,7 +272,7 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
         let step = if crashed.is_some() {
             Step::Salvage { env: Some(env) }
         } else {
-            let Envelope { ctx, msg } = env;
+            let (ctx, msg) = env.into_parts();
             let fut = self.actor.handle(&self.addr, msg, user);
             match ctx {
                 None => Step::Inline { fut },

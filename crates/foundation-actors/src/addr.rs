@@ -38,15 +38,63 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many messages a process may hold between incarnations, by default.
 pub const DEFAULT_RESTART_BACKLOG: usize = 65_536;
 
-/// A message with the sender's context: what actually travels through ractor.
-pub struct Envelope<M> {
-    pub(crate) ctx: Option<Context>,
-    pub(crate) msg: M,
+/// A message with the sender's context, if it had one: what actually travels through
+/// ractor.
+///
+/// Without a context it is the bare message. For an enum message (what `#[actor]`
+/// generates, and most hand-written ones) the compiler keeps the envelope's tag in the
+/// message's spare tag values, so the envelope is no bigger than the message and ractor's
+/// box for it is the size raw ractor allocates. A message with a context carries the pair
+/// in a box of its own.
+pub struct Envelope<M>(Repr<M>);
+
+enum Repr<M> {
+    Bare(M),
+    WithContext(Box<(Context, M)>),
+}
+
+impl<M> Envelope<M> {
+    /// `msg`, with `ctx` if there is one.
+    #[inline]
+    pub(crate) fn new(ctx: Option<Context>, msg: M) -> Self {
+        match ctx {
+            None => Self(Repr::Bare(msg)),
+            Some(ctx) => Self(Repr::WithContext(Box::new((ctx, msg)))),
+        }
+    }
+
+    /// The context and the message.
+    #[inline]
+    pub(crate) fn into_parts(self) -> (Option<Context>, M) {
+        match self.0 {
+            Repr::Bare(msg) => (None, msg),
+            Repr::WithContext(both) => {
+                let (ctx, msg) = *both;
+                (Some(ctx), msg)
+            }
+        }
+    }
+
+    /// The message alone.
+    #[inline]
+    pub(crate) fn into_msg(self) -> M {
+        self.into_parts().1
+    }
+
+    /// The context, if the message carries one.
+    pub(crate) fn ctx(&self) -> Option<&Context> {
+        match &self.0 {
+            Repr::Bare(_) => None,
+            Repr::WithContext(both) => Some(&both.0),
+        }
+    }
 }
 
 impl<M> fmt::Debug for Envelope<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Envelope").field("ctx", &self.ctx).finish()
+        f.debug_struct("Envelope")
+            .field("ctx", &self.ctx())
+            .finish()
     }
 }
 
@@ -173,11 +221,8 @@ impl<M: Send + 'static> Addr<M> {
     /// if it is restarting with a full backlog. Either way the message is handed back.
     #[inline]
     pub fn cast(&self, msg: M) -> Result<(), SendError<M>> {
-        self.send_envelope(Envelope {
-            ctx: current_for_send(),
-            msg,
-        })
-        .map_err(|(r, env)| refused(r, env.msg))
+        self.send_envelope(Envelope::new(current_for_send(), msg))
+            .map_err(|(r, env)| refused(r, env.into_msg()))
     }
 
     /// Sends `msg` under an explicit context instead of the current one.
@@ -186,11 +231,8 @@ impl<M: Send + 'static> Addr<M> {
     ///
     /// As [`Addr::cast`].
     pub fn cast_with(&self, ctx: Context, msg: M) -> Result<(), SendError<M>> {
-        self.send_envelope(Envelope {
-            ctx: Some(with_sender_span(ctx)),
-            msg,
-        })
-        .map_err(|(r, env)| refused(r, env.msg))
+        self.send_envelope(Envelope::new(Some(with_sender_span(ctx)), msg))
+            .map_err(|(r, env)| refused(r, env.into_msg()))
     }
 
     #[inline]
@@ -257,11 +299,8 @@ impl<M: Send + 'static> Addr<M> {
         };
         let (tx, rx) = oneshot::channel();
         let port: ReplyPort<R> = (tx, wait).into();
-        self.send_envelope(Envelope {
-            ctx,
-            msg: build(port),
-        })
-        .map_err(|(r, env)| CallError::from(refused(r, env.msg)))?;
+        self.send_envelope(Envelope::new(ctx, build(port)))
+            .map_err(|(r, env)| CallError::from(refused(r, env.into_msg())))?;
         match tokio::time::timeout(wait, rx).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(CallError::NoReply),

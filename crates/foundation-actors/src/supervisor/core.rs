@@ -508,10 +508,10 @@ impl State {
                 tokio::spawn(async move {
                     tokio::time::sleep(d).await;
                     // If the supervisor has gone, nothing is left to restart.
-                    let _ = me.send_message(Envelope {
-                        ctx: None,
-                        msg: SupervisorMsg(Request::DelayedRestart { keys, epoch }),
-                    });
+                    let _ = me.send_message(Envelope::new(
+                        None,
+                        SupervisorMsg(Request::DelayedRestart { keys, epoch }),
+                    ));
                 });
                 Ok(())
             }
@@ -772,7 +772,7 @@ impl ractor::Actor for Core {
     ) -> Result<(), ActorProcessingErr> {
         Box::pin(async move {
             state.adopt_pending(&myself).await?;
-            state.handle(&myself, env.msg.0).await
+            state.handle(&myself, env.into_msg().0).await
         })
         .await
     }
