@@ -65,7 +65,7 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
         "--release",
         "loom_",
     ])
-    .env("LOOM_MAX_PREEMPTIONS", "3");
+    .env("LOOM_MAX_PREEMPTIONS", "4");
     step("loom", loom)?;
 
     let mut tests = cargo()?;

@@ -3,13 +3,26 @@
 //!
 //! # Protocol
 //!
-//! A sender takes the read lock and delivers to the current incarnation. Only when that is
-//! impossible (no incarnation yet, a restart under way, or the incarnation died before its
-//! supervisor noticed) does it take the write lock and append to `pending`. The supervisor
-//! takes the write lock to mark a restart, and to install a new incarnation: under that
-//! lock it first delivers everything pending, in order, then publishes the incarnation. So a
-//! sender's messages keep their order across a restart, and a send is either delivered,
-//! held for the next incarnation, or handed back with an error.
+//! A sender delivers to the current incarnation. Only when that is impossible (no
+//! incarnation yet, a restart under way, or the incarnation died before its supervisor
+//! noticed) does it take the write lock and append to `pending`. The supervisor takes the
+//! write lock to mark a restart, and to install a new incarnation: under that lock it first
+//! delivers everything pending, in order, then publishes the incarnation. So a sender's
+//! messages keep their order across a restart, and a send is either delivered, held for
+//! the next incarnation, or handed back with an error.
+//!
+//! # The lock-free send
+//!
+//! While an incarnation runs, a copy of its target is also [`Published`] (see [`hazard`]):
+//! a sender reads it without the lock, with plain loads and stores, where the read lock
+//! costs two atomic read-modify-writes. Whatever changes the incarnation first unpublishes
+//! that copy under the write lock. Marking a restart (and installing over a live
+//! incarnation) also waits for every sender still delivering through it, so when
+//! `mark_restarting` returns no sender is delivering to the old incarnation, exactly as
+//! when senders took the read lock. A stop for good does not wait: a send that was already
+//! under way linearises before the stop, as one holding the read lock did, and the stopped
+//! incarnation refuses it anyway. A sender that finds nothing published (or cannot take a
+//! hazard, or runs where `membarrier` is missing) takes the read lock as before.
 //!
 //! Messages that a crashed incarnation had accepted into its mailbox are salvaged by the
 //! actor glue and put back with [`Slot::requeue_front`], ahead of those held since; only
@@ -33,6 +46,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::loom::{Mutex, RwLock, lock, read, write};
+
+mod hazard;
+
+use hazard::Published;
 
 /// Where a slot delivers: a live incarnation. Handing the message back means the
 /// incarnation is gone.
@@ -108,6 +125,9 @@ fn run_watchers(watchers: Option<Box<Watchers>>) {
 
 /// A stable address's shared state.
 pub(crate) struct Slot<M, T> {
+    /// A copy of the running incarnation's target, for sends that skip the lock (see
+    /// [the module docs](self#the-lock-free-send)); changed only under the write lock.
+    live: Published<T>,
     state: RwLock<State<M, T>>,
     /// Whether a supervisor will bring a new incarnation after a crash; if not, a dead
     /// incarnation means the process has stopped.
@@ -116,10 +136,11 @@ pub(crate) struct Slot<M, T> {
     backlog: AtomicU32,
 }
 
-impl<M, T: Target<M>> Slot<M, T> {
+impl<M, T: Target<M> + Clone> Slot<M, T> {
     /// A slot with no incarnation yet.
     pub(crate) fn new(supervised: bool, backlog: usize) -> Self {
         Self {
+            live: Published::new(),
             state: RwLock::new(State {
                 phase: Phase::Starting,
                 target: None,
@@ -137,6 +158,15 @@ impl<M, T: Target<M>> Slot<M, T> {
     // spilled envelope) costs about as much as the read lock.
     #[inline(always)]
     pub(crate) fn send(&self, m: M) -> Result<(), (Refused, M)> {
+        if let Some(t) = self.live.protect() {
+            return match t.deliver(m) {
+                Ok(()) => Ok(()),
+                Err(m) => {
+                    drop(t);
+                    self.send_slow(m)
+                }
+            };
+        }
         let m = {
             let s = read(&self.state);
             // There is a target exactly when the phase is `Running`: the hot path looks at
@@ -167,6 +197,7 @@ impl<M, T: Target<M>> Slot<M, T> {
                 Err(m) if self.supervised.load(Ordering::Relaxed) => m,
                 Err(m) => {
                     // Unsupervised, and its incarnation is gone: stopped for good.
+                    self.live.retire_later();
                     s.phase = Phase::Stopped;
                     s.target = None;
                     let watchers = s.watchers.take();
@@ -190,6 +221,7 @@ impl<M, T: Target<M>> Slot<M, T> {
     pub(crate) fn mark_restarting(&self) {
         let mut s = write(&self.state);
         if s.phase != Phase::Stopped {
+            self.live.retire();
             s.phase = Phase::Restarting;
             s.target = None;
         }
@@ -213,6 +245,8 @@ impl<M, T: Target<M>> Slot<M, T> {
                 }
             }
         }
+        // After the held messages: a lock-free send lands behind them.
+        self.live.publish(target.clone());
         s.target = Some(target);
         s.phase = Phase::Running;
         s.generation = s.generation.saturating_add(1);
@@ -245,6 +279,7 @@ impl<M, T: Target<M>> Slot<M, T> {
     pub(crate) fn mark_stopped(&self) -> VecDeque<M> {
         let (lost, watchers) = {
             let mut s = write(&self.state);
+            self.live.retire_later();
             s.phase = Phase::Stopped;
             s.target = None;
             let lost = lock(&s.pending)
@@ -346,5 +381,6 @@ fn saturate(n: usize) -> u32 {
 
 #[cfg(all(test, feature = "loom"))]
 mod tests {
+    mod loom_hazard;
     mod loom_slot;
 }

@@ -14,6 +14,9 @@ use super::super::{Phase, Slot, Target};
 struct Incarnation {
     alive: Arc<AtomicBool>,
     got: Arc<Mutex<Vec<u32>>>,
+    /// Set once the supervisor's `mark_restarting` has returned: no send may reach this
+    /// incarnation after that, lock-free or not.
+    sealed: Arc<AtomicBool>,
 }
 
 impl Incarnation {
@@ -29,6 +32,10 @@ impl Target<u32> for Incarnation {
         // Holding the mailbox lock across the liveness check mirrors a channel whose
         // receiver is dropped atomically with respect to a send.
         let mut got = self.got.lock().unwrap();
+        assert!(
+            !self.sealed.load(Ordering::SeqCst),
+            "a send reached the old incarnation after mark_restarting returned"
+        );
         if self.alive.load(Ordering::SeqCst) {
             got.push(m);
             Ok(())
@@ -68,6 +75,36 @@ fn loom_restart_keeps_order_and_loses_nothing() {
         all.extend(new.got.lock().unwrap().iter().copied());
         assert_eq!(all, vec![1, 2, 3]);
         assert_eq!(slot.phase(), Phase::Running);
+    });
+}
+
+#[test]
+fn loom_no_send_reaches_the_old_incarnation_after_mark_restarting() {
+    loom::model(|| {
+        // A restart that takes down a live incarnation (a sibling's, under `OneForAll`): the
+        // sender may be on the lock-free path when the supervisor marks the restart.
+        let slot = Arc::new(Slot::<u32, Incarnation>::new(true, 16));
+        let old = Incarnation::live();
+        slot.install(old.clone());
+
+        let sender = {
+            let slot = slot.clone();
+            thread::spawn(move || {
+                for m in 1..=2 {
+                    assert!(slot.send(m).is_ok());
+                }
+            })
+        };
+
+        slot.mark_restarting();
+        old.sealed.store(true, Ordering::SeqCst);
+        let new = Incarnation::live();
+        slot.install(new.clone());
+
+        sender.join().unwrap();
+        let mut all = old.got.lock().unwrap().clone();
+        all.extend(new.got.lock().unwrap().iter().copied());
+        assert_eq!(all, vec![1, 2]);
     });
 }
 
