@@ -73,6 +73,15 @@ const HEADLINES: &[Headline] = &[
         unit: "ns/msg",
         budget: Budget::Ratio(1.2),
     },
+    // Every message carries a context and is handled under a child context and a span.
+    Headline {
+        name: "tell with a context",
+        ours: "tell_in_context/foundation",
+        competitor: "tell_in_context/ractor",
+        paired: Some("tell_in_context"),
+        unit: "ns/msg",
+        budget: Budget::None,
+    },
     Headline {
         name: "call round trip",
         ours: "call/foundation",

@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
-use common::{Call, Handle, Restart, Start, Tell, Workload};
+use common::{Call, Handle, Restart, Start, Tell, TellInContext, Workload};
 
 /// The runtime a group is measured on.
 ///
@@ -161,6 +161,10 @@ fn all(c: &mut Criterion) {
     for flavor in [Flavor::CurrentThread, Flavor::TwoWorkers] {
         let rt = flavor.runtime();
         compare(c, flavor, "tell", &rt, rt.block_on(Tell::setup()));
+        if let Flavor::CurrentThread = flavor {
+            let tell = TellInContext(rt.block_on(Tell::setup()));
+            compare(c, flavor, "tell_in_context", &rt, Arc::new(tell));
+        }
         compare(c, flavor, "call", &rt, rt.block_on(Call::setup()));
         child_start(c, flavor);
         compare(c, flavor, "restart", &rt, rt.block_on(Restart::setup()));

@@ -193,6 +193,31 @@ impl Tell {
     }
 }
 
+impl Tell {
+    /// `ours(n)` with a context current: every message carries it, and each is handled
+    /// under a child context and its own `tracing` span.
+    pub async fn ours_in_context(&self, n: u64) -> Duration {
+        Context::new().scope(self.ours(n)).await
+    }
+}
+
+/// Tell with a context current on our side (raw ractor has no context to carry).
+pub struct TellInContext(pub Arc<Tell>);
+
+impl Workload for TellInContext {
+    async fn ours(&self, n: u64) -> Duration {
+        self.0.ours_in_context(n).await
+    }
+
+    async fn raw(&self, n: u64) -> Duration {
+        self.0.raw(n).await
+    }
+
+    async fn teardown(&self) {
+        self.0.teardown().await;
+    }
+}
+
 impl Workload for Tell {
     async fn ours(&self, n: u64) -> Duration {
         let t = Instant::now();
@@ -442,6 +467,10 @@ impl Handle {
 
     pub async fn hand_call(&self, n: u64) -> Duration {
         self.hand_and_raw.ours(n).await
+    }
+
+    pub async fn hand_ctx(&self, n: u64) -> Duration {
+        self.hand_and_raw.0.ours_in_context(n).await
     }
 
     pub async fn raw_tell(&self, n: u64) -> Duration {
