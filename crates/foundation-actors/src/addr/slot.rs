@@ -22,7 +22,9 @@
 //! when senders took the read lock. A stop for good does not wait: a send that was already
 //! under way linearises before the stop, as one holding the read lock did, and the stopped
 //! incarnation refuses it anyway. A sender that finds nothing published (or cannot take a
-//! hazard, or runs where `membarrier` is missing) takes the read lock as before.
+//! hazard, or runs where `membarrier` is missing) takes the read lock as before. The
+//! process registers for `membarrier` on a thread of its own, so the incarnations
+//! installed meanwhile are published by the first send that finds them unpublished.
 //!
 //! Messages that a crashed incarnation had accepted into its mailbox are salvaged by the
 //! actor glue and put back with [`Slot::requeue_front`], ahead of those held since; only
@@ -174,7 +176,13 @@ impl<M, T: Target<M> + Clone> Slot<M, T> {
             if let Some(t) = &s.target {
                 debug_assert_eq!(s.phase, Phase::Running);
                 match t.deliver(m) {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => {
+                        if self.live.could_publish() {
+                            drop(s);
+                            self.publish_late();
+                        }
+                        return Ok(());
+                    }
                     Err(m) => m,
                 }
             } else if s.phase == Phase::Stopped {
@@ -184,6 +192,18 @@ impl<M, T: Target<M> + Clone> Slot<M, T> {
             }
         };
         self.send_slow(m)
+    }
+
+    /// Publishes the running incarnation for lock-free sends, if it was installed before
+    /// the barriers became available (a process's first actors).
+    #[cold]
+    fn publish_late(&self) {
+        let s = write(&self.state);
+        if let (Phase::Running, Some(t)) = (s.phase, &s.target) {
+            if self.live.could_publish() {
+                self.live.publish(t.clone());
+            }
+        }
     }
 
     #[cold]

@@ -50,14 +50,14 @@ use loom::cell::{ConstPtr, UnsafeCell};
 #[cfg(not(feature = "loom"))]
 use cell::{ConstPtr, UnsafeCell};
 
-/// One thread's hazard: the address of the cell it is reading, or 0.
+/// One thread's hazard: the address of the [`Published`] whose value it is reading, or 0.
 struct Record {
     protected: AtomicUsize,
     in_use: AtomicBool,
 }
 
 #[cfg(not(feature = "loom"))]
-static RECORDS: crate::loom::Mutex<Vec<&'static Record>> = crate::loom::Mutex::new(Vec::new());
+static RECORDS: Mutex<Vec<&'static Record>> = Mutex::new(Vec::new());
 
 #[cfg(feature = "loom")]
 loom::lazy_static! {
@@ -221,6 +221,13 @@ impl<T> Published<T> {
         })
     }
 
+    /// Whether nothing is published though the barriers are available now: a value that
+    /// was written before they were (see `barrier::available`) can be published late.
+    #[inline]
+    pub(crate) fn could_publish(&self) -> bool {
+        !self.live.load(Ordering::Relaxed) && barrier::available()
+    }
+
     /// Publishes `value` in place of what was published before. Where the barriers are
     /// missing nothing is published (readers take their lock) and `value` is dropped.
     pub(crate) fn publish(&self, value: T) {
@@ -352,13 +359,19 @@ mod cell {
 /// The light (reader) and heavy (writer) barriers: `membarrier` on Linux.
 #[cfg(all(not(feature = "loom"), any(target_os = "linux", target_os = "android")))]
 mod barrier {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{Ordering, compiler_fence, fence};
+    use std::sync::atomic::{AtomicU8, Ordering, compiler_fence, fence};
 
     use rustix::thread::{MembarrierCommand, membarrier, membarrier_query};
 
-    /// Whether the process registered for private expedited `membarrier`; set once.
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    const UNASKED: u8 = 0;
+    const REGISTERING: u8 = 1;
+    const READY: u8 = 2;
+    const UNAVAILABLE: u8 = 3;
+
+    /// Where the process is with `membarrier`: registration is asked for once, on a thread
+    /// of its own, since the kernel may take milliseconds to grant it (tens under load) and
+    /// a process's first actor start should not wait for that.
+    static STATE: AtomicU8 = AtomicU8::new(UNASKED);
 
     fn register() -> bool {
         let q = membarrier_query();
@@ -367,10 +380,37 @@ mod barrier {
             && membarrier(MembarrierCommand::RegisterPrivateExpedited).is_ok()
     }
 
-    /// Whether the barriers are available, registering on first use. Nothing is published
-    /// without them, so a reader that finds a value knows they are.
+    /// Whether the barriers are available. The first call starts the registration and
+    /// answers no; later calls answer yes once it is done. Nothing is published without
+    /// them, so a reader that finds a value knows they are.
     pub(super) fn available() -> bool {
-        *REGISTERED.get_or_init(register)
+        match STATE.load(Ordering::Acquire) {
+            READY => true,
+            UNASKED => {
+                start();
+                false
+            }
+            _ => false,
+        }
+    }
+
+    #[cold]
+    fn start() {
+        if STATE
+            .compare_exchange(UNASKED, REGISTERING, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("foundation-membarrier".to_owned())
+            .spawn(|| {
+                let state = if register() { READY } else { UNAVAILABLE };
+                STATE.store(state, Ordering::Release);
+            });
+        if spawned.is_err() {
+            STATE.store(UNAVAILABLE, Ordering::Release);
+        }
     }
 
     /// The reader's barrier: a compiler fence, made a full one by the writer's `heavy`.
