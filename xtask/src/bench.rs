@@ -411,8 +411,9 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
 
     print_table(&figures);
     println!(
-        "values: criterion estimates; ratio: median of paired rounds (bench `paired`) where \
-         measured (all single-thread timing rows), value / competitor value otherwise"
+        "values: criterion estimates; ratio: median over 5 processes of each one's median of \
+         paired rounds (bench `paired`) where measured (all single-thread timing rows), \
+         value / competitor value otherwise"
     );
 
     let summary_path = target.join("bench-summary.json");
