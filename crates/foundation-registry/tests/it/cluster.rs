@@ -257,27 +257,8 @@ async fn a_name_registered_on_both_sides_of_a_partition_has_one_winner_after_the
     let Some(net) = harness::Net::new(3) else {
         return;
     };
-    let silence = ("SILENCE_MS", "1000");
-    let listen = |i: usize| format!("{}:4370", net.addr(i));
-    let seed = listen(0);
-    let (la, lb, lc) = (listen(0), listen(1), listen(2));
-    let mut a = harness::start_in(&net.ns(0), "a", &[silence, ("LISTEN", &la)]);
-    let mut b = harness::start_in(
-        &net.ns(1),
-        "b",
-        &[silence, ("LISTEN", &lb), ("SEEDS", &seed)],
-    );
     // c only takes names away from losers; a and b stop them.
-    let mut c = harness::start_in(
-        &net.ns(2),
-        "c",
-        &[
-            silence,
-            ("LISTEN", &lc),
-            ("SEEDS", &seed),
-            ("UNREGISTER", "1"),
-        ],
-    );
+    let [mut a, mut b, mut c] = harness::start_three_in(&net, [&[], &[], &[("UNREGISTER", "1")]]);
     a.expect_all(&["up b", "up c"]);
     b.expect_all(&["up a", "up c"]);
     c.expect_all(&["up a", "up b"]);
@@ -630,22 +611,8 @@ fn a_holder_cut_off_from_the_majority_loses_its_lease_before_the_name_moves_on()
     let Some(net) = harness::Net::new(3) else {
         return;
     };
-    let silence = ("SILENCE_MS", "1000");
-    let listen = |i: usize| format!("{}:4370", net.addr(i));
-    let seed = listen(0);
-    let (la, lb, lc) = (listen(0), listen(1), listen(2));
-    let on = ("CONSISTENT", "1");
-    let mut a = harness::start_in(&net.ns(0), "a", &[silence, on, ("LISTEN", &la)]);
-    let mut b = harness::start_in(
-        &net.ns(1),
-        "b",
-        &[silence, on, ("LISTEN", &lb), ("SEEDS", &seed)],
-    );
-    let mut c = harness::start_in(
-        &net.ns(2),
-        "c",
-        &[silence, on, ("LISTEN", &lc), ("SEEDS", &seed)],
-    );
+    let on: &[(&str, &str)] = &[("CONSISTENT", "1")];
+    let [mut a, mut b, mut c] = harness::start_three_in(&net, [on, on, on]);
     for n in [&mut a, &mut b, &mut c] {
         let ready = ask(n, "cready", "cready");
         assert!(!ready.starts_with("cready err"), "{ready}");

@@ -133,6 +133,23 @@ pub fn start_in(netns: &str, name: &str, settings: &[(&str, &str)]) -> Child {
     Child::start_in(Some(netns), ENTRY, name, settings)
 }
 
+/// Nodes `a`, `b` and `c` in the three namespaces of `net`, each listening on its own
+/// address with a 1 s silence limit, `b` and `c` seeded with `a`; `extra` adds settings
+/// per node.
+pub fn start_three_in(net: &Net, extra: [&[(&str, &str)]; 3]) -> [Child; 3] {
+    let listen = |i: usize| format!("{}:4370", net.addr(i));
+    let seed = listen(0);
+    std::array::from_fn(|i| {
+        let own = listen(i);
+        let mut settings = vec![("SILENCE_MS", "1000"), ("LISTEN", own.as_str())];
+        if i > 0 {
+            settings.push(("SEEDS", seed.as_str()));
+        }
+        settings.extend_from_slice(extra[i]);
+        start_in(&net.ns(i), ["a", "b", "c"][i], &settings)
+    })
+}
+
 /// The node side: runs only in a child started by [`start`].
 #[test]
 #[ignore = "runs as a child process of the multi-node tests"]
