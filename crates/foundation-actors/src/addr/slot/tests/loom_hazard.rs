@@ -11,16 +11,25 @@ use loom::thread;
 
 use super::super::hazard::Published;
 
+/// `value`, published.
+fn published(value: u32) -> Arc<Published<u32>> {
+    let p = Arc::new(Published::new());
+    p.publish(value);
+    p
+}
+
+/// A reader that reads the value through the guard, if it gets one: a write racing the
+/// read is reported.
+fn reader(p: &Arc<Published<u32>>) -> thread::JoinHandle<Option<u32>> {
+    let p = p.clone();
+    thread::spawn(move || p.protect().map(|v| *v))
+}
+
 #[test]
 fn loom_retire_waits_for_a_reader() {
     loom::model(|| {
-        let p = Arc::new(Published::new());
-        p.publish(1u32);
-
-        let reader = {
-            let p = p.clone();
-            thread::spawn(move || p.protect().map(|v| *v))
-        };
+        let p = published(1);
+        let reader = reader(&p);
         p.publish(2);
         p.retire();
 
@@ -32,8 +41,7 @@ fn loom_retire_waits_for_a_reader() {
 #[test]
 fn loom_nothing_is_read_after_retire_returns() {
     loom::model(|| {
-        let p = Arc::new(Published::new());
-        p.publish(7u32);
+        let p = published(7);
         let retired = Arc::new(AtomicBool::new(false));
 
         let reader = {
@@ -57,15 +65,8 @@ fn loom_nothing_is_read_after_retire_returns() {
 #[test]
 fn loom_two_readers_and_a_writer() {
     loom::model(|| {
-        let p = Arc::new(Published::new());
-        p.publish(1u32);
-
-        let readers: Vec<_> = (0..2)
-            .map(|_| {
-                let p = p.clone();
-                thread::spawn(move || p.protect().map(|v| *v))
-            })
-            .collect();
+        let p = published(1);
+        let readers = [reader(&p), reader(&p)];
         p.retire();
         for r in readers {
             assert!(matches!(r.join().unwrap(), None | Some(1)));
@@ -76,14 +77,8 @@ fn loom_two_readers_and_a_writer() {
 #[test]
 fn loom_retire_later_leaves_the_value_to_its_reader_and_the_next_publish_waits() {
     loom::model(|| {
-        let p = Arc::new(Published::new());
-        p.publish(1u32);
-
-        let reader = {
-            let p = p.clone();
-            // Reads the value through the guard: a write racing it is reported.
-            thread::spawn(move || p.protect().map(|v| *v))
-        };
+        let p = published(1);
+        let reader = reader(&p);
         p.retire_later();
         // Unpublished at once, though the reader may still hold the value.
         assert!(p.protect().is_none());

@@ -25,6 +25,37 @@ impl Incarnation {
         i.alive.store(true, Ordering::SeqCst);
         i
     }
+
+    /// The incarnation dies: its mailbox refuses from now on.
+    fn crash(&self) {
+        let _mailbox = self.got.lock().unwrap();
+        self.alive.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A supervised slot with a live incarnation installed, and that incarnation.
+fn running() -> (Arc<Slot<u32, Incarnation>>, Incarnation) {
+    let slot = Arc::new(Slot::new(true, 16));
+    let old = Incarnation::live();
+    slot.install(old.clone());
+    (slot, old)
+}
+
+/// A sender sending 1 to `n`, each of which must be accepted.
+fn send_all(slot: &Arc<Slot<u32, Incarnation>>, n: u32) -> thread::JoinHandle<()> {
+    let slot = slot.clone();
+    thread::spawn(move || {
+        for m in 1..=n {
+            assert!(slot.send(m).is_ok());
+        }
+    })
+}
+
+/// What the old incarnation got, then what the new one got.
+fn delivered(old: &Incarnation, new: &Incarnation) -> Vec<u32> {
+    let mut all = old.got.lock().unwrap().clone();
+    all.extend(new.got.lock().unwrap().iter().copied());
+    all
 }
 
 impl Target<u32> for Incarnation {
@@ -48,32 +79,17 @@ impl Target<u32> for Incarnation {
 #[test]
 fn loom_restart_keeps_order_and_loses_nothing() {
     loom::model(|| {
-        let slot = Arc::new(Slot::<u32, Incarnation>::new(true, 16));
-        let old = Incarnation::live();
-        slot.install(old.clone());
-
-        let sender = {
-            let slot = slot.clone();
-            thread::spawn(move || {
-                for m in 1..=3 {
-                    assert!(slot.send(m).is_ok());
-                }
-            })
-        };
+        let (slot, old) = running();
+        let sender = send_all(&slot, 3);
 
         // The supervisor: the old incarnation crashes, is noticed, and is replaced.
-        {
-            let _mailbox = old.got.lock().unwrap();
-            old.alive.store(false, Ordering::SeqCst);
-        }
+        old.crash();
         slot.mark_restarting();
         let new = Incarnation::live();
         slot.install(new.clone());
 
         sender.join().unwrap();
-        let mut all = old.got.lock().unwrap().clone();
-        all.extend(new.got.lock().unwrap().iter().copied());
-        assert_eq!(all, vec![1, 2, 3]);
+        assert_eq!(delivered(&old, &new), vec![1, 2, 3]);
         assert_eq!(slot.phase(), Phase::Running);
     });
 }
@@ -83,18 +99,8 @@ fn loom_no_send_reaches_the_old_incarnation_after_mark_restarting() {
     loom::model(|| {
         // A restart that takes down a live incarnation (a sibling's, under `OneForAll`): the
         // sender may be on the lock-free path when the supervisor marks the restart.
-        let slot = Arc::new(Slot::<u32, Incarnation>::new(true, 16));
-        let old = Incarnation::live();
-        slot.install(old.clone());
-
-        let sender = {
-            let slot = slot.clone();
-            thread::spawn(move || {
-                for m in 1..=2 {
-                    assert!(slot.send(m).is_ok());
-                }
-            })
-        };
+        let (slot, old) = running();
+        let sender = send_all(&slot, 2);
 
         slot.mark_restarting();
         old.sealed.store(true, Ordering::SeqCst);
@@ -102,19 +108,14 @@ fn loom_no_send_reaches_the_old_incarnation_after_mark_restarting() {
         slot.install(new.clone());
 
         sender.join().unwrap();
-        let mut all = old.got.lock().unwrap().clone();
-        all.extend(new.got.lock().unwrap().iter().copied());
-        assert_eq!(all, vec![1, 2]);
+        assert_eq!(delivered(&old, &new), vec![1, 2]);
     });
 }
 
 #[test]
 fn loom_stop_refuses_or_returns_every_message() {
     loom::model(|| {
-        let slot = Arc::new(Slot::<u32, Incarnation>::new(true, 16));
-        let old = Incarnation::live();
-        slot.install(old.clone());
-
+        let (slot, old) = running();
         let sender = {
             let slot = slot.clone();
             thread::spawn(move || {
@@ -128,10 +129,7 @@ fn loom_stop_refuses_or_returns_every_message() {
             })
         };
 
-        {
-            let _mailbox = old.got.lock().unwrap();
-            old.alive.store(false, Ordering::SeqCst);
-        }
+        old.crash();
         let held = slot.mark_stopped();
         let refused = sender.join().unwrap();
 
@@ -204,10 +202,7 @@ fn loom_stop_seen_by_a_sender_runs_watchers_once() {
         slot.install(old.clone());
         let runs = Arc::new(Mutex::new(0));
         assert!(slot.watch(counting_watcher(&runs)).is_ok());
-        {
-            let _mailbox = old.got.lock().unwrap();
-            old.alive.store(false, Ordering::SeqCst);
-        }
+        old.crash();
 
         let sender = {
             let slot = slot.clone();
