@@ -297,7 +297,8 @@ impl Context {
         f(&mut shared);
         Self {
             shared: Arc::new(shared),
-            ..self.clone()
+            span_id: self.span_id,
+            parent_span: self.parent_span,
         }
     }
 
