@@ -325,6 +325,15 @@ pub fn start(name: &str, settings: &[(&str, &str)]) -> Child {
     Child::start(ENTRY, name, settings)
 }
 
+/// Starts node process `name` allowed at most `fds` open file descriptors (`prlimit`).
+pub fn start_with_fd_limit(name: &str, fds: u32, settings: &[(&str, &str)]) -> Child {
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg(format!("--nofile={fds}:{fds}"))
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", ENTRY, "--ignored", "--nocapture"]);
+    Child::run(cmd, name, settings)
+}
+
 /// Starts node process `name` in network namespace `netns`.
 pub fn start_in(netns: &str, name: &str, settings: &[(&str, &str)]) -> Child {
     Child::start_in(Some(netns), ENTRY, name, settings)

@@ -191,3 +191,40 @@ async fn thousands_of_silent_connections_neither_hold_the_node_nor_keep_a_peer_o
     assert!(after["over_cap"] > 0, "{after:?}");
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_out_of_file_descriptors_backs_off_and_admits_a_peer_once_they_are_free() {
+    let _one = IN_PROCESS.lock().await;
+    // Caps above its descriptor limit: accepting fails before the caps refuse anything.
+    let mut v = harness::start_with_fd_limit("v", 48, &[("MAX_UNAUTH", "1000,1000")]);
+    let before = stats(&mut v);
+    let addr: SocketAddr = v.addr.parse().unwrap();
+    assert!(before["fds"] < 40, "{before:?}");
+
+    // More silent connections than it has descriptors left (the kernel's backlog
+    // completes them whether or not the node accepts).
+    let mut conns = Vec::new();
+    for _ in 0..80 {
+        conns.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let failing = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let s = stats(&mut v);
+            if s["accept_errors"] > 0 {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("accepting never failed");
+    eprintln!("out of descriptors: {failing:?}");
+    drop(conns);
+
+    // Once they are closed, it accepts again: a peer joins and is served.
+    let a = a_peer_joins_and_is_answered(&v).await;
+    let after = stats(&mut v);
+    eprintln!("after: {after:?}");
+    assert!(after["fds"] <= before["fds"] + 8, "{after:?}");
+    a.shutdown().await;
+}
