@@ -19,7 +19,8 @@
 //!   follows ractor_cluster's framing (a big-endian `u64` length, then the body) and,
 //!   while the session is unauthenticated, holds a frame announced larger than
 //!   [`PREAUTH_FRAME`] before a byte of its body is read: until the session authenticates,
-//!   or until the deadline closes it. Held rather than refused: the node hears of the
+//!   or until the deadline closes it; likewise once a session has sent [`PREAUTH_BYTES`]
+//!   in all (a flood of small frames). Held rather than refused: the node hears of the
 //!   authentication through ractor_cluster's events, possibly after the peer's first
 //!   frames (which may be large, the agent's hello with a member list) have arrived.
 //!
@@ -44,6 +45,19 @@ use super::runtime::lock;
 /// hundred bytes at most (a node name is at most 255).
 pub(crate) const PREAUTH_FRAME: usize = 4 * 1024;
 
+/// The most bytes in all a session may make the node read before it has authenticated:
+/// ractor_cluster's whole handshake is a few frames of a few hundred bytes.
+pub(crate) const PREAUTH_BYTES: u64 = 64 * 1024;
+
+/// Why an unauthenticated session's reader is holding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// At a frame announced this long, over [`PREAUTH_FRAME`].
+    Frame(u64),
+    /// After [`PREAUTH_BYTES`] in all.
+    Bytes,
+}
+
 /// ractor_cluster's frame header: a big-endian `u64` body length.
 const SESSION_HEADER: usize = 8;
 
@@ -60,8 +74,9 @@ pub struct NodeStats {
     /// Connections closed because they did not authenticate within the handshake
     /// deadline (silent, slow, or stalled in the TLS or cookie handshake).
     pub handshake_timeouts: u64,
-    /// Connections closed because they announced a frame larger than a handshake needs
-    /// before authenticating (a lane's refused at once, a session's at its deadline).
+    /// Connections closed because they announced a frame larger than a handshake needs,
+    /// or sent more than a handshake does, before authenticating (a lane's refused at
+    /// once, a session's at its deadline).
     pub oversized_preauth: u64,
     /// Times accepting a connection failed (out of file descriptors, say); the node
     /// waits a little, longer each time, and tries again.
@@ -173,7 +188,8 @@ impl Admission {
         let gate = Arc::new(Gate {
             open: AtomicBool::new(false),
             waker: AtomicWaker::new(),
-            holding: AtomicU64::new(0),
+            held_frame: AtomicU64::new(0),
+            held_bytes: AtomicBool::new(false),
             permit: Mutex::new(permit),
             accepted: Instant::now(),
         });
@@ -203,11 +219,15 @@ impl Admission {
         lock(&self.gates).remove(label);
     }
 
-    /// The length of the frame the unauthenticated session `label` is held at, if any.
-    pub(crate) fn holding(&self, label: &str) -> Option<u64> {
-        match self.find(label)?.holding.load(Ordering::Relaxed) {
-            0 => None,
-            len => Some(len),
+    /// Why the reader of the unauthenticated session `label` is holding, if it is.
+    pub(crate) fn holding(&self, label: &str) -> Option<Held> {
+        let gate = self.find(label)?;
+        match gate.held_frame.load(Ordering::Relaxed) {
+            0 => gate
+                .held_bytes
+                .load(Ordering::Relaxed)
+                .then_some(Held::Bytes),
+            len => Some(Held::Frame(len)),
         }
     }
 
@@ -239,8 +259,10 @@ impl Admission {
 pub(crate) struct Gate {
     open: AtomicBool,
     waker: AtomicWaker,
-    /// The length of the frame the reader holds, 0 if none.
-    holding: AtomicU64,
+    /// The length of the frame the reader holds at, 0 if none.
+    held_frame: AtomicU64,
+    /// The reader holds after [`PREAUTH_BYTES`].
+    held_bytes: AtomicBool,
     permit: Mutex<Option<Permit>>,
     accepted: Instant,
 }
@@ -259,7 +281,8 @@ impl Gate {
 
 /// A session's reader as ractor_cluster gets it: it follows the session's framing and,
 /// until the gate opens, reads no body of a frame announced larger than
-/// [`PREAUTH_FRAME`]. Dropped with the session, it frees the session's slot.
+/// [`PREAUTH_FRAME`] and nothing after [`PREAUTH_BYTES`]. Dropped with the session, it
+/// frees the session's slot.
 pub(crate) struct Gated<R> {
     inner: R,
     gate: Arc<Gate>,
@@ -269,6 +292,8 @@ pub(crate) struct Gated<R> {
     body_left: u64,
     /// The current frame is larger than [`PREAUTH_FRAME`].
     big: bool,
+    /// Bytes read in all (counted while the gate is closed).
+    read: u64,
 }
 
 impl<R> Gated<R> {
@@ -280,6 +305,7 @@ impl<R> Gated<R> {
             have: 0,
             body_left: 0,
             big: false,
+            read: 0,
         }
     }
 
@@ -321,22 +347,38 @@ impl<R: AsyncRead + Unpin> AsyncRead for Gated<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        if this.big && this.body_left > 0 && !this.gate.is_open() {
-            this.gate.waker.register(cx.waker());
-            if !this.gate.is_open() {
-                if this.gate.holding.swap(this.body_left, Ordering::Relaxed) == 0 {
-                    tracing::debug!(
-                        len = this.body_left,
-                        "an unauthenticated session announced a frame larger than a handshake needs: held until it authenticates"
-                    );
+        let open = this.gate.is_open();
+        if !open {
+            let big = this.big && this.body_left > 0;
+            if big || this.read >= PREAUTH_BYTES {
+                this.gate.waker.register(cx.waker());
+                if !this.gate.is_open() {
+                    let gate = &this.gate;
+                    let first = if big {
+                        gate.held_frame.swap(this.body_left, Ordering::Relaxed) == 0
+                    } else {
+                        !gate.held_bytes.swap(true, Ordering::Relaxed)
+                    };
+                    if first {
+                        tracing::debug!(
+                            frame = big.then_some(this.body_left),
+                            read = this.read,
+                            "an unauthenticated session sent more than a handshake needs: held until it authenticates"
+                        );
+                    }
+                    return Poll::Pending;
                 }
-                return Poll::Pending;
             }
         }
-        this.gate.holding.store(0, Ordering::Relaxed);
+        this.gate.held_frame.store(0, Ordering::Relaxed);
+        this.gate.held_bytes.store(false, Ordering::Relaxed);
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        this.scan(&buf.filled()[before..]);
+        let new = &buf.filled()[before..];
+        if !open {
+            this.read += new.len() as u64;
+        }
+        this.scan(new);
         Poll::Ready(Ok(()))
     }
 }
@@ -362,7 +404,8 @@ impl ractor_cluster::ClusterBidiStream for SessionStream {
 #[allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use futures::FutureExt;
+    use tokio::io::AsyncReadExt;
 
     fn frame(len: usize) -> Vec<u8> {
         let mut f = (len as u64).to_be_bytes().to_vec();
@@ -391,11 +434,9 @@ mod tests {
         let a = Admission::new(4, 4);
         let permit = a.admit([127, 0, 0, 1].into());
         let gate = a.gate("peer", permit).unwrap();
-        let (mut tx, rx) = tokio::io::duplex(1 << 20);
         let mut bytes = frame(100);
         bytes.extend(frame(PREAUTH_FRAME + 1));
-        tx.write_all(&bytes).await.unwrap();
-        let mut r = Gated::new(rx, gate);
+        let mut r = Gated::new(std::io::Cursor::new(bytes), gate);
         // Small frames pass.
         assert_eq!(r.read_u64().await.unwrap(), 100);
         let mut body = vec![0u8; 100];
@@ -403,10 +444,13 @@ mod tests {
         // The big one's header passes, its body does not, until the gate opens.
         assert_eq!(r.read_u64().await.unwrap(), PREAUTH_FRAME as u64 + 1);
         let mut first = [0u8; 1];
-        let held =
-            tokio::time::timeout(std::time::Duration::from_millis(50), r.read(&mut first)).await;
-        assert!(held.is_err(), "read a body byte before authentication");
-        assert_eq!(a.holding("peer"), Some(PREAUTH_FRAME as u64 + 1));
+        // An in-memory reader: a read not held would complete at its first poll.
+        let held = r.read(&mut first).now_or_never();
+        assert!(held.is_none(), "read a body byte before authentication");
+        assert_eq!(
+            a.holding("peer"),
+            Some(Held::Frame(PREAUTH_FRAME as u64 + 1))
+        );
         assert_eq!(a.stats().unauthenticated, 1);
         a.authenticated("peer");
         assert_eq!(
@@ -417,6 +461,40 @@ mod tests {
         let mut body = vec![0u8; PREAUTH_FRAME + 1];
         r.read_exact(&mut body).await.unwrap();
         assert!(body.iter().all(|b| *b == 7));
+    }
+
+    #[tokio::test]
+    async fn small_frames_are_read_up_to_a_budget_until_the_session_authenticates() {
+        let a = Admission::new(4, 4);
+        let gate = a.gate("peer", None).unwrap();
+        let frames = usize::try_from(PREAUTH_BYTES).unwrap() / 108 + 10;
+        let bytes: Vec<u8> = (0..frames).flat_map(|_| frame(100)).collect();
+        let mut r = Gated::new(std::io::Cursor::new(bytes), gate);
+        let mut read = 0;
+        let mut body = [0u8; 100];
+        // An in-memory reader: a read not held completes at its first poll.
+        let held = loop {
+            let next = async {
+                let len = r.read_u64().await.unwrap();
+                assert_eq!(len, 100);
+                r.read_exact(&mut body).await.unwrap();
+            }
+            .now_or_never();
+            if next.is_none() {
+                break read;
+            }
+            read += 1;
+        };
+        assert!(
+            held * 108 <= usize::try_from(PREAUTH_BYTES).unwrap() + 108,
+            "{held}"
+        );
+        assert_eq!(a.holding("peer"), Some(Held::Bytes));
+        a.authenticated("peer");
+        // The rest reads once authenticated.
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(held * 108 + rest.len(), frames * 108);
     }
 
     #[test]

@@ -16,7 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use super::ClusterEvent;
-use super::admission::{Admission, Gated, PREAUTH_FRAME, Permit, SessionStream};
+use super::admission::{
+    Admission, Gated, Held, PREAUTH_BYTES, PREAUTH_FRAME, Permit, SessionStream,
+};
 use super::agent::{AgentMsg, Hello};
 use super::config::{NodeConfig, Tls};
 use super::exports::Inbox;
@@ -1159,10 +1161,16 @@ impl Loop {
                 s.actor.stop(Some("foundation: handshake timed out".into()));
                 let admission = &self.shared.admission;
                 let why = match admission.holding(&s.peer_addr) {
-                    Some(len) => {
+                    Some(Held::Frame(len)) => {
                         admission.count_oversized();
                         format!(
                             "announced a frame of {len} bytes before authenticating, over the {PREAUTH_FRAME} a handshake needs"
+                        )
+                    }
+                    Some(Held::Bytes) => {
+                        admission.count_oversized();
+                        format!(
+                            "sent over {PREAUTH_BYTES} bytes before authenticating, more than a handshake needs"
                         )
                     }
                     None => {
