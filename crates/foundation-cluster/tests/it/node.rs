@@ -2,6 +2,7 @@
 //! detection, graceful leave and bad input.
 
 pub mod harness;
+mod hostile;
 
 use std::time::Duration;
 
