@@ -227,6 +227,14 @@ pub struct Decision {
     pub start_after: Option<Instant>,
 }
 
+impl Decision {
+    /// Whether this node may start lost members' children (failover starts) at `now`:
+    /// its side keeps running and `start_after` has passed.
+    pub fn may_start(&self, now: Instant) -> bool {
+        self.verdict.keeps() && self.start_after.is_none_or(|after| now >= after)
+    }
+}
+
 impl Timing {
     /// A timing with `silence` and a margin covering `bounds`.
     pub fn for_bounds(silence: Duration, bounds: &MarginBounds) -> Self {

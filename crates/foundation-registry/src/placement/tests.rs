@@ -995,6 +995,16 @@ fn placement_the_winner_starts_only_after_the_loser_stopped() {
     };
     assert!((0..10_000).any(|_| partition_overlaps(bare, &bounds, &mut rng)));
 
+    // The decision as the I/O loop reads it.
+    let t0 = Instant::now();
+    let stable = view(&["a", "b", "c"]);
+    let win = timing.decide(&Quorum::KeepMajority, &stable, &view(&["a", "b"]), "a", t0);
+    assert!(!win.may_start(t0 + timing.silence));
+    assert!(win.may_start(t0 + timing.silence + timing.margin));
+    let lose = timing.decide(&Quorum::KeepMajority, &stable, &view(&["c"]), "c", t0);
+    assert_eq!(lose.stop_at, Some(t0 + timing.silence));
+    assert!(!lose.may_start(t0 + Duration::from_secs(3600)));
+
     // Nothing lost: no waiting.
     let all = view(&["a", "b"]);
     let d = timing.decide(&Quorum::KeepMajority, &all, &all, "a", Instant::now());
