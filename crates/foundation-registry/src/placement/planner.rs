@@ -34,6 +34,7 @@ impl Child {
 
 /// Why an instance is started.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StartCause {
     /// The child's first start.
     New,
@@ -62,6 +63,7 @@ impl StartCause {
 
 /// Why an instance is stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StopReason {
     /// More instances run than the placement asks for (after a partition heals, two
     /// instances of a singleton): this one is not among the preferred.
@@ -79,6 +81,7 @@ pub enum StopReason {
 
 /// What one node does with one child.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Action {
     /// Start an instance here, from its last checkpoint if one exists (`init` otherwise).
     Start {
@@ -133,6 +136,7 @@ impl Action {
 
 /// Why a child's record is removed from the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ForgetReason {
     /// It ended on its own and its restart type does not restart it (`Temporary`, or
     /// `Transient` ending normally).
@@ -145,6 +149,7 @@ pub enum ForgetReason {
 
 /// Why a child runs nowhere for now.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PendingReason {
     /// No live node offers the child's role (or the cluster is empty).
     NoEligibleNode {
@@ -161,6 +166,7 @@ pub enum PendingReason {
 /// A decision about a child's record, the same on every node. The I/O layer applies it
 /// to the shared record once (applying it twice does no harm).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// Remove the child's record.
     Forget {

@@ -10,6 +10,7 @@ use super::view::View;
 
 /// How many instances of a child run, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Placement {
     /// One instance in the cluster, on the owner chosen by the distribution.
     Singleton,

@@ -1044,4 +1044,10 @@ fn placement_records_track_facts() {
     assert_eq!(s.ended, Some(Exit::Failed));
     s.removed("b");
     assert!(s.instances.is_empty() && s.ever_started());
+
+    // Members of the cluster's membership view become nodes without roles.
+    let mut member = foundation_cluster::membership::Member::new("m", "10.0.0.9:4369", 7);
+    assert_eq!(NodeInfo::from(&member), NodeInfo::new("m", 7));
+    member.status = foundation_cluster::membership::Status::Leaving;
+    assert!(NodeInfo::from(&member).leaving);
 }
