@@ -42,10 +42,12 @@
 mod admission;
 mod agent;
 mod config;
+mod conn;
 mod error;
 mod exports;
 mod lane;
-pub(crate) mod runtime;
+pub(crate) mod locks;
+mod runtime;
 mod wire;
 
 use std::net::SocketAddr;
@@ -210,7 +212,7 @@ impl Node {
         );
         let tasks = vec![
             tokio::spawn(event_loop.run(loop_rx)),
-            tokio::spawn(runtime::accept(listener, shared.clone(), server.clone())),
+            tokio::spawn(conn::accept(listener, shared.clone(), server.clone())),
         ];
         tracing::info!(
             node = %shared.name,
@@ -260,7 +262,7 @@ impl Node {
     /// Runs a discovery strategy; the node dials whatever it reports.
     pub fn discover(&self, strategy: Box<dyn Strategy>) {
         let task = tokio::spawn(runtime::run_strategy(strategy, self.shared.loop_tx.clone()));
-        runtime::lock(&self.control.tasks).push(task);
+        locks::lock(&self.control.tasks).push(task);
     }
 
     /// Chooses a discovery strategy from the environment ([`crate::discovery::detect`]:
@@ -305,7 +307,7 @@ impl Node {
 
     /// The live members (up or leaving), this node excluded.
     pub fn members(&self) -> Vec<Member> {
-        runtime::read(&self.shared.members).clone()
+        locks::read(&self.shared.members).clone()
     }
 
     /// The consistent-hash ring over this node and its members that are up (leaving ones
@@ -331,7 +333,7 @@ impl Node {
         name: &str,
         addr: Addr<M>,
     ) -> Result<(), foundation_actors::SpawnError> {
-        let mut exports = runtime::write(&self.shared.exports);
+        let mut exports = locks::write(&self.shared.exports);
         if exports.contains_key(name) {
             return Err(foundation_actors::SpawnError::NameTaken(name.to_owned()));
         }
@@ -341,7 +343,7 @@ impl Node {
 
     /// Stops exporting `name`.
     pub fn unexport(&self, name: &str) {
-        runtime::write(&self.shared.exports).remove(name);
+        locks::write(&self.shared.exports).remove(name);
     }
 
     /// Sends `msg` to the process exported as `name` on `node` (Erlang's
@@ -467,7 +469,7 @@ impl Node {
         let msg = build(ReplyPort::from(port_tx));
         let id = self.shared.next_call.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        runtime::lock(&self.shared.calls).insert(
+        locks::lock(&self.shared.calls).insert(
             id,
             PendingCall {
                 node: node.to_owned(),
@@ -508,7 +510,7 @@ impl Node {
         // Give the lanes a moment to drain what was queued before the leave.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         while tokio::time::Instant::now() < deadline {
-            let pending = runtime::read(&self.shared.outboxes)
+            let pending = locks::read(&self.shared.outboxes)
                 .values()
                 .any(|o| !o.is_drained());
             if !pending {
@@ -537,7 +539,7 @@ impl Node {
                 Some(Duration::from_secs(2)),
             )
             .await;
-        for t in runtime::lock(&self.control.tasks).drain(..) {
+        for t in locks::lock(&self.control.tasks).drain(..) {
             t.abort();
         }
         tracing::info!(node = %self.shared.name, "node stopped");
@@ -552,6 +554,6 @@ struct Forget<'a> {
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        runtime::lock(&self.shared.calls).remove(&self.id);
+        locks::lock(&self.shared.calls).remove(&self.id);
     }
 }

@@ -72,7 +72,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::node::Node;
-use crate::node::runtime::lock;
+use crate::node::locks::lock;
 use net::{RaftRpc, ReadAnswer, Server, from_json};
 use store::{LogStore, MachineStore};
 

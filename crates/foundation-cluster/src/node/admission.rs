@@ -38,7 +38,7 @@ use futures::task::AtomicWaker;
 use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::runtime::lock;
+use super::locks::lock;
 
 /// The most bytes of one frame a connection may make the node read before it has
 /// authenticated. A lane's hello and ractor_cluster's handshake messages are a few

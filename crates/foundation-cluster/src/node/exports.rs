@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use foundation_actors::{Addr, Context, RemoteMessage};
 
-use super::runtime::lock;
+use super::locks::lock;
 use super::wire::Refusal;
 
 /// Where a call's answer goes: the reply's bytes, or why there is none.

@@ -68,7 +68,7 @@ impl Outbox {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        super::runtime::lock(&self.pending)
+        super::locks::lock(&self.pending)
     }
 
     /// Appends one item written by `put` (which must append exactly one item, or nothing

@@ -1,5 +1,6 @@
-//! The node's moving parts: state shared with callers and lane tasks, the connection
-//! handling, and the one event loop that owns membership.
+//! The node's moving parts: state shared with callers and lane tasks, and the one event
+//! loop that owns membership. The connections (accept, admit, dial, lanes) are in
+//! `conn.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -11,19 +12,17 @@ use ractor::{ActorId, ActorRef};
 use ractor_cluster::node::NodeServerSessionInformation;
 use ractor_cluster::{NodeServerMessage, NodeSessionMessage};
 use rustc_hash::FxHashMap;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use super::ClusterEvent;
-use super::admission::{
-    Admission, Gated, Held, PREAUTH_BYTES, PREAUTH_FRAME, Permit, SessionStream,
-};
+use super::admission::{Admission, Held, PREAUTH_BYTES, PREAUTH_FRAME};
 use super::agent::{AgentMsg, Hello};
 use super::config::{NodeConfig, Tls};
+use super::conn::{dial, lane_out};
 use super::exports::Inbox;
-use super::lane::{self, Heard, Outbox, PREAMBLE};
-use super::wire::{self, Item, Refusal};
+use super::lane::{Heard, Outbox};
+use super::locks::{lock, read, write};
+use super::wire::{Item, Refusal};
 use crate::discovery::Sighting;
 use crate::membership::{DownReason, Member, Membership, MembershipEvent, Status};
 
@@ -32,9 +31,6 @@ const TOKEN_TTL: Duration = Duration::from_secs(60);
 /// Backoff between dials of an address that does not answer.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Backoff of the accept loop while accepting fails (out of file descriptors, say).
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 pub(crate) struct PendingCall {
     pub(crate) node: String,
@@ -66,20 +62,6 @@ pub(crate) struct Shared {
     pub(crate) events: broadcast::Sender<ClusterEvent>,
     pub(crate) members: RwLock<Vec<Member>>,
     pub(crate) loop_tx: mpsc::UnboundedSender<Event>,
-}
-
-/// A lock's guard even if a panicking holder poisoned it: the node's tables stay usable
-/// (every critical section leaves them consistent). The one way the node takes its locks.
-pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-/// As [`read`], for writing.
-pub(crate) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-/// As [`read`], for a mutex.
-pub(crate) fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    l.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Shared {
@@ -133,7 +115,7 @@ impl Shared {
         }
     }
 
-    fn take_token(&self, token: u128) -> bool {
+    pub(super) fn take_token(&self, token: u128) -> bool {
         let mut tokens = lock(&self.tokens);
         tokens
             .remove(&token)
@@ -147,7 +129,7 @@ impl Shared {
     /// The outbox to `node`, made now if its hello has not been handled yet: a call can
     /// arrive on its lane before its hello reaches the event loop, and the reply must
     /// wait for the lane back rather than be lost. The loop adopts it on the hello.
-    fn outbox_for_reply(&self, node: &str) -> Arc<Outbox> {
+    pub(super) fn outbox_for_reply(&self, node: &str) -> Arc<Outbox> {
         if let Some(o) = self.outbox(node) {
             return o;
         }
@@ -169,13 +151,13 @@ impl Shared {
         read(&self.exports).get(name).cloned()
     }
 
-    fn reject(&self, peer: String, why: String) {
+    pub(super) fn reject(&self, peer: String, why: String) {
         tracing::warn!(%peer, %why, "refused a connection");
         let _ = self.events.send(ClusterEvent::Rejected { peer, why });
     }
 
     /// Handles one item that arrived from `from`.
-    fn dispatch(self: &Arc<Self>, from: &str, from_incarnation: u64, item: Item<'_>) {
+    pub(super) fn dispatch(self: &Arc<Self>, from: &str, from_incarnation: u64, item: Item<'_>) {
         match item {
             Item::Cast { name, ctx, msg } => match self.inbox(name) {
                 Some(inbox) => {
@@ -280,396 +262,6 @@ impl ractor_cluster::NodeEventSubscription for Sessions {
     fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
         let _ = self.0.send(Event::SessionAuthenticated(ses));
     }
-}
-
-// ------------------------------------------------------------------------------------
-// Connections
-
-/// Accepts connections on the node's one port and tells sessions, lanes and garbage apart.
-/// A connection over the caps on unauthenticated ones is closed at once (see
-/// `admission.rs`); when accepting fails (out of file descriptors, say), the loop waits,
-/// longer each time up to half a second, and logs once until it accepts again.
-pub(crate) async fn accept(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    server: ActorRef<NodeServerMessage>,
-) {
-    let mut backoff = Duration::ZERO;
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                if !backoff.is_zero() {
-                    tracing::info!("accepting connections again");
-                    backoff = Duration::ZERO;
-                }
-                let Some(permit) = shared.admission.admit(peer.ip()) else {
-                    continue; // dropped: closed at once, and counted
-                };
-                let deadline = tokio::time::Instant::now() + shared.handshake_timeout;
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(admit(
-                    stream,
-                    peer,
-                    permit,
-                    deadline,
-                    shared.clone(),
-                    server.clone(),
-                ));
-            }
-            Err(e) => {
-                shared.admission.count_accept_error();
-                if backoff.is_zero() {
-                    let fds = matches!(e.raw_os_error(), Some(EMFILE | ENFILE));
-                    tracing::warn!(
-                        error = %e,
-                        out_of_descriptors = fds,
-                        "accept failed; retrying with a backoff (logged once until it works again)"
-                    );
-                }
-                backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
-                tokio::time::sleep(backoff).await;
-            }
-        }
-    }
-}
-
-/// "Too many open files" (this process's limit) and "file table overflow" (the system's):
-/// the same numbers on Linux and macOS.
-const EMFILE: i32 = 24;
-const ENFILE: i32 = 23;
-
-async fn admit(
-    stream: TcpStream,
-    peer: SocketAddr,
-    permit: Permit,
-    deadline: tokio::time::Instant,
-    shared: Arc<Shared>,
-    server: ActorRef<NodeServerMessage>,
-) {
-    let timeout = shared.handshake_timeout;
-    let said_nothing = |shared: &Shared| {
-        shared.admission.count_timeout();
-        shared.reject(
-            peer.to_string(),
-            format!("connected and sent nothing for {timeout:?}"),
-        );
-    };
-    let label = peer.to_string();
-    if let Some(tls) = shared.tls.clone() {
-        let mut tls_stream =
-            match tokio::time::timeout_at(deadline, tls.acceptor.accept(stream)).await {
-                Err(_) => return said_nothing(&shared),
-                Ok(Err(e)) => {
-                    return shared.reject(label, format!("TLS handshake failed: {e}"));
-                }
-                Ok(Ok(s)) => s,
-            };
-        let mut first = [0u8; 1];
-        match tokio::time::timeout_at(deadline, tls_stream.read_exact(&mut first)).await {
-            Err(_) => return said_nothing(&shared),
-            Ok(Err(_)) => return,
-            Ok(Ok(_)) => {}
-        }
-        match first[0] {
-            0 => {
-                // ractor_cluster reads the session from its start: give the byte back.
-                let (r, w) = tokio::io::split(tls_stream);
-                let reader = std::io::Cursor::new(vec![0u8]).chain(r);
-                if let Err(why) =
-                    open_session(&shared, &server, label, Some(permit), reader, w, true)
-                {
-                    tracing::debug!(%peer, %why, "session not opened");
-                }
-            }
-            b if b == PREAMBLE[0] => {
-                lane_in(tls_stream, peer, shared, permit, deadline, 1).await;
-            }
-            b => not_foundation(&shared, peer, b),
-        }
-        return;
-    }
-    let mut first = [0u8; 1];
-    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
-        Err(_) => return said_nothing(&shared),
-        Ok(Ok(0) | Err(_)) => return,
-        Ok(Ok(_)) => {}
-    }
-    match first[0] {
-        // A ractor_cluster session: its frames start with a big-endian u64 length.
-        0 => {
-            let (r, w) = stream.into_split();
-            if let Err(why) = open_session(&shared, &server, label, Some(permit), r, w, true) {
-                tracing::debug!(%peer, %why, "session not opened");
-            }
-        }
-        b if b == PREAMBLE[0] => lane_in(stream, peer, shared, permit, deadline, 0).await,
-        // A TLS ClientHello to a node without TLS.
-        0x16 => shared.reject(
-            label,
-            "started a TLS handshake, but this node does not use TLS".into(),
-        ),
-        b => not_foundation(&shared, peer, b),
-    }
-}
-
-/// Hands a session's stream to ractor_cluster, its reader behind a gate that reads at
-/// most [`PREAUTH_FRAME`] bytes of a frame until the session authenticates (see
-/// `admission.rs`: ractor_cluster would read a frame of up to `max_frame` whole). Its
-/// slot (`permit`, inbound sessions) is held until then. The loop finds the gate by the
-/// session's `label`, which ractor_cluster reports as its peer address.
-fn open_session(
-    shared: &Shared,
-    server: &ActorRef<NodeServerMessage>,
-    label: String,
-    permit: Option<Permit>,
-    reader: impl AsyncRead + Unpin + Send + 'static,
-    writer: impl AsyncWrite + Unpin + Send + 'static,
-    is_server: bool,
-) -> Result<(), String> {
-    let Some(gate) = shared.admission.gate(&label, permit) else {
-        let why = "a session with the same address is still in its handshake";
-        shared.reject(label, why.into());
-        return Err(why.into());
-    };
-    let stream = SessionStream {
-        reader: Box::new(Gated::new(reader, gate)),
-        writer: Box::new(writer),
-        label,
-    };
-    let opened = NodeServerMessage::ConnectionOpenedExternal {
-        stream: Box::new(stream),
-        is_server,
-    };
-    server
-        .cast(opened)
-        .map_err(|_| "the node server has stopped; connection dropped".to_owned())
-}
-
-fn not_foundation(shared: &Shared, peer: SocketAddr, b: u8) {
-    shared.reject(
-        peer.to_string(),
-        format!("sent {b:#04x} first: not a Foundation node (garbage, or another protocol)"),
-    );
-}
-
-/// An inbound lane: check its preamble (of which `consumed` bytes were read already) and
-/// its token, then deliver its frames until it ends. Until the token is checked, the lane
-/// holds its slot (`permit`), must be done by `deadline`, and may make this node read at
-/// most [`PREAUTH_FRAME`] bytes of its first frame (its hello).
-async fn lane_in<S: AsyncRead + Unpin>(
-    mut stream: S,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    permit: Permit,
-    deadline: tokio::time::Instant,
-    consumed: usize,
-) {
-    let mut buf = Vec::new();
-    let greeted = tokio::time::timeout_at(deadline, async {
-        let mut pre = [0u8; 4];
-        stream.read_exact(&mut pre[consumed..]).await?;
-        if pre[consumed..] != PREAMBLE[consumed..] {
-            return Err(lane::LaneError::Io(std::io::Error::other("bad preamble")));
-        }
-        lane::read_frame(&mut stream, PREAUTH_FRAME, &mut buf).await
-    })
-    .await;
-    match greeted {
-        Err(_) => {
-            shared.admission.count_timeout();
-            return shared.reject(
-                peer.to_string(),
-                "opened a lane and did not present its hello in time".into(),
-            );
-        }
-        Ok(Err(lane::LaneError::Frame(wire::FrameError::Oversized { len, .. }))) => {
-            shared.admission.count_oversized();
-            return shared.reject(
-                peer.to_string(),
-                format!(
-                    "opened a lane with a first frame of {len} bytes, over the {PREAUTH_FRAME} a hello may take before its token is checked"
-                ),
-            );
-        }
-        Ok(Err(e)) => return shared.reject(peer.to_string(), format!("bad lane opening: {e}")),
-        Ok(Ok(())) => {}
-    }
-    let mut rest = &buf[..];
-    let (node, incarnation) = match wire::take_item(&mut rest) {
-        Ok(Item::Hello {
-            token,
-            node,
-            incarnation,
-        }) if shared.take_token(token) => (node.to_owned(), incarnation),
-        Ok(Item::Hello { node, .. }) => {
-            return shared.reject(
-                peer.to_string(),
-                format!("lane from `{node}` with an unknown or expired token"),
-            );
-        }
-        Ok(_) => {
-            return shared.reject(
-                peer.to_string(),
-                "a lane that did not start with hello".into(),
-            );
-        }
-        Err(e) => return shared.reject(peer.to_string(), format!("bad lane hello: {e}")),
-    };
-    drop(permit);
-    let heard = Arc::new(Heard::new(shared.epoch));
-    let kill = Arc::new(Notify::new());
-    tracing::debug!(%node, %peer, "inbound lane open");
-    let _ = shared.loop_tx.send(Event::LaneIn {
-        node: node.clone(),
-        incarnation,
-        heard: heard.clone(),
-        kill: kill.clone(),
-    });
-    // Items after the hello in the first frame.
-    let mut bad = None;
-    while !rest.is_empty() {
-        match wire::take_item(&mut rest) {
-            Ok(item) => shared.dispatch(&node, incarnation, item),
-            Err(e) => {
-                bad = Some(e.to_string());
-                break;
-            }
-        }
-    }
-    let why = match bad {
-        Some(e) => Some(e),
-        None => {
-            let read = lane::read_frames(&mut stream, shared.max_frame, &heard, |item| {
-                shared.dispatch(&node, incarnation, item);
-            });
-            tokio::select! {
-                r = read => r.err().map(|e| e.to_string()),
-                () = kill.notified() => None,
-            }
-        }
-    };
-    if let Some(why) = &why {
-        shared.reject(format!("{node} ({peer})"), format!("lane closed: {why}"));
-    }
-    let _ = shared.loop_tx.send(Event::LaneInClosed {
-        node,
-        incarnation,
-        why,
-    });
-}
-
-/// An outbound lane to `node` at `addr`: connect, present the token, write frames.
-async fn lane_out(
-    shared: Arc<Shared>,
-    node: String,
-    incarnation: u64,
-    addr: String,
-    token: u128,
-    outbox: Arc<Outbox>,
-) {
-    let run = async {
-        let tcp = tokio::time::timeout(shared.handshake_timeout, TcpStream::connect(&addr))
-            .await
-            .map_err(|_| std::io::Error::other("connect timed out"))??;
-        tcp.set_nodelay(true)?;
-        match &shared.tls {
-            None => write_lane(&shared, &node, &addr, token, &outbox, tcp).await,
-            Some(tls) => {
-                let stream = tokio::time::timeout(
-                    shared.handshake_timeout,
-                    tls.connector.connect(tls.server_name.clone(), tcp),
-                )
-                .await
-                .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
-                write_lane(&shared, &node, &addr, token, &outbox, stream).await
-            }
-        }
-    };
-    let why = run.await.err().map(|e| e.to_string());
-    let _ = shared.loop_tx.send(Event::LaneOutClosed {
-        node,
-        incarnation,
-        why,
-    });
-}
-
-async fn write_lane<S: AsyncRead + AsyncWrite + Unpin>(
-    shared: &Shared,
-    node: &str,
-    addr: &str,
-    token: u128,
-    outbox: &Outbox,
-    mut stream: S,
-) -> std::io::Result<()> {
-    let mut opening = PREAMBLE.to_vec();
-    opening.extend_from_slice(&[0; wire::HEADER]);
-    wire::put_item(
-        &mut opening,
-        &Item::Hello {
-            token,
-            node: &shared.name,
-            incarnation: shared.incarnation,
-        },
-    );
-    let body = u32::try_from(opening.len() - PREAMBLE.len() - wire::HEADER).unwrap_or(u32::MAX);
-    opening[PREAMBLE.len()..PREAMBLE.len() + wire::HEADER].copy_from_slice(&body.to_le_bytes());
-    stream.write_all(&opening).await?;
-    tracing::debug!(%node, %addr, "outbound lane open");
-    // The peer never writes on this lane: anything readable is its end closing (a killed
-    // process), noticed at once instead of at the next write.
-    let (mut rx, mut tx) = tokio::io::split(stream);
-    let closed_by_peer = async {
-        let mut b = [0u8; 1];
-        let _ = rx.read(&mut b).await;
-    };
-    tokio::select! {
-        r = outbox.write_to(&mut tx) => r?,
-        () = closed_by_peer => return Err(std::io::Error::other("closed by the peer")),
-    }
-    // Leaving: let the peer read what was written before the socket closes.
-    let _ = tx.shutdown().await;
-    Ok(())
-}
-
-/// Dials a session to `addr`. Its reader is gated as an inbound session's is (without a
-/// slot: this node chose to dial), so a listener there cannot make this node read a big
-/// frame before the cookie handshake either.
-async fn dial(
-    shared: Arc<Shared>,
-    server: ActorRef<NodeServerMessage>,
-    addr: String,
-    timeout: Duration,
-) -> Result<SocketAddr, String> {
-    let go = async {
-        let sa = tokio::net::lookup_host(&addr)
-            .await
-            .map_err(|e| format!("cannot resolve: {e}"))?
-            .next()
-            .ok_or_else(|| "resolves to no address".to_owned())?;
-        let tcp = TcpStream::connect(sa).await.map_err(|e| e.to_string())?;
-        let _ = tcp.set_nodelay(true);
-        // The label is the address dialed: the loop knows its dials by it.
-        let label = sa.to_string();
-        match &shared.tls {
-            None => {
-                let (r, w) = tcp.into_split();
-                open_session(&shared, &server, label, None, r, w, false)?;
-            }
-            Some(tls) => {
-                let stream = tls
-                    .connector
-                    .connect(tls.server_name.clone(), tcp)
-                    .await
-                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
-                let (r, w) = tokio::io::split(stream);
-                open_session(&shared, &server, label, None, r, w, false)?;
-            }
-        }
-        Ok(sa)
-    };
-    tokio::time::timeout(timeout, go)
-        .await
-        .unwrap_or_else(|_| Err("connect timed out".to_owned()))
 }
 
 // ------------------------------------------------------------------------------------

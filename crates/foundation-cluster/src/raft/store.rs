@@ -19,7 +19,7 @@ use openraft::{
 };
 
 use super::{Cfg, Machine};
-use crate::node::runtime::lock;
+use crate::node::locks::lock;
 
 type NodeId = u64;
 
