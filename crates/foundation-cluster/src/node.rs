@@ -65,7 +65,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use admission::NodeStats;
-pub use config::{ConfigError, DEFAULT_PORT, NodeConfig, Tls};
+pub use config::{
+    CONTROL, ChannelConfig, ConfigError, DEFAULT, DEFAULT_PORT, MAX_CHANNELS, NodeConfig, Tls,
+};
 pub use error::{NodeError, RemoteError};
 pub use wire::{DEFAULT_MAX_FRAME, FrameError, Refusal};
 
@@ -361,25 +363,52 @@ impl Node {
         name: &str,
         msg: &M,
     ) -> Result<(), RemoteError> {
+        self.send_on(DEFAULT, node, name, msg)
+    }
+
+    /// As [`Node::send`], on the channel named `channel` ([`CONTROL`], [`DEFAULT`] or one
+    /// declared with [`NodeConfig::channel`]): what waits on one channel never delays
+    /// another, and each has its own limit.
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::send`], and [`RemoteError::UnknownChannel`] if this node or `node` has
+    /// no such channel.
+    pub fn send_on<M: RemoteMessage>(
+        &self,
+        channel: &str,
+        node: &str,
+        name: &str,
+        msg: &M,
+    ) -> Result<(), RemoteError> {
         let ctx = Context::current();
-        self.push(node, None, name, ctx.as_ref(), msg)
+        self.push(channel, node, None, name, ctx.as_ref(), msg)
     }
 
     fn push<M: RemoteMessage>(
         &self,
+        channel: &str,
         node: &str,
         call: Option<u64>,
         name: &str,
         ctx: Option<&Context>,
         msg: &M,
     ) -> Result<(), RemoteError> {
+        let unknown_channel = || RemoteError::UnknownChannel {
+            channel: channel.to_owned(),
+            node: node.to_owned(),
+        };
+        let ch = self.shared.channel(channel).ok_or_else(unknown_channel)?;
         if node == self.shared.name {
             return self.push_local(call, name, ctx, msg);
         }
-        let outbox = self
-            .shared
-            .outbox(node)
-            .ok_or_else(|| RemoteError::UnknownNode(node.to_owned()))?;
+        let outbox = {
+            let outboxes = locks::read(&self.shared.outboxes);
+            let peer = outboxes
+                .get(node)
+                .ok_or_else(|| RemoteError::UnknownNode(node.to_owned()))?;
+            peer.get(ch).ok_or_else(unknown_channel)?
+        };
         let pushed =
             outbox.push(|out| wire::put_cast_with(out, call, name, ctx, |o| msg.encode(o)));
         match pushed {
@@ -459,6 +488,33 @@ impl Node {
         R: DeserializeOwned + Send + 'static,
         F: FnOnce(ReplyPort<R>) -> M,
     {
+        self.call_on(DEFAULT, node, name, build, timeout).await
+    }
+
+    /// As [`Node::call`], on the channel named `channel` (the reply comes back on the
+    /// same channel): see [`Node::send_on`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::call`], and [`RemoteError::UnknownChannel`] if this node or `node` has
+    /// no such channel.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Node::call`].
+    pub async fn call_on<M, R, F>(
+        &self,
+        channel: &str,
+        node: &str,
+        name: &str,
+        build: F,
+        timeout: Duration,
+    ) -> Result<R, RemoteError>
+    where
+        M: RemoteMessage,
+        R: DeserializeOwned + Send + 'static,
+        F: FnOnce(ReplyPort<R>) -> M,
+    {
         let ctx = Context::current();
         let (deadline_first, wait) = match ctx.as_ref().and_then(Context::remaining) {
             Some(left) if left < timeout => (true, left),
@@ -480,7 +536,7 @@ impl Node {
             shared: &self.shared,
             id,
         };
-        self.push(node, Some(id), name, ctx.as_ref(), &msg)?;
+        self.push(channel, node, Some(id), name, ctx.as_ref(), &msg)?;
         drop(msg);
         let got = tokio::time::timeout(wait, rx).await;
         drop(guard);

@@ -71,8 +71,8 @@ use openraft::{BasicNode, Raft, ServerState};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use crate::node::Node;
 use crate::node::locks::lock;
+use crate::node::{CONTROL, Node};
 use net::{RaftRpc, ReadAnswer, Server, from_json};
 use store::{LogStore, MachineStore};
 
@@ -462,7 +462,7 @@ impl<S: Machine> Group<S> {
             };
             let asked = inner
                 .node
-                .call(&leader, &inner.service, RaftRpc::ReadIndex, left)
+                .call_on(CONTROL, &leader, &inner.service, RaftRpc::ReadIndex, left)
                 .await;
             let index = match asked {
                 Ok(bytes) => match from_json::<ReadAnswer>(&bytes)? {

@@ -35,6 +35,8 @@ pub(crate) struct Hello {
     pub(crate) members: Vec<String>,
     /// Its silence limit: this node sends it heartbeats often enough for it.
     pub(crate) silence_ms: u64,
+    /// The channels it knows: lanes are opened to it for those both nodes know.
+    pub(crate) channels: Vec<String>,
 }
 
 /// What agents say to each other.

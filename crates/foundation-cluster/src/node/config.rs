@@ -26,6 +26,34 @@ pub struct NodeConfig {
     pub(crate) max_unauthenticated: usize,
     pub(crate) max_unauthenticated_per_ip: usize,
     pub(crate) tls: Option<Tls>,
+    /// Channels declared beside `control` and `default`, in order.
+    pub(crate) channels: Vec<(String, ChannelConfig)>,
+}
+
+/// The name of the channel a node's own traffic rides: heartbeats, membership, a graceful
+/// leave, registry replication and raft. Never refused for being full.
+pub const CONTROL: &str = "control";
+/// The name of the channel [`crate::node::Node::send`] and [`crate::node::Node::call`] use.
+pub const DEFAULT: &str = "default";
+/// How many channels a node may have, `control` and `default` included.
+pub const MAX_CHANNELS: usize = 32;
+
+/// The settings of one channel: a named connection to each peer with its own outbox, so
+/// that what waits on one never delays another (see `docs/cluster.md`, "Channels").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelConfig {
+    /// How many bytes may wait to be written to one peer on this channel before sends on
+    /// it fail with [`crate::node::RemoteError::Overloaded`].
+    pub max_pending: usize,
+}
+
+impl Default for ChannelConfig {
+    /// 64 MiB may wait.
+    fn default() -> Self {
+        Self {
+            max_pending: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// TLS for every connection of a node: sessions and lanes, inbound and outbound, to seeds
@@ -129,6 +157,7 @@ impl NodeConfig {
             max_unauthenticated: 64,
             max_unauthenticated_per_ip: 16,
             tls: None,
+            channels: Vec::new(),
         }
     }
 
@@ -241,6 +270,39 @@ impl NodeConfig {
         self
     }
 
+    /// Declares a channel named `name` (or sets the `default` channel's limit): a
+    /// connection of its own to each peer, with its own outbox and limit, chosen per send
+    /// with [`crate::node::Node::send_on`] and [`crate::node::Node::call_on`]. Both nodes
+    /// must declare it; a send on a channel the peer does not know fails with
+    /// [`crate::node::RemoteError::UnknownChannel`]. `control` cannot be declared: it is
+    /// the node's own. See `docs/cluster.md`, "Channels".
+    #[must_use]
+    pub fn channel(mut self, name: impl Into<String>, config: ChannelConfig) -> Self {
+        let name = name.into();
+        self.channels.retain(|(n, _)| *n != name);
+        self.channels.push((name, config));
+        self
+    }
+
+    /// The node's channels in their order: `control`, `default`, then those declared.
+    pub(crate) fn channel_table(&self) -> Vec<(String, usize)> {
+        let default = self
+            .channels
+            .iter()
+            .find(|(n, _)| n == DEFAULT)
+            .map_or(self.max_pending, |(_, c)| c.max_pending);
+        let mut table = vec![
+            (CONTROL.to_owned(), usize::MAX),
+            (DEFAULT.to_owned(), default),
+        ];
+        for (n, c) in &self.channels {
+            if n != DEFAULT && n != CONTROL {
+                table.push((n.clone(), c.max_pending));
+            }
+        }
+        table
+    }
+
     /// How many connections may be open at once that have not authenticated yet (64),
     /// and how many of them from one IP address (16). A connection over either is closed
     /// as soon as it is accepted, and counted in [`crate::node::NodeStats::over_cap`].
@@ -295,6 +357,20 @@ impl NodeConfig {
         }
         if self.cluster.is_empty() {
             return bad("cluster", "is empty");
+        }
+        for (n, _) in &self.channels {
+            if n == CONTROL {
+                return bad(
+                    "channel",
+                    "`control` is the node's own and cannot be declared",
+                );
+            }
+            if n.is_empty() || n.len() > 64 {
+                return bad("channel", "a channel's name must be 1 to 64 bytes");
+            }
+        }
+        if self.channel_table().len() > MAX_CHANNELS {
+            return bad("channel", "more than 32 channels");
         }
         if self.silence < Duration::from_millis(10) {
             return bad("silence", "must be at least 10 ms");

@@ -231,12 +231,29 @@ async fn lane_in<S: AsyncRead + Unpin>(
         Ok(Ok(())) => {}
     }
     let mut rest = &buf[..];
-    let (node, incarnation) = match wire::take_item(&mut rest) {
+    let (node, incarnation, channel) = match wire::take_item(&mut rest) {
+        Ok(Item::Hello { node, channel, .. }) if shared.channel(channel).is_none() => {
+            return shared.reject(
+                peer.to_string(),
+                format!(
+                    "lane from `{node}` for channel `{channel}`, which this node does not have (declare it with NodeConfig::channel on both nodes)"
+                ),
+            );
+        }
         Ok(Item::Hello {
             token,
             node,
             incarnation,
-        }) if shared.take_token(token) => (node.to_owned(), incarnation),
+            channel,
+        }) if shared
+            .channel(channel)
+            .is_some_and(|ch| shared.take_token(token, ch)) =>
+        {
+            let ch = shared
+                .channel(channel)
+                .unwrap_or(super::runtime::DEFAULT_CHANNEL);
+            (node.to_owned(), incarnation, ch)
+        }
         Ok(Item::Hello { node, .. }) => {
             return shared.reject(
                 peer.to_string(),
@@ -254,10 +271,11 @@ async fn lane_in<S: AsyncRead + Unpin>(
     drop(permit);
     let heard = Arc::new(Heard::new(shared.epoch));
     let kill = Arc::new(Notify::new());
-    tracing::debug!(%node, %peer, "inbound lane open");
+    tracing::debug!(%node, %peer, channel, "inbound lane open");
     let _ = shared.loop_tx.send(Event::LaneIn {
         node: node.clone(),
         incarnation,
+        channel,
         heard: heard.clone(),
         kill: kill.clone(),
     });
@@ -265,7 +283,7 @@ async fn lane_in<S: AsyncRead + Unpin>(
     let mut bad = None;
     while !rest.is_empty() {
         match wire::take_item(&mut rest) {
-            Ok(item) => shared.dispatch(&node, incarnation, item),
+            Ok(item) => shared.dispatch(&node, incarnation, channel, item),
             Err(e) => {
                 bad = Some(e.to_string());
                 break;
@@ -276,7 +294,7 @@ async fn lane_in<S: AsyncRead + Unpin>(
         Some(e) => Some(e),
         None => {
             let read = lane::read_frames(&mut stream, shared.max_frame, &heard, |item| {
-                shared.dispatch(&node, incarnation, item);
+                shared.dispatch(&node, incarnation, channel, item);
             });
             tokio::select! {
                 r = read => r.err().map(|e| e.to_string()),
@@ -290,17 +308,20 @@ async fn lane_in<S: AsyncRead + Unpin>(
     let _ = shared.loop_tx.send(Event::LaneInClosed {
         node,
         incarnation,
+        channel,
         why,
     });
 }
 
-/// An outbound lane to `node` at `addr`: connect, present the token, write frames.
+/// An outbound lane of channel `channel` to `node` at `addr`: connect, present the token,
+/// write frames.
 pub(super) async fn lane_out(
     shared: Arc<Shared>,
     node: String,
     incarnation: u64,
     addr: String,
     token: u128,
+    channel: usize,
     outbox: Arc<Outbox>,
 ) {
     let run = async {
@@ -309,7 +330,7 @@ pub(super) async fn lane_out(
             .map_err(|_| std::io::Error::other("connect timed out"))??;
         tcp.set_nodelay(true)?;
         match &shared.tls {
-            None => write_lane(&shared, &node, &addr, token, &outbox, tcp).await,
+            None => write_lane(&shared, &node, &addr, (token, channel), &outbox, tcp).await,
             Some(tls) => {
                 let stream = tokio::time::timeout(
                     shared.handshake_timeout,
@@ -317,7 +338,7 @@ pub(super) async fn lane_out(
                 )
                 .await
                 .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
-                write_lane(&shared, &node, &addr, token, &outbox, stream).await
+                write_lane(&shared, &node, &addr, (token, channel), &outbox, stream).await
             }
         }
     };
@@ -333,10 +354,11 @@ async fn write_lane<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     node: &str,
     addr: &str,
-    token: u128,
+    (token, channel): (u128, usize),
     outbox: &Outbox,
     mut stream: S,
 ) -> std::io::Result<()> {
+    let channel = shared.channels.get(channel).map_or("", |(n, _)| n.as_str());
     let mut opening = PREAMBLE.to_vec();
     opening.extend_from_slice(&[0; wire::HEADER]);
     wire::put_item(
@@ -345,12 +367,13 @@ async fn write_lane<S: AsyncRead + AsyncWrite + Unpin>(
             token,
             node: &shared.name,
             incarnation: shared.incarnation,
+            channel,
         },
     );
     let body = u32::try_from(opening.len() - PREAMBLE.len() - wire::HEADER).unwrap_or(u32::MAX);
     opening[PREAMBLE.len()..PREAMBLE.len() + wire::HEADER].copy_from_slice(&body.to_le_bytes());
     stream.write_all(&opening).await?;
-    tracing::debug!(%node, %addr, "outbound lane open");
+    tracing::debug!(%node, %addr, %channel, "outbound lane open");
     // The peer never writes on this lane: anything readable is its end closing (a killed
     // process), noticed at once instead of at the next write.
     let (mut rx, mut tx) = tokio::io::split(stream);

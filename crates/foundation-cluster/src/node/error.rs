@@ -40,9 +40,18 @@ pub enum RemoteError {
     /// The node went down before the request was sent or answered.
     #[error("node `{0}` went down")]
     NodeDown(String),
-    /// Too many bytes wait to be written to that node already.
+    /// Too many bytes wait to be written to that node already (on the channel used).
     #[error("too many bytes wait for node `{0}`: it reads slower than this node sends")]
     Overloaded(String),
+    /// This node, or the peer, has no channel of that name (see
+    /// [`crate::node::NodeConfig::channel`]).
+    #[error("no channel `{channel}` to node `{node}`: declare it on both nodes")]
+    UnknownChannel {
+        /// The channel asked for.
+        channel: String,
+        /// The node it was for.
+        node: String,
+    },
     /// The message is larger than a frame may be.
     #[error("the message is larger than the largest frame")]
     TooLarge,

@@ -26,6 +26,10 @@ use super::wire::{Item, Refusal};
 use crate::discovery::Sighting;
 use crate::membership::{DownReason, Member, Membership, MembershipEvent, Status};
 
+/// The index of the `control` channel (and of `default`) in [`Shared::channels`].
+pub(crate) const CONTROL_CHANNEL: usize = 0;
+pub(crate) const DEFAULT_CHANNEL: usize = 1;
+
 /// How long a lane token stays valid.
 const TOKEN_TTL: Duration = Duration::from_secs(60);
 /// Backoff between dials of an address that does not answer.
@@ -45,20 +49,23 @@ pub(crate) struct Shared {
     pub(crate) addr: String,
     pub(crate) epoch: Instant,
     pub(crate) max_frame: usize,
-    pub(crate) max_pending: usize,
+    /// The channels, by index: `control` (0), `default` (1), then those declared, each with
+    /// its pending limit.
+    pub(crate) channels: Vec<(String, usize)>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) silence: Duration,
     pub(crate) tls: Option<Tls>,
     /// The caps, gates and counters of connections not yet authenticated.
     pub(crate) admission: Arc<Admission>,
-    pub(crate) outboxes: RwLock<FxHashMap<String, Arc<Outbox>>>,
+    pub(crate) outboxes: RwLock<FxHashMap<String, Arc<Outboxes>>>,
     /// Outboxes made for replies to nodes whose hello has not been handled yet; not for
     /// sends (those nodes are not members yet).
-    pending: Mutex<FxHashMap<String, Arc<Outbox>>>,
+    pending: Mutex<FxHashMap<String, Arc<Outboxes>>>,
     pub(crate) exports: RwLock<FxHashMap<String, Arc<dyn Inbox>>>,
     pub(crate) calls: Mutex<FxHashMap<u64, PendingCall>>,
     pub(crate) next_call: AtomicU64,
-    tokens: Mutex<FxHashMap<u128, Instant>>,
+    /// Lane tokens given out: when, and which channels' lanes presented them already.
+    tokens: Mutex<FxHashMap<u128, (Instant, u64)>>,
     pub(crate) events: broadcast::Sender<ClusterEvent>,
     pub(crate) members: RwLock<Vec<Member>>,
     pub(crate) loop_tx: mpsc::UnboundedSender<Event>,
@@ -80,7 +87,7 @@ impl Shared {
             addr,
             epoch: Instant::now(),
             max_frame: config.max_frame,
-            max_pending: config.max_pending,
+            channels: config.channel_table(),
             handshake_timeout: config.handshake_timeout,
             silence: config.silence,
             tls: config.tls.clone(),
@@ -103,7 +110,7 @@ impl Shared {
     /// This node's introduction to one peer, with a fresh lane token for it.
     pub(crate) fn hello(&self) -> Hello {
         let token = new_token();
-        lock(&self.tokens).insert(token, Instant::now());
+        lock(&self.tokens).insert(token, (Instant::now(), 0));
         Hello {
             cluster: self.cluster.clone(),
             node: self.name.clone(),
@@ -112,31 +119,52 @@ impl Shared {
             token,
             members: read(&self.members).iter().map(|m| m.addr.clone()).collect(),
             silence_ms: u64::try_from(self.silence.as_millis()).unwrap_or(u64::MAX),
+            channels: self.channels.iter().map(|(n, _)| n.clone()).collect(),
         }
     }
 
-    pub(super) fn take_token(&self, token: u128) -> bool {
+    /// Whether `token` admits a lane of channel `channel`: one lane per channel.
+    pub(super) fn take_token(&self, token: u128, channel: usize) -> bool {
         let mut tokens = lock(&self.tokens);
-        tokens
-            .remove(&token)
-            .is_some_and(|issued| issued.elapsed() < TOKEN_TTL)
+        let Some((issued, used)) = tokens.get_mut(&token) else {
+            return false;
+        };
+        let bit = 1u64 << channel;
+        if issued.elapsed() >= TOKEN_TTL || *used & bit != 0 {
+            return false;
+        }
+        *used |= bit;
+        true
     }
 
-    pub(crate) fn outbox(&self, node: &str) -> Option<Arc<Outbox>> {
-        read(&self.outboxes).get(node).cloned()
+    /// The index of the channel named `name`.
+    pub(crate) fn channel(&self, name: &str) -> Option<usize> {
+        self.channels.iter().position(|(n, _)| n == name)
+    }
+
+    /// A fresh set of outboxes, one per channel of this node's.
+    fn new_outboxes(&self, known: impl Fn(&str) -> bool) -> Outboxes {
+        Outboxes(
+            self.channels
+                .iter()
+                .map(|(n, max_pending)| {
+                    known(n).then(|| Arc::new(Outbox::new(self.max_frame, *max_pending)))
+                })
+                .collect(),
+        )
     }
 
     /// The outbox to `node`, made now if its hello has not been handled yet: a call can
     /// arrive on its lane before its hello reaches the event loop, and the reply must
     /// wait for the lane back rather than be lost. The loop adopts it on the hello.
-    pub(super) fn outbox_for_reply(&self, node: &str) -> Arc<Outbox> {
-        if let Some(o) = self.outbox(node) {
-            return o;
+    pub(super) fn outbox_for_reply(&self, node: &str, channel: usize) -> Option<Arc<Outbox>> {
+        if let Some(o) = read(&self.outboxes).get(node) {
+            return o.get(channel);
         }
         lock(&self.pending)
             .entry(node.to_owned())
-            .or_insert_with(|| Arc::new(Outbox::new(self.max_frame, self.max_pending)))
-            .clone()
+            .or_insert_with(|| Arc::new(self.new_outboxes(|_| true)))
+            .get(channel)
     }
 
     /// Hands call `id`'s answer to its caller, if it still waits.
@@ -157,7 +185,13 @@ impl Shared {
     }
 
     /// Handles one item that arrived from `from`.
-    pub(super) fn dispatch(self: &Arc<Self>, from: &str, from_incarnation: u64, item: Item<'_>) {
+    pub(super) fn dispatch(
+        self: &Arc<Self>,
+        from: &str,
+        from_incarnation: u64,
+        channel: usize,
+        item: Item<'_>,
+    ) {
         match item {
             Item::Cast { name, ctx, msg } => match self.inbox(name) {
                 Some(inbox) => {
@@ -173,7 +207,10 @@ impl Shared {
                 let shared = self.clone();
                 let to = from.to_owned();
                 let reply: super::exports::ReplyTo = Box::new(move |r| {
-                    let outbox = shared.outbox_for_reply(&to);
+                    // The reply rides the channel the call came on.
+                    let Some(outbox) = shared.outbox_for_reply(&to, channel) else {
+                        return;
+                    };
                     let result = r.as_deref().map_err(|r| *r);
                     if let Err(e) = outbox.push_item(&Item::Reply { id, result }) {
                         tracing::debug!(node = %to, ?e, "a reply could not be sent");
@@ -196,6 +233,38 @@ impl Shared {
                 tracing::debug!(%from, "a second hello on a lane was ignored");
             }
         }
+    }
+}
+
+/// The outboxes to one peer, one per channel of this node's (none for a channel the peer
+/// does not know).
+#[derive(Debug)]
+pub(crate) struct Outboxes(Vec<Option<Arc<Outbox>>>);
+
+impl Outboxes {
+    pub(crate) fn get(&self, channel: usize) -> Option<Arc<Outbox>> {
+        self.0.get(channel)?.clone()
+    }
+
+    /// Each channel's outbox, with its index.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Arc<Outbox>)> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| o.as_ref().map(|o| (i, o)))
+    }
+
+    pub(crate) fn close(&self) {
+        self.iter().for_each(|(_, o)| o.close());
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.iter().any(|(_, o)| o.is_closed())
+    }
+
+    /// Whether nothing waits to be written on any channel.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.iter().all(|(_, o)| o.is_drained())
     }
 }
 
@@ -223,12 +292,14 @@ pub(crate) enum Event {
     LaneIn {
         node: String,
         incarnation: u64,
+        channel: usize,
         heard: Arc<Heard>,
         kill: Arc<Notify>,
     },
     LaneInClosed {
         node: String,
         incarnation: u64,
+        channel: usize,
         why: Option<String>,
     },
     LaneOutClosed {
@@ -279,16 +350,27 @@ fn session_peer(s: &NodeServerSessionInformation) -> Option<String> {
 
 struct PeerLink {
     incarnation: u64,
-    outbox: Arc<Outbox>,
+    outboxes: Arc<Outboxes>,
     /// How often it needs to hear from this node: a sixth of its silence limit.
     heartbeat: Duration,
     last_heartbeat: Instant,
 }
 
-struct InLane {
+/// A peer's inbound lanes, one per channel.
+struct InLanes {
     incarnation: u64,
-    heard: Arc<Heard>,
-    kill: Arc<Notify>,
+    lanes: HashMap<usize, (Arc<Heard>, Arc<Notify>)>,
+}
+
+impl InLanes {
+    fn kill(&self) {
+        self.lanes.values().for_each(|(_, k)| k.notify_one());
+    }
+
+    /// When the peer was last heard on any of its lanes.
+    fn heard(&self) -> Option<Instant> {
+        self.lanes.values().map(|(h, _)| h.at()).max()
+    }
 }
 
 struct SessionInfo {
@@ -313,7 +395,7 @@ pub(crate) struct Loop {
     pub(crate) heartbeat: Duration,
     membership: Membership,
     peers: HashMap<String, PeerLink>,
-    inbound: HashMap<String, InLane>,
+    inbound: HashMap<String, InLanes>,
     sessions: HashMap<ActorId, SessionInfo>,
     known: BTreeMap<String, Known>,
     sightings: HashMap<&'static str, Vec<String>>,
@@ -432,11 +514,11 @@ impl Loop {
             .is_some_and(|p| p.incarnation == incarnation)
         {
             if let Some(p) = self.peers.remove(node) {
-                p.outbox.close();
+                p.outboxes.close();
                 let mut outboxes = write(&self.shared.outboxes);
                 if outboxes
                     .get(node)
-                    .is_some_and(|o| Arc::ptr_eq(o, &p.outbox))
+                    .is_some_and(|o| Arc::ptr_eq(o, &p.outboxes))
                 {
                     outboxes.remove(node);
                 }
@@ -450,7 +532,7 @@ impl Loop {
             .is_some_and(|l| l.incarnation == incarnation)
         {
             if let Some(l) = self.inbound.remove(node) {
-                l.kill.notify_one();
+                l.kill();
             }
         }
         if matches!(reason, DownReason::Silent | DownReason::Disconnected) {
@@ -508,39 +590,62 @@ impl Loop {
             Event::LaneIn {
                 node,
                 incarnation,
+                channel,
                 heard,
                 kill,
             } => {
-                if let Some(old) = self.inbound.insert(
-                    node,
-                    InLane {
-                        incarnation,
-                        heard,
-                        kill,
-                    },
-                ) {
-                    old.kill.notify_one();
+                let lanes = self.inbound.entry(node).or_insert_with(|| InLanes {
+                    incarnation,
+                    lanes: HashMap::new(),
+                });
+                if lanes.incarnation != incarnation {
+                    // A newer incarnation's lanes replace the older one's.
+                    lanes.kill();
+                    lanes.lanes.clear();
+                    lanes.incarnation = incarnation;
+                }
+                if let Some((_, old)) = lanes.lanes.insert(channel, (heard, kill)) {
+                    old.notify_one();
                 }
             }
             Event::LaneInClosed {
                 node,
                 incarnation,
+                channel,
                 why,
+            } => {
+                if let Some(why) = &why {
+                    tracing::info!(%node, %why, "a lane closed");
+                }
+                let mut others = false;
+                if let Some(l) = self
+                    .inbound
+                    .get_mut(&node)
+                    .filter(|l| l.incarnation == incarnation)
+                {
+                    l.lanes.remove(&channel);
+                    others = !l.lanes.is_empty();
+                    if !others {
+                        self.inbound.remove(&node);
+                    }
+                }
+                // A node that is leaving closes its lanes one by one as each drains: it
+                // is down once the last one closes, so nothing queued before is lost.
+                let leaving = self
+                    .membership
+                    .get(&node)
+                    .is_some_and(|m| m.status == Status::Leaving && m.incarnation == incarnation);
+                if !(leaving && others && why.is_none()) {
+                    self.down(&node, incarnation, DownReason::Disconnected);
+                }
             }
-            | Event::LaneOutClosed {
+            Event::LaneOutClosed {
                 node,
                 incarnation,
                 why,
             } => {
                 if let Some(why) = why {
                     tracing::info!(%node, %why, "a lane closed");
-                }
-                if self
-                    .inbound
-                    .get(&node)
-                    .is_some_and(|l| l.incarnation == incarnation)
-                {
-                    self.inbound.remove(&node);
                 }
                 self.down(&node, incarnation, DownReason::Disconnected);
             }
@@ -589,8 +694,12 @@ impl Loop {
             Event::Leave(done) => {
                 self.leaving = true;
                 for p in self.peers.values() {
-                    let _ = p.outbox.push_item(&Item::Leave);
-                    p.outbox.finish();
+                    // Each lane says it, after what it carries: the peer is told on the
+                    // first, and has read each lane to its end when it closes.
+                    for (_, o) in p.outboxes.iter() {
+                        let _ = o.push_item(&Item::Leave);
+                        o.finish();
+                    }
                 }
                 let _ = done.send(());
             }
@@ -644,17 +753,36 @@ impl Loop {
             .partition(|e| matches!(e, MembershipEvent::NodeUp(_)));
         self.publish(downs);
         // An outbox made for replies before this hello is adopted, with what it holds.
-        let outbox = lock(&self.shared.pending)
+        // Lanes go out for the channels both nodes know; a send on another fails.
+        let theirs: BTreeSet<&str> = h.channels.iter().map(String::as_str).collect();
+        let pending = lock(&self.shared.pending)
             .remove(&h.node)
-            .filter(|o| !o.is_closed())
-            .unwrap_or_else(|| {
-                Arc::new(Outbox::new(self.shared.max_frame, self.shared.max_pending))
-            });
+            .filter(|o| !o.is_closed());
+        let outboxes = Arc::new(Outboxes(
+            self.shared
+                .new_outboxes(|n| theirs.contains(n))
+                .0
+                .into_iter()
+                .enumerate()
+                .map(|(i, fresh)| {
+                    let adopted = pending.as_ref().and_then(|p| p.get(i));
+                    fresh.map(|f| adopted.unwrap_or(f))
+                })
+                .collect(),
+        ));
+        for (i, (name, _)) in self.shared.channels.iter().enumerate() {
+            if !theirs.contains(name.as_str()) {
+                tracing::warn!(node = %h.node, channel = %name, "the peer does not know this channel; sends on it to that peer will fail");
+                if let Some(p) = pending.as_ref().and_then(|p| p.get(i)) {
+                    p.close();
+                }
+            }
+        }
         self.peers.insert(
             h.node.clone(),
             PeerLink {
                 incarnation: h.incarnation,
-                outbox: outbox.clone(),
+                outboxes: outboxes.clone(),
                 // Nodes may have different silence limits: each is sent what it needs.
                 heartbeat: self
                     .heartbeat
@@ -663,15 +791,18 @@ impl Loop {
                 last_heartbeat: now,
             },
         );
-        write(&self.shared.outboxes).insert(h.node.clone(), outbox.clone());
-        tokio::spawn(lane_out(
-            self.shared.clone(),
-            h.node,
-            h.incarnation,
-            h.addr,
-            h.token,
-            outbox,
-        ));
+        write(&self.shared.outboxes).insert(h.node.clone(), outboxes.clone());
+        for (i, outbox) in outboxes.iter() {
+            tokio::spawn(lane_out(
+                self.shared.clone(),
+                h.node.clone(),
+                h.incarnation,
+                h.addr.clone(),
+                h.token,
+                i,
+                outbox.clone(),
+            ));
+        }
         self.publish(ups);
     }
 
@@ -728,17 +859,20 @@ impl Loop {
             for p in self.peers.values_mut() {
                 if now.duration_since(p.last_heartbeat) >= p.heartbeat {
                     p.last_heartbeat = now;
-                    let _ = p.outbox.push_item(&Item::Heartbeat);
+                    if let Some(control) = p.outboxes.get(CONTROL_CHANNEL) {
+                        let _ = control.push_item(&Item::Heartbeat);
+                    }
                 }
             }
         }
-        for (node, lane) in &self.inbound {
-            self.membership
-                .heard(node, lane.incarnation, lane.heard.at());
+        for (node, lanes) in &self.inbound {
+            if let Some(at) = lanes.heard() {
+                self.membership.heard(node, lanes.incarnation, at);
+            }
         }
         let evs = self.membership.expire(now);
         self.publish(evs);
-        lock(&self.shared.tokens).retain(|_, issued| issued.elapsed() < TOKEN_TTL);
+        lock(&self.shared.tokens).retain(|_, (issued, _)| issued.elapsed() < TOKEN_TTL);
         // Sessions that never authenticate (a peer that connects and stalls).
         let stalled: Vec<ActorId> = self
             .sessions
@@ -820,10 +954,10 @@ impl Loop {
 
     fn close_all(&mut self) {
         for p in self.peers.values() {
-            p.outbox.close();
+            p.outboxes.close();
         }
         for l in self.inbound.values() {
-            l.kill.notify_one();
+            l.kill();
         }
         write(&self.shared.outboxes).clear();
         for (_, o) in lock(&self.shared.pending).drain() {

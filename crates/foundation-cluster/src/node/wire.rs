@@ -58,11 +58,13 @@ impl Refusal {
 /// One item of a frame, borrowed from the frame's bytes.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Item<'a> {
-    /// The first item of a lane: who opens it and the token the receiving node gave it.
+    /// The first item of a lane: who opens it, the token the receiving node gave it, and
+    /// the channel the lane carries.
     Hello {
         token: u128,
         node: &'a str,
         incarnation: u64,
+        channel: &'a str,
     },
     /// A message for the process exported as `name`.
     Cast {
@@ -118,11 +120,13 @@ pub(crate) fn put_item(out: &mut Vec<u8>, item: &Item<'_>) {
             token,
             node,
             incarnation,
+            channel,
         } => {
             out.push(HELLO);
             out.extend_from_slice(&token.to_le_bytes());
             put_bytes(out, node.as_bytes());
             put_varint(out, *incarnation);
+            put_bytes(out, channel.as_bytes());
         }
         Item::Cast { name, ctx, msg } => {
             out.push(CAST);
@@ -203,6 +207,7 @@ pub(crate) fn take_item<'a>(buf: &mut &'a [u8]) -> Result<Item<'a>, FrameError> 
                 token: u128::from_le_bytes(token),
                 node: take_str(buf, "the node name")?,
                 incarnation: take_varint(buf, "the incarnation")?,
+                channel: take_str(buf, "the channel name")?,
             }
         }
         CAST => Item::Cast {
@@ -333,6 +338,7 @@ mod tests {
                 token: u128::MAX - 7,
                 node: "node-a",
                 incarnation: 1_700_000_000_000_000,
+                channel: "control",
             },
             Item::Cast {
                 name: "kv",

@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Cfg, GroupError, Refused};
-use crate::node::{Node, RemoteError as NodeRemoteError};
+use crate::node::{CONTROL, Node, RemoteError as NodeRemoteError};
 
 type NodeId = u64;
 
@@ -175,7 +175,7 @@ impl Client {
         E: std::error::Error,
     {
         self.node
-            .call(&self.peer, &self.service, build, timeout)
+            .call_on(CONTROL, &self.peer, &self.service, build, timeout)
             .await
             .map_err(|e| match e {
                 NodeRemoteError::Wire(_) | NodeRemoteError::BadMessage { .. } => {

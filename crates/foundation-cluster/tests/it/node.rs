@@ -282,10 +282,29 @@ async fn garbage_silence_forged_lanes_and_oversized_frames_are_rejected() {
     let mut item = vec![6u8]; // hello
     item.extend_from_slice(&[7u8; 16]);
     item.extend_from_slice(&[1, b'z', 1]);
+    item.push(7);
+    item.extend_from_slice(b"default");
     hello.extend_from_slice(&u32::try_from(item.len()).unwrap().to_le_bytes());
     hello.extend_from_slice(&item);
     s.write_all(&hello).await.unwrap();
     wait_event(&mut events, is_rejected("unknown or expired token")).await;
+
+    // A lane for a channel this node does not have is refused, saying so.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut hello = b"FND1".to_vec();
+    let mut item = vec![6u8]; // hello
+    item.extend_from_slice(&[7u8; 16]);
+    item.extend_from_slice(&[1, b'z', 1]);
+    item.push(4);
+    item.extend_from_slice(b"bulk");
+    hello.extend_from_slice(&u32::try_from(item.len()).unwrap().to_le_bytes());
+    hello.extend_from_slice(&item);
+    s.write_all(&hello).await.unwrap();
+    wait_event(
+        &mut events,
+        is_rejected("channel `bulk`, which this node does not have"),
+    )
+    .await;
 
     // A lane announcing a frame over the limit.
     let mut s = TcpStream::connect(addr).await.unwrap();

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use dashmap::DashMap;
 use foundation_actors::{Actor, ActorError, Addr, RemoteMessage, StopHook, WireError};
-use foundation_cluster::node::{ClusterEvent, Node};
+use foundation_cluster::node::{CONTROL, ClusterEvent, Node};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -172,7 +172,8 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
     }
 
     fn send(&self, peer: &str, msg: &SyncMsg<K, V>) {
-        if let Err(e) = self.node.send(peer, &self.service, msg) {
+        // Replication is the node's own traffic: it rides `control`, never behind user sends.
+        if let Err(e) = self.node.send_on(CONTROL, peer, &self.service, msg) {
             tracing::debug!(peer, service = %self.service, error = %e, "registry sync not sent");
         }
     }
