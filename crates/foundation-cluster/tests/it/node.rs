@@ -495,3 +495,43 @@ async fn a_partitioned_node_is_declared_down_on_both_sides_and_all_converge_afte
     a.tell("send c probe healed");
     c.expect(|l| l.starts_with("got healed"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_message_goes_through_while_the_default_channel_is_full() {
+    use foundation_cluster::node::{CONTROL, RemoteError};
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| {
+        c.silence(Duration::from_secs(30)).max_pending(256 * 1024)
+    })
+    .await;
+    let mut events = a.subscribe();
+    let mut b = harness::start("b", &[("SEEDS", a.advertised()), ("SILENCE_MS", "30000")]);
+    wait_event(&mut events, is_up("b")).await;
+    // b stops reading: the default lane's socket buffers fill, then its outbox.
+    b.pause(true);
+    let note = "x".repeat(4096);
+    let mut full = false;
+    for _ in 0..200_000 {
+        match a.send("b", "probe", &Probe::Note(note.clone())) {
+            Ok(()) => {}
+            Err(RemoteError::Overloaded(n)) if n == "b" => {
+                full = true;
+                break;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(full, "the default outbox never filled");
+    // The control channel has its own lane and outbox: it is not refused...
+    a.send_on(CONTROL, "b", "probe", &Probe::Note("control-note".into()))
+        .unwrap();
+    // ...while default still is.
+    assert!(matches!(
+        a.send("b", "probe", &Probe::Note("more".into())),
+        Err(RemoteError::Overloaded(_))
+    ));
+    b.pause(false);
+    b.expect(|l| l.starts_with("got control-note"));
+    assert!(a.members().iter().any(|m| m.id == "b"));
+    a.shutdown().await;
+}
