@@ -163,6 +163,8 @@ pin_project! {
         addr: &'a Addr<M>,
         myself: ActorRef<Envelope<M>>,
         crashed: &'s mut Option<Box<Crashed<M>>>,
+        // Dropped with this future, once the handler is done (a remote delivery's permit).
+        _held: Option<crate::addr::Held>,
     }
 }
 
@@ -269,10 +271,12 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
         state: &mut Wrapped<A>,
     ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send {
         let Wrapped { user, crashed } = state;
+        let mut held = None;
         let step = if crashed.is_some() {
             Step::Salvage { env: Some(env) }
         } else {
-            let (ctx, msg) = env.into_parts();
+            let (ctx, msg, held_now) = env.into_held_parts();
+            held = held_now;
             let fut = self.actor.handle(&self.addr, msg, user);
             match ctx {
                 None => Step::Inline { fut },
@@ -293,6 +297,7 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
             addr: &self.addr,
             myself,
             crashed,
+            _held: held,
         }
     }
 

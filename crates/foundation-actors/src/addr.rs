@@ -51,7 +51,12 @@ pub struct Envelope<M>(Repr<M>);
 enum Repr<M> {
     Bare(M),
     WithContext(Box<(Context, M)>),
+    /// With something held until the message has been handled (see [`Addr::cast_holding`]).
+    Holding(Box<(Option<Context>, M, Held)>),
 }
+
+/// What a message may hold until its handler has finished with it.
+pub(crate) type Held = Box<dyn Send>;
 
 impl<M> Envelope<M> {
     /// `msg`, with `ctx` if there is one.
@@ -63,14 +68,25 @@ impl<M> Envelope<M> {
         }
     }
 
-    /// The context and the message.
+    /// The context and the message (what it held is dropped).
     #[inline]
     pub(crate) fn into_parts(self) -> (Option<Context>, M) {
+        let (ctx, msg, _) = self.into_held_parts();
+        (ctx, msg)
+    }
+
+    /// The context, the message and what it holds until it has been handled.
+    #[inline]
+    pub(crate) fn into_held_parts(self) -> (Option<Context>, M, Option<Held>) {
         match self.0 {
-            Repr::Bare(msg) => (None, msg),
+            Repr::Bare(msg) => (None, msg, None),
             Repr::WithContext(both) => {
                 let (ctx, msg) = *both;
-                (Some(ctx), msg)
+                (Some(ctx), msg, None)
+            }
+            Repr::Holding(all) => {
+                let (ctx, msg, held) = *all;
+                (ctx, msg, Some(held))
             }
         }
     }
@@ -86,6 +102,7 @@ impl<M> Envelope<M> {
         match &self.0 {
             Repr::Bare(_) => None,
             Repr::WithContext(both) => Some(&both.0),
+            Repr::Holding(all) => all.0.as_ref(),
         }
     }
 }
@@ -232,6 +249,27 @@ impl<M: Send + 'static> Addr<M> {
     /// As [`Addr::cast`].
     pub fn cast_with(&self, ctx: Context, msg: M) -> Result<(), SendError<M>> {
         self.send_envelope(Envelope::new(Some(with_sender_span(ctx)), msg))
+            .map_err(|(r, env)| refused(r, env.into_msg()))
+    }
+
+    /// Sends `msg` with `ctx` (if any), holding `held` until a handler has finished with
+    /// the message: `held` is dropped after the handler returns (or fails), or with the
+    /// message if it is never handled (refused, or dropped with a stopped process's
+    /// mailbox). The node uses it to count the remote messages a process has not handled
+    /// yet (a permit), so that a slow process bounds what peers can queue at it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Addr::cast`]; `held` is dropped.
+    pub fn cast_holding(
+        &self,
+        ctx: Option<Context>,
+        msg: M,
+        held: impl Send + 'static,
+    ) -> Result<(), SendError<M>> {
+        let ctx = ctx.map(with_sender_span);
+        let env = Envelope(Repr::Holding(Box::new((ctx, msg, Box::new(held)))));
+        self.send_envelope(env)
             .map_err(|(r, env)| refused(r, env.into_msg()))
     }
 

@@ -304,7 +304,10 @@ impl Node {
     /// many connections it holds that have not authenticated yet. See `docs/cluster.md`,
     /// "Limits".
     pub fn stats(&self) -> NodeStats {
-        self.shared.admission.stats()
+        let mut stats = self.shared.admission.stats();
+        stats.remote_dropped = self.shared.remote_dropped.load(Ordering::Relaxed);
+        stats.remote_refused = self.shared.remote_refused.load(Ordering::Relaxed);
+        stats
     }
 
     /// The live members (up or leaving), this node excluded.
@@ -339,7 +342,10 @@ impl Node {
         if exports.contains_key(name) {
             return Err(foundation_actors::SpawnError::NameTaken(name.to_owned()));
         }
-        exports.insert(name.to_owned(), Arc::new(addr));
+        exports.insert(
+            name.to_owned(),
+            exports::Export::new(Arc::new(addr), self.shared.max_remote_queued),
+        );
         Ok(())
     }
 
@@ -432,7 +438,7 @@ impl Node {
         let mut bytes = Vec::new();
         msg.encode(&mut bytes)?;
         let shared = &self.shared;
-        let Some(inbox) = shared.inbox(name) else {
+        let Some(inbox) = shared.inbox(name).map(|e| e.inbox) else {
             return match call {
                 None => Err(RemoteError::refused(
                     Refusal::NoSuchName,
@@ -447,13 +453,14 @@ impl Node {
         };
         match call {
             None => inbox
-                .cast(&bytes, ctx.cloned())
+                .cast(&bytes, ctx.cloned(), None)
                 .map_err(|r| RemoteError::refused(r, &shared.name, name)),
             Some(id) => {
                 let shared = shared.clone();
                 inbox.call(
                     &bytes,
                     ctx.cloned(),
+                    None,
                     Box::new(move |r| shared.complete_call(id, r)),
                 );
                 Ok(())

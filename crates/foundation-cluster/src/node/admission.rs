@@ -81,6 +81,12 @@ pub struct NodeStats {
     /// Times accepting a connection failed (out of file descriptors, say); the node
     /// waits a little, longer each time, and tries again.
     pub accept_errors: u64,
+    /// Messages from other nodes dropped because the process they were for held its limit
+    /// of unhandled remote messages ([`crate::node::NodeConfig::max_remote_queued`]).
+    pub remote_dropped: u64,
+    /// Calls from other nodes refused with [`crate::node::RemoteError::Overloaded`] for the
+    /// same reason.
+    pub remote_refused: u64,
 }
 
 #[derive(Debug, Default)]
@@ -250,6 +256,8 @@ impl Admission {
             handshake_timeouts: self.timeouts.load(Ordering::Relaxed),
             oversized_preauth: self.oversized.load(Ordering::Relaxed),
             accept_errors: self.accept_errors.load(Ordering::Relaxed),
+            remote_dropped: 0,
+            remote_refused: 0,
         }
     }
 }

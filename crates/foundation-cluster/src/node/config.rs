@@ -23,6 +23,7 @@ pub struct NodeConfig {
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_frame: usize,
     pub(crate) max_pending: usize,
+    pub(crate) max_remote_queued: usize,
     pub(crate) max_unauthenticated: usize,
     pub(crate) max_unauthenticated_per_ip: usize,
     pub(crate) tls: Option<Tls>,
@@ -154,6 +155,7 @@ impl NodeConfig {
             handshake_timeout: Duration::from_secs(5),
             max_frame: DEFAULT_MAX_FRAME,
             max_pending: 64 * 1024 * 1024,
+            max_remote_queued: 10_000,
             max_unauthenticated: 64,
             max_unauthenticated_per_ip: 16,
             tls: None,
@@ -262,11 +264,25 @@ impl NodeConfig {
         self
     }
 
-    /// How many bytes may wait to be written to one peer before sends to it fail with
-    /// [`crate::node::RemoteError::Overloaded`] (64 MiB).
+    /// How many bytes may wait to be written to one peer on the `default` channel before
+    /// sends on it fail with [`crate::node::RemoteError::Overloaded`] (64 MiB). Channels
+    /// declared with [`NodeConfig::channel`] have their own limit; `control` has none.
     #[must_use]
     pub fn max_pending(mut self, bytes: usize) -> Self {
         self.max_pending = bytes;
+        self
+    }
+
+    /// How many messages from other nodes one exported process may have been delivered and
+    /// not yet handled (10,000). Past it, a tell from another node is dropped (the newest,
+    /// counted in [`crate::node::NodeStats::remote_dropped`]) and a call is answered with
+    /// [`crate::node::RemoteError::Overloaded`] (counted in
+    /// [`crate::node::NodeStats::remote_refused`]). The lane keeps being read for every other
+    /// process, so a slow process neither grows this node's memory without bound nor
+    /// stalls its peers' other traffic. See `docs/cluster.md`, "Limits".
+    #[must_use]
+    pub fn max_remote_queued(mut self, messages: usize) -> Self {
+        self.max_remote_queued = messages;
         self
     }
 

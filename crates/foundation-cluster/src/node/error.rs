@@ -40,8 +40,10 @@ pub enum RemoteError {
     /// The node went down before the request was sent or answered.
     #[error("node `{0}` went down")]
     NodeDown(String),
-    /// Too many bytes wait to be written to that node already (on the channel used).
-    #[error("too many bytes wait for node `{0}`: it reads slower than this node sends")]
+    /// Too many bytes wait to be written to that node already (on the channel used), or,
+    /// for a call, the process there has as many messages from other nodes waiting as it
+    /// may ([`crate::node::NodeConfig::max_remote_queued`]).
+    #[error("node `{0}` is overloaded: too much waits for it, here or at the process")]
     Overloaded(String),
     /// This node, or the peer, has no channel of that name (see
     /// [`crate::node::NodeConfig::channel`]).
@@ -109,6 +111,7 @@ impl RemoteError {
             Refusal::BadMessage => Self::BadMessage { node, name },
             Refusal::NoReply => Self::NoReply { node, name },
             Refusal::Stopped => Self::Stopped { node, name },
+            Refusal::Overloaded => Self::Overloaded(node),
         }
     }
 }

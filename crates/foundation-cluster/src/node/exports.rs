@@ -1,5 +1,6 @@
 //! Processes reachable from other nodes by name.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use foundation_actors::{Addr, Context, RemoteMessage};
@@ -10,23 +11,86 @@ use super::wire::Refusal;
 /// Where a call's answer goes: the reply's bytes, or why there is none.
 pub(crate) type ReplyTo = Box<dyn FnOnce(Result<Vec<u8>, Refusal>) + Send>;
 
+/// An exported process, with the count of messages from other nodes it holds unhandled.
+#[derive(Clone)]
+pub(crate) struct Export {
+    pub(crate) inbox: Arc<dyn Inbox>,
+    pub(crate) queued: Arc<Queued>,
+}
+
+impl Export {
+    pub(crate) fn new(inbox: Arc<dyn Inbox>, limit: usize) -> Self {
+        Self {
+            inbox,
+            queued: Arc::new(Queued {
+                count: AtomicUsize::new(0),
+                limit,
+            }),
+        }
+    }
+}
+
+/// How many messages from other nodes one process has been delivered and has not handled
+/// yet, and how many it may: each holds a [`Delivery`] until its handler is done.
+#[derive(Debug)]
+pub(crate) struct Queued {
+    count: AtomicUsize,
+    limit: usize,
+}
+
+impl Queued {
+    /// A permit for one more delivery, or `None` if the process holds its limit already.
+    pub(crate) fn try_take(self: &Arc<Self>) -> Option<Delivery> {
+        self.count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Delivery(self.clone()))
+    }
+
+    /// How many are held now.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+}
+
+/// One delivered message's place in its process's [`Queued`] count, given back when it
+/// is dropped: after the message's handler has finished, or with the message if it is
+/// never handled.
+#[derive(Debug)]
+pub(crate) struct Delivery(Arc<Queued>);
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A process that can take messages as bytes: an [`Addr`] whose message type has a wire
-/// form.
+/// form. A message from another node comes with its [`Delivery`], held until handled.
 pub(crate) trait Inbox: Send + Sync {
-    fn cast(&self, msg: &[u8], ctx: Option<Context>) -> Result<(), Refusal>;
-    fn call(&self, msg: &[u8], ctx: Option<Context>, reply: ReplyTo);
+    fn cast(&self, msg: &[u8], ctx: Option<Context>, held: Option<Delivery>)
+    -> Result<(), Refusal>;
+    fn call(&self, msg: &[u8], ctx: Option<Context>, held: Option<Delivery>, reply: ReplyTo);
 }
 
 impl<M: RemoteMessage> Inbox for Addr<M> {
-    fn cast(&self, msg: &[u8], ctx: Option<Context>) -> Result<(), Refusal> {
+    fn cast(
+        &self,
+        msg: &[u8],
+        ctx: Option<Context>,
+        held: Option<Delivery>,
+    ) -> Result<(), Refusal> {
         let msg = M::from_bytes(msg).map_err(|e| {
             tracing::warn!(error = %e, "dropped a message from another node that does not decode");
             Refusal::BadMessage
         })?;
-        deliver(self, msg, ctx)
+        deliver(self, msg, ctx, held)
     }
 
-    fn call(&self, msg: &[u8], ctx: Option<Context>, reply: ReplyTo) {
+    fn call(&self, msg: &[u8], ctx: Option<Context>, held: Option<Delivery>, reply: ReplyTo) {
         // The reply goes out once: the handler's answer, or `NoReply` when it drops the
         // port, or, when the request never reaches a handler, the reason. A port dropped
         // while decoding or delivering fails says nothing: the reason follows.
@@ -45,7 +109,7 @@ impl<M: RemoteMessage> Inbox for Addr<M> {
             }
         });
         let outcome = match M::from_bytes_with_reply(msg, replier) {
-            Ok(msg) => deliver(self, msg, ctx),
+            Ok(msg) => deliver(self, msg, ctx, held),
             Err(e) => {
                 tracing::warn!(error = %e, "refused a call from another node that does not decode");
                 Err(Refusal::BadMessage)
@@ -78,10 +142,120 @@ impl Once {
     }
 }
 
-fn deliver<M: Send + 'static>(addr: &Addr<M>, msg: M, ctx: Option<Context>) -> Result<(), Refusal> {
-    let sent = match ctx {
-        Some(ctx) => addr.cast_with(ctx, msg),
-        None => addr.cast(msg),
+fn deliver<M: Send + 'static>(
+    addr: &Addr<M>,
+    msg: M,
+    ctx: Option<Context>,
+    held: Option<Delivery>,
+) -> Result<(), Refusal> {
+    let sent = match (held, ctx) {
+        (Some(held), ctx) => addr.cast_holding(ctx, msg, held),
+        (None, Some(ctx)) => addr.cast_with(ctx, msg),
+        (None, None) => addr.cast(msg),
     };
     sent.map_err(|_| Refusal::Stopped)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+mod tests {
+    use super::*;
+
+    fn queued(limit: usize) -> Arc<Queued> {
+        Arc::new(Queued {
+            count: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    #[test]
+    fn permits_are_counted_up_to_the_limit_and_given_back_on_drop() {
+        let q = queued(2);
+        let a = q.try_take().unwrap();
+        let b = q.try_take().unwrap();
+        assert_eq!(q.held(), 2);
+        assert!(q.try_take().is_none(), "a third over a limit of two");
+        drop(a);
+        assert_eq!(q.held(), 1);
+        let c = q.try_take().unwrap();
+        drop((b, c));
+        assert_eq!(q.held(), 0);
+        assert!(queued(0).try_take().is_none());
+    }
+
+    #[test]
+    fn permits_taken_from_many_threads_never_exceed_the_limit() {
+        let q = queued(50);
+        let held: Vec<Vec<Delivery>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..100).filter_map(|_| q.try_take()).collect::<Vec<_>>()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(held.iter().map(Vec::len).sum::<usize>(), 50);
+        assert_eq!(q.held(), 50);
+        drop(held);
+        assert_eq!(q.held(), 0);
+    }
+
+    /// Says it started, then waits to be let go.
+    struct Slow;
+
+    type Step = (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::sync::oneshot::Receiver<()>,
+    );
+
+    impl foundation_actors::Actor for Slow {
+        type Msg = Step;
+        type State = ();
+        type Args = ();
+
+        async fn init(&self, _: &Addr<Step>, (): ()) -> Result<(), foundation_actors::ActorError> {
+            Ok(())
+        }
+
+        async fn handle(
+            &self,
+            _: &Addr<Step>,
+            (started, go): Step,
+            (): &mut (),
+        ) -> Result<(), foundation_actors::ActorError> {
+            let _ = started.send(());
+            let _ = go.await;
+            Ok(())
+        }
+    }
+
+    fn step() -> (
+        Step,
+        tokio::sync::oneshot::Receiver<()>,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel();
+        ((started_tx, go_rx), started_rx, go_tx)
+    }
+
+    #[tokio::test]
+    async fn a_delivered_message_holds_its_permit_until_its_handler_is_done() {
+        let q = queued(10);
+        let addr = foundation_actors::spawn(Slow, ()).await.unwrap();
+        let (m1, started1, go1) = step();
+        let (m2, started2, go2) = step();
+        let (m3, started3, _go3) = step();
+        deliver(&addr, m1, None, q.try_take()).unwrap();
+        deliver(&addr, m2, Some(Context::new()), q.try_take()).unwrap();
+        started1.await.unwrap();
+        assert_eq!(q.held(), 2, "one in its handler, one in the mailbox");
+        go1.send(()).unwrap();
+        // The second's handler runs only after the first's is done and dropped.
+        started2.await.unwrap();
+        assert_eq!(q.held(), 1);
+        go2.send(()).unwrap();
+        deliver(&addr, m3, None, None).unwrap();
+        started3.await.unwrap();
+        assert_eq!(q.held(), 0);
+        addr.stop(None);
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use super::admission::{Admission, Held, PREAUTH_BYTES, PREAUTH_FRAME};
 use super::agent::{AgentMsg, Hello};
 use super::config::{NodeConfig, Tls};
 use super::conn::{dial, lane_out};
-use super::exports::Inbox;
+use super::exports::Export;
 use super::lane::{Heard, Outbox};
 use super::locks::{lock, read, write};
 use super::wire::{Item, Refusal};
@@ -61,7 +61,12 @@ pub(crate) struct Shared {
     /// Outboxes made for replies to nodes whose hello has not been handled yet; not for
     /// sends (those nodes are not members yet).
     pending: Mutex<FxHashMap<String, Arc<Outboxes>>>,
-    pub(crate) exports: RwLock<FxHashMap<String, Arc<dyn Inbox>>>,
+    pub(crate) exports: RwLock<FxHashMap<String, Export>>,
+    /// How many messages from other nodes one process may hold unhandled.
+    pub(crate) max_remote_queued: usize,
+    /// Remote tells dropped, and remote calls refused, at a process holding that many.
+    pub(crate) remote_dropped: AtomicU64,
+    pub(crate) remote_refused: AtomicU64,
     pub(crate) calls: Mutex<FxHashMap<u64, PendingCall>>,
     pub(crate) next_call: AtomicU64,
     /// Lane tokens given out: when, and which channels' lanes presented them already.
@@ -98,6 +103,9 @@ impl Shared {
             outboxes: RwLock::default(),
             pending: Mutex::default(),
             exports: RwLock::default(),
+            max_remote_queued: config.max_remote_queued,
+            remote_dropped: AtomicU64::new(0),
+            remote_refused: AtomicU64::new(0),
             calls: Mutex::default(),
             next_call: AtomicU64::new(1),
             tokens: Mutex::default(),
@@ -175,7 +183,7 @@ impl Shared {
         }
     }
 
-    pub(crate) fn inbox(&self, name: &str) -> Option<Arc<dyn Inbox>> {
+    pub(crate) fn inbox(&self, name: &str) -> Option<Export> {
         read(&self.exports).get(name).cloned()
     }
 
@@ -194,11 +202,19 @@ impl Shared {
     ) {
         match item {
             Item::Cast { name, ctx, msg } => match self.inbox(name) {
-                Some(inbox) => {
-                    if let Err(r) = inbox.cast(msg, ctx) {
-                        tracing::debug!(%from, %name, ?r, "a message from another node was not delivered");
+                // A process holding its limit of unhandled remote messages: the newest
+                // is dropped and counted; the lane goes on for every other process.
+                Some(export) => match export.queued.try_take() {
+                    Some(held) => {
+                        if let Err(r) = export.inbox.cast(msg, ctx, Some(held)) {
+                            tracing::debug!(%from, %name, ?r, "a message from another node was not delivered");
+                        }
                     }
-                }
+                    None => {
+                        self.remote_dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::trace!(%from, %name, "dropped a message for a process holding its limit of remote messages");
+                    }
+                },
                 None => {
                     tracing::debug!(%from, %name, "a message for a name not exported here was dropped")
                 }
@@ -217,7 +233,13 @@ impl Shared {
                     }
                 });
                 match self.inbox(name) {
-                    Some(inbox) => inbox.call(msg, ctx, reply),
+                    Some(export) => match export.queued.try_take() {
+                        Some(held) => export.inbox.call(msg, ctx, Some(held), reply),
+                        None => {
+                            self.remote_refused.fetch_add(1, Ordering::Relaxed);
+                            reply(Err(Refusal::Overloaded));
+                        }
+                    },
                     None => reply(Err(Refusal::NoSuchName)),
                 }
             }

@@ -41,6 +41,9 @@ pub enum Refusal {
     NoReply = 3,
     /// The process has stopped.
     Stopped = 4,
+    /// The process has as many messages from other nodes waiting as it may
+    /// ([`crate::node::NodeConfig::max_remote_queued`]): the request was dropped unhandled.
+    Overloaded = 5,
 }
 
 impl Refusal {
@@ -50,6 +53,7 @@ impl Refusal {
             2 => Self::BadMessage,
             3 => Self::NoReply,
             4 => Self::Stopped,
+            5 => Self::Overloaded,
             _ => return None,
         })
     }
