@@ -40,6 +40,27 @@ pub enum Probe {
     Hold(ReplyPort<String>),
 }
 
+/// A process taking 1 ms per message, exported as `slow`: a flood's target.
+struct SlowActor;
+
+impl Actor for SlowActor {
+    type Msg = Probe;
+    type State = ();
+    type Args = ();
+
+    async fn init(&self, _: &Addr<Probe>, (): ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+
+    async fn handle(&self, _: &Addr<Probe>, msg: Probe, (): &mut ()) -> Result<(), ActorError> {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if let Probe::Ask(note, port) = msg {
+            let _ = port.send(note);
+        }
+        Ok(())
+    }
+}
+
 /// The same wire name with a variant the other side does not know.
 #[derive(Debug, RemoteMessage)]
 #[remote(name = "test.Probe")]
@@ -173,9 +194,14 @@ fn node_process() {
             let (all, per_ip) = caps.split_once(',').unwrap();
             config = config.max_unauthenticated(all.parse().unwrap(), per_ip.parse().unwrap());
         }
+        if let Some(n) = var("MAX_REMOTE_QUEUED") {
+            config = config.max_remote_queued(n.parse().unwrap());
+        }
         let node = Node::start(config).await.unwrap();
         let probe = spawn(ProbeActor, ()).await.unwrap();
         node.export("probe", probe).unwrap();
+        let slow = spawn(SlowActor, ()).await.unwrap();
+        node.export("slow", slow).unwrap();
         let mut events = node.subscribe();
         tokio::spawn(async move {
             while let Ok(e) = events.recv().await {
@@ -276,13 +302,15 @@ fn node_process() {
                 ["stats"] => {
                     let n = node.stats();
                     say(&format!(
-                        "stats {} unauthenticated={} over_cap={} handshake_timeouts={} oversized_preauth={} accept_errors={}",
+                        "stats {} unauthenticated={} over_cap={} handshake_timeouts={} oversized_preauth={} accept_errors={} remote_dropped={} remote_refused={}",
                         process_stats(),
                         n.unauthenticated,
                         n.over_cap,
                         n.handshake_timeouts,
                         n.oversized_preauth,
-                        n.accept_errors
+                        n.accept_errors,
+                        n.remote_dropped,
+                        n.remote_refused
                     ));
                 }
                 ["members"] => {

@@ -228,3 +228,108 @@ async fn a_node_out_of_file_descriptors_backs_off_and_admits_a_peer_once_they_ar
     assert!(after["fds"] <= before["fds"] + 8, "{after:?}");
     a.shutdown().await;
 }
+
+/// The receiver's bound while flooded: its own baseline plus the messages it may hold
+/// (2,000 of ~1 KiB at the slow process) plus generous room for buffers and allocator
+/// slack. Without the per-process limit a 15 s flood queues gigabytes.
+const FLOOD_RSS_BOUND_KIB: u64 = 256 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_at_a_slow_process_is_bounded_and_calls_and_heartbeats_go_on() {
+    use foundation_cluster::node::{CONTROL, RemoteError};
+    let _one = IN_PROCESS.lock().await;
+    let mut v = harness::start("v", &[("MAX_REMOTE_QUEUED", "2000")]);
+    let a = local_node("a", |c| c.max_pending(4 << 20)).await;
+    let mut events = a.subscribe();
+    a.connect(&v.addr.parse().unwrap());
+    wait_event(
+        &mut events,
+        |e| matches!(e, ClusterEvent::NodeUp(m) if m.id == "v"),
+    )
+    .await;
+    let before = stats(&mut v);
+
+    // The flood: tells at `slow` (1 ms a message) as fast as this node can send them.
+    let flood_for = Duration::from_secs(15);
+    let flood = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let note = "f".repeat(1024);
+            let until = tokio::time::Instant::now() + flood_for;
+            let (mut sent, mut full) = (0u64, 0u64);
+            while tokio::time::Instant::now() < until {
+                for _ in 0..256 {
+                    match a.send("v", "slow", &Probe::Note(note.clone())) {
+                        Ok(()) => sent += 1,
+                        Err(RemoteError::Overloaded(_)) => full += 1,
+                        Err(e) => panic!("flood: {e}"),
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+            (sent, full)
+        })
+    };
+
+    // Meanwhile: calls to another process on the same node keep being answered, control
+    // traffic goes out, and the receiver's memory is sampled.
+    let mut max_rss = 0;
+    let mut answered = 0;
+    let mut slow_overloaded = 0;
+    while !flood.is_finished() {
+        let answer: String = a
+            .call(
+                "v",
+                "probe",
+                |p| Probe::Ask(format!("during-{answered}"), p),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert!(
+            answer.starts_with(&format!("during-{answered}")),
+            "{answer}"
+        );
+        answered += 1;
+        a.send_on(CONTROL, "v", "probe", &Probe::Note("ctl".into()))
+            .unwrap();
+        // A call to the flooded process itself is refused, not queued behind the flood.
+        match a
+            .call(
+                "v",
+                "slow",
+                |p| Probe::Ask("c".into(), p),
+                Duration::from_secs(10),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(RemoteError::Overloaded(_)) => slow_overloaded += 1,
+            Err(e) => panic!("call to the flooded process: {e}"),
+        }
+        max_rss = max_rss.max(stats(&mut v)["rss"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (sent, full) = flood.await.unwrap();
+    let after = stats(&mut v);
+    max_rss = max_rss.max(after["rss"]);
+    eprintln!(
+        "flood: {sent} sent, {full} refused at the sender; {answered} calls answered, {slow_overloaded} calls to the slow process refused; receiver rss {} KiB before, max {max_rss} KiB; {after:?}",
+        before["rss"]
+    );
+    assert!(answered > 0);
+    assert!(
+        max_rss < FLOOD_RSS_BOUND_KIB,
+        "rss {max_rss} KiB over {FLOOD_RSS_BOUND_KIB}"
+    );
+    assert!(after["remote_dropped"] > 0, "{after:?}");
+    // Never taken for down: no down event, and still a member.
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(e, ClusterEvent::NodeDown { .. }),
+            "a node went down during the flood: {e:?}"
+        );
+    }
+    assert!(a.members().iter().any(|m| m.id == "v"));
+    a.shutdown().await;
+}
