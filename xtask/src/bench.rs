@@ -267,6 +267,12 @@ const JSON_BUDGETS: &[(&str, Budget)] = &[
     // The silence limit (3 s by default) counts from the last word heard; the rest is the
     // event loop waking at that deadline.
     ("silent node detected", Budget::AtMost(3050.0)),
+    // Channels (issue 12): a flood on one channel leaves a small call on another within
+    // 3x of its idle p99 (the ratio to the idle figure, its `competitor_value`).
+    (
+        "small call p99 while another channel floods",
+        Budget::Ratio(3.0),
+    ),
     (
         "cluster name visible on all nodes, p99",
         Budget::AtMost(50.0),

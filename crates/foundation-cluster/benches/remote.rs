@@ -10,7 +10,9 @@
 //! Criterion groups `remote_tell/{foundation,ractor_cluster}` (one small message per
 //! iteration, then one call that returns once all were handled: the lanes and mailboxes
 //! are FIFO) and `remote_call/{foundation,ractor_cluster}` (one round trip per
-//! iteration). The one-shot figures go to `target/bench-cluster.json`.
+//! iteration). The one-shot figures go to `target/bench-cluster.json`, among them the p99
+//! of a small call on `default` while the `bulk` channel carries a continuous flood
+//! between the same two nodes, beside its idle p99.
 //!
 //! Run with: `cargo bench -p foundation-cluster --bench remote`.
 
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use foundation_actors::{Actor, ActorError, Addr, RemoteMessage, ReplyPort, spawn};
 use foundation_cluster::discovery::Peer;
-use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
+use foundation_cluster::node::{ChannelConfig, ClusterEvent, Node, NodeConfig};
 use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 
@@ -38,6 +40,8 @@ enum Sink {
     Count(ReplyPort<u64>),
     #[remote(tag = 3)]
     Echo(u64, ReplyPort<u64>),
+    #[remote(tag = 4)]
+    Blob(Vec<u8>),
 }
 
 struct SinkActor;
@@ -60,9 +64,41 @@ impl Actor for SinkActor {
             Sink::Echo(v, port) => {
                 let _ = port.send(v);
             }
+            Sink::Blob(_) => *count += 1,
         }
         Ok(())
     }
+}
+
+/// The channel the flood rides in the "call during a flood" figure.
+const BULK: &str = "bulk";
+
+/// A node's settings in this bench: the `bulk` channel declared beside the two built in.
+fn config(name: &str, listen: std::net::SocketAddr) -> NodeConfig {
+    NodeConfig::new(name, COOKIE)
+        .listen(listen)
+        .channel(BULK, ChannelConfig::default())
+}
+
+/// The 99th percentile of `v`, in microseconds.
+fn p99_us(mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    v[(v.len() * 99 / 100).min(v.len() - 1)].as_secs_f64() * 1e6
+}
+
+/// `n` small calls to `sink` on `default`, one after another: each one's latency.
+async fn call_latencies(node: &Node, n: usize) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let start = Instant::now();
+        let v: u64 = node
+            .call("b", "sink", |p| Sink::Echo(i as u64, p), CALL_TIMEOUT)
+            .await
+            .unwrap();
+        out.push(start.elapsed());
+        assert_eq!(v, i as u64);
+    }
+    out
 }
 
 #[derive(RactorClusterMessage)]
@@ -132,14 +168,16 @@ async fn child(kind: &str) {
                 .ok()
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(0);
-            let mut config = NodeConfig::new(&name, COOKIE)
-                .listen(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+            let mut config = config(&name, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
             if let Ok(ms) = std::env::var("FOUNDATION_BENCH_SILENCE_MS") {
                 config = config.silence(Duration::from_millis(ms.parse().unwrap()));
             }
             let node = Node::start(config).await.unwrap();
             let sink = spawn(SinkActor, ()).await.unwrap();
             node.export("sink", sink).unwrap();
+            // The flood's target: another process, so the call's mailbox is not the flood's.
+            let flooded = spawn(SinkActor, ()).await.unwrap();
+            node.export("flooded", flooded).unwrap();
             let mut events = node.subscribe();
             for seed in std::env::var("FOUNDATION_BENCH_SEEDS")
                 .unwrap_or_default()
@@ -279,7 +317,7 @@ fn main() {
 
     // The sending side: a Foundation node and a raw ractor_cluster server in this process.
     let (node, raw_sink, fnd_child, raw_child) = rt.block_on(async {
-        let node = Node::start(NodeConfig::new("a", COOKIE).listen("127.0.0.1:0".parse().unwrap()))
+        let node = Node::start(config("a", "127.0.0.1:0".parse().unwrap()))
             .await
             .unwrap();
         let mut events = node.subscribe();
@@ -369,6 +407,44 @@ fn main() {
         g.finish();
     }
     c.final_summary();
+
+    // A small call on `default`, idle and while `bulk` carries a continuous flood of
+    // 16 KiB messages to another process on the same node.
+    let (idle_p99, flood_p99) = rt.block_on(async {
+        let _warm = call_latencies(&node, 200).await;
+        let idle = p99_us(call_latencies(&node, 2000).await);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flood = {
+            let (node, stop) = (node.clone(), stop.clone());
+            tokio::spawn(async move {
+                let blob = vec![7u8; 16 * 1024];
+                let mut sent = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match node.send_on(BULK, "b", "flooded", &Sink::Blob(blob.clone())) {
+                        Ok(()) => sent += 1,
+                        // Full: the outbox is as busy as it gets; let the writer run.
+                        Err(foundation_cluster::node::RemoteError::Overloaded(_)) => {
+                            tokio::task::yield_now().await;
+                        }
+                        Err(e) => panic!("flood: {e}"),
+                    }
+                    if sent % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                sent
+            })
+        };
+        // Let the flood fill the channel before measuring.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let during = p99_us(call_latencies(&node, 2000).await);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sent = flood.await.unwrap();
+        println!(
+            "small call p99: idle {idle:.1} us; while `bulk` floods ({sent} x 16 KiB sent) {during:.1} us"
+        );
+        (idle, during)
+    });
     drop((fnd_child, raw_child));
 
     // One-shot figures, each the median of a few runs.
@@ -405,7 +481,7 @@ fn main() {
             mesh.push(start.elapsed().as_secs_f64() * 1e3);
         }
         // Detection: this process is a node again, with the default silence limit.
-        let node = Node::start(NodeConfig::new("a", COOKIE).listen("127.0.0.1:0".parse().unwrap()))
+        let node = Node::start(config("a", "127.0.0.1:0".parse().unwrap()))
             .await
             .unwrap();
         let mut kill = Vec::new();
@@ -461,7 +537,7 @@ fn main() {
         .and_then(|exe| exe.ancestors().nth(3).map(|t| t.display().to_string()))
         .unwrap();
     let json = format!(
-        "{{\n  \"figures\": [\n    {{ \"name\": \"full mesh of 3 nodes\", \"value\": {mesh:.3}, \"unit\": \"ms\" }},\n    {{ \"name\": \"killed node detected\", \"value\": {kill:.3}, \"unit\": \"ms\" }},\n    {{ \"name\": \"silent node detected\", \"value\": {silent:.3}, \"unit\": \"ms\" }}\n  ]\n}}\n"
+        "{{\n  \"figures\": [\n    {{ \"name\": \"full mesh of 3 nodes\", \"value\": {mesh:.3}, \"unit\": \"ms\" }},\n    {{ \"name\": \"killed node detected\", \"value\": {kill:.3}, \"unit\": \"ms\" }},\n    {{ \"name\": \"silent node detected\", \"value\": {silent:.3}, \"unit\": \"ms\" }},\n    {{ \"name\": \"small call p99 while another channel floods\", \"value\": {flood_p99:.3}, \"unit\": \"us\", \"competitor\": \"the same call idle\", \"competitor_value\": {idle_p99:.3} }}\n  ]\n}}\n"
     );
     std::fs::write(format!("{target}/bench-cluster.json"), json).unwrap();
 }

@@ -8,8 +8,15 @@
 //! - the node's **agent**, its only actor visible to peers, which greets each peer's agent
 //!   with what it needs to open a lane back (name, incarnation, address, a one-time
 //!   token);
-//! - **lanes**: one TCP connection per direction per peer that carries user messages,
-//!   call replies and heartbeats in batched frames, delivered by name on arrival;
+//! - **lanes**: one TCP connection per direction per peer per **channel** that carries
+//!   messages, call replies and heartbeats in batched frames, delivered by name on
+//!   arrival. `control` carries the node's own traffic (heartbeats, registry replication,
+//!   raft) and is never refused; `default` carries [`Node::send`] and [`Node::call`];
+//!   more are declared with [`NodeConfig::channel`] and used with [`Node::send_on`] and
+//!   [`Node::call_on`], so a flood on one never delays another;
+//! - per exported process, a limit on the messages from other nodes delivered and not yet
+//!   handled ([`NodeConfig::max_remote_queued`]): a slow process sheds the surplus (counted
+//!   in [`NodeStats`]) instead of growing the node's memory;
 //! - the **event loop**, which owns the membership view: it declares a peer up on its
 //!   hello, down when its connections close (a killed process: at once) or when nothing
 //!   has come from it for the silence limit (a partition or a paused process: 3 s by
