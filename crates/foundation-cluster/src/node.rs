@@ -338,11 +338,18 @@ impl Node {
     /// `{Name, Node} ! Msg`). The current [`Context`] travels with it. Returns once the
     /// message is queued for the node: like a local cast, delivery is not confirmed.
     ///
+    /// The message carries its type's identity ([`RemoteMessage::WIRE_TYPE`]): the other
+    /// node drops a message whose type is not the process's before decoding it, and counts
+    /// it ([`Node::wrong_type_refusals`]), so a message of another type never runs the
+    /// process's handlers.
+    ///
     /// # Errors
     ///
     /// [`RemoteError::UnknownNode`] if `node` is not a live member,
     /// [`RemoteError::Overloaded`] if too much already waits for it,
-    /// [`RemoteError::TooLarge`] or [`RemoteError::Wire`] if `msg` cannot be sent.
+    /// [`RemoteError::TooLarge`] or [`RemoteError::Wire`] if `msg` cannot be sent; for a
+    /// send to this node itself, also the refusals a peer would only log, such as
+    /// [`RemoteError::WrongType`].
     pub fn send<M: RemoteMessage>(
         &self,
         node: &str,
@@ -449,9 +456,15 @@ impl Node {
     /// the current context's deadline). The message type's call variants carry the port
     /// (`#[actor(remote)]` generates them); the reply travels back as bytes.
     ///
+    /// The call carries its message type's identity and its reply type's
+    /// ([`RemoteMessage::reply_type`]): the other node refuses a call of another message
+    /// type, or one whose handler there answers another reply type, before the handler
+    /// runs.
+    ///
     /// # Errors
     ///
     /// As [`Node::send`], and: [`RemoteError::NoSuchName`], [`RemoteError::BadMessage`],
+    /// [`RemoteError::WrongType`], [`RemoteError::WrongReplyType`],
     /// [`RemoteError::NoReply`], [`RemoteError::Stopped`] as the other node says;
     /// [`RemoteError::NodeDown`] if it goes down first; [`RemoteError::Timeout`] or
     /// [`RemoteError::DeadlineExceeded`].
