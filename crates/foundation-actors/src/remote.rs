@@ -245,7 +245,9 @@ pub trait RemoteMessage: Sized + Send + 'static {
     /// `ReplyPort<T>` (see [Type identity](self#type-identity)), and `None` for anything
     /// else.
     ///
-    /// The default, for a hand-written impl without calls, is `None`.
+    /// The default, for a hand-written impl without calls, is `None`. A hand-written impl
+    /// with calls gives this and [`RemoteMessage::reply_type_of`] too: a node refuses a
+    /// call whose caller expects no reply type to a handler that answers one.
     fn reply_type(&self) -> Option<WireType> {
         None
     }
