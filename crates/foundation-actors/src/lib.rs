@@ -91,7 +91,7 @@ pub use ecosystem::{Ecosystem, EcosystemSpec, Routing, Worker};
 pub use error::{
     ActorError, CallError, ExitReason, SendError, SpawnError, SupervisorError, SupervisorExit,
 };
-pub use remote::{RemoteMessage, Replier, WireError};
+pub use remote::{RemoteMessage, Replier, WireError, WireType};
 pub use supervisor::{
     Backoff, ChildCounts, ChildInfo, ChildKind, ChildSpec, ChildStatus, DynamicSupervisor,
     Intensity, Restart, Shutdown, Strategy, Supervisor, SupervisorEvent, SupervisorMsg,

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ use super::agent::{AgentMsg, Hello};
 use super::config::{NodeConfig, Tls};
 use super::exports::Inbox;
 use super::lane::{self, Heard, Outbox, PREAMBLE};
-use super::wire::{self, Item, Refusal};
+use super::wire::{self, Answer, Item, Refusal};
 use crate::discovery::Sighting;
 use crate::membership::{DownReason, Member, Membership, MembershipEvent, Status};
 
@@ -38,7 +38,7 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 pub(crate) struct PendingCall {
     pub(crate) node: String,
-    pub(crate) tx: oneshot::Sender<Result<Vec<u8>, Refusal>>,
+    pub(crate) tx: oneshot::Sender<Answer>,
 }
 
 /// What callers, lane tasks and the agent share with the event loop.
@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) exports: RwLock<FxHashMap<String, Arc<dyn Inbox>>>,
     pub(crate) calls: Mutex<FxHashMap<u64, PendingCall>>,
     pub(crate) next_call: AtomicU64,
+    /// Messages and calls refused for their type, or a call for its reply type.
+    pub(crate) wrong_types: AtomicU64,
     tokens: Mutex<FxHashMap<u128, Instant>>,
     pub(crate) events: broadcast::Sender<ClusterEvent>,
     pub(crate) members: RwLock<Vec<Member>>,
@@ -111,6 +113,7 @@ impl Shared {
             exports: RwLock::default(),
             calls: Mutex::default(),
             next_call: AtomicU64::new(1),
+            wrong_types: AtomicU64::new(0),
             tokens: Mutex::default(),
             events: broadcast::channel(1024).0,
             members: RwLock::default(),
@@ -158,7 +161,7 @@ impl Shared {
     }
 
     /// Hands call `id`'s answer to its caller, if it still waits.
-    pub(crate) fn complete_call(&self, id: u64, result: Result<Vec<u8>, Refusal>) {
+    pub(crate) fn complete_call(&self, id: u64, result: Answer) {
         let pending = lock(&self.calls).remove(&id);
         if let Some(p) = pending {
             let _ = p.tx.send(result);
@@ -169,6 +172,38 @@ impl Shared {
         read(&self.exports).get(name).cloned()
     }
 
+    /// Counts and logs an item refused for its type: `ty` is the type it came with and,
+    /// for a call, `reply` the reply type its caller expects. Only hashes travel, so the
+    /// sender's types are named by their hashes.
+    pub(crate) fn refused_type(
+        &self,
+        from: &str,
+        name: &str,
+        inbox: &dyn Inbox,
+        why: Refusal,
+        ty: u64,
+        call: Option<(u64, &[u8])>,
+    ) {
+        self.wrong_types.fetch_add(1, Ordering::Relaxed);
+        let takes = inbox.wire_type();
+        match (why, call) {
+            (Refusal::WrongReplyType, Some((reply, msg))) => {
+                let answers = inbox
+                    .reply_type_of(msg)
+                    .map_or(super::exports::NO_REPLY_TYPE, |t| t.name());
+                tracing::warn!(
+                    %from, %name, answers, expected = format_args!("{reply:#018x}"),
+                    "refused a call whose caller expects another reply type than the handler answers; the handler did not run"
+                );
+            }
+            _ => tracing::warn!(
+                %from, %name, takes = takes.name(), got = format_args!("{ty:#018x}"),
+                call = call.is_some(),
+                "refused a message of another type than the process takes; it was not decoded"
+            ),
+        }
+    }
+
     fn reject(&self, peer: String, why: String) {
         tracing::warn!(%peer, %why, "refused a connection");
         let _ = self.events.send(ClusterEvent::Rejected { peer, why });
@@ -177,32 +212,56 @@ impl Shared {
     /// Handles one item that arrived from `from`.
     fn dispatch(self: &Arc<Self>, from: &str, from_incarnation: u64, item: Item<'_>) {
         match item {
-            Item::Cast { name, ctx, msg } => match self.inbox(name) {
-                Some(inbox) => {
-                    if let Err(r) = inbox.cast(msg, ctx) {
+            Item::Cast { name, ctx, ty, msg } => match self.inbox(name) {
+                Some(inbox) => match inbox.cast(ty, msg, ctx) {
+                    Ok(()) => {}
+                    Err(r @ Refusal::WrongType) => {
+                        self.refused_type(from, name, &*inbox, r, ty, None);
+                    }
+                    Err(r) => {
                         tracing::debug!(%from, %name, ?r, "a message from another node was not delivered");
                     }
-                }
+                },
                 None => {
                     tracing::debug!(%from, %name, "a message for a name not exported here was dropped")
                 }
             },
-            Item::Call { id, name, ctx, msg } => {
+            Item::Call {
+                id,
+                name,
+                ctx,
+                ty,
+                reply: reply_ty,
+                msg,
+            } => {
                 let shared = self.clone();
                 let to = from.to_owned();
                 let reply: super::exports::ReplyTo = Box::new(move |r| {
                     let outbox = shared.outbox_for_reply(&to);
-                    let result = r.as_deref().map_err(|r| *r);
+                    let result = match &r {
+                        Ok(bytes) => Ok(&bytes[..]),
+                        Err((r, theirs)) => Err((*r, theirs.as_str())),
+                    };
                     if let Err(e) = outbox.push_item(&Item::Reply { id, result }) {
                         tracing::debug!(node = %to, ?e, "a reply could not be sent");
                     }
                 });
-                match self.inbox(name) {
-                    Some(inbox) => inbox.call(msg, ctx, reply),
-                    None => reply(Err(Refusal::NoSuchName)),
+                let Some(inbox) = self.inbox(name) else {
+                    return reply(Err((Refusal::NoSuchName, String::new())));
+                };
+                // The other refusals were answered, and are the caller's to report.
+                if let Err(r @ (Refusal::WrongType | Refusal::WrongReplyType)) =
+                    inbox.call(ty, reply_ty, msg, ctx, reply)
+                {
+                    self.refused_type(from, name, &*inbox, r, ty, Some((reply_ty, msg)));
                 }
             }
-            Item::Reply { id, result } => self.complete_call(id, result.map(<[u8]>::to_vec)),
+            Item::Reply { id, result } => self.complete_call(
+                id,
+                result
+                    .map(<[u8]>::to_vec)
+                    .map_err(|(r, theirs)| (r, theirs.to_owned())),
+            ),
             Item::Heartbeat => {}
             Item::Leave => {
                 let _ = self.loop_tx.send(Event::Leaving {
