@@ -565,6 +565,13 @@ impl DynamicSupervisor {
         &self.0
     }
 
+    /// The same handle, with requests that wait at most `timeout` (see
+    /// [`Supervisor::with_timeout`]).
+    #[must_use]
+    pub fn with_timeout(&self, timeout: std::time::Duration) -> Self {
+        Self(self.0.with_timeout(timeout))
+    }
+
     /// Adds and starts a child.
     ///
     /// # Errors
