@@ -66,7 +66,7 @@ pub trait Actor: Send + Sync + 'static {
     type Args: Send + 'static;
 
     /// Builds the initial state. An error fails the start (and, under a supervisor, the
-    /// supervisor's start, naming this child). Returning [`Ignore`](crate::Ignore) as the
+    /// supervisor's start, naming this child). Returning [`Ignore`] as the
     /// error (`Err(Ignore.into())`) declines to start without failing, as OTP's `ignore`.
     fn init(
         &self,
@@ -346,7 +346,7 @@ async fn in_context<F: std::future::Future>(ctx: Context, process: &str, fut: F)
 /// # Errors
 ///
 /// [`SpawnError::Init`] if its `init` fails or panics, [`SpawnError::Ignored`] if it
-/// answers [`Ignore`](crate::Ignore).
+/// answers [`Ignore`].
 pub async fn spawn<A: Actor>(actor: A, args: A::Args) -> Result<Addr<A::Msg>, SpawnError> {
     let label = std::any::type_name::<A>();
     let addr = Addr::new(label, false, DEFAULT_RESTART_BACKLOG);

@@ -12,7 +12,24 @@
 //! At most `max_restarts` restarts within `period` ([`Intensity`], OTP's meaning; the
 //! default is OTP's 1 in 5 s). One more and the supervisor shuts every child down and
 //! exits with [`SupervisorExit`], which its own supervisor sees as the child's
-//! [`ExitReason::Escalated`]: escalation climbs the tree.
+//! [`ExitReason::Escalated`]. Like OTP's `shutdown` exit, that counts as normal for the
+//! restart type: a `Permanent` child supervisor is restarted (so failures climb the tree,
+//! through each parent's intensity), a `Transient` one stays down.
+//!
+//! # Failed restarts
+//!
+//! A restart whose start fails counts as another restart against the intensity, and is
+//! tried again as a message the supervisor sends itself (after the backoff delay, if any):
+//! between attempts it serves requests and a shutdown, as OTP's supervisor does. Under
+//! `OneForAll` the next attempt first shuts down the children the failed attempt started
+//! and restarts the whole group; under `RestForOne` it resumes with the child that failed.
+//!
+//! # Ignore
+//!
+//! An `init` may answer [`Ignore`](crate::Ignore) (OTP's `ignore`): the child is not
+//! started and that is not a failure. A static supervisor keeps a `Permanent` or
+//! `Transient` child's spec ([`ChildStatus::Ignored`]; `restart_child` starts it) and
+//! forgets a `Temporary` one; a dynamic supervisor forgets it.
 //!
 //! # Start and shutdown order
 //!
@@ -20,7 +37,16 @@
 //! and the supervisor's start fails with [`SpawnError::Child`] naming it. Shutdown goes in
 //! reverse order, each child by its [`Shutdown`] policy: asked to stop and given a timeout
 //! to finish the message in hand and run `terminate` (then killed), waited for without
-//! limit, or killed at once.
+//! limit, or killed at once. A dynamic supervisor shuts all its children down at once
+//! (OTP's `simple_one_for_one` does too): shutdown takes the slowest child's time, not
+//! the sum. Each child it stops is reported ([`Supervisor::subscribe`]) with reason
+//! `Normal(Some("shutdown"))`, or `Killed` if it was killed.
+//!
+//! # Requests
+//!
+//! `which_children`, `terminate_child` and the other requests wait at most
+//! [`DEFAULT_SUPERVISOR_CALL_TIMEOUT`] (5 s, `gen_server:call`'s default) for the answer;
+//! [`Supervisor::with_timeout`] waits longer.
 //!
 //! # Stable addresses
 //!
@@ -230,8 +256,8 @@ impl Supervisor {
         Ok(handle)
     }
 
-    /// Subscribes to what the supervisor does: exits, restarts, failed restarts, giving
-    /// up. Events from before the call are not seen; a subscriber that falls more than
+    /// Subscribes to what the supervisor does: exits (including the children it stops
+    /// itself), restarts, failed restarts, ignored starts, giving up. Events from before the call are not seen; a subscriber that falls more than
     /// 1,024 events behind loses the oldest (`RecvError::Lagged`). Subscriptions survive
     /// the supervisor's own restarts.
     pub fn subscribe(&self) -> broadcast::Receiver<SupervisorEvent> {
@@ -480,7 +506,8 @@ impl Supervisor {
     }
 
     /// Waits for the supervisor to exit and returns why: [`ExitReason::Escalated`] when
-    /// its restart intensity was exceeded, normal after [`Supervisor::shutdown`].
+    /// its restart intensity was exceeded, normal after [`Supervisor::shutdown`] (also
+    /// one issued while a restart kept failing).
     /// A supervisor killed outright reports [`ExitReason::Killed`]. Meant for top-level
     /// supervisors: for a child supervisor between two incarnations (or not started
     /// yet) it returns at once, with the previous incarnation's reason.
