@@ -61,6 +61,7 @@
 //!     fn register(&self, name: &str) -> Result<(), SpawnError>
 //!     fn addr(&self) -> &Addr<CounterMsg>
 //!     fn stop(&self)
+//!     fn kill(&self)
 //!     fn is_running(&self) -> bool
 //! }
 //! impl From<Addr<CounterMsg>> for CounterRef
