@@ -153,17 +153,6 @@ impl Registry {
     }
 }
 
-/// Kills the process behind `addr` at once, as `Process.exit(pid, :kill)`.
-///
-/// Elixir: Foundation has no `Process.exit/2` of its own; the ractor cell behind a live
-/// address can be killed, which is what a brutal shutdown does.
-fn kill<M: Send + 'static>(addr: &Addr<M>) -> anyhow::Result<()> {
-    addr.actor_cell()
-        .ok_or_else(|| anyhow!("`{}` is not running", addr.label()))?
-        .kill();
-    Ok(())
-}
-
 /// Waits for `fut`, or fails after [`PATIENCE`] saying what was awaited.
 async fn within<T>(what: &str, fut: impl Future<Output = T>) -> anyhow::Result<T> {
     tokio::time::timeout(PATIENCE, fut)
@@ -277,7 +266,7 @@ async fn run() -> anyhow::Result<()> {
 
     // "removes bucket on crash": an abnormal exit.
     let bucket = registry.create("shopping".into()).await??;
-    kill(bucket.addr())?;
+    bucket.kill();
     ensure!(forgotten(&mut gone).await? == "shopping");
     ensure!(registry.lookup("shopping".into()).await?.is_none());
     ensure!(buckets.count_children().await?.active == 0);
@@ -291,7 +280,7 @@ async fn run() -> anyhow::Result<()> {
     ensure!(buckets.count_children().await?.active == 2);
     println!("two buckets:\n{}", kv.tree().await?);
     let mut events = kv.subscribe();
-    kill(registry.addr())?;
+    registry.kill();
     restarted(&mut events, "KV.Registry").await?;
     println!(
         "killed the registry; KV.Supervisor restarted both:\n{}",

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG, Envelope};
 use crate::context::Context;
-use crate::error::{ActorError, Crash, SpawnError};
+use crate::error::{ActorError, Crash, Ignore, SpawnError};
 
 /// A process: state, and one callback per kind of event, as a `GenServer`.
 ///
@@ -66,7 +66,8 @@ pub trait Actor: Send + Sync + 'static {
     type Args: Send + 'static;
 
     /// Builds the initial state. An error fails the start (and, under a supervisor, the
-    /// supervisor's start, naming this child).
+    /// supervisor's start, naming this child). Returning [`Ignore`] as the
+    /// error (`Err(Ignore.into())`) declines to start without failing, as OTP's `ignore`.
     fn init(
         &self,
         me: &Addr<Self::Msg>,
@@ -258,6 +259,11 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
                 user,
                 crashed: None,
             }),
+            // OTP's `ignore`: reported as a spawn error of its own, which the spawn
+            // functions and supervisors tell apart from a failure.
+            Ok(Err(e)) if e.is::<Ignore>() => {
+                Err(Box::new(SpawnError::Ignored(self.addr.label().to_owned())))
+            }
             Ok(Err(e)) => Err(Box::new(Crash::Failed(e))),
             Err(panic) => Err(Box::new(Crash::Panicked(panic_message(panic)))),
         }
@@ -344,7 +350,8 @@ async fn in_context<F: std::future::Future>(ctx: Context, process: &str, fut: F)
 ///
 /// # Errors
 ///
-/// [`SpawnError::Init`] if its `init` fails or panics.
+/// [`SpawnError::Init`] if its `init` fails or panics, [`SpawnError::Ignored`] if it
+/// answers [`Ignore`].
 pub async fn spawn<A: Actor>(actor: A, args: A::Args) -> Result<Addr<A::Msg>, SpawnError> {
     let label = std::any::type_name::<A>();
     let addr = Addr::new(label, false, DEFAULT_RESTART_BACKLOG);

@@ -351,7 +351,17 @@ impl<M: Send + 'static> Addr<M> {
     /// supervised process is then treated as having exited normally (a `Permanent` child is
     /// restarted, a `Transient` or `Temporary` one is not).
     pub fn stop(&self, reason: Option<String>) {
+        // A reason that reads "killed" must not be taken for a kill.
+        let reason = reason.map(crate::error::escape_stop_reason);
         self.slot.with_target(|a| a.stop(reason));
+    }
+
+    /// Kills the current incarnation at once, as Erlang's `exit(Pid, kill)`: it does not
+    /// finish the message in hand and its `terminate` does not run. Its supervisor sees
+    /// [`ExitReason::Killed`](crate::ExitReason::Killed), an abnormal exit (a `Transient`
+    /// child is restarted). Does nothing if no incarnation is live.
+    pub fn kill(&self) {
+        self.slot.with_target(|a| a.kill());
     }
 
     /// Whether an incarnation is live now.

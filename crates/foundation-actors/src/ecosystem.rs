@@ -58,8 +58,8 @@ use crate::addr::{Addr, ReplyPort};
 use crate::context::Context;
 use crate::error::{ActorError, CallError, SpawnError, SupervisorError};
 use crate::supervisor::{
-    ChildSpec, DynamicSupervisor, Intensity, Restart, Shutdown, Strategy, Supervisor,
-    SupervisorSpec,
+    ChildSpec, DEFAULT_SUPERVISOR_CALL_TIMEOUT, DynamicSupervisor, Intensity, Restart, Shutdown,
+    Strategy, Supervisor, SupervisorSpec,
 };
 
 /// One worker of an ecosystem: handles one job at a time.
@@ -475,8 +475,16 @@ impl<W: Worker> Coordinator<W> {
         }
         if n < current {
             let removed: Vec<_> = self.shared.queues_mut().drain(n..).collect();
+            // A worker may take its whole shutdown timeout to stop: wait for that, and
+            // then the usual time for the answer.
+            let patient = match self.shutdown {
+                Shutdown::Timeout(d) => d.saturating_add(DEFAULT_SUPERVISOR_CALL_TIMEOUT),
+                Shutdown::Brutal => DEFAULT_SUPERVISOR_CALL_TIMEOUT,
+                Shutdown::Infinity => Duration::from_secs(3600),
+            };
+            let workers = self.workers.with_timeout(patient);
             for (offset, q) in removed.iter().enumerate() {
-                self.workers
+                workers
                     .terminate_child(&format!("worker-{}", n + offset))
                     .await?;
                 let left: Vec<_> = q.lock().jobs.drain(..).collect();

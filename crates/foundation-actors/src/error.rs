@@ -84,21 +84,37 @@ impl<M> From<SendError<M>> for CallError {
 #[derive(Debug, Clone)]
 pub enum ExitReason {
     /// It stopped by itself, or was stopped with a reason; OTP's `normal` and `shutdown`.
+    /// A child its supervisor shut down gracefully exits with `Normal(Some("shutdown"))`.
     Normal(Option<String>),
-    /// It was killed (brutal shutdown, or a shutdown timeout ran out).
+    /// It was killed (brutal shutdown, a shutdown timeout ran out, [`Addr::kill`]).
+    ///
+    /// [`Addr::kill`]: crate::Addr::kill
     Killed,
     /// A callback panicked.
     Panicked(String),
     /// A callback returned an error.
     Failed(Arc<dyn std::error::Error + Send + Sync>),
-    /// It was a supervisor that gave up: its restart intensity was exceeded.
+    /// It was a supervisor that gave up: its restart intensity was exceeded. OTP's
+    /// supervisor exits with `shutdown` then, so this counts as a normal exit for a
+    /// `Transient` parent (see [`ExitReason::is_normal`]); the [`SupervisorExit`] says why
+    /// it gave up.
     Escalated(Arc<SupervisorExit>),
 }
 
 impl ExitReason {
-    /// Whether OTP would call this exit normal: a `Transient` child is not restarted then.
+    /// The reason a child exits with when its supervisor shuts it down gracefully
+    /// (OTP's `shutdown`).
+    pub(crate) fn shutdown() -> Self {
+        Self::Normal(Some(SHUTDOWN.to_owned()))
+    }
+
+    /// Whether OTP would call this exit normal (`normal`, `shutdown`, `{shutdown, _}`): a
+    /// `Transient` child is not restarted then. A supervisor that gave up
+    /// ([`ExitReason::Escalated`]) counts, as OTP's supervisor exits with `shutdown`: a
+    /// `Transient` child supervisor that gives up stays down, a `Permanent` one is
+    /// restarted (and counts against its parent's intensity, so failures still climb).
     pub fn is_normal(&self) -> bool {
-        matches!(self, Self::Normal(_))
+        matches!(self, Self::Normal(_) | Self::Escalated(_))
     }
 
     /// Maps a ractor supervision event's payload to a reason.
@@ -119,11 +135,39 @@ impl ExitReason {
         }
     }
 
-    pub(crate) fn from_termination(reason: Option<String>) -> Self {
-        match reason.as_deref() {
-            Some("killed") | Some("Killed") => Self::Killed,
-            _ => Self::Normal(reason),
+    /// Maps a ractor termination to a reason. ractor reports a kill as a stop whose
+    /// reason is the text "killed", which a stop may also be given: [`Addr::stop`]
+    /// escapes such a reason (see [`escape_stop_reason`]), so only a real kill reads as
+    /// one. A termination without the state (the task was cancelled, or killed during
+    /// `terminate`) is a kill too.
+    ///
+    /// [`Addr::stop`]: crate::Addr::stop
+    pub(crate) fn from_termination(had_state: bool, reason: Option<String>) -> Self {
+        match reason {
+            _ if !had_state => Self::Killed,
+            Some(r) if r == RACTOR_KILLED => Self::Killed,
+            Some(r) => match r.strip_prefix(STOP_ESCAPE) {
+                Some(unescaped) => Self::Normal(Some(unescaped.to_owned())),
+                None => Self::Normal(Some(r)),
+            },
+            None => Self::Normal(None),
         }
+    }
+}
+
+/// The reason ractor gives a killed actor's termination.
+const RACTOR_KILLED: &str = "killed";
+
+/// Marks a stop reason that would otherwise read as ractor's kill (or as escaped).
+const STOP_ESCAPE: char = '\u{1b}';
+
+/// The reason to hand ractor for a stop with `reason`: escaped if it would read as a kill
+/// (or starts with the escape), so [`ExitReason::from_termination`] gives it back as it was.
+pub(crate) fn escape_stop_reason(reason: String) -> String {
+    if reason == RACTOR_KILLED || reason.starts_with(STOP_ESCAPE) {
+        format!("{STOP_ESCAPE}{reason}")
+    } else {
+        reason
     }
 }
 
@@ -149,6 +193,22 @@ pub(crate) enum Crash {
     #[error(transparent)]
     Failed(ActorError),
 }
+
+/// The stop reason a supervisor gives a child it shuts down gracefully.
+pub(crate) const SHUTDOWN: &str = "shutdown";
+
+/// What an [`Actor::init`](crate::Actor::init) returns to decline to start, as OTP's
+/// `ignore`: `Err(Ignore.into())` (or `Err(Ignore)` from an `#[init]` hook whose error type
+/// is [`ActorError`]).
+///
+/// No process is started. Under a supervisor the child is not running and that is not a
+/// failure: a static supervisor keeps a `Permanent` or `Transient` child's spec (listed as
+/// [`ChildStatus::Ignored`](crate::ChildStatus::Ignored), startable again with
+/// `restart_child`) and forgets a `Temporary` one; a dynamic supervisor forgets it. The
+/// child's address is stopped, and [`spawn`](crate::spawn) returns [`SpawnError::Ignored`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, thiserror::Error)]
+#[error("init answered ignore: the process is not started")]
+pub struct Ignore;
 
 /// The exit of a supervisor that gave up: the reason its own parent sees.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -205,6 +265,9 @@ pub enum SpawnError {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Its `init` answered [`Ignore`]: it was not started, and that is not a failure.
+    #[error("`{0}` answered ignore to its start: it is not running")]
+    Ignored(String),
 }
 
 impl SpawnError {
@@ -232,11 +295,13 @@ pub enum SupervisorError {
     /// No child with that id.
     #[error("no child with id `{0}`; see which_children() for the ids")]
     UnknownChild(String),
-    /// The child is running; terminate it first.
-    #[error("child `{0}` is running; terminate_child it before deleting it")]
+    /// The child is running (OTP's `{error, running}`): `restart_child` and
+    /// `delete_child` want it terminated first.
+    #[error("child `{0}` is running; terminate_child it first")]
     Running(String),
-    /// The child is waiting out a restart delay; terminate it first.
-    #[error("child `{0}` is waiting to restart; terminate_child it before deleting it")]
+    /// The child is between incarnations, its restart under way (OTP's
+    /// `{error, restarting}`); terminate it first.
+    #[error("child `{0}` is restarting; terminate_child it first")]
     Restarting(String),
     /// Starting a child failed.
     #[error(transparent)]

@@ -89,13 +89,14 @@ pub use addr::{Addr, AddrKey, DEFAULT_CALL_TIMEOUT, ReplyPort, StopHook};
 pub use context::{Context, ContextError, SpanId, TraceId};
 pub use ecosystem::{Ecosystem, EcosystemSpec, Routing, Worker};
 pub use error::{
-    ActorError, CallError, ExitReason, SendError, SpawnError, SupervisorError, SupervisorExit,
+    ActorError, CallError, ExitReason, Ignore, SendError, SpawnError, SupervisorError,
+    SupervisorExit,
 };
-pub use remote::{RemoteMessage, Replier, WireError};
+pub use remote::{RemoteMessage, Replier, WireError, WireType};
 pub use supervisor::{
-    Backoff, ChildCounts, ChildInfo, ChildKind, ChildSpec, ChildStatus, DynamicSupervisor,
-    Intensity, Restart, Shutdown, Strategy, Supervisor, SupervisorEvent, SupervisorMsg,
-    SupervisorSpec, TreeNode,
+    Backoff, ChildCounts, ChildInfo, ChildKind, ChildSpec, ChildSpecInfo, ChildStatus,
+    DEFAULT_SUPERVISOR_CALL_TIMEOUT, DynamicSupervisor, Intensity, Restart, Shutdown, Strategy,
+    Supervisor, SupervisorEvent, SupervisorMsg, SupervisorSpec, TreeNode,
 };
 pub use typed::{Ctx, TypedActor};
 
@@ -107,7 +108,7 @@ pub mod prelude {
         EcosystemSpec, ReplyPort, Restart, Routing, SendError, Shutdown, Strategy, Supervisor,
         SupervisorSpec, Worker, spawn,
     };
-    pub use crate::{AddrKey, ExitReason, SupervisorEvent};
+    pub use crate::{AddrKey, ExitReason, Ignore, SupervisorEvent};
     pub use crate::{RemoteMessage, actor};
     pub use crate::{SpawnError, SupervisorError};
 }

@@ -90,6 +90,58 @@
 //! the old variant while peers still send it. The same holds for a struct's fields, which have no tag to change: give the
 //! new shape a new type (and a new `#[remote(name = "…")]`).
 //!
+//! # Type identity
+//!
+//! Tags say which variant a message is, not which type: a message of another type whose
+//! tags happen to match would decode as the receiver's own variant. So each type's
+//! identity travels too: [`RemoteMessage::WIRE_TYPE`], the [`wire_id`] hash (XXH3-64) of
+//! its wire name, `#[remote(name = "…")]` or, by default, the type's Rust name without its
+//! module path. foundation-cluster's node sends the hash with every message, and the
+//! receiving node compares it with its process's type before decoding anything. A call
+//! also carries the hash of its reply type's wire name ([`RemoteMessage::reply_type`]),
+//! which the receiving node compares with its own variant's
+//! ([`RemoteMessage::reply_type_of`]) before the handler runs.
+//!
+//! A reply type's wire name is the type written in the port, `ReplyPort<…>`, with each
+//! path cut to its last segment: `ReplyPort<std::option::Option<u64>>` gives
+//! `Option<u64>`, `ReplyPort<crate::api::Stats>` gives `Stats`.
+//! `#[remote(tag = N, reply = "…")]` on a variant (`#[remote(reply = "…")]` on a struct)
+//! pins it.
+//!
+//! ```
+//! use foundation_actors::ReplyPort;
+//! use foundation_actors::remote::{RemoteMessage, WireType};
+//!
+//! #[derive(RemoteMessage)]
+//! #[remote(name = "kv.Command")]
+//! enum Command {
+//!     #[remote(tag = 1)]
+//!     Put(String, u64),
+//!     #[remote(tag = 2)]
+//!     Get(String, ReplyPort<std::option::Option<u64>>),
+//!     #[remote(tag = 3, reply = "kv.Stats")]
+//!     Stats(ReplyPort<(u64, u64)>),
+//! }
+//!
+//! assert_eq!(Command::WIRE_TYPE, WireType::named("kv.Command"));
+//! let put = Command::Put("k".into(), 1).to_bytes()?;
+//! assert_eq!(Command::reply_type_of(&put), None); // a cast
+//! let (port, _) = tokio::sync::oneshot::channel();
+//! let get = Command::Get("k".into(), port.into());
+//! assert_eq!(get.reply_type(), Some(WireType::named("Option<u64>")));
+//! assert_eq!(Command::reply_type_of(&get.to_bytes()?), get.reply_type());
+//! let (port, _) = tokio::sync::oneshot::channel();
+//! assert_eq!(Command::Stats(port.into()).reply_type(), Some(WireType::named("kv.Stats")));
+//! # Ok::<(), foundation_actors::WireError>(())
+//! ```
+//!
+//! The wire names are the contract. A type renamed or moved to another module keeps its
+//! identity as long as its wire name stays: pin it with `name = "…"` (or `reply = "…"`)
+//! before renaming it. Changing a wire name makes it another type to peers that still
+//! use the old one. An alias is spelled otherwise than the type it stands for: a reply
+//! type written through `type Answer = u64;` on one side and as `u64` on the other is two
+//! types; pin one name on both.
+//!
 //! # Hostile input
 //!
 //! Bytes from a peer are checked, not trusted: an unknown tag, truncated or malformed
@@ -154,6 +206,14 @@ pub trait RemoteMessage: Sized + Send + 'static {
     /// The type's wire name (`#[remote(name = "…")]`, or the Rust name): how errors and
     /// peers name it.
     const TYPE_NAME: &'static str;
+    /// The type's identity on the wire: [`RemoteMessage::TYPE_NAME`] and its hash
+    /// ([`wire_id`]), computed at compile time. A node sends the hash with every message,
+    /// and the receiving node refuses a message whose hash is not its process's type's
+    /// before decoding it (see [Type identity](self#type-identity)).
+    ///
+    /// Keep the default: a value that does not hash [`RemoteMessage::TYPE_NAME`] makes
+    /// errors name a type that peers do not see.
+    const WIRE_TYPE: WireType = WireType::named(Self::TYPE_NAME);
     /// Every tag this type knows, in declaration order (empty for a struct). Local-only
     /// variants (`#[remote(skip)]`) have none.
     const TAGS: &'static [u32];
@@ -179,6 +239,31 @@ pub trait RemoteMessage: Sized + Send + 'static {
             Some(tag) => Self::CALL_TAGS.contains(&tag),
             None => !Self::CALL_TAGS.is_empty(),
         }
+    }
+
+    /// This value's reply type, if it is a call: the wire name of `T` in its
+    /// `ReplyPort<T>` (see [Type identity](self#type-identity)), and `None` for anything
+    /// else.
+    ///
+    /// The default, for a hand-written impl without calls, is `None`. A hand-written impl
+    /// with calls gives this and [`RemoteMessage::reply_type_of`] too: a node refuses a
+    /// call whose caller expects no reply type to a handler that answers one.
+    fn reply_type(&self) -> Option<WireType> {
+        None
+    }
+
+    /// The reply type of the call whose wire form is `bytes`, read from its tag alone
+    /// (the fields are not decoded): what this type's handler of that call answers.
+    /// `None` if the bytes are not a call of this type (a cast, an unknown tag, bytes
+    /// without a tag).
+    ///
+    /// A receiving node compares it with the reply type the caller expects before it
+    /// decodes the call, so a handler never answers a caller that cannot read the answer.
+    ///
+    /// The default, for a hand-written impl without calls, is `None`.
+    fn reply_type_of(bytes: &[u8]) -> Option<WireType> {
+        let _ = bytes;
+        None
     }
 
     /// Appends the wire form to `out`. A call's reply port is not part of it: the peer
@@ -227,6 +312,70 @@ pub trait RemoteMessage: Sized + Send + 'static {
         self.encode(&mut out)?;
         Ok(out)
     }
+}
+
+/// A type's identity on the wire: its wire name, and the hash of that name ([`wire_id`])
+/// that peers compare before decoding.
+///
+/// [`RemoteMessage::WIRE_TYPE`] is a message type's; [`RemoteMessage::reply_type`] a
+/// call's reply type's. [`WireType::named`] is a `const fn`, so both are computed at
+/// compile time, never per message.
+///
+/// # Examples
+///
+/// ```
+/// use foundation_actors::remote::{RemoteMessage, WireType, wire_id};
+///
+/// #[derive(RemoteMessage)]
+/// #[remote(name = "kv.Command")]
+/// enum Command {
+///     #[remote(tag = 1)]
+///     Ping,
+/// }
+///
+/// assert_eq!(Command::WIRE_TYPE.name(), "kv.Command");
+/// assert_eq!(Command::WIRE_TYPE.id(), wire_id("kv.Command"));
+/// assert_eq!(Command::WIRE_TYPE, WireType::named("kv.Command"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WireType {
+    name: &'static str,
+    id: u64,
+}
+
+impl WireType {
+    /// The identity of the wire name `name`.
+    pub const fn named(name: &'static str) -> Self {
+        Self {
+            name,
+            id: wire_id(name),
+        }
+    }
+
+    /// The wire name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The wire name's hash: what travels.
+    pub const fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl fmt::Display for WireType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// The hash peers compare for a wire name: XXH3-64, seed 0, of its UTF-8 bytes.
+///
+/// It depends on the name alone, so it is the same in every build, on every platform and
+/// in every version of Foundation (a test pins it to fixed values): a type keeps its
+/// identity as long as its wire name stays the same, wherever its Rust definition moves.
+pub const fn wire_id(name: &str) -> u64 {
+    xxhash_rust::const_xxh3::xxh3_64(name.as_bytes())
 }
 
 /// The sink a [`Replier`] hands its one reply to.
@@ -658,6 +807,33 @@ pub mod __private {
 #[cfg(test)]
 mod tests {
     use super::__private::{put_tag, take_tag};
+    use super::{WireType, wire_id};
+
+    /// Peers built from other versions compare these hashes: they must never change.
+    #[test]
+    fn wire_ids_are_fixed_xxh3_values() {
+        let fixed = [
+            // Computed with the reference implementation (python-xxhash's
+            // `xxh3_64_intdigest`), not with the crate under test.
+            ("", 0x2d06_8005_38d3_94c2),
+            ("test.Probe", 0xa66d_869c_0dfa_60a8),
+            ("u64", 0xa248_1493_b936_2ff3),
+            ("Option<u64>", 0x2406_6470_0913_0417),
+            ("String", 0x826f_81d3_512e_3e7b),
+        ];
+        for (name, id) in fixed {
+            assert_eq!(wire_id(name), id, "{name:?}: {:#018x}", wire_id(name));
+            assert_eq!(WireType::named(name).id(), id);
+            assert_eq!(WireType::named(name).name(), name);
+        }
+        // Computed at compile time.
+        const ID: u64 = wire_id("test.Probe");
+        assert_eq!(ID, wire_id("test.Probe"));
+        // The const hash is the run-time one.
+        for name in ["", "a", "test.Probe", &"x".repeat(300)] {
+            assert_eq!(wire_id(name), xxhash_rust::xxh3::xxh3_64(name.as_bytes()));
+        }
+    }
 
     #[test]
     fn tags_are_postcard_varints() {

@@ -12,7 +12,24 @@
 //! At most `max_restarts` restarts within `period` ([`Intensity`], OTP's meaning; the
 //! default is OTP's 1 in 5 s). One more and the supervisor shuts every child down and
 //! exits with [`SupervisorExit`], which its own supervisor sees as the child's
-//! [`ExitReason::Escalated`]: escalation climbs the tree.
+//! [`ExitReason::Escalated`]. Like OTP's `shutdown` exit, that counts as normal for the
+//! restart type: a `Permanent` child supervisor is restarted (so failures climb the tree,
+//! through each parent's intensity), a `Transient` one stays down.
+//!
+//! # Failed restarts
+//!
+//! A restart whose start fails counts as another restart against the intensity, and is
+//! tried again as a message the supervisor sends itself (after the backoff delay, if any):
+//! between attempts it serves requests and a shutdown, as OTP's supervisor does. Under
+//! `OneForAll` the next attempt first shuts down the children the failed attempt started
+//! and restarts the whole group; under `RestForOne` it resumes with the child that failed.
+//!
+//! # Ignore
+//!
+//! An `init` may answer [`Ignore`](crate::Ignore) (OTP's `ignore`): the child is not
+//! started and that is not a failure. A static supervisor keeps a `Permanent` or
+//! `Transient` child's spec ([`ChildStatus::Ignored`]; `restart_child` starts it) and
+//! forgets a `Temporary` one; a dynamic supervisor forgets it.
 //!
 //! # Start and shutdown order
 //!
@@ -20,7 +37,16 @@
 //! and the supervisor's start fails with [`SpawnError::Child`] naming it. Shutdown goes in
 //! reverse order, each child by its [`Shutdown`] policy: asked to stop and given a timeout
 //! to finish the message in hand and run `terminate` (then killed), waited for without
-//! limit, or killed at once.
+//! limit, or killed at once. A dynamic supervisor shuts all its children down at once
+//! (OTP's `simple_one_for_one` does too): shutdown takes the slowest child's time, not
+//! the sum. Each child it stops is reported ([`Supervisor::subscribe`]) with reason
+//! `Normal(Some("shutdown"))`, or `Killed` if it was killed.
+//!
+//! # Requests
+//!
+//! `which_children`, `terminate_child` and the other requests wait at most
+//! [`DEFAULT_SUPERVISOR_CALL_TIMEOUT`] (5 s, `gen_server:call`'s default) for the answer;
+//! [`Supervisor::with_timeout`] waits longer.
 //!
 //! # Stable addresses
 //!
@@ -163,6 +189,7 @@ impl SupervisorSpec {
             exit: self.cfg.exit.clone(),
             members: self.cfg.members.clone(),
             events: self.cfg.events.clone(),
+            timeout: DEFAULT_SUPERVISOR_CALL_TIMEOUT,
         }
     }
 }
@@ -188,12 +215,18 @@ impl ErasedChild for SupervisorChild {
 }
 
 /// A running supervisor's handle: stable across its own restarts. Cheap to clone.
+///
+/// Its requests (`terminate_child`, `which_children`, …) wait at most
+/// [`DEFAULT_SUPERVISOR_CALL_TIMEOUT`] for the answer, as `gen_server:call`'s default;
+/// [`Supervisor::with_timeout`] gives a handle that waits longer (a `terminate_child` of a
+/// child with a long shutdown timeout needs it).
 #[derive(Clone)]
 pub struct Supervisor {
     pub(crate) addr: Addr<SupervisorMsg>,
     exit: Arc<watch::Sender<Option<ExitReason>>>,
     members: Arc<Members>,
     events: broadcast::Sender<SupervisorEvent>,
+    timeout: std::time::Duration,
 }
 
 impl fmt::Debug for Supervisor {
@@ -223,8 +256,8 @@ impl Supervisor {
         Ok(handle)
     }
 
-    /// Subscribes to what the supervisor does: exits, restarts, failed restarts, giving
-    /// up. Events from before the call are not seen; a subscriber that falls more than
+    /// Subscribes to what the supervisor does: exits (including the children it stops
+    /// itself), restarts, failed restarts, ignored starts, giving up. Events from before the call are not seen; a subscriber that falls more than
     /// 1,024 events behind loses the oldest (`RecvError::Lagged`). Subscriptions survive
     /// the supervisor's own restarts.
     pub fn subscribe(&self) -> broadcast::Receiver<SupervisorEvent> {
@@ -246,8 +279,18 @@ impl Supervisor {
         f: impl FnOnce(crate::ReplyPort<R>) -> Request,
     ) -> Result<R, CallError> {
         self.addr
-            .call_timeout(|port| SupervisorMsg(f(port)), SUPERVISOR_CALL_TIMEOUT)
+            .call_timeout(|port| SupervisorMsg(f(port)), self.timeout)
             .await
+    }
+
+    /// The same handle, with requests that wait at most `timeout` for the supervisor's
+    /// answer. A request that times out may still be carried out.
+    #[must_use]
+    pub fn with_timeout(&self, timeout: std::time::Duration) -> Self {
+        Self {
+            timeout,
+            ..self.clone()
+        }
     }
 
     /// Adds and starts a child; returns once its `init` has run.
@@ -263,7 +306,10 @@ impl Supervisor {
     /// [`SpawnError::Config`] for an anonymous child of a static supervisor, the child's
     /// own start failure, or [`SpawnError::SupervisorStopped`] (also while a child
     /// supervisor is between two incarnations). On any error the spec's address is
-    /// stopped.
+    /// stopped. [`SpawnError::Ignored`] if its `init` answered [`Ignore`](crate::Ignore):
+    /// not a failure; a static supervisor then keeps the spec of a `Permanent` or
+    /// `Transient` child ([`ChildStatus::Ignored`], startable with `restart_child`), as
+    /// OTP, and forgets any other.
     pub async fn start_child<M: Send + 'static>(
         &self,
         spec: ChildSpec<M>,
@@ -277,6 +323,23 @@ impl Supervisor {
         self.members.admit(&mut entry)?;
         let cell = match entry.child.start(&entry.id, sup.clone()).await {
             Ok(cell) => cell,
+            Err(SpawnError::Ignored(id))
+                if !self.members.is_dynamic() && entry.restart != Restart::Temporary =>
+            {
+                // A static supervisor keeps the spec of a child that answered ignore,
+                // not running, as OTP does; its address stays stopped until a
+                // `restart_child` starts it.
+                entry.child.addr().mark_stopped();
+                if let Err(a) = self.members.push_adoption(Adoption {
+                    entry,
+                    cell: None,
+                    linked_to: sup.get_id(),
+                }) {
+                    self.members.discard(&a.entry);
+                    return Err(SpawnError::SupervisorStopped.into());
+                }
+                return Err(SpawnError::Ignored(id).into());
+            }
             Err(e) => {
                 self.members.discard(&entry);
                 // ractor refuses to link to a supervisor that is shutting down.
@@ -288,7 +351,7 @@ impl Supervisor {
         };
         if let Err(a) = self.members.push_adoption(Adoption {
             entry,
-            cell: cell.clone(),
+            cell: Some(cell.clone()),
             linked_to: sup.get_id(),
         }) {
             // The supervisor is shutting down and will not take the child in.
@@ -340,11 +403,14 @@ impl Supervisor {
         self.request(|p| Request::TerminateChild(key, p)).await?
     }
 
-    /// Starts again a child that was terminated or exited without restart.
+    /// Starts again a child that was terminated, exited without restart, or answered
+    /// ignore. If it answers ignore again, it stays down and the result is `Ok`.
     ///
     /// # Errors
     ///
-    /// [`SupervisorError::UnknownChild`], its start failure, or the supervisor not running.
+    /// [`SupervisorError::UnknownChild`], [`SupervisorError::Running`] if it is running
+    /// (OTP's `{error, running}`), [`SupervisorError::Restarting`] if a restart of it is
+    /// under way, its start failure, or the supervisor not running.
     pub async fn restart_child(&self, id: &str) -> Result<(), SupervisorError> {
         let id = id.to_owned();
         self.request(|p| Request::RestartChild(id, p)).await?
@@ -359,6 +425,17 @@ impl Supervisor {
     pub async fn delete_child(&self, id: &str) -> Result<(), SupervisorError> {
         let id = id.to_owned();
         self.request(|p| Request::DeleteChild(id, p)).await?
+    }
+
+    /// The spec of the child with this id, as OTP's `get_childspec`.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::UnknownChild`] (anonymous children have no id to find them by),
+    /// or the supervisor not running.
+    pub async fn get_childspec(&self, id: &str) -> Result<ChildSpecInfo, SupervisorError> {
+        let id = id.to_owned();
+        self.request(|p| Request::GetChildSpec(id, p)).await?
     }
 
     /// The children, in start order.
@@ -429,7 +506,8 @@ impl Supervisor {
     }
 
     /// Waits for the supervisor to exit and returns why: [`ExitReason::Escalated`] when
-    /// its restart intensity was exceeded, normal after [`Supervisor::shutdown`].
+    /// its restart intensity was exceeded, normal after [`Supervisor::shutdown`] (also
+    /// one issued while a restart kept failing).
     /// A supervisor killed outright reports [`ExitReason::Killed`]. Meant for top-level
     /// supervisors: for a child supervisor between two incarnations (or not started
     /// yet) it returns at once, with the previous incarnation's reason.
@@ -514,6 +592,13 @@ impl DynamicSupervisor {
         &self.0
     }
 
+    /// The same handle, with requests that wait at most `timeout` (see
+    /// [`Supervisor::with_timeout`]).
+    #[must_use]
+    pub fn with_timeout(&self, timeout: std::time::Duration) -> Self {
+        Self(self.0.with_timeout(timeout))
+    }
+
     /// Adds and starts a child.
     ///
     /// # Errors
@@ -571,10 +656,11 @@ impl DynamicSupervisor {
     }
 }
 
-/// How long a request to a supervisor waits for its answer. Generous, as OTP's
-/// `:infinity` for supervisor calls: a supervisor answers after the shutdowns or starts a
-/// request involves, which may take each child's whole shutdown timeout.
-const SUPERVISOR_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How long a request to a supervisor waits for its answer by default, as
+/// `gen_server:call`'s default. A supervisor answers after the shutdowns or starts a
+/// request involves: use [`Supervisor::with_timeout`] where a child's shutdown may take
+/// longer.
+pub const DEFAULT_SUPERVISOR_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How many events a slow subscriber may fall behind before it loses the oldest.
 const EVENT_BUFFER: usize = 1024;
@@ -611,6 +697,14 @@ pub enum SupervisorEvent {
         /// Why the start failed.
         reason: ExitReason,
     },
+    /// A child's `init` answered [`Ignore`](crate::Ignore) to a restart: it stays down
+    /// (status [`ChildStatus::Ignored`]) until `restart_child`.
+    ChildIgnored {
+        /// The child's id.
+        child: String,
+        /// Its address's key.
+        key: AddrKey,
+    },
     /// The restart intensity was exceeded: the supervisor shut its children down and
     /// exits with this reason.
     GaveUp(SupervisorExit),
@@ -627,6 +721,8 @@ pub enum ChildStatus {
     Exited(Arc<str>),
     /// Shut down by its supervisor.
     Terminated,
+    /// Its `init` answered [`Ignore`](crate::Ignore): not running, its spec kept.
+    Ignored,
 }
 
 impl fmt::Display for ChildStatus {
@@ -636,6 +732,7 @@ impl fmt::Display for ChildStatus {
             Self::Restarting => f.write_str("restarting"),
             Self::Exited(r) => write!(f, "exited: {r}"),
             Self::Terminated => f.write_str("terminated"),
+            Self::Ignored => f.write_str("ignored"),
         }
     }
 }
@@ -659,6 +756,21 @@ pub struct ChildInfo {
     pub incarnation: u64,
     /// The current incarnation's ractor actor id.
     pub actor_id: Option<String>,
+}
+
+/// A child's spec, as [`Supervisor::get_childspec`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildSpecInfo {
+    /// Its id in the supervisor.
+    pub id: String,
+    /// The name it is registered under while it lives, if any.
+    pub name: Option<String>,
+    /// Its restart type.
+    pub restart: Restart,
+    /// Its shutdown policy.
+    pub shutdown: Shutdown,
+    /// Worker or supervisor.
+    pub kind: ChildKind,
 }
 
 /// Child counts, as OTP's `count_children`.

@@ -365,11 +365,18 @@ impl Node {
     /// `{Name, Node} ! Msg`). The current [`Context`] travels with it. Returns once the
     /// message is queued for the node: like a local cast, delivery is not confirmed.
     ///
+    /// The message carries its type's identity ([`RemoteMessage::WIRE_TYPE`]): the other
+    /// node drops a message whose type is not the process's before decoding it, and counts
+    /// it ([`Node::wrong_type_refusals`]), so a message of another type never runs the
+    /// process's handlers.
+    ///
     /// # Errors
     ///
     /// [`RemoteError::UnknownNode`] if `node` is not a live member,
     /// [`RemoteError::Overloaded`] if too much already waits for it,
-    /// [`RemoteError::TooLarge`] or [`RemoteError::Wire`] if `msg` cannot be sent.
+    /// [`RemoteError::TooLarge`] or [`RemoteError::Wire`] if `msg` cannot be sent; for a
+    /// send to this node itself, also the refusals a peer would only log, such as
+    /// [`RemoteError::WrongType`].
     pub fn send<M: RemoteMessage>(
         &self,
         node: &str,
@@ -398,11 +405,21 @@ impl Node {
         self.push(channel, node, None, name, ctx.as_ref(), msg)
     }
 
+    /// How many messages and calls from other nodes (and this one) this node refused
+    /// because the process they were for takes another message type, or answers the call
+    /// with another reply type than its caller expects (see [`RemoteError::WrongType`]).
+    /// Each is also logged, with the process's type and the hash of the one sent.
+    pub fn wrong_type_refusals(&self) -> u64 {
+        self.shared.wrong_types.load(Ordering::Relaxed)
+    }
+
+    /// Queues `msg` for `name` on `node`: a cast, or with `call` a call (its id and the
+    /// hash of the reply type the caller expects).
     fn push<M: RemoteMessage>(
         &self,
         channel: &str,
         node: &str,
-        call: Option<u64>,
+        call: Option<(u64, u64)>,
         name: &str,
         ctx: Option<&Context>,
         msg: &M,
@@ -422,8 +439,9 @@ impl Node {
                 .ok_or_else(|| RemoteError::UnknownNode(node.to_owned()))?;
             peer.get(ch).ok_or_else(unknown_channel)?
         };
-        let pushed =
-            outbox.push(|out| wire::put_cast_with(out, call, name, ctx, |o| msg.encode(o)));
+        let pushed = outbox.push(|out| {
+            wire::put_cast_with(out, call, name, ctx, M::WIRE_TYPE.id(), |o| msg.encode(o))
+        });
         match pushed {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(RemoteError::Wire(e)),
@@ -437,7 +455,7 @@ impl Node {
     /// remote one would.
     fn push_local<M: RemoteMessage>(
         &self,
-        call: Option<u64>,
+        call: Option<(u64, u64)>,
         name: &str,
         ctx: Option<&Context>,
         msg: &M,
@@ -445,31 +463,44 @@ impl Node {
         let mut bytes = Vec::new();
         msg.encode(&mut bytes)?;
         let shared = &self.shared;
+        let ty = M::WIRE_TYPE.id();
         let Some(inbox) = shared.inbox(name).map(|e| e.inbox) else {
             return match call {
                 None => Err(RemoteError::refused(
                     Refusal::NoSuchName,
                     &shared.name,
                     name,
+                    String::new(),
+                    sent(msg),
                 )),
-                Some(id) => {
-                    shared.complete_call(id, Err(Refusal::NoSuchName));
+                Some((id, _)) => {
+                    shared.complete_call(id, Err((Refusal::NoSuchName, String::new())));
                     Ok(())
                 }
             };
         };
         match call {
-            None => inbox
-                .cast(&bytes, ctx.cloned(), None)
-                .map_err(|r| RemoteError::refused(r, &shared.name, name)),
-            Some(id) => {
-                let shared = shared.clone();
-                inbox.call(
+            None => inbox.cast(ty, &bytes, ctx.cloned(), None).map_err(|r| {
+                if r == Refusal::WrongType {
+                    shared.refused_type(&shared.name, name, &*inbox, r, ty, None);
+                }
+                let theirs = inbox.wire_type().name().to_owned();
+                RemoteError::refused(r, &shared.name, name, theirs, sent(msg))
+            }),
+            Some((id, reply_ty)) => {
+                let done = shared.clone();
+                let refused = inbox.call(
+                    ty,
+                    reply_ty,
                     &bytes,
                     ctx.cloned(),
                     None,
-                    Box::new(move |r| shared.complete_call(id, r)),
+                    Box::new(move |r| done.complete_call(id, r)),
                 );
+                if let Err(r @ (Refusal::WrongType | Refusal::WrongReplyType)) = refused {
+                    let call = Some((reply_ty, &bytes[..]));
+                    shared.refused_type(&shared.name, name, &*inbox, r, ty, call);
+                }
                 Ok(())
             }
         }
@@ -480,9 +511,15 @@ impl Node {
     /// the current context's deadline). The message type's call variants carry the port
     /// (`#[actor(remote)]` generates them); the reply travels back as bytes.
     ///
+    /// The call carries its message type's identity and its reply type's
+    /// ([`RemoteMessage::reply_type`]): the other node refuses a call of another message
+    /// type, or one whose handler there answers another reply type, before the handler
+    /// runs.
+    ///
     /// # Errors
     ///
     /// As [`Node::send`], and: [`RemoteError::NoSuchName`], [`RemoteError::BadMessage`],
+    /// [`RemoteError::WrongType`], [`RemoteError::WrongReplyType`],
     /// [`RemoteError::NoReply`], [`RemoteError::Stopped`] as the other node says;
     /// [`RemoteError::NodeDown`] if it goes down first; [`RemoteError::Timeout`] or
     /// [`RemoteError::DeadlineExceeded`].
@@ -537,6 +574,8 @@ impl Node {
         // The port only shapes the message: the answer comes back over the wire.
         let (port_tx, _port_rx) = ractor::concurrency::oneshot();
         let msg = build(ReplyPort::from(port_tx));
+        let sent = sent(&msg);
+        let reply_ty = msg.reply_type().map_or(wire::NOT_A_CALL, |t| t.id());
         let id = self.shared.next_call.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         locks::lock(&self.shared.calls).insert(
@@ -550,7 +589,14 @@ impl Node {
             shared: &self.shared,
             id,
         };
-        self.push(channel, node, Some(id), name, ctx.as_ref(), &msg)?;
+        self.push(
+            channel,
+            node,
+            Some((id, reply_ty)),
+            name,
+            ctx.as_ref(),
+            &msg,
+        )?;
         drop(msg);
         let got = tokio::time::timeout(wait, rx).await;
         drop(guard);
@@ -563,7 +609,7 @@ impl Node {
                     source: e,
                 })
             }),
-            Ok(Ok(Err(r))) => Err(RemoteError::refused(r, node, name)),
+            Ok(Ok(Err((r, theirs)))) => Err(RemoteError::refused(r, node, name, theirs, sent)),
             Ok(Err(_)) => Err(RemoteError::NodeDown(node.to_owned())),
             Err(_) if deadline_first => Err(RemoteError::DeadlineExceeded),
             Err(_) => Err(RemoteError::Timeout),
@@ -613,6 +659,16 @@ impl Node {
             t.abort();
         }
         tracing::info!(node = %self.shared.name, "node stopped");
+    }
+}
+
+/// What `msg` says of itself to a refusal: its type's wire name and its reply type's.
+fn sent<M: RemoteMessage>(msg: &M) -> error::Sent {
+    error::Sent {
+        ty: M::TYPE_NAME,
+        reply: msg
+            .reply_type()
+            .map_or(exports::NO_REPLY_TYPE, |t| t.name()),
     }
 }
 

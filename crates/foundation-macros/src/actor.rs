@@ -21,6 +21,7 @@ const HANDLE_METHODS: &[&str] = &[
     "register",
     "addr",
     "stop",
+    "kill",
     "is_running",
     "from",
     "clone",
@@ -566,6 +567,13 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
             /// Asks the process to stop after the message in hand (a graceful stop).
             #vis fn stop(&self) {
                 self.addr.stop(::core::option::Option::None)
+            }
+
+            /// Kills the process at once, as `Process.exit(pid, :kill)`: the message in
+            /// hand is not finished and `#[terminate]` does not run; its supervisor sees
+            /// `ExitReason::Killed`.
+            #vis fn kill(&self) {
+                self.addr.kill()
             }
 
             /// Whether an incarnation is running now.

@@ -61,6 +61,7 @@
 //!     fn register(&self, name: &str) -> Result<(), SpawnError>
 //!     fn addr(&self) -> &Addr<CounterMsg>
 //!     fn stop(&self)
+//!     fn kill(&self)
 //!     fn is_running(&self) -> bool
 //! }
 //! impl From<Addr<CounterMsg>> for CounterRef
@@ -181,13 +182,18 @@ pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Every enum variant needs `#[remote(tag = N)]`; the tag, not the name or position,
 /// identifies it on the wire. `#[remote(name = "…")]` on the type sets its wire name
-/// (the Rust name by default). Fields need serde's `Serialize` and `Deserialize`.
+/// (the Rust name by default), whose hash (`RemoteMessage::WIRE_TYPE`) travels with each
+/// message so that a peer refuses a message of another type before decoding it. Fields
+/// need serde's `Serialize` and `Deserialize`.
 ///
 /// A variant (or struct) whose last field is a `ReplyPort<T>` (or ractor's
 /// `RpcReplyPort<T>`) is a call: the port is not encoded, and the receiving side makes one
 /// with `RemoteMessage::from_bytes_with_reply`. One port per variant, last; `T` needs
-/// serde's traits, `Send` and `'static`. `#[remote(skip)]` on a variant keeps it local:
-/// no tag, no serde needed, and encoding it is an error.
+/// serde's traits, `Send` and `'static`. The reply type's wire name
+/// (`RemoteMessage::reply_type`) is `T` as written, each path cut to its last segment;
+/// `#[remote(tag = N, reply = "…")]` (on a struct, `#[remote(reply = "…")]`) pins it.
+/// `#[remote(skip)]` on a variant keeps it local: no tag, no serde needed, and encoding it
+/// is an error.
 #[proc_macro_derive(RemoteMessage, attributes(remote))]
 pub fn derive_remote_message(item: TokenStream) -> TokenStream {
     let input = parse_macro_input!(item as DeriveInput);

@@ -38,11 +38,21 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
     };
     let mut type_name = None;
     let mut krate = None;
+    let mut struct_reply: Option<LitStr> = None;
     for attr in remote_attrs(&input.attrs) {
         let parsed = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("name") {
                 let s: LitStr = meta.value()?.parse()?;
                 type_name = Some(s.value());
+            } else if meta.path.is_ident("reply") {
+                let s: LitStr = meta.value()?.parse()?;
+                if matches!(input.data, Data::Enum(_)) {
+                    return Err(Error::new_spanned(
+                        &s,
+                        "a reply type's wire name goes on its call variant: `#[remote(tag = N, reply = \"...\")]`",
+                    ));
+                }
+                struct_reply = Some(s);
             } else if meta.path.is_ident("crate") {
                 let p: syn::Path = meta.value()?.parse()?;
                 krate = Some(quote!(#p));
@@ -51,9 +61,9 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                     "wire tags go on enum variants: `#[remote(tag = N)]` or `#[remote(skip)]` above each variant",
                 ));
             } else {
-                return Err(
-                    meta.error("unknown option; expected `name = \"...\"` or `crate = path`")
-                );
+                return Err(meta.error(
+                    "unknown option; expected `name = \"...\"`, `reply = \"...\"` (a struct call's reply type) or `crate = path`",
+                ));
             }
             Ok(())
         });
@@ -66,6 +76,10 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
     let krate = krate.unwrap_or_else(actors_path);
     let p = quote!(#krate::remote::__private);
     let trait_ = quote!(#krate::remote::RemoteMessage);
+    let wire_type = quote!(#krate::remote::WireType);
+    // A reply type's identity, computed at compile time.
+    let reply_type =
+        |name: &str| quote!(::core::option::Option::Some(const { #wire_type::named(#name) }));
     let name = quote!(<#ident as #trait_>::TYPE_NAME);
     let l = Locals::new();
     let Locals {
@@ -92,7 +106,9 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
 
     let mut checks = Vec::new();
     let none = quote!(::core::option::Option::None);
-    let (tags, call_tags, tag_fn, is_call_fn, encode, decode) = match &input.data {
+    let (tags, call_tags, tag_fn, is_call_fn, encode, decode, reply_fn, reply_of_fn) = match &input
+        .data
+    {
         Data::Struct(s) => {
             let shape = match Shape::of(&s.fields) {
                 Ok(shape) => shape,
@@ -108,6 +124,21 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
             let pat = shape.pattern(&s.fields);
             let ctor = shape.construct(ident, &s.fields, port);
             let is_call = shape.port.is_some();
+            let reply = match (&shape.port, &struct_reply) {
+                (Some(port), pinned) => reply_type(
+                    &pinned
+                        .as_ref()
+                        .map_or_else(|| port.wire_name(), LitStr::value),
+                ),
+                (None, Some(pinned)) => {
+                    push(Error::new_spanned(
+                        pinned,
+                        "`reply` names a call's reply type, and this struct is not a call: its last field is not a `ReplyPort<T>`",
+                    ));
+                    none.clone()
+                }
+                (None, None) => none.clone(),
+            };
             (
                 quote!(&[]),
                 // A struct has no tag: `0` stands for its one shape (see `CALL_TAGS`).
@@ -126,6 +157,11 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                         ::core::result::Result::Ok(#ctor)
                     }
                 },
+                reply.clone(),
+                quote! {
+                    let _ = #bytes;
+                    #reply
+                },
             )
         }
         Data::Enum(e) => {
@@ -136,10 +172,12 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
             let mut dec_arms = Vec::new();
             let mut tag_list = Vec::new();
             let mut call_list = Vec::new();
+            let mut reply_arms = Vec::new();
+            let mut reply_of_arms = Vec::new();
             for v in &e.variants {
                 let vi = &v.ident;
-                let tag = match variant_attr(&v.attrs) {
-                    Ok(VariantAttr::Tag(tag, span)) => {
+                let (tag, pinned) = match variant_attr(&v.attrs) {
+                    Ok(VariantAttr::Tag(tag, span, pinned)) => {
                         if let Some((_, prev)) = seen.iter().find(|(t, _)| *t == tag) {
                             push(Error::new(
                                 span,
@@ -151,7 +189,7 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                             continue;
                         }
                         seen.push((tag, &v.ident));
-                        tag
+                        (tag, pinned)
                     }
                     Ok(VariantAttr::Skip) => {
                         // Local only: no tag, no checks on its fields, and an error to
@@ -159,6 +197,7 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                         let vname = vi.to_string();
                         tag_arms.push(quote!(Self::#vi { .. } => ::core::option::Option::None));
                         call_arms.push(quote!(Self::#vi { .. } => false));
+                        reply_arms.push(quote!(Self::#vi { .. } => ::core::option::Option::None));
                         enc_arms.push(quote! {
                             #ident::#vi { .. } => ::core::result::Result::Err(#p::local_only(#name, #vname)),
                         });
@@ -196,6 +235,28 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                 let make_port = wire.port(&shape, reply, port, &some_tag);
                 let is_call = shape.port.is_some();
                 tag_list.push(tag);
+                let reply = match (&shape.port, &pinned) {
+                    (Some(port), pinned) => {
+                        let reply = reply_type(
+                            &pinned
+                                .as_ref()
+                                .map_or_else(|| port.wire_name(), LitStr::value),
+                        );
+                        reply_of_arms.push(quote!(#tag => #reply));
+                        reply
+                    }
+                    (None, Some(pinned)) => {
+                        push(Error::new_spanned(
+                            pinned,
+                            format!(
+                                "`reply` names a call's reply type, and `{vi}` is not a call: its last field is not a `ReplyPort<T>`"
+                            ),
+                        ));
+                        continue;
+                    }
+                    (None, None) => none.clone(),
+                };
+                reply_arms.push(quote!(Self::#vi { .. } => #reply));
                 if is_call {
                     call_list.push(tag);
                 }
@@ -215,18 +276,37 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                     }
                 });
             }
-            let (tag_fn, is_call_fn, encode) = if e.variants.is_empty() {
+            let (tag_fn, is_call_fn, encode, reply_fn) = if e.variants.is_empty() {
                 (
                     quote!(match *self {}),
                     quote!(match *self {}),
                     quote!(match *#this {}),
+                    quote!(match *self {}),
                 )
             } else {
                 (
                     quote!(match *self { #(#tag_arms,)* }),
                     quote!(match *self { #(#call_arms,)* }),
                     quote!(match #this { #(#enc_arms)* }),
+                    quote!(match *self { #(#reply_arms,)* }),
                 )
+            };
+            // The tag alone says which call it is: the fields are not decoded.
+            let reply_of_fn = if reply_of_arms.is_empty() {
+                quote! {
+                    let _ = #bytes;
+                    #none
+                }
+            } else {
+                quote! {
+                    match #p::take_tag(#bytes, #name) {
+                        ::core::result::Result::Ok((#wire_tag, _)) => match #wire_tag {
+                            #(#reply_of_arms,)*
+                            _ => #none,
+                        },
+                        ::core::result::Result::Err(_) => #none,
+                    }
+                }
             };
             (
                 quote!(&[#(#tag_list),*]),
@@ -241,6 +321,8 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                         #other => ::core::result::Result::Err(#p::unknown_tag(#name, #other, <#ident as #trait_>::TAGS)),
                     }
                 },
+                reply_fn,
+                reply_of_fn,
             )
         }
         Data::Union(_) => unreachable!("refused above"),
@@ -285,6 +367,14 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
 
                     fn is_call(&self) -> bool {
                         #is_call_fn
+                    }
+
+                    fn reply_type(&self) -> ::core::option::Option<#wire_type> {
+                        #reply_fn
+                    }
+
+                    fn reply_type_of(#bytes: &[u8]) -> ::core::option::Option<#wire_type> {
+                        #reply_of_fn
                     }
 
                     #[inline]
@@ -497,18 +587,21 @@ fn remote_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
 
 /// What a variant's `#[remote(..)]` says.
 enum VariantAttr {
-    /// `tag = N`: its wire tag, and where it is written.
-    Tag(u32, Span),
+    /// `tag = N`: its wire tag, and where it is written; with `reply = "…"`, its reply
+    /// type's pinned wire name.
+    Tag(u32, Span, Option<LitStr>),
     /// `skip`: local only.
     Skip,
     /// Nothing.
     None,
 }
 
-/// The `#[remote(tag = N)]` or `#[remote(skip)]` of a variant.
+/// The `#[remote(tag = N)]` (with an optional `reply = "…"`) or `#[remote(skip)]` of a
+/// variant.
 fn variant_attr(attrs: &[Attribute]) -> syn::Result<VariantAttr> {
     let mut tag = None;
     let mut skip = None;
+    let mut reply: Option<LitStr> = None;
     for attr in remote_attrs(attrs) {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("tag") {
@@ -524,9 +617,12 @@ fn variant_attr(attrs: &[Attribute]) -> syn::Result<VariantAttr> {
             } else if meta.path.is_ident("skip") {
                 skip = Some(meta.path.span());
                 Ok(())
+            } else if meta.path.is_ident("reply") {
+                reply = Some(meta.value()?.parse()?);
+                Ok(())
             } else {
                 Err(meta.error(
-                    "unknown option on a variant; expected `tag = N`, or `skip` for a local-only variant",
+                    "unknown option on a variant; expected `tag = N` (and `reply = \"...\"` for a call), or `skip` for a local-only variant",
                 ))
             }
         })?;
@@ -536,8 +632,14 @@ fn variant_attr(attrs: &[Attribute]) -> syn::Result<VariantAttr> {
             span,
             "a variant is either on the wire (`tag = N`) or local only (`skip`), not both",
         )),
-        (Some((n, span)), None) => Ok(VariantAttr::Tag(n, span)),
-        (None, Some(_)) => Ok(VariantAttr::Skip),
+        (Some((n, span)), None) => Ok(VariantAttr::Tag(n, span, reply)),
+        (None, Some(_)) => match reply {
+            Some(r) => Err(Error::new_spanned(
+                r,
+                "a local-only variant (`skip`) has no wire form: its reply type needs no wire name",
+            )),
+            None => Ok(VariantAttr::Skip),
+        },
         (None, None) => Ok(VariantAttr::None),
     }
 }
@@ -662,6 +764,87 @@ impl<'a> Shape<'a> {
             (Fields::Unit, _) => quote!(#path),
         }
     }
+}
+
+impl PortField {
+    /// The reply type's default wire name: the type as written, each path cut to its last
+    /// segment (`std::option::Option<u64>` gives `Option<u64>`).
+    fn wire_name(&self) -> String {
+        let mut out = String::new();
+        type_wire_name(&self.reply, &mut out);
+        out
+    }
+}
+
+/// Writes `ty` as Rust spells it, with each path cut to its last segment and its generic
+/// arguments written the same way: the same whatever the path it is reached by, so moving
+/// a type to another module, or importing it instead of writing its path, keeps its name.
+fn type_wire_name(ty: &Type, out: &mut String) {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => match p.path.segments.last() {
+            Some(last) => {
+                out.push_str(&last.ident.to_string());
+                if let syn::PathArguments::AngleBracketed(args) = &last.arguments {
+                    out.push('<');
+                    for (i, arg) in args.args.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        match arg {
+                            syn::GenericArgument::Type(t) => type_wire_name(t, out),
+                            other => tokens(other, out),
+                        }
+                    }
+                    out.push('>');
+                }
+            }
+            None => tokens(ty, out),
+        },
+        Type::Tuple(t) => {
+            out.push('(');
+            for (i, elem) in t.elems.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                type_wire_name(elem, out);
+            }
+            if t.elems.len() == 1 {
+                out.push(',');
+            }
+            out.push(')');
+        }
+        Type::Array(a) => {
+            out.push('[');
+            type_wire_name(&a.elem, out);
+            out.push_str("; ");
+            tokens(&a.len, out);
+            out.push(']');
+        }
+        Type::Slice(s) => {
+            out.push('[');
+            type_wire_name(&s.elem, out);
+            out.push(']');
+        }
+        Type::Reference(r) => {
+            out.push('&');
+            if let Some(l) = &r.lifetime {
+                out.push_str(&l.to_string());
+                out.push(' ');
+            }
+            if r.mutability.is_some() {
+                out.push_str("mut ");
+            }
+            type_wire_name(&r.elem, out);
+        }
+        Type::Paren(p) => type_wire_name(&p.elem, out),
+        Type::Group(g) => type_wire_name(&g.elem, out),
+        other => tokens(other, out),
+    }
+}
+
+/// Anything else, as its tokens.
+fn tokens(t: &impl ToTokens, out: &mut String) {
+    out.push_str(&t.to_token_stream().to_string());
 }
 
 /// `T` in a reply port's type: a path whose last segment is `ReplyPort<T>` or

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
 use ractor::{ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -10,9 +10,11 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use super::spec::{Backoff, ChildEntry, ChildKind, Intensity, Restart, Shutdown, Strategy};
-use super::{ChildCounts, ChildInfo, ChildStatus, Supervisor, SupervisorEvent, SupervisorMsg};
+use super::{
+    ChildCounts, ChildInfo, ChildSpecInfo, ChildStatus, Supervisor, SupervisorEvent, SupervisorMsg,
+};
 use crate::addr::{Envelope, ReplyPort};
-use crate::error::{ExitReason, SpawnError, SupervisorError, SupervisorExit};
+use crate::error::{ExitReason, SHUTDOWN, SpawnError, SupervisorError, SupervisorExit};
 
 /// What a supervisor is started with; cloned for each of its own restarts.
 #[derive(Clone)]
@@ -67,10 +69,11 @@ struct Adoptions {
     closed: bool,
 }
 
-/// A child spawned by `start_child` in the caller's task, linked to `linked_to`.
+/// A child spawned by `start_child` in the caller's task, linked to `linked_to`; without
+/// a cell if its `init` answered ignore and a static supervisor keeps its spec.
 pub(crate) struct Adoption {
     pub(crate) entry: ChildEntry,
-    pub(crate) cell: ActorCell,
+    pub(crate) cell: Option<ActorCell>,
     pub(crate) linked_to: ractor::ActorId,
 }
 
@@ -117,7 +120,7 @@ impl Members {
         let i = adoptions
             .list
             .iter()
-            .position(|a| a.cell.get_id() == cell)?;
+            .position(|a| a.cell.as_ref().is_some_and(|c| c.get_id() == cell))?;
         Some(adoptions.list.swap_remove(i))
     }
 
@@ -205,6 +208,10 @@ impl Members {
 
 struct Child {
     entry: ChildEntry,
+    /// Its address's slot key: what the supervisor's indexes know it by.
+    slot: usize,
+    /// Set and taken through `State::set_cell` / `State::take_cell`, which keep the
+    /// index of running children.
     cell: Option<ActorCell>,
     status: ChildStatus,
     restarts: u32,
@@ -223,6 +230,7 @@ impl Child {
             ChildStatus::Restarting
         };
         Box::new(Self {
+            slot: entry.child.addr().slot_key(),
             entry,
             cell,
             status,
@@ -242,6 +250,14 @@ pub(crate) struct State {
     /// 150-byte records (the memory bench measured ~350 B less per idle child).
     #[allow(clippy::vec_box)]
     children: Vec<Box<Child>>,
+    /// Where each child is in `children`, by slot key. With `ids` and `running`, a
+    /// request, an exit or a removal finds its child without a scan: terminating 10,000
+    /// children one by one was quadratic with scans (see `forget`).
+    at: FxHashMap<usize, usize>,
+    /// Children with an id (not anonymous ones), by id: their slot keys.
+    ids: FxHashMap<Arc<str>, usize>,
+    /// Running children by actor id: their slot keys.
+    running: FxHashMap<ractor::ActorId, usize>,
     /// Children this supervisor shut down itself: their exit events are expected.
     expected: HashSet<ractor::ActorId>,
     /// Exits of linked children not adopted yet (spawned by `start_child`, died at once).
@@ -269,11 +285,14 @@ pub(crate) enum Request {
     TerminateChild(ChildKey, ReplyPort<Result<(), SupervisorError>>),
     RestartChild(String, ReplyPort<Result<(), SupervisorError>>),
     DeleteChild(String, ReplyPort<Result<(), SupervisorError>>),
+    GetChildSpec(String, ReplyPort<Result<ChildSpecInfo, SupervisorError>>),
     WhichChildren(ReplyPort<Vec<ChildInfo>>),
     CountChildren(ReplyPort<ChildCounts>),
     Subtree(ReplyPort<Subtree>),
-    /// A restart whose backoff delay has run out.
-    DelayedRestart {
+    /// An attempt to start again the children of a restart (by address, in start order):
+    /// after a backoff delay, or a retry after a failed attempt. Each attempt is a message
+    /// of its own, so the supervisor serves requests (and a shutdown) between attempts.
+    Restart {
         keys: Vec<usize>,
         epoch: u64,
     },
@@ -293,66 +312,151 @@ impl State {
         }
     }
 
+    /// The running child whose incarnation is this actor.
     fn position_by_cell(&self, id: ractor::ActorId) -> Option<usize> {
-        self.children
-            .iter()
-            .position(|c| c.cell.as_ref().is_some_and(|cell| cell.get_id() == id))
+        self.position_by_slot(*self.running.get(&id)?)
     }
 
-    /// Removes a child from the supervisor for good.
-    fn forget(&mut self, idx: usize) {
-        let c = self.children.remove(idx);
-        self.cfg.members.discard(&c.entry);
+    /// The child with this address.
+    fn position_by_slot(&self, slot: usize) -> Option<usize> {
+        self.at.get(&slot).copied()
     }
 
     /// The child with this id; anonymous children are never found by id.
     fn position(&self, id: &str) -> Option<usize> {
-        self.children
-            .iter()
-            .position(|c| !c.entry.anonymous && &*c.entry.id == id)
+        self.position_by_slot(*self.ids.get(id)?)
     }
 
-    async fn start_child(&mut self, idx: usize, sup: &ActorCell) -> Result<(), SpawnError> {
-        let c = &mut self.children[idx];
-        let cell = c.entry.child.start(&c.entry.id, sup.clone()).await?;
-        c.cell = Some(cell);
-        c.status = ChildStatus::Running;
-        Ok(())
+    /// Adds a child record at the end, and to the indexes.
+    fn push_child(&mut self, c: Box<Child>) {
+        self.at.insert(c.slot, self.children.len());
+        if !c.entry.anonymous {
+            self.ids.insert(c.entry.id.clone(), c.slot);
+        }
+        if let Some(cell) = &c.cell {
+            self.running.insert(cell.get_id(), c.slot);
+        }
+        self.children.push(c);
     }
 
-    /// Shuts one child down by its policy. Its exit event, when it arrives, matches no
-    /// live child and is ignored.
-    async fn shutdown_child(&mut self, idx: usize) {
+    /// Records the child's new incarnation.
+    fn set_cell(&mut self, idx: usize, cell: ActorCell) {
         let c = &mut self.children[idx];
-        let Some(cell) = c.cell.take() else { return };
-        self.expected.insert(cell.get_id());
-        match c.entry.shutdown {
-            Shutdown::Brutal => {
-                let _ = cell.kill_and_wait(None).await;
-            }
-            Shutdown::Timeout(d) => {
-                if let Err(ractor::RactorErr::Timeout) =
-                    cell.stop_and_wait(Some("shutdown".into()), Some(d)).await
-                {
-                    tracing::warn!(child = %c.entry.id, timeout = ?d, "child did not stop within its shutdown timeout; killing it");
-                    let _ = cell.kill_and_wait(None).await;
-                }
-            }
-            Shutdown::Infinity => {
-                let _ = cell.stop_and_wait(Some("shutdown".into()), None).await;
-            }
+        self.running.insert(cell.get_id(), c.slot);
+        if let Some(old) = c.cell.replace(cell) {
+            self.running.remove(&old.get_id());
         }
     }
 
-    /// Shuts every child down, last started first, and marks them stopped for good.
+    /// Takes the child's incarnation (it has exited, or is being shut down).
+    fn take_cell(&mut self, idx: usize) -> Option<ActorCell> {
+        let cell = self.children[idx].cell.take()?;
+        self.running.remove(&cell.get_id());
+        Some(cell)
+    }
+
+    /// Removes a child from the supervisor for good.
+    ///
+    /// A static supervisor keeps its children in start order (it has few, and the order
+    /// is its strategy's). A dynamic one may have many: it moves its last child into the
+    /// gap, so a removal costs the same however many children there are (shifting the rest
+    /// and their index entries made terminating 10,000 children one by one quadratic);
+    /// its children are listed in no set order, as OTP's.
+    fn forget(&mut self, idx: usize) {
+        let c = if self.cfg.dynamic {
+            let c = self.children.swap_remove(idx);
+            if let Some(moved) = self.children.get(idx) {
+                self.at.insert(moved.slot, idx);
+            }
+            c
+        } else {
+            let c = self.children.remove(idx);
+            for (i, later) in self.children.iter().enumerate().skip(idx) {
+                self.at.insert(later.slot, i);
+            }
+            c
+        };
+        self.at.remove(&c.slot);
+        if !c.entry.anonymous && self.ids.get(&c.entry.id) == Some(&c.slot) {
+            self.ids.remove(&c.entry.id);
+        }
+        if let Some(cell) = &c.cell {
+            self.running.remove(&cell.get_id());
+        }
+        self.cfg.members.discard(&c.entry);
+    }
+
+    /// Starts a child: `Ok(true)` if it runs, `Ok(false)` if its `init` answered
+    /// [`Ignore`](crate::Ignore) (its address is then stopped and its status `Ignored`).
+    async fn start_child(&mut self, idx: usize, sup: &ActorCell) -> Result<bool, SpawnError> {
+        let c = &mut self.children[idx];
+        match c.entry.child.start(&c.entry.id, sup.clone()).await {
+            Ok(cell) => {
+                c.status = ChildStatus::Running;
+                self.set_cell(idx, cell);
+                Ok(true)
+            }
+            Err(SpawnError::Ignored(_)) => {
+                c.entry.child.addr().mark_stopped();
+                c.status = ChildStatus::Ignored;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Shuts one child down by its policy, tells observers how it went down (restarting
+    /// or not), and returns that reason. Its exit event, when it arrives, matches no live
+    /// child and is ignored.
+    async fn shutdown_child(&mut self, idx: usize, restarting: bool) -> Option<ExitReason> {
+        let cell = self.take_cell(idx)?;
+        self.expected.insert(cell.get_id());
+        let c = &self.children[idx];
+        let reason = stop_child(cell, c.entry.shutdown, c.entry.id.clone()).await;
+        self.emit_exit(idx, reason.clone(), restarting);
+        Some(reason)
+    }
+
+    /// Tells observers that the child at `idx` exited.
+    fn emit_exit(&self, idx: usize, reason: ExitReason, restarting: bool) {
+        let c = &self.children[idx];
+        self.emit(SupervisorEvent::ChildExited {
+            child: c.entry.id.to_string(),
+            key: c.entry.child.addr().key(),
+            reason,
+            restarting,
+        });
+    }
+
+    /// Shuts every child down and marks them stopped for good: a static supervisor last
+    /// started first; a dynamic one all at once, as OTP's `simple_one_for_one` (its
+    /// children are alike and independent, so shutdown takes the longest child's time, not
+    /// the sum).
     async fn shutdown_all(&mut self) {
         // Children still waiting for adoption go down too (their exits no longer matter),
         // and starts from now on are refused.
         let late = self.cfg.members.close();
         self.take_in_adoptions(late);
-        for idx in (0..self.children.len()).rev() {
-            self.shutdown_child(idx).await;
-            let c = &mut self.children[idx];
+        if self.cfg.dynamic {
+            let mut stopping = Vec::with_capacity(self.children.len());
+            for (idx, c) in self.children.iter_mut().enumerate() {
+                if let Some(cell) = c.cell.take() {
+                    self.running.remove(&cell.get_id());
+                    self.expected.insert(cell.get_id());
+                    stopping.push((idx, stop_child(cell, c.entry.shutdown, c.entry.id.clone())));
+                }
+            }
+            let (idxs, stops): (Vec<usize>, Vec<_>) = stopping.into_iter().unzip();
+            let reasons = futures::future::join_all(stops).await;
+            for (idx, reason) in idxs.into_iter().zip(reasons) {
+                self.emit_exit(idx, reason, false);
+            }
+        } else {
+            for idx in (0..self.children.len()).rev() {
+                self.shutdown_child(idx, false).await;
+            }
+        }
+        for c in &mut self.children {
             c.entry.child.addr().mark_stopped();
             c.status = ChildStatus::Terminated;
         }
@@ -400,18 +504,18 @@ impl State {
         actor: ractor::ActorId,
         reason: ExitReason,
     ) -> Result<(), ActorProcessingErr> {
+        // One we shut down ourselves (checked first: a lookup, not a search).
+        if self.expected.remove(&actor) {
+            return Ok(());
+        }
         let Some(idx) = self.position_by_cell(actor) else {
-            // Not a child we know: one we shut down ourselves, or one whose adoption is
-            // still on its way.
-            if !self.expected.remove(&actor) {
-                self.orphans.insert(actor, reason);
-            }
+            // Not a child we know: one whose adoption is still on its way.
+            self.orphans.insert(actor, reason);
             return Ok(());
         };
+        self.take_cell(idx);
         let c = &mut self.children[idx];
-        c.cell = None;
         let id = c.entry.id.clone();
-        let key = c.entry.child.addr().key();
         let restart = match c.entry.restart {
             Restart::Permanent => true,
             Restart::Transient => !reason.is_normal(),
@@ -420,29 +524,20 @@ impl State {
         if !restart {
             tracing::debug!(supervisor = %self.cfg.id, child = %id, reason = %reason, "child exited; not restarting it");
             c.entry.child.addr().mark_stopped();
+            self.emit_exit(idx, reason.clone(), false);
+            let c = &mut self.children[idx];
             if c.entry.restart == Restart::Temporary || self.cfg.dynamic {
                 self.forget(idx);
             } else {
                 c.status = ChildStatus::Exited(reason.to_string().into());
             }
-            self.emit(SupervisorEvent::ChildExited {
-                child: id.to_string(),
-                key,
-                reason,
-                restarting: false,
-            });
             return Ok(());
         }
         c.entry.child.addr().mark_restarting();
         c.status = ChildStatus::Restarting;
         let now = Instant::now();
         let within_intensity = self.note_restart(now);
-        self.emit(SupervisorEvent::ChildExited {
-            child: id.to_string(),
-            key,
-            reason: reason.clone(),
-            restarting: within_intensity,
-        });
+        self.emit_exit(idx, reason.clone(), within_intensity);
         if !within_intensity {
             tracing::error!(supervisor = %self.cfg.id, child = %id, reason = %reason, "restart intensity exceeded; shutting down");
             return Err(self.escalate(&id, reason).await);
@@ -466,25 +561,37 @@ impl State {
             if !temporary {
                 self.children[i].entry.child.addr().mark_restarting();
             }
-            self.shutdown_child(i).await;
+            self.shutdown_child(i, !temporary).await;
             if temporary {
                 temporaries.push(i);
             } else {
                 self.children[i].status = ChildStatus::Restarting;
             }
         }
-        self.epoch += 1;
-        let epoch = self.epoch;
         // Keyed by address: anonymous children share an id.
         let keys: Vec<usize> = self.children[range]
-            .iter_mut()
+            .iter()
             .filter(|c| c.entry.restart != Restart::Temporary)
-            .map(|c| {
-                c.pending_epoch = epoch;
-                c.entry.child.addr().slot_key()
-            })
+            .map(|c| c.slot)
             .collect();
+        let delay = self.next_delay(idx, now);
+        // Indices are done with: `temporaries` is in descending order, so removing keeps
+        // the rest valid.
+        for i in temporaries {
+            self.forget(i);
+        }
+        let epoch = self.await_restart(&keys);
+        match delay {
+            Some(d) if !d.is_zero() => {
+                self.schedule(myself, keys, epoch, Some(d));
+                Ok(())
+            }
+            _ => self.restart_keys(myself, &keys, epoch).await,
+        }
+    }
 
+    /// The backoff delay before restarting the child at `idx` again, if there is a backoff.
+    fn next_delay(&mut self, idx: usize, now: Instant) -> Option<std::time::Duration> {
         let delay = self.cfg.backoff.map(|b| {
             let c = &mut self.children[idx];
             if c.last_restart
@@ -497,30 +604,57 @@ impl State {
             d
         });
         self.children[idx].last_restart = Some(now);
-        // Indices are done with: `temporaries` is in descending order, so removing keeps
-        // the rest valid.
-        for i in temporaries {
-            self.forget(i);
+        delay
+    }
+
+    /// Starts a new restart of the children with these keys: they wait for its epoch, so
+    /// an earlier restart still pending for them comes to nothing.
+    fn await_restart(&mut self, keys: &[usize]) -> u64 {
+        self.epoch += 1;
+        let epoch = self.epoch;
+        for key in keys {
+            if let Some(idx) = self.position_by_slot(*key) {
+                self.children[idx].pending_epoch = epoch;
+            }
         }
+        epoch
+    }
+
+    /// Sends the supervisor the next attempt of a restart: at once (behind whatever is
+    /// queued) or after `delay`.
+    fn schedule(
+        &self,
+        myself: &ActorRef<Envelope<SupervisorMsg>>,
+        keys: Vec<usize>,
+        epoch: u64,
+        delay: Option<std::time::Duration>,
+    ) {
+        let msg = Envelope::new(None, SupervisorMsg(Request::Restart { keys, epoch }));
         match delay {
             Some(d) if !d.is_zero() => {
                 let me = myself.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(d).await;
                     // If the supervisor has gone, nothing is left to restart.
-                    let _ = me.send_message(Envelope::new(
-                        None,
-                        SupervisorMsg(Request::DelayedRestart { keys, epoch }),
-                    ));
+                    let _ = me.send_message(msg);
                 });
-                Ok(())
             }
-            _ => self.restart_keys(myself, &keys, epoch).await,
+            // If the supervisor is stopping, nothing is left to restart.
+            _ => {
+                let _ = myself.send_message(msg);
+            }
         }
     }
 
-    /// Starts the given children (by address) again, in order. A child whose start fails counts as
-    /// another restart; past the intensity the supervisor gives up.
+    /// One attempt to start the given children (by address) again, in order.
+    ///
+    /// A start that fails counts as another restart (past the intensity the supervisor
+    /// gives up), and the next attempt is sent to the supervisor as a message (after the
+    /// backoff delay, if any), so it serves requests and a shutdown in between, as OTP's
+    /// supervisor does. Which children the next attempt starts follows OTP: under
+    /// `OneForAll` the children this attempt started are shut down again and the whole
+    /// group restarts; otherwise it resumes with the child that failed (those started
+    /// before it under `RestForOne` do not depend on it, and stay).
     async fn restart_keys(
         &mut self,
         myself: &ActorRef<Envelope<SupervisorMsg>>,
@@ -528,50 +662,67 @@ impl State {
         epoch: u64,
     ) -> Result<(), ActorProcessingErr> {
         let sup = myself.get_cell();
-        for key in keys {
-            let Some(idx) = self
-                .children
-                .iter()
-                .position(|c| c.entry.child.addr().slot_key() == *key)
-            else {
+        let mut started = Vec::new();
+        for (pos, key) in keys.iter().enumerate() {
+            let Some(idx) = self.position_by_slot(*key) else {
                 continue;
             };
-            let id = self.children[idx].entry.id.clone();
-            let key = self.children[idx].entry.child.addr().key();
             let c = &self.children[idx];
             // Only a child still waiting for this very restart: not one terminated in the
             // meantime, nor one a later restart (of a group it belongs to) will bring back.
             if c.cell.is_some() || c.status != ChildStatus::Restarting || c.pending_epoch != epoch {
                 continue;
             }
-            loop {
-                match self.start_child(idx, &sup).await {
-                    Ok(()) => {
-                        let c = &mut self.children[idx];
-                        c.restarts = c.restarts.saturating_add(1);
-                        let incarnation = c.entry.child.addr().incarnation();
-                        self.emit(SupervisorEvent::ChildRestarted {
-                            child: id.to_string(),
-                            key,
-                            incarnation,
-                        });
-                        break;
+            let id = c.entry.id.clone();
+            let addr_key = c.entry.child.addr().key();
+            match self.start_child(idx, &sup).await {
+                Ok(true) => {
+                    let c = &mut self.children[idx];
+                    c.restarts = c.restarts.saturating_add(1);
+                    let incarnation = c.entry.child.addr().incarnation();
+                    self.emit(SupervisorEvent::ChildRestarted {
+                        child: id.to_string(),
+                        key: addr_key,
+                        incarnation,
+                    });
+                    started.push(idx);
+                }
+                Ok(false) => {
+                    tracing::info!(supervisor = %self.cfg.id, child = %id, "child answered ignore to its restart; it stays down");
+                    self.emit(SupervisorEvent::ChildIgnored {
+                        child: id.to_string(),
+                        key: addr_key,
+                    });
+                }
+                Err(e) => {
+                    let reason = match e {
+                        SpawnError::Init { reason, .. } => reason,
+                        other => ExitReason::Failed(Arc::new(other)),
+                    };
+                    tracing::warn!(supervisor = %self.cfg.id, child = %id, reason = %reason, "restart failed");
+                    self.emit(SupervisorEvent::RestartFailed {
+                        child: id.to_string(),
+                        key: addr_key,
+                        reason: reason.clone(),
+                    });
+                    let now = Instant::now();
+                    if !self.note_restart(now) {
+                        return Err(self.escalate(&id, reason).await);
                     }
-                    Err(e) => {
-                        let reason = match e {
-                            SpawnError::Init { reason, .. } => reason,
-                            other => ExitReason::Failed(Arc::new(other)),
-                        };
-                        tracing::warn!(supervisor = %self.cfg.id, child = %id, reason = %reason, "restart failed");
-                        self.emit(SupervisorEvent::RestartFailed {
-                            child: id.to_string(),
-                            key,
-                            reason: reason.clone(),
-                        });
-                        if !self.note_restart(Instant::now()) {
-                            return Err(self.escalate(&id, reason).await);
+                    let retry = if self.cfg.strategy == Strategy::OneForAll {
+                        for &i in started.iter().rev() {
+                            self.children[i].entry.child.addr().mark_restarting();
+                            self.shutdown_child(i, true).await;
+                            self.children[i].status = ChildStatus::Restarting;
                         }
-                    }
+                        keys.to_vec()
+                    } else {
+                        keys[pos..].to_vec()
+                    };
+                    let delay = self.next_delay(idx, now);
+                    let epoch = self.await_restart(&retry);
+                    self.schedule(myself, retry, epoch, delay);
+                    return Ok(());
                 }
             }
         }
@@ -589,10 +740,7 @@ impl State {
             Request::TerminateChild(key, reply) => {
                 let found = match &key {
                     ChildKey::Id(id) => self.position(id),
-                    ChildKey::Addr(slot) => self
-                        .children
-                        .iter()
-                        .position(|c| c.entry.child.addr().slot_key() == *slot),
+                    ChildKey::Addr(slot) => self.position_by_slot(*slot),
                 };
                 let r = match found {
                     None => Err(SupervisorError::UnknownChild(match key {
@@ -600,7 +748,7 @@ impl State {
                         ChildKey::Addr(_) => "<by address>".to_owned(),
                     })),
                     Some(idx) => {
-                        self.shutdown_child(idx).await;
+                        self.shutdown_child(idx, false).await;
                         let c = &mut self.children[idx];
                         c.entry.child.addr().mark_stopped();
                         c.status = ChildStatus::Terminated;
@@ -615,11 +763,34 @@ impl State {
             Request::RestartChild(id, reply) => {
                 let r = match self.position(&id) {
                     None => Err(SupervisorError::UnknownChild(id)),
-                    Some(idx) if self.children[idx].cell.is_some() => Ok(()),
+                    Some(idx) if self.children[idx].cell.is_some() => {
+                        Err(SupervisorError::Running(id))
+                    }
+                    Some(idx) if self.children[idx].status == ChildStatus::Restarting => {
+                        Err(SupervisorError::Restarting(id))
+                    }
+                    // Answering ignore again is not an error (OTP's `{ok, undefined}`).
                     Some(idx) => self
                         .start_child(idx, &myself.get_cell())
                         .await
+                        .map(drop)
                         .map_err(SupervisorError::from),
+                };
+                let _ = reply.send(r);
+            }
+            Request::GetChildSpec(id, reply) => {
+                let r = match self.position(&id) {
+                    None => Err(SupervisorError::UnknownChild(id)),
+                    Some(idx) => {
+                        let e = &self.children[idx].entry;
+                        Ok(ChildSpecInfo {
+                            id: e.id.to_string(),
+                            name: e.name.clone(),
+                            restart: e.restart,
+                            shutdown: e.shutdown,
+                            kind: e.kind,
+                        })
+                    }
                 };
                 let _ = reply.send(r);
             }
@@ -662,7 +833,7 @@ impl State {
                     .collect();
                 let _ = reply.send((self.cfg.strategy, kids));
             }
-            Request::DelayedRestart { keys, epoch } => {
+            Request::Restart { keys, epoch } => {
                 return self.restart_keys(myself, &keys, epoch).await;
             }
         }
@@ -685,8 +856,15 @@ impl State {
                 self.cfg.members.discard(&entry);
                 continue;
             }
+            let Some(cell) = cell else {
+                // Answered ignore: kept, not running.
+                let mut child = Child::new(entry, None);
+                child.status = ChildStatus::Ignored;
+                self.push_child(child);
+                continue;
+            };
             let actor = cell.get_id();
-            self.children.push(Child::new(entry, Some(cell)));
+            self.push_child(Child::new(entry, Some(cell)));
             if !self.orphans.is_empty() {
                 if let Some(reason) = self.orphans.remove(&actor) {
                     exits.push((actor, reason));
@@ -708,18 +886,27 @@ impl State {
         Ok(())
     }
 
-    /// Adds and starts a child of the spec, from inside the supervisor.
+    /// Adds and starts a child of the spec, from inside the supervisor. A child that
+    /// answers ignore is kept, not running, unless it is `Temporary` (as OTP).
     async fn add_child(
         &mut self,
         mut entry: ChildEntry,
         sup: &ActorCell,
     ) -> Result<(), SpawnError> {
         self.cfg.members.admit(&mut entry)?;
-        self.children.push(Child::new(entry, None));
+        self.push_child(Child::new(entry, None));
         let idx = self.children.len() - 1;
-        if let Err(e) = self.start_child(idx, sup).await {
-            self.forget(idx);
-            return Err(e);
+        match self.start_child(idx, sup).await {
+            Ok(true) => {}
+            Ok(false) => {
+                if self.children[idx].entry.restart == Restart::Temporary {
+                    self.forget(idx);
+                }
+            }
+            Err(e) => {
+                self.forget(idx);
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -744,6 +931,9 @@ impl ractor::Actor for Core {
             cfg,
             me: myself.get_id(),
             children: Vec::new(),
+            at: FxHashMap::default(),
+            ids: FxHashMap::default(),
+            running: FxHashMap::default(),
             expected: HashSet::new(),
             orphans: HashMap::new(),
             restarts: VecDeque::new(),
@@ -789,9 +979,10 @@ impl ractor::Actor for Core {
             SupervisionEvent::ActorFailed(cell, err) => {
                 (cell.get_id(), ExitReason::from_failure(err))
             }
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell.get_id(), ExitReason::from_termination(reason))
-            }
+            SupervisionEvent::ActorTerminated(cell, state, reason) => (
+                cell.get_id(),
+                ExitReason::from_termination(state.is_some(), reason),
+            ),
             _ => return Ok(()),
         };
         Box::pin(async move {
@@ -810,5 +1001,31 @@ impl ractor::Actor for Core {
         state.shutdown_all().await;
         state.cfg.exit.send_replace(Some(ExitReason::Normal(None)));
         Ok(())
+    }
+}
+
+/// Stops a child's incarnation by its shutdown policy and returns how it went down:
+/// `shutdown`, or killed (a brutal shutdown, or a timeout that ran out).
+async fn stop_child(cell: ActorCell, shutdown: Shutdown, id: Arc<str>) -> ExitReason {
+    match shutdown {
+        Shutdown::Brutal => {
+            let _ = cell.kill_and_wait(None).await;
+            ExitReason::Killed
+        }
+        Shutdown::Timeout(d) => {
+            if let Err(ractor::RactorErr::Timeout) =
+                cell.stop_and_wait(Some(SHUTDOWN.into()), Some(d)).await
+            {
+                tracing::warn!(child = %id, timeout = ?d, "child did not stop within its shutdown timeout; killing it");
+                let _ = cell.kill_and_wait(None).await;
+                ExitReason::Killed
+            } else {
+                ExitReason::shutdown()
+            }
+        }
+        Shutdown::Infinity => {
+            let _ = cell.stop_and_wait(Some(SHUTDOWN.into()), None).await;
+            ExitReason::shutdown()
+        }
     }
 }

@@ -646,6 +646,118 @@ mod calls {
         assert_eq!(decode_reply::<usize>("usize", &reply).unwrap(), 2);
     }
 
+    /// Reply types written through other paths, and pinned ones.
+    #[derive(Debug, RemoteMessage)]
+    #[allow(dead_code)] // only their reply types are looked at
+    #[remote(name = "test.Paths")]
+    pub(crate) enum Paths {
+        #[remote(tag = 1)]
+        Qualified(ReplyPort<std::option::Option<std::string::String>>),
+        #[remote(tag = 2)]
+        #[allow(clippy::type_complexity)] // a nested type is the point
+        Nested(ReplyPort<(u64, [u8; 4], Vec<super::Flaky>, (bool,))>),
+        #[remote(tag = 3, reply = "test.Answer")]
+        Pinned(String, ReplyPort<u64>),
+        #[remote(tag = 4)]
+        Cast(u8),
+    }
+
+    #[derive(Debug, RemoteMessage)]
+    #[remote(reply = "test.Pinned")]
+    #[allow(dead_code)] // as `Paths`'
+    pub(crate) struct PinnedAsk(ReplyPort<String>);
+
+    #[test]
+    fn a_message_type_and_each_calls_reply_type_have_a_wire_identity() {
+        use foundation_actors::remote::{WireType, wire_id};
+
+        assert_eq!(Store::WIRE_TYPE, WireType::named("kv.Store"));
+        assert_eq!(Store::WIRE_TYPE.id(), wire_id("kv.Store"));
+        assert_eq!(Ask::WIRE_TYPE.name(), "Ask", "the Rust name by default");
+        assert_eq!(KvMsg::WIRE_TYPE.name(), "test.Kv");
+
+        let named = |name| Some(WireType::named(name));
+        let get = Store::Get {
+            key: "k".into(),
+            reply: local_port(),
+        };
+        let (tx, _rx) = mpsc::channel();
+        let cases: Vec<(Store, Option<WireType>)> = vec![
+            (
+                Store::Put {
+                    key: "k".into(),
+                    value: 1,
+                },
+                None,
+            ),
+            (get, named("Option<u64>")),
+            (Store::Len(local_port()), named("usize")),
+            (
+                Store::Swap(
+                    "k".into(),
+                    1,
+                    RpcReplyPort::from(tokio::sync::oneshot::channel().0),
+                ),
+                named("Result<u64, String>"),
+            ),
+            (Store::Odd(local_port()), named("Flaky")),
+            (Store::Local(tx), None),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(msg.reply_type(), want, "{msg:?}");
+            if let Ok(bytes) = msg.to_bytes() {
+                // The receiving side finds the same from the tag alone.
+                assert_eq!(Store::reply_type_of(&bytes), want, "{msg:?}");
+            }
+        }
+        assert_eq!(Store::reply_type_of(&[99]), None, "an unknown tag");
+        assert_eq!(Store::reply_type_of(&[]), None, "no tag");
+        assert_eq!(Store::reply_type_of(&[0xff]), None, "a broken tag");
+
+        let paths: Vec<(Paths, &str)> = vec![
+            (Paths::Qualified(local_port()), "Option<String>"),
+            (
+                Paths::Nested(local_port()),
+                "(u64, [u8; 4], Vec<Flaky>, (bool,))",
+            ),
+            (Paths::Pinned("x".into(), local_port()), "test.Answer"),
+        ];
+        for (msg, want) in paths {
+            assert_eq!(msg.reply_type(), named(want), "{msg:?}");
+            let bytes = msg.to_bytes().unwrap();
+            assert_eq!(Paths::reply_type_of(&bytes), named(want), "{msg:?}");
+        }
+        assert_eq!(Paths::Cast(1).reply_type(), None);
+        assert_eq!(
+            Paths::reply_type_of(&Paths::Cast(1).to_bytes().unwrap()),
+            None
+        );
+
+        // A struct has one shape: the bytes need no tag to tell.
+        let ask = Ask {
+            question: "?".into(),
+            reply: local_port(),
+        };
+        assert_eq!(ask.reply_type(), named("String"));
+        assert_eq!(Ask::reply_type_of(b"anything"), named("String"));
+        assert_eq!(PinnedAsk(local_port()).reply_type(), named("test.Pinned"));
+        assert_eq!(super::Reading::reply_type_of(b""), None);
+
+        // `#[actor(remote)]`: a call's reply type is its return type, or its port's.
+        let get = KvMsg::Get("k".into(), local_port());
+        assert_eq!(get.reply_type(), named("Option<u64>"));
+        assert_eq!(
+            KvMsg::reply_type_of(&get.to_bytes().unwrap()),
+            named("Option<u64>")
+        );
+        assert_eq!(
+            KvMsg::WaitFor("k".into(), local_port()).reply_type(),
+            named("u64")
+        );
+        assert_eq!(KvMsg::Ticks(local_port()).reply_type(), named("u32"));
+        assert_eq!(KvMsg::from(Tick).reply_type(), None);
+    }
+
     #[test]
     fn a_struct_with_a_port_is_a_call() {
         let bytes = Ask {

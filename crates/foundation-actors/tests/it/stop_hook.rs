@@ -78,7 +78,7 @@ async fn unsupervised_failure_panic_and_kill_run_the_hook() {
         match how {
             "fail" => addr.cast(Msg::Fail).unwrap(),
             "panic" => addr.cast(Msg::Panic).unwrap(),
-            _ => addr.actor_cell().unwrap().kill(),
+            _ => addr.kill(),
         }
         assert_eq!(next(&mut rx).await, (how, true));
         assert!(addr.is_stopped(), "{how}");

@@ -717,7 +717,7 @@ async fn a_killed_transient_child_is_restarted() {
         .await
         .unwrap();
     let mut ev = Events::of(&sup);
-    addr.actor_cell().unwrap().kill();
+    addr.kill();
     let (reason, restarting) = ev.exited("t").await;
     assert!(
         matches!(reason, ExitReason::Killed) && restarting,
@@ -892,5 +892,458 @@ async fn a_superseded_restart_still_restarts_its_own_child() {
         restarted.insert(child);
     }
     assert_eq!(a_addr.incarnation() + b_addr.incarnation(), 4);
+    sup.shutdown().await;
+}
+
+// ---- Where behaviour follows OTP's documented semantics (issue 12) ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_for_all_restarts_the_whole_group_again_when_a_child_fails_to_start() {
+    let log = Log::default();
+    let a = Probe::spec("a", &log);
+    let b = Probe::new("b", &log);
+    let refuse = b.refuse.clone();
+    let a_addr = a.addr();
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForAll)
+            .intensity(10, Duration::from_secs(60))
+            .child(a)
+            .child(ChildSpec::new("b", b, ()))
+            .child(Probe::spec("c", &log)),
+    )
+    .await
+    .unwrap();
+    log.take();
+    let mut ev = Events::of(&sup);
+    refuse.fail_next(1);
+    a_addr.cast(Msg::Crash).unwrap();
+    ev.restarted("c").await;
+    // b's start failed: a, restarted already, goes down again and the whole group starts
+    // again in order (OTP), rather than b alone being retried with a left as it was.
+    assert_eq!(
+        log.take(),
+        [
+            "stop:c", "stop:b", "start:a", "fail:b", "stop:a", "start:a", "start:b", "start:c"
+        ]
+    );
+    assert_eq!(a_addr.incarnation(), 3);
+    let kids = sup.which_children().await.unwrap();
+    assert!(
+        kids.iter().all(|k| k.status == ChildStatus::Running),
+        "{kids:?}"
+    );
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_for_one_retries_from_the_child_that_failed_to_start() {
+    let log = Log::default();
+    let b = Probe::spec("b", &log);
+    let c = Probe::new("c", &log);
+    let refuse = c.refuse.clone();
+    let b_addr = b.addr();
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::RestForOne)
+            .intensity(10, Duration::from_secs(60))
+            .child(Probe::spec("a", &log))
+            .child(b)
+            .child(ChildSpec::new("c", c, ()))
+            .child(Probe::spec("d", &log)),
+    )
+    .await
+    .unwrap();
+    log.take();
+    let mut ev = Events::of(&sup);
+    refuse.fail_next(1);
+    b_addr.cast(Msg::Crash).unwrap();
+    ev.restarted("d").await;
+    // As OTP: b, restarted before the failure, does not depend on c and stays; the next
+    // attempt starts c and those after it.
+    assert_eq!(
+        log.take(),
+        [
+            "stop:d", "stop:c", "start:b", "fail:c", "start:c", "start:d"
+        ]
+    );
+    assert_eq!(b_addr.incarnation(), 2);
+    sup.shutdown().await;
+}
+
+/// A supervisor whose child `w` crashed and now fails every start (each after `delay`).
+async fn failing_restarts(id: &str, log: &Log, delay: Duration) -> (Supervisor, Events) {
+    let mut w = Probe::new("w", log);
+    w.init_delay = delay;
+    let refuse = w.refuse.clone();
+    let spec = ChildSpec::new("w", w, ());
+    let addr = spec.addr();
+    let sup = Supervisor::start(
+        SupervisorSpec::new(id, Strategy::OneForOne)
+            .intensity(u32::MAX, Duration::from_secs(3600))
+            .child(spec)
+            .child(Probe::spec("other", log)),
+    )
+    .await
+    .unwrap();
+    let mut ev = Events::of(&sup);
+    refuse.fail_next(u32::MAX);
+    addr.cast(Msg::Crash).unwrap();
+    for _ in 0..3 {
+        ev.wait("a failed restart", |e| {
+            matches!(e, SupervisorEvent::RestartFailed { .. }).then_some(())
+        })
+        .await;
+    }
+    (sup, ev)
+}
+
+/// Within a generous deadline: a supervisor that never hands control back never answers.
+async fn answered<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), fut)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the supervisor did not answer {what} while a restart kept failing")
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_serves_requests_while_a_restart_keeps_failing() {
+    let log = Log::default();
+    let (sup, _ev) = failing_restarts("busy", &log, Duration::from_millis(5)).await;
+    let kids = answered("which_children", sup.which_children())
+        .await
+        .unwrap();
+    assert_eq!(kids[0].status, ChildStatus::Restarting, "{kids:?}");
+    assert_eq!(kids[1].status, ChildStatus::Running, "{kids:?}");
+    // Terminating the child ends its restart.
+    answered("terminate_child", sup.terminate_child("w"))
+        .await
+        .unwrap();
+    let kids = answered("which_children", sup.which_children())
+        .await
+        .unwrap();
+    assert_eq!(kids[0].status, ChildStatus::Terminated, "{kids:?}");
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_during_failing_restarts_ends_as_a_shutdown() {
+    let log = Log::default();
+    let (sup, mut ev) = failing_restarts("stopping", &log, Duration::from_millis(5)).await;
+    answered("shutdown", sup.shutdown()).await;
+    let reason = sup.wait().await;
+    assert!(matches!(reason, ExitReason::Normal(_)), "{reason}");
+    // No giving up among what it reported.
+    for e in ev.drain() {
+        assert!(!matches!(e, SupervisorEvent::GaveUp(_)), "{e:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_child_supervisor_that_gives_up_is_not_restarted() {
+    let log = Log::default();
+    let w = Probe::spec("w", &log);
+    let addr = w.addr();
+    let inner = SupervisorSpec::new("inner-t", Strategy::OneForOne)
+        .intensity(0, Duration::from_secs(5))
+        .child(w);
+    let inner_handle = inner.handle();
+    let top = Supervisor::start(
+        SupervisorSpec::new("top-t", Strategy::OneForOne)
+            .child(inner.into_child().restart(Restart::Transient))
+            .child(Probe::spec("sibling", &log)),
+    )
+    .await
+    .unwrap();
+    let mut top_events = Events::of(&top);
+    addr.cast(Msg::Crash).unwrap();
+    // OTP's supervisor exits with `shutdown` when it gives up: a transient one stays down.
+    // Why it gave up is kept in the reason.
+    let (reason, restarting) = top_events.exited("inner-t").await;
+    assert!(!restarting, "{reason}");
+    match &reason {
+        ExitReason::Escalated(e) => {
+            assert_eq!((e.supervisor.as_str(), e.child.as_str()), ("inner-t", "w"));
+            assert!(matches!(e.last_exit, ExitReason::Failed(_)));
+        }
+        other => panic!("expected the reason it gave up, got {other}"),
+    }
+    assert!(reason.is_normal());
+    assert!(matches!(
+        inner_handle.wait().await,
+        ExitReason::Escalated(_)
+    ));
+    assert!(top.is_running());
+    let kids = top.which_children().await.unwrap();
+    assert!(matches!(kids[0].status, ChildStatus::Exited(_)), "{kids:?}");
+    assert_eq!(kids[1].status, ChildStatus::Running);
+    assert!(addr.is_stopped());
+    top.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_child_of_a_running_child_is_an_error() {
+    let log = Log::default();
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne).child(Probe::spec("w", &log)),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        sup.restart_child("w").await,
+        Err(SupervisorError::Running(id)) if id == "w"
+    ));
+    assert_eq!(log.take(), ["start:w"], "nothing was started again");
+    sup.shutdown().await;
+}
+
+/// Counts the terminates in progress; each waits to be let go.
+#[derive(Clone)]
+struct SlowStop {
+    in_progress: std::sync::Arc<tokio::sync::watch::Sender<usize>>,
+    release: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Actor for SlowStop {
+    type Msg = ();
+    type State = ();
+    type Args = ();
+    async fn init(&self, _: &Addr<()>, _: ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+    async fn handle(&self, _: &Addr<()>, _: (), _: &mut ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+    async fn terminate(&self, _: &Addr<()>, _: &mut ()) -> Result<(), ActorError> {
+        self.in_progress.send_modify(|n| *n += 1);
+        self.release.acquire().await?.forget();
+        // What a slow terminate costs: 200 ms of work once let go.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_supervisor_shuts_its_children_down_concurrently() {
+    const N: usize = 50;
+    let (tx, mut in_progress) = tokio::sync::watch::channel(0);
+    let stop = SlowStop {
+        in_progress: std::sync::Arc::new(tx),
+        release: std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
+    };
+    let sup = DynamicSupervisor::start("concurrent-stop", None)
+        .await
+        .unwrap();
+    let mut ev = Events::of(sup.handle());
+    for _ in 0..N {
+        sup.start_child(
+            ChildSpec::anonymous(stop.clone(), ())
+                .shutdown(Shutdown::Timeout(Duration::from_secs(60))),
+        )
+        .await
+        .unwrap();
+    }
+    let shutdown = tokio::spawn({
+        let sup = sup.clone();
+        async move { sup.shutdown().await }
+    });
+    // Every terminate is under way before any is let go: shutdown time is the slowest
+    // child's, not the sum.
+    tokio::time::timeout(Duration::from_secs(20), in_progress.wait_for(|n| *n == N))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "only {} of {N} terminates were in progress at once",
+                *stop.in_progress.borrow()
+            )
+        })
+        .unwrap();
+    stop.release.add_permits(N);
+    shutdown.await.unwrap();
+    // Each exit is reported, as a shutdown.
+    for _ in 0..N {
+        let (reason, restarting) = ev.exited("<anonymous>").await;
+        assert!(
+            matches!(&reason, ExitReason::Normal(Some(r)) if r == "shutdown") && !restarting,
+            "{reason}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervisor_reports_how_it_stopped_a_child() {
+    let log = Log::default();
+    let mut stubborn = Probe::new("stubborn", &log);
+    stubborn.terminate_delay = Duration::from_secs(3600);
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne)
+            .child(Probe::spec("polite", &log))
+            .child(Probe::spec("brutal", &log).shutdown(Shutdown::Brutal))
+            .child(
+                ChildSpec::new("stubborn", stubborn, ())
+                    .shutdown(Shutdown::Timeout(Duration::from_millis(50))),
+            ),
+    )
+    .await
+    .unwrap();
+    let mut ev = Events::of(&sup);
+    for (id, killed) in [("polite", false), ("brutal", true), ("stubborn", true)] {
+        sup.terminate_child(id).await.unwrap();
+        let (reason, restarting) = ev.exited(id).await;
+        assert!(!restarting, "{id}: {reason}");
+        if killed {
+            assert!(matches!(reason, ExitReason::Killed), "{id}: {reason}");
+        } else {
+            assert!(
+                matches!(&reason, ExitReason::Normal(Some(r)) if r == "shutdown"),
+                "{id}: {reason}"
+            );
+        }
+    }
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_whose_reason_reads_killed_is_a_normal_exit() {
+    let log = Log::default();
+    let spec = Probe::spec("t", &log).restart(Restart::Transient);
+    let addr = spec.addr();
+    let sup = Supervisor::start(SupervisorSpec::new("sup", Strategy::OneForOne).child(spec))
+        .await
+        .unwrap();
+    let mut ev = Events::of(&sup);
+    addr.stop(Some("killed".into()));
+    let (reason, restarting) = ev.exited("t").await;
+    assert!(
+        matches!(&reason, ExitReason::Normal(Some(r)) if r == "killed") && !restarting,
+        "{reason}"
+    );
+    assert!(addr.is_stopped());
+    sup.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn supervisor_calls_time_out_after_five_seconds_by_default() {
+    let log = Log::default();
+    let mut slow = Probe::new("slow", &log);
+    slow.terminate_delay = Duration::from_secs(10 * 3600);
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne)
+            .child(ChildSpec::new("slow", slow, ()).shutdown(Shutdown::Infinity)),
+    )
+    .await
+    .unwrap();
+    // The supervisor is busy shutting the child down: the call gives up after gen_server's
+    // default, not after an hour.
+    assert!(matches!(
+        sup.terminate_child("slow").await,
+        Err(SupervisorError::Call(CallError::Timeout(d))) if d == Duration::from_secs(5)
+    ));
+    assert!(matches!(
+        sup.with_timeout(Duration::from_secs(60)).which_children().await,
+        Err(CallError::Timeout(d)) if d == Duration::from_secs(60)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_may_answer_ignore() {
+    let log = Log::default();
+    let p = Probe::new("p", &log);
+    p.refuse.ignore_next(1);
+    let p_refuse = p.refuse.clone();
+    let t = Probe::new("t", &log);
+    t.refuse.ignore_next(1);
+    let p_spec = ChildSpec::new("p", p, ());
+    let p_addr = p_spec.addr();
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne)
+            .child(p_spec)
+            .child(ChildSpec::new("t", t, ()).restart(Restart::Temporary))
+            .child(Probe::spec("c", &log)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(log.take(), ["ignore:p", "ignore:t", "start:c"]);
+    // The permanent child's spec is kept, not running; the temporary one is forgotten.
+    let kids = sup.which_children().await.unwrap();
+    let ids: Vec<_> = kids
+        .iter()
+        .map(|k| (k.id.as_str(), k.status.clone()))
+        .collect();
+    assert_eq!(
+        ids,
+        [("p", ChildStatus::Ignored), ("c", ChildStatus::Running)]
+    );
+    assert!(matches!(
+        p_addr.cast(Msg::Add(1)),
+        Err(SendError::Stopped(_))
+    ));
+    sup.restart_child("p").await.unwrap();
+    assert_eq!(p_addr.call(Msg::Get).await, Ok(0));
+    // Ignore answered to a restart: the child stays down, and that is no failure.
+    let mut ev = Events::of(&sup);
+    p_refuse.ignore_next(1);
+    p_addr.cast(Msg::Crash).unwrap();
+    ev.wait("p ignoring its restart", |e| {
+        matches!(e, SupervisorEvent::ChildIgnored { child, .. } if child == "p").then_some(())
+    })
+    .await;
+    assert_eq!(
+        sup.which_children().await.unwrap()[0].status,
+        ChildStatus::Ignored
+    );
+    sup.shutdown().await;
+
+    // A dynamic supervisor keeps nothing; `spawn` says it was ignored.
+    let dynamic = DynamicSupervisor::start("dyn-ignore", None).await.unwrap();
+    let q = Probe::new("q", &log);
+    q.refuse.ignore_next(1);
+    let q_spec = ChildSpec::new("q", q, ());
+    let q_addr = q_spec.addr();
+    assert!(matches!(
+        dynamic.start_child(q_spec).await,
+        Err(SupervisorError::Spawn(SpawnError::Ignored(id))) if id == "q"
+    ));
+    assert!(q_addr.is_stopped());
+    assert_eq!(dynamic.count_children().await.unwrap().specs, 0);
+    dynamic.shutdown().await;
+    let solo = Probe::new("solo", &log);
+    solo.refuse.ignore_next(1);
+    assert!(matches!(spawn(solo, ()).await, Err(SpawnError::Ignored(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_childspec_describes_a_child() {
+    let log = Log::default();
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne).child(
+            Probe::spec("w", &log)
+                .restart(Restart::Transient)
+                .shutdown(Shutdown::Brutal)
+                .name("spec-w"),
+        ),
+    )
+    .await
+    .unwrap();
+    let spec = sup.get_childspec("w").await.unwrap();
+    assert_eq!(
+        (
+            spec.id.as_str(),
+            spec.name.as_deref(),
+            spec.restart,
+            spec.shutdown,
+            spec.kind
+        ),
+        (
+            "w",
+            Some("spec-w"),
+            Restart::Transient,
+            Shutdown::Brutal,
+            foundation_actors::ChildKind::Worker
+        )
+    );
+    assert!(matches!(
+        sup.get_childspec("nope").await,
+        Err(SupervisorError::UnknownChild(_))
+    ));
     sup.shutdown().await;
 }

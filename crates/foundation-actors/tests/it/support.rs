@@ -1,5 +1,6 @@
 //! A probe actor that logs its life and does what it is told.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +37,34 @@ pub(crate) enum Msg {
 
 pub(crate) type SpanIdPair = (foundation_actors::SpanId, Option<foundation_actors::SpanId>);
 
+/// What a probe's next starts answer: `fail`/`ignore` starts fail or answer ignore (and
+/// count down; `u32::MAX` is for ever). Shared by every incarnation of the probe.
+#[derive(Clone, Default)]
+pub(crate) struct Refusals {
+    fail: Arc<AtomicU32>,
+    ignore: Arc<AtomicU32>,
+}
+
+impl Refusals {
+    /// The next `n` starts fail.
+    pub(crate) fn fail_next(&self, n: u32) {
+        self.fail.store(n, Ordering::SeqCst);
+    }
+    /// The next `n` starts answer ignore.
+    pub(crate) fn ignore_next(&self, n: u32) {
+        self.ignore.store(n, Ordering::SeqCst);
+    }
+    fn take(counter: &AtomicU32) -> bool {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                0 => None,
+                u32::MAX => Some(n),
+                n => Some(n - 1),
+            })
+            .is_ok()
+    }
+}
+
 /// Logs `start:<id>` on init and `stop:<id>` on terminate; `terminate_delay` makes
 /// terminate slow.
 #[derive(Clone)]
@@ -47,6 +76,8 @@ pub(crate) struct Probe {
     /// Released when `init` begins.
     pub(crate) init_started: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     pub(crate) terminate_delay: Duration,
+    /// Starts to fail or to answer ignore (logged `fail:<id>`, `ignore:<id>`).
+    pub(crate) refuse: Refusals,
 }
 
 impl Probe {
@@ -58,6 +89,7 @@ impl Probe {
             init_delay: Duration::ZERO,
             init_started: None,
             terminate_delay: Duration::ZERO,
+            refuse: Refusals::default(),
         }
     }
 
@@ -76,7 +108,11 @@ impl Actor for Probe {
             started.add_permits(1);
         }
         tokio::time::sleep(self.init_delay).await;
-        if self.fail_init {
+        if Refusals::take(&self.refuse.ignore) {
+            self.log.push(format!("ignore:{}", self.id));
+            return Err(foundation_actors::Ignore.into());
+        }
+        if self.fail_init || Refusals::take(&self.refuse.fail) {
             self.log.push(format!("fail:{}", self.id));
             return Err(format!("{} refuses to start", self.id).into());
         }
@@ -147,6 +183,18 @@ impl Events {
         tokio::time::timeout(Duration::from_secs(20), wait)
             .await
             .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    /// The events received and not yet read (those lost to lag are skipped).
+    pub(crate) fn drain(&mut self) -> Vec<foundation_actors::SupervisorEvent> {
+        let mut out = Vec::new();
+        loop {
+            match self.0.try_recv() {
+                Ok(e) => out.push(e),
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => return out,
+            }
+        }
     }
 
     /// Waits for `child` to be restarted; returns its incarnation.

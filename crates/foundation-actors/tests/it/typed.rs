@@ -424,3 +424,43 @@ async fn a_call_can_be_answered_later_through_its_reply_port() {
     c.stop();
     assert_eq!(orphan.await, Err(CallError::NoReply));
 }
+
+/// An `#[init]` that answers ignore when told to.
+pub(crate) struct Choosy;
+
+#[actor]
+impl Choosy {
+    #[init]
+    fn choose(ignore: bool) -> Result<Self, Ignore> {
+        if ignore { Err(Ignore) } else { Ok(Self) }
+    }
+
+    #[call]
+    fn ping(&self) -> u8 {
+        1
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_hook_may_answer_ignore_and_a_handle_can_kill() {
+    assert!(matches!(
+        Choosy::spawn(true).await,
+        Err(SpawnError::Ignored(_))
+    ));
+    let sup = DynamicSupervisor::start("choosy", None).await.unwrap();
+    assert!(matches!(
+        Choosy::spawn_supervised(&sup, true).await,
+        Err(SupervisorError::Spawn(SpawnError::Ignored(_)))
+    ));
+    let c = Choosy::spawn_supervised(&sup, false).await.unwrap();
+    assert_eq!(c.ping().await, Ok(1));
+    let mut ev = Events::of(sup.handle());
+    c.kill();
+    let (reason, restarting) = ev.exited("<anonymous>").await;
+    assert!(
+        matches!(reason, ExitReason::Killed) && restarting,
+        "{reason}"
+    );
+    assert_eq!(c.ping().await, Ok(1));
+    sup.shutdown().await;
+}

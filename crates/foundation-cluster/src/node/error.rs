@@ -95,6 +95,41 @@ pub enum RemoteError {
         /// The name.
         name: String,
     },
+    /// The process exported as `name` takes another message type than the one sent (their
+    /// wire names differ): the message was refused before it was decoded, and no handler
+    /// ran. A tell refused so is counted ([`Node::wrong_type_refusals`]) and logged on the
+    /// receiving node; a call's caller gets this error.
+    ///
+    /// [`Node::wrong_type_refusals`]: super::Node::wrong_type_refusals
+    #[error(
+        "`{name}` on node `{node}` takes `{expected}`, not `{got}`: refused before decoding, no handler ran"
+    )]
+    WrongType {
+        /// The node.
+        node: String,
+        /// The name.
+        name: String,
+        /// The wire name of the process's message type.
+        expected: String,
+        /// The wire name of the message type sent.
+        got: String,
+    },
+    /// The handler of this call on the other node answers another reply type than the
+    /// caller expects (the two sides' message types share a wire name and a tag, but not
+    /// the reply): the call was refused before the handler ran.
+    #[error(
+        "the caller expects a `{expected}` reply, and `{name}` on node `{node}` answers this call with `{got}`: refused before the handler ran"
+    )]
+    WrongReplyType {
+        /// The node.
+        node: String,
+        /// The name.
+        name: String,
+        /// The wire name of the reply type the caller expects.
+        expected: String,
+        /// The wire name of the reply type the handler there answers.
+        got: String,
+    },
     /// No reply within the timeout.
     #[error("no reply within the timeout")]
     Timeout,
@@ -103,14 +138,36 @@ pub enum RemoteError {
     DeadlineExceeded,
 }
 
+/// What the refused side sent: its message type's wire name and, for a call, the wire
+/// name of the reply type it expects.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sent {
+    pub(crate) ty: &'static str,
+    pub(crate) reply: &'static str,
+}
+
 impl RemoteError {
-    pub(crate) fn refused(r: Refusal, node: &str, name: &str) -> Self {
+    /// The error for refusal `r` by the process exported as `name` on `node`; `theirs` is
+    /// that process's type named by a wrong-type refusal.
+    pub(crate) fn refused(r: Refusal, node: &str, name: &str, theirs: String, sent: Sent) -> Self {
         let (node, name) = (node.to_owned(), name.to_owned());
         match r {
             Refusal::NoSuchName => Self::NoSuchName { node, name },
             Refusal::BadMessage => Self::BadMessage { node, name },
             Refusal::NoReply => Self::NoReply { node, name },
             Refusal::Stopped => Self::Stopped { node, name },
+            Refusal::WrongType => Self::WrongType {
+                node,
+                name,
+                expected: theirs,
+                got: sent.ty.to_owned(),
+            },
+            Refusal::WrongReplyType => Self::WrongReplyType {
+                node,
+                name,
+                expected: sent.reply.to_owned(),
+                got: theirs,
+            },
             Refusal::Overloaded => Self::Overloaded(node),
         }
     }

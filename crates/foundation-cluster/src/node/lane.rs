@@ -311,6 +311,7 @@ mod tests {
                 .push_item(&Item::Cast {
                     name: &name,
                     ctx: None,
+                    ty: 0,
                     msg: &msg,
                 })
                 .unwrap();
@@ -351,6 +352,7 @@ mod tests {
                 .push_item(&Item::Cast {
                     name: "n",
                     ctx: None,
+                    ty: 0,
                     msg: &big,
                 })
                 .unwrap();
@@ -360,6 +362,7 @@ mod tests {
             outbox.push_item(&Item::Cast {
                 name: "n",
                 ctx: None,
+                ty: 0,
                 msg: &huge
             }),
             Err(Refused::TooLarge)
@@ -379,6 +382,7 @@ mod tests {
         let item = Item::Cast {
             name: "n",
             ctx: None,
+            ty: 0,
             msg: &msg,
         };
         outbox.push_item(&item).unwrap();

@@ -19,10 +19,10 @@ use super::admission::{Admission, Held, PREAUTH_BYTES, PREAUTH_FRAME};
 use super::agent::{AgentMsg, Hello};
 use super::config::{NodeConfig, Tls};
 use super::conn::{dial, lane_out};
-use super::exports::Export;
+use super::exports::{Export, Inbox};
 use super::lane::{Heard, Outbox};
 use super::locks::{lock, read, write};
-use super::wire::{Item, Refusal};
+use super::wire::{Answer, Item, Refusal};
 use crate::discovery::Sighting;
 use crate::membership::{DownReason, Member, Membership, MembershipEvent, Status};
 
@@ -38,7 +38,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 pub(crate) struct PendingCall {
     pub(crate) node: String,
-    pub(crate) tx: oneshot::Sender<Result<Vec<u8>, Refusal>>,
+    pub(crate) tx: oneshot::Sender<Answer>,
 }
 
 /// What callers, lane tasks and the agent share with the event loop.
@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) remote_refused: AtomicU64,
     pub(crate) calls: Mutex<FxHashMap<u64, PendingCall>>,
     pub(crate) next_call: AtomicU64,
+    /// Messages and calls refused for their type, or a call for its reply type.
+    pub(crate) wrong_types: AtomicU64,
     /// Lane tokens given out: when, and which channels' lanes presented them already.
     tokens: Mutex<FxHashMap<u128, (Instant, u64)>>,
     pub(crate) events: broadcast::Sender<ClusterEvent>,
@@ -108,6 +110,7 @@ impl Shared {
             remote_refused: AtomicU64::new(0),
             calls: Mutex::default(),
             next_call: AtomicU64::new(1),
+            wrong_types: AtomicU64::new(0),
             tokens: Mutex::default(),
             events: broadcast::channel(1024).0,
             members: RwLock::default(),
@@ -176,7 +179,7 @@ impl Shared {
     }
 
     /// Hands call `id`'s answer to its caller, if it still waits.
-    pub(crate) fn complete_call(&self, id: u64, result: Result<Vec<u8>, Refusal>) {
+    pub(crate) fn complete_call(&self, id: u64, result: Answer) {
         let pending = lock(&self.calls).remove(&id);
         if let Some(p) = pending {
             let _ = p.tx.send(result);
@@ -185,6 +188,38 @@ impl Shared {
 
     pub(crate) fn inbox(&self, name: &str) -> Option<Export> {
         read(&self.exports).get(name).cloned()
+    }
+
+    /// Counts and logs an item refused for its type: `ty` is the type it came with and,
+    /// for a call, `reply` the reply type its caller expects. Only hashes travel, so the
+    /// sender's types are named by their hashes.
+    pub(crate) fn refused_type(
+        &self,
+        from: &str,
+        name: &str,
+        inbox: &dyn Inbox,
+        why: Refusal,
+        ty: u64,
+        call: Option<(u64, &[u8])>,
+    ) {
+        self.wrong_types.fetch_add(1, Ordering::Relaxed);
+        let takes = inbox.wire_type();
+        match (why, call) {
+            (Refusal::WrongReplyType, Some((reply, msg))) => {
+                let answers = inbox
+                    .reply_type_of(msg)
+                    .map_or(super::exports::NO_REPLY_TYPE, |t| t.name());
+                tracing::warn!(
+                    %from, %name, answers, expected = format_args!("{reply:#018x}"),
+                    "refused a call whose caller expects another reply type than the handler answers; the handler did not run"
+                );
+            }
+            _ => tracing::warn!(
+                %from, %name, takes = takes.name(), got = format_args!("{ty:#018x}"),
+                call = call.is_some(),
+                "refused a message of another type than the process takes; it was not decoded"
+            ),
+        }
     }
 
     pub(super) fn reject(&self, peer: String, why: String) {
@@ -201,15 +236,19 @@ impl Shared {
         item: Item<'_>,
     ) {
         match item {
-            Item::Cast { name, ctx, msg } => match self.inbox(name) {
+            Item::Cast { name, ctx, ty, msg } => match self.inbox(name) {
                 // A process holding its limit of unhandled remote messages: the newest
                 // is dropped and counted; the lane goes on for every other process.
                 Some(export) => match export.queued.try_take() {
-                    Some(held) => {
-                        if let Err(r) = export.inbox.cast(msg, ctx, Some(held)) {
+                    Some(held) => match export.inbox.cast(ty, msg, ctx, Some(held)) {
+                        Ok(()) => {}
+                        Err(r @ Refusal::WrongType) => {
+                            self.refused_type(from, name, &*export.inbox, r, ty, None);
+                        }
+                        Err(r) => {
                             tracing::debug!(%from, %name, ?r, "a message from another node was not delivered");
                         }
-                    }
+                    },
                     None => {
                         self.remote_dropped.fetch_add(1, Ordering::Relaxed);
                         tracing::trace!(%from, %name, "dropped a message for a process holding its limit of remote messages");
@@ -219,7 +258,14 @@ impl Shared {
                     tracing::debug!(%from, %name, "a message for a name not exported here was dropped")
                 }
             },
-            Item::Call { id, name, ctx, msg } => {
+            Item::Call {
+                id,
+                name,
+                ctx,
+                ty,
+                reply: reply_ty,
+                msg,
+            } => {
                 let shared = self.clone();
                 let to = from.to_owned();
                 let reply: super::exports::ReplyTo = Box::new(move |r| {
@@ -227,23 +273,34 @@ impl Shared {
                     let Some(outbox) = shared.outbox_for_reply(&to, channel) else {
                         return;
                     };
-                    let result = r.as_deref().map_err(|r| *r);
+                    let result = match &r {
+                        Ok(bytes) => Ok(&bytes[..]),
+                        Err((r, theirs)) => Err((*r, theirs.as_str())),
+                    };
                     if let Err(e) = outbox.push_item(&Item::Reply { id, result }) {
                         tracing::debug!(node = %to, ?e, "a reply could not be sent");
                     }
                 });
-                match self.inbox(name) {
-                    Some(export) => match export.queued.try_take() {
-                        Some(held) => export.inbox.call(msg, ctx, Some(held), reply),
-                        None => {
-                            self.remote_refused.fetch_add(1, Ordering::Relaxed);
-                            reply(Err(Refusal::Overloaded));
-                        }
-                    },
-                    None => reply(Err(Refusal::NoSuchName)),
+                let Some(export) = self.inbox(name) else {
+                    return reply(Err((Refusal::NoSuchName, String::new())));
+                };
+                let Some(held) = export.queued.try_take() else {
+                    self.remote_refused.fetch_add(1, Ordering::Relaxed);
+                    return reply(Err((Refusal::Overloaded, String::new())));
+                };
+                // The other refusals were answered, and are the caller's to report.
+                if let Err(r @ (Refusal::WrongType | Refusal::WrongReplyType)) =
+                    export.inbox.call(ty, reply_ty, msg, ctx, Some(held), reply)
+                {
+                    self.refused_type(from, name, &*export.inbox, r, ty, Some((reply_ty, msg)));
                 }
             }
-            Item::Reply { id, result } => self.complete_call(id, result.map(<[u8]>::to_vec)),
+            Item::Reply { id, result } => self.complete_call(
+                id,
+                result
+                    .map(<[u8]>::to_vec)
+                    .map_err(|(r, theirs)| (r, theirs.to_owned())),
+            ),
             Item::Heartbeat => {}
             Item::Leave => {
                 let _ = self.loop_tx.send(Event::Leaving {

@@ -12,6 +12,22 @@
 //! Integers in fields are LEB128 varints; byte strings are a varint length and the bytes.
 //! The first item on a lane is [`Item::Hello`]; a lane whose first item is anything else,
 //! or whose frames do not parse, is closed.
+//!
+//! A cast or a call carries its message type's identity, the [`wire_id`] hash of its wire
+//! name (8 bytes, little endian), and a call the reply type's the caller expects (or
+//! [`NOT_A_CALL`]): the receiving node compares them with its process's before it decodes
+//! the message, so a message of another type never reaches a handler.
+//!
+//! ```text
+//! cast  = 1 · name · ctx · type: u64 · msg
+//! call  = 2 · id · name · ctx · type: u64 · reply type: u64 · msg
+//! reply = 3 · id · (0 · bytes | status | status · their type's wire name)
+//! ```
+//!
+//! A reply refused with [`Refusal::WrongType`] or [`Refusal::WrongReplyType`] names the
+//! refusing process's type, so the caller's error names both.
+//!
+//! [`wire_id`]: foundation_actors::remote::wire_id
 
 use foundation_actors::Context;
 
@@ -29,6 +45,10 @@ const HEARTBEAT: u8 = 4;
 const LEAVE: u8 = 5;
 const HELLO: u8 = 6;
 
+/// The reply type a call carries when its message is not a call variant: no handler's
+/// reply type hashes to it (a hash of 0 would be refused as another type).
+pub(crate) const NOT_A_CALL: u64 = 0;
+
 /// Why a remote call got no value back, as the replying node says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -41,9 +61,14 @@ pub enum Refusal {
     NoReply = 3,
     /// The process has stopped.
     Stopped = 4,
+    /// The process takes another message type: refused before decoding.
+    WrongType = 5,
+    /// The process's handler of that call answers another reply type than the caller
+    /// expects: refused before the handler ran.
+    WrongReplyType = 6,
     /// The process has as many messages from other nodes waiting as it may
     /// ([`crate::node::NodeConfig::max_remote_queued`]): the request was dropped unhandled.
-    Overloaded = 5,
+    Overloaded = 7,
 }
 
 impl Refusal {
@@ -53,11 +78,23 @@ impl Refusal {
             2 => Self::BadMessage,
             3 => Self::NoReply,
             4 => Self::Stopped,
-            5 => Self::Overloaded,
+            5 => Self::WrongType,
+            6 => Self::WrongReplyType,
+            7 => Self::Overloaded,
             _ => return None,
         })
     }
+
+    /// Whether the refusal names the refusing process's type.
+    fn names_a_type(self) -> bool {
+        matches!(self, Self::WrongType | Self::WrongReplyType)
+    }
 }
+
+/// A call's answer: the reply's bytes, or why there is none and, for a wrong type, the
+/// wire name of the refusing process's type (its message type, or its reply type for the
+/// call); empty for the other refusals.
+pub(crate) type Answer = Result<Vec<u8>, (Refusal, String)>;
 
 /// One item of a frame, borrowed from the frame's bytes.
 #[derive(Debug, PartialEq)]
@@ -70,24 +107,30 @@ pub(crate) enum Item<'a> {
         incarnation: u64,
         channel: &'a str,
     },
-    /// A message for the process exported as `name`.
+    /// A message of type `ty` (a [`wire_id`]) for the process exported as `name`.
+    ///
+    /// [`wire_id`]: foundation_actors::remote::wire_id
     Cast {
         name: &'a str,
         ctx: Option<Context>,
+        ty: u64,
         msg: &'a [u8],
     },
-    /// A request for the process exported as `name`; the answer comes back as a
+    /// A request of type `ty` for the process exported as `name`, whose caller expects a
+    /// reply of type `reply` (or [`NOT_A_CALL`]); the answer comes back as a
     /// [`Item::Reply`] with the same `id` on the other direction's lane.
     Call {
         id: u64,
         name: &'a str,
         ctx: Option<Context>,
+        ty: u64,
+        reply: u64,
         msg: &'a [u8],
     },
-    /// The answer to call `id`.
+    /// The answer to call `id`: as [`Answer`], borrowed.
     Reply {
         id: u64,
-        result: Result<&'a [u8], Refusal>,
+        result: Result<&'a [u8], (Refusal, &'a str)>,
     },
     /// Nothing to say; proves the sender alive.
     Heartbeat,
@@ -132,17 +175,27 @@ pub(crate) fn put_item(out: &mut Vec<u8>, item: &Item<'_>) {
             put_varint(out, *incarnation);
             put_bytes(out, channel.as_bytes());
         }
-        Item::Cast { name, ctx, msg } => {
+        Item::Cast { name, ctx, ty, msg } => {
             out.push(CAST);
             put_bytes(out, name.as_bytes());
             put_ctx(out, ctx.as_ref());
+            out.extend_from_slice(&ty.to_le_bytes());
             put_bytes(out, msg);
         }
-        Item::Call { id, name, ctx, msg } => {
+        Item::Call {
+            id,
+            name,
+            ctx,
+            ty,
+            reply,
+            msg,
+        } => {
             out.push(CALL);
             put_varint(out, *id);
             put_bytes(out, name.as_bytes());
             put_ctx(out, ctx.as_ref());
+            out.extend_from_slice(&ty.to_le_bytes());
+            out.extend_from_slice(&reply.to_le_bytes());
             put_bytes(out, msg);
         }
         Item::Reply { id, result } => {
@@ -153,7 +206,12 @@ pub(crate) fn put_item(out: &mut Vec<u8>, item: &Item<'_>) {
                     out.push(0);
                     put_bytes(out, bytes);
                 }
-                Err(r) => out.push(*r as u8),
+                Err((r, theirs)) => {
+                    out.push(*r as u8);
+                    if r.names_a_type() {
+                        put_bytes(out, theirs.as_bytes());
+                    }
+                }
             }
         }
         Item::Heartbeat => out.push(HEARTBEAT),
@@ -161,25 +219,31 @@ pub(crate) fn put_item(out: &mut Vec<u8>, item: &Item<'_>) {
     }
 }
 
-/// Appends a cast item whose message is encoded by `encode` straight into `out`, without
-/// an intermediate buffer. On an encode error `out` is left as it was.
+/// Appends a cast item (a call item with `call`: its id and the reply type the caller
+/// expects) whose message, of type `ty`, is encoded by `encode` straight into `out`,
+/// without an intermediate buffer. On an encode error `out` is left as it was.
 pub(crate) fn put_cast_with<E>(
     out: &mut Vec<u8>,
-    kind_call: Option<u64>,
+    call: Option<(u64, u64)>,
     name: &str,
     ctx: Option<&Context>,
+    ty: u64,
     encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
 ) -> Result<(), E> {
     let start = out.len();
-    match kind_call {
+    match call {
         None => out.push(CAST),
-        Some(id) => {
+        Some((id, _)) => {
             out.push(CALL);
             put_varint(out, id);
         }
     }
     put_bytes(out, name.as_bytes());
     put_ctx(out, ctx);
+    out.extend_from_slice(&ty.to_le_bytes());
+    if let Some((_, reply)) = call {
+        out.extend_from_slice(&reply.to_le_bytes());
+    }
     // The message's length is not known before it is encoded: encode after a maximal
     // varint slot, then write the length and close the gap.
     let len_at = out.len();
@@ -217,12 +281,15 @@ pub(crate) fn take_item<'a>(buf: &mut &'a [u8]) -> Result<Item<'a>, FrameError> 
         CAST => Item::Cast {
             name: take_str(buf, "the process name")?,
             ctx: take_ctx(buf)?,
+            ty: take_u64(buf, "the message type")?,
             msg: take_bytes(buf, "the message")?,
         },
         CALL => Item::Call {
             id: take_varint(buf, "the call id")?,
             name: take_str(buf, "the process name")?,
             ctx: take_ctx(buf)?,
+            ty: take_u64(buf, "the message type")?,
+            reply: take_u64(buf, "the reply type")?,
             msg: take_bytes(buf, "the message")?,
         },
         REPLY => {
@@ -231,7 +298,13 @@ pub(crate) fn take_item<'a>(buf: &mut &'a [u8]) -> Result<Item<'a>, FrameError> 
             let result = if status == 0 {
                 Ok(take_bytes(buf, "the reply")?)
             } else {
-                Err(Refusal::from_u8(status).ok_or(FrameError::Malformed("reply status"))?)
+                let r = Refusal::from_u8(status).ok_or(FrameError::Malformed("reply status"))?;
+                let theirs = if r.names_a_type() {
+                    take_str(buf, "the refusing type's name")?
+                } else {
+                    ""
+                };
+                Err((r, theirs))
             };
             Item::Reply { id, result }
         }
@@ -302,6 +375,10 @@ fn take_array<const N: usize>(buf: &mut &[u8], what: &'static str) -> Result<[u8
     Ok(a)
 }
 
+fn take_u64(buf: &mut &[u8], what: &'static str) -> Result<u64, FrameError> {
+    take_array::<8>(buf, what).map(u64::from_le_bytes)
+}
+
 fn take_varint(buf: &mut &[u8], what: &'static str) -> Result<u64, FrameError> {
     let mut v: u64 = 0;
     for shift in (0..64).step_by(7) {
@@ -347,17 +424,21 @@ mod tests {
             Item::Cast {
                 name: "kv",
                 ctx: None,
+                ty: 0x0102_0304_0506_0708,
                 msg: b"\x01hello",
             },
             Item::Cast {
                 name: "kv",
                 ctx: Some(ctx.clone()),
+                ty: u64::MAX,
                 msg: &[],
             },
             Item::Call {
                 id: u64::MAX,
                 name: "k\u{e9}v",
                 ctx: Some(ctx.clone()),
+                ty: 7,
+                reply: NOT_A_CALL,
                 msg: &[0; 300],
             },
             Item::Reply {
@@ -366,7 +447,15 @@ mod tests {
             },
             Item::Reply {
                 id: 4,
-                result: Err(Refusal::NoSuchName),
+                result: Err((Refusal::NoSuchName, "")),
+            },
+            Item::Reply {
+                id: 5,
+                result: Err((Refusal::WrongType, "test.Probe")),
+            },
+            Item::Reply {
+                id: 6,
+                result: Err((Refusal::WrongReplyType, "Option<u64>")),
             },
             Item::Heartbeat,
             Item::Leave,
@@ -405,7 +494,7 @@ mod tests {
         for len in [0, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
             let msg = vec![7u8; len];
             let mut a = b"prefix".to_vec();
-            put_cast_with::<()>(&mut a, Some(9), "n", None, |out| {
+            put_cast_with::<()>(&mut a, Some((9, 11)), "n", None, 10, |out| {
                 out.extend_from_slice(&msg);
                 Ok(())
             })
@@ -417,6 +506,25 @@ mod tests {
                     id: 9,
                     name: "n",
                     ctx: None,
+                    ty: 10,
+                    reply: 11,
+                    msg: &msg,
+                },
+            );
+            assert_eq!(a, b, "len {len}");
+            let mut a = Vec::new();
+            put_cast_with::<()>(&mut a, None, "n", None, 10, |out| {
+                out.extend_from_slice(&msg);
+                Ok(())
+            })
+            .unwrap();
+            let mut b = Vec::new();
+            put_item(
+                &mut b,
+                &Item::Cast {
+                    name: "n",
+                    ctx: None,
+                    ty: 10,
                     msg: &msg,
                 },
             );
@@ -427,7 +535,7 @@ mod tests {
     #[test]
     fn a_failed_encode_leaves_the_buffer_as_it_was() {
         let mut out = b"earlier items".to_vec();
-        let r = put_cast_with(&mut out, None, "n", None, |out| {
+        let r = put_cast_with(&mut out, None, "n", None, 1, |out| {
             out.extend_from_slice(b"half");
             Err("no")
         });
@@ -473,6 +581,58 @@ mod tests {
             take_item(&mut &huge[..]),
             Err(FrameError::Truncated(_))
         ));
+    }
+
+    /// The layout peers of other versions read: a change here is a change of protocol.
+    #[test]
+    fn a_cast_and_a_call_carry_their_types_before_the_message() {
+        let mut buf = Vec::new();
+        put_item(
+            &mut buf,
+            &Item::Cast {
+                name: "kv",
+                ctx: None,
+                ty: 0x0807_0605_0403_0201,
+                msg: &[9],
+            },
+        );
+        assert_eq!(buf, [CAST, 2, b'k', b'v', 0, 1, 2, 3, 4, 5, 6, 7, 8, 1, 9]);
+        let mut buf = Vec::new();
+        put_item(
+            &mut buf,
+            &Item::Call {
+                id: 5,
+                name: "kv",
+                ctx: None,
+                ty: 1,
+                reply: 2,
+                msg: &[9],
+            },
+        );
+        let mut want = vec![CALL, 5, 2, b'k', b'v', 0];
+        want.extend_from_slice(&1u64.to_le_bytes());
+        want.extend_from_slice(&2u64.to_le_bytes());
+        want.extend_from_slice(&[1, 9]);
+        assert_eq!(buf, want);
+        let mut buf = Vec::new();
+        put_item(
+            &mut buf,
+            &Item::Reply {
+                id: 5,
+                result: Err((Refusal::WrongType, "kv")),
+            },
+        );
+        assert_eq!(buf, [REPLY, 5, 5, 2, b'k', b'v']);
+        // The other refusals are their status alone.
+        let mut buf = Vec::new();
+        put_item(
+            &mut buf,
+            &Item::Reply {
+                id: 5,
+                result: Err((Refusal::NoReply, "")),
+            },
+        );
+        assert_eq!(buf, [REPLY, 5, 3]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use foundation_actors::Context;
 use foundation_cluster::membership::DownReason;
 use foundation_cluster::node::ClusterEvent;
-use harness::{Child, IN_PROCESS, Probe, ProbeV2, local_node, wait_event};
+use harness::{Child, IN_PROCESS, Other, Probe, ProbeAskNumber, ProbeV2, local_node, wait_event};
 
 fn is_up(name: &'static str) -> impl Fn(&ClusterEvent) -> bool {
     move |e| matches!(e, ClusterEvent::NodeUp(m) if m.id == name)
@@ -61,6 +61,83 @@ async fn a_message_of_an_unknown_variant_is_refused_and_the_next_one_arrives() {
         .unwrap();
     b.expect(|l| l.starts_with("got after"));
     assert!(a.members().iter().any(|m| m.id == "b"));
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_or_call_of_another_type_is_refused_before_any_handler_runs() {
+    use foundation_cluster::node::RemoteError;
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c).await;
+    let mut events = a.subscribe();
+    let mut b = harness::start("b", &[("SEEDS", a.advertised())]);
+    wait_event(&mut events, is_up("b")).await;
+    let second = Duration::from_secs(10);
+
+    // `Other::Note` has `Probe::Note`'s tag and fields: without its type on the wire it
+    // would run `Probe`'s handler. It is refused and counted; the next message arrives.
+    a.send("b", "probe", &Other::Note("wrong".into())).unwrap();
+    a.send("b", "probe", &Probe::Note("right".into())).unwrap();
+    let got = b.expect(|l| l.starts_with("got "));
+    assert!(got.starts_with("got right "), "{got}");
+    b.tell("wrong-types");
+    assert_eq!(b.expect(|l| l.starts_with("wrong-types")), "wrong-types 1");
+
+    // A call of another type: refused before decoding, the error names both types.
+    let r = a
+        .call("b", "probe", |p| Other::Ask("wrong".into(), p), second)
+        .await;
+    assert!(
+        matches!(&r, Err(RemoteError::WrongType { node, name, expected, got })
+            if node == "b" && name == "probe" && expected == "test.Probe" && got == "test.Other"),
+        "{r:?}"
+    );
+    // The same type and tag, another reply type: refused before the handler runs.
+    let r = a
+        .call(
+            "b",
+            "probe",
+            |p| ProbeAskNumber::Ask("wrong reply".into(), p),
+            second,
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(RemoteError::WrongReplyType { node, name, expected, got })
+            if node == "b" && name == "probe" && expected == "u64" && got == "String"),
+        "{r:?}"
+    );
+    // Neither reached the handler: the first call it sees is the next one.
+    let answer: String = a
+        .call("b", "probe", |p| Probe::Ask("right".into(), p), second)
+        .await
+        .unwrap();
+    assert!(answer.starts_with("right "), "{answer}");
+    assert_eq!(b.expect(|l| l.starts_with("asked ")), "asked right");
+    b.tell("wrong-types");
+    assert_eq!(b.expect(|l| l.starts_with("wrong-types")), "wrong-types 3");
+
+    // A node's sends to itself are checked the same way.
+    a.export("probe-self", harness::probe().await).unwrap();
+    let r = a.send("a", "probe-self", &Other::Note("wrong".into()));
+    assert!(
+        matches!(&r, Err(RemoteError::WrongType { expected, got, .. })
+            if expected == "test.Probe" && got == "test.Other"),
+        "{r:?}"
+    );
+    let r: Result<u64, _> = a
+        .call(
+            "a",
+            "probe-self",
+            |p| ProbeAskNumber::Ask("x".into(), p),
+            second,
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(RemoteError::WrongReplyType { expected, got, .. })
+            if expected == "u64" && got == "String"),
+        "{r:?}"
+    );
+    assert_eq!(a.wrong_type_refusals(), 2);
     a.shutdown().await;
 }
 

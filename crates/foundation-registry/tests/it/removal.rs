@@ -20,7 +20,7 @@ async fn an_unsupervised_process_that_stops_loses_its_names() {
         match how {
             "stop" => a.stop(None),
             "fail" => a.cast(Msg::Fail).unwrap(),
-            _ => a.actor_cell().unwrap().kill(),
+            _ => a.kill(),
         }
         gone.await;
         assert!(names.whereis("a").is_none(), "{how}");

@@ -7,6 +7,7 @@
 //!
 //! `stats` answers `@stats rss=<KiB> hwm=<KiB> fds=<n> <key>=<n>…` (its resident memory,
 //! its peak, its open file descriptors, then its node's `NodeStats` fields).
+//! `wrong-types` prints `@wrong-types <n>`: how many items the node refused for their type.
 //!
 //! With `RAFT_VOTERS` set, a child also runs the consensus group `journal` (a [`Journal`])
 //! and obeys `rwrite <line>` (`@rwrite <line> ok <count>|err <why>`), `rread` (a
@@ -71,6 +72,32 @@ pub enum ProbeV2 {
     Newer(u64),
 }
 
+/// Another type whose tags match `Probe`'s: a node must not run `Probe`'s handlers for it.
+#[derive(Debug, RemoteMessage)]
+#[remote(name = "test.Other")]
+#[allow(dead_code)] // the ports only shape the calls: the replies come back over the wire
+pub enum Other {
+    #[remote(tag = 1)]
+    Note(String),
+    #[remote(tag = 2)]
+    Ask(String, ReplyPort<String>),
+}
+
+/// `Probe` as a peer whose `Ask` answers another type would have it: same wire name, same
+/// tag, another reply type.
+#[derive(Debug, RemoteMessage)]
+#[remote(name = "test.Probe")]
+#[allow(dead_code)] // as `Other`'s
+pub enum ProbeAskNumber {
+    #[remote(tag = 2)]
+    Ask(String, ReplyPort<u64>),
+}
+
+/// A `probe` process in this process, for calls a node makes to itself.
+pub async fn probe() -> Addr<Probe> {
+    spawn(ProbeActor, ()).await.unwrap()
+}
+
 struct ProbeActor;
 
 impl Actor for ProbeActor {
@@ -91,6 +118,7 @@ impl Actor for ProbeActor {
         let note = match msg {
             Probe::Note(note) => note,
             Probe::Ask(note, port) => {
+                say(&format!("asked {note}"));
                 let _ = port.send(format!("{note} {}", seen()));
                 return Ok(());
             }
@@ -312,6 +340,9 @@ fn node_process() {
                         n.remote_dropped,
                         n.remote_refused
                     ));
+                }
+                ["wrong-types"] => {
+                    say(&format!("wrong-types {}", node.wrong_type_refusals()));
                 }
                 ["members"] => {
                     let mut m: Vec<String> = node.members().into_iter().map(|m| m.id).collect();
