@@ -15,9 +15,15 @@ pub(crate) type ReplyTo = Box<dyn FnOnce(Result<Vec<u8>, Refusal>) + Send>;
 pub(crate) trait Inbox: Send + Sync {
     fn cast(&self, msg: &[u8], ctx: Option<Context>) -> Result<(), Refusal>;
     fn call(&self, msg: &[u8], ctx: Option<Context>, reply: ReplyTo);
+    /// Whether the process has stopped for good.
+    fn is_stopped(&self) -> bool;
 }
 
 impl<M: RemoteMessage> Inbox for Addr<M> {
+    fn is_stopped(&self) -> bool {
+        Addr::is_stopped(self)
+    }
+
     fn cast(&self, msg: &[u8], ctx: Option<Context>) -> Result<(), Refusal> {
         let msg = M::from_bytes(msg).map_err(|e| {
             tracing::warn!(error = %e, "dropped a message from another node that does not decode");

@@ -47,7 +47,8 @@ pub enum ProbeV2 {
     Newer(u64),
 }
 
-struct ProbeActor;
+/// The process every node exports as `probe`.
+pub struct ProbeActor;
 
 impl Actor for ProbeActor {
     type Msg = Probe;
