@@ -115,3 +115,24 @@ pub mod prelude {
     pub use foundation_registry::{ClusterRegistry, Mode, Registry};
 }
 
+/// The guides' code blocks, compiled (and run, where they are whole programs) as doc tests
+/// by `cargo test --doc` (a step of `cargo xtask test`): a page that shows code that no
+/// longer compiles fails the check. Blocks that are not Rust say so (```sh, ```toml,
+/// ```text); fragments hide their set-up in `# ` lines.
+#[cfg(doctest)]
+mod pages {
+    #[doc = include_str!("../../../README.md")]
+    struct Readme;
+    #[doc = include_str!("../../../docs/cluster.md")]
+    struct Cluster;
+    #[doc = include_str!("../../../docs/genserver.md")]
+    struct GenServer;
+    #[doc = include_str!("../../../docs/macros.md")]
+    struct Macros;
+    #[doc = include_str!("../../../docs/registry.md")]
+    struct Registry;
+    #[doc = include_str!("../../../docs/supervision.md")]
+    struct Supervision;
+    #[doc = include_str!("../../../docs/benchmarks.md")]
+    struct Benchmarks;
+}
