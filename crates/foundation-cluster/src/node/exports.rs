@@ -42,10 +42,14 @@ impl<M: RemoteMessage> Inbox for Addr<M> {
             dropped: false,
         }));
         let port_side = once.clone();
+        let target = self.clone();
         let replier = foundation_actors::remote::Replier::new(move |bytes: Option<Vec<u8>>| {
             let mut o = lock(&port_side);
             match bytes {
                 Some(bytes) => o.send(Ok(bytes)),
+                // Dropped with the mailbox of a process that stopped (a call right after
+                // `stop()`): the process is gone, not silent.
+                None if o.delivered && stopping(&target) => o.send(Err(Refusal::Stopped)),
                 None if o.delivered => o.send(Err(Refusal::NoReply)),
                 None => o.dropped = true,
             }
@@ -62,7 +66,12 @@ impl<M: RemoteMessage> Inbox for Addr<M> {
             Ok(()) => {
                 o.delivered = true;
                 if o.dropped {
-                    o.send(Err(Refusal::NoReply));
+                    let why = if stopping(self) {
+                        Refusal::Stopped
+                    } else {
+                        Refusal::NoReply
+                    };
+                    o.send(Err(why));
                 }
             }
             Err(r) => o.send(Err(r)),
@@ -82,6 +91,16 @@ impl Once {
             reply(r);
         }
     }
+}
+
+/// Whether the process has stopped for good or its incarnation is stopping (its mailbox,
+/// and the ports in it, are being dropped).
+fn stopping<M: Send + 'static>(addr: &Addr<M>) -> bool {
+    use ractor::ActorStatus;
+    addr.is_stopped()
+        || addr
+            .actor_cell()
+            .is_some_and(|c| matches!(c.get_status(), ActorStatus::Stopping | ActorStatus::Stopped))
 }
 
 fn deliver<M: Send + 'static>(addr: &Addr<M>, msg: M, ctx: Option<Context>) -> Result<(), Refusal> {

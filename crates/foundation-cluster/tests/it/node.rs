@@ -593,3 +593,31 @@ async fn a_node_that_has_shut_down_says_so() {
     assert!(matches!(r, Err(RemoteError::Shutdown(_))), "{r:?}");
     assert!(r.unwrap_err().to_string().contains("has shut down"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_right_after_stop_gets_stopped() {
+    use foundation_cluster::node::RemoteError;
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c).await;
+    for i in 0..20 {
+        let name = format!("stopping-{i}");
+        let probe = foundation_actors::spawn(harness::ProbeActor, ())
+            .await
+            .unwrap();
+        a.export(&name, &probe).unwrap();
+        probe.stop(None);
+        let r: Result<String, _> = a
+            .call(
+                "a",
+                &name,
+                |p| Probe::Ask("x".into(), p),
+                Duration::from_secs(30),
+            )
+            .await;
+        assert!(
+            matches!(r, Err(RemoteError::Stopped { ref name, .. }) if name.starts_with("stopping-")),
+            "call {i}: {r:?}"
+        );
+    }
+    a.shutdown().await;
+}
