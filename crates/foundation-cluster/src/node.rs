@@ -308,6 +308,21 @@ impl Node {
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future only stops waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use foundation_cluster::node::{Node, NodeConfig, WaitError};
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let node = Node::start(NodeConfig::new("a", "cookie").listen("127.0.0.1:0".parse()?)).await?;
+    /// // Nobody told this node where "b" is: the error says which node is missing.
+    /// let err = node.wait_for("b", Duration::from_millis(100)).await.unwrap_err();
+    /// assert!(matches!(&err, WaitError::Timeout { missing, .. } if missing == &["b"]));
+    /// assert!(err.to_string().starts_with("`b` is not up after 100ms"));
+    /// node.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_for(&self, peer: &str, timeout: Duration) -> Result<Member, WaitError> {
         let mut up = self.wait_for_members(&[peer], timeout).await?;
         up.pop().ok_or(WaitError::Shutdown)
