@@ -2,18 +2,10 @@
 //! hand-synchronised pieces (the stable-address slot) can be model-checked.
 
 #[cfg(feature = "loom")]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize, fence};
-#[cfg(feature = "loom")]
 pub(crate) use loom::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-#[cfg(feature = "loom")]
-pub(crate) use loom::thread::yield_now;
 
 #[cfg(not(feature = "loom"))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize};
-#[cfg(not(feature = "loom"))]
 pub(crate) use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-#[cfg(not(feature = "loom"))]
-pub(crate) use std::thread::yield_now;
 
 // Poisoning is recovered from: the state guarded here is left consistent before anything
 // that can panic runs, so a panic elsewhere must not make every later send panic too.

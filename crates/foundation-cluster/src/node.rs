@@ -39,6 +39,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 mod agent;
 mod config;
 mod error;
@@ -61,6 +62,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub use admission::NodeStats;
 pub use config::{ConfigError, DEFAULT_PORT, ENV_VARIABLES, NodeConfig, Tls, unknown_variables};
 pub use error::{NodeError, RemoteError, WaitError};
 pub use wire::{DEFAULT_MAX_FRAME, FrameError, Refusal};
@@ -388,6 +390,14 @@ impl Node {
     /// than 1024 events behind misses the oldest (and is told so by the receiver).
     pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// What the node has refused at its door (connections over the caps, handshakes
+    /// that timed out, oversized frames before authentication, failed accepts) and how
+    /// many connections it holds that have not authenticated yet. See `docs/cluster.md`,
+    /// "Limits".
+    pub fn stats(&self) -> NodeStats {
+        self.shared.admission.stats()
     }
 
     /// The live members (up or leaving), this node excluded.

@@ -13,8 +13,13 @@
 //! - [strongly consistent names](consistent): leases granted by a Raft group, with fencing
 //!   tokens, for names that must never have two holders.
 //!
-//! To come: the distributed supervisor that places processes as singletons, replicas or
-//! partitions. The guide is
+//! - the [placement core](placement): where distributed children run (singletons,
+//!   replicas, pinned), when they move (rebalancing, handoff, failover, restart intensity
+//!   across moves) and which side of a partition keeps them (split-brain policies), as
+//!   plain logic without I/O. The guide is `docs/placement.md`.
+//!
+//! To come: the distributed supervisor that carries the placement core's decisions out,
+//! and partitioned (sharded) placement. The guide is
 //! `docs/registry.md`.
 //!
 //! ## A tour
@@ -85,6 +90,7 @@ pub mod cluster;
 pub mod consistent;
 pub mod local;
 mod lookup;
+pub mod placement;
 pub mod replica;
 pub mod services;
 

@@ -189,34 +189,62 @@ impl Drop for Child {
 
 /// Network namespaces joined by a bridge: one host per node, and links the test can cut.
 /// A cut link drops packets silently, as a partition does: no reset, no error.
+///
+/// Every `Net` has names of its own (process id, a per-process counter and a random part),
+/// so tests that run at once, as threads of one process (`cargo test`) or as processes
+/// (nextest), never share or delete each other's namespaces. A `Net` deletes only what it
+/// created itself, also when it is dropped half-built.
 #[derive(Debug)]
 pub struct Net {
     tag: String,
-    hosts: usize,
+    /// The namespaces this `Net` created, in order: the only ones its drop deletes.
+    created: Vec<String>,
 }
 
+/// Tells `Net`s of one process apart.
+static NETS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 impl Net {
-    /// `hosts` namespaces on one bridge, host `i` at `10.77.0.(i+1)`. `None` (with a loud
-    /// message) when this process cannot make namespaces: not root, or no `ip`.
-    pub fn new(hosts: usize) -> Option<Self> {
-        let tag = format!("{}", std::process::id() % 100_000);
-        let net = Self { tag, hosts };
-        if !net.try_ip(&["netns", "add", &net.bridge()]) {
-            eprintln!(
-                "SKIPPED: cannot create network namespaces (needs root and iproute2); \
-                 the partition test did not run"
-            );
-            return None;
-        }
+    /// `hosts` namespaces (at most 10) on one bridge, host `i` at `10.77.0.(i+1)`.
+    ///
+    /// # Panics
+    ///
+    /// When this process cannot make network namespaces (not root, or no `ip` from
+    /// iproute2), with a message saying what is missing: a partition test that cannot
+    /// partition fails, it never passes without having run.
+    pub fn new(hosts: usize) -> Self {
+        assert!(
+            hosts <= 10,
+            "Net::new: at most 10 hosts (interface names are short)"
+        );
+        let mut net = Self {
+            tag: unique_tag(),
+            created: Vec::new(),
+        };
         let br = net.bridge();
+        if let Err(why) = net.try_ip(&["netns", "add", &br]) {
+            panic!(
+                "this partition test needs network namespaces and could not make one                  (`ip netns add {br}`: {why}); it must run as root with iproute2 installed                  (`apt-get install iproute2`), as .ci/run does"
+            );
+        }
+        net.created.push(br.clone());
         net.ip(&["-n", &br, "link", "add", "br0", "type", "bridge"]);
         net.ip(&["-n", &br, "link", "set", "br0", "up"]);
         for i in 0..hosts {
             let (ns, v, p) = (net.ns(i), net.veth(i), net.port(i));
             net.ip(&["netns", "add", &ns]);
+            net.created.push(ns.clone());
             net.ip(&["link", "add", &v, "type", "veth", "peer", "name", &p]);
-            net.ip(&["link", "set", &v, "netns", &ns]);
-            net.ip(&["link", "set", &p, "netns", &br]);
+            // Until both ends are moved, the pair lives in this process's namespace: if
+            // moving fails, delete it here (deleting one end deletes both).
+            if let Err(why) = net
+                .try_ip(&["link", "set", &v, "netns", &ns])
+                .and_then(|()| net.try_ip(&["link", "set", &p, "netns", &br]))
+            {
+                let _ = net.try_ip(&["link", "del", &v]);
+                let _ = net.try_ip(&["link", "del", &p]);
+                panic!("moving veth {v}/{p} into {ns}/{br} failed: {why}");
+            }
             net.ip(&[
                 "-n",
                 &ns,
@@ -231,16 +259,17 @@ impl Net {
             net.ip(&["-n", &br, "link", "set", &p, "master", "br0"]);
             net.ip(&["-n", &br, "link", "set", &p, "up"]);
         }
-        Some(net)
+        net
     }
 
     fn bridge(&self) -> String {
-        format!("fbr{}", self.tag)
+        format!("fbr-{}", self.tag)
     }
     /// Host `i`'s namespace.
     pub fn ns(&self, i: usize) -> String {
         format!("fh{i}-{}", self.tag)
     }
+    // Interface names: at most 15 bytes ("fv9-" and an 8-digit tag make 12).
     fn veth(&self, i: usize) -> String {
         format!("fv{i}-{}", self.tag)
     }
@@ -262,31 +291,84 @@ impl Net {
         self.ip(&["-n", &self.bridge(), "link", "set", &self.port(i), "up"]);
     }
 
-    fn try_ip(&self, args: &[&str]) -> bool {
-        Command::new("ip")
-            .args(args)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+    /// Runs `ip args`; the error says why it failed (its stderr, or that `ip` is missing).
+    fn try_ip(&self, args: &[&str]) -> Result<(), String> {
+        match Command::new("ip").args(args).output() {
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+            Err(e) => Err(format!("cannot run `ip`: {e}")),
+        }
     }
 
     fn ip(&self, args: &[&str]) {
-        let out = Command::new("ip").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if let Err(why) = self.try_ip(args) {
+            panic!("ip {}: {why}", args.join(" "));
+        }
     }
+}
+
+/// Eight hex digits, different for every `Net` of every process on this machine: the
+/// process id alone is not enough (tests of one binary share it, and it may exceed five
+/// digits), so a per-process counter and the clock are hashed in.
+fn unique_tag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u32(NETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:08x}", h.finish() as u32)
 }
 
 impl Drop for Net {
     fn drop(&mut self) {
-        // Deleting a namespace deletes the veth ends in it.
-        for i in 0..self.hosts {
-            let _ = self.try_ip(&["netns", "del", &self.ns(i)]);
+        // Deleting a namespace deletes the veth ends in it. Only what this `Net` made.
+        for ns in self.created.iter().rev() {
+            if let Err(why) = self.try_ip(&["netns", "del", ns]) {
+                eprintln!("Net: could not delete network namespace {ns}: {why}");
+            }
         }
-        let _ = self.try_ip(&["netns", "del", &self.bridge()]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Net;
+
+    fn namespaces() -> String {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Two `Net`s of one process (tests run as threads of one binary) have names of their
+    /// own, and dropping one leaves the other whole.
+    #[test]
+    fn nets_of_one_process_do_not_share_or_delete_each_others_namespaces() {
+        let (one, two) = std::thread::scope(|s| {
+            let one = s.spawn(|| Net::new(2));
+            let two = s.spawn(|| Net::new(2));
+            (one.join().unwrap(), two.join().unwrap())
+        });
+        assert_ne!(one.ns(0), two.ns(0));
+        let kept = [two.ns(0), two.ns(1)];
+        let gone = [one.ns(0), one.ns(1)];
+        drop(one);
+        let list = namespaces();
+        for ns in &kept {
+            assert!(list.contains(ns.as_str()), "{ns} was deleted: {list}");
+        }
+        for ns in &gone {
+            assert!(!list.contains(ns.as_str()), "{ns} is left over: {list}");
+        }
+        // Their links work: a cut and a heal of one host are plain `ip` commands that
+        // succeed on the namespaces this `Net` made.
+        two.cut(1);
+        two.heal(1);
     }
 }

@@ -135,4 +135,33 @@ mod pages {
     struct Supervision;
     #[doc = include_str!("../../../docs/benchmarks.md")]
     struct Benchmarks;
+    #[doc = include_str!("../../../docs/placement.md")]
+    struct Placement;
+}
+
+#[cfg(test)]
+mod tests {
+    /// A new page in docs/ is checked too: it must be listed in `pages` above.
+    #[test]
+    fn every_page_of_the_docs_is_a_doc_test() {
+        let lib = include_str!("lib.rs");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs");
+        let (mut missing, mut seen) = (Vec::new(), 0);
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let listed = format!("include_str!(\"../../../docs/{name}\")");
+            if name.ends_with(".md") {
+                seen += 1;
+                if !lib.contains(&listed) {
+                    missing.push(name);
+                }
+            }
+        }
+        assert!(seen > 0, "no pages found in {dir}");
+        assert!(
+            missing.is_empty(),
+            "docs not doc-tested (add them to `pages`): {missing:?}"
+        );
+        assert!(lib.contains("include_str!(\"../../../README.md\")"));
+    }
 }

@@ -3,28 +3,28 @@
 //!
 //! # Protocol
 //!
-//! A sender delivers to the current incarnation. Only when that is impossible (no
-//! incarnation yet, a restart under way, or the incarnation died before its supervisor
-//! noticed) does it take the write lock and append to `pending`. The supervisor takes the
-//! write lock to mark a restart, and to install a new incarnation: under that lock it first
-//! delivers everything pending, in order, then publishes the incarnation. So a sender's
-//! messages keep their order across a restart, and a send is either delivered, held for
-//! the next incarnation, or handed back with an error.
+//! A sender takes the read lock and delivers to the current incarnation. Only when that is
+//! impossible (no incarnation yet, a restart under way, or the incarnation died before its
+//! supervisor noticed) does it take the write lock and append to `pending`. The supervisor
+//! takes the write lock to mark a restart, and to install a new incarnation: under that
+//! lock it first delivers everything pending, in order, then publishes the incarnation. So a
+//! sender's messages keep their order across a restart, and a send is either delivered,
+//! held for the next incarnation, or handed back with an error.
 //!
-//! # The lock-free send
+//! Because a sender delivers under the read lock and every change of incarnation takes the
+//! write lock, when [`Slot::mark_restarting`] returns no sender is delivering to the old
+//! incarnation and none will, and once [`Slot::mark_stopped`] returns every send is
+//! refused. A delivery only pushes onto a mailbox: it never sends to a slot itself, so the
+//! read lock is never taken twice on one thread.
 //!
-//! While an incarnation runs, a copy of its target is also [`Published`] (see [`hazard`]):
-//! a sender reads it without the lock, with plain loads and stores, where the read lock
-//! costs two atomic read-modify-writes. Whatever changes the incarnation first unpublishes
-//! that copy under the write lock. Marking a restart (and installing over a live
-//! incarnation) also waits for every sender still delivering through it, so when
-//! `mark_restarting` returns no sender is delivering to the old incarnation, exactly as
-//! when senders took the read lock. A stop for good does not wait: a send that was already
-//! under way linearises before the stop, as one holding the read lock did, and the stopped
-//! incarnation refuses it anyway. A sender that finds nothing published (or cannot take a
-//! hazard, or runs where `membarrier` is missing) takes the read lock as before. The
-//! process registers for `membarrier` on a thread of its own, so the incarnations
-//! installed meanwhile are published by the first send that finds them unpublished.
+//! # Why a lock
+//!
+//! The read lock costs two atomic read-modify-writes per send (about 13 ns of a cast's
+//! ~300). A lock-free send (hazard pointers, with `membarrier` as the writer's barrier) was
+//! tried and taken out again: it bought 1–3 % on a cast, but cost a `membarrier` on every
+//! restart (restart latency ~1.45× raw ractor's instead of ~1.25×), 8–16 ms of
+//! registration in the kernel when a process started, and `unsafe` code whose proof had
+//! gaps the loom models did not close (issue 20).
 //!
 //! Messages that a crashed incarnation had accepted into its mailbox are salvaged by the
 //! actor glue and put back with [`Slot::requeue_front`], ahead of those held since; only
@@ -48,10 +48,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::loom::{Mutex, RwLock, lock, read, write};
-
-mod hazard;
-
-use hazard::Published;
 
 /// Where a slot delivers: a live incarnation. Handing the message back means the
 /// incarnation is gone.
@@ -127,9 +123,6 @@ fn run_watchers(watchers: Option<Box<Watchers>>) {
 
 /// A stable address's shared state.
 pub(crate) struct Slot<M, T> {
-    /// A copy of the running incarnation's target, for sends that skip the lock (see
-    /// [the module docs](self#the-lock-free-send)); changed only under the write lock.
-    live: Published<T>,
     state: RwLock<State<M, T>>,
     /// Whether a supervisor will bring a new incarnation after a crash; if not, a dead
     /// incarnation means the process has stopped.
@@ -138,11 +131,10 @@ pub(crate) struct Slot<M, T> {
     backlog: AtomicU32,
 }
 
-impl<M, T: Target<M> + Clone> Slot<M, T> {
+impl<M, T: Target<M>> Slot<M, T> {
     /// A slot with no incarnation yet.
     pub(crate) fn new(supervised: bool, backlog: usize) -> Self {
         Self {
-            live: Published::new(),
             state: RwLock::new(State {
                 phase: Phase::Starting,
                 target: None,
@@ -160,15 +152,6 @@ impl<M, T: Target<M> + Clone> Slot<M, T> {
     // spilled envelope) costs about as much as the read lock.
     #[inline(always)]
     pub(crate) fn send(&self, m: M) -> Result<(), (Refused, M)> {
-        if let Some(t) = self.live.protect() {
-            return match t.deliver(m) {
-                Ok(()) => Ok(()),
-                Err(m) => {
-                    drop(t);
-                    self.send_slow(m)
-                }
-            };
-        }
         let m = {
             let s = read(&self.state);
             // There is a target exactly when the phase is `Running`: the hot path looks at
@@ -176,13 +159,7 @@ impl<M, T: Target<M> + Clone> Slot<M, T> {
             if let Some(t) = &s.target {
                 debug_assert_eq!(s.phase, Phase::Running);
                 match t.deliver(m) {
-                    Ok(()) => {
-                        if self.live.could_publish() {
-                            drop(s);
-                            self.publish_late();
-                        }
-                        return Ok(());
-                    }
+                    Ok(()) => return Ok(()),
                     Err(m) => m,
                 }
             } else if s.phase == Phase::Stopped {
@@ -192,18 +169,6 @@ impl<M, T: Target<M> + Clone> Slot<M, T> {
             }
         };
         self.send_slow(m)
-    }
-
-    /// Publishes the running incarnation for lock-free sends, if it was installed before
-    /// the barriers became available (a process's first actors).
-    #[cold]
-    fn publish_late(&self) {
-        let s = write(&self.state);
-        if let (Phase::Running, Some(t)) = (s.phase, &s.target) {
-            if self.live.could_publish() {
-                self.live.publish(t.clone());
-            }
-        }
     }
 
     #[cold]
@@ -217,7 +182,6 @@ impl<M, T: Target<M> + Clone> Slot<M, T> {
                 Err(m) if self.supervised.load(Ordering::Relaxed) => m,
                 Err(m) => {
                     // Unsupervised, and its incarnation is gone: stopped for good.
-                    self.live.retire_later();
                     s.phase = Phase::Stopped;
                     s.target = None;
                     let watchers = s.watchers.take();
@@ -241,7 +205,6 @@ impl<M, T: Target<M> + Clone> Slot<M, T> {
     pub(crate) fn mark_restarting(&self) {
         let mut s = write(&self.state);
         if s.phase != Phase::Stopped {
-            self.live.retire();
             s.phase = Phase::Restarting;
             s.target = None;
         }
@@ -265,8 +228,6 @@ impl<M, T: Target<M> + Clone> Slot<M, T> {
                 }
             }
         }
-        // After the held messages: a lock-free send lands behind them.
-        self.live.publish(target.clone());
         s.target = Some(target);
         s.phase = Phase::Running;
         s.generation = s.generation.saturating_add(1);
@@ -299,7 +260,6 @@ impl<M, T: Target<M> + Clone> Slot<M, T> {
     pub(crate) fn mark_stopped(&self) -> VecDeque<M> {
         let (lost, watchers) = {
             let mut s = write(&self.state);
-            self.live.retire_later();
             s.phase = Phase::Stopped;
             s.target = None;
             let lost = lock(&s.pending)
@@ -401,6 +361,5 @@ fn saturate(n: usize) -> u32 {
 
 #[cfg(all(test, feature = "loom"))]
 mod tests {
-    mod loom_hazard;
     mod loom_slot;
 }

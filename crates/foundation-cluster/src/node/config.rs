@@ -23,6 +23,8 @@ pub struct NodeConfig {
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_frame: usize,
     pub(crate) max_pending: usize,
+    pub(crate) max_unauthenticated: usize,
+    pub(crate) max_unauthenticated_per_ip: usize,
     pub(crate) tls: Option<Tls>,
 }
 
@@ -124,6 +126,8 @@ impl NodeConfig {
             handshake_timeout: Duration::from_secs(5),
             max_frame: DEFAULT_MAX_FRAME,
             max_pending: 64 * 1024 * 1024,
+            max_unauthenticated: 64,
+            max_unauthenticated_per_ip: 16,
             tls: None,
         }
     }
@@ -243,7 +247,8 @@ impl NodeConfig {
         self
     }
 
-    /// How long a connection may take to say who it is before it is closed (5 s).
+    /// How long a connection may take, from its accept, to authenticate (a lane's token,
+    /// a session's cookie handshake, TLS included) before it is closed (5 s).
     #[must_use]
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
@@ -263,6 +268,19 @@ impl NodeConfig {
     #[must_use]
     pub fn max_pending(mut self, bytes: usize) -> Self {
         self.max_pending = bytes;
+        self
+    }
+
+    /// How many connections may be open at once that have not authenticated yet (64),
+    /// and how many of them from one IP address (16). A connection over either is closed
+    /// as soon as it is accepted, and counted in [`crate::node::NodeStats::over_cap`].
+    /// Each one's handshake must end within [`NodeConfig::handshake_timeout`], so a
+    /// client holding its share keeps out no one for longer. See `docs/cluster.md`,
+    /// "Limits".
+    #[must_use]
+    pub fn max_unauthenticated(mut self, in_all: usize, per_ip: usize) -> Self {
+        self.max_unauthenticated = in_all;
+        self.max_unauthenticated_per_ip = per_ip;
         self
     }
 
@@ -320,6 +338,12 @@ impl NodeConfig {
         }
         if self.max_frame < 1024 || self.max_frame > u32::MAX as usize {
             return bad("max_frame", "must be from 1 KiB to 4 GiB");
+        }
+        if self.max_unauthenticated == 0 || self.max_unauthenticated_per_ip == 0 {
+            return bad(
+                "max_unauthenticated",
+                "must admit at least one connection, in all and per address",
+            );
         }
         if let Some(a) = &self.advertise {
             a.parse::<crate::discovery::Peer>()
@@ -405,17 +429,23 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// The OS's name for this machine (`gethostname`), if it has a usable one.
+/// The OS's name for this machine (what `gethostname` returns), if it has a usable one:
+/// Linux's `/proc/sys/kernel/hostname`, else `/etc/hostname`, else `COMPUTERNAME`
+/// (Windows), else the `hostname` command (macOS and the BSDs). No dependency for it.
 fn os_host_name() -> Option<String> {
-    #[cfg(unix)]
-    let name = rustix::system::uname()
-        .nodename()
-        .to_str()
-        .ok()
-        .map(str::to_owned);
-    #[cfg(not(unix))]
-    let name = std::env::var("COMPUTERNAME").ok();
-    name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty())
+    let usable = |s: String| Some(s.trim().to_owned()).filter(|n| !n.is_empty());
+    let file = |path: &str| std::fs::read_to_string(path).ok().and_then(usable);
+    file("/proc/sys/kernel/hostname")
+        .or_else(|| file("/etc/hostname"))
+        .or_else(|| std::env::var("COMPUTERNAME").ok().and_then(usable))
+        .or_else(|| {
+            let out = std::process::Command::new("hostname").output().ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8(out.stdout).ok())
+                .flatten()
+                .and_then(usable)
+        })
 }
 
 #[cfg(test)]

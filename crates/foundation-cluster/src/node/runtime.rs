@@ -16,6 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use super::ClusterEvent;
+use super::admission::{
+    Admission, Gated, Held, PREAUTH_BYTES, PREAUTH_FRAME, Permit, SessionStream,
+};
 use super::agent::{AgentMsg, Hello};
 use super::config::{NodeConfig, Tls};
 use super::exports::Inbox;
@@ -34,6 +37,9 @@ const RECENT_REFUSALS: usize = 16;
 /// How many (host, reason) pairs are remembered as logged; past that the memory starts
 /// over (a peer refused again is then logged once more).
 const LOGGED_REFUSALS: usize = 4096;
+/// Backoff of the accept loop while accepting fails (out of file descriptors, say).
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 pub(crate) struct PendingCall {
     pub(crate) node: String,
@@ -52,6 +58,8 @@ pub(crate) struct Shared {
     pub(crate) handshake_timeout: Duration,
     pub(crate) silence: Duration,
     pub(crate) tls: Option<Tls>,
+    /// The caps, gates and counters of connections not yet authenticated.
+    pub(crate) admission: Arc<Admission>,
     pub(crate) outboxes: RwLock<FxHashMap<String, Arc<Outbox>>>,
     /// Outboxes made for replies to nodes whose hello has not been handled yet; not for
     /// sends (those nodes are not members yet).
@@ -103,6 +111,10 @@ impl Shared {
             handshake_timeout: config.handshake_timeout,
             silence: config.silence,
             tls: config.tls.clone(),
+            admission: Admission::new(
+                config.max_unauthenticated,
+                config.max_unauthenticated_per_ip,
+            ),
             outboxes: RwLock::default(),
             pending: Mutex::default(),
             exports: RwLock::default(),
@@ -328,53 +340,86 @@ impl ractor_cluster::NodeEventSubscription for Sessions {
 // Connections
 
 /// Accepts connections on the node's one port and tells sessions, lanes and garbage apart.
+/// A connection over the caps on unauthenticated ones is closed at once (see
+/// `admission.rs`); when accepting fails (out of file descriptors, say), the loop waits,
+/// longer each time up to half a second, and logs once until it accepts again.
 pub(crate) async fn accept(
     listener: TcpListener,
     shared: Arc<Shared>,
     server: ActorRef<NodeServerMessage>,
 ) {
+    let mut backoff = Duration::ZERO;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                if !backoff.is_zero() {
+                    tracing::info!("accepting connections again");
+                    backoff = Duration::ZERO;
+                }
+                let Some(permit) = shared.admission.admit(peer.ip()) else {
+                    continue; // dropped: closed at once, and counted
+                };
+                let deadline = tokio::time::Instant::now() + shared.handshake_timeout;
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(admit(stream, peer, shared.clone(), server.clone()));
+                tokio::spawn(admit(
+                    stream,
+                    peer,
+                    permit,
+                    deadline,
+                    shared.clone(),
+                    server.clone(),
+                ));
             }
             Err(e) => {
-                // Out of file descriptors, say: wait a little rather than spin.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                shared.admission.count_accept_error();
+                if backoff.is_zero() {
+                    let fds = matches!(e.raw_os_error(), Some(EMFILE | ENFILE));
+                    tracing::warn!(
+                        error = %e,
+                        out_of_descriptors = fds,
+                        "accept failed; retrying with a backoff (logged once until it works again)"
+                    );
+                }
+                backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+                tokio::time::sleep(backoff).await;
             }
         }
     }
 }
 
+/// "Too many open files" (this process's limit) and "file table overflow" (the system's):
+/// the same numbers on Linux and macOS.
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
 async fn admit(
     stream: TcpStream,
     peer: SocketAddr,
+    permit: Permit,
+    deadline: tokio::time::Instant,
     shared: Arc<Shared>,
     server: ActorRef<NodeServerMessage>,
 ) {
     let timeout = shared.handshake_timeout;
     let said_nothing = |shared: &Shared| {
+        shared.admission.count_timeout();
         shared.reject(
             peer.to_string(),
             format!("connected and sent nothing for {timeout:?}"),
         );
     };
-    let Ok(local_addr) = stream.local_addr() else {
-        return;
-    };
+    let label = peer.to_string();
     if let Some(tls) = shared.tls.clone() {
-        let mut tls_stream = match tokio::time::timeout(timeout, tls.acceptor.accept(stream)).await
-        {
-            Err(_) => return said_nothing(&shared),
-            Ok(Err(e)) => {
-                return shared.reject(peer.to_string(), format!("TLS handshake failed: {e}"));
-            }
-            Ok(Ok(s)) => s,
-        };
+        let mut tls_stream =
+            match tokio::time::timeout_at(deadline, tls.acceptor.accept(stream)).await {
+                Err(_) => return said_nothing(&shared),
+                Ok(Err(e)) => {
+                    return shared.reject(label, format!("TLS handshake failed: {e}"));
+                }
+                Ok(Ok(s)) => s,
+            };
         let mut first = [0u8; 1];
-        match tokio::time::timeout(timeout, tls_stream.read_exact(&mut first)).await {
+        match tokio::time::timeout_at(deadline, tls_stream.read_exact(&mut first)).await {
             Err(_) => return said_nothing(&shared),
             Ok(Err(_)) => return,
             Ok(Ok(_)) => {}
@@ -384,26 +429,21 @@ async fn admit(
                 // ractor_cluster reads the session from its start: give the byte back.
                 let (r, w) = tokio::io::split(tls_stream);
                 let reader = std::io::Cursor::new(vec![0u8]).chain(r);
-                let opened = NodeServerMessage::ConnectionOpened {
-                    stream: Box::new(ractor_cluster::NetworkStream::External {
-                        peer_label: Some(peer.to_string()),
-                        local_label: Some(local_addr.to_string()),
-                        reader: Box::new(reader),
-                        writer: Box::new(w),
-                    }),
-                    is_server: true,
-                };
-                if server.cast(opened).is_err() {
-                    tracing::debug!("the node server has stopped; connection dropped");
+                if let Err(why) =
+                    open_session(&shared, &server, label, Some(permit), reader, w, true)
+                {
+                    tracing::debug!(%peer, %why, "session not opened");
                 }
             }
-            b if b == PREAMBLE[0] => lane_in(tls_stream, peer, shared, 1).await,
+            b if b == PREAMBLE[0] => {
+                lane_in(tls_stream, peer, shared, permit, deadline, 1).await;
+            }
             b => not_foundation(&shared, peer, b),
         }
         return;
     }
     let mut first = [0u8; 1];
-    match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
         Err(_) => return said_nothing(&shared),
         Ok(Ok(0) | Err(_)) => return,
         Ok(Ok(_)) => {}
@@ -411,26 +451,52 @@ async fn admit(
     match first[0] {
         // A ractor_cluster session: its frames start with a big-endian u64 length.
         0 => {
-            let opened = NodeServerMessage::ConnectionOpened {
-                stream: Box::new(ractor_cluster::NetworkStream::Raw {
-                    peer_addr: peer,
-                    local_addr,
-                    stream,
-                }),
-                is_server: true,
-            };
-            if server.cast(opened).is_err() {
-                tracing::debug!("the node server has stopped; connection dropped");
+            let (r, w) = stream.into_split();
+            if let Err(why) = open_session(&shared, &server, label, Some(permit), r, w, true) {
+                tracing::debug!(%peer, %why, "session not opened");
             }
         }
-        b if b == PREAMBLE[0] => lane_in(stream, peer, shared, 0).await,
+        b if b == PREAMBLE[0] => lane_in(stream, peer, shared, permit, deadline, 0).await,
         // A TLS ClientHello to a node without TLS.
         0x16 => shared.reject(
-            peer.to_string(),
+            label,
             "started a TLS handshake, but this node does not use TLS".into(),
         ),
         b => not_foundation(&shared, peer, b),
     }
+}
+
+/// Hands a session's stream to ractor_cluster, its reader behind a gate that reads at
+/// most [`PREAUTH_FRAME`] bytes of a frame until the session authenticates (see
+/// `admission.rs`: ractor_cluster would read a frame of up to `max_frame` whole). Its
+/// slot (`permit`, inbound sessions) is held until then. The loop finds the gate by the
+/// session's `label`, which ractor_cluster reports as its peer address.
+fn open_session(
+    shared: &Shared,
+    server: &ActorRef<NodeServerMessage>,
+    label: String,
+    permit: Option<Permit>,
+    reader: impl AsyncRead + Unpin + Send + 'static,
+    writer: impl AsyncWrite + Unpin + Send + 'static,
+    is_server: bool,
+) -> Result<(), String> {
+    let Some(gate) = shared.admission.gate(&label, permit) else {
+        let why = "a session with the same address is still in its handshake";
+        shared.reject(label, why.into());
+        return Err(why.into());
+    };
+    let stream = SessionStream {
+        reader: Box::new(Gated::new(reader, gate)),
+        writer: Box::new(writer),
+        label,
+    };
+    let opened = NodeServerMessage::ConnectionOpenedExternal {
+        stream: Box::new(stream),
+        is_server,
+    };
+    server
+        .cast(opened)
+        .map_err(|_| "the node server has stopped; connection dropped".to_owned())
 }
 
 fn not_foundation(shared: &Shared, peer: SocketAddr, b: u8) {
@@ -441,28 +507,43 @@ fn not_foundation(shared: &Shared, peer: SocketAddr, b: u8) {
 }
 
 /// An inbound lane: check its preamble (of which `consumed` bytes were read already) and
-/// its token, then deliver its frames until it ends.
+/// its token, then deliver its frames until it ends. Until the token is checked, the lane
+/// holds its slot (`permit`), must be done by `deadline`, and may make this node read at
+/// most [`PREAUTH_FRAME`] bytes of its first frame (its hello).
 async fn lane_in<S: AsyncRead + Unpin>(
     mut stream: S,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    permit: Permit,
+    deadline: tokio::time::Instant,
     consumed: usize,
 ) {
     let mut buf = Vec::new();
-    let greeted = tokio::time::timeout(shared.handshake_timeout, async {
+    let greeted = tokio::time::timeout_at(deadline, async {
         let mut pre = [0u8; 4];
         stream.read_exact(&mut pre[consumed..]).await?;
         if pre[consumed..] != PREAMBLE[consumed..] {
-            return Err(std::io::Error::other("bad preamble"));
+            return Err(lane::LaneError::Io(std::io::Error::other("bad preamble")));
         }
-        lane::read_frame(&mut stream, shared.max_frame, &mut buf)
-            .await
-            .map_err(std::io::Error::other)
+        lane::read_frame(&mut stream, PREAUTH_FRAME, &mut buf).await
     })
     .await;
     match greeted {
         Err(_) => {
-            return shared.reject(peer.to_string(), "opened a lane and said nothing".into());
+            shared.admission.count_timeout();
+            return shared.reject(
+                peer.to_string(),
+                "opened a lane and did not present its hello in time".into(),
+            );
+        }
+        Ok(Err(lane::LaneError::Frame(wire::FrameError::Oversized { len, .. }))) => {
+            shared.admission.count_oversized();
+            return shared.reject(
+                peer.to_string(),
+                format!(
+                    "opened a lane with a first frame of {len} bytes, over the {PREAUTH_FRAME} a hello may take before its token is checked"
+                ),
+            );
         }
         Ok(Err(e)) => return shared.reject(peer.to_string(), format!("bad lane opening: {e}")),
         Ok(Ok(())) => {}
@@ -488,6 +569,7 @@ async fn lane_in<S: AsyncRead + Unpin>(
         }
         Err(e) => return shared.reject(peer.to_string(), format!("bad lane hello: {e}")),
     };
+    drop(permit);
     let heard = Arc::new(Heard::new(shared.epoch));
     let kill = Arc::new(Notify::new());
     tracing::debug!(%node, %peer, "inbound lane open");
@@ -603,9 +685,12 @@ async fn write_lane<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Dials a session to `addr`. Its reader is gated as an inbound session's is (without a
+/// slot: this node chose to dial), so a listener there cannot make this node read a big
+/// frame before the cookie handshake either.
 async fn dial(
+    shared: Arc<Shared>,
     server: ActorRef<NodeServerMessage>,
-    tls: Option<Tls>,
     addr: String,
     timeout: Duration,
 ) -> Result<SocketAddr, String> {
@@ -615,14 +700,25 @@ async fn dial(
             .map_err(|e| format!("cannot resolve: {e}"))?
             .next()
             .ok_or_else(|| "resolves to no address".to_owned())?;
-        match tls {
-            None => ractor_cluster::client_connect(&server, sa).await,
+        let tcp = TcpStream::connect(sa).await.map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        // The label is the address dialed: the loop knows its dials by it.
+        let label = sa.to_string();
+        match &shared.tls {
+            None => {
+                let (r, w) = tcp.into_split();
+                open_session(&shared, &server, label, None, r, w, false)?;
+            }
             Some(tls) => {
-                ractor_cluster::client_connect_enc(&server, sa, tls.connector, tls.server_name)
+                let stream = tls
+                    .connector
+                    .connect(tls.server_name.clone(), tcp)
                     .await
+                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
+                let (r, w) = tokio::io::split(stream);
+                open_session(&shared, &server, label, None, r, w, false)?;
             }
         }
-        .map_err(|e| e.to_string())?;
         Ok(sa)
     };
     tokio::time::timeout(timeout, go)
@@ -911,6 +1007,8 @@ impl Loop {
                 self.down(&node, incarnation, DownReason::Disconnected);
             }
             Event::SessionOpened(s) => {
+                // Its handshake deadline runs from the accept (or the dial).
+                let opened = self.shared.admission.accepted(&s.peer_addr).unwrap_or(now);
                 self.sessions.insert(
                     s.actor.get_id(),
                     SessionInfo {
@@ -918,7 +1016,7 @@ impl Loop {
                         authenticated: false,
                         actor: s.actor.clone(),
                         peer_addr: s.peer_addr.clone(),
-                        opened: now,
+                        opened,
                     },
                 );
             }
@@ -1040,6 +1138,8 @@ impl Loop {
     }
 
     fn on_authenticated(&mut self, s: &NodeServerSessionInformation) {
+        // Its frames are no longer limited to a handshake's, and its slot is free.
+        self.shared.admission.authenticated(&s.peer_addr);
         let name = session_peer(s);
         if name.as_deref() == Some(self.shared.name.as_str()) {
             // Dialed itself (its own address in a seed list or a DNS answer).
@@ -1060,6 +1160,7 @@ impl Loop {
     }
 
     fn on_session_closed(&mut self, s: &NodeServerSessionInformation) {
+        self.shared.admission.forget(&s.peer_addr);
         let Some(info) = self.sessions.remove(&s.actor.get_id()) else {
             return;
         };
@@ -1112,8 +1213,27 @@ impl Loop {
         for id in stalled {
             if let Some(s) = self.sessions.remove(&id) {
                 s.actor.stop(Some("foundation: handshake timed out".into()));
-                self.shared
-                    .reject(s.peer_addr, "did not finish the handshake in time".into());
+                let admission = &self.shared.admission;
+                let why = match admission.holding(&s.peer_addr) {
+                    Some(Held::Frame(len)) => {
+                        admission.count_oversized();
+                        format!(
+                            "announced a frame of {len} bytes before authenticating, over the {PREAUTH_FRAME} a handshake needs"
+                        )
+                    }
+                    Some(Held::Bytes) => {
+                        admission.count_oversized();
+                        format!(
+                            "sent over {PREAUTH_BYTES} bytes before authenticating, more than a handshake needs"
+                        )
+                    }
+                    None => {
+                        admission.count_timeout();
+                        "did not finish the handshake in time".to_owned()
+                    }
+                };
+                admission.forget(&s.peer_addr);
+                self.shared.reject(s.peer_addr, why);
             }
         }
         if !self.leaving {
@@ -1150,11 +1270,11 @@ impl Loop {
         }
         for addr in due {
             let server = self.server.clone();
+            let shared = self.shared.clone();
             let tx = self.shared.loop_tx.clone();
             let timeout = self.shared.handshake_timeout;
-            let tls = self.shared.tls.clone();
             tokio::spawn(async move {
-                let result = dial(server, tls, addr.clone(), timeout).await;
+                let result = dial(shared, server, addr.clone(), timeout).await;
                 let _ = tx.send(Event::Dialed { addr, result });
             });
         }

@@ -5,6 +5,9 @@
 //! readiness, membership events, messages its `probe` process got) and obeys commands on
 //! stdin. The parent reads those lines with [`Child::expect`] (`foundation-testkit`).
 //!
+//! `stats` answers `@stats rss=<KiB> hwm=<KiB> fds=<n> <key>=<n>…` (its resident memory,
+//! its peak, its open file descriptors, then its node's `NodeStats` fields).
+//!
 //! With `RAFT_VOTERS` set, a child also runs the consensus group `journal` (a [`Journal`])
 //! and obeys `rwrite <line>` (`@rwrite <line> ok <count>|err <why>`), `rread` (a
 //! linearizable read: `@rread <summary>`), `rwait <n>` (`@rlocal <summary>` once `n` lines
@@ -166,6 +169,11 @@ fn node_process() {
         if let Some(ms) = var("SILENCE_MS") {
             config = config.silence(Duration::from_millis(ms.parse().unwrap()));
         }
+        if let Some(caps) = var("MAX_UNAUTH") {
+            // `<in all>,<per IP address>`
+            let (all, per_ip) = caps.split_once(',').unwrap();
+            config = config.max_unauthenticated(all.parse().unwrap(), per_ip.parse().unwrap());
+        }
         let node = Node::start(config).await.unwrap();
         let probe = spawn(ProbeActor, ()).await.unwrap();
         node.export("probe", probe).unwrap();
@@ -266,6 +274,18 @@ fn node_process() {
                     let group = group.as_ref().unwrap();
                     say(&format!("rvoters {}", group.voters().join(",")));
                 }
+                ["stats"] => {
+                    let n = node.stats();
+                    say(&format!(
+                        "stats {} unauthenticated={} over_cap={} handshake_timeouts={} oversized_preauth={} accept_errors={}",
+                        process_stats(),
+                        n.unauthenticated,
+                        n.over_cap,
+                        n.handshake_timeouts,
+                        n.oversized_preauth,
+                        n.accept_errors
+                    ));
+                }
                 ["members"] => {
                     let mut m: Vec<String> = node.members().into_iter().map(|m| m.id).collect();
                     m.sort();
@@ -283,12 +303,36 @@ fn node_process() {
     });
 }
 
+/// This process's resident memory (`rss`, and its peak `hwm`, in KiB) and open file
+/// descriptors (`fds`), as `key=value` words.
+fn process_stats() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
+    format!("rss={} hwm={} fds={fds}", kib("VmRSS:"), kib("VmHWM:"))
+}
+
 /// The entry children run.
 const ENTRY: &str = "node::harness::node_process";
 
 /// Starts node process `name` (see [`Child::start`]).
 pub fn start(name: &str, settings: &[(&str, &str)]) -> Child {
     Child::start(ENTRY, name, settings)
+}
+
+/// Starts node process `name` allowed at most `fds` open file descriptors (`prlimit`).
+pub fn start_with_fd_limit(name: &str, fds: u32, settings: &[(&str, &str)]) -> Child {
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg(format!("--nofile={fds}:{fds}"))
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", ENTRY, "--ignored", "--nocapture"]);
+    Child::run(cmd, name, settings)
 }
 
 /// Starts node process `name` in network namespace `netns`.

@@ -1,6 +1,12 @@
-//! Model of a restart racing a sender: whatever the interleaving, every message the sender
-//! was told was accepted reaches the old incarnation (while alive) or the new one, exactly
-//! once, in the order sent.
+//! Models of the slot's lock-based protocol: senders deliver under the read lock, and every
+//! change of incarnation (restart, install, stop) takes the write lock.
+//!
+//! - A restart racing a sender: every message the sender was told was accepted reaches the
+//!   old incarnation (while alive) or the new one, exactly once, in the order sent.
+//! - No send reaches the old incarnation once `mark_restarting` has returned.
+//! - A stop racing a sender: every message is delivered, returned by the stop, or refused,
+//!   exactly once; and no send reaches the incarnation once `mark_stopped` has returned.
+//! - Stop watchers run exactly once, or are refused, or are removed, whatever races them.
 
 #![allow(clippy::unwrap_used)] // model tests unwrap: a failure is the point
 
@@ -8,14 +14,14 @@ use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
-use super::super::{Phase, Slot, Target};
+use super::super::{Phase, Refused, Slot, Target};
 
 #[derive(Clone, Default)]
 struct Incarnation {
     alive: Arc<AtomicBool>,
     got: Arc<Mutex<Vec<u32>>>,
-    /// Set once the supervisor's `mark_restarting` has returned: no send may reach this
-    /// incarnation after that, lock-free or not.
+    /// Set once the supervisor's `mark_restarting` (or `mark_stopped`) has returned: no send
+    /// may reach this incarnation after that.
     sealed: Arc<AtomicBool>,
 }
 
@@ -98,7 +104,7 @@ fn loom_restart_keeps_order_and_loses_nothing() {
 fn loom_no_send_reaches_the_old_incarnation_after_mark_restarting() {
     loom::model(|| {
         // A restart that takes down a live incarnation (a sibling's, under `OneForAll`): the
-        // sender may be on the lock-free path when the supervisor marks the restart.
+        // sender may hold the read lock, mid-delivery, when the supervisor marks the restart.
         let (slot, old) = running();
         let sender = send_all(&slot, 2);
 
@@ -140,6 +146,44 @@ fn loom_stop_refuses_or_returns_every_message() {
         all.extend(refused);
         all.sort_unstable();
         assert_eq!(all, vec![1, 2]);
+    });
+}
+
+#[test]
+fn loom_no_send_reaches_the_incarnation_after_mark_stopped() {
+    loom::model(|| {
+        // A stop for good racing a sender while the incarnation is still alive (`Addr::stop`,
+        // `terminate_child`): a send already under way may still be delivered, but none once
+        // `mark_stopped` has returned, and after one refusal every later send is refused too.
+        let (slot, old) = running();
+        let sender = {
+            let slot = slot.clone();
+            thread::spawn(move || {
+                let mut refused = Vec::new();
+                for m in 1..=2 {
+                    match slot.send(m) {
+                        Ok(()) => assert!(refused.is_empty(), "accepted after a refusal"),
+                        Err((why, m)) => {
+                            assert_eq!(why, Refused::Stopped);
+                            refused.push(m);
+                        }
+                    }
+                }
+                refused
+            })
+        };
+
+        let held = slot.mark_stopped();
+        old.sealed.store(true, Ordering::SeqCst);
+        let refused = sender.join().unwrap();
+
+        // The incarnation was alive throughout: nothing was held, and the messages it got
+        // and those refused are 1 and 2, in that order.
+        assert!(held.is_empty());
+        let mut all = old.got.lock().unwrap().clone();
+        all.extend(refused);
+        assert_eq!(all, vec![1, 2]);
+        assert_eq!(slot.phase(), Phase::Stopped);
     });
 }
 

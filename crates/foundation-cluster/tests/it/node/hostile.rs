@@ -1,0 +1,230 @@
+//! A hostile client against a node process: what connections that never authenticate
+//! may cost it. The node under attack is a child process, so its memory and descriptors
+//! are its own (`@stats`); the attacker and the legitimate peer are this process.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use foundation_cluster::node::{ClusterEvent, DEFAULT_MAX_FRAME};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use super::harness::{self, Child, IN_PROCESS, Probe, local_node, wait_event};
+
+/// The node's `@stats` line as numbers by key.
+fn stats(child: &mut Child) -> HashMap<String, u64> {
+    child.tell("stats");
+    let line = child.expect(|l| l.starts_with("stats "));
+    line["stats ".len()..]
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
+        .collect()
+}
+
+/// Waits until the node closes `s` (a read sees the end or an error); false if it still
+/// holds it after 30 s.
+async fn closed_by_node(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// A legitimate peer (this process's node) joins `victim` and gets an answer to a call.
+async fn a_peer_joins_and_is_answered(victim: &Child) -> foundation_cluster::node::Node {
+    let a = local_node("a", |c| c).await;
+    let mut events = a.subscribe();
+    a.connect(&victim.addr.parse().unwrap());
+    wait_event(
+        &mut events,
+        |e| matches!(e, ClusterEvent::NodeUp(m) if m.id == victim.name),
+    )
+    .await;
+    let answer: String = a
+        .call(
+            &victim.name,
+            "probe",
+            |p| Probe::Ask("still-served".into(), p),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert!(answer.starts_with("still-served "), "{answer}");
+    a
+}
+
+/// How far the attacked node's peak resident memory may rise (KiB).
+const RSS_BOUND_KIB: u64 = 64 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_connections_announcing_near_limit_frames_cost_the_node_little() {
+    let _one = IN_PROCESS.lock().await;
+    // Caps above the attack's size: every connection reaches the frame limits (the caps
+    // are the other test's subject).
+    let mut v = harness::start("v", &[("MAX_UNAUTH", "400,400")]);
+    let before = stats(&mut v);
+    let addr: SocketAddr = v.addr.parse().unwrap();
+
+    // 200 connections, lanes and sessions alternately, each announcing a frame of 8 MiB - 1
+    // bytes (just under the limit) and sending 1 MiB of it, never authenticating.
+    let near = DEFAULT_MAX_FRAME - 1;
+    let part = Arc::new(vec![0u8; 1 << 20]);
+    let conns: Vec<_> = (0..200)
+        .map(|i| {
+            let part = part.clone();
+            tokio::spawn(async move {
+                let mut s = TcpStream::connect(addr).await.unwrap();
+                let head = if i % 2 == 0 {
+                    let mut h = b"FND1".to_vec();
+                    h.extend_from_slice(&u32::try_from(near).unwrap().to_le_bytes());
+                    h
+                } else {
+                    // ractor_cluster's framing: a big-endian u64 length.
+                    (near as u64).to_be_bytes().to_vec()
+                };
+                // Either write may fail: the node may have closed the connection.
+                if s.write_all(&head).await.is_ok() {
+                    let _ = s.write_all(&part).await;
+                }
+                closed_by_node(&mut s).await
+            })
+        })
+        .collect();
+    for c in conns {
+        assert!(
+            c.await.unwrap(),
+            "the node still holds an attacking connection"
+        );
+    }
+    let after = stats(&mut v);
+    let grew = after["hwm"].saturating_sub(before["hwm"]);
+    eprintln!("peak RSS +{grew} KiB; before {before:?}, after {after:?}");
+    assert!(
+        grew < RSS_BOUND_KIB,
+        "the node's peak RSS grew by {grew} KiB (before {before:?}, after {after:?})"
+    );
+
+    let a = a_peer_joins_and_is_answered(&v).await;
+    // Every attacking connection was refused for its frame, and counted.
+    let s = stats(&mut v);
+    assert_eq!(s["oversized_preauth"], 200, "{s:?}");
+    assert_eq!(s["unauthenticated"], 0, "{s:?}");
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_silent_connections_neither_hold_the_node_nor_keep_a_peer_out() {
+    let _one = IN_PROCESS.lock().await;
+    let mut v = harness::start("v", &[]);
+    let before = stats(&mut v);
+    let addr: SocketAddr = v.addr.parse().unwrap();
+
+    // 2,000 connections that say nothing, from 127.0.0.2, up to 400 open at a time, each
+    // closed by this side once the node has closed it.
+    let (swing_tx, swing) = tokio::sync::oneshot::channel();
+    let attack = tokio::spawn(async move {
+        let open = Arc::new(tokio::sync::Semaphore::new(400));
+        let mut conns = tokio::task::JoinSet::new();
+        let mut swing_tx = Some(swing_tx);
+        for i in 0..2000 {
+            let slot = open.clone().acquire_owned().await.unwrap();
+            if i == 1000 {
+                let _ = swing_tx.take().map(|t| t.send(()));
+            }
+            conns.spawn(async move {
+                let sock = TcpSocket::new_v4().unwrap();
+                sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+                let mut s = sock.connect(addr).await.unwrap();
+                let closed = closed_by_node(&mut s).await;
+                drop(slot);
+                closed
+            });
+        }
+        let mut held = 0;
+        while let Some(closed) = conns.join_next().await {
+            held += usize::from(!closed.unwrap());
+        }
+        held
+    });
+
+    // In full swing: the node holds few of them, and a peer still joins and is served.
+    swing.await.unwrap();
+    let mid = stats(&mut v);
+    eprintln!("under the attack {mid:?}, before {before:?}");
+    assert!(
+        mid["fds"] < before["fds"] + 100,
+        "the node holds {} descriptors under the attack, {} before",
+        mid["fds"],
+        before["fds"]
+    );
+    let a = a_peer_joins_and_is_answered(&v).await;
+
+    assert_eq!(
+        attack.await.unwrap(),
+        0,
+        "the node still holds silent connections"
+    );
+    let after = stats(&mut v);
+    eprintln!("after the attack {after:?}");
+    // The peer's session and two lanes, and little else, are left.
+    assert!(
+        after["fds"] <= before["fds"] + 8,
+        "{} descriptors after the attack, {} before",
+        after["fds"],
+        before["fds"]
+    );
+    assert_eq!(
+        after["over_cap"] + after["handshake_timeouts"],
+        2000,
+        "{after:?}"
+    );
+    assert!(after["over_cap"] > 0, "{after:?}");
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_out_of_file_descriptors_backs_off_and_admits_a_peer_once_they_are_free() {
+    let _one = IN_PROCESS.lock().await;
+    // Caps above its descriptor limit: accepting fails before the caps refuse anything.
+    let mut v = harness::start_with_fd_limit("v", 48, &[("MAX_UNAUTH", "1000,1000")]);
+    let before = stats(&mut v);
+    let addr: SocketAddr = v.addr.parse().unwrap();
+    assert!(before["fds"] < 40, "{before:?}");
+
+    // More silent connections than it has descriptors left (the kernel's backlog
+    // completes them whether or not the node accepts).
+    let mut conns = Vec::new();
+    for _ in 0..80 {
+        conns.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let failing = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let s = stats(&mut v);
+            if s["accept_errors"] > 0 {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("accepting never failed");
+    eprintln!("out of descriptors: {failing:?}");
+    drop(conns);
+
+    // Once they are closed, it accepts again: a peer joins and is served.
+    let a = a_peer_joins_and_is_answered(&v).await;
+    let after = stats(&mut v);
+    eprintln!("after: {after:?}");
+    assert!(after["fds"] <= before["fds"] + 8, "{after:?}");
+    a.shutdown().await;
+}
