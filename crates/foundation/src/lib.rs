@@ -11,7 +11,7 @@
 //! | `cluster` | `foundation-cluster` | nodes, discovery, membership and failure detection, remote send/call by name, hash ring | `cluster` (default) |
 //! | `registry` | `foundation-registry` | local, cluster-wide and strongly consistent names, service discovery | `registry` (default; turns on `raft`) |
 //! | `cluster::raft` | `foundation-cluster` | consensus groups over openraft | `raft` (on with `registry`) |
-//! | `cluster::discovery::Kubernetes` | `foundation-cluster` | discovery through the Kubernetes API | `kubernetes` (off: kube and k8s-openapi are the largest part of the build) |
+//! | `cluster::discovery::Kubernetes` | `foundation-cluster` | discovery through the Kubernetes API | `kubernetes` (on; kube and k8s-openapi are a quarter of a clean build: turn it off where Kubernetes is not used) |
 //!
 //! It also re-exports what the examples need from other crates: [`tokio`] (with
 //! [`main`](macro@main) for `#[tokio::main]`) and [`serde`], and puts the everyday names
