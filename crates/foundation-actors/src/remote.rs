@@ -202,6 +202,12 @@ use crate::addr::ReplyPort;
 pub use foundation_macros::RemoteMessage;
 
 /// A message with a stable wire form; derive it with `#[derive(RemoteMessage)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot cross nodes: it has no wire form (`RemoteMessage`)",
+    label = "this message type is not remote-able",
+    note = "for an actor's messages, write `#[actor(remote)]` on its impl and give each cast and call a tag: `#[cast(tag = 1)]`",
+    note = "for a message enum of your own, add `#[derive(RemoteMessage)]` and `#[remote(tag = N)]` on each variant"
+)]
 pub trait RemoteMessage: Sized + Send + 'static {
     /// The type's wire name (`#[remote(name = "…")]`, or the Rust name): how errors and
     /// peers name it.

@@ -73,9 +73,10 @@ use tokio::task::JoinHandle;
 
 pub use admission::NodeStats;
 pub use config::{
-    CONTROL, ChannelConfig, ConfigError, DEFAULT, DEFAULT_PORT, MAX_CHANNELS, NodeConfig, Tls,
+    CONTROL, ChannelConfig, ConfigError, DEFAULT, DEFAULT_PORT, ENV_VARIABLES, MAX_CHANNELS,
+    NodeConfig, Tls, unknown_variables,
 };
-pub use error::{NodeError, RemoteError};
+pub use error::{NodeError, RemoteError, WaitError};
 pub use wire::{DEFAULT_MAX_FRAME, FrameError, Refusal};
 
 use crate::discovery::{Peer, Strategy};
@@ -83,6 +84,9 @@ use crate::membership::{DownReason, Member, MembershipEvent};
 use agent::{Agent, AgentMsg};
 use lane::Refused;
 use runtime::{Event, Loop, PendingCall, Shared};
+
+/// How far before a wait began a refusal still counts as a likely reason for it.
+const REFUSALS_WINDOW: Duration = Duration::from_secs(60);
 
 /// What a node tells its subscribers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +135,8 @@ struct Control {
     agent: ActorRef<AgentMsg>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stopped: std::sync::atomic::AtomicBool,
+    /// Woken when the node shuts down (for [`Node::wait_for_members`]).
+    shut: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Node {
@@ -239,6 +245,7 @@ impl Node {
                 agent,
                 tasks: Mutex::new(tasks),
                 stopped: std::sync::atomic::AtomicBool::new(false),
+                shut: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -282,11 +289,13 @@ impl Node {
     /// # Errors
     ///
     /// A variable that decides the strategy is set but malformed, or the chosen strategy
-    /// cannot be configured. Nothing is started then.
+    /// cannot be configured. Nothing is started then. A `FOUNDATION_*` variable that
+    /// nothing reads (a typo such as `FOUNDATION_PEER`) is logged as a warning.
     pub fn discover_from_env(
         &self,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<(), crate::discovery::DiscoveryError> {
+        config::warn_unknown_variables();
         let (choice, why) = crate::discovery::detect(env)?;
         let port = self
             .shared
@@ -298,6 +307,95 @@ impl Node {
         tracing::info!(node = %self.shared.name, strategy = strategy.name(), reason = %why, "discovery strategy chosen");
         self.discover(strategy);
         Ok(())
+    }
+
+    /// Waits until `peer` is a member that is up, and returns it. Resolves at once if it
+    /// is up already: there is no window between a [`Node::subscribe`] and a
+    /// [`Node::members`] to get wrong.
+    ///
+    /// # Errors
+    ///
+    /// [`WaitError::Timeout`] after `timeout`, naming the missing node and the
+    /// connections this node refused meanwhile (or in the minute before) (a wrong cookie, another cluster, a TLS
+    /// mismatch), which usually say why; [`WaitError::Shutdown`] if this node shuts down.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only stops waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use foundation_cluster::node::{Node, NodeConfig, WaitError};
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let node = Node::start(NodeConfig::new("a", "cookie").listen("127.0.0.1:0".parse()?)).await?;
+    /// // Nobody told this node where "b" is: the error says which node is missing.
+    /// let err = node.wait_for("b", Duration::from_millis(100)).await.unwrap_err();
+    /// assert!(matches!(&err, WaitError::Timeout { missing, .. } if missing == &["b"]));
+    /// assert!(err.to_string().starts_with("`b` is not up after 100ms"));
+    /// node.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for(&self, peer: &str, timeout: Duration) -> Result<Member, WaitError> {
+        let mut up = self.wait_for_members(&[peer], timeout).await?;
+        up.pop().ok_or(WaitError::Shutdown)
+    }
+
+    /// Waits until every node in `peers` is a member that is up, and returns them in the
+    /// order asked. As [`Node::wait_for`], for several nodes: the timeout's error names
+    /// every node still missing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::wait_for`].
+    pub async fn wait_for_members(
+        &self,
+        peers: &[&str],
+        timeout: Duration,
+    ) -> Result<Vec<Member>, WaitError> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
+        // Subscribed before the first look at the members: a node that comes up between
+        // the two is seen in one or the other.
+        let mut events = self.subscribe();
+        let shut = self.control.shut.notified();
+        tokio::pin!(shut);
+        shut.as_mut().enable();
+        loop {
+            if self.control.stopped.load(Ordering::SeqCst) {
+                return Err(WaitError::Shutdown);
+            }
+            let members = self.members();
+            let up = |p: &str| {
+                members
+                    .iter()
+                    .find(|m| m.id == p && m.status == crate::membership::Status::Up)
+                    .cloned()
+            };
+            let missing: Vec<String> = peers
+                .iter()
+                .filter(|p| up(p).is_none())
+                .map(|p| (*p).to_owned())
+                .collect();
+            if missing.is_empty() {
+                return Ok(peers.iter().filter_map(|p| up(p)).collect());
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(WaitError::Timeout {
+                        missing,
+                        waited: timeout,
+                        refused: self.shared.refusals_since(
+                            started.into_std().checked_sub(timeout.max(REFUSALS_WINDOW)),
+                        ),
+                    });
+                }
+                () = &mut shut => return Err(WaitError::Shutdown),
+                // Any event (or missed events) may have changed the view: look again.
+                _ = events.recv() => {}
+            }
+        }
     }
 
     /// Membership events from now on: [`ClusterEvent`]s. A subscriber that falls more
@@ -334,24 +432,35 @@ impl Node {
     }
 
     /// Makes the process at `addr` reachable from other nodes as `name`. Its message
-    /// type needs a wire form (`#[derive(RemoteMessage)]`, or `#[actor(remote)]`).
+    /// type needs a wire form (`#[actor(remote)]` on an actor, or
+    /// `#[derive(RemoteMessage)]`). Takes an [`Addr`] or a reference to one
+    /// (`handle.addr()` of a typed handle).
+    ///
+    /// A name whose process has stopped for good is taken over: a restarted service
+    /// exports itself again under its old name without an [`Node::unexport`] first.
     ///
     /// # Errors
     ///
-    /// [`foundation_actors::SpawnError::NameTaken`] if a process is exported as `name`
-    /// already (stopped or not: [`Node::unexport`] it first).
+    /// [`foundation_actors::SpawnError::NameTaken`] if a live process is exported as
+    /// `name` already ([`Node::unexport`] it first).
     pub fn export<M: RemoteMessage>(
         &self,
         name: &str,
-        addr: Addr<M>,
+        addr: impl std::borrow::Borrow<Addr<M>>,
     ) -> Result<(), foundation_actors::SpawnError> {
         let mut exports = locks::write(&self.shared.exports);
-        if exports.contains_key(name) {
+        if exports
+            .get(name)
+            .is_some_and(|held| !held.inbox.is_stopped())
+        {
             return Err(foundation_actors::SpawnError::NameTaken(name.to_owned()));
         }
         exports.insert(
             name.to_owned(),
-            exports::Export::new(Arc::new(addr), self.shared.max_remote_queued),
+            exports::Export::new(
+                Arc::new(addr.borrow().clone()),
+                self.shared.max_remote_queued,
+            ),
         );
         Ok(())
     }
@@ -424,6 +533,9 @@ impl Node {
         ctx: Option<&Context>,
         msg: &M,
     ) -> Result<(), RemoteError> {
+        if self.control.stopped.load(Ordering::SeqCst) {
+            return Err(RemoteError::Shutdown(self.shared.name.clone()));
+        }
         let unknown_channel = || RemoteError::UnknownChannel {
             channel: channel.to_owned(),
             node: node.to_owned(),
@@ -642,6 +754,7 @@ impl Node {
         if self.control.stopped.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.control.shut.notify_waiters();
         let (tx, rx) = oneshot::channel();
         if self.shared.loop_tx.send(Event::Shutdown(tx)).is_ok() {
             let _ = rx.await;

@@ -26,3 +26,15 @@ pub(crate) fn actors_path() -> TokenStream {
         },
     }
 }
+
+/// `::foundation` (possibly renamed): the facade, for macros only it offers.
+pub(crate) fn facade_path() -> TokenStream {
+    match crate_name("foundation") {
+        Ok(FoundCrate::Name(name)) => {
+            let name = Ident::new(&name, Span::call_site());
+            quote!(::#name)
+        }
+        // The facade itself (its doc tests) declares `extern crate self as foundation`.
+        Ok(FoundCrate::Itself) | Err(_) => quote!(::foundation),
+    }
+}

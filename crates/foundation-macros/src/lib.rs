@@ -6,6 +6,7 @@
 //! - [`macro@actor`]: an actor written as its state plus one method per message, as a
 //!   `GenServer` is: the message enum, the dispatch, a typed handle and spawn functions
 //!   are generated.
+//! - [`macro@main`]: `#[tokio::main]` through the facade's re-export of tokio.
 //! - [`macro@RemoteMessage`]: a stable wire form for a message type, with an explicit tag
 //!   per variant; a variant ending in a reply port is a call.
 //!
@@ -198,4 +199,36 @@ pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
 pub fn derive_remote_message(item: TokenStream) -> TokenStream {
     let input = parse_macro_input!(item as DeriveInput);
     remote::expand(input).into()
+}
+
+/// Runs an `async fn main` on a multi-threaded tokio runtime: `#[tokio::main]` for an
+/// application that depends on the `foundation` facade only (it re-exports tokio).
+/// Arguments are tokio's (`flavor = "current_thread"`, `worker_threads = 2`).
+///
+/// ```ignore
+/// use foundation::prelude::*;
+///
+/// #[foundation::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let sup = DynamicSupervisor::start("app", None).await?;
+///     sup.shutdown().await;
+///     Ok(())
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let facade = krate::facade_path();
+    let tokio = format!("{}::tokio", facade.to_string().replace(' ', ""));
+    let attr = proc_macro2::TokenStream::from(attr);
+    let sep = if attr.is_empty() {
+        quote::quote!()
+    } else {
+        quote::quote!(,)
+    };
+    let item = proc_macro2::TokenStream::from(item);
+    quote::quote!(
+        #[#facade::tokio::main(#attr #sep crate = #tokio)]
+        #item
+    )
+    .into()
 }

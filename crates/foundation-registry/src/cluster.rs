@@ -517,7 +517,7 @@ pub(crate) fn cast_at<M: RemoteMessage>(
             Ok(()) => Ok(()),
             Err(source) => Err(CastError::Remote {
                 name: name(),
-                source,
+                source: Box::new(source),
                 msg,
             }),
         },

@@ -3,10 +3,19 @@
 //! Erlang/OTP's way of building systems, in Rust: supervised process ecosystems on one
 //! machine, extended across a cluster. This is the crate an application depends on.
 //!
-//! Today it offers the local layer, [`actors`] (re-exported from `foundation-actors`):
-//! actors, OTP supervisors with stable addresses, a context that travels with every
-//! message, and ecosystems of workers with backpressure. Clustering, registries, pub/sub
-//! and caches arrive in their own crates and will be re-exported here.
+//! It re-exports Foundation's layers, so an application needs no other Foundation crate:
+//!
+//! | module | crate | what | cargo feature |
+//! |---|---|---|---|
+//! | [`actors`] | `foundation-actors` | actors, OTP supervisors with stable addresses, a context that travels with every message, ecosystems of workers with backpressure | always |
+//! | `cluster` | `foundation-cluster` | nodes, discovery, membership and failure detection, remote send/call by name, hash ring | `cluster` (default) |
+//! | `registry` | `foundation-registry` | local, cluster-wide and strongly consistent names, service discovery | `registry` (default; turns on `raft`) |
+//! | `cluster::raft` | `foundation-cluster` | consensus groups over openraft | `raft` (on with `registry`) |
+//! | `cluster::discovery::Kubernetes` | `foundation-cluster` | discovery through the Kubernetes API | `kubernetes` (on; kube and k8s-openapi are a quarter of a clean build: turn it off where Kubernetes is not used) |
+//!
+//! It also re-exports what the examples need from other crates: [`tokio`] (with
+//! [`main`](macro@main) for `#[tokio::main]`) and [`serde`], and puts the everyday names
+//! in the [`prelude`], [`Duration`](std::time::Duration) included.
 //!
 //! ## Message types
 //!
@@ -53,9 +62,106 @@
 //! Actors can also be written by hand, implementing [`Actor`](actors::Actor) with an
 //! explicit message enum: see [`actors`].
 
+// The `main` macro names this crate `::foundation`, in its own doc tests too.
+extern crate self as foundation;
+
 pub use foundation_actors as actors;
+#[cfg(feature = "cluster")]
+pub use foundation_cluster as cluster;
+#[cfg(feature = "registry")]
+pub use foundation_registry as registry;
+
+/// `#[tokio::main]` for an application that depends on this crate only.
+///
+/// ```
+/// use foundation::prelude::*;
+///
+/// #[foundation::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let sup = DynamicSupervisor::start("app", None).await?;
+///     sup.shutdown().await;
+///     Ok(())
+/// }
+/// ```
+pub use foundation_macros::main;
+
+/// tokio, the runtime Foundation runs on (`foundation::tokio::spawn`, `::time`, `::sync`).
+pub use tokio;
+
+/// serde, for the types a remote message carries. Its derives are in the [`prelude`]; an
+/// application that does not depend on serde itself tells them where serde is:
+///
+/// ```
+/// use foundation::prelude::*;
+///
+/// #[derive(Serialize, Deserialize)]
+/// #[serde(crate = "foundation::serde")]
+/// struct Order { id: u64 }
+/// ```
+pub use serde;
 
 /// The names an application uses most.
 pub mod prelude {
     pub use foundation_actors::prelude::*;
+    pub use serde::{Deserialize, Serialize};
+    pub use std::time::Duration;
+
+    #[cfg(feature = "cluster")]
+    pub use foundation_cluster::{
+        membership::{DownReason, Member},
+        node::{ClusterEvent, Node, NodeConfig, RemoteError},
+    };
+    #[cfg(feature = "registry")]
+    pub use foundation_registry::{ClusterRegistry, Mode, Registry};
+}
+
+/// The guides' code blocks, compiled (and run, where they are whole programs) as doc tests
+/// by `cargo test --doc` (a step of `cargo xtask test`): a page that shows code that no
+/// longer compiles fails the check. Blocks that are not Rust say so (```sh, ```toml,
+/// ```text); fragments hide their set-up in `# ` lines.
+#[cfg(doctest)]
+mod pages {
+    #[doc = include_str!("../../../README.md")]
+    struct Readme;
+    #[doc = include_str!("../../../docs/cluster.md")]
+    struct Cluster;
+    #[doc = include_str!("../../../docs/genserver.md")]
+    struct GenServer;
+    #[doc = include_str!("../../../docs/macros.md")]
+    struct Macros;
+    #[doc = include_str!("../../../docs/registry.md")]
+    struct Registry;
+    #[doc = include_str!("../../../docs/supervision.md")]
+    struct Supervision;
+    #[doc = include_str!("../../../docs/benchmarks.md")]
+    struct Benchmarks;
+    #[doc = include_str!("../../../docs/placement.md")]
+    struct Placement;
+}
+
+#[cfg(test)]
+mod tests {
+    /// A new page in docs/ is checked too: it must be listed in `pages` above.
+    #[test]
+    fn every_page_of_the_docs_is_a_doc_test() {
+        let lib = include_str!("lib.rs");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs");
+        let (mut missing, mut seen) = (Vec::new(), 0);
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let listed = format!("include_str!(\"../../../docs/{name}\")");
+            if name.ends_with(".md") {
+                seen += 1;
+                if !lib.contains(&listed) {
+                    missing.push(name);
+                }
+            }
+        }
+        assert!(seen > 0, "no pages found in {dir}");
+        assert!(
+            missing.is_empty(),
+            "docs not doc-tested (add them to `pages`): {missing:?}"
+        );
+        assert!(lib.contains("include_str!(\"../../../README.md\")"));
+    }
 }

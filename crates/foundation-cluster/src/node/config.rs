@@ -167,22 +167,34 @@ impl NodeConfig {
     ///
     /// | variable | setting | default |
     /// |---|---|---|
-    /// | `FOUNDATION_NODE_NAME` | [`NodeConfig::new`]'s name | the host name |
+    /// | `FOUNDATION_NODE_NAME` | [`NodeConfig::new`]'s name | `HOSTNAME`, else the OS's host name |
     /// | `FOUNDATION_COOKIE` | the cookie | none: required |
     /// | `FOUNDATION_CLUSTER` | [`NodeConfig::cluster`] | `foundation` |
     /// | `FOUNDATION_LISTEN` | [`NodeConfig::listen`] | `0.0.0.0:4370` |
     /// | `FOUNDATION_ADVERTISE` | [`NodeConfig::advertise`] | derived |
     /// | `FOUNDATION_SILENCE_MS` | [`NodeConfig::silence`] | 3000 |
     ///
-    /// `env` looks a variable up: pass `|k| std::env::var(k).ok()`.
+    /// `env` looks a variable up: pass `|k| std::env::var(k).ok()`. A `FOUNDATION_*`
+    /// variable of the process that no Foundation setting reads (a typo such as
+    /// `FOUNDATION_PEER`) is logged as a warning, once per process.
     ///
     /// # Errors
     ///
     /// [`ConfigError`] naming the variable that is missing or malformed.
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let name = match env("FOUNDATION_NODE_NAME") {
+        warn_unknown_variables();
+        Self::from_lookup(env, os_host_name)
+    }
+
+    /// [`NodeConfig::from_env`] with the OS's host name looked up by `host`.
+    fn from_lookup(
+        env: impl Fn(&str) -> Option<String>,
+        host: impl FnOnce() -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let name = match env("FOUNDATION_NODE_NAME").or_else(|| env("HOSTNAME")) {
             Some(n) => n,
-            None => env("HOSTNAME").ok_or(ConfigError::Missing("FOUNDATION_NODE_NAME"))?,
+            // A laptop's shell does not export HOSTNAME; a container's does.
+            None => host().ok_or(ConfigError::Missing("FOUNDATION_NODE_NAME"))?,
         };
         let cookie = env("FOUNDATION_COOKIE").ok_or(ConfigError::Missing("FOUNDATION_COOKIE"))?;
         let mut config = Self::new(name, cookie);
@@ -206,7 +218,25 @@ impl NodeConfig {
             })?;
             config = config.silence(Duration::from_millis(ms));
         }
-        config.validate()?;
+        config.validate().map_err(|e| match e {
+            // Say which variable the unusable value came from.
+            ConfigError::Bad { setting, why } => ConfigError::Bad {
+                setting: match setting {
+                    "name" if env("FOUNDATION_NODE_NAME").is_some() => "FOUNDATION_NODE_NAME",
+                    "name" if env("HOSTNAME").is_some() => {
+                        "HOSTNAME (the default of FOUNDATION_NODE_NAME)"
+                    }
+                    "name" => "the host name (the default of FOUNDATION_NODE_NAME)",
+                    "cookie" => "FOUNDATION_COOKIE",
+                    "cluster" => "FOUNDATION_CLUSTER",
+                    "silence" | "heartbeat" => "FOUNDATION_SILENCE_MS",
+                    "advertise" => "FOUNDATION_ADVERTISE",
+                    other => other,
+                },
+                why,
+            },
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -418,6 +448,98 @@ impl NodeConfig {
     }
 }
 
+/// The environment variables Foundation reads: a node's settings
+/// ([`NodeConfig::from_env`]) and its discovery ([`crate::discovery::detect`]).
+pub const ENV_VARIABLES: &[&str] = &[
+    "FOUNDATION_NODE_NAME",
+    "FOUNDATION_COOKIE",
+    "FOUNDATION_CLUSTER",
+    "FOUNDATION_LISTEN",
+    "FOUNDATION_ADVERTISE",
+    "FOUNDATION_SILENCE_MS",
+    "FOUNDATION_PEERS",
+    "FOUNDATION_DNS_QUERY",
+];
+
+/// The `FOUNDATION_*` names among `names` that Foundation does not read, each with the
+/// known variable it most resembles (a typo's likely intent), if one is close.
+pub fn unknown_variables<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Vec<(String, Option<&'static str>)> {
+    names
+        .into_iter()
+        .filter(|n| n.starts_with("FOUNDATION_") && !ENV_VARIABLES.contains(n))
+        .map(|n| {
+            let near = ENV_VARIABLES
+                .iter()
+                .map(|k| (edit_distance(n, k), *k))
+                .min()
+                .filter(|(d, _)| *d <= 3)
+                .map(|(_, k)| k);
+            (n.to_owned(), near)
+        })
+        .collect()
+}
+
+/// Logs each unknown `FOUNDATION_*` variable of this process, once per process.
+pub(crate) fn warn_unknown_variables() {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    for (name, near) in unknown_variables(names.iter().map(String::as_str)) {
+        match near {
+            Some(near) => tracing::warn!(
+                variable = %name,
+                "{name} is set but Foundation reads no such variable: did you mean {near}?"
+            ),
+            None => tracing::warn!(
+                variable = %name,
+                "{name} is set but Foundation reads no such variable (known: {})",
+                ENV_VARIABLES.join(", ")
+            ),
+        }
+    }
+}
+
+/// Levenshtein distance, for short names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The OS's name for this machine (what `gethostname` returns), if it has a usable one:
+/// Linux's `/proc/sys/kernel/hostname`, else `/etc/hostname`, else `COMPUTERNAME`
+/// (Windows), else the `hostname` command (macOS and the BSDs). No dependency for it.
+fn os_host_name() -> Option<String> {
+    let usable = |s: String| Some(s.trim().to_owned()).filter(|n| !n.is_empty());
+    let file = |path: &str| std::fs::read_to_string(path).ok().and_then(usable);
+    file("/proc/sys/kernel/hostname")
+        .or_else(|| file("/etc/hostname"))
+        .or_else(|| std::env::var("COMPUTERNAME").ok().and_then(usable))
+        .or_else(|| {
+            let out = std::process::Command::new("hostname").output().ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8(out.stdout).ok())
+                .flatten()
+                .and_then(usable)
+        })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
 mod tests {
@@ -444,6 +566,73 @@ mod tests {
         assert_eq!(c.silence, Duration::from_millis(600));
         assert_eq!(c.heartbeat_every(), Duration::from_millis(100));
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn the_default_name_is_the_host_name() {
+        let no_host = || None;
+        let c = NodeConfig::from_lookup(
+            env(&[("FOUNDATION_COOKIE", "c"), ("HOSTNAME", "pod-7")]),
+            no_host,
+        )
+        .unwrap();
+        assert_eq!(c.name, "pod-7");
+        // A laptop's shell does not export HOSTNAME: the OS's name is used.
+        let c = NodeConfig::from_lookup(env(&[("FOUNDATION_COOKIE", "c")]), || {
+            Some("laptop.local".into())
+        })
+        .unwrap();
+        assert_eq!(c.name, "laptop.local");
+        let e = NodeConfig::from_lookup(env(&[("FOUNDATION_COOKIE", "c")]), no_host).unwrap_err();
+        assert_eq!(e, ConfigError::Missing("FOUNDATION_NODE_NAME"));
+        // The real lookup gives this machine's name.
+        assert!(os_host_name().is_some_and(|n| !n.is_empty()));
+        // An unusable host name is blamed on where it came from.
+        let e = NodeConfig::from_lookup(env(&[("FOUNDATION_COOKIE", "c")]), || {
+            Some("my laptop".into())
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("the host name"), "{e}");
+    }
+
+    #[test]
+    fn unknown_variables_are_named_with_a_guess() {
+        let unknown = unknown_variables([
+            "FOUNDATION_PEER",
+            "FOUNDATION_COOKIE",
+            "PATH",
+            "FOUNDATION_WHATEVER_ELSE",
+        ]);
+        assert_eq!(
+            unknown,
+            [
+                ("FOUNDATION_PEER".to_owned(), Some("FOUNDATION_PEERS")),
+                ("FOUNDATION_WHATEVER_ELSE".to_owned(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn validation_errors_name_the_variable() {
+        const C: (&str, &str) = ("FOUNDATION_COOKIE", "c");
+        const N: (&str, &str) = ("FOUNDATION_NODE_NAME", "a");
+        let e = NodeConfig::from_env(env(&[
+            ("FOUNDATION_COOKIE", "c"),
+            ("FOUNDATION_NODE_NAME", "a b"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("`FOUNDATION_NODE_NAME`"), "{e}");
+        let e = NodeConfig::from_env(env(&[("FOUNDATION_COOKIE", "c"), ("HOSTNAME", "a b")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("HOSTNAME"), "{e}");
+        let e = NodeConfig::from_env(env(&[C, N, ("FOUNDATION_SILENCE_MS", "1")])).unwrap_err();
+        assert!(e.to_string().contains("`FOUNDATION_SILENCE_MS`"), "{e}");
+        let e = NodeConfig::from_env(env(&[C, N, ("FOUNDATION_CLUSTER", "")])).unwrap_err();
+        assert!(e.to_string().contains("`FOUNDATION_CLUSTER`"), "{e}");
+        let e = NodeConfig::from_env(env(&[C, N, ("FOUNDATION_ADVERTISE", "nope")])).unwrap_err();
+        assert!(e.to_string().contains("`FOUNDATION_ADVERTISE`"), "{e}");
+        let e = NodeConfig::from_env(env(&[("FOUNDATION_COOKIE", ""), N])).unwrap_err();
+        assert!(e.to_string().contains("`FOUNDATION_COOKIE`"), "{e}");
     }
 
     #[test]

@@ -30,10 +30,63 @@ pub enum NodeError {
     },
 }
 
+/// Why [`Node::wait_for`](super::Node::wait_for) or
+/// [`Node::wait_for_members`](super::Node::wait_for_members) gave up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// Some nodes were not up in time.
+    #[error("{}", timeout_message(missing, *waited, refused))]
+    Timeout {
+        /// The nodes that are not up.
+        missing: Vec<String>,
+        /// How long it waited.
+        waited: std::time::Duration,
+        /// Connections this node refused meanwhile, as `(peer, why)`: the likely reason
+        /// (a wrong cookie, another cluster, TLS on one side only).
+        refused: Vec<(String, String)>,
+    },
+    /// This node shut down while waiting.
+    #[error("this node shut down while waiting for its peers")]
+    Shutdown,
+}
+
+fn timeout_message(
+    missing: &[String],
+    waited: std::time::Duration,
+    refused: &[(String, String)],
+) -> String {
+    let names = missing
+        .iter()
+        .map(|m| format!("`{m}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let verb = if missing.len() == 1 { "is" } else { "are" };
+    let mut s = format!("{names} {verb} not up after {waited:?}");
+    if refused.is_empty() {
+        s.push_str(
+            ": no connection was refused meanwhile (is discovery configured: FOUNDATION_PEERS, \
+             and is the peer listening where it is looked for?)",
+        );
+    } else {
+        s.push_str("; connections refused meanwhile: ");
+        let why = refused
+            .iter()
+            .map(|(peer, why)| format!("{peer}: {why}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        s.push_str(&why);
+    }
+    s
+}
+
 /// Why a remote send or call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RemoteError {
+    /// This node has shut down: it sends and calls nothing any more.
+    #[error("node `{0}` (this node) has shut down")]
+    Shutdown(String),
     /// No live member of that name.
     #[error("node `{0}` is not a live member of the cluster")]
     UnknownNode(String),

@@ -117,9 +117,16 @@ pub(crate) trait Inbox: Send + Sync {
         held: Option<Delivery>,
         reply: ReplyTo,
     ) -> Result<(), Refusal>;
+
+    /// Whether the process has stopped for good.
+    fn is_stopped(&self) -> bool;
 }
 
 impl<M: RemoteMessage> Inbox for Addr<M> {
+    fn is_stopped(&self) -> bool {
+        Addr::is_stopped(self)
+    }
+
     fn wire_type(&self) -> WireType {
         M::WIRE_TYPE
     }
@@ -173,10 +180,16 @@ impl<M: RemoteMessage> Inbox for Addr<M> {
             dropped: false,
         }));
         let port_side = once.clone();
+        let target = self.clone();
         let replier = foundation_actors::remote::Replier::new(move |bytes: Option<Vec<u8>>| {
             let mut o = lock(&port_side);
             match bytes {
                 Some(bytes) => o.send(Ok(bytes)),
+                // Dropped with the mailbox of a process that stopped (a call right after
+                // `stop()`): the process is gone, not silent.
+                None if o.delivered && stopping(&target) => {
+                    o.send(Err((Refusal::Stopped, String::new())));
+                }
                 None if o.delivered => o.send(Err((Refusal::NoReply, String::new()))),
                 None => o.dropped = true,
             }
@@ -198,7 +211,12 @@ impl<M: RemoteMessage> Inbox for Addr<M> {
             Ok(()) => {
                 o.delivered = true;
                 if o.dropped {
-                    o.send(Err((Refusal::NoReply, String::new())));
+                    let why = if stopping(self) {
+                        Refusal::Stopped
+                    } else {
+                        Refusal::NoReply
+                    };
+                    o.send(Err((why, String::new())));
                 }
                 Ok(())
             }
@@ -222,6 +240,16 @@ impl Once {
             reply(r);
         }
     }
+}
+
+/// Whether the process has stopped for good or its incarnation is stopping (its mailbox,
+/// and the ports in it, are being dropped).
+fn stopping<M: Send + 'static>(addr: &Addr<M>) -> bool {
+    use ractor::ActorStatus;
+    addr.is_stopped()
+        || addr
+            .actor_cell()
+            .is_some_and(|c| matches!(c.get_status(), ActorStatus::Stopping | ActorStatus::Stopped))
 }
 
 fn deliver<M: Send + 'static>(

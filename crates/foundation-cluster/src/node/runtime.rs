@@ -2,7 +2,7 @@
 //! loop that owns membership. The connections (accept, admit, dial, lanes) are in
 //! `conn.rs`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -35,6 +35,11 @@ const TOKEN_TTL: Duration = Duration::from_secs(60);
 /// Backoff between dials of an address that does not answer.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How many recent refusals are kept for [`super::Node::wait_for`]'s error.
+const RECENT_REFUSALS: usize = 16;
+/// How many (host, reason) pairs are remembered as logged; past that the memory starts
+/// over (a peer refused again is then logged once more).
+const LOGGED_REFUSALS: usize = 4096;
 
 pub(crate) struct PendingCall {
     pub(crate) node: String,
@@ -76,6 +81,10 @@ pub(crate) struct Shared {
     pub(crate) events: broadcast::Sender<ClusterEvent>,
     pub(crate) members: RwLock<Vec<Member>>,
     pub(crate) loop_tx: mpsc::UnboundedSender<Event>,
+    /// The latest refusals: when, the peer, why.
+    refusals: Mutex<VecDeque<(Instant, String, String)>>,
+    /// The (host, reason) pairs already logged at `warn`.
+    logged_refusals: Mutex<HashSet<(String, String)>>,
 }
 
 impl Shared {
@@ -115,6 +124,8 @@ impl Shared {
             events: broadcast::channel(1024).0,
             members: RwLock::default(),
             loop_tx,
+            refusals: Mutex::default(),
+            logged_refusals: Mutex::default(),
         }
     }
 
@@ -222,9 +233,52 @@ impl Shared {
         }
     }
 
-    pub(super) fn reject(&self, peer: String, why: String) {
-        tracing::warn!(%peer, %why, "refused a connection");
+    /// Refuses a connection: an event every time, a warning once per peer host and
+    /// reason (a peer with the wrong cookie redials every few seconds, forever), and a
+    /// note for [`super::Node::wait_for`]'s error.
+    pub(crate) fn reject(&self, peer: String, why: String) {
+        // Inbound connections come from a new port each time: the host is the peer.
+        let host = peer
+            .parse::<SocketAddr>()
+            .map_or_else(|_| peer.clone(), |a| a.ip().to_string());
+        let first = {
+            let mut logged = lock(&self.logged_refusals);
+            if logged.len() >= LOGGED_REFUSALS {
+                logged.clear();
+            }
+            logged.insert((host, why.clone()))
+        };
+        if first {
+            tracing::warn!(%peer, %why, "refused a connection (logged once per peer and reason; again at debug level)");
+        } else {
+            tracing::debug!(%peer, %why, "refused a connection again");
+        }
+        {
+            let mut recent = lock(&self.refusals);
+            if recent.len() >= RECENT_REFUSALS {
+                recent.pop_front();
+            }
+            recent.push_back((Instant::now(), peer.clone(), why.clone()));
+        }
         let _ = self.events.send(ClusterEvent::Rejected { peer, why });
+    }
+
+    /// The refusals since `since` (all kept ones for `None`), each (peer, reason) once.
+    pub(crate) fn refusals_since(&self, since: Option<Instant>) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (at, peer, why) in lock(&self.refusals).iter() {
+            if since.is_some_and(|s| *at < s) {
+                continue;
+            }
+            let host = |p: &str| {
+                p.parse::<SocketAddr>()
+                    .map_or_else(|_| p.to_owned(), |a| a.ip().to_string())
+            };
+            if !out.iter().any(|(p, w)| w == why && host(p) == host(peer)) {
+                out.push((peer.clone(), why.clone()));
+            }
+        }
+        out
     }
 
     /// Handles one item that arrived from `from`.
@@ -1063,5 +1117,65 @@ pub(crate) async fn run_strategy(
     let (r, ()) = tokio::join!(strategy.run(stx), forward);
     if let Err(e) = r {
         tracing::error!(strategy = name, error = %e, "discovery strategy stopped");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+mod tests {
+    use super::*;
+
+    /// Log lines written while `f` runs, at `debug` and above.
+    fn logs(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                lock(&self.0).extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(lock(&buf.0).clone()).unwrap()
+    }
+
+    #[test]
+    fn a_peer_refused_again_and_again_is_warned_about_once() {
+        let config = NodeConfig::new("a", "cookie");
+        let shared = Shared::new(&config, "127.0.0.1:1".into(), mpsc::unbounded_channel().0);
+        let why = "session closed before authenticating: wrong cookie";
+        let out = logs(|| {
+            // A peer with the wrong cookie redials from a new port each time.
+            for port in 40_000..40_010 {
+                shared.reject(format!("10.0.0.7:{port}"), why.into());
+            }
+            shared.reject("10.0.0.8:40000".into(), why.into());
+            shared.reject("10.0.0.7:40000".into(), "sent 0x47 first".into());
+        });
+        let warned: Vec<&str> = out.lines().filter(|l| l.contains(" WARN ")).collect();
+        assert_eq!(warned.len(), 3, "{out}");
+        assert!(warned[0].contains("10.0.0.7:40000") && warned[0].contains("wrong cookie"));
+        assert!(warned[1].contains("10.0.0.8"));
+        assert!(warned[2].contains("0x47"));
+        assert_eq!(
+            out.lines()
+                .filter(|l| l.contains("refused a connection again"))
+                .count(),
+            9,
+            "{out}"
+        );
+        // A waiting caller is told each (host, reason) once.
+        let refused = shared.refusals_since(None);
+        assert_eq!(refused.len(), 3, "{refused:?}");
     }
 }

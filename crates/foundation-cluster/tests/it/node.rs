@@ -613,3 +613,150 @@ async fn a_control_message_goes_through_while_the_default_channel_is_full() {
     assert!(a.members().iter().any(|m| m.id == "b"));
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_resolves_when_the_peer_is_up_and_names_the_missing_ones() {
+    use foundation_cluster::node::WaitError;
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c).await;
+    let long = Duration::from_secs(60);
+    // Waiting from before the peer exists: resolved by its NodeUp.
+    let waiting = {
+        let a = a.clone();
+        tokio::spawn(async move { a.wait_for("b", long).await })
+    };
+    let _b = harness::start("b", &[("SEEDS", a.advertised())]);
+    let b = waiting.await.unwrap().unwrap();
+    assert_eq!(b.id, "b");
+    // Up already: resolved from the members, without an event.
+    assert_eq!(a.wait_for("b", long).await.unwrap().id, "b");
+    // One missing: the error names it (and only it).
+    let r = a
+        .wait_for_members(&["b", "nobody"], Duration::from_millis(300))
+        .await;
+    let Err(WaitError::Timeout { missing, .. }) = &r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(missing, &["nobody"]);
+    let text = r.unwrap_err().to_string();
+    assert!(text.starts_with("`nobody` is not up after"), "{text}");
+    // A node that shuts down ends the waits on it.
+    let waiting = {
+        let a = a.clone();
+        tokio::spawn(async move { a.wait_for("nobody", long).await })
+    };
+    tokio::task::yield_now().await;
+    a.shutdown().await;
+    assert_eq!(waiting.await.unwrap(), Err(WaitError::Shutdown));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_waiting_for_a_node_with_the_wrong_cookie_is_told_why() {
+    use foundation_cluster::node::WaitError;
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c).await;
+    let mut events = a.subscribe();
+    let _x = harness::start("x", &[("SEEDS", a.advertised()), ("COOKIE", "wrong")]);
+    wait_event(&mut events, is_rejected("before authenticating")).await;
+    let r = a.wait_for("x", Duration::from_millis(300)).await;
+    let Err(WaitError::Timeout { refused, .. }) = &r else {
+        panic!("{r:?}")
+    };
+    // x redials every few seconds: its refusals are listed once.
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let text = r.unwrap_err().to_string();
+    assert!(text.contains("`x` is not up"), "{text}");
+    assert!(text.contains("wrong cookie"), "{text}");
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_whose_process_stopped_can_be_exported_again() {
+    use foundation_actors::{SpawnError, spawn};
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c).await;
+    let first = spawn(harness::ProbeActor, ()).await.unwrap();
+    a.export("again", &first).unwrap();
+    let second = spawn(harness::ProbeActor, ()).await.unwrap();
+    // Taken while the first runs.
+    assert!(matches!(
+        a.export("again", &second),
+        Err(SpawnError::NameTaken(_))
+    ));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let _hook = first.on_stop(move || {
+        let _ = tx.send(());
+    });
+    first.stop(None);
+    tokio::time::timeout(Duration::from_secs(30), rx)
+        .await
+        .unwrap()
+        .unwrap();
+    a.export("again", second).unwrap();
+    let r: String = a
+        .call(
+            "a",
+            "again",
+            |p| Probe::Ask("x".into(), p),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert!(r.starts_with("x "), "{r}");
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_has_shut_down_says_so() {
+    use foundation_cluster::node::RemoteError;
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c).await;
+    let probe = foundation_actors::spawn(harness::ProbeActor, ())
+        .await
+        .unwrap();
+    a.export("probe-x", probe).unwrap();
+    a.shutdown().await;
+    let r: Result<String, _> = a
+        .call(
+            "a",
+            "probe-x",
+            |p| Probe::Ask("x".into(), p),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        matches!(r, Err(RemoteError::Shutdown(ref n)) if n == "a"),
+        "{r:?}"
+    );
+    let r = a.send("b", "probe-x", &Probe::Note("x".into()));
+    assert!(matches!(r, Err(RemoteError::Shutdown(_))), "{r:?}");
+    assert!(r.unwrap_err().to_string().contains("has shut down"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_right_after_stop_gets_stopped() {
+    use foundation_cluster::node::RemoteError;
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c).await;
+    for i in 0..20 {
+        let name = format!("stopping-{i}");
+        let probe = foundation_actors::spawn(harness::ProbeActor, ())
+            .await
+            .unwrap();
+        a.export(&name, &probe).unwrap();
+        probe.stop(None);
+        let r: Result<String, _> = a
+            .call(
+                "a",
+                &name,
+                |p| Probe::Ask("x".into(), p),
+                Duration::from_secs(30),
+            )
+            .await;
+        assert!(
+            matches!(r, Err(RemoteError::Stopped { ref name, .. }) if name.starts_with("stopping-")),
+            "call {i}: {r:?}"
+        );
+    }
+    a.shutdown().await;
+}

@@ -63,8 +63,8 @@ pub enum CastError<M> {
     Remote {
         /// The name, as `Debug` prints it.
         name: String,
-        /// Why.
-        source: RemoteError,
+        /// Why (boxed: it names nodes and types, and a send's error should stay small).
+        source: Box<RemoteError>,
         /// The message.
         msg: M,
     },

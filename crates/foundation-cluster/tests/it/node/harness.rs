@@ -98,7 +98,8 @@ pub async fn probe() -> Addr<Probe> {
     spawn(ProbeActor, ()).await.unwrap()
 }
 
-struct ProbeActor;
+/// The process every node exports as `probe`.
+pub struct ProbeActor;
 
 impl Actor for ProbeActor {
     type Msg = Probe;
