@@ -106,17 +106,21 @@ pub(crate) fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         Item::Cast {
             name: "kv",
             ctx: None,
+            ty: 0x5d1e_7c0a_93b2_44f1,
             msg: b"\x01\x03key\x02\x07\x08",
         },
         Item::Cast {
             name: "$registry/default",
             ctx: Some(ctx.clone()),
+            ty: 0x0123_4567_89ab_cdef,
             msg: b"\x00",
         },
         Item::Call {
             id: 42,
             name: "greeter",
             ctx: Some(ctx.clone()),
+            ty: 0x1b87_3593_0f2e_6c41,
+            reply: 0x9e37_79b9_7f4a_7c15,
             msg: b"\x01\x03ada",
         },
         Item::Reply {
@@ -125,7 +129,11 @@ pub(crate) fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         },
         Item::Reply {
             id: 43,
-            result: Err(Refusal::NoSuchName),
+            result: Err((Refusal::NoSuchName, "")),
+        },
+        Item::Reply {
+            id: 44,
+            result: Err((Refusal::WrongType, "test.Probe")),
         },
         Item::Heartbeat,
         Item::Leave,
