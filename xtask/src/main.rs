@@ -3,9 +3,12 @@
 //! - `test`: formatting, lints, doc tests, loom model tests, then the test suite.
 //! - `bench [--quick]`: the criterion and memory benches, summarised against their budgets.
 //! - `demo [args...]`: the runnable demo in `examples`.
+//! - `fuzz [--seconds N] [--target NAME]... [--seeds]`: a bounded run of every fuzz target
+//!   in `fuzz/` (nightly and cargo-fuzz), or a rewrite of their seed corpus.
 
 mod bench;
 mod demo;
+mod fuzz;
 mod test;
 
 use std::ffi::OsString;
@@ -24,6 +27,10 @@ commands:
   bench [--quick]  run the criterion and memory benches and print the budget table
                    (also writes target/bench-summary.json)
   demo [args...]   run the demo program in `examples`, passing args through
+  fuzz [--seconds N] [--target NAME]... [--seeds]
+                   build the fuzz targets in `fuzz/` (cargo +nightly fuzz) and run each
+                   for N seconds (default 15); the first crash fails, naming the target.
+                   --seeds rewrites fuzz/corpus/ from the crates' encoders instead
 ";
 
 fn main() -> ExitCode {
@@ -35,6 +42,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&rest),
         Some("bench") => bench::run(&rest),
         Some("demo") => demo::run(&rest),
+        Some("fuzz") => fuzz::run(&rest),
         None | Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -58,3 +58,26 @@ pub mod node;
 #[cfg(feature = "raft")]
 pub mod raft;
 pub mod ring;
+
+/// Entry points for the fuzz targets in the repository's `fuzz/` directory, behind the
+/// feature `fuzzing` (off by default). **Not an API**: these may change or go at any
+/// time, and no application should turn the feature on.
+///
+/// Each function takes bytes as a peer could send them, runs the decode the node runs on
+/// them through the node's own functions, and returns whether they were accepted. None may
+/// panic, whatever the bytes: a panic is a bug the fuzzers are there to find.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::node::fuzzing::{agent, items, lane};
+    #[cfg(feature = "raft")]
+    pub use crate::raft::fuzzing::raft;
+
+    /// Seed inputs for the targets, made with the node's own encoders: (target, bytes).
+    pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+        let mut seeds = crate::node::fuzzing::seeds();
+        #[cfg(feature = "raft")]
+        seeds.extend(crate::raft::fuzzing::seeds());
+        seeds
+    }
+}

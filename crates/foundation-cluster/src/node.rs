@@ -796,3 +796,8 @@ impl Drop for Forget<'_> {
         locks::lock(&self.shared.calls).remove(&self.id);
     }
 }
+
+/// The decoders of peer bytes, for the fuzz targets (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+pub(crate) mod fuzzing;

@@ -513,3 +513,8 @@ impl<S: Machine> Drop for Inner<S> {
         }
     }
 }
+
+/// The decoders of peer bytes, for the fuzz targets (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+pub(crate) mod fuzzing;

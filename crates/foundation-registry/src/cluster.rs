@@ -570,3 +570,7 @@ impl<K: Key, M: RemoteMessage, V: Value> Lookup<K> for ClusterRegistry<K, M, V> 
         usize::from(self.inner.mirror.contains_key(key))
     }
 }
+
+/// The replication's decoders of peer bytes, for the fuzz targets (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing;

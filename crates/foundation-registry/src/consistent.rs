@@ -782,3 +782,7 @@ mod tests {
         assert_eq!(copy.last_token, 1, "a bad snapshot must not wipe the state");
     }
 }
+
+/// The lease machine's decoders of peer bytes, for the fuzz targets (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing;

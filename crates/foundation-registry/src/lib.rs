@@ -88,6 +88,9 @@
 
 pub mod cluster;
 pub mod consistent;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod local;
 mod lookup;
 pub mod placement;

@@ -19,7 +19,7 @@ use super::runtime::{Event, Shared};
 
 pub(crate) const SCOPE: &str = "foundation";
 pub(crate) const GROUP: &str = "nodes";
-const VARIANT: &str = "foundation.agent.v1";
+pub(super) const VARIANT: &str = "foundation.agent.v1";
 
 /// A node introducing itself to a peer.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -193,11 +193,25 @@ impl Client {
         T: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        match serde_json::from_slice::<Result<T, RaftError<NodeId, E>>>(bytes) {
-            Ok(Ok(t)) => Ok(t),
-            Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
-            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
-        }
+        answer(self.target, bytes)
+    }
+}
+
+/// Reads a peer's answer to an RPC sent to `target`.
+// openraft's error type is what its trait returns; boxing it here would only unbox it again.
+#[allow(clippy::result_large_err)]
+pub(crate) fn answer<T, E>(
+    target: NodeId,
+    bytes: &[u8],
+) -> Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+where
+    T: DeserializeOwned,
+    E: std::error::Error + DeserializeOwned,
+{
+    match serde_json::from_slice::<Result<T, RaftError<NodeId, E>>>(bytes) {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(target, e))),
+        Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
     }
 }
 
