@@ -102,6 +102,7 @@ pub(crate) fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             token: 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
             node: "node-a",
             incarnation: 1_700_000_000_000,
+            channel: "control",
         },
         Item::Cast {
             name: "kv",
@@ -176,6 +177,7 @@ pub(crate) fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         token: u128::MAX / 3,
         members: vec!["10.0.0.2:4369".into(), "10.0.0.3:4369".into()],
         silence_ms: 3000,
+        channels: vec!["control".into(), "default".into()],
     };
     let agent = [
         AgentMsg::Hello(hello),
