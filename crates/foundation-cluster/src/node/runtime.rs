@@ -536,8 +536,19 @@ pub(crate) struct Loop {
     dialed: HashMap<String, String>,
     /// Address as known → the node found there.
     owner: HashMap<String, String>,
+    /// Peers whose lane from this node was closed by them while their lanes to this node
+    /// are still open: down at the instant given unless those close first (see
+    /// [`OUT_CLOSE_GRACE`]).
+    closing: HashMap<String, (u64, Instant)>,
     leaving: bool,
 }
+
+/// How long a peer that closed this node's lane to it stays up while its own lanes to this
+/// node are open. A leaving peer writes `Leave` on its lanes before it closes anything, but
+/// this node reads those lanes and watches its own in separate tasks: without the wait, a
+/// closed outbound lane seen first would make a graceful leave look like a disconnection.
+/// A killed peer's lanes to this node close at once too, and take it down without waiting.
+const OUT_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 impl Loop {
     pub(crate) fn new(
@@ -558,6 +569,7 @@ impl Loop {
             sightings: HashMap::new(),
             dialed: HashMap::new(),
             owner: HashMap::new(),
+            closing: HashMap::new(),
             leaving: false,
         }
     }
@@ -780,7 +792,17 @@ impl Loop {
                 if let Some(why) = why {
                     tracing::info!(%node, %why, "a lane closed");
                 }
-                self.down(&node, incarnation, DownReason::Disconnected);
+                let reading = self
+                    .inbound
+                    .get(&node)
+                    .is_some_and(|l| l.incarnation == incarnation && !l.lanes.is_empty());
+                if reading {
+                    self.closing
+                        .entry(node)
+                        .or_insert((incarnation, now + OUT_CLOSE_GRACE));
+                } else {
+                    self.down(&node, incarnation, DownReason::Disconnected);
+                }
             }
             Event::SessionOpened(s) => {
                 // Its handshake deadline runs from the accept (or the dial).
@@ -988,6 +1010,18 @@ impl Loop {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
+        if !self.closing.is_empty() {
+            let due: Vec<(String, u64)> = self
+                .closing
+                .iter()
+                .filter(|(_, (_, at))| *at <= now)
+                .map(|(n, (inc, _))| (n.clone(), *inc))
+                .collect();
+            for (node, incarnation) in due {
+                self.closing.remove(&node);
+                self.down(&node, incarnation, DownReason::Disconnected);
+            }
+        }
         if !self.leaving {
             for p in self.peers.values_mut() {
                 if now.duration_since(p.last_heartbeat) >= p.heartbeat {
