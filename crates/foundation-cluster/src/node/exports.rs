@@ -185,12 +185,7 @@ impl<M: RemoteMessage> Inbox for Addr<M> {
             let mut o = lock(&port_side);
             match bytes {
                 Some(bytes) => o.send(Ok(bytes)),
-                // Dropped with the mailbox of a process that stopped (a call right after
-                // `stop()`): the process is gone, not silent.
-                None if o.delivered && stopping(&target) => {
-                    o.send(Err((Refusal::Stopped, String::new())));
-                }
-                None if o.delivered => o.send(Err((Refusal::NoReply, String::new()))),
+                None if o.delivered => o.send(Err((unanswered(&target), String::new()))),
                 None => o.dropped = true,
             }
         });
@@ -211,12 +206,7 @@ impl<M: RemoteMessage> Inbox for Addr<M> {
             Ok(()) => {
                 o.delivered = true;
                 if o.dropped {
-                    let why = if stopping(self) {
-                        Refusal::Stopped
-                    } else {
-                        Refusal::NoReply
-                    };
-                    o.send(Err((why, String::new())));
+                    o.send(Err((unanswered(self), String::new())));
                 }
                 Ok(())
             }
@@ -239,6 +229,17 @@ impl Once {
         if let Some(reply) = self.reply.take() {
             reply(r);
         }
+    }
+}
+
+/// Why a delivered call's port was dropped unanswered: `Stopped` when it went with the
+/// mailbox of a process that stopped (a call right after `stop()`: the process is gone, not
+/// silent), `NoReply` when the handler dropped it.
+fn unanswered<M: Send + 'static>(addr: &Addr<M>) -> Refusal {
+    if stopping(addr) {
+        Refusal::Stopped
+    } else {
+        Refusal::NoReply
     }
 }
 
