@@ -412,6 +412,7 @@ impl Node {
         let mut stats = self.shared.admission.stats();
         stats.remote_dropped = self.shared.remote_dropped.load(Ordering::Relaxed);
         stats.remote_refused = self.shared.remote_refused.load(Ordering::Relaxed);
+        stats.wrong_type = self.shared.wrong_types.load(Ordering::Relaxed);
         stats
     }
 
@@ -476,7 +477,7 @@ impl Node {
     ///
     /// The message carries its type's identity ([`RemoteMessage::WIRE_TYPE`]): the other
     /// node drops a message whose type is not the process's before decoding it, and counts
-    /// it ([`Node::wrong_type_refusals`]), so a message of another type never runs the
+    /// it ([`NodeStats::wrong_type`]), so a message of another type never runs the
     /// process's handlers.
     ///
     /// # Errors
@@ -512,14 +513,6 @@ impl Node {
     ) -> Result<(), RemoteError> {
         let ctx = Context::current();
         self.push(channel, node, None, name, ctx.as_ref(), msg)
-    }
-
-    /// How many messages and calls from other nodes (and this one) this node refused
-    /// because the process they were for takes another message type, or answers the call
-    /// with another reply type than its caller expects (see [`RemoteError::WrongType`]).
-    /// Each is also logged, with the process's type and the hash of the one sent.
-    pub fn wrong_type_refusals(&self) -> u64 {
-        self.shared.wrong_types.load(Ordering::Relaxed)
     }
 
     /// Queues `msg` for `name` on `node`: a cast, or with `call` a call (its id and the

@@ -87,6 +87,11 @@ pub struct NodeStats {
     /// Calls from other nodes refused with [`crate::node::RemoteError::Overloaded`] for the
     /// same reason.
     pub remote_refused: u64,
+    /// Messages and calls from other nodes (and this one) refused because the process they
+    /// were for takes another message type, or answers the call with another reply type
+    /// than its caller expects (see [`crate::node::RemoteError::WrongType`]). Each is also
+    /// logged, with the process's type and the hash of the one sent.
+    pub wrong_type: u64,
 }
 
 #[derive(Debug, Default)]
@@ -258,6 +263,7 @@ impl Admission {
             accept_errors: self.accept_errors.load(Ordering::Relaxed),
             remote_dropped: 0,
             remote_refused: 0,
+            wrong_type: 0,
         }
     }
 }

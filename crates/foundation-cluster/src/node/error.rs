@@ -150,10 +150,10 @@ pub enum RemoteError {
     },
     /// The process exported as `name` takes another message type than the one sent (their
     /// wire names differ): the message was refused before it was decoded, and no handler
-    /// ran. A tell refused so is counted ([`Node::wrong_type_refusals`]) and logged on the
+    /// ran. A tell refused so is counted ([`NodeStats::wrong_type`]) and logged on the
     /// receiving node; a call's caller gets this error.
     ///
-    /// [`Node::wrong_type_refusals`]: super::Node::wrong_type_refusals
+    /// [`NodeStats::wrong_type`]: super::NodeStats::wrong_type
     #[error(
         "`{name}` on node `{node}` takes `{expected}`, not `{got}`: refused before decoding, no handler ran"
     )]

@@ -137,7 +137,7 @@ async fn a_message_or_call_of_another_type_is_refused_before_any_handler_runs() 
             if expected == "u64" && got == "String"),
         "{r:?}"
     );
-    assert_eq!(a.wrong_type_refusals(), 2);
+    assert_eq!(a.stats().wrong_type, 2);
     a.shutdown().await;
 }
 

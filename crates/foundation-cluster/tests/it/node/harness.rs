@@ -343,7 +343,7 @@ fn node_process() {
                     ));
                 }
                 ["wrong-types"] => {
-                    say(&format!("wrong-types {}", node.wrong_type_refusals()));
+                    say(&format!("wrong-types {}", node.stats().wrong_type));
                 }
                 ["members"] => {
                     let mut m: Vec<String> = node.members().into_iter().map(|m| m.id).collect();
