@@ -149,6 +149,28 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// How many connections the kernel completes and queues for a node before it accepts
+/// them. The usual default (128) overflows under a burst of connections (hundreds of
+/// clients reconnecting at once, or a client opening silent ones): the kernel then drops
+/// the handshake's last packet, and a client that sends nothing first (it waits for the
+/// node) is left holding a connection the node never saw. Linux caps it at
+/// `net.core.somaxconn` (4096 by default).
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds and listens on `addr` with [`LISTEN_BACKLOG`] (on Unix with address reuse on, as
+/// `TcpListener::bind` sets it, so a restarted node gets its port back at once).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 impl Node {
     /// Starts a node: binds its port, starts its session server, agent and event loop.
     /// It then dials the peers given to [`Node::connect`] and those its discovery
@@ -160,13 +182,10 @@ impl Node {
     /// taken, [`NodeError::Start`] if ractor refuses to start an actor.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
         config.validate()?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| NodeError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = listen(config.listen).map_err(|source| NodeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let addr = listener.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen,
             source,
@@ -515,6 +534,83 @@ impl Node {
         self.push(channel, node, None, name, ctx.as_ref(), msg)
     }
 
+    /// As [`Node::send`], but where `send` fails with [`RemoteError::Overloaded`] because
+    /// too much already waits to be written to `node`, this waits until the channel's
+    /// writer has taken it, then queues `msg`: the sender is slowed to the pace the link
+    /// and the peer keep, instead of spinning or dropping (backpressure, as a bounded
+    /// channel's `send().await`). Other channels are not affected.
+    ///
+    /// It waits at most until the current [`Context`]'s deadline, if there is one; wrap
+    /// it in [`tokio::time::timeout`] for another bound.
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::send`] but [`RemoteError::Overloaded`]; [`RemoteError::DeadlineExceeded`]
+    /// if the context's deadline passes first; [`RemoteError::NodeDown`] if `node` goes
+    /// down while this waits.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes queues nothing.
+    pub async fn send_wait<M: RemoteMessage>(
+        &self,
+        node: &str,
+        name: &str,
+        msg: &M,
+    ) -> Result<(), RemoteError> {
+        self.send_on_wait(DEFAULT, node, name, msg).await
+    }
+
+    /// As [`Node::send_wait`], on the channel named `channel` (see [`Node::send_on`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::send_wait`], and [`RemoteError::UnknownChannel`] if this node or `node`
+    /// has no such channel.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Node::send_wait`].
+    pub async fn send_on_wait<M: RemoteMessage>(
+        &self,
+        channel: &str,
+        node: &str,
+        name: &str,
+        msg: &M,
+    ) -> Result<(), RemoteError> {
+        let ctx = Context::current();
+        let deadline = ctx
+            .as_ref()
+            .and_then(Context::remaining)
+            .map(|left| tokio::time::Instant::now() + left);
+        loop {
+            match self.push(channel, node, None, name, ctx.as_ref(), msg) {
+                Err(RemoteError::Overloaded(_)) => {}
+                done => return done,
+            }
+            let outbox = self
+                .shared
+                .channel(channel)
+                .and_then(|ch| locks::read(&self.shared.outboxes).get(node)?.get(ch));
+            // Gone since (the node went down): the next push says so.
+            let Some(outbox) = outbox else { continue };
+            let room = outbox.room();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if !outbox.is_full() {
+                continue;
+            }
+            match deadline {
+                Some(at) => {
+                    if tokio::time::timeout_at(at, room).await.is_err() {
+                        return Err(RemoteError::DeadlineExceeded);
+                    }
+                }
+                None => room.await,
+            }
+        }
+    }
+
     /// Queues `msg` for `name` on `node`: a cast, or with `call` a call (its id and the
     /// hash of the reply type the caller expects).
     fn push<M: RemoteMessage>(
@@ -723,13 +819,14 @@ impl Node {
 
     /// Leaves the cluster gracefully: peers see [`ClusterEvent::NodeLeaving`], then
     /// [`DownReason::Left`] once what was queued for them is written. Then shuts down.
+    /// Waits for the writing at most [`NodeConfig::leave_timeout`] (10 s).
     pub async fn leave(&self) {
         let (tx, rx) = oneshot::channel();
         if self.shared.loop_tx.send(Event::Leave(tx)).is_ok() {
             let _ = rx.await;
         }
-        // Give the lanes a moment to drain what was queued before the leave.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        // Let the lanes write what was queued before the leave, and the notice itself.
+        let deadline = tokio::time::Instant::now() + self.shared.leave_timeout;
         while tokio::time::Instant::now() < deadline {
             let pending = locks::read(&self.shared.outboxes)
                 .values()

@@ -21,6 +21,7 @@ pub struct NodeConfig {
     pub(crate) silence: Duration,
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) leave_timeout: Duration,
     pub(crate) max_frame: usize,
     pub(crate) max_pending: usize,
     pub(crate) max_remote_queued: usize,
@@ -153,6 +154,7 @@ impl NodeConfig {
             silence: DEFAULT_SILENCE,
             heartbeat: None,
             handshake_timeout: Duration::from_secs(5),
+            leave_timeout: Duration::from_secs(10),
             max_frame: DEFAULT_MAX_FRAME,
             max_pending: 64 * 1024 * 1024,
             max_remote_queued: 10_000,
@@ -283,6 +285,19 @@ impl NodeConfig {
     #[must_use]
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long [`crate::node::Node::leave`] waits for what is queued for its peers, its
+    /// leave notice last, to be written before it shuts down (10 s; it returns as soon as
+    /// everything is written). A peer that gets the notice sees
+    /// [`crate::node::ClusterEvent::NodeLeaving`] and a down as
+    /// [`crate::membership::DownReason::Left`]; one that does not, within this time (a
+    /// lane still connecting on a loaded machine, a peer not reading), sees the node
+    /// disconnect instead.
+    #[must_use]
+    pub fn leave_timeout(mut self, timeout: Duration) -> Self {
+        self.leave_timeout = timeout;
         self
     }
 

@@ -53,6 +53,9 @@ struct Pending {
 pub(crate) struct Outbox {
     pending: Mutex<Pending>,
     ready: Notify,
+    /// Woken when the writer takes what is queued (room again under the limit) and when
+    /// the outbox closes or finishes: senders waiting for room ([`crate::node::Node::send_wait`]).
+    room: Notify,
     max_frame: usize,
     max_pending: usize,
 }
@@ -62,6 +65,7 @@ impl Outbox {
         Self {
             pending: Mutex::new(Pending::default()),
             ready: Notify::new(),
+            room: Notify::new(),
             max_frame,
             max_pending,
         }
@@ -137,6 +141,19 @@ impl Outbox {
         p.frames.clear();
         drop(p);
         self.ready.notify_one();
+        self.room.notify_waiters();
+    }
+
+    /// Whether a push would be refused as [`Refused::Full`] now.
+    pub(crate) fn is_full(&self) -> bool {
+        let p = self.lock();
+        !p.closed && !p.finishing && p.bytes > self.max_pending
+    }
+
+    /// A future woken once there may be room again (or the outbox closed): enable it,
+    /// check [`Outbox::is_full`], then await it.
+    pub(crate) fn room(&self) -> tokio::sync::futures::Notified<'_> {
+        self.room.notified()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -153,6 +170,7 @@ impl Outbox {
     pub(crate) fn finish(&self) {
         self.lock().finishing = true;
         self.ready.notify_one();
+        self.room.notify_waiters();
     }
 
     /// Writes queued frames to `io` until the outbox closes or a write fails.
@@ -167,6 +185,9 @@ impl Outbox {
                 std::mem::swap(&mut batch, &mut p.frames);
                 p.bytes = 0;
                 p.writing = !batch.is_empty();
+            }
+            if !batch.is_empty() {
+                self.room.notify_waiters();
             }
             if batch.is_empty() {
                 if self.lock().finishing {

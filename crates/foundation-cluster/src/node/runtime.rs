@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     /// its pending limit.
     pub(crate) channels: Vec<(String, usize)>,
     pub(crate) handshake_timeout: Duration,
+    /// How long a graceful leave waits for its lanes to drain.
+    pub(crate) leave_timeout: Duration,
     pub(crate) silence: Duration,
     pub(crate) tls: Option<Tls>,
     /// The caps, gates and counters of connections not yet authenticated.
@@ -105,6 +107,7 @@ impl Shared {
             max_frame: config.max_frame,
             channels: config.channel_table(),
             handshake_timeout: config.handshake_timeout,
+            leave_timeout: config.leave_timeout,
             silence: config.silence,
             tls: config.tls.clone(),
             admission: Admission::new(
@@ -544,10 +547,12 @@ pub(crate) struct Loop {
 }
 
 /// How long a peer that closed this node's lane to it stays up while its own lanes to this
-/// node are open. A leaving peer writes `Leave` on its lanes before it closes anything, but
-/// this node reads those lanes and watches its own in separate tasks: without the wait, a
-/// closed outbound lane seen first would make a graceful leave look like a disconnection.
-/// A killed peer's lanes to this node close at once too, and take it down without waiting.
+/// node are open or still opening. A leaving peer writes `Leave` on its lanes before it
+/// closes anything, but this node reads those lanes and watches its own in separate tasks
+/// (and a peer that leaves right after joining may close this node's lane before its own
+/// lanes here have finished their handshake): without the wait, a closed outbound lane
+/// seen first would make a graceful leave look like a disconnection. A killed peer's lanes
+/// to this node close at once too, and take it down without waiting.
 const OUT_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 impl Loop {
@@ -792,17 +797,14 @@ impl Loop {
                 if let Some(why) = why {
                     tracing::info!(%node, %why, "a lane closed");
                 }
-                let reading = self
-                    .inbound
-                    .get(&node)
-                    .is_some_and(|l| l.incarnation == incarnation && !l.lanes.is_empty());
-                if reading {
-                    self.closing
-                        .entry(node)
-                        .or_insert((incarnation, now + OUT_CLOSE_GRACE));
-                } else {
-                    self.down(&node, incarnation, DownReason::Disconnected);
-                }
+                // Its lanes to this node decide, if they close or say `Leave` within the
+                // grace: those being read, and those still in their handshake (a peer that
+                // leaves right after it joined closes this lane before this node has
+                // registered its lanes, whose `Leave` is on the way). Once all of them
+                // have closed it is down already.
+                self.closing
+                    .entry(node)
+                    .or_insert((incarnation, now + OUT_CLOSE_GRACE));
             }
             Event::SessionOpened(s) => {
                 // Its handshake deadline runs from the accept (or the dial).

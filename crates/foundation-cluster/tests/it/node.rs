@@ -615,6 +615,99 @@ async fn a_control_message_goes_through_while_the_default_channel_is_full() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_wait_holds_the_sender_until_the_channel_has_room_and_gives_up_at_the_deadline() {
+    use foundation_actors::Context;
+    use foundation_cluster::node::RemoteError;
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| {
+        c.silence(Duration::from_secs(30)).max_pending(256 * 1024)
+    })
+    .await;
+    let mut events = a.subscribe();
+    let mut b = harness::start("b", &[("SEEDS", a.advertised()), ("SILENCE_MS", "30000")]);
+    wait_event(&mut events, is_up("b")).await;
+    b.pause(true);
+    let note = "x".repeat(4096);
+    let fill = || {
+        for _ in 0..200_000 {
+            match a.send("b", "probe", &Probe::Note(note.clone())) {
+                Ok(()) => {}
+                Err(RemoteError::Overloaded(n)) if n == "b" => return true,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        false
+    };
+    // Full, and still full once the writer is stuck on the paused peer's socket.
+    assert!(fill(), "the default outbox never filled");
+    assert!(
+        fill(),
+        "the default outbox drained while its peer was paused"
+    );
+
+    // With a deadline in the context, the wait ends there, and nothing is queued. (Until
+    // the paused peer's socket buffers are full, the writer may still take a batch and
+    // make room: then the send goes through; try again until it has to wait.)
+    let until_a_send_waits = async |tag: &str| {
+        for k in 0..1_000 {
+            let ctx = Context::new().with_timeout(Duration::from_millis(300));
+            let text = format!("{tag}-{k}");
+            match ctx
+                .scope(a.send_wait("b", "probe", &Probe::Note(text.clone())))
+                .await
+            {
+                Ok(()) => assert!(fill(), "the default outbox did not fill again"),
+                Err(RemoteError::DeadlineExceeded) => return text,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        panic!("a send to a paused peer never had to wait")
+    };
+    let gave_up = until_a_send_waits("deadline").await;
+
+    // Without one, the sender waits for room: once the peer reads again, the message is
+    // queued and arrives.
+    let waiting = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.send_wait("b", "probe", &Probe::Note("after-the-wait".into()))
+                .await
+        })
+    };
+    b.pause(false);
+    let sent = waiting.await.unwrap();
+    assert!(sent.is_ok(), "{sent:?}");
+    // In lane order, so a send that gave up would have arrived before it.
+    let gave_up = format!("got {gave_up}");
+    b.expect(|l| {
+        assert!(
+            !l.starts_with(&gave_up),
+            "a send that gave up at its deadline was delivered"
+        );
+        l.starts_with("got after-the-wait")
+    });
+
+    // A sender waiting on a node that goes down is told so.
+    b.pause(true);
+    assert!(fill(), "the default outbox never filled again");
+    until_a_send_waits("stuck").await;
+    let waiting = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.send_wait("b", "probe", &Probe::Note("never".into()))
+                .await
+        })
+    };
+    b.kill();
+    let r = waiting.await.unwrap();
+    assert!(
+        matches!(&r, Err(RemoteError::NodeDown(n) | RemoteError::UnknownNode(n)) if n == "b"),
+        "{r:?}"
+    );
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_resolves_when_the_peer_is_up_and_names_the_missing_ones() {
     use foundation_cluster::node::WaitError;
     let _one = IN_PROCESS.lock().await;

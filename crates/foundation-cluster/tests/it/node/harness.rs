@@ -412,22 +412,30 @@ pub async fn local_node(name: &str, tune: impl FnOnce(NodeConfig) -> NodeConfig)
     Node::start(config).await.unwrap()
 }
 
-/// Waits for an event matching `want` (up to 30 s).
+/// Waits for an event matching `want` (up to 30 s). A failure lists the events seen
+/// meanwhile.
 pub async fn wait_event(
     events: &mut tokio::sync::broadcast::Receiver<ClusterEvent>,
     want: impl Fn(&ClusterEvent) -> bool,
 ) -> ClusterEvent {
-    tokio::time::timeout(Duration::from_secs(30), async {
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             match events.recv().await {
                 Ok(e) if want(&e) => return e,
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("event stream ended: {e}"),
+                Ok(e) => seen.push(format!("{e:?}")),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    seen.push(format!("({n} events lost)"));
+                }
+                Err(e) => panic!("event stream ended: {e}; seen before: {seen:#?}"),
             }
         }
     })
-    .await
-    .expect("no matching cluster event in 30 s")
+    .await;
+    match found {
+        Ok(e) => e,
+        Err(_) => panic!("no matching cluster event in 30 s; seen meanwhile: {seen:#?}"),
+    }
 }
 
 /// Writes a CA and a certificate for `foundation.test` signed by it into `dir`.
