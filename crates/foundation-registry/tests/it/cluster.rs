@@ -253,6 +253,99 @@ async fn ten_thousand_names_from_three_nodes_converge_everywhere_late_joiner_inc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_replicate_both_ways_while_a_flood_fills_a_slow_process_between_the_same_nodes() {
+    use foundation_cluster::node::RemoteError;
+    let _g = IN_PROCESS.lock().await;
+    let (a, names) = local().await;
+    let mut b = start(
+        "b",
+        &[
+            ("SEEDS", a.advertised()),
+            ("QUIET", "1"),
+            ("SLOW", "1"),
+            ("MAX_REMOTE_QUEUED", "2000"),
+        ],
+    );
+    b.expect(|l| l == "up a");
+    wait_member(&a, "b").await;
+
+    // The flood: 1 KiB tells at b's `slow` (1 ms each) as fast as this node sends them,
+    // for 10 s, on the default channel; the registry's replication rides control.
+    let flood = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let note = "f".repeat(1024);
+            let until = tokio::time::Instant::now() + Duration::from_secs(10);
+            let (mut sent, mut full) = (0u64, 0u64);
+            while tokio::time::Instant::now() < until {
+                for _ in 0..256 {
+                    match a.send("b", "slow", &Echo::Note(note.clone())) {
+                        Ok(()) => sent += 1,
+                        Err(RemoteError::Overloaded(_)) => full += 1,
+                        Err(e) => panic!("flood: {e}"),
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+            (sent, full)
+        })
+    };
+
+    // Meanwhile names are registered on both sides, each seen by the other and reached
+    // through it.
+    let mut rounds = 0;
+    while !flood.is_finished() {
+        let here = format!("fa{rounds}");
+        let echo = echo_here(&here).await;
+        names.register(here.clone(), &echo, String::new()).unwrap();
+        assert_eq!(
+            ask(&mut b, &format!("await {here} a"), "at "),
+            format!("at {here} a")
+        );
+        let there = format!("fb{rounds}");
+        assert_eq!(
+            ask(&mut b, &format!("register {there} v"), "registered "),
+            format!("registered {there} ok")
+        );
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while names.whereis(&there).as_ref().map(|l| l.node().to_owned()) != Some("b".into()) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{there} never reached a during the flood"));
+        let answer = names
+            .call(
+                &there,
+                |p| Echo::Ask("hi".into(), p),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer, format!("{there}@b hi"));
+        rounds += 1;
+    }
+    let (sent, full) = flood.await.unwrap();
+    eprintln!("flood: {sent} sent, {full} refused at the sender; {rounds} rounds of names");
+    assert!(rounds > 0);
+    // The surplus was dropped at b, and counted there.
+    let dropped = ask(&mut b, "dropped", "dropped ");
+    let dropped: u64 = dropped["dropped ".len()..].parse().unwrap();
+    assert!(sent > 0 && dropped > 0, "{sent} sent, {dropped} dropped");
+    // Both tables agree once it is over.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while names.count() != 2 * rounds {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a's table never settled");
+    assert_eq!(ask(&mut b, "digest", "digest"), harness::digest(&names));
+    names.shutdown();
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_registered_on_both_sides_of_a_partition_has_one_winner_after_the_heal() {
     let net = harness::Net::new(3);
     // c only takes names away from losers; a and b stop them.

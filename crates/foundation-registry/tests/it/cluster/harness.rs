@@ -22,6 +22,10 @@
 //!   leases): `cready` (`@cready <leader>`), `claim <key>` (`@claim <key> ok <token>`,
 //!   `taken <node>` or `err <why>`), `holder <key>` (linearizable: `@holder <key> <node>
 //!   <token>`, `-` or `err <why>`), `release <key>`; lost leases print `@lease lost <key>`;
+//! - with `SLOW` set, a process exported as `slow` that takes 1 ms over each note (the
+//!   target of a flood; `MAX_REMOTE_QUEUED` sets the node's limit of remote messages
+//!   queued at one process; `dropped` answers `@dropped <n>`, the node's count of remote
+//!   messages dropped over that limit);
 //! - `exit`.
 
 use std::collections::HashMap;
@@ -80,6 +84,29 @@ impl Actor for EchoActor {
     }
 }
 
+/// A process that takes 1 ms over each note and answers asks: what a flood aims at.
+pub struct SlowActor;
+
+impl Actor for SlowActor {
+    type Msg = Echo;
+    type State = ();
+    type Args = ();
+
+    async fn init(&self, _: &Addr<Echo>, (): ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+
+    async fn handle(&self, _: &Addr<Echo>, msg: Echo, (): &mut ()) -> Result<(), ActorError> {
+        match msg {
+            Echo::Note(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            Echo::Ask(note, port) => {
+                let _ = port.send(format!("slow {note}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The registry every node runs.
 pub type Names = ClusterRegistry<String, Echo, String>;
 
@@ -123,7 +150,8 @@ pub fn event_line(e: &RegistryEvent<String>) -> String {
 const ENTRY: &str = "cluster::harness::node_process";
 
 /// Starts node process `name` (settings: `SEEDS`, `LISTEN`, `SILENCE_MS`, `QUIET`=1 for
-/// no per-name events, `UNREGISTER`=1 for [`OnConflict::Unregister`]).
+/// no per-name events, `UNREGISTER`=1 for [`OnConflict::Unregister`], `SLOW`=1 and
+/// `MAX_REMOTE_QUEUED` for a flood's target).
 pub fn start(name: &str, settings: &[(&str, &str)]) -> Child {
     Child::start(ENTRY, name, settings)
 }
@@ -176,7 +204,14 @@ async fn run(name: String) {
     if let Some(ms) = var("SILENCE_MS") {
         config = config.silence(Duration::from_millis(ms.parse().unwrap()));
     }
+    if let Some(n) = var("MAX_REMOTE_QUEUED") {
+        config = config.max_remote_queued(n.parse().unwrap());
+    }
     let node = Node::start(config).await.unwrap();
+    if var("SLOW").is_some() {
+        let slow = spawn(SlowActor, ()).await.unwrap();
+        node.export("slow", slow).unwrap();
+    }
     let mut opts = options();
     if var("UNREGISTER").is_some() {
         opts = opts.on_conflict(OnConflict::Unregister);
@@ -317,6 +352,7 @@ async fn run(name: String) {
                 ));
             }
             ["digest"] => say(&digest(&names)),
+            ["dropped"] => say(&format!("dropped {}", node.stats().remote_dropped)),
             ["offer", service, caps, meta] => {
                 let key = format!("{service}-{}", offered.len() + 1);
                 let addr = spawn_echo(&sup, &key, &name).await;
