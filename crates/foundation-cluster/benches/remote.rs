@@ -85,9 +85,16 @@ fn config(name: &str, listen: std::net::SocketAddr) -> NodeConfig {
 }
 
 /// The 99th percentile of `v`, in microseconds.
-fn p99_us(mut v: Vec<Duration>) -> f64 {
+fn p99_us(v: Vec<Duration>) -> f64 {
+    percentiles_us(v, &[99])[0]
+}
+
+/// The given percentiles of `v`, in microseconds.
+fn percentiles_us(mut v: Vec<Duration>, ps: &[usize]) -> Vec<f64> {
     v.sort();
-    v[(v.len() * 99 / 100).min(v.len() - 1)].as_secs_f64() * 1e6
+    ps.iter()
+        .map(|p| v[(v.len() * p / 100).min(v.len() - 1)].as_secs_f64() * 1e6)
+        .collect()
 }
 
 /// `n` small calls to `sink` on `default`, one after another: each one's latency.
@@ -436,11 +443,14 @@ fn main() {
         };
         // Let the flood fill the channel before measuring.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let during = p99_us(call_latencies(&node, 2000).await);
+        let during_all = call_latencies(&node, 2000).await;
+        let spread = percentiles_us(during_all.clone(), &[50, 90, 99]);
+        let during = p99_us(during_all);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let sent = flood.await.unwrap();
         println!(
-            "small call p99: idle {idle:.1} us; while `bulk` floods ({sent} x 16 KiB sent) {during:.1} us"
+            "small call p99: idle {idle:.1} us; while `bulk` floods ({sent} x 16 KiB sent) {during:.1} us (p50 {:.1}, p90 {:.1})",
+            spread[0], spread[1]
         );
         (idle, during)
     });

@@ -583,6 +583,10 @@ impl Node {
             .as_ref()
             .and_then(Context::remaining)
             .map(|left| tokio::time::Instant::now() + left);
+        // One unit of the task's cooperative budget a send, as a bounded channel's send
+        // takes: a producer looping on this gives its worker up now and then even while
+        // there is room, instead of holding it until the outbox is full.
+        tokio::task::coop::consume_budget().await;
         loop {
             match self.push(channel, node, None, name, ctx.as_ref(), msg) {
                 Err(RemoteError::Overloaded(_)) => {}

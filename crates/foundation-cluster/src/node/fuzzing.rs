@@ -80,14 +80,18 @@ pub fn agent(args: &[u8]) -> bool {
     AgentMsg::deserialize(msg).is_ok()
 }
 
-/// Polls `fut` once: reading from a byte slice never waits, so it is ready at once.
+/// Polls `fut` until it is ready: reading from a byte slice never waits.
 fn poll_ready<F: Future>(fut: F) -> Option<F::Output> {
     let mut fut = std::pin::pin!(fut);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match fut.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(out) => Some(out),
-        std::task::Poll::Pending => None,
+    // The reader yields now and then (a pending poll that is ready when polled again);
+    // bytes in memory never leave it waiting otherwise.
+    for _ in 0..4096 {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return Some(out);
+        }
     }
+    None
 }
 
 /// Seed inputs for the targets `lane`, `items` and `hello`, made with the node's own

@@ -18,6 +18,12 @@ use super::wire::{self, FrameError, HEADER, Item};
 /// A frame is sent once it holds this many bytes; later items start a new frame.
 const FRAME_TARGET: usize = 64 * 1024;
 
+/// A lane's reader and writer give their worker thread up after this many bytes (a yield),
+/// even when the socket could go on: a busy lane otherwise runs until tokio's cooperative
+/// budget stops it, over a hundred socket operations (megabytes, milliseconds), while a
+/// small call on another channel of the same node waits for a worker.
+const YIELD_EVERY: usize = 256 * 1024;
+
 /// The first bytes of a lane, after which come frames. A ractor_cluster session starts
 /// with a zero byte (the top byte of its big-endian u64 length), TLS with 0x16: the first
 /// byte tells the three apart.
@@ -197,10 +203,16 @@ impl Outbox {
                 self.ready.notified().await;
                 continue;
             }
+            let mut since_yield = 0;
             for frame in &mut batch {
                 let body = u32::try_from(frame.len() - HEADER).unwrap_or(u32::MAX);
                 frame[..HEADER].copy_from_slice(&body.to_le_bytes());
                 io.write_all(frame).await?;
+                since_yield += frame.len();
+                if since_yield >= YIELD_EVERY {
+                    since_yield = 0;
+                    tokio::task::yield_now().await;
+                }
             }
             io.flush().await?;
             let mut p = self.lock();
@@ -251,6 +263,7 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
     mut on_item: impl FnMut(Item<'_>),
 ) -> Result<(), LaneError> {
     let mut buf = Vec::new();
+    let mut since_yield = 0;
     loop {
         let mut header = [0u8; HEADER];
         match io.read_exact(&mut header).await {
@@ -264,6 +277,11 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
         let mut rest = &buf[..];
         while !rest.is_empty() {
             on_item(wire::take_item(&mut rest)?);
+        }
+        since_yield += HEADER + len;
+        if since_yield >= YIELD_EVERY {
+            since_yield = 0;
+            tokio::task::yield_now().await;
         }
     }
 }
