@@ -205,7 +205,16 @@ async fn lane_in<S: AsyncRead + Unpin>(
         let mut pre = [0u8; 4];
         stream.read_exact(&mut pre[consumed..]).await?;
         if pre[consumed..] != PREAMBLE[consumed..] {
-            return Err(lane::LaneError::Io(std::io::Error::other("bad preamble")));
+            let why = if pre[consumed..3] == PREAMBLE[consumed..3] {
+                format!(
+                    "a lane of wire version {}, this node speaks {} (the nodes of a cluster must run the same Foundation version)",
+                    char::from(pre[3]).escape_default(),
+                    char::from(PREAMBLE[3])
+                )
+            } else {
+                "bad preamble".to_owned()
+            };
+            return Err(lane::LaneError::Io(std::io::Error::other(why)));
         }
         lane::read_frame(&mut stream, PREAUTH_FRAME, &mut buf).await
     })

@@ -27,7 +27,10 @@ const YIELD_EVERY: usize = 256 * 1024;
 /// The first bytes of a lane, after which come frames. A ractor_cluster session starts
 /// with a zero byte (the top byte of its big-endian u64 length), TLS with 0x16: the first
 /// byte tells the three apart.
-pub(crate) const PREAMBLE: &[u8; 4] = b"FND1";
+/// Its last byte is the wire's version, raised whenever the format changes (2: message
+/// type ids, channels in the hello), so nodes of different versions refuse each other's
+/// lanes with a reason instead of misreading them.
+pub(crate) const PREAMBLE: &[u8; 4] = b"FND2";
 
 /// Why an item could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -355,7 +355,7 @@ async fn garbage_silence_forged_lanes_and_oversized_frames_are_rejected() {
 
     // A lane with a token this node never issued.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut hello = b"FND1".to_vec();
+    let mut hello = b"FND2".to_vec();
     let mut item = vec![6u8]; // hello
     item.extend_from_slice(&[7u8; 16]);
     item.extend_from_slice(&[1, b'z', 1]);
@@ -368,7 +368,7 @@ async fn garbage_silence_forged_lanes_and_oversized_frames_are_rejected() {
 
     // A lane for a channel this node does not have is refused, saying so.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut hello = b"FND1".to_vec();
+    let mut hello = b"FND2".to_vec();
     let mut item = vec![6u8]; // hello
     item.extend_from_slice(&[7u8; 16]);
     item.extend_from_slice(&[1, b'z', 1]);
@@ -383,9 +383,18 @@ async fn garbage_silence_forged_lanes_and_oversized_frames_are_rejected() {
     )
     .await;
 
+    // A lane of another wire version (a node of an older Foundation) is told so.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"FND1\0\0\0\0").await.unwrap();
+    wait_event(
+        &mut events,
+        is_rejected("a lane of wire version 1, this node speaks 2"),
+    )
+    .await;
+
     // A lane announcing a frame over the limit.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut huge = b"FND1".to_vec();
+    let mut huge = b"FND2".to_vec();
     huge.extend_from_slice(&u32::MAX.to_le_bytes());
     s.write_all(&huge).await.unwrap();
     wait_event(&mut events, is_rejected("over the")).await;
