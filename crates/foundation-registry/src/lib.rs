@@ -88,6 +88,7 @@
 
 pub mod cluster;
 pub mod consistent;
+pub mod distributed;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -98,6 +99,7 @@ pub mod replica;
 pub mod services;
 
 pub use cluster::{ClusterRegistry, Location, OnConflict, RegistryEvent};
+pub use distributed::{DistributedSpec, DistributedSupervisor};
 
 pub use local::{
     Mode, RegisterError, Registry, StartError, UpdateError, ViaCallError, ViaCastError,

@@ -1,0 +1,222 @@
+//! The distributed supervisor across node processes: a singleton on one node of three,
+//! reached from all; failover after kill -9; replicated and per-node children, a joining
+//! node getting its instance; temporary children not restarted; terminate_child
+//! everywhere; which_children agreeing; bad input.
+
+pub mod harness;
+
+use harness::{Child, start, three};
+
+/// Tells `node` to start a child and returns the answer's tail (`ok <node>` or
+/// `err <Variant>`).
+fn start_child(node: &mut Child, line: &str) -> String {
+    let id = line.split_whitespace().nth(1).unwrap().to_owned();
+    node.tell(&format!("start {line}"));
+    let prefix = format!("started {id} ");
+    let got = node.expect(|l| l.starts_with(&prefix));
+    got[prefix.len()..].to_owned()
+}
+
+/// The node a successful start answered from.
+fn started_on(answer: &str) -> String {
+    answer
+        .strip_prefix("ok ")
+        .unwrap_or_else(|| panic!("start failed: {answer}"))
+        .to_owned()
+}
+
+fn call(node: &mut Child, id: &str) -> String {
+    node.tell(&format!("call {id}"));
+    let prefix = format!("call {id} ");
+    let got = node.expect(|l| l.starts_with(&prefix));
+    got[prefix.len()..].to_owned()
+}
+
+fn ask(node: &mut Child, line: &str, answer: &str) {
+    node.tell(line);
+    node.expect(|l| l == answer);
+}
+
+/// Waits (up to 25 s) until `node`'s which_children reads `table` with `instances`
+/// instances running; on a timeout, fails with what it reads instead.
+fn converge(node: &mut Child, instances: usize, table: &str) {
+    node.tell(&format!("converge {instances} {table}"));
+    let want = format!("converged {table}");
+    let got = node.expect(|l| l == want || l.starts_with("diverged "));
+    assert_eq!(got, want, "node {}", node.name);
+}
+
+#[test]
+fn a_singleton_runs_on_exactly_one_of_three_nodes_and_answers_by_name_from_each() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[1], "echo s1 singleton"));
+    let table = format!("s1={owner}/running;");
+    for node in &mut nodes {
+        ask(
+            node,
+            &format!("await s1 {owner}"),
+            &format!("at s1 {owner}"),
+        );
+        assert_eq!(call(node, "s1"), format!("s1@{owner}"));
+        // One instance in the cluster, and every node's records say so.
+        converge(node, 1, &table);
+    }
+}
+
+#[test]
+fn a_singleton_whose_node_is_killed_answers_on_another_node() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[0], "echo s2 singleton"));
+    let victim = nodes.iter().position(|n| n.name == owner).unwrap();
+    nodes[victim].kill();
+    let mut survivors: Vec<Child> = nodes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, n)| n)
+        .collect();
+    let mut new_owner = None;
+    let mut failover_on = None;
+    for node in &mut survivors {
+        node.tell(&format!("moved s2 {owner}"));
+        let at = loop {
+            let line =
+                node.expect(|l| l.starts_with("moved s2 ") || l.starts_with("ev started s2"));
+            if let Some(at) = line.strip_prefix("moved s2 ") {
+                break at.to_owned();
+            }
+            // Started where it moved to, as a failover (counted against its intensity).
+            assert_eq!(line, "ev started s2 failover", "on {}", node.name);
+            failover_on = Some(node.name.clone());
+        };
+        assert_ne!(at, owner);
+        assert_eq!(*new_owner.get_or_insert_with(|| at.clone()), at);
+        assert_eq!(call(node, "s2"), format!("s2@{at}"));
+    }
+    let new_owner = new_owner.unwrap();
+    assert_eq!(failover_on, Some(new_owner.clone()));
+    for node in &mut survivors {
+        converge(node, 1, &format!("s2={new_owner}/running;"));
+    }
+}
+
+#[test]
+fn replicated_and_all_children_run_per_node_and_a_joining_node_gets_its_instance() {
+    let mut a = start("a", &[("SILENCE_MS", "1000")]);
+    let seed = a.addr.clone();
+    let mut b = start("b", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    ask(&mut a, "members 2", "members 2");
+    ask(&mut b, "members 2", "members 2");
+    // A name call from a node with an instance reaches the local one.
+    started_on(&start_child(&mut a, "echo r2 rep:2"));
+    started_on(&start_child(&mut b, "echo every all"));
+    // More replicas than nodes: not an error, one on each node.
+    started_on(&start_child(&mut a, "echo r5 rep:5"));
+    let table = "every=a,b/running;r2=a,b/running;r5=a,b/running;";
+    for node in [&mut a, &mut b] {
+        converge(node, 6, table);
+        let me = node.name.clone();
+        assert_eq!(call(node, "r2"), format!("r2@{me}"));
+        assert_eq!(call(node, "every"), format!("every@{me}"));
+    }
+
+    // A joining node gets its `All` instance and r5's third; r2 stays on two.
+    let mut c = start("c", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    ask(&mut c, "members 3", "members 3");
+    ask(&mut c, "await every c", "at every c");
+    assert_eq!(call(&mut c, "every"), "every@c");
+    let table = "every=a,b,c/running;r2=a,b/running;r5=a,b,c/running;";
+    for node in [&mut a, &mut b, &mut c] {
+        converge(node, 8, table);
+    }
+    let r2 = call(&mut c, "r2");
+    assert!(r2 == "r2@a" || r2 == "r2@b", "{r2}");
+}
+
+#[test]
+fn a_temporary_child_is_not_restarted_after_its_node_dies_and_a_pinned_one_waits() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[0], "echo t1 singleton temporary"));
+    let victim = nodes.iter().position(|n| n.name == owner).unwrap();
+    let line = format!("echo p1 pinned:{owner}");
+    assert_eq!(
+        start_child(&mut nodes[(victim + 1) % 3], &line),
+        format!("ok {owner}")
+    );
+    nodes[victim].kill();
+    let mut survivors: Vec<Child> = nodes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, n)| n)
+        .collect();
+    for node in &mut survivors {
+        ask(node, "members 2", "members 2");
+        // The temporary child is forgotten (its record removed), never started again.
+        ask(node, "forgotten t1", "forgotten t1");
+        // The pinned one waits for its node.
+        ask(node, "status p1 pending", "status p1 pending");
+        assert_eq!(call(node, "p1"), "err");
+    }
+    // Pinned to a node that is gone: refused.
+    let line = format!("echo p2 pinned:{owner}");
+    assert_eq!(start_child(&mut survivors[0], &line), "err Placement");
+}
+
+#[test]
+fn terminate_child_removes_it_everywhere_and_which_children_agrees_on_every_node() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[0], "echo k1 singleton"));
+    started_on(&start_child(&mut nodes[0], "echo k2 all"));
+    let table = format!("k1={owner}/running;k2=a,b,c/running;");
+    for node in &mut nodes {
+        converge(node, 4, &table);
+    }
+    ask(&mut nodes[1], "terminate k1", "terminated k1 ok");
+    for node in &mut nodes {
+        ask(node, "forgotten k1", "forgotten k1");
+        converge(node, 3, "k2=a,b,c/running;");
+    }
+    ask(&mut nodes[2], "terminate k2", "terminated k2 ok");
+    for node in &mut nodes {
+        ask(node, "forgotten k2", "forgotten k2");
+        converge(node, 0, "");
+    }
+    nodes[0].tell("terminate k2");
+    let got = nodes[0].expect(|l| l.starts_with("terminated k2"));
+    assert!(got.starts_with("terminated k2 err"), "{got}");
+}
+
+#[test]
+fn bad_input_gets_a_typed_error_and_a_child_failing_everywhere_is_given_up() {
+    let mut a = start("a", &[("SILENCE_MS", "1000")]);
+    let seed = a.addr.clone();
+    let mut b = start("b", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    ask(&mut a, "members 2", "members 2");
+    ask(&mut b, "members 2", "members 2");
+
+    let owner = started_on(&start_child(&mut a, "echo d1 singleton"));
+    converge(&mut b, 1, &format!("d1={owner}/running;"));
+    assert_eq!(
+        start_child(&mut b, "echo d1 singleton"),
+        "err AlreadyStarted"
+    );
+    assert_eq!(
+        start_child(&mut a, "nokind x1 singleton"),
+        "err UnknownKind"
+    );
+    assert_eq!(start_child(&mut a, "echo x2 pinned:zzz"), "err Placement");
+    assert_eq!(start_child(&mut a, "echo x3 rep:0"), "err Placement");
+
+    // A name held by a process that is not a child.
+    ask(&mut a, "squat sq", "squat sq ok");
+    assert_eq!(start_child(&mut a, "echo sq singleton"), "err NameTaken");
+
+    // An init that fails on every node: tried within its move intensity, then given up
+    // and removed everywhere (no crash loop).
+    assert_eq!(start_child(&mut b, "crash cr singleton"), "err GaveUp");
+    for node in [&mut a, &mut b] {
+        ask(node, "forgotten cr", "forgotten cr");
+        converge(node, 1, &format!("d1={owner}/running;"));
+    }
+}
