@@ -71,6 +71,10 @@ pub(crate) struct State {
     quorum_lost: Option<QuorumLoss>,
     /// The members this node has seen go down (name, incarnation).
     downs: BTreeSet<(String, u64)>,
+    /// Members back from a partition whose records have not arrived yet: no starts until
+    /// they have (or until `awaiting_until`).
+    awaiting: BTreeSet<String>,
+    awaiting_until: Option<Instant>,
     serial: u64,
     pub(crate) closed: bool,
     /// When the loop must plan again without an event (a failover's start_after, a retry).
@@ -96,6 +100,9 @@ pub(crate) struct Inner<M: RemoteMessage> {
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) receiver: Mutex<Option<Addr<DsupMsg>>>,
 }
+
+/// How soon a start whose name is still held is tried again.
+const RETRY: Duration = Duration::from_millis(100);
 
 /// Milliseconds on the wall clock: move-intensity windows are measured on it.
 pub(crate) fn now_ms() -> u64 {
@@ -130,6 +137,8 @@ impl<M: RemoteMessage> Inner<M> {
                 pending: BTreeMap::new(),
                 quorum_lost: None,
                 downs: BTreeSet::new(),
+                awaiting: BTreeSet::new(),
+                awaiting_until: None,
                 serial: 0,
                 closed: false,
                 wake: None,
@@ -210,7 +219,13 @@ impl<M: RemoteMessage> Inner<M> {
             return;
         }
         for peer in st.peers.keys() {
-            self.send(peer, Wire::Records(records.clone()));
+            self.send(
+                peer,
+                Wire::Records {
+                    from: self.me.clone(),
+                    records: records.clone(),
+                },
+            );
         }
     }
 
@@ -275,19 +290,31 @@ impl<M: RemoteMessage> Inner<M> {
                         leaving: member.status == Status::Leaving,
                     },
                 );
-                // A member lost to a partition is back.
-                st.missing.remove(&from);
+                // A member lost to a partition is back. Until its records are here, this
+                // node's may be stale (its side ran on): no starts meanwhile.
+                if st.missing.remove(&from).is_some() && digest != st.table.digest() {
+                    st.awaiting.insert(from.clone());
+                    st.awaiting_until =
+                        Some(Instant::now() + self.spec.timing.silence + self.spec.timing.margin);
+                }
                 if !known || reply {
                     self.hello(&st, &from, !known);
                 }
                 if !known || digest != st.table.digest() {
                     let all: Vec<Record> = st.table.all().cloned().collect();
-                    self.send(&from, Wire::Records(all));
+                    self.send(
+                        &from,
+                        Wire::Records {
+                            from: self.me.clone(),
+                            records: all,
+                        },
+                    );
                 }
             }
-            Cmd::Wire(Wire::Records(records)) => {
+            Cmd::Wire(Wire::Records { from, records }) => {
                 let mut st = lock(&self.state);
                 st.table.merge(records);
+                st.awaiting.remove(&from);
             }
             Cmd::Wire(Wire::Bye { from }) => {
                 let mut st = lock(&self.state);
@@ -443,10 +470,22 @@ impl<M: RemoteMessage> Inner<M> {
                 .map(|(n, i)| NodeInfo::new(n.clone(), *i))
                 .collect();
             let last_heard = st.missing.values().max().copied().unwrap_or(now);
-            let decision =
+            let mut decision =
                 self.spec
                     .timing
                     .decide(&self.spec.quorum, &stable, &view, &self.me, last_heard);
+            if decision.verdict.keeps() && st.quorum_lost.is_some() && !st.missing.is_empty() {
+                // Back from the losing side of a partition with members still missing:
+                // they ran on without this node, and may simply not have reconnected
+                // yet. Their wait starts now, not when this node lost sight of them.
+                for heard in st.missing.values_mut() {
+                    *heard = now;
+                }
+                decision =
+                    self.spec
+                        .timing
+                        .decide(&self.spec.quorum, &stable, &view, &self.me, now);
+            }
             if decision.may_start(now) {
                 // Membership has settled (or the lost members' time is up): the view is
                 // the new stable membership.
@@ -484,6 +523,8 @@ impl<M: RemoteMessage> Inner<M> {
             let ids: Vec<String> = lock(&self.local).keys().cloned().collect();
             for id in ids {
                 self.stop_local(&id, &format!("quorum loss: {loss}")).await;
+                // Recorded, so that after the heal no node counts on this instance.
+                self.clear_slot(&id);
             }
             self.changed.send_modify(|n| *n += 1);
             return;
@@ -493,11 +534,26 @@ impl<M: RemoteMessage> Inner<M> {
             self.emit(DistributedEvent::QuorumRegained);
         }
 
+        let held = {
+            let mut st = lock(&self.state);
+            match st.awaiting_until {
+                Some(until) if !st.awaiting.is_empty() && now < until => Some(until),
+                _ => {
+                    st.awaiting.clear();
+                    st.awaiting_until = None;
+                    None
+                }
+            }
+        };
         let mut placed_here: BTreeSet<String> = BTreeSet::new();
         for action in &plan.actions {
             match action {
                 Action::Start { child, cause } => {
                     placed_here.insert(child.clone());
+                    if let Some(until) = held {
+                        self.wake_at(until);
+                        continue;
+                    }
                     if matches!(cause, StartCause::Failover { .. }) && !decision.may_start(now) {
                         // Wait for the lost side to have stopped (the timing argument).
                         if let Some(after) = decision.start_after {
@@ -675,6 +731,19 @@ impl<M: RemoteMessage> Inner<M> {
         }
         // A previous child of the same id still runs here: it goes first.
         self.stop_local(id, "replaced by a newer start").await;
+        let name = if record.spec.per_node() {
+            ChildName::on(id, &self.me)
+        } else {
+            ChildName::unique(id)
+        };
+        if let Some(held) = self.registry.whereis(&name) {
+            // Most often the old holder's name has not gone yet (its node's death is
+            // still on its way to this node's registry): try again shortly, without
+            // starting anything meanwhile.
+            tracing::debug!(supervisor = %self.spec.name, child = id, holder = held.node(), "child's name still held; retrying");
+            self.wake_at(Instant::now() + RETRY);
+            return;
+        }
         let placement = record.spec.placement();
         let made = match self.spec.kinds.get(&record.spec.kind) {
             None => Err(format!("no child kind {:?} on this node", record.spec.kind)),
@@ -719,19 +788,13 @@ impl<M: RemoteMessage> Inner<M> {
                 return;
             }
         };
-        let name = if record.spec.per_node() {
-            ChildName::on(id, &self.me)
-        } else {
-            ChildName::unique(id)
-        };
         if let Err(e) = self.registry.register(name, &addr, ()) {
-            // Most often the old holder's name has not gone yet (its node's death is
-            // still on its way to this node's registry): try again shortly.
+            // Taken since the check above: try again shortly.
             sup.shutdown().await;
             let retry = matches!(e, RegisterError::Taken { .. });
-            tracing::info!(supervisor = %self.spec.name, child = id, error = %e, "child's name not registered; retrying");
+            tracing::info!(supervisor = %self.spec.name, child = id, error = %e, "child's name not registered");
             if retry {
-                self.wake_at(Instant::now() + Duration::from_millis(100));
+                self.wake_at(Instant::now() + RETRY);
             }
             return;
         }

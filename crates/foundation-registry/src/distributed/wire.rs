@@ -21,8 +21,8 @@ pub(crate) enum Wire {
         digest: u64,
         reply: bool,
     },
-    /// Records (changed ones, or all of them): merged on arrival.
-    Records(Vec<Record>),
+    /// Records (changed ones, or all of them) from `from`: merged on arrival.
+    Records { from: String, records: Vec<Record> },
     /// "My supervisor is shutting down": not a member of it any more.
     Bye { from: String },
 }

@@ -1,11 +1,13 @@
 //! The distributed supervisor across node processes: a singleton on one node of three,
 //! reached from all; failover after kill -9; replicated and per-node children, a joining
-//! node getting its instance; temporary children not restarted; terminate_child
-//! everywhere; which_children agreeing; bad input.
+//! node getting its instance; temporary children not restarted; local restarts and a
+//! transient child's normal end; terminate_child everywhere; which_children agreeing; bad
+//! input; a real partition, the minority stopping its singleton before the majority
+//! starts it.
 
 pub mod harness;
 
-use harness::{Child, start, three};
+use harness::{Child, Net, start, three, three_in};
 
 /// Tells `node` to start a child and returns the answer's tail (`ok <node>` or
 /// `err <Variant>`).
@@ -94,6 +96,13 @@ fn a_singleton_whose_node_is_killed_answers_on_another_node() {
         assert_eq!(call(node, "s2"), format!("s2@{at}"));
     }
     let new_owner = new_owner.unwrap();
+    let heir = survivors.iter_mut().find(|n| n.name == new_owner).unwrap();
+    if failover_on.is_none() {
+        // Its event may come after the name resolved.
+        let line = heir.expect(|l| l.starts_with("ev started s2"));
+        assert_eq!(line, "ev started s2 failover");
+        failover_on = Some(new_owner.clone());
+    }
     assert_eq!(failover_on, Some(new_owner.clone()));
     for node in &mut survivors {
         converge(node, 1, &format!("s2={new_owner}/running;"));
@@ -218,5 +227,68 @@ fn bad_input_gets_a_typed_error_and_a_child_failing_everywhere_is_given_up() {
     for node in [&mut a, &mut b] {
         ask(node, "forgotten cr", "forgotten cr");
         converge(node, 1, &format!("d1={owner}/running;"));
+    }
+}
+
+#[test]
+fn a_crash_is_restarted_on_its_node_and_a_transient_child_that_stops_normally_is_forgotten() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[0], "echo w1 singleton"));
+    for node in &mut nodes {
+        ask(
+            node,
+            &format!("await w1 {owner}"),
+            &format!("at w1 {owner}"),
+        );
+    }
+    // OTP semantics on its node: restarted there, behind the same name.
+    nodes[1].tell("crash w1");
+    for node in &mut nodes {
+        ask(node, "restarts w1 1", "restarts w1 1");
+        assert_eq!(call(node, "w1"), format!("w1@{owner}"));
+    }
+    converge(&mut nodes[2], 1, &format!("w1={owner}/running;"));
+
+    // A transient child that ends normally is not restarted anywhere: it is forgotten.
+    let owner = started_on(&start_child(&mut nodes[0], "echo w2 singleton transient"));
+    ask(
+        &mut nodes[2],
+        &format!("await w2 {owner}"),
+        &format!("at w2 {owner}"),
+    );
+    nodes[2].tell("quit w2");
+    for node in &mut nodes {
+        ask(node, "forgotten w2", "forgotten w2");
+    }
+}
+
+#[test]
+fn a_cut_off_minority_stops_its_singleton_and_the_majority_starts_it_after_the_wait() {
+    let net = Net::new(3);
+    let mut nodes = three_in(&net);
+    let owner = started_on(&start_child(&mut nodes[0], "echo q1 singleton"));
+    let cut = nodes.iter().position(|n| n.name == owner).unwrap();
+    net.cut(cut);
+    // The minority (the owner alone) loses the quorum and stops its instance.
+    nodes[cut].expect(|l| l == "ev quorumlost");
+    nodes[cut].expect(|l| l == "ev stopped q1");
+    // The majority starts it once the wait (silence + margin) is over.
+    let mut heir = None;
+    for (i, node) in nodes.iter_mut().enumerate() {
+        if i == cut {
+            continue;
+        }
+        node.tell(&format!("moved q1 {owner}"));
+        let at = node.expect(|l| l.starts_with("moved q1 "))["moved q1 ".len()..].to_owned();
+        assert_eq!(*heir.get_or_insert_with(|| at.clone()), at);
+    }
+    let heir = heir.unwrap();
+    // Healed: one instance, and every node agrees where.
+    net.heal(cut);
+    nodes[cut].expect(|l| l == "ev quorumback");
+    for node in &mut nodes {
+        converge(node, 1, &format!("q1={heir}/running;"));
+        ask(node, &format!("await q1 {heir}"), &format!("at q1 {heir}"));
+        assert_eq!(call(node, "q1"), format!("q1@{heir}"));
     }
 }

@@ -1,12 +1,12 @@
 //! Node processes running the distributed supervisor `work`: this test binary re-runs
 //! itself as a node (see `foundation-testkit`).
 //!
-//! A child starts node `FOUNDATION_TEST_NODE_NAME` (settings: `SEEDS`, `SILENCE_MS`,
+//! A child starts node `FOUNDATION_TEST_NODE_NAME` (settings: `SEEDS`, `LISTEN`, `SILENCE_MS`,
 //! which is also the supervisor's silence, with a 500 ms margin), the registry `work` of
 //! [`ChildName`]s and the supervisor `work` with the kinds `echo` (answers
 //! `<id>@<node>`) and `crash` (its `init` always fails). It prints the supervisor's
 //! events (`@ev started <id> <cause>`, `@ev stopped <id>`, `@ev ended <id>`,
-//! `@ev gaveup <id>`, `@ev quorumlost`) and obeys:
+//! `@ev gaveup <id>`, `@ev quorumlost`, `@ev quorumback`) and obeys:
 //!
 //! - `start <kind> <id> <singleton|rep:N|all|pinned:NODE|local> [permanent|transient|temporary]`:
 //!   `@started <id> ok <node>` or `@started <id> err <Variant>`;
@@ -22,6 +22,9 @@
 //! - `converge <n> <line>`: `@converged <line>` once `children` prints `line` and `n`
 //!   instances run (so several nodes can be asked for the same table), or after 25 s
 //!   `@diverged <instances> <line>` with what it has instead;
+//! - `crash <id>` / `quit <id>`: the child fails / stops normally;
+//! - `restarts <id> <n>`: `@restarts <id> <n>` once its instances were restarted `n`
+//!   times by their local supervisors, in all;
 //! - `terminate <id>`: `@terminated <id> ok|err <Variant>`;
 //! - `squat <id>`: registers a process that is no child under `unique(id)`
 //!   (`@squat <id> ok`);
@@ -38,7 +41,7 @@ use foundation_registry::distributed::{
     StartChildError,
 };
 use foundation_registry::placement::{ChildPlacement, Placement, StartCause, Timing};
-pub use foundation_testkit::Child;
+pub use foundation_testkit::{Child, Net};
 use foundation_testkit::{commands, say};
 
 /// What distributed children take.
@@ -48,6 +51,12 @@ pub enum Work {
     /// Answer `<id>@<node>`.
     #[remote(tag = 1)]
     Ask(ReplyPort<String>),
+    /// Fail (the local supervisor restarts it).
+    #[remote(tag = 2)]
+    Crash,
+    /// Stop normally.
+    #[remote(tag = 3)]
+    Quit,
 }
 
 /// A distributed child: knows its id and node.
@@ -66,9 +75,14 @@ impl Actor for Worker {
         Ok(())
     }
 
-    async fn handle(&self, _: &Addr<Work>, msg: Work, (): &mut ()) -> Result<(), ActorError> {
-        let Work::Ask(port) = msg;
-        let _ = port.send(format!("{}@{}", self.id, self.node));
+    async fn handle(&self, me: &Addr<Work>, msg: Work, (): &mut ()) -> Result<(), ActorError> {
+        match msg {
+            Work::Ask(port) => {
+                let _ = port.send(format!("{}@{}", self.id, self.node));
+            }
+            Work::Crash => return Err("asked to crash".into()),
+            Work::Quit => me.stop(None),
+        }
         Ok(())
     }
 }
@@ -96,6 +110,26 @@ const ENTRY: &str = "distributed::harness::node_process";
 /// Starts node process `name` with `settings`.
 pub fn start(name: &str, settings: &[(&str, &str)]) -> Child {
     Child::start(ENTRY, name, settings)
+}
+
+/// Nodes `a`, `b` and `c` in the three namespaces of `net` (a 1 s silence limit), `b` and
+/// `c` seeded with `a`; returns once each sees all three running the supervisor.
+pub fn three_in(net: &Net) -> [Child; 3] {
+    let listen = |i: usize| format!("{}:4370", net.addr(i));
+    let seed = listen(0);
+    let mut nodes: [Child; 3] = std::array::from_fn(|i| {
+        let own = listen(i);
+        let mut settings = vec![("SILENCE_MS", "1000"), ("LISTEN", own.as_str())];
+        if i > 0 {
+            settings.push(("SEEDS", seed.as_str()));
+        }
+        Child::start_in(Some(&net.ns(i)), ENTRY, ["a", "b", "c"][i], &settings)
+    });
+    for n in &mut nodes {
+        n.tell("members 3");
+        n.expect(|l| l == "members 3");
+    }
+    nodes
 }
 
 /// Nodes `a`, `b`, `c` (a 1 s silence limit), `b` and `c` seeded with `a`; returns once
@@ -193,8 +227,9 @@ async fn run(name: String) {
         .try_init();
     let var = |k: &str| std::env::var(format!("FOUNDATION_TEST_NODE_{k}")).ok();
     let silence = Duration::from_millis(var("SILENCE_MS").map_or(3000, |ms| ms.parse().unwrap()));
+    let listen = var("LISTEN").unwrap_or_else(|| "127.0.0.1:0".into());
     let config = NodeConfig::new(&name, "cookie")
-        .listen("127.0.0.1:0".parse().unwrap())
+        .listen(listen.parse().unwrap())
         .silence(silence);
     let node = Node::start(config).await.unwrap();
     let names: ClusterRegistry<ChildName, Work> =
@@ -238,6 +273,7 @@ async fn run(name: String) {
                 DistributedEvent::Ended { child, .. } => say(&format!("ev ended {child}")),
                 DistributedEvent::GaveUp { child, .. } => say(&format!("ev gaveup {child}")),
                 DistributedEvent::QuorumLost(_) => say("ev quorumlost"),
+                DistributedEvent::QuorumRegained => say("ev quorumback"),
                 _ => {}
             }
         }
@@ -333,6 +369,22 @@ async fn run(name: String) {
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
+            }
+            ["crash", id] => {
+                sup.cast(id, Work::Crash).unwrap();
+            }
+            ["quit", id] => {
+                sup.cast(id, Work::Quit).unwrap();
+            }
+            ["restarts", id, n] => {
+                let n: u64 = n.parse().unwrap();
+                until(|| {
+                    sup.which_children().iter().any(|c| {
+                        c.id == *id && c.instances.iter().map(|i| i.restarts).sum::<u64>() == n
+                    })
+                })
+                .await;
+                say(&format!("restarts {id} {n}"));
             }
             ["terminate", id] => match sup.terminate_child(id).await {
                 Ok(()) => say(&format!("terminated {id} ok")),
