@@ -101,6 +101,10 @@ pub(crate) struct Inner<M: RemoteMessage> {
     pub(crate) receiver: Mutex<Option<Addr<DsupMsg>>>,
 }
 
+/// Records per message: a full table goes in batches, each well within a frame (the
+/// node's `max_frame`, 8 MiB by default) unless the children's arguments are large.
+const RECORDS_PER_MESSAGE: usize = 128;
+
 /// How soon a start whose name is still held is tried again.
 const RETRY: Duration = Duration::from_millis(100);
 
@@ -219,11 +223,18 @@ impl<M: RemoteMessage> Inner<M> {
             return;
         }
         for peer in st.peers.keys() {
+            self.send_records(peer, &records);
+        }
+    }
+
+    /// Sends records to `peer`, in batches small enough for a frame.
+    fn send_records(&self, peer: &str, records: &[Record]) {
+        for batch in records.chunks(RECORDS_PER_MESSAGE) {
             self.send(
                 peer,
                 Wire::Records {
                     from: self.me.clone(),
-                    records: records.clone(),
+                    records: batch.to_vec(),
                 },
             );
         }
@@ -302,13 +313,7 @@ impl<M: RemoteMessage> Inner<M> {
                 }
                 if !known || digest != st.table.digest() {
                     let all: Vec<Record> = st.table.all().cloned().collect();
-                    self.send(
-                        &from,
-                        Wire::Records {
-                            from: self.me.clone(),
-                            records: all,
-                        },
-                    );
+                    self.send_records(&from, &all);
                 }
             }
             Cmd::Wire(Wire::Records { from, records }) => {

@@ -268,6 +268,8 @@ pub(crate) struct Table {
     me: String,
     clock: u64,
     records: BTreeMap<String, Record>,
+    /// The digest, until the next change (hellos carry it every `sync_every`).
+    digest: std::cell::Cell<Option<u64>>,
 }
 
 impl Table {
@@ -276,6 +278,7 @@ impl Table {
             me: me.to_owned(),
             clock: 0,
             records: BTreeMap::new(),
+            digest: std::cell::Cell::new(None),
         }
     }
 
@@ -320,6 +323,7 @@ impl Table {
                 }
             };
             if did {
+                self.digest.set(None);
                 changed.push(id);
             }
         }
@@ -335,6 +339,7 @@ impl Table {
             slots: BTreeMap::new(),
         };
         self.records.insert(record.spec.id.clone(), record.clone());
+        self.digest.set(None);
         record
     }
 
@@ -342,6 +347,7 @@ impl Table {
     pub(crate) fn remove(&mut self, id: &str, why: Removal) -> Option<Record> {
         let stamp = self.tick();
         let record = self.records.get_mut(id).filter(|r| r.live())?;
+        self.digest.set(None);
         record.removed = Some((stamp, why));
         Some(record.clone())
     }
@@ -356,6 +362,7 @@ impl Table {
     ) -> Option<Record> {
         let stamp = self.tick();
         let record = self.records.get_mut(id).filter(|r| r.live())?;
+        self.digest.set(None);
         let slot = record.slots.entry(node.to_owned()).or_insert_with(|| Slot {
             stamp: stamp.clone(),
             instance: None,
@@ -372,6 +379,9 @@ impl Table {
     /// A digest of the whole table: equal on two nodes iff (with overwhelming
     /// probability) their tables are equal.
     pub(crate) fn digest(&self) -> u64 {
+        if let Some(digest) = self.digest.get() {
+            return digest;
+        }
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         for record in self.records.values() {
             match postcard::to_allocvec(record) {
@@ -379,7 +389,9 @@ impl Table {
                 Err(e) => tracing::warn!(error = %e, "a record does not encode"),
             }
         }
-        hasher.digest()
+        let digest = hasher.digest();
+        self.digest.set(Some(digest));
+        digest
     }
 }
 
@@ -427,6 +439,9 @@ mod tests {
         b.merge(from_a.into_iter().collect());
         assert_eq!(a.get("x"), b.get("x"));
         assert_eq!(a.digest(), b.digest());
+        let before = a.digest();
+        a.write_slot("x", "a", |s, _| s.restarts += 1);
+        assert_ne!(a.digest(), before, "a cached digest outlived a change");
         let state = a.get("x").map(Record::state).unwrap_or_default();
         assert_eq!(
             state.instances,

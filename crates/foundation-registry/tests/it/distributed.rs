@@ -263,26 +263,44 @@ fn a_crash_is_restarted_on_its_node_and_a_transient_child_that_stops_normally_is
 }
 
 #[test]
-fn a_cut_off_minority_stops_its_singleton_and_the_majority_starts_it_after_the_wait() {
+fn a_cut_off_minority_stops_its_singleton_before_the_majority_starts_it() {
     let net = Net::new(3);
-    let mut nodes = three_in(&net);
+    // A 2 s margin: well above heartbeat + latency + detection tick + stop time here.
+    let mut nodes = three_in(&net, &[("MARGIN_MS", "2000")]);
     let owner = started_on(&start_child(&mut nodes[0], "echo q1 singleton"));
     let cut = nodes.iter().position(|n| n.name == owner).unwrap();
     net.cut(cut);
     // The minority (the owner alone) loses the quorum and stops its instance.
     nodes[cut].expect(|l| l == "ev quorumlost");
     nodes[cut].expect(|l| l == "ev stopped q1");
-    // The majority starts it once the wait (silence + margin) is over.
+    let stopped = nanos(&nodes[cut].expect(|l| l.starts_with("t stopped q1 ")));
+    // The majority starts it once the wait (silence + margin) is over: after the
+    // minority's instance stopped, on the machine clock all processes share.
     let mut heir = None;
+    let mut started = None;
     for (i, node) in nodes.iter_mut().enumerate() {
         if i == cut {
             continue;
         }
         node.tell(&format!("moved q1 {owner}"));
-        let at = node.expect(|l| l.starts_with("moved q1 "))["moved q1 ".len()..].to_owned();
+        let at = loop {
+            let line =
+                node.expect(|l| l.starts_with("moved q1 ") || l.starts_with("t started q1 "));
+            match line.strip_prefix("moved q1 ") {
+                Some(at) => break at.to_owned(),
+                None => started = Some(nanos(&line)),
+            }
+        };
         assert_eq!(*heir.get_or_insert_with(|| at.clone()), at);
     }
     let heir = heir.unwrap();
+    let heir_node = nodes.iter_mut().find(|n| n.name == heir).unwrap();
+    let started =
+        started.unwrap_or_else(|| nanos(&heir_node.expect(|l| l.starts_with("t started q1 "))));
+    assert!(
+        stopped < started,
+        "two instances at once: the minority stopped at {stopped}, the majority started at {started}"
+    );
     // Healed: one instance, and every node agrees where.
     net.heal(cut);
     nodes[cut].expect(|l| l == "ev quorumback");
@@ -291,4 +309,39 @@ fn a_cut_off_minority_stops_its_singleton_and_the_majority_starts_it_after_the_w
         ask(node, &format!("await q1 {heir}"), &format!("at q1 {heir}"));
         assert_eq!(call(node, "q1"), format!("q1@{heir}"));
     }
+}
+
+#[test]
+fn under_a_static_quorum_of_three_neither_side_of_a_2_1_split_runs_the_singleton() {
+    let net = Net::new(3);
+    let mut nodes = three_in(&net, &[("QUORUM", "static:3")]);
+    let owner = started_on(&start_child(&mut nodes[0], "echo z1 singleton"));
+    let cut = nodes.iter().position(|n| n.name == owner).unwrap();
+    net.cut(cut);
+    // Both sides are below the quorum: the owner stops its instance, the other two start
+    // none (the policy the user chose: no instance rather than a guess).
+    nodes[cut].expect(|l| l == "ev quorumlost");
+    nodes[cut].expect(|l| l == "ev stopped z1");
+    for (i, node) in nodes.iter_mut().enumerate() {
+        if i != cut {
+            node.expect(|l| l == "ev quorumlost");
+            converge(node, 0, "z1=/starting;");
+        }
+    }
+    // Healed: the quorum is back everywhere and the singleton runs once.
+    net.heal(cut);
+    for node in &mut nodes {
+        node.expect(|l| l == "ev quorumback");
+    }
+    ask(&mut nodes[cut], "status z1 running", "status z1 running");
+    nodes[cut].tell("children");
+    let table = nodes[cut].expect(|l| l.starts_with("children "))["children ".len()..].to_owned();
+    for node in &mut nodes {
+        converge(node, 1, &table);
+    }
+}
+
+/// The time in a `t started|stopped <id> <nanos>` line.
+fn nanos(line: &str) -> u128 {
+    line.rsplit(' ').next().unwrap().parse().unwrap()
 }

@@ -2,10 +2,13 @@
 //! itself as a node (see `foundation-testkit`).
 //!
 //! A child starts node `FOUNDATION_TEST_NODE_NAME` (settings: `SEEDS`, `LISTEN`, `SILENCE_MS`,
-//! which is also the supervisor's silence, with a 500 ms margin), the registry `work` of
+//! which is also the supervisor's silence, `MARGIN_MS`, its margin, 500 ms unless set,
+//! `QUORUM`: `majority` (the default), `oldest`, `static:N`, `referee:NODE`, `downall`), the
+//! registry `work` of
 //! [`ChildName`]s and the supervisor `work` with the kinds `echo` (answers
 //! `<id>@<node>`) and `crash` (its `init` always fails). It prints the supervisor's
-//! events (`@ev started <id> <cause>`, `@ev stopped <id>`, `@ev ended <id>`,
+//! events (`@ev started <id> <cause>`, `@ev stopped <id>`, each followed by
+//! `@t started|stopped <id> <unix nanos>`, `@ev ended <id>`,
 //! `@ev gaveup <id>`, `@ev quorumlost`, `@ev quorumback`) and obeys:
 //!
 //! - `start <kind> <id> <singleton|rep:N|all|pinned:NODE|local> [permanent|transient|temporary]`:
@@ -40,7 +43,7 @@ use foundation_registry::distributed::{
     ChildName, ChildStatus, DistributedEvent, DistributedSpec, DistributedSupervisor,
     StartChildError,
 };
-use foundation_registry::placement::{ChildPlacement, Placement, StartCause, Timing};
+use foundation_registry::placement::{ChildPlacement, Placement, Quorum, StartCause, Timing};
 pub use foundation_testkit::{Child, Net};
 use foundation_testkit::{commands, say};
 
@@ -113,8 +116,9 @@ pub fn start(name: &str, settings: &[(&str, &str)]) -> Child {
 }
 
 /// Nodes `a`, `b` and `c` in the three namespaces of `net` (a 1 s silence limit), `b` and
-/// `c` seeded with `a`; returns once each sees all three running the supervisor.
-pub fn three_in(net: &Net) -> [Child; 3] {
+/// `c` seeded with `a`, with `extra` settings; returns once each sees all three running
+/// the supervisor.
+pub fn three_in(net: &Net, extra: &[(&str, &str)]) -> [Child; 3] {
     let listen = |i: usize| format!("{}:4370", net.addr(i));
     let seed = listen(0);
     let mut nodes: [Child; 3] = std::array::from_fn(|i| {
@@ -123,6 +127,7 @@ pub fn three_in(net: &Net) -> [Child; 3] {
         if i > 0 {
             settings.push(("SEEDS", seed.as_str()));
         }
+        settings.extend_from_slice(extra);
         Child::start_in(Some(&net.ns(i)), ENTRY, ["a", "b", "c"][i], &settings)
     });
     for n in &mut nodes {
@@ -198,6 +203,26 @@ fn children_line(sup: &DistributedSupervisor<Work>) -> (String, usize) {
     (line, instances)
 }
 
+/// The split-brain policy a `QUORUM` setting names (`KeepMajority` without one).
+fn quorum(word: Option<&str>) -> Quorum {
+    match word {
+        None | Some("majority") => Quorum::KeepMajority,
+        Some("oldest") => Quorum::keep_oldest(),
+        Some("downall") => Quorum::DownAll,
+        Some(w) if w.starts_with("static:") => Quorum::StaticQuorum(w[7..].parse().unwrap()),
+        Some(w) if w.starts_with("referee:") => Quorum::KeepReferee(w[8..].to_owned()),
+        Some(w) => panic!("unknown quorum {w}"),
+    }
+}
+
+/// Nanoseconds on the wall clock: every node process of a test shares the machine's.
+fn unix_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
 /// Polls `f` every 10 ms until it is true (the parent bounds the wait).
 async fn until(mut f: impl FnMut() -> bool) {
     while !f() {
@@ -249,8 +274,9 @@ async fn run(name: String) {
         .kind("crash", |(): ()| ChildSpec::new("crash", Crasher, ()))
         .timing(Timing {
             silence,
-            margin: Duration::from_millis(500),
+            margin: Duration::from_millis(var("MARGIN_MS").map_or(500, |ms| ms.parse().unwrap())),
         })
+        .quorum(quorum(var("QUORUM").as_deref()))
         .sync_every(Duration::from_millis(200));
     let sup = DistributedSupervisor::start(&node, &names, spec)
         .await
@@ -268,8 +294,12 @@ async fn run(name: String) {
                         _ => "other",
                     };
                     say(&format!("ev started {child} {cause}"));
+                    say(&format!("t started {child} {}", unix_nanos()));
                 }
-                DistributedEvent::Stopped { child, .. } => say(&format!("ev stopped {child}")),
+                DistributedEvent::Stopped { child, .. } => {
+                    say(&format!("ev stopped {child}"));
+                    say(&format!("t stopped {child} {}", unix_nanos()));
+                }
                 DistributedEvent::Ended { child, .. } => say(&format!("ev ended {child}")),
                 DistributedEvent::GaveUp { child, .. } => say(&format!("ev gaveup {child}")),
                 DistributedEvent::QuorumLost(_) => say("ev quorumlost"),
