@@ -43,7 +43,9 @@
 //! newer start of the same id replacing a removed one. Changes go to every peer at once
 //! over the node's `control` channel; every [`DistributedSpec::sync_every`] each node
 //! sends a digest, and a peer whose digest differs sends its records, so a joining node
-//! gets everything and a lost message is made up for.
+//! gets everything and a lost message is made up for. A removed child's tombstone is
+//! kept for [`DistributedSpec::tombstone_ttl`], then dropped. The protocol is described
+//! in `PROTOCOL.md` beside this module; the guide is `docs/placement.md`.
 //!
 //! # Not built yet
 //!
@@ -53,7 +55,6 @@
 //!   are lost. Handoff with held messages and checkpoints is the next step.
 //! - **Strict mode** (a singleton guarded by a lease with a fencing token).
 //! - `rebalance()`, `migrate()`, and `Node::leave` handing children off first.
-//! - Removed records (tombstones) are kept for the supervisor's life.
 //!
 //! # Examples
 //!

@@ -256,10 +256,11 @@ impl<M: RemoteMessage> Inner<M> {
     /// Hellos to every member (those not running this supervisor ignore them: nothing is
     /// exported under its name there).
     pub(crate) fn hello_all(&self) {
-        let st = lock(&self.state);
+        let mut st = lock(&self.state);
         if st.closed {
             return;
         }
+        st.table.prune(Instant::now(), self.spec.tombstone_ttl);
         for member in self.node.members() {
             if member.status == Status::Up || member.status == Status::Leaving {
                 self.hello(&st, &member.id, !st.peers.contains_key(&member.id));

@@ -53,6 +53,7 @@ pub struct DistributedSpec<M> {
     pub(crate) local_intensity: (u32, Duration),
     pub(crate) sync_every: Duration,
     pub(crate) start_timeout: Duration,
+    pub(crate) tombstone_ttl: Duration,
 }
 
 impl<M> fmt::Debug for DistributedSpec<M> {
@@ -87,6 +88,7 @@ impl<M: Send + 'static> DistributedSpec<M> {
             local_intensity: (3, Duration::from_secs(5)),
             sync_every: Duration::from_secs(1),
             start_timeout: Duration::from_secs(10),
+            tombstone_ttl: Duration::from_secs(3600),
         }
     }
 
@@ -151,6 +153,16 @@ impl<M: Send + 'static> DistributedSpec<M> {
     #[must_use]
     pub fn sync_every(mut self, every: Duration) -> Self {
         self.sync_every = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a removed child's record (its tombstone) is kept, so that a peer that
+    /// has not heard of the removal yet learns it instead of bringing the child back.
+    /// Default 1 hour; a node cut off for longer that still runs the child brings it back
+    /// when it returns.
+    #[must_use]
+    pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
+        self.tombstone_ttl = ttl;
         self
     }
 

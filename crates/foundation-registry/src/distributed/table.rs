@@ -13,7 +13,7 @@
 //! - Removal is a tombstone (`removed`), the larger stamp winning.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use foundation_actors::Restart;
 use serde::{Deserialize, Serialize};
@@ -270,6 +270,8 @@ pub(crate) struct Table {
     records: BTreeMap<String, Record>,
     /// The digest, until the next change (hellos carry it every `sync_every`).
     digest: std::cell::Cell<Option<u64>>,
+    /// When this node learned of each removal: tombstones go after a while.
+    removed_at: BTreeMap<String, Instant>,
 }
 
 impl Table {
@@ -279,6 +281,7 @@ impl Table {
             clock: 0,
             records: BTreeMap::new(),
             digest: std::cell::Cell::new(None),
+            removed_at: BTreeMap::new(),
         }
     }
 
@@ -317,6 +320,9 @@ impl Table {
             let id = record.spec.id.clone();
             let did = match self.records.get_mut(&id) {
                 Some(mine) => mine.merge(record),
+                // The tombstone of a record this node does not hold (pruned, or never
+                // seen): nothing to remove, and keeping it would undo the pruning.
+                None if !record.live() => false,
                 None => {
                     self.records.insert(id.clone(), record);
                     true
@@ -324,6 +330,13 @@ impl Table {
             };
             if did {
                 self.digest.set(None);
+                if self.records.get(&id).is_some_and(|r| !r.live()) {
+                    self.removed_at
+                        .entry(id.clone())
+                        .or_insert_with(Instant::now);
+                } else {
+                    self.removed_at.remove(&id);
+                }
                 changed.push(id);
             }
         }
@@ -339,6 +352,7 @@ impl Table {
             slots: BTreeMap::new(),
         };
         self.records.insert(record.spec.id.clone(), record.clone());
+        self.removed_at.remove(&record.spec.id);
         self.digest.set(None);
         record
     }
@@ -348,6 +362,7 @@ impl Table {
         let stamp = self.tick();
         let record = self.records.get_mut(id).filter(|r| r.live())?;
         self.digest.set(None);
+        self.removed_at.insert(id.to_owned(), Instant::now());
         record.removed = Some((stamp, why));
         Some(record.clone())
     }
@@ -374,6 +389,31 @@ impl Table {
         slot.stamp = stamp.clone();
         f(slot, &stamp);
         Some(record.clone())
+    }
+
+    /// Drops the tombstones this node has known for longer than `ttl`: the table stays
+    /// bounded by the live children plus recent removals. A peer cut off for longer than
+    /// `ttl` that still holds such a child live brings it back when it returns.
+    pub(crate) fn prune(&mut self, now: Instant, ttl: Duration) {
+        let old: Vec<String> = self
+            .removed_at
+            .iter()
+            .filter(|(_, at)| now.saturating_duration_since(**at) >= ttl)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in old {
+            self.removed_at.remove(&id);
+            if self.records.get(&id).is_some_and(|r| !r.live()) {
+                self.records.remove(&id);
+                self.digest.set(None);
+            }
+        }
+    }
+
+    /// How many records it holds, tombstones included.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
     }
 
     /// A digest of the whole table: equal on two nodes iff (with overwhelming
@@ -464,6 +504,31 @@ mod tests {
         let again = a.create(spec("x"));
         b.merge(vec![again]);
         assert!(b.live("x").is_some_and(|r| r.slots.is_empty()));
+    }
+
+    #[test]
+    fn tombstones_go_after_their_time_and_do_not_come_back_from_a_peer() {
+        let mut a = Table::new("a");
+        let mut b = Table::new("b");
+        let created = a.create(spec("x"));
+        b.merge(vec![created]);
+        let gone = a.remove("x", Removal::Terminated).unwrap();
+        b.merge(vec![gone.clone()]);
+        a.create(spec("y"));
+        let later = Instant::now() + Duration::from_secs(10);
+        a.prune(later, Duration::from_secs(5));
+        assert_eq!(
+            a.len(),
+            1,
+            "the tombstone stays its time, the live record stays"
+        );
+        assert!(a.get("x").is_none() && a.live("y").is_some());
+        // A peer that has not pruned yet sends it back: ignored.
+        assert!(a.merge(vec![gone]).is_empty());
+        assert!(a.get("x").is_none());
+        // A tombstone younger than the limit stays.
+        b.prune(Instant::now(), Duration::from_secs(5));
+        assert!(b.get("x").is_some());
     }
 
     #[test]
