@@ -54,7 +54,7 @@
 //!   the state is not handed over and messages sent during the move to the old instance
 //!   are lost. Handoff with held messages and checkpoints is the next step.
 //! - **Strict mode** (a singleton guarded by a lease with a fencing token).
-//! - `rebalance()`, `migrate()`, and `Node::leave` handing children off first.
+//! - `migrate()`, and `Node::leave` handing children off first.
 //!
 //! # Examples
 //!
@@ -134,7 +134,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
-pub use error::{StartChildError, StartError, TerminateError};
+pub use error::{Closed, StartChildError, StartError, TerminateError};
 pub use spec::DistributedSpec;
 
 use self::core::{Cmd, Inner};
@@ -637,6 +637,24 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
                 .sum(),
             local,
         }
+    }
+
+    /// Asks every node of the supervisor to rebalance once: children with
+    /// [`Rebalance::Manual`](crate::placement::Rebalance::Manual) move to where the
+    /// distribution places them now, as `Eager` ones do on their own (for now a move is a
+    /// stop on the old node and a fresh start on the new one: the state is not handed
+    /// over). `Passive` children stay.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`] if the supervisor was shut down.
+    pub async fn rebalance(&self) -> Result<(), Closed> {
+        self.inner.rebalance_all();
+        self.inner
+            .cmds
+            .send(Cmd::Rebalance)
+            .await
+            .map_err(|_| Closed)
     }
 
     /// What this node's part does from now on: starts, stops, ends, give-ups, quorum

@@ -41,6 +41,8 @@ pub(crate) enum Cmd {
     Restarted { id: String, serial: u64 },
     /// Something changed locally (a child started or removed here): plan again.
     Kick,
+    /// A rebalance asked for here.
+    Rebalance,
 }
 
 /// A peer running the same supervisor.
@@ -75,6 +77,8 @@ pub(crate) struct State {
     /// they have (or until `awaiting_until`).
     awaiting: BTreeSet<String>,
     awaiting_until: Option<Instant>,
+    /// A rebalance was asked for: the next plan is `Planner::rebalance`.
+    rebalance: bool,
     serial: u64,
     pub(crate) closed: bool,
     /// When the loop must plan again without an event (a failover's start_after, a retry).
@@ -143,6 +147,7 @@ impl<M: RemoteMessage> Inner<M> {
                 downs: BTreeSet::new(),
                 awaiting: BTreeSet::new(),
                 awaiting_until: None,
+                rebalance: false,
                 serial: 0,
                 closed: false,
                 wake: None,
@@ -253,6 +258,14 @@ impl<M: RemoteMessage> Inner<M> {
         );
     }
 
+    /// Asks every peer, and this node, for a rebalance.
+    pub(crate) fn rebalance_all(&self) {
+        let st = lock(&self.state);
+        for peer in st.peers.keys() {
+            self.send(peer, Wire::Rebalance);
+        }
+    }
+
     /// Hellos to every member (those not running this supervisor ignore them: nothing is
     /// exported under its name there).
     pub(crate) fn hello_all(&self) {
@@ -338,6 +351,9 @@ impl<M: RemoteMessage> Inner<M> {
                     let rec = st.table.write_slot(&id, &self.me, |s, _| s.restarts += 1);
                     self.broadcast(&st, rec.into_iter().collect());
                 }
+            }
+            Cmd::Wire(Wire::Rebalance) | Cmd::Rebalance => {
+                lock(&self.state).rebalance = true;
             }
             Cmd::Kick => {}
         }
@@ -503,7 +519,11 @@ impl<M: RemoteMessage> Inner<M> {
                 .all_live()
                 .map(|r| Child::with_state(r.spec.placement(), r.state()))
                 .collect();
-            let plan = self.planner.plan(&self.me, &view, &children, now_ms());
+            let plan = if std::mem::take(&mut st.rebalance) {
+                self.planner.rebalance(&self.me, &view, &children, now_ms())
+            } else {
+                self.planner.plan(&self.me, &view, &children, now_ms())
+            };
             st.pending = plan
                 .outcomes
                 .iter()

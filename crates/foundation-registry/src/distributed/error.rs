@@ -123,3 +123,8 @@ pub enum TerminateError {
     #[error("the distributed supervisor was shut down")]
     Closed,
 }
+
+/// The distributed supervisor was shut down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("the distributed supervisor was shut down")]
+pub struct Closed;

@@ -25,6 +25,8 @@ pub(crate) enum Wire {
     Records { from: String, records: Vec<Record> },
     /// "My supervisor is shutting down": not a member of it any more.
     Bye { from: String },
+    /// "Rebalance": the next plan moves `Manual` children as `Eager` ones.
+    Rebalance,
 }
 
 /// The supervisor process's message: a [`Wire`] message with its wire form.

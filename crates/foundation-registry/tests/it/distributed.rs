@@ -345,3 +345,62 @@ fn under_a_static_quorum_of_three_neither_side_of_a_2_1_split_runs_the_singleton
 fn nanos(line: &str) -> u128 {
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
+
+/// An id whose rendezvous owner among `a`, `b`, `c` is `c` (so it moves to `c` when `c`
+/// joins and the child may move).
+fn id_won_by_c(prefix: &str) -> String {
+    use foundation_registry::placement::Rendezvous;
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|id| {
+            let score = |n: &str| Rendezvous::score(n, id.as_bytes());
+            score("c") > score("a") && score("c") > score("b")
+        })
+        .unwrap()
+}
+
+#[test]
+fn an_eager_child_moves_to_a_joining_owner_and_a_manual_one_only_on_rebalance() {
+    let mut a = start("a", &[("SILENCE_MS", "1000")]);
+    let seed = a.addr.clone();
+    let mut b = start("b", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    ask(&mut a, "members 2", "members 2");
+    ask(&mut b, "members 2", "members 2");
+    let (eager, manual) = (id_won_by_c("e"), id_won_by_c("m"));
+    let first = started_on(&start_child(
+        &mut a,
+        &format!("echo {eager} singleton eager"),
+    ));
+    let second = started_on(&start_child(
+        &mut a,
+        &format!("echo {manual} singleton manual"),
+    ));
+
+    let mut c = start("c", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    for node in [&mut a, &mut b, &mut c] {
+        ask(node, "members 3", "members 3");
+    }
+    // The eager child moves to its new owner (for now: stopped there, started here).
+    ask(
+        &mut c,
+        &format!("await {eager} c"),
+        &format!("at {eager} c"),
+    );
+    let table = format!("{eager}=c/running;{manual}={second}/running;");
+    for node in [&mut a, &mut b, &mut c] {
+        converge(node, 2, &table);
+    }
+    assert_ne!(first, "c");
+    // The manual one stays until a rebalance is asked for, then moves too.
+    ask(&mut b, "rebalance", "rebalanced");
+    ask(
+        &mut c,
+        &format!("await {manual} c"),
+        &format!("at {manual} c"),
+    );
+    let table = format!("{eager}=c/running;{manual}=c/running;");
+    for node in [&mut a, &mut b, &mut c] {
+        converge(node, 2, &table);
+        assert_eq!(call(node, &manual), format!("{manual}@c"));
+    }
+}

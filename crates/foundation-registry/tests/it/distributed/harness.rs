@@ -11,7 +11,8 @@
 //! `@t started|stopped <id> <unix nanos>`, `@ev ended <id>`,
 //! `@ev gaveup <id>`, `@ev quorumlost`, `@ev quorumback`) and obeys:
 //!
-//! - `start <kind> <id> <singleton|rep:N|all|pinned:NODE|local> [permanent|transient|temporary]`:
+//! - `start <kind> <id> <singleton|rep:N|all|pinned:NODE|local> [transient|temporary]
+//!   [manual|eager]`:
 //!   `@started <id> ok <node>` or `@started <id> err <Variant>`;
 //! - `members <n>`: `@members <n>` once `n` nodes run the supervisor, as this one sees;
 //! - `await <id> <node>`: `@at <id> <node>` once the child answers by name there;
@@ -28,6 +29,7 @@
 //! - `crash <id>` / `quit <id>`: the child fails / stops normally;
 //! - `restarts <id> <n>`: `@restarts <id> <n>` once its instances were restarted `n`
 //!   times by their local supervisors, in all;
+//! - `rebalance`: asks for a rebalance (`@rebalanced`);
 //! - `terminate <id>`: `@terminated <id> ok|err <Variant>`;
 //! - `squat <id>`: registers a process that is no child under `unique(id)`
 //!   (`@squat <id> ok`);
@@ -43,7 +45,9 @@ use foundation_registry::distributed::{
     ChildName, ChildStatus, DistributedEvent, DistributedSpec, DistributedSupervisor,
     StartChildError,
 };
-use foundation_registry::placement::{ChildPlacement, Placement, Quorum, StartCause, Timing};
+use foundation_registry::placement::{
+    ChildPlacement, Placement, Quorum, Rebalance, StartCause, Timing,
+};
 pub use foundation_testkit::{Child, Net};
 use foundation_testkit::{commands, say};
 
@@ -323,10 +327,14 @@ async fn run(name: String) {
         match words.as_slice() {
             ["start", kind, id, how, rest @ ..] => {
                 let mut p = placement(id, how);
-                match rest.first() {
-                    Some(&"transient") => p = p.restart(Restart::Transient),
-                    Some(&"temporary") => p = p.restart(Restart::Temporary),
-                    _ => {}
+                for word in rest {
+                    p = match *word {
+                        "transient" => p.restart(Restart::Transient),
+                        "temporary" => p.restart(Restart::Temporary),
+                        "manual" => p.rebalance(Rebalance::Manual),
+                        "eager" => p.rebalance(Rebalance::Eager),
+                        w => panic!("unknown start option {w}"),
+                    };
                 }
                 let r = if *kind == "crash" {
                     sup.start_child(kind, &(), p).await
@@ -415,6 +423,10 @@ async fn run(name: String) {
                 })
                 .await;
                 say(&format!("restarts {id} {n}"));
+            }
+            ["rebalance"] => {
+                sup.rebalance().await.unwrap();
+                say("rebalanced");
             }
             ["terminate", id] => match sup.terminate_child(id).await {
                 Ok(()) => say(&format!("terminated {id} ok")),
