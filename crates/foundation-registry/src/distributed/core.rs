@@ -861,6 +861,10 @@ impl<M: RemoteMessage> Inner<M> {
             // The lost instances are replaced: their records go, so the next failover
             // does not count them again.
             for node in &lost {
+                if *node == self.me {
+                    // This node's older incarnation: its slot now holds the new instance.
+                    continue;
+                }
                 let had = st
                     .table
                     .live(id)

@@ -404,3 +404,57 @@ fn an_eager_child_moves_to_a_joining_owner_and_a_manual_one_only_on_rebalance() 
         assert_eq!(call(node, &manual), format!("{manual}@c"));
     }
 }
+
+#[test]
+fn roles_restrict_where_a_child_runs_and_a_local_child_goes_with_its_node() {
+    let mut a = start("a", &[("SILENCE_MS", "1000")]);
+    let seed = a.addr.clone();
+    let mut b = start(
+        "b",
+        &[("SILENCE_MS", "1000"), ("SEEDS", &seed), ("ROLE", "gpu")],
+    );
+    let mut c = start("c", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    for node in [&mut a, &mut b, &mut c] {
+        ask(node, "members 3", "members 3");
+    }
+    // Only b offers the role: every instance runs there, whoever starts it.
+    assert_eq!(start_child(&mut a, "echo g1 rep:3 role:gpu"), "ok b");
+    // No node offers this one: the child waits (Pending), and says so.
+    assert_eq!(
+        start_child(&mut c, "echo t1 singleton role:tpu"),
+        "err Pending"
+    );
+    ask(&mut a, "status t1 pending", "status t1 pending");
+    // A local child runs on the node that started it...
+    assert_eq!(start_child(&mut c, "echo l1 local"), "ok c");
+    for node in [&mut a, &mut b] {
+        ask(node, "await l1 c", "at l1 c");
+    }
+    // ...and goes with it.
+    c.kill();
+    for node in [&mut a, &mut b] {
+        ask(node, "forgotten l1", "forgotten l1");
+        converge(node, 1, "g1=b/running;t1=/pending;");
+    }
+}
+
+#[test]
+fn a_node_back_with_a_new_incarnation_has_its_children_started_again_at_once() {
+    let mut nodes = three();
+    let seed = nodes[0].addr.clone();
+    // A child pinned to c: only c's return brings it back.
+    assert_eq!(start_child(&mut nodes[0], "echo p1 pinned:c"), "ok c");
+    nodes[2].kill();
+    for node in &mut nodes[..2] {
+        ask(node, "members 2", "members 2");
+        ask(node, "status p1 pending", "status p1 pending");
+    }
+    // c again, as a new incarnation: its pinned child starts there, and every node agrees.
+    let mut c = start("c", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    ask(&mut c, "await p1 c", "at p1 c");
+    nodes[2] = c;
+    for node in &mut nodes {
+        converge(node, 1, "p1=c/running;");
+        assert_eq!(call(node, "p1"), "p1@c");
+    }
+}

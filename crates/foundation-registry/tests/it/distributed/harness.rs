@@ -3,7 +3,8 @@
 //!
 //! A child starts node `FOUNDATION_TEST_NODE_NAME` (settings: `SEEDS`, `LISTEN`, `SILENCE_MS`,
 //! which is also the supervisor's silence, `MARGIN_MS`, its margin, 500 ms unless set,
-//! `QUORUM`: `majority` (the default), `oldest`, `static:N`, `referee:NODE`, `downall`), the
+//! `QUORUM`: `majority` (the default), `oldest`, `static:N`, `referee:NODE`, `downall`;
+//! `ROLE`, a role the node offers), the
 //! registry `work` of
 //! [`ChildName`]s and the supervisor `work` with the kinds `echo` (answers
 //! `<id>@<node>`) and `crash` (its `init` always fails). It prints the supervisor's
@@ -12,7 +13,7 @@
 //! `@ev gaveup <id>`, `@ev quorumlost`, `@ev quorumback`) and obeys:
 //!
 //! - `start <kind> <id> <singleton|rep:N|all|pinned:NODE|local> [transient|temporary]
-//!   [manual|eager]`:
+//!   [manual|eager] [role:ROLE]`:
 //!   `@started <id> ok <node>` or `@started <id> err <Variant>`;
 //! - `members <n>`: `@members <n>` once `n` nodes run the supervisor, as this one sees;
 //! - `await <id> <node>`: `@at <id> <node>` once the child answers by name there;
@@ -282,6 +283,10 @@ async fn run(name: String) {
         })
         .quorum(quorum(var("QUORUM").as_deref()))
         .sync_every(Duration::from_millis(200));
+    let spec = match var("ROLE") {
+        Some(role) => spec.role(role),
+        None => spec,
+    };
     let sup = DistributedSupervisor::start(&node, &names, spec)
         .await
         .unwrap();
@@ -328,6 +333,10 @@ async fn run(name: String) {
             ["start", kind, id, how, rest @ ..] => {
                 let mut p = placement(id, how);
                 for word in rest {
+                    if let Some(role) = word.strip_prefix("role:") {
+                        p = p.on_role(role);
+                        continue;
+                    }
                     p = match *word {
                         "transient" => p.restart(Restart::Transient),
                         "temporary" => p.restart(Restart::Temporary),
