@@ -458,3 +458,38 @@ fn a_node_back_with_a_new_incarnation_has_its_children_started_again_at_once() {
         assert_eq!(call(node, "p1"), "p1@c");
     }
 }
+
+#[test]
+fn a_supervisor_shut_down_gracefully_has_its_children_started_elsewhere_without_a_wait() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[0], "echo g1 singleton"));
+    let leaving = nodes.iter().position(|n| n.name == owner).unwrap();
+    // `exit`: the supervisor shuts down (its instances stop, its peers are told), then the
+    // node.
+    nodes[leaving].tell("exit");
+    let mut heir = None;
+    let mut cause = None;
+    for (i, node) in nodes.iter_mut().enumerate() {
+        if i == leaving {
+            continue;
+        }
+        node.tell(&format!("moved g1 {owner}"));
+        let at = loop {
+            let line =
+                node.expect(|l| l.starts_with("moved g1 ") || l.starts_with("ev started g1 "));
+            match line.strip_prefix("moved g1 ") {
+                Some(at) => break at.to_owned(),
+                None => cause = Some(line["ev started g1 ".len()..].to_owned()),
+            }
+        };
+        assert_eq!(*heir.get_or_insert_with(|| at.clone()), at);
+    }
+    let heir = heir.unwrap();
+    let cause = cause.unwrap_or_else(|| {
+        let node = nodes.iter_mut().find(|n| n.name == heir).unwrap();
+        node.expect(|l| l.starts_with("ev started g1 "))["ev started g1 ".len()..].to_owned()
+    });
+    // Not a failover: nothing failed, nothing counts against its intensity, and nothing
+    // waits for the quorum.
+    assert_ne!(cause, "failover");
+}
