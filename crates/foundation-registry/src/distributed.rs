@@ -327,10 +327,12 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
         *lock(&inner.receiver) = Some(receiver);
         // Subscribe before greeting the members, so no one joining in between is missed.
         let events = node.subscribe();
+        let names = registry.subscribe();
         let task = tokio::spawn(self::core::run(
             Arc::downgrade(&inner),
             rx,
             events,
+            names,
             sync_every,
         ));
         lock(&inner.tasks).push(task);
@@ -666,6 +668,12 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
     /// Stops this node's part: its instances are stopped (and start on other nodes, as
     /// after a failure that is not counted), its peers are told it left.
     pub async fn shutdown(&self) {
-        self.inner.close().await;
+        // Through the loop, so that no plan runs while the instances stop; directly if
+        // the loop is gone.
+        let (done, closed) = tokio::sync::oneshot::channel();
+        if self.inner.cmds.send(Cmd::Close(done)).await.is_err() || closed.await.is_err() {
+            self.inner.close().await;
+        }
+        self.inner.abort();
     }
 }

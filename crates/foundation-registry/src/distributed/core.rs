@@ -43,6 +43,9 @@ pub(crate) enum Cmd {
     Kick,
     /// A rebalance asked for here.
     Rebalance,
+    /// Shut this node's part down (from the loop, so no plan runs meanwhile); answer when
+    /// done.
+    Close(tokio::sync::oneshot::Sender<()>),
 }
 
 /// A peer running the same supervisor.
@@ -54,10 +57,11 @@ pub(crate) struct Peer {
 }
 
 /// An instance running here, under its own local supervisor.
-pub(crate) struct LocalChild {
+pub(crate) struct LocalChild<M> {
     serial: u64,
     created: super::table::Stamp,
     sup: Supervisor,
+    addr: Addr<M>,
     watcher: JoinHandle<()>,
 }
 
@@ -79,6 +83,9 @@ pub(crate) struct State {
     awaiting_until: Option<Instant>,
     /// A rebalance was asked for: the next plan is `Planner::rebalance`.
     rebalance: bool,
+    /// Members that left gracefully without their supervisor's bye (yet): their
+    /// instances are not failed over before this instant.
+    left: BTreeMap<String, Instant>,
     serial: u64,
     pub(crate) closed: bool,
     /// When the loop must plan again without an event (a failover's start_after, a retry).
@@ -96,7 +103,7 @@ pub(crate) struct Inner<M: RemoteMessage> {
     pub(crate) spec: DistributedSpec<M>,
     planner: Planner<Arc<dyn Distribution>>,
     pub(crate) state: Mutex<State>,
-    pub(crate) local: Mutex<HashMap<String, LocalChild>>,
+    pub(crate) local: Mutex<HashMap<String, LocalChild<M>>>,
     pub(crate) cmds: mpsc::Sender<Cmd>,
     /// Bumped after every plan: what start_child and terminate_child wait on.
     pub(crate) changed: watch::Sender<u64>,
@@ -148,6 +155,7 @@ impl<M: RemoteMessage> Inner<M> {
                 awaiting: BTreeSet::new(),
                 awaiting_until: None,
                 rebalance: false,
+                left: BTreeMap::new(),
                 serial: 0,
                 closed: false,
                 wake: None,
@@ -337,6 +345,7 @@ impl<M: RemoteMessage> Inner<M> {
             }
             Cmd::Wire(Wire::Bye { from }) => {
                 let mut st = lock(&self.state);
+                st.left.remove(&from);
                 st.peers.remove(&from);
                 st.stable.remove(&from);
                 st.missing.remove(&from);
@@ -354,6 +363,11 @@ impl<M: RemoteMessage> Inner<M> {
             }
             Cmd::Wire(Wire::Rebalance) | Cmd::Rebalance => {
                 lock(&self.state).rebalance = true;
+            }
+            Cmd::Close(done) => {
+                self.close().await;
+                // The caller may have given up waiting: nothing to answer then.
+                let _ = done.send(());
             }
             Cmd::Kick => {}
         }
@@ -394,8 +408,17 @@ impl<M: RemoteMessage> Inner<M> {
                     return;
                 }
                 match reason {
-                    // Gone for good, or back as a new incarnation: not a partition.
-                    DownReason::Left | DownReason::Restarted => {
+                    // Gone for good: not a partition. Its supervisor's last records and
+                    // bye (it was still in the stable membership, so no bye came yet)
+                    // may still be on their way behind this event: its instances are not
+                    // failed over before they had time to arrive.
+                    DownReason::Left => {
+                        st.stable.remove(&member.id);
+                        st.left
+                            .insert(member.id.clone(), now + self.spec.timing.silence);
+                    }
+                    // Back as a new incarnation: not a partition.
+                    DownReason::Restarted => {
                         st.stable.remove(&member.id);
                     }
                     // Declared down after the silence limit: last heard that long ago.
@@ -580,6 +603,17 @@ impl<M: RemoteMessage> Inner<M> {
                         self.wake_at(until);
                         continue;
                     }
+                    if let StartCause::Failover { lost } = cause {
+                        let until = {
+                            let mut st = lock(&self.state);
+                            st.left.retain(|_, until| *until > now);
+                            lost.iter().filter_map(|n| st.left.get(n)).max().copied()
+                        };
+                        if let Some(until) = until {
+                            self.wake_at(until);
+                            continue;
+                        }
+                    }
                     if matches!(cause, StartCause::Failover { .. }) && !decision.may_start(now) {
                         // Wait for the lost side to have stopped (the timing argument).
                         if let Some(after) = decision.start_after {
@@ -686,7 +720,24 @@ impl<M: RemoteMessage> Inner<M> {
 
     /// The instance here stays: its record must say so, and it must run.
     fn keep(&self, id: &str) {
-        let running = lock(&self.local).contains_key(id);
+        let addr = lock(&self.local).get(id).map(|l| l.addr.clone());
+        let running = addr.is_some();
+        if let Some(addr) = addr {
+            // Its name went (it lost a conflict with a registration made before this one
+            // and since withdrawn, as after a move): register it again.
+            let name = self.name_of(id);
+            if self.registry.whereis(&name).is_none() && !addr.is_stopped() {
+                match self.registry.register(name, &addr, ()) {
+                    Ok(()) => {
+                        tracing::info!(supervisor = %self.spec.name, child = id, "child's name registered again");
+                    }
+                    Err(e) => {
+                        tracing::debug!(supervisor = %self.spec.name, child = id, error = %e, "child's name not registered again");
+                        self.wake_at(Instant::now() + RETRY);
+                    }
+                }
+            }
+        }
         let mut st = lock(&self.state);
         let recorded = st
             .table
@@ -841,6 +892,7 @@ impl<M: RemoteMessage> Inner<M> {
                 serial,
                 created: record.created.clone(),
                 sup,
+                addr: addr.clone(),
                 watcher,
             },
         );
@@ -885,7 +937,8 @@ impl<M: RemoteMessage> Inner<M> {
         });
     }
 
-    /// Stops every local instance and leaves the supervisor's membership.
+    /// Stops every local instance and leaves the supervisor's membership (the caller
+    /// then [`abort`](Self::abort)s).
     pub(crate) async fn close(&self) {
         {
             let mut st = lock(&self.state);
@@ -908,8 +961,6 @@ impl<M: RemoteMessage> Inner<M> {
                 },
             );
         }
-        drop(st);
-        self.abort();
     }
 
     /// Takes the export back and stops the tasks.
@@ -993,6 +1044,7 @@ pub(crate) async fn run<M: RemoteMessage>(
     weak: Weak<Inner<M>>,
     mut cmds: mpsc::Receiver<Cmd>,
     mut cluster: broadcast::Receiver<ClusterEvent>,
+    mut names: broadcast::Receiver<crate::RegistryEvent<ChildName>>,
     sync_every: Duration,
 ) {
     let mut tick = tokio::time::interval(sync_every);
@@ -1019,6 +1071,21 @@ pub(crate) async fn run<M: RemoteMessage>(
                     Ok(e) => inner.on_cluster(e),
                     Err(broadcast::error::RecvError::Lagged(_)) => inner.resync(),
                     Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+            event = names.recv() => {
+                // Only a name of a child running here that went matters (it is registered
+                // again); anything else needs no plan.
+                let Some(inner) = weak.upgrade() else { return };
+                let key = match event {
+                    Ok(crate::RegistryEvent::Unregistered { key })
+                    | Ok(crate::RegistryEvent::Lost { key, .. }) => key,
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => ChildName::unique(""),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if !key.id.is_empty() && !lock(&inner.local).contains_key(&key.id) {
+                    continue;
                 }
             }
             _ = tick.tick() => {

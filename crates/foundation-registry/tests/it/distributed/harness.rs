@@ -34,7 +34,7 @@
 //! - `terminate <id>`: `@terminated <id> ok|err <Variant>`;
 //! - `squat <id>`: registers a process that is no child under `unique(id)`
 //!   (`@squat <id> ok`);
-//! - `exit`.
+//! - `exit`: a graceful leave (the supervisor's `shutdown`, then `Node::leave`).
 
 use std::time::Duration;
 
@@ -459,7 +459,9 @@ async fn run(name: String) {
             _ => say(&format!("unknown command {line}")),
         }
     }
+    // A graceful leave: the supervisor first (its instances stop and its peers are
+    // told), then the node, which drains what is queued before it goes.
     sup.shutdown().await;
     names.shutdown();
-    node.shutdown().await;
+    node.leave().await;
 }
