@@ -289,14 +289,18 @@ fn main() {
     {
         let mut g = crit.benchmark_group("distributed_start");
         g.sample_size(20);
+        // Ids never repeat across samples: a start never waits for an earlier child's
+        // name to go.
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         for (label, pinned) in [("singleton", false), ("pinned_here", true)] {
             g.bench_function(label, |bch| {
                 bch.to_async(&rt).iter_custom(|iters| {
-                    let sup = sup.clone();
+                    let (sup, next) = (sup.clone(), next.clone());
                     async move {
                         let mut total = Duration::ZERO;
-                        for i in 0..iters {
-                            let id = format!("{label}-{i}");
+                        for _ in 0..iters {
+                            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let id = format!("{label}-{n}");
                             let placement = if pinned {
                                 Placement::Pinned("a".into())
                             } else {
