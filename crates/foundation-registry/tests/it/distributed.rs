@@ -27,6 +27,32 @@ fn started_on(answer: &str) -> String {
         .to_owned()
 }
 
+/// Tells `node` to wait until child `id` answers on a node other than `from`; returns
+/// that node and the last line starting with `also` that came meanwhile (the wait skips
+/// other lines, and `also` lines may come before or after the answer).
+fn moved(node: &mut Child, id: &str, from: &str, also: &str) -> (String, Option<String>) {
+    node.tell(&format!("moved {id} {from}"));
+    let prefix = format!("moved {id} ");
+    let mut seen = None;
+    loop {
+        let line = node.expect(|l| l.starts_with(&prefix) || l.starts_with(also));
+        match line.strip_prefix(&prefix) {
+            Some(at) => return (at.to_owned(), seen),
+            None => seen = Some(line),
+        }
+    }
+}
+
+/// The nodes but the one at `gone`.
+fn without(nodes: [Child; 3], gone: usize) -> Vec<Child> {
+    nodes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != gone)
+        .map(|(_, n)| n)
+        .collect()
+}
+
 fn call(node: &mut Child, id: &str) -> String {
     node.tell(&format!("call {id}"));
     let prefix = format!("call {id} ");
@@ -71,26 +97,16 @@ fn a_singleton_whose_node_is_killed_answers_on_another_node() {
     let owner = started_on(&start_child(&mut nodes[0], "echo s2 singleton"));
     let victim = nodes.iter().position(|n| n.name == owner).unwrap();
     nodes[victim].kill();
-    let mut survivors: Vec<Child> = nodes
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| *i != victim)
-        .map(|(_, n)| n)
-        .collect();
+    let mut survivors = without(nodes, victim);
     let mut new_owner = None;
     let mut failover_on = None;
     for node in &mut survivors {
-        node.tell(&format!("moved s2 {owner}"));
-        let at = loop {
-            let line =
-                node.expect(|l| l.starts_with("moved s2 ") || l.starts_with("ev started s2"));
-            if let Some(at) = line.strip_prefix("moved s2 ") {
-                break at.to_owned();
-            }
+        let (at, event) = moved(node, "s2", &owner, "ev started s2");
+        if let Some(line) = event {
             // Started where it moved to, as a failover (counted against its intensity).
             assert_eq!(line, "ev started s2 failover", "on {}", node.name);
             failover_on = Some(node.name.clone());
-        };
+        }
         assert_ne!(at, owner);
         assert_eq!(*new_owner.get_or_insert_with(|| at.clone()), at);
         if node.name == at && failover_on.is_none() {
@@ -152,12 +168,7 @@ fn a_temporary_child_is_not_restarted_after_its_node_dies_and_a_pinned_one_waits
         format!("ok {owner}")
     );
     nodes[victim].kill();
-    let mut survivors: Vec<Child> = nodes
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| *i != victim)
-        .map(|(_, n)| n)
-        .collect();
+    let mut survivors = without(nodes, victim);
     for node in &mut survivors {
         ask(node, "members 2", "members 2");
         // The temporary child is forgotten (its record removed), never started again.
@@ -281,15 +292,10 @@ fn a_cut_off_minority_stops_its_singleton_before_the_majority_starts_it() {
         if i == cut {
             continue;
         }
-        node.tell(&format!("moved q1 {owner}"));
-        let at = loop {
-            let line =
-                node.expect(|l| l.starts_with("moved q1 ") || l.starts_with("t started q1 "));
-            match line.strip_prefix("moved q1 ") {
-                Some(at) => break at.to_owned(),
-                None => started = Some(nanos(&line)),
-            }
-        };
+        let (at, event) = moved(node, "q1", &owner, "t started q1 ");
+        if let Some(line) = event {
+            started = Some(nanos(&line));
+        }
         assert_eq!(*heir.get_or_insert_with(|| at.clone()), at);
     }
     let heir = heir.unwrap();
@@ -472,15 +478,10 @@ fn a_supervisor_shut_down_gracefully_has_its_children_started_elsewhere_without_
         if i == leaving {
             continue;
         }
-        node.tell(&format!("moved g1 {owner}"));
-        let at = loop {
-            let line =
-                node.expect(|l| l.starts_with("moved g1 ") || l.starts_with("ev started g1 "));
-            match line.strip_prefix("moved g1 ") {
-                Some(at) => break at.to_owned(),
-                None => cause = Some(line["ev started g1 ".len()..].to_owned()),
-            }
-        };
+        let (at, event) = moved(node, "g1", &owner, "ev started g1 ");
+        if let Some(line) = event {
+            cause = Some(line["ev started g1 ".len()..].to_owned());
+        }
         assert_eq!(*heir.get_or_insert_with(|| at.clone()), at);
     }
     let heir = heir.unwrap();
