@@ -19,8 +19,9 @@
 //!   answers by name and is recorded, wherever rendezvous placed it (two of three times on
 //!   another node: a round trip, a spawn there, the name and the record back);
 //!   `pinned_here` is the same for a child pinned to `a` (a spawn under a local
-//!   supervisor, a registration, a record sent to both peers). Children are terminated
-//!   between iterations, untimed. Beside `cluster_register/foundation`.
+//!   supervisor, a registration, a record sent to both peers); `local_supervisor_only` is
+//!   that local supervisor and its child alone (spawned, shut down untimed). Children are
+//!   terminated between iterations, untimed. Beside `cluster_register/foundation`.
 //! - Failover: a singleton on `b` or `c`, that node killed (SIGKILL); *detection* is from
 //!   the kill to `a` declaring the node down, *restart* from there to the singleton
 //!   answering on another node (which waits the quorum's `start_after`: the supervisor's
@@ -317,6 +318,25 @@ fn main() {
                 });
             });
         }
+        // What a pinned start spends in the local supervisor alone: one supervisor and
+        // its one child spawned (the rest is the loop, the name and the record).
+        g.bench_function("local_supervisor_only", |bch| {
+            bch.to_async(&rt).iter_custom(|iters| async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let spec = foundation_actors::SupervisorSpec::new(
+                        "bench-local",
+                        foundation_actors::Strategy::OneForOne,
+                    )
+                    .child(ChildSpec::new("idle", Idle, ()));
+                    let t = Instant::now();
+                    let sup = foundation_actors::Supervisor::start(spec).await.unwrap();
+                    total += t.elapsed();
+                    sup.shutdown().await;
+                }
+                total
+            });
+        });
         g.finish();
     }
 
