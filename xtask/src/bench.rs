@@ -240,6 +240,24 @@ const HEADLINES: &[Headline] = &[
         unit: "ns",
         budget: Budget::None,
     },
+    // Issue 14: `start_child` of a singleton (returning once it answers by name and is
+    // recorded, wherever it was placed) within 2x a cluster-registry registration.
+    Headline {
+        name: "distributed start_child of a singleton, 3 nodes",
+        ours: "distributed_start/singleton",
+        competitor: "cluster_register/foundation",
+        paired: None,
+        unit: "ns",
+        budget: Budget::Ratio(2.0),
+    },
+    Headline {
+        name: "distributed start_child pinned here, 3 nodes",
+        ours: "distributed_start/pinned_here",
+        competitor: "cluster_register/foundation",
+        paired: None,
+        unit: "ns",
+        budget: Budget::None,
+    },
     Headline {
         name: "remote tell (>= 500k msg/s)",
         ours: "remote_tell/foundation",

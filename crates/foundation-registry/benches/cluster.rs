@@ -14,6 +14,20 @@
 //!   `register` on `a` to the later of the two; p50 and p99 go to
 //!   `target/bench-registry.json` (all three processes share one machine clock).
 //!
+//! - Criterion group `distributed_start`: `singleton` is
+//!   [`DistributedSupervisor::start_child`] of a singleton on `a`, returning once the child
+//!   answers by name and is recorded, wherever rendezvous placed it (two of three times on
+//!   another node: a round trip, a spawn there, the name and the record back);
+//!   `pinned_here` is the same for a child pinned to `a` (a spawn under a local
+//!   supervisor, a registration, a record sent to both peers); `local_supervisor_only` is
+//!   that local supervisor and its child alone (spawned, shut down untimed). Children are
+//!   terminated between iterations, untimed. Beside `cluster_register/foundation`.
+//! - Failover: a singleton on `b` or `c`, that node killed (SIGKILL); *detection* is from
+//!   the kill to `a` declaring the node down, *restart* from there to the singleton
+//!   answering on another node (which waits the quorum's `start_after`: the supervisor's
+//!   silence plus margin, 3 s + 1 s by default, by design). One run; to
+//!   `target/bench-registry.json`.
+//!
 //! Run with: `cargo xtask bench` (or `cargo bench -p foundation-registry --bench cluster`).
 
 #![allow(clippy::unwrap_used, missing_docs)] // a bench that fails should stop loudly
@@ -23,11 +37,14 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::Criterion;
+use foundation_actors::ChildSpec;
 use foundation_actors::{Actor, ActorError, Addr, RemoteMessage, spawn};
 use foundation_cluster::discovery::Peer;
 use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
 use foundation_registry::cluster::Options;
 use foundation_registry::consistent::{ConsistentOptions, ConsistentRegistry};
+use foundation_registry::distributed::{ChildName, DistributedSpec, DistributedSupervisor};
+use foundation_registry::placement::{ChildPlacement, Placement};
 use foundation_registry::{ClusterRegistry, Registry, RegistryEvent};
 use foundation_testkit::{Child, commands, say};
 
@@ -36,8 +53,11 @@ use foundation_testkit::{Child, commands, say};
 enum Named {
     #[remote(tag = 1)]
     Hello,
+    #[remote(tag = 2)]
+    Ping(foundation_actors::ReplyPort<()>),
 }
 
+#[derive(Clone)]
 struct Idle;
 
 impl Actor for Idle {
@@ -47,12 +67,26 @@ impl Actor for Idle {
     async fn init(&self, _: &Addr<Named>, (): ()) -> Result<(), ActorError> {
         Ok(())
     }
-    async fn handle(&self, _: &Addr<Named>, _: Named, (): &mut ()) -> Result<(), ActorError> {
+    async fn handle(&self, _: &Addr<Named>, msg: Named, (): &mut ()) -> Result<(), ActorError> {
+        if let Named::Ping(port) = msg {
+            let _ = port.send(());
+        }
         Ok(())
     }
 }
 
 type Names = ClusterRegistry<String, Named, ()>;
+
+/// The distributed supervisor every node runs, and its registry.
+async fn supervisor(node: &Node) -> DistributedSupervisor<Named> {
+    let names: ClusterRegistry<ChildName, Named> =
+        ClusterRegistry::start(node, "bench-dsup").await.unwrap();
+    let spec =
+        DistributedSpec::new("bench").kind("idle", |(): ()| ChildSpec::new("idle", Idle, ()));
+    DistributedSupervisor::start(node, &names, spec)
+        .await
+        .unwrap()
+}
 
 const VISIBILITY_NAMES: usize = 1_000;
 
@@ -75,6 +109,7 @@ async fn child() {
     let names: Names = ClusterRegistry::start_with(&node, options).await.unwrap();
     let mut events = names.subscribe();
     let _locks = locks(&node).await;
+    let _sup = supervisor(&node).await;
     let mut cluster = node.subscribe();
     tokio::spawn(async move {
         while let Ok(e) = cluster.recv().await {
@@ -165,7 +200,7 @@ fn main() {
         return;
     }
 
-    let (node, names, addr, locks) = rt.block_on(async {
+    let (node, names, addr, locks, sup) = rt.block_on(async {
         let node =
             Node::start(NodeConfig::new("a", "bench").listen("127.0.0.1:0".parse().unwrap()))
                 .await
@@ -173,7 +208,8 @@ fn main() {
         let names: Names = ClusterRegistry::start(&node, "bench").await.unwrap();
         let addr = spawn(Idle, ()).await.unwrap();
         let locks = locks(&node).await;
-        (node, names, addr, locks)
+        let sup = supervisor(&node).await;
+        (node, names, addr, locks, sup)
     });
     let seed = node.advertised().to_owned();
     let mut b = start_child("b", &seed);
@@ -246,6 +282,64 @@ fn main() {
         g.finish();
     }
 
+    rt.block_on(async {
+        while sup.members().len() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    {
+        let mut g = crit.benchmark_group("distributed_start");
+        g.sample_size(20);
+        // Ids never repeat across samples: a start never waits for an earlier child's
+        // name to go.
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        for (label, pinned) in [("singleton", false), ("pinned_here", true)] {
+            g.bench_function(label, |bch| {
+                bch.to_async(&rt).iter_custom(|iters| {
+                    let (sup, next) = (sup.clone(), next.clone());
+                    async move {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let id = format!("{label}-{n}");
+                            let placement = if pinned {
+                                Placement::Pinned("a".into())
+                            } else {
+                                Placement::Singleton
+                            };
+                            let spec = ChildPlacement::new(id.clone(), placement);
+                            let t = Instant::now();
+                            sup.start_child("idle", &(), spec).await.unwrap();
+                            total += t.elapsed();
+                            sup.terminate_child(&id).await.unwrap();
+                        }
+                        total
+                    }
+                });
+            });
+        }
+        // What a pinned start spends in the local supervisor alone: one supervisor and
+        // its one child spawned (the rest is the loop, the name and the record).
+        g.bench_function("local_supervisor_only", |bch| {
+            bch.to_async(&rt).iter_custom(|iters| async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let spec = foundation_actors::SupervisorSpec::new(
+                        "bench-local",
+                        foundation_actors::Strategy::OneForOne,
+                    )
+                    .child(ChildSpec::new("idle", Idle, ()));
+                    let t = Instant::now();
+                    let sup = foundation_actors::Supervisor::start(spec).await.unwrap();
+                    total += t.elapsed();
+                    sup.shutdown().await;
+                }
+                total
+            });
+        });
+        g.finish();
+    }
+
     // Visibility on every node.
     let mut started = HashMap::new();
     for i in 0..VISIBILITY_NAMES {
@@ -280,10 +374,68 @@ fn main() {
          over {} names",
         ms.len()
     );
+
+    // Failover of a singleton after kill -9 of its node: detection, then restart.
+    let (detection, restart, victim) = rt.block_on(async {
+        let mut i = 0;
+        let owner = loop {
+            let id = format!("failover-{i}");
+            let at = sup
+                .start_child(
+                    "idle",
+                    &(),
+                    ChildPlacement::new(id.clone(), Placement::Singleton),
+                )
+                .await
+                .unwrap();
+            if at.node() != "a" {
+                break (id, at.node().to_owned());
+            }
+            sup.terminate_child(&id).await.unwrap();
+            i += 1;
+        };
+        let (id, victim) = owner;
+        let mut events = node.subscribe();
+        let killed = Instant::now();
+        if victim == "b" {
+            b.kill()
+        } else {
+            c.kill()
+        }
+        let detected = loop {
+            match events.recv().await {
+                Ok(ClusterEvent::NodeDown { member, .. }) if member.id == victim => {
+                    break Instant::now();
+                }
+                Ok(_) => {}
+                Err(e) => panic!("membership events ended: {e}"),
+            }
+        };
+        loop {
+            let moved = sup.whereis(&id).is_some_and(|at| at.node() != victim);
+            if moved
+                && sup
+                    .call(&id, Named::Ping, Duration::from_secs(1))
+                    .await
+                    .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        (detected - killed, detected.elapsed(), victim)
+    });
+    let (detection_ms, restart_ms) = (detection.as_secs_f64() * 1e3, restart.as_secs_f64() * 1e3);
+    println!(
+        "singleton failover after kill -9: detection {detection_ms:.1} ms, restart {restart_ms:.1} ms \
+         (restart waits the quorum's start_after: silence + margin)"
+    );
     let json = serde_json::json!({
         "figures": [
             { "name": "cluster name visible on all nodes, p50", "value": p50, "unit": "ms" },
             { "name": "cluster name visible on all nodes, p99", "value": p99, "unit": "ms" },
+            { "name": "singleton failover after kill -9, detection", "value": detection_ms, "unit": "ms" },
+            { "name": "singleton failover after kill -9, restart", "value": restart_ms, "unit": "ms" },
         ]
     });
     // The target directory the bench binary runs from (`<target>/release/deps/<bench>`):
@@ -297,7 +449,11 @@ fn main() {
         serde_json::to_string_pretty(&json).unwrap(),
     )
     .unwrap();
-    b.tell("exit");
-    c.tell("exit");
+    // The killed one is gone; tell the other.
+    if victim == "b" {
+        c.tell("exit");
+    } else {
+        b.tell("exit");
+    }
     rt.block_on(node.shutdown());
 }

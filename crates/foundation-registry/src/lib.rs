@@ -18,9 +18,14 @@
 //!   across moves) and which side of a partition keeps them (split-brain policies), as
 //!   plain logic without I/O. The guide is `docs/placement.md`.
 //!
-//! To come: the distributed supervisor that carries the placement core's decisions out,
-//! and partitioned (sharded) placement. The guide is
-//! `docs/registry.md`.
+//! - the [distributed supervisor](distributed): Horde's DynamicSupervisor on Foundation
+//!   nodes, carrying the placement core's plans out (children as kinds plus arguments,
+//!   records replicated among its nodes, local OTP supervision, names in the cluster
+//!   registry, failover after the quorum's wait). Handoff with held messages and
+//!   checkpoints are its next step.
+//!
+//! To come: partitioned (sharded) placement. The guides are `docs/registry.md` and
+//! `docs/placement.md`.
 //!
 //! ## A tour
 //!
@@ -88,6 +93,7 @@
 
 pub mod cluster;
 pub mod consistent;
+pub mod distributed;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -98,6 +104,7 @@ pub mod replica;
 pub mod services;
 
 pub use cluster::{ClusterRegistry, Location, OnConflict, RegistryEvent};
+pub use distributed::{DistributedSpec, DistributedSupervisor};
 
 pub use local::{
     Mode, RegisterError, Registry, StartError, UpdateError, ViaCallError, ViaCastError,

@@ -1,8 +1,8 @@
 //! The placement core: where distributed children run, when they move, and which side of a
 //! partition keeps them, as plain logic without I/O.
 //!
-//! This is the part of distributed supervision that decides; the distributed supervisor
-//! (to come) carries the decisions out: it feeds the core the membership view and the
+//! This is the part of distributed supervision that decides; the
+//! [distributed supervisor](crate::distributed) carries the decisions out: it feeds the core the membership view and the
 //! children's records, and starts, stops and hands off processes as told. Every node runs
 //! the same functions on the same inputs and reaches the same decisions without asking
 //! anyone: there is no leader. Sharded entities (partitioned placement) will place their

@@ -4,6 +4,7 @@
 #![allow(missing_docs, unreachable_pub)]
 
 mod cluster;
+mod distributed;
 mod errors;
 mod keys;
 mod modes;

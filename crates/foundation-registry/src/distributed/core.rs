@@ -1,0 +1,1107 @@
+//! The supervisor's loop on one node: it follows membership and the peers' records, runs
+//! the planner after every change, and carries out this node's part of the plan.
+//!
+//! # Locking
+//!
+//! `Inner::state` (records, peers, quorum bookkeeping) is a mutex held only for short,
+//! synchronous steps; starts and stops of local instances (which await) run in the loop
+//! task without it. Only the loop task changes `Inner::local`, so a plan is carried out
+//! one action at a time, in order.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use foundation_actors::{
+    Addr, RemoteMessage, Strategy, Supervisor, SupervisorEvent, SupervisorSpec,
+};
+use foundation_cluster::membership::{DownReason, Status};
+use foundation_cluster::node::{CONTROL, ClusterEvent, Node};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::table::{ExitWire, Record, Removal, Table};
+use super::wire::{DsupMsg, Wire};
+use super::{ChildName, DistributedEvent, DistributedSpec};
+use crate::ClusterRegistry;
+use crate::cluster::{RegisterError, lock};
+use crate::placement::{
+    Action, Child, Distribution, Exit, NodeInfo, Outcome, PendingReason, Planner, QuorumLoss,
+    StartCause, Verdict, View,
+};
+
+/// What the loop is told.
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    /// A peer's message.
+    Wire(Wire),
+    /// A local instance ended on its own (its local supervisor will not restart it).
+    Ended { id: String, serial: u64, exit: Exit },
+    /// A local instance was restarted by its local supervisor.
+    Restarted { id: String, serial: u64 },
+    /// Something changed locally (a child started or removed here): plan again.
+    Kick,
+    /// A rebalance asked for here.
+    Rebalance,
+    /// Shut this node's part down (from the loop, so no plan runs meanwhile); answer when
+    /// done.
+    Close(tokio::sync::oneshot::Sender<()>),
+}
+
+/// A peer running the same supervisor.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub(crate) incarnation: u64,
+    pub(crate) roles: BTreeSet<String>,
+    pub(crate) leaving: bool,
+}
+
+/// An instance running here, under its own local supervisor.
+pub(crate) struct LocalChild<M> {
+    serial: u64,
+    created: super::table::Stamp,
+    sup: Supervisor,
+    addr: Addr<M>,
+    watcher: JoinHandle<()>,
+}
+
+pub(crate) struct State {
+    pub(crate) table: Table,
+    pub(crate) peers: BTreeMap<String, Peer>,
+    /// The last stable membership (names and incarnations), this node included.
+    stable: BTreeMap<String, u64>,
+    /// Members of `stable` lost without a graceful leave, with when they were last heard.
+    missing: BTreeMap<String, Instant>,
+    /// Children that cannot run anywhere now, as the last plan said.
+    pub(crate) pending: BTreeMap<String, PendingReason>,
+    quorum_lost: Option<QuorumLoss>,
+    /// The members this node has seen go down (name, incarnation).
+    downs: BTreeSet<(String, u64)>,
+    /// Members back from a partition whose records have not arrived yet: no starts until
+    /// they have (or until `awaiting_until`).
+    awaiting: BTreeSet<String>,
+    awaiting_until: Option<Instant>,
+    /// A rebalance was asked for: the next plan is `Planner::rebalance`.
+    rebalance: bool,
+    /// Members that left gracefully without their supervisor's bye (yet): their
+    /// instances are not failed over before this instant.
+    left: BTreeMap<String, Instant>,
+    serial: u64,
+    pub(crate) closed: bool,
+    /// When the loop must plan again without an event (a failover's start_after, a retry).
+    wake: Option<Instant>,
+}
+
+pub(crate) struct Inner<M: RemoteMessage> {
+    pub(crate) node: Node,
+    pub(crate) me: String,
+    pub(crate) incarnation: u64,
+    /// When this node's part started: the join grace is measured from it.
+    started: Instant,
+    pub(crate) service: String,
+    pub(crate) registry: ClusterRegistry<ChildName, M>,
+    pub(crate) spec: DistributedSpec<M>,
+    planner: Planner<Arc<dyn Distribution>>,
+    pub(crate) state: Mutex<State>,
+    pub(crate) local: Mutex<HashMap<String, LocalChild<M>>>,
+    pub(crate) cmds: mpsc::Sender<Cmd>,
+    /// Bumped after every plan: what start_child and terminate_child wait on.
+    pub(crate) changed: watch::Sender<u64>,
+    pub(crate) events: broadcast::Sender<DistributedEvent>,
+    pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) receiver: Mutex<Option<Addr<DsupMsg>>>,
+}
+
+/// Records per message: a full table goes in batches, each well within a frame (the
+/// node's `max_frame`, 8 MiB by default) unless the children's arguments are large.
+const RECORDS_PER_MESSAGE: usize = 128;
+
+/// How soon a start whose name is still held is tried again.
+const RETRY: Duration = Duration::from_millis(100);
+
+/// Milliseconds on the wall clock: move-intensity windows are measured on it.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl<M: RemoteMessage> Inner<M> {
+    pub(crate) fn new(
+        node: &Node,
+        registry: &ClusterRegistry<ChildName, M>,
+        spec: DistributedSpec<M>,
+        cmds: mpsc::Sender<Cmd>,
+    ) -> Self {
+        let me = node.name().to_owned();
+        let incarnation = node.incarnation();
+        let mut stable = BTreeMap::new();
+        stable.insert(me.clone(), incarnation);
+        Self {
+            node: node.clone(),
+            started: Instant::now(),
+            service: format!("$dsup/{}", spec.name),
+            registry: registry.clone(),
+            planner: Planner::new(spec.distribution.clone()),
+            spec,
+            state: Mutex::new(State {
+                table: Table::new(&me),
+                peers: BTreeMap::new(),
+                stable,
+                missing: BTreeMap::new(),
+                pending: BTreeMap::new(),
+                quorum_lost: None,
+                downs: BTreeSet::new(),
+                awaiting: BTreeSet::new(),
+                awaiting_until: None,
+                rebalance: false,
+                left: BTreeMap::new(),
+                serial: 0,
+                closed: false,
+                wake: None,
+            }),
+            me,
+            incarnation,
+            local: Mutex::new(HashMap::new()),
+            cmds,
+            changed: watch::channel(0).0,
+            events: broadcast::channel(1024).0,
+            tasks: Mutex::new(Vec::new()),
+            receiver: Mutex::new(None),
+        }
+    }
+
+    /// The live members running this supervisor, this node included, as the planner
+    /// sees them.
+    pub(crate) fn view(&self, st: &State) -> View {
+        let mut view = View::new();
+        let mut mine = NodeInfo::new(self.me.clone(), self.incarnation);
+        mine.roles = self.spec.roles.clone();
+        view.insert(mine);
+        for (name, peer) in &st.peers {
+            let mut info = NodeInfo::new(name.clone(), peer.incarnation);
+            info.roles = peer.roles.clone();
+            info.leaving = peer.leaving;
+            view.insert(info);
+        }
+        // A live member whose instances the records show runs this supervisor, even
+        // before its hello arrives here: without this, a node that just joined would
+        // take the instances of the peers it has not heard from yet for lost.
+        let young = self.started.elapsed() < self.spec.timing.silence + self.spec.timing.margin;
+        let members: HashMap<String, (u64, bool)> = self
+            .node
+            .members()
+            .into_iter()
+            .map(|m| (m.id, (m.incarnation, m.status == Status::Leaving)))
+            .collect();
+        for record in st.table.all_live() {
+            for (name, slot) in &record.slots {
+                let Some(incarnation) = slot.instance else {
+                    continue;
+                };
+                if view.contains(name) {
+                    continue;
+                }
+                match members.get(name) {
+                    Some((live, leaving)) if *live == incarnation => {
+                        let mut info = NodeInfo::new(name.clone(), incarnation);
+                        info.leaving = *leaving;
+                        view.insert(info);
+                    }
+                    // Not a member here (yet): while this node is new, a node it has not
+                    // seen go down may simply not have reached it yet; it counts as
+                    // live until the join grace (silence + margin) is over.
+                    None if young && !st.downs.contains(&(name.clone(), incarnation)) => {
+                        view.insert(NodeInfo::new(name.clone(), incarnation));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        view
+    }
+
+    fn send(&self, peer: &str, wire: Wire) {
+        if let Err(e) = self
+            .node
+            .send_on(CONTROL, peer, &self.service, &DsupMsg(wire))
+        {
+            tracing::debug!(peer, service = %self.service, error = %e, "supervisor sync not sent");
+        }
+    }
+
+    /// Sends changed records to every peer.
+    pub(crate) fn broadcast(&self, st: &State, records: Vec<Record>) {
+        if records.is_empty() {
+            return;
+        }
+        for peer in st.peers.keys() {
+            self.send_records(peer, &records);
+        }
+    }
+
+    /// Sends records to `peer`, in batches small enough for a frame.
+    fn send_records(&self, peer: &str, records: &[Record]) {
+        for batch in records.chunks(RECORDS_PER_MESSAGE) {
+            self.send(
+                peer,
+                Wire::Records {
+                    from: self.me.clone(),
+                    records: batch.to_vec(),
+                },
+            );
+        }
+    }
+
+    fn hello(&self, st: &State, peer: &str, reply: bool) {
+        self.send(
+            peer,
+            Wire::Hello {
+                from: self.me.clone(),
+                incarnation: self.incarnation,
+                roles: self.spec.roles.iter().cloned().collect(),
+                digest: st.table.digest(),
+                reply,
+            },
+        );
+    }
+
+    /// Asks every peer, and this node, for a rebalance.
+    pub(crate) fn rebalance_all(&self) {
+        let st = lock(&self.state);
+        for peer in st.peers.keys() {
+            self.send(peer, Wire::Rebalance);
+        }
+    }
+
+    /// Hellos to every member (those not running this supervisor ignore them: nothing is
+    /// exported under its name there).
+    pub(crate) fn hello_all(&self) {
+        let mut st = lock(&self.state);
+        if st.closed {
+            return;
+        }
+        st.table.prune(Instant::now(), self.spec.tombstone_ttl);
+        for member in self.node.members() {
+            if member.status == Status::Up || member.status == Status::Leaving {
+                self.hello(&st, &member.id, !st.peers.contains_key(&member.id));
+            }
+        }
+    }
+
+    fn emit(&self, event: DistributedEvent) {
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+
+    /// A peer's message, a local exit, or a kick.
+    pub(crate) async fn on_cmd(&self, cmd: Cmd) {
+        match cmd {
+            Cmd::Wire(Wire::Hello {
+                from,
+                incarnation,
+                roles,
+                digest,
+                reply,
+            }) => {
+                let live = self.node.members().into_iter().find(|m| m.id == from);
+                let Some(member) = live.filter(|m| m.incarnation == incarnation) else {
+                    // Not (or no longer) a member as this node sees it: its NodeUp will
+                    // bring a hello from here.
+                    return;
+                };
+                let mut st = lock(&self.state);
+                let known = st
+                    .peers
+                    .get(&from)
+                    .is_some_and(|p| p.incarnation == incarnation);
+                st.peers.insert(
+                    from.clone(),
+                    Peer {
+                        incarnation,
+                        roles: roles.into_iter().collect(),
+                        leaving: member.status == Status::Leaving,
+                    },
+                );
+                // A member lost to a partition is back. Until its records are here, this
+                // node's may be stale (its side ran on): no starts meanwhile.
+                if st.missing.remove(&from).is_some() && digest != st.table.digest() {
+                    st.awaiting.insert(from.clone());
+                    st.awaiting_until =
+                        Some(Instant::now() + self.spec.timing.silence + self.spec.timing.margin);
+                }
+                if !known || reply {
+                    self.hello(&st, &from, !known);
+                }
+                if !known || digest != st.table.digest() {
+                    let all: Vec<Record> = st.table.all().cloned().collect();
+                    self.send_records(&from, &all);
+                }
+            }
+            Cmd::Wire(Wire::Records { from, records }) => {
+                let mut st = lock(&self.state);
+                st.table.merge(records);
+                st.awaiting.remove(&from);
+            }
+            Cmd::Wire(Wire::Bye { from }) => {
+                let mut st = lock(&self.state);
+                st.left.remove(&from);
+                st.peers.remove(&from);
+                st.stable.remove(&from);
+                st.missing.remove(&from);
+            }
+            Cmd::Ended { id, serial, exit } => self.ended(&id, serial, exit).await,
+            Cmd::Restarted { id, serial } => {
+                let mine = lock(&self.local)
+                    .get(&id)
+                    .is_some_and(|l| l.serial == serial);
+                if mine {
+                    let mut st = lock(&self.state);
+                    let rec = st.table.write_slot(&id, &self.me, |s, _| s.restarts += 1);
+                    self.broadcast(&st, rec.into_iter().collect());
+                }
+            }
+            Cmd::Wire(Wire::Rebalance) | Cmd::Rebalance => {
+                lock(&self.state).rebalance = true;
+            }
+            Cmd::Close(done) => {
+                self.close().await;
+                // The caller may have given up waiting: nothing to answer then.
+                let _ = done.send(());
+            }
+            Cmd::Kick => {}
+        }
+    }
+
+    /// A membership event of the node.
+    pub(crate) fn on_cluster(&self, event: ClusterEvent) {
+        match event {
+            ClusterEvent::NodeUp(member) => {
+                let mut st = lock(&self.state);
+                if st
+                    .peers
+                    .get(&member.id)
+                    .is_some_and(|p| p.incarnation != member.incarnation)
+                {
+                    st.peers.remove(&member.id);
+                }
+                self.hello(&st, &member.id, true);
+            }
+            ClusterEvent::NodeLeaving(member) => {
+                let mut st = lock(&self.state);
+                if let Some(peer) = st.peers.get_mut(&member.id) {
+                    peer.leaving = true;
+                }
+            }
+            ClusterEvent::NodeDown { member, reason } => {
+                let now = Instant::now();
+                let mut st = lock(&self.state);
+                st.downs.insert((member.id.clone(), member.incarnation));
+                if st
+                    .peers
+                    .get(&member.id)
+                    .is_some_and(|p| p.incarnation == member.incarnation)
+                {
+                    st.peers.remove(&member.id);
+                }
+                if !st.stable.contains_key(&member.id) {
+                    return;
+                }
+                match reason {
+                    // Gone for good: not a partition. Its supervisor's last records and
+                    // bye (it was still in the stable membership, so no bye came yet)
+                    // may still be on their way behind this event: its instances are not
+                    // failed over before they had time to arrive.
+                    DownReason::Left => {
+                        st.stable.remove(&member.id);
+                        st.left
+                            .insert(member.id.clone(), now + self.spec.timing.silence);
+                    }
+                    // Back as a new incarnation: not a partition.
+                    DownReason::Restarted => {
+                        st.stable.remove(&member.id);
+                    }
+                    // Declared down after the silence limit: last heard that long ago.
+                    DownReason::Silent => {
+                        let heard = now.checked_sub(self.spec.timing.silence).unwrap_or(now);
+                        st.missing.insert(member.id, heard);
+                    }
+                    _ => {
+                        st.missing.insert(member.id, now);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Brings the peers in line with the node's members after missed events.
+    pub(crate) fn resync(&self) {
+        let members: HashMap<String, u64> = self
+            .node
+            .members()
+            .into_iter()
+            .map(|m| (m.id, m.incarnation))
+            .collect();
+        let now = Instant::now();
+        let mut st = lock(&self.state);
+        let gone: Vec<String> = st
+            .peers
+            .iter()
+            .filter(|(n, p)| members.get(*n) != Some(&p.incarnation))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in gone {
+            st.peers.remove(&name);
+            if st.stable.contains_key(&name) {
+                st.missing.insert(name, now);
+            }
+        }
+        drop(st);
+        self.hello_all();
+    }
+
+    /// A local instance ended on its own.
+    async fn ended(&self, id: &str, serial: u64, exit: Exit) {
+        let taken = {
+            let mut local = lock(&self.local);
+            match local.get(id) {
+                Some(l) if l.serial == serial => local.remove(id),
+                _ => None,
+            }
+        };
+        let Some(child) = taken else {
+            return;
+        };
+        child.watcher.abort();
+        self.registry.unregister(&self.name_of(id));
+        child.sup.shutdown().await;
+        let mut st = lock(&self.state);
+        let rec = st.table.write_slot(id, &self.me, |s, at| {
+            s.instance = None;
+            s.ended = Some((at.clone(), ExitWire::from(exit)));
+        });
+        self.broadcast(&st, rec.into_iter().collect());
+        drop(st);
+        self.emit(DistributedEvent::Ended {
+            child: id.to_owned(),
+            exit,
+        });
+    }
+
+    /// The name this node's instance of `id` is registered under.
+    pub(crate) fn name_of(&self, id: &str) -> ChildName {
+        let per_node = lock(&self.state)
+            .table
+            .get(id)
+            .is_some_and(|r| r.spec.per_node());
+        if per_node {
+            ChildName::on(id, &self.me)
+        } else {
+            ChildName::unique(id)
+        }
+    }
+
+    /// Plans and carries out this node's part.
+    pub(crate) async fn reconcile(&self) {
+        let now = Instant::now();
+        let (plan, decision) = {
+            let mut st = lock(&self.state);
+            st.wake = None;
+            let view = self.view(&st);
+            let stable: View = st
+                .stable
+                .iter()
+                .map(|(n, i)| NodeInfo::new(n.clone(), *i))
+                .collect();
+            let last_heard = st.missing.values().max().copied().unwrap_or(now);
+            let mut decision =
+                self.spec
+                    .timing
+                    .decide(&self.spec.quorum, &stable, &view, &self.me, last_heard);
+            if decision.verdict.keeps() && st.quorum_lost.is_some() && !st.missing.is_empty() {
+                // Back from the losing side of a partition with members still missing:
+                // they ran on without this node, and may simply not have reconnected
+                // yet. Their wait starts now, not when this node lost sight of them.
+                for heard in st.missing.values_mut() {
+                    *heard = now;
+                }
+                decision =
+                    self.spec
+                        .timing
+                        .decide(&self.spec.quorum, &stable, &view, &self.me, now);
+            }
+            if decision.may_start(now) {
+                // Membership has settled (or the lost members' time is up): the view is
+                // the new stable membership.
+                st.stable = view.iter().map(|n| (n.id.clone(), n.incarnation)).collect();
+                st.missing.clear();
+            }
+            let children: Vec<Child> = st
+                .table
+                .all_live()
+                .map(|r| Child::with_state(r.spec.placement(), r.state()))
+                .collect();
+            let plan = if std::mem::take(&mut st.rebalance) {
+                self.planner.rebalance(&self.me, &view, &children, now_ms())
+            } else {
+                self.planner.plan(&self.me, &view, &children, now_ms())
+            };
+            st.pending = plan
+                .outcomes
+                .iter()
+                .filter_map(|o| match o {
+                    Outcome::Pending { child, reason } => Some((child.clone(), reason.clone())),
+                    _ => None,
+                })
+                .collect();
+            (plan, decision)
+        };
+
+        if let Verdict::Stop(loss) = &decision.verdict {
+            let first = {
+                let mut st = lock(&self.state);
+                let first = st.quorum_lost.is_none();
+                st.quorum_lost = Some(loss.clone());
+                first
+            };
+            if first {
+                tracing::warn!(supervisor = %self.spec.name, reason = %loss, "quorum lost: stopping every child here");
+                self.emit(DistributedEvent::QuorumLost(loss.clone()));
+            }
+            let ids: Vec<String> = lock(&self.local).keys().cloned().collect();
+            for id in ids {
+                self.stop_local(&id, &format!("quorum loss: {loss}")).await;
+                // Recorded, so that after the heal no node counts on this instance.
+                self.clear_slot(&id);
+            }
+            self.changed.send_modify(|n| *n += 1);
+            return;
+        }
+        if lock(&self.state).quorum_lost.take().is_some() {
+            tracing::info!(supervisor = %self.spec.name, "quorum regained");
+            self.emit(DistributedEvent::QuorumRegained);
+        }
+
+        let held = {
+            let mut st = lock(&self.state);
+            match st.awaiting_until {
+                Some(until) if !st.awaiting.is_empty() && now < until => Some(until),
+                _ => {
+                    st.awaiting.clear();
+                    st.awaiting_until = None;
+                    None
+                }
+            }
+        };
+        let mut placed_here: BTreeSet<String> = BTreeSet::new();
+        for action in &plan.actions {
+            match action {
+                Action::Start { child, cause } => {
+                    placed_here.insert(child.clone());
+                    if let Some(until) = held {
+                        self.wake_at(until);
+                        continue;
+                    }
+                    if let StartCause::Failover { lost } = cause {
+                        let until = {
+                            let mut st = lock(&self.state);
+                            st.left.retain(|_, until| *until > now);
+                            lost.iter().filter_map(|n| st.left.get(n)).max().copied()
+                        };
+                        if let Some(until) = until {
+                            self.wake_at(until);
+                            continue;
+                        }
+                    }
+                    if matches!(cause, StartCause::Failover { .. }) && !decision.may_start(now) {
+                        // Wait for the lost side to have stopped (the timing argument).
+                        if let Some(after) = decision.start_after {
+                            self.wake_at(after);
+                        }
+                        continue;
+                    }
+                    self.start_local(child, cause).await;
+                }
+                Action::Keep { child } => {
+                    placed_here.insert(child.clone());
+                    self.keep(child);
+                }
+                Action::Receive { child, .. } => {
+                    // TODO(handoff): for now a planned move is a stop on the old node
+                    // then a fresh start here, once its record shows the old instance
+                    // gone (the next plan says Start).
+                    placed_here.insert(child.clone());
+                }
+                Action::HandOff { child, to } => {
+                    self.stop_local(child, &format!("moving to node {to} (handoff)"))
+                        .await;
+                    self.clear_slot(child);
+                }
+                Action::Stop { child, reason } => {
+                    self.stop_local(child, &format!("{reason:?}")).await;
+                    self.clear_slot(child);
+                }
+            }
+        }
+        for outcome in &plan.outcomes {
+            let removal = match outcome {
+                Outcome::Forget { child, reason } => Some((
+                    child,
+                    match reason {
+                        crate::placement::ForgetReason::Lost => Removal::Lost,
+                        crate::placement::ForgetReason::HomeDown => Removal::HomeDown,
+                        _ => Removal::Ended,
+                    },
+                )),
+                Outcome::GaveUp {
+                    child,
+                    failures,
+                    max,
+                } => {
+                    self.emit(DistributedEvent::GaveUp {
+                        child: child.clone(),
+                        failures: *failures as u64,
+                        max: *max,
+                    });
+                    Some((
+                        child,
+                        Removal::GaveUp {
+                            failures: *failures as u64,
+                            max: *max,
+                        },
+                    ))
+                }
+                _ => None,
+            };
+            if let Some((child, why)) = removal {
+                let mut st = lock(&self.state);
+                let rec = st.table.remove(child, why);
+                self.broadcast(&st, rec.into_iter().collect());
+            }
+        }
+        // Instances here that the plan no longer places here (removed, or replaced by a
+        // newer start of the same id) go.
+        let stale: Vec<String> = {
+            let st = lock(&self.state);
+            lock(&self.local)
+                .iter()
+                .filter(|(id, l)| {
+                    !placed_here.contains(*id)
+                        || st.table.live(id).is_none_or(|r| r.created != l.created)
+                })
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for id in stale {
+            let why = match lock(&self.state)
+                .table
+                .get(&id)
+                .and_then(|r| r.removed.clone())
+            {
+                Some((_, Removal::Terminated)) => "terminated".to_owned(),
+                Some((_, why)) => format!("removed: {why:?}"),
+                None => "no longer placed here".to_owned(),
+            };
+            self.stop_local(&id, &why).await;
+            self.clear_slot(&id);
+        }
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    fn wake_at(&self, at: Instant) {
+        let mut st = lock(&self.state);
+        st.wake = Some(st.wake.map_or(at, |w| w.min(at)));
+    }
+
+    pub(crate) fn wake(&self) -> Option<Instant> {
+        lock(&self.state).wake
+    }
+
+    /// The instance here stays: its record must say so, and it must run.
+    fn keep(&self, id: &str) {
+        let addr = lock(&self.local).get(id).map(|l| l.addr.clone());
+        let running = addr.is_some();
+        if let Some(addr) = addr {
+            // Its name went (it lost a conflict with a registration made before this one
+            // and since withdrawn, as after a move): register it again.
+            let name = self.name_of(id);
+            if self.registry.whereis(&name).is_none() && !addr.is_stopped() {
+                match self.registry.register(name, &addr, ()) {
+                    Ok(()) => {
+                        tracing::info!(supervisor = %self.spec.name, child = id, "child's name registered again");
+                    }
+                    Err(e) => {
+                        tracing::debug!(supervisor = %self.spec.name, child = id, error = %e, "child's name not registered again");
+                        self.wake_at(Instant::now() + RETRY);
+                    }
+                }
+            }
+        }
+        let mut st = lock(&self.state);
+        let recorded = st
+            .table
+            .live(id)
+            .and_then(|r| r.slots.get(&self.me))
+            .and_then(|s| s.instance);
+        let rec = match (running, recorded) {
+            (true, Some(i)) if i == self.incarnation => None,
+            // Running, but a peer cleared the record (it failed the child over while
+            // this node was cut off): say it runs here again; the planner resolves the
+            // duplicate.
+            (true, _) => st.table.write_slot(id, &self.me, |s, at| {
+                s.instance = Some(self.incarnation);
+                s.started = Some(at.clone());
+            }),
+            // Recorded here but not running (this supervisor was restarted): clear the
+            // record, so the next plan starts it.
+            (false, Some(_)) => {
+                st.wake = Some(Instant::now());
+                st.table.write_slot(id, &self.me, |s, _| s.instance = None)
+            }
+            (false, None) => None,
+        };
+        self.broadcast(&st, rec.into_iter().collect());
+    }
+
+    fn clear_slot(&self, id: &str) {
+        let mut st = lock(&self.state);
+        let has = st
+            .table
+            .live(id)
+            .and_then(|r| r.slots.get(&self.me))
+            .is_some_and(|s| s.instance.is_some());
+        if has {
+            let rec = st.table.write_slot(id, &self.me, |s, _| s.instance = None);
+            self.broadcast(&st, rec.into_iter().collect());
+        }
+    }
+
+    /// Stops the instance here, if there is one.
+    pub(crate) async fn stop_local(&self, id: &str, why: &str) {
+        let Some(child) = lock(&self.local).remove(id) else {
+            return;
+        };
+        child.watcher.abort();
+        self.registry.unregister(&self.name_of(id));
+        child.sup.shutdown().await;
+        tracing::info!(supervisor = %self.spec.name, child = id, reason = why, "stopped");
+        self.emit(DistributedEvent::Stopped {
+            child: id.to_owned(),
+            reason: why.to_owned(),
+        });
+    }
+
+    /// Starts an instance of `id` here, registers its name, records it.
+    async fn start_local(self: &Inner<M>, id: &str, cause: &StartCause) {
+        let record = {
+            let st = lock(&self.state);
+            st.table.live(id).cloned()
+        };
+        let Some(record) = record else {
+            return;
+        };
+        if let Some(l) = lock(&self.local).get(id) {
+            if l.created == record.created {
+                return;
+            }
+        }
+        // A previous child of the same id still runs here: it goes first.
+        self.stop_local(id, "replaced by a newer start").await;
+        let name = if record.spec.per_node() {
+            ChildName::on(id, &self.me)
+        } else {
+            ChildName::unique(id)
+        };
+        if let Some(held) = self.registry.whereis(&name) {
+            // Most often the old holder's name has not gone yet (its node's death is
+            // still on its way to this node's registry): try again shortly, without
+            // starting anything meanwhile.
+            tracing::debug!(supervisor = %self.spec.name, child = id, holder = held.node(), "child's name still held; retrying");
+            self.wake_at(Instant::now() + RETRY);
+            return;
+        }
+        let placement = record.spec.placement();
+        let made = match self.spec.kinds.get(&record.spec.kind) {
+            None => Err(format!("no child kind {:?} on this node", record.spec.kind)),
+            Some(make) => make(&record.spec.args).map_err(|e| format!("bad arguments: {e}")),
+        };
+        let result = match made {
+            Err(e) => Err(e),
+            Ok(child_spec) => {
+                let child_spec = child_spec.restart(placement.restart);
+                let addr = child_spec.addr();
+                let (max, period) = self.spec.local_intensity;
+                let sup_spec =
+                    SupervisorSpec::new(format!("{}/{id}", self.service), Strategy::OneForOne)
+                        .intensity(max, period)
+                        .child(child_spec);
+                let events = sup_spec.handle().subscribe();
+                match Supervisor::start(sup_spec).await {
+                    Ok(sup) => Ok((sup, addr, events)),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        let counts = cause.counts();
+        let (sup, addr, events) = match result {
+            Ok(started) => started,
+            Err(why) => {
+                tracing::warn!(supervisor = %self.spec.name, child = id, error = %why, "child failed to start");
+                let mut st = lock(&self.state);
+                let rec = st.table.write_slot(id, &self.me, |s, at| {
+                    s.instance = None;
+                    s.ended = Some((at.clone(), ExitWire::Failed));
+                    if counts {
+                        count_failure(s, &placement.intensity.period);
+                    }
+                });
+                self.broadcast(&st, rec.into_iter().collect());
+                drop(st);
+                self.emit(DistributedEvent::StartFailed {
+                    child: id.to_owned(),
+                    error: why,
+                });
+                return;
+            }
+        };
+        if let Err(e) = self.registry.register(name, &addr, ()) {
+            // Taken since the check above: try again shortly.
+            sup.shutdown().await;
+            let retry = matches!(e, RegisterError::Taken { .. });
+            tracing::info!(supervisor = %self.spec.name, child = id, error = %e, "child's name not registered");
+            if retry {
+                self.wake_at(Instant::now() + RETRY);
+            }
+            return;
+        }
+        let serial = {
+            let mut st = lock(&self.state);
+            st.serial += 1;
+            st.serial
+        };
+        let watcher = tokio::spawn(watch_child(
+            events,
+            self.cmds.clone(),
+            id.to_owned(),
+            serial,
+        ));
+        lock(&self.local).insert(
+            id.to_owned(),
+            LocalChild {
+                serial,
+                created: record.created.clone(),
+                sup,
+                addr: addr.clone(),
+                watcher,
+            },
+        );
+        let lost: Vec<String> = match cause {
+            StartCause::Failover { lost } => lost.clone(),
+            _ => Vec::new(),
+        };
+        {
+            let mut st = lock(&self.state);
+            let mut recs = Vec::new();
+            recs.extend(st.table.write_slot(id, &self.me, |s, at| {
+                s.instance = Some(self.incarnation);
+                s.started = Some(at.clone());
+                if counts {
+                    count_failure(s, &placement.intensity.period);
+                }
+            }));
+            // The lost instances are replaced: their records go, so the next failover
+            // does not count them again.
+            for node in &lost {
+                if *node == self.me {
+                    // This node's older incarnation: its slot now holds the new instance.
+                    continue;
+                }
+                let had = st
+                    .table
+                    .live(id)
+                    .and_then(|r| r.slots.get(node))
+                    .is_some_and(|s| s.instance.is_some());
+                if had {
+                    recs.extend(st.table.write_slot(id, node, |s, _| s.instance = None));
+                }
+            }
+            // Each write gives the whole record: the last one carries them all.
+            let last = recs.pop();
+            self.broadcast(&st, last.into_iter().collect());
+        }
+        tracing::info!(supervisor = %self.spec.name, child = id, cause = ?cause, "started");
+        self.emit(DistributedEvent::Started {
+            child: id.to_owned(),
+            cause: cause.clone(),
+        });
+    }
+
+    /// Stops every local instance and leaves the supervisor's membership (the caller
+    /// then [`abort`](Self::abort)s).
+    pub(crate) async fn close(&self) {
+        {
+            let mut st = lock(&self.state);
+            if st.closed {
+                return;
+            }
+            st.closed = true;
+        }
+        let ids: Vec<String> = lock(&self.local).keys().cloned().collect();
+        for id in ids {
+            self.stop_local(&id, "supervisor shut down").await;
+            self.clear_slot(&id);
+        }
+        let st = lock(&self.state);
+        for peer in st.peers.keys() {
+            self.send(
+                peer,
+                Wire::Bye {
+                    from: self.me.clone(),
+                },
+            );
+        }
+    }
+
+    /// Takes the export back and stops the tasks.
+    pub(crate) fn abort(&self) {
+        if let Some(receiver) = lock(&self.receiver).take() {
+            self.node.unexport(&self.service);
+            receiver.stop(None);
+        }
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl<M: RemoteMessage> Drop for Inner<M> {
+    /// The last handle is gone: the export and tasks go; local instances are stopped
+    /// where a runtime is at hand.
+    fn drop(&mut self) {
+        self.abort();
+        for (_, child) in lock(&self.local).drain() {
+            child.watcher.abort();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let sup = child.sup;
+                rt.spawn(async move { sup.shutdown().await });
+            }
+        }
+    }
+}
+
+fn count_failure(slot: &mut super::table::Slot, period: &Duration) {
+    let now = now_ms();
+    slot.failures.push(now);
+    slot.failures
+        .retain(|&at| u128::from(now.saturating_sub(at)) < period.as_millis());
+}
+
+/// Follows one local instance's supervisor, and tells the loop when it restarts and when
+/// it ends for good.
+async fn watch_child(
+    mut events: broadcast::Receiver<SupervisorEvent>,
+    cmds: mpsc::Sender<Cmd>,
+    id: String,
+    serial: u64,
+) {
+    loop {
+        let cmd = match events.recv().await {
+            Ok(SupervisorEvent::ChildExited {
+                reason,
+                restarting: false,
+                ..
+            }) => Cmd::Ended {
+                id: id.clone(),
+                serial,
+                exit: if reason.is_normal() {
+                    Exit::Normal
+                } else {
+                    Exit::Failed
+                },
+            },
+            Ok(SupervisorEvent::GaveUp(_)) => Cmd::Ended {
+                id: id.clone(),
+                serial,
+                exit: Exit::Failed,
+            },
+            Ok(SupervisorEvent::ChildRestarted { .. }) => Cmd::Restarted {
+                id: id.clone(),
+                serial,
+            },
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let last = matches!(cmd, Cmd::Ended { .. });
+        if cmds.send(cmd).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// The loop: one per supervisor per node.
+pub(crate) async fn run<M: RemoteMessage>(
+    weak: Weak<Inner<M>>,
+    mut cmds: mpsc::Receiver<Cmd>,
+    mut cluster: broadcast::Receiver<ClusterEvent>,
+    mut names: broadcast::Receiver<crate::RegistryEvent<ChildName>>,
+    sync_every: Duration,
+) {
+    let mut tick = tokio::time::interval(sync_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let wake = match weak.upgrade() {
+            Some(inner) => inner.wake(),
+            None => return,
+        };
+        let sleep = async move {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            cmd = cmds.recv() => {
+                let (Some(cmd), Some(inner)) = (cmd, weak.upgrade()) else { return };
+                inner.on_cmd(cmd).await;
+            }
+            event = cluster.recv() => {
+                let Some(inner) = weak.upgrade() else { return };
+                match event {
+                    Ok(e) => inner.on_cluster(e),
+                    Err(broadcast::error::RecvError::Lagged(_)) => inner.resync(),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+            event = names.recv() => {
+                // Only a name of a child running here that went matters (it is registered
+                // again); anything else needs no plan.
+                let Some(inner) = weak.upgrade() else { return };
+                let key = match event {
+                    Ok(crate::RegistryEvent::Unregistered { key })
+                    | Ok(crate::RegistryEvent::Lost { key, .. }) => key,
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => ChildName::unique(""),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if !key.id.is_empty() && !lock(&inner.local).contains_key(&key.id) {
+                    continue;
+                }
+            }
+            _ = tick.tick() => {
+                let Some(inner) = weak.upgrade() else { return };
+                inner.hello_all();
+            }
+            () = sleep => {}
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        // Whatever else queued meanwhile, before planning once for the burst.
+        while let Ok(cmd) = cmds.try_recv() {
+            inner.on_cmd(cmd).await;
+        }
+        if lock(&inner.state).closed {
+            return;
+        }
+        inner.reconcile().await;
+    }
+}

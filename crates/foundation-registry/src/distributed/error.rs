@@ -1,0 +1,130 @@
+//! The distributed supervisor's errors.
+
+use std::time::Duration;
+
+use foundation_actors::SpawnError;
+use thiserror::Error;
+
+use crate::placement::{PendingReason, PlacementError};
+
+/// Why [`DistributedSupervisor::start`](super::DistributedSupervisor::start) failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// This node runs a distributed supervisor of that name already.
+    #[error("a distributed supervisor named {0:?} runs on this node already")]
+    NameTaken(String),
+    /// Its process could not start.
+    #[error("the distributed supervisor's process did not start")]
+    Spawn(#[from] SpawnError),
+}
+
+/// Why [`DistributedSupervisor::start_child`](super::DistributedSupervisor::start_child)
+/// failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StartChildError {
+    /// No kind of that name was registered in this node's spec.
+    #[error("no child kind {kind:?} in this distributed supervisor")]
+    UnknownKind {
+        /// The kind asked for.
+        kind: String,
+    },
+    /// The arguments do not encode.
+    #[error("the arguments of child {child:?} do not encode")]
+    Args {
+        /// The child.
+        child: String,
+        /// Why.
+        #[source]
+        source: postcard::Error,
+    },
+    /// A child of that id runs (or waits to run) in this supervisor already.
+    #[error("child {child:?} is started already")]
+    AlreadyStarted {
+        /// The child.
+        child: String,
+        /// A node it runs on, if it runs.
+        node: Option<String>,
+    },
+    /// The child's name is held in the registry by a process that is not this
+    /// supervisor's child.
+    #[error("the name of child {child:?} is held by a process on node {holder:?}")]
+    NameTaken {
+        /// The child.
+        child: String,
+        /// The holder's node.
+        holder: String,
+    },
+    /// The placement is invalid here (`Pinned` to an unknown node, zero replicas, …).
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    /// It failed on every node it was tried on, more often than its move intensity
+    /// allows: the supervisor gave up and removed it.
+    #[error("child {child:?} failed {failures} times (at most {max} allowed): given up")]
+    GaveUp {
+        /// The child.
+        child: String,
+        /// Failures counted.
+        failures: u64,
+        /// The most allowed.
+        max: u32,
+    },
+    /// No node can run it now. It is kept, and starts when a suitable node appears.
+    #[error("child {child:?} cannot run anywhere now ({reason:?}); it starts when it can")]
+    Pending {
+        /// The child.
+        child: String,
+        /// Why.
+        reason: PendingReason,
+    },
+    /// It was removed before it answered (terminated meanwhile, or it ended and its
+    /// restart type does not bring it back).
+    #[error("child {child:?} was removed before it answered")]
+    Removed {
+        /// The child.
+        child: String,
+    },
+    /// It did not answer by name within the supervisor's start timeout. It is kept, and
+    /// may still start.
+    #[error("child {child:?} did not start within {waited:?}")]
+    Timeout {
+        /// The child.
+        child: String,
+        /// How long the call waited.
+        waited: Duration,
+    },
+    /// The supervisor was shut down.
+    #[error("the distributed supervisor was shut down")]
+    Closed,
+}
+
+/// Why [`DistributedSupervisor::terminate_child`](super::DistributedSupervisor::terminate_child)
+/// failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TerminateError {
+    /// No live child of that id.
+    #[error("no child {child:?} in this distributed supervisor")]
+    NotFound {
+        /// The child.
+        child: String,
+    },
+    /// It was removed, but an instance still answered by name after the timeout (its
+    /// node stops it when the removal reaches it).
+    #[error("child {child:?} removed, but an instance still answered after {waited:?}")]
+    Timeout {
+        /// The child.
+        child: String,
+        /// How long the call waited.
+        waited: Duration,
+    },
+    /// The supervisor was shut down.
+    #[error("the distributed supervisor was shut down")]
+    Closed,
+}
+
+/// The distributed supervisor was shut down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("the distributed supervisor was shut down")]
+pub struct Closed;

@@ -1,0 +1,177 @@
+//! What a distributed supervisor is started with: its name, the kinds of children it can
+//! start, its split-brain policy and timing.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use foundation_actors::ChildSpec;
+use serde::de::DeserializeOwned;
+
+use crate::placement::{Distribution, Quorum, Rendezvous, Timing};
+
+/// Builds a child's local spec from its arguments' wire form.
+pub(crate) type Make<M> = Arc<dyn Fn(&[u8]) -> Result<ChildSpec<M>, postcard::Error> + Send + Sync>;
+
+/// A distributed supervisor's spec: its name (the same on every node: one logical
+/// supervisor), the **kinds** of children it can start, and its policies.
+///
+/// A child must be startable on any node, so it is not given as a [`ChildSpec`] (a
+/// closure cannot cross the wire) but as a *kind*: a factory every node registers under
+/// the same name, and arguments that travel ([`serde`]). Register the same kinds on every
+/// node; a node that lacks a kind fails to start it there (counted as a failure, so the
+/// child moves on and, past its move intensity, is given up).
+///
+/// # Examples
+///
+/// ```
+/// # use foundation_actors::prelude::*;
+/// # #[derive(Debug, RemoteMessage)] enum Msg { #[remote(tag = 1)] Ping(ReplyPort<u64>) }
+/// # #[derive(Clone)] struct Counter;
+/// # impl Actor for Counter {
+/// #     type Msg = Msg; type State = u64; type Args = u64;
+/// #     async fn init(&self, _: &Addr<Msg>, n: u64) -> Result<u64, ActorError> { Ok(n) }
+/// #     async fn handle(&self, _: &Addr<Msg>, Msg::Ping(p): Msg, n: &mut u64) -> Result<(), ActorError> { let _ = p.send(*n); Ok(()) }
+/// # }
+/// use std::time::Duration;
+/// use foundation_registry::distributed::DistributedSpec;
+/// use foundation_registry::placement::{Quorum, Timing};
+///
+/// let spec = DistributedSpec::new("workers")
+///     .kind("counter", |start: u64| ChildSpec::new("counter", Counter, start))
+///     .quorum(Quorum::KeepMajority)
+///     .timing(Timing { silence: Duration::from_secs(3), margin: Duration::from_secs(1) });
+/// ```
+pub struct DistributedSpec<M> {
+    pub(crate) name: String,
+    pub(crate) kinds: HashMap<String, Make<M>>,
+    pub(crate) quorum: Quorum,
+    pub(crate) timing: Timing,
+    pub(crate) distribution: Arc<dyn Distribution>,
+    pub(crate) roles: BTreeSet<String>,
+    pub(crate) local_intensity: (u32, Duration),
+    pub(crate) sync_every: Duration,
+    pub(crate) start_timeout: Duration,
+    pub(crate) tombstone_ttl: Duration,
+}
+
+impl<M> fmt::Debug for DistributedSpec<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut kinds: Vec<&String> = self.kinds.keys().collect();
+        kinds.sort();
+        f.debug_struct("DistributedSpec")
+            .field("name", &self.name)
+            .field("kinds", &kinds)
+            .field("quorum", &self.quorum)
+            .field("timing", &self.timing)
+            .field("distribution", &self.distribution)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Send + 'static> DistributedSpec<M> {
+    /// A supervisor called `name`, without kinds yet; [`Quorum::KeepMajority`], a timing
+    /// of 3 s silence (the node's default) plus a 1 s margin, [`Rendezvous`] placement.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            kinds: HashMap::new(),
+            quorum: Quorum::default(),
+            timing: Timing {
+                silence: Duration::from_secs(3),
+                margin: Duration::from_secs(1),
+            },
+            distribution: Arc::new(Rendezvous),
+            roles: BTreeSet::new(),
+            local_intensity: (3, Duration::from_secs(5)),
+            sync_every: Duration::from_secs(1),
+            start_timeout: Duration::from_secs(10),
+            tombstone_ttl: Duration::from_secs(3600),
+        }
+    }
+
+    /// Registers the kind `name`: `make` builds the local spec of a child of that kind
+    /// from its arguments, on whichever node runs it (once per instance started there;
+    /// the local supervisor restarts it from that spec). The spec's restart type is
+    /// replaced by the child's [`ChildPlacement::restart`](crate::placement::ChildPlacement::restart).
+    #[must_use]
+    pub fn kind<A, F>(mut self, name: impl Into<String>, make: F) -> Self
+    where
+        A: DeserializeOwned,
+        F: Fn(A) -> ChildSpec<M> + Send + Sync + 'static,
+    {
+        let make: Make<M> = Arc::new(move |bytes: &[u8]| postcard::from_bytes(bytes).map(&make));
+        self.kinds.insert(name.into(), make);
+        self
+    }
+
+    /// The split-brain policy. Default [`Quorum::KeepMajority`].
+    #[must_use]
+    pub fn quorum(mut self, quorum: Quorum) -> Self {
+        self.quorum = quorum;
+        self
+    }
+
+    /// The silence limit and margin of split-brain decisions. `silence` should be the
+    /// node's ([`NodeConfig::silence`](foundation_cluster::node::NodeConfig::silence));
+    /// see the timing argument in [`placement`](crate::placement) for the margin.
+    #[must_use]
+    pub fn timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// Where children go. Default [`Rendezvous`].
+    #[must_use]
+    pub fn distribution(mut self, distribution: impl Distribution + 'static) -> Self {
+        self.distribution = Arc::new(distribution);
+        self
+    }
+
+    /// This node offers `role` to children restricted to it
+    /// ([`ChildPlacement::on_role`](crate::placement::ChildPlacement::on_role)).
+    #[must_use]
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.roles.insert(role.into());
+        self
+    }
+
+    /// The restart intensity of each instance's local supervisor: past it, the instance
+    /// has failed on this node, and the placement decides what follows (another node,
+    /// within the child's move intensity). Default 3 restarts in 5 s.
+    #[must_use]
+    pub fn local_intensity(mut self, max_restarts: u32, period: Duration) -> Self {
+        self.local_intensity = (max_restarts, period);
+        self
+    }
+
+    /// How often each node tells its peers a digest of its records (a peer that differs
+    /// sends its records). Changes are sent at once; this only bounds how long a lost one
+    /// stays missing. Default 1 s.
+    #[must_use]
+    pub fn sync_every(mut self, every: Duration) -> Self {
+        self.sync_every = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a removed child's record (its tombstone) is kept, so that a peer that
+    /// has not heard of the removal yet learns it instead of bringing the child back.
+    /// Default 1 hour; a node cut off for longer that still runs the child brings it back
+    /// when it returns.
+    #[must_use]
+    pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
+        self.tombstone_ttl = ttl;
+        self
+    }
+
+    /// How long [`start_child`](super::DistributedSupervisor::start_child) and
+    /// [`terminate_child`](super::DistributedSupervisor::terminate_child) wait for the
+    /// child to answer by name (or be gone). Default 10 s.
+    #[must_use]
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+}

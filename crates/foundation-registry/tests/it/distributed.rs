@@ -1,0 +1,495 @@
+//! The distributed supervisor across node processes: a singleton on one node of three,
+//! reached from all; failover after kill -9; replicated and per-node children, a joining
+//! node getting its instance; temporary children not restarted; local restarts and a
+//! transient child's normal end; terminate_child everywhere; which_children agreeing; bad
+//! input; a real partition, the minority stopping its singleton before the majority
+//! starts it.
+
+pub mod harness;
+
+use harness::{Child, Net, start, three, three_in};
+
+/// Tells `node` to start a child and returns the answer's tail (`ok <node>` or
+/// `err <Variant>`).
+fn start_child(node: &mut Child, line: &str) -> String {
+    let id = line.split_whitespace().nth(1).unwrap().to_owned();
+    node.tell(&format!("start {line}"));
+    let prefix = format!("started {id} ");
+    let got = node.expect(|l| l.starts_with(&prefix));
+    got[prefix.len()..].to_owned()
+}
+
+/// The node a successful start answered from.
+fn started_on(answer: &str) -> String {
+    answer
+        .strip_prefix("ok ")
+        .unwrap_or_else(|| panic!("start failed: {answer}"))
+        .to_owned()
+}
+
+/// Tells `node` to wait until child `id` answers on a node other than `from`; returns
+/// that node and the last line starting with `also` that came meanwhile (the wait skips
+/// other lines, and `also` lines may come before or after the answer).
+fn moved(node: &mut Child, id: &str, from: &str, also: &str) -> (String, Option<String>) {
+    node.tell(&format!("moved {id} {from}"));
+    let prefix = format!("moved {id} ");
+    let mut seen = None;
+    loop {
+        let line = node.expect(|l| l.starts_with(&prefix) || l.starts_with(also));
+        match line.strip_prefix(&prefix) {
+            Some(at) => return (at.to_owned(), seen),
+            None => seen = Some(line),
+        }
+    }
+}
+
+/// The nodes but the one at `gone`.
+fn without(nodes: [Child; 3], gone: usize) -> Vec<Child> {
+    nodes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != gone)
+        .map(|(_, n)| n)
+        .collect()
+}
+
+fn call(node: &mut Child, id: &str) -> String {
+    node.tell(&format!("call {id}"));
+    let prefix = format!("call {id} ");
+    let got = node.expect(|l| l.starts_with(&prefix));
+    got[prefix.len()..].to_owned()
+}
+
+fn ask(node: &mut Child, line: &str, answer: &str) {
+    node.tell(line);
+    node.expect(|l| l == answer);
+}
+
+/// Waits (up to 25 s) until `node`'s which_children reads `table` with `instances`
+/// instances running; on a timeout, fails with what it reads instead.
+fn converge(node: &mut Child, instances: usize, table: &str) {
+    node.tell(&format!("converge {instances} {table}"));
+    let want = format!("converged {table}");
+    let got = node.expect(|l| l == want || l.starts_with("diverged "));
+    assert_eq!(got, want, "node {}", node.name);
+}
+
+#[test]
+fn a_singleton_runs_on_exactly_one_of_three_nodes_and_answers_by_name_from_each() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[1], "echo s1 singleton"));
+    let table = format!("s1={owner}/running;");
+    for node in &mut nodes {
+        ask(
+            node,
+            &format!("await s1 {owner}"),
+            &format!("at s1 {owner}"),
+        );
+        assert_eq!(call(node, "s1"), format!("s1@{owner}"));
+        // One instance in the cluster, and every node's records say so.
+        converge(node, 1, &table);
+    }
+}
+
+#[test]
+fn a_singleton_whose_node_is_killed_answers_on_another_node() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[0], "echo s2 singleton"));
+    let victim = nodes.iter().position(|n| n.name == owner).unwrap();
+    nodes[victim].kill();
+    let mut survivors = without(nodes, victim);
+    let mut new_owner = None;
+    let mut failover_on = None;
+    for node in &mut survivors {
+        let (at, event) = moved(node, "s2", &owner, "ev started s2");
+        if let Some(line) = event {
+            // Started where it moved to, as a failover (counted against its intensity).
+            assert_eq!(line, "ev started s2 failover", "on {}", node.name);
+            failover_on = Some(node.name.clone());
+        }
+        assert_ne!(at, owner);
+        assert_eq!(*new_owner.get_or_insert_with(|| at.clone()), at);
+        if node.name == at && failover_on.is_none() {
+            // Its event may come after the name resolved (and before the call's answer).
+            let line = node.expect(|l| l.starts_with("ev started s2"));
+            assert_eq!(line, "ev started s2 failover");
+            failover_on = Some(at.clone());
+        }
+        assert_eq!(call(node, "s2"), format!("s2@{at}"));
+    }
+    let new_owner = new_owner.unwrap();
+    assert_eq!(failover_on, Some(new_owner.clone()));
+    for node in &mut survivors {
+        converge(node, 1, &format!("s2={new_owner}/running;"));
+    }
+}
+
+#[test]
+fn replicated_and_all_children_run_per_node_and_a_joining_node_gets_its_instance() {
+    let mut a = start("a", &[("SILENCE_MS", "1000")]);
+    let seed = a.addr.clone();
+    let mut b = start("b", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    ask(&mut a, "members 2", "members 2");
+    ask(&mut b, "members 2", "members 2");
+    // A name call from a node with an instance reaches the local one.
+    started_on(&start_child(&mut a, "echo r2 rep:2"));
+    started_on(&start_child(&mut b, "echo every all"));
+    // More replicas than nodes: not an error, one on each node.
+    started_on(&start_child(&mut a, "echo r5 rep:5"));
+    let table = "every=a,b/running;r2=a,b/running;r5=a,b/running;";
+    for node in [&mut a, &mut b] {
+        converge(node, 6, table);
+        let me = node.name.clone();
+        assert_eq!(call(node, "r2"), format!("r2@{me}"));
+        assert_eq!(call(node, "every"), format!("every@{me}"));
+    }
+
+    // A joining node gets its `All` instance and r5's third; r2 stays on two.
+    let mut c = start("c", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    ask(&mut c, "members 3", "members 3");
+    ask(&mut c, "await every c", "at every c");
+    assert_eq!(call(&mut c, "every"), "every@c");
+    let table = "every=a,b,c/running;r2=a,b/running;r5=a,b,c/running;";
+    for node in [&mut a, &mut b, &mut c] {
+        converge(node, 8, table);
+    }
+    let r2 = call(&mut c, "r2");
+    assert!(r2 == "r2@a" || r2 == "r2@b", "{r2}");
+}
+
+#[test]
+fn a_temporary_child_is_not_restarted_after_its_node_dies_and_a_pinned_one_waits() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[0], "echo t1 singleton temporary"));
+    let victim = nodes.iter().position(|n| n.name == owner).unwrap();
+    let line = format!("echo p1 pinned:{owner}");
+    assert_eq!(
+        start_child(&mut nodes[(victim + 1) % 3], &line),
+        format!("ok {owner}")
+    );
+    nodes[victim].kill();
+    let mut survivors = without(nodes, victim);
+    for node in &mut survivors {
+        ask(node, "members 2", "members 2");
+        // The temporary child is forgotten (its record removed), never started again.
+        ask(node, "forgotten t1", "forgotten t1");
+        // The pinned one waits for its node.
+        ask(node, "status p1 pending", "status p1 pending");
+        assert_eq!(call(node, "p1"), "err");
+    }
+    // Pinned to a node that is gone: refused.
+    let line = format!("echo p2 pinned:{owner}");
+    assert_eq!(start_child(&mut survivors[0], &line), "err Placement");
+}
+
+#[test]
+fn terminate_child_removes_it_everywhere_and_which_children_agrees_on_every_node() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[0], "echo k1 singleton"));
+    started_on(&start_child(&mut nodes[0], "echo k2 all"));
+    let table = format!("k1={owner}/running;k2=a,b,c/running;");
+    for node in &mut nodes {
+        converge(node, 4, &table);
+    }
+    ask(&mut nodes[1], "terminate k1", "terminated k1 ok");
+    for node in &mut nodes {
+        ask(node, "forgotten k1", "forgotten k1");
+        converge(node, 3, "k2=a,b,c/running;");
+    }
+    ask(&mut nodes[2], "terminate k2", "terminated k2 ok");
+    for node in &mut nodes {
+        ask(node, "forgotten k2", "forgotten k2");
+        converge(node, 0, "");
+    }
+    nodes[0].tell("terminate k2");
+    let got = nodes[0].expect(|l| l.starts_with("terminated k2"));
+    assert!(got.starts_with("terminated k2 err"), "{got}");
+}
+
+#[test]
+fn bad_input_gets_a_typed_error_and_a_child_failing_everywhere_is_given_up() {
+    let mut a = start("a", &[("SILENCE_MS", "1000")]);
+    let seed = a.addr.clone();
+    let mut b = start("b", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    ask(&mut a, "members 2", "members 2");
+    ask(&mut b, "members 2", "members 2");
+
+    let owner = started_on(&start_child(&mut a, "echo d1 singleton"));
+    converge(&mut b, 1, &format!("d1={owner}/running;"));
+    assert_eq!(
+        start_child(&mut b, "echo d1 singleton"),
+        "err AlreadyStarted"
+    );
+    assert_eq!(
+        start_child(&mut a, "nokind x1 singleton"),
+        "err UnknownKind"
+    );
+    assert_eq!(start_child(&mut a, "echo x2 pinned:zzz"), "err Placement");
+    assert_eq!(start_child(&mut a, "echo x3 rep:0"), "err Placement");
+
+    // A name held by a process that is not a child.
+    ask(&mut a, "squat sq", "squat sq ok");
+    assert_eq!(start_child(&mut a, "echo sq singleton"), "err NameTaken");
+
+    // An init that fails on every node: tried within its move intensity, then given up
+    // and removed everywhere (no crash loop).
+    assert_eq!(start_child(&mut b, "crash cr singleton"), "err GaveUp");
+    for node in [&mut a, &mut b] {
+        ask(node, "forgotten cr", "forgotten cr");
+        converge(node, 1, &format!("d1={owner}/running;"));
+    }
+}
+
+#[test]
+fn a_crash_is_restarted_on_its_node_and_a_transient_child_that_stops_normally_is_forgotten() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[0], "echo w1 singleton"));
+    for node in &mut nodes {
+        ask(
+            node,
+            &format!("await w1 {owner}"),
+            &format!("at w1 {owner}"),
+        );
+    }
+    // OTP semantics on its node: restarted there, behind the same name.
+    nodes[1].tell("crash w1");
+    for node in &mut nodes {
+        ask(node, "restarts w1 1", "restarts w1 1");
+        assert_eq!(call(node, "w1"), format!("w1@{owner}"));
+    }
+    converge(&mut nodes[2], 1, &format!("w1={owner}/running;"));
+
+    // A transient child that ends normally is not restarted anywhere: it is forgotten.
+    let owner = started_on(&start_child(&mut nodes[0], "echo w2 singleton transient"));
+    ask(
+        &mut nodes[2],
+        &format!("await w2 {owner}"),
+        &format!("at w2 {owner}"),
+    );
+    nodes[2].tell("quit w2");
+    for node in &mut nodes {
+        ask(node, "forgotten w2", "forgotten w2");
+    }
+}
+
+#[test]
+fn a_cut_off_minority_stops_its_singleton_before_the_majority_starts_it() {
+    let net = Net::new(3);
+    // A 2 s margin: well above heartbeat + latency + detection tick + stop time here.
+    let mut nodes = three_in(&net, &[("MARGIN_MS", "2000")]);
+    let owner = started_on(&start_child(&mut nodes[0], "echo q1 singleton"));
+    let cut = nodes.iter().position(|n| n.name == owner).unwrap();
+    net.cut(cut);
+    // The minority (the owner alone) loses the quorum and stops its instance.
+    nodes[cut].expect(|l| l == "ev quorumlost");
+    nodes[cut].expect(|l| l == "ev stopped q1");
+    let stopped = nanos(&nodes[cut].expect(|l| l.starts_with("t stopped q1 ")));
+    // The majority starts it once the wait (silence + margin) is over: after the
+    // minority's instance stopped, on the machine clock all processes share.
+    let mut heir = None;
+    let mut started = None;
+    for (i, node) in nodes.iter_mut().enumerate() {
+        if i == cut {
+            continue;
+        }
+        let (at, event) = moved(node, "q1", &owner, "t started q1 ");
+        if let Some(line) = event {
+            started = Some(nanos(&line));
+        }
+        assert_eq!(*heir.get_or_insert_with(|| at.clone()), at);
+    }
+    let heir = heir.unwrap();
+    let heir_node = nodes.iter_mut().find(|n| n.name == heir).unwrap();
+    let started =
+        started.unwrap_or_else(|| nanos(&heir_node.expect(|l| l.starts_with("t started q1 "))));
+    assert!(
+        stopped < started,
+        "two instances at once: the minority stopped at {stopped}, the majority started at {started}"
+    );
+    // Healed: one instance, and every node agrees where.
+    net.heal(cut);
+    nodes[cut].expect(|l| l == "ev quorumback");
+    for node in &mut nodes {
+        converge(node, 1, &format!("q1={heir}/running;"));
+        ask(node, &format!("await q1 {heir}"), &format!("at q1 {heir}"));
+        assert_eq!(call(node, "q1"), format!("q1@{heir}"));
+    }
+}
+
+#[test]
+fn under_a_static_quorum_of_three_neither_side_of_a_2_1_split_runs_the_singleton() {
+    let net = Net::new(3);
+    let mut nodes = three_in(&net, &[("QUORUM", "static:3")]);
+    let owner = started_on(&start_child(&mut nodes[0], "echo z1 singleton"));
+    let cut = nodes.iter().position(|n| n.name == owner).unwrap();
+    net.cut(cut);
+    // Both sides are below the quorum: the owner stops its instance, the other two start
+    // none (the policy the user chose: no instance rather than a guess).
+    nodes[cut].expect(|l| l == "ev quorumlost");
+    nodes[cut].expect(|l| l == "ev stopped z1");
+    for (i, node) in nodes.iter_mut().enumerate() {
+        if i != cut {
+            node.expect(|l| l == "ev quorumlost");
+            converge(node, 0, "z1=/starting;");
+        }
+    }
+    // Healed: the quorum is back everywhere and the singleton runs once.
+    net.heal(cut);
+    for node in &mut nodes {
+        node.expect(|l| l == "ev quorumback");
+    }
+    ask(&mut nodes[cut], "status z1 running", "status z1 running");
+    nodes[cut].tell("children");
+    let table = nodes[cut].expect(|l| l.starts_with("children "))["children ".len()..].to_owned();
+    for node in &mut nodes {
+        converge(node, 1, &table);
+    }
+}
+
+/// The time in a `t started|stopped <id> <nanos>` line.
+fn nanos(line: &str) -> u128 {
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// An id whose rendezvous owner among `a`, `b`, `c` is `c` (so it moves to `c` when `c`
+/// joins and the child may move).
+fn id_won_by_c(prefix: &str) -> String {
+    use foundation_registry::placement::Rendezvous;
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|id| {
+            let score = |n: &str| Rendezvous::score(n, id.as_bytes());
+            score("c") > score("a") && score("c") > score("b")
+        })
+        .unwrap()
+}
+
+#[test]
+fn an_eager_child_moves_to_a_joining_owner_and_a_manual_one_only_on_rebalance() {
+    let mut a = start("a", &[("SILENCE_MS", "1000")]);
+    let seed = a.addr.clone();
+    let mut b = start("b", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    ask(&mut a, "members 2", "members 2");
+    ask(&mut b, "members 2", "members 2");
+    let (eager, manual) = (id_won_by_c("e"), id_won_by_c("m"));
+    let first = started_on(&start_child(
+        &mut a,
+        &format!("echo {eager} singleton eager"),
+    ));
+    let second = started_on(&start_child(
+        &mut a,
+        &format!("echo {manual} singleton manual"),
+    ));
+
+    let mut c = start("c", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    for node in [&mut a, &mut b, &mut c] {
+        ask(node, "members 3", "members 3");
+    }
+    // The eager child moves to its new owner (for now: stopped there, started here).
+    ask(
+        &mut c,
+        &format!("await {eager} c"),
+        &format!("at {eager} c"),
+    );
+    let table = format!("{eager}=c/running;{manual}={second}/running;");
+    for node in [&mut a, &mut b, &mut c] {
+        converge(node, 2, &table);
+    }
+    assert_ne!(first, "c");
+    // The manual one stays until a rebalance is asked for, then moves too.
+    ask(&mut b, "rebalance", "rebalanced");
+    ask(
+        &mut c,
+        &format!("await {manual} c"),
+        &format!("at {manual} c"),
+    );
+    let table = format!("{eager}=c/running;{manual}=c/running;");
+    for node in [&mut a, &mut b, &mut c] {
+        converge(node, 2, &table);
+        assert_eq!(call(node, &manual), format!("{manual}@c"));
+    }
+}
+
+#[test]
+fn roles_restrict_where_a_child_runs_and_a_local_child_goes_with_its_node() {
+    let mut a = start("a", &[("SILENCE_MS", "1000")]);
+    let seed = a.addr.clone();
+    let mut b = start(
+        "b",
+        &[("SILENCE_MS", "1000"), ("SEEDS", &seed), ("ROLE", "gpu")],
+    );
+    let mut c = start("c", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    for node in [&mut a, &mut b, &mut c] {
+        ask(node, "members 3", "members 3");
+    }
+    // Only b offers the role: every instance runs there, whoever starts it.
+    assert_eq!(start_child(&mut a, "echo g1 rep:3 role:gpu"), "ok b");
+    // No node offers this one: the child waits (Pending), and says so.
+    assert_eq!(
+        start_child(&mut c, "echo t1 singleton role:tpu"),
+        "err Pending"
+    );
+    ask(&mut a, "status t1 pending", "status t1 pending");
+    // A local child runs on the node that started it...
+    assert_eq!(start_child(&mut c, "echo l1 local"), "ok c");
+    for node in [&mut a, &mut b] {
+        ask(node, "await l1 c", "at l1 c");
+    }
+    // ...and goes with it.
+    c.kill();
+    for node in [&mut a, &mut b] {
+        ask(node, "forgotten l1", "forgotten l1");
+        converge(node, 1, "g1=b/running;t1=/pending;");
+    }
+}
+
+#[test]
+fn a_node_back_with_a_new_incarnation_has_its_children_started_again_at_once() {
+    let mut nodes = three();
+    let seed = nodes[0].addr.clone();
+    // A child pinned to c: only c's return brings it back.
+    assert_eq!(start_child(&mut nodes[0], "echo p1 pinned:c"), "ok c");
+    nodes[2].kill();
+    for node in &mut nodes[..2] {
+        ask(node, "members 2", "members 2");
+        ask(node, "status p1 pending", "status p1 pending");
+    }
+    // c again, as a new incarnation: its pinned child starts there, and every node agrees.
+    let mut c = start("c", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    ask(&mut c, "await p1 c", "at p1 c");
+    nodes[2] = c;
+    for node in &mut nodes {
+        converge(node, 1, "p1=c/running;");
+        assert_eq!(call(node, "p1"), "p1@c");
+    }
+}
+
+#[test]
+fn a_supervisor_shut_down_gracefully_has_its_children_started_elsewhere_without_a_wait() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[0], "echo g1 singleton"));
+    let leaving = nodes.iter().position(|n| n.name == owner).unwrap();
+    // `exit`: the supervisor shuts down (its instances stop, its peers are told), then the
+    // node.
+    nodes[leaving].tell("exit");
+    let mut heir = None;
+    let mut cause = None;
+    for (i, node) in nodes.iter_mut().enumerate() {
+        if i == leaving {
+            continue;
+        }
+        let (at, event) = moved(node, "g1", &owner, "ev started g1 ");
+        if let Some(line) = event {
+            cause = Some(line["ev started g1 ".len()..].to_owned());
+        }
+        assert_eq!(*heir.get_or_insert_with(|| at.clone()), at);
+    }
+    let heir = heir.unwrap();
+    let cause = cause.unwrap_or_else(|| {
+        let node = nodes.iter_mut().find(|n| n.name == heir).unwrap();
+        node.expect(|l| l.starts_with("ev started g1 "))["ev started g1 ".len()..].to_owned()
+    });
+    // Not a failover: nothing failed, nothing counts against its intensity, and nothing
+    // waits for the quorum.
+    assert_ne!(cause, "failover");
+}

@@ -1,0 +1,467 @@
+//! Node processes running the distributed supervisor `work`: this test binary re-runs
+//! itself as a node (see `foundation-testkit`).
+//!
+//! A child starts node `FOUNDATION_TEST_NODE_NAME` (settings: `SEEDS`, `LISTEN`, `SILENCE_MS`,
+//! which is also the supervisor's silence, `MARGIN_MS`, its margin, 500 ms unless set,
+//! `QUORUM`: `majority` (the default), `oldest`, `static:N`, `referee:NODE`, `downall`;
+//! `ROLE`, a role the node offers), the
+//! registry `work` of
+//! [`ChildName`]s and the supervisor `work` with the kinds `echo` (answers
+//! `<id>@<node>`) and `crash` (its `init` always fails). It prints the supervisor's
+//! events (`@ev started <id> <cause>`, `@ev stopped <id>`, each followed by
+//! `@t started|stopped <id> <unix nanos>`, `@ev ended <id>`,
+//! `@ev gaveup <id>`, `@ev quorumlost`, `@ev quorumback`) and obeys:
+//!
+//! - `start <kind> <id> <singleton|rep:N|all|pinned:NODE|local> [transient|temporary]
+//!   [manual|eager] [role:ROLE]`:
+//!   `@started <id> ok <node>` or `@started <id> err <Variant>`;
+//! - `members <n>`: `@members <n>` once `n` nodes run the supervisor, as this one sees;
+//! - `await <id> <node>`: `@at <id> <node>` once the child answers by name there;
+//! - `moved <id> <node>`: `@moved <id> <other>` once it answers on a node other than
+//!   `node`;
+//! - `call <id>`: `@call <id> <reply>` or `@call <id> err`;
+//! - `forgotten <id>`: `@forgotten <id>` once it is not a child any more and does not
+//!   answer by name;
+//! - `status <id> <running|starting|pending>`: `@status <id> <status>` once it has it;
+//! - `children`: `@children <id>=<nodes>/<status>;…` (which_children, sorted);
+//! - `converge <n> <line>`: `@converged <line>` once `children` prints `line` and `n`
+//!   instances run (so several nodes can be asked for the same table), or after 25 s
+//!   `@diverged <instances> <line>` with what it has instead;
+//! - `crash <id>` / `quit <id>`: the child fails / stops normally;
+//! - `restarts <id> <n>`: `@restarts <id> <n>` once its instances were restarted `n`
+//!   times by their local supervisors, in all;
+//! - `rebalance`: asks for a rebalance (`@rebalanced`);
+//! - `terminate <id>`: `@terminated <id> ok|err <Variant>`;
+//! - `squat <id>`: registers a process that is no child under `unique(id)`
+//!   (`@squat <id> ok`);
+//! - `exit`: a graceful leave (the supervisor's `shutdown`, then `Node::leave`).
+
+use std::time::Duration;
+
+use foundation_actors::prelude::*;
+use foundation_cluster::discovery::Peer;
+use foundation_cluster::node::{Node, NodeConfig};
+use foundation_registry::ClusterRegistry;
+use foundation_registry::distributed::{
+    ChildName, ChildStatus, DistributedEvent, DistributedSpec, DistributedSupervisor,
+    StartChildError,
+};
+use foundation_registry::placement::{
+    ChildPlacement, Placement, Quorum, Rebalance, StartCause, Timing,
+};
+pub use foundation_testkit::{Child, Net};
+use foundation_testkit::{commands, say};
+
+/// What distributed children take.
+#[derive(Debug, RemoteMessage)]
+#[remote(name = "test.Work")]
+pub enum Work {
+    /// Answer `<id>@<node>`.
+    #[remote(tag = 1)]
+    Ask(ReplyPort<String>),
+    /// Fail (the local supervisor restarts it).
+    #[remote(tag = 2)]
+    Crash,
+    /// Stop normally.
+    #[remote(tag = 3)]
+    Quit,
+}
+
+/// A distributed child: knows its id and node.
+#[derive(Clone)]
+pub struct Worker {
+    pub id: String,
+    pub node: String,
+}
+
+impl Actor for Worker {
+    type Msg = Work;
+    type State = ();
+    type Args = ();
+
+    async fn init(&self, _: &Addr<Work>, (): ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+
+    async fn handle(&self, me: &Addr<Work>, msg: Work, (): &mut ()) -> Result<(), ActorError> {
+        match msg {
+            Work::Ask(port) => {
+                let _ = port.send(format!("{}@{}", self.id, self.node));
+            }
+            Work::Crash => return Err("asked to crash".into()),
+            Work::Quit => me.stop(None),
+        }
+        Ok(())
+    }
+}
+
+/// A child whose `init` always fails.
+#[derive(Clone)]
+pub struct Crasher;
+
+impl Actor for Crasher {
+    type Msg = Work;
+    type State = ();
+    type Args = ();
+
+    async fn init(&self, _: &Addr<Work>, (): ()) -> Result<(), ActorError> {
+        Err("crasher: init fails everywhere".into())
+    }
+
+    async fn handle(&self, _: &Addr<Work>, _: Work, (): &mut ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+}
+
+const ENTRY: &str = "distributed::harness::node_process";
+
+/// Starts node process `name` with `settings`.
+pub fn start(name: &str, settings: &[(&str, &str)]) -> Child {
+    Child::start(ENTRY, name, settings)
+}
+
+/// Nodes `a`, `b` and `c` in the three namespaces of `net` (a 1 s silence limit), `b` and
+/// `c` seeded with `a`, with `extra` settings; returns once each sees all three running
+/// the supervisor.
+pub fn three_in(net: &Net, extra: &[(&str, &str)]) -> [Child; 3] {
+    let listen = |i: usize| format!("{}:4370", net.addr(i));
+    let seed = listen(0);
+    let mut nodes: [Child; 3] = std::array::from_fn(|i| {
+        let own = listen(i);
+        let mut settings = vec![("SILENCE_MS", "1000"), ("LISTEN", own.as_str())];
+        if i > 0 {
+            settings.push(("SEEDS", seed.as_str()));
+        }
+        settings.extend_from_slice(extra);
+        Child::start_in(Some(&net.ns(i)), ENTRY, ["a", "b", "c"][i], &settings)
+    });
+    for n in &mut nodes {
+        n.tell("members 3");
+        n.expect(|l| l == "members 3");
+    }
+    nodes
+}
+
+/// Nodes `a`, `b`, `c` (a 1 s silence limit), `b` and `c` seeded with `a`; returns once
+/// each sees all three running the supervisor.
+pub fn three() -> [Child; 3] {
+    let a = start("a", &[("SILENCE_MS", "1000")]);
+    let seed = a.addr.clone();
+    let b = start("b", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    let c = start("c", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    let mut nodes = [a, b, c];
+    for n in &mut nodes {
+        n.tell("members 3");
+        n.expect(|l| l == "members 3");
+    }
+    nodes
+}
+
+fn placement(id: &str, word: &str) -> ChildPlacement {
+    let placement = match word {
+        "singleton" => Placement::Singleton,
+        "all" => Placement::All,
+        "local" => Placement::Local,
+        w if w.starts_with("rep:") => Placement::Replicated {
+            n: w[4..].parse().unwrap(),
+        },
+        w if w.starts_with("pinned:") => Placement::Pinned(w[7..].to_owned()),
+        w => panic!("unknown placement {w}"),
+    };
+    ChildPlacement::new(id, placement)
+}
+
+fn variant(e: &StartChildError) -> &'static str {
+    match e {
+        StartChildError::UnknownKind { .. } => "UnknownKind",
+        StartChildError::Args { .. } => "Args",
+        StartChildError::AlreadyStarted { .. } => "AlreadyStarted",
+        StartChildError::NameTaken { .. } => "NameTaken",
+        StartChildError::Placement(_) => "Placement",
+        StartChildError::GaveUp { .. } => "GaveUp",
+        StartChildError::Pending { .. } => "Pending",
+        StartChildError::Removed { .. } => "Removed",
+        StartChildError::Timeout { .. } => "Timeout",
+        _ => "Other",
+    }
+}
+
+fn children_line(sup: &DistributedSupervisor<Work>) -> (String, usize) {
+    let mut line = String::new();
+    let mut instances = 0;
+    for c in sup.which_children() {
+        let nodes: Vec<&str> = c
+            .instances
+            .iter()
+            .filter(|i| i.live)
+            .map(|i| i.node.as_str())
+            .collect();
+        instances += nodes.len();
+        let status = match c.status {
+            ChildStatus::Running => "running",
+            ChildStatus::Starting => "starting",
+            ChildStatus::Pending(_) => "pending",
+            _ => "other",
+        };
+        line.push_str(&format!("{}={}/{status};", c.id, nodes.join(",")));
+    }
+    (line, instances)
+}
+
+/// The split-brain policy a `QUORUM` setting names (`KeepMajority` without one).
+fn quorum(word: Option<&str>) -> Quorum {
+    match word {
+        None | Some("majority") => Quorum::KeepMajority,
+        Some("oldest") => Quorum::keep_oldest(),
+        Some("downall") => Quorum::DownAll,
+        Some(w) if w.starts_with("static:") => Quorum::StaticQuorum(w[7..].parse().unwrap()),
+        Some(w) if w.starts_with("referee:") => Quorum::KeepReferee(w[8..].to_owned()),
+        Some(w) => panic!("unknown quorum {w}"),
+    }
+}
+
+/// Nanoseconds on the wall clock: every node process of a test shares the machine's.
+fn unix_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// Polls `f` every 10 ms until it is true (the parent bounds the wait).
+async fn until(mut f: impl FnMut() -> bool) {
+    while !f() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The node side: runs only in a child started by [`start`].
+#[test]
+#[ignore = "runs as a child process of the distributed supervisor's tests"]
+fn node_process() {
+    let Ok(name) = std::env::var("FOUNDATION_TEST_NODE_NAME") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(name));
+}
+
+async fn run(name: String) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+    let var = |k: &str| std::env::var(format!("FOUNDATION_TEST_NODE_{k}")).ok();
+    let silence = Duration::from_millis(var("SILENCE_MS").map_or(3000, |ms| ms.parse().unwrap()));
+    let listen = var("LISTEN").unwrap_or_else(|| "127.0.0.1:0".into());
+    let config = NodeConfig::new(&name, "cookie")
+        .listen(listen.parse().unwrap())
+        .silence(silence);
+    let node = Node::start(config).await.unwrap();
+    let names: ClusterRegistry<ChildName, Work> =
+        ClusterRegistry::start(&node, "work").await.unwrap();
+    let me = name.clone();
+    let spec = DistributedSpec::new("work")
+        .kind("echo", move |id: String| {
+            ChildSpec::new(
+                id.clone(),
+                Worker {
+                    id,
+                    node: me.clone(),
+                },
+                (),
+            )
+        })
+        .kind("crash", |(): ()| ChildSpec::new("crash", Crasher, ()))
+        .timing(Timing {
+            silence,
+            margin: Duration::from_millis(var("MARGIN_MS").map_or(500, |ms| ms.parse().unwrap())),
+        })
+        .quorum(quorum(var("QUORUM").as_deref()))
+        .sync_every(Duration::from_millis(200));
+    let spec = match var("ROLE") {
+        Some(role) => spec.role(role),
+        None => spec,
+    };
+    let sup = DistributedSupervisor::start(&node, &names, spec)
+        .await
+        .unwrap();
+    let mut events = sup.subscribe();
+    tokio::spawn(async move {
+        while let Ok(e) = events.recv().await {
+            match e {
+                DistributedEvent::Started { child, cause } => {
+                    let cause = match cause {
+                        StartCause::New => "new",
+                        StartCause::Grow => "grow",
+                        StartCause::Failover { .. } => "failover",
+                        StartCause::Restart => "restart",
+                        _ => "other",
+                    };
+                    say(&format!("ev started {child} {cause}"));
+                    say(&format!("t started {child} {}", unix_nanos()));
+                }
+                DistributedEvent::Stopped { child, .. } => {
+                    say(&format!("ev stopped {child}"));
+                    say(&format!("t stopped {child} {}", unix_nanos()));
+                }
+                DistributedEvent::Ended { child, .. } => say(&format!("ev ended {child}")),
+                DistributedEvent::GaveUp { child, .. } => say(&format!("ev gaveup {child}")),
+                DistributedEvent::QuorumLost(_) => say("ev quorumlost"),
+                DistributedEvent::QuorumRegained => say("ev quorumback"),
+                _ => {}
+            }
+        }
+    });
+    say(&format!("ready {} {}", node.name(), node.advertised()));
+    for seed in var("SEEDS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        node.connect(&seed.parse::<Peer>().unwrap());
+    }
+    let mut squatters = Vec::new();
+    let mut lines = commands();
+    while let Some(line) = lines.recv().await {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["start", kind, id, how, rest @ ..] => {
+                let mut p = placement(id, how);
+                for word in rest {
+                    if let Some(role) = word.strip_prefix("role:") {
+                        p = p.on_role(role);
+                        continue;
+                    }
+                    p = match *word {
+                        "transient" => p.restart(Restart::Transient),
+                        "temporary" => p.restart(Restart::Temporary),
+                        "manual" => p.rebalance(Rebalance::Manual),
+                        "eager" => p.rebalance(Rebalance::Eager),
+                        w => panic!("unknown start option {w}"),
+                    };
+                }
+                let r = if *kind == "crash" {
+                    sup.start_child(kind, &(), p).await
+                } else {
+                    sup.start_child(kind, &(*id).to_owned(), p).await
+                };
+                tracing::debug!(?r, "start_child returned");
+                match r {
+                    Ok(at) => say(&format!("started {id} ok {}", at.node())),
+                    Err(e) => {
+                        tracing::info!(error = %e, "start_child refused");
+                        say(&format!("started {id} err {}", variant(&e)));
+                    }
+                }
+            }
+            ["members", n] => {
+                let n: usize = n.parse().unwrap();
+                until(|| sup.members().len() == n).await;
+                say(&format!("members {n}"));
+            }
+            ["await", id, at] => {
+                until(|| sup.whereis(id).is_some_and(|l| l.node() == *at)).await;
+                say(&format!("at {id} {at}"));
+            }
+            ["moved", id, from] => {
+                until(|| sup.whereis(id).is_some_and(|l| l.node() != *from)).await;
+                let at = sup.whereis(id).map(|l| l.node().to_owned()).unwrap();
+                say(&format!("moved {id} {at}"));
+            }
+            ["call", id] => match sup.call(id, Work::Ask, Duration::from_secs(5)).await {
+                Ok(reply) => say(&format!("call {id} {reply}")),
+                Err(_) => say(&format!("call {id} err")),
+            },
+            ["forgotten", id] => {
+                until(|| {
+                    sup.whereis(id).is_none() && sup.which_children().iter().all(|c| c.id != *id)
+                })
+                .await;
+                say(&format!("forgotten {id}"));
+            }
+            ["status", id, want] => {
+                until(|| {
+                    sup.which_children().iter().any(|c| {
+                        c.id == *id
+                            && match c.status {
+                                ChildStatus::Running => *want == "running",
+                                ChildStatus::Starting => *want == "starting",
+                                ChildStatus::Pending(_) => *want == "pending",
+                                _ => false,
+                            }
+                    })
+                })
+                .await;
+                say(&format!("status {id} {want}"));
+            }
+            ["children"] => say(&format!("children {}", children_line(&sup).0)),
+            ["converge", n, rest @ ..] if rest.len() <= 1 => {
+                let n: usize = n.parse().unwrap();
+                let want = rest.first().copied().unwrap_or("");
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+                loop {
+                    let (line, instances) = children_line(&sup);
+                    if line == want && instances == n {
+                        say(&format!("converged {want}"));
+                        break;
+                    }
+                    if tokio::time::Instant::now() > deadline {
+                        say(&format!("diverged {instances} {line}"));
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            ["crash", id] => {
+                sup.cast(id, Work::Crash).unwrap();
+            }
+            ["quit", id] => {
+                sup.cast(id, Work::Quit).unwrap();
+            }
+            ["restarts", id, n] => {
+                let n: u64 = n.parse().unwrap();
+                until(|| {
+                    sup.which_children().iter().any(|c| {
+                        c.id == *id && c.instances.iter().map(|i| i.restarts).sum::<u64>() == n
+                    })
+                })
+                .await;
+                say(&format!("restarts {id} {n}"));
+            }
+            ["rebalance"] => {
+                sup.rebalance().await.unwrap();
+                say("rebalanced");
+            }
+            ["terminate", id] => match sup.terminate_child(id).await {
+                Ok(()) => say(&format!("terminated {id} ok")),
+                Err(e) => say(&format!("terminated {id} err {e}")),
+            },
+            ["squat", id] => {
+                let addr = spawn(
+                    Worker {
+                        id: (*id).to_owned(),
+                        node: name.clone(),
+                    },
+                    (),
+                )
+                .await
+                .unwrap();
+                names.register(ChildName::unique(*id), &addr, ()).unwrap();
+                squatters.push(addr);
+                say(&format!("squat {id} ok"));
+            }
+            ["exit"] => break,
+            _ => say(&format!("unknown command {line}")),
+        }
+    }
+    // A graceful leave: the supervisor first (its instances stop and its peers are
+    // told), then the node, which drains what is queued before it goes.
+    sup.shutdown().await;
+    names.shutdown();
+    node.leave().await;
+}
