@@ -1,4 +1,21 @@
-//! # foundation-pubsub (not yet built)
+//! # foundation-pubsub
 //!
-//! Topics. This crate will hold local and cluster-wide publish/subscribe in the manner of
-//! Phoenix.PubSub: one forward per node, then local fan-out, with topic patterns.
+//! Topics, in the manner of Phoenix.PubSub: subscribe actors or async code to a topic (or
+//! a pattern of topics), broadcast to every subscriber on this node or in the cluster.
+//!
+//! TODO crate tour.
+
+mod buffer;
+mod cluster;
+mod error;
+mod pubsub;
+mod subscriber;
+mod topic;
+mod trie;
+
+pub use buffer::{BufferConfig, Overflow};
+pub use cluster::CHANNEL;
+pub use error::{BroadcastError, StartError, SubscribeError, TopicError};
+pub use pubsub::{Drops, Options, PubSub, Stats};
+pub use subscriber::{Payload, Received, Subscription};
+pub use topic::{MAX_SEGMENTS, MAX_TOPIC_LEN, Topic};
