@@ -2,7 +2,8 @@
 //!
 //! - `pubsub_fanout_actors`: one broadcast to 10,000 actor subscribers
 //!   (`foundation`) beside the same message cast by hand to 10,000 raw ractor actors
-//!   (`ractor`);
+//!   (`ractor`), and to the same Foundation actors (`foundation_cast`: what the pubsub
+//!   adds over a Foundation cast);
 //! - `pubsub_fanout_streams`: one broadcast to 1,000 `Stream` subscribers (`foundation`)
 //!   beside `tokio::sync::broadcast` to 1,000 receivers (`tokio_broadcast`).
 //!
@@ -136,6 +137,28 @@ fn actors(c: &mut Criterion) {
             })
         })
     });
+    // The same actors cast to by hand: what the pubsub adds over Foundation's own cast.
+    let addrs = Arc::new(ours_addrs);
+    g.bench_function("foundation_cast", |b| {
+        b.iter_custom(|n| {
+            let (addrs, ours) = (addrs.clone(), ours.clone());
+            rt.block_on(async move {
+                tokio::spawn(async move {
+                    let start = ours.load(Ordering::Relaxed);
+                    let t = Instant::now();
+                    for i in 0..n {
+                        for a in addrs.iter() {
+                            a.cast(i).unwrap();
+                        }
+                    }
+                    until(&ours, start + n * ACTORS as u64).await;
+                    per_delivery(t.elapsed(), ACTORS)
+                })
+                .await
+                .unwrap()
+            })
+        })
+    });
     g.bench_function("ractor", |b| {
         b.iter_custom(|n| {
             let (raw, count) = (raw.clone(), raw_count.clone());
@@ -158,7 +181,7 @@ fn actors(c: &mut Criterion) {
     });
     g.finish();
     assert_eq!(ps.stats().dropped, 0, "a bench delivery was dropped");
-    for a in ours_addrs {
+    for a in addrs.iter() {
         a.stop(None);
     }
     for r in raw.iter() {

@@ -1,7 +1,7 @@
 //! Across nodes: each node exports one process per pubsub (`$pubsub/<name>`), tells its
 //! peers which topics and patterns it has subscribers for (its *interest*), and sends each
 //! broadcast once to each peer whose interest matches, where that peer's process fans it
-//! out. See `PROTOCOL.md` beside this file.
+//! out. See `PROTOCOL.md` beside this file for the messages and guarantees.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -498,19 +497,14 @@ impl PubSub {
                 }
             })
             .ok_or_else(stopped)?;
-        let entry = Arc::new(Entry {
+        let entry: Arc<Entry> = Arc::new(Entry {
             id,
             filter: topic.shared_name().clone(),
             label: addr.label().to_owned(),
             dropped: Arc::default(),
             warned: AtomicBool::new(false),
             hook: Mutex::new(Some(hook)),
-            sub: Box::new(ActorSub::<T, M> {
-                addr: addr.clone(),
-                permits: Arc::new(()),
-                config: BufferConfig::new(buffer.capacity, buffer.overflow),
-                _payload: PhantomData,
-            }),
+            sub: ActorSub::<T, M>::new(addr.clone(), buffer),
         });
         self.core.add(entry);
         // It may have stopped between the check and the hook: then the hook ran before
@@ -550,15 +544,16 @@ impl PubSub {
         let id = self.core.next_id.fetch_add(1, Ordering::Relaxed);
         let queue = StreamQueue::new(buffer);
         let dropped: Arc<AtomicU64> = Arc::default();
-        self.core.add(Arc::new(Entry {
+        let entry: Arc<Entry> = Arc::new(Entry {
             id,
             filter: topic.shared_name().clone(),
             label: "stream".to_owned(),
             dropped: dropped.clone(),
             warned: AtomicBool::new(false),
             hook: Mutex::new(None),
-            sub: Box::new(StreamSub(queue.clone())),
-        }));
+            sub: StreamSub(queue.clone()),
+        });
+        self.core.add(entry);
         Ok(Subscription {
             queue,
             id,

@@ -117,18 +117,20 @@ fn decode<T: Payload>(
     Ok(Box::new(Arc::new(Published { msg, ctx })))
 }
 
-/// A subscription: one subscriber on one topic or pattern.
-pub(crate) struct Entry {
+/// A subscription: one subscriber on one topic or pattern. The subscriber is inline
+/// (`Arc<Entry>` is an `Arc<Entry<dyn Deliver>>`): a fan-out over thousands of
+/// subscribers follows one pointer per subscriber to reach it, not two.
+pub(crate) struct Entry<S: ?Sized = dyn Deliver> {
     pub(crate) id: u64,
     pub(crate) filter: Arc<str>,
     pub(crate) label: String,
     pub(crate) dropped: Arc<AtomicU64>,
     pub(crate) warned: AtomicBool,
     pub(crate) hook: Mutex<Option<StopHook>>,
-    pub(crate) sub: Box<dyn Deliver>,
+    pub(crate) sub: S,
 }
 
-impl fmt::Debug for Entry {
+impl<S: ?Sized> fmt::Debug for Entry<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Entry")
             .field("id", &self.id)
@@ -146,14 +148,51 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// An actor subscriber: each message is cast to its stable address, converted to its
 /// message type.
+///
+/// # Counting what it has not handled
+///
+/// Every `every`-th message carries a mark (through [`Addr::cast_holding`]) that, when
+/// the handler is done with it, records its number in `handled`; the others are plain
+/// casts. `sent - handled` is then the number in flight, over-counted by less than
+/// `every`, so the bound is kept (a message may be dropped up to `every - 1` early) for
+/// one atomic add per delivery and one mark (two small allocations) per `every`
+/// deliveries, instead of a mark on each. `every` is `capacity / 32`, from 1 (exact, for
+/// small buffers) to 32.
 pub(crate) struct ActorSub<T, M> {
     pub(crate) addr: Addr<M>,
-    /// One clone per message sent and not yet handled (the clone is dropped after the
-    /// handler returns): `strong_count - 1` is the number in flight, for one atomic
-    /// increment and one decrement per delivery.
-    pub(crate) permits: Arc<()>,
-    pub(crate) config: BufferConfig,
-    pub(crate) _payload: PhantomData<fn(T)>,
+    sent: AtomicU64,
+    handled: Arc<AtomicU64>,
+    /// The last value read from `handled`: while `sent` is less than a buffer ahead of
+    /// it, the shared counter (another cache line, written by the actor's task) is not read.
+    handled_seen: AtomicU64,
+    every: u64,
+    config: BufferConfig,
+    _payload: PhantomData<fn(T)>,
+}
+
+impl<T, M> ActorSub<T, M> {
+    pub(crate) fn new(addr: Addr<M>, config: BufferConfig) -> Self {
+        let config = BufferConfig::new(config.capacity, config.overflow);
+        Self {
+            addr,
+            sent: AtomicU64::new(0),
+            handled: Arc::default(),
+            handled_seen: AtomicU64::new(0),
+            every: (config.capacity as u64 / 32).clamp(1, 32),
+            config,
+            _payload: PhantomData,
+        }
+    }
+}
+
+/// Records, when dropped (after the handler is done with its message), that messages up
+/// to its number have been handled.
+struct Mark(Arc<AtomicU64>, u64);
+
+impl Drop for Mark {
+    fn drop(&mut self) {
+        self.0.fetch_max(self.1, Ordering::Release);
+    }
 }
 
 impl<T: Payload, M: From<T> + Send + 'static> Deliver for ActorSub<T, M> {
@@ -170,16 +209,31 @@ impl<T: Payload, M: From<T> + Send + 'static> Deliver for ActorSub<T, M> {
         let Some(p) = msg.downcast_ref::<Arc<Published<T>>>() else {
             return Outcome::WrongType;
         };
-        match admit(&self.config, Arc::strong_count(&self.permits) - 1) {
+        let sent = self.sent.load(Ordering::Relaxed);
+        let mut in_flight = sent.saturating_sub(self.handled_seen.load(Ordering::Relaxed));
+        if in_flight >= self.config.capacity as u64 {
+            let handled = self.handled.load(Ordering::Acquire);
+            self.handled_seen.fetch_max(handled, Ordering::Relaxed);
+            in_flight = sent.saturating_sub(handled);
+        }
+        match admit(
+            &self.config,
+            usize::try_from(in_flight).unwrap_or(usize::MAX),
+        ) {
             Pushed::Queued | Pushed::DroppedOldest => {}
             Pushed::DroppedNewest => return Outcome::Dropped,
             Pushed::Disconnect => return Outcome::Disconnect,
         }
+        let n = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
         let m = M::from(p.msg.clone());
-        match self
-            .addr
-            .cast_holding(p.ctx.clone(), m, self.permits.clone())
-        {
+        let sent = if n % self.every == 0 {
+            self.addr
+                .cast_holding(p.ctx.clone(), m, Mark(self.handled.clone(), n))
+        } else {
+            // The context current here is the publisher's: a plain cast carries it.
+            self.addr.cast(m)
+        };
+        match sent {
             Ok(()) => Outcome::Delivered,
             Err(SendError::Stopped(_)) => Outcome::Gone,
             // Restarting with a full backlog: this message is lost, counted as a drop.
