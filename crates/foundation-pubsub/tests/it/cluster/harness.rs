@@ -11,12 +11,17 @@
 //!   <expected> <got>` if not, `@done <id> <publisher>` at the last;
 //! - `asub <id> <topic>`: an actor subscriber under a supervisor; prints
 //!   `@agot <id> <text> <incarnation>`, and crashes on the note `crash`;
-//! - `pub <topic> <text>`: a broadcast under a context whose `who` is this node;
+//! - `pub <topic> <text>`: a broadcast under a context whose `who` is this node; `local
+//!   <topic> <text>`: the same, to this node's subscribers only;
 //!   `direct <node> <topic> <text>`: a direct broadcast (`@direct ok|err`);
 //! - `seq <topic> <n>`: broadcasts notes numbered 1 to `n` (`@seqsent <n>`);
 //! - `pubwrong <topic>`: broadcasts a `u64` on the topic the others read as notes;
 //! - `count <topic> <n>`: `@count <topic> <n>` once the cluster-wide count is `n`;
-//! - `stats`: `@stats received=<n> wrong_type=<n>`;
+//! - `slow <id> <topic> <capacity>`: a stream subscriber that never reads, its buffer
+//!   `capacity` messages, `DropNewest`;
+//! - `drops <n>`: `@drops <n> queued <q>` once this node has dropped `n` messages in all
+//!   (`q`: what the slow subscribers hold);
+//! - `stats`: `@stats received=<n> wrong_type=<n> sent=<n>`;
 //! - `exit`.
 
 use std::time::Duration;
@@ -152,6 +157,7 @@ async fn run(name: String) {
         node.connect(&seed.parse::<Peer>().unwrap());
     }
     let mut sups = Vec::new();
+    let mut slow: Vec<foundation_pubsub::Subscription<Note>> = Vec::new();
     let mut lines = commands();
     while let Some(line) = lines.recv().await {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -209,7 +215,7 @@ async fn run(name: String) {
                 sups.push(sup);
                 say(&format!("subscribed {id}"));
             }
-            ["pub", t, text] => {
+            [verb @ ("pub" | "local"), t, text] => {
                 let note = Note {
                     publisher: name.clone(),
                     seq: 0,
@@ -217,7 +223,11 @@ async fn run(name: String) {
                     text: (*text).to_owned(),
                 };
                 let ctx = Context::new().with_baggage("who", name.as_str());
-                ctx.sync_scope(|| ps.broadcast(&topic(t), note)).unwrap();
+                ctx.sync_scope(|| match *verb {
+                    "pub" => ps.broadcast(&topic(t), note),
+                    _ => ps.local_broadcast(&topic(t), note),
+                })
+                .unwrap();
                 say(&format!("published {t} {text}"));
             }
             ["direct", to, t, text] => {
@@ -262,11 +272,24 @@ async fn run(name: String) {
                 }
                 say(&format!("count {} {n}", t.name()));
             }
+            ["slow", id, t, cap] => {
+                let room = BufferConfig::new(cap.parse().unwrap(), Overflow::DropNewest);
+                slow.push(ps.subscribe_stream_with(&topic::<Note>(t), room).unwrap());
+                say(&format!("subscribed {id}"));
+            }
+            ["drops", n] => {
+                let n: u64 = n.parse().unwrap();
+                while ps.stats().dropped != n {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let queued: usize = slow.iter().map(|s| s.len()).sum();
+                say(&format!("drops {n} queued {queued}"));
+            }
             ["stats"] => {
                 let s = ps.stats();
                 say(&format!(
-                    "stats received={} wrong_type={}",
-                    s.received, s.wrong_type
+                    "stats received={} wrong_type={} sent={}",
+                    s.received, s.wrong_type, s.sent
                 ));
             }
             ["exit"] => break,
