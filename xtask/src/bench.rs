@@ -4,8 +4,10 @@
 //! `paired` of `foundation-actors`, the benches `ring` and `remote` (two node processes
 //! beside raw ractor_cluster) of `foundation-cluster`, the bench `registry` (lookups
 //! beside a plain `DashMap`) of `foundation-registry`, and the bench `pubsub` (local fan-out
-//! beside raw ractor and `tokio::sync::broadcast`) of `foundation-pubsub`; reads criterion's estimates,
-//! `target/bench-memory.json`, `target/bench-cluster.json` and `target/bench-paired.json`;
+//! beside raw ractor and `tokio::sync::broadcast`) and `cluster` (3 node processes) of
+//! `foundation-pubsub`; reads criterion's estimates,
+//! `target/bench-memory.json`, `target/bench-cluster.json`, `target/bench-pubsub.json` and
+//! `target/bench-paired.json`;
 //! prints one table, writes
 //! `target/bench-summary.json`, and ends with `budgets met: N of M`. A budget that is not
 //! met does not fail the command; a missing result does.
@@ -298,6 +300,11 @@ const JSON_BUDGETS: &[(&str, Budget)] = &[
         "cluster name visible on all nodes, p99",
         Budget::AtMost(50.0),
     ),
+    // Issue 16: publish-to-delivery across nodes under light load, in microseconds.
+    (
+        "pubsub publish-to-delivery across nodes, p99",
+        Budget::AtMost(1000.0),
+    ),
 ];
 
 /// One row of the summary.
@@ -393,6 +400,11 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
     eprintln!("==> xtask bench: pubsub");
     run_step("bench", "pubsub", pubsub)?;
 
+    let mut pubsub_cluster = cargo()?;
+    pubsub_cluster.args(["bench", "-p", "foundation-pubsub", "--bench", "cluster"]);
+    eprintln!("==> xtask bench: pubsub cluster");
+    run_step("bench", "pubsub cluster", pubsub_cluster)?;
+
     let mut names = cargo()?;
     names.args(["bench", "-p", "foundation-registry", "--bench", "cluster"]);
     if quick {
@@ -445,6 +457,11 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
         &target,
         "bench-registry.json",
         "cargo bench -p foundation-registry --bench cluster",
+    )?);
+    figures.extend(json_figures(
+        &target,
+        "bench-pubsub.json",
+        "cargo bench -p foundation-pubsub --bench cluster",
     )?);
 
     print_table(&figures);
