@@ -88,7 +88,35 @@ async fn until(counter: &AtomicU64, target: u64) {
     }
 }
 
-fn per_delivery(elapsed: Duration, fan: usize) -> Duration {
+/// Times `n` broadcasts made by `send(i)` on the runtime, as a task, until `counter` has
+/// grown by `n * fan` deliveries; every `batch` broadcasts (if any) it first waits for the
+/// readers to catch up. Returns the time per delivery.
+fn fan_out(
+    rt: &Runtime,
+    n: u64,
+    counter: &Arc<AtomicU64>,
+    fan: usize,
+    batch: Option<u64>,
+    send: impl Fn(u64) + Send + 'static,
+) -> Duration {
+    let counter = counter.clone();
+    let fan64 = fan as u64;
+    let elapsed = rt.block_on(async move {
+        tokio::spawn(async move {
+            let start = counter.load(Ordering::Relaxed);
+            let t = Instant::now();
+            for i in 0..n {
+                send(i);
+                if batch.is_some_and(|b| (i + 1) % b == 0) {
+                    until(&counter, start + (i + 1) * fan64).await;
+                }
+            }
+            until(&counter, start + n * fan64).await;
+            t.elapsed()
+        })
+        .await
+        .unwrap()
+    });
     elapsed / u32::try_from(fan).unwrap()
 }
 
@@ -121,19 +149,9 @@ fn actors(c: &mut Criterion) {
     g.throughput(criterion::Throughput::Elements(1));
     g.bench_function("foundation", |b| {
         b.iter_custom(|n| {
-            let (ps, topic, ours) = (ps.clone(), topic.clone(), ours.clone());
-            rt.block_on(async move {
-                tokio::spawn(async move {
-                    let start = ours.load(Ordering::Relaxed);
-                    let t = Instant::now();
-                    for i in 0..n {
-                        ps.broadcast(&topic, i).unwrap();
-                    }
-                    until(&ours, start + n * ACTORS as u64).await;
-                    per_delivery(t.elapsed(), ACTORS)
-                })
-                .await
-                .unwrap()
+            let (ps, topic) = (ps.clone(), topic.clone());
+            fan_out(&rt, n, &ours, ACTORS, None, move |i| {
+                ps.broadcast(&topic, i).unwrap();
             })
         })
     });
@@ -141,41 +159,21 @@ fn actors(c: &mut Criterion) {
     let addrs = Arc::new(ours_addrs);
     g.bench_function("foundation_cast", |b| {
         b.iter_custom(|n| {
-            let (addrs, ours) = (addrs.clone(), ours.clone());
-            rt.block_on(async move {
-                tokio::spawn(async move {
-                    let start = ours.load(Ordering::Relaxed);
-                    let t = Instant::now();
-                    for i in 0..n {
-                        for a in addrs.iter() {
-                            a.cast(i).unwrap();
-                        }
-                    }
-                    until(&ours, start + n * ACTORS as u64).await;
-                    per_delivery(t.elapsed(), ACTORS)
-                })
-                .await
-                .unwrap()
+            let addrs = addrs.clone();
+            fan_out(&rt, n, &ours, ACTORS, None, move |i| {
+                for a in addrs.iter() {
+                    a.cast(i).unwrap();
+                }
             })
         })
     });
     g.bench_function("ractor", |b| {
         b.iter_custom(|n| {
-            let (raw, count) = (raw.clone(), raw_count.clone());
-            rt.block_on(async move {
-                tokio::spawn(async move {
-                    let start = count.load(Ordering::Relaxed);
-                    let t = Instant::now();
-                    for i in 0..n {
-                        for r in raw.iter() {
-                            r.cast(RawMsg(i)).unwrap();
-                        }
-                    }
-                    until(&count, start + n * ACTORS as u64).await;
-                    per_delivery(t.elapsed(), ACTORS)
-                })
-                .await
-                .unwrap()
+            let raw = raw.clone();
+            fan_out(&rt, n, &raw_count, ACTORS, None, move |i| {
+                for r in raw.iter() {
+                    r.cast(RawMsg(i)).unwrap();
+                }
             })
         })
     });
@@ -221,43 +219,17 @@ fn streams(c: &mut Criterion) {
     g.throughput(criterion::Throughput::Elements(1));
     g.bench_function("foundation", |b| {
         b.iter_custom(|n| {
-            let (ps, topic, ours) = (ps.clone(), topic.clone(), ours.clone());
-            rt.block_on(async move {
-                tokio::spawn(async move {
-                    let start = ours.load(Ordering::Relaxed);
-                    let t = Instant::now();
-                    for i in 0..n {
-                        ps.broadcast(&topic, i).unwrap();
-                        if (i + 1) % BATCH == 0 {
-                            until(&ours, start + (i + 1) * STREAMS as u64).await;
-                        }
-                    }
-                    until(&ours, start + n * STREAMS as u64).await;
-                    per_delivery(t.elapsed(), STREAMS)
-                })
-                .await
-                .unwrap()
+            let (ps, topic) = (ps.clone(), topic.clone());
+            fan_out(&rt, n, &ours, STREAMS, Some(BATCH), move |i| {
+                ps.broadcast(&topic, i).unwrap();
             })
         })
     });
     g.bench_function("tokio_broadcast", |b| {
         b.iter_custom(|n| {
-            let (tx, theirs) = (tx.clone(), theirs.clone());
-            rt.block_on(async move {
-                tokio::spawn(async move {
-                    let start = theirs.load(Ordering::Relaxed);
-                    let t = Instant::now();
-                    for i in 0..n {
-                        tx.send(i).unwrap();
-                        if (i + 1) % BATCH == 0 {
-                            until(&theirs, start + (i + 1) * STREAMS as u64).await;
-                        }
-                    }
-                    until(&theirs, start + n * STREAMS as u64).await;
-                    per_delivery(t.elapsed(), STREAMS)
-                })
-                .await
-                .unwrap()
+            let tx = tx.clone();
+            fan_out(&rt, n, &theirs, STREAMS, Some(BATCH), move |i| {
+                tx.send(i).unwrap();
             })
         })
     });

@@ -424,3 +424,15 @@ async fn on_a_node_several_pubsubs_run_by_name() {
     assert_eq!(*within("direct", s1.recv()).await.unwrap(), 4);
     node.shutdown().await;
 }
+
+#[test]
+fn handles_are_send_sync_and_clone() {
+    fn send_sync_clone<T: Send + Sync + Clone>() {}
+    fn send<T: Send>() {}
+    send_sync_clone::<PubSub>();
+    send_sync_clone::<Topic<Order>>();
+    send::<foundation_pubsub::Subscription<Order>>();
+    send::<foundation_pubsub::Received<Order>>();
+    send::<BroadcastError>();
+    send::<SubscribeError>();
+}
