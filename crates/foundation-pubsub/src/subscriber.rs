@@ -157,7 +157,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// `every`, so the bound is kept (a message may be dropped up to `every - 1` early) for
 /// one atomic add per delivery and one mark (two small allocations) per `every`
 /// deliveries, instead of a mark on each. `every` is `capacity / 32`, from 1 (exact, for
-/// small buffers) to 32.
+/// small buffers) to 32. Publishers on several threads delivering to one actor at the
+/// same instant may each pass the check once: the bound is exceeded by at most their
+/// number, never without limit.
 pub(crate) struct ActorSub<T, M> {
     pub(crate) addr: Addr<M>,
     sent: AtomicU64,
