@@ -2,9 +2,12 @@
 //!
 //! Runs the criterion bench `actors`, the memory bench `memory` and the paired-ratio bench
 //! `paired` of `foundation-actors`, the benches `ring` and `remote` (two node processes
-//! beside raw ractor_cluster) of `foundation-cluster`, and the bench `registry` (lookups
-//! beside a plain `DashMap`) of `foundation-registry`; reads criterion's estimates,
-//! `target/bench-memory.json`, `target/bench-cluster.json` and `target/bench-paired.json`;
+//! beside raw ractor_cluster) of `foundation-cluster`, the bench `registry` (lookups
+//! beside a plain `DashMap`) of `foundation-registry`, and the bench `pubsub` (local fan-out
+//! beside raw ractor and `tokio::sync::broadcast`) and `cluster` (3 node processes) of
+//! `foundation-pubsub`; reads criterion's estimates,
+//! `target/bench-memory.json`, `target/bench-cluster.json`, `target/bench-pubsub.json` and
+//! `target/bench-paired.json`;
 //! prints one table, writes
 //! `target/bench-summary.json`, and ends with `budgets met: N of M`. A budget that is not
 //! met does not fail the command; a missing result does.
@@ -258,6 +261,26 @@ const HEADLINES: &[Headline] = &[
         unit: "ns",
         budget: Budget::None,
     },
+    // Issue 16: one broadcast to 10,000 local actor subscribers, per delivery, beside the
+    // same message cast by hand to 10,000 raw ractor actors.
+    Headline {
+        name: "pubsub local fan-out, 10k actors",
+        ours: "pubsub_fanout_actors/foundation",
+        competitor: "pubsub_fanout_actors/ractor",
+        paired: None,
+        unit: "ns/delivery",
+        budget: Budget::Ratio(1.1),
+    },
+    // ... and to 1,000 `Stream` subscribers beside `tokio::sync::broadcast` with 1,000
+    // receivers: >= 5 million deliveries/s (<= 200 ns each).
+    Headline {
+        name: "pubsub stream fan-out, 1k streams (>= 5M/s)",
+        ours: "pubsub_fanout_streams/foundation",
+        competitor: "pubsub_fanout_streams/tokio_broadcast",
+        paired: None,
+        unit: "ns/delivery",
+        budget: Budget::AtMostNs(200.0),
+    },
     Headline {
         name: "remote tell (>= 500k msg/s)",
         ours: "remote_tell/foundation",
@@ -294,6 +317,11 @@ const JSON_BUDGETS: &[(&str, Budget)] = &[
     (
         "cluster name visible on all nodes, p99",
         Budget::AtMost(50.0),
+    ),
+    // Issue 16: publish-to-delivery across nodes under light load, in microseconds.
+    (
+        "pubsub publish-to-delivery across nodes, p99",
+        Budget::AtMost(1000.0),
     ),
 ];
 
@@ -382,6 +410,19 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
     eprintln!("==> xtask bench: registry");
     run_step("bench", "registry", registry)?;
 
+    let mut pubsub = cargo()?;
+    pubsub.args(["bench", "-p", "foundation-pubsub", "--bench", "pubsub"]);
+    if quick {
+        pubsub.args(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
+    }
+    eprintln!("==> xtask bench: pubsub");
+    run_step("bench", "pubsub", pubsub)?;
+
+    let mut pubsub_cluster = cargo()?;
+    pubsub_cluster.args(["bench", "-p", "foundation-pubsub", "--bench", "cluster"]);
+    eprintln!("==> xtask bench: pubsub cluster");
+    run_step("bench", "pubsub cluster", pubsub_cluster)?;
+
     let mut names = cargo()?;
     names.args(["bench", "-p", "foundation-registry", "--bench", "cluster"]);
     if quick {
@@ -434,6 +475,11 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
         &target,
         "bench-registry.json",
         "cargo bench -p foundation-registry --bench cluster",
+    )?);
+    figures.extend(json_figures(
+        &target,
+        "bench-pubsub.json",
+        "cargo bench -p foundation-pubsub --bench cluster",
     )?);
 
     print_table(&figures);

@@ -10,6 +10,7 @@
 //! | [`actors`] | `foundation-actors` | actors, OTP supervisors with stable addresses, a context that travels with every message, ecosystems of workers with backpressure | always |
 //! | `cluster` | `foundation-cluster` | nodes, discovery, membership and failure detection, remote send/call by name, hash ring | `cluster` (default) |
 //! | `registry` | `foundation-registry` | local, cluster-wide and strongly consistent names, service discovery | `registry` (default; turns on `raft`) |
+//! | `pubsub` | `foundation-pubsub` | topics and patterns, broadcast to subscribers here or on every node | `pubsub` (default) |
 //! | `cluster::raft` | `foundation-cluster` | consensus groups over openraft | `raft` (on with `registry`) |
 //! | `cluster::discovery::Kubernetes` | `foundation-cluster` | discovery through the Kubernetes API | `kubernetes` (on; kube and k8s-openapi are a quarter of a clean build: turn it off where Kubernetes is not used) |
 //!
@@ -68,6 +69,8 @@ extern crate self as foundation;
 pub use foundation_actors as actors;
 #[cfg(feature = "cluster")]
 pub use foundation_cluster as cluster;
+#[cfg(feature = "pubsub")]
+pub use foundation_pubsub as pubsub;
 #[cfg(feature = "registry")]
 pub use foundation_registry as registry;
 
@@ -111,6 +114,8 @@ pub mod prelude {
         membership::{DownReason, Member},
         node::{ClusterEvent, Node, NodeConfig, RemoteError},
     };
+    #[cfg(feature = "pubsub")]
+    pub use foundation_pubsub::{PubSub, Topic};
     #[cfg(feature = "registry")]
     pub use foundation_registry::{ClusterRegistry, Mode, Registry};
 }
@@ -137,6 +142,8 @@ mod pages {
     struct Benchmarks;
     #[doc = include_str!("../../../docs/placement.md")]
     struct Placement;
+    #[doc = include_str!("../../../docs/pubsub.md")]
+    struct PubSub;
 }
 
 #[cfg(test)]

@@ -1,0 +1,294 @@
+//! Pubsub on a 3-node loopback cluster: this process is node `a`, and it re-runs itself
+//! twice as nodes `b` and `c` (`FOUNDATION_BENCH_CHILD=1`); `a` publishes.
+//!
+//! - Throughput: `a` broadcasts 2,000 messages as fast as it can; each node notes the
+//!   wall-clock time its 1,000 subscribers have all read all of them. Deliveries per
+//!   second: 3 × 1,000 × 2,000 over the time from the first broadcast to the last node's
+//!   end. Once with 1,000 `Stream` subscribers per node, once with 1,000 actors.
+//! - Latency: `a` broadcasts 500 messages 1 ms apart, each carrying its send time; one
+//!   subscriber on `b` and one on `c` note each one's arrival. p50 and p99 over both (all
+//!   three processes share one machine clock).
+//!
+//! The figures go to `target/bench-pubsub.json` for `cargo xtask bench`. Not here yet: the
+//! BEAM's Phoenix.PubSub beside them.
+//!
+//! Run with: `cargo bench -p foundation-pubsub --bench cluster`.
+
+#![allow(clippy::unwrap_used, missing_docs)] // a bench that fails should stop loudly
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use foundation_actors::{Actor, ActorError, Addr, spawn};
+use foundation_cluster::discovery::Peer;
+use foundation_cluster::node::{ChannelConfig, ClusterEvent, Node, NodeConfig};
+use foundation_pubsub::{BufferConfig, Overflow, PubSub, Topic};
+use foundation_testkit::{Child, commands, say};
+
+const SUBSCRIBERS: usize = 1_000;
+const MESSAGES: usize = 2_000;
+const PINGS: usize = 500;
+
+fn unix_nanos() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    )
+    .unwrap()
+}
+
+/// An actor subscriber: counts what it handles; the last of a node's to handle all
+/// `MESSAGES` calls `done` with the time.
+struct Counter {
+    left: Arc<AtomicUsize>,
+    done: Arc<dyn Fn(u64) + Send + Sync>,
+}
+
+impl Actor for Counter {
+    type Msg = u64;
+    type State = usize;
+    type Args = ();
+    async fn init(&self, _: &Addr<u64>, (): ()) -> Result<usize, ActorError> {
+        Ok(0)
+    }
+    async fn handle(&self, _: &Addr<u64>, _: u64, n: &mut usize) -> Result<(), ActorError> {
+        *n += 1;
+        if *n == MESSAGES && self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            (self.done)(unix_nanos());
+        }
+        Ok(())
+    }
+}
+
+/// 1,000 actor subscribers of `bench.actors`.
+async fn actor_subscribers(ps: &PubSub, done: Arc<dyn Fn(u64) + Send + Sync>) {
+    let topic: Topic<u64> = Topic::new("bench.actors").unwrap();
+    let left = Arc::new(AtomicUsize::new(SUBSCRIBERS));
+    for _ in 0..SUBSCRIBERS {
+        let counter = Counter {
+            left: left.clone(),
+            done: done.clone(),
+        };
+        let addr = spawn(counter, ()).await.unwrap();
+        let room = BufferConfig::new(MESSAGES * 2, Overflow::DropNewest);
+        ps.subscribe_with(&topic, &addr, room).unwrap();
+    }
+}
+
+fn config(name: &str) -> NodeConfig {
+    NodeConfig::new(name, "bench")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .channel(foundation_pubsub::CHANNEL, ChannelConfig::default())
+}
+
+/// 1,000 subscribers of `load`; `done` is said with the time the last of them has read
+/// `MESSAGES` messages.
+fn load_subscribers(ps: &PubSub) {
+    let topic: Topic<u64> = Topic::new("bench.load").unwrap();
+    let left = Arc::new(AtomicUsize::new(SUBSCRIBERS));
+    for _ in 0..SUBSCRIBERS {
+        let room = BufferConfig::new(MESSAGES * 2, Overflow::DropNewest);
+        let mut sub = ps.subscribe_stream_with(&topic, room).unwrap();
+        let left = left.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while sub.recv().await.is_some() {
+                n += 1;
+                if n == MESSAGES && left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    say(&format!("done {}", unix_nanos()));
+                }
+            }
+        });
+    }
+}
+
+/// Nodes `b` and `c`.
+async fn child() {
+    let name = std::env::var("FOUNDATION_TEST_NODE_NAME").unwrap();
+    let seed = std::env::var("FOUNDATION_TEST_NODE_SEEDS").unwrap();
+    let node = Node::start(config(&name)).await.unwrap();
+    let ps = PubSub::start(&node, "bench").await.unwrap();
+    load_subscribers(&ps);
+    actor_subscribers(&ps, Arc::new(|at| say(&format!("adone {at}")))).await;
+    let mut pings = ps
+        .subscribe_stream(&Topic::<u64>::new("bench.ping").unwrap())
+        .unwrap();
+    tokio::spawn(async move {
+        while let Some(sent) = pings.recv().await {
+            say(&format!("lat {}", unix_nanos().saturating_sub(*sent)));
+        }
+    });
+    let mut cluster = node.subscribe();
+    tokio::spawn(async move {
+        while let Ok(e) = cluster.recv().await {
+            if let ClusterEvent::NodeUp(m) = e {
+                say(&format!("up {}", m.id));
+            }
+        }
+    });
+    say(&format!("ready {name} {}", node.advertised()));
+    node.connect(&seed.parse::<Peer>().unwrap());
+    let mut lines = commands();
+    while let Some(line) = lines.recv().await {
+        if line == "exit" {
+            break;
+        }
+    }
+    node.shutdown().await;
+}
+
+fn start_child(name: &str, seed: &str) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env("FOUNDATION_BENCH_CHILD", "1");
+    Child::run(cmd, name, &[("SEEDS", seed)])
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    if std::env::var("FOUNDATION_BENCH_CHILD").is_ok() {
+        rt.block_on(child());
+        return;
+    }
+    let (node, ps) = rt.block_on(async {
+        let node = Node::start(config("a")).await.unwrap();
+        let ps = PubSub::start(&node, "bench").await.unwrap();
+        (node, ps)
+    });
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    {
+        let _rt = rt.enter();
+        let topic: Topic<u64> = Topic::new("bench.load").unwrap();
+        let left = Arc::new(AtomicUsize::new(SUBSCRIBERS));
+        for _ in 0..SUBSCRIBERS {
+            let room = BufferConfig::new(MESSAGES * 2, Overflow::DropNewest);
+            let mut sub = ps.subscribe_stream_with(&topic, room).unwrap();
+            let (left, done) = (left.clone(), done_tx.clone());
+            rt.spawn(async move {
+                let mut n = 0;
+                while sub.recv().await.is_some() {
+                    n += 1;
+                    if n == MESSAGES && left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        let _ = done.send(unix_nanos());
+                    }
+                }
+            });
+        }
+    }
+    let (adone_tx, mut adone_rx) = tokio::sync::mpsc::unbounded_channel();
+    rt.block_on(actor_subscribers(
+        &ps,
+        Arc::new(move |at| {
+            let _ = adone_tx.send(at);
+        }),
+    ));
+    let seed = node.advertised().to_owned();
+    let mut b = start_child("b", &seed);
+    let mut c = start_child("c", &seed);
+    b.expect_all(&["up a", "up c"]);
+    c.expect_all(&["up a", "up b"]);
+    let load: Topic<u64> = Topic::new("bench.load").unwrap();
+    let ping: Topic<u64> = Topic::new("bench.ping").unwrap();
+    let actors: Topic<u64> = Topic::new("bench.actors").unwrap();
+    rt.block_on(async {
+        while ps.subscribers_count(&load) < 3 * SUBSCRIBERS
+            || ps.subscribers_count(&actors) < 3 * SUBSCRIBERS
+            || ps.subscribers_count(&ping) < 2
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+
+    // Throughput.
+    let start = unix_nanos();
+    rt.block_on(async {
+        for i in 0..MESSAGES as u64 {
+            ps.broadcast(&load, i).unwrap();
+            if i % 64 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let mut end = rt.block_on(done_rx.recv()).unwrap();
+    for child in [&mut b, &mut c] {
+        let line = child.expect(|l| l.starts_with("done "));
+        end = end.max(line[5..].parse().unwrap());
+    }
+    let secs = end.saturating_sub(start) as f64 / 1e9;
+    let per_sec = (3 * SUBSCRIBERS * MESSAGES) as f64 / secs;
+    println!(
+        "pubsub cluster broadcast, 3 nodes x {SUBSCRIBERS} subscribers: {per_sec:.0} deliveries/s \
+         ({MESSAGES} broadcasts in {secs:.3} s)"
+    );
+
+    // The same with actor subscribers (Phoenix's subscribers are processes).
+    let start = unix_nanos();
+    rt.block_on(async {
+        for i in 0..MESSAGES as u64 {
+            ps.broadcast(&actors, i).unwrap();
+            if i % 64 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let mut end = rt.block_on(adone_rx.recv()).unwrap();
+    for child in [&mut b, &mut c] {
+        let line = child.expect(|l| l.starts_with("adone "));
+        end = end.max(line[6..].parse().unwrap());
+    }
+    let asecs = end.saturating_sub(start) as f64 / 1e9;
+    let actor_per_sec = (3 * SUBSCRIBERS * MESSAGES) as f64 / asecs;
+    println!(
+        "pubsub cluster broadcast, 3 nodes x {SUBSCRIBERS} actor subscribers: {actor_per_sec:.0} \
+         deliveries/s ({MESSAGES} broadcasts in {asecs:.3} s)"
+    );
+
+    // Latency.
+    rt.block_on(async {
+        for _ in 0..PINGS {
+            ps.broadcast(&ping, unix_nanos()).unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let mut us: Vec<f64> = Vec::new();
+    for child in [&mut b, &mut c] {
+        for _ in 0..PINGS {
+            let line = child.expect(|l| l.starts_with("lat "));
+            us.push(line[4..].parse::<f64>().unwrap() / 1e3);
+        }
+    }
+    us.sort_by(f64::total_cmp);
+    let (p50, p99) = (percentile(&us, 0.5), percentile(&us, 0.99));
+    println!("pubsub publish-to-delivery across nodes: p50 {p50:.1} us, p99 {p99:.1} us");
+    let stats = ps.stats();
+    assert_eq!(stats.send_failed, 0, "a broadcast was not sent");
+
+    let json = format!(
+        "{{\"figures\":[\
+         {{\"name\":\"pubsub cluster broadcast, 3 nodes x 1k stream subscribers\",\"value\":{per_sec:.0},\"unit\":\"deliveries/s\"}},\
+         {{\"name\":\"pubsub cluster broadcast, 3 nodes x 1k actor subscribers\",\"value\":{actor_per_sec:.0},\"unit\":\"deliveries/s\"}},\
+         {{\"name\":\"pubsub publish-to-delivery across nodes, p50\",\"value\":{p50:.1},\"unit\":\"us\"}},\
+         {{\"name\":\"pubsub publish-to-delivery across nodes, p99\",\"value\":{p99:.1},\"unit\":\"us\"}}]}}"
+    );
+    // The target directory the bench binary runs from (`<target>/release/deps/<bench>`).
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(std::path::Path::to_path_buf))
+        .unwrap();
+    std::fs::write(target.join("bench-pubsub.json"), json).unwrap();
+    b.tell("exit");
+    c.tell("exit");
+    rt.block_on(node.shutdown());
+}

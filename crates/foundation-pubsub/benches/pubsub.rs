@@ -1,0 +1,241 @@
+//! Local fan-out, each beside its competitor in one run:
+//!
+//! - `pubsub_fanout_actors`: one broadcast to 10,000 actor subscribers
+//!   (`foundation`) beside the same message cast by hand to 10,000 raw ractor actors
+//!   (`ractor`), and to the same Foundation actors (`foundation_cast`: what the pubsub
+//!   adds over a Foundation cast);
+//! - `pubsub_fanout_streams`: one broadcast to 1,000 `Stream` subscribers (`foundation`)
+//!   beside `tokio::sync::broadcast` to 1,000 receivers (`tokio_broadcast`).
+//!
+//! Criterion's figure is per delivery (a broadcast's time over its subscribers). Every
+//! loop runs as a task on a current-thread runtime, as the headline benches of
+//! `foundation-actors` do. Cross-node figures and the BEAM's Phoenix.PubSub are not here
+//! yet.
+//!
+//! Run with: `cargo xtask bench` (or `cargo bench -p foundation-pubsub --bench pubsub`).
+
+#![allow(clippy::unwrap_used, missing_docs)] // a bench that fails should stop loudly
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use foundation_actors::{Actor, ActorError, Addr, spawn};
+use foundation_pubsub::{BufferConfig, Overflow, PubSub, Topic};
+use ractor::{ActorProcessingErr, ActorRef};
+use tokio::runtime::Runtime;
+
+const ACTORS: usize = 10_000;
+const STREAMS: usize = 1_000;
+/// Broadcasts in flight before the stream benches wait for their readers (both sides).
+const BATCH: u64 = 16;
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Counts what it handles.
+struct Sub(Arc<AtomicU64>);
+
+impl Actor for Sub {
+    type Msg = u64;
+    type State = ();
+    type Args = ();
+    async fn init(&self, _: &Addr<u64>, (): ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+    async fn handle(&self, _: &Addr<u64>, _: u64, (): &mut ()) -> Result<(), ActorError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+struct RawMsg(#[allow(dead_code)] u64);
+impl ractor::Message for RawMsg {}
+
+struct RawSub;
+
+impl ractor::Actor for RawSub {
+    type Msg = RawMsg;
+    type State = Arc<AtomicU64>;
+    type Arguments = Arc<AtomicU64>;
+    async fn pre_start(
+        &self,
+        _: ActorRef<RawMsg>,
+        n: Arc<AtomicU64>,
+    ) -> Result<Arc<AtomicU64>, ActorProcessingErr> {
+        Ok(n)
+    }
+    async fn handle(
+        &self,
+        _: ActorRef<RawMsg>,
+        _: RawMsg,
+        n: &mut Arc<AtomicU64>,
+    ) -> Result<(), ActorProcessingErr> {
+        n.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Yields until `counter` reaches `target`.
+async fn until(counter: &AtomicU64, target: u64) {
+    while counter.load(Ordering::Relaxed) < target {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Times `n` broadcasts made by `send(i)` on the runtime, as a task, until `counter` has
+/// grown by `n * fan` deliveries; every `batch` broadcasts (if any) it first waits for the
+/// readers to catch up. Returns the time per delivery.
+fn fan_out(
+    rt: &Runtime,
+    n: u64,
+    counter: &Arc<AtomicU64>,
+    fan: usize,
+    batch: Option<u64>,
+    send: impl Fn(u64) + Send + 'static,
+) -> Duration {
+    let counter = counter.clone();
+    let fan64 = fan as u64;
+    let elapsed = rt.block_on(async move {
+        tokio::spawn(async move {
+            let start = counter.load(Ordering::Relaxed);
+            let t = Instant::now();
+            for i in 0..n {
+                send(i);
+                if batch.is_some_and(|b| (i + 1) % b == 0) {
+                    until(&counter, start + (i + 1) * fan64).await;
+                }
+            }
+            until(&counter, start + n * fan64).await;
+            t.elapsed()
+        })
+        .await
+        .unwrap()
+    });
+    elapsed / u32::try_from(fan).unwrap()
+}
+
+fn actors(c: &mut Criterion) {
+    let rt = runtime();
+    let (ps, topic, ours, ours_addrs, raw, raw_count) = rt.block_on(async {
+        let ps = PubSub::local("bench");
+        let topic: Topic<u64> = Topic::new("bench.fanout").unwrap();
+        let ours = Arc::new(AtomicU64::new(0));
+        let mut addrs = Vec::with_capacity(ACTORS);
+        for _ in 0..ACTORS {
+            let a = spawn(Sub(ours.clone()), ()).await.unwrap();
+            ps.subscribe_with(&topic, &a, BufferConfig::new(1 << 20, Overflow::DropNewest))
+                .unwrap();
+            addrs.push(a);
+        }
+        let raw_count = Arc::new(AtomicU64::new(0));
+        let mut raw = Vec::with_capacity(ACTORS);
+        for _ in 0..ACTORS {
+            let (r, _) = ractor::Actor::spawn(None, RawSub, raw_count.clone())
+                .await
+                .unwrap();
+            raw.push(r);
+        }
+        (ps, topic, ours, addrs, raw, raw_count)
+    });
+    let raw = Arc::new(raw);
+    let mut g = c.benchmark_group("pubsub_fanout_actors");
+    g.sample_size(10);
+    g.throughput(criterion::Throughput::Elements(1));
+    g.bench_function("foundation", |b| {
+        b.iter_custom(|n| {
+            let (ps, topic) = (ps.clone(), topic.clone());
+            fan_out(&rt, n, &ours, ACTORS, None, move |i| {
+                ps.broadcast(&topic, i).unwrap();
+            })
+        })
+    });
+    // The same actors cast to by hand: what the pubsub adds over Foundation's own cast.
+    let addrs = Arc::new(ours_addrs);
+    g.bench_function("foundation_cast", |b| {
+        b.iter_custom(|n| {
+            let addrs = addrs.clone();
+            fan_out(&rt, n, &ours, ACTORS, None, move |i| {
+                for a in addrs.iter() {
+                    a.cast(i).unwrap();
+                }
+            })
+        })
+    });
+    g.bench_function("ractor", |b| {
+        b.iter_custom(|n| {
+            let raw = raw.clone();
+            fan_out(&rt, n, &raw_count, ACTORS, None, move |i| {
+                for r in raw.iter() {
+                    r.cast(RawMsg(i)).unwrap();
+                }
+            })
+        })
+    });
+    g.finish();
+    assert_eq!(ps.stats().dropped, 0, "a bench delivery was dropped");
+    for a in addrs.iter() {
+        a.stop(None);
+    }
+    for r in raw.iter() {
+        r.stop(None);
+    }
+}
+
+fn streams(c: &mut Criterion) {
+    let rt = runtime();
+    let ps = PubSub::local("bench-streams");
+    let topic: Topic<u64> = Topic::new("bench.streams").unwrap();
+    let ours = Arc::new(AtomicU64::new(0));
+    let theirs = Arc::new(AtomicU64::new(0));
+    let (tx, _) = tokio::sync::broadcast::channel::<u64>(1024);
+    rt.block_on(async {
+        for _ in 0..STREAMS {
+            let mut sub = ps
+                .subscribe_stream_with(&topic, BufferConfig::new(1024, Overflow::DropNewest))
+                .unwrap();
+            let n = ours.clone();
+            tokio::spawn(async move {
+                while sub.recv().await.is_some() {
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            let mut rx = tx.subscribe();
+            let n = theirs.clone();
+            tokio::spawn(async move {
+                while rx.recv().await.is_ok() {
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let mut g = c.benchmark_group("pubsub_fanout_streams");
+    g.sample_size(10);
+    g.throughput(criterion::Throughput::Elements(1));
+    g.bench_function("foundation", |b| {
+        b.iter_custom(|n| {
+            let (ps, topic) = (ps.clone(), topic.clone());
+            fan_out(&rt, n, &ours, STREAMS, Some(BATCH), move |i| {
+                ps.broadcast(&topic, i).unwrap();
+            })
+        })
+    });
+    g.bench_function("tokio_broadcast", |b| {
+        b.iter_custom(|n| {
+            let tx = tx.clone();
+            fan_out(&rt, n, &theirs, STREAMS, Some(BATCH), move |i| {
+                tx.send(i).unwrap();
+            })
+        })
+    });
+    g.finish();
+    assert_eq!(ps.stats().dropped, 0, "a bench delivery was dropped");
+}
+
+criterion_group!(benches, actors, streams);
+criterion_main!(benches);

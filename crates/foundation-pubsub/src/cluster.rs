@@ -1,0 +1,409 @@
+//! Across nodes: each node exports one process per pubsub (`$pubsub/<name>`), tells its
+//! peers which topics and patterns it has subscribers for (its *interest*), and sends each
+//! broadcast once to each peer whose interest matches, where that peer's process fans it
+//! out. See `PROTOCOL.md` beside this file for the messages and guarantees.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use foundation_actors::{Actor, ActorError, Addr, RemoteMessage, WireError};
+use foundation_cluster::membership::Status;
+use foundation_cluster::node::{CONTROL, ClusterEvent, Node};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
+
+use crate::error::{BroadcastError, StartError};
+use crate::pubsub::{Core, Options};
+use crate::subscriber::{Payload, lock, wire_type};
+use crate::topic::validate;
+use crate::trie::Trie;
+
+/// The node channel broadcasts ride by default: declare it on every node with
+/// `NodeConfig::channel(foundation_pubsub::CHANNEL, ChannelConfig::default())`.
+pub const CHANNEL: &str = "pubsub";
+
+/// What the pubsub processes of one name send each other.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Wire {
+    /// A broadcast: its topic, the name of its payload type, the payload's bytes.
+    Publish {
+        topic: String,
+        type_name: String,
+        payload: Vec<u8>,
+    },
+    /// Every topic and pattern `origin` has subscribers for, with how many.
+    Interest {
+        origin: String,
+        filters: Vec<(String, u32)>,
+    },
+}
+
+/// The pubsub process's message.
+#[derive(Debug)]
+pub(crate) struct WireMsg(pub(crate) Wire);
+
+impl RemoteMessage for WireMsg {
+    const TYPE_NAME: &'static str = "foundation.pubsub.Wire";
+    const TAGS: &'static [u32] = &[];
+
+    fn tag(&self) -> Option<u32> {
+        None
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
+        use foundation_actors::remote::__private;
+        __private::encode(self, out, |m, out| {
+            __private::put(out, &m.0, Self::TYPE_NAME, None)
+        })
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
+        foundation_actors::remote::__private::take(bytes, Self::TYPE_NAME, None).map(Self)
+    }
+}
+
+/// A peer's interest.
+#[derive(Default)]
+struct PeerInterest {
+    trie: Trie<u32>,
+}
+
+/// The cluster side of a pubsub.
+pub(crate) struct Remote {
+    node: Node,
+    service: String,
+    channel: String,
+    peers: RwLock<HashMap<String, PeerInterest>>,
+    changed: Arc<Notify>,
+    server: Mutex<Option<Addr<WireMsg>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Remote {
+    pub(crate) fn new(node: &Node, options: &Options) -> Self {
+        Self {
+            node: node.clone(),
+            service: format!("$pubsub/{}", options.name),
+            channel: options.channel.clone(),
+            peers: RwLock::new(HashMap::new()),
+            changed: Arc::new(Notify::new()),
+            server: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn node(&self) -> &Node {
+        &self.node
+    }
+
+    fn peers(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, PeerInterest>> {
+        self.peers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn peers_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, PeerInterest>> {
+        self.peers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// This node's interest changed: the gossip task sends it (coalescing bursts).
+    pub(crate) fn changed(&self) {
+        self.changed.notify_one();
+    }
+
+    /// Subscribers of `topic` on the other nodes, as they last told.
+    pub(crate) fn count(&self, topic: &str, pattern: bool) -> usize {
+        let peers = self.peers();
+        peers
+            .values()
+            .map(|p| {
+                if pattern {
+                    p.trie.get(topic).map_or(0, |n| *n as usize)
+                } else {
+                    let mut n = 0;
+                    p.trie.matches(topic, |c| n += *c as usize);
+                    n
+                }
+            })
+            .sum()
+    }
+
+    /// Sends a broadcast once to each peer with interest in `topic`.
+    pub(crate) fn forward<T: Payload>(
+        &self,
+        core: &Core,
+        topic: &str,
+        msg: &T,
+    ) -> Result<(), BroadcastError> {
+        let targets: Vec<String> = self
+            .peers()
+            .iter()
+            .filter(|(_, p)| p.trie.any_match(topic))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let wire = WireMsg(publish(topic, msg)?);
+        for peer in targets {
+            if let Err(error) = self
+                .node
+                .send_on(&self.channel, &peer, &self.service, &wire)
+            {
+                core.counters.send_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(pubsub = %core.name, peer, topic, %error, "broadcast not sent to a peer");
+            } else {
+                core.counters.sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a broadcast to `node` alone.
+    pub(crate) fn direct<T: Payload>(
+        &self,
+        core: &Core,
+        node: &str,
+        topic: &str,
+        msg: &T,
+    ) -> Result<(), BroadcastError> {
+        let up = self
+            .node
+            .members()
+            .iter()
+            .any(|m| m.id == node && m.status == Status::Up);
+        if !up {
+            return Err(BroadcastError::UnknownNode(node.to_owned()));
+        }
+        let wire = WireMsg(publish(topic, msg)?);
+        match self.node.send_on(&self.channel, node, &self.service, &wire) {
+            Ok(()) => {
+                core.counters.sent.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(source) => {
+                core.counters.send_failed.fetch_add(1, Ordering::Relaxed);
+                Err(BroadcastError::Remote {
+                    node: node.to_owned(),
+                    source: Box::new(source),
+                })
+            }
+        }
+    }
+
+    /// Sends this node's interest to `peer`. It rides `control`: small, sent on changes
+    /// and once a gossip period, and never stuck behind a flood of broadcasts, so counts
+    /// and routing stay current while the `pubsub` channel is busy.
+    fn tell(&self, core: &Core, peer: &str, filters: &[(String, u32)]) {
+        let msg = WireMsg(Wire::Interest {
+            origin: self.node.name().to_owned(),
+            filters: filters.to_vec(),
+        });
+        if let Err(error) = self.node.send_on(CONTROL, peer, &self.service, &msg) {
+            tracing::debug!(pubsub = %core.name, peer, %error, "interest not sent");
+        }
+    }
+
+    fn up_peers(&self) -> Vec<String> {
+        let me = self.node.name();
+        self.node
+            .members()
+            .into_iter()
+            .filter(|m| m.status == Status::Up && m.id != me)
+            .map(|m| m.id)
+            .collect()
+    }
+
+    fn tell_all(&self, core: &Core) {
+        let filters = core.interest();
+        for peer in self.up_peers() {
+            self.tell(core, &peer, &filters);
+        }
+    }
+
+    /// A peer's interest, replacing what it said before.
+    fn interest(&self, core: &Core, origin: String, filters: Vec<(String, u32)>) {
+        // A late message from a node already down must not bring its interest back.
+        if !self.up_peers().contains(&origin) {
+            return;
+        }
+        let mut trie = Trie::default();
+        for (filter, n) in filters {
+            if validate(&filter, true).is_err() || n == 0 {
+                core.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            *trie.slot(&filter) = Some(n);
+        }
+        let mut peers = self.peers_mut();
+        if trie.is_empty() {
+            peers.remove(&origin);
+        } else {
+            peers.insert(origin, PeerInterest { trie });
+        }
+    }
+
+    fn node_down(&self, peer: &str) {
+        self.peers_mut().remove(peer);
+    }
+
+    /// Forgets the interest of nodes no longer up (after membership events were missed).
+    fn resync(&self) {
+        let up = self.up_peers();
+        self.peers_mut().retain(|p, _| up.contains(p));
+    }
+
+    pub(crate) fn close(&self) {
+        // Tell the peers this node has no interest any more, then stop.
+        for peer in self.up_peers() {
+            let msg = WireMsg(Wire::Interest {
+                origin: self.node.name().to_owned(),
+                filters: Vec::new(),
+            });
+            let _ = self.node.send_on(CONTROL, &peer, &self.service, &msg);
+        }
+        if let Some(server) = lock(&self.server).take() {
+            self.node.unexport(&self.service);
+            server.stop(None);
+        }
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+fn publish<T: Payload>(topic: &str, msg: &T) -> Result<Wire, BroadcastError> {
+    let payload = postcard::to_stdvec(msg).map_err(|source| BroadcastError::Encode {
+        topic: topic.to_owned(),
+        source,
+    })?;
+    Ok(Wire::Publish {
+        topic: topic.to_owned(),
+        type_name: wire_type::<T>().to_owned(),
+        payload,
+    })
+}
+
+/// Starts the pubsub's process and tasks on `node`.
+pub(crate) async fn start(
+    core: &Arc<Core>,
+    node: &Node,
+    options: &Options,
+) -> Result<(), StartError> {
+    let Some(remote) = &core.remote else {
+        return Ok(());
+    };
+    let server = foundation_actors::spawn(
+        Server {
+            core: Arc::downgrade(core),
+        },
+        (),
+    )
+    .await?;
+    if node.export(&remote.service, server.clone()).is_err() {
+        server.stop(None);
+        return Err(StartError::NameTaken(options.name.clone()));
+    }
+    *lock(&remote.server) = Some(server);
+    // Subscribe before the first gossip, so no node joining in between is missed.
+    let events = node.subscribe();
+    let gossip = tokio::spawn(gossip(
+        Arc::downgrade(core),
+        events,
+        remote.changed.clone(),
+        options.gossip_every,
+    ));
+    lock(&remote.tasks).push(gossip);
+    Ok(())
+}
+
+/// Tells peers this node's interest: on each change (bursts coalesce into one), to each
+/// node that comes up, and every `every`; forgets the interest of nodes that go down.
+async fn gossip(
+    core: Weak<Core>,
+    mut events: broadcast::Receiver<ClusterEvent>,
+    changed: Arc<Notify>,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        enum Do {
+            All,
+            Up(String),
+            Down(String),
+            Resync,
+            Stop,
+        }
+        let what = tokio::select! {
+            () = changed.notified() => Do::All,
+            _ = tick.tick() => Do::All,
+            e = events.recv() => match e {
+                Ok(ClusterEvent::NodeUp(m)) => Do::Up(m.id),
+                Ok(ClusterEvent::NodeDown { member, .. }) => Do::Down(member.id),
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => Do::Resync,
+                Err(broadcast::error::RecvError::Closed) => Do::Stop,
+            },
+        };
+        let Some(core) = core.upgrade() else {
+            return;
+        };
+        let Some(remote) = &core.remote else {
+            return;
+        };
+        match what {
+            Do::All => remote.tell_all(&core),
+            Do::Up(peer) => remote.tell(&core, &peer, &core.interest()),
+            Do::Down(peer) => remote.node_down(&peer),
+            Do::Resync => {
+                remote.resync();
+                remote.tell_all(&core);
+            }
+            Do::Stop => return,
+        }
+    }
+}
+
+/// The process peers send to.
+struct Server {
+    core: Weak<Core>,
+}
+
+impl Actor for Server {
+    type Msg = WireMsg;
+    type State = ();
+    type Args = ();
+
+    async fn init(&self, _: &Addr<WireMsg>, (): ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+
+    async fn handle(&self, _: &Addr<WireMsg>, msg: WireMsg, (): &mut ()) -> Result<(), ActorError> {
+        let Some(core) = self.core.upgrade() else {
+            return Ok(());
+        };
+        match msg.0 {
+            Wire::Publish {
+                topic,
+                type_name,
+                payload,
+            } => core.receive(
+                &topic,
+                &type_name,
+                &payload,
+                foundation_actors::Context::current(),
+            ),
+            Wire::Interest { origin, filters } => {
+                if let Some(remote) = &core.remote {
+                    remote.interest(&core, origin, filters);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,748 @@
+//! The pubsub: the local subscriber table, the fan-out, and the public handle.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use foundation_actors::{Addr, AddrKey, Context};
+use foundation_cluster::node::Node;
+
+use crate::buffer::{BufferConfig, Overflow};
+use crate::cluster::{self, Remote};
+use crate::error::{BroadcastError, StartError, SubscribeError, TopicError};
+use crate::subscriber::{
+    ActorSub, Entry, Outcome, Payload, Published, StreamQueue, StreamSub, Subscription, lock,
+};
+use crate::topic::{Topic, validate};
+use crate::trie::Trie;
+
+/// How a pubsub on a node runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) name: String,
+    pub(crate) channel: String,
+    pub(crate) gossip_every: Duration,
+}
+
+impl Options {
+    /// The pubsub `name`: pubsubs of the same name on different nodes are one; different
+    /// names are separate (several may run on one node).
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            channel: cluster::CHANNEL.to_owned(),
+            gossip_every: Duration::from_secs(1),
+        }
+    }
+
+    /// The node channel broadcasts ride. Default [`CHANNEL`](crate::CHANNEL) (`pubsub`),
+    /// which every node must declare with
+    /// [`NodeConfig::channel`](foundation_cluster::node::NodeConfig::channel).
+    pub fn channel(mut self, channel: impl Into<String>) -> Self {
+        self.channel = channel.into();
+        self
+    }
+
+    /// How often this node re-sends its interest (the topics it has subscribers for) to
+    /// every peer, besides at once on each change and to each node that joins: it bounds
+    /// how long a lost update stays wrong. Default 1 s.
+    pub fn gossip_every(mut self, every: Duration) -> Self {
+        self.gossip_every = every.max(Duration::from_millis(10));
+        self
+    }
+}
+
+/// A pubsub's counters, since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Messages handed to local subscribers.
+    pub delivered: u64,
+    /// Messages lost to a subscriber's overflow policy (or a restarting actor's full
+    /// backlog), all subscribers together. Per subscriber: [`PubSub::drops`].
+    pub dropped: u64,
+    /// Subscriptions ended by [`Overflow::Disconnect`].
+    pub disconnected: u64,
+    /// Deliveries refused because the message was not of the subscriber's type (a topic
+    /// declared with different types, here or on the publisher's node).
+    pub wrong_type: u64,
+    /// Messages from peers that did not decode, or named an invalid topic.
+    pub malformed: u64,
+    /// Broadcasts received from peers.
+    pub received: u64,
+    /// Broadcasts sent to peers (one per interested node per broadcast).
+    pub sent: u64,
+    /// Sends to peers that failed (the peer went down, or its channel was full): at most
+    /// once means these are lost.
+    pub send_failed: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    disconnected: AtomicU64,
+    pub(crate) wrong_type: AtomicU64,
+    pub(crate) malformed: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) send_failed: AtomicU64,
+}
+
+/// The drops of one subscription ([`PubSub::drops`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Drops {
+    /// The topic or pattern subscribed to.
+    pub topic: String,
+    /// The subscriber: an actor's label, or `stream`.
+    pub subscriber: String,
+    /// The subscriber's process, for an actor.
+    pub process: Option<AddrKey>,
+    /// Messages it lost.
+    pub dropped: u64,
+}
+
+type List = Arc<Vec<Arc<Entry>>>;
+
+#[derive(Default)]
+struct Registry {
+    /// Subscriptions by topic or pattern. Each list is copied on write: a fan-out takes a
+    /// reference to it and runs without the lock.
+    trie: Trie<List>,
+    ids: HashMap<u64, Arc<Entry>>,
+    /// How many subscriptions each topic or pattern has: this node's interest, as
+    /// gossiped.
+    filters: BTreeMap<Arc<str>, u32>,
+}
+
+/// What every handle of one pubsub shares.
+pub(crate) struct Core {
+    pub(crate) name: String,
+    reg: RwLock<Registry>,
+    next_id: AtomicU64,
+    pub(crate) counters: Counters,
+    closed: AtomicBool,
+    pub(crate) remote: Option<Remote>,
+}
+
+impl Core {
+    fn new(name: &str, remote: Option<Remote>) -> Self {
+        Self {
+            name: name.to_owned(),
+            reg: RwLock::new(Registry::default()),
+            next_id: AtomicU64::new(1),
+            counters: Counters::default(),
+            closed: AtomicBool::new(false),
+            remote,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.reg
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.reg
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn add(&self, entry: Arc<Entry>) {
+        {
+            let mut reg = self.write();
+            let list = reg
+                .trie
+                .slot(&entry.filter)
+                .get_or_insert_with(List::default);
+            Arc::make_mut(list).push(entry.clone());
+            *reg.filters.entry(entry.filter.clone()).or_insert(0) += 1;
+            reg.ids.insert(entry.id, entry);
+        }
+        self.interest_changed();
+    }
+
+    /// Ends subscription `id`; returns whether it was there.
+    pub(crate) fn remove(&self, id: u64) -> bool {
+        let entry = {
+            let mut reg = self.write();
+            let Some(entry) = reg.ids.remove(&id) else {
+                return false;
+            };
+            let now_empty = match reg.trie.slot(&entry.filter) {
+                Some(list) => {
+                    Arc::make_mut(list).retain(|e| e.id != id);
+                    list.is_empty()
+                }
+                None => true,
+            };
+            if now_empty {
+                reg.trie.remove(&entry.filter);
+            }
+            if let Some(n) = reg.filters.get_mut(&entry.filter) {
+                *n -= 1;
+                if *n == 0 {
+                    reg.filters.remove(&entry.filter);
+                }
+            }
+            entry
+        };
+        if let Some(hook) = lock(&entry.hook).take() {
+            hook.cancel();
+        }
+        entry.sub.end();
+        self.interest_changed();
+        true
+    }
+
+    fn interest_changed(&self) {
+        if let Some(remote) = &self.remote {
+            remote.changed();
+        }
+    }
+
+    /// This node's interest: each topic or pattern with its number of subscriptions.
+    pub(crate) fn interest(&self) -> Vec<(String, u32)> {
+        self.read()
+            .filters
+            .iter()
+            .map(|(f, n)| (f.to_string(), *n))
+            .collect()
+    }
+
+    fn lists(&self, topic: &str) -> Vec<List> {
+        let reg = self.read();
+        let mut lists = Vec::new();
+        reg.trie.matches(topic, |l| lists.push(l.clone()));
+        lists
+    }
+
+    pub(crate) fn local_count(&self, topic: &str, pattern: bool) -> usize {
+        let reg = self.read();
+        if pattern {
+            return reg.filters.get(topic).map_or(0, |n| *n as usize);
+        }
+        let mut n = 0;
+        reg.trie.matches(topic, |l| n += l.len());
+        n
+    }
+
+    /// Hands `msg` (an `Arc<Published<T>>`) to every local subscriber of `topic` but `skip`.
+    fn fan_out(&self, topic: &str, msg: &dyn std::any::Any, skip: Option<AddrKey>) {
+        let mut delivered = 0u64;
+        for list in self.lists(topic) {
+            for e in list.iter() {
+                if skip.is_some() && e.sub.process() == skip {
+                    continue;
+                }
+                let outcome = e.sub.deliver(msg);
+                delivered += self.account(e, outcome);
+            }
+        }
+        if delivered > 0 {
+            self.counters
+                .delivered
+                .fetch_add(delivered, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts what one delivery did, and ends the subscription if it must; returns 1 for
+    /// a delivery.
+    fn account(&self, e: &Entry, outcome: Outcome) -> u64 {
+        match outcome {
+            Outcome::Delivered => 1,
+            Outcome::DeliveredDroppingOldest => {
+                self.drop_one(e);
+                1
+            }
+            Outcome::Dropped => {
+                self.drop_one(e);
+                0
+            }
+            Outcome::Disconnect => {
+                self.drop_one(e);
+                self.counters.disconnected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    pubsub = %self.name, topic = %e.filter, subscriber = %e.label,
+                    "a slow subscriber was disconnected: its buffer was full"
+                );
+                self.remove(e.id);
+                0
+            }
+            Outcome::Gone => {
+                self.remove(e.id);
+                0
+            }
+            Outcome::WrongType => {
+                self.wrong_type(e, "a local publisher's type");
+                0
+            }
+        }
+    }
+
+    fn drop_one(&self, e: &Entry) {
+        e.dropped.fetch_add(1, Ordering::Relaxed);
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn wrong_type(&self, e: &Entry, sent: &str) {
+        self.counters.wrong_type.fetch_add(1, Ordering::Relaxed);
+        // Once per subscription at warn level: a flood of them must not flood the log.
+        if !e.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                pubsub = %self.name, topic = %e.filter, subscriber = %e.label,
+                expected = e.sub.wire_type(), sent,
+                "a message of another type than the subscriber's was refused (counted in wrong_type)"
+            );
+        }
+    }
+
+    /// A broadcast from a peer: decoded once per payload type among the subscribers,
+    /// then fanned out.
+    pub(crate) fn receive(
+        &self,
+        topic: &str,
+        type_name: &str,
+        payload: &[u8],
+        ctx: Option<Context>,
+    ) {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = validate(topic, false) {
+            self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(pubsub = %self.name, error = %e, "a peer's broadcast names an invalid topic");
+            return;
+        }
+        let mut decoded: Vec<(std::any::TypeId, Option<Box<dyn std::any::Any + Send>>)> =
+            Vec::new();
+        let mut delivered = 0u64;
+        for list in self.lists(topic) {
+            for e in list.iter() {
+                if e.sub.wire_type() != type_name {
+                    self.wrong_type(e, type_name);
+                    continue;
+                }
+                let ty = e.sub.payload_type();
+                let i = match decoded.iter().position(|(t, _)| *t == ty) {
+                    Some(i) => i,
+                    None => {
+                        let value = match e.sub.decode(payload, ctx.clone()) {
+                            Ok(v) => Some(v),
+                            Err(error) => {
+                                self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(
+                                    pubsub = %self.name, topic, %error,
+                                    "a peer's broadcast did not decode"
+                                );
+                                None
+                            }
+                        };
+                        decoded.push((ty, value));
+                        decoded.len() - 1
+                    }
+                };
+                if let Some(msg) = &decoded[i].1 {
+                    let outcome = e.sub.deliver(&**msg);
+                    delivered += self.account(e, outcome);
+                }
+            }
+        }
+        self.counters
+            .delivered
+            .fetch_add(delivered, Ordering::Relaxed);
+    }
+
+    fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let entries: Vec<Arc<Entry>> = {
+            let mut reg = self.write();
+            let all = reg.ids.drain().map(|(_, e)| e).collect();
+            *reg = Registry::default();
+            all
+        };
+        for e in entries {
+            if let Some(hook) = lock(&e.hook).take() {
+                hook.cancel();
+            }
+            e.sub.end();
+        }
+        if let Some(remote) = &self.remote {
+            remote.close();
+        }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A publish/subscribe hub: local, or across the cluster of a [`Node`].
+///
+/// Cheap to clone; every clone is the same pubsub. It stops when the last clone is
+/// dropped, or on [`PubSub::shutdown`]. See the [crate docs](crate) for a tour.
+#[derive(Clone)]
+pub struct PubSub {
+    core: Arc<Core>,
+}
+
+impl fmt::Debug for PubSub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PubSub")
+            .field("name", &self.core.name)
+            .field("clustered", &self.core.remote.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PubSub {
+    /// A pubsub of this process alone, without a node: the same API, every broadcast is
+    /// local.
+    pub fn local(name: &str) -> Self {
+        Self {
+            core: Arc::new(Core::new(name, None)),
+        }
+    }
+
+    /// Starts the pubsub `name` on `node`, with default [`Options`]: broadcasts reach the
+    /// subscribers of the pubsubs of the same name on every member.
+    ///
+    /// # Errors
+    ///
+    /// As [`PubSub::start_with`].
+    pub async fn start(node: &Node, name: &str) -> Result<Self, StartError> {
+        Self::start_with(node, Options::new(name)).await
+    }
+
+    /// Starts a pubsub on `node` with `options`.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::NameTaken`] if this node runs a pubsub of that name already,
+    /// [`StartError::Spawn`] if its receiving process cannot start.
+    pub async fn start_with(node: &Node, options: Options) -> Result<Self, StartError> {
+        let remote = Remote::new(node, &options);
+        let core = Arc::new(Core::new(&options.name, Some(remote)));
+        cluster::start(&core, node, &options).await?;
+        Ok(Self { core })
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// Its node, unless it is [`PubSub::local`].
+    pub fn node(&self) -> Option<&Node> {
+        self.core.remote.as_ref().map(Remote::node)
+    }
+
+    /// Subscribes the actor at `addr` to `topic` (a name or a pattern), with the default
+    /// [`BufferConfig`]: each message broadcast there is cast to it, converted to its
+    /// message type `M`, with the publisher's context. The subscription follows the
+    /// process across supervised restarts (its stable address) and ends when it stops for
+    /// good. Subscribing twice delivers twice.
+    ///
+    /// # Errors
+    ///
+    /// As [`PubSub::subscribe_with`].
+    pub fn subscribe<T, M>(&self, topic: &Topic<T>, addr: &Addr<M>) -> Result<(), SubscribeError>
+    where
+        T: Payload,
+        M: From<T> + Send + 'static,
+    {
+        self.subscribe_with(topic, addr, BufferConfig::default())
+    }
+
+    /// As [`PubSub::subscribe`], with `buffer` bounding the messages sent to the actor and
+    /// not yet handled by it.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError::Stopped`] if the process has stopped for good,
+    /// [`SubscribeError::PolicyUnsupported`] for [`Overflow::DropOldest`],
+    /// [`SubscribeError::Closed`] after [`PubSub::shutdown`].
+    pub fn subscribe_with<T, M>(
+        &self,
+        topic: &Topic<T>,
+        addr: &Addr<M>,
+        buffer: BufferConfig,
+    ) -> Result<(), SubscribeError>
+    where
+        T: Payload,
+        M: From<T> + Send + 'static,
+    {
+        if buffer.overflow == Overflow::DropOldest {
+            return Err(SubscribeError::PolicyUnsupported);
+        }
+        self.check_open()?;
+        let stopped = || SubscribeError::Stopped {
+            label: addr.label().to_owned(),
+        };
+        if addr.is_stopped() {
+            return Err(stopped());
+        }
+        let id = self.core.next_id.fetch_add(1, Ordering::Relaxed);
+        let weak = Arc::downgrade(&self.core);
+        let hook = addr
+            .on_stop(move || {
+                if let Some(core) = weak.upgrade() {
+                    core.remove(id);
+                }
+            })
+            .ok_or_else(stopped)?;
+        let entry: Arc<Entry> = Arc::new(Entry {
+            id,
+            filter: topic.shared_name().clone(),
+            label: addr.label().to_owned(),
+            dropped: Arc::default(),
+            warned: AtomicBool::new(false),
+            hook: Mutex::new(Some(hook)),
+            sub: ActorSub::<T, M>::new(addr.clone(), buffer),
+        });
+        self.core.add(entry);
+        // It may have stopped between the check and the hook: then the hook ran before
+        // the entry was there.
+        if addr.is_stopped() {
+            self.core.remove(id);
+            return Err(stopped());
+        }
+        Ok(())
+    }
+
+    /// Subscribes async code to `topic` (a name or a pattern): the messages arrive on the
+    /// returned [`Subscription`], a [`Stream`](futures::Stream), with the default
+    /// [`BufferConfig`]. Dropping it unsubscribes.
+    ///
+    /// # Errors
+    ///
+    /// As [`PubSub::subscribe_stream_with`].
+    pub fn subscribe_stream<T: Payload>(
+        &self,
+        topic: &Topic<T>,
+    ) -> Result<Subscription<T>, SubscribeError> {
+        self.subscribe_stream_with(topic, BufferConfig::default())
+    }
+
+    /// As [`PubSub::subscribe_stream`], with `buffer` bounding its queue.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError::Closed`] after [`PubSub::shutdown`].
+    pub fn subscribe_stream_with<T: Payload>(
+        &self,
+        topic: &Topic<T>,
+        buffer: BufferConfig,
+    ) -> Result<Subscription<T>, SubscribeError> {
+        self.check_open()?;
+        let id = self.core.next_id.fetch_add(1, Ordering::Relaxed);
+        let queue = StreamQueue::new(buffer);
+        let dropped: Arc<AtomicU64> = Arc::default();
+        let entry: Arc<Entry> = Arc::new(Entry {
+            id,
+            filter: topic.shared_name().clone(),
+            label: "stream".to_owned(),
+            dropped: dropped.clone(),
+            warned: AtomicBool::new(false),
+            hook: Mutex::new(None),
+            sub: StreamSub(queue.clone()),
+        });
+        self.core.add(entry);
+        Ok(Subscription {
+            queue,
+            id,
+            dropped,
+            core: Arc::downgrade(&self.core),
+        })
+    }
+
+    fn check_open(&self) -> Result<(), SubscribeError> {
+        if self.core.closed.load(Ordering::Acquire) {
+            return Err(SubscribeError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Ends every subscription of the actor at `addr` to `topic` (the same name or
+    /// pattern it subscribed with). Returns how many there were.
+    pub fn unsubscribe<T, M: Send + 'static>(&self, topic: &Topic<T>, addr: &Addr<M>) -> usize {
+        let key = Some(addr.key());
+        let ids: Vec<u64> = self
+            .core
+            .read()
+            .trie
+            .get(topic.name())
+            .map(|list| {
+                list.iter()
+                    .filter(|e| e.sub.process() == key)
+                    .map(|e| e.id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.into_iter().filter(|id| self.core.remove(*id)).count()
+    }
+
+    /// Sends `msg` to every subscriber of `topic` in the cluster: once to each other node
+    /// that has a subscriber for it (serialized once), then to the subscribers here.
+    /// Returns when it is queued: delivery is not confirmed, and across nodes it is at
+    /// most once.
+    ///
+    /// # Errors
+    ///
+    /// [`BroadcastError::Topic`] if `topic` is a pattern, [`BroadcastError::Encode`] if
+    /// `msg` cannot be serialized, [`BroadcastError::Closed`] after shutdown. A failed
+    /// send to one node is counted ([`Stats::send_failed`]), not an error.
+    pub fn broadcast<T: Payload>(&self, topic: &Topic<T>, msg: T) -> Result<(), BroadcastError> {
+        self.publish(topic, msg, None, true)
+    }
+
+    /// As [`PubSub::broadcast`], to this node's subscribers only.
+    ///
+    /// # Errors
+    ///
+    /// As [`PubSub::broadcast`] (never [`BroadcastError::Encode`]).
+    pub fn local_broadcast<T: Payload>(
+        &self,
+        topic: &Topic<T>,
+        msg: T,
+    ) -> Result<(), BroadcastError> {
+        self.publish(topic, msg, None, false)
+    }
+
+    /// As [`PubSub::broadcast`], skipping the subscriber `from` (the sender, when it
+    /// subscribes to the topic it publishes on).
+    ///
+    /// # Errors
+    ///
+    /// As [`PubSub::broadcast`].
+    pub fn broadcast_from<T: Payload, M: Send + 'static>(
+        &self,
+        from: &Addr<M>,
+        topic: &Topic<T>,
+        msg: T,
+    ) -> Result<(), BroadcastError> {
+        self.publish(topic, msg, Some(from.key()), true)
+    }
+
+    /// Sends `msg` to the subscribers of `topic` on `node` only (this node's name for a
+    /// local broadcast).
+    ///
+    /// # Errors
+    ///
+    /// As [`PubSub::broadcast`]; [`BroadcastError::UnknownNode`] if `node` is not a live
+    /// member (or this pubsub has no node), [`BroadcastError::Remote`] if the send fails.
+    pub fn direct_broadcast<T: Payload>(
+        &self,
+        node: &str,
+        topic: &Topic<T>,
+        msg: T,
+    ) -> Result<(), BroadcastError> {
+        let Some(remote) = &self.core.remote else {
+            return Err(BroadcastError::UnknownNode(node.to_owned()));
+        };
+        if node == remote.node().name() {
+            return self.local_broadcast(topic, msg);
+        }
+        self.check_publish(topic)?;
+        remote.direct(&self.core, node, topic.name(), &msg)
+    }
+
+    fn check_publish<T>(&self, topic: &Topic<T>) -> Result<(), BroadcastError> {
+        if topic.is_pattern() {
+            return Err(TopicError::Wildcard {
+                name: topic.name().to_owned(),
+            }
+            .into());
+        }
+        if self.core.closed.load(Ordering::Acquire) {
+            return Err(BroadcastError::Closed);
+        }
+        Ok(())
+    }
+
+    fn publish<T: Payload>(
+        &self,
+        topic: &Topic<T>,
+        msg: T,
+        skip: Option<AddrKey>,
+        everywhere: bool,
+    ) -> Result<(), BroadcastError> {
+        self.check_publish(topic)?;
+        if everywhere {
+            if let Some(remote) = &self.core.remote {
+                remote.forward(&self.core, topic.name(), &msg)?;
+            }
+        }
+        let published = Arc::new(Published {
+            msg,
+            ctx: Context::current(),
+        });
+        self.core.fan_out(topic.name(), &published, skip);
+        Ok(())
+    }
+
+    /// How many subscribers a broadcast to `topic` reaches in the cluster, as this node
+    /// knows now (other nodes' counts come with their interest, gossiped). For a pattern,
+    /// how many subscribed with exactly that pattern.
+    pub fn subscribers_count<T>(&self, topic: &Topic<T>) -> usize {
+        let here = self.local_subscribers_count(topic);
+        let there = self
+            .core
+            .remote
+            .as_ref()
+            .map_or(0, |r| r.count(topic.name(), topic.is_pattern()));
+        here + there
+    }
+
+    /// As [`PubSub::subscribers_count`], on this node only.
+    pub fn local_subscribers_count<T>(&self, topic: &Topic<T>) -> usize {
+        self.core.local_count(topic.name(), topic.is_pattern())
+    }
+
+    /// The drops of every subscription that lost messages, per subscriber and topic.
+    pub fn drops(&self) -> Vec<Drops> {
+        self.core
+            .read()
+            .ids
+            .values()
+            .filter_map(|e| {
+                let dropped = e.dropped.load(Ordering::Relaxed);
+                (dropped > 0).then(|| Drops {
+                    topic: e.filter.to_string(),
+                    subscriber: e.label.clone(),
+                    process: e.sub.process(),
+                    dropped,
+                })
+            })
+            .collect()
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.core.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            delivered: get(&c.delivered),
+            dropped: get(&c.dropped),
+            disconnected: get(&c.disconnected),
+            wrong_type: get(&c.wrong_type),
+            malformed: get(&c.malformed),
+            received: get(&c.received),
+            sent: get(&c.sent),
+            send_failed: get(&c.send_failed),
+        }
+    }
+
+    /// Stops it: every subscription ends (streams end, actors are unsubscribed), peers
+    /// forget this node's interest when it next gossips (or goes down), and broadcasts and
+    /// subscriptions are refused with `Closed`.
+    pub fn shutdown(&self) {
+        self.core.close();
+    }
+}

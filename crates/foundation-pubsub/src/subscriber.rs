@@ -1,0 +1,431 @@
+//! Subscribers: actors (messages in their mailbox) and streams (a queue read by async
+//! code), behind one type-erased interface the fan-out calls.
+
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Poll, Waker};
+
+use foundation_actors::{Addr, AddrKey, Context, SendError, StopHook};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::buffer::{Buffer, BufferConfig, Pushed, admit};
+use crate::pubsub::Core;
+
+/// What a topic's messages must be: clonable (each actor subscriber gets its own copy;
+/// wrap a large payload in an `Arc`), and able to cross the wire (serialized once per
+/// broadcast for the other nodes).
+pub trait Payload: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T> Payload for T where T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+
+/// One broadcast, shared by every local subscriber.
+#[derive(Debug)]
+pub(crate) struct Published<T> {
+    pub(crate) msg: T,
+    pub(crate) ctx: Option<Context>,
+}
+
+/// A message received by a [`Subscription`]: the payload, shared with the other stream
+/// subscribers (it dereferences to `T`), and the publisher's context.
+pub struct Received<T> {
+    inner: Arc<Published<T>>,
+}
+
+impl<T> Received<T> {
+    /// The publisher's [`Context`] when it broadcast, if it had one (across nodes too).
+    pub fn context(&self) -> Option<&Context> {
+        self.inner.ctx.as_ref()
+    }
+
+    /// The payload, taken out if no other subscriber shares it, cloned otherwise.
+    pub fn into_inner(self) -> T
+    where
+        T: Clone,
+    {
+        match Arc::try_unwrap(self.inner) {
+            Ok(p) => p.msg,
+            Err(shared) => shared.msg.clone(),
+        }
+    }
+}
+
+impl<T> Deref for Received<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.inner.msg
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Received<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Received")
+            .field("msg", &self.inner.msg)
+            .field("ctx", &self.inner.ctx)
+            .finish()
+    }
+}
+
+/// What one delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Delivered,
+    /// Delivered, and an older message dropped for it.
+    DeliveredDroppingOldest,
+    Dropped,
+    /// Dropped, and the subscription must end.
+    Disconnect,
+    /// The subscriber is gone.
+    Gone,
+    /// The message is not of the subscriber's type.
+    WrongType,
+}
+
+/// A subscriber, whatever its payload type.
+pub(crate) trait Deliver: Send + Sync {
+    /// The name of its payload type, as peers send it.
+    fn wire_type(&self) -> &'static str;
+    /// Its payload type.
+    fn payload_type(&self) -> TypeId;
+    /// Delivers `msg`, an `Arc<Published<T>>` (anything else is [`Outcome::WrongType`]).
+    fn deliver(&self, msg: &dyn Any) -> Outcome;
+    /// Decodes a peer's payload into what [`Deliver::deliver`] takes.
+    fn decode(
+        &self,
+        bytes: &[u8],
+        ctx: Option<Context>,
+    ) -> Result<Box<dyn Any + Send>, postcard::Error>;
+    /// The process, for an actor subscriber.
+    fn process(&self) -> Option<AddrKey>;
+    /// The subscription has ended (unsubscribed, disconnected, pubsub closed).
+    fn end(&self);
+}
+
+pub(crate) fn wire_type<T>() -> &'static str {
+    std::any::type_name::<T>()
+}
+
+fn decode<T: Payload>(
+    bytes: &[u8],
+    ctx: Option<Context>,
+) -> Result<Box<dyn Any + Send>, postcard::Error> {
+    let msg: T = postcard::from_bytes(bytes)?;
+    Ok(Box::new(Arc::new(Published { msg, ctx })))
+}
+
+/// A subscription: one subscriber on one topic or pattern. The subscriber is inline
+/// (`Arc<Entry>` is an `Arc<Entry<dyn Deliver>>`): a fan-out over thousands of
+/// subscribers follows one pointer per subscriber to reach it, not two.
+pub(crate) struct Entry<S: ?Sized = dyn Deliver> {
+    pub(crate) id: u64,
+    pub(crate) filter: Arc<str>,
+    pub(crate) label: String,
+    pub(crate) dropped: Arc<AtomicU64>,
+    pub(crate) warned: AtomicBool,
+    pub(crate) hook: Mutex<Option<StopHook>>,
+    pub(crate) sub: S,
+}
+
+impl<S: ?Sized> fmt::Debug for Entry<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("id", &self.id)
+            .field("filter", &self.filter)
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Takes a mutex whether or not a panic poisoned it: nothing under these locks leaves
+/// state half-changed.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// An actor subscriber: each message is cast to its stable address, converted to its
+/// message type.
+///
+/// # Counting what it has not handled
+///
+/// Every `every`-th message carries a mark (through [`Addr::cast_holding`]) that, when
+/// the handler is done with it, records its number in `handled`; the others are plain
+/// casts. `sent - handled` is then the number in flight, over-counted by less than
+/// `every`, so the bound is kept (a message may be dropped up to `every - 1` early) for
+/// one atomic add per delivery and one mark (two small allocations) per `every`
+/// deliveries, instead of a mark on each. `every` is `capacity / 32`, from 1 (exact, for
+/// small buffers) to 32. Publishers on several threads delivering to one actor at the
+/// same instant may each pass the check once: the bound is exceeded by at most their
+/// number, never without limit.
+pub(crate) struct ActorSub<T, M> {
+    pub(crate) addr: Addr<M>,
+    sent: AtomicU64,
+    handled: Arc<AtomicU64>,
+    /// The last value read from `handled`: while `sent` is less than a buffer ahead of
+    /// it, the shared counter (another cache line, written by the actor's task) is not read.
+    handled_seen: AtomicU64,
+    every: u64,
+    config: BufferConfig,
+    _payload: PhantomData<fn(T)>,
+}
+
+impl<T, M> ActorSub<T, M> {
+    pub(crate) fn new(addr: Addr<M>, config: BufferConfig) -> Self {
+        let config = BufferConfig::new(config.capacity, config.overflow);
+        Self {
+            addr,
+            sent: AtomicU64::new(0),
+            handled: Arc::default(),
+            handled_seen: AtomicU64::new(0),
+            every: (config.capacity as u64 / 32).clamp(1, 32),
+            config,
+            _payload: PhantomData,
+        }
+    }
+}
+
+/// Records, when dropped (after the handler is done with its message), that messages up
+/// to its number have been handled.
+struct Mark(Arc<AtomicU64>, u64);
+
+impl Drop for Mark {
+    fn drop(&mut self) {
+        self.0.fetch_max(self.1, Ordering::Release);
+    }
+}
+
+impl<T: Payload, M: From<T> + Send + 'static> Deliver for ActorSub<T, M> {
+    fn wire_type(&self) -> &'static str {
+        wire_type::<T>()
+    }
+
+    fn payload_type(&self) -> TypeId {
+        TypeId::of::<T>()
+    }
+
+    #[inline]
+    fn deliver(&self, msg: &dyn Any) -> Outcome {
+        let Some(p) = msg.downcast_ref::<Arc<Published<T>>>() else {
+            return Outcome::WrongType;
+        };
+        let sent = self.sent.load(Ordering::Relaxed);
+        let mut in_flight = sent.saturating_sub(self.handled_seen.load(Ordering::Relaxed));
+        if in_flight >= self.config.capacity as u64 {
+            let handled = self.handled.load(Ordering::Acquire);
+            self.handled_seen.fetch_max(handled, Ordering::Relaxed);
+            in_flight = sent.saturating_sub(handled);
+        }
+        match admit(
+            &self.config,
+            usize::try_from(in_flight).unwrap_or(usize::MAX),
+        ) {
+            Pushed::Queued | Pushed::DroppedOldest => {}
+            Pushed::DroppedNewest => return Outcome::Dropped,
+            Pushed::Disconnect => return Outcome::Disconnect,
+        }
+        let n = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
+        let m = M::from(p.msg.clone());
+        let sent = if n % self.every == 0 {
+            self.addr
+                .cast_holding(p.ctx.clone(), m, Mark(self.handled.clone(), n))
+        } else {
+            // The context current here is the publisher's: a plain cast carries it.
+            self.addr.cast(m)
+        };
+        match sent {
+            Ok(()) => Outcome::Delivered,
+            Err(SendError::Stopped(_)) => Outcome::Gone,
+            // Restarting with a full backlog: this message is lost, counted as a drop.
+            Err(SendError::Backlog(_)) => Outcome::Dropped,
+        }
+    }
+
+    fn decode(
+        &self,
+        bytes: &[u8],
+        ctx: Option<Context>,
+    ) -> Result<Box<dyn Any + Send>, postcard::Error> {
+        decode::<T>(bytes, ctx)
+    }
+
+    fn process(&self) -> Option<AddrKey> {
+        Some(self.addr.key())
+    }
+
+    fn end(&self) {}
+}
+
+/// The queue a [`Subscription`] reads.
+pub(crate) struct StreamQueue<T> {
+    state: Mutex<QueueState<T>>,
+}
+
+struct QueueState<T> {
+    buf: Buffer<Arc<Published<T>>>,
+    waker: Option<Waker>,
+    ended: bool,
+}
+
+impl<T> StreamQueue<T> {
+    pub(crate) fn new(config: BufferConfig) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(QueueState {
+                buf: Buffer::new(config),
+                waker: None,
+                ended: false,
+            }),
+        })
+    }
+}
+
+/// A stream subscriber, as the fan-out sees it.
+pub(crate) struct StreamSub<T>(pub(crate) Arc<StreamQueue<T>>);
+
+impl<T: Payload> Deliver for StreamSub<T> {
+    fn wire_type(&self) -> &'static str {
+        wire_type::<T>()
+    }
+
+    fn payload_type(&self) -> TypeId {
+        TypeId::of::<T>()
+    }
+
+    #[inline]
+    fn deliver(&self, msg: &dyn Any) -> Outcome {
+        let Some(p) = msg.downcast_ref::<Arc<Published<T>>>() else {
+            return Outcome::WrongType;
+        };
+        let mut st = lock(&self.0.state);
+        if st.ended {
+            return Outcome::Gone;
+        }
+        let pushed = st.buf.push(p.clone());
+        if pushed == Pushed::Disconnect {
+            st.ended = true;
+        }
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        match pushed {
+            Pushed::Queued => Outcome::Delivered,
+            Pushed::DroppedOldest => Outcome::DeliveredDroppingOldest,
+            Pushed::DroppedNewest => Outcome::Dropped,
+            Pushed::Disconnect => Outcome::Disconnect,
+        }
+    }
+
+    fn decode(
+        &self,
+        bytes: &[u8],
+        ctx: Option<Context>,
+    ) -> Result<Box<dyn Any + Send>, postcard::Error> {
+        decode::<T>(bytes, ctx)
+    }
+
+    fn process(&self) -> Option<AddrKey> {
+        None
+    }
+
+    fn end(&self) {
+        let mut st = lock(&self.0.state);
+        st.ended = true;
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// A subscription read as a [`Stream`](futures::Stream) of [`Received`] messages.
+///
+/// Messages wait in a bounded queue ([`BufferConfig`]); what overflows is dropped and
+/// counted ([`Subscription::dropped`]). The stream ends when the subscription is
+/// disconnected by [`Overflow::Disconnect`](crate::Overflow::Disconnect) (after the messages
+/// queued before) or the pubsub shuts down. Dropping it unsubscribes.
+pub struct Subscription<T> {
+    pub(crate) queue: Arc<StreamQueue<T>>,
+    pub(crate) id: u64,
+    pub(crate) dropped: Arc<AtomicU64>,
+    pub(crate) core: Weak<Core>,
+}
+
+impl<T> fmt::Debug for Subscription<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Subscription<T> {
+    /// How many messages this subscription lost to its overflow policy.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// How many messages wait to be read.
+    pub fn len(&self) -> usize {
+        lock(&self.queue.state).buf.len()
+    }
+
+    /// Whether no message waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the subscription has ended (disconnected, or the pubsub shut down); the
+    /// messages queued before can still be read.
+    pub fn is_ended(&self) -> bool {
+        lock(&self.queue.state).ended
+    }
+
+    /// The next message, or `None` once the subscription has ended and its queue is empty.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a message is taken from the queue only when it is returned.
+    pub async fn recv(&mut self) -> Option<Received<T>> {
+        std::future::poll_fn(|cx| self.poll_recv(cx.waker())).await
+    }
+
+    fn poll_recv(&self, waker: &Waker) -> Poll<Option<Received<T>>> {
+        let mut st = lock(&self.queue.state);
+        if let Some(inner) = st.buf.pop() {
+            return Poll::Ready(Some(Received { inner }));
+        }
+        if st.ended {
+            return Poll::Ready(None);
+        }
+        match &mut st.waker {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> futures::Stream for Subscription<T> {
+    type Item = Received<T>;
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        self.poll_recv(cx.waker())
+    }
+}
+
+impl<T> Drop for Subscription<T> {
+    fn drop(&mut self) {
+        if let Some(core) = self.core.upgrade() {
+            core.remove(self.id);
+        }
+    }
+}

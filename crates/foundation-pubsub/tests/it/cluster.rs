@@ -1,0 +1,162 @@
+//! Pubsub across real node processes over real sockets: patterns and counts on three
+//! nodes, the publisher's context, interest (a node without subscribers receives
+//! nothing), types that differ between nodes, per-publisher order, a node killed
+//! mid-stream, a subscriber restarted by its supervisor, a slow subscriber's drops.
+
+pub mod harness;
+
+use harness::{Child, start, three};
+
+/// Waits for `line` exactly.
+fn see(node: &mut Child, line: &str) {
+    node.expect(|l| l == line);
+}
+
+#[test]
+fn three_nodes_patterns_counts_context_interest_and_wrong_types() {
+    let [mut a, mut b, mut c] = three();
+    a.tell("sub s1 orders.created");
+    b.tell("sub s2 orders.*");
+    c.tell("sub s3 orders.#");
+    c.tell("sub s5 orders.created");
+    c.tell("sub s4 users.*");
+    for n in [&mut a, &mut b, &mut c] {
+        n.tell("count orders.created 4");
+        n.tell("count users.new 1");
+        n.expect_all(&["count orders.created 4", "count users.new 1"]);
+    }
+
+    // One broadcast reaches every matching subscriber, with the publisher's context.
+    a.tell("pub orders.created hello");
+    see(&mut a, "got s1 hello a");
+    see(&mut b, "got s2 hello a");
+    c.expect_all(&["got s3 hello a", "got s5 hello a"]);
+    // `orders.*` is one segment: only `orders.#` takes a deeper topic.
+    b.tell("pub orders.eu.created deep");
+    see(&mut c, "got s3 deep b");
+    a.tell("pub users.new u1");
+    see(&mut c, "got s4 u1 a");
+
+    // Another type on the same name: refused and counted where it lands (once per
+    // subscriber, a's own included), the streams go on.
+    a.tell("pubwrong orders.created");
+    see(&mut a, "pubwrong");
+    a.tell("pub orders.created after");
+    see(&mut b, "got s2 after a");
+    c.expect_all(&["got s3 after a", "got s5 after a"]);
+
+    // A direct broadcast reaches one node only; a local one, this node only.
+    a.tell("direct c orders.created d1");
+    see(&mut a, "direct ok");
+    see(&mut c, "got s3 d1 -"); // sent outside a context
+    a.tell("local orders.created lb");
+    see(&mut a, "got s1 lb a");
+    a.tell("pub orders.created last");
+    for (n, id) in [(&mut b, "s2"), (&mut c, "s3")] {
+        let want = format!("got {id} last a");
+        n.expect(|l| {
+            let stray = l.ends_with(" lb a") || (id == "s2" && l.contains(" d1 "));
+            assert!(!stray, "a broadcast reached a node it was not for: {l}");
+            l == want
+        });
+    }
+
+    // a sent each broadcast once per node with a matching subscriber, never once per
+    // subscriber: hello 2, u1 1, the wrong type 2, after 2, d1 1, last 2 (c has two
+    // subscribers of `orders.created`, and got each once).
+    a.tell("stats");
+    assert_eq!(
+        a.expect(|l| l.starts_with("stats ")),
+        "stats received=0 wrong_type=1 sent=10"
+    );
+    // b has no subscriber for `users.*`: it received hello, the wrong type, after and
+    // last — nothing else — and sent `deep` to c alone (a has no `orders.#` subscriber).
+    b.tell("stats");
+    assert_eq!(
+        b.expect(|l| l.starts_with("stats ")),
+        "stats received=4 wrong_type=1 sent=1"
+    );
+    c.tell("stats");
+    assert_eq!(
+        c.expect(|l| l.starts_with("stats ")),
+        "stats received=7 wrong_type=2 sent=0"
+    );
+}
+
+#[test]
+fn each_publishers_numbered_stream_arrives_in_order_once_on_every_node() {
+    let [mut a, mut b, mut c] = three();
+    a.tell("sub s0 nums.#");
+    b.tell("sub s1 nums.x");
+    c.tell("sub s2 nums.*");
+    for n in [&mut a, &mut b] {
+        n.tell("count nums.x 3");
+        see(n, "count nums.x 3");
+    }
+    a.tell("seq nums.x 3000");
+    b.tell("seq nums.x 3000");
+    for (n, id) in [(&mut a, "s0"), (&mut b, "s1"), (&mut c, "s2")] {
+        let want = [format!("done {id} a"), format!("done {id} b")];
+        let mut left: Vec<&str> = want.iter().map(String::as_str).collect();
+        while !left.is_empty() {
+            let got = n.expect(|l| l.starts_with("done ") || l.starts_with("gap "));
+            assert!(!got.starts_with("gap "), "node {}: {got}", n.name);
+            left.retain(|w| *w != got);
+        }
+    }
+}
+
+#[test]
+fn a_node_killed_mid_stream_leaves_the_others_going_and_its_subscribers_uncounted() {
+    let [mut a, mut b, mut c] = three();
+    b.tell("sub s1 load");
+    c.tell("sub s2 load");
+    a.tell("count load 2");
+    see(&mut a, "count load 2");
+    a.tell("seq load 20000");
+    c.kill();
+    b.expect(|l| {
+        assert!(!l.starts_with("gap "), "b: {l}");
+        l == "done s1 a"
+    });
+    a.expect_all(&["seqsent 20000", "down c"]);
+    a.tell("count load 1");
+    see(&mut a, "count load 1");
+    // The survivors still talk.
+    a.tell("pub load more");
+    see(&mut b, "got s1 more a");
+}
+
+#[test]
+fn a_subscriber_restarted_by_its_supervisor_keeps_its_subscription() {
+    let mut a = start("a", None);
+    let mut b = start("b", Some(&a));
+    see(&mut a, "up b");
+    b.tell("asub w jobs.*");
+    see(&mut b, "subscribed w");
+    a.tell("count jobs.x 1");
+    see(&mut a, "count jobs.x 1");
+    a.tell("pub jobs.x one");
+    see(&mut b, "agot w one 1");
+    a.tell("pub jobs.x crash");
+    a.tell("pub jobs.x two");
+    see(&mut b, "agot w two 2");
+    a.tell("count jobs.x 1");
+    see(&mut a, "count jobs.x 1");
+}
+
+#[test]
+fn a_slow_subscriber_on_another_node_drops_what_overflows_and_counts_it() {
+    let mut a = start("a", None);
+    let mut b = start("b", Some(&a));
+    see(&mut a, "up b");
+    b.tell("slow s9 flood 10");
+    see(&mut b, "subscribed s9");
+    a.tell("count flood 1");
+    see(&mut a, "count flood 1");
+    a.tell("seq flood 1000");
+    see(&mut a, "seqsent 1000");
+    // Its buffer holds 10; the other 990 are dropped, each counted.
+    b.tell("drops 990");
+    see(&mut b, "drops 990 queued 10");
+}

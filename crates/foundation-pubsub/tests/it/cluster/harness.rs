@@ -1,0 +1,300 @@
+//! Node processes running a pubsub: this test binary re-runs itself as a node (see
+//! `foundation-testkit`).
+//!
+//! A child starts node `FOUNDATION_TEST_NODE_NAME` with the pubsub `ps` (its broadcasts
+//! on the `pubsub` channel), prints members coming and going (`@up <node>`,
+//! `@down <node>`), and obeys:
+//!
+//! - `sub <id> <topic>`: a stream subscriber; prints `@got <id> <text> <who>` for each
+//!   note (`who`: the `who` baggage of the publisher's context), and for numbered notes
+//!   checks each publisher's numbers come in order, once: `@gap <id> <publisher>
+//!   <expected> <got>` if not, `@done <id> <publisher>` at the last;
+//! - `asub <id> <topic>`: an actor subscriber under a supervisor; prints
+//!   `@agot <id> <text> <incarnation>`, and crashes on the note `crash`;
+//! - `pub <topic> <text>`: a broadcast under a context whose `who` is this node; `local
+//!   <topic> <text>`: the same, to this node's subscribers only;
+//!   `direct <node> <topic> <text>`: a direct broadcast (`@direct ok|err`);
+//! - `seq <topic> <n>`: broadcasts notes numbered 1 to `n` (`@seqsent <n>`);
+//! - `pubwrong <topic>`: broadcasts a `u64` on the topic the others read as notes;
+//! - `count <topic> <n>`: `@count <topic> <n>` once the cluster-wide count is `n`;
+//! - `slow <id> <topic> <capacity>`: a stream subscriber that never reads, its buffer
+//!   `capacity` messages, `DropNewest`;
+//! - `drops <n>`: `@drops <n> queued <q>` once this node has dropped `n` messages in all
+//!   (`q`: what the slow subscribers hold);
+//! - `stats`: `@stats received=<n> wrong_type=<n> sent=<n>`;
+//! - `exit`.
+
+use std::time::Duration;
+
+use foundation_actors::prelude::*;
+use foundation_cluster::discovery::Peer;
+use foundation_cluster::node::{ChannelConfig, ClusterEvent, Node, NodeConfig};
+use foundation_pubsub::{BufferConfig, Overflow, PubSub, Topic};
+pub use foundation_testkit::Child;
+use foundation_testkit::{commands, say};
+use serde::{Deserialize, Serialize};
+
+/// What the topics carry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Note {
+    pub publisher: String,
+    /// 0 for a plain note; else its number, up to `last`.
+    pub seq: u64,
+    pub last: u64,
+    pub text: String,
+}
+
+/// The actor subscriber: prints what it gets, crashes on `crash`.
+#[derive(Clone)]
+struct Printer {
+    id: String,
+}
+
+impl Actor for Printer {
+    type Msg = Note;
+    type State = ();
+    type Args = ();
+
+    async fn init(&self, _: &Addr<Note>, (): ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+
+    async fn handle(&self, me: &Addr<Note>, note: Note, (): &mut ()) -> Result<(), ActorError> {
+        if note.text == "crash" {
+            return Err("asked to crash".into());
+        }
+        say(&format!(
+            "agot {} {} {}",
+            self.id,
+            note.text,
+            me.incarnation()
+        ));
+        Ok(())
+    }
+}
+
+const ENTRY: &str = "cluster::harness::node_process";
+
+/// Starts node process `name`, seeded with `seed`'s address if given.
+pub fn start(name: &str, seed: Option<&Child>) -> Child {
+    let addr = seed.map(|s| s.addr.clone()).unwrap_or_default();
+    let mut settings = vec![("SILENCE_MS", "1000")];
+    if seed.is_some() {
+        settings.push(("SEEDS", addr.as_str()));
+    }
+    Child::start(ENTRY, name, &settings)
+}
+
+/// Nodes `a`, `b` and `c`, each having seen the two others up.
+pub fn three() -> [Child; 3] {
+    let a = start("a", None);
+    let b = start("b", Some(&a));
+    let c = start("c", Some(&a));
+    let mut nodes = [a, b, c];
+    for (i, n) in nodes.iter_mut().enumerate() {
+        let others: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, o)| format!("up {o}"))
+            .collect();
+        let want: Vec<&str> = others.iter().map(String::as_str).collect();
+        n.expect_all(&want);
+    }
+    nodes
+}
+
+fn topic<T>(name: &str) -> Topic<T> {
+    Topic::new(name).unwrap()
+}
+
+/// The node side: runs only in a child started by [`start`].
+#[test]
+#[ignore = "runs as a child process of the multi-node tests"]
+fn node_process() {
+    let Ok(name) = std::env::var("FOUNDATION_TEST_NODE_NAME") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(name));
+}
+
+async fn run(name: String) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+    let var = |k: &str| std::env::var(format!("FOUNDATION_TEST_NODE_{k}")).ok();
+    let mut config = NodeConfig::new(&name, "cookie")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .channel(foundation_pubsub::CHANNEL, ChannelConfig::default());
+    if let Some(ms) = var("SILENCE_MS") {
+        config = config.silence(Duration::from_millis(ms.parse().unwrap()));
+    }
+    let node = Node::start(config).await.unwrap();
+    let options = foundation_pubsub::Options::new("ps").gossip_every(Duration::from_millis(200));
+    let ps = PubSub::start_with(&node, options).await.unwrap();
+    let mut cluster = node.subscribe();
+    tokio::spawn(async move {
+        while let Ok(e) = cluster.recv().await {
+            match e {
+                ClusterEvent::NodeUp(m) => say(&format!("up {}", m.id)),
+                ClusterEvent::NodeDown { member, .. } => say(&format!("down {}", member.id)),
+                _ => {}
+            }
+        }
+    });
+    say(&format!("ready {} {}", node.name(), node.advertised()));
+    for seed in var("SEEDS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        node.connect(&seed.parse::<Peer>().unwrap());
+    }
+    let mut sups = Vec::new();
+    let mut slow: Vec<foundation_pubsub::Subscription<Note>> = Vec::new();
+    let mut lines = commands();
+    while let Some(line) = lines.recv().await {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["sub", id, t] => {
+                // Room for a whole numbered stream: a reader that falls behind on a loaded
+                // machine must not turn the order tests into tests of the drop policy.
+                let room = BufferConfig::new(100_000, Overflow::DropNewest);
+                let mut sub = ps.subscribe_stream_with(&topic::<Note>(t), room).unwrap();
+                let owned = (*id).to_owned();
+                tokio::spawn(async move {
+                    let id = owned;
+                    let mut next: std::collections::HashMap<String, u64> = Default::default();
+                    while let Some(got) = sub.recv().await {
+                        if got.seq == 0 {
+                            let who = got
+                                .context()
+                                .and_then(|c| c.baggage("who"))
+                                .unwrap_or("-")
+                                .to_owned();
+                            say(&format!("got {id} {} {who}", got.text));
+                            continue;
+                        }
+                        let want = next.entry(got.publisher.clone()).or_insert(1);
+                        if got.seq != *want {
+                            let dropped = sub.dropped();
+                            say(&format!(
+                                "gap {id} {} {} {} (dropped {dropped})",
+                                got.publisher, *want, got.seq
+                            ));
+                        }
+                        *want = got.seq + 1;
+                        if got.seq == got.last {
+                            say(&format!("done {id} {}", got.publisher));
+                        }
+                    }
+                });
+                say(&format!("subscribed {id}"));
+            }
+            ["asub", id, t] => {
+                let spec = ChildSpec::new(
+                    *id,
+                    Printer {
+                        id: (*id).to_owned(),
+                    },
+                    (),
+                );
+                let addr = spec.addr();
+                let sup = Supervisor::start(
+                    SupervisorSpec::new(format!("sup-{id}"), Strategy::OneForOne).child(spec),
+                )
+                .await
+                .unwrap();
+                ps.subscribe(&topic::<Note>(t), &addr).unwrap();
+                sups.push(sup);
+                say(&format!("subscribed {id}"));
+            }
+            [verb @ ("pub" | "local"), t, text] => {
+                let note = Note {
+                    publisher: name.clone(),
+                    seq: 0,
+                    last: 0,
+                    text: (*text).to_owned(),
+                };
+                let ctx = Context::new().with_baggage("who", name.as_str());
+                ctx.sync_scope(|| match *verb {
+                    "pub" => ps.broadcast(&topic(t), note),
+                    _ => ps.local_broadcast(&topic(t), note),
+                })
+                .unwrap();
+                say(&format!("published {t} {text}"));
+            }
+            ["direct", to, t, text] => {
+                let note = Note {
+                    publisher: name.clone(),
+                    seq: 0,
+                    last: 0,
+                    text: (*text).to_owned(),
+                };
+                match ps.direct_broadcast(to, &topic(t), note) {
+                    Ok(()) => say("direct ok"),
+                    Err(e) => say(&format!("direct err {e}")),
+                }
+            }
+            ["seq", t, n] => {
+                let n: u64 = n.parse().unwrap();
+                let t: Topic<Note> = topic(t);
+                for seq in 1..=n {
+                    let note = Note {
+                        publisher: name.clone(),
+                        seq,
+                        last: n,
+                        text: String::new(),
+                    };
+                    ps.broadcast(&t, note).unwrap();
+                    if seq % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                say(&format!("seqsent {n}"));
+            }
+            ["pubwrong", t] => {
+                ps.broadcast(&topic::<u64>(t), 7).unwrap();
+                say("pubwrong");
+            }
+            ["count", t, n] => {
+                let n: usize = n.parse().unwrap();
+                let t: Topic<Note> = topic(t);
+                // Polled in the child: the parent's bound on `@count` is what fails a test.
+                while ps.subscribers_count(&t) != n {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                say(&format!("count {} {n}", t.name()));
+            }
+            ["slow", id, t, cap] => {
+                let room = BufferConfig::new(cap.parse().unwrap(), Overflow::DropNewest);
+                slow.push(ps.subscribe_stream_with(&topic::<Note>(t), room).unwrap());
+                say(&format!("subscribed {id}"));
+            }
+            ["drops", n] => {
+                let n: u64 = n.parse().unwrap();
+                while ps.stats().dropped != n {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let queued: usize = slow.iter().map(|s| s.len()).sum();
+                say(&format!("drops {n} queued {queued}"));
+            }
+            ["stats"] => {
+                let s = ps.stats();
+                say(&format!(
+                    "stats received={} wrong_type={} sent={}",
+                    s.received, s.wrong_type, s.sent
+                ));
+            }
+            ["exit"] => break,
+            _ => say(&format!("unknown {line}")),
+        }
+    }
+    node.shutdown().await;
+}
