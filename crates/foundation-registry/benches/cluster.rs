@@ -18,6 +18,10 @@
 //!   [`DistributedSupervisor::start_child`] of a singleton on `a`, returning once the child
 //!   answers by name and is recorded, wherever rendezvous placed it (two of three times on
 //!   another node: a round trip, a spawn there, the name and the record back);
+//!   `singleton_here` and `singleton_remote` are the same for ids whose owner is `a`, and
+//!   another node (the round trip by design: the owner starts it);
+//!   `pinned_here_among_1000_live` is `pinned_here` with 1,000 other singletons running
+//!   (each plan passes over every live child);
 //!   `pinned_here` is the same for a child pinned to `a` (a spawn under a local
 //!   supervisor, a registration, a record sent to both peers); `local_supervisor_only` is
 //!   that local supervisor and its child alone (spawned, shut down untimed). Children are
@@ -44,7 +48,7 @@ use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
 use foundation_registry::cluster::Options;
 use foundation_registry::consistent::{ConsistentOptions, ConsistentRegistry};
 use foundation_registry::distributed::{ChildName, DistributedSpec, DistributedSupervisor};
-use foundation_registry::placement::{ChildPlacement, Placement};
+use foundation_registry::placement::{ChildPlacement, Placement, Rendezvous};
 use foundation_registry::{ClusterRegistry, Registry, RegistryEvent};
 use foundation_testkit::{Child, commands, say};
 
@@ -89,6 +93,29 @@ async fn supervisor(node: &Node) -> DistributedSupervisor<Named> {
 }
 
 const VISIBILITY_NAMES: usize = 1_000;
+
+/// Which singletons a `distributed_start` case starts: any, or only those whose
+/// rendezvous owner among `a`, `b`, `c` is this node (`a`), or another node.
+#[derive(Clone, Copy)]
+enum Owner {
+    Any,
+    Here,
+    Remote,
+}
+
+impl Owner {
+    fn fits(self, id: &str) -> bool {
+        let top = ["a", "b", "c"]
+            .into_iter()
+            .max_by_key(|node| Rendezvous::score(node, id.as_bytes()))
+            .unwrap();
+        match self {
+            Self::Any => true,
+            Self::Here => top == "a",
+            Self::Remote => top != "a",
+        }
+    }
+}
 
 fn unix_nanos() -> u128 {
     SystemTime::now()
@@ -293,15 +320,25 @@ fn main() {
         // Ids never repeat across samples: a start never waits for an earlier child's
         // name to go.
         let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        for (label, pinned) in [("singleton", false), ("pinned_here", true)] {
+        for (label, pinned, owner) in [
+            ("singleton", false, Owner::Any),
+            ("singleton_here", false, Owner::Here),
+            ("singleton_remote", false, Owner::Remote),
+            ("pinned_here", true, Owner::Any),
+        ] {
             g.bench_function(label, |bch| {
                 bch.to_async(&rt).iter_custom(|iters| {
                     let (sup, next) = (sup.clone(), next.clone());
                     async move {
                         let mut total = Duration::ZERO;
                         for _ in 0..iters {
-                            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let id = format!("{label}-{n}");
+                            let id = loop {
+                                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let id = format!("{label}-{n}");
+                                if owner.fits(&id) {
+                                    break id;
+                                }
+                            };
                             let placement = if pinned {
                                 Placement::Pinned("a".into())
                             } else {
@@ -318,6 +355,38 @@ fn main() {
                 });
             });
         }
+        // The same pinned start with 1,000 other children live (spread over the three
+        // nodes): what each plan's pass over every live child costs.
+        const LIVE: usize = 1_000;
+        rt.block_on(async {
+            for i in 0..LIVE {
+                let spec = ChildPlacement::new(format!("live-{i}"), Placement::Singleton);
+                sup.start_child("idle", &(), spec).await.unwrap();
+            }
+        });
+        g.bench_function("pinned_here_among_1000_live", |bch| {
+            bch.to_async(&rt).iter_custom(|iters| {
+                let (sup, next) = (sup.clone(), next.clone());
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let id = format!("among-{n}");
+                        let spec = ChildPlacement::new(id.clone(), Placement::Pinned("a".into()));
+                        let t = Instant::now();
+                        sup.start_child("idle", &(), spec).await.unwrap();
+                        total += t.elapsed();
+                        sup.terminate_child(&id).await.unwrap();
+                    }
+                    total
+                }
+            });
+        });
+        rt.block_on(async {
+            for i in 0..LIVE {
+                sup.terminate_child(&format!("live-{i}")).await.unwrap();
+            }
+        });
         // What a pinned start spends in the local supervisor alone: one supervisor and
         // its one child spawned (the rest is the loop, the name and the record).
         g.bench_function("local_supervisor_only", |bch| {
