@@ -44,7 +44,9 @@
 //! over the node's `control` channel; every [`DistributedSpec::sync_every`] each node
 //! sends a digest, and a peer whose digest differs sends its records, so a joining node
 //! gets everything and a lost message is made up for. A removed child's tombstone is
-//! kept for [`DistributedSpec::tombstone_ttl`], then dropped. The protocol is described
+//! kept for [`DistributedSpec::tombstone_ttl`], then dropped; tombstones are held apart
+//! from the live records, so however many there are, a plan and a start do not pass over
+//! them. The protocol is described
 //! in `PROTOCOL.md` beside this module; the guide is `docs/placement.md`.
 //!
 //! # Not built yet

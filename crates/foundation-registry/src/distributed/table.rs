@@ -262,16 +262,46 @@ impl Record {
     }
 }
 
+/// A record and its hash (its share of the table's digest).
+#[derive(Debug)]
+struct Entry {
+    record: Record,
+    hash: u64,
+}
+
+impl Entry {
+    fn new(record: Record) -> Self {
+        let hash = hash(&record);
+        Self { record, hash }
+    }
+}
+
+/// The hash of one record: of its wire form, so that it is the same on every platform.
+fn hash(record: &Record) -> u64 {
+    match postcard::to_allocvec(record) {
+        Ok(bytes) => xxhash_rust::xxh3::xxh3_64(&bytes),
+        Err(e) => {
+            tracing::warn!(error = %e, "a record does not encode");
+            0
+        }
+    }
+}
+
 /// Every child's record, as this node knows them, and its Lamport clock.
+///
+/// Live records and tombstones are kept apart: a plan, a view and `which_children` look
+/// at the live ones only, so the tombstones of many short-lived children (kept for
+/// `tombstone_ttl`) cost those nothing. The digest is kept up to date with every change
+/// (the sum of the records' hashes), so a hello costs no pass over the table.
 #[derive(Debug)]
 pub(crate) struct Table {
     me: String,
     clock: u64,
-    records: BTreeMap<String, Record>,
-    /// The digest, until the next change (hellos carry it every `sync_every`).
-    digest: std::cell::Cell<Option<u64>>,
-    /// When this node learned of each removal: tombstones go after a while.
-    removed_at: BTreeMap<String, Instant>,
+    live: BTreeMap<String, Entry>,
+    /// Tombstones, with when this node learned of each removal: they go after a while.
+    removed: BTreeMap<String, (Entry, Instant)>,
+    /// The wrapping sum of every entry's hash, tombstones included.
+    digest: u64,
 }
 
 impl Table {
@@ -279,9 +309,9 @@ impl Table {
         Self {
             me: me.to_owned(),
             clock: 0,
-            records: BTreeMap::new(),
-            digest: std::cell::Cell::new(None),
-            removed_at: BTreeMap::new(),
+            live: BTreeMap::new(),
+            removed: BTreeMap::new(),
+            digest: 0,
         }
     }
 
@@ -293,23 +323,49 @@ impl Table {
         }
     }
 
+    /// Takes `id`'s entry out, live or not, and its hash out of the digest.
+    fn take(&mut self, id: &str) -> Option<Entry> {
+        let entry = match self.live.remove(id) {
+            Some(entry) => entry,
+            None => self.removed.remove(id)?.0,
+        };
+        self.digest = self.digest.wrapping_sub(entry.hash);
+        Some(entry)
+    }
+
+    /// Puts `entry` in, with the live records or the tombstones as it is, and its hash
+    /// into the digest. `learned`: when this node learned of its removal.
+    fn put(&mut self, entry: Entry, learned: Instant) {
+        self.digest = self.digest.wrapping_add(entry.hash);
+        let id = entry.record.spec.id.clone();
+        if entry.record.live() {
+            self.live.insert(id, entry);
+        } else {
+            self.removed.insert(id, (entry, learned));
+        }
+    }
+
     pub(crate) fn get(&self, id: &str) -> Option<&Record> {
-        self.records.get(id)
+        match self.live.get(id) {
+            Some(entry) => Some(&entry.record),
+            None => self.removed.get(id).map(|(entry, _)| &entry.record),
+        }
     }
 
     /// The live record of `id`.
     pub(crate) fn live(&self, id: &str) -> Option<&Record> {
-        self.records.get(id).filter(|r| r.live())
+        self.live.get(id).map(|entry| &entry.record)
     }
 
     /// Every live record, by id.
     pub(crate) fn all_live(&self) -> impl Iterator<Item = &Record> {
-        self.records.values().filter(|r| r.live())
+        self.live.values().map(|entry| &entry.record)
     }
 
     /// Every record, tombstones included.
     pub(crate) fn all(&self) -> impl Iterator<Item = &Record> {
-        self.records.values()
+        self.all_live()
+            .chain(self.removed.values().map(|(entry, _)| &entry.record))
     }
 
     /// Merges records from a peer; gives back those that changed here.
@@ -318,27 +374,39 @@ impl Table {
         for record in records {
             self.clock = self.clock.max(record.max_clock());
             let id = record.spec.id.clone();
-            let did = match self.records.get_mut(&id) {
-                Some(mine) => mine.merge(record),
-                // The tombstone of a record this node does not hold (pruned, or never
-                // seen): nothing to remove, and keeping it would undo the pruning.
-                None if !record.live() => false,
-                None => {
-                    self.records.insert(id.clone(), record);
-                    true
-                }
+            let (mine, was_live) = match self.live.get_mut(&id) {
+                Some(entry) => (entry, true),
+                None => match self.removed.get_mut(&id) {
+                    Some((entry, _)) => (entry, false),
+                    // The tombstone of a record this node does not hold (pruned, or
+                    // never seen): nothing to remove, and keeping it would undo the
+                    // pruning.
+                    None if !record.live() => continue,
+                    None => {
+                        self.put(Entry::new(record), Instant::now());
+                        changed.push(id);
+                        continue;
+                    }
+                },
             };
-            if did {
-                self.digest.set(None);
-                if self.records.get(&id).is_some_and(|r| !r.live()) {
-                    self.removed_at
-                        .entry(id.clone())
-                        .or_insert_with(Instant::now);
-                } else {
-                    self.removed_at.remove(&id);
-                }
-                changed.push(id);
+            // An unchanged record (most of a full table a peer sends) costs no hash.
+            if !mine.record.merge(record) {
+                continue;
             }
+            let hash = hash(&mine.record);
+            self.digest = self.digest.wrapping_sub(mine.hash).wrapping_add(hash);
+            mine.hash = hash;
+            let is_live = mine.record.live();
+            if was_live && !is_live {
+                if let Some(entry) = self.live.remove(&id) {
+                    self.removed.insert(id.clone(), (entry, Instant::now()));
+                }
+            } else if !was_live && is_live {
+                if let Some((entry, _)) = self.removed.remove(&id) {
+                    self.live.insert(id.clone(), entry);
+                }
+            }
+            changed.push(id);
         }
         changed
     }
@@ -351,20 +419,21 @@ impl Table {
             removed: None,
             slots: BTreeMap::new(),
         };
-        self.records.insert(record.spec.id.clone(), record.clone());
-        self.removed_at.remove(&record.spec.id);
-        self.digest.set(None);
+        self.take(&record.spec.id);
+        self.put(Entry::new(record.clone()), Instant::now());
         record
     }
 
     /// Removes the live record of `id`; gives back the tombstone to send.
     pub(crate) fn remove(&mut self, id: &str, why: Removal) -> Option<Record> {
         let stamp = self.tick();
-        let record = self.records.get_mut(id).filter(|r| r.live())?;
-        self.digest.set(None);
-        self.removed_at.insert(id.to_owned(), Instant::now());
+        if !self.live.contains_key(id) {
+            return None;
+        }
+        let mut record = self.take(id)?.record;
         record.removed = Some((stamp, why));
-        Some(record.clone())
+        self.put(Entry::new(record.clone()), Instant::now());
+        Some(record)
     }
 
     /// Rewrites `node`'s slot of the live record `id` with `f`; gives back the record to
@@ -376,19 +445,25 @@ impl Table {
         f: impl FnOnce(&mut Slot, &Stamp),
     ) -> Option<Record> {
         let stamp = self.tick();
-        let record = self.records.get_mut(id).filter(|r| r.live())?;
-        self.digest.set(None);
-        let slot = record.slots.entry(node.to_owned()).or_insert_with(|| Slot {
-            stamp: stamp.clone(),
-            instance: None,
-            started: None,
-            ended: None,
-            failures: Vec::new(),
-            restarts: 0,
-        });
+        let entry = self.live.get_mut(id)?;
+        let slot = entry
+            .record
+            .slots
+            .entry(node.to_owned())
+            .or_insert_with(|| Slot {
+                stamp: stamp.clone(),
+                instance: None,
+                started: None,
+                ended: None,
+                failures: Vec::new(),
+                restarts: 0,
+            });
         slot.stamp = stamp.clone();
         f(slot, &stamp);
-        Some(record.clone())
+        let hash = hash(&entry.record);
+        self.digest = self.digest.wrapping_sub(entry.hash).wrapping_add(hash);
+        entry.hash = hash;
+        Some(entry.record.clone())
     }
 
     /// Drops the tombstones this node has known for longer than `ttl`: the table stays
@@ -396,42 +471,32 @@ impl Table {
     /// `ttl` that still holds such a child live brings it back when it returns.
     pub(crate) fn prune(&mut self, now: Instant, ttl: Duration) {
         let old: Vec<String> = self
-            .removed_at
+            .removed
             .iter()
-            .filter(|(_, at)| now.saturating_duration_since(**at) >= ttl)
+            .filter(|(_, (_, at))| now.saturating_duration_since(*at) >= ttl)
             .map(|(id, _)| id.clone())
             .collect();
         for id in old {
-            self.removed_at.remove(&id);
-            if self.records.get(&id).is_some_and(|r| !r.live()) {
-                self.records.remove(&id);
-                self.digest.set(None);
-            }
+            self.take(&id);
         }
     }
 
     /// How many records it holds, tombstones included.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.records.len()
+        self.live.len() + self.removed.len()
     }
 
     /// A digest of the whole table: equal on two nodes iff (with overwhelming
-    /// probability) their tables are equal.
+    /// probability) their tables are equal. Kept up to date by every change: free.
     pub(crate) fn digest(&self) -> u64 {
-        if let Some(digest) = self.digest.get() {
-            return digest;
-        }
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        for record in self.records.values() {
-            match postcard::to_allocvec(record) {
-                Ok(bytes) => hasher.update(&bytes),
-                Err(e) => tracing::warn!(error = %e, "a record does not encode"),
-            }
-        }
-        let digest = hasher.digest();
-        self.digest.set(Some(digest));
-        digest
+        self.digest
+    }
+
+    /// The digest computed afresh from every record.
+    #[cfg(test)]
+    fn digest_afresh(&self) -> u64 {
+        self.all().fold(0, |sum, r| sum.wrapping_add(hash(r)))
     }
 }
 
@@ -529,6 +594,61 @@ mod tests {
         // A tombstone younger than the limit stays.
         b.prune(Instant::now(), Duration::from_secs(5));
         assert!(b.get("x").is_some());
+    }
+
+    #[test]
+    fn tombstones_stay_out_of_the_live_records_and_the_digest_follows_every_change() {
+        let mut a = Table::new("a");
+        let mut b = Table::new("b");
+        for id in ["x", "y", "z"] {
+            let created = a.create(spec(id));
+            b.merge(vec![created]);
+        }
+        let gone = a.remove("x", Removal::Terminated).unwrap();
+        assert_eq!(
+            a.all_live().map(|r| r.spec.id.as_str()).collect::<Vec<_>>(),
+            ["y", "z"]
+        );
+        assert_eq!(a.all().count(), 3, "the tombstone is still sent to peers");
+        assert!(a.live("x").is_none() && a.get("x").is_some_and(|r| !r.live()));
+        // Removed on b by a merge; b's slot write on another record; a new start of x.
+        assert_eq!(b.merge(vec![gone]), ["x"]);
+        assert!(b.live("x").is_none() && b.all_live().count() == 2);
+        let slot = b.write_slot("y", "b", |s, at| {
+            s.instance = Some(1);
+            s.started = Some(at.clone());
+        });
+        a.merge(slot.into_iter().collect());
+        let again = a.create(spec("x"));
+        assert!(a.live("x").is_some_and(|r| r.slots.is_empty()));
+        b.merge(vec![again]);
+        assert!(
+            b.live("x").is_some(),
+            "a newer start brings it back to the live records"
+        );
+        // z removed on b: on a, the merge turns a live record into a tombstone.
+        let gone = b.remove("z", Removal::Ended).unwrap();
+        a.merge(vec![gone]);
+        for t in [&a, &b] {
+            assert_eq!(t.digest(), t.digest_afresh(), "the kept digest drifted");
+        }
+        assert_eq!(a.digest(), b.digest());
+        assert_eq!(
+            a.all().cloned().collect::<Vec<_>>(),
+            b.all().cloned().collect::<Vec<_>>()
+        );
+        let before = a.digest();
+        a.prune(
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_secs(5),
+        );
+        assert_eq!((a.len(), a.all_live().count()), (2, 2));
+        assert_ne!(a.digest(), before);
+        assert_eq!(a.digest(), a.digest_afresh());
+        // A full table from a peer, all of it known: nothing changes.
+        let all: Vec<Record> = a.all().cloned().collect();
+        assert!(a.merge(all).is_empty());
+        assert_eq!(a.digest(), a.digest_afresh());
     }
 
     #[test]
