@@ -5,7 +5,9 @@
 //! beside raw ractor_cluster) of `foundation-cluster`, the bench `registry` (lookups
 //! beside a plain `DashMap`) of `foundation-registry`, and the bench `pubsub` (local fan-out
 //! beside raw ractor and `tokio::sync::broadcast`) and `cluster` (3 node processes) of
-//! `foundation-pubsub`; reads criterion's estimates,
+//! `foundation-pubsub`, then the BEAM's side (`bench/beam/*.erl`, see `beam.rs`: Phoenix's
+//! pubsub design in Erlang, a gen_server and a supervisor, beside the pubsub and headline
+//! rows; missing with the reason when `erl` cannot be had); reads criterion's estimates,
 //! `target/bench-memory.json`, `target/bench-cluster.json`, `target/bench-pubsub.json` and
 //! `target/bench-paired.json`;
 //! prints one table, writes
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use crate::beam::{self, Beam};
 use crate::{cargo, run_step, workspace_root};
 
 /// What a figure must satisfy.
@@ -27,6 +30,8 @@ use crate::{cargo, run_step, workspace_root};
 enum Budget {
     /// `value / competitor_value` at most this.
     Ratio(f64),
+    /// `value / competitor_value` at least this (for rates, where more is better).
+    AtLeastRatio(f64),
     /// `value` at most this many nanoseconds.
     AtMostNs(f64),
     /// `value - competitor_value` at most this many bytes.
@@ -41,6 +46,7 @@ impl fmt::Display for Budget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Budget::Ratio(max) => write!(f, "ratio <= {max}"),
+            Budget::AtLeastRatio(min) => write!(f, "ratio >= {min}"),
             Budget::AtMostNs(max) => write!(f, "<= {max} ns"),
             Budget::AddedBytes(max) => write!(f, "+<= {max} B"),
             Budget::AtMost(max) => write!(f, "<= {max}"),
@@ -323,7 +329,178 @@ const JSON_BUDGETS: &[(&str, Budget)] = &[
         "pubsub publish-to-delivery across nodes, p99",
         Budget::AtMost(1000.0),
     ),
+    // Issue 16: cluster broadcast, at least 1.3x the BEAM's deliveries/s (its competitor,
+    // attached from `BEAM_COMPETITORS`). Phoenix's subscribers are processes: the actor
+    // row is the like-for-like one; the stream row is judged too.
+    (
+        "pubsub cluster broadcast, 3 nodes x 1k stream subscribers",
+        Budget::AtLeastRatio(1.3),
+    ),
+    (
+        "pubsub cluster broadcast, 3 nodes x 1k actor subscribers",
+        Budget::AtLeastRatio(1.3),
+    ),
 ];
+
+/// Rows without a competitor of their own that take the BEAM's figure (a key of
+/// `bench/beam/fbench.erl`'s output) as their competitor.
+const BEAM_COMPETITORS: &[(&str, &str)] = &[
+    (
+        "pubsub cluster broadcast, 3 nodes x 1k stream subscribers",
+        "pubsub_cluster_broadcast",
+    ),
+    (
+        "pubsub cluster broadcast, 3 nodes x 1k actor subscribers",
+        "pubsub_cluster_broadcast",
+    ),
+    (
+        "pubsub publish-to-delivery across nodes, p50",
+        "pubsub_cluster_latency_p50",
+    ),
+    (
+        "pubsub publish-to-delivery across nodes, p99",
+        "pubsub_cluster_latency_p99",
+    ),
+    ("killed node detected", "killed_node_detected"),
+];
+
+/// Where our side of a row beside the BEAM comes from.
+#[derive(Debug, Clone, Copy)]
+enum Ours {
+    /// A criterion id (`group/function`).
+    Criterion(&'static str),
+    /// A row already in the table, by name.
+    Row(&'static str),
+}
+
+/// A row of its own beside the BEAM, for figures whose row already has a competitor.
+#[derive(Debug)]
+struct BeamRow {
+    /// Figure name shown in the table.
+    name: &'static str,
+    /// Foundation's (or raw ractor's) measurement.
+    ours: Ours,
+    /// The BEAM's figure: a key of `bench/beam/fbench.erl`'s output.
+    beam: &'static str,
+    /// Unit of both values.
+    unit: &'static str,
+    /// What the figure must satisfy.
+    budget: Budget,
+}
+
+/// The rows beside the BEAM, after the others.
+const BEAM_ROWS: &[BeamRow] = &[
+    // Issue 16: ahead of the BEAM's local fan-out (an `fbench_pubsub` broadcast: an ETS
+    // lookup, then one send per subscriber process).
+    BeamRow {
+        name: "pubsub local fan-out, 10k actors, vs the BEAM",
+        ours: Ours::Criterion("pubsub_fanout_actors/foundation"),
+        beam: "pubsub_local_fanout",
+        unit: "ns/delivery",
+        budget: Budget::Ratio(1.0),
+    },
+    // The same on one scheduler (`erl +S 1:1`): one core each, as our current-thread runtime.
+    BeamRow {
+        name: "pubsub local fan-out, 10k actors, vs the BEAM on 1 scheduler",
+        ours: Ours::Criterion("pubsub_fanout_actors/foundation"),
+        beam: "pubsub_local_fanout_1s",
+        unit: "ns/delivery",
+        budget: Budget::None,
+    },
+    // What each runtime's plain send costs in the same fan-out: raw ractor casts by hand
+    // beside `!` in a loop.
+    BeamRow {
+        name: "fan-out by hand, 10k: raw ractor casts vs the BEAM's sends",
+        ours: Ours::Criterion("pubsub_fanout_actors/ractor"),
+        beam: "send_local_fanout",
+        unit: "ns/delivery",
+        budget: Budget::None,
+    },
+    // The headline rows (current-thread runtime) beside a gen_server and a
+    // simple_one_for_one supervisor on one scheduler; the BEAM's figures with its default
+    // schedulers are in `bench-beam.json`.
+    BeamRow {
+        name: "tell, vs the BEAM (gen_server:cast, 1 scheduler)",
+        ours: Ours::Criterion("tell/foundation"),
+        beam: "tell_1s",
+        unit: "ns/msg",
+        budget: Budget::None,
+    },
+    BeamRow {
+        name: "call round trip, vs the BEAM (gen_server:call, 1 scheduler)",
+        ours: Ours::Criterion("call/foundation"),
+        beam: "call_1s",
+        unit: "ns",
+        budget: Budget::None,
+    },
+    BeamRow {
+        name: "supervised child start, vs the BEAM (supervisor:start_child, 1 scheduler)",
+        ours: Ours::Criterion("child_start/foundation"),
+        beam: "child_start_1s",
+        unit: "ns",
+        budget: Budget::None,
+    },
+    // Between two nodes on loopback: a gen_server on a peer node, reached by its pid.
+    BeamRow {
+        name: "remote tell, vs the BEAM (gen_server:cast to a peer)",
+        ours: Ours::Criterion("remote_tell/foundation"),
+        beam: "remote_tell",
+        unit: "ns/msg",
+        budget: Budget::None,
+    },
+    BeamRow {
+        name: "remote call round trip, vs the BEAM (gen_server:call to a peer)",
+        ours: Ours::Criterion("remote_call/foundation"),
+        beam: "remote_call",
+        unit: "ns",
+        budget: Budget::None,
+    },
+    BeamRow {
+        name: "idle supervised actor, vs the BEAM (idle gen_server)",
+        ours: Ours::Row("idle supervised actor"),
+        beam: "idle_process_memory",
+        unit: "B",
+        budget: Budget::None,
+    },
+];
+
+/// Gives the rows of `BEAM_COMPETITORS` the BEAM's figure as their competitor, then adds
+/// `BEAM_ROWS`. A BEAM figure that is missing leaves its competitor value empty (so a
+/// budget on it is not met) and names the reason in the competitor column.
+fn add_beam(target: &Path, figures: &mut Vec<Figure>, beam: &Beam) -> Result<()> {
+    let label = |key: &str| match beam.get(key) {
+        Ok(value) => (format!("beam/{key}"), Some(value)),
+        Err(reason) => (format!("beam/{key}: missing ({reason})"), None),
+    };
+    for (row, key) in BEAM_COMPETITORS {
+        for figure in figures.iter_mut().filter(|f| f.name == *row) {
+            let (competitor, value) = label(key);
+            figure.competitor = Some(competitor);
+            figure.competitor_value = value;
+        }
+    }
+    for row in BEAM_ROWS {
+        let value = match row.ours {
+            Ours::Criterion(id) => criterion_mean(target, id)?,
+            Ours::Row(name) => figures
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| f.value)
+                .with_context(|| format!("no row `{name}` to set beside the BEAM"))?,
+        };
+        let (competitor, competitor_value) = label(row.beam);
+        figures.push(Figure {
+            name: row.name.to_owned(),
+            value,
+            unit: row.unit.to_owned(),
+            competitor: Some(competitor),
+            competitor_value,
+            budget: row.budget,
+            paired_ratio: None,
+        });
+    }
+    Ok(())
+}
 
 /// One row of the summary.
 #[derive(Debug)]
@@ -358,6 +535,7 @@ impl Figure {
     fn met(&self) -> bool {
         match self.budget {
             Budget::Ratio(max) => self.ratio().is_some_and(|r| r <= max),
+            Budget::AtLeastRatio(min) => self.ratio().is_some_and(|r| r >= min),
             Budget::AtMostNs(max) | Budget::AtMost(max) => self.value <= max,
             Budget::AddedBytes(max) => self.competitor_value.is_some_and(|c| self.value - c <= max),
             Budget::None => true,
@@ -423,6 +601,10 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
     eprintln!("==> xtask bench: pubsub cluster");
     run_step("bench", "pubsub cluster", pubsub_cluster)?;
 
+    // The BEAM beside the pubsub rows and the headline rows; never fails the bench.
+    eprintln!("==> xtask bench: the BEAM");
+    let beam = beam::measure(&workspace_root()?, &target_dir()?);
+
     let mut names = cargo()?;
     names.args(["bench", "-p", "foundation-registry", "--bench", "cluster"]);
     if quick {
@@ -481,8 +663,12 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
         "bench-pubsub.json",
         "cargo bench -p foundation-pubsub --bench cluster",
     )?);
+    add_beam(&target, &mut figures, &beam)?;
 
     print_table(&figures);
+    for line in &beam.info {
+        println!("the BEAM: {line}");
+    }
     println!(
         "values: criterion estimates; ratio: median over 5 processes of each one's median of \
          paired rounds (bench `paired`) where measured (all single-thread timing rows), \
@@ -504,7 +690,7 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
 }
 
 /// The cargo target directory: `CARGO_TARGET_DIR`, else `<workspace root>/target`.
-fn target_dir() -> Result<PathBuf> {
+pub(crate) fn target_dir() -> Result<PathBuf> {
     let root = workspace_root()?;
     Ok(match std::env::var_os("CARGO_TARGET_DIR") {
         // A relative value is relative to where cargo ran, which is the workspace root.
@@ -720,4 +906,92 @@ fn number_value(value: Option<f64>) -> Value {
     value
         .and_then(serde_json::Number::from_f64)
         .map_or(Value::Null, Value::Number)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a test that fails should stop loudly
+mod tests {
+    use super::*;
+
+    /// A target directory holding a criterion estimate of `value` for every criterion id
+    /// in `BEAM_ROWS`.
+    fn fake_target(value: f64) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-beam-test-{}", std::process::id()));
+        for row in BEAM_ROWS {
+            if let Ours::Criterion(id) = row.ours {
+                let mut path = dir.join("criterion");
+                path.extend(id.split('/'));
+                path.push("new");
+                fs::create_dir_all(&path).unwrap();
+                let estimate = format!("{{\"mean\":{{\"point_estimate\":{value}}}}}");
+                fs::write(path.join("estimates.json"), estimate).unwrap();
+            }
+        }
+        dir
+    }
+
+    fn row(name: &str, value: f64) -> Figure {
+        Figure {
+            name: name.to_owned(),
+            value,
+            unit: "deliveries/s".to_owned(),
+            competitor: None,
+            competitor_value: None,
+            budget: JSON_BUDGETS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(Budget::None, |(_, b)| *b),
+            paired_ratio: None,
+        }
+    }
+
+    #[test]
+    fn the_beam_becomes_the_competitor_or_a_reason() {
+        let target = fake_target(400.0);
+        let mut figures = vec![
+            row(
+                "pubsub cluster broadcast, 3 nodes x 1k stream subscribers",
+                6.0e6,
+            ),
+            row(
+                "pubsub cluster broadcast, 3 nodes x 1k actor subscribers",
+                2.0e6,
+            ),
+            row("idle supervised actor", 10_000.0),
+        ];
+        let beam = Beam::for_test(
+            &[
+                ("pubsub_cluster_broadcast", 2.0e6),
+                ("pubsub_local_fanout", 500.0),
+            ],
+            &[("local_1s", "erl was killed")],
+        );
+        add_beam(&target, &mut figures, &beam).unwrap();
+        let by_name = |name: &str| figures.iter().find(|f| f.name == name).unwrap();
+
+        // Throughput: at least 1.3x the BEAM's deliveries/s.
+        let streams = by_name("pubsub cluster broadcast, 3 nodes x 1k stream subscribers");
+        assert_eq!(streams.competitor_value, Some(2.0e6));
+        assert!(streams.met(), "3x the BEAM meets the budget");
+        let actors = by_name("pubsub cluster broadcast, 3 nodes x 1k actor subscribers");
+        assert!(!actors.met(), "1x the BEAM does not meet 1.3x");
+
+        // Local fan-out: ours 400 ns against the BEAM's 500 ns.
+        let local = by_name("pubsub local fan-out, 10k actors, vs the BEAM");
+        assert_eq!((local.value, local.competitor_value), (400.0, Some(500.0)));
+        assert!(local.met());
+
+        // A missing figure names its reason and is not met.
+        let one = by_name("pubsub local fan-out, 10k actors, vs the BEAM on 1 scheduler");
+        assert_eq!(one.competitor_value, None);
+        assert!(
+            one.competitor
+                .as_deref()
+                .unwrap()
+                .contains("erl was killed")
+        );
+        let tell = by_name("tell, vs the BEAM (gen_server:cast, 1 scheduler)");
+        assert!(tell.competitor.as_deref().unwrap().contains("missing"));
+        fs::remove_dir_all(&target).unwrap();
+    }
 }

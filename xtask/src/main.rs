@@ -2,10 +2,12 @@
 //!
 //! - `test`: formatting, lints, doc tests, loom model tests, then the test suite.
 //! - `bench [--quick]`: the criterion and memory benches, summarised against their budgets.
+//! - `beam`: the BEAM's side of the bench table alone (`bench/beam/*.erl`).
 //! - `demo [args...]`: the runnable demo in `examples`.
 //! - `fuzz [--seconds N] [--target NAME]... [--seeds]`: a bounded run of every fuzz target
 //!   in `fuzz/` (nightly and cargo-fuzz), or a rewrite of their seed corpus.
 
+mod beam;
 mod bench;
 mod demo;
 mod fuzz;
@@ -26,6 +28,8 @@ commands:
                    (cargo-nextest if installed, else cargo test)
   bench [--quick]  run the criterion and memory benches and print the budget table
                    (also writes target/bench-summary.json)
+  beam             only the BEAM's figures (bench/beam/*.erl with erl; installs
+                   erlang-base as root if missing), written to target/bench-beam.json
   demo [args...]   run the demo program in `examples`, passing args through
   fuzz [--seconds N] [--target NAME]... [--seeds]
                    build the fuzz targets in `fuzz/` (cargo +nightly fuzz) and run each
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
     let result = match command.as_ref().and_then(|c| c.to_str()) {
         Some("test") => test::run(&rest),
         Some("bench") => bench::run(&rest),
+        Some("beam") => beam::run(&rest),
         Some("demo") => demo::run(&rest),
         Some("fuzz") => fuzz::run(&rest),
         None | Some("help" | "-h" | "--help") => {

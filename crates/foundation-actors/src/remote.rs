@@ -810,6 +810,35 @@ pub mod __private {
     }
 }
 
+/// Implements [`RemoteMessage`] for a newtype around one serde value, with no variants to
+/// tag: the wire form of the internal messages of Foundation's own layers (a registry's
+/// sync, a supervisor's records, a pubsub's broadcasts). Support for those crates; not a
+/// stable API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __newtype_remote_message {
+    ($name:ident $(<$($g:ident: $bound:path),+>)?, $type_name:literal) => {
+        impl$(<$($g: $bound),+>)? $crate::RemoteMessage for $name$(<$($g),+>)? {
+            const TYPE_NAME: &'static str = $type_name;
+            const TAGS: &'static [u32] = &[];
+
+            fn tag(&self) -> Option<u32> {
+                None
+            }
+
+            fn encode(&self, out: &mut Vec<u8>) -> Result<(), $crate::WireError> {
+                $crate::remote::__private::encode(self, out, |m, out| {
+                    $crate::remote::__private::put(out, &m.0, Self::TYPE_NAME, None)
+                })
+            }
+
+            fn from_bytes(bytes: &[u8]) -> Result<Self, $crate::WireError> {
+                $crate::remote::__private::take(bytes, Self::TYPE_NAME, None).map(Self)
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::__private::{put_tag, take_tag};

@@ -9,8 +9,9 @@
 //!   subscriber on `b` and one on `c` note each one's arrival. p50 and p99 over both (all
 //!   three processes share one machine clock).
 //!
-//! The figures go to `target/bench-pubsub.json` for `cargo xtask bench`. Not here yet: the
-//! BEAM's Phoenix.PubSub beside them.
+//! The figures go to `target/bench-pubsub.json` for `cargo xtask bench`, which then runs
+//! the BEAM's side (Phoenix.PubSub's design in Erlang, `bench/beam/`, on three BEAM nodes)
+//! and sets it beside them; `cargo xtask beam` runs that side alone.
 //!
 //! Run with: `cargo bench -p foundation-pubsub --bench cluster`.
 

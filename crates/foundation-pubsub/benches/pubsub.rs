@@ -9,8 +9,9 @@
 //!
 //! Criterion's figure is per delivery (a broadcast's time over its subscribers). Every
 //! loop runs as a task on a current-thread runtime, as the headline benches of
-//! `foundation-actors` do. Cross-node figures and the BEAM's Phoenix.PubSub are not here
-//! yet.
+//! `foundation-actors` do. Cross-node figures are in the bench `cluster`; the BEAM's local
+//! fan-out (Phoenix.PubSub's design in Erlang, `bench/beam/`) is run by `cargo xtask bench`
+//! after this bench and set beside it in its table.
 //!
 //! Run with: `cargo xtask bench` (or `cargo bench -p foundation-pubsub --bench pubsub`).
 

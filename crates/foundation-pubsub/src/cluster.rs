@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use foundation_actors::{Actor, ActorError, Addr, RemoteMessage, WireError};
+use foundation_actors::{Actor, ActorError, Addr};
 use foundation_cluster::membership::Status;
 use foundation_cluster::node::{CONTROL, ClusterEvent, Node};
 use serde::{Deserialize, Serialize};
@@ -44,25 +44,7 @@ pub(crate) enum Wire {
 #[derive(Debug)]
 pub(crate) struct WireMsg(pub(crate) Wire);
 
-impl RemoteMessage for WireMsg {
-    const TYPE_NAME: &'static str = "foundation.pubsub.Wire";
-    const TAGS: &'static [u32] = &[];
-
-    fn tag(&self) -> Option<u32> {
-        None
-    }
-
-    fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
-        use foundation_actors::remote::__private;
-        __private::encode(self, out, |m, out| {
-            __private::put(out, &m.0, Self::TYPE_NAME, None)
-        })
-    }
-
-    fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
-        foundation_actors::remote::__private::take(bytes, Self::TYPE_NAME, None).map(Self)
-    }
-}
+foundation_actors::__newtype_remote_message!(WireMsg, "foundation.pubsub.Wire");
 
 /// A peer's interest.
 #[derive(Default)]

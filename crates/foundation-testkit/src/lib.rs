@@ -37,6 +37,33 @@ pub fn commands() -> tokio::sync::mpsc::UnboundedReceiver<String> {
     rx
 }
 
+/// A setting the child was started with ([`Child::start`]): `FOUNDATION_TEST_NODE_<key>`.
+pub fn setting(key: &str) -> Option<String> {
+    std::env::var(format!("FOUNDATION_TEST_NODE_{key}")).ok()
+}
+
+/// The body of a node entry (the ignored test a child runs): in a child started by
+/// [`Child::start`], runs `node(name)` on a 2-worker runtime, its logs on stderr filtered
+/// by `RUST_LOG` (the parent prints them marked with the node's name); in an ordinary test
+/// run (no `FOUNDATION_TEST_NODE_NAME`), does nothing.
+pub fn run_node<F: std::future::Future<Output = ()>>(node: impl FnOnce(String) -> F) {
+    let Ok(name) = std::env::var("FOUNDATION_TEST_NODE_NAME") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+        node(name).await;
+    });
+}
+
 /// A node process started by a test. Killed when dropped.
 #[derive(Debug)]
 pub struct Child {

@@ -596,32 +596,44 @@ async fn a_partitioned_node_is_declared_down_on_both_sides_and_all_converge_afte
     c.expect(|l| l.starts_with("got healed"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_control_message_goes_through_while_the_default_channel_is_full() {
-    use foundation_cluster::node::{CONTROL, RemoteError};
-    let _one = IN_PROCESS.lock().await;
+/// Sends `note` to `peer`'s probe on `default` until the outbox refuses one (true), or
+/// 200,000 were accepted (false).
+fn fill_until_refused(a: &foundation_cluster::node::Node, peer: &str, note: &str) -> bool {
+    use foundation_cluster::node::RemoteError;
+    for _ in 0..200_000 {
+        match a.send(peer, "probe", &Probe::Note(note.to_owned())) {
+            Ok(()) => {}
+            Err(RemoteError::Overloaded(n)) if n == peer => return true,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    false
+}
+
+/// Node `a` here, with a 256 KiB limit on what waits for a peer, joined by node `b` in a
+/// child process; both with a 30 s silence limit, so a paused `b` stays a member.
+async fn small_outbox_to_b() -> (foundation_cluster::node::Node, Child) {
     let a = local_node("a", |c| {
         c.silence(Duration::from_secs(30)).max_pending(256 * 1024)
     })
     .await;
     let mut events = a.subscribe();
-    let mut b = harness::start("b", &[("SEEDS", a.advertised()), ("SILENCE_MS", "30000")]);
+    let b = harness::start("b", &[("SEEDS", a.advertised()), ("SILENCE_MS", "30000")]);
     wait_event(&mut events, is_up("b")).await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_message_goes_through_while_the_default_channel_is_full() {
+    use foundation_cluster::node::CONTROL;
+    let _one = IN_PROCESS.lock().await;
+    let (a, mut b) = small_outbox_to_b().await;
     // b stops reading: the default lane's socket buffers fill, then its outbox.
     b.pause(true);
     let note = "x".repeat(4096);
     // Sends on default until refused (the writer, stuck on the full socket, may take one
     // more batch off the outbox before it blocks: hence "until").
-    let fill = || {
-        for _ in 0..200_000 {
-            match a.send("b", "probe", &Probe::Note(note.clone())) {
-                Ok(()) => {}
-                Err(RemoteError::Overloaded(n)) if n == "b" => return true,
-                Err(e) => panic!("unexpected {e}"),
-            }
-        }
-        false
-    };
+    let fill = || fill_until_refused(&a, "b", &note);
     assert!(fill(), "the default outbox never filled");
     // The control channel has its own lane and outbox: it is not refused...
     a.send_on(CONTROL, "b", "probe", &Probe::Note("control-note".into()))
@@ -639,28 +651,12 @@ async fn a_control_message_goes_through_while_the_default_channel_is_full() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_wait_holds_the_sender_until_the_channel_has_room_and_gives_up_at_the_deadline() {
-    use foundation_actors::Context;
     use foundation_cluster::node::RemoteError;
     let _one = IN_PROCESS.lock().await;
-    let a = local_node("a", |c| {
-        c.silence(Duration::from_secs(30)).max_pending(256 * 1024)
-    })
-    .await;
-    let mut events = a.subscribe();
-    let mut b = harness::start("b", &[("SEEDS", a.advertised()), ("SILENCE_MS", "30000")]);
-    wait_event(&mut events, is_up("b")).await;
+    let (a, mut b) = small_outbox_to_b().await;
     b.pause(true);
     let note = "x".repeat(4096);
-    let fill = || {
-        for _ in 0..200_000 {
-            match a.send("b", "probe", &Probe::Note(note.clone())) {
-                Ok(()) => {}
-                Err(RemoteError::Overloaded(n)) if n == "b" => return true,
-                Err(e) => panic!("unexpected {e}"),
-            }
-        }
-        false
-    };
+    let fill = || fill_until_refused(&a, "b", &note);
     // Full, and still full once the writer is stuck on the paused peer's socket.
     assert!(fill(), "the default outbox never filled");
     assert!(

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use dashmap::DashMap;
-use foundation_actors::{Actor, ActorError, Addr, RemoteMessage, StopHook, WireError};
+use foundation_actors::{Actor, ActorError, Addr, RemoteMessage, StopHook};
 use foundation_cluster::node::{CONTROL, ClusterEvent, Node};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -60,25 +60,7 @@ pub(crate) enum Wire<K, V> {
 #[derive(Debug)]
 pub(crate) struct SyncMsg<K, V>(pub(crate) Wire<K, V>);
 
-impl<K: Key, V: Value> RemoteMessage for SyncMsg<K, V> {
-    const TYPE_NAME: &'static str = "foundation.registry.Sync";
-    const TAGS: &'static [u32] = &[];
-
-    fn tag(&self) -> Option<u32> {
-        None
-    }
-
-    fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
-        use foundation_actors::remote::__private;
-        __private::encode(self, out, |m, out| {
-            __private::put(out, &m.0, Self::TYPE_NAME, None)
-        })
-    }
-
-    fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
-        foundation_actors::remote::__private::take(bytes, Self::TYPE_NAME, None).map(Self)
-    }
-}
+foundation_actors::__newtype_remote_message!(SyncMsg<K: Key, V: Value>, "foundation.registry.Sync");
 
 /// A registration made on this node.
 pub(crate) struct Own<M> {

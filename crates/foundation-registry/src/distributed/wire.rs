@@ -1,7 +1,7 @@
 //! What a distributed supervisor's nodes send each other, on the node's `control` channel,
 //! to the process each exports as `$dsup/<name>`.
 
-use foundation_actors::{Actor, ActorError, Addr, RemoteMessage, WireError};
+use foundation_actors::{Actor, ActorError, Addr};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -33,25 +33,7 @@ pub(crate) enum Wire {
 #[derive(Debug)]
 pub(crate) struct DsupMsg(pub(crate) Wire);
 
-impl RemoteMessage for DsupMsg {
-    const TYPE_NAME: &'static str = "foundation.registry.Distributed";
-    const TAGS: &'static [u32] = &[];
-
-    fn tag(&self) -> Option<u32> {
-        None
-    }
-
-    fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
-        use foundation_actors::remote::__private;
-        __private::encode(self, out, |m, out| {
-            __private::put(out, &m.0, Self::TYPE_NAME, None)
-        })
-    }
-
-    fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
-        foundation_actors::remote::__private::take(bytes, Self::TYPE_NAME, None).map(Self)
-    }
-}
+foundation_actors::__newtype_remote_message!(DsupMsg, "foundation.registry.Distributed");
 
 /// The process peers send to: hands what they send to the supervisor's loop. The loop's
 /// queue is bounded, so a flood waits in this process's mailbox, which the node bounds.

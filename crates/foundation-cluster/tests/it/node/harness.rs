@@ -195,20 +195,8 @@ impl Machine for Journal {
 #[test]
 #[ignore = "runs as a child process of the multi-node tests"]
 fn node_process() {
-    let Ok(name) = std::env::var("FOUNDATION_TEST_NODE_NAME") else {
-        return;
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .try_init();
-        let var = |k: &str| std::env::var(format!("FOUNDATION_TEST_NODE_{k}")).ok();
+    foundation_testkit::run_node(|name| async move {
+        let var = foundation_testkit::setting;
         let listen = var("LISTEN").unwrap_or_else(|| "127.0.0.1:0".into());
         let mut config = NodeConfig::new(&name, var("COOKIE").unwrap_or_else(|| "cookie".into()))
             .listen(listen.parse().unwrap());

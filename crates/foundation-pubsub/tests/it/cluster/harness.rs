@@ -112,25 +112,18 @@ fn topic<T>(name: &str) -> Topic<T> {
 #[test]
 #[ignore = "runs as a child process of the multi-node tests"]
 fn node_process() {
-    let Ok(name) = std::env::var("FOUNDATION_TEST_NODE_NAME") else {
-        return;
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run(name));
+    foundation_testkit::run_node(run);
 }
 
 async fn run(name: String) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .try_init();
-    let var = |k: &str| std::env::var(format!("FOUNDATION_TEST_NODE_{k}")).ok();
+    let var = foundation_testkit::setting;
+    // The node's limit of remote messages queued at one process (10,000 by default) would
+    // drop part of a 20,000-message stream at a pubsub server that a loaded machine slows
+    // down, counted in the node's stats but not the pubsub's (a gap left in issue 16): these
+    // tests are about pubsub's own bounds, so the node's is raised.
     let mut config = NodeConfig::new(&name, "cookie")
         .listen("127.0.0.1:0".parse().unwrap())
+        .max_remote_queued(1_000_000)
         .channel(foundation_pubsub::CHANNEL, ChannelConfig::default());
     if let Some(ms) = var("SILENCE_MS") {
         config = config.silence(Duration::from_millis(ms.parse().unwrap()));
@@ -168,6 +161,7 @@ async fn run(name: String) {
                 let room = BufferConfig::new(100_000, Overflow::DropNewest);
                 let mut sub = ps.subscribe_stream_with(&topic::<Note>(t), room).unwrap();
                 let owned = (*id).to_owned();
+                let here = node.clone();
                 tokio::spawn(async move {
                     let id = owned;
                     let mut next: std::collections::HashMap<String, u64> = Default::default();
@@ -184,8 +178,9 @@ async fn run(name: String) {
                         let want = next.entry(got.publisher.clone()).or_insert(1);
                         if got.seq != *want {
                             let dropped = sub.dropped();
+                            let by_node = here.stats().remote_dropped;
                             say(&format!(
-                                "gap {id} {} {} {} (dropped {dropped})",
+                                "gap {id} {} {} {} (dropped {dropped}, by the node {by_node})",
                                 got.publisher, *want, got.seq
                             ));
                         }

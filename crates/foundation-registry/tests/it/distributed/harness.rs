@@ -239,23 +239,11 @@ async fn until(mut f: impl FnMut() -> bool) {
 #[test]
 #[ignore = "runs as a child process of the distributed supervisor's tests"]
 fn node_process() {
-    let Ok(name) = std::env::var("FOUNDATION_TEST_NODE_NAME") else {
-        return;
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run(name));
+    foundation_testkit::run_node(run);
 }
 
 async fn run(name: String) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .try_init();
-    let var = |k: &str| std::env::var(format!("FOUNDATION_TEST_NODE_{k}")).ok();
+    let var = foundation_testkit::setting;
     let silence = Duration::from_millis(var("SILENCE_MS").map_or(3000, |ms| ms.parse().unwrap()));
     let listen = var("LISTEN").unwrap_or_else(|| "127.0.0.1:0".into());
     let config = NodeConfig::new(&name, "cookie")
