@@ -41,6 +41,9 @@ pub(crate) enum Cmd {
     Restarted { id: String, serial: u64 },
     /// Something changed locally (a child started or removed here): plan again.
     Kick,
+    /// Member `node`'s incarnation `incarnation`, down after its connection closed, is
+    /// gone for good: its address refuses connections (no process listens there).
+    Dead { node: String, incarnation: u64 },
     /// A rebalance asked for here.
     Rebalance,
     /// Shut this node's part down (from the loop, so no plan runs meanwhile); answer when
@@ -541,6 +544,21 @@ impl<M: RemoteMessage> Inner<M> {
                 // The caller may have given up waiting: nothing to answer then.
                 let _ = done.send(());
             }
+            Cmd::Dead { node, incarnation } => {
+                let back = self.node.members().into_iter().any(|m| {
+                    m.id == node
+                        && m.incarnation == incarnation
+                        && !matches!(m.status, Status::Down(_))
+                });
+                let mut st = lock(&self.state);
+                let lost =
+                    st.stable.get(&node) == Some(&incarnation) && st.missing.contains_key(&node);
+                if lost && !back {
+                    tracing::info!(supervisor = %self.spec.name, %node, "a lost member's address refuses connections: gone, not cut off");
+                    st.missing.remove(&node);
+                    st.stable.remove(&node);
+                }
+            }
             Cmd::Kick => {}
         }
     }
@@ -598,13 +616,44 @@ impl<M: RemoteMessage> Inner<M> {
                         let heard = now.checked_sub(self.spec.timing.silence).unwrap_or(now);
                         st.missing.insert(member.id, heard);
                     }
+                    // Its connection closed: a killed process, or a cut that looks like
+                    // one. A partition until proved otherwise; the probe may prove it.
                     _ => {
+                        if self.spec.probe_closed {
+                            self.probe(&member.id, member.incarnation, &member.addr);
+                        }
                         st.missing.insert(member.id, now);
                     }
                 }
             }
             _ => {}
         }
+    }
+
+    /// Asks the kernel of a member's host whether the member's process is still there:
+    /// if its address refuses a connection, nothing listens on it, so the process that
+    /// did is gone (a process that holds its listener until it ends; a paused process's
+    /// listener still accepts). The loop is told (`Cmd::Dead`), and the member's
+    /// instances are started elsewhere without waiting `silence + margin`: no instance
+    /// can be running there. A connection accepted, a timeout (a cut network, a host
+    /// down) or any other error proves nothing: the member stays missing.
+    fn probe(&self, node: &str, incarnation: u64, addr: &str) {
+        let (cmds, node, addr) = (self.cmds.clone(), node.to_owned(), addr.to_owned());
+        let wait = self.spec.timing.silence;
+        let task = tokio::spawn(async move {
+            let refused =
+                match tokio::time::timeout(wait, tokio::net::TcpStream::connect(&addr)).await {
+                    Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+                    Ok(Ok(_)) | Err(_) => false,
+                };
+            if refused {
+                // The loop may have ended: nothing to tell then.
+                let _ = cmds.send(Cmd::Dead { node, incarnation }).await;
+            }
+        });
+        let mut tasks = lock(&self.tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
     }
 
     /// Brings the peers in line with the node's members after missed events.
