@@ -301,18 +301,29 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     read_body(io, buf, len).await
 }
 
+/// The first step a frame's buffer grows by: a frame up to this size is read with one
+/// allocation (none once the buffer has had one that size).
+const READ_STEP: usize = 64 * 1024;
+
 async fn read_body<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut Vec<u8>,
     len: usize,
 ) -> Result<(), LaneError> {
     buf.clear();
-    // Grow as bytes arrive: a peer announcing a large frame and sending little makes
-    // this side allocate only what it sent.
-    let mut chunk = (&mut *io).take(len as u64);
-    let got = chunk.read_to_end(buf).await.map_err(LaneError::Io)?;
-    if got < len {
-        return Err(LaneError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    // Grow as bytes arrive, never past the frame: each step at most doubles what has
+    // arrived, so a peer announcing a large frame and sending little makes this side
+    // allocate only about what it sent, and a frame of `len` bytes ends in a buffer of
+    // `len` (a read to the end would round it up to the next power of two: up to twice
+    // the frame, per lane).
+    while buf.len() < len {
+        let step = (len - buf.len()).min(buf.len().max(READ_STEP));
+        buf.reserve_exact(step);
+        let mut chunk = (&mut *io).take(step as u64);
+        let got = chunk.read_buf(buf).await.map_err(LaneError::Io)?;
+        if got == 0 {
+            return Err(LaneError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
     }
     Ok(())
 }
@@ -383,6 +394,35 @@ mod tests {
         r.unwrap();
         w.unwrap().unwrap();
         assert_eq!(seen, 10_000);
+    }
+
+    #[tokio::test]
+    async fn a_frame_is_read_into_a_buffer_of_its_size_and_a_short_one_is_an_error() {
+        // Just over a power of two: a read to the end would hold 8 MiB for it.
+        let len = (4 << 20) + 1000;
+        let mut bytes = (len as u32).to_le_bytes().to_vec();
+        bytes.extend((0..len).map(|i| i as u8));
+        // Small pieces, as a socket hands them over.
+        let (mut a, mut b) = tokio::io::duplex(16 * 1024);
+        let send = bytes.clone();
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            a.write_all(&send).await.unwrap();
+        });
+        let mut buf = Vec::new();
+        read_frame(&mut b, wire::DEFAULT_MAX_FRAME, &mut buf)
+            .await
+            .unwrap();
+        writer.await.unwrap();
+        assert_eq!(buf, bytes[4..]);
+        assert!(buf.capacity() < len + READ_STEP, "{}", buf.capacity());
+        // A frame that ends early.
+        let mut short = (1000u32).to_le_bytes().to_vec();
+        short.extend([7u8; 10]);
+        let got = read_frame(&mut &short[..], wire::DEFAULT_MAX_FRAME, &mut buf).await;
+        assert!(
+            matches!(got, Err(LaneError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof)
+        );
     }
 
     #[tokio::test]
