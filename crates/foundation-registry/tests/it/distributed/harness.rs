@@ -10,7 +10,10 @@
 //! `<id>@<node>`) and `crash` (its `init` always fails). It prints the supervisor's
 //! events (`@ev started <id> <cause>`, `@ev stopped <id>`, each followed by
 //! `@t started|stopped <id> <unix nanos>`, `@ev ended <id>`,
-//! `@ev gaveup <id>`, `@ev quorumlost`, `@ev quorumback`) and obeys:
+//! `@ev gaveup <id>`, `@ev quorumlost`, `@ev quorumback`); each `echo` child prints
+//! `@t up <id> <node> <unix nanos>` when its `init` runs and `@t down <id> <node> <unix
+//! nanos>` when it stops (its `terminate`), its own record of when it ran, which the test
+//! process, outside every partition, collects. It obeys:
 //!
 //! - `start <kind> <id> <singleton|rep:N|all|pinned:NODE|local> [transient|temporary]
 //!   [manual|eager] [role:ROLE]`:
@@ -23,6 +26,7 @@
 //! - `forgotten <id>`: `@forgotten <id>` once it is not a child any more and does not
 //!   answer by name;
 //! - `status <id> <running|starting|pending>`: `@status <id> <status>` once it has it;
+//! - `single <id>`: `@single <id> <node>` once one instance of `id` runs, on `node`;
 //! - `children`: `@children <id>=<nodes>/<status>;…` (which_children, sorted);
 //! - `converge <n> <line>`: `@converged <line>` once `children` prints `line` and `n`
 //!   instances run (so several nodes can be asked for the same table), or after 25 s
@@ -34,6 +38,8 @@
 //! - `terminate <id>`: `@terminated <id> ok|err <Variant>`;
 //! - `squat <id>`: registers a process that is no child under `unique(id)`
 //!   (`@squat <id> ok`);
+//! - `lives`: `@lives <line>;<line>;…`, every `up|down …` line of this process's
+//!   children so far, in order;
 //! - `exit`: a graceful leave (the supervisor's `shutdown`, then `Node::leave`).
 
 use std::time::Duration;
@@ -80,6 +86,12 @@ impl Actor for Worker {
     type Args = ();
 
     async fn init(&self, _: &Addr<Work>, (): ()) -> Result<(), ActorError> {
+        life(&format!("up {} {} {}", self.id, self.node, unix_nanos()));
+        Ok(())
+    }
+
+    async fn terminate(&self, _: &Addr<Work>, (): &mut ()) -> Result<(), ActorError> {
+        life(&format!("down {} {} {}", self.id, self.node, unix_nanos()));
         Ok(())
     }
 
@@ -93,6 +105,15 @@ impl Actor for Worker {
         }
         Ok(())
     }
+}
+
+/// Every `up|down` line of this process's `echo` children, in order.
+static LIVES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Prints `@t <line>` and keeps it for `lives`.
+fn life(line: &str) {
+    say(&format!("t {line}"));
+    LIVES.lock().unwrap().push(line.to_owned());
 }
 
 /// A child whose `init` always fails.
@@ -124,20 +145,34 @@ pub fn start(name: &str, settings: &[(&str, &str)]) -> Child {
 /// `c` seeded with `a`, with `extra` settings; returns once each sees all three running
 /// the supervisor.
 pub fn three_in(net: &Net, extra: &[(&str, &str)]) -> [Child; 3] {
+    let nodes: Vec<Child> = nodes_in(net, 3, extra);
+    nodes.try_into().unwrap()
+}
+
+/// The names of the nodes [`nodes_in`] starts, in order.
+pub const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
+
+/// Nodes `a`, `b`, … (`n` of them, at most 5) in the first `n` namespaces of `net` (a 1 s
+/// silence limit), each seeded with `a`, started one after another (so `a` is the oldest),
+/// with `extra` settings; returns once each sees all `n` running the supervisor.
+pub fn nodes_in(net: &Net, n: usize, extra: &[(&str, &str)]) -> Vec<Child> {
     let listen = |i: usize| format!("{}:4370", net.addr(i));
     let seed = listen(0);
-    let mut nodes: [Child; 3] = std::array::from_fn(|i| {
-        let own = listen(i);
-        let mut settings = vec![("SILENCE_MS", "1000"), ("LISTEN", own.as_str())];
-        if i > 0 {
-            settings.push(("SEEDS", seed.as_str()));
-        }
-        settings.extend_from_slice(extra);
-        Child::start_in(Some(&net.ns(i)), ENTRY, ["a", "b", "c"][i], &settings)
-    });
-    for n in &mut nodes {
-        n.tell("members 3");
-        n.expect(|l| l == "members 3");
+    let mut nodes: Vec<Child> = (0..n)
+        .map(|i| {
+            let own = listen(i);
+            let mut settings = vec![("SILENCE_MS", "1000"), ("LISTEN", own.as_str())];
+            if i > 0 {
+                settings.push(("SEEDS", seed.as_str()));
+            }
+            settings.extend_from_slice(extra);
+            Child::start_in(Some(&net.ns(i)), ENTRY, NAMES[i], &settings)
+        })
+        .collect();
+    let members = format!("members {n}");
+    for node in &mut nodes {
+        node.tell(&members);
+        node.expect(|l| l == members);
     }
     nodes
 }
@@ -387,6 +422,21 @@ async fn run(name: String) {
                 .await;
                 say(&format!("status {id} {want}"));
             }
+            ["single", id] => {
+                let one = || {
+                    sup.which_children().into_iter().find_map(|c| {
+                        let live: Vec<String> = c
+                            .instances
+                            .iter()
+                            .filter(|i| i.live)
+                            .map(|i| i.node.clone())
+                            .collect();
+                        (c.id == *id && live.len() == 1).then(|| live[0].clone())
+                    })
+                };
+                until(|| one().is_some()).await;
+                say(&format!("single {id} {}", one().unwrap()));
+            }
             ["children"] => say(&format!("children {}", children_line(&sup).0)),
             ["converge", n, rest @ ..] if rest.len() <= 1 => {
                 let n: usize = n.parse().unwrap();
@@ -443,6 +493,7 @@ async fn run(name: String) {
                 squatters.push(addr);
                 say(&format!("squat {id} ok"));
             }
+            ["lives"] => say(&format!("lives {}", LIVES.lock().unwrap().join(";"))),
             ["exit"] => break,
             _ => say(&format!("unknown command {line}")),
         }
