@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::table::{ExitWire, Record, Removal, Table};
 use super::wire::{DsupMsg, Wire};
-use super::{ChildName, DistributedEvent, DistributedSpec};
+use super::{ChildName, DistributedEvent, DistributedSpec, Fence};
 use crate::ClusterRegistry;
 use crate::cluster::{RegisterError, lock};
 use crate::placement::{
@@ -46,6 +46,8 @@ pub(crate) enum Cmd {
     /// Shut this node's part down (from the loop, so no plan runs meanwhile); answer when
     /// done.
     Close(tokio::sync::oneshot::Sender<()>),
+    /// Strict mode: this node lost the lease of child `id` granted with `token`.
+    LeaseLost { id: String, token: u64 },
 }
 
 /// A peer running the same supervisor.
@@ -63,6 +65,8 @@ pub(crate) struct LocalChild<M> {
     sup: Supervisor,
     addr: Addr<M>,
     watcher: JoinHandle<()>,
+    /// The lease's token the instance runs under (strict mode), as its child reads it.
+    pub(crate) fence: Fence,
 }
 
 pub(crate) struct State {
@@ -368,6 +372,19 @@ impl<M: RemoteMessage> Inner<M> {
                 self.close().await;
                 // The caller may have given up waiting: nothing to answer then.
                 let _ = done.send(());
+            }
+            Cmd::LeaseLost { id, token } => {
+                let held = lock(&self.local)
+                    .get(&id)
+                    .is_some_and(|l| l.fence.token() == Some(token));
+                if held {
+                    if let Some(l) = lock(&self.local).get(&id) {
+                        l.fence.clear();
+                    }
+                    self.stop_local(&id, &format!("lease lost (fencing token {token})"))
+                        .await;
+                    self.clear_slot(&id);
+                }
             }
             Cmd::Kick => {}
         }
@@ -784,12 +801,56 @@ impl<M: RemoteMessage> Inner<M> {
         };
         child.watcher.abort();
         self.registry.unregister(&self.name_of(id));
+        let leased = child.fence.token().is_some();
+        child.fence.clear();
         child.sup.shutdown().await;
+        if leased {
+            // Its stop released the lease already (the registry's stop hook); this is for
+            // an instance whose process never stopped for good.
+            self.release_lease(id).await;
+        }
         tracing::info!(supervisor = %self.spec.name, child = id, reason = why, "stopped");
         self.emit(DistributedEvent::Stopped {
             child: id.to_owned(),
             reason: why.to_owned(),
         });
+    }
+
+    /// Whether an instance of a child placed so runs under a lease (strict mode).
+    fn leased(&self, placement: &crate::placement::Placement) -> bool {
+        self.spec.strict.is_some() && *placement == crate::placement::Placement::Singleton
+    }
+
+    /// Strict mode: takes the lease of `id` for `addr` (not started yet) and sets `fence`
+    /// to its token. False when it is held elsewhere or the group cannot answer in time.
+    async fn acquire_lease(&self, id: &str, addr: &Addr<M>, fence: &Fence) -> bool {
+        let Some(strict) = &self.spec.strict else {
+            return true;
+        };
+        match tokio::time::timeout(strict.acquire_timeout, strict.leases.acquire(id, addr)).await {
+            Ok(Ok(token)) => {
+                fence.set(token);
+                tracing::debug!(supervisor = %self.spec.name, child = id, token, "lease granted");
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(supervisor = %self.spec.name, child = id, error = %e, "lease not granted; retrying");
+                false
+            }
+            Err(_) => {
+                // A grant that gets through after all runs out unrenewed: no instance
+                // holds it here.
+                tracing::debug!(supervisor = %self.spec.name, child = id, "lease not granted in time; retrying");
+                false
+            }
+        }
+    }
+
+    /// Strict mode: gives the lease of `id` back, if this node holds it.
+    async fn release_lease(&self, id: &str) {
+        if let Some(strict) = &self.spec.strict {
+            strict.leases.release(id).await;
+        }
     }
 
     /// Starts an instance of `id` here, registers its name, records it.
@@ -822,15 +883,25 @@ impl<M: RemoteMessage> Inner<M> {
             return;
         }
         let placement = record.spec.placement();
+        let fence = Fence::default();
         let made = match self.spec.kinds.get(&record.spec.kind) {
             None => Err(format!("no child kind {:?} on this node", record.spec.kind)),
-            Some(make) => make(&record.spec.args).map_err(|e| format!("bad arguments: {e}")),
+            Some(make) => {
+                make(&record.spec.args, &fence).map_err(|e| format!("bad arguments: {e}"))
+            }
         };
+        let leased = self.leased(&placement.placement);
         let result = match made {
             Err(e) => Err(e),
             Ok(child_spec) => {
                 let child_spec = child_spec.restart(placement.restart);
                 let addr = child_spec.addr();
+                if leased && !self.acquire_lease(id, &addr, &fence).await {
+                    // Held elsewhere (its holder's lease has not run out), or no quorum in
+                    // the consensus group: nothing starts; try again shortly.
+                    self.wake_at(Instant::now() + RETRY);
+                    return;
+                }
                 let (max, period) = self.spec.local_intensity;
                 let sup_spec =
                     SupervisorSpec::new(format!("{}/{id}", self.service), Strategy::OneForOne)
@@ -847,6 +918,9 @@ impl<M: RemoteMessage> Inner<M> {
         let (sup, addr, events) = match result {
             Ok(started) => started,
             Err(why) => {
+                if leased {
+                    self.release_lease(id).await;
+                }
                 tracing::warn!(supervisor = %self.spec.name, child = id, error = %why, "child failed to start");
                 let mut st = lock(&self.state);
                 let rec = st.table.write_slot(id, &self.me, |s, at| {
@@ -894,6 +968,7 @@ impl<M: RemoteMessage> Inner<M> {
                 sup,
                 addr: addr.clone(),
                 watcher,
+                fence,
             },
         );
         let lost: Vec<String> = match cause {
@@ -1034,6 +1109,31 @@ async fn watch_child(
         };
         let last = matches!(cmd, Cmd::Ended { .. });
         if cmds.send(cmd).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Strict mode: tells the loop of every lease this node loses.
+pub(crate) async fn forward_lost_leases(
+    mut lost: broadcast::Receiver<crate::consistent::LeaseEvent<ChildName>>,
+    cmds: mpsc::Sender<Cmd>,
+) {
+    loop {
+        let cmd = match lost.recv().await {
+            Ok(crate::consistent::LeaseEvent::Lost { key, token }) => {
+                Cmd::LeaseLost { id: key.id, token }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                // The registry stopped those instances (`OnConflict::Stop`), but a local
+                // supervisor may have restarted one: it runs until its next stop, its
+                // fence still reading the lost token, which a fenced store refuses.
+                tracing::warn!(missed = n, "lost-lease events missed");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if cmds.send(cmd).await.is_err() {
             return;
         }
     }

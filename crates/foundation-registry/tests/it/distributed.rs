@@ -6,6 +6,7 @@
 //! starts it.
 
 pub mod harness;
+mod pause;
 mod split;
 
 use harness::{Child, Net, start, three, three_in};

@@ -4,7 +4,8 @@
 //! A child starts node `FOUNDATION_TEST_NODE_NAME` (settings: `SEEDS`, `LISTEN`, `SILENCE_MS`,
 //! which is also the supervisor's silence, `MARGIN_MS`, its margin, 500 ms unless set,
 //! `QUORUM`: `majority` (the default), `oldest`, `static:N`, `referee:NODE`, `downall`;
-//! `ROLE`, a role the node offers), the
+//! `ROLE`, a role the node offers; `STRICT`, strict mode with a consistent registry
+//! `leases`; `STORE`, the address of the test's fenced store), the
 //! registry `work` of
 //! [`ChildName`]s and the supervisor `work` with the kinds `echo` (answers
 //! `<id>@<node>`) and `crash` (its `init` always fails). It prints the supervisor's
@@ -38,6 +39,9 @@
 //! - `terminate <id>`: `@terminated <id> ok|err <Variant>`;
 //! - `squat <id>`: registers a process that is no child under `unique(id)`
 //!   (`@squat <id> ok`);
+//! - `leader` (with `STRICT`): `@leader <node>` once the lease group has a leader;
+//! - `slowwrite <id>`: the child begins a [`Work::SlowWrite`]; `go` lets it finish;
+//! - `token <id>`: `@token <id> <token|none>`, the fencing token of the instance here;
 //! - `lives`: `@lives <line>;<line>;…`, every `up|down …` line of this process's
 //!   children so far, in order;
 //! - `exit`: a graceful leave (the supervisor's `shutdown`, then `Node::leave`).
@@ -48,8 +52,9 @@ use foundation_actors::prelude::*;
 use foundation_cluster::discovery::Peer;
 use foundation_cluster::node::{Node, NodeConfig};
 use foundation_registry::ClusterRegistry;
+use foundation_registry::consistent::{ConsistentOptions, ConsistentRegistry};
 use foundation_registry::distributed::{
-    ChildName, ChildStatus, DistributedEvent, DistributedSpec, DistributedSupervisor,
+    ChildName, ChildStatus, DistributedEvent, DistributedSpec, DistributedSupervisor, Fence,
     StartChildError,
 };
 use foundation_registry::placement::{
@@ -71,6 +76,11 @@ pub enum Work {
     /// Stop normally.
     #[remote(tag = 3)]
     Quit,
+    /// Read the fencing token (`@fence read <id> <node> <token>`) and write to the store
+    /// with it once the node is told `go`: a write begun before a pause and finished
+    /// after it.
+    #[remote(tag = 4)]
+    SlowWrite,
 }
 
 /// A distributed child: knows its id and node.
@@ -78,7 +88,27 @@ pub enum Work {
 pub struct Worker {
     pub id: String,
     pub node: String,
+    /// Its lease's fencing token (strict mode).
+    pub fence: Fence,
+    /// The fenced store it writes to (`STORE`), if any.
+    pub store: Option<String>,
 }
+
+impl Worker {
+    /// Sends write `seq` with `token` (0 without a lease) to the store, if there is one:
+    /// one datagram `<id> <node> <token> <seq>`.
+    fn write(&self, token: u64, seq: u32) {
+        if let Some(store) = &self.store {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let line = format!("{} {} {token} {seq}", self.id, self.node);
+            socket.send_to(line.as_bytes(), store.as_str()).unwrap();
+        }
+    }
+}
+
+/// What a `go` command lets through: the second half of a [`Work::SlowWrite`].
+static GATE: std::sync::LazyLock<tokio::sync::Notify> =
+    std::sync::LazyLock::new(tokio::sync::Notify::new);
 
 impl Actor for Worker {
     type Msg = Work;
@@ -87,6 +117,7 @@ impl Actor for Worker {
 
     async fn init(&self, _: &Addr<Work>, (): ()) -> Result<(), ActorError> {
         life(&format!("up {} {} {}", self.id, self.node, unix_nanos()));
+        self.write(self.fence.token().unwrap_or(0), 0);
         Ok(())
     }
 
@@ -102,6 +133,18 @@ impl Actor for Worker {
             }
             Work::Crash => return Err("asked to crash".into()),
             Work::Quit => me.stop(None),
+            Work::SlowWrite => {
+                // A write in flight: the token read now, the write sent later by a task of
+                // its own (as an I/O request queued before a pause goes out after it),
+                // whatever happens to the child meanwhile.
+                let token = self.fence.token().unwrap_or(0);
+                say(&format!("fence read {} {} {token}", self.id, self.node));
+                let writer = self.clone();
+                tokio::spawn(async move {
+                    GATE.notified().await;
+                    writer.write(token, 1);
+                });
+            }
         }
         Ok(())
     }
@@ -288,13 +331,16 @@ async fn run(name: String) {
     let names: ClusterRegistry<ChildName, Work> =
         ClusterRegistry::start(&node, "work").await.unwrap();
     let me = name.clone();
+    let store = var("STORE");
     let spec = DistributedSpec::new("work")
-        .kind("echo", move |id: String| {
+        .kind_fenced("echo", move |id: String, fence| {
             ChildSpec::new(
                 id.clone(),
                 Worker {
                     id,
                     node: me.clone(),
+                    fence,
+                    store: store.clone(),
                 },
                 (),
             )
@@ -308,6 +354,25 @@ async fn run(name: String) {
         .sync_every(Duration::from_millis(200));
     let spec = match var("ROLE") {
         Some(role) => spec.role(role),
+        None => spec,
+    };
+    // Strict mode: singletons under leases of a consistent registry (1.5 s leases, three
+    // voters: the test's three nodes).
+    let leases = match var("STRICT") {
+        Some(_) => {
+            let options = ConsistentOptions::new("leases")
+                .lease(Duration::from_millis(1500))
+                .group(|g| g.voters(3).write_timeout(Duration::from_secs(2)));
+            Some(
+                ConsistentRegistry::<ChildName, Work>::start(&node, options)
+                    .await
+                    .unwrap(),
+            )
+        }
+        None => None,
+    };
+    let spec = match &leases {
+        Some(leases) => spec.strict(leases.clone()),
         None => spec,
     };
     let sup = DistributedSupervisor::start(&node, &names, spec)
@@ -484,6 +549,8 @@ async fn run(name: String) {
                     Worker {
                         id: (*id).to_owned(),
                         node: name.clone(),
+                        fence: Fence::default(),
+                        store: None,
                     },
                     (),
                 )
@@ -493,6 +560,22 @@ async fn run(name: String) {
                 squatters.push(addr);
                 say(&format!("squat {id} ok"));
             }
+            ["leader"] => {
+                let leader = leases
+                    .as_ref()
+                    .unwrap()
+                    .wait_ready(Duration::from_secs(25))
+                    .await
+                    .unwrap();
+                say(&format!("leader {leader}"));
+            }
+            ["slowwrite", id] => sup.cast(id, Work::SlowWrite).unwrap(),
+            ["go"] => GATE.notify_one(),
+            ["token", id] => say(&format!(
+                "token {id} {}",
+                sup.fencing_token(id)
+                    .map_or("none".to_owned(), |t| t.to_string())
+            )),
             ["lives"] => say(&format!("lives {}", LIVES.lock().unwrap().join(";"))),
             ["exit"] => break,
             _ => say(&format!("unknown command {line}")),
