@@ -155,7 +155,9 @@ use self::core::{Cmd, Inner};
 use self::table::{Removal, SpecWire};
 use crate::ClusterRegistry;
 use crate::cluster::{CallError, CastError, Location, lock};
-use crate::placement::{ChildPlacement, Exit, PendingReason, Placement, QuorumLoss, StartCause};
+use crate::placement::{
+    ChildPlacement, Exit, PendingReason, Placement, QuorumError, QuorumLoss, StartCause,
+};
 
 /// The name a distributed child's instance is registered under in the supervisor's
 /// [`ClusterRegistry`]: `unique(id)` for one-instance placements (singleton, pinned,
@@ -234,6 +236,11 @@ pub enum DistributedEvent {
     QuorumLost(QuorumLoss),
     /// The quorum is back.
     QuorumRegained,
+    /// The split-brain policy cannot keep its promise in the membership as it settled
+    /// here (a [`StaticQuorum`](crate::placement::Quorum::StaticQuorum) of at most half
+    /// the members, a referee that is not a member): reported once per change, and
+    /// [`start_child`](DistributedSupervisor::start_child) refuses children meanwhile.
+    QuorumInvalid(QuorumError),
 }
 
 /// A child's status, cluster-wide, as this node's records say.
@@ -393,7 +400,10 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
     ///
     /// [`StartChildError::UnknownKind`], [`StartChildError::Args`],
     /// [`StartChildError::Placement`] (`Pinned` to a node not running this supervisor,
-    /// zero replicas), [`StartChildError::AlreadyStarted`], [`StartChildError::NameTaken`];
+    /// zero replicas), [`StartChildError::Quorum`] (the split-brain policy cannot keep
+    /// its promise among the members running this supervisor now: see
+    /// [`Quorum::validate`](crate::placement::Quorum::validate)),
+    /// [`StartChildError::AlreadyStarted`], [`StartChildError::NameTaken`];
     /// once added: [`StartChildError::GaveUp`] (it failed on every node it was tried on),
     /// [`StartChildError::Pending`] (no node can run it; it stays),
     /// [`StartChildError::Removed`], [`StartChildError::Timeout`] (it stays), or
@@ -426,7 +436,9 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
             if st.closed {
                 return Err(StartChildError::Closed);
             }
-            placement.validate(&inner.view(&st))?;
+            let view = inner.view(&st);
+            placement.validate(&view)?;
+            inner.spec.quorum.validate(&view)?;
             if let Some(record) = st.table.live(&id) {
                 let node = record
                     .slots

@@ -26,8 +26,8 @@ use super::{ChildName, DistributedEvent, DistributedSpec, Fence};
 use crate::ClusterRegistry;
 use crate::cluster::{RegisterError, lock};
 use crate::placement::{
-    Action, Child, Distribution, Exit, NodeInfo, Outcome, PendingReason, Planner, QuorumLoss,
-    StartCause, Verdict, View,
+    Action, Child, Distribution, Exit, NodeInfo, Outcome, PendingReason, Planner, QuorumError,
+    QuorumLoss, StartCause, Verdict, View,
 };
 
 /// What the loop is told.
@@ -79,6 +79,9 @@ pub(crate) struct State {
     /// Children that cannot run anywhere now, as the last plan said.
     pub(crate) pending: BTreeMap<String, PendingReason>,
     quorum_lost: Option<QuorumLoss>,
+    /// The quorum policy cannot keep its promise in the stable membership (reported once
+    /// per change).
+    quorum_invalid: Option<QuorumError>,
     /// The members this node has seen go down (name, incarnation).
     downs: BTreeSet<(String, u64)>,
     /// Members back from a partition whose records have not arrived yet: no starts until
@@ -155,6 +158,7 @@ impl<M: RemoteMessage> Inner<M> {
                 missing: BTreeMap::new(),
                 pending: BTreeMap::new(),
                 quorum_lost: None,
+                quorum_invalid: None,
                 downs: BTreeSet::new(),
                 awaiting: BTreeSet::new(),
                 awaiting_until: None,
@@ -553,6 +557,14 @@ impl<M: RemoteMessage> Inner<M> {
                 // the new stable membership.
                 st.stable = view.iter().map(|n| (n.id.clone(), n.incarnation)).collect();
                 st.missing.clear();
+                let invalid = self.spec.quorum.validate(&view).err();
+                if invalid != st.quorum_invalid {
+                    if let Some(e) = &invalid {
+                        tracing::warn!(supervisor = %self.spec.name, error = %e, "the split-brain policy cannot keep its promise in this membership");
+                        self.emit(DistributedEvent::QuorumInvalid(e.clone()));
+                    }
+                    st.quorum_invalid = invalid;
+                }
             }
             let children: Vec<Child> = st
                 .table

@@ -11,7 +11,7 @@
 //! `<id>@<node>`) and `crash` (its `init` always fails). It prints the supervisor's
 //! events (`@ev started <id> <cause>`, `@ev stopped <id>`, each followed by
 //! `@t started|stopped <id> <unix nanos>`, `@ev ended <id>`,
-//! `@ev gaveup <id>`, `@ev quorumlost`, `@ev quorumback`); each `echo` child prints
+//! `@ev gaveup <id>`, `@ev quorumlost`, `@ev quorumback`, `@ev quoruminvalid`); each `echo` child prints
 //! `@t up <id> <node> <unix nanos>` when its `init` runs and `@t down <id> <node> <unix
 //! nanos>` when it stops (its `terminate`), its own record of when it ran, which the test
 //! process, outside every partition, collects. It obeys:
@@ -256,6 +256,7 @@ fn variant(e: &StartChildError) -> &'static str {
         StartChildError::AlreadyStarted { .. } => "AlreadyStarted",
         StartChildError::NameTaken { .. } => "NameTaken",
         StartChildError::Placement(_) => "Placement",
+        StartChildError::Quorum(_) => "Quorum",
         StartChildError::GaveUp { .. } => "GaveUp",
         StartChildError::Pending { .. } => "Pending",
         StartChildError::Removed { .. } => "Removed",
@@ -401,6 +402,7 @@ async fn run(name: String) {
                 DistributedEvent::GaveUp { child, .. } => say(&format!("ev gaveup {child}")),
                 DistributedEvent::QuorumLost(_) => say("ev quorumlost"),
                 DistributedEvent::QuorumRegained => say("ev quorumback"),
+                DistributedEvent::QuorumInvalid(_) => say("ev quoruminvalid"),
                 _ => {}
             }
         }
