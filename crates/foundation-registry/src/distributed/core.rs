@@ -442,7 +442,9 @@ impl<M: RemoteMessage> Inner<M> {
                     DownReason::Restarted => {
                         st.stable.remove(&member.id);
                     }
-                    // Declared down after the silence limit: last heard that long ago.
+                    // Declared down after the silence limit: last heard that long ago. This
+                    // is `T_W` of the timing argument (`placement`'s module docs): a
+                    // detection that comes late moves it, and the start, later (safe).
                     DownReason::Silent => {
                         let heard = now.checked_sub(self.spec.timing.silence).unwrap_or(now);
                         st.missing.insert(member.id, heard);
