@@ -1139,9 +1139,11 @@ pub(crate) async fn forward_lost_leases(
                 Cmd::LeaseLost { id: key.id, token }
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                // The registry stopped those instances (`OnConflict::Stop`), but a local
-                // supervisor may have restarted one: it runs until its next stop, its
-                // fence still reading the lost token, which a fenced store refuses.
+                // Those instances run on without their lease until their next stop (with
+                // `OnConflict::Stop` the registry stopped them, but a local supervisor
+                // may have restarted one); their fences still read the lost token,
+                // which a fenced store refuses once a newer one was used. The channel
+                // holds 256 events: this takes that many losses before the loop runs.
                 tracing::warn!(missed = n, "lost-lease events missed");
                 continue;
             }

@@ -215,9 +215,15 @@ impl<M: RemoteMessage> DistributedSpec<M> {
     /// See `docs/placement.md`, "Strict mode".
     ///
     /// Start `leases` on every node, with the lease it should have
-    /// ([`ConsistentOptions::lease`](crate::consistent::ConsistentOptions::lease)) and
-    /// [`OnConflict::Stop`](crate::OnConflict::Stop) (its default), before the supervisor.
-    /// A failover then waits for the lease to run out as well as for the quorum timing.
+    /// ([`ConsistentOptions::lease`](crate::consistent::ConsistentOptions::lease)), before
+    /// the supervisor. Give it
+    /// [`on_lost(OnConflict::Unregister)`](crate::consistent::ConsistentOptions::on_lost):
+    /// the supervisor then stops an instance whose lease is lost through its local
+    /// supervisor, gracefully (its `terminate` runs). With the registry's default
+    /// ([`OnConflict::Stop`](crate::OnConflict::Stop)) the registry stops the process
+    /// itself at the same moment, and a `Permanent` child's local supervisor may restart
+    /// it for the instant before the supervisor shuts it down. A failover waits for the
+    /// lease to run out as well as for the quorum timing.
     #[must_use]
     pub fn strict(mut self, leases: ConsistentRegistry<ChildName, M>) -> Self {
         self.strict = Some(Strict {

@@ -51,7 +51,6 @@ use std::time::Duration;
 use foundation_actors::prelude::*;
 use foundation_cluster::discovery::Peer;
 use foundation_cluster::node::{Node, NodeConfig};
-use foundation_registry::ClusterRegistry;
 use foundation_registry::consistent::{ConsistentOptions, ConsistentRegistry};
 use foundation_registry::distributed::{
     ChildName, ChildStatus, DistributedEvent, DistributedSpec, DistributedSupervisor, Fence,
@@ -60,6 +59,7 @@ use foundation_registry::distributed::{
 use foundation_registry::placement::{
     ChildPlacement, Placement, Quorum, Rebalance, StartCause, Timing,
 };
+use foundation_registry::{ClusterRegistry, OnConflict};
 pub use foundation_testkit::{Child, Net};
 use foundation_testkit::{commands, say};
 
@@ -363,6 +363,7 @@ async fn run(name: String) {
         Some(_) => {
             let options = ConsistentOptions::new("leases")
                 .lease(Duration::from_millis(1500))
+                .on_lost(OnConflict::Unregister)
                 .group(|g| g.voters(3).write_timeout(Duration::from_secs(2)));
             Some(
                 ConsistentRegistry::<ChildName, Work>::start(&node, options)
