@@ -1,5 +1,6 @@
 //! Split brain across real partitions (network namespaces, [`Net::split`]): a 3|2 split
-//! under `KeepMajority`, `KeepOldest` and `StaticQuorum(3)`. The test process is the
+//! under `KeepMajority`, `KeepOldest`, `StaticQuorum(3)`, `KeepReferee` and `DownAll`
+//! (every side stops until the heal). The test process is the
 //! observer outside every partition: each child records its own start (`init`) and stop
 //! (`terminate`) on the machine clock all node processes share, and the test checks that
 //! no two instances of the singleton ever ran at once, and that after the heal every node
@@ -165,4 +166,54 @@ fn keep_oldest_a_3_2_split_keeps_the_side_of_the_oldest_even_as_the_smaller() {
 #[test]
 fn static_quorum_a_3_2_split_keeps_the_side_of_three() {
     three_two("static:3", "sq", &[3, 4], &[0, 1, 2]);
+}
+
+#[test]
+fn keep_referee_a_3_2_split_keeps_the_side_of_the_referee() {
+    // a (the referee) and b apart: the smaller side keeps running, as it holds the referee.
+    three_two("referee:a", "kr", &[0, 1], &[0, 1]);
+}
+
+#[test]
+fn down_all_a_3_2_split_stops_both_sides_and_the_heal_brings_one_instance_back() {
+    let net = Net::new(5);
+    let mut nodes = nodes_in(&net, 5, &[("MARGIN_MS", "2000"), ("QUORUM", "downall")]);
+    let id = id_owned_by("da", "e", 5);
+    assert_eq!(
+        started_on(&start_child(&mut nodes[0], &format!("echo {id} singleton"))),
+        "e"
+    );
+    for node in nodes.iter_mut() {
+        converge(node, 1, &format!("{id}=e/running;"));
+    }
+    net.split(&[3, 4]);
+    // Every node loses the quorum: the larger side stops too, and starts nothing.
+    for node in nodes.iter_mut() {
+        node.expect(|l| l == "ev quorumlost");
+    }
+    nodes[4].expect(|l| l == format!("ev stopped {id}"));
+    for node in nodes.iter_mut().take(3) {
+        converge(node, 0, &format!("{id}=/starting;"));
+    }
+    net.rejoin(&[3, 4]);
+    for node in nodes.iter_mut() {
+        node.expect(|l| l == "ev quorumback");
+    }
+    nodes[4].tell(&format!("single {id}"));
+    let at = nodes[4].expect(|l| l.starts_with(&format!("single {id} ")));
+    let table = format!("{id}={}/running;", at.rsplit(' ').next().unwrap());
+    for node in nodes.iter_mut() {
+        converge(node, 1, &table);
+    }
+    let lives = lives(&mut nodes, &id);
+    assert_eq!(
+        overlaps(&lives),
+        Vec::new(),
+        "two instances at once: {lives:?}"
+    );
+    assert_eq!(
+        lives.iter().filter(|l| l.down.is_none()).count(),
+        1,
+        "{lives:?}"
+    );
 }
