@@ -1036,13 +1036,13 @@ impl<M: RemoteMessage> Inner<M> {
         };
         child.watcher.abort();
         self.registry.unregister(&self.name_of(id));
-        let leased = child.fence.token().is_some();
+        let lease = child.fence.token();
         child.fence.clear();
         child.sup.shutdown().await;
-        if leased {
+        if let Some(token) = lease {
             // Its stop released the lease already (the registry's stop hook); this is for
             // an instance whose process never stopped for good.
-            self.release_lease(id).await;
+            self.release_lease(id, token);
         }
         tracing::info!(supervisor = %self.spec.name, child = id, reason = why, "stopped");
         self.emit(DistributedEvent::Stopped {
@@ -1081,10 +1081,15 @@ impl<M: RemoteMessage> Inner<M> {
         }
     }
 
-    /// Strict mode: gives the lease of `id` back, if this node holds it.
-    async fn release_lease(&self, id: &str) {
+    /// Strict mode: gives the lease of `id` granted with `token` back, if this node still
+    /// holds that grant, in a task of its own: a loser without the Raft group's majority
+    /// must not wait for the write before it stops its next instance.
+    fn release_lease(&self, id: &str, token: u64) {
         if let Some(strict) = &self.spec.strict {
-            strict.leases.release(id).await;
+            let task = tokio::spawn(strict.leases.release(id, token));
+            let mut tasks = lock(&self.tasks);
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(task);
         }
     }
 
@@ -1153,8 +1158,8 @@ impl<M: RemoteMessage> Inner<M> {
         let (sup, addr, events) = match result {
             Ok(started) => started,
             Err(why) => {
-                if leased {
-                    self.release_lease(id).await;
+                if let Some(token) = fence.token() {
+                    self.release_lease(id, token);
                 }
                 tracing::warn!(supervisor = %self.spec.name, child = id, error = %why, "child failed to start");
                 let mut st = lock(&self.state);

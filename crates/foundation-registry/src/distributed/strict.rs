@@ -78,8 +78,10 @@ pub(crate) trait Leases<M>: Send + Sync {
         id: &str,
         addr: &'a Addr<M>,
     ) -> LeaseFuture<'a, Result<u64, ConsistentError>>;
-    /// Gives the lease of child `id` back, if this node holds it.
-    fn release<'a>(&'a self, id: &str) -> LeaseFuture<'a, ()>;
+    /// Gives the lease of child `id` granted with `token` back, if this node still holds
+    /// that grant. The future owns what it needs: it runs in a task of its own, so no
+    /// release (a Raft write, long without a quorum) holds up the supervisor's loop.
+    fn release(&self, id: &str, token: u64) -> LeaseFuture<'static, ()>;
     /// This node's lost leases.
     fn subscribe(&self) -> broadcast::Receiver<LeaseEvent<ChildName>>;
 }
@@ -94,13 +96,9 @@ impl<M: RemoteMessage> Leases<M> for ConsistentRegistry<ChildName, M> {
         Box::pin(async move { self.register(key, addr, ()).await.map(|l| l.token) })
     }
 
-    fn release<'a>(&'a self, id: &str) -> LeaseFuture<'a, ()> {
-        let key = ChildName::unique(id);
-        Box::pin(async move {
-            if let Err(e) = self.unregister(&key).await {
-                tracing::debug!(child = %key.id, error = %e, "lease not released; it runs out");
-            }
-        })
+    fn release(&self, id: &str, token: u64) -> LeaseFuture<'static, ()> {
+        let (registry, key) = (self.clone(), ChildName::unique(id));
+        Box::pin(async move { registry.release_grant(&key, token).await })
     }
 
     fn subscribe(&self) -> broadcast::Receiver<LeaseEvent<ChildName>> {

@@ -228,3 +228,52 @@ fn in_strict_mode_a_paused_holders_writes_are_refused_by_its_fencing_token() {
     // process): what strict mode rules out is its effect.
     eprintln!("strict mode, process lives: {:?}", run.lives);
 }
+
+#[test]
+fn in_strict_mode_a_cut_off_owner_stops_every_leased_singleton_before_the_majority_starts_them() {
+    use super::harness::{Net, three_in};
+    use super::moved;
+    use super::split::id_owned_by;
+
+    let net = Net::new(3);
+    let mut nodes = three_in(&net, &[("MARGIN_MS", "2000"), ("STRICT", "1")]);
+    for node in &mut nodes {
+        node.tell("leader");
+        node.expect(|l| l.starts_with("leader "));
+    }
+    // Two strict singletons on c: cut off, c has neither the supervisor's quorum nor the
+    // Raft group's, and must stop both (its lease releases cannot be written) in time.
+    let ids = [id_owned_by("sa", "c", 3), id_owned_by("sb", "c", 3)];
+    for id in &ids {
+        let at = started_on(&start_child(&mut nodes[0], &format!("echo {id} singleton")));
+        assert_eq!(at, "c");
+    }
+    net.cut(2);
+    nodes[2].expect(|l| l == "ev quorumlost");
+    for id in &ids {
+        let (at, _) = moved(&mut nodes[0], id, "c", "ev started");
+        assert_ne!(at, "c");
+    }
+    net.heal(2);
+    nodes[2].expect(|l| l == "ev quorumback");
+    for id in &ids {
+        nodes[0].tell(&format!("single {id}"));
+        let at = nodes[0].expect(|l| l.starts_with(&format!("single {id} ")));
+        let table_at = at.rsplit(' ').next().unwrap().to_owned();
+        for node in &mut nodes {
+            node.tell(&format!("await {id} {table_at}"));
+            node.expect(|l| l == format!("at {id} {table_at}"));
+        }
+        let lives = lives(&mut nodes, id);
+        assert_eq!(
+            overlaps(&lives),
+            Vec::new(),
+            "two instances at once: {lives:?}"
+        );
+        assert_eq!(
+            lives.iter().filter(|l| l.down.is_none()).count(),
+            1,
+            "{lives:?}"
+        );
+    }
+}

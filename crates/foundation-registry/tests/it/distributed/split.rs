@@ -78,7 +78,7 @@ pub(super) fn overlaps(lives: &[Life]) -> Vec<(Life, Life)> {
 }
 
 /// An id whose rendezvous owner among the first `n` nodes is `owner`.
-fn id_owned_by(prefix: &str, owner: &str, n: usize) -> String {
+pub(super) fn id_owned_by(prefix: &str, owner: &str, n: usize) -> String {
     use foundation_registry::placement::Rendezvous;
     (0..)
         .map(|i| format!("{prefix}{i}"))
