@@ -5,7 +5,8 @@
 //! write begun before the pause). Without strict mode the paused instance runs on beside
 //! its successor and the store accepts both: the overlap is reported. In strict mode the
 //! successor starts only under a new lease, with a larger token, and the paused instance's
-//! write is refused: no two instances' writes are ever accepted at once.
+//! write is refused: no two instances' writes are ever accepted at once. Strict mode
+//! across a real partition is here too: a cut-off owner of two leased singletons.
 
 use std::net::UdpSocket;
 use std::sync::Arc;
