@@ -324,31 +324,19 @@ impl Net {
     /// Splits the hosts in two: those in `side` move to a bridge of their own, so each
     /// side still reaches its own hosts and nothing of the other (a 3|2 partition, say).
     pub fn split(&self, side: &[usize]) {
-        for &i in side {
-            self.ip(&[
-                "-n",
-                &self.bridge(),
-                "link",
-                "set",
-                &self.port(i),
-                "master",
-                "br1",
-            ]);
-        }
+        self.attach(side, "br1");
     }
 
     /// Undoes [`Net::split`]: the hosts in `side` are back on the common bridge.
     pub fn rejoin(&self, side: &[usize]) {
+        self.attach(side, "br0");
+    }
+
+    /// Puts the ports of the hosts in `side` on bridge `bridge`.
+    fn attach(&self, side: &[usize], bridge: &str) {
         for &i in side {
-            self.ip(&[
-                "-n",
-                &self.bridge(),
-                "link",
-                "set",
-                &self.port(i),
-                "master",
-                "br0",
-            ]);
+            let port = self.port(i);
+            self.ip(&["-n", &self.bridge(), "link", "set", &port, "master", bridge]);
         }
     }
 

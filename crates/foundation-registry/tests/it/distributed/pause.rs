@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::harness::start;
-use super::split::{lives, overlaps};
+use super::split::{Life, lives, one_at_a_time, overlaps, single};
 use super::{converge, start_child, started_on};
 
 /// One write, as the store received it.
@@ -137,7 +137,7 @@ struct Paused {
     log: Vec<Write>,
     successor: Write,
     late: Write,
-    lives: Vec<super::split::Life>,
+    lives: Vec<Life>,
 }
 
 /// Three nodes (1 s silence, 0.5 s margin), strict or not; a singleton `id`; its node
@@ -189,9 +189,7 @@ fn pause_the_owner(strict: bool, id: &str) -> Paused {
     let late = store.expect(|w| w.id == id && w.node == owner && w.seq == 1);
 
     // Every node agrees on one instance in the end.
-    nodes[(x + 1) % 3].tell(&format!("single {id}"));
-    let at = nodes[(x + 1) % 3].expect(|l| l.starts_with(&format!("single {id} ")));
-    let table = format!("{id}={}/running;", at.rsplit(' ').next().unwrap());
+    let table = format!("{id}={}/running;", single(&mut nodes[(x + 1) % 3], id));
     for node in &mut nodes {
         converge(node, 1, &table);
     }
@@ -258,23 +256,11 @@ fn in_strict_mode_a_cut_off_owner_stops_every_leased_singleton_before_the_majori
     net.heal(2);
     nodes[2].expect(|l| l == "ev quorumback");
     for id in &ids {
-        nodes[0].tell(&format!("single {id}"));
-        let at = nodes[0].expect(|l| l.starts_with(&format!("single {id} ")));
-        let table_at = at.rsplit(' ').next().unwrap().to_owned();
+        let at = single(&mut nodes[0], id);
         for node in &mut nodes {
-            node.tell(&format!("await {id} {table_at}"));
-            node.expect(|l| l == format!("at {id} {table_at}"));
+            node.tell(&format!("await {id} {at}"));
+            node.expect(|l| l == format!("at {id} {at}"));
         }
-        let lives = lives(&mut nodes, id);
-        assert_eq!(
-            overlaps(&lives),
-            Vec::new(),
-            "two instances at once: {lives:?}"
-        );
-        assert_eq!(
-            lives.iter().filter(|l| l.down.is_none()).count(),
-            1,
-            "{lives:?}"
-        );
+        one_at_a_time(&mut nodes, id);
     }
 }

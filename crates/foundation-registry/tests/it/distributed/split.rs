@@ -63,6 +63,23 @@ pub(super) fn lives(nodes: &mut [Child], id: &str) -> Vec<Life> {
     all
 }
 
+/// Asks `node` which single node runs `id` once one does (`single`), and returns it.
+pub(super) fn single(node: &mut Child, id: &str) -> String {
+    node.tell(&format!("single {id}"));
+    let line = node.expect(|l| l.starts_with(&format!("single {id} ")));
+    line.rsplit(' ').next().unwrap().to_owned()
+}
+
+/// Every life of `id` on every node: no two overlap, and one runs still. Returns them.
+pub(super) fn one_at_a_time(nodes: &mut [Child], id: &str) -> Vec<Life> {
+    let lives = lives(nodes, id);
+    let both = overlaps(&lives);
+    assert_eq!(both, Vec::new(), "two instances at once: {lives:?}");
+    let running = lives.iter().filter(|l| l.down.is_none()).count();
+    assert_eq!(running, 1, "{lives:?}");
+    lives
+}
+
 /// The pairs of lives that overlap: two instances running at once.
 pub(super) fn overlaps(lives: &[Life]) -> Vec<(Life, Life)> {
     let mut found = Vec::new();
@@ -138,16 +155,10 @@ fn three_two(quorum: &str, prefix: &str, side: &[usize], winners: &[usize]) {
         converge(node, 1, &table);
     }
 
-    let lives = lives(&mut nodes, &id);
-    assert_eq!(
-        overlaps(&lives),
-        Vec::new(),
-        "two instances at once: {lives:?}"
-    );
+    let lives = one_at_a_time(&mut nodes, &id);
     // It ran on e, then (at least once) elsewhere; the one still running is the heir's.
     assert_eq!(lives[0].node, "e", "{lives:?}");
     let running: Vec<&Life> = lives.iter().filter(|l| l.down.is_none()).collect();
-    assert_eq!(running.len(), 1, "{lives:?}");
     assert_eq!(running[0].node, heir, "{lives:?}");
 }
 
@@ -199,21 +210,9 @@ fn down_all_a_3_2_split_stops_both_sides_and_the_heal_brings_one_instance_back()
     for node in nodes.iter_mut() {
         node.expect(|l| l == "ev quorumback");
     }
-    nodes[4].tell(&format!("single {id}"));
-    let at = nodes[4].expect(|l| l.starts_with(&format!("single {id} ")));
-    let table = format!("{id}={}/running;", at.rsplit(' ').next().unwrap());
+    let table = format!("{id}={}/running;", single(&mut nodes[4], &id));
     for node in nodes.iter_mut() {
         converge(node, 1, &table);
     }
-    let lives = lives(&mut nodes, &id);
-    assert_eq!(
-        overlaps(&lives),
-        Vec::new(),
-        "two instances at once: {lives:?}"
-    );
-    assert_eq!(
-        lives.iter().filter(|l| l.down.is_none()).count(),
-        1,
-        "{lives:?}"
-    );
+    one_at_a_time(&mut nodes, &id);
 }
