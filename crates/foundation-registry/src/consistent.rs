@@ -581,6 +581,13 @@ impl<K: Key, M: RemoteMessage, V: Value> ConsistentRegistry<K, M, V> {
         }
     }
 
+    /// Releases this node's hold on `key` if it is still the grant `token` (a later grant
+    /// of the same key, here, is left alone); otherwise does nothing. A release that
+    /// cannot be written is logged, and the lease runs out.
+    pub(crate) async fn release_grant(&self, key: &K, token: u64) {
+        release::<K, M>(&self.inner, key, token).await;
+    }
+
     /// Leases of this node that were lost, from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<LeaseEvent<K>> {
         self.inner.events.subscribe()

@@ -51,13 +51,23 @@
 //! them. The protocol is described
 //! in `PROTOCOL.md` beside this module; the guide is `docs/placement.md`.
 //!
+//! # Strict mode
+//!
+//! The quorum timing keeps two instances of a singleton from running at once as long as
+//! every node's code runs; a node paused past the margin breaks it (see
+//! [`placement`](crate::placement#the-timing-argument)). With
+//! [`DistributedSpec::strict`], each `Singleton` instance runs only while its node holds
+//! the child's lease in a [`ConsistentRegistry`](crate::consistent::ConsistentRegistry),
+//! and its [`Fence`] (given to kinds registered with [`DistributedSpec::kind_fenced`])
+//! carries the lease's fencing token: a store that refuses tokens smaller than the largest
+//! it has seen refuses the paused holder's writes.
+//!
 //! # Not built yet
 //!
 //! - **Handoff.** A planned move ([`Action::HandOff`](crate::placement::Action::HandOff))
 //!   is carried out as a stop on the old node followed by a fresh start on the new one:
 //!   the state is not handed over and messages sent during the move to the old instance
 //!   are lost. Handoff with held messages and checkpoints is the next step.
-//! - **Strict mode** (a singleton guarded by a lease with a fencing token).
 //! - `migrate()`, and `Node::leave` handing children off first.
 //!
 //! # Examples
@@ -125,6 +135,7 @@
 mod core;
 mod error;
 mod spec;
+mod strict;
 mod table;
 mod wire;
 
@@ -140,12 +151,15 @@ use tokio::sync::{broadcast, mpsc};
 
 pub use error::{Closed, StartChildError, StartError, TerminateError};
 pub use spec::DistributedSpec;
+pub use strict::Fence;
 
 use self::core::{Cmd, Inner};
 use self::table::{Removal, SpecWire};
 use crate::ClusterRegistry;
 use crate::cluster::{CallError, CastError, Location, lock};
-use crate::placement::{ChildPlacement, Exit, PendingReason, Placement, QuorumLoss, StartCause};
+use crate::placement::{
+    ChildPlacement, Exit, PendingReason, Placement, QuorumError, QuorumLoss, StartCause,
+};
 
 /// The name a distributed child's instance is registered under in the supervisor's
 /// [`ClusterRegistry`]: `unique(id)` for one-instance placements (singleton, pinned,
@@ -224,6 +238,11 @@ pub enum DistributedEvent {
     QuorumLost(QuorumLoss),
     /// The quorum is back.
     QuorumRegained,
+    /// The split-brain policy cannot keep its promise in the membership as it settled
+    /// here (a [`StaticQuorum`](crate::placement::Quorum::StaticQuorum) of at most half
+    /// the members, a referee that is not a member): reported once per change, and
+    /// [`start_child`](DistributedSupervisor::start_child) refuses children meanwhile.
+    QuorumInvalid(QuorumError),
 }
 
 /// A child's status, cluster-wide, as this node's records say.
@@ -340,8 +359,23 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
             sync_every,
         ));
         lock(&inner.tasks).push(task);
+        if let Some(strict) = &inner.spec.strict {
+            let lost = strict.leases.subscribe();
+            let forward = tokio::spawn(self::core::forward_lost_leases(lost, inner.cmds.clone()));
+            lock(&inner.tasks).push(forward);
+        }
         inner.hello_all();
         Ok(Self { inner })
+    }
+
+    /// The fencing token of the lease this node's instance of `id` runs under, in
+    /// [strict mode](DistributedSpec::strict); `None` when no instance of `id` runs here
+    /// under a lease. The child itself reads it from its [`Fence`]
+    /// ([`DistributedSpec::kind_fenced`]).
+    pub fn fencing_token(&self, id: &str) -> Option<u64> {
+        lock(&self.inner.local)
+            .get(id)
+            .and_then(|l| l.fence.token())
     }
 
     /// The supervisor's name.
@@ -368,7 +402,10 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
     ///
     /// [`StartChildError::UnknownKind`], [`StartChildError::Args`],
     /// [`StartChildError::Placement`] (`Pinned` to a node not running this supervisor,
-    /// zero replicas), [`StartChildError::AlreadyStarted`], [`StartChildError::NameTaken`];
+    /// zero replicas), [`StartChildError::Quorum`] (the split-brain policy cannot keep
+    /// its promise among the members running this supervisor now: see
+    /// [`Quorum::validate`](crate::placement::Quorum::validate)),
+    /// [`StartChildError::AlreadyStarted`], [`StartChildError::NameTaken`];
     /// once added: [`StartChildError::GaveUp`] (it failed on every node it was tried on),
     /// [`StartChildError::Pending`] (no node can run it; it stays),
     /// [`StartChildError::Removed`], [`StartChildError::Timeout`] (it stays), or
@@ -401,7 +438,9 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
             if st.closed {
                 return Err(StartChildError::Closed);
             }
-            placement.validate(&inner.view(&st))?;
+            let view = inner.view(&st);
+            placement.validate(&view)?;
+            inner.spec.quorum.validate(&view)?;
             if let Some(record) = st.table.live(&id) {
                 let node = record
                     .slots

@@ -64,12 +64,28 @@
 //!   start: no instant has two. [`MarginBounds::margin`] computes that bound, plus the
 //!   difference two clocks' rates make over the span (`drift_ppm`).
 //!
+//! Where the distributed supervisor reads these times: a member declared down for silence
+//! was last heard `silence` before the event (so a detection up to `t` late only moves
+//! `T_W` later, and the start with it: safe); a side that decides `Stop` stops its
+//! instances in the same plan, before it does anything else; a side that decides `Keep`
+//! holds every failover start until `start_after`, and a node back from the losing side
+//! restarts the wait for members still missing from the moment it regained the quorum.
+//! The argument holds for any split, not only two nodes: every member of a side sees the
+//! same lost members and reaches the same verdict (the policies are pure functions of the
+//! stable membership and the side), so a 3|2 split behaves as a 2|1 one; the tests run
+//! both across network namespaces under `KeepMajority`, `KeepOldest` and `StaticQuorum`,
+//! with an observer outside the partition recording every instance's life.
+//!
 //! **The limit:** the argument assumes a node that is not paused. A process stopped longer
 //! than the margin (a long GC-like stall, SIGSTOP, a VM migration) neither hears nor
-//! stops; when it resumes, its instances run beside the winner's until it notices. The
-//! strict mode (to come) guards a singleton with a lease of the
-//! [consistent registry](crate::consistent) and gives the child its fencing token, so the
-//! paused holder's writes are refused even then.
+//! stops; when it resumes, its instances run beside the winner's until it notices.
+//! **Strict mode** ([`DistributedSpec::strict`](crate::distributed::DistributedSpec::strict))
+//! guards a singleton with a lease of the [consistent registry](crate::consistent): an
+//! instance starts only under the lease, the group grants it to another node only after it
+//! ran out, with a larger fencing token, and the child gets the token
+//! ([`Fence`](crate::distributed::Fence)), so the paused holder's writes are refused by a
+//! store that checks it. The paused process still runs for a moment after its resume;
+//! strict mode fences its effects, not its life.
 //!
 //! # Examples
 //!

@@ -257,6 +257,9 @@ impl Net {
         net.created.push(br.clone());
         net.ip(&["-n", &br, "link", "add", "br0", "type", "bridge"]);
         net.ip(&["-n", &br, "link", "set", "br0", "up"]);
+        // The other side of a split ([`Net::split`]).
+        net.ip(&["-n", &br, "link", "add", "br1", "type", "bridge"]);
+        net.ip(&["-n", &br, "link", "set", "br1", "up"]);
         for i in 0..hosts {
             let (ns, v, p) = (net.ns(i), net.veth(i), net.port(i));
             net.ip(&["netns", "add", &ns]);
@@ -316,6 +319,25 @@ impl Net {
     /// Joins host `i` again.
     pub fn heal(&self, i: usize) {
         self.ip(&["-n", &self.bridge(), "link", "set", &self.port(i), "up"]);
+    }
+
+    /// Splits the hosts in two: those in `side` move to a bridge of their own, so each
+    /// side still reaches its own hosts and nothing of the other (a 3|2 partition, say).
+    pub fn split(&self, side: &[usize]) {
+        self.attach(side, "br1");
+    }
+
+    /// Undoes [`Net::split`]: the hosts in `side` are back on the common bridge.
+    pub fn rejoin(&self, side: &[usize]) {
+        self.attach(side, "br0");
+    }
+
+    /// Puts the ports of the hosts in `side` on bridge `bridge`.
+    fn attach(&self, side: &[usize], bridge: &str) {
+        for &i in side {
+            let port = self.port(i);
+            self.ip(&["-n", &self.bridge(), "link", "set", &port, "master", bridge]);
+        }
     }
 
     /// Runs `ip args`; the error says why it failed (its stderr, or that `ip` is missing).
@@ -397,5 +419,7 @@ mod tests {
         // succeed on the namespaces this `Net` made.
         two.cut(1);
         two.heal(1);
+        two.split(&[1]);
+        two.rejoin(&[1]);
     }
 }

@@ -22,12 +22,12 @@ use tokio::task::JoinHandle;
 
 use super::table::{ExitWire, Record, Removal, Table};
 use super::wire::{DsupMsg, Rest, Window, Wire};
-use super::{ChildName, DistributedEvent, DistributedSpec};
+use super::{ChildName, DistributedEvent, DistributedSpec, Fence};
 use crate::ClusterRegistry;
 use crate::cluster::{RegisterError, lock};
 use crate::placement::{
-    Action, Child, Distribution, Exit, NodeInfo, Outcome, PendingReason, Planner, QuorumLoss,
-    StartCause, Verdict, View,
+    Action, Child, Distribution, Exit, NodeInfo, Outcome, PendingReason, Planner, QuorumError,
+    QuorumLoss, StartCause, Verdict, View,
 };
 
 /// What the loop is told.
@@ -49,6 +49,8 @@ pub(crate) enum Cmd {
     /// Shut this node's part down (from the loop, so no plan runs meanwhile); answer when
     /// done.
     Close(tokio::sync::oneshot::Sender<()>),
+    /// Strict mode: this node lost the lease of child `id` granted with `token`.
+    LeaseLost { id: String, token: u64 },
 }
 
 /// A peer running the same supervisor.
@@ -66,6 +68,8 @@ pub(crate) struct LocalChild<M> {
     sup: Supervisor,
     addr: Addr<M>,
     watcher: JoinHandle<()>,
+    /// The lease's token the instance runs under (strict mode), as its child reads it.
+    pub(crate) fence: Fence,
 }
 
 /// How far this node and a peer have had each other's changes.
@@ -95,6 +99,9 @@ pub(crate) struct State {
     /// Children that cannot run anywhere now, as the last plan said.
     pub(crate) pending: BTreeMap<String, PendingReason>,
     quorum_lost: Option<QuorumLoss>,
+    /// The quorum policy cannot keep its promise in the stable membership (reported once
+    /// per change).
+    quorum_invalid: Option<QuorumError>,
     /// The members this node has seen go down (name, incarnation).
     downs: BTreeSet<(String, u64)>,
     /// Members back from a partition whose records have not arrived yet: no starts until
@@ -176,6 +183,7 @@ impl<M: RemoteMessage> Inner<M> {
                 missing: BTreeMap::new(),
                 pending: BTreeMap::new(),
                 quorum_lost: None,
+                quorum_invalid: None,
                 downs: BTreeSet::new(),
                 awaiting: BTreeSet::new(),
                 awaiting_until: None,
@@ -559,6 +567,19 @@ impl<M: RemoteMessage> Inner<M> {
                     st.stable.remove(&node);
                 }
             }
+            Cmd::LeaseLost { id, token } => {
+                let held = lock(&self.local)
+                    .get(&id)
+                    .is_some_and(|l| l.fence.token() == Some(token));
+                if held {
+                    if let Some(l) = lock(&self.local).get(&id) {
+                        l.fence.clear();
+                    }
+                    self.stop_local(&id, &format!("lease lost (fencing token {token})"))
+                        .await;
+                    self.clear_slot(&id);
+                }
+            }
             Cmd::Kick => {}
         }
     }
@@ -611,7 +632,9 @@ impl<M: RemoteMessage> Inner<M> {
                     DownReason::Restarted => {
                         st.stable.remove(&member.id);
                     }
-                    // Declared down after the silence limit: last heard that long ago.
+                    // Declared down after the silence limit: last heard that long ago. This
+                    // is `T_W` of the timing argument (`placement`'s module docs): a
+                    // detection that comes late moves it, and the start, later (safe).
                     DownReason::Silent => {
                         let heard = now.checked_sub(self.spec.timing.silence).unwrap_or(now);
                         st.missing.insert(member.id, heard);
@@ -757,6 +780,14 @@ impl<M: RemoteMessage> Inner<M> {
                 // the new stable membership.
                 st.stable = view.iter().map(|n| (n.id.clone(), n.incarnation)).collect();
                 st.missing.clear();
+                let invalid = self.spec.quorum.validate(&view).err();
+                if invalid != st.quorum_invalid {
+                    if let Some(e) = &invalid {
+                        tracing::warn!(supervisor = %self.spec.name, error = %e, "the split-brain policy cannot keep its promise in this membership");
+                        self.emit(DistributedEvent::QuorumInvalid(e.clone()));
+                    }
+                    st.quorum_invalid = invalid;
+                }
             }
             let children: Vec<Child> = st
                 .table
@@ -1005,12 +1036,61 @@ impl<M: RemoteMessage> Inner<M> {
         };
         child.watcher.abort();
         self.registry.unregister(&self.name_of(id));
+        let lease = child.fence.token();
+        child.fence.clear();
         child.sup.shutdown().await;
+        if let Some(token) = lease {
+            // Its stop released the lease already (the registry's stop hook); this is for
+            // an instance whose process never stopped for good.
+            self.release_lease(id, token);
+        }
         tracing::info!(supervisor = %self.spec.name, child = id, reason = why, "stopped");
         self.emit(DistributedEvent::Stopped {
             child: id.to_owned(),
             reason: why.to_owned(),
         });
+    }
+
+    /// Whether an instance of a child placed so runs under a lease (strict mode).
+    fn leased(&self, placement: &crate::placement::Placement) -> bool {
+        self.spec.strict.is_some() && *placement == crate::placement::Placement::Singleton
+    }
+
+    /// Strict mode: takes the lease of `id` for `addr` (not started yet) and sets `fence`
+    /// to its token. False when it is held elsewhere or the group cannot answer in time.
+    async fn acquire_lease(&self, id: &str, addr: &Addr<M>, fence: &Fence) -> bool {
+        let Some(strict) = &self.spec.strict else {
+            return true;
+        };
+        match tokio::time::timeout(strict.acquire_timeout, strict.leases.acquire(id, addr)).await {
+            Ok(Ok(token)) => {
+                fence.set(token);
+                tracing::debug!(supervisor = %self.spec.name, child = id, token, "lease granted");
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(supervisor = %self.spec.name, child = id, error = %e, "lease not granted; retrying");
+                false
+            }
+            Err(_) => {
+                // A grant that gets through after all runs out unrenewed: no instance
+                // holds it here.
+                tracing::debug!(supervisor = %self.spec.name, child = id, "lease not granted in time; retrying");
+                false
+            }
+        }
+    }
+
+    /// Strict mode: gives the lease of `id` granted with `token` back, if this node still
+    /// holds that grant, in a task of its own: a loser without the Raft group's majority
+    /// must not wait for the write before it stops its next instance.
+    fn release_lease(&self, id: &str, token: u64) {
+        if let Some(strict) = &self.spec.strict {
+            let task = tokio::spawn(strict.leases.release(id, token));
+            let mut tasks = lock(&self.tasks);
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(task);
+        }
     }
 
     /// Starts an instance of `id` here, registers its name, records it.
@@ -1043,15 +1123,25 @@ impl<M: RemoteMessage> Inner<M> {
             return;
         }
         let placement = record.spec.placement();
+        let fence = Fence::default();
         let made = match self.spec.kinds.get(&record.spec.kind) {
             None => Err(format!("no child kind {:?} on this node", record.spec.kind)),
-            Some(make) => make(&record.spec.args).map_err(|e| format!("bad arguments: {e}")),
+            Some(make) => {
+                make(&record.spec.args, &fence).map_err(|e| format!("bad arguments: {e}"))
+            }
         };
+        let leased = self.leased(&placement.placement);
         let result = match made {
             Err(e) => Err(e),
             Ok(child_spec) => {
                 let child_spec = child_spec.restart(placement.restart);
                 let addr = child_spec.addr();
+                if leased && !self.acquire_lease(id, &addr, &fence).await {
+                    // Held elsewhere (its holder's lease has not run out), or no quorum in
+                    // the consensus group: nothing starts; try again shortly.
+                    self.wake_at(Instant::now() + RETRY);
+                    return;
+                }
                 let (max, period) = self.spec.local_intensity;
                 let sup_spec =
                     SupervisorSpec::new(format!("{}/{id}", self.service), Strategy::OneForOne)
@@ -1068,6 +1158,9 @@ impl<M: RemoteMessage> Inner<M> {
         let (sup, addr, events) = match result {
             Ok(started) => started,
             Err(why) => {
+                if let Some(token) = fence.token() {
+                    self.release_lease(id, token);
+                }
                 tracing::warn!(supervisor = %self.spec.name, child = id, error = %why, "child failed to start");
                 let mut st = lock(&self.state);
                 let rec = st.table.write_slot(id, &self.me, |s, at| {
@@ -1115,6 +1208,7 @@ impl<M: RemoteMessage> Inner<M> {
                 sup,
                 addr: addr.clone(),
                 watcher,
+                fence,
             },
         );
         let lost: Vec<String> = match cause {
@@ -1255,6 +1349,33 @@ async fn watch_child(
         };
         let last = matches!(cmd, Cmd::Ended { .. });
         if cmds.send(cmd).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Strict mode: tells the loop of every lease this node loses.
+pub(crate) async fn forward_lost_leases(
+    mut lost: broadcast::Receiver<crate::consistent::LeaseEvent<ChildName>>,
+    cmds: mpsc::Sender<Cmd>,
+) {
+    loop {
+        let cmd = match lost.recv().await {
+            Ok(crate::consistent::LeaseEvent::Lost { key, token }) => {
+                Cmd::LeaseLost { id: key.id, token }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                // Those instances run on without their lease until their next stop (with
+                // `OnConflict::Stop` the registry stopped them, but a local supervisor
+                // may have restarted one); their fences still read the lost token,
+                // which a fenced store refuses once a newer one was used. The channel
+                // holds 256 events: this takes that many losses before the loop runs.
+                tracing::warn!(missed = n, "lost-lease events missed");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if cmds.send(cmd).await.is_err() {
             return;
         }
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use foundation_actors::SpawnError;
 use thiserror::Error;
 
-use crate::placement::{PendingReason, PlacementError};
+use crate::placement::{PendingReason, PlacementError, QuorumError};
 
 /// Why [`DistributedSupervisor::start`](super::DistributedSupervisor::start) failed.
 #[derive(Debug, Error)]
@@ -59,6 +59,11 @@ pub enum StartChildError {
     /// The placement is invalid here (`Pinned` to an unknown node, zero replicas, …).
     #[error(transparent)]
     Placement(#[from] PlacementError),
+    /// The supervisor's split-brain policy cannot keep its promise of at most one running
+    /// side among the members running it now (a `StaticQuorum` of at most half of them,
+    /// or zero; a `KeepReferee` whose referee is not one of them).
+    #[error("the split-brain policy cannot hold in this cluster: {0}")]
+    Quorum(#[from] QuorumError),
     /// It failed on every node it was tried on, more often than its move intensity
     /// allows: the supervisor gave up and removed it.
     #[error("child {child:?} failed {failures} times (at most {max} allowed): given up")]

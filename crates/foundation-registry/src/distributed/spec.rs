@@ -6,13 +6,17 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use foundation_actors::ChildSpec;
+use foundation_actors::{ChildSpec, RemoteMessage};
 use serde::de::DeserializeOwned;
 
+use super::strict::Strict;
+use super::{ChildName, Fence};
+use crate::consistent::ConsistentRegistry;
 use crate::placement::{Distribution, Quorum, Rendezvous, Timing};
 
-/// Builds a child's local spec from its arguments' wire form.
-pub(crate) type Make<M> = Arc<dyn Fn(&[u8]) -> Result<ChildSpec<M>, postcard::Error> + Send + Sync>;
+/// Builds a child's local spec from its arguments' wire form and its instance's fence.
+pub(crate) type Make<M> =
+    Arc<dyn Fn(&[u8], &Fence) -> Result<ChildSpec<M>, postcard::Error> + Send + Sync>;
 
 /// A distributed supervisor's spec: its name (the same on every node: one logical
 /// supervisor), the **kinds** of children it can start, and its policies.
@@ -54,6 +58,7 @@ pub struct DistributedSpec<M> {
     pub(crate) sync_every: Duration,
     pub(crate) start_timeout: Duration,
     pub(crate) tombstone_ttl: Duration,
+    pub(crate) strict: Option<Strict<M>>,
     pub(crate) probe_closed: bool,
 }
 
@@ -68,6 +73,7 @@ impl<M> fmt::Debug for DistributedSpec<M> {
             .field("timing", &self.timing)
             .field("distribution", &self.distribution)
             .field("roles", &self.roles)
+            .field("strict", &self.strict.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +96,7 @@ impl<M: Send + 'static> DistributedSpec<M> {
             sync_every: Duration::from_secs(1),
             start_timeout: Duration::from_secs(10),
             tombstone_ttl: Duration::from_secs(3600),
+            strict: None,
             probe_closed: true,
         }
     }
@@ -104,7 +111,25 @@ impl<M: Send + 'static> DistributedSpec<M> {
         A: DeserializeOwned,
         F: Fn(A) -> ChildSpec<M> + Send + Sync + 'static,
     {
-        let make: Make<M> = Arc::new(move |bytes: &[u8]| postcard::from_bytes(bytes).map(&make));
+        let make: Make<M> =
+            Arc::new(move |bytes: &[u8], _: &Fence| postcard::from_bytes(bytes).map(&make));
+        self.kinds.insert(name.into(), make);
+        self
+    }
+
+    /// As [`kind`](Self::kind), and `make` is also given the instance's [`Fence`]: in
+    /// [strict mode](Self::strict) a singleton's child reads its lease's fencing token
+    /// there, to pass with its writes. Outside strict mode (or for a child that is not a
+    /// singleton) the fence reads `None`.
+    #[must_use]
+    pub fn kind_fenced<A, F>(mut self, name: impl Into<String>, make: F) -> Self
+    where
+        A: DeserializeOwned,
+        F: Fn(A, Fence) -> ChildSpec<M> + Send + Sync + 'static,
+    {
+        let make: Make<M> = Arc::new(move |bytes: &[u8], fence: &Fence| {
+            postcard::from_bytes(bytes).map(|args| make(args, fence.clone()))
+        });
         self.kinds.insert(name.into(), make);
         self
     }
@@ -190,6 +215,39 @@ impl<M: Send + 'static> DistributedSpec<M> {
     #[must_use]
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = timeout;
+        self
+    }
+}
+
+impl<M: RemoteMessage> DistributedSpec<M> {
+    /// Strict mode: every [`Singleton`](crate::placement::Placement::Singleton) child's
+    /// instance runs only while its node holds the child's lease in `leases` (under
+    /// [`ChildName::unique`]), and its [`Fence`] carries the lease's fencing token.
+    ///
+    /// An instance starts once the lease is granted (a node that cannot get it, because
+    /// the old holder's lease has not run out or there is no quorum, tries again
+    /// shortly), and is stopped when its lease is lost. The lease is released when the
+    /// instance stops. At most one instance holds the lease at any time, even when a node
+    /// is paused longer than the margin; a paused instance may still run for a moment
+    /// after its resume, and a store that checks the fencing token refuses its writes.
+    /// See `docs/placement.md`, "Strict mode".
+    ///
+    /// Start `leases` on every node, with the lease it should have
+    /// ([`ConsistentOptions::lease`](crate::consistent::ConsistentOptions::lease)), before
+    /// the supervisor. Give it
+    /// [`on_lost(OnConflict::Unregister)`](crate::consistent::ConsistentOptions::on_lost):
+    /// the supervisor then stops an instance whose lease is lost through its local
+    /// supervisor, gracefully (its `terminate` runs). With the registry's default
+    /// ([`OnConflict::Stop`](crate::OnConflict::Stop)) the registry stops the process
+    /// itself at the same moment, and a `Permanent` child's local supervisor may restart
+    /// it for the instant before the supervisor shuts it down. A failover waits for the
+    /// lease to run out as well as for the quorum timing.
+    #[must_use]
+    pub fn strict(mut self, leases: ConsistentRegistry<ChildName, M>) -> Self {
+        self.strict = Some(Strict {
+            leases: Box::new(leases),
+            acquire_timeout: Duration::from_secs(1),
+        });
         self
     }
 }

@@ -1051,3 +1051,47 @@ fn placement_records_track_facts() {
     member.status = foundation_cluster::membership::Status::Leaving;
     assert!(NodeInfo::from(&member).leaving);
 }
+
+#[test]
+fn placement_keep_referee_and_down_all_decide_and_time_as_documented() {
+    let stable = view(&["a", "b", "c", "d"]);
+    let referee = Quorum::KeepReferee("c".into());
+    assert_eq!(referee.validate(&stable), Ok(()));
+    // The side reaching the referee keeps running, however small; the referee alone too.
+    assert!(referee.decide(&stable, &view(&["c"]), "c").keeps());
+    assert!(referee.decide(&stable, &view(&["b", "c"]), "b").keeps());
+    assert_eq!(
+        referee.decide(&stable, &view(&["a", "b", "d"]), "a"),
+        Verdict::Stop(QuorumLoss::RefereeUnreachable {
+            referee: "c".into()
+        })
+    );
+    // DownAll: one member lost without a graceful leave stops every side, the larger too.
+    assert_eq!(
+        Quorum::DownAll.decide(&stable, &view(&["a", "b", "c"]), "a"),
+        Verdict::Stop(QuorumLoss::DownAll)
+    );
+    // A static quorum of zero never holds.
+    assert_eq!(
+        Quorum::StaticQuorum(0).validate(&stable),
+        Err(QuorumError::QuorumTooSmall { quorum: 0, size: 4 })
+    );
+
+    // The timing: a losing side stops when the lost members are declared down (silence
+    // after it last heard them) and never starts failovers; a winning side waits the
+    // silence and the margin.
+    let timing = Timing {
+        silence: Duration::from_secs(1),
+        margin: Duration::from_millis(500),
+    };
+    let t0 = Instant::now();
+    let lose = timing.decide(&Quorum::DownAll, &stable, &view(&["a", "b", "c"]), "a", t0);
+    assert_eq!(lose.stop_at, Some(t0 + Duration::from_secs(1)));
+    assert!(!lose.may_start(t0 + Duration::from_secs(60)));
+    let win = timing.decide(&referee, &stable, &view(&["c", "d"]), "d", t0);
+    assert_eq!(win.start_after, Some(t0 + Duration::from_millis(1_500)));
+    assert!(!win.may_start(t0 + Duration::from_millis(1_499)));
+    assert!(win.may_start(t0 + Duration::from_millis(1_500)));
+    let lose = timing.decide(&referee, &stable, &view(&["a", "b", "d"]), "b", t0);
+    assert!(!lose.verdict.keeps() && lose.start_after.is_none());
+}

@@ -6,6 +6,8 @@
 //! starts it.
 
 pub mod harness;
+mod pause;
+mod split;
 
 use harness::{Child, Net, start, three, three_in};
 
@@ -520,4 +522,28 @@ fn a_supervisor_shut_down_gracefully_has_its_children_started_elsewhere_without_
     // Not a failover: nothing failed, nothing counts against its intensity, and nothing
     // waits for the quorum.
     assert_ne!(cause, "failover");
+}
+
+#[test]
+fn a_quorum_policy_that_cannot_hold_in_the_cluster_refuses_children_with_a_typed_error() {
+    // A static quorum of one in a cluster of two (both sides could reach it) and a referee
+    // that is no member: refused, typed. A referee that is a member: accepted.
+    for (quorum, id, answer) in [
+        ("static:1", "v1", "err Quorum"),
+        ("referee:zz", "v2", "err Quorum"),
+        ("referee:b", "v3", "ok"),
+    ] {
+        let settings = [("SILENCE_MS", "1000"), ("QUORUM", quorum)];
+        let mut a = start("a", &settings);
+        let seed = a.addr.clone();
+        let mut b = start("b", &[settings[0], settings[1], ("SEEDS", &seed)]);
+        if quorum == "static:1" {
+            // Reported as the membership settles at two.
+            a.expect(|l| l == "ev quoruminvalid");
+        }
+        ask(&mut a, "members 2", "members 2");
+        ask(&mut b, "members 2", "members 2");
+        let got = start_child(&mut a, &format!("echo {id} singleton"));
+        assert!(got.starts_with(answer), "{quorum}: {got}");
+    }
 }

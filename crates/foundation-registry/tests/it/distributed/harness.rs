@@ -4,13 +4,17 @@
 //! A child starts node `FOUNDATION_TEST_NODE_NAME` (settings: `SEEDS`, `LISTEN`, `SILENCE_MS`,
 //! which is also the supervisor's silence, `MARGIN_MS`, its margin, 500 ms unless set,
 //! `QUORUM`: `majority` (the default), `oldest`, `static:N`, `referee:NODE`, `downall`;
-//! `ROLE`, a role the node offers), the
+//! `ROLE`, a role the node offers; `STRICT`, strict mode with a consistent registry
+//! `leases`; `STORE`, the address of the test's fenced store), the
 //! registry `work` of
 //! [`ChildName`]s and the supervisor `work` with the kinds `echo` (answers
 //! `<id>@<node>`) and `crash` (its `init` always fails). It prints the supervisor's
 //! events (`@ev started <id> <cause>`, `@ev stopped <id>`, each followed by
 //! `@t started|stopped <id> <unix nanos>`, `@ev ended <id>`,
-//! `@ev gaveup <id>`, `@ev quorumlost`, `@ev quorumback`) and obeys:
+//! `@ev gaveup <id>`, `@ev quorumlost`, `@ev quorumback`, `@ev quoruminvalid`); each `echo` child prints
+//! `@t up <id> <node> <unix nanos>` when its `init` runs and `@t down <id> <node> <unix
+//! nanos>` when it stops (its `terminate`), its own record of when it ran, which the test
+//! process, outside every partition, collects. It obeys:
 //!
 //! - `start <kind> <id> <singleton|rep:N|all|pinned:NODE|local> [transient|temporary]
 //!   [manual|eager] [role:ROLE]`:
@@ -23,6 +27,7 @@
 //! - `forgotten <id>`: `@forgotten <id>` once it is not a child any more and does not
 //!   answer by name;
 //! - `status <id> <running|starting|pending>`: `@status <id> <status>` once it has it;
+//! - `single <id>`: `@single <id> <node>` once one instance of `id` runs, on `node`;
 //! - `children`: `@children <id>=<nodes>/<status>;…` (which_children, sorted);
 //! - `converge <n> <line>`: `@converged <line>` once `children` prints `line` and `n`
 //!   instances run (so several nodes can be asked for the same table), or after 25 s
@@ -34,6 +39,11 @@
 //! - `terminate <id>`: `@terminated <id> ok|err <Variant>`;
 //! - `squat <id>`: registers a process that is no child under `unique(id)`
 //!   (`@squat <id> ok`);
+//! - `leader` (with `STRICT`): `@leader <node>` once the lease group has a leader;
+//! - `slowwrite <id>`: the child begins a [`Work::SlowWrite`]; `go` lets it finish;
+//! - `token <id>`: `@token <id> <token|none>`, the fencing token of the instance here;
+//! - `lives`: `@lives <line>;<line>;…`, every `up|down …` line of this process's
+//!   children so far, in order;
 //! - `exit`: a graceful leave (the supervisor's `shutdown`, then `Node::leave`).
 
 use std::time::Duration;
@@ -41,14 +51,15 @@ use std::time::Duration;
 use foundation_actors::prelude::*;
 use foundation_cluster::discovery::Peer;
 use foundation_cluster::node::{Node, NodeConfig};
-use foundation_registry::ClusterRegistry;
+use foundation_registry::consistent::{ConsistentOptions, ConsistentRegistry};
 use foundation_registry::distributed::{
-    ChildName, ChildStatus, DistributedEvent, DistributedSpec, DistributedSupervisor,
+    ChildName, ChildStatus, DistributedEvent, DistributedSpec, DistributedSupervisor, Fence,
     StartChildError,
 };
 use foundation_registry::placement::{
     ChildPlacement, Placement, Quorum, Rebalance, StartCause, Timing,
 };
+use foundation_registry::{ClusterRegistry, OnConflict};
 pub use foundation_testkit::{Child, Net};
 use foundation_testkit::{commands, say};
 
@@ -65,6 +76,11 @@ pub enum Work {
     /// Stop normally.
     #[remote(tag = 3)]
     Quit,
+    /// Read the fencing token (`@fence read <id> <node> <token>`) and write to the store
+    /// with it once the node is told `go`: a write begun before a pause and finished
+    /// after it.
+    #[remote(tag = 4)]
+    SlowWrite,
 }
 
 /// A distributed child: knows its id and node.
@@ -72,7 +88,27 @@ pub enum Work {
 pub struct Worker {
     pub id: String,
     pub node: String,
+    /// Its lease's fencing token (strict mode).
+    pub fence: Fence,
+    /// The fenced store it writes to (`STORE`), if any.
+    pub store: Option<String>,
 }
+
+impl Worker {
+    /// Sends write `seq` with `token` (0 without a lease) to the store, if there is one:
+    /// one datagram `<id> <node> <token> <seq>`.
+    fn write(&self, token: u64, seq: u32) {
+        if let Some(store) = &self.store {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let line = format!("{} {} {token} {seq}", self.id, self.node);
+            socket.send_to(line.as_bytes(), store.as_str()).unwrap();
+        }
+    }
+}
+
+/// What a `go` command lets through: the second half of a [`Work::SlowWrite`].
+static GATE: std::sync::LazyLock<tokio::sync::Notify> =
+    std::sync::LazyLock::new(tokio::sync::Notify::new);
 
 impl Actor for Worker {
     type Msg = Work;
@@ -80,6 +116,13 @@ impl Actor for Worker {
     type Args = ();
 
     async fn init(&self, _: &Addr<Work>, (): ()) -> Result<(), ActorError> {
+        life(&format!("up {} {} {}", self.id, self.node, unix_nanos()));
+        self.write(self.fence.token().unwrap_or(0), 0);
+        Ok(())
+    }
+
+    async fn terminate(&self, _: &Addr<Work>, (): &mut ()) -> Result<(), ActorError> {
+        life(&format!("down {} {} {}", self.id, self.node, unix_nanos()));
         Ok(())
     }
 
@@ -90,9 +133,30 @@ impl Actor for Worker {
             }
             Work::Crash => return Err("asked to crash".into()),
             Work::Quit => me.stop(None),
+            Work::SlowWrite => {
+                // A write in flight: the token read now, the write sent later by a task of
+                // its own (as an I/O request queued before a pause goes out after it),
+                // whatever happens to the child meanwhile.
+                let token = self.fence.token().unwrap_or(0);
+                say(&format!("fence read {} {} {token}", self.id, self.node));
+                let writer = self.clone();
+                tokio::spawn(async move {
+                    GATE.notified().await;
+                    writer.write(token, 1);
+                });
+            }
         }
         Ok(())
     }
+}
+
+/// Every `up|down` line of this process's `echo` children, in order.
+static LIVES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Prints `@t <line>` and keeps it for `lives`.
+fn life(line: &str) {
+    say(&format!("t {line}"));
+    LIVES.lock().unwrap().push(line.to_owned());
 }
 
 /// A child whose `init` always fails.
@@ -124,20 +188,34 @@ pub fn start(name: &str, settings: &[(&str, &str)]) -> Child {
 /// `c` seeded with `a`, with `extra` settings; returns once each sees all three running
 /// the supervisor.
 pub fn three_in(net: &Net, extra: &[(&str, &str)]) -> [Child; 3] {
+    let nodes: Vec<Child> = nodes_in(net, 3, extra);
+    nodes.try_into().unwrap()
+}
+
+/// The names of the nodes [`nodes_in`] starts, in order.
+pub const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
+
+/// Nodes `a`, `b`, … (`n` of them, at most 5) in the first `n` namespaces of `net` (a 1 s
+/// silence limit), each seeded with `a`, started one after another (so `a` is the oldest),
+/// with `extra` settings; returns once each sees all `n` running the supervisor.
+pub fn nodes_in(net: &Net, n: usize, extra: &[(&str, &str)]) -> Vec<Child> {
     let listen = |i: usize| format!("{}:4370", net.addr(i));
     let seed = listen(0);
-    let mut nodes: [Child; 3] = std::array::from_fn(|i| {
-        let own = listen(i);
-        let mut settings = vec![("SILENCE_MS", "1000"), ("LISTEN", own.as_str())];
-        if i > 0 {
-            settings.push(("SEEDS", seed.as_str()));
-        }
-        settings.extend_from_slice(extra);
-        Child::start_in(Some(&net.ns(i)), ENTRY, ["a", "b", "c"][i], &settings)
-    });
-    for n in &mut nodes {
-        n.tell("members 3");
-        n.expect(|l| l == "members 3");
+    let mut nodes: Vec<Child> = (0..n)
+        .map(|i| {
+            let own = listen(i);
+            let mut settings = vec![("SILENCE_MS", "1000"), ("LISTEN", own.as_str())];
+            if i > 0 {
+                settings.push(("SEEDS", seed.as_str()));
+            }
+            settings.extend_from_slice(extra);
+            Child::start_in(Some(&net.ns(i)), ENTRY, NAMES[i], &settings)
+        })
+        .collect();
+    let members = format!("members {n}");
+    for node in &mut nodes {
+        node.tell(&members);
+        node.expect(|l| l == members);
     }
     nodes
 }
@@ -178,6 +256,7 @@ fn variant(e: &StartChildError) -> &'static str {
         StartChildError::AlreadyStarted { .. } => "AlreadyStarted",
         StartChildError::NameTaken { .. } => "NameTaken",
         StartChildError::Placement(_) => "Placement",
+        StartChildError::Quorum(_) => "Quorum",
         StartChildError::GaveUp { .. } => "GaveUp",
         StartChildError::Pending { .. } => "Pending",
         StartChildError::Removed { .. } => "Removed",
@@ -253,13 +332,16 @@ async fn run(name: String) {
     let names: ClusterRegistry<ChildName, Work> =
         ClusterRegistry::start(&node, "work").await.unwrap();
     let me = name.clone();
+    let store = var("STORE");
     let spec = DistributedSpec::new("work")
-        .kind("echo", move |id: String| {
+        .kind_fenced("echo", move |id: String, fence| {
             ChildSpec::new(
                 id.clone(),
                 Worker {
                     id,
                     node: me.clone(),
+                    fence,
+                    store: store.clone(),
                 },
                 (),
             )
@@ -274,6 +356,26 @@ async fn run(name: String) {
         .probe_closed(var("PROBE").as_deref() != Some("off"));
     let spec = match var("ROLE") {
         Some(role) => spec.role(role),
+        None => spec,
+    };
+    // Strict mode: singletons under leases of a consistent registry (1.5 s leases, three
+    // voters: the test's three nodes).
+    let leases = match var("STRICT") {
+        Some(_) => {
+            let options = ConsistentOptions::new("leases")
+                .lease(Duration::from_millis(1500))
+                .on_lost(OnConflict::Unregister)
+                .group(|g| g.voters(3).write_timeout(Duration::from_secs(2)));
+            Some(
+                ConsistentRegistry::<ChildName, Work>::start(&node, options)
+                    .await
+                    .unwrap(),
+            )
+        }
+        None => None,
+    };
+    let spec = match &leases {
+        Some(leases) => spec.strict(leases.clone()),
         None => spec,
     };
     let sup = DistributedSupervisor::start(&node, &names, spec)
@@ -302,6 +404,7 @@ async fn run(name: String) {
                 DistributedEvent::GaveUp { child, .. } => say(&format!("ev gaveup {child}")),
                 DistributedEvent::QuorumLost(_) => say("ev quorumlost"),
                 DistributedEvent::QuorumRegained => say("ev quorumback"),
+                DistributedEvent::QuorumInvalid(_) => say("ev quoruminvalid"),
                 _ => {}
             }
         }
@@ -388,6 +491,21 @@ async fn run(name: String) {
                 .await;
                 say(&format!("status {id} {want}"));
             }
+            ["single", id] => {
+                let one = || {
+                    sup.which_children().into_iter().find_map(|c| {
+                        let live: Vec<String> = c
+                            .instances
+                            .iter()
+                            .filter(|i| i.live)
+                            .map(|i| i.node.clone())
+                            .collect();
+                        (c.id == *id && live.len() == 1).then(|| live[0].clone())
+                    })
+                };
+                until(|| one().is_some()).await;
+                say(&format!("single {id} {}", one().unwrap()));
+            }
             ["children"] => say(&format!("children {}", children_line(&sup).0)),
             ["converge", n, rest @ ..] if rest.len() <= 1 => {
                 let n: usize = n.parse().unwrap();
@@ -435,6 +553,8 @@ async fn run(name: String) {
                     Worker {
                         id: (*id).to_owned(),
                         node: name.clone(),
+                        fence: Fence::default(),
+                        store: None,
                     },
                     (),
                 )
@@ -444,6 +564,23 @@ async fn run(name: String) {
                 squatters.push(addr);
                 say(&format!("squat {id} ok"));
             }
+            ["leader"] => {
+                let leader = leases
+                    .as_ref()
+                    .unwrap()
+                    .wait_ready(Duration::from_secs(25))
+                    .await
+                    .unwrap();
+                say(&format!("leader {leader}"));
+            }
+            ["slowwrite", id] => sup.cast(id, Work::SlowWrite).unwrap(),
+            ["go"] => GATE.notify_one(),
+            ["token", id] => say(&format!(
+                "token {id} {}",
+                sup.fencing_token(id)
+                    .map_or("none".to_owned(), |t| t.to_string())
+            )),
+            ["lives"] => say(&format!("lives {}", LIVES.lock().unwrap().join(";"))),
             ["exit"] => break,
             _ => say(&format!("unknown command {line}")),
         }
