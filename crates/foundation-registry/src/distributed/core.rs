@@ -687,9 +687,9 @@ impl<M: RemoteMessage> Inner<M> {
                     self.keep(child);
                 }
                 Action::Receive { child, .. } => {
-                    // TODO(handoff): for now a planned move is a stop on the old node
-                    // then a fresh start here, once its record shows the old instance
-                    // gone (the next plan says Start).
+                    // A handoff kind's singleton: its state comes in a `State` message
+                    // (moves.rs). Any other child: the old node stops it, and the next
+                    // plan, with its record showing the old instance gone, says Start.
                     placed_here.insert(child.clone());
                 }
                 Action::HandOff { child, to } => {
