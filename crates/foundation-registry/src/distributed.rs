@@ -43,8 +43,10 @@
 //! state-based CRDT: per-node slots with Lamport stamps, a record-level tombstone, and a
 //! newer start of the same id replacing a removed one. Changes go to every peer at once
 //! over the node's `control` channel; every [`DistributedSpec::sync_every`] each node
-//! sends a digest, and a peer whose digest differs sends its records, so a joining node
-//! gets everything and a lost message is made up for. A removed child's tombstone is
+//! says how many of each peer's changes it has, and the peer sends the changes after
+//! those (in windows of at most 1,024 records), so a joining node gets everything, a lost
+//! message is made up for, and a quiet cluster exchanges no records at all, whatever the
+//! size of its tables. A removed child's tombstone is
 //! kept for [`DistributedSpec::tombstone_ttl`], then dropped; tombstones are held apart
 //! from the live records, so however many there are, a plan and a start do not pass over
 //! them. The protocol is described

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use super::handoff::{Gate, Seed};
 use super::moves::{CkptOut, Out, Routes, Stored};
 use super::table::{ExitWire, Record, Removal, Table};
-use super::wire::{DsupMsg, Wire};
+use super::wire::{DsupMsg, Rest, Window, Wire};
 use super::{ChildName, DistributedEvent, DistributedSpec};
 use crate::ClusterRegistry;
 use crate::cluster::{RegisterError, lock};
@@ -43,6 +43,9 @@ pub(crate) enum Cmd {
     Restarted { id: String, serial: u64 },
     /// Something changed locally (a child started or removed here): plan again.
     Kick,
+    /// Member `node`'s incarnation `incarnation`, down after its connection closed, is
+    /// gone for good: its address refuses connections (no process listens there).
+    Dead { node: String, incarnation: u64 },
     /// A rebalance asked for here.
     Rebalance,
     /// Shut this node's part down (from the loop, so no plan runs meanwhile); answer when
@@ -71,9 +74,26 @@ pub(crate) struct LocalChild<M> {
     pub(crate) gate: Arc<Gate>,
 }
 
+/// How far this node and a peer have had each other's changes.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerSync {
+    /// The peer's incarnation this is about: a new one starts afresh.
+    incarnation: u64,
+    /// The peer's table, as its last message said.
+    table: Option<u64>,
+    /// The peer's table, and the number of its changes merged here without a gap.
+    theirs: Option<(u64, u64)>,
+    /// How far this node's changes have been sent to the peer, and when the oldest of the
+    /// windows not yet acknowledged (in the peer's hello) was sent.
+    sent: Option<(u64, Instant)>,
+}
+
 pub(crate) struct State {
     pub(crate) table: Table,
     pub(crate) peers: BTreeMap<String, Peer>,
+    /// Each peer's exchange of changes with this node, kept while the peer is away (a
+    /// partition) so that its return costs only what changed meanwhile.
+    sync: BTreeMap<String, PeerSync>,
     /// The last stable membership (names and incarnations), this node included.
     stable: BTreeMap<String, u64>,
     /// Members of `stable` lost without a graceful leave, with when they were last heard.
@@ -134,9 +154,13 @@ pub(crate) struct Inner<M: RemoteMessage> {
     pub(crate) next_req: std::sync::atomic::AtomicU64,
 }
 
-/// Records per message: a full table goes in batches, each well within a frame (the
+/// Records per message: a window goes in batches, each well within a frame (the
 /// node's `max_frame`, 8 MiB by default) unless the children's arguments are large.
 const RECORDS_PER_MESSAGE: usize = 128;
+
+/// Records per window answering a hello: a peer far behind asks for the next one when
+/// it has this one.
+const RECORDS_PER_WINDOW: usize = 8 * RECORDS_PER_MESSAGE;
 
 /// How soon a start whose name is still held is tried again.
 const RETRY: Duration = Duration::from_millis(100);
@@ -169,6 +193,7 @@ impl<M: RemoteMessage> Inner<M> {
             state: Mutex::new(State {
                 table: Table::new(&me),
                 peers: BTreeMap::new(),
+                sync: BTreeMap::new(),
                 stable,
                 missing: BTreeMap::new(),
                 pending: BTreeMap::new(),
@@ -267,24 +292,124 @@ impl<M: RemoteMessage> Inner<M> {
             return;
         }
         for peer in st.peers.keys() {
-            self.send_records(peer, &records);
+            self.send_records(peer, st.table.id(), &records);
         }
     }
 
     /// Sends records to `peer`, in batches small enough for a frame.
-    fn send_records(&self, peer: &str, records: &[Record]) {
+    fn send_records(&self, peer: &str, table: u64, records: &[Record]) {
         for batch in records.chunks(RECORDS_PER_MESSAGE) {
             self.send(
                 peer,
                 Wire::Records {
                     from: self.me.clone(),
+                    table,
                     records: batch.to_vec(),
+                    window: None,
                 },
             );
         }
     }
 
+    /// The sync state of `peer` (incarnation `incarnation`), afresh for a new incarnation.
+    fn peer_sync<'a>(st: &'a mut State, peer: &str, incarnation: u64) -> &'a mut PeerSync {
+        let sync = st.sync.entry(peer.to_owned()).or_insert_with(|| PeerSync {
+            incarnation,
+            table: None,
+            theirs: None,
+            sent: None,
+        });
+        if sync.incarnation != incarnation {
+            *sync = PeerSync {
+                incarnation,
+                table: None,
+                theirs: None,
+                sent: None,
+            };
+        }
+        sync
+    }
+
+    /// Answers `peer`'s hello: the next window of this node's changes after `have` (what
+    /// the peer says it has of them), in batches.
+    ///
+    /// A window already sent and not yet acknowledged is not sent again: the next one
+    /// follows it, unless the oldest unacknowledged window went out more than three
+    /// `sync_every` ago (then it was lost: everything after `have` is sent again).
+    fn send_window(&self, st: &mut State, peer: &str, incarnation: u64, have: Option<(u64, u64)>) {
+        let (table, seq) = (st.table.id(), st.table.seq());
+        let have = match have {
+            Some((t, n)) if t == table => n.min(seq),
+            _ => 0,
+        };
+        let now = Instant::now();
+        let resend = self.spec.sync_every.saturating_mul(3);
+        let sync = Self::peer_sync(st, peer, incarnation);
+        let theirs = sync.table;
+        let (after, first_sent) = match sync.sent {
+            Some((sent, at)) if have < sent && now.saturating_duration_since(at) < resend => {
+                (sent, at)
+            }
+            _ => (have, now),
+        };
+        let source = theirs.map(|table| (peer, table));
+        let window = st.table.since(after, source, RECORDS_PER_WINDOW);
+        let more = window.len() == RECORDS_PER_WINDOW;
+        let upto = match window.last() {
+            Some((last, _)) if more => *last,
+            _ => seq,
+        };
+        Self::peer_sync(st, peer, incarnation).sent = Some((upto, first_sent));
+        let batches: Vec<&[(u64, Record)]> = window.chunks(RECORDS_PER_MESSAGE).collect();
+        if batches.is_empty() {
+            let window = Window {
+                after,
+                upto,
+                rest: Rest::Done,
+            };
+            self.send(
+                peer,
+                Wire::Records {
+                    from: self.me.clone(),
+                    table,
+                    records: Vec::new(),
+                    window: Some(window),
+                },
+            );
+            return;
+        }
+        let mut lo = after;
+        for (i, batch) in batches.iter().enumerate() {
+            let last = i + 1 == batches.len();
+            let hi = match batch.last() {
+                Some((n, _)) if !last => *n,
+                _ => upto,
+            };
+            let rest = match (last, more) {
+                (false, _) => Rest::Batch,
+                (true, false) => Rest::Done,
+                (true, true) => Rest::More,
+            };
+            let window = Window {
+                after: lo,
+                upto: hi,
+                rest,
+            };
+            self.send(
+                peer,
+                Wire::Records {
+                    from: self.me.clone(),
+                    table,
+                    records: batch.iter().map(|(_, r)| r.clone()).collect(),
+                    window: Some(window),
+                },
+            );
+            lo = hi;
+        }
+    }
+
     fn hello(&self, st: &State, peer: &str, reply: bool) {
+        let have = st.sync.get(peer).and_then(|s| s.theirs);
         self.send(
             peer,
             Wire::Hello {
@@ -293,6 +418,8 @@ impl<M: RemoteMessage> Inner<M> {
                 roles: self.spec.roles.iter().cloned().collect(),
                 digest: st.table.digest(),
                 reply,
+                table: st.table.id(),
+                have,
             },
         );
     }
@@ -334,6 +461,8 @@ impl<M: RemoteMessage> Inner<M> {
                 roles,
                 digest,
                 reply,
+                table,
+                have,
             }) => {
                 let live = self.node.members().into_iter().find(|m| m.id == from);
                 let Some(member) = live.filter(|m| m.incarnation == incarnation) else {
@@ -354,31 +483,77 @@ impl<M: RemoteMessage> Inner<M> {
                         leaving: member.status == Status::Leaving,
                     },
                 );
+                // A new table there (its supervisor started again): its count restarts,
+                // and it holds nothing of what its last table sent.
+                let sync = Self::peer_sync(&mut st, &from, incarnation);
+                if sync.table != Some(table) {
+                    sync.table = Some(table);
+                    sync.theirs = None;
+                    sync.sent = None;
+                }
                 // A member lost to a partition is back. Until its records are here, this
-                // node's may be stale (its side ran on): no starts meanwhile.
+                // node's may be stale (its side ran on): no starts meanwhile. The hello
+                // below brings its window.
+                let mut ask = !known || reply;
                 if st.missing.remove(&from).is_some() && digest != st.table.digest() {
                     st.awaiting.insert(from.clone());
                     st.awaiting_until =
                         Some(Instant::now() + self.spec.timing.silence + self.spec.timing.margin);
+                    ask = true;
                 }
-                if !known || reply {
+                if ask {
                     self.hello(&st, &from, !known);
                 }
-                if !known || digest != st.table.digest() {
-                    let all: Vec<Record> = st.table.all().cloned().collect();
-                    self.send_records(&from, &all);
-                }
+                self.send_window(&mut st, &from, incarnation, have);
             }
-            Cmd::Wire(Wire::Records { from, records }) => {
+            Cmd::Wire(Wire::Records {
+                from,
+                table,
+                records,
+                window,
+            }) => {
                 let mut st = lock(&self.state);
-                st.table.merge(records);
-                st.awaiting.remove(&from);
+                st.table.merge_from(Some((&from, table)), records);
+                let Some(window) = window else {
+                    return;
+                };
+                let Some(incarnation) = st.peers.get(&from).map(|p| p.incarnation) else {
+                    return;
+                };
+                let sync = Self::peer_sync(&mut st, &from, incarnation);
+                if sync.table != Some(table) {
+                    // Not the table its last hello named: that hello brings its window.
+                    return;
+                }
+                let had = match sync.theirs {
+                    Some((t, n)) if t == table => n,
+                    _ => 0,
+                };
+                // Counted only without a gap: a lost batch is sent again.
+                let whole = had >= window.after;
+                if whole {
+                    sync.theirs = Some((table, had.max(window.upto)));
+                }
+                match window.rest {
+                    Rest::Batch => {}
+                    Rest::Done => {
+                        if whole {
+                            st.awaiting.remove(&from);
+                        }
+                    }
+                    Rest::More => {
+                        if whole {
+                            self.hello(&st, &from, false);
+                        }
+                    }
+                }
             }
             Cmd::Wire(Wire::Bye { from }) => {
                 let mut st = lock(&self.state);
                 st.leavers.remove(&from);
                 st.left.remove(&from);
                 st.peers.remove(&from);
+                st.sync.remove(&from);
                 st.stable.remove(&from);
                 st.missing.remove(&from);
             }
@@ -415,6 +590,21 @@ impl<M: RemoteMessage> Inner<M> {
                             from: self.me.clone(),
                         },
                     );
+                }
+            }
+            Cmd::Dead { node, incarnation } => {
+                let back = self.node.members().into_iter().any(|m| {
+                    m.id == node
+                        && m.incarnation == incarnation
+                        && !matches!(m.status, Status::Down(_))
+                });
+                let mut st = lock(&self.state);
+                let lost =
+                    st.stable.get(&node) == Some(&incarnation) && st.missing.contains_key(&node);
+                if lost && !back {
+                    tracing::info!(supervisor = %self.spec.name, %node, "a lost member's address refuses connections: gone, not cut off");
+                    st.missing.remove(&node);
+                    st.stable.remove(&node);
                 }
             }
             Cmd::Migrate { id, to, req } => {
@@ -479,13 +669,44 @@ impl<M: RemoteMessage> Inner<M> {
                         let heard = now.checked_sub(self.spec.timing.silence).unwrap_or(now);
                         st.missing.insert(member.id, heard);
                     }
+                    // Its connection closed: a killed process, or a cut that looks like
+                    // one. A partition until proved otherwise; the probe may prove it.
                     _ => {
+                        if self.spec.probe_closed {
+                            self.probe(&member.id, member.incarnation, &member.addr);
+                        }
                         st.missing.insert(member.id, now);
                     }
                 }
             }
             _ => {}
         }
+    }
+
+    /// Asks the kernel of a member's host whether the member's process is still there:
+    /// if its address refuses a connection, nothing listens on it, so the process that
+    /// did is gone (a process that holds its listener until it ends; a paused process's
+    /// listener still accepts). The loop is told (`Cmd::Dead`), and the member's
+    /// instances are started elsewhere without waiting `silence + margin`: no instance
+    /// can be running there. A connection accepted, a timeout (a cut network, a host
+    /// down) or any other error proves nothing: the member stays missing.
+    fn probe(&self, node: &str, incarnation: u64, addr: &str) {
+        let (cmds, node, addr) = (self.cmds.clone(), node.to_owned(), addr.to_owned());
+        let wait = self.spec.timing.silence;
+        let task = tokio::spawn(async move {
+            let refused =
+                match tokio::time::timeout(wait, tokio::net::TcpStream::connect(&addr)).await {
+                    Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+                    Ok(Ok(_)) | Err(_) => false,
+                };
+            if refused {
+                // The loop may have ended: nothing to tell then.
+                let _ = cmds.send(Cmd::Dead { node, incarnation }).await;
+            }
+        });
+        let mut tasks = lock(&self.tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
     }
 
     /// Brings the peers in line with the node's members after missed events.

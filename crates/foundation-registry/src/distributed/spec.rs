@@ -60,6 +60,7 @@ pub struct DistributedSpec<M> {
     pub(crate) sync_every: Duration,
     pub(crate) start_timeout: Duration,
     pub(crate) tombstone_ttl: Duration,
+    pub(crate) probe_closed: bool,
 }
 
 impl<M> fmt::Debug for DistributedSpec<M> {
@@ -97,6 +98,7 @@ impl<M: Send + 'static> DistributedSpec<M> {
             sync_every: Duration::from_secs(1),
             start_timeout: Duration::from_secs(10),
             tombstone_ttl: Duration::from_secs(3600),
+            probe_closed: true,
         }
     }
 
@@ -199,9 +201,9 @@ impl<M: Send + 'static> DistributedSpec<M> {
         self
     }
 
-    /// How often each node tells its peers a digest of its records (a peer that differs
-    /// sends its records). Changes are sent at once; this only bounds how long a lost one
-    /// stays missing. Default 1 s.
+    /// How often each node tells each peer how many of the peer's changes it has (the
+    /// peer sends those after). Changes are sent at once; this only bounds how long a
+    /// lost one stays missing. Default 1 s.
     #[must_use]
     pub fn sync_every(mut self, every: Duration) -> Self {
         self.sync_every = every.max(Duration::from_millis(1));
@@ -215,6 +217,22 @@ impl<M: Send + 'static> DistributedSpec<M> {
     #[must_use]
     pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
         self.tombstone_ttl = ttl;
+        self
+    }
+
+    /// Whether a member whose connection closed is probed: if its address then refuses
+    /// a connection, no process listens there any more, and its instances start on other
+    /// nodes at once, without waiting the silence limit and margin (a `kill -9`, a
+    /// crash: failover in milliseconds). Default on.
+    ///
+    /// The limit: a firewall that *rejects* (TCP reset or ICMP port unreachable, as
+    /// `iptables -j REJECT` does) makes a live node look gone, and its instances then run
+    /// beside the new ones until it notices the cut itself (its lanes close too, so
+    /// usually at once). Turn this off where such rules may cut the cluster, or use
+    /// strict mode for children that must never have two instances.
+    #[must_use]
+    pub fn probe_closed(mut self, on: bool) -> Self {
+        self.probe_closed = on;
         self
     }
 

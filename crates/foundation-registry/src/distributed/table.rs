@@ -262,17 +262,28 @@ impl Record {
     }
 }
 
-/// A record and its hash (its share of the table's digest).
+/// A peer's table: its node's name and the table's identity.
+pub(crate) type Source<'a> = (&'a str, u64);
+
+/// A record, its hash (its share of the table's digest), the sequence number of its last
+/// change here, and the peer's table whose message made that change (if one did).
 #[derive(Debug)]
 struct Entry {
     record: Record,
     hash: u64,
+    seq: u64,
+    via: Option<(String, u64)>,
 }
 
 impl Entry {
-    fn new(record: Record) -> Self {
+    fn new(record: Record, via: Option<Source<'_>>) -> Self {
         let hash = hash(&record);
-        Self { record, hash }
+        Self {
+            record,
+            hash,
+            seq: 0,
+            via: via.map(|(node, table)| (node.to_owned(), table)),
+        }
     }
 }
 
@@ -293,6 +304,12 @@ fn hash(record: &Record) -> u64 {
 /// at the live ones only, so the tombstones of many short-lived children (kept for
 /// `tombstone_ttl`) cost those nothing. The digest is kept up to date with every change
 /// (the sum of the records' hashes), so a hello costs no pass over the table.
+///
+/// Every change here (made here or merged from a peer) takes the next number of the
+/// table's sequence, and an index keeps the records by the number of their last change:
+/// a peer that has had this table's changes up to `n` is sent those after `n` only
+/// ([`Table::since`]), so the cost of keeping peers in step follows the rate of change,
+/// not the size of the table.
 #[derive(Debug)]
 pub(crate) struct Table {
     me: String,
@@ -302,6 +319,13 @@ pub(crate) struct Table {
     removed: BTreeMap<String, (Entry, Instant)>,
     /// The wrapping sum of every entry's hash, tombstones included.
     digest: u64,
+    /// This table's identity (random): a peer's count of this table's changes means
+    /// nothing for another table, such as the one a restarted supervisor holds.
+    id: u64,
+    /// The number of the last change.
+    seq: u64,
+    /// Every record's id by the number of its last change.
+    by_seq: BTreeMap<u64, String>,
 }
 
 impl Table {
@@ -312,6 +336,9 @@ impl Table {
             live: BTreeMap::new(),
             removed: BTreeMap::new(),
             digest: 0,
+            id: fastrand::u64(..),
+            seq: 0,
+            by_seq: BTreeMap::new(),
         }
     }
 
@@ -323,19 +350,38 @@ impl Table {
         }
     }
 
-    /// Takes `id`'s entry out, live or not, and its hash out of the digest.
-    fn take(&mut self, id: &str) -> Option<Entry> {
-        let entry = match self.live.remove(id) {
-            Some(entry) => entry,
-            None => self.removed.remove(id)?.0,
-        };
-        self.digest = self.digest.wrapping_sub(entry.hash);
-        Some(entry)
+    /// This table's identity.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
-    /// Puts `entry` in, with the live records or the tombstones as it is, and its hash
-    /// into the digest. `learned`: when this node learned of its removal.
-    fn put(&mut self, entry: Entry, learned: Instant) {
+    /// The number of the last change.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Takes `id`'s entry out, live or not, and its hash out of the digest; with when
+    /// this node learned of its removal, for a tombstone.
+    fn take(&mut self, id: &str) -> Option<(Entry, Option<Instant>)> {
+        let (entry, learned) = match self.live.remove(id) {
+            Some(entry) => (entry, None),
+            None => {
+                let (entry, at) = self.removed.remove(id)?;
+                (entry, Some(at))
+            }
+        };
+        self.digest = self.digest.wrapping_sub(entry.hash);
+        self.by_seq.remove(&entry.seq);
+        Some((entry, learned))
+    }
+
+    /// Puts `entry` in as the table's latest change: with the live records or the
+    /// tombstones as it is, its hash into the digest. `learned`: when this node learned
+    /// of its removal.
+    fn put(&mut self, mut entry: Entry, learned: Instant) {
+        self.seq += 1;
+        entry.seq = self.seq;
+        self.by_seq.insert(self.seq, entry.record.spec.id.clone());
         self.digest = self.digest.wrapping_add(entry.hash);
         let id = entry.record.spec.id.clone();
         if entry.record.live() {
@@ -346,9 +392,13 @@ impl Table {
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<&Record> {
+        self.entry(id).map(|entry| &entry.record)
+    }
+
+    fn entry(&self, id: &str) -> Option<&Entry> {
         match self.live.get(id) {
-            Some(entry) => Some(&entry.record),
-            None => self.removed.get(id).map(|(entry, _)| &entry.record),
+            Some(entry) => Some(entry),
+            None => self.removed.get(id).map(|(entry, _)| entry),
         }
     }
 
@@ -363,50 +413,81 @@ impl Table {
     }
 
     /// Every record, tombstones included.
+    #[cfg(test)]
     pub(crate) fn all(&self) -> impl Iterator<Item = &Record> {
         self.all_live()
             .chain(self.removed.values().map(|(entry, _)| &entry.record))
     }
 
+    /// The records changed here after change number `after`, in the order of their last
+    /// change, each with that change's number; at most `limit` of them. Those whose last
+    /// change came from a message of `peer`'s table are left out: it holds them, or newer.
+    pub(crate) fn since(
+        &self,
+        after: u64,
+        peer: Option<Source<'_>>,
+        limit: usize,
+    ) -> Vec<(u64, Record)> {
+        let peer = peer.map(|(node, table)| (node.to_owned(), table));
+        self.by_seq
+            .range(after.saturating_add(1)..)
+            .filter_map(|(seq, id)| {
+                let entry = self.entry(id)?;
+                let theirs = peer.is_some() && entry.via == peer;
+                (!theirs).then(|| (*seq, entry.record.clone()))
+            })
+            .take(limit)
+            .collect()
+    }
+
     /// Merges records from a peer; gives back those that changed here.
+    #[cfg(test)]
     pub(crate) fn merge(&mut self, records: Vec<Record>) -> Vec<String> {
+        self.merge_from(None, records)
+    }
+
+    /// Merges records from `peer`'s table (`None`: not known); gives back those that
+    /// changed here.
+    pub(crate) fn merge_from(
+        &mut self,
+        peer: Option<Source<'_>>,
+        records: Vec<Record>,
+    ) -> Vec<String> {
         let mut changed = Vec::new();
         for record in records {
             self.clock = self.clock.max(record.max_clock());
             let id = record.spec.id.clone();
-            let (mine, was_live) = match self.live.get_mut(&id) {
-                Some(entry) => (entry, true),
-                None => match self.removed.get_mut(&id) {
-                    Some((entry, _)) => (entry, false),
-                    // The tombstone of a record this node does not hold (pruned, or
-                    // never seen): nothing to remove, and keeping it would undo the
-                    // pruning.
-                    None if !record.live() => continue,
-                    None => {
-                        self.put(Entry::new(record), Instant::now());
-                        changed.push(id);
-                        continue;
-                    }
-                },
-            };
-            // An unchanged record (most of a full table a peer sends) costs no hash.
-            if !mine.record.merge(record) {
+            let known = self.entry(&id).is_some();
+            if !known {
+                // The tombstone of a record this node does not hold (pruned, or never
+                // seen): nothing to remove, and keeping it would undo the pruning.
+                if record.live() {
+                    self.put(Entry::new(record, peer), Instant::now());
+                    changed.push(id);
+                }
                 continue;
             }
-            let hash = hash(&mine.record);
-            self.digest = self.digest.wrapping_sub(mine.hash).wrapping_add(hash);
-            mine.hash = hash;
-            let is_live = mine.record.live();
-            if was_live && !is_live {
-                if let Some(entry) = self.live.remove(&id) {
-                    self.removed.insert(id.clone(), (entry, Instant::now()));
-                }
-            } else if !was_live && is_live {
-                if let Some((entry, _)) = self.removed.remove(&id) {
-                    self.live.insert(id.clone(), entry);
-                }
+            // An unchanged record (most of what a peer sends back) costs no hash and
+            // keeps its place in the sequence.
+            let unchanged = match self.live.get_mut(&id) {
+                Some(entry) => !entry.record.merge(record),
+                None => match self.removed.get_mut(&id) {
+                    Some((entry, _)) => !entry.record.merge(record),
+                    None => true,
+                },
+            };
+            if unchanged {
+                continue;
             }
-            changed.push(id);
+            if let Some((entry, learned)) = self.take(&id) {
+                let learned = match (learned, entry.record.live()) {
+                    // Still a tombstone: learned when it first was one here.
+                    (Some(at), false) => at,
+                    _ => Instant::now(),
+                };
+                self.put(Entry::new(entry.record, peer), learned);
+                changed.push(id);
+            }
         }
         changed
     }
@@ -420,7 +501,7 @@ impl Table {
             slots: BTreeMap::new(),
         };
         self.take(&record.spec.id);
-        self.put(Entry::new(record.clone()), Instant::now());
+        self.put(Entry::new(record.clone(), None), Instant::now());
         record
     }
 
@@ -430,9 +511,9 @@ impl Table {
         if !self.live.contains_key(id) {
             return None;
         }
-        let mut record = self.take(id)?.record;
+        let mut record = self.take(id)?.0.record;
         record.removed = Some((stamp, why));
-        self.put(Entry::new(record.clone()), Instant::now());
+        self.put(Entry::new(record.clone(), None), Instant::now());
         Some(record)
     }
 
@@ -445,7 +526,10 @@ impl Table {
         f: impl FnOnce(&mut Slot, &Stamp),
     ) -> Option<Record> {
         let stamp = self.tick();
-        let entry = self.live.get_mut(id)?;
+        let (mut entry, _) = match self.live.contains_key(id) {
+            true => self.take(id)?,
+            false => return None,
+        };
         let slot = entry
             .record
             .slots
@@ -460,10 +544,9 @@ impl Table {
             });
         slot.stamp = stamp.clone();
         f(slot, &stamp);
-        let hash = hash(&entry.record);
-        self.digest = self.digest.wrapping_sub(entry.hash).wrapping_add(hash);
-        entry.hash = hash;
-        Some(entry.record.clone())
+        let record = entry.record.clone();
+        self.put(Entry::new(entry.record, None), Instant::now());
+        Some(record)
     }
 
     /// Drops the tombstones this node has known for longer than `ttl`: the table stays
@@ -649,6 +732,59 @@ mod tests {
         let all: Vec<Record> = a.all().cloned().collect();
         assert!(a.merge(all).is_empty());
         assert_eq!(a.digest(), a.digest_afresh());
+    }
+
+    #[test]
+    fn a_peer_is_sent_only_what_changed_after_what_it_has() {
+        let mut a = Table::new("a");
+        let mut b = Table::new("b");
+        // Many short-lived children: their tombstones stay for `tombstone_ttl`.
+        for i in 0..2_000 {
+            let id = format!("gone-{i}");
+            a.create(spec(&id));
+            a.remove(&id, Removal::Terminated);
+        }
+        let kept = a.create(spec("kept"));
+        assert_eq!(
+            a.since(0, Some(("b", 2)), usize::MAX).len(),
+            2_001,
+            "a new peer gets all"
+        );
+        let had = a.seq();
+        // Nothing changed since: nothing to send, however many records the table holds.
+        assert!(a.since(had, Some(("b", 2)), usize::MAX).is_empty());
+        // A change, and an unchanged record merged again (no new number).
+        let slot = a.write_slot("kept", "a", |s, at| s.started = Some(at.clone()));
+        assert!(a.merge_from(Some(("c", 3)), vec![kept]).is_empty());
+        let after = a.since(had, Some(("b", 2)), usize::MAX);
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].1.spec.id, "kept");
+        assert!(after[0].0 > had && after[0].0 == a.seq());
+        // What b's table sent a is not sent back to it, but is to another peer, and to
+        // a new table of b (b's supervisor started again: it holds nothing).
+        let from_b = b.create(spec("from-b"));
+        assert_eq!(a.merge_from(Some(("b", 2)), vec![from_b]), ["from-b"]);
+        let ids = |peer: Source<'_>| -> Vec<String> {
+            a.since(had, Some(peer), usize::MAX)
+                .into_iter()
+                .map(|(_, r)| r.spec.id)
+                .collect()
+        };
+        assert_eq!(ids(("b", 2)), ["kept"]);
+        assert_eq!(ids(("c", 3)), ["kept", "from-b"]);
+        assert_eq!(ids(("b", 4)), ["kept", "from-b"]);
+        // In the order of the changes, at most `limit`, and every record once.
+        assert_eq!(a.since(0, None, 10).len(), 10);
+        let all = a.since(0, None, usize::MAX);
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(all.len(), 2_002);
+        // Pruned tombstones leave the sequence too.
+        a.prune(
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_secs(5),
+        );
+        assert_eq!(a.since(0, None, usize::MAX).len(), 2);
+        b.merge(slot.into_iter().collect());
     }
 
     #[test]

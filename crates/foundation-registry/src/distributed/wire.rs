@@ -11,18 +11,28 @@ use super::table::{Record, Stamp};
 /// One message between supervisors of the same name.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Wire {
-    /// "I run this supervisor, with these roles, and my records digest to `digest`."
-    /// Sent to each new peer and every `sync_every`; a peer whose digest differs sends
-    /// its records. `reply` asks for a hello back (to a peer not known yet).
+    /// "I run this supervisor, with these roles; my records digest to `digest`, my table
+    /// is `table`, and of your table `have.0` I have the changes up to `have.1`." Sent to
+    /// each new peer and every `sync_every`; the peer answers with a window of the
+    /// changes after `have` (all of its records for a table it does not hold). `reply`
+    /// asks for a hello back (to a peer not known yet).
     Hello {
         from: String,
         incarnation: u64,
         roles: Vec<String>,
         digest: u64,
         reply: bool,
+        table: u64,
+        have: Option<(u64, u64)>,
     },
-    /// Records (changed ones, or all of them) from `from`: merged on arrival.
-    Records { from: String, records: Vec<Record> },
+    /// Records from `from`, whose table is `table`: merged on arrival. Changed ones,
+    /// sent as they change (`window: None`), or a batch of a window answering a hello.
+    Records {
+        from: String,
+        table: u64,
+        records: Vec<Record>,
+        window: Option<Window>,
+    },
     /// "My supervisor is shutting down": not a member of it any more.
     Bye { from: String },
     /// "Rebalance": the next plan moves `Manual` children as `Eager` ones.
@@ -74,6 +84,30 @@ pub(crate) enum Wire {
     },
     /// "My supervisor is shutting down gracefully: hand nothing to me."
     Leaving { from: String },
+}
+
+/// Where a batch of records answering a hello stands in the sender's sequence of
+/// changes: it holds the changes after `after` up to `upto` (those the receiver's table
+/// sent itself left out). The receiver counts them as had only if it had every
+/// change up to `after`: a batch lost on the way is sent again, never skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Window {
+    pub(crate) after: u64,
+    pub(crate) upto: u64,
+    pub(crate) rest: Rest,
+}
+
+/// What follows a batch of a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Rest {
+    /// More batches of the same window.
+    Batch,
+    /// Nothing: the window ends, and the sender had no more changes.
+    Done,
+    /// The window ends, and the sender has more changes: ask again (a hello) for the
+    /// next window. One window is in flight at a time, so a peer far behind is brought
+    /// up to date at the pace it merges, never by a burst of the whole table.
+    More,
 }
 
 /// The supervisor process's message: a [`Wire`] message with its wire form.

@@ -125,6 +125,34 @@ fn a_singleton_whose_node_is_killed_answers_on_another_node() {
 }
 
 #[test]
+fn a_killed_nodes_singleton_moves_at_once_when_its_address_refuses_connections() {
+    // A silence limit of a minute: a failover that waited for it (and the margin) would
+    // not come within the harness's 30 s wait. The killed node's lanes close at once, and
+    // its address refuses connections: no process is there, so nothing to wait for.
+    let long = ("SILENCE_MS", "60000");
+    let mut a = start("a", &[long]);
+    let seed = a.addr.clone();
+    let b = start("b", &[long, ("SEEDS", &seed)]);
+    let c = start("c", &[long, ("SEEDS", &seed)]);
+    ask(&mut a, "members 3", "members 3");
+    let mut nodes = [a, b, c];
+    for n in &mut nodes[1..] {
+        ask(n, "members 3", "members 3");
+    }
+    let owner = started_on(&start_child(&mut nodes[0], "echo s3 singleton"));
+    let victim = nodes.iter().position(|n| n.name == owner).unwrap();
+    nodes[victim].kill();
+    let mut survivors = without(nodes, victim);
+    let mut new_owner = None;
+    for node in &mut survivors {
+        let (at, _) = moved(node, "s3", &owner, "ev started s3");
+        assert_ne!(at, owner);
+        assert_eq!(*new_owner.get_or_insert_with(|| at.clone()), at);
+        assert_eq!(call(node, "s3"), format!("s3@{at}"));
+    }
+}
+
+#[test]
 fn replicated_and_all_children_run_per_node_and_a_joining_node_gets_its_instance() {
     let mut a = start("a", &[("SILENCE_MS", "1000")]);
     let seed = a.addr.clone();

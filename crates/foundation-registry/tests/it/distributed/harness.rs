@@ -374,7 +374,8 @@ async fn run(name: String) {
             margin: Duration::from_millis(var("MARGIN_MS").map_or(500, |ms| ms.parse().unwrap())),
         })
         .quorum(quorum(var("QUORUM").as_deref()))
-        .sync_every(Duration::from_millis(200));
+        .sync_every(Duration::from_millis(200))
+        .probe_closed(var("PROBE").as_deref() != Some("off"));
     let spec = match var("ROLE") {
         Some(role) => spec.role(role),
         None => spec,
