@@ -324,6 +324,12 @@ const JSON_BUDGETS: &[(&str, Budget)] = &[
         "cluster name visible on all nodes, p99",
         Budget::AtMost(50.0),
     ),
+    // Issue 14: a planned migration of a child with 1 MB of state, from `migrate` to the
+    // new incarnation answering, on loopback.
+    (
+        "planned migration of a 1 MB child, migrate to answering, max",
+        Budget::AtMost(50.0),
+    ),
     // Issue 16: publish-to-delivery across nodes under light load, in microseconds.
     (
         "pubsub publish-to-delivery across nodes, p99",

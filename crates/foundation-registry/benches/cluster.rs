@@ -31,6 +31,10 @@
 //!   answering on another node (the killed node's address refuses connections, which
 //!   proves it gone: no wait for the quorum's `start_after`). One run; to
 //!   `target/bench-registry.json`.
+//! - Migration: a singleton holding 1 MB of state ([`Handoff`]), moved 20 times between
+//!   the nodes with [`DistributedSupervisor::migrate`]; each from the call to the new
+//!   incarnation answering a call (hold, drain, state sent, restored, name registered,
+//!   held messages released). p50 and max to `target/bench-registry.json`.
 //!
 //! Run with: `cargo xtask bench` (or `cargo bench -p foundation-registry --bench cluster`).
 
@@ -47,7 +51,9 @@ use foundation_cluster::discovery::Peer;
 use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
 use foundation_registry::cluster::Options;
 use foundation_registry::consistent::{ConsistentOptions, ConsistentRegistry};
-use foundation_registry::distributed::{ChildName, DistributedSpec, DistributedSupervisor};
+use foundation_registry::distributed::{
+    ChildName, DistributedSpec, DistributedSupervisor, Handoff,
+};
 use foundation_registry::placement::{ChildPlacement, Placement, Rendezvous};
 use foundation_registry::{ClusterRegistry, Registry, RegistryEvent};
 use foundation_testkit::{Child, commands, say};
@@ -81,18 +87,56 @@ impl Actor for Idle {
 
 type Names = ClusterRegistry<String, Named, ()>;
 
+/// A distributed child whose state (`size` bytes) moves with it ([`Handoff`]).
+#[derive(Clone)]
+struct Heavy;
+
+impl Actor for Heavy {
+    type Msg = Named;
+    type State = Vec<u8>;
+    type Args = usize;
+    async fn init(&self, _: &Addr<Named>, size: usize) -> Result<Vec<u8>, ActorError> {
+        Ok(vec![7; size])
+    }
+    async fn handle(&self, _: &Addr<Named>, msg: Named, _: &mut Vec<u8>) -> Result<(), ActorError> {
+        if let Named::Ping(port) = msg {
+            let _ = port.send(());
+        }
+        Ok(())
+    }
+}
+
+impl Handoff for Heavy {
+    type Snapshot = Vec<u8>;
+    fn export(&self, state: Vec<u8>) -> Vec<u8> {
+        state
+    }
+    async fn restore(
+        &self,
+        _: &Addr<Named>,
+        state: Vec<u8>,
+        _: usize,
+    ) -> Result<Vec<u8>, ActorError> {
+        Ok(state)
+    }
+}
+
 /// The distributed supervisor every node runs, and its registry.
 async fn supervisor(node: &Node) -> DistributedSupervisor<Named> {
     let names: ClusterRegistry<ChildName, Named> =
         ClusterRegistry::start(node, "bench-dsup").await.unwrap();
-    let spec =
-        DistributedSpec::new("bench").kind("idle", |(): ()| ChildSpec::new("idle", Idle, ()));
+    let spec = DistributedSpec::new("bench")
+        .kind("idle", |(): ()| ChildSpec::new("idle", Idle, ()))
+        .handoff_kind("heavy", |size: usize| (Heavy, size));
     DistributedSupervisor::start(node, &names, spec)
         .await
         .unwrap()
 }
 
 const VISIBILITY_NAMES: usize = 1_000;
+
+/// How many planned migrations of the 1 MB child are timed.
+const MIGRATIONS: usize = 20;
 
 /// Which singletons a `distributed_start` case starts: any, or only those whose
 /// rendezvous owner among `a`, `b`, `c` is this node (`a`), or another node.
@@ -444,6 +488,48 @@ fn main() {
         ms.len()
     );
 
+    // Planned migration of a child holding 1 MB of state: from `migrate` to the new
+    // incarnation answering a call, back and forth between nodes.
+    let mut migrations: Vec<f64> = rt.block_on(async {
+        let id = "heavy-0";
+        let at = sup
+            .start_child(
+                "heavy",
+                &(1_usize << 20),
+                ChildPlacement::new(id, Placement::Singleton),
+            )
+            .await
+            .unwrap();
+        let mut here = at.node().to_owned();
+        let mut ms = Vec::new();
+        for i in 0..MIGRATIONS {
+            let to = ["a", "b", "c"]
+                .into_iter()
+                .filter(|n| *n != here)
+                .nth(i % 2)
+                .unwrap();
+            let t = Instant::now();
+            let at = sup.migrate(id, to).await.unwrap();
+            assert_eq!(at.node(), to);
+            sup.call(id, Named::Ping, Duration::from_secs(5))
+                .await
+                .unwrap();
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+            here = to.to_owned();
+        }
+        sup.terminate_child(id).await.unwrap();
+        ms
+    });
+    migrations.sort_by(f64::total_cmp);
+    let (migrate_p50, migrate_max) = (
+        percentile(&migrations, 0.5),
+        migrations[migrations.len() - 1],
+    );
+    println!(
+        "planned migration of a child with 1 MB of state, migrate to answering: p50 \
+         {migrate_p50:.1} ms, max {migrate_max:.1} ms over {MIGRATIONS} moves"
+    );
+
     // Failover of a singleton after kill -9 of its node: detection, then restart.
     let (detection, restart, victim) = rt.block_on(async {
         let mut i = 0;
@@ -505,6 +591,8 @@ fn main() {
             { "name": "cluster name visible on all nodes, p99", "value": p99, "unit": "ms" },
             { "name": "singleton failover after kill -9, detection", "value": detection_ms, "unit": "ms" },
             { "name": "singleton failover after kill -9, restart", "value": restart_ms, "unit": "ms" },
+            { "name": "planned migration of a 1 MB child, migrate to answering, p50", "value": migrate_p50, "unit": "ms" },
+            { "name": "planned migration of a 1 MB child, migrate to answering, max", "value": migrate_max, "unit": "ms" },
         ]
     });
     // The target directory the bench binary runs from (`<target>/release/deps/<bench>`):

@@ -1,5 +1,6 @@
 //! The distributed supervisor: Horde's DynamicSupervisor on Foundation nodes, driven by
-//! the [placement core](crate::placement).
+//! the [placement core](crate::placement), with state handed over on planned moves and
+//! checkpoints for the unplanned ones.
 //!
 //! Start a [`DistributedSupervisor`] of the same name on every node: together they are
 //! one logical supervisor. [`DistributedSupervisor::start_child`] on any node adds a child
@@ -62,13 +63,65 @@
 //! carries the lease's fencing token: a store that refuses tokens smaller than the largest
 //! it has seen refuses the paused holder's writes.
 //!
-//! # Not built yet
+//! # Handoff
 //!
-//! - **Handoff.** A planned move ([`Action::HandOff`](crate::placement::Action::HandOff))
-//!   is carried out as a stop on the old node followed by a fresh start on the new one:
-//!   the state is not handed over and messages sent during the move to the old instance
-//!   are lost. Handoff with held messages and checkpoints is the next step.
-//! - `migrate()`, and `Node::leave` handing children off first.
+//! A child whose actor implements [`Handoff`], registered with
+//! [`DistributedSpec::handoff_kind`], keeps its state on a **planned move** of a
+//! singleton: [`DistributedSupervisor::migrate`], a rebalance that moves it (`Eager`, or
+//! `Manual` on [`rebalance`](DistributedSupervisor::rebalance)), and a graceful
+//! [`shutdown`](DistributedSupervisor::shutdown) of its node. The old node (A) carries it
+//! out (`PROTOCOL.md` has the messages):
+//!
+//! 1. A holds its own [`cast`](DistributedSupervisor::cast)s and
+//!    [`call`](DistributedSupervisor::call)s to the child, and asks every peer to do the
+//!    same; each peer answers on the channel its messages to the child take, so that
+//!    every message it sent before the hold is ahead of its answer.
+//! 2. With every answer in (or the peer gone, or after the start timeout), A takes the
+//!    child's name back and drains the instance: it handles everything in its mailbox,
+//!    then [`Handoff::export`] gives its state. The state goes to the new node (B).
+//! 3. B starts the instance with [`Handoff::restore`], registers its name, records the
+//!    move (in one record: B runs it, A does not), and tells every node; each sends what
+//!    it held, in order, to B, and from then on sends there.
+//!
+//! So a move runs **one incarnation at a time** (B starts after A has stopped), and the
+//! messages sent **by id through the supervisor** during it arrive **once, in order** per
+//! sender, after every message sent before it. If B cannot start it, or goes, or does not
+//! answer within the start timeout, A starts it again from the state it took, and the
+//! held messages go there; the caller of `migrate` gets [`MigrateError::Failed`].
+//!
+//! Per-node children (`Replicated`, `All`) and children of ordinary kinds are not handed
+//! off: a planned move of one stops it and starts it afresh on the new node. The
+//! mechanism works per child id, whatever its placement decided: partitioned placement
+//! moves its shards with it.
+//!
+//! # Checkpoints
+//!
+//! A running handoff child may call [`checkpoint`] with a snapshot of its state. The
+//! snapshot is kept on its node and copied, in memory, to
+//! [`DistributedSpec::checkpoint_replicas`] other nodes (the next in the child's
+//! distribution order, where a failover goes while views agree). A restart by its local
+//! supervisor after a crash starts from the last checkpoint, so does a failover on
+//! another node after its node died; with no checkpoint, from `init`. A handed-over
+//! state counts as a checkpoint on the node that took the child over.
+//!
+//! # What is lost
+//!
+//! - **Planned move** (migrate, rebalance, graceful shutdown): nothing sent by id through
+//!   [`cast`](DistributedSupervisor::cast) / [`call`](DistributedSupervisor::call) of a
+//!   node running this supervisor. Lost: messages sent to a [`Location`] taken before the
+//!   move (or through the registry directly) that reach the old node after its instance
+//!   drained; messages held by a node beyond 65,536 per child (the cast fails); and, if
+//!   the move times out, whatever a node that never answered the hold sent meanwhile. A
+//!   call that the old instance was handling when the move began is answered by it.
+//! - **Crash** (the local supervisor restarts it): the state since the last checkpoint,
+//!   and the message being handled; the messages queued behind it are kept (as for any
+//!   supervised actor).
+//! - **Node death** (kill -9, power loss, partition lost): the state since the last
+//!   checkpoint that reached the new owner (a checkpoint is sent, not confirmed: the
+//!   newest may die with the node), and every message the dead node had accepted and not
+//!   handled. The new owner holds the checkpoint if it was among the `k` copies; if views
+//!   disagreed and it was not, the child starts from `init`.
+//! - Checkpoints live in memory: when every node holding one goes, so does the state.
 //!
 //! # Examples
 //!
@@ -134,6 +187,8 @@
 
 mod core;
 mod error;
+mod handoff;
+mod moves;
 mod spec;
 mod strict;
 mod table;
@@ -149,7 +204,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
-pub use error::{Closed, StartChildError, StartError, TerminateError};
+pub use error::{Closed, MigrateError, StartChildError, StartError, TerminateError};
+pub use handoff::{CheckpointError, Handoff, checkpoint};
 pub use spec::DistributedSpec;
 pub use strict::Fence;
 
@@ -364,6 +420,11 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
             let forward = tokio::spawn(self::core::forward_lost_leases(lost, inner.cmds.clone()));
             lock(&inner.tasks).push(forward);
         }
+        let replicate = tokio::spawn(self::moves::replicate(
+            Arc::downgrade(&inner),
+            inner.ckpt_out.clone(),
+        ));
+        lock(&inner.tasks).push(replicate);
         inner.hello_all();
         Ok(Self { inner })
     }
@@ -565,49 +626,34 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
 
     /// Where an instance of child `id` is: the one on this node if there is one, else
     /// another (the first by node name). `None` if none answers by name now.
+    ///
+    /// Just after a [handoff](self#handoff), the new place, until the registry here has
+    /// caught up.
     pub fn whereis(&self, id: &str) -> Option<Location<M>> {
-        self.resolve(id, false)
+        self.inner.locate(id)
     }
 
     fn resolve(&self, id: &str, removed_too: bool) -> Option<Location<M>> {
-        let inner = &self.inner;
-        let (per_node, nodes) = {
-            let st = lock(&inner.state);
-            let record = if removed_too {
-                st.table.get(id)
-            } else {
-                st.table.live(id)
-            }?;
-            let mut nodes: Vec<String> = vec![inner.me.clone()];
-            nodes.extend(record.slots.keys().cloned());
-            nodes.extend(st.peers.keys().cloned());
-            (record.spec.per_node(), nodes)
-        };
-        if !per_node {
-            return inner.registry.whereis(&ChildName::unique(id));
-        }
-        nodes
-            .into_iter()
-            .find_map(|node| inner.registry.whereis(&ChildName::on(id, node)))
+        self.inner.resolve(id, removed_too)
     }
 
-    /// Sends `msg` to an instance of child `id` ([`whereis`](Self::whereis)).
+    /// Sends `msg` to an instance of child `id` ([`whereis`](Self::whereis)). While the
+    /// child moves ([handoff](self#handoff)), the message is held here and sent, in order
+    /// with the others held, to the new incarnation once it answers.
     ///
     /// # Errors
     ///
-    /// As [`ClusterRegistry::cast`]: [`CastError::NoSuchName`] if none answers by name.
+    /// As [`ClusterRegistry::cast`]: [`CastError::NoSuchName`] if none answers by name;
+    /// [`CastError::NotDelivered`] if 65,536 messages are held for the moving child here
+    /// already.
     pub fn cast(&self, id: &str, msg: M) -> Result<(), CastError<M>> {
-        match self.whereis(id) {
-            Some(at) => crate::cluster::cast_at(&self.inner.node, &at, msg, || id.to_owned()),
-            None => Err(CastError::NoSuchName {
-                name: id.to_owned(),
-                msg,
-            }),
-        }
+        self.inner.route_cast(id, msg)
     }
 
     /// Calls an instance of child `id` ([`whereis`](Self::whereis)) with the request
-    /// `build` makes around a reply port, waiting at most `timeout`.
+    /// `build` makes around a reply port, waiting at most `timeout`. While the child
+    /// moves ([handoff](self#handoff)), the call waits (within `timeout`) for the new
+    /// incarnation, and goes after the casts held meanwhile.
     ///
     /// # Errors
     ///
@@ -617,6 +663,15 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
         R: DeserializeOwned + Send + 'static,
         F: FnOnce(ReplyPort<R>) -> M,
     {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changed = self.inner.changed.subscribe();
+        while self.inner.holding(id) {
+            tokio::select! {
+                r = changed.changed() => if r.is_err() { break },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
         match self.whereis(id) {
             Some(at) => crate::cluster::call_at(&self.inner.node, &at, build, timeout).await,
             None => Err(CallError::NoSuchName(id.to_owned())),
@@ -686,9 +741,10 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
 
     /// Asks every node of the supervisor to rebalance once: children with
     /// [`Rebalance::Manual`](crate::placement::Rebalance::Manual) move to where the
-    /// distribution places them now, as `Eager` ones do on their own (for now a move is a
-    /// stop on the old node and a fresh start on the new one: the state is not handed
-    /// over). `Passive` children stay.
+    /// distribution places them now, as `Eager` ones do on their own (a singleton of a
+    /// [`handoff_kind`](DistributedSpec::handoff_kind) is handed off, see
+    /// [handoff](self#handoff); others stop on the old node and start afresh on the new
+    /// one). `Passive` children stay.
     ///
     /// # Errors
     ///
@@ -708,8 +764,145 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
         self.inner.events.subscribe()
     }
 
-    /// Stops this node's part: its instances are stopped (and start on other nodes, as
-    /// after a failure that is not counted), its peers are told it left.
+    /// Moves child `id` (a singleton of a [`handoff_kind`](DistributedSpec::handoff_kind))
+    /// to node `to` with its state, holding the messages sent to it by id meanwhile (see
+    /// [handoff](self#handoff)), and returns once the new incarnation answers there (or
+    /// the spec's start timeout passes). A `Passive` or `Manual` child stays there; an
+    /// `Eager` one returns to its distribution's choice at the next plan.
+    ///
+    /// # Errors
+    ///
+    /// [`MigrateError::NotFound`], [`MigrateError::NotMovable`] (not a singleton),
+    /// [`MigrateError::NoHandoff`] (its kind is not a handoff kind),
+    /// [`MigrateError::UnknownNode`] (`to` does not run this supervisor, or is leaving),
+    /// [`MigrateError::MissingRole`], [`MigrateError::NotRunning`]; once asked:
+    /// [`MigrateError::Failed`] (it runs on again where it was),
+    /// [`MigrateError::Timeout`], [`MigrateError::Closed`].
+    pub async fn migrate(&self, id: &str, to: &str) -> Result<Location<M>, MigrateError> {
+        let inner = &self.inner;
+        let child = || id.to_owned();
+        let owner = {
+            let st = lock(&inner.state);
+            if st.closed {
+                return Err(MigrateError::Closed);
+            }
+            let Some(record) = st.table.live(id) else {
+                return Err(MigrateError::NotFound { child: child() });
+            };
+            let placement = record.spec.placement();
+            if placement.placement != Placement::Singleton {
+                return Err(MigrateError::NotMovable {
+                    child: child(),
+                    placement: placement.placement,
+                });
+            }
+            if !inner.spec.handoff.contains(&record.spec.kind) {
+                return Err(MigrateError::NoHandoff {
+                    child: child(),
+                    kind: record.spec.kind.clone(),
+                });
+            }
+            let view = inner.view(&st);
+            let Some(node) = view.get(to).filter(|n| !n.leaving) else {
+                return Err(MigrateError::UnknownNode {
+                    child: child(),
+                    node: to.to_owned(),
+                });
+            };
+            if !node.has_role(placement.role.as_deref()) {
+                return Err(MigrateError::MissingRole {
+                    child: child(),
+                    node: to.to_owned(),
+                    role: placement.role.unwrap_or_default(),
+                });
+            }
+            let owner = record
+                .slots
+                .iter()
+                .find(|(n, s)| s.instance.is_some_and(|i| view.is_live(n, i)))
+                .map(|(n, _)| n.clone());
+            let Some(owner) = owner else {
+                return Err(MigrateError::NotRunning { child: child() });
+            };
+            owner
+        };
+        if owner == to {
+            if let Some(at) = self.whereis(id) {
+                return Ok(at);
+            }
+        }
+        let req = inner.next_req();
+        let mut changed = inner.changed.subscribe();
+        let asked = if owner == inner.me {
+            inner
+                .cmds
+                .send(Cmd::Migrate {
+                    id: id.to_owned(),
+                    to: to.to_owned(),
+                    req,
+                })
+                .await
+                .is_ok()
+        } else {
+            inner
+                .node
+                .send_on(
+                    foundation_cluster::node::CONTROL,
+                    &owner,
+                    &inner.service,
+                    &wire::DsupMsg(wire::Wire::Migrate {
+                        id: id.to_owned(),
+                        to: to.to_owned(),
+                        from: inner.me.clone(),
+                        req,
+                    }),
+                )
+                .is_ok()
+        };
+        if !asked {
+            return Err(MigrateError::Failed {
+                child: child(),
+                why: format!("node {owner} could not be asked"),
+            });
+        }
+        let timeout = inner.spec.start_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(why) = lock(&inner.failed_moves).remove(&req) {
+                return Err(MigrateError::Failed {
+                    child: child(),
+                    why,
+                });
+            }
+            if !inner.holding(id) {
+                if let Some(at) = self.whereis(id).filter(|at| at.node() == to) {
+                    return Ok(at);
+                }
+            }
+            tokio::select! {
+                r = changed.changed() => if r.is_err() { return Err(MigrateError::Closed) },
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(MigrateError::Timeout { child: child(), waited: timeout });
+                }
+            }
+        }
+    }
+
+    /// The sequence number of the newest checkpoint of child `id` this node keeps (its
+    /// own instance's, or a copy), if any.
+    pub fn checkpoint_seq(&self, id: &str) -> Option<u64> {
+        let st = lock(&self.inner.state);
+        let created = st.table.live(id)?.created.clone();
+        drop(st);
+        self.inner.checkpoint_for(id, &created).map(|s| s.seq)
+    }
+
+    /// Stops this node's part, gracefully: each singleton of a
+    /// [`handoff_kind`](DistributedSpec::handoff_kind) running here is first handed off
+    /// to the node its distribution picks next (state and held messages, see
+    /// [handoff](self#handoff)), waiting at most the spec's start timeout; then the other
+    /// instances stop (and start on other nodes, as after a failure that is not counted),
+    /// and its peers are told it left. Call it before [`Node::leave`].
     pub async fn shutdown(&self) {
         // Through the loop, so that no plan runs while the instances stop; directly if
         // the loop is gone.

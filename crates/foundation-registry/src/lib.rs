@@ -21,8 +21,9 @@
 //! - the [distributed supervisor](distributed): Horde's DynamicSupervisor on Foundation
 //!   nodes, carrying the placement core's plans out (children as kinds plus arguments,
 //!   records replicated among its nodes, local OTP supervision, names in the cluster
-//!   registry, failover after the quorum's wait). Handoff with held messages and
-//!   checkpoints are its next step.
+//!   registry, failover after the quorum's wait), with handoff of a child's state and
+//!   the messages held meanwhile on planned moves (`migrate`, rebalance, graceful
+//!   shutdown), and checkpoints replicated to `k` nodes for crashes and node deaths.
 //!
 //! To come: partitioned (sharded) placement. The guides are `docs/registry.md` and
 //! `docs/placement.md`.

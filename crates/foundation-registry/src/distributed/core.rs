@@ -20,6 +20,8 @@ use foundation_cluster::node::{CONTROL, ClusterEvent, Node};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::handoff::{Gate, Seed};
+use super::moves::{CkptOut, Out, Routes, Stored};
 use super::table::{ExitWire, Record, Removal, Table};
 use super::wire::{DsupMsg, Rest, Window, Wire};
 use super::{ChildName, DistributedEvent, DistributedSpec, Fence};
@@ -47,10 +49,12 @@ pub(crate) enum Cmd {
     /// A rebalance asked for here.
     Rebalance,
     /// Shut this node's part down (from the loop, so no plan runs meanwhile); answer when
-    /// done.
+    /// done. Graceful: children that can are handed off first.
     Close(tokio::sync::oneshot::Sender<()>),
     /// Strict mode: this node lost the lease of child `id` granted with `token`.
     LeaseLost { id: String, token: u64 },
+    /// `migrate` called here for a child running here.
+    Migrate { id: String, to: String, req: u64 },
 }
 
 /// A peer running the same supervisor.
@@ -63,14 +67,25 @@ pub(crate) struct Peer {
 
 /// An instance running here, under its own local supervisor.
 pub(crate) struct LocalChild<M> {
-    serial: u64,
-    created: super::table::Stamp,
-    sup: Supervisor,
-    addr: Addr<M>,
-    watcher: JoinHandle<()>,
+    pub(crate) serial: u64,
+    pub(crate) created: super::table::Stamp,
+    pub(crate) sup: Supervisor,
+    pub(crate) addr: Addr<M>,
+    pub(crate) watcher: JoinHandle<()>,
+    /// What it shares with this loop: its seed, checkpoints, final state.
+    pub(crate) gate: Arc<Gate>,
     /// The lease's token the instance runs under (strict mode), as its child reads it.
     pub(crate) fence: Fence,
 }
+
+/// An instance just started: its local supervisor, its address, the supervisor's events,
+/// its gate.
+pub(crate) type Started<M> = (
+    Supervisor,
+    Addr<M>,
+    broadcast::Receiver<SupervisorEvent>,
+    Arc<Gate>,
+);
 
 /// How far this node and a peer have had each other's changes.
 #[derive(Debug, Clone)]
@@ -116,7 +131,14 @@ pub(crate) struct State {
     serial: u64,
     pub(crate) closed: bool,
     /// When the loop must plan again without an event (a failover's start_after, a retry).
-    wake: Option<Instant>,
+    pub(crate) wake: Option<Instant>,
+    /// Moves away from this node in progress.
+    pub(crate) out: BTreeMap<String, Out>,
+    /// Peers whose supervisor said it is shutting down gracefully.
+    pub(crate) leavers: BTreeSet<String>,
+    /// This node's part is shutting down gracefully: its children move away, and it
+    /// answers `closing` when they have (or at its deadline).
+    closing: Option<(tokio::sync::oneshot::Sender<()>, Instant)>,
 }
 
 pub(crate) struct Inner<M: RemoteMessage> {
@@ -137,6 +159,15 @@ pub(crate) struct Inner<M: RemoteMessage> {
     pub(crate) events: broadcast::Sender<DistributedEvent>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) receiver: Mutex<Option<Addr<DsupMsg>>>,
+    /// Sends held while children move, and where moved children answer.
+    pub(crate) routes: Mutex<Routes<M>>,
+    /// Checkpoints kept here (this node's children's and copies of others').
+    pub(crate) checkpoints: Mutex<HashMap<String, Stored>>,
+    /// Checkpoints made here, to replicate.
+    pub(crate) ckpt_out: Arc<CkptOut>,
+    /// `migrate` requests made here that failed, by number.
+    pub(crate) failed_moves: Mutex<HashMap<u64, String>>,
+    pub(crate) next_req: std::sync::atomic::AtomicU64,
 }
 
 /// Records per message: a window goes in batches, each well within a frame (the
@@ -192,6 +223,9 @@ impl<M: RemoteMessage> Inner<M> {
                 serial: 0,
                 closed: false,
                 wake: None,
+                out: BTreeMap::new(),
+                leavers: BTreeSet::new(),
+                closing: None,
             }),
             me,
             incarnation,
@@ -201,6 +235,11 @@ impl<M: RemoteMessage> Inner<M> {
             events: broadcast::channel(1024).0,
             tasks: Mutex::new(Vec::new()),
             receiver: Mutex::new(None),
+            routes: Mutex::new(Routes::default()),
+            checkpoints: Mutex::new(HashMap::new()),
+            ckpt_out: Arc::new(CkptOut::default()),
+            failed_moves: Mutex::new(HashMap::new()),
+            next_req: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -210,11 +249,12 @@ impl<M: RemoteMessage> Inner<M> {
         let mut view = View::new();
         let mut mine = NodeInfo::new(self.me.clone(), self.incarnation);
         mine.roles = self.spec.roles.clone();
+        mine.leaving = st.closing.is_some();
         view.insert(mine);
         for (name, peer) in &st.peers {
             let mut info = NodeInfo::new(name.clone(), peer.incarnation);
             info.roles = peer.roles.clone();
-            info.leaving = peer.leaving;
+            info.leaving = peer.leaving || st.leavers.contains(name);
             view.insert(info);
         }
         // A live member whose instances the records show runs this supervisor, even
@@ -424,7 +464,7 @@ impl<M: RemoteMessage> Inner<M> {
         }
     }
 
-    fn emit(&self, event: DistributedEvent) {
+    pub(crate) fn emit(&self, event: DistributedEvent) {
         // No subscriber is not an error.
         let _ = self.events.send(event);
     }
@@ -527,6 +567,7 @@ impl<M: RemoteMessage> Inner<M> {
             }
             Cmd::Wire(Wire::Bye { from }) => {
                 let mut st = lock(&self.state);
+                st.leavers.remove(&from);
                 st.left.remove(&from);
                 st.peers.remove(&from);
                 st.sync.remove(&from);
@@ -548,9 +589,25 @@ impl<M: RemoteMessage> Inner<M> {
                 lock(&self.state).rebalance = true;
             }
             Cmd::Close(done) => {
-                self.close().await;
-                // The caller may have given up waiting: nothing to answer then.
-                let _ = done.send(());
+                // Graceful: every child that can is handed off first (the plan sees this
+                // node leaving); the answer comes when none is left here, or at the
+                // deadline (see `finish_close`).
+                let deadline = Instant::now() + self.spec.start_timeout;
+                let mut st = lock(&self.state);
+                if st.closed {
+                    let _ = done.send(());
+                    return;
+                }
+                st.closing = Some((done, deadline));
+                st.wake = Some(st.wake.map_or(deadline, |w| w.min(deadline)));
+                for peer in st.peers.keys() {
+                    self.send(
+                        peer,
+                        Wire::Leaving {
+                            from: self.me.clone(),
+                        },
+                    );
+                }
             }
             Cmd::Dead { node, incarnation } => {
                 let back = self.node.members().into_iter().any(|m| {
@@ -580,6 +637,10 @@ impl<M: RemoteMessage> Inner<M> {
                     self.clear_slot(&id);
                 }
             }
+            Cmd::Migrate { id, to, req } => {
+                self.hand_off(&id, &to, Some((self.me.clone(), req))).await;
+            }
+            Cmd::Wire(wire) => self.on_move(wire).await,
             Cmd::Kick => {}
         }
     }
@@ -607,6 +668,7 @@ impl<M: RemoteMessage> Inner<M> {
             ClusterEvent::NodeDown { member, reason } => {
                 let now = Instant::now();
                 let mut st = lock(&self.state);
+                st.leavers.remove(&member.id);
                 st.downs.insert((member.id.clone(), member.incarnation));
                 if st
                     .peers
@@ -748,6 +810,7 @@ impl<M: RemoteMessage> Inner<M> {
 
     /// Plans and carries out this node's part.
     pub(crate) async fn reconcile(&self) {
+        self.drive_moves().await;
         let now = Instant::now();
         let (plan, decision) = {
             let mut st = lock(&self.state);
@@ -848,6 +911,11 @@ impl<M: RemoteMessage> Inner<M> {
         };
         let mut placed_here: BTreeSet<String> = BTreeSet::new();
         for action in &plan.actions {
+            if lock(&self.state).out.contains_key(action.child()) {
+                // Moving away: the move decides what happens to it here.
+                placed_here.insert(action.child().to_owned());
+                continue;
+            }
             match action {
                 Action::Start { child, cause } => {
                     placed_here.insert(child.clone());
@@ -880,15 +948,25 @@ impl<M: RemoteMessage> Inner<M> {
                     self.keep(child);
                 }
                 Action::Receive { child, .. } => {
-                    // TODO(handoff): for now a planned move is a stop on the old node
-                    // then a fresh start here, once its record shows the old instance
-                    // gone (the next plan says Start).
+                    // A handoff kind's singleton: its state comes in a `State` message
+                    // (moves.rs). Any other child: the old node stops it, and the next
+                    // plan, with its record showing the old instance gone, says Start.
                     placed_here.insert(child.clone());
                 }
                 Action::HandOff { child, to } => {
-                    self.stop_local(child, &format!("moving to node {to} (handoff)"))
-                        .await;
-                    self.clear_slot(child);
+                    let movable = {
+                        let st = lock(&self.state);
+                        self.can_hand_off(&st, child).is_ok() && st.peers.contains_key(to)
+                    };
+                    if movable {
+                        placed_here.insert(child.clone());
+                        self.hand_off(child, to, None).await;
+                    } else {
+                        // Not a handoff kind: a stop here, then a fresh start there.
+                        self.stop_local(child, &format!("moving to node {to}"))
+                            .await;
+                        self.clear_slot(child);
+                    }
                 }
                 Action::Stop { child, reason } => {
                     self.stop_local(child, &format!("{reason:?}")).await;
@@ -939,8 +1017,9 @@ impl<M: RemoteMessage> Inner<M> {
             lock(&self.local)
                 .iter()
                 .filter(|(id, l)| {
-                    !placed_here.contains(*id)
-                        || st.table.live(id).is_none_or(|r| r.created != l.created)
+                    !st.out.contains_key(*id)
+                        && (!placed_here.contains(*id)
+                            || st.table.live(id).is_none_or(|r| r.created != l.created))
                 })
                 .map(|(id, _)| id.clone())
                 .collect()
@@ -958,7 +1037,44 @@ impl<M: RemoteMessage> Inner<M> {
             self.stop_local(&id, &why).await;
             self.clear_slot(&id);
         }
+        self.prune_checkpoints(&lock(&self.state));
+        self.finish_close().await;
         self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// A graceful shutdown ends when no child that can move is left here (or at its
+    /// deadline): the rest stop, and the caller is answered.
+    async fn finish_close(&self) {
+        let due = {
+            let st = lock(&self.state);
+            match &st.closing {
+                None => false,
+                Some((_, deadline)) => {
+                    let elsewhere = st
+                        .peers
+                        .iter()
+                        .any(|(n, p)| !p.leaving && !st.leavers.contains(n));
+                    let movable = elsewhere
+                        && lock(&self.local).keys().any(|id| {
+                            st.table.live(id).is_some_and(|r| {
+                                r.spec.placement().placement
+                                    == crate::placement::Placement::Singleton
+                                    && self.spec.handoff.contains(&r.spec.kind)
+                            })
+                        });
+                    Instant::now() >= *deadline || (!movable && st.out.is_empty())
+                }
+            }
+        };
+        if !due {
+            return;
+        }
+        let done = lock(&self.state).closing.take();
+        self.close().await;
+        if let Some((done, _)) = done {
+            // The caller may have given up waiting: nothing to answer then.
+            let _ = done.send(());
+        }
     }
 
     fn wake_at(&self, at: Instant) {
@@ -1084,7 +1200,7 @@ impl<M: RemoteMessage> Inner<M> {
     /// Strict mode: gives the lease of `id` granted with `token` back, if this node still
     /// holds that grant, in a task of its own: a loser without the Raft group's majority
     /// must not wait for the write before it stops its next instance.
-    fn release_lease(&self, id: &str, token: u64) {
+    pub(crate) fn release_lease(&self, id: &str, token: u64) {
         if let Some(strict) = &self.spec.strict {
             let task = tokio::spawn(strict.leases.release(id, token));
             let mut tasks = lock(&self.tasks);
@@ -1123,39 +1239,22 @@ impl<M: RemoteMessage> Inner<M> {
             return;
         }
         let placement = record.spec.placement();
+        // A restart or failover starts from the last checkpoint kept here, if any.
         let fence = Fence::default();
-        let made = match self.spec.kinds.get(&record.spec.kind) {
-            None => Err(format!("no child kind {:?} on this node", record.spec.kind)),
-            Some(make) => {
-                make(&record.spec.args, &fence).map_err(|e| format!("bad arguments: {e}"))
+        let seed = self.checkpoint_for(id, &record.created);
+        let result = match self.spawn_instance(id, &record, seed, &fence).await {
+            Ok(Some(started)) => Ok(started),
+            Ok(None) => {
+                // Strict mode: the lease is held elsewhere (its holder's has not run
+                // out), or the consensus group has no quorum: nothing starts; try again
+                // shortly.
+                self.wake_at(Instant::now() + RETRY);
+                return;
             }
-        };
-        let leased = self.leased(&placement.placement);
-        let result = match made {
             Err(e) => Err(e),
-            Ok(child_spec) => {
-                let child_spec = child_spec.restart(placement.restart);
-                let addr = child_spec.addr();
-                if leased && !self.acquire_lease(id, &addr, &fence).await {
-                    // Held elsewhere (its holder's lease has not run out), or no quorum in
-                    // the consensus group: nothing starts; try again shortly.
-                    self.wake_at(Instant::now() + RETRY);
-                    return;
-                }
-                let (max, period) = self.spec.local_intensity;
-                let sup_spec =
-                    SupervisorSpec::new(format!("{}/{id}", self.service), Strategy::OneForOne)
-                        .intensity(max, period)
-                        .child(child_spec);
-                let events = sup_spec.handle().subscribe();
-                match Supervisor::start(sup_spec).await {
-                    Ok(sup) => Ok((sup, addr, events)),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
         };
         let counts = cause.counts();
-        let (sup, addr, events) = match result {
+        let (sup, addr, events, gate) = match result {
             Ok(started) => started,
             Err(why) => {
                 if let Some(token) = fence.token() {
@@ -1182,6 +1281,9 @@ impl<M: RemoteMessage> Inner<M> {
         if let Err(e) = self.registry.register(name, &addr, ()) {
             // Taken since the check above: try again shortly.
             sup.shutdown().await;
+            if let Some(token) = fence.token() {
+                self.release_lease(id, token);
+            }
             let retry = matches!(e, RegisterError::Taken { .. });
             tracing::info!(supervisor = %self.spec.name, child = id, error = %e, "child's name not registered");
             if retry {
@@ -1189,28 +1291,7 @@ impl<M: RemoteMessage> Inner<M> {
             }
             return;
         }
-        let serial = {
-            let mut st = lock(&self.state);
-            st.serial += 1;
-            st.serial
-        };
-        let watcher = tokio::spawn(watch_child(
-            events,
-            self.cmds.clone(),
-            id.to_owned(),
-            serial,
-        ));
-        lock(&self.local).insert(
-            id.to_owned(),
-            LocalChild {
-                serial,
-                created: record.created.clone(),
-                sup,
-                addr: addr.clone(),
-                watcher,
-                fence,
-            },
-        );
+        self.install(id, &record, sup, addr.clone(), events, gate, fence);
         let lost: Vec<String> = match cause {
             StartCause::Failover { lost } => lost.clone(),
             _ => Vec::new(),
@@ -1250,6 +1331,108 @@ impl<M: RemoteMessage> Inner<M> {
             child: id.to_owned(),
             cause: cause.clone(),
         });
+    }
+
+    /// Starts an instance of `record` under its own local supervisor, from `seed` if a
+    /// handoff kind has one (not registered, not recorded yet).
+    pub(crate) async fn spawn_instance(
+        &self,
+        id: &str,
+        record: &Record,
+        seed: Option<Seed>,
+        fence: &Fence,
+    ) -> Result<Option<Started<M>>, String> {
+        let placement = record.spec.placement();
+        let gate = self.new_gate(id, &record.created, seed);
+        let child_spec = match self.spec.kinds.get(&record.spec.kind) {
+            None => return Err(format!("no child kind {:?} on this node", record.spec.kind)),
+            Some(make) => {
+                make(&record.spec.args, fence, &gate).map_err(|e| format!("bad arguments: {e}"))?
+            }
+        };
+        let child_spec = child_spec.restart(placement.restart);
+        let addr = child_spec.addr();
+        if self.leased(&placement.placement) && !self.acquire_lease(id, &addr, fence).await {
+            return Ok(None);
+        }
+        let (max, period) = self.spec.local_intensity;
+        let sup_spec = SupervisorSpec::new(format!("{}/{id}", self.service), Strategy::OneForOne)
+            .intensity(max, period)
+            .child(child_spec);
+        let events = sup_spec.handle().subscribe();
+        match Supervisor::start(sup_spec).await {
+            Ok(sup) => Ok(Some((sup, addr, events, gate))),
+            Err(e) => {
+                if let Some(token) = fence.token() {
+                    self.release_lease(id, token);
+                }
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Keeps a started instance as this node's, watched.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn install(
+        &self,
+        id: &str,
+        record: &Record,
+        sup: Supervisor,
+        addr: Addr<M>,
+        events: broadcast::Receiver<SupervisorEvent>,
+        gate: Arc<Gate>,
+        fence: Fence,
+    ) {
+        let serial = {
+            let mut st = lock(&self.state);
+            st.serial += 1;
+            st.serial
+        };
+        let watcher = tokio::spawn(watch_child(
+            events,
+            self.cmds.clone(),
+            id.to_owned(),
+            serial,
+        ));
+        lock(&self.local).insert(
+            id.to_owned(),
+            LocalChild {
+                serial,
+                created: record.created.clone(),
+                sup,
+                addr,
+                watcher,
+                gate,
+                fence,
+            },
+        );
+    }
+
+    /// Where an instance of child `id` is, as the registry here says: the one on this
+    /// node if there is one, else another (the first by node name).
+    pub(crate) fn resolve(
+        &self,
+        id: &str,
+        removed_too: bool,
+    ) -> Option<crate::cluster::Location<M>> {
+        let (per_node, nodes) = {
+            let st = lock(&self.state);
+            let record = if removed_too {
+                st.table.get(id)
+            } else {
+                st.table.live(id)
+            }?;
+            let mut nodes: Vec<String> = vec![self.me.clone()];
+            nodes.extend(record.slots.keys().cloned());
+            nodes.extend(st.peers.keys().cloned());
+            (record.spec.per_node(), nodes)
+        };
+        if !per_node {
+            return self.registry.whereis(&ChildName::unique(id));
+        }
+        nodes
+            .into_iter()
+            .find_map(|node| self.registry.whereis(&ChildName::on(id, node)))
     }
 
     /// Stops every local instance and leaves the supervisor's membership (the caller

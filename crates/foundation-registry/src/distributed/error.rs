@@ -5,7 +5,7 @@ use std::time::Duration;
 use foundation_actors::SpawnError;
 use thiserror::Error;
 
-use crate::placement::{PendingReason, PlacementError, QuorumError};
+use crate::placement::{PendingReason, Placement, PlacementError, QuorumError};
 
 /// Why [`DistributedSupervisor::start`](super::DistributedSupervisor::start) failed.
 #[derive(Debug, Error)]
@@ -133,3 +133,76 @@ pub enum TerminateError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[error("the distributed supervisor was shut down")]
 pub struct Closed;
+
+/// Why [`DistributedSupervisor::migrate`](super::DistributedSupervisor::migrate) failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    /// No live child of that id.
+    #[error("no child {child:?} in this distributed supervisor")]
+    NotFound {
+        /// The child.
+        child: String,
+    },
+    /// Only a singleton moves on request.
+    #[error("child {child:?} is placed {placement:?}: only a singleton migrates")]
+    NotMovable {
+        /// The child.
+        child: String,
+        /// Its placement.
+        placement: Placement,
+    },
+    /// Its kind was not registered with
+    /// [`handoff_kind`](super::DistributedSpec::handoff_kind): it has no state to hand.
+    #[error("child {child:?} is of kind {kind:?}, which does not hand off")]
+    NoHandoff {
+        /// The child.
+        child: String,
+        /// Its kind.
+        kind: String,
+    },
+    /// The node does not run this supervisor (as this node sees it), or is leaving.
+    #[error("node {node:?} does not run this supervisor: child {child:?} cannot go there")]
+    UnknownNode {
+        /// The child.
+        child: String,
+        /// The node asked for.
+        node: String,
+    },
+    /// The node does not offer the child's role.
+    #[error("node {node:?} does not offer role {role:?}, which child {child:?} needs")]
+    MissingRole {
+        /// The child.
+        child: String,
+        /// The node asked for.
+        node: String,
+        /// The role.
+        role: String,
+    },
+    /// No instance of it runs now (starting, failing over, pending).
+    #[error("child {child:?} does not run now")]
+    NotRunning {
+        /// The child.
+        child: String,
+    },
+    /// The move was tried and failed; the child runs on where it was (or from its state
+    /// there).
+    #[error("child {child:?} did not move: {why}")]
+    Failed {
+        /// The child.
+        child: String,
+        /// Why.
+        why: String,
+    },
+    /// The new incarnation did not answer in time. The move may still complete.
+    #[error("child {child:?} did not answer on its new node within {waited:?}")]
+    Timeout {
+        /// The child.
+        child: String,
+        /// How long the call waited.
+        waited: Duration,
+    },
+    /// The supervisor was shut down.
+    #[error("the distributed supervisor was shut down")]
+    Closed,
+}

@@ -1,7 +1,7 @@
 //! What a distributed supervisor is started with: its name, the kinds of children it can
 //! start, its split-brain policy and timing.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,14 +9,16 @@ use std::time::Duration;
 use foundation_actors::{ChildSpec, RemoteMessage};
 use serde::de::DeserializeOwned;
 
+use super::handoff::{Gate, Handing, Handoff};
 use super::strict::Strict;
 use super::{ChildName, Fence};
 use crate::consistent::ConsistentRegistry;
 use crate::placement::{Distribution, Quorum, Rendezvous, Timing};
 
-/// Builds a child's local spec from its arguments' wire form and its instance's fence.
+/// Builds a child's local spec from its arguments' wire form, for an instance whose
+/// fence (strict mode's token) and gate (seed, checkpoints, final state) are given.
 pub(crate) type Make<M> =
-    Arc<dyn Fn(&[u8], &Fence) -> Result<ChildSpec<M>, postcard::Error> + Send + Sync>;
+    Arc<dyn Fn(&[u8], &Fence, &Arc<Gate>) -> Result<ChildSpec<M>, postcard::Error> + Send + Sync>;
 
 /// A distributed supervisor's spec: its name (the same on every node: one logical
 /// supervisor), the **kinds** of children it can start, and its policies.
@@ -50,6 +52,9 @@ pub(crate) type Make<M> =
 pub struct DistributedSpec<M> {
     pub(crate) name: String,
     pub(crate) kinds: HashMap<String, Make<M>>,
+    /// The kinds registered with `handoff_kind`.
+    pub(crate) handoff: HashSet<String>,
+    pub(crate) checkpoint_replicas: usize,
     pub(crate) quorum: Quorum,
     pub(crate) timing: Timing,
     pub(crate) distribution: Arc<dyn Distribution>,
@@ -85,6 +90,8 @@ impl<M: Send + 'static> DistributedSpec<M> {
         Self {
             name: name.into(),
             kinds: HashMap::new(),
+            handoff: HashSet::new(),
+            checkpoint_replicas: 2,
             quorum: Quorum::default(),
             timing: Timing {
                 silence: Duration::from_secs(3),
@@ -111,9 +118,12 @@ impl<M: Send + 'static> DistributedSpec<M> {
         A: DeserializeOwned,
         F: Fn(A) -> ChildSpec<M> + Send + Sync + 'static,
     {
-        let make: Make<M> =
-            Arc::new(move |bytes: &[u8], _: &Fence| postcard::from_bytes(bytes).map(&make));
-        self.kinds.insert(name.into(), make);
+        let make: Make<M> = Arc::new(move |bytes: &[u8], _: &Fence, _: &Arc<Gate>| {
+            postcard::from_bytes(bytes).map(&make)
+        });
+        let name = name.into();
+        self.handoff.remove(&name);
+        self.kinds.insert(name, make);
         self
     }
 
@@ -127,10 +137,53 @@ impl<M: Send + 'static> DistributedSpec<M> {
         A: DeserializeOwned,
         F: Fn(A, Fence) -> ChildSpec<M> + Send + Sync + 'static,
     {
-        let make: Make<M> = Arc::new(move |bytes: &[u8], fence: &Fence| {
+        let make: Make<M> = Arc::new(move |bytes: &[u8], fence: &Fence, _: &Arc<Gate>| {
             postcard::from_bytes(bytes).map(|args| make(args, fence.clone()))
         });
-        self.kinds.insert(name.into(), make);
+        let name = name.into();
+        self.handoff.remove(&name);
+        self.kinds.insert(name, make);
+        self
+    }
+
+    /// Registers the kind `name` for a child that implements [`Handoff`]: `make` builds
+    /// the actor and its `init` arguments from the child's arguments, on whichever node
+    /// runs it. Such a child's state moves with it on a planned move
+    /// ([`migrate`](super::DistributedSupervisor::migrate), a rebalance, a graceful
+    /// shutdown of its node), with the messages sent to it by id meanwhile held and
+    /// delivered in order; and a restart or failover starts from its last
+    /// [`checkpoint`](super::checkpoint). See the [module docs](super#handoff).
+    #[must_use]
+    pub fn handoff_kind<A, H, F>(mut self, name: impl Into<String>, make: F) -> Self
+    where
+        A: DeserializeOwned,
+        H: Handoff<Msg = M> + Clone,
+        H::Args: Clone + Sync,
+        F: Fn(A) -> (H, H::Args) + Send + Sync + 'static,
+    {
+        let name: String = name.into();
+        let id = name.clone();
+        let make: Make<M> = Arc::new(move |bytes: &[u8], _: &Fence, gate: &Arc<Gate>| {
+            let (actor, args) = make(postcard::from_bytes(bytes)?);
+            let actor = Handing {
+                actor,
+                gate: gate.clone(),
+            };
+            Ok(ChildSpec::new(id.clone(), actor, args))
+        });
+        self.handoff.insert(name.clone());
+        self.kinds.insert(name, make);
+        self
+    }
+
+    /// To how many other nodes each [`checkpoint`](super::checkpoint) is copied (in
+    /// memory): the first `k` nodes after the child's own in its distribution's order,
+    /// so that the node a failover picks holds it while views agree. Default 2; 0 keeps
+    /// checkpoints on the child's node only (they then survive crashes, not its node's
+    /// death).
+    #[must_use]
+    pub fn checkpoint_replicas(mut self, k: usize) -> Self {
+        self.checkpoint_replicas = k;
         self
     }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::core::Cmd;
-use super::table::Record;
+use super::table::{Record, Stamp};
 
 /// One message between supervisors of the same name.
 #[derive(Debug, Serialize, Deserialize)]
@@ -37,6 +37,53 @@ pub(crate) enum Wire {
     Bye { from: String },
     /// "Rebalance": the next plan moves `Manual` children as `Eager` ones.
     Rebalance,
+    /// "Move child `id` to node `to`" (to the node running it, from the one where
+    /// `migrate` was called; `req` names the request in a `MigrateFailed` answer).
+    Migrate {
+        id: String,
+        to: String,
+        from: String,
+        req: u64,
+    },
+    /// "Child `id` could not move": to the node where `migrate` was called.
+    MigrateFailed { req: u64, why: String },
+    /// "Child `id` is moving away from `from`: hold what you send it by id, and say
+    /// `Held` (on the channel your messages to it take, so it arrives after them)."
+    Hold { id: String, from: String },
+    /// "I hold what I send to `id`": every message this node sent it before is ahead.
+    Held { id: String, from: String },
+    /// The handed-over state of child `id` (of record `created`) to the node taking it
+    /// over, with the checkpoint sequence it continues and the `migrate` request, if any.
+    State {
+        id: String,
+        created: Stamp,
+        from: String,
+        seq: u64,
+        bytes: Vec<u8>,
+        req: Option<(String, u64)>,
+    },
+    /// "I cannot take child `id` over": the old node starts it again from its state.
+    Refused {
+        id: String,
+        from: String,
+        why: String,
+    },
+    /// "Child `id` answers on `node`, exported there as `export`": release what is held
+    /// for it, to there.
+    Moved {
+        id: String,
+        node: String,
+        export: String,
+    },
+    /// A checkpoint of child `id` (of record `created`), to keep for a restart elsewhere.
+    Checkpoint {
+        id: String,
+        created: Stamp,
+        seq: u64,
+        bytes: Vec<u8>,
+    },
+    /// "My supervisor is shutting down gracefully: hand nothing to me."
+    Leaving { from: String },
 }
 
 /// Where a batch of records answering a hello stands in the sender's sequence of

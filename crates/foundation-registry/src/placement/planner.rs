@@ -51,6 +51,12 @@ pub enum StartCause {
     /// Replaces an instance that ended on its own (failed, or a `Permanent` child that
     /// stopped). Counts toward the move intensity.
     Restart,
+    /// Took over from the instance on `from` in a planned move, with its state (see
+    /// `distributed`'s handoff). Not a failure.
+    HandOff {
+        /// The node that handed over.
+        from: String,
+    },
 }
 
 impl StartCause {

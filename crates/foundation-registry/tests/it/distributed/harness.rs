@@ -8,7 +8,8 @@
 //! `leases`; `STORE`, the address of the test's fenced store), the
 //! registry `work` of
 //! [`ChildName`]s and the supervisor `work` with the kinds `echo` (answers
-//! `<id>@<node>`) and `crash` (its `init` always fails). It prints the supervisor's
+//! `<id>@<node>`), `crash` (its `init` always fails) and `stream` (a [`Handoff`] child
+//! logging the numbers pushed to it). It prints the supervisor's
 //! events (`@ev started <id> <cause>`, `@ev stopped <id>`, each followed by
 //! `@t started|stopped <id> <unix nanos>`, `@ev ended <id>`,
 //! `@ev gaveup <id>`, `@ev quorumlost`, `@ev quorumback`, `@ev quoruminvalid`); each `echo` child prints
@@ -44,6 +45,14 @@
 //! - `token <id>`: `@token <id> <token|none>`, the fencing token of the instance here;
 //! - `lives`: `@lives <line>;<line>;…`, every `up|down …` line of this process's
 //!   children so far, in order;
+//! - `migrate <id> <node>`: `@migrated <id> ok <node>` or `@migrated <id> err <Variant>`;
+//! - `push <id> <from> <to>`: casts `Push(from..=to)`, then `@pushed <id> <to> <errors>`;
+//! - `save <id>`: casts `Save` (a `stream` child checkpoints its log), then `@save <id>`;
+//! - `saved <id> <seq>`: `@saved <id> <seq>` once this node keeps checkpoint `seq`;
+//! - `log <id>`: `@log <id> <len> seq` if the child's log is 1..=len, else
+//!   `@log <id> <len> gap <index>:<number>`;
+//! - `stream <id>` / `endstream <id>`: casts `Push(1)`, `Push(2)`, … until told to end
+//!   (`@streaming <id>` after 100, `@streamed <id> <last> <errors>` at the end);
 //! - `exit`: a graceful leave (the supervisor's `shutdown`, then `Node::leave`).
 
 use std::time::Duration;
@@ -54,7 +63,7 @@ use foundation_cluster::node::{Node, NodeConfig};
 use foundation_registry::consistent::{ConsistentOptions, ConsistentRegistry};
 use foundation_registry::distributed::{
     ChildName, ChildStatus, DistributedEvent, DistributedSpec, DistributedSupervisor, Fence,
-    StartChildError,
+    Handoff, MigrateError, StartChildError, checkpoint,
 };
 use foundation_registry::placement::{
     ChildPlacement, Placement, Quorum, Rebalance, StartCause, Timing,
@@ -79,8 +88,17 @@ pub enum Work {
     /// Read the fencing token (`@fence read <id> <node> <token>`) and write to the store
     /// with it once the node is told `go`: a write begun before a pause and finished
     /// after it.
-    #[remote(tag = 4)]
+    #[remote(tag = 7)]
     SlowWrite,
+    /// Append a number to the log (`stream` children).
+    #[remote(tag = 4)]
+    Push(u64),
+    /// The numbers logged (`stream` children; others answer nothing).
+    #[remote(tag = 5)]
+    Log(ReplyPort<Vec<u64>>),
+    /// Checkpoint the log (`stream` children).
+    #[remote(tag = 6)]
+    Save,
 }
 
 /// A distributed child: knows its id and node.
@@ -145,6 +163,7 @@ impl Actor for Worker {
                     writer.write(token, 1);
                 });
             }
+            Work::Push(_) | Work::Log(_) | Work::Save => {}
         }
         Ok(())
     }
@@ -157,6 +176,59 @@ static LIVES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 fn life(line: &str) {
     say(&format!("t {line}"));
     LIVES.lock().unwrap().push(line.to_owned());
+}
+
+/// A distributed child with state that moves ([`Handoff`]): the numbers pushed to it.
+#[derive(Clone)]
+pub struct Streamer {
+    pub id: String,
+    pub node: String,
+}
+
+impl Actor for Streamer {
+    type Msg = Work;
+    type State = Vec<u64>;
+    type Args = ();
+
+    async fn init(&self, _: &Addr<Work>, (): ()) -> Result<Vec<u64>, ActorError> {
+        Ok(Vec::new())
+    }
+
+    async fn handle(
+        &self,
+        me: &Addr<Work>,
+        msg: Work,
+        log: &mut Vec<u64>,
+    ) -> Result<(), ActorError> {
+        match msg {
+            Work::Ask(port) => {
+                let _ = port.send(format!("{}@{}", self.id, self.node));
+            }
+            Work::Crash => return Err("asked to crash".into()),
+            Work::Quit => me.stop(None),
+            Work::Push(n) => log.push(n),
+            Work::SlowWrite => {}
+            Work::Log(port) => {
+                let _ = port.send(log.clone());
+            }
+            Work::Save => {
+                checkpoint(&*log)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Handoff for Streamer {
+    type Snapshot = Vec<u64>;
+
+    fn export(&self, log: Vec<u64>) -> Vec<u64> {
+        log
+    }
+
+    async fn restore(&self, _: &Addr<Work>, log: Vec<u64>, (): ()) -> Result<Vec<u64>, ActorError> {
+        Ok(log)
+    }
 }
 
 /// A child whose `init` always fails.
@@ -265,6 +337,29 @@ fn variant(e: &StartChildError) -> &'static str {
     }
 }
 
+fn migrate_variant(e: &MigrateError) -> &'static str {
+    match e {
+        MigrateError::NotFound { .. } => "NotFound",
+        MigrateError::NotMovable { .. } => "NotMovable",
+        MigrateError::NoHandoff { .. } => "NoHandoff",
+        MigrateError::UnknownNode { .. } => "UnknownNode",
+        MigrateError::MissingRole { .. } => "MissingRole",
+        MigrateError::NotRunning { .. } => "NotRunning",
+        MigrateError::Failed { .. } => "Failed",
+        MigrateError::Timeout { .. } => "Timeout",
+        _ => "Other",
+    }
+}
+
+/// Whether `log` is exactly 1, 2, …, its length: `seq`, or `gap <index>` at the first
+/// number out of place.
+fn sequence(log: &[u64]) -> String {
+    match log.iter().enumerate().find(|(i, n)| **n != *i as u64 + 1) {
+        None => "seq".to_owned(),
+        Some((i, n)) => format!("gap {i}:{n}"),
+    }
+}
+
 fn children_line(sup: &DistributedSupervisor<Work>) -> (String, usize) {
     let mut line = String::new();
     let mut instances = 0;
@@ -333,7 +428,17 @@ async fn run(name: String) {
         ClusterRegistry::start(&node, "work").await.unwrap();
     let me = name.clone();
     let store = var("STORE");
+    let me2 = name.clone();
     let spec = DistributedSpec::new("work")
+        .handoff_kind("stream", move |id: String| {
+            (
+                Streamer {
+                    id,
+                    node: me2.clone(),
+                },
+                (),
+            )
+        })
         .kind_fenced("echo", move |id: String, fence| {
             ChildSpec::new(
                 id.clone(),
@@ -391,6 +496,7 @@ async fn run(name: String) {
                         StartCause::Grow => "grow",
                         StartCause::Failover { .. } => "failover",
                         StartCause::Restart => "restart",
+                        StartCause::HandOff { .. } => "handoff",
                         _ => "other",
                     };
                     say(&format!("ev started {child} {cause}"));
@@ -418,6 +524,8 @@ async fn run(name: String) {
         node.connect(&seed.parse::<Peer>().unwrap());
     }
     let mut squatters = Vec::new();
+    let mut streams: std::collections::HashMap<String, tokio::sync::oneshot::Sender<()>> =
+        std::collections::HashMap::new();
     let mut lines = commands();
     while let Some(line) = lines.recv().await {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -581,6 +689,67 @@ async fn run(name: String) {
                     .map_or("none".to_owned(), |t| t.to_string())
             )),
             ["lives"] => say(&format!("lives {}", LIVES.lock().unwrap().join(";"))),
+            ["migrate", id, to] => match sup.migrate(id, to).await {
+                Ok(at) => say(&format!("migrated {id} ok {}", at.node())),
+                Err(e) => {
+                    tracing::info!(error = %e, "migrate refused");
+                    say(&format!("migrated {id} err {}", migrate_variant(&e)));
+                }
+            },
+            ["push", id, from, to] => {
+                let (from, to): (u64, u64) = (from.parse().unwrap(), to.parse().unwrap());
+                let errors = (from..=to)
+                    .filter(|n| sup.cast(id, Work::Push(*n)).is_err())
+                    .count();
+                say(&format!("pushed {id} {to} {errors}"));
+            }
+            ["save", id] => {
+                sup.cast(id, Work::Save).unwrap();
+                say(&format!("save {id}"));
+            }
+            ["saved", id, seq] => {
+                let seq: u64 = seq.parse().unwrap();
+                until(|| sup.checkpoint_seq(id).is_some_and(|s| s >= seq)).await;
+                say(&format!("saved {id} {seq}"));
+            }
+            ["log", id] => match sup.call(id, Work::Log, Duration::from_secs(10)).await {
+                Ok(log) => say(&format!("log {id} {} {}", log.len(), sequence(&log))),
+                Err(e) => say(&format!("log {id} err {e}")),
+            },
+            // Pushes 1, 2, … to `id` until `endstream`: `@streaming` after the first
+            // 100, `@streamed <id> <last> <errors>` at the end.
+            ["stream", id] => {
+                let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel();
+                streams.insert((*id).to_owned(), stop_tx);
+                let (sup, id) = (sup.clone(), (*id).to_owned());
+                tokio::spawn(async move {
+                    let (mut n, mut errors) = (0_u64, 0_u64);
+                    loop {
+                        n += 1;
+                        if let Err(e) = sup.cast(&id, Work::Push(n)) {
+                            if errors == 0 {
+                                tracing::warn!(n, error = %e, "stream: cast failed");
+                            }
+                            errors += 1;
+                        }
+                        if n == 100 {
+                            say(&format!("streaming {id}"));
+                        }
+                        if n % 20 == 0 {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            if stop_rx.try_recv().is_ok() {
+                                break;
+                            }
+                        }
+                    }
+                    say(&format!("streamed {id} {n} {errors}"));
+                });
+            }
+            ["endstream", id] => {
+                if let Some(stop) = streams.remove(*id) {
+                    let _ = stop.send(());
+                }
+            }
             ["exit"] => break,
             _ => say(&format!("unknown command {line}")),
         }
