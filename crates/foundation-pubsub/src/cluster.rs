@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use foundation_actors::{Actor, ActorError, Addr};
 use foundation_cluster::membership::Status;
-use foundation_cluster::node::{CONTROL, ClusterEvent, Node};
+use foundation_cluster::node::{CONTROL, ClusterEvent, DEFAULT, Node, RemoteError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
@@ -61,6 +61,9 @@ pub(crate) struct Remote {
     changed: Arc<Notify>,
     server: Mutex<Option<Addr<WireMsg>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Broadcasts went on `default` at least once: the broadcasts' channel is missing
+    /// here or at a peer (warned once).
+    fell_back: std::sync::atomic::AtomicBool,
 }
 
 impl Remote {
@@ -73,6 +76,7 @@ impl Remote {
             changed: Arc::new(Notify::new()),
             server: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            fell_back: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -132,10 +136,7 @@ impl Remote {
         }
         let wire = WireMsg(publish(topic, msg)?);
         for peer in targets {
-            if let Err(error) = self
-                .node
-                .send_on(&self.channel, &peer, &self.service, &wire)
-            {
+            if let Err(error) = self.send_wire(core, &peer, &wire) {
                 core.counters.send_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(pubsub = %core.name, peer, topic, %error, "broadcast not sent to a peer");
             } else {
@@ -143,6 +144,22 @@ impl Remote {
             }
         }
         Ok(())
+    }
+
+    /// Sends a broadcast to `peer` on the broadcasts' channel; on `default` when this node
+    /// or the peer has no such channel (said once in the log, as a warning): a node that
+    /// did not declare the `pubsub` channel still sends and gets broadcasts, without the
+    /// isolation from calls that the channel gives.
+    fn send_wire(&self, core: &Core, peer: &str, wire: &WireMsg) -> Result<(), RemoteError> {
+        match self.node.send_on(&self.channel, peer, &self.service, wire) {
+            Err(RemoteError::UnknownChannel { channel, node }) => {
+                if !self.fell_back.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(pubsub = %core.name, %channel, %node, "broadcasts go on the `default` channel: declare the `{channel}` channel on every node (NodeConfig::channel) so that a flood of broadcasts never delays calls");
+                }
+                self.node.send_on(DEFAULT, peer, &self.service, wire)
+            }
+            other => other,
+        }
     }
 
     /// Sends a broadcast to `node` alone.
@@ -162,7 +179,7 @@ impl Remote {
             return Err(BroadcastError::UnknownNode(node.to_owned()));
         }
         let wire = WireMsg(publish(topic, msg)?);
-        match self.node.send_on(&self.channel, node, &self.service, &wire) {
+        match self.send_wire(core, node, &wire) {
             Ok(()) => {
                 core.counters.sent.fetch_add(1, Ordering::Relaxed);
                 Ok(())

@@ -144,6 +144,8 @@ mod pages {
     struct Placement;
     #[doc = include_str!("../../../docs/pubsub.md")]
     struct PubSub;
+    #[doc = include_str!("../../../docs/porting.md")]
+    struct Porting;
 }
 
 #[cfg(test)]

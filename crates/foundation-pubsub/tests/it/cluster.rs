@@ -5,7 +5,7 @@
 
 pub mod harness;
 
-use harness::{Child, start, three};
+use harness::{Child, start, start_with, three};
 
 /// Waits for `line` exactly.
 fn see(node: &mut Child, line: &str) {
@@ -81,6 +81,31 @@ fn three_nodes_patterns_counts_context_interest_and_wrong_types() {
         c.expect(|l| l.starts_with("stats ")),
         "stats received=7 wrong_type=2 sent=0"
     );
+}
+
+#[test]
+fn a_node_without_the_pubsub_channel_still_sends_and_gets_broadcasts_on_default() {
+    // b did not declare the broadcasts' channel, a did: each way, broadcasts fall back to
+    // the `default` channel instead of failing (they failed, counted, before).
+    let mut a = start("a", None);
+    let mut b = start_with("b", Some(&a), &[("NO_CHANNEL", "1")]);
+    see(&mut a, "up b");
+    see(&mut b, "up a");
+    a.tell("sub s1 news");
+    b.tell("sub s2 news");
+    for n in [&mut a, &mut b] {
+        n.tell("count news 2");
+        see(n, "count news 2");
+    }
+    a.tell("pub news from-a");
+    see(&mut b, "got s2 from-a a");
+    b.tell("pub news from-b");
+    see(&mut a, "got s1 from-b b");
+    for n in [&mut a, &mut b] {
+        n.tell("stats");
+        let got = n.expect(|l| l.starts_with("stats "));
+        assert!(got.ends_with(" sent=1"), "{}: {got}", n.name);
+    }
 }
 
 #[test]

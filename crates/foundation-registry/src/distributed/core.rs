@@ -178,6 +178,9 @@ const RECORDS_PER_MESSAGE: usize = 128;
 /// it has this one.
 const RECORDS_PER_WINDOW: usize = 8 * RECORDS_PER_MESSAGE;
 
+/// How often a lost member's address is asked again while it still accepts connections.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
+
 /// How soon a start whose name is still held is tried again.
 const RETRY: Duration = Duration::from_millis(100);
 
@@ -720,20 +723,37 @@ impl<M: RemoteMessage> Inner<M> {
     /// did is gone (a process that holds its listener until it ends; a paused process's
     /// listener still accepts). The loop is told (`Cmd::Dead`), and the member's
     /// instances are started elsewhere without waiting `silence + margin`: no instance
-    /// can be running there. A connection accepted, a timeout (a cut network, a host
-    /// down) or any other error proves nothing: the member stays missing.
+    /// can be running there. A timeout (a cut network, a host down) or another error
+    /// proves nothing: the member stays missing. An accepted connection proves nothing
+    /// either, and is not the last word: a killed process's connections may close a
+    /// moment before its listener does, so the address is asked again, every
+    /// `PROBE_EVERY`, until it refuses, the member is back, or `silence` has passed.
     fn probe(&self, node: &str, incarnation: u64, addr: &str) {
         let (cmds, node, addr) = (self.cmds.clone(), node.to_owned(), addr.to_owned());
-        let wait = self.spec.timing.silence;
+        let cluster = self.node.clone();
+        let until = tokio::time::Instant::now() + self.spec.timing.silence;
         let task = tokio::spawn(async move {
-            let refused =
-                match tokio::time::timeout(wait, tokio::net::TcpStream::connect(&addr)).await {
-                    Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
-                    Ok(Ok(_)) | Err(_) => false,
-                };
-            if refused {
-                // The loop may have ended: nothing to tell then.
-                let _ = cmds.send(Cmd::Dead { node, incarnation }).await;
+            loop {
+                let got =
+                    tokio::time::timeout_at(until, tokio::net::TcpStream::connect(&addr)).await;
+                match got {
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        // The loop may have ended: nothing to tell then.
+                        let _ = cmds.send(Cmd::Dead { node, incarnation }).await;
+                        return;
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) | Err(_) => return,
+                }
+                let back = cluster.members().into_iter().any(|m| {
+                    m.id == node
+                        && m.incarnation >= incarnation
+                        && !matches!(m.status, Status::Down(_))
+                });
+                if back || tokio::time::Instant::now() + PROBE_EVERY >= until {
+                    return;
+                }
+                tokio::time::sleep(PROBE_EVERY).await;
             }
         });
         let mut tasks = lock(&self.tasks);

@@ -77,11 +77,17 @@ const ENTRY: &str = "cluster::harness::node_process";
 
 /// Starts node process `name`, seeded with `seed`'s address if given.
 pub fn start(name: &str, seed: Option<&Child>) -> Child {
+    start_with(name, seed, &[])
+}
+
+/// As [`start`], with `extra` settings.
+pub fn start_with(name: &str, seed: Option<&Child>, extra: &[(&str, &str)]) -> Child {
     let addr = seed.map(|s| s.addr.clone()).unwrap_or_default();
     let mut settings = vec![("SILENCE_MS", "1000")];
     if seed.is_some() {
         settings.push(("SEEDS", addr.as_str()));
     }
+    settings.extend_from_slice(extra);
     Child::start(ENTRY, name, &settings)
 }
 
@@ -123,8 +129,11 @@ async fn run(name: String) {
     // tests are about pubsub's own bounds, so the node's is raised.
     let mut config = NodeConfig::new(&name, "cookie")
         .listen("127.0.0.1:0".parse().unwrap())
-        .max_remote_queued(1_000_000)
-        .channel(foundation_pubsub::CHANNEL, ChannelConfig::default());
+        .max_remote_queued(1_000_000);
+    // `NO_CHANNEL`: a node that did not declare the broadcasts' channel.
+    if var("NO_CHANNEL").is_none() {
+        config = config.channel(foundation_pubsub::CHANNEL, ChannelConfig::default());
+    }
     if let Some(ms) = var("SILENCE_MS") {
         config = config.silence(Duration::from_millis(ms.parse().unwrap()));
     }
