@@ -11,8 +11,8 @@
 //! iteration, then one call that returns once all were handled: the lanes and mailboxes
 //! are FIFO) and `remote_call/{foundation,ractor_cluster}` (one round trip per
 //! iteration). The one-shot figures go to `target/bench-cluster.json`, among them the p99
-//! of a small call on `default` while the `bulk` channel carries a continuous flood
-//! between the same two nodes, beside its idle p99.
+//! of a small call on `default` while the `bulk` channel (low priority) carries a
+//! continuous flood between the same two nodes, beside its idle p99.
 //!
 //! Run with: `cargo bench -p foundation-cluster --bench remote`.
 
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use foundation_actors::{Actor, ActorError, Addr, RemoteMessage, ReplyPort, spawn};
 use foundation_cluster::discovery::Peer;
-use foundation_cluster::node::{ChannelConfig, ClusterEvent, Node, NodeConfig};
+use foundation_cluster::node::{ChannelConfig, ClusterEvent, Node, NodeConfig, Priority};
 use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 
@@ -73,11 +73,17 @@ impl Actor for SinkActor {
 /// The channel the flood rides in the "call during a flood" figure.
 const BULK: &str = "bulk";
 
-/// A node's settings in this bench: the `bulk` channel declared beside the two built in.
+/// A node's settings in this bench: the `bulk` channel declared beside the two built in,
+/// at low priority (`FOUNDATION_BENCH_BULK=normal` declares it at normal priority, to
+/// compare).
 fn config(name: &str, listen: std::net::SocketAddr) -> NodeConfig {
+    let priority = match std::env::var("FOUNDATION_BENCH_BULK").as_deref() {
+        Ok("normal") => Priority::Normal,
+        _ => Priority::Low,
+    };
     NodeConfig::new(name, COOKIE)
         .listen(listen)
-        .channel(BULK, ChannelConfig::default())
+        .channel(BULK, ChannelConfig::default().priority(priority))
         // The tell figure sends millions of tells faster than the sink handles them, then
         // counts them: no per-process limit on remote messages here (the default, 10,000,
         // would drop the surplus and refuse the counting call).
@@ -414,8 +420,9 @@ fn main() {
                 });
             });
             g.bench_function("ractor_cluster", |b| {
-                b.to_async(&rt)
-                    .iter(|| async { ractor::call_t!(raw_sink, RawSink::Echo, 30_000, 7).unwrap() });
+                b.to_async(&rt).iter(|| async {
+                    ractor::call_t!(raw_sink, RawSink::Echo, 30_000, 7).unwrap()
+                });
             });
             g.finish();
         }

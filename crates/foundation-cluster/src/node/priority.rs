@@ -1,0 +1,103 @@
+//! The thread that runs the lanes of low-priority channels ([`Priority::Low`]).
+//!
+//! A flood on a channel keeps its lanes busy: on the sender, the writer copying frames into
+//! the socket; on the receiver, the reader decoding and delivering them. On a machine with
+//! few cores those tasks take the cores that a small call on another channel needs, and
+//! tokio's cooperative yields do not help once the OS is the one choosing which thread
+//! runs: a call's reply then waits for a time slice (milliseconds). So the lanes of a
+//! low-priority channel run on a runtime of their own, one worker thread that the OS ranks
+//! below the application's (nice 19 on Linux, a per-thread setting there): the flood gets
+//! what the node leaves, and a woken thread on a call's path preempts it at once.
+//!
+//! One runtime per process (a node is a process), started on first use and never stopped:
+//! its thread sleeps when no low-priority lane is open. A lane's socket opened on the
+//! node's runtime is moved to this one (`TcpStream::into_std` / `from_std`), so its
+//! readiness events too are handled on the low-priority thread.
+
+use std::sync::OnceLock;
+
+use tokio::runtime::{Handle, Runtime};
+
+use super::config::Priority;
+
+/// The nice value of the low-priority thread (the lowest priority there is).
+#[cfg(target_os = "linux")]
+const NICE: i32 = 19;
+
+static LOW: OnceLock<Option<Runtime>> = OnceLock::new();
+
+/// Where a lane of a channel of `priority` runs: `None` for the node's own runtime.
+pub(crate) fn handle(priority: Priority) -> Option<Handle> {
+    match priority {
+        Priority::Normal => None,
+        Priority::Low => low(),
+    }
+}
+
+/// The low-priority runtime, started now if it is not yet; `None` if it cannot be
+/// (no thread could be spawned): its lanes then run on the node's runtime.
+fn low() -> Option<Handle> {
+    LOW.get_or_init(|| {
+        let built = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("fnd-low-lanes")
+            .on_thread_start(lower_this_thread)
+            .enable_all()
+            .build();
+        match built {
+            Ok(rt) => Some(rt),
+            Err(e) => {
+                tracing::error!(error = %e, "could not start the thread for low-priority channels; their lanes run at normal priority");
+                None
+            }
+        }
+    })
+    .as_ref()
+    .map(|rt| rt.handle().clone())
+}
+
+/// Lowers the calling thread's priority (on Linux the nice value is per thread).
+fn lower_this_thread() {
+    #[cfg(target_os = "linux")]
+    {
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), NICE) {
+            tracing::warn!(error = %e, "could not lower the priority of the low-priority lanes' thread");
+        }
+    }
+}
+
+/// Spawns `lane` where a lane of `priority` runs.
+pub(crate) fn spawn<F>(priority: Priority, lane: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    match handle(priority) {
+        Some(h) => drop(h.spawn(lane)),
+        None => drop(tokio::spawn(lane)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn low_priority_lanes_run_on_a_thread_of_their_own_that_the_os_ranks_lower() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        spawn(Priority::Low, async move {
+            let name = std::thread::current().name().map(str::to_owned);
+            #[cfg(target_os = "linux")]
+            let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid()));
+            #[cfg(not(target_os = "linux"))]
+            let nice: std::io::Result<i32> = Ok(19);
+            let _ = tx.send((name, nice.ok()));
+        });
+        let (name, nice) = rx.await.unwrap();
+        assert_eq!(name.as_deref(), Some("fnd-low-lanes"));
+        assert_eq!(nice, Some(19));
+        // Normal-priority lanes run on the caller's runtime.
+        assert!(handle(Priority::Normal).is_none());
+    }
+}
