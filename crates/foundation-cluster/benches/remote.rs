@@ -11,8 +11,12 @@
 //! iteration, then one call that returns once all were handled: the lanes and mailboxes
 //! are FIFO) and `remote_call/{foundation,ractor_cluster}` (one round trip per
 //! iteration). The one-shot figures go to `target/bench-cluster.json`, among them the p99
-//! of a small call on `default` while the `bulk` channel (low priority) carries a
-//! continuous flood between the same two nodes, beside its idle p99.
+//! of a small call on `default` while the `bulk` channel carries a continuous flood
+//! between the same two nodes, beside its idle p99: `bulk` is a low-priority channel and
+//! its producer runs with `spawn_low_priority`, as `docs/cluster.md` advises for bulk
+//! transfers (`FOUNDATION_BENCH_BULK=normal`, `FOUNDATION_BENCH_PRODUCER=normal` for
+//! either at normal priority, to compare). `FOUNDATION_BENCH_FLOOD_ONLY=1` runs only this
+//! figure (and prints it), `FOUNDATION_BENCH_FLOOD_RUNS=n` repeats it.
 //!
 //! Run with: `cargo bench -p foundation-cluster --bench remote`.
 
@@ -331,7 +335,7 @@ async fn flood_figure(node: &Node) -> (f64, f64) {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flood = {
         let (node, stop) = (node.clone(), stop.clone());
-        tokio::spawn(async move {
+        let producer = async move {
             let blob = vec![7u8; 16 * 1024];
             let mut sent = 0u64;
             // As fast as the channel takes them: a full outbox holds the sender
@@ -343,7 +347,14 @@ async fn flood_figure(node: &Node) -> (f64, f64) {
                 sent += 1;
             }
             sent
-        })
+        };
+        // A bulk producer runs at low priority too, as `docs/cluster.md` advises
+        // (`FOUNDATION_BENCH_PRODUCER=normal`: on the application's runtime, to compare).
+        if std::env::var("FOUNDATION_BENCH_PRODUCER").as_deref() == Ok("normal") {
+            tokio::spawn(producer)
+        } else {
+            foundation_cluster::node::spawn_low_priority(producer)
+        }
     };
     // Let the flood fill the channel before measuring.
     tokio::time::sleep(Duration::from_millis(300)).await;

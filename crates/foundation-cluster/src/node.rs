@@ -82,6 +82,7 @@ pub use config::{
     MAX_PARALLELISM, NodeConfig, Priority, Tls, unknown_variables,
 };
 pub use error::{NodeError, RemoteError, WaitError};
+pub use priority::spawn_low_priority;
 pub use wire::{DEFAULT_MAX_FRAME, FrameError, Refusal};
 
 use crate::discovery::{Peer, Strategy};

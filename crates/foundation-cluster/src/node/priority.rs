@@ -67,6 +67,39 @@ fn lower_this_thread() {
     }
 }
 
+/// Runs `future` on the thread of the low-priority channels' lanes, which the OS ranks
+/// below the application's threads (nice 19 on Linux): for the producer of a bulk
+/// transfer on a [`Priority::Low`] channel, whose own work (building and encoding each
+/// message) would otherwise compete at normal priority with everything else the node
+/// does. It shares that one thread with the lanes: give it work that waits (a producer
+/// held by [`crate::node::Node::send_on_wait`]), not work that blocks. See
+/// `docs/cluster.md`, "Channel priority".
+///
+/// # Panics
+///
+/// Only where the low-priority thread could not be started (then the future runs on the
+/// current runtime, as [`tokio::spawn`] would) and this is called outside a Tokio
+/// runtime.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main] async fn main() {
+/// let answer = foundation_cluster::node::spawn_low_priority(async { 6 * 7 });
+/// assert_eq!(answer.await.unwrap(), 42);
+/// # }
+/// ```
+pub fn spawn_low_priority<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match low() {
+        Some(h) => h.spawn(future),
+        None => tokio::spawn(future),
+    }
+}
+
 /// Spawns `lane` where a lane of `priority` runs.
 pub(crate) fn spawn<F>(priority: Priority, lane: F)
 where
@@ -99,5 +132,8 @@ mod tests {
         assert_eq!(nice, Some(19));
         // Normal-priority lanes run on the caller's runtime.
         assert!(handle(Priority::Normal).is_none());
+        // So does what the application runs there, on the same thread.
+        let on = spawn_low_priority(async { std::thread::current().name().map(str::to_owned) });
+        assert_eq!(on.await.unwrap().as_deref(), Some("fnd-low-lanes"));
     }
 }
