@@ -12,7 +12,11 @@
 //! are FIFO) and `remote_call/{foundation,ractor_cluster}` (one round trip per
 //! iteration). The one-shot figures go to `target/bench-cluster.json`, among them the p99
 //! of a small call on `default` while the `bulk` channel carries a continuous flood
-//! between the same two nodes, beside its idle p99.
+//! between the same two nodes, beside its idle p99: `bulk` is a low-priority channel and
+//! its producer runs with `spawn_low_priority`, as `docs/cluster.md` advises for bulk
+//! transfers (`FOUNDATION_BENCH_BULK=normal`, `FOUNDATION_BENCH_PRODUCER=normal` for
+//! either at normal priority, to compare). `FOUNDATION_BENCH_FLOOD_ONLY=1` runs only this
+//! figure (and prints it), `FOUNDATION_BENCH_FLOOD_RUNS=n` repeats it.
 //!
 //! Run with: `cargo bench -p foundation-cluster --bench remote`.
 
@@ -25,7 +29,7 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use foundation_actors::{Actor, ActorError, Addr, RemoteMessage, ReplyPort, spawn};
 use foundation_cluster::discovery::Peer;
-use foundation_cluster::node::{ChannelConfig, ClusterEvent, Node, NodeConfig};
+use foundation_cluster::node::{ChannelConfig, ClusterEvent, Node, NodeConfig, Priority};
 use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 
@@ -73,11 +77,17 @@ impl Actor for SinkActor {
 /// The channel the flood rides in the "call during a flood" figure.
 const BULK: &str = "bulk";
 
-/// A node's settings in this bench: the `bulk` channel declared beside the two built in.
+/// A node's settings in this bench: the `bulk` channel declared beside the two built in,
+/// at low priority (`FOUNDATION_BENCH_BULK=normal` declares it at normal priority, to
+/// compare).
 fn config(name: &str, listen: std::net::SocketAddr) -> NodeConfig {
+    let priority = match std::env::var("FOUNDATION_BENCH_BULK").as_deref() {
+        Ok("normal") => Priority::Normal,
+        _ => Priority::Low,
+    };
     NodeConfig::new(name, COOKIE)
         .listen(listen)
-        .channel(BULK, ChannelConfig::default())
+        .channel(BULK, ChannelConfig::default().priority(priority))
         // The tell figure sends millions of tells faster than the sink handles them, then
         // counts them: no per-process limit on remote messages here (the default, 10,000,
         // would drop the surplus and refuse the counting call).
@@ -315,6 +325,51 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The p99 of a small call on `default`, idle and while `bulk` floods: printed with the
+/// p50 and p90 of each, and returned (idle, during the flood), in microseconds.
+async fn flood_figure(node: &Node) -> (f64, f64) {
+    let _warm = call_latencies(node, 200).await;
+    let idle_all = call_latencies(node, 2000).await;
+    let idle_spread = percentiles_us(idle_all.clone(), &[50, 90]);
+    let idle = p99_us(idle_all);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let (node, stop) = (node.clone(), stop.clone());
+        let producer = async move {
+            let blob = vec![7u8; 16 * 1024];
+            let mut sent = 0u64;
+            // As fast as the channel takes them: a full outbox holds the sender
+            // until its writer has taken what waits (`send_on_wait`).
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                node.send_on_wait(BULK, "b", "flooded", &Sink::Blob(blob.clone()))
+                    .await
+                    .unwrap();
+                sent += 1;
+            }
+            sent
+        };
+        // A bulk producer runs at low priority too, as `docs/cluster.md` advises
+        // (`FOUNDATION_BENCH_PRODUCER=normal`: on the application's runtime, to compare).
+        if std::env::var("FOUNDATION_BENCH_PRODUCER").as_deref() == Ok("normal") {
+            tokio::spawn(producer)
+        } else {
+            foundation_cluster::node::spawn_low_priority(producer)
+        }
+    };
+    // Let the flood fill the channel before measuring.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during_all = call_latencies(node, 2000).await;
+    let spread = percentiles_us(during_all.clone(), &[50, 90, 99]);
+    let during = p99_us(during_all);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flood.await.unwrap();
+    println!(
+        "small call p99: idle {idle:.1} us (p50 {:.1}, p90 {:.1}); while `bulk` floods ({sent} x 16 KiB sent) {during:.1} us (p50 {:.1}, p90 {:.1})",
+        idle_spread[0], idle_spread[1], spread[0], spread[1]
+    );
+    (idle, during)
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -362,98 +417,83 @@ fn main() {
         (node, sink, fnd_child, raw_child)
     });
 
-    let mut c = Criterion::default().configure_from_args();
-    {
-        let mut g = c.benchmark_group("remote_call");
-        g.bench_function("foundation", |b| {
-            b.to_async(&rt).iter(|| async {
-                node.call("b", "sink", |p| Sink::Echo(7, p), CALL_TIMEOUT)
-                    .await
-                    .unwrap()
-            });
-        });
-        g.bench_function("ractor_cluster", |b| {
-            b.to_async(&rt)
-                .iter(|| async { ractor::call_t!(raw_sink, RawSink::Echo, 30_000, 7).unwrap() });
-        });
-        g.finish();
-    }
-    {
-        let mut g = c.benchmark_group("remote_tell");
-        g.bench_function("foundation", |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let node = node.clone();
-                async move {
-                    let start = Instant::now();
-                    for i in 0..iters {
-                        let mut msg = Sink::Ping(i);
-                        // A full outbox pushes back: wait for the writer, as a sender would.
-                        while let Err(foundation_cluster::node::RemoteError::Overloaded(_)) =
-                            node.send("b", "sink", &msg)
-                        {
-                            tokio::task::yield_now().await;
-                            msg = Sink::Ping(i);
-                        }
-                    }
-                    node.call("b", "sink", Sink::Count, CALL_TIMEOUT)
+    // `FOUNDATION_BENCH_FLOOD_ONLY=1`: only the call-during-a-flood figure, printed.
+    let flood_only = std::env::var_os("FOUNDATION_BENCH_FLOOD_ONLY").is_some();
+    if !flood_only {
+        let mut c = Criterion::default().configure_from_args();
+        {
+            let mut g = c.benchmark_group("remote_call");
+            g.bench_function("foundation", |b| {
+                b.to_async(&rt).iter(|| async {
+                    node.call("b", "sink", |p| Sink::Echo(7, p), CALL_TIMEOUT)
                         .await
-                        .unwrap();
-                    start.elapsed()
-                }
+                        .unwrap()
+                });
             });
-        });
-        g.bench_function("ractor_cluster", |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let sink = raw_sink.clone();
-                async move {
-                    let start = Instant::now();
-                    for i in 0..iters {
-                        sink.cast(RawSink::Ping(i)).unwrap();
+            g.bench_function("ractor_cluster", |b| {
+                b.to_async(&rt).iter(|| async {
+                    ractor::call_t!(raw_sink, RawSink::Echo, 30_000, 7).unwrap()
+                });
+            });
+            g.finish();
+        }
+        {
+            let mut g = c.benchmark_group("remote_tell");
+            g.bench_function("foundation", |b| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let node = node.clone();
+                    async move {
+                        let start = Instant::now();
+                        for i in 0..iters {
+                            let mut msg = Sink::Ping(i);
+                            // A full outbox pushes back: wait for the writer, as a sender would.
+                            while let Err(foundation_cluster::node::RemoteError::Overloaded(_)) =
+                                node.send("b", "sink", &msg)
+                            {
+                                tokio::task::yield_now().await;
+                                msg = Sink::Ping(i);
+                            }
+                        }
+                        node.call("b", "sink", Sink::Count, CALL_TIMEOUT)
+                            .await
+                            .unwrap();
+                        start.elapsed()
                     }
-                    ractor::call_t!(sink, RawSink::Count, 600_000).unwrap();
-                    start.elapsed()
-                }
+                });
             });
-        });
-        g.finish();
+            g.bench_function("ractor_cluster", |b| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let sink = raw_sink.clone();
+                    async move {
+                        let start = Instant::now();
+                        for i in 0..iters {
+                            sink.cast(RawSink::Ping(i)).unwrap();
+                        }
+                        ractor::call_t!(sink, RawSink::Count, 600_000).unwrap();
+                        start.elapsed()
+                    }
+                });
+            });
+            g.finish();
+        }
+        c.final_summary();
     }
-    c.final_summary();
 
     // A small call on `default`, idle and while `bulk` carries a continuous flood of
-    // 16 KiB messages to another process on the same node.
-    let (idle_p99, flood_p99) = rt.block_on(async {
-        let _warm = call_latencies(&node, 200).await;
-        let idle = p99_us(call_latencies(&node, 2000).await);
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flood = {
-            let (node, stop) = (node.clone(), stop.clone());
-            tokio::spawn(async move {
-                let blob = vec![7u8; 16 * 1024];
-                let mut sent = 0u64;
-                // As fast as the channel takes them: a full outbox holds the sender
-                // until its writer has taken what waits (`send_on_wait`).
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    node.send_on_wait(BULK, "b", "flooded", &Sink::Blob(blob.clone()))
-                        .await
-                        .unwrap();
-                    sent += 1;
-                }
-                sent
-            })
-        };
-        // Let the flood fill the channel before measuring.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let during_all = call_latencies(&node, 2000).await;
-        let spread = percentiles_us(during_all.clone(), &[50, 90, 99]);
-        let during = p99_us(during_all);
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let sent = flood.await.unwrap();
-        println!(
-            "small call p99: idle {idle:.1} us; while `bulk` floods ({sent} x 16 KiB sent) {during:.1} us (p50 {:.1}, p90 {:.1})",
-            spread[0], spread[1]
-        );
-        (idle, during)
-    });
+    // 16 KiB messages to another process on the same node. `FOUNDATION_BENCH_FLOOD_RUNS`
+    // repeats the pair (idle, then flood) and reports each; the table takes the last.
+    let runs: usize = std::env::var("FOUNDATION_BENCH_FLOOD_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
+    let mut figure = (0.0, 0.0);
+    for _ in 0..runs {
+        figure = rt.block_on(flood_figure(&node));
+    }
+    let (idle_p99, flood_p99) = figure;
+    if flood_only {
+        return;
+    }
     drop((fnd_child, raw_child));
 
     // One-shot figures, each the median of a few runs.

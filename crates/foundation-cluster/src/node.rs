@@ -13,7 +13,11 @@
 //!   arrival. `control` carries the node's own traffic (heartbeats, registry replication,
 //!   raft) and is never refused; `default` carries [`Node::send`] and [`Node::call`];
 //!   more are declared with [`NodeConfig::channel`] and used with [`Node::send_on`] and
-//!   [`Node::call_on`], so a flood on one never delays another;
+//!   [`Node::call_on`], so a flood on one never delays another. A channel may open
+//!   several lanes to each peer ([`ChannelConfig::parallelism`]; messages to one process
+//!   keep one lane, so their order), and a [`Priority::Low`] channel's lanes run on a
+//!   thread the OS ranks below the application's, so a flood there leaves the cores to a
+//!   small call on another channel;
 //! - per exported process, a limit on the messages from other nodes delivered and not yet
 //!   handled ([`NodeConfig::max_remote_queued`]): a slow process sheds the surplus (counted
 //!   in [`NodeStats`]) instead of growing the node's memory;
@@ -54,6 +58,7 @@ mod error;
 mod exports;
 mod lane;
 pub(crate) mod locks;
+mod priority;
 mod runtime;
 mod wire;
 
@@ -74,9 +79,10 @@ use tokio::task::JoinHandle;
 pub use admission::NodeStats;
 pub use config::{
     CONTROL, ChannelConfig, ConfigError, DEFAULT, DEFAULT_PORT, ENV_VARIABLES, MAX_CHANNELS,
-    NodeConfig, Tls, unknown_variables,
+    MAX_PARALLELISM, NodeConfig, Priority, Tls, unknown_variables,
 };
 pub use error::{NodeError, RemoteError, WaitError};
+pub use priority::spawn_low_priority;
 pub use wire::{DEFAULT_MAX_FRAME, FrameError, Refusal};
 
 use crate::discovery::{Peer, Strategy};
@@ -432,6 +438,8 @@ impl Node {
         stats.remote_dropped = self.shared.remote_dropped.load(Ordering::Relaxed);
         stats.remote_refused = self.shared.remote_refused.load(Ordering::Relaxed);
         stats.wrong_type = self.shared.wrong_types.load(Ordering::Relaxed);
+        stats.lanes_in = self.shared.lanes_in.load(Ordering::Relaxed);
+        stats.lanes_out = self.shared.lanes_out.load(Ordering::Relaxed);
         stats
     }
 
@@ -592,10 +600,10 @@ impl Node {
                 Err(RemoteError::Overloaded(_)) => {}
                 done => return done,
             }
-            let outbox = self
-                .shared
-                .channel(channel)
-                .and_then(|ch| locks::read(&self.shared.outboxes).get(node)?.get(ch));
+            let outbox = self.shared.channel(channel).and_then(|ch| {
+                let key = runtime::lane_key(name);
+                locks::read(&self.shared.outboxes).get(node)?.get(ch, key)
+            });
             // Gone since (the node went down): the next push says so.
             let Some(outbox) = outbox else { continue };
             let room = outbox.room();
@@ -642,7 +650,9 @@ impl Node {
             let peer = outboxes
                 .get(node)
                 .ok_or_else(|| RemoteError::UnknownNode(node.to_owned()))?;
-            peer.get(ch).ok_or_else(unknown_channel)?
+            // Messages to one process take one lane of the channel: they stay in order.
+            peer.get(ch, runtime::lane_key(name))
+                .ok_or_else(unknown_channel)?
         };
         let pushed = outbox.push(|out| {
             wire::put_cast_with(out, call, name, ctx, M::WIRE_TYPE.id(), |o| msg.encode(o))

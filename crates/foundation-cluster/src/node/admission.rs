@@ -92,6 +92,12 @@ pub struct NodeStats {
     /// than its caller expects (see [`crate::node::RemoteError::WrongType`]). Each is also
     /// logged, with the process's type and the hash of the one sent.
     pub wrong_type: u64,
+    /// Lanes (one-way connections carrying messages) from peers to this node, open now:
+    /// per peer, one per lane of each channel both know ([`crate::node::ChannelConfig::parallelism`]
+    /// of the peer's side).
+    pub lanes_in: usize,
+    /// Lanes from this node to peers, connected now.
+    pub lanes_out: usize,
 }
 
 #[derive(Debug, Default)]
@@ -264,6 +270,8 @@ impl Admission {
             remote_dropped: 0,
             remote_refused: 0,
             wrong_type: 0,
+            lanes_in: 0,
+            lanes_out: 0,
         }
     }
 }

@@ -40,21 +40,87 @@ pub const DEFAULT: &str = "default";
 /// How many channels a node may have, `control` and `default` included.
 pub const MAX_CHANNELS: usize = 32;
 
+/// The most lanes one channel may have to one peer ([`ChannelConfig::parallelism`]).
+pub const MAX_PARALLELISM: usize = 16;
+
+/// Where a channel's lanes run, as the OS ranks them against the rest of the node
+/// (see `docs/cluster.md`, "Channel priority").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Priority {
+    /// On the node's runtime, beside the application's tasks: `control`, `default`, and
+    /// declared channels unless told otherwise.
+    #[default]
+    Normal,
+    /// On a thread of the node's own that the OS runs only when the application's
+    /// threads leave a core free (on Linux, at nice 19): a flood on such a channel takes
+    /// what the node's other work leaves, and a small call on a normal channel preempts
+    /// it. For bulk transfers, backfills, replication catch-up. Elsewhere than Linux, the
+    /// lanes still run on their own thread, at the OS's normal priority.
+    Low,
+}
+
 /// The settings of one channel: a named connection to each peer with its own outbox, so
 /// that what waits on one never delays another (see `docs/cluster.md`, "Channels").
+///
+/// # Examples
+///
+/// ```
+/// use foundation_cluster::node::{ChannelConfig, NodeConfig, Priority};
+/// let config = NodeConfig::new("a", "secret").channel(
+///     "bulk",
+///     ChannelConfig::default()
+///         .max_pending(256 << 20)
+///         .priority(Priority::Low)
+///         .parallelism(2),
+/// );
+/// assert!(config.validate().is_ok());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelConfig {
-    /// How many bytes may wait to be written to one peer on this channel before sends on
-    /// it fail with [`crate::node::RemoteError::Overloaded`].
+    /// How many bytes may wait to be written to one peer on one lane of this channel
+    /// before sends on it fail with [`crate::node::RemoteError::Overloaded`].
     pub max_pending: usize,
+    /// Where its lanes run: [`Priority::Low`] puts them on a low-priority thread.
+    pub priority: Priority,
+    /// How many lanes (TCP connections) it opens to each peer, 1 to [`MAX_PARALLELISM`].
+    /// Messages to one process always take the same lane (chosen by a hash of its name),
+    /// so they arrive in the order sent; messages to different processes spread over the
+    /// lanes, so one large message delays only the processes that share its lane.
+    pub parallelism: usize,
 }
 
 impl Default for ChannelConfig {
-    /// 64 MiB may wait.
+    /// 64 MiB may wait, normal priority, one lane.
     fn default() -> Self {
         Self {
             max_pending: 64 * 1024 * 1024,
+            priority: Priority::Normal,
+            parallelism: 1,
         }
+    }
+}
+
+impl ChannelConfig {
+    /// Sets [`ChannelConfig::max_pending`].
+    #[must_use]
+    pub fn max_pending(mut self, bytes: usize) -> Self {
+        self.max_pending = bytes;
+        self
+    }
+
+    /// Sets [`ChannelConfig::priority`].
+    #[must_use]
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets [`ChannelConfig::parallelism`].
+    #[must_use]
+    pub fn parallelism(mut self, lanes: usize) -> Self {
+        self.parallelism = lanes;
+        self
     }
 }
 
@@ -346,19 +412,18 @@ impl NodeConfig {
     }
 
     /// The node's channels in their order: `control`, `default`, then those declared.
-    pub(crate) fn channel_table(&self) -> Vec<(String, usize)> {
-        let default = self
-            .channels
-            .iter()
-            .find(|(n, _)| n == DEFAULT)
-            .map_or(self.max_pending, |(_, c)| c.max_pending);
-        let mut table = vec![
-            (CONTROL.to_owned(), usize::MAX),
-            (DEFAULT.to_owned(), default),
-        ];
+    /// `control` is never full, runs at normal priority and has one lane; `default` takes
+    /// [`NodeConfig::max_pending`] unless declared.
+    pub(crate) fn channel_table(&self) -> Vec<(String, ChannelConfig)> {
+        let default = self.channels.iter().find(|(n, _)| n == DEFAULT).map_or(
+            ChannelConfig::default().max_pending(self.max_pending),
+            |(_, c)| *c,
+        );
+        let control = ChannelConfig::default().max_pending(usize::MAX);
+        let mut table = vec![(CONTROL.to_owned(), control), (DEFAULT.to_owned(), default)];
         for (n, c) in &self.channels {
             if n != DEFAULT && n != CONTROL {
-                table.push((n.clone(), c.max_pending));
+                table.push((n.clone(), *c));
             }
         }
         table
@@ -419,7 +484,10 @@ impl NodeConfig {
         if self.cluster.is_empty() {
             return bad("cluster", "is empty");
         }
-        for (n, _) in &self.channels {
+        for (n, c) in &self.channels {
+            if c.parallelism == 0 || c.parallelism > MAX_PARALLELISM {
+                return bad("channel", "a channel's parallelism must be 1 to 16 lanes");
+            }
             if n == CONTROL {
                 return bad(
                     "channel",
@@ -671,5 +739,33 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.to_string().contains("heartbeat"), "{e}");
+    }
+
+    #[test]
+    fn a_channel_takes_1_to_16_lanes_and_default_keeps_what_is_declared_for_it() {
+        let wide = |n| ChannelConfig::default().parallelism(n);
+        for bad in [0, MAX_PARALLELISM + 1] {
+            let e = NodeConfig::new("a", "c")
+                .channel("bulk", wide(bad))
+                .validate()
+                .unwrap_err();
+            assert!(e.to_string().contains("parallelism"), "{e}");
+        }
+        let low = ChannelConfig::default().priority(Priority::Low);
+        let c = NodeConfig::new("a", "c")
+            .max_pending(1000)
+            .channel("bulk", low.parallelism(MAX_PARALLELISM))
+            .channel(DEFAULT, wide(3));
+        c.validate().unwrap();
+        let table = c.channel_table();
+        let names: Vec<&str> = table.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, [CONTROL, DEFAULT, "bulk"]);
+        assert_eq!(table[0].1.max_pending, usize::MAX);
+        assert_eq!(table[0].1.parallelism, 1);
+        assert_eq!(table[1].1, wide(3));
+        assert_eq!(table[2].1.priority, Priority::Low);
+        // Undeclared, `default` takes `max_pending`, at normal priority, one lane.
+        let table = NodeConfig::new("a", "c").max_pending(1000).channel_table();
+        assert_eq!(table[1].1, ChannelConfig::default().max_pending(1000));
     }
 }

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ractor::ActorRef;
@@ -14,6 +15,7 @@ use tokio::sync::Notify;
 
 use super::admission::{Gated, PREAUTH_FRAME, Permit, SessionStream};
 use super::lane::{self, Heard, Outbox, PREAMBLE};
+use super::priority;
 use super::runtime::{Event, Shared};
 use super::wire::{self, Item};
 
@@ -118,7 +120,17 @@ async fn admit(
                 }
             }
             b if b == PREAMBLE[0] => {
-                lane_in(tls_stream, peer, shared, permit, deadline, 1).await;
+                let Some(g) = greet_lane(&mut tls_stream, peer, &shared, permit, deadline, 1).await
+                else {
+                    return;
+                };
+                // A low-priority lane moves to the low-priority thread (its socket's
+                // readiness stays with this runtime's driver: the TLS stream cannot be
+                // taken apart to move it).
+                match priority::handle(shared.priority(g.channel)) {
+                    None => read_lane(tls_stream, peer, shared, g).await,
+                    Some(low) => drop(low.spawn(read_lane(tls_stream, peer, shared, g))),
+                }
             }
             b => not_foundation(&shared, peer, b),
         }
@@ -138,7 +150,26 @@ async fn admit(
                 tracing::debug!(%peer, %why, "session not opened");
             }
         }
-        b if b == PREAMBLE[0] => lane_in(stream, peer, shared, permit, deadline, 0).await,
+        b if b == PREAMBLE[0] => {
+            let mut stream = stream;
+            let Some(g) = greet_lane(&mut stream, peer, &shared, permit, deadline, 0).await else {
+                return;
+            };
+            match priority::handle(shared.priority(g.channel)) {
+                None => read_lane(stream, peer, shared, g).await,
+                // The socket moves to the low-priority runtime whole: its readiness events
+                // are handled there too, not by this runtime's threads.
+                Some(low) => match stream.into_std() {
+                    Ok(std) => drop(low.spawn(async move {
+                        match TcpStream::from_std(std) {
+                            Ok(stream) => read_lane(stream, peer, shared, g).await,
+                            Err(e) => lane_not_moved(&shared, peer, &e),
+                        }
+                    })),
+                    Err(e) => lane_not_moved(&shared, peer, &e),
+                },
+            }
+        }
         // A TLS ClientHello to a node without TLS.
         0x16 => shared.reject(
             label,
@@ -188,18 +219,29 @@ fn not_foundation(shared: &Shared, peer: SocketAddr, b: u8) {
     );
 }
 
-/// An inbound lane: check its preamble (of which `consumed` bytes were read already) and
-/// its token, then deliver its frames until it ends. Until the token is checked, the lane
-/// holds its slot (`permit`), must be done by `deadline`, and may make this node read at
-/// most [`PREAUTH_FRAME`] bytes of its first frame (its hello).
-async fn lane_in<S: AsyncRead + Unpin>(
-    mut stream: S,
+/// An inbound lane's opening, checked: who sent it, for which lane, and its first frame
+/// (from `rest` on, the items after the hello).
+struct Greeted {
+    node: String,
+    incarnation: u64,
+    channel: usize,
+    lane: u64,
+    first: Vec<u8>,
+    rest: usize,
+}
+
+/// An inbound lane's opening: check its preamble (of which `consumed` bytes were read
+/// already) and its token. Until the token is checked, the lane holds its slot (`permit`),
+/// must be done by `deadline`, and may make this node read at most [`PREAUTH_FRAME`] bytes
+/// of its first frame (its hello). `None` once refused (and reported).
+async fn greet_lane<S: AsyncRead + Unpin>(
+    stream: &mut S,
     peer: SocketAddr,
-    shared: Arc<Shared>,
+    shared: &Shared,
     permit: Permit,
     deadline: tokio::time::Instant,
     consumed: usize,
-) {
+) -> Option<Greeted> {
     let mut buf = Vec::new();
     let greeted = tokio::time::timeout_at(deadline, async {
         let mut pre = [0u8; 4];
@@ -216,80 +258,108 @@ async fn lane_in<S: AsyncRead + Unpin>(
             };
             return Err(lane::LaneError::Io(std::io::Error::other(why)));
         }
-        lane::read_frame(&mut stream, PREAUTH_FRAME, &mut buf).await
+        lane::read_frame(stream, PREAUTH_FRAME, &mut buf).await
     })
     .await;
+    let refuse = |why: String| {
+        shared.reject(peer.to_string(), why);
+        None
+    };
     match greeted {
         Err(_) => {
             shared.admission.count_timeout();
-            return shared.reject(
-                peer.to_string(),
-                "opened a lane and did not present its hello in time".into(),
-            );
+            return refuse("opened a lane and did not present its hello in time".into());
         }
         Ok(Err(lane::LaneError::Frame(wire::FrameError::Oversized { len, .. }))) => {
             shared.admission.count_oversized();
-            return shared.reject(
-                peer.to_string(),
-                format!(
-                    "opened a lane with a first frame of {len} bytes, over the {PREAUTH_FRAME} a hello may take before its token is checked"
-                ),
-            );
+            return refuse(format!(
+                "opened a lane with a first frame of {len} bytes, over the {PREAUTH_FRAME} a hello may take before its token is checked"
+            ));
         }
-        Ok(Err(e)) => return shared.reject(peer.to_string(), format!("bad lane opening: {e}")),
+        Ok(Err(e)) => return refuse(format!("bad lane opening: {e}")),
         Ok(Ok(())) => {}
     }
     let mut rest = &buf[..];
-    let (node, incarnation, channel) = match wire::take_item(&mut rest) {
+    let (node, incarnation, channel, lane) = match wire::take_item(&mut rest) {
         Ok(Item::Hello { node, channel, .. }) if shared.channel(channel).is_none() => {
-            return shared.reject(
-                peer.to_string(),
-                format!(
-                    "lane from `{node}` for channel `{channel}`, which this node does not have (declare it with NodeConfig::channel on both nodes)"
-                ),
-            );
+            return refuse(format!(
+                "lane from `{node}` for channel `{channel}`, which this node does not have (declare it with NodeConfig::channel on both nodes)"
+            ));
         }
         Ok(Item::Hello {
             token,
             node,
             incarnation,
             channel,
+            lane,
         }) if shared
             .channel(channel)
-            .is_some_and(|ch| shared.take_token(token, ch)) =>
+            .is_some_and(|ch| shared.take_token(token, ch, lane)) =>
         {
             let ch = shared
                 .channel(channel)
                 .unwrap_or(super::runtime::DEFAULT_CHANNEL);
-            (node.to_owned(), incarnation, ch)
+            (node.to_owned(), incarnation, ch, lane)
         }
         Ok(Item::Hello { node, .. }) => {
-            return shared.reject(
-                peer.to_string(),
-                format!("lane from `{node}` with an unknown or expired token"),
-            );
+            return refuse(format!(
+                "lane from `{node}` with an unknown or expired token, or one it presented already for that lane"
+            ));
         }
-        Ok(_) => {
-            return shared.reject(
-                peer.to_string(),
-                "a lane that did not start with hello".into(),
-            );
-        }
-        Err(e) => return shared.reject(peer.to_string(), format!("bad lane hello: {e}")),
+        Ok(_) => return refuse("a lane that did not start with hello".into()),
+        Err(e) => return refuse(format!("bad lane hello: {e}")),
     };
     drop(permit);
+    let rest = buf.len() - rest.len();
+    Some(Greeted {
+        node,
+        incarnation,
+        channel,
+        lane,
+        first: buf,
+        rest,
+    })
+}
+
+/// A lane whose socket could not be moved to the low-priority runtime: closed (its peer
+/// takes this node down and reconnects, as for any broken lane).
+fn lane_not_moved(shared: &Shared, peer: SocketAddr, e: &std::io::Error) {
+    shared.reject(
+        peer.to_string(),
+        format!("could not move a low-priority lane to its thread: {e}"),
+    );
+}
+
+/// An inbound lane after its hello: deliver its frames until it ends.
+async fn read_lane<S: AsyncRead + Unpin>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    g: Greeted,
+) {
+    let Greeted {
+        node,
+        incarnation,
+        channel,
+        lane,
+        first,
+        rest,
+    } = g;
     let heard = Arc::new(Heard::new(shared.epoch));
     let kill = Arc::new(Notify::new());
-    tracing::debug!(%node, %peer, channel, "inbound lane open");
+    let _open = Open::count(&shared.lanes_in);
+    tracing::debug!(%node, %peer, channel, lane, "inbound lane open");
     let _ = shared.loop_tx.send(Event::LaneIn {
         node: node.clone(),
         incarnation,
         channel,
+        lane,
         heard: heard.clone(),
         kill: kill.clone(),
     });
     // Items after the hello in the first frame.
     let mut bad = None;
+    let mut rest = first.get(rest..).unwrap_or_default();
     while !rest.is_empty() {
         match wire::take_item(&mut rest) {
             Ok(item) => shared.dispatch(&node, incarnation, channel, item),
@@ -318,19 +388,20 @@ async fn lane_in<S: AsyncRead + Unpin>(
         node,
         incarnation,
         channel,
+        lane,
         why,
     });
 }
 
-/// An outbound lane of channel `channel` to `node` at `addr`: connect, present the token,
-/// write frames.
+/// Outbound lane number `lane` of channel `channel` to `node` at `addr`: connect, present
+/// the token, write frames.
 pub(super) async fn lane_out(
     shared: Arc<Shared>,
     node: String,
     incarnation: u64,
     addr: String,
     token: u128,
-    channel: usize,
+    (channel, lane): (usize, u64),
     outbox: Arc<Outbox>,
 ) {
     let run = async {
@@ -339,7 +410,7 @@ pub(super) async fn lane_out(
             .map_err(|_| std::io::Error::other("connect timed out"))??;
         tcp.set_nodelay(true)?;
         match &shared.tls {
-            None => write_lane(&shared, &node, &addr, (token, channel), &outbox, tcp).await,
+            None => write_lane(&shared, &node, &addr, (token, channel, lane), &outbox, tcp).await,
             Some(tls) => {
                 let stream = tokio::time::timeout(
                     shared.handshake_timeout,
@@ -347,7 +418,15 @@ pub(super) async fn lane_out(
                 )
                 .await
                 .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
-                write_lane(&shared, &node, &addr, (token, channel), &outbox, stream).await
+                write_lane(
+                    &shared,
+                    &node,
+                    &addr,
+                    (token, channel, lane),
+                    &outbox,
+                    stream,
+                )
+                .await
             }
         }
     };
@@ -363,7 +442,7 @@ async fn write_lane<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     node: &str,
     addr: &str,
-    (token, channel): (u128, usize),
+    (token, channel, lane): (u128, usize, u64),
     outbox: &Outbox,
     mut stream: S,
 ) -> std::io::Result<()> {
@@ -377,12 +456,14 @@ async fn write_lane<S: AsyncRead + AsyncWrite + Unpin>(
             node: &shared.name,
             incarnation: shared.incarnation,
             channel,
+            lane,
         },
     );
     let body = u32::try_from(opening.len() - PREAMBLE.len() - wire::HEADER).unwrap_or(u32::MAX);
     opening[PREAMBLE.len()..PREAMBLE.len() + wire::HEADER].copy_from_slice(&body.to_le_bytes());
     stream.write_all(&opening).await?;
-    tracing::debug!(%node, %addr, %channel, "outbound lane open");
+    let _open = Open::count(&shared.lanes_out);
+    tracing::debug!(%node, %addr, %channel, lane, "outbound lane open");
     // The peer never writes on this lane: anything readable is its end closing (a killed
     // process), noticed at once instead of at the next write.
     let (mut rx, mut tx) = tokio::io::split(stream);
@@ -397,6 +478,22 @@ async fn write_lane<S: AsyncRead + AsyncWrite + Unpin>(
     // Leaving: let the peer read what was written before the socket closes.
     let _ = tx.shutdown().await;
     Ok(())
+}
+
+/// Counts an open lane in [`crate::node::NodeStats`] until dropped.
+struct Open<'a>(&'a AtomicUsize);
+
+impl<'a> Open<'a> {
+    fn count(open: &'a AtomicUsize) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(open)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Dials a session to `addr`. Its reader is gated as an inbound session's is (without a

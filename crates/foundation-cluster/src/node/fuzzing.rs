@@ -107,6 +107,7 @@ pub(crate) fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             node: "node-a",
             incarnation: 1_700_000_000_000,
             channel: "control",
+            lane: 0,
         },
         Item::Cast {
             name: "kv",

@@ -28,9 +28,10 @@ const YIELD_EVERY: usize = 256 * 1024;
 /// with a zero byte (the top byte of its big-endian u64 length), TLS with 0x16: the first
 /// byte tells the three apart.
 /// Its last byte is the wire's version, raised whenever the format changes (2: message
-/// type ids, channels in the hello), so nodes of different versions refuse each other's
+/// type ids, channels in the hello; 3: the lane's number in the hello, for a channel's
+/// parallelism), so nodes of different versions refuse each other's
 /// lanes with a reason instead of misreading them.
-pub(crate) const PREAMBLE: &[u8; 4] = b"FND2";
+pub(crate) const PREAMBLE: &[u8; 4] = b"FND3";
 
 /// Why an item could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use super::ClusterEvent;
 use super::admission::{Admission, Held, PREAUTH_BYTES, PREAUTH_FRAME};
 use super::agent::{AgentMsg, Hello};
-use super::config::{NodeConfig, Tls};
+use super::config::{ChannelConfig, MAX_PARALLELISM, NodeConfig, Tls};
 use super::conn::{dial, lane_out};
 use super::exports::{Export, Inbox};
 use super::lane::{Heard, Outbox};
@@ -41,6 +41,9 @@ const RECENT_REFUSALS: usize = 16;
 /// over (a peer refused again is then logged once more).
 const LOGGED_REFUSALS: usize = 4096;
 
+/// A lane of a peer's: its channel's index and its number among that channel's lanes.
+type LaneId = (usize, u64);
+
 pub(crate) struct PendingCall {
     pub(crate) node: String,
     pub(crate) tx: oneshot::Sender<Answer>,
@@ -55,8 +58,8 @@ pub(crate) struct Shared {
     pub(crate) epoch: Instant,
     pub(crate) max_frame: usize,
     /// The channels, by index: `control` (0), `default` (1), then those declared, each with
-    /// its pending limit.
-    pub(crate) channels: Vec<(String, usize)>,
+    /// its settings.
+    pub(crate) channels: Vec<(String, ChannelConfig)>,
     pub(crate) handshake_timeout: Duration,
     /// How long a graceful leave waits for its lanes to drain.
     pub(crate) leave_timeout: Duration,
@@ -78,8 +81,12 @@ pub(crate) struct Shared {
     pub(crate) next_call: AtomicU64,
     /// Messages and calls refused for their type, or a call for its reply type.
     pub(crate) wrong_types: AtomicU64,
-    /// Lane tokens given out: when, and which channels' lanes presented them already.
-    tokens: Mutex<FxHashMap<u128, (Instant, u64)>>,
+    /// Lanes open now, from peers and to peers.
+    pub(crate) lanes_in: AtomicUsize,
+    pub(crate) lanes_out: AtomicUsize,
+    /// Lane tokens given out: when, and which lanes (channel, lane number) presented them
+    /// already.
+    tokens: Mutex<FxHashMap<u128, (Instant, Vec<LaneId>)>>,
     pub(crate) events: broadcast::Sender<ClusterEvent>,
     pub(crate) members: RwLock<Vec<Member>>,
     pub(crate) loop_tx: mpsc::UnboundedSender<Event>,
@@ -123,6 +130,8 @@ impl Shared {
             calls: Mutex::default(),
             next_call: AtomicU64::new(1),
             wrong_types: AtomicU64::new(0),
+            lanes_in: AtomicUsize::new(0),
+            lanes_out: AtomicUsize::new(0),
             tokens: Mutex::default(),
             events: broadcast::channel(1024).0,
             members: RwLock::default(),
@@ -135,7 +144,7 @@ impl Shared {
     /// This node's introduction to one peer, with a fresh lane token for it.
     pub(crate) fn hello(&self) -> Hello {
         let token = new_token();
-        lock(&self.tokens).insert(token, (Instant::now(), 0));
+        lock(&self.tokens).insert(token, (Instant::now(), Vec::new()));
         Hello {
             cluster: self.cluster.clone(),
             node: self.name.clone(),
@@ -148,18 +157,27 @@ impl Shared {
         }
     }
 
-    /// Whether `token` admits a lane of channel `channel`: one lane per channel.
-    pub(super) fn take_token(&self, token: u128, channel: usize) -> bool {
+    /// Whether `token` admits lane number `lane` of channel `channel`: each once, and at
+    /// most [`MAX_PARALLELISM`] lanes per channel (the peer's parallelism may differ from
+    /// this node's, but not exceed the cap).
+    pub(super) fn take_token(&self, token: u128, channel: usize, lane: u64) -> bool {
         let mut tokens = lock(&self.tokens);
         let Some((issued, used)) = tokens.get_mut(&token) else {
             return false;
         };
-        let bit = 1u64 << channel;
-        if issued.elapsed() >= TOKEN_TTL || *used & bit != 0 {
+        let fits = usize::try_from(lane).is_ok_and(|l| l < MAX_PARALLELISM);
+        if !fits || issued.elapsed() >= TOKEN_TTL || used.contains(&(channel, lane)) {
             return false;
         }
-        *used |= bit;
+        used.push((channel, lane));
         true
+    }
+
+    /// Where the lanes of channel `channel` run.
+    pub(crate) fn priority(&self, channel: usize) -> super::config::Priority {
+        self.channels
+            .get(channel)
+            .map_or_else(Default::default, |(_, c)| c.priority)
     }
 
     /// The index of the channel named `name`.
@@ -167,29 +185,39 @@ impl Shared {
         self.channels.iter().position(|(n, _)| n == name)
     }
 
-    /// A fresh set of outboxes, one per channel of this node's.
+    /// A fresh set of outboxes: per channel of this node's, one per lane.
     fn new_outboxes(&self, known: impl Fn(&str) -> bool) -> Outboxes {
         Outboxes(
             self.channels
                 .iter()
-                .map(|(n, max_pending)| {
-                    known(n).then(|| Arc::new(Outbox::new(self.max_frame, *max_pending)))
+                .map(|(n, c)| {
+                    known(n).then(|| {
+                        (0..c.parallelism.max(1))
+                            .map(|_| Arc::new(Outbox::new(self.max_frame, c.max_pending)))
+                            .collect()
+                    })
                 })
                 .collect(),
         )
     }
 
-    /// The outbox to `node`, made now if its hello has not been handled yet: a call can
-    /// arrive on its lane before its hello reaches the event loop, and the reply must
-    /// wait for the lane back rather than be lost. The loop adopts it on the hello.
-    pub(super) fn outbox_for_reply(&self, node: &str, channel: usize) -> Option<Arc<Outbox>> {
+    /// The outbox to `node` (of channel `channel`, the lane chosen by `key`), made now if
+    /// its hello has not been handled yet: a call can arrive on its lane before its hello
+    /// reaches the event loop, and the reply must wait for the lane back rather than be
+    /// lost. The loop adopts it on the hello.
+    pub(super) fn outbox_for_reply(
+        &self,
+        node: &str,
+        channel: usize,
+        key: u64,
+    ) -> Option<Arc<Outbox>> {
         if let Some(o) = read(&self.outboxes).get(node) {
-            return o.get(channel);
+            return o.get(channel, key);
         }
         lock(&self.pending)
             .entry(node.to_owned())
             .or_insert_with(|| Arc::new(self.new_outboxes(|_| true)))
-            .get(channel)
+            .get(channel, key)
     }
 
     /// Hands call `id`'s answer to its caller, if it still waits.
@@ -326,8 +354,9 @@ impl Shared {
                 let shared = self.clone();
                 let to = from.to_owned();
                 let reply: super::exports::ReplyTo = Box::new(move |r| {
-                    // The reply rides the channel the call came on.
-                    let Some(outbox) = shared.outbox_for_reply(&to, channel) else {
+                    // The reply rides the channel the call came on (any of its lanes:
+                    // replies need no order among themselves).
+                    let Some(outbox) = shared.outbox_for_reply(&to, channel, id) else {
                         return;
                     };
                     let result = match &r {
@@ -372,36 +401,51 @@ impl Shared {
     }
 }
 
-/// The outboxes to one peer, one per channel of this node's (none for a channel the peer
-/// does not know).
+/// The outboxes to one peer: per channel of this node's, one per lane (none for a channel
+/// the peer does not know).
 #[derive(Debug)]
-pub(crate) struct Outboxes(Vec<Option<Arc<Outbox>>>);
+pub(crate) struct Outboxes(Vec<Option<Vec<Arc<Outbox>>>>);
 
 impl Outboxes {
-    pub(crate) fn get(&self, channel: usize) -> Option<Arc<Outbox>> {
-        self.0.get(channel)?.clone()
+    /// The outbox of channel `channel` that `key` picks among its lanes: the same key,
+    /// the same lane, so what is sent with one key stays in order.
+    pub(crate) fn get(&self, channel: usize, key: u64) -> Option<Arc<Outbox>> {
+        let lanes = self.0.get(channel)?.as_ref()?;
+        let n = u64::try_from(lanes.len()).ok().filter(|n| *n > 0)?;
+        let i = usize::try_from(key % n).ok()?;
+        lanes.get(i).cloned()
     }
 
-    /// Each channel's outbox, with its index.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Arc<Outbox>)> {
-        self.0
-            .iter()
-            .enumerate()
-            .filter_map(|(i, o)| o.as_ref().map(|o| (i, o)))
+    /// Each lane's outbox, with its channel's index and its lane number.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, u64, &Arc<Outbox>)> {
+        self.0.iter().enumerate().flat_map(|(i, lanes)| {
+            lanes
+                .iter()
+                .flatten()
+                .zip(0u64..)
+                .map(move |(o, lane)| (i, lane, o))
+        })
     }
 
     pub(crate) fn close(&self) {
-        self.iter().for_each(|(_, o)| o.close());
+        self.iter().for_each(|(_, _, o)| o.close());
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.iter().any(|(_, o)| o.is_closed())
+        self.iter().any(|(_, _, o)| o.is_closed())
     }
 
-    /// Whether nothing waits to be written on any channel.
+    /// Whether nothing waits to be written on any lane.
     pub(crate) fn is_drained(&self) -> bool {
-        self.iter().all(|(_, o)| o.is_drained())
+        self.iter().all(|(_, _, o)| o.is_drained())
     }
+}
+
+/// The key that picks the lane of a message to the process named `name`: a hash of the
+/// name, so every message to one process takes the same lane of a channel.
+pub(crate) fn lane_key(name: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(name)
 }
 
 fn new_token() -> u128 {
@@ -429,6 +473,7 @@ pub(crate) enum Event {
         node: String,
         incarnation: u64,
         channel: usize,
+        lane: u64,
         heard: Arc<Heard>,
         kill: Arc<Notify>,
     },
@@ -436,6 +481,7 @@ pub(crate) enum Event {
         node: String,
         incarnation: u64,
         channel: usize,
+        lane: u64,
         why: Option<String>,
     },
     LaneOutClosed {
@@ -492,10 +538,10 @@ struct PeerLink {
     last_heartbeat: Instant,
 }
 
-/// A peer's inbound lanes, one per channel.
+/// A peer's inbound lanes, by (channel, lane number).
 struct InLanes {
     incarnation: u64,
-    lanes: HashMap<usize, (Arc<Heard>, Arc<Notify>)>,
+    lanes: HashMap<(usize, u64), (Arc<Heard>, Arc<Notify>)>,
 }
 
 impl InLanes {
@@ -741,6 +787,7 @@ impl Loop {
                 node,
                 incarnation,
                 channel,
+                lane,
                 heard,
                 kill,
             } => {
@@ -754,7 +801,7 @@ impl Loop {
                     lanes.lanes.clear();
                     lanes.incarnation = incarnation;
                 }
-                if let Some((_, old)) = lanes.lanes.insert(channel, (heard, kill)) {
+                if let Some((_, old)) = lanes.lanes.insert((channel, lane), (heard, kill)) {
                     old.notify_one();
                 }
             }
@@ -762,6 +809,7 @@ impl Loop {
                 node,
                 incarnation,
                 channel,
+                lane,
                 why,
             } => {
                 if let Some(why) = &why {
@@ -773,7 +821,7 @@ impl Loop {
                     .get_mut(&node)
                     .filter(|l| l.incarnation == incarnation)
                 {
-                    l.lanes.remove(&channel);
+                    l.lanes.remove(&(channel, lane));
                     others = !l.lanes.is_empty();
                     if !others {
                         self.inbound.remove(&node);
@@ -853,7 +901,7 @@ impl Loop {
                 for p in self.peers.values() {
                     // Each lane says it, after what it carries: the peer is told on the
                     // first, and has read each lane to its end when it closes.
-                    for (_, o) in p.outboxes.iter() {
+                    for (_, _, o) in p.outboxes.iter() {
                         let _ = o.push_item(&Item::Leave);
                         o.finish();
                     }
@@ -922,7 +970,7 @@ impl Loop {
                 .into_iter()
                 .enumerate()
                 .map(|(i, fresh)| {
-                    let adopted = pending.as_ref().and_then(|p| p.get(i));
+                    let adopted = pending.as_ref().and_then(|p| p.0.get(i)?.clone());
                     fresh.map(|f| adopted.unwrap_or(f))
                 })
                 .collect(),
@@ -930,9 +978,8 @@ impl Loop {
         for (i, (name, _)) in self.shared.channels.iter().enumerate() {
             if !theirs.contains(name.as_str()) {
                 tracing::warn!(node = %h.node, channel = %name, "the peer does not know this channel; sends on it to that peer will fail");
-                if let Some(p) = pending.as_ref().and_then(|p| p.get(i)) {
-                    p.close();
-                }
+                let lanes = pending.as_ref().and_then(|p| p.0.get(i)?.as_ref());
+                lanes.into_iter().flatten().for_each(|o| o.close());
             }
         }
         self.peers.insert(
@@ -949,16 +996,20 @@ impl Loop {
             },
         );
         write(&self.shared.outboxes).insert(h.node.clone(), outboxes.clone());
-        for (i, outbox) in outboxes.iter() {
-            tokio::spawn(lane_out(
-                self.shared.clone(),
-                h.node.clone(),
-                h.incarnation,
-                h.addr.clone(),
-                h.token,
-                i,
-                outbox.clone(),
-            ));
+        for (channel, lane, outbox) in outboxes.iter() {
+            // A low-priority channel's lanes run on the low-priority thread.
+            super::priority::spawn(
+                self.shared.priority(channel),
+                lane_out(
+                    self.shared.clone(),
+                    h.node.clone(),
+                    h.incarnation,
+                    h.addr.clone(),
+                    h.token,
+                    (channel, lane),
+                    outbox.clone(),
+                ),
+            );
         }
         self.publish(ups);
     }
@@ -1028,7 +1079,7 @@ impl Loop {
             for p in self.peers.values_mut() {
                 if now.duration_since(p.last_heartbeat) >= p.heartbeat {
                     p.last_heartbeat = now;
-                    if let Some(control) = p.outboxes.get(CONTROL_CHANNEL) {
+                    if let Some(control) = p.outboxes.get(CONTROL_CHANNEL, 0) {
                         let _ = control.push_item(&Item::Heartbeat);
                     }
                 }
@@ -1183,6 +1234,54 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(subscriber, f);
         String::from_utf8(lock(&buf.0).clone()).unwrap()
+    }
+
+    #[test]
+    fn one_process_keeps_one_lane_of_a_channel_and_many_spread_over_all() {
+        use crate::node::ChannelConfig;
+        let config =
+            NodeConfig::new("a", "cookie").channel("wide", ChannelConfig::default().parallelism(4));
+        let shared = Shared::new(&config, "127.0.0.1:1".into(), mpsc::unbounded_channel().0);
+        let wide = shared.channel("wide").unwrap();
+        // The peer knows `wide` only: no outboxes for the others.
+        let outboxes = shared.new_outboxes(|n| n == "wide");
+        assert!(outboxes.get(DEFAULT_CHANNEL, 0).is_none());
+        assert_eq!(outboxes.iter().count(), 4);
+        let lane_of = |name: &str| {
+            let o = outboxes.get(wide, lane_key(name)).unwrap();
+            outboxes
+                .iter()
+                .position(|(_, _, x)| Arc::ptr_eq(x, &o))
+                .unwrap()
+        };
+        let first = lane_of("orders");
+        assert!((0..100).all(|_| lane_of("orders") == first));
+        let used: BTreeSet<usize> = (0..64).map(|i| lane_of(&format!("p{i}"))).collect();
+        assert_eq!(used.len(), 4, "{used:?}");
+    }
+
+    #[test]
+    fn a_token_admits_each_lane_of_each_channel_once_and_no_more_than_the_cap() {
+        let config = NodeConfig::new("a", "cookie");
+        let shared = Shared::new(&config, "127.0.0.1:1".into(), mpsc::unbounded_channel().0);
+        let token = shared.hello().token;
+        assert!(shared.take_token(token, DEFAULT_CHANNEL, 0));
+        assert!(shared.take_token(token, DEFAULT_CHANNEL, 1));
+        assert!(shared.take_token(token, CONTROL_CHANNEL, 0));
+        assert!(
+            !shared.take_token(token, DEFAULT_CHANNEL, 1),
+            "presented twice"
+        );
+        let cap = MAX_PARALLELISM as u64;
+        assert!(shared.take_token(token, DEFAULT_CHANNEL, cap - 1));
+        assert!(
+            !shared.take_token(token, DEFAULT_CHANNEL, cap),
+            "over the cap"
+        );
+        assert!(
+            !shared.take_token(token ^ 1, DEFAULT_CHANNEL, 2),
+            "never issued"
+        );
     }
 
     #[test]

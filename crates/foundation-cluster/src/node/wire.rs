@@ -13,6 +13,12 @@
 //! The first item on a lane is [`Item::Hello`]; a lane whose first item is anything else,
 //! or whose frames do not parse, is closed.
 //!
+//! ```text
+//! hello = 6 · token: u128 · node · incarnation · channel · lane
+//! ```
+//!
+//! `lane` numbers the lanes of one channel from one node, from 0 to its parallelism - 1.
+//!
 //! A cast or a call carries its message type's identity, the [`wire_id`] hash of its wire
 //! name (8 bytes, little endian), and a call the reply type's the caller expects (or
 //! [`NOT_A_CALL`]): the receiving node compares them with its process's before it decodes
@@ -99,13 +105,14 @@ pub(crate) type Answer = Result<Vec<u8>, (Refusal, String)>;
 /// One item of a frame, borrowed from the frame's bytes.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Item<'a> {
-    /// The first item of a lane: who opens it, the token the receiving node gave it, and
-    /// the channel the lane carries.
+    /// The first item of a lane: who opens it, the token the receiving node gave it, the
+    /// channel the lane carries and which of that channel's lanes it is.
     Hello {
         token: u128,
         node: &'a str,
         incarnation: u64,
         channel: &'a str,
+        lane: u64,
     },
     /// A message of type `ty` (a [`wire_id`]) for the process exported as `name`.
     ///
@@ -168,12 +175,14 @@ pub(crate) fn put_item(out: &mut Vec<u8>, item: &Item<'_>) {
             node,
             incarnation,
             channel,
+            lane,
         } => {
             out.push(HELLO);
             out.extend_from_slice(&token.to_le_bytes());
             put_bytes(out, node.as_bytes());
             put_varint(out, *incarnation);
             put_bytes(out, channel.as_bytes());
+            put_varint(out, *lane);
         }
         Item::Cast { name, ctx, ty, msg } => {
             out.push(CAST);
@@ -276,6 +285,7 @@ pub(crate) fn take_item<'a>(buf: &mut &'a [u8]) -> Result<Item<'a>, FrameError> 
                 node: take_str(buf, "the node name")?,
                 incarnation: take_varint(buf, "the incarnation")?,
                 channel: take_str(buf, "the channel name")?,
+                lane: take_varint(buf, "the lane number")?,
             }
         }
         CAST => Item::Cast {
@@ -420,6 +430,7 @@ mod tests {
                 node: "node-a",
                 incarnation: 1_700_000_000_000_000,
                 channel: "control",
+                lane: 3,
             },
             Item::Cast {
                 name: "kv",

@@ -355,12 +355,13 @@ async fn garbage_silence_forged_lanes_and_oversized_frames_are_rejected() {
 
     // A lane with a token this node never issued.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut hello = b"FND2".to_vec();
+    let mut hello = b"FND3".to_vec();
     let mut item = vec![6u8]; // hello
     item.extend_from_slice(&[7u8; 16]);
     item.extend_from_slice(&[1, b'z', 1]);
     item.push(7);
     item.extend_from_slice(b"default");
+    item.push(0); // lane 0
     hello.extend_from_slice(&u32::try_from(item.len()).unwrap().to_le_bytes());
     hello.extend_from_slice(&item);
     s.write_all(&hello).await.unwrap();
@@ -368,12 +369,13 @@ async fn garbage_silence_forged_lanes_and_oversized_frames_are_rejected() {
 
     // A lane for a channel this node does not have is refused, saying so.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut hello = b"FND2".to_vec();
+    let mut hello = b"FND3".to_vec();
     let mut item = vec![6u8]; // hello
     item.extend_from_slice(&[7u8; 16]);
     item.extend_from_slice(&[1, b'z', 1]);
     item.push(4);
     item.extend_from_slice(b"bulk");
+    item.push(0); // lane 0
     hello.extend_from_slice(&u32::try_from(item.len()).unwrap().to_le_bytes());
     hello.extend_from_slice(&item);
     s.write_all(&hello).await.unwrap();
@@ -388,13 +390,13 @@ async fn garbage_silence_forged_lanes_and_oversized_frames_are_rejected() {
     s.write_all(b"FND1\0\0\0\0").await.unwrap();
     wait_event(
         &mut events,
-        is_rejected("a lane of wire version 1, this node speaks 2"),
+        is_rejected("a lane of wire version 1, this node speaks 3"),
     )
     .await;
 
     // A lane announcing a frame over the limit.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut huge = b"FND2".to_vec();
+    let mut huge = b"FND3".to_vec();
     huge.extend_from_slice(&u32::MAX.to_le_bytes());
     s.write_all(&huge).await.unwrap();
     wait_event(&mut events, is_rejected("over the")).await;
@@ -422,12 +424,38 @@ async fn with_tls_every_connection_is_encrypted_and_plain_peers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     harness::write_tls(dir.path());
     let tls_dir = dir.path().to_str().unwrap().to_owned();
-    let a = local_node("a", |c| c.tls(harness::tls_from(dir.path()))).await;
+    // With a low-priority channel of two lanes: over TLS, its lanes move to the
+    // low-priority thread as whole TLS streams.
+    let bulk = foundation_cluster::node::ChannelConfig::default()
+        .priority(foundation_cluster::node::Priority::Low)
+        .parallelism(2);
+    let a = local_node("a", |c| {
+        c.tls(harness::tls_from(dir.path())).channel("bulk", bulk)
+    })
+    .await;
     let mut events = a.subscribe();
-    let mut b = harness::start("b", &[("SEEDS", a.advertised()), ("TLS_DIR", &tls_dir)]);
+    let mut b = harness::start(
+        "b",
+        &[
+            ("SEEDS", a.advertised()),
+            ("TLS_DIR", &tls_dir),
+            ("CHANNELS", "bulk:low:2"),
+        ],
+    );
     wait_event(&mut events, is_up("b")).await;
     a.send("b", "probe", &Probe::Note("sealed".into())).unwrap();
     b.expect(|l| l.starts_with("got sealed"));
+    let answer: String = a
+        .call_on(
+            "bulk",
+            "b",
+            "probe",
+            |p| Probe::Ask("sealed-bulk".into(), p),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert!(answer.starts_with("sealed-bulk "), "{answer}");
     // c is dialed by a through b's gossip: that connection is TLS too.
     let mut c = harness::start("c", &[("SEEDS", &b.addr.clone()), ("TLS_DIR", &tls_dir)]);
     wait_event(&mut events, is_up("c")).await;
@@ -868,6 +896,150 @@ async fn a_call_right_after_stop_gets_stopped() {
         assert!(
             matches!(r, Err(RemoteError::Stopped { ref name, .. }) if name.starts_with("stopping-")),
             "call {i}: {r:?}"
+        );
+    }
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_on_default_is_answered_while_a_low_priority_channel_floods() {
+    use foundation_cluster::node::{ChannelConfig, Priority};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let _one = IN_PROCESS.lock().await;
+    let bulk = ChannelConfig::default().priority(Priority::Low);
+    let a = local_node("a", |c| c.channel("bulk", bulk)).await;
+    let mut events = a.subscribe();
+    // b keeps at most 1,000 unhandled remote messages per process: the flood's surplus is
+    // dropped there, not held.
+    let mut b = harness::start(
+        "b",
+        &[
+            ("SEEDS", a.advertised()),
+            ("CHANNELS", "bulk:low:1"),
+            ("MAX_REMOTE_QUEUED", "1000"),
+        ],
+    );
+    wait_event(&mut events, is_up("b")).await;
+
+    // A continuous flood on `bulk`, as fast as the channel takes it, at b's 1 ms process.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    let (going_tx, going) = tokio::sync::oneshot::channel();
+    let flood = {
+        let (a, stop, sent) = (a.clone(), stop.clone(), sent.clone());
+        tokio::spawn(async move {
+            let note = "f".repeat(4096);
+            let mut going_tx = Some(going_tx);
+            while !stop.load(Ordering::Relaxed) {
+                let msg = Probe::Note(note.clone());
+                a.send_on_wait("bulk", "b", "slow", &msg).await.unwrap();
+                if sent.fetch_add(1, Ordering::Relaxed) == 1_000 {
+                    let _ = going_tx.take().map(|t| t.send(()));
+                }
+            }
+        })
+    };
+    going.await.unwrap();
+    // Calls on `default` are answered meanwhile, each in turn, while the flood goes on.
+    for i in 0..50 {
+        let note = format!("c{i}");
+        let answer: String = a
+            .call(
+                "b",
+                "probe",
+                |p| Probe::Ask(note.clone(), p),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        assert!(answer.starts_with(&format!("{note} ")), "{answer}");
+    }
+    assert!(!flood.is_finished(), "the flood stopped");
+    let before = sent.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    flood.await.unwrap();
+    assert!(before > 1_000);
+    // `bulk`'s lanes run on a thread the OS ranks lowest, in both processes; `default`'s
+    // do not (the calls above ran on the test's runtime).
+    b.tell("stats");
+    let stats = b.expect(|l| l.starts_with("stats "));
+    assert!(stats.contains(" low_nice=19 "), "{stats}");
+    assert_eq!(harness::low_lanes_nice(), Some(19));
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_with_parallelism_opens_that_many_lanes_and_keeps_each_process_in_order() {
+    use foundation_cluster::node::{ChannelConfig, RemoteError};
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| {
+        c.channel("wide", ChannelConfig::default().parallelism(4))
+    })
+    .await;
+    let mut events = a.subscribe();
+    let mut b = harness::start(
+        "b",
+        &[("SEEDS", a.advertised()), ("CHANNELS", "wide:normal:4")],
+    );
+    wait_event(&mut events, is_up("b")).await;
+
+    // Calls to 64 names spread over the four lanes of `wide` (a name picks its lane); each
+    // is answered (no such name), so each lane is open both ways once they all are.
+    for i in 0..64 {
+        let r: Result<String, _> = a
+            .call_on(
+                "wide",
+                "b",
+                &format!("nobody-{i}"),
+                |p| Probe::Ask(String::new(), p),
+                Duration::from_secs(30),
+            )
+            .await;
+        assert!(matches!(r, Err(RemoteError::NoSuchName { .. })), "{r:?}");
+    }
+    // A call on `control` and one on `default`: their lanes are open both ways too.
+    for channel in [
+        foundation_cluster::node::CONTROL,
+        foundation_cluster::node::DEFAULT,
+    ] {
+        let r: String = a
+            .call_on(
+                channel,
+                "b",
+                "probe",
+                |p| Probe::Ask(channel.into(), p),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        assert!(r.starts_with(channel), "{r}");
+    }
+    // control, default and wide's four, each way.
+    assert_eq!(a.stats().lanes_out, 6);
+    assert_eq!(a.stats().lanes_in, 6);
+    b.tell("stats");
+    let stats = b.expect(|l| l.starts_with("stats "));
+    assert!(stats.contains(" lanes_in=6 lanes_out=6"), "{stats}");
+
+    // Messages to one process arrive in the order sent, whatever goes to others between.
+    for i in 0..300 {
+        a.send_on("wide", "b", "probe", &Probe::Note(format!("w{i}")))
+            .unwrap();
+        a.send_on("wide", "b", "slow", &Probe::Note(format!("s{i}")))
+            .unwrap();
+        a.send_on(
+            "wide",
+            "b",
+            &format!("nobody-{}", i % 64),
+            &Probe::Note(String::new()),
+        )
+        .unwrap();
+    }
+    for i in 0..300 {
+        let got = b.expect(|l| l.starts_with("got w"));
+        assert!(
+            got.starts_with(&format!("got w{i} ")),
+            "{got} instead of w{i}"
         );
     }
     a.shutdown().await;

@@ -5,8 +5,11 @@
 //! readiness, membership events, messages its `probe` process got) and obeys commands on
 //! stdin. The parent reads those lines with [`Child::expect`] (`foundation-testkit`).
 //!
-//! `stats` answers `@stats rss=<KiB> hwm=<KiB> fds=<n> <key>=<n>…` (its resident memory,
-//! its peak, its open file descriptors, then its node's `NodeStats` fields).
+//! `stats` answers `@stats rss=<KiB> hwm=<KiB> fds=<n> [low_nice=<n>] <key>=<n>…` (its
+//! resident memory, its peak, its open file descriptors, the nice value of its thread for
+//! low-priority lanes once it has one, then its node's `NodeStats` fields).
+//!
+//! `CHANNELS` declares channels: `<name>:<low|normal>:<parallelism>,…`.
 //! `wrong-types` prints `@wrong-types <n>`: how many items the node refused for their type.
 //!
 //! With `RAFT_VOTERS` set, a child also runs the consensus group `journal` (a [`Journal`])
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use foundation_actors::{Actor, ActorError, Addr, Context, RemoteMessage, ReplyPort, spawn};
 use foundation_cluster::discovery::Peer;
-use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
+use foundation_cluster::node::{ChannelConfig, ClusterEvent, Node, NodeConfig, Priority};
 use foundation_cluster::raft::{Group, GroupOptions, Machine};
 pub use foundation_testkit::{Child, Net};
 use foundation_testkit::{commands, say};
@@ -214,6 +217,22 @@ fn node_process() {
         if let Some(n) = var("MAX_REMOTE_QUEUED") {
             config = config.max_remote_queued(n.parse().unwrap());
         }
+        // `<name>:<low|normal>:<parallelism>,…`
+        for spec in var("CHANNELS")
+            .unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+        {
+            let parts: Vec<&str> = spec.split(':').collect();
+            let priority = match parts[1] {
+                "low" => Priority::Low,
+                _ => Priority::Normal,
+            };
+            let channel = ChannelConfig::default()
+                .priority(priority)
+                .parallelism(parts[2].parse().unwrap());
+            config = config.channel(parts[0], channel);
+        }
         let node = Node::start(config).await.unwrap();
         let probe = spawn(ProbeActor, ()).await.unwrap();
         node.export("probe", probe).unwrap();
@@ -319,7 +338,7 @@ fn node_process() {
                 ["stats"] => {
                     let n = node.stats();
                     say(&format!(
-                        "stats {} unauthenticated={} over_cap={} handshake_timeouts={} oversized_preauth={} accept_errors={} remote_dropped={} remote_refused={}",
+                        "stats {} unauthenticated={} over_cap={} handshake_timeouts={} oversized_preauth={} accept_errors={} remote_dropped={} remote_refused={} lanes_in={} lanes_out={}",
                         process_stats(),
                         n.unauthenticated,
                         n.over_cap,
@@ -327,7 +346,9 @@ fn node_process() {
                         n.oversized_preauth,
                         n.accept_errors,
                         n.remote_dropped,
-                        n.remote_refused
+                        n.remote_refused,
+                        n.lanes_in,
+                        n.lanes_out
                     ));
                 }
                 ["wrong-types"] => {
@@ -362,7 +383,25 @@ fn process_stats() -> String {
             .unwrap_or(0)
     };
     let fds = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
-    format!("rss={} hwm={} fds={fds}", kib("VmRSS:"), kib("VmHWM:"))
+    // Only once the thread exists: every value on the line is a number.
+    let low = low_lanes_nice().map_or_else(String::new, |n| format!(" low_nice={n}"));
+    format!("rss={} hwm={} fds={fds}{low}", kib("VmRSS:"), kib("VmHWM:"))
+}
+
+/// The nice value of this process's thread for low-priority lanes, if it has one (it is
+/// started with the first such lane).
+pub fn low_lanes_nice() -> Option<i64> {
+    std::fs::read_dir("/proc/self/task").ok()?.find_map(|t| {
+        let dir = t.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+        if comm.trim() != "fnd-low-lanes" {
+            return None;
+        }
+        // `pid (comm) state …`: the nice value is field 19, the 17th after the comm.
+        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+        let after = &stat[stat.rfind(')')? + 1..];
+        after.split_whitespace().nth(16)?.parse().ok()
+    })
 }
 
 /// The entry children run.

@@ -90,7 +90,7 @@ async fn unauthenticated_connections_announcing_near_limit_frames_cost_the_node_
             tokio::spawn(async move {
                 let mut s = TcpStream::connect(addr).await.unwrap();
                 let head = if i % 2 == 0 {
-                    let mut h = b"FND2".to_vec();
+                    let mut h = b"FND3".to_vec();
                     h.extend_from_slice(&u32::try_from(near).unwrap().to_le_bytes());
                     h
                 } else {
