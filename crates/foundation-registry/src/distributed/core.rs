@@ -1494,9 +1494,27 @@ impl<M: RemoteMessage> Inner<M> {
 }
 
 impl<M: RemoteMessage> Drop for Inner<M> {
-    /// The last handle is gone: the export and tasks go; local instances are stopped
-    /// where a runtime is at hand.
+    /// The last handle is gone without a `shutdown`: as a shutdown would, the records say
+    /// no instance runs here any more and the peers are told this node's part is gone
+    /// (`Bye`), so they start its children elsewhere at once (the node itself may well
+    /// stay up: nothing else would tell them); the export and tasks go; local instances
+    /// are stopped where a runtime is at hand.
     fn drop(&mut self) {
+        if !lock(&self.state).closed {
+            let ids: Vec<String> = lock(&self.local).keys().cloned().collect();
+            for id in &ids {
+                self.clear_slot(id);
+            }
+            let st = lock(&self.state);
+            for peer in st.peers.keys() {
+                self.send(
+                    peer,
+                    Wire::Bye {
+                        from: self.me.clone(),
+                    },
+                );
+            }
+        }
         self.abort();
         for (_, child) in lock(&self.local).drain() {
             child.watcher.abort();

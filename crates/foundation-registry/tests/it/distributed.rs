@@ -155,6 +155,25 @@ fn a_killed_nodes_singleton_moves_at_once_when_its_address_refuses_connections()
 }
 
 #[test]
+fn a_supervisor_dropped_without_a_shutdown_has_its_children_started_elsewhere() {
+    // Its node stays up, so no failure detector would ever tell the peers: the drop must.
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[0], "echo d1 singleton"));
+    let dropped = nodes.iter().position(|n| n.name == owner).unwrap();
+    ask(&mut nodes[dropped], "drop", "dropped");
+    let mut heir = None;
+    for (i, node) in nodes.iter_mut().enumerate() {
+        if i == dropped {
+            continue;
+        }
+        let (at, _) = moved(node, "d1", &owner, "ev started d1");
+        assert_ne!(at, owner);
+        assert_eq!(*heir.get_or_insert_with(|| at.clone()), at);
+        assert_eq!(call(node, "d1"), format!("d1@{at}"));
+    }
+}
+
+#[test]
 fn replicated_and_all_children_run_per_node_and_a_joining_node_gets_its_instance() {
     let mut a = start("a", &[("SILENCE_MS", "1000")]);
     let seed = a.addr.clone();

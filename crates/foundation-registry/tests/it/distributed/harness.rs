@@ -53,6 +53,8 @@
 //!   `@log <id> <len> gap <index>:<number>`;
 //! - `stream <id>` / `endstream <id>`: casts `Push(1)`, `Push(2)`, … until told to end
 //!   (`@streaming <id>` after 100, `@streamed <id> <last> <errors>` at the end);
+//! - `drop`: drops the supervisor's handle without a shutdown (`@dropped`); the node
+//!   stays up;
 //! - `exit`: a graceful leave (the supervisor's `shutdown`, then `Node::leave`).
 
 use std::time::Duration;
@@ -748,6 +750,14 @@ async fn run(name: String) {
             ["endstream", id] => {
                 if let Some(stop) = streams.remove(*id) {
                     let _ = stop.send(());
+                }
+            }
+            ["drop"] => {
+                // The last handle dropped without a shutdown; the node stays up.
+                drop(sup);
+                say("dropped");
+                loop {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
                 }
             }
             ["exit"] => break,
