@@ -137,6 +137,8 @@ pub struct Node {
 
 struct Control {
     addr: SocketAddr,
+    /// The silence limit of this node's failure detector.
+    silence: Duration,
     server: ActorRef<NodeServerMessage>,
     agent: ActorRef<AgentMsg>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -266,6 +268,7 @@ impl Node {
             shared,
             control: Arc::new(Control {
                 addr,
+                silence: config.silence,
                 server,
                 agent,
                 tasks: Mutex::new(tasks),
@@ -288,6 +291,13 @@ impl Node {
     /// The address the node's port is bound to.
     pub fn addr(&self) -> SocketAddr {
         self.control.addr
+    }
+
+    /// How long a peer may stay silent before this node declares it down
+    /// ([`NodeConfig::silence`]): the limit layers above time their own decisions by
+    /// (a distributed supervisor's failover, for one).
+    pub fn silence(&self) -> Duration {
+        self.control.silence
     }
 
     /// The `host:port` peers reach this node at.

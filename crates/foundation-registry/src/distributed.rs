@@ -214,7 +214,7 @@ use self::table::{Removal, SpecWire};
 use crate::ClusterRegistry;
 use crate::cluster::{CallError, CastError, Location, lock};
 use crate::placement::{
-    ChildPlacement, Exit, PendingReason, Placement, QuorumError, QuorumLoss, StartCause,
+    ChildPlacement, Exit, PendingReason, Placement, QuorumError, QuorumLoss, StartCause, Timing,
 };
 
 /// The name a distributed child's instance is registered under in the supervisor's
@@ -395,6 +395,14 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
         registry: &ClusterRegistry<ChildName, M>,
         spec: DistributedSpec<M>,
     ) -> Result<Self, StartError> {
+        let mut spec = spec;
+        let silence = node.silence();
+        if !spec.timing_set {
+            spec.timing.silence = silence;
+        } else if spec.timing.silence < silence {
+            tracing::warn!(supervisor = %spec.name, set = ?spec.timing.silence, node = ?silence, "the supervisor's silence is shorter than the node's: raised to the node's");
+            spec.timing.silence = silence;
+        }
         let (tx, rx) = mpsc::channel(1024);
         let sync_every = spec.sync_every;
         let inner = Arc::new(Inner::new(node, registry, spec, tx.clone()));
@@ -442,6 +450,13 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
     /// The supervisor's name.
     pub fn name(&self) -> &str {
         &self.inner.spec.name
+    }
+
+    /// The timing its split-brain decisions follow: [`DistributedSpec::timing`], with the
+    /// silence taken from the node when it was not set, or raised to the node's when it
+    /// was shorter.
+    pub fn timing(&self) -> Timing {
+        self.inner.spec.timing
     }
 
     /// The nodes running this supervisor as this node sees them (itself included), sorted:

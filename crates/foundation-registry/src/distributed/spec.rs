@@ -57,6 +57,8 @@ pub struct DistributedSpec<M> {
     pub(crate) checkpoint_replicas: usize,
     pub(crate) quorum: Quorum,
     pub(crate) timing: Timing,
+    /// Whether `timing` was set: if not, its silence is the node's.
+    pub(crate) timing_set: bool,
     pub(crate) distribution: Arc<dyn Distribution>,
     pub(crate) roles: BTreeSet<String>,
     pub(crate) local_intensity: (u32, Duration),
@@ -85,7 +87,7 @@ impl<M> fmt::Debug for DistributedSpec<M> {
 
 impl<M: Send + 'static> DistributedSpec<M> {
     /// A supervisor called `name`, without kinds yet; [`Quorum::KeepMajority`], a timing
-    /// of 3 s silence (the node's default) plus a 1 s margin, [`Rendezvous`] placement.
+    /// of the node's silence (3 s by default) plus a 1 s margin, [`Rendezvous`] placement.
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -97,6 +99,7 @@ impl<M: Send + 'static> DistributedSpec<M> {
                 silence: Duration::from_secs(3),
                 margin: Duration::from_secs(1),
             },
+            timing_set: false,
             distribution: Arc::new(Rendezvous),
             roles: BTreeSet::new(),
             local_intensity: (3, Duration::from_secs(5)),
@@ -194,12 +197,16 @@ impl<M: Send + 'static> DistributedSpec<M> {
         self
     }
 
-    /// The silence limit and margin of split-brain decisions. `silence` should be the
-    /// node's ([`NodeConfig::silence`](foundation_cluster::node::NodeConfig::silence));
-    /// see the timing argument in [`placement`](crate::placement) for the margin.
+    /// The silence limit and margin of split-brain decisions; see the timing argument in
+    /// [`placement`](crate::placement) for the margin. Unset, the silence is the node's
+    /// ([`Node::silence`](foundation_cluster::node::Node::silence)) and the margin 1 s. A
+    /// silence shorter than the node's is raised to it when the supervisor starts (with a
+    /// warning): the winning side of a split must not start children before the losing
+    /// side's failure detector has even noticed.
     #[must_use]
     pub fn timing(mut self, timing: Timing) -> Self {
         self.timing = timing;
+        self.timing_set = true;
         self
     }
 

@@ -715,3 +715,47 @@ fn migrate_refuses_unknown_nodes_missing_roles_unknown_children_and_unmovable_on
     // Refused moves leave it where it was, answering.
     assert_eq!(call(&mut c, "g1"), format!("g1@{owner}"));
 }
+
+#[tokio::test]
+async fn the_supervisors_silence_is_the_nodes_unless_set_and_never_shorter() {
+    use foundation_cluster::node::{Node, NodeConfig};
+    use foundation_registry::ClusterRegistry;
+    use foundation_registry::distributed::{ChildName, DistributedSpec, DistributedSupervisor};
+    use foundation_registry::placement::Timing;
+    use std::time::Duration;
+
+    let config = NodeConfig::new("dsup-silence", "cookie")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .silence(Duration::from_millis(4_500));
+    let node = Node::start(config).await.unwrap();
+    let names: ClusterRegistry<ChildName, harness::Work> =
+        ClusterRegistry::start(&node, "silence").await.unwrap();
+    let unset = DistributedSupervisor::start(&node, &names, DistributedSpec::new("unset"))
+        .await
+        .unwrap();
+    assert_eq!(unset.timing().silence, Duration::from_millis(4_500));
+    assert_eq!(unset.timing().margin, Duration::from_secs(1));
+    let short = Timing {
+        silence: Duration::from_secs(1),
+        margin: Duration::from_millis(300),
+    };
+    let raised =
+        DistributedSupervisor::start(&node, &names, DistributedSpec::new("short").timing(short))
+            .await
+            .unwrap();
+    assert_eq!(raised.timing().silence, Duration::from_millis(4_500));
+    assert_eq!(raised.timing().margin, Duration::from_millis(300));
+    let long = Timing {
+        silence: Duration::from_secs(9),
+        margin: Duration::from_millis(300),
+    };
+    let kept =
+        DistributedSupervisor::start(&node, &names, DistributedSpec::new("long").timing(long))
+            .await
+            .unwrap();
+    assert_eq!(kept.timing(), long);
+    for sup in [unset, raised, kept] {
+        sup.shutdown().await;
+    }
+    node.shutdown().await;
+}
