@@ -28,8 +28,8 @@ use super::{ChildName, DistributedEvent, DistributedSpec, Fence};
 use crate::ClusterRegistry;
 use crate::cluster::{RegisterError, lock};
 use crate::placement::{
-    Action, Child, Distribution, Exit, NodeInfo, Outcome, PendingReason, Planner, QuorumError,
-    QuorumLoss, StartCause, Verdict, View,
+    Action, Child, Distribution, Exit, NodeInfo, Outcome, PendingReason, Placement, Planner,
+    QuorumError, QuorumLoss, StartCause, Verdict, View,
 };
 
 /// What the loop is told.
@@ -901,10 +901,26 @@ impl<M: RemoteMessage> Inner<M> {
                 first
             };
             if first {
-                tracing::warn!(supervisor = %self.spec.name, reason = %loss, "quorum lost: stopping every child here");
+                tracing::warn!(supervisor = %self.spec.name, reason = %loss, "quorum lost: stopping every child here but local and pinned ones");
                 self.emit(DistributedEvent::QuorumLost(loss.clone()));
             }
-            let ids: Vec<String> = lock(&self.local).keys().cloned().collect();
+            // `Local` and `Pinned` children are bound to this node: no other side ever
+            // starts them, so no second instance can appear; they keep running.
+            let running: Vec<String> = lock(&self.local).keys().cloned().collect();
+            let ids: Vec<String> = {
+                let st = lock(&self.state);
+                running
+                    .into_iter()
+                    .filter(|id| {
+                        !st.table.live(id).is_some_and(|r| {
+                            matches!(
+                                r.spec.placement().placement,
+                                Placement::Local | Placement::Pinned(_)
+                            )
+                        })
+                    })
+                    .collect()
+            };
             for id in ids {
                 self.stop_local(&id, &format!("quorum loss: {loss}")).await;
                 // Recorded, so that after the heal no node counts on this instance.

@@ -142,6 +142,11 @@ fn a_killed_nodes_singleton_moves_at_once_when_its_address_refuses_connections()
         ask(n, "members 3", "members 3");
     }
     let owner = started_on(&start_child(&mut nodes[0], "echo s3 singleton"));
+    // Every node has its record first: a node killed the moment a start returns may take
+    // the only record with it (documented).
+    for node in &mut nodes {
+        converge(node, 1, &format!("s3={owner}/running;"));
+    }
     let victim = nodes.iter().position(|n| n.name == owner).unwrap();
     nodes[victim].kill();
     let mut survivors = without(nodes, victim);
@@ -328,11 +333,16 @@ fn a_cut_off_minority_stops_its_singleton_before_the_majority_starts_it() {
     let mut nodes = three_in(&net, &[("MARGIN_MS", "2000")]);
     let owner = started_on(&start_child(&mut nodes[0], "echo q1 singleton"));
     let cut = nodes.iter().position(|n| n.name == owner).unwrap();
+    // A child pinned to the owner: bound to its node, never started elsewhere.
+    let pinned = format!("echo p9 pinned:{owner}");
+    assert_eq!(start_child(&mut nodes[0], &pinned), format!("ok {owner}"));
     net.cut(cut);
     // The minority (the owner alone) loses the quorum and stops its instance.
     nodes[cut].expect(|l| l == "ev quorumlost");
     nodes[cut].expect(|l| l == "ev stopped q1");
     let stopped = nanos(&nodes[cut].expect(|l| l.starts_with("t stopped q1 ")));
+    // The pinned child keeps running there: no other side could start a second one.
+    assert_eq!(call(&mut nodes[cut], "p9"), format!("p9@{owner}"));
     // The majority starts it once the wait (silence + margin) is over: after the
     // minority's instance stopped, on the machine clock all processes share.
     let mut heir = None;
@@ -359,7 +369,7 @@ fn a_cut_off_minority_stops_its_singleton_before_the_majority_starts_it() {
     net.heal(cut);
     nodes[cut].expect(|l| l == "ev quorumback");
     for node in &mut nodes {
-        converge(node, 1, &format!("q1={heir}/running;"));
+        converge(node, 2, &format!("p9={owner}/running;q1={heir}/running;"));
         ask(node, &format!("await q1 {heir}"), &format!("at q1 {heir}"));
         assert_eq!(call(node, "q1"), format!("q1@{heir}"));
     }
