@@ -670,3 +670,56 @@ fn migrate_refuses_unknown_nodes_missing_roles_unknown_children_and_unmovable_on
     // Refused moves leave it where it was, answering.
     assert_eq!(call(&mut c, "g1"), format!("g1@{owner}"));
 }
+
+#[test]
+fn a_rebalance_hands_a_singleton_off_to_its_new_owner_with_its_state() {
+    let mut a = start("a", &[("SILENCE_MS", "1000")]);
+    let seed = a.addr.clone();
+    let mut b = start("b", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    ask(&mut a, "members 2", "members 2");
+    ask(&mut b, "members 2", "members 2");
+    let id = id_won_by_c("hm");
+    let first = started_on(&start_child(
+        &mut a,
+        &format!("stream {id} singleton manual"),
+    ));
+    a.tell(&format!("push {id} 1 50"));
+    a.expect(|l| l == format!("pushed {id} 50 0"));
+    assert_eq!(log(&mut a, &id), "50 seq");
+    let mut c = start("c", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    for node in [&mut a, &mut b, &mut c] {
+        ask(node, "members 3", "members 3");
+    }
+    // c wins it now: a rebalance moves it there, as a handoff, with its log.
+    ask(&mut b, "rebalance", "rebalanced");
+    c.tell(&format!("await {id} c"));
+    c.expect_all(&[&format!("at {id} c"), &format!("ev started {id} handoff")]);
+    assert_ne!(first, "c");
+    for node in [&mut a, &mut b, &mut c] {
+        assert_eq!(log(node, &id), "50 seq", "read from {}", node.name);
+    }
+}
+
+#[test]
+fn a_crashed_handoff_child_is_restarted_on_its_node_from_its_last_checkpoint() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[0], "stream c1 singleton"));
+    let node = &mut nodes[0];
+    ask(
+        node,
+        &format!("await c1 {owner}"),
+        &format!("at c1 {owner}"),
+    );
+    node.tell("push c1 1 5");
+    node.expect(|l| l == "pushed c1 5 0");
+    ask(node, "save c1", "save c1");
+    node.tell("push c1 6 7");
+    node.expect(|l| l == "pushed c1 7 0");
+    assert_eq!(log(node, "c1"), "7 seq");
+    // Restarted by its local supervisor, on its node: from the checkpoint (1..=5); what
+    // came after it is lost with the crashed incarnation's state.
+    node.tell("crash c1");
+    ask(node, "restarts c1 1", "restarts c1 1");
+    assert_eq!(log(node, "c1"), "5 seq");
+    assert_eq!(call(node, "c1"), format!("c1@{owner}"));
+}
