@@ -400,6 +400,18 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
             inner.ckpt_out.clone(),
         ));
         lock(&inner.tasks).push(replicate);
+        // A graceful `Node::leave` shuts this part down gracefully first: its children
+        // are handed off before the node goes.
+        let weak = Arc::downgrade(&inner);
+        let hook = node.on_leave(Arc::new(move || {
+            let weak = weak.clone();
+            Box::pin(async move {
+                if let Some(inner) = weak.upgrade() {
+                    DistributedSupervisor { inner }.shutdown().await;
+                }
+            })
+        }));
+        *lock(&inner.leave_hook) = Some(hook);
         inner.hello_all();
         Ok(Self { inner })
     }
@@ -862,7 +874,7 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
     /// to the node its distribution picks next (state and held messages, see
     /// [handoff](self#handoff)), waiting at most the spec's start timeout; then the other
     /// instances stop (and start on other nodes, as after a failure that is not counted),
-    /// and its peers are told it left. Call it before [`Node::leave`].
+    /// and its peers are told it left. [`Node::leave`] calls it first (a leave hook).
     pub async fn shutdown(&self) {
         // Through the loop, so that no plan runs while the instances stop; directly if
         // the loop is gone.

@@ -723,3 +723,27 @@ fn a_crashed_handoff_child_is_restarted_on_its_node_from_its_last_checkpoint() {
     assert_eq!(log(node, "c1"), "5 seq");
     assert_eq!(call(node, "c1"), format!("c1@{owner}"));
 }
+
+#[test]
+fn node_leave_alone_hands_its_singleton_off_with_the_state_and_every_message() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[0], "stream n1 singleton"));
+    let leaving = nodes.iter().position(|n| n.name == owner).unwrap();
+    let sender = (leaving + 2) % 3;
+    ask(
+        &mut nodes[sender],
+        &format!("await n1 {owner}"),
+        &format!("at n1 {owner}"),
+    );
+    nodes[sender].tell("stream n1");
+    nodes[sender].expect(|l| l == "streaming n1");
+    // Only `Node::leave`: its leave hook hands the children off first.
+    nodes[leaving].tell("leave");
+    let (heir, event) = moved(&mut nodes[sender], "n1", &owner, "ev started n1 ");
+    assert_ne!(heir, owner);
+    let last = end_stream(&mut nodes[sender], "n1");
+    assert_eq!(log(&mut nodes[sender], "n1"), format!("{last} seq"));
+    let heir_node = nodes.iter_mut().find(|n| n.name == heir).unwrap();
+    let event = event.unwrap_or_else(|| heir_node.expect(|l| l.starts_with("ev started n1 ")));
+    assert_eq!(event, "ev started n1 handoff");
+}
