@@ -584,29 +584,41 @@ fn migrate_moves_a_singleton_with_its_state_and_a_stream_sent_through_the_move_a
     }
 }
 
-#[test]
-fn a_graceful_shutdown_hands_its_singleton_off_with_the_state_and_every_message() {
+/// A singleton `id` of kind `stream` on one of three nodes; another node streams numbers
+/// to it while its node is told `how` (`exit`: the supervisor's shutdown then
+/// `Node::leave`; `leave`: `Node::leave` alone). The heir must have started it as a
+/// handoff, and every number must be in its log once, in order.
+fn leave_during_a_stream(id: &str, how: &str) {
     let mut nodes = three();
-    let owner = started_on(&start_child(&mut nodes[0], "stream h1 singleton"));
+    let owner = started_on(&start_child(
+        &mut nodes[0],
+        &format!("stream {id} singleton"),
+    ));
     let leaving = nodes.iter().position(|n| n.name == owner).unwrap();
     let sender = (leaving + 1) % 3;
     ask(
         &mut nodes[sender],
-        &format!("await h1 {owner}"),
-        &format!("at h1 {owner}"),
+        &format!("await {id} {owner}"),
+        &format!("at {id} {owner}"),
     );
-    nodes[sender].tell("stream h1");
-    nodes[sender].expect(|l| l == "streaming h1");
-    // The supervisor shuts down gracefully (handing off first), then the node leaves.
-    nodes[leaving].tell("exit");
-    let (heir, event) = moved(&mut nodes[sender], "h1", &owner, "ev started h1 ");
+    nodes[sender].tell(&format!("stream {id}"));
+    nodes[sender].expect(|l| l == format!("streaming {id}"));
+    nodes[leaving].tell(how);
+    let started = format!("ev started {id} ");
+    let (heir, event) = moved(&mut nodes[sender], id, &owner, &started);
     assert_ne!(heir, owner);
-    let last = end_stream(&mut nodes[sender], "h1");
-    assert_eq!(log(&mut nodes[sender], "h1"), format!("{last} seq"));
+    let last = end_stream(&mut nodes[sender], id);
+    assert_eq!(log(&mut nodes[sender], id), format!("{last} seq"));
     // Started on the heir as a handoff, not a failover.
     let heir_node = nodes.iter_mut().find(|n| n.name == heir).unwrap();
-    let event = event.unwrap_or_else(|| heir_node.expect(|l| l.starts_with("ev started h1 ")));
-    assert_eq!(event, "ev started h1 handoff");
+    let event = event.unwrap_or_else(|| heir_node.expect(|l| l.starts_with(&started)));
+    assert_eq!(event, format!("{started}handoff"));
+}
+
+#[test]
+fn a_graceful_shutdown_hands_its_singleton_off_with_the_state_and_every_message() {
+    // The supervisor shuts down gracefully (handing off first), then the node leaves.
+    leave_during_a_stream("h1", "exit");
 }
 
 #[test]
@@ -726,24 +738,6 @@ fn a_crashed_handoff_child_is_restarted_on_its_node_from_its_last_checkpoint() {
 
 #[test]
 fn node_leave_alone_hands_its_singleton_off_with_the_state_and_every_message() {
-    let mut nodes = three();
-    let owner = started_on(&start_child(&mut nodes[0], "stream n1 singleton"));
-    let leaving = nodes.iter().position(|n| n.name == owner).unwrap();
-    let sender = (leaving + 2) % 3;
-    ask(
-        &mut nodes[sender],
-        &format!("await n1 {owner}"),
-        &format!("at n1 {owner}"),
-    );
-    nodes[sender].tell("stream n1");
-    nodes[sender].expect(|l| l == "streaming n1");
     // Only `Node::leave`: its leave hook hands the children off first.
-    nodes[leaving].tell("leave");
-    let (heir, event) = moved(&mut nodes[sender], "n1", &owner, "ev started n1 ");
-    assert_ne!(heir, owner);
-    let last = end_stream(&mut nodes[sender], "n1");
-    assert_eq!(log(&mut nodes[sender], "n1"), format!("{last} seq"));
-    let heir_node = nodes.iter_mut().find(|n| n.name == heir).unwrap();
-    let event = event.unwrap_or_else(|| heir_node.expect(|l| l.starts_with("ev started n1 ")));
-    assert_eq!(event, "ev started n1 handoff");
+    leave_during_a_stream("n1", "leave");
 }
