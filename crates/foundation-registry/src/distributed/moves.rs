@@ -182,13 +182,11 @@ impl<M: RemoteMessage> Inner<M> {
         }
     }
 
-    /// Drops the checkpoints of children that are gone.
+    /// Drops the checkpoints of children that are gone (removed, replaced by a newer
+    /// start of the same id, or unknown here).
     pub(crate) fn prune_checkpoints(&self, st: &State) {
-        lock(&self.checkpoints).retain(|id, s| {
-            st.table
-                .get(id)
-                .is_none_or(|r| r.created != s.created || r.removed.is_none())
-        });
+        lock(&self.checkpoints)
+            .retain(|id, s| st.table.live(id).is_some_and(|r| r.created == s.created));
     }
 
     // --- held messages -----------------------------------------------------------------
