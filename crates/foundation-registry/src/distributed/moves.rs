@@ -428,6 +428,11 @@ impl<M: RemoteMessage> Inner<M> {
                     }
                     st.wake = Some(st.wake.map_or(deadline, |w| w.min(deadline)));
                 }
+                // Stopped (drained, its supervisor shut down) before its state leaves.
+                self.emit(DistributedEvent::Stopped {
+                    child: id.to_owned(),
+                    reason: format!("handed off to node {to}"),
+                });
                 self.send_to(
                     CONTROL,
                     &to,
@@ -441,10 +446,6 @@ impl<M: RemoteMessage> Inner<M> {
                     },
                 );
                 tracing::info!(supervisor = %self.spec.name, child = id, to, "state handed off");
-                self.emit(DistributedEvent::Stopped {
-                    child: id.to_owned(),
-                    reason: format!("handed off to node {to}"),
-                });
             }
             Err(why) => {
                 tracing::warn!(supervisor = %self.spec.name, child = id, error = %why, "no state to hand off: starting again here");
