@@ -568,6 +568,12 @@ fn migrate_moves_a_singleton_with_its_state_and_a_stream_sent_through_the_move_a
     nodes[sender].expect(|l| l == "streaming m1");
     // Asked from the target, carried out by the owner; started there as a handoff.
     nodes[to].tell(&format!("migrate m1 {target}"));
+    // A call while it moves (held, if it comes during the hold) sees a whole prefix.
+    let during = log(&mut nodes[sender], "m1");
+    assert!(
+        during.ends_with(" seq"),
+        "a call during the move read {during}"
+    );
     nodes[to].expect_all(&[&format!("migrated m1 ok {target}"), "ev started m1 handoff"]);
     let last = end_stream(&mut nodes[sender], "m1");
     // Every number once, in order, on the new incarnation: the state came whole and
