@@ -433,7 +433,7 @@ impl<M: RemoteMessage> Inner<M> {
                     child: id.to_owned(),
                     reason: format!("handed off to node {to}"),
                 });
-                self.send_to(
+                let sent = self.send_to(
                     CONTROL,
                     &to,
                     Wire::State {
@@ -445,7 +445,14 @@ impl<M: RemoteMessage> Inner<M> {
                         req,
                     },
                 );
-                tracing::info!(supervisor = %self.spec.name, child = id, to, "state handed off");
+                if sent {
+                    tracing::info!(supervisor = %self.spec.name, child = id, to, "state handed off");
+                } else {
+                    // Not even queued (the node went, or the state is larger than a
+                    // frame): no point waiting for a take-over.
+                    self.recover(id, &format!("the state could not be sent to node {to}"))
+                        .await;
+                }
             }
             Err(why) => {
                 tracing::warn!(supervisor = %self.spec.name, child = id, error = %why, "no state to hand off: starting again here");
@@ -578,12 +585,17 @@ impl<M: RemoteMessage> Inner<M> {
         self.release(id, here);
     }
 
-    fn send_to(&self, channel: &str, peer: &str, wire: Wire) {
-        if let Err(e) = self
+    /// Sends a handoff message; whether it was queued.
+    fn send_to(&self, channel: &str, peer: &str, wire: Wire) -> bool {
+        match self
             .node
             .send_on(channel, peer, &self.service, &DsupMsg(wire))
         {
-            tracing::warn!(supervisor = %self.spec.name, peer, error = %e, "handoff message not sent");
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(supervisor = %self.spec.name, peer, error = %e, "handoff message not sent");
+                false
+            }
         }
     }
 
