@@ -58,8 +58,9 @@
 //! [`DistributedSpec::handoff_kind`], keeps its state on a **planned move** of a
 //! singleton: [`DistributedSupervisor::migrate`], a rebalance that moves it (`Eager`, or
 //! `Manual` on [`rebalance`](DistributedSupervisor::rebalance)), and a graceful
-//! [`shutdown`](DistributedSupervisor::shutdown) of its node. The old node (A) carries it
-//! out (`PROTOCOL.md` has the messages):
+//! [`shutdown`](DistributedSupervisor::shutdown) of its node, which [`Node::leave`] runs
+//! first (a [leave hook](Node::on_leave)). The old node (A) carries it out (`PROTOCOL.md`
+//! has the messages):
 //!
 //! 1. A holds its own [`cast`](DistributedSupervisor::cast)s and
 //!    [`call`](DistributedSupervisor::call)s to the child, and asks every peer to do the
