@@ -145,7 +145,19 @@ struct Control {
     stopped: std::sync::atomic::AtomicBool,
     /// Woken when the node shuts down (for [`Node::wait_for_members`]).
     shut: tokio::sync::Notify,
+    /// What [`Node::leave`] runs first, by id ([`Node::on_leave`]).
+    leave_hooks: Mutex<Vec<(u64, LeaveHook)>>,
+    next_hook: std::sync::atomic::AtomicU64,
 }
+
+/// Work a graceful [`Node::leave`] does first (a distributed supervisor handing its
+/// children off): returns the future to wait for.
+pub type LeaveHook =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Names a hook given to [`Node::on_leave`], for [`Node::remove_on_leave`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaveHookId(u64);
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -274,6 +286,8 @@ impl Node {
                 tasks: Mutex::new(tasks),
                 stopped: std::sync::atomic::AtomicBool::new(false),
                 shut: tokio::sync::Notify::new(),
+                leave_hooks: Mutex::new(Vec::new()),
+                next_hook: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -841,10 +855,40 @@ impl Node {
         }
     }
 
-    /// Leaves the cluster gracefully: peers see [`ClusterEvent::NodeLeaving`], then
-    /// [`DownReason::Left`] once what was queued for them is written. Then shuts down.
-    /// Waits for the writing at most [`NodeConfig::leave_timeout`] (10 s).
+    /// Runs `hook` at the start of every graceful [`Node::leave`], while the node is
+    /// still a full member, and waits for its future (all hooks run at once; together
+    /// they get at most [`NodeConfig::leave_timeout`]). A distributed supervisor uses it
+    /// to hand its children off before the node goes.
+    pub fn on_leave(&self, hook: LeaveHook) -> LeaveHookId {
+        let id = self.control.next_hook.fetch_add(1, Ordering::Relaxed);
+        locks::lock(&self.control.leave_hooks).push((id, hook));
+        LeaveHookId(id)
+    }
+
+    /// Removes a hook given to [`Node::on_leave`].
+    pub fn remove_on_leave(&self, id: LeaveHookId) {
+        locks::lock(&self.control.leave_hooks).retain(|(i, _)| *i != id.0);
+    }
+
+    /// Leaves the cluster gracefully: first runs the [`Node::on_leave`] hooks (a
+    /// distributed supervisor hands its children off there), then peers see
+    /// [`ClusterEvent::NodeLeaving`], then [`DownReason::Left`] once what was queued for
+    /// them is written. Then shuts down. Waits for the hooks, and then for the writing,
+    /// at most [`NodeConfig::leave_timeout`] (10 s) each.
     pub async fn leave(&self) {
+        let hooks: Vec<LeaveHook> = locks::lock(&self.control.leave_hooks)
+            .iter()
+            .map(|(_, h)| h.clone())
+            .collect();
+        if !hooks.is_empty() {
+            let all = futures::future::join_all(hooks.iter().map(|h| h()));
+            if tokio::time::timeout(self.shared.leave_timeout, all)
+                .await
+                .is_err()
+            {
+                tracing::warn!(node = %self.shared.name, "leave hooks did not finish in time");
+            }
+        }
         let (tx, rx) = oneshot::channel();
         if self.shared.loop_tx.send(Event::Leave(tx)).is_ok() {
             let _ = rx.await;

@@ -511,10 +511,18 @@ fn main() {
             let t = Instant::now();
             let at = sup.migrate(id, to).await.unwrap();
             assert_eq!(at.node(), to);
+            let moved = t.elapsed();
             sup.call(id, Named::Ping, Duration::from_secs(5))
                 .await
                 .unwrap();
             ms.push(t.elapsed().as_secs_f64() * 1e3);
+            if std::env::var("FOUNDATION_BENCH_VERBOSE").is_ok() {
+                println!(
+                    "migration {i} {here}->{to}: migrate {:.2} ms, then answering {:.2} ms",
+                    moved.as_secs_f64() * 1e3,
+                    (t.elapsed() - moved).as_secs_f64() * 1e3
+                );
+            }
             here = to.to_owned();
         }
         sup.terminate_child(id).await.unwrap();

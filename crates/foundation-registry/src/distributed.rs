@@ -69,8 +69,9 @@
 //! [`DistributedSpec::handoff_kind`], keeps its state on a **planned move** of a
 //! singleton: [`DistributedSupervisor::migrate`], a rebalance that moves it (`Eager`, or
 //! `Manual` on [`rebalance`](DistributedSupervisor::rebalance)), and a graceful
-//! [`shutdown`](DistributedSupervisor::shutdown) of its node. The old node (A) carries it
-//! out (`PROTOCOL.md` has the messages):
+//! [`shutdown`](DistributedSupervisor::shutdown) of its node, which [`Node::leave`] runs
+//! first (a [leave hook](Node::on_leave)). The old node (A) carries it out (`PROTOCOL.md`
+//! has the messages):
 //!
 //! 1. A holds its own [`cast`](DistributedSupervisor::cast)s and
 //!    [`call`](DistributedSupervisor::call)s to the child, and asks every peer to do the
@@ -433,6 +434,18 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
             inner.ckpt_out.clone(),
         ));
         lock(&inner.tasks).push(replicate);
+        // A graceful `Node::leave` shuts this part down gracefully first: its children
+        // are handed off before the node goes.
+        let weak = Arc::downgrade(&inner);
+        let hook = node.on_leave(Arc::new(move || {
+            let weak = weak.clone();
+            Box::pin(async move {
+                if let Some(inner) = weak.upgrade() {
+                    DistributedSupervisor { inner }.shutdown().await;
+                }
+            })
+        }));
+        *lock(&inner.leave_hook) = Some(hook);
         inner.hello_all();
         Ok(Self { inner })
     }
@@ -917,7 +930,7 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
     /// to the node its distribution picks next (state and held messages, see
     /// [handoff](self#handoff)), waiting at most the spec's start timeout; then the other
     /// instances stop (and start on other nodes, as after a failure that is not counted),
-    /// and its peers are told it left. Call it before [`Node::leave`].
+    /// and its peers are told it left. [`Node::leave`] calls it first (a leave hook).
     pub async fn shutdown(&self) {
         // Through the loop, so that no plan runs while the instances stop; directly if
         // the loop is gone.

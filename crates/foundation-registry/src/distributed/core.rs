@@ -168,6 +168,8 @@ pub(crate) struct Inner<M: RemoteMessage> {
     /// `migrate` requests made here that failed, by number.
     pub(crate) failed_moves: Mutex<HashMap<u64, String>>,
     pub(crate) next_req: std::sync::atomic::AtomicU64,
+    /// The node's leave hook that shuts this part down gracefully first.
+    pub(crate) leave_hook: Mutex<Option<foundation_cluster::node::LeaveHookId>>,
 }
 
 /// Records per message: a window goes in batches, each well within a frame (the
@@ -243,6 +245,7 @@ impl<M: RemoteMessage> Inner<M> {
             ckpt_out: Arc::new(CkptOut::default()),
             failed_moves: Mutex::new(HashMap::new()),
             next_req: std::sync::atomic::AtomicU64::new(0),
+            leave_hook: Mutex::new(None),
         }
     }
 
@@ -1499,6 +1502,9 @@ impl<M: RemoteMessage> Inner<M> {
 
     /// Takes the export back and stops the tasks.
     pub(crate) fn abort(&self) {
+        if let Some(hook) = lock(&self.leave_hook).take() {
+            self.node.remove_on_leave(hook);
+        }
         if let Some(receiver) = lock(&self.receiver).take() {
             self.node.unexport(&self.service);
             receiver.stop(None);

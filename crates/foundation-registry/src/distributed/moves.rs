@@ -183,13 +183,11 @@ impl<M: RemoteMessage> Inner<M> {
         }
     }
 
-    /// Drops the checkpoints of children that are gone.
+    /// Drops the checkpoints of children that are gone (removed, replaced by a newer
+    /// start of the same id, or unknown here).
     pub(crate) fn prune_checkpoints(&self, st: &State) {
-        lock(&self.checkpoints).retain(|id, s| {
-            st.table
-                .get(id)
-                .is_none_or(|r| r.created != s.created || r.removed.is_none())
-        });
+        lock(&self.checkpoints)
+            .retain(|id, s| st.table.live(id).is_some_and(|r| r.created == s.created));
     }
 
     // --- held messages -----------------------------------------------------------------
@@ -431,7 +429,12 @@ impl<M: RemoteMessage> Inner<M> {
                     }
                     st.wake = Some(st.wake.map_or(deadline, |w| w.min(deadline)));
                 }
-                self.send_to(
+                // Stopped (drained, its supervisor shut down) before its state leaves.
+                self.emit(DistributedEvent::Stopped {
+                    child: id.to_owned(),
+                    reason: format!("handed off to node {to}"),
+                });
+                let sent = self.send_to(
                     CONTROL,
                     &to,
                     Wire::State {
@@ -443,11 +446,14 @@ impl<M: RemoteMessage> Inner<M> {
                         req,
                     },
                 );
-                tracing::info!(supervisor = %self.spec.name, child = id, to, "state handed off");
-                self.emit(DistributedEvent::Stopped {
-                    child: id.to_owned(),
-                    reason: format!("handed off to node {to}"),
-                });
+                if sent {
+                    tracing::info!(supervisor = %self.spec.name, child = id, to, "state handed off");
+                } else {
+                    // Not even queued (the node went, or the state is larger than a
+                    // frame): no point waiting for a take-over.
+                    self.recover(id, &format!("the state could not be sent to node {to}"))
+                        .await;
+                }
             }
             Err(why) => {
                 tracing::warn!(supervisor = %self.spec.name, child = id, error = %why, "no state to hand off: starting again here");
@@ -597,12 +603,17 @@ impl<M: RemoteMessage> Inner<M> {
         self.release(id, here);
     }
 
-    fn send_to(&self, channel: &str, peer: &str, wire: Wire) {
-        if let Err(e) = self
+    /// Sends a handoff message; whether it was queued.
+    fn send_to(&self, channel: &str, peer: &str, wire: Wire) -> bool {
+        match self
             .node
             .send_on(channel, peer, &self.service, &DsupMsg(wire))
         {
-            tracing::warn!(supervisor = %self.spec.name, peer, error = %e, "handoff message not sent");
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(supervisor = %self.spec.name, peer, error = %e, "handoff message not sent");
+                false
+            }
         }
     }
 

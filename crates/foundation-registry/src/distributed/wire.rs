@@ -59,6 +59,7 @@ pub(crate) enum Wire {
         created: Stamp,
         from: String,
         seq: u64,
+        #[serde(with = "block")]
         bytes: Vec<u8>,
         req: Option<(String, u64)>,
     },
@@ -80,6 +81,7 @@ pub(crate) enum Wire {
         id: String,
         created: Stamp,
         seq: u64,
+        #[serde(with = "block")]
         bytes: Vec<u8>,
     },
     /// "My supervisor is shutting down gracefully: hand nothing to me."
@@ -108,6 +110,33 @@ pub(crate) enum Rest {
     /// next window. One window is in flight at a time, so a peer far behind is brought
     /// up to date at the pace it merges, never by a burst of the whole table.
     More,
+}
+
+/// A state's bytes as one block on the wire (postcard: its length, then the bytes), not
+/// as a sequence of numbers each encoded on its own: a megabyte is a copy, not a loop.
+mod block {
+    use serde::{Deserializer, Serializer, de};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Bytes;
+        impl de::Visitor<'_> for Bytes {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_byte_buf(Bytes)
+    }
 }
 
 /// The supervisor process's message: a [`Wire`] message with its wire form.

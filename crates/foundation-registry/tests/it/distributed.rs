@@ -623,6 +623,12 @@ fn migrate_moves_a_singleton_with_its_state_and_a_stream_sent_through_the_move_a
     nodes[sender].expect(|l| l == "streaming m1");
     // Asked from the target, carried out by the owner; started there as a handoff.
     nodes[to].tell(&format!("migrate m1 {target}"));
+    // A call while it moves (held, if it comes during the hold) sees a whole prefix.
+    let during = log(&mut nodes[sender], "m1");
+    assert!(
+        during.ends_with(" seq"),
+        "a call during the move read {during}"
+    );
     nodes[to].expect_all(&[&format!("migrated m1 ok {target}"), "ev started m1 handoff"]);
     let last = end_stream(&mut nodes[sender], "m1");
     // Every number once, in order, on the new incarnation: the state came whole and
@@ -639,29 +645,41 @@ fn migrate_moves_a_singleton_with_its_state_and_a_stream_sent_through_the_move_a
     }
 }
 
-#[test]
-fn a_graceful_shutdown_hands_its_singleton_off_with_the_state_and_every_message() {
+/// A singleton `id` of kind `stream` on one of three nodes; another node streams numbers
+/// to it while its node is told `how` (`exit`: the supervisor's shutdown then
+/// `Node::leave`; `leave`: `Node::leave` alone). The heir must have started it as a
+/// handoff, and every number must be in its log once, in order.
+fn leave_during_a_stream(id: &str, how: &str) {
     let mut nodes = three();
-    let owner = started_on(&start_child(&mut nodes[0], "stream h1 singleton"));
+    let owner = started_on(&start_child(
+        &mut nodes[0],
+        &format!("stream {id} singleton"),
+    ));
     let leaving = nodes.iter().position(|n| n.name == owner).unwrap();
     let sender = (leaving + 1) % 3;
     ask(
         &mut nodes[sender],
-        &format!("await h1 {owner}"),
-        &format!("at h1 {owner}"),
+        &format!("await {id} {owner}"),
+        &format!("at {id} {owner}"),
     );
-    nodes[sender].tell("stream h1");
-    nodes[sender].expect(|l| l == "streaming h1");
-    // The supervisor shuts down gracefully (handing off first), then the node leaves.
-    nodes[leaving].tell("exit");
-    let (heir, event) = moved(&mut nodes[sender], "h1", &owner, "ev started h1 ");
+    nodes[sender].tell(&format!("stream {id}"));
+    nodes[sender].expect(|l| l == format!("streaming {id}"));
+    nodes[leaving].tell(how);
+    let started = format!("ev started {id} ");
+    let (heir, event) = moved(&mut nodes[sender], id, &owner, &started);
     assert_ne!(heir, owner);
-    let last = end_stream(&mut nodes[sender], "h1");
-    assert_eq!(log(&mut nodes[sender], "h1"), format!("{last} seq"));
+    let last = end_stream(&mut nodes[sender], id);
+    assert_eq!(log(&mut nodes[sender], id), format!("{last} seq"));
     // Started on the heir as a handoff, not a failover.
     let heir_node = nodes.iter_mut().find(|n| n.name == heir).unwrap();
-    let event = event.unwrap_or_else(|| heir_node.expect(|l| l.starts_with("ev started h1 ")));
-    assert_eq!(event, "ev started h1 handoff");
+    let event = event.unwrap_or_else(|| heir_node.expect(|l| l.starts_with(&started)));
+    assert_eq!(event, format!("{started}handoff"));
+}
+
+#[test]
+fn a_graceful_shutdown_hands_its_singleton_off_with_the_state_and_every_message() {
+    // The supervisor shuts down gracefully (handing off first), then the node leaves.
+    leave_during_a_stream("h1", "exit");
 }
 
 #[test]
@@ -768,4 +786,63 @@ async fn the_supervisors_silence_is_the_nodes_unless_set_and_never_shorter() {
         sup.shutdown().await;
     }
     node.shutdown().await;
+}
+
+#[test]
+fn a_rebalance_hands_a_singleton_off_to_its_new_owner_with_its_state() {
+    let mut a = start("a", &[("SILENCE_MS", "1000")]);
+    let seed = a.addr.clone();
+    let mut b = start("b", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    ask(&mut a, "members 2", "members 2");
+    ask(&mut b, "members 2", "members 2");
+    let id = id_won_by_c("hm");
+    let first = started_on(&start_child(
+        &mut a,
+        &format!("stream {id} singleton manual"),
+    ));
+    a.tell(&format!("push {id} 1 50"));
+    a.expect(|l| l == format!("pushed {id} 50 0"));
+    assert_eq!(log(&mut a, &id), "50 seq");
+    let mut c = start("c", &[("SILENCE_MS", "1000"), ("SEEDS", &seed)]);
+    for node in [&mut a, &mut b, &mut c] {
+        ask(node, "members 3", "members 3");
+    }
+    // c wins it now: a rebalance moves it there, as a handoff, with its log.
+    ask(&mut b, "rebalance", "rebalanced");
+    c.tell(&format!("await {id} c"));
+    c.expect_all(&[&format!("at {id} c"), &format!("ev started {id} handoff")]);
+    assert_ne!(first, "c");
+    for node in [&mut a, &mut b, &mut c] {
+        assert_eq!(log(node, &id), "50 seq", "read from {}", node.name);
+    }
+}
+
+#[test]
+fn a_crashed_handoff_child_is_restarted_on_its_node_from_its_last_checkpoint() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[0], "stream c1 singleton"));
+    let node = &mut nodes[0];
+    ask(
+        node,
+        &format!("await c1 {owner}"),
+        &format!("at c1 {owner}"),
+    );
+    node.tell("push c1 1 5");
+    node.expect(|l| l == "pushed c1 5 0");
+    ask(node, "save c1", "save c1");
+    node.tell("push c1 6 7");
+    node.expect(|l| l == "pushed c1 7 0");
+    assert_eq!(log(node, "c1"), "7 seq");
+    // Restarted by its local supervisor, on its node: from the checkpoint (1..=5); what
+    // came after it is lost with the crashed incarnation's state.
+    node.tell("crash c1");
+    ask(node, "restarts c1 1", "restarts c1 1");
+    assert_eq!(log(node, "c1"), "5 seq");
+    assert_eq!(call(node, "c1"), format!("c1@{owner}"));
+}
+
+#[test]
+fn node_leave_alone_hands_its_singleton_off_with_the_state_and_every_message() {
+    // Only `Node::leave`: its leave hook hands the children off first.
+    leave_during_a_stream("n1", "leave");
 }

@@ -55,7 +55,8 @@
 //!   (`@streaming <id>` after 100, `@streamed <id> <last> <errors>` at the end);
 //! - `drop`: drops the supervisor's handle without a shutdown (`@dropped`); the node
 //!   stays up;
-//! - `exit`: a graceful leave (the supervisor's `shutdown`, then `Node::leave`).
+//! - `exit`: a graceful leave (the supervisor's `shutdown`, then `Node::leave`);
+//! - `leave`: `Node::leave` alone (its hook shuts the supervisor down first).
 
 use std::time::Duration;
 
@@ -526,6 +527,7 @@ async fn run(name: String) {
         node.connect(&seed.parse::<Peer>().unwrap());
     }
     let mut squatters = Vec::new();
+    let mut leave_only = false;
     let mut streams: std::collections::HashMap<String, tokio::sync::oneshot::Sender<()>> =
         std::collections::HashMap::new();
     let mut lines = commands();
@@ -761,8 +763,18 @@ async fn run(name: String) {
                 }
             }
             ["exit"] => break,
+            ["leave"] => {
+                leave_only = true;
+                break;
+            }
             _ => say(&format!("unknown command {line}")),
         }
+    }
+    if leave_only {
+        // `Node::leave` alone: its leave hook shuts the supervisor down gracefully first.
+        node.leave().await;
+        names.shutdown();
+        return;
     }
     // A graceful leave: the supervisor first (its instances stop and its peers are
     // told), then the node, which drains what is queued before it goes.
