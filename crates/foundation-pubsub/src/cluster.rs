@@ -4,12 +4,12 @@
 //! out. See `PROTOCOL.md` beside this file for the messages and guarantees.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use foundation_actors::{Actor, ActorError, Addr};
 use foundation_cluster::membership::Status;
-use foundation_cluster::node::{CONTROL, ClusterEvent, Node};
+use foundation_cluster::node::{CONTROL, ClusterEvent, ExportConfig, Node};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
@@ -61,6 +61,8 @@ pub(crate) struct Remote {
     changed: Arc<Notify>,
     server: Mutex<Option<Addr<WireMsg>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// What the node had dropped at the process when it was unexported.
+    dropped_before_close: AtomicU64,
 }
 
 impl Remote {
@@ -73,11 +75,25 @@ impl Remote {
             changed: Arc::new(Notify::new()),
             server: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            dropped_before_close: AtomicU64::new(0),
         }
     }
 
     pub(crate) fn node(&self) -> &Node {
         &self.node
+    }
+
+    /// Messages from peers the node dropped at this pubsub's process for its limit.
+    pub(crate) fn dropped(&self) -> u64 {
+        // The node counts per export, from `start` until `close` unexports it; what it
+        // counted is kept then.
+        let server = lock(&self.server);
+        if server.is_none() {
+            return self.dropped_before_close.load(Ordering::Relaxed);
+        }
+        self.node
+            .export_stats(&self.service)
+            .map_or(0, |s| s.dropped)
     }
 
     fn peers(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, PeerInterest>> {
@@ -248,10 +264,18 @@ impl Remote {
             });
             let _ = self.node.send_on(CONTROL, &peer, &self.service, &msg);
         }
-        if let Some(server) = lock(&self.server).take() {
+        // Held until unexported, so `dropped` reads one or the other, never neither.
+        let mut held = lock(&self.server);
+        if let Some(server) = held.take() {
+            let dropped = self
+                .node
+                .export_stats(&self.service)
+                .map_or(0, |s| s.dropped);
+            self.dropped_before_close.store(dropped, Ordering::Relaxed);
             self.node.unexport(&self.service);
             server.stop(None);
         }
+        drop(held);
         for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
@@ -286,7 +310,14 @@ pub(crate) async fn start(
         (),
     )
     .await?;
-    if node.export(&remote.service, server.clone()).is_err() {
+    let mut export = ExportConfig::new();
+    if let Some(n) = options.max_queued {
+        export = export.max_queued(n);
+    }
+    if node
+        .export_with(&remote.service, server.clone(), export)
+        .is_err()
+    {
         server.stop(None);
         return Err(StartError::NameTaken(options.name.clone()));
     }
