@@ -118,15 +118,7 @@ impl Remote {
         let peers = self.peers();
         peers
             .values()
-            .map(|p| {
-                if pattern {
-                    p.trie.get(topic).map_or(0, |n| *n as usize)
-                } else {
-                    let mut n = 0;
-                    p.trie.matches(topic, |c| n += *c as usize);
-                    n
-                }
-            })
+            .map(|p| count_in(&p.trie, topic, pattern))
             .sum()
     }
 
@@ -229,14 +221,7 @@ impl Remote {
         if !self.up_peers().contains(&origin) {
             return;
         }
-        let mut trie = Trie::default();
-        for (filter, n) in filters {
-            if validate(&filter, true).is_err() || n == 0 {
-                core.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            *trie.slot(&filter) = Some(n);
-        }
+        let trie = interest_trie(filters, &core.counters.malformed);
         let mut peers = self.peers_mut();
         if trie.is_empty() {
             peers.remove(&origin);
@@ -280,6 +265,31 @@ impl Remote {
             task.abort();
         }
     }
+}
+
+/// A peer's interest as a trie of counts; a filter that is not a valid topic or pattern,
+/// or has no subscriber, is skipped and counted in `malformed`.
+pub(crate) fn interest_trie(filters: Vec<(String, u32)>, malformed: &AtomicU64) -> Trie<u32> {
+    let mut trie = Trie::default();
+    for (filter, n) in filters {
+        if validate(&filter, true).is_err() || n == 0 {
+            malformed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        *trie.slot(&filter) = Some(n);
+    }
+    trie
+}
+
+/// A peer's subscribers of `topic` (or, for a pattern, of exactly that pattern) in its
+/// interest `trie`.
+pub(crate) fn count_in(trie: &Trie<u32>, topic: &str, pattern: bool) -> usize {
+    if pattern {
+        return trie.get(topic).map_or(0, |n| *n as usize);
+    }
+    let mut n = 0;
+    trie.matches(topic, |c| n += *c as usize);
+    n
 }
 
 fn publish<T: Payload>(topic: &str, msg: &T) -> Result<Wire, BroadcastError> {

@@ -96,6 +96,9 @@
 mod buffer;
 mod cluster;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod pubsub;
 mod subscriber;
 mod topic;

@@ -451,6 +451,12 @@ impl PubSub {
         Ok(Self { core })
     }
 
+    /// What every handle shares.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
     /// Its name.
     pub fn name(&self) -> &str {
         &self.core.name
