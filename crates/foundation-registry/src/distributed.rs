@@ -124,6 +124,9 @@
 
 mod core;
 mod error;
+/// The supervisor's decoders of peer bytes, for the fuzz targets (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing;
 mod spec;
 mod table;
 mod wire;
