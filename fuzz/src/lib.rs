@@ -88,6 +88,7 @@ fn port<T: Serialize + Send + 'static>() -> ReplyPort<T> {
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut seeds = foundation_cluster::fuzzing::seeds();
     seeds.extend(foundation_registry::fuzzing::seeds());
+    seeds.extend(foundation_pubsub::fuzzing::seeds());
 
     let contexts = [
         Context::new(),

@@ -111,7 +111,7 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
             .arg(format!("-max_total_time={seconds}"))
             .args(LIBFUZZER_OPTS);
         let done = fuzz_one(target, cmd)?;
-        lines.push(format!("{target:<10} {done}"));
+        lines.push(format!("{target:<11} {done}"));
     }
     eprintln!(
         "==> xtask fuzz: {} targets, {seconds} s each, no crash (build {:.0} s, all {:.0} s)",

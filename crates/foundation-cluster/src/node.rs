@@ -19,8 +19,9 @@
 //!   thread the OS ranks below the application's, so a flood there leaves the cores to a
 //!   small call on another channel;
 //! - per exported process, a limit on the messages from other nodes delivered and not yet
-//!   handled ([`NodeConfig::max_remote_queued`]): a slow process sheds the surplus (counted
-//!   in [`NodeStats`]) instead of growing the node's memory;
+//!   handled ([`NodeConfig::max_remote_queued`], or the process's own, [`ExportConfig`]):
+//!   a slow process sheds the surplus (counted in [`NodeStats`] and per process in
+//!   [`Node::export_stats`]) instead of growing the node's memory;
 //! - the **event loop**, which owns the membership view: it declares a peer up on its
 //!   hello, down when its connections close (a killed process: at once) or when nothing
 //!   has come from it for the silence limit (a partition or a paused process: 3 s by
@@ -82,6 +83,7 @@ pub use config::{
     MAX_PARALLELISM, NodeConfig, Priority, Tls, unknown_variables,
 };
 pub use error::{NodeError, RemoteError, WaitError};
+pub use exports::{ExportConfig, ExportStats};
 pub use priority::spawn_low_priority;
 pub use wire::{DEFAULT_MAX_FRAME, FrameError, Refusal};
 
@@ -500,6 +502,22 @@ impl Node {
         name: &str,
         addr: impl std::borrow::Borrow<Addr<M>>,
     ) -> Result<(), foundation_actors::SpawnError> {
+        self.export_with(name, addr, ExportConfig::new())
+    }
+
+    /// As [`Node::export`], with the process's own limit of unhandled messages from other
+    /// nodes ([`ExportConfig::max_queued`]); its drops and refusals are then read with
+    /// [`Node::export_stats`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::export`].
+    pub fn export_with<M: RemoteMessage>(
+        &self,
+        name: &str,
+        addr: impl std::borrow::Borrow<Addr<M>>,
+        config: ExportConfig,
+    ) -> Result<(), foundation_actors::SpawnError> {
         let mut exports = locks::write(&self.shared.exports);
         if exports
             .get(name)
@@ -511,10 +529,19 @@ impl Node {
             name.to_owned(),
             exports::Export::new(
                 Arc::new(addr.borrow().clone()),
-                self.shared.max_remote_queued,
+                config.max_queued.unwrap_or(self.shared.max_remote_queued),
             ),
         );
         Ok(())
+    }
+
+    /// The counters of the process exported as `name` (what it holds from other nodes,
+    /// its limit, what was dropped and refused for it), since it was exported; `None` if
+    /// nothing is exported under that name.
+    pub fn export_stats(&self, name: &str) -> Option<ExportStats> {
+        locks::read(&self.shared.exports)
+            .get(name)
+            .map(|e| e.queued.stats())
     }
 
     /// Stops exporting `name`.

@@ -8,6 +8,10 @@
 //! - Latency: `a` broadcasts 500 messages 1 ms apart, each carrying its send time; one
 //!   subscriber on `b` and one on `c` note each one's arrival. p50 and p99 over both (all
 //!   three processes share one machine clock).
+//! - A call under a broadcast flood: the p99 of 1,000 small calls from `a` to a process on
+//!   `b` (on the node's `default` channel), idle, then while `a` floods broadcasts of 1 KiB
+//!   to 100 subscribers on `b` (on the `pubsub` channel, as fast as it takes them: a send it
+//!   refuses for a full outbox waits a millisecond).
 //!
 //! The figures go to `target/bench-pubsub.json` for `cargo xtask bench`, which then runs
 //! the BEAM's side (Phoenix.PubSub's design in Erlang, `bench/beam/`, on three BEAM nodes)
@@ -22,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use foundation_actors::{Actor, ActorError, Addr, spawn};
+use foundation_actors::{Actor, ActorError, Addr, RemoteMessage, ReplyPort, spawn};
 use foundation_cluster::discovery::Peer;
 use foundation_cluster::node::{ChannelConfig, ClusterEvent, Node, NodeConfig};
 use foundation_pubsub::{BufferConfig, Overflow, PubSub, Topic};
@@ -31,6 +35,51 @@ use foundation_testkit::{Child, commands, say};
 const SUBSCRIBERS: usize = 1_000;
 const MESSAGES: usize = 2_000;
 const PINGS: usize = 500;
+/// Calls per p99 of the call-under-flood figure.
+const CALLS: usize = 1_000;
+/// Subscribers of the flood on `b`, and the size of each broadcast.
+const FLOOD_SUBSCRIBERS: usize = 100;
+const FLOOD_BYTES: usize = 1024;
+
+/// What `b`'s `echo` process answers: the small call of the flood figure.
+#[derive(Debug, RemoteMessage)]
+#[remote(name = "bench.Echo")]
+enum Echo {
+    #[remote(tag = 1)]
+    Echo(u64, ReplyPort<u64>),
+}
+
+struct EchoActor;
+
+impl Actor for EchoActor {
+    type Msg = Echo;
+    type State = ();
+    type Args = ();
+    async fn init(&self, _: &Addr<Echo>, (): ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+    async fn handle(&self, _: &Addr<Echo>, msg: Echo, (): &mut ()) -> Result<(), ActorError> {
+        let Echo::Echo(v, port) = msg;
+        let _ = port.send(v);
+        Ok(())
+    }
+}
+
+/// `n` small calls to `b`'s `echo`, one after another: each one's latency in microseconds.
+async fn call_latencies(node: &Node, n: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let start = std::time::Instant::now();
+        let v: u64 = node
+            .call("b", "echo", |p| Echo::Echo(i, p), Duration::from_secs(30))
+            .await
+            .unwrap();
+        out.push(start.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(v, i);
+    }
+    out.sort_by(f64::total_cmp);
+    out
+}
 
 fn unix_nanos() -> u64 {
     u64::try_from(
@@ -115,6 +164,15 @@ async fn child() {
     let ps = PubSub::start(&node, "bench").await.unwrap();
     load_subscribers(&ps);
     actor_subscribers(&ps, Arc::new(|at| say(&format!("adone {at}")))).await;
+    if name == "b" {
+        let echo = spawn(EchoActor, ()).await.unwrap();
+        node.export("echo", echo).unwrap();
+        let flood: Topic<Vec<u8>> = Topic::new("bench.flood").unwrap();
+        for _ in 0..FLOOD_SUBSCRIBERS {
+            let mut sub = ps.subscribe_stream(&flood).unwrap();
+            tokio::spawn(async move { while sub.recv().await.is_some() {} });
+        }
+    }
     let mut pings = ps
         .subscribe_stream(&Topic::<u64>::new("bench.ping").unwrap())
         .unwrap();
@@ -276,12 +334,61 @@ fn main() {
     let stats = ps.stats();
     assert_eq!(stats.send_failed, 0, "a broadcast was not sent");
 
+    // A small call while broadcasts flood the same two nodes, beside the same call idle.
+    let flood: Topic<Vec<u8>> = Topic::new("bench.flood").unwrap();
+    let (idle_p99, flood_p99) = rt.block_on(async {
+        while ps.subscribers_count(&flood) < FLOOD_SUBSCRIBERS {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _warm = call_latencies(&node, 200).await;
+        let idle = call_latencies(&node, CALLS).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flooding = {
+            let (ps, stop, flood) = (ps.clone(), stop.clone(), flood.clone());
+            tokio::spawn(async move {
+                let blob = vec![7u8; FLOOD_BYTES];
+                let mut sent = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let refused = ps.stats().send_failed;
+                    ps.broadcast(&flood, blob.clone()).unwrap();
+                    if ps.stats().send_failed > refused {
+                        // The `pubsub` outbox to `b` is full: wait for its writer.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    } else {
+                        sent += 1;
+                        if sent % 64 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                }
+                sent
+            })
+        };
+        // Let the flood fill the channel before measuring.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let during = call_latencies(&node, CALLS).await;
+        stop.store(true, Ordering::Relaxed);
+        let sent = flooding.await.unwrap();
+        println!(
+            "small call while broadcasts flood ({sent} x {FLOOD_BYTES} B to {FLOOD_SUBSCRIBERS} \
+             subscribers on b): p50 {:.1} us, p90 {:.1} us, p99 {:.1} us; idle p50 {:.1} us, \
+             p99 {:.1} us",
+            percentile(&during, 0.5),
+            percentile(&during, 0.9),
+            percentile(&during, 0.99),
+            percentile(&idle, 0.5),
+            percentile(&idle, 0.99),
+        );
+        (percentile(&idle, 0.99), percentile(&during, 0.99))
+    });
+
     let json = format!(
         "{{\"figures\":[\
          {{\"name\":\"pubsub cluster broadcast, 3 nodes x 1k stream subscribers\",\"value\":{per_sec:.0},\"unit\":\"deliveries/s\"}},\
          {{\"name\":\"pubsub cluster broadcast, 3 nodes x 1k actor subscribers\",\"value\":{actor_per_sec:.0},\"unit\":\"deliveries/s\"}},\
          {{\"name\":\"pubsub publish-to-delivery across nodes, p50\",\"value\":{p50:.1},\"unit\":\"us\"}},\
-         {{\"name\":\"pubsub publish-to-delivery across nodes, p99\",\"value\":{p99:.1},\"unit\":\"us\"}}]}}"
+         {{\"name\":\"pubsub publish-to-delivery across nodes, p99\",\"value\":{p99:.1},\"unit\":\"us\"}},\
+         {{\"name\":\"small call p99 while pubsub broadcasts flood\",\"value\":{flood_p99:.1},\"unit\":\"us\",\"competitor\":\"the same call idle\",\"competitor_value\":{idle_p99:.1}}}]}}"
     );
     // The target directory the bench binary runs from (`<target>/release/deps/<bench>`).
     let target = std::env::current_exe()

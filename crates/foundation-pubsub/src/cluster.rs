@@ -4,12 +4,12 @@
 //! out. See `PROTOCOL.md` beside this file for the messages and guarantees.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use foundation_actors::{Actor, ActorError, Addr};
 use foundation_cluster::membership::Status;
-use foundation_cluster::node::{CONTROL, ClusterEvent, DEFAULT, Node, RemoteError};
+use foundation_cluster::node::{CONTROL, ClusterEvent, DEFAULT, ExportConfig, Node, RemoteError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
@@ -64,6 +64,8 @@ pub(crate) struct Remote {
     /// Broadcasts went on `default` at least once: the broadcasts' channel is missing
     /// here or at a peer (warned once).
     fell_back: std::sync::atomic::AtomicBool,
+    /// What the node had dropped at the process when it was unexported.
+    dropped_before_close: AtomicU64,
 }
 
 impl Remote {
@@ -77,11 +79,25 @@ impl Remote {
             server: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             fell_back: std::sync::atomic::AtomicBool::new(false),
+            dropped_before_close: AtomicU64::new(0),
         }
     }
 
     pub(crate) fn node(&self) -> &Node {
         &self.node
+    }
+
+    /// Messages from peers the node dropped at this pubsub's process for its limit.
+    pub(crate) fn dropped(&self) -> u64 {
+        // The node counts per export, from `start` until `close` unexports it; what it
+        // counted is kept then.
+        let server = lock(&self.server);
+        if server.is_none() {
+            return self.dropped_before_close.load(Ordering::Relaxed);
+        }
+        self.node
+            .export_stats(&self.service)
+            .map_or(0, |s| s.dropped)
     }
 
     fn peers(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, PeerInterest>> {
@@ -106,15 +122,7 @@ impl Remote {
         let peers = self.peers();
         peers
             .values()
-            .map(|p| {
-                if pattern {
-                    p.trie.get(topic).map_or(0, |n| *n as usize)
-                } else {
-                    let mut n = 0;
-                    p.trie.matches(topic, |c| n += *c as usize);
-                    n
-                }
-            })
+            .map(|p| count_in(&p.trie, topic, pattern))
             .sum()
     }
 
@@ -230,14 +238,7 @@ impl Remote {
         if !self.up_peers().contains(&origin) {
             return;
         }
-        let mut trie = Trie::default();
-        for (filter, n) in filters {
-            if validate(&filter, true).is_err() || n == 0 {
-                core.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            *trie.slot(&filter) = Some(n);
-        }
+        let trie = interest_trie(filters, &core.counters.malformed);
         let mut peers = self.peers_mut();
         if trie.is_empty() {
             peers.remove(&origin);
@@ -265,14 +266,47 @@ impl Remote {
             });
             let _ = self.node.send_on(CONTROL, &peer, &self.service, &msg);
         }
-        if let Some(server) = lock(&self.server).take() {
+        // Held until unexported, so `dropped` reads one or the other, never neither.
+        let mut held = lock(&self.server);
+        if let Some(server) = held.take() {
+            let dropped = self
+                .node
+                .export_stats(&self.service)
+                .map_or(0, |s| s.dropped);
+            self.dropped_before_close.store(dropped, Ordering::Relaxed);
             self.node.unexport(&self.service);
             server.stop(None);
         }
+        drop(held);
         for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
     }
+}
+
+/// A peer's interest as a trie of counts; a filter that is not a valid topic or pattern,
+/// or has no subscriber, is skipped and counted in `malformed`.
+pub(crate) fn interest_trie(filters: Vec<(String, u32)>, malformed: &AtomicU64) -> Trie<u32> {
+    let mut trie = Trie::default();
+    for (filter, n) in filters {
+        if validate(&filter, true).is_err() || n == 0 {
+            malformed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        *trie.slot(&filter) = Some(n);
+    }
+    trie
+}
+
+/// A peer's subscribers of `topic` (or, for a pattern, of exactly that pattern) in its
+/// interest `trie`.
+pub(crate) fn count_in(trie: &Trie<u32>, topic: &str, pattern: bool) -> usize {
+    if pattern {
+        return trie.get(topic).map_or(0, |n| *n as usize);
+    }
+    let mut n = 0;
+    trie.matches(topic, |c| n += *c as usize);
+    n
 }
 
 fn publish<T: Payload>(topic: &str, msg: &T) -> Result<Wire, BroadcastError> {
@@ -303,7 +337,14 @@ pub(crate) async fn start(
         (),
     )
     .await?;
-    if node.export(&remote.service, server.clone()).is_err() {
+    let mut export = ExportConfig::new();
+    if let Some(n) = options.max_queued {
+        export = export.max_queued(n);
+    }
+    if node
+        .export_with(&remote.service, server.clone(), export)
+        .is_err()
+    {
         server.stop(None);
         return Err(StartError::NameTaken(options.name.clone()));
     }

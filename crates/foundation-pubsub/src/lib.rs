@@ -30,7 +30,8 @@
 //! it on every node), and fanned out there. Per publisher and topic, every subscriber sees
 //! messages in publish order. Delivery across nodes is **at most once**: a node that is
 //! down, or a channel that is full, misses what is sent meanwhile (counted in
-//! [`Stats::send_failed`]). The full story, and what to use when that is not enough, is in
+//! [`Stats::send_failed`]), as does a node whose pubsub process holds its limit of
+//! messages from peers ([`Options::max_queued`], counted in [`Stats::remote_dropped`]). The full story, and what to use when that is not enough, is in
 //! `docs/pubsub.md`.
 //!
 //! ## Example
@@ -95,6 +96,9 @@
 mod buffer;
 mod cluster;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod pubsub;
 mod subscriber;
 mod topic;

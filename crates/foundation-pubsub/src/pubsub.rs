@@ -24,6 +24,7 @@ pub struct Options {
     pub(crate) name: String,
     pub(crate) channel: String,
     pub(crate) gossip_every: Duration,
+    pub(crate) max_queued: Option<usize>,
 }
 
 impl Options {
@@ -34,6 +35,7 @@ impl Options {
             name: name.into(),
             channel: cluster::CHANNEL.to_owned(),
             gossip_every: Duration::from_secs(1),
+            max_queued: None,
         }
     }
 
@@ -50,6 +52,17 @@ impl Options {
     /// how long a lost update stays wrong. Default 1 s.
     pub fn gossip_every(mut self, every: Duration) -> Self {
         self.gossip_every = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How many messages from peers (broadcasts and interest) may wait at this pubsub's
+    /// process on the node, not yet fanned out; past it the node drops the newest, counted
+    /// in [`Stats::remote_dropped`]. Default: the node's
+    /// [`NodeConfig::max_remote_queued`](foundation_cluster::node::NodeConfig::max_remote_queued)
+    /// (10,000). The process fans each broadcast out without waiting for any subscriber,
+    /// so it falls behind only when broadcasts arrive faster than it can fan them out.
+    pub fn max_queued(mut self, messages: usize) -> Self {
+        self.max_queued = Some(messages);
         self
     }
 }
@@ -77,6 +90,11 @@ pub struct Stats {
     /// Sends to peers that failed (the peer went down, or its channel was full): at most
     /// once means these are lost.
     pub send_failed: u64,
+    /// Messages from peers (broadcasts, or their interest) the node dropped before they
+    /// reached this pubsub's process, because it held its limit of unhandled ones
+    /// ([`Options::max_queued`]): at most once means these are lost too. Not in
+    /// `received`; each peer's broadcasts to this node are `received + remote_dropped`.
+    pub remote_dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -433,6 +451,12 @@ impl PubSub {
         Ok(Self { core })
     }
 
+    /// What every handle shares.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
     /// Its name.
     pub fn name(&self) -> &str {
         &self.core.name
@@ -736,6 +760,7 @@ impl PubSub {
             received: get(&c.received),
             sent: get(&c.sent),
             send_failed: get(&c.send_failed),
+            remote_dropped: self.core.remote.as_ref().map_or(0, Remote::dropped),
         }
     }
 

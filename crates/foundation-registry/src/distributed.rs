@@ -188,6 +188,9 @@
 
 mod core;
 mod error;
+/// The supervisor's decoders of peer bytes, for the fuzz targets (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing;
 mod handoff;
 mod moves;
 mod spec;

@@ -28,6 +28,13 @@ pub fn leases(bytes: &[u8]) -> bool {
     crate::consistent::fuzzing::leases(bytes)
 }
 
+/// The distributed supervisor's messages (hellos, records, byes, rebalances), each a
+/// length byte and that many bytes, handled in order as its loop handles them, with a plan
+/// after each (see `distributed::fuzzing`).
+pub fn distributed(bytes: &[u8]) -> bool {
+    crate::distributed::fuzzing::wire(bytes)
+}
+
 /// Splits `bytes` into parts, each a length byte and up to that many bytes.
 pub(crate) fn chunks(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     std::iter::from_fn(move || {
@@ -38,7 +45,7 @@ pub(crate) fn chunks(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// Seed inputs for the targets `registry` and `leases`, made with the registry's own
+/// Seed inputs for the targets `registry`, `leases` and `distributed`, made with the registry's own
 /// encoders: (target, bytes).
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut seeds = Vec::new();
@@ -53,6 +60,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let record = (vec!["gpu".to_owned()], "eu-1".to_owned(), 3u64);
     let instances = crate::cluster::fuzzing::seed_messages([instance(1), instance(2)], record);
     seeds.push(("registry", framed(1, &instances)));
+    let dsup = crate::distributed::fuzzing::seed_messages();
+    seeds.push(("distributed", frames(&dsup)));
     seeds.extend(
         crate::consistent::fuzzing::seeds()
             .into_iter()
@@ -63,7 +72,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 
 /// `first`, then each message behind its length byte, as [`chunks`] reads them back.
 fn framed(first: u8, messages: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = vec![first];
+    [vec![first], frames(messages)].concat()
+}
+
+/// Each message behind its length byte, as [`chunks`] reads them back.
+pub(crate) fn frames(messages: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
     for msg in messages {
         out.push(u8::try_from(msg.len()).unwrap_or(u8::MAX));
         out.extend_from_slice(msg);
@@ -78,15 +92,29 @@ mod tests {
     #[test]
     fn every_seed_is_accepted_by_its_decoder() {
         let seeds = seeds();
-        assert_eq!(seeds.len(), 2 + 5);
+        assert_eq!(seeds.len(), 2 + 1 + 5);
         for (target, bytes) in seeds {
             let ok = match target {
                 "registry" => registry(&bytes),
                 "leases" => leases(&bytes),
+                "distributed" => distributed(&bytes),
                 other => panic!("a seed for an unknown target {other}"),
             };
             assert!(ok, "a {target} seed is refused: {bytes:?}");
         }
+    }
+
+    #[test]
+    fn the_distributed_seed_holds_every_kind_of_message_whole() {
+        let seeds = seeds();
+        let Some((_, bytes)) = seeds.iter().find(|(t, _)| *t == "distributed") else {
+            panic!("no seed for `distributed`");
+        };
+        // A hello, six records (three created, two slots written, a removal), a rebalance,
+        // the three records again, a bye; none cut short by its length byte.
+        let parts: Vec<&[u8]> = chunks(bytes).collect();
+        assert_eq!(parts.len(), 12);
+        assert!(parts.iter().all(|p| p.len() < 255), "{parts:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! decoded: a message of another type whose tags happen to match would otherwise decode
 //! as one of the process's own variants and run its handler.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use foundation_actors::remote::WireType;
@@ -20,6 +20,58 @@ pub(crate) type ReplyTo = Box<dyn FnOnce(Answer) + Send>;
 /// The reply type named when one side's message is not a call.
 pub(crate) const NO_REPLY_TYPE: &str = "no reply (not a call)";
 
+/// How one exported process takes messages from other nodes
+/// ([`crate::node::Node::export_with`]).
+///
+/// # Examples
+///
+/// ```
+/// use foundation_cluster::node::ExportConfig;
+/// // A process that may hold 100 unhandled messages from other nodes, whatever the
+/// // node's default (`NodeConfig::max_remote_queued`).
+/// let config = ExportConfig::new().max_queued(100);
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportConfig {
+    pub(crate) max_queued: Option<usize>,
+}
+
+impl ExportConfig {
+    /// The node's defaults.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many messages from other nodes the process may have been delivered and not yet
+    /// handled; past it a tell is dropped and a call refused `Overloaded`, both counted in
+    /// its [`ExportStats`] and the node's [`crate::node::NodeStats`]. Default: the node's
+    /// [`crate::node::NodeConfig::max_remote_queued`].
+    #[must_use]
+    pub fn max_queued(mut self, messages: usize) -> Self {
+        self.max_queued = Some(messages);
+        self
+    }
+}
+
+/// One exported process's counters ([`crate::node::Node::export_stats`]), since it was
+/// exported under its name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportStats {
+    /// Messages from other nodes delivered to it and not handled yet, now.
+    pub queued: usize,
+    /// Its limit of those ([`ExportConfig::max_queued`]).
+    pub max_queued: usize,
+    /// Tells from other nodes dropped because it held its limit (also in
+    /// [`crate::node::NodeStats::remote_dropped`]).
+    pub dropped: u64,
+    /// Calls from other nodes refused `Overloaded` for the same reason (also in
+    /// [`crate::node::NodeStats::remote_refused`]).
+    pub refused: u64,
+}
+
 /// An exported process, with the count of messages from other nodes it holds unhandled.
 #[derive(Clone)]
 pub(crate) struct Export {
@@ -31,23 +83,32 @@ impl Export {
     pub(crate) fn new(inbox: Arc<dyn Inbox>, limit: usize) -> Self {
         Self {
             inbox,
-            queued: Arc::new(Queued {
-                count: AtomicUsize::new(0),
-                limit,
-            }),
+            queued: Arc::new(Queued::new(limit)),
         }
     }
 }
 
 /// How many messages from other nodes one process has been delivered and has not handled
-/// yet, and how many it may: each holds a [`Delivery`] until its handler is done.
+/// yet, and how many it may: each holds a [`Delivery`] until its handler is done. With
+/// what was turned away for the limit.
 #[derive(Debug)]
 pub(crate) struct Queued {
     count: AtomicUsize,
     limit: usize,
+    dropped: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl Queued {
+    fn new(limit: usize) -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            limit,
+            dropped: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
     /// A permit for one more delivery, or `None` if the process holds its limit already.
     pub(crate) fn try_take(self: &Arc<Self>) -> Option<Delivery> {
         self.count
@@ -56,6 +117,25 @@ impl Queued {
             })
             .ok()
             .map(|_| Delivery(self.clone()))
+    }
+
+    /// Counts a tell dropped for the limit.
+    pub(crate) fn dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a call refused for the limit.
+    pub(crate) fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> ExportStats {
+        ExportStats {
+            queued: self.count.load(Ordering::Acquire),
+            max_queued: self.limit,
+            dropped: self.dropped.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+        }
     }
 
     /// How many are held now.
@@ -273,10 +353,7 @@ mod tests {
     use super::*;
 
     fn queued(limit: usize) -> Arc<Queued> {
-        Arc::new(Queued {
-            count: AtomicUsize::new(0),
-            limit,
-        })
+        Arc::new(Queued::new(limit))
     }
 
     #[test]

@@ -336,6 +336,7 @@ impl Shared {
                     },
                     None => {
                         self.remote_dropped.fetch_add(1, Ordering::Relaxed);
+                        export.queued.dropped();
                         tracing::trace!(%from, %name, "dropped a message for a process holding its limit of remote messages");
                     }
                 },
@@ -372,6 +373,7 @@ impl Shared {
                 };
                 let Some(held) = export.queued.try_take() else {
                     self.remote_refused.fetch_add(1, Ordering::Relaxed);
+                    export.queued.refused();
                     return reply(Err((Refusal::Overloaded, String::new())));
                 };
                 // The other refusals were answered, and are the caller's to report.

@@ -847,6 +847,71 @@ async fn a_name_whose_process_stopped_can_be_exported_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_with_its_own_limit_drops_and_refuses_past_it_and_counts_both() {
+    use foundation_cluster::node::RemoteError;
+    let _one = IN_PROCESS.lock().await;
+    let a = local_node("a", |c| c).await;
+    let mut events = a.subscribe();
+    let mut b = harness::start("b", &[("SEEDS", a.advertised())]);
+    wait_event(&mut events, is_up("b")).await;
+    // b's `gate` may hold 4 (its own limit, under the node's 10,000) and holds each note
+    // until told: n0 in its handler, n1-n3 in its mailbox, the 16 others dropped.
+    assert_eq!(harness::GATE_LIMIT, 4);
+    for i in 0..20 {
+        a.send("b", "gate", &Probe::Note(format!("n{i}"))).unwrap();
+    }
+    b.tell("export-stats gate 4 16 0");
+    assert_eq!(
+        b.expect(|l| l.starts_with("export-stats ")),
+        "export-stats gate queued=4 max_queued=4 dropped=16 refused=0"
+    );
+    // A call past the limit is refused at once, and counted apart.
+    let refused = a
+        .call(
+            "b",
+            "gate",
+            |p| Probe::Ask("c".into(), p),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(RemoteError::Overloaded(ref n)) if n == "b"),
+        "{refused:?}"
+    );
+    b.tell("export-stats gate 4 16 1");
+    b.expect(|l| l == "export-stats gate queued=4 max_queued=4 dropped=16 refused=1");
+    // The node's totals include them; another export keeps the node's limit and its own
+    // (empty) counts.
+    b.tell("stats");
+    let stats = b.expect(|l| l.starts_with("stats "));
+    assert!(
+        stats.contains(" remote_dropped=16 remote_refused=1 "),
+        "{stats}"
+    );
+    b.tell("export-stats probe 0 0 0");
+    b.expect(|l| l == "export-stats probe queued=0 max_queued=10000 dropped=0 refused=0");
+    // Let the four through: the room comes back, and a call is answered.
+    b.tell("open 4");
+    for i in 0..4 {
+        let want = format!("gate n{i}");
+        b.expect(|l| l == want);
+    }
+    b.tell("export-stats gate 0 16 1");
+    b.expect(|l| l == "export-stats gate queued=0 max_queued=4 dropped=16 refused=1");
+    let answer: String = a
+        .call(
+            "b",
+            "gate",
+            |p| Probe::Ask("c".into(), p),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer, "c");
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_has_shut_down_says_so() {
     use foundation_cluster::node::RemoteError;
     let _one = IN_PROCESS.lock().await;

@@ -185,3 +185,41 @@ fn a_slow_subscriber_on_another_node_drops_what_overflows_and_counts_it() {
     b.tell("drops 990");
     see(&mut b, "drops 990 queued 10");
 }
+
+/// The `flow` line's `key=value` words.
+fn flow(line: &str) -> std::collections::HashMap<String, u64> {
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_flood_past_the_pubsub_process_limit_is_dropped_by_the_node_and_counted_in_stats() {
+    // a gossips once an hour: no interest of a's travels during the flood, so every message
+    // a sends b's process is a broadcast.
+    let mut a = start_with("a", None, &[("GOSSIP_MS", "3600000")]);
+    // b's pubsub process may hold 2 messages from peers; 200 subscribers make each
+    // broadcast take a while there, so a flood outruns it.
+    let mut b = start_with("b", Some(&a), &[("MAX_QUEUED", "2")]);
+    see(&mut a, "up b");
+    b.tell("many flood 200");
+    see(&mut b, "subscribed 200");
+    a.tell("count flood 200");
+    see(&mut a, "count flood 200");
+    a.tell("seq flood 5000");
+    see(&mut a, "seqsent 5000");
+    a.tell("flow 0");
+    let sent = flow(&a.expect(|l| l.starts_with("flow ")));
+    assert_eq!((sent["sent"], sent["send_failed"]), (5000, 0), "{sent:?}");
+    // Every broadcast b was sent is received or dropped at its process, and counted.
+    b.tell("flow 5000");
+    let got = flow(&b.expect(|l| l.starts_with("flow ")));
+    eprintln!("b: {got:?}");
+    assert_eq!(got["received"] + got["remote_dropped"], 5000, "{got:?}");
+    assert!(got["remote_dropped"] > 0, "nothing dropped: {got:?}");
+    assert_eq!(got["remote_dropped"], got["by_node"], "{got:?}");
+    // What reached the process reached each subscriber (their buffers hold it all).
+    assert_eq!(got["delivered"], got["received"] * 200, "{got:?}");
+    assert_eq!(got["dropped"], 0, "{got:?}");
+}

@@ -12,6 +12,12 @@
 //! `CHANNELS` declares channels: `<name>:<low|normal>:<parallelism>,…`.
 //! `wrong-types` prints `@wrong-types <n>`: how many items the node refused for their type.
 //!
+//! Besides `probe` and `slow`, a child exports `gate` (a [`GateActor`], its own limit
+//! [`GATE_LIMIT`] of unhandled remote messages): each note waits in its handler until
+//! `open <n>` lets `n` more through (printing `@gate <note>`). `export-stats <name> <queued>
+//! <dropped> <refused>` prints `@export-stats <name> queued=<n> max_queued=<n> dropped=<n>
+//! refused=<n>` once the export's counters are those (the parent's deadline fails a test).
+//!
 //! With `RAFT_VOTERS` set, a child also runs the consensus group `journal` (a [`Journal`])
 //! and obeys `rwrite <line>` (`@rwrite <line> ok <count>|err <why>`), `rread` (a
 //! linearizable read: `@rread <summary>`), `rwait <n>` (`@rlocal <summary>` once `n` lines
@@ -21,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use foundation_actors::{Actor, ActorError, Addr, Context, RemoteMessage, ReplyPort, spawn};
 use foundation_cluster::discovery::Peer;
-use foundation_cluster::node::{ChannelConfig, ClusterEvent, Node, NodeConfig, Priority};
+use foundation_cluster::node::{
+    ChannelConfig, ClusterEvent, ExportConfig, Node, NodeConfig, Priority,
+};
 use foundation_cluster::raft::{Group, GroupOptions, Machine};
 pub use foundation_testkit::{Child, Net};
 use foundation_testkit::{commands, say};
@@ -60,6 +68,40 @@ impl Actor for SlowActor {
         tokio::time::sleep(Duration::from_millis(1)).await;
         if let Probe::Ask(note, port) = msg {
             let _ = port.send(note);
+        }
+        Ok(())
+    }
+}
+
+/// The limit of unhandled remote messages of a child's `gate`.
+pub const GATE_LIMIT: usize = 4;
+
+/// Lets the `gate`'s notes through, one permit each.
+static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+
+/// A process whose notes wait for `open`, exported as `gate` with its own limit: it holds
+/// what it was sent until told, so what passes the limit is known exactly.
+struct GateActor;
+
+impl Actor for GateActor {
+    type Msg = Probe;
+    type State = ();
+    type Args = ();
+
+    async fn init(&self, _: &Addr<Probe>, (): ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+
+    async fn handle(&self, _: &Addr<Probe>, msg: Probe, (): &mut ()) -> Result<(), ActorError> {
+        match msg {
+            Probe::Note(note) => {
+                GATE.acquire().await?.forget();
+                say(&format!("gate {note}"));
+            }
+            Probe::Ask(note, port) => {
+                let _ = port.send(note);
+            }
+            Probe::Ignore(_) | Probe::Hold(_) => {}
         }
         Ok(())
     }
@@ -238,6 +280,9 @@ fn node_process() {
         node.export("probe", probe).unwrap();
         let slow = spawn(SlowActor, ()).await.unwrap();
         node.export("slow", slow).unwrap();
+        let gate = spawn(GateActor, ()).await.unwrap();
+        node.export_with("gate", gate, ExportConfig::new().max_queued(GATE_LIMIT))
+            .unwrap();
         let mut events = node.subscribe();
         tokio::spawn(async move {
             while let Ok(e) = events.recv().await {
@@ -349,6 +394,25 @@ fn node_process() {
                         n.remote_refused,
                         n.lanes_in,
                         n.lanes_out
+                    ));
+                }
+                ["open", n] => {
+                    GATE.add_permits(n.parse().unwrap());
+                    say(&format!("opened {n}"));
+                }
+                ["export-stats", name, queued, dropped, refused] => {
+                    let want: [u64; 3] = [queued, dropped, refused].map(|n| n.parse().unwrap());
+                    // Polled here: the parent's deadline on the answer is what fails a test.
+                    let s = loop {
+                        let s = node.export_stats(name).unwrap();
+                        if [s.queued as u64, s.dropped, s.refused] == want {
+                            break s;
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    };
+                    say(&format!(
+                        "export-stats {name} queued={} max_queued={} dropped={} refused={}",
+                        s.queued, s.max_queued, s.dropped, s.refused
                     ));
                 }
                 ["wrong-types"] => {

@@ -1,0 +1,192 @@
+//! Entry points for the fuzz targets in the repository's `fuzz/` directory, behind the
+//! feature `fuzzing` (off by default). **Not an API**: these may change or go at any time,
+//! and no application should turn the feature on.
+//!
+//! Each function takes bytes as a peer could send them, runs the decode and handling the
+//! pubsub runs on them through its own functions, and returns whether they were accepted.
+//! None may panic, whatever the bytes: a panic is a bug the fuzzers are there to find.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+
+use foundation_actors::RemoteMessage;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{Wire, WireMsg, count_in, interest_trie};
+use crate::subscriber::wire_type;
+use crate::topic::validate;
+use crate::trie::Trie;
+use crate::{PubSub, Topic};
+
+/// A payload type with the shapes applications publish: a serde enum with named fields,
+/// a tuple variant and a list of pairs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Event {
+    /// Named fields.
+    Created {
+        /// An integer.
+        id: u64,
+        /// A string.
+        name: String,
+    },
+    /// One field.
+    Deleted(u64),
+    /// A list of pairs with a float.
+    Batch(Vec<(String, f64)>),
+}
+
+/// A map payload.
+type Counts = BTreeMap<String, i64>;
+
+/// The topics the fuzzed node subscribes to, with their payload types: every broadcast to
+/// a valid topic reaches at least the first.
+const TOPICS: [&str; 4] = ["#", "a.*", "a.b", "a.#"];
+
+/// The topics a peer's interest is asked about besides its own filters.
+const PROBES: [&str; 4] = ["a", "a.b", "a.b.c", "orders.eu.created"];
+
+/// A peer's interest other nodes hold, that a broadcast's topic is routed through.
+const PEER: [(&str, u32); 4] = [("a.*", 1), ("orders.#", 2), ("x.*.z", 3), ("#", 1)];
+
+/// One message to a pubsub's process, as the node hands it over: decoded as the process's
+/// message type, then handled as the process handles it. An interest is built into a
+/// peer's table (as it would replace that peer's) and asked for counts and routes; a
+/// broadcast is fanned out to this node's stream subscribers of several payload types
+/// (decoded once per type, the type name compared first), and its topic routed through a
+/// peer's table as a broadcast from here would be.
+pub fn wire(bytes: &[u8]) -> bool {
+    let Ok(WireMsg(wire)) = WireMsg::from_bytes(bytes) else {
+        return false;
+    };
+    let malformed = AtomicU64::new(0);
+    match wire {
+        Wire::Interest { origin, filters } => {
+            let topics: Vec<String> = filters.iter().map(|(f, _)| f.clone()).collect();
+            let trie = interest_trie(filters, &malformed);
+            std::hint::black_box((origin, trie.is_empty()));
+            for topic in topics.iter().map(String::as_str).chain(PROBES) {
+                if let Ok(pattern) = validate(topic, true) {
+                    std::hint::black_box(count_in(&trie, topic, pattern));
+                    if !pattern {
+                        std::hint::black_box(trie.any_match(topic));
+                    }
+                }
+            }
+        }
+        Wire::Publish {
+            topic,
+            type_name,
+            payload,
+        } => {
+            let pubsub = PubSub::local("fuzz");
+            // Held until the end: a subscription dropped unsubscribes.
+            let held = subscribe(&pubsub);
+            pubsub.core().receive(&topic, &type_name, &payload, None);
+            std::hint::black_box(held.len());
+            if validate(&topic, false).is_ok() {
+                let peer: Trie<u32> = interest_trie(
+                    PEER.iter().map(|(f, n)| ((*f).to_owned(), *n)).collect(),
+                    &malformed,
+                );
+                std::hint::black_box((peer.any_match(&topic), count_in(&peer, &topic, false)));
+            }
+        }
+    }
+    true
+}
+
+/// Stream subscribers of every topic of [`TOPICS`] for each payload type a seed names,
+/// held (dropping one unsubscribes it).
+fn subscribe(pubsub: &PubSub) -> Vec<Box<dyn std::any::Any>> {
+    fn one<T: crate::Payload>(pubsub: &PubSub, held: &mut Vec<Box<dyn std::any::Any>>) {
+        for name in TOPICS {
+            if let Ok(topic) = Topic::<T>::new(name) {
+                if let Ok(sub) = pubsub.subscribe_stream(&topic) {
+                    held.push(Box::new(sub));
+                }
+            }
+        }
+    }
+    let mut held = Vec::new();
+    one::<String>(pubsub, &mut held);
+    one::<Vec<u64>>(pubsub, &mut held);
+    one::<(u32, Option<String>, Vec<u8>)>(pubsub, &mut held);
+    one::<Event>(pubsub, &mut held);
+    one::<Counts>(pubsub, &mut held);
+    held
+}
+
+/// Seed inputs for the target `pubsub`, made with the pubsub's own encoders: interests
+/// (names, patterns, an invalid filter, a zero count, an empty one), and broadcasts of each
+/// payload type to topics that match, one of another type, one to an invalid topic.
+pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    fn publish<T: Serialize>(topic: &str, msg: &T) -> Wire {
+        Wire::Publish {
+            topic: topic.to_owned(),
+            type_name: wire_type::<T>().to_owned(),
+            payload: postcard::to_stdvec(msg).unwrap_or_default(),
+        }
+    }
+    let interest = |filters: &[(&str, u32)]| Wire::Interest {
+        origin: "node-b".to_owned(),
+        filters: filters.iter().map(|(f, n)| ((*f).to_owned(), *n)).collect(),
+    };
+    let wires = [
+        interest(&[("orders.#", 2), ("orders.*", 1), ("users.new", 3)]),
+        interest(&[("a..b", 1), ("a.b", 0), ("x.*.z", 4), ("#", 1)]),
+        interest(&[]),
+        publish("a.b", &"hello".to_owned()),
+        publish("a.c", &vec![1_u64, 2, u64::MAX]),
+        publish("a.b", &(7_u32, Some("x".to_owned()), vec![0_u8, 255])),
+        publish(
+            "a.b.c",
+            &Event::Created {
+                id: 1,
+                name: "n".into(),
+            },
+        ),
+        publish("a.b", &Event::Batch(vec![("k".into(), 1.5)])),
+        publish("z", &Counts::from([("a".to_owned(), -1)])),
+        publish("a.b", &7_u16),
+        publish("a.*", &"pattern".to_owned()),
+    ];
+    wires
+        .into_iter()
+        .filter_map(|wire| WireMsg(wire).to_bytes().ok())
+        .map(|bytes| ("pubsub", bytes))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_seed_is_accepted_and_the_broadcasts_reach_subscribers() {
+        let seeds = seeds();
+        assert_eq!(seeds.len(), 11);
+        for (_, bytes) in &seeds {
+            assert!(wire(bytes), "a seed is refused: {bytes:?}");
+        }
+        // A seed broadcast of each payload type is decoded and delivered here, not
+        // refused for its type: the fuzzer starts from inputs that reach the decoders.
+        let pubsub = PubSub::local("seeds");
+        let held = subscribe(&pubsub);
+        assert_eq!(held.len(), 5 * TOPICS.len());
+        for (_, bytes) in &seeds {
+            if let Ok(WireMsg(Wire::Publish {
+                topic,
+                type_name,
+                payload,
+            })) = WireMsg::from_bytes(bytes)
+            {
+                pubsub.core().receive(&topic, &type_name, &payload, None);
+            }
+        }
+        let stats = pubsub.stats();
+        // Each broadcast of a subscribed type reaches that type's subscribers of `#` and
+        // of those of `a.*`, `a.b`, `a.#` its topic matches: 4 + 3 + 4 + 2 + 4 + 1.
+        assert_eq!(stats.delivered, 18, "{stats:?}");
+        assert_eq!(stats.malformed, 1, "{stats:?}"); // the one to `a.*`
+    }
+}
