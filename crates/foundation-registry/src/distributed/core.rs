@@ -924,8 +924,12 @@ impl<M: RemoteMessage> Inner<M> {
                     })
                     .collect()
             };
+            // Each instance gets a quarter of the margin to stop on its own, then it is
+            // killed: the timing argument needs the stop well inside the margin.
+            let within = Some(self.spec.timing.margin / 4);
             for id in ids {
-                self.stop_local(&id, &format!("quorum loss: {loss}")).await;
+                self.stop_local_within(&id, &format!("quorum loss: {loss}"), within)
+                    .await;
                 // Recorded, so that after the heal no node counts on this instance.
                 self.clear_slot(&id);
             }
@@ -1186,6 +1190,14 @@ impl<M: RemoteMessage> Inner<M> {
 
     /// Stops the instance here, if there is one.
     pub(crate) async fn stop_local(&self, id: &str, why: &str) {
+        self.stop_local_within(id, why, None).await;
+    }
+
+    /// Stops the instance here, if there is one; with `within`, an instance still
+    /// stopping after that long is killed (its `terminate` cut short): a side that lost
+    /// the quorum must have stopped well inside the margin, whatever the child's own
+    /// shutdown timeout says.
+    pub(crate) async fn stop_local_within(&self, id: &str, why: &str, within: Option<Duration>) {
         let Some(child) = lock(&self.local).remove(id) else {
             return;
         };
@@ -1193,7 +1205,19 @@ impl<M: RemoteMessage> Inner<M> {
         self.registry.unregister(&self.name_of(id));
         let lease = child.fence.token();
         child.fence.clear();
-        child.sup.shutdown().await;
+        match within {
+            None => child.sup.shutdown().await,
+            Some(limit) => {
+                if tokio::time::timeout(limit, child.sup.shutdown())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(supervisor = %self.spec.name, child = id, ?limit, "instance still stopping: killed");
+                    child.addr.kill();
+                    child.sup.shutdown().await;
+                }
+            }
+        }
         if let Some(token) = lease {
             // Its stop released the lease already (the registry's stop hook); this is for
             // an instance whose process never stopped for good.

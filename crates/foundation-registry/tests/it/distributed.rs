@@ -329,8 +329,10 @@ fn a_crash_is_restarted_on_its_node_and_a_transient_child_that_stops_normally_is
 #[test]
 fn a_cut_off_minority_stops_its_singleton_before_the_majority_starts_it() {
     let net = Net::new(3);
-    // A 2 s margin: well above heartbeat + latency + detection tick + stop time here.
-    let mut nodes = three_in(&net, &[("MARGIN_MS", "2000")]);
+    // A 2 s margin: well above heartbeat + latency + detection tick + stop time here. The
+    // children take 10 s to stop on their own (`terminate`): the losing side must not
+    // wait for that (it kills what has not stopped within a quarter of the margin).
+    let mut nodes = three_in(&net, &[("MARGIN_MS", "2000"), ("STOP_MS", "10000")]);
     let owner = started_on(&start_child(&mut nodes[0], "echo q1 singleton"));
     let cut = nodes.iter().position(|n| n.name == owner).unwrap();
     // A child pinned to the owner: bound to its node, never started elsewhere.

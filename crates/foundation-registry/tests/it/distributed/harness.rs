@@ -5,7 +5,8 @@
 //! which is also the supervisor's silence, `MARGIN_MS`, its margin, 500 ms unless set,
 //! `QUORUM`: `majority` (the default), `oldest`, `static:N`, `referee:NODE`, `downall`;
 //! `ROLE`, a role the node offers; `STRICT`, strict mode with a consistent registry
-//! `leases`; `STORE`, the address of the test's fenced store), the
+//! `leases`; `STORE`, the address of the test's fenced store; `STOP_MS`, how long an
+//! `echo` child's `terminate` takes), the
 //! registry `work` of
 //! [`ChildName`]s and the supervisor `work` with the kinds `echo` (answers
 //! `<id>@<node>`), `crash` (its `init` always fails) and `stream` (a [`Handoff`] child
@@ -143,6 +144,10 @@ impl Actor for Worker {
     }
 
     async fn terminate(&self, _: &Addr<Work>, (): &mut ()) -> Result<(), ActorError> {
+        // `STOP_MS`: a child slow to stop (its `terminate` takes that long).
+        if let Some(ms) = foundation_testkit::setting("STOP_MS") {
+            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+        }
         life(&format!("down {} {} {}", self.id, self.node, unix_nanos()));
         Ok(())
     }
