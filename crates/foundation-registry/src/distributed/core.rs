@@ -180,8 +180,10 @@ const RECORDS_PER_MESSAGE: usize = 128;
 /// it has this one.
 const RECORDS_PER_WINDOW: usize = 8 * RECORDS_PER_MESSAGE;
 
-/// How often a lost member's address is asked again while it still accepts connections.
-const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// How soon a lost member's address is asked again while it still accepts connections:
+/// first after `PROBE_FIRST`, then twice as long each time, up to `PROBE_MOST`.
+const PROBE_FIRST: Duration = Duration::from_millis(10);
+const PROBE_MOST: Duration = Duration::from_millis(200);
 
 /// How soon a start whose name is still held is tried again.
 const RETRY: Duration = Duration::from_millis(100);
@@ -729,13 +731,15 @@ impl<M: RemoteMessage> Inner<M> {
     /// can be running there. A timeout (a cut network, a host down) or another error
     /// proves nothing: the member stays missing. An accepted connection proves nothing
     /// either, and is not the last word: a killed process's connections may close a
-    /// moment before its listener does, so the address is asked again, every
-    /// `PROBE_EVERY`, until it refuses, the member is back, or `silence` has passed.
+    /// moment before its listener does, so the address is asked again (after 10 ms, then
+    /// twice as long each time, at most 200 ms apart) until it refuses, the member is
+    /// back, or `silence` has passed.
     fn probe(&self, node: &str, incarnation: u64, addr: &str) {
         let (cmds, node, addr) = (self.cmds.clone(), node.to_owned(), addr.to_owned());
         let cluster = self.node.clone();
         let until = tokio::time::Instant::now() + self.spec.timing.silence;
         let task = tokio::spawn(async move {
+            let mut pause = PROBE_FIRST;
             loop {
                 let got =
                     tokio::time::timeout_at(until, tokio::net::TcpStream::connect(&addr)).await;
@@ -753,10 +757,11 @@ impl<M: RemoteMessage> Inner<M> {
                         && m.incarnation >= incarnation
                         && !matches!(m.status, Status::Down(_))
                 });
-                if back || tokio::time::Instant::now() + PROBE_EVERY >= until {
+                if back || tokio::time::Instant::now() + pause >= until {
                     return;
                 }
-                tokio::time::sleep(PROBE_EVERY).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(PROBE_MOST);
             }
         });
         let mut tasks = lock(&self.tasks);
