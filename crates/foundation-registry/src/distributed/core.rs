@@ -385,23 +385,10 @@ impl<M: RemoteMessage> Inner<M> {
             _ => seq,
         };
         Self::peer_sync(st, peer, incarnation).sent = Some((upto, first_sent));
-        let batches: Vec<&[(u64, Record)]> = window.chunks(RECORDS_PER_MESSAGE).collect();
+        // Nothing changed: one empty batch, which still acknowledges up to `upto`.
+        let mut batches: Vec<&[(u64, Record)]> = window.chunks(RECORDS_PER_MESSAGE).collect();
         if batches.is_empty() {
-            let window = Window {
-                after,
-                upto,
-                rest: Rest::Done,
-            };
-            self.send(
-                peer,
-                Wire::Records {
-                    from: self.me.clone(),
-                    table,
-                    records: Vec::new(),
-                    window: Some(window),
-                },
-            );
-            return;
+            batches.push(&[]);
         }
         let mut lo = after;
         for (i, batch) in batches.iter().enumerate() {
@@ -764,6 +751,11 @@ impl<M: RemoteMessage> Inner<M> {
                 pause = (pause * 2).min(PROBE_MOST);
             }
         });
+        self.keep_task(task);
+    }
+
+    /// Keeps a task of this supervisor's (aborted with it), dropping those that finished.
+    fn keep_task(&self, task: JoinHandle<()>) {
         let mut tasks = lock(&self.tasks);
         tasks.retain(|t| !t.is_finished());
         tasks.push(task);
@@ -1270,10 +1262,7 @@ impl<M: RemoteMessage> Inner<M> {
     /// must not wait for the write before it stops its next instance.
     pub(crate) fn release_lease(&self, id: &str, token: u64) {
         if let Some(strict) = &self.spec.strict {
-            let task = tokio::spawn(strict.leases.release(id, token));
-            let mut tasks = lock(&self.tasks);
-            tasks.retain(|t| !t.is_finished());
-            tasks.push(task);
+            self.keep_task(tokio::spawn(strict.leases.release(id, token)));
         }
     }
 
@@ -1518,6 +1507,11 @@ impl<M: RemoteMessage> Inner<M> {
             self.stop_local(&id, "supervisor shut down").await;
             self.clear_slot(&id);
         }
+        self.bye_all();
+    }
+
+    /// Tells every peer this node's part of the supervisor is gone (`Bye`).
+    fn bye_all(&self) {
         let st = lock(&self.state);
         for peer in st.peers.keys() {
             self.send(
@@ -1556,15 +1550,7 @@ impl<M: RemoteMessage> Drop for Inner<M> {
             for id in &ids {
                 self.clear_slot(id);
             }
-            let st = lock(&self.state);
-            for peer in st.peers.keys() {
-                self.send(
-                    peer,
-                    Wire::Bye {
-                        from: self.me.clone(),
-                    },
-                );
-            }
+            self.bye_all();
         }
         self.abort();
         for (_, child) in lock(&self.local).drain() {
