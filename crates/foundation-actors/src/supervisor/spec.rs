@@ -201,9 +201,26 @@ where
     T: ractor::Actor<Msg = crate::addr::Envelope<M>>,
     M: Send + 'static,
 {
-    let (actor_ref, _join) = ractor::Actor::spawn_linked(None, actor, args, sup)
-        .await
-        .map_err(|e| SpawnError::from_ractor(id, e))?;
+    publish(
+        id,
+        addr,
+        ractor::Actor::spawn_linked(None, actor, args, sup).await,
+    )
+}
+
+/// Publishes a spawned incarnation in `addr` (or maps the spawn's failure).
+fn publish<M: Send + 'static>(
+    id: &str,
+    addr: &Addr<M>,
+    spawned: Result<
+        (
+            ractor::ActorRef<crate::addr::Envelope<M>>,
+            ractor::concurrency::JoinHandle<()>,
+        ),
+        ractor::SpawnErr,
+    >,
+) -> Result<ActorCell, SpawnError> {
+    let (actor_ref, _join) = spawned.map_err(|e| SpawnError::from_ractor(id, e))?;
     let cell = actor_ref.get_cell();
     addr.install(actor_ref);
     Ok(cell)
@@ -223,13 +240,20 @@ where
         let (actor, args) = (self.make)();
         let addr = self.addr.clone();
         let id = id.clone();
-        Box::pin(async move {
-            let adapter = Adapter {
+        // ractor's start future is built here, outside the boxed one, so the box holds it
+        // and little else: under 1 KiB, the allocator serves it from its per-thread cache.
+        let spawn = ractor::Actor::spawn_linked(
+            None,
+            Adapter {
                 actor,
                 addr: addr.clone(),
-            };
-            spawn_into(&id, &addr, adapter, args, sup).await
-        })
+            },
+            args,
+            sup,
+        );
+        Box::pin(futures::FutureExt::map(spawn, move |spawned| {
+            publish(&id, &addr, spawned)
+        }))
     }
     fn addr(&self) -> &dyn AddrControl {
         &self.addr
