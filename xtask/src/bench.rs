@@ -5,7 +5,8 @@
 //! beside raw ractor_cluster) of `foundation-cluster`, the bench `registry` (lookups
 //! beside a plain `DashMap`) of `foundation-registry`, and the bench `pubsub` (local fan-out
 //! beside raw ractor and `tokio::sync::broadcast`) and `cluster` (3 node processes) of
-//! `foundation-pubsub`, then the BEAM's side (`bench/beam/*.erl`, see `beam.rs`: Phoenix's
+//! `foundation-pubsub`, the bench `cache` (the local cache beside raw moka) of
+//! `foundation-cache`, then the BEAM's side (`bench/beam/*.erl`, see `beam.rs`: Phoenix's
 //! pubsub design in Erlang, a gen_server and a supervisor, beside the pubsub and headline
 //! rows; missing with the reason when `erl` cannot be had); reads criterion's estimates,
 //! `target/bench-memory.json`, `target/bench-cluster.json`, `target/bench-pubsub.json` and
@@ -286,6 +287,41 @@ const HEADLINES: &[Headline] = &[
         paired: None,
         unit: "ns/delivery",
         budget: Budget::AtMostNs(200.0),
+    },
+    // Issue 17: the local cache (`Local` on `moka::sync`) beside raw moka built the same
+    // way (bound, per-entry `Expiry`), over the same 10,000 keys: at most 10% more.
+    Headline {
+        name: "local cache get (hit)",
+        ours: "cache_get_hit/foundation",
+        competitor: "cache_get_hit/moka",
+        paired: None,
+        unit: "ns",
+        budget: Budget::Ratio(1.1),
+    },
+    Headline {
+        name: "local cache get (miss)",
+        ours: "cache_get_miss/foundation",
+        competitor: "cache_get_miss/moka",
+        paired: None,
+        unit: "ns",
+        budget: Budget::Ratio(1.1),
+    },
+    Headline {
+        name: "local cache put",
+        ours: "cache_put/foundation",
+        competitor: "cache_put/moka",
+        paired: None,
+        unit: "ns",
+        budget: Budget::Ratio(1.1),
+    },
+    // What a per-entry `Expiry` costs moka itself on a hit: reported only.
+    Headline {
+        name: "raw moka get (hit), per-entry expiry vs none",
+        ours: "cache_get_hit/moka",
+        competitor: "cache_get_hit/moka_no_expiry",
+        paired: None,
+        unit: "ns",
+        budget: Budget::None,
     },
     Headline {
         name: "remote tell (>= 500k msg/s)",
@@ -613,6 +649,14 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
     pubsub_cluster.args(["bench", "-p", "foundation-pubsub", "--bench", "cluster"]);
     eprintln!("==> xtask bench: pubsub cluster");
     run_step("bench", "pubsub cluster", pubsub_cluster)?;
+
+    let mut cache = cargo()?;
+    cache.args(["bench", "-p", "foundation-cache", "--bench", "cache"]);
+    if quick {
+        cache.args(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
+    }
+    eprintln!("==> xtask bench: cache");
+    run_step("bench", "cache", cache)?;
 
     // The BEAM beside the pubsub rows and the headline rows; never fails the bench.
     eprintln!("==> xtask bench: the BEAM");

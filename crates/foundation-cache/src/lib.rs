@@ -1,5 +1,64 @@
-//! # foundation-cache (not yet built)
+//! # foundation-cache
 //!
-//! Caches behind one API whose adapter is chosen by configuration, in the manner of
-//! Nebulex: a local tier on `moka`, partitioned and replicated caches across the cluster,
-//! and multilevel caches that combine them.
+//! Caches behind one API, in the manner of Nebulex, and replicated state as delta CRDTs.
+//!
+//! - **The API** is the [`Cache`] trait: `get`, `get_many`, `put` (with a [`Ttl`]),
+//!   `put_new`, `replace`, `put_many`, `delete`, `take`, `contains`, `incr`/`decr`, `ttl`,
+//!   `expire`, `touch`, `len`, `clear`, `stream_keys`/`stream` (a `Stream`), the
+//!   single-flight [`get_or_compute`](Cache::get_or_compute), and [`stats`](Cache::stats).
+//!   Every adapter implements it; code written against it runs on any of them.
+//! - **The adapters**: [`Local`] (this process, on moka: bounded by entries or weight,
+//!   TinyLFU, per-entry TTL or time-to-idle) exists now. `Partitioned` (keys owned by the
+//!   cluster's hash ring, with backups), `Replicated` (every node holds every key,
+//!   last-writer-wins by hybrid logical clock) and `Multilevel` (a local near cache in
+//!   front of a partitioned one, invalidated through pubsub) come next; `docs/cache.md`
+//!   says what each will do and what it needs.
+//! - **Replicated state**: the [`crdt`] module's [`SharedState`](crdt::SharedState)
+//!   trait and its delta CRDTs ([`LwwMap`](crdt::LwwMap), [`OrSet`](crdt::OrSet),
+//!   [`PnCounter`](crdt::PnCounter)), and [`Replica`](crdt::Replica), the I/O-free
+//!   protocol that batches deltas and repairs losses, ready for a node to drive.
+//!
+//! Errors are typed: [`CacheError`] for every operation (a refused [`TtlError`], a
+//! [`CodecError`] of a cluster adapter, an overflowing counter), [`ComputeError`] for
+//! `get_or_compute`.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use foundation_cache::{Cache, Local, Ttl};
+//!
+//! # futures::executor::block_on(async {
+//! let users: Local<u64, String> = Local::builder()
+//!     .max_entries(10_000)
+//!     .default_ttl(Ttl::Live(Duration::from_secs(60)))
+//!     .build()?;
+//!
+//! users.put(1, "ada".to_owned(), Ttl::Default).await?;
+//! assert_eq!(users.get(&1).await?, Some("ada".to_owned()));
+//!
+//! // Cache-aside with single flight: concurrent misses on key 2 run one lookup.
+//! let name = users
+//!     .get_or_compute(2, Ttl::Default, || async { Ok::<_, std::io::Error>("grace".to_owned()) })
+//!     .await?;
+//! assert_eq!(name, "grace");
+//! assert!(users.contains(&2).await?);
+//!
+//! let stats = users.stats();
+//! assert_eq!((stats.hits, stats.misses, stats.writes), (1, 1, 2));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+mod api;
+pub mod crdt;
+mod error;
+mod local;
+mod stats;
+mod ttl;
+
+pub use api::{Cache, CacheKey, CacheValue, Counter};
+pub use error::{CacheError, CodecError, ComputeError, TtlError};
+pub use local::{Local, LocalBuilder};
+pub use stats::Stats;
+pub use ttl::{Ttl, TtlLeft};

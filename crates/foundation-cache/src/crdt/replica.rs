@@ -1,0 +1,172 @@
+//! [`Replica`]: one node's copy of a shared state and the delta protocol, without I/O.
+
+use std::collections::BTreeMap;
+
+use super::{ReplicaId, SharedState};
+
+/// What replicas send each other. The node that drives a [`Replica`] carries these (the
+/// cluster wiring will encode them with serde and send them on a channel of their own).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message<S: SharedState> {
+    /// The deltas `origin` made since its previous `Delta`, joined; `seq` numbers
+    /// `origin`'s deltas from 1. Sent to every peer ([`Replica::flush`]).
+    Delta {
+        /// Who made the updates.
+        origin: ReplicaId,
+        /// This batch's number among `origin`'s.
+        seq: u64,
+        /// The joined deltas.
+        delta: S::Delta,
+    },
+    /// `origin`'s full state, which holds every delta of its own up to `seq` (a reply to
+    /// [`Message::Want`], or what a joining node is sent).
+    State {
+        /// Whose state.
+        origin: ReplicaId,
+        /// The last of `origin`'s own batches it holds.
+        seq: u64,
+        /// The state.
+        state: S,
+    },
+    /// `origin`'s last batch number, sent to every peer now and then
+    /// ([`Replica::digest`]), so a peer that lost `origin`'s last batch notices.
+    Digest {
+        /// Whose number.
+        origin: ReplicaId,
+        /// `origin`'s last batch.
+        seq: u64,
+    },
+    /// `from` has missed some of the receiver's batches: a request for its full state.
+    Want {
+        /// Who asks.
+        from: ReplicaId,
+    },
+}
+
+/// One replica of a [`SharedState`], and the delta protocol between replicas, as a plain
+/// struct: the node's event loop feeds it updates, messages and ticks, and sends what it
+/// returns. No I/O, no clock: a simulated network drives it in tests.
+///
+/// # Protocol
+///
+/// - [`update`](Self::update) applies an update at once and joins its delta into the
+///   pending batch. [`flush`](Self::flush) (on a timer, or when the batch is big) turns the
+///   batch into one [`Message::Delta`], numbered, for **every** peer: one message per node
+///   per interval however many updates were made.
+/// - A received `Delta` is applied whatever its order (joins commute). Its number tells
+///   the receiver whether it has every batch of that origin so far; on a gap it answers
+///   [`Message::Want`] and the origin replies with its full [`Message::State`].
+/// - [`digest`](Self::digest), sent to every peer now and then, carries the last number:
+///   a peer that lost the *last* batch (no later one shows the gap) asks too.
+/// - A joining node starts empty, so its first `Delta` or `Digest` from each origin shows
+///   a gap: it gets each origin's full state, then deltas.
+///
+/// Duplicates are harmless (joins are idempotent), lost messages are repaired by the full
+/// state, and once the network delivers again every replica converges to the join of
+/// every update.
+#[derive(Debug, Clone)]
+pub struct Replica<S: SharedState> {
+    id: ReplicaId,
+    state: S,
+    pending: Option<S::Delta>,
+    /// Our last batch's number.
+    seq: u64,
+    /// Per origin: every batch of its up to this number is in `state`.
+    seen: BTreeMap<ReplicaId, u64>,
+}
+
+impl<S: SharedState> Replica<S> {
+    /// A replica with an empty state.
+    pub fn new(id: ReplicaId) -> Self {
+        Self {
+            id,
+            state: S::default(),
+            pending: None,
+            seq: 0,
+            seen: BTreeMap::new(),
+        }
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+
+    /// The state as this replica knows it.
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// Applies an update: `f` changes the state (given this replica's id) and returns its
+    /// delta, which joins the pending batch.
+    pub fn update(&mut self, f: impl FnOnce(&mut S, ReplicaId) -> S::Delta) {
+        let delta = f(&mut self.state, self.id);
+        match &mut self.pending {
+            Some(pending) => S::join(pending, &delta),
+            None => self.pending = Some(delta),
+        }
+    }
+
+    /// Whether updates wait to be flushed.
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The pending batch as a [`Message::Delta`] for every peer, or `None` if no update
+    /// was made since the last flush.
+    pub fn flush(&mut self) -> Option<Message<S>> {
+        let delta = self.pending.take()?;
+        self.seq += 1;
+        Some(Message::Delta {
+            origin: self.id,
+            seq: self.seq,
+            delta,
+        })
+    }
+
+    /// This replica's last batch number, as a [`Message::Digest`] for every peer.
+    pub fn digest(&self) -> Message<S> {
+        Message::Digest {
+            origin: self.id,
+            seq: self.seq,
+        }
+    }
+
+    /// The full state, as a [`Message::State`] (for a joining node).
+    pub fn full_state(&self) -> Message<S> {
+        Message::State {
+            origin: self.id,
+            seq: self.seq,
+            state: self.state.clone(),
+        }
+    }
+
+    /// Handles a peer's message; returns the reply to send, and to whom, if any.
+    pub fn handle(&mut self, message: Message<S>) -> Option<(ReplicaId, Message<S>)> {
+        match message {
+            Message::Delta { origin, seq, delta } => {
+                self.state.apply(&delta);
+                let seen = self.seen.entry(origin).or_default();
+                if seq == *seen + 1 {
+                    *seen = seq;
+                    None
+                } else if seq > *seen + 1 {
+                    Some((origin, Message::Want { from: self.id }))
+                } else {
+                    None
+                }
+            }
+            Message::State { origin, seq, state } => {
+                self.state.merge(&state);
+                let seen = self.seen.entry(origin).or_default();
+                *seen = (*seen).max(seq);
+                None
+            }
+            Message::Digest { origin, seq } => {
+                let seen = self.seen.get(&origin).copied().unwrap_or(0);
+                (seen < seq).then_some((origin, Message::Want { from: self.id }))
+            }
+            Message::Want { from } => Some((from, self.full_state())),
+        }
+    }
+}
