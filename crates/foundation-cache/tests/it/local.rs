@@ -222,6 +222,20 @@ fn the_entry_bound_holds_under_a_flood_of_distinct_keys() {
 }
 
 #[test]
+fn without_eviction_counts_the_bound_holds_and_evictions_stay_at_zero() {
+    let c: Local<u32, u32> = Local::builder()
+        .max_entries(100)
+        .count_evictions(false)
+        .build()
+        .unwrap();
+    for k in 0..1_000 {
+        now(c.put(k, k, Ttl::Default)).unwrap();
+    }
+    assert!(now(c.len()).unwrap() <= 100);
+    assert_eq!((c.stats().writes, c.stats().evictions), (1_000, 0));
+}
+
+#[test]
 fn the_weight_bound_holds_under_a_flood_of_distinct_keys() {
     let c: Local<u32, Vec<u8>> = Local::builder()
         .max_weight(10_000, |_, v: &Vec<u8>| v.len() as u32)
