@@ -319,3 +319,93 @@ fn handles_and_futures_are_send_sync_and_clone() {
     now(other.put(1, "x".into(), Ttl::Default)).unwrap();
     assert_eq!(now(c.get(&1)), Ok(Some("x".into())));
 }
+
+/// One operation of the model-based test.
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u8, u16),
+    PutNew(u8, u16),
+    Replace(u8, u16),
+    Delete(u8),
+    Take(u8),
+    Incr(u8, i8),
+    Get(u8),
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    let k = 0..8u8;
+    prop_oneof![
+        (k.clone(), any::<u16>()).prop_map(|(k, v)| Op::Put(k, v)),
+        (k.clone(), any::<u16>()).prop_map(|(k, v)| Op::PutNew(k, v)),
+        (k.clone(), any::<u16>()).prop_map(|(k, v)| Op::Replace(k, v)),
+        k.clone().prop_map(Op::Delete),
+        k.clone().prop_map(Op::Take),
+        (k.clone(), any::<i8>()).prop_map(|(k, by)| Op::Incr(k, by)),
+        k.prop_map(Op::Get),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+    /// The local cache (entries that never expire, no bound reached) answers every
+    /// operation as a `HashMap` does, and ends holding the same entries.
+    #[test]
+    fn the_local_cache_behaves_as_a_map(ops in proptest::collection::vec(op(), 0..60)) {
+        use std::collections::HashMap;
+        use proptest::prop_assert_eq;
+        let c = cache::<u16>();
+        let mut model: HashMap<u32, u16> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Put(k, v) => {
+                    now(c.put(k.into(), v, Ttl::Never)).unwrap();
+                    model.insert(k.into(), v);
+                }
+                Op::PutNew(k, v) => {
+                    let wrote = !model.contains_key(&k.into());
+                    if wrote {
+                        model.insert(k.into(), v);
+                    }
+                    prop_assert_eq!(now(c.put_new(k.into(), v, Ttl::Never)), Ok(wrote));
+                }
+                Op::Replace(k, v) => {
+                    let wrote = model.contains_key(&k.into());
+                    if wrote {
+                        model.insert(k.into(), v);
+                    }
+                    prop_assert_eq!(now(c.replace(k.into(), v, Ttl::Never)), Ok(wrote));
+                }
+                Op::Delete(k) => {
+                    model.remove(&k.into());
+                    now(c.delete(&k.into())).unwrap();
+                }
+                Op::Take(k) => {
+                    prop_assert_eq!(now(c.take(&k.into())), Ok(model.remove(&k.into())));
+                }
+                Op::Incr(k, by) => {
+                    let current = model.get(&k.into()).copied().unwrap_or(0);
+                    let expected = u16::try_from(i32::from(current) + i32::from(by)).ok();
+                    let got = now(c.incr(k.into(), by.into(), Ttl::Never));
+                    match expected {
+                        Some(v) => {
+                            model.insert(k.into(), v);
+                            prop_assert_eq!(got, Ok(v));
+                        }
+                        None => prop_assert_eq!(got, Err(CacheError::Overflow)),
+                    }
+                }
+                Op::Get(k) => {
+                    prop_assert_eq!(now(c.get(&k.into())), Ok(model.get(&k.into()).copied()));
+                }
+            }
+        }
+        let mut held: Vec<(u32, u16)> =
+            futures::executor::block_on(c.stream().map(Result::unwrap).collect());
+        held.sort_unstable();
+        let mut expected: Vec<(u32, u16)> = model.into_iter().collect();
+        expected.sort_unstable();
+        prop_assert_eq!(held, expected);
+    }
+}

@@ -181,3 +181,34 @@ async fn misses_from_many_tasks_compute_each_key_at_most_once_while_it_is_cached
     }
     assert_eq!(runs.load(Ordering::SeqCst), 8);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever the callers and keys: with every caller waiting before any computation
+    /// ends, each distinct key's function runs once and every caller gets its key's value.
+    #[test]
+    fn each_key_computes_once_for_any_set_of_concurrent_callers(
+        keys in proptest::collection::vec(0..6u32, 1..40)
+    ) {
+        let c = cache();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (open, gate) = oneshot::channel::<()>();
+        let gate = gate.shared();
+        let callers = keys.iter().map(|&k| {
+            c.get_or_compute(k, Ttl::Default, gated(&runs, &gate, Ok::<_, Boom>(k.to_string())))
+        });
+        let mut all = Box::pin(join_all(callers));
+        proptest::prop_assert!((&mut all).now_or_never().is_none());
+        open.send(()).unwrap();
+        let results = futures::executor::block_on(all);
+        let mut distinct = keys.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        proptest::prop_assert_eq!(runs.load(Ordering::SeqCst), distinct.len());
+        for (k, r) in keys.iter().zip(results) {
+            proptest::prop_assert_eq!(r.unwrap(), k.to_string());
+        }
+        proptest::prop_assert_eq!(c.stats().writes, distinct.len() as u64);
+    }
+}
