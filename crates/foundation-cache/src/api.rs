@@ -1,39 +1,4 @@
-//! The cache API: the [`Cache`] trait every adapter implements.
-//!
-//! # Why a trait (and not one type)
-//!
-//! Nebulex picks the adapter in configuration and calls it through one module. In Rust the
-//! same API is a trait that each adapter implements ([`Local`](crate::Local) now;
-//! `Partitioned`, `Replicated` and `Multilevel` next), for three reasons:
-//!
-//! - **No cost on the local path.** Called on a concrete adapter, every method is
-//!   statically dispatched and inlined: `Local::get` is moka's `get` plus a counter, and
-//!   its future is ready at the first poll. A single type dispatching on an enum, or a
-//!   `dyn` object, would add a branch or an allocation to every call (the local budget is
-//!   10% over raw moka).
-//! - **Adapters compose.** `Multilevel<L1, L2>` is generic over two `Cache`s, as
-//!   Nebulex's multilevel adapter holds a list of caches of any adapter.
-//! - **Async where a remote adapter needs it.** Every operation that a partitioned or
-//!   replicated adapter must send to another node returns a `Future` (`+ Send`, so it can
-//!   be spawned) and a [`CacheError`] (a remote node can be unreachable, a key can fail to
-//!   encode). [`stats`](Cache::stats) alone is synchronous: each node keeps its own.
-//!
-//! The methods return `impl Future` (return-position `impl Trait` in traits), so the trait
-//! is not object-safe; choosing the adapter at run time (from configuration) will be an
-//! enum over the adapters that implements `Cache` by matching, one predictable branch per
-//! call.
-//!
-//! # Keys and values
-//!
-//! Keys are [`CacheKey`] (hashable, comparable, cloneable, `Send + Sync + 'static`),
-//! values are [`CacheValue`] (cloneable: a read hands out a clone, so wrap a large value
-//! in an `Arc`). The cluster adapters will also ask for `Serialize + DeserializeOwned`.
-//!
-//! # Cancel safety
-//!
-//! Dropping a future of the local adapter before it is polled does nothing; once polled
-//! it has completed (its futures are ready at the first poll). A remote adapter's write
-//! dropped mid-flight may or may not have been applied, as with any remote call.
+//! The cache API: the [`Cache`] trait every adapter implements (its docs say why a trait).
 
 use std::future::Future;
 use std::hash::Hash;
@@ -76,14 +41,49 @@ macro_rules! counter {
 }
 counter!(i8, i16, i32, i64, isize, u8, u16, u32, u64, usize);
 
-/// A cache: Nebulex's API in Rust's idiom, implemented by every adapter.
-///
-/// See the [module docs](self) for why this is a trait, and [`Local`](crate::Local) for
-/// the adapter on one node.
+/// A cache: Nebulex's API in Rust's idiom, implemented by every adapter
+/// ([`Local`](crate::Local) for the adapter on one node).
 ///
 /// Reads (`get`, `get_many`, `take`, `get_or_compute`) count hits and misses in
 /// [`stats`](Cache::stats); each entry written counts one write. `contains` and `ttl` are
 /// not counted.
+///
+/// # Why a trait (and not one type)
+///
+/// Nebulex picks the adapter in configuration and calls it through one module. In Rust the
+/// same API is a trait that each adapter implements ([`Local`](crate::Local) now;
+/// `Partitioned`, `Replicated` and `Multilevel` next), for three reasons:
+///
+/// - **No cost on the local path.** Called on a concrete adapter, every method is
+///   statically dispatched and inlined: `Local::get` is moka's `get` plus a counter, and
+///   its future is ready at the first poll. A single type dispatching on an enum, or a
+///   `dyn` object, would add a branch or an allocation to every call (the local budget is
+///   10% over raw moka).
+/// - **Adapters compose.** `Multilevel<L1, L2>` is generic over two `Cache`s, as
+///   Nebulex's multilevel adapter holds a list of caches of any adapter.
+/// - **Async where a remote adapter needs it.** Every operation that a partitioned or
+///   replicated adapter must send to another node returns a `Future` (`+ Send`, so it can
+///   be spawned) and a [`CacheError`] (a remote node can be unreachable, a key can fail to
+///   encode). [`stats`](Cache::stats) alone is synchronous: each node keeps its own.
+///
+/// The methods return `impl Future` (return-position `impl Trait` in traits), so the trait
+/// is not object-safe; choosing the adapter at run time (from configuration) will be an
+/// enum over the adapters that implements `Cache` by matching, one predictable branch per
+/// call.
+///
+/// # Keys and values
+///
+/// Keys are [`CacheKey`] (hashable, comparable, cloneable, `Send + Sync + 'static`),
+/// values are [`CacheValue`] (cloneable: a read hands out a clone, so wrap a large value
+/// in an `Arc`). The cluster adapters will also ask for `Serialize + DeserializeOwned`.
+///
+/// # Cancel safety
+///
+/// Await every future. The local adapter does its work when a method is called (its
+/// futures are values ready at the first poll), so dropping one does not undo it; a remote
+/// adapter's future does nothing until polled, and a write dropped mid-flight may or may
+/// not have been applied, as with any remote call. `get_or_compute` is lazy everywhere: a
+/// dropped caller leaves its computation to the other waiters.
 pub trait Cache<K: CacheKey, V: CacheValue>: Send + Sync {
     /// The value under `key`, if there is one and it has not expired.
     ///
