@@ -11,6 +11,7 @@
 //! | `cluster` | `foundation-cluster` | nodes, discovery, membership and failure detection, remote send/call by name, hash ring | `cluster` (default) |
 //! | `registry` | `foundation-registry` | local, cluster-wide and strongly consistent names, service discovery | `registry` (default; turns on `raft`) |
 //! | `pubsub` | `foundation-pubsub` | topics and patterns, broadcast to subscribers here or on every node | `pubsub` (default) |
+//! | `cache` | `foundation-cache` | caches behind one API (a local one on moka now; cluster adapters next), replicated state as delta CRDTs | `cache` (default) |
 //! | `cluster::raft` | `foundation-cluster` | consensus groups over openraft | `raft` (on with `registry`) |
 //! | `cluster::discovery::Kubernetes` | `foundation-cluster` | discovery through the Kubernetes API | `kubernetes` (on; kube and k8s-openapi are a quarter of a clean build: turn it off where Kubernetes is not used) |
 //!
@@ -67,6 +68,8 @@
 extern crate self as foundation;
 
 pub use foundation_actors as actors;
+#[cfg(feature = "cache")]
+pub use foundation_cache as cache;
 #[cfg(feature = "cluster")]
 pub use foundation_cluster as cluster;
 #[cfg(feature = "pubsub")]
@@ -109,6 +112,8 @@ pub mod prelude {
     pub use serde::{Deserialize, Serialize};
     pub use std::time::Duration;
 
+    #[cfg(feature = "cache")]
+    pub use foundation_cache::{Cache, Ttl};
     #[cfg(feature = "cluster")]
     pub use foundation_cluster::{
         membership::{DownReason, Member},
@@ -146,6 +151,8 @@ mod pages {
     struct PubSub;
     #[doc = include_str!("../../../docs/porting.md")]
     struct Porting;
+    #[doc = include_str!("../../../docs/cache.md")]
+    struct CachePage;
 }
 
 #[cfg(test)]
