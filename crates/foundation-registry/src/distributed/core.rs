@@ -17,7 +17,7 @@ use foundation_actors::{
 };
 use foundation_cluster::membership::{DownReason, Status};
 use foundation_cluster::node::{CONTROL, ClusterEvent, Node};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::handoff::{Gate, Seed};
@@ -41,8 +41,6 @@ pub(crate) enum Cmd {
     Ended { id: String, serial: u64, exit: Exit },
     /// A local instance was restarted by its local supervisor.
     Restarted { id: String, serial: u64 },
-    /// Something changed locally (a child started or removed here): plan again.
-    Kick,
     /// Member `node`'s incarnation `incarnation`, down after its connection closed, is
     /// gone for good: its address refuses connections (no process listens there).
     Dead { node: String, incarnation: u64 },
@@ -76,6 +74,33 @@ pub(crate) struct LocalChild<M> {
     pub(crate) gate: Arc<Gate>,
     /// The lease's token the instance runs under (strict mode), as its child reads it.
     pub(crate) fence: Fence,
+}
+
+/// A caller waiting for a child's start ([`Inner::waiting`]): woken by the loop when a
+/// start of it here is carried out; unregistered when dropped.
+pub(crate) struct Waiting<'a, M: RemoteMessage> {
+    inner: &'a Inner<M>,
+    id: String,
+    notify: Arc<Notify>,
+}
+
+impl<M: RemoteMessage> Waiting<'_, M> {
+    /// Until the loop says a start was carried out (at once if it said so meanwhile).
+    pub(crate) async fn notified(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl<M: RemoteMessage> Drop for Waiting<'_, M> {
+    fn drop(&mut self) {
+        let mut waiters = lock(&self.inner.waiters);
+        if let Some(all) = waiters.get_mut(&self.id) {
+            all.retain(|n| !Arc::ptr_eq(n, &self.notify));
+            if all.is_empty() {
+                waiters.remove(&self.id);
+            }
+        }
+    }
 }
 
 /// An instance just started: its local supervisor, its address, the supervisor's events,
@@ -125,6 +150,10 @@ pub(crate) struct State {
     awaiting_until: Option<Instant>,
     /// A rebalance was asked for: the next plan is `Planner::rebalance`.
     rebalance: bool,
+    /// Records changed here whose sending to the peers waits for the end of the loop's
+    /// pass: a start answers its caller first, and a record changed twice in one pass
+    /// (created, then its instance recorded) goes once.
+    pub(crate) outbox: BTreeSet<String>,
     /// The next plan looks at every live child, not only those whose records changed:
     /// set by what may change any child's placement (membership, peers, quorum, wake
     /// timers, the periodic resync). See `reconcile`.
@@ -158,6 +187,12 @@ pub(crate) struct Inner<M: RemoteMessage> {
     pub(crate) state: Mutex<State>,
     pub(crate) local: Mutex<HashMap<String, LocalChild<M>>>,
     pub(crate) cmds: mpsc::Sender<Cmd>,
+    /// Wakes the loop for a plan (a child placed or removed here): a permit is kept
+    /// while the loop is busy, so a wakeup is never lost, and the caller never waits.
+    pub(crate) kick: Arc<Notify>,
+    /// Callers waiting for a child's start, by id: told by the loop as soon as a start of
+    /// it here is carried out (named and recorded), before the pass ends.
+    waiters: Mutex<HashMap<String, Vec<Arc<Notify>>>>,
     /// Bumped after every plan: what start_child and terminate_child wait on.
     pub(crate) changed: watch::Sender<u64>,
     pub(crate) events: broadcast::Sender<DistributedEvent>,
@@ -231,6 +266,7 @@ impl<M: RemoteMessage> Inner<M> {
                 awaiting_until: None,
                 rebalance: false,
                 plan_all: true,
+                outbox: BTreeSet::new(),
                 left: BTreeMap::new(),
                 serial: 0,
                 closed: false,
@@ -243,6 +279,8 @@ impl<M: RemoteMessage> Inner<M> {
             incarnation,
             local: Mutex::new(HashMap::new()),
             cmds,
+            kick: Arc::new(Notify::new()),
+            waiters: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
             events: broadcast::channel(1024).0,
             tasks: Mutex::new(Vec::new()),
@@ -661,7 +699,6 @@ impl<M: RemoteMessage> Inner<M> {
                 self.plan_all();
                 self.on_move(wire).await;
             }
-            Cmd::Kick => {}
         }
     }
 
@@ -1197,6 +1234,77 @@ impl<M: RemoteMessage> Inner<M> {
         }
     }
 
+    /// Sends the records queued in the outbox to every peer (their state now: a record
+    /// changed several times goes once), in batches.
+    pub(crate) fn flush(&self) {
+        let mut st = lock(&self.state);
+        if st.outbox.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut st.outbox);
+        let records: Vec<Record> = ids
+            .iter()
+            .filter_map(|id| st.table.get(id).cloned())
+            .collect();
+        self.broadcast(&st, records);
+    }
+
+    /// Wakes the loop for a plan, without waiting.
+    pub(crate) fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// Registers a caller waiting for child `id`'s start; the registration goes with
+    /// the returned guard.
+    pub(crate) fn waiting(&self, id: &str) -> Waiting<'_, M> {
+        let notify = Arc::new(Notify::new());
+        lock(&self.waiters)
+            .entry(id.to_owned())
+            .or_default()
+            .push(notify.clone());
+        Waiting {
+            inner: self,
+            id: id.to_owned(),
+            notify,
+        }
+    }
+
+    /// Tells the callers waiting for child `id` that a start of it here was carried out.
+    fn answer(&self, id: &str) {
+        if let Some(waiting) = lock(&self.waiters).get(id) {
+            for notify in waiting {
+                notify.notify_one();
+            }
+        }
+    }
+
+    /// The nodes child `placement` would be placed on now, as this node sees the cluster
+    /// (empty when none can run it now).
+    pub(crate) fn owners_now(
+        &self,
+        st: &State,
+        view: &View,
+        placement: &crate::placement::ChildPlacement,
+    ) -> Vec<String> {
+        let load: crate::placement::Load = if self.spec.distribution.uses_load() {
+            st.table
+                .hosts()
+                .filter(|(node, incarnation, _)| view.is_live(node, *incarnation))
+                .flat_map(|(node, _, n)| std::iter::repeat_n(node, n))
+                .collect()
+        } else {
+            crate::placement::Load::new()
+        };
+        let child = Child::new(placement.clone());
+        let plan = self
+            .planner
+            .plan_cluster_loaded(view, &[child], load, now_ms(), false);
+        plan.placements()
+            .remove(placement.id.as_str())
+            .map(|nodes| nodes.into_iter().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
     /// Makes the next plan look at every live child.
     pub(crate) fn plan_all(&self) {
         lock(&self.state).plan_all = true;
@@ -1464,10 +1572,12 @@ impl<M: RemoteMessage> Inner<M> {
                     recs.extend(st.table.write_slot(id, node, |s, _| s.instance = None));
                 }
             }
-            // Each write gives the whole record: the last one carries them all.
-            let last = recs.pop();
-            self.broadcast(&st, last.into_iter().collect());
+            // Sent at the end of the pass (the outbox), after the caller is answered.
+            if !recs.is_empty() {
+                st.outbox.insert(id.to_owned());
+            }
         }
+        self.answer(id);
         tracing::info!(supervisor = %self.spec.name, child = id, cause = ?cause, "started");
         self.emit(DistributedEvent::Started {
             child: id.to_owned(),
@@ -1557,21 +1667,22 @@ impl<M: RemoteMessage> Inner<M> {
         id: &str,
         removed_too: bool,
     ) -> Option<crate::cluster::Location<M>> {
-        let (per_node, nodes) = {
+        let nodes = {
             let st = lock(&self.state);
             let record = if removed_too {
                 st.table.get(id)
             } else {
                 st.table.live(id)
             }?;
+            if !record.spec.per_node() {
+                drop(st);
+                return self.registry.whereis(&ChildName::unique(id));
+            }
             let mut nodes: Vec<String> = vec![self.me.clone()];
             nodes.extend(record.slots.keys().cloned());
             nodes.extend(st.peers.keys().cloned());
-            (record.spec.per_node(), nodes)
+            nodes
         };
-        if !per_node {
-            return self.registry.whereis(&ChildName::unique(id));
-        }
         nodes
             .into_iter()
             .find_map(|node| self.registry.whereis(&ChildName::on(id, node)))
@@ -1587,6 +1698,7 @@ impl<M: RemoteMessage> Inner<M> {
             }
             st.closed = true;
         }
+        self.flush();
         let ids: Vec<String> = lock(&self.local).keys().cloned().collect();
         for id in ids {
             self.stop_local(&id, "supervisor shut down").await;
@@ -1631,6 +1743,7 @@ impl<M: RemoteMessage> Drop for Inner<M> {
     /// are stopped where a runtime is at hand.
     fn drop(&mut self) {
         if !lock(&self.state).closed {
+            self.flush();
             let ids: Vec<String> = lock(&self.local).keys().cloned().collect();
             for id in &ids {
                 self.clear_slot(id);
@@ -1727,6 +1840,7 @@ pub(crate) async fn forward_lost_leases(
 /// The loop: one per supervisor per node.
 pub(crate) async fn run<M: RemoteMessage>(
     weak: Weak<Inner<M>>,
+    kick: Arc<Notify>,
     mut cmds: mpsc::Receiver<Cmd>,
     mut cluster: broadcast::Receiver<ClusterEvent>,
     mut names: broadcast::Receiver<crate::RegistryEvent<ChildName>>,
@@ -1779,6 +1893,7 @@ pub(crate) async fn run<M: RemoteMessage>(
                     lock(&inner.state).table.mark_dirty(&key.id);
                 }
             }
+            () = kick.notified() => {}
             _ = tick.tick() => {
                 // The periodic resync: hellos, and a plan of every child.
                 let Some(inner) = weak.upgrade() else { return };
@@ -1800,5 +1915,6 @@ pub(crate) async fn run<M: RemoteMessage>(
             return;
         }
         inner.reconcile().await;
+        inner.flush();
     }
 }
