@@ -4,9 +4,13 @@
 //!
 //! Start a [`DistributedSupervisor`] of the same name on every node: together they are
 //! one logical supervisor. [`DistributedSupervisor::start_child`] on any node adds a child
-//! with a [`ChildPlacement`] (singleton, replicated, all, pinned, local); every node runs
-//! the same [`Planner`](crate::placement::Planner) over the same records and membership,
-//! and each starts, keeps or stops its own part. There is no leader.
+//! with a [`ChildPlacement`] (singleton, replicated, all, pinned, local) and waits until it
+//! answers; [`place_child`](DistributedSupervisor::place_child) adds it and returns once it
+//! is recorded, and [`wait_child`](DistributedSupervisor::wait_child) waits for it. Every
+//! node runs the same [`Planner`](crate::placement::Planner) over the same records and
+//! membership, and each starts, keeps or stops its own part. There is no leader. A plan
+//! looks at the children whose records changed, and at every child when membership, the
+//! quorum or a timer says so (see `PROTOCOL.md`).
 //!
 //! # Children are kinds plus arguments
 //!
@@ -214,7 +218,7 @@ pub use spec::DistributedSpec;
 pub use strict::Fence;
 
 use self::core::{Cmd, Inner};
-use self::table::{Removal, SpecWire};
+use self::table::{Removal, SpecWire, Stamp};
 use crate::ClusterRegistry;
 use crate::cluster::{CallError, CastError, Location, lock};
 use crate::placement::{
@@ -362,6 +366,42 @@ pub struct ChildCounts {
     pub local: usize,
 }
 
+/// A child added by [`DistributedSupervisor::place_child`]: recorded, not necessarily
+/// running yet. Give it to [`DistributedSupervisor::wait_child`] to wait for an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    id: String,
+    owners: Vec<String>,
+    /// Its record's creation: a later start of the same id is another child.
+    created: Stamp,
+}
+
+impl Placed {
+    /// The child's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The nodes the plan places its instances on, as this node saw the cluster when it
+    /// was placed (the node of a singleton, a pinned or a local child; a per-node
+    /// child's nodes), sorted. Empty when no node could run it then. Where it runs in
+    /// the end may differ if membership changes before it starts.
+    pub fn owners(&self) -> &[String] {
+        &self.owners
+    }
+}
+
+/// The next event of `names`, if subscribed; never when not (or once the registry is gone).
+async fn next_name(names: &mut Option<broadcast::Receiver<crate::RegistryEvent<ChildName>>>) {
+    match names {
+        Some(events) => match events.recv().await {
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// One node's part of a distributed supervisor. Cheap to clone; every clone is the same.
 /// See the [module docs](self).
 pub struct DistributedSupervisor<M: RemoteMessage> {
@@ -421,6 +461,7 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
         let names = registry.subscribe();
         let task = tokio::spawn(self::core::run(
             Arc::downgrade(&inner),
+            inner.kick.clone(),
             rx,
             events,
             names,
@@ -484,11 +525,16 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
 
     /// Adds a child of `kind` with `args`, placed by `placement` (its id is
     /// `placement.id`), and waits until an instance answers by name (or the spec's start
-    /// timeout passes). Returns where that instance is. A `Local` child without a home
-    /// gets this node.
+    /// timeout passes): [`place_child`](Self::place_child), then
+    /// [`wait_child`](Self::wait_child). Returns where that instance is. A `Local` child
+    /// without a home gets this node.
     ///
     /// A `Replicated { n }` larger than the cluster is not an error: it runs on every
     /// eligible node and gains instances as nodes join.
+    ///
+    /// An answering start placed on another node includes a round trip to it (the
+    /// record there, the instance's name and record back); use `place_child` alone to
+    /// return once the child is recorded here.
     ///
     /// # Errors
     ///
@@ -508,6 +554,44 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
         args: &A,
         placement: ChildPlacement,
     ) -> Result<Location<M>, StartChildError> {
+        let placed = self.place_child(kind, args, placement)?;
+        self.wait_child(&placed).await
+    }
+
+    /// Adds a child of `kind` with `args`, placed by `placement` (its id is
+    /// `placement.id`), and returns once it is **recorded** here: the counterpart of a
+    /// [`ClusterRegistry::register`], which returns after its local insert. It does not
+    /// wait for an instance: its record is queued for every peer, and this node's loop
+    /// is woken to plan it (a wakeup is never lost, and never waited for). A `Local`
+    /// child without a home gets this node.
+    ///
+    /// What is checked here is exactly what [`start_child`](Self::start_child) checks
+    /// before it waits. Once it returns, the child is part of the supervisor (as after
+    /// a `start_child` that timed out): [`which_children`](Self::which_children) lists
+    /// it (`Starting` until an instance runs, `Pending` when no node can run it), a
+    /// second `place_child` of its id is `AlreadyStarted`, and
+    /// [`terminate_child`](Self::terminate_child) removes it. What may still fail after
+    /// it returns — its `init` failing on every node (it is given up and removed), no
+    /// node able to run it, a concurrent start of the same id on another node winning,
+    /// a removal — is reported by [`wait_child`](Self::wait_child) (as `start_child`'s
+    /// errors), and by the [events](Self::subscribe) of the nodes that try it
+    /// ([`DistributedEvent::StartFailed`], [`DistributedEvent::GaveUp`]).
+    ///
+    /// [`Placed::owners`] says where the plan places it now, as this node sees the
+    /// cluster.
+    ///
+    /// # Errors
+    ///
+    /// [`StartChildError::UnknownKind`], [`StartChildError::Args`],
+    /// [`StartChildError::Placement`], [`StartChildError::Quorum`],
+    /// [`StartChildError::AlreadyStarted`], [`StartChildError::NameTaken`] (as
+    /// [`start_child`](Self::start_child)), [`StartChildError::Closed`].
+    pub fn place_child<A: Serialize + ?Sized>(
+        &self,
+        kind: &str,
+        args: &A,
+        placement: ChildPlacement,
+    ) -> Result<Placed, StartChildError> {
         let inner = &self.inner;
         let id = placement.id.clone();
         if !inner.spec.kinds.contains_key(kind) {
@@ -523,9 +607,7 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
         if placement.placement == Placement::Local && placement.home.is_none() {
             placement.home = Some(inner.me.clone());
         }
-        let mut changed = inner.changed.subscribe();
-        let mut names = inner.registry.subscribe();
-        let created = {
+        let placed = {
             let mut st = lock(&inner.state);
             if st.closed {
                 return Err(StartChildError::Closed);
@@ -549,66 +631,108 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
                     });
                 }
             }
+            let owners = inner.owners_now(&st, &view, &placement);
             let record = st.table.create(SpecWire::new(kind, bytes, &placement));
-            let created = record.created.clone();
-            inner.broadcast(&st, vec![record]);
-            created
+            // Sent by the loop at the end of its pass (with the instance's record, if it
+            // starts here in that pass).
+            st.outbox.insert(id.clone());
+            Placed {
+                id,
+                owners,
+                created: record.created,
+            }
         };
-        if inner.cmds.send(Cmd::Kick).await.is_err() {
-            return Err(StartChildError::Closed);
-        }
+        inner.kick();
+        Ok(placed)
+    }
+
+    /// Waits until an instance of the child [`place_child`](Self::place_child) placed
+    /// answers by name and is recorded (so that a failure of its node is a failover),
+    /// or the spec's start timeout passes; returns where that instance is (this node's,
+    /// if one runs here). Started here, the loop that starts it tells this call at once;
+    /// started on another node, it is the record and the name coming back from there.
+    ///
+    /// # Errors
+    ///
+    /// [`StartChildError::GaveUp`] (it failed on every node it was tried on: removed),
+    /// [`StartChildError::Pending`] (no node can run it now; it stays),
+    /// [`StartChildError::Removed`] (terminated meanwhile, or it ended and its restart
+    /// type does not bring it back), [`StartChildError::AlreadyStarted`] (a concurrent
+    /// start of the same id on another node won), [`StartChildError::Timeout`] (it
+    /// stays, and may still start), [`StartChildError::Closed`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future leaves the child as it is.
+    pub async fn wait_child(&self, placed: &Placed) -> Result<Location<M>, StartChildError> {
+        let inner = &self.inner;
+        let id = placed.id.as_str();
+        let child = || id.to_owned();
+        let mut changed = inner.changed.subscribe();
+        let waiting = inner.waiting(id);
+        // The registry's events, once an instance is recorded somewhere but its name has
+        // not reached this node: a start carried out here answers through `waiting`.
+        let mut names: Option<broadcast::Receiver<crate::RegistryEvent<ChildName>>> = None;
         let timeout = inner.spec.start_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            {
+            let recorded = {
                 let st = lock(&inner.state);
                 if st.closed {
                     return Err(StartChildError::Closed);
                 }
-                match st.table.get(&id) {
-                    Some(r) if r.created != created => {
+                match st.table.get(id) {
+                    Some(r) if r.created != placed.created => {
                         // A concurrent start of the same id on another node won.
                         return Err(StartChildError::AlreadyStarted {
-                            child: id,
+                            child: child(),
                             node: None,
                         });
                     }
                     Some(r) => match &r.removed {
                         Some((_, Removal::GaveUp { failures, max })) => {
                             return Err(StartChildError::GaveUp {
-                                child: id,
+                                child: child(),
                                 failures: *failures,
                                 max: *max,
                             });
                         }
-                        Some(_) => return Err(StartChildError::Removed { child: id }),
-                        None => {}
+                        Some(_) => return Err(StartChildError::Removed { child: child() }),
+                        None => r.slots.values().any(|s| s.instance.is_some()),
                     },
-                    None => return Err(StartChildError::Removed { child: id }),
+                    None => return Err(StartChildError::Removed { child: child() }),
                 }
-                if let Some(reason) = st.pending.get(&id) {
-                    return Err(StartChildError::Pending {
-                        child: id,
-                        reason: reason.clone(),
-                    });
-                }
+            };
+            if let Some(reason) = lock(&inner.state).pending.get(id) {
+                return Err(StartChildError::Pending {
+                    child: child(),
+                    reason: reason.clone(),
+                });
             }
             // Started means named and recorded: then a failure of its node is a failover.
-            if let Some(at) = self.whereis(&id) {
-                let recorded = lock(&inner.state)
-                    .table
-                    .live(&id)
-                    .and_then(|r| r.slots.get(at.node()))
-                    .is_some_and(|s| s.instance.is_some());
-                if recorded {
-                    return Ok(at);
+            if recorded {
+                if let Some(at) = self.whereis(id) {
+                    let named_there = lock(&inner.state)
+                        .table
+                        .live(id)
+                        .and_then(|r| r.slots.get(at.node()))
+                        .is_some_and(|s| s.instance.is_some());
+                    if named_there {
+                        return Ok(at);
+                    }
+                }
+                if names.is_none() {
+                    // Subscribed, then checked again: a name arriving in between is seen.
+                    names = Some(inner.registry.subscribe());
+                    continue;
                 }
             }
             tokio::select! {
+                () = waiting.notified() => {}
                 r = changed.changed() => if r.is_err() { return Err(StartChildError::Closed) },
-                _ = names.recv() => {}
+                () = next_name(&mut names) => {}
                 () = tokio::time::sleep_until(deadline) => {
-                    return Err(StartChildError::Timeout { child: id, waited: timeout });
+                    return Err(StartChildError::Timeout { child: child(), waited: timeout });
                 }
             }
         }
@@ -638,9 +762,7 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
             };
             inner.broadcast(&st, vec![record]);
         }
-        if inner.cmds.send(Cmd::Kick).await.is_err() {
-            return Err(TerminateError::Closed);
-        }
+        inner.kick();
         let timeout = inner.spec.start_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         while self.resolve(id, true).is_some() {

@@ -17,7 +17,7 @@ use foundation_actors::{
 };
 use foundation_cluster::membership::{DownReason, Status};
 use foundation_cluster::node::{CONTROL, ClusterEvent, Node};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::handoff::{Gate, Seed};
@@ -41,8 +41,6 @@ pub(crate) enum Cmd {
     Ended { id: String, serial: u64, exit: Exit },
     /// A local instance was restarted by its local supervisor.
     Restarted { id: String, serial: u64 },
-    /// Something changed locally (a child started or removed here): plan again.
-    Kick,
     /// Member `node`'s incarnation `incarnation`, down after its connection closed, is
     /// gone for good: its address refuses connections (no process listens there).
     Dead { node: String, incarnation: u64 },
@@ -76,6 +74,33 @@ pub(crate) struct LocalChild<M> {
     pub(crate) gate: Arc<Gate>,
     /// The lease's token the instance runs under (strict mode), as its child reads it.
     pub(crate) fence: Fence,
+}
+
+/// A caller waiting for a child's start ([`Inner::waiting`]): woken by the loop when a
+/// start of it here is carried out; unregistered when dropped.
+pub(crate) struct Waiting<'a, M: RemoteMessage> {
+    inner: &'a Inner<M>,
+    id: String,
+    notify: Arc<Notify>,
+}
+
+impl<M: RemoteMessage> Waiting<'_, M> {
+    /// Until the loop says a start was carried out (at once if it said so meanwhile).
+    pub(crate) async fn notified(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl<M: RemoteMessage> Drop for Waiting<'_, M> {
+    fn drop(&mut self) {
+        let mut waiters = lock(&self.inner.waiters);
+        if let Some(all) = waiters.get_mut(&self.id) {
+            all.retain(|n| !Arc::ptr_eq(n, &self.notify));
+            if all.is_empty() {
+                waiters.remove(&self.id);
+            }
+        }
+    }
 }
 
 /// An instance just started: its local supervisor, its address, the supervisor's events,
@@ -125,6 +150,14 @@ pub(crate) struct State {
     awaiting_until: Option<Instant>,
     /// A rebalance was asked for: the next plan is `Planner::rebalance`.
     rebalance: bool,
+    /// Records changed here whose sending to the peers waits for the end of the loop's
+    /// pass: a start answers its caller first, and a record changed twice in one pass
+    /// (created, then its instance recorded) goes once.
+    pub(crate) outbox: BTreeSet<String>,
+    /// The next plan looks at every live child, not only those whose records changed:
+    /// set by what may change any child's placement (membership, peers, quorum, wake
+    /// timers, the periodic resync). See `reconcile`.
+    plan_all: bool,
     /// Members that left gracefully without their supervisor's bye (yet): their
     /// instances are not failed over before this instant.
     left: BTreeMap<String, Instant>,
@@ -154,6 +187,12 @@ pub(crate) struct Inner<M: RemoteMessage> {
     pub(crate) state: Mutex<State>,
     pub(crate) local: Mutex<HashMap<String, LocalChild<M>>>,
     pub(crate) cmds: mpsc::Sender<Cmd>,
+    /// Wakes the loop for a plan (a child placed or removed here): a permit is kept
+    /// while the loop is busy, so a wakeup is never lost, and the caller never waits.
+    pub(crate) kick: Arc<Notify>,
+    /// Callers waiting for a child's start, by id: told by the loop as soon as a start of
+    /// it here is carried out (named and recorded), before the pass ends.
+    waiters: Mutex<HashMap<String, Vec<Arc<Notify>>>>,
     /// Bumped after every plan: what start_child and terminate_child wait on.
     pub(crate) changed: watch::Sender<u64>,
     pub(crate) events: broadcast::Sender<DistributedEvent>,
@@ -226,6 +265,8 @@ impl<M: RemoteMessage> Inner<M> {
                 awaiting: BTreeSet::new(),
                 awaiting_until: None,
                 rebalance: false,
+                plan_all: true,
+                outbox: BTreeSet::new(),
                 left: BTreeMap::new(),
                 serial: 0,
                 closed: false,
@@ -238,6 +279,8 @@ impl<M: RemoteMessage> Inner<M> {
             incarnation,
             local: Mutex::new(HashMap::new()),
             cmds,
+            kick: Arc::new(Notify::new()),
+            waiters: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
             events: broadcast::channel(1024).0,
             tasks: Mutex::new(Vec::new()),
@@ -268,35 +311,34 @@ impl<M: RemoteMessage> Inner<M> {
         // A live member whose instances the records show runs this supervisor, even
         // before its hello arrives here: without this, a node that just joined would
         // take the instances of the peers it has not heard from yet for lost.
+        // The table keeps the nodes its live records show instances on (largest
+        // incarnation first per node): no pass over the records.
         let young = self.started.elapsed() < self.spec.timing.silence + self.spec.timing.margin;
-        let members: HashMap<String, (u64, bool)> = self
-            .node
-            .members()
-            .into_iter()
-            .map(|m| (m.id, (m.incarnation, m.status == Status::Leaving)))
-            .collect();
-        for record in st.table.all_live() {
-            for (name, slot) in &record.slots {
-                let Some(incarnation) = slot.instance else {
-                    continue;
-                };
-                if view.contains(name) {
-                    continue;
+        let mut members: Option<HashMap<String, (u64, bool)>> = None;
+        for (name, incarnation, _) in st.table.hosts() {
+            if view.contains(name) {
+                continue;
+            }
+            let members = members.get_or_insert_with(|| {
+                self.node
+                    .members()
+                    .into_iter()
+                    .map(|m| (m.id, (m.incarnation, m.status == Status::Leaving)))
+                    .collect()
+            });
+            match members.get(name) {
+                Some((live, leaving)) if *live == incarnation => {
+                    let mut info = NodeInfo::new(name.to_owned(), incarnation);
+                    info.leaving = *leaving;
+                    view.insert(info);
                 }
-                match members.get(name) {
-                    Some((live, leaving)) if *live == incarnation => {
-                        let mut info = NodeInfo::new(name.clone(), incarnation);
-                        info.leaving = *leaving;
-                        view.insert(info);
-                    }
-                    // Not a member here (yet): while this node is new, a node it has not
-                    // seen go down may simply not have reached it yet; it counts as
-                    // live until the join grace (silence + margin) is over.
-                    None if young && !st.downs.contains(&(name.clone(), incarnation)) => {
-                        view.insert(NodeInfo::new(name.clone(), incarnation));
-                    }
-                    _ => {}
+                // Not a member here (yet): while this node is new, a node it has not
+                // seen go down may simply not have reached it yet; it counts as live
+                // until the join grace (silence + margin) is over.
+                None if young && !st.downs.contains(&(name.to_owned(), incarnation)) => {
+                    view.insert(NodeInfo::new(name.to_owned(), incarnation));
                 }
+                _ => {}
             }
         }
         view
@@ -487,14 +529,21 @@ impl<M: RemoteMessage> Inner<M> {
                     .peers
                     .get(&from)
                     .is_some_and(|p| p.incarnation == incarnation);
-                st.peers.insert(
-                    from.clone(),
-                    Peer {
-                        incarnation,
-                        roles: roles.into_iter().collect(),
-                        leaving: member.status == Status::Leaving,
-                    },
-                );
+                let peer = Peer {
+                    incarnation,
+                    roles: roles.into_iter().collect(),
+                    leaving: member.status == Status::Leaving,
+                };
+                let same = st.peers.get(&from).is_some_and(|p| {
+                    p.incarnation == peer.incarnation
+                        && p.roles == peer.roles
+                        && p.leaving == peer.leaving
+                });
+                if !same {
+                    // A new peer, or one that changed: every child's placement may move.
+                    st.plan_all = true;
+                }
+                st.peers.insert(from.clone(), peer);
                 // A new table there (its supervisor started again): its count restarts,
                 // and it holds nothing of what its last table sent.
                 let sync = Self::peer_sync(&mut st, &from, incarnation);
@@ -508,6 +557,7 @@ impl<M: RemoteMessage> Inner<M> {
                 // below brings its window.
                 let mut ask = !known || reply;
                 if st.missing.remove(&from).is_some() && digest != st.table.digest() {
+                    st.plan_all = true;
                     st.awaiting.insert(from.clone());
                     st.awaiting_until =
                         Some(Instant::now() + self.spec.timing.silence + self.spec.timing.margin);
@@ -549,8 +599,9 @@ impl<M: RemoteMessage> Inner<M> {
                 match window.rest {
                     Rest::Batch => {}
                     Rest::Done => {
-                        if whole {
-                            st.awaiting.remove(&from);
+                        if whole && st.awaiting.remove(&from) {
+                            // Starts held while its records were awaited may go now.
+                            st.plan_all = true;
                         }
                     }
                     Rest::More => {
@@ -562,6 +613,7 @@ impl<M: RemoteMessage> Inner<M> {
             }
             Cmd::Wire(Wire::Bye { from }) => {
                 let mut st = lock(&self.state);
+                st.plan_all = true;
                 st.leavers.remove(&from);
                 st.left.remove(&from);
                 st.peers.remove(&from);
@@ -581,7 +633,9 @@ impl<M: RemoteMessage> Inner<M> {
                 }
             }
             Cmd::Wire(Wire::Rebalance) | Cmd::Rebalance => {
-                lock(&self.state).rebalance = true;
+                let mut st = lock(&self.state);
+                st.rebalance = true;
+                st.plan_all = true;
             }
             Cmd::Close(done) => {
                 // Graceful: every child that can is handed off first (the plan sees this
@@ -594,6 +648,7 @@ impl<M: RemoteMessage> Inner<M> {
                     return;
                 }
                 st.closing = Some((done, deadline));
+                st.plan_all = true;
                 st.wake = Some(st.wake.map_or(deadline, |w| w.min(deadline)));
                 for peer in st.peers.keys() {
                     self.send(
@@ -611,6 +666,7 @@ impl<M: RemoteMessage> Inner<M> {
                         && !matches!(m.status, Status::Down(_))
                 });
                 let mut st = lock(&self.state);
+                st.plan_all = true;
                 let lost =
                     st.stable.get(&node) == Some(&incarnation) && st.missing.contains_key(&node);
                 if lost && !back {
@@ -620,6 +676,7 @@ impl<M: RemoteMessage> Inner<M> {
                 }
             }
             Cmd::LeaseLost { id, token } => {
+                lock(&self.state).table.mark_dirty(&id);
                 let held = lock(&self.local)
                     .get(&id)
                     .is_some_and(|l| l.fence.token() == Some(token));
@@ -633,15 +690,21 @@ impl<M: RemoteMessage> Inner<M> {
                 }
             }
             Cmd::Migrate { id, to, req } => {
+                self.plan_all();
                 self.hand_off(&id, &to, Some((self.me.clone(), req))).await;
             }
-            Cmd::Wire(wire) => self.on_move(wire).await,
-            Cmd::Kick => {}
+            Cmd::Wire(wire) => {
+                // Moves are rare and touch the plan's view of a child from several
+                // sides (holds, `out`, the records): every child is planned again.
+                self.plan_all();
+                self.on_move(wire).await;
+            }
         }
     }
 
     /// A membership event of the node.
     pub(crate) fn on_cluster(&self, event: ClusterEvent) {
+        self.plan_all();
         match event {
             ClusterEvent::NodeUp(member) => {
                 let mut st = lock(&self.state);
@@ -771,6 +834,7 @@ impl<M: RemoteMessage> Inner<M> {
             .collect();
         let now = Instant::now();
         let mut st = lock(&self.state);
+        st.plan_all = true;
         let gone: Vec<String> = st
             .peers
             .iter()
@@ -829,12 +893,32 @@ impl<M: RemoteMessage> Inner<M> {
     }
 
     /// Plans and carries out this node's part.
+    ///
+    /// # Incremental plans
+    ///
+    /// A plan looks at the children whose records changed since the last one (the
+    /// table's dirty set: every write, merge, creation and removal marks its id, so none
+    /// is missed), plus those marked by hand (a name that went, a lost lease). With a
+    /// distribution that ignores the load (rendezvous), a child's plan depends only on
+    /// its record, the view and the clock, so the others' plans would not change. Every
+    /// child is planned (`plan_all`) when what they all depend on may have changed:
+    /// membership events, a peer that appeared or changed, a node that gained its first
+    /// or lost its last instance (the view counts it), the quorum regained or the stable
+    /// membership moved on, a rebalance, a move, a wake timer (a start waiting for its
+    /// time: failover margin, a held name, awaited records), and the periodic tick
+    /// (`sync_every`), which also catches what depends on the clock alone; and always
+    /// with a distribution that reads the load.
     pub(crate) async fn reconcile(&self) {
         self.drive_moves().await;
         let now = Instant::now();
-        let (plan, decision) = {
+        let (plan, decision, dirty) = {
             let mut st = lock(&self.state);
             st.wake = None;
+            let dirty = st.table.take_dirty();
+            let mut full = std::mem::take(&mut st.plan_all)
+                | st.table.take_hosts_changed()
+                | st.rebalance
+                | self.spec.distribution.uses_load();
             let view = self.view(&st);
             let stable: View = st
                 .stable
@@ -858,10 +942,19 @@ impl<M: RemoteMessage> Inner<M> {
                         .timing
                         .decide(&self.spec.quorum, &stable, &view, &self.me, now);
             }
+            if decision.verdict.keeps() && st.quorum_lost.is_some() {
+                // The quorum is back: what was stopped meanwhile starts again.
+                full = true;
+            }
             if decision.may_start(now) {
                 // Membership has settled (or the lost members' time is up): the view is
                 // the new stable membership.
-                st.stable = view.iter().map(|n| (n.id.clone(), n.incarnation)).collect();
+                let stable: BTreeMap<String, u64> =
+                    view.iter().map(|n| (n.id.clone(), n.incarnation)).collect();
+                if stable != st.stable || !st.missing.is_empty() {
+                    full = true;
+                }
+                st.stable = stable;
                 st.missing.clear();
                 let invalid = self.spec.quorum.validate(&view).err();
                 if invalid != st.quorum_invalid {
@@ -872,25 +965,35 @@ impl<M: RemoteMessage> Inner<M> {
                     st.quorum_invalid = invalid;
                 }
             }
-            let children: Vec<Child> = st
-                .table
-                .all_live()
-                .map(|r| Child::with_state(r.spec.placement(), r.state()))
-                .collect();
+            let child = |r: &Record| Child::with_state(r.spec.placement(), r.state());
+            let children: Vec<Child> = if full {
+                st.table.all_live().map(child).collect()
+            } else {
+                dirty
+                    .iter()
+                    .filter_map(|id| st.table.live(id))
+                    .map(child)
+                    .collect()
+            };
             let plan = if std::mem::take(&mut st.rebalance) {
                 self.planner.rebalance(&self.me, &view, &children, now_ms())
             } else {
                 self.planner.plan(&self.me, &view, &children, now_ms())
             };
-            st.pending = plan
-                .outcomes
-                .iter()
-                .filter_map(|o| match o {
-                    Outcome::Pending { child, reason } => Some((child.clone(), reason.clone())),
-                    _ => None,
-                })
-                .collect();
-            (plan, decision)
+            let pending = plan.outcomes.iter().filter_map(|o| match o {
+                Outcome::Pending { child, reason } => Some((child.clone(), reason.clone())),
+                _ => None,
+            });
+            if full {
+                st.pending = pending.collect();
+            } else {
+                let pending: Vec<_> = pending.collect();
+                st.pending.retain(|id, _| !dirty.contains(id));
+                st.pending.extend(pending);
+            }
+            // `None`: every child was planned.
+            let dirty = (!full).then_some(dirty);
+            (plan, decision, dirty)
         };
 
         if let Verdict::Stop(loss) = &decision.verdict {
@@ -1054,15 +1157,27 @@ impl<M: RemoteMessage> Inner<M> {
         // newer start of the same id) go.
         let stale: Vec<String> = {
             let st = lock(&self.state);
-            lock(&self.local)
-                .iter()
-                .filter(|(id, l)| {
-                    !st.out.contains_key(*id)
-                        && (!placed_here.contains(*id)
-                            || st.table.live(id).is_none_or(|r| r.created != l.created))
-                })
-                .map(|(id, _)| id.clone())
-                .collect()
+            let local = lock(&self.local);
+            let stale = |(id, l): &(&String, &LocalChild<M>)| {
+                !st.out.contains_key(*id)
+                    && (!placed_here.contains(*id)
+                        || st.table.live(id).is_none_or(|r| r.created != l.created))
+            };
+            // Among the planned children only: an incremental plan does not pass over
+            // every local instance.
+            match &dirty {
+                None => local
+                    .iter()
+                    .filter(stale)
+                    .map(|(id, _)| id.clone())
+                    .collect(),
+                Some(ids) => ids
+                    .iter()
+                    .filter_map(|id| local.get_key_value(id))
+                    .filter(stale)
+                    .map(|(id, _)| id.clone())
+                    .collect(),
+            }
         };
         for id in stale {
             let why = match lock(&self.state)
@@ -1077,7 +1192,9 @@ impl<M: RemoteMessage> Inner<M> {
             self.stop_local(&id, &why).await;
             self.clear_slot(&id);
         }
-        self.prune_checkpoints(&lock(&self.state));
+        if dirty.is_none() {
+            self.prune_checkpoints(&lock(&self.state));
+        }
         self.finish_close().await;
         self.changed.send_modify(|n| *n += 1);
     }
@@ -1115,6 +1232,82 @@ impl<M: RemoteMessage> Inner<M> {
             // The caller may have given up waiting: nothing to answer then.
             let _ = done.send(());
         }
+    }
+
+    /// Sends the records queued in the outbox to every peer (their state now: a record
+    /// changed several times goes once), in batches.
+    pub(crate) fn flush(&self) {
+        let mut st = lock(&self.state);
+        if st.outbox.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut st.outbox);
+        let records: Vec<Record> = ids
+            .iter()
+            .filter_map(|id| st.table.get(id).cloned())
+            .collect();
+        self.broadcast(&st, records);
+    }
+
+    /// Wakes the loop for a plan, without waiting.
+    pub(crate) fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// Registers a caller waiting for child `id`'s start; the registration goes with
+    /// the returned guard.
+    pub(crate) fn waiting(&self, id: &str) -> Waiting<'_, M> {
+        let notify = Arc::new(Notify::new());
+        lock(&self.waiters)
+            .entry(id.to_owned())
+            .or_default()
+            .push(notify.clone());
+        Waiting {
+            inner: self,
+            id: id.to_owned(),
+            notify,
+        }
+    }
+
+    /// Tells the callers waiting for child `id` that a start of it here was carried out.
+    fn answer(&self, id: &str) {
+        if let Some(waiting) = lock(&self.waiters).get(id) {
+            for notify in waiting {
+                notify.notify_one();
+            }
+        }
+    }
+
+    /// The nodes child `placement` would be placed on now, as this node sees the cluster
+    /// (empty when none can run it now).
+    pub(crate) fn owners_now(
+        &self,
+        st: &State,
+        view: &View,
+        placement: &crate::placement::ChildPlacement,
+    ) -> Vec<String> {
+        let load: crate::placement::Load = if self.spec.distribution.uses_load() {
+            st.table
+                .hosts()
+                .filter(|(node, incarnation, _)| view.is_live(node, *incarnation))
+                .flat_map(|(node, _, n)| std::iter::repeat_n(node, n))
+                .collect()
+        } else {
+            crate::placement::Load::new()
+        };
+        let child = Child::new(placement.clone());
+        let plan = self
+            .planner
+            .plan_cluster_loaded(view, &[child], load, now_ms(), false);
+        plan.placements()
+            .remove(placement.id.as_str())
+            .map(|nodes| nodes.into_iter().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// Makes the next plan look at every live child.
+    pub(crate) fn plan_all(&self) {
+        lock(&self.state).plan_all = true;
     }
 
     fn wake_at(&self, at: Instant) {
@@ -1379,10 +1572,12 @@ impl<M: RemoteMessage> Inner<M> {
                     recs.extend(st.table.write_slot(id, node, |s, _| s.instance = None));
                 }
             }
-            // Each write gives the whole record: the last one carries them all.
-            let last = recs.pop();
-            self.broadcast(&st, last.into_iter().collect());
+            // Sent at the end of the pass (the outbox), after the caller is answered.
+            if !recs.is_empty() {
+                st.outbox.insert(id.to_owned());
+            }
         }
+        self.answer(id);
         tracing::info!(supervisor = %self.spec.name, child = id, cause = ?cause, "started");
         self.emit(DistributedEvent::Started {
             child: id.to_owned(),
@@ -1472,21 +1667,22 @@ impl<M: RemoteMessage> Inner<M> {
         id: &str,
         removed_too: bool,
     ) -> Option<crate::cluster::Location<M>> {
-        let (per_node, nodes) = {
+        let nodes = {
             let st = lock(&self.state);
             let record = if removed_too {
                 st.table.get(id)
             } else {
                 st.table.live(id)
             }?;
+            if !record.spec.per_node() {
+                drop(st);
+                return self.registry.whereis(&ChildName::unique(id));
+            }
             let mut nodes: Vec<String> = vec![self.me.clone()];
             nodes.extend(record.slots.keys().cloned());
             nodes.extend(st.peers.keys().cloned());
-            (record.spec.per_node(), nodes)
+            nodes
         };
-        if !per_node {
-            return self.registry.whereis(&ChildName::unique(id));
-        }
         nodes
             .into_iter()
             .find_map(|node| self.registry.whereis(&ChildName::on(id, node)))
@@ -1502,6 +1698,7 @@ impl<M: RemoteMessage> Inner<M> {
             }
             st.closed = true;
         }
+        self.flush();
         let ids: Vec<String> = lock(&self.local).keys().cloned().collect();
         for id in ids {
             self.stop_local(&id, "supervisor shut down").await;
@@ -1546,6 +1743,7 @@ impl<M: RemoteMessage> Drop for Inner<M> {
     /// are stopped where a runtime is at hand.
     fn drop(&mut self) {
         if !lock(&self.state).closed {
+            self.flush();
             let ids: Vec<String> = lock(&self.local).keys().cloned().collect();
             for id in &ids {
                 self.clear_slot(id);
@@ -1642,6 +1840,7 @@ pub(crate) async fn forward_lost_leases(
 /// The loop: one per supervisor per node.
 pub(crate) async fn run<M: RemoteMessage>(
     weak: Weak<Inner<M>>,
+    kick: Arc<Notify>,
     mut cmds: mpsc::Receiver<Cmd>,
     mut cluster: broadcast::Receiver<ClusterEvent>,
     mut names: broadcast::Receiver<crate::RegistryEvent<ChildName>>,
@@ -1681,18 +1880,31 @@ pub(crate) async fn run<M: RemoteMessage>(
                     Ok(crate::RegistryEvent::Unregistered { key })
                     | Ok(crate::RegistryEvent::Lost { key, .. }) => key,
                     Ok(_) => continue,
-                    Err(broadcast::error::RecvError::Lagged(_)) => ChildName::unique(""),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        inner.plan_all();
+                        ChildName::unique("")
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                if !key.id.is_empty() && !lock(&inner.local).contains_key(&key.id) {
-                    continue;
+                if !key.id.is_empty() {
+                    if !lock(&inner.local).contains_key(&key.id) {
+                        continue;
+                    }
+                    lock(&inner.state).table.mark_dirty(&key.id);
                 }
             }
+            () = kick.notified() => {}
             _ = tick.tick() => {
+                // The periodic resync: hellos, and a plan of every child.
                 let Some(inner) = weak.upgrade() else { return };
                 inner.hello_all();
+                inner.plan_all();
             }
-            () = sleep => {}
+            () = sleep => {
+                // A start waiting for its time: every child is planned.
+                let Some(inner) = weak.upgrade() else { return };
+                inner.plan_all();
+            }
         }
         let Some(inner) = weak.upgrade() else { return };
         // Whatever else queued meanwhile, before planning once for the burst.
@@ -1703,5 +1915,6 @@ pub(crate) async fn run<M: RemoteMessage>(
             return;
         }
         inner.reconcile().await;
+        inner.flush();
     }
 }

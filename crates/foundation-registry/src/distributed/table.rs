@@ -12,7 +12,7 @@
 //!   slots and both survive.
 //! - Removal is a tombstone (`removed`), the larger stamp winning.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use foundation_actors::Restart;
@@ -265,12 +265,14 @@ impl Record {
 /// A peer's table: its node's name and the table's identity.
 pub(crate) type Source<'a> = (&'a str, u64);
 
-/// A record, its hash (its share of the table's digest), the sequence number of its last
-/// change here, and the peer's table whose message made that change (if one did).
+/// A record, its hash (its share of the table's digest), its instances (its share of the
+/// table's hosts: none for a tombstone), the sequence number of its last change here, and
+/// the peer's table whose message made that change (if one did).
 #[derive(Debug)]
 struct Entry {
     record: Record,
     hash: u64,
+    hosts: Vec<(String, u64)>,
     seq: u64,
     via: Option<(String, u64)>,
 }
@@ -278,9 +280,19 @@ struct Entry {
 impl Entry {
     fn new(record: Record, via: Option<Source<'_>>) -> Self {
         let hash = hash(&record);
+        let hosts = if record.live() {
+            record
+                .slots
+                .iter()
+                .filter_map(|(node, s)| s.instance.map(|i| (node.clone(), i)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Self {
             record,
             hash,
+            hosts,
             seq: 0,
             via: via.map(|(node, table)| (node.to_owned(), table)),
         }
@@ -326,6 +338,15 @@ pub(crate) struct Table {
     seq: u64,
     /// Every record's id by the number of its last change.
     by_seq: BTreeMap<u64, String>,
+    /// The instances of the live records per node and incarnation: the nodes the records
+    /// show running this supervisor, and each one's load, with no pass over the records.
+    hosts: BTreeMap<(String, u64), usize>,
+    /// Whether a node (an incarnation) gained its first instance or lost its last one
+    /// since [`take_hosts_changed`](Self::take_hosts_changed).
+    hosts_changed: bool,
+    /// The ids changed (created, written, merged, removed) since
+    /// [`take_dirty`](Self::take_dirty): the children a plan must look at again.
+    dirty: BTreeSet<String>,
 }
 
 impl Table {
@@ -339,6 +360,9 @@ impl Table {
             id: fastrand::u64(..),
             seq: 0,
             by_seq: BTreeMap::new(),
+            hosts: BTreeMap::new(),
+            hosts_changed: false,
+            dirty: BTreeSet::new(),
         }
     }
 
@@ -372,6 +396,15 @@ impl Table {
         };
         self.digest = self.digest.wrapping_sub(entry.hash);
         self.by_seq.remove(&entry.seq);
+        for host in &entry.hosts {
+            if let Some(n) = self.hosts.get_mut(host) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.hosts.remove(host);
+                    self.hosts_changed = true;
+                }
+            }
+        }
         Some((entry, learned))
     }
 
@@ -383,7 +416,15 @@ impl Table {
         entry.seq = self.seq;
         self.by_seq.insert(self.seq, entry.record.spec.id.clone());
         self.digest = self.digest.wrapping_add(entry.hash);
+        for host in &entry.hosts {
+            let n = self.hosts.entry(host.clone()).or_insert(0);
+            if *n == 0 {
+                self.hosts_changed = true;
+            }
+            *n += 1;
+        }
         let id = entry.record.spec.id.clone();
+        self.dirty.insert(id.clone());
         if entry.record.live() {
             self.live.insert(id, entry);
         } else {
@@ -410,6 +451,33 @@ impl Table {
     /// Every live record, by id.
     pub(crate) fn all_live(&self) -> impl Iterator<Item = &Record> {
         self.live.values().map(|entry| &entry.record)
+    }
+
+    /// The ids changed since the last call (every change goes through `put`): a plan
+    /// of these alone misses no record's change.
+    pub(crate) fn take_dirty(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Marks `id` for the next plan, though its record did not change (its instance's
+    /// name went, its lease was lost).
+    pub(crate) fn mark_dirty(&mut self, id: &str) {
+        self.dirty.insert(id.to_owned());
+    }
+
+    /// Whether a node (an incarnation) gained its first instance or lost its last one
+    /// since the last call: the records' part of a supervisor's view changed.
+    pub(crate) fn take_hosts_changed(&mut self) -> bool {
+        std::mem::take(&mut self.hosts_changed)
+    }
+
+    /// The nodes, with their incarnations, that live records show instances on, and how
+    /// many each: largest incarnation first for each node.
+    pub(crate) fn hosts(&self) -> impl Iterator<Item = (&str, u64, usize)> {
+        self.hosts
+            .iter()
+            .rev()
+            .map(|((node, incarnation), n)| (node.as_str(), *incarnation, *n))
     }
 
     /// Every record, tombstones included.
@@ -785,6 +853,56 @@ mod tests {
         );
         assert_eq!(a.since(0, None, usize::MAX).len(), 2);
         b.merge(slot.into_iter().collect());
+    }
+
+    #[test]
+    fn every_change_marks_its_id_dirty_and_the_hosts_follow_the_live_instances() {
+        let mut a = Table::new("a");
+        let mut b = Table::new("b");
+        let hosts = |t: &Table| -> Vec<(String, u64, usize)> {
+            t.hosts().map(|(n, i, c)| (n.to_owned(), i, c)).collect()
+        };
+        let x = a.create(spec("x"));
+        a.create(spec("y"));
+        let ids = |set: BTreeSet<String>| set.into_iter().collect::<Vec<_>>();
+        assert_eq!(ids(a.take_dirty()), ["x", "y"]);
+        assert!(a.take_dirty().is_empty(), "taken once");
+        assert!(!a.take_hosts_changed(), "no instance yet");
+        a.write_slot("x", "a", |s, _| s.instance = Some(1));
+        a.write_slot("y", "a", |s, _| s.instance = Some(1));
+        a.write_slot("y", "b", |s, _| s.instance = Some(4));
+        assert_eq!(ids(a.take_dirty()), ["x", "y"]);
+        assert!(a.take_hosts_changed());
+        assert_eq!(hosts(&a), [("b".to_owned(), 4, 1), ("a".to_owned(), 1, 2)]);
+        // A restart count changes no host; a second incarnation of b is a new host, and
+        // the largest comes first.
+        a.write_slot("x", "a", |s, _| s.restarts += 1);
+        assert!(!a.take_hosts_changed());
+        a.write_slot("x", "b", |s, _| s.instance = Some(5));
+        assert!(a.take_hosts_changed());
+        assert_eq!(
+            hosts(&a)[..2],
+            [("b".to_owned(), 5, 1), ("b".to_owned(), 4, 1)]
+        );
+        // Merged from a peer: changed ids only; an unchanged record marks nothing.
+        b.merge(vec![x.clone()]);
+        b.take_dirty();
+        assert!(b.merge(vec![x]).is_empty());
+        assert!(b.take_dirty().is_empty());
+        let all: Vec<Record> = a.all().cloned().collect();
+        b.merge(all);
+        assert_eq!(ids(b.take_dirty()), ["x", "y"]);
+        assert_eq!(hosts(&a), hosts(&b));
+        // A removal takes its instances out of the hosts, and marks the id.
+        a.take_dirty();
+        a.remove("y", Removal::Terminated);
+        assert_eq!(ids(a.take_dirty()), ["y"]);
+        assert_eq!(hosts(&a), [("b".to_owned(), 5, 1), ("a".to_owned(), 1, 1)]);
+        a.remove("x", Removal::Terminated);
+        assert!(a.hosts().next().is_none());
+        // A new start of a removed id counts its new instances only.
+        a.create(spec("x"));
+        assert!(a.hosts().next().is_none());
     }
 
     #[test]

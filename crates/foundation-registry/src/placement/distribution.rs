@@ -65,11 +65,25 @@ impl<'a> FromIterator<&'a str> for Load {
 pub trait Distribution: fmt::Debug + Send + Sync {
     /// Ranks `candidates` (distinct node names) for `key`, most preferred first.
     fn rank<'a>(&self, key: &[u8], candidates: &[&'a str], load: &Load) -> Vec<&'a str>;
+
+    /// Whether [`rank`](Self::rank) reads `load`. `true` unless said otherwise (the safe
+    /// answer for a strategy of your own).
+    ///
+    /// A distributed supervisor plans only the children whose records changed when the
+    /// ranking ignores the load; when it reads it, one child's start or stop shifts the
+    /// others' rankings, so every change plans every child again.
+    fn uses_load(&self) -> bool {
+        true
+    }
 }
 
 impl<D: Distribution + ?Sized> Distribution for &D {
     fn rank<'a>(&self, key: &[u8], candidates: &[&'a str], load: &Load) -> Vec<&'a str> {
         (**self).rank(key, candidates, load)
+    }
+
+    fn uses_load(&self) -> bool {
+        (**self).uses_load()
     }
 }
 
@@ -77,11 +91,19 @@ impl<D: Distribution + ?Sized> Distribution for Box<D> {
     fn rank<'a>(&self, key: &[u8], candidates: &[&'a str], load: &Load) -> Vec<&'a str> {
         (**self).rank(key, candidates, load)
     }
+
+    fn uses_load(&self) -> bool {
+        (**self).uses_load()
+    }
 }
 
 impl<D: Distribution + ?Sized> Distribution for Arc<D> {
     fn rank<'a>(&self, key: &[u8], candidates: &[&'a str], load: &Load) -> Vec<&'a str> {
         (**self).rank(key, candidates, load)
+    }
+
+    fn uses_load(&self) -> bool {
+        (**self).uses_load()
     }
 }
 
@@ -123,6 +145,10 @@ impl Distribution for Rendezvous {
         scored.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
         scored.dedup_by(|a, b| a.1 == b.1);
         scored.into_iter().map(|(_, node)| node).collect()
+    }
+
+    fn uses_load(&self) -> bool {
+        false
     }
 }
 

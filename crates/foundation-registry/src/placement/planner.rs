@@ -294,14 +294,28 @@ impl<D: Distribution> Planner<D> {
         now_ms: u64,
         manual: bool,
     ) -> ClusterPlan {
-        let mut order: Vec<&Child> = children.iter().collect();
-        order.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
-        let mut load: Load = order
+        let load: Load = children
             .iter()
             .flat_map(|c| c.state.instances.iter())
             .filter(|i| view.is_live(&i.node, i.incarnation))
             .map(|i| i.node.as_str())
             .collect();
+        self.plan_cluster_loaded(view, children, load, now_ms, manual)
+    }
+
+    /// As [`plan_cluster`](Self::plan_cluster) with the load counted by the caller: the
+    /// live instances per node of every child of the supervisor, not only of `children`
+    /// (a plan of some children only, each placed beside all the others).
+    pub(crate) fn plan_cluster_loaded(
+        &self,
+        view: &View,
+        children: &[Child],
+        mut load: Load,
+        now_ms: u64,
+        manual: bool,
+    ) -> ClusterPlan {
+        let mut order: Vec<&Child> = children.iter().collect();
+        order.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
         let mut plan = ClusterPlan::default();
         let mut last: Option<&str> = None;
         for child in order {

@@ -848,3 +848,207 @@ fn node_leave_alone_hands_its_singleton_off_with_the_state_and_every_message() {
     // Only `Node::leave`: its leave hook hands the children off first.
     leave_during_a_stream("n1", "leave");
 }
+
+/// `place_child` and `wait_child` on one node in this process (the node, its registry and
+/// a supervisor with the kinds `ok`, an idle child, and `crash`, whose `init` always
+/// fails): names unique to each test, as the tests of this binary share a process under
+/// `cargo test`.
+mod placing {
+    use std::time::Duration;
+
+    use foundation_actors::prelude::*;
+    use foundation_cluster::node::{Node, NodeConfig};
+    use foundation_registry::ClusterRegistry;
+    use foundation_registry::distributed::{
+        ChildName, ChildStatus, DistributedSpec, DistributedSupervisor, StartChildError,
+    };
+    use foundation_registry::placement::{ChildPlacement, Placement, Quorum};
+
+    use super::harness::{Crasher, Work};
+
+    #[derive(Clone)]
+    struct Idle;
+
+    impl Actor for Idle {
+        type Msg = Work;
+        type State = ();
+        type Args = ();
+
+        async fn init(&self, _: &Addr<Work>, (): ()) -> Result<(), ActorError> {
+            Ok(())
+        }
+
+        async fn handle(&self, _: &Addr<Work>, msg: Work, (): &mut ()) -> Result<(), ActorError> {
+            if let Work::Ask(port) = msg {
+                let _ = port.send("idle".to_owned());
+            }
+            Ok(())
+        }
+    }
+
+    /// Arguments that refuse to encode.
+    struct Unencodable;
+
+    impl serde::Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("refused"))
+        }
+    }
+
+    async fn one_node(
+        name: &str,
+        quorum: Quorum,
+    ) -> (
+        Node,
+        ClusterRegistry<ChildName, Work>,
+        DistributedSupervisor<Work>,
+    ) {
+        let config = NodeConfig::new(name, "cookie").listen("127.0.0.1:0".parse().unwrap());
+        let node = Node::start(config).await.unwrap();
+        let names: ClusterRegistry<ChildName, Work> =
+            ClusterRegistry::start(&node, name).await.unwrap();
+        let spec = DistributedSpec::new(name)
+            .kind("ok", |(): ()| ChildSpec::new("ok", Idle, ()))
+            .kind("crash", |(): ()| ChildSpec::new("crash", Crasher, ()))
+            .sync_every(Duration::from_millis(20))
+            .quorum(quorum);
+        let sup = DistributedSupervisor::start(&node, &names, spec)
+            .await
+            .unwrap();
+        (node, names, sup)
+    }
+
+    #[tokio::test]
+    async fn place_child_returns_once_recorded_and_wait_child_once_it_answers() {
+        let (node, _names, sup) = one_node("dsup-place-ok", Quorum::KeepMajority).await;
+        let placed = sup
+            .place_child("ok", &(), ChildPlacement::new("p1", Placement::Singleton))
+            .unwrap();
+        assert_eq!(placed.id(), "p1");
+        assert_eq!(placed.owners(), ["dsup-place-ok"]);
+        // Recorded at once: listed, and a second placement of its id is refused.
+        assert!(sup.which_children().iter().any(|c| c.id == "p1"));
+        let again = sup.place_child("ok", &(), ChildPlacement::new("p1", Placement::Singleton));
+        assert!(
+            matches!(again, Err(StartChildError::AlreadyStarted { .. })),
+            "{again:?}"
+        );
+        let at = sup.wait_child(&placed).await.unwrap();
+        assert_eq!(at.node(), "dsup-place-ok");
+        assert_eq!(
+            sup.call("p1", Work::Ask, Duration::from_secs(5))
+                .await
+                .unwrap(),
+            "idle"
+        );
+        let status = sup
+            .which_children()
+            .into_iter()
+            .find(|c| c.id == "p1")
+            .map(|c| c.status);
+        assert_eq!(status, Some(ChildStatus::Running));
+        // Waiting again for a running child answers at once; after its removal, Removed.
+        assert_eq!(
+            sup.wait_child(&placed).await.unwrap().node(),
+            "dsup-place-ok"
+        );
+        sup.terminate_child("p1").await.unwrap();
+        let gone = sup.wait_child(&placed).await;
+        assert!(
+            matches!(gone, Err(StartChildError::Removed { .. })),
+            "{gone:?}"
+        );
+        // Placed again: another child of the same id, which the old placement is not.
+        let second = sup
+            .place_child("ok", &(), ChildPlacement::new("p1", Placement::Singleton))
+            .unwrap();
+        sup.wait_child(&second).await.unwrap();
+        let old = sup.wait_child(&placed).await;
+        assert!(
+            matches!(old, Err(StartChildError::AlreadyStarted { .. })),
+            "{old:?}"
+        );
+        sup.shutdown().await;
+        node.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_placed_child_whose_init_fails_everywhere_is_given_up_and_wait_child_says_so() {
+        let (node, _names, sup) = one_node("dsup-place-crash", Quorum::KeepMajority).await;
+        let mut events = sup.subscribe();
+        let placed = sup
+            .place_child(
+                "crash",
+                &(),
+                ChildPlacement::new("c1", Placement::Singleton),
+            )
+            .unwrap();
+        let got = sup.wait_child(&placed).await;
+        assert!(
+            matches!(got, Err(StartChildError::GaveUp { ref child, .. }) if child == "c1"),
+            "{got:?}"
+        );
+        // The nodes that tried it said so in their events too.
+        let mut failed = 0;
+        loop {
+            match events.recv().await.unwrap() {
+                foundation_registry::distributed::DistributedEvent::StartFailed { .. } => {
+                    failed += 1
+                }
+                foundation_registry::distributed::DistributedEvent::GaveUp { child, .. } => {
+                    assert_eq!(child, "c1");
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert!(failed >= 1);
+        assert!(sup.which_children().iter().all(|c| c.id != "c1"));
+        sup.shutdown().await;
+        node.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn place_child_refuses_bad_input_with_start_childs_typed_errors() {
+        let (node, names, sup) = one_node("dsup-place-bad", Quorum::KeepMajority).await;
+        let single = |id: &str| ChildPlacement::new(id, Placement::Singleton);
+        let r = sup.place_child("nokind", &(), single("x1"));
+        assert!(
+            matches!(r, Err(StartChildError::UnknownKind { .. })),
+            "{r:?}"
+        );
+        let r = sup.place_child("ok", &Unencodable, single("x2"));
+        assert!(matches!(r, Err(StartChildError::Args { .. })), "{r:?}");
+        let pinned = ChildPlacement::new("x3", Placement::Pinned("zzz".into()));
+        let r = sup.place_child("ok", &(), pinned);
+        assert!(matches!(r, Err(StartChildError::Placement(_))), "{r:?}");
+        let none = ChildPlacement::new("x4", Placement::Replicated { n: 0 });
+        let r = sup.place_child("ok", &(), none);
+        assert!(matches!(r, Err(StartChildError::Placement(_))), "{r:?}");
+        // A name held by a process that is not a child.
+        let squatter = spawn(Idle, ()).await.unwrap();
+        names
+            .register(ChildName::unique("sq"), &squatter, ())
+            .unwrap();
+        let r = sup.place_child("ok", &(), single("sq"));
+        assert!(matches!(r, Err(StartChildError::NameTaken { .. })), "{r:?}");
+        // Nothing of those was recorded.
+        assert!(sup.which_children().is_empty());
+        sup.shutdown().await;
+        let r = sup.place_child("ok", &(), single("x5"));
+        assert!(matches!(r, Err(StartChildError::Closed)), "{r:?}");
+
+        // A split-brain policy that cannot hold among the members.
+        let spec = DistributedSpec::<Work>::new("dsup-place-bad-quorum")
+            .kind("ok", |(): ()| ChildSpec::new("ok", Idle, ()))
+            .quorum(Quorum::StaticQuorum(0));
+        let strict = DistributedSupervisor::start(&node, &names, spec)
+            .await
+            .unwrap();
+        let r = strict.place_child("ok", &(), single("x6"));
+        assert!(matches!(r, Err(StartChildError::Quorum(_))), "{r:?}");
+        strict.shutdown().await;
+        squatter.stop(None);
+        node.shutdown().await;
+    }
+}
