@@ -13,7 +13,14 @@
 //! fan-out (Phoenix.PubSub's design in Erlang, `bench/beam/`) is run by `cargo xtask bench`
 //! after this bench and set beside it in its table.
 //!
-//! Run with: `cargo xtask bench` (or `cargo bench -p foundation-pubsub --bench pubsub`).
+//! With `PUBSUB_PAIRED=<rounds>` set it runs no criterion group: it alternates one chunk of
+//! broadcasts to the 10,000 actors with the same chunk cast by hand (Foundation's cast and
+//! raw ractor), the order turned every round, and prints each round's ratios and their
+//! medians: on a shared machine a slow spell moves criterion's separate windows by tens
+//! of percent, a ratio taken within one round much less.
+//!
+//! Run with: `cargo xtask bench` (or `cargo bench -p foundation-pubsub --bench pubsub`;
+//! `PUBSUB_PAIRED=21 cargo bench -p foundation-pubsub --bench pubsub` for the paired ratios).
 
 #![allow(clippy::unwrap_used, missing_docs)] // a bench that fails should stop loudly
 
@@ -21,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use foundation_actors::{Actor, ActorError, Addr, spawn};
 use foundation_pubsub::{BufferConfig, Overflow, PubSub, Topic};
 use ractor::{ActorProcessingErr, ActorRef};
@@ -121,71 +128,161 @@ fn fan_out(
     elapsed / u32::try_from(fan).unwrap()
 }
 
+/// The local fan-out's subscribers: 10,000 Foundation actors subscribed to `topic`, and
+/// 10,000 raw ractor actors.
+struct Actors {
+    ps: PubSub,
+    topic: Topic<u64>,
+    ours: Arc<AtomicU64>,
+    addrs: Arc<Vec<Addr<u64>>>,
+    raw: Arc<Vec<ActorRef<RawMsg>>>,
+    raw_count: Arc<AtomicU64>,
+}
+
+impl Actors {
+    fn start(rt: &Runtime) -> Self {
+        rt.block_on(async {
+            let ps = PubSub::local("bench");
+            let topic: Topic<u64> = Topic::new("bench.fanout").unwrap();
+            let ours = Arc::new(AtomicU64::new(0));
+            let mut addrs = Vec::with_capacity(ACTORS);
+            for _ in 0..ACTORS {
+                let a = spawn(Sub(ours.clone()), ()).await.unwrap();
+                ps.subscribe_with(&topic, &a, BufferConfig::new(1 << 20, Overflow::DropNewest))
+                    .unwrap();
+                addrs.push(a);
+            }
+            let raw_count = Arc::new(AtomicU64::new(0));
+            let mut raw = Vec::with_capacity(ACTORS);
+            for _ in 0..ACTORS {
+                let (r, _) = ractor::Actor::spawn(None, RawSub, raw_count.clone())
+                    .await
+                    .unwrap();
+                raw.push(r);
+            }
+            Self {
+                ps,
+                topic,
+                ours,
+                addrs: Arc::new(addrs),
+                raw: Arc::new(raw),
+                raw_count,
+            }
+        })
+    }
+
+    /// `n` broadcasts through the pubsub: the time per delivery.
+    fn pubsub(&self, rt: &Runtime, n: u64) -> Duration {
+        let (ps, topic) = (self.ps.clone(), self.topic.clone());
+        fan_out(rt, n, &self.ours, ACTORS, None, move |i| {
+            ps.broadcast(&topic, i).unwrap();
+        })
+    }
+
+    /// The same to the same actors, cast by hand: what the pubsub adds over Foundation's
+    /// own cast.
+    fn cast(&self, rt: &Runtime, n: u64) -> Duration {
+        let addrs = self.addrs.clone();
+        fan_out(rt, n, &self.ours, ACTORS, None, move |i| {
+            for a in addrs.iter() {
+                a.cast(i).unwrap();
+            }
+        })
+    }
+
+    /// The same cast by hand to raw ractor actors.
+    fn ractor(&self, rt: &Runtime, n: u64) -> Duration {
+        let raw = self.raw.clone();
+        fan_out(rt, n, &self.raw_count, ACTORS, None, move |i| {
+            for r in raw.iter() {
+                r.cast(RawMsg(i)).unwrap();
+            }
+        })
+    }
+
+    fn stop(self) {
+        assert_eq!(self.ps.stats().dropped, 0, "a bench delivery was dropped");
+        for a in self.addrs.iter() {
+            a.stop(None);
+        }
+        for r in self.raw.iter() {
+            r.stop(None);
+        }
+    }
+}
+
 fn actors(c: &mut Criterion) {
     let rt = runtime();
-    let (ps, topic, ours, ours_addrs, raw, raw_count) = rt.block_on(async {
-        let ps = PubSub::local("bench");
-        let topic: Topic<u64> = Topic::new("bench.fanout").unwrap();
-        let ours = Arc::new(AtomicU64::new(0));
-        let mut addrs = Vec::with_capacity(ACTORS);
-        for _ in 0..ACTORS {
-            let a = spawn(Sub(ours.clone()), ()).await.unwrap();
-            ps.subscribe_with(&topic, &a, BufferConfig::new(1 << 20, Overflow::DropNewest))
-                .unwrap();
-            addrs.push(a);
-        }
-        let raw_count = Arc::new(AtomicU64::new(0));
-        let mut raw = Vec::with_capacity(ACTORS);
-        for _ in 0..ACTORS {
-            let (r, _) = ractor::Actor::spawn(None, RawSub, raw_count.clone())
-                .await
-                .unwrap();
-            raw.push(r);
-        }
-        (ps, topic, ours, addrs, raw, raw_count)
-    });
-    let raw = Arc::new(raw);
+    let actors = Actors::start(&rt);
     let mut g = c.benchmark_group("pubsub_fanout_actors");
     g.sample_size(10);
     g.throughput(criterion::Throughput::Elements(1));
-    g.bench_function("foundation", |b| {
-        b.iter_custom(|n| {
-            let (ps, topic) = (ps.clone(), topic.clone());
-            fan_out(&rt, n, &ours, ACTORS, None, move |i| {
-                ps.broadcast(&topic, i).unwrap();
-            })
-        })
-    });
-    // The same actors cast to by hand: what the pubsub adds over Foundation's own cast.
-    let addrs = Arc::new(ours_addrs);
+    g.bench_function("foundation", |b| b.iter_custom(|n| actors.pubsub(&rt, n)));
     g.bench_function("foundation_cast", |b| {
-        b.iter_custom(|n| {
-            let addrs = addrs.clone();
-            fan_out(&rt, n, &ours, ACTORS, None, move |i| {
-                for a in addrs.iter() {
-                    a.cast(i).unwrap();
-                }
-            })
-        })
+        b.iter_custom(|n| actors.cast(&rt, n))
     });
-    g.bench_function("ractor", |b| {
-        b.iter_custom(|n| {
-            let raw = raw.clone();
-            fan_out(&rt, n, &raw_count, ACTORS, None, move |i| {
-                for r in raw.iter() {
-                    r.cast(RawMsg(i)).unwrap();
-                }
-            })
-        })
-    });
+    g.bench_function("ractor", |b| b.iter_custom(|n| actors.ractor(&rt, n)));
     g.finish();
-    assert_eq!(ps.stats().dropped, 0, "a bench delivery was dropped");
-    for a in addrs.iter() {
-        a.stop(None);
+    actors.stop();
+}
+
+/// Broadcasts per chunk of the paired rounds (each a delivery to every actor).
+const PAIRED_CHUNK: u64 = 16;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The paired rounds (see the module docs).
+fn paired(rounds: usize) {
+    let rt = runtime();
+    let actors = Actors::start(&rt);
+    // Warm every path once.
+    actors.pubsub(&rt, PAIRED_CHUNK);
+    actors.cast(&rt, PAIRED_CHUNK);
+    actors.ractor(&rt, PAIRED_CHUNK);
+    let (mut ps_raw, mut cast_raw, mut ps_cast) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ps_ns, mut cast_ns, mut raw_ns) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        // `fan_out` gives a chunk's time over the subscribers: per delivery, over the chunk.
+        let ns = |d: Duration| d.as_secs_f64() * 1e9 / PAIRED_CHUNK as f64;
+        let (p, c, r) = if round % 2 == 0 {
+            let p = ns(actors.pubsub(&rt, PAIRED_CHUNK));
+            let c = ns(actors.cast(&rt, PAIRED_CHUNK));
+            let r = ns(actors.ractor(&rt, PAIRED_CHUNK));
+            (p, c, r)
+        } else {
+            let r = ns(actors.ractor(&rt, PAIRED_CHUNK));
+            let c = ns(actors.cast(&rt, PAIRED_CHUNK));
+            let p = ns(actors.pubsub(&rt, PAIRED_CHUNK));
+            (p, c, r)
+        };
+        println!(
+            "round {round}: pubsub {p:.0} ns, cast {c:.0} ns, ractor {r:.0} ns per delivery; \
+             pubsub/ractor {:.3}, cast/ractor {:.3}, pubsub/cast {:.3}",
+            p / r,
+            c / r,
+            p / c
+        );
+        ps_raw.push(p / r);
+        cast_raw.push(c / r);
+        ps_cast.push(p / c);
+        ps_ns.push(p);
+        cast_ns.push(c);
+        raw_ns.push(r);
     }
-    for r in raw.iter() {
-        r.stop(None);
-    }
+    println!(
+        "paired medians over {rounds} rounds: pubsub {:.0} ns, cast {:.0} ns, ractor {:.0} ns per \
+         delivery; pubsub/ractor {:.3}, cast/ractor {:.3}, pubsub/cast {:.3}",
+        median(ps_ns),
+        median(cast_ns),
+        median(raw_ns),
+        median(ps_raw),
+        median(cast_raw),
+        median(ps_cast)
+    );
+    actors.stop();
 }
 
 fn streams(c: &mut Criterion) {
@@ -239,4 +336,15 @@ fn streams(c: &mut Criterion) {
 }
 
 criterion_group!(benches, actors, streams);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(rounds) = std::env::var("PUBSUB_PAIRED")
+        .ok()
+        .and_then(|r| r.parse().ok())
+    {
+        paired(rounds);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

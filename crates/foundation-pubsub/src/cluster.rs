@@ -15,7 +15,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 
 use crate::error::{BroadcastError, StartError};
-use crate::pubsub::{Core, Options};
+use crate::pubsub::{Core, Incoming, Options};
 use crate::subscriber::{Payload, lock, wire_type};
 use crate::topic::validate;
 use crate::trie::Trie;
@@ -85,6 +85,14 @@ impl Remote {
 
     pub(crate) fn node(&self) -> &Node {
         &self.node
+    }
+
+    /// Whether messages from peers other than the one being handled wait at this pubsub's
+    /// process (delivered to it, not handled yet).
+    fn more_waiting(&self) -> bool {
+        self.node
+            .export_stats(&self.service)
+            .is_some_and(|s| s.queued > 1)
     }
 
     /// Messages from peers the node dropped at this pubsub's process for its limit.
@@ -409,22 +417,44 @@ async fn gossip(
     }
 }
 
+/// The most broadcasts from peers the pubsub process holds back to fan out together.
+const BATCH: usize = 64;
+
 /// The process peers send to.
+///
+/// # Batches
+///
+/// A broadcast is not fanned out as soon as it is handled when more messages from peers
+/// wait behind it (the node counts them): it is held, and the last of those that arrive
+/// together (or the [`BATCH`]-th) fans them all out at once ([`Core::receive_batch`]).
+/// Under load an actor subscriber is then woken once for several broadcasts, not once
+/// for each; alone, a broadcast goes out at once. The node's limit of messages waiting at
+/// the process (`Options::max_queued`) counts those not handled yet: the process holds
+/// at most [`BATCH`] more.
 struct Server {
     core: Weak<Core>,
 }
 
 impl Actor for Server {
     type Msg = WireMsg;
-    type State = ();
+    type State = Vec<Incoming>;
     type Args = ();
 
-    async fn init(&self, _: &Addr<WireMsg>, (): ()) -> Result<(), ActorError> {
-        Ok(())
+    async fn init(&self, _: &Addr<WireMsg>, (): ()) -> Result<Vec<Incoming>, ActorError> {
+        Ok(Vec::new())
     }
 
-    async fn handle(&self, _: &Addr<WireMsg>, msg: WireMsg, (): &mut ()) -> Result<(), ActorError> {
+    async fn handle(
+        &self,
+        _: &Addr<WireMsg>,
+        msg: WireMsg,
+        held: &mut Vec<Incoming>,
+    ) -> Result<(), ActorError> {
         let Some(core) = self.core.upgrade() else {
+            held.clear();
+            return Ok(());
+        };
+        let Some(remote) = &core.remote else {
             return Ok(());
         };
         match msg.0 {
@@ -432,17 +462,17 @@ impl Actor for Server {
                 topic,
                 type_name,
                 payload,
-            } => core.receive(
-                &topic,
-                &type_name,
-                &payload,
-                foundation_actors::Context::current(),
-            ),
-            Wire::Interest { origin, filters } => {
-                if let Some(remote) = &core.remote {
-                    remote.interest(&core, origin, filters);
-                }
-            }
+            } => held.push(Incoming {
+                topic,
+                type_name,
+                payload,
+                ctx: foundation_actors::Context::current(),
+            }),
+            Wire::Interest { origin, filters } => remote.interest(&core, origin, filters),
+        }
+        if !held.is_empty() && (held.len() >= BATCH || !remote.more_waiting()) {
+            core.receive_batch(held);
+            held.clear();
         }
         Ok(())
     }

@@ -104,6 +104,9 @@ mod subscriber;
 mod topic;
 mod trie;
 
+#[cfg(test)]
+mod tests;
+
 pub use buffer::{BufferConfig, Overflow};
 pub use cluster::CHANNEL;
 pub use error::{BroadcastError, StartError, SubscribeError, TopicError};

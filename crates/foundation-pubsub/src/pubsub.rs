@@ -14,6 +14,7 @@ use crate::cluster::{self, Remote};
 use crate::error::{BroadcastError, StartError, SubscribeError, TopicError};
 use crate::subscriber::{
     ActorSub, Entry, Outcome, Payload, Published, StreamQueue, StreamSub, Subscription, lock,
+    touch_next,
 };
 use crate::topic::{Topic, validate};
 use crate::trie::Trie;
@@ -124,6 +125,17 @@ pub struct Drops {
 }
 
 type List = Arc<Vec<Arc<Entry>>>;
+
+/// A broadcast from a peer, as its pubsub process received it: fanned out with the others
+/// that arrived with it ([`Core::receive_batch`]).
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub(crate) topic: String,
+    pub(crate) type_name: String,
+    pub(crate) payload: Vec<u8>,
+    /// The context it came with (the publisher's).
+    pub(crate) ctx: Option<Context>,
+}
 
 #[derive(Default)]
 struct Registry {
@@ -249,15 +261,17 @@ impl Core {
         n
     }
 
-    /// Hands `msg` (an `Arc<Published<T>>`) to every local subscriber of `topic` but `skip`.
-    fn fan_out(&self, topic: &str, msg: &dyn std::any::Any, skip: Option<AddrKey>) {
+    /// Hands `msg` (an `Arc<Published<T>>`) to every local subscriber of `topic` but `skip`;
+    /// `ambient`: whether a context is current here.
+    fn fan_out(&self, topic: &str, msg: &dyn std::any::Any, skip: Option<AddrKey>, ambient: bool) {
         let mut delivered = 0u64;
         for list in self.lists(topic) {
-            for e in list.iter() {
+            for (i, e) in list.iter().enumerate() {
+                touch_next(&list, i);
                 if skip.is_some() && e.sub.process() == skip {
                     continue;
                 }
-                let outcome = e.sub.deliver(msg);
+                let outcome = e.sub.deliver(msg, ambient);
                 delivered += self.account(e, outcome);
             }
         }
@@ -319,8 +333,8 @@ impl Core {
         }
     }
 
-    /// A broadcast from a peer: decoded once per payload type among the subscribers,
-    /// then fanned out.
+    /// A broadcast from a peer: as [`Core::receive_batch`] of it alone.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn receive(
         &self,
         topic: &str,
@@ -328,43 +342,88 @@ impl Core {
         payload: &[u8],
         ctx: Option<Context>,
     ) {
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        self.receive_batch(&[Incoming {
+            topic: topic.to_owned(),
+            type_name: type_name.to_owned(),
+            payload: payload.to_vec(),
+            ctx,
+        }]);
+    }
+
+    /// Broadcasts from peers, in the order they arrived. Each run of consecutive ones to
+    /// the same topic with the same type is fanned out together: each subscriber is handed
+    /// the whole run in order before the next subscriber, so an actor woken by the first
+    /// finds the others in its mailbox (one wake for the run, its memory touched once),
+    /// and every subscriber still sees each publisher's messages in order.
+    pub(crate) fn receive_batch(&self, batch: &[Incoming]) {
+        let ambient = Context::current().is_some();
+        let mut rest = batch;
+        while let Some(first) = rest.first() {
+            let len = rest
+                .iter()
+                .take_while(|b| b.topic == first.topic && b.type_name == first.type_name)
+                .count();
+            let (run, after) = rest.split_at(len);
+            self.receive_run(run, ambient);
+            rest = after;
+        }
+    }
+
+    /// A run of broadcasts from peers to one topic, of one type: decoded once per payload
+    /// type among the subscribers, then fanned out.
+    fn receive_run(&self, run: &[Incoming], ambient: bool) {
+        let Some(first) = run.first() else {
+            return;
+        };
+        let (topic, type_name) = (first.topic.as_str(), first.type_name.as_str());
+        let n = run.len() as u64;
+        self.counters.received.fetch_add(n, Ordering::Relaxed);
         if let Err(e) = validate(topic, false) {
-            self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+            self.counters.malformed.fetch_add(n, Ordering::Relaxed);
             tracing::warn!(pubsub = %self.name, error = %e, "a peer's broadcast names an invalid topic");
             return;
         }
-        let mut decoded: Vec<(std::any::TypeId, Option<Box<dyn std::any::Any + Send>>)> =
-            Vec::new();
+        type Decoded = Vec<Option<Box<dyn std::any::Any + Send>>>;
+        let mut decoded: Vec<(std::any::TypeId, Decoded)> = Vec::new();
         let mut delivered = 0u64;
         for list in self.lists(topic) {
-            for e in list.iter() {
+            for (i, e) in list.iter().enumerate() {
+                touch_next(&list, i);
                 if e.sub.wire_type() != type_name {
-                    self.wrong_type(e, type_name);
+                    for _ in run {
+                        self.wrong_type(e, type_name);
+                    }
                     continue;
                 }
                 let ty = e.sub.payload_type();
-                let i = match decoded.iter().position(|(t, _)| *t == ty) {
-                    Some(i) => i,
+                let k = match decoded.iter().position(|(t, _)| *t == ty) {
+                    Some(k) => k,
                     None => {
-                        let value = match e.sub.decode(payload, ctx.clone()) {
-                            Ok(v) => Some(v),
-                            Err(error) => {
-                                self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(
-                                    pubsub = %self.name, topic, %error,
-                                    "a peer's broadcast did not decode"
-                                );
-                                None
-                            }
-                        };
-                        decoded.push((ty, value));
+                        let values: Decoded = run
+                            .iter()
+                            .map(|b| match e.sub.decode(&b.payload, b.ctx.clone()) {
+                                Ok(v) => Some(v),
+                                Err(error) => {
+                                    self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                                    tracing::warn!(
+                                        pubsub = %self.name, topic, %error,
+                                        "a peer's broadcast did not decode"
+                                    );
+                                    None
+                                }
+                            })
+                            .collect();
+                        decoded.push((ty, values));
                         decoded.len() - 1
                     }
                 };
-                if let Some(msg) = &decoded[i].1 {
-                    let outcome = e.sub.deliver(&**msg);
+                for msg in decoded[k].1.iter().flatten() {
+                    let outcome = e.sub.deliver(&**msg, ambient);
                     delivered += self.account(e, outcome);
+                    if matches!(outcome, Outcome::Disconnect | Outcome::Gone) {
+                        // Unsubscribed: none of the rest for it.
+                        break;
+                    }
                 }
             }
         }
@@ -703,11 +762,10 @@ impl PubSub {
                 remote.forward(&self.core, topic.name(), &msg)?;
             }
         }
-        let published = Arc::new(Published {
-            msg,
-            ctx: Context::current(),
-        });
-        self.core.fan_out(topic.name(), &published, skip);
+        let ctx = Context::current();
+        let ambient = ctx.is_some();
+        let published = Arc::new(Published { msg, ctx });
+        self.core.fan_out(topic.name(), &published, skip, ambient);
         Ok(())
     }
 

@@ -91,8 +91,13 @@ pub(crate) trait Deliver: Send + Sync {
     fn wire_type(&self) -> &'static str;
     /// Its payload type.
     fn payload_type(&self) -> TypeId;
-    /// Delivers `msg`, an `Arc<Published<T>>` (anything else is [`Outcome::WrongType`]).
-    fn deliver(&self, msg: &dyn Any) -> Outcome;
+    /// Delivers `msg`, an `Arc<Published<T>>` (anything else is [`Outcome::WrongType`]),
+    /// with its publisher's context. `ambient` says whether a context is current where the
+    /// delivery is made: when there is none, a message without a context is a plain cast.
+    fn deliver(&self, msg: &dyn Any, ambient: bool) -> Outcome;
+    /// Reads the fields [`Deliver::deliver`] reads first, so that the fan-out can bring
+    /// the next subscriber into the cache while it delivers to this one.
+    fn touch(&self);
     /// Decodes a peer's payload into what [`Deliver::deliver`] takes.
     fn decode(
         &self,
@@ -115,6 +120,15 @@ fn decode<T: Payload>(
 ) -> Result<Box<dyn Any + Send>, postcard::Error> {
     let msg: T = postcard::from_bytes(bytes)?;
     Ok(Box::new(Arc::new(Published { msg, ctx })))
+}
+
+/// Brings the subscriber after `i` in `list` into the cache while `i` is delivered to: a
+/// fan-out over thousands of subscribers otherwise waits for each one's memory in turn.
+#[inline]
+pub(crate) fn touch_next(list: &[Arc<Entry>], i: usize) {
+    if let Some(next) = list.get(i + 1) {
+        next.sub.touch();
+    }
 }
 
 /// A subscription: one subscriber on one topic or pattern. The subscriber is inline
@@ -156,19 +170,23 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// casts. `sent - handled` is then the number in flight, over-counted by less than
 /// `every`, so the bound is kept (a message may be dropped up to `every - 1` early) for
 /// one atomic add per delivery and one mark (two small allocations) per `every`
-/// deliveries, instead of a mark on each. `every` is `capacity / 32`, from 1 (exact, for
-/// small buffers) to 32. Publishers on several threads delivering to one actor at the
+/// deliveries, instead of a mark on each. `every` is the power of two at most
+/// `capacity / 32`, from 1 (exact, for small buffers) to 32 (a power of two: the check is
+/// a mask, not a division). Publishers on several threads delivering to one actor at the
 /// same instant may each pass the check once: the bound is exceeded by at most their
 /// number, never without limit.
+// In this order (what a delivery reads, together): see `touch`.
+#[repr(C)]
 pub(crate) struct ActorSub<T, M> {
     pub(crate) addr: Addr<M>,
     sent: AtomicU64,
-    handled: Arc<AtomicU64>,
     /// The last value read from `handled`: while `sent` is less than a buffer ahead of
     /// it, the shared counter (another cache line, written by the actor's task) is not read.
     handled_seen: AtomicU64,
-    every: u64,
+    /// `every - 1`.
+    mask: u64,
     config: BufferConfig,
+    handled: Arc<AtomicU64>,
     _payload: PhantomData<fn(T)>,
 }
 
@@ -178,13 +196,20 @@ impl<T, M> ActorSub<T, M> {
         Self {
             addr,
             sent: AtomicU64::new(0),
-            handled: Arc::default(),
             handled_seen: AtomicU64::new(0),
-            every: (config.capacity as u64 / 32).clamp(1, 32),
+            mask: every(config.capacity) - 1,
             config,
+            handled: Arc::default(),
             _payload: PhantomData,
         }
     }
+}
+
+/// How often an actor subscriber's message carries a mark: the power of two at most
+/// `capacity / 32`, from 1 to 32.
+pub(crate) fn every(capacity: usize) -> u64 {
+    let every = (capacity as u64 / 32).clamp(1, 32);
+    1 << every.ilog2()
 }
 
 /// Records, when dropped (after the handler is done with its message), that messages up
@@ -207,7 +232,7 @@ impl<T: Payload, M: From<T> + Send + 'static> Deliver for ActorSub<T, M> {
     }
 
     #[inline]
-    fn deliver(&self, msg: &dyn Any) -> Outcome {
+    fn deliver(&self, msg: &dyn Any, ambient: bool) -> Outcome {
         let Some(p) = msg.downcast_ref::<Arc<Published<T>>>() else {
             return Outcome::WrongType;
         };
@@ -228,12 +253,18 @@ impl<T: Payload, M: From<T> + Send + 'static> Deliver for ActorSub<T, M> {
         }
         let n = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
         let m = M::from(p.msg.clone());
-        let sent = if n % self.every == 0 {
+        let sent = if n & self.mask == 0 {
             self.addr
                 .cast_holding(p.ctx.clone(), m, Mark(self.handled.clone(), n))
         } else {
-            // The context current here is the publisher's: a plain cast carries it.
-            self.addr.cast(m)
+            match (&p.ctx, ambient) {
+                (Some(ctx), _) => self.addr.cast_with(ctx.clone(), m),
+                // No context here either: a plain cast carries none.
+                (None, false) => self.addr.cast(m),
+                // Another message's context is current here (a batch of broadcasts from a
+                // peer, each with its own): this one must go without.
+                (None, true) => self.addr.cast_holding(None, m, ()),
+            }
         };
         match sent {
             Ok(()) => Outcome::Delivered,
@@ -249,6 +280,13 @@ impl<T: Payload, M: From<T> + Send + 'static> Deliver for ActorSub<T, M> {
         ctx: Option<Context>,
     ) -> Result<Box<dyn Any + Send>, postcard::Error> {
         decode::<T>(bytes, ctx)
+    }
+
+    #[inline]
+    fn touch(&self) {
+        // The first and the last of the fields a delivery reads (`repr(C)`): their lines.
+        std::hint::black_box(self.addr.key());
+        std::hint::black_box(self.config.capacity);
     }
 
     fn process(&self) -> Option<AddrKey> {
@@ -294,7 +332,7 @@ impl<T: Payload> Deliver for StreamSub<T> {
     }
 
     #[inline]
-    fn deliver(&self, msg: &dyn Any) -> Outcome {
+    fn deliver(&self, msg: &dyn Any, _ambient: bool) -> Outcome {
         let Some(p) = msg.downcast_ref::<Arc<Published<T>>>() else {
             return Outcome::WrongType;
         };
@@ -325,6 +363,11 @@ impl<T: Payload> Deliver for StreamSub<T> {
         ctx: Option<Context>,
     ) -> Result<Box<dyn Any + Send>, postcard::Error> {
         decode::<T>(bytes, ctx)
+    }
+
+    #[inline]
+    fn touch(&self) {
+        // The queue is behind its own pointer, read under its lock: nothing to read early.
     }
 
     fn process(&self) -> Option<AddrKey> {
