@@ -5,7 +5,7 @@ use std::future::Future;
 use std::hash::Hasher as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use foundation_actors::addr::Envelope;
@@ -17,6 +17,9 @@ use tokio::task::AbortHandle;
 
 use super::shard::{Next, Refused, Shard};
 use super::{EntityKey, ShardedStats};
+// Recovers from poisoning: every critical section here leaves its data whole before
+// anything that can panic runs.
+use crate::cluster::lock;
 use crate::distributed::Handoff;
 
 /// A boxed future of an entity's restored state.
@@ -74,12 +77,6 @@ impl<K: EntityKey, A: Handoff> Keeper<K, A> for Snapshots<K, A::Snapshot> {
     fn len(&self) -> usize {
         lock(&self.map).len()
     }
-}
-
-/// Takes a mutex, recovering from poisoning: every critical section here leaves its data
-/// consistent before anything that can panic runs.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How an entity's `init` arguments come from its key.
