@@ -9,7 +9,9 @@
 //! `foundation-cache`, then the BEAM's side (`bench/beam/*.erl`, see `beam.rs`: Phoenix's
 //! pubsub design in Erlang, a gen_server and a supervisor, beside the pubsub and headline
 //! rows; missing with the reason when `erl` cannot be had); reads criterion's estimates,
-//! `target/bench-memory.json`, `target/bench-cluster.json`, `target/bench-pubsub.json` and
+//! `target/bench-memory.json`, `target/bench-sharded.json` (bench `sharded` of
+//! `foundation-registry`: memory per idle sharded entity and casts to active ones),
+//! `target/bench-cluster.json`, `target/bench-pubsub.json` and
 //! `target/bench-paired.json`;
 //! prints one table, writes
 //! `target/bench-summary.json`, and ends with `budgets met: N of M`. A budget that is not
@@ -377,6 +379,9 @@ const HEADLINES: &[Headline] = &[
 /// not listed have none.
 const JSON_BUDGETS: &[(&str, Budget)] = &[
     ("idle supervised actor", Budget::AddedBytes(1024.0)),
+    // Issue 15: an idle sharded entity costs at most 400 B beyond its state (the
+    // competitor value is the state's size).
+    ("idle sharded entity", Budget::AddedBytes(400.0)),
     ("full mesh of 3 nodes", Budget::AtMost(1000.0)),
     ("killed node detected", Budget::AtMost(100.0)),
     // The silence limit (3 s by default) counts from the last word heard; the rest is the
@@ -707,6 +712,15 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
     eprintln!("==> xtask bench: memory");
     run_step("bench", "memory", memory)?;
 
+    let mut sharded = cargo()?;
+    sharded.args(["bench", "-p", "foundation-registry", "--bench", "sharded"]);
+    if quick {
+        // 10,000 entities instead of 100,000: the per-entity figure barely moves.
+        sharded.env("SHARDED_N", "10000");
+    }
+    eprintln!("==> xtask bench: sharded");
+    run_step("bench", "sharded", sharded)?;
+
     let mut paired_bench = cargo()?;
     paired_bench.args(["bench", "-p", "foundation-actors", "--bench", "paired"]);
     eprintln!("==> xtask bench: paired");
@@ -736,6 +750,11 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
         &target,
         "bench-memory.json",
         "cargo bench -p foundation-actors --bench memory",
+    )?);
+    figures.extend(json_figures(
+        &target,
+        "bench-sharded.json",
+        "cargo bench -p foundation-registry --bench sharded",
     )?);
     figures.extend(json_figures(
         &target,

@@ -328,7 +328,11 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
 
 /// Runs a handler future with the message's context current, inside a `tracing` span whose
 /// parent is the sender's span.
-async fn in_context<F: std::future::Future>(ctx: Context, process: &str, fut: F) -> F::Output {
+pub(crate) async fn in_context<F: std::future::Future>(
+    ctx: Context,
+    process: &str,
+    fut: F,
+) -> F::Output {
     let hop = ctx.child();
     // Without the sender's span (a context from the wire, or a sender outside any span),
     // the span nests under whatever is current here, as a span without `parent:` would.

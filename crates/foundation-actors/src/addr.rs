@@ -119,15 +119,54 @@ impl<M> fmt::Debug for Envelope<M> {
 // blanket impl, and wrapping every user message here means user types need none.
 impl<M: Send + 'static> ractor::Message for Envelope<M> {}
 
-impl<M: Send + 'static> Target<Envelope<M>> for ActorRef<Envelope<M>> {
+/// Where an address delivers when its process is not a ractor actor of its own: a
+/// process hosted by another (a sharded entity, run inside its shard). See
+/// [`Addr::hosted`] and [`crate::hosted`].
+pub trait Mailbox<M>: Send + Sync + 'static {
+    /// Queues `env` for the hosted process, or hands it back if the host has stopped for
+    /// good (the address then stops for good too, as an unsupervised process's does).
+    ///
+    /// # Errors
+    ///
+    /// The envelope, handed back, when the host will never run the process again.
+    fn deliver(&self, env: Envelope<M>) -> Result<(), Envelope<M>>;
+
+    /// [`Addr::stop`]: asks the host to stop the process gracefully after the message in
+    /// hand. Does nothing unless the host says otherwise.
+    fn stop(&self) {}
+
+    /// [`Addr::kill`]: asks the host to stop the process at once. Does nothing unless the
+    /// host says otherwise.
+    fn kill(&self) {}
+}
+
+/// The target of a slot: a ractor actor, or a process hosted by another.
+pub(crate) enum Route<M> {
+    Actor(ActorRef<Envelope<M>>),
+    Hosted(Box<dyn Mailbox<M>>),
+}
+
+impl<M: Send + 'static> Target<Envelope<M>> for Route<M> {
     #[inline]
     fn deliver(&self, m: Envelope<M>) -> Result<(), Envelope<M>> {
-        self.send_message(m).map_err(|e| match e {
-            ractor::MessagingErr::SendErr(m) => m,
-            // Only `SendErr` carries the message back; the others cannot happen for a
-            // typed local ref, but if they did the process is unreachable either way.
-            _ => unreachable_message(),
-        })
+        match self {
+            Route::Actor(a) => a.send_message(m).map_err(|e| match e {
+                ractor::MessagingErr::SendErr(m) => m,
+                // Only `SendErr` carries the message back; the others cannot happen for a
+                // typed local ref, but if they did the process is unreachable either way.
+                _ => unreachable_message(),
+            }),
+            Route::Hosted(h) => h.deliver(m),
+        }
+    }
+}
+
+impl<M> Route<M> {
+    fn actor(&self) -> Option<&ActorRef<Envelope<M>>> {
+        match self {
+            Route::Actor(a) => Some(a),
+            Route::Hosted(_) => None,
+        }
     }
 }
 
@@ -137,7 +176,7 @@ fn unreachable_message<T>() -> T {
     unreachable!("ractor returned a non-SendErr error for a typed local send")
 }
 
-type ActorSlot<M> = Slot<Envelope<M>, ActorRef<Envelope<M>>>;
+type ActorSlot<M> = Slot<Envelope<M>, Route<M>>;
 
 /// A stable address of a process whose messages are `M`. Cheap to clone; `Send + Sync`.
 ///
@@ -174,7 +213,18 @@ impl<M: Send + 'static> Addr<M> {
     }
 
     pub(crate) fn install(&self, actor: ActorRef<Envelope<M>>) {
-        self.slot.install(actor);
+        self.slot.install(Route::Actor(actor));
+    }
+
+    /// An address whose messages go to `mailbox` instead of a ractor actor: a process
+    /// hosted by another (a sharded entity, run inside its shard). It is running at once;
+    /// it stops for good when `mailbox` hands a message back. [`Addr::stop`] and
+    /// [`Addr::kill`] go to the mailbox; [`Addr::actor_id`] and [`Addr::actor_cell`] are
+    /// `None`.
+    pub fn hosted(label: impl Into<Arc<str>>, mailbox: Box<dyn Mailbox<M>>) -> Self {
+        let addr = Self::new(label, false, 0);
+        addr.slot.install(Route::Hosted(mailbox));
+        addr
     }
 
     /// Identifies the process (the address of its slot), for lookups by address.
@@ -353,7 +403,10 @@ impl<M: Send + 'static> Addr<M> {
     pub fn stop(&self, reason: Option<String>) {
         // A reason that reads "killed" must not be taken for a kill.
         let reason = reason.map(crate::error::escape_stop_reason);
-        self.slot.with_target(|a| a.stop(reason));
+        self.slot.with_target(|t| match t {
+            Route::Actor(a) => a.stop(reason),
+            Route::Hosted(h) => h.stop(),
+        });
     }
 
     /// Kills the current incarnation at once, as Erlang's `exit(Pid, kill)`: it does not
@@ -361,7 +414,10 @@ impl<M: Send + 'static> Addr<M> {
     /// [`ExitReason::Killed`](crate::ExitReason::Killed), an abnormal exit (a `Transient`
     /// child is restarted). Does nothing if no incarnation is live.
     pub fn kill(&self) {
-        self.slot.with_target(|a| a.kill());
+        self.slot.with_target(|t| match t {
+            Route::Actor(a) => a.kill(),
+            Route::Hosted(h) => h.kill(),
+        });
     }
 
     /// Whether an incarnation is live now.
@@ -386,12 +442,16 @@ impl<M: Send + 'static> Addr<M> {
 
     /// The id of the current incarnation's ractor actor, if one is live.
     pub fn actor_id(&self) -> Option<ractor::ActorId> {
-        self.slot.with_target(|a| a.get_id())
+        self.slot
+            .with_target(|t| t.actor().map(|a| a.get_id()))
+            .flatten()
     }
 
     /// The current incarnation's ractor cell, if one is live.
     pub fn actor_cell(&self) -> Option<ActorCell> {
-        self.slot.with_target(|a| a.get_cell())
+        self.slot
+            .with_target(|t| t.actor().map(|a| a.get_cell()))
+            .flatten()
     }
 
     /// The label the address was created with (a child id or a name).

@@ -26,6 +26,9 @@
 //!   is handled and carried by every send made from there. See [`context`].
 //! - [`Ecosystem`]: a coordinator and N workers under one supervisor, with routing and a
 //!   bounded queue. See [`ecosystem`].
+//! - [`hosted`]: an [`Actor`] run without a ractor actor of its own, inside a host that
+//!   keeps many of them (sharded entities), reached through [`Addr::hosted`] and a
+//!   [`Mailbox`].
 //!
 //! ## Example
 //!
@@ -73,6 +76,7 @@ pub mod addr;
 pub mod context;
 pub mod ecosystem;
 pub mod error;
+pub mod hosted;
 mod loom;
 pub mod remote;
 pub mod supervisor;
@@ -85,7 +89,7 @@ extern crate self as foundation_actors;
 pub use foundation_macros::actor;
 
 pub use actor::{Actor, spawn};
-pub use addr::{Addr, AddrKey, DEFAULT_CALL_TIMEOUT, ReplyPort, StopHook};
+pub use addr::{Addr, AddrKey, DEFAULT_CALL_TIMEOUT, Mailbox, ReplyPort, StopHook};
 pub use context::{Context, ContextError, SpanId, TraceId};
 pub use ecosystem::{Ecosystem, EcosystemSpec, Routing, Worker};
 pub use error::{

@@ -25,8 +25,13 @@
 //!   the messages held meanwhile on planned moves (`migrate`, rebalance, graceful
 //!   shutdown), and checkpoints replicated to `k` nodes for crashes and node deaths.
 //!
-//! To come: partitioned (sharded) placement. The guides are `docs/registry.md` and
-//! `docs/placement.md`.
+//! - [sharded entities](sharded): Akka Cluster Sharding's and Orleans' virtual actors on
+//!   one node so far: one light entity per key (state plus a small queue inside its
+//!   shard, a few hundred bytes while idle), started by its first message, passivated
+//!   when idle or least recently used, with the same actors, handles and context as any
+//!   process. Placing shards across the cluster is to come.
+//!
+//! The guides are `docs/registry.md` and `docs/placement.md`.
 //!
 //! ## A tour
 //!
@@ -103,6 +108,7 @@ mod lookup;
 pub mod placement;
 pub mod replica;
 pub mod services;
+pub mod sharded;
 
 pub use cluster::{ClusterRegistry, Location, OnConflict, RegistryEvent};
 pub use distributed::{DistributedSpec, DistributedSupervisor};

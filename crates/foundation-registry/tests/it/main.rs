@@ -10,5 +10,6 @@ mod keys;
 mod modes;
 mod races;
 mod removal;
+mod sharded;
 mod support;
 mod via;

@@ -1,0 +1,400 @@
+//! Sharded entities (Akka Cluster Sharding, Orleans' virtual actors): many light
+//! processes, one per key, started by their first message and passivated when idle.
+//!
+//! This is the runtime on one node; placing shards on the nodes of a cluster and moving
+//! them is the next step (see [Moving a shard](#moving-a-shard-the-next-step)).
+//!
+//! # The model
+//!
+//! A [`Sharded`] runs an entity type, any [`Actor`] (a hand-written one, or an `#[actor]`
+//! type through [`TypedActor::actor`](foundation_actors::TypedActor::actor)), under one
+//! name. [`Sharded::entity`] gives the typed handle of the entity of a key (`CounterRef`
+//! for an `#[actor] impl Counter`) and [`Sharded::addr`] its [`Addr`]: casts and calls
+//! through them reach the entity, starting it if it is not running (Orleans'
+//! "activation"): the caller never spawns. The sender's [`Context`](foundation_actors::Context)
+//! is current in the handler, as for any actor. Inside a handler, `me` (or
+//! `ctx.me()`) is the entity's own address and `ctx.stop()` passivates it.
+//!
+//! Keys map to a fixed number of shards ([`ShardedSpec::shards`], 1,024 by default) by
+//! an xxh3 hash of the key mod the count, the same on every node: shards, not keys, are
+//! what a cluster will place and move.
+//!
+//! # Entities are light
+//!
+//! An entity is not a ractor actor (one costs about 9.5 KB idle here). Each shard is a map
+//! from key to an entry: the entity's state while idle, a queue (unallocated while empty),
+//! a `running` flag and two clocks. An entity with messages is run by a *runner*, a tokio
+//! task that takes the state out of the entry, handles the queued messages one at a time
+//! (through [`foundation_actors::hosted`], which makes the sender's context current and
+//! catches panics), and puts the state back when the queue is empty. So an entity handles
+//! one message at a time, in the order they were queued, and any number of entities run in
+//! parallel on the runtime's workers; an idle entity has no task, no channel, no timer.
+//!
+//! The protocol between senders and a runner is a flag under the shard's mutex: the
+//! sender that finds the entity not running sets the flag and starts its runner, and the
+//! runner parks (puts the state back and clears the flag) in the same critical section in
+//! which it finds the queue empty. It is described in `sharded/shard.rs` and model-checked
+//! by loom in `sharded/shard/tests/loom_shard.rs` (`cargo test -p foundation-registry --features
+//! loom --lib loom`).
+//!
+//! ## Memory per idle entity
+//!
+//! On a 64-bit target, for a key of `k` bytes and a state of `s` bytes (an `#[actor]`
+//! state `T` is held as `Running<T>`: `T` plus its 56-byte `Ctx`):
+//!
+//! | what | bytes |
+//! |---|---|
+//! | the entry: state `s`, queue (24), flags and clocks (24), key `k` | `s + k + 48` |
+//! | hash-table slack: 1 control byte per bucket, load between 7/16 and 7/8 | ×1.14 to ×2.3 |
+//! | the entity's own address, kept by an `#[actor]` state's `Ctx`: its slot (~100) and route (8 + `k`) | ~110 + `k` |
+//!
+//! For a `u64` key and an `#[actor]` state of one `u64` that is about 300 B in all, of
+//! which 8 are the state: the budget is 400 B beyond the state (`cargo xtask bench`, row
+//! "idle sharded entity"). A hand-written [`Actor`] whose state does not keep its address
+//! saves the last row.
+//!
+//! # Passivation
+//!
+//! An entity is stopped (*passivated*) when it has had no message for
+//! [`ShardedSpec::idle_timeout`] (checked twice per timeout by the region, so it stops
+//! between 1 and 1.5 timeouts after its last message), when [`Sharded::passivate`] or its
+//! own `ctx.stop()` asks, and when its shard is over its share of
+//! [`ShardedSpec::max_entities`]: the limit is per node and each shard gets an equal part,
+//! as in Akka; a new entity over it passivates its shard's least recently used idle
+//! entity. Entities that are running are never passivated by the limit, so the count can
+//! exceed it by the entities busy at that moment.
+//!
+//! Stopping an entity runs its `terminate`, or, with [`ShardedSpec::handoff`] (an entity
+//! that implements [`Handoff`]), keeps its [`Handoff::export`]ed snapshot on this node; its
+//! next message starts it again from the snapshot ([`Handoff::restore`]), or with `init`
+//! when it has none. Messages that arrive while an entity stops queue behind the stop.
+//! The `checkpoint` function of distributed children is not available in entities yet.
+//!
+//! # Crashes
+//!
+//! A handler that fails or panics crashes its entity only: the message in hand is lost
+//! (a caller gets [`CallError::NoReply`](foundation_actors::CallError::NoReply)), the
+//! state is dropped, and the entity starts again (from its snapshot, if one is kept) on
+//! the next message. With the spec's [`Restart`] `Permanent` or `Transient` (the default)
+//! the messages already queued for it are kept and start it again at once; `Temporary`
+//! drops them. An `init` that fails drops the message that started it; the next one tries
+//! again. Other entities, of the shard or not, do not notice. [`ShardedStats::crashed`]
+//! counts crashes.
+//!
+//! # Supervision
+//!
+//! Each `Sharded` has one *region* actor per node ([`Sharded::child_spec`],
+//! [`Sharded::start`]) that its supervisor supervises as any child. Until it starts the
+//! shards hold their messages (up to [`ShardedSpec::backlog`]; beyond it a message is
+//! dropped with a warning and counted in [`ShardedStats::dropped`]), and its `init`
+//! delivers them. It sweeps idle entities on a timer. When it is stopped (its supervisor
+//! shuts down or terminates it) every entity is stopped (snapshot or `terminate`) before
+//! it returns, and later messages are refused ([`SendError::Stopped`](foundation_actors::SendError::Stopped));
+//! starting it again opens the shards again. A crash of the region actor itself (none of
+//! its callbacks runs user code) restarts its timer and leaves the entities as they are.
+//!
+//! # Moving a shard (the next step)
+//!
+//! A shard holds its messages while it is not served here: it starts *held*, queueing
+//! every message in arrival order, and opening it delivers them in that order.
+//! Moving a shard to another node will use the same two states: hold it here, passivate
+//! its entities with their snapshots ([`Handoff::export`]), hand the snapshots and the
+//! held messages to the new owner, which opens the shard there with the messages first,
+//! as `distributed/handoff.rs` drains a child and hands its state over, per child id (a
+//! shard's id will be `"<name>/<shard>"`). The owner of a shard is computed by the
+//! placement core (rendezvous over live members), so every node agrees on it.
+
+mod runtime;
+mod shard;
+
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use foundation_actors::{Actor, Addr, ChildSpec, Restart, Supervisor, SupervisorError};
+
+pub use runtime::RegionMsg;
+
+use crate::distributed::Handoff;
+use runtime::{Keeper, Settings, Shared, Snapshots};
+
+/// What an entity's key must be: hashed to its shard, compared, cloned into its entry,
+/// and printed in logs.
+pub trait EntityKey: Hash + Eq + Clone + Send + Sync + fmt::Debug + 'static {}
+
+impl<T: Hash + Eq + Clone + Send + Sync + fmt::Debug + 'static> EntityKey for T {}
+
+/// Shards per `Sharded`, by default.
+pub const DEFAULT_SHARDS: usize = 1_024;
+
+/// Entities per node, by default, above which the least recently used are passivated.
+pub const DEFAULT_MAX_ENTITIES: usize = 1_000_000;
+
+/// Messages held while the shards are not open (before the region starts), by default.
+pub const DEFAULT_BACKLOG: usize = 65_536;
+
+/// How to run an entity type: its actor, how its arguments come from its key, and the
+/// runtime's limits.
+///
+/// # Examples
+///
+/// ```
+/// use foundation_actors::prelude::*;
+/// use foundation_registry::sharded::{Sharded, ShardedSpec};
+/// use std::time::Duration;
+///
+/// #[derive(Clone, Default)]
+/// struct Account { balance: u64 }
+///
+/// #[actor]
+/// impl Account {
+///     #[cast]
+///     fn deposit(&mut self, n: u64) { self.balance += n }
+///     #[call]
+///     fn balance(&self) -> u64 { self.balance }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let spec = ShardedSpec::new("accounts", Account::actor(), |_id: &u64| Account::default())
+///     .idle_timeout(Duration::from_secs(60));
+/// let accounts = Sharded::new(spec);
+/// let sup = Supervisor::start(SupervisorSpec::new("bank", Strategy::OneForOne).child(accounts.child_spec())).await?;
+///
+/// let alice: AccountRef = accounts.entity(7);
+/// alice.deposit(5).await?;          // starts account 7
+/// assert_eq!(alice.balance().await?, 5);
+/// sup.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct ShardedSpec<K, A: Actor> {
+    settings: Settings<K, A>,
+}
+
+impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
+    /// Entities run by `actor` under `name`; `args` gives the `init` arguments of a key's
+    /// entity each time it starts.
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        actor: A,
+        args: impl Fn(&K) -> A::Args + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            settings: Settings {
+                name: name.into(),
+                actor,
+                args: Arc::new(args),
+                shards: DEFAULT_SHARDS,
+                idle_timeout: None,
+                max_entities: DEFAULT_MAX_ENTITIES,
+                restart: Restart::Transient,
+                backlog: DEFAULT_BACKLOG,
+                keeper: None,
+            },
+        }
+    }
+
+    /// The number of shards (at least 1; [`DEFAULT_SHARDS`] by default). Every node of a
+    /// cluster must use the same.
+    #[must_use]
+    pub fn shards(mut self, n: usize) -> Self {
+        self.settings.shards = n.max(1);
+        self
+    }
+
+    /// Passivates an entity after this long without a message (never, by default).
+    #[must_use]
+    pub fn idle_timeout(mut self, t: Duration) -> Self {
+        self.settings.idle_timeout = Some(t);
+        self
+    }
+
+    /// The number of entities on this node above which the least recently used idle ones
+    /// are passivated, divided equally among the shards ([`DEFAULT_MAX_ENTITIES`] by
+    /// default).
+    #[must_use]
+    pub fn max_entities(mut self, n: usize) -> Self {
+        self.settings.max_entities = n.max(1);
+        self
+    }
+
+    /// What a crash does to the messages queued for the entity: kept (`Permanent`,
+    /// `Transient`, the default) or dropped (`Temporary`). See [Crashes](self#crashes).
+    #[must_use]
+    pub fn restart(mut self, r: Restart) -> Self {
+        self.settings.restart = r;
+        self
+    }
+
+    /// How many messages the shards hold, in all, while they are not open
+    /// ([`DEFAULT_BACKLOG`] by default).
+    #[must_use]
+    pub fn backlog(mut self, n: usize) -> Self {
+        self.settings.backlog = n.max(1);
+        self
+    }
+
+    /// Keeps a passivated entity's [`Handoff::export`]ed snapshot (in memory, on this
+    /// node), and restarts it from there with [`Handoff::restore`].
+    #[must_use]
+    pub fn handoff(mut self) -> Self
+    where
+        A: Handoff,
+    {
+        let keeper: Box<dyn Keeper<K, A>> = Box::new(Snapshots::<K, A::Snapshot>::new());
+        self.settings.keeper = Some(keeper);
+        self
+    }
+}
+
+impl<K, A: Actor> fmt::Debug for ShardedSpec<K, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShardedSpec")
+            .field("name", &self.settings.name)
+            .field("shards", &self.settings.shards)
+            .field("idle_timeout", &self.settings.idle_timeout)
+            .field("max_entities", &self.settings.max_entities)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot of a [`Sharded`]'s counters on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ShardedStats {
+    /// Shards.
+    pub shards: usize,
+    /// Entities started and not passivated (running, idle, or stopping).
+    pub entities: usize,
+    /// Entities with a runner now (handling, starting or stopping).
+    pub running: usize,
+    /// Entity starts (`init` or restore) so far.
+    pub started: u64,
+    /// Entity stops (passivations) so far.
+    pub passivated: u64,
+    /// Entity crashes (a failed or panicking `init` or handler) so far.
+    pub crashed: u64,
+    /// Messages dropped because the shards held a full backlog.
+    pub dropped: u64,
+    /// Snapshots kept for passivated entities ([`ShardedSpec::handoff`]).
+    pub snapshots: usize,
+}
+
+/// The handle of one [`Actor`] type run as sharded entities: gives their addresses and
+/// typed handles. Cheap to clone. See the [module docs](self).
+pub struct Sharded<K, M> {
+    inner: Arc<dyn Router<K, M>>,
+}
+
+/// What a `Sharded` needs of its runtime, whatever the actor.
+trait Router<K, M>: Send + Sync {
+    fn addr(&self, key: K) -> Addr<M>;
+    fn child_spec(&self) -> ChildSpec<RegionMsg>;
+    fn passivate(&self, key: &K);
+    fn shard_of(&self, key: &K) -> usize;
+    fn is_active(&self, key: &K) -> bool;
+    fn stats(&self) -> ShardedStats;
+    fn name(&self) -> &str;
+}
+
+/// The runtime behind a `Sharded` handle.
+struct Runtime<K, A: Actor>(Arc<Shared<K, A>>);
+
+impl<K: EntityKey, A: Actor> Router<K, A::Msg> for Runtime<K, A> {
+    fn addr(&self, key: K) -> Addr<A::Msg> {
+        self.0.addr(key)
+    }
+    fn child_spec(&self) -> ChildSpec<RegionMsg> {
+        self.0.clone().child_spec()
+    }
+    fn passivate(&self, key: &K) {
+        self.0.passivate(key);
+    }
+    fn shard_of(&self, key: &K) -> usize {
+        self.0.shard_of(key)
+    }
+    fn is_active(&self, key: &K) -> bool {
+        self.0.is_active(key)
+    }
+    fn stats(&self) -> ShardedStats {
+        self.0.stats()
+    }
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+}
+
+impl<K, M> Clone for Sharded<K, M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K, M> fmt::Debug for Sharded<K, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sharded")
+            .field("name", &self.inner.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
+    /// The runtime of `spec`'s entities on this node. Messages sent to them are held until
+    /// its region starts ([`Sharded::child_spec`] under a supervisor, or
+    /// [`Sharded::start`]).
+    pub fn new<A: Actor<Msg = M>>(spec: ShardedSpec<K, A>) -> Self {
+        Self {
+            inner: Arc::new(Runtime(Shared::new(spec.settings))),
+        }
+    }
+
+    /// The child spec of the region actor (id: the spec's name), for a supervisor.
+    pub fn child_spec(&self) -> ChildSpec<RegionMsg> {
+        self.inner.child_spec()
+    }
+
+    /// Starts the region actor under `sup`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Supervisor::start_child`] (a second start under one static supervisor is a
+    /// duplicate id).
+    pub async fn start(
+        &self,
+        sup: &(impl AsRef<Supervisor> + ?Sized),
+    ) -> Result<Addr<RegionMsg>, SupervisorError> {
+        sup.as_ref().start_child(self.child_spec()).await
+    }
+
+    /// The address of `key`'s entity, running or not: a send starts it if it is not.
+    pub fn addr(&self, key: K) -> Addr<M> {
+        self.inner.addr(key)
+    }
+
+    /// The typed handle of `key`'s entity (`let c: CounterRef = counters.entity(7)`).
+    pub fn entity<R: From<Addr<M>>>(&self, key: K) -> R {
+        R::from(self.addr(key))
+    }
+
+    /// Passivates `key`'s entity after the message in hand, if it is running.
+    pub fn passivate(&self, key: &K) {
+        self.inner.passivate(key);
+    }
+
+    /// The shard `key` belongs to.
+    pub fn shard_of(&self, key: &K) -> usize {
+        self.inner.shard_of(key)
+    }
+
+    /// Whether `key`'s entity is active here (started or starting, and not passivated).
+    pub fn is_active(&self, key: &K) -> bool {
+        self.inner.is_active(key)
+    }
+
+    /// This node's counters.
+    pub fn stats(&self) -> ShardedStats {
+        self.inner.stats()
+    }
+}

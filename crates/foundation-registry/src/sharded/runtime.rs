@@ -1,0 +1,487 @@
+//! The runtime of one `Sharded`: its shards, the runners that run entities with work,
+//! passivation, and the region actor that its supervisor supervises.
+
+use std::future::Future;
+use std::hash::Hasher as _;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use foundation_actors::addr::Envelope;
+use foundation_actors::hosted::{self, Crash};
+use foundation_actors::{Actor, ActorError, Addr, ChildSpec, Mailbox, Restart};
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use super::shard::{Next, Refused, Shard};
+use super::{EntityKey, ShardedStats};
+// Recovers from poisoning: every critical section here leaves its data whole before
+// anything that can panic runs.
+use crate::cluster::lock;
+use crate::distributed::Handoff;
+
+/// A boxed future of an entity's restored state.
+pub(crate) type Restoring<'a, S> = Pin<Box<dyn Future<Output = Result<S, ActorError>> + Send + 'a>>;
+
+/// Where passivated entities' state is kept (entities that implement [`Handoff`]).
+pub(crate) trait Keeper<K, A: Actor>: Send + Sync {
+    /// Keeps `state`, exported, as `key`'s snapshot.
+    fn save(&self, actor: &A, key: &K, state: A::State);
+    /// Restores `key`'s entity from its snapshot, or hands `args` back if it has none.
+    fn restore<'a>(
+        &'a self,
+        actor: &'a A,
+        key: &K,
+        me: &'a Addr<A::Msg>,
+        args: A::Args,
+    ) -> Result<Restoring<'a, A::State>, A::Args>;
+    /// Snapshots kept.
+    fn len(&self) -> usize;
+}
+
+/// Snapshots in memory on this node, by key.
+pub(crate) struct Snapshots<K, S> {
+    map: Mutex<foldhash::HashMap<K, S>>,
+}
+
+impl<K, S> Snapshots<K, S> {
+    pub(crate) fn new() -> Self {
+        Self {
+            map: Mutex::new(foldhash::HashMap::default()),
+        }
+    }
+}
+
+impl<K: EntityKey, A: Handoff> Keeper<K, A> for Snapshots<K, A::Snapshot> {
+    fn save(&self, actor: &A, key: &K, state: A::State) {
+        let snapshot = actor.export(state);
+        lock(&self.map).insert(key.clone(), snapshot);
+    }
+
+    fn restore<'a>(
+        &'a self,
+        actor: &'a A,
+        key: &K,
+        me: &'a Addr<A::Msg>,
+        args: A::Args,
+    ) -> Result<Restoring<'a, A::State>, A::Args> {
+        let snapshot = lock(&self.map).remove(key);
+        match snapshot {
+            Some(s) => Ok(Box::pin(actor.restore(me, s, args))),
+            None => Err(args),
+        }
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+}
+
+/// How an entity's `init` arguments come from its key.
+pub(crate) type ArgsFn<K, Args> = Arc<dyn Fn(&K) -> Args + Send + Sync>;
+
+/// The settings a `Sharded` runs with (from its spec).
+pub(crate) struct Settings<K, A: Actor> {
+    pub(crate) name: Arc<str>,
+    pub(crate) actor: A,
+    pub(crate) args: ArgsFn<K, <A as Actor>::Args>,
+    pub(crate) shards: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_entities: usize,
+    pub(crate) restart: Restart,
+    pub(crate) backlog: usize,
+    pub(crate) keeper: Option<Box<dyn Keeper<K, A>>>,
+}
+
+type ShardOf<K, A> = Shard<K, <A as Actor>::State, Envelope<<A as Actor>::Msg>>;
+
+/// Everything one `Sharded` shares: its handles, its entities' addresses, its runners and
+/// its region actor.
+pub(crate) struct Shared<K, A: Actor> {
+    settings: Settings<K, A>,
+    shards: Box<[Mutex<ShardOf<K, A>>]>,
+    /// The runtime the region started on: runners are spawned there (a send may come from
+    /// a thread outside any runtime).
+    rt: OnceLock<Handle>,
+    /// Runners alive, and a notification when none is.
+    runners: AtomicUsize,
+    no_runner: Notify,
+    started: AtomicU64,
+    passivated: AtomicU64,
+    crashed: AtomicU64,
+    dropped: AtomicU64,
+    clock: tokio::time::Instant,
+    me: Weak<Self>,
+}
+
+impl<K: EntityKey, A: Actor> Shared<K, A> {
+    pub(crate) fn new(settings: Settings<K, A>) -> Arc<Self> {
+        let n = settings.shards.max(1);
+        // The limit is per node; each shard takes its part, as Akka divides its active
+        // entity limit over the shards.
+        let per_shard = settings.max_entities.div_ceil(n).max(1);
+        let per_shard_backlog = settings.backlog.div_ceil(n).max(1);
+        let shards = (0..n)
+            .map(|_| Mutex::new(Shard::new(per_shard, per_shard_backlog)))
+            .collect();
+        Arc::new_cyclic(|me| Self {
+            settings,
+            shards,
+            rt: OnceLock::new(),
+            runners: AtomicUsize::new(0),
+            no_runner: Notify::new(),
+            started: AtomicU64::new(0),
+            passivated: AtomicU64::new(0),
+            crashed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            clock: tokio::time::Instant::now(),
+            me: me.clone(),
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// The shard of `key`: a hash of the key (xxh3, the same on every node and build) mod
+    /// the number of shards.
+    pub(crate) fn shard_of(&self, key: &K) -> usize {
+        let mut h = xxhash_rust::xxh3::Xxh3Default::new();
+        key.hash(&mut h);
+        // The remainder is below the shard count, a `usize`.
+        (h.finish() % self.shards.len() as u64) as usize
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// An address of `key`'s entity (whether it runs or not).
+    pub(crate) fn addr(&self, key: K) -> Addr<A::Msg> {
+        let route = EntityRoute::<K, A> {
+            shared: self.me.clone(),
+            key,
+        };
+        Addr::hosted(self.settings.name.clone(), Box::new(route))
+    }
+
+    /// Queues `env` for `key`'s entity, starting a runner if it has none.
+    fn deliver(&self, key: &K, env: Envelope<A::Msg>) -> Result<(), Envelope<A::Msg>> {
+        let i = self.shard_of(key);
+        let now = self.now_ms();
+        let delivered = lock(&self.shards[i]).deliver(key, env, now);
+        match delivered {
+            Ok(d) => {
+                if d.run {
+                    self.spawn_runner(i, key.clone());
+                }
+                if let Some(k) = d.evict {
+                    self.spawn_runner(i, k);
+                }
+                Ok(())
+            }
+            Err((Refused::Stopped, env)) => Err(env),
+            Err((Refused::Backlog, env)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    sharded = %self.settings.name,
+                    key = ?key,
+                    "a message for an entity was dropped: its shard holds messages and its backlog is full"
+                );
+                drop(env);
+                Ok(())
+            }
+        }
+    }
+
+    /// Asks `key`'s entity to stop (passivate) after the message in hand.
+    pub(crate) fn passivate(&self, key: &K) {
+        let i = self.shard_of(key);
+        let run = lock(&self.shards[i]).request_stop(key);
+        if run {
+            self.spawn_runner(i, key.clone());
+        }
+    }
+
+    fn spawn_runner(&self, shard: usize, key: K) {
+        let (Some(me), Some(rt)) = (self.me.upgrade(), self.rt.get()) else {
+            // Runners start only once the region has started (until then the shards
+            // hold their messages), and the region keeps `self` alive.
+            tracing::error!(sharded = %self.settings.name, "an entity runner could not start");
+            return;
+        };
+        self.runners.fetch_add(1, Ordering::SeqCst);
+        rt.spawn(run(me, shard, key));
+    }
+
+    /// Builds `key`'s state: from its snapshot if one is kept, else with `init`.
+    async fn start_entity(&self, key: &K, me: &Addr<A::Msg>) -> Result<A::State, Crash> {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        let args = (self.settings.args)(key);
+        let args = match &self.settings.keeper {
+            Some(k) => match k.restore(&self.settings.actor, key, me, args) {
+                Ok(restoring) => return hosted::catch(restoring).await,
+                Err(args) => args,
+            },
+            None => args,
+        };
+        hosted::init(&self.settings.actor, me, args).await
+    }
+
+    /// Stops `key`'s entity: keeps its snapshot if it implements `Handoff`, else runs its
+    /// `terminate`.
+    async fn stop_entity(&self, key: &K, me: &Addr<A::Msg>, mut state: A::State) {
+        self.passivated.fetch_add(1, Ordering::Relaxed);
+        match &self.settings.keeper {
+            Some(k) => {
+                let saved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    k.save(&self.settings.actor, key, state);
+                }));
+                if saved.is_err() {
+                    tracing::error!(sharded = %self.settings.name, key = ?key, "an entity's export panicked; its state is lost");
+                }
+            }
+            None => {
+                if let Err(crash) = hosted::terminate(&self.settings.actor, me, &mut state).await {
+                    tracing::warn!(sharded = %self.settings.name, key = ?key, %crash, "an entity's terminate failed");
+                }
+            }
+        }
+    }
+
+    fn on_crash(&self, shard: usize, key: &K, what: &str, crash: &Crash) {
+        self.crashed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            sharded = %self.settings.name,
+            key = ?key,
+            %crash,
+            "an entity's {what} failed; it starts again on its next message"
+        );
+        if self.settings.restart == Restart::Temporary {
+            let dropped = lock(&self.shards[shard]).drop_queue(key);
+            drop(dropped);
+        }
+    }
+
+    /// Passivates the entities idle for longer than the idle timeout.
+    pub(crate) fn sweep(&self) {
+        let Some(timeout) = self.settings.idle_timeout else {
+            return;
+        };
+        let now = self.now_ms();
+        let cutoff = now.saturating_sub(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        if cutoff == 0 {
+            return;
+        }
+        for i in 0..self.shards.len() {
+            let keys = lock(&self.shards[i]).idle_since(cutoff);
+            for k in keys {
+                self.spawn_runner(i, k);
+            }
+        }
+    }
+
+    /// The region started: runners may start, held messages are delivered.
+    fn open(&self) {
+        let _ = self.rt.set(Handle::current());
+        let now = self.now_ms();
+        for i in 0..self.shards.len() {
+            let keys = lock(&self.shards[i]).open(now);
+            for k in keys {
+                self.spawn_runner(i, k);
+            }
+        }
+    }
+
+    /// The region stops: every entity stops (its snapshot kept, or its `terminate` run),
+    /// later messages are refused; returns once every runner has ended.
+    async fn close(&self) {
+        for i in 0..self.shards.len() {
+            let (keys, held) = lock(&self.shards[i]).stop_all();
+            drop(held);
+            for k in keys {
+                self.spawn_runner(i, k);
+            }
+        }
+        loop {
+            let notified = self.no_runner.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.runners.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub(crate) fn is_active(&self, key: &K) -> bool {
+        lock(&self.shards[self.shard_of(key)]).contains(key)
+    }
+
+    pub(crate) fn stats(&self) -> ShardedStats {
+        let (mut entities, mut running) = (0, 0);
+        for s in &*self.shards {
+            let s = lock(s);
+            entities += s.len();
+            running += s.running();
+        }
+        ShardedStats {
+            shards: self.shards.len(),
+            entities,
+            running,
+            started: self.started.load(Ordering::Relaxed),
+            passivated: self.passivated.load(Ordering::Relaxed),
+            crashed: self.crashed.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            snapshots: self.settings.keeper.as_ref().map_or(0, |k| k.len()),
+        }
+    }
+
+    /// The region's child spec.
+    pub(crate) fn child_spec(self: Arc<Self>) -> ChildSpec<RegionMsg> {
+        let name = self.settings.name.to_string();
+        ChildSpec::new(name, Region(self), ())
+    }
+}
+
+/// Runs `key`'s entity while it has work: the messages queued for it, one at a time, then
+/// parks it (see `shard.rs`).
+async fn run<K: EntityKey, A: Actor>(shared: Arc<Shared<K, A>>, i: usize, key: K) {
+    let me = shared.addr(key.clone());
+    let mut state = lock(&shared.shards[i]).take_state(&key);
+    loop {
+        let step = lock(&shared.shards[i]).next(&key, &mut state);
+        match step {
+            Next::Park => break,
+            Next::Stop => {
+                if let Some(s) = state.take() {
+                    shared.stop_entity(&key, &me, s).await;
+                }
+            }
+            Next::Msg(env) => {
+                if state.is_none() {
+                    match shared.start_entity(&key, &me).await {
+                        Ok(s) => state = Some(s),
+                        Err(crash) => {
+                            // The message is dropped: a caller's reply port closes.
+                            shared.on_crash(i, &key, "init", &crash);
+                            continue;
+                        }
+                    }
+                }
+                if let Some(s) = state.as_mut() {
+                    if let Err(crash) = hosted::handle(&shared.settings.actor, &me, env, s).await {
+                        state = None;
+                        shared.on_crash(i, &key, "handler", &crash);
+                    }
+                }
+            }
+        }
+    }
+    drop(me);
+    if shared.runners.fetch_sub(1, Ordering::SeqCst) == 1 {
+        shared.no_runner.notify_waiters();
+    }
+}
+
+/// What an entity's address delivers to: its shard, by key.
+struct EntityRoute<K, A: Actor> {
+    shared: Weak<Shared<K, A>>,
+    key: K,
+}
+
+impl<K: EntityKey, A: Actor> Mailbox<A::Msg> for EntityRoute<K, A> {
+    fn deliver(&self, env: Envelope<A::Msg>) -> Result<(), Envelope<A::Msg>> {
+        match self.shared.upgrade() {
+            Some(s) => s.deliver(&self.key, env),
+            None => Err(env),
+        }
+    }
+
+    fn stop(&self) {
+        if let Some(s) = self.shared.upgrade() {
+            s.passivate(&self.key);
+        }
+    }
+
+    fn kill(&self) {
+        self.stop();
+    }
+}
+
+/// The messages of a sharded region's actor (the process its supervisor supervises).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RegionMsg {
+    /// Passivates the entities idle for longer than the idle timeout (sent by the region
+    /// to itself).
+    Sweep,
+}
+
+/// The region actor: one per `Sharded` on a node, supervised as any child. Its `init`
+/// opens the shards, its timer sweeps idle entities, its `terminate` stops every entity.
+struct Region<K, A: Actor>(Arc<Shared<K, A>>);
+
+impl<K, A: Actor> Clone for Region<K, A> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+/// The region's state: its sweep timer, stopped with it.
+struct Sweeper(Option<AbortHandle>);
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.abort();
+        }
+    }
+}
+
+impl<K: EntityKey, A: Actor> Actor for Region<K, A> {
+    type Msg = RegionMsg;
+    type State = Sweeper;
+    type Args = ();
+
+    async fn init(&self, me: &Addr<RegionMsg>, (): ()) -> Result<Sweeper, ActorError> {
+        self.0.open();
+        let timer = self.0.settings.idle_timeout.map(|t| {
+            // Swept twice per timeout: an entity idle for the timeout stops within 1.5x.
+            let period = (t / 2).max(Duration::from_millis(1));
+            let me = me.clone();
+            tokio::spawn(async move {
+                let mut every =
+                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    if me.cast(RegionMsg::Sweep).is_err() {
+                        return;
+                    }
+                }
+            })
+            .abort_handle()
+        });
+        Ok(Sweeper(timer))
+    }
+
+    async fn handle(
+        &self,
+        _: &Addr<RegionMsg>,
+        msg: RegionMsg,
+        _: &mut Sweeper,
+    ) -> Result<(), ActorError> {
+        match msg {
+            RegionMsg::Sweep => self.0.sweep(),
+        }
+        Ok(())
+    }
+
+    async fn terminate(&self, _: &Addr<RegionMsg>, _: &mut Sweeper) -> Result<(), ActorError> {
+        self.0.close().await;
+        Ok(())
+    }
+}

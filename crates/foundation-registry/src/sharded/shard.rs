@@ -1,0 +1,396 @@
+//! One shard's entities: the hand-synchronised core of the runtime, without I/O.
+//!
+//! A [`Shard`] is plain data; the runtime keeps each behind its own mutex and calls every
+//! method below under it. The protocol that makes one entity run one message at a time,
+//! while any number of senders queue for it, is the `running` flag of its [`Entry`]:
+//!
+//! - [`Shard::deliver`] queues a message on its entity (creating the entry for a new key)
+//!   and returns [`Delivered::run`] = true exactly when it set `running` from false to
+//!   true: the caller then starts the entity's runner. Otherwise a runner is active and
+//!   will see the message.
+//! - A runner takes the entity's state with [`Shard::take_state`], then calls
+//!   [`Shard::next`] in a loop: it gets the next message, or a request to stop, or is told
+//!   to park. Parking (queue empty) puts the state back and clears `running` in the same
+//!   critical section, so a message delivered after that starts a new runner, and one
+//!   delivered before it is handed to this one: never lost, never run twice, in order.
+//! - Passivation (idle, least recently used, asked) marks an idle entity `running` and
+//!   `stop`, so its runner's first step is to stop it; messages that arrive meanwhile
+//!   queue behind the stop and start the entity again once its state is saved.
+//!
+//! The loom model in `tests/loom_shard.rs` checks these claims with senders, runners and
+//! a passivation racing one another.
+
+use std::collections::VecDeque;
+use std::hash::Hash;
+
+use foldhash::HashMap;
+
+/// One entity: its state while idle, its queue, and the runner protocol's flags.
+pub(crate) struct Entry<S, E> {
+    /// The state while the entity is idle; `None` while a runner holds it, or before the
+    /// entity has started.
+    state: Option<S>,
+    /// Messages not yet handed to a runner, oldest first. Empty and unallocated while idle.
+    queue: VecDeque<E>,
+    /// A runner owns the entity (see the module docs).
+    running: bool,
+    /// The runner is to stop the entity at its next step (passivation).
+    stop: bool,
+    /// The shard's delivery sequence at the last message: the LRU order.
+    last_seq: u64,
+    /// The runtime's clock (ms) at the last message: idle passivation.
+    last_ms: u64,
+}
+
+/// What [`Shard::deliver`] asks of its caller.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Delivered<K> {
+    /// Start a runner for the key delivered to.
+    pub(crate) run: bool,
+    /// Start a runner for this key too: the least recently used idle entity, marked to
+    /// stop because the shard is over its limit.
+    pub(crate) evict: Option<K>,
+}
+
+/// What a runner does next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next<E> {
+    /// Handle this message (starting the entity first if it has no state).
+    Msg(E),
+    /// Stop the entity (save or terminate its state), then ask again.
+    Stop,
+    /// Nothing left: the state is back in the entry (or the entry is gone); end the runner.
+    Park,
+}
+
+/// Why a delivery was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The shard has stopped for good.
+    Stopped,
+    /// The shard holds messages (not started yet, or in a move) and its backlog is full.
+    Backlog,
+}
+
+/// The entities of one shard. Every method is called under the shard's lock.
+pub(crate) struct Shard<K, S, E> {
+    entities: HashMap<K, Entry<S, E>>,
+    /// `Some` while the shard holds its messages (before its region starts; later, while
+    /// it moves): they are delivered in order on [`Shard::release`].
+    held: Option<VecDeque<(K, E)>>,
+    /// How many messages may be held.
+    backlog: usize,
+    /// Stopped for good: deliveries are refused, queued messages dropped.
+    stopped: bool,
+    /// Deliveries so far: the LRU clock.
+    seq: u64,
+    /// Entities above which the least recently used idle one is passivated.
+    limit: usize,
+}
+
+impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
+    /// An empty shard that holds its messages until [`Shard::release`].
+    pub(crate) fn new(limit: usize, backlog: usize) -> Self {
+        Self {
+            entities: HashMap::default(),
+            held: Some(VecDeque::new()),
+            backlog,
+            stopped: false,
+            seq: 0,
+            limit: limit.max(1),
+        }
+    }
+
+    /// Queues `env` for `key`'s entity (see the module docs).
+    pub(crate) fn deliver(
+        &mut self,
+        key: &K,
+        env: E,
+        now_ms: u64,
+    ) -> Result<Delivered<K>, (Refused, E)> {
+        if self.stopped {
+            return Err((Refused::Stopped, env));
+        }
+        if let Some(held) = &mut self.held {
+            if held.len() >= self.backlog {
+                return Err((Refused::Backlog, env));
+            }
+            held.push_back((key.clone(), env));
+            return Ok(Delivered {
+                run: false,
+                evict: None,
+            });
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        if let Some(entry) = self.entities.get_mut(key) {
+            entry.queue.push_back(env);
+            entry.last_seq = seq;
+            entry.last_ms = now_ms;
+            let run = !entry.running;
+            entry.running = true;
+            return Ok(Delivered { run, evict: None });
+        }
+        let mut queue = VecDeque::with_capacity(1);
+        queue.push_back(env);
+        self.entities.insert(
+            key.clone(),
+            Entry {
+                state: None,
+                queue,
+                running: true,
+                stop: false,
+                last_seq: seq,
+                last_ms: now_ms,
+            },
+        );
+        let evict = if self.entities.len() > self.limit {
+            self.evict_lru()
+        } else {
+            None
+        };
+        Ok(Delivered { run: true, evict })
+    }
+
+    /// Marks the least recently used idle entity to stop; its key, for a runner.
+    fn evict_lru(&mut self) -> Option<K> {
+        let (key, entry) = self
+            .entities
+            .iter_mut()
+            .filter(|(_, e)| !e.running && e.state.is_some())
+            .min_by_key(|(_, e)| e.last_seq)?;
+        entry.running = true;
+        entry.stop = true;
+        Some(key.clone())
+    }
+
+    /// The runner's first step: takes the entity's state (`None` if it has not started).
+    pub(crate) fn take_state(&mut self, key: &K) -> Option<S> {
+        self.entities.get_mut(key).and_then(|e| e.state.take())
+    }
+
+    /// The runner's next step (see the module docs). `state` is the runner's: on
+    /// [`Next::Park`] it has been moved back into the entry.
+    pub(crate) fn next(&mut self, key: &K, state: &mut Option<S>) -> Next<E> {
+        let stopped = self.stopped;
+        let Some(entry) = self.entities.get_mut(key) else {
+            return Next::Park;
+        };
+        if entry.stop {
+            entry.stop = false;
+            if state.is_some() {
+                return Next::Stop;
+            }
+        }
+        if stopped {
+            // Stopped for good: what is queued is dropped (reply ports close), and a
+            // running entity is stopped first.
+            entry.queue = VecDeque::new();
+            if state.is_some() {
+                return Next::Stop;
+            }
+        }
+        if let Some(env) = entry.queue.pop_front() {
+            return Next::Msg(env);
+        }
+        entry.running = false;
+        entry.state = state.take();
+        // Idle entities keep no queue allocation.
+        entry.queue = VecDeque::new();
+        if entry.state.is_none() {
+            self.entities.remove(key);
+        }
+        Next::Park
+    }
+
+    /// Drops what is queued for `key` (a `Temporary` entity crashed).
+    pub(crate) fn drop_queue(&mut self, key: &K) -> VecDeque<E> {
+        self.entities
+            .get_mut(key)
+            .map(|e| std::mem::take(&mut e.queue))
+            .unwrap_or_default()
+    }
+
+    /// Asks `key`'s entity to stop; `true` if the caller must start a runner for it (it
+    /// was idle), `false` if its runner will see the request, or it is not running.
+    pub(crate) fn request_stop(&mut self, key: &K) -> bool {
+        let Some(e) = self.entities.get_mut(key) else {
+            return false;
+        };
+        if e.running {
+            e.stop = true;
+            return false;
+        }
+        if e.state.is_none() {
+            return false;
+        }
+        e.running = true;
+        e.stop = true;
+        true
+    }
+
+    /// Marks every idle entity whose last message came before `cutoff_ms` to stop; their
+    /// keys, for runners.
+    pub(crate) fn idle_since(&mut self, cutoff_ms: u64) -> Vec<K> {
+        let mut keys = Vec::new();
+        for (k, e) in &mut self.entities {
+            if !e.running && e.state.is_some() && e.last_ms < cutoff_ms {
+                e.running = true;
+                e.stop = true;
+                keys.push(k.clone());
+            }
+        }
+        keys
+    }
+
+    /// Delivers the held messages, in order, and stops holding; the keys to start
+    /// runners for.
+    pub(crate) fn release(&mut self, now_ms: u64) -> Vec<K> {
+        let Some(held) = self.held.take() else {
+            return Vec::new();
+        };
+        let mut run = Vec::new();
+        for (k, env) in held {
+            // Not held any more and not stopped (stop_all takes the held messages first).
+            if let Ok(d) = self.deliver(&k, env, now_ms) {
+                if d.run {
+                    run.push(k);
+                }
+                run.extend(d.evict);
+            }
+        }
+        run
+    }
+
+    /// Opens the shard (its region started, or started again after a stop): delivers the
+    /// held messages; the keys to start runners for.
+    pub(crate) fn open(&mut self, now_ms: u64) -> Vec<K> {
+        self.stopped = false;
+        self.release(now_ms)
+    }
+
+    /// Stops the shard for good: deliveries are refused from now on, held messages are
+    /// returned (to be dropped), and every entity is marked to stop; the keys of the idle
+    /// ones, for runners.
+    pub(crate) fn stop_all(&mut self) -> (Vec<K>, VecDeque<(K, E)>) {
+        self.stopped = true;
+        let held = self.held.take().unwrap_or_default();
+        let mut keys = Vec::new();
+        for (k, e) in &mut self.entities {
+            e.stop = true;
+            if !e.running {
+                e.running = true;
+                keys.push(k.clone());
+            }
+        }
+        (keys, held)
+    }
+
+    /// Entities in the shard (running, idle, or being stopped).
+    pub(crate) fn len(&self) -> usize {
+        self.entities.len()
+    }
+
+    /// Entities a runner owns now.
+    pub(crate) fn running(&self) -> usize {
+        self.entities.values().filter(|e| e.running).count()
+    }
+
+    /// Whether `key` has an entry (started, starting, or being stopped).
+    pub(crate) fn contains(&self, key: &K) -> bool {
+        self.entities.contains_key(key)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+mod unit {
+    use super::*;
+
+    fn started(shard: &mut Shard<u32, u32, u32>, key: u32) {
+        let d = shard.deliver(&key, 0, 0).unwrap();
+        assert!(d.run);
+        let mut st = shard.take_state(&key);
+        assert_eq!(shard.next(&key, &mut st), Next::Msg(0));
+        st = Some(0);
+        assert_eq!(shard.next(&key, &mut st), Next::Park);
+    }
+
+    #[test]
+    fn a_message_while_running_goes_to_the_runner_in_order() {
+        let mut s: Shard<u32, u32, u32> = Shard::new(10, 10);
+        s.release(0);
+        assert!(s.deliver(&1, 10, 0).unwrap().run);
+        assert!(!s.deliver(&1, 11, 0).unwrap().run);
+        let mut st = s.take_state(&1);
+        assert_eq!(s.next(&1, &mut st), Next::Msg(10));
+        st = Some(5);
+        assert!(!s.deliver(&1, 12, 0).unwrap().run);
+        assert_eq!(s.next(&1, &mut st), Next::Msg(11));
+        assert_eq!(s.next(&1, &mut st), Next::Msg(12));
+        assert_eq!(s.next(&1, &mut st), Next::Park);
+        assert!(st.is_none());
+        // Parked: the next delivery starts a runner, which gets the state back.
+        assert!(s.deliver(&1, 13, 0).unwrap().run);
+        assert_eq!(s.take_state(&1), Some(5));
+    }
+
+    #[test]
+    fn held_messages_are_delivered_in_order_on_release() {
+        let mut s: Shard<u32, u32, u32> = Shard::new(10, 2);
+        assert!(!s.deliver(&1, 1, 0).unwrap().run);
+        assert!(!s.deliver(&1, 2, 0).unwrap().run);
+        assert_eq!(s.deliver(&1, 3, 0), Err((Refused::Backlog, 3)));
+        assert_eq!(s.release(0), vec![1]);
+        let mut st = None;
+        assert_eq!(s.next(&1, &mut st), Next::Msg(1));
+        assert_eq!(s.next(&1, &mut st), Next::Msg(2));
+    }
+
+    #[test]
+    fn over_the_limit_the_least_recently_used_idle_entity_is_stopped() {
+        let mut s: Shard<u32, u32, u32> = Shard::new(2, 10);
+        s.release(0);
+        started(&mut s, 1);
+        started(&mut s, 2);
+        // 1 is used again: 2 is now the least recently used.
+        assert!(s.deliver(&1, 0, 0).unwrap().run);
+        let mut st = s.take_state(&1);
+        assert_eq!(s.next(&1, &mut st), Next::Msg(0));
+        assert_eq!(s.next(&1, &mut st), Next::Park);
+        let d = s.deliver(&3, 0, 0).unwrap();
+        assert_eq!(
+            d,
+            Delivered {
+                run: true,
+                evict: Some(2)
+            }
+        );
+        let mut st2 = s.take_state(&2);
+        assert_eq!(s.next(&2, &mut st2), Next::Stop);
+        st2 = None;
+        assert_eq!(s.next(&2, &mut st2), Next::Park);
+        assert!(!s.contains(&2));
+    }
+
+    #[test]
+    fn a_stopped_shard_refuses_and_stops_its_entities() {
+        let mut s: Shard<u32, u32, u32> = Shard::new(2, 10);
+        s.release(0);
+        started(&mut s, 1);
+        let (keys, held) = s.stop_all();
+        assert_eq!(keys, vec![1]);
+        assert!(held.is_empty());
+        assert_eq!(s.deliver(&1, 9, 0), Err((Refused::Stopped, 9)));
+        let mut st = s.take_state(&1);
+        assert_eq!(s.next(&1, &mut st), Next::Stop);
+        st = None;
+        assert_eq!(s.next(&1, &mut st), Next::Park);
+        assert_eq!(s.len(), 0);
+    }
+}
+
+#[cfg(all(test, feature = "loom"))]
+mod tests {
+    mod loom_shard;
+}

@@ -1,0 +1,501 @@
+//! Sharded entities on one node: activation by the first message, order, parallelism,
+//! passivation (idle, least recently used, asked) and restart from a snapshot, crash
+//! isolation, the context, and the region's supervision.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use foundation_actors::prelude::*;
+use foundation_registry::distributed::Handoff;
+use foundation_registry::sharded::{Sharded, ShardedSpec};
+use tokio::sync::{Barrier, mpsc};
+use tokio::time::timeout;
+
+use crate::support::PATIENCE;
+
+/// What an entity reports: its key and what happened.
+type Events = mpsc::UnboundedSender<(u64, &'static str)>;
+
+/// An entity that remembers what it was told and reports its start and stop.
+struct Tally {
+    key: u64,
+    seen: Vec<u64>,
+    events: Events,
+}
+
+#[actor]
+impl Tally {
+    #[init]
+    fn start(args: (u64, Events)) -> Result<Self, ActorError> {
+        let (key, events) = args;
+        // Key 666's init always fails.
+        if key == 666 {
+            return Err("refuses to start".into());
+        }
+        let _ = events.send((key, "started"));
+        Ok(Self {
+            key,
+            seen: Vec::new(),
+            events,
+        })
+    }
+
+    #[cast]
+    fn add(&mut self, n: u64) {
+        self.seen.push(n);
+    }
+
+    #[call]
+    fn seen(&self) -> Vec<u64> {
+        self.seen.clone()
+    }
+
+    #[cast]
+    fn boom(&mut self) {
+        panic!("entity {} asked to panic", self.key);
+    }
+
+    #[call]
+    fn boom_call(&mut self) -> u64 {
+        panic!("entity {} asked to panic", self.key);
+    }
+
+    /// The trace id and a baggage item of the context current in the handler.
+    #[call]
+    fn context(&self) -> Option<(TraceIdText, Option<String>)> {
+        Context::current().map(|c| {
+            (
+                c.trace_id().to_string(),
+                c.baggage("user").map(str::to_owned),
+            )
+        })
+    }
+
+    /// Waits at `barrier` with the others: returns only if they all run at once.
+    #[call]
+    async fn meet(&self, barrier: Arc<Barrier>) -> u64 {
+        barrier.wait().await;
+        self.key
+    }
+
+    #[cast]
+    fn rest(&mut self, ctx: &Ctx<Self>) {
+        ctx.stop();
+    }
+
+    #[terminate]
+    fn end(&mut self) {
+        let _ = self.events.send((self.key, "stopped"));
+    }
+}
+
+type TraceIdText = String;
+
+/// How a test's `Sharded` is tuned.
+#[derive(Clone, Copy)]
+struct Tune {
+    shards: usize,
+    max_entities: usize,
+    idle: Option<Duration>,
+    restart: Restart,
+}
+
+impl Default for Tune {
+    fn default() -> Self {
+        Self {
+            shards: 16,
+            max_entities: 1_000_000,
+            idle: None,
+            restart: Restart::Transient,
+        }
+    }
+}
+
+/// A `Sharded` of `Tally`, and the events of its entities.
+fn tallies(
+    name: &str,
+    tune: Tune,
+) -> (
+    Sharded<u64, TallyMsg>,
+    mpsc::UnboundedReceiver<(u64, &'static str)>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut spec = ShardedSpec::new(name.to_owned(), Tally::actor(), move |k: &u64| {
+        (*k, tx.clone())
+    })
+    .shards(tune.shards)
+    .max_entities(tune.max_entities)
+    .restart(tune.restart);
+    if let Some(t) = tune.idle {
+        spec = spec.idle_timeout(t);
+    }
+    (Sharded::new(spec), rx)
+}
+
+/// A `Sharded` of `Tally` started under a supervisor of its own.
+async fn started(
+    name: &str,
+    tune: Tune,
+) -> (
+    Sharded<u64, TallyMsg>,
+    mpsc::UnboundedReceiver<(u64, &'static str)>,
+    Supervisor,
+) {
+    let (sharded, events) = tallies(name, tune);
+    let sup = Supervisor::start(
+        SupervisorSpec::new(format!("{name}-sup"), Strategy::OneForOne).child(sharded.child_spec()),
+    )
+    .await
+    .unwrap();
+    (sharded, events, sup)
+}
+
+/// The next event, waited for.
+async fn next_event(
+    events: &mut mpsc::UnboundedReceiver<(u64, &'static str)>,
+) -> (u64, &'static str) {
+    timeout(PATIENCE, events.recv())
+        .await
+        .expect("an event in time")
+        .expect("the entities' events stay open")
+}
+
+#[tokio::test]
+async fn the_first_message_starts_the_entity() {
+    let (s, mut events, sup) = started("sh-first", Tune::default()).await;
+    assert!(!s.is_active(&7));
+    assert_eq!(s.stats().started, 0);
+    let seven: TallyRef = s.entity(7);
+    seven.add(1).await.unwrap();
+    assert_eq!(next_event(&mut events).await, (7, "started"));
+    assert_eq!(seven.seen().await.unwrap(), [1]);
+    assert!(s.is_active(&7));
+    let stats = s.stats();
+    assert_eq!((stats.started, stats.entities), (1, 1));
+    // Another handle to the same key reaches the same entity; no second start.
+    let again: TallyRef = s.entity(7);
+    assert_eq!(again.seen().await.unwrap(), [1]);
+    assert_eq!(s.stats().started, 1);
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn messages_sent_before_the_region_starts_are_held_then_delivered_in_order() {
+    let (s, _events) = tallies("sh-held", Tune::default());
+    let e: TallyRef = s.entity(1);
+    for i in 0..10 {
+        e.add(i).await.unwrap();
+    }
+    assert_eq!(s.stats().started, 0);
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sh-held-sup", Strategy::OneForOne).child(s.child_spec()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(e.seen().await.unwrap(), (0..10).collect::<Vec<_>>());
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_entity_handles_its_messages_one_at_a_time_in_order() {
+    let (s, _events, sup) = started("sh-order", Tune::default()).await;
+    // Several senders, each with its own numbered stream, to one entity.
+    let mut senders = Vec::new();
+    for sender in 0..4u64 {
+        let e: TallyRef = s.entity(3);
+        senders.push(tokio::spawn(async move {
+            for i in 0..500 {
+                e.add(sender * 1_000 + i).await.unwrap();
+            }
+        }));
+    }
+    for t in senders {
+        t.await.unwrap();
+    }
+    let seen = s.entity::<TallyRef>(3).seen().await.unwrap();
+    assert_eq!(seen.len(), 2_000);
+    for sender in 0..4u64 {
+        let mine: Vec<u64> = seen
+            .iter()
+            .copied()
+            .filter(|n| n / 1_000 == sender)
+            .collect();
+        assert_eq!(
+            mine,
+            (0..500).map(|i| sender * 1_000 + i).collect::<Vec<_>>()
+        );
+    }
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_entities_run_at_once() {
+    let (s, _events, sup) = started(
+        "sh-parallel",
+        Tune {
+            shards: 4,
+            ..Tune::default()
+        },
+    )
+    .await;
+    // Each call waits at the barrier until all 32 entities are in their handlers: it
+    // returns only if they all run at once (several per shard).
+    let barrier = Arc::new(Barrier::new(32));
+    let calls: Vec<_> = (0..32u64)
+        .map(|k| {
+            let e: TallyRef = s.entity(k);
+            let b = barrier.clone();
+            tokio::spawn(async move { e.with_timeout(PATIENCE).meet(b).await })
+        })
+        .collect();
+    for (k, c) in calls.into_iter().enumerate() {
+        assert_eq!(c.await.unwrap().unwrap(), k as u64);
+    }
+    assert_eq!(s.stats().entities, 32);
+    sup.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_entity_is_passivated_and_its_next_message_starts_it_again() {
+    let tune = Tune {
+        idle: Some(Duration::from_secs(1)),
+        ..Tune::default()
+    };
+    let (s, mut events, sup) = started("sh-idle", tune).await;
+    let e: TallyRef = s.entity(5);
+    e.add(1).await.unwrap();
+    assert_eq!(next_event(&mut events).await, (5, "started"));
+    // No message for a while: stopped (its terminate ran), no longer active.
+    assert_eq!(next_event(&mut events).await, (5, "stopped"));
+    assert_eq!(s.stats().passivated, 1);
+    // The same handle starts it again; without a snapshot it starts afresh.
+    assert_eq!(e.seen().await.unwrap(), Vec::<u64>::new());
+    assert_eq!(next_event(&mut events).await, (5, "started"));
+    assert_eq!(s.stats().started, 2);
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_entity_may_passivate_itself_or_be_passivated() {
+    let (s, mut events, sup) = started("sh-rest", Tune::default()).await;
+    let e: TallyRef = s.entity(2);
+    e.add(1).await.unwrap();
+    assert_eq!(next_event(&mut events).await, (2, "started"));
+    e.rest().await.unwrap();
+    assert_eq!(next_event(&mut events).await, (2, "stopped"));
+    e.add(2).await.unwrap();
+    assert_eq!(next_event(&mut events).await, (2, "started"));
+    assert_eq!(e.seen().await.unwrap(), [2]);
+    s.passivate(&2);
+    assert_eq!(next_event(&mut events).await, (2, "stopped"));
+    // A key never seen, and one passivated: both just answer.
+    assert_eq!(
+        s.entity::<TallyRef>(99).seen().await.unwrap(),
+        Vec::<u64>::new()
+    );
+    assert_eq!(e.seen().await.unwrap(), Vec::<u64>::new());
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn over_the_limit_the_least_recently_used_idle_entity_is_passivated() {
+    let tune = Tune {
+        shards: 1,
+        max_entities: 2,
+        ..Tune::default()
+    };
+    let (s, mut events, sup) = started("sh-lru", tune).await;
+    let (one, two, three): (TallyRef, TallyRef, TallyRef) = (s.entity(1), s.entity(2), s.entity(3));
+    one.add(1).await.unwrap();
+    assert_eq!(one.seen().await.unwrap(), [1]);
+    two.add(2).await.unwrap();
+    assert_eq!(two.seen().await.unwrap(), [2]);
+    // 1 is used again: 2 is the least recently used.
+    assert_eq!(one.seen().await.unwrap(), [1]);
+    three.add(3).await.unwrap();
+    assert_eq!(three.seen().await.unwrap(), [3]);
+    let mut stopped = Vec::new();
+    while stopped.is_empty() {
+        let (k, what) = next_event(&mut events).await;
+        if what == "stopped" {
+            stopped.push(k);
+        }
+    }
+    assert_eq!(stopped, [2]);
+    // 1 kept its state; 2 starts afresh (and passivates 3, now the least recently used).
+    assert_eq!(one.seen().await.unwrap(), [1]);
+    assert_eq!(two.seen().await.unwrap(), Vec::<u64>::new());
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_panicking_entity_restarts_and_its_shard_mates_do_not_notice() {
+    let tune = Tune {
+        shards: 1,
+        ..Tune::default()
+    };
+    let (s, _events, sup) = started("sh-panic", tune).await;
+    let (a, b): (TallyRef, TallyRef) = (s.entity(1), s.entity(2));
+    a.add(1).await.unwrap();
+    b.add(1).await.unwrap();
+    a.boom().await.unwrap();
+    // Queued behind the panic: the entity starts again with fresh state and handles it.
+    a.add(2).await.unwrap();
+    assert_eq!(a.seen().await.unwrap(), [2]);
+    assert_eq!(b.seen().await.unwrap(), [1]);
+    // A call whose handler panics gets no reply, as from any crashed process.
+    assert!(matches!(a.boom_call().await, Err(CallError::NoReply)));
+    assert_eq!(a.seen().await.unwrap(), Vec::<u64>::new());
+    assert_eq!(s.stats().crashed, 2);
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_temporary_entity_drops_what_was_queued_when_it_crashes() {
+    let tune = Tune {
+        restart: Restart::Temporary,
+        ..Tune::default()
+    };
+    let (s, _events, sup) = started("sh-temp", tune).await;
+    let a: TallyRef = s.entity(1);
+    a.add(1).await.unwrap();
+    assert_eq!(a.seen().await.unwrap(), [1]);
+    // On this single-threaded runtime the three are queued before the entity runs: the
+    // two behind the panic are dropped with it (the call gets no reply).
+    a.boom().await.unwrap();
+    a.add(2).await.unwrap();
+    assert!(matches!(a.seen().await, Err(CallError::NoReply)));
+    // A later message starts it again, afresh.
+    assert_eq!(a.seen().await.unwrap(), Vec::<u64>::new());
+    assert_eq!(s.stats().crashed, 1);
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_entity_whose_init_fails_gives_no_reply_and_its_shard_stays_up() {
+    let tune = Tune {
+        shards: 1,
+        ..Tune::default()
+    };
+    let (s, _events, sup) = started("sh-init", tune).await;
+    let bad: TallyRef = s.entity(666);
+    assert!(matches!(bad.seen().await, Err(CallError::NoReply)));
+    assert!(matches!(bad.seen().await, Err(CallError::NoReply)));
+    assert!(!s.is_active(&666));
+    let good: TallyRef = s.entity(1);
+    good.add(1).await.unwrap();
+    assert_eq!(good.seen().await.unwrap(), [1]);
+    assert_eq!(s.stats().crashed, 2);
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_senders_context_is_current_in_the_handler() {
+    let (s, _events, sup) = started("sh-ctx", Tune::default()).await;
+    let e: TallyRef = s.entity(4);
+    assert_eq!(e.context().await.unwrap(), None);
+    let ctx = Context::new().with_baggage("user", "alice");
+    let trace = ctx.trace_id().to_string();
+    let got = ctx.scope(async { e.context().await.unwrap() }).await;
+    assert_eq!(got, Some((trace, Some("alice".to_owned()))));
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn stopping_the_region_stops_every_entity_and_refuses_later_messages() {
+    let (s, mut events, sup) = started("sh-stop", Tune::default()).await;
+    let (a, b): (TallyRef, TallyRef) = (s.entity(1), s.entity(2));
+    a.add(1).await.unwrap();
+    b.add(1).await.unwrap();
+    assert_eq!(a.seen().await.unwrap(), [1]);
+    assert_eq!(b.seen().await.unwrap(), [1]);
+    sup.shutdown().await;
+    // Every entity was stopped before the shutdown returned.
+    let mut stopped = Vec::new();
+    while let Ok((k, what)) = events.try_recv() {
+        if what == "stopped" {
+            stopped.push(k);
+        }
+    }
+    stopped.sort_unstable();
+    assert_eq!(stopped, [1, 2]);
+    assert_eq!(s.stats().entities, 0);
+    assert!(matches!(a.add(2).await, Err(SendError::Stopped(_))));
+    assert!(matches!(
+        s.entity::<TallyRef>(3).add(1).await,
+        Err(SendError::Stopped(_))
+    ));
+}
+
+/// A counter whose passivation keeps a snapshot (`Handoff`), reporting each export.
+#[derive(Clone)]
+struct Saver(mpsc::UnboundedSender<u64>);
+
+enum SaverMsg {
+    Add(u64),
+    Get(ReplyPort<u64>),
+}
+
+impl Actor for Saver {
+    type Msg = SaverMsg;
+    type State = u64;
+    type Args = ();
+    async fn init(&self, _: &Addr<SaverMsg>, (): ()) -> Result<u64, ActorError> {
+        Ok(0)
+    }
+    async fn handle(
+        &self,
+        _: &Addr<SaverMsg>,
+        msg: SaverMsg,
+        n: &mut u64,
+    ) -> Result<(), ActorError> {
+        match msg {
+            SaverMsg::Add(k) => *n += k,
+            SaverMsg::Get(reply) => {
+                let _ = reply.send(*n);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Handoff for Saver {
+    type Snapshot = u64;
+    fn export(&self, n: u64) -> u64 {
+        let _ = self.0.send(n);
+        n
+    }
+    async fn restore(&self, _: &Addr<SaverMsg>, n: u64, (): ()) -> Result<u64, ActorError> {
+        Ok(n)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_passivated_handoff_entity_starts_again_from_its_snapshot() {
+    let (tx, mut exports) = mpsc::unbounded_channel();
+    let spec = ShardedSpec::new("sh-snap", Saver(tx), |_: &u64| ())
+        .idle_timeout(Duration::from_secs(1))
+        .handoff();
+    let s = Sharded::new(spec);
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sh-snap-sup", Strategy::OneForOne).child(s.child_spec()),
+    )
+    .await
+    .unwrap();
+    let e = s.addr(9);
+    e.cast(SaverMsg::Add(5)).unwrap();
+    assert_eq!(e.call(SaverMsg::Get).await.unwrap(), 5);
+    // Idle: exported, not active, its snapshot kept.
+    let exported = timeout(PATIENCE, exports.recv()).await.unwrap().unwrap();
+    assert_eq!(exported, 5);
+    assert!(!s.is_active(&9));
+    assert_eq!(s.stats().snapshots, 1);
+    // The next message restores it.
+    e.cast(SaverMsg::Add(1)).unwrap();
+    assert_eq!(e.call(SaverMsg::Get).await.unwrap(), 6);
+    assert_eq!(s.stats().snapshots, 0);
+    sup.shutdown().await;
+    // The shutdown passivated it again: its snapshot is kept.
+    assert_eq!(timeout(PATIENCE, exports.recv()).await.unwrap().unwrap(), 6);
+    assert_eq!(s.stats().snapshots, 1);
+}
