@@ -67,6 +67,20 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
     ])
     .env("LOOM_MAX_PREEMPTIONS", "4");
     step("loom", loom)?;
+    // The sharded runtime's shard protocol (foundation-registry).
+    let mut loom = cargo()?;
+    loom.args([
+        "test",
+        "-p",
+        "foundation-registry",
+        "--features",
+        "loom",
+        "--lib",
+        "--release",
+        "loom_",
+    ])
+    .env("LOOM_MAX_PREEMPTIONS", "4");
+    step("loom (registry)", loom)?;
 
     let mut tests = cargo()?;
     if nextest_available()? {

@@ -143,7 +143,9 @@ pub trait Mailbox<M>: Send + Sync + 'static {
 /// The target of a slot: a ractor actor, or a process hosted by another.
 pub(crate) enum Route<M> {
     Actor(ActorRef<Envelope<M>>),
-    Hosted(Box<dyn Mailbox<M>>),
+    // Boxed twice: a thin pointer keeps the slot's published copy of its target small.
+    #[allow(clippy::redundant_allocation)]
+    Hosted(Box<Box<dyn Mailbox<M>>>),
 }
 
 impl<M: Send + 'static> Target<Envelope<M>> for Route<M> {
@@ -156,9 +158,20 @@ impl<M: Send + 'static> Target<Envelope<M>> for Route<M> {
                 // typed local ref, but if they did the process is unreachable either way.
                 _ => unreachable_message(),
             }),
-            Route::Hosted(h) => h.deliver(m),
+            Route::Hosted(h) => deliver_hosted(h.as_ref().as_ref(), m),
         }
     }
+}
+
+/// A hosted process's delivery, out of line: the send to a ractor actor is the hot path,
+/// and keeping this branch's code out of it keeps that path as it was before hosting.
+#[cold]
+#[inline(never)]
+fn deliver_hosted<M: Send + 'static>(
+    h: &dyn Mailbox<M>,
+    m: Envelope<M>,
+) -> Result<(), Envelope<M>> {
+    h.deliver(m)
 }
 
 impl<M> Route<M> {
@@ -223,7 +236,7 @@ impl<M: Send + 'static> Addr<M> {
     /// `None`.
     pub fn hosted(label: impl Into<Arc<str>>, mailbox: Box<dyn Mailbox<M>>) -> Self {
         let addr = Self::new(label, false, 0);
-        addr.slot.install(Route::Hosted(mailbox));
+        addr.slot.install(Route::Hosted(Box::new(mailbox)));
         addr
     }
 
