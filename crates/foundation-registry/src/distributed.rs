@@ -539,6 +539,7 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
     /// # Errors
     ///
     /// [`StartChildError::UnknownKind`], [`StartChildError::Args`],
+    /// [`StartChildError::WrongArgs`] (not of the kind's argument type),
     /// [`StartChildError::Placement`] (`Pinned` to a node not running this supervisor,
     /// zero replicas), [`StartChildError::Quorum`] (the split-brain policy cannot keep
     /// its promise among the members running this supervisor now: see
@@ -603,6 +604,15 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
             child: id.clone(),
             source,
         })?;
+        if let Some(expected) = inner.spec.args.get(kind) {
+            if (expected.check)(&bytes).is_err() {
+                return Err(StartChildError::WrongArgs {
+                    child: id,
+                    kind: kind.to_owned(),
+                    expected: expected.name,
+                });
+            }
+        }
         let mut placement = placement;
         if placement.placement == Placement::Local && placement.home.is_none() {
             placement.home = Some(inner.me.clone());

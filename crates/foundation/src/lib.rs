@@ -9,7 +9,7 @@
 //! |---|---|---|---|
 //! | [`actors`] | `foundation-actors` | actors, OTP supervisors with stable addresses, a context that travels with every message, ecosystems of workers with backpressure | always |
 //! | `cluster` | `foundation-cluster` | nodes, discovery, membership and failure detection, remote send/call by name, hash ring | `cluster` (default) |
-//! | `registry` | `foundation-registry` | local, cluster-wide and strongly consistent names, service discovery | `registry` (default; turns on `raft`) |
+//! | `registry` | `foundation-registry` | local, cluster-wide and strongly consistent names, service discovery; the distributed supervisor (`registry::distributed`: singletons, replicas, handoff, split-brain policies) and its placement core (`registry::placement`) | `registry` (default; turns on `raft`) |
 //! | `pubsub` | `foundation-pubsub` | topics and patterns, broadcast to subscribers here or on every node | `pubsub` (default) |
 //! | `cache` | `foundation-cache` | caches behind one API (a local one on moka now; cluster adapters next), replicated state as delta CRDTs | `cache` (default) |
 //! | `cluster::raft` | `foundation-cluster` | consensus groups over openraft | `raft` (on with `registry`) |
@@ -107,6 +107,36 @@ pub use tokio;
 pub use serde;
 
 /// The names an application uses most.
+///
+/// With the `registry` feature, that includes the distributed supervisor's (Horde's
+/// DynamicSupervisor, Akka's cluster singleton): a singleton declared on every node needs
+/// no other import.
+///
+/// ```
+/// use foundation::prelude::*;
+///
+/// #[derive(Clone, Default)]
+/// struct Counter { total: u64 }
+///
+/// #[actor(remote)]
+/// impl Counter {
+///     #[cast(tag = 1)] fn add(&mut self, n: u64) { self.total += n }
+///     #[call(tag = 2)] fn total(&self) -> u64 { self.total }
+/// }
+///
+/// # #[foundation::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = Node::start(NodeConfig::new("a", "cookie").listen("127.0.0.1:0".parse()?)).await?;
+/// let names: ClusterRegistry<ChildName, CounterMsg> = ClusterRegistry::start(&node, "counters").await?;
+/// let spec = DistributedSpec::new("counters")
+///     .kind("counter", |total: u64| Counter::child_spec(Counter { total }));
+/// let sup = DistributedSupervisor::start(&node, &names, spec).await?;
+/// sup.start_child("counter", &0_u64, ChildPlacement::new("hits", Placement::Singleton)).await?;
+/// sup.cast("hits", CounterMsg::Add(2))?;
+/// assert_eq!(sup.call("hits", CounterMsg::Total, Duration::from_secs(5)).await?, 2);
+/// # sup.shutdown().await;
+/// # node.shutdown().await;
+/// # Ok(()) }
+/// ```
 pub mod prelude {
     pub use foundation_actors::prelude::*;
     pub use serde::{Deserialize, Serialize};
@@ -122,7 +152,11 @@ pub mod prelude {
     #[cfg(feature = "pubsub")]
     pub use foundation_pubsub::{PubSub, Topic};
     #[cfg(feature = "registry")]
-    pub use foundation_registry::{ClusterRegistry, Mode, Registry};
+    pub use foundation_registry::{
+        ClusterRegistry, Mode, Registry,
+        distributed::{ChildName, DistributedSpec, DistributedSupervisor},
+        placement::{ChildPlacement, Placement},
+    };
 }
 
 /// The guides' code blocks, compiled (and run, where they are whole programs) as doc tests

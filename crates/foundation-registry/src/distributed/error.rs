@@ -39,6 +39,20 @@ pub enum StartChildError {
         #[source]
         source: postcard::Error,
     },
+    /// The arguments are not of the kind's argument type (checked on the calling node,
+    /// against the kind registered there): they would not decode, or would decode as
+    /// something else, where the child starts.
+    #[error(
+        "the arguments of child {child:?} are not of kind {kind:?}'s argument type `{expected}`"
+    )]
+    WrongArgs {
+        /// The child.
+        child: String,
+        /// Its kind.
+        kind: String,
+        /// The kind's argument type, as Rust names it.
+        expected: &'static str,
+    },
     /// A child of that id runs (or waits to run) in this supervisor already.
     #[error("child {child:?} is started already")]
     AlreadyStarted {

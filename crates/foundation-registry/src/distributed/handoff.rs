@@ -29,6 +29,10 @@ use tokio::sync::oneshot;
 /// restored from the last snapshot given to [`checkpoint`], or built by `init` if there
 /// is none.
 ///
+/// Implement it on a hand-written [`Actor`]: the `Actor` that `#[actor]` generates for a
+/// type is private, so an `#[actor]` child can be registered with
+/// [`DistributedSpec::kind`](super::DistributedSpec::kind) but not as a handoff kind.
+///
 /// # Examples
 ///
 /// ```

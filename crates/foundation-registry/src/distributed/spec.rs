@@ -20,6 +20,34 @@ use crate::placement::{Distribution, Quorum, Rendezvous, Timing};
 pub(crate) type Make<M> =
     Arc<dyn Fn(&[u8], &Fence, &Arc<Gate>) -> Result<ChildSpec<M>, postcard::Error> + Send + Sync>;
 
+/// A kind's argument type, to check a child's arguments on the node that starts it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ArgsType {
+    /// Its Rust name, for the error.
+    pub(crate) name: &'static str,
+    /// Whether bytes are the whole encoding of a value of it.
+    pub(crate) check: fn(&[u8]) -> Result<(), postcard::Error>,
+}
+
+impl ArgsType {
+    fn of<A: DeserializeOwned>() -> Self {
+        Self {
+            name: std::any::type_name::<A>(),
+            check: |bytes| decode_args::<A>(bytes).map(drop),
+        }
+    }
+}
+
+/// Decodes a kind's arguments from the whole of `bytes`: arguments of another type (a
+/// string for a number, a number for `()`) are refused rather than read as something
+/// else, as postcard would read a string's length as a number and ignore the rest.
+pub(crate) fn decode_args<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, postcard::Error> {
+    match postcard::take_from_bytes(bytes)? {
+        (args, []) => Ok(args),
+        _ => Err(postcard::Error::DeserializeBadEncoding),
+    }
+}
+
 /// A distributed supervisor's spec: its name (the same on every node: one logical
 /// supervisor), the **kinds** of children it can start, and its policies.
 ///
@@ -52,6 +80,8 @@ pub(crate) type Make<M> =
 pub struct DistributedSpec<M> {
     pub(crate) name: String,
     pub(crate) kinds: HashMap<String, Make<M>>,
+    /// Each kind's argument type.
+    pub(crate) args: HashMap<String, ArgsType>,
     /// The kinds registered with `handoff_kind`.
     pub(crate) handoff: HashSet<String>,
     pub(crate) checkpoint_replicas: usize,
@@ -92,6 +122,7 @@ impl<M: Send + 'static> DistributedSpec<M> {
         Self {
             name: name.into(),
             kinds: HashMap::new(),
+            args: HashMap::new(),
             handoff: HashSet::new(),
             checkpoint_replicas: 2,
             quorum: Quorum::default(),
@@ -121,10 +152,10 @@ impl<M: Send + 'static> DistributedSpec<M> {
         A: DeserializeOwned,
         F: Fn(A) -> ChildSpec<M> + Send + Sync + 'static,
     {
-        let make: Make<M> = Arc::new(move |bytes: &[u8], _: &Fence, _: &Arc<Gate>| {
-            postcard::from_bytes(bytes).map(&make)
-        });
+        let make: Make<M> =
+            Arc::new(move |bytes: &[u8], _: &Fence, _: &Arc<Gate>| decode_args(bytes).map(&make));
         let name = name.into();
+        self.args.insert(name.clone(), ArgsType::of::<A>());
         self.handoff.remove(&name);
         self.kinds.insert(name, make);
         self
@@ -141,9 +172,10 @@ impl<M: Send + 'static> DistributedSpec<M> {
         F: Fn(A, Fence) -> ChildSpec<M> + Send + Sync + 'static,
     {
         let make: Make<M> = Arc::new(move |bytes: &[u8], fence: &Fence, _: &Arc<Gate>| {
-            postcard::from_bytes(bytes).map(|args| make(args, fence.clone()))
+            decode_args(bytes).map(|args| make(args, fence.clone()))
         });
         let name = name.into();
+        self.args.insert(name.clone(), ArgsType::of::<A>());
         self.handoff.remove(&name);
         self.kinds.insert(name, make);
         self
@@ -167,13 +199,14 @@ impl<M: Send + 'static> DistributedSpec<M> {
         let name: String = name.into();
         let id = name.clone();
         let make: Make<M> = Arc::new(move |bytes: &[u8], _: &Fence, gate: &Arc<Gate>| {
-            let (actor, args) = make(postcard::from_bytes(bytes)?);
+            let (actor, args) = make(decode_args(bytes)?);
             let actor = Handing {
                 actor,
                 gate: gate.clone(),
             };
             Ok(ChildSpec::new(id.clone(), actor, args))
         });
+        self.args.insert(name.clone(), ArgsType::of::<A>());
         self.handoff.insert(name.clone());
         self.kinds.insert(name, make);
         self

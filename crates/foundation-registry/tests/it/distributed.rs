@@ -790,6 +790,90 @@ async fn the_supervisors_silence_is_the_nodes_unless_set_and_never_shorter() {
     node.shutdown().await;
 }
 
+/// A child that starts from a number and replies it.
+#[derive(Clone)]
+struct From64;
+
+impl foundation_actors::Actor for From64 {
+    type Msg = harness::Work;
+    type State = u64;
+    type Args = u64;
+    async fn init(
+        &self,
+        _: &foundation_actors::Addr<harness::Work>,
+        n: u64,
+    ) -> Result<u64, foundation_actors::ActorError> {
+        Ok(n)
+    }
+    async fn handle(
+        &self,
+        _: &foundation_actors::Addr<harness::Work>,
+        _: harness::Work,
+        _: &mut u64,
+    ) -> Result<(), foundation_actors::ActorError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn arguments_not_of_the_kinds_type_are_refused_by_start_child() {
+    use foundation_actors::ChildSpec;
+    use foundation_cluster::node::{Node, NodeConfig};
+    use foundation_registry::ClusterRegistry;
+    use foundation_registry::distributed::{
+        ChildName, DistributedSpec, DistributedSupervisor, StartChildError,
+    };
+    use foundation_registry::placement::{ChildPlacement, Placement};
+
+    let config = NodeConfig::new("dsup-args", "cookie").listen("127.0.0.1:0".parse().unwrap());
+    let node = Node::start(config).await.unwrap();
+    let names: ClusterRegistry<ChildName, harness::Work> =
+        ClusterRegistry::start(&node, "wrong-args").await.unwrap();
+    let spec =
+        DistributedSpec::new("wrong-args").kind("from", |n: u64| ChildSpec::new("from", From64, n));
+    let sup = DistributedSupervisor::start(&node, &names, spec)
+        .await
+        .unwrap();
+    let one = |id: &str| ChildPlacement::new(id, Placement::Singleton);
+
+    // postcard would read the string's length (5) as the number and ignore the rest: the
+    // child would start, from 5. A unit has no bytes at all: the child would fail to
+    // start on every node and be given up, with nothing saying why.
+    for (id, r) in [
+        ("s", sup.start_child("from", "hello", one("s")).await),
+        ("u", sup.start_child("from", &(), one("u")).await),
+        (
+            "t",
+            sup.start_child("from", &(1_u64, 2_u64), one("t")).await,
+        ),
+    ] {
+        match r {
+            Err(StartChildError::WrongArgs {
+                child,
+                kind,
+                expected,
+            }) => assert_eq!(
+                (child.as_str(), kind.as_str(), expected),
+                (id, "from", "u64")
+            ),
+            other => panic!("{id}: expected WrongArgs, got {other:?}"),
+        }
+        assert!(sup.which_children().is_empty(), "{id}: nothing recorded");
+    }
+    let e = sup
+        .start_child("from", "hello", one("s"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the arguments of child \"s\" are not of kind \"from\"'s argument type `u64`"
+    );
+    // The right type starts.
+    assert!(sup.start_child("from", &7_u64, one("ok")).await.is_ok());
+    sup.shutdown().await;
+    node.shutdown().await;
+}
+
 #[test]
 fn a_rebalance_hands_a_singleton_off_to_its_new_owner_with_its_state() {
     let mut a = start("a", &[("SILENCE_MS", "1000")]);
