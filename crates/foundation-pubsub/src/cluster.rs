@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{BroadcastError, StartError};
 use crate::pubsub::{Core, Options};
-use crate::subscriber::{Payload, lock, wire_type};
+use crate::subscriber::{Payload, lock};
 use crate::topic::validate;
 use crate::trie::Trie;
 
@@ -27,10 +27,12 @@ pub const CHANNEL: &str = "pubsub";
 /// What the pubsub processes of one name send each other.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Wire {
-    /// A broadcast: its topic, the name of its payload type, the payload's bytes.
+    /// A broadcast: its topic, its payload type's wire id
+    /// ([`WireType::id`](foundation_actors::WireType::id) of the topic's type), the
+    /// payload's wire form ([`RemoteMessage::to_bytes`]).
     Publish {
         topic: String,
-        type_name: String,
+        type_id: u64,
         payload: Vec<u8>,
     },
     /// Every topic and pattern `origin` has subscribers for, with how many.
@@ -44,7 +46,10 @@ pub(crate) enum Wire {
 #[derive(Debug)]
 pub(crate) struct WireMsg(pub(crate) Wire);
 
-foundation_actors::__newtype_remote_message!(WireMsg, "foundation.pubsub.Wire");
+// The wire name carries the protocol's version: a node of another version refuses these
+// messages at its door (`RemoteError::WrongType`, counted by the node) instead of
+// misreading them. v2: a broadcast names its payload type by wire id, not by Rust name.
+foundation_actors::__newtype_remote_message!(WireMsg, "foundation.pubsub.Wire.v2");
 
 /// A peer's interest.
 #[derive(Default)]
@@ -309,14 +314,14 @@ pub(crate) fn count_in(trie: &Trie<u32>, topic: &str, pattern: bool) -> usize {
     n
 }
 
-fn publish<T: Payload>(topic: &str, msg: &T) -> Result<Wire, BroadcastError> {
-    let payload = postcard::to_stdvec(msg).map_err(|source| BroadcastError::Encode {
+pub(crate) fn publish<T: Payload>(topic: &str, msg: &T) -> Result<Wire, BroadcastError> {
+    let payload = msg.to_bytes().map_err(|source| BroadcastError::Encode {
         topic: topic.to_owned(),
         source,
     })?;
     Ok(Wire::Publish {
         topic: topic.to_owned(),
-        type_name: wire_type::<T>().to_owned(),
+        type_id: T::WIRE_TYPE.id(),
         payload,
     })
 }
@@ -430,11 +435,11 @@ impl Actor for Server {
         match msg.0 {
             Wire::Publish {
                 topic,
-                type_name,
+                type_id,
                 payload,
             } => core.receive(
                 &topic,
-                &type_name,
+                type_id,
                 &payload,
                 foundation_actors::Context::current(),
             ),
@@ -445,5 +450,76 @@ impl Actor for Server {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::{PubSub, Topic};
+    use foundation_actors::RemoteMessage;
+    use foundation_actors::remote::wire_id;
+
+    /// A topic's type, under a pinned wire name.
+    #[derive(Debug, Clone, RemoteMessage)]
+    #[remote(name = "test.Price")]
+    struct Price {
+        cents: u64,
+    }
+
+    /// The same type moved to another module: another `std::any::type_name`.
+    mod moved {
+        #[derive(Debug, Clone, foundation_actors::RemoteMessage)]
+        #[remote(name = "test.Price")]
+        pub(super) struct Price {
+            pub(super) cents: u64,
+        }
+    }
+
+    /// `Price`'s shape (its bytes decode as one) under another wire name.
+    #[derive(Debug, Clone, RemoteMessage)]
+    struct Cost {
+        cents: u64,
+    }
+
+    fn sent<T: Payload>(msg: &T) -> (u64, Vec<u8>) {
+        match publish("prices", msg).unwrap() {
+            Wire::Publish {
+                type_id, payload, ..
+            } => (type_id, payload),
+            other => panic!("not a broadcast: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_broadcast_names_its_type_by_the_hash_of_its_wire_name() {
+        // Fixed values: peers built from other versions compare them.
+        assert_eq!(sent(&7_u64).0, 0xa248_1493_b936_2ff3);
+        assert_eq!(sent(&"x".to_owned()).0, 0x826f_81d3_512e_3e7b);
+        assert_eq!(sent(&std::sync::Arc::new(7_u64)), sent(&7_u64));
+        assert_eq!(sent(&Price { cents: 5 }).0, wire_id("test.Price"));
+        assert_eq!(sent(&moved::Price { cents: 5 }), sent(&Price { cents: 5 }));
+        assert_eq!(sent(&Cost { cents: 5 }).0, wire_id("Cost"));
+        assert_eq!(sent(&Cost { cents: 5 }).1, sent(&Price { cents: 5 }).1);
+    }
+
+    #[test]
+    fn a_peers_broadcast_is_taken_by_its_wire_identity_not_its_rust_path_or_shape() {
+        let ps = PubSub::local("wire-identity");
+        let topic: Topic<Price> = Topic::new("prices").unwrap();
+        let sub = ps.subscribe_stream(&topic).unwrap();
+        // Another Rust path, the same wire name: delivered.
+        let (id, bytes) = sent(&moved::Price { cents: 5 });
+        ps.core().receive("prices", id, &bytes, None);
+        assert_eq!((sub.len(), ps.stats().wrong_type), (1, 0));
+        // The same bytes under another wire name: refused before decoding, counted.
+        let (id, bytes) = sent(&Cost { cents: 5 });
+        ps.core().receive("prices", id, &bytes, None);
+        assert_eq!((sub.len(), ps.stats().wrong_type), (1, 1));
+        // The subscription goes on.
+        let (id, bytes) = sent(&Price { cents: 6 });
+        ps.core().receive("prices", id, &bytes, None);
+        assert_eq!((sub.len(), ps.stats().delivered), (2, 2));
     }
 }

@@ -11,7 +11,11 @@
 //!   [`PubSub::local`] runs it without a node, with the same API.
 //! - [`Topic<T>`](Topic): a topic name declared once with the type of its messages, so
 //!   publishers and subscribers are checked at compile time. A topic may be a pattern:
-//!   `orders.*` (one segment) or `orders.#` (any depth), matched with a trie.
+//!   `orders.*` (one segment) or `orders.#` (any depth), matched with a trie. The type is
+//!   a [`Payload`]: a [`RemoteMessage`](foundation_actors::RemoteMessage), whose wire
+//!   identity (the hash of its wire name) travels with each broadcast, so that nodes
+//!   built apart agree on it, and a node that reads the topic as another type refuses the
+//!   message and counts it ([`Stats::wrong_type`]).
 //! - Subscribers: an actor ([`PubSub::subscribe`], the message cast to its stable
 //!   [`Addr`](foundation_actors::Addr), kept across supervised restarts and removed when it
 //!   stops for good) or async code ([`PubSub::subscribe_stream`], a
@@ -37,11 +41,12 @@
 //! ## Example
 //!
 //! ```
-//! use foundation_actors::{Actor, ActorError, Addr, Context, spawn};
+//! use foundation_actors::{Actor, ActorError, Addr, Context, RemoteMessage, spawn};
 //! use foundation_pubsub::{PubSub, Topic};
-//! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Debug, Clone, Serialize, Deserialize)]
+//! // A topic's type crosses nodes as any message does: its wire name (`Created`) is its
+//! // identity there.
+//! #[derive(Debug, Clone, RemoteMessage)]
 //! struct Created { id: u64 }
 //!
 //! // An actor whose messages can be built from the topic's.

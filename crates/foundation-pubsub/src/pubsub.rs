@@ -296,7 +296,7 @@ impl Core {
                 0
             }
             Outcome::WrongType => {
-                self.wrong_type(e, "a local publisher's type");
+                self.wrong_type(e, format_args!("another type, published on this node"));
                 0
             }
         }
@@ -307,27 +307,24 @@ impl Core {
         self.counters.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn wrong_type(&self, e: &Entry, sent: &str) {
+    fn wrong_type(&self, e: &Entry, sent: fmt::Arguments<'_>) {
         self.counters.wrong_type.fetch_add(1, Ordering::Relaxed);
         // Once per subscription at warn level: a flood of them must not flood the log.
         if !e.warned.swap(true, Ordering::Relaxed) {
+            let expected = e.sub.wire_type();
             tracing::warn!(
                 pubsub = %self.name, topic = %e.filter, subscriber = %e.label,
-                expected = e.sub.wire_type(), sent,
+                expected = expected.name(), expected_id = format_args!("{:#018x}", expected.id()),
+                %sent,
                 "a message of another type than the subscriber's was refused (counted in wrong_type)"
             );
         }
     }
 
-    /// A broadcast from a peer: decoded once per payload type among the subscribers,
-    /// then fanned out.
-    pub(crate) fn receive(
-        &self,
-        topic: &str,
-        type_name: &str,
-        payload: &[u8],
-        ctx: Option<Context>,
-    ) {
+    /// A broadcast from a peer, its payload of the type whose wire id is `type_id`: refused
+    /// by each subscriber whose type has another id (before anything is decoded), decoded
+    /// once per payload type among the others, then fanned out.
+    pub(crate) fn receive(&self, topic: &str, type_id: u64, payload: &[u8], ctx: Option<Context>) {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = validate(topic, false) {
             self.counters.malformed.fetch_add(1, Ordering::Relaxed);
@@ -339,8 +336,8 @@ impl Core {
         let mut delivered = 0u64;
         for list in self.lists(topic) {
             for e in list.iter() {
-                if e.sub.wire_type() != type_name {
-                    self.wrong_type(e, type_name);
+                if e.sub.wire_type().id() != type_id {
+                    self.wrong_type(e, format_args!("wire id {type_id:#018x}, from a peer"));
                     continue;
                 }
                 let ty = e.sub.payload_type();

@@ -38,12 +38,18 @@ fn three_nodes_patterns_counts_context_interest_and_wrong_types() {
     see(&mut c, "got s4 u1 a");
 
     // Another type on the same name: refused and counted where it lands (once per
-    // subscriber, a's own included), the streams go on.
+    // subscriber, a's own included), the streams go on. Its bytes would decode as a
+    // note: its wire identity (the hash of its wire name) is what tells them apart.
     a.tell("pubwrong orders.created");
     see(&mut a, "pubwrong");
     a.tell("pub orders.created after");
     see(&mut b, "got s2 after a");
     c.expect_all(&["got s3 after a", "got s5 after a"]);
+
+    // A type of another Rust path with the same wire name is the same type to peers: a
+    // node built with the topic's type moved to another module still reads it.
+    a.tell("pubmoved users.new moved");
+    see(&mut c, "got s4 moved a");
 
     // A direct broadcast reaches one node only; a local one, this node only.
     a.tell("direct c orders.created d1");
@@ -62,12 +68,12 @@ fn three_nodes_patterns_counts_context_interest_and_wrong_types() {
     }
 
     // a sent each broadcast once per node with a matching subscriber, never once per
-    // subscriber: hello 2, u1 1, the wrong type 2, after 2, d1 1, last 2 (c has two
-    // subscribers of `orders.created`, and got each once).
+    // subscriber: hello 2, u1 1, the wrong type 2, after 2, moved 1, d1 1, last 2 (c
+    // has two subscribers of `orders.created`, and got each once).
     a.tell("stats");
     assert_eq!(
         a.expect(|l| l.starts_with("stats ")),
-        "stats received=0 wrong_type=1 sent=10"
+        "stats received=0 wrong_type=1 sent=11"
     );
     // b has no subscriber for `users.*`: it received hello, the wrong type, after and
     // last — nothing else — and sent `deep` to c alone (a has no `orders.#` subscriber).
@@ -79,7 +85,7 @@ fn three_nodes_patterns_counts_context_interest_and_wrong_types() {
     c.tell("stats");
     assert_eq!(
         c.expect(|l| l.starts_with("stats ")),
-        "stats received=7 wrong_type=2 sent=0"
+        "stats received=8 wrong_type=2 sent=0"
     );
 }
 

@@ -8,7 +8,6 @@ use foundation_cluster::node::{Node, NodeConfig};
 use foundation_pubsub::{
     BroadcastError, BufferConfig, Overflow, PubSub, StartError, SubscribeError, Topic, TopicError,
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc};
 
 /// A bound for a hung test, not a timing check.
@@ -20,7 +19,7 @@ async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
         .unwrap_or_else(|_| panic!("{what}: nothing after {PATIENCE:?}"))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, RemoteMessage)]
 struct Order {
     id: u64,
     note: String,

@@ -15,7 +15,10 @@
 //!   <topic> <text>`: the same, to this node's subscribers only;
 //!   `direct <node> <topic> <text>`: a direct broadcast (`@direct ok|err`);
 //! - `seq <topic> <n>`: broadcasts notes numbered 1 to `n` (`@seqsent <n>`);
-//! - `pubwrong <topic>`: broadcasts a `u64` on the topic the others read as notes;
+//! - `pubwrong <topic>`: broadcasts a [`Forged`] (a note's shape, another wire name) on
+//!   the topic the others read as notes;
+//! - `pubmoved <topic> <text>`: as `pub`, as a [`moved::Note`] (another Rust type, the
+//!   same wire name);
 //! - `count <topic> <n>`: `@count <topic> <n>` once the cluster-wide count is `n`;
 //! - `slow <id> <topic> <capacity>`: a stream subscriber that never reads, its buffer
 //!   `capacity` messages, `DropNewest`;
@@ -41,13 +44,36 @@ use foundation_cluster::node::{ChannelConfig, ClusterEvent, Node, NodeConfig};
 use foundation_pubsub::{BufferConfig, Overflow, PubSub, Topic};
 pub use foundation_testkit::Child;
 use foundation_testkit::{commands, say};
-use serde::{Deserialize, Serialize};
 
-/// What the topics carry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What the topics carry. Its wire name is its Rust name, `Note`.
+#[derive(Debug, Clone, RemoteMessage)]
 pub struct Note {
     pub publisher: String,
     /// 0 for a plain note; else its number, up to `last`.
+    pub seq: u64,
+    pub last: u64,
+    pub text: String,
+}
+
+/// Another Rust type (another path, another `std::any::type_name`) with the same wire
+/// name, `Note`, and shape: a topic's type moved to another module is the same type to
+/// peers.
+pub mod moved {
+    #[derive(Debug, Clone, foundation_actors::RemoteMessage)]
+    pub struct Note {
+        pub publisher: String,
+        pub seq: u64,
+        pub last: u64,
+        pub text: String,
+    }
+}
+
+/// A type of `Note`'s shape (its bytes decode as a `Note`) but another wire name: to
+/// peers, another type, refused before it is decoded.
+#[derive(Debug, Clone, RemoteMessage)]
+#[remote(name = "test.Forged")]
+pub struct Forged {
+    pub publisher: String,
     pub seq: u64,
     pub last: u64,
     pub text: String,
@@ -278,8 +304,25 @@ async fn run(name: String) {
                 say(&format!("seqsent {n}"));
             }
             ["pubwrong", t] => {
-                ps.broadcast(&topic::<u64>(t), 7).unwrap();
+                let forged = Forged {
+                    publisher: name.clone(),
+                    seq: 0,
+                    last: 0,
+                    text: "forged".to_owned(),
+                };
+                ps.broadcast(&topic::<Forged>(t), forged).unwrap();
                 say("pubwrong");
+            }
+            ["pubmoved", t, text] => {
+                let note = moved::Note {
+                    publisher: name.clone(),
+                    seq: 0,
+                    last: 0,
+                    text: (*text).to_owned(),
+                };
+                let ctx = Context::new().with_baggage("who", name.as_str());
+                ctx.sync_scope(|| ps.broadcast(&topic(t), note)).unwrap();
+                say(&format!("published {t} {text}"));
             }
             ["count", t, n] => {
                 let n: usize = n.parse().unwrap();
