@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::error::{BroadcastError, StartError};
 use crate::pubsub::{Core, Options};
 use crate::subscriber::{Payload, lock};
+use crate::telemetry::Count;
 use crate::topic::validate;
 use crate::trie::Trie;
 
@@ -291,7 +292,7 @@ impl Remote {
 
 /// A peer's interest as a trie of counts; a filter that is not a valid topic or pattern,
 /// or has no subscriber, is skipped and counted in `malformed`.
-pub(crate) fn interest_trie(filters: Vec<(String, u32)>, malformed: &AtomicU64) -> Trie<u32> {
+pub(crate) fn interest_trie(filters: Vec<(String, u32)>, malformed: &Count) -> Trie<u32> {
     let mut trie = Trie::default();
     for (filter, n) in filters {
         if validate(&filter, true).is_err() || n == 0 {
@@ -379,6 +380,7 @@ async fn gossip(
     loop {
         enum Do {
             All,
+            Tick,
             Up(String),
             Down(String),
             Resync,
@@ -386,7 +388,7 @@ async fn gossip(
         }
         let what = tokio::select! {
             () = changed.notified() => Do::All,
-            _ = tick.tick() => Do::All,
+            _ = tick.tick() => Do::Tick,
             e = events.recv() => match e {
                 Ok(ClusterEvent::NodeUp(m)) => Do::Up(m.id),
                 Ok(ClusterEvent::NodeDown { member, .. }) => Do::Down(member.id),
@@ -403,6 +405,11 @@ async fn gossip(
         };
         match what {
             Do::All => remote.tell_all(&core),
+            Do::Tick => {
+                remote.tell_all(&core);
+                // The node counts these: the metric follows once a period.
+                core.counters.remote_dropped.absolute(remote.dropped());
+            }
             Do::Up(peer) => remote.tell(&core, &peer, &core.interest()),
             Do::Down(peer) => remote.node_down(&peer),
             Do::Resync => {

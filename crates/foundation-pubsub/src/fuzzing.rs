@@ -7,7 +7,6 @@
 //! None may panic, whatever the bytes: a panic is a bug the fuzzers are there to find.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
 
 use foundation_actors::RemoteMessage;
 
@@ -65,7 +64,7 @@ pub fn wire(bytes: &[u8]) -> bool {
     let Ok(WireMsg(wire)) = WireMsg::from_bytes(bytes) else {
         return false;
     };
-    let malformed = AtomicU64::new(0);
+    let malformed = crate::telemetry::Count::default();
     match wire {
         Wire::Interest { origin, filters } => {
             let topics: Vec<String> = filters.iter().map(|(f, _)| f.clone()).collect();

@@ -21,6 +21,9 @@
 //!   stops for good) or async code ([`PubSub::subscribe_stream`], a
 //!   [`Subscription`] that is a `Stream`). Each has a bounded buffer ([`BufferConfig`]) and
 //!   an [`Overflow`] policy; every loss is counted ([`PubSub::drops`], [`Stats`]).
+//! - Metrics: the counters of [`Stats`] are also recorded through the [`metrics`] facade
+//!   (`foundation_pubsub_*`, labelled `pubsub`; drops also by `topic`), for whatever
+//!   exporter the application installs; `docs/pubsub.md` lists them.
 //! - Broadcasts: [`PubSub::broadcast`] (everywhere), [`PubSub::local_broadcast`],
 //!   [`PubSub::broadcast_from`] (skipping the sender), [`PubSub::direct_broadcast`] (one
 //!   node). The publisher's [`Context`](foundation_actors::Context) travels with each
@@ -106,6 +109,7 @@ mod error;
 pub mod fuzzing;
 mod pubsub;
 mod subscriber;
+mod telemetry;
 mod topic;
 mod trie;
 

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use foundation_actors::{Addr, AddrKey, Context};
@@ -15,6 +15,7 @@ use crate::error::{BroadcastError, StartError, SubscribeError, TopicError};
 use crate::subscriber::{
     ActorSub, Entry, Outcome, Payload, Published, StreamQueue, StreamSub, Subscription, lock,
 };
+use crate::telemetry::{self, Count};
 use crate::topic::{Topic, validate};
 use crate::trie::Trie;
 
@@ -97,16 +98,39 @@ pub struct Stats {
     pub remote_dropped: u64,
 }
 
-#[derive(Debug, Default)]
+/// The counters of [`Stats`], each also in the metrics facade (see `telemetry.rs`).
+#[derive(Debug)]
 pub(crate) struct Counters {
-    delivered: AtomicU64,
-    dropped: AtomicU64,
-    disconnected: AtomicU64,
-    pub(crate) wrong_type: AtomicU64,
-    pub(crate) malformed: AtomicU64,
-    pub(crate) received: AtomicU64,
-    pub(crate) sent: AtomicU64,
-    pub(crate) send_failed: AtomicU64,
+    delivered: Count,
+    /// All topics together; in the metrics facade per topic instead (`Entry::drop_metric`).
+    dropped: Count,
+    disconnected: Count,
+    pub(crate) wrong_type: Count,
+    pub(crate) malformed: Count,
+    pub(crate) received: Count,
+    pub(crate) sent: Count,
+    pub(crate) send_failed: Count,
+    /// Set (not counted) from the node's count: `Remote::dropped`.
+    pub(crate) remote_dropped: metrics::Counter,
+    pub(crate) gauges: telemetry::Gauges,
+}
+
+impl Counters {
+    fn new(name: &str) -> Self {
+        let count = |metric| Count::new(telemetry::counter(metric, name));
+        Self {
+            delivered: count(telemetry::DELIVERED),
+            dropped: Count::default(),
+            disconnected: count(telemetry::DISCONNECTED),
+            wrong_type: count(telemetry::WRONG_TYPE),
+            malformed: count(telemetry::MALFORMED),
+            received: count(telemetry::RECEIVED),
+            sent: count(telemetry::SENT),
+            send_failed: count(telemetry::SEND_FAILED),
+            remote_dropped: telemetry::counter(telemetry::REMOTE_DROPPED, name),
+            gauges: telemetry::Gauges::new(name),
+        }
+    }
 }
 
 /// The drops of one subscription ([`PubSub::drops`]).
@@ -152,7 +176,7 @@ impl Core {
             name: name.to_owned(),
             reg: RwLock::new(Registry::default()),
             next_id: AtomicU64::new(1),
-            counters: Counters::default(),
+            counters: Counters::new(name),
             closed: AtomicBool::new(false),
             remote,
         }
@@ -180,6 +204,7 @@ impl Core {
             Arc::make_mut(list).push(entry.clone());
             *reg.filters.entry(entry.filter.clone()).or_insert(0) += 1;
             reg.ids.insert(entry.id, entry);
+            self.gauges(&reg);
         }
         self.interest_changed();
     }
@@ -207,6 +232,7 @@ impl Core {
                     reg.filters.remove(&entry.filter);
                 }
             }
+            self.gauges(&reg);
             entry
         };
         if let Some(hook) = lock(&entry.hook).take() {
@@ -215,6 +241,13 @@ impl Core {
         entry.sub.end();
         self.interest_changed();
         true
+    }
+
+    /// Sets the gauges from the registry (under its lock, so they end at its last state).
+    fn gauges(&self, reg: &Registry) {
+        let g = &self.counters.gauges;
+        g.subscriptions.set(reg.ids.len() as f64);
+        g.topics.set(reg.filters.len() as f64);
     }
 
     fn interest_changed(&self) {
@@ -305,6 +338,10 @@ impl Core {
     fn drop_one(&self, e: &Entry) {
         e.dropped.fetch_add(1, Ordering::Relaxed);
         self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        // Registered at the topic's first drop: topics that never drop have no series.
+        e.drop_metric
+            .get_or_init(|| telemetry::dropped(&self.name, &e.filter))
+            .increment(1);
     }
 
     fn wrong_type(&self, e: &Entry, sent: fmt::Arguments<'_>) {
@@ -378,6 +415,7 @@ impl Core {
             let mut reg = self.write();
             let all = reg.ids.drain().map(|(_, e)| e).collect();
             *reg = Registry::default();
+            self.gauges(&reg);
             all
         };
         for e in entries {
@@ -523,6 +561,7 @@ impl PubSub {
             filter: topic.shared_name().clone(),
             label: addr.label().to_owned(),
             dropped: Arc::default(),
+            drop_metric: OnceLock::new(),
             warned: AtomicBool::new(false),
             hook: Mutex::new(Some(hook)),
             sub: ActorSub::<T, M>::new(addr.clone(), buffer),
@@ -570,6 +609,7 @@ impl PubSub {
             filter: topic.shared_name().clone(),
             label: "stream".to_owned(),
             dropped: dropped.clone(),
+            drop_metric: OnceLock::new(),
             warned: AtomicBool::new(false),
             hook: Mutex::new(None),
             sub: StreamSub(queue.clone()),
@@ -744,10 +784,13 @@ impl PubSub {
             .collect()
     }
 
-    /// Its counters.
+    /// Its counters. The same counts are recorded in the [`metrics`] facade (see
+    /// `docs/pubsub.md`, "Metrics").
     pub fn stats(&self) -> Stats {
         let c = &self.core.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let get = |a: &Count| a.load(Ordering::Relaxed);
+        let remote_dropped = self.core.remote.as_ref().map_or(0, Remote::dropped);
+        c.remote_dropped.absolute(remote_dropped);
         Stats {
             delivered: get(&c.delivered),
             dropped: get(&c.dropped),
@@ -757,7 +800,7 @@ impl PubSub {
             received: get(&c.received),
             sent: get(&c.sent),
             send_failed: get(&c.send_failed),
-            remote_dropped: self.core.remote.as_ref().map_or(0, Remote::dropped),
+            remote_dropped,
         }
     }
 

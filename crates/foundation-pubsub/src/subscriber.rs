@@ -121,6 +121,8 @@ pub(crate) struct Entry<S: ?Sized = dyn Deliver> {
     pub(crate) filter: Arc<str>,
     pub(crate) label: String,
     pub(crate) dropped: Arc<AtomicU64>,
+    /// `dropped` in the metrics facade, per topic: registered at the first drop.
+    pub(crate) drop_metric: std::sync::OnceLock<metrics::Counter>,
     pub(crate) warned: AtomicBool,
     pub(crate) hook: Mutex<Option<StopHook>>,
     pub(crate) sub: S,
