@@ -107,6 +107,7 @@ mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod interest;
 mod pubsub;
 mod subscriber;
 mod telemetry;

@@ -48,9 +48,10 @@ impl Options {
         self
     }
 
-    /// How often this node re-sends its interest (the topics it has subscribers for) to
-    /// every peer, besides at once on each change and to each node that joins: it bounds
-    /// how long a lost update stays wrong. Default 1 s.
+    /// How often this node sends every peer a digest of its interest (the topics it has
+    /// subscribers for): its version, a few bytes, besides the deltas sent at once on each
+    /// change and the whole set sent to each node that joins. A peer whose version differs
+    /// asks for the whole set, so it bounds how long a lost update stays wrong. Default 1 s.
     pub fn gossip_every(mut self, every: Duration) -> Self {
         self.gossip_every = every.max(Duration::from_millis(10));
         self
@@ -96,6 +97,15 @@ pub struct Stats {
     /// ([`Options::max_queued`]): at most once means these are lost too. Not in
     /// `received`; each peer's broadcasts to this node are `received + remote_dropped`.
     pub remote_dropped: u64,
+    /// Interest messages sent to peers: deltas, parts of whole sets, digests, requests.
+    pub interest_sent: u64,
+    /// Their encoded size, in bytes (without the node's framing). A subscription that
+    /// changes this node's interest costs the bytes of its topic or pattern, once per
+    /// peer, whatever the number of topics.
+    pub interest_bytes: u64,
+    /// Whole interest sets sent (each to one peer, in as many parts as it takes): to a
+    /// node that came up, or that asked after missing a delta.
+    pub interest_full: u64,
 }
 
 /// The counters of [`Stats`], each also in the metrics facade (see `telemetry.rs`).
@@ -110,6 +120,9 @@ pub(crate) struct Counters {
     pub(crate) received: Count,
     pub(crate) sent: Count,
     pub(crate) send_failed: Count,
+    pub(crate) interest_sent: Count,
+    pub(crate) interest_bytes: Count,
+    pub(crate) interest_full: Count,
     /// Set (not counted) from the node's count: `Remote::dropped`.
     pub(crate) remote_dropped: metrics::Counter,
     pub(crate) gauges: telemetry::Gauges,
@@ -127,6 +140,9 @@ impl Counters {
             received: count(telemetry::RECEIVED),
             sent: count(telemetry::SENT),
             send_failed: count(telemetry::SEND_FAILED),
+            interest_sent: count(telemetry::INTEREST_SENT),
+            interest_bytes: count(telemetry::INTEREST_BYTES),
+            interest_full: count(telemetry::INTEREST_FULL),
             remote_dropped: telemetry::counter(telemetry::REMOTE_DROPPED, name),
             gauges: telemetry::Gauges::new(name),
         }
@@ -195,6 +211,7 @@ impl Core {
     }
 
     fn add(&self, entry: Arc<Entry>) {
+        let filter = entry.filter.clone();
         {
             let mut reg = self.write();
             let list = reg
@@ -206,7 +223,7 @@ impl Core {
             reg.ids.insert(entry.id, entry);
             self.gauges(&reg);
         }
-        self.interest_changed();
+        self.interest_changed(&filter);
     }
 
     /// Ends subscription `id`; returns whether it was there.
@@ -239,7 +256,7 @@ impl Core {
             hook.cancel();
         }
         entry.sub.end();
-        self.interest_changed();
+        self.interest_changed(&entry.filter);
         true
     }
 
@@ -250,10 +267,19 @@ impl Core {
         g.topics.set(reg.filters.len() as f64);
     }
 
-    fn interest_changed(&self) {
+    fn interest_changed(&self, filter: &Arc<str>) {
         if let Some(remote) = &self.remote {
-            remote.changed();
+            remote.changed(filter);
         }
+    }
+
+    /// The counts of `filters` now (0 for one without a subscription), under one lock.
+    pub(crate) fn counts_of(&self, filters: &[Arc<str>]) -> Vec<(String, u32)> {
+        let reg = self.read();
+        filters
+            .iter()
+            .map(|f| (f.to_string(), reg.filters.get(f).copied().unwrap_or(0)))
+            .collect()
     }
 
     /// This node's interest: each topic or pattern with its number of subscriptions.
@@ -801,6 +827,9 @@ impl PubSub {
             sent: get(&c.sent),
             send_failed: get(&c.send_failed),
             remote_dropped,
+            interest_sent: get(&c.interest_sent),
+            interest_bytes: get(&c.interest_bytes),
+            interest_full: get(&c.interest_full),
         }
     }
 

@@ -38,6 +38,12 @@ pub(crate) const SEND_FAILED: &str = "foundation_pubsub_send_failed_total";
 /// read from the node, so brought up to date when the stats are read and once a gossip
 /// period.
 pub(crate) const REMOTE_DROPPED: &str = "foundation_pubsub_remote_dropped_total";
+/// Interest messages sent to peers (`Stats::interest_sent`).
+pub(crate) const INTEREST_SENT: &str = "foundation_pubsub_interest_messages_total";
+/// Their encoded bytes (`Stats::interest_bytes`).
+pub(crate) const INTEREST_BYTES: &str = "foundation_pubsub_interest_bytes_total";
+/// Whole interest sets sent (`Stats::interest_full`).
+pub(crate) const INTEREST_FULL: &str = "foundation_pubsub_interest_full_total";
 /// Local subscriptions now (a gauge).
 pub(crate) const SUBSCRIPTIONS: &str = "foundation_pubsub_subscriptions";
 /// Topics and patterns with a local subscription now: this node's interest (a gauge).

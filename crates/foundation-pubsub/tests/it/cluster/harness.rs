@@ -30,6 +30,12 @@
 //! - `flow <n>`: once `received + remote_dropped` is `n`, `@flow received=<n>
 //!   remote_dropped=<n> by_node=<n> delivered=<n> dropped=<n> sent=<n> send_failed=<n>`
 //!   (`by_node`: the node's own count of messages it dropped for a process's limit);
+//! - `topics <prefix> <from> <to>`: a stream subscriber (never read) of each topic
+//!   `<prefix>.<i>` for `i` in `from..to` (`@topics <n>`); `untopics <prefix> <from> <to>`
+//!   drops them (`@untopics <n>`);
+//! - `peertopics <prefix> <n> <want>`: `@peertopics <want>` once the cluster-wide
+//!   subscribers of `<prefix>.<i>`, `i` in `0..n`, add up to `want`;
+//! - `interest`: `@interest sent=<n> bytes=<n> full=<n>` (this node's interest messages);
 //! - `exit`.
 //!
 //! Settings: `SEEDS`, `SILENCE_MS`, `GOSSIP_MS` (the pubsub's gossip period, 200 ms by
@@ -200,6 +206,8 @@ async fn run(name: String) {
     }
     let mut sups = Vec::new();
     let mut slow: Vec<foundation_pubsub::Subscription<Note>> = Vec::new();
+    let mut by_topic: std::collections::HashMap<String, foundation_pubsub::Subscription<Note>> =
+        Default::default();
     let mut lines = commands();
     while let Some(line) = lines.recv().await {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -377,6 +385,45 @@ async fn run(name: String) {
                     s.dropped,
                     s.sent,
                     s.send_failed
+                ));
+            }
+            ["topics", prefix, from, to] => {
+                let (from, to): (u64, u64) = (from.parse().unwrap(), to.parse().unwrap());
+                for i in from..to {
+                    let t = format!("{prefix}.{i}");
+                    let sub = ps.subscribe_stream(&topic::<Note>(&t)).unwrap();
+                    by_topic.insert(t, sub);
+                }
+                say(&format!("topics {}", to - from));
+            }
+            ["untopics", prefix, from, to] => {
+                let (from, to): (u64, u64) = (from.parse().unwrap(), to.parse().unwrap());
+                for i in from..to {
+                    by_topic.remove(&format!("{prefix}.{i}"));
+                }
+                say(&format!("untopics {}", to - from));
+            }
+            ["peertopics", prefix, n, want] => {
+                let n: u64 = n.parse().unwrap();
+                let want: usize = want.parse().unwrap();
+                let topics: Vec<Topic<Note>> =
+                    (0..n).map(|i| topic(&format!("{prefix}.{i}"))).collect();
+                // Polled in the child: the parent's bound on the answer is what fails a test.
+                while topics
+                    .iter()
+                    .map(|t| ps.subscribers_count(t))
+                    .sum::<usize>()
+                    != want
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                say(&format!("peertopics {want}"));
+            }
+            ["interest"] => {
+                let s = ps.stats();
+                say(&format!(
+                    "interest sent={} bytes={} full={}",
+                    s.interest_sent, s.interest_bytes, s.interest_full
                 ));
             }
             ["exit"] => break,
