@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use foundation_actors::{Addr, AddrKey, Context};
@@ -15,7 +15,7 @@ use crate::error::{BroadcastError, StartError, SubscribeError, TopicError};
 use crate::subscriber::{
     ActorSub, Entry, Outcome, Payload, Published, StreamQueue, StreamSub, Subscription, lock,
 };
-use crate::telemetry::{self, Count};
+use crate::telemetry::{self, Count, DropCount};
 use crate::topic::{Topic, validate};
 use crate::trie::Trie;
 
@@ -112,7 +112,7 @@ pub struct Stats {
 #[derive(Debug)]
 pub(crate) struct Counters {
     delivered: Count,
-    /// All topics together; in the metrics facade per topic instead (`Entry::drop_metric`).
+    /// All topics together; in the metrics facade per topic instead (`DropCount::metric`).
     dropped: Count,
     disconnected: Count,
     pub(crate) wrong_type: Count,
@@ -365,8 +365,8 @@ impl Core {
         e.dropped.fetch_add(1, Ordering::Relaxed);
         self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         // Registered at the topic's first drop: topics that never drop have no series.
-        e.drop_metric
-            .get_or_init(|| telemetry::dropped(&self.name, &e.filter))
+        e.dropped
+            .metric(|| telemetry::dropped(&self.name, &e.filter))
             .increment(1);
     }
 
@@ -587,7 +587,6 @@ impl PubSub {
             filter: topic.shared_name().clone(),
             label: addr.label().to_owned(),
             dropped: Arc::default(),
-            drop_metric: OnceLock::new(),
             warned: AtomicBool::new(false),
             hook: Mutex::new(Some(hook)),
             sub: ActorSub::<T, M>::new(addr.clone(), buffer),
@@ -629,13 +628,12 @@ impl PubSub {
         self.check_open()?;
         let id = self.core.next_id.fetch_add(1, Ordering::Relaxed);
         let queue = StreamQueue::new(buffer);
-        let dropped: Arc<AtomicU64> = Arc::default();
+        let dropped: Arc<DropCount> = Arc::default();
         let entry: Arc<Entry> = Arc::new(Entry {
             id,
             filter: topic.shared_name().clone(),
             label: "stream".to_owned(),
             dropped: dropped.clone(),
-            drop_metric: OnceLock::new(),
             warned: AtomicBool::new(false),
             hook: Mutex::new(None),
             sub: StreamSub(queue.clone()),

@@ -16,6 +16,7 @@ use foundation_actors::{
 
 use crate::buffer::{Buffer, BufferConfig, Pushed, admit};
 use crate::pubsub::Core;
+use crate::telemetry::DropCount;
 
 /// What a topic's messages must be: clonable (each actor subscriber gets its own copy;
 /// wrap a large payload in an `Arc`, which is the same type on the wire), and a
@@ -120,9 +121,7 @@ pub(crate) struct Entry<S: ?Sized = dyn Deliver> {
     pub(crate) id: u64,
     pub(crate) filter: Arc<str>,
     pub(crate) label: String,
-    pub(crate) dropped: Arc<AtomicU64>,
-    /// `dropped` in the metrics facade, per topic: registered at the first drop.
-    pub(crate) drop_metric: std::sync::OnceLock<metrics::Counter>,
+    pub(crate) dropped: Arc<DropCount>,
     pub(crate) warned: AtomicBool,
     pub(crate) hook: Mutex<Option<StopHook>>,
     pub(crate) sub: S,
@@ -341,7 +340,7 @@ impl<T: Payload> Deliver for StreamSub<T> {
 pub struct Subscription<T> {
     pub(crate) queue: Arc<StreamQueue<T>>,
     pub(crate) id: u64,
-    pub(crate) dropped: Arc<AtomicU64>,
+    pub(crate) dropped: Arc<DropCount>,
     pub(crate) core: Weak<Core>,
 }
 

@@ -13,6 +13,7 @@
 //! a broadcast costs one more (inlined, branch-only without a recorder) call per counter it
 //! already updates, never one per subscriber.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ::metrics::{Counter, Gauge};
@@ -82,6 +83,34 @@ impl Count {
     #[inline]
     pub(crate) fn load(&self, order: Ordering) -> u64 {
         self.value.load(order)
+    }
+}
+
+/// A subscription's drops: the count [`PubSub::drops`](crate::PubSub::drops) reads, and
+/// its topic's drop counter in the metrics facade, registered at its first drop. It sits
+/// behind the subscription's pointer to it, so the subscription's entry, which a fan-out
+/// reads by the thousand, is no larger for it (a larger entry measured ~30% slower per
+/// delivery to 10,000 actors).
+#[derive(Debug, Default)]
+pub(crate) struct DropCount {
+    value: AtomicU64,
+    metric: OnceLock<Counter>,
+}
+
+impl DropCount {
+    #[inline]
+    pub(crate) fn fetch_add(&self, n: u64, order: Ordering) -> u64 {
+        self.value.fetch_add(n, order)
+    }
+
+    #[inline]
+    pub(crate) fn load(&self, order: Ordering) -> u64 {
+        self.value.load(order)
+    }
+
+    /// The metric, registered with `make` the first time.
+    pub(crate) fn metric(&self, make: impl FnOnce() -> Counter) -> &Counter {
+        self.metric.get_or_init(make)
     }
 }
 
