@@ -142,6 +142,26 @@
 //! type written through `type Answer = u64;` on one side and as `u64` on the other is two
 //! types; pin one name on both.
 //!
+//! # Plain values
+//!
+//! Some standard types are remote messages of their own, each with its Rust spelling as
+//! its wire name (the name a reply of that type has too): `bool`, `char`, the integers
+//! of fixed width (`u8` to `u128`, `i8` to `i128`), `f32`, `f64`, `String` and
+//! `Vec<u8>`, each encoded as postcard encodes it. `Arc<M>` is `M` on the wire: the same
+//! wire name, tags and bytes, so a large message can be shared without a copy where it is
+//! handed to several receivers (a pubsub's subscribers). A type of your own gets its
+//! identity from the derive.
+//!
+//! ```
+//! use foundation_actors::remote::{RemoteMessage, WireType};
+//! use std::sync::Arc;
+//!
+//! assert_eq!(u64::WIRE_TYPE, WireType::named("u64"));
+//! assert_eq!(u64::from_bytes(&7_u64.to_bytes()?)?, 7);
+//! assert_eq!(<Arc<String>>::WIRE_TYPE, String::WIRE_TYPE);
+//! # Ok::<(), foundation_actors::WireError>(())
+//! ```
+//!
 //! # Hostile input
 //!
 //! Bytes from a peer are checked, not trusted: an unknown tag, truncated or malformed
@@ -810,6 +830,86 @@ pub mod __private {
     }
 }
 
+/// [`RemoteMessage`] for standard types, each under its Rust spelling as its wire name
+/// (see [Plain values](self#plain-values)).
+macro_rules! plain_remote_message {
+    ($($ty:ty => $name:literal),* $(,)?) => {$(
+        impl RemoteMessage for $ty {
+            const TYPE_NAME: &'static str = $name;
+            const TAGS: &'static [u32] = &[];
+
+            fn tag(&self) -> Option<u32> {
+                None
+            }
+
+            fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
+                __private::encode(self, out, |m, out| {
+                    __private::put(out, m, Self::TYPE_NAME, None)
+                })
+            }
+
+            fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
+                __private::take(bytes, Self::TYPE_NAME, None)
+            }
+        }
+    )*};
+}
+
+plain_remote_message!(
+    bool => "bool",
+    char => "char",
+    u8 => "u8",
+    u16 => "u16",
+    u32 => "u32",
+    u64 => "u64",
+    u128 => "u128",
+    i8 => "i8",
+    i16 => "i16",
+    i32 => "i32",
+    i64 => "i64",
+    i128 => "i128",
+    f32 => "f32",
+    f64 => "f64",
+    String => "String",
+    Vec<u8> => "Vec<u8>",
+);
+
+/// `Arc<M>` is `M` on the wire: its wire name, tags and bytes.
+impl<M: RemoteMessage + Sync> RemoteMessage for Arc<M> {
+    const TYPE_NAME: &'static str = M::TYPE_NAME;
+    const WIRE_TYPE: WireType = M::WIRE_TYPE;
+    const TAGS: &'static [u32] = M::TAGS;
+    const CALL_TAGS: &'static [u32] = M::CALL_TAGS;
+
+    fn tag(&self) -> Option<u32> {
+        (**self).tag()
+    }
+
+    fn is_call(&self) -> bool {
+        (**self).is_call()
+    }
+
+    fn reply_type(&self) -> Option<WireType> {
+        (**self).reply_type()
+    }
+
+    fn reply_type_of(bytes: &[u8]) -> Option<WireType> {
+        M::reply_type_of(bytes)
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
+        (**self).encode(out)
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
+        M::from_bytes(bytes).map(Arc::new)
+    }
+
+    fn from_bytes_with_reply(bytes: &[u8], reply: Replier) -> Result<Self, WireError> {
+        M::from_bytes_with_reply(bytes, reply).map(Arc::new)
+    }
+}
+
 /// Implements [`RemoteMessage`] for a newtype around one serde value, with no variants to
 /// tag: the wire form of the internal messages of Foundation's own layers (a registry's
 /// sync, a supervisor's records, a pubsub's broadcasts). Support for those crates; not a
@@ -868,6 +968,30 @@ mod tests {
         for name in ["", "a", "test.Probe", &"x".repeat(300)] {
             assert_eq!(wire_id(name), xxhash_rust::xxh3::xxh3_64(name.as_bytes()));
         }
+    }
+
+    #[test]
+    fn plain_values_are_remote_messages_under_their_rust_names() {
+        use super::RemoteMessage;
+        use std::sync::Arc;
+        assert_eq!(u64::WIRE_TYPE.id(), 0xa248_1493_b936_2ff3);
+        assert_eq!(String::WIRE_TYPE.id(), 0x826f_81d3_512e_3e7b);
+        assert_eq!(<Vec<u8>>::WIRE_TYPE, WireType::named("Vec<u8>"));
+        assert_eq!(<Arc<u64>>::WIRE_TYPE, u64::WIRE_TYPE);
+        // postcard's bytes, and back.
+        let bytes = 300_u64.to_bytes().expect("encodes");
+        assert_eq!(bytes, postcard::to_stdvec(&300_u64).expect("encodes"));
+        assert_eq!(u64::from_bytes(&bytes).expect("decodes"), 300);
+        let s = Arc::new("hé".to_owned());
+        assert_eq!(
+            *<Arc<String>>::from_bytes(&s.to_bytes().expect("encodes")).expect("decodes"),
+            *s
+        );
+        assert!(
+            u8::from_bytes(&[1, 2]).is_err(),
+            "trailing bytes are refused"
+        );
+        assert!(bool::from_bytes(&[]).is_err());
     }
 
     #[test]

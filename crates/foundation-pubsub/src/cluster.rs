@@ -3,7 +3,7 @@
 //! broadcast once to each peer whose interest matches, where that peer's process fans it
 //! out. See `PROTOCOL.md` beside this file for the messages and guarantees.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
@@ -15,9 +15,9 @@ use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 
 use crate::error::{BroadcastError, StartError};
+use crate::interest::{Outgoing, PeerView, Reply};
 use crate::pubsub::{Core, Incoming, Options};
-use crate::subscriber::{Payload, lock, wire_type};
-use crate::topic::validate;
+use crate::subscriber::{Payload, lock};
 use crate::trie::Trie;
 
 /// The node channel broadcasts ride by default: declare it on every node with
@@ -25,39 +25,65 @@ use crate::trie::Trie;
 pub const CHANNEL: &str = "pubsub";
 
 /// What the pubsub processes of one name send each other.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Wire {
-    /// A broadcast: its topic, the name of its payload type, the payload's bytes.
+    /// A broadcast: its topic, its payload type's wire id
+    /// ([`WireType::id`](foundation_actors::WireType::id) of the topic's type), the
+    /// payload's wire form ([`RemoteMessage::to_bytes`](foundation_actors::RemoteMessage::to_bytes)).
     Publish {
         topic: String,
-        type_name: String,
+        type_id: u64,
         payload: Vec<u8>,
     },
-    /// Every topic and pattern `origin` has subscribers for, with how many.
-    Interest {
+    /// What changed in `origin`'s interest from its version `from` to `from + 1`: each
+    /// topic or pattern whose count changed, with its count now (0: no subscriber left).
+    Delta {
         origin: String,
+        epoch: u64,
+        from: u64,
+        changes: Vec<(String, u32)>,
+    },
+    /// Part `part` (from 0) of `parts` of `origin`'s whole interest at `version`: every
+    /// topic and pattern it has subscribers for, with how many.
+    Full {
+        origin: String,
+        epoch: u64,
+        version: u64,
+        part: u32,
+        parts: u32,
         filters: Vec<(String, u32)>,
     },
+    /// `origin`'s interest is at `version` of `epoch` (once a gossip period).
+    Digest {
+        origin: String,
+        epoch: u64,
+        version: u64,
+    },
+    /// `origin` asks for the receiver's whole interest (it missed a delta).
+    Want { origin: String },
 }
 
 /// The pubsub process's message.
 #[derive(Debug)]
 pub(crate) struct WireMsg(pub(crate) Wire);
 
-foundation_actors::__newtype_remote_message!(WireMsg, "foundation.pubsub.Wire");
-
-/// A peer's interest.
-#[derive(Default)]
-struct PeerInterest {
-    trie: Trie<u32>,
-}
+// The wire name carries the protocol's version: a node of another version refuses these
+// messages at its door (`RemoteError::WrongType`, counted by the node) instead of
+// misreading them. v2: a broadcast names its payload type by wire id, not by Rust name;
+// interest travels as versioned deltas, whole sets (in parts), digests and requests.
+foundation_actors::__newtype_remote_message!(WireMsg, "foundation.pubsub.Wire.v2");
 
 /// The cluster side of a pubsub.
 pub(crate) struct Remote {
     node: Node,
     service: String,
     channel: String,
-    peers: RwLock<HashMap<String, PeerInterest>>,
+    /// Each peer's interest, as it told.
+    peers: RwLock<HashMap<String, PeerView>>,
+    /// This node's interest, as the peers are told it.
+    outgoing: Mutex<Outgoing>,
+    /// Peers that asked for this node's whole interest.
+    wants: Mutex<HashSet<String>>,
     changed: Arc<Notify>,
     server: Mutex<Option<Addr<WireMsg>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -75,6 +101,8 @@ impl Remote {
             service: format!("$pubsub/{}", options.name),
             channel: options.channel.clone(),
             peers: RwLock::new(HashMap::new()),
+            outgoing: Mutex::new(Outgoing::new(epoch())),
+            wants: Mutex::new(HashSet::new()),
             changed: Arc::new(Notify::new()),
             server: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
@@ -108,20 +136,22 @@ impl Remote {
             .map_or(0, |s| s.dropped)
     }
 
-    fn peers(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, PeerInterest>> {
+    fn peers(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, PeerView>> {
         self.peers
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn peers_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, PeerInterest>> {
+    fn peers_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, PeerView>> {
         self.peers
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// This node's interest changed: the gossip task sends it (coalescing bursts).
-    pub(crate) fn changed(&self) {
+    /// `filter`'s count changed here: the gossip task sends it in its next delta
+    /// (coalescing bursts).
+    pub(crate) fn changed(&self, filter: &Arc<str>) {
+        lock(&self.outgoing).mark(filter);
         self.changed.notify_one();
     }
 
@@ -210,16 +240,59 @@ impl Remote {
         }
     }
 
-    /// Sends this node's interest to `peer`. It rides `control`: small, sent on changes
-    /// and once a gossip period, and never stuck behind a flood of broadcasts, so counts
-    /// and routing stay current while the `pubsub` channel is busy.
-    fn tell(&self, core: &Core, peer: &str, filters: &[(String, u32)]) {
-        let msg = WireMsg(Wire::Interest {
-            origin: self.node.name().to_owned(),
-            filters: filters.to_vec(),
-        });
-        if let Err(error) = self.node.send_on(CONTROL, peer, &self.service, &msg) {
-            tracing::debug!(pubsub = %core.name, peer, %error, "interest not sent");
+    /// Sends one interest message to `peer`, counted. Interest rides `control`: small
+    /// (a change costs its own size), and never stuck behind a flood of broadcasts, so
+    /// counts and routing stay current while the `pubsub` channel is busy.
+    fn send_interest(&self, core: &Core, peer: &str, msg: &WireMsg) {
+        match self.node.send_on(CONTROL, peer, &self.service, msg) {
+            Ok(()) => {
+                core.counters.interest_sent.fetch_add(1, Ordering::Relaxed);
+                core.counters
+                    .interest_bytes
+                    .fetch_add(encoded_len(&msg.0), Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::debug!(pubsub = %core.name, peer, %error, "interest not sent");
+            }
+        }
+    }
+
+    /// Sends what changed here since the last delta to `peers`.
+    fn send_deltas(&self, core: &Core, peers: &[String]) {
+        let deltas = {
+            let mut out = lock(&self.outgoing);
+            let dirty = out.take_dirty();
+            if dirty.is_empty() {
+                return;
+            }
+            // Read under `outgoing`: no whole set is cut between this and the version step.
+            let changes = core.counts_of(&dirty);
+            out.deltas(self.node.name(), changes)
+        };
+        for delta in deltas {
+            let msg = WireMsg(delta);
+            for peer in peers {
+                self.send_interest(core, peer, &msg);
+            }
+        }
+    }
+
+    /// Sends this node's whole interest to `peer`, in parts.
+    fn send_full(&self, core: &Core, peer: &str) {
+        let parts = {
+            let out = lock(&self.outgoing);
+            out.full(self.node.name(), core.interest())
+        };
+        core.counters.interest_full.fetch_add(1, Ordering::Relaxed);
+        for part in parts {
+            self.send_interest(core, peer, &WireMsg(part));
+        }
+    }
+
+    fn send_digest(&self, core: &Core, peers: &[String]) {
+        let msg = WireMsg(lock(&self.outgoing).digest(self.node.name()));
+        for peer in peers {
+            self.send_interest(core, peer, &msg);
         }
     }
 
@@ -233,25 +306,75 @@ impl Remote {
             .collect()
     }
 
-    fn tell_all(&self, core: &Core) {
-        let filters = core.interest();
-        for peer in self.up_peers() {
-            self.tell(core, &peer, &filters);
-        }
+    fn is_up(&self, peer: &str) -> bool {
+        self.node
+            .members()
+            .iter()
+            .any(|m| m.id == peer && m.status == Status::Up)
     }
 
-    /// A peer's interest, replacing what it said before.
-    fn interest(&self, core: &Core, origin: String, filters: Vec<(String, u32)>) {
+    fn take_wants(&self) -> Vec<String> {
+        lock(&self.wants).drain().collect()
+    }
+
+    /// A peer's interest message: its view here follows it, and a view that missed
+    /// something asks the peer for its whole set.
+    fn interest(&self, core: &Core, wire: Wire) {
+        let malformed = &core.counters.malformed;
+        let origin = match &wire {
+            Wire::Delta { origin, .. }
+            | Wire::Full { origin, .. }
+            | Wire::Digest { origin, .. }
+            | Wire::Want { origin } => origin.clone(),
+            Wire::Publish { .. } => return,
+        };
         // A late message from a node already down must not bring its interest back.
-        if !self.up_peers().contains(&origin) {
+        if !self.is_up(&origin) {
             return;
         }
-        let trie = interest_trie(filters, &core.counters.malformed);
-        let mut peers = self.peers_mut();
-        if trie.is_empty() {
-            peers.remove(&origin);
-        } else {
-            peers.insert(origin, PeerInterest { trie });
+        if let Wire::Want { .. } = wire {
+            // The gossip task answers: it alone sends this node's interest, in order.
+            lock(&self.wants).insert(origin);
+            self.changed.notify_one();
+            return;
+        }
+        let reply = {
+            let mut peers = self.peers_mut();
+            match wire {
+                Wire::Delta {
+                    epoch,
+                    from,
+                    changes,
+                    ..
+                } => match peers.get_mut(&origin) {
+                    Some(view) => view.delta(epoch, from, changes, malformed),
+                    // Not heard from yet: its whole set is on its way (it sends one to each
+                    // node it sees come up), or its next digest makes this node ask.
+                    None => Reply::Nothing,
+                },
+                Wire::Full {
+                    epoch,
+                    version,
+                    part,
+                    parts,
+                    filters,
+                    ..
+                } => peers
+                    .entry(origin.clone())
+                    .or_default()
+                    .full(epoch, version, part, parts, filters, malformed),
+                Wire::Digest { epoch, version, .. } => peers
+                    .entry(origin.clone())
+                    .or_default()
+                    .digest(epoch, version),
+                Wire::Want { .. } | Wire::Publish { .. } => return,
+            }
+        };
+        if reply == Reply::Want {
+            let want = WireMsg(Wire::Want {
+                origin: self.node.name().to_owned(),
+            });
+            self.send_interest(core, &origin, &want);
         }
     }
 
@@ -267,12 +390,11 @@ impl Remote {
 
     pub(crate) fn close(&self) {
         // Tell the peers this node has no interest any more, then stop.
+        let gone = WireMsg(lock(&self.outgoing).gone(self.node.name()));
         for peer in self.up_peers() {
-            let msg = WireMsg(Wire::Interest {
-                origin: self.node.name().to_owned(),
-                filters: Vec::new(),
-            });
-            let _ = self.node.send_on(CONTROL, &peer, &self.service, &msg);
+            if let Err(error) = self.node.send_on(CONTROL, &peer, &self.service, &gone) {
+                tracing::debug!(peer, %error, "the last interest was not sent");
+            }
         }
         // Held until unexported, so `dropped` reads one or the other, never neither.
         let mut held = lock(&self.server);
@@ -292,18 +414,25 @@ impl Remote {
     }
 }
 
-/// A peer's interest as a trie of counts; a filter that is not a valid topic or pattern,
-/// or has no subscriber, is skipped and counted in `malformed`.
-pub(crate) fn interest_trie(filters: Vec<(String, u32)>, malformed: &AtomicU64) -> Trie<u32> {
-    let mut trie = Trie::default();
-    for (filter, n) in filters {
-        if validate(&filter, true).is_err() || n == 0 {
-            malformed.fetch_add(1, Ordering::Relaxed);
-            continue;
+/// A pubsub's epoch: new at each start, so that peers tell a restarted node's versions
+/// from the ones before.
+fn epoch() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    // The low 64 bits: they differ between two starts.
+    nanos as u64 ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+/// The size of `wire`'s encoded form: what [`Stats::interest_bytes`](crate::Stats) counts.
+fn encoded_len(wire: &Wire) -> u64 {
+    struct Len(u64);
+    impl Extend<u8> for Len {
+        fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+            self.0 += bytes.into_iter().count() as u64;
         }
-        *trie.slot(&filter) = Some(n);
     }
-    trie
+    postcard::to_extend(wire, Len(0)).map_or(0, |l| l.0)
 }
 
 /// A peer's subscribers of `topic` (or, for a pattern, of exactly that pattern) in its
@@ -317,14 +446,14 @@ pub(crate) fn count_in(trie: &Trie<u32>, topic: &str, pattern: bool) -> usize {
     n
 }
 
-fn publish<T: Payload>(topic: &str, msg: &T) -> Result<Wire, BroadcastError> {
-    let payload = postcard::to_stdvec(msg).map_err(|source| BroadcastError::Encode {
+pub(crate) fn publish<T: Payload>(topic: &str, msg: &T) -> Result<Wire, BroadcastError> {
+    let payload = msg.to_bytes().map_err(|source| BroadcastError::Encode {
         topic: topic.to_owned(),
         source,
     })?;
     Ok(Wire::Publish {
         topic: topic.to_owned(),
-        type_name: wire_type::<T>().to_owned(),
+        type_id: T::WIRE_TYPE.id(),
         payload,
     })
 }
@@ -369,8 +498,11 @@ pub(crate) async fn start(
     Ok(())
 }
 
-/// Tells peers this node's interest: on each change (bursts coalesce into one), to each
-/// node that comes up, and every `every`; forgets the interest of nodes that go down.
+/// Tells peers this node's interest: what changed, at once (bursts coalesce into one
+/// delta); the whole set to each node that comes up and to each that asks (at most once a
+/// period each, a request past that waits for the next tick); a digest every `every`.
+/// Forgets the interest of nodes that go down. It is the only sender of this node's
+/// interest, so each peer gets it in order.
 async fn gossip(
     core: Weak<Core>,
     mut events: broadcast::Receiver<ClusterEvent>,
@@ -379,17 +511,20 @@ async fn gossip(
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_full: HashMap<String, tokio::time::Instant> = HashMap::new();
+    let mut wanted: HashSet<String> = HashSet::new();
     loop {
         enum Do {
-            All,
+            Changes,
+            Tick,
             Up(String),
             Down(String),
             Resync,
             Stop,
         }
         let what = tokio::select! {
-            () = changed.notified() => Do::All,
-            _ = tick.tick() => Do::All,
+            () = changed.notified() => Do::Changes,
+            _ = tick.tick() => Do::Tick,
             e = events.recv() => match e {
                 Ok(ClusterEvent::NodeUp(m)) => Do::Up(m.id),
                 Ok(ClusterEvent::NodeDown { member, .. }) => Do::Down(member.id),
@@ -405,12 +540,46 @@ async fn gossip(
             return;
         };
         match what {
-            Do::All => remote.tell_all(&core),
-            Do::Up(peer) => remote.tell(&core, &peer, &core.interest()),
-            Do::Down(peer) => remote.node_down(&peer),
+            Do::Changes | Do::Tick => {
+                let on_tick = matches!(what, Do::Tick);
+                let peers = remote.up_peers();
+                remote.send_deltas(&core, &peers);
+                wanted.extend(remote.take_wants());
+                let now = tokio::time::Instant::now();
+                wanted.retain(|peer| {
+                    if !peers.contains(peer) {
+                        return false;
+                    }
+                    let due = on_tick
+                        || last_full
+                            .get(peer)
+                            .is_none_or(|at| now.duration_since(*at) >= every);
+                    if due {
+                        remote.send_full(&core, peer);
+                        last_full.insert(peer.clone(), now);
+                    }
+                    !due
+                });
+                if on_tick {
+                    remote.send_digest(&core, &peers);
+                    last_full.retain(|p, _| peers.contains(p));
+                    // The node counts these: the metric follows once a period.
+                    core.counters.remote_dropped.absolute(remote.dropped());
+                }
+            }
+            Do::Up(peer) => {
+                remote.send_full(&core, &peer);
+                last_full.insert(peer, tokio::time::Instant::now());
+            }
+            Do::Down(peer) => {
+                remote.node_down(&peer);
+                last_full.remove(&peer);
+            }
             Do::Resync => {
+                // Nodes that came up meanwhile hold no view of this one: the digest makes
+                // them ask for it.
                 remote.resync();
-                remote.tell_all(&core);
+                remote.send_digest(&core, &remote.up_peers());
             }
             Do::Stop => return,
         }
@@ -460,20 +629,91 @@ impl Actor for Server {
         match msg.0 {
             Wire::Publish {
                 topic,
-                type_name,
+                type_id,
                 payload,
             } => held.push(Incoming {
                 topic,
-                type_name,
+                type_id,
                 payload,
                 ctx: foundation_actors::Context::current(),
             }),
-            Wire::Interest { origin, filters } => remote.interest(&core, origin, filters),
+            interest => remote.interest(&core, interest),
         }
         if !held.is_empty() && (held.len() >= BATCH || !remote.more_waiting()) {
             core.receive_batch(held);
             held.clear();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::{PubSub, Topic};
+    use foundation_actors::RemoteMessage;
+    use foundation_actors::remote::wire_id;
+
+    /// A topic's type, under a pinned wire name.
+    #[derive(Debug, Clone, RemoteMessage)]
+    #[remote(name = "test.Price")]
+    struct Price {
+        cents: u64,
+    }
+
+    /// The same type moved to another module: another `std::any::type_name`.
+    mod moved {
+        #[derive(Debug, Clone, foundation_actors::RemoteMessage)]
+        #[remote(name = "test.Price")]
+        pub(super) struct Price {
+            pub(super) cents: u64,
+        }
+    }
+
+    /// `Price`'s shape (its bytes decode as one) under another wire name.
+    #[derive(Debug, Clone, RemoteMessage)]
+    struct Cost {
+        cents: u64,
+    }
+
+    fn sent<T: Payload>(msg: &T) -> (u64, Vec<u8>) {
+        match publish("prices", msg).unwrap() {
+            Wire::Publish {
+                type_id, payload, ..
+            } => (type_id, payload),
+            other => panic!("not a broadcast: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_broadcast_names_its_type_by_the_hash_of_its_wire_name() {
+        // Fixed values: peers built from other versions compare them.
+        assert_eq!(sent(&7_u64).0, 0xa248_1493_b936_2ff3);
+        assert_eq!(sent(&"x".to_owned()).0, 0x826f_81d3_512e_3e7b);
+        assert_eq!(sent(&std::sync::Arc::new(7_u64)), sent(&7_u64));
+        assert_eq!(sent(&Price { cents: 5 }).0, wire_id("test.Price"));
+        assert_eq!(sent(&moved::Price { cents: 5 }), sent(&Price { cents: 5 }));
+        assert_eq!(sent(&Cost { cents: 5 }).0, wire_id("Cost"));
+        assert_eq!(sent(&Cost { cents: 5 }).1, sent(&Price { cents: 5 }).1);
+    }
+
+    #[test]
+    fn a_peers_broadcast_is_taken_by_its_wire_identity_not_its_rust_path_or_shape() {
+        let ps = PubSub::local("wire-identity");
+        let topic: Topic<Price> = Topic::new("prices").unwrap();
+        let sub = ps.subscribe_stream(&topic).unwrap();
+        // Another Rust path, the same wire name: delivered.
+        let (id, bytes) = sent(&moved::Price { cents: 5 });
+        ps.core().receive("prices", id, &bytes, None);
+        assert_eq!((sub.len(), ps.stats().wrong_type), (1, 0));
+        // The same bytes under another wire name: refused before decoding, counted.
+        let (id, bytes) = sent(&Cost { cents: 5 });
+        ps.core().receive("prices", id, &bytes, None);
+        assert_eq!((sub.len(), ps.stats().wrong_type), (1, 1));
+        // The subscription goes on.
+        let (id, bytes) = sent(&Price { cents: 6 });
+        ps.core().receive("prices", id, &bytes, None);
+        assert_eq!((sub.len(), ps.stats().delivered), (2, 2));
     }
 }

@@ -87,9 +87,9 @@ pub enum BroadcastError {
     Encode {
         /// The topic.
         topic: String,
-        /// What postcard said.
+        /// What the encoder said.
         #[source]
-        source: postcard::Error,
+        source: foundation_actors::WireError,
     },
     /// [`crate::PubSub::direct_broadcast`] to a node that is not a live member, or on a
     /// pubsub without a node.

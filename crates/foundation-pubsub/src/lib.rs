@@ -11,12 +11,19 @@
 //!   [`PubSub::local`] runs it without a node, with the same API.
 //! - [`Topic<T>`](Topic): a topic name declared once with the type of its messages, so
 //!   publishers and subscribers are checked at compile time. A topic may be a pattern:
-//!   `orders.*` (one segment) or `orders.#` (any depth), matched with a trie.
+//!   `orders.*` (one segment) or `orders.#` (any depth), matched with a trie. The type is
+//!   a [`Payload`]: a [`RemoteMessage`](foundation_actors::RemoteMessage), whose wire
+//!   identity (the hash of its wire name) travels with each broadcast, so that nodes
+//!   built apart agree on it, and a node that reads the topic as another type refuses the
+//!   message and counts it ([`Stats::wrong_type`]).
 //! - Subscribers: an actor ([`PubSub::subscribe`], the message cast to its stable
 //!   [`Addr`](foundation_actors::Addr), kept across supervised restarts and removed when it
 //!   stops for good) or async code ([`PubSub::subscribe_stream`], a
 //!   [`Subscription`] that is a `Stream`). Each has a bounded buffer ([`BufferConfig`]) and
 //!   an [`Overflow`] policy; every loss is counted ([`PubSub::drops`], [`Stats`]).
+//! - Metrics: the counters of [`Stats`] are also recorded through the [`metrics`] facade
+//!   (`foundation_pubsub_*`, labelled `pubsub`; drops also by `topic`), for whatever
+//!   exporter the application installs; `docs/pubsub.md` lists them.
 //! - Broadcasts: [`PubSub::broadcast`] (everywhere), [`PubSub::local_broadcast`],
 //!   [`PubSub::broadcast_from`] (skipping the sender), [`PubSub::direct_broadcast`] (one
 //!   node). The publisher's [`Context`](foundation_actors::Context) travels with each
@@ -37,11 +44,12 @@
 //! ## Example
 //!
 //! ```
-//! use foundation_actors::{Actor, ActorError, Addr, Context, spawn};
+//! use foundation_actors::{Actor, ActorError, Addr, Context, RemoteMessage, spawn};
 //! use foundation_pubsub::{PubSub, Topic};
-//! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Debug, Clone, Serialize, Deserialize)]
+//! // A topic's type crosses nodes as any message does: its wire name (`Created`) is its
+//! // identity there.
+//! #[derive(Debug, Clone, RemoteMessage)]
 //! struct Created { id: u64 }
 //!
 //! // An actor whose messages can be built from the topic's.
@@ -99,8 +107,10 @@ mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod interest;
 mod pubsub;
 mod subscriber;
+mod telemetry;
 mod topic;
 mod trie;
 

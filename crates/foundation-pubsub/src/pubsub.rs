@@ -16,6 +16,7 @@ use crate::subscriber::{
     ActorSub, Entry, Outcome, Payload, Published, StreamQueue, StreamSub, Subscription, lock,
     touch_next,
 };
+use crate::telemetry::{self, Count, DropCount};
 use crate::topic::{Topic, validate};
 use crate::trie::Trie;
 
@@ -48,9 +49,10 @@ impl Options {
         self
     }
 
-    /// How often this node re-sends its interest (the topics it has subscribers for) to
-    /// every peer, besides at once on each change and to each node that joins: it bounds
-    /// how long a lost update stays wrong. Default 1 s.
+    /// How often this node sends every peer a digest of its interest (the topics it has
+    /// subscribers for): its version, a few bytes, besides the deltas sent at once on each
+    /// change and the whole set sent to each node that joins. A peer whose version differs
+    /// asks for the whole set, so it bounds how long a lost update stays wrong. Default 1 s.
     pub fn gossip_every(mut self, every: Duration) -> Self {
         self.gossip_every = every.max(Duration::from_millis(10));
         self
@@ -96,18 +98,56 @@ pub struct Stats {
     /// ([`Options::max_queued`]): at most once means these are lost too. Not in
     /// `received`; each peer's broadcasts to this node are `received + remote_dropped`.
     pub remote_dropped: u64,
+    /// Interest messages sent to peers: deltas, parts of whole sets, digests, requests.
+    pub interest_sent: u64,
+    /// Their encoded size, in bytes (without the node's framing). A subscription that
+    /// changes this node's interest costs the bytes of its topic or pattern, once per
+    /// peer, whatever the number of topics.
+    pub interest_bytes: u64,
+    /// Whole interest sets sent (each to one peer, in as many parts as it takes): to a
+    /// node that came up, or that asked after missing a delta.
+    pub interest_full: u64,
 }
 
-#[derive(Debug, Default)]
+/// The counters of [`Stats`], each also in the metrics facade (see `telemetry.rs`).
+#[derive(Debug)]
 pub(crate) struct Counters {
-    delivered: AtomicU64,
-    dropped: AtomicU64,
-    disconnected: AtomicU64,
-    pub(crate) wrong_type: AtomicU64,
-    pub(crate) malformed: AtomicU64,
-    pub(crate) received: AtomicU64,
-    pub(crate) sent: AtomicU64,
-    pub(crate) send_failed: AtomicU64,
+    delivered: Count,
+    /// All topics together; in the metrics facade per topic instead (`DropCount::metric`).
+    dropped: Count,
+    disconnected: Count,
+    pub(crate) wrong_type: Count,
+    pub(crate) malformed: Count,
+    pub(crate) received: Count,
+    pub(crate) sent: Count,
+    pub(crate) send_failed: Count,
+    pub(crate) interest_sent: Count,
+    pub(crate) interest_bytes: Count,
+    pub(crate) interest_full: Count,
+    /// Set (not counted) from the node's count: `Remote::dropped`.
+    pub(crate) remote_dropped: metrics::Counter,
+    pub(crate) gauges: telemetry::Gauges,
+}
+
+impl Counters {
+    fn new(name: &str) -> Self {
+        let count = |metric| Count::new(telemetry::counter(metric, name));
+        Self {
+            delivered: count(telemetry::DELIVERED),
+            dropped: Count::default(),
+            disconnected: count(telemetry::DISCONNECTED),
+            wrong_type: count(telemetry::WRONG_TYPE),
+            malformed: count(telemetry::MALFORMED),
+            received: count(telemetry::RECEIVED),
+            sent: count(telemetry::SENT),
+            send_failed: count(telemetry::SEND_FAILED),
+            interest_sent: count(telemetry::INTEREST_SENT),
+            interest_bytes: count(telemetry::INTEREST_BYTES),
+            interest_full: count(telemetry::INTEREST_FULL),
+            remote_dropped: telemetry::counter(telemetry::REMOTE_DROPPED, name),
+            gauges: telemetry::Gauges::new(name),
+        }
+    }
 }
 
 /// The drops of one subscription ([`PubSub::drops`]).
@@ -131,7 +171,8 @@ type List = Arc<Vec<Arc<Entry>>>;
 #[derive(Debug)]
 pub(crate) struct Incoming {
     pub(crate) topic: String,
-    pub(crate) type_name: String,
+    /// The wire id of its payload's type.
+    pub(crate) type_id: u64,
     pub(crate) payload: Vec<u8>,
     /// The context it came with (the publisher's).
     pub(crate) ctx: Option<Context>,
@@ -164,7 +205,7 @@ impl Core {
             name: name.to_owned(),
             reg: RwLock::new(Registry::default()),
             next_id: AtomicU64::new(1),
-            counters: Counters::default(),
+            counters: Counters::new(name),
             closed: AtomicBool::new(false),
             remote,
         }
@@ -183,6 +224,7 @@ impl Core {
     }
 
     fn add(&self, entry: Arc<Entry>) {
+        let filter = entry.filter.clone();
         {
             let mut reg = self.write();
             let list = reg
@@ -192,8 +234,9 @@ impl Core {
             Arc::make_mut(list).push(entry.clone());
             *reg.filters.entry(entry.filter.clone()).or_insert(0) += 1;
             reg.ids.insert(entry.id, entry);
+            self.gauges(&reg);
         }
-        self.interest_changed();
+        self.interest_changed(&filter);
     }
 
     /// Ends subscription `id`; returns whether it was there.
@@ -219,20 +262,37 @@ impl Core {
                     reg.filters.remove(&entry.filter);
                 }
             }
+            self.gauges(&reg);
             entry
         };
         if let Some(hook) = lock(&entry.hook).take() {
             hook.cancel();
         }
         entry.sub.end();
-        self.interest_changed();
+        self.interest_changed(&entry.filter);
         true
     }
 
-    fn interest_changed(&self) {
+    /// Sets the gauges from the registry (under its lock, so they end at its last state).
+    fn gauges(&self, reg: &Registry) {
+        let g = &self.counters.gauges;
+        g.subscriptions.set(reg.ids.len() as f64);
+        g.topics.set(reg.filters.len() as f64);
+    }
+
+    fn interest_changed(&self, filter: &Arc<str>) {
         if let Some(remote) = &self.remote {
-            remote.changed();
+            remote.changed(filter);
         }
+    }
+
+    /// The counts of `filters` now (0 for one without a subscription), under one lock.
+    pub(crate) fn counts_of(&self, filters: &[Arc<str>]) -> Vec<(String, u32)> {
+        let reg = self.read();
+        filters
+            .iter()
+            .map(|f| (f.to_string(), reg.filters.get(f).copied().unwrap_or(0)))
+            .collect()
     }
 
     /// This node's interest: each topic or pattern with its number of subscriptions.
@@ -310,7 +370,7 @@ impl Core {
                 0
             }
             Outcome::WrongType => {
-                self.wrong_type(e, "a local publisher's type");
+                self.wrong_type(e, format_args!("another type, published on this node"));
                 0
             }
         }
@@ -319,32 +379,33 @@ impl Core {
     fn drop_one(&self, e: &Entry) {
         e.dropped.fetch_add(1, Ordering::Relaxed);
         self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        // Registered at the topic's first drop: topics that never drop have no series.
+        e.dropped
+            .metric(|| telemetry::dropped(&self.name, &e.filter))
+            .increment(1);
     }
 
-    fn wrong_type(&self, e: &Entry, sent: &str) {
+    fn wrong_type(&self, e: &Entry, sent: fmt::Arguments<'_>) {
         self.counters.wrong_type.fetch_add(1, Ordering::Relaxed);
         // Once per subscription at warn level: a flood of them must not flood the log.
         if !e.warned.swap(true, Ordering::Relaxed) {
+            let expected = e.sub.wire_type();
             tracing::warn!(
                 pubsub = %self.name, topic = %e.filter, subscriber = %e.label,
-                expected = e.sub.wire_type(), sent,
+                expected = expected.name(), expected_id = format_args!("{:#018x}", expected.id()),
+                %sent,
                 "a message of another type than the subscriber's was refused (counted in wrong_type)"
             );
         }
     }
 
-    /// A broadcast from a peer: as [`Core::receive_batch`] of it alone.
+    /// A broadcast from a peer, its payload of the type whose wire id is `type_id`: as
+    /// [`Core::receive_batch`] of it alone.
     #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn receive(
-        &self,
-        topic: &str,
-        type_name: &str,
-        payload: &[u8],
-        ctx: Option<Context>,
-    ) {
+    pub(crate) fn receive(&self, topic: &str, type_id: u64, payload: &[u8], ctx: Option<Context>) {
         self.receive_batch(&[Incoming {
             topic: topic.to_owned(),
-            type_name: type_name.to_owned(),
+            type_id,
             payload: payload.to_vec(),
             ctx,
         }]);
@@ -361,7 +422,7 @@ impl Core {
         while let Some(first) = rest.first() {
             let len = rest
                 .iter()
-                .take_while(|b| b.topic == first.topic && b.type_name == first.type_name)
+                .take_while(|b| b.topic == first.topic && b.type_id == first.type_id)
                 .count();
             let (run, after) = rest.split_at(len);
             self.receive_run(run, ambient);
@@ -369,13 +430,14 @@ impl Core {
         }
     }
 
-    /// A run of broadcasts from peers to one topic, of one type: decoded once per payload
-    /// type among the subscribers, then fanned out.
+    /// A run of broadcasts from peers to one topic, of the type whose wire id is the
+    /// run's: refused by each subscriber whose type has another id (before anything is
+    /// decoded), decoded once per payload type among the others, then fanned out.
     fn receive_run(&self, run: &[Incoming], ambient: bool) {
         let Some(first) = run.first() else {
             return;
         };
-        let (topic, type_name) = (first.topic.as_str(), first.type_name.as_str());
+        let (topic, type_id) = (first.topic.as_str(), first.type_id);
         let n = run.len() as u64;
         self.counters.received.fetch_add(n, Ordering::Relaxed);
         if let Err(e) = validate(topic, false) {
@@ -389,9 +451,9 @@ impl Core {
         for list in self.lists(topic) {
             for (i, e) in list.iter().enumerate() {
                 touch_next(&list, i);
-                if e.sub.wire_type() != type_name {
+                if e.sub.wire_type().id() != type_id {
                     for _ in run {
-                        self.wrong_type(e, type_name);
+                        self.wrong_type(e, format_args!("wire id {type_id:#018x}, from a peer"));
                     }
                     continue;
                 }
@@ -440,6 +502,7 @@ impl Core {
             let mut reg = self.write();
             let all = reg.ids.drain().map(|(_, e)| e).collect();
             *reg = Registry::default();
+            self.gauges(&reg);
             all
         };
         for e in entries {
@@ -626,7 +689,7 @@ impl PubSub {
         self.check_open()?;
         let id = self.core.next_id.fetch_add(1, Ordering::Relaxed);
         let queue = StreamQueue::new(buffer);
-        let dropped: Arc<AtomicU64> = Arc::default();
+        let dropped: Arc<DropCount> = Arc::default();
         let entry: Arc<Entry> = Arc::new(Entry {
             id,
             filter: topic.shared_name().clone(),
@@ -805,10 +868,13 @@ impl PubSub {
             .collect()
     }
 
-    /// Its counters.
+    /// Its counters. The same counts are recorded in the [`metrics`] facade (see
+    /// `docs/pubsub.md`, "Metrics").
     pub fn stats(&self) -> Stats {
         let c = &self.core.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let get = |a: &Count| a.load(Ordering::Relaxed);
+        let remote_dropped = self.core.remote.as_ref().map_or(0, Remote::dropped);
+        c.remote_dropped.absolute(remote_dropped);
         Stats {
             delivered: get(&c.delivered),
             dropped: get(&c.dropped),
@@ -818,7 +884,10 @@ impl PubSub {
             received: get(&c.received),
             sent: get(&c.sent),
             send_failed: get(&c.send_failed),
-            remote_dropped: self.core.remote.as_ref().map_or(0, Remote::dropped),
+            remote_dropped,
+            interest_sent: get(&c.interest_sent),
+            interest_bytes: get(&c.interest_bytes),
+            interest_full: get(&c.interest_full),
         }
     }
 

@@ -10,18 +10,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Poll, Waker};
 
-use foundation_actors::{Addr, AddrKey, Context, SendError, StopHook};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use foundation_actors::{
+    Addr, AddrKey, Context, RemoteMessage, SendError, StopHook, WireError, WireType,
+};
 
 use crate::buffer::{Buffer, BufferConfig, Pushed, admit};
 use crate::pubsub::Core;
+use crate::telemetry::DropCount;
 
 /// What a topic's messages must be: clonable (each actor subscriber gets its own copy;
-/// wrap a large payload in an `Arc`), and able to cross the wire (serialized once per
-/// broadcast for the other nodes).
-pub trait Payload: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
-impl<T> Payload for T where T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+/// wrap a large payload in an `Arc`, which is the same type on the wire), and a
+/// [`RemoteMessage`] (`#[derive(RemoteMessage)]`, as any message that crosses nodes): its
+/// wire form is encoded once per broadcast for the other nodes, and its wire identity
+/// ([`RemoteMessage::WIRE_TYPE`], the hash of its wire name) travels with it, so that a
+/// node whose subscriber reads the topic as another type refuses it before decoding.
+/// Plain values (`u64`, `String`, `Vec<u8>`, …) are remote messages already.
+pub trait Payload: RemoteMessage + Clone + Sync {}
+impl<T> Payload for T where T: RemoteMessage + Clone + Sync {}
 
 /// One broadcast, shared by every local subscriber.
 #[derive(Debug)]
@@ -87,8 +92,8 @@ pub(crate) enum Outcome {
 
 /// A subscriber, whatever its payload type.
 pub(crate) trait Deliver: Send + Sync {
-    /// The name of its payload type, as peers send it.
-    fn wire_type(&self) -> &'static str;
+    /// Its payload type's identity on the wire, as peers send it.
+    fn wire_type(&self) -> WireType;
     /// Its payload type.
     fn payload_type(&self) -> TypeId;
     /// Delivers `msg`, an `Arc<Published<T>>` (anything else is [`Outcome::WrongType`]),
@@ -99,26 +104,18 @@ pub(crate) trait Deliver: Send + Sync {
     /// the next subscriber into the cache while it delivers to this one.
     fn touch(&self);
     /// Decodes a peer's payload into what [`Deliver::deliver`] takes.
-    fn decode(
-        &self,
-        bytes: &[u8],
-        ctx: Option<Context>,
-    ) -> Result<Box<dyn Any + Send>, postcard::Error>;
+    fn decode(&self, bytes: &[u8], ctx: Option<Context>) -> Result<Box<dyn Any + Send>, WireError>;
     /// The process, for an actor subscriber.
     fn process(&self) -> Option<AddrKey>;
     /// The subscription has ended (unsubscribed, disconnected, pubsub closed).
     fn end(&self);
 }
 
-pub(crate) fn wire_type<T>() -> &'static str {
-    std::any::type_name::<T>()
-}
-
 fn decode<T: Payload>(
     bytes: &[u8],
     ctx: Option<Context>,
-) -> Result<Box<dyn Any + Send>, postcard::Error> {
-    let msg: T = postcard::from_bytes(bytes)?;
+) -> Result<Box<dyn Any + Send>, WireError> {
+    let msg = T::from_bytes(bytes)?;
     Ok(Box::new(Arc::new(Published { msg, ctx })))
 }
 
@@ -138,7 +135,7 @@ pub(crate) struct Entry<S: ?Sized = dyn Deliver> {
     pub(crate) id: u64,
     pub(crate) filter: Arc<str>,
     pub(crate) label: String,
-    pub(crate) dropped: Arc<AtomicU64>,
+    pub(crate) dropped: Arc<DropCount>,
     pub(crate) warned: AtomicBool,
     pub(crate) hook: Mutex<Option<StopHook>>,
     pub(crate) sub: S,
@@ -223,8 +220,8 @@ impl Drop for Mark {
 }
 
 impl<T: Payload, M: From<T> + Send + 'static> Deliver for ActorSub<T, M> {
-    fn wire_type(&self) -> &'static str {
-        wire_type::<T>()
+    fn wire_type(&self) -> WireType {
+        T::WIRE_TYPE
     }
 
     fn payload_type(&self) -> TypeId {
@@ -274,11 +271,7 @@ impl<T: Payload, M: From<T> + Send + 'static> Deliver for ActorSub<T, M> {
         }
     }
 
-    fn decode(
-        &self,
-        bytes: &[u8],
-        ctx: Option<Context>,
-    ) -> Result<Box<dyn Any + Send>, postcard::Error> {
+    fn decode(&self, bytes: &[u8], ctx: Option<Context>) -> Result<Box<dyn Any + Send>, WireError> {
         decode::<T>(bytes, ctx)
     }
 
@@ -323,8 +316,8 @@ impl<T> StreamQueue<T> {
 pub(crate) struct StreamSub<T>(pub(crate) Arc<StreamQueue<T>>);
 
 impl<T: Payload> Deliver for StreamSub<T> {
-    fn wire_type(&self) -> &'static str {
-        wire_type::<T>()
+    fn wire_type(&self) -> WireType {
+        T::WIRE_TYPE
     }
 
     fn payload_type(&self) -> TypeId {
@@ -357,11 +350,7 @@ impl<T: Payload> Deliver for StreamSub<T> {
         }
     }
 
-    fn decode(
-        &self,
-        bytes: &[u8],
-        ctx: Option<Context>,
-    ) -> Result<Box<dyn Any + Send>, postcard::Error> {
+    fn decode(&self, bytes: &[u8], ctx: Option<Context>) -> Result<Box<dyn Any + Send>, WireError> {
         decode::<T>(bytes, ctx)
     }
 
@@ -394,7 +383,7 @@ impl<T: Payload> Deliver for StreamSub<T> {
 pub struct Subscription<T> {
     pub(crate) queue: Arc<StreamQueue<T>>,
     pub(crate) id: u64,
-    pub(crate) dropped: Arc<AtomicU64>,
+    pub(crate) dropped: Arc<DropCount>,
     pub(crate) core: Weak<Core>,
 }
 

@@ -8,7 +8,7 @@ use foundation_actors::{Actor, ActorError, Addr, Context, spawn};
 use tokio::sync::mpsc;
 
 use crate::pubsub::Incoming;
-use crate::subscriber::{every, wire_type};
+use crate::subscriber::every;
 use crate::{BufferConfig, Overflow, PubSub, Topic};
 
 /// Reports each number it handles, with the `who` baggage of the context it runs under.
@@ -33,7 +33,7 @@ impl Actor for Reporter {
 fn incoming(topic: &str, n: u64, ctx: Option<&Context>) -> Incoming {
     Incoming {
         topic: topic.to_owned(),
-        type_name: wire_type::<u64>().to_owned(),
+        type_id: <u64 as foundation_actors::RemoteMessage>::WIRE_TYPE.id(),
         payload: postcard::to_stdvec(&n).unwrap(),
         ctx: ctx.cloned(),
     }

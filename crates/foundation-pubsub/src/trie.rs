@@ -102,6 +102,7 @@ impl<V> Trie<V> {
     }
 
     /// Whether it holds nothing.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.root.is_empty()
     }

@@ -38,12 +38,18 @@ fn three_nodes_patterns_counts_context_interest_and_wrong_types() {
     see(&mut c, "got s4 u1 a");
 
     // Another type on the same name: refused and counted where it lands (once per
-    // subscriber, a's own included), the streams go on.
+    // subscriber, a's own included), the streams go on. Its bytes would decode as a
+    // note: its wire identity (the hash of its wire name) is what tells them apart.
     a.tell("pubwrong orders.created");
     see(&mut a, "pubwrong");
     a.tell("pub orders.created after");
     see(&mut b, "got s2 after a");
     c.expect_all(&["got s3 after a", "got s5 after a"]);
+
+    // A type of another Rust path with the same wire name is the same type to peers: a
+    // node built with the topic's type moved to another module still reads it.
+    a.tell("pubmoved users.new moved");
+    see(&mut c, "got s4 moved a");
 
     // A direct broadcast reaches one node only; a local one, this node only.
     a.tell("direct c orders.created d1");
@@ -62,12 +68,12 @@ fn three_nodes_patterns_counts_context_interest_and_wrong_types() {
     }
 
     // a sent each broadcast once per node with a matching subscriber, never once per
-    // subscriber: hello 2, u1 1, the wrong type 2, after 2, d1 1, last 2 (c has two
-    // subscribers of `orders.created`, and got each once).
+    // subscriber: hello 2, u1 1, the wrong type 2, after 2, moved 1, d1 1, last 2 (c
+    // has two subscribers of `orders.created`, and got each once).
     a.tell("stats");
     assert_eq!(
         a.expect(|l| l.starts_with("stats ")),
-        "stats received=0 wrong_type=1 sent=10"
+        "stats received=0 wrong_type=1 sent=11"
     );
     // b has no subscriber for `users.*`: it received hello, the wrong type, after and
     // last — nothing else — and sent `deep` to c alone (a has no `orders.#` subscriber).
@@ -79,7 +85,7 @@ fn three_nodes_patterns_counts_context_interest_and_wrong_types() {
     c.tell("stats");
     assert_eq!(
         c.expect(|l| l.starts_with("stats ")),
-        "stats received=7 wrong_type=2 sent=0"
+        "stats received=8 wrong_type=2 sent=0"
     );
 }
 
@@ -222,4 +228,75 @@ fn a_flood_past_the_pubsub_process_limit_is_dropped_by_the_node_and_counted_in_s
     // What reached the process reached each subscriber (their buffers hold it all).
     assert_eq!(got["delivered"], got["received"] * 200, "{got:?}");
     assert_eq!(got["dropped"], 0, "{got:?}");
+}
+
+#[test]
+fn interest_travels_as_deltas_so_a_change_costs_its_own_size_whatever_the_topics() {
+    let mut a = start("a", None);
+    let mut b = start("b", Some(&a));
+    see(&mut a, "up b");
+    see(&mut b, "up a");
+    // b has heard from a (a whole set or a delta) once it counts a's subscriber.
+    a.tell("sub s0 warm");
+    b.tell("count warm 1");
+    see(&mut b, "count warm 1");
+    let interest = |n: &mut Child| {
+        n.tell("interest");
+        flow(&n.expect(|l| l.starts_with("interest ")))
+    };
+    let before = interest(&mut a);
+
+    // 20,000 topics come, then 10,000 go: b's view follows.
+    a.tell("topics t 0 20000");
+    see(&mut a, "topics 20000");
+    b.tell("peertopics t 20000 20000");
+    see(&mut b, "peertopics 20000");
+    a.tell("untopics t 0 10000");
+    see(&mut a, "untopics 10000");
+    b.tell("peertopics t 20000 10000");
+    see(&mut b, "peertopics 10000");
+    let mid = interest(&mut a);
+
+    // 30,000 changes of topics of up to 7 bytes: each change is one (topic, count) entry
+    // of a delta, about 10 bytes; the messages (deltas, and a digest per period) add a few
+    // bytes each. Sending the whole set on each change, or each period, would cost
+    // hundreds of kilobytes per send.
+    let (sent, bytes) = (mid["sent"] - before["sent"], mid["bytes"] - before["bytes"]);
+    eprintln!("30,000 changes: {sent} messages, {bytes} bytes; before {before:?}, after {mid:?}");
+    assert!(
+        bytes <= 30_000 * 12 + sent * 40,
+        "{bytes} bytes in {sent} messages"
+    );
+    assert_eq!(mid["full"], before["full"], "no whole set was needed");
+
+    // With 10,000 topics held, ten more changes cost ten entries, not the set.
+    a.tell("topics u 0 10");
+    see(&mut a, "topics 10");
+    b.tell("peertopics u 10 10");
+    see(&mut b, "peertopics 10");
+    let after = interest(&mut a);
+    let (sent, bytes) = (after["sent"] - mid["sent"], after["bytes"] - mid["bytes"]);
+    assert!(
+        bytes <= 10 * 12 + sent * 40,
+        "{bytes} bytes in {sent} messages"
+    );
+    assert_eq!(after["full"], before["full"]);
+}
+
+#[test]
+fn a_node_that_joins_late_gets_the_whole_interest_and_then_the_deltas() {
+    let mut a = start("a", None);
+    a.tell("topics t 0 3000");
+    see(&mut a, "topics 3000");
+    let mut b = start("b", Some(&a));
+    see(&mut a, "up b");
+    b.tell("peertopics t 3000 3000");
+    see(&mut b, "peertopics 3000");
+    a.tell("untopics t 0 1000");
+    see(&mut a, "untopics 1000");
+    b.tell("peertopics t 3000 2000");
+    see(&mut b, "peertopics 2000");
+    a.tell("interest");
+    let got = flow(&a.expect(|l| l.starts_with("interest ")));
+    assert!(got["full"] >= 1, "{got:?}");
 }

@@ -8,7 +8,6 @@ use foundation_cluster::node::{Node, NodeConfig};
 use foundation_pubsub::{
     BroadcastError, BufferConfig, Overflow, PubSub, StartError, SubscribeError, Topic, TopicError,
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc};
 
 /// A bound for a hung test, not a timing check.
@@ -20,7 +19,7 @@ async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
         .unwrap_or_else(|_| panic!("{what}: nothing after {PATIENCE:?}"))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, RemoteMessage)]
 struct Order {
     id: u64,
     note: String,
@@ -435,4 +434,84 @@ fn handles_are_send_sync_and_clone() {
     send::<foundation_pubsub::Received<Order>>();
     send::<BroadcastError>();
     send::<SubscribeError>();
+}
+
+/// Each metric's name and sorted labels, with its value (a snapshot takes the counts).
+fn metric_values(
+    snapshotter: &metrics_util::debugging::Snapshotter,
+) -> std::collections::HashMap<(String, Vec<(String, String)>), metrics_util::debugging::DebugValue>
+{
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let key = key.key();
+            let mut labels: Vec<(String, String)> = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            labels.sort();
+            ((key.name().to_owned(), labels), value)
+        })
+        .collect()
+}
+
+#[test]
+fn counters_are_in_the_metrics_facade_with_drops_per_topic() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let ps = PubSub::local("metered");
+        let fast: Topic<u64> = Topic::new("ticks.fast").unwrap();
+        let slow: Topic<u64> = Topic::new("ticks.slow").unwrap();
+        let full = ps
+            .subscribe_stream_with(&fast, BufferConfig::new(1, Overflow::DropNewest))
+            .unwrap();
+        let _roomy = ps.subscribe_stream(&slow).unwrap();
+        for i in 0..3 {
+            ps.broadcast(&fast, i).unwrap();
+        }
+        ps.broadcast(&slow, 9).unwrap();
+        assert_eq!(full.dropped(), 2);
+
+        let values = metric_values(&snapshotter);
+        let at = |name: &str, topic: Option<&str>| {
+            let mut labels = vec![("pubsub".to_owned(), "metered".to_owned())];
+            if let Some(t) = topic {
+                labels.push(("topic".to_owned(), t.to_owned()));
+            }
+            values.get(&(name.to_owned(), labels))
+        };
+        // Each drop counted under its topic; a topic that never dropped has no series.
+        assert_eq!(
+            at("foundation_pubsub_dropped_total", Some("ticks.fast")),
+            Some(&DebugValue::Counter(2)),
+            "{values:?}"
+        );
+        assert_eq!(
+            at("foundation_pubsub_dropped_total", Some("ticks.slow")),
+            None
+        );
+        assert_eq!(
+            at("foundation_pubsub_delivered_total", None),
+            Some(&DebugValue::Counter(2))
+        );
+        assert_eq!(
+            at("foundation_pubsub_wrong_type_total", None),
+            Some(&DebugValue::Counter(0))
+        );
+        assert_eq!(
+            at("foundation_pubsub_subscriptions", None),
+            Some(&DebugValue::Gauge(2.0.into()))
+        );
+        assert_eq!(
+            at("foundation_pubsub_topics", None),
+            Some(&DebugValue::Gauge(2.0.into()))
+        );
+        // Stats reads the same counts.
+        let stats = ps.stats();
+        assert_eq!((stats.delivered, stats.dropped), (2, 2));
+    });
 }

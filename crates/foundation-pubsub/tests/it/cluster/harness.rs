@@ -15,7 +15,10 @@
 //!   <topic> <text>`: the same, to this node's subscribers only;
 //!   `direct <node> <topic> <text>`: a direct broadcast (`@direct ok|err`);
 //! - `seq <topic> <n>`: broadcasts notes numbered 1 to `n` (`@seqsent <n>`);
-//! - `pubwrong <topic>`: broadcasts a `u64` on the topic the others read as notes;
+//! - `pubwrong <topic>`: broadcasts a [`Forged`] (a note's shape, another wire name) on
+//!   the topic the others read as notes;
+//! - `pubmoved <topic> <text>`: as `pub`, as a [`moved::Note`] (another Rust type, the
+//!   same wire name);
 //! - `count <topic> <n>`: `@count <topic> <n>` once the cluster-wide count is `n`;
 //! - `slow <id> <topic> <capacity>`: a stream subscriber that never reads, its buffer
 //!   `capacity` messages, `DropNewest`;
@@ -27,6 +30,12 @@
 //! - `flow <n>`: once `received + remote_dropped` is `n`, `@flow received=<n>
 //!   remote_dropped=<n> by_node=<n> delivered=<n> dropped=<n> sent=<n> send_failed=<n>`
 //!   (`by_node`: the node's own count of messages it dropped for a process's limit);
+//! - `topics <prefix> <from> <to>`: a stream subscriber (never read) of each topic
+//!   `<prefix>.<i>` for `i` in `from..to` (`@topics <n>`); `untopics <prefix> <from> <to>`
+//!   drops them (`@untopics <n>`);
+//! - `peertopics <prefix> <n> <want>`: `@peertopics <want>` once the cluster-wide
+//!   subscribers of `<prefix>.<i>`, `i` in `0..n`, add up to `want`;
+//! - `interest`: `@interest sent=<n> bytes=<n> full=<n>` (this node's interest messages);
 //! - `exit`.
 //!
 //! Settings: `SEEDS`, `SILENCE_MS`, `GOSSIP_MS` (the pubsub's gossip period, 200 ms by
@@ -41,13 +50,36 @@ use foundation_cluster::node::{ChannelConfig, ClusterEvent, Node, NodeConfig};
 use foundation_pubsub::{BufferConfig, Overflow, PubSub, Topic};
 pub use foundation_testkit::Child;
 use foundation_testkit::{commands, say};
-use serde::{Deserialize, Serialize};
 
-/// What the topics carry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What the topics carry. Its wire name is its Rust name, `Note`.
+#[derive(Debug, Clone, RemoteMessage)]
 pub struct Note {
     pub publisher: String,
     /// 0 for a plain note; else its number, up to `last`.
+    pub seq: u64,
+    pub last: u64,
+    pub text: String,
+}
+
+/// Another Rust type (another path, another `std::any::type_name`) with the same wire
+/// name, `Note`, and shape: a topic's type moved to another module is the same type to
+/// peers.
+pub mod moved {
+    #[derive(Debug, Clone, foundation_actors::RemoteMessage)]
+    pub struct Note {
+        pub publisher: String,
+        pub seq: u64,
+        pub last: u64,
+        pub text: String,
+    }
+}
+
+/// A type of `Note`'s shape (its bytes decode as a `Note`) but another wire name: to
+/// peers, another type, refused before it is decoded.
+#[derive(Debug, Clone, RemoteMessage)]
+#[remote(name = "test.Forged")]
+pub struct Forged {
+    pub publisher: String,
     pub seq: u64,
     pub last: u64,
     pub text: String,
@@ -174,6 +206,8 @@ async fn run(name: String) {
     }
     let mut sups = Vec::new();
     let mut slow: Vec<foundation_pubsub::Subscription<Note>> = Vec::new();
+    let mut by_topic: std::collections::HashMap<String, foundation_pubsub::Subscription<Note>> =
+        Default::default();
     let mut lines = commands();
     while let Some(line) = lines.recv().await {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -278,8 +312,25 @@ async fn run(name: String) {
                 say(&format!("seqsent {n}"));
             }
             ["pubwrong", t] => {
-                ps.broadcast(&topic::<u64>(t), 7).unwrap();
+                let forged = Forged {
+                    publisher: name.clone(),
+                    seq: 0,
+                    last: 0,
+                    text: "forged".to_owned(),
+                };
+                ps.broadcast(&topic::<Forged>(t), forged).unwrap();
                 say("pubwrong");
+            }
+            ["pubmoved", t, text] => {
+                let note = moved::Note {
+                    publisher: name.clone(),
+                    seq: 0,
+                    last: 0,
+                    text: (*text).to_owned(),
+                };
+                let ctx = Context::new().with_baggage("who", name.as_str());
+                ctx.sync_scope(|| ps.broadcast(&topic(t), note)).unwrap();
+                say(&format!("published {t} {text}"));
             }
             ["count", t, n] => {
                 let n: usize = n.parse().unwrap();
@@ -334,6 +385,45 @@ async fn run(name: String) {
                     s.dropped,
                     s.sent,
                     s.send_failed
+                ));
+            }
+            ["topics", prefix, from, to] => {
+                let (from, to): (u64, u64) = (from.parse().unwrap(), to.parse().unwrap());
+                for i in from..to {
+                    let t = format!("{prefix}.{i}");
+                    let sub = ps.subscribe_stream(&topic::<Note>(&t)).unwrap();
+                    by_topic.insert(t, sub);
+                }
+                say(&format!("topics {}", to - from));
+            }
+            ["untopics", prefix, from, to] => {
+                let (from, to): (u64, u64) = (from.parse().unwrap(), to.parse().unwrap());
+                for i in from..to {
+                    by_topic.remove(&format!("{prefix}.{i}"));
+                }
+                say(&format!("untopics {}", to - from));
+            }
+            ["peertopics", prefix, n, want] => {
+                let n: u64 = n.parse().unwrap();
+                let want: usize = want.parse().unwrap();
+                let topics: Vec<Topic<Note>> =
+                    (0..n).map(|i| topic(&format!("{prefix}.{i}"))).collect();
+                // Polled in the child: the parent's bound on the answer is what fails a test.
+                while topics
+                    .iter()
+                    .map(|t| ps.subscribers_count(t))
+                    .sum::<usize>()
+                    != want
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                say(&format!("peertopics {want}"));
+            }
+            ["interest"] => {
+                let s = ps.stats();
+                say(&format!(
+                    "interest sent={} bytes={} full={}",
+                    s.interest_sent, s.interest_bytes, s.interest_full
                 ));
             }
             ["exit"] => break,
