@@ -7,7 +7,7 @@
 //! has work. The process keeps Foundation's model: the same [`Actor`] (so `#[actor]` code
 //! works unchanged, through [`TypedActor::actor`](crate::TypedActor::actor)), the same
 //! [`Addr`] and typed handles ([`Addr::hosted`] routes them to the host through a
-//! [`Mailbox`]), and the same [`Context`](crate::Context): [`handle`] makes the sender's
+//! [`Mailbox`](crate::Mailbox)), and the same [`Context`](crate::Context): [`handle`] makes the sender's
 //! context current and continues its span, as a ractor-run actor does.
 //!
 //! Failures come back as [`Crash`]: an error or a panic of the callback, caught here, so
