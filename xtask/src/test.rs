@@ -53,34 +53,27 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
         .env("RUSTDOCFLAGS", "-D warnings");
     step("rustdoc", rustdoc)?;
 
-    // Release: loom explores many interleavings and is very slow in debug builds.
-    let mut loom = cargo()?;
-    loom.args([
-        "test",
-        "-p",
-        "foundation-actors",
-        "--features",
-        "loom",
-        "--lib",
-        "--release",
-        "loom_",
-    ])
-    .env("LOOM_MAX_PREEMPTIONS", "4");
-    step("loom", loom)?;
-    // The sharded runtime's shard protocol (foundation-registry).
-    let mut loom = cargo()?;
-    loom.args([
-        "test",
-        "-p",
-        "foundation-registry",
-        "--features",
-        "loom",
-        "--lib",
-        "--release",
-        "loom_",
-    ])
-    .env("LOOM_MAX_PREEMPTIONS", "4");
-    step("loom (registry)", loom)?;
+    // Release: loom explores many interleavings and is very slow in debug builds. The
+    // crates with loom models: the address slot and its hazard pointers
+    // (foundation-actors), the sharded runtime's shard protocol (foundation-registry).
+    for (name, krate) in [
+        ("loom", "foundation-actors"),
+        ("loom (registry)", "foundation-registry"),
+    ] {
+        let mut loom = cargo()?;
+        loom.args([
+            "test",
+            "-p",
+            krate,
+            "--features",
+            "loom",
+            "--lib",
+            "--release",
+            "loom_",
+        ])
+        .env("LOOM_MAX_PREEMPTIONS", "4");
+        step(name, loom)?;
+    }
 
     let mut tests = cargo()?;
     if nextest_available()? {
