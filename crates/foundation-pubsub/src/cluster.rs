@@ -340,35 +340,20 @@ impl Remote {
         }
         let reply = {
             let mut peers = self.peers_mut();
-            match wire {
-                Wire::Delta {
-                    epoch,
-                    from,
-                    changes,
-                    ..
-                } => match peers.get_mut(&origin) {
-                    Some(view) => view.delta(epoch, from, changes, malformed),
-                    // Not heard from yet: its whole set is on its way (it sends one to each
-                    // node it sees come up), or its next digest makes this node ask.
-                    None => Reply::Nothing,
-                },
-                Wire::Full {
-                    epoch,
-                    version,
-                    part,
-                    parts,
-                    filters,
-                    ..
-                } => peers
-                    .entry(origin.clone())
-                    .or_default()
-                    .full(epoch, version, part, parts, filters, malformed),
-                Wire::Digest { epoch, version, .. } => peers
-                    .entry(origin.clone())
-                    .or_default()
-                    .digest(epoch, version),
-                Wire::Want { .. } | Wire::Publish { .. } => return,
-            }
+            let view = if matches!(wire, Wire::Delta { .. }) {
+                // Not heard from yet: its whole set is on its way (it sends one to each
+                // node it sees come up), or its next digest makes this node ask.
+                let Some(view) = peers.get_mut(&origin) else {
+                    return;
+                };
+                view
+            } else {
+                peers.entry(origin.clone()).or_default()
+            };
+            let Some(reply) = view.receive(wire, malformed) else {
+                return;
+            };
+            reply
         };
         if reply == Reply::Want {
             let want = WireMsg(Wire::Want {

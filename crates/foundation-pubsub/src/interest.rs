@@ -296,6 +296,29 @@ impl PeerView {
         }
         self.ask()
     }
+
+    /// One interest message of the peer (`Delta`, `Full` or `Digest`): the view follows
+    /// it. `None` for a message that is not about the view (`Want`, `Publish`).
+    pub(crate) fn receive(&mut self, wire: Wire, malformed: &Count) -> Option<Reply> {
+        Some(match wire {
+            Wire::Delta {
+                epoch,
+                from,
+                changes,
+                ..
+            } => self.delta(epoch, from, changes, malformed),
+            Wire::Full {
+                epoch,
+                version,
+                part,
+                parts,
+                filters,
+                ..
+            } => self.full(epoch, version, part, parts, filters, malformed),
+            Wire::Digest { epoch, version, .. } => self.digest(epoch, version),
+            Wire::Want { .. } | Wire::Publish { .. } => return None,
+        })
+    }
 }
 
 /// Adds `filters` to `trie`; a filter that is not a valid topic or pattern, or has no
@@ -366,25 +389,8 @@ mod tests {
 
         fn deliver(&mut self, wires: Vec<Wire>) {
             for w in wires {
-                let reply = match w {
-                    Wire::Delta {
-                        epoch,
-                        from,
-                        changes,
-                        ..
-                    } => self.view.delta(epoch, from, changes, &self.malformed),
-                    Wire::Full {
-                        epoch,
-                        version,
-                        part,
-                        parts,
-                        filters,
-                        ..
-                    } => self
-                        .view
-                        .full(epoch, version, part, parts, filters, &self.malformed),
-                    Wire::Digest { epoch, version, .. } => self.view.digest(epoch, version),
-                    other => panic!("not interest: {other:?}"),
+                let Some(reply) = self.view.receive(w, &self.malformed) else {
+                    panic!("not an interest message");
                 };
                 if reply == Reply::Want {
                     self.wants += 1;
