@@ -31,6 +31,10 @@
 //!   when idle or least recently used, with the same actors, handles and context as any
 //!   process. Placing shards across the cluster is to come.
 //!
+//! - [work across the cluster](work): an ecosystem whose workers run on every node (a
+//!   coordinator singleton, one bounded queue per node, jobs to the least-loaded node,
+//!   a dead node's jobs sent again), and map-reduce over it.
+//!
 //! The guides are `docs/registry.md` and `docs/placement.md`.
 //!
 //! ## A tour
@@ -109,6 +113,7 @@ pub mod placement;
 pub mod replica;
 pub mod services;
 pub mod sharded;
+pub mod work;
 
 pub use cluster::{ClusterRegistry, Location, OnConflict, RegistryEvent};
 pub use distributed::{DistributedSpec, DistributedSupervisor};

@@ -13,3 +13,4 @@ mod removal;
 mod sharded;
 mod support;
 mod via;
+mod work;
