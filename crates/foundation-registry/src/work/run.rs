@@ -13,6 +13,7 @@ use super::spec::{Kinds, Value};
 
 /// How far a map-reduce run is ([`MapReduce::progress`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Progress {
     /// Items in all.
     pub total: usize,

@@ -514,6 +514,7 @@ async fn run(
 
 /// One node's load, as this node sees it ([`ClusterEcosystem::stats`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NodeLoad {
     /// The node.
     pub node: String,
@@ -527,6 +528,7 @@ pub struct NodeLoad {
 
 /// Counts of one node's part of a cluster-wide ecosystem ([`ClusterEcosystem::stats`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WorkStats {
     /// The nodes of the coordinator's last table (nodes known down left out), sorted.
     pub nodes: Vec<NodeLoad>,

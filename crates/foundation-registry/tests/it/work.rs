@@ -452,3 +452,34 @@ async fn bad_input_gets_typed_errors_and_a_panicking_map_fails_only_its_run() {
     ));
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_node_without_the_workers_role_runs_none_and_a_run_with_no_workers_times_out() {
+    let node =
+        Node::start(NodeConfig::new("work-role", "cookie").listen("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+    let spec = WorkSpec::new("role")
+        .job("double", |n: u64| n * 2)
+        .reduce("add", |a: u64, b: u64| a + b)
+        .on_role("gpu");
+    let eco = ClusterEcosystem::start(&node, spec).await.unwrap();
+    assert_eq!(eco.stats().workers_here, 0);
+    assert!(matches!(
+        eco.try_submit::<u64, u64>("double", &1),
+        Err(SubmitError::Full)
+    ));
+    // Nowhere to run: the run waits for a node with the role, and gives up with what it
+    // has done, never hangs.
+    let run = eco
+        .start_map_reduce::<u64, u64>("double", 0..10_u64, "add")
+        .unwrap();
+    match run.wait_timeout(Duration::from_millis(300)).await {
+        Err(MapReduceError::Timeout { done, total, .. }) => assert_eq!((done, total), (0, 10)),
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    // The abandoned run's chunks are dropped from the ledger.
+    assert_eq!(eco.stats().outstanding, 0);
+    eco.shutdown().await;
+    node.shutdown().await;
+}
