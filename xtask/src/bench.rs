@@ -11,6 +11,8 @@
 //! rows; missing with the reason when `erl` cannot be had); reads criterion's estimates,
 //! `target/bench-memory.json`, `target/bench-sharded.json` (bench `sharded` of
 //! `foundation-registry`: memory per idle sharded entity and casts to active ones),
+//! `target/bench-work.json` (bench `work` of `foundation-registry`: map-reduce on 3 node
+//! processes beside the same work on one node),
 //! `target/bench-cluster.json`, `target/bench-pubsub.json` and
 //! `target/bench-paired.json`;
 //! prints one table, writes
@@ -721,6 +723,13 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
     eprintln!("==> xtask bench: sharded");
     run_step("bench", "sharded", sharded)?;
 
+    // Issue 15: map-reduce on 3 node processes beside the same work on one node,
+    // reported (the issue sets no budget).
+    let mut work = cargo()?;
+    work.args(["bench", "-p", "foundation-registry", "--bench", "work"]);
+    eprintln!("==> xtask bench: work");
+    run_step("bench", "work", work)?;
+
     let mut paired_bench = cargo()?;
     paired_bench.args(["bench", "-p", "foundation-actors", "--bench", "paired"]);
     eprintln!("==> xtask bench: paired");
@@ -755,6 +764,11 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
         &target,
         "bench-sharded.json",
         "cargo bench -p foundation-registry --bench sharded",
+    )?);
+    figures.extend(json_figures(
+        &target,
+        "bench-work.json",
+        "cargo bench -p foundation-registry --bench work",
     )?);
     figures.extend(json_figures(
         &target,
