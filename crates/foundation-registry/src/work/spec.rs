@@ -228,7 +228,7 @@ impl WorkSpec {
     }
 
     /// Jobs each node's queue holds beyond those in its workers' hands (default 256).
-    /// A full queue refuses more, and submitters wait ([backpressure](super#backpressure)).
+    /// A full queue refuses more, and submitters wait ([backpressure](super#routing-and-backpressure)).
     pub fn capacity(mut self, jobs: usize) -> Self {
         self.capacity = jobs;
         self
