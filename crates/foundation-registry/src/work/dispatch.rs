@@ -56,6 +56,9 @@ pub(crate) struct Dispatch {
     pub(crate) table_seen: bool,
     pub(crate) peak: u32,
     down: HashSet<String>,
+    /// Nodes whose part said `Bye`, with that part: a table showing another part of the
+    /// node (started again) makes it usable again.
+    gone: HashMap<String, u64>,
     nacked: HashMap<String, Instant>,
     /// Jobs of this node's ledger sent to each node and not done.
     mine: HashMap<String, u32>,
@@ -76,6 +79,7 @@ impl Dispatch {
             table_seen: false,
             peak: 0,
             down: HashSet::new(),
+            gone: HashMap::new(),
             nacked: HashMap::new(),
             mine: HashMap::new(),
             ledger: HashMap::new(),
@@ -89,6 +93,12 @@ impl Dispatch {
 
     /// The coordinator's table replaces the last one.
     pub(crate) fn set_table(&mut self, lines: &[Line], peak: u32) {
+        for l in lines {
+            if self.gone.get(&l.node).is_some_and(|p| *p != l.part) {
+                self.gone.remove(&l.node);
+                self.down.remove(&l.node);
+            }
+        }
         self.table = lines
             .iter()
             .map(|l| {
@@ -268,6 +278,13 @@ impl Dispatch {
         lost.len()
     }
 
+    /// `node`'s part `part` shut down (it said `Bye`): as [`Dispatch::node_down`], until a
+    /// table shows another part of it.
+    pub(crate) fn part_gone(&mut self, node: &str, part: u64) -> usize {
+        self.gone.insert(node.to_owned(), part);
+        self.node_down(node)
+    }
+
     /// `node` is up again (a new incarnation): it may be given jobs once the table has it.
     pub(crate) fn node_up(&mut self, node: &str) {
         self.down.remove(node);
@@ -320,6 +337,7 @@ mod tests {
                 node: (*n).to_owned(),
                 workers: *w,
                 load: 0,
+                part: 1,
             })
             .collect();
         d.set_table(&lines, 0);
@@ -391,6 +409,33 @@ mod tests {
         assert_eq!(d.duplicates, 1);
         // a's two own jobs and the re-sent one not done yet.
         assert_eq!(d.mine("a"), 3);
+    }
+
+    #[test]
+    fn a_part_that_said_bye_is_used_again_once_started_again() {
+        let mut d = Dispatch::new(10);
+        table(&mut d, &[("a", 1), ("b", 1)]);
+        assert_eq!(d.part_gone("b", 1), 0);
+        assert_eq!(d.peers().len(), 1);
+        // A table still showing the part that left changes nothing.
+        table(&mut d, &[("a", 1), ("b", 1)]);
+        assert_eq!(d.peers().len(), 1);
+        let restarted = [
+            Line {
+                node: "a".into(),
+                workers: 1,
+                load: 0,
+                part: 1,
+            },
+            Line {
+                node: "b".into(),
+                workers: 1,
+                load: 0,
+                part: 2,
+            },
+        ];
+        d.set_table(&restarted, 0);
+        assert_eq!(d.peers().len(), 2);
     }
 
     #[test]

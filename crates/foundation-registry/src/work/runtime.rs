@@ -51,6 +51,8 @@ pub(crate) struct Task {
 /// One node's part: what its handles, receiver, workers and coordinator share.
 pub(crate) struct Shared {
     me: String,
+    /// This start of this node's part (random), in its reports and its `Bye`.
+    part: u64,
     node: Node,
     name: String,
     service: String,
@@ -219,6 +221,7 @@ impl Shared {
         let peak = self.lock().peak;
         let msg = WorkMsg(Wire::Report {
             node: self.me.clone(),
+            part: self.part,
             roles: self.roles.clone(),
             load: self.local_load(),
             peak,
@@ -255,7 +258,14 @@ impl Shared {
                 self.pump();
             }
             Wire::Table { lines, peak } => self.on_table(&lines, peak),
-            Wire::Bye { node } => self.node_down(&node),
+            Wire::Bye { node, part } => {
+                let lost = self.lock().part_gone(&node, part);
+                if lost > 0 {
+                    tracing::info!(ecosystem = %self.name, %node, jobs = lost, "node's part shut down: its jobs are sent again");
+                }
+                self.room.notify_waiters();
+                self.pump();
+            }
             Wire::Report { .. } => {
                 tracing::debug!(ecosystem = %self.name, "a report reached a node's receiver; dropped");
             }
@@ -355,9 +365,16 @@ struct Coordinator {
     shared: Weak<Shared>,
 }
 
+/// A node's last report: its part, roles and load.
+struct Reported {
+    part: u64,
+    roles: Vec<String>,
+    load: u32,
+}
+
 /// What the coordinator knows.
 struct Board {
-    reports: HashMap<String, (Vec<String>, u32)>,
+    reports: HashMap<String, Reported>,
     peak: u32,
     last: Vec<Line>,
     sent: Option<Instant>,
@@ -374,7 +391,7 @@ impl Coordinator {
                 Some(role) => board
                     .reports
                     .get(*m)
-                    .is_some_and(|(roles, _)| roles.contains(role)),
+                    .is_some_and(|r| r.roles.contains(role)),
             })
             .collect();
         let n = u32::try_from(shared.workers).unwrap_or(u32::MAX);
@@ -397,7 +414,8 @@ impl Coordinator {
             .map(|m| Line {
                 node: m.clone(),
                 workers: give.get(m).copied().unwrap_or(0),
-                load: board.reports.get(m).map_or(0, |(_, l)| *l),
+                load: board.reports.get(m).map_or(0, |r| r.load),
+                part: board.reports.get(m).map_or(0, |r| r.part),
             })
             .collect()
     }
@@ -425,6 +443,7 @@ impl Actor for Coordinator {
     ) -> Result<(), ActorError> {
         let Wire::Report {
             node,
+            part,
             roles,
             load,
             peak,
@@ -439,7 +458,10 @@ impl Actor for Coordinator {
             return Ok(());
         };
         let members = sup.members();
-        let new = board.reports.insert(node, (roles, load)).is_none();
+        let new = board
+            .reports
+            .insert(node, Reported { part, roles, load })
+            .is_none_or(|old| old.part != part);
         board.reports.retain(|n, _| members.contains(n));
         board.peak = board.peak.max(peak);
         let lines = Self::lines(&shared, &members, board);
@@ -447,7 +469,7 @@ impl Actor for Coordinator {
             || lines
                 .iter()
                 .zip(&board.last)
-                .any(|(a, b)| a.node != b.node || a.workers != b.workers);
+                .any(|(a, b)| a.node != b.node || a.workers != b.workers || a.part != b.part);
         let due = board
             .sent
             .is_none_or(|at| at.elapsed() >= shared.report_every / 2);
@@ -639,6 +661,7 @@ impl ClusterEcosystem {
                     node: me.clone(),
                     workers: u32::try_from(spec.workers).unwrap_or(u32::MAX),
                     load: 0,
+                    part: 0,
                 }],
                 0,
             );
@@ -646,6 +669,7 @@ impl ClusterEcosystem {
         }
         let shared = Arc::new(Shared {
             me: me.clone(),
+            part: fastrand::u64(..),
             node: node.clone(),
             name: spec.name.clone(),
             service: scope.clone(),
@@ -1086,6 +1110,7 @@ impl ClusterEcosystem {
         for peer in peers.iter().filter(|p| **p != shared.me) {
             let bye = WorkMsg(Wire::Bye {
                 node: shared.me.clone(),
+                part: shared.part,
             });
             if let Err(e) = shared.node.send(peer, &shared.service, &bye) {
                 tracing::debug!(ecosystem = %shared.name, to = %peer, error = %e, "bye not sent");

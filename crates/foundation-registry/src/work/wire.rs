@@ -12,6 +12,9 @@ pub(crate) struct Line {
     pub(crate) workers: u32,
     /// Its last reported load: jobs queued or in its workers' hands.
     pub(crate) load: u32,
+    /// Which start of the node's part reported it (random per start), so that a part
+    /// started again after a `Bye` is told apart from the one that left.
+    pub(crate) part: u64,
 }
 
 /// One message of a cluster-wide ecosystem.
@@ -44,6 +47,7 @@ pub(crate) enum Wire {
     /// table (so a coordinator that failed over keeps replacing lost workers).
     Report {
         node: String,
+        part: u64,
         roles: Vec<String>,
         load: u32,
         peak: u32,
@@ -52,7 +56,7 @@ pub(crate) enum Wire {
     /// total it keeps (`respawn_lost_workers`).
     Table { lines: Vec<Line>, peak: u32 },
     /// "This node's part of the ecosystem shut down": what it took is re-queued.
-    Bye { node: String },
+    Bye { node: String, part: u64 },
 }
 
 /// The ecosystem's message: a [`Wire`] message with its wire form.

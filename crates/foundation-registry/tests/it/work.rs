@@ -72,7 +72,8 @@ async fn until(mut f: impl FnMut() -> bool) {
 /// - `submit <n>`: submits `n` `hold` jobs, then `@results <node>,…` (sorted) and
 ///   `@requeued <k>` once all are done;
 /// - `workers <nodes> <total>`: `@workers <node>=<n>,…` once the table has that many
-///   nodes and workers in all.
+///   nodes and workers in all;
+/// - `restart`: shuts this node's part down and starts it again (`@restarted`).
 #[test]
 #[ignore = "runs as a child process of the work tests"]
 fn node_process() {
@@ -85,7 +86,7 @@ async fn run(name: String) {
         .listen("127.0.0.1:0".parse().unwrap())
         .silence(Duration::from_millis(1000));
     let node = Node::start(config).await.unwrap();
-    let eco = ClusterEcosystem::start(&node, spec(&name)).await.unwrap();
+    let mut eco = ClusterEcosystem::start(&node, spec(&name)).await.unwrap();
     say(&format!("ready {} {}", node.name(), node.advertised()));
     for seed in var("SEEDS")
         .unwrap_or_default()
@@ -171,6 +172,11 @@ async fn run(name: String) {
                 until(|| table().is_some()).await;
                 say(&format!("workers {}", table().unwrap()));
             }
+            ["restart"] => {
+                eco.shutdown().await;
+                eco = ClusterEcosystem::start(&node, spec(&name)).await.unwrap();
+                say("restarted");
+            }
             ["exit"] => break,
             _ => say(&format!("unknown command {line}")),
         }
@@ -221,8 +227,8 @@ fn map_reduce_with_a_node_killed_mid_run_equals_the_single_node_result() {
     assert_eq!(single, expected);
     drop(solo);
 
-    // Three nodes; items slow enough (1 ms each, 6 workers) that the run lasts seconds.
-    let mut nodes = three(&[("DELAY_US", "1000")]);
+    // Three nodes; items slow enough (2 ms each, 6 workers) that the run lasts seconds.
+    let mut nodes = three(&[("DELAY_US", "2000")]);
     nodes[0].tell("coordinator");
     let coordinator = nodes[0].expect(|l| l.starts_with("coordinator "));
     let coordinator = coordinator.rsplit(' ').next().unwrap().to_owned();
@@ -296,6 +302,22 @@ fn a_killed_nodes_jobs_are_sent_again_and_its_workers_come_back_elsewhere() {
     assert!(!table.contains("c="), "{table}");
     b.tell("workers 2 3");
     b.expect(|l| l.starts_with("workers "));
+}
+
+#[test]
+fn a_part_shut_down_and_started_again_is_given_work_again() {
+    let [mut a, mut b, mut c] = three(&[]);
+    c.tell("restart");
+    c.expect(|l| l == "restarted");
+    // a saw c's part say bye; the coordinator's table shows the new part, and a sends it
+    // work again.
+    for n in [&mut a, &mut b, &mut c] {
+        n.tell("members 3");
+        n.expect(|l| l == "members 3");
+    }
+    a.tell("mr 5000");
+    let got = result(&a.expect(|l| l.starts_with("mr ")));
+    assert_eq!(got, (0..5000).map(score).fold((0, 0), add));
 }
 
 /// A job that waits for [`GATE`].
