@@ -54,11 +54,15 @@ mod api;
 pub mod crdt;
 mod error;
 mod local;
+mod multilevel;
+mod partitioned;
 mod stats;
 mod ttl;
 
 pub use api::{Cache, CacheKey, CacheValue, Counter};
 pub use error::{CacheError, CodecError, ComputeError, TtlError};
 pub use local::{Local, LocalBuilder};
+pub use multilevel::{Multilevel, MultilevelBuilder};
+pub use partitioned::{DEFAULT_MAX_KEY_BYTES, Partitioned, PartitionedBuilder, StartError};
 pub use stats::Stats;
 pub use ttl::{Ttl, TtlLeft};
