@@ -139,14 +139,14 @@ impl<K: CacheKey, V: CacheValue> PartitionedBuilder<K, V> {
         }
         .build()?;
         let service = format!("$cache/{}", self.name);
+        // Subscribe before the ring is first read, so no change in between is missed.
+        let events = node.subscribe();
         let core = Arc::new(Core::new(
             node.clone(),
             service.clone(),
             self.replicas,
             store,
         ));
-        // Subscribe before the ring is read again, so no change in between is missed.
-        let events = node.subscribe();
         let server = foundation_actors::spawn(
             Server {
                 core: Arc::downgrade(&core),
