@@ -31,6 +31,15 @@ pub enum CacheError {
     /// The adapter could not reach the node that holds the key (cluster adapters).
     #[error("the cache is unavailable: {0}")]
     Unavailable(String),
+    /// `get_or_compute` waited for a computation on another node, which failed (or
+    /// panicked): nothing was cached. The error itself stays on that node.
+    #[error("the computation on node `{node}` failed{}", if *panicked { " (it panicked)" } else { "" })]
+    ComputeFailed {
+        /// The node whose compute function failed.
+        node: String,
+        /// Whether it panicked.
+        panicked: bool,
+    },
 }
 
 /// Why a TTL was refused.

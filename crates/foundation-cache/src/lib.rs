@@ -8,11 +8,12 @@
 //!   single-flight [`get_or_compute`](Cache::get_or_compute), and [`stats`](Cache::stats).
 //!   Every adapter implements it; code written against it runs on any of them.
 //! - **The adapters**: [`Local`] (this process, on moka: bounded by entries or weight,
-//!   TinyLFU, per-entry TTL or time-to-idle) exists now. `Partitioned` (keys owned by the
-//!   cluster's hash ring, with backups), `Replicated` (every node holds every key,
-//!   last-writer-wins by hybrid logical clock) and `Multilevel` (a local near cache in
-//!   front of a partitioned one, invalidated through pubsub) come next; `docs/cache.md`
-//!   says what each will do and what it needs.
+//!   TinyLFU, per-entry TTL or time-to-idle); [`Partitioned`] (keys owned by the
+//!   cluster's hash ring, with `replicas = k` backups, moved to their new owners on a
+//!   membership change, single flight across the cluster); [`Multilevel`] (a near cache:
+//!   a `Local` L1 on each node in front of a shared L2, invalidated on every node through
+//!   `foundation-pubsub`). `Replicated` (every node holds every key, last-writer-wins by
+//!   hybrid logical clock) comes next; `docs/cache.md` says what each does.
 //! - **Replicated state**: the [`crdt`] module's [`SharedState`](crdt::SharedState)
 //!   trait and its delta CRDTs ([`LwwMap`](crdt::LwwMap), [`OrSet`](crdt::OrSet),
 //!   [`PnCounter`](crdt::PnCounter)), and [`Replica`](crdt::Replica), the I/O-free
@@ -54,11 +55,15 @@ mod api;
 pub mod crdt;
 mod error;
 mod local;
+mod multilevel;
+mod partitioned;
 mod stats;
 mod ttl;
 
 pub use api::{Cache, CacheKey, CacheValue, Counter};
 pub use error::{CacheError, CodecError, ComputeError, TtlError};
 pub use local::{Local, LocalBuilder};
+pub use multilevel::{Multilevel, MultilevelBuilder};
+pub use partitioned::{DEFAULT_MAX_KEY_BYTES, Partitioned, PartitionedBuilder, StartError};
 pub use stats::Stats;
 pub use ttl::{Ttl, TtlLeft};

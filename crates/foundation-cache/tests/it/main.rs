@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
 #![allow(missing_docs, unreachable_pub)]
 
+mod cluster;
 mod crdt_laws;
 mod crdt_net;
 mod local;
+mod partitioned;
 mod single_flight;
 mod support;

@@ -1,0 +1,838 @@
+//! [`Partitioned`], its builder, and its [`Cache`] implementation.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use foundation_cluster::node::{Node, RemoteError};
+use futures::{FutureExt, Stream, StreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::shard::{Core, Server, follow};
+use super::wire::{Answer, Bytes, Claimed, Op, Outcome, ShardMsg, decode, encode};
+use crate::api::{Cache, CacheKey, CacheValue, Counter};
+use crate::error::{CacheError, CodecError, ComputeError, TtlError};
+use crate::local::Local;
+use crate::local::flight::Flights;
+use crate::stats::{Counters, Stats};
+use crate::ttl::{Ttl, TtlLeft};
+
+/// The longest key accepted by default, encoded: 1 KiB.
+pub const DEFAULT_MAX_KEY_BYTES: usize = 1024;
+
+/// Entries per page of `stream` / `stream_keys`.
+const PAGE: u32 = 512;
+
+/// How many times `get_or_compute` claims a key whose computations keep being abandoned
+/// (their nodes dying) before it gives up.
+const MAX_CLAIMS: usize = 16;
+
+/// How many times `incr` retries a swap that lost a race before it gives up.
+const MAX_SWAPS: usize = 1_000;
+
+/// Why a [`Partitioned`] cache could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A cache of this name runs on this node already.
+    #[error("a cache named `{0}` runs on this node already")]
+    NameTaken(String),
+    /// The name is empty or longer than 200 bytes.
+    #[error("a cache's name must be 1 to 200 bytes: {0:?}")]
+    BadName(String),
+    /// The default TTL cannot be kept.
+    #[error(transparent)]
+    Ttl(#[from] TtlError),
+    /// The shard process could not start.
+    #[error("the shard process could not start: {0}")]
+    Spawn(String),
+}
+
+/// Builds a [`Partitioned`] cache: [`Partitioned::builder`].
+#[derive(Debug, Clone)]
+pub struct PartitionedBuilder<K, V> {
+    name: String,
+    replicas: usize,
+    max_key_bytes: usize,
+    max_bytes: Option<u64>,
+    max_entries: Option<u64>,
+    default_ttl: Ttl,
+    timeout: Duration,
+    compute_timeout: Duration,
+    _types: PhantomData<fn(K, V)>,
+}
+
+impl<K: CacheKey, V: CacheValue> PartitionedBuilder<K, V> {
+    /// Backups per key (default 0): each key is held by its owner and the next `k`
+    /// distinct nodes of the ring, so the death of up to `k` of them loses none of it.
+    pub fn replicas(mut self, k: usize) -> Self {
+        self.replicas = k;
+        self
+    }
+
+    /// The longest key accepted, in encoded bytes (default [`DEFAULT_MAX_KEY_BYTES`]).
+    /// Longer ones are refused with [`CacheError::KeyTooLarge`].
+    pub fn max_key_bytes(mut self, bytes: usize) -> Self {
+        self.max_key_bytes = bytes;
+        self
+    }
+
+    /// Bounds what this node holds (its own keys and its backups) to `bytes` of encoded
+    /// keys and values (default 64 MiB); past it the shard evicts (TinyLFU).
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = Some(bytes);
+        self.max_entries = None;
+        self
+    }
+
+    /// Bounds what this node holds to `n` entries instead of a number of bytes.
+    pub fn max_entries(mut self, n: u64) -> Self {
+        self.max_entries = Some(n);
+        self.max_bytes = None;
+        self
+    }
+
+    /// The TTL of entries written with [`Ttl::Default`] (without it: [`Ttl::Never`]).
+    pub fn default_ttl(mut self, ttl: Ttl) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// How long an operation waits for a remote owner (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long `get_or_compute` waits for a computation running on another node
+    /// (default 60 s): past it, the caller gets [`CacheError::Unavailable`].
+    pub fn compute_timeout(mut self, timeout: Duration) -> Self {
+        self.compute_timeout = timeout;
+        self
+    }
+
+    /// Starts this node's shard of the cache on `node` (every node of the cluster that
+    /// uses the cache starts it under the same name, with the same `replicas`).
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::NameTaken`] if a cache of this name runs on `node` already;
+    /// [`StartError::BadName`], [`StartError::Ttl`] for a bad setting.
+    pub async fn start(self, node: &Node) -> Result<Partitioned<K, V>, StartError> {
+        if self.name.is_empty() || self.name.len() > 200 {
+            return Err(StartError::BadName(self.name));
+        }
+        let default_ttl = match self.default_ttl.validate()? {
+            Ttl::Default => Ttl::Never,
+            ttl => ttl,
+        };
+        let store = match (self.max_entries, self.max_bytes) {
+            (Some(n), _) => Local::builder().max_entries(n),
+            (None, bytes) => Local::builder()
+                .max_weight(bytes.unwrap_or(64 << 20), |k: &Bytes, v: &Bytes| {
+                    u32::try_from(k.len() + v.len()).unwrap_or(u32::MAX)
+                }),
+        }
+        .build()?;
+        let service = format!("$cache/{}", self.name);
+        // Subscribe before the ring is first read, so no change in between is missed.
+        let events = node.subscribe();
+        let core = Arc::new(Core::new(
+            node.clone(),
+            service.clone(),
+            self.replicas,
+            store,
+        ));
+        let server = foundation_actors::spawn(
+            Server {
+                core: Arc::downgrade(&core),
+            },
+            (),
+        )
+        .await
+        .map_err(|e| StartError::Spawn(e.to_string()))?;
+        if node.export(&service, server.clone()).is_err() {
+            server.stop(None);
+            return Err(StartError::NameTaken(self.name));
+        }
+        let task = tokio::spawn(follow(Arc::downgrade(&core), events));
+        Ok(Partitioned {
+            shared: Arc::new(Shared {
+                core,
+                server,
+                task,
+                flights: Arc::new(Flights::default()),
+                counters: Counters::new(),
+                default_ttl,
+                max_key_bytes: self.max_key_bytes,
+                timeout: self.timeout,
+                compute_timeout: self.compute_timeout,
+            }),
+            _types: PhantomData,
+        })
+    }
+}
+
+/// A cache whose keys are spread over the nodes of the cluster by its hash ring, as
+/// Nebulex's partitioned adapter.
+///
+/// Each key belongs to one node, its **owner**: the first node at or after the key's hash
+/// on the ring ([`foundation_cluster::ring`]) of this node and its members that are up.
+/// Every node with the same view of the cluster finds the same owner. An operation on a
+/// key this node owns is applied here at once; one on another node's key is a call to
+/// that node's shard process (`$cache/<name>`), over the node's `default` channel. Keys
+/// and values travel and are stored as their postcard bytes.
+///
+/// - **Backups** ([`replicas(k)`](PartitionedBuilder::replicas)): the owner sends each
+///   write to the next `k` nodes of the ring. When the owner dies, the next of them is the
+///   key's owner on the new ring, and it holds the key.
+/// - **Membership changes**: entries are **moved** to their new owners (see the module
+///   docs, `docs/cache.md`).
+/// - **Single flight across the cluster**: `get_or_compute` asks the key's owner, which
+///   lets one caller compute and makes the others (on any node) wait for its value.
+///
+/// Cloning is cheap and gives another handle to the same cache.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use foundation_cache::{Cache, Partitioned, Ttl};
+/// use foundation_cluster::node::{Node, NodeConfig};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = Node::start(NodeConfig::new("a", "cookie").listen("127.0.0.1:0".parse()?)).await?;
+/// let users: Partitioned<u64, String> = Partitioned::builder("users")
+///     .replicas(1)
+///     .default_ttl(Ttl::Live(Duration::from_secs(60)))
+///     .start(&node)
+///     .await?;
+/// users.put(1, "ada".to_owned(), Ttl::Default).await?;
+/// assert_eq!(users.get(&1).await?, Some("ada".to_owned()));
+/// let n = users
+///     .get_or_compute(2, Ttl::Default, || async { Ok::<_, std::io::Error>("grace".to_owned()) })
+///     .await?;
+/// assert_eq!(n, "grace");
+/// # node.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct Partitioned<K, V> {
+    shared: Arc<Shared<K>>,
+    _types: PhantomData<fn(K, V)>,
+}
+
+struct Shared<K> {
+    core: Arc<Core>,
+    server: foundation_actors::Addr<ShardMsg>,
+    task: tokio::task::JoinHandle<()>,
+    flights: Arc<Flights<K>>,
+    counters: Counters,
+    default_ttl: Ttl,
+    max_key_bytes: usize,
+    timeout: Duration,
+    compute_timeout: Duration,
+}
+
+impl<K> Drop for Shared<K> {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.core.node.unexport(&self.core.service);
+        self.server.stop(None);
+    }
+}
+
+impl<K, V> Clone for Partitioned<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for Partitioned<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Partitioned")
+            .field("service", &self.shared.core.service)
+            .field("replicas", &self.shared.core.replicas)
+            .field("stats", &self.shared.counters.snapshot())
+            .finish()
+    }
+}
+
+/// A remote failure as the cache reports it.
+fn remote(e: RemoteError) -> CacheError {
+    match e {
+        RemoteError::Wire(w) => CacheError::Codec(CodecError::Deserialize {
+            what: "reply",
+            reason: w.to_string(),
+        }),
+        other => CacheError::Unavailable(other.to_string()),
+    }
+}
+
+/// An answer of the wrong kind: a peer of another version, or a broken one.
+fn unexpected(answer: Answer) -> CacheError {
+    match answer {
+        Answer::Refused(why) => CacheError::Unavailable(format!("the owner refused: {why}")),
+        other => CacheError::Codec(CodecError::Deserialize {
+            what: "reply",
+            reason: format!("unexpected answer {other:?}"),
+        }),
+    }
+}
+
+impl<K, V> Partitioned<K, V>
+where
+    K: CacheKey + Serialize + DeserializeOwned,
+    V: CacheValue + Serialize + DeserializeOwned,
+{
+    /// A builder for the cache `name` (the same name on every node).
+    pub fn builder(name: impl Into<String>) -> PartitionedBuilder<K, V> {
+        PartitionedBuilder {
+            name: name.into(),
+            replicas: 0,
+            max_key_bytes: DEFAULT_MAX_KEY_BYTES,
+            max_bytes: None,
+            max_entries: None,
+            default_ttl: Ttl::Never,
+            timeout: Duration::from_secs(5),
+            compute_timeout: Duration::from_secs(60),
+            _types: PhantomData,
+        }
+    }
+
+    /// The node that owns `key` now, as this node sees the cluster.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError::Codec`] or [`CacheError::KeyTooLarge`] for a key that cannot be
+    /// encoded or is too long.
+    pub fn owner_of(&self, key: &K) -> Result<String, CacheError> {
+        Ok(self.shared.core.owner(&self.key(key)?))
+    }
+
+    /// The nodes the cache spreads keys over now, as this node sees the cluster (it
+    /// follows membership events a moment after the node reports them).
+    pub fn nodes(&self) -> Vec<String> {
+        self.shared.core.ring().nodes().to_vec()
+    }
+
+    /// How many entries this node holds: the keys it owns and those it backs up.
+    pub fn held(&self) -> u64 {
+        let mut n = 0;
+        let mut entries = self.shared.core.store.stream();
+        while let Some(Some(_)) = entries.next().now_or_never() {
+            n += 1;
+        }
+        n
+    }
+
+    /// Entries this node has sent to new owners after membership changes.
+    pub fn moved_out(&self) -> u64 {
+        self.shared
+            .core
+            .moved_out
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `key`'s bytes, checked against the limit.
+    fn key(&self, key: &K) -> Result<Bytes, CacheError> {
+        let bytes = encode("key", key)?;
+        if bytes.len() > self.shared.max_key_bytes {
+            return Err(CacheError::KeyTooLarge {
+                size: bytes.len(),
+                limit: self.shared.max_key_bytes,
+            });
+        }
+        Ok(bytes)
+    }
+
+    fn resolve(&self, ttl: Ttl) -> Result<Ttl, CacheError> {
+        match ttl {
+            Ttl::Default => Ok(self.shared.default_ttl),
+            Ttl::Never => Ok(Ttl::Never),
+            ttl => Ok(ttl.validate()?),
+        }
+    }
+
+    fn is_me(&self, node: &str) -> bool {
+        node == self.shared.core.node.name()
+    }
+
+    /// The value bytes under `key` at its owner.
+    async fn get_bytes(&self, key: Bytes) -> Result<Option<Bytes>, CacheError> {
+        let core = &self.shared.core;
+        let owner = core.owner(&key);
+        if self.is_me(&owner) {
+            return Ok(core.get(&key));
+        }
+        core.node
+            .call(
+                &owner,
+                &core.service,
+                |p| ShardMsg::Get(key, p),
+                self.shared.timeout,
+            )
+            .await
+            .map_err(remote)
+    }
+
+    /// `op` applied by the owner of `key`.
+    async fn op(&self, key: &[u8], op: Op) -> Result<Answer, CacheError> {
+        let core = &self.shared.core;
+        let owner = core.owner(key);
+        self.op_at(&owner, op).await
+    }
+
+    /// `op` applied by `node`.
+    async fn op_at(&self, node: &str, op: Op) -> Result<Answer, CacheError> {
+        let core = &self.shared.core;
+        let answer = if self.is_me(node) {
+            core.apply(op)
+        } else {
+            core.node
+                .call(
+                    node,
+                    &core.service,
+                    |p| ShardMsg::Op(op, p),
+                    self.shared.timeout,
+                )
+                .await
+                .map_err(remote)?
+        };
+        match answer {
+            Answer::Refused(_) => Err(unexpected(answer)),
+            answer => Ok(answer),
+        }
+    }
+
+    async fn op_bool(&self, key: &[u8], op: Op) -> Result<bool, CacheError> {
+        match self.op(key, op).await? {
+            Answer::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn value(&self, bytes: Option<Bytes>) -> Result<Option<V>, CacheError> {
+        bytes.map(|b| decode::<V>("value", &b)).transpose()
+    }
+
+    fn read(&self, value: Result<Option<V>, CacheError>) -> Result<Option<V>, CacheError> {
+        if let Ok(v) = &value {
+            self.shared.counters.read(v.is_some());
+        }
+        value
+    }
+
+    /// One page of `node`'s own entries.
+    async fn page(&self, node: &str, skip: u64) -> Result<Vec<(Bytes, Bytes)>, CacheError> {
+        match self.op_at(node, Op::Page { skip, limit: PAGE }).await? {
+            Answer::Page(p) => Ok(p),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Every node's own entries, page by page: a failing node ends the stream after its
+    /// error.
+    fn pages(&self) -> impl Stream<Item = Result<Vec<(Bytes, Bytes)>, CacheError>> + Send + '_ {
+        let nodes = self.shared.core.ring().nodes().to_vec();
+        futures::stream::unfold(
+            (nodes, 0usize, 0u64, false),
+            move |(nodes, i, skip, done)| async move {
+                if done || i >= nodes.len() {
+                    return None;
+                }
+                match self.page(&nodes[i], skip).await {
+                    Ok(page) => {
+                        let next = if page.len() < PAGE as usize {
+                            (i + 1, 0)
+                        } else {
+                            (i, skip + page.len() as u64)
+                        };
+                        Some((Ok(page), (nodes, next.0, next.1, false)))
+                    }
+                    Err(e) => Some((Err(e), (nodes, i, skip, true))),
+                }
+            },
+        )
+    }
+
+    /// The cluster side of `get_or_compute`: claims the key at its owner until it gets
+    /// the value, or the right to compute it (then computes and reports).
+    async fn compute_cluster<F, Fut, E>(
+        self,
+        key: Bytes,
+        ttl: Ttl,
+        f: F,
+    ) -> Result<V, ComputeError<E>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        E: Send + Sync + 'static,
+    {
+        let core = Arc::clone(&self.shared.core);
+        let me = core.node.name().to_owned();
+        let mut f = Some(f);
+        for _ in 0..MAX_CLAIMS {
+            let owner = core.owner(&key);
+            let claimed = core
+                .node
+                .call(
+                    &owner,
+                    &core.service,
+                    |p| ShardMsg::Claim(key.clone(), me.clone(), p),
+                    self.shared.compute_timeout,
+                )
+                .await
+                .map_err(remote)?;
+            match claimed {
+                Claimed::Value(bytes) => return Ok(decode::<V>("value", &bytes)?),
+                Claimed::Retry => continue,
+                Claimed::Failed { node, panicked } => {
+                    return Err(ComputeError::Cache(CacheError::ComputeFailed {
+                        node,
+                        panicked,
+                    }));
+                }
+                Claimed::Compute => {
+                    let Some(f) = f.take() else {
+                        return Err(CacheError::Unavailable("claimed twice".to_owned()).into());
+                    };
+                    let mut report = Report {
+                        core: Arc::clone(&core),
+                        owner,
+                        key: key.clone(),
+                        me: me.clone(),
+                        outcome: Some(Outcome::Abandoned),
+                    };
+                    let result = AssertUnwindSafe(async move { f().await })
+                        .catch_unwind()
+                        .await;
+                    return match result {
+                        Ok(Ok(value)) => match encode("value", &value) {
+                            Ok(bytes) => {
+                                report.outcome = Some(Outcome::Value(bytes, ttl));
+                                Ok(value)
+                            }
+                            Err(e) => {
+                                report.outcome = Some(Outcome::Failed { panicked: false });
+                                Err(e.into())
+                            }
+                        },
+                        Ok(Err(e)) => {
+                            report.outcome = Some(Outcome::Failed { panicked: false });
+                            Err(ComputeError::Compute(Arc::new(e)))
+                        }
+                        Err(_) => {
+                            report.outcome = Some(Outcome::Failed { panicked: true });
+                            Err(ComputeError::Panicked)
+                        }
+                    };
+                }
+            }
+        }
+        Err(CacheError::Unavailable(format!(
+            "the computation was abandoned {MAX_CLAIMS} times (its nodes went down)"
+        ))
+        .into())
+    }
+}
+
+/// Reports a computation's outcome to its key's owner when dropped: the value or the
+/// failure once it is known, or that it was abandoned (every caller went away, or the
+/// caller's future was dropped mid-computation).
+struct Report {
+    core: Arc<Core>,
+    owner: String,
+    key: Bytes,
+    me: String,
+    outcome: Option<Outcome>,
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        let Some(outcome) = self.outcome.take() else {
+            return;
+        };
+        let key = std::mem::take(&mut self.key);
+        let core = &self.core;
+        // This node's own claim is ended here and now, so that the caller's next read
+        // sees the value; another owner's is ended by a message sent before the caller's
+        // next request to it (and so handled first).
+        if self.owner == self.me {
+            core.fulfill(key, &self.me, outcome);
+            return;
+        }
+        let msg = ShardMsg::Fulfill(key, self.me.clone(), outcome);
+        if let Err(error) = core.node.send(&self.owner, &core.service, &msg) {
+            tracing::debug!(cache = %core.service, owner = %self.owner, %error, "a computation's outcome was not reported");
+        }
+    }
+}
+
+impl<K, V> Cache<K, V> for Partitioned<K, V>
+where
+    K: CacheKey + Serialize + DeserializeOwned,
+    V: CacheValue + Serialize + DeserializeOwned,
+{
+    async fn get(&self, key: &K) -> Result<Option<V>, CacheError> {
+        let key = self.key(key)?;
+        let bytes = self.get_bytes(key).await?;
+        self.read(self.value(bytes))
+    }
+
+    async fn get_many(&self, keys: &[K]) -> Result<Vec<Option<V>>, CacheError> {
+        let keys = keys
+            .iter()
+            .map(|k| self.key(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        let got = futures::future::join_all(keys.into_iter().map(|k| self.get_bytes(k))).await;
+        got.into_iter()
+            .map(|b| self.read(b.and_then(|b| self.value(b))))
+            .collect()
+    }
+
+    async fn put(&self, key: K, value: V, ttl: Ttl) -> Result<(), CacheError> {
+        let ttl = self.resolve(ttl)?;
+        let key = self.key(&key)?;
+        let value = encode("value", &value)?;
+        match self.op(&key.clone(), Op::Put(key, value, ttl)).await? {
+            Answer::Done => {
+                self.shared.counters.writes(1);
+                Ok(())
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn put_new(&self, key: K, value: V, ttl: Ttl) -> Result<bool, CacheError> {
+        let ttl = self.resolve(ttl)?;
+        let key = self.key(&key)?;
+        let value = encode("value", &value)?;
+        let wrote = self
+            .op_bool(&key.clone(), Op::PutNew(key, value, ttl))
+            .await?;
+        if wrote {
+            self.shared.counters.writes(1);
+        }
+        Ok(wrote)
+    }
+
+    async fn replace(&self, key: K, value: V, ttl: Ttl) -> Result<bool, CacheError> {
+        let ttl = self.resolve(ttl)?;
+        let key = self.key(&key)?;
+        let value = encode("value", &value)?;
+        let wrote = self
+            .op_bool(&key.clone(), Op::Replace(key, value, ttl))
+            .await?;
+        if wrote {
+            self.shared.counters.writes(1);
+        }
+        Ok(wrote)
+    }
+
+    async fn put_many<I>(&self, entries: I, ttl: Ttl) -> Result<(), CacheError>
+    where
+        I: IntoIterator<Item = (K, V)> + Send,
+        I::IntoIter: Send,
+    {
+        let ttl = self.resolve(ttl)?;
+        // Everything is encoded before anything is written.
+        let mut encoded = Vec::new();
+        for (k, v) in entries {
+            encoded.push((self.key(&k)?, encode("value", &v)?));
+        }
+        let n = encoded.len() as u64;
+        let done = futures::future::join_all(
+            encoded
+                .into_iter()
+                .map(|(k, v)| async move { self.op(&k.clone(), Op::Put(k, v, ttl)).await }),
+        )
+        .await;
+        for answer in done {
+            match answer? {
+                Answer::Done => {}
+                other => return Err(unexpected(other)),
+            }
+        }
+        self.shared.counters.writes(n);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &K) -> Result<(), CacheError> {
+        let key = self.key(key)?;
+        match self.op(&key.clone(), Op::Delete(key)).await? {
+            Answer::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn take(&self, key: &K) -> Result<Option<V>, CacheError> {
+        let key = self.key(key)?;
+        match self.op(&key.clone(), Op::Take(key)).await? {
+            Answer::Value(v) => self.read(self.value(v)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn contains(&self, key: &K) -> Result<bool, CacheError> {
+        let key = self.key(key)?;
+        self.op_bool(&key.clone(), Op::Contains(key)).await
+    }
+
+    async fn incr(&self, key: K, by: i64, ttl: Ttl) -> Result<V, CacheError>
+    where
+        V: Counter,
+    {
+        let ttl = self.resolve(ttl)?;
+        let key = self.key(&key)?;
+        // Read, add, and swap in if nothing changed meanwhile: atomic against every other
+        // write to the key, which its owner applies one at a time.
+        for _ in 0..MAX_SWAPS {
+            let current = self.get_bytes(key.clone()).await?;
+            let value = match &current {
+                Some(b) => decode::<V>("value", b)?,
+                None => V::ZERO,
+            };
+            let new = value.checked_add_i64(by).ok_or(CacheError::Overflow)?;
+            let swap = Op::Swap {
+                key: key.clone(),
+                expected: current,
+                new: encode("value", &new)?,
+                ttl,
+            };
+            if self.op_bool(&key, swap).await? {
+                self.shared.counters.writes(1);
+                return Ok(new);
+            }
+        }
+        Err(CacheError::Unavailable(format!(
+            "incr lost {MAX_SWAPS} races in a row"
+        )))
+    }
+
+    async fn ttl(&self, key: &K) -> Result<Option<TtlLeft>, CacheError> {
+        let key = self.key(key)?;
+        match self.op(&key.clone(), Op::Ttl(key)).await? {
+            Answer::Left(left) => Ok(left),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn expire(&self, key: &K, ttl: Ttl) -> Result<bool, CacheError> {
+        let ttl = self.resolve(ttl)?;
+        let key = self.key(key)?;
+        self.op_bool(&key.clone(), Op::Expire(key, ttl)).await
+    }
+
+    async fn touch(&self, key: &K) -> Result<bool, CacheError> {
+        let key = self.key(key)?;
+        self.op_bool(&key.clone(), Op::Touch(key)).await
+    }
+
+    async fn len(&self) -> Result<u64, CacheError> {
+        let nodes = self.shared.core.ring().nodes().to_vec();
+        let counts = futures::future::join_all(nodes.iter().map(|n| self.op_at(n, Op::Len))).await;
+        let mut total = 0;
+        for c in counts {
+            match c? {
+                Answer::Count(n) => total += n,
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(total)
+    }
+
+    async fn clear(&self) -> Result<(), CacheError> {
+        let nodes = self.shared.core.ring().nodes().to_vec();
+        let done = futures::future::join_all(nodes.iter().map(|n| self.op_at(n, Op::Clear))).await;
+        for d in done {
+            d?;
+        }
+        Ok(())
+    }
+
+    fn stream_keys(&self) -> impl Stream<Item = Result<K, CacheError>> + Send + '_ {
+        self.pages().flat_map(|page| {
+            let items: Vec<Result<K, CacheError>> = match page {
+                Ok(entries) => entries
+                    .into_iter()
+                    .map(|(k, _)| decode::<K>("key", &k))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(items)
+        })
+    }
+
+    fn stream(&self) -> impl Stream<Item = Result<(K, V), CacheError>> + Send + '_ {
+        self.pages().flat_map(|page| {
+            let items: Vec<Result<(K, V), CacheError>> = match page {
+                Ok(entries) => entries
+                    .into_iter()
+                    .map(|(k, v)| Ok((decode::<K>("key", &k)?, decode::<V>("value", &v)?)))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(items)
+        })
+    }
+
+    /// As the trait says, across the cluster: concurrent misses for one key on this node
+    /// share one flight (as with the local adapter), and the flights of all nodes claim
+    /// the key at its owner, which lets one of them compute and makes the others wait for
+    /// its value. A caller on another node than the one whose `f` failed gets
+    /// [`CacheError::ComputeFailed`] (the error itself stays on that node); if that node
+    /// dies mid-computation, or every caller there goes away, the waiters claim again and
+    /// one of them computes. A waiter waits at most the builder's `compute_timeout`.
+    async fn get_or_compute<F, Fut, E>(&self, key: K, ttl: Ttl, f: F) -> Result<V, ComputeError<E>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        E: Send + Sync + 'static,
+    {
+        let ttl = self.resolve(ttl)?;
+        let bytes = self.key(&key)?;
+        // A hit costs a get, not a claim.
+        if let Some(value) = self.value(self.get_bytes(bytes.clone()).await?)? {
+            self.shared.counters.hit();
+            return Ok(value);
+        }
+        self.shared.counters.miss();
+        let flights = &self.shared.flights;
+        let flight = {
+            let mut table = flights.lock();
+            match Flights::find::<V, ComputeError<E>>(&table, &key) {
+                Some(flight) => flight,
+                None => {
+                    let this = self.clone();
+                    let compute = this.compute_cluster(bytes, ttl, f);
+                    let counters = Arc::clone(&self.shared);
+                    Flights::start(flights, &mut table, key, compute, move |_, _: &V| {
+                        counters.counters.writes(1);
+                    })
+                }
+            }
+        };
+        match flight.await {
+            Ok(v) => Ok(v),
+            Err(ComputeError::Compute(inner)) => Err((*inner).clone()),
+            Err(ComputeError::Cache(e)) => Err(ComputeError::Cache(e)),
+            Err(ComputeError::Panicked) => Err(ComputeError::Panicked),
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        let store = self.shared.core.store.stats();
+        Stats {
+            evictions: store.evictions,
+            expirations: store.expirations,
+            ..self.shared.counters.snapshot()
+        }
+    }
+}

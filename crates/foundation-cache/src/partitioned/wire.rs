@@ -1,0 +1,143 @@
+//! What the shards of one partitioned cache send each other: the [`ShardMsg`] a node's
+//! shard process takes, and the encoding of keys and values (postcard).
+
+use foundation_actors::{RemoteMessage, ReplyPort};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CacheError, CodecError};
+use crate::ttl::{Ttl, TtlLeft};
+
+/// A key or a value as it travels and as a shard stores it: its postcard bytes.
+pub(crate) type Bytes = Vec<u8>;
+
+/// The message a shard process takes. Its wire name carries the protocol's version: a
+/// node of another version refuses it at its door (`RemoteError::WrongType`) instead of
+/// misreading it.
+#[derive(Debug, RemoteMessage)]
+#[remote(name = "foundation.cache.Shard.v1")]
+pub(crate) enum ShardMsg {
+    /// The value under a key (the hot path: a message of its own, a small reply).
+    #[remote(tag = 1, reply = "foundation.cache.Value")]
+    Get(Bytes, ReplyPort<Option<Bytes>>),
+    /// Any other operation on the shard.
+    #[remote(tag = 2, reply = "foundation.cache.Answer")]
+    Op(Op, ReplyPort<Answer>),
+    /// Copies from another node: an owner's backups, or entries moved after a membership
+    /// change (a cast).
+    #[remote(tag = 3)]
+    Copy(Vec<Copied>),
+    /// `node` missed the key in `get_or_compute`: the value, or the right to compute it,
+    /// or (later) the outcome of the computation another node runs.
+    #[remote(tag = 4, reply = "foundation.cache.Claimed")]
+    Claim(Bytes, String, ReplyPort<Claimed>),
+    /// The outcome of a computation this node's claim allowed (a cast).
+    #[remote(tag = 5)]
+    Fulfill(Bytes, String, Outcome),
+}
+
+/// An operation a shard applies for another node (or for its own).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Op {
+    Put(Bytes, Bytes, Ttl),
+    PutNew(Bytes, Bytes, Ttl),
+    Replace(Bytes, Bytes, Ttl),
+    /// Writes `new` if the value is `expected` now (`None`: no live entry); a new entry
+    /// gets `ttl`, an existing one keeps its TTL. For `incr`.
+    Swap {
+        key: Bytes,
+        expected: Option<Bytes>,
+        new: Bytes,
+        ttl: Ttl,
+    },
+    Delete(Bytes),
+    Take(Bytes),
+    Contains(Bytes),
+    Ttl(Bytes),
+    Expire(Bytes, Ttl),
+    Touch(Bytes),
+    /// How many entries this node owns (as primary).
+    Len,
+    /// Removes every entry this node holds.
+    Clear,
+    /// Up to `limit` of the entries this node owns, skipping the first `skip`.
+    Page {
+        skip: u64,
+        limit: u32,
+    },
+}
+
+/// A shard's answer to an [`Op`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Answer {
+    Done,
+    Bool(bool),
+    Value(Option<Bytes>),
+    Left(Option<TtlLeft>),
+    Count(u64),
+    Page(Vec<(Bytes, Bytes)>),
+    /// The shard refused the operation (a TTL it cannot keep: a caller of this version
+    /// checks TTLs first, so only another version's node sends one).
+    Refused(String),
+}
+
+/// An entry copied to another node: written (`Some`), or removed (`None`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Copied {
+    pub(crate) key: Bytes,
+    pub(crate) value: Option<(Bytes, Ttl)>,
+    /// Written only if the receiver holds no entry for the key: a move after a membership
+    /// change never overwrites a newer write.
+    pub(crate) if_absent: bool,
+}
+
+/// The owner's answer to a claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Claimed {
+    /// The value is there.
+    Value(Bytes),
+    /// No value and no computation: the claimant computes it and fulfils.
+    Compute,
+    /// The computation the claimant waited for was abandoned (its node died, or every
+    /// caller there went away): claim again.
+    Retry,
+    /// The computation failed on `node`: nothing was cached.
+    Failed { node: String, panicked: bool },
+}
+
+/// What a claimant reports of its computation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    /// The value, to store with the TTL (already resolved) and hand to the waiters.
+    Value(Bytes, Ttl),
+    /// `f` failed or panicked: nothing is stored, the waiters get the failure.
+    Failed { panicked: bool },
+    /// No computation will come (every caller went away): the waiters claim again.
+    Abandoned,
+}
+
+/// `value`'s bytes.
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    what: &'static str,
+    value: &T,
+) -> Result<Bytes, CacheError> {
+    postcard::to_stdvec(value).map_err(|e| {
+        CacheError::Codec(CodecError::Serialize {
+            what,
+            reason: e.to_string(),
+        })
+    })
+}
+
+/// A `T` from `bytes` (all of them).
+pub(crate) fn decode<T: DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, CacheError> {
+    let fail = |reason: String| CacheError::Codec(CodecError::Deserialize { what, reason });
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(fail(format!("{} trailing bytes", rest.len()))),
+        Err(e) => Err(fail(e.to_string())),
+    }
+}

@@ -1,0 +1,298 @@
+//! Node processes running a partitioned cache: this test binary re-runs itself as a node
+//! (see `foundation-testkit`).
+//!
+//! A child starts node `FOUNDATION_TEST_NODE_NAME` with the partitioned cache `kv`
+//! (`Partitioned<u64, String>`, `REPLICAS` backups), prints members coming and going
+//! (`@up <node>`, `@down <node>`), and obeys:
+//!
+//! - `put <from> <to>`: puts `v<i>` under each key `i` in `from..to` (`@put <to>`);
+//! - `count <n>`: `@count <found> <errors>` for the keys `0..n` (found: a value `v<i>`);
+//! - `held`: `@held <n>`, the entries this node holds (owned and backed up);
+//! - `compute <key> <ms>`: `get_or_compute` whose function says `@computing <key>`,
+//!   sleeps `ms` and gives this node's name: `@computed <key> <value>` or
+//!   `@computeerr <key> <error>`;
+//! - `runs`: `@runs <n>`, how many times a compute function ran on this node;
+//! - `get <key>`: `@get <key> <value>|none|err <error>`; `set <key> <value>`:
+//!   `@set <key> ok|err <error>`;
+//! - `near <key>` / `nearset <key> <value>`: the same through the near cache `near`
+//!   (`Multilevel`, started with `NEAR=1`): `@near <key> <value>|none|err`,
+//!   `@nearset <key> ok|err`;
+//! - `l1 <key>`: `@l1 <key> <value>|none`, what the near cache's L1 holds here;
+//! - `ps`: `@ps sent=<n> received=<n> delivered=<n> dropped=<n> invalidated=<n>`, the
+//!   pubsub's counters and the near cache's invalidations;
+//! - `subscribers <n>`: `@subscribers <n>` once the near cache's invalidation topic has
+//!   `n` subscribers in the cluster, as this node knows it;
+//! - `owner <key>`: `@owner <key> <node>`, the key's owner as this node sees it;
+//! - `ring <n>`: `@ring <n>` once the cache spreads keys over `n` nodes here.
+//!
+//! With `GARBAGE=1` the node runs no cache: it exports a forged shard process under the
+//! cache's name, of the shard's wire name, that answers every request with bytes that are
+//! not what the caller expects.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use foundation_actors::prelude::*;
+use foundation_cache::{Cache, Multilevel, Partitioned, Ttl};
+use foundation_cluster::discovery::Peer;
+use foundation_cluster::node::{ChannelConfig, ClusterEvent, Node, NodeConfig};
+pub use foundation_testkit::Child;
+use foundation_testkit::{commands, say};
+
+const ENTRY: &str = "cluster::harness::node_process";
+
+/// Starts node process `name`, seeded with `seed`'s address if given.
+pub fn start(name: &str, seed: Option<&Child>, more: &[(&str, &str)]) -> Child {
+    let addr = seed.map(|s| s.addr.clone()).unwrap_or_default();
+    let mut settings = vec![("SILENCE_MS", "1000")];
+    if seed.is_some() {
+        settings.push(("SEEDS", addr.as_str()));
+    }
+    settings.extend_from_slice(more);
+    Child::start(ENTRY, name, &settings)
+}
+
+/// Nodes `a`, `b` and `c` with the settings `more`, each having seen the two others up.
+pub fn three(more: &[(&str, &str)]) -> [Child; 3] {
+    let a = start("a", None, more);
+    let b = start("b", Some(&a), more);
+    let c = start("c", Some(&a), more);
+    let mut nodes = [a, b, c];
+    for (i, n) in nodes.iter_mut().enumerate() {
+        let others: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, o)| format!("up {o}"))
+            .collect();
+        let want: Vec<&str> = others.iter().map(String::as_str).collect();
+        n.expect_all(&want);
+        // The caches follow the node's membership a moment later.
+        n.tell("ring 3");
+        n.expect(|l| l == "ring 3");
+    }
+    nodes
+}
+
+/// A message of the shard's wire name whose replies are garbage to the caller.
+#[derive(Debug, RemoteMessage)]
+#[remote(name = "foundation.cache.Shard.v1")]
+enum Forged {
+    #[remote(tag = 1, reply = "foundation.cache.Value")]
+    Get(Vec<u8>, ReplyPort<Option<Vec<u8>>>),
+    #[remote(tag = 2, reply = "foundation.cache.Answer")]
+    Op(Vec<u8>, ReplyPort<Vec<u8>>),
+}
+
+struct Liar;
+
+impl Actor for Liar {
+    type Msg = Forged;
+    type State = ();
+    type Args = ();
+    async fn init(&self, _: &Addr<Forged>, (): ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+    async fn handle(&self, _: &Addr<Forged>, msg: Forged, (): &mut ()) -> Result<(), ActorError> {
+        match msg {
+            // A string's length far past the bytes that follow.
+            Forged::Get(_, port) => {
+                let _ = port.send(Some(vec![0xff, 0xff, 0x03, b'x']));
+            }
+            // Not an answer at all.
+            Forged::Op(_, port) => {
+                let _ = port.send(vec![0xee; 7]);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The node side: runs only in a child started by [`start`].
+#[test]
+#[ignore = "runs as a child process of the multi-node tests"]
+fn node_process() {
+    foundation_testkit::run_node(run);
+}
+
+async fn run(name: String) {
+    let var = foundation_testkit::setting;
+    let mut config = NodeConfig::new(&name, "cookie")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .channel(foundation_pubsub::CHANNEL, ChannelConfig::default());
+    if let Some(ms) = var("SILENCE_MS") {
+        config = config.silence(Duration::from_millis(ms.parse().unwrap()));
+    }
+    let node = Node::start(config).await.unwrap();
+    let mut cluster = node.subscribe();
+    tokio::spawn(async move {
+        while let Ok(e) = cluster.recv().await {
+            match e {
+                ClusterEvent::NodeUp(m) => say(&format!("up {}", m.id)),
+                ClusterEvent::NodeDown { member, .. } => say(&format!("down {}", member.id)),
+                _ => {}
+            }
+        }
+    });
+    let garbage = var("GARBAGE").is_some();
+    let cache: Option<Partitioned<u64, String>> = if garbage {
+        let liar = spawn(Liar, ()).await.unwrap();
+        node.export("$cache/kv", liar).unwrap();
+        None
+    } else {
+        let replicas: usize = var("REPLICAS").map_or(0, |r| r.parse().unwrap());
+        Some(
+            Partitioned::builder("kv")
+                .replicas(replicas)
+                .compute_timeout(Duration::from_secs(60))
+                .start(&node)
+                .await
+                .unwrap(),
+        )
+    };
+    let pubsub = foundation_pubsub::PubSub::start(&node, "cache")
+        .await
+        .unwrap();
+    let near: Option<Multilevel<u64, String>> = if var("NEAR").is_some() {
+        let l2 = Partitioned::builder("near-l2").start(&node).await.unwrap();
+        Some(
+            Multilevel::builder("near")
+                .l1_max_entries(10_000)
+                .start(&pubsub, l2)
+                .await
+                .unwrap(),
+        )
+    } else {
+        None
+    };
+    say(&format!("ready {} {}", node.name(), node.advertised()));
+    for seed in var("SEEDS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        node.connect(&seed.parse::<Peer>().unwrap());
+    }
+    let runs = Arc::new(AtomicU64::new(0));
+    let mut lines = commands();
+    while let Some(line) = lines.recv().await {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(cache) = cache.clone() else {
+            continue;
+        };
+        match words.as_slice() {
+            ["put", from, to] => {
+                let (from, to): (u64, u64) = (from.parse().unwrap(), to.parse().unwrap());
+                for i in from..to {
+                    cache.put(i, format!("v{i}"), Ttl::Default).await.unwrap();
+                }
+                say(&format!("put {to}"));
+            }
+            ["count", n] => {
+                let n: u64 = n.parse().unwrap();
+                let (mut found, mut errors) = (0, 0);
+                for i in 0..n {
+                    match cache.get(&i).await {
+                        Ok(Some(v)) if v == format!("v{i}") => found += 1,
+                        Ok(_) => {}
+                        Err(_) => errors += 1,
+                    }
+                }
+                say(&format!("count {found} {errors}"));
+            }
+            ["held"] => say(&format!("held {}", cache.held())),
+            ["compute", key, ms] => {
+                let key: u64 = key.parse().unwrap();
+                let ms: u64 = ms.parse().unwrap();
+                let me = name.clone();
+                let runs = Arc::clone(&runs);
+                let cache = cache.clone();
+                tokio::spawn(async move {
+                    let got = cache
+                        .get_or_compute(key, Ttl::Default, move || async move {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            say(&format!("computing {key}"));
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                            Ok::<_, std::io::Error>(me)
+                        })
+                        .await;
+                    match got {
+                        Ok(v) => say(&format!("computed {key} {v}")),
+                        Err(e) => say(&format!("computeerr {key} {e}")),
+                    }
+                });
+            }
+            ["runs"] => say(&format!("runs {}", runs.load(Ordering::SeqCst))),
+            ["get", key] => {
+                let key: u64 = key.parse().unwrap();
+                match cache.get(&key).await {
+                    Ok(Some(v)) => say(&format!("get {key} {v}")),
+                    Ok(None) => say(&format!("get {key} none")),
+                    Err(e) => say(&format!("get {key} err {e}")),
+                }
+            }
+            ["set", key, value] => {
+                let key: u64 = key.parse().unwrap();
+                match cache.put(key, (*value).to_owned(), Ttl::Default).await {
+                    Ok(()) => say(&format!("set {key} ok")),
+                    Err(e) => say(&format!("set {key} err {e}")),
+                }
+            }
+            ["near", key] => {
+                let key: u64 = key.parse().unwrap();
+                let Some(near) = &near else { continue };
+                match near.get(&key).await {
+                    Ok(Some(v)) => say(&format!("near {key} {v}")),
+                    Ok(None) => say(&format!("near {key} none")),
+                    Err(e) => say(&format!("near {key} err {e}")),
+                }
+            }
+            ["nearset", key, value] => {
+                let key: u64 = key.parse().unwrap();
+                let Some(near) = &near else { continue };
+                match near.put(key, (*value).to_owned(), Ttl::Default).await {
+                    Ok(()) => say(&format!("nearset {key} ok")),
+                    Err(e) => say(&format!("nearset {key} err {e}")),
+                }
+            }
+            ["l1", key] => {
+                let key: u64 = key.parse().unwrap();
+                let Some(near) = &near else { continue };
+                match near.l1().get(&key).await {
+                    Ok(Some(v)) => say(&format!("l1 {key} {v}")),
+                    _ => say(&format!("l1 {key} none")),
+                }
+            }
+            ["ps"] => {
+                let s = pubsub.stats();
+                let invalidated = near.as_ref().map_or(0, Multilevel::invalidated);
+                say(&format!(
+                    "ps sent={} received={} delivered={} dropped={} invalidated={invalidated}",
+                    s.sent, s.received, s.delivered, s.dropped
+                ));
+            }
+            ["subscribers", n] => {
+                // The near cache's invalidation topic, by name.
+                let topic = foundation_pubsub::Topic::<u64>::new("foundation.cache.near").unwrap();
+                let n: usize = n.parse().unwrap();
+                while pubsub.subscribers_count(&topic) != n {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                say(&format!("subscribers {n}"));
+            }
+            ["ring", n] => {
+                let n: usize = n.parse().unwrap();
+                while cache.nodes().len() != n {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                say(&format!("ring {n}"));
+            }
+            ["owner", key] => {
+                let key: u64 = key.parse().unwrap();
+                say(&format!("owner {key} {}", cache.owner_of(&key).unwrap()));
+            }
+            _ => say(&format!("unknown {line}")),
+        }
+    }
+}
