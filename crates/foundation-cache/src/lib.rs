@@ -54,11 +54,16 @@ mod api;
 pub mod crdt;
 mod error;
 mod local;
+pub mod metrics;
+mod replicated;
+pub mod shared;
 mod stats;
 mod ttl;
 
 pub use api::{Cache, CacheKey, CacheValue, Counter};
 pub use error::{CacheError, CodecError, ComputeError, TtlError};
 pub use local::{Local, LocalBuilder};
+pub use replicated::{Replicated, ReplicatedOptions};
+pub use shared::{Shared, SharedOptions, SharedStats, StartError};
 pub use stats::Stats;
 pub use ttl::{Ttl, TtlLeft};

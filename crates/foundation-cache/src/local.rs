@@ -2,7 +2,7 @@
 
 mod builder;
 mod cache;
-mod flight;
+pub(crate) mod flight;
 mod slot;
 
 pub use builder::LocalBuilder;
