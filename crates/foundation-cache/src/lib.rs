@@ -50,7 +50,11 @@
 //! # }).unwrap();
 //! ```
 
+// `#[cached]` names this crate `::foundation_cache`, in its own tests and docs too.
+extern crate self as foundation_cache;
+
 mod api;
+mod cached;
 pub mod crdt;
 mod error;
 mod local;
@@ -61,7 +65,10 @@ mod stats;
 mod ttl;
 
 pub use api::{Cache, CacheKey, CacheValue, Counter};
+pub use cached::cached;
 pub use error::{CacheError, CodecError, ComputeError, TtlError};
+/// `#[cached]`: cache-aside on an async function (see [`cached()`](fn@cached)).
+pub use foundation_macros::cached;
 pub use local::{Local, LocalBuilder};
 pub use replicated::{Replicated, ReplicatedOptions};
 pub use shared::{Shared, SharedOptions, SharedStats, StartError};
