@@ -81,7 +81,11 @@ pub struct ReplicatedOptions<K, V> {
     local: LocalBuilder<K, V>,
     default_ttl: Ttl,
     max_key_bytes: usize,
+    on_peer_write: Option<PeerWrite<K>>,
 }
+
+/// A callback run for each peer's write that wins here.
+type PeerWrite<K> = Arc<dyn Fn(&K) + Send + Sync>;
 
 impl<K, V> fmt::Debug for ReplicatedOptions<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -102,7 +106,18 @@ impl<K: CacheKey, V: CacheValue> ReplicatedOptions<K, V> {
             local: LocalBuilder::new(),
             default_ttl: Ttl::Never,
             max_key_bytes: 1024,
+            on_peer_write: None,
         }
+    }
+
+    /// Runs `f` with the key of each write from a peer that wins here (a value or a
+    /// removal), once it is readable here: to invalidate what is derived from the cache,
+    /// or to watch replication (the bench times visibility with it). It runs on the
+    /// replication's process, under the store's lock: keep it short, and do not call the
+    /// cache from it.
+    pub fn on_peer_write(mut self, f: impl Fn(&K) + Send + Sync + 'static) -> Self {
+        self.on_peer_write = Some(Arc::new(f));
+        self
     }
 
     /// The local cache every read is served from (its bound, eviction policy and default
@@ -237,13 +252,14 @@ where
         let name = options.shared.name.clone();
         let local = options.local.build()?;
         let mirror = local.clone();
+        let on_peer_write = options.on_peer_write;
         let observer = Box::new(move |msg: &Message<Store>, before: &Store| {
             let incoming = match msg {
                 Message::Delta { delta, .. } => delta,
                 Message::State { state, .. } => state,
                 _ => return 0,
             };
-            mirror_winners(&mirror, incoming, before, &name)
+            mirror_winners(&mirror, incoming, before, &name, on_peer_write.as_deref())
         });
         let shared = Shared::start_observed(node, options.shared, Some(observer)).await?;
         let metrics = CacheMetrics::new(shared.name());
@@ -263,7 +279,13 @@ where
 /// Writes into the local cache each write of `incoming` that wins over `before` (the
 /// store's state before the merge): its value, or its removal. Returns how many keys or
 /// values did not decode.
-fn mirror_winners<K, V>(local: &Local<K, V>, incoming: &Store, before: &Store, name: &str) -> u64
+fn mirror_winners<K, V>(
+    local: &Local<K, V>,
+    incoming: &Store,
+    before: &Store,
+    name: &str,
+    on_write: Option<&(dyn Fn(&K) + Send + Sync)>,
+) -> u64
 where
     K: CacheKey + DeserializeOwned,
     V: CacheValue + DeserializeOwned,
@@ -286,7 +308,10 @@ where
         match live {
             Some((item, ttl)) => match decode::<V>("value", &item.value) {
                 Ok(value) => {
-                    let _ = local.put(key, value, ttl).now_or_never();
+                    let _ = local.put(key.clone(), value, ttl).now_or_never();
+                    if let Some(f) = on_write {
+                        f(&key);
+                    }
                 }
                 Err(error) => {
                     // Not readable here: drop what was, so no older value is read.
@@ -297,6 +322,9 @@ where
             },
             None => {
                 let _ = local.delete(&key).now_or_never();
+                if let Some(f) = on_write {
+                    f(&key);
+                }
             }
         }
     }
