@@ -8,19 +8,24 @@
 //!   single-flight [`get_or_compute`](Cache::get_or_compute), and [`stats`](Cache::stats).
 //!   Every adapter implements it; code written against it runs on any of them.
 //! - **The adapters**: [`Local`] (this process, on moka: bounded by entries or weight,
-//!   TinyLFU, per-entry TTL or time-to-idle) exists now. `Partitioned` (keys owned by the
-//!   cluster's hash ring, with backups), `Replicated` (every node holds every key,
-//!   last-writer-wins by hybrid logical clock) and `Multilevel` (a local near cache in
-//!   front of a partitioned one, invalidated through pubsub) come next; `docs/cache.md`
-//!   says what each will do and what it needs.
+//!   TinyLFU, per-entry TTL or time-to-idle) and [`Replicated`] (every node holds every
+//!   key, reads are local, writes reach every node; concurrent writes to one key converge
+//!   to one value, last-writer-wins by hybrid logical clock) exist now. `Partitioned`
+//!   (keys owned by the cluster's hash ring, with backups) and `Multilevel` (a local near
+//!   cache in front of a partitioned one, invalidated through pubsub) come next;
+//!   `docs/cache.md` says what each does.
 //! - **Replicated state**: the [`crdt`] module's [`SharedState`](crdt::SharedState)
 //!   trait and its delta CRDTs ([`LwwMap`](crdt::LwwMap), [`OrSet`](crdt::OrSet),
-//!   [`PnCounter`](crdt::PnCounter)), and [`Replica`](crdt::Replica), the I/O-free
-//!   protocol that batches deltas and repairs losses, ready for a node to drive.
+//!   [`PnCounter`](crdt::PnCounter)), [`Replica`](crdt::Replica), the I/O-free protocol
+//!   that batches deltas and repairs losses, and [`Shared`], which runs it across the
+//!   cluster's nodes (see the [`shared`] module).
+//! - **Cache-aside**: [`macro@cached`] on an async function, or [`cached()`](fn@cached).
+//! - **Metrics**: every cache's [`Stats`] and every replicated state's [`SharedStats`]
+//!   in the `metrics` facade (`foundation_cache_*`, labelled `cache`; see [`metrics`]).
 //!
 //! Errors are typed: [`CacheError`] for every operation (a refused [`TtlError`], a
 //! [`CodecError`] of a cluster adapter, an overflowing counter), [`ComputeError`] for
-//! `get_or_compute`.
+//! `get_or_compute`, [`StartError`] for starting a replicated cache or shared state.
 //!
 //! # Example
 //!

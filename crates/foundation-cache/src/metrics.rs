@@ -1,4 +1,4 @@
-//! The caches' counters in the [`metrics`](::metrics) facade, for whatever recorder the
+//! The caches' counters in the `metrics` facade, for whatever recorder the
 //! application installs (a Prometheus exporter, …).
 //!
 //! Every metric is named `foundation_cache_*` and labelled `cache` (the cache's or shared
