@@ -670,3 +670,98 @@ where
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::ReplicaId;
+
+    fn local() -> Local<String, u64> {
+        Local::builder()
+            .max_entries(10)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn bytes<T: Serialize>(t: &T) -> Vec<u8> {
+        encode("test", t).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_peers_write_that_does_not_decode_is_skipped_counted_and_leaves_no_older_value() {
+        let here = local();
+        let _ = here.put("k".into(), 1, Ttl::Never).now_or_never();
+        let before = Store::default();
+        let mut incoming = Store::default();
+        // A value whose bytes are no u64 (a varint longer than one can be), a key that is
+        // not a string, and a good write.
+        let bad_value = Item::new(vec![0xff; 11], Ttl::Never, 0);
+        incoming.insert(ReplicaId(1), 1, bytes(&"k".to_owned()), bad_value);
+        incoming.insert(
+            ReplicaId(1),
+            2,
+            vec![0xff, 0xff],
+            Item::new(bytes(&1u64), Ttl::Never, 0),
+        );
+        incoming.insert(
+            ReplicaId(1),
+            3,
+            bytes(&"ok".to_owned()),
+            Item::new(bytes(&7u64), Ttl::Never, 0),
+        );
+        let seen = std::sync::Mutex::new(Vec::new());
+        let record = |k: &String| {
+            seen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(k.clone())
+        };
+        let failed = mirror_winners(&here, &incoming, &before, "t", Some(&record));
+        assert_eq!(failed, 2);
+        assert_eq!(here.get(&"k".into()).now_or_never(), Some(Ok(None)));
+        assert_eq!(here.get(&"ok".into()).now_or_never(), Some(Ok(Some(7))));
+        assert_eq!(
+            *seen.lock().unwrap_or_else(|e| e.into_inner()),
+            vec!["ok".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_write_that_loses_to_what_is_here_is_not_mirrored() {
+        let here = local();
+        let mut mine = Store::default();
+        mine.insert(
+            ReplicaId(2),
+            10,
+            bytes(&"k".to_owned()),
+            Item::new(bytes(&2u64), Ttl::Never, 10),
+        );
+        let _ = here.put("k".into(), 2, Ttl::Never).now_or_never();
+        let mut older = Store::default();
+        older.insert(
+            ReplicaId(1),
+            5,
+            bytes(&"k".to_owned()),
+            Item::new(bytes(&1u64), Ttl::Never, 5),
+        );
+        assert_eq!(mirror_winners(&here, &older, &mine, "t", None), 0);
+        assert_eq!(here.get(&"k".into()).now_or_never(), Some(Ok(Some(2))));
+    }
+
+    #[test]
+    fn a_live_ttl_travels_as_a_deadline_and_an_expired_write_is_not_written() {
+        let item = Item::new(vec![], Ttl::Live(Duration::from_secs(10)), 1_000);
+        assert_eq!(item.deadline_ms, Some(11_000));
+        assert_eq!(
+            item.local_ttl(4_000),
+            Some(Ttl::Live(Duration::from_secs(7)))
+        );
+        assert_eq!(item.local_ttl(11_000), None);
+        let idle = Item::new(vec![], Ttl::Idle(Duration::from_secs(3)), 1_000);
+        assert_eq!(
+            idle.local_ttl(u64::MAX),
+            Some(Ttl::Idle(Duration::from_secs(3)))
+        );
+        let far = Item::new(vec![], Ttl::Live(Ttl::MAX), u64::MAX - 5);
+        assert_eq!(far.deadline_ms, Some(u64::MAX));
+    }
+}

@@ -605,3 +605,50 @@ where
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::PnCounter;
+    use foundation_cluster::node::NodeConfig;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peers_bytes_that_do_not_decode_are_counted_and_change_nothing() {
+        let node = Node::start(
+            NodeConfig::new("garbage", "cookie")
+                .listen("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"))),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let hits: Shared<PnCounter> = Shared::start(&node, "hits")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        hits.update(|c, me| c.add(me, 2));
+        for body in [vec![], vec![0xff; 9], vec![7, 1, 2, 3]] {
+            hits.core.receive(Wire {
+                from: "nobody".into(),
+                body,
+            });
+        }
+        // A state of another type under this name: bytes that are not a counter's.
+        let other: Message<crate::crdt::OrSet<String>> = Message::State {
+            origin: ReplicaId(9),
+            seq: 1,
+            state: crate::crdt::OrSet::default(),
+        };
+        let body = postcard::to_allocvec(&other).unwrap_or_else(|e| panic!("{e}"));
+        hits.core.receive(Wire {
+            from: "nobody".into(),
+            body,
+        });
+        let stats = hits.stats();
+        assert_eq!(stats.received, 4);
+        assert!(stats.malformed >= 3, "{stats:?}");
+        assert_eq!(hits.read(PnCounter::value), 2);
+        // A second state of one name on one node is refused.
+        let again: Result<Shared<PnCounter>, _> = Shared::start(&node, "hits").await;
+        assert!(matches!(again, Err(StartError::NameTaken(n)) if n == "hits"));
+        hits.shutdown();
+        node.shutdown().await;
+    }
+}
