@@ -155,7 +155,7 @@ impl<K: CacheKey, V: CacheValue> ReplicatedOptions<K, V> {
 ///   made after seeing another wins over it whatever the wall clocks say; between
 ///   concurrent writes, a node whose clock runs ahead wins.
 /// - A write returns once applied here; the other nodes see it after the next flush (at
-///   once when quiet, 5 ms apart under load) and a network hop. Reads are local: another
+///   once when quiet, 1 ms apart under load) and a network hop. Reads are local: another
 ///   node may read the older value until then.
 /// - A node that joins, or comes back after a partition, is sent every node's full state
 ///   (bulk load), then deltas.

@@ -9,7 +9,7 @@
 //! - **Updates** ([`Shared::update`]) apply to this node's copy at once, under a lock, and
 //!   their deltas join the pending batch. The task sends the batch as **one** delta to
 //!   every node that is up: at once after a quiet period, then at most once every
-//!   [`SharedOptions::flush_every`] (5 ms) while updates keep coming, however many there
+//!   [`SharedOptions::flush_every`] (1 ms) while updates keep coming, however many there
 //!   are.
 //! - **Joining.** When a node comes up, every node sends it its full state; a shared state
 //!   started on a node already connected asks each peer for its state. Then deltas.

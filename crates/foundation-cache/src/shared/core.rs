@@ -45,14 +45,14 @@ impl SharedOptions {
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
-            flush_every: Duration::from_millis(5),
+            flush_every: Duration::from_millis(1),
             digest_every: Duration::from_secs(1),
             channel: DEFAULT.to_owned(),
             max_queued: None,
         }
     }
 
-    /// The least time between two deltas sent to the peers (5 ms by default): updates made
+    /// The least time between two deltas sent to the peers (1 ms by default): updates made
     /// meanwhile travel together, as one delta per node. An update after a quiet period is
     /// sent at once.
     pub fn flush_every(mut self, every: Duration) -> Self {
