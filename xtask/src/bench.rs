@@ -6,7 +6,8 @@
 //! beside a plain `DashMap`) of `foundation-registry`, and the bench `pubsub` (local fan-out
 //! beside raw ractor and `tokio::sync::broadcast`) and `cluster` (3 node processes) of
 //! `foundation-pubsub`, the benches `cache` (the local cache beside raw moka) and
-//! `cluster` (3 node processes: the partitioned and near caches) of
+//! `cluster` (3 node processes: the partitioned and near caches) and `replicated` (3 node
+//! processes: a replicated put's cost, and its visibility on every node) of
 //! `foundation-cache`, then the BEAM's side (`bench/beam/*.erl`, see `beam.rs`: Phoenix's
 //! pubsub design in Erlang, a gen_server and a supervisor, beside the pubsub and headline
 //! rows; missing with the reason when `erl` cannot be had); reads criterion's estimates,
@@ -14,7 +15,8 @@
 //! `foundation-registry`: memory per idle sharded entity and casts to active ones),
 //! `target/bench-work.json` (bench `work` of `foundation-registry`: map-reduce on 3 node
 //! processes beside the same work on one node),
-//! `target/bench-cluster.json`, `target/bench-pubsub.json`, `target/bench-cache.json` and
+//! `target/bench-cluster.json`, `target/bench-pubsub.json`, `target/bench-cache.json`,
+//! `target/bench-cache-replicated.json` and
 //! `target/bench-paired.json`;
 //! prints one table, writes
 //! `target/bench-summary.json`, and ends with `budgets met: N of M`. A budget that is not
@@ -360,6 +362,16 @@ const HEADLINES: &[Headline] = &[
         unit: "ns",
         budget: Budget::None,
     },
+    // Issue 17: what replication adds to a write on the writing node (two peers): the
+    // replicated adapter's put beside the local cache's, reported only.
+    Headline {
+        name: "replicated cache put (3 nodes) vs local cache put",
+        ours: "replicated_put/foundation",
+        competitor: "replicated_put/local",
+        paired: None,
+        unit: "ns",
+        budget: Budget::None,
+    },
     Headline {
         name: "remote tell (>= 500k msg/s)",
         ours: "remote_tell/foundation",
@@ -439,6 +451,11 @@ const JSON_BUDGETS: &[(&str, Budget)] = &[
     (
         "pubsub cluster broadcast, 3 nodes x 1k actor subscribers",
         Budget::AtLeastRatio(1.3),
+    ),
+    // Issue 17: a replicated put readable on every node of 3, in milliseconds.
+    (
+        "replicated put visible on all 3 nodes, p99",
+        Budget::AtMost(5.0),
     ),
 ];
 
@@ -714,6 +731,14 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
     eprintln!("==> xtask bench: cache cluster");
     run_step("bench", "cache cluster", cache_cluster)?;
 
+    let mut replicated = cargo()?;
+    replicated.args(["bench", "-p", "foundation-cache", "--bench", "replicated"]);
+    if quick {
+        replicated.args(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
+    }
+    eprintln!("==> xtask bench: replicated cache");
+    run_step("bench", "replicated cache", replicated)?;
+
     // The BEAM beside the pubsub rows and the headline rows; never fails the bench.
     eprintln!("==> xtask bench: the BEAM");
     let beam = beam::measure(&workspace_root()?, &target_dir()?);
@@ -806,6 +831,11 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
         &target,
         "bench-cache.json",
         "cargo bench -p foundation-cache --bench cluster",
+    )?);
+    figures.extend(json_figures(
+        &target,
+        "bench-cache-replicated.json",
+        "cargo bench -p foundation-cache --bench replicated",
     )?);
     add_beam(&target, &mut figures, &beam)?;
 

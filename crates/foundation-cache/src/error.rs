@@ -104,3 +104,29 @@ impl<E> Clone for ComputeError<E> {
         }
     }
 }
+
+/// Why a cluster cache ([`Partitioned`](crate::Partitioned),
+/// [`Multilevel`](crate::Multilevel), [`Replicated`](crate::Replicated)) or a
+/// [`Shared`](crate::Shared) state could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A cache or shared state of this name runs on this node already.
+    #[error("a cache or shared state named `{0}` runs on this node already")]
+    NameTaken(String),
+    /// The name is empty or longer than 200 bytes.
+    #[error("a cache's name must be 1 to 200 bytes: {0:?}")]
+    BadName(String),
+    /// The default TTL cannot be kept.
+    #[error(transparent)]
+    Ttl(#[from] TtlError),
+    /// Its process could not start.
+    #[error("the process could not start: {0}")]
+    Spawn(String),
+}
+
+impl From<foundation_actors::SpawnError> for StartError {
+    fn from(e: foundation_actors::SpawnError) -> Self {
+        StartError::Spawn(e.to_string())
+    }
+}

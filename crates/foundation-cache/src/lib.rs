@@ -12,16 +12,21 @@
 //!   cluster's hash ring, with `replicas = k` backups, moved to their new owners on a
 //!   membership change, single flight across the cluster); [`Multilevel`] (a near cache:
 //!   a `Local` L1 on each node in front of a shared L2, invalidated on every node through
-//!   `foundation-pubsub`). `Replicated` (every node holds every key, last-writer-wins by
-//!   hybrid logical clock) comes next; `docs/cache.md` says what each does.
+//!   `foundation-pubsub`); [`Replicated`] (every node holds every key, reads are local,
+//!   writes reach every node; concurrent writes to one key converge to one value,
+//!   last-writer-wins by hybrid logical clock). `docs/cache.md` says what each does.
 //! - **Replicated state**: the [`crdt`] module's [`SharedState`](crdt::SharedState)
 //!   trait and its delta CRDTs ([`LwwMap`](crdt::LwwMap), [`OrSet`](crdt::OrSet),
-//!   [`PnCounter`](crdt::PnCounter)), and [`Replica`](crdt::Replica), the I/O-free
-//!   protocol that batches deltas and repairs losses, ready for a node to drive.
+//!   [`PnCounter`](crdt::PnCounter)), [`Replica`](crdt::Replica), the I/O-free protocol
+//!   that batches deltas and repairs losses, and [`Shared`], which runs it across the
+//!   cluster's nodes (see the [`shared`] module).
+//! - **Cache-aside**: [`macro@cached`] on an async function, or [`cached()`](fn@cached).
+//! - **Metrics**: every cache's [`Stats`] and every replicated state's [`SharedStats`]
+//!   in the `metrics` facade (`foundation_cache_*`, labelled `cache`; see [`metrics`]).
 //!
 //! Errors are typed: [`CacheError`] for every operation (a refused [`TtlError`], a
 //! [`CodecError`] of a cluster adapter, an overflowing counter), [`ComputeError`] for
-//! `get_or_compute`.
+//! `get_or_compute`, [`StartError`] for starting a replicated cache or shared state.
 //!
 //! # Example
 //!
@@ -51,19 +56,31 @@
 //! # }).unwrap();
 //! ```
 
+// `#[cached]` names this crate `::foundation_cache`, in its own tests and docs too.
+extern crate self as foundation_cache;
+
 mod api;
+mod cached;
 pub mod crdt;
 mod error;
 mod local;
+pub mod metrics;
 mod multilevel;
 mod partitioned;
+mod replicated;
+pub mod shared;
 mod stats;
 mod ttl;
 
 pub use api::{Cache, CacheKey, CacheValue, Counter};
-pub use error::{CacheError, CodecError, ComputeError, TtlError};
+pub use cached::cached;
+pub use error::{CacheError, CodecError, ComputeError, StartError, TtlError};
+/// `#[cached]`: cache-aside on an async function (see [`cached()`](fn@cached)).
+pub use foundation_macros::cached;
 pub use local::{Local, LocalBuilder};
 pub use multilevel::{Multilevel, MultilevelBuilder};
-pub use partitioned::{DEFAULT_MAX_KEY_BYTES, Partitioned, PartitionedBuilder, StartError};
+pub use partitioned::{DEFAULT_MAX_KEY_BYTES, Partitioned, PartitionedBuilder};
+pub use replicated::{Replicated, ReplicatedOptions};
+pub use shared::{Shared, SharedOptions, SharedStats};
 pub use stats::Stats;
 pub use ttl::{Ttl, TtlLeft};

@@ -15,11 +15,12 @@ use futures::Stream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::StartError;
 use crate::api::{Cache, CacheKey, CacheValue, Counter};
 use crate::error::{CacheError, ComputeError};
 use crate::local::Local;
+use crate::partitioned::Partitioned;
 use crate::partitioned::wire_codec::{decode, encode};
-use crate::partitioned::{Partitioned, StartError};
 use crate::stats::{Counters, Stats};
 use crate::ttl::{Ttl, TtlLeft};
 

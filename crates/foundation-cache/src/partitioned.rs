@@ -11,4 +11,4 @@ pub(crate) mod wire_codec {
     pub(crate) use super::wire::{decode, encode};
 }
 
-pub use cache::{DEFAULT_MAX_KEY_BYTES, Partitioned, PartitionedBuilder, StartError};
+pub use cache::{DEFAULT_MAX_KEY_BYTES, Partitioned, PartitionedBuilder};

@@ -1,4 +1,5 @@
-//! Finds the path under which the caller reaches `foundation-actors`.
+//! Finds the path under which the caller reaches `foundation-actors` (and
+//! `foundation-cache`, for `#[cached]`).
 
 use proc_macro_crate::{FoundCrate, crate_name};
 use proc_macro2::{Span, TokenStream};
@@ -36,5 +37,27 @@ pub(crate) fn facade_path() -> TokenStream {
         }
         // The facade itself (its doc tests) declares `extern crate self as foundation`.
         Ok(FoundCrate::Itself) | Err(_) => quote!(::foundation),
+    }
+}
+
+/// `::foundation_cache` (possibly renamed), or `::foundation::cache` for applications
+/// that depend on the facade only.
+pub(crate) fn cache_path() -> TokenStream {
+    match crate_name("foundation-cache") {
+        // `foundation-cache` itself (its tests and docs) declares
+        // `extern crate self as foundation_cache`.
+        Ok(FoundCrate::Itself) => quote!(::foundation_cache),
+        Ok(FoundCrate::Name(name)) => {
+            let name = Ident::new(&name, Span::call_site());
+            quote!(::#name)
+        }
+        Err(_) => match crate_name("foundation") {
+            Ok(FoundCrate::Name(name)) => {
+                let name = Ident::new(&name, Span::call_site());
+                quote!(::#name::cache)
+            }
+            Ok(FoundCrate::Itself) => quote!(crate::cache),
+            Err(_) => quote!(::foundation_cache),
+        },
     }
 }

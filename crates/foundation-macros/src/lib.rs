@@ -7,6 +7,8 @@
 //!   `GenServer` is: the message enum, the dispatch, a typed handle and spawn functions
 //!   are generated.
 //! - [`macro@main`]: `#[tokio::main]` through the facade's re-export of tokio.
+//! - [`macro@cached`]: cache-aside on an async function (re-exported by
+//!   `foundation-cache`).
 //! - [`macro@RemoteMessage`]: a stable wire form for a message type, with an explicit tag
 //!   per variant; a variant ending in a reply port is a call.
 //!
@@ -115,11 +117,12 @@
 //! costs.
 
 mod actor;
+mod cached;
 mod krate;
 mod remote;
 
 use proc_macro::TokenStream;
-use syn::{DeriveInput, ItemImpl, parse_macro_input};
+use syn::{DeriveInput, ItemFn, ItemImpl, parse_macro_input};
 
 /// Derives an actor from an inherent `impl` block of its state type.
 ///
@@ -231,4 +234,33 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
         #item
     )
     .into()
+}
+
+/// Cache-aside on an `async fn` returning `Result<V, E>`: the value under the key is
+/// returned if the cache holds it; otherwise the body runs and an `Ok` value is written to
+/// the cache before it is returned. An `Err` is returned as it is and caches nothing.
+///
+/// Arguments: `cache = <expr>` (required: anything that implements
+/// `foundation_cache::Cache<K, V>`, borrowed), `key = <expr>` (by default the argument, or
+/// a tuple of the arguments, cloned), `ttl = <expr>` (a `Ttl`, or a `Duration`; by default
+/// `Ttl::Default`). It expands to a call to `foundation_cache::cached`, whose docs say how
+/// cache errors are treated (logged; the body's value is still returned).
+///
+/// ```ignore
+/// use std::sync::LazyLock;
+/// use std::time::Duration;
+/// use foundation_cache::{Local, cached};
+///
+/// static USERS: LazyLock<Local<u64, String>> =
+///     LazyLock::new(|| Local::builder().max_entries(10_000).build().expect("a valid TTL"));
+///
+/// #[cached(cache = *USERS, key = id, ttl = Duration::from_secs(60))]
+/// async fn user_name(id: u64) -> Result<String, std::io::Error> {
+///     Ok(format!("user {id}")) // a database, in life
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = parse_macro_input!(item as ItemFn);
+    cached::expand(attr.into(), item).into()
 }

@@ -11,7 +11,7 @@
 //! | `cluster` | `foundation-cluster` | nodes, discovery, membership and failure detection, remote send/call by name, hash ring | `cluster` (default) |
 //! | `registry` | `foundation-registry` | local, cluster-wide and strongly consistent names, service discovery; the distributed supervisor (`registry::distributed`: singletons, replicas, handoff, split-brain policies) and its placement core (`registry::placement`); work across the cluster (`registry::work`: cluster-wide ecosystems, map-reduce) | `registry` (default; turns on `raft`) |
 //! | `pubsub` | `foundation-pubsub` | topics and patterns, broadcast to subscribers here or on every node | `pubsub` (default) |
-//! | `cache` | `foundation-cache` | caches behind one API (a local one on moka now; cluster adapters next), replicated state as delta CRDTs | `cache` (default) |
+//! | `cache` | `foundation-cache` | caches behind one API (local on moka, partitioned, replicated, near cache), replicated state as delta CRDTs (`Shared`), `#[cached]` | `cache` (default) |
 //! | `cluster::raft` | `foundation-cluster` | consensus groups over openraft | `raft` (on with `registry`) |
 //! | `cluster::discovery::Kubernetes` | `foundation-cluster` | discovery through the Kubernetes API | `kubernetes` (on; kube and k8s-openapi are a quarter of a clean build: turn it off where Kubernetes is not used) |
 //!

@@ -82,6 +82,12 @@ impl<K: Ord + Clone, V: Clone> LwwMap<K, V> {
             .filter_map(|(k, (_, v))| v.as_ref().map(|v| (k, v)))
     }
 
+    /// Every key's last write, removals (`None`) included, in key order: what a delta
+    /// or a state carries.
+    pub fn writes(&self) -> impl Iterator<Item = (&K, Stamp, Option<&V>)> {
+        self.entries.iter().map(|(k, (s, v))| (k, *s, v.as_ref()))
+    }
+
     /// How many live entries.
     pub fn len(&self) -> usize {
         self.iter().count()

@@ -2,11 +2,17 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::{ReplicaId, SharedState};
 
 /// What replicas send each other. The node that drives a [`Replica`] carries these (the
 /// cluster wiring will encode them with serde and send them on a channel of their own).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "S: Serialize, S::Delta: Serialize",
+    deserialize = "S: Deserialize<'de>, S::Delta: Deserialize<'de>"
+))]
 pub enum Message<S: SharedState> {
     /// The deltas `origin` made since its previous `Delta`, joined; `seq` numbers
     /// `origin`'s deltas from 1. Sent to every peer ([`Replica::flush`]).
@@ -44,8 +50,9 @@ pub enum Message<S: SharedState> {
 }
 
 /// One replica of a [`SharedState`], and the delta protocol between replicas, as a plain
-/// struct: the node's event loop feeds it updates, messages and ticks, and sends what it
-/// returns. No I/O, no clock: a simulated network drives it in tests.
+/// struct: the node's event loop ([`Shared`](crate::Shared) on a cluster node) feeds it
+/// updates, messages and ticks, and sends what it returns. No I/O, no clock: a simulated
+/// network drives it in tests.
 ///
 /// # Protocol
 ///

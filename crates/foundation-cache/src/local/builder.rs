@@ -111,6 +111,14 @@ impl<K: CacheKey, V: CacheValue> LocalBuilder<K, V> {
         self
     }
 
+    /// The default TTL as set (the replicated adapter resolves it on the writing node).
+    pub(crate) fn default_ttl_setting(&self) -> Ttl {
+        match self.default_ttl {
+            Ttl::Default => Ttl::Never,
+            ttl => ttl,
+        }
+    }
+
     /// Builds the cache.
     ///
     /// # Errors

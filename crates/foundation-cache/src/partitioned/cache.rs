@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use super::shard::{Core, Server, follow};
 use super::wire::{Answer, Bytes, Claimed, Op, Outcome, ShardMsg, decode, encode};
 use crate::api::{Cache, CacheKey, CacheValue, Counter};
-use crate::error::{CacheError, CodecError, ComputeError, TtlError};
+use crate::error::{CacheError, CodecError, ComputeError, StartError};
 use crate::local::Local;
 use crate::local::flight::Flights;
 use crate::stats::{Counters, Stats};
@@ -33,24 +33,6 @@ const MAX_CLAIMS: usize = 16;
 
 /// How many times `incr` retries a swap that lost a race before it gives up.
 const MAX_SWAPS: usize = 1_000;
-
-/// Why a [`Partitioned`] cache could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    /// A cache of this name runs on this node already.
-    #[error("a cache named `{0}` runs on this node already")]
-    NameTaken(String),
-    /// The name is empty or longer than 200 bytes.
-    #[error("a cache's name must be 1 to 200 bytes: {0:?}")]
-    BadName(String),
-    /// The default TTL cannot be kept.
-    #[error(transparent)]
-    Ttl(#[from] TtlError),
-    /// The shard process could not start.
-    #[error("the shard process could not start: {0}")]
-    Spawn(String),
-}
 
 /// Builds a [`Partitioned`] cache: [`Partitioned::builder`].
 #[derive(Debug, Clone)]
