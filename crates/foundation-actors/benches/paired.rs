@@ -83,7 +83,74 @@ where
     }
 }
 
+/// `FOUNDATION_PAIRED_ONE=<ours|raw>:<n>`: only `n` child starts of one side (a dynamic
+/// supervisor's `start_child` of an anonymous spec, or raw `spawn_linked`), between
+/// `cg_begin` and `cg_end`, for an instruction count per start under
+/// `valgrind --tool=callgrind`.
+const ONE_ENV: &str = "FOUNDATION_PAIRED_ONE";
+
+/// Where the starts of `FOUNDATION_PAIRED_ONE` begin and end, for callgrind's
+/// `--zero-before=paired::cg_begin --dump-before=paired::cg_end`.
+#[inline(never)]
+fn cg_begin() {
+    std::hint::black_box(());
+}
+
+#[inline(never)]
+fn cg_end() {
+    std::hint::black_box(1);
+}
+
 fn main() {
+    if let Ok(one) = std::env::var(ONE_ENV) {
+        let (side, n) = one.split_once(':').expect("<ours|raw>:<n>");
+        let n: u64 = n.parse().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            match side {
+                "ours" => {
+                    let sup = foundation_actors::DynamicSupervisor::start("cg", None)
+                        .await
+                        .unwrap();
+                    cg_begin();
+                    for _ in 0..n {
+                        sup.start_child(foundation_actors::ChildSpec::anonymous(
+                            common::Counter,
+                            (),
+                        ))
+                        .await
+                        .unwrap();
+                    }
+                    cg_end();
+                    sup.shutdown().await;
+                }
+                _ => {
+                    let (parent, _) = ractor::Actor::spawn(None, common::RawParent, ())
+                        .await
+                        .unwrap();
+                    let mut children = Vec::with_capacity(n as usize);
+                    cg_begin();
+                    for _ in 0..n {
+                        let (child, _) = ractor::Actor::spawn_linked(
+                            None,
+                            common::RawCounter,
+                            (),
+                            parent.get_cell(),
+                        )
+                        .await
+                        .unwrap();
+                        children.push(child);
+                    }
+                    cg_end();
+                    parent.stop_and_wait(None, None).await.unwrap();
+                }
+            }
+        });
+        return;
+    }
     if std::env::var_os(CHILD_ENV).is_some() {
         for p in measure() {
             println!("pair {} {} {} {}", p.group, p.ours_ns, p.ractor_ns, p.ratio);

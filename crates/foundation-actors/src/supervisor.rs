@@ -314,8 +314,9 @@ impl Supervisor {
         &self,
         spec: ChildSpec<M>,
     ) -> Result<Addr<M>, SupervisorError> {
-        let addr = spec.addr();
-        let mut entry: ChildEntry = spec.erase();
+        // Taken apart, not cloned: four reference counts fewer on every start.
+        let ChildSpec { entry, addr } = spec;
+        let mut entry: ChildEntry = entry;
         let sup = self
             .addr
             .actor_cell()

@@ -217,6 +217,15 @@ async fn child(kind: &str) {
                 }
             });
         }
+        "tcp" => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            say(&format!("ready {}", listener.local_addr().unwrap()));
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(tcp_echo(stream));
+                }
+            });
+        }
         _ => {
             let port = free_port();
             let server = ractor_cluster::NodeServer::new(
@@ -245,6 +254,42 @@ async fn child(kind: &str) {
     })
     .await
     .unwrap();
+}
+
+/// The floor's request and reply: a frame (a little-endian u32 length, then the body) of
+/// about the size of the call item and of its reply on a lane.
+const FLOOR_REQUEST: usize = 32;
+const FLOOR_REPLY: usize = 8;
+
+/// The floor's other side: answers each request frame with a reply frame, on the task that
+/// read it (as few hops as a round trip over tokio can take).
+async fn tcp_echo(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.set_nodelay(true).unwrap();
+    let mut request = [0u8; 4 + FLOOR_REQUEST];
+    let mut reply = [0u8; 4 + FLOOR_REPLY];
+    reply[..4].copy_from_slice(&(FLOOR_REPLY as u32).to_le_bytes());
+    while stream.read_exact(&mut request).await.is_ok() {
+        reply[4..].copy_from_slice(&request[4..4 + FLOOR_REPLY]);
+        if stream.write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The floor's connection, shared by the bench's rows.
+type Floor = std::sync::Arc<tokio::sync::Mutex<tokio::net::TcpStream>>;
+
+/// One round trip of the floor: a request frame out, its reply frame back.
+async fn tcp_round_trip(stream: &mut tokio::net::TcpStream, i: u64) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = [0u8; 4 + FLOOR_REQUEST];
+    request[..4].copy_from_slice(&(FLOOR_REQUEST as u32).to_le_bytes());
+    request[4..12].copy_from_slice(&i.to_le_bytes());
+    stream.write_all(&request).await.unwrap();
+    let mut reply = [0u8; 4 + FLOOR_REPLY];
+    stream.read_exact(&mut reply).await.unwrap();
+    u64::from_le_bytes(reply[4..12].try_into().unwrap())
 }
 
 struct ChildProc {
@@ -326,6 +371,65 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Round trips of the three kinds (Foundation, ractor_cluster, the bare TCP floor) in
+/// alternating chunks, from the bench's own thread (as criterion's rows) and from a task on
+/// the runtime (as an actor or a request handler calls): per kind and caller, the median
+/// over the rounds of a chunk's mean, and the median of the per-round ratios.
+async fn paired_calls(node: &Node, raw: &ActorRef<RawSink>, tcp: &Floor, rounds: usize) {
+    const CHUNK: u64 = 500;
+    async fn chunk(kind: usize, node: Node, raw: ActorRef<RawSink>, tcp: &Floor) -> f64 {
+        let start = Instant::now();
+        for i in 0..CHUNK {
+            let v = match kind {
+                0 => node
+                    .call("b", "sink", |p| Sink::Echo(i, p), CALL_TIMEOUT)
+                    .await
+                    .unwrap(),
+                1 => ractor::call_t!(raw, RawSink::Echo, 30_000, i).unwrap(),
+                _ => tcp_round_trip(&mut *tcp.lock().await, i).await,
+            };
+            assert_eq!(v, i);
+        }
+        start.elapsed().as_secs_f64() * 1e6 / CHUNK as f64
+    }
+    let names = ["foundation", "ractor_cluster", "tcp_floor"];
+    // [caller][kind] -> per-round means
+    let mut us = vec![vec![Vec::new(); 3]; 2];
+    for round in 0..rounds + 1 {
+        for k in 0..3 {
+            let kind = (k + round) % 3;
+            for (caller, us) in us.iter_mut().enumerate() {
+                let t = if caller == 0 {
+                    chunk(kind, node.clone(), raw.clone(), tcp).await
+                } else {
+                    let (node, raw, tcp) = (node.clone(), raw.clone(), tcp.clone());
+                    tokio::spawn(async move { chunk(kind, node, raw, &tcp).await })
+                        .await
+                        .unwrap()
+                };
+                // Round 0 warms up.
+                if round > 0 {
+                    us[kind].push(t);
+                }
+            }
+        }
+    }
+    for (caller, us) in us.iter().enumerate() {
+        let who = ["bench thread", "runtime task"][caller];
+        for (kind, v) in us.iter().enumerate() {
+            let vs_floor: Vec<f64> = v.iter().zip(&us[2]).map(|(a, b)| a / b).collect();
+            let vs_raw: Vec<f64> = v.iter().zip(&us[1]).map(|(a, b)| a / b).collect();
+            println!(
+                "{who:<12} {:<15} {:>7.1} us  x{:.2} floor  x{:.2} ractor_cluster",
+                names[kind],
+                median(v.clone()),
+                median(vs_floor),
+                median(vs_raw)
+            );
+        }
+    }
+}
+
 /// The p99 of a small call on `default`, idle and while `bulk` floods: printed with the
 /// p50 and p90 of each, and returned (idle, during the flood), in microseconds.
 async fn flood_figure(node: &Node) -> (f64, f64) {
@@ -383,7 +487,7 @@ fn main() {
     }
 
     // The sending side: a Foundation node and a raw ractor_cluster server in this process.
-    let (node, raw_sink, fnd_child, raw_child) = rt.block_on(async {
+    let (node, raw_sink, fnd_child, raw_child, tcp_child, tcp) = rt.block_on(async {
         let node = Node::start(config("a", "127.0.0.1:0".parse().unwrap()))
             .await
             .unwrap();
@@ -415,9 +519,24 @@ fn main() {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
-        (node, sink, fnd_child, raw_child)
+        // The floor: a bare framed TCP round trip to a third process.
+        let tcp_child = ChildProc::start("tcp", &[]);
+        let tcp = tokio::net::TcpStream::connect(tcp_child.addr.as_str())
+            .await
+            .unwrap();
+        tcp.set_nodelay(true).unwrap();
+        (node, sink, fnd_child, raw_child, tcp_child, tcp)
     });
+    let tcp: Floor = std::sync::Arc::new(tokio::sync::Mutex::new(tcp));
 
+    // `FOUNDATION_BENCH_CALL_PAIRED=<rounds>`: only the call round trips, paired.
+    if let Some(rounds) = std::env::var("FOUNDATION_BENCH_CALL_PAIRED")
+        .ok()
+        .and_then(|r| r.parse().ok())
+    {
+        rt.block_on(paired_calls(&node, &raw_sink, &tcp, rounds));
+        return;
+    }
     // `FOUNDATION_BENCH_FLOOD_ONLY=1`: only the call-during-a-flood figure, printed.
     let flood_only = std::env::var_os("FOUNDATION_BENCH_FLOOD_ONLY").is_some();
     if !flood_only {
@@ -434,6 +553,12 @@ fn main() {
             g.bench_function("ractor_cluster", |b| {
                 b.to_async(&rt).iter(|| async {
                     ractor::call_t!(raw_sink, RawSink::Echo, 30_000, 7).unwrap()
+                });
+            });
+            g.bench_function("tcp_floor", |b| {
+                b.to_async(&rt).iter(|| async {
+                    let mut tcp = tcp.lock().await;
+                    tcp_round_trip(&mut tcp, 7).await
                 });
             });
             g.finish();
@@ -500,7 +625,7 @@ fn main() {
     if flood_only {
         return;
     }
-    drop((fnd_child, raw_child));
+    drop((fnd_child, raw_child, tcp_child, tcp));
 
     // One-shot figures, each the median of a few runs.
     let figures = rt.block_on(async {

@@ -705,9 +705,14 @@ impl Node {
             peer.get(ch, runtime::lane_key(name))
                 .ok_or_else(unknown_channel)?
         };
-        let pushed = outbox.push(|out| {
+        let put = |out: &mut Vec<u8>| {
             wire::put_cast_with(out, call, name, ctx, M::WIRE_TYPE.id(), |o| msg.encode(o))
-        });
+        };
+        // A caller waits for its call: written at once if the lane is idle.
+        let pushed = match call {
+            Some(_) => outbox.push_direct(put),
+            None => outbox.push(put),
+        };
         match pushed {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(RemoteError::Wire(e)),

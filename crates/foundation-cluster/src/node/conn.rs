@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 use super::admission::{Gated, PREAUTH_FRAME, Permit, SessionStream};
+use super::config::Priority;
 use super::lane::{self, Heard, Outbox, PREAMBLE};
 use super::priority;
 use super::runtime::{Event, Shared};
@@ -410,7 +411,24 @@ pub(super) async fn lane_out(
             .map_err(|_| std::io::Error::other("connect timed out"))??;
         tcp.set_nodelay(true)?;
         match &shared.tls {
-            None => write_lane(&shared, &node, &addr, (token, channel, lane), &outbox, tcp).await,
+            None => {
+                // Senders on a normal-priority channel may write a frame themselves
+                // while the lane is idle (see `lane.rs`, "Direct writes"), through a
+                // second handle on the same socket.
+                let (tcp, direct) = match shared.priority(channel) {
+                    Priority::Normal => direct_handle(tcp)?,
+                    Priority::Low => (tcp, None),
+                };
+                write_lane(
+                    &shared,
+                    &node,
+                    &addr,
+                    (token, channel, lane),
+                    (&outbox, direct),
+                    tcp,
+                )
+                .await
+            }
             Some(tls) => {
                 let stream = tokio::time::timeout(
                     shared.handshake_timeout,
@@ -423,7 +441,7 @@ pub(super) async fn lane_out(
                     &node,
                     &addr,
                     (token, channel, lane),
-                    &outbox,
+                    (&outbox, None),
                     stream,
                 )
                 .await
@@ -438,12 +456,37 @@ pub(super) async fn lane_out(
     });
 }
 
+/// A second handle on `tcp`'s socket, for direct writes (`None` where the OS refuses one:
+/// the lane then writes from its task only).
+fn direct_handle(tcp: TcpStream) -> std::io::Result<(TcpStream, Option<std::net::TcpStream>)> {
+    let std = tcp.into_std()?;
+    let direct = std.try_clone().ok();
+    Ok((TcpStream::from_std(std)?, direct))
+}
+
+/// The outbox's direct writes, until the lane's writer ends (then the socket closes once
+/// the writer task and any sender writing at that moment let go of it).
+struct Direct<'a>(&'a Outbox);
+
+impl<'a> Direct<'a> {
+    fn set(outbox: &'a Outbox, socket: Option<std::net::TcpStream>) -> Self {
+        outbox.set_direct(socket);
+        Self(outbox)
+    }
+}
+
+impl Drop for Direct<'_> {
+    fn drop(&mut self) {
+        self.0.set_direct(None);
+    }
+}
+
 async fn write_lane<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     node: &str,
     addr: &str,
     (token, channel, lane): (u128, usize, u64),
-    outbox: &Outbox,
+    (outbox, direct): (&Outbox, Option<std::net::TcpStream>),
     mut stream: S,
 ) -> std::io::Result<()> {
     let channel = shared.channels.get(channel).map_or("", |(n, _)| n.as_str());
@@ -462,6 +505,8 @@ async fn write_lane<S: AsyncRead + AsyncWrite + Unpin>(
     let body = u32::try_from(opening.len() - PREAMBLE.len() - wire::HEADER).unwrap_or(u32::MAX);
     opening[PREAMBLE.len()..PREAMBLE.len() + wire::HEADER].copy_from_slice(&body.to_le_bytes());
     stream.write_all(&opening).await?;
+    // Direct writes only behind the hello.
+    let _direct = Direct::set(outbox, direct);
     let _open = Open::count(&shared.lanes_out);
     tracing::debug!(%node, %addr, %channel, lane, "outbound lane open");
     // The peer never writes on this lane: anything readable is its end closing (a killed

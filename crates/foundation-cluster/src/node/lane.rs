@@ -5,9 +5,23 @@
 //! Many small messages sent while the writer is busy leave in one frame and one syscall.
 //! The receiving side reads frames and delivers their items inline, without a hop through
 //! another task.
+//!
+//! # Direct writes
+//!
+//! A call and a reply wait on the other side: the hop to the writer task (a wake-up, on
+//! another thread when the sender is not on one of the runtime's workers) is on the round
+//! trip's path. So when the lane is idle (nothing queued, nothing being written, and no
+//! direct write in the last [`DIRECT_SPACING`]), [`Outbox::push_direct`] writes the
+//! small frame to the socket itself, with one non-blocking write; what the socket does not
+//! take, and everything queued meanwhile, goes to the writer task as before. The spacing
+//! keeps batching where it pays: a burst of replies (an actor answering queued calls)
+//! leaves its first reply at once and the rest in one frame behind it. Tells never write
+//! directly (a stream of them is what batching is for), nor do lanes of low-priority
+//! channels (their writing belongs on their own thread) or TLS lanes.
 
-use std::sync::Mutex;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -17,6 +31,12 @@ use super::wire::{self, FrameError, HEADER, Item};
 
 /// A frame is sent once it holds this many bytes; later items start a new frame.
 const FRAME_TARGET: usize = 64 * 1024;
+
+/// At most this often a sender writes a frame to the socket itself (see "Direct writes").
+const DIRECT_SPACING: std::time::Duration = std::time::Duration::from_micros(20);
+
+/// The largest frame a sender writes itself; larger ones go to the writer task.
+const DIRECT_MAX: usize = 4 * 1024;
 
 /// A lane's reader and writer give their worker thread up after this many bytes (a yield),
 /// even when the socket could go on: a busy lane otherwise runs until tokio's cooperative
@@ -54,8 +74,16 @@ struct Pending {
     closed: bool,
     /// Write what is queued, then stop (a graceful leave).
     finishing: bool,
-    /// The writer holds frames it has not finished writing.
+    /// The writer task, or a sender writing directly, holds bytes it has not finished
+    /// writing: nobody else writes to the socket meanwhile.
     writing: bool,
+    /// What a direct write left unwritten: the writer task writes it before any frame.
+    head: Vec<u8>,
+    /// The lane's socket, for direct writes (none before the lane is open, after it
+    /// closed, and for lanes that never write directly).
+    direct: Option<Arc<std::net::TcpStream>>,
+    /// When a sender last wrote directly.
+    last_direct: Option<Instant>,
 }
 
 /// The sending end of a lane to one peer. Items queue here before the lane connects too.
@@ -89,6 +117,24 @@ impl Outbox {
     /// and an error).
     pub(crate) fn push<E>(
         &self,
+        put: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Result<(), E>, Refused> {
+        self.push_with(false, put)
+    }
+
+    /// As [`Outbox::push`], but writes the frame to the socket at once when the lane is
+    /// idle (see "Direct writes" in the module docs): for a call or a reply, which
+    /// someone waits for.
+    pub(crate) fn push_direct<E>(
+        &self,
+        put: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Result<(), E>, Refused> {
+        self.push_with(true, put)
+    }
+
+    fn push_with<E>(
+        &self,
+        direct: bool,
         put: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<Result<(), E>, Refused> {
         let mut p = self.lock();
@@ -128,11 +174,70 @@ impl Outbox {
             added = item.len();
         }
         p.bytes += added;
+        if direct && was_empty && !p.writing && p.head.is_empty() && p.frames.len() == 1 {
+            if let Some(socket) = self.direct_turn(&mut p) {
+                let frame = p.frames.pop().unwrap_or_default();
+                p.bytes = 0;
+                p.writing = true;
+                drop(p);
+                self.write_direct(&socket, frame);
+                return Ok(Ok(()));
+            }
+        }
         drop(p);
         if was_empty {
             self.ready.notify_one();
         }
         Ok(Ok(()))
+    }
+
+    /// The socket, if the lane has one for direct writes and the single frame queued may
+    /// take this turn (small enough, and no direct write within [`DIRECT_SPACING`]).
+    fn direct_turn(&self, p: &mut Pending) -> Option<Arc<std::net::TcpStream>> {
+        let socket = p.direct.as_ref()?;
+        if p.frames.first().is_none_or(|f| f.len() > DIRECT_MAX) {
+            return None;
+        }
+        let now = Instant::now();
+        if p.last_direct
+            .is_some_and(|at| now.duration_since(at) < DIRECT_SPACING)
+        {
+            return None;
+        }
+        p.last_direct = Some(now);
+        Some(socket.clone())
+    }
+
+    /// Writes `frame` with one non-blocking write; hands what is left to the writer task.
+    fn write_direct(&self, socket: &std::net::TcpStream, mut frame: Vec<u8>) {
+        let body = u32::try_from(frame.len() - HEADER).unwrap_or(u32::MAX);
+        frame[..HEADER].copy_from_slice(&body.to_le_bytes());
+        // Would block, or failed: the writer task writes it (and meets the failure too,
+        // which closes the lane).
+        let written = (&*socket).write(&frame).unwrap_or(0);
+        let mut p = self.lock();
+        p.writing = false;
+        if written < frame.len() {
+            frame.drain(..written);
+            p.bytes += frame.len();
+            p.head = frame;
+        } else if p.spare.len() < 4 {
+            frame.clear();
+            p.spare.push(frame);
+        }
+        // The writer task waited for this write to end if anything came meanwhile, or if
+        // the outbox is finishing (it writes the rest, then stops).
+        let wake = !p.frames.is_empty() || !p.head.is_empty() || p.finishing;
+        drop(p);
+        if wake {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Lets senders write to `socket` directly while the lane is open; `None` once it
+    /// closes (the socket closes when the writer task and every direct writer let go).
+    pub(crate) fn set_direct(&self, socket: Option<std::net::TcpStream>) {
+        self.lock().direct = socket.map(Arc::new);
     }
 
     /// Appends a plain item.
@@ -144,11 +249,22 @@ impl Outbox {
         .map(|_| ())
     }
 
+    /// Appends a plain item, written at once if the lane is idle ([`Outbox::push_direct`]).
+    pub(crate) fn push_item_direct(&self, item: &Item<'_>) -> Result<(), Refused> {
+        self.push_direct::<std::convert::Infallible>(|out| {
+            wire::put_item(out, item);
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
     /// Closes the outbox: later pushes fail and the writer stops after what is queued.
     pub(crate) fn close(&self) {
         let mut p = self.lock();
         p.closed = true;
         p.frames.clear();
+        p.head = Vec::new();
+        p.direct = None;
         drop(p);
         self.ready.notify_one();
         self.room.notify_waiters();
@@ -173,7 +289,7 @@ impl Outbox {
     /// Whether nothing waits to be written.
     pub(crate) fn is_drained(&self) -> bool {
         let p = self.lock();
-        (p.frames.is_empty() && !p.writing) || p.closed
+        (p.frames.is_empty() && p.head.is_empty() && !p.writing) || p.closed
     }
 
     /// Lets the writer write what is queued, then stop; later pushes fail.
@@ -186,15 +302,36 @@ impl Outbox {
     /// Writes queued frames to `io` until the outbox closes or a write fails.
     pub(crate) async fn write_to<W: AsyncWrite + Unpin>(&self, io: &mut W) -> std::io::Result<()> {
         let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut head = Vec::new();
         loop {
-            {
+            let direct_under_way = {
                 let mut p = self.lock();
                 if p.closed {
                     return Ok(());
                 }
-                std::mem::swap(&mut batch, &mut p.frames);
-                p.bytes = 0;
-                p.writing = !batch.is_empty();
+                if !p.writing {
+                    std::mem::swap(&mut head, &mut p.head);
+                    std::mem::swap(&mut batch, &mut p.frames);
+                    p.bytes = 0;
+                    p.writing = !batch.is_empty() || !head.is_empty();
+                }
+                p.writing && batch.is_empty() && head.is_empty()
+            };
+            if direct_under_way {
+                // A sender is writing directly; it wakes this task when done if anything
+                // is left.
+                self.ready.notified().await;
+                continue;
+            }
+            if !head.is_empty() {
+                self.room.notify_waiters();
+                io.write_all(&head).await?;
+                head.clear();
+                if batch.is_empty() {
+                    io.flush().await?;
+                    self.lock().writing = false;
+                    continue;
+                }
             }
             if !batch.is_empty() {
                 self.room.notify_waiters();
@@ -258,37 +395,72 @@ impl Heard {
     }
 }
 
-/// Reads frames from `io` into `buf` and hands each item to `on_item` until the stream
-/// ends (Ok) or breaks the protocol (Err). `heard` is touched for every frame.
+/// Reads frames from `io` and hands each item to `on_item` until the stream ends (Ok) or
+/// breaks the protocol (Err). `heard` is touched for every read that brought frames.
+///
+/// Reads take whatever the socket holds (up to the buffer's free room), so frames that
+/// arrived together are read with one syscall, and a small frame with one instead of two
+/// (header, then body). The buffer grows as a frame's bytes arrive, never much past the
+/// frame (see `read_body`).
 pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
     io: &mut R,
     max_frame: usize,
     heard: &Heard,
     mut on_item: impl FnMut(Item<'_>),
 ) -> Result<(), LaneError> {
-    let mut buf = Vec::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF);
     let mut since_yield = 0;
     loop {
-        let mut header = [0u8; HEADER];
-        match io.read_exact(&mut header).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(LaneError::Io(e)),
+        // Every whole frame in the buffer.
+        let mut at = 0;
+        let mut want = HEADER;
+        while let Some(header) = buf.get(at..at + HEADER) {
+            let mut h = [0u8; HEADER];
+            h.copy_from_slice(header);
+            let len = wire::body_len(h, max_frame)?;
+            want = HEADER + len;
+            let Some(mut rest) = buf.get(at + HEADER..at + HEADER + len) else {
+                break;
+            };
+            while !rest.is_empty() {
+                on_item(wire::take_item(&mut rest)?);
+            }
+            at += HEADER + len;
+            want = HEADER;
         }
-        let len = wire::body_len(header, max_frame)?;
-        read_body(io, &mut buf, len).await?;
-        heard.touch();
-        let mut rest = &buf[..];
-        while !rest.is_empty() {
-            on_item(wire::take_item(&mut rest)?);
-        }
-        since_yield += HEADER + len;
+        buf.drain(..at);
+        since_yield += at;
         if since_yield >= YIELD_EVERY {
             since_yield = 0;
             tokio::task::yield_now().await;
         }
+        // Room for more: at least the rest of the frame begun, growing by at most what has
+        // arrived of it (a peer announcing a large frame and sending little makes this side
+        // allocate only about what it sent).
+        let missing = want.saturating_sub(buf.len());
+        let step = missing.min(buf.len().max(READ_BUF)).max(1);
+        if buf.capacity() - buf.len() < step {
+            buf.reserve_exact(step);
+        }
+        let room = buf.capacity() - buf.len();
+        let got = (&mut *io)
+            .take(room as u64)
+            .read_buf(&mut buf)
+            .await
+            .map_err(LaneError::Io)?;
+        if got == 0 {
+            return if buf.is_empty() {
+                Ok(())
+            } else {
+                Err(LaneError::Io(std::io::ErrorKind::UnexpectedEof.into()))
+            };
+        }
+        heard.touch();
     }
 }
+
+/// What a lane's reader asks of the socket at least, and its buffer's first size.
+const READ_BUF: usize = 16 * 1024;
 
 /// Reads one frame (the lane's first, with its hello) into `buf`.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
@@ -395,6 +567,144 @@ mod tests {
         r.unwrap();
         w.unwrap().unwrap();
         assert_eq!(seen, 10_000);
+    }
+
+    /// A connected pair on loopback: (the writing side as tokio's, a second handle on the
+    /// same socket for direct writes, the reading side).
+    async fn socket_pair() -> (
+        tokio::net::TcpStream,
+        std::net::TcpStream,
+        tokio::net::TcpStream,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(tokio::net::TcpStream::connect(addr), async {
+            listener.accept().await.unwrap().0
+        });
+        let client = client.unwrap();
+        client.set_nodelay(true).unwrap();
+        let std = client.into_std().unwrap();
+        let direct = std.try_clone().unwrap();
+        (
+            tokio::net::TcpStream::from_std(std).unwrap(),
+            direct,
+            server,
+        )
+    }
+
+    fn cast(i: u32) -> Vec<u8> {
+        i.to_le_bytes().to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_call_on_an_idle_lane_is_written_by_its_sender_and_order_holds_with_the_writer() {
+        let (mut tcp, direct, mut server) = socket_pair().await;
+        let outbox = std::sync::Arc::new(Outbox::new(wire::DEFAULT_MAX_FRAME, 1 << 30));
+        outbox.set_direct(Some(direct));
+        // No writer task yet: the frame can only have been written by the push.
+        let msg = cast(0);
+        let item = Item::Cast {
+            name: "n",
+            ctx: None,
+            ty: 0,
+            msg: &msg,
+        };
+        outbox.push_item_direct(&item).unwrap();
+        let heard = Heard::new(Instant::now());
+        let mut seen = 0u32;
+        let mut first = Vec::new();
+        read_frame(&mut server, wire::DEFAULT_MAX_FRAME, &mut first)
+            .await
+            .unwrap();
+        assert_eq!(wire::take_item(&mut &first[..]).unwrap(), item);
+        seen += 1;
+        // With the writer running, direct and queued items interleave and keep their order.
+        let writer = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.write_to(&mut tcp).await })
+        };
+        let pusher = {
+            let outbox = outbox.clone();
+            std::thread::spawn(move || {
+                for i in 1..20_000u32 {
+                    let msg = cast(i);
+                    let item = Item::Cast {
+                        name: "n",
+                        ctx: None,
+                        ty: 0,
+                        msg: &msg,
+                    };
+                    if i % 3 == 0 {
+                        outbox.push_item(&item).unwrap();
+                    } else {
+                        outbox.push_item_direct(&item).unwrap();
+                    }
+                    if i % 1000 == 0 {
+                        std::thread::sleep(std::time::Duration::from_micros(50));
+                    }
+                }
+            })
+        };
+        read_frames(&mut server, wire::DEFAULT_MAX_FRAME, &heard, |item| {
+            let Item::Cast { msg, .. } = item else {
+                panic!("unexpected {item:?}")
+            };
+            assert_eq!(u32::from_le_bytes(msg.try_into().unwrap()), seen);
+            seen += 1;
+            if seen == 20_000 {
+                outbox.close();
+            }
+        })
+        .await
+        .unwrap_or(());
+        pusher.join().unwrap();
+        writer.await.unwrap().unwrap();
+        assert_eq!(seen, 20_000);
+    }
+
+    #[tokio::test]
+    async fn what_a_direct_write_leaves_goes_first_through_the_writer() {
+        use std::io::Write;
+        let (mut tcp, direct, mut server) = socket_pair().await;
+        // Fill the socket (the reader is not reading) with raw bytes, written around the
+        // outbox, until it would block; the reader skips them first.
+        let filler = [0u8; 4096];
+        let mut sent = 0usize;
+        loop {
+            match (&direct).write(&filler) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let outbox = std::sync::Arc::new(Outbox::new(wire::DEFAULT_MAX_FRAME, 1 << 30));
+        outbox.set_direct(Some(direct));
+        let msg = cast(7);
+        let item = Item::Cast {
+            name: "n",
+            ctx: None,
+            ty: 0,
+            msg: &msg,
+        };
+        // The socket takes none (or part) of it: the rest waits for the writer.
+        outbox.push_item_direct(&item).unwrap();
+        outbox.push_item(&item).unwrap();
+        assert!(!outbox.is_drained());
+        let writer = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.write_to(&mut tcp).await })
+        };
+        let mut skip = vec![0u8; sent];
+        server.read_exact(&mut skip).await.unwrap();
+        let mut frame = Vec::new();
+        for _ in 0..2 {
+            read_frame(&mut server, wire::DEFAULT_MAX_FRAME, &mut frame)
+                .await
+                .unwrap();
+            assert_eq!(wire::take_item(&mut &frame[..]).unwrap(), item);
+        }
+        outbox.close();
+        writer.await.unwrap().unwrap();
     }
 
     #[tokio::test]

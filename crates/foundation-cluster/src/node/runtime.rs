@@ -364,7 +364,8 @@ impl Shared {
                         Ok(bytes) => Ok(&bytes[..]),
                         Err((r, theirs)) => Err((*r, theirs.as_str())),
                     };
-                    if let Err(e) = outbox.push_item(&Item::Reply { id, result }) {
+                    // Its caller waits: written at once if the lane is idle.
+                    if let Err(e) = outbox.push_item_direct(&Item::Reply { id, result }) {
                         tracing::debug!(node = %to, ?e, "a reply could not be sent");
                     }
                 });
