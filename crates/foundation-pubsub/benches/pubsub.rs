@@ -19,6 +19,13 @@
 //! medians: on a shared machine a slow spell moves criterion's separate windows by tens
 //! of percent, a ratio taken within one round much less.
 //!
+//! With `PUBSUB_PROFILE=<chunks>` it runs that many chunks of each of the three sides, each
+//! through a function of its own (`profile_pubsub`, `profile_cast`, `profile_ractor`), for
+//! instruction counts that load does not move:
+//! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*profile_*' <bench>`,
+//! then `callgrind_annotate --inclusive=yes` gives each side's count; over
+//! `chunks × 16 × 10,000` deliveries, its count per delivery.
+//!
 //! Run with: `cargo xtask bench` (or `cargo bench -p foundation-pubsub --bench pubsub`;
 //! `PUBSUB_PAIRED=21 cargo bench -p foundation-pubsub --bench pubsub` for the paired ratios).
 
@@ -285,6 +292,51 @@ fn paired(rounds: usize) {
     actors.stop();
 }
 
+/// One chunk through the pubsub, out of line so that callgrind can count it alone
+/// (`--toggle-collect=*profile_pubsub*`); the runtime's tasks (the actors handling what is
+/// sent) run inside it too, on this thread.
+#[inline(never)]
+fn profile_pubsub(actors: &Actors, rt: &Runtime) -> Duration {
+    actors.pubsub(rt, PAIRED_CHUNK)
+}
+
+/// As [`profile_pubsub`], cast by hand to the same actors.
+#[inline(never)]
+fn profile_cast(actors: &Actors, rt: &Runtime) -> Duration {
+    actors.cast(rt, PAIRED_CHUNK)
+}
+
+/// As [`profile_pubsub`], cast by hand to raw ractor actors.
+#[inline(never)]
+fn profile_ractor(actors: &Actors, rt: &Runtime) -> Duration {
+    actors.ractor(rt, PAIRED_CHUNK)
+}
+
+/// `PUBSUB_PROFILE=<chunks>`: each side runs `chunks` chunks (an even number: see below),
+/// for an instruction count per delivery under callgrind (see the module docs).
+fn profile(chunks: usize) {
+    let rt = runtime();
+    let actors = Actors::start(&rt);
+    // Warm every path once, outside the counted functions.
+    actors.pubsub(&rt, PAIRED_CHUNK);
+    actors.cast(&rt, PAIRED_CHUNK);
+    actors.ractor(&rt, PAIRED_CHUNK);
+    // The order turned every chunk, as in the paired rounds: a mailbox takes a new block
+    // of its queue every other chunk, and each side must take its share of those.
+    for chunk in 0..chunks {
+        if chunk % 2 == 0 {
+            profile_pubsub(&actors, &rt);
+            profile_cast(&actors, &rt);
+            profile_ractor(&actors, &rt);
+        } else {
+            profile_ractor(&actors, &rt);
+            profile_cast(&actors, &rt);
+            profile_pubsub(&actors, &rt);
+        }
+    }
+    actors.stop();
+}
+
 fn streams(c: &mut Criterion) {
     let rt = runtime();
     let ps = PubSub::local("bench-streams");
@@ -343,6 +395,13 @@ fn main() {
         .and_then(|r| r.parse().ok())
     {
         paired(rounds);
+        return;
+    }
+    if let Some(chunks) = std::env::var("PUBSUB_PROFILE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+    {
+        profile(chunks);
         return;
     }
     benches();

@@ -13,8 +13,8 @@ use crate::buffer::{BufferConfig, Overflow};
 use crate::cluster::{self, Remote};
 use crate::error::{BroadcastError, StartError, SubscribeError, TopicError};
 use crate::subscriber::{
-    ActorSub, Entry, Outcome, Payload, Published, StreamQueue, StreamSub, Subscription, lock,
-    touch_next,
+    ActorSub, Entry, Outcome, Payload, Published, StreamQueue, StreamSub, Subscription, each_ahead,
+    lock,
 };
 use crate::telemetry::{self, Count, DropCount};
 use crate::topic::{Topic, validate};
@@ -326,14 +326,15 @@ impl Core {
     fn fan_out(&self, topic: &str, msg: &dyn std::any::Any, skip: Option<AddrKey>, ambient: bool) {
         let mut delivered = 0u64;
         for list in self.lists(topic) {
-            for (i, e) in list.iter().enumerate() {
-                touch_next(&list, i);
-                if skip.is_some() && e.sub.process() == skip {
-                    continue;
+            each_ahead(&list, |e, sub| {
+                if skip.is_some() && sub.process() == skip {
+                    return;
                 }
-                let outcome = e.sub.deliver(msg, ambient);
-                delivered += self.account(e, outcome);
-            }
+                match sub.deliver(msg, ambient) {
+                    Outcome::Delivered => delivered += 1,
+                    outcome => delivered += self.account(e, outcome),
+                }
+            });
         }
         if delivered > 0 {
             self.counters
@@ -343,7 +344,9 @@ impl Core {
     }
 
     /// Counts what one delivery did, and ends the subscription if it must; returns 1 for
-    /// a delivery.
+    /// a delivery. Out of line: the fan-out counts a plain delivery itself.
+    #[cold]
+    #[inline(never)]
     fn account(&self, e: &Entry, outcome: Outcome) -> u64 {
         match outcome {
             Outcome::Delivered => 1,
@@ -377,12 +380,16 @@ impl Core {
     }
 
     fn drop_one(&self, e: &Entry) {
-        e.dropped.fetch_add(1, Ordering::Relaxed);
-        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        self.drop_n(e, 1);
+    }
+
+    fn drop_n(&self, e: &Entry, n: u64) {
+        e.dropped.fetch_add(n, Ordering::Relaxed);
+        self.counters.dropped.fetch_add(n, Ordering::Relaxed);
         // Registered at the topic's first drop: topics that never drop have no series.
         e.dropped
             .metric(|| telemetry::dropped(&self.name, &e.filter))
-            .increment(1);
+            .increment(n);
     }
 
     fn wrong_type(&self, e: &Entry, sent: fmt::Arguments<'_>) {
@@ -449,21 +456,20 @@ impl Core {
         let mut decoded: Vec<(std::any::TypeId, Decoded)> = Vec::new();
         let mut delivered = 0u64;
         for list in self.lists(topic) {
-            for (i, e) in list.iter().enumerate() {
-                touch_next(&list, i);
-                if e.sub.wire_type().id() != type_id {
+            each_ahead(&list, |e, sub| {
+                if sub.wire_type().id() != type_id {
                     for _ in run {
                         self.wrong_type(e, format_args!("wire id {type_id:#018x}, from a peer"));
                     }
-                    continue;
+                    return;
                 }
-                let ty = e.sub.payload_type();
+                let ty = sub.payload_type();
                 let k = match decoded.iter().position(|(t, _)| *t == ty) {
                     Some(k) => k,
                     None => {
                         let values: Decoded = run
                             .iter()
-                            .map(|b| match e.sub.decode(&b.payload, b.ctx.clone()) {
+                            .map(|b| match sub.decode(&b.payload, b.ctx.clone()) {
                                 Ok(v) => Some(v),
                                 Err(error) => {
                                     self.counters.malformed.fetch_add(1, Ordering::Relaxed);
@@ -479,15 +485,15 @@ impl Core {
                         decoded.len() - 1
                     }
                 };
-                for msg in decoded[k].1.iter().flatten() {
-                    let outcome = e.sub.deliver(&**msg, ambient);
-                    delivered += self.account(e, outcome);
-                    if matches!(outcome, Outcome::Disconnect | Outcome::Gone) {
-                        // Unsubscribed: none of the rest for it.
-                        break;
-                    }
+                let tally = sub.deliver_run(&decoded[k].1, ambient);
+                delivered += tally.delivered;
+                if tally.dropped > 0 {
+                    self.drop_n(e, tally.dropped);
                 }
-            }
+                if let Some(end) = tally.end {
+                    self.account(e, end);
+                }
+            });
         }
         self.counters
             .delivered

@@ -113,12 +113,54 @@ async fn a_batch_disconnects_a_full_subscriber_as_one_broadcast_at_a_time_would(
     assert_eq!(ps.local_subscribers_count(&topic), 0);
 }
 
+#[tokio::test]
+async fn a_batch_reaches_a_stream_under_one_lock_with_its_policy_applied_to_each_message() {
+    let ps = PubSub::local("batch-policies");
+    let topic: Topic<u64> = Topic::new("batch.policies").unwrap();
+    let mut oldest = ps
+        .subscribe_stream_with(&topic, BufferConfig::new(2, Overflow::DropOldest))
+        .unwrap();
+    let mut newest = ps
+        .subscribe_stream_with(&topic, BufferConfig::new(2, Overflow::DropNewest))
+        .unwrap();
+    let batch: Vec<Incoming> = (1..=5)
+        .map(|n| incoming("batch.policies", n, None))
+        .collect();
+    ps.core().receive_batch(&batch);
+    // DropOldest takes all five and keeps the last two; DropNewest keeps the first two.
+    let stats = ps.stats();
+    assert_eq!(
+        (stats.delivered, stats.dropped),
+        (5 + 2, 3 + 3),
+        "{stats:?}"
+    );
+    assert_eq!((oldest.dropped(), newest.dropped()), (3, 3));
+    let mut got = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        got.0.push(*oldest.recv().await.unwrap());
+        got.1.push(*newest.recv().await.unwrap());
+    }
+    assert_eq!(got, (vec![4, 5], vec![1, 2]));
+    assert!(oldest.is_empty() && newest.is_empty());
+    // Both go on.
+    ps.core()
+        .receive_batch(&[incoming("batch.policies", 6, None)]);
+    assert_eq!(oldest.recv().await.map(|m| *m), Some(6));
+    assert_eq!(newest.recv().await.map(|m| *m), Some(6));
+}
+
 #[test]
-fn actor_subscribers_mark_every_power_of_two_up_to_32() {
+fn actor_subscribers_mark_every_power_of_two_up_to_a_32nd_of_the_buffer_and_1024() {
     assert_eq!(every(1), 1);
     assert_eq!(every(63), 1);
     assert_eq!(every(64), 2);
     assert_eq!(every(100), 2);
     assert_eq!(every(1024), 32);
-    assert_eq!(every(4000), 32);
+    assert_eq!(every(4000), 64);
+    assert_eq!(every(32_768), 1024);
+    assert_eq!(every(1 << 20), 1024);
+    // The slack (a message dropped up to `every - 1` early) stays under a 32nd.
+    for capacity in [1, 31, 32, 100, 1024, 4000, 50_000, 1 << 20] {
+        assert!((every(capacity) - 1) * 32 <= capacity as u64, "{capacity}");
+    }
 }
