@@ -633,7 +633,8 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
                     .map(|(n, _)| n.clone());
                 return Err(StartChildError::AlreadyStarted { child: id, node });
             }
-            if !st.table.is_removed(&id) {
+            let tombstone = st.table.is_removed(&id);
+            if !tombstone {
                 if let Some(at) = inner.registry.whereis(&ChildName::unique(id.clone())) {
                     return Err(StartChildError::NameTaken {
                         child: id,
@@ -644,7 +645,7 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
             let owners = inner.owners_now(&st, &view, &placement);
             let created = st
                 .table
-                .add(SpecWire::from_placement(kind, bytes, placement));
+                .add(SpecWire::from_placement(kind, bytes, placement), tombstone);
             // Sent by the loop at the end of its pass (with the instance's record, if it
             // starts here in that pass).
             st.outbox.insert(id.clone());

@@ -583,25 +583,36 @@ impl Table {
             removed: None,
             slots: BTreeMap::new(),
         };
-        self.put_created(record.clone());
+        self.put_created(record.clone(), true);
         record
     }
 
-    /// A new child (replacing a removed one of the same id); gives back its creation
-    /// stamp. The record is not copied: `place_child` needs only the stamp.
-    pub(crate) fn add(&mut self, spec: SpecWire) -> Stamp {
+    /// A new child whose id has no live record here; gives back its creation stamp.
+    /// `tombstone`: whether a removed child of that id is kept ([`is_removed`](Self::is_removed)),
+    /// which the new one replaces. The caller has looked both up already: with thousands
+    /// of tombstones, each lookup is a walk of a large map. The record is not copied:
+    /// `place_child` needs only the stamp.
+    pub(crate) fn add(&mut self, spec: SpecWire, tombstone: bool) -> Stamp {
+        debug_assert!(!self.live.contains_key(&spec.id));
+        debug_assert_eq!(tombstone, self.removed.contains_key(&spec.id));
         let created = self.tick();
-        self.put_created(Record {
-            created: created.clone(),
-            spec,
-            removed: None,
-            slots: BTreeMap::new(),
-        });
+        self.put_created(
+            Record {
+                created: created.clone(),
+                spec,
+                removed: None,
+                slots: BTreeMap::new(),
+            },
+            tombstone,
+        );
         created
     }
 
-    fn put_created(&mut self, record: Record) {
-        self.take(&record.spec.id);
+    /// Puts a new record in; `known`: whether an entry of its id may be there to take out.
+    fn put_created(&mut self, record: Record, known: bool) {
+        if known {
+            self.take(&record.spec.id);
+        }
         self.put(Entry::new(record, None), Instant::now());
     }
 
