@@ -17,7 +17,10 @@
 //! - Criterion group `distributed_start`: `singleton_placed` is
 //!   [`DistributedSupervisor::place_child`] of a singleton on `a`, returning once the child
 //!   is recorded here (its record queued for the peers, the loop woken), the counterpart of
-//!   a registration (the wait for it to answer, and its termination, untimed); `singleton`
+//!   a registration (the wait for it to answer, and its termination, untimed), one call
+//!   at a time; `singleton_placed_batched` is the same timed as `cluster_register` is:
+//!   back-to-back calls in batches of 64, only the calls timed (the waits for the
+//!   children to answer and their termination between batches, untimed); `singleton`
 //!   is [`DistributedSupervisor::start_child`] of a singleton on `a`, returning once the child
 //!   answers by name and is recorded, wherever rendezvous placed it (two of three times on
 //!   another node: a round trip, a spawn there, the name and the record back);
@@ -413,6 +416,44 @@ fn main() {
                 });
             });
         }
+        // `singleton_placed` timed as `cluster_register/foundation` is: back-to-back calls
+        // in batches (here of `PLACED_BATCH`), only the calls timed; the waits for the
+        // children to answer and their termination between batches, untimed.
+        const PLACED_BATCH: usize = 64;
+        g.bench_function("singleton_placed_batched", |bch| {
+            bch.to_async(&rt).iter_custom(|iters| {
+                let (sup, next) = (sup.clone(), next.clone());
+                async move {
+                    let mut total = Duration::ZERO;
+                    let mut done = 0;
+                    while done < iters {
+                        let n = usize::try_from(iters - done)
+                            .unwrap_or(usize::MAX)
+                            .min(PLACED_BATCH);
+                        let specs: Vec<ChildPlacement> = (0..n)
+                            .map(|_| {
+                                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                ChildPlacement::new(format!("batched-{n}"), Placement::Singleton)
+                            })
+                            .collect();
+                        let mut placed = Vec::with_capacity(n);
+                        let t = Instant::now();
+                        for spec in specs {
+                            placed.push(sup.place_child("idle", &(), spec).unwrap());
+                        }
+                        total += t.elapsed();
+                        for p in &placed {
+                            sup.wait_child(p).await.unwrap();
+                        }
+                        for p in &placed {
+                            sup.terminate_child(p.id()).await.unwrap();
+                        }
+                        done += n as u64;
+                    }
+                    total
+                }
+            });
+        });
         // The same pinned start with 1,000 other children live (spread over the three
         // nodes): a plan looks only at the children that changed, so about `pinned_here`.
         const LIVE: usize = 1_000;

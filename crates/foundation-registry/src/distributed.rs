@@ -633,7 +633,8 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
                     .map(|(n, _)| n.clone());
                 return Err(StartChildError::AlreadyStarted { child: id, node });
             }
-            if st.table.get(&id).is_none() {
+            let tombstone = st.table.is_removed(&id);
+            if !tombstone {
                 if let Some(at) = inner.registry.whereis(&ChildName::unique(id.clone())) {
                     return Err(StartChildError::NameTaken {
                         child: id,
@@ -642,14 +643,16 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
                 }
             }
             let owners = inner.owners_now(&st, &view, &placement);
-            let record = st.table.create(SpecWire::new(kind, bytes, &placement));
+            let created = st
+                .table
+                .add(SpecWire::from_placement(kind, bytes, placement), tombstone);
             // Sent by the loop at the end of its pass (with the instance's record, if it
             // starts here in that pass).
             st.outbox.insert(id.clone());
             Placed {
                 id,
                 owners,
-                created: record.created,
+                created,
             }
         };
         inner.kick();

@@ -1295,14 +1295,12 @@ impl<M: RemoteMessage> Inner<M> {
         } else {
             crate::placement::Load::new()
         };
-        let child = Child::new(placement.clone());
-        let plan = self
-            .planner
-            .plan_cluster_loaded(view, &[child], load, now_ms(), false);
-        plan.placements()
-            .remove(placement.id.as_str())
-            .map(|nodes| nodes.into_iter().map(str::to_owned).collect())
-            .unwrap_or_default()
+        // What a plan of the new child alone would start, without the plan.
+        self.planner
+            .owners_new(placement, view, &load)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Makes the next plan look at every live child.

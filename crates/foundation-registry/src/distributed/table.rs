@@ -54,20 +54,27 @@ enum PlacementWire {
 }
 
 impl SpecWire {
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn new(kind: &str, args: Vec<u8>, spec: &ChildPlacement) -> Self {
-        let placement = match &spec.placement {
+        Self::from_placement(kind, args, spec.clone())
+    }
+
+    /// A child's spec from its kind, its encoded arguments and its placement (whose
+    /// strings it takes).
+    pub(crate) fn from_placement(kind: &str, args: Vec<u8>, spec: ChildPlacement) -> Self {
+        let placement = match spec.placement {
             Placement::Singleton => PlacementWire::Singleton,
-            Placement::Replicated { n } => PlacementWire::Replicated(*n as u64),
+            Placement::Replicated { n } => PlacementWire::Replicated(n as u64),
             Placement::All => PlacementWire::All,
             Placement::Local => PlacementWire::Local,
-            Placement::Pinned(node) => PlacementWire::Pinned(node.clone()),
+            Placement::Pinned(node) => PlacementWire::Pinned(node),
         };
         Self {
-            id: spec.id.clone(),
+            id: spec.id,
             kind: kind.to_owned(),
             args,
             placement,
-            role: spec.role.clone(),
+            role: spec.role,
             rebalance: match spec.rebalance {
                 Rebalance::Eager => 0,
                 Rebalance::Passive => 1,
@@ -80,7 +87,7 @@ impl SpecWire {
             },
             max_failures: spec.intensity.max_failures,
             period_ms: u64::try_from(spec.intensity.period.as_millis()).unwrap_or(u64::MAX),
-            home: spec.home.clone(),
+            home: spec.home,
         }
     }
 
@@ -300,8 +307,15 @@ impl Entry {
 }
 
 /// The hash of one record: of its wire form, so that it is the same on every platform.
+/// A record of ordinary size encodes into a buffer on the stack: no allocation.
 fn hash(record: &Record) -> u64 {
-    match postcard::to_allocvec(record) {
+    let mut buf = [0_u8; 512];
+    let encoded = match postcard::to_slice(record, &mut buf) {
+        Ok(bytes) => return xxhash_rust::xxh3::xxh3_64(bytes),
+        Err(postcard::Error::SerializeBufferFull) => postcard::to_allocvec(record),
+        Err(e) => Err(e),
+    };
+    match encoded {
         Ok(bytes) => xxhash_rust::xxh3::xxh3_64(&bytes),
         Err(e) => {
             tracing::warn!(error = %e, "a record does not encode");
@@ -560,7 +574,8 @@ impl Table {
         changed
     }
 
-    /// A new child (replacing a removed one of the same id).
+    /// A new child (replacing a removed one of the same id); gives back its record.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn create(&mut self, spec: SpecWire) -> Record {
         let record = Record {
             created: self.tick(),
@@ -568,9 +583,42 @@ impl Table {
             removed: None,
             slots: BTreeMap::new(),
         };
-        self.take(&record.spec.id);
-        self.put(Entry::new(record.clone(), None), Instant::now());
+        self.put_created(record.clone(), true);
         record
+    }
+
+    /// A new child whose id has no live record here; gives back its creation stamp.
+    /// `tombstone`: whether a removed child of that id is kept ([`is_removed`](Self::is_removed)),
+    /// which the new one replaces. The caller has looked both up already: with thousands
+    /// of tombstones, each lookup is a walk of a large map. The record is not copied:
+    /// `place_child` needs only the stamp.
+    pub(crate) fn add(&mut self, spec: SpecWire, tombstone: bool) -> Stamp {
+        debug_assert!(!self.live.contains_key(&spec.id));
+        debug_assert_eq!(tombstone, self.removed.contains_key(&spec.id));
+        let created = self.tick();
+        self.put_created(
+            Record {
+                created: created.clone(),
+                spec,
+                removed: None,
+                slots: BTreeMap::new(),
+            },
+            tombstone,
+        );
+        created
+    }
+
+    /// Puts a new record in; `known`: whether an entry of its id may be there to take out.
+    fn put_created(&mut self, record: Record, known: bool) {
+        if known {
+            self.take(&record.spec.id);
+        }
+        self.put(Entry::new(record, None), Instant::now());
+    }
+
+    /// Whether a tombstone of `id` is kept.
+    pub(crate) fn is_removed(&self, id: &str) -> bool {
+        self.removed.contains_key(id)
     }
 
     /// Removes the live record of `id`; gives back the tombstone to send.

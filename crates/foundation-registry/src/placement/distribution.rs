@@ -127,6 +127,16 @@ pub struct Rendezvous;
 impl Rendezvous {
     /// The score of `node` for `key`: higher is preferred.
     pub fn score(node: &str, key: &[u8]) -> u64 {
+        // Short inputs (the usual names and ids) hash in one shot from the stack: the
+        // same value as the streaming hasher, which a long input takes.
+        let mut buf = [0_u8; 256];
+        let len = 8 + node.len() + key.len();
+        if len <= buf.len() {
+            buf[..8].copy_from_slice(&(node.len() as u64).to_le_bytes());
+            buf[8..8 + node.len()].copy_from_slice(node.as_bytes());
+            buf[8 + node.len()..len].copy_from_slice(key);
+            return xxhash_rust::xxh3::xxh3_64(&buf[..len]);
+        }
         let mut hasher = Xxh3::new();
         // The length prefix keeps ("ab", "c") and ("a", "bc") apart.
         hasher.update(&(node.len() as u64).to_le_bytes());

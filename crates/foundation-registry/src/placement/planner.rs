@@ -395,27 +395,13 @@ impl<D: Distribution> Planner<D> {
 
         // Candidates in order of preference, and how many instances.
         release(load, &surviving);
-        let role = spec.role.as_deref();
-        let (ranked, count): (Vec<&str>, usize) = match &spec.placement {
-            Placement::Singleton => (self.rank(spec, view, role, load), 1),
-            Placement::Replicated { n } => (self.rank(spec, view, role, load), *n),
-            Placement::All => {
-                let ranked = self.rank(spec, view, role, load);
-                let n = ranked.len();
-                (ranked, n)
-            }
-            Placement::Pinned(node) => (fixed(view, node, &surviving), 1),
-            Placement::Local => match spec.home.as_deref() {
-                Some(home) if view.contains(home) => (fixed(view, home, &surviving), 1),
-                _ => {
-                    stop_all(plan, StopReason::NotOwner);
-                    plan.outcomes.push(Outcome::Forget {
-                        child: id.clone(),
-                        reason: ForgetReason::HomeDown,
-                    });
-                    return;
-                }
-            },
+        let Some((ranked, count)) = self.candidates(spec, view, load, &surviving) else {
+            stop_all(plan, StopReason::NotOwner);
+            plan.outcomes.push(Outcome::Forget {
+                child: id.clone(),
+                reason: ForgetReason::HomeDown,
+            });
+            return;
         };
         if ranked.is_empty() {
             // Nowhere to go: what survives stays (even on a leaving node), and the child
@@ -588,6 +574,69 @@ impl<D: Distribution> Planner<D> {
             );
             load.add(node);
         }
+    }
+
+    /// The candidates for `spec`'s instances in order of preference, and how many
+    /// instances it asks for; `None` for a `Local` child whose home is not a member.
+    /// `surviving`: the nodes its instances survive on.
+    fn candidates<'v>(
+        &self,
+        spec: &ChildPlacement,
+        view: &'v View,
+        load: &Load,
+        surviving: &[&str],
+    ) -> Option<(Vec<&'v str>, usize)> {
+        let role = spec.role.as_deref();
+        Some(match &spec.placement {
+            Placement::Singleton => (self.rank(spec, view, role, load), 1),
+            Placement::Replicated { n } => (self.rank(spec, view, role, load), *n),
+            Placement::All => {
+                let ranked = self.rank(spec, view, role, load);
+                let n = ranked.len();
+                (ranked, n)
+            }
+            Placement::Pinned(node) => (fixed(view, node, surviving), 1),
+            Placement::Local => match spec.home.as_deref() {
+                Some(home) if view.contains(home) => (fixed(view, home, surviving), 1),
+                _ => return None,
+            },
+        })
+    }
+
+    /// The nodes a plan of a new child (no instance, no history) alone starts it on,
+    /// sorted: what [`ClusterPlan::placements`] of that plan gives for it, without the
+    /// plan (`place_child` answers with it). Empty when it would be pending or forgotten.
+    ///
+    /// A new child has nothing surviving, nothing lost and no failures, and its starts
+    /// (`StartCause::New`) count against no intensity: its plan starts it on its first
+    /// `count` candidates.
+    pub(crate) fn owners_new<'v>(
+        &self,
+        spec: &ChildPlacement,
+        view: &'v View,
+        load: &Load,
+    ) -> Vec<&'v str> {
+        let Some((ranked, count)) = self.candidates(spec, view, load, &[]) else {
+            return Vec::new();
+        };
+        // As `place` fills `desired` with nothing surviving (and no rebalance asked for).
+        let mut owners: Vec<&str> = if spec.rebalance == Rebalance::Eager {
+            ranked.into_iter().take(count).collect()
+        } else {
+            let mut desired = Vec::with_capacity(count.min(ranked.len()));
+            for node in ranked {
+                if desired.len() >= count {
+                    break;
+                }
+                if !desired.contains(&node) {
+                    desired.push(node);
+                }
+            }
+            desired
+        };
+        owners.sort_unstable();
+        owners.dedup();
+        owners
     }
 
     /// Eligible nodes for `role`, ranked for the child.

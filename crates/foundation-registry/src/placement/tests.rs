@@ -2,6 +2,7 @@
 //! views (fixed seeds, so a failure replays), and the rules one by one.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foundation_actors::Restart;
@@ -93,6 +94,83 @@ fn placement_rendezvous_scores_are_pinned() {
         Rendezvous::score("node-1", b"billing"),
         0xde91_e405_ee37_0216
     );
+}
+
+#[test]
+fn placement_rendezvous_score_is_the_streaming_hash_at_every_length() {
+    // Short inputs hash in one shot from a stack buffer, long ones stream: the same value.
+    for len in [0, 1, 200, 239, 240, 241, 247, 248, 249, 300, 1000] {
+        let key = vec![0x5a_u8; len];
+        for node in ["a", "node-1"] {
+            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+            hasher.update(&(node.len() as u64).to_le_bytes());
+            hasher.update(node.as_bytes());
+            hasher.update(&key);
+            assert_eq!(
+                Rendezvous::score(node, &key),
+                hasher.digest(),
+                "{node} {len}"
+            );
+        }
+    }
+}
+
+#[test]
+fn placement_owners_of_a_new_child_are_its_plans_starts() {
+    // `owners_new` answers `place_child` without a plan: it must be what the plan of the
+    // new child alone starts, for every placement, role, rebalance, load and strategy.
+    let mut rng = fastrand::Rng::with_seed(21);
+    let strategies: [Arc<dyn Distribution>; 2] = [Arc::new(Rendezvous), Arc::new(LeastLoaded)];
+    for round in 0..2_000 {
+        let view = random_view(&mut rng, 7);
+        let members: Vec<String> = view.names().map(str::to_owned).collect();
+        let some_node = |rng: &mut fastrand::Rng| match rng.u8(0..4) {
+            0 => "gone".to_owned(),
+            _ => members[rng.usize(0..members.len())].clone(),
+        };
+        let placement = match rng.u8(0..5) {
+            0 => Placement::Singleton,
+            1 => Placement::Replicated { n: rng.usize(0..9) },
+            2 => Placement::All,
+            3 => Placement::Local,
+            _ => Placement::Pinned(some_node(&mut rng)),
+        };
+        let mut spec = ChildPlacement::new(format!("child-{round}"), placement).rebalance(
+            match rng.u8(0..3) {
+                0 => Rebalance::Eager,
+                1 => Rebalance::Passive,
+                _ => Rebalance::Manual,
+            },
+        );
+        if rng.bool() {
+            spec = spec.on_role("gpu");
+        }
+        if rng.u8(0..4) != 0 {
+            spec = spec.home(some_node(&mut rng));
+        }
+        let load: Load = members
+            .iter()
+            .flat_map(|m| std::iter::repeat_n(m.as_str(), rng.usize(0..3)))
+            .collect();
+        let planner = Planner::new(strategies[round % 2].clone());
+        let plan = planner.plan_cluster_loaded(
+            &view,
+            &[Child::new(spec.clone())],
+            load.clone(),
+            1_000,
+            false,
+        );
+        let planned: Vec<&str> = plan
+            .placements()
+            .remove(spec.id.as_str())
+            .map(|nodes| nodes.into_iter().collect())
+            .unwrap_or_default();
+        assert_eq!(
+            planner.owners_new(&spec, &view, &load),
+            planned,
+            "{spec:?} in {view:?}"
+        );
+    }
 }
 
 #[test]
