@@ -247,7 +247,7 @@ where
     /// # Errors
     ///
     /// [`StartError::NameTaken`] if a shared state or replicated cache of that name runs
-    /// here; [`StartError::InvalidTtl`] for the local cache's default TTL.
+    /// here; [`StartError::Ttl`] for the local cache's default TTL.
     pub async fn start(node: &Node, options: ReplicatedOptions<K, V>) -> Result<Self, StartError> {
         let name = options.shared.name.clone();
         let local = options.local.build()?;
