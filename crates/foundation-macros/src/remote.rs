@@ -106,6 +106,7 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
 
     let mut checks = Vec::new();
     let none = quote!(::core::option::Option::None);
+    let mut answer_arms: Vec<TokenStream> = Vec::new();
     let (tags, call_tags, tag_fn, is_call_fn, encode, decode, reply_fn, reply_of_fn) = match &input
         .data
     {
@@ -124,6 +125,9 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
             let pat = shape.pattern(&s.fields);
             let ctor = shape.construct(ident, &s.fields, port);
             let is_call = shape.port.is_some();
+            if let Some(arm) = shape.answer_arm(&quote!(#ident), &s.fields, port, &p, &name) {
+                answer_arms.push(arm);
+            }
             let reply = match (&shape.port, &struct_reply) {
                 (Some(port), pinned) => reply_type(
                     &pinned
@@ -234,6 +238,11 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                 let take = wire.take(&shape, rest, &some_tag);
                 let make_port = wire.port(&shape, reply, port, &some_tag);
                 let is_call = shape.port.is_some();
+                if let Some(arm) =
+                    shape.answer_arm(&quote!(#ident::#vi), &v.fields, port, &p, &name)
+                {
+                    answer_arms.push(arm);
+                }
                 tag_list.push(tag);
                 let reply = match (&shape.port, &pinned) {
                     (Some(port), pinned) => {
@@ -330,6 +339,18 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
 
     let error = &wire.error;
     let replier = quote!(#krate::remote::Replier);
+    // Only types with calls override the trait's default (`None`).
+    let answer_fn = (!answer_arms.is_empty()).then(|| {
+        quote! {
+            #[allow(unreachable_patterns)]
+            fn into_answer(self) -> ::core::option::Option<#krate::remote::Answer> {
+                match self {
+                    #(#answer_arms,)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+        }
+    });
     let Some(errors) = errors else {
         let helpers = wire.helpers();
         return quote! {
@@ -391,6 +412,8 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                     fn from_bytes_with_reply(bytes: &[u8], reply: #replier) -> ::core::result::Result<Self, #error> {
                         (__CODEC.1)(bytes, ::core::option::Option::Some(reply))
                     }
+
+                    #answer_fn
                 }
             };
         };
@@ -744,6 +767,30 @@ impl<'a> Shape<'a> {
             (Fields::Unnamed(_), None) => quote!(( #(#names),* )),
             (Fields::Unit, _) => quote!(),
         }
+    }
+
+    /// For a call, the arm of `into_answer` that takes its port out as an `Answer`.
+    fn answer_arm(
+        &self,
+        path: &TokenStream,
+        fields: &Fields,
+        port: &Ident,
+        p: &TokenStream,
+        name: &TokenStream,
+    ) -> Option<TokenStream> {
+        let pf = self.port.as_ref()?;
+        let ty = &pf.reply;
+        let pat = match (fields, &pf.member) {
+            (Fields::Named(_), Some(m)) => quote!(#path { #m: #port, .. }),
+            (Fields::Unnamed(_), _) => {
+                let skip = self.names.iter().map(|_| quote!(_));
+                quote!(#path( #(#skip,)* #port ))
+            }
+            _ => return None,
+        };
+        Some(quote! {
+            #pat => ::core::option::Option::Some(#p::answer::<#ty>(#port, #name))
+        })
     }
 
     /// An expression building the value from the bound names and `port`.

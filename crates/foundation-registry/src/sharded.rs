@@ -104,6 +104,7 @@
 //! shard's id will be `"<name>/<shard>"`). The owner of a shard is computed by the
 //! placement core (rendezvous over live members), so every node agrees on it.
 
+mod cluster;
 mod runtime;
 mod shard;
 
@@ -112,11 +113,18 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use foundation_actors::{Actor, Addr, ChildSpec, Restart, Supervisor, SupervisorError};
+use foundation_actors::{
+    Actor, Addr, ChildSpec, RemoteMessage, Restart, Supervisor, SupervisorError,
+};
+use foundation_cluster::node::Node;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
+pub use cluster::{JoinError, ShardWire};
 pub use runtime::RegionMsg;
 
 use crate::distributed::Handoff;
+use cluster::{Cluster, ClusterRoute};
 use runtime::{Keeper, Settings, Shared, Snapshots};
 
 /// What an entity's key must be: hashed to its shard, compared, cloned into its entry,
@@ -169,6 +177,10 @@ pub const DEFAULT_BACKLOG: usize = 65_536;
 /// ```
 pub struct ShardedSpec<K, A: Actor> {
     settings: Settings<K, A>,
+    /// Shards go only to nodes offering this role (in a cluster).
+    role: Option<String>,
+    /// The roles this node offers.
+    offers: Vec<String>,
 }
 
 impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
@@ -191,7 +203,25 @@ impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
                 backlog: DEFAULT_BACKLOG,
                 keeper: None,
             },
+            role: None,
+            offers: Vec::new(),
         }
+    }
+
+    /// In a cluster ([`Sharded::start_on`]), places the shards only on nodes that offer
+    /// `role` ([`ShardedSpec::role`] on their spec). Every node must give the same.
+    #[must_use]
+    pub fn on_role(mut self, role: impl Into<String>) -> Self {
+        self.role = Some(role.into());
+        self
+    }
+
+    /// In a cluster, this node offers `role`: shards restricted to it
+    /// ([`ShardedSpec::on_role`]) may be placed here.
+    #[must_use]
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.offers.push(role.into());
+        self
     }
 
     /// The number of shards (at least 1; [`DEFAULT_SHARDS`] by default). Every node of a
@@ -295,6 +325,9 @@ trait Router<K, M>: Send + Sync {
     fn is_active(&self, key: &K) -> bool;
     fn stats(&self) -> ShardedStats;
     fn name(&self) -> &str;
+    fn owner_of(&self, key: &K) -> Option<String>;
+    fn members(&self) -> Vec<String>;
+    fn leave(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
 /// The runtime behind a `Sharded` handle.
@@ -322,6 +355,65 @@ impl<K: EntityKey, A: Actor> Router<K, A::Msg> for Runtime<K, A> {
     fn name(&self) -> &str {
         self.0.name()
     }
+    fn owner_of(&self, _: &K) -> Option<String> {
+        None
+    }
+    fn members(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn leave(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
+    }
+}
+
+/// The runtime behind a `Sharded` handle spread over a cluster.
+struct ClusterRuntime<K, A: Actor>(Arc<Cluster<K, A>>);
+
+impl<K, A> Router<K, A::Msg> for ClusterRuntime<K, A>
+where
+    K: EntityKey + Serialize + DeserializeOwned,
+    A: Actor,
+    A::Msg: RemoteMessage,
+{
+    fn addr(&self, key: K) -> Addr<A::Msg> {
+        let route = ClusterRoute {
+            cluster: Arc::downgrade(&self.0),
+            key,
+        };
+        Addr::hosted(self.0.local.name().to_owned(), Box::new(route))
+    }
+    fn child_spec(&self) -> ChildSpec<RegionMsg> {
+        self.0.local.clone().child_spec()
+    }
+    fn passivate(&self, key: &K) {
+        self.0.local.passivate(key);
+    }
+    fn shard_of(&self, key: &K) -> usize {
+        self.0.local.shard_of(key)
+    }
+    fn is_active(&self, key: &K) -> bool {
+        self.0.local.is_active(key)
+    }
+    fn stats(&self) -> ShardedStats {
+        let mut stats = self.0.local.stats();
+        stats.dropped += self
+            .0
+            .undelivered
+            .load(std::sync::atomic::Ordering::Relaxed);
+        stats
+    }
+    fn name(&self) -> &str {
+        self.0.local.name()
+    }
+    fn owner_of(&self, key: &K) -> Option<String> {
+        self.0.owner_of(key)
+    }
+    fn members(&self) -> Vec<String> {
+        self.0.members()
+    }
+    fn leave(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.0.leave())
+    }
 }
 
 impl<K, M> Clone for Sharded<K, M> {
@@ -348,6 +440,56 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
         Self {
             inner: Arc::new(Runtime(Shared::new(spec.settings))),
         }
+    }
+
+    /// The runtime of `spec`'s entities on this node, as one of the nodes of `node`'s
+    /// cluster that run a `Sharded` of the spec's name: each shard has one owner among
+    /// them (rendezvous over the live members, restricted to [`ShardedSpec::on_role`]),
+    /// the same on every node that sees the same members, and a message sent to an
+    /// entity through [`Sharded::entity`] or [`Sharded::addr`] on any node goes to the
+    /// owner of its shard, under the sender's context, and starts the entity there. See
+    /// `sharded/cluster.rs` for the limits of this step. Start its region as on one node
+    /// ([`Sharded::child_spec`]).
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::NameTaken`] if a `Sharded` of this name runs on this node already,
+    /// [`JoinError::Membership`] or [`JoinError::Spawn`] if its processes cannot start.
+    pub async fn start_on<A>(node: &Node, spec: ShardedSpec<K, A>) -> Result<Self, JoinError>
+    where
+        A: Actor<Msg = M>,
+        K: Serialize + DeserializeOwned,
+        M: RemoteMessage,
+    {
+        let ShardedSpec {
+            settings,
+            role,
+            offers,
+        } = spec;
+        let local = Shared::new(settings);
+        let cluster = Cluster::start(node, local, role, offers).await?;
+        Ok(Self {
+            inner: Arc::new(ClusterRuntime(cluster)),
+        })
+    }
+
+    /// The node that owns `key`'s shard now, as this node sees the cluster; `None` on one
+    /// node ([`Sharded::new`]) and when no member can own it.
+    pub fn owner_of(&self, key: &K) -> Option<String> {
+        self.inner.owner_of(key)
+    }
+
+    /// The nodes running this `Sharded` as this node sees them (itself included), sorted;
+    /// empty on one node.
+    pub fn members(&self) -> Vec<String> {
+        self.inner.members()
+    }
+
+    /// Leaves the cluster (a `Sharded` from [`Sharded::start_on`]): stops this node's
+    /// membership and the process peers send to; calls waiting on other nodes get no
+    /// reply. The region and its entities stop with their supervisor, as on one node.
+    pub async fn leave(&self) {
+        self.inner.leave().await;
     }
 
     /// The child spec of the region actor (id: the spec's name), for a supervisor.

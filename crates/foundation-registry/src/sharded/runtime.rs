@@ -145,6 +145,11 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         &self.settings.name
     }
 
+    /// The number of shards.
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
     /// The shard of `key`: a hash of the key (xxh3, the same on every node and build) mod
     /// the number of shards.
     pub(crate) fn shard_of(&self, key: &K) -> usize {
@@ -168,7 +173,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
     }
 
     /// Queues `env` for `key`'s entity, starting a runner if it has none.
-    fn deliver(&self, key: &K, env: Envelope<A::Msg>) -> Result<(), Envelope<A::Msg>> {
+    pub(crate) fn deliver(&self, key: &K, env: Envelope<A::Msg>) -> Result<(), Envelope<A::Msg>> {
         let i = self.shard_of(key);
         let now = self.now_ms();
         let delivered = lock(&self.shards[i]).deliver(key, env, now);

@@ -11,5 +11,6 @@ mod modes;
 mod races;
 mod removal;
 mod sharded;
+mod sharded_cluster;
 mod support;
 mod via;
