@@ -339,15 +339,13 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
 
     let error = &wire.error;
     let replier = quote!(#krate::remote::Replier);
+    let answer_ty = quote!(::core::option::Option<#krate::remote::Answer>);
     // Only types with calls override the trait's default (`None`).
     let answer_fn = (!answer_arms.is_empty()).then(|| {
         quote! {
-            #[allow(unreachable_patterns)]
-            fn into_answer(self) -> ::core::option::Option<#krate::remote::Answer> {
-                match self {
-                    #(#answer_arms,)*
-                    _ => ::core::option::Option::None,
-                }
+            #[inline]
+            fn into_answer(self) -> #answer_ty {
+                (__CODEC.2)(self)
             }
         }
     });
@@ -360,10 +358,11 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                 // The checks, the encoder and the decoder are one body (closures are
                 // checked with it): rustc then reports a field type without serde's
                 // traits once, not once per function that uses it.
-                #[allow(clippy::type_complexity)]
+                #[allow(clippy::type_complexity, unreachable_patterns)]
                 const __CODEC: (
                     fn(&#ident, &mut ::std::vec::Vec<u8>) -> ::core::result::Result<(), #error>,
                     fn(&[u8], ::core::option::Option<#replier>) -> ::core::result::Result<#ident, #error>,
+                    fn(#ident) -> #answer_ty,
                 ) = {
                     #(#checks)*
                     (
@@ -373,6 +372,11 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                         |#bytes, #reply| {
                             let _ = &#reply;
                             #decode
+                        },
+                        // A call's port, taken out to answer it from reply bytes.
+                        |#this| match #this {
+                            #(#answer_arms,)*
+                            _ => ::core::option::Option::None,
                         },
                     )
                 };

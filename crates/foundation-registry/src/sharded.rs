@@ -181,6 +181,8 @@ pub struct ShardedSpec<K, A: Actor> {
     role: Option<String>,
     /// The roles this node offers.
     offers: Vec<String>,
+    /// Start a moved shard's active entities on its new owner.
+    remember: bool,
 }
 
 impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
@@ -205,7 +207,17 @@ impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
             },
             role: None,
             offers: Vec::new(),
+            remember: false,
         }
+    }
+
+    /// In a cluster, the entities active in a shard when it moves are started on its
+    /// new owner at once (from their handed-over snapshots), without waiting for a
+    /// message (Akka's `remember-entities`, for what moves in a planned move).
+    #[must_use]
+    pub fn remember_entities(mut self) -> Self {
+        self.remember = true;
+        self
     }
 
     /// In a cluster ([`Sharded::start_on`]), places the shards only on nodes that offer
@@ -308,6 +320,13 @@ pub struct ShardedStats {
     pub dropped: u64,
     /// Snapshots kept for passivated entities ([`ShardedSpec::handoff`]).
     pub snapshots: usize,
+    /// Shards served by this node (in a cluster; all of them on one node).
+    pub served: usize,
+    /// Shards in a move here: waiting for their old owner's handoff, or being handed
+    /// off (in a cluster).
+    pub in_transit: usize,
+    /// Shards handed off from this node so far (in a cluster).
+    pub handed_off: u64,
 }
 
 /// The handle of one [`Actor`] type run as sharded entities: gives their addresses and
@@ -326,6 +345,7 @@ trait Router<K, M>: Send + Sync {
     fn stats(&self) -> ShardedStats;
     fn name(&self) -> &str;
     fn owner_of(&self, key: &K) -> Option<String>;
+    fn shard_owner(&self, shard: usize) -> Option<String>;
     fn members(&self) -> Vec<String>;
     fn leave(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
@@ -356,6 +376,9 @@ impl<K: EntityKey, A: Actor> Router<K, A::Msg> for Runtime<K, A> {
         self.0.name()
     }
     fn owner_of(&self, _: &K) -> Option<String> {
+        None
+    }
+    fn shard_owner(&self, _: usize) -> Option<String> {
         None
     }
     fn members(&self) -> Vec<String> {
@@ -400,6 +423,9 @@ where
             .0
             .undelivered
             .load(std::sync::atomic::Ordering::Relaxed);
+        stats.served = self.0.served();
+        stats.in_transit = self.0.in_transit();
+        stats.handed_off = self.0.handed_off.load(std::sync::atomic::Ordering::Relaxed);
         stats
     }
     fn name(&self) -> &str {
@@ -407,6 +433,9 @@ where
     }
     fn owner_of(&self, key: &K) -> Option<String> {
         self.0.owner_of(key)
+    }
+    fn shard_owner(&self, shard: usize) -> Option<String> {
+        self.0.owners().owner(shard).map(|o| o.to_string())
     }
     fn members(&self) -> Vec<String> {
         self.0.members()
@@ -465,9 +494,10 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
             settings,
             role,
             offers,
+            remember,
         } = spec;
         let local = Shared::new(settings);
-        let cluster = Cluster::start(node, local, role, offers).await?;
+        let cluster = Cluster::start(node, local, role, offers, remember).await?;
         Ok(Self {
             inner: Arc::new(ClusterRuntime(cluster)),
         })
@@ -477,6 +507,12 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
     /// node ([`Sharded::new`]) and when no member can own it.
     pub fn owner_of(&self, key: &K) -> Option<String> {
         self.inner.owner_of(key)
+    }
+
+    /// The node that owns shard `shard` now, as this node sees the cluster; `None` on
+    /// one node and when no member can own it.
+    pub fn shard_owner(&self, shard: usize) -> Option<String> {
+        self.inner.shard_owner(shard)
     }
 
     /// The nodes running this `Sharded` as this node sees them (itself included), sorted;
