@@ -1,8 +1,8 @@
 //! Sharded entities (Akka Cluster Sharding, Orleans' virtual actors): many light
 //! processes, one per key, started by their first message and passivated when idle.
 //!
-//! This is the runtime on one node; placing shards on the nodes of a cluster and moving
-//! them is the next step (see [Moving a shard](#moving-a-shard-the-next-step)).
+//! [`Sharded::new`] runs them on one node; [`Sharded::start_on`] spreads their shards
+//! over the nodes of a cluster (see [Across a cluster](#across-a-cluster)).
 //!
 //! # The model
 //!
@@ -93,16 +93,32 @@
 //! starting it again opens the shards again. A crash of the region actor itself (none of
 //! its callbacks runs user code) restarts its timer and leaves the entities as they are.
 //!
-//! # Moving a shard (the next step)
+//! # Across a cluster
+//!
+//! [`Sharded::start_on`] runs the same entities on every node of a cluster that starts
+//! it under the same name: shards, not keys, are placed on the nodes (rendezvous over the
+//! live members running it, the placement core's `View::owners`, restricted to
+//! [`ShardedSpec::on_role`] if asked), every node computes the same owner, and
+//! [`Sharded::entity`] / [`Sharded::addr`] on any node reach the entity on its shard's
+//! owner, over the node's remote path, with the context (the entity's messages need a
+//! wire form: [`RemoteMessage`], `#[actor(remote)]`; keys need serde).
+//!
+//! When membership changes, only the shards whose owner changed move, each in a planned
+//! move (a join, [`Sharded::leave`]) without losing a message: the old owner serves it
+//! until every member has sent it a barrier on the lane its messages take, drains it
+//! (each entity handles its queue, then stops with its [`Handoff`] snapshot), and hands
+//! the snapshots to the new owner, which held what came meanwhile and delivers it, in
+//! order, after restoring. A node that dies hands nothing off: its shards open on their
+//! new owners once it is detected, entities from `init`, messages it held lost (at most
+//! once); calls waiting on it go again to the new owner. With
+//! [`ShardedSpec::remember_entities`], a moved shard's active entities start on the new
+//! owner without waiting for a message. The protocol, its guarantees and its limits are
+//! in `sharded/cluster.rs`; the guide is `docs/placement.md`.
 //!
 //! A shard holds its messages while it is not served here: it starts *held*, queueing
-//! every message in arrival order, and opening it delivers them in that order.
-//! Moving a shard to another node will use the same two states: hold it here, passivate
-//! its entities with their snapshots ([`Handoff::export`]), hand the snapshots and the
-//! held messages to the new owner, which opens the shard there with the messages first,
-//! as `distributed/handoff.rs` drains a child and hands its state over, per child id (a
-//! shard's id will be `"<name>/<shard>"`). The owner of a shard is computed by the
-//! placement core (rendezvous over live members), so every node agrees on it.
+//! every message in arrival order, and opening it delivers them in that order; a held
+//! shard takes up to [`ShardedSpec::backlog`] messages in a cluster (beyond, dropped
+//! and counted).
 
 mod cluster;
 mod runtime;
@@ -269,7 +285,8 @@ impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
     }
 
     /// How many messages the shards hold, in all, while they are not open
-    /// ([`DEFAULT_BACKLOG`] by default).
+    /// ([`DEFAULT_BACKLOG`] by default). In a cluster ([`Sharded::start_on`]), each
+    /// shard may hold this many while it moves.
     #[must_use]
     pub fn backlog(mut self, n: usize) -> Self {
         self.settings.backlog = n.max(1);

@@ -59,11 +59,20 @@
 //! # Crashes
 //!
 //! A node that dies hands nothing off. Once the supervisor's view drops it (its failure
-//! detector; a closed connection at once), its shards open on their new owners at once:
-//! their entities start from `init` (snapshots kept on the dead node are lost with it),
-//! and what was sent to it and not handled is lost (at most once). A call waiting on it is
-//! sent again to the shard's new owner with the same id, so it is answered within the
-//! caller's timeout; if the dead node had handled it, it runs twice.
+//! detector; a closed connection at once), its shards open on their new owners after the
+//! supervisor's split-brain margin: their entities start from `init` (snapshots kept on
+//! the dead node are lost with it), and what was sent to it and not handled is lost (at
+//! most once). A call waiting on it is sent again to the shard's new owner with the same
+//! id, so it is answered within the caller's timeout; if the dead node had handled it, it
+//! runs twice.
+//!
+//! # Split brain
+//!
+//! The membership supervisor's quorum policy decides for the shards: a side that loses
+//! the quorum ([`DistributedEvent::QuorumLost`]) holds every shard it serves until the
+//! quorum is back, and the winning side opens a lost node's shards `margin` after it
+//! dropped the node from its view; with the placement core's timing argument, a shard
+//! is not served on both sides at once.
 //!
 //! # Limits
 //!
@@ -75,10 +84,6 @@
 //! - A shard with no eligible owner (no member offers its role) drops its messages,
 //!   counted in [`ShardedStats::dropped`](super::ShardedStats::dropped).
 //! - Entities that do not implement `Handoff` start from `init` on their new owner.
-//! - A partition is the supervisor's: each side computes owners over the members it
-//!   sees. A shard is served on one side only if its owners agree, which the split-brain
-//!   policy of the placement core does not enforce for shards yet (see
-//!   `docs/placement.md`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -97,7 +102,7 @@ use super::EntityKey;
 use super::runtime::Shared;
 use crate::ClusterRegistry;
 use crate::cluster::lock;
-use crate::distributed::{ChildName, DistributedSpec, DistributedSupervisor};
+use crate::distributed::{ChildName, DistributedEvent, DistributedSpec, DistributedSupervisor};
 use crate::placement::{Load, Rendezvous, View};
 
 /// How often the owner table is computed again without a supervisor pass.
@@ -307,6 +312,11 @@ pub(crate) struct Cluster<K, A: Actor> {
     /// the start, and at least its silence after the last change of view meanwhile.
     joined_at: Mutex<Instant>,
     silence: Duration,
+    /// This node's side lost the membership's quorum: every shard here holds.
+    quorum_lost: AtomicBool,
+    /// The split-brain margin: a dead owner's shards open this long after it left the
+    /// view, as a failover of a distributed child waits for the quorum's `start_after`.
+    margin: Duration,
     /// Peers that said they leave gracefully.
     leavers: Mutex<HashSet<String>>,
     /// This node leaves gracefully.
@@ -360,6 +370,7 @@ where
             .await
             .map_err(|e| JoinError::Membership(e.to_string()))?;
         let me: Arc<str> = Arc::from(node.name());
+        let margin = sup.timing().margin;
         let cluster = Arc::new_cyclic(|weak| Self {
             local,
             node: node.clone(),
@@ -380,6 +391,8 @@ where
             leaving: AtomicBool::new(false),
             joined_at: Mutex::new(Instant::now() + node.silence() * 2),
             silence: node.silence(),
+            quorum_lost: AtomicBool::new(false),
+            margin,
             remember,
             handed_off: AtomicU64::new(0),
         });
@@ -409,7 +422,11 @@ where
             return Err(JoinError::NameTaken(name));
         }
         *lock(&cluster.receiver) = Some(receiver);
-        let watcher = tokio::spawn(watch(Arc::downgrade(&cluster), cluster.sup.passes()));
+        let watcher = tokio::spawn(watch(
+            Arc::downgrade(&cluster),
+            cluster.sup.passes(),
+            cluster.sup.subscribe(),
+        ));
         lock(&cluster.tasks).push(watcher);
         // Keep the registry alive as long as the supervisor that names into it.
         drop(registry);
@@ -546,6 +563,18 @@ where
                             };
                             hold.push(i);
                         }
+                        // Its old owner left the view without a graceful leave: open
+                        // after the margin (the other side of a partition stops first).
+                        _ if o.as_ref().is_some_and(|o| **o != *self.me)
+                            && !matches!(t, Transit::Serving) =>
+                        {
+                            *t = Transit::Incoming {
+                                from: o.clone(),
+                                until: now + self.margin,
+                                graceful: true,
+                            };
+                            hold.push(i);
+                        }
                         _ => {
                             *t = Transit::Serving;
                             open.push(i);
@@ -613,6 +642,10 @@ where
     /// Moves on: shards whose barriers are in (or overdue) are drained and handed off;
     /// shards whose handoff is overdue, or whose old owner went, are opened.
     fn progress(&self, view: &View) {
+        if self.quorum_lost.load(Ordering::SeqCst) {
+            // Nothing moves or opens on a side without the quorum.
+            return;
+        }
         let now = Instant::now();
         let mut drain = Vec::new();
         let mut open = Vec::new();
@@ -637,10 +670,15 @@ where
                         until,
                         graceful,
                     } => {
-                        // A node that died hands nothing off: open at once (at most
-                        // once); one that leaves gracefully does, maybe after it went.
+                        // A node that died hands nothing off: open after the margin (at
+                        // most once); one that leaves gracefully does, maybe after it
+                        // went.
                         let gone = !*graceful && from.as_ref().is_some_and(|f| !view.contains(f));
-                        if now >= *until || gone {
+                        if gone {
+                            *graceful = true;
+                            *until = (*until).min(now + self.margin);
+                        }
+                        if now >= *until {
                             *t = Transit::Serving;
                             open.push(i);
                         }
@@ -816,6 +854,27 @@ where
                 }
             }
         }
+    }
+
+    /// The membership's split-brain policy decided for this side: without the quorum,
+    /// every shard here holds its messages (none is served, none moves); with it back,
+    /// the shards served here open again (held messages in order).
+    fn quorum(&self, kept: bool) {
+        self.quorum_lost.store(!kept, Ordering::SeqCst);
+        let served: Vec<usize> = lock(&self.transit)
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| matches!(t, Transit::Serving | Transit::Outgoing { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        for i in served {
+            if kept {
+                self.local.open_shard(i);
+            } else {
+                self.local.hold_shard(i);
+            }
+        }
+        tracing::info!(sharded = %self.local.name(), kept, "the membership's quorum decided: shards here {}", if kept { "served again" } else { "held" });
     }
 
     /// Shards in a move here (waiting for a handoff, or being handed off).
@@ -1089,18 +1148,31 @@ fn lock_read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 /// Computes the owners again after each pass of the membership's loop, and every
 /// [`REFRESH`].
-async fn watch<K, A>(cluster: Weak<Cluster<K, A>>, mut passes: tokio::sync::watch::Receiver<u64>)
-where
+async fn watch<K, A>(
+    cluster: Weak<Cluster<K, A>>,
+    mut passes: tokio::sync::watch::Receiver<u64>,
+    mut events: tokio::sync::broadcast::Receiver<DistributedEvent>,
+) where
     K: EntityKey + Serialize + DeserializeOwned,
     A: Actor,
     A::Msg: RemoteMessage,
 {
     loop {
+        let mut quorum = None;
         tokio::select! {
             r = passes.changed() => if r.is_err() { return },
+            e = events.recv() => match e {
+                Ok(DistributedEvent::QuorumLost(_)) => quorum = Some(false),
+                Ok(DistributedEvent::QuorumRegained) => quorum = Some(true),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
             () = tokio::time::sleep(REFRESH) => {}
         }
         let Some(c) = cluster.upgrade() else { return };
+        if let Some(kept) = quorum {
+            c.quorum(kept);
+        }
         c.refresh();
     }
 }
