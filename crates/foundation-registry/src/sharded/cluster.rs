@@ -1127,6 +1127,9 @@ where
             tokio::time::sleep(Duration::from_millis(10)).await;
             self.refresh();
         }
+        // Peers whose tables lag may still send here for a moment: passed on to the new
+        // owners for one silence period before the process goes.
+        tokio::time::sleep(self.silence).await;
         if let Some(r) = lock(&self.receiver).take() {
             self.node.unexport(&self.service);
             r.stop(None);
