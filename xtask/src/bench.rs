@@ -408,6 +408,22 @@ const JSON_BUDGETS: &[(&str, Budget)] = &[
     // Issue 15: an idle sharded entity costs at most 400 B beyond its state (the
     // competitor value is the state's size).
     ("idle sharded entity", Budget::AddedBytes(400.0)),
+    // Issue 15: activation and delivery of a first message at most a raw ractor spawn
+    // plus one cast (same run); at most 27% of 1,024 shards move when a 4th node joins 3;
+    // a message to an entity on another node within the remote tell and call budgets.
+    (
+        "first message to an inactive sharded entity",
+        Budget::Ratio(1.0),
+    ),
+    ("shards moved when a 4th node joins 3", Budget::AtMost(27.0)),
+    (
+        "cast to a sharded entity on another node",
+        Budget::AtMostNs(2000.0),
+    ),
+    (
+        "call to a sharded entity on another node",
+        Budget::AtMostNs(100_000.0),
+    ),
     ("full mesh of 3 nodes", Budget::AtMost(1000.0)),
     ("killed node detected", Budget::AtMost(100.0)),
     // The silence limit (3 s by default) counts from the last word heard; the rest is the

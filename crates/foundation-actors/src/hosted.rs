@@ -96,6 +96,13 @@ pub async fn handle<A: Actor>(
     }
 }
 
+/// The sender's context and the message of an envelope a host was given (what it holds
+/// until the message is handled is released): for a host that sends the message on
+/// elsewhere, another node say, under the sender's context.
+pub fn into_parts<M>(env: Envelope<M>) -> (Option<crate::Context>, M) {
+    env.into_parts()
+}
+
 /// Stops a hosted process gracefully with [`Actor::terminate`].
 ///
 /// # Errors

@@ -328,6 +328,49 @@ pub trait RemoteMessage: Sized + Send + 'static {
         Self::from_bytes(bytes)
     }
 
+    /// Takes a call's reply port out of this value, as an [`Answer`]: what answers the
+    /// local caller with the reply's wire form once a remote handler has sent it (the
+    /// bytes a [`Replier`]'s sink got). `None` for a value that is not a call.
+    ///
+    /// A host that forwards a message it received locally to another node (a sharded
+    /// entity whose shard lives there) encodes it ([`RemoteMessage::encode`], which leaves
+    /// the port out), then takes its port with this, and answers it when the reply comes
+    /// back.
+    ///
+    /// The default, for a hand-written impl without calls, is `None`; the derive
+    /// generates it for every call variant.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use foundation_actors::ReplyPort;
+    /// use foundation_actors::remote::{RemoteMessage, Replier};
+    ///
+    /// #[derive(Debug, RemoteMessage)]
+    /// enum Kv {
+    ///     #[remote(tag = 1)]
+    ///     Get(String, ReplyPort<u64>),
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (tx, caller) = tokio::sync::oneshot::channel();
+    /// let local = Kv::Get("a".into(), tx.into());
+    /// let bytes = local.to_bytes()?;
+    /// let answer = local.into_answer().ok_or("a call has an answer")?;
+    ///
+    /// // The other node handles it, and its replier's sink gets the reply's bytes.
+    /// let (back, reply) = std::sync::mpsc::channel();
+    /// let Kv::Get(_, port) = Kv::from_bytes_with_reply(&bytes, Replier::new(move |b| { let _ = back.send(b); }))?;
+    /// let _ = port.send(7);
+    ///
+    /// answer.answer(reply.recv()?);
+    /// assert_eq!(caller.await?, 7);
+    /// # Ok(()) }
+    /// ```
+    fn into_answer(self) -> Option<Answer> {
+        None
+    }
+
     /// The wire form in a new buffer.
     ///
     /// # Errors
@@ -402,6 +445,34 @@ impl fmt::Display for WireType {
 /// identity as long as its wire name stays the same, wherever its Rust definition moves.
 pub const fn wire_id(name: &str) -> u64 {
     xxhash_rust::const_xxh3::xxh3_64(name.as_bytes())
+}
+
+/// A call's reply port, taken out of its message by [`RemoteMessage::into_answer`]: it
+/// answers the caller from the reply's wire form.
+pub struct Answer {
+    answer: Box<dyn FnOnce(Option<Vec<u8>>) + Send>,
+}
+
+impl Answer {
+    /// An answer that hands the reply's bytes (or `None`) to `f`.
+    pub fn new(f: impl FnOnce(Option<Vec<u8>>) + Send + 'static) -> Self {
+        Self {
+            answer: Box::new(f),
+        }
+    }
+
+    /// Answers the caller with the reply `bytes` (postcard, as [`encode_reply`] writes
+    /// them). `None`, or bytes that do not decode as the reply type (logged), drop the
+    /// port unanswered: the caller gets no reply at once.
+    pub fn answer(self, bytes: Option<Vec<u8>>) {
+        (self.answer)(bytes);
+    }
+}
+
+impl fmt::Debug for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Answer").finish_non_exhaustive()
+    }
 }
 
 /// The sink a [`Replier`] hands its one reply to.
@@ -813,6 +884,22 @@ pub mod __private {
             Some(reply) => Ok(reply.port()),
             None => Err(WireError::NeedsReply { type_name, tag }),
         }
+    }
+
+    /// The [`Answer`](super::Answer) of a call variant's port: decodes the reply's bytes
+    /// as `T` and sends it on the port.
+    pub fn answer<T: WireReply>(port: ReplyPort<T>, type_name: &'static str) -> super::Answer {
+        super::Answer::new(move |bytes| {
+            let Some(bytes) = bytes else { return };
+            match super::decode_reply::<T>(type_name, &bytes) {
+                Ok(reply) => {
+                    let _ = port.send(reply);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "a forwarded call's reply does not decode; the caller gets no reply");
+                }
+            }
+        })
     }
 
     /// The error for encoding a local-only variant.

@@ -106,6 +106,7 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
 
     let mut checks = Vec::new();
     let none = quote!(::core::option::Option::None);
+    let mut answer_arms: Vec<TokenStream> = Vec::new();
     let (tags, call_tags, tag_fn, is_call_fn, encode, decode, reply_fn, reply_of_fn) = match &input
         .data
     {
@@ -124,6 +125,9 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
             let pat = shape.pattern(&s.fields);
             let ctor = shape.construct(ident, &s.fields, port);
             let is_call = shape.port.is_some();
+            if let Some(arm) = shape.answer_arm(&quote!(#ident), &s.fields, port, &p, &name) {
+                answer_arms.push(arm);
+            }
             let reply = match (&shape.port, &struct_reply) {
                 (Some(port), pinned) => reply_type(
                     &pinned
@@ -234,6 +238,11 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                 let take = wire.take(&shape, rest, &some_tag);
                 let make_port = wire.port(&shape, reply, port, &some_tag);
                 let is_call = shape.port.is_some();
+                if let Some(arm) =
+                    shape.answer_arm(&quote!(#ident::#vi), &v.fields, port, &p, &name)
+                {
+                    answer_arms.push(arm);
+                }
                 tag_list.push(tag);
                 let reply = match (&shape.port, &pinned) {
                     (Some(port), pinned) => {
@@ -330,6 +339,16 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
 
     let error = &wire.error;
     let replier = quote!(#krate::remote::Replier);
+    let answer_ty = quote!(::core::option::Option<#krate::remote::Answer>);
+    // Only types with calls override the trait's default (`None`).
+    let answer_fn = (!answer_arms.is_empty()).then(|| {
+        quote! {
+            #[inline]
+            fn into_answer(self) -> #answer_ty {
+                (__CODEC.2)(self)
+            }
+        }
+    });
     let Some(errors) = errors else {
         let helpers = wire.helpers();
         return quote! {
@@ -339,10 +358,11 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                 // The checks, the encoder and the decoder are one body (closures are
                 // checked with it): rustc then reports a field type without serde's
                 // traits once, not once per function that uses it.
-                #[allow(clippy::type_complexity)]
+                #[allow(clippy::type_complexity, unreachable_patterns)]
                 const __CODEC: (
                     fn(&#ident, &mut ::std::vec::Vec<u8>) -> ::core::result::Result<(), #error>,
                     fn(&[u8], ::core::option::Option<#replier>) -> ::core::result::Result<#ident, #error>,
+                    fn(#ident) -> #answer_ty,
                 ) = {
                     #(#checks)*
                     (
@@ -352,6 +372,11 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                         |#bytes, #reply| {
                             let _ = &#reply;
                             #decode
+                        },
+                        // A call's port, taken out to answer it from reply bytes.
+                        |#this| match #this {
+                            #(#answer_arms,)*
+                            _ => ::core::option::Option::None,
                         },
                     )
                 };
@@ -391,6 +416,8 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
                     fn from_bytes_with_reply(bytes: &[u8], reply: #replier) -> ::core::result::Result<Self, #error> {
                         (__CODEC.1)(bytes, ::core::option::Option::Some(reply))
                     }
+
+                    #answer_fn
                 }
             };
         };
@@ -744,6 +771,30 @@ impl<'a> Shape<'a> {
             (Fields::Unnamed(_), None) => quote!(( #(#names),* )),
             (Fields::Unit, _) => quote!(),
         }
+    }
+
+    /// For a call, the arm of `into_answer` that takes its port out as an `Answer`.
+    fn answer_arm(
+        &self,
+        path: &TokenStream,
+        fields: &Fields,
+        port: &Ident,
+        p: &TokenStream,
+        name: &TokenStream,
+    ) -> Option<TokenStream> {
+        let pf = self.port.as_ref()?;
+        let ty = &pf.reply;
+        let pat = match (fields, &pf.member) {
+            (Fields::Named(_), Some(m)) => quote!(#path { #m: #port, .. }),
+            (Fields::Unnamed(_), _) => {
+                let skip = self.names.iter().map(|_| quote!(_));
+                quote!(#path( #(#skip,)* #port ))
+            }
+            _ => return None,
+        };
+        Some(quote! {
+            #pat => ::core::option::Option::Some(#p::answer::<#ty>(#port, #name))
+        })
     }
 
     /// An expression building the value from the bound names and `port`.

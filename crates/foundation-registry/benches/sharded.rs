@@ -7,13 +7,25 @@
 //! (8 bytes); a hand-written actor with the same state is measured too. Writes
 //! `target/bench-sharded.json` for `cargo xtask bench`.
 //!
+//! Also, in the same run: the first message to an inactive entity (activation and
+//! delivery) beside a raw ractor spawn plus one cast; the shards that move when a 4th node
+//! joins 3 (1,024 shards, the owners every node computes); and a cast and a call to an
+//! entity whose shard another node process owns, beside a plain remote send and call to a
+//! process exported on that node (this binary re-run as node `b`).
+//!
 //! Run with: `cargo bench -p foundation-registry --bench sharded` (`SHARDED_N=1000000`
 //! for a million entities; 100,000 by default).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::alloc::System;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use foundation_cluster::discovery::Peer;
+use foundation_cluster::node::{Node, NodeConfig};
+use foundation_registry::placement::{Load, NodeInfo, Rendezvous, View};
+use foundation_testkit::{Child, commands, say};
 
 use foundation_actors::prelude::*;
 use foundation_registry::sharded::{Sharded, ShardedSpec};
@@ -226,7 +238,273 @@ async fn raw_throughput(refs: &[ractor::ActorRef<RawMsg>]) -> f64 {
     MESSAGES as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Messages handled by [`Counted`] entities and [`RawCounted`] actors.
+static HANDLED: AtomicU64 = AtomicU64::new(0);
+static RAW_HANDLED: AtomicU64 = AtomicU64::new(0);
+
+/// An entity that counts the messages it handles, in [`HANDLED`].
+#[derive(Clone)]
+struct Counted;
+
+impl Actor for Counted {
+    type Msg = u64;
+    type State = ();
+    type Args = ();
+    async fn init(&self, _: &Addr<u64>, (): ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+    async fn handle(&self, _: &Addr<u64>, _: u64, (): &mut ()) -> Result<(), ActorError> {
+        HANDLED.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+struct RawCounted;
+
+impl ractor::Actor for RawCounted {
+    type Msg = RawMsg;
+    type State = ();
+    type Arguments = ();
+    async fn pre_start(
+        &self,
+        _: ractor::ActorRef<RawMsg>,
+        (): (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        Ok(())
+    }
+    async fn handle(
+        &self,
+        _: ractor::ActorRef<RawMsg>,
+        _: RawMsg,
+        (): &mut (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        RAW_HANDLED.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+async fn until(counter: &AtomicU64, n: u64) {
+    while counter.load(Ordering::Relaxed) < n {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Activations measured per round.
+const ACTIVATIONS: u64 = 10_000;
+
+/// ns per first message to an inactive entity (its activation and the message handled).
+async fn activation(round: usize) -> f64 {
+    let s: Sharded<u64, u64> = Sharded::new(ShardedSpec::new(
+        format!("act-{round}"),
+        Counted,
+        |_: &u64| (),
+    ));
+    let sup = Supervisor::start(
+        SupervisorSpec::new(format!("act-{round}"), Strategy::OneForOne).child(s.child_spec()),
+    )
+    .await
+    .unwrap();
+    HANDLED.store(0, Ordering::Relaxed);
+    let start = Instant::now();
+    for k in 0..ACTIVATIONS {
+        s.addr(k).cast(1).unwrap();
+    }
+    until(&HANDLED, ACTIVATIONS).await;
+    let ns = start.elapsed().as_nanos() as f64 / ACTIVATIONS as f64;
+    sup.shutdown().await;
+    ns
+}
+
+/// ns per raw ractor spawn plus one cast, handled.
+async fn raw_activation() -> f64 {
+    RAW_HANDLED.store(0, Ordering::Relaxed);
+    let mut refs = Vec::with_capacity(ACTIVATIONS as usize);
+    let start = Instant::now();
+    for _ in 0..ACTIVATIONS {
+        let (a, _) = ractor::Actor::spawn(None, RawCounted, ()).await.unwrap();
+        a.send_message(RawMsg::Add(1)).unwrap();
+        refs.push(a);
+    }
+    until(&RAW_HANDLED, ACTIVATIONS).await;
+    let ns = start.elapsed().as_nanos() as f64 / ACTIVATIONS as f64;
+    for r in refs {
+        r.stop(None);
+    }
+    ns
+}
+
+/// Shards (of 1,024) whose owner changes when node `d` joins `a`, `b`, `c`, for the
+/// `Sharded` named `name`: the owner table every node computes (`View::owners` over
+/// rendezvous, key `<name>/<shard>`).
+fn shards_moved_on_join(name: &str) -> usize {
+    let owners = |names: &[&str]| -> Vec<String> {
+        let view: View = names.iter().map(|n| NodeInfo::new(*n, 1)).collect();
+        (0..1_024)
+            .map(|i| {
+                let key = format!("{name}/{i}");
+                view.owners(&Rendezvous, key.as_bytes(), 1, None, &Load::new())[0].to_owned()
+            })
+            .collect()
+    };
+    let three = owners(&["a", "b", "c"]);
+    let four = owners(&["a", "b", "c", "d"]);
+    three.iter().zip(&four).filter(|(x, y)| x != y).count()
+}
+
+/// A remote-able counter entity, and a plain exported process of the same messages.
+#[derive(Debug, RemoteMessage)]
+#[remote(name = "bench.Remote")]
+enum RemoteMsg {
+    #[remote(tag = 1)]
+    Add(u64),
+    #[remote(tag = 2)]
+    Get(ReplyPort<u64>),
+}
+
+#[derive(Clone)]
+struct RemoteCounter;
+
+impl Actor for RemoteCounter {
+    type Msg = RemoteMsg;
+    type State = u64;
+    type Args = ();
+    async fn init(&self, _: &Addr<RemoteMsg>, (): ()) -> Result<u64, ActorError> {
+        Ok(0)
+    }
+    async fn handle(
+        &self,
+        _: &Addr<RemoteMsg>,
+        msg: RemoteMsg,
+        n: &mut u64,
+    ) -> Result<(), ActorError> {
+        match msg {
+            RemoteMsg::Add(k) => *n += k,
+            RemoteMsg::Get(port) => {
+                let _ = port.send(*n);
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn remote_node(name: &str) -> (Node, Sharded<u64, RemoteMsg>, Supervisor) {
+    let node = Node::start(NodeConfig::new(name, "bench").listen("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let s: Sharded<u64, RemoteMsg> = Sharded::start_on(
+        &node,
+        ShardedSpec::new("remote", RemoteCounter, |_: &u64| ()),
+    )
+    .await
+    .unwrap();
+    let sup =
+        Supervisor::start(SupervisorSpec::new("remote", Strategy::OneForOne).child(s.child_spec()))
+            .await
+            .unwrap();
+    (node, s, sup)
+}
+
+/// Node `b` (this binary re-run): the entities' other node, and a plain process `sink`.
+async fn child() {
+    let name = std::env::var("FOUNDATION_TEST_NODE_NAME").unwrap();
+    let seed = std::env::var("FOUNDATION_TEST_NODE_SEEDS").unwrap();
+    let (node, s, sup) = remote_node(&name).await;
+    let sink = spawn(RemoteCounter, ()).await.unwrap();
+    node.export("sink", sink).unwrap();
+    say(&format!("ready {name} {}", node.advertised()));
+    node.connect(&seed.parse::<Peer>().unwrap());
+    let mut lines = commands();
+    while let Some(line) = lines.recv().await {
+        if line == "exit" {
+            break;
+        }
+    }
+    s.leave().await;
+    sup.shutdown().await;
+    node.shutdown().await;
+}
+
+/// Messages per round of the remote casts.
+const REMOTE_CASTS: u64 = 20_000;
+/// Calls per round of the remote calls.
+const REMOTE_CALLS: u64 = 2_000;
+
+/// (ns per cast, ns per call) to entities owned by `b`; and the same to `b`'s `sink`
+/// through the node's remote send and call.
+async fn remote(node: &Node, s: &Sharded<u64, RemoteMsg>) -> ((f64, f64), (f64, f64)) {
+    let keys: Vec<u64> = (0..100_000u64)
+        .filter(|k| s.owner_of(k).as_deref() == Some("b"))
+        .take(1_000)
+        .collect();
+    let addrs: Vec<Addr<RemoteMsg>> = keys.iter().map(|&k| s.addr(k)).collect();
+    // Casts in batches of 200, each followed by a call through the same lane: a node's
+    // remote sends have no backpressure (a full outbox, or the peer's limit of queued
+    // messages, drops them), so the batch paces the flood.
+    let t = Instant::now();
+    for i in 0..REMOTE_CASTS {
+        let a = &addrs[(i % addrs.len() as u64) as usize];
+        a.cast(RemoteMsg::Add(1)).unwrap();
+        if i % 200 == 199 {
+            a.call_timeout(RemoteMsg::Get, Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+    }
+    let cast = t.elapsed().as_nanos() as f64 / REMOTE_CASTS as f64;
+    let t = Instant::now();
+    for i in 0..REMOTE_CALLS {
+        addrs[(i % addrs.len() as u64) as usize]
+            .call(RemoteMsg::Get)
+            .await
+            .unwrap();
+    }
+    let call = t.elapsed().as_nanos() as f64 / REMOTE_CALLS as f64;
+
+    let t = Instant::now();
+    for i in 0..REMOTE_CASTS {
+        while node.send("b", "sink", &RemoteMsg::Add(1)).is_err() {
+            tokio::task::yield_now().await;
+        }
+        if i % 200 == 199 {
+            node.call("b", "sink", RemoteMsg::Get, Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+    }
+    // The outbox may still be full: the call waits its turn.
+    while node
+        .call("b", "sink", RemoteMsg::Get, Duration::from_secs(120))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let raw_cast = t.elapsed().as_nanos() as f64 / REMOTE_CASTS as f64;
+    let t = Instant::now();
+    for _ in 0..REMOTE_CALLS {
+        node.call("b", "sink", RemoteMsg::Get, Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
+    let raw_call = t.elapsed().as_nanos() as f64 / REMOTE_CALLS as f64;
+    ((cast, call), (raw_cast, raw_call))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 fn main() {
+    if std::env::var("FOUNDATION_BENCH_CHILD").is_ok() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(child());
+        return;
+    }
     let n: u64 = std::env::var("SHARDED_N")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -249,6 +527,78 @@ fn main() {
         }
         (typed, plain, raw, ours_rate, raw_rate)
     });
+    // Activation beside a raw spawn and cast: alternated, 5 rounds, the median ratio's.
+    let rounds: Vec<(f64, f64)> = rt.block_on(async {
+        let mut rounds = Vec::new();
+        for r in 0..5 {
+            let ours = activation(r).await;
+            let theirs = raw_activation().await;
+            rounds.push((ours, theirs));
+        }
+        rounds
+    });
+    let mut by_ratio = rounds.clone();
+    by_ratio.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
+    let (act, raw_act) = by_ratio[by_ratio.len() / 2];
+    println!(
+        "first message to an inactive entity: {act:.0} ns; raw ractor spawn + cast: {raw_act:.0} ns (ratio {:.2}; rounds {:?})",
+        act / raw_act,
+        rounds
+            .iter()
+            .map(|(a, b)| format!("{:.2}", a / b))
+            .collect::<Vec<_>>()
+    );
+    // Rendezvous moves each shard with probability 1/4 on such a join: the count for one
+    // name is binomial (256 ± 14). The figure is the mean over 100 names, with the range.
+    let counts: Vec<usize> = (0..100)
+        .map(|i| shards_moved_on_join(&format!("sharded-{i}")))
+        .collect();
+    let moved_pct = counts.iter().sum::<usize>() as f64 / counts.len() as f64 * 100.0 / 1_024.0;
+    println!(
+        "shards moved when a 4th node joins 3: mean {moved_pct:.1}% of 1024 over 100 names (min {}, max {}; `books` of the tests: {}, `ledger`: {})",
+        counts.iter().min().unwrap(),
+        counts.iter().max().unwrap(),
+        shards_moved_on_join("books"),
+        shards_moved_on_join("ledger"),
+    );
+    // An entity on another node process.
+    let (node, s, sup) = rt.block_on(remote_node("a"));
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.env("FOUNDATION_BENCH_CHILD", "1");
+    let mut b = Child::run(cmd, "b", &[("SEEDS", node.advertised())]);
+    let (cast, call, raw_cast, raw_call) = rt.block_on(async {
+        while s.members().len() < 2 || s.stats().in_transit > 0 || s.stats().served == 1_024 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut casts = Vec::new();
+        let mut calls = Vec::new();
+        let mut raw_casts = Vec::new();
+        let mut raw_calls = Vec::new();
+        for _ in 0..3 {
+            let ((c, k), (rc, rk)) = remote(&node, &s).await;
+            casts.push(c);
+            calls.push(k);
+            raw_casts.push(rc);
+            raw_calls.push(rk);
+        }
+        (
+            median(casts),
+            median(calls),
+            median(raw_casts),
+            median(raw_calls),
+        )
+    });
+    let dropped = s.stats().dropped;
+    b.tell("exit");
+    rt.block_on(async {
+        s.leave().await;
+        sup.shutdown().await;
+        node.shutdown().await;
+    });
+    println!(
+        "to an entity on another node: cast {cast:.0} ns/msg (node send {raw_cast:.0}), call {call:.0} ns (node call {raw_call:.0}); casts not sent (outbox full): {dropped}"
+    );
     let state = std::mem::size_of::<Tally>() as f64;
     println!(
         "{n} idle sharded entities: #[actor] {typed:.0} B each (state {state:.0} B), hand-written {plain:.0} B; raw ractor actor: {raw:.0} B"
@@ -266,7 +616,11 @@ fn main() {
         "{{\"figures\":[\
 {{\"name\":\"idle sharded entity\",\"value\":{typed:.1},\"unit\":\"B\",\"competitor\":\"its state (one u64)\",\"competitor_value\":{state:.1}}},\
 {{\"name\":\"idle sharded entity, hand-written actor\",\"value\":{plain:.1},\"unit\":\"B\",\"competitor\":\"raw ractor actor\",\"competitor_value\":{raw:.1}}},\
-{{\"name\":\"casts to 10k active sharded entities\",\"value\":{:.1},\"unit\":\"k msg/s\",\"competitor\":\"raw ractor actors\",\"competitor_value\":{:.1}}}]}}",
+{{\"name\":\"casts to 10k active sharded entities\",\"value\":{:.1},\"unit\":\"k msg/s\",\"competitor\":\"raw ractor actors\",\"competitor_value\":{:.1}}},\
+{{\"name\":\"first message to an inactive sharded entity\",\"value\":{act:.1},\"unit\":\"ns\",\"competitor\":\"raw ractor spawn + one cast\",\"competitor_value\":{raw_act:.1}}},\
+{{\"name\":\"shards moved when a 4th node joins 3\",\"value\":{moved_pct:.1},\"unit\":\"% of 1,024\",\"competitor\":\"ideal\",\"competitor_value\":25.0}},\
+{{\"name\":\"cast to a sharded entity on another node\",\"value\":{cast:.1},\"unit\":\"ns/msg\",\"competitor\":\"node remote send\",\"competitor_value\":{raw_cast:.1}}},\
+{{\"name\":\"call to a sharded entity on another node\",\"value\":{call:.1},\"unit\":\"ns\",\"competitor\":\"node remote call\",\"competitor_value\":{raw_call:.1}}}]}}",
         ours_rate / 1e3,
         raw_rate / 1e3
     );

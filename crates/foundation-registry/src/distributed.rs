@@ -504,6 +504,20 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
             .and_then(|l| l.fence.token())
     }
 
+    /// The placement view this node plans with now: itself and its peers running the
+    /// supervisor, their incarnations, roles and leaving flags (what sharded entities
+    /// place their shards over).
+    pub(crate) fn placement_view(&self) -> crate::placement::View {
+        let st = lock(&self.inner.state);
+        self.inner.view(&st)
+    }
+
+    /// Ticks at the end of each pass of the supervisor's loop (after membership events,
+    /// peers' hellos and records).
+    pub(crate) fn passes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changed.subscribe()
+    }
+
     /// The supervisor's name.
     pub fn name(&self) -> &str {
         &self.inner.spec.name

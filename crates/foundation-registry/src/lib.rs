@@ -25,11 +25,12 @@
 //!   the messages held meanwhile on planned moves (`migrate`, rebalance, graceful
 //!   shutdown), and checkpoints replicated to `k` nodes for crashes and node deaths.
 //!
-//! - [sharded entities](sharded): Akka Cluster Sharding's and Orleans' virtual actors on
-//!   one node so far: one light entity per key (state plus a small queue inside its
-//!   shard, a few hundred bytes while idle), started by its first message, passivated
-//!   when idle or least recently used, with the same actors, handles and context as any
-//!   process. Placing shards across the cluster is to come.
+//! - [sharded entities](sharded): Akka Cluster Sharding's and Orleans' virtual actors:
+//!   one light entity per key (state plus a small queue inside its shard, a few hundred
+//!   bytes while idle), started by its first message, passivated when idle or least
+//!   recently used, with the same actors, handles and context as any process; across a
+//!   cluster, shards placed by rendezvous over the live members and moved, with their
+//!   messages and their entities' snapshots, when their owner changes.
 //!
 //! - [work across the cluster](work): an ecosystem whose workers run on every node (a
 //!   coordinator singleton, one bounded queue per node, jobs to the least-loaded node,

@@ -1,8 +1,8 @@
 //! Sharded entities (Akka Cluster Sharding, Orleans' virtual actors): many light
 //! processes, one per key, started by their first message and passivated when idle.
 //!
-//! This is the runtime on one node; placing shards on the nodes of a cluster and moving
-//! them is the next step (see [Moving a shard](#moving-a-shard-the-next-step)).
+//! [`Sharded::new`] runs them on one node; [`Sharded::start_on`] spreads their shards
+//! over the nodes of a cluster (see [Across a cluster](#across-a-cluster)).
 //!
 //! # The model
 //!
@@ -93,17 +93,34 @@
 //! starting it again opens the shards again. A crash of the region actor itself (none of
 //! its callbacks runs user code) restarts its timer and leaves the entities as they are.
 //!
-//! # Moving a shard (the next step)
+//! # Across a cluster
+//!
+//! [`Sharded::start_on`] runs the same entities on every node of a cluster that starts
+//! it under the same name: shards, not keys, are placed on the nodes (rendezvous over the
+//! live members running it, the placement core's `View::owners`, restricted to
+//! [`ShardedSpec::on_role`] if asked), every node computes the same owner, and
+//! [`Sharded::entity`] / [`Sharded::addr`] on any node reach the entity on its shard's
+//! owner, over the node's remote path, with the context (the entity's messages need a
+//! wire form: [`RemoteMessage`], `#[actor(remote)]`; keys need serde).
+//!
+//! When membership changes, only the shards whose owner changed move, each in a planned
+//! move (a join, [`Sharded::leave`]) without losing a message: the old owner serves it
+//! until every member has sent it a barrier on the lane its messages take, drains it
+//! (each entity handles its queue, then stops with its [`Handoff`] snapshot), and hands
+//! the snapshots to the new owner, which held what came meanwhile and delivers it, in
+//! order, after restoring. A node that dies hands nothing off: its shards open on their
+//! new owners once it is detected, entities from `init`, messages it held lost (at most
+//! once); calls waiting on it go again to the new owner. With
+//! [`ShardedSpec::remember_entities`], a moved shard's active entities start on the new
+//! owner without waiting for a message. The protocol, its guarantees and its limits are
+//! in `sharded/cluster.rs`; the guide is `docs/placement.md`.
 //!
 //! A shard holds its messages while it is not served here: it starts *held*, queueing
-//! every message in arrival order, and opening it delivers them in that order.
-//! Moving a shard to another node will use the same two states: hold it here, passivate
-//! its entities with their snapshots ([`Handoff::export`]), hand the snapshots and the
-//! held messages to the new owner, which opens the shard there with the messages first,
-//! as `distributed/handoff.rs` drains a child and hands its state over, per child id (a
-//! shard's id will be `"<name>/<shard>"`). The owner of a shard is computed by the
-//! placement core (rendezvous over live members), so every node agrees on it.
+//! every message in arrival order, and opening it delivers them in that order; a held
+//! shard takes up to [`ShardedSpec::backlog`] messages in a cluster (beyond, dropped
+//! and counted).
 
+mod cluster;
 mod runtime;
 mod shard;
 
@@ -112,11 +129,18 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use foundation_actors::{Actor, Addr, ChildSpec, Restart, Supervisor, SupervisorError};
+use foundation_actors::{
+    Actor, Addr, ChildSpec, RemoteMessage, Restart, Supervisor, SupervisorError,
+};
+use foundation_cluster::node::Node;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
+pub use cluster::{JoinError, ShardWire};
 pub use runtime::RegionMsg;
 
 use crate::distributed::Handoff;
+use cluster::{Cluster, ClusterRoute};
 use runtime::{Keeper, Settings, Shared, Snapshots};
 
 /// What an entity's key must be: hashed to its shard, compared, cloned into its entry,
@@ -169,6 +193,12 @@ pub const DEFAULT_BACKLOG: usize = 65_536;
 /// ```
 pub struct ShardedSpec<K, A: Actor> {
     settings: Settings<K, A>,
+    /// Shards go only to nodes offering this role (in a cluster).
+    role: Option<String>,
+    /// The roles this node offers.
+    offers: Vec<String>,
+    /// Start a moved shard's active entities on its new owner.
+    remember: bool,
 }
 
 impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
@@ -191,7 +221,35 @@ impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
                 backlog: DEFAULT_BACKLOG,
                 keeper: None,
             },
+            role: None,
+            offers: Vec::new(),
+            remember: false,
         }
+    }
+
+    /// In a cluster, the entities active in a shard when it moves are started on its
+    /// new owner at once (from their handed-over snapshots), without waiting for a
+    /// message (Akka's `remember-entities`, for what moves in a planned move).
+    #[must_use]
+    pub fn remember_entities(mut self) -> Self {
+        self.remember = true;
+        self
+    }
+
+    /// In a cluster ([`Sharded::start_on`]), places the shards only on nodes that offer
+    /// `role` ([`ShardedSpec::role`] on their spec). Every node must give the same.
+    #[must_use]
+    pub fn on_role(mut self, role: impl Into<String>) -> Self {
+        self.role = Some(role.into());
+        self
+    }
+
+    /// In a cluster, this node offers `role`: shards restricted to it
+    /// ([`ShardedSpec::on_role`]) may be placed here.
+    #[must_use]
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.offers.push(role.into());
+        self
     }
 
     /// The number of shards (at least 1; [`DEFAULT_SHARDS`] by default). Every node of a
@@ -227,7 +285,8 @@ impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
     }
 
     /// How many messages the shards hold, in all, while they are not open
-    /// ([`DEFAULT_BACKLOG`] by default).
+    /// ([`DEFAULT_BACKLOG`] by default). In a cluster ([`Sharded::start_on`]), each
+    /// shard may hold this many while it moves.
     #[must_use]
     pub fn backlog(mut self, n: usize) -> Self {
         self.settings.backlog = n.max(1);
@@ -278,6 +337,13 @@ pub struct ShardedStats {
     pub dropped: u64,
     /// Snapshots kept for passivated entities ([`ShardedSpec::handoff`]).
     pub snapshots: usize,
+    /// Shards served by this node (in a cluster; all of them on one node).
+    pub served: usize,
+    /// Shards in a move here: waiting for their old owner's handoff, or being handed
+    /// off (in a cluster).
+    pub in_transit: usize,
+    /// Shards handed off from this node so far (in a cluster).
+    pub handed_off: u64,
 }
 
 /// The handle of one [`Actor`] type run as sharded entities: gives their addresses and
@@ -295,6 +361,10 @@ trait Router<K, M>: Send + Sync {
     fn is_active(&self, key: &K) -> bool;
     fn stats(&self) -> ShardedStats;
     fn name(&self) -> &str;
+    fn owner_of(&self, key: &K) -> Option<String>;
+    fn shard_owner(&self, shard: usize) -> Option<String>;
+    fn members(&self) -> Vec<String>;
+    fn leave(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
 /// The runtime behind a `Sharded` handle.
@@ -322,6 +392,74 @@ impl<K: EntityKey, A: Actor> Router<K, A::Msg> for Runtime<K, A> {
     fn name(&self) -> &str {
         self.0.name()
     }
+    fn owner_of(&self, _: &K) -> Option<String> {
+        None
+    }
+    fn shard_owner(&self, _: usize) -> Option<String> {
+        None
+    }
+    fn members(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn leave(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
+    }
+}
+
+/// The runtime behind a `Sharded` handle spread over a cluster.
+struct ClusterRuntime<K, A: Actor>(Arc<Cluster<K, A>>);
+
+impl<K, A> Router<K, A::Msg> for ClusterRuntime<K, A>
+where
+    K: EntityKey + Serialize + DeserializeOwned,
+    A: Actor,
+    A::Msg: RemoteMessage,
+{
+    fn addr(&self, key: K) -> Addr<A::Msg> {
+        let route = ClusterRoute {
+            cluster: Arc::downgrade(&self.0),
+            key,
+        };
+        Addr::hosted(self.0.local.name().to_owned(), Box::new(route))
+    }
+    fn child_spec(&self) -> ChildSpec<RegionMsg> {
+        self.0.local.clone().child_spec()
+    }
+    fn passivate(&self, key: &K) {
+        self.0.local.passivate(key);
+    }
+    fn shard_of(&self, key: &K) -> usize {
+        self.0.local.shard_of(key)
+    }
+    fn is_active(&self, key: &K) -> bool {
+        self.0.local.is_active(key)
+    }
+    fn stats(&self) -> ShardedStats {
+        let mut stats = self.0.local.stats();
+        stats.dropped += self
+            .0
+            .undelivered
+            .load(std::sync::atomic::Ordering::Relaxed);
+        stats.served = self.0.served();
+        stats.in_transit = self.0.in_transit();
+        stats.handed_off = self.0.handed_off.load(std::sync::atomic::Ordering::Relaxed);
+        stats
+    }
+    fn name(&self) -> &str {
+        self.0.local.name()
+    }
+    fn owner_of(&self, key: &K) -> Option<String> {
+        self.0.owner_of(key)
+    }
+    fn shard_owner(&self, shard: usize) -> Option<String> {
+        self.0.owners().owner(shard).map(|o| o.to_string())
+    }
+    fn members(&self) -> Vec<String> {
+        self.0.members()
+    }
+    fn leave(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.0.leave())
+    }
 }
 
 impl<K, M> Clone for Sharded<K, M> {
@@ -348,6 +486,63 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
         Self {
             inner: Arc::new(Runtime(Shared::new(spec.settings))),
         }
+    }
+
+    /// The runtime of `spec`'s entities on this node, as one of the nodes of `node`'s
+    /// cluster that run a `Sharded` of the spec's name: each shard has one owner among
+    /// them (rendezvous over the live members, restricted to [`ShardedSpec::on_role`]),
+    /// the same on every node that sees the same members, and a message sent to an
+    /// entity through [`Sharded::entity`] or [`Sharded::addr`] on any node goes to the
+    /// owner of its shard, under the sender's context, and starts the entity there. See
+    /// `sharded/cluster.rs` for the limits of this step. Start its region as on one node
+    /// ([`Sharded::child_spec`]).
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::NameTaken`] if a `Sharded` of this name runs on this node already,
+    /// [`JoinError::Membership`] or [`JoinError::Spawn`] if its processes cannot start.
+    pub async fn start_on<A>(node: &Node, spec: ShardedSpec<K, A>) -> Result<Self, JoinError>
+    where
+        A: Actor<Msg = M>,
+        K: Serialize + DeserializeOwned,
+        M: RemoteMessage,
+    {
+        let ShardedSpec {
+            settings,
+            role,
+            offers,
+            remember,
+        } = spec;
+        let local = Shared::new(settings);
+        let cluster = Cluster::start(node, local, role, offers, remember).await?;
+        Ok(Self {
+            inner: Arc::new(ClusterRuntime(cluster)),
+        })
+    }
+
+    /// The node that owns `key`'s shard now, as this node sees the cluster; `None` on one
+    /// node ([`Sharded::new`]) and when no member can own it.
+    pub fn owner_of(&self, key: &K) -> Option<String> {
+        self.inner.owner_of(key)
+    }
+
+    /// The node that owns shard `shard` now, as this node sees the cluster; `None` on
+    /// one node and when no member can own it.
+    pub fn shard_owner(&self, shard: usize) -> Option<String> {
+        self.inner.shard_owner(shard)
+    }
+
+    /// The nodes running this `Sharded` as this node sees them (itself included), sorted;
+    /// empty on one node.
+    pub fn members(&self) -> Vec<String> {
+        self.inner.members()
+    }
+
+    /// Leaves the cluster (a `Sharded` from [`Sharded::start_on`]): stops this node's
+    /// membership and the process peers send to; calls waiting on other nodes get no
+    /// reply. The region and its entities stop with their supervisor, as on one node.
+    pub async fn leave(&self) {
+        self.inner.leave().await;
     }
 
     /// The child spec of the region actor (id: the spec's name), for a supervisor.

@@ -39,6 +39,15 @@ pub(crate) trait Keeper<K, A: Actor>: Send + Sync {
     ) -> Result<Restoring<'a, A::State>, A::Args>;
     /// Snapshots kept.
     fn len(&self) -> usize;
+    /// Takes the snapshots of the keys `which` selects, encoded (postcard): a shard's,
+    /// to hand to its new owner.
+    fn take_encoded(&self, which: &dyn Fn(&K) -> bool) -> Vec<(K, Vec<u8>)>;
+    /// Keeps an encoded snapshot handed over by another node.
+    ///
+    /// # Errors
+    ///
+    /// The snapshot does not decode.
+    fn put_encoded(&self, key: K, bytes: &[u8]) -> Result<(), postcard::Error>;
 }
 
 /// Snapshots in memory on this node, by key.
@@ -77,7 +86,34 @@ impl<K: EntityKey, A: Handoff> Keeper<K, A> for Snapshots<K, A::Snapshot> {
     fn len(&self) -> usize {
         lock(&self.map).len()
     }
+
+    fn take_encoded(&self, which: &dyn Fn(&K) -> bool) -> Vec<(K, Vec<u8>)> {
+        let mut map = lock(&self.map);
+        let keys: Vec<K> = map.keys().filter(|k| which(k)).cloned().collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(snapshot) = map.remove(&k) {
+                match postcard::to_allocvec(&snapshot) {
+                    Ok(bytes) => out.push((k, bytes)),
+                    Err(error) => {
+                        tracing::error!(key = ?k, %error, "an entity's snapshot does not encode; it stays on this node");
+                        map.insert(k, snapshot);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn put_encoded(&self, key: K, bytes: &[u8]) -> Result<(), postcard::Error> {
+        let snapshot: A::Snapshot = postcard::from_bytes(bytes)?;
+        lock(&self.map).insert(key, snapshot);
+        Ok(())
+    }
 }
+
+/// Which shards a node serves (in a cluster): the region opens only those when it starts.
+pub(crate) type Gate = Box<dyn Fn(usize) -> bool + Send + Sync>;
 
 /// How an entity's `init` arguments come from its key.
 pub(crate) type ArgsFn<K, Args> = Arc<dyn Fn(&K) -> Args + Send + Sync>;
@@ -105,6 +141,8 @@ pub(crate) struct Shared<K, A: Actor> {
     /// The runtime the region started on: runners are spawned there (a send may come from
     /// a thread outside any runtime).
     rt: OnceLock<Handle>,
+    /// In a cluster: the shards this node serves (all of them without one).
+    pub(crate) gate: OnceLock<Gate>,
     /// Runners alive, and a notification when none is.
     runners: AtomicUsize,
     no_runner: Notify,
@@ -130,6 +168,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             settings,
             shards,
             rt: OnceLock::new(),
+            gate: OnceLock::new(),
             runners: AtomicUsize::new(0),
             no_runner: Notify::new(),
             started: AtomicU64::new(0),
@@ -143,6 +182,11 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
 
     pub(crate) fn name(&self) -> &str {
         &self.settings.name
+    }
+
+    /// The number of shards.
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
     }
 
     /// The shard of `key`: a hash of the key (xxh3, the same on every node and build) mod
@@ -168,7 +212,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
     }
 
     /// Queues `env` for `key`'s entity, starting a runner if it has none.
-    fn deliver(&self, key: &K, env: Envelope<A::Msg>) -> Result<(), Envelope<A::Msg>> {
+    pub(crate) fn deliver(&self, key: &K, env: Envelope<A::Msg>) -> Result<(), Envelope<A::Msg>> {
         let i = self.shard_of(key);
         let now = self.now_ms();
         let delivered = lock(&self.shards[i]).deliver(key, env, now);
@@ -288,6 +332,10 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         let _ = self.rt.set(Handle::current());
         let now = self.now_ms();
         for i in 0..self.shards.len() {
+            if self.gate.get().is_some_and(|served| !served(i)) {
+                // Not served here: it goes on holding (a cluster's shard of another node).
+                continue;
+            }
             let keys = lock(&self.shards[i]).open(now);
             for k in keys {
                 self.spawn_runner(i, k);
@@ -316,6 +364,90 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         }
     }
 
+    /// Opens shard `i` (served here from now on): its held messages are delivered in
+    /// order. Before the region starts, it opens with the region.
+    pub(crate) fn open_shard(&self, i: usize) {
+        if self.rt.get().is_none() {
+            return;
+        }
+        let now = self.now_ms();
+        let keys = lock(&self.shards[i]).release(now);
+        for k in keys {
+            self.spawn_runner(i, k);
+        }
+    }
+
+    /// Makes shard `i` hold its messages (not served here).
+    pub(crate) fn hold_shard(&self, i: usize) {
+        lock(&self.shards[i]).hold();
+    }
+
+    /// Lets every shard hold up to the whole backlog while it is not served (a cluster:
+    /// a shard in a move holds what comes for it meanwhile).
+    pub(crate) fn widen_backlog(&self) {
+        for s in &*self.shards {
+            lock(s).set_backlog(self.settings.backlog);
+        }
+    }
+
+    /// Drains shard `i` for a move: every entity handles what is queued for it, then
+    /// stops (its snapshot kept, with [`ShardedSpec::handoff`](super::ShardedSpec::handoff),
+    /// or its `terminate` run). Returns the keys that were active and the messages held
+    /// meanwhile, in order; the shard holds from now on.
+    pub(crate) async fn drain_shard(&self, i: usize) -> (Vec<K>, Vec<(K, Envelope<A::Msg>)>) {
+        let (active, keys) = {
+            let mut s = lock(&self.shards[i]);
+            let active = s.keys();
+            (active, s.drain())
+        };
+        for k in keys {
+            self.spawn_runner(i, k);
+        }
+        // Runners stop their entities as their queues empty; a handler may take a while.
+        while lock(&self.shards[i]).len() > 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let held = lock(&self.shards[i]).end_drain();
+        (active, held.into_iter().collect())
+    }
+
+    /// Takes the snapshots kept for shard `i`'s keys, encoded.
+    pub(crate) fn take_snapshots(&self, i: usize) -> Vec<(K, Vec<u8>)> {
+        match &self.settings.keeper {
+            Some(k) => k.take_encoded(&|key| self.shard_of(key) == i),
+            None => Vec::new(),
+        }
+    }
+
+    /// Keeps a snapshot handed over by another node (dropped if the entity is active
+    /// here, or it implements no `Handoff`).
+    pub(crate) fn put_snapshot(&self, key: K, bytes: &[u8]) {
+        let Some(k) = &self.settings.keeper else {
+            return;
+        };
+        if self.is_active(&key) {
+            tracing::warn!(sharded = %self.settings.name, key = ?key, "a handed-over snapshot of an entity already active here is dropped");
+            return;
+        }
+        if let Err(error) = k.put_encoded(key, bytes) {
+            tracing::warn!(sharded = %self.settings.name, %error, "a handed-over snapshot does not decode; the entity starts from init");
+        }
+    }
+
+    /// Starts `key`'s entity without a message (a remembered entity), if the shard is
+    /// open here and it is not active.
+    pub(crate) fn activate(&self, key: &K) {
+        if self.rt.get().is_none() {
+            return;
+        }
+        let i = self.shard_of(key);
+        let now = self.now_ms();
+        let run = lock(&self.shards[i]).activate(key, now);
+        if run {
+            self.spawn_runner(i, key.clone());
+        }
+    }
+
     pub(crate) fn is_active(&self, key: &K) -> bool {
         lock(&self.shards[self.shard_of(key)]).contains(key)
     }
@@ -336,6 +468,9 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             crashed: self.crashed.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             snapshots: self.settings.keeper.as_ref().map_or(0, |k| k.len()),
+            served: self.shards.len(),
+            in_transit: 0,
+            handed_off: 0,
         }
     }
 
@@ -355,6 +490,10 @@ async fn run<K: EntityKey, A: Actor>(shared: Arc<Shared<K, A>>, i: usize, key: K
         let step = lock(&shared.shards[i]).next(&key, &mut state);
         match step {
             Next::Park => break,
+            Next::Start => match shared.start_entity(&key, &me).await {
+                Ok(s) => state = Some(s),
+                Err(crash) => shared.on_crash(i, &key, "init", &crash),
+            },
             Next::Stop => {
                 if let Some(s) = state.take() {
                     shared.stop_entity(&key, &me, s).await;

@@ -36,6 +36,8 @@ pub(crate) struct Entry<S, E> {
     running: bool,
     /// The runner is to stop the entity at its next step (passivation).
     stop: bool,
+    /// The runner is to start the entity without a message (remembered entities).
+    start: bool,
     /// The shard's delivery sequence at the last message: the LRU order.
     last_seq: u64,
     /// The runtime's clock (ms) at the last message: idle passivation.
@@ -57,6 +59,8 @@ pub(crate) struct Delivered<K> {
 pub(crate) enum Next<E> {
     /// Handle this message (starting the entity first if it has no state).
     Msg(E),
+    /// Start the entity (it has no state), then ask again.
+    Start,
     /// Stop the entity (save or terminate its state), then ask again.
     Stop,
     /// Nothing left: the state is back in the entry (or the entry is gone); end the runner.
@@ -82,6 +86,9 @@ pub(crate) struct Shard<K, S, E> {
     backlog: usize,
     /// Stopped for good: deliveries are refused, queued messages dropped.
     stopped: bool,
+    /// Draining for a move: each entity stops once its queue is empty, new deliveries
+    /// are held (see [`Shard::drain`]).
+    draining: bool,
     /// Deliveries so far: the LRU clock.
     seq: u64,
     /// Entities above which the least recently used idle one is passivated.
@@ -96,6 +103,7 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
             held: Some(VecDeque::new()),
             backlog,
             stopped: false,
+            draining: false,
             seq: 0,
             limit: limit.max(1),
         }
@@ -140,6 +148,7 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
                 queue,
                 running: true,
                 stop: false,
+                start: false,
                 last_seq: seq,
                 last_ms: now_ms,
             },
@@ -192,6 +201,16 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
         }
         if let Some(env) = entry.queue.pop_front() {
             return Next::Msg(env);
+        }
+        if entry.start {
+            entry.start = false;
+            if state.is_none() && !self.draining {
+                return Next::Start;
+            }
+        }
+        if self.draining && state.is_some() {
+            // Draining for a move: stopped once everything queued was handled.
+            return Next::Stop;
         }
         entry.running = false;
         entry.state = state.take();
@@ -286,6 +305,79 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
         (keys, held)
     }
 
+    /// Starts `key`'s entity without a message if it has no entry (a remembered entity
+    /// after its shard moved); `true` if the caller must start its runner.
+    pub(crate) fn activate(&mut self, key: &K, now_ms: u64) -> bool {
+        if self.stopped || self.held.is_some() || self.entities.contains_key(key) {
+            return false;
+        }
+        self.seq += 1;
+        self.entities.insert(
+            key.clone(),
+            Entry {
+                state: None,
+                queue: VecDeque::new(),
+                running: true,
+                stop: false,
+                start: true,
+                last_seq: self.seq,
+                last_ms: now_ms,
+            },
+        );
+        true
+    }
+
+    /// Starts holding new deliveries (the shard is not served here), if it is not
+    /// already.
+    pub(crate) fn hold(&mut self) {
+        if self.held.is_none() {
+            self.held = Some(VecDeque::new());
+        }
+    }
+
+    /// How many messages it may hold.
+    pub(crate) fn set_backlog(&mut self, n: usize) {
+        self.backlog = n.max(1);
+    }
+
+    /// Whether the shard is open (delivering, not holding).
+    #[cfg(test)]
+    pub(crate) fn is_open(&self) -> bool {
+        self.held.is_none() && !self.stopped
+    }
+
+    /// Drains the shard for a move: new deliveries are held from now on, every entity
+    /// handles what is queued for it and then stops (its snapshot kept or its
+    /// `terminate` run); the keys of the idle ones, for runners. The shard is drained
+    /// once it has no entity left ([`Shard::len`] is 0).
+    pub(crate) fn drain(&mut self) -> Vec<K> {
+        self.draining = true;
+        self.hold();
+        let mut keys = Vec::new();
+        for (k, e) in &mut self.entities {
+            if !e.running {
+                e.running = true;
+                e.stop = true;
+                keys.push(k.clone());
+            }
+        }
+        keys
+    }
+
+    /// Ends a drain: the shard goes on holding; the messages held meanwhile, in order,
+    /// for the shard's new owner.
+    pub(crate) fn end_drain(&mut self) -> VecDeque<(K, E)> {
+        self.draining = false;
+        let held = self.held.take().unwrap_or_default();
+        self.held = Some(VecDeque::new());
+        held
+    }
+
+    /// The keys of the entities in the shard.
+    pub(crate) fn keys(&self) -> Vec<K> {
+        self.entities.keys().cloned().collect()
+    }
+
     /// Entities in the shard (running, idle, or being stopped).
     pub(crate) fn len(&self) -> usize {
         self.entities.len()
@@ -371,6 +463,30 @@ mod unit {
         st2 = None;
         assert_eq!(s.next(&2, &mut st2), Next::Park);
         assert!(!s.contains(&2));
+    }
+
+    #[test]
+    fn a_drained_shard_handles_what_was_queued_then_stops_its_entities_and_holds_the_rest() {
+        let mut s: Shard<u32, u32, u32> = Shard::new(10, 10);
+        s.release(0);
+        started(&mut s, 1);
+        assert!(s.deliver(&2, 20, 0).unwrap().run);
+        // 1 is idle: a runner stops it; 2 has a message: it is handled first.
+        assert_eq!(s.drain(), vec![1]);
+        assert!(!s.deliver(&2, 21, 0).unwrap().run);
+        let mut st1 = s.take_state(&1);
+        assert_eq!(s.next(&1, &mut st1), Next::Stop);
+        st1 = None;
+        assert_eq!(s.next(&1, &mut st1), Next::Park);
+        let mut st2 = s.take_state(&2);
+        assert_eq!(s.next(&2, &mut st2), Next::Msg(20));
+        st2 = Some(2);
+        assert_eq!(s.next(&2, &mut st2), Next::Stop);
+        st2 = None;
+        assert_eq!(s.next(&2, &mut st2), Next::Park);
+        assert_eq!(s.len(), 0);
+        assert_eq!(s.end_drain(), VecDeque::from(vec![(2, 21)]));
+        assert!(!s.is_open());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod modes;
 mod races;
 mod removal;
 mod sharded;
+mod sharded_cluster;
 mod support;
 mod via;
 mod work;

@@ -48,6 +48,9 @@ impl World {
                     let s = state.take();
                     *self.saved.lock().unwrap() = s;
                 }
+                Next::Start => {
+                    state = Some(self.saved.lock().unwrap().take().unwrap_or(0));
+                }
                 Next::Msg(m) => {
                     if state.is_none() {
                         state = Some(self.saved.lock().unwrap().take().unwrap_or(0));

@@ -1,0 +1,1246 @@
+//! Sharded entities across the nodes of a cluster: which node owns a shard, the remote
+//! path a message takes to an entity whose shard another node owns, and how a shard moves
+//! when its owner changes.
+//!
+//! # Owners
+//!
+//! Every node that runs a `Sharded` of one name runs a [`DistributedSupervisor`] of the
+//! name `$sharded/<name>` (without children): its membership view (the nodes running it,
+//! their incarnations, roles, and whether they leave) is the one the placement core plans
+//! distributed children with, and its split-brain handling is the supervisor's. The owner
+//! of shard `i` is `View::owners(Rendezvous, "<name>/<i>", 1, role)`: the same call, over
+//! the same view, that places a singleton child, so every node that sees the same members
+//! computes the same owner, a joining node takes only the shards it now scores highest
+//! on, and a leaving one's shards go to their second choice. The table (one entry per
+//! shard) is computed again after each pass of that supervisor's loop and every
+//! [`REFRESH`], when the view changed.
+//!
+//! # The remote path
+//!
+//! An entity's address computes its key's shard and that shard's owner on each send.
+//! Owned here: the message goes into the local shard, as on one node. Owned by another
+//! node: the key (postcard) and the message ([`RemoteMessage`]) go to that node's
+//! `$sharded/<name>` process on the node's `default` channel, under the sender's context
+//! (current in the entity's handler there). A call goes the same way, carrying an id; the
+//! owner answers with a `Reply`, and the caller's port is answered from it
+//! ([`RemoteMessage::into_answer`]). Casts and calls from one node to one owner take one
+//! lane, so they arrive in the order they were sent.
+//!
+//! # Moving a shard
+//!
+//! Each node keeps, per shard, where it is: `Serving` (open here), `Away` (held here,
+//! served elsewhere), `Incoming` (owned here, held until its old owner's handoff) or
+//! `Outgoing` (owned elsewhere now, served here until it is handed off). When a node's
+//! table moves shard `i` from a live owner `O` to `N`:
+//!
+//! 1. **Barrier.** Every node but `O` sends `O` a `Barrier` for the shards it moved away
+//!    from it, on the lane its messages to `O` take: every message it sent `O` for them
+//!    is ahead of it. From then on it sends to `N`.
+//! 2. **Hold.** `N` holds what comes for `i` (its own sends too) in the shard, in order.
+//! 3. **Drain.** `O` keeps serving `i` until every member's barrier is in (or
+//!    [`BARRIER_WAIT`]), then drains it: each entity handles what is queued for it, then
+//!    stops, its [`Handoff::export`](crate::distributed::Handoff::export)ed snapshot kept
+//!    (`ShardedSpec::handoff`) or its `terminate` run. What arrives meanwhile is held.
+//! 4. **Handoff.** `O` sends `N` the shard's snapshots and the keys that were active,
+//!    then, behind it on the same lane, what it held. `N` keeps the snapshots, opens the
+//!    shard (the held messages go to their entities in order, each entity restored from
+//!    its snapshot by its first message) and, with `remember_entities`, starts the
+//!    entities that were active without waiting for a message.
+//!
+//! So a planned move (a node joining, a graceful [`leave`](Cluster::leave), which marks
+//! the node leaving and waits for its shards to be handed off before it goes) loses no
+//! message and keeps per-sender order: a sender's messages before its barrier are handled
+//! by `O` before the export, those after it by `N` after the restore. A joining node
+//! does not know, from its first views, who served a shard before it came: for its first
+//! `silence` it takes the shard's previous owner to be the first choice among the other
+//! members (which is what rendezvous gives a join) and waits for its handoff; a shard no
+//! one served opens when that time is up.
+//!
+//! # Crashes
+//!
+//! A node that dies hands nothing off. Once the supervisor's view drops it (its failure
+//! detector; a closed connection at once), its shards open on their new owners after the
+//! supervisor's split-brain margin: their entities start from `init` (snapshots kept on
+//! the dead node are lost with it), and what was sent to it and not handled is lost (at
+//! most once). A call waiting on it is sent again to the shard's new owner with the same
+//! id, so it is answered within the caller's timeout; if the dead node had handled it, it
+//! runs twice.
+//!
+//! # Split brain
+//!
+//! The membership supervisor's quorum policy decides for the shards: a side that loses
+//! the quorum ([`DistributedEvent::QuorumLost`]) holds every shard it serves until the
+//! quorum is back, and the winning side opens a lost node's shards `margin` after it
+//! dropped the node from its view; with the placement core's timing argument, a shard
+//! is not served on both sides at once.
+//!
+//! # Limits
+//!
+//! - While two nodes' views differ (a membership change propagating), a sender may still
+//!   send to the old owner after the barrier it did not send yet; `O` serves the shard
+//!   until the barriers are in or [`BARRIER_WAIT`] passes, so such messages are handled
+//!   there, and after the drain they are passed on to `N` behind the handoff. A node
+//!   whose table still shows the old owner past the wait can lose per-sender order.
+//! - A shard with no eligible owner (no member offers its role) drops its messages,
+//!   counted in [`ShardedStats::dropped`](super::ShardedStats::dropped).
+//! - Entities that do not implement `Handoff` start from `init` on their new owner.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use foundation_actors::remote::{Answer, Replier};
+use foundation_actors::{Actor, ActorError, Addr, Context, RemoteMessage, hosted};
+use foundation_cluster::node::Node;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::EntityKey;
+use super::runtime::Shared;
+use crate::ClusterRegistry;
+use crate::cluster::lock;
+use crate::distributed::{ChildName, DistributedEvent, DistributedSpec, DistributedSupervisor};
+use crate::placement::{Load, Rendezvous, View};
+
+/// How often the owner table is computed again without a supervisor pass.
+pub(crate) const REFRESH: Duration = Duration::from_millis(250);
+
+/// What nodes running one `Sharded` send each other.
+#[derive(Debug, RemoteMessage)]
+#[remote(name = "foundation.registry.Shard", crate = foundation_actors)]
+pub enum ShardWire {
+    /// A cast to the entity of `key` (postcard), `msg` its wire form.
+    #[remote(tag = 1)]
+    Cast {
+        /// The shard, as the sender computed it.
+        shard: u32,
+        /// The key's postcard bytes.
+        key: Vec<u8>,
+        /// The message's wire form.
+        msg: Vec<u8>,
+    },
+    /// A call: as a cast, answered by a [`ShardWire::Reply`] to `from` with `id`.
+    #[remote(tag = 2)]
+    Call {
+        /// The shard, as the sender computed it.
+        shard: u32,
+        /// The key's postcard bytes.
+        key: Vec<u8>,
+        /// The message's wire form (its reply port left out).
+        msg: Vec<u8>,
+        /// The caller's node.
+        from: String,
+        /// The call's id on that node.
+        id: u64,
+    },
+    /// The reply to call `id`: its bytes, or `None` (no reply: the port was dropped, the
+    /// message did not decode).
+    #[remote(tag = 3)]
+    Reply {
+        /// The call's id.
+        id: u64,
+        /// The reply's postcard bytes.
+        bytes: Option<Vec<u8>>,
+    },
+    /// To a shard's old owner, from a node whose table moved these shards away from it:
+    /// every message it sent the old owner for them is ahead of this one (one lane).
+    #[remote(tag = 4)]
+    Barrier {
+        /// The sender.
+        from: String,
+        /// The shards.
+        shards: Vec<u32>,
+    },
+    /// A drained shard, from its old owner to its new one: the entities' snapshots and
+    /// the keys that were active.
+    #[remote(tag = 5)]
+    Handoff {
+        /// The old owner.
+        from: String,
+        /// The shard.
+        shard: u32,
+        /// Keys and snapshots (postcard), for entities that implement `Handoff`.
+        snapshots: Vec<(Vec<u8>, Vec<u8>)>,
+        /// The keys of the entities that were active (postcard), for
+        /// `remember_entities`.
+        active: Vec<Vec<u8>>,
+    },
+    /// The sender leaves gracefully: its shards move to the others, handed off.
+    #[remote(tag = 6)]
+    Leaving {
+        /// The sender.
+        from: String,
+    },
+}
+
+/// Where a shard is, on this node.
+#[derive(Debug, Clone)]
+enum Transit {
+    /// Served here.
+    Serving,
+    /// Served by another node (or none).
+    Away,
+    /// Owned here now; its messages are held until `from`'s handoff comes (or `until`,
+    /// or `from` goes). `None` while this node joins: it does not know yet who served it.
+    Incoming {
+        from: Option<Arc<str>>,
+        until: Instant,
+        /// `from` leaves gracefully: its handoff may come after it left the view (the
+        /// view follows the control channel, the handoff the default one).
+        graceful: bool,
+    },
+    /// Owned by `to` now; served here until every member's barrier is in (or `until`),
+    /// then drained and handed off.
+    Outgoing {
+        to: Arc<str>,
+        waiting: BTreeSet<String>,
+        until: Instant,
+        draining: bool,
+    },
+}
+
+/// How long an old owner waits for the members' barriers before it drains a shard.
+pub(crate) const BARRIER_WAIT: Duration = Duration::from_secs(3);
+
+/// How long a new owner holds a shard's messages for its old owner's handoff.
+pub(crate) const HANDOFF_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a graceful leave waits for its shards to be handed off.
+pub(crate) const LEAVE_WAIT: Duration = Duration::from_secs(20);
+
+/// The owner of each shard, as this node sees the cluster now.
+#[derive(Debug, Default)]
+pub(crate) struct Owners {
+    /// The nodes owning a shard, by index.
+    nodes: Vec<Arc<str>>,
+    /// Per shard, an index into `nodes`, or `u16::MAX` for no owner.
+    of: Vec<u16>,
+    /// The view's members and incarnations it was computed from.
+    signature: Vec<(String, u64, bool)>,
+}
+
+impl Owners {
+    /// The owners of `shards` shards of `name` over `view`, restricted to `role`.
+    pub(crate) fn compute(name: &str, shards: usize, view: &View, role: Option<&str>) -> Self {
+        let load = Load::new();
+        let mut nodes: Vec<Arc<str>> = Vec::new();
+        let mut of = Vec::with_capacity(shards);
+        for i in 0..shards {
+            let key = shard_key(name, i);
+            let owner = view.owners(&Rendezvous, key.as_bytes(), 1, role, &load);
+            let ix = match owner.first() {
+                Some(o) => match nodes.iter().position(|n| &**n == *o) {
+                    Some(ix) => ix,
+                    None => {
+                        nodes.push(Arc::from(*o));
+                        nodes.len() - 1
+                    }
+                },
+                None => usize::from(u16::MAX),
+            };
+            of.push(u16::try_from(ix).unwrap_or(u16::MAX));
+        }
+        Self {
+            nodes,
+            of,
+            signature: signature(view),
+        }
+    }
+
+    /// Whether it was computed at all (the table before the first is empty).
+    fn is_empty(&self) -> bool {
+        self.of.is_empty()
+    }
+
+    /// The owner of shard `i`.
+    pub(crate) fn owner(&self, i: usize) -> Option<&Arc<str>> {
+        self.of
+            .get(i)
+            .and_then(|&ix| self.nodes.get(usize::from(ix)))
+    }
+}
+
+/// What the owner table depends on: the members, their incarnations and whether they
+/// may take shards (roles are fixed per member for its life).
+fn signature(view: &View) -> Vec<(String, u64, bool)> {
+    view.iter()
+        .map(|n| (n.id.clone(), n.incarnation, n.leaving))
+        .collect()
+}
+
+/// The rendezvous key of shard `i` of `name`: the id a shard's distributed child has.
+pub(crate) fn shard_key(name: &str, i: usize) -> String {
+    format!("{name}/{i}")
+}
+
+/// A call sent to another node and not answered yet.
+struct Pending {
+    node: Arc<str>,
+    answer: Answer,
+    /// What was sent, to send it again to the shard's new owner if `node` goes.
+    shard: u32,
+    key: Vec<u8>,
+    msg: Vec<u8>,
+}
+
+/// One node's part of a `Sharded` spread over a cluster.
+pub(crate) struct Cluster<K, A: Actor> {
+    pub(crate) local: Arc<Shared<K, A>>,
+    node: Node,
+    me: Arc<str>,
+    /// The process peers send to, `$sharded/<name>`.
+    service: String,
+    role: Option<String>,
+    sup: DistributedSupervisor<ShardWire>,
+    owners: RwLock<Arc<Owners>>,
+    calls: Mutex<HashMap<u64, Pending>>,
+    next_call: AtomicU64,
+    /// Messages that could not be sent (no owner, no encoding, the owner unreachable).
+    pub(crate) undelivered: AtomicU64,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    receiver: Mutex<Option<Addr<ShardWire>>>,
+    me_weak: Weak<Self>,
+    /// Each shard's state here.
+    transit: Mutex<Vec<Transit>>,
+    /// Barriers that came before this node's own table moved their shard, and when.
+    barriers: Mutex<HashMap<usize, (Instant, HashSet<String>)>>,
+    /// Until then this node joins: the shards it owns wait for a handoff from whoever
+    /// served them (its first views do not know yet). Twice the node's silence after
+    /// the start, and at least its silence after the last change of view meanwhile.
+    joined_at: Mutex<Instant>,
+    silence: Duration,
+    /// This node's side lost the membership's quorum: every shard here holds.
+    quorum_lost: AtomicBool,
+    /// The split-brain margin: a dead owner's shards open this long after it left the
+    /// view, as a failover of a distributed child waits for the quorum's `start_after`.
+    margin: Duration,
+    /// Peers that said they leave gracefully.
+    leavers: Mutex<HashSet<String>>,
+    /// This node leaves gracefully.
+    leaving: AtomicBool,
+    /// Start the entities that were active on a shard's old owner.
+    remember: bool,
+    /// Shards handed off from here.
+    pub(crate) handed_off: AtomicU64,
+}
+
+/// Why a `Sharded` could not join the cluster.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// A `Sharded` of this name runs on this node already.
+    #[error("a sharded entity type named {0} runs on this node already")]
+    NameTaken(String),
+    /// Its membership (a distributed supervisor and its registry) could not start.
+    #[error("the sharded entity type's membership could not start: {0}")]
+    Membership(String),
+    /// Its process could not start.
+    #[error(transparent)]
+    Spawn(#[from] foundation_actors::SpawnError),
+}
+
+impl<K, A> Cluster<K, A>
+where
+    K: EntityKey + Serialize + DeserializeOwned,
+    A: Actor,
+    A::Msg: RemoteMessage,
+{
+    /// Joins the cluster of `node` with `local`'s entities: starts the membership and the
+    /// process peers send to, and computes the owners.
+    pub(crate) async fn start(
+        node: &Node,
+        local: Arc<Shared<K, A>>,
+        role: Option<String>,
+        offers: Vec<String>,
+        remember: bool,
+    ) -> Result<Arc<Self>, JoinError> {
+        let name = local.name().to_owned();
+        let scope = format!("$sharded/{name}");
+        let registry: ClusterRegistry<ChildName, ShardWire> = ClusterRegistry::start(node, &scope)
+            .await
+            .map_err(|e| JoinError::Membership(e.to_string()))?;
+        let mut spec = DistributedSpec::new(scope.clone()).sync_every(Duration::from_millis(500));
+        for r in offers {
+            spec = spec.role(r);
+        }
+        let sup = DistributedSupervisor::start(node, &registry, spec)
+            .await
+            .map_err(|e| JoinError::Membership(e.to_string()))?;
+        let me: Arc<str> = Arc::from(node.name());
+        let margin = sup.timing().margin;
+        let cluster = Arc::new_cyclic(|weak| Self {
+            local,
+            node: node.clone(),
+            me,
+            service: scope,
+            role,
+            sup,
+            owners: RwLock::new(Arc::new(Owners::default())),
+            calls: Mutex::new(HashMap::new()),
+            next_call: AtomicU64::new(1),
+            undelivered: AtomicU64::new(0),
+            tasks: Mutex::new(Vec::new()),
+            receiver: Mutex::new(None),
+            me_weak: weak.clone(),
+            transit: Mutex::new(Vec::new()),
+            barriers: Mutex::new(HashMap::new()),
+            leavers: Mutex::new(HashSet::new()),
+            leaving: AtomicBool::new(false),
+            joined_at: Mutex::new(Instant::now() + node.silence() * 2),
+            silence: node.silence(),
+            quorum_lost: AtomicBool::new(false),
+            margin,
+            remember,
+            handed_off: AtomicU64::new(0),
+        });
+        cluster.local.widen_backlog();
+        let shards = cluster.local.shard_count();
+        *lock(&cluster.transit) = vec![Transit::Away; shards];
+        let gate = Arc::downgrade(&cluster);
+        let _ = cluster.local.gate.set(Box::new(move |i| {
+            gate.upgrade().is_some_and(|c| {
+                matches!(
+                    lock(&c.transit).get(i),
+                    Some(Transit::Serving | Transit::Outgoing { .. })
+                )
+            })
+        }));
+        cluster.refresh();
+        let receiver = foundation_actors::spawn(
+            Inbox {
+                cluster: Arc::downgrade(&cluster),
+            },
+            (),
+        )
+        .await?;
+        if node.export(&cluster.service, receiver.clone()).is_err() {
+            receiver.stop(None);
+            cluster.sup.shutdown().await;
+            return Err(JoinError::NameTaken(name));
+        }
+        *lock(&cluster.receiver) = Some(receiver);
+        let watcher = tokio::spawn(watch(
+            Arc::downgrade(&cluster),
+            cluster.sup.passes(),
+            cluster.sup.subscribe(),
+        ));
+        lock(&cluster.tasks).push(watcher);
+        // Keep the registry alive as long as the supervisor that names into it.
+        drop(registry);
+        Ok(cluster)
+    }
+
+    /// The membership view shards are placed over: the supervisor's, with the members
+    /// that said they leave (and this node, once it leaves) marked leaving.
+    fn view(&self) -> View {
+        let view = self.sup.placement_view();
+        let leavers = {
+            let mut l = lock(&self.leavers);
+            l.retain(|n| view.contains(n));
+            l.clone()
+        };
+        let me_leaving = self.leaving.load(Ordering::SeqCst);
+        view.iter()
+            .cloned()
+            .map(|mut n| {
+                if leavers.contains(&n.id) || (me_leaving && *n.id == *self.me) {
+                    n.leaving = true;
+                }
+                n
+            })
+            .collect()
+    }
+
+    /// Computes the owner table again if the view changed, and starts the moves it
+    /// asks for; then moves on what waits (barriers in, handoffs overdue).
+    pub(crate) fn refresh(&self) {
+        let view = self.view();
+        let sig = signature(&view);
+        if lock_read(&self.owners).signature != sig {
+            let shards = self.local.shard_count();
+            let new = Owners::compute(self.local.name(), shards, &view, self.role.as_deref());
+            tracing::debug!(sharded = %self.local.name(), members = view.len(), "shard owners computed");
+            let new = Arc::new(new);
+            let old = std::mem::replace(
+                &mut *self.owners.write().unwrap_or_else(|e| e.into_inner()),
+                new.clone(),
+            );
+            self.moves(&old, &new, &view);
+            self.resend_calls(&view, &new);
+        }
+        self.progress(&view);
+    }
+
+    /// What a change of owners asks of this node: shards to open at once, to wait for,
+    /// to hand off; barriers to send.
+    fn moves(&self, old: &Owners, new: &Owners, view: &View) {
+        let now = Instant::now();
+        let mut barriers: HashMap<Arc<str>, Vec<u32>> = HashMap::new();
+        let mut open = Vec::new();
+        let mut hold = Vec::new();
+        let joining = {
+            let mut until = lock(&self.joined_at);
+            if now < *until {
+                *until = (*until).max(now + self.silence);
+            }
+            now < *until
+        };
+        let joined_at = *lock(&self.joined_at);
+        // A joining node's first views may not hold the members yet, so its own tables
+        // cannot say who served a shard before it came: the owner among the others can
+        // (rendezvous: what a join takes, it takes from the others' first choice).
+        let others: Option<View> =
+            joining.then(|| view.iter().filter(|n| *n.id != *self.me).cloned().collect());
+        let load = Load::new();
+        {
+            let mut transit = lock(&self.transit);
+            let mut early = lock(&self.barriers);
+            for (i, t) in transit.iter_mut().enumerate() {
+                let o = if old.is_empty() {
+                    None
+                } else {
+                    old.owner(i).cloned()
+                };
+                let n = new.owner(i).cloned();
+                let unknown = matches!(t, Transit::Incoming { from: None, .. });
+                if !old.is_empty() && o == n && !(joining && unknown) {
+                    continue;
+                }
+                let mut alive = o.clone().filter(|o| view.contains(o) && **o != *self.me);
+                if let (Some(others), None) = (&others, &alive) {
+                    let key = shard_key(self.local.name(), i);
+                    let before =
+                        others.owners(&Rendezvous, key.as_bytes(), 1, self.role.as_deref(), &load);
+                    alive = before.first().map(|b| Arc::from(*b));
+                }
+                let o = if others.is_some() && alive.is_some() {
+                    alive.clone()
+                } else {
+                    o
+                };
+                let mine_now = n.as_deref() == Some(&*self.me);
+                let mine_before = o.as_deref() == Some(&*self.me);
+                let shard = u32::try_from(i).unwrap_or(u32::MAX);
+                if unknown && !mine_now && o == n {
+                    // Held here while joining, never served: what it holds goes to its
+                    // owner at once.
+                    if let Some(to) = n {
+                        *t = Transit::Outgoing {
+                            to,
+                            waiting: BTreeSet::new(),
+                            until: now,
+                            draining: false,
+                        };
+                    }
+                    continue;
+                }
+                if let Some(o) = &alive {
+                    if !mine_before {
+                        barriers.entry(o.clone()).or_default().push(shard);
+                    }
+                }
+                match (mine_now, mine_before) {
+                    (true, true) if !joining || !matches!(t, Transit::Away) => {}
+                    (true, _) => match alive {
+                        Some(from) if !matches!(t, Transit::Serving) => {
+                            let graceful = view.get(&from).is_some_and(|n| n.leaving);
+                            *t = Transit::Incoming {
+                                from: Some(from),
+                                until: now + HANDOFF_WAIT,
+                                graceful,
+                            };
+                            hold.push(i);
+                        }
+                        // Joining: whoever served it may not be in the view yet.
+                        _ if joining && !matches!(t, Transit::Serving) => {
+                            *t = Transit::Incoming {
+                                from: None,
+                                until: joined_at,
+                                graceful: false,
+                            };
+                            hold.push(i);
+                        }
+                        // Its old owner left the view without a graceful leave: open
+                        // after the margin (the other side of a partition stops first).
+                        _ if o.as_ref().is_some_and(|o| **o != *self.me)
+                            && !matches!(t, Transit::Serving) =>
+                        {
+                            *t = Transit::Incoming {
+                                from: o.clone(),
+                                until: now + self.margin,
+                                graceful: true,
+                            };
+                            hold.push(i);
+                        }
+                        _ => {
+                            *t = Transit::Serving;
+                            open.push(i);
+                        }
+                    },
+                    (false, true) | (false, false)
+                        if matches!(t, Transit::Serving | Transit::Incoming { .. }) =>
+                    {
+                        match n {
+                            Some(to) => {
+                                // Barriers older than a wait are stale (another move).
+                                let have = early
+                                    .remove(&i)
+                                    .filter(|(at, _)| now.duration_since(*at) < BARRIER_WAIT)
+                                    .map(|(_, h)| h)
+                                    .unwrap_or_default();
+                                let waiting = view
+                                    .names()
+                                    .filter(|m| *m != &*self.me && !have.contains(*m))
+                                    .map(str::to_owned)
+                                    .collect();
+                                *t = Transit::Outgoing {
+                                    to,
+                                    waiting,
+                                    until: now + BARRIER_WAIT,
+                                    draining: false,
+                                };
+                            }
+                            None => {
+                                *t = Transit::Away;
+                                hold.push(i);
+                            }
+                        }
+                    }
+                    (false, _) => {
+                        if let Transit::Outgoing { to, draining, .. } = t {
+                            // Still handing it off: to the newest owner.
+                            if let Some(n) = &n {
+                                if !*draining {
+                                    *to = n.clone();
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for i in hold {
+            self.local.hold_shard(i);
+        }
+        for i in open {
+            self.local.open_shard(i);
+        }
+        for (to, shards) in barriers {
+            let b = ShardWire::Barrier {
+                from: self.me.to_string(),
+                shards,
+            };
+            if let Err(error) = self.node.send(&to, &self.service, &b) {
+                tracing::debug!(sharded = %self.local.name(), node = %to, %error, "a barrier could not be sent");
+            }
+        }
+    }
+
+    /// Moves on: shards whose barriers are in (or overdue) are drained and handed off;
+    /// shards whose handoff is overdue, or whose old owner went, are opened.
+    fn progress(&self, view: &View) {
+        if self.quorum_lost.load(Ordering::SeqCst) {
+            // Nothing moves or opens on a side without the quorum.
+            return;
+        }
+        let now = Instant::now();
+        let mut drain = Vec::new();
+        let mut open = Vec::new();
+        {
+            let mut transit = lock(&self.transit);
+            for (i, t) in transit.iter_mut().enumerate() {
+                match t {
+                    Transit::Outgoing {
+                        to,
+                        waiting,
+                        until,
+                        draining,
+                    } if !*draining => {
+                        waiting.retain(|m| view.contains(m));
+                        if waiting.is_empty() || now >= *until {
+                            *draining = true;
+                            drain.push((i, to.clone()));
+                        }
+                    }
+                    Transit::Incoming {
+                        from,
+                        until,
+                        graceful,
+                    } => {
+                        // A node that died hands nothing off: open after the margin (at
+                        // most once); one that leaves gracefully does, maybe after it
+                        // went.
+                        let gone = !*graceful && from.as_ref().is_some_and(|f| !view.contains(f));
+                        if gone {
+                            *graceful = true;
+                            *until = (*until).min(now + self.margin);
+                        }
+                        if now >= *until {
+                            *t = Transit::Serving;
+                            open.push(i);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for i in open {
+            self.local.open_shard(i);
+        }
+        for (i, to) in drain {
+            let Some(me) = self.me_weak.upgrade() else {
+                return;
+            };
+            let task = tokio::spawn(async move { me.hand_off(i, to).await });
+            let mut tasks = lock(&self.tasks);
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(task);
+        }
+    }
+
+    /// Drains shard `i` and hands it to `to`, then forwards what was held meanwhile.
+    async fn hand_off(&self, i: usize, to: Arc<str>) {
+        let (active, held) = self.local.drain_shard(i).await;
+        let snapshots = self.local.take_snapshots(i);
+        let mut wire_snapshots = Vec::with_capacity(snapshots.len());
+        for (k, bytes) in &snapshots {
+            match postcard::to_allocvec(k) {
+                Ok(kb) => wire_snapshots.push((kb, bytes.clone())),
+                Err(error) => {
+                    tracing::warn!(sharded = %self.local.name(), key = ?k, %error, "a key does not encode; its snapshot stays here");
+                }
+            }
+        }
+        let active = if self.remember {
+            active
+                .iter()
+                .filter_map(|k| postcard::to_allocvec(k).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // The shard may have moved on meanwhile: to its owner now.
+        let to = self.owners().owner(i).cloned().unwrap_or(to);
+        let handoff = ShardWire::Handoff {
+            from: self.me.to_string(),
+            shard: u32::try_from(i).unwrap_or(u32::MAX),
+            snapshots: wire_snapshots,
+            active,
+        };
+        let sent = if *to == *self.me {
+            self.take_handoff(handoff);
+            Ok(())
+        } else {
+            self.node.send(&to, &self.service, &handoff)
+        };
+        match sent {
+            Ok(()) => {
+                self.handed_off.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::warn!(sharded = %self.local.name(), shard = i, node = %to, %error, "a shard could not be handed off; its snapshots stay here");
+                for (k, bytes) in snapshots {
+                    self.local.put_snapshot(k, &bytes);
+                }
+            }
+        }
+        {
+            let mut transit = lock(&self.transit);
+            if let Some(t @ Transit::Outgoing { .. }) = transit.get_mut(i) {
+                *t = Transit::Away;
+            }
+        }
+        // Behind the handoff on the same lane: the new owner opens the shard first.
+        for (k, env) in held {
+            if let Err(env) = self.deliver(&k, env) {
+                drop(env);
+            }
+        }
+    }
+
+    /// A shard handed over by its old owner: its snapshots kept, the shard opened (its
+    /// held messages delivered, in order), its remembered entities started.
+    fn take_handoff(&self, wire: ShardWire) {
+        let ShardWire::Handoff {
+            from,
+            shard,
+            snapshots,
+            active,
+        } = wire
+        else {
+            return;
+        };
+        let i = usize::try_from(shard).unwrap_or(usize::MAX);
+        let state = lock(&self.transit).get(i).cloned();
+        match state {
+            Some(Transit::Incoming { .. } | Transit::Serving) => {}
+            Some(_) => {
+                // Not ours (any more): to its owner now, as this node sees it.
+                if let Some(owner) = self.owners().owner(i).cloned() {
+                    if *owner != *self.me {
+                        let w = ShardWire::Handoff {
+                            from,
+                            shard,
+                            snapshots,
+                            active,
+                        };
+                        if let Err(error) = self.node.send(&owner, &self.service, &w) {
+                            tracing::warn!(sharded = %self.local.name(), shard, %error, "a handoff could not be passed on; its snapshots are lost");
+                        }
+                        return;
+                    }
+                }
+            }
+            None => return,
+        }
+        for (kb, bytes) in snapshots {
+            if let Some(k) = self.decode_key(&kb) {
+                self.local.put_snapshot(k, &bytes);
+            }
+        }
+        if let Some(t) = lock(&self.transit).get_mut(i) {
+            *t = Transit::Serving;
+        }
+        self.local.open_shard(i);
+        for kb in active {
+            if let Some(k) = self.decode_key(&kb) {
+                self.local.activate(&k);
+            }
+        }
+        tracing::debug!(sharded = %self.local.name(), shard, from = %from, "shard taken over");
+    }
+
+    /// Calls waiting on nodes that left the view go again to their shard's owner now (a
+    /// call the dead node handled but did not answer runs again); with no owner, their
+    /// callers get no reply at once.
+    fn resend_calls(&self, view: &View, owners: &Owners) {
+        let gone: Vec<(u64, Pending)> = {
+            let mut calls = lock(&self.calls);
+            let ids: Vec<u64> = calls
+                .iter()
+                .filter(|(_, p)| !view.contains(&p.node))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| calls.remove(&id).map(|p| (id, p)))
+                .collect()
+        };
+        for (id, p) in gone {
+            let owner = owners.owner(usize::try_from(p.shard).unwrap_or(usize::MAX));
+            let Some(owner) = owner.cloned() else {
+                p.answer.answer(None);
+                continue;
+            };
+            let wire = ShardWire::Call {
+                shard: p.shard,
+                key: p.key.clone(),
+                msg: p.msg.clone(),
+                from: self.me.to_string(),
+                id,
+            };
+            lock(&self.calls).insert(
+                id,
+                Pending {
+                    node: owner.clone(),
+                    ..p
+                },
+            );
+            if self.node.send(&owner, &self.service, &wire).is_err() {
+                if let Some(p) = lock(&self.calls).remove(&id) {
+                    p.answer.answer(None);
+                }
+            }
+        }
+    }
+
+    /// The membership's split-brain policy decided for this side: without the quorum,
+    /// every shard here holds its messages (none is served, none moves); with it back,
+    /// the shards served here open again (held messages in order).
+    fn quorum(&self, kept: bool) {
+        self.quorum_lost.store(!kept, Ordering::SeqCst);
+        let served: Vec<usize> = lock(&self.transit)
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| matches!(t, Transit::Serving | Transit::Outgoing { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        for i in served {
+            if kept {
+                self.local.open_shard(i);
+            } else {
+                self.local.hold_shard(i);
+            }
+        }
+        tracing::info!(sharded = %self.local.name(), kept, "the membership's quorum decided: shards here {}", if kept { "served again" } else { "held" });
+    }
+
+    /// Shards in a move here (waiting for a handoff, or being handed off).
+    pub(crate) fn in_transit(&self) -> usize {
+        lock(&self.transit)
+            .iter()
+            .filter(|t| matches!(t, Transit::Incoming { .. } | Transit::Outgoing { .. }))
+            .count()
+    }
+
+    /// Shards served here.
+    pub(crate) fn served(&self) -> usize {
+        lock(&self.transit)
+            .iter()
+            .filter(|t| matches!(t, Transit::Serving | Transit::Outgoing { .. }))
+            .count()
+    }
+
+    /// The owner table now.
+    pub(crate) fn owners(&self) -> Arc<Owners> {
+        lock_read(&self.owners).clone()
+    }
+
+    /// The node owning `key`'s shard now, as this node sees the cluster.
+    pub(crate) fn owner_of(&self, key: &K) -> Option<String> {
+        let i = self.local.shard_of(key);
+        self.owners().owner(i).map(|o| o.to_string())
+    }
+
+    /// The nodes running this `Sharded`, as this node sees them.
+    pub(crate) fn members(&self) -> Vec<String> {
+        self.sup.members()
+    }
+
+    /// Delivers `env` to `key`'s entity, wherever its shard's owner is.
+    fn deliver(
+        &self,
+        key: &K,
+        env: foundation_actors::addr::Envelope<A::Msg>,
+    ) -> Result<(), foundation_actors::addr::Envelope<A::Msg>> {
+        let i = self.local.shard_of(key);
+        let owner = self.owners().owner(i).cloned();
+        match owner {
+            Some(o) if o == self.me => self.local.deliver(key, env),
+            Some(o) => {
+                self.send_remote(&o, i, key, env);
+                Ok(())
+            }
+            None => {
+                self.undelivered.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sharded = %self.local.name(), key = ?key, shard = i, "a message for an entity was dropped: no member can own its shard");
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends `env` to `owner`'s process for `key`'s entity, under the sender's context.
+    fn send_remote(
+        &self,
+        owner: &str,
+        shard: usize,
+        key: &K,
+        env: foundation_actors::addr::Envelope<A::Msg>,
+    ) {
+        let (ctx, msg) = hosted::into_parts(env);
+        let encoded = postcard::to_allocvec(key)
+            .map_err(|e| e.to_string())
+            .and_then(|k| msg.to_bytes().map(|m| (k, m)).map_err(|e| e.to_string()));
+        let (key_bytes, msg_bytes) = match encoded {
+            Ok(both) => both,
+            Err(why) => {
+                self.undelivered.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sharded = %self.local.name(), key = ?key, %why, "a message for an entity on another node does not encode: dropped");
+                return;
+            }
+        };
+        let shard = u32::try_from(shard).unwrap_or(u32::MAX);
+        let wire = match msg.into_answer() {
+            None => ShardWire::Cast {
+                shard,
+                key: key_bytes,
+                msg: msg_bytes,
+            },
+            Some(answer) => {
+                let id = self.next_call.fetch_add(1, Ordering::Relaxed);
+                lock(&self.calls).insert(
+                    id,
+                    Pending {
+                        node: Arc::from(owner),
+                        answer,
+                        shard,
+                        key: key_bytes.clone(),
+                        msg: msg_bytes.clone(),
+                    },
+                );
+                ShardWire::Call {
+                    shard,
+                    key: key_bytes,
+                    msg: msg_bytes,
+                    from: self.me.to_string(),
+                    id,
+                }
+            }
+        };
+        let call_id = match &wire {
+            ShardWire::Call { id, .. } => Some(*id),
+            _ => None,
+        };
+        let sent = match ctx {
+            Some(ctx) => ctx.sync_scope(|| self.node.send(owner, &self.service, &wire)),
+            None => Context::default().sync_scope(|| self.node.send(owner, &self.service, &wire)),
+        };
+        if let Err(error) = sent {
+            self.undelivered.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(sharded = %self.local.name(), key = ?key, owner, %error, "a message for an entity on another node could not be sent");
+            if let Some(id) = call_id {
+                let pending = lock(&self.calls).remove(&id);
+                if let Some(p) = pending {
+                    p.answer.answer(None);
+                }
+            }
+        }
+    }
+
+    /// What a peer sent to this node's process.
+    fn receive(&self, wire: ShardWire) {
+        match wire {
+            ShardWire::Cast { key, msg, .. } => {
+                let Some(key) = self.decode_key(&key) else {
+                    return;
+                };
+                match A::Msg::from_bytes(&msg) {
+                    Ok(m) => self.deliver_here(key, m),
+                    Err(error) => {
+                        tracing::warn!(sharded = %self.local.name(), %error, "a message from a peer for an entity does not decode: dropped");
+                    }
+                }
+            }
+            ShardWire::Call {
+                key, msg, from, id, ..
+            } => {
+                let back = self.me_weak.clone();
+                let to = from.clone();
+                let replier = Replier::new(move |bytes| {
+                    if let Some(c) = back.upgrade() {
+                        let reply = ShardWire::Reply { id, bytes };
+                        if let Err(error) = c.node.send(&to, &c.service, &reply) {
+                            tracing::warn!(sharded = %c.local.name(), node = %to, %error, "the reply to a call from another node could not be sent");
+                        }
+                    }
+                });
+                let Some(key) = self.decode_key(&key) else {
+                    // `replier` dropped: the caller is told there is no reply.
+                    return;
+                };
+                match A::Msg::from_bytes_with_reply(&msg, replier) {
+                    Ok(m) => self.deliver_here(key, m),
+                    Err(error) => {
+                        tracing::warn!(sharded = %self.local.name(), %error, node = %from, "a call from a peer for an entity does not decode: dropped");
+                    }
+                }
+            }
+            ShardWire::Reply { id, bytes } => {
+                let pending = lock(&self.calls).remove(&id);
+                if let Some(p) = pending {
+                    p.answer.answer(bytes);
+                }
+            }
+            ShardWire::Barrier { from, shards } => {
+                {
+                    let mut transit = lock(&self.transit);
+                    let mut early = lock(&self.barriers);
+                    for s in shards {
+                        let i = usize::try_from(s).unwrap_or(usize::MAX);
+                        match transit.get_mut(i) {
+                            Some(Transit::Outgoing { waiting, .. }) => {
+                                waiting.remove(&from);
+                            }
+                            Some(_) => {
+                                let e = early
+                                    .entry(i)
+                                    .or_insert_with(|| (Instant::now(), HashSet::new()));
+                                e.0 = Instant::now();
+                                e.1.insert(from.clone());
+                            }
+                            None => {}
+                        }
+                    }
+                }
+                let view = self.view();
+                self.progress(&view);
+            }
+            ShardWire::Handoff { .. } => self.take_handoff(wire),
+            ShardWire::Leaving { from } => {
+                lock(&self.leavers).insert(from);
+                self.refresh();
+            }
+        }
+    }
+
+    fn decode_key(&self, bytes: &[u8]) -> Option<K> {
+        match postcard::from_bytes::<K>(bytes) {
+            Ok(k) => Some(k),
+            Err(error) => {
+                tracing::warn!(sharded = %self.local.name(), %error, "a key from a peer does not decode: its message is dropped");
+                None
+            }
+        }
+    }
+
+    /// Delivers a message that came from a peer into the local shard, under the context
+    /// current now (the sender's).
+    fn deliver_here(&self, key: K, msg: A::Msg) {
+        let i = self.local.shard_of(&key);
+        let outgoing = matches!(lock(&self.transit).get(i), Some(Transit::Outgoing { .. }));
+        // A shard being handed off takes what comes before the senders' barriers; any
+        // other message goes where this node's table says (here, held while a handoff is
+        // awaited, or on to the owner when the sender's table was behind).
+        let addr = if outgoing {
+            self.local.addr(key)
+        } else {
+            let route = ClusterRoute {
+                cluster: self.me_weak.clone(),
+                key,
+            };
+            Addr::hosted(self.local.name().to_owned(), Box::new(route))
+        };
+        if addr.cast(msg).is_err() {
+            tracing::warn!(sharded = %self.local.name(), "a message from a peer for an entity was refused: the region has stopped");
+        }
+    }
+
+    /// Stops this node's part: its membership and its process; pending calls get no
+    /// reply.
+    pub(crate) async fn leave(&self) {
+        // Tell the others first: they plan with this node leaving, as it does, and its
+        // shards are handed off to their new owners.
+        self.leaving.store(true, Ordering::SeqCst);
+        let bye = ShardWire::Leaving {
+            from: self.me.to_string(),
+        };
+        for m in self.sup.members() {
+            if *m != *self.me {
+                let _ = self.node.send(&m, &self.service, &bye);
+            }
+        }
+        self.refresh();
+        let deadline = Instant::now() + LEAVE_WAIT;
+        while self.served() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            self.refresh();
+        }
+        // Peers whose tables lag may still send here for a moment: passed on to the new
+        // owners for one silence period before the process goes.
+        tokio::time::sleep(self.silence).await;
+        if let Some(r) = lock(&self.receiver).take() {
+            self.node.unexport(&self.service);
+            r.stop(None);
+        }
+        for t in lock(&self.tasks).drain(..) {
+            t.abort();
+        }
+        self.sup.shutdown().await;
+        let pending: Vec<Pending> = lock(&self.calls).drain().map(|(_, p)| p).collect();
+        for p in pending {
+            p.answer.answer(None);
+        }
+    }
+}
+
+fn lock_read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Computes the owners again after each pass of the membership's loop, and every
+/// [`REFRESH`].
+async fn watch<K, A>(
+    cluster: Weak<Cluster<K, A>>,
+    mut passes: tokio::sync::watch::Receiver<u64>,
+    mut events: tokio::sync::broadcast::Receiver<DistributedEvent>,
+) where
+    K: EntityKey + Serialize + DeserializeOwned,
+    A: Actor,
+    A::Msg: RemoteMessage,
+{
+    loop {
+        let mut quorum = None;
+        tokio::select! {
+            r = passes.changed() => if r.is_err() { return },
+            e = events.recv() => match e {
+                Ok(DistributedEvent::QuorumLost(_)) => quorum = Some(false),
+                Ok(DistributedEvent::QuorumRegained) => quorum = Some(true),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            () = tokio::time::sleep(REFRESH) => {}
+        }
+        let Some(c) = cluster.upgrade() else { return };
+        if let Some(kept) = quorum {
+            c.quorum(kept);
+        }
+        c.refresh();
+    }
+}
+
+/// What an entity's address delivers to in a cluster: the owner of its shard.
+pub(crate) struct ClusterRoute<K, A: Actor> {
+    pub(crate) cluster: Weak<Cluster<K, A>>,
+    pub(crate) key: K,
+}
+
+impl<K, A> foundation_actors::Mailbox<A::Msg> for ClusterRoute<K, A>
+where
+    K: EntityKey + Serialize + DeserializeOwned,
+    A: Actor,
+    A::Msg: RemoteMessage,
+{
+    fn deliver(
+        &self,
+        env: foundation_actors::addr::Envelope<A::Msg>,
+    ) -> Result<(), foundation_actors::addr::Envelope<A::Msg>> {
+        match self.cluster.upgrade() {
+            Some(c) => c.deliver(&self.key, env),
+            None => Err(env),
+        }
+    }
+
+    fn stop(&self) {
+        if let Some(c) = self.cluster.upgrade() {
+            c.local.passivate(&self.key);
+        }
+    }
+
+    fn kill(&self) {
+        self.stop();
+    }
+}
+
+/// The process peers send to (`$sharded/<name>`).
+struct Inbox<K, A: Actor> {
+    cluster: Weak<Cluster<K, A>>,
+}
+
+impl<K, A> Actor for Inbox<K, A>
+where
+    K: EntityKey + Serialize + DeserializeOwned,
+    A: Actor,
+    A::Msg: RemoteMessage,
+{
+    type Msg = ShardWire;
+    type State = ();
+    type Args = ();
+
+    async fn init(&self, _: &Addr<ShardWire>, (): ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: &Addr<ShardWire>,
+        msg: ShardWire,
+        (): &mut (),
+    ) -> Result<(), ActorError> {
+        if let Some(c) = self.cluster.upgrade() {
+            c.receive(msg);
+        }
+        Ok(())
+    }
+}
