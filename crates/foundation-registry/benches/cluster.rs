@@ -20,7 +20,10 @@
 //!   a registration (the wait for it to answer, and its termination, untimed), one call
 //!   at a time; `singleton_placed_batched` is the same timed as `cluster_register` is:
 //!   back-to-back calls in batches of 64, only the calls timed (the waits for the
-//!   children to answer and their termination between batches, untimed); `singleton`
+//!   children to answer and their termination between batches, untimed);
+//!   `registration_one_at_a_time` is [`ClusterRegistry::register`] timed as
+//!   `singleton_placed` is (one call per async iteration, the name unregistered and a
+//!   300 µs pause between calls, untimed: each call meets a system gone idle); `singleton`
 //!   is [`DistributedSupervisor::start_child`] of a singleton on `a`, returning once the child
 //!   answers by name and is recorded, wherever rendezvous placed it (two of three times on
 //!   another node: a round trip, a spawn there, the name and the record back);
@@ -449,6 +452,28 @@ fn main() {
                             sup.terminate_child(p.id()).await.unwrap();
                         }
                         done += n as u64;
+                    }
+                    total
+                }
+            });
+        });
+        // A registration timed as `singleton_placed` is: one call at a time from an async
+        // iteration, the name unregistered and a pause between calls untimed, so that each
+        // call meets a system gone idle as each `place_child` does (its untimed part, the
+        // wait for the child and its termination, takes a few hundred microseconds).
+        g.bench_function("registration_one_at_a_time", |bch| {
+            bch.to_async(&rt).iter_custom(|iters| {
+                let (names, addr, next) = (names.clone(), addr.clone(), next.clone());
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let key = format!("one-{n}");
+                        let t = Instant::now();
+                        names.register(key.clone(), &addr, ()).unwrap();
+                        total += t.elapsed();
+                        names.unregister(&key);
+                        tokio::time::sleep(Duration::from_micros(300)).await;
                     }
                     total
                 }
