@@ -2,8 +2,34 @@
 
 use std::future::Future;
 
+use std::time::Duration;
+
 use foundation_cache::crdt::{LwwMap, OrSet, PnCounter, ReplicaId, SharedState};
+use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
 use futures::FutureExt;
+
+/// A node process's start, shared by the cluster harnesses: `config` with the
+/// `SILENCE_MS` setting applied, started, and its membership said on stdout as
+/// `up <node>` and `down <node>` for the test to wait on.
+pub async fn start_node(mut config: NodeConfig) -> Node {
+    if let Some(ms) = foundation_testkit::setting("SILENCE_MS") {
+        config = config.silence(Duration::from_millis(ms.parse().unwrap()));
+    }
+    let node = Node::start(config).await.unwrap();
+    let mut cluster = node.subscribe();
+    tokio::spawn(async move {
+        while let Ok(e) = cluster.recv().await {
+            match e {
+                ClusterEvent::NodeUp(m) => foundation_testkit::say(&format!("up {}", m.id)),
+                ClusterEvent::NodeDown { member, .. } => {
+                    foundation_testkit::say(&format!("down {}", member.id))
+                }
+                _ => {}
+            }
+        }
+    });
+    node
+}
 
 /// Polls a future of the local adapter once: its futures are ready at the first poll.
 pub fn now<F: Future>(f: F) -> F::Output {

@@ -36,7 +36,7 @@ use std::time::Duration;
 use foundation_actors::prelude::*;
 use foundation_cache::{Cache, Multilevel, Partitioned, Ttl};
 use foundation_cluster::discovery::Peer;
-use foundation_cluster::node::{ChannelConfig, ClusterEvent, Node, NodeConfig};
+use foundation_cluster::node::{ChannelConfig, NodeConfig};
 pub use foundation_testkit::Child;
 use foundation_testkit::{commands, say};
 
@@ -118,23 +118,10 @@ fn node_process() {
 
 async fn run(name: String) {
     let var = foundation_testkit::setting;
-    let mut config = NodeConfig::new(&name, "cookie")
+    let config = NodeConfig::new(&name, "cookie")
         .listen("127.0.0.1:0".parse().unwrap())
         .channel(foundation_pubsub::CHANNEL, ChannelConfig::default());
-    if let Some(ms) = var("SILENCE_MS") {
-        config = config.silence(Duration::from_millis(ms.parse().unwrap()));
-    }
-    let node = Node::start(config).await.unwrap();
-    let mut cluster = node.subscribe();
-    tokio::spawn(async move {
-        while let Ok(e) = cluster.recv().await {
-            match e {
-                ClusterEvent::NodeUp(m) => say(&format!("up {}", m.id)),
-                ClusterEvent::NodeDown { member, .. } => say(&format!("down {}", member.id)),
-                _ => {}
-            }
-        }
-    });
+    let node = crate::support::start_node(config).await;
     let garbage = var("GARBAGE").is_some();
     let cache: Option<Partitioned<u64, String>> = if garbage {
         let liar = spawn(Liar, ()).await.unwrap();

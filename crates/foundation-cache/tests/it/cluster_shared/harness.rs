@@ -21,7 +21,7 @@ use std::time::Duration;
 use foundation_cache::crdt::{OrSet, PnCounter};
 use foundation_cache::{Cache, Replicated, ReplicatedOptions, Shared, SharedOptions, Ttl};
 use foundation_cluster::discovery::Peer;
-use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
+use foundation_cluster::node::NodeConfig;
 pub use foundation_testkit::{Child, Net};
 use foundation_testkit::{commands, say};
 use futures::StreamExt;
@@ -88,21 +88,8 @@ async fn until(mut f: impl AsyncFnMut() -> bool) {
 async fn run(name: String) {
     let var = foundation_testkit::setting;
     let listen = var("LISTEN").unwrap_or_else(|| "127.0.0.1:0".into());
-    let mut config = NodeConfig::new(&name, "cookie").listen(listen.parse().unwrap());
-    if let Some(ms) = var("SILENCE_MS") {
-        config = config.silence(Duration::from_millis(ms.parse().unwrap()));
-    }
-    let node = Node::start(config).await.unwrap();
-    let mut cluster = node.subscribe();
-    tokio::spawn(async move {
-        while let Ok(e) = cluster.recv().await {
-            match e {
-                ClusterEvent::NodeUp(m) => say(&format!("up {}", m.id)),
-                ClusterEvent::NodeDown { member, .. } => say(&format!("down {}", member.id)),
-                _ => {}
-            }
-        }
-    });
+    let config = NodeConfig::new(&name, "cookie").listen(listen.parse().unwrap());
+    let node = crate::support::start_node(config).await;
     // Digests every 200 ms: a lost last delta is repaired sooner than with the default.
     let fast = |name: &str| SharedOptions::new(name).digest_every(Duration::from_millis(200));
     let rc: Replicated<String, String> =
