@@ -76,7 +76,10 @@ struct Headline {
     unit: &'static str,
     /// What the figure must satisfy.
     budget: Budget,
-    /// The group in `bench-paired.json` whose paired ratio is this figure's ratio, if any.
+    /// The group whose paired ratio is this figure's ratio, if any: in
+    /// `bench-cache-paired.json` for a group named `cache_*` (foundation-cache's `cache`
+    /// bench, against raw moka), else in `bench-paired.json` (foundation-actors' `paired`
+    /// bench, against raw ractor).
     paired: Option<&'static str>,
 }
 
@@ -338,7 +341,7 @@ const HEADLINES: &[Headline] = &[
         name: "local cache get (hit)",
         ours: "cache_get_hit/foundation",
         competitor: "cache_get_hit/moka",
-        paired: None,
+        paired: Some("cache_get_hit"),
         unit: "ns",
         budget: Budget::Ratio(1.1),
     },
@@ -346,7 +349,7 @@ const HEADLINES: &[Headline] = &[
         name: "local cache get (miss)",
         ours: "cache_get_miss/foundation",
         competitor: "cache_get_miss/moka",
-        paired: None,
+        paired: Some("cache_get_miss"),
         unit: "ns",
         budget: Budget::Ratio(1.1),
     },
@@ -354,7 +357,7 @@ const HEADLINES: &[Headline] = &[
         name: "local cache put",
         ours: "cache_put/foundation",
         competitor: "cache_put/moka",
-        paired: None,
+        paired: Some("cache_put"),
         unit: "ns",
         budget: Budget::Ratio(1.1),
     },
@@ -821,6 +824,8 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
     let paired = read_json(&paired_path).context(
         "no paired-ratio results; run `cargo bench -p foundation-actors --bench paired`",
     )?;
+    let cache_paired = read_json(&target.join("bench-cache-paired.json"))
+        .context("no paired cache ratios; run `cargo bench -p foundation-cache --bench cache`")?;
     let mut figures = Vec::new();
     for headline in HEADLINES {
         figures.push(Figure {
@@ -831,6 +836,9 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
             competitor_value: Some(criterion_mean(&target, headline.competitor)?),
             budget: headline.budget,
             paired_ratio: match headline.paired {
+                Some(group) if group.starts_with("cache_") => {
+                    Some(paired_ratio(&cache_paired, group)?)
+                }
                 Some(group) => Some(paired_ratio(&paired, group)?),
                 None => None,
             },
@@ -987,7 +995,7 @@ fn json_figures(target: &Path, file: &str, hint: &str) -> Result<Vec<Figure>> {
     Ok(figures)
 }
 
-/// The median paired ratio of `group` in `bench-paired.json`.
+/// The median paired ratio of `group` in a paired-ratio file (`{"pairs": [{"group", "ratio", ..}]}`).
 fn paired_ratio(paired: &Value, group: &str) -> Result<f64> {
     paired
         .get("pairs")
@@ -999,7 +1007,7 @@ fn paired_ratio(paired: &Value, group: &str) -> Result<f64> {
         })
         .and_then(|p| p.get("ratio"))
         .and_then(Value::as_f64)
-        .with_context(|| format!("bench-paired.json has no ratio for `{group}`"))
+        .with_context(|| format!("no paired ratio for `{group}`"))
 }
 
 /// Reads and parses one JSON file, naming it in any error.
