@@ -356,7 +356,7 @@ impl<M: RemoteMessage> Inner<M> {
     }
 
     /// Whether this node is catching up: it holds its starts until members' records have
-    /// arrived ([`State::awaiting`]), and that wait has not run out.
+    /// arrived (`State::awaiting`), and that wait has not run out.
     pub(crate) fn catching_up(st: &State, now: Instant) -> bool {
         !st.awaiting.is_empty() && st.awaiting_until.is_some_and(|until| now < until)
     }
