@@ -490,6 +490,8 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
             })
         }));
         *lock(&inner.leave_hook) = Some(hook);
+        // The members up already: no start here before their records have arrived.
+        inner.await_members(&mut lock(&inner.state));
         inner.hello_all();
         Ok(Self { inner })
     }
@@ -657,9 +659,14 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
                 }
             }
             let owners = inner.owners_now(&st, &view, &placement);
-            let created = st
-                .table
-                .add(SpecWire::from_placement(kind, bytes, placement), tombstone);
+            // A node catching up with its peers (young, or back from a partition) has not
+            // got their records yet: a record of this id may exist there, and must win.
+            let catching_up = inner.await_members(&mut st);
+            let created = st.table.add(
+                SpecWire::from_placement(kind, bytes, placement),
+                tombstone,
+                catching_up,
+            );
             // Sent by the loop at the end of its pass (with the instance's record, if it
             // starts here in that pass).
             st.outbox.insert(id.clone());

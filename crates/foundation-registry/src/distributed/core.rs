@@ -144,10 +144,14 @@ pub(crate) struct State {
     quorum_invalid: Option<QuorumError>,
     /// The members this node has seen go down (name, incarnation).
     downs: BTreeSet<(String, u64)>,
-    /// Members back from a partition whose records have not arrived yet: no starts until
-    /// they have (or until `awaiting_until`).
+    /// Members whose records this node waits for before it starts anything, as it may be
+    /// behind them (young, back from a partition; see `PROTOCOL.md`, "Catching up"): no
+    /// starts until each has sent a whole window (or until `awaiting_until`).
     awaiting: BTreeSet<String>,
     awaiting_until: Option<Instant>,
+    /// The members (name, incarnation) whose records have arrived here whole since they
+    /// came up as this node saw it: a young node does not wait for them again.
+    synced: BTreeSet<(String, u64)>,
     /// A rebalance was asked for: the next plan is `Planner::rebalance`.
     rebalance: bool,
     /// Records changed here whose sending to the peers waits for the end of the loop's
@@ -264,6 +268,7 @@ impl<M: RemoteMessage> Inner<M> {
                 downs: BTreeSet::new(),
                 awaiting: BTreeSet::new(),
                 awaiting_until: None,
+                synced: BTreeSet::new(),
                 rebalance: false,
                 plan_all: true,
                 outbox: BTreeSet::new(),
@@ -313,7 +318,7 @@ impl<M: RemoteMessage> Inner<M> {
         // take the instances of the peers it has not heard from yet for lost.
         // The table keeps the nodes its live records show instances on (largest
         // incarnation first per node): no pass over the records.
-        let young = self.started.elapsed() < self.spec.timing.silence + self.spec.timing.margin;
+        let young = self.young();
         let mut members: Option<HashMap<String, (u64, bool)>> = None;
         for (name, incarnation, _) in st.table.hosts() {
             if view.contains(name) {
@@ -342,6 +347,54 @@ impl<M: RemoteMessage> Inner<M> {
             }
         }
         view
+    }
+
+    /// Whether this node's part started less than `silence + margin` ago: its join grace,
+    /// while it may not yet have heard of every member running the supervisor.
+    pub(crate) fn young(&self) -> bool {
+        self.started.elapsed() < self.spec.timing.silence + self.spec.timing.margin
+    }
+
+    /// Whether this node is catching up: it holds its starts until members' records have
+    /// arrived (`State::awaiting`), and that wait has not run out.
+    pub(crate) fn catching_up(st: &State, now: Instant) -> bool {
+        !st.awaiting.is_empty() && st.awaiting_until.is_some_and(|until| now < until)
+    }
+
+    /// Holds this node's starts until `member`'s records have arrived here (its window,
+    /// whole and `Done`), or at most until `until`: a member that never answers does not
+    /// run the supervisor, or is cut off again.
+    pub(crate) fn await_records(&self, st: &mut State, member: &str, until: Instant) {
+        if member == self.me {
+            return;
+        }
+        st.awaiting.insert(member.to_owned());
+        st.awaiting_until = Some(st.awaiting_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// `silence + margin` after `now`: how long records are waited for at most.
+    fn records_due(&self, now: Instant) -> Instant {
+        now + self.spec.timing.silence + self.spec.timing.margin
+    }
+
+    /// A young node holds its starts until it has the records of every member that is up
+    /// and not yet caught up with (called at the supervisor's start and before a child is
+    /// placed here, so that a member the node layer knows and the loop has not heard of
+    /// yet is waited for too). Returns whether this node is catching up now.
+    pub(crate) fn await_members(&self, st: &mut State) -> bool {
+        let now = Instant::now();
+        if self.young() {
+            // At most until the join grace is over.
+            let until = self.records_due(self.started);
+            for member in self.node.members() {
+                let up = member.status == Status::Up || member.status == Status::Leaving;
+                let caught_up = st.synced.contains(&(member.id.clone(), member.incarnation));
+                if up && !caught_up {
+                    self.await_records(st, &member.id, until);
+                }
+            }
+        }
+        Self::catching_up(st, now)
     }
 
     fn send(&self, peer: &str, wire: Wire) {
@@ -558,9 +611,7 @@ impl<M: RemoteMessage> Inner<M> {
                 let mut ask = !known || reply;
                 if st.missing.remove(&from).is_some() && digest != st.table.digest() {
                     st.plan_all = true;
-                    st.awaiting.insert(from.clone());
-                    st.awaiting_until =
-                        Some(Instant::now() + self.spec.timing.silence + self.spec.timing.margin);
+                    self.await_records(&mut st, &from, self.records_due(Instant::now()));
                     ask = true;
                 }
                 if ask {
@@ -599,9 +650,12 @@ impl<M: RemoteMessage> Inner<M> {
                 match window.rest {
                     Rest::Batch => {}
                     Rest::Done => {
-                        if whole && st.awaiting.remove(&from) {
-                            // Starts held while its records were awaited may go now.
-                            st.plan_all = true;
+                        if whole {
+                            st.synced.insert((from.clone(), incarnation));
+                            if st.awaiting.remove(&from) {
+                                // Starts held while its records were awaited may go now.
+                                st.plan_all = true;
+                            }
                         }
                     }
                     Rest::More => {
@@ -616,6 +670,8 @@ impl<M: RemoteMessage> Inner<M> {
                 st.plan_all = true;
                 st.leavers.remove(&from);
                 st.left.remove(&from);
+                st.awaiting.remove(&from);
+                st.synced.retain(|(n, _)| *n != from);
                 st.peers.remove(&from);
                 st.sync.remove(&from);
                 st.stable.remove(&from);
@@ -715,6 +771,15 @@ impl<M: RemoteMessage> Inner<M> {
                 {
                     st.peers.remove(&member.id);
                 }
+                // Up again (or for the first time) as this node sees it: whatever this
+                // node had of its records may be behind. A node that is young, or
+                // catching up after a partition, waits for them before it starts
+                // anything (see `reconcile`).
+                st.synced.retain(|(n, _)| *n != member.id);
+                let now = Instant::now();
+                if self.young() || Self::catching_up(&st, now) {
+                    self.await_records(&mut st, &member.id, self.records_due(now));
+                }
                 self.hello(&st, &member.id, true);
             }
             ClusterEvent::NodeLeaving(member) => {
@@ -727,6 +792,8 @@ impl<M: RemoteMessage> Inner<M> {
                 let now = Instant::now();
                 let mut st = lock(&self.state);
                 st.leavers.remove(&member.id);
+                st.awaiting.remove(&member.id);
+                st.synced.retain(|(n, _)| *n != member.id);
                 st.downs.insert((member.id.clone(), member.incarnation));
                 if st
                     .peers
@@ -943,8 +1010,23 @@ impl<M: RemoteMessage> Inner<M> {
                         .decide(&self.spec.quorum, &stable, &view, &self.me, now);
             }
             if decision.verdict.keeps() && st.quorum_lost.is_some() {
-                // The quorum is back: what was stopped meanwhile starts again.
+                // The quorum is back: what was stopped meanwhile starts again, but not
+                // before this node has the records of every member it is back with. Its
+                // own are stale: the other side failed its children over meanwhile and
+                // runs them still, and the view may hold those members already (the
+                // records show their instances) before any of their hellos arrived.
+                // Each is asked for its window now; no start here until every one has
+                // come whole (or `silence + margin` has passed).
                 full = true;
+                let back: Vec<String> = view
+                    .names()
+                    .filter(|n| *n != self.me)
+                    .map(str::to_owned)
+                    .collect();
+                for member in back {
+                    self.await_records(&mut st, &member, self.records_due(now));
+                    self.hello(&st, &member, false);
+                }
             }
             if decision.may_start(now) {
                 // Membership has settled (or the lost members' time is up): the view is

@@ -592,10 +592,23 @@ impl Table {
     /// which the new one replaces. The caller has looked both up already: with thousands
     /// of tombstones, each lookup is a walk of a large map. The record is not copied:
     /// `place_child` needs only the stamp.
-    pub(crate) fn add(&mut self, spec: SpecWire, tombstone: bool) -> Stamp {
+    ///
+    /// `oldest`: stamp it as the oldest possible creation (clock 0, below every stamp a
+    /// table gives), so that any record of the same id another node holds wins over it
+    /// when they meet: a child declared by a node that has not caught up with its peers
+    /// yet (just started, or back from a partition) never replaces one the cluster already
+    /// runs. Not with a tombstone here, which the new record must replace.
+    pub(crate) fn add(&mut self, spec: SpecWire, tombstone: bool, oldest: bool) -> Stamp {
         debug_assert!(!self.live.contains_key(&spec.id));
         debug_assert_eq!(tombstone, self.removed.contains_key(&spec.id));
-        let created = self.tick();
+        let created = if oldest && !tombstone {
+            Stamp {
+                clock: 0,
+                node: self.me.clone(),
+            }
+        } else {
+            self.tick()
+        };
         self.put_created(
             Record {
                 created: created.clone(),
@@ -768,6 +781,40 @@ mod tests {
         let again = a.create(spec("x"));
         b.merge(vec![again]);
         assert!(b.live("x").is_some_and(|r| r.slots.is_empty()));
+    }
+
+    #[test]
+    fn a_child_declared_as_the_oldest_yields_to_the_clusters_record_in_either_order() {
+        // `a` runs `x`; `c`, started again with an empty table, declares it before the
+        // records arrive: stamped clock 0, its record loses wherever the two meet.
+        let mut a = Table::new("a");
+        let running = a.create(spec("x"));
+        let mut started = a
+            .write_slot("x", "a", |s, at| {
+                s.instance = Some(1);
+                s.started = Some(at.clone());
+            })
+            .unwrap();
+        let mut c = Table::new("c");
+        let declared = c.add(spec("x"), false, true);
+        assert_eq!(declared.clock, 0);
+        let from_c = c.get("x").cloned().unwrap();
+        c.merge(vec![started.clone()]);
+        a.merge(vec![from_c]);
+        assert_eq!(a.get("x"), c.get("x"));
+        assert_eq!(c.get("x").map(|r| &r.created), Some(&running.created));
+        assert_eq!(
+            c.get("x").map(Record::state).unwrap_or_default().instances,
+            [Instance::new("a", 1)]
+        );
+        // Replacing a tombstone kept here, a declaration takes a fresh stamp: it must win
+        // over the removal it follows.
+        started = a.remove("x", Removal::Terminated).unwrap();
+        c.merge(vec![started]);
+        let again = c.add(spec("x"), true, true);
+        assert!(again > running.created);
+        a.merge(c.get("x").cloned().into_iter().collect());
+        assert!(a.live("x").is_some_and(|r| r.created == again));
     }
 
     #[test]

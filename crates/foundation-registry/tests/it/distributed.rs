@@ -7,6 +7,7 @@
 
 pub mod harness;
 mod pause;
+mod rejoin;
 mod split;
 
 use harness::{Child, Net, start, three, three_in};

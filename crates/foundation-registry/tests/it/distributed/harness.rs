@@ -21,6 +21,10 @@
 //! - `start <kind> <id> <singleton|rep:N|all|pinned:NODE|local> [transient|temporary]
 //!   [manual|eager] [role:ROLE]`:
 //!   `@started <id> ok <node>` or `@started <id> err <Variant>`;
+//! - `declare <n> <prefix> [eager]`: once the node sees a member, `place_child` of `echo`
+//!   singletons `<prefix>0` … `<prefix><n-1>` without waiting (boot code declaring its
+//!   children), then `@declared <prefix> <ok> <already started> <name taken> <other
+//!   errors>`;
 //! - `members <n>`: `@members <n>` once `n` nodes run the supervisor, as this one sees;
 //! - `await <id> <node>`: `@at <id> <node>` once the child answers by name there;
 //! - `moved <id> <node>`: `@moved <id> <other>` once it answers on a node other than
@@ -567,6 +571,31 @@ async fn run(name: String) {
                         say(&format!("started {id} err {}", variant(&e)));
                     }
                 }
+            }
+            ["declare", n, prefix, rest @ ..] => {
+                // Boot code declaring its singletons, once the node has joined (sees a
+                // member), without waiting for them: `place_child` of `<prefix>0` …
+                until(|| !node.members().is_empty()).await;
+                let n: usize = n.parse().unwrap();
+                let (mut ok, mut already, mut taken, mut other) = (0, 0, 0, 0);
+                for i in 0..n {
+                    let id = format!("{prefix}{i}");
+                    let mut p = ChildPlacement::new(id.clone(), Placement::Singleton);
+                    if rest.contains(&"eager") {
+                        p = p.rebalance(Rebalance::Eager);
+                    }
+                    match sup.place_child("echo", &id, p) {
+                        Ok(_) => ok += 1,
+                        Err(StartChildError::AlreadyStarted { .. }) => already += 1,
+                        // Its instance's name reached this node before its record did.
+                        Err(StartChildError::NameTaken { .. }) => taken += 1,
+                        Err(e) => {
+                            tracing::info!(error = %e, "place_child refused");
+                            other += 1;
+                        }
+                    }
+                }
+                say(&format!("declared {prefix} {ok} {already} {taken} {other}"));
             }
             ["members", n] => {
                 let n: usize = n.parse().unwrap();
