@@ -119,8 +119,45 @@
 //! every message in arrival order, and opening it delivers them in that order; a held
 //! shard takes up to [`ShardedSpec::backlog`] messages in a cluster (beyond, dropped
 //! and counted).
+//!
+//! ## Split brain
+//!
+//! The membership's split-brain policy ([`ShardedSpec::quorum`]; `KeepMajority` by
+//! default, the distributed supervisor's) decides for the shards. A side of a partition
+//! that loses the quorum serves no shard: every shard there holds its messages and the
+//! entities of the shards it served stop (their [`Handoff`] snapshots kept there, or
+//! their `terminate` run). Its callers wait: casts are held (up to the backlog, beyond
+//! dropped and counted), calls fail with their timeout
+//! ([`CallError::Timeout`](foundation_actors::CallError::Timeout)) unless the heal comes
+//! first. The side that keeps the quorum opens the lost nodes' shards the margin of
+//! [`ShardedSpec::timing`] after it dropped them from its view, their entities from
+//! `init` (the snapshots stayed on the other side): what the losing side had not
+//! handled is lost (at most once). So a shard is never served on both sides at once, as
+//! long as the losing side notices the partition and stops its entities within the
+//! margin (the distributed supervisor's timing argument).
+//!
+//! When the partition heals, a node back from the losing side takes its shards back from
+//! the nodes that served them meanwhile, in planned moves (their state handed off), and
+//! passes on what it held to the owners. Across a partition a sender's order is not
+//! kept: what the losing side held may arrive after what its senders sent since the
+//! heal, and a message sent across the cut before it was noticed arrives late or not
+//! at all. Nothing is handled twice.
+//!
+//! ## Backpressure
+//!
+//! A cast to an entity on another node is queued for that node and returns, as a node's
+//! remote send does. [`Sharded::cast`] and [`Sharded::try_cast`] go at the pace of the
+//! entity: each node has a window of casts per other node ([`ShardedSpec::remote_window`])
+//! that the other node credits back as its entities handle them (in batches: no round
+//! trip per message). With the window full, `cast` waits and `try_cast` is refused
+//! [`CastError::Overloaded`] (counted in [`ShardedStats::refused`]): a cast they accept
+//! is not dropped for lack of room. A cast through an entity's address or typed handle
+//! never waits: it is counted in the window but goes even when it is full, and past the
+//! link's limit it is dropped, counted in [`ShardedStats::dropped`] and logged. The
+//! protocol is in `sharded/flow.rs`.
 
 mod cluster;
+mod flow;
 mod runtime;
 mod shard;
 
@@ -137,9 +174,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use cluster::{JoinError, ShardWire};
+pub use flow::{CastError, DEFAULT_REMOTE_WINDOW};
 pub use runtime::RegionMsg;
 
 use crate::distributed::Handoff;
+use crate::placement::{Quorum, Timing};
 use cluster::{Cluster, ClusterRoute};
 use runtime::{Keeper, Settings, Shared, Snapshots};
 
@@ -199,6 +238,8 @@ pub struct ShardedSpec<K, A: Actor> {
     offers: Vec<String>,
     /// Start a moved shard's active entities on its new owner.
     remember: bool,
+    /// Split-brain policy and timing, window of remote casts (in a cluster).
+    options: cluster::Options,
 }
 
 impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
@@ -224,7 +265,42 @@ impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
             role: None,
             offers: Vec::new(),
             remember: false,
+            options: cluster::Options::default(),
         }
+    }
+
+    /// In a cluster, the split-brain policy of the shards' membership (the distributed
+    /// supervisor `$sharded/<name>`; [`Quorum::KeepMajority`] by default): a side of a
+    /// partition that loses the quorum holds every shard and stops their entities, the
+    /// side that keeps it serves them. Every node must give the same. See
+    /// [Split brain](self#split-brain).
+    #[must_use]
+    pub fn quorum(mut self, quorum: Quorum) -> Self {
+        self.options.quorum = Some(quorum);
+        self
+    }
+
+    /// In a cluster, how many casts this node may have on the way to, or not yet handled
+    /// at, each other node ([`DEFAULT_REMOTE_WINDOW`] by default; at least 1): past it,
+    /// [`Sharded::try_cast`] is refused [`CastError::Overloaded`] and [`Sharded::cast`]
+    /// waits. The other node reports handled casts in batches (a quarter of a window, or
+    /// a few milliseconds after the last), so a window well above the casts a sender has
+    /// in flight in that time keeps a fast entity's pace. See [Backpressure](self#backpressure).
+    #[must_use]
+    pub fn remote_window(mut self, casts: usize) -> Self {
+        self.options.window = casts.max(1);
+        self
+    }
+
+    /// In a cluster, the silence limit and margin of the membership's split-brain
+    /// decisions ([`DistributedSpec::timing`](crate::distributed::DistributedSpec::timing);
+    /// by default the node's silence and a 1 s margin): the winning side of a partition
+    /// opens the lost side's shards `margin` after it lost sight of it, so the margin
+    /// must cover the losing side's detection and the stop of its entities.
+    #[must_use]
+    pub fn timing(mut self, timing: Timing) -> Self {
+        self.options.timing = Some(timing);
+        self
     }
 
     /// In a cluster, the entities active in a shard when it moves are started on its
@@ -344,6 +420,9 @@ pub struct ShardedStats {
     pub in_transit: usize,
     /// Shards handed off from this node so far (in a cluster).
     pub handed_off: u64,
+    /// Casts refused [`CastError::Overloaded`] by [`Sharded::try_cast`] so far (in a
+    /// cluster).
+    pub refused: u64,
 }
 
 /// The handle of one [`Actor`] type run as sharded entities: gives their addresses and
@@ -365,7 +444,13 @@ trait Router<K, M>: Send + Sync {
     fn shard_owner(&self, shard: usize) -> Option<String>;
     fn members(&self) -> Vec<String>;
     fn leave(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+    fn try_cast(&self, key: K, msg: M) -> Result<(), CastError<M>>;
+    fn cast(&self, key: K, msg: M) -> Casting<'_, M>;
 }
+
+/// The future of [`Sharded::cast`].
+type Casting<'a, M> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), CastError<M>>> + Send + 'a>>;
 
 /// The runtime behind a `Sharded` handle.
 struct Runtime<K, A: Actor>(Arc<Shared<K, A>>);
@@ -403,6 +488,16 @@ impl<K: EntityKey, A: Actor> Router<K, A::Msg> for Runtime<K, A> {
     }
     fn leave(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async {})
+    }
+    fn try_cast(&self, key: K, msg: A::Msg) -> Result<(), CastError<A::Msg>> {
+        self.0
+            .addr(key)
+            .cast(msg)
+            .map_err(|e| CastError::Stopped(e.into_inner()))
+    }
+    fn cast(&self, key: K, msg: A::Msg) -> Casting<'_, A::Msg> {
+        let sent = self.try_cast(key, msg);
+        Box::pin(async move { sent })
     }
 }
 
@@ -443,6 +538,7 @@ where
         stats.served = self.0.served();
         stats.in_transit = self.0.in_transit();
         stats.handed_off = self.0.handed_off.load(std::sync::atomic::Ordering::Relaxed);
+        stats.refused = self.0.refused.load(std::sync::atomic::Ordering::Relaxed);
         stats
     }
     fn name(&self) -> &str {
@@ -459,6 +555,12 @@ where
     }
     fn leave(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(self.0.leave())
+    }
+    fn try_cast(&self, key: K, msg: A::Msg) -> Result<(), CastError<A::Msg>> {
+        self.0.try_cast(&key, msg)
+    }
+    fn cast(&self, key: K, msg: A::Msg) -> Casting<'_, A::Msg> {
+        Box::pin(async move { self.0.cast(&key, msg).await })
     }
 }
 
@@ -512,9 +614,10 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
             role,
             offers,
             remember,
+            options,
         } = spec;
         let local = Shared::new(settings);
-        let cluster = Cluster::start(node, local, role, offers, remember).await?;
+        let cluster = Cluster::start(node, local, role, offers, remember, options).await?;
         Ok(Self {
             inner: Arc::new(ClusterRuntime(cluster)),
         })
@@ -566,6 +669,74 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
     /// The address of `key`'s entity, running or not: a send starts it if it is not.
     pub fn addr(&self, key: K) -> Addr<M> {
         self.inner.addr(key)
+    }
+
+    /// Casts `msg` to `key`'s entity, or tells why not: in a cluster, refused
+    /// [`CastError::Overloaded`] (and counted in [`ShardedStats::refused`]) when this node
+    /// has a full window of casts on the way to, or unhandled at, the entity's node
+    /// ([`ShardedSpec::remote_window`]), or the link to it holds its limit. A cast it
+    /// accepts is never dropped for room (see [Backpressure](self#backpressure)).
+    ///
+    /// # Errors
+    ///
+    /// [`CastError::Overloaded`]; [`CastError::Unreachable`] if the owner cannot be
+    /// reached, [`CastError::NoOwner`] if no member can own the shard,
+    /// [`CastError::Encode`] if the key or message has no wire form,
+    /// [`CastError::Stopped`] if the entities' runtime here has stopped. The message is
+    /// handed back.
+    pub fn try_cast(&self, key: K, msg: M) -> Result<(), CastError<M>> {
+        self.inner.try_cast(key, msg)
+    }
+
+    /// Casts `msg` to `key`'s entity, waiting while this node's window of casts to the
+    /// entity's node (or the link to it) is full: the sender goes at the pace the entity
+    /// keeps (backpressure, as a bounded channel's `send().await`). Wrap it in
+    /// [`tokio::time::timeout`] for a bound. On one node, and for an entity owned here,
+    /// it is a plain cast.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sharded::try_cast`] but [`CastError::Overloaded`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits sends nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use foundation_actors::prelude::*;
+    /// use foundation_registry::sharded::{CastError, Sharded, ShardedSpec};
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct Meter { n: u64 }
+    ///
+    /// #[actor]
+    /// impl Meter {
+    ///     #[cast]
+    ///     fn add(&mut self, k: u64) { self.n += k }
+    ///     #[call]
+    ///     fn read(&self) -> u64 { self.n }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let meters = Sharded::new(ShardedSpec::new("meters", Meter::actor(), |_: &u64| Meter::default()));
+    /// let sup = Supervisor::start(SupervisorSpec::new("m", Strategy::OneForOne).child(meters.child_spec())).await?;
+    /// // Waits for room when the entity's node has too many casts from here unhandled.
+    /// meters.cast(3, MeterMsg::Add(1)).await?;
+    /// // Or is told so, and keeps the message.
+    /// match meters.try_cast(3, MeterMsg::Add(1)) {
+    ///     Ok(()) => {}
+    ///     Err(CastError::Overloaded { msg, .. }) => drop(msg), // later, elsewhere, or never
+    ///     Err(other) => return Err(other.into()),
+    /// }
+    /// let m: MeterRef = meters.entity(3);
+    /// assert_eq!(m.read().await?, 2);
+    /// sup.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn cast(&self, key: K, msg: M) -> Result<(), CastError<M>> {
+        self.inner.cast(key, msg).await
     }
 
     /// The typed handle of `key`'s entity (`let c: CounterRef = counters.entity(7)`).

@@ -68,11 +68,17 @@
 //!
 //! # Split brain
 //!
-//! The membership supervisor's quorum policy decides for the shards: a side that loses
-//! the quorum ([`DistributedEvent::QuorumLost`]) holds every shard it serves until the
-//! quorum is back, and the winning side opens a lost node's shards `margin` after it
-//! dropped the node from its view; with the placement core's timing argument, a shard
-//! is not served on both sides at once.
+//! The membership supervisor's quorum policy decides for the shards. A side that loses
+//! the quorum ([`DistributedEvent::QuorumLost`]) holds every shard and stops the entities
+//! of those it served (as the supervisor stops its children there), and opens nothing
+//! until the quorum is back; the winning side opens a lost node's shards `margin` after
+//! it dropped the node from its view. With the placement core's timing argument (the
+//! losing side notices within the margin), a shard is not served on both sides at once.
+//! When the quorum is back ([`DistributedEvent::QuorumRegained`]), the node plans every
+//! shard again as a joining node does (its table from before the partition is stale: the
+//! winning side served its shards meanwhile): it waits for the handoff of each shard it
+//! owns from the member that served it, and passes what it held for the others on to
+//! their owners.
 //!
 //! # Limits
 //!
@@ -99,6 +105,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::EntityKey;
+use super::flow::{CastError, Credit, Creditor, DEFAULT_REMOTE_WINDOW, Ledger, Window};
 use super::runtime::Shared;
 use crate::ClusterRegistry;
 use crate::cluster::lock;
@@ -121,6 +128,9 @@ pub enum ShardWire {
         key: Vec<u8>,
         /// The message's wire form.
         msg: Vec<u8>,
+        /// The sender's tag (a hash of its node's name), for the flow control of casts
+        /// (`sharded/flow.rs`).
+        from: u64,
     },
     /// A call: as a cast, answered by a [`ShardWire::Reply`] to `from` with `id`.
     #[remote(tag = 2)]
@@ -174,6 +184,27 @@ pub enum ShardWire {
         /// The sender.
         from: String,
     },
+    /// From an entity's owner to a node that casts to it: `done` of the casts it sent
+    /// are finished (handled, dropped or passed on): room in its window.
+    #[remote(tag = 7)]
+    Credit {
+        /// The owner.
+        from: String,
+        /// Casts from the receiver finished so far.
+        done: u64,
+    },
+    /// To an entity's owner, on the lane the sender's casts take: it sent `sent` casts
+    /// so far, every one of them ahead of this message (those that did not come were
+    /// lost); fewer than the owner received: it counts anew.
+    #[remote(tag = 8)]
+    Sync {
+        /// The sender.
+        from: String,
+        /// Its tag, as its casts carry it.
+        tag: u64,
+        /// Casts it sent so far.
+        sent: u64,
+    },
 }
 
 /// Where a shard is, on this node.
@@ -220,6 +251,8 @@ pub(crate) struct Owners {
     of: Vec<u16>,
     /// The view's members and incarnations it was computed from.
     signature: Vec<(String, u64, bool)>,
+    /// The windows of casts to the nodes, by index (`None` for this node).
+    windows: Vec<Option<Arc<Window>>>,
 }
 
 impl Owners {
@@ -247,6 +280,7 @@ impl Owners {
             nodes,
             of,
             signature: signature(view),
+            windows: Vec::new(),
         }
     }
 
@@ -260,6 +294,13 @@ impl Owners {
         self.of
             .get(i)
             .and_then(|&ix| self.nodes.get(usize::from(ix)))
+    }
+
+    /// The owner of shard `i`, and this node's window of casts to it (none for itself).
+    fn route(&self, i: usize) -> Option<(&Arc<str>, Option<&Arc<Window>>)> {
+        let ix = usize::from(*self.of.get(i)?);
+        let node = self.nodes.get(ix)?;
+        Some((node, self.windows.get(ix).and_then(Option::as_ref)))
     }
 }
 
@@ -325,6 +366,43 @@ pub(crate) struct Cluster<K, A: Actor> {
     remember: bool,
     /// Shards handed off from here.
     pub(crate) handed_off: AtomicU64,
+    /// This node's tag in its casts (`sharded/flow.rs`).
+    tag: u64,
+    /// Casts this node may have on the way to, or unhandled at, one other node.
+    window: u64,
+    /// This node's windows of casts, by owner node (those in the view).
+    windows: Mutex<HashMap<Arc<str>, Arc<Window>>>,
+    /// The casts each sender node sent here, by its tag.
+    ledgers: RwLock<HashMap<u64, Arc<Ledger>>>,
+    /// A report of finished casts is due shortly.
+    flush_due: AtomicBool,
+    /// Casts refused `Overloaded` by `try_cast`.
+    pub(crate) refused: AtomicU64,
+}
+
+/// What a `Sharded` in a cluster runs with beyond its local settings: its membership's
+/// split-brain policy and timing ([`ShardedSpec::quorum`], [`ShardedSpec::timing`]; the
+/// distributed supervisor's defaults where unset) and its window of remote casts
+/// ([`ShardedSpec::remote_window`]).
+///
+/// [`ShardedSpec::quorum`]: super::ShardedSpec::quorum
+/// [`ShardedSpec::timing`]: super::ShardedSpec::timing
+/// [`ShardedSpec::remote_window`]: super::ShardedSpec::remote_window
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) quorum: Option<crate::placement::Quorum>,
+    pub(crate) timing: Option<crate::placement::Timing>,
+    pub(crate) window: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            quorum: None,
+            timing: None,
+            window: DEFAULT_REMOTE_WINDOW,
+        }
+    }
 }
 
 /// Why a `Sharded` could not join the cluster.
@@ -356,6 +434,7 @@ where
         role: Option<String>,
         offers: Vec<String>,
         remember: bool,
+        options: Options,
     ) -> Result<Arc<Self>, JoinError> {
         let name = local.name().to_owned();
         let scope = format!("$sharded/{name}");
@@ -363,6 +442,12 @@ where
             .await
             .map_err(|e| JoinError::Membership(e.to_string()))?;
         let mut spec = DistributedSpec::new(scope.clone()).sync_every(Duration::from_millis(500));
+        if let Some(q) = options.quorum {
+            spec = spec.quorum(q);
+        }
+        if let Some(t) = options.timing {
+            spec = spec.timing(t);
+        }
         for r in offers {
             spec = spec.role(r);
         }
@@ -395,6 +480,12 @@ where
             margin,
             remember,
             handed_off: AtomicU64::new(0),
+            tag: super::flow::tag(node.name()),
+            window: u64::try_from(options.window.max(1)).unwrap_or(u64::MAX),
+            windows: Mutex::new(HashMap::new()),
+            ledgers: RwLock::new(HashMap::new()),
+            flush_due: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
         });
         cluster.local.widen_backlog();
         let shards = cluster.local.shard_count();
@@ -416,7 +507,14 @@ where
             (),
         )
         .await?;
-        if node.export(&cluster.service, receiver.clone()).is_err() {
+        // The process passes each message on at once; the windows bound what honest
+        // senders have on the way, so its limit is set well above one window per peer.
+        let limit = options.window.max(1).saturating_mul(64).max(10_000);
+        let export = foundation_cluster::node::ExportConfig::new().max_queued(limit);
+        if node
+            .export_with(&cluster.service, receiver.clone(), export)
+            .is_err()
+        {
             receiver.stop(None);
             cluster.sup.shutdown().await;
             return Err(JoinError::NameTaken(name));
@@ -457,21 +555,42 @@ where
     /// Computes the owner table again if the view changed, and starts the moves it
     /// asks for; then moves on what waits (barriers in, handoffs overdue).
     pub(crate) fn refresh(&self) {
+        self.refresh_with(false);
+    }
+
+    /// As [`Cluster::refresh`]; with `rejoin`, every shard's move is planned again as if
+    /// the table before were empty (this node comes back from the losing side of a
+    /// partition: see [`Cluster::quorum`]).
+    fn refresh_with(&self, rejoin: bool) {
         let view = self.view();
         let sig = signature(&view);
-        if lock_read(&self.owners).signature != sig {
+        if rejoin || lock_read(&self.owners).signature != sig {
             let shards = self.local.shard_count();
-            let new = Owners::compute(self.local.name(), shards, &view, self.role.as_deref());
+            let mut new = Owners::compute(self.local.name(), shards, &view, self.role.as_deref());
+            new.windows = self.windows_for(&new.nodes, &view);
             tracing::debug!(sharded = %self.local.name(), members = view.len(), "shard owners computed");
             let new = Arc::new(new);
             let old = std::mem::replace(
                 &mut *self.owners.write().unwrap_or_else(|e| e.into_inner()),
                 new.clone(),
             );
-            self.moves(&old, &new, &view);
+            if rejoin {
+                self.moves(&Owners::default(), &new, &view);
+            } else {
+                self.moves(&old, &new, &view);
+            }
             self.resend_calls(&view, &new);
         }
         self.progress(&view);
+    }
+
+    /// Opens shard `i` here, unless this side has lost the quorum: then it goes on
+    /// holding (the quorum's return plans every shard again).
+    fn open_here(&self, i: usize) {
+        if self.quorum_lost.load(Ordering::SeqCst) {
+            return;
+        }
+        self.local.open_shard(i);
     }
 
     /// What a change of owners asks of this node: shards to open at once, to wait for,
@@ -626,7 +745,7 @@ where
             self.local.hold_shard(i);
         }
         for i in open {
-            self.local.open_shard(i);
+            self.open_here(i);
         }
         for (to, shards) in barriers {
             let b = ShardWire::Barrier {
@@ -688,7 +807,7 @@ where
             }
         }
         for i in open {
-            self.local.open_shard(i);
+            self.open_here(i);
         }
         for (i, to) in drain {
             let Some(me) = self.me_weak.upgrade() else {
@@ -804,7 +923,7 @@ where
         if let Some(t) = lock(&self.transit).get_mut(i) {
             *t = Transit::Serving;
         }
-        self.local.open_shard(i);
+        self.open_here(i);
         for kb in active {
             if let Some(k) = self.decode_key(&kb) {
                 self.local.activate(&k);
@@ -856,25 +975,63 @@ where
         }
     }
 
-    /// The membership's split-brain policy decided for this side: without the quorum,
-    /// every shard here holds its messages (none is served, none moves); with it back,
-    /// the shards served here open again (held messages in order).
-    fn quorum(&self, kept: bool) {
-        self.quorum_lost.store(!kept, Ordering::SeqCst);
-        let served: Vec<usize> = lock(&self.transit)
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| matches!(t, Transit::Serving | Transit::Outgoing { .. }))
-            .map(|(i, _)| i)
-            .collect();
-        for i in served {
-            if kept {
-                self.local.open_shard(i);
-            } else {
-                self.local.hold_shard(i);
+    /// The membership's split-brain policy decided for this side.
+    ///
+    /// **Quorum lost**: every shard here holds its messages, and the entities of the
+    /// shards served here stop (each handles what was queued for it, then its snapshot is
+    /// kept here or its `terminate` runs), as a losing side stops its distributed
+    /// children: the winning side opens this node's shards `margin` after it lost sight
+    /// of it, and by then none of their entities runs here. Nothing opens or moves here
+    /// until the quorum is back.
+    ///
+    /// **Quorum back**: the winning side served this node's shards meanwhile, so what
+    /// this node holds is stale; it plans every shard again as a joining node does: a
+    /// shard it owns waits for the handoff of the member that served it (the first choice
+    /// among the others, the owner the winning side computed without this node), and a
+    /// shard it does not own passes what it held on to its owner.
+    async fn quorum(&self, kept: bool) {
+        let was_lost = self.quorum_lost.swap(!kept, Ordering::SeqCst);
+        if kept {
+            if !was_lost {
+                return;
             }
+            let until = Instant::now() + self.silence * 2;
+            *lock(&self.joined_at) = until;
+            for t in lock(&self.transit).iter_mut() {
+                // A handoff under way finishes on its own.
+                if !matches!(t, Transit::Outgoing { draining: true, .. }) {
+                    *t = Transit::Incoming {
+                        from: None,
+                        until,
+                        graceful: false,
+                    };
+                }
+            }
+            tracing::info!(sharded = %self.local.name(), "the membership's quorum is back: every shard is planned again, those owned here wait for their handoff");
+            self.refresh_with(true);
+        } else {
+            if was_lost {
+                return;
+            }
+            let served: Vec<usize> = lock(&self.transit)
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, t)| match t {
+                    // Its handoff task finishes it (the shard holds from then on).
+                    Transit::Outgoing { draining: true, .. } | Transit::Away => None,
+                    Transit::Serving | Transit::Outgoing { .. } => {
+                        *t = Transit::Away;
+                        Some(i)
+                    }
+                    Transit::Incoming { .. } => {
+                        *t = Transit::Away;
+                        None
+                    }
+                })
+                .collect();
+            tracing::warn!(sharded = %self.local.name(), shards = served.len(), "the membership's quorum is lost: every shard here holds, the entities of those served here stop");
+            self.local.park_shards(&served).await;
         }
-        tracing::info!(sharded = %self.local.name(), kept, "the membership's quorum decided: shards here {}", if kept { "served again" } else { "held" });
     }
 
     /// Shards in a move here (waiting for a handoff, or being handed off).
@@ -916,11 +1073,11 @@ where
         env: foundation_actors::addr::Envelope<A::Msg>,
     ) -> Result<(), foundation_actors::addr::Envelope<A::Msg>> {
         let i = self.local.shard_of(key);
-        let owner = self.owners().owner(i).cloned();
-        match owner {
-            Some(o) if o == self.me => self.local.deliver(key, env),
-            Some(o) => {
-                self.send_remote(&o, i, key, env);
+        let owners = self.owners();
+        match owners.route(i) {
+            Some((o, _)) if *o == self.me => self.local.deliver(key, env),
+            Some((o, window)) => {
+                self.send_remote(o, window, i, key, env);
                 Ok(())
             }
             None => {
@@ -931,10 +1088,12 @@ where
         }
     }
 
-    /// Sends `env` to `owner`'s process for `key`'s entity, under the sender's context.
+    /// Sends `env` to `owner`'s process for `key`'s entity, under the sender's context;
+    /// a cast is counted in `window` (it never waits: see `sharded/flow.rs`).
     fn send_remote(
         &self,
         owner: &str,
+        window: Option<&Arc<Window>>,
         shard: usize,
         key: &K,
         env: foundation_actors::addr::Envelope<A::Msg>,
@@ -953,11 +1112,17 @@ where
         };
         let shard = u32::try_from(shard).unwrap_or(u32::MAX);
         let wire = match msg.into_answer() {
-            None => ShardWire::Cast {
-                shard,
-                key: key_bytes,
-                msg: msg_bytes,
-            },
+            None => {
+                if let Some(w) = window {
+                    w.count();
+                }
+                ShardWire::Cast {
+                    shard,
+                    key: key_bytes,
+                    msg: msg_bytes,
+                    from: self.tag,
+                }
+            }
             Some(answer) => {
                 let id = self.next_call.fetch_add(1, Ordering::Relaxed);
                 lock(&self.calls).insert(
@@ -990,11 +1155,220 @@ where
         if let Err(error) = sent {
             self.undelivered.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(sharded = %self.local.name(), key = ?key, owner, %error, "a message for an entity on another node could not be sent");
-            if let Some(id) = call_id {
-                let pending = lock(&self.calls).remove(&id);
-                if let Some(p) = pending {
-                    p.answer.answer(None);
+            match call_id {
+                Some(id) => {
+                    let pending = lock(&self.calls).remove(&id);
+                    if let Some(p) = pending {
+                        p.answer.answer(None);
+                    }
                 }
+                None => {
+                    if let Some(w) = window {
+                        w.unsend();
+                    }
+                }
+            }
+        }
+    }
+
+    /// A cast to `key`'s entity that the sender is told about: refused
+    /// [`CastError::Overloaded`] when this node's window of casts to the owner is full
+    /// or the link to it holds its limit (counted), never dropped on the way here.
+    pub(crate) fn try_cast(&self, key: &K, msg: A::Msg) -> Result<(), CastError<A::Msg>> {
+        match self.try_send(key, msg) {
+            Err(Refusal::Full { node, msg }) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                Err(CastError::Overloaded { node, msg })
+            }
+            Err(Refusal::Error(e)) => Err(e),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// A cast to `key`'s entity that waits while this node's window of casts to the
+    /// owner, or the link to it, is full. A wait of [`SYNC_AFTER`] without room sends the
+    /// owner a `Sync` (in case casts were lost on the way) and looks up the owner again.
+    pub(crate) async fn cast(&self, key: &K, mut msg: A::Msg) -> Result<(), CastError<A::Msg>> {
+        loop {
+            let node = match self.try_send(key, msg) {
+                Err(Refusal::Full { node, msg: m }) => {
+                    msg = m;
+                    node
+                }
+                Err(Refusal::Error(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            };
+            let window = lock(&self.windows).get(node.as_str()).cloned();
+            match window {
+                Some(w) => {
+                    let room = w.room.notified();
+                    tokio::pin!(room);
+                    room.as_mut().enable();
+                    if w.has_room(self.window) {
+                        // The link was full, not the window: a moment for its writer.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    if tokio::time::timeout(SYNC_AFTER, room).await.is_err() {
+                        self.sync(&node, &w);
+                    }
+                }
+                None => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+    }
+
+    /// One attempt of [`Cluster::try_cast`] and [`Cluster::cast`].
+    fn try_send(&self, key: &K, msg: A::Msg) -> Result<(), Refusal<A::Msg>> {
+        let i = self.local.shard_of(key);
+        let owners = self.owners();
+        let Some((owner, window)) = owners.route(i) else {
+            return Err(Refusal::Error(CastError::NoOwner(msg)));
+        };
+        if *owner == self.me {
+            return self
+                .local
+                .addr(key.clone())
+                .cast(msg)
+                .map_err(|e| Refusal::Error(CastError::Stopped(e.into_inner())));
+        }
+        let full = |msg| Refusal::Full {
+            node: owner.to_string(),
+            msg,
+        };
+        if let Some(w) = window {
+            if !w.admit(self.window) {
+                return Err(full(msg));
+            }
+        }
+        let encoded = postcard::to_allocvec(key)
+            .map_err(|e| e.to_string())
+            .and_then(|k| msg.to_bytes().map(|m| (k, m)).map_err(|e| e.to_string()));
+        let unsend = || {
+            if let Some(w) = window {
+                w.unsend();
+            }
+        };
+        let (key_bytes, msg_bytes) = match encoded {
+            Ok(both) => both,
+            Err(why) => {
+                unsend();
+                return Err(Refusal::Error(CastError::Encode { why, msg }));
+            }
+        };
+        let wire = ShardWire::Cast {
+            shard: u32::try_from(i).unwrap_or(u32::MAX),
+            key: key_bytes,
+            msg: msg_bytes,
+            from: self.tag,
+        };
+        match self.node.send(owner, &self.service, &wire) {
+            Ok(()) => Ok(()),
+            Err(foundation_cluster::node::RemoteError::Overloaded(_)) => {
+                unsend();
+                Err(full(msg))
+            }
+            Err(error) => {
+                unsend();
+                Err(Refusal::Error(CastError::Unreachable {
+                    node: owner.to_string(),
+                    why: error.to_string(),
+                    msg,
+                }))
+            }
+        }
+    }
+
+    /// Tells `owner`, on the lane of this node's casts, how many casts this node sent it.
+    fn sync(&self, owner: &str, w: &Window) {
+        let sync = ShardWire::Sync {
+            from: self.me.to_string(),
+            tag: self.tag,
+            sent: w.sent(),
+        };
+        if let Err(error) = self.node.send(owner, &self.service, &sync) {
+            tracing::debug!(sharded = %self.local.name(), node = %owner, %error, "a window's sync could not be sent");
+        }
+    }
+
+    /// This node's windows of casts to `nodes` (none for itself), made for those new in
+    /// the view (each announced to its owner with a `Sync` of 0); the windows of nodes
+    /// that left the view are dropped.
+    fn windows_for(&self, nodes: &[Arc<str>], view: &View) -> Vec<Option<Arc<Window>>> {
+        let mut windows = lock(&self.windows);
+        windows.retain(|n, _| view.contains(n));
+        let mut fresh = Vec::new();
+        let out = nodes
+            .iter()
+            .map(|n| {
+                if *n == self.me {
+                    return None;
+                }
+                let w = windows.entry(n.clone()).or_insert_with(|| {
+                    fresh.push(n.clone());
+                    Arc::new(Window::default())
+                });
+                Some(w.clone())
+            })
+            .collect();
+        drop(windows);
+        for n in fresh {
+            self.sync(&n, &Window::default());
+        }
+        out
+    }
+
+    /// The ledger of the casts the sender tagged `tag` sent here.
+    fn ledger(&self, tag: u64) -> Arc<Ledger> {
+        if let Some(l) = lock_read(&self.ledgers).get(&tag) {
+            return l.clone();
+        }
+        let mut ledgers = self.ledgers.write().unwrap_or_else(|e| e.into_inner());
+        ledgers
+            .entry(tag)
+            .or_insert_with(|| {
+                let me: Weak<dyn Creditor> = self.me_weak.clone();
+                Arc::new(Ledger::new(tag, me))
+            })
+            .clone()
+    }
+
+    /// Reports `ledger`'s finished casts to its sender (with `force`, even if none
+    /// finished since the last report).
+    fn report(&self, ledger: &Ledger, force: bool) {
+        let name = match ledger.name.get() {
+            Some(n) => n.clone(),
+            None => {
+                let view = self.view();
+                let Some(n) = view.names().find(|n| super::flow::tag(n) == ledger.tag) else {
+                    return;
+                };
+                ledger.name.get_or_init(|| Arc::from(n)).clone()
+            }
+        };
+        let Some(done) = ledger.report(force) else {
+            return;
+        };
+        let credit = ShardWire::Credit {
+            from: self.me.to_string(),
+            done,
+        };
+        if let Err(error) = self.node.send_on(
+            foundation_cluster::node::CONTROL,
+            &name,
+            &self.service,
+            &credit,
+        ) {
+            tracing::debug!(sharded = %self.local.name(), node = %name, %error, "a credit of finished casts could not be sent");
+        }
+    }
+
+    /// Reports every ledger's finished casts not reported yet.
+    fn report_all(&self) {
+        let ledgers: Vec<Arc<Ledger>> = lock_read(&self.ledgers).values().cloned().collect();
+        for l in ledgers {
+            if l.unreported() > 0 {
+                self.report(&l, false);
             }
         }
     }
@@ -1002,12 +1376,14 @@ where
     /// What a peer sent to this node's process.
     fn receive(&self, wire: ShardWire) {
         match wire {
-            ShardWire::Cast { key, msg, .. } => {
+            ShardWire::Cast { key, msg, from, .. } => {
+                // Counted (and finished when dropped) whatever becomes of it.
+                let credit = self.ledger(from).receive();
                 let Some(key) = self.decode_key(&key) else {
                     return;
                 };
                 match A::Msg::from_bytes(&msg) {
-                    Ok(m) => self.deliver_here(key, m),
+                    Ok(m) => self.deliver_here(key, m, Some(credit)),
                     Err(error) => {
                         tracing::warn!(sharded = %self.local.name(), %error, "a message from a peer for an entity does not decode: dropped");
                     }
@@ -1031,7 +1407,7 @@ where
                     return;
                 };
                 match A::Msg::from_bytes_with_reply(&msg, replier) {
-                    Ok(m) => self.deliver_here(key, m),
+                    Ok(m) => self.deliver_here(key, m, None),
                     Err(error) => {
                         tracing::warn!(sharded = %self.local.name(), %error, node = %from, "a call from a peer for an entity does not decode: dropped");
                     }
@@ -1072,6 +1448,18 @@ where
                 lock(&self.leavers).insert(from);
                 self.refresh();
             }
+            ShardWire::Credit { from, done } => {
+                let window = lock(&self.windows).get(from.as_str()).cloned();
+                if let Some(w) = window {
+                    w.credit(done);
+                }
+            }
+            ShardWire::Sync { from, tag, sent } => {
+                let ledger = self.ledger(tag);
+                let _ = ledger.name.set(Arc::from(from));
+                ledger.sync(sent);
+                self.report(&ledger, true);
+            }
         }
     }
 
@@ -1086,8 +1474,9 @@ where
     }
 
     /// Delivers a message that came from a peer into the local shard, under the context
-    /// current now (the sender's).
-    fn deliver_here(&self, key: K, msg: A::Msg) {
+    /// current now (the sender's); a cast's `credit` travels with it until its entity
+    /// has handled it.
+    fn deliver_here(&self, key: K, msg: A::Msg, credit: Option<Credit>) {
         let i = self.local.shard_of(&key);
         let outgoing = matches!(lock(&self.transit).get(i), Some(Transit::Outgoing { .. }));
         // A shard being handed off takes what comes before the senders' barriers; any
@@ -1102,7 +1491,11 @@ where
             };
             Addr::hosted(self.local.name().to_owned(), Box::new(route))
         };
-        if addr.cast(msg).is_err() {
+        let sent = match credit {
+            Some(credit) => addr.cast_holding(Context::current(), msg, credit),
+            None => addr.cast(msg),
+        };
+        if sent.is_err() {
             tracing::warn!(sharded = %self.local.name(), "a message from a peer for an entity was refused: the region has stopped");
         }
     }
@@ -1145,6 +1538,52 @@ where
     }
 }
 
+/// How long a cast waits for room in its window before it asks the owner to count again
+/// (`Sync`: casts may have been lost on the way).
+pub(crate) const SYNC_AFTER: Duration = Duration::from_millis(500);
+
+/// How long after a cast finishes its sender is told at the latest (sooner once a quarter
+/// of a window has finished).
+const REPORT_AFTER: Duration = Duration::from_millis(2);
+
+/// Why one attempt of a cast did not send it.
+enum Refusal<M> {
+    /// The window or the link to `node` is full.
+    Full { node: String, msg: M },
+    /// Another reason, final.
+    Error(CastError<M>),
+}
+
+impl<K, A> Creditor for Cluster<K, A>
+where
+    K: EntityKey + Serialize + DeserializeOwned,
+    A: Actor,
+    A::Msg: RemoteMessage,
+{
+    fn finished(&self, ledger: &Arc<Ledger>, _done: u64) {
+        if ledger.unreported() >= (self.window / 4).max(1) {
+            self.report(ledger, false);
+            return;
+        }
+        if self.flush_due.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.flush_due.store(false, Ordering::Release);
+            self.report(ledger, false);
+            return;
+        };
+        let me = self.me_weak.clone();
+        rt.spawn(async move {
+            tokio::time::sleep(REPORT_AFTER).await;
+            if let Some(c) = me.upgrade() {
+                c.flush_due.store(false, Ordering::Release);
+                c.report_all();
+            }
+        });
+    }
+}
+
 fn lock_read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|e| e.into_inner())
 }
@@ -1174,7 +1613,7 @@ async fn watch<K, A>(
         }
         let Some(c) = cluster.upgrade() else { return };
         if let Some(kept) = quorum {
-            c.quorum(kept);
+            c.quorum(kept).await;
         }
         c.refresh();
     }

@@ -411,6 +411,25 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         (active, held.into_iter().collect())
     }
 
+    /// Parks shards `which` (their node lost the quorum): each holds its messages from
+    /// now on, and every entity handles what is queued for it, then stops (its snapshot
+    /// kept, or its `terminate` run). Returns once none is left; what came meanwhile
+    /// stays held, in order.
+    pub(crate) async fn park_shards(&self, which: &[usize]) {
+        for &i in which {
+            let keys = lock(&self.shards[i]).drain();
+            for k in keys {
+                self.spawn_runner(i, k);
+            }
+        }
+        for &i in which {
+            while lock(&self.shards[i]).len() > 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            lock(&self.shards[i]).end_park();
+        }
+    }
+
     /// Takes the snapshots kept for shard `i`'s keys, encoded.
     pub(crate) fn take_snapshots(&self, i: usize) -> Vec<(K, Vec<u8>)> {
         match &self.settings.keeper {
@@ -471,6 +490,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             served: self.shards.len(),
             in_transit: 0,
             handed_off: 0,
+            refused: 0,
         }
     }
 

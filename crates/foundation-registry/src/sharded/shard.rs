@@ -373,6 +373,12 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
         held
     }
 
+    /// Ends a drain and goes on holding what came meanwhile, in order: the shard parks
+    /// (its node lost the quorum) until it is opened or handed off.
+    pub(crate) fn end_park(&mut self) {
+        self.draining = false;
+    }
+
     /// The keys of the entities in the shard.
     pub(crate) fn keys(&self) -> Vec<K> {
         self.entities.keys().cloned().collect()
