@@ -143,7 +143,9 @@ pub mod prelude {
     pub use std::time::Duration;
 
     #[cfg(feature = "cache")]
-    pub use foundation_cache::{Cache, Ttl};
+    pub use foundation_cache::{
+        Cache, Local, Multilevel, Partitioned, Replicated, ReplicatedOptions, Ttl,
+    };
     #[cfg(feature = "cluster")]
     pub use foundation_cluster::{
         membership::{DownReason, Member},
@@ -156,6 +158,8 @@ pub mod prelude {
         ClusterRegistry, Mode, Registry,
         distributed::{ChildName, DistributedSpec, DistributedSupervisor},
         placement::{ChildPlacement, Placement},
+        sharded::{Sharded, ShardedSpec},
+        work::{ClusterEcosystem, WorkSpec},
     };
 }
 
