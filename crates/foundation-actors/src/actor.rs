@@ -10,9 +10,11 @@ use pin_project_lite::pin_project;
 use ractor::{ActorProcessingErr, ActorRef};
 use tracing::Instrument;
 
-use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG, Envelope};
+use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG, Envelope, Opened};
 use crate::context::Context;
 use crate::error::{ActorError, Crash, Ignore, SpawnError};
+
+mod batch;
 
 /// A process: state, and one callback per kind of event, as a `GenServer`.
 ///
@@ -158,9 +160,9 @@ pin_project! {
     /// stays small and cheap (it runs once per message). It salvages the message if the
     /// incarnation has crashed already, runs the handler under `catch_unwind`, and on a
     /// failure either starts the salvage (supervised) or reports the crash.
-    struct Handling<'a, 's, M, F, G> {
+    struct Handling<'a, 's, M, F, G, R> {
         #[pin]
-        step: Step<M, F, G>,
+        step: Step<M, F, G, R>,
         addr: &'a Addr<M>,
         myself: ActorRef<Envelope<M>>,
         crashed: &'s mut Option<Box<Crashed<M>>>,
@@ -171,23 +173,27 @@ pin_project! {
 
 pin_project! {
     #[project = StepProj]
-    enum Step<M, F, G> {
+    enum Step<M, F, G, R> {
         /// The incarnation crashed on an earlier message: keep this one for the next.
         Salvage { env: Option<Envelope<M>> },
         /// A message without a context: the handler's future, polled in place.
         Inline { #[pin] fut: F },
         /// A message with a context: the handler under the context's scope and span.
         InContext { fut: Pin<Box<G>> },
+        /// A batch: the handler once per message of its run, in order (`batch::run`).
+        /// Boxed, as `InContext`: the future of a single message stays small.
+        Run { fut: Pin<Box<R>> },
     }
 }
 
 type Caught = std::thread::Result<Result<(), ActorError>>;
 
-impl<M, F, G> Future for Handling<'_, '_, M, F, G>
+impl<M, F, G, R> Future for Handling<'_, '_, M, F, G, R>
 where
     M: Send + 'static,
     F: Future<Output = Result<(), ActorError>>,
     G: Future<Output = Caught>,
+    R: Future<Output = batch::Ran<M>>,
 {
     type Output = Result<(), ActorProcessingErr>;
 
@@ -208,9 +214,21 @@ where
                 Poll::Ready(r) => r,
                 Poll::Pending => return Poll::Pending,
             },
+            StepProj::Run { fut } => {
+                return match fut.as_mut().poll(cx) {
+                    Poll::Ready(batch::Ran {
+                        caught: Ok(Ok(())), ..
+                    }) => Poll::Ready(Ok(())),
+                    Poll::Ready(ran) => {
+                        Poll::Ready(batch::on_crash(ran, this.addr, this.myself, this.crashed))
+                    }
+                    Poll::Pending => Poll::Pending,
+                };
+            }
             StepProj::Salvage { env } => {
                 if let (Some(env), Some(crashed)) = (env.take(), this.crashed.as_mut()) {
-                    crashed.salvaged.push(env);
+                    // A batch's run is salvaged message by message.
+                    env.flatten_into(&mut crashed.salvaged);
                 }
                 return Poll::Ready(Ok(()));
             }
@@ -281,20 +299,26 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
         let step = if crashed.is_some() {
             Step::Salvage { env: Some(env) }
         } else {
-            let (ctx, msg, held_now) = env.into_held_parts();
-            held = held_now;
-            let fut = self.actor.handle(&self.addr, msg, user);
-            match ctx {
-                None => Step::Inline { fut },
-                // Boxed so that the future every actor keeps for its handler stays small;
-                // only messages that carry a context pay for the span and the task-local
-                // scope.
-                Some(ctx) => Step::InContext {
-                    fut: Box::pin(in_context(
-                        ctx,
-                        self.addr.label(),
-                        AssertUnwindSafe(fut).catch_unwind(),
-                    )),
+            match env.open() {
+                Opened::One(ctx, msg, held_now) => {
+                    held = held_now;
+                    let fut = self.actor.handle(&self.addr, msg, user);
+                    match ctx {
+                        None => Step::Inline { fut },
+                        // Boxed so that the future every actor keeps for its handler stays
+                        // small; only messages that carry a context pay for the span and
+                        // the task-local scope.
+                        Some(ctx) => Step::InContext {
+                            fut: Box::pin(in_context(
+                                ctx,
+                                self.addr.label(),
+                                AssertUnwindSafe(fut).catch_unwind(),
+                            )),
+                        },
+                    }
+                }
+                Opened::Run(run) => Step::Run {
+                    fut: Box::pin(batch::run(&self.actor, &self.addr, run, user)),
                 },
             }
         };

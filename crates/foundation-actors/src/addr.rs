@@ -17,6 +17,7 @@
 //! supervisor's `restart_child` may bring a terminated child back behind the same
 //! address: that is a new life, and callbacks added before the stop do not carry over.
 
+mod batch;
 mod slot;
 
 use std::collections::HashMap;
@@ -30,6 +31,8 @@ use tokio::sync::oneshot;
 use crate::context::Context;
 use crate::error::{CallError, SendError};
 
+pub use batch::Batch;
+pub(crate) use batch::Opened;
 pub(crate) use slot::{Phase, Refused, Slot, Target};
 
 /// How long [`Addr::call`] waits by default, as `GenServer.call`.
@@ -53,6 +56,9 @@ enum Repr<M> {
     WithContext(Box<(Context, M)>),
     /// With something held until the message has been handled (see [`Addr::cast_holding`]).
     Holding(Box<(Option<Context>, M, Held)>),
+    /// A run of messages handled one by one, in order, as one mailbox message (see
+    /// [`Addr::cast_batch`]): at least two, none of them a batch itself.
+    Batch(Box<Batch<M>>),
 }
 
 /// What a message may hold until its handler has finished with it.
@@ -88,6 +94,8 @@ impl<M> Envelope<M> {
                 let (ctx, msg, held) = *all;
                 (ctx, msg, Some(held))
             }
+            // Never here: whoever can be handed a batch opens it first (`Envelope::open`).
+            Repr::Batch(run) => batch::first_of(*run),
         }
     }
 
@@ -103,6 +111,7 @@ impl<M> Envelope<M> {
             Repr::Bare(_) => None,
             Repr::WithContext(both) => Some(&both.0),
             Repr::Holding(all) => all.0.as_ref(),
+            Repr::Batch(_) => None,
         }
     }
 }
@@ -171,7 +180,11 @@ fn deliver_hosted<M: Send + 'static>(
     h: &dyn Mailbox<M>,
     m: Envelope<M>,
 ) -> Result<(), Envelope<M>> {
-    h.deliver(m)
+    match m.0 {
+        // A host takes one message at a time.
+        Repr::Batch(run) => batch::deliver_each(h, *run),
+        _ => h.deliver(m),
+    }
 }
 
 impl<M> Route<M> {

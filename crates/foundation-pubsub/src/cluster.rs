@@ -581,8 +581,8 @@ const BATCH: usize = 64;
 /// A broadcast is not fanned out as soon as it is handled when more messages from peers
 /// wait behind it (the node counts them): it is held, and the last of those that arrive
 /// together (or the [`BATCH`]-th) fans them all out at once ([`Core::receive_batch`]).
-/// Under load an actor subscriber is then woken once for several broadcasts, not once
-/// for each; alone, a broadcast goes out at once. The node's limit of messages waiting at
+/// Under load an actor subscriber then gets several broadcasts as one batch (one mailbox
+/// message, one wake), not one message each; alone, a broadcast goes out at once. The node's limit of messages waiting at
 /// the process (`Options::max_queued`) counts those not handled yet: the process holds
 /// at most [`BATCH`] more.
 struct Server {

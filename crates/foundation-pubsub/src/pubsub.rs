@@ -420,9 +420,12 @@ impl Core {
 
     /// Broadcasts from peers, in the order they arrived. Each run of consecutive ones to
     /// the same topic with the same type is fanned out together: each subscriber is handed
-    /// the whole run in order before the next subscriber, so an actor woken by the first
-    /// finds the others in its mailbox (one wake for the run, its memory touched once),
-    /// and every subscriber still sees each publisher's messages in order.
+    /// the whole run in order before the next subscriber ([`Deliver::deliver_run`]: a
+    /// stream's queue takes it under one lock, an actor gets it as one batch, one mailbox
+    /// message and one wake), and every subscriber still sees each publisher's messages
+    /// in order.
+    ///
+    /// [`Deliver::deliver_run`]: crate::subscriber::Deliver::deliver_run
     pub(crate) fn receive_batch(&self, batch: &[Incoming]) {
         let ambient = Context::current().is_some();
         let mut rest = batch;

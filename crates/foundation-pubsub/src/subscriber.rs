@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Poll, Waker};
 
 use foundation_actors::{
-    Addr, AddrKey, Context, RemoteMessage, SendError, StopHook, WireError, WireType,
+    Addr, AddrKey, Batch, Context, RemoteMessage, SendError, StopHook, WireError, WireType,
 };
 
 use crate::buffer::{Buffer, BufferConfig, Pushed, admit};
@@ -116,22 +116,7 @@ pub(crate) trait Deliver: Send + Sync {
     /// for one that did not decode) in order, with their publishers' contexts, and says
     /// what that did. Stops at the first that ends the subscription.
     fn deliver_run(&self, run: &[Option<Box<dyn Any + Send>>], ambient: bool) -> Tally {
-        let mut tally = Tally::default();
-        for msg in run.iter().flatten() {
-            match self.deliver(&**msg, ambient) {
-                Outcome::Delivered => tally.delivered += 1,
-                Outcome::DeliveredDroppingOldest => {
-                    tally.delivered += 1;
-                    tally.dropped += 1;
-                }
-                Outcome::Dropped => tally.dropped += 1,
-                end => {
-                    tally.end = Some(end);
-                    break;
-                }
-            }
-        }
-        tally
+        one_by_one(self, run, ambient)
     }
     /// Reads the fields [`Deliver::deliver`] reads first, so that the fan-out can bring
     /// the next subscriber into the cache while it delivers to this one.
@@ -142,6 +127,30 @@ pub(crate) trait Deliver: Send + Sync {
     fn process(&self) -> Option<AddrKey>;
     /// The subscription has ended (unsubscribed, disconnected, pubsub closed).
     fn end(&self);
+}
+
+/// [`Deliver::deliver_run`] as one [`Deliver::deliver`] per message.
+fn one_by_one<S: Deliver + ?Sized>(
+    sub: &S,
+    run: &[Option<Box<dyn Any + Send>>],
+    ambient: bool,
+) -> Tally {
+    let mut tally = Tally::default();
+    for msg in run.iter().flatten() {
+        match sub.deliver(&**msg, ambient) {
+            Outcome::Delivered => tally.delivered += 1,
+            Outcome::DeliveredDroppingOldest => {
+                tally.delivered += 1;
+                tally.dropped += 1;
+            }
+            Outcome::Dropped => tally.dropped += 1,
+            end => {
+                tally.end = Some(end);
+                break;
+            }
+        }
+    }
+    tally
 }
 
 fn decode<T: Payload>(
@@ -341,6 +350,61 @@ impl<T: Payload, M: From<T> + Send + 'static> Deliver for ActorSub<T, M> {
             Ok(()) => Outcome::Delivered,
             Err(e) => refused(e),
         }
+    }
+
+    /// The run as one [`Batch`] ([`Addr::cast_batch`]): one mailbox message and one wake
+    /// of the actor for the run instead of one per message; its handler still runs once
+    /// per message, in order, each under its publisher's context. The bound and the policy
+    /// apply to each message as they do one at a time: a message past the bound is
+    /// dropped (counted) or ends the subscription, and those before it are sent; every
+    /// `every`-th message carries its mark. A run of one is a plain delivery.
+    fn deliver_run(&self, run: &[Option<Box<dyn Any + Send>>], ambient: bool) -> Tally {
+        if run.len() < 2 {
+            return one_by_one(self, run, ambient);
+        }
+        let mut tally = Tally::default();
+        let mut batch = Batch::with_capacity(run.len());
+        for msg in run.iter().flatten() {
+            let Some(p) = msg.downcast_ref::<Arc<Published<T>>>() else {
+                tally.end = Some(Outcome::WrongType);
+                break;
+            };
+            let sent = self.sent.load(Ordering::Relaxed);
+            if sent.saturating_sub(self.handled_seen.load(Ordering::Relaxed))
+                >= self.config.capacity as u64
+            {
+                match self.full(sent) {
+                    None => {}
+                    Some(Outcome::Dropped) => {
+                        tally.dropped += 1;
+                        continue;
+                    }
+                    Some(end) => {
+                        tally.end = Some(end);
+                        break;
+                    }
+                }
+            }
+            let n = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
+            let m = M::from(p.msg.clone());
+            // Each message carries its own context or none: never the one current here.
+            if n & self.mask == 0 {
+                batch.push_holding(p.ctx.clone(), m, Mark(self.handled.clone(), n));
+            } else {
+                batch.push_with(p.ctx.clone(), m);
+            }
+        }
+        let len = batch.len() as u64;
+        match self.addr.cast_batch(batch) {
+            Ok(()) => tally.delivered += len,
+            Err(e) => match refused(e) {
+                // Stopped: none of the run reached it, as one at a time none would have.
+                Outcome::Gone => tally.end = Some(Outcome::Gone),
+                // Restarting with a full backlog: the run is lost, counted.
+                _ => tally.dropped += len,
+            },
+        }
+        tally
     }
 
     fn decode(&self, bytes: &[u8], ctx: Option<Context>) -> Result<Box<dyn Any + Send>, WireError> {

@@ -13,7 +13,7 @@ use super::spec::{Backoff, ChildEntry, ChildKind, Intensity, Restart, Shutdown, 
 use super::{
     ChildCounts, ChildInfo, ChildSpecInfo, ChildStatus, Supervisor, SupervisorEvent, SupervisorMsg,
 };
-use crate::addr::{Envelope, ReplyPort};
+use crate::addr::{Envelope, Opened, ReplyPort};
 use crate::error::{ExitReason, SHUTDOWN, SpawnError, SupervisorError, SupervisorExit};
 
 /// What a supervisor is started with; cloned for each of its own restarts.
@@ -962,7 +962,17 @@ impl ractor::Actor for Core {
     ) -> Result<(), ActorProcessingErr> {
         Box::pin(async move {
             state.adopt_pending(&myself).await?;
-            state.handle(&myself, env.into_msg().0).await
+            match env.open() {
+                Opened::One(_, msg, _) => state.handle(&myself, msg.0).await,
+                // No batch is sent here (nothing outside this crate can build a request);
+                // were one, its requests are handled in order all the same.
+                Opened::Run(run) => {
+                    for env in run {
+                        state.handle(&myself, env.into_msg().0).await?;
+                    }
+                    Ok(())
+                }
+            }
         })
         .await
     }

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
 
+mod batch;
 mod context;
 mod ecosystem;
 mod remote;
