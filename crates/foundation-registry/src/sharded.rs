@@ -435,6 +435,8 @@ pub struct ShardedStats {
 /// typed handles. Cheap to clone. See the [module docs](self).
 pub struct Sharded<K, M> {
     inner: Arc<dyn Router<K, M>>,
+    /// The checkpoint store ([`ShardedSpec::handoff`]).
+    store: Option<Arc<Store<K>>>,
 }
 
 /// What a `Sharded` needs of its runtime, whatever the actor.
@@ -557,6 +559,7 @@ impl<K, M> Clone for Sharded<K, M> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            store: self.store.clone(),
         }
     }
 }
@@ -579,6 +582,7 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
         }
         Self {
             inner: Arc::new(Runtime(Shared::new(spec.settings))),
+            store: spec.store,
         }
     }
 
@@ -629,6 +633,7 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
                 return Err(e);
             }
         };
+        let kept = store.clone();
         let replicator = match (store, receiver) {
             (Some(store), Some(receiver)) => {
                 let view = Arc::downgrade(&cluster);
@@ -655,6 +660,7 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
         };
         Ok(Self {
             inner: Arc::new(ClusterRuntime(cluster, replicator)),
+            store: kept,
         })
     }
 
@@ -724,6 +730,13 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
     /// Whether `key`'s entity is active here (started or starting, and not passivated).
     pub fn is_active(&self, key: &K) -> bool {
         self.inner.is_active(key)
+    }
+
+    /// The sequence number of the newest checkpoint of `key`'s entity this node keeps
+    /// (its own or a copy of another node's; 1 for the entity's first); `None` without
+    /// one, or without [`ShardedSpec::handoff`].
+    pub fn checkpoint_seq(&self, key: &K) -> Option<u64> {
+        self.store.as_ref().and_then(|s| s.seq(key))
     }
 
     /// This node's counters.

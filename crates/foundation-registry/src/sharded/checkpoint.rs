@@ -46,8 +46,12 @@
 //!   checkpoint was an active one's started (after a crash: those active when they last
 //!   checkpointed).
 //!
-//! In a planned move the old owner drains the shard (every entity parked) and hands its
-//! store over with the snapshots; the new owner sends it to its own replicas.
+//! In a planned move the old owner drains the shard (every entity parked) and hands a
+//! copy of its checkpoints over with the snapshots (it keeps its own until its ticks
+//! drop what it does not hold: it may be a replica of the shard now); the new owner
+//! sends them to its own replicas. A node that becomes a replica of a shard in its own
+//! view also asks the shard's owner for its checkpoints (`Want`), in case a copy sent
+//! earlier was dropped here while its view said otherwise.
 //!
 //! # Limits and memory
 //!
@@ -176,6 +180,15 @@ pub enum CheckpointWire {
         /// The copies.
         entries: Vec<(Vec<u8>, u64, bool, Vec<u8>)>,
     },
+    /// From a node that became a replica of these shards (in its own view), to their
+    /// owner: send it their checkpoints.
+    #[remote(tag = 2)]
+    Want {
+        /// The node asking.
+        from: String,
+        /// The shards.
+        shards: Vec<u32>,
+    },
 }
 
 type Bucket<K> = Mutex<HashMap<K, Kept>>;
@@ -198,7 +211,11 @@ pub(crate) struct Store<K> {
     refused: AtomicU64,
     /// Where a checkpoint made here is sent (in a cluster).
     sink: OnceLock<Sink<K>>,
+    /// What answers a peer's `Want` (in a cluster).
+    wants: OnceLock<Wants>,
 }
+
+type Wants = Box<dyn Fn(&str, &[u32]) + Send + Sync>;
 
 /// The shard of `key` among `shards`: must be what `Shared::shard_of` computes (xxh3 of
 /// the key's `Hash`, mod the count); a unit test checks they agree.
@@ -218,6 +235,7 @@ impl<K: EntityKey> Store<K> {
             parked: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             sink: OnceLock::new(),
+            wants: OnceLock::new(),
         })
     }
 
@@ -317,6 +335,12 @@ impl<K: EntityKey> Store<K> {
         Ok(kept.seq)
     }
 
+    /// The sequence number of `key`'s checkpoint kept here.
+    pub(crate) fn seq(&self, key: &K) -> Option<u64> {
+        let bucket = self.bucket(self.shard_of(key))?;
+        lock(bucket).get(key).map(|k| k.seq)
+    }
+
     /// `key`'s last checkpoint, to start its entity from; it is active from now on.
     fn restoring(&self, key: &K) -> Option<Arc<[u8]>> {
         let bucket = self.bucket(self.shard_of(key))?;
@@ -361,21 +385,20 @@ impl<K: EntityKey> Store<K> {
         Ok(true)
     }
 
-    /// Takes shard `shard`'s checkpoints (those `which` selects): handed to its new owner.
-    fn take_shard(&self, shard: usize, which: &dyn Fn(&K) -> bool) -> Vec<(K, Kept)> {
-        let Some(bucket) = self.bucket(shard) else {
-            return Vec::new();
-        };
+    /// Keeps a checkpoint handed over in a planned move: it wins over any kept here (it
+    /// is the entity's state after its last message), numbered past both. Not held to
+    /// the limits, as a passivation snapshot is not.
+    fn put_handed(&self, key: K, mut kept: Kept) -> Result<(), Refused> {
+        let bucket = self
+            .bucket(self.shard_of(&key))
+            .ok_or(Refused::Unconfigured)?;
         let mut map = lock(bucket);
-        let keys: Vec<K> = map.keys().filter(|k| which(k)).cloned().collect();
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            if let Some(kept) = map.remove(&k) {
-                self.account(Some(&kept), None);
-                out.push((k, kept));
-            }
+        if let Some(o) = map.get(&key) {
+            kept.seq = kept.seq.max(o.seq + 1);
         }
-        out
+        let old = map.insert(key, kept.clone());
+        self.account(old.as_ref(), Some(&kept));
+        Ok(())
     }
 
     /// Copies of shard `shard`'s checkpoints.
@@ -505,7 +528,15 @@ impl<K: EntityKey, A: Handoff> Keeper<K, A> for Checkpointed<K> {
     }
 
     fn take_encoded(&self, shard: usize, which: &dyn Fn(&K) -> bool) -> Vec<(K, Vec<u8>)> {
-        let taken = self.store.take_shard(shard, which);
+        // Copies, not taken out: this node may hold the shard's copies as a replica in
+        // the new view (a node that served a shard for a moment while it joined), and the
+        // ones it does not hold are dropped by the replicator's next ticks.
+        let taken: Vec<(K, Kept)> = self
+            .store
+            .shard_entries(shard)
+            .into_iter()
+            .filter(|(k, _)| which(k))
+            .collect();
         let mut out = Vec::with_capacity(taken.len());
         for (k, kept) in taken {
             let handed = Handed {
@@ -517,7 +548,6 @@ impl<K: EntityKey, A: Handoff> Keeper<K, A> for Checkpointed<K> {
                 Ok(bytes) => out.push((k, bytes)),
                 Err(error) => {
                     tracing::error!(key = ?k, %error, "a checkpoint does not encode for its handoff; it stays here");
-                    let _ = self.store.put(k, kept);
                 }
             }
         }
@@ -530,7 +560,7 @@ impl<K: EntityKey, A: Handoff> Keeper<K, A> for Checkpointed<K> {
             Err(Refused::Decode(e)) => return Err(e),
             Err(_) => return Ok(()),
         };
-        if let Err(why) = self.store.put(key, kept) {
+        if let Err(why) = self.store.put_handed(key, kept) {
             self.store.refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%why, "a handed-over checkpoint was refused");
         }
@@ -579,6 +609,8 @@ struct Plan {
     /// The replicas that have this shard's checkpoints (sent to them since it is served
     /// here).
     sent_to: Vec<Vec<Arc<str>>>,
+    /// Asks for copies that could not be sent yet: (owner, shards).
+    asks: Vec<(Arc<str>, Vec<u32>)>,
 }
 
 /// Replicates one node's checkpoints of one `Sharded` in a cluster.
@@ -671,6 +703,7 @@ where
                 served: vec![false; shards],
                 fresh: vec![false; shards],
                 sent_to: vec![Vec::new(); shards],
+                asks: Vec::new(),
             }),
             task: Mutex::new(None),
             receiver: Mutex::new(Some(receiver)),
@@ -680,6 +713,15 @@ where
             .set_sink(Box::new(move |shard: usize, key: &K, kept: &Kept| {
                 if let Some(r) = weak.upgrade() {
                     r.send_one(shard, key, kept);
+                }
+            }));
+        let weak = Arc::downgrade(&me);
+        let _ = me
+            .store
+            .wants
+            .set(Box::new(move |from: &str, shards: &[u32]| {
+                if let Some(r) = weak.upgrade() {
+                    r.answer_want(from, shards);
                 }
             }));
         let weak = Arc::downgrade(&me);
@@ -756,6 +798,26 @@ where
         }
     }
 
+    /// A replica asks for `shards`' checkpoints: those served here are sent to it.
+    fn answer_want(&self, from: &str, shards: &[u32]) {
+        let table = self.table();
+        for &s in shards {
+            let i = usize::try_from(s).unwrap_or(usize::MAX);
+            if i >= self.store.shard_count() || !(self.served)(i) {
+                // Not served here: its owner sends them when it serves it.
+                continue;
+            }
+            if self.send_shard(i, from) && self.replicas(&table, i).iter().any(|r| **r == *from) {
+                let mut plan = lock(&self.plan);
+                if let Some(sent) = plan.sent_to.get_mut(i) {
+                    if !sent.iter().any(|r| **r == *from) {
+                        sent.push(Arc::from(from));
+                    }
+                }
+            }
+        }
+    }
+
     /// Sends every checkpoint of shard `shard` to `to`, in batches; whether all went.
     fn send_shard(&self, shard: usize, to: &str) -> bool {
         let limit = self.store.config().limit;
@@ -771,6 +833,7 @@ where
             })
             .collect();
         let mut ok = true;
+        tracing::debug!(sharded = %self.name, node = to, shard, n = entries.len(), "sending a shard's checkpoints");
         let mut entries = entries.into_iter().peekable();
         while entries.peek().is_some() {
             let batch: Vec<_> = entries.by_ref().take(BATCH).collect();
@@ -811,12 +874,32 @@ where
                 sent.retain(|n| !gone.contains(&&**n));
             }
             let table = self.holders(&view, signature);
+            plan.asks.extend(self.asks(&old, &table));
             *self
                 .table
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
         }
         let table = self.table();
+        if old.signature != table.signature {
+            tracing::debug!(sharded = %self.name, members = table.signature.len(), "checkpoint holders computed");
+        }
+        let asks = std::mem::take(&mut plan.asks);
+        for (owner, shards) in asks {
+            if !table.signature.iter().any(|n| *n.0 == *owner) {
+                continue;
+            }
+            let want = CheckpointWire::Want {
+                from: self.me.to_string(),
+                shards,
+            };
+            if let Err(error) = self.node.send(&owner, &self.service, &want) {
+                tracing::debug!(sharded = %self.name, node = %owner, %error, "could not ask for shards' checkpoints; again at the next tick");
+                if let CheckpointWire::Want { shards, .. } = want {
+                    plan.asks.push((owner, shards));
+                }
+            }
+        }
         let settled = table.since.elapsed() >= PRUNE_AFTER;
         let mut activate = Vec::new();
         for i in 0..self.store.shard_count() {
@@ -859,6 +942,26 @@ where
             }
         }
         true
+    }
+
+    /// The owners to ask for the checkpoints of the shards this node holds copies of in
+    /// `new` and did not in `old`: a copy sent here while this node's view said it was no
+    /// holder was dropped, and the owner does not know.
+    fn asks(&self, old: &Table, new: &Table) -> Vec<(Arc<str>, Vec<u32>)> {
+        let mut asks: HashMap<Arc<str>, Vec<u32>> = HashMap::new();
+        for (i, h) in new.holders.iter().enumerate() {
+            let replica = h.iter().skip(1).any(|n| **n == *self.me);
+            let was = old
+                .holders
+                .get(i)
+                .is_some_and(|o| o.iter().any(|n| **n == *self.me));
+            if let (true, false, Some(owner)) = (replica, was, h.first()) {
+                asks.entry(owner.clone())
+                    .or_default()
+                    .push(u32::try_from(i).unwrap_or(u32::MAX));
+            }
+        }
+        asks.into_iter().collect()
     }
 
     /// Each shard's holders over `view`: its owner, then the next `k`.
@@ -920,12 +1023,22 @@ where
         msg: CheckpointWire,
         (): &mut (),
     ) -> Result<(), ActorError> {
-        let CheckpointWire::Put { entries } = msg;
-        for entry in entries {
-            let kept = decode_copy::<K>(entry).and_then(|(k, kept)| self.store.put(k, kept));
-            if let Err(why) = kept {
-                self.store.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(sharded = %self.name, %why, "a checkpoint copy from a peer was refused");
+        match msg {
+            CheckpointWire::Put { entries } => {
+                tracing::debug!(sharded = %self.name, n = entries.len(), "checkpoint copies came");
+                for entry in entries {
+                    let kept =
+                        decode_copy::<K>(entry).and_then(|(k, kept)| self.store.put(k, kept));
+                    if let Err(why) = kept {
+                        self.store.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(sharded = %self.name, %why, "a checkpoint copy from a peer was refused");
+                    }
+                }
+            }
+            CheckpointWire::Want { from, shards } => {
+                if let Some(answer) = self.store.wants.get() {
+                    answer(&from, &shards);
+                }
             }
         }
         Ok(())

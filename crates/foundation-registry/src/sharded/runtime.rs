@@ -39,8 +39,8 @@ pub(crate) trait Keeper<K, A: Actor>: Send + Sync {
     ) -> Result<Restoring<'a, A::State>, A::Args>;
     /// Snapshots kept.
     fn len(&self) -> usize;
-    /// Takes the snapshots of shard `shard`'s keys that `which` selects, encoded: a
-    /// shard's, to hand to its new owner.
+    /// The snapshots of shard `shard`'s keys that `which` selects, encoded, to hand to
+    /// its new owner (the keeper may keep its own copies).
     fn take_encoded(&self, shard: usize, which: &dyn Fn(&K) -> bool) -> Vec<(K, Vec<u8>)>;
     /// Keeps an encoded snapshot handed over by another node.
     ///
