@@ -25,9 +25,11 @@
 //! second message (replicated to `REPLICAS` other nodes, 1 by default), and obeys
 //! `counts members <n>`, `counts settled`, `counts add <keys> <times>`, `counts owners
 //! <keys>` (remembers each key's owner now), `counts copies` (`@counts copies <kept>
-//! <refused>`) and `counts check <keys> <node> <if_there> <else>` (`@counts check <ok>
-//! <bad>`: a key is ok if it answers `if_there` when its remembered owner was `node`,
-//! else `else`).
+//! <refused>`), `counts entities`, `counts covered <keys>` (`@counts covered <n>`: keys
+//! whose shard this node holds by rendezvous, owner or first replica, and whose
+//! checkpoint it does not keep) and `counts check <keys> <node> <if_there> <else>`
+//! (`@counts check <ok> <bad>`: a key is ok if it answers `if_there` when its remembered
+//! owner was `node`, else `else`).
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
