@@ -214,6 +214,7 @@ use tokio::sync::{broadcast, mpsc};
 
 pub use error::{Closed, MigrateError, StartChildError, StartError, TerminateError};
 pub use handoff::{CheckpointError, Handoff, checkpoint};
+pub(crate) use handoff::{EntityCheckpoint, entity_scope};
 pub use spec::DistributedSpec;
 pub use strict::Fence;
 

@@ -30,7 +30,9 @@
 //!   bytes while idle), started by its first message, passivated when idle or least
 //!   recently used, with the same actors, handles and context as any process; across a
 //!   cluster, shards placed by rendezvous over the live members and moved, with their
-//!   messages and their entities' snapshots, when their owner changes.
+//!   messages and their entities' snapshots, when their owner changes; entity
+//!   checkpoints replicated to the shard's next owners, from which a dead node's
+//!   entities restart.
 //!
 //! - [work across the cluster](work): an ecosystem whose workers run on every node (a
 //!   coordinator singleton, one bounded queue per node, jobs to the least-loaded node,

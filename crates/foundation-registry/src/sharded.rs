@@ -65,10 +65,30 @@
 //! exceed it by the entities busy at that moment.
 //!
 //! Stopping an entity runs its `terminate`, or, with [`ShardedSpec::handoff`] (an entity
-//! that implements [`Handoff`]), keeps its [`Handoff::export`]ed snapshot on this node; its
-//! next message starts it again from the snapshot ([`Handoff::restore`]), or with `init`
-//! when it has none. Messages that arrive while an entity stops queue behind the stop.
-//! The `checkpoint` function of distributed children is not available in entities yet.
+//! that implements [`Handoff`]), keeps its [`Handoff::export`]ed snapshot on this node
+//! (as its last [checkpoint](#checkpoints)); its next message starts it again from the
+//! snapshot ([`Handoff::restore`]), or with `init` when it has none. Messages that arrive
+//! while an entity stops queue behind the stop.
+//!
+//! # Checkpoints
+//!
+//! An entity run with [`ShardedSpec::handoff`] may call
+//! [`checkpoint`](crate::distributed::checkpoint) in its handlers, with a value of its
+//! [`Handoff::Snapshot`] type, as a distributed child does: the snapshot is kept by its
+//! shard on this node, and, in a cluster, copied (in memory) to
+//! [`ShardedSpec::checkpoint_replicas`] other nodes, the next owners of its shard by the
+//! same rendezvous, so that the node that takes the shard over when its owner dies
+//! already holds it. An entity starts from its last checkpoint (an explicit one or its
+//! passivation snapshot, whichever is newer) after a passivation, a crash, a move or its
+//! node's death; with none, from `init`.
+//!
+//! A checkpoint over [`ShardedSpec::checkpoint_limit`] encoded is refused
+//! ([`CheckpointError::TooLarge`](crate::distributed::CheckpointError::TooLarge)), as is
+//! one that would take the node's checkpoints over [`ShardedSpec::checkpoint_memory`]
+//! ([`CheckpointError::Full`](crate::distributed::CheckpointError::Full)). What is lost
+//! on a node's death: the state since the last checkpoint that reached the new owner
+//! (copies are sent, not confirmed), and the messages the node had accepted and not
+//! handled (at most once). The protocol is in `sharded/checkpoint.rs`.
 //!
 //! # Crashes
 //!
@@ -109,11 +129,13 @@
 //! (each entity handles its queue, then stops with its [`Handoff`] snapshot), and hands
 //! the snapshots to the new owner, which held what came meanwhile and delivers it, in
 //! order, after restoring. A node that dies hands nothing off: its shards open on their
-//! new owners once it is detected, entities from `init`, messages it held lost (at most
-//! once); calls waiting on it go again to the new owner. With
+//! new owners once it is detected, entities from their last replicated
+//! [checkpoint](#checkpoints) (or `init`), messages it held lost (at most once); calls
+//! waiting on it go again to the new owner. With
 //! [`ShardedSpec::remember_entities`], a moved shard's active entities start on the new
-//! owner without waiting for a message. The protocol, its guarantees and its limits are
-//! in `sharded/cluster.rs`; the guide is `docs/placement.md`.
+//! owner without waiting for a message, and after an owner's death those whose last
+//! checkpoint was made while they were active. The protocol, its guarantees and its
+//! limits are in `sharded/cluster.rs`; the guide is `docs/placement.md`.
 //!
 //! A shard holds its messages while it is not served here: it starts *held*, queueing
 //! every message in arrival order, and opening it delivers them in that order; a held
@@ -156,6 +178,7 @@
 //! link's limit it is dropped, counted in [`ShardedStats::dropped`] and logged. The
 //! protocol is in `sharded/flow.rs`.
 
+mod checkpoint;
 mod cluster;
 mod flow;
 mod runtime;
@@ -173,14 +196,19 @@ use foundation_cluster::node::Node;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use checkpoint::{
+    CheckpointWire, DEFAULT_CHECKPOINT_LIMIT, DEFAULT_CHECKPOINT_MEMORY,
+    DEFAULT_CHECKPOINT_REPLICAS,
+};
 pub use cluster::{JoinError, ShardWire};
 pub use flow::{CastError, DEFAULT_REMOTE_WINDOW};
 pub use runtime::RegionMsg;
 
 use crate::distributed::Handoff;
 use crate::placement::{Quorum, Timing};
+use checkpoint::{Checkpointed, Replicator, Store};
 use cluster::{Cluster, ClusterRoute};
-use runtime::{Keeper, Settings, Shared, Snapshots};
+use runtime::{Keeper, Settings, Shared};
 
 /// What an entity's key must be: hashed to its shard, compared, cloned into its entry,
 /// and printed in logs.
@@ -240,6 +268,10 @@ pub struct ShardedSpec<K, A: Actor> {
     remember: bool,
     /// Split-brain policy and timing, window of remote casts (in a cluster).
     options: cluster::Options,
+    /// Checkpoint replicas and limits.
+    checkpoints: checkpoint::Config,
+    /// The checkpoint store (entities that implement `Handoff`, with `handoff()`).
+    store: Option<Arc<Store<K>>>,
 }
 
 impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
@@ -266,6 +298,8 @@ impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
             offers: Vec::new(),
             remember: false,
             options: cluster::Options::default(),
+            checkpoints: checkpoint::Config::default(),
+            store: None,
         }
     }
 
@@ -305,7 +339,10 @@ impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
 
     /// In a cluster, the entities active in a shard when it moves are started on its
     /// new owner at once (from their handed-over snapshots), without waiting for a
-    /// message (Akka's `remember-entities`, for what moves in a planned move).
+    /// message (Akka's `remember-entities`, for what moves in a planned move). When the
+    /// owner dies, the new owner starts those whose last replicated
+    /// [checkpoint](self#checkpoints) was made while they were active, from it (with
+    /// [`ShardedSpec::handoff`]; an entity that never checkpointed is not known there).
     #[must_use]
     pub fn remember_entities(mut self) -> Self {
         self.remember = true;
@@ -370,14 +407,53 @@ impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
     }
 
     /// Keeps a passivated entity's [`Handoff::export`]ed snapshot (in memory, on this
-    /// node), and restarts it from there with [`Handoff::restore`].
+    /// node), and restarts it from there with [`Handoff::restore`]; lets its handlers
+    /// call [`checkpoint`](crate::distributed::checkpoint), replicated in a cluster (see
+    /// [Checkpoints](self#checkpoints)).
     #[must_use]
     pub fn handoff(mut self) -> Self
     where
         A: Handoff,
     {
-        let keeper: Box<dyn Keeper<K, A>> = Box::new(Snapshots::<K, A::Snapshot>::new());
+        let store = Store::new();
+        let keeper: Box<dyn Keeper<K, A>> = Box::new(Checkpointed {
+            store: store.clone(),
+        });
         self.settings.keeper = Some(keeper);
+        self.store = Some(store);
+        self
+    }
+
+    /// To how many other nodes each checkpoint of an entity is copied (in memory): the
+    /// first `k` nodes after its shard's owner in the shard's rendezvous order, so that
+    /// the node that takes the shard over when its owner dies holds it while views
+    /// agree. Default [`DEFAULT_CHECKPOINT_REPLICAS`] (1); 0 keeps checkpoints on the
+    /// owner only (they then survive entity crashes and passivation, not the node's
+    /// death). With [`ShardedSpec::handoff`].
+    #[must_use]
+    pub fn checkpoint_replicas(mut self, k: usize) -> Self {
+        self.checkpoints.replicas = k;
+        self
+    }
+
+    /// The largest checkpoint of one entity, encoded (postcard), in bytes: a larger one
+    /// is refused with [`CheckpointError::TooLarge`](crate::distributed::CheckpointError::TooLarge)
+    /// ([`DEFAULT_CHECKPOINT_LIMIT`] by default). Every node must give the same: a copy
+    /// over it from a peer is refused.
+    #[must_use]
+    pub fn checkpoint_limit(mut self, bytes: usize) -> Self {
+        self.checkpoints.limit = bytes;
+        self
+    }
+
+    /// The bytes of checkpoints (this node's entities' and copies of others') this node
+    /// keeps for this `Sharded`: a checkpoint that would go over is refused with
+    /// [`CheckpointError::Full`](crate::distributed::CheckpointError::Full), a copy from a
+    /// peer dropped and counted ([`DEFAULT_CHECKPOINT_MEMORY`] by default). Passivation
+    /// snapshots are kept even over it.
+    #[must_use]
+    pub fn checkpoint_memory(mut self, bytes: usize) -> Self {
+        self.checkpoints.memory = bytes;
         self
     }
 }
@@ -423,12 +499,23 @@ pub struct ShardedStats {
     /// Casts refused [`CastError::Overloaded`] by [`Sharded::try_cast`] so far (in a
     /// cluster).
     pub refused: u64,
+    /// Entity checkpoints kept on this node: of its entities (passivation snapshots
+    /// included) and copies of other nodes' ([`ShardedSpec::handoff`]).
+    pub checkpoints: usize,
+    /// Their bytes, encoded (bounded by [`ShardedSpec::checkpoint_memory`], passivation
+    /// snapshots aside).
+    pub checkpoint_bytes: usize,
+    /// Checkpoint copies from peers refused so far: not decoding, over the size limit or
+    /// the memory limit.
+    pub checkpoints_refused: u64,
 }
 
 /// The handle of one [`Actor`] type run as sharded entities: gives their addresses and
 /// typed handles. Cheap to clone. See the [module docs](self).
 pub struct Sharded<K, M> {
     inner: Arc<dyn Router<K, M>>,
+    /// The checkpoint store ([`ShardedSpec::handoff`]).
+    store: Option<Arc<Store<K>>>,
 }
 
 /// What a `Sharded` needs of its runtime, whatever the actor.
@@ -501,8 +588,9 @@ impl<K: EntityKey, A: Actor> Router<K, A::Msg> for Runtime<K, A> {
     }
 }
 
-/// The runtime behind a `Sharded` handle spread over a cluster.
-struct ClusterRuntime<K, A: Actor>(Arc<Cluster<K, A>>);
+/// The runtime behind a `Sharded` handle spread over a cluster, and the replication of
+/// its checkpoints.
+struct ClusterRuntime<K, A: Actor>(Arc<Cluster<K, A>>, Option<Arc<Replicator<K>>>);
 
 impl<K, A> Router<K, A::Msg> for ClusterRuntime<K, A>
 where
@@ -554,7 +642,12 @@ where
         self.0.members()
     }
     fn leave(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        Box::pin(self.0.leave())
+        Box::pin(async move {
+            self.0.leave().await;
+            if let Some(r) = &self.1 {
+                r.stop();
+            }
+        })
     }
     fn try_cast(&self, key: K, msg: A::Msg) -> Result<(), CastError<A::Msg>> {
         self.0.try_cast(&key, msg)
@@ -568,6 +661,7 @@ impl<K, M> Clone for Sharded<K, M> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            store: self.store.clone(),
         }
     }
 }
@@ -585,8 +679,12 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
     /// its region starts ([`Sharded::child_spec`] under a supervisor, or
     /// [`Sharded::start`]).
     pub fn new<A: Actor<Msg = M>>(spec: ShardedSpec<K, A>) -> Self {
+        if let Some(store) = &spec.store {
+            store.configure(spec.settings.shards, spec.checkpoints);
+        }
         Self {
             inner: Arc::new(Runtime(Shared::new(spec.settings))),
+            store: spec.store,
         }
     }
 
@@ -615,11 +713,57 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
             offers,
             remember,
             options,
+            checkpoints,
+            store,
         } = spec;
+        let name = settings.name.clone();
+        // Peers' copies are taken before this node shows in their views.
+        let receiver = match &store {
+            Some(store) => {
+                store.configure(settings.shards, checkpoints);
+                Some(checkpoint::serve(node, &name, store.clone()).await?)
+            }
+            None => None,
+        };
         let local = Shared::new(settings);
-        let cluster = Cluster::start(node, local, role, offers, remember, options).await?;
+        let cluster = match Cluster::start(node, local, role.clone(), offers, remember, options).await {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(r) = receiver {
+                    node.unexport(&format!("$sharded/{name}/checkpoints"));
+                    r.stop(None);
+                }
+                return Err(e);
+            }
+        };
+        let kept = store.clone();
+        let replicator = match (store, receiver) {
+            (Some(store), Some(receiver)) => {
+                let view = Arc::downgrade(&cluster);
+                let served = Arc::downgrade(&cluster.local);
+                let activate = Arc::downgrade(&cluster.local);
+                let hooks = checkpoint::Hooks {
+                    view: Box::new(move || view.upgrade().map(|c| c.view())),
+                    served: Box::new(move |i| {
+                        served
+                            .upgrade()
+                            .is_some_and(|l| l.gate.get().is_some_and(|g| g(i)))
+                    }),
+                    activate: remember.then(|| -> checkpoint::Activate<K> {
+                        Box::new(move |k: &K| {
+                            if let Some(l) = activate.upgrade() {
+                                l.activate(k);
+                            }
+                        })
+                    }),
+                };
+                Some(Replicator::start(node, store, role, hooks, receiver, &name))
+            }
+            _ => None,
+        };
         Ok(Self {
-            inner: Arc::new(ClusterRuntime(cluster)),
+            inner: Arc::new(ClusterRuntime(cluster, replicator)),
+            store: kept,
         })
     }
 
@@ -757,6 +901,13 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
     /// Whether `key`'s entity is active here (started or starting, and not passivated).
     pub fn is_active(&self, key: &K) -> bool {
         self.inner.is_active(key)
+    }
+
+    /// The sequence number of the newest checkpoint of `key`'s entity this node keeps
+    /// (its own or a copy of another node's; 1 for the entity's first); `None` without
+    /// one, or without [`ShardedSpec::handoff`].
+    pub fn checkpoint_seq(&self, key: &K) -> Option<u64> {
+        self.store.as_ref().and_then(|s| s.seq(key))
     }
 
     /// This node's counters.

@@ -92,8 +92,11 @@ pub trait Handoff: Actor {
 #[non_exhaustive]
 pub enum CheckpointError {
     /// Not called from a handler of a distributed child registered with
-    /// [`DistributedSpec::handoff_kind`](super::DistributedSpec::handoff_kind).
-    #[error("checkpoint() called outside a handler of a distributed handoff child")]
+    /// [`DistributedSpec::handoff_kind`](super::DistributedSpec::handoff_kind), nor of a
+    /// sharded entity run with [`ShardedSpec::handoff`](crate::sharded::ShardedSpec::handoff).
+    #[error(
+        "checkpoint() called outside a handler of a distributed handoff child or a sharded entity with handoff"
+    )]
     NotAChild,
     /// The value is not of the child's [`Handoff::Snapshot`] type.
     #[error("checkpoint() given a {given}, not the child's snapshot type")]
@@ -104,6 +107,24 @@ pub enum CheckpointError {
     /// The snapshot does not encode.
     #[error("the checkpoint does not encode")]
     Encode(#[from] postcard::Error),
+    /// A sharded entity's checkpoint is larger, encoded, than its
+    /// [`ShardedSpec::checkpoint_limit`](crate::sharded::ShardedSpec::checkpoint_limit).
+    #[error("the checkpoint is {size} bytes encoded, over the limit of {limit}")]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A sharded entity's checkpoint would take this node's checkpoints over
+    /// [`ShardedSpec::checkpoint_memory`](crate::sharded::ShardedSpec::checkpoint_memory).
+    #[error("the node's checkpoints would take more than {limit} bytes ({used} used)")]
+    Full {
+        /// Bytes of checkpoints kept on this node now.
+        used: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Records `snapshot` as the running child's last checkpoint: kept on this node and sent
@@ -113,25 +134,36 @@ pub enum CheckpointError {
 /// [`Handoff::Snapshot`] type. Returns the checkpoint's sequence number (1 for the
 /// child's first, counted across moves).
 ///
+/// A sharded entity run with [`ShardedSpec::handoff`](crate::sharded::ShardedSpec::handoff)
+/// calls it the same way (from its handlers, `init` or `restore`): its checkpoint is kept
+/// by its shard on this node and sent to
+/// [`ShardedSpec::checkpoint_replicas`](crate::sharded::ShardedSpec::checkpoint_replicas)
+/// other nodes, the shard's next owners; see
+/// [the sharded module](crate::sharded#checkpoints).
+///
 /// The copy is sent when this returns, not confirmed: a node that dies at once may take
 /// the newest checkpoint with it, and the next incarnation starts from an older one.
 ///
 /// # Errors
 ///
 /// [`CheckpointError::NotAChild`] outside such a handler, [`CheckpointError::WrongType`],
-/// [`CheckpointError::Encode`].
+/// [`CheckpointError::Encode`]; for a sharded entity also [`CheckpointError::TooLarge`]
+/// and [`CheckpointError::Full`].
 pub fn checkpoint<S: Serialize + 'static>(snapshot: &S) -> Result<u64, CheckpointError> {
     let current = CURRENT
-        .try_with(|c| (c.gate.clone(), c.snapshot))
+        .try_with(|c| (c.target.clone(), c.snapshot))
         .map_err(|_| CheckpointError::NotAChild)?;
-    let (gate, ty) = current;
+    let (target, ty) = current;
     if ty != TypeId::of::<S>() {
         return Err(CheckpointError::WrongType {
             given: std::any::type_name::<S>(),
         });
     }
     let bytes = postcard::to_allocvec(snapshot)?;
-    Ok(gate.checkpoint(bytes))
+    match target {
+        Target::Child(gate) => Ok(gate.checkpoint(bytes)),
+        Target::Entity(entity) => entity.checkpoint(bytes),
+    }
 }
 
 tokio::task_local! {
@@ -139,8 +171,39 @@ tokio::task_local! {
 }
 
 struct Current {
-    gate: Arc<Gate>,
+    target: Target,
     snapshot: TypeId,
+}
+
+/// Where [`checkpoint`] sends what it is given.
+#[derive(Clone)]
+enum Target {
+    /// A distributed child: its gate, which the supervisor replicates from.
+    Child(Arc<Gate>),
+    /// A sharded entity: its shard's checkpoint store.
+    Entity(Arc<dyn EntityCheckpoint>),
+}
+
+/// A sharded entity's end of [`checkpoint`]: keeps and replicates its encoded snapshot.
+pub(crate) trait EntityCheckpoint: Send + Sync {
+    /// Keeps `bytes` as the entity's last checkpoint; its sequence number.
+    fn checkpoint(&self, bytes: Vec<u8>) -> Result<u64, CheckpointError>;
+}
+
+/// Makes [`checkpoint`] work in `fut` (a sharded entity's runner), for an entity whose
+/// [`Handoff::Snapshot`] type is `snapshot`.
+pub(crate) fn entity_scope<F: Future>(
+    entity: Arc<dyn EntityCheckpoint>,
+    snapshot: TypeId,
+    fut: F,
+) -> impl Future<Output = F::Output> {
+    CURRENT.scope(
+        Current {
+            target: Target::Entity(entity),
+            snapshot,
+        },
+        fut,
+    )
 }
 
 /// Where a checkpoint goes: the supervisor stores and replicates it.
@@ -281,7 +344,7 @@ impl<H: Handoff> Actor for Handing<H> {
             return Ok(());
         };
         let current = Current {
-            gate: self.gate.clone(),
+            target: Target::Child(self.gate.clone()),
             snapshot: TypeId::of::<H::Snapshot>(),
         };
         CURRENT

@@ -60,11 +60,11 @@
 //!
 //! A node that dies hands nothing off. Once the supervisor's view drops it (its failure
 //! detector; a closed connection at once), its shards open on their new owners after the
-//! supervisor's split-brain margin: their entities start from `init` (snapshots kept on
-//! the dead node are lost with it), and what was sent to it and not handled is lost (at
-//! most once). A call waiting on it is sent again to the shard's new owner with the same
-//! id, so it is answered within the caller's timeout; if the dead node had handled it, it
-//! runs twice.
+//! supervisor's split-brain margin: their entities start from their last checkpoint
+//! replicated to the new owner (`sharded/checkpoint.rs`), or from `init` without one,
+//! and what was sent to it and not handled is lost (at most once). A call waiting on it
+//! is sent again to the shard's new owner with the same id, so it is answered within the
+//! caller's timeout; if the dead node had handled it, it runs twice.
 //!
 //! # Split brain
 //!
@@ -533,7 +533,7 @@ where
 
     /// The membership view shards are placed over: the supervisor's, with the members
     /// that said they leave (and this node, once it leaves) marked leaving.
-    fn view(&self) -> View {
+    pub(crate) fn view(&self) -> View {
         let view = self.sup.placement_view();
         let leavers = {
             let mut l = lock(&self.leavers);

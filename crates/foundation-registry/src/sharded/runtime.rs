@@ -20,12 +20,12 @@ use super::{EntityKey, ShardedStats};
 // Recovers from poisoning: every critical section here leaves its data whole before
 // anything that can panic runs.
 use crate::cluster::lock;
-use crate::distributed::Handoff;
 
 /// A boxed future of an entity's restored state.
 pub(crate) type Restoring<'a, S> = Pin<Box<dyn Future<Output = Result<S, ActorError>> + Send + 'a>>;
 
-/// Where passivated entities' state is kept (entities that implement [`Handoff`]).
+/// Where passivated entities' state and their checkpoints are kept (entities that
+/// implement [`Handoff`](crate::distributed::Handoff)): `sharded/checkpoint.rs`.
 pub(crate) trait Keeper<K, A: Actor>: Send + Sync {
     /// Keeps `state`, exported, as `key`'s snapshot.
     fn save(&self, actor: &A, key: &K, state: A::State);
@@ -39,77 +39,27 @@ pub(crate) trait Keeper<K, A: Actor>: Send + Sync {
     ) -> Result<Restoring<'a, A::State>, A::Args>;
     /// Snapshots kept.
     fn len(&self) -> usize;
-    /// Takes the snapshots of the keys `which` selects, encoded (postcard): a shard's,
-    /// to hand to its new owner.
-    fn take_encoded(&self, which: &dyn Fn(&K) -> bool) -> Vec<(K, Vec<u8>)>;
+    /// The snapshots of shard `shard`'s keys that `which` selects, encoded, to hand to
+    /// its new owner (the keeper may keep its own copies).
+    fn take_encoded(&self, shard: usize, which: &dyn Fn(&K) -> bool) -> Vec<(K, Vec<u8>)>;
     /// Keeps an encoded snapshot handed over by another node.
     ///
     /// # Errors
     ///
     /// The snapshot does not decode.
     fn put_encoded(&self, key: K, bytes: &[u8]) -> Result<(), postcard::Error>;
-}
-
-/// Snapshots in memory on this node, by key.
-pub(crate) struct Snapshots<K, S> {
-    map: Mutex<foldhash::HashMap<K, S>>,
-}
-
-impl<K, S> Snapshots<K, S> {
-    pub(crate) fn new() -> Self {
-        Self {
-            map: Mutex::new(foldhash::HashMap::default()),
-        }
-    }
-}
-
-impl<K: EntityKey, A: Handoff> Keeper<K, A> for Snapshots<K, A::Snapshot> {
-    fn save(&self, actor: &A, key: &K, state: A::State) {
-        let snapshot = actor.export(state);
-        lock(&self.map).insert(key.clone(), snapshot);
-    }
-
-    fn restore<'a>(
-        &'a self,
-        actor: &'a A,
+    /// What makes `checkpoint()` work in the runner of `key`'s entity (shard `shard`):
+    /// its end of the call, and the snapshot type.
+    fn checkpoints(
+        &self,
+        shard: usize,
         key: &K,
-        me: &'a Addr<A::Msg>,
-        args: A::Args,
-    ) -> Result<Restoring<'a, A::State>, A::Args> {
-        let snapshot = lock(&self.map).remove(key);
-        match snapshot {
-            Some(s) => Ok(Box::pin(actor.restore(me, s, args))),
-            None => Err(args),
-        }
-    }
-
-    fn len(&self) -> usize {
-        lock(&self.map).len()
-    }
-
-    fn take_encoded(&self, which: &dyn Fn(&K) -> bool) -> Vec<(K, Vec<u8>)> {
-        let mut map = lock(&self.map);
-        let keys: Vec<K> = map.keys().filter(|k| which(k)).cloned().collect();
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            if let Some(snapshot) = map.remove(&k) {
-                match postcard::to_allocvec(&snapshot) {
-                    Ok(bytes) => out.push((k, bytes)),
-                    Err(error) => {
-                        tracing::error!(key = ?k, %error, "an entity's snapshot does not encode; it stays on this node");
-                        map.insert(k, snapshot);
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    fn put_encoded(&self, key: K, bytes: &[u8]) -> Result<(), postcard::Error> {
-        let snapshot: A::Snapshot = postcard::from_bytes(bytes)?;
-        lock(&self.map).insert(key, snapshot);
-        Ok(())
-    }
+    ) -> Option<(
+        Arc<dyn crate::distributed::EntityCheckpoint>,
+        std::any::TypeId,
+    )>;
+    /// Adds the store's counters.
+    fn stats(&self, stats: &mut ShardedStats);
 }
 
 /// Which shards a node serves (in a cluster): the region opens only those when it starts.
@@ -257,7 +207,23 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             return;
         };
         self.runners.fetch_add(1, Ordering::SeqCst);
-        rt.spawn(run(me, shard, key));
+        let scope = self
+            .settings
+            .keeper
+            .as_ref()
+            .and_then(|k| k.checkpoints(shard, &key));
+        match scope {
+            Some((entity, snapshot)) => {
+                rt.spawn(crate::distributed::entity_scope(
+                    entity,
+                    snapshot,
+                    run(me, shard, key),
+                ));
+            }
+            None => {
+                rt.spawn(run(me, shard, key));
+            }
+        }
     }
 
     /// Builds `key`'s state: from its snapshot if one is kept, else with `init`.
@@ -433,7 +399,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
     /// Takes the snapshots kept for shard `i`'s keys, encoded.
     pub(crate) fn take_snapshots(&self, i: usize) -> Vec<(K, Vec<u8>)> {
         match &self.settings.keeper {
-            Some(k) => k.take_encoded(&|key| self.shard_of(key) == i),
+            Some(k) => k.take_encoded(i, &|key| self.shard_of(key) == i),
             None => Vec::new(),
         }
     }
@@ -478,7 +444,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             entities += s.len();
             running += s.running();
         }
-        ShardedStats {
+        let mut stats = ShardedStats {
             shards: self.shards.len(),
             entities,
             running,
@@ -490,8 +456,12 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             served: self.shards.len(),
             in_transit: 0,
             handed_off: 0,
-            refused: 0,
+            ..ShardedStats::default()
+        };
+        if let Some(k) = &self.settings.keeper {
+            k.stats(&mut stats);
         }
+        stats
     }
 
     /// The region's child spec.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foundation_actors::prelude::*;
-use foundation_registry::distributed::Handoff;
+use foundation_registry::distributed::{CheckpointError, Handoff, checkpoint};
 use foundation_registry::sharded::{Sharded, ShardedSpec};
 use tokio::sync::{Barrier, mpsc};
 use tokio::time::timeout;
@@ -498,4 +498,87 @@ async fn a_passivated_handoff_entity_starts_again_from_its_snapshot() {
     // The shutdown passivated it again: its snapshot is kept.
     assert_eq!(timeout(PATIENCE, exports.recv()).await.unwrap().unwrap(), 6);
     assert_eq!(s.stats().snapshots, 1);
+}
+
+/// A counter that checkpoints when asked, and crashes when asked.
+#[derive(Clone)]
+struct Checkpointer;
+
+enum CkptMsg {
+    Add(u64),
+    Save(ReplyPort<Result<u64, CheckpointError>>),
+    Crash,
+    Get(ReplyPort<u64>),
+}
+
+impl Actor for Checkpointer {
+    type Msg = CkptMsg;
+    type State = u64;
+    type Args = ();
+    async fn init(&self, _: &Addr<CkptMsg>, (): ()) -> Result<u64, ActorError> {
+        Ok(0)
+    }
+    async fn handle(&self, _: &Addr<CkptMsg>, msg: CkptMsg, n: &mut u64) -> Result<(), ActorError> {
+        match msg {
+            CkptMsg::Add(k) => *n += k,
+            CkptMsg::Save(reply) => {
+                let _ = reply.send(checkpoint(&*n));
+            }
+            CkptMsg::Crash => return Err("asked to crash".into()),
+            CkptMsg::Get(reply) => {
+                let _ = reply.send(*n);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Handoff for Checkpointer {
+    type Snapshot = u64;
+    fn export(&self, n: u64) -> u64 {
+        n
+    }
+    async fn restore(&self, _: &Addr<CkptMsg>, n: u64, (): ()) -> Result<u64, ActorError> {
+        Ok(n)
+    }
+}
+
+#[tokio::test]
+async fn an_entity_restarts_from_its_checkpoint_after_a_crash_and_one_over_the_limit_is_a_typed_error()
+ {
+    // 2 bytes: a u64 below 16,384 (postcard's varint); 100,005 takes 3.
+    let spec = ShardedSpec::new("sh-ckpt", Checkpointer, |_: &u64| ())
+        .handoff()
+        .checkpoint_limit(2);
+    let s = Sharded::new(spec);
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sh-ckpt-sup", Strategy::OneForOne).child(s.child_spec()),
+    )
+    .await
+    .unwrap();
+    let e = s.addr(1);
+    e.cast(CkptMsg::Add(5)).unwrap();
+    assert_eq!(e.call(CkptMsg::Save).await.unwrap().unwrap(), 1);
+    e.cast(CkptMsg::Add(2)).unwrap();
+    assert_eq!(e.call(CkptMsg::Get).await.unwrap(), 7);
+    // The crash drops the state: the next message starts it from its checkpoint.
+    e.cast(CkptMsg::Crash).unwrap();
+    assert_eq!(e.call(CkptMsg::Get).await.unwrap(), 5);
+    assert_eq!(s.stats().crashed, 1);
+    e.cast(CkptMsg::Add(100_000)).unwrap();
+    let too_large = e.call(CkptMsg::Save).await.unwrap();
+    assert!(
+        matches!(
+            too_large,
+            Err(CheckpointError::TooLarge { size: 3, limit: 2 })
+        ),
+        "{too_large:?}"
+    );
+    // The refused one did not replace the last.
+    assert_eq!(s.stats().checkpoints, 1);
+    e.cast(CkptMsg::Crash).unwrap();
+    assert_eq!(e.call(CkptMsg::Get).await.unwrap(), 5);
+    // Outside an entity's handler there is nothing to checkpoint.
+    assert!(matches!(checkpoint(&5u64), Err(CheckpointError::NotAChild)));
+    sup.shutdown().await;
 }

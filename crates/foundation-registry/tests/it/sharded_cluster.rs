@@ -20,6 +20,16 @@
 //! - `ctx`: calls entity 7 under a context with a trace id and baggage, and prints
 //!   `@ctx same|differs <node>`;
 //! - `entities`: `@entities <n>`, the entities active on this node.
+//!
+//! With `COUNTS` set it also runs `counts`, [`Count`] entities that checkpoint every
+//! second message (replicated to `REPLICAS` other nodes, 1 by default), and obeys
+//! `counts members <n>`, `counts settled`, `counts add <keys> <times>`, `counts owners
+//! <keys>` (remembers each key's owner now), `counts copies` (`@counts copies <kept>
+//! <refused>`), `counts entities`, `counts covered <keys>` (`@counts covered <n>`: keys
+//! whose shard this node holds by rendezvous, owner or first replica, and whose
+//! checkpoint it does not keep) and `counts check <keys> <node> <if_there> <else>`
+//! (`@counts check <ok> <bad>`: a key is ok if it answers `if_there` when its remembered
+//! owner was `node`, else `else`).
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -28,7 +38,8 @@ use std::time::Duration;
 use foundation_actors::prelude::*;
 use foundation_cluster::discovery::Peer;
 use foundation_cluster::node::{Node, NodeConfig};
-use foundation_registry::distributed::Handoff;
+use foundation_registry::distributed::{Handoff, checkpoint};
+use foundation_registry::placement::{Distribution, Load, Rendezvous};
 use foundation_registry::sharded::{Sharded, ShardedSpec};
 use foundation_testkit::{Child, commands, say};
 
@@ -132,6 +143,64 @@ impl Handoff for Book {
         (): (),
     ) -> Result<Vec<u64>, ActorError> {
         Ok(log)
+    }
+}
+
+/// What a [`Count`] takes.
+#[derive(Debug, RemoteMessage)]
+#[remote(name = "test.Count")]
+pub enum CountMsg {
+    /// Count one; every second one is checkpointed.
+    #[remote(tag = 1)]
+    Add,
+    /// The count.
+    #[remote(tag = 2)]
+    Get(ReplyPort<u64>),
+}
+
+/// An entity that counts its messages and checkpoints at every even count.
+#[derive(Clone)]
+pub struct Count;
+
+impl Actor for Count {
+    type Msg = CountMsg;
+    type State = u64;
+    type Args = ();
+
+    async fn init(&self, _: &Addr<CountMsg>, (): ()) -> Result<u64, ActorError> {
+        Ok(0)
+    }
+
+    async fn handle(
+        &self,
+        _: &Addr<CountMsg>,
+        msg: CountMsg,
+        n: &mut u64,
+    ) -> Result<(), ActorError> {
+        match msg {
+            CountMsg::Add => {
+                *n += 1;
+                if *n % 2 == 0 {
+                    checkpoint(&*n)?;
+                }
+            }
+            CountMsg::Get(port) => {
+                let _ = port.send(*n);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Handoff for Count {
+    type Snapshot = u64;
+
+    fn export(&self, n: u64) -> u64 {
+        n
+    }
+
+    async fn restore(&self, _: &Addr<CountMsg>, n: u64, (): ()) -> Result<u64, ActorError> {
+        Ok(n)
     }
 }
 
@@ -386,6 +455,161 @@ fn remembered_entities_are_started_on_their_new_owner_without_a_message() {
     assert_eq!(active, owned_by_d);
 }
 
+/// `counts members <n>` on every node of `nodes`.
+fn counts_members(nodes: &mut [Child], n: usize) {
+    let line = format!("counts members {n}");
+    for node in nodes.iter_mut() {
+        node.tell(&line);
+        node.expect(|l| l == line);
+    }
+}
+
+fn counts_settled(nodes: &mut [Child]) {
+    for node in nodes.iter_mut() {
+        node.tell("counts settled");
+        node.expect(|l| l == "counts settled");
+    }
+}
+
+/// Waits until every node holds the checkpoint of every key 0..2,000 whose shard it
+/// holds (owner or replica, by rendezvous over the members it sees), twice in a row a
+/// second apart (copies are re-sent every 250 ms).
+fn counts_copies(nodes: &mut [Child]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let missing = |nodes: &mut [Child]| -> Vec<String> {
+        nodes
+            .iter_mut()
+            .map(|n| {
+                let got = ask(n, "counts covered 2000", "counts covered ");
+                format!("{}: {got}", n.name)
+            })
+            .filter(|m| !m.ends_with(": 0"))
+            .collect()
+    };
+    loop {
+        let gaps = missing(nodes);
+        if gaps.is_empty() {
+            std::thread::sleep(Duration::from_secs(1));
+            if missing(nodes).is_empty() {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "checkpoints missing on their holders: {gaps:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn after_a_kill_9_every_key_answers_again_with_the_count_of_its_last_checkpoint() {
+    let counts = [("COUNTS", "1")];
+    let mut nodes = nodes(&["a", "b", "c"], &counts);
+    counts_members(&mut nodes, 3);
+    counts_settled(&mut nodes);
+    // 3 messages to each of 2,000 keys: each counts 3 and checkpointed at 2.
+    assert_eq!(ask(&mut nodes[0], "counts add 2000 3", "counts added"), "");
+    // Each checkpoint on its owner and one copy.
+    counts_copies(&mut nodes);
+    for n in nodes.iter_mut() {
+        assert_eq!(ask(n, "counts owners 2000", "counts owners"), "");
+    }
+    let mut c = nodes.pop().unwrap();
+    c.kill();
+    counts_members(&mut nodes, 2);
+    // c's entities restart on their new owners from their checkpoint (2, not 0); the
+    // others never stopped (3).
+    for n in nodes.iter_mut() {
+        assert_eq!(
+            ask(n, "counts check 2000 c 2 3", "counts check "),
+            "2000 0",
+            "node {}",
+            n.name
+        );
+    }
+}
+
+#[test]
+fn remembered_entities_of_a_killed_node_restart_from_their_checkpoints_without_a_message() {
+    let counts = [("COUNTS", "1"), ("REMEMBER", "1")];
+    let mut nodes = nodes(&["a", "b", "c"], &counts);
+    counts_members(&mut nodes, 3);
+    counts_settled(&mut nodes);
+    assert_eq!(ask(&mut nodes[0], "counts add 2000 3", "counts added"), "");
+    counts_copies(&mut nodes);
+    for n in nodes.iter_mut() {
+        assert_eq!(ask(n, "counts owners 2000", "counts owners"), "");
+    }
+    let mut c = nodes.pop().unwrap();
+    c.kill();
+    counts_members(&mut nodes, 2);
+    // No message yet: a and b run c's entities too, once its shards open there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let active: usize = nodes
+            .iter_mut()
+            .map(|n| {
+                ask(n, "counts entities", "counts entities ")
+                    .parse::<usize>()
+                    .unwrap()
+            })
+            .sum();
+        if active == 2_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{active} of 2,000 entities active on a and b"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for n in nodes.iter_mut() {
+        assert_eq!(
+            ask(n, "counts check 2000 c 2 3", "counts check "),
+            "2000 0",
+            "node {}",
+            n.name
+        );
+    }
+}
+
+#[test]
+fn checkpoint_copies_follow_the_shards_to_a_joining_node_and_survive_its_kill_9() {
+    let counts = [("COUNTS", "1")];
+    let mut nodes = nodes(&["a", "b", "c"], &counts);
+    counts_members(&mut nodes, 3);
+    counts_settled(&mut nodes);
+    assert_eq!(ask(&mut nodes[0], "counts add 2000 3", "counts added"), "");
+    counts_copies(&mut nodes);
+    // d joins: the shards it takes move to it (drained: each entity's state, 3, is its
+    // checkpoint), and the copies are re-sent to the shards' replicas as they are now.
+    let seed = nodes[0].addr.clone();
+    nodes.push(start("d", Some(&seed), &counts));
+    for n in nodes.iter_mut() {
+        n.tell("members 4");
+        n.expect(|l| l == "members 4");
+    }
+    counts_members(&mut nodes, 4);
+    counts_settled(&mut nodes);
+    counts_copies(&mut nodes);
+    for n in nodes.iter_mut() {
+        assert_eq!(ask(n, "counts owners 2000", "counts owners"), "");
+    }
+    // d dies: what it took over restarts from the copies it sent on.
+    let mut d = nodes.pop().unwrap();
+    d.kill();
+    counts_members(&mut nodes, 3);
+    for n in nodes.iter_mut() {
+        assert_eq!(
+            ask(n, "counts check 2000 d 3 3", "counts check "),
+            "2000 0",
+            "node {}",
+            n.name
+        );
+    }
+}
+
 /// A running stream: what stops it, and its task (its last round, its refused casts).
 type Stream = (
     tokio::sync::oneshot::Sender<()>,
@@ -425,13 +649,28 @@ async fn run(name: String) {
         books_spec = books_spec.remember_entities();
     }
     let books: Sharded<u64, BookMsg> = Sharded::start_on(&node, books_spec).await.unwrap();
-    let sup = Supervisor::start(
-        SupervisorSpec::new("entities", Strategy::OneForOne)
-            .child(ledger.child_spec())
-            .child(books.child_spec()),
-    )
-    .await
-    .unwrap();
+    let count_entities: Option<Sharded<u64, CountMsg>> = match var("COUNTS") {
+        Some(_) => {
+            let replicas = var("REPLICAS").map_or(1, |k| k.parse().unwrap());
+            let mut spec = ShardedSpec::new("counts", Count, |_: &u64| ())
+                .handoff()
+                .checkpoint_replicas(replicas);
+            if var("REMEMBER").is_some() {
+                spec = spec.remember_entities();
+            }
+            Some(Sharded::start_on(&node, spec).await.unwrap())
+        }
+        None => None,
+    };
+    let mut children = SupervisorSpec::new("entities", Strategy::OneForOne)
+        .child(ledger.child_spec())
+        .child(books.child_spec());
+    if let Some(c) = &count_entities {
+        children = children.child(c.child_spec());
+    }
+    let sup = Supervisor::start(children).await.unwrap();
+    // Each key's owner at the last `counts owners`.
+    let mut counts_owners: Vec<Option<String>> = Vec::new();
     let mut stream: Option<Stream> = None;
     say(&format!("ready {} {}", node.name(), node.advertised()));
     for seed in var("SEEDS")
@@ -667,6 +906,13 @@ async fn run(name: String) {
                     .count();
                 say(&format!("owned {n}"));
             }
+            ["counts", rest @ ..] => {
+                let Some(counts) = &count_entities else {
+                    say("counts not running (COUNTS)");
+                    continue;
+                };
+                counts_command(counts, node.name(), rest, &mut counts_owners).await;
+            }
             ["leave"] => {
                 books.leave().await;
                 ledger.leave().await;
@@ -678,6 +924,129 @@ async fn run(name: String) {
     ledger.leave().await;
     sup.shutdown().await;
     node.shutdown().await;
+}
+
+/// The `counts …` commands (see the module docs).
+async fn counts_command(
+    counts: &Sharded<u64, CountMsg>,
+    me: &str,
+    words: &[&str],
+    owners: &mut Vec<Option<String>>,
+) {
+    match words {
+        ["members", n] => {
+            let n: usize = n.parse().unwrap();
+            loop {
+                let owning: std::collections::BTreeSet<String> =
+                    (0..5_000u64).filter_map(|k| counts.owner_of(&k)).collect();
+                if counts.members().len() == n && owning.len() == n {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            say(&format!("counts members {n}"));
+        }
+        ["settled"] => {
+            for _ in 0..2 {
+                while counts.stats().in_transit > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(600)).await;
+            }
+            say("counts settled");
+        }
+        ["add", keys, times] => {
+            let keys: u64 = keys.parse().unwrap();
+            let times: u64 = times.parse().unwrap();
+            for _ in 0..times {
+                for k in 0..keys {
+                    counts.addr(k).cast(CountMsg::Add).unwrap();
+                }
+            }
+            // Each key's casts and then this call go on one lane: handled in order.
+            for k in 0..keys {
+                let n = counts
+                    .addr(k)
+                    .call_timeout(CountMsg::Get, Duration::from_secs(20))
+                    .await
+                    .unwrap();
+                assert!(n >= times, "key {k}: {n}");
+            }
+            say("counts added");
+        }
+        ["owners", keys] => {
+            let keys: u64 = keys.parse().unwrap();
+            *owners = (0..keys).map(|k| counts.owner_of(&k)).collect();
+            say("counts owners");
+        }
+        ["entities"] => say(&format!("counts entities {}", counts.stats().entities)),
+        // The keys whose shard this node holds (owner or first replica, by rendezvous
+        // over the members it sees) and that it keeps no checkpoint of.
+        ["covered", keys] => {
+            let keys: u64 = keys.parse().unwrap();
+            let members = counts.members();
+            let names: Vec<&str> = members.iter().map(String::as_str).collect();
+            let (mut missing, mut as_owner) = (0, 0);
+            for k in 0..keys {
+                let shard = format!("counts/{}", counts.shard_of(&k));
+                let holders = Rendezvous.rank(shard.as_bytes(), &names, &Load::new());
+                let holds = holders.iter().take(2).any(|h| *h == me);
+                if holds && counts.checkpoint_seq(&k).is_none() {
+                    missing += 1;
+                    if holders.first() == Some(&me) {
+                        as_owner += 1;
+                    }
+                }
+            }
+            // The total first: the test reads a node as covered when it ends with ": 0".
+            let detail = if missing > 0 {
+                format!(" ({as_owner} as owner) 1")
+            } else {
+                String::new()
+            };
+            say(&format!("counts covered {missing}{detail}"));
+        }
+        ["copies"] => {
+            let st = counts.stats();
+            say(&format!(
+                "counts copies {} {}",
+                st.checkpoints, st.checkpoints_refused
+            ));
+        }
+        ["check", keys, node, there, elsewhere] => {
+            let keys: u64 = keys.parse().unwrap();
+            let there: u64 = there.parse().unwrap();
+            let elsewhere: u64 = elsewhere.parse().unwrap();
+            let (mut ok, mut bad) = (0, 0);
+            for k in 0..keys {
+                let was = owners.get(k as usize).cloned().flatten();
+                let want = if was.as_deref() == Some(*node) {
+                    there
+                } else {
+                    elsewhere
+                };
+                match counts
+                    .addr(k)
+                    .call_timeout(CountMsg::Get, Duration::from_secs(20))
+                    .await
+                {
+                    Ok(n) if n == want => ok += 1,
+                    Ok(n) => {
+                        bad += 1;
+                        if bad < 5 {
+                            eprintln!("count {k} (was on {was:?}): {n}, not {want}");
+                        }
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        eprintln!("count {k}: {e}");
+                    }
+                }
+            }
+            say(&format!("counts check {ok} {bad}"));
+        }
+        _ => say(&format!("unknown counts {}", words.join(" "))),
+    }
 }
 
 fn by_owner_books(books: &Sharded<u64, BookMsg>, keys: u64) -> BTreeMap<String, usize> {
