@@ -230,20 +230,28 @@ async fn remote_one(kind: usize, s: &Setup, key: u64, i: u64) {
     }
 }
 
-/// `n` of one kind (see [`remote_chunk`]) after a warm-up, the measured part inside
-/// [`paired_one_measured`] for callgrind's `--toggle-collect`.
+/// `n` of one kind (see [`remote_chunk`]) after a warm-up, between the marker functions
+/// [`cg_begin`] and [`cg_end`] (callgrind: `--zero-before=*cg_begin*
+/// --dump-before=*cg_end*` counts every thread of this process in between).
 async fn paired_one(kind: usize, s: Arc<Setup>, key: u64, n: usize) {
     for i in 0..100 {
         remote_one(kind, &s, key, i).await;
     }
-    paired_one_measured(kind, &s, key, n).await;
+    cg_begin(n);
+    for i in 0..n as u64 {
+        remote_one(kind, &s, key, i).await;
+    }
+    cg_end(n);
 }
 
 #[inline(never)]
-async fn paired_one_measured(kind: usize, s: &Setup, key: u64, n: usize) {
-    for i in 0..n as u64 {
-        remote_one(kind, s, key, i).await;
-    }
+fn cg_begin(n: usize) {
+    std::hint::black_box(n);
+}
+
+#[inline(never)]
+fn cg_end(n: usize) {
+    std::hint::black_box(n);
 }
 
 /// Runs `op` from `GETTERS` tasks for 2 s; operations per second.
@@ -309,7 +317,7 @@ fn main() {
         s.kv.put(key, 7, Ttl::Default).await.unwrap();
         if let Ok(spec) = std::env::var("FOUNDATION_PAIRED_ONE") {
             // For callgrind: only `n` gets or echo calls from a task, between two marker
-            // functions (`--toggle-collect=*paired_one*`).
+            // functions (see `paired_one`).
             let (kind, n) = spec.split_once(':').unwrap();
             let kind = usize::from(kind == "echo");
             let n: usize = n.parse().unwrap();

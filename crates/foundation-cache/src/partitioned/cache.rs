@@ -394,13 +394,16 @@ where
     /// The value bytes under `key` at its owner.
     async fn get_bytes(&self, key: Bytes) -> Result<Option<Bytes>, CacheError> {
         let core = &self.shared.core;
-        let owner = core.owner(&key);
-        if self.is_me(&owner) {
+        // The owner's name borrowed from the ring (the hot path: no copy of it).
+        let ring = core.ring();
+        let me = core.node.name();
+        let owner = ring.owner(&key).map_or(me, String::as_str);
+        if owner == me {
             return Ok(core.get(&key));
         }
         core.node
             .call(
-                &owner,
+                owner,
                 &core.service,
                 |p| ShardMsg::Get(key, p),
                 self.shared.timeout,
