@@ -476,7 +476,9 @@ const JSON_BUDGETS: &[(&str, Budget)] = &[
     // attached from `BEAM_COMPETITORS`). Phoenix's subscribers are processes: the actor
     // row is the like-for-like one; the stream row is judged too.
     // Issue 17: a get of a key another node owns, on loopback, in microseconds (its
-    // competitor: the plain remote call, the same run); the near cache's invalidation
+    // competitor: the plain remote call, the same run), both timed from a task on the
+    // runtime as the landed remote call is (the row "..., from the bench thread" times
+    // them through `block_on` and is reported only); the near cache's invalidation
     // reaching every node, in milliseconds.
     (
         "partitioned cache get of a remote key, round trip",

@@ -3,7 +3,10 @@
 //!
 //! - **Remote get round trip**: `a` gets a key owned by `b`, one get at a time, beside a
 //!   plain `Node::call` to an echo process on `b` (the landed remote call), alternated in
-//!   rounds in the same run; the medians of the rounds' means.
+//!   rounds in the same run; the medians of the rounds' means. Each is timed from a task
+//!   on the runtime (as a request handler or an actor calls, and as the landed remote
+//!   call's ~40 us was measured: the budget row), and from the bench's own thread through
+//!   `block_on` (a reported row: each reply then also wakes that thread).
 //! - **64 concurrent getters**: 64 tasks on `a` get keys owned by `b` and `c` for 2 s;
 //!   gets per second, beside 64 tasks making the echo call for as long.
 //! - **Near-cache invalidation on all nodes**: `b` and `c` hold a key in their L1s, `a`
@@ -210,6 +213,53 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `PER_ROUND` gets of `key` (kind 0) or echo calls to `b` (kind 1), one at a time; the
+/// mean in microseconds.
+async fn remote_chunk(kind: usize, s: &Setup, key: u64) -> f64 {
+    let t = Instant::now();
+    for i in 0..PER_ROUND as u64 {
+        remote_one(kind, s, key, i).await;
+    }
+    t.elapsed().as_secs_f64() * 1e6 / PER_ROUND as f64
+}
+
+async fn remote_one(kind: usize, s: &Setup, key: u64, i: u64) {
+    if kind == 0 {
+        assert_eq!(s.kv.get(&key).await.unwrap(), Some(7));
+    } else {
+        let r: u64 = s
+            .node
+            .call("b", "echo", |p| Echo::Echo(i, p), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(r, i);
+    }
+}
+
+/// `n` of one kind (see [`remote_chunk`]) after a warm-up, between the marker functions
+/// [`cg_begin`] and [`cg_end`] (callgrind: `--zero-before=*cg_begin*
+/// --dump-before=*cg_end*` counts every thread of this process in between).
+async fn paired_one(kind: usize, s: Arc<Setup>, key: u64, n: usize) {
+    for i in 0..100 {
+        remote_one(kind, &s, key, i).await;
+    }
+    cg_begin(n);
+    for i in 0..n as u64 {
+        remote_one(kind, &s, key, i).await;
+    }
+    cg_end(n);
+}
+
+#[inline(never)]
+fn cg_begin(n: usize) {
+    std::hint::black_box(n);
+}
+
+#[inline(never)]
+fn cg_end(n: usize) {
+    std::hint::black_box(n);
+}
+
 /// Runs `op` from `GETTERS` tasks for 2 s; operations per second.
 async fn throughput<F, Fut>(op: F) -> f64
 where
@@ -263,34 +313,64 @@ fn main() {
     }
     let s = Arc::new(s);
 
-    // Remote get round trip beside the echo call, alternated.
-    let (get_us, call_us) = rt.block_on(async {
+    // Remote get round trip beside the echo call, alternated, from a runtime task and
+    // from this thread.
+    let [get_us, call_us, get_thread_us, call_thread_us] = rt.block_on(async {
         while s.kv.nodes().len() != 3 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let key = (0..).find(|k| s.kv.owner_of(k).unwrap() == "b").unwrap();
         s.kv.put(key, 7, Ttl::Default).await.unwrap();
-        let (mut gets, mut calls) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            let t = Instant::now();
-            for _ in 0..PER_ROUND {
-                assert_eq!(s.kv.get(&key).await.unwrap(), Some(7));
-            }
-            gets.push(t.elapsed().as_secs_f64() * 1e6 / PER_ROUND as f64);
-            let t = Instant::now();
-            for i in 0..PER_ROUND as u64 {
-                let r: u64 = s
-                    .node
-                    .call("b", "echo", |p| Echo::Echo(i, p), Duration::from_secs(5))
-                    .await
-                    .unwrap();
-                assert_eq!(r, i);
-            }
-            calls.push(t.elapsed().as_secs_f64() * 1e6 / PER_ROUND as f64);
+        if let Ok(spec) = std::env::var("FOUNDATION_PAIRED_ONE") {
+            // For callgrind: only `n` gets or echo calls from a task, between two marker
+            // functions (see `paired_one`).
+            let (kind, n) = spec.split_once(':').unwrap();
+            let kind = usize::from(kind == "echo");
+            let n: usize = n.parse().unwrap();
+            let s = s.clone();
+            tokio::spawn(async move { paired_one(kind, s, key, n).await })
+                .await
+                .unwrap();
+            std::process::exit(0);
         }
-        (median(gets), median(calls))
+        // [caller][kind]: the rounds' means; caller 0 a task, 1 this thread.
+        let mut us = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+        for round in 0..=ROUNDS {
+            for k in 0..2 {
+                let kind = (k + round) % 2;
+                for (caller, us) in us.iter_mut().enumerate() {
+                    let t = if caller == 0 {
+                        let s = s.clone();
+                        tokio::spawn(async move { remote_chunk(kind, &s, key).await })
+                            .await
+                            .unwrap()
+                    } else {
+                        remote_chunk(kind, &s, key).await
+                    };
+                    // Round 0 warms up.
+                    if round > 0 {
+                        us[kind].push(t);
+                    }
+                }
+            }
+        }
+        for (caller, us) in us.iter().enumerate() {
+            let ratios: Vec<f64> = us[0].iter().zip(&us[1]).map(|(g, c)| g / c).collect();
+            println!(
+                "{:<12} partitioned get {:.1} us, echo call {:.1} us, median ratio x{:.3}",
+                ["runtime task", "bench thread"][caller],
+                median(us[0].clone()),
+                median(us[1].clone()),
+                median(ratios)
+            );
+        }
+        [
+            median(us[0][0].clone()),
+            median(us[0][1].clone()),
+            median(us[1][0].clone()),
+            median(us[1][1].clone()),
+        ]
     });
-    println!("partitioned get of a remote key: {get_us:.1} us; the echo call: {call_us:.1} us");
 
     // 64 concurrent getters, beside 64 concurrent echo callers.
     let (gets_per_s, calls_per_s) = rt.block_on(async {
@@ -382,7 +462,8 @@ fn main() {
 
     let json = format!(
         "{{\"figures\":[\
-         {{\"name\":\"partitioned cache get of a remote key, round trip\",\"value\":{get_us:.1},\"unit\":\"us\",\"competitor\":\"remote call (echo) in the same run\",\"competitor_value\":{call_us:.1}}},\
+         {{\"name\":\"partitioned cache get of a remote key, round trip\",\"value\":{get_us:.1},\"unit\":\"us\",\"competitor\":\"remote call (echo) in the same run, both from a runtime task\",\"competitor_value\":{call_us:.1}}},\
+         {{\"name\":\"partitioned cache get of a remote key, round trip, from the bench thread\",\"value\":{get_thread_us:.1},\"unit\":\"us\",\"competitor\":\"remote call (echo) in the same run, from the bench thread\",\"competitor_value\":{call_thread_us:.1}}},\
          {{\"name\":\"partitioned cache get, 64 concurrent getters\",\"value\":{gets_per_s:.0},\"unit\":\"gets/s\",\"competitor\":\"64 concurrent remote calls (echo)\",\"competitor_value\":{calls_per_s:.0}}},\
          {{\"name\":\"near-cache invalidation on all nodes, p99\",\"value\":{inv_p99:.3},\"unit\":\"ms\"}},\
          {{\"name\":\"near-cache reads answered on the node, Zipf(1.0), 3 nodes\",\"value\":{near_pct:.1},\"unit\":\"%\",\"competitor\":\"partitioned cache alone\",\"competitor_value\":{l2_pct:.1}}}]}}"

@@ -29,9 +29,11 @@
 //! - A [`ReplicaId`] must be unique per replica *incarnation*: a restarted node that
 //!   reuses its id with an empty state would reuse dots (OR-set) and have its counts masked
 //!   by its old ones (PN-counter). Draw a fresh random id at start.
-//! - Tombstones (LWW map) and causal contexts (OR-set) grow with the keys removed and the
-//!   replicas that wrote; collecting them needs to know what every replica has seen
-//!   (causal stability), which is not done yet.
+//! - Tombstones (LWW map) are collected once every replica the node knows holds them
+//!   ([`Replica::collect`]: each replica's digest says, per origin, up to when it holds
+//!   every write of it); a replica the node has never heard from, or has forgotten after
+//!   a long silence, is not waited for (see `docs/cache.md`). Causal contexts (OR-set)
+//!   grow with the replicas that wrote, and are not collected.
 //! - Last-writer-wins trusts wall clocks to within their skew: a replica whose clock runs
 //!   ahead wins concurrent writes until the others' clocks pass it (the hybrid clock keeps
 //!   every replica's own writes in order regardless).
@@ -83,4 +85,27 @@ pub trait SharedState: Clone + Default + PartialEq + fmt::Debug + Send + Sync + 
     /// Joins `other` into the delta `into`, so that applying the result is applying both
     /// (batching deltas between two sends).
     fn join(into: &mut Self::Delta, other: &Self::Delta);
+
+    /// For a type whose writes are stamped by a hybrid logical clock (the [`LwwMap`]): the
+    /// greatest timestamp the state holds. A replica's own next write is stamped after it,
+    /// which is what lets [`Replica`] tell its peers, for each origin, up to when it holds
+    /// every write of that origin (and so when a tombstone can go). `None` (the default):
+    /// the type keeps nothing to collect.
+    fn clock(&self) -> Option<Timestamp> {
+        None
+    }
+
+    /// Drops what the state keeps only to stop older writes coming back (the LWW map's
+    /// tombstones) where `stable(origin, time)` says every replica holds every write of
+    /// `origin` stamped at or before `time`; returns how many it dropped. The default
+    /// drops nothing.
+    fn collect(&mut self, stable: &dyn Fn(ReplicaId, Timestamp) -> bool) -> usize {
+        let _ = stable;
+        0
+    }
+
+    /// How many tombstones the state keeps now (0 for types without).
+    fn tombstones(&self) -> usize {
+        0
+    }
 }

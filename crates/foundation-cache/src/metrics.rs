@@ -29,6 +29,7 @@
 //! | `foundation_cache_sync_malformed_total` | counter | received messages that did not decode (another version or type of state under that name) |
 //! | `foundation_cache_sync_send_failed_total` | counter | sends to peers that failed (repaired later by a full state) |
 //! | `foundation_cache_codec_errors_total` | counter | values or states that failed to encode or decode |
+//! | `foundation_cache_sync_collected_total` | counter | tombstones dropped once every peer held them |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -52,6 +53,7 @@ pub(crate) const SYNC_RECEIVED: &str = "foundation_cache_sync_received_total";
 pub(crate) const SYNC_MALFORMED: &str = "foundation_cache_sync_malformed_total";
 pub(crate) const SYNC_SEND_FAILED: &str = "foundation_cache_sync_send_failed_total";
 pub(crate) const CODEC_ERRORS: &str = "foundation_cache_codec_errors_total";
+pub(crate) const SYNC_COLLECTED: &str = "foundation_cache_sync_collected_total";
 
 /// The facade's handles for one cache's [`Stats`], labelled `cache = name`.
 ///

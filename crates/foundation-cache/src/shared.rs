@@ -18,6 +18,12 @@
 //!   node sends its last number; either way the receiver asks the origin for its full
 //!   state. After a partition heals, the nodes come up to each other again and exchange
 //!   full states: merges commute, so nothing is lost and nothing conflicts.
+//! - **Tombstones** (a state that keeps them: the [`LwwMap`](crate::crdt::LwwMap) of a
+//!   replicated cache) are dropped at a digest once every peer node heard from within
+//!   [`SharedOptions::forget_after`] (10 minutes) holds them, as the peers' digests say
+//!   ([`Replica::collect`](crate::crdt::Replica::collect)): a partitioned node is waited
+//!   for, so its older writes cannot bring a removed key back when it heals, unless it
+//!   stays away past that horizon. See [`SharedOptions::forget_after`] for the risk.
 //! - **Channel.** Replication rides the node channel [`SharedOptions::channel`] (`default`
 //!   unless set; if this node or the peer lacks the one named, `default`).
 //!
@@ -29,7 +35,7 @@
 mod core;
 mod error;
 
-pub use self::core::{Shared, SharedOptions, SharedStats};
+pub use self::core::{DEFAULT_FORGET_AFTER, Shared, SharedOptions, SharedStats};
 pub use self::error::StartError;
 
 pub(crate) use self::core::wall_ms;

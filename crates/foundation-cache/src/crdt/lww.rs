@@ -20,7 +20,8 @@ pub struct Stamp {
 
 /// A map whose concurrent writes to one key converge to the write with the greatest
 /// [`Stamp`]. A removal writes a tombstone (kept, so that an older write arriving later
-/// cannot bring the key back).
+/// cannot bring the key back, until every replica holds it:
+/// [`SharedState::collect`], driven by [`Replica::collect`](super::Replica::collect)).
 ///
 /// The map is its own hybrid logical clock: a write is stamped after every timestamp the
 /// map holds, so a write made after seeing a value (here or merged from elsewhere) wins
@@ -152,5 +153,22 @@ where
 
     fn join(into: &mut Self::Delta, other: &Self::Delta) {
         into.merge(other);
+    }
+
+    fn clock(&self) -> Option<Timestamp> {
+        Some(self.clock)
+    }
+
+    /// Drops the tombstones every replica holds. The map's clock stays where it is, so a
+    /// later write here is still stamped after every removal it has seen.
+    fn collect(&mut self, stable: &dyn Fn(ReplicaId, Timestamp) -> bool) -> usize {
+        let before = self.entries.len();
+        self.entries
+            .retain(|_, (stamp, value)| value.is_some() || !stable(stamp.replica, stamp.time));
+        before - self.entries.len()
+    }
+
+    fn tombstones(&self) -> usize {
+        self.entries.values().filter(|(_, v)| v.is_none()).count()
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ReplicaId, SharedState};
+use super::{ReplicaId, SharedState, Timestamp};
 
 /// What replicas send each other. The node that drives a [`Replica`] carries these (the
 /// cluster wiring will encode them with serde and send them on a channel of their own).
@@ -21,6 +21,9 @@ pub enum Message<S: SharedState> {
         origin: ReplicaId,
         /// This batch's number among `origin`'s.
         seq: u64,
+        /// `origin`'s clock when it sent the batch ([`SharedState::clock`]): every write of
+        /// `origin` stamped at or before it is in this batch or an earlier one.
+        clock: Option<Timestamp>,
         /// The joined deltas.
         delta: S::Delta,
     },
@@ -41,6 +44,12 @@ pub enum Message<S: SharedState> {
         origin: ReplicaId,
         /// `origin`'s last batch.
         seq: u64,
+        /// Every write of `origin` stamped at or before this is in its batches up to `seq`.
+        clock: Option<Timestamp>,
+        /// Per other origin, the time up to which `origin` holds every write of it: what
+        /// the receiver needs to know before it drops a tombstone
+        /// ([`Replica::collect`]).
+        held: Vec<(ReplicaId, Timestamp)>,
     },
     /// `from` has missed some of the receiver's batches: a request for its full state.
     Want {
@@ -71,6 +80,18 @@ pub enum Message<S: SharedState> {
 /// Duplicates are harmless (joins are idempotent), lost messages are repaired by the full
 /// state, and once the network delivers again every replica converges to the join of
 /// every update.
+///
+/// # Tombstones
+///
+/// A type that keeps tombstones (the [`LwwMap`](super::LwwMap)) stamps its writes with a
+/// hybrid clock; a replica's next write is stamped after everything it holds. So once a
+/// peer holds every batch of `origin` up to one sent at `origin`'s clock `c` (or its full
+/// state, or all its batches when its digest said `c`), it holds every write of `origin`
+/// stamped up to `c`. Each digest carries those times, per origin. A tombstone written by
+/// `origin` at `t` can go ([`collect`](Self::collect)) once every peer holds `origin`'s
+/// writes up to `t`: each of them then holds the tombstone (or a later write), so no
+/// older write of the key is left anywhere to come back. Messages from one peer arrive in
+/// order, so a delta sent before a digest is applied before that digest is believed.
 #[derive(Debug, Clone)]
 pub struct Replica<S: SharedState> {
     id: ReplicaId,
@@ -80,6 +101,12 @@ pub struct Replica<S: SharedState> {
     seq: u64,
     /// Per origin: every batch of its up to this number is in `state`.
     seen: BTreeMap<ReplicaId, u64>,
+    /// Per origin: every write of its stamped at or before this time is in `state`.
+    held: BTreeMap<ReplicaId, Timestamp>,
+    /// Per peer: its `held`, as its last digest said.
+    acks: BTreeMap<ReplicaId, BTreeMap<ReplicaId, Timestamp>>,
+    /// Our clock when we last flushed: every write of ours up to it is in a batch.
+    flushed: Option<Timestamp>,
 }
 
 impl<S: SharedState> Replica<S> {
@@ -91,6 +118,9 @@ impl<S: SharedState> Replica<S> {
             pending: None,
             seq: 0,
             seen: BTreeMap::new(),
+            held: BTreeMap::new(),
+            acks: BTreeMap::new(),
+            flushed: None,
         }
     }
 
@@ -124,18 +154,77 @@ impl<S: SharedState> Replica<S> {
     pub fn flush(&mut self) -> Option<Message<S>> {
         let delta = self.pending.take()?;
         self.seq += 1;
+        let clock = self.state.clock();
+        self.flushed = clock;
         Some(Message::Delta {
             origin: self.id,
             seq: self.seq,
+            clock,
             delta,
         })
     }
 
-    /// This replica's last batch number, as a [`Message::Digest`] for every peer.
+    /// This replica's last batch number, as a [`Message::Digest`] for every peer, with
+    /// what it holds of every origin (for the peers' [`collect`](Self::collect)).
     pub fn digest(&self) -> Message<S> {
+        // With updates pending, only the writes of the batches sent so far are covered.
+        let clock = if self.pending.is_some() {
+            self.flushed
+        } else {
+            self.state.clock()
+        };
         Message::Digest {
             origin: self.id,
             seq: self.seq,
+            clock,
+            held: self.held.iter().map(|(o, t)| (*o, *t)).collect(),
+        }
+    }
+
+    /// Drops the tombstones (of a type that keeps some: [`SharedState::collect`]) that
+    /// every replica of `peers` holds, as their digests said: a tombstone written by
+    /// `origin` at `time` goes once each peer holds every write of `origin` up to `time`.
+    /// Returns how many went.
+    ///
+    /// `peers` are the replicas that may still hold (or send) an older write of a removed
+    /// key: every other replica the node knows of, reachable or not. A peer never heard
+    /// from (no digest yet) holds nothing as far as this replica knows, so nothing goes
+    /// while one is listed. With no peers, every tombstone goes: call this only once the
+    /// node knows its peers (see [`Shared`](crate::Shared)).
+    pub fn collect(&mut self, peers: &[ReplicaId]) -> usize {
+        let acks = &self.acks;
+        let empty = BTreeMap::new();
+        let stable = |origin: ReplicaId, time: Timestamp| {
+            peers.iter().all(|peer| {
+                *peer == origin
+                    || acks
+                        .get(peer)
+                        .unwrap_or(&empty)
+                        .get(&origin)
+                        .is_some_and(|held| *held >= time)
+            })
+        };
+        self.state.collect(&stable)
+    }
+
+    /// Forgets what `peer` told this replica (it is gone for good, or a new incarnation
+    /// replaced it): no longer listed in [`collect`](Self::collect)'s peers, its acks are
+    /// only memory.
+    pub fn forget(&mut self, peer: ReplicaId) {
+        self.acks.remove(&peer);
+    }
+
+    /// Every write of `origin` stamped at or before the returned time is in this
+    /// replica's state, as far as it knows (`None`: nothing known).
+    pub fn held(&self, origin: ReplicaId) -> Option<Timestamp> {
+        self.held.get(&origin).copied()
+    }
+
+    /// Records that every write of `origin` up to `clock` is here.
+    fn hold(&mut self, origin: ReplicaId, clock: Option<Timestamp>) {
+        if let Some(clock) = clock {
+            let held = self.held.entry(origin).or_default();
+            *held = (*held).max(clock);
         }
     }
 
@@ -151,11 +240,17 @@ impl<S: SharedState> Replica<S> {
     /// Handles a peer's message; returns the reply to send, and to whom, if any.
     pub fn handle(&mut self, message: Message<S>) -> Option<(ReplicaId, Message<S>)> {
         match message {
-            Message::Delta { origin, seq, delta } => {
+            Message::Delta {
+                origin,
+                seq,
+                clock,
+                delta,
+            } => {
                 self.state.apply(&delta);
                 let seen = self.seen.entry(origin).or_default();
                 if seq == *seen + 1 {
                     *seen = seq;
+                    self.hold(origin, clock);
                     None
                 } else if seq > *seen + 1 {
                     Some((origin, Message::Want { from: self.id }))
@@ -167,11 +262,28 @@ impl<S: SharedState> Replica<S> {
                 self.state.merge(&state);
                 let seen = self.seen.entry(origin).or_default();
                 *seen = (*seen).max(seq);
+                // Its full state holds every write of its own so far; its next is later.
+                self.hold(origin, state.clock());
                 None
             }
-            Message::Digest { origin, seq } => {
+            Message::Digest {
+                origin,
+                seq,
+                clock,
+                held,
+            } => {
+                let acked = self.acks.entry(origin).or_default();
+                for (o, t) in held {
+                    let mine = acked.entry(o).or_default();
+                    *mine = (*mine).max(t);
+                }
                 let seen = self.seen.get(&origin).copied().unwrap_or(0);
-                (seen < seq).then_some((origin, Message::Want { from: self.id }))
+                if seen < seq {
+                    Some((origin, Message::Want { from: self.id }))
+                } else {
+                    self.hold(origin, clock);
+                    None
+                }
             }
             Message::Want { from } => Some((from, self.full_state())),
         }

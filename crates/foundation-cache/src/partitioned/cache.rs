@@ -45,6 +45,7 @@ pub struct PartitionedBuilder<K, V> {
     default_ttl: Ttl,
     timeout: Duration,
     compute_timeout: Duration,
+    max_queued: Option<usize>,
     _types: PhantomData<fn(K, V)>,
 }
 
@@ -97,6 +98,16 @@ impl<K: CacheKey, V: CacheValue> PartitionedBuilder<K, V> {
         self
     }
 
+    /// The most messages from other nodes (requests, copies) that may wait at this node's
+    /// shard (default: the node's `max_remote_queued`); past it a copy is dropped and a
+    /// request refused (the caller gets [`CacheError::Unavailable`]). With the weight
+    /// bound, it bounds what peers can make this node hold: the entries, plus at most
+    /// this many messages (each up to the node's frame limit).
+    pub fn max_queued(mut self, messages: usize) -> Self {
+        self.max_queued = Some(messages);
+        self
+    }
+
     /// Starts this node's shard of the cache on `node` (every node of the cluster that
     /// uses the cache starts it under the same name, with the same `replicas`).
     ///
@@ -128,6 +139,7 @@ impl<K: CacheKey, V: CacheValue> PartitionedBuilder<K, V> {
             service.clone(),
             self.replicas,
             store,
+            self.max_key_bytes,
         ));
         let server = foundation_actors::spawn(
             Server {
@@ -137,7 +149,11 @@ impl<K: CacheKey, V: CacheValue> PartitionedBuilder<K, V> {
         )
         .await
         .map_err(|e| StartError::Spawn(e.to_string()))?;
-        if node.export(&service, server.clone()).is_err() {
+        let mut export = foundation_cluster::node::ExportConfig::new();
+        if let Some(n) = self.max_queued {
+            export = export.max_queued(n);
+        }
+        if node.export_with(&service, server.clone(), export).is_err() {
             server.stop(None);
             return Err(StartError::NameTaken(self.name));
         }
@@ -284,6 +300,7 @@ where
             default_ttl: Ttl::Never,
             timeout: Duration::from_secs(5),
             compute_timeout: Duration::from_secs(60),
+            max_queued: None,
             _types: PhantomData,
         }
     }
@@ -312,6 +329,34 @@ where
             n += 1;
         }
         n
+    }
+
+    /// The weight of what this node holds, as of now (housekeeping run first): the
+    /// encoded bytes of its keys and values, or its entry count for a cache bounded by
+    /// entries. At most the bound ([`max_bytes`](PartitionedBuilder::max_bytes) or
+    /// [`max_entries`](PartitionedBuilder::max_entries)), whatever peers write.
+    pub fn held_weight(&self) -> u64 {
+        let store = &self.shared.core.store;
+        store.run_pending_tasks();
+        store.weighted_size()
+    }
+
+    /// Computations this node coordinates now as the owner of their keys, plus the
+    /// callers (on any node) waiting for them. Bounded: past 100,000 a new claim is let
+    /// compute on its own instead of waiting (counted in [`refused`](Self::refused)).
+    pub fn waiting(&self) -> usize {
+        self.shared.core.waiting()
+    }
+
+    /// Requests from peers this node refused (a key over its `max_key_bytes`: not stored,
+    /// not waited on) or served without single flight (a claim past the bound of
+    /// [`waiting`](Self::waiting)). A peer of this version with the same settings causes
+    /// none.
+    pub fn refused(&self) -> u64 {
+        self.shared
+            .core
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Entries this node has sent to new owners after membership changes.
@@ -349,13 +394,16 @@ where
     /// The value bytes under `key` at its owner.
     async fn get_bytes(&self, key: Bytes) -> Result<Option<Bytes>, CacheError> {
         let core = &self.shared.core;
-        let owner = core.owner(&key);
-        if self.is_me(&owner) {
+        // The owner's name borrowed from the ring (the hot path: no copy of it).
+        let ring = core.ring();
+        let me = core.node.name();
+        let owner = ring.owner(&key).map_or(me, String::as_str);
+        if owner == me {
             return Ok(core.get(&key));
         }
         core.node
             .call(
-                &owner,
+                owner,
                 &core.service,
                 |p| ShardMsg::Get(key, p),
                 self.shared.timeout,

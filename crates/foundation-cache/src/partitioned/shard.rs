@@ -26,6 +26,15 @@ const STRIPES: usize = 64;
 /// Entries per `Copy` message when entries move after a membership change.
 const MOVE_BATCH: usize = 256;
 
+/// The most claims and waiting callers this node holds for the computations it
+/// coordinates as owner (each holds a key and a reply port; peers' claims make them).
+/// Past it a new claim is answered `Compute` without being recorded: the caller computes
+/// on its own (no single flight for it) and is never left waiting.
+#[cfg(not(test))]
+const MAX_WAITING: usize = 100_000;
+#[cfg(test)]
+const MAX_WAITING: usize = 4;
+
 /// One pending cluster-wide computation at its key's owner.
 struct Claim {
     /// The node that computes.
@@ -50,6 +59,13 @@ pub(crate) struct Core {
     ring: RwLock<Arc<HashRing<String>>>,
     /// Entries moved to other nodes after membership changes, and received so.
     pub(crate) moved_out: std::sync::atomic::AtomicU64,
+    /// The longest key a peer's request may carry (the cache's `max_key_bytes`).
+    max_key_bytes: usize,
+    /// Claims plus their waiters held in `claims` (bounded by [`MAX_WAITING`]).
+    waiting: std::sync::atomic::AtomicUsize,
+    /// Peers' requests refused (a key over the limit) or served without single flight
+    /// (a claim past [`MAX_WAITING`]).
+    pub(crate) refused: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -71,6 +87,7 @@ impl Core {
         service: String,
         replicas: usize,
         store: Local<Bytes, Bytes>,
+        max_key_bytes: usize,
     ) -> Self {
         let ring = Arc::new(node.ring());
         Self {
@@ -82,7 +99,25 @@ impl Core {
             claims: Mutex::new(HashMap::new()),
             ring: RwLock::new(ring),
             moved_out: std::sync::atomic::AtomicU64::new(0),
+            max_key_bytes,
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            refused: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Claims and waiting callers held here now.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether a peer's key is over the limit (counted as refused if so).
+    fn too_long(&self, key: &[u8]) -> bool {
+        let over = key.len() > self.max_key_bytes;
+        if over {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        over
     }
 
     pub(crate) fn ring(&self) -> Arc<HashRing<String>> {
@@ -302,6 +337,17 @@ impl Core {
             let _ = port.send(Claimed::Value(value));
             return;
         }
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.waiting.load(Relaxed) >= MAX_WAITING {
+            // Full: this caller computes on its own; its outcome, reported, is stored
+            // (there is no claim to end) and no one waits on it.
+            drop(claims);
+            self.refused.fetch_add(1, Relaxed);
+            tracing::debug!(cache = %self.service, node, "claims past the bound: computed without single flight");
+            let _ = port.send(Claimed::Compute);
+            return;
+        }
+        self.waiting.fetch_add(1, Relaxed);
         match claims.get_mut(&key) {
             Some(claim) => claim.waiters.push(port),
             None => {
@@ -318,6 +364,14 @@ impl Core {
         }
     }
 
+    /// `claim` left the table: its count and its waiters' leave the bound.
+    fn ended(&self, claim: &Claim) {
+        self.waiting.fetch_sub(
+            1 + claim.waiters.len(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// `node` reports the outcome of the computation of `key`.
     pub(crate) fn fulfill(&self, key: Bytes, node: &str, outcome: Outcome) {
         let mut claims = lock(&self.claims);
@@ -325,6 +379,9 @@ impl Core {
             Some(c) if c.node == node => claims.remove(&key),
             _ => None,
         };
+        if let Some(c) = &claim {
+            self.ended(c);
+        }
         let answer = match outcome {
             Outcome::Value(value, ttl) => {
                 // Stored even without a claim (this node restarted meanwhile): it is a
@@ -356,7 +413,11 @@ impl Core {
                 .filter(|(_, c)| c.node == node)
                 .map(|(k, _)| k.clone())
                 .collect();
-            keys.into_iter().filter_map(|k| claims.remove(&k)).collect()
+            let gone: Vec<Claim> = keys.into_iter().filter_map(|k| claims.remove(&k)).collect();
+            for c in &gone {
+                self.ended(c);
+            }
+            gone
         };
         for claim in gone {
             for waiter in claim.waiters {
@@ -474,15 +535,36 @@ impl Actor for Server {
         let Some(core) = self.core.upgrade() else {
             return Ok(());
         };
+        // A peer of this version checks its keys first: a key over the limit comes from
+        // a peer configured otherwise, or a hostile one. It is not stored or waited on.
         match msg {
             ShardMsg::Get(key, port) => {
-                let _ = port.send(core.get(&key));
+                let value = if core.too_long(&key) {
+                    None
+                } else {
+                    core.get(&key)
+                };
+                let _ = port.send(value);
             }
             ShardMsg::Op(op, port) => {
-                let _ = port.send(core.apply(op));
+                let answer = match op.key() {
+                    Some(key) if core.too_long(key) => Answer::Refused(format!(
+                        "a key of {} bytes is over this node's limit of {} bytes",
+                        key.len(),
+                        core.max_key_bytes
+                    )),
+                    _ => core.apply(op),
+                };
+                let _ = port.send(answer);
             }
-            ShardMsg::Copy(items) => core.copy(items),
+            ShardMsg::Copy(mut items) => {
+                items.retain(|item| !core.too_long(&item.key));
+                core.copy(items);
+            }
+            // Dropping the port answers the caller: no reply.
+            ShardMsg::Claim(key, _, _) if core.too_long(&key) => {}
             ShardMsg::Claim(key, node, port) => core.claim(key, node, port),
+            ShardMsg::Fulfill(key, _, _) if core.too_long(&key) => {}
             ShardMsg::Fulfill(key, node, outcome) => core.fulfill(key, &node, outcome),
         }
         Ok(())
@@ -509,5 +591,56 @@ pub(crate) async fn follow(core: Weak<Core>, mut events: broadcast::Receiver<Clu
         }
         *core.ring.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&new);
         core.rebalance(&old, &new).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use foundation_cluster::node::NodeConfig;
+
+    fn port() -> (ReplyPort<Claimed>, tokio::sync::oneshot::Receiver<Claimed>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (ReplyPort::from(tx), rx)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn claims_past_the_bound_compute_unrecorded_and_long_keys_are_refused() {
+        let listen = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
+        let node = Node::start(NodeConfig::new("bound", "cookie").listen(listen))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store = Local::builder()
+            .max_entries(100)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let core = Core::new(node.clone(), "$cache/t".into(), 0, store, 8);
+        // Three keys claimed, one of them waited on by a second caller: four held.
+        let mut answers = Vec::new();
+        for key in [1u8, 2, 3, 1] {
+            let (p, rx) = port();
+            core.claim(vec![key], "peer".into(), p);
+            answers.push(rx);
+        }
+        assert_eq!(core.waiting(), MAX_WAITING);
+        let (p, rx) = port();
+        core.claim(vec![9], "peer".into(), p);
+        assert_eq!(rx.await.ok(), Some(Claimed::Compute));
+        assert_eq!(core.refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(lock(&core.claims).len(), 3, "the fifth was not recorded");
+        // Its outcome is stored all the same.
+        core.fulfill(vec![9], "peer", Outcome::Value(vec![7], Ttl::Never));
+        assert_eq!(core.get(&vec![9]), Some(vec![7]));
+        // Key 1's computation ends: its claim and its waiter leave the bound.
+        core.fulfill(vec![1], "peer", Outcome::Value(vec![1], Ttl::Never));
+        assert_eq!(core.waiting(), 2);
+        core.node_down("peer");
+        assert_eq!(core.waiting(), 0);
+        assert!(lock(&core.claims).is_empty());
+        assert!(core.too_long(&[0; 9]));
+        assert!(!core.too_long(&[0; 8]));
+        assert_eq!(core.refused.load(std::sync::atomic::Ordering::Relaxed), 2);
+        drop(answers);
+        node.shutdown().await;
     }
 }

@@ -67,6 +67,25 @@ pub(crate) enum Op {
     },
 }
 
+impl Op {
+    /// The key the operation is on (`None` for the whole-shard ones).
+    pub(crate) fn key(&self) -> Option<&Bytes> {
+        match self {
+            Op::Put(k, _, _)
+            | Op::PutNew(k, _, _)
+            | Op::Replace(k, _, _)
+            | Op::Swap { key: k, .. }
+            | Op::Delete(k)
+            | Op::Take(k)
+            | Op::Contains(k)
+            | Op::Ttl(k)
+            | Op::Expire(k, _)
+            | Op::Touch(k) => Some(k),
+            Op::Len | Op::Clear | Op::Page { .. } => None,
+        }
+    }
+}
+
 /// A shard's answer to an [`Op`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Answer {

@@ -1,12 +1,13 @@
 //! [`Shared`], its process and its task.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use foundation_actors::{Actor, ActorError, Addr};
-use foundation_cluster::membership::Status;
+use foundation_cluster::membership::{DownReason, Status};
 use foundation_cluster::node::{ClusterEvent, DEFAULT, ExportConfig, Node, RemoteError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,7 @@ pub struct SharedOptions {
     pub(crate) digest_every: Duration,
     pub(crate) channel: String,
     pub(crate) max_queued: Option<usize>,
+    pub(crate) forget_after: Duration,
 }
 
 impl SharedOptions {
@@ -49,6 +51,7 @@ impl SharedOptions {
             digest_every: Duration::from_secs(1),
             channel: DEFAULT.to_owned(),
             max_queued: None,
+            forget_after: DEFAULT_FORGET_AFTER,
         }
     }
 
@@ -81,7 +84,27 @@ impl SharedOptions {
         self.max_queued = Some(n);
         self
     }
+
+    /// How long a peer may stay unheard (down, partitioned, or no longer running this
+    /// state) before this node stops waiting for it to see removals (10 minutes by
+    /// default). A removal's tombstone is dropped once every peer this node has heard
+    /// from within that time holds it; a peer silent for longer is forgotten.
+    ///
+    /// The risk, for a state that keeps tombstones (the [`LwwMap`](crate::crdt::LwwMap)
+    /// of a [`Replicated`](crate::Replicated) cache): a node cut off for longer than this
+    /// that comes back with its state can bring back keys removed while it was away (an
+    /// older value it holds meets no tombstone). Shorter: less memory held by removed
+    /// keys; longer: longer partitions survived without that risk. A node that leaves
+    /// gracefully, or is replaced by a newer incarnation, is forgotten at once (it never
+    /// comes back with its old state).
+    pub fn forget_after(mut self, after: Duration) -> Self {
+        self.forget_after = after;
+        self
+    }
 }
+
+/// [`SharedOptions::forget_after`]'s default.
+pub const DEFAULT_FORGET_AFTER: Duration = Duration::from_secs(600);
 
 /// What a [`Shared`] (or a [`Replicated`](crate::Replicated) cache) has sent and received
 /// on this node.
@@ -104,6 +127,10 @@ pub struct SharedStats {
     pub send_failed: u64,
     /// States or values that failed to encode or decode.
     pub codec_errors: u64,
+    /// Tombstones dropped once every peer held them.
+    pub collected: u64,
+    /// Tombstones the state keeps now (removals not yet seen by every peer).
+    pub tombstones: u64,
 }
 
 /// Runs when a peer's delta or state is about to be merged, with the state before the
@@ -172,6 +199,21 @@ pub(crate) struct Core<S: SharedState> {
     counters: Counters,
     server: Mutex<Option<Addr<SyncMsg>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The peer nodes that may hold an older write of a removed key: what tombstones wait
+    /// for. Lock order: `peers`, then `replica`.
+    peers: Mutex<HashMap<String, Peer>>,
+    forget_after: Duration,
+    /// How long a node that came up may go without a word of this state before it is
+    /// taken as not running it (until then, nothing is collected).
+    unheard: Duration,
+}
+
+/// A peer node as the collection of tombstones sees it.
+struct Peer {
+    /// Its replica of this state, once it has said anything.
+    replica: Option<ReplicaId>,
+    /// When it last said anything (or came up, if it has not yet).
+    heard: Instant,
 }
 
 struct Counters {
@@ -183,6 +225,7 @@ struct Counters {
     malformed: Count,
     send_failed: Count,
     codec: Count,
+    collected: Count,
 }
 
 impl Counters {
@@ -196,6 +239,7 @@ impl Counters {
             malformed: Count::new(metrics::SYNC_MALFORMED, name),
             send_failed: Count::new(metrics::SYNC_SEND_FAILED, name),
             codec: Count::new(metrics::CODEC_ERRORS, name),
+            collected: Count::new(metrics::SYNC_COLLECTED, name),
         }
     }
 }
@@ -213,7 +257,7 @@ pub(crate) struct Wire {
 pub(crate) struct SyncMsg(pub(crate) Wire);
 
 // The version is in the wire name: a node of another version refuses these at its door.
-foundation_actors::__newtype_remote_message!(SyncMsg, "foundation.cache.Sync.v1");
+foundation_actors::__newtype_remote_message!(SyncMsg, "foundation.cache.Sync.v2");
 
 /// Locks `m`, poisoned or not: every critical section leaves the replica whole (a merge
 /// that panicked halfway leaves a state that later merges complete).
@@ -280,6 +324,9 @@ where
             observer,
             server: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            peers: Mutex::new(HashMap::new()),
+            forget_after: options.forget_after,
+            unheard: (options.digest_every * 5).max(Duration::from_secs(5)),
         });
         let server = foundation_actors::spawn(
             Server {
@@ -305,6 +352,7 @@ where
         // Peers already up do not see this node come up: ask each for its state.
         let want = Message::Want { from: id };
         for peer in core.up_peers() {
+            core.met(&peer, None);
             core.send(&peer, &want);
         }
         let task = tokio::spawn(run(
@@ -366,6 +414,8 @@ impl<S: SharedState> Shared<S> {
             malformed: c.malformed.get(),
             send_failed: c.send_failed.get(),
             codec_errors: c.codec.get(),
+            collected: c.collected.get(),
+            tombstones: self.read(|s| s.tombstones() as u64),
         }
     }
 
@@ -390,6 +440,65 @@ impl<S: SharedState> Core<S> {
             .filter(|m| m.status == Status::Up && m.id != me)
             .map(|m| m.id)
             .collect()
+    }
+
+    /// `node` came up (`replica` `None`) or said something as `replica`.
+    fn met(&self, node: &str, replica: Option<ReplicaId>) {
+        let mut peers = lock(&self.peers);
+        let now = Instant::now();
+        let peer = peers.entry(node.to_owned()).or_insert(Peer {
+            replica: None,
+            heard: now,
+        });
+        let Some(replica) = replica else { return };
+        peer.heard = now;
+        if let Some(old) = peer.replica.replace(replica) {
+            if old != replica {
+                // Restarted (a fresh id per start): the old incarnation never comes back.
+                lock(&self.replica).forget(old);
+            }
+        }
+    }
+
+    /// `node` left for good (gracefully, or replaced by a newer incarnation).
+    fn gone(&self, node: &str) {
+        let peer = lock(&self.peers).remove(node);
+        if let Some(replica) = peer.and_then(|p| p.replica) {
+            lock(&self.replica).forget(replica);
+        }
+    }
+
+    /// Drops the tombstones every peer holds; forgets peers unheard for `forget_after`.
+    fn collect(&self) {
+        let mut peers = lock(&self.peers);
+        let mut forgotten = Vec::new();
+        peers.retain(|_, p| {
+            let keep = p.heard.elapsed() <= self.forget_after;
+            if !keep {
+                forgotten.extend(p.replica);
+            }
+            keep
+        });
+        let mut waiting = Vec::new();
+        for p in peers.values() {
+            match p.replica {
+                Some(r) => waiting.push(r),
+                // Up, but nothing heard yet: it may hold older writes (a joining node
+                // bulk-loaded by another), so nothing goes until it speaks, or until it
+                // has been silent long enough to be taken as not running this state.
+                None if p.heard.elapsed() < self.unheard => return,
+                None => {}
+            }
+        }
+        let mut replica = lock(&self.replica);
+        drop(peers);
+        for r in forgotten {
+            replica.forget(r);
+        }
+        let n = replica.collect(&waiting);
+        if n > 0 {
+            self.counters.collected.add(n as u64);
+        }
     }
 
     fn close(&self) {
@@ -484,6 +593,14 @@ where
                 return;
             }
         };
+        // Every message names its sender's replica.
+        let sender = match &msg {
+            Message::Delta { origin, .. }
+            | Message::State { origin, .. }
+            | Message::Digest { origin, .. } => *origin,
+            Message::Want { from } => *from,
+        };
+        self.met(&wire.from, Some(sender));
         let reply = {
             let mut replica = lock(&self.replica);
             if let Some(observe) = &self.observer {
@@ -535,6 +652,7 @@ async fn run<S>(
             Flush,
             Digest,
             Up(String),
+            Gone(String),
             Resync,
         }
         let what = tokio::select! {
@@ -542,6 +660,10 @@ async fn run<S>(
             _ = digest.tick() => Do::Digest,
             e = events.recv() => match e {
                 Ok(ClusterEvent::NodeUp(m)) => Do::Up(m.id),
+                Ok(ClusterEvent::NodeDown {
+                    member,
+                    reason: DownReason::Left | DownReason::Restarted,
+                }) => Do::Gone(member.id),
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(_)) => Do::Resync,
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -561,9 +683,12 @@ async fn run<S>(
                 core.flush();
                 let digest = lock(&core.replica).digest();
                 core.broadcast(&digest);
+                core.collect();
             }
+            Do::Gone(peer) => core.gone(&peer),
             Do::Up(peer) => {
                 if peer != core.node.name() {
+                    core.met(&peer, None);
                     core.flush();
                     let state = lock(&core.replica).full_state();
                     core.send(&peer, &state);

@@ -1,8 +1,11 @@
 //! The partitioned cache and the near cache across real node processes over real
 //! sockets: a killed node loses only the keys it had no backup of; a joining node takes
 //! over its keys; the single flight holds across nodes, and a node dying mid-computation
-//! leaves no waiter hanging; a node answering garbage gives typed errors; a write on one
-//! node invalidates the near cache of the others.
+//! leaves no waiter hanging, and so does an owner stopped (SIGSTOP) mid-computation; a
+//! node answering garbage gives typed errors, and a peer sending the shard garbage or keys
+//! over the limit is refused; a peer flooding an owner with millions of distinct keys
+//! leaves it within its weight bound; a write on one node invalidates the near cache of
+//! the others.
 
 pub mod harness;
 
@@ -279,4 +282,212 @@ fn a_write_on_one_node_invalidates_the_near_cache_of_the_others() {
             n.name
         );
     }
+}
+
+/// Asks `node` for a counter line (`<word> <n>`) until it reads `want`; returns the last.
+fn poll(node: &mut Child, word: &str, want: u64) -> u64 {
+    let mut last = u64::MAX;
+    for _ in 0..600 {
+        node.tell(word);
+        last = node
+            .expect(|l| l.starts_with(&format!("{word} ")))
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        if last == want {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    last
+}
+
+#[test]
+fn an_owner_stopped_mid_computation_leaves_no_waiter_hanging_and_serves_again_when_resumed() {
+    // A silence limit longer than the test: the stopped owner stays a member, so only the
+    // timeouts (2 s for calls and for computations) free the callers.
+    let [mut a, mut b, mut c] = three(&[
+        ("SILENCE_MS", "120000"),
+        ("TIMEOUT_MS", "2000"),
+        ("COMPUTE_TIMEOUT_MS", "2000"),
+    ]);
+    let key = (0..).find(|k| owner(&["a", "b", "c"], *k) == "a").unwrap();
+    let done = |k: u64| {
+        move |l: &str| {
+            l.starts_with(&format!("computed {k} ")) || l.starts_with(&format!("computeerr {k} "))
+        }
+    };
+    b.tell(&format!("compute {key} 4000"));
+    b.expect(|l| l == format!("computing {key}"));
+    c.tell(&format!("compute {key} 10"));
+    // a holds b's claim and c waiting on it.
+    assert_eq!(poll(&mut a, "waiting", 2), 2);
+    a.pause(true);
+    // c's wait ends with a typed error at its compute timeout, not a hang.
+    let got = c.expect(done(key));
+    assert_eq!(
+        got,
+        format!("computeerr {key} the cache is unavailable: no reply within the timeout")
+    );
+    // A read of a's key meanwhile: the same, at the call timeout.
+    c.tell(&format!("get {key}"));
+    let got = c.expect(|l| l.starts_with(&format!("get {key} ")));
+    assert_eq!(
+        got,
+        format!("get {key} err the cache is unavailable: no reply within the timeout")
+    );
+    // b's computation ends: b has its value; its report waits for a.
+    assert_eq!(b.expect(done(key)), format!("computed {key} b"));
+    a.pause(false);
+    // a takes b's report: the value is stored, the claim and its waiter are gone.
+    assert_eq!(poll(&mut a, "waiting", 0), 0);
+    for n in [&mut a, &mut c] {
+        n.tell(&format!("get {key}"));
+        assert_eq!(
+            n.expect(|l| l.starts_with(&format!("get {key} "))),
+            format!("get {key} b"),
+            "node {}",
+            n.name
+        );
+    }
+    c.tell(&format!("compute {key} 10"));
+    assert_eq!(c.expect(done(key)), format!("computed {key} b"));
+    assert_eq!(runs(&mut a) + runs(&mut b) + runs(&mut c), 1);
+    // And every node's own keys are served as before.
+    a.tell(&format!("put 0 {KEYS}"));
+    a.expect(|l| l == format!("put {KEYS}"));
+    assert_eq!(count_until(&mut c, KEYS, KEYS), (KEYS, 0));
+}
+
+#[test]
+fn a_hostile_peers_messages_to_the_shard_are_refused_and_the_cache_goes_on() {
+    let mut a = start("a", None, &[]);
+    let mut h = start("h", Some(&a), &[]);
+    a.expect(|l| l == "up h");
+    h.expect(|l| l == "up a");
+    for n in [&mut a, &mut h] {
+        n.tell("ring 2");
+        n.expect(|l| l == "ring 2");
+    }
+    let mut forge = |kind: &str| {
+        h.tell(&format!("forge a {kind}"));
+        h.expect(|l| l.starts_with(&format!("forged {kind} ")))
+    };
+    // Bytes that are no operation: refused at a's door, as a message it cannot read.
+    let got = forge("garbage");
+    assert!(got.contains("BadMessage"), "{got}");
+    // A tag the shard does not have: dropped there (a cast: nothing comes back).
+    assert_eq!(forge("tag"), "forged tag Ok(())");
+    // Keys over the shard's limit (1 KiB; these are 64 KiB): refused, not stored, not
+    // waited on.
+    let got = forge("longput");
+    assert!(
+        got.contains("Refused") && got.contains("over this node's limit of 1024 bytes"),
+        "{got}"
+    );
+    assert_eq!(forge("longget"), "forged longget Ok(None)");
+    assert_eq!(forge("longcopy"), "forged longcopy Ok(())");
+    let got = forge("longclaim");
+    assert!(got.contains("NoReply"), "{got}");
+    assert_eq!(poll(&mut a, "refused", 4), 4);
+    assert_eq!(poll(&mut a, "waiting", 0), 0);
+    assert_eq!(held_until(&mut a, 0), 0);
+    // The shard serves both nodes as before.
+    let ours = (0..).find(|k| owner(&["a", "h"], *k) == "a").unwrap();
+    h.tell(&format!("set {ours} fine"));
+    h.expect(|l| l == format!("set {ours} ok"));
+    for n in [&mut a, &mut h] {
+        n.tell(&format!("get {ours}"));
+        n.expect(|l| l == format!("get {ours} fine"));
+    }
+}
+
+/// `node`'s `weight` line: held weight, entries, evictions, RSS and peak RSS (KiB).
+fn weight(node: &mut Child) -> [u64; 5] {
+    node.tell("weight");
+    let line = node.expect(|l| l.starts_with("weight "));
+    let w: Vec<u64> = line
+        .split(' ')
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    [w[0], w[1], w[2], w[3], w[4]]
+}
+
+#[test]
+fn a_peer_flooding_distinct_keys_leaves_the_owner_within_its_weight_bound_and_serving() {
+    const MAX_BYTES: u64 = 4 << 20;
+    const PUTS: u64 = 20_000;
+    const COPIES: u64 = 1_000_000;
+    // What the owner may grow by: its bound, moka's own per-entry memory, at most 256
+    // queued messages of 256 entries (about 14 MiB), allocator slack. Holding the flood
+    // (over 200 MiB of values alone) would be far past it.
+    const GROWTH_BOUND_KIB: u64 = 160 * 1024;
+    let bytes = MAX_BYTES.to_string();
+    let settings = [("MAX_BYTES", bytes.as_str()), ("MAX_QUEUED", "256")];
+    let mut a = start("a", None, &settings);
+    let mut b = start("b", Some(&a), &settings);
+    a.expect(|l| l == "up b");
+    b.expect(|l| l == "up a");
+    for n in [&mut a, &mut b] {
+        n.tell("ring 2");
+        n.expect(|l| l == "ring 2");
+    }
+    let before = weight(&mut a);
+    let started = std::time::Instant::now();
+    let long = std::time::Duration::from_secs(900);
+    // Puts from b of keys a owns, 128 calls at a time.
+    b.tell(&format!("flood a {PUTS} 200"));
+    let flooded = b
+        .try_expect(long, |l| l.starts_with("flooded "))
+        .expect("the flood of puts never ended");
+    let ok: u64 = flooded.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(ok > PUTS / 2, "{flooded}");
+    // Then what a hostile peer can do faster: copies, a million distinct keys.
+    b.tell(&format!("copyflood a {COPIES} 200"));
+    eprintln!("flood: puts took {:?}", started.elapsed());
+    let copied = b
+        .try_expect(long, |l| l.starts_with("copyflooded "))
+        .expect("the flood of copies never ended");
+    eprintln!("flood: puts and copies took {:?}", started.elapsed());
+    // a works through what waits at its shard (at most 256 messages), then answers again:
+    // meanwhile b's reads of a's keys may time out (typed errors, never a hang). A read
+    // answered after every copy b sent (one peer's messages to a process arrive in order).
+    let ours = (0..).find(|k| owner(&["a", "b"], *k) == "a").unwrap();
+    let mut read = String::new();
+    for _ in 0..60 {
+        b.tell(&format!("get {ours}"));
+        read = b.expect(|l| l.starts_with(&format!("get {ours} ")));
+        if read == format!("get {ours} none") {
+            break;
+        }
+        assert!(
+            read.contains("the cache is unavailable"),
+            "a typed error while a is busy: {read}"
+        );
+    }
+    assert_eq!(read, format!("get {ours} none"));
+    eprintln!("flood: took {:?}", started.elapsed());
+    let after = weight(&mut a);
+    let grew = after[4].saturating_sub(before[3]);
+    eprintln!(
+        "flood: {flooded}, {copied}; a before {before:?}, after {after:?} (held weight, entries, evictions, rss KiB, peak KiB): peak grew {grew} KiB"
+    );
+    assert!(after[0] <= MAX_BYTES, "held {} bytes", after[0]);
+    assert!(
+        after[2] > 0,
+        "nothing was evicted: the flood never reached the bound"
+    );
+    assert!(
+        grew < GROWTH_BOUND_KIB,
+        "a's peak RSS grew by {grew} KiB (before {before:?}, after {after:?})"
+    );
+    // a still serves, both ways.
+    b.tell(&format!("set {ours} still"));
+    let set = b.expect(|l| l.starts_with(&format!("set {ours} ")));
+    assert_eq!(set, format!("set {ours} ok"));
+    a.tell(&format!("get {ours}"));
+    a.expect(|l| l == format!("get {ours} still"));
 }

@@ -1,6 +1,9 @@
 //! The replicated cache and shared states across real node processes over real sockets:
 //! a partition of three nodes (network namespaces) healed to one value per key
-//! everywhere, a counter and a set converging after it, a joining node bulk-loaded.
+//! everywhere, a counter and a set converging after it, a joining node bulk-loaded; a
+//! removal's tombstone kept while a partitioned node may still hold the older value,
+//! dropped once every node holds it, and the horizon past which a silent node is no
+//! longer waited for (and what that costs).
 
 pub mod harness;
 
@@ -13,7 +16,7 @@ fn dump(node: &mut Child) -> String {
 #[test]
 fn replicated_writes_on_both_sides_of_a_partition_heal_to_one_value_per_key_everywhere() {
     let net = Net::new(3);
-    let [mut a, mut b, mut c] = three_in(&net);
+    let [mut a, mut b, mut c] = three_in(&net, &[]);
 
     // Before: a write anywhere reaches every node.
     ask(&mut a, "put k before", "put k");
@@ -127,4 +130,78 @@ fn a_joining_node_is_bulk_loaded_then_follows_deltas() {
     ask(&mut a, "await from-c c", "at from-c");
     ask(&mut b, "put key007 b-again", "put key007");
     ask(&mut c, "await key007 b-again", "at key007");
+}
+
+/// Asks `node` how many tombstones it keeps.
+fn tombs(node: &mut Child) -> String {
+    ask(node, "tombs", "tombs ")
+}
+
+#[test]
+fn a_removal_is_kept_while_a_partitioned_node_holds_the_old_value_then_collected_without_coming_back()
+ {
+    let net = Net::new(3);
+    let [mut a, mut b, mut c] = three_in(&net, &[]);
+    ask(&mut a, "put k old", "put k");
+    ask(&mut a, "put j kept", "put j");
+    for n in [&mut a, &mut b, &mut c] {
+        ask(n, "await k old", "at k old");
+        ask(n, "await j kept", "at j kept");
+    }
+    net.cut(2);
+    a.expect(|l| l == "down c");
+    b.expect(|l| l == "down c");
+    c.expect(|l| l == "down a");
+    ask(&mut a, "del k", "del k");
+    ask(&mut b, "await k -", "at k -");
+    // a and b hold the tombstone and tell each other so at every digest (200 ms), but c
+    // may still hold "old": over twenty digest periods, neither drops it.
+    for _ in 0..20 {
+        assert_eq!(tombs(&mut a), "tombs 1");
+        assert_eq!(tombs(&mut b), "tombs 1");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    net.heal(2);
+    a.expect(|l| l == "up c");
+    b.expect(|l| l == "up c");
+    // c's full state, with k's older value, reaches a and b before c's digests say it
+    // holds the removal (one peer's messages arrive in order): the tombstone wins, c
+    // takes it, and once every node holds it, every node drops it.
+    for n in [&mut a, &mut b, &mut c] {
+        ask(n, "awaittombs 0", "tombs 0");
+    }
+    for n in [&mut a, &mut b, &mut c] {
+        assert_eq!(ask(n, "dump", "dump"), "dump j=kept", "node {}", n.name);
+    }
+    // The key is writable again, everywhere.
+    ask(&mut c, "put k new", "put k");
+    for n in [&mut a, &mut b, &mut c] {
+        ask(n, "await k new", "at k new");
+    }
+}
+
+#[test]
+fn a_node_away_past_forget_after_is_no_longer_waited_for_and_may_bring_a_removed_key_back() {
+    let net = Net::new(3);
+    let [mut a, mut b, mut c] = three_in(&net, &[("FORGET_MS", "1500")]);
+    ask(&mut a, "put k old", "put k");
+    for n in [&mut a, &mut b, &mut c] {
+        ask(n, "await k old", "at k old");
+    }
+    net.cut(2);
+    a.expect(|l| l == "down c");
+    b.expect(|l| l == "down c");
+    c.expect(|l| l == "down a");
+    ask(&mut a, "del k", "del k");
+    ask(&mut b, "await k -", "at k -");
+    // c is unheard for longer than the horizon: a and b forget it and drop the tombstone.
+    for n in [&mut a, &mut b] {
+        ask(n, "awaittombs 0", "tombs 0");
+    }
+    // The documented risk: c comes back with "old", which no tombstone stops any more.
+    net.heal(2);
+    a.expect(|l| l == "up c");
+    for n in [&mut a, &mut b, &mut c] {
+        ask(n, "await k old", "at k old");
+    }
 }

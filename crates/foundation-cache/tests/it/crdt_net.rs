@@ -210,3 +210,95 @@ fn deltas_are_batched_into_one_message_per_flush_and_a_gap_asks_for_the_state() 
     // Digests: b has all of a's batches, so it asks for nothing.
     assert!(b.handle(a.digest()).is_none());
 }
+
+/// A tombstone goes only once every listed peer's digest says it holds it: a partitioned
+/// peer that still holds the older value keeps it on every replica; that peer's late full
+/// state, arriving before its digests (one peer's messages arrive in order), meets the
+/// tombstone and changes nothing; then all three drop it.
+#[test]
+fn a_tombstone_goes_once_every_peer_holds_it_and_a_partitioned_peers_old_value_does_not_come_back()
+{
+    type Map = LwwMap<u8, i8>;
+    let ids = [ReplicaId(1), ReplicaId(2), ReplicaId(3)];
+    let mut r: Vec<Replica<Map>> = ids.iter().map(|id| Replica::new(*id)).collect();
+    let others =
+        |i: usize| -> Vec<ReplicaId> { ids.iter().copied().filter(|id| *id != ids[i]).collect() };
+    // Every replica's digest to every other, in order.
+    let gossip = |r: &mut [Replica<Map>], among: &[usize]| {
+        for &from in among {
+            let digest = r[from].digest();
+            for &to in among {
+                if to != from {
+                    assert!(r[to].handle(digest.clone()).is_none());
+                }
+            }
+        }
+    };
+    r[0].update(|m, me| m.insert(me, 10, 7, 1));
+    r[0].update(|m, me| m.insert(me, 10, 8, 2));
+    let first = r[0].flush().unwrap();
+    for to in [1, 2] {
+        assert!(r[to].handle(first.clone()).is_none());
+    }
+    gossip(&mut r, &[0, 1, 2]);
+    // Replica 3 is cut off, holding 7 => 1. Replica 1 removes it; replica 2 hears.
+    let stale = r[2].full_state();
+    r[0].update(|m, me| m.remove(me, 20, 7));
+    let removal = r[0].flush().unwrap();
+    assert!(r[1].handle(removal).is_none());
+    for _ in 0..3 {
+        gossip(&mut r, &[0, 1]);
+        for i in [0, 1] {
+            assert_eq!(r[i].collect(&others(i)), 0, "replica {i} dropped it early");
+            assert_eq!(r[i].state().tombstones(), 1);
+        }
+    }
+    // Without replica 3 listed (forgotten), it would go: what the horizon trades.
+    let mut forgetful = r[0].clone();
+    assert_eq!(forgetful.collect(&[ids[1]]), 1);
+
+    // The heal: 3's state crosses first, then 1's state reaches 3, then digests.
+    for to in [0, 1] {
+        assert!(r[to].handle(stale.clone()).is_none());
+        assert_eq!(r[to].state().get(&7), None, "the old value came back");
+    }
+    let state = r[0].full_state();
+    assert!(r[2].handle(state).is_none());
+    gossip(&mut r, &[0, 1, 2]);
+    for (i, replica) in r.iter_mut().enumerate() {
+        assert_eq!(replica.collect(&others(i)), 1, "replica {i}");
+        assert_eq!(replica.state().tombstones(), 0);
+        assert_eq!(replica.state().get(&7), None);
+        assert_eq!(replica.state().get(&8), Some(&2));
+    }
+    // A later write to the key is stamped after the removal everywhere, and wins.
+    r[1].update(|m, me| m.insert(me, 5, 7, 3));
+    let again = r[1].flush().unwrap();
+    for to in [0, 2] {
+        assert!(r[to].handle(again.clone()).is_none());
+        assert_eq!(r[to].state().get(&7), Some(&3));
+    }
+}
+
+/// A digest sent with updates still pending covers only the batches sent: a peer that
+/// holds them all does not take the pending writes as held.
+#[test]
+fn a_digest_with_updates_pending_vouches_only_for_what_was_sent() {
+    let mut a: Replica<LwwMap<u8, i8>> = Replica::new(ReplicaId(1));
+    let mut b: Replica<LwwMap<u8, i8>> = Replica::new(ReplicaId(2));
+    a.update(|m, me| m.insert(me, 10, 1, 1));
+    let first = a.flush().unwrap();
+    assert!(b.handle(first).is_none());
+    let sent = b.held(ReplicaId(1)).unwrap();
+    a.update(|m, me| m.remove(me, 20, 1));
+    assert!(b.handle(a.digest()).is_none());
+    assert_eq!(b.held(ReplicaId(1)), Some(sent));
+    // Flushed but lost: the digest shows the gap, and b asks instead of vouching.
+    let lost = a.flush();
+    assert!(lost.is_some());
+    assert!(matches!(
+        b.handle(a.digest()),
+        Some((_, Message::Want { .. }))
+    ));
+    assert_eq!(b.held(ReplicaId(1)), Some(sent));
+}

@@ -25,6 +25,21 @@
 //! - `owner <key>`: `@owner <key> <node>`, the key's owner as this node sees it;
 //! - `ring <n>`: `@ring <n>` once the cache spreads keys over `n` nodes here.
 //!
+//! - `flood <owner> <n> <len>`: puts `n` distinct keys that `owner` owns, values of
+//!   `len` bytes, 128 calls at a time: `@flooded <ok> <errors>`;
+//! - `copyflood <node> <n> <len>`: sends `<node>`'s shard forged copies of `n` distinct
+//!   keys (values of `len` bytes) in casts of 256, as a hostile peer could:
+//!   `@copyflooded <sent> <errors>`;
+//! - `weight`: `@weight <held_weight> <held> <evictions> <rss_kib> <hwm_kib>`, this
+//!   node's share of the cache and its process's resident memory (now, and its peak);
+//! - `waiting`: `@waiting <n>`; `refused`: `@refused <n>`;
+//! - `forge <node> <kind>`: sends `<node>`'s shard a hostile message (`garbage`: a
+//!   request whose bytes are no operation; `tag`: an unknown tag; `longput`, `longget`,
+//!   `longcopy`, `longclaim`: a key over the limit): `@forged <kind> <outcome>`.
+//!
+//! Settings: `REPLICAS`, `MAX_BYTES` (the weight bound), `MAX_QUEUED`, `TIMEOUT_MS`,
+//! `COMPUTE_TIMEOUT_MS`.
+//!
 //! With `GARBAGE=1` the node runs no cache: it exports a forged shard process under the
 //! cache's name, of the shard's wire name, that answers every request with bytes that are
 //! not what the caller expects.
@@ -34,11 +49,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use foundation_actors::prelude::*;
-use foundation_cache::{Cache, Multilevel, Partitioned, Ttl};
+use foundation_cache::{Cache, Multilevel, Partitioned, Ttl, TtlLeft};
 use foundation_cluster::discovery::Peer;
 use foundation_cluster::node::{ChannelConfig, NodeConfig};
 pub use foundation_testkit::Child;
 use foundation_testkit::{commands, say};
+use serde::{Deserialize, Serialize};
 
 const ENTRY: &str = "cluster::harness::node_process";
 
@@ -85,6 +101,114 @@ enum Forged {
     Op(Vec<u8>, ReplyPort<Vec<u8>>),
 }
 
+/// An operation as the shard's wire has it (only `Put`, its first variant).
+#[derive(Debug, Serialize, Deserialize)]
+enum HostileOp {
+    Put(Vec<u8>, Vec<u8>, Ttl),
+}
+
+/// The shard's answer as its wire has it.
+#[derive(Debug, Serialize, Deserialize)]
+enum HostileAnswer {
+    Done,
+    Bool(bool),
+    Value(Option<Vec<u8>>),
+    Left(Option<TtlLeft>),
+    Count(u64),
+    Page(Vec<(Vec<u8>, Vec<u8>)>),
+    Refused(String),
+}
+
+/// A copied entry as the shard's wire has it.
+#[derive(Debug, Serialize, Deserialize)]
+struct HostileCopy {
+    key: Vec<u8>,
+    value: Option<(Vec<u8>, Ttl)>,
+    if_absent: bool,
+}
+
+/// What a hostile peer sends a shard: well-formed messages of its wire name with what it
+/// should not get, bytes that are no message, and a tag it does not have.
+#[derive(Debug, RemoteMessage)]
+#[remote(name = "foundation.cache.Shard.v1")]
+enum Hostile {
+    #[remote(tag = 1, reply = "foundation.cache.Value")]
+    Get(Vec<u8>, ReplyPort<Option<Vec<u8>>>),
+    #[remote(tag = 2, reply = "foundation.cache.Answer")]
+    Op(HostileOp, ReplyPort<HostileAnswer>),
+    #[remote(tag = 3)]
+    Copy(Vec<HostileCopy>),
+    #[remote(tag = 4, reply = "foundation.cache.Claimed")]
+    Claim(Vec<u8>, String, ReplyPort<u8>),
+    #[remote(tag = 9)]
+    Unknown(Vec<u8>),
+}
+
+/// This process's resident memory now and at its peak, in KiB.
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Sends `target`'s shard the hostile message `kind`; what came of it.
+async fn forge(node: &foundation_cluster::node::Node, target: &str, kind: &str) -> String {
+    const SHARD: &str = "$cache/kv";
+    let wait = Duration::from_secs(10);
+    let long = vec![7u8; 64 * 1024];
+    match kind {
+        // 64 as a length, then 64 zero bytes: an operation of variant 64, which none is.
+        "garbage" => {
+            let got: Result<Vec<u8>, _> = node
+                .call(target, SHARD, |p| Forged::Op(vec![0; 64], p), wait)
+                .await;
+            format!("{got:?}")
+        }
+        "tag" => format!(
+            "{:?}",
+            node.send_wait(target, SHARD, &Hostile::Unknown(vec![1, 2, 3]))
+                .await
+        ),
+        "longput" => {
+            let op = HostileOp::Put(long, b"x".to_vec(), Ttl::Never);
+            let got = node.call(target, SHARD, |p| Hostile::Op(op, p), wait).await;
+            format!("{got:?}")
+        }
+        "longget" => {
+            let got = node
+                .call(target, SHARD, |p| Hostile::Get(long, p), wait)
+                .await;
+            format!("{got:?}")
+        }
+        "longcopy" => {
+            let copy = vec![HostileCopy {
+                key: long,
+                value: Some((b"x".to_vec(), Ttl::Never)),
+                if_absent: false,
+            }];
+            format!(
+                "{:?}",
+                node.send_wait(target, SHARD, &Hostile::Copy(copy)).await
+            )
+        }
+        "longclaim" => {
+            let got = node
+                .call(target, SHARD, |p| Hostile::Claim(long, "h".into(), p), wait)
+                .await;
+            format!("{got:?}")
+        }
+        other => format!("unknown kind {other}"),
+    }
+}
+
 struct Liar;
 
 impl Actor for Liar {
@@ -129,14 +253,20 @@ async fn run(name: String) {
         None
     } else {
         let replicas: usize = var("REPLICAS").map_or(0, |r| r.parse().unwrap());
-        Some(
-            Partitioned::builder("kv")
-                .replicas(replicas)
-                .compute_timeout(Duration::from_secs(60))
-                .start(&node)
-                .await
-                .unwrap(),
-        )
+        let ms = |key: &str, default: u64| {
+            Duration::from_millis(var(key).map_or(default, |v| v.parse().unwrap()))
+        };
+        let mut builder = Partitioned::builder("kv")
+            .replicas(replicas)
+            .timeout(ms("TIMEOUT_MS", 5_000))
+            .compute_timeout(ms("COMPUTE_TIMEOUT_MS", 60_000));
+        if let Some(bytes) = var("MAX_BYTES") {
+            builder = builder.max_bytes(bytes.parse().unwrap());
+        }
+        if let Some(n) = var("MAX_QUEUED") {
+            builder = builder.max_queued(n.parse().unwrap());
+        }
+        Some(builder.start(&node).await.unwrap())
     };
     let pubsub = foundation_pubsub::PubSub::start(&node, "cache")
         .await
@@ -274,6 +404,66 @@ async fn run(name: String) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 say(&format!("ring {n}"));
+            }
+            ["flood", owner, n, len] => {
+                let (n, len): (usize, usize) = (n.parse().unwrap(), len.parse().unwrap());
+                let value = "x".repeat(len);
+                let mut keys = (1_000_000_000u64..)
+                    .filter(|k| cache.owner_of(k).is_ok_and(|o| o == *owner))
+                    .take(n);
+                let (mut ok, mut errors) = (0u64, 0u64);
+                loop {
+                    let batch: Vec<u64> = keys.by_ref().take(128).collect();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    let puts = batch
+                        .into_iter()
+                        .map(|k| cache.put(k, value.clone(), Ttl::Default));
+                    for done in futures::future::join_all(puts).await {
+                        match done {
+                            Ok(()) => ok += 1,
+                            Err(_) => errors += 1,
+                        }
+                    }
+                }
+                say(&format!("flooded {ok} {errors}"));
+            }
+            ["copyflood", target, n, len] => {
+                let (n, len): (u64, usize) = (n.parse().unwrap(), len.parse().unwrap());
+                let value = vec![b'x'; len];
+                let (mut sent, mut errors) = (0u64, 0u64);
+                let mut batch = Vec::with_capacity(256);
+                for i in 0..n {
+                    batch.push(HostileCopy {
+                        key: postcard::to_stdvec(&(2_000_000_000u64 + i)).unwrap(),
+                        value: Some((value.clone(), Ttl::Never)),
+                        if_absent: false,
+                    });
+                    if batch.len() == 256 || i + 1 == n {
+                        let copy = Hostile::Copy(std::mem::take(&mut batch));
+                        match node.send_wait(target, "$cache/kv", &copy).await {
+                            Ok(()) => sent += 1,
+                            Err(_) => errors += 1,
+                        }
+                    }
+                }
+                say(&format!("copyflooded {sent} {errors}"));
+            }
+            ["weight"] => {
+                let (rss, hwm) = rss_kib();
+                say(&format!(
+                    "weight {} {} {} {rss} {hwm}",
+                    cache.held_weight(),
+                    cache.held(),
+                    cache.stats().evictions
+                ));
+            }
+            ["waiting"] => say(&format!("waiting {}", cache.waiting())),
+            ["refused"] => say(&format!("refused {}", cache.refused())),
+            ["forge", target, kind] => {
+                let outcome = forge(&node, target, kind).await;
+                say(&format!("forged {kind} {outcome}"));
             }
             ["owner", key] => {
                 let key: u64 = key.parse().unwrap();

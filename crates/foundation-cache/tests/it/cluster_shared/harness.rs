@@ -2,7 +2,8 @@
 //! re-runs itself as a node (see `foundation-testkit`).
 //!
 //! A child starts node `FOUNDATION_TEST_NODE_NAME` (listening on `LISTEN`, seeded with
-//! `SEEDS`, silence limit `SILENCE_MS`) with the replicated cache `rc` (`String` keys and
+//! `SEEDS`, silence limit `SILENCE_MS`, replication forgetting peers unheard for
+//! `FORGET_MS`, 10 minutes if unset) with the replicated cache `rc` (`String` keys and
 //! values), the shared `PnCounter` `hits` and the shared `OrSet<String>` `tags`, prints
 //! members coming and going (`@up <node>`, `@down <node>`), and obeys:
 //!
@@ -14,6 +15,8 @@
 //! - `tag <x>`, `untag <x>`: the set; `awaittags <a,b,...>`: `@tags <a,b,...>` once the
 //!   set is exactly those (in order; `-` for empty);
 //! - `stats`: `@stats malformed=<n> codec=<n>`;
+//! - `tombs`: `@tombs <n>`, the tombstones the cache's store keeps;
+//!   `awaittombs <n>`: `@tombs <n>` once it keeps `n`;
 //! - `exit`.
 
 use std::time::Duration;
@@ -39,8 +42,8 @@ pub fn start(name: &str, seed: Option<&Child>) -> Child {
 }
 
 /// Nodes `a`, `b` and `c` in the three namespaces of `net`, `b` and `c` seeded with `a`,
-/// each having seen the two others up.
-pub fn three_in(net: &Net) -> [Child; 3] {
+/// with the settings `more`, each having seen the two others up.
+pub fn three_in(net: &Net, more: &[(&str, &str)]) -> [Child; 3] {
     let listen = |i: usize| format!("{}:4370", net.addr(i));
     let seed = listen(0);
     let mut nodes: [Child; 3] = std::array::from_fn(|i| {
@@ -49,6 +52,7 @@ pub fn three_in(net: &Net) -> [Child; 3] {
         if i > 0 {
             settings.push(("SEEDS", seed.as_str()));
         }
+        settings.extend_from_slice(more);
         Child::start_in(Some(&net.ns(i)), ENTRY, ["a", "b", "c"][i], &settings)
     });
     for (i, n) in nodes.iter_mut().enumerate() {
@@ -91,7 +95,14 @@ async fn run(name: String) {
     let config = NodeConfig::new(&name, "cookie").listen(listen.parse().unwrap());
     let node = crate::support::start_node(config).await;
     // Digests every 200 ms: a lost last delta is repaired sooner than with the default.
-    let fast = |name: &str| SharedOptions::new(name).digest_every(Duration::from_millis(200));
+    let forget = var("FORGET_MS").map_or(Duration::from_secs(600), |ms| {
+        Duration::from_millis(ms.parse().unwrap())
+    });
+    let fast = |name: &str| {
+        SharedOptions::new(name)
+            .digest_every(Duration::from_millis(200))
+            .forget_after(forget)
+    };
     let rc: Replicated<String, String> =
         Replicated::start(&node, ReplicatedOptions::new("rc").replication(fast("rc")))
             .await
@@ -178,6 +189,12 @@ async fn run(name: String) {
                     "stats malformed={} codec={}",
                     s.malformed, s.codec_errors
                 ));
+            }
+            ["tombs"] => say(&format!("tombs {}", rc.sync_stats().tombstones)),
+            ["awaittombs", n] => {
+                let n: u64 = n.parse().unwrap();
+                until(async || rc.sync_stats().tombstones == n).await;
+                say(&format!("tombs {n}"));
             }
             ["exit"] => break,
             _ => say(&format!("unknown {line}")),
