@@ -101,6 +101,10 @@ fn child_start(c: &mut Criterion, flavor: Flavor) {
         g.bench_function("foundation_named", |b| {
             b.iter_custom(|n| in_runtime(&rt, n, Start::ours_named))
         });
+        // Started by `start_child_typed`: the start awaited in place, not boxed.
+        g.bench_function("foundation_typed", |b| {
+            b.iter_custom(|n| in_runtime(&rt, n, Start::ours_typed))
+        });
     }
     g.bench_function("ractor", |b| {
         b.iter_custom(|n| in_runtime(&rt, n, Start::raw))

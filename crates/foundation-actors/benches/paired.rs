@@ -15,7 +15,8 @@
 //!
 //! Writes `target/bench-paired.json` for `cargo xtask bench`.
 //!
-//! Run with: `cargo bench -p foundation-actors --bench paired`.
+//! Run with: `cargo bench -p foundation-actors --bench paired` (with
+//! `FOUNDATION_PAIRED_GROUPS=child_start,child_start_typed`, only those comparisons).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -50,14 +51,23 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Runs `rounds` pairs of `ours(n)` and `raw(n)` and summarises them.
-async fn pair<A, B, FA, FB>(group: &'static str, n: u64, ours: FA, raw: FB) -> Paired
+/// `FOUNDATION_PAIRED_GROUPS=<group>,<group>,...`: run only these comparisons.
+const GROUPS_ENV: &str = "FOUNDATION_PAIRED_GROUPS";
+
+/// Runs `rounds` pairs of `ours(n)` and `raw(n)` and summarises them; `None` if
+/// [`GROUPS_ENV`] leaves `group` out.
+async fn pair<A, B, FA, FB>(group: &'static str, n: u64, ours: FA, raw: FB) -> Option<Paired>
 where
     FA: Fn(u64) -> A,
     FB: Fn(u64) -> B,
     A: Future<Output = Duration>,
     B: Future<Output = Duration>,
 {
+    if let Ok(groups) = std::env::var(GROUPS_ENV) {
+        if !groups.split(',').any(|g| g == group) {
+            return None;
+        }
+    }
     // One untimed pair to warm caches and allocator.
     ours(n).await;
     raw(n).await;
@@ -75,16 +85,17 @@ where
         b.push(per_op(y));
         r.push(per_op(x) / per_op(y));
     }
-    Paired {
+    Some(Paired {
         group,
         ours_ns: median(a),
         ractor_ns: median(b),
         ratio: median(r),
-    }
+    })
 }
 
-/// `FOUNDATION_PAIRED_ONE=<ours|raw>:<n>`: only `n` child starts of one side (a dynamic
-/// supervisor's `start_child` of an anonymous spec, or raw `spawn_linked`), between
+/// `FOUNDATION_PAIRED_ONE=<ours|typed|raw>:<n>`: only `n` child starts of one side (a
+/// dynamic supervisor's `start_child` of an anonymous spec, the same by
+/// `start_child_typed`, or raw `spawn_linked`), between
 /// `cg_begin` and `cg_end`, for an instruction count per start under
 /// `valgrind --tool=callgrind`.
 const ONE_ENV: &str = "FOUNDATION_PAIRED_ONE";
@@ -103,7 +114,7 @@ fn cg_end() {
 
 fn main() {
     if let Ok(one) = std::env::var(ONE_ENV) {
-        let (side, n) = one.split_once(':').expect("<ours|raw>:<n>");
+        let (side, n) = one.split_once(':').expect("<ours|typed|raw>:<n>");
         let n: u64 = n.parse().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -111,18 +122,21 @@ fn main() {
             .unwrap();
         rt.block_on(async move {
             match side {
-                "ours" => {
+                "ours" | "typed" => {
                     let sup = foundation_actors::DynamicSupervisor::start("cg", None)
                         .await
                         .unwrap();
+                    let typed = side == "typed";
                     cg_begin();
                     for _ in 0..n {
-                        sup.start_child(foundation_actors::ChildSpec::anonymous(
-                            common::Counter,
-                            (),
-                        ))
-                        .await
-                        .unwrap();
+                        let spec = foundation_actors::ChildSpec::anonymous(common::Counter, ());
+                        if typed {
+                            sup.start_child_typed::<common::Counter>(spec)
+                                .await
+                                .unwrap();
+                        } else {
+                            sup.start_child(spec).await.unwrap();
+                        }
                     }
                     cg_end();
                     sup.shutdown().await;
@@ -222,8 +236,8 @@ fn measure() -> Vec<Paired> {
         tokio::spawn(async {
             let mut out = Vec::new();
             let tell = Tell::setup().await;
-            out.push(pair("tell", 20_000, |n| tell.ours(n), |n| tell.raw(n)).await);
-            out.push(
+            out.extend(pair("tell", 20_000, |n| tell.ours(n), |n| tell.raw(n)).await);
+            out.extend(
                 pair(
                     "tell_in_context",
                     20_000,
@@ -234,13 +248,14 @@ fn measure() -> Vec<Paired> {
             );
             tell.teardown().await;
             let call = Call::setup().await;
-            out.push(pair("call", 5_000, |n| call.ours(n), |n| call.raw(n)).await);
+            out.extend(pair("call", 5_000, |n| call.ours(n), |n| call.raw(n)).await);
             call.teardown().await;
-            out.push(pair("child_start", 1_000, Start::ours, Start::raw).await);
-            out.push(pair("child_start_named", 1_000, Start::ours_named, Start::raw).await);
+            out.extend(pair("child_start", 1_000, Start::ours, Start::raw).await);
+            out.extend(pair("child_start_named", 1_000, Start::ours_named, Start::raw).await);
+            out.extend(pair("child_start_typed", 1_000, Start::ours_typed, Start::raw).await);
             let h = Handle::setup().await;
             let handle = &h;
-            out.push(
+            out.extend(
                 pair(
                     "handle_tell",
                     20_000,
@@ -249,7 +264,7 @@ fn measure() -> Vec<Paired> {
                 )
                 .await,
             );
-            out.push(
+            out.extend(
                 pair(
                     "handle_call",
                     5_000,
@@ -258,7 +273,7 @@ fn measure() -> Vec<Paired> {
                 )
                 .await,
             );
-            out.push(
+            out.extend(
                 pair(
                     "handle_tell_vs_hand",
                     20_000,
@@ -267,7 +282,7 @@ fn measure() -> Vec<Paired> {
                 )
                 .await,
             );
-            out.push(
+            out.extend(
                 pair(
                     "handle_call_vs_hand",
                     5_000,
@@ -278,7 +293,7 @@ fn measure() -> Vec<Paired> {
             );
             h.teardown().await;
             let restart = Restart::setup().await;
-            out.push(pair("restart", 500, |n| restart.ours(n), |n| restart.raw(n)).await);
+            out.extend(pair("restart", 500, |n| restart.ours(n), |n| restart.raw(n)).await);
             restart.teardown().await;
             out
         })

@@ -299,7 +299,18 @@ impl Start {
         Self::foundation(n, |i| ChildSpec::new(format!("c{i}"), Counter, ())).await
     }
 
+    /// Anonymous children started by `start_child_typed`: the start is not boxed.
+    pub async fn ours_typed(n: u64) -> Duration {
+        Self::run(n, |_| ChildSpec::anonymous(Counter, ()), true).await
+    }
+
     async fn foundation(n: u64, spec: impl Fn(u64) -> ChildSpec<Msg>) -> Duration {
+        Self::run(n, spec, false).await
+    }
+
+    /// `n` starts of `spec(i)` (by `start_child_typed` if `typed`), in chunks into fresh
+    /// dynamic supervisors.
+    async fn run(n: u64, spec: impl Fn(u64) -> ChildSpec<Msg>, typed: bool) -> Duration {
         let mut timed = Duration::ZERO;
         let mut left = n;
         while left > 0 {
@@ -308,7 +319,11 @@ impl Start {
             let sup = DynamicSupervisor::start("bench-start", None).await.unwrap();
             let t = Instant::now();
             for i in 0..chunk {
-                sup.start_child(spec(i)).await.unwrap();
+                if typed {
+                    sup.start_child_typed::<Counter>(spec(i)).await.unwrap();
+                } else {
+                    sup.start_child(spec(i)).await.unwrap();
+                }
             }
             timed += t.elapsed();
             // Every child has stopped when this returns.

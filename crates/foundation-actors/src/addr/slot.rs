@@ -47,7 +47,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use crate::loom::{Mutex, RwLock, lock, read, write};
+use crate::loom::{Mutex, RwLock, get_mut, lock, read, write};
 
 /// Where a slot delivers: a live incarnation. Handing the message back means the
 /// incarnation is gone.
@@ -82,8 +82,9 @@ struct State<M, T> {
     phase: Phase,
     target: Option<T>,
     /// Held messages, boxed on first use: almost every slot never holds any, and every
-    /// actor has a slot. Behind its own mutex (always taken after the write lock) so the
-    /// state is `Sync` for messages that are only `Send`.
+    /// actor has a slot. Behind its own mutex so the state is `Sync` for messages that are
+    /// only `Send`; under the write lock it is reached without locking (`get_mut`), and
+    /// only a reader of its length (under the read lock) takes it.
     #[allow(clippy::box_collection)] // 8 bytes in every slot instead of 32
     pending: Mutex<Option<Box<VecDeque<M>>>>,
     /// Incarnations installed, for introspection.
@@ -192,8 +193,8 @@ impl<M, T: Target<M>> Slot<M, T> {
             },
             _ => m,
         };
-        let mut pending = lock(&s.pending);
-        let held = pending.get_or_insert_with(Box::default);
+        // Under the write lock: the pending mutex is reached without locking it.
+        let held = get_mut(&mut s.pending).get_or_insert_with(Box::default);
         if held.len() >= self.backlog.load(Ordering::Relaxed) as usize {
             return Err((Refused::Backlog, m));
         }
@@ -214,7 +215,7 @@ impl<M, T: Target<M>> Slot<M, T> {
     pub(crate) fn install(&self, target: T) {
         let mut s = write(&self.state);
         {
-            let mut pending = lock(&s.pending);
+            let pending = get_mut(&mut s.pending);
             if let Some(held) = pending.as_mut() {
                 while let Some(m) = held.pop_front() {
                     if let Err(m) = target.deliver(m) {
@@ -236,13 +237,12 @@ impl<M, T: Target<M>> Slot<M, T> {
     /// Puts messages salvaged from a crashed incarnation's mailbox before those held
     /// since (they were sent earlier). Returns them if the process has stopped for good.
     pub(crate) fn requeue_front(&self, salvaged: Vec<M>) -> Vec<M> {
-        let s = write(&self.state);
+        let mut s = write(&self.state);
         if s.phase == Phase::Stopped {
             return salvaged;
         }
         if !salvaged.is_empty() {
-            let mut pending = lock(&s.pending);
-            let held = pending.get_or_insert_with(Box::default);
+            let held = get_mut(&mut s.pending).get_or_insert_with(Box::default);
             for m in salvaged.into_iter().rev() {
                 held.push_front(m);
             }
@@ -262,7 +262,7 @@ impl<M, T: Target<M>> Slot<M, T> {
             let mut s = write(&self.state);
             s.phase = Phase::Stopped;
             s.target = None;
-            let lost = lock(&s.pending)
+            let lost = get_mut(&mut s.pending)
                 .take()
                 .map(|held| *held)
                 .unwrap_or_default();

@@ -150,6 +150,9 @@ pub(crate) trait ErasedChild: Send + Sync {
     fn addr(&self) -> &dyn AddrControl;
     /// The child's handle, if it is a supervisor (for walking the tree).
     fn as_supervisor(&self) -> Option<super::Supervisor>;
+    /// The child as `Any`, for a start that knows its actor type
+    /// ([`Supervisor::start_child_typed`](super::Supervisor::start_child_typed)).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// What a supervisor does to a child's address, whatever its message type.
@@ -208,8 +211,18 @@ where
     )
 }
 
+/// What ractor's spawn of an incarnation gives.
+pub(crate) type Spawned<M> = Result<
+    (
+        ractor::ActorRef<crate::addr::Envelope<M>>,
+        ractor::concurrency::JoinHandle<()>,
+    ),
+    ractor::SpawnErr,
+>;
+
 /// Publishes a spawned incarnation in `addr` (or maps the spawn's failure).
-fn publish<M: Send + 'static>(
+#[inline]
+pub(crate) fn publish<M: Send + 'static>(
     id: &str,
     addr: &Addr<M>,
     spawned: Result<
@@ -226,6 +239,30 @@ fn publish<M: Send + 'static>(
     Ok(cell)
 }
 
+/// The start of a new incarnation of `actor`: ractor's spawn, linked to `sup`, then the
+/// incarnation published in `addr`.
+fn start_actor<A: Actor>(
+    id: &Arc<str>,
+    addr: &Addr<A::Msg>,
+    actor: A,
+    args: A::Args,
+    sup: ActorCell,
+) -> impl Future<Output = Result<ActorCell, SpawnError>> + Send + use<A> {
+    let addr = addr.clone();
+    let id = id.clone();
+    let spawn = ractor::Actor::spawn_linked(
+        None,
+        Adapter {
+            actor,
+            addr: addr.clone(),
+        },
+        args,
+        sup,
+    );
+    futures::FutureExt::map(spawn, move |spawned| publish(&id, &addr, spawned))
+}
+
+/// A child built afresh by a function for each start ([`ChildSpec::from_fn`]).
 struct ActorChild<A: Actor, F> {
     addr: Addr<A::Msg>,
     make: F,
@@ -238,22 +275,9 @@ where
 {
     fn start(&self, id: &Arc<str>, sup: ActorCell) -> BoxFuture<Result<ActorCell, SpawnError>> {
         let (actor, args) = (self.make)();
-        let addr = self.addr.clone();
-        let id = id.clone();
-        // ractor's start future is built here, outside the boxed one, so the box holds it
-        // and little else: under 1 KiB, the allocator serves it from its per-thread cache.
-        let spawn = ractor::Actor::spawn_linked(
-            None,
-            Adapter {
-                actor,
-                addr: addr.clone(),
-            },
-            args,
-            sup,
-        );
-        Box::pin(futures::FutureExt::map(spawn, move |spawned| {
-            publish(&id, &addr, spawned)
-        }))
+        // ractor's start future is built outside the boxed one, so the box holds it and
+        // little else: under 1 KiB, the allocator serves it from its per-thread cache.
+        Box::pin(start_actor(id, &self.addr, actor, args, sup))
     }
     fn addr(&self) -> &dyn AddrControl {
         &self.addr
@@ -261,6 +285,76 @@ where
     fn as_supervisor(&self) -> Option<super::Supervisor> {
         None
     }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// A child started as clones of one actor and its arguments ([`ChildSpec::new`],
+/// [`ChildSpec::anonymous`]): a type that can be named, so that a start that knows `A`
+/// finds it ([`cloned`]) and runs it without boxing the start.
+pub(crate) struct ClonedChild<A: Actor> {
+    addr: Addr<A::Msg>,
+    actor: A,
+    args: A::Args,
+}
+
+impl<A> ClonedChild<A>
+where
+    A: Actor + Clone,
+    A::Args: Clone + Sync,
+{
+    /// ractor's spawn of a new incarnation linked to `sup` (to be published in the
+    /// address once it has started).
+    pub(crate) fn spawn(
+        &self,
+        sup: ActorCell,
+    ) -> impl Future<Output = Spawned<A::Msg>> + Send + use<A> {
+        ractor::Actor::spawn_linked(
+            None,
+            Adapter {
+                actor: self.actor.clone(),
+                addr: self.addr.clone(),
+            },
+            self.args.clone(),
+            sup,
+        )
+    }
+}
+
+impl<A> ErasedChild for ClonedChild<A>
+where
+    A: Actor + Clone,
+    A::Args: Clone + Sync,
+{
+    fn start(&self, id: &Arc<str>, sup: ActorCell) -> BoxFuture<Result<ActorCell, SpawnError>> {
+        Box::pin(start_actor(
+            id,
+            &self.addr,
+            self.actor.clone(),
+            self.args.clone(),
+            sup,
+        ))
+    }
+    fn addr(&self) -> &dyn AddrControl {
+        &self.addr
+    }
+    fn as_supervisor(&self) -> Option<super::Supervisor> {
+        None
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// `entry`'s child, if [`ChildSpec::new`] or [`ChildSpec::anonymous`] made it with an
+/// actor of type `A` (for [`Supervisor::start_child_typed`](super::Supervisor::start_child_typed)).
+pub(crate) fn cloned<A>(entry: &ChildEntry) -> Option<&ClonedChild<A>>
+where
+    A: Actor + Clone,
+    A::Args: Clone + Sync,
+{
+    entry.child.as_any().downcast_ref::<ClonedChild<A>>()
 }
 
 /// How to start, restart and stop one child, and the stable address it will be reached by.
@@ -304,7 +398,8 @@ impl<M: Send + 'static> ChildSpec<M> {
         A: Actor<Msg = M> + Clone,
         A::Args: Clone + Sync,
     {
-        Self::from_fn(id, move || (actor.clone(), args.clone()))
+        let id: String = id.into();
+        Self::with_child(id.into(), false, |addr| ClonedChild { addr, actor, args })
     }
 
     /// A permanent worker built afresh by `make` for each start.
@@ -316,7 +411,7 @@ impl<M: Send + 'static> ChildSpec<M> {
         A: Actor<Msg = M>,
     {
         let id: String = id.into();
-        Self::with_id(id.into(), false, make)
+        Self::with_child(id.into(), false, |addr| ActorChild { addr, make })
     }
 
     /// A permanent worker without an id, for dynamic supervisors, as OTP's
@@ -333,24 +428,21 @@ impl<M: Send + 'static> ChildSpec<M> {
     {
         static ANONYMOUS: std::sync::LazyLock<Arc<str>> =
             std::sync::LazyLock::new(|| Arc::from("<anonymous>"));
-        Self::with_id(ANONYMOUS.clone(), true, move || {
-            (actor.clone(), args.clone())
+        Self::with_child(ANONYMOUS.clone(), true, |addr| ClonedChild {
+            addr,
+            actor,
+            args,
         })
     }
 
-    fn with_id<A>(
+    /// A worker spec whose erased child `child` builds around the spec's new address.
+    fn with_child<C: ErasedChild + 'static>(
         id: Arc<str>,
         anonymous: bool,
-        make: impl Fn() -> (A, A::Args) + Send + Sync + 'static,
-    ) -> Self
-    where
-        A: Actor<Msg = M>,
-    {
+        child: impl FnOnce(Addr<M>) -> C,
+    ) -> Self {
         let addr = Addr::new(id.clone(), true, DEFAULT_RESTART_BACKLOG);
-        let child = Arc::new(ActorChild {
-            addr: addr.clone(),
-            make,
-        });
+        let child = Arc::new(child(addr.clone()));
         Self {
             entry: ChildEntry {
                 id,
@@ -440,5 +532,49 @@ pub(crate) fn supervisor_child(
             child,
         },
         addr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ActorError;
+
+    #[derive(Clone)]
+    struct One;
+    #[derive(Clone)]
+    struct Other;
+
+    impl Actor for One {
+        type Msg = ();
+        type State = ();
+        type Args = ();
+        async fn init(&self, _: &Addr<()>, (): ()) -> Result<(), ActorError> {
+            Ok(())
+        }
+        async fn handle(&self, _: &Addr<()>, (): (), (): &mut ()) -> Result<(), ActorError> {
+            Ok(())
+        }
+    }
+
+    impl Actor for Other {
+        type Msg = ();
+        type State = ();
+        type Args = ();
+        async fn init(&self, _: &Addr<()>, (): ()) -> Result<(), ActorError> {
+            Ok(())
+        }
+        async fn handle(&self, _: &Addr<()>, (): (), (): &mut ()) -> Result<(), ActorError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_typed_start_finds_the_specs_made_of_clones_of_its_actor_type() {
+        assert!(cloned::<One>(&ChildSpec::new("a", One, ()).entry).is_some());
+        assert!(cloned::<One>(&ChildSpec::anonymous(One, ()).entry).is_some());
+        // Made otherwise, or of another type with the same messages: started boxed.
+        assert!(cloned::<One>(&ChildSpec::from_fn("b", || (One, ())).entry).is_none());
+        assert!(cloned::<One>(&ChildSpec::new("c", Other, ()).entry).is_none());
     }
 }

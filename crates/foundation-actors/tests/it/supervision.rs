@@ -1347,3 +1347,67 @@ async fn get_childspec_describes_a_child() {
     ));
     sup.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_starts_behave_as_start_child_for_every_kind_of_spec() {
+    let log = Log::default();
+    let spec = DynamicSupervisor::spec("typed", Some(4)).intensity(5, Duration::from_secs(5));
+    let sup = DynamicSupervisor::start_spec(spec).await.unwrap();
+    // Made by `new` and `anonymous` (started in place), and by `from_fn` (started boxed, as
+    // `start_child` starts it): each runs, and a crash brings it back behind its address.
+    let named = sup
+        .start_child_typed::<Probe>(Probe::spec("named", &log))
+        .await
+        .unwrap();
+    let anon = sup
+        .start_child_typed::<Probe>(ChildSpec::anonymous(Probe::new("anon", &log), ()))
+        .await
+        .unwrap();
+    let probe = Probe::new("made", &log);
+    let made = sup
+        .start_child_typed::<Probe>(ChildSpec::from_fn("made", move || (probe.clone(), ())))
+        .await
+        .unwrap();
+    assert_eq!(log.take(), ["start:named", "start:anon", "start:made"]);
+    let mut ev = Events::of(sup.handle());
+    for (addr, id) in [(&named, "named"), (&anon, "<anonymous>"), (&made, "made")] {
+        addr.cast(Msg::Add(2)).unwrap();
+        addr.cast(Msg::Crash).unwrap();
+        assert_eq!(ev.restarted(id).await, 2);
+        addr.cast(Msg::Add(3)).unwrap();
+        assert_eq!(addr.call(Msg::Get).await, Ok(3));
+    }
+    // Refusals are start_child's: a taken id, a failed init (the address stops), ignore,
+    // max_children.
+    assert!(matches!(
+        sup.start_child_typed::<Probe>(Probe::spec("named", &log)).await,
+        Err(SupervisorError::Spawn(SpawnError::DuplicateId(id))) if id == "named"
+    ));
+    let mut failing = Probe::new("failing", &log);
+    failing.fail_init = true;
+    let failing = ChildSpec::new("failing", failing, ());
+    let failing_addr = failing.addr();
+    assert!(matches!(
+        sup.start_child_typed::<Probe>(failing).await,
+        Err(SupervisorError::Spawn(SpawnError::Init { .. }))
+    ));
+    assert!(failing_addr.is_stopped());
+    let ignoring = Probe::new("ignoring", &log);
+    ignoring.refuse.ignore_next(1);
+    assert!(matches!(
+        sup.start_child_typed::<Probe>(ChildSpec::new("ignoring", ignoring, ()))
+            .await,
+        Err(SupervisorError::Spawn(SpawnError::Ignored(_)))
+    ));
+    sup.start_child_typed::<Probe>(Probe::spec("fourth", &log))
+        .await
+        .unwrap();
+    assert!(matches!(
+        sup.start_child_typed::<Probe>(Probe::spec("fifth", &log))
+            .await,
+        Err(SupervisorError::Spawn(SpawnError::MaxChildren(4)))
+    ));
+    assert_eq!(sup.count_children().await.unwrap().active, 4);
+    sup.shutdown().await;
+    assert!(named.is_stopped() && anon.is_stopped() && made.is_stopped());
+}
