@@ -726,16 +726,17 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
             None => None,
         };
         let local = Shared::new(settings);
-        let cluster = match Cluster::start(node, local, role.clone(), offers, remember, options).await {
-            Ok(c) => c,
-            Err(e) => {
-                if let Some(r) = receiver {
-                    node.unexport(&format!("$sharded/{name}/checkpoints"));
-                    r.stop(None);
+        let cluster =
+            match Cluster::start(node, local, role.clone(), offers, remember, options).await {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(r) = receiver {
+                        node.unexport(&format!("$sharded/{name}/checkpoints"));
+                        r.stop(None);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
-        };
+            };
         let kept = store.clone();
         let replicator = match (store, receiver) {
             (Some(store), Some(receiver)) => {
