@@ -32,4 +32,4 @@ mod error;
 pub use self::core::{Shared, SharedOptions, SharedStats};
 pub use self::error::StartError;
 
-pub(crate) use self::core::wall_ms;
+pub(crate) use self::core::{Observer, wall_ms};

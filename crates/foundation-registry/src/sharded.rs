@@ -121,6 +121,9 @@
 //! and counted).
 
 mod cluster;
+/// The sharded entities' decoders of peer bytes, for the fuzz targets (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing;
 mod runtime;
 mod shard;
 

@@ -471,21 +471,25 @@ impl Actor for Server {
         msg: ShardMsg,
         (): &mut (),
     ) -> Result<(), ActorError> {
-        let Some(core) = self.core.upgrade() else {
-            return Ok(());
-        };
-        match msg {
-            ShardMsg::Get(key, port) => {
-                let _ = port.send(core.get(&key));
-            }
-            ShardMsg::Op(op, port) => {
-                let _ = port.send(core.apply(op));
-            }
-            ShardMsg::Copy(items) => core.copy(items),
-            ShardMsg::Claim(key, node, port) => core.claim(key, node, port),
-            ShardMsg::Fulfill(key, node, outcome) => core.fulfill(key, &node, outcome),
+        if let Some(core) = self.core.upgrade() {
+            serve(&core, msg);
         }
         Ok(())
+    }
+}
+
+/// Applies one request to the shard, as its process does (the fuzz targets call it too).
+pub(crate) fn serve(core: &Core, msg: ShardMsg) {
+    match msg {
+        ShardMsg::Get(key, port) => {
+            let _ = port.send(core.get(&key));
+        }
+        ShardMsg::Op(op, port) => {
+            let _ = port.send(core.apply(op));
+        }
+        ShardMsg::Copy(items) => core.copy(items),
+        ShardMsg::Claim(key, node, port) => core.claim(key, node, port),
+        ShardMsg::Fulfill(key, node, outcome) => core.fulfill(key, &node, outcome),
     }
 }
 
