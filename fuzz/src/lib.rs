@@ -89,6 +89,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut seeds = foundation_cluster::fuzzing::seeds();
     seeds.extend(foundation_registry::fuzzing::seeds());
     seeds.extend(foundation_pubsub::fuzzing::seeds());
+    seeds.extend(foundation_cache::fuzzing::seeds());
 
     let contexts = [
         Context::new(),

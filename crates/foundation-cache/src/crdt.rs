@@ -22,7 +22,8 @@
 //! [`Replica`] drives any of them between nodes without doing I/O itself: it batches
 //! deltas, numbers them per origin, notices a lost one (a gap, or a peer's digest ahead of
 //! what it has) and asks for the full state to repair it. See its docs and
-//! `docs/cache.md` for the protocol, and for what the cluster wiring will add.
+//! `docs/cache.md` for the protocol; [`Shared`](crate::Shared) runs it across the nodes of
+//! a cluster.
 //!
 //! # Limits
 //!

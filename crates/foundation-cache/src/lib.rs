@@ -63,6 +63,9 @@ mod api;
 mod cached;
 pub mod crdt;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod local;
 pub mod metrics;
 mod multilevel;

@@ -12,3 +12,10 @@ pub(crate) mod wire_codec {
 }
 
 pub use cache::{DEFAULT_MAX_KEY_BYTES, Partitioned, PartitionedBuilder};
+
+/// The shard and its wire, for the fuzz targets (`crate::fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing {
+    pub(crate) use super::shard::{Core, serve};
+    pub(crate) use super::wire::{Answer, Claimed, Copied, Op, Outcome, ShardMsg};
+}

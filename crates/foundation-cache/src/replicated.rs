@@ -16,17 +16,17 @@ use crate::crdt::{LwwMap, Message};
 use crate::error::{CacheError, CodecError, ComputeError};
 use crate::local::flight::Flights;
 use crate::metrics::CacheMetrics;
-use crate::shared::{Shared, SharedOptions, SharedStats, StartError, wall_ms};
+use crate::shared::{Observer, Shared, SharedOptions, SharedStats, StartError, wall_ms};
 use crate::stats::Stats;
 use crate::ttl::{Ttl, TtlLeft};
 use crate::{Local, LocalBuilder};
 
 /// The replicated store: encoded keys to encoded values, last writer wins.
-type Store = LwwMap<Vec<u8>, Item>;
+pub(crate) type Store = LwwMap<Vec<u8>, Item>;
 
 /// One write as it travels: the value's bytes and how long it lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Item {
+pub(crate) struct Item {
     value: Vec<u8>,
     /// `Never`, `Live` (see `deadline_ms`) or `Idle` (counted on each node from when it
     /// receives the write: reads are per node).
@@ -36,7 +36,7 @@ struct Item {
 }
 
 impl Item {
-    fn new(value: Vec<u8>, ttl: Ttl, now_ms: u64) -> Self {
+    pub(crate) fn new(value: Vec<u8>, ttl: Ttl, now_ms: u64) -> Self {
         let deadline_ms = match ttl {
             Ttl::Live(d) => Some(now_ms.saturating_add(millis(d))),
             _ => None,
@@ -249,11 +249,52 @@ where
     /// [`StartError::NameTaken`] if a shared state or replicated cache of that name runs
     /// here; [`StartError::Ttl`] for the local cache's default TTL.
     pub async fn start(node: &Node, options: ReplicatedOptions<K, V>) -> Result<Self, StartError> {
+        let (parts, shared_options, observer) = Parts::new(options)?;
+        let shared = Shared::start_observed(node, shared_options, Some(observer)).await?;
+        Ok(parts.assemble(shared))
+    }
+
+    /// A replicated cache on `node`, replica `id`, whose replication runs no process and
+    /// no task: the fuzz targets hand its shared state a peer's bytes.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn detached(
+        node: &Node,
+        options: ReplicatedOptions<K, V>,
+        id: crate::crdt::ReplicaId,
+    ) -> Result<Self, StartError> {
+        let (parts, shared_options, observer) = Parts::new(options)?;
+        Ok(parts.assemble(Shared::detached(node, shared_options, Some(observer), id)))
+    }
+
+    /// The shared state underneath (the fuzz targets feed it a peer's bytes).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn shared(&self) -> &Shared<Store> {
+        &self.inner.shared
+    }
+}
+
+/// A replicated cache's parts other than its replication.
+struct Parts<K, V> {
+    local: Local<K, V>,
+    default_ttl: Ttl,
+    max_key_bytes: usize,
+}
+
+impl<K, V> Parts<K, V>
+where
+    K: CacheKey + Serialize + DeserializeOwned,
+    V: CacheValue + Serialize + DeserializeOwned,
+{
+    /// The local cache, the replication's options, and the observer that mirrors the
+    /// peers' winning writes into the local cache.
+    fn new(
+        options: ReplicatedOptions<K, V>,
+    ) -> Result<(Self, SharedOptions, Observer<Store>), StartError> {
         let name = options.shared.name.clone();
         let local = options.local.build()?;
         let mirror = local.clone();
         let on_peer_write = options.on_peer_write;
-        let observer = Box::new(move |msg: &Message<Store>, before: &Store| {
+        let observer: Observer<Store> = Box::new(move |msg: &Message<Store>, before: &Store| {
             let incoming = match msg {
                 Message::Delta { delta, .. } => delta,
                 Message::State { state, .. } => state,
@@ -261,18 +302,26 @@ where
             };
             mirror_winners(&mirror, incoming, before, &name, on_peer_write.as_deref())
         });
-        let shared = Shared::start_observed(node, options.shared, Some(observer)).await?;
+        let parts = Self {
+            local,
+            default_ttl: options.default_ttl,
+            max_key_bytes: options.max_key_bytes,
+        };
+        Ok((parts, options.shared, observer))
+    }
+
+    fn assemble(self, shared: Shared<Store>) -> Replicated<K, V> {
         let metrics = CacheMetrics::new(shared.name());
-        Ok(Self {
+        Replicated {
             inner: Arc::new(Inner {
-                local,
+                local: self.local,
                 shared,
                 flights: Arc::new(Flights::default()),
-                default_ttl: options.default_ttl,
-                max_key_bytes: options.max_key_bytes,
+                default_ttl: self.default_ttl,
+                max_key_bytes: self.max_key_bytes,
                 metrics,
             }),
-        })
+        }
     }
 }
 

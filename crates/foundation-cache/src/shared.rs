@@ -38,4 +38,4 @@ mod error;
 pub use self::core::{DEFAULT_FORGET_AFTER, Shared, SharedOptions, SharedStats};
 pub use self::error::StartError;
 
-pub(crate) use self::core::wall_ms;
+pub(crate) use self::core::{Observer, wall_ms};

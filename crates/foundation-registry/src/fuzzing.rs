@@ -35,6 +35,19 @@ pub fn distributed(bytes: &[u8]) -> bool {
     crate::distributed::fuzzing::wire(bytes)
 }
 
+/// What a peer sends the placement layers built on the distributed supervisor. The first
+/// byte picks the receiver: even, a `Sharded`'s process (casts and calls to entities,
+/// replies, barriers, handoffs, leaves; see `sharded::fuzzing`); odd, a cluster-wide
+/// ecosystem's receiver and coordinator (jobs, results, refusals, reports, tables, byes;
+/// see `work::fuzzing`). The rest is messages, each a length byte and that many bytes.
+pub fn sharded(bytes: &[u8]) -> bool {
+    match bytes.split_first() {
+        Some((which, rest)) if which % 2 == 0 => crate::sharded::fuzzing::wire(rest),
+        Some((_, rest)) => crate::work::fuzzing::wire(rest),
+        None => false,
+    }
+}
+
 /// Splits `bytes` into parts, each a length byte and up to that many bytes.
 pub(crate) fn chunks(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     std::iter::from_fn(move || {
@@ -45,8 +58,8 @@ pub(crate) fn chunks(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// Seed inputs for the targets `registry`, `leases` and `distributed`, made with the registry's own
-/// encoders: (target, bytes).
+/// Seed inputs for the targets `registry`, `leases`, `distributed` and `sharded`, made with
+/// the registry's own encoders: (target, bytes).
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut seeds = Vec::new();
     let names = crate::cluster::fuzzing::seed_messages(["alpha".to_owned(), "beta".into()], ());
@@ -62,6 +75,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     seeds.push(("registry", framed(1, &instances)));
     let dsup = crate::distributed::fuzzing::seed_messages();
     seeds.push(("distributed", frames(&dsup)));
+    let entities = crate::sharded::fuzzing::seed_messages();
+    seeds.push(("sharded", framed(0, &entities)));
+    let work = crate::work::fuzzing::seed_messages();
+    seeds.push(("sharded", framed(1, &work)));
     seeds.extend(
         crate::consistent::fuzzing::seeds()
             .into_iter()
@@ -92,12 +109,13 @@ mod tests {
     #[test]
     fn every_seed_is_accepted_by_its_decoder() {
         let seeds = seeds();
-        assert_eq!(seeds.len(), 2 + 1 + 5);
+        assert_eq!(seeds.len(), 2 + 1 + 2 + 5);
         for (target, bytes) in seeds {
             let ok = match target {
                 "registry" => registry(&bytes),
                 "leases" => leases(&bytes),
                 "distributed" => distributed(&bytes),
+                "sharded" => sharded(&bytes),
                 other => panic!("a seed for an unknown target {other}"),
             };
             assert!(ok, "a {target} seed is refused: {bytes:?}");
@@ -115,6 +133,20 @@ mod tests {
         let parts: Vec<&[u8]> = chunks(bytes).collect();
         assert_eq!(parts.len(), 12);
         assert!(parts.iter().all(|p| p.len() < 255), "{parts:?}");
+    }
+
+    #[test]
+    fn the_sharded_seeds_hold_every_kind_of_message_whole() {
+        let seeds = seeds();
+        let parts: Vec<Vec<&[u8]>> = seeds
+            .iter()
+            .filter(|(t, _)| *t == "sharded")
+            .map(|(_, bytes)| chunks(&bytes[1..]).collect())
+            .collect();
+        // Entities: two casts, a call, two replies, a barrier, a handoff, a leave. Work: two
+        // jobs, three results, a refusal, a report, a table, a bye.
+        assert_eq!(parts.iter().map(Vec::len).collect::<Vec<_>>(), [8, 9]);
+        assert!(parts.iter().flatten().all(|p| p.len() < 255), "{parts:?}");
     }
 
     #[test]

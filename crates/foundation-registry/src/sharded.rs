@@ -181,6 +181,9 @@
 mod checkpoint;
 mod cluster;
 mod flow;
+/// The sharded entities' decoders of peer bytes, for the fuzz targets (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing;
 mod runtime;
 mod shard;
 

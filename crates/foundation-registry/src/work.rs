@@ -112,6 +112,9 @@
 
 mod dispatch;
 mod error;
+/// The ecosystem's decoders of peer bytes, for the fuzz targets (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing;
 mod run;
 mod runtime;
 mod spec;

@@ -49,9 +49,11 @@ impl Context {
             )
             .next_back()
             .map_or(0, |d| d.counter);
+        // Saturating: only a peer forging this replica's dots reaches `u64::MAX`; the
+        // dot is then reused rather than the counter overflowing.
         Dot {
             replica,
-            counter: contiguous.max(clouded) + 1,
+            counter: contiguous.max(clouded).saturating_add(1),
         }
     }
 
@@ -74,7 +76,7 @@ impl Context {
         let cloud = std::mem::take(&mut self.cloud);
         for dot in cloud {
             let m = self.max.entry(dot.replica).or_default();
-            if dot.counter == *m + 1 {
+            if m.checked_add(1) == Some(dot.counter) {
                 *m = dot.counter;
             } else if dot.counter > *m {
                 self.cloud.insert(dot);
@@ -271,5 +273,35 @@ mod tests {
             counter: 6
         }));
         assert_eq!(c.next(ReplicaId(2)).counter, 1);
+    }
+
+    /// Found while adding the `cache` fuzz target: a peer's OR-set whose context holds every dot of
+    /// a replica up to `u64::MAX` and one past a gap overflowed the compaction of a merge,
+    /// and a local addition after a peer claimed this replica's last dot overflowed the
+    /// next dot (panics with overflow checks on).
+    #[test]
+    fn a_peers_context_at_u64_max_merges_and_adds_without_overflow() {
+        let r = ReplicaId(1);
+        let dot = |counter| Dot {
+            replica: r,
+            counter,
+        };
+        let theirs = OrSet {
+            entries: BTreeMap::from([("x".to_owned(), BTreeSet::from([dot(u64::MAX)]))]),
+            context: Context {
+                max: BTreeMap::from([(r, u64::MAX)]),
+                cloud: BTreeSet::from([dot(5), dot(u64::MAX)]),
+            },
+        };
+        let mut mine = OrSet::default();
+        mine.insert(ReplicaId(2), "y".to_owned());
+        mine.merge(&theirs);
+        assert!(mine.contains(&"x".to_owned()) && mine.contains(&"y".to_owned()));
+        assert!(mine.context.cloud.is_empty(), "{:?}", mine.context);
+        // The next dot saturates at the one the peer claimed: this node's addition reuses a
+        // seen dot and is lost (a forged replica id can do that), but nothing panics.
+        let delta = mine.insert(r, "z".to_owned());
+        assert_eq!(delta.len(), 1);
+        assert!(!mine.contains(&"z".to_owned()));
     }
 }

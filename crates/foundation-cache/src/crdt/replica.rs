@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{ReplicaId, SharedState, Timestamp};
 
-/// What replicas send each other. The node that drives a [`Replica`] carries these (the
-/// cluster wiring will encode them with serde and send them on a channel of their own).
+/// What replicas send each other. The node that drives a [`Replica`] carries these
+/// ([`Shared`](crate::Shared) sends them in postcard, on the node channel its
+/// [`SharedOptions::channel`](crate::SharedOptions::channel) names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound(
     serialize = "S: Serialize, S::Delta: Serialize",
@@ -248,11 +249,13 @@ impl<S: SharedState> Replica<S> {
             } => {
                 self.state.apply(&delta);
                 let seen = self.seen.entry(origin).or_default();
-                if seq == *seen + 1 {
+                // Saturating: a peer may claim any number, `u64::MAX` included.
+                let next = seen.saturating_add(1);
+                if seq == next {
                     *seen = seq;
                     self.hold(origin, clock);
                     None
-                } else if seq > *seen + 1 {
+                } else if seq > next {
                     Some((origin, Message::Want { from: self.id }))
                 } else {
                     None
@@ -287,5 +290,45 @@ impl<S: SharedState> Replica<S> {
             }
             Message::Want { from } => Some((from, self.full_state())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::PnCounter;
+
+    /// Found while adding the `cache` fuzz target: a peer's state numbered `u64::MAX`, then a
+    /// delta of the same origin, overflowed the next expected number (a panic with
+    /// overflow checks on).
+    #[test]
+    fn a_peer_numbering_its_batches_up_to_u64_max_is_taken_without_overflow() {
+        let mut r = Replica::<PnCounter>::new(ReplicaId(1));
+        let origin = ReplicaId(2);
+        let state = Message::State {
+            origin,
+            seq: u64::MAX,
+            state: PnCounter::default(),
+        };
+        assert_eq!(r.handle(state), None);
+        let mut delta = PnCounter::default();
+        let delta = delta.add(origin, 3);
+        for seq in [u64::MAX, 7] {
+            let msg = Message::Delta {
+                origin,
+                seq,
+                clock: None,
+                delta: delta.clone(),
+            };
+            assert_eq!(r.handle(msg), None);
+        }
+        assert_eq!(r.state().value(), 3);
+        let digest = Message::Digest {
+            origin,
+            seq: u64::MAX,
+            clock: None,
+            held: Vec::new(),
+        };
+        assert_eq!(r.handle(digest), None);
     }
 }

@@ -532,42 +532,46 @@ impl Actor for Server {
         msg: ShardMsg,
         (): &mut (),
     ) -> Result<(), ActorError> {
-        let Some(core) = self.core.upgrade() else {
-            return Ok(());
-        };
-        // A peer of this version checks its keys first: a key over the limit comes from
-        // a peer configured otherwise, or a hostile one. It is not stored or waited on.
-        match msg {
-            ShardMsg::Get(key, port) => {
-                let value = if core.too_long(&key) {
-                    None
-                } else {
-                    core.get(&key)
-                };
-                let _ = port.send(value);
-            }
-            ShardMsg::Op(op, port) => {
-                let answer = match op.key() {
-                    Some(key) if core.too_long(key) => Answer::Refused(format!(
-                        "a key of {} bytes is over this node's limit of {} bytes",
-                        key.len(),
-                        core.max_key_bytes
-                    )),
-                    _ => core.apply(op),
-                };
-                let _ = port.send(answer);
-            }
-            ShardMsg::Copy(mut items) => {
-                items.retain(|item| !core.too_long(&item.key));
-                core.copy(items);
-            }
-            // Dropping the port answers the caller: no reply.
-            ShardMsg::Claim(key, _, _) if core.too_long(&key) => {}
-            ShardMsg::Claim(key, node, port) => core.claim(key, node, port),
-            ShardMsg::Fulfill(key, _, _) if core.too_long(&key) => {}
-            ShardMsg::Fulfill(key, node, outcome) => core.fulfill(key, &node, outcome),
+        if let Some(core) = self.core.upgrade() {
+            serve(&core, msg);
         }
         Ok(())
+    }
+}
+
+/// Applies one request to the shard, as its process does (the fuzz targets call it too).
+pub(crate) fn serve(core: &Core, msg: ShardMsg) {
+    // A peer of this version checks its keys first: a key over the limit comes from
+    // a peer configured otherwise, or a hostile one. It is not stored or waited on.
+    match msg {
+        ShardMsg::Get(key, port) => {
+            let value = if core.too_long(&key) {
+                None
+            } else {
+                core.get(&key)
+            };
+            let _ = port.send(value);
+        }
+        ShardMsg::Op(op, port) => {
+            let answer = match op.key() {
+                Some(key) if core.too_long(key) => Answer::Refused(format!(
+                    "a key of {} bytes is over this node's limit of {} bytes",
+                    key.len(),
+                    core.max_key_bytes
+                )),
+                _ => core.apply(op),
+            };
+            let _ = port.send(answer);
+        }
+        ShardMsg::Copy(mut items) => {
+            items.retain(|item| !core.too_long(&item.key));
+            core.copy(items);
+        }
+        // Dropping the port answers the caller: no reply.
+        ShardMsg::Claim(key, _, _) if core.too_long(&key) => {}
+        ShardMsg::Claim(key, node, port) => core.claim(key, node, port),
+        ShardMsg::Fulfill(key, _, _) if core.too_long(&key) => {}
+        ShardMsg::Fulfill(key, node, outcome) => core.fulfill(key, &node, outcome),
     }
 }
 

@@ -311,23 +311,13 @@ where
         options: SharedOptions,
         observer: Option<Observer<S>>,
     ) -> Result<Self, StartError> {
+        let (max_queued, flush_every, digest_every) = (
+            options.max_queued,
+            options.flush_every,
+            options.digest_every,
+        );
         let id = fresh_id(node);
-        let core = Arc::new(Core {
-            service: format!("$shared/{}", options.name),
-            counters: Counters::new(&options.name),
-            name: options.name,
-            id,
-            node: node.clone(),
-            channel: options.channel,
-            replica: Mutex::new(Replica::new(id)),
-            changed: Arc::new(Notify::new()),
-            observer,
-            server: Mutex::new(None),
-            tasks: Mutex::new(Vec::new()),
-            peers: Mutex::new(HashMap::new()),
-            forget_after: options.forget_after,
-            unheard: (options.digest_every * 5).max(Duration::from_secs(5)),
-        });
+        let core = Arc::new(Core::new(node, options, observer, id));
         let server = foundation_actors::spawn(
             Server {
                 core: Arc::downgrade(&core),
@@ -336,7 +326,7 @@ where
         )
         .await?;
         let mut export = ExportConfig::new();
-        if let Some(n) = options.max_queued {
+        if let Some(n) = max_queued {
             export = export.max_queued(n);
         }
         if node
@@ -359,11 +349,65 @@ where
             Arc::downgrade(&core),
             events,
             Arc::clone(&core.changed),
-            options.flush_every,
-            options.digest_every,
+            flush_every,
+            digest_every,
         ));
         lock(&core.tasks).push(task);
         Ok(Self { core })
+    }
+
+    /// A shared state on `node`, replica `id`, that runs no process and no task
+    /// (nothing is exported): the fuzz targets hand its
+    /// [`receive_bytes`](Self::receive_bytes) a peer's bytes.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn detached(
+        node: &Node,
+        options: SharedOptions,
+        observer: Option<Observer<S>>,
+        id: ReplicaId,
+    ) -> Self {
+        Self {
+            core: Arc::new(Core::new(node, options, observer, id)),
+        }
+    }
+
+    /// A peer's message as the process takes it from the node: decoded as its message
+    /// type, then received. Whether it was accepted at the door (the body is checked
+    /// after, and counted in [`SharedStats::malformed`]).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn receive_bytes(&self, bytes: &[u8]) -> bool {
+        use foundation_actors::RemoteMessage as _;
+        match SyncMsg::from_bytes(bytes) {
+            Ok(SyncMsg(wire)) => {
+                self.core.receive(wire);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// This node's copy and its protocol state, as a peer would be sent it now: the full
+    /// state, then the pending delta (flushed), then the digest.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn outgoing(&self) -> Vec<Message<S>> {
+        let mut replica = lock(&self.core.replica);
+        let mut out = vec![replica.full_state()];
+        out.extend(replica.flush());
+        out.push(replica.digest());
+        out
+    }
+
+    /// The bytes of a [`SyncMsg`] from `from` carrying `msg`, as a peer sends it.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn wire_bytes(from: &str, msg: &Message<S>) -> Option<Vec<u8>> {
+        use foundation_actors::RemoteMessage as _;
+        let body = postcard::to_allocvec(msg).ok()?;
+        SyncMsg(Wire {
+            from: from.to_owned(),
+            body,
+        })
+        .to_bytes()
+        .ok()
     }
 }
 
@@ -432,6 +476,30 @@ impl<S: SharedState> Shared<S> {
 }
 
 impl<S: SharedState> Core<S> {
+    fn new(
+        node: &Node,
+        options: SharedOptions,
+        observer: Option<Observer<S>>,
+        id: ReplicaId,
+    ) -> Self {
+        Core {
+            service: format!("$shared/{}", options.name),
+            counters: Counters::new(&options.name),
+            name: options.name,
+            id,
+            node: node.clone(),
+            channel: options.channel,
+            replica: Mutex::new(Replica::new(id)),
+            changed: Arc::new(Notify::new()),
+            observer,
+            server: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
+            peers: Mutex::new(HashMap::new()),
+            forget_after: options.forget_after,
+            unheard: (options.digest_every * 5).max(Duration::from_secs(5)),
+        }
+    }
+
     fn up_peers(&self) -> Vec<String> {
         let me = self.node.name();
         self.node

@@ -2,7 +2,7 @@
 //! passivation, and the region actor that its supervisor supervises.
 
 use std::future::Future;
-use std::hash::Hasher as _;
+use std::hash::{Hash, Hasher as _};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -60,6 +60,15 @@ pub(crate) trait Keeper<K, A: Actor>: Send + Sync {
     )>;
     /// Adds the store's counters.
     fn stats(&self, stats: &mut ShardedStats);
+}
+
+/// The shard of `key` among `shards` (at least one): an xxh3 hash of the key mod the
+/// count, the same on every node and build.
+pub(crate) fn shard_index<K: Hash + ?Sized>(key: &K, shards: usize) -> usize {
+    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
+    key.hash(&mut h);
+    // The remainder is below the shard count, a `usize`.
+    (h.finish() % shards.max(1) as u64) as usize
 }
 
 /// Which shards a node serves (in a cluster): the region opens only those when it starts.
@@ -142,10 +151,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
     /// The shard of `key`: a hash of the key (xxh3, the same on every node and build) mod
     /// the number of shards.
     pub(crate) fn shard_of(&self, key: &K) -> usize {
-        let mut h = xxhash_rust::xxh3::Xxh3Default::new();
-        key.hash(&mut h);
-        // The remainder is below the shard count, a `usize`.
-        (h.finish() % self.shards.len() as u64) as usize
+        shard_index(key, self.shards.len())
     }
 
     fn now_ms(&self) -> u64 {

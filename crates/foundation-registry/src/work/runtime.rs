@@ -373,33 +373,61 @@ struct Reported {
 }
 
 /// What the coordinator knows.
-struct Board {
+#[derive(Default)]
+pub(crate) struct Board {
     reports: HashMap<String, Reported>,
-    peak: u32,
+    pub(crate) peak: u32,
     last: Vec<Line>,
     sent: Option<Instant>,
 }
 
-impl Coordinator {
-    /// Workers per node: `workers` on each eligible node, or, when lost workers are
-    /// replaced, the largest total seen spread over the eligible nodes.
-    fn lines(shared: &Shared, members: &[String], board: &mut Board) -> Vec<Line> {
+impl Board {
+    /// Takes `node`'s report (reports of nodes no longer `members` are dropped); whether
+    /// it is the first of its part.
+    pub(crate) fn report(
+        &mut self,
+        node: String,
+        part: u64,
+        roles: Vec<String>,
+        load: u32,
+        peak: u32,
+        members: &[String],
+    ) -> bool {
+        let new = self
+            .reports
+            .insert(node, Reported { part, roles, load })
+            .is_none_or(|old| old.part != part);
+        self.reports.retain(|n, _| members.contains(n));
+        self.peak = self.peak.max(peak);
+        new
+    }
+
+    /// Workers per node: `workers` on each eligible node (those offering `role`), or,
+    /// when lost workers are replaced (`respawn`), the largest total seen spread over the
+    /// eligible nodes.
+    pub(crate) fn lines(
+        &mut self,
+        role: Option<&str>,
+        workers: usize,
+        respawn: bool,
+        members: &[String],
+    ) -> Vec<Line> {
         let eligible: Vec<&String> = members
             .iter()
-            .filter(|m| match &shared.role {
+            .filter(|m| match role {
                 None => true,
-                Some(role) => board
+                Some(role) => self
                     .reports
                     .get(*m)
-                    .is_some_and(|r| r.roles.contains(role)),
+                    .is_some_and(|r| r.roles.iter().any(|r| r == role)),
             })
             .collect();
-        let n = u32::try_from(shared.workers).unwrap_or(u32::MAX);
+        let n = u32::try_from(workers).unwrap_or(u32::MAX);
         let count = u32::try_from(eligible.len()).unwrap_or(u32::MAX);
         let mut give: HashMap<&String, u32> = HashMap::new();
-        if shared.respawn && count > 0 {
-            board.peak = board.peak.max(n.saturating_mul(count));
-            let (each, extra) = (board.peak / count, board.peak % count);
+        if respawn && count > 0 {
+            self.peak = self.peak.max(n.saturating_mul(count));
+            let (each, extra) = (self.peak / count, self.peak % count);
             for (i, m) in eligible.iter().enumerate() {
                 let i = u32::try_from(i).unwrap_or(u32::MAX);
                 give.insert(m, each + u32::from(i < extra));
@@ -414,8 +442,8 @@ impl Coordinator {
             .map(|m| Line {
                 node: m.clone(),
                 workers: give.get(m).copied().unwrap_or(0),
-                load: board.reports.get(m).map_or(0, |r| r.load),
-                part: board.reports.get(m).map_or(0, |r| r.part),
+                load: self.reports.get(m).map_or(0, |r| r.load),
+                part: self.reports.get(m).map_or(0, |r| r.part),
             })
             .collect()
     }
@@ -427,12 +455,7 @@ impl Actor for Coordinator {
     type Args = ();
 
     async fn init(&self, _: &Addr<WorkMsg>, (): ()) -> Result<Board, ActorError> {
-        Ok(Board {
-            reports: HashMap::new(),
-            peak: 0,
-            last: Vec::new(),
-            sent: None,
-        })
+        Ok(Board::default())
     }
 
     async fn handle(
@@ -458,13 +481,13 @@ impl Actor for Coordinator {
             return Ok(());
         };
         let members = sup.members();
-        let new = board
-            .reports
-            .insert(node, Reported { part, roles, load })
-            .is_none_or(|old| old.part != part);
-        board.reports.retain(|n, _| members.contains(n));
-        board.peak = board.peak.max(peak);
-        let lines = Self::lines(&shared, &members, board);
+        let new = board.report(node, part, roles, load, peak, &members);
+        let lines = board.lines(
+            shared.role.as_deref(),
+            shared.workers,
+            shared.respawn,
+            &members,
+        );
         let changed = lines.len() != board.last.len()
             || lines
                 .iter()
