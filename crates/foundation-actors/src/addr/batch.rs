@@ -35,8 +35,16 @@ use crate::context::Context;
 use crate::error::SendError;
 
 /// A run of messages for one process, sent together with [`Addr::cast_batch`]: one
-/// mailbox message, the handler run once per message, in order. See the
-/// [module docs](self) for what is kept of casting them one by one.
+/// mailbox message, the handler run once per message, in order.
+///
+/// What it keeps of casting them one by one: the run's order and its place among the
+/// process's other messages; each message's own context; each held value dropped once its
+/// message is handled. A crash in the middle loses only the failing message: a supervised
+/// process hands the rest to its next incarnation first, an unsupervised one drops them
+/// with its mailbox (counted in a warning); a kill drops them, as it drops queued
+/// messages. What differs: a stop asked during a batch takes effect after the whole
+/// batch, and while the process restarts a held batch counts as one message against its
+/// restart backlog.
 ///
 /// # Examples
 ///
