@@ -74,9 +74,9 @@
 //! its new checkpoints until its numbers pass theirs. When every holder of a checkpoint
 //! goes, so does the state.
 
+use super::runtime::shard_index;
 use std::any::TypeId;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher as _};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
@@ -216,14 +216,6 @@ pub(crate) struct Store<K> {
 }
 
 type Wants = Box<dyn Fn(&str, &[u32]) + Send + Sync>;
-
-/// The shard of `key` among `shards`: must be what `Shared::shard_of` computes (xxh3 of
-/// the key's `Hash`, mod the count); a unit test checks they agree.
-pub(crate) fn shard_index<K: Hash>(key: &K, shards: usize) -> usize {
-    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
-    key.hash(&mut h);
-    (h.finish() % shards.max(1) as u64) as usize
-}
 
 impl<K: EntityKey> Store<K> {
     pub(crate) fn new() -> Arc<Self> {
