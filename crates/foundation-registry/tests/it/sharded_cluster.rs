@@ -471,6 +471,29 @@ fn counts_settled(nodes: &mut [Child]) {
     }
 }
 
+/// Waits until every checkpoint is held by its owner and one copy and every node
+/// computes the owners of the 2,000 keys alike, then kills the last node and waits until
+/// the others see it gone.
+fn kill_the_last_once_copies_are_held(nodes: &mut Vec<Child>) {
+    counts_copies(nodes);
+    for n in nodes.iter_mut() {
+        assert_eq!(ask(n, "counts owners 2000", "counts owners"), "");
+    }
+    let mut last = nodes.pop().unwrap();
+    last.kill();
+    let left = nodes.len();
+    counts_members(nodes, left);
+}
+
+/// Every node's `counts check 2000 <args>` (`<dead node> <its keys' count> <the others'>`):
+/// all 2,000 keys answer with the counts expected.
+fn counts_check(nodes: &mut [Child], args: &str) {
+    let line = format!("counts check 2000 {args}");
+    for n in nodes.iter_mut() {
+        assert_eq!(ask(n, &line, "counts check "), "2000 0", "node {}", n.name);
+    }
+}
+
 /// Waits until every node holds the checkpoint of every key 0..2,000 whose shard it
 /// holds (owner or replica, by rendezvous over the members it sees), twice in a row a
 /// second apart (copies are re-sent every 250 ms).
@@ -511,23 +534,10 @@ fn after_a_kill_9_every_key_answers_again_with_the_count_of_its_last_checkpoint(
     // 3 messages to each of 2,000 keys: each counts 3 and checkpointed at 2.
     assert_eq!(ask(&mut nodes[0], "counts add 2000 3", "counts added"), "");
     // Each checkpoint on its owner and one copy.
-    counts_copies(&mut nodes);
-    for n in nodes.iter_mut() {
-        assert_eq!(ask(n, "counts owners 2000", "counts owners"), "");
-    }
-    let mut c = nodes.pop().unwrap();
-    c.kill();
-    counts_members(&mut nodes, 2);
+    kill_the_last_once_copies_are_held(&mut nodes);
     // c's entities restart on their new owners from their checkpoint (2, not 0); the
     // others never stopped (3).
-    for n in nodes.iter_mut() {
-        assert_eq!(
-            ask(n, "counts check 2000 c 2 3", "counts check "),
-            "2000 0",
-            "node {}",
-            n.name
-        );
-    }
+    counts_check(&mut nodes, "c 2 3");
 }
 
 #[test]
@@ -537,13 +547,7 @@ fn remembered_entities_of_a_killed_node_restart_from_their_checkpoints_without_a
     counts_members(&mut nodes, 3);
     counts_settled(&mut nodes);
     assert_eq!(ask(&mut nodes[0], "counts add 2000 3", "counts added"), "");
-    counts_copies(&mut nodes);
-    for n in nodes.iter_mut() {
-        assert_eq!(ask(n, "counts owners 2000", "counts owners"), "");
-    }
-    let mut c = nodes.pop().unwrap();
-    c.kill();
-    counts_members(&mut nodes, 2);
+    kill_the_last_once_copies_are_held(&mut nodes);
     // No message yet: a and b run c's entities too, once its shards open there.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -564,14 +568,7 @@ fn remembered_entities_of_a_killed_node_restart_from_their_checkpoints_without_a
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    for n in nodes.iter_mut() {
-        assert_eq!(
-            ask(n, "counts check 2000 c 2 3", "counts check "),
-            "2000 0",
-            "node {}",
-            n.name
-        );
-    }
+    counts_check(&mut nodes, "c 2 3");
 }
 
 #[test]
@@ -592,22 +589,9 @@ fn checkpoint_copies_follow_the_shards_to_a_joining_node_and_survive_its_kill_9(
     }
     counts_members(&mut nodes, 4);
     counts_settled(&mut nodes);
-    counts_copies(&mut nodes);
-    for n in nodes.iter_mut() {
-        assert_eq!(ask(n, "counts owners 2000", "counts owners"), "");
-    }
     // d dies: what it took over restarts from the copies it sent on.
-    let mut d = nodes.pop().unwrap();
-    d.kill();
-    counts_members(&mut nodes, 3);
-    for n in nodes.iter_mut() {
-        assert_eq!(
-            ask(n, "counts check 2000 d 3 3", "counts check "),
-            "2000 0",
-            "node {}",
-            n.name
-        );
-    }
+    kill_the_last_once_copies_are_held(&mut nodes);
+    counts_check(&mut nodes, "d 3 3");
 }
 
 /// A running stream: what stops it, and its task (its last round, its refused casts).
