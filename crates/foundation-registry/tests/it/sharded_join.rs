@@ -355,6 +355,50 @@ fn a_node_that_served_alone_before_it_met_the_cluster_hands_its_entities_over() 
     assert!(dropped > 0 && dropped < keys, "{dropped} of {keys} moved");
 }
 
+/// As above, with `a`'s entities holding `100` before `b` comes: both nodes served every
+/// key meanwhile, so each shard's owner keeps its own state and the other node's is
+/// dropped, `Handoff` or not (a handed-over snapshot of an entity active on its owner is
+/// dropped). Still, every cast was handled exactly once.
+#[test]
+fn a_node_that_served_alone_keeps_the_owners_state_of_an_entity_both_nodes_ran() {
+    let keys = 40;
+    let (got, events) = join_and_cast(keys, false, true, Dial::WhenServingAlone);
+    let mut owned_by_a = 0;
+    for sharded in SHARDED {
+        for i in 0..keys {
+            let k = (sharded.to_owned(), key(i));
+            let evs = events.get(&k).cloned().unwrap_or_default();
+            let by = handled(&evs);
+            let (at, nums) = got.get(&k).unwrap();
+            let line = format!("{sharded}:{} read {at} {nums:?}, events {evs:?}", key(i));
+            // a handled 100, b handled 1 while alone, the owner 2: each exactly once.
+            assert_eq!(by.get(&100), Some(&vec!["a".to_owned()]), "{line}");
+            assert_eq!(by.get(&1), Some(&vec!["b".to_owned()]), "{line}");
+            assert_eq!(by.get(&2), Some(&vec![at.clone()]), "{line}");
+            assert_eq!(by.len(), 3, "{line}");
+            // The owner's state, and the other node's stopped with the move.
+            let (mine, theirs, other) = if at == "a" {
+                owned_by_a += 1;
+                (100, 1, "b")
+            } else {
+                (1, 100, "a")
+            };
+            assert_eq!(nums, &vec![mine, 2], "{line}");
+            let stop = if sharded == "kept" {
+                "export"
+            } else {
+                "terminate"
+            };
+            assert!(
+                evs.iter()
+                    .any(|e| e.what == stop && e.node == other && e.numbers == [theirs]),
+                "{line}"
+            );
+        }
+    }
+    assert!(owned_by_a > 0 && owned_by_a < 2 * keys, "{owned_by_a}");
+}
+
 /// The node side: runs only in a child started by the tests above.
 #[test]
 #[ignore = "runs as a child process of the sharded join tests"]
