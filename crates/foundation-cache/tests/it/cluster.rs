@@ -158,6 +158,30 @@ fn concurrent_misses_on_three_nodes_compute_once_on_one() {
 }
 
 #[test]
+fn a_failed_computation_gives_every_waiter_on_every_node_the_same_error() {
+    let [mut a, mut b, mut c] = three(&[]);
+    // A key owned by c: b computes, a waits through c, and c's own caller waits too.
+    let key = (0..).find(|k| owner(&["a", "b", "c"], *k) == "c").unwrap();
+    b.tell(&format!("computefail {key} 4000"));
+    b.expect(|l| l == format!("computing {key}"));
+    a.tell(&format!("computefail {key} 10"));
+    c.tell(&format!("computefail {key} 10"));
+    // c holds b's claim and the two waiting on it.
+    assert_eq!(poll(&mut c, "waiting", 3), 3);
+    let want = format!(
+        "computeerr {key} the compute function failed on node `b`: no value for {key} on b"
+    );
+    for n in [&mut a, &mut b, &mut c] {
+        let got = n.expect(|l| {
+            l.starts_with(&format!("computed {key} "))
+                || l.starts_with(&format!("computeerr {key} "))
+        });
+        assert_eq!(got, want, "node {}", n.name);
+    }
+    assert_eq!(runs(&mut a) + runs(&mut b) + runs(&mut c), 1);
+}
+
+#[test]
 fn a_node_dying_mid_computation_leaves_no_waiter_hanging() {
     let [mut a, mut b, mut c] = three(&[]);
     // A key owned by a: the claims survive b's death.
@@ -329,14 +353,20 @@ fn an_owner_stopped_mid_computation_leaves_no_waiter_hanging_and_serves_again_wh
     let got = c.expect(done(key));
     assert_eq!(
         got,
-        format!("computeerr {key} the cache is unavailable: no reply within the timeout")
+        format!(
+            "computeerr {key} cache `kv` is unavailable: node `a` gave no reply within 2s (the \
+             cache's `compute_timeout`)"
+        )
     );
     // A read of a's key meanwhile: the same, at the call timeout.
     c.tell(&format!("get {key}"));
     let got = c.expect(|l| l.starts_with(&format!("get {key} ")));
     assert_eq!(
         got,
-        format!("get {key} err the cache is unavailable: no reply within the timeout")
+        format!(
+            "get {key} err cache `kv` is unavailable: node `a` gave no reply within 2s (the \
+             cache's `timeout`)"
+        )
     );
     // b's computation ends: b has its value; its report waits for a.
     assert_eq!(b.expect(done(key)), format!("computed {key} b"));
@@ -464,7 +494,7 @@ fn a_peer_flooding_distinct_keys_leaves_the_owner_within_its_weight_bound_and_se
             break;
         }
         assert!(
-            read.contains("the cache is unavailable"),
+            read.contains("cache `kv` is unavailable"),
             "a typed error while a is busy: {read}"
         );
     }

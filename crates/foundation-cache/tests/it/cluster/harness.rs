@@ -11,6 +11,8 @@
 //! - `compute <key> <ms>`: `get_or_compute` whose function says `@computing <key>`,
 //!   sleeps `ms` and gives this node's name: `@computed <key> <value>` or
 //!   `@computeerr <key> <error>`;
+//! - `computefail <key> <ms>`: the same with a function that fails after `ms` with
+//!   `no value for <key> on <node>`;
 //! - `runs`: `@runs <n>`, how many times a compute function ran on this node;
 //! - `get <key>`: `@get <key> <value>|none|err <error>`; `set <key> <value>`:
 //!   `@set <key> ok|err <error>`;
@@ -93,7 +95,7 @@ pub fn three(more: &[(&str, &str)]) -> [Child; 3] {
 
 /// A message of the shard's wire name whose replies are garbage to the caller.
 #[derive(Debug, RemoteMessage)]
-#[remote(name = "foundation.cache.Shard.v1")]
+#[remote(name = "foundation.cache.Shard.v2")]
 enum Forged {
     #[remote(tag = 1, reply = "foundation.cache.Value")]
     Get(Vec<u8>, ReplyPort<Option<Vec<u8>>>),
@@ -130,7 +132,7 @@ struct HostileCopy {
 /// What a hostile peer sends a shard: well-formed messages of its wire name with what it
 /// should not get, bytes that are no message, and a tag it does not have.
 #[derive(Debug, RemoteMessage)]
-#[remote(name = "foundation.cache.Shard.v1")]
+#[remote(name = "foundation.cache.Shard.v2")]
 enum Hostile {
     #[remote(tag = 1, reply = "foundation.cache.Value")]
     Get(Vec<u8>, ReplyPort<Option<Vec<u8>>>),
@@ -319,7 +321,8 @@ async fn run(name: String) {
                 say(&format!("count {found} {errors}"));
             }
             ["held"] => say(&format!("held {}", cache.held())),
-            ["compute", key, ms] => {
+            [word @ ("compute" | "computefail"), key, ms] => {
+                let fail = *word == "computefail";
                 let key: u64 = key.parse().unwrap();
                 let ms: u64 = ms.parse().unwrap();
                 let me = name.clone();
@@ -331,6 +334,10 @@ async fn run(name: String) {
                             runs.fetch_add(1, Ordering::SeqCst);
                             say(&format!("computing {key}"));
                             tokio::time::sleep(Duration::from_millis(ms)).await;
+                            if fail {
+                                let why = format!("no value for {key} on {me}");
+                                return Err(std::io::Error::other(why));
+                            }
                             Ok::<_, std::io::Error>(me)
                         })
                         .await;
