@@ -29,8 +29,8 @@
 //!
 //! - `flood <owner> <n> <len>`: puts `n` distinct keys that `owner` owns, values of
 //!   `len` bytes, 128 calls at a time: `@flooded <ok> <errors>`;
-//! - `copyflood <node> <n> <len>`: sends `<node>`'s shard forged copies of `n` distinct
-//!   keys (values of `len` bytes) in casts of 256, as a hostile peer could:
+//! - `copyflood <node> <n> <len> <per>`: sends `<node>`'s shard forged copies of `n`
+//!   distinct keys (values of `len` bytes) in casts of `per`, as a hostile peer could:
 //!   `@copyflooded <sent> <errors>`;
 //! - `weight`: `@weight <held_weight> <held> <evictions> <rss_kib> <hwm_kib>`, this
 //!   node's share of the cache and its process's resident memory (now, and its peak);
@@ -125,8 +125,20 @@ enum HostileAnswer {
 #[derive(Debug, Serialize, Deserialize)]
 struct HostileCopy {
     key: Vec<u8>,
-    value: Option<(Vec<u8>, Ttl)>,
+    value: Option<(Raw, Ttl)>,
     if_absent: bool,
+}
+
+/// Bytes encoded as postcard encodes a `Vec<u8>` (a length, then the bytes), written in
+/// one go instead of byte by byte: the flood's sender spends its time sending, not
+/// encoding (a debug build's serde walks a `Vec<u8>` one element at a time).
+#[derive(Debug, Clone, Deserialize)]
+struct Raw(Vec<u8>);
+
+impl Serialize for Raw {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
 }
 
 /// What a hostile peer sends a shard: well-formed messages of its wire name with what it
@@ -193,7 +205,7 @@ async fn forge(node: &foundation_cluster::node::Node, target: &str, kind: &str) 
         "longcopy" => {
             let copy = vec![HostileCopy {
                 key: long,
-                value: Some((b"x".to_vec(), Ttl::Never)),
+                value: Some((Raw(b"x".to_vec()), Ttl::Never)),
                 if_absent: false,
             }];
             format!(
@@ -436,18 +448,19 @@ async fn run(name: String) {
                 }
                 say(&format!("flooded {ok} {errors}"));
             }
-            ["copyflood", target, n, len] => {
+            ["copyflood", target, n, len, per] => {
                 let (n, len): (u64, usize) = (n.parse().unwrap(), len.parse().unwrap());
-                let value = vec![b'x'; len];
+                let per: usize = per.parse().unwrap();
+                let value = Raw(vec![b'x'; len]);
                 let (mut sent, mut errors) = (0u64, 0u64);
-                let mut batch = Vec::with_capacity(256);
+                let mut batch = Vec::with_capacity(per);
                 for i in 0..n {
                     batch.push(HostileCopy {
                         key: postcard::to_stdvec(&(2_000_000_000u64 + i)).unwrap(),
                         value: Some((value.clone(), Ttl::Never)),
                         if_absent: false,
                     });
-                    if batch.len() == 256 || i + 1 == n {
+                    if batch.len() == per || i + 1 == n {
                         let copy = Hostile::Copy(std::mem::take(&mut batch));
                         match node.send_wait(target, "$cache/kv", &copy).await {
                             Ok(()) => sent += 1,
