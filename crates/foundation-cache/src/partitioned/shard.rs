@@ -391,9 +391,9 @@ impl Core {
                 }
                 Claimed::Value(value)
             }
-            Outcome::Failed { panicked } => Claimed::Failed {
+            Outcome::Failed(failure) => Claimed::Failed {
                 node: node.to_owned(),
-                panicked,
+                failure,
             },
             Outcome::Abandoned => Claimed::Retry,
         };
@@ -555,7 +555,7 @@ pub(crate) fn serve(core: &Core, msg: ShardMsg) {
         ShardMsg::Op(op, port) => {
             let answer = match op.key() {
                 Some(key) if core.too_long(key) => Answer::Refused(format!(
-                    "a key of {} bytes is over this node's limit of {} bytes",
+                    "a key of {} bytes is over this node's limit of {} bytes (its `max_key_bytes`)",
                     key.len(),
                     core.max_key_bytes
                 )),
