@@ -272,6 +272,10 @@ impl<K, V> fmt::Debug for Partitioned<K, V> {
     }
 }
 
+/// How many times an operation follows a node's answer that another node owns its key
+/// (rings that disagree for a moment during a membership change).
+const OWNER_HOPS: u32 = 8;
+
 impl<K> Shared<K> {
     /// A failed call of `node`'s shard as the cache reports it; `R` is the reply expected,
     /// and `setting` the builder's setting that bounded the wait (`timeout`,
@@ -471,28 +475,59 @@ where
         self.op_at(&owner, op, want).await
     }
 
-    /// `op` applied by `node`, its answer taken by `want`.
+    /// `op` applied by `node`, its answer taken by `want`. A node that no longer owns the
+    /// key (its ring changed since this one routed it) names the owner, and `op` goes
+    /// there, up to [`OWNER_HOPS`] times while the rings of a membership change agree.
     async fn op_at<T>(
         &self,
         node: &str,
-        op: Op,
+        mut op: Op,
         want: impl FnOnce(Answer) -> Result<T, Answer>,
     ) -> Result<T, CacheError> {
         let core = &self.shared.core;
-        let answer = if self.is_me(node) {
-            core.apply(op)
-        } else {
-            core.node
-                .call(
-                    node,
-                    &core.service,
-                    |p| ShardMsg::Op(op, p),
-                    self.shared.timeout,
-                )
-                .await
-                .map_err(|e| self.shared.remote::<Answer>(node, "timeout", e))?
+        let mut node = node.to_owned();
+        let mut hops = 0;
+        let answer = loop {
+            let answer = if self.is_me(&node) {
+                match core.apply(op) {
+                    Ok(answer) => break answer,
+                    Err((back, owner)) => {
+                        op = back;
+                        Answer::NotOwner(owner)
+                    }
+                }
+            } else {
+                // Kept for another hop (a key's op is small beside the call's round trip).
+                let sent = op.clone();
+                core.node
+                    .call(
+                        &node,
+                        &core.service,
+                        |p| ShardMsg::Op(sent, p),
+                        self.shared.timeout,
+                    )
+                    .await
+                    .map_err(|e| self.shared.remote::<Answer>(&node, "timeout", e))?
+            };
+            let Answer::NotOwner(owner) = answer else {
+                break answer;
+            };
+            hops += 1;
+            if hops > OWNER_HOPS || owner == node {
+                return Err(CacheError::unavailable(
+                    &self.shared.name,
+                    format!(
+                        "the key's owner is changing (node `{node}` names `{owner}`): a membership change is under way; try again"
+                    ),
+                ));
+            }
+            if hops > 1 {
+                // The two rings disagree: give the membership change a moment.
+                tokio::time::sleep(Duration::from_millis(u64::from(hops))).await;
+            }
+            node = owner;
         };
-        want(answer).map_err(|other| self.shared.unexpected(node, other))
+        want(answer).map_err(|other| self.shared.unexpected(&node, other))
     }
 
     async fn op_bool(&self, key: &[u8], op: Op) -> Result<bool, CacheError> {

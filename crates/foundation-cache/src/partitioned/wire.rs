@@ -13,7 +13,8 @@ pub(crate) type Bytes = Vec<u8>;
 
 /// The message a shard process takes. Its wire name carries the protocol's version: a
 /// node of another version refuses it at its door (`RemoteError::WrongType`) instead of
-/// misreading it. (v2: a failed computation's outcome carries its message.)
+/// misreading it. (v2: a failed computation's outcome carries its message, and an operation sent to a
+/// node that no longer owns its key is answered with the owner.)
 #[derive(Debug, RemoteMessage)]
 #[remote(name = "foundation.cache.Shard.v2")]
 pub(crate) enum ShardMsg {
@@ -98,6 +99,10 @@ pub(crate) enum Answer {
     /// The shard refused the operation (a TTL it cannot keep: a caller of this version
     /// checks TTLs first, so only another version's node sends one).
     Refused(String),
+    /// The key is not this node's under its ring now: the named node owns it (the caller
+    /// routed by a ring that has changed since, a membership change under way). Nothing
+    /// was applied; the caller sends the operation there.
+    NotOwner(String),
 }
 
 /// An entry copied to another node: written (`Some`), or removed (`None`).
