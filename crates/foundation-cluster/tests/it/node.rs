@@ -1,6 +1,7 @@
 //! Nodes in separate processes on loopback: mesh, messages with context, failure
 //! detection, graceful leave and bad input.
 
+mod big;
 pub mod harness;
 mod hostile;
 
