@@ -1,6 +1,7 @@
 //! Nodes in separate processes on loopback: mesh, messages with context, failure
 //! detection, graceful leave and bad input.
 
+mod flap;
 pub mod harness;
 mod hostile;
 
