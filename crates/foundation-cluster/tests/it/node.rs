@@ -2,6 +2,7 @@
 //! detection, graceful leave and bad input.
 
 mod big;
+mod flap;
 pub mod harness;
 mod hostile;
 
