@@ -119,7 +119,7 @@ impl Outbox {
         &self,
         put: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<Result<(), E>, Refused> {
-        self.push_with(false, put)
+        self.push_with(false, false, put)
     }
 
     /// As [`Outbox::push`], but writes the frame to the socket at once when the lane is
@@ -129,19 +129,21 @@ impl Outbox {
         &self,
         put: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<Result<(), E>, Refused> {
-        self.push_with(true, put)
+        self.push_with(true, false, put)
     }
 
+    /// `exempt`: queued past the pending limit (a reply: see [`Outbox::push_reply`]).
     fn push_with<E>(
         &self,
         direct: bool,
+        exempt: bool,
         put: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<Result<(), E>, Refused> {
         let mut p = self.lock();
         if p.closed || p.finishing {
             return Err(Refused::Closed);
         }
-        if p.bytes > self.max_pending {
+        if !exempt && p.bytes > self.max_pending {
             return Err(Refused::Full);
         }
         let was_empty = p.frames.is_empty();
@@ -250,8 +252,22 @@ impl Outbox {
     }
 
     /// Appends a plain item, written at once if the lane is idle ([`Outbox::push_direct`]).
+    #[cfg(test)]
     pub(crate) fn push_item_direct(&self, item: &Item<'_>) -> Result<(), Refused> {
         self.push_direct::<std::convert::Infallible>(|out| {
+            wire::put_item(out, item);
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    /// Appends a reply (or a refusal) to a peer's call, written at once if the lane is
+    /// idle, and queued even past the pending limit: the caller waits for it, and a reply
+    /// dropped for a full outbox would leave it waiting its whole timeout for an answer
+    /// that was made. Replies are bounded by the calls the peer has in flight here (each
+    /// held a place in its export's queue, or was refused with an answer).
+    pub(crate) fn push_reply(&self, item: &Item<'_>) -> Result<(), Refused> {
+        self.push_with::<std::convert::Infallible>(true, true, |out| {
             wire::put_item(out, item);
             Ok(())
         })
@@ -769,7 +785,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_or_closed_outbox_refuses() {
+    fn a_full_or_closed_outbox_refuses_but_a_reply_is_queued_past_the_limit() {
         let outbox = Outbox::new(1 << 20, 100);
         let msg = [0u8; 200];
         let item = Item::Cast {
@@ -780,8 +796,16 @@ mod tests {
         };
         outbox.push_item(&item).unwrap();
         assert_eq!(outbox.push_item(&item), Err(Refused::Full));
+        // A reply to a peer's call is queued past the limit: its caller waits for it.
+        let reply = Item::Reply {
+            id: 7,
+            result: Ok(&msg),
+        };
+        assert_eq!(outbox.push_reply(&reply), Ok(()));
+        assert_eq!(outbox.push_item(&item), Err(Refused::Full));
         outbox.close();
         assert_eq!(outbox.push_item(&item), Err(Refused::Closed));
+        assert_eq!(outbox.push_reply(&reply), Err(Refused::Closed));
     }
 
     #[tokio::test]

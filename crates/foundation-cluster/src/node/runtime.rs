@@ -385,8 +385,9 @@ impl Shared {
                         Ok(bytes) => Ok(&bytes[..]),
                         Err((r, theirs)) => Err((*r, theirs.as_str())),
                     };
-                    // Its caller waits: written at once if the lane is idle.
-                    if let Err(e) = outbox.push_item_direct(&Item::Reply { id, result }) {
+                    // Its caller waits: written at once if the lane is idle, and queued
+                    // even when the outbox is over its limit (a flood on this channel).
+                    if let Err(e) = outbox.push_reply(&Item::Reply { id, result }) {
                         tracing::debug!(node = %to, ?e, "a reply could not be sent");
                     }
                 });
