@@ -93,7 +93,9 @@ async fn one<A: Actor>(
     let fut = AssertUnwindSafe(actor.handle(addr, msg, user)).catch_unwind();
     match ctx {
         None => fut.await,
-        Some(ctx) => in_context(ctx, addr.label(), fut).await,
+        // Boxed, as for a single message (`Step::InContext`): the run's future, boxed and
+        // moved once per batch or doorbell, stays small.
+        Some(ctx) => Box::pin(in_context(ctx, addr.label(), fut)).await,
     }
 }
 
