@@ -1,5 +1,6 @@
 //! Foundation beside raw ractor, in one run: tell throughput, call round trip, supervised
-//! child start, and restart latency (crash to the new incarnation answering a call). The
+//! child start, restart latency (crash to the new incarnation answering a call), and a
+//! dynamic supervisor's `terminate_child` with 1,000 and with 10,000 children. The
 //! workloads are in `common/mod.rs`, shared with the paired-ratio bench.
 //!
 //! Every measured loop runs as a task inside the tokio runtime (`iter_custom`; see
@@ -23,7 +24,7 @@ use futures::future::BoxFuture;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
-use common::{Call, Handle, Restart, Start, Tell, TellInContext, Workload};
+use common::{Call, Handle, Restart, Start, Tell, TellInContext, Terminate, Workload};
 
 /// The runtime a group is measured on.
 ///
@@ -161,6 +162,26 @@ fn handle(c: &mut Criterion, rt: &Runtime) {
     rt.block_on(h.teardown());
 }
 
+/// One termination in a dynamic supervisor holding 1,000 children, and in one holding
+/// 10,000 ([`Terminate`]): the same time per termination if its cost does not grow with
+/// the children held, ten times as much if it grows linearly (as it did: terminating them
+/// all one by one was quadratic).
+fn terminate(c: &mut Criterion, rt: &Runtime) {
+    let mut g = c.benchmark_group("terminate_child");
+    g.throughput(criterion::Throughput::Elements(1));
+    for children in [1_000, 10_000] {
+        let w = rt.block_on(Terminate::setup(children));
+        g.bench_function(children.to_string(), |b| {
+            b.iter_custom(|n| {
+                let w = w.clone();
+                in_runtime(rt, n, |n| async move { w.ours(n).await })
+            })
+        });
+        rt.block_on(w.teardown());
+    }
+    g.finish();
+}
+
 fn all(c: &mut Criterion) {
     for flavor in [Flavor::CurrentThread, Flavor::TwoWorkers] {
         let rt = flavor.runtime();
@@ -174,6 +195,7 @@ fn all(c: &mut Criterion) {
         compare(c, flavor, "restart", &rt, rt.block_on(Restart::setup()));
         if let Flavor::CurrentThread = flavor {
             handle(c, &rt);
+            terminate(c, &rt);
         }
     }
 }

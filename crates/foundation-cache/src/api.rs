@@ -198,7 +198,9 @@ pub trait Cache<K: CacheKey, V: CacheValue>: Send + Sync {
         V: Counter,
     {
         async move {
-            let by = by.checked_neg().ok_or(CacheError::Overflow)?;
+            let by = by
+                .checked_neg()
+                .ok_or_else(|| CacheError::overflow::<V>(-i128::from(by)))?;
             self.incr(key, by, ttl).await
         }
     }
@@ -265,8 +267,11 @@ pub trait Cache<K: CacheKey, V: CacheValue>: Send + Sync {
     ///
     /// **Single flight:** concurrent misses on one key (with the same error type `E`) run
     /// one `f` between them; the others wait for it and get its value. If `f` fails,
-    /// nothing is cached and every waiter gets the same error ([`ComputeError::Compute`]);
-    /// if it panics, every waiter gets [`ComputeError::Panicked`]. The computation is
+    /// nothing is cached and every waiter gets [`ComputeError::Compute`] with the error's
+    /// message (its `Display`, hence the bound), and the error itself where `f` ran; if
+    /// it panics, every waiter gets [`ComputeError::Panicked`] with the panic's message.
+    /// Every waiter gets the same variant and message, on whichever node it waits (the
+    /// partitioned adapter's waiters may be on other nodes). The computation is
     /// driven by whichever waiter is polled: if the caller whose `f` runs is dropped, the
     /// others carry it on, so no waiter hangs. Once all waiters are gone it is dropped.
     ///
@@ -283,7 +288,7 @@ pub trait Cache<K: CacheKey, V: CacheValue>: Send + Sync {
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
-        E: Send + Sync + 'static;
+        E: std::fmt::Display + Send + Sync + 'static;
 
     /// This node's counters for this cache: hits, misses, writes, evictions, expirations.
     fn stats(&self) -> Stats;

@@ -22,7 +22,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::crdt::{LwwMap, Message, OrSet, PnCounter, Replica, ReplicaId, SharedState};
-use crate::partitioned::fuzzing::{Answer, Claimed, Copied, Core, Op, Outcome, ShardMsg, serve};
+use crate::partitioned::fuzzing::{
+    Answer, Claimed, Copied, Core, Failure, Op, Outcome, ShardMsg, serve,
+};
 use crate::partitioned::wire_codec::{decode, encode};
 use crate::replicated::{Item, Store};
 use crate::{Cache, Local, Replicated, ReplicatedOptions, Shared, SharedOptions, Ttl};
@@ -312,7 +314,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ShardMsg::Fulfill(
             key("e"),
             "node-b".into(),
-            Outcome::Failed { panicked: true },
+            Outcome::Failed(Failure::Panicked("boom".into())),
         ),
         ShardMsg::Fulfill(key("f"), "node-b".into(), Outcome::Abandoned),
     ];
@@ -378,7 +380,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             CLAIMED,
             &Claimed::Failed {
                 node: "node-b".into(),
-                panicked: false,
+                failure: Failure::Returned("no row".into()),
             },
         ),
     ];

@@ -26,7 +26,10 @@
 //!
 //! Errors are typed: [`CacheError`] for every operation (a refused [`TtlError`], a
 //! [`CodecError`] of a cluster adapter, an overflowing counter), [`ComputeError`] for
-//! `get_or_compute`, [`StartError`] for starting a replicated cache or shared state.
+//! `get_or_compute` (every waiter of a failed computation, on any node, gets the same
+//! variant and message), [`StartError`] for starting a replicated cache or shared state.
+//! Their messages say which cache or type failed, the input, and what is allowed (the
+//! limit and the setting that sets it).
 //!
 //! # Example
 //!
@@ -61,6 +64,7 @@ extern crate self as foundation_cache;
 
 mod api;
 mod cached;
+mod codec;
 pub mod crdt;
 mod error;
 #[cfg(any(test, feature = "fuzzing"))]

@@ -82,7 +82,13 @@ where
         l2: L2,
     ) -> Result<Multilevel<K, V, L2>, StartError> {
         let topic: Topic<Invalidate> = Topic::new(&format!("foundation.cache.{}", self.name))
-            .map_err(|_| StartError::BadName(self.name.clone()))?;
+            .map_err(|e| StartError::BadName {
+                name: self.name.clone(),
+                reason: format!(
+                    "its invalidation topic `foundation.cache.{}`: {e}",
+                    self.name
+                ),
+            })?;
         let l1 = Local::builder()
             .max_entries(self.l1_max_entries)
             .default_ttl(self.l1_ttl)
@@ -92,13 +98,17 @@ where
             .map_or_else(|| "local".to_owned(), |n| n.name().to_owned());
         let mut sub = pubsub
             .subscribe_stream_with(&topic, BufferConfig::new(self.buffer, Overflow::DropNewest))
-            .map_err(|e| StartError::Spawn(e.to_string()))?;
+            .map_err(|e| StartError::Spawn {
+                name: self.name.clone(),
+                reason: e.to_string(),
+            })?;
         let shared = Arc::new(Shared {
             l1,
             l2,
             pubsub: pubsub.clone(),
             topic,
             origin,
+            name: self.name.clone(),
             seen: AtomicU64::new(0),
             invalidated: AtomicU64::new(0),
             counters: Counters::new(),
@@ -177,6 +187,8 @@ struct Shared<K, V, L2> {
     pubsub: PubSub,
     topic: Topic<Invalidate>,
     origin: String,
+    /// The cache's name, for errors.
+    name: String,
     /// Invalidations received: an L1 fill is skipped if one arrived during its L2 read.
     seen: AtomicU64,
     /// L1 entries dropped for other nodes' writes.
@@ -248,9 +260,9 @@ where
             origin: self.origin.clone(),
             key: bytes,
         };
-        self.pubsub
-            .broadcast(&self.topic, msg)
-            .map_err(|e| CacheError::Unavailable(format!("the invalidation was not sent: {e}")))
+        self.pubsub.broadcast(&self.topic, msg).map_err(|e| {
+            CacheError::unavailable(&self.name, format!("the invalidation was not sent: {e}"))
+        })
     }
 
     /// Keeps `value` in the L1 unless an invalidation arrived since `since`.
@@ -432,7 +444,7 @@ where
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
-        E: Send + Sync + 'static,
+        E: std::fmt::Display + Send + Sync + 'static,
     {
         let s = &self.shared;
         if let Ok(Some(v)) = futures::FutureExt::now_or_never(s.l1.get(&key)).unwrap_or(Ok(None)) {

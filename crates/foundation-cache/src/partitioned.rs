@@ -17,5 +17,5 @@ pub use cache::{DEFAULT_MAX_KEY_BYTES, Partitioned, PartitionedBuilder};
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzzing {
     pub(crate) use super::shard::{Core, serve};
-    pub(crate) use super::wire::{Answer, Claimed, Copied, Op, Outcome, ShardMsg};
+    pub(crate) use super::wire::{Answer, Claimed, Copied, Failure, Op, Outcome, ShardMsg};
 }

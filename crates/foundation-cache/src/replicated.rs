@@ -221,18 +221,11 @@ impl<K: CacheKey, V: CacheValue> fmt::Debug for Replicated<K, V> {
     }
 }
 
-fn encode<T: Serialize>(what: &'static str, t: &T) -> Result<Vec<u8>, CodecError> {
-    postcard::to_allocvec(t).map_err(|e| CodecError::Serialize {
-        what,
-        reason: e.to_string(),
-    })
-}
+use crate::codec::encode;
 
 fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, CodecError> {
-    postcard::from_bytes(bytes).map_err(|e| CodecError::Deserialize {
-        what,
-        reason: e.to_string(),
-    })
+    postcard::from_bytes(bytes)
+        .map_err(|e| crate::codec::deserialize_error::<T>(what, crate::codec::decode_reason(&e)))
 }
 
 impl<K, V> Replicated<K, V>
@@ -411,6 +404,7 @@ where
         let kb = encode("key", key)?;
         if kb.len() > self.inner.max_key_bytes {
             return Err(CacheError::KeyTooLarge {
+                cache: self.inner.shared.name().to_owned(),
                 size: kb.len(),
                 limit: self.inner.max_key_bytes,
             });
@@ -587,7 +581,7 @@ where
                 let new = local
                     .incr(key.clone(), by, ttl)
                     .now_or_never()
-                    .unwrap_or(Err(CacheError::Overflow))?;
+                    .unwrap_or_else(|| Err(CacheError::overflow::<V>(by)))?;
                 let vb = encode("value", &new)?;
                 // The counter keeps its deadline (as the local one does): send what is left.
                 let left = match local.ttl(&key).now_or_never() {
@@ -650,7 +644,7 @@ where
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
-        E: Send + Sync + 'static,
+        E: std::fmt::Display + Send + Sync + 'static,
     {
         let ttl = self.resolve(ttl)?;
         let kb = self.key_bytes(&key)?;

@@ -544,6 +544,32 @@ impl Node {
             .map(|e| e.queued.stats())
     }
 
+    /// The [`Priority`] this node declared the channel named `channel` with (where its
+    /// lanes run here), `None` if this node has no such channel. A service that runs work
+    /// fed by a channel (as a pubsub's fan-out) runs it at the same priority.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use foundation_cluster::node::{ChannelConfig, NodeConfig, Priority, DEFAULT};
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = NodeConfig::new("a", "cookie")
+    ///     .listen("127.0.0.1:0".parse()?)
+    ///     .channel("bulk", ChannelConfig::default().priority(Priority::Low));
+    /// let node = foundation_cluster::node::Node::start(config).await?;
+    /// assert_eq!(node.channel_priority("bulk"), Some(Priority::Low));
+    /// assert_eq!(node.channel_priority(DEFAULT), Some(Priority::Normal));
+    /// assert_eq!(node.channel_priority("nope"), None);
+    /// node.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn channel_priority(&self, channel: &str) -> Option<Priority> {
+        self.shared
+            .channel(channel)
+            .map(|i| self.shared.priority(i))
+    }
+
     /// Stops exporting `name`.
     pub fn unexport(&self, name: &str) {
         locks::write(&self.shared.exports).remove(name);

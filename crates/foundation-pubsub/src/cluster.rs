@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use foundation_actors::{Actor, ActorError, Addr};
 use foundation_cluster::membership::Status;
-use foundation_cluster::node::{CONTROL, ClusterEvent, DEFAULT, ExportConfig, Node, RemoteError};
+use foundation_cluster::node::{
+    CONTROL, ChannelConfig, ClusterEvent, DEFAULT, ExportConfig, Node, Priority, RemoteError,
+    spawn_low_priority,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
@@ -21,8 +24,35 @@ use crate::subscriber::{Payload, lock};
 use crate::trie::Trie;
 
 /// The node channel broadcasts ride by default: declare it on every node with
-/// `NodeConfig::channel(foundation_pubsub::CHANNEL, ChannelConfig::default())`.
+/// `NodeConfig::channel(foundation_pubsub::CHANNEL, foundation_pubsub::channel_config())`.
 pub const CHANNEL: &str = "pubsub";
+
+/// How many bytes of broadcasts may wait to be written to one peer in
+/// [`channel_config`]: 4 MiB (four thousand broadcasts of 1 KiB).
+pub const CHANNEL_MAX_PENDING: usize = 4 * 1024 * 1024;
+
+/// The settings to declare the broadcasts' channel ([`CHANNEL`]) with on every node:
+/// [`Priority::Low`], so that a flood of broadcasts runs on what calls, heartbeats and
+/// replication leave (on both nodes: the sender's writer, the receiver's reader and the
+/// pubsub's fan-out, on the node's low-priority thread), and at most
+/// [`CHANNEL_MAX_PENDING`] bytes waiting per peer, so that a publisher faster than a peer
+/// takes its broadcasts learns it soon ([`Stats::send_failed`](crate::Stats)) instead of
+/// filling the default 64 MiB outbox (at most once, as any broadcast across nodes).
+///
+/// # Examples
+///
+/// ```
+/// use foundation_cluster::node::NodeConfig;
+/// let config = NodeConfig::new("web-1", "cookie")
+///     .channel(foundation_pubsub::CHANNEL, foundation_pubsub::channel_config());
+/// # let _ = config;
+/// ```
+#[must_use]
+pub fn channel_config() -> ChannelConfig {
+    ChannelConfig::default()
+        .priority(Priority::Low)
+        .max_pending(CHANNEL_MAX_PENDING)
+}
 
 /// What the pubsub processes of one name send each other.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,6 +122,9 @@ pub(crate) struct Remote {
     fell_back: std::sync::atomic::AtomicBool,
     /// What the node had dropped at the process when it was unexported.
     dropped_before_close: AtomicU64,
+    /// The name of the thread the process started on (tests check where it runs).
+    #[cfg(test)]
+    server_thread: Mutex<Option<String>>,
 }
 
 impl Remote {
@@ -108,6 +141,8 @@ impl Remote {
             tasks: Mutex::new(Vec::new()),
             fell_back: std::sync::atomic::AtomicBool::new(false),
             dropped_before_close: AtomicU64::new(0),
+            #[cfg(test)]
+            server_thread: Mutex::new(None),
         }
     }
 
@@ -452,13 +487,7 @@ pub(crate) async fn start(
     let Some(remote) = &core.remote else {
         return Ok(());
     };
-    let server = foundation_actors::spawn(
-        Server {
-            core: Arc::downgrade(core),
-        },
-        (),
-    )
-    .await?;
+    let server = spawn_server(core, node, &options.channel).await?;
     let mut export = ExportConfig::new();
     if let Some(n) = options.max_queued {
         export = export.max_queued(n);
@@ -481,6 +510,41 @@ pub(crate) async fn start(
     ));
     lock(&remote.tasks).push(gossip);
     Ok(())
+}
+
+/// Spawns the pubsub's process where the broadcasts' channel runs its lanes: for a
+/// [`Priority::Low`] channel, on the node's low-priority thread
+/// ([`spawn_low_priority`]), so the fan-out of a flood of broadcasts (decoding, handing
+/// each to every local subscriber, waking them) runs at the priority of the lane that
+/// reads them, below the application's threads, instead of taking their cores from a
+/// call; otherwise on the caller's runtime.
+async fn spawn_server(
+    core: &Arc<Core>,
+    node: &Node,
+    channel: &str,
+) -> Result<Addr<WireMsg>, foundation_actors::SpawnError> {
+    let server = Server {
+        core: Arc::downgrade(core),
+    };
+    if node.channel_priority(channel) != Some(Priority::Low) {
+        return foundation_actors::spawn(server, ()).await;
+    }
+    // Spawned from a task on the low-priority thread: ractor runs the process there.
+    let on_low = spawn_low_priority(foundation_actors::spawn(server, ()));
+    match on_low.await {
+        Ok(spawned) => spawned,
+        Err(error) => {
+            // Only if the spawn panicked: as on a normal-priority channel.
+            tracing::warn!(%error, "the pubsub's process could not start on the low-priority thread; it runs on the node's runtime");
+            foundation_actors::spawn(
+                Server {
+                    core: Arc::downgrade(core),
+                },
+                (),
+            )
+            .await
+        }
+    }
 }
 
 /// Tells peers this node's interest: what changed, at once (bursts coalesce into one
@@ -595,6 +659,10 @@ impl Actor for Server {
     type Args = ();
 
     async fn init(&self, _: &Addr<WireMsg>, (): ()) -> Result<Vec<Incoming>, ActorError> {
+        #[cfg(test)]
+        if let Some(remote) = self.core.upgrade().as_ref().and_then(|c| c.remote.as_ref()) {
+            *lock(&remote.server_thread) = std::thread::current().name().map(str::to_owned);
+        }
         Ok(Vec::new())
     }
 
@@ -669,6 +737,38 @@ mod tests {
             } => (type_id, payload),
             other => panic!("not a broadcast: {other:?}"),
         }
+    }
+
+    async fn node_with(priority: Priority) -> Node {
+        use foundation_cluster::node::{ChannelConfig, NodeConfig};
+        let config = NodeConfig::new("placement", "cookie")
+            .listen("127.0.0.1:0".parse().unwrap())
+            .channel(CHANNEL, ChannelConfig::default().priority(priority));
+        Node::start(config).await.unwrap()
+    }
+
+    fn server_thread(ps: &PubSub) -> Option<String> {
+        let remote = ps.core().remote.as_ref().unwrap();
+        lock(&remote.server_thread).clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_process_fed_by_a_low_priority_channel_runs_on_the_low_priority_thread() {
+        let node = node_with(Priority::Low).await;
+        let ps = PubSub::start(&node, "low").await.unwrap();
+        // The node's thread for low-priority lanes (`foundation_cluster::node::priority`).
+        assert_eq!(server_thread(&ps).as_deref(), Some("fnd-low-lanes"));
+        node.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_process_fed_by_a_normal_channel_runs_on_the_callers_runtime() {
+        let node = node_with(Priority::Normal).await;
+        let ps = PubSub::start(&node, "normal").await.unwrap();
+        let thread = server_thread(&ps);
+        assert!(thread.is_some());
+        assert_ne!(thread.as_deref(), Some("fnd-low-lanes"));
+        node.shutdown().await;
     }
 
     #[test]

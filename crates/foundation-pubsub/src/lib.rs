@@ -35,7 +35,8 @@
 //! Each node tells the others which topics and patterns it has subscribers for. A
 //! broadcast is serialized once and sent once to each node with a matching subscriber (a
 //! node without one receives nothing), on the node's `pubsub` channel ([`CHANNEL`]; declare
-//! it on every node), and fanned out there. Per publisher and topic, every subscriber sees
+//! it on every node with [`channel_config`]: at low priority, so that a flood of broadcasts
+//! and its fan-out run below calls), and fanned out there. Per publisher and topic, every subscriber sees
 //! messages in publish order. Delivery across nodes is **at most once**: a node that is
 //! down, or a channel that is full, misses what is sent meanwhile (counted in
 //! [`Stats::send_failed`]), as does a node whose pubsub process holds its limit of
@@ -119,7 +120,7 @@ mod trie;
 mod tests;
 
 pub use buffer::{BufferConfig, Overflow};
-pub use cluster::CHANNEL;
+pub use cluster::{CHANNEL, CHANNEL_MAX_PENDING, channel_config};
 pub use error::{BroadcastError, StartError, SubscribeError, TopicError};
 pub use pubsub::{Drops, Options, PubSub, Stats};
 pub use subscriber::{Payload, Received, Subscription};

@@ -142,6 +142,24 @@
 //! shard takes up to [`ShardedSpec::backlog`] messages in a cluster (beyond, dropped
 //! and counted).
 //!
+//! ## State across moves
+//!
+//! A move loses no message, but an entity's state moves with it only if its type
+//! implements [`Handoff`] and its spec says [`ShardedSpec::handoff`]; any other entity
+//! (every `#[actor]` type: the `Actor` the macro generates cannot be named to implement
+//! `Handoff`) is stopped on the old owner (its `terminate` runs) and starts from `init`
+//! on the new one. A node joining moves about 1/N of the shards, so a counter that took
+//! a cast before a join may read 0 afterwards, from every node, though the cast was
+//! handled.
+//!
+//! A node that has not met the others within its join window (twice the node's
+//! silence) serves every shard itself, as the first node of a cluster does: dial the
+//! seeds before [`Sharded::start_on`], and wait until [`Sharded::members`] shows the
+//! cluster before sending what must not be handled there. When such a node meets the
+//! cluster, each shard goes to its owner as in a join; an entity both nodes ran keeps
+//! the owner's state (a handed-over snapshot of an entity active on the new owner is
+//! dropped, logged).
+//!
 //! ## Split brain
 //!
 //! The membership's split-brain policy ([`ShardedSpec::quorum`]; `KeepMajority` by
@@ -699,6 +717,12 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
     /// owner of its shard, under the sender's context, and starts the entity there. See
     /// `sharded/cluster.rs` for the limits of this step. Start its region as on one node
     /// ([`Sharded::child_spec`]).
+    ///
+    /// Dial the cluster before this call: a node that meets no other within twice its
+    /// silence serves every shard alone, and hands them over when it meets the others.
+    /// Entities keep their state through moves only with [`ShardedSpec::handoff`]; others
+    /// start from `init` on their shard's new owner (see
+    /// [State across moves](self#state-across-moves)).
     ///
     /// # Errors
     ///

@@ -501,3 +501,58 @@ impl Handle {
         self.hand_and_raw.teardown().await;
     }
 }
+
+/// Terminating one child of a dynamic supervisor that holds `children` of them, by its
+/// address (as OTP's `terminate_child(Sup, Pid)` of a `simple_one_for_one` child): `n`
+/// times, a new child is started (untimed) and the oldest terminated (timed), so the
+/// supervisor keeps holding `children`. Beside the same at another count, it shows whether
+/// a termination costs more the more children there are: terminating 10,000 one by one
+/// was quadratic before the supervisor found children through indexes (commit 0076a60: a
+/// scan per lookup, another per exit event, a shift per removal).
+pub struct Terminate {
+    sup: DynamicSupervisor,
+    /// The children, oldest first.
+    children: Mutex<std::collections::VecDeque<Addr<Msg>>>,
+}
+
+impl Terminate {
+    pub async fn setup(children: usize) -> Arc<Self> {
+        let sup = DynamicSupervisor::start("bench-terminate", None)
+            .await
+            .unwrap();
+        let mut held = std::collections::VecDeque::with_capacity(children + 1);
+        for _ in 0..children {
+            held.push_back(
+                sup.start_child(ChildSpec::anonymous(Counter, ()))
+                    .await
+                    .unwrap(),
+            );
+        }
+        Arc::new(Self {
+            sup,
+            children: Mutex::new(held),
+        })
+    }
+
+    pub async fn ours(&self, n: u64) -> Duration {
+        let mut held = self.children.lock().await;
+        let mut timed = Duration::ZERO;
+        for _ in 0..n {
+            let new = self
+                .sup
+                .start_child(ChildSpec::anonymous(Counter, ()))
+                .await
+                .unwrap();
+            held.push_back(new);
+            let oldest = held.pop_front().unwrap();
+            let t = Instant::now();
+            self.sup.terminate_child_by_addr(&oldest).await.unwrap();
+            timed += t.elapsed();
+        }
+        timed
+    }
+
+    pub async fn teardown(&self) {
+        self.sup.shutdown().await;
+    }
+}

@@ -253,7 +253,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> for Local<K, V> {
         V: Counter,
     {
         let result = self.resolve(ttl).and_then(|ttl| {
-            let mut out = Err(CacheError::Overflow);
+            let mut out = Err(CacheError::overflow::<V>(by));
             self.inner.cache.entry(key).and_compute_with(|old| {
                 let (current, slot) = match old {
                     // An existing counter keeps its deadline, as in Nebulex.
@@ -325,7 +325,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> for Local<K, V> {
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
-        E: Send + Sync + 'static,
+        E: std::fmt::Display + Send + Sync + 'static,
     {
         let ttl = self.resolve(ttl)?;
         let inner = &self.inner;
@@ -384,14 +384,16 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         // Finished: its entry is gone and its value cached.
         let v = cache
-            .get_or_compute(1, Ttl::Default, || async { Ok::<_, ()>(7) })
+            .get_or_compute(1, Ttl::Default, || async {
+                Ok::<_, std::convert::Infallible>(7)
+            })
             .now_or_never();
         assert!(matches!(v, Some(Ok(7))));
         assert_eq!(cache.inner.flights.len(), 0);
         // Abandoned (its only caller dropped before it finished): its entry is gone too,
         // and nothing is cached.
         let pending = cache.get_or_compute(2, Ttl::Default, || {
-            futures::future::pending::<Result<u32, ()>>()
+            futures::future::pending::<Result<u32, std::convert::Infallible>>()
         });
         let mut pending = Box::pin(pending);
         assert!((&mut pending).now_or_never().is_none());
@@ -401,7 +403,9 @@ mod tests {
         assert_eq!(cache.get(&2).now_or_never(), Some(Ok(None)));
         // A TTL is checked before anything runs.
         let zero = cache
-            .get_or_compute(3, Ttl::Live(Duration::ZERO), || async { Ok::<_, ()>(1) })
+            .get_or_compute(3, Ttl::Live(Duration::ZERO), || async {
+                Ok::<_, std::convert::Infallible>(1)
+            })
             .now_or_never();
         assert!(matches!(
             zero,

@@ -96,7 +96,7 @@ impl<K: CacheKey> Flights<K> {
     ) -> Flight<V, E>
     where
         V: CacheValue,
-        E: Send + Sync + 'static,
+        E: std::fmt::Display + Send + Sync + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
         let id = (key.clone(), TypeId::of::<E>());
@@ -112,8 +112,11 @@ impl<K: CacheKey> Flights<K> {
                     finish(key, &value);
                     Ok(value)
                 }
-                Ok(Err(e)) => Err(ComputeError::Compute(Arc::new(e))),
-                Err(_panic) => Err(ComputeError::Panicked),
+                // The node is `None`: the adapters that compute here; the partitioned
+                // one says where its computation ran in its own errors (this flight's
+                // `E` is then its `ComputeError`).
+                Ok(Err(e)) => Err(ComputeError::returned(e, None)),
+                Err(panic) => Err(ComputeError::panicked(&*panic, None)),
             };
             drop(leave);
             result

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::shard::{Core, Server, follow};
-use super::wire::{Answer, Bytes, Claimed, Op, Outcome, ShardMsg, decode, encode};
+use super::wire::{Answer, Bytes, Claimed, Failure, Op, Outcome, ShardMsg, decode, encode};
 use crate::api::{Cache, CacheKey, CacheValue, Counter};
 use crate::error::{CacheError, CodecError, ComputeError, StartError};
 use crate::local::Local;
@@ -117,7 +117,11 @@ impl<K: CacheKey, V: CacheValue> PartitionedBuilder<K, V> {
     /// [`StartError::BadName`], [`StartError::Ttl`] for a bad setting.
     pub async fn start(self, node: &Node) -> Result<Partitioned<K, V>, StartError> {
         if self.name.is_empty() || self.name.len() > 200 {
-            return Err(StartError::BadName(self.name));
+            let reason = format!("a name is 1 to 200 bytes, this one is {}", self.name.len());
+            return Err(StartError::BadName {
+                name: self.name,
+                reason,
+            });
         }
         let default_ttl = match self.default_ttl.validate()? {
             Ttl::Default => Ttl::Never,
@@ -148,7 +152,10 @@ impl<K: CacheKey, V: CacheValue> PartitionedBuilder<K, V> {
             (),
         )
         .await
-        .map_err(|e| StartError::Spawn(e.to_string()))?;
+        .map_err(|e| StartError::Spawn {
+            name: self.name.clone(),
+            reason: e.to_string(),
+        })?;
         let mut export = foundation_cluster::node::ExportConfig::new();
         if let Some(n) = self.max_queued {
             export = export.max_queued(n);
@@ -165,6 +172,7 @@ impl<K: CacheKey, V: CacheValue> PartitionedBuilder<K, V> {
                 task,
                 flights: Arc::new(Flights::default()),
                 counters: Counters::new(),
+                name: self.name,
                 default_ttl,
                 max_key_bytes: self.max_key_bytes,
                 timeout: self.timeout,
@@ -229,6 +237,8 @@ struct Shared<K> {
     task: tokio::task::JoinHandle<()>,
     flights: Arc<Flights<K>>,
     counters: Counters,
+    /// The cache's name, for errors.
+    name: String,
     default_ttl: Ttl,
     max_key_bytes: usize,
     timeout: Duration,
@@ -262,25 +272,64 @@ impl<K, V> fmt::Debug for Partitioned<K, V> {
     }
 }
 
-/// A remote failure as the cache reports it.
-fn remote(e: RemoteError) -> CacheError {
-    match e {
-        RemoteError::Wire(w) => CacheError::Codec(CodecError::Deserialize {
-            what: "reply",
-            reason: w.to_string(),
-        }),
-        other => CacheError::Unavailable(other.to_string()),
+/// How many times an operation follows a node's answer that another node owns its key
+/// (rings that disagree for a moment during a membership change).
+const OWNER_HOPS: u32 = 8;
+
+impl<K> Shared<K> {
+    /// A failed call of `node`'s shard as the cache reports it; `R` is the reply expected,
+    /// and `setting` the builder's setting that bounded the wait (`timeout`,
+    /// `compute_timeout`).
+    fn remote<R>(&self, node: &str, setting: &str, e: RemoteError) -> CacheError {
+        match e {
+            RemoteError::Wire(w) => CacheError::Codec(crate::codec::deserialize_error::<R>(
+                "reply",
+                format!("from node `{node}`: {w}"),
+            )),
+            RemoteError::Timeout => {
+                let wait = match setting {
+                    "compute_timeout" => self.compute_timeout,
+                    _ => self.timeout,
+                };
+                CacheError::unavailable(
+                    &self.name,
+                    format!(
+                        "node `{node}` gave no reply within {wait:?} (the cache's `{setting}`)"
+                    ),
+                )
+            }
+            other => CacheError::unavailable(&self.name, other.to_string()),
+        }
+    }
+
+    /// An answer of the wrong kind from `node`: a peer of another version, or a broken one.
+    fn unexpected(&self, node: &str, answer: Answer) -> CacheError {
+        match answer {
+            Answer::Refused(why) => CacheError::unavailable(
+                &self.name,
+                format!("node `{node}` refused the operation: {why}"),
+            ),
+            other => CacheError::Codec(crate::codec::deserialize_error::<Answer>(
+                "reply",
+                format!("node `{node}` answered {other:?}, which is no answer to this operation"),
+            )),
+        }
     }
 }
 
-/// An answer of the wrong kind: a peer of another version, or a broken one.
-fn unexpected(answer: Answer) -> CacheError {
+/// `Answer::Done`, for [`Partitioned::op`].
+fn done(answer: Answer) -> Result<(), Answer> {
     match answer {
-        Answer::Refused(why) => CacheError::Unavailable(format!("the owner refused: {why}")),
-        other => CacheError::Codec(CodecError::Deserialize {
-            what: "reply",
-            reason: format!("unexpected answer {other:?}"),
-        }),
+        Answer::Done => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// `Answer::Bool`, for [`Partitioned::op`].
+fn boolean(answer: Answer) -> Result<bool, Answer> {
+    match answer {
+        Answer::Bool(b) => Ok(b),
+        other => Err(other),
     }
 }
 
@@ -372,6 +421,7 @@ where
         let bytes = encode("key", key)?;
         if bytes.len() > self.shared.max_key_bytes {
             return Err(CacheError::KeyTooLarge {
+                cache: self.shared.name.clone(),
                 size: bytes.len(),
                 limit: self.shared.max_key_bytes,
             });
@@ -409,43 +459,79 @@ where
                 self.shared.timeout,
             )
             .await
-            .map_err(remote)
+            .map_err(|e| self.shared.remote::<Option<Bytes>>(owner, "timeout", e))
     }
 
-    /// `op` applied by the owner of `key`.
-    async fn op(&self, key: &[u8], op: Op) -> Result<Answer, CacheError> {
+    /// `op` applied by the owner of `key`, its answer taken by `want` (which gives back an
+    /// answer of the wrong kind).
+    async fn op<T>(
+        &self,
+        key: &[u8],
+        op: Op,
+        want: impl FnOnce(Answer) -> Result<T, Answer>,
+    ) -> Result<T, CacheError> {
         let core = &self.shared.core;
         let owner = core.owner(key);
-        self.op_at(&owner, op).await
+        self.op_at(&owner, op, want).await
     }
 
-    /// `op` applied by `node`.
-    async fn op_at(&self, node: &str, op: Op) -> Result<Answer, CacheError> {
+    /// `op` applied by `node`, its answer taken by `want`. A node that no longer owns the
+    /// key (its ring changed since this one routed it) names the owner, and `op` goes
+    /// there, up to [`OWNER_HOPS`] times while the rings of a membership change agree.
+    async fn op_at<T>(
+        &self,
+        node: &str,
+        mut op: Op,
+        want: impl FnOnce(Answer) -> Result<T, Answer>,
+    ) -> Result<T, CacheError> {
         let core = &self.shared.core;
-        let answer = if self.is_me(node) {
-            core.apply(op)
-        } else {
-            core.node
-                .call(
-                    node,
-                    &core.service,
-                    |p| ShardMsg::Op(op, p),
-                    self.shared.timeout,
-                )
-                .await
-                .map_err(remote)?
+        let mut node = node.to_owned();
+        let mut hops = 0;
+        let answer = loop {
+            let answer = if self.is_me(&node) {
+                match core.apply(op) {
+                    Ok(answer) => break answer,
+                    Err((back, owner)) => {
+                        op = back;
+                        Answer::NotOwner(owner)
+                    }
+                }
+            } else {
+                // Kept for another hop (a key's op is small beside the call's round trip).
+                let sent = op.clone();
+                core.node
+                    .call(
+                        &node,
+                        &core.service,
+                        |p| ShardMsg::Op(sent, p),
+                        self.shared.timeout,
+                    )
+                    .await
+                    .map_err(|e| self.shared.remote::<Answer>(&node, "timeout", e))?
+            };
+            let Answer::NotOwner(owner) = answer else {
+                break answer;
+            };
+            hops += 1;
+            if hops > OWNER_HOPS || owner == node {
+                return Err(CacheError::unavailable(
+                    &self.shared.name,
+                    format!(
+                        "the key's owner is changing (node `{node}` names `{owner}`): a membership change is under way; try again"
+                    ),
+                ));
+            }
+            if hops > 1 {
+                // The two rings disagree: give the membership change a moment.
+                tokio::time::sleep(Duration::from_millis(u64::from(hops))).await;
+            }
+            node = owner;
         };
-        match answer {
-            Answer::Refused(_) => Err(unexpected(answer)),
-            answer => Ok(answer),
-        }
+        want(answer).map_err(|other| self.shared.unexpected(&node, other))
     }
 
     async fn op_bool(&self, key: &[u8], op: Op) -> Result<bool, CacheError> {
-        match self.op(key, op).await? {
-            Answer::Bool(b) => Ok(b),
-            other => Err(unexpected(other)),
-        }
+        self.op(key, op, boolean).await
     }
 
     fn value(&self, bytes: Option<Bytes>) -> Result<Option<V>, CacheError> {
@@ -461,10 +547,11 @@ where
 
     /// One page of `node`'s own entries.
     async fn page(&self, node: &str, skip: u64) -> Result<Vec<(Bytes, Bytes)>, CacheError> {
-        match self.op_at(node, Op::Page { skip, limit: PAGE }).await? {
+        self.op_at(node, Op::Page { skip, limit: PAGE }, |a| match a {
             Answer::Page(p) => Ok(p),
-            other => Err(unexpected(other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     /// Every node's own entries, page by page: a failing node ends the stream after its
@@ -503,7 +590,7 @@ where
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
-        E: Send + Sync + 'static,
+        E: std::fmt::Display + Send + Sync + 'static,
     {
         let core = Arc::clone(&self.shared.core);
         let me = core.node.name().to_owned();
@@ -519,19 +606,35 @@ where
                     self.shared.compute_timeout,
                 )
                 .await
-                .map_err(remote)?;
+                .map_err(|e| self.shared.remote::<Claimed>(&owner, "compute_timeout", e))?;
             match claimed {
                 Claimed::Value(bytes) => return Ok(decode::<V>("value", &bytes)?),
                 Claimed::Retry => continue,
-                Claimed::Failed { node, panicked } => {
-                    return Err(ComputeError::Cache(CacheError::ComputeFailed {
-                        node,
-                        panicked,
-                    }));
+                // What the callers on the computing node got, with its message.
+                Claimed::Failed { node, failure } => {
+                    return Err(match failure {
+                        Failure::Returned(message) => ComputeError::Compute {
+                            message,
+                            node: Some(node),
+                            error: None,
+                        },
+                        Failure::Panicked(message) => ComputeError::Panicked {
+                            message,
+                            node: Some(node),
+                        },
+                        Failure::Unencodable(reason) => {
+                            ComputeError::Cache(CacheError::Codec(CodecError::Serialize {
+                                what: "value",
+                                type_name: std::any::type_name::<V>(),
+                                reason,
+                            }))
+                        }
+                    });
                 }
                 Claimed::Compute => {
                     let Some(f) = f.take() else {
-                        return Err(CacheError::Unavailable("claimed twice".to_owned()).into());
+                        let why = format!("node `{owner}` let this node compute the key twice");
+                        return Err(CacheError::unavailable(&self.shared.name, why).into());
                     };
                     let mut report = Report {
                         core: Arc::clone(&core),
@@ -550,26 +653,42 @@ where
                                 Ok(value)
                             }
                             Err(e) => {
-                                report.outcome = Some(Outcome::Failed { panicked: false });
+                                let reason = match &e {
+                                    CacheError::Codec(CodecError::Serialize { reason, .. }) => {
+                                        reason.clone()
+                                    }
+                                    other => other.to_string(),
+                                };
+                                report.outcome =
+                                    Some(Outcome::Failed(Failure::Unencodable(reason)));
                                 Err(e.into())
                             }
                         },
                         Ok(Err(e)) => {
-                            report.outcome = Some(Outcome::Failed { panicked: false });
-                            Err(ComputeError::Compute(Arc::new(e)))
+                            let failed = ComputeError::returned(e, Some(me));
+                            if let ComputeError::Compute { message, .. } = &failed {
+                                let failure = Failure::Returned(message.clone());
+                                report.outcome = Some(Outcome::Failed(failure));
+                            }
+                            Err(failed)
                         }
-                        Err(_) => {
-                            report.outcome = Some(Outcome::Failed { panicked: true });
-                            Err(ComputeError::Panicked)
+                        Err(payload) => {
+                            let failed = ComputeError::panicked(&*payload, Some(me));
+                            if let ComputeError::Panicked { message, .. } = &failed {
+                                let failure = Failure::Panicked(message.clone());
+                                report.outcome = Some(Outcome::Failed(failure));
+                            }
+                            Err(failed)
                         }
                     };
                 }
             }
         }
-        Err(CacheError::Unavailable(format!(
-            "the computation was abandoned {MAX_CLAIMS} times (its nodes went down)"
-        ))
-        .into())
+        let why = format!(
+            "the computation of the key was abandoned {MAX_CLAIMS} times in a row (the nodes \
+             computing it went down, or their callers went away)"
+        );
+        Err(CacheError::unavailable(&self.shared.name, why).into())
     }
 }
 
@@ -631,13 +750,10 @@ where
         let ttl = self.resolve(ttl)?;
         let key = self.key(&key)?;
         let value = encode("value", &value)?;
-        match self.op(&key.clone(), Op::Put(key, value, ttl)).await? {
-            Answer::Done => {
-                self.shared.counters.writes(1);
-                Ok(())
-            }
-            other => Err(unexpected(other)),
-        }
+        self.op(&key.clone(), Op::Put(key, value, ttl), done)
+            .await?;
+        self.shared.counters.writes(1);
+        Ok(())
     }
 
     async fn put_new(&self, key: K, value: V, ttl: Ttl) -> Result<bool, CacheError> {
@@ -678,17 +794,14 @@ where
             encoded.push((self.key(&k)?, encode("value", &v)?));
         }
         let n = encoded.len() as u64;
-        let done = futures::future::join_all(
+        let written = futures::future::join_all(
             encoded
                 .into_iter()
-                .map(|(k, v)| async move { self.op(&k.clone(), Op::Put(k, v, ttl)).await }),
+                .map(|(k, v)| async move { self.op(&k.clone(), Op::Put(k, v, ttl), done).await }),
         )
         .await;
-        for answer in done {
-            match answer? {
-                Answer::Done => {}
-                other => return Err(unexpected(other)),
-            }
+        for w in written {
+            w?;
         }
         self.shared.counters.writes(n);
         Ok(())
@@ -696,18 +809,18 @@ where
 
     async fn delete(&self, key: &K) -> Result<(), CacheError> {
         let key = self.key(key)?;
-        match self.op(&key.clone(), Op::Delete(key)).await? {
-            Answer::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.op(&key.clone(), Op::Delete(key), done).await
     }
 
     async fn take(&self, key: &K) -> Result<Option<V>, CacheError> {
         let key = self.key(key)?;
-        match self.op(&key.clone(), Op::Take(key)).await? {
-            Answer::Value(v) => self.read(self.value(v)),
-            other => Err(unexpected(other)),
-        }
+        let v = self
+            .op(&key.clone(), Op::Take(key), |a| match a {
+                Answer::Value(v) => Ok(v),
+                other => Err(other),
+            })
+            .await?;
+        self.read(self.value(v))
     }
 
     async fn contains(&self, key: &K) -> Result<bool, CacheError> {
@@ -729,7 +842,9 @@ where
                 Some(b) => decode::<V>("value", b)?,
                 None => V::ZERO,
             };
-            let new = value.checked_add_i64(by).ok_or(CacheError::Overflow)?;
+            let new = value
+                .checked_add_i64(by)
+                .ok_or_else(|| CacheError::overflow::<V>(by))?;
             let swap = Op::Swap {
                 key: key.clone(),
                 expected: current,
@@ -741,17 +856,19 @@ where
                 return Ok(new);
             }
         }
-        Err(CacheError::Unavailable(format!(
-            "incr lost {MAX_SWAPS} races in a row"
-        )))
+        Err(CacheError::unavailable(
+            &self.shared.name,
+            format!("incr lost {MAX_SWAPS} races in a row to other writes of the key"),
+        ))
     }
 
     async fn ttl(&self, key: &K) -> Result<Option<TtlLeft>, CacheError> {
         let key = self.key(key)?;
-        match self.op(&key.clone(), Op::Ttl(key)).await? {
+        self.op(&key.clone(), Op::Ttl(key), |a| match a {
             Answer::Left(left) => Ok(left),
-            other => Err(unexpected(other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     async fn expire(&self, key: &K, ttl: Ttl) -> Result<bool, CacheError> {
@@ -767,22 +884,26 @@ where
 
     async fn len(&self) -> Result<u64, CacheError> {
         let nodes = self.shared.core.ring().nodes().to_vec();
-        let counts = futures::future::join_all(nodes.iter().map(|n| self.op_at(n, Op::Len))).await;
+        let counts = futures::future::join_all(nodes.iter().map(|n| {
+            self.op_at(n, Op::Len, |a| match a {
+                Answer::Count(n) => Ok(n),
+                other => Err(other),
+            })
+        }))
+        .await;
         let mut total = 0;
         for c in counts {
-            match c? {
-                Answer::Count(n) => total += n,
-                other => return Err(unexpected(other)),
-            }
+            total += c?;
         }
         Ok(total)
     }
 
     async fn clear(&self) -> Result<(), CacheError> {
         let nodes = self.shared.core.ring().nodes().to_vec();
-        let done = futures::future::join_all(nodes.iter().map(|n| self.op_at(n, Op::Clear))).await;
-        for d in done {
-            d?;
+        let cleared =
+            futures::future::join_all(nodes.iter().map(|n| self.op_at(n, Op::Clear, done))).await;
+        for c in cleared {
+            c?;
         }
         Ok(())
     }
@@ -816,15 +937,18 @@ where
     /// As the trait says, across the cluster: concurrent misses for one key on this node
     /// share one flight (as with the local adapter), and the flights of all nodes claim
     /// the key at its owner, which lets one of them compute and makes the others wait for
-    /// its value. A caller on another node than the one whose `f` failed gets
-    /// [`CacheError::ComputeFailed`] (the error itself stays on that node); if that node
-    /// dies mid-computation, or every caller there goes away, the waiters claim again and
-    /// one of them computes. A waiter waits at most the builder's `compute_timeout`.
+    /// its value. If `f` fails, every waiter, on any node, gets
+    /// [`ComputeError::Compute`] with its message and the node it ran on (the error value
+    /// itself only on that node: `E` need not be serializable); if it panics,
+    /// [`ComputeError::Panicked`] likewise; if its value fails to serialize,
+    /// [`ComputeError::Cache`] with the [`CodecError`]. If the computing node dies
+    /// mid-computation, or every caller there goes away, the waiters claim again and one of
+    /// them computes. A waiter waits at most the builder's `compute_timeout`.
     async fn get_or_compute<F, Fut, E>(&self, key: K, ttl: Ttl, f: F) -> Result<V, ComputeError<E>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
-        E: Send + Sync + 'static,
+        E: std::fmt::Display + Send + Sync + 'static,
     {
         let ttl = self.resolve(ttl)?;
         let bytes = self.key(&key)?;
@@ -849,11 +973,22 @@ where
                 }
             }
         };
+        // The flight's error is `compute_cluster`'s, wrapped: unwrap it.
         match flight.await {
             Ok(v) => Ok(v),
-            Err(ComputeError::Compute(inner)) => Err((*inner).clone()),
+            Err(ComputeError::Compute {
+                error: Some(inner), ..
+            }) => Err((*inner).clone()),
+            Err(ComputeError::Compute { message, node, .. }) => Err(ComputeError::Compute {
+                message,
+                node,
+                error: None,
+            }),
             Err(ComputeError::Cache(e)) => Err(ComputeError::Cache(e)),
-            Err(ComputeError::Panicked) => Err(ComputeError::Panicked),
+            Err(ComputeError::Panicked { message, .. }) => Err(ComputeError::Panicked {
+                message,
+                node: Some(self.shared.core.node.name().to_owned()),
+            }),
         }
     }
 

@@ -155,12 +155,34 @@ impl Core {
         now(self.store.get(key)).ok().flatten()
     }
 
-    /// Applies `op` here (as its key's owner) and sends the entry's new state to the
-    /// key's backups.
-    pub(crate) fn apply(&self, op: Op) -> Answer {
+    /// Applies `op` here if this node owns its key under its ring now, and sends the
+    /// entry's new state to the key's backups; else gives `op` back with the key's owner
+    /// (the caller routed it by a ring that has changed since).
+    ///
+    /// The ownership check and the write are under the key's stripe, and a ring change
+    /// waits for every stripe once before it lists what to move ([`Core::rebalance`]): a
+    /// write is either checked against the new ring, or done before the list is taken and
+    /// moved with it. None lands on a node that no longer owns its key and stays there.
+    pub(crate) fn apply(&self, op: Op) -> Result<Answer, (Op, String)> {
+        let Some(key) = op.key() else {
+            return Ok(self.apply_here(op));
+        };
+        let _g = self.stripe(key);
+        let ring = self.ring();
+        let me = self.node.name();
+        match ring.owner(key) {
+            Some(owner) if owner != me => {
+                let owner = owner.clone();
+                Err((op, owner))
+            }
+            _ => Ok(self.apply_here(op)),
+        }
+    }
+
+    /// Applies `op` here (a key's op with its stripe held by [`Core::apply`]).
+    fn apply_here(&self, op: Op) -> Answer {
         match op {
             Op::Put(key, value, ttl) => {
-                let _g = self.stripe(&key);
                 match now(self.store.put(key.clone(), value.clone(), ttl)) {
                     Ok(()) => {
                         self.back_up(&key, Some((value, ttl)));
@@ -170,7 +192,6 @@ impl Core {
                 }
             }
             Op::PutNew(key, value, ttl) => {
-                let _g = self.stripe(&key);
                 match now(self.store.put_new(key.clone(), value.clone(), ttl)) {
                     Ok(wrote) => {
                         if wrote {
@@ -182,7 +203,6 @@ impl Core {
                 }
             }
             Op::Replace(key, value, ttl) => {
-                let _g = self.stripe(&key);
                 match now(self.store.replace(key.clone(), value.clone(), ttl)) {
                     Ok(wrote) => {
                         if wrote {
@@ -199,7 +219,6 @@ impl Core {
                 new,
                 ttl,
             } => {
-                let _g = self.stripe(&key);
                 let current = self.get(&key);
                 if current != expected {
                     return Answer::Bool(false);
@@ -218,13 +237,11 @@ impl Core {
                 }
             }
             Op::Delete(key) => {
-                let _g = self.stripe(&key);
                 let _ = now(self.store.delete(&key));
                 self.back_up(&key, None);
                 Answer::Done
             }
             Op::Take(key) => {
-                let _g = self.stripe(&key);
                 let value = now(self.store.take(&key)).ok().flatten();
                 if value.is_some() {
                     self.back_up(&key, None);
@@ -233,21 +250,17 @@ impl Core {
             }
             Op::Contains(key) => Answer::Bool(now(self.store.contains(&key)).unwrap_or(false)),
             Op::Ttl(key) => Answer::Left(now(self.store.ttl(&key)).ok().flatten()),
-            Op::Expire(key, ttl) => {
-                let _g = self.stripe(&key);
-                match now(self.store.expire(&key, ttl)) {
-                    Ok(true) => {
-                        if let Some(value) = self.get(&key) {
-                            self.back_up(&key, Some((value, ttl)));
-                        }
-                        Answer::Bool(true)
+            Op::Expire(key, ttl) => match now(self.store.expire(&key, ttl)) {
+                Ok(true) => {
+                    if let Some(value) = self.get(&key) {
+                        self.back_up(&key, Some((value, ttl)));
                     }
-                    Ok(false) => Answer::Bool(false),
-                    Err(e) => Answer::Refused(e.to_string()),
+                    Answer::Bool(true)
                 }
-            }
+                Ok(false) => Answer::Bool(false),
+                Err(e) => Answer::Refused(e.to_string()),
+            },
             Op::Touch(key) => {
-                let _g = self.stripe(&key);
                 let touched = now(self.store.touch(&key)).unwrap_or(false);
                 if touched {
                     if let Some(value) = self.get(&key) {
@@ -386,14 +399,30 @@ impl Core {
             Outcome::Value(value, ttl) => {
                 // Stored even without a claim (this node restarted meanwhile): it is a
                 // value computed for the key.
-                if let Answer::Refused(why) = self.apply(Op::Put(key, value.clone(), ttl)) {
-                    tracing::debug!(cache = %self.service, node, why, "a computed value was refused");
+                match self.apply(Op::Put(key, value.clone(), ttl)) {
+                    Ok(Answer::Refused(why)) => {
+                        tracing::debug!(cache = %self.service, node, why, "a computed value was refused");
+                    }
+                    Ok(_) => {}
+                    // The key moved meanwhile: the value goes to its owner, unless it holds
+                    // one already (a newer write).
+                    Err((Op::Put(key, moved, ttl), owner)) => {
+                        let copy = ShardMsg::Copy(vec![Copied {
+                            key,
+                            value: Some((moved, ttl)),
+                            if_absent: true,
+                        }]);
+                        if let Err(error) = self.node.send(&owner, &self.service, &copy) {
+                            tracing::debug!(cache = %self.service, owner, %error, "a computed value was not passed on");
+                        }
+                    }
+                    Err(_) => {} // `apply` gives back the op it was given
                 }
                 Claimed::Value(value)
             }
-            Outcome::Failed { panicked } => Claimed::Failed {
+            Outcome::Failed(failure) => Claimed::Failed {
                 node: node.to_owned(),
-                panicked,
+                failure,
             },
             Outcome::Abandoned => Claimed::Retry,
         };
@@ -430,6 +459,12 @@ impl Core {
     /// own or back it up under `new` and did not under `old` (sent by the first node of
     /// its old owners still up, so once), and leaves this node if it is none of them.
     async fn rebalance(&self, old: &HashRing<String>, new: &HashRing<String>) {
+        // Every write that checked its key's owner against the old ring holds its stripe
+        // until it is written: once each stripe has been free, all of them are in the
+        // store, and later ones see the new ring (see `apply`).
+        for stripe in &*self.locks {
+            drop(lock(stripe));
+        }
         let me = self.node.name();
         let n = 1 + self.replicas;
         let live = |node: &String| new.nodes().binary_search(node).is_ok();
@@ -555,11 +590,13 @@ pub(crate) fn serve(core: &Core, msg: ShardMsg) {
         ShardMsg::Op(op, port) => {
             let answer = match op.key() {
                 Some(key) if core.too_long(key) => Answer::Refused(format!(
-                    "a key of {} bytes is over this node's limit of {} bytes",
+                    "a key of {} bytes is over this node's limit of {} bytes (its `max_key_bytes`)",
                     key.len(),
                     core.max_key_bytes
                 )),
-                _ => core.apply(op),
+                _ => core
+                    .apply(op)
+                    .unwrap_or_else(|(_, owner)| Answer::NotOwner(owner)),
             };
             let _ = port.send(answer);
         }
@@ -645,6 +682,51 @@ mod tests {
         assert!(!core.too_long(&[0; 8]));
         assert_eq!(core.refused.load(std::sync::atomic::Ordering::Relaxed), 2);
         drop(answers);
+        node.shutdown().await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_for_a_key_another_node_owns_now_is_given_back_with_the_owner() {
+        let listen = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
+        let node = Node::start(NodeConfig::new("own", "cookie").listen(listen))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store = Local::builder()
+            .max_entries(100)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let core = Core::new(node.clone(), "$cache/t".into(), 0, store, 64);
+        // Alone, the node owns every key.
+        assert_eq!(
+            core.apply(Op::Put(vec![1], vec![1], Ttl::Never)),
+            Ok(Answer::Done)
+        );
+        // The ring changes (as `follow` does): a key another node owns now is not
+        // written here; the op comes back with the owner, whose name a peer gets.
+        let ring = HashRing::new(["other".to_owned(), "own".to_owned()]);
+        let theirs = (0u8..=255)
+            .map(|k| vec![k])
+            .find(|k| ring.owner(k).is_some_and(|o| o == "other"))
+            .unwrap_or_else(|| panic!("no key of other's"));
+        let mine = (0u8..=255)
+            .map(|k| vec![k])
+            .find(|k| ring.owner(k).is_some_and(|o| o == "own"))
+            .unwrap_or_else(|| panic!("no key of own's"));
+        *core.ring.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(ring);
+        let put = Op::Put(theirs.clone(), vec![2], Ttl::Never);
+        assert_eq!(core.apply(put.clone()), Err((put, "other".to_owned())));
+        assert_eq!(core.get(&theirs), None);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        serve(
+            &core,
+            ShardMsg::Op(Op::Delete(theirs.clone()), ReplyPort::from(tx)),
+        );
+        assert_eq!(rx.await.ok(), Some(Answer::NotOwner("other".into())));
+        // Its own keys are written as before.
+        assert_eq!(
+            core.apply(Op::Put(mine.clone(), vec![3], Ttl::Never)),
+            Ok(Answer::Done)
+        );
+        assert_eq!(core.get(&mine), Some(vec![3]));
         node.shutdown().await;
     }
 }

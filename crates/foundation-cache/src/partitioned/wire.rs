@@ -5,7 +5,7 @@ use foundation_actors::{RemoteMessage, ReplyPort};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CacheError, CodecError};
+use crate::error::CacheError;
 use crate::ttl::{Ttl, TtlLeft};
 
 /// A key or a value as it travels and as a shard stores it: its postcard bytes.
@@ -13,9 +13,10 @@ pub(crate) type Bytes = Vec<u8>;
 
 /// The message a shard process takes. Its wire name carries the protocol's version: a
 /// node of another version refuses it at its door (`RemoteError::WrongType`) instead of
-/// misreading it.
+/// misreading it. (v2: a failed computation's outcome carries its message, and an operation sent to a
+/// node that no longer owns its key is answered with the owner.)
 #[derive(Debug, RemoteMessage)]
-#[remote(name = "foundation.cache.Shard.v1")]
+#[remote(name = "foundation.cache.Shard.v2")]
 pub(crate) enum ShardMsg {
     /// The value under a key (the hot path: a message of its own, a small reply).
     #[remote(tag = 1, reply = "foundation.cache.Value")]
@@ -98,6 +99,10 @@ pub(crate) enum Answer {
     /// The shard refused the operation (a TTL it cannot keep: a caller of this version
     /// checks TTLs first, so only another version's node sends one).
     Refused(String),
+    /// The key is not this node's under its ring now: the named node owns it (the caller
+    /// routed by a ring that has changed since, a membership change under way). Nothing
+    /// was applied; the caller sends the operation there.
+    NotOwner(String),
 }
 
 /// An entry copied to another node: written (`Some`), or removed (`None`).
@@ -121,7 +126,18 @@ pub(crate) enum Claimed {
     /// caller there went away): claim again.
     Retry,
     /// The computation failed on `node`: nothing was cached.
-    Failed { node: String, panicked: bool },
+    Failed { node: String, failure: Failure },
+}
+
+/// How a computation failed, as every waiter is told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Failure {
+    /// `f` returned an error: its message.
+    Returned(String),
+    /// `f` panicked: the panic's message.
+    Panicked(String),
+    /// `f`'s value failed to serialize: the codec's message.
+    Unencodable(String),
 }
 
 /// What a claimant reports of its computation.
@@ -129,8 +145,9 @@ pub(crate) enum Claimed {
 pub(crate) enum Outcome {
     /// The value, to store with the TTL (already resolved) and hand to the waiters.
     Value(Bytes, Ttl),
-    /// `f` failed or panicked: nothing is stored, the waiters get the failure.
-    Failed { panicked: bool },
+    /// `f` failed, panicked, or gave a value that does not serialize: nothing is
+    /// stored, the waiters get the failure.
+    Failed(Failure),
     /// No computation will come (every caller went away): the waiters claim again.
     Abandoned,
 }
@@ -140,12 +157,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     what: &'static str,
     value: &T,
 ) -> Result<Bytes, CacheError> {
-    postcard::to_stdvec(value).map_err(|e| {
-        CacheError::Codec(CodecError::Serialize {
-            what,
-            reason: e.to_string(),
-        })
-    })
+    Ok(crate::codec::encode(what, value)?)
 }
 
 /// A `T` from `bytes` (all of them).
@@ -153,10 +165,5 @@ pub(crate) fn decode<T: DeserializeOwned>(
     what: &'static str,
     bytes: &[u8],
 ) -> Result<T, CacheError> {
-    let fail = |reason: String| CacheError::Codec(CodecError::Deserialize { what, reason });
-    match postcard::take_from_bytes::<T>(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok((_, rest)) => Err(fail(format!("{} trailing bytes", rest.len()))),
-        Err(e) => Err(fail(e.to_string())),
-    }
+    Ok(crate::codec::decode(what, bytes)?)
 }

@@ -324,7 +324,11 @@ where
             },
             (),
         )
-        .await?;
+        .await
+        .map_err(|e| StartError::Spawn {
+            name: core.name.clone(),
+            reason: e.to_string(),
+        })?;
         let mut export = ExportConfig::new();
         if let Some(n) = max_queued {
             export = export.max_queued(n);

@@ -3,7 +3,7 @@
 //! over its keys; the single flight holds across nodes, and a node dying mid-computation
 //! leaves no waiter hanging, and so does an owner stopped (SIGSTOP) mid-computation; a
 //! node answering garbage gives typed errors, and a peer sending the shard garbage or keys
-//! over the limit is refused; a peer flooding an owner with millions of distinct keys
+//! over the limit is refused; a peer flooding an owner with 200 MiB of distinct keys
 //! leaves it within its weight bound; a write on one node invalidates the near cache of
 //! the others.
 
@@ -154,6 +154,30 @@ fn concurrent_misses_on_three_nodes_compute_once_on_one() {
     }
     assert!(values.iter().all(|v| *v == values[0]), "{values:?}");
     assert!(values[0].starts_with("computed 42 "), "{values:?}");
+    assert_eq!(runs(&mut a) + runs(&mut b) + runs(&mut c), 1);
+}
+
+#[test]
+fn a_failed_computation_gives_every_waiter_on_every_node_the_same_error() {
+    let [mut a, mut b, mut c] = three(&[]);
+    // A key owned by c: b computes, a waits through c, and c's own caller waits too.
+    let key = (0..).find(|k| owner(&["a", "b", "c"], *k) == "c").unwrap();
+    b.tell(&format!("computefail {key} 4000"));
+    b.expect(|l| l == format!("computing {key}"));
+    a.tell(&format!("computefail {key} 10"));
+    c.tell(&format!("computefail {key} 10"));
+    // c holds b's claim and the two waiting on it.
+    assert_eq!(poll(&mut c, "waiting", 3), 3);
+    let want = format!(
+        "computeerr {key} the compute function failed on node `b`: no value for {key} on b"
+    );
+    for n in [&mut a, &mut b, &mut c] {
+        let got = n.expect(|l| {
+            l.starts_with(&format!("computed {key} "))
+                || l.starts_with(&format!("computeerr {key} "))
+        });
+        assert_eq!(got, want, "node {}", n.name);
+    }
     assert_eq!(runs(&mut a) + runs(&mut b) + runs(&mut c), 1);
 }
 
@@ -329,14 +353,20 @@ fn an_owner_stopped_mid_computation_leaves_no_waiter_hanging_and_serves_again_wh
     let got = c.expect(done(key));
     assert_eq!(
         got,
-        format!("computeerr {key} the cache is unavailable: no reply within the timeout")
+        format!(
+            "computeerr {key} cache `kv` is unavailable: node `a` gave no reply within 2s (the \
+             cache's `compute_timeout`)"
+        )
     );
     // A read of a's key meanwhile: the same, at the call timeout.
     c.tell(&format!("get {key}"));
     let got = c.expect(|l| l.starts_with(&format!("get {key} ")));
     assert_eq!(
         got,
-        format!("get {key} err the cache is unavailable: no reply within the timeout")
+        format!(
+            "get {key} err cache `kv` is unavailable: node `a` gave no reply within 2s (the \
+             cache's `timeout`)"
+        )
     );
     // b's computation ends: b has its value; its report waits for a.
     assert_eq!(b.expect(done(key)), format!("computed {key} b"));
@@ -420,11 +450,18 @@ fn weight(node: &mut Child) -> [u64; 5] {
 fn a_peer_flooding_distinct_keys_leaves_the_owner_within_its_weight_bound_and_serving() {
     const MAX_BYTES: u64 = 4 << 20;
     const PUTS: u64 = 20_000;
-    const COPIES: u64 = 1_000_000;
+    // The copies: 262,144 distinct keys of 800-byte values, 64 to a cast (about 52 KB a
+    // message): 200 MiB of values in about 4,100 messages, as a million keys of 200 bytes
+    // in casts of 256 were, with a quarter of the entries (in a debug build the owner's
+    // cost is mostly per entry: moka's insert and eviction, hashing, decoding the key).
+    const COPIES: u64 = 262_144;
+    const VALUE_LEN: usize = 800;
+    const PER_CAST: usize = 64;
     // What the owner may grow by: its bound, moka's own per-entry memory, at most 256
-    // queued messages of 256 entries (about 14 MiB), allocator slack. Holding the flood
+    // queued messages of 64 entries (about 13 MiB), allocator slack. Holding the flood
     // (over 200 MiB of values alone) would be far past it.
     const GROWTH_BOUND_KIB: u64 = 160 * 1024;
+    const _: () = assert!(COPIES * VALUE_LEN as u64 >= 200 << 20);
     let bytes = MAX_BYTES.to_string();
     let settings = [("MAX_BYTES", bytes.as_str()), ("MAX_QUEUED", "256")];
     let mut a = start("a", None, &settings);
@@ -445,8 +482,8 @@ fn a_peer_flooding_distinct_keys_leaves_the_owner_within_its_weight_bound_and_se
         .expect("the flood of puts never ended");
     let ok: u64 = flooded.split(' ').nth(1).unwrap().parse().unwrap();
     assert!(ok > PUTS / 2, "{flooded}");
-    // Then what a hostile peer can do faster: copies, a million distinct keys.
-    b.tell(&format!("copyflood a {COPIES} 200"));
+    // Then what a hostile peer can do faster: copies of distinct keys.
+    b.tell(&format!("copyflood a {COPIES} {VALUE_LEN} {PER_CAST}"));
     eprintln!("flood: puts took {:?}", started.elapsed());
     let copied = b
         .try_expect(long, |l| l.starts_with("copyflooded "))
@@ -464,7 +501,7 @@ fn a_peer_flooding_distinct_keys_leaves_the_owner_within_its_weight_bound_and_se
             break;
         }
         assert!(
-            read.contains("the cache is unavailable"),
+            read.contains("cache `kv` is unavailable"),
             "a typed error while a is busy: {read}"
         );
     }
@@ -489,5 +526,6 @@ fn a_peer_flooding_distinct_keys_leaves_the_owner_within_its_weight_bound_and_se
     let set = b.expect(|l| l.starts_with(&format!("set {ours} ")));
     assert_eq!(set, format!("set {ours} ok"));
     a.tell(&format!("get {ours}"));
-    a.expect(|l| l == format!("get {ours} still"));
+    let got = a.expect(|l| l.starts_with(&format!("get {ours} ")));
+    assert_eq!(got, format!("get {ours} still"));
 }

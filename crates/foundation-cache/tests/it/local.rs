@@ -67,20 +67,40 @@ fn put_many_and_get_many_keep_the_keys_order() {
 fn incr_and_decr_count_from_zero_and_refuse_to_overflow() {
     let c = cache::<u8>();
     assert_eq!(now(c.incr(1, 200, Ttl::Default)), Ok(200));
-    assert_eq!(now(c.incr(1, 100, Ttl::Default)), Err(CacheError::Overflow));
+    let over = now(c.incr(1, 100, Ttl::Default));
+    assert_eq!(
+        over,
+        Err(CacheError::Overflow {
+            by: 100,
+            counter: "u8"
+        })
+    );
+    assert_eq!(
+        over.unwrap_err().to_string(),
+        "the counter would overflow: adding 100 leaves the range of `u8`; it is unchanged"
+    );
     assert_eq!(
         now(c.get(&1)),
         Ok(Some(200)),
         "unchanged by the refused incr"
     );
     assert_eq!(now(c.decr(1, 50, Ttl::Default)), Ok(150));
-    assert_eq!(now(c.decr(2, 1, Ttl::Default)), Err(CacheError::Overflow));
+    assert_eq!(
+        now(c.decr(2, 1, Ttl::Default)),
+        Err(CacheError::Overflow {
+            by: -1,
+            counter: "u8"
+        })
+    );
     assert_eq!(now(c.get(&2)), Ok(None));
     let signed = cache::<i64>();
     assert_eq!(now(signed.decr(1, 5, Ttl::Default)), Ok(-5));
     assert_eq!(
         now(signed.decr(1, i64::MIN, Ttl::Default)),
-        Err(CacheError::Overflow)
+        Err(CacheError::Overflow {
+            by: -i128::from(i64::MIN),
+            counter: "i64"
+        })
     );
 }
 
@@ -313,7 +333,9 @@ fn handles_and_futures_are_send_sync_and_clone() {
     send(&c.get(&1));
     send(&c.put(1, String::new(), Ttl::Default));
     send(&c.stream());
-    send(&c.get_or_compute(1, Ttl::Default, || async { Ok::<_, ()>(String::new()) }));
+    send(&c.get_or_compute(1, Ttl::Default, || async {
+        Ok::<_, std::convert::Infallible>(String::new())
+    }));
     // A clone is a handle to the same cache.
     let other = c.clone();
     now(other.put(1, "x".into(), Ttl::Default)).unwrap();
@@ -393,7 +415,7 @@ proptest::proptest! {
                             model.insert(k.into(), v);
                             prop_assert_eq!(got, Ok(v));
                         }
-                        None => prop_assert_eq!(got, Err(CacheError::Overflow)),
+                        None => prop_assert_eq!(got, Err(CacheError::Overflow { by: by.into(), counter: "u16" })),
                     }
                 }
                 Op::Get(k) => {

@@ -46,10 +46,13 @@ async fn every_operation_on_one_node() {
     assert_eq!(c.len().await.unwrap(), 12);
     assert_eq!(c.incr("n".into(), 5, Ttl::Default).await.unwrap(), 5);
     assert_eq!(c.decr("n".into(), 2, Ttl::Default).await.unwrap(), 3);
-    assert!(matches!(
+    assert_eq!(
         c.decr("n".into(), 4, Ttl::Default).await,
-        Err(CacheError::Overflow)
-    ));
+        Err(CacheError::Overflow {
+            by: -4,
+            counter: "u64"
+        })
+    );
     assert_eq!(c.get(&"n".into()).await.unwrap(), Some(3));
     assert_eq!(c.take(&"a".into()).await.unwrap(), Some(1));
     assert!(!c.contains(&"a".into()).await.unwrap());
@@ -101,15 +104,18 @@ async fn a_key_over_the_limit_is_refused_and_a_second_cache_of_one_name_too() {
         .unwrap();
     let long = "x".repeat(100);
     let refused = c.put(long.clone(), 1, Ttl::Default).await;
-    assert!(
-        matches!(
-            refused,
-            Err(CacheError::KeyTooLarge {
-                size: 101,
-                limit: 16
-            })
-        ),
-        "{refused:?}"
+    assert_eq!(
+        refused,
+        Err(CacheError::KeyTooLarge {
+            cache: "limit".into(),
+            size: 101,
+            limit: 16
+        })
+    );
+    assert_eq!(
+        refused.unwrap_err().to_string(),
+        "cache `limit`: a key of 101 bytes (encoded) is over the limit of 16 bytes, set by the \
+         cache's `max_key_bytes`"
     );
     assert!(matches!(
         c.get(&long).await,
@@ -159,15 +165,17 @@ async fn values_that_fail_to_encode_or_decode_are_typed_errors_and_the_cache_goe
     let node = node("p3").await;
     let c: Partitioned<u32, Poison> = Partitioned::builder("poison").start(&node).await.unwrap();
     let e = c.put(1, Poison::Unwritable, Ttl::Default).await;
-    assert!(
-        matches!(
-            e,
-            Err(CacheError::Codec(CodecError::Serialize {
-                what: "value",
-                ..
-            }))
-        ),
-        "{e:?}"
+    assert_eq!(
+        e,
+        Err(CacheError::Codec(CodecError::Serialize {
+            what: "value",
+            type_name: "it::partitioned::Poison",
+            reason: "cannot write this one".into(),
+        }))
+    );
+    assert_eq!(
+        e.unwrap_err().to_string(),
+        "a value of type `it::partitioned::Poison` failed to serialize: cannot write this one"
     );
     assert!(
         !c.contains(&1).await.unwrap(),
@@ -193,11 +201,11 @@ async fn values_that_fail_to_encode_or_decode_are_typed_errors_and_the_cache_goe
     // is cached, and the key can be computed again.
     let e = c
         .get_or_compute(3, Ttl::Default, || async {
-            Ok::<_, ()>(Poison::Unwritable)
+            Ok::<_, std::convert::Infallible>(Poison::Unwritable)
         })
         .await;
     assert!(
-        matches!(e, Err(ComputeError::Cache(CacheError::Codec(_)))),
+        matches!(&e, Err(ComputeError::Cache(CacheError::Codec(CodecError::Serialize { reason, .. }))) if reason == "cannot write this one"),
         "{e:?}"
     );
     assert!(!c.contains(&3).await.unwrap());
@@ -229,31 +237,46 @@ async fn concurrent_misses_compute_once_and_a_failure_caches_nothing() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     assert_eq!(c.get(&7).await.unwrap().as_deref(), Some("seven"));
 
+    // The callers on the computing node get the error itself, its message and the node.
     let failed = c
-        .get_or_compute(8, Ttl::Default, || async { Err::<String, _>("no") })
+        .get_or_compute(8, Ttl::Default, || async { Err::<String, _>("no row 8") })
         .await;
-    assert!(matches!(failed, Err(ComputeError::Compute(e)) if *e == "no"));
+    assert!(
+        matches!(&failed, Err(ComputeError::Compute { message, node: Some(n), error: Some(e) })
+            if message == "no row 8" && n == "p4" && **e == "no row 8"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        failed.unwrap_err().to_string(),
+        "the compute function failed on node `p4`: no row 8"
+    );
     assert_eq!(c.get(&8).await.unwrap(), None);
     let panicked = c
         .get_or_compute(8, Ttl::Default, || async { panic!("boom") })
         .await;
-    assert!(matches!(panicked, Err(ComputeError::<()>::Panicked)));
+    assert!(
+        matches!(&panicked, Err(ComputeError::<String>::Panicked { message, node: Some(n) })
+            if message == "boom" && n == "p4"),
+        "{panicked:?}"
+    );
     let ok = c
         .get_or_compute(8, Ttl::Default, || async {
-            Ok::<_, ()>("eight".to_owned())
+            Ok::<_, String>("eight".to_owned())
         })
         .await;
     assert_eq!(ok.unwrap(), "eight");
     // A caller dropped mid-computation leaves no claim behind: the next one computes.
     let pending = c.get_or_compute(9, Ttl::Default, || {
-        futures::future::pending::<Result<String, ()>>()
+        futures::future::pending::<Result<String, String>>()
     });
     assert!(
         tokio::time::timeout(Duration::from_millis(200), pending)
             .await
             .is_err()
     );
-    let again = c.get_or_compute(9, Ttl::Default, || async { Ok::<_, ()>("nine".to_owned()) });
+    let again = c.get_or_compute(9, Ttl::Default, || async {
+        Ok::<_, String>("nine".to_owned())
+    });
     let again = tokio::time::timeout(Duration::from_secs(30), again).await;
     assert_eq!(again.unwrap().unwrap(), "nine");
     node.shutdown().await;
@@ -284,7 +307,9 @@ async fn the_near_cache_reads_through_and_keeps_what_it_read() {
     near.delete(&1).await.unwrap();
     assert_eq!(near.get(&1).await.unwrap(), None);
     let v = near
-        .get_or_compute(5, Ttl::Default, || async { Ok::<_, ()>("five".to_owned()) })
+        .get_or_compute(5, Ttl::Default, || async {
+            Ok::<_, String>("five".to_owned())
+        })
         .await
         .unwrap();
     assert_eq!(v, "five");

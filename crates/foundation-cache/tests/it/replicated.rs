@@ -44,17 +44,23 @@ async fn the_api_works_on_one_node_and_bad_input_gets_typed_errors_leaving_it_us
     .unwrap();
     let k = |s: &str| s.to_owned();
 
-    // A value that fails to serialize: a typed error, nothing written.
+    // A value that fails to serialize: a typed error with the type and the serializer's
+    // message, nothing written.
     let err = cache
         .put(k("bad"), Value::Unsendable, Ttl::Default)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            CacheError::Codec(CodecError::Serialize { what: "value", .. })
-        ),
-        "{err:?}"
+    assert_eq!(
+        err,
+        CacheError::Codec(CodecError::Serialize {
+            what: "value",
+            type_name: "it::replicated::Value",
+            reason: "this value stays here".into(),
+        })
+    );
+    assert_eq!(
+        err.to_string(),
+        "a value of type `it::replicated::Value` failed to serialize: this value stays here"
     );
     assert_eq!(cache.get(&k("bad")).await.unwrap(), None);
     // put_many: one bad entry writes none of them.
@@ -72,9 +78,19 @@ async fn the_api_works_on_one_node_and_bad_input_gets_typed_errors_leaving_it_us
     assert_eq!(
         cache.put(long.clone(), Value::Fine(1), Ttl::Default).await,
         Err(CacheError::KeyTooLarge {
+            cache: "solo-cache".into(),
             size: 41,
             limit: 16
         })
+    );
+    assert_eq!(
+        cache
+            .put(long.clone(), Value::Fine(1), Ttl::Default)
+            .await
+            .unwrap_err()
+            .to_string(),
+        "cache `solo-cache`: a key of 41 bytes (encoded) is over the limit of 16 bytes, set by \
+         the cache's `max_key_bytes`"
     );
     assert_eq!(
         cache
@@ -176,7 +192,10 @@ async fn the_api_works_on_one_node_and_bad_input_gets_typed_errors_leaving_it_us
     assert_eq!(counts.decr(k("n"), 2, Ttl::Default).await.unwrap(), 3);
     assert_eq!(
         counts.decr(k("n"), 4, Ttl::Default).await,
-        Err(CacheError::Overflow)
+        Err(CacheError::Overflow {
+            by: -4,
+            counter: "u64"
+        })
     );
     assert_eq!(counts.get(&k("n")).await.unwrap(), Some(3));
 

@@ -15,6 +15,12 @@ use crate::support::now;
 #[derive(Debug, PartialEq)]
 struct Boom;
 
+impl std::fmt::Display for Boom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the database is down")
+    }
+}
+
 /// A compute function that counts its runs and finishes when `gate` fires.
 fn gated<T: Send + 'static>(
     runs: &Arc<AtomicUsize>,
@@ -82,7 +88,20 @@ fn a_failing_computation_caches_nothing_and_every_waiter_gets_its_error() {
     let errors: Vec<Arc<Boom>> = results
         .into_iter()
         .map(|r| match r {
-            Err(ComputeError::Compute(e)) => e,
+            Err(e @ ComputeError::Compute { .. }) => {
+                assert_eq!(
+                    e.to_string(),
+                    "the compute function failed: the database is down"
+                );
+                match e {
+                    ComputeError::Compute {
+                        message,
+                        node: None,
+                        error: Some(error),
+                    } if message == "the database is down" => error,
+                    other => panic!("{other:?}"),
+                }
+            }
             other => panic!("{other:?}"),
         })
         .collect();
@@ -121,8 +140,17 @@ fn a_panicking_computation_gives_every_waiter_an_error_and_leaves_the_cache_usab
     assert!((&mut both).now_or_never().is_none());
     open.send(()).unwrap();
     let (a, b) = futures::executor::block_on(both);
-    assert!(matches!(a, Err(ComputeError::Panicked)), "{a:?}");
-    assert!(matches!(b, Err(ComputeError::Panicked)), "{b:?}");
+    // The same variant and message for both: the panic's.
+    for r in [&a, &b] {
+        assert!(
+            matches!(r, Err(ComputeError::Panicked { message, node: None }) if message == "compute failed loudly"),
+            "{r:?}"
+        );
+    }
+    assert_eq!(
+        a.unwrap_err().to_string(),
+        "the compute function panicked: compute failed loudly"
+    );
     assert_eq!(now(c.get(&1)), Ok(None));
     now(c.put(1, "ok".to_owned(), Ttl::Default)).unwrap();
     assert_eq!(now(c.get(&1)), Ok(Some("ok".to_owned())));

@@ -227,6 +227,8 @@ struct Greeted {
     incarnation: u64,
     channel: usize,
     lane: u64,
+    /// The number of this node's hello whose token it presented.
+    hello: u64,
     first: Vec<u8>,
     rest: usize,
 }
@@ -281,7 +283,7 @@ async fn greet_lane<S: AsyncRead + Unpin>(
         Ok(Ok(())) => {}
     }
     let mut rest = &buf[..];
-    let (node, incarnation, channel, lane) = match wire::take_item(&mut rest) {
+    let (node, incarnation, channel, lane, hello) = match wire::take_item(&mut rest) {
         Ok(Item::Hello { node, channel, .. }) if shared.channel(channel).is_none() => {
             return refuse(format!(
                 "lane from `{node}` for channel `{channel}`, which this node does not have (declare it with NodeConfig::channel on both nodes)"
@@ -293,19 +295,16 @@ async fn greet_lane<S: AsyncRead + Unpin>(
             incarnation,
             channel,
             lane,
-        }) if shared
-            .channel(channel)
-            .is_some_and(|ch| shared.take_token(token, ch, lane)) =>
-        {
-            let ch = shared
+        }) => {
+            let taken = shared
                 .channel(channel)
-                .unwrap_or(super::runtime::DEFAULT_CHANNEL);
-            (node.to_owned(), incarnation, ch, lane)
-        }
-        Ok(Item::Hello { node, .. }) => {
-            return refuse(format!(
-                "lane from `{node}` with an unknown or expired token, or one it presented already for that lane"
-            ));
+                .and_then(|ch| Some((ch, shared.take_token(token, ch, lane)?)));
+            let Some((ch, hello)) = taken else {
+                return refuse(format!(
+                    "lane from `{node}` with an unknown or expired token, or one it presented already for that lane"
+                ));
+            };
+            (node.to_owned(), incarnation, ch, lane, hello)
         }
         Ok(_) => return refuse("a lane that did not start with hello".into()),
         Err(e) => return refuse(format!("bad lane hello: {e}")),
@@ -317,6 +316,7 @@ async fn greet_lane<S: AsyncRead + Unpin>(
         incarnation,
         channel,
         lane,
+        hello,
         first: buf,
         rest,
     })
@@ -343,11 +343,13 @@ async fn read_lane<S: AsyncRead + Unpin>(
         incarnation,
         channel,
         lane,
+        hello,
         first,
         rest,
     } = g;
     let heard = Arc::new(Heard::new(shared.epoch));
     let kill = Arc::new(Notify::new());
+    let id = shared.next_lane.fetch_add(1, Ordering::Relaxed);
     let _open = Open::count(&shared.lanes_in);
     tracing::debug!(%node, %peer, channel, lane, "inbound lane open");
     let _ = shared.loop_tx.send(Event::LaneIn {
@@ -355,6 +357,8 @@ async fn read_lane<S: AsyncRead + Unpin>(
         incarnation,
         channel,
         lane,
+        id,
+        hello,
         heard: heard.clone(),
         kill: kill.clone(),
     });
@@ -390,16 +394,17 @@ async fn read_lane<S: AsyncRead + Unpin>(
         incarnation,
         channel,
         lane,
+        id,
         why,
     });
 }
 
-/// Outbound lane number `lane` of channel `channel` to `node` at `addr`: connect, present
-/// the token, write frames.
+/// Outbound lane number `lane` of channel `channel` to `node` at `addr`, for this node's
+/// link number `link` to it: connect, present the token, write frames.
 pub(super) async fn lane_out(
     shared: Arc<Shared>,
     node: String,
-    incarnation: u64,
+    link: u64,
     addr: String,
     token: u128,
     (channel, lane): (usize, u64),
@@ -449,11 +454,9 @@ pub(super) async fn lane_out(
         }
     };
     let why = run.await.err().map(|e| e.to_string());
-    let _ = shared.loop_tx.send(Event::LaneOutClosed {
-        node,
-        incarnation,
-        why,
-    });
+    let _ = shared
+        .loop_tx
+        .send(Event::LaneOutClosed { node, link, why });
 }
 
 /// A second handle on `tcp`'s socket, for direct writes (`None` where the OS refuses one:

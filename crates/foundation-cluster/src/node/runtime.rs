@@ -28,6 +28,7 @@ use crate::membership::{DownReason, Member, Membership, MembershipEvent, Status}
 
 /// The index of the `control` channel (and of `default`) in [`Shared::channels`].
 pub(crate) const CONTROL_CHANNEL: usize = 0;
+#[cfg(test)]
 pub(crate) const DEFAULT_CHANNEL: usize = 1;
 
 /// How long a lane token stays valid.
@@ -43,6 +44,10 @@ const LOGGED_REFUSALS: usize = 4096;
 
 /// A lane of a peer's: its channel's index and its number among that channel's lanes.
 type LaneId = (usize, u64);
+
+/// A lane token given out: when, the number of the hello that carried it, and the lanes
+/// that presented it already.
+type Issued = (Instant, u64, Vec<LaneId>);
 
 pub(crate) struct PendingCall {
     pub(crate) node: String,
@@ -69,7 +74,9 @@ pub(crate) struct Shared {
     pub(crate) admission: Arc<Admission>,
     pub(crate) outboxes: RwLock<FxHashMap<String, Arc<Outboxes>>>,
     /// Outboxes made for replies to nodes whose hello has not been handled yet; not for
-    /// sends (those nodes are not members yet).
+    /// sends (those nodes are not members yet). Locked before `outboxes` where both are
+    /// (a reply's sender checks `outboxes` again under it, and the loop moves an outbox
+    /// from here to there under it, so no reply lands here after its outbox was adopted).
     pending: Mutex<FxHashMap<String, Arc<Outboxes>>>,
     pub(crate) exports: RwLock<FxHashMap<String, Export>>,
     /// How many messages from other nodes one process may hold unhandled.
@@ -84,9 +91,15 @@ pub(crate) struct Shared {
     /// Lanes open now, from peers and to peers.
     pub(crate) lanes_in: AtomicUsize,
     pub(crate) lanes_out: AtomicUsize,
-    /// Lane tokens given out: when, and which lanes (channel, lane number) presented them
-    /// already.
-    tokens: Mutex<FxHashMap<u128, (Instant, Vec<LaneId>)>>,
+    /// Lane tokens given out: when, the number of the hello that carried it, and which
+    /// lanes (channel, lane number) presented them already.
+    tokens: Mutex<FxHashMap<u128, Issued>>,
+    /// The number of the next hello: a peer's lanes that present a later hello's token
+    /// belong to a later link (the peer admitted this node again).
+    next_hello: AtomicU64,
+    /// The number of the next inbound lane, so the loop tells a lane's close from that of
+    /// an earlier lane in the same place.
+    pub(crate) next_lane: AtomicU64,
     pub(crate) events: broadcast::Sender<ClusterEvent>,
     pub(crate) members: RwLock<Vec<Member>>,
     pub(crate) loop_tx: mpsc::UnboundedSender<Event>,
@@ -133,6 +146,8 @@ impl Shared {
             lanes_in: AtomicUsize::new(0),
             lanes_out: AtomicUsize::new(0),
             tokens: Mutex::default(),
+            next_hello: AtomicU64::new(1),
+            next_lane: AtomicU64::new(1),
             events: broadcast::channel(1024).0,
             members: RwLock::default(),
             loop_tx,
@@ -144,7 +159,8 @@ impl Shared {
     /// This node's introduction to one peer, with a fresh lane token for it.
     pub(crate) fn hello(&self) -> Hello {
         let token = new_token();
-        lock(&self.tokens).insert(token, (Instant::now(), Vec::new()));
+        let seq = self.next_hello.fetch_add(1, Ordering::Relaxed);
+        lock(&self.tokens).insert(token, (Instant::now(), seq, Vec::new()));
         Hello {
             cluster: self.cluster.clone(),
             node: self.name.clone(),
@@ -159,18 +175,17 @@ impl Shared {
 
     /// Whether `token` admits lane number `lane` of channel `channel`: each once, and at
     /// most [`MAX_PARALLELISM`] lanes per channel (the peer's parallelism may differ from
-    /// this node's, but not exceed the cap).
-    pub(super) fn take_token(&self, token: u128, channel: usize, lane: u64) -> bool {
+    /// this node's, but not exceed the cap). `Some` with the number of the hello that
+    /// carried the token if it does.
+    pub(super) fn take_token(&self, token: u128, channel: usize, lane: u64) -> Option<u64> {
         let mut tokens = lock(&self.tokens);
-        let Some((issued, used)) = tokens.get_mut(&token) else {
-            return false;
-        };
+        let (issued, seq, used) = tokens.get_mut(&token)?;
         let fits = usize::try_from(lane).is_ok_and(|l| l < MAX_PARALLELISM);
         if !fits || issued.elapsed() >= TOKEN_TTL || used.contains(&(channel, lane)) {
-            return false;
+            return None;
         }
         used.push((channel, lane));
-        true
+        Some(*seq)
     }
 
     /// Where the lanes of channel `channel` run.
@@ -214,7 +229,13 @@ impl Shared {
         if let Some(o) = read(&self.outboxes).get(node) {
             return o.get(channel, key);
         }
-        lock(&self.pending)
+        let mut pending = lock(&self.pending);
+        // Again under the lock: the loop may have adopted the pending outbox since the
+        // look above, and a reply put in a new one now would never be written.
+        if let Some(o) = read(&self.outboxes).get(node) {
+            return o.get(channel, key);
+        }
+        pending
             .entry(node.to_owned())
             .or_insert_with(|| Arc::new(self.new_outboxes(|_| true)))
             .get(channel, key)
@@ -477,6 +498,10 @@ pub(crate) enum Event {
         incarnation: u64,
         channel: usize,
         lane: u64,
+        /// This lane's number among the node's inbound lanes.
+        id: u64,
+        /// The number of this node's hello whose token the lane presented.
+        hello: u64,
         heard: Arc<Heard>,
         kill: Arc<Notify>,
     },
@@ -485,11 +510,13 @@ pub(crate) enum Event {
         incarnation: u64,
         channel: usize,
         lane: u64,
+        id: u64,
         why: Option<String>,
     },
     LaneOutClosed {
         node: String,
-        incarnation: u64,
+        /// The link the lane was opened for.
+        link: u64,
         why: Option<String>,
     },
     SessionOpened(NodeServerSessionInformation),
@@ -533,8 +560,14 @@ fn session_peer(s: &NodeServerSessionInformation) -> Option<String> {
     )
 }
 
+/// This node's link to a member: made when it is admitted, gone when it is declared down.
 struct PeerLink {
     incarnation: u64,
+    /// Its number, unique in this node: what a lane opened for an earlier link of the same
+    /// peer reports when it closes is not about this one.
+    link: u64,
+    /// When it was made.
+    since: Instant,
     outboxes: Arc<Outboxes>,
     /// How often it needs to hear from this node: a sixth of its silence limit.
     heartbeat: Duration,
@@ -544,17 +577,29 @@ struct PeerLink {
 /// A peer's inbound lanes, by (channel, lane number).
 struct InLanes {
     incarnation: u64,
-    lanes: HashMap<(usize, u64), (Arc<Heard>, Arc<Notify>)>,
+    /// The number of this node's hello whose token the peer's lanes presented: lanes of
+    /// the peer's latest link to this node. Kept after the lanes close, so lanes of a
+    /// later link are told from late ones of an earlier link.
+    hello: u64,
+    lanes: HashMap<(usize, u64), InLane>,
+}
+
+/// One inbound lane: its number, when it was last heard, and how to close it.
+struct InLane {
+    id: u64,
+    heard: Arc<Heard>,
+    kill: Arc<Notify>,
 }
 
 impl InLanes {
-    fn kill(&self) {
-        self.lanes.values().for_each(|(_, k)| k.notify_one());
+    /// Closes every lane (their closes, reported later, are then not about a live lane).
+    fn kill(&mut self) {
+        self.lanes.drain().for_each(|(_, l)| l.kill.notify_one());
     }
 
     /// When the peer was last heard on any of its lanes.
     fn heard(&self) -> Option<Instant> {
-        self.lanes.values().map(|(h, _)| h.at()).max()
+        self.lanes.values().map(|l| l.heard.at()).max()
     }
 }
 
@@ -589,9 +634,13 @@ pub(crate) struct Loop {
     /// Address as known → the node found there.
     owner: HashMap<String, String>,
     /// Peers whose lane from this node was closed by them while their lanes to this node
-    /// are still open: down at the instant given unless those close first (see
-    /// [`OUT_CLOSE_GRACE`]).
+    /// are still open: their link, down at the instant given unless those close first
+    /// (see [`OUT_CLOSE_GRACE`]).
     closing: HashMap<String, (u64, Instant)>,
+    /// The latest hello from each node, with when it came while its token is unspent.
+    hellos: HashMap<String, (Hello, Option<Instant>)>,
+    /// The number of the next link made.
+    next_link: u64,
     leaving: bool,
 }
 
@@ -624,6 +673,8 @@ impl Loop {
             dialed: HashMap::new(),
             owner: HashMap::new(),
             closing: HashMap::new(),
+            hellos: HashMap::new(),
+            next_link: 1,
             leaving: false,
         }
     }
@@ -656,9 +707,16 @@ impl Loop {
     }
 
     fn publish(&mut self, events: Vec<MembershipEvent>) {
+        self.publish_as(events, None);
+    }
+
+    /// As [`Loop::publish`]; the node named `renewed` has admitted this node again under a
+    /// new link, whose lanes and session stay (see [`Loop::cleanup`]).
+    fn publish_as(&mut self, events: Vec<MembershipEvent>, renewed: Option<&str>) {
         for ev in &events {
             if let MembershipEvent::NodeDown { member, reason } = ev {
-                self.cleanup(&member.id, member.incarnation, *reason);
+                let renewed = renewed == Some(member.id.as_str());
+                self.cleanup(&member.id, member.incarnation, *reason, renewed);
             }
         }
         // The view callers read is up to date before anyone hears of the change.
@@ -705,14 +763,20 @@ impl Loop {
         }
     }
 
-    /// Drops everything tied to `node`'s incarnation `incarnation`.
-    fn cleanup(&mut self, node: &str, incarnation: u64, reason: DownReason) {
+    /// Drops everything tied to `node`'s incarnation `incarnation`: this node's link to it
+    /// (its outboxes close, calls waiting on it fail now rather than at their timeouts),
+    /// its lanes to this node and, when it went silent or disconnected, its sessions. With
+    /// `renewed` (it has admitted this node again under a new link) its lanes of that link
+    /// and its sessions stay: only what belonged to the old link goes.
+    fn cleanup(&mut self, node: &str, incarnation: u64, reason: DownReason, renewed: bool) {
+        let mut since = None;
         if self
             .peers
             .get(node)
             .is_some_and(|p| p.incarnation == incarnation)
         {
             if let Some(p) = self.peers.remove(node) {
+                since = Some(p.since);
                 p.outboxes.close();
                 let mut outboxes = write(&self.shared.outboxes);
                 if outboxes
@@ -722,28 +786,33 @@ impl Loop {
                     outboxes.remove(node);
                 }
             }
+            self.closing.remove(node);
         }
         // Calls waiting on it fail now rather than at their timeouts.
         lock(&self.shared.calls).retain(|_, c| c.node != node);
-        if self
+        if renewed {
+            return;
+        }
+        if let Some(l) = self
             .inbound
-            .get(node)
-            .is_some_and(|l| l.incarnation == incarnation)
+            .get_mut(node)
+            .filter(|l| l.incarnation == incarnation)
         {
-            if let Some(l) = self.inbound.remove(node) {
-                l.kill();
-            }
+            l.kill();
         }
         if matches!(reason, DownReason::Silent | DownReason::Disconnected) {
             // Its session may still look alive (a partition): end it, so that a
-            // reconnection starts from a clean handshake.
+            // reconnection starts from a clean handshake. One opened since the link was
+            // made is the peer's reconnection (it declared this node down first and
+            // dialed again): it carries the hellos that admit each other again, and stays.
             for s in self.sessions.values() {
-                if s.name.as_deref() == Some(node) {
+                if s.name.as_deref() == Some(node) && since.is_none_or(|t| s.opened <= t) {
                     s.actor.stop(Some("foundation: node declared down".into()));
                 }
             }
         }
         if reason == DownReason::Left {
+            self.hellos.remove(node);
             // A node that left is not dialed again on the strength of gossip alone.
             let owned: Vec<String> = self
                 .owner
@@ -791,45 +860,40 @@ impl Loop {
                 incarnation,
                 channel,
                 lane,
+                id,
+                hello,
                 heard,
                 kill,
-            } => {
-                let lanes = self.inbound.entry(node).or_insert_with(|| InLanes {
-                    incarnation,
-                    lanes: HashMap::new(),
-                });
-                if lanes.incarnation != incarnation {
-                    // A newer incarnation's lanes replace the older one's.
-                    lanes.kill();
-                    lanes.lanes.clear();
-                    lanes.incarnation = incarnation;
-                }
-                if let Some((_, old)) = lanes.lanes.insert((channel, lane), (heard, kill)) {
-                    old.notify_one();
-                }
-            }
+            } => self.on_lane_in(
+                node,
+                incarnation,
+                (channel, lane),
+                hello,
+                InLane { id, heard, kill },
+                now,
+            ),
             Event::LaneInClosed {
                 node,
                 incarnation,
                 channel,
                 lane,
+                id,
                 why,
             } => {
+                // Only the close of a lane still in place says something of the peer: one
+                // replaced by a later lane, or closed by this node, does not.
+                let Some(l) = self.inbound.get_mut(&node).filter(|l| {
+                    l.incarnation == incarnation
+                        && l.lanes.get(&(channel, lane)).is_some_and(|x| x.id == id)
+                }) else {
+                    tracing::debug!(%node, channel, lane, ?why, "a lane replaced or closed earlier ended");
+                    return;
+                };
                 if let Some(why) = &why {
                     tracing::info!(%node, %why, "a lane closed");
                 }
-                let mut others = false;
-                if let Some(l) = self
-                    .inbound
-                    .get_mut(&node)
-                    .filter(|l| l.incarnation == incarnation)
-                {
-                    l.lanes.remove(&(channel, lane));
-                    others = !l.lanes.is_empty();
-                    if !others {
-                        self.inbound.remove(&node);
-                    }
-                }
+                l.lanes.remove(&(channel, lane));
+                let others = !l.lanes.is_empty();
                 // A node that is leaving closes its lanes one by one as each drains: it
                 // is down once the last one closes, so nothing queued before is lost.
                 let leaving = self
@@ -840,11 +904,13 @@ impl Loop {
                     self.down(&node, incarnation, DownReason::Disconnected);
                 }
             }
-            Event::LaneOutClosed {
-                node,
-                incarnation,
-                why,
-            } => {
+            Event::LaneOutClosed { node, link, why } => {
+                // A lane of an earlier link to it (declared down since) says nothing of
+                // the current one.
+                if self.peers.get(&node).is_none_or(|p| p.link != link) {
+                    tracing::debug!(%node, ?why, "a lane of an earlier link ended");
+                    return;
+                }
                 if let Some(why) = why {
                     tracing::info!(%node, %why, "a lane closed");
                 }
@@ -855,7 +921,7 @@ impl Loop {
                 // have closed it is down already.
                 self.closing
                     .entry(node)
-                    .or_insert((incarnation, now + OUT_CLOSE_GRACE));
+                    .or_insert((link, now + OUT_CLOSE_GRACE));
             }
             Event::SessionOpened(s) => {
                 // Its handshake deadline runs from the accept (or the dial).
@@ -944,9 +1010,31 @@ impl Loop {
             k.next_try = None;
             k.in_flight_until = None;
         }
+        // Kept, even when it changes nothing now: a peer that declared this node down and
+        // admitted it again greets it on its new session while this node still counts it
+        // up, and this node admits it again with this hello once its lanes show that.
+        if self
+            .hellos
+            .get(&h.node)
+            .is_none_or(|(old, _)| old.incarnation <= h.incarnation)
+        {
+            self.hellos.insert(h.node.clone(), (h.clone(), Some(now)));
+        }
         let known = self.membership.get(&h.node).map(|m| m.incarnation);
         if known.is_some_and(|k| k >= h.incarnation) || self.leaving {
             return;
+        }
+        self.admit(&h, now);
+    }
+
+    /// Makes `h`'s node a member (or its newer incarnation), with a new link to it: fresh
+    /// outboxes (adopting those made for replies before), lanes opened with `h`'s token.
+    fn admit(&mut self, h: &Hello, now: Instant) {
+        if let Some((stored, unused)) = self.hellos.get_mut(&h.node) {
+            if stored.token == h.token {
+                // Its token is spent on this link.
+                *unused = None;
+            }
         }
         let evs = self.membership.joined(
             Member::new(h.node.clone(), h.addr.clone(), h.incarnation),
@@ -963,9 +1051,9 @@ impl Loop {
         // An outbox made for replies before this hello is adopted, with what it holds.
         // Lanes go out for the channels both nodes know; a send on another fails.
         let theirs: BTreeSet<&str> = h.channels.iter().map(String::as_str).collect();
-        let pending = lock(&self.shared.pending)
-            .remove(&h.node)
-            .filter(|o| !o.is_closed());
+        // Held until the outboxes are in place (see `Shared::pending`).
+        let mut pending_lock = lock(&self.shared.pending);
+        let pending = pending_lock.remove(&h.node).filter(|o| !o.is_closed());
         let outboxes = Arc::new(Outboxes(
             self.shared
                 .new_outboxes(|n| theirs.contains(n))
@@ -978,6 +1066,8 @@ impl Loop {
                 })
                 .collect(),
         ));
+        write(&self.shared.outboxes).insert(h.node.clone(), outboxes.clone());
+        drop(pending_lock);
         for (i, (name, _)) in self.shared.channels.iter().enumerate() {
             if !theirs.contains(name.as_str()) {
                 tracing::warn!(node = %h.node, channel = %name, "the peer does not know this channel; sends on it to that peer will fail");
@@ -985,10 +1075,15 @@ impl Loop {
                 lanes.into_iter().flatten().for_each(|o| o.close());
             }
         }
+        let link = self.next_link;
+        self.next_link += 1;
+        self.closing.remove(&h.node);
         self.peers.insert(
             h.node.clone(),
             PeerLink {
                 incarnation: h.incarnation,
+                link,
+                since: now,
                 outboxes: outboxes.clone(),
                 // Nodes may have different silence limits: each is sent what it needs.
                 heartbeat: self
@@ -998,7 +1093,6 @@ impl Loop {
                 last_heartbeat: now,
             },
         );
-        write(&self.shared.outboxes).insert(h.node.clone(), outboxes.clone());
         for (channel, lane, outbox) in outboxes.iter() {
             // A low-priority channel's lanes run on the low-priority thread.
             super::priority::spawn(
@@ -1006,7 +1100,7 @@ impl Loop {
                 lane_out(
                     self.shared.clone(),
                     h.node.clone(),
-                    h.incarnation,
+                    link,
                     h.addr.clone(),
                     h.token,
                     (channel, lane),
@@ -1015,6 +1109,95 @@ impl Loop {
             );
         }
         self.publish(ups);
+    }
+
+    /// An inbound lane from `node` is open.
+    fn on_lane_in(
+        &mut self,
+        node: String,
+        incarnation: u64,
+        at: LaneId,
+        hello: u64,
+        lane: InLane,
+        now: Instant,
+    ) {
+        let lanes = self.inbound.entry(node.clone()).or_insert_with(|| InLanes {
+            incarnation,
+            hello,
+            lanes: HashMap::new(),
+        });
+        if incarnation < lanes.incarnation
+            || (incarnation == lanes.incarnation && hello < lanes.hello)
+        {
+            // Late: a lane of an older incarnation, or of a link the peer has replaced.
+            tracing::debug!(%node, "closed a late lane of an earlier link");
+            lane.kill.notify_one();
+            return;
+        }
+        let later_link = incarnation == lanes.incarnation && hello > lanes.hello;
+        // The peer made a new link to this node while lanes of its old one are open here
+        // (this node has not closed them, nor read their end): it declared this node down
+        // on its own. (Lanes of a new link after this node closed the old one, or after
+        // those ended, are the peer's answer to this node's new link.)
+        let renewed = later_link && !lanes.lanes.is_empty();
+        if incarnation > lanes.incarnation || later_link {
+            // A newer incarnation's lanes, or those of the peer's new link, replace the
+            // older ones.
+            lanes.kill();
+            lanes.incarnation = incarnation;
+            lanes.hello = hello;
+        }
+        if let Some(old) = lanes.lanes.insert(at, lane) {
+            old.kill.notify_one();
+        }
+        if renewed {
+            self.renewed(&node, incarnation, now);
+        } else if later_link && self.membership.get(&node).is_none() {
+            // Declared down here, and its answer to this node's hello since is open: it
+            // is back (its own hello may have come while it still counted up here).
+            self.admit_latest(&node, incarnation, now);
+        }
+    }
+
+    /// `node` (incarnation `incarnation`) opened lanes of a new link to this node: it
+    /// declared this node down (silent, or its lanes closed) and admitted it again, while
+    /// this node may still count it up. What this node sent on its old link since may be
+    /// lost (the peer closed those lanes): that link goes as for a disconnection (calls
+    /// waiting on it fail), and the peer is admitted again with its latest hello, which
+    /// came on the session it dialed again; if that hello has not come yet, it admits the
+    /// peer when it does. The new lanes, and that session, stay.
+    fn renewed(&mut self, node: &str, incarnation: u64, now: Instant) {
+        if self.leaving {
+            return;
+        }
+        if self
+            .membership
+            .get(node)
+            .is_some_and(|m| m.incarnation == incarnation && m.status == Status::Up)
+        {
+            tracing::info!(%node, "the peer admitted this node again under a new link (it had declared it down): this node's link to it is renewed");
+            let evs = self
+                .membership
+                .gone(node, incarnation, DownReason::Disconnected);
+            self.publish_as(evs, Some(node));
+        }
+        self.admit_latest(node, incarnation, now);
+    }
+
+    /// Admits `node` (incarnation `incarnation`), not a member now, with its latest hello if
+    /// that hello's token is unspent and fresh; otherwise its next hello admits it.
+    fn admit_latest(&mut self, node: &str, incarnation: u64, now: Instant) {
+        if self.leaving || self.membership.get(node).is_some() {
+            return;
+        }
+        let fresh = self.hellos.get(node).and_then(|(h, at)| {
+            let at = (*at)?;
+            (h.incarnation == incarnation && now.duration_since(at) < TOKEN_TTL / 2)
+                .then(|| h.clone())
+        });
+        if let Some(h) = fresh {
+            self.admit(&h, now);
+        }
     }
 
     fn on_authenticated(&mut self, s: &NodeServerSessionInformation) {
@@ -1071,11 +1254,14 @@ impl Loop {
                 .closing
                 .iter()
                 .filter(|(_, (_, at))| *at <= now)
-                .map(|(n, (inc, _))| (n.clone(), *inc))
+                .map(|(n, (link, _))| (n.clone(), *link))
                 .collect();
-            for (node, incarnation) in due {
+            for (node, link) in due {
                 self.closing.remove(&node);
-                self.down(&node, incarnation, DownReason::Disconnected);
+                if let Some(p) = self.peers.get(&node).filter(|p| p.link == link) {
+                    let incarnation = p.incarnation;
+                    self.down(&node, incarnation, DownReason::Disconnected);
+                }
             }
         }
         if !self.leaving {
@@ -1095,7 +1281,7 @@ impl Loop {
         }
         let evs = self.membership.expire(now);
         self.publish(evs);
-        lock(&self.shared.tokens).retain(|_, (issued, _)| issued.elapsed() < TOKEN_TTL);
+        lock(&self.shared.tokens).retain(|_, (issued, _, _)| issued.elapsed() < TOKEN_TTL);
         // Sessions that never authenticate (a peer that connects and stalls).
         let stalled: Vec<ActorId> = self
             .sessions
@@ -1179,7 +1365,7 @@ impl Loop {
         for p in self.peers.values() {
             p.outboxes.close();
         }
-        for l in self.inbound.values() {
+        for l in self.inbound.values_mut() {
             l.kill();
         }
         write(&self.shared.outboxes).clear();
@@ -1268,23 +1454,30 @@ mod tests {
         let config = NodeConfig::new("a", "cookie");
         let shared = Shared::new(&config, "127.0.0.1:1".into(), mpsc::unbounded_channel().0);
         let token = shared.hello().token;
-        assert!(shared.take_token(token, DEFAULT_CHANNEL, 0));
-        assert!(shared.take_token(token, DEFAULT_CHANNEL, 1));
-        assert!(shared.take_token(token, CONTROL_CHANNEL, 0));
+        assert!(shared.take_token(token, DEFAULT_CHANNEL, 0).is_some());
+        assert!(shared.take_token(token, DEFAULT_CHANNEL, 1).is_some());
+        assert!(shared.take_token(token, CONTROL_CHANNEL, 0).is_some());
         assert!(
-            !shared.take_token(token, DEFAULT_CHANNEL, 1),
+            shared.take_token(token, DEFAULT_CHANNEL, 1).is_none(),
             "presented twice"
         );
         let cap = MAX_PARALLELISM as u64;
-        assert!(shared.take_token(token, DEFAULT_CHANNEL, cap - 1));
+        assert!(shared.take_token(token, DEFAULT_CHANNEL, cap - 1).is_some());
         assert!(
-            !shared.take_token(token, DEFAULT_CHANNEL, cap),
+            shared.take_token(token, DEFAULT_CHANNEL, cap).is_none(),
             "over the cap"
         );
         assert!(
-            !shared.take_token(token ^ 1, DEFAULT_CHANNEL, 2),
+            shared.take_token(token ^ 1, DEFAULT_CHANNEL, 2).is_none(),
             "never issued"
         );
+        // A later hello's token says so: its lanes belong to a later link.
+        let later = shared.hello().token;
+        let first = shared.take_token(later, DEFAULT_CHANNEL, 0).unwrap();
+        let second = shared
+            .take_token(shared.hello().token, DEFAULT_CHANNEL, 0)
+            .unwrap();
+        assert!(second > first);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Nodes in separate processes on loopback: mesh, messages with context, failure
 //! detection, graceful leave and bad input.
 
+mod big;
+mod flap;
 pub mod harness;
 mod hostile;
 

@@ -231,6 +231,43 @@ fn a_flood_past_the_pubsub_process_limit_is_dropped_by_the_node_and_counted_in_s
 }
 
 #[test]
+fn a_flood_past_the_channels_outbox_is_refused_at_the_publisher_and_every_broadcast_counted() {
+    // a's `pubsub` outbox to b may hold 512 bytes (about ten broadcasts): a publisher
+    // that sends 64 at a time between yields outruns the writer, which takes them on the
+    // low-priority thread.
+    let mut a = start_with("a", None, &[("GOSSIP_MS", "3600000"), ("PENDING", "512")]);
+    let mut b = start("b", Some(&a));
+    see(&mut a, "up b");
+    b.tell("many flood 20");
+    see(&mut b, "subscribed 20");
+    a.tell("count flood 20");
+    see(&mut a, "count flood 20");
+    a.tell("seq flood 5000");
+    see(&mut a, "seqsent 5000");
+    a.tell("flow 0");
+    let out = flow(&a.expect(|l| l.starts_with("flow ")));
+    eprintln!("a: {out:?}");
+    // Every broadcast is sent or refused at a, and counted.
+    assert_eq!(out["sent"] + out["send_failed"], 5000, "{out:?}");
+    assert!(out["send_failed"] > 0, "the outbox never filled: {out:?}");
+    // Every one sent is received at b (or dropped at its process, counted), and what is
+    // received reaches each subscriber.
+    b.tell(&format!("flow {}", out["sent"]));
+    let got = flow(&b.expect(|l| l.starts_with("flow ")));
+    eprintln!("b: {got:?}");
+    assert_eq!(
+        got["received"] + got["remote_dropped"],
+        out["sent"],
+        "{got:?}"
+    );
+    assert_eq!(
+        got["delivered"] + got["dropped"],
+        got["received"] * 20,
+        "{got:?}"
+    );
+}
+
+#[test]
 fn interest_travels_as_deltas_so_a_change_costs_its_own_size_whatever_the_topics() {
     let mut a = start("a", None);
     let mut b = start("b", Some(&a));

@@ -18,11 +18,16 @@ static IN_PROCESS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// This process's node `a` and its registry.
 async fn local() -> (Node, Names) {
+    local_with(|c| c).await
+}
+
+/// As [`local`], with the node's settings changed by `tune`.
+async fn local_with(tune: impl FnOnce(NodeConfig) -> NodeConfig) -> (Node, Names) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let config = NodeConfig::new("a", "cookie").listen("127.0.0.1:0".parse().unwrap());
+    let config = tune(NodeConfig::new("a", "cookie").listen("127.0.0.1:0".parse().unwrap()));
     let node = Node::start(config).await.unwrap();
     let names = ClusterRegistry::start_with(&node, harness::options())
         .await
@@ -252,11 +257,25 @@ async fn ten_thousand_names_from_three_nodes_converge_everywhere_late_joiner_inc
     a.shutdown().await;
 }
 
+/// How long the flood below lasts (issue 12: 20 s).
+const FLOOD: Duration = Duration::from_secs(20);
+
+/// The flooded node's bound: its own baseline plus the 2,000 messages of ~1 KiB it may
+/// hold at the slow process, plus generous room for buffers and allocator slack. Without
+/// the per-process limit a flood this long queues gigabytes there.
+const FLOOD_RSS_BOUND_KIB: u64 = 256 * 1024;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn names_replicate_both_ways_while_a_flood_fills_a_slow_process_between_the_same_nodes() {
-    use foundation_cluster::node::RemoteError;
+async fn calls_and_names_go_both_ways_and_memory_stays_bounded_while_a_flood_fills_a_slow_process()
+{
+    use foundation_cluster::node::{ClusterEvent, RemoteError};
+    use foundation_registry::cluster::CallError;
     let _g = IN_PROCESS.lock().await;
-    let (a, names) = local().await;
+    // 64 KiB may wait for b on `default`: the flood fills that, and its sends (and calls
+    // made meanwhile) are refused at once until the lane drains, while control traffic
+    // (the registry's replication) never is.
+    let (a, names) = local_with(|c| c.max_pending(64 << 10)).await;
+    let mut cluster = a.subscribe();
     let mut b = start(
         "b",
         &[
@@ -268,14 +287,17 @@ async fn names_replicate_both_ways_while_a_flood_fills_a_slow_process_between_th
     );
     b.expect(|l| l == "up a");
     wait_member(&a, "b").await;
+    let rss = |b: &mut Child| -> u64 { ask(b, "rss", "rss ")["rss ".len()..].parse().unwrap() };
+    let rss_before = rss(&mut b);
+    assert!(rss_before > 0, "no resident memory figure from b");
 
     // The flood: 1 KiB tells at b's `slow` (1 ms each) as fast as this node sends them,
-    // for 10 s, on the default channel; the registry's replication rides control.
+    // for 20 s, on the default channel; the registry's replication rides control.
     let flood = {
         let a = a.clone();
         tokio::spawn(async move {
             let note = "f".repeat(1024);
-            let until = tokio::time::Instant::now() + Duration::from_secs(10);
+            let until = tokio::time::Instant::now() + FLOOD;
             let (mut sent, mut full) = (0u64, 0u64);
             while tokio::time::Instant::now() < until {
                 for _ in 0..256 {
@@ -291,9 +313,13 @@ async fn names_replicate_both_ways_while_a_flood_fills_a_slow_process_between_th
         })
     };
 
-    // Meanwhile names are registered on both sides, each seen by the other and reached
-    // through it.
-    let mut rounds = 0;
+    // Meanwhile, each round: a name registered on each side and seen by the other, b's
+    // called through it (the call rides `default` beside the flood: refused at once while
+    // this node's outbox there is full, and tried again, as a caller would; once queued it
+    // must be answered), and b's memory sampled. (No call from b here: its reply would
+    // ride this node's full `default` outbox, and a reply refused there is dropped today,
+    // its caller waiting out its timeout.)
+    let (mut rounds, mut max_rss, mut refused) = (0, rss_before, 0u64);
     while !flood.is_finished() {
         let here = format!("fa{rounds}");
         let echo = echo_here(&here).await;
@@ -314,24 +340,53 @@ async fn names_replicate_both_ways_while_a_flood_fills_a_slow_process_between_th
         })
         .await
         .unwrap_or_else(|_| panic!("{there} never reached a during the flood"));
-        let answer = names
-            .call(
-                &there,
-                |p| Echo::Ask("hi".into(), p),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+        let answer = loop {
+            match names
+                .call(
+                    &there,
+                    |p| Echo::Ask("hi".into(), p),
+                    Duration::from_secs(10),
+                )
+                .await
+            {
+                Ok(answer) => break answer,
+                Err(CallError::Remote(RemoteError::Overloaded(_))) => {
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => panic!("a call to {there} during the flood: {e}"),
+            }
+        };
         assert_eq!(answer, format!("{there}@b hi"));
+        max_rss = max_rss.max(rss(&mut b));
         rounds += 1;
     }
     let (sent, full) = flood.await.unwrap();
-    eprintln!("flood: {sent} sent, {full} refused at the sender; {rounds} rounds of names");
-    assert!(rounds > 0);
+    max_rss = max_rss.max(rss(&mut b));
     // The surplus was dropped at b, and counted there.
     let dropped = ask(&mut b, "dropped", "dropped ");
     let dropped: u64 = dropped["dropped ".len()..].parse().unwrap();
+    eprintln!(
+        "flood: {sent} sent, {full} refused at the sender, {dropped} dropped at b; {rounds} rounds of names and calls ({refused} calls refused at once); b's rss {rss_before} KiB before, max {max_rss} KiB"
+    );
+    assert!(rounds > 0);
     assert!(sent > 0 && dropped > 0, "{sent} sent, {dropped} dropped");
+    assert!(
+        full > 0,
+        "the flood never filled the default channel's outbox"
+    );
+    assert!(
+        max_rss < FLOOD_RSS_BOUND_KIB,
+        "b's rss reached {max_rss} KiB, over {FLOOD_RSS_BOUND_KIB}"
+    );
+    // Neither node took the other for down.
+    assert_eq!(ask(&mut b, "downs", "downs "), "downs 0");
+    while let Ok(e) = cluster.try_recv() {
+        assert!(
+            !matches!(e, ClusterEvent::NodeDown { .. }),
+            "a node went down during the flood: {e:?}"
+        );
+    }
     // Both tables agree once it is over.
     tokio::time::timeout(Duration::from_secs(30), async {
         while names.count() != 2 * rounds {

@@ -12,6 +12,7 @@ mod races;
 mod removal;
 mod sharded;
 mod sharded_cluster;
+mod sharded_join;
 mod sharded_net;
 mod support;
 mod via;

@@ -11,6 +11,8 @@
 //! - `compute <key> <ms>`: `get_or_compute` whose function says `@computing <key>`,
 //!   sleeps `ms` and gives this node's name: `@computed <key> <value>` or
 //!   `@computeerr <key> <error>`;
+//! - `computefail <key> <ms>`: the same with a function that fails after `ms` with
+//!   `no value for <key> on <node>`;
 //! - `runs`: `@runs <n>`, how many times a compute function ran on this node;
 //! - `get <key>`: `@get <key> <value>|none|err <error>`; `set <key> <value>`:
 //!   `@set <key> ok|err <error>`;
@@ -27,8 +29,8 @@
 //!
 //! - `flood <owner> <n> <len>`: puts `n` distinct keys that `owner` owns, values of
 //!   `len` bytes, 128 calls at a time: `@flooded <ok> <errors>`;
-//! - `copyflood <node> <n> <len>`: sends `<node>`'s shard forged copies of `n` distinct
-//!   keys (values of `len` bytes) in casts of 256, as a hostile peer could:
+//! - `copyflood <node> <n> <len> <per>`: sends `<node>`'s shard forged copies of `n`
+//!   distinct keys (values of `len` bytes) in casts of `per`, as a hostile peer could:
 //!   `@copyflooded <sent> <errors>`;
 //! - `weight`: `@weight <held_weight> <held> <evictions> <rss_kib> <hwm_kib>`, this
 //!   node's share of the cache and its process's resident memory (now, and its peak);
@@ -93,7 +95,7 @@ pub fn three(more: &[(&str, &str)]) -> [Child; 3] {
 
 /// A message of the shard's wire name whose replies are garbage to the caller.
 #[derive(Debug, RemoteMessage)]
-#[remote(name = "foundation.cache.Shard.v1")]
+#[remote(name = "foundation.cache.Shard.v2")]
 enum Forged {
     #[remote(tag = 1, reply = "foundation.cache.Value")]
     Get(Vec<u8>, ReplyPort<Option<Vec<u8>>>),
@@ -123,14 +125,26 @@ enum HostileAnswer {
 #[derive(Debug, Serialize, Deserialize)]
 struct HostileCopy {
     key: Vec<u8>,
-    value: Option<(Vec<u8>, Ttl)>,
+    value: Option<(Raw, Ttl)>,
     if_absent: bool,
+}
+
+/// Bytes encoded as postcard encodes a `Vec<u8>` (a length, then the bytes), written in
+/// one go instead of byte by byte: the flood's sender spends its time sending, not
+/// encoding (a debug build's serde walks a `Vec<u8>` one element at a time).
+#[derive(Debug, Clone, Deserialize)]
+struct Raw(Vec<u8>);
+
+impl Serialize for Raw {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
 }
 
 /// What a hostile peer sends a shard: well-formed messages of its wire name with what it
 /// should not get, bytes that are no message, and a tag it does not have.
 #[derive(Debug, RemoteMessage)]
-#[remote(name = "foundation.cache.Shard.v1")]
+#[remote(name = "foundation.cache.Shard.v2")]
 enum Hostile {
     #[remote(tag = 1, reply = "foundation.cache.Value")]
     Get(Vec<u8>, ReplyPort<Option<Vec<u8>>>),
@@ -191,7 +205,7 @@ async fn forge(node: &foundation_cluster::node::Node, target: &str, kind: &str) 
         "longcopy" => {
             let copy = vec![HostileCopy {
                 key: long,
-                value: Some((b"x".to_vec(), Ttl::Never)),
+                value: Some((Raw(b"x".to_vec()), Ttl::Never)),
                 if_absent: false,
             }];
             format!(
@@ -319,7 +333,8 @@ async fn run(name: String) {
                 say(&format!("count {found} {errors}"));
             }
             ["held"] => say(&format!("held {}", cache.held())),
-            ["compute", key, ms] => {
+            [word @ ("compute" | "computefail"), key, ms] => {
+                let fail = *word == "computefail";
                 let key: u64 = key.parse().unwrap();
                 let ms: u64 = ms.parse().unwrap();
                 let me = name.clone();
@@ -331,6 +346,10 @@ async fn run(name: String) {
                             runs.fetch_add(1, Ordering::SeqCst);
                             say(&format!("computing {key}"));
                             tokio::time::sleep(Duration::from_millis(ms)).await;
+                            if fail {
+                                let why = format!("no value for {key} on {me}");
+                                return Err(std::io::Error::other(why));
+                            }
                             Ok::<_, std::io::Error>(me)
                         })
                         .await;
@@ -429,18 +448,19 @@ async fn run(name: String) {
                 }
                 say(&format!("flooded {ok} {errors}"));
             }
-            ["copyflood", target, n, len] => {
+            ["copyflood", target, n, len, per] => {
                 let (n, len): (u64, usize) = (n.parse().unwrap(), len.parse().unwrap());
-                let value = vec![b'x'; len];
+                let per: usize = per.parse().unwrap();
+                let value = Raw(vec![b'x'; len]);
                 let (mut sent, mut errors) = (0u64, 0u64);
-                let mut batch = Vec::with_capacity(256);
+                let mut batch = Vec::with_capacity(per);
                 for i in 0..n {
                     batch.push(HostileCopy {
                         key: postcard::to_stdvec(&(2_000_000_000u64 + i)).unwrap(),
                         value: Some((value.clone(), Ttl::Never)),
                         if_absent: false,
                     });
-                    if batch.len() == 256 || i + 1 == n {
+                    if batch.len() == per || i + 1 == n {
                         let copy = Hostile::Copy(std::mem::take(&mut batch));
                         match node.send_wait(target, "$cache/kv", &copy).await {
                             Ok(()) => sent += 1,

@@ -9,10 +9,12 @@
 //! resident memory, its peak, its open file descriptors, the nice value of its thread for
 //! low-priority lanes once it has one, then its node's `NodeStats` fields).
 //!
-//! `CHANNELS` declares channels: `<name>:<low|normal>:<parallelism>,…`.
+//! `CHANNELS` declares channels: `<name>:<low|normal>:<parallelism>,…`. `MAX_FRAME` sets
+//! the largest frame the node accepts and sends, in bytes.
 //! `wrong-types` prints `@wrong-types <n>`: how many items the node refused for their type.
 //!
-//! Besides `probe` and `slow`, a child exports `gate` (a [`GateActor`], its own limit
+//! Besides `probe` and `slow`, a child exports `big` (a [`BigActor`]: prints `@big <length>
+//! <ok|broken>` for each [`Big`] it gets) and `gate` (a [`GateActor`], its own limit
 //! [`GATE_LIMIT`] of unhandled remote messages): each note waits in its handler until
 //! `open <n>` lets `n` more through (printing `@gate <note>`). `export-stats <name> <queued>
 //! <dropped> <refused>` prints `@export-stats <name> queued=<n> max_queued=<n> dropped=<n>
@@ -69,6 +71,79 @@ impl Actor for SlowActor {
         if let Probe::Ask(note, port) = msg {
             let _ = port.send(note);
         }
+        Ok(())
+    }
+}
+
+/// A large message: bytes `i % 256` at each position `i` ([`Big::pattern`]).
+#[derive(Debug, RemoteMessage)]
+#[remote(name = "test.Big")]
+pub enum Big {
+    #[remote(tag = 1)]
+    Bytes(Bytes),
+}
+
+impl Big {
+    /// `len` bytes of the pattern (`len` a multiple of 256).
+    pub fn pattern(len: usize) -> Self {
+        let block: Vec<u8> = (0..=255).collect();
+        Self::Bytes(Bytes(block.repeat(len / 256)))
+    }
+}
+
+/// A `Vec<u8>` encoded as one byte string (its length, then a copy of it). Serde encodes a
+/// plain `Vec<u8>` as a sequence, one call per byte: 100 MiB took 28 s to encode in a
+/// debug build on a loaded machine, what no test should spend.
+#[derive(Debug)]
+pub struct Bytes(pub Vec<u8>);
+
+impl serde::Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+        }
+        d.deserialize_byte_buf(Visitor)
+    }
+}
+
+/// The process every node exports as `big`: prints the length of each [`Big`] it gets,
+/// and whether its bytes are the pattern's (checked at a prime stride and at the end:
+/// cheap in a debug build, and any shift or truncation shows).
+struct BigActor;
+
+impl Actor for BigActor {
+    type Msg = Big;
+    type State = ();
+    type Args = ();
+
+    async fn init(&self, _: &Addr<Big>, (): ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+
+    async fn handle(&self, _: &Addr<Big>, msg: Big, (): &mut ()) -> Result<(), ActorError> {
+        let Big::Bytes(Bytes(bytes)) = msg;
+        let whole = (0..bytes.len())
+            .step_by(4099)
+            .chain(bytes.len().checked_sub(1))
+            .all(|i| bytes[i] == i as u8);
+        let whole = if whole { "ok" } else { "broken" };
+        say(&format!("big {} {whole}", bytes.len()));
         Ok(())
     }
 }
@@ -259,6 +334,9 @@ fn node_process() {
         if let Some(n) = var("MAX_REMOTE_QUEUED") {
             config = config.max_remote_queued(n.parse().unwrap());
         }
+        if let Some(bytes) = var("MAX_FRAME") {
+            config = config.max_frame(bytes.parse().unwrap());
+        }
         // `<name>:<low|normal>:<parallelism>,…`
         for spec in var("CHANNELS")
             .unwrap_or_default()
@@ -280,6 +358,8 @@ fn node_process() {
         node.export("probe", probe).unwrap();
         let slow = spawn(SlowActor, ()).await.unwrap();
         node.export("slow", slow).unwrap();
+        let big = spawn(BigActor, ()).await.unwrap();
+        node.export("big", big).unwrap();
         let gate = spawn(GateActor, ()).await.unwrap();
         node.export_with("gate", gate, ExportConfig::new().max_queued(GATE_LIMIT))
             .unwrap();

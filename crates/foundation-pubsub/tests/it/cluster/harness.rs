@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use foundation_actors::prelude::*;
 use foundation_cluster::discovery::Peer;
-use foundation_cluster::node::{ChannelConfig, ClusterEvent, Node, NodeConfig};
+use foundation_cluster::node::{ClusterEvent, Node, NodeConfig};
 use foundation_pubsub::{BufferConfig, Overflow, PubSub, Topic};
 pub use foundation_testkit::Child;
 use foundation_testkit::{commands, say};
@@ -171,9 +171,15 @@ async fn run(name: String) {
     let mut config = NodeConfig::new(&name, "cookie")
         .listen("127.0.0.1:0".parse().unwrap())
         .max_remote_queued(1_000_000);
-    // `NO_CHANNEL`: a node that did not declare the broadcasts' channel.
+    // The broadcasts' channel as the crate advises (`channel_config`: low priority, so the
+    // pubsub's process runs on the node's low-priority thread); `NO_CHANNEL`: a node that
+    // did not declare it; `PENDING`: its outbox limit in bytes.
     if var("NO_CHANNEL").is_none() {
-        config = config.channel(foundation_pubsub::CHANNEL, ChannelConfig::default());
+        let mut channel = foundation_pubsub::channel_config();
+        if let Some(bytes) = var("PENDING") {
+            channel = channel.max_pending(bytes.parse().unwrap());
+        }
+        config = config.channel(foundation_pubsub::CHANNEL, channel);
     }
     if let Some(ms) = var("SILENCE_MS") {
         config = config.silence(Duration::from_millis(ms.parse().unwrap()));

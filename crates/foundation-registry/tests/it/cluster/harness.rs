@@ -26,6 +26,8 @@
 //!   target of a flood; `MAX_REMOTE_QUEUED` sets the node's limit of remote messages
 //!   queued at one process; `dropped` answers `@dropped <n>`, the node's count of remote
 //!   messages dropped over that limit);
+//! - `rss`: `@rss <KiB>`, the process's resident memory; `downs`: `@downs <n>`, how many
+//!   times it has seen a node go down;
 //! - `exit`.
 
 use std::collections::HashMap;
@@ -246,11 +248,16 @@ async fn run(name: String) {
         }
     });
     let mut cluster = node.subscribe();
+    let downs = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = downs.clone();
     tokio::spawn(async move {
         while let Ok(e) = cluster.recv().await {
             match e {
                 ClusterEvent::NodeUp(m) => say(&format!("up {}", m.id)),
-                ClusterEvent::NodeDown { member, .. } => say(&format!("down {}", member.id)),
+                ClusterEvent::NodeDown { member, .. } => {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    say(&format!("down {}", member.id));
+                }
                 _ => {}
             }
         }
@@ -341,6 +348,11 @@ async fn run(name: String) {
             }
             ["digest"] => say(&digest(&names)),
             ["dropped"] => say(&format!("dropped {}", node.stats().remote_dropped)),
+            ["rss"] => say(&format!("rss {}", rss_kib())),
+            ["downs"] => say(&format!(
+                "downs {}",
+                downs.load(std::sync::atomic::Ordering::Relaxed)
+            )),
             ["offer", service, caps, meta] => {
                 let key = format!("{service}-{}", offered.len() + 1);
                 let addr = spawn_echo(&sup, &key, &name).await;
@@ -432,4 +444,14 @@ pub async fn spawn_echo(sup: &DynamicSupervisor, key: &str, node: &str) -> Addr<
     };
     let spec = ChildSpec::new(key, actor, ()).restart(Restart::Transient);
     sup.start_child(spec).await.unwrap()
+}
+
+/// This process's resident memory in KiB (`VmRSS`; 0 where `/proc` has none).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
