@@ -180,7 +180,8 @@ pin_project! {
         Inline { #[pin] fut: F },
         /// A message with a context: the handler under the context's scope and span.
         InContext { fut: Pin<Box<G>> },
-        /// A batch: the handler once per message of its run, in order (`batch::run`).
+        /// A batch, or a feed's doorbell: the handler once per message of its run (or of
+        /// the feed), in order (`batch::run`).
         /// Boxed, as `InContext`: the future of a single message stays small.
         Run { fut: Pin<Box<R>> },
     }
@@ -318,7 +319,20 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
                     }
                 }
                 Opened::Run(run) => Step::Run {
-                    fut: Box::pin(batch::run(&self.actor, &self.addr, run, user)),
+                    fut: Box::pin(batch::run(
+                        &self.actor,
+                        &self.addr,
+                        batch::Source::Run(run),
+                        user,
+                    )),
+                },
+                Opened::Feed(bell) => Step::Run {
+                    fut: Box::pin(batch::run(
+                        &self.actor,
+                        &self.addr,
+                        batch::Source::Feed(bell),
+                        user,
+                    )),
                 },
             }
         };

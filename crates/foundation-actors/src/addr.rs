@@ -18,6 +18,7 @@
 //! address: that is a new life, and callbacks added before the stop do not carry over.
 
 mod batch;
+mod feed;
 mod slot;
 
 use std::collections::HashMap;
@@ -33,6 +34,8 @@ use crate::error::{CallError, SendError};
 
 pub use batch::Batch;
 pub(crate) use batch::Opened;
+pub(crate) use feed::Doorbell;
+pub use feed::{FEED_BUDGET, Feed};
 pub(crate) use slot::{Phase, Refused, Slot, Target};
 
 /// How long [`Addr::call`] waits by default, as `GenServer.call`.
@@ -59,6 +62,9 @@ enum Repr<M> {
     /// A run of messages handled one by one, in order, as one mailbox message (see
     /// [`Addr::cast_batch`]): at least two, none of them a batch itself.
     Batch(Box<Batch<M>>),
+    /// A feed's doorbell: the handler once per message the feed yields (see
+    /// [`Addr::cast_feed`]).
+    Feed(Doorbell<M>),
 }
 
 /// What a message may hold until its handler has finished with it.
@@ -96,6 +102,8 @@ impl<M> Envelope<M> {
             }
             // Never here: whoever can be handed a batch opens it first (`Envelope::open`).
             Repr::Batch(run) => batch::first_of(*run),
+            // Never here either, as for a batch.
+            Repr::Feed(bell) => batch::first_of_feed(bell),
         }
     }
 
@@ -111,7 +119,7 @@ impl<M> Envelope<M> {
             Repr::Bare(_) => None,
             Repr::WithContext(both) => Some(&both.0),
             Repr::Holding(all) => all.0.as_ref(),
-            Repr::Batch(_) => None,
+            Repr::Batch(_) | Repr::Feed(_) => None,
         }
     }
 }
@@ -183,6 +191,7 @@ fn deliver_hosted<M: Send + 'static>(
     match m.0 {
         // A host takes one message at a time.
         Repr::Batch(run) => batch::deliver_each(h, *run),
+        Repr::Feed(bell) => feed::deliver_each(h, bell),
         _ => h.deliver(m),
     }
 }
@@ -197,7 +206,7 @@ impl<M> Route<M> {
 }
 
 #[cold]
-fn unreachable_message<T>() -> T {
+pub(crate) fn unreachable_message<T>() -> T {
     // `send_message` on a typed, local `ActorRef` only fails with `SendErr`.
     unreachable!("ractor returned a non-SendErr error for a typed local send")
 }
@@ -350,7 +359,7 @@ impl<M: Send + 'static> Addr<M> {
     }
 
     #[inline]
-    fn send_envelope(&self, env: Envelope<M>) -> Result<(), (Refused, Envelope<M>)> {
+    pub(crate) fn send_envelope(&self, env: Envelope<M>) -> Result<(), (Refused, Envelope<M>)> {
         self.slot.send(env)
     }
 
@@ -635,7 +644,7 @@ fn current_for_send() -> Option<Context> {
     Context::current().map(with_sender_span)
 }
 
-fn with_sender_span(ctx: Context) -> Context {
+pub(crate) fn with_sender_span(ctx: Context) -> Context {
     let span = tracing::Span::current();
     if span.is_disabled() {
         ctx

@@ -379,6 +379,14 @@ impl Context {
         }))
     }
 
+    /// This context carrying the current `tracing` span as the sender's, as a cast attaches
+    /// it (the receiver's span then nests under it): for a context handed to a process
+    /// another way, as a [`Feed`](crate::Feed)'s messages are. Unchanged when no span is
+    /// current.
+    pub fn with_current_span(self) -> Self {
+        crate::addr::with_sender_span(self)
+    }
+
     /// This context carrying `span` as the `tracing` parent of the next hop's span.
     pub(crate) fn with_span(&self, span: tracing::Span) -> Self {
         self.edit(|i| i.span = Some(span))

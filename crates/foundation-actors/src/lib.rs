@@ -89,7 +89,9 @@ extern crate self as foundation_actors;
 pub use foundation_macros::actor;
 
 pub use actor::{Actor, spawn};
-pub use addr::{Addr, AddrKey, Batch, DEFAULT_CALL_TIMEOUT, Mailbox, ReplyPort, StopHook};
+pub use addr::{
+    Addr, AddrKey, Batch, DEFAULT_CALL_TIMEOUT, FEED_BUDGET, Feed, Mailbox, ReplyPort, StopHook,
+};
 pub use context::{Context, ContextError, SpanId, TraceId};
 pub use ecosystem::{Ecosystem, EcosystemSpec, Routing, Worker};
 pub use error::{

@@ -24,7 +24,8 @@
 //! instruction counts that load does not move:
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*profile_*' <bench>`,
 //! then `callgrind_annotate --inclusive=yes` gives each side's count; over
-//! `chunks × 16 × 10,000` deliveries, its count per delivery.
+//! `chunks × 16 × 10,000` deliveries, its count per delivery. Both modes take
+//! `PUBSUB_CHUNK=<broadcasts>` (default 16) for the size of a chunk.
 //!
 //! Run with: `cargo xtask bench` (or `cargo bench -p foundation-pubsub --bench pubsub`;
 //! `PUBSUB_PAIRED=21 cargo bench -p foundation-pubsub --bench pubsub` for the paired ratios).
@@ -233,8 +234,18 @@ fn actors(c: &mut Criterion) {
     actors.stop();
 }
 
-/// Broadcasts per chunk of the paired rounds (each a delivery to every actor).
+/// Broadcasts per chunk of the paired rounds (each a delivery to every actor), unless
+/// `PUBSUB_CHUNK` says otherwise (`PUBSUB_CHUNK=1`: one broadcast at a time, each waited
+/// for, so that no two reach an actor before it runs).
 const PAIRED_CHUNK: u64 = 16;
+
+fn paired_chunk() -> u64 {
+    std::env::var("PUBSUB_CHUNK")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|&c| c > 0)
+        .unwrap_or(PAIRED_CHUNK)
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -245,24 +256,25 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn paired(rounds: usize) {
     let rt = runtime();
     let actors = Actors::start(&rt);
+    let chunk = paired_chunk();
     // Warm every path once.
-    actors.pubsub(&rt, PAIRED_CHUNK);
-    actors.cast(&rt, PAIRED_CHUNK);
-    actors.ractor(&rt, PAIRED_CHUNK);
+    actors.pubsub(&rt, chunk);
+    actors.cast(&rt, chunk);
+    actors.ractor(&rt, chunk);
     let (mut ps_raw, mut cast_raw, mut ps_cast) = (Vec::new(), Vec::new(), Vec::new());
     let (mut ps_ns, mut cast_ns, mut raw_ns) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         // `fan_out` gives a chunk's time over the subscribers: per delivery, over the chunk.
-        let ns = |d: Duration| d.as_secs_f64() * 1e9 / PAIRED_CHUNK as f64;
+        let ns = |d: Duration| d.as_secs_f64() * 1e9 / chunk as f64;
         let (p, c, r) = if round % 2 == 0 {
-            let p = ns(actors.pubsub(&rt, PAIRED_CHUNK));
-            let c = ns(actors.cast(&rt, PAIRED_CHUNK));
-            let r = ns(actors.ractor(&rt, PAIRED_CHUNK));
+            let p = ns(actors.pubsub(&rt, chunk));
+            let c = ns(actors.cast(&rt, chunk));
+            let r = ns(actors.ractor(&rt, chunk));
             (p, c, r)
         } else {
-            let r = ns(actors.ractor(&rt, PAIRED_CHUNK));
-            let c = ns(actors.cast(&rt, PAIRED_CHUNK));
-            let p = ns(actors.pubsub(&rt, PAIRED_CHUNK));
+            let r = ns(actors.ractor(&rt, chunk));
+            let c = ns(actors.cast(&rt, chunk));
+            let p = ns(actors.pubsub(&rt, chunk));
             (p, c, r)
         };
         println!(
@@ -280,7 +292,7 @@ fn paired(rounds: usize) {
         raw_ns.push(r);
     }
     println!(
-        "paired medians over {rounds} rounds: pubsub {:.0} ns, cast {:.0} ns, ractor {:.0} ns per \
+        "paired medians over {rounds} rounds of {chunk} broadcasts: pubsub {:.0} ns, cast {:.0} ns, ractor {:.0} ns per \
          delivery; pubsub/ractor {:.3}, cast/ractor {:.3}, pubsub/cast {:.3}",
         median(ps_ns),
         median(cast_ns),
@@ -296,20 +308,20 @@ fn paired(rounds: usize) {
 /// (`--toggle-collect=*profile_pubsub*`); the runtime's tasks (the actors handling what is
 /// sent) run inside it too, on this thread.
 #[inline(never)]
-fn profile_pubsub(actors: &Actors, rt: &Runtime) -> Duration {
-    actors.pubsub(rt, PAIRED_CHUNK)
+fn profile_pubsub(actors: &Actors, rt: &Runtime, chunk: u64) -> Duration {
+    actors.pubsub(rt, chunk)
 }
 
 /// As [`profile_pubsub`], cast by hand to the same actors.
 #[inline(never)]
-fn profile_cast(actors: &Actors, rt: &Runtime) -> Duration {
-    actors.cast(rt, PAIRED_CHUNK)
+fn profile_cast(actors: &Actors, rt: &Runtime, chunk: u64) -> Duration {
+    actors.cast(rt, chunk)
 }
 
 /// As [`profile_pubsub`], cast by hand to raw ractor actors.
 #[inline(never)]
-fn profile_ractor(actors: &Actors, rt: &Runtime) -> Duration {
-    actors.ractor(rt, PAIRED_CHUNK)
+fn profile_ractor(actors: &Actors, rt: &Runtime, chunk: u64) -> Duration {
+    actors.ractor(rt, chunk)
 }
 
 /// `PUBSUB_PROFILE=<chunks>`: each side runs `chunks` chunks (an even number: see below),
@@ -317,21 +329,22 @@ fn profile_ractor(actors: &Actors, rt: &Runtime) -> Duration {
 fn profile(chunks: usize) {
     let rt = runtime();
     let actors = Actors::start(&rt);
+    let chunk = paired_chunk();
     // Warm every path once, outside the counted functions.
-    actors.pubsub(&rt, PAIRED_CHUNK);
-    actors.cast(&rt, PAIRED_CHUNK);
-    actors.ractor(&rt, PAIRED_CHUNK);
+    actors.pubsub(&rt, chunk);
+    actors.cast(&rt, chunk);
+    actors.ractor(&rt, chunk);
     // The order turned every chunk, as in the paired rounds: a mailbox takes a new block
     // of its queue every other chunk, and each side must take its share of those.
-    for chunk in 0..chunks {
-        if chunk % 2 == 0 {
-            profile_pubsub(&actors, &rt);
-            profile_cast(&actors, &rt);
-            profile_ractor(&actors, &rt);
+    for i in 0..chunks {
+        if i % 2 == 0 {
+            profile_pubsub(&actors, &rt, chunk);
+            profile_cast(&actors, &rt, chunk);
+            profile_ractor(&actors, &rt, chunk);
         } else {
-            profile_ractor(&actors, &rt);
-            profile_cast(&actors, &rt);
-            profile_pubsub(&actors, &rt);
+            profile_ractor(&actors, &rt, chunk);
+            profile_cast(&actors, &rt, chunk);
+            profile_pubsub(&actors, &rt, chunk);
         }
     }
     actors.stop();

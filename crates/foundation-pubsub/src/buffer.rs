@@ -8,8 +8,6 @@ use std::collections::VecDeque;
 #[non_exhaustive]
 pub enum Overflow {
     /// Drop the oldest message waiting, keep the new one (the subscriber sees the latest).
-    /// For [`Stream`](futures::Stream) subscribers only: an actor's oldest messages are
-    /// in its mailbox already.
     DropOldest,
     /// Drop the new message (the subscriber sees the earliest). The default.
     #[default]
@@ -22,8 +20,9 @@ pub enum Overflow {
 /// How a subscriber's buffer is bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BufferConfig {
-    /// How many messages may wait for the subscriber: in a stream's queue, or sent to an
-    /// actor and not yet handled by it. At least 1. Default 1,024.
+    /// How many messages may wait for the subscriber, not taken by it yet: in a stream's
+    /// queue, or an actor's (the one its handler is on is taken). At least 1. Default
+    /// 1,024.
     pub capacity: usize,
     /// What happens when that many wait.
     pub overflow: Overflow,
@@ -109,17 +108,9 @@ impl<T> Buffer<T> {
     pub(crate) fn len(&self) -> usize {
         self.items.len()
     }
-}
 
-/// The decision for an actor subscriber with `in_flight` messages sent and not handled.
-pub(crate) fn admit(config: &BufferConfig, in_flight: usize) -> Pushed {
-    if in_flight < config.capacity {
-        return Pushed::Queued;
-    }
-    match config.overflow {
-        Overflow::Disconnect => Pushed::Disconnect,
-        // DropOldest is refused for actors at subscribe time.
-        Overflow::DropNewest | Overflow::DropOldest => Pushed::DroppedNewest,
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 }
 
@@ -172,15 +163,5 @@ mod tests {
         });
         assert_eq!(b.push(1), Pushed::Queued);
         assert_eq!(b.push(2), Pushed::DroppedNewest);
-    }
-
-    #[test]
-    fn actors_are_bounded_by_messages_in_flight() {
-        let c = BufferConfig::new(2, Overflow::DropNewest);
-        assert_eq!(admit(&c, 0), Pushed::Queued);
-        assert_eq!(admit(&c, 1), Pushed::Queued);
-        assert_eq!(admit(&c, 2), Pushed::DroppedNewest);
-        let c = BufferConfig::new(2, Overflow::Disconnect);
-        assert_eq!(admit(&c, 2), Pushed::Disconnect);
     }
 }

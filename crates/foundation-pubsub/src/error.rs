@@ -63,12 +63,6 @@ pub enum SubscribeError {
         /// Its address's label.
         label: String,
     },
-    /// [`crate::Overflow::DropOldest`] for an actor: its oldest messages sit in its
-    /// mailbox, which the pubsub cannot take back.
-    #[error(
-        "DropOldest is for Stream subscribers; an actor subscriber takes DropNewest or Disconnect"
-    )]
-    PolicyUnsupported,
     /// The pubsub was shut down.
     #[error("the pubsub is shut down")]
     Closed,

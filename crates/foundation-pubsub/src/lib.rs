@@ -16,9 +16,10 @@
 //!   identity (the hash of its wire name) travels with each broadcast, so that nodes
 //!   built apart agree on it, and a node that reads the topic as another type refuses the
 //!   message and counts it ([`Stats::wrong_type`]).
-//! - Subscribers: an actor ([`PubSub::subscribe`], the message cast to its stable
-//!   [`Addr`](foundation_actors::Addr), kept across supervised restarts and removed when it
-//!   stops for good) or async code ([`PubSub::subscribe_stream`], a
+//! - Subscribers: an actor ([`PubSub::subscribe`], the message queued for its stable
+//!   [`Addr`](foundation_actors::Addr), whose mailbox gets one doorbell for what gathers,
+//!   see [`Feed`](foundation_actors::Feed); kept across supervised restarts and removed
+//!   when it stops for good) or async code ([`PubSub::subscribe_stream`], a
 //!   [`Subscription`] that is a `Stream`). Each has a bounded buffer ([`BufferConfig`]) and
 //!   an [`Overflow`] policy; every loss is counted ([`PubSub::drops`], [`Stats`]).
 //! - Metrics: the counters of [`Stats`] are also recorded through the [`metrics`] facade

@@ -9,7 +9,7 @@ use std::time::Duration;
 use foundation_actors::{Addr, AddrKey, Context};
 use foundation_cluster::node::Node;
 
-use crate::buffer::{BufferConfig, Overflow};
+use crate::buffer::BufferConfig;
 use crate::cluster::{self, Remote};
 use crate::error::{BroadcastError, StartError, SubscribeError, TopicError};
 use crate::subscriber::{
@@ -79,7 +79,7 @@ pub struct Stats {
     /// Messages lost to a subscriber's overflow policy (or a restarting actor's full
     /// backlog), all subscribers together. Per subscriber: [`PubSub::drops`].
     pub dropped: u64,
-    /// Subscriptions ended by [`Overflow::Disconnect`].
+    /// Subscriptions ended by [`Overflow::Disconnect`](crate::Overflow::Disconnect).
     pub disconnected: u64,
     /// Deliveries refused because the message was not of the subscriber's type (a topic
     /// declared with different types, here or on the publisher's node).
@@ -321,16 +321,15 @@ impl Core {
         n
     }
 
-    /// Hands `msg` (an `Arc<Published<T>>`) to every local subscriber of `topic` but `skip`;
-    /// `ambient`: whether a context is current here.
-    fn fan_out(&self, topic: &str, msg: &dyn std::any::Any, skip: Option<AddrKey>, ambient: bool) {
+    /// Hands `msg` (an `Arc<Published<T>>`) to every local subscriber of `topic` but `skip`.
+    fn fan_out(&self, topic: &str, msg: &dyn std::any::Any, skip: Option<AddrKey>) {
         let mut delivered = 0u64;
         for list in self.lists(topic) {
             each_ahead(&list, |e, sub| {
                 if skip.is_some() && sub.process() == skip {
                     return;
                 }
-                match sub.deliver(msg, ambient) {
+                match sub.deliver(msg) {
                     Outcome::Delivered => delivered += 1,
                     outcome => delivered += self.account(e, outcome),
                 }
@@ -427,7 +426,6 @@ impl Core {
     ///
     /// [`Deliver::deliver_run`]: crate::subscriber::Deliver::deliver_run
     pub(crate) fn receive_batch(&self, batch: &[Incoming]) {
-        let ambient = Context::current().is_some();
         let mut rest = batch;
         while let Some(first) = rest.first() {
             let len = rest
@@ -435,7 +433,7 @@ impl Core {
                 .take_while(|b| b.topic == first.topic && b.type_id == first.type_id)
                 .count();
             let (run, after) = rest.split_at(len);
-            self.receive_run(run, ambient);
+            self.receive_run(run);
             rest = after;
         }
     }
@@ -443,7 +441,7 @@ impl Core {
     /// A run of broadcasts from peers to one topic, of the type whose wire id is the
     /// run's: refused by each subscriber whose type has another id (before anything is
     /// decoded), decoded once per payload type among the others, then fanned out.
-    fn receive_run(&self, run: &[Incoming], ambient: bool) {
+    fn receive_run(&self, run: &[Incoming]) {
         let Some(first) = run.first() else {
             return;
         };
@@ -488,7 +486,7 @@ impl Core {
                         decoded.len() - 1
                     }
                 };
-                let tally = sub.deliver_run(&decoded[k].1, ambient);
+                let tally = sub.deliver_run(&decoded[k].1);
                 delivered += tally.delivered;
                 if tally.dropped > 0 {
                     self.drop_n(e, tally.dropped);
@@ -621,7 +619,6 @@ impl PubSub {
     /// # Errors
     ///
     /// [`SubscribeError::Stopped`] if the process has stopped for good,
-    /// [`SubscribeError::PolicyUnsupported`] for [`Overflow::DropOldest`],
     /// [`SubscribeError::Closed`] after [`PubSub::shutdown`].
     pub fn subscribe_with<T, M>(
         &self,
@@ -633,9 +630,6 @@ impl PubSub {
         T: Payload,
         M: From<T> + Send + 'static,
     {
-        if buffer.overflow == Overflow::DropOldest {
-            return Err(SubscribeError::PolicyUnsupported);
-        }
         self.check_open()?;
         let stopped = || SubscribeError::Stopped {
             label: addr.label().to_owned(),
@@ -834,10 +828,11 @@ impl PubSub {
                 remote.forward(&self.core, topic.name(), &msg)?;
             }
         }
-        let ctx = Context::current();
-        let ambient = ctx.is_some();
+        // With the publisher's span, as a cast carries it: an actor subscriber's handler
+        // span nests under it.
+        let ctx = Context::current().map(Context::with_current_span);
         let published = Arc::new(Published { msg, ctx });
-        self.core.fan_out(topic.name(), &published, skip, ambient);
+        self.core.fan_out(topic.name(), &published, skip);
         Ok(())
     }
 

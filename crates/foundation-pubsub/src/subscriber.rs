@@ -1,20 +1,20 @@
-//! Subscribers: actors (messages in their mailbox) and streams (a queue read by async
-//! code), behind one type-erased interface the fan-out calls.
+//! Subscribers: actors (a queue their mailbox is rung for) and streams (a queue read by
+//! async code), behind one type-erased interface the fan-out calls.
 
 use std::any::{Any, TypeId};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Poll, Waker};
 
 use foundation_actors::{
-    Addr, AddrKey, Batch, Context, RemoteMessage, SendError, StopHook, WireError, WireType,
+    Addr, AddrKey, Context, Feed, RemoteMessage, SendError, StopHook, WireError, WireType,
 };
 
-use crate::buffer::{Buffer, BufferConfig, Pushed, admit};
+use crate::buffer::{Buffer, BufferConfig, Pushed};
 use crate::pubsub::Core;
 use crate::telemetry::DropCount;
 
@@ -102,6 +102,26 @@ pub(crate) struct Tally {
     pub(crate) end: Option<Outcome>,
 }
 
+impl Tally {
+    /// Counts what one push into a buffer did; false when it ends the subscription
+    /// ([`Outcome::Disconnect`], that message dropped too).
+    fn add(&mut self, pushed: Pushed) -> bool {
+        match pushed {
+            Pushed::Queued => self.delivered += 1,
+            Pushed::DroppedOldest => {
+                self.delivered += 1;
+                self.dropped += 1;
+            }
+            Pushed::DroppedNewest => self.dropped += 1,
+            Pushed::Disconnect => {
+                self.end = Some(Outcome::Disconnect);
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// A subscriber, whatever its payload type.
 pub(crate) trait Deliver: Send + Sync {
     /// Its payload type's identity on the wire, as peers send it.
@@ -109,15 +129,12 @@ pub(crate) trait Deliver: Send + Sync {
     /// Its payload type.
     fn payload_type(&self) -> TypeId;
     /// Delivers `msg`, an `Arc<Published<T>>` (anything else is [`Outcome::WrongType`]),
-    /// with its publisher's context. `ambient` says whether a context is current where the
-    /// delivery is made: when there is none, a message without a context is a plain cast.
-    fn deliver(&self, msg: &dyn Any, ambient: bool) -> Outcome;
+    /// with its publisher's context.
+    fn deliver(&self, msg: &dyn Any) -> Outcome;
     /// Delivers each of `run` (what [`Deliver::decode`] made of a peer's broadcasts, `None`
     /// for one that did not decode) in order, with their publishers' contexts, and says
     /// what that did. Stops at the first that ends the subscription.
-    fn deliver_run(&self, run: &[Option<Box<dyn Any + Send>>], ambient: bool) -> Tally {
-        one_by_one(self, run, ambient)
-    }
+    fn deliver_run(&self, run: &[Option<Box<dyn Any + Send>>]) -> Tally;
     /// Reads the fields [`Deliver::deliver`] reads first, so that the fan-out can bring
     /// the next subscriber into the cache while it delivers to this one.
     fn touch(&self);
@@ -127,30 +144,6 @@ pub(crate) trait Deliver: Send + Sync {
     fn process(&self) -> Option<AddrKey>;
     /// The subscription has ended (unsubscribed, disconnected, pubsub closed).
     fn end(&self);
-}
-
-/// [`Deliver::deliver_run`] as one [`Deliver::deliver`] per message.
-fn one_by_one<S: Deliver + ?Sized>(
-    sub: &S,
-    run: &[Option<Box<dyn Any + Send>>],
-    ambient: bool,
-) -> Tally {
-    let mut tally = Tally::default();
-    for msg in run.iter().flatten() {
-        match sub.deliver(&**msg, ambient) {
-            Outcome::Delivered => tally.delivered += 1,
-            Outcome::DeliveredDroppingOldest => {
-                tally.delivered += 1;
-                tally.dropped += 1;
-            }
-            Outcome::Dropped => tally.dropped += 1,
-            end => {
-                tally.end = Some(end);
-                break;
-            }
-        }
-    }
-    tally
 }
 
 fn decode<T: Payload>(
@@ -216,95 +209,97 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// An actor subscriber: each message is cast to its stable address, converted to its
-/// message type.
+/// An actor subscriber: its messages wait in a queue of its own (its bounded buffer, a
+/// [`Feed`] of its stable address), and its mailbox gets one doorbell ([`Addr::cast_feed`])
+/// for as many of them as gather before it gets there, instead of one ractor message
+/// each. The buffer then holds exactly the messages the actor has not taken yet, so every
+/// [`Overflow`](crate::Overflow) policy applies as for a stream, `DropOldest` included.
 ///
-/// # Counting what it has not handled
-///
-/// Every `every`-th message carries a mark (through [`Addr::cast_holding`]) that, when
-/// the handler is done with it, records its number in `handled`; the others are plain
-/// casts. `sent - handled` is then the number in flight, over-counted by less than
-/// `every`, so the bound is kept (a message may be dropped up to `every - 1` early) for
-/// one atomic add per delivery and one mark (two small allocations) per `every`
-/// deliveries, instead of a mark on each. `every` is the power of two at most
-/// `capacity / 32`, from 1 (exact, for small buffers) to 1,024 (a power of two: the check
-/// is a mask, not a division): the slack is at most a 32nd of the buffer, whatever its
-/// size. (With a cap of 32, a buffer of a million messages paid a mark on every 32nd
-/// delivery, and its allocations cost glibc's allocator ~65 instructions per delivery of
-/// the fan-out to 10,000 actors, a fifth of what the pubsub adds to a cast.) Publishers on several threads delivering to one actor at the
-/// same instant may each pass the check once: the bound is exceeded by at most their
-/// number, never without limit.
-// In this order (what a delivery reads, together): see `touch`.
-#[repr(C)]
+/// A fan-out to 10,000 actors, 16 broadcasts in a row, pays per delivery a lock, a push and
+/// a reference count (the payload is shared), and one mailbox message per actor for the
+/// 16; each actor takes one turn of its receive loop for them, not 16.
 pub(crate) struct ActorSub<T, M> {
     pub(crate) addr: Addr<M>,
-    sent: AtomicU64,
-    /// The last value read from `handled`: while `sent` is less than a buffer ahead of
-    /// it, the shared counter (another cache line, written by the actor's task) is not read.
-    handled_seen: AtomicU64,
-    /// `every - 1`.
-    mask: u64,
-    config: BufferConfig,
-    handled: Arc<AtomicU64>,
-    _payload: PhantomData<fn(T)>,
+    queue: Arc<ActorQueue<T, M>>,
 }
 
 impl<T, M> ActorSub<T, M> {
     pub(crate) fn new(addr: Addr<M>, config: BufferConfig) -> Self {
-        let config = BufferConfig::new(config.capacity, config.overflow);
         Self {
             addr,
-            sent: AtomicU64::new(0),
-            handled_seen: AtomicU64::new(0),
-            mask: every(config.capacity) - 1,
-            config,
-            handled: Arc::default(),
-            _payload: PhantomData,
+            queue: Arc::new(ActorQueue {
+                state: Mutex::new(ActorQueueState {
+                    buf: Buffer::new(config),
+                    rung: false,
+                }),
+                _msg: PhantomData,
+            }),
         }
     }
 }
 
-impl<T, M> ActorSub<T, M> {
-    /// `sent` messages, of which the last count read says that a buffer's worth is not
-    /// handled: reads the count again, and returns what the policy does if it is right.
-    #[cold]
+/// An actor subscriber's messages not yet taken by it, and whether its doorbell is on its
+/// way (see [`Feed`] for the protocol).
+pub(crate) struct ActorQueue<T, M> {
+    state: Mutex<ActorQueueState<T>>,
+    _msg: PhantomData<fn() -> M>,
+}
+
+struct ActorQueueState<T> {
+    buf: Buffer<Arc<Published<T>>>,
+    /// A doorbell is in the actor's mailbox (or held for its next incarnation), or about to
+    /// be sent: a message queued now rides it.
+    rung: bool,
+}
+
+impl<T: Payload, M: From<T> + Send + 'static> Feed<M> for ActorQueue<T, M> {
+    fn next(&self) -> Option<(Option<Context>, M)> {
+        let p = {
+            let mut st = lock(&self.state);
+            match st.buf.pop() {
+                Some(p) => p,
+                None => {
+                    st.rung = false;
+                    return None;
+                }
+            }
+        };
+        let (ctx, msg) = match Arc::try_unwrap(p) {
+            Ok(Published { msg, ctx }) => (ctx, msg),
+            Err(shared) => (shared.ctx.clone(), shared.msg.clone()),
+        };
+        Some((ctx, M::from(msg)))
+    }
+
+    fn unrung(&self) {
+        lock(&self.state).rung = false;
+    }
+}
+
+impl<T: Payload, M: From<T> + Send + 'static> ActorSub<T, M> {
+    /// Rings the actor's doorbell (the queue was not rung). `None` if it is on its way,
+    /// or if the actor is restarting with a full backlog: then the queue is not rung, and
+    /// what it holds waits for the next message to ring.
     #[inline(never)]
-    fn full(&self, sent: u64) -> Option<Outcome> {
-        let handled = self.handled.load(Ordering::Acquire);
-        self.handled_seen.fetch_max(handled, Ordering::Relaxed);
-        let in_flight = usize::try_from(sent.saturating_sub(handled)).unwrap_or(usize::MAX);
-        match admit(&self.config, in_flight) {
-            Pushed::Queued | Pushed::DroppedOldest => None,
-            Pushed::DroppedNewest => Some(Outcome::Dropped),
-            Pushed::Disconnect => Some(Outcome::Disconnect),
+    fn ring(&self) -> Option<Outcome> {
+        match self.addr.cast_feed(self.queue.clone()) {
+            Ok(()) => None,
+            Err(SendError::Stopped(_)) => Some(Outcome::Gone),
+            Err(SendError::Backlog(_)) => {
+                self.queue.unrung();
+                None
+            }
         }
     }
 }
 
-/// What a refused cast to an actor subscriber means.
-#[cold]
-fn refused<M>(e: SendError<M>) -> Outcome {
-    match e {
-        SendError::Stopped(_) => Outcome::Gone,
-        // Restarting with a full backlog: this message is lost, counted as a drop.
-        SendError::Backlog(_) => Outcome::Dropped,
-    }
-}
-
-/// How often an actor subscriber's message carries a mark: the power of two at most
-/// `capacity / 32`, from 1 to 1,024.
-pub(crate) fn every(capacity: usize) -> u64 {
-    let every = (capacity as u64 / 32).clamp(1, 1024);
-    1 << every.ilog2()
-}
-
-/// Records, when dropped (after the handler is done with its message), that messages up
-/// to its number have been handled.
-struct Mark(Arc<AtomicU64>, u64);
-
-impl Drop for Mark {
-    fn drop(&mut self) {
-        self.0.fetch_max(self.1, Ordering::Release);
+/// What a push into a subscriber's buffer did, as an outcome.
+fn outcome(pushed: Pushed) -> Outcome {
+    match pushed {
+        Pushed::Queued => Outcome::Delivered,
+        Pushed::DroppedOldest => Outcome::DeliveredDroppingOldest,
+        Pushed::DroppedNewest => Outcome::Dropped,
+        Pushed::Disconnect => Outcome::Disconnect,
     }
 }
 
@@ -318,91 +313,49 @@ impl<T: Payload, M: From<T> + Send + 'static> Deliver for ActorSub<T, M> {
     }
 
     #[inline]
-    fn deliver(&self, msg: &dyn Any, ambient: bool) -> Outcome {
+    fn deliver(&self, msg: &dyn Any) -> Outcome {
         let Some(p) = msg.downcast_ref::<Arc<Published<T>>>() else {
             return Outcome::WrongType;
         };
-        // The common case, kept to a few loads: the buffer is not near full.
-        let sent = self.sent.load(Ordering::Relaxed);
-        if sent.saturating_sub(self.handled_seen.load(Ordering::Relaxed))
-            >= self.config.capacity as u64
-        {
-            if let Some(refused) = self.full(sent) {
-                return refused;
-            }
-        }
-        let n = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
-        let m = M::from(p.msg.clone());
-        let sent = if n & self.mask == 0 {
-            self.addr
-                .cast_holding(p.ctx.clone(), m, Mark(self.handled.clone(), n))
-        } else {
-            match (&p.ctx, ambient) {
-                // No context here either: a plain cast carries none.
-                (None, false) => self.addr.cast(m),
-                (Some(ctx), _) => self.addr.cast_with(ctx.clone(), m),
-                // Another message's context is current here (a batch of broadcasts from a
-                // peer, each with its own): this one must go without.
-                (None, true) => self.addr.cast_holding(None, m, ()),
-            }
+        let (pushed, ring) = {
+            let mut st = lock(&self.queue.state);
+            let pushed = st.buf.push(p.clone());
+            let ring = !st.rung && matches!(pushed, Pushed::Queued | Pushed::DroppedOldest);
+            st.rung |= ring;
+            (pushed, ring)
         };
-        match sent {
-            Ok(()) => Outcome::Delivered,
-            Err(e) => refused(e),
+        if ring {
+            if let Some(gone) = self.ring() {
+                return gone;
+            }
         }
+        outcome(pushed)
     }
 
-    /// The run as one [`Batch`] ([`Addr::cast_batch`]): one mailbox message and one wake
-    /// of the actor for the run instead of one per message; its handler still runs once
-    /// per message, in order, each under its publisher's context. The bound and the policy
-    /// apply to each message as they do one at a time: a message past the bound is
-    /// dropped (counted) or ends the subscription, and those before it are sent; every
-    /// `every`-th message carries its mark. A run of one is a plain delivery.
-    fn deliver_run(&self, run: &[Option<Box<dyn Any + Send>>], ambient: bool) -> Tally {
-        if run.len() < 2 {
-            return one_by_one(self, run, ambient);
-        }
+    /// The whole run under one lock, with one doorbell at most: the bound and the policy
+    /// apply to each message as they do one at a time.
+    fn deliver_run(&self, run: &[Option<Box<dyn Any + Send>>]) -> Tally {
         let mut tally = Tally::default();
-        let mut batch = Batch::with_capacity(run.len());
-        for msg in run.iter().flatten() {
-            let Some(p) = msg.downcast_ref::<Arc<Published<T>>>() else {
-                tally.end = Some(Outcome::WrongType);
-                break;
-            };
-            let sent = self.sent.load(Ordering::Relaxed);
-            if sent.saturating_sub(self.handled_seen.load(Ordering::Relaxed))
-                >= self.config.capacity as u64
-            {
-                match self.full(sent) {
-                    None => {}
-                    Some(Outcome::Dropped) => {
-                        tally.dropped += 1;
-                        continue;
-                    }
-                    Some(end) => {
-                        tally.end = Some(end);
-                        break;
-                    }
+        let ring = {
+            let mut st = lock(&self.queue.state);
+            for msg in run.iter().flatten() {
+                let Some(p) = msg.downcast_ref::<Arc<Published<T>>>() else {
+                    tally.end = Some(Outcome::WrongType);
+                    break;
+                };
+                if !tally.add(st.buf.push(p.clone())) {
+                    break;
                 }
             }
-            let n = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
-            let m = M::from(p.msg.clone());
-            // Each message carries its own context or none: never the one current here.
-            if n & self.mask == 0 {
-                batch.push_holding(p.ctx.clone(), m, Mark(self.handled.clone(), n));
-            } else {
-                batch.push_with(p.ctx.clone(), m);
+            let ring = !st.rung && !st.buf.is_empty();
+            st.rung |= ring;
+            ring
+        };
+        if ring {
+            if let Some(gone) = self.ring() {
+                tally.delivered = 0;
+                tally.end = Some(gone);
             }
-        }
-        let len = batch.len() as u64;
-        match self.addr.cast_batch(batch) {
-            Ok(()) => tally.delivered += len,
-            Err(e) => match refused(e) {
-                // Stopped: none of the run reached it, as one at a time none would have.
-                Outcome::Gone => tally.end = Some(Outcome::Gone),
-                // Restarting with a full backlog: the run is lost, counted.
-                _ => tally.dropped += len,
-            },
         }
         tally
     }
@@ -413,9 +366,8 @@ impl<T: Payload, M: From<T> + Send + 'static> Deliver for ActorSub<T, M> {
 
     #[inline]
     fn touch(&self) {
-        // The first and the last of the fields a delivery reads (`repr(C)`): their lines.
-        std::hint::black_box(self.addr.key());
-        std::hint::black_box(self.config.capacity);
+        // Its queue's lock and buffer's header (one line): what a delivery reads first.
+        std::hint::black_box(self.queue.state.is_poisoned());
     }
 
     fn process(&self) -> Option<AddrKey> {
@@ -461,7 +413,7 @@ impl<T: Payload> Deliver for StreamSub<T> {
     }
 
     #[inline]
-    fn deliver(&self, msg: &dyn Any, _ambient: bool) -> Outcome {
+    fn deliver(&self, msg: &dyn Any) -> Outcome {
         let Some(p) = msg.downcast_ref::<Arc<Published<T>>>() else {
             return Outcome::WrongType;
         };
@@ -478,17 +430,12 @@ impl<T: Payload> Deliver for StreamSub<T> {
         if let Some(w) = waker {
             w.wake();
         }
-        match pushed {
-            Pushed::Queued => Outcome::Delivered,
-            Pushed::DroppedOldest => Outcome::DeliveredDroppingOldest,
-            Pushed::DroppedNewest => Outcome::Dropped,
-            Pushed::Disconnect => Outcome::Disconnect,
-        }
+        outcome(pushed)
     }
 
     /// The whole run under one lock, with one wake: a run from a peer is up to a batch of
     /// broadcasts, and a lock and a wake for each was most of the fan-out's cost.
-    fn deliver_run(&self, run: &[Option<Box<dyn Any + Send>>], _ambient: bool) -> Tally {
+    fn deliver_run(&self, run: &[Option<Box<dyn Any + Send>>]) -> Tally {
         let mut tally = Tally::default();
         let mut st = lock(&self.0.state);
         if st.ended {
@@ -500,18 +447,9 @@ impl<T: Payload> Deliver for StreamSub<T> {
                 tally.end = Some(Outcome::WrongType);
                 break;
             };
-            match st.buf.push(p.clone()) {
-                Pushed::Queued => tally.delivered += 1,
-                Pushed::DroppedOldest => {
-                    tally.delivered += 1;
-                    tally.dropped += 1;
-                }
-                Pushed::DroppedNewest => tally.dropped += 1,
-                Pushed::Disconnect => {
-                    st.ended = true;
-                    tally.end = Some(Outcome::Disconnect);
-                    break;
-                }
+            if !tally.add(st.buf.push(p.clone())) {
+                st.ended = true;
+                break;
             }
         }
         let waker = st.waker.take();

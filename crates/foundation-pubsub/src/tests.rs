@@ -11,7 +11,6 @@ use foundation_actors::{
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::pubsub::Incoming;
-use crate::subscriber::every;
 use crate::{BufferConfig, Overflow, PubSub, Topic};
 
 /// Reports each number it handles, with the `who` baggage of the context it runs under.
@@ -152,20 +151,38 @@ async fn a_batch_reaches_a_stream_under_one_lock_with_its_policy_applied_to_each
     assert_eq!(newest.recv().await.map(|m| *m), Some(6));
 }
 
-#[test]
-fn actor_subscribers_mark_every_power_of_two_up_to_a_32nd_of_the_buffer_and_1024() {
-    assert_eq!(every(1), 1);
-    assert_eq!(every(63), 1);
-    assert_eq!(every(64), 2);
-    assert_eq!(every(100), 2);
-    assert_eq!(every(1024), 32);
-    assert_eq!(every(4000), 64);
-    assert_eq!(every(32_768), 1024);
-    assert_eq!(every(1 << 20), 1024);
-    // The slack (a message dropped up to `every - 1` early) stays under a 32nd.
-    for capacity in [1, 31, 32, 100, 1024, 4000, 50_000, 1 << 20] {
-        assert!((every(capacity) - 1) * 32 <= capacity as u64, "{capacity}");
+/// Local broadcasts in a row reach an actor as they were published, each under its own
+/// publisher's context (or none), though they ride one doorbell.
+#[tokio::test]
+async fn broadcasts_in_a_row_reach_an_actor_each_under_its_own_context() {
+    let ps = PubSub::local("row");
+    let topic: Topic<u64> = Topic::new("row.n").unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let addr = spawn(Reporter(tx), ()).await.unwrap();
+    ps.subscribe(&topic, &addr).unwrap();
+    // A current-thread runtime: the actor runs only once this task waits, so the three
+    // are queued before it takes the first.
+    for (n, who) in [(1, Some("ada")), (2, None), (3, Some("bob"))] {
+        match who {
+            Some(who) => Context::new()
+                .with_baggage("who", who)
+                .sync_scope(|| ps.broadcast(&topic, n))
+                .unwrap(),
+            None => ps.broadcast(&topic, n).unwrap(),
+        }
     }
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(rx.recv().await.unwrap());
+    }
+    assert_eq!(
+        got,
+        [
+            (1, Some("ada".to_owned())),
+            (2, None),
+            (3, Some("bob".to_owned()))
+        ]
+    );
 }
 
 /// Reports each number it handles; waits for a permit of its gate first; fails on 0. With
@@ -267,9 +284,48 @@ async fn a_run_from_peers_is_one_mailbox_message_for_an_actor_handled_in_order()
     sup.shutdown().await;
 }
 
+/// Local broadcasts to an actor that is restarting wait behind one doorbell, held for
+/// its next incarnation; `DropOldest` keeps the latest of them, counting the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_to_a_restarting_actor_wait_behind_one_doorbell_and_drop_the_oldest() {
+    let ps = PubSub::local("restarting");
+    let topic: Topic<u64> = Topic::new("restarting.n").unwrap();
+    let (mut actor, gate, mut rx) = gated();
+    let restart_gate = Arc::new(Semaphore::new(0));
+    actor.restart_gate = Some(restart_gate.clone());
+    let spec = ChildSpec::new("gated", actor, ());
+    let addr = spec.addr();
+    let sup = Supervisor::start(SupervisorSpec::new("restarting", Strategy::OneForOne).child(spec))
+        .await
+        .unwrap();
+    ps.subscribe_with(&topic, &addr, BufferConfig::new(4, Overflow::DropOldest))
+        .unwrap();
+    gate.add_permits(1);
+    // Crashes on 0: its next incarnation waits in `init`.
+    ps.broadcast(&topic, 0).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while addr.is_running() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap();
+    for n in 1..=6 {
+        ps.broadcast(&topic, n).unwrap();
+    }
+    assert_eq!(addr.held_messages(), 1, "six broadcasts, one doorbell");
+    assert_eq!(ps.drops()[0].dropped, 2, "1 and 2 made room for 5 and 6");
+    restart_gate.add_permits(1);
+    gate.add_permits(4);
+    assert_eq!(next_n(&mut rx, 4).await, [3, 4, 5, 6]);
+    let stats = ps.stats();
+    assert_eq!((stats.delivered, stats.dropped), (7, 2), "{stats:?}");
+    sup.shutdown().await;
+}
+
 /// A subscriber that crashes in the middle of a run: only that message is lost; the rest
-/// of the run reaches its next incarnation first, in order, and its buffer's count of
-/// messages not handled comes back to zero (the marks of the salvaged messages count).
+/// of the run reaches its next incarnation first, in order (its doorbell is salvaged with
+/// the mailbox), and its buffer has room for a whole buffer's worth again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_in_the_middle_of_a_run_loses_only_that_message() {
     let ps = PubSub::local("run-crash");
@@ -280,7 +336,6 @@ async fn a_crash_in_the_middle_of_a_run_loses_only_that_message() {
     let sup = Supervisor::start(SupervisorSpec::new("run-crash", Strategy::OneForOne).child(spec))
         .await
         .unwrap();
-    // Every message carries its mark (a buffer of 8: one in 1).
     ps.subscribe_with(&topic, &addr, BufferConfig::new(8, Overflow::DropNewest))
         .unwrap();
     gate.add_permits(1_000);
@@ -293,8 +348,8 @@ async fn a_crash_in_the_middle_of_a_run_loses_only_that_message() {
         1,
         "kept across the restart"
     );
-    // All handled (or lost with the crash; a direct cast handled after them shows their
-    // marks are in): a whole buffer's worth is taken again.
+    // All taken (or lost with the crash; a direct cast handled after them shows the queue
+    // is empty): a whole buffer's worth is taken again.
     addr.cast(100).unwrap();
     assert_eq!(next_n(&mut rx, 1).await, [100]);
     ps.core().receive_batch(&run_of("run.crash", 11..=18));
@@ -306,7 +361,7 @@ async fn a_crash_in_the_middle_of_a_run_loses_only_that_message() {
 
 /// An actor's bound and policy apply to each message of a run: past the bound,
 /// `DropNewest` drops each one (counted), `Disconnect` drops one and unsubscribes; the
-/// messages before are delivered as one batch, in order.
+/// messages before are delivered in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_actors_overflow_policy_counts_each_message_of_a_run() {
     let ps = PubSub::local("run-full");
@@ -322,8 +377,8 @@ async fn an_actors_overflow_policy_counts_each_message_of_a_run() {
     assert_eq!(ps.drops()[0].dropped, 6);
     gate.add_permits(4);
     assert_eq!(next_n(&mut rx, 4).await, [1, 2, 3, 4]);
-    // Handled: room for a whole buffer again (a direct cast handled after them shows
-    // their marks are in).
+    // Taken: room for a whole buffer again (a direct cast handled after them shows the
+    // queue is empty).
     slow.cast(100).unwrap();
     gate.add_permits(1);
     assert_eq!(next_n(&mut rx, 1).await, [100]);

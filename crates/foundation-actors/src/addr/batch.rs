@@ -181,6 +181,8 @@ pub(crate) enum Opened<M> {
     One(Option<Context>, M, Option<Held>),
     /// A run, in order; none of them a batch.
     Run(Vec<Envelope<M>>),
+    /// A feed's doorbell ([`Addr::cast_feed`](crate::Addr::cast_feed)).
+    Feed(super::Doorbell<M>),
 }
 
 impl<M> Envelope<M> {
@@ -198,6 +200,7 @@ impl<M> Envelope<M> {
                 Opened::One(ctx, msg, Some(held))
             }
             Repr::Batch(run) => Opened::Run(run.items),
+            Repr::Feed(bell) => Opened::Feed(bell),
         }
     }
 
@@ -229,6 +232,21 @@ pub(super) fn first_of<M>(run: Batch<M>) -> (Option<Context>, M, Option<Held>) {
         );
     }
     first.into_held_parts()
+}
+
+/// The first message of a feed whose doorbell reached a path taking one message. Not
+/// reached, as for a batch ([`first_of`]); if one ever did, the feed is told it is no
+/// longer rung (its other messages stay queued for its next doorbell), with an error in the
+/// log.
+#[cold]
+#[inline(never)]
+pub(super) fn first_of_feed<M>(mut bell: super::Doorbell<M>) -> (Option<Context>, M, Option<Held>) {
+    tracing::error!("a feed's doorbell reached a path that takes one message");
+    match bell.next() {
+        Some((ctx, msg)) => (ctx, msg, None),
+        // A feed is rung when it has a message queued; an empty one has none to give.
+        None => super::unreachable_message(),
+    }
 }
 
 /// Hands a batch's messages to a host one at a time; if the host refuses one (it has

@@ -972,6 +972,13 @@ impl ractor::Actor for Core {
                     }
                     Ok(())
                 }
+                // Nor a feed's doorbell.
+                Opened::Feed(mut bell) => {
+                    while let Some((_, msg)) = bell.next() {
+                        state.handle(&myself, msg.0).await?;
+                    }
+                    Ok(())
+                }
             }
         })
         .await

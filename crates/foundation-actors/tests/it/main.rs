@@ -5,6 +5,7 @@
 mod batch;
 mod context;
 mod ecosystem;
+mod feed;
 mod remote;
 mod stop_hook;
 mod supervision;

@@ -311,15 +311,14 @@ async fn an_actor_is_bounded_by_the_messages_it_has_not_handled() {
     for i in 1..=5 {
         ps.broadcast(&topic, order(i)).unwrap();
     }
-    // Two were in its mailbox (or its handler) unhandled: 3, 4 and 5 were dropped.
+    // Two were waiting for it: 3, 4 and 5 were dropped.
     let drops = ps.drops();
     assert_eq!(drops.len(), 1);
     assert_eq!(drops[0].dropped, 3);
     assert_eq!(drops[0].process, Some(slow.key()));
     gate.add_permits(2);
     assert_eq!(ids(&mut rx, 2).await, [1, 2]);
-    // Handled: room again. (A direct cast handled after 1 and 2 shows their handlers
-    // have returned, and with them their permits.)
+    // Taken: room again. (A direct cast handled after 1 and 2 shows its queue is empty.)
     slow.cast(Msg::Order(order(0))).unwrap();
     gate.add_permits(1);
     assert_eq!(ids(&mut rx, 1).await, [0]);
@@ -328,10 +327,26 @@ async fn an_actor_is_bounded_by_the_messages_it_has_not_handled() {
     assert_eq!(ids(&mut rx, 1).await, [6]);
     assert_eq!(ps.drops()[0].dropped, 3);
 
-    assert!(matches!(
-        ps.subscribe_with(&topic, &slow, BufferConfig::new(2, Overflow::DropOldest)),
-        Err(SubscribeError::PolicyUnsupported)
-    ));
+    // DropOldest: the latest two wait, the others are dropped and counted.
+    let gate3 = std::sync::Arc::new(Semaphore::new(0));
+    let (mut rep3, mut rx3) = reporter();
+    rep3.gate = Some(gate3.clone());
+    let latest = spawn(rep3, ()).await.unwrap();
+    let t3: Topic<Order> = Topic::new("slow.oldest").unwrap();
+    ps.subscribe_with(&t3, &latest, BufferConfig::new(2, Overflow::DropOldest))
+        .unwrap();
+    for i in 1..=5 {
+        ps.broadcast(&t3, order(i)).unwrap();
+    }
+    gate3.add_permits(2);
+    assert_eq!(ids(&mut rx3, 2).await, [4, 5]);
+    let lost: u64 = ps
+        .drops()
+        .iter()
+        .filter(|d| d.process == Some(latest.key()))
+        .map(|d| d.dropped)
+        .sum();
+    assert_eq!(lost, 3);
 
     // Disconnect: unsubscribed at the first overflow.
     let gate2 = std::sync::Arc::new(Semaphore::new(0));
