@@ -445,6 +445,12 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
             want = HEADER;
         }
         buf.drain(..at);
+        if buf.capacity() > SHRINK_ABOVE && buf.len() <= READ_BUF {
+            // A large frame has been read: its room goes back rather than staying with
+            // the lane for as long as it is open (a peer's one 100 MiB message would
+            // otherwise hold 100 MiB here until the lane closes).
+            buf.shrink_to(READ_BUF);
+        }
         since_yield += at;
         if since_yield >= YIELD_EVERY {
             since_yield = 0;
@@ -477,6 +483,11 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
 
 /// What a lane's reader asks of the socket at least, and its buffer's first size.
 const READ_BUF: usize = 16 * 1024;
+
+/// A lane's read buffer larger than this (grown for a large frame) shrinks back to
+/// [`READ_BUF`] once that frame is read: well above the frames batching makes
+/// ([`FRAME_TARGET`]), so a busy lane does not reallocate.
+const SHRINK_ABOVE: usize = 1 << 20;
 
 /// Reads one frame (the lane's first, with its hello) into `buf`.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(

@@ -133,12 +133,29 @@ async fn a_100_mib_message_on_one_channel_delays_no_call_and_no_heartbeat_on_ano
         l.starts_with("members ")
     });
     assert_eq!(members, "members a");
-    b.tell("stats");
-    let stats = b.expect(|l| {
-        seen(l);
-        l.starts_with("stats ")
-    });
-    eprintln!("b once it has the big message: {stats}");
+    // And b keeps no copy of it once delivered: its lane's read buffer shrank back.
+    let mut rss_kib = u64::MAX;
+    for _ in 0..50 {
+        b.tell("stats");
+        let stats = b.expect(|l| {
+            seen(l);
+            l.starts_with("stats ")
+        });
+        eprintln!("b once it has the big message: {stats}");
+        rss_kib = stats
+            .split(' ')
+            .find_map(|f| f.strip_prefix("rss="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX);
+        if rss_kib < (BIG as u64 >> 10) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        rss_kib < (BIG as u64 >> 10),
+        "b holds {rss_kib} KiB after the 100 MiB message was delivered"
+    );
     assert!(downs.borrow().is_empty(), "b saw {:?}", downs.borrow());
     while let Ok(e) = events.try_recv() {
         assert!(
