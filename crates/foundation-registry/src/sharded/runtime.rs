@@ -143,6 +143,11 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         &self.settings.name
     }
 
+    /// The name, shared (an address's label).
+    pub(crate) fn label(&self) -> Arc<str> {
+        self.settings.name.clone()
+    }
+
     /// The number of shards.
     pub(crate) fn shard_count(&self) -> usize {
         self.shards.len()
@@ -158,6 +163,16 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// The clock for a message's arrival: read only when idle entities are passivated
+    /// (the one use of an entry's `last_ms`), not on every message.
+    fn arrival_ms(&self) -> u64 {
+        if self.settings.idle_timeout.is_some() {
+            self.now_ms()
+        } else {
+            0
+        }
+    }
+
     /// An address of `key`'s entity (whether it runs or not).
     pub(crate) fn addr(&self, key: K) -> Addr<A::Msg> {
         let route = EntityRoute::<K, A> {
@@ -170,15 +185,15 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
     /// Queues `env` for `key`'s entity, starting a runner if it has none.
     pub(crate) fn deliver(&self, key: &K, env: Envelope<A::Msg>) -> Result<(), Envelope<A::Msg>> {
         let i = self.shard_of(key);
-        let now = self.now_ms();
+        let now = self.arrival_ms();
         let delivered = lock(&self.shards[i]).deliver(key, env, now);
         match delivered {
             Ok(d) => {
                 if d.run {
-                    self.spawn_runner(i, key.clone());
+                    self.spawn_runner(i, key.clone(), d.hand);
                 }
                 if let Some(k) = d.evict {
-                    self.spawn_runner(i, k);
+                    self.spawn_runner(i, k, None);
                 }
                 Ok(())
             }
@@ -201,11 +216,12 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         let i = self.shard_of(key);
         let run = lock(&self.shards[i]).request_stop(key);
         if run {
-            self.spawn_runner(i, key.clone());
+            self.spawn_runner(i, key.clone(), None);
         }
     }
 
-    fn spawn_runner(&self, shard: usize, key: K) {
+    /// Starts `key`'s runner, handing it `hand` (a message not queued) first.
+    fn spawn_runner(&self, shard: usize, key: K, hand: Option<Envelope<A::Msg>>) {
         let (Some(me), Some(rt)) = (self.me.upgrade(), self.rt.get()) else {
             // Runners start only once the region has started (until then the shards
             // hold their messages), and the region keeps `self` alive.
@@ -223,11 +239,11 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
                 rt.spawn(crate::distributed::entity_scope(
                     entity,
                     snapshot,
-                    run(me, shard, key),
+                    run(me, shard, key, hand),
                 ));
             }
             None => {
-                rt.spawn(run(me, shard, key));
+                rt.spawn(run(me, shard, key, hand));
             }
         }
     }
@@ -267,6 +283,34 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         }
     }
 
+    /// Handles one message of `key`'s entity, starting it first if it has no state; a
+    /// crash drops the state.
+    async fn handle(
+        &self,
+        i: usize,
+        key: &K,
+        me: &Addr<A::Msg>,
+        state: &mut Option<A::State>,
+        env: Envelope<A::Msg>,
+    ) {
+        if state.is_none() {
+            match self.start_entity(key, me).await {
+                Ok(s) => *state = Some(s),
+                Err(crash) => {
+                    // The message is dropped: a caller's reply port closes.
+                    self.on_crash(i, key, "init", &crash);
+                    return;
+                }
+            }
+        }
+        if let Some(s) = state.as_mut() {
+            if let Err(crash) = hosted::handle(&self.settings.actor, me, env, s).await {
+                *state = None;
+                self.on_crash(i, key, "handler", &crash);
+            }
+        }
+    }
+
     fn on_crash(&self, shard: usize, key: &K, what: &str, crash: &Crash) {
         self.crashed.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
@@ -294,7 +338,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         for i in 0..self.shards.len() {
             let keys = lock(&self.shards[i]).idle_since(cutoff);
             for k in keys {
-                self.spawn_runner(i, k);
+                self.spawn_runner(i, k, None);
             }
         }
     }
@@ -310,7 +354,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             }
             let keys = lock(&self.shards[i]).open(now);
             for k in keys {
-                self.spawn_runner(i, k);
+                self.spawn_runner(i, k, None);
             }
         }
     }
@@ -322,7 +366,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             let (keys, held) = lock(&self.shards[i]).stop_all();
             drop(held);
             for k in keys {
-                self.spawn_runner(i, k);
+                self.spawn_runner(i, k, None);
             }
         }
         loop {
@@ -345,7 +389,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         let now = self.now_ms();
         let keys = lock(&self.shards[i]).release(now);
         for k in keys {
-            self.spawn_runner(i, k);
+            self.spawn_runner(i, k, None);
         }
     }
 
@@ -373,7 +417,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             (active, s.drain())
         };
         for k in keys {
-            self.spawn_runner(i, k);
+            self.spawn_runner(i, k, None);
         }
         // Runners stop their entities as their queues empty; a handler may take a while.
         while lock(&self.shards[i]).len() > 0 {
@@ -391,7 +435,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         for &i in which {
             let keys = lock(&self.shards[i]).drain();
             for k in keys {
-                self.spawn_runner(i, k);
+                self.spawn_runner(i, k, None);
             }
         }
         for &i in which {
@@ -435,7 +479,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         let now = self.now_ms();
         let run = lock(&self.shards[i]).activate(key, now);
         if run {
-            self.spawn_runner(i, key.clone());
+            self.spawn_runner(i, key.clone(), None);
         }
     }
 
@@ -479,9 +523,17 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
 
 /// Runs `key`'s entity while it has work: the messages queued for it, one at a time, then
 /// parks it (see `shard.rs`).
-async fn run<K: EntityKey, A: Actor>(shared: Arc<Shared<K, A>>, i: usize, key: K) {
+async fn run<K: EntityKey, A: Actor>(
+    shared: Arc<Shared<K, A>>,
+    i: usize,
+    key: K,
+    hand: Option<Envelope<A::Msg>>,
+) {
     let me = shared.addr(key.clone());
     let mut state = lock(&shared.shards[i]).take_state(&key);
+    if let Some(env) = hand {
+        shared.handle(i, &key, &me, &mut state, env).await;
+    }
     loop {
         let step = lock(&shared.shards[i]).next(&key, &mut state);
         match step {
@@ -495,24 +547,7 @@ async fn run<K: EntityKey, A: Actor>(shared: Arc<Shared<K, A>>, i: usize, key: K
                     shared.stop_entity(&key, &me, s).await;
                 }
             }
-            Next::Msg(env) => {
-                if state.is_none() {
-                    match shared.start_entity(&key, &me).await {
-                        Ok(s) => state = Some(s),
-                        Err(crash) => {
-                            // The message is dropped: a caller's reply port closes.
-                            shared.on_crash(i, &key, "init", &crash);
-                            continue;
-                        }
-                    }
-                }
-                if let Some(s) = state.as_mut() {
-                    if let Err(crash) = hosted::handle(&shared.settings.actor, &me, env, s).await {
-                        state = None;
-                        shared.on_crash(i, &key, "handler", &crash);
-                    }
-                }
-            }
+            Next::Msg(env) => shared.handle(i, &key, &me, &mut state, env).await,
         }
     }
     drop(me);
