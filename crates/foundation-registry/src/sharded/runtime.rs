@@ -77,8 +77,8 @@ pub(crate) fn shard_index<K: Hash + ?Sized>(key: &K, shards: usize) -> usize {
 
 /// The bytes a key's `Hash` writes, hashed at once with xxh3: the value xxh3's streaming
 /// hasher gives for them (one-shot and streaming xxh3 agree on the same bytes), without
-/// setting up its 500-byte state per key (about 120 instructions of a `u64` key's
-/// ~1,600 per message, callgrind). Keys up to 64 bytes stay on the stack.
+/// setting up its 500-byte state per key (callgrind: about 120 instructions per `u64`
+/// key that way, about 80 this way). Keys up to 64 bytes stay on the stack.
 struct KeyBytes {
     len: usize,
     inline: [u8; 64],
