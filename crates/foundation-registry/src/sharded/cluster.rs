@@ -875,8 +875,12 @@ where
                 *t = Transit::Away;
             }
         }
+        // What a peer's message put in the shard after the drain ended and before the
+        // shard was marked away (its `deliver_here` saw it outgoing) is held there too:
+        // it goes on behind the rest, in order, instead of staying held here for good.
+        let late = self.local.take_held(i);
         // Behind the handoff on the same lane: the new owner opens the shard first.
-        for (k, env) in held {
+        for (k, env) in held.into_iter().chain(late) {
             if let Err(env) = self.deliver(&k, env) {
                 drop(env);
             }

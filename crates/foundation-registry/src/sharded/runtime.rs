@@ -429,6 +429,12 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         }
     }
 
+    /// Takes the messages shard `i` holds, in order (a holding shard goes on holding; an
+    /// open one holds none).
+    pub(crate) fn take_held(&self, i: usize) -> Vec<(K, Envelope<A::Msg>)> {
+        lock(&self.shards[i]).take_held().into_iter().collect()
+    }
+
     /// Makes shard `i` hold its messages (not served here).
     pub(crate) fn hold_shard(&self, i: usize) {
         lock(&self.shards[i]).hold();

@@ -415,6 +415,11 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
         held
     }
 
+    /// Takes what the shard holds, in order; a holding shard goes on holding.
+    pub(crate) fn take_held(&mut self) -> VecDeque<(K, E)> {
+        self.held.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     /// Ends a drain and goes on holding what came meanwhile, in order: the shard parks
     /// (its node lost the quorum) until it is opened or handed off.
     pub(crate) fn end_park(&mut self) {
@@ -491,6 +496,21 @@ mod unit {
         let mut st = None;
         assert_eq!(s.next(&1, &mut st), Next::Msg(1));
         assert_eq!(s.next(&1, &mut st), Next::Msg(2));
+    }
+
+    #[test]
+    fn what_a_holding_shard_holds_is_taken_in_order_and_it_goes_on_holding() {
+        let mut s: Shard<u32, u32, u32> = Shard::new(10, 10);
+        assert!(!s.deliver(&1, 1, 0).unwrap().run);
+        assert!(!s.deliver(&2, 2, 0).unwrap().run);
+        assert_eq!(Vec::from(s.take_held()), vec![(1, 1), (2, 2)]);
+        assert!(!s.is_open());
+        assert!(!s.deliver(&1, 3, 0).unwrap().run);
+        assert_eq!(Vec::from(s.take_held()), vec![(1, 3)]);
+        // An open shard holds nothing, and taking leaves it open.
+        assert!(s.release(0).is_empty());
+        assert!(s.take_held().is_empty());
+        assert!(s.is_open());
     }
 
     #[test]
