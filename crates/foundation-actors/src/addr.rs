@@ -80,6 +80,13 @@ impl<M> Envelope<M> {
         }
     }
 
+    /// `msg`, with `ctx` if there is one, holding `held` until the message has been
+    /// handled (see [`Addr::cast_holding`]).
+    #[inline]
+    pub(crate) fn holding(ctx: Option<Context>, msg: M, held: impl Send + 'static) -> Self {
+        Self(Repr::Holding(Box::new((ctx, msg, Box::new(held)))))
+    }
+
     /// The context and the message (what it held is dropped).
     #[inline]
     pub(crate) fn into_parts(self) -> (Option<Context>, M) {
@@ -353,8 +360,7 @@ impl<M: Send + 'static> Addr<M> {
         held: impl Send + 'static,
     ) -> Result<(), SendError<M>> {
         let ctx = ctx.map(with_sender_span);
-        let env = Envelope(Repr::Holding(Box::new((ctx, msg, Box::new(held)))));
-        self.send_envelope(env)
+        self.send_envelope(Envelope::holding(ctx, msg, held))
             .map_err(|(r, env)| refused(r, env.into_msg()))
     }
 

@@ -103,6 +103,21 @@ pub fn into_parts<M>(env: Envelope<M>) -> (Option<crate::Context>, M) {
     env.into_parts()
 }
 
+/// An envelope of `msg` with the sender's context `ctx` (the inverse of [`into_parts`]):
+/// for a host that takes messages from elsewhere (another node) and queues them for its
+/// processes itself, without an [`Addr`] per message.
+pub fn from_parts<M>(ctx: Option<crate::Context>, msg: M) -> Envelope<M> {
+    Envelope::new(ctx, msg)
+}
+
+/// As [`from_parts`], holding `held` until the message has been handled: it is dropped
+/// once [`handle`] is done with the message, or with the message if it is never handled
+/// (as [`Addr::cast_holding`] holds it). A host uses it to count what a peer has sent and
+/// its processes have not handled yet.
+pub fn holding<M>(ctx: Option<crate::Context>, msg: M, held: impl Send + 'static) -> Envelope<M> {
+    Envelope::holding(ctx, msg, held)
+}
+
 /// Stops a hosted process gracefully with [`Actor::terminate`].
 ///
 /// # Errors

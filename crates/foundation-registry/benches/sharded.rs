@@ -239,8 +239,40 @@ async fn raw_throughput(refs: &[ractor::ActorRef<RawMsg>]) -> f64 {
 }
 
 /// Messages handled by [`Counted`] entities and [`RawCounted`] actors.
-static HANDLED: AtomicU64 = AtomicU64::new(0);
-static RAW_HANDLED: AtomicU64 = AtomicU64::new(0);
+static HANDLED: Handled = Handled::new();
+static RAW_HANDLED: Handled = Handled::new();
+
+/// A count of handled messages, and a wake-up for whoever waits for it to reach a target:
+/// the waiter sleeps instead of spinning, so it does not take a core from the workers
+/// that run the messages (on 2 cores, a spinning waiter held one of them for the whole
+/// of a row whose sends return before the messages are handled).
+struct Handled {
+    n: AtomicU64,
+    target: AtomicU64,
+    done: tokio::sync::Notify,
+}
+
+impl Handled {
+    const fn new() -> Self {
+        Self {
+            n: AtomicU64::new(0),
+            target: AtomicU64::new(u64::MAX),
+            done: tokio::sync::Notify::const_new(),
+        }
+    }
+
+    /// Counts `k` more (`SeqCst` whatever `_o` says: against the waiter's target).
+    fn fetch_add(&self, k: u64, _o: Ordering) {
+        let now = self.n.fetch_add(k, Ordering::SeqCst) + k;
+        if now == self.target.load(Ordering::SeqCst) {
+            self.done.notify_one();
+        }
+    }
+
+    fn store(&self, v: u64, o: Ordering) {
+        self.n.store(v, o);
+    }
+}
 
 /// An entity that counts the messages it handles, in [`HANDLED`].
 #[derive(Clone)]
@@ -283,9 +315,18 @@ impl ractor::Actor for RawCounted {
     }
 }
 
-async fn until(counter: &AtomicU64, n: u64) {
-    while counter.load(Ordering::Relaxed) < n {
-        tokio::task::yield_now().await;
+/// Waits until `counter` reaches `n` (set no lower than it is now).
+async fn until(counter: &Handled, n: u64) {
+    counter.target.store(n, Ordering::SeqCst);
+    loop {
+        let done = counter.done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        if counter.n.load(Ordering::SeqCst) >= n {
+            counter.target.store(u64::MAX, Ordering::SeqCst);
+            return;
+        }
+        done.await;
     }
 }
 
@@ -495,7 +536,250 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `SHARDED_ONE=<side>:<n>`: only `n` operations of one side, between [`cg_begin`] and
+/// [`cg_end`], for an instruction count per operation under `valgrind --tool=callgrind
+/// --zero-before=sharded::cg_begin --dump-before=sharded::cg_end`. Sides: `act` (first
+/// messages to inactive entities), `raw` (raw ractor spawn + cast), `hot` (casts to 1,000
+/// active entities, round robin), `rawhot` (casts to 1,000 raw ractor actors), `remote`
+/// and `noderemote` (casts to entities owned by node `b`, or to `b`'s plain process, paced
+/// as in [`remote`]; for the receiving side, compare the child's totals for two `n`).
+const ONE_ENV: &str = "SHARDED_ONE";
+
+#[inline(never)]
+fn cg_begin() {
+    std::hint::black_box(());
+}
+
+#[inline(never)]
+fn cg_end() {
+    std::hint::black_box(1);
+}
+
+async fn one(side: &str, n: u64) {
+    match side {
+        "act" => {
+            let s: Sharded<u64, u64> =
+                Sharded::new(ShardedSpec::new("cg-act", Counted, |_: &u64| ()));
+            let sup = Supervisor::start(
+                SupervisorSpec::new("cg-act", Strategy::OneForOne).child(s.child_spec()),
+            )
+            .await
+            .unwrap();
+            // Warm the allocator and the runtime with other keys.
+            for k in 0..1_000 {
+                s.addr(u64::MAX - k).cast(1).unwrap();
+            }
+            until(&HANDLED, 1_000).await;
+            HANDLED.store(0, Ordering::Relaxed);
+            cg_begin();
+            for k in 0..n {
+                s.addr(k).cast(1).unwrap();
+            }
+            until(&HANDLED, n).await;
+            cg_end();
+            sup.shutdown().await;
+        }
+        "raw" => {
+            let mut refs = Vec::with_capacity(n as usize + 1_000);
+            for _ in 0..1_000 {
+                let (a, _) = ractor::Actor::spawn(None, RawCounted, ()).await.unwrap();
+                a.send_message(RawMsg::Add(1)).unwrap();
+                refs.push(a);
+            }
+            until(&RAW_HANDLED, 1_000).await;
+            RAW_HANDLED.store(0, Ordering::Relaxed);
+            cg_begin();
+            for _ in 0..n {
+                let (a, _) = ractor::Actor::spawn(None, RawCounted, ()).await.unwrap();
+                a.send_message(RawMsg::Add(1)).unwrap();
+                refs.push(a);
+            }
+            until(&RAW_HANDLED, n).await;
+            cg_end();
+            for r in refs {
+                r.stop(None);
+            }
+        }
+        "hot" => {
+            let s: Sharded<u64, TallyMsg> =
+                Sharded::new(ShardedSpec::new("cg-hot", Tally::actor(), |_: &u64| {
+                    Tally::default()
+                }));
+            let sup = Supervisor::start(
+                SupervisorSpec::new("cg-hot", Strategy::OneForOne).child(s.child_spec()),
+            )
+            .await
+            .unwrap();
+            let handles: Vec<TallyRef> = (0..1_000).map(|k| s.entity(k)).collect();
+            for h in &handles {
+                h.add(0).await.unwrap();
+            }
+            settled(&s, 1_000).await;
+            cg_begin();
+            for i in 0..n {
+                handles[(i % 1_000) as usize].add(1).await.unwrap();
+            }
+            for h in &handles {
+                h.get().await.unwrap();
+            }
+            cg_end();
+            sup.shutdown().await;
+        }
+        "rawhot" => {
+            let (_, refs) = raw_actors(1_000).await;
+            cg_begin();
+            for i in 0..n {
+                refs[(i % 1_000) as usize]
+                    .send_message(RawMsg::Add(1))
+                    .unwrap();
+            }
+            for r in &refs {
+                r.call(RawMsg::Get, None).await.unwrap();
+            }
+            cg_end();
+            for r in refs {
+                r.stop(None);
+            }
+        }
+        "remote" | "noderemote" => {
+            let (node, s, sup) = remote_node("a").await;
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.env("FOUNDATION_BENCH_CHILD", "1");
+            let mut b = Child::run(cmd, "b", &[("SEEDS", node.advertised())]);
+            while s.members().len() < 2 || s.stats().in_transit > 0 || s.stats().served == 1_024 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let keys: Vec<u64> = (0..100_000u64)
+                .filter(|k| s.owner_of(k).as_deref() == Some("b"))
+                .take(1_000)
+                .collect();
+            let addrs: Vec<Addr<RemoteMsg>> = keys.iter().map(|&k| s.addr(k)).collect();
+            let entities = side == "remote";
+            cg_begin();
+            for i in 0..n {
+                if entities {
+                    let a = &addrs[(i % addrs.len() as u64) as usize];
+                    a.cast(RemoteMsg::Add(1)).unwrap();
+                    if i % 200 == 199 {
+                        a.call_timeout(RemoteMsg::Get, Duration::from_secs(60))
+                            .await
+                            .unwrap();
+                    }
+                } else {
+                    while node.send("b", "sink", &RemoteMsg::Add(1)).is_err() {
+                        tokio::task::yield_now().await;
+                    }
+                    if i % 200 == 199 {
+                        node.call("b", "sink", RemoteMsg::Get, Duration::from_secs(60))
+                            .await
+                            .unwrap();
+                    }
+                }
+            }
+            cg_end();
+            b.tell("exit");
+            s.leave().await;
+            sup.shutdown().await;
+            node.shutdown().await;
+        }
+        other => panic!("{ONE_ENV}: unknown side {other}"),
+    }
+}
+
+/// `SHARDED_PAIRED=<act|hot|remote>:<rounds>`: only one row and its competitor, in
+/// alternating rounds in this process; prints each round and the median ratio (ours over
+/// theirs: time for `act` and `remote`, rate for `hot`, so above 1 is better there).
+const PAIRED_ENV: &str = "SHARDED_PAIRED";
+
+async fn paired(row: &str, rounds: usize) {
+    let mut pairs: Vec<(f64, f64)> = Vec::new();
+    match row {
+        "act" => {
+            for r in 0..rounds {
+                let ours = activation(r).await;
+                let theirs = raw_activation().await;
+                println!("round {r}: first message {ours:.0} ns, raw spawn + cast {theirs:.0} ns");
+                pairs.push((ours, theirs));
+            }
+        }
+        "hot" => {
+            let (_, refs) = raw_actors(RAW_N).await;
+            for r in 0..rounds {
+                let ours = entity_throughput().await;
+                let theirs = raw_throughput(&refs).await;
+                println!(
+                    "round {r}: {:.0} k msg/s to active entities, {:.0} k msg/s to raw actors",
+                    ours / 1e3,
+                    theirs / 1e3
+                );
+                pairs.push((ours, theirs));
+            }
+            for r in refs {
+                r.stop(None);
+            }
+        }
+        "remote" => {
+            let (node, s, sup) = remote_node("a").await;
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.env("FOUNDATION_BENCH_CHILD", "1");
+            let mut b = Child::run(cmd, "b", &[("SEEDS", node.advertised())]);
+            while s.members().len() < 2 || s.stats().in_transit > 0 || s.stats().served == 1_024 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            for r in 0..rounds {
+                let ((cast, call), (raw_cast, raw_call)) = remote(&node, &s).await;
+                println!(
+                    "round {r}: cast {cast:.0} ns/msg (node send {raw_cast:.0}), call {call:.0} ns (node call {raw_call:.0})"
+                );
+                pairs.push((cast, raw_cast));
+            }
+            println!("casts dropped: {}", s.stats().dropped);
+            b.tell("exit");
+            s.leave().await;
+            sup.shutdown().await;
+            node.shutdown().await;
+        }
+        other => panic!("{PAIRED_ENV}: unknown row {other}"),
+    }
+    let ratios: Vec<f64> = pairs.iter().map(|(a, b)| a / b).collect();
+    println!(
+        "{row}: median ours {:.0}, theirs {:.0}, median ratio {:.2} (rounds {:?})",
+        median(pairs.iter().map(|p| p.0).collect()),
+        median(pairs.iter().map(|p| p.1).collect()),
+        median(ratios.clone()),
+        ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>()
+    );
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var(ONE_ENV) {
+        if std::env::var("FOUNDATION_BENCH_CHILD").is_err() {
+            let (side, n) = spec.split_once(':').expect("<side>:<n>");
+            let n: u64 = n.parse().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(one(side, n));
+            return;
+        }
+    }
+    if let Ok(spec) = std::env::var(PAIRED_ENV) {
+        if std::env::var("FOUNDATION_BENCH_CHILD").is_err() {
+            let (row, rounds) = spec.split_once(':').expect("<row>:<rounds>");
+            let rounds: usize = rounds.parse().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(paired(row, rounds));
+            return;
+        }
+    }
     if std::env::var("FOUNDATION_BENCH_CHILD").is_ok() {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -624,7 +624,7 @@ where
             cluster: Arc::downgrade(&self.0),
             key,
         };
-        Addr::hosted(self.0.local.name().to_owned(), Box::new(route))
+        Addr::hosted(self.0.local.label(), Box::new(route))
     }
     fn child_spec(&self) -> ChildSpec<RegionMsg> {
         self.0.local.clone().child_spec()

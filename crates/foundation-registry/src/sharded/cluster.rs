@@ -21,10 +21,17 @@
 //! Owned here: the message goes into the local shard, as on one node. Owned by another
 //! node: the key (postcard) and the message ([`RemoteMessage`]) go to that node's
 //! `$sharded/<name>` process on the node's `default` channel, under the sender's context
-//! (current in the entity's handler there). A call goes the same way, carrying an id; the
-//! owner answers with a `Reply`, and the caller's port is answered from it
-//! ([`RemoteMessage::into_answer`]). Casts and calls from one node to one owner take one
-//! lane, so they arrive in the order they were sent.
+//! if it has one (current in the entity's handler there). A cast is written once, straight
+//! into the lane's buffer (`ShardWire::Cast`'s bytes, built without its vectors), and read
+//! on the owner straight into the key and the message; a handle's cast and
+//! [`Sharded::try_cast`](super::Sharded::try_cast) take that one path, which counts the cast
+//! in the window of casts to the owner (`sharded/flow.rs`). The `$sharded/<name>` process
+//! is hosted ([`Addr::hosted`]): the owner's reader of the lane hands each message to its
+//! shard itself, with no task in between, and a cast's credit travels with it to its
+//! entity. A call goes the same way, carrying an id; the owner answers with a `Reply`,
+//! and the caller's port is answered from it ([`RemoteMessage::into_answer`]). Casts and
+//! calls from one node to one owner take one lane, so they arrive in the order they were
+//! sent.
 //!
 //! # Moving a shard
 //!
@@ -96,16 +103,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
+use foundation_actors::addr::Envelope;
 use foundation_actors::remote::{Answer, Replier};
-use foundation_actors::{Actor, ActorError, Addr, Context, RemoteMessage, hosted};
-use foundation_cluster::node::Node;
+use foundation_actors::{Actor, Addr, Context, RemoteMessage, WireError, hosted};
+use foundation_cluster::node::{Node, RemoteError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::EntityKey;
-use super::flow::{CastError, Credit, Creditor, DEFAULT_REMOTE_WINDOW, Ledger, Window};
+use super::flow::{CastError, Creditor, DEFAULT_REMOTE_WINDOW, Ledger, Window};
 use super::runtime::Shared;
 use crate::ClusterRegistry;
 use crate::cluster::lock;
@@ -342,7 +350,7 @@ pub(crate) struct Cluster<K, A: Actor> {
     /// Messages that could not be sent (no owner, no encoding, the owner unreachable).
     pub(crate) undelivered: AtomicU64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    receiver: Mutex<Option<Addr<ShardWire>>>,
+    receiver: Mutex<Option<InboxAddr<K, A>>>,
     me_weak: Weak<Self>,
     /// Each shard's state here.
     transit: Mutex<Vec<Transit>>,
@@ -500,22 +508,17 @@ where
             })
         }));
         cluster.refresh();
-        let receiver = foundation_actors::spawn(
-            Inbox {
+        // Hosted: what a peer sends is handled on the node's reader of its lane, in the
+        // order it came, with no task of its own between the wire and the shards (the
+        // node's permit for a message is released there: the windows bound what honest
+        // senders have unhandled, see `sharded/flow.rs`).
+        let receiver: InboxAddr<K, A> = Addr::hosted(
+            cluster.service.clone(),
+            Box::new(Inbox {
                 cluster: Arc::downgrade(&cluster),
-            },
-            (),
-        )
-        .await?;
-        // The process passes each message on at once; the windows bound what honest
-        // senders have on the way, so its limit is set well above one window per peer.
-        let limit = options.window.max(1).saturating_mul(64).max(10_000);
-        let export = foundation_cluster::node::ExportConfig::new().max_queued(limit);
-        if node
-            .export_with(&cluster.service, receiver.clone(), export)
-            .is_err()
-        {
-            receiver.stop(None);
+            }),
+        );
+        if node.export(&cluster.service, receiver.clone()).is_err() {
             cluster.sup.shutdown().await;
             return Err(JoinError::NameTaken(name));
         }
@@ -872,8 +875,12 @@ where
                 *t = Transit::Away;
             }
         }
+        // What a peer's message put in the shard after the drain ended and before the
+        // shard was marked away (its `deliver_here` saw it outgoing) is held there too:
+        // it goes on behind the rest, in order, instead of staying held here for good.
+        let late = self.local.take_held(i);
         // Behind the handoff on the same lane: the new owner opens the shard first.
-        for (k, env) in held {
+        for (k, env) in held.into_iter().chain(late) {
             if let Err(env) = self.deliver(&k, env) {
                 drop(env);
             }
@@ -1067,38 +1074,120 @@ where
     }
 
     /// Delivers `env` to `key`'s entity, wherever its shard's owner is.
-    fn deliver(
-        &self,
-        key: &K,
-        env: foundation_actors::addr::Envelope<A::Msg>,
-    ) -> Result<(), foundation_actors::addr::Envelope<A::Msg>> {
+    fn deliver(&self, key: &K, env: Envelope<A::Msg>) -> Result<(), Envelope<A::Msg>> {
         let i = self.local.shard_of(key);
-        let owners = self.owners();
-        match owners.route(i) {
-            Some((o, _)) if *o == self.me => self.local.deliver(key, env),
-            Some((o, window)) => {
-                self.send_remote(o, window, i, key, env);
-                Ok(())
-            }
-            None => {
-                self.undelivered.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(sharded = %self.local.name(), key = ?key, shard = i, "a message for an entity was dropped: no member can own its shard");
-                Ok(())
-            }
-        }
+        self.route(i, key, env)
     }
 
-    /// Sends `env` to `owner`'s process for `key`'s entity, under the sender's context;
-    /// a cast is counted in `window` (it never waits: see `sharded/flow.rs`).
-    fn send_remote(
+    /// Delivers `env` to `key`'s entity, of shard `i`, on the shard's owner: a cast is
+    /// counted in the window of casts to it and never waits (see `sharded/flow.rs`).
+    fn route(&self, i: usize, key: &K, env: Envelope<A::Msg>) -> Result<(), Envelope<A::Msg>> {
+        // Read in place, and held while the message is written: no reference count of the
+        // table (or of the owner's name and window) is taken per message.
+        let owners = lock_read(&self.owners);
+        let (owner, window) = match owners.route(i) {
+            Some((o, _)) if *o == self.me => {
+                drop(owners);
+                return self.local.deliver(key, env);
+            }
+            Some(route) => route,
+            None => {
+                drop(owners);
+                self.undelivered.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sharded = %self.local.name(), key = ?key, shard = i, "a message for an entity was dropped: no member can own its shard");
+                return Ok(());
+            }
+        };
+        // What the envelope holds (a peer's cast's credit, when this node passes a
+        // message on) is released here: the cast is finished for that peer.
+        let (ctx, msg) = hosted::into_parts(env);
+        if msg.is_call() {
+            self.send_call(owner, i, key, ctx, msg);
+            return Ok(());
+        }
+        let sent = self.send_cast(
+            owner,
+            window,
+            Place::Count,
+            i,
+            key,
+            Under::Message(ctx),
+            msg,
+        );
+        if let Err(refused) = sent {
+            self.undelivered.fetch_add(1, Ordering::Relaxed);
+            let why = match &refused {
+                Refusal::Full { .. } => "the link to the owner is full".to_owned(),
+                Refusal::Error(e) => e.to_string(),
+            };
+            tracing::warn!(sharded = %self.local.name(), key = ?key, %owner, %why, "a message for an entity on another node could not be sent");
+        }
+        Ok(())
+    }
+
+    /// The one path of a cast to `key`'s entity (of shard `shard`) on `owner`: a handle's
+    /// cast and a message passed on (`Place::Count`: counted in `window` whatever it
+    /// holds) as well as [`Cluster::try_cast`] and [`Cluster::cast`] (`Place::Admit`:
+    /// sent only if `window` has room). The key and the message are written once, straight
+    /// into the lane's buffer (`ShardWire::Cast`'s bytes, with this node's tag). A cast
+    /// that is not sent gives its place back and its message with the refusal.
+    #[allow(clippy::too_many_arguments)] // the route's parts, read in place by the caller
+    fn send_cast(
         &self,
         owner: &str,
         window: Option<&Arc<Window>>,
+        place: Place,
         shard: usize,
         key: &K,
-        env: foundation_actors::addr::Envelope<A::Msg>,
-    ) {
-        let (ctx, msg) = hosted::into_parts(env);
+        under: Under,
+        msg: A::Msg,
+    ) -> Result<(), Refusal<A::Msg>> {
+        if let Some(w) = window {
+            match place {
+                Place::Count => w.count(),
+                Place::Admit => {
+                    if !w.admit(self.window) {
+                        return Err(Refusal::Full {
+                            node: owner.to_owned(),
+                            msg,
+                        });
+                    }
+                }
+            }
+        }
+        let cast = CastFrame {
+            shard: u32::try_from(shard).unwrap_or(u32::MAX),
+            key: key.clone(),
+            msg,
+            from: self.tag,
+        };
+        let Err(error) = self.send_under(under, owner, &cast) else {
+            return Ok(());
+        };
+        if let Some(w) = window {
+            w.unsend();
+        }
+        let msg = cast.msg;
+        Err(match error {
+            RemoteError::Overloaded(_) => Refusal::Full {
+                node: owner.to_owned(),
+                msg,
+            },
+            RemoteError::Wire(e) => Refusal::Error(CastError::Encode {
+                why: e.to_string(),
+                msg,
+            }),
+            error => Refusal::Error(CastError::Unreachable {
+                node: owner.to_owned(),
+                why: error.to_string(),
+                msg,
+            }),
+        })
+    }
+
+    /// Sends the call `msg` to `owner`'s process for `key`'s entity under `ctx`; its
+    /// answer comes back as a `Reply` (or none, at once, if it cannot be sent).
+    fn send_call(&self, owner: &str, shard: usize, key: &K, ctx: Option<Context>, msg: A::Msg) {
         let encoded = postcard::to_allocvec(key)
             .map_err(|e| e.to_string())
             .and_then(|k| msg.to_bytes().map(|m| (k, m)).map_err(|e| e.to_string()));
@@ -1110,63 +1199,64 @@ where
                 return;
             }
         };
+        let Some(answer) = msg.into_answer() else {
+            // `is_call` said it is one: a message type whose `is_call` and `into_answer`
+            // disagree has no way back for its reply.
+            self.undelivered.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(sharded = %self.local.name(), key = ?key, "a call for an entity on another node has no reply port: dropped");
+            return;
+        };
         let shard = u32::try_from(shard).unwrap_or(u32::MAX);
-        let wire = match msg.into_answer() {
-            None => {
-                if let Some(w) = window {
-                    w.count();
-                }
-                ShardWire::Cast {
-                    shard,
-                    key: key_bytes,
-                    msg: msg_bytes,
-                    from: self.tag,
-                }
-            }
-            Some(answer) => {
-                let id = self.next_call.fetch_add(1, Ordering::Relaxed);
-                lock(&self.calls).insert(
-                    id,
-                    Pending {
-                        node: Arc::from(owner),
-                        answer,
-                        shard,
-                        key: key_bytes.clone(),
-                        msg: msg_bytes.clone(),
-                    },
-                );
-                ShardWire::Call {
-                    shard,
-                    key: key_bytes,
-                    msg: msg_bytes,
-                    from: self.me.to_string(),
-                    id,
-                }
-            }
+        let id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        lock(&self.calls).insert(
+            id,
+            Pending {
+                node: Arc::from(owner),
+                answer,
+                shard,
+                key: key_bytes.clone(),
+                msg: msg_bytes.clone(),
+            },
+        );
+        let wire = ShardWire::Call {
+            shard,
+            key: key_bytes,
+            msg: msg_bytes,
+            from: self.me.to_string(),
+            id,
         };
-        let call_id = match &wire {
-            ShardWire::Call { id, .. } => Some(*id),
-            _ => None,
-        };
-        let sent = match ctx {
-            Some(ctx) => ctx.sync_scope(|| self.node.send(owner, &self.service, &wire)),
-            None => Context::default().sync_scope(|| self.node.send(owner, &self.service, &wire)),
-        };
-        if let Err(error) = sent {
+        if let Err(error) = self.send_under(Under::Message(ctx), owner, &wire) {
             self.undelivered.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(sharded = %self.local.name(), key = ?key, owner, %error, "a message for an entity on another node could not be sent");
-            match call_id {
-                Some(id) => {
-                    let pending = lock(&self.calls).remove(&id);
-                    if let Some(p) = pending {
-                        p.answer.answer(None);
-                    }
-                }
-                None => {
-                    if let Some(w) = window {
-                        w.unsend();
-                    }
-                }
+            let pending = lock(&self.calls).remove(&id);
+            if let Some(p) = pending {
+                p.answer.answer(None);
+            }
+        }
+    }
+
+    /// Sends `msg` to `owner`'s process under the context `under` says.
+    fn send_under<M: RemoteMessage>(
+        &self,
+        under: Under,
+        owner: &str,
+        msg: &M,
+    ) -> Result<(), RemoteError> {
+        match under {
+            // The node sends the current context.
+            Under::Current => self.node.send(owner, &self.service, msg),
+            Under::Message(Some(ctx)) => {
+                ctx.sync_scope(|| self.node.send(owner, &self.service, msg))
+            }
+            // The message has none, and none is current: none is sent (no context is
+            // made up per message).
+            Under::Message(None) if Context::current().is_none() => {
+                self.node.send(owner, &self.service, msg)
+            }
+            // Another context is current (a message passed on while serving another
+            // sender): a fresh one rather than someone else's.
+            Under::Message(None) => {
+                Context::default().sync_scope(|| self.node.send(owner, &self.service, msg))
             }
         }
     }
@@ -1221,62 +1311,19 @@ where
     /// One attempt of [`Cluster::try_cast`] and [`Cluster::cast`].
     fn try_send(&self, key: &K, msg: A::Msg) -> Result<(), Refusal<A::Msg>> {
         let i = self.local.shard_of(key);
-        let owners = self.owners();
+        let owners = lock_read(&self.owners);
         let Some((owner, window)) = owners.route(i) else {
             return Err(Refusal::Error(CastError::NoOwner(msg)));
         };
         if *owner == self.me {
+            drop(owners);
             return self
                 .local
                 .addr(key.clone())
                 .cast(msg)
                 .map_err(|e| Refusal::Error(CastError::Stopped(e.into_inner())));
         }
-        let full = |msg| Refusal::Full {
-            node: owner.to_string(),
-            msg,
-        };
-        if let Some(w) = window {
-            if !w.admit(self.window) {
-                return Err(full(msg));
-            }
-        }
-        let encoded = postcard::to_allocvec(key)
-            .map_err(|e| e.to_string())
-            .and_then(|k| msg.to_bytes().map(|m| (k, m)).map_err(|e| e.to_string()));
-        let unsend = || {
-            if let Some(w) = window {
-                w.unsend();
-            }
-        };
-        let (key_bytes, msg_bytes) = match encoded {
-            Ok(both) => both,
-            Err(why) => {
-                unsend();
-                return Err(Refusal::Error(CastError::Encode { why, msg }));
-            }
-        };
-        let wire = ShardWire::Cast {
-            shard: u32::try_from(i).unwrap_or(u32::MAX),
-            key: key_bytes,
-            msg: msg_bytes,
-            from: self.tag,
-        };
-        match self.node.send(owner, &self.service, &wire) {
-            Ok(()) => Ok(()),
-            Err(foundation_cluster::node::RemoteError::Overloaded(_)) => {
-                unsend();
-                Err(full(msg))
-            }
-            Err(error) => {
-                unsend();
-                Err(Refusal::Error(CastError::Unreachable {
-                    node: owner.to_string(),
-                    why: error.to_string(),
-                    msg,
-                }))
-            }
-        }
+        self.send_cast(owner, window, Place::Admit, i, key, Under::Current, msg)
     }
 
     /// Tells `owner`, on the lane of this node's casts, how many casts this node sent it.
@@ -1373,17 +1420,28 @@ where
         }
     }
 
-    /// What a peer sent to this node's process.
-    fn receive(&self, wire: ShardWire) {
+    /// What a peer sent to this node's process, under the sender's context `ctx`.
+    fn receive(&self, ctx: Option<Context>, frame: Frame<K, A::Msg>) {
+        let wire = match frame {
+            Frame::Cast(CastFrame { key, msg, from, .. }) => {
+                // Counted, and finished when its credit is dropped (its entity handled
+                // it, or it was dropped or passed on), whatever becomes of it.
+                let credit = self.ledger(from).receive();
+                self.deliver_here(key, hosted::holding(ctx, msg, credit));
+                return;
+            }
+            Frame::Wire(wire) => wire,
+        };
         match wire {
+            // A cast whose key or message does not decode (a well-formed one is read as
+            // a `Frame::Cast`): counted as received and finished, and dropped here.
             ShardWire::Cast { key, msg, from, .. } => {
-                // Counted (and finished when dropped) whatever becomes of it.
                 let credit = self.ledger(from).receive();
                 let Some(key) = self.decode_key(&key) else {
                     return;
                 };
                 match A::Msg::from_bytes(&msg) {
-                    Ok(m) => self.deliver_here(key, m, Some(credit)),
+                    Ok(m) => self.deliver_here(key, hosted::holding(ctx, m, credit)),
                     Err(error) => {
                         tracing::warn!(sharded = %self.local.name(), %error, "a message from a peer for an entity does not decode: dropped");
                     }
@@ -1407,7 +1465,7 @@ where
                     return;
                 };
                 match A::Msg::from_bytes_with_reply(&msg, replier) {
-                    Ok(m) => self.deliver_here(key, m, None),
+                    Ok(m) => self.deliver_here(key, hosted::from_parts(ctx, m)),
                     Err(error) => {
                         tracing::warn!(sharded = %self.local.name(), %error, node = %from, "a call from a peer for an entity does not decode: dropped");
                     }
@@ -1473,29 +1531,21 @@ where
         }
     }
 
-    /// Delivers a message that came from a peer into the local shard, under the context
-    /// current now (the sender's); a cast's `credit` travels with it until its entity
-    /// has handled it.
-    fn deliver_here(&self, key: K, msg: A::Msg, credit: Option<Credit>) {
+    /// Delivers a message that came from a peer (with the sender's context, and a cast's
+    /// credit, held until its entity has handled it) to its entity: into the local shard,
+    /// or on to the shard's owner.
+    fn deliver_here(&self, key: K, env: Envelope<A::Msg>) {
         let i = self.local.shard_of(&key);
         let outgoing = matches!(lock(&self.transit).get(i), Some(Transit::Outgoing { .. }));
         // A shard being handed off takes what comes before the senders' barriers; any
         // other message goes where this node's table says (here, held while a handoff is
         // awaited, or on to the owner when the sender's table was behind).
-        let addr = if outgoing {
-            self.local.addr(key)
+        let delivered = if outgoing {
+            self.local.deliver(&key, env)
         } else {
-            let route = ClusterRoute {
-                cluster: self.me_weak.clone(),
-                key,
-            };
-            Addr::hosted(self.local.name().to_owned(), Box::new(route))
+            self.route(i, &key, env)
         };
-        let sent = match credit {
-            Some(credit) => addr.cast_holding(Context::current(), msg, credit),
-            None => addr.cast(msg),
-        };
-        if sent.is_err() {
+        if delivered.is_err() {
             tracing::warn!(sharded = %self.local.name(), "a message from a peer for an entity was refused: the region has stopped");
         }
     }
@@ -1523,9 +1573,8 @@ where
         // Peers whose tables lag may still send here for a moment: passed on to the new
         // owners for one silence period before the process goes.
         tokio::time::sleep(self.silence).await;
-        if let Some(r) = lock(&self.receiver).take() {
+        if lock(&self.receiver).take().is_some() {
             self.node.unexport(&self.service);
-            r.stop(None);
         }
         for t in lock(&self.tasks).drain(..) {
             t.abort();
@@ -1545,6 +1594,23 @@ pub(crate) const SYNC_AFTER: Duration = Duration::from_millis(500);
 /// How long after a cast finishes its sender is told at the latest (sooner once a quarter
 /// of a window has finished).
 const REPORT_AFTER: Duration = Duration::from_millis(2);
+
+/// How a cast takes its place in the window of casts to its owner.
+#[derive(Clone, Copy)]
+enum Place {
+    /// Counted, whatever the window holds (a handle's cast, a message passed on).
+    Count,
+    /// Only if the window has room ([`Cluster::try_cast`], [`Cluster::cast`]).
+    Admit,
+}
+
+/// The context a message to another node goes under.
+enum Under {
+    /// The one current (the node sends it): a cast through `Sharded::try_cast`.
+    Current,
+    /// The message's own (from its envelope), or none.
+    Message(Option<Context>),
+}
 
 /// Why one attempt of a cast did not send it.
 enum Refusal<M> {
@@ -1652,34 +1718,328 @@ where
     }
 }
 
-/// The process peers send to (`$sharded/<name>`).
+/// The process peers send to (`$sharded/<name>`): hosted, so the node's reader of a lane
+/// hands each message straight to the shards (no task hop), in the order it came.
 struct Inbox<K, A: Actor> {
     cluster: Weak<Cluster<K, A>>,
 }
 
-impl<K, A> Actor for Inbox<K, A>
+impl<K, A> foundation_actors::Mailbox<Frame<K, A::Msg>> for Inbox<K, A>
 where
     K: EntityKey + Serialize + DeserializeOwned,
     A: Actor,
     A::Msg: RemoteMessage,
 {
-    type Msg = ShardWire;
-    type State = ();
-    type Args = ();
-
-    async fn init(&self, _: &Addr<ShardWire>, (): ()) -> Result<(), ActorError> {
+    fn deliver(&self, env: Envelope<Frame<K, A::Msg>>) -> Result<(), Envelope<Frame<K, A::Msg>>> {
+        let Some(c) = self.cluster.upgrade() else {
+            return Err(env);
+        };
+        // The node's permit for the message goes here: it is in its shard (a cast with
+        // its credit) or passed on.
+        let (ctx, frame) = hosted::into_parts(env);
+        c.receive(ctx, frame);
         Ok(())
     }
+}
 
-    async fn handle(
-        &self,
-        _: &Addr<ShardWire>,
-        msg: ShardWire,
-        (): &mut (),
-    ) -> Result<(), ActorError> {
-        if let Some(c) = self.cluster.upgrade() {
-            c.receive(msg);
+/// The address of the process peers send to.
+type InboxAddr<K, A> = Addr<Frame<K, <A as Actor>::Msg>>;
+
+/// What the process peers send to takes: a [`ShardWire`], with its casts (the bulk of the
+/// traffic) read straight into the key and the entity's message.
+pub(crate) enum Frame<K, M> {
+    /// A well-formed `ShardWire::Cast`, decoded.
+    Cast(CastFrame<K, M>),
+    /// Any other `ShardWire`, or a cast whose key or message does not decode (then
+    /// counted in its sender's ledger, and dropped, as any cast that does not decode).
+    Wire(ShardWire),
+}
+
+/// `ShardWire::Cast` with its key and message in place of their bytes: written straight
+/// into the lane's buffer with the bytes `ShardWire::Cast` has (so either side may be
+/// the other), and read back without the two vectors.
+pub(crate) struct CastFrame<K, M> {
+    /// The shard, as the sender computed it.
+    pub(crate) shard: u32,
+    /// The entity's key.
+    pub(crate) key: K,
+    /// The message.
+    pub(crate) msg: M,
+    /// The sender's tag (`sharded/flow.rs`).
+    pub(crate) from: u64,
+}
+
+/// `ShardWire::Cast`'s tag.
+const CAST_TAG: u32 = 1;
+
+impl<K, M> RemoteMessage for CastFrame<K, M>
+where
+    K: Serialize + DeserializeOwned + Send + 'static,
+    M: RemoteMessage,
+{
+    const TYPE_NAME: &'static str = <ShardWire as RemoteMessage>::TYPE_NAME;
+    const WIRE_TYPE: foundation_actors::WireType = <ShardWire as RemoteMessage>::WIRE_TYPE;
+    const TAGS: &'static [u32] = &[CAST_TAG];
+
+    fn tag(&self) -> Option<u32> {
+        Some(CAST_TAG)
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
+        let start = out.len();
+        let written = encode_cast(out, self);
+        if written.is_err() {
+            out.truncate(start);
         }
-        Ok(())
+        written
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
+        match Frame::from_bytes(bytes)? {
+            Frame::Cast(cast) => Ok(cast),
+            Frame::Wire(w) => Err(WireError::Malformed {
+                type_name: Self::TYPE_NAME,
+                tag: w.tag(),
+                in_tag: false,
+                source: postcard::Error::SerdeDeCustom,
+            }),
+        }
+    }
+}
+
+impl<K, M> RemoteMessage for Frame<K, M>
+where
+    K: Serialize + DeserializeOwned + Send + 'static,
+    M: RemoteMessage,
+{
+    const TYPE_NAME: &'static str = <ShardWire as RemoteMessage>::TYPE_NAME;
+    const WIRE_TYPE: foundation_actors::WireType = <ShardWire as RemoteMessage>::WIRE_TYPE;
+    const TAGS: &'static [u32] = <ShardWire as RemoteMessage>::TAGS;
+    const CALL_TAGS: &'static [u32] = <ShardWire as RemoteMessage>::CALL_TAGS;
+
+    fn tag(&self) -> Option<u32> {
+        match self {
+            Self::Cast(_) => Some(CAST_TAG),
+            Self::Wire(w) => w.tag(),
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
+        match self {
+            Self::Cast(cast) => cast.encode(out),
+            Self::Wire(w) => w.encode(out),
+        }
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
+        match postcard::take_from_bytes::<u32>(bytes) {
+            Ok((CAST_TAG, rest)) => decode_cast(rest),
+            _ => ShardWire::from_bytes(bytes).map(Self::Wire),
+        }
+    }
+}
+
+/// Writes `ShardWire::Cast { shard, key, msg, from }`'s bytes: the tag, the shard, the
+/// key's postcard bytes and the message's wire form, each behind its length (as postcard
+/// writes a `Vec<u8>`), then the sender's tag.
+fn encode_cast<K: Serialize, M: RemoteMessage>(
+    out: &mut Vec<u8>,
+    cast: &CastFrame<K, M>,
+) -> Result<(), WireError> {
+    put_varint(out, u64::from(CAST_TAG));
+    put_varint(out, u64::from(cast.shard));
+    with_length(out, |out| {
+        postcard::to_extend(&cast.key, Tail(out))
+            .map(drop)
+            .map_err(|source| WireError::Encode {
+                type_name: <ShardWire as RemoteMessage>::TYPE_NAME,
+                tag: Some(CAST_TAG),
+                source,
+            })
+    })?;
+    with_length(out, |out| cast.msg.encode(out))?;
+    put_varint(out, cast.from);
+    Ok(())
+}
+
+/// Reads what follows `ShardWire::Cast`'s tag, without copying the key or the message. A
+/// cast whose fields are whole but whose key or message does not decode is kept as a
+/// `ShardWire::Cast` (its sender's ledger counts it, see [`Cluster::receive`]).
+fn decode_cast<K: DeserializeOwned, M: RemoteMessage>(
+    bytes: &[u8],
+) -> Result<Frame<K, M>, WireError> {
+    let malformed = |source| WireError::Malformed {
+        type_name: <ShardWire as RemoteMessage>::TYPE_NAME,
+        tag: Some(CAST_TAG),
+        in_tag: false,
+        source,
+    };
+    let (shard, rest) = postcard::take_from_bytes::<u32>(bytes).map_err(malformed)?;
+    let (key, rest) = postcard::take_from_bytes::<&[u8]>(rest).map_err(malformed)?;
+    let (msg, rest) = postcard::take_from_bytes::<&[u8]>(rest).map_err(malformed)?;
+    let (from, rest) = postcard::take_from_bytes::<u64>(rest).map_err(malformed)?;
+    if !rest.is_empty() {
+        return Err(WireError::TrailingBytes {
+            type_name: <ShardWire as RemoteMessage>::TYPE_NAME,
+            tag: Some(CAST_TAG),
+            extra: rest.len(),
+        });
+    }
+    match (postcard::from_bytes::<K>(key), M::from_bytes(msg)) {
+        (Ok(key), Ok(msg)) => Ok(Frame::Cast(CastFrame {
+            shard,
+            key,
+            msg,
+            from,
+        })),
+        _ => Ok(Frame::Wire(ShardWire::Cast {
+            shard,
+            key: key.to_vec(),
+            msg: msg.to_vec(),
+            from,
+        })),
+    }
+}
+
+/// Appends `n` as postcard writes an unsigned integer (LEB128).
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n & 0x7f) as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Runs `write`, then puts the length of what it appended in front of it.
+fn with_length(
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), WireError>,
+) -> Result<(), WireError> {
+    // One byte is kept for the length; a longer one (128 bytes and more) moves the bytes.
+    let at = out.len();
+    out.push(0);
+    write(out)?;
+    let len = out.len() - at - 1;
+    if len < 0x80 {
+        out[at] = len as u8;
+    } else {
+        let mut prefix = Vec::with_capacity(10);
+        put_varint(&mut prefix, len as u64);
+        out.splice(at..=at, prefix);
+    }
+    Ok(())
+}
+
+/// Appends to a borrowed buffer (`postcard::to_extend` takes its writer by value).
+struct Tail<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Tail<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+        self.0.extend(bytes);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+mod unit {
+    use super::*;
+
+    #[derive(Debug, PartialEq, RemoteMessage)]
+    #[remote(name = "test.Msg", crate = foundation_actors)]
+    enum Msg {
+        #[remote(tag = 1)]
+        Add(u64),
+        #[remote(tag = 2)]
+        Note(String),
+    }
+
+    fn wire_of(shard: u32, key: &str, msg: &Msg, from: u64) -> Vec<u8> {
+        ShardWire::Cast {
+            shard,
+            key: postcard::to_allocvec(key).unwrap(),
+            msg: msg.to_bytes().unwrap(),
+            from,
+        }
+        .to_bytes()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_cast_frame_has_the_bytes_of_shard_wire_cast_and_reads_back() {
+        // Short and long keys and messages (a length of 128 and more takes two bytes),
+        // small and large shard numbers and tags.
+        let long = "k".repeat(300);
+        for (shard, key, msg, from) in [
+            (3, "alice", Msg::Add(5), 1),
+            (
+                u32::MAX,
+                long.as_str(),
+                Msg::Note("n".repeat(200)),
+                u64::MAX,
+            ),
+            (0, "", Msg::Note(String::new()), 0),
+        ] {
+            let frame = CastFrame {
+                shard,
+                key: key.to_owned(),
+                msg,
+                from,
+            };
+            let bytes = frame.to_bytes().unwrap();
+            assert_eq!(bytes, wire_of(shard, key, &frame.msg, from));
+            match Frame::<String, Msg>::from_bytes(&bytes).unwrap() {
+                Frame::Cast(c) => {
+                    assert_eq!(
+                        (c.shard, c.key.as_str(), &c.msg, c.from),
+                        (shard, key, &frame.msg, from)
+                    );
+                }
+                Frame::Wire(w) => panic!("read as {w:?}"),
+            }
+            // And `ShardWire` reads a frame's bytes as the cast it is.
+            assert!(matches!(
+                ShardWire::from_bytes(&bytes).unwrap(),
+                ShardWire::Cast { from: f, .. } if f == from
+            ));
+        }
+    }
+
+    #[test]
+    fn a_cast_whose_key_or_message_does_not_decode_is_kept_whole_for_its_ledger() {
+        // The key is not a string (an invalid length), the message an unknown tag.
+        let bad_key = ShardWire::Cast {
+            shard: 1,
+            key: vec![0xff, 0xff],
+            msg: Msg::Add(1).to_bytes().unwrap(),
+            from: 7,
+        };
+        let bad_msg = ShardWire::Cast {
+            shard: 1,
+            key: postcard::to_allocvec("a").unwrap(),
+            msg: vec![99],
+            from: 7,
+        };
+        for w in [bad_key, bad_msg] {
+            let bytes = w.to_bytes().unwrap();
+            assert!(matches!(
+                Frame::<String, Msg>::from_bytes(&bytes).unwrap(),
+                Frame::Wire(ShardWire::Cast { from: 7, .. })
+            ));
+        }
+        // Cut short, or with bytes left over: refused, as `ShardWire` refuses them.
+        let bytes = wire_of(1, "a", &Msg::Add(1), 7);
+        assert!(Frame::<String, Msg>::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Frame::<String, Msg>::from_bytes(&longer).is_err());
+        // Other messages are read as `ShardWire`.
+        let credit = ShardWire::Credit {
+            from: "b".into(),
+            done: 3,
+        };
+        assert!(matches!(
+            Frame::<String, Msg>::from_bytes(&credit.to_bytes().unwrap()).unwrap(),
+            Frame::Wire(ShardWire::Credit { done: 3, .. })
+        ));
     }
 }

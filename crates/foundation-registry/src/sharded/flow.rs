@@ -182,7 +182,9 @@ impl Ledger {
     /// The sender says it sent `sent` casts, all of them ahead of this on their lane:
     /// those not received were lost, and count as finished. Fewer than received: the
     /// sender counts anew (its window was made again), and so does the ledger. Called
-    /// by the node's process, one message at a time, as [`Ledger::receive`] is.
+    /// for the sender's messages one at a time, in the order they came, as
+    /// [`Ledger::receive`] is: the owner's reader of the sender's lane hands them on
+    /// itself (a node's messages to one process keep one lane).
     pub(crate) fn sync(&self, sent: u64) {
         let received = self.received.load(Ordering::Acquire);
         if sent >= received {

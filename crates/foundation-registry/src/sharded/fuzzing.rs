@@ -9,7 +9,7 @@ use foundation_actors::{Actor, ActorError, Addr, ReplyPort};
 use tokio::sync::oneshot;
 
 use super::checkpoint::{Checkpointed, Store};
-use super::cluster::{Owners, ShardWire};
+use super::cluster::{CastFrame, Frame, Owners, ShardWire};
 use super::runtime::{Keeper, shard_index};
 use crate::distributed::Handoff;
 use crate::placement::{NodeInfo, View};
@@ -123,9 +123,24 @@ pub(crate) fn wire(bytes: &[u8]) -> bool {
     let replies: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let mut all = true;
     for msg in crate::fuzzing::chunks(bytes) {
-        let Ok(wire) = ShardWire::from_bytes(msg) else {
-            all = false;
-            continue;
+        // As the node reads them for the process: a well-formed cast straight into its
+        // key and message, anything else as a `ShardWire`.
+        let wire = match Frame::<String, Tally>::from_bytes(msg) {
+            Ok(Frame::Cast(CastFrame {
+                shard,
+                key,
+                msg,
+                from,
+            })) => {
+                std::hint::black_box((owners.owner(index(shard)), from));
+                deliver(&mut entities, &owners, key, msg);
+                continue;
+            }
+            Ok(Frame::Wire(wire)) => wire,
+            Err(_) => {
+                all = false;
+                continue;
+            }
         };
         match wire {
             // Flow control: a credit moves the sender's window, a sync recounts the
@@ -145,6 +160,8 @@ pub(crate) fn wire(bytes: &[u8]) -> bool {
                 ledger.sync(sent);
                 std::hint::black_box((ledger.unreported(), ledger.report(true)));
             }
+            // A cast whose key or message does not decode (counted in its sender's
+            // ledger, then dropped).
             ShardWire::Cast {
                 shard, key, msg, ..
             } => {

@@ -6,9 +6,11 @@
 //!
 //! - [`Shard::deliver`] queues a message on its entity (creating the entry for a new key)
 //!   and returns [`Delivered::run`] = true exactly when it set `running` from false to
-//!   true: the caller then starts the entity's runner. Otherwise a runner is active and
-//!   will see the message.
-//! - A runner takes the entity's state with [`Shard::take_state`], then calls
+//!   true: the caller then starts the entity's runner, handing it that message
+//!   ([`Delivered::hand`]: the entity was idle, so its queue is empty and the message is
+//!   not queued at all). Otherwise a runner is active and will see the message.
+//! - A runner takes the entity's state with [`Shard::take_state`], handles the message it
+//!   was handed, if any, then calls
 //!   [`Shard::next`] in a loop: it gets the next message, or a request to stop, or is told
 //!   to park. Parking (queue empty) puts the state back and clears `running` in the same
 //!   critical section, so a message delivered after that starts a new runner, and one
@@ -46,9 +48,13 @@ pub(crate) struct Entry<S, E> {
 
 /// What [`Shard::deliver`] asks of its caller.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Delivered<K> {
+pub(crate) struct Delivered<K, E> {
     /// Start a runner for the key delivered to.
     pub(crate) run: bool,
+    /// With `run`: the message delivered, handed to the new runner as its first instead
+    /// of queued (the entity was idle, so its queue was empty): an idle entity's first
+    /// message allocates no queue.
+    pub(crate) hand: Option<E>,
     /// Start a runner for this key too: the least recently used idle entity, marked to
     /// stop because the shard is over its limit.
     pub(crate) evict: Option<K>,
@@ -115,7 +121,7 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
         key: &K,
         env: E,
         now_ms: u64,
-    ) -> Result<Delivered<K>, (Refused, E)> {
+    ) -> Result<Delivered<K, E>, (Refused, E)> {
         if self.stopped {
             return Err((Refused::Stopped, env));
         }
@@ -126,21 +132,52 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
             held.push_back((key.clone(), env));
             return Ok(Delivered {
                 run: false,
+                hand: None,
                 evict: None,
             });
         }
+        Ok(self.push(key, env, now_ms, true))
+    }
+
+    /// Queues `env` for `key`'s entity in an open shard; with `direct`, a message that
+    /// starts a runner is handed to it ([`Delivered::hand`]) instead of queued.
+    fn push(&mut self, key: &K, env: E, now_ms: u64, direct: bool) -> Delivered<K, E> {
         self.seq += 1;
         let seq = self.seq;
         if let Some(entry) = self.entities.get_mut(key) {
-            entry.queue.push_back(env);
             entry.last_seq = seq;
             entry.last_ms = now_ms;
-            let run = !entry.running;
+            if entry.running {
+                entry.queue.push_back(env);
+                return Delivered {
+                    run: false,
+                    hand: None,
+                    evict: None,
+                };
+            }
+            // Idle: nothing is queued (a runner parks only on an empty queue, and every
+            // other way to `running` = false goes through a park).
+            debug_assert!(entry.queue.is_empty());
             entry.running = true;
-            return Ok(Delivered { run, evict: None });
+            let hand = if direct {
+                Some(env)
+            } else {
+                entry.queue.push_back(env);
+                None
+            };
+            return Delivered {
+                run: true,
+                hand,
+                evict: None,
+            };
         }
-        let mut queue = VecDeque::with_capacity(1);
-        queue.push_back(env);
+        let mut queue = VecDeque::new();
+        let hand = if direct {
+            Some(env)
+        } else {
+            queue.push_back(env);
+            None
+        };
         self.entities.insert(
             key.clone(),
             Entry {
@@ -158,7 +195,11 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
         } else {
             None
         };
-        Ok(Delivered { run: true, evict })
+        Delivered {
+            run: true,
+            hand,
+            evict,
+        }
     }
 
     /// Marks the least recently used idle entity to stop; its key, for a runner.
@@ -270,13 +311,14 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
         };
         let mut run = Vec::new();
         for (k, env) in held {
-            // Not held any more and not stopped (stop_all takes the held messages first).
-            if let Ok(d) = self.deliver(&k, env, now_ms) {
-                if d.run {
-                    run.push(k);
-                }
-                run.extend(d.evict);
+            // Queued, not handed: the runners start after the whole run is queued, in
+            // order. Not held any more and not stopped (stop_all takes the held messages
+            // first).
+            let d = self.push(&k, env, now_ms, false);
+            if d.run {
+                run.push(k);
             }
+            run.extend(d.evict);
         }
         run
     }
@@ -373,6 +415,11 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
         held
     }
 
+    /// Takes what the shard holds, in order; a holding shard goes on holding.
+    pub(crate) fn take_held(&mut self) -> VecDeque<(K, E)> {
+        self.held.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     /// Ends a drain and goes on holding what came meanwhile, in order: the shard parks
     /// (its node lost the quorum) until it is opened or handed off.
     pub(crate) fn end_park(&mut self) {
@@ -405,12 +452,17 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
 mod unit {
     use super::*;
 
-    fn started(shard: &mut Shard<u32, u32, u32>, key: u32) {
-        let d = shard.deliver(&key, 0, 0).unwrap();
+    /// Starts a runner for `key` with its message `m`: asserts `m` is handed to it.
+    fn run_with(shard: &mut Shard<u32, u32, u32>, key: u32, m: u32) {
+        let d = shard.deliver(&key, m, 0).unwrap();
         assert!(d.run);
+        assert_eq!(d.hand, Some(m));
+    }
+
+    fn started(shard: &mut Shard<u32, u32, u32>, key: u32) {
+        run_with(shard, key, 0);
         let mut st = shard.take_state(&key);
-        assert_eq!(shard.next(&key, &mut st), Next::Msg(0));
-        st = Some(0);
+        st = Some(st.unwrap_or(0));
         assert_eq!(shard.next(&key, &mut st), Next::Park);
     }
 
@@ -418,18 +470,19 @@ mod unit {
     fn a_message_while_running_goes_to_the_runner_in_order() {
         let mut s: Shard<u32, u32, u32> = Shard::new(10, 10);
         s.release(0);
-        assert!(s.deliver(&1, 10, 0).unwrap().run);
-        assert!(!s.deliver(&1, 11, 0).unwrap().run);
-        let mut st = s.take_state(&1);
-        assert_eq!(s.next(&1, &mut st), Next::Msg(10));
-        st = Some(5);
+        run_with(&mut s, 1, 10);
+        let d = s.deliver(&1, 11, 0).unwrap();
+        assert!(!d.run && d.hand.is_none());
+        // A new entity has no state; the runner handles 10 and its state is 5.
+        assert_eq!(s.take_state(&1), None);
+        let mut st = Some(5);
         assert!(!s.deliver(&1, 12, 0).unwrap().run);
         assert_eq!(s.next(&1, &mut st), Next::Msg(11));
         assert_eq!(s.next(&1, &mut st), Next::Msg(12));
         assert_eq!(s.next(&1, &mut st), Next::Park);
         assert!(st.is_none());
         // Parked: the next delivery starts a runner, which gets the state back.
-        assert!(s.deliver(&1, 13, 0).unwrap().run);
+        run_with(&mut s, 1, 13);
         assert_eq!(s.take_state(&1), Some(5));
     }
 
@@ -446,21 +499,36 @@ mod unit {
     }
 
     #[test]
+    fn what_a_holding_shard_holds_is_taken_in_order_and_it_goes_on_holding() {
+        let mut s: Shard<u32, u32, u32> = Shard::new(10, 10);
+        assert!(!s.deliver(&1, 1, 0).unwrap().run);
+        assert!(!s.deliver(&2, 2, 0).unwrap().run);
+        assert_eq!(Vec::from(s.take_held()), vec![(1, 1), (2, 2)]);
+        assert!(!s.is_open());
+        assert!(!s.deliver(&1, 3, 0).unwrap().run);
+        assert_eq!(Vec::from(s.take_held()), vec![(1, 3)]);
+        // An open shard holds nothing, and taking leaves it open.
+        assert!(s.release(0).is_empty());
+        assert!(s.take_held().is_empty());
+        assert!(s.is_open());
+    }
+
+    #[test]
     fn over_the_limit_the_least_recently_used_idle_entity_is_stopped() {
         let mut s: Shard<u32, u32, u32> = Shard::new(2, 10);
         s.release(0);
         started(&mut s, 1);
         started(&mut s, 2);
         // 1 is used again: 2 is now the least recently used.
-        assert!(s.deliver(&1, 0, 0).unwrap().run);
+        run_with(&mut s, 1, 0);
         let mut st = s.take_state(&1);
-        assert_eq!(s.next(&1, &mut st), Next::Msg(0));
         assert_eq!(s.next(&1, &mut st), Next::Park);
         let d = s.deliver(&3, 0, 0).unwrap();
         assert_eq!(
             d,
             Delivered {
                 run: true,
+                hand: Some(0),
                 evict: Some(2)
             }
         );
@@ -476,8 +544,8 @@ mod unit {
         let mut s: Shard<u32, u32, u32> = Shard::new(10, 10);
         s.release(0);
         started(&mut s, 1);
-        assert!(s.deliver(&2, 20, 0).unwrap().run);
-        // 1 is idle: a runner stops it; 2 has a message: it is handled first.
+        run_with(&mut s, 2, 20);
+        // 1 is idle: a runner stops it; 2 has a message in hand: it is handled first.
         assert_eq!(s.drain(), vec![1]);
         assert!(!s.deliver(&2, 21, 0).unwrap().run);
         let mut st1 = s.take_state(&1);
@@ -485,8 +553,8 @@ mod unit {
         st1 = None;
         assert_eq!(s.next(&1, &mut st1), Next::Park);
         let mut st2 = s.take_state(&2);
-        assert_eq!(s.next(&2, &mut st2), Next::Msg(20));
-        st2 = Some(2);
+        // The runner handled 20, handed to it.
+        st2 = Some(st2.unwrap_or(2));
         assert_eq!(s.next(&2, &mut st2), Next::Stop);
         st2 = None;
         assert_eq!(s.next(&2, &mut st2), Next::Park);

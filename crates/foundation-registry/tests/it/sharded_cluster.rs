@@ -743,7 +743,17 @@ async fn run(name: String) {
                 let (mut ok, mut bad) = (0, 0);
                 for k in 0..keys {
                     let e: LedgerRef = ledger.entity(k);
-                    match e.log().await {
+                    // `pushed` says the pusher sent its casts, not that they arrived: a log
+                    // that is a beginning of `want` is asked again until the rest is in.
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+                    let mut got = e.log().await;
+                    while matches!(&got, Ok(log) if log.len() < want.len() && want.starts_with(log))
+                        && tokio::time::Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        got = e.log().await;
+                    }
+                    match got {
                         Ok(log) if log == want => ok += 1,
                         Ok(log) => {
                             bad += 1;

@@ -37,9 +37,13 @@ impl World {
         }
     }
 
-    /// What a runner task does, run on this thread.
-    fn run(&self, key: u8) {
+    /// What a runner task does, run on this thread: the message it was handed first, if
+    /// any, then what the shard gives it.
+    fn run(&self, key: u8, hand: Option<u32>) {
         let mut state = self.shard.lock().unwrap().take_state(&key);
+        if let Some(m) = hand {
+            self.handle(&mut state, m);
+        }
         loop {
             let step = self.shard.lock().unwrap().next(&key, &mut state);
             match step {
@@ -51,17 +55,20 @@ impl World {
                 Next::Start => {
                     state = Some(self.saved.lock().unwrap().take().unwrap_or(0));
                 }
-                Next::Msg(m) => {
-                    if state.is_none() {
-                        state = Some(self.saved.lock().unwrap().take().unwrap_or(0));
-                    }
-                    assert!(!self.handling.swap(true, Ordering::SeqCst), "two at once");
-                    self.log.lock().unwrap().push(m);
-                    *state.as_mut().unwrap() += 1;
-                    self.handling.store(false, Ordering::SeqCst);
-                }
+                Next::Msg(m) => self.handle(&mut state, m),
             }
         }
+    }
+
+    /// Handles `m`, starting the entity (from its saved state) if it has none.
+    fn handle(&self, state: &mut Option<u32>, m: u32) {
+        if state.is_none() {
+            *state = Some(self.saved.lock().unwrap().take().unwrap_or(0));
+        }
+        assert!(!self.handling.swap(true, Ordering::SeqCst), "two at once");
+        self.log.lock().unwrap().push(m);
+        *state.as_mut().unwrap() += 1;
+        self.handling.store(false, Ordering::SeqCst);
     }
 
     /// Sends `msgs` to entity 0, running it whenever told to.
@@ -69,7 +76,7 @@ impl World {
         for &m in msgs {
             let d = self.shard.lock().unwrap().deliver(&0, m, 0).unwrap();
             if d.run {
-                self.run(0);
+                self.run(0, d.hand);
             }
         }
     }
@@ -128,7 +135,7 @@ fn a_passivation_racing_senders_loses_no_update() {
             thread::spawn(move || {
                 let run = w.shard.lock().unwrap().request_stop(&0);
                 if run {
-                    w.run(0);
+                    w.run(0, None);
                 }
             })
         };
@@ -137,5 +144,38 @@ fn a_passivation_racing_senders_loses_no_update() {
         let log = w.log.lock().unwrap().clone();
         assert_eq!(log, [1, 2, 3]);
         assert_eq!(w.count(), 3);
+    });
+}
+
+#[test]
+fn a_drain_racing_a_first_message_handles_it_once_or_holds_it() {
+    loom::model(|| {
+        let w = World::new();
+        let a = {
+            let w = w.clone();
+            // Entity 0's first message: handed to the runner it starts, not queued.
+            thread::spawn(move || w.send(&[1]))
+        };
+        let d = {
+            let w = w.clone();
+            thread::spawn(move || {
+                let keys = w.shard.lock().unwrap().drain();
+                for k in keys {
+                    w.run(k, None);
+                }
+            })
+        };
+        a.join().unwrap();
+        d.join().unwrap();
+        let mut shard = w.shard.lock().unwrap();
+        // Drained: every entity stopped (its state saved), nothing left running.
+        assert_eq!(shard.len(), 0);
+        let held = shard.end_drain();
+        let log = w.log.lock().unwrap().clone();
+        match (log.as_slice(), held.len()) {
+            ([1], 0) => assert_eq!(*w.saved.lock().unwrap(), Some(1)),
+            ([], 1) => assert_eq!(held[0], (0, 1)),
+            other => panic!("handled and held: {other:?}"),
+        }
     });
 }
