@@ -111,6 +111,25 @@ pub mod __private {
     pub fn parts<T: TypedActor>(r: &mut Running<T>) -> (&mut T, &Ctx<T>) {
         (&mut r.state, &r.ctx)
     }
+
+    /// The user's state, out of an incarnation that ends (its state handed over by
+    /// `#[actor(handoff)]`); its context is dropped, which cancels its timers.
+    pub fn into_state<T: TypedActor>(r: Running<T>) -> T {
+        r.state
+    }
+
+    /// A type `#[actor(handoff)]` can hand over: it is its own snapshot.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be handed over: `#[actor(handoff)]` makes the actor's type its own snapshot, so it must implement serde's `Serialize` and `Deserialize`",
+        label = "this actor's state is not serializable",
+        note = "derive them on the type: `#[derive(serde::Serialize, serde::Deserialize)]`, or drop `handoff` (its state then starts from `#[init]` after a move)"
+    )]
+    pub trait HandoffState: serde::Serialize + serde::de::DeserializeOwned {}
+
+    impl<T: serde::Serialize + serde::de::DeserializeOwned> HandoffState for T {}
+
+    /// Compile-time check that an `#[actor(handoff)]` type is its own snapshot.
+    pub const fn assert_handoff_state<T: HandoffState>() {}
 }
 
 /// What a handler may return: nothing, or a `Result` whose error crashes the actor (its

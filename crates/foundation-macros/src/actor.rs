@@ -10,7 +10,7 @@ use syn::{
     Path, ReturnType, Type, Visibility, parse_quote,
 };
 
-use crate::krate::actors_path;
+use crate::krate::{actors_path, registry_path};
 use crate::remote::reply_port_of;
 
 /// Names every handle has: a handler may not take them.
@@ -39,6 +39,9 @@ pub(crate) struct Args {
     message: Option<Ident>,
     /// `remote` or `remote = "wire.Name"`: the message enum derives `RemoteMessage`.
     remote: Option<Option<LitStr>>,
+    /// `handoff`: the type is its own snapshot; the generated actor implements the
+    /// registry's `Handoff` (its span, where a missing `Serialize` is reported).
+    handoff: Option<Span>,
 }
 
 impl Args {
@@ -60,9 +63,11 @@ impl Args {
                     None
                 };
                 args.remote = Some(name);
+            } else if meta.path.is_ident("handoff") {
+                args.handoff = Some(syn::spanned::Spanned::span(&meta.path));
             } else {
                 return Err(meta.error(
-                    "unknown `#[actor]` option; expected `vis = pub`, `handle = Name`, `message = Name`, `remote`, `remote = \"wire.Name\"` or `crate = path`",
+                    "unknown `#[actor]` option; expected `vis = pub`, `handle = Name`, `message = Name`, `remote`, `remote = \"wire.Name\"`, `handoff` or `crate = path`",
                 ));
             }
             Ok(())
@@ -79,6 +84,8 @@ enum Kind {
     Info,
     Init,
     Terminate,
+    /// Runs after `#[actor(handoff)]` restored the state (instead of `#[init]`).
+    Restored,
 }
 
 impl Kind {
@@ -89,6 +96,7 @@ impl Kind {
             Kind::Info => "info",
             Kind::Init => "init",
             Kind::Terminate => "terminate",
+            Kind::Restored => "restored",
         }
     }
 }
@@ -107,6 +115,7 @@ fn handler_kind(a: &Attribute) -> Option<Kind> {
         Kind::Info,
         Kind::Init,
         Kind::Terminate,
+        Kind::Restored,
     ]
     .into_iter()
     .find(|k| a.path().is_ident(k.attr()))
@@ -169,7 +178,8 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
     for it in &item.items {
         if let ImplItem::Fn(f) = it {
             let name = f.sig.ident.to_string();
-            if TYPE_FNS.contains(&name.as_str()) {
+            let handoff_fn = args.handoff.is_some() && name == "handoff_actor";
+            if TYPE_FNS.contains(&name.as_str()) || handoff_fn {
                 let e = Error::new_spanned(
                     &f.sig.ident,
                     format!("`#[actor]` generates `{ty_ident}::{name}`; rename this method"),
@@ -250,6 +260,15 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
                     seen.push((n, h.name.clone()));
                 }
             }
+        }
+    }
+    // `#[restored]` runs after a handoff's restore: without `handoff` there is none.
+    if args.handoff.is_none() {
+        if let Some(h) = handlers.iter().find(|h| h.kind == Kind::Restored) {
+            push(Error::new_spanned(
+                &h.name,
+                "`#[restored]` runs when a handed-over state is restored, which needs `#[actor(handoff)]`: add `handoff` to the attribute, or drop the hook",
+            ));
         }
     }
     // The enum and the handle are outside the impl, where `Self` means something else.
@@ -440,6 +459,66 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
                 #krate::typed::HandlerResult::into_result(#call)
             }
         }
+    });
+    let handoff = args.handoff.map(|at| {
+        let registry = registry_path();
+        let snapshot = Ident::new("snapshot", Span::mixed_site());
+        let hook = handlers.iter().find(|h| h.kind == Kind::Restored).map(|h| {
+            let f = &h.name;
+            let ctx_arg = h.takes_ctx.then(|| quote!(#ctx));
+            let awaited = h.is_async.then(|| quote!(.await));
+            let at = Span::call_site().located_at(f.span());
+            let call = quote_spanned!(at=> #this.#f(#ctx_arg)#awaited);
+            quote! {
+                {
+                    #[allow(unused_variables)]
+                    let (#this, #ctx) = #krate::typed::__private::parts(&mut #running);
+                    #krate::typed::HandlerResult::into_result(#call)?;
+                }
+            }
+        });
+        let fn_doc = format!(
+            " The actor that runs a `{name_str}` and hands its state over (`#[actor(handoff)]`): give it to `ShardedSpec::new(..)` with `.handoff()`, or return it from a `DistributedSpec::handoff_kind` maker. The `{name_str}` itself is the snapshot: a move or a passivation serializes it, and the next incarnation starts from it instead of `#[init]`."
+        );
+        // Spanned at `handoff`: a state that is not `Serialize + DeserializeOwned` is
+        // reported there.
+        let handoff_trait = quote_spanned!(at=> #registry::distributed::Handoff);
+        let snapshot_ty = quote_spanned!(at=> #self_ty);
+        let check = quote_spanned! {at=>
+            const _: () = #krate::typed::__private::assert_handoff_state::<#self_ty>();
+        };
+        let impl_block = quote_spanned! {at=>
+            impl #handoff_trait for #actor {
+                type Snapshot = #snapshot_ty;
+
+                fn export(&self, #running: #krate::typed::Running<#self_ty>) -> #self_ty {
+                    #krate::typed::__private::into_state(#running)
+                }
+
+                async fn restore(
+                    &self,
+                    #me: &#krate::Addr<#msg>,
+                    #snapshot: #self_ty,
+                    _: #args_ty,
+                ) -> ::core::result::Result<#krate::typed::Running<#self_ty>, #krate::ActorError> {
+                    let owned = #krate::typed::__private::ctx::<#self_ty>(#me);
+                    #[allow(unused_mut)]
+                    let mut #running = #krate::typed::__private::running(#snapshot, owned);
+                    #hook
+                    ::core::result::Result::Ok(#running)
+                }
+            }
+        };
+        let fn_block = quote! {
+            #[allow(private_interfaces)]
+            impl #self_ty {
+                #[doc = #fn_doc]
+                #vis fn handoff_actor() -> impl #handoff_trait<Msg = #msg, Args = #args_ty, Snapshot = #self_ty> + ::core::clone::Clone {
+                    #actor
+                }
+            }
+        };
+        quote!(#check #impl_block #fn_block)
     });
     let match_body = if messages.is_empty() {
         quote!(match #msg_id {})
@@ -673,6 +752,8 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
             #terminate_fn
         }
 
+        #handoff
+
         #errors
     }
 }
@@ -713,7 +794,7 @@ fn actor_ident(self_ty: &Type) -> syn::Result<Ident> {
 fn check_names(h: &Handler, accepted: &[Handler], ty_ident: &Ident) -> syn::Result<()> {
     let name = h.name.to_string();
     match h.kind {
-        Kind::Init | Kind::Terminate => {
+        Kind::Init | Kind::Terminate | Kind::Restored => {
             if let Some(prev) = accepted.iter().find(|p| p.kind == h.kind) {
                 return Err(Error::new(
                     h.name.span(),
@@ -1055,10 +1136,13 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
                 "`#[init]` takes one argument (then optionally `ctx: &Ctx<Self>`): pass a tuple or a struct",
             ));
         }
-        Kind::Terminate if !params.is_empty() => {
+        Kind::Terminate | Kind::Restored if !params.is_empty() => {
             return Err(Error::new_spanned(
                 extra(0),
-                "`#[terminate]` takes only `&mut self` and optionally `ctx: &Ctx<Self>`: remove this parameter",
+                format!(
+                    "`#[{}]` takes only `&mut self` and optionally `ctx: &Ctx<Self>`: remove this parameter",
+                    kind.attr()
+                ),
             ));
         }
         _ => {}
@@ -1076,7 +1160,7 @@ fn parse_handler(f: &mut ImplItemFn) -> syn::Result<Option<Handler>> {
         .filter(|a| a.path().is_ident("cfg"))
         .cloned()
         .collect();
-    if let (Kind::Init | Kind::Terminate, Some(cfg)) = (kind, cfgs.first()) {
+    if let (Kind::Init | Kind::Terminate | Kind::Restored, Some(cfg)) = (kind, cfgs.first()) {
         return Err(Error::new_spanned(
             cfg,
             format!(

@@ -61,3 +61,26 @@ pub(crate) fn cache_path() -> TokenStream {
         },
     }
 }
+
+/// `::foundation_registry` (possibly renamed), or `::foundation::registry` for
+/// applications that depend on the facade only: for `#[actor(handoff)]`, whose generated
+/// code implements the registry's `Handoff`. Only that option asks for it, so an actor
+/// without it compiles with `foundation-actors` alone.
+pub(crate) fn registry_path() -> TokenStream {
+    match crate_name("foundation-registry") {
+        // `foundation-registry`'s own tests and doc tests link it as an extern crate.
+        Ok(FoundCrate::Itself) => quote!(::foundation_registry),
+        Ok(FoundCrate::Name(name)) => {
+            let name = Ident::new(&name, Span::call_site());
+            quote!(::#name)
+        }
+        Err(_) => match crate_name("foundation") {
+            Ok(FoundCrate::Name(name)) => {
+                let name = Ident::new(&name, Span::call_site());
+                quote!(::#name::registry)
+            }
+            Ok(FoundCrate::Itself) => quote!(crate::registry),
+            Err(_) => quote!(::foundation_registry),
+        },
+    }
+}

@@ -136,6 +136,7 @@ use syn::{DeriveInput, ItemFn, ItemImpl, parse_macro_input};
 /// | `#[info]` | `fn name(&mut self, msg: T)` | a message from timers, watchers or `addr.cast(T.into())` (`handle_info`) |
 /// | `#[init]` | `fn name(args: A) -> Result<Self, E>` (or `-> Self`) | builds the state from `A` on each (re)start (`init/1`) |
 /// | `#[terminate]` | `fn name(&mut self)` | runs on a graceful stop (`terminate/2`) |
+/// | `#[restored]` | `fn name(&mut self)` | with `#[actor(handoff)]`: runs after the state was restored from a snapshot, instead of `#[init]` (re-arm timers, re-subscribe) |
 ///
 /// Any of them may be `async`, take `&self` or `&mut self`, and take `ctx: &Ctx<Self>` as
 /// their last parameter (the process's own handle, timers, `watch`, `stop`). Methods
@@ -147,6 +148,84 @@ use syn::{DeriveInput, ItemFn, ItemImpl, parse_macro_input};
 /// `#[actor(vis = pub, handle = Name, message = Name, crate = path)]`: the generated items'
 /// visibility (`pub` by default: a `pub` actor type needs its enum and handle `pub`; `vis = pub(crate)` narrows them), the handle's and the enum's names (`CounterRef`,
 /// `CounterMsg` by default) and the path to `foundation-actors`.
+///
+/// `#[actor(handoff)]`: the state moves with the process (see [Handoff](#handoff)).
+///
+/// # Handoff
+///
+/// `#[actor(handoff)]` makes the type its own snapshot for `foundation-registry`'s
+/// `distributed::Handoff`: a sharded entity moved to another node or passivated, or a
+/// distributed supervisor's child moved by `migrate`, a rebalance or a graceful shutdown,
+/// starts again from its last state instead of from `#[init]`. The type must implement
+/// serde's `Serialize` and `Deserialize` (an error at `handoff` otherwise); a
+/// `#[serde(skip)]` field comes back as its `Default`. The macro adds
+///
+/// ```text
+/// impl Counter {
+///     fn handoff_actor() -> impl Handoff<Msg = CounterMsg, Args = ..., Snapshot = Counter> + Clone
+/// }
+/// ```
+///
+/// the actor to give `ShardedSpec::new(name, Counter::handoff_actor(), args)` with
+/// `.handoff()`, or to return from a `DistributedSpec::handoff_kind` factory. Its `export`
+/// gives the state (the old incarnation's `#[terminate]` does not run, its timers are
+/// cancelled), its `restore` builds a new context, as a start does, and runs the optional
+/// `#[restored]` hook, which may take `ctx: &Ctx<Self>`, be `async` and return a `Result`
+/// (an `Err` fails the start, as `#[init]`'s would; the `#[init]` argument is not used on
+/// a restore). A handler checkpoints with
+/// `foundation_registry::distributed::checkpoint(self)`. The registry is reached as
+/// `foundation_registry`, or `foundation::registry` for an application that depends on the
+/// facade only; an actor without `handoff` needs only `foundation-actors`.
+///
+/// ```
+/// use foundation_actors::prelude::*;
+/// use foundation_registry::distributed::checkpoint;
+/// use foundation_registry::sharded::{Sharded, ShardedSpec};
+/// use serde::{Deserialize, Serialize};
+/// use std::time::Duration;
+///
+/// #[derive(Default, Serialize, Deserialize)]
+/// struct Counter { total: u64, restores: u32 }
+///
+/// #[actor(handoff)]
+/// impl Counter {
+///     #[init]
+///     fn start() -> Self { Self::default() }
+///
+///     #[cast]
+///     fn add(&mut self, n: u64) { self.total += n }
+///
+///     /// Replicated to other nodes: a start after a crash begins here.
+///     #[call]
+///     fn save(&self) -> bool { checkpoint(self).is_ok() }
+///
+///     #[call]
+///     fn total(&self) -> (u64, u32) { (self.total, self.restores) }
+///
+///     /// On the new incarnation, after a move or a passivation.
+///     #[restored]
+///     fn back(&mut self) { self.restores += 1 }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let spec = ShardedSpec::new("counters", Counter::handoff_actor(), |_: &u64| ())
+///     .idle_timeout(Duration::from_millis(50))
+///     .handoff();
+/// let counters = Sharded::new(spec);
+/// let sup = Supervisor::start(
+///     SupervisorSpec::new("app", Strategy::OneForOne).child(counters.child_spec()),
+/// )
+/// .await?;
+/// let c: CounterRef = counters.entity(7);
+/// c.add(5).await?;
+/// assert!(c.save().await?);
+/// while counters.is_active(&7) {
+///     tokio::time::sleep(Duration::from_millis(10)).await; // passivated when idle
+/// }
+/// assert_eq!(c.total().await?, (5, 1)); // restored from its snapshot
+/// sup.shutdown().await;
+/// # Ok(()) }
+/// ```
 ///
 /// # Remote actors
 ///

@@ -145,10 +145,10 @@
 //! ## State across moves
 //!
 //! A move loses no message, but an entity's state moves with it only if its type
-//! implements [`Handoff`] and its spec says [`ShardedSpec::handoff`]; any other entity
-//! (every `#[actor]` type: the `Actor` the macro generates cannot be named to implement
-//! `Handoff`) is stopped on the old owner (its `terminate` runs) and starts from `init`
-//! on the new one. A node joining moves about 1/N of the shards, so a counter that took
+//! implements [`Handoff`] and its spec says [`ShardedSpec::handoff`] (an `#[actor]` type
+//! does with `#[actor(handoff)]`, run as `ShardedSpec::new(name, Counter::handoff_actor(),
+//! args).handoff()`); any other entity is stopped on the old owner (its `terminate`
+//! runs) and starts from `init` on the new one. A node joining moves about 1/N of the shards, so a counter that took
 //! a cast before a join may read 0 afterwards, from every node, though the cast was
 //! handled.
 //!

@@ -29,9 +29,12 @@ use tokio::sync::oneshot;
 /// restored from the last snapshot given to [`checkpoint`], or built by `init` if there
 /// is none.
 ///
-/// Implement it on a hand-written [`Actor`]: the `Actor` that `#[actor]` generates for a
-/// type is private, so an `#[actor]` child can be registered with
-/// [`DistributedSpec::kind`](super::DistributedSpec::kind) but not as a handoff kind.
+/// Implement it on a hand-written [`Actor`], as below. An `#[actor]` type gets it with
+/// `#[actor(handoff)]`: the type is then its own snapshot (serde's `Serialize` and
+/// `Deserialize`), and `Counter::handoff_actor()` gives the generated actor, which
+/// implements `Handoff`, for [`ShardedSpec::handoff`](crate::sharded::ShardedSpec::handoff)
+/// and [`DistributedSpec::handoff_kind`](super::DistributedSpec::handoff_kind); its
+/// optional `#[restored]` hook runs after a restore (see the macro's docs).
 ///
 /// # Examples
 ///

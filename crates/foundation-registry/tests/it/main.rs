@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
 #![allow(missing_docs, unreachable_pub)]
 
+mod actor_handoff;
 mod cluster;
 mod distributed;
 mod errors;
