@@ -437,7 +437,10 @@ const JSON_BUDGETS: &[(&str, Budget)] = &[
     ("idle sharded entity", Budget::AddedBytes(400.0)),
     // Issue 15: a message to an active local entity through its handle costs at most
     // 1.2x a raw ractor cast: as rates (msg/s, ours over raw ractor's), at least 1/1.2.
-    ("casts to 10k active sharded entities", Budget::AtLeastRatio(0.83)),
+    (
+        "casts to 10k active sharded entities",
+        Budget::AtLeastRatio(0.83),
+    ),
     // Issue 15: activation and delivery of a first message at most a raw ractor spawn
     // plus one cast (same run); at most 27% of 1,024 shards move when a 4th node joins 3;
     // a message to an entity on another node within the remote tell and call budgets.
