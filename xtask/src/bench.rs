@@ -226,14 +226,15 @@ const HEADLINES: &[Headline] = &[
     // Issue 12: one `terminate_child` in a dynamic supervisor holding 10,000 children,
     // beside one holding 1,000 (bench `actors`, `common::Terminate`): about 1 if a
     // termination costs the same however many children there are, about 10 if it grows
-    // with them (terminating 10,000 one by one was quadratic until commit 0076a60).
+    // with them (terminating 10,000 one by one was quadratic until commit 0076a60). Judged
+    // at 2: 1.18 and 1.36 measured (load 13), 5.9 with the quadratic removal put back.
     Headline {
         name: "terminate_child with 10k children vs with 1k",
         ours: "terminate_child/10000",
         competitor: "terminate_child/1000",
         paired: None,
         unit: "ns",
-        budget: Budget::None,
+        budget: Budget::Ratio(2.0),
     },
     // Issue 5: a local registry lookup (`Registry::whereis`) beside a plain `DashMap` lookup
     // (Erlang's `pg:get_members` is 246 ns and `global:whereis_name` 310 ns on this

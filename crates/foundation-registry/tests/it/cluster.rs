@@ -316,9 +316,9 @@ async fn calls_and_names_go_both_ways_and_memory_stays_bounded_while_a_flood_fil
     // Meanwhile, each round: a name registered on each side and seen by the other, b's
     // called through it (the call rides `default` beside the flood: refused at once while
     // this node's outbox there is full, and tried again, as a caller would; once queued it
-    // must be answered), and b's memory sampled. (No call from b here: its reply would
-    // ride this node's full `default` outbox, and a reply refused there is dropped today,
-    // its caller waiting out its timeout.)
+    // must be answered), a's called from b through its name (the reply rides this node's
+    // full `default` outbox: a reply is queued past the limit, as its caller waits for
+    // it), and b's memory sampled.
     let (mut rounds, mut max_rss, mut refused) = (0, rss_before, 0u64);
     while !flood.is_finished() {
         let here = format!("fa{rounds}");
@@ -327,6 +327,10 @@ async fn calls_and_names_go_both_ways_and_memory_stays_bounded_while_a_flood_fil
         assert_eq!(
             ask(&mut b, &format!("await {here} a"), "at "),
             format!("at {here} a")
+        );
+        assert_eq!(
+            ask(&mut b, &format!("call {here} hi"), "call "),
+            format!("call {here} {here}@a hi")
         );
         let there = format!("fb{rounds}");
         assert_eq!(
