@@ -55,7 +55,8 @@ pub(crate) fn run(args: &[OsString]) -> Result<()> {
 
     // Release: loom explores many interleavings and is very slow in debug builds. The
     // crates with loom models: the address slot and its hazard pointers
-    // (foundation-actors), the sharded runtime's shard protocol (foundation-registry).
+    // (foundation-actors), the sharded runtime's shard protocol, runner pool and flow
+    // control (foundation-registry).
     for (name, krate) in [
         ("loom", "foundation-actors"),
         ("loom (registry)", "foundation-registry"),

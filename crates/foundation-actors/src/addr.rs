@@ -237,6 +237,41 @@ impl<M> Clone for Addr<M> {
     }
 }
 
+/// A reference to an [`Addr`] that does not keep it alive ([`Addr::downgrade`]): the
+/// address again with [`WeakAddr::upgrade`] while some clone of it lives. What a mailbox
+/// given to [`Addr::hosted_with`] keeps of the address it serves.
+pub struct WeakAddr<M> {
+    slot: std::sync::Weak<ActorSlot<M>>,
+    label: Arc<str>,
+}
+
+impl<M> Clone for WeakAddr<M> {
+    fn clone(&self) -> Self {
+        Self {
+            slot: self.slot.clone(),
+            label: self.label.clone(),
+        }
+    }
+}
+
+impl<M> fmt::Debug for WeakAddr<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakAddr")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M> WeakAddr<M> {
+    /// The address, if a clone of it still lives.
+    pub fn upgrade(&self) -> Option<Addr<M>> {
+        Some(Addr {
+            slot: self.slot.upgrade()?,
+            label: self.label.clone(),
+        })
+    }
+}
+
 impl<M: Send + 'static> fmt::Debug for Addr<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Addr")
@@ -267,6 +302,28 @@ impl<M: Send + 'static> Addr<M> {
         let addr = Self::new(label, false, 0);
         addr.slot.install(Route::Hosted(Box::new(mailbox)));
         addr
+    }
+
+    /// As [`Addr::hosted`], with a mailbox built from a [`WeakAddr`] of the address it
+    /// serves: a host can then give the process this very address (an upgrade, no
+    /// allocation) when a message through it sets the process running, instead of
+    /// building a new one.
+    pub fn hosted_with(
+        label: impl Into<Arc<str>>,
+        mailbox: impl FnOnce(WeakAddr<M>) -> Box<dyn Mailbox<M>>,
+    ) -> Self {
+        let addr = Self::new(label, false, 0);
+        let mailbox = mailbox(addr.downgrade());
+        addr.slot.install(Route::Hosted(Box::new(mailbox)));
+        addr
+    }
+
+    /// A reference to this address that does not keep it alive: see [`WeakAddr`].
+    pub fn downgrade(&self) -> WeakAddr<M> {
+        WeakAddr {
+            slot: Arc::downgrade(&self.slot),
+            label: self.label.clone(),
+        }
     }
 
     /// Identifies the process (the address of its slot), for lookups by address.

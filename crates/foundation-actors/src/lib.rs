@@ -91,6 +91,7 @@ pub use foundation_macros::actor;
 pub use actor::{Actor, spawn};
 pub use addr::{
     Addr, AddrKey, Batch, DEFAULT_CALL_TIMEOUT, FEED_BUDGET, Feed, Mailbox, ReplyPort, StopHook,
+    WeakAddr,
 };
 pub use context::{Context, ContextError, SpanId, TraceId};
 pub use ecosystem::{Ecosystem, EcosystemSpec, Routing, Worker};

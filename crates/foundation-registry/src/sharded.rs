@@ -30,6 +30,15 @@
 //! one message at a time, in the order they were queued, and any number of entities run in
 //! parallel on the runtime's workers; an idle entity has no task, no channel, no timer.
 //!
+//! Runner tasks are pooled (`sharded/pool.rs`): a task that has put an entity back takes
+//! the next entity with work, or waits for one, so a message to an idle entity wakes a
+//! waiting task instead of spawning one. At most as many tasks run entities whose
+//! handlers are not waiting as the runtime has workers; an entity whose handler awaits
+//! (I/O, a call) hands the queue to another task, so it never holds up the others. A
+//! runner runs an entity with the address the waking message was sent through (no new
+//! address per run). The pool's protocol is model-checked by loom in
+//! `sharded/pool/tests/loom_pool.rs`.
+//!
 //! The protocol between senders and a runner is a flag under the shard's mutex: the
 //! sender that finds the entity not running sets the flag and starts its runner, and the
 //! runner parks (puts the state back and clears the flag) in the same critical section in
@@ -46,7 +55,7 @@
 //! |---|---|
 //! | the entry: state `s`, queue (24), flags and clocks (24), key `k` | `s + k + 48` |
 //! | hash-table slack: 1 control byte per bucket, load between 7/16 and 7/8 | ×1.14 to ×2.3 |
-//! | the entity's own address, kept by an `#[actor]` state's `Ctx`: its slot (~100) and route (8 + `k`) | ~110 + `k` |
+//! | the entity's own address, kept by an `#[actor]` state's `Ctx`: its slot (~100) and route (32 + `k`) | ~130 + `k` |
 //!
 //! For a `u64` key and an `#[actor]` state of one `u64` that is about 300 B in all, of
 //! which 8 are the state: the budget is 400 B beyond the state (`cargo xtask bench`, row
@@ -202,6 +211,7 @@ mod flow;
 /// The sharded entities' decoders of peer bytes, for the fuzz targets (feature `fuzzing`).
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzzing;
+mod pool;
 mod runtime;
 mod shard;
 
@@ -620,11 +630,13 @@ where
     A::Msg: RemoteMessage,
 {
     fn addr(&self, key: K) -> Addr<A::Msg> {
-        let route = ClusterRoute {
-            cluster: Arc::downgrade(&self.0),
-            key,
-        };
-        Addr::hosted(self.0.local.label(), Box::new(route))
+        Addr::hosted_with(self.0.local.label(), |me| {
+            Box::new(ClusterRoute {
+                cluster: Arc::downgrade(&self.0),
+                key,
+                me,
+            })
+        })
     }
     fn child_spec(&self) -> ChildSpec<RegionMsg> {
         self.0.local.clone().child_spec()

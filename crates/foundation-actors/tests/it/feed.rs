@@ -253,3 +253,52 @@ fn a_hosted_process_is_handed_a_feeds_messages_one_at_a_time() {
     assert_eq!(feed.rings(), 2);
     assert_eq!(feed.unrung.load(Ordering::SeqCst), 0);
 }
+
+/// Each note a [`SelfAware`] host was handed, with the key of its own address if it
+/// could have it again.
+type Seen = Arc<Mutex<Vec<(u64, Option<foundation_actors::AddrKey>)>>>;
+
+/// A host that records, for each note, whether the mailbox's own address (a `WeakAddr`
+/// given by `Addr::hosted_with`) could be had again, and is the same process.
+struct SelfAware {
+    me: foundation_actors::WeakAddr<Msg>,
+    seen: Seen,
+}
+
+impl foundation_actors::Mailbox<Msg> for SelfAware {
+    fn deliver(
+        &self,
+        env: foundation_actors::addr::Envelope<Msg>,
+    ) -> Result<(), foundation_actors::addr::Envelope<Msg>> {
+        if let (_, Msg::Note(n)) = foundation_actors::hosted::into_parts(env) {
+            let me = self.me.upgrade().map(|a| a.key());
+            self.seen.lock().unwrap().push((n, me));
+        }
+        Ok(())
+    }
+}
+
+/// A hosted process's mailbox built with `Addr::hosted_with` reaches the very address it
+/// serves (same process key, same label) while that address lives, and does not keep it
+/// alive.
+#[test]
+fn a_hosted_mailbox_reaches_its_own_address_without_keeping_it_alive() {
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let addr = Addr::hosted_with("self-aware", |me| {
+        Box::new(SelfAware {
+            me,
+            seen: seen.clone(),
+        })
+    });
+    addr.cast(Msg::Note(1)).unwrap();
+    assert_eq!(*seen.lock().unwrap(), [(1, Some(addr.key()))]);
+    let weak = addr.downgrade();
+    let again = weak.upgrade().unwrap();
+    assert_eq!(again.key(), addr.key());
+    assert_eq!(again.label(), "self-aware");
+    drop((addr, again));
+    assert!(
+        weak.upgrade().is_none(),
+        "the weak address kept its process alive"
+    );
+}

@@ -105,7 +105,7 @@ use std::time::Duration;
 
 use foundation_actors::addr::Envelope;
 use foundation_actors::remote::{Answer, Replier};
-use foundation_actors::{Actor, Addr, Context, RemoteMessage, WireError, hosted};
+use foundation_actors::{Actor, Addr, Context, RemoteMessage, WeakAddr, WireError, hosted};
 use foundation_cluster::node::{Node, RemoteError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -881,7 +881,7 @@ where
         let late = self.local.take_held(i);
         // Behind the handoff on the same lane: the new owner opens the shard first.
         for (k, env) in held.into_iter().chain(late) {
-            if let Err(env) = self.deliver(&k, env) {
+            if let Err(env) = self.deliver(&k, env, None) {
                 drop(env);
             }
         }
@@ -1074,21 +1074,34 @@ where
     }
 
     /// Delivers `env` to `key`'s entity, wherever its shard's owner is.
-    fn deliver(&self, key: &K, env: Envelope<A::Msg>) -> Result<(), Envelope<A::Msg>> {
+    /// `via`: the entity's address the message was sent through (see
+    /// `Shared::deliver`).
+    fn deliver(
+        &self,
+        key: &K,
+        env: Envelope<A::Msg>,
+        via: Option<&WeakAddr<A::Msg>>,
+    ) -> Result<(), Envelope<A::Msg>> {
         let i = self.local.shard_of(key);
-        self.route(i, key, env)
+        self.route(i, key, env, via)
     }
 
     /// Delivers `env` to `key`'s entity, of shard `i`, on the shard's owner: a cast is
     /// counted in the window of casts to it and never waits (see `sharded/flow.rs`).
-    fn route(&self, i: usize, key: &K, env: Envelope<A::Msg>) -> Result<(), Envelope<A::Msg>> {
+    fn route(
+        &self,
+        i: usize,
+        key: &K,
+        env: Envelope<A::Msg>,
+        via: Option<&WeakAddr<A::Msg>>,
+    ) -> Result<(), Envelope<A::Msg>> {
         // Read in place, and held while the message is written: no reference count of the
         // table (or of the owner's name and window) is taken per message.
         let owners = lock_read(&self.owners);
         let (owner, window) = match owners.route(i) {
             Some((o, _)) if *o == self.me => {
                 drop(owners);
-                return self.local.deliver(key, env);
+                return self.local.deliver(key, env, via);
             }
             Some(route) => route,
             None => {
@@ -1541,9 +1554,9 @@ where
         // other message goes where this node's table says (here, held while a handoff is
         // awaited, or on to the owner when the sender's table was behind).
         let delivered = if outgoing {
-            self.local.deliver(&key, env)
+            self.local.deliver(&key, env, None)
         } else {
-            self.route(i, &key, env)
+            self.route(i, &key, env, None)
         };
         if delivered.is_err() {
             tracing::warn!(sharded = %self.local.name(), "a message from a peer for an entity was refused: the region has stopped");
@@ -1689,6 +1702,8 @@ async fn watch<K, A>(
 pub(crate) struct ClusterRoute<K, A: Actor> {
     pub(crate) cluster: Weak<Cluster<K, A>>,
     pub(crate) key: K,
+    /// The address this route serves.
+    pub(crate) me: WeakAddr<A::Msg>,
 }
 
 impl<K, A> foundation_actors::Mailbox<A::Msg> for ClusterRoute<K, A>
@@ -1702,7 +1717,7 @@ where
         env: foundation_actors::addr::Envelope<A::Msg>,
     ) -> Result<(), foundation_actors::addr::Envelope<A::Msg>> {
         match self.cluster.upgrade() {
-            Some(c) => c.deliver(&self.key, env),
+            Some(c) => c.deliver(&self.key, env, Some(&self.me)),
             None => Err(env),
         }
     }

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use foundation_actors::addr::Envelope;
 use foundation_actors::hosted::{self, Crash};
-use foundation_actors::{Actor, ActorError, Addr, ChildSpec, Mailbox, Restart};
+use foundation_actors::{Actor, ActorError, Addr, ChildSpec, Mailbox, Restart, WeakAddr};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+use super::pool::{Pool, Step, Wake};
 use super::shard::{Next, Refused, Shard};
 use super::{EntityKey, ShardedStats};
 // Recovers from poisoning: every critical section here leaves its data whole before
@@ -138,9 +139,13 @@ pub(crate) struct Shared<K, A: Actor> {
     rt: OnceLock<Handle>,
     /// In a cluster: the shards this node serves (all of them without one).
     pub(crate) gate: OnceLock<Gate>,
-    /// Runners alive, and a notification when none is.
+    /// Runs (an entity with work, from start to park) queued or under way, and a
+    /// notification when none is.
     runners: AtomicUsize,
     no_runner: Notify,
+    /// The runner tasks' queue of runs, and the bells of those waiting for one (see
+    /// `pool.rs`).
+    pool: Mutex<Pool<Run<K, A>, Arc<Notify>>>,
     started: AtomicU64,
     passivated: AtomicU64,
     crashed: AtomicU64,
@@ -166,6 +171,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             gate: OnceLock::new(),
             runners: AtomicUsize::new(0),
             no_runner: Notify::new(),
+            pool: Mutex::new(Pool::new(1)),
             started: AtomicU64::new(0),
             passivated: AtomicU64::new(0),
             crashed: AtomicU64::new(0),
@@ -211,25 +217,35 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
 
     /// An address of `key`'s entity (whether it runs or not).
     pub(crate) fn addr(&self, key: K) -> Addr<A::Msg> {
-        let route = EntityRoute::<K, A> {
-            shared: self.me.clone(),
-            key,
-        };
-        Addr::hosted(self.settings.name.clone(), Box::new(route))
+        Addr::hosted_with(self.settings.name.clone(), |me| {
+            Box::new(EntityRoute::<K, A> {
+                shared: self.me.clone(),
+                key,
+                me,
+            })
+        })
     }
 
-    /// Queues `env` for `key`'s entity, starting a runner if it has none.
-    pub(crate) fn deliver(&self, key: &K, env: Envelope<A::Msg>) -> Result<(), Envelope<A::Msg>> {
+    /// Queues `env` for `key`'s entity, starting a runner if it has none. `via`: the
+    /// address the message was sent through, if it is one of this entity's (a runner
+    /// started by the message runs the entity with it, instead of building one).
+    pub(crate) fn deliver(
+        &self,
+        key: &K,
+        env: Envelope<A::Msg>,
+        via: Option<&WeakAddr<A::Msg>>,
+    ) -> Result<(), Envelope<A::Msg>> {
         let i = self.shard_of(key);
         let now = self.arrival_ms();
         let delivered = lock(&self.shards[i]).deliver(key, env, now);
         match delivered {
             Ok(d) => {
                 if d.run {
-                    self.spawn_runner(i, key.clone(), d.hand);
+                    let me = via.and_then(WeakAddr::upgrade);
+                    self.spawn_runner(i, key.clone(), d.hand, me);
                 }
                 if let Some(k) = d.evict {
-                    self.spawn_runner(i, k, None);
+                    self.spawn_runner(i, k, None, None);
                 }
                 Ok(())
             }
@@ -252,35 +268,87 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         let i = self.shard_of(key);
         let run = lock(&self.shards[i]).request_stop(key);
         if run {
-            self.spawn_runner(i, key.clone(), None);
+            self.spawn_runner(i, key.clone(), None, None);
         }
     }
 
-    /// Starts `key`'s runner, handing it `hand` (a message not queued) first.
-    fn spawn_runner(&self, shard: usize, key: K, hand: Option<Envelope<A::Msg>>) {
-        let (Some(me), Some(rt)) = (self.me.upgrade(), self.rt.get()) else {
+    /// Runs `key`'s entity (see `shard.rs`), handing it `hand` (a message not queued,
+    /// and the entity's state taken out of its entry) first; `me`, an address of the
+    /// entity to run it with (else one is built). The run goes to a waiting runner task,
+    /// or to a new one when none waits (see [`Pool`]).
+    fn spawn_runner(&self, shard: usize, key: K, hand: Option<Hand<A>>, me: Option<Addr<A::Msg>>) {
+        let Some(rt) = self.rt.get() else {
             // Runners start only once the region has started (until then the shards
-            // hold their messages), and the region keeps `self` alive.
+            // hold their messages).
             tracing::error!(sharded = %self.settings.name, "an entity runner could not start");
             return;
         };
         self.runners.fetch_add(1, Ordering::SeqCst);
+        let wake = lock(&self.pool).push(Run {
+            shard,
+            key,
+            hand,
+            me,
+        });
+        self.wake(rt, wake);
+    }
+
+    /// Rings a waiting runner task's bell, or spawns a task, as the pool said.
+    fn wake(&self, rt: &Handle, wake: Wake<Arc<Notify>>) {
+        match wake {
+            Wake::None => {}
+            Wake::Ring(bell) => bell.notify_one(),
+            Wake::Spawn => match self.me.upgrade() {
+                Some(shared) => {
+                    rt.spawn(runner(shared));
+                }
+                // The region keeps `self` alive while it runs.
+                None => {
+                    tracing::error!(sharded = %self.settings.name, "an entity runner could not start");
+                }
+            },
+        }
+    }
+
+    /// One run, watched: while it waits on something (its handler awaits), its task is
+    /// not free, and the queued runs go to another (see `pool.rs`).
+    async fn run_watched(self: &Arc<Self>, r: Run<K, A>) {
+        let mut run = std::pin::pin!(self.run_one(r));
+        let mut blocked = false;
+        std::future::poll_fn(|cx| {
+            let polled = run.as_mut().poll(cx);
+            if polled.is_pending() && !blocked {
+                blocked = true;
+                let wake = lock(&self.pool).blocked();
+                if let Some(rt) = self.rt.get() {
+                    self.wake(rt, wake);
+                }
+            }
+            polled
+        })
+        .await;
+        if blocked {
+            lock(&self.pool).unblocked();
+        }
+    }
+
+    /// One run, in its entity's checkpoint scope when its entities keep checkpoints.
+    async fn run_one(self: &Arc<Self>, r: Run<K, A>) {
         let scope = self
             .settings
             .keeper
             .as_ref()
-            .and_then(|k| k.checkpoints(shard, &key));
+            .and_then(|k| k.checkpoints(r.shard, &r.key));
         match scope {
             Some((entity, snapshot)) => {
-                rt.spawn(crate::distributed::entity_scope(
+                crate::distributed::entity_scope(
                     entity,
                     snapshot,
-                    run(me, shard, key, hand),
-                ));
+                    run(self, r.shard, r.key, r.hand, r.me),
+                )
+                .await;
             }
-            None => {
-                rt.spawn(run(me, shard, key, hand));
-            }
+            None => run(self, r.shard, r.key, r.hand, r.me).await,
         }
     }
 
@@ -374,7 +442,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         for i in 0..self.shards.len() {
             let keys = lock(&self.shards[i]).idle_since(cutoff);
             for k in keys {
-                self.spawn_runner(i, k, None);
+                self.spawn_runner(i, k, None, None);
             }
         }
     }
@@ -382,6 +450,8 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
     /// The region started: runners may start, held messages are delivered.
     fn open(&self) {
         let _ = self.rt.set(Handle::current());
+        let workers = self.rt.get().map_or(1, |rt| rt.metrics().num_workers());
+        lock(&self.pool).open(workers);
         let now = self.now_ms();
         for i in 0..self.shards.len() {
             if self.gate.get().is_some_and(|served| !served(i)) {
@@ -390,7 +460,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             }
             let keys = lock(&self.shards[i]).open(now);
             for k in keys {
-                self.spawn_runner(i, k, None);
+                self.spawn_runner(i, k, None, None);
             }
         }
     }
@@ -402,7 +472,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             let (keys, held) = lock(&self.shards[i]).stop_all();
             drop(held);
             for k in keys {
-                self.spawn_runner(i, k, None);
+                self.spawn_runner(i, k, None, None);
             }
         }
         loop {
@@ -410,9 +480,14 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.runners.load(Ordering::SeqCst) == 0 {
-                return;
+                break;
             }
             notified.await;
+        }
+        // The runner tasks waiting for a run end (each keeps `self` alive).
+        let idle = lock(&self.pool).close();
+        for bell in idle {
+            bell.notify_one();
         }
     }
 
@@ -425,7 +500,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         let now = self.now_ms();
         let keys = lock(&self.shards[i]).release(now);
         for k in keys {
-            self.spawn_runner(i, k, None);
+            self.spawn_runner(i, k, None, None);
         }
     }
 
@@ -459,7 +534,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             (active, s.drain())
         };
         for k in keys {
-            self.spawn_runner(i, k, None);
+            self.spawn_runner(i, k, None, None);
         }
         // Runners stop their entities as their queues empty; a handler may take a while.
         while lock(&self.shards[i]).len() > 0 {
@@ -477,7 +552,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         for &i in which {
             let keys = lock(&self.shards[i]).drain();
             for k in keys {
-                self.spawn_runner(i, k, None);
+                self.spawn_runner(i, k, None, None);
             }
         }
         for &i in which {
@@ -521,7 +596,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         let now = self.now_ms();
         let run = lock(&self.shards[i]).activate(key, now);
         if run {
-            self.spawn_runner(i, key.clone(), None);
+            self.spawn_runner(i, key.clone(), None, None);
         }
     }
 
@@ -563,19 +638,55 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
     }
 }
 
+/// What a runner started by a delivery is handed: the message, and the entity's state
+/// (`None` if it has not started).
+type Hand<A> = (Envelope<<A as Actor>::Msg>, Option<<A as Actor>::State>);
+
+/// One run of an entity, queued for a runner task.
+pub(crate) struct Run<K, A: Actor> {
+    shard: usize,
+    key: K,
+    hand: Option<Hand<A>>,
+    me: Option<Addr<A::Msg>>,
+}
+
+/// A runner task (see `pool.rs`): takes the queued runs one after another, waits for
+/// more or ends when there are none.
+async fn runner<K: EntityKey, A: Actor>(shared: Arc<Shared<K, A>>) {
+    let bell = Arc::new(Notify::new());
+    loop {
+        let step = lock(&shared.pool).next(&bell);
+        match step {
+            Step::Run(r) => {
+                shared.run_watched(r).await;
+                // A task that always finds a run queued yields now and then, as one task
+                // per run did by ending.
+                tokio::task::consume_budget().await;
+            }
+            Step::Wait => bell.notified().await,
+            Step::End => return,
+        }
+    }
+}
+
 /// Runs `key`'s entity while it has work: the messages queued for it, one at a time, then
 /// parks it (see `shard.rs`).
 async fn run<K: EntityKey, A: Actor>(
-    shared: Arc<Shared<K, A>>,
+    shared: &Arc<Shared<K, A>>,
     i: usize,
     key: K,
-    hand: Option<Envelope<A::Msg>>,
+    hand: Option<Hand<A>>,
+    me: Option<Addr<A::Msg>>,
 ) {
-    let me = shared.addr(key.clone());
-    let mut state = lock(&shared.shards[i]).take_state(&key);
-    if let Some(env) = hand {
-        shared.handle(i, &key, &me, &mut state, env).await;
-    }
+    let me = me.unwrap_or_else(|| shared.addr(key.clone()));
+    let mut state = match hand {
+        Some((env, handed)) => {
+            let mut state = handed;
+            shared.handle(i, &key, &me, &mut state, env).await;
+            state
+        }
+        None => lock(&shared.shards[i]).take_state(&key),
+    };
     loop {
         let step = lock(&shared.shards[i]).next(&key, &mut state);
         match step {
@@ -602,12 +713,14 @@ async fn run<K: EntityKey, A: Actor>(
 struct EntityRoute<K, A: Actor> {
     shared: Weak<Shared<K, A>>,
     key: K,
+    /// The address this route serves.
+    me: WeakAddr<A::Msg>,
 }
 
 impl<K: EntityKey, A: Actor> Mailbox<A::Msg> for EntityRoute<K, A> {
     fn deliver(&self, env: Envelope<A::Msg>) -> Result<(), Envelope<A::Msg>> {
         match self.shared.upgrade() {
-            Some(s) => s.deliver(&self.key, env),
+            Some(s) => s.deliver(&self.key, env, Some(&self.me)),
             None => Err(env),
         }
     }

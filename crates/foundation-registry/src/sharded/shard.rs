@@ -6,11 +6,13 @@
 //!
 //! - [`Shard::deliver`] queues a message on its entity (creating the entry for a new key)
 //!   and returns [`Delivered::run`] = true exactly when it set `running` from false to
-//!   true: the caller then starts the entity's runner, handing it that message
-//!   ([`Delivered::hand`]: the entity was idle, so its queue is empty and the message is
-//!   not queued at all). Otherwise a runner is active and will see the message.
-//! - A runner takes the entity's state with [`Shard::take_state`], handles the message it
-//!   was handed, if any, then calls
+//!   true: the caller then starts the entity's runner, handing it that message and the
+//!   entity's state ([`Delivered::hand`]: the entity was idle, so its queue is empty and
+//!   the message is not queued at all). Otherwise a runner is active and will see the
+//!   message.
+//! - A runner started without a message (passivation, a remembered entity, released
+//!   held messages) takes the entity's state with [`Shard::take_state`]; one handed a
+//!   message has it already and handles that message first. Then it calls
 //!   [`Shard::next`] in a loop: it gets the next message, or a request to stop, or is told
 //!   to park. Parking (queue empty) puts the state back and clears `running` in the same
 //!   critical section, so a message delivered after that starts a new runner, and one
@@ -48,13 +50,15 @@ pub(crate) struct Entry<S, E> {
 
 /// What [`Shard::deliver`] asks of its caller.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Delivered<K, E> {
+pub(crate) struct Delivered<K, S, E> {
     /// Start a runner for the key delivered to.
     pub(crate) run: bool,
     /// With `run`: the message delivered, handed to the new runner as its first instead
     /// of queued (the entity was idle, so its queue was empty): an idle entity's first
-    /// message allocates no queue.
-    pub(crate) hand: Option<E>,
+    /// message allocates no queue. Beside it, the entity's state, taken out of its entry
+    /// (`None` if it has not started): the runner starts with both, without taking the
+    /// shard's lock again.
+    pub(crate) hand: Option<(E, Option<S>)>,
     /// Start a runner for this key too: the least recently used idle entity, marked to
     /// stop because the shard is over its limit.
     pub(crate) evict: Option<K>,
@@ -121,7 +125,7 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
         key: &K,
         env: E,
         now_ms: u64,
-    ) -> Result<Delivered<K, E>, (Refused, E)> {
+    ) -> Result<Delivered<K, S, E>, (Refused, E)> {
         if self.stopped {
             return Err((Refused::Stopped, env));
         }
@@ -141,7 +145,7 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
 
     /// Queues `env` for `key`'s entity in an open shard; with `direct`, a message that
     /// starts a runner is handed to it ([`Delivered::hand`]) instead of queued.
-    fn push(&mut self, key: &K, env: E, now_ms: u64, direct: bool) -> Delivered<K, E> {
+    fn push(&mut self, key: &K, env: E, now_ms: u64, direct: bool) -> Delivered<K, S, E> {
         self.seq += 1;
         let seq = self.seq;
         if let Some(entry) = self.entities.get_mut(key) {
@@ -160,7 +164,7 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
             debug_assert!(entry.queue.is_empty());
             entry.running = true;
             let hand = if direct {
-                Some(env)
+                Some((env, entry.state.take()))
             } else {
                 entry.queue.push_back(env);
                 None
@@ -173,7 +177,7 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
         }
         let mut queue = VecDeque::new();
         let hand = if direct {
-            Some(env)
+            Some((env, None))
         } else {
             queue.push_back(env);
             None
@@ -214,7 +218,8 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
         Some(key.clone())
     }
 
-    /// The runner's first step: takes the entity's state (`None` if it has not started).
+    /// The first step of a runner started without a message: takes the entity's state
+    /// (`None` if it has not started).
     pub(crate) fn take_state(&mut self, key: &K) -> Option<S> {
         self.entities.get_mut(key).and_then(|e| e.state.take())
     }
@@ -452,17 +457,18 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
 mod unit {
     use super::*;
 
-    /// Starts a runner for `key` with its message `m`: asserts `m` is handed to it.
-    fn run_with(shard: &mut Shard<u32, u32, u32>, key: u32, m: u32) {
+    /// Starts a runner for `key` with its message `m`: asserts `m` is handed to it; the
+    /// state handed beside it.
+    fn run_with(shard: &mut Shard<u32, u32, u32>, key: u32, m: u32) -> Option<u32> {
         let d = shard.deliver(&key, m, 0).unwrap();
         assert!(d.run);
-        assert_eq!(d.hand, Some(m));
+        let (handed, state) = d.hand.unwrap();
+        assert_eq!(handed, m);
+        state
     }
 
     fn started(shard: &mut Shard<u32, u32, u32>, key: u32) {
-        run_with(shard, key, 0);
-        let mut st = shard.take_state(&key);
-        st = Some(st.unwrap_or(0));
+        let mut st = Some(run_with(shard, key, 0).unwrap_or(0));
         assert_eq!(shard.next(&key, &mut st), Next::Park);
     }
 
@@ -470,20 +476,19 @@ mod unit {
     fn a_message_while_running_goes_to_the_runner_in_order() {
         let mut s: Shard<u32, u32, u32> = Shard::new(10, 10);
         s.release(0);
-        run_with(&mut s, 1, 10);
+        // A new entity has no state; the runner handles 10 and its state is 5.
+        assert_eq!(run_with(&mut s, 1, 10), None);
         let d = s.deliver(&1, 11, 0).unwrap();
         assert!(!d.run && d.hand.is_none());
-        // A new entity has no state; the runner handles 10 and its state is 5.
-        assert_eq!(s.take_state(&1), None);
         let mut st = Some(5);
         assert!(!s.deliver(&1, 12, 0).unwrap().run);
         assert_eq!(s.next(&1, &mut st), Next::Msg(11));
         assert_eq!(s.next(&1, &mut st), Next::Msg(12));
         assert_eq!(s.next(&1, &mut st), Next::Park);
         assert!(st.is_none());
-        // Parked: the next delivery starts a runner, which gets the state back.
-        run_with(&mut s, 1, 13);
-        assert_eq!(s.take_state(&1), Some(5));
+        // Parked: the next delivery starts a runner, handed the state with the message.
+        assert_eq!(run_with(&mut s, 1, 13), Some(5));
+        assert_eq!(s.take_state(&1), None);
     }
 
     #[test]
@@ -520,15 +525,14 @@ mod unit {
         started(&mut s, 1);
         started(&mut s, 2);
         // 1 is used again: 2 is now the least recently used.
-        run_with(&mut s, 1, 0);
-        let mut st = s.take_state(&1);
+        let mut st = run_with(&mut s, 1, 0);
         assert_eq!(s.next(&1, &mut st), Next::Park);
         let d = s.deliver(&3, 0, 0).unwrap();
         assert_eq!(
             d,
             Delivered {
                 run: true,
-                hand: Some(0),
+                hand: Some((0, None)),
                 evict: Some(2)
             }
         );
@@ -544,7 +548,7 @@ mod unit {
         let mut s: Shard<u32, u32, u32> = Shard::new(10, 10);
         s.release(0);
         started(&mut s, 1);
-        run_with(&mut s, 2, 20);
+        assert_eq!(run_with(&mut s, 2, 20), None);
         // 1 is idle: a runner stops it; 2 has a message in hand: it is handled first.
         assert_eq!(s.drain(), vec![1]);
         assert!(!s.deliver(&2, 21, 0).unwrap().run);
@@ -552,9 +556,8 @@ mod unit {
         assert_eq!(s.next(&1, &mut st1), Next::Stop);
         st1 = None;
         assert_eq!(s.next(&1, &mut st1), Next::Park);
-        let mut st2 = s.take_state(&2);
-        // The runner handled 20, handed to it.
-        st2 = Some(st2.unwrap_or(2));
+        // The runner started the entity and handled 20, handed to it.
+        let mut st2 = Some(2);
         assert_eq!(s.next(&2, &mut st2), Next::Stop);
         st2 = None;
         assert_eq!(s.next(&2, &mut st2), Next::Park);

@@ -38,12 +38,17 @@ impl World {
     }
 
     /// What a runner task does, run on this thread: the message it was handed first, if
-    /// any, then what the shard gives it.
-    fn run(&self, key: u8, hand: Option<u32>) {
-        let mut state = self.shard.lock().unwrap().take_state(&key);
-        if let Some(m) = hand {
-            self.handle(&mut state, m);
-        }
+    /// any, with the state handed beside it (else the state taken from the shard), then
+    /// what the shard gives it.
+    fn run(&self, key: u8, hand: Option<(u32, Option<u32>)>) {
+        let mut state = match hand {
+            Some((m, handed)) => {
+                let mut state = handed;
+                self.handle(&mut state, m);
+                state
+            }
+            None => self.shard.lock().unwrap().take_state(&key),
+        };
         loop {
             let step = self.shard.lock().unwrap().next(&key, &mut state);
             match step {
