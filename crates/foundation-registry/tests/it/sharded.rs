@@ -255,6 +255,29 @@ async fn many_entities_run_at_once() {
     sup.shutdown().await;
 }
 
+/// On one worker (the runner pool keeps one free task): an entity whose handler waits
+/// hands the others to another task, so eight can wait together.
+#[tokio::test]
+async fn entities_whose_handlers_wait_do_not_hold_up_the_others_on_one_worker() {
+    let (s, _events, sup) = started("sh-one-worker", Tune::default()).await;
+    let barrier = Arc::new(Barrier::new(8));
+    let calls: Vec<_> = (0..8u64)
+        .map(|k| {
+            let e: TallyRef = s.entity(k);
+            let b = barrier.clone();
+            tokio::spawn(async move { e.with_timeout(PATIENCE).meet(b).await })
+        })
+        .collect();
+    for (k, c) in calls.into_iter().enumerate() {
+        assert_eq!(c.await.unwrap().unwrap(), k as u64);
+    }
+    // And messages to other entities are handled meanwhile and after.
+    let other: TallyRef = s.entity(100);
+    other.add(1).await.unwrap();
+    assert_eq!(other.with_timeout(PATIENCE).seen().await.unwrap(), vec![1]);
+    sup.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_idle_entity_is_passivated_and_its_next_message_starts_it_again() {
     let tune = Tune {
