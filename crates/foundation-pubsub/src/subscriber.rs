@@ -534,17 +534,25 @@ impl<T> Subscription<T> {
     ///
     /// Cancel safe: a message is taken from the queue only when it is returned.
     pub async fn recv(&mut self) -> Option<Received<T>> {
-        std::future::poll_fn(|cx| self.poll_recv(cx.waker())).await
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    fn poll_recv(&self, waker: &Waker) -> Poll<Option<Received<T>>> {
+    /// The next message if one waits. Each message taken spends a unit of the task's tokio
+    /// budget (as tokio's own channels do): a subscriber with a full queue yields to the
+    /// other tasks of its worker every 128 messages instead of draining its whole queue in
+    /// one poll while a call waits behind it.
+    fn poll_recv(&self, cx: &mut std::task::Context<'_>) -> Poll<Option<Received<T>>> {
+        let budget = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut st = lock(&self.queue.state);
         if let Some(inner) = st.buf.pop() {
+            budget.made_progress();
             return Poll::Ready(Some(Received { inner }));
         }
         if st.ended {
+            budget.made_progress();
             return Poll::Ready(None);
         }
+        let waker = cx.waker();
         match &mut st.waker {
             Some(w) if w.will_wake(waker) => {}
             slot => *slot = Some(waker.clone()),
@@ -560,7 +568,7 @@ impl<T> futures::Stream for Subscription<T> {
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> Poll<Option<Self::Item>> {
-        self.poll_recv(cx.waker())
+        self.poll_recv(cx)
     }
 }
 

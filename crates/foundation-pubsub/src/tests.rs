@@ -407,3 +407,45 @@ async fn an_actors_overflow_policy_counts_each_message_of_a_run() {
     gate2.add_permits(3);
     assert_eq!(next_n(&mut rx2, 3).await, [1, 2, 3]);
 }
+
+/// A stream subscriber reading a full queue spends tokio's cooperative budget as it goes:
+/// it gives its thread up every so often instead of draining the whole queue in one poll,
+/// so a task woken meanwhile on the same thread (a call's reply, an actor) runs before the
+/// queue is empty. One thread, so the order is the scheduler's and not a race.
+#[tokio::test(flavor = "current_thread")]
+async fn a_subscriber_draining_a_full_queue_lets_the_other_tasks_of_its_thread_run() {
+    const QUEUED: u64 = 1_000;
+    let ps = PubSub::local("coop");
+    let topic: Topic<u64> = Topic::new("coop.drain").unwrap();
+    let mut sub = ps
+        .subscribe_stream_with(&topic, BufferConfig::new(2_000, Overflow::DropNewest))
+        .unwrap();
+    for n in 0..QUEUED {
+        ps.local_broadcast(&topic, n).unwrap();
+    }
+    assert_eq!(sub.len(), 1_000);
+    let other_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let other_ran = other_ran.clone();
+        tokio::spawn(async move {
+            // How many messages were read when the other task was first seen to have run.
+            let mut read_before_other = None;
+            for n in 0..QUEUED {
+                assert_eq!(sub.recv().await.map(|m| *m), Some(n));
+                if read_before_other.is_none()
+                    && other_ran.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    read_before_other = Some(n);
+                }
+            }
+            read_before_other
+        })
+    };
+    tokio::spawn(async move { other_ran.store(true, std::sync::atomic::Ordering::Relaxed) });
+    let read_before_other = reader.await.unwrap();
+    // Tokio's budget is 128 units a poll; the reader yields once it is spent.
+    assert!(
+        read_before_other.is_some_and(|n| n <= 200),
+        "the other task ran after {read_before_other:?} of {QUEUED} messages"
+    );
+}
