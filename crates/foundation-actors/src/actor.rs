@@ -167,7 +167,7 @@ pin_project! {
         myself: ActorRef<Envelope<M>>,
         crashed: &'s mut Option<Box<Crashed<M>>>,
         // Dropped with this future, once the handler is done (a remote delivery's permit).
-        _held: Option<crate::addr::Held>,
+        _held: Option<crate::addr::Held<M>>,
     }
 }
 

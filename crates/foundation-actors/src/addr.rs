@@ -57,8 +57,10 @@ pub struct Envelope<M>(Repr<M>);
 enum Repr<M> {
     Bare(M),
     WithContext(Box<(Context, M)>),
-    /// With something held until the message has been handled (see [`Addr::cast_holding`]).
-    Holding(Box<(Option<Context>, M, Held)>),
+    /// With something held until the message has been handled (see [`Addr::cast_holding`]),
+    /// in one allocation with the message: when the message is taken out, the rest of the
+    /// box is what is held.
+    Holding(Box<dyn Holds<M>>),
     /// A run of messages handled one by one, in order, as one mailbox message (see
     /// [`Addr::cast_batch`]): at least two, none of them a batch itself.
     Batch(Box<Batch<M>>),
@@ -67,8 +69,61 @@ enum Repr<M> {
     Feed(Doorbell<M>),
 }
 
-/// What a message may hold until its handler has finished with it.
-pub(crate) type Held = Box<dyn Send>;
+/// What a message holds until its handler has finished with it, dropped then: the box
+/// the message came in, with the message taken out.
+pub(crate) type Held<M> = Box<dyn Holds<M>>;
+
+/// A message, its context and what it holds, in one allocation ([`Repr::Holding`]).
+pub(crate) trait Holds<M>: Send {
+    /// The context, while the message is in.
+    fn ctx(&self) -> Option<&Context>;
+    /// Takes the context and the message out: what stays in the box is what is held.
+    fn take(&mut self) -> (Option<Context>, M);
+}
+
+/// The one [`Holds`]: `msg` is `None` once taken.
+struct Holding<M, H> {
+    ctx: Option<Context>,
+    msg: Option<M>,
+    // Never read: kept until the box is dropped.
+    _held: H,
+}
+
+impl<M: Send, H: Send> Holds<M> for Holding<M, H> {
+    fn ctx(&self) -> Option<&Context> {
+        self.ctx.as_ref()
+    }
+
+    fn take(&mut self) -> (Option<Context>, M) {
+        match self.msg.take() {
+            Some(msg) => (self.ctx.take(), msg),
+            // Taken once, by the one `into_held_parts` or `open` that consumes the
+            // envelope.
+            None => unreachable_message(),
+        }
+    }
+}
+
+/// `msg` with `ctx` and `held`, in one allocation.
+pub(crate) fn holding_repr<M: Send + 'static>(
+    ctx: Option<Context>,
+    msg: M,
+    held: impl Send + 'static,
+) -> Box<dyn Holds<M>> {
+    Box::new(Holding {
+        ctx,
+        msg: Some(msg),
+        _held: held,
+    })
+}
+
+/// The context and message of a holding envelope, and the rest of its box as what it
+/// holds (no allocation: the box is the same).
+#[inline]
+pub(crate) fn take_holding<M>(mut all: Box<dyn Holds<M>>) -> (Option<Context>, M, Held<M>) {
+    let (ctx, msg) = all.take();
+    (ctx, msg, all)
+}
 
 impl<M> Envelope<M> {
     /// `msg`, with `ctx` if there is one.
@@ -83,8 +138,11 @@ impl<M> Envelope<M> {
     /// `msg`, with `ctx` if there is one, holding `held` until the message has been
     /// handled (see [`Addr::cast_holding`]).
     #[inline]
-    pub(crate) fn holding(ctx: Option<Context>, msg: M, held: impl Send + 'static) -> Self {
-        Self(Repr::Holding(Box::new((ctx, msg, Box::new(held)))))
+    pub(crate) fn holding(ctx: Option<Context>, msg: M, held: impl Send + 'static) -> Self
+    where
+        M: Send + 'static,
+    {
+        Self(Repr::Holding(holding_repr(ctx, msg, held)))
     }
 
     /// The context and the message (what it held is dropped).
@@ -96,7 +154,7 @@ impl<M> Envelope<M> {
 
     /// The context, the message and what it holds until it has been handled.
     #[inline]
-    pub(crate) fn into_held_parts(self) -> (Option<Context>, M, Option<Held>) {
+    pub(crate) fn into_held_parts(self) -> (Option<Context>, M, Option<Held<M>>) {
         match self.0 {
             Repr::Bare(msg) => (None, msg, None),
             Repr::WithContext(both) => {
@@ -104,7 +162,7 @@ impl<M> Envelope<M> {
                 (Some(ctx), msg, None)
             }
             Repr::Holding(all) => {
-                let (ctx, msg, held) = *all;
+                let (ctx, msg, held) = take_holding(all);
                 (ctx, msg, Some(held))
             }
             // Never here: whoever can be handed a batch opens it first (`Envelope::open`).
@@ -125,7 +183,7 @@ impl<M> Envelope<M> {
         match &self.0 {
             Repr::Bare(_) => None,
             Repr::WithContext(both) => Some(&both.0),
-            Repr::Holding(all) => all.0.as_ref(),
+            Repr::Holding(all) => all.ctx(),
             Repr::Batch(_) | Repr::Feed(_) => None,
         }
     }

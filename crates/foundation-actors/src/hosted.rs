@@ -114,7 +114,11 @@ pub fn from_parts<M>(ctx: Option<crate::Context>, msg: M) -> Envelope<M> {
 /// once [`handle`] is done with the message, or with the message if it is never handled
 /// (as [`Addr::cast_holding`] holds it). A host uses it to count what a peer has sent and
 /// its processes have not handled yet.
-pub fn holding<M>(ctx: Option<crate::Context>, msg: M, held: impl Send + 'static) -> Envelope<M> {
+pub fn holding<M: Send + 'static>(
+    ctx: Option<crate::Context>,
+    msg: M,
+    held: impl Send + 'static,
+) -> Envelope<M> {
     Envelope::holding(ctx, msg, held)
 }
 

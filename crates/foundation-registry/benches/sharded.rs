@@ -360,6 +360,17 @@ async fn activation(round: usize) -> f64 {
     ns
 }
 
+/// Stops raw actors and waits until every one has stopped: a stop is asynchronous, and
+/// 10,000 actors still stopping would take the CPU from whatever is measured next.
+async fn stop_raw(refs: Vec<ractor::ActorRef<RawMsg>>) {
+    for r in &refs {
+        r.stop(None);
+    }
+    for r in refs {
+        r.wait(None).await.unwrap();
+    }
+}
+
 /// ns per raw ractor spawn plus one cast, handled.
 async fn raw_activation() -> f64 {
     RAW_HANDLED.store(0, Ordering::Relaxed);
@@ -372,9 +383,7 @@ async fn raw_activation() -> f64 {
     }
     until(&RAW_HANDLED, ACTIVATIONS).await;
     let ns = start.elapsed().as_nanos() as f64 / ACTIVATIONS as f64;
-    for r in refs {
-        r.stop(None);
-    }
+    stop_raw(refs).await;
     ns
 }
 
@@ -719,9 +728,7 @@ async fn paired(row: &str, rounds: usize) {
                 );
                 pairs.push((ours, theirs));
             }
-            for r in refs {
-                r.stop(None);
-            }
+            stop_raw(refs).await;
         }
         "remote" => {
             let (node, s, sup) = remote_node("a").await;
@@ -810,9 +817,7 @@ fn main() {
         let (raw, refs) = raw_actors(RAW_N).await;
         let ours_rate = entity_throughput().await;
         let raw_rate = raw_throughput(&refs).await;
-        for r in refs {
-            r.stop(None);
-        }
+        stop_raw(refs).await;
         (typed, plain, raw, ours_rate, raw_rate)
     });
     // Activation beside a raw spawn and cast: alternated, 5 rounds, the median ratio's.

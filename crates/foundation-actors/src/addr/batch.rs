@@ -124,9 +124,8 @@ impl<M: Send + 'static> Batch<M> {
     /// with this message, as [`Addr::cast_holding`] does.
     pub fn push_holding(&mut self, ctx: Option<Context>, msg: M, held: impl Send + 'static) {
         let ctx = ctx.map(super::with_sender_span);
-        let held: Held = Box::new(held);
         self.items
-            .push(Envelope(Repr::Holding(Box::new((ctx, msg, held)))));
+            .push(Envelope(Repr::Holding(super::holding_repr(ctx, msg, held))));
     }
 
     /// How many messages it holds.
@@ -178,7 +177,7 @@ impl<M: Send + 'static> Addr<M> {
 /// An envelope opened by whoever runs the handler: one message, or a run of them.
 pub(crate) enum Opened<M> {
     /// One message: its context, the message, what it holds until handled.
-    One(Option<Context>, M, Option<Held>),
+    One(Option<Context>, M, Option<Held<M>>),
     /// A run, in order; none of them a batch.
     Run(Vec<Envelope<M>>),
     /// A feed's doorbell ([`Addr::cast_feed`](crate::Addr::cast_feed)).
@@ -196,7 +195,7 @@ impl<M> Envelope<M> {
                 Opened::One(Some(ctx), msg, None)
             }
             Repr::Holding(all) => {
-                let (ctx, msg, held) = *all;
+                let (ctx, msg, held) = super::take_holding(all);
                 Opened::One(ctx, msg, Some(held))
             }
             Repr::Batch(run) => Opened::Run(run.items),
@@ -218,7 +217,7 @@ impl<M> Envelope<M> {
 /// the rest of the run is dropped with an error in the log, never silently.
 #[cold]
 #[inline(never)]
-pub(super) fn first_of<M>(run: Batch<M>) -> (Option<Context>, M, Option<Held>) {
+pub(super) fn first_of<M>(run: Batch<M>) -> (Option<Context>, M, Option<Held<M>>) {
     let mut items = run.items.into_iter();
     let lost = items.len().saturating_sub(1);
     let Some(first) = items.next() else {
@@ -240,7 +239,9 @@ pub(super) fn first_of<M>(run: Batch<M>) -> (Option<Context>, M, Option<Held>) {
 /// log.
 #[cold]
 #[inline(never)]
-pub(super) fn first_of_feed<M>(mut bell: super::Doorbell<M>) -> (Option<Context>, M, Option<Held>) {
+pub(super) fn first_of_feed<M>(
+    mut bell: super::Doorbell<M>,
+) -> (Option<Context>, M, Option<Held<M>>) {
     tracing::error!("a feed's doorbell reached a path that takes one message");
     match bell.next() {
         Some((ctx, msg)) => (ctx, msg, None),

@@ -34,8 +34,9 @@
 
 use std::collections::VecDeque;
 
-/// The room for queued runs kept once the queue is empty.
-const KEEP_RUNS: usize = 64;
+/// The room for queued runs kept once the queue is empty: a burst up to this size (a
+/// frame of casts from a peer, say) queues without growing the queue again each time.
+const KEEP_RUNS: usize = 256;
 
 /// What the caller of [`Pool::push`] or [`Pool::blocked`] does next, outside the lock.
 #[derive(Debug, PartialEq, Eq)]
@@ -114,13 +115,13 @@ impl<R, B> Pool<R, B> {
     where
         B: Clone,
     {
+        if self.runs.is_empty() && self.runs.capacity() > KEEP_RUNS {
+            // A burst of runs (a flood of first messages) grew the queue: its room is
+            // given back down to `KEEP_RUNS`, not kept per entity it once held.
+            self.runs.shrink_to(KEEP_RUNS);
+        }
         let step = if let Some(run) = self.runs.pop_front() {
             Step::Run(run)
-        } else if self.runs.capacity() > KEEP_RUNS {
-            // A burst of runs (a flood of first messages) grew the queue: its room is
-            // given back, not kept per entity it once held.
-            self.runs = VecDeque::new();
-            return self.next(bell);
         } else if self.closed || self.idle.len() >= self.workers {
             self.free = self.free.saturating_sub(1);
             Step::End
@@ -232,6 +233,33 @@ mod unit {
         // Opened again, it spawns as before.
         p.open(2);
         assert_eq!(p.push(3), Wake::Spawn);
+    }
+
+    #[test]
+    fn a_burst_gives_its_room_back_down_to_what_a_frame_of_casts_needs() {
+        let mut p: Pool<u32, &str> = Pool::new(1);
+        let burst = |p: &mut Pool<u32, &str>, n: u32| {
+            for r in 0..n {
+                p.push(r);
+            }
+            for r in 0..n {
+                assert_eq!(p.next(&"a"), Step::Run(r));
+            }
+            assert_eq!(p.next(&"a"), Step::Wait);
+            p.push(n);
+            assert_eq!(p.next(&"a"), Step::Run(n));
+        };
+        // A flood of 10,000 first messages: its room is not kept.
+        burst(&mut p, 10_000);
+        assert_eq!(p.next(&"a"), Step::Wait);
+        assert!(p.runs.capacity() <= 2 * KEEP_RUNS, "{}", p.runs.capacity());
+        // Bursts that fit are queued in the room kept, without growing it each time.
+        let kept = p.runs.capacity();
+        assert!(kept >= KEEP_RUNS, "{kept}");
+        for _ in 0..3 {
+            burst(&mut p, KEEP_RUNS as u32 - 1);
+            assert_eq!(p.runs.capacity(), kept);
+        }
     }
 }
 
