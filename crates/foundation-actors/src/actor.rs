@@ -94,6 +94,16 @@ pub trait Actor: Send + Sync + 'static {
         let _ = (me, state);
         async { Ok(()) }
     }
+
+    /// Called by a host that keeps the process's state while it has no message (a sharded
+    /// entity, put away in its shard until its next one), as Erlang's `hibernate` shrinks
+    /// an idle process: drop what the next message can rebuild. `#[actor]` drops the
+    /// process's own address held by its `Ctx` (the address costs more than most states;
+    /// the next handler gets it back from the host). Runs under the host's lock: keep it
+    /// short, and it must not panic. Does nothing by default.
+    fn hibernate(&self, state: &mut Self::State) {
+        let _ = state;
+    }
 }
 
 /// Runs an [`Actor`] as a ractor actor: unwraps envelopes, makes their context current,

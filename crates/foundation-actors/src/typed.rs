@@ -106,10 +106,24 @@ pub mod __private {
         Running { state, ctx }
     }
 
-    /// The state and the context, for a handler.
+    /// The state and the context, for a handler; `me`, the process's address, given back
+    /// to a context that hibernated.
     #[inline]
-    pub fn parts<T: TypedActor>(r: &mut Running<T>) -> (&mut T, &Ctx<T>) {
+    pub fn parts<'r, T: TypedActor>(
+        r: &'r mut Running<T>,
+        me: &Addr<T::Msg>,
+    ) -> (&'r mut T, &'r Ctx<T>) {
+        if r.ctx.addr.is_none() {
+            r.ctx.addr = Some(me.clone());
+        }
         (&mut r.state, &r.ctx)
+    }
+
+    /// [`Actor::hibernate`](crate::Actor::hibernate) of an `#[actor]`: drops the
+    /// context's own address (its timers keep theirs).
+    #[inline]
+    pub fn hibernate<T: TypedActor>(r: &mut Running<T>) {
+        r.ctx.addr = None;
     }
 
     /// The user's state, out of an incarnation that ends (its state handed over by
@@ -182,13 +196,17 @@ impl<T, E: Into<ActorError>> InitResult<T> for Result<T, E> {
 /// are cancelled when it ends (a stop, a crash or a kill), as Erlang's timers die with the
 /// process they were sent to. The next incarnation starts its own from its `#[init]`.
 pub struct Ctx<T: TypedActor> {
-    addr: Addr<T::Msg>,
+    /// `None` only while the process hibernates ([`Actor::hibernate`]): no handler runs
+    /// then, and the next one is given the address again ([`__private::parts`]).
+    addr: Option<Addr<T::Msg>>,
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
 impl<T: TypedActor> fmt::Debug for Ctx<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ctx").field("addr", &self.addr).finish()
+        f.debug_struct("Ctx")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -224,32 +242,37 @@ impl Timer {
 impl<T: TypedActor> Ctx<T> {
     fn new(addr: Addr<T::Msg>) -> Self {
         Self {
-            addr,
+            addr: Some(addr),
             tasks: Mutex::new(Vec::new()),
         }
     }
 
     /// A typed handle to this process (stable across its restarts).
     pub fn me(&self) -> T::Ref {
-        T::Ref::from(self.addr.clone())
+        T::Ref::from(self.addr().clone())
     }
 
     /// This process's address.
     pub fn addr(&self) -> &Addr<T::Msg> {
-        &self.addr
+        match &self.addr {
+            Some(addr) => addr,
+            // A `Ctx` is reached only through a handler, hook or `#[init]`, and each is
+            // given its address first (`__private::parts`, `Ctx::new`).
+            None => unreachable!("a hibernating process's context was used"),
+        }
     }
 
     /// Asks this process to stop once the current message is handled: a graceful stop, so
     /// `#[terminate]` runs; a supervisor treats it as a normal exit.
     pub fn stop(&self) {
-        self.addr.stop(None);
+        self.addr().stop(None);
     }
 
     /// Sends `msg` to this process after `delay` (Erlang's `Process.send_after`). Usually
     /// an `#[info]` message: the generated enum converts from each `#[info]` type. A
     /// `delay` too long to be a deadline (`Duration::MAX`) never fires.
     pub fn send_after(&self, delay: Duration, msg: impl Into<T::Msg>) -> Timer {
-        let addr = self.addr.clone();
+        let addr = self.addr().clone();
         let msg = msg.into();
         self.track(tokio::spawn(async move {
             // tokio's `sleep` does not panic here either, but caps the delay at about 30
@@ -274,7 +297,7 @@ impl<T: TypedActor> Ctx<T> {
     where
         M: Into<T::Msg>,
     {
-        let addr = self.addr.clone();
+        let addr = self.addr().clone();
         // tokio's `interval_at` panics on a zero period, inside this detached task.
         let period = period.max(Duration::from_millis(1));
         self.track(tokio::spawn(async move {
@@ -302,7 +325,7 @@ impl<T: TypedActor> Ctx<T> {
         SupervisorEvent: Into<T::Msg>,
     {
         let mut events = sup.as_ref().subscribe();
-        let addr = self.addr.clone();
+        let addr = self.addr().clone();
         self.track(tokio::spawn(async move {
             loop {
                 match events.recv().await {

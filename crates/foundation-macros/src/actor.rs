@@ -451,11 +451,11 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
         quote! {
             async fn terminate(
                 &self,
-                _: &#krate::Addr<#msg>,
+                #me: &#krate::Addr<#msg>,
                 #running: &mut #krate::typed::Running<#self_ty>,
             ) -> ::core::result::Result<(), #krate::ActorError> {
                 #[allow(unused_variables)]
-                let (#this, #ctx) = #krate::typed::__private::parts(#running);
+                let (#this, #ctx) = #krate::typed::__private::parts(#running, #me);
                 #krate::typed::HandlerResult::into_result(#call)
             }
         }
@@ -472,7 +472,7 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
             quote! {
                 {
                     #[allow(unused_variables)]
-                    let (#this, #ctx) = #krate::typed::__private::parts(&mut #running);
+                    let (#this, #ctx) = #krate::typed::__private::parts(&mut #running, #me);
                     #krate::typed::HandlerResult::into_result(#call)?;
                 }
             }
@@ -740,13 +740,17 @@ pub(crate) fn expand(attr: TokenStream, mut item: ItemImpl) -> TokenStream {
 
             async fn handle(
                 &self,
-                _: &#krate::Addr<#msg>,
+                #me: &#krate::Addr<#msg>,
                 #msg_id: #msg,
                 #running: &mut #krate::typed::Running<#self_ty>,
             ) -> ::core::result::Result<(), #krate::ActorError> {
                 #[allow(unused_variables)]
-                let (#this, #ctx) = #krate::typed::__private::parts(#running);
+                let (#this, #ctx) = #krate::typed::__private::parts(#running, #me);
                 #match_body
+            }
+
+            fn hibernate(&self, #running: &mut #krate::typed::Running<#self_ty>) {
+                #krate::typed::__private::hibernate(#running);
             }
 
             #terminate_fn

@@ -13,8 +13,16 @@
 //! entity whose shard another node process owns, beside a plain remote send and call to a
 //! process exported on that node (this binary re-run as node `b`).
 //!
+//! And the issue's memory figure as the OS sees it: the resident set's growth (`VmRSS`)
+//! per entity over 1,000,000 `#[actor]` entities activated once and left idle (and as many
+//! hand-written ones), beside the
+//! same per raw ractor actor (10,000) and per bare tokio task waiting forever (1,000,000),
+//! each counted in a fresh process of its own (this binary re-run with
+//! `SHARDED_RSS=<entities|plain|raw|tasks>:<n>`), so that no memory freed by an earlier
+//! measurement is reused by a later one. `SHARDED_RSS_N` sets the entities and tasks.
+//!
 //! Run with: `cargo bench -p foundation-registry --bench sharded` (`SHARDED_N=1000000`
-//! for a million entities; 100,000 by default).
+//! for a million entities in the allocator's count; 100,000 by default).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -200,6 +208,143 @@ async fn raw_actors(n: usize) -> (f64, Vec<ractor::ActorRef<RawMsg>>) {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     (live(&region) as f64 / n as f64, refs)
+}
+
+/// `SHARDED_RSS=<entities|plain|raw|tasks>:<n>`: this process measures one resident-set figure
+/// (see the module docs) and prints it as `rss <bytes per one>`.
+const RSS_ENV: &str = "SHARDED_RSS";
+
+/// This process's resident set in bytes (`VmRSS` of `/proc/self/status`, Linux).
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// Resident-set growth per one of `n`: `#[actor]` entities activated once each and left
+/// idle, raw ractor actors sent one message each, or bare tokio tasks parked for good.
+async fn rss_per(what: &str, n: u64) -> f64 {
+    match what {
+        "entities" => {
+            // Room for every one of them in every shard (the default limit, divided among
+            // the shards, would passivate some in the fuller shards).
+            let s: Sharded<u64, TallyMsg> = Sharded::new(
+                ShardedSpec::new("rss", Tally::actor(), |_: &u64| Tally::default())
+                    .max_entities(usize::try_from(n).unwrap() * 4),
+            );
+            let sup = Supervisor::start(
+                SupervisorSpec::new("rss", Strategy::OneForOne).child(s.child_spec()),
+            )
+            .await
+            .unwrap();
+            // The runtime and the runner tasks warmed with other keys.
+            for k in 0..1_000 {
+                s.entity::<TallyRef>(u64::MAX - k).add(1).await.unwrap();
+            }
+            settled(&s, 1_000).await;
+            let before = rss();
+            for k in 0..n {
+                s.entity::<TallyRef>(k).add(1).await.unwrap();
+            }
+            settled(&s, n + 1_000).await;
+            let per = rss().saturating_sub(before) as f64 / n as f64;
+            assert_eq!(s.stats().entities as u64, n + 1_000);
+            sup.shutdown().await;
+            per
+        }
+        "plain" => {
+            let s: Sharded<u64, PlainMsg> = Sharded::new(
+                ShardedSpec::new("rss-plain", Plain, |_: &u64| ())
+                    .max_entities(usize::try_from(n).unwrap() * 4),
+            );
+            let sup = Supervisor::start(
+                SupervisorSpec::new("rss-plain", Strategy::OneForOne).child(s.child_spec()),
+            )
+            .await
+            .unwrap();
+            for k in 0..1_000 {
+                s.addr(u64::MAX - k).cast(PlainMsg::Add(1)).unwrap();
+            }
+            settled(&s, 1_000).await;
+            let before = rss();
+            for k in 0..n {
+                s.addr(k).cast(PlainMsg::Add(1)).unwrap();
+            }
+            settled(&s, n + 1_000).await;
+            let per = rss().saturating_sub(before) as f64 / n as f64;
+            assert_eq!(s.stats().entities as u64, n + 1_000);
+            sup.shutdown().await;
+            per
+        }
+        "raw" => {
+            RAW_HANDLED.store(0, Ordering::Relaxed);
+            let before = rss();
+            let mut refs = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let (a, _) = ractor::Actor::spawn(None, RawCounted, ()).await.unwrap();
+                a.send_message(RawMsg::Add(1)).unwrap();
+                refs.push(a);
+            }
+            until(&RAW_HANDLED, n).await;
+            let per = rss().saturating_sub(before) as f64 / n as f64;
+            stop_raw(refs).await;
+            per
+        }
+        "tasks" => {
+            let started = std::sync::Arc::new(AtomicU64::new(0));
+            let before = rss();
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let started = started.clone();
+                    tokio::spawn(async move {
+                        started.fetch_add(1, Ordering::Relaxed);
+                        std::future::pending::<()>().await;
+                    })
+                })
+                .collect();
+            while started.load(Ordering::Relaxed) < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let per = rss().saturating_sub(before) as f64 / n as f64;
+            for t in tasks {
+                t.abort();
+            }
+            per
+        }
+        other => panic!("{RSS_ENV}: unknown {other}"),
+    }
+}
+
+/// The resident-set figure `what` for `n`, measured by a fresh process (this binary).
+fn rss_in_child(what: &str, n: u64) -> f64 {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(RSS_ENV, format!("{what}:{n}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("rss "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// The bench's runtime: two workers, as this machine has two cores.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Casts per second to `HOT` active entities (round robin), until all are handled.
@@ -765,15 +910,18 @@ async fn paired(row: &str, rounds: usize) {
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var(RSS_ENV) {
+        let (what, n) = spec.split_once(':').expect("<what>:<n>");
+        let n: u64 = n.parse().unwrap();
+        let per = runtime().block_on(rss_per(what, n));
+        println!("rss {per:.1}");
+        return;
+    }
     if let Ok(spec) = std::env::var(ONE_ENV) {
         if std::env::var("FOUNDATION_BENCH_CHILD").is_err() {
             let (side, n) = spec.split_once(':').expect("<side>:<n>");
             let n: u64 = n.parse().unwrap();
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = runtime();
             rt.block_on(one(side, n));
             return;
         }
@@ -782,21 +930,13 @@ fn main() {
         if std::env::var("FOUNDATION_BENCH_CHILD").is_err() {
             let (row, rounds) = spec.split_once(':').expect("<row>:<rounds>");
             let rounds: usize = rounds.parse().unwrap();
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = runtime();
             rt.block_on(paired(row, rounds));
             return;
         }
     }
     if std::env::var("FOUNDATION_BENCH_CHILD").is_ok() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         rt.block_on(child());
         return;
     }
@@ -804,11 +944,19 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    // The resident set's growth, each in a process of its own.
+    let rss_n: u64 = std::env::var("SHARDED_RSS_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let rss_entity = rss_in_child("entities", rss_n);
+    let rss_plain = rss_in_child("plain", rss_n);
+    let rss_raw = rss_in_child("raw", RAW_N as u64);
+    let rss_task = rss_in_child("tasks", rss_n);
+    println!(
+        "resident set per one: {rss_n} idle #[actor] entities {rss_entity:.0} B, hand-written {rss_plain:.0} B, {RAW_N} raw ractor actors {rss_raw:.0} B, {rss_n} bare tokio tasks {rss_task:.0} B"
+    );
+    let rt = runtime();
     let (typed, plain, raw, ours_rate, raw_rate) = rt.block_on(async {
         // Grow the process-wide tables once.
         typed_entities(0, n).await;
@@ -908,6 +1056,9 @@ fn main() {
     let json = format!(
         "{{\"figures\":[\
 {{\"name\":\"idle sharded entity\",\"value\":{typed:.1},\"unit\":\"B\",\"competitor\":\"its state (one u64)\",\"competitor_value\":{state:.1}}},\
+{{\"name\":\"idle sharded entity, resident set, 1M entities\",\"value\":{rss_entity:.1},\"unit\":\"B\",\"competitor\":\"its state (one u64)\",\"competitor_value\":{state:.1}}},\
+{{\"name\":\"idle sharded entity, hand-written actor, resident set, 1M entities\",\"value\":{rss_plain:.1},\"unit\":\"B\",\"competitor\":\"its state (one u64)\",\"competitor_value\":8.0}},\
+{{\"name\":\"raw ractor actor, resident set\",\"value\":{rss_raw:.1},\"unit\":\"B\",\"competitor\":\"bare tokio task, resident set\",\"competitor_value\":{rss_task:.1}}},\
 {{\"name\":\"idle sharded entity, hand-written actor\",\"value\":{plain:.1},\"unit\":\"B\",\"competitor\":\"raw ractor actor\",\"competitor_value\":{raw:.1}}},\
 {{\"name\":\"casts to 10k active sharded entities\",\"value\":{:.1},\"unit\":\"k msg/s\",\"competitor\":\"raw ractor actors\",\"competitor_value\":{:.1}}},\
 {{\"name\":\"first message to an inactive sharded entity\",\"value\":{act:.1},\"unit\":\"ns\",\"competitor\":\"raw ractor spawn + one cast\",\"competitor_value\":{raw_act:.1}}},\

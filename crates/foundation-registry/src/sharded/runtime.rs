@@ -366,6 +366,17 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         hosted::init(&self.settings.actor, me, args).await
     }
 
+    /// Lets `key`'s entity shrink as it parks ([`Actor::hibernate`], under the shard's
+    /// lock); a panic there is logged and leaves the state as it is.
+    fn hibernate(&self, key: &K, state: &mut A::State) {
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.settings.actor.hibernate(state);
+        }));
+        if done.is_err() {
+            tracing::error!(sharded = %self.settings.name, key = ?key, "an entity's hibernate panicked");
+        }
+    }
+
     /// Stops `key`'s entity: keeps its snapshot if it implements `Handoff`, else runs its
     /// `terminate`.
     async fn stop_entity(&self, key: &K, me: &Addr<A::Msg>, mut state: A::State) {
@@ -688,7 +699,8 @@ async fn run<K: EntityKey, A: Actor>(
         None => lock(&shared.shards[i]).take_state(&key),
     };
     loop {
-        let step = lock(&shared.shards[i]).next(&key, &mut state);
+        let step =
+            lock(&shared.shards[i]).next_with(&key, &mut state, |s| shared.hibernate(&key, s));
         match step {
             Next::Park => break,
             Next::Start => match shared.start_entity(&key, &me).await {

@@ -13,7 +13,7 @@
 //! - A runner started without a message (passivation, a remembered entity, released
 //!   held messages) takes the entity's state with [`Shard::take_state`]; one handed a
 //!   message has it already and handles that message first. Then it calls
-//!   [`Shard::next`] in a loop: it gets the next message, or a request to stop, or is told
+//!   [`Shard::next_with`] in a loop: it gets the next message, or a request to stop, or is told
 //!   to park. Parking (queue empty) puts the state back and clears `running` in the same
 //!   critical section, so a message delivered after that starts a new runner, and one
 //!   delivered before it is handed to this one: never lost, never run twice, in order.
@@ -224,9 +224,21 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
         self.entities.get_mut(key).and_then(|e| e.state.take())
     }
 
-    /// The runner's next step (see the module docs). `state` is the runner's: on
-    /// [`Next::Park`] it has been moved back into the entry.
+    /// [`Shard::next_with`] with nothing to drop as the entity parks (the tests').
+    #[cfg(test)]
     pub(crate) fn next(&mut self, key: &K, state: &mut Option<S>) -> Next<E> {
+        self.next_with(key, state, |_| {})
+    }
+
+    /// The runner's next step (see the module docs). `state` is the runner's: on
+    /// [`Next::Park`] it has been moved back into the entry, after `hibernate` ran on it
+    /// (what the state can rebuild is dropped while the entity is idle).
+    pub(crate) fn next_with(
+        &mut self,
+        key: &K,
+        state: &mut Option<S>,
+        hibernate: impl FnOnce(&mut S),
+    ) -> Next<E> {
         let stopped = self.stopped;
         let Some(entry) = self.entities.get_mut(key) else {
             return Next::Park;
@@ -259,6 +271,9 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
             return Next::Stop;
         }
         entry.running = false;
+        if let Some(s) = state.as_mut() {
+            hibernate(s);
+        }
         entry.state = state.take();
         // Idle entities keep no queue allocation.
         entry.queue = VecDeque::new();

@@ -83,6 +83,14 @@ impl Tally {
         ctx.stop();
     }
 
+    /// Sends itself `add(n)` through its context's address now, and `add(n + 1)` by a
+    /// timer.
+    #[cast]
+    fn echo_later(&mut self, n: u64, ctx: &Ctx<Self>) {
+        let _ = ctx.addr().cast(TallyMsg::Add(n));
+        ctx.send_after(Duration::from_millis(20), TallyMsg::Add(n + 1));
+    }
+
     #[terminate]
     fn end(&mut self) {
         let _ = self.events.send((self.key, "stopped"));
@@ -175,6 +183,36 @@ async fn the_first_message_starts_the_entity() {
     // Another handle to the same key reaches the same entity; no second start.
     let again: TallyRef = s.entity(7);
     assert_eq!(again.seen().await.unwrap(), [1]);
+    assert_eq!(s.stats().started, 1);
+    sup.shutdown().await;
+}
+
+/// An idle `#[actor]` entity hibernates: its context drops its own address while the
+/// entity is parked (the bulk of an idle entity's memory: see the bench `sharded`), and
+/// its next handler has it back; a timer it started keeps its own.
+#[tokio::test]
+async fn a_parked_entity_sheds_its_address_and_has_it_back_with_its_next_message() {
+    let (s, _events, sup) = started("sh-hibernate", Tune::default()).await;
+    let five: TallyRef = s.entity(5);
+    for round in 0..3u64 {
+        five.echo_later(10 * round).await.unwrap();
+        let want: Vec<u64> = (0..=round).flat_map(|r| [10 * r, 10 * r + 1]).collect();
+        timeout(PATIENCE, async {
+            while five.seen().await.unwrap() != want {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+        // Parked in between: nothing runs it until the next message.
+        timeout(PATIENCE, async {
+            while s.stats().running > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+    }
     assert_eq!(s.stats().started, 1);
     sup.shutdown().await;
 }
