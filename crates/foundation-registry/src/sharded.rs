@@ -413,7 +413,10 @@ impl<K: EntityKey, A: Actor> ShardedSpec<K, A> {
 
     /// The number of entities on this node above which the least recently used idle ones
     /// are passivated, divided equally among the shards ([`DEFAULT_MAX_ENTITIES`] by
-    /// default).
+    /// default). Each shard keeps at least one entity, so the floor is the number of
+    /// shards. Only idle entities are passivated: a flood of new keys whose entities are
+    /// all still busy goes over the limit for a while, and each shard comes back down to
+    /// its part as they go idle (one passivation per entity that parks over the limit).
     #[must_use]
     pub fn max_entities(mut self, n: usize) -> Self {
         self.settings.max_entities = n.max(1);

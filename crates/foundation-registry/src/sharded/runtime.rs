@@ -699,10 +699,20 @@ async fn run<K: EntityKey, A: Actor>(
         None => lock(&shared.shards[i]).take_state(&key),
     };
     loop {
-        let step =
-            lock(&shared.shards[i]).next_with(&key, &mut state, |s| shared.hibernate(&key, s));
+        let mut evict = None;
+        let step = lock(&shared.shards[i]).next_with(
+            &key,
+            &mut state,
+            |s| shared.hibernate(&key, s),
+            &mut evict,
+        );
         match step {
-            Next::Park => break,
+            Next::Park => {
+                if let Some(k) = evict {
+                    shared.spawn_runner(i, k, None, None);
+                }
+                break;
+            }
             Next::Start => match shared.start_entity(&key, &me).await {
                 Ok(s) => state = Some(s),
                 Err(crash) => shared.on_crash(i, &key, "init", &crash),

@@ -42,6 +42,9 @@ pub(crate) struct Entry<S, E> {
     stop: bool,
     /// The runner is to start the entity without a message (remembered entities).
     start: bool,
+    /// Marked to stop because the shard was over its limit, and not parked since (counted
+    /// in [`Shard::evicting`]).
+    evicted: bool,
     /// The shard's delivery sequence at the last message: the LRU order.
     last_seq: u64,
     /// The runtime's clock (ms) at the last message: idle passivation.
@@ -103,6 +106,9 @@ pub(crate) struct Shard<K, S, E> {
     seq: u64,
     /// Entities above which the least recently used idle one is passivated.
     limit: usize,
+    /// Entities marked to stop for the limit that have not parked yet: they still count
+    /// in `entities`, and are not passivated for again.
+    evicting: usize,
 }
 
 impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
@@ -116,6 +122,7 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
             draining: false,
             seq: 0,
             limit: limit.max(1),
+            evicting: 0,
         }
     }
 
@@ -190,11 +197,12 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
                 running: true,
                 stop: false,
                 start: false,
+                evicted: false,
                 last_seq: seq,
                 last_ms: now_ms,
             },
         );
-        let evict = if self.entities.len() > self.limit {
+        let evict = if self.entities.len() > self.limit + self.evicting {
             self.evict_lru()
         } else {
             None
@@ -215,6 +223,8 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
             .min_by_key(|(_, e)| e.last_seq)?;
         entry.running = true;
         entry.stop = true;
+        entry.evicted = true;
+        self.evicting += 1;
         Some(key.clone())
     }
 
@@ -227,17 +237,22 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
     /// [`Shard::next_with`] with nothing to drop as the entity parks (the tests').
     #[cfg(test)]
     pub(crate) fn next(&mut self, key: &K, state: &mut Option<S>) -> Next<E> {
-        self.next_with(key, state, |_| {})
+        self.next_with(key, state, |_| {}, &mut None)
     }
 
     /// The runner's next step (see the module docs). `state` is the runner's: on
     /// [`Next::Park`] it has been moved back into the entry, after `hibernate` ran on it
-    /// (what the state can rebuild is dropped while the entity is idle).
+    /// (what the state can rebuild is dropped while the entity is idle). A park that
+    /// leaves the shard over its limit marks the least recently used idle entity to stop
+    /// and puts its key in `evict`, for a runner: entities that were all busy when a flood
+    /// of new keys went over the limit are passivated as they go idle, so the shard comes
+    /// back down to its limit instead of staying over it.
     pub(crate) fn next_with(
         &mut self,
         key: &K,
         state: &mut Option<S>,
         hibernate: impl FnOnce(&mut S),
+        evict: &mut Option<K>,
     ) -> Next<E> {
         let stopped = self.stopped;
         let Some(entry) = self.entities.get_mut(key) else {
@@ -271,6 +286,10 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
             return Next::Stop;
         }
         entry.running = false;
+        if entry.evicted {
+            entry.evicted = false;
+            self.evicting = self.evicting.saturating_sub(1);
+        }
         if let Some(s) = state.as_mut() {
             hibernate(s);
         }
@@ -279,6 +298,8 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
         entry.queue = VecDeque::new();
         if entry.state.is_none() {
             self.entities.remove(key);
+        } else if self.entities.len() > self.limit + self.evicting {
+            *evict = self.evict_lru();
         }
         Next::Park
     }
@@ -382,6 +403,7 @@ impl<K: Hash + Eq + Clone, S, E> Shard<K, S, E> {
                 running: true,
                 stop: false,
                 start: true,
+                evicted: false,
                 last_seq: self.seq,
                 last_ms: now_ms,
             },

@@ -389,6 +389,41 @@ async fn over_the_limit_the_least_recently_used_idle_entity_is_passivated() {
     sup.shutdown().await;
 }
 
+/// A flood of new keys, faster than their entities run: when each new entity came, the
+/// others were busy too (none idle to passivate), yet once they go idle the shards come
+/// back down to the limit instead of staying over it (a hostile caller's distinct keys
+/// cost bounded memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_new_keys_over_the_limit_comes_back_down_to_it_as_entities_go_idle() {
+    let tune = Tune {
+        shards: 4,
+        max_entities: 40,
+        ..Tune::default()
+    };
+    let (s, _events, sup) = started("sh-flood", tune).await;
+    for k in 0..5_000u64 {
+        s.addr(k).cast(TallyMsg::Add(k)).unwrap();
+    }
+    timeout(PATIENCE, async {
+        loop {
+            let st = s.stats();
+            if st.running == 0 && st.entities <= 40 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("still over the limit: {:?}", s.stats()));
+    let st = s.stats();
+    // Key 666's `init` fails (`Tally`): it is gone without a passivation.
+    assert!(st.passivated + st.crashed >= 5_000 - 40, "{st:?}");
+    // The keys still answer: a passivated entity starts again.
+    let first: TallyRef = s.entity(0);
+    assert_eq!(first.seen().await.unwrap(), Vec::<u64>::new());
+    sup.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_panicking_entity_restarts_and_its_shard_mates_do_not_notice() {
     let tune = Tune {
