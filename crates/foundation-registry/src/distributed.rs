@@ -515,6 +515,14 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
         self.inner.view(&st)
     }
 
+    /// Unhooks this supervisor from [`Node::leave`]: its owner (a `Sharded`) leaves in
+    /// its own way there, and shuts the supervisor down itself.
+    pub(crate) fn unhook_leave(&self) {
+        if let Some(hook) = lock(&self.inner.leave_hook).take() {
+            self.inner.node.remove_on_leave(hook);
+        }
+    }
+
     /// Ticks at the end of each pass of the supervisor's loop (after membership events,
     /// peers' hellos and records).
     pub(crate) fn passes(&self) -> tokio::sync::watch::Receiver<u64> {

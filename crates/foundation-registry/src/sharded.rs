@@ -828,9 +828,12 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
         self.inner.members()
     }
 
-    /// Leaves the cluster (a `Sharded` from [`Sharded::start_on`]): stops this node's
-    /// membership and the process peers send to; calls waiting on other nodes get no
-    /// reply. The region and its entities stop with their supervisor, as on one node.
+    /// Leaves the cluster (a `Sharded` from [`Sharded::start_on`]): hands this node's
+    /// shards off to their new owners, then stops this node's membership and the process
+    /// peers send to; calls waiting on other nodes get no reply. The region and its
+    /// entities stop with their supervisor, as on one node. A graceful
+    /// [`Node::leave`](foundation_cluster::node::Node::leave) runs it first by itself; a
+    /// second call waits for the first.
     pub async fn leave(&self) {
         self.inner.leave().await;
     }

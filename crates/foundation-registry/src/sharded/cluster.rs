@@ -370,6 +370,10 @@ pub(crate) struct Cluster<K, A: Actor> {
     leavers: Mutex<HashSet<String>>,
     /// This node leaves gracefully.
     leaving: AtomicBool,
+    /// This `Sharded`'s hook in [`Node::leave`] (removed once it has left).
+    leave_hook: Mutex<Option<foundation_cluster::node::LeaveHookId>>,
+    /// Its leave has run (or runs): a second one waits for nothing.
+    left: tokio::sync::OnceCell<()>,
     /// Start the entities that were active on a shard's old owner.
     remember: bool,
     /// Shards handed off from here.
@@ -482,6 +486,8 @@ where
             barriers: Mutex::new(HashMap::new()),
             leavers: Mutex::new(HashSet::new()),
             leaving: AtomicBool::new(false),
+            leave_hook: Mutex::new(None),
+            left: tokio::sync::OnceCell::new(),
             joined_at: Mutex::new(Instant::now() + node.silence() * 2),
             silence: node.silence(),
             quorum_lost: AtomicBool::new(false),
@@ -529,6 +535,20 @@ where
             cluster.sup.subscribe(),
         ));
         lock(&cluster.tasks).push(watcher);
+        // A graceful `Node::leave` hands this node's shards off first, as `Sharded::leave`
+        // does (which shuts the supervisor down at its end), instead of the supervisor's
+        // own leave, which would leave the shards to fail over as after a crash.
+        cluster.sup.unhook_leave();
+        let weak = Arc::downgrade(&cluster);
+        let hook = node.on_leave(Arc::new(move || {
+            let weak = weak.clone();
+            Box::pin(async move {
+                if let Some(cluster) = weak.upgrade() {
+                    cluster.leave().await;
+                }
+            })
+        }));
+        *lock(&cluster.leave_hook) = Some(hook);
         // Keep the registry alive as long as the supervisor that names into it.
         drop(registry);
         Ok(cluster)
@@ -1566,6 +1586,15 @@ where
     /// Stops this node's part: its membership and its process; pending calls get no
     /// reply.
     pub(crate) async fn leave(&self) {
+        // Once: `Sharded::leave` then `Node::leave` (whose hook calls this again), or the
+        // two at once, leave one time; the second waits for the first.
+        self.left.get_or_init(|| self.leave_once()).await;
+        if let Some(hook) = lock(&self.leave_hook).take() {
+            self.node.remove_on_leave(hook);
+        }
+    }
+
+    async fn leave_once(&self) {
         // Tell the others first: they plan with this node leaving, as it does, and its
         // shards are handed off to their new owners.
         self.leaving.store(true, Ordering::SeqCst);

@@ -414,6 +414,23 @@ fn a_node_leaving_gracefully_hands_its_shards_off_and_a_stream_through_the_leave
     });
 }
 
+/// As above, but the node leaves with `Node::leave` alone: its `Sharded`s hand their
+/// shards off first (a leave hook), so the stream through the leave loses nothing either.
+#[test]
+fn a_node_leaving_with_node_leave_alone_hands_its_shards_off_and_the_stream_loses_nothing() {
+    let mut nodes = nodes(&["a", "b", "c", "d"], &[]);
+    settle(&mut nodes);
+    stream_through(&mut nodes, |nodes| {
+        let mut d = nodes.pop().unwrap();
+        assert_eq!(ask(&mut d, "nodeleave", "left"), "");
+        for n in nodes.iter_mut() {
+            n.tell("members 3");
+            n.expect(|l| l == "members 3");
+        }
+        settle(nodes);
+    });
+}
+
 #[test]
 fn after_a_kill_9_every_key_answers_again_from_the_new_owners() {
     let mut nodes = nodes(&["a", "b", "c"], &[]);
@@ -910,6 +927,12 @@ async fn run(name: String) {
             ["leave"] => {
                 books.leave().await;
                 ledger.leave().await;
+                say("left");
+            }
+            // The node's own graceful leave, without `Sharded::leave` first: its hooks
+            // hand the shards off as `Sharded::leave` does.
+            ["nodeleave"] => {
+                node.leave().await;
                 say("left");
             }
             _ => say(&format!("unknown {line}")),
