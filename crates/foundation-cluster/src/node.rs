@@ -965,7 +965,26 @@ impl Node {
         self.shutdown().await;
     }
 
+    /// Whether [`Node::shutdown`] (or [`Node::leave`], which ends with it) has begun.
+    pub fn is_shut_down(&self) -> bool {
+        self.control.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the node shuts down ([`Node::shutdown`] begins); at once if it has. What
+    /// runs on a node (a pubsub, for one) stops with it this way.
+    pub async fn shut_down(&self) {
+        let shut = self.control.shut.notified();
+        tokio::pin!(shut);
+        // Registered before the flag is read: a shutdown in between still wakes it.
+        shut.as_mut().enable();
+        if self.is_shut_down() {
+            return;
+        }
+        shut.await;
+    }
+
     /// Stops the node: its sessions, lanes, agent and loop. Peers see it disconnect.
+    /// Whatever waits on [`Node::shut_down`] is woken.
     pub async fn shutdown(&self) {
         if self.control.stopped.swap(true, Ordering::SeqCst) {
             return;

@@ -114,7 +114,13 @@ pub(crate) struct Remote {
     outgoing: Mutex<Outgoing>,
     /// Peers that asked for this node's whole interest.
     wants: Mutex<HashSet<String>>,
+    /// Peers whose pubsub has just started (a whole set of a new epoch came): they get
+    /// this node's whole set at once.
+    greets: Mutex<HashSet<String>>,
     changed: Arc<Notify>,
+    /// Woken when a peer's view changes (what [`crate::PubSub::wait_for_subscribers`]
+    /// waits on).
+    heard: Notify,
     server: Mutex<Option<Addr<WireMsg>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Broadcasts went on `default` at least once: the broadcasts' channel is missing
@@ -136,7 +142,9 @@ impl Remote {
             peers: RwLock::new(HashMap::new()),
             outgoing: Mutex::new(Outgoing::new(epoch())),
             wants: Mutex::new(HashSet::new()),
+            greets: Mutex::new(HashSet::new()),
             changed: Arc::new(Notify::new()),
+            heard: Notify::new(),
             server: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             fell_back: std::sync::atomic::AtomicBool::new(false),
@@ -352,6 +360,10 @@ impl Remote {
         lock(&self.wants).drain().collect()
     }
 
+    fn take_greets(&self) -> Vec<String> {
+        lock(&self.greets).drain().collect()
+    }
+
     /// A peer's interest message: its view here follows it, and a view that missed
     /// something asks the peer for its whole set.
     fn interest(&self, core: &Core, wire: Wire) {
@@ -373,8 +385,16 @@ impl Remote {
             self.changed.notify_one();
             return;
         }
-        let reply = {
+        let (reply, new_epoch) = {
             let mut peers = self.peers_mut();
+            // The first part of a whole set of an epoch not seen from `origin`: its
+            // pubsub has just started (or restarted) and knows nothing of this node's.
+            let new_epoch = match &wire {
+                Wire::Full { epoch, part: 0, .. } => {
+                    peers.get(&origin).is_none_or(|v| v.epoch() != *epoch)
+                }
+                _ => false,
+            };
             let view = if matches!(wire, Wire::Delta { .. }) {
                 // Not heard from yet: its whole set is on its way (it sends one to each
                 // node it sees come up), or its next digest makes this node ask.
@@ -388,18 +408,45 @@ impl Remote {
             let Some(reply) = view.receive(wire, malformed) else {
                 return;
             };
-            reply
+            (reply, new_epoch)
         };
+        self.heard.notify_waiters();
+        if new_epoch {
+            // Answered by the gossip task at once, whatever the period's limit on whole
+            // sets: the whole set sent when `origin` came up (or when this pubsub
+            // started) may have found no pubsub there to take it.
+            lock(&self.greets).insert(origin.clone());
+            self.changed.notify_one();
+        }
         if reply == Reply::Want {
-            let want = WireMsg(Wire::Want {
-                origin: self.node.name().to_owned(),
-            });
-            self.send_interest(core, &origin, &want);
+            self.send_want(core, &origin);
         }
     }
 
+    /// Asks `peer` for its whole interest.
+    fn send_want(&self, core: &Core, peer: &str) {
+        let want = WireMsg(Wire::Want {
+            origin: self.node.name().to_owned(),
+        });
+        self.send_interest(core, peer, &want);
+    }
+
+    /// Wakes what waits for peers' interest to change ([`Remote::heard`]).
     fn node_down(&self, peer: &str) {
         self.peers_mut().remove(peer);
+        self.heard.notify_waiters();
+    }
+
+    /// Notified whenever a peer's interest as seen here changes (or a peer's view goes).
+    pub(crate) fn heard(&self) -> &Notify {
+        &self.heard
+    }
+
+    /// The peers whose pubsub of this name has told this node its interest.
+    pub(crate) fn peers_heard(&self) -> Vec<String> {
+        let mut peers: Vec<String> = self.peers().keys().cloned().collect();
+        peers.sort_unstable();
+        peers
     }
 
     /// Forgets the interest of nodes no longer up (after membership events were missed).
@@ -428,6 +475,9 @@ impl Remote {
             server.stop(None);
         }
         drop(held);
+        // Counts from peers end with it: a pubsub shut down has no subscribers anywhere.
+        self.peers_mut().clear();
+        self.heard.notify_waiters();
         for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
@@ -504,6 +554,7 @@ pub(crate) async fn start(
     let events = node.subscribe();
     let gossip = tokio::spawn(gossip(
         Arc::downgrade(core),
+        node.clone(),
         events,
         remote.changed.clone(),
         options.gossip_every,
@@ -554,6 +605,7 @@ async fn spawn_server(
 /// interest, so each peer gets it in order.
 async fn gossip(
     core: Weak<Core>,
+    node: Node,
     mut events: broadcast::Receiver<ClusterEvent>,
     changed: Arc<Notify>,
     every: std::time::Duration,
@@ -562,6 +614,22 @@ async fn gossip(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_full: HashMap<String, tokio::time::Instant> = HashMap::new();
     let mut wanted: HashSet<String> = HashSet::new();
+    // Peers up already when this pubsub starts (the usual order: the node connects, then
+    // the application starts its pubsub): each gets this node's whole set at once, and a
+    // whole set of a new epoch makes a peer answer with its own at once (not at its next
+    // digests). A peer whose pubsub of this name starts later does the same towards this
+    // one.
+    if let Some(core) = core.upgrade() {
+        if let Some(remote) = &core.remote {
+            let now = tokio::time::Instant::now();
+            for peer in remote.up_peers() {
+                remote.send_full(&core, &peer);
+                last_full.insert(peer, now);
+            }
+        }
+    }
+    let shut_down = node.shut_down();
+    tokio::pin!(shut_down);
     loop {
         enum Do {
             Changes,
@@ -570,8 +638,10 @@ async fn gossip(
             Down(String),
             Resync,
             Stop,
+            NodeShutDown,
         }
         let what = tokio::select! {
+            () = &mut shut_down => Do::NodeShutDown,
             () = changed.notified() => Do::Changes,
             _ = tick.tick() => Do::Tick,
             e = events.recv() => match e {
@@ -593,8 +663,15 @@ async fn gossip(
                 let on_tick = matches!(what, Do::Tick);
                 let peers = remote.up_peers();
                 remote.send_deltas(&core, &peers);
-                wanted.extend(remote.take_wants());
                 let now = tokio::time::Instant::now();
+                wanted.extend(remote.take_wants());
+                for peer in remote.take_greets() {
+                    if peers.contains(&peer) {
+                        remote.send_full(&core, &peer);
+                        last_full.insert(peer.clone(), now);
+                        wanted.remove(&peer);
+                    }
+                }
                 wanted.retain(|peer| {
                     if !peers.contains(peer) {
                         return false;
@@ -631,6 +708,11 @@ async fn gossip(
                 remote.send_digest(&core, &remote.up_peers());
             }
             Do::Stop => return,
+            Do::NodeShutDown => {
+                // Ends its streams and unsubscribes its actors; later calls get `Closed`.
+                core.close();
+                return;
+            }
         }
     }
 }

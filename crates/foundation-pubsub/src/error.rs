@@ -113,4 +113,28 @@ pub enum StartError {
     /// Its receiving process could not start.
     #[error("the pubsub's process could not start: {0}")]
     Spawn(#[from] foundation_actors::SpawnError),
+    /// The node has shut down: a pubsub on it could neither reach peers nor be reached.
+    #[error("node `{0}` has shut down: a pubsub cannot start on it")]
+    NodeShutDown(String),
+}
+
+/// Why [`crate::PubSub::wait_for_subscribers`] gave up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// The subscribers did not all appear in time.
+    #[error(
+        "`{topic}` had {seen} subscribers in the cluster, not the {wanted} waited for, when the wait timed out"
+    )]
+    Timeout {
+        /// The topic or pattern.
+        topic: String,
+        /// How many were waited for.
+        wanted: usize,
+        /// How many there were at the end.
+        seen: usize,
+    },
+    /// The pubsub was shut down (or its node).
+    #[error("the pubsub is shut down")]
+    Closed,
 }

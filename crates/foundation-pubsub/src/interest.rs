@@ -183,6 +183,11 @@ pub(crate) struct PeerView {
 }
 
 impl PeerView {
+    /// The epoch of the peer's pubsub as last heard (0 before any whole set).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     fn ask(&mut self) -> Reply {
         if self.asked {
             Reply::Nothing

@@ -121,7 +121,7 @@ mod tests;
 
 pub use buffer::{BufferConfig, Overflow};
 pub use cluster::{CHANNEL, CHANNEL_MAX_PENDING, channel_config};
-pub use error::{BroadcastError, StartError, SubscribeError, TopicError};
-pub use pubsub::{Drops, Options, PubSub, Stats};
+pub use error::{BroadcastError, StartError, SubscribeError, TopicError, WaitError};
+pub use pubsub::{Drops, ENDED_DROPS_KEPT, Options, PubSub, Stats};
 pub use subscriber::{Payload, Received, Subscription};
 pub use topic::{MAX_SEGMENTS, MAX_TOPIC_LEN, Topic};

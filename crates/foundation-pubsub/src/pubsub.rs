@@ -11,7 +11,7 @@ use foundation_cluster::node::Node;
 
 use crate::buffer::BufferConfig;
 use crate::cluster::{self, Remote};
-use crate::error::{BroadcastError, StartError, SubscribeError, TopicError};
+use crate::error::{BroadcastError, StartError, SubscribeError, TopicError, WaitError};
 use crate::subscriber::{
     ActorSub, Entry, Outcome, Payload, Published, StreamQueue, StreamSub, Subscription, each_ahead,
     lock,
@@ -74,7 +74,10 @@ impl Options {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Messages handed to local subscribers.
+    /// Messages handed to local subscribers. Each broadcast a subscriber gets is counted
+    /// once, where it stops: here, or in `dropped` when the subscriber's policy loses it
+    /// (a message that an [`Overflow::DropOldest`](crate::Overflow::DropOldest) buffer
+    /// pushes out moves from here to `dropped`).
     pub delivered: u64,
     /// Messages lost to a subscriber's overflow policy (or a restarting actor's full
     /// backlog), all subscribers together. Per subscriber: [`PubSub::drops`].
@@ -162,9 +165,33 @@ pub struct Drops {
     pub process: Option<AddrKey>,
     /// Messages it lost.
     pub dropped: u64,
+    /// Whether the subscription has ended (disconnected by its overflow policy,
+    /// unsubscribed, its subscriber stopped, or the pubsub shut down): its count is kept
+    /// among the last [`ENDED_DROPS_KEPT`] ended ones.
+    pub ended: bool,
 }
 
+/// How many ended subscriptions that lost messages [`PubSub::drops`] still reports, the
+/// most recent ones: what a subscriber lost is readable after an
+/// [`Overflow::Disconnect`](crate::Overflow::Disconnect) ended it, with a bound on what is
+/// kept however many subscriptions come and go.
+pub const ENDED_DROPS_KEPT: usize = 256;
+
 type List = Arc<Vec<Arc<Entry>>>;
+
+impl Entry {
+    /// Its drops, if it lost any.
+    fn drops(&self) -> Option<Drops> {
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        (dropped > 0).then(|| Drops {
+            topic: self.filter.to_string(),
+            subscriber: self.label.clone(),
+            process: self.sub.process(),
+            dropped,
+            ended: false,
+        })
+    }
+}
 
 /// A broadcast from a peer, as its pubsub process received it: fanned out with the others
 /// that arrived with it ([`Core::receive_batch`]).
@@ -197,6 +224,8 @@ pub(crate) struct Core {
     pub(crate) counters: Counters,
     closed: AtomicBool,
     pub(crate) remote: Option<Remote>,
+    /// The drops of the last [`ENDED_DROPS_KEPT`] ended subscriptions that lost messages.
+    ended: Mutex<std::collections::VecDeque<Drops>>,
 }
 
 impl Core {
@@ -208,6 +237,7 @@ impl Core {
             counters: Counters::new(name),
             closed: AtomicBool::new(false),
             remote,
+            ended: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -269,8 +299,21 @@ impl Core {
             hook.cancel();
         }
         entry.sub.end();
+        self.keep_drops(&entry);
         self.interest_changed(&entry.filter);
         true
+    }
+
+    /// Keeps an ended subscription's drops, if it lost any, for [`PubSub::drops`].
+    fn keep_drops(&self, e: &Entry) {
+        if let Some(mut d) = e.drops() {
+            d.ended = true;
+            let mut ended = lock(&self.ended);
+            if ended.len() == ENDED_DROPS_KEPT {
+                ended.pop_front();
+            }
+            ended.push_back(d);
+        }
     }
 
     /// Sets the gauges from the registry (under its lock, so they end at its last state).
@@ -349,9 +392,11 @@ impl Core {
     fn account(&self, e: &Entry, outcome: Outcome) -> u64 {
         match outcome {
             Outcome::Delivered => 1,
+            // The older message counted delivered when it came is dropped; the new one
+            // takes its delivery's place.
             Outcome::DeliveredDroppingOldest => {
                 self.drop_one(e);
-                1
+                0
             }
             Outcome::Dropped => {
                 self.drop_one(e);
@@ -501,7 +546,24 @@ impl Core {
             .fetch_add(delivered, Ordering::Relaxed);
     }
 
-    fn close(&self) {
+    /// Whether it is shut down: by [`PubSub::shutdown`], or with its node (the first call
+    /// to see the node shut down closes it, if its gossip task has not yet).
+    pub(crate) fn is_closed(&self) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return true;
+        }
+        if self
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.node().is_shut_down())
+        {
+            self.close();
+            return true;
+        }
+        false
+    }
+
+    pub(crate) fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -517,6 +579,7 @@ impl Core {
                 hook.cancel();
             }
             e.sub.end();
+            self.keep_drops(&e);
         }
         if let Some(remote) = &self.remote {
             remote.close();
@@ -572,8 +635,12 @@ impl PubSub {
     /// # Errors
     ///
     /// [`StartError::NameTaken`] if this node runs a pubsub of that name already,
-    /// [`StartError::Spawn`] if its receiving process cannot start.
+    /// [`StartError::NodeShutDown`] if the node has shut down, [`StartError::Spawn`] if
+    /// its receiving process cannot start.
     pub async fn start_with(node: &Node, options: Options) -> Result<Self, StartError> {
+        if node.is_shut_down() {
+            return Err(StartError::NodeShutDown(node.name().to_owned()));
+        }
         let remote = Remote::new(node, &options);
         let core = Arc::new(Core::new(&options.name, Some(remote)));
         cluster::start(&core, node, &options).await?;
@@ -712,7 +779,7 @@ impl PubSub {
     }
 
     fn check_open(&self) -> Result<(), SubscribeError> {
-        if self.core.closed.load(Ordering::Acquire) {
+        if self.core.is_closed() {
             return Err(SubscribeError::Closed);
         }
         Ok(())
@@ -809,7 +876,7 @@ impl PubSub {
             }
             .into());
         }
-        if self.core.closed.load(Ordering::Acquire) {
+        if self.core.is_closed() {
             return Err(BroadcastError::Closed);
         }
         Ok(())
@@ -849,27 +916,86 @@ impl PubSub {
         here + there
     }
 
+    /// Waits until `topic` (a name, or a pattern subscribed to as such) has at least
+    /// `at_least` subscribers in the cluster, as [`PubSub::subscribers_count`] counts them,
+    /// and returns their count. Interest travels between nodes: a subscription made on
+    /// another node reaches this one a message's travel later, and a pubsub started just
+    /// now hears its peers' subscriptions a round trip after it starts. A broadcast before
+    /// then does not reach them (at most once). Wait here first when the first broadcasts
+    /// matter, as a test or a start-up sequence would.
+    ///
+    /// # Errors
+    ///
+    /// [`WaitError::Timeout`] (with the count at the end) if they are not there within
+    /// `timeout`; [`WaitError::Closed`] if the pubsub is shut down.
+    pub async fn wait_for_subscribers<T>(
+        &self,
+        topic: &Topic<T>,
+        at_least: usize,
+        timeout: Duration,
+    ) -> Result<usize, WaitError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let heard = self.core.remote.as_ref().map(|r| r.heard().notified());
+            let heard = async move {
+                match heard {
+                    Some(h) => h.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(heard);
+            if self.core.is_closed() {
+                return Err(WaitError::Closed);
+            }
+            let seen = self.subscribers_count(topic);
+            if seen >= at_least {
+                return Ok(seen);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(WaitError::Timeout {
+                    topic: topic.name().to_owned(),
+                    wanted: at_least,
+                    seen,
+                });
+            }
+            // A peer's interest wakes it at once; local subscriptions are looked at every
+            // few milliseconds.
+            tokio::select! {
+                () = &mut heard => {}
+                () = tokio::time::sleep(Duration::from_millis(5)) => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// The nodes whose pubsub of this name has told this one its interest (its
+    /// subscriptions, or that it has none): the peers a broadcast can reach now. Empty for
+    /// a [`PubSub::local`].
+    pub fn peers(&self) -> Vec<String> {
+        self.core
+            .remote
+            .as_ref()
+            .map_or_else(Vec::new, Remote::peers_heard)
+    }
+
     /// As [`PubSub::subscribers_count`], on this node only.
     pub fn local_subscribers_count<T>(&self, topic: &Topic<T>) -> usize {
         self.core.local_count(topic.name(), topic.is_pattern())
     }
 
-    /// The drops of every subscription that lost messages, per subscriber and topic.
+    /// The drops of every subscription that lost messages, per subscriber and topic: the
+    /// live ones, then the last [`ENDED_DROPS_KEPT`] that ended (`Drops::ended`), such as
+    /// one that [`Overflow::Disconnect`](crate::Overflow::Disconnect) ended, oldest first.
     pub fn drops(&self) -> Vec<Drops> {
-        self.core
+        let mut drops: Vec<Drops> = self
+            .core
             .read()
             .ids
             .values()
-            .filter_map(|e| {
-                let dropped = e.dropped.load(Ordering::Relaxed);
-                (dropped > 0).then(|| Drops {
-                    topic: e.filter.to_string(),
-                    subscriber: e.label.clone(),
-                    process: e.sub.process(),
-                    dropped,
-                })
-            })
-            .collect()
+            .filter_map(|e| e.drops())
+            .collect();
+        drops.extend(lock(&self.core.ended).iter().cloned());
+        drops
     }
 
     /// Its counters. The same counts are recorded in the [`metrics`] facade (see
@@ -897,7 +1023,8 @@ impl PubSub {
 
     /// Stops it: every subscription ends (streams end, actors are unsubscribed), peers
     /// forget this node's interest when it next gossips (or goes down), and broadcasts and
-    /// subscriptions are refused with `Closed`.
+    /// subscriptions are refused with `Closed`. A pubsub on a node stops the same way
+    /// when its node shuts down ([`Node::shutdown`], or [`Node::leave`]).
     pub fn shutdown(&self) {
         self.core.close();
     }

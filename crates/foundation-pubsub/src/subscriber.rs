@@ -79,7 +79,8 @@ impl<T: fmt::Debug> fmt::Debug for Received<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Delivered,
-    /// Delivered, and an older message dropped for it.
+    /// Delivered, and an older message, counted delivered when it came, dropped for it:
+    /// counted as one drop and no delivery (the subscriber keeps as many as before).
     DeliveredDroppingOldest,
     Dropped,
     /// Dropped, and the subscription must end.
@@ -93,7 +94,9 @@ pub(crate) enum Outcome {
 /// What [`Deliver::deliver_run`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tally {
-    /// Messages handed to the subscriber.
+    /// Messages handed to the subscriber and kept: one that pushes an older one out
+    /// of a [`Overflow::DropOldest`](crate::Overflow::DropOldest) buffer takes the place of
+    /// that one's delivery, so it is not counted again.
     pub(crate) delivered: u64,
     /// Messages its policy dropped (new ones refused, or old ones pushed out).
     pub(crate) dropped: u64,
@@ -108,10 +111,9 @@ impl Tally {
     fn add(&mut self, pushed: Pushed) -> bool {
         match pushed {
             Pushed::Queued => self.delivered += 1,
-            Pushed::DroppedOldest => {
-                self.delivered += 1;
-                self.dropped += 1;
-            }
+            // The older message counted delivered when it came is dropped instead; the
+            // new one takes its place: one drop, no delivery more.
+            Pushed::DroppedOldest => self.dropped += 1,
             Pushed::DroppedNewest => self.dropped += 1,
             Pushed::Disconnect => {
                 self.end = Some(Outcome::Disconnect);
@@ -526,6 +528,13 @@ impl<T> Subscription<T> {
     /// messages queued before can still be read.
     pub fn is_ended(&self) -> bool {
         lock(&self.queue.state).ended
+    }
+
+    /// The next message if one waits now, without waiting; `None` when none does
+    /// ([`Subscription::is_ended`] tells whether more may come).
+    pub fn try_recv(&mut self) -> Option<Received<T>> {
+        let inner = lock(&self.queue.state).buf.pop()?;
+        Some(Received { inner })
     }
 
     /// The next message, or `None` once the subscription has ended and its queue is empty.

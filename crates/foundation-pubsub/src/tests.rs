@@ -129,11 +129,12 @@ async fn a_batch_reaches_a_stream_under_one_lock_with_its_policy_applied_to_each
         .map(|n| incoming("batch.policies", n, None))
         .collect();
     ps.core().receive_batch(&batch);
-    // DropOldest takes all five and keeps the last two; DropNewest keeps the first two.
+    // DropOldest keeps the last two, DropNewest the first two: each broadcast is
+    // counted once, where it stops, delivered or dropped.
     let stats = ps.stats();
     assert_eq!(
         (stats.delivered, stats.dropped),
-        (5 + 2, 3 + 3),
+        (2 + 2, 3 + 3),
         "{stats:?}"
     );
     assert_eq!((oldest.dropped(), newest.dropped()), (3, 3));
@@ -149,6 +150,38 @@ async fn a_batch_reaches_a_stream_under_one_lock_with_its_policy_applied_to_each
         .receive_batch(&[incoming("batch.policies", 6, None)]);
     assert_eq!(oldest.recv().await.map(|m| *m), Some(6));
     assert_eq!(newest.recv().await.map(|m| *m), Some(6));
+}
+
+/// A flood into a small buffer, one local broadcast at a time: whatever the policy,
+/// each broadcast is counted once, delivered (kept, and read) or dropped, never both.
+#[tokio::test]
+async fn a_flood_into_a_small_buffer_counts_each_broadcast_once_delivered_or_dropped() {
+    for overflow in [Overflow::DropOldest, Overflow::DropNewest] {
+        let ps = PubSub::local("flood-count");
+        let topic: Topic<u64> = Topic::new("flood.count").unwrap();
+        let mut sub = ps
+            .subscribe_stream_with(&topic, BufferConfig::new(8, overflow))
+            .unwrap();
+        for n in 0..20_000u64 {
+            ps.broadcast(&topic, n).unwrap();
+        }
+        let stats = ps.stats();
+        assert_eq!(
+            (stats.delivered, stats.dropped, sub.dropped()),
+            (8, 19_992, 19_992),
+            "{overflow:?}: {stats:?}"
+        );
+        let mut read = Vec::new();
+        while let Some(m) = sub.try_recv() {
+            read.push(*m);
+        }
+        let kept: Vec<u64> = match overflow {
+            Overflow::DropOldest => (19_992..20_000).collect(),
+            _ => (0..8).collect(),
+        };
+        assert_eq!(read, kept, "{overflow:?}");
+        assert_eq!(read.len() as u64, stats.delivered);
+    }
 }
 
 /// Local broadcasts in a row reach an actor as they were published, each under its own
@@ -319,7 +352,8 @@ async fn broadcasts_to_a_restarting_actor_wait_behind_one_doorbell_and_drop_the_
     gate.add_permits(4);
     assert_eq!(next_n(&mut rx, 4).await, [3, 4, 5, 6]);
     let stats = ps.stats();
-    assert_eq!((stats.delivered, stats.dropped), (7, 2), "{stats:?}");
+    // Seven broadcasts, each counted once: 0 and 3..=6 delivered, 1 and 2 dropped.
+    assert_eq!((stats.delivered, stats.dropped), (5, 2), "{stats:?}");
     sup.shutdown().await;
 }
 
@@ -448,4 +482,68 @@ async fn a_subscriber_draining_a_full_queue_lets_the_other_tasks_of_its_thread_r
         read_before_other.is_some_and(|n| n <= 200),
         "the other task ran after {read_before_other:?} of {QUEUED} messages"
     );
+}
+
+/// Ended subscriptions' drops stay readable, the most recent `ENDED_DROPS_KEPT` of them:
+/// subscriptions that come and go never grow what is kept.
+#[tokio::test]
+async fn the_drops_of_ended_subscriptions_are_kept_with_a_bound() {
+    let ps = PubSub::local("ended-drops");
+    let topic: Topic<u64> = Topic::new("ended.drops").unwrap();
+    let n = crate::ENDED_DROPS_KEPT + 44;
+    for i in 0..n as u64 {
+        let sub = ps
+            .subscribe_stream_with(&topic, BufferConfig::new(1, Overflow::DropNewest))
+            .unwrap();
+        ps.broadcast(&topic, i).unwrap();
+        ps.broadcast(&topic, i).unwrap();
+        assert_eq!(sub.dropped(), 1);
+        drop(sub);
+    }
+    // One that never lost anything is not listed when it ends.
+    drop(ps.subscribe_stream(&topic).unwrap());
+    let drops = ps.drops();
+    assert_eq!(drops.len(), crate::ENDED_DROPS_KEPT);
+    assert!(
+        drops
+            .iter()
+            .all(|d| d.ended && d.dropped == 1 && d.topic == "ended.drops")
+    );
+    assert_eq!(ps.stats().dropped, n as u64);
+}
+
+/// Any character but the separator and the wildcards may be in a segment, compared byte
+/// for byte; an actor subscribed twice gets each broadcast twice, counts twice, and one
+/// `unsubscribe` ends both (as in Phoenix.PubSub).
+#[tokio::test]
+async fn names_are_any_utf8_and_a_subscriber_twice_counts_twice_until_one_unsubscribe() {
+    let ps = PubSub::local("names");
+    let spaced: Topic<u64> = Topic::new("room 42").unwrap();
+    let accented: Topic<u64> = Topic::new("commandes.r\u{e9}gl\u{e9}es").unwrap();
+    let decomposed: Topic<u64> = Topic::new("commandes.re\u{301}gle\u{301}es").unwrap();
+    let mut a = ps.subscribe_stream(&spaced).unwrap();
+    let mut b = ps.subscribe_stream(&accented).unwrap();
+    ps.broadcast(&spaced, 1).unwrap();
+    ps.broadcast(&decomposed, 2).unwrap();
+    ps.broadcast(&accented, 3).unwrap();
+    assert_eq!(a.try_recv().map(|m| *m), Some(1));
+    assert_eq!(
+        b.try_recv().map(|m| *m),
+        Some(3),
+        "another spelling, another topic"
+    );
+    assert!(a.is_empty() && b.is_empty());
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let actor = spawn(Reporter(tx), ()).await.unwrap();
+    ps.subscribe(&spaced, &actor).unwrap();
+    ps.subscribe(&spaced, &actor).unwrap();
+    assert_eq!(ps.subscribers_count(&spaced), 3);
+    ps.broadcast(&spaced, 4).unwrap();
+    for _ in 0..2 {
+        assert_eq!(rx.recv().await.map(|(n, _)| n), Some(4));
+    }
+    assert_eq!(ps.unsubscribe(&spaced, &actor), 2);
+    assert_eq!(ps.subscribers_count(&spaced), 1);
+    actor.stop(None);
 }

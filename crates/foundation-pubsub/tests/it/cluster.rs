@@ -337,3 +337,41 @@ fn a_node_that_joins_late_gets_the_whole_interest_and_then_the_deltas() {
     let got = flow(&a.expect(|l| l.starts_with("interest ")));
     assert!(got["full"] >= 1, "{got:?}");
 }
+
+/// The usual order: the nodes connect, then each starts its pubsub. Each pubsub asks the
+/// peers up already for their interest as it starts, so it does not wait for gossip
+/// (here an hour a period: without the request, `a` would not hear of `b`'s subscriber
+/// before the test gives up). Then the node shuts down under its pubsub: the pubsub
+/// stops with it.
+#[test]
+fn pubsubs_started_after_the_nodes_connect_hear_each_other_at_once_and_stop_with_their_node() {
+    let late = [("LATE", "1"), ("GOSSIP_MS", "3600000")];
+    let mut a = start_with("a", None, &late);
+    let mut b = start_with("b", Some(&a), &late);
+    see(&mut a, "up b");
+    see(&mut b, "up a");
+    b.tell("startps");
+    see(&mut b, "startedps");
+    b.tell("sub s1 late.t");
+    see(&mut b, "subscribed s1");
+    a.tell("startps");
+    see(&mut a, "startedps");
+    a.tell("wait late.t 1");
+    see(&mut a, "waited late.t 1 peers b");
+    a.tell("pub late.t hello");
+    see(&mut b, "got s1 hello a");
+    // And `b` heard of `a`'s subscriptions, made after it started, as they were made.
+    a.tell("sub s2 late.t");
+    see(&mut a, "subscribed s2");
+    b.tell("wait late.t 2");
+    see(&mut b, "waited late.t 2 peers a");
+
+    a.tell("shutdown late.t");
+    see(
+        &mut a,
+        "shutdown broadcast=Closed ended=true subscribe=Err(\"Closed\") count=0 start=NodeShutDown(\"a\")",
+    );
+    see(&mut b, "down a");
+    b.tell("wait late.t 1");
+    see(&mut b, "waited late.t 1 peers ");
+}

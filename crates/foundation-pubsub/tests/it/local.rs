@@ -289,9 +289,10 @@ async fn stream_overflow_policies_drop_what_they_say_and_count_it() {
     assert_eq!(stats.dropped, 7);
     assert_eq!(stats.disconnected, 1);
     assert_eq!(ps.subscribers_count(&topic), 2);
-    let mut drops: Vec<u64> = ps.drops().iter().map(|d| d.dropped).collect();
+    // The two live subscriptions' drops, then the disconnected one's, kept after its end.
+    let mut drops: Vec<(u64, bool)> = ps.drops().iter().map(|d| (d.dropped, d.ended)).collect();
     drops.sort_unstable();
-    assert_eq!(drops, [3, 3]);
+    assert_eq!(drops, [(1, true), (3, false), (3, false)]);
 
     // A buffer with room again takes the next one.
     ps.broadcast(&topic, order(6)).unwrap();
@@ -360,6 +361,14 @@ async fn an_actor_is_bounded_by_the_messages_it_has_not_handled() {
     ps.broadcast(&t2, order(2)).unwrap();
     assert_eq!(ps.subscribers_count(&t2), 0);
     assert_eq!(ps.stats().disconnected, 1);
+    // Its loss stays readable after the disconnect ended its subscription.
+    let gone: Vec<_> = ps
+        .drops()
+        .into_iter()
+        .filter(|d| d.process == Some(stuck.key()))
+        .map(|d| (d.topic, d.dropped, d.ended))
+        .collect();
+    assert_eq!(gone, [("slow.disc".to_owned(), 1, true)]);
     gate2.add_permits(10);
 }
 

@@ -36,10 +36,16 @@
 //! - `peertopics <prefix> <n> <want>`: `@peertopics <want>` once the cluster-wide
 //!   subscribers of `<prefix>.<i>`, `i` in `0..n`, add up to `want`;
 //! - `interest`: `@interest sent=<n> bytes=<n> full=<n>` (this node's interest messages);
+//! - `wait <topic> <n>`: `@waited <topic> <count> peers <nodes>` once
+//!   `PubSub::wait_for_subscribers` sees `n` (20 s at most; else `@waitfail <error>`);
+//! - `shutdown <topic>`: subscribes a stream to `<topic>`, shuts the node down, and
+//!   prints what the pubsub does then: `@shutdown broadcast=.. ended=.. subscribe=..
+//!   count=.. start=..`;
+//! - `startps`: with `LATE`, starts the pubsub (`@startedps`);
 //! - `exit`.
 //!
 //! Settings: `SEEDS`, `SILENCE_MS`, `GOSSIP_MS` (the pubsub's gossip period, 200 ms by
-//! default), `MAX_QUEUED` (the pubsub's limit of messages from peers waiting at its
+//! default), `LATE` (the pubsub starts at `startps`, after the node joined), `MAX_QUEUED` (the pubsub's limit of messages from peers waiting at its
 //! process, `Options::max_queued`).
 
 use std::time::Duration;
@@ -191,7 +197,7 @@ async fn run(name: String) {
     if let Some(n) = var("MAX_QUEUED") {
         options = options.max_queued(n.parse().unwrap());
     }
-    let ps = PubSub::start_with(&node, options).await.unwrap();
+    let mut lines = commands();
     let mut cluster = node.subscribe();
     tokio::spawn(async move {
         while let Ok(e) = cluster.recv().await {
@@ -202,6 +208,11 @@ async fn run(name: String) {
             }
         }
     });
+    let late = var("LATE").is_some();
+    let mut ps = None;
+    if !late {
+        ps = Some(PubSub::start_with(&node, options.clone()).await.unwrap());
+    }
     say(&format!("ready {} {}", node.name(), node.advertised()));
     for seed in var("SEEDS")
         .unwrap_or_default()
@@ -210,11 +221,21 @@ async fn run(name: String) {
     {
         node.connect(&seed.parse::<Peer>().unwrap());
     }
+    // `LATE`: the pubsub starts at `startps`, once the node has joined the others.
+    while ps.is_none() {
+        let Some(line) = lines.recv().await else {
+            return;
+        };
+        if line == "startps" {
+            ps = Some(PubSub::start_with(&node, options.clone()).await.unwrap());
+            say("startedps");
+        }
+    }
+    let Some(ps) = ps else { return };
     let mut sups = Vec::new();
     let mut slow: Vec<foundation_pubsub::Subscription<Note>> = Vec::new();
     let mut by_topic: std::collections::HashMap<String, foundation_pubsub::Subscription<Note>> =
         Default::default();
-    let mut lines = commands();
     while let Some(line) = lines.recv().await {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
@@ -346,6 +367,53 @@ async fn run(name: String) {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 say(&format!("count {} {n}", t.name()));
+            }
+            ["wait", t, n] => {
+                let n: usize = n.parse().unwrap();
+                let t: Topic<Note> = topic(t);
+                match ps
+                    .wait_for_subscribers(&t, n, Duration::from_secs(20))
+                    .await
+                {
+                    Ok(seen) => say(&format!(
+                        "waited {} {seen} peers {}",
+                        t.name(),
+                        ps.peers().join(",")
+                    )),
+                    Err(e) => say(&format!("waitfail {e}")),
+                }
+            }
+            ["shutdown", t] => {
+                // The node shuts down under a pubsub still held, and its stream: the pubsub
+                // stops with it.
+                let t: Topic<Note> = topic(t);
+                let mut sub = ps.subscribe_stream(&t).unwrap();
+                node.shutdown().await;
+                let note = Note {
+                    publisher: name.clone(),
+                    seq: 0,
+                    last: 0,
+                    text: "after".to_owned(),
+                };
+                let broadcast = match ps.broadcast(&t, note) {
+                    Ok(()) => "ok".to_owned(),
+                    Err(e) => format!("{e:?}"),
+                };
+                let ended = tokio::time::timeout(Duration::from_secs(30), sub.recv())
+                    .await
+                    .map_or("no".to_owned(), |m| format!("{}", m.is_none()));
+                let subscribe = ps
+                    .subscribe_stream(&t)
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:?}"));
+                let again = match PubSub::start(&node, "ps2").await {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => format!("{e:?}"),
+                };
+                say(&format!(
+                    "shutdown broadcast={broadcast} ended={ended} subscribe={subscribe:?} count={} start={again}",
+                    ps.subscribers_count(&t)
+                ));
             }
             ["slow", id, t, cap] => {
                 let room = BufferConfig::new(cap.parse().unwrap(), Overflow::DropNewest);
