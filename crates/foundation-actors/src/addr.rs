@@ -210,8 +210,18 @@ pub trait Mailbox<M>: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// The envelope, handed back, when the host will never run the process again.
+    /// The envelope, handed back, when the host does not run the process now: for good,
+    /// or, when [`Mailbox::is_gone`] says otherwise, for now.
     fn deliver(&self, env: Envelope<M>) -> Result<(), Envelope<M>>;
+
+    /// Whether a message handed back by [`Mailbox::deliver`] means the host will never run
+    /// the process again: the address then stops for good ([`SendError::Stopped`]).
+    /// `false` when the host is only down for now (a sharded entity's region stopped, to
+    /// be restarted): the send fails with [`SendError::Unavailable`] and the address goes
+    /// on working once the host is back. Default: `true`. Asked only after a refusal.
+    fn is_gone(&self) -> bool {
+        true
+    }
 
     /// [`Addr::stop`]: asks the host to stop the process gracefully after the message in
     /// hand. Does nothing unless the host says otherwise.
@@ -241,6 +251,13 @@ impl<M: Send + 'static> Target<Envelope<M>> for Route<M> {
                 _ => unreachable_message(),
             }),
             Route::Hosted(h) => deliver_hosted(h.as_ref().as_ref(), m),
+        }
+    }
+
+    fn gone(&self) -> bool {
+        match self {
+            Route::Actor(_) => true,
+            Route::Hosted(h) => h.is_gone(),
         }
     }
 }
@@ -755,6 +772,7 @@ fn refused<M>(r: Refused, m: M) -> SendError<M> {
     match r {
         Refused::Stopped => SendError::Stopped(m),
         Refused::Backlog => SendError::Backlog(m),
+        Refused::Unavailable => SendError::Unavailable(m),
     }
 }
 

@@ -15,13 +15,17 @@ pub enum SendError<M> {
     /// The process is restarting and already holds as many messages as it may
     /// (see [`ChildSpec::restart_backlog`](crate::ChildSpec::restart_backlog)).
     Backlog(M),
+    /// The process's host is down for now (a sharded entity whose region is stopped or
+    /// restarting): the message is refused, and the address works again once the host
+    /// is back.
+    Unavailable(M),
 }
 
 impl<M> SendError<M> {
     /// The message that was not delivered.
     pub fn into_inner(self) -> M {
         match self {
-            Self::Stopped(m) | Self::Backlog(m) => m,
+            Self::Stopped(m) | Self::Backlog(m) | Self::Unavailable(m) => m,
         }
     }
 }
@@ -31,6 +35,7 @@ impl<M> fmt::Debug for SendError<M> {
         match self {
             Self::Stopped(_) => f.write_str("Stopped(..)"),
             Self::Backlog(_) => f.write_str("Backlog(..)"),
+            Self::Unavailable(_) => f.write_str("Unavailable(..)"),
         }
     }
 }
@@ -43,6 +48,9 @@ impl<M> fmt::Display for SendError<M> {
             ),
             Self::Backlog(_) => f.write_str(
                 "the process is restarting and its restart backlog is full; retry later or raise restart_backlog",
+            ),
+            Self::Unavailable(_) => f.write_str(
+                "the process's host is down for now (a sharded entity's region is stopped); retry once it is back",
             ),
         }
     }
@@ -59,6 +67,12 @@ pub enum CallError {
     /// The process is restarting and its restart backlog is full.
     #[error("the process is restarting and its restart backlog is full; retry later")]
     Backlog,
+    /// The process's host is down for now (a sharded entity whose region is stopped or
+    /// restarting); the address works again once it is back.
+    #[error(
+        "the process's host is down for now (a sharded entity's region is stopped); retry once it is back"
+    )]
+    Unavailable,
     /// No reply within the call's timeout.
     #[error("no reply within {0:?}; the request may still be handled")]
     Timeout(Duration),
@@ -76,6 +90,7 @@ impl<M> From<SendError<M>> for CallError {
         match e {
             SendError::Stopped(_) => Self::Stopped,
             SendError::Backlog(_) => Self::Backlog,
+            SendError::Unavailable(_) => Self::Unavailable,
         }
     }
 }

@@ -280,14 +280,15 @@ impl<T: Payload, M: From<T> + Send + 'static> Feed<M> for ActorQueue<T, M> {
 
 impl<T: Payload, M: From<T> + Send + 'static> ActorSub<T, M> {
     /// Rings the actor's doorbell (the queue was not rung). `None` if it is on its way,
-    /// or if the actor is restarting with a full backlog: then the queue is not rung, and
-    /// what it holds waits for the next message to ring.
+    /// or if the actor is restarting with a full backlog (or is a hosted process whose
+    /// host is down for now): then the queue is not rung, and what it holds waits for the
+    /// next message to ring.
     #[inline(never)]
     fn ring(&self) -> Option<Outcome> {
         match self.addr.cast_feed(self.queue.clone()) {
             Ok(()) => None,
             Err(SendError::Stopped(_)) => Some(Outcome::Gone),
-            Err(SendError::Backlog(_)) => {
+            Err(SendError::Backlog(_) | SendError::Unavailable(_)) => {
                 self.queue.unrung();
                 None
             }

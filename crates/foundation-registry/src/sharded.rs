@@ -519,6 +519,10 @@ pub struct ShardedStats {
     pub passivated: u64,
     /// Entity crashes (a failed or panicking `init` or handler) so far.
     pub crashed: u64,
+    /// Of those, failed or panicking `init`s (or restores from a snapshot): a call to such
+    /// an entity gets [`CallError::NoReply`](foundation_actors::CallError::NoReply);
+    /// [`Sharded::last_crash`] tells why.
+    pub init_failed: u64,
     /// Messages dropped because the shards held a full backlog.
     pub dropped: u64,
     /// Snapshots kept for passivated entities ([`ShardedSpec::handoff`]).
@@ -544,6 +548,18 @@ pub struct ShardedStats {
     pub checkpoints_refused: u64,
 }
 
+/// An entity's crash, as [`Sharded::last_crash`] tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EntityCrash {
+    /// The entity's key, as `Debug` prints it.
+    pub key: String,
+    /// What crashed: `"init"` (its `init`, or its restore from a snapshot) or `"handler"`.
+    pub during: &'static str,
+    /// What happened: `failed: <the error it returned>` or `panicked: <its message>`.
+    pub reason: String,
+}
+
 /// The handle of one [`Actor`] type run as sharded entities: gives their addresses and
 /// typed handles. Cheap to clone. See the [module docs](self).
 pub struct Sharded<K, M> {
@@ -560,6 +576,7 @@ trait Router<K, M>: Send + Sync {
     fn shard_of(&self, key: &K) -> usize;
     fn is_active(&self, key: &K) -> bool;
     fn stats(&self) -> ShardedStats;
+    fn last_crash(&self) -> Option<EntityCrash>;
     fn name(&self) -> &str;
     fn owner_of(&self, key: &K) -> Option<String>;
     fn shard_owner(&self, shard: usize) -> Option<String>;
@@ -595,6 +612,9 @@ impl<K: EntityKey, A: Actor> Router<K, A::Msg> for Runtime<K, A> {
     fn stats(&self) -> ShardedStats {
         self.0.stats()
     }
+    fn last_crash(&self) -> Option<EntityCrash> {
+        self.0.last_crash()
+    }
     fn name(&self) -> &str {
         self.0.name()
     }
@@ -611,10 +631,7 @@ impl<K: EntityKey, A: Actor> Router<K, A::Msg> for Runtime<K, A> {
         Box::pin(async {})
     }
     fn try_cast(&self, key: K, msg: A::Msg) -> Result<(), CastError<A::Msg>> {
-        self.0
-            .addr(key)
-            .cast(msg)
-            .map_err(|e| CastError::Stopped(e.into_inner()))
+        self.0.addr(key).cast(msg).map_err(CastError::from_local)
     }
     fn cast(&self, key: K, msg: A::Msg) -> Casting<'_, A::Msg> {
         let sent = self.try_cast(key, msg);
@@ -664,6 +681,9 @@ where
         stats.handed_off = self.0.handed_off.load(std::sync::atomic::Ordering::Relaxed);
         stats.refused = self.0.refused.load(std::sync::atomic::Ordering::Relaxed);
         stats
+    }
+    fn last_crash(&self) -> Option<EntityCrash> {
+        self.0.local.last_crash()
     }
     fn name(&self) -> &str {
         self.0.local.name()
@@ -872,7 +892,8 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
     /// [`CastError::Overloaded`]; [`CastError::Unreachable`] if the owner cannot be
     /// reached, [`CastError::NoOwner`] if no member can own the shard,
     /// [`CastError::Encode`] if the key or message has no wire form,
-    /// [`CastError::Stopped`] if the entities' runtime here has stopped. The message is
+    /// [`CastError::Stopped`] if the entities' runtime here has stopped,
+    /// [`CastError::Unavailable`] if the region here is stopped for now. The message is
     /// handed back.
     pub fn try_cast(&self, key: K, msg: M) -> Result<(), CastError<M>> {
         self.inner.try_cast(key, msg)
@@ -954,6 +975,15 @@ impl<K: EntityKey, M: Send + 'static> Sharded<K, M> {
     /// one, or without [`ShardedSpec::handoff`].
     pub fn checkpoint_seq(&self, key: &K) -> Option<u64> {
         self.store.as_ref().and_then(|s| s.seq(key))
+    }
+
+    /// The last crash of an entity on this node (its `init` or a handler failing or
+    /// panicking), if any: what a caller whose call got
+    /// [`CallError::NoReply`](foundation_actors::CallError::NoReply) may want to know. Each
+    /// crash is also logged at `warn` with its key and reason, and counted in
+    /// [`ShardedStats::crashed`] (and [`ShardedStats::init_failed`]).
+    pub fn last_crash(&self) -> Option<EntityCrash> {
+        self.inner.last_crash()
     }
 
     /// This node's counters.

@@ -54,6 +54,12 @@ use crate::loom::{Mutex, RwLock, get_mut, lock, read, write};
 pub(crate) trait Target<M>: Send + Sync {
     /// Delivers `m`, or hands it back if the incarnation has stopped.
     fn deliver(&self, m: M) -> Result<(), M>;
+
+    /// After a refusal: whether the incarnation is gone for good (else its host is only
+    /// down for now, and an unsupervised slot stays as it is). Default: `true`.
+    fn gone(&self) -> bool {
+        true
+    }
 }
 
 /// The slot's life.
@@ -76,6 +82,8 @@ pub(crate) enum Refused {
     Stopped,
     /// Too many messages are held while the process restarts.
     Backlog,
+    /// The target refused the message but is not gone: its host is down for now.
+    Unavailable,
 }
 
 struct State<M, T> {
@@ -181,6 +189,8 @@ impl<M, T: Target<M>> Slot<M, T> {
                 Ok(()) => return Ok(()),
                 // The incarnation died and its supervisor has not handled that yet.
                 Err(m) if self.supervised.load(Ordering::Relaxed) => m,
+                // A hosted process whose host is down for now: refused, the slot kept.
+                Err(m) if !t.gone() => return Err((Refused::Unavailable, m)),
                 Err(m) => {
                     // Unsupervised, and its incarnation is gone: stopped for good.
                     s.phase = Phase::Stopped;

@@ -347,8 +347,11 @@ pub(crate) struct Cluster<K, A: Actor> {
     owners: RwLock<Arc<Owners>>,
     calls: Mutex<HashMap<u64, Pending>>,
     next_call: AtomicU64,
-    /// Messages that could not be sent (no owner, no encoding, the owner unreachable).
+    /// Messages that could not be sent (no owner, no encoding, the owner unreachable), or
+    /// that came from peers while the region here was stopped.
     pub(crate) undelivered: AtomicU64,
+    /// Peers' messages were refused because the region is stopped (warned once).
+    warned_stopped: std::sync::atomic::AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     receiver: Mutex<Option<InboxAddr<K, A>>>,
     me_weak: Weak<Self>,
@@ -479,6 +482,7 @@ where
             calls: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
             undelivered: AtomicU64::new(0),
+            warned_stopped: std::sync::atomic::AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
             receiver: Mutex::new(None),
             me_weak: weak.clone(),
@@ -1354,7 +1358,7 @@ where
                 .local
                 .addr(key.clone())
                 .cast(msg)
-                .map_err(|e| Refusal::Error(CastError::Stopped(e.into_inner())));
+                .map_err(|e| Refusal::Error(CastError::from_local(e)));
         }
         self.send_cast(owner, window, Place::Admit, i, key, Under::Current, msg)
     }
@@ -1579,7 +1583,14 @@ where
             self.route(i, &key, env, None)
         };
         if delivered.is_err() {
-            tracing::warn!(sharded = %self.local.name(), "a message from a peer for an entity was refused: the region has stopped");
+            // Counted; said once (a stopped region may be sent a flood).
+            self.undelivered.fetch_add(1, Ordering::Relaxed);
+            if !self.warned_stopped.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    sharded = %self.local.name(),
+                    "messages from peers for this node's shards are refused: its region is stopped and the node has not left; stop a member with `Sharded::leave` or `Node::leave` first, so its shards are handed off (counted in `ShardedStats::dropped`; said once)"
+                );
+            }
         }
     }
 
@@ -1749,6 +1760,11 @@ where
             Some(c) => c.deliver(&self.key, env, Some(&self.me)),
             None => Err(env),
         }
+    }
+
+    /// Gone for good only with the runtime (see the local route's).
+    fn is_gone(&self) -> bool {
+        self.cluster.strong_count() == 0
     }
 
     fn stop(&self) {

@@ -284,9 +284,22 @@ pub enum CastError<M> {
     /// The entities' runtime here has stopped for good (its region stopped, or it left).
     #[error("the sharded entities' runtime has stopped")]
     Stopped(M),
+    /// The entity's region on this node is stopped for now (terminated or restarting by
+    /// its supervisor): try again once it is back.
+    #[error("the sharded entities' region here is stopped for now")]
+    Unavailable(M),
 }
 
 impl<M> CastError<M> {
+    /// A local entity's address refused `e`'s message: its region is down for now, or
+    /// the runtime stopped for good.
+    pub(crate) fn from_local(e: foundation_actors::SendError<M>) -> Self {
+        match e {
+            foundation_actors::SendError::Unavailable(m) => Self::Unavailable(m),
+            e => Self::Stopped(e.into_inner()),
+        }
+    }
+
     /// The message that was not sent.
     pub fn into_inner(self) -> M {
         match self {
@@ -294,7 +307,8 @@ impl<M> CastError<M> {
             | Self::Unreachable { msg, .. }
             | Self::Encode { msg, .. }
             | Self::NoOwner(msg)
-            | Self::Stopped(msg) => msg,
+            | Self::Stopped(msg)
+            | Self::Unavailable(msg) => msg,
         }
     }
 }
@@ -317,6 +331,7 @@ impl<M> fmt::Debug for CastError<M> {
                 .field("why", why)
                 .finish_non_exhaustive(),
             Self::Stopped(_) => f.write_str("Stopped(..)"),
+            Self::Unavailable(_) => f.write_str("Unavailable(..)"),
         }
     }
 }

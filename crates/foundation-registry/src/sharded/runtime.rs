@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use tokio::task::AbortHandle;
 
 use super::pool::{Pool, Step, Wake};
 use super::shard::{Next, Refused, Shard};
-use super::{EntityKey, ShardedStats};
+use super::{EntityCrash, EntityKey, ShardedStats};
 // Recovers from poisoning: every critical section here leaves its data whole before
 // anything that can panic runs.
 use crate::cluster::lock;
@@ -149,7 +149,12 @@ pub(crate) struct Shared<K, A: Actor> {
     started: AtomicU64,
     passivated: AtomicU64,
     crashed: AtomicU64,
+    init_failed: AtomicU64,
+    /// The last entity crash, for [`Sharded::last_crash`](crate::sharded::Sharded::last_crash).
+    last_crash: Mutex<Option<EntityCrash>>,
     dropped: AtomicU64,
+    /// A message was held because the region never started (warned once).
+    warned_unstarted: AtomicBool,
     clock: tokio::time::Instant,
     me: Weak<Self>,
 }
@@ -175,7 +180,10 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             started: AtomicU64::new(0),
             passivated: AtomicU64::new(0),
             crashed: AtomicU64::new(0),
+            init_failed: AtomicU64::new(0),
+            last_crash: Mutex::new(None),
             dropped: AtomicU64::new(0),
+            warned_unstarted: AtomicBool::new(false),
             clock: tokio::time::Instant::now(),
             me: me.clone(),
         })
@@ -243,6 +251,8 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
                 if d.run {
                     let me = via.and_then(WeakAddr::upgrade);
                     self.spawn_runner(i, key.clone(), d.hand, me);
+                } else if self.rt.get().is_none() {
+                    self.held_unstarted();
                 }
                 if let Some(k) = d.evict {
                     self.spawn_runner(i, k, None, None);
@@ -426,8 +436,29 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         }
     }
 
-    fn on_crash(&self, shard: usize, key: &K, what: &str, crash: &Crash) {
+    /// A message is held because the region has never started: said once, since a
+    /// region left out of every supervisor would otherwise show only as calls that time
+    /// out.
+    #[cold]
+    fn held_unstarted(&self) {
+        if !self.warned_unstarted.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                sharded = %self.settings.name,
+                "messages to entities are held until the region starts: put `Sharded::child_spec()` under a supervisor (a call waits meanwhile, then times out)"
+            );
+        }
+    }
+
+    fn on_crash(&self, shard: usize, key: &K, what: &'static str, crash: &Crash) {
         self.crashed.fetch_add(1, Ordering::Relaxed);
+        if what == "init" {
+            self.init_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        *lock(&self.last_crash) = Some(EntityCrash {
+            key: format!("{key:?}"),
+            during: what,
+            reason: crash.to_string(),
+        });
         tracing::warn!(
             sharded = %self.settings.name,
             key = ?key,
@@ -615,6 +646,11 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
         lock(&self.shards[self.shard_of(key)]).contains(key)
     }
 
+    /// The last entity crash here, if any.
+    pub(crate) fn last_crash(&self) -> Option<EntityCrash> {
+        lock(&self.last_crash).clone()
+    }
+
     pub(crate) fn stats(&self) -> ShardedStats {
         let (mut entities, mut running) = (0, 0);
         for s in &*self.shards {
@@ -629,6 +665,7 @@ impl<K: EntityKey, A: Actor> Shared<K, A> {
             started: self.started.load(Ordering::Relaxed),
             passivated: self.passivated.load(Ordering::Relaxed),
             crashed: self.crashed.load(Ordering::Relaxed),
+            init_failed: self.init_failed.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             snapshots: self.settings.keeper.as_ref().map_or(0, |k| k.len()),
             served: self.shards.len(),
@@ -745,6 +782,14 @@ impl<K: EntityKey, A: Actor> Mailbox<A::Msg> for EntityRoute<K, A> {
             Some(s) => s.deliver(&self.key, env, Some(&self.me)),
             None => Err(env),
         }
+    }
+
+    /// Gone for good only with the runtime: a refusal while its region is stopped (to be
+    /// restarted) leaves the address working ([`SendError::Unavailable`]).
+    ///
+    /// [`SendError::Unavailable`]: foundation_actors::SendError::Unavailable
+    fn is_gone(&self) -> bool {
+        self.shared.strong_count() == 0
     }
 
     fn stop(&self) {

@@ -119,6 +119,33 @@ impl Default for Tune {
     }
 }
 
+/// What a `tracing` subscriber writes, kept to be read.
+#[derive(Clone, Default)]
+struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
+    type Writer = Log;
+    fn make_writer(&'a self) -> Log {
+        self.clone()
+    }
+}
+
 /// A `Sharded` of `Tally`, and the events of its entities.
 fn tallies(
     name: &str,
@@ -221,9 +248,27 @@ async fn a_parked_entity_sheds_its_address_and_has_it_back_with_its_next_message
 async fn messages_sent_before_the_region_starts_are_held_then_delivered_in_order() {
     let (s, _events) = tallies("sh-held", Tune::default());
     let e: TallyRef = s.entity(1);
-    for i in 0..10 {
-        e.add(i).await.unwrap();
-    }
+    // A region left out of every supervisor would show only as calls timing out: the
+    // first message held for it says so, once.
+    let log = Log::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        for i in 0..10 {
+            e.addr().cast(TallyMsg::Add(i)).unwrap();
+        }
+    });
+    let said = log.text();
+    assert_eq!(
+        said.matches(
+            "held until the region starts: put `Sharded::child_spec()` under a supervisor"
+        )
+        .count(),
+        1,
+        "{said}"
+    );
     assert_eq!(s.stats().started, 0);
     let sup = Supervisor::start(
         SupervisorSpec::new("sh-held-sup", Strategy::OneForOne).child(s.child_spec()),
@@ -475,13 +520,21 @@ async fn an_entity_whose_init_fails_gives_no_reply_and_its_shard_stays_up() {
     };
     let (s, _events, sup) = started("sh-init", tune).await;
     let bad: TallyRef = s.entity(666);
+    assert_eq!(s.last_crash(), None);
     assert!(matches!(bad.seen().await, Err(CallError::NoReply)));
     assert!(matches!(bad.seen().await, Err(CallError::NoReply)));
     assert!(!s.is_active(&666));
+    // Why, for the caller who got `NoReply`: counted, and the last crash kept.
+    let crash = s.last_crash().expect("the crash is kept");
+    assert_eq!(
+        (crash.key.as_str(), crash.during, crash.reason.as_str()),
+        ("666", "init", "failed: refuses to start")
+    );
     let good: TallyRef = s.entity(1);
     good.add(1).await.unwrap();
     assert_eq!(good.seen().await.unwrap(), [1]);
-    assert_eq!(s.stats().crashed, 2);
+    let stats = s.stats();
+    assert_eq!((stats.crashed, stats.init_failed), (2, 2));
     sup.shutdown().await;
 }
 
@@ -516,11 +569,39 @@ async fn stopping_the_region_stops_every_entity_and_refuses_later_messages() {
     stopped.sort_unstable();
     assert_eq!(stopped, [1, 2]);
     assert_eq!(s.stats().entities, 0);
-    assert!(matches!(a.add(2).await, Err(SendError::Stopped(_))));
+    // Refused while the region is down; the handles are not ended by it (the region may
+    // be started again: see the next test).
+    assert!(matches!(a.add(2).await, Err(SendError::Unavailable(_))));
     assert!(matches!(
         s.entity::<TallyRef>(3).add(1).await,
-        Err(SendError::Stopped(_))
+        Err(SendError::Unavailable(_))
     ));
+    assert!(matches!(a.seen().await, Err(CallError::Unavailable)));
+}
+
+/// A handle taken before its region stopped, and used while it was down, works again once
+/// the region is back: the refusals meanwhile (`Unavailable`) did not end its address.
+#[tokio::test]
+async fn a_handle_refused_while_its_region_is_down_works_again_once_it_is_back() {
+    let (s, _events, sup) = started("sh-back", Tune::default()).await;
+    let early: TallyRef = s.entity(5);
+    let used: TallyRef = s.entity(1);
+    used.add(1).await.unwrap();
+    assert_eq!(used.seen().await.unwrap(), [1]);
+    sup.terminate_child("sh-back").await.unwrap();
+    assert!(matches!(used.add(2).await, Err(SendError::Unavailable(_))));
+    assert!(matches!(used.seen().await, Err(CallError::Unavailable)));
+    sup.restart_child("sh-back").await.unwrap();
+    // The entity started afresh (no `Handoff`), and every handle reaches it.
+    used.add(3).await.unwrap();
+    assert_eq!(used.seen().await.unwrap(), [3]);
+    early.add(4).await.unwrap();
+    assert_eq!(early.seen().await.unwrap(), [4]);
+    assert_eq!(s.entity::<TallyRef>(1).seen().await.unwrap(), [3]);
+    sup.shutdown().await;
+    // Gone for good once the runtime itself is: the `Sharded` and its child spec dropped.
+    drop((s, sup));
+    assert!(matches!(used.add(5).await, Err(SendError::Stopped(_))));
 }
 
 /// A counter whose passivation keeps a snapshot (`Handoff`), reporting each export.
