@@ -9,7 +9,7 @@
 //! |---|---|---|---|
 //! | [`actors`] | `foundation-actors` | actors, OTP supervisors with stable addresses, a context that travels with every message, ecosystems of workers with backpressure | always |
 //! | `cluster` | `foundation-cluster` | nodes, discovery, membership and failure detection, remote send/call by name, hash ring | `cluster` (default) |
-//! | `registry` | `foundation-registry` | local, cluster-wide and strongly consistent names, service discovery; the distributed supervisor (`registry::distributed`: singletons, replicas, handoff, split-brain policies) and its placement core (`registry::placement`); work across the cluster (`registry::work`: cluster-wide ecosystems, map-reduce) | `registry` (default; turns on `raft`) |
+//! | `registry` | `foundation-registry` | local, cluster-wide and strongly consistent names, service discovery; the distributed supervisor (`registry::distributed`: singletons, replicas, handoff, split-brain policies) and its placement core (`registry::placement`); sharded entities (`registry::sharded`: Akka-style sharding, an entity per key started by its first message, passivated when idle, moved with its shard; a million idle entities in about 300 MB); work across the cluster (`registry::work`: cluster-wide ecosystems, map-reduce) | `registry` (default; turns on `raft`) |
 //! | `pubsub` | `foundation-pubsub` | topics and patterns, broadcast to subscribers here or on every node | `pubsub` (default) |
 //! | `cache` | `foundation-cache` | caches behind one API (local on moka, partitioned, replicated, near cache), replicated state as delta CRDTs (`Shared`), `#[cached]` | `cache` (default) |
 //! | `cluster::raft` | `foundation-cluster` | consensus groups over openraft | `raft` (on with `registry`) |
@@ -148,6 +148,7 @@ pub mod prelude {
     };
     #[cfg(feature = "cluster")]
     pub use foundation_cluster::{
+        discovery::Peer,
         membership::{DownReason, Member},
         node::{ClusterEvent, Node, NodeConfig, RemoteError},
     };
@@ -158,7 +159,7 @@ pub mod prelude {
         ClusterRegistry, Mode, Registry,
         distributed::{ChildName, DistributedSpec, DistributedSupervisor},
         placement::{ChildPlacement, Placement},
-        sharded::{Sharded, ShardedSpec},
+        sharded::{CastError, EntityCrash, JoinError, Sharded, ShardedSpec, ShardedStats},
         work::{ClusterEcosystem, WorkSpec},
     };
 }

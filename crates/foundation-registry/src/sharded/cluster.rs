@@ -606,8 +606,12 @@ where
             } else {
                 self.moves(&old, &new, &view);
             }
-            self.resend_calls(&view, &new);
         }
+        // Every time, not only when the owners change: a call whose send failed because
+        // its owner had just died waits here for the view to drop that owner, which may
+        // have happened between the call's routing and its failure.
+        let owners = lock_read(&self.owners).clone();
+        self.resend_calls(&view, &owners);
         self.progress(&view);
     }
 
@@ -656,7 +660,11 @@ where
                     continue;
                 }
                 let mut alive = o.clone().filter(|o| view.contains(o) && **o != *self.me);
-                if let (Some(others), None) = (&others, &alive) {
+                // Only where this node's own table names no other owner: one it names that
+                // has left the view is dead (or cut off), and its shards open after the
+                // margin below, not after a handoff from a node that never served them.
+                let told = o.as_deref().is_some_and(|o| *o != *self.me);
+                if let (Some(others), None, false) = (&others, &alive, told) {
                     let key = shard_key(self.local.name(), i);
                     let before =
                         others.owners(&Rendezvous, key.as_bytes(), 1, self.role.as_deref(), &load);
@@ -1262,12 +1270,23 @@ where
             from: self.me.to_string(),
             id,
         };
-        if let Err(error) = self.send_under(Under::Message(ctx), owner, &wire) {
-            self.undelivered.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(sharded = %self.local.name(), key = ?key, owner, %error, "a message for an entity on another node could not be sent");
-            let pending = lock(&self.calls).remove(&id);
-            if let Some(p) = pending {
-                p.answer.answer(None);
+        match self.send_under(Under::Message(ctx), owner, &wire) {
+            Ok(()) => {}
+            // The owner has just died (or is not connected): the call waits, as one sent
+            // before its death does, and goes to the shard's new owner once the view drops
+            // the dead one (`resend_calls`), within the caller's timeout.
+            Err(RemoteError::NodeDown(_) | RemoteError::UnknownNode(_)) => {
+                // (Not refreshed from here: the caller may hold the owners' lock. The
+                // next refresh, at most `REFRESH` away, sends it on.)
+                tracing::debug!(sharded = %self.local.name(), key = ?key, owner, "a call's owner is down: it waits for the shard's next owner");
+            }
+            Err(error) => {
+                self.undelivered.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sharded = %self.local.name(), key = ?key, owner, %error, "a message for an entity on another node could not be sent");
+                let pending = lock(&self.calls).remove(&id);
+                if let Some(p) = pending {
+                    p.answer.answer(None);
+                }
             }
         }
     }
