@@ -532,7 +532,10 @@ pub struct ShardedStats {
     /// Shards in a move here: waiting for their old owner's handoff, or being handed
     /// off (in a cluster).
     pub in_transit: usize,
-    /// Shards handed off from this node so far (in a cluster).
+    /// Shards handed off from this node to another so far (in a cluster): those it
+    /// served, and, when it joined, those it held for a moment before it knew their
+    /// owners (a joining node holds what comes for a shard until it knows who serves
+    /// it, then passes the shards it does not own on: those count too).
     pub handed_off: u64,
     /// Casts refused [`CastError::Overloaded`] by [`Sharded::try_cast`] so far (in a
     /// cluster).

@@ -845,12 +845,12 @@ impl<M: RemoteMessage> Inner<M> {
     /// did is gone (a process that holds its listener until it ends; a paused process's
     /// listener still accepts). The loop is told (`Cmd::Dead`), and the member's
     /// instances are started elsewhere without waiting `silence + margin`: no instance
-    /// can be running there. A timeout (a cut network, a host down) or another error
-    /// proves nothing: the member stays missing. An accepted connection proves nothing
-    /// either, and is not the last word: a killed process's connections may close a
-    /// moment before its listener does, so the address is asked again (after 10 ms, then
-    /// twice as long each time, at most 200 ms apart) until it refuses, the member is
-    /// back, or `silence` has passed.
+    /// can be running there. A timeout (a cut network, a host down) proves nothing: the
+    /// member stays missing. An accepted connection, or another error (a reset, a
+    /// transient failure), proves nothing either, and is not the last word: a killed
+    /// process's connections may close a moment before its listener does, so the address
+    /// is asked again (after 10 ms, then twice as long each time, at most 200 ms apart)
+    /// until it refuses, the member is back, or `silence` has passed.
     fn probe(&self, node: &str, incarnation: u64, addr: &str) {
         let (cmds, node, addr) = (self.cmds.clone(), node.to_owned(), addr.to_owned());
         let cluster = self.node.clone();
@@ -866,8 +866,11 @@ impl<M: RemoteMessage> Inner<M> {
                         let _ = cmds.send(Cmd::Dead { node, incarnation }).await;
                         return;
                     }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(_)) | Err(_) => return,
+                    // Accepted, or another error (a reset, a transient failure of the
+                    // local stack): proves nothing, and is not the last word either.
+                    Ok(Ok(_) | Err(_)) => {}
+                    // Timed out at `until`: the member stays missing.
+                    Err(_) => return,
                 }
                 let back = cluster.members().into_iter().any(|m| {
                     m.id == node

@@ -884,13 +884,16 @@ where
             snapshots: wire_snapshots,
             active,
         };
-        let sent = if *to == *self.me {
+        let to_me = *to == *self.me;
+        let sent = if to_me {
             self.take_handoff(handoff);
             Ok(())
         } else {
             self.node.send(&to, &self.service, &handoff)
         };
         match sent {
+            // A shard that came back here is not counted: it never left.
+            Ok(()) if to_me => {}
             Ok(()) => {
                 self.handed_off.fetch_add(1, Ordering::Relaxed);
             }
