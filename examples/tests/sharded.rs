@@ -44,4 +44,8 @@ fn three_nodes_serve_the_accounts_through_a_kill_and_a_leave() {
         killed.contains("from {\"a\": ") && !killed.contains("\"c\""),
         "{killed}"
     );
+    assert!(
+        killed.contains(" with their balance ") && killed.contains(" from 0 "),
+        "{killed}"
+    );
 }

@@ -70,7 +70,9 @@ impl Options {
     }
 }
 
-/// A pubsub's counters, since it started.
+/// A pubsub's counters, since it started. A batch of broadcasts from a peer is counted
+/// once it has been fanned out to every subscriber, so a subscriber may read a message a
+/// moment before `delivered` counts it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -934,7 +936,11 @@ impl PubSub {
         at_least: usize,
         timeout: Duration,
     ) -> Result<usize, WaitError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // A bound past what an `Instant` holds waits as long as it takes.
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
         loop {
             let heard = self.core.remote.as_ref().map(|r| r.heard().notified());
             let heard = async move {

@@ -547,3 +547,24 @@ async fn names_are_any_utf8_and_a_subscriber_twice_counts_twice_until_one_unsubs
     assert_eq!(ps.subscribers_count(&spaced), 1);
     actor.stop(None);
 }
+
+/// A wait's bound may be anything, `Duration::MAX` included: past what an `Instant` holds,
+/// it waits as long as it takes (here, not at all: the subscriber is there).
+#[tokio::test]
+async fn a_wait_for_subscribers_takes_any_bound() {
+    let ps = PubSub::local("wait-bound");
+    let topic: Topic<u64> = Topic::new("wait.bound").unwrap();
+    let _sub = ps.subscribe_stream(&topic).unwrap();
+    assert_eq!(
+        ps.wait_for_subscribers(&topic, 1, Duration::MAX).await,
+        Ok(1)
+    );
+    assert_eq!(
+        ps.wait_for_subscribers(&topic, 2, Duration::ZERO).await,
+        Err(crate::WaitError::Timeout {
+            topic: "wait.bound".to_owned(),
+            wanted: 2,
+            seen: 1
+        })
+    );
+}
