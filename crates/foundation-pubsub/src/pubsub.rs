@@ -394,12 +394,6 @@ impl Core {
     fn account(&self, e: &Entry, outcome: Outcome) -> u64 {
         match outcome {
             Outcome::Delivered => 1,
-            // The older message counted delivered when it came is dropped; the new one
-            // takes its delivery's place.
-            Outcome::DeliveredDroppingOldest => {
-                self.drop_one(e);
-                0
-            }
             Outcome::Dropped => {
                 self.drop_one(e);
                 0

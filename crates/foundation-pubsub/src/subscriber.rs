@@ -79,9 +79,9 @@ impl<T: fmt::Debug> fmt::Debug for Received<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Delivered,
-    /// Delivered, and an older message, counted delivered when it came, dropped for it:
-    /// counted as one drop and no delivery (the subscriber keeps as many as before).
-    DeliveredDroppingOldest,
+    /// A message dropped: the new one (`DropNewest`), or an older one, counted delivered
+    /// when it came, that the new one replaced (`DropOldest`: one drop and no delivery
+    /// more, the subscriber keeps as many as before).
     Dropped,
     /// Dropped, and the subscription must end.
     Disconnect,
@@ -111,10 +111,9 @@ impl Tally {
     fn add(&mut self, pushed: Pushed) -> bool {
         match pushed {
             Pushed::Queued => self.delivered += 1,
-            // The older message counted delivered when it came is dropped instead; the
-            // new one takes its place: one drop, no delivery more.
-            Pushed::DroppedOldest => self.dropped += 1,
-            Pushed::DroppedNewest => self.dropped += 1,
+            // `DropOldest`: the older message counted delivered when it came is dropped
+            // instead, and the new one takes its place: one drop, no delivery more.
+            Pushed::DroppedOldest | Pushed::DroppedNewest => self.dropped += 1,
             Pushed::Disconnect => {
                 self.end = Some(Outcome::Disconnect);
                 return false;
@@ -300,8 +299,7 @@ impl<T: Payload, M: From<T> + Send + 'static> ActorSub<T, M> {
 fn outcome(pushed: Pushed) -> Outcome {
     match pushed {
         Pushed::Queued => Outcome::Delivered,
-        Pushed::DroppedOldest => Outcome::DeliveredDroppingOldest,
-        Pushed::DroppedNewest => Outcome::Dropped,
+        Pushed::DroppedOldest | Pushed::DroppedNewest => Outcome::Dropped,
         Pushed::Disconnect => Outcome::Disconnect,
     }
 }

@@ -231,55 +231,12 @@ fn rss() -> u64 {
 async fn rss_per(what: &str, n: u64) -> f64 {
     match what {
         "entities" => {
-            // Room for every one of them in every shard (the default limit, divided among
-            // the shards, would passivate some in the fuller shards).
-            let s: Sharded<u64, TallyMsg> = Sharded::new(
-                ShardedSpec::new("rss", Tally::actor(), |_: &u64| Tally::default())
-                    .max_entities(usize::try_from(n).unwrap() * 4),
-            );
-            let sup = Supervisor::start(
-                SupervisorSpec::new("rss", Strategy::OneForOne).child(s.child_spec()),
-            )
-            .await
-            .unwrap();
-            // The runtime and the runner tasks warmed with other keys.
-            for k in 0..1_000 {
-                s.entity::<TallyRef>(u64::MAX - k).add(1).await.unwrap();
-            }
-            settled(&s, 1_000).await;
-            let before = rss();
-            for k in 0..n {
-                s.entity::<TallyRef>(k).add(1).await.unwrap();
-            }
-            settled(&s, n + 1_000).await;
-            let per = rss().saturating_sub(before) as f64 / n as f64;
-            assert_eq!(s.stats().entities as u64, n + 1_000);
-            sup.shutdown().await;
-            per
+            let spec = ShardedSpec::new("rss", Tally::actor(), |_: &u64| Tally::default());
+            rss_per_entity(spec, n, || TallyMsg::Add(1)).await
         }
         "plain" => {
-            let s: Sharded<u64, PlainMsg> = Sharded::new(
-                ShardedSpec::new("rss-plain", Plain, |_: &u64| ())
-                    .max_entities(usize::try_from(n).unwrap() * 4),
-            );
-            let sup = Supervisor::start(
-                SupervisorSpec::new("rss-plain", Strategy::OneForOne).child(s.child_spec()),
-            )
-            .await
-            .unwrap();
-            for k in 0..1_000 {
-                s.addr(u64::MAX - k).cast(PlainMsg::Add(1)).unwrap();
-            }
-            settled(&s, 1_000).await;
-            let before = rss();
-            for k in 0..n {
-                s.addr(k).cast(PlainMsg::Add(1)).unwrap();
-            }
-            settled(&s, n + 1_000).await;
-            let per = rss().saturating_sub(before) as f64 / n as f64;
-            assert_eq!(s.stats().entities as u64, n + 1_000);
-            sup.shutdown().await;
-            per
+            let spec = ShardedSpec::new("rss-plain", Plain, |_: &u64| ());
+            rss_per_entity(spec, n, || PlainMsg::Add(1)).await
         }
         "raw" => {
             RAW_HANDLED.store(0, Ordering::Relaxed);
@@ -318,6 +275,36 @@ async fn rss_per(what: &str, n: u64) -> f64 {
         }
         other => panic!("{RSS_ENV}: unknown {other}"),
     }
+}
+
+/// Resident-set growth per entity of `spec`, `n` of them activated once each by a cast of
+/// `add()` and left idle, after 1,000 others warmed the runtime and the runner tasks.
+async fn rss_per_entity<A: Actor>(
+    spec: ShardedSpec<u64, A>,
+    n: u64,
+    add: impl Fn() -> A::Msg,
+) -> f64 {
+    // Room for every one of them in every shard (the default limit, divided among the
+    // shards, would passivate some in the fuller shards).
+    let sharded = Sharded::new(spec.max_entities(usize::try_from(n).unwrap() * 4));
+    let sup = Supervisor::start(
+        SupervisorSpec::new("rss", Strategy::OneForOne).child(sharded.child_spec()),
+    )
+    .await
+    .unwrap();
+    for k in 0..1_000 {
+        sharded.addr(u64::MAX - k).cast(add()).unwrap();
+    }
+    settled(&sharded, 1_000).await;
+    let before = rss();
+    for k in 0..n {
+        sharded.addr(k).cast(add()).unwrap();
+    }
+    settled(&sharded, n + 1_000).await;
+    let per = rss().saturating_sub(before) as f64 / n as f64;
+    assert_eq!(sharded.stats().entities as u64, n + 1_000);
+    sup.shutdown().await;
+    per
 }
 
 /// The resident-set figure `what` for `n`, measured by a fresh process (this binary).

@@ -399,13 +399,15 @@ fn a_fourth_node_joining_takes_only_the_shards_it_now_owns_and_a_stream_through_
     eprintln!("shards moved when d joined a, b, c: {d_took} of 1024");
 }
 
-#[test]
-fn a_node_leaving_gracefully_hands_its_shards_off_and_a_stream_through_the_leave_loses_nothing() {
+/// Four nodes, a numbered stream per key, and node `d` leaving through it with the node
+/// command `leave` (`Sharded::leave`, then `Node::leave`) or `nodeleave` (`Node::leave`
+/// alone).
+fn stream_through_a_leave(command: &str) {
     let mut nodes = nodes(&["a", "b", "c", "d"], &[]);
     settle(&mut nodes);
     stream_through(&mut nodes, |nodes| {
         let mut d = nodes.pop().unwrap();
-        assert_eq!(ask(&mut d, "leave", "left"), "");
+        assert_eq!(ask(&mut d, command, "left"), "");
         for n in nodes.iter_mut() {
             n.tell("members 3");
             n.expect(|l| l == "members 3");
@@ -414,21 +416,16 @@ fn a_node_leaving_gracefully_hands_its_shards_off_and_a_stream_through_the_leave
     });
 }
 
+#[test]
+fn a_node_leaving_gracefully_hands_its_shards_off_and_a_stream_through_the_leave_loses_nothing() {
+    stream_through_a_leave("leave");
+}
+
 /// As above, but the node leaves with `Node::leave` alone: its `Sharded`s hand their
 /// shards off first (a leave hook), so the stream through the leave loses nothing either.
 #[test]
 fn a_node_leaving_with_node_leave_alone_hands_its_shards_off_and_the_stream_loses_nothing() {
-    let mut nodes = nodes(&["a", "b", "c", "d"], &[]);
-    settle(&mut nodes);
-    stream_through(&mut nodes, |nodes| {
-        let mut d = nodes.pop().unwrap();
-        assert_eq!(ask(&mut d, "nodeleave", "left"), "");
-        for n in nodes.iter_mut() {
-            n.tell("members 3");
-            n.expect(|l| l == "members 3");
-        }
-        settle(nodes);
-    });
+    stream_through_a_leave("nodeleave");
 }
 
 #[test]
