@@ -114,9 +114,6 @@ pub(crate) struct Remote {
     outgoing: Mutex<Outgoing>,
     /// Peers that asked for this node's whole interest.
     wants: Mutex<HashSet<String>>,
-    /// Peers whose pubsub has just started (a whole set of a new epoch came): they get
-    /// this node's whole set at once.
-    greets: Mutex<HashSet<String>>,
     changed: Arc<Notify>,
     /// Woken when a peer's view changes (what [`crate::PubSub::wait_for_subscribers`]
     /// waits on).
@@ -142,7 +139,6 @@ impl Remote {
             peers: RwLock::new(HashMap::new()),
             outgoing: Mutex::new(Outgoing::new(epoch())),
             wants: Mutex::new(HashSet::new()),
-            greets: Mutex::new(HashSet::new()),
             changed: Arc::new(Notify::new()),
             heard: Notify::new(),
             server: Mutex::new(None),
@@ -360,8 +356,9 @@ impl Remote {
         lock(&self.wants).drain().collect()
     }
 
-    fn take_greets(&self) -> Vec<String> {
-        lock(&self.greets).drain().collect()
+    /// The epoch of `peer`'s pubsub as last heard here (0 before any whole set).
+    fn peer_epoch(&self, peer: &str) -> u64 {
+        self.peers().get(peer).map_or(0, PeerView::epoch)
     }
 
     /// A peer's interest message: its view here follows it, and a view that missed
@@ -385,16 +382,8 @@ impl Remote {
             self.changed.notify_one();
             return;
         }
-        let (reply, new_epoch) = {
+        let reply = {
             let mut peers = self.peers_mut();
-            // The first part of a whole set of an epoch not seen from `origin`: its
-            // pubsub has just started (or restarted) and knows nothing of this node's.
-            let new_epoch = match &wire {
-                Wire::Full { epoch, part: 0, .. } => {
-                    peers.get(&origin).is_none_or(|v| v.epoch() != *epoch)
-                }
-                _ => false,
-            };
             let view = if matches!(wire, Wire::Delta { .. }) {
                 // Not heard from yet: its whole set is on its way (it sends one to each
                 // node it sees come up), or its next digest makes this node ask.
@@ -408,16 +397,9 @@ impl Remote {
             let Some(reply) = view.receive(wire, malformed) else {
                 return;
             };
-            (reply, new_epoch)
+            reply
         };
         self.heard.notify_waiters();
-        if new_epoch {
-            // Answered by the gossip task at once, whatever the period's limit on whole
-            // sets: the whole set sent when `origin` came up (or when this pubsub
-            // started) may have found no pubsub there to take it.
-            lock(&self.greets).insert(origin.clone());
-            self.changed.notify_one();
-        }
         if reply == Reply::Want {
             self.send_want(core, &origin);
         }
@@ -612,19 +594,26 @@ async fn gossip(
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_full: HashMap<String, tokio::time::Instant> = HashMap::new();
+    // When this node last sent each peer its whole set, and the epoch of the peer's
+    // pubsub it had heard of then.
+    let mut last_full: HashMap<String, (tokio::time::Instant, u64)> = HashMap::new();
+    let full_to = |remote: &Remote, core: &Core, peer: &str, last: &mut HashMap<_, _>| {
+        remote.send_full(core, peer);
+        last.insert(
+            peer.to_owned(),
+            (tokio::time::Instant::now(), remote.peer_epoch(peer)),
+        );
+    };
     let mut wanted: HashSet<String> = HashSet::new();
     // Peers up already when this pubsub starts (the usual order: the node connects, then
-    // the application starts its pubsub): each gets this node's whole set at once, and a
-    // whole set of a new epoch makes a peer answer with its own at once (not at its next
-    // digests). A peer whose pubsub of this name starts later does the same towards this
-    // one.
+    // the application starts its pubsub): each gets this node's whole set and is asked
+    // for its own at once, not at its next digests. A peer whose pubsub of this name
+    // starts later does the same towards this one.
     if let Some(core) = core.upgrade() {
         if let Some(remote) = &core.remote {
-            let now = tokio::time::Instant::now();
             for peer in remote.up_peers() {
-                remote.send_full(&core, &peer);
-                last_full.insert(peer, now);
+                full_to(remote, &core, &peer, &mut last_full);
+                remote.send_want(&core, &peer);
             }
         }
     }
@@ -665,24 +654,19 @@ async fn gossip(
                 remote.send_deltas(&core, &peers);
                 let now = tokio::time::Instant::now();
                 wanted.extend(remote.take_wants());
-                for peer in remote.take_greets() {
-                    if peers.contains(&peer) {
-                        remote.send_full(&core, &peer);
-                        last_full.insert(peer.clone(), now);
-                        wanted.remove(&peer);
-                    }
-                }
                 wanted.retain(|peer| {
                     if !peers.contains(peer) {
                         return false;
                     }
+                    // At most once a period per peer, but at once for a peer whose
+                    // pubsub started since the last whole set it was sent (a new epoch):
+                    // that set may have found no pubsub there to take it.
                     let due = on_tick
-                        || last_full
-                            .get(peer)
-                            .is_none_or(|at| now.duration_since(*at) >= every);
+                        || last_full.get(peer).is_none_or(|(at, epoch)| {
+                            now.duration_since(*at) >= every || *epoch != remote.peer_epoch(peer)
+                        });
                     if due {
-                        remote.send_full(&core, peer);
-                        last_full.insert(peer.clone(), now);
+                        full_to(remote, &core, peer, &mut last_full);
                     }
                     !due
                 });
@@ -693,10 +677,7 @@ async fn gossip(
                     core.counters.remote_dropped.absolute(remote.dropped());
                 }
             }
-            Do::Up(peer) => {
-                remote.send_full(&core, &peer);
-                last_full.insert(peer, tokio::time::Instant::now());
-            }
+            Do::Up(peer) => full_to(remote, &core, &peer, &mut last_full),
             Do::Down(peer) => {
                 remote.node_down(&peer);
                 last_full.remove(&peer);
