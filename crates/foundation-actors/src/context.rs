@@ -32,6 +32,18 @@
 //! [`Addr::call`]: crate::Addr::call
 //! [`CallError::DeadlineExceeded`]: crate::CallError::DeadlineExceeded
 //!
+//! # W3C Trace Context
+//!
+//! A request that comes in over HTTP with a [`traceparent`] header continues its trace
+//! here: [`Context::from_traceparent`] reads the header, and [`Context::traceparent`]
+//! writes one for a call going out, so Foundation's hops sit inside the caller's trace and
+//! the next service's sit inside Foundation's. The header's sampled flag travels with the
+//! context ([`Context::is_sampled`]); Foundation records nothing differently for it, it only
+//! hands it on. A `tracestate` header is carried as it came, unparsed
+//! ([`Context::with_tracestate`], at most [`MAX_TRACESTATE_BYTES`]).
+//!
+//! [`traceparent`]: https://www.w3.org/TR/trace-context/#traceparent-header
+//!
 //! # Examples
 //!
 //! ```
@@ -66,12 +78,19 @@ use pin_project_lite::pin_project;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::time::Instant;
 
+mod w3c;
+
+pub use w3c::{TraceparentError, TraceparentField};
+
 /// The most baggage items a context carries.
 pub const MAX_BAGGAGE_ITEMS: usize = 32;
 /// The most bytes of baggage (keys and values) a context carries.
 pub const MAX_BAGGAGE_BYTES: usize = 4096;
 /// The longest request id a context carries, in bytes.
 pub const MAX_REQUEST_ID_BYTES: usize = 256;
+/// The longest `tracestate` a context carries, in bytes: the length W3C Trace Context asks
+/// every vendor to pass on.
+pub const MAX_TRACESTATE_BYTES: usize = 512;
 
 /// A context that would exceed its limits (see the [module docs](self)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +108,17 @@ pub enum ContextError {
     /// A request id longer than [`MAX_REQUEST_ID_BYTES`].
     #[error("a request id is at most {MAX_REQUEST_ID_BYTES} bytes")]
     RequestIdTooLong,
+    /// A `tracestate` longer than [`MAX_TRACESTATE_BYTES`].
+    #[error(
+        "a tracestate is at most {MAX_TRACESTATE_BYTES} bytes; W3C Trace Context lets a longer one be dropped"
+    )]
+    TracestateTooLong,
+    /// A `tracestate` with a byte that an HTTP header value cannot hold (a control
+    /// character, or one outside ASCII).
+    #[error(
+        "a tracestate is printable ASCII, spaces and tabs: it goes out as an HTTP header value"
+    )]
+    TracestateNotPrintable,
 }
 
 fn check_request_id(id: &str) -> Result<(), ContextError> {
@@ -97,6 +127,24 @@ fn check_request_id(id: &str) -> Result<(), ContextError> {
     }
     Ok(())
 }
+
+/// The tracestate checks: a length W3C Trace Context asks vendors to pass on, and only bytes
+/// a header value may hold, so an outgoing request can carry it as it is.
+fn check_tracestate(state: &str) -> Result<(), ContextError> {
+    if state.len() > MAX_TRACESTATE_BYTES {
+        return Err(ContextError::TracestateTooLong);
+    }
+    if !state
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        return Err(ContextError::TracestateNotPrintable);
+    }
+    Ok(())
+}
+
+/// The W3C trace flags bit that says the caller may have recorded its part of the trace.
+const SAMPLED: u8 = 0x01;
 
 /// Counts baggage against the limits, one item at a time.
 #[derive(Default)]
@@ -237,9 +285,15 @@ struct Shared {
     /// The `tracing` span current where this context was attached to a message; local
     /// only, it does not cross nodes.
     span: Option<tracing::Span>,
+    /// W3C Trace Context's sampled flag: set by [`Context::new`], kept from an incoming
+    /// `traceparent`, handed on unchanged.
+    sampled: bool,
+    /// An incoming `tracestate`, unparsed; checked by [`check_tracestate`].
+    tracestate: Option<Arc<str>>,
 }
 
-/// A request's context: trace id, span ids, request id, deadline and baggage.
+/// A request's context: trace id, span ids, request id, deadline and baggage, and the
+/// W3C sampled flag and `tracestate` of a trace that came in over HTTP.
 ///
 /// Cheap to clone (one reference count): a hop's own ids are inline, and what the hops
 /// share is behind an `Arc`, so the next hop's context ([`Context::child`]) allocates
@@ -253,18 +307,26 @@ pub struct Context {
 }
 
 impl Context {
-    /// A new root context: fresh trace and span ids, no deadline, no baggage.
+    /// A new root context: fresh trace and span ids, no deadline, no baggage; sampled (see
+    /// [`Context::with_sampled`]).
     pub fn new() -> Self {
+        Self::continuing(TraceId::random(), None, true)
+    }
+
+    /// A context of trace `trace_id` with a fresh span id, under `parent_span`.
+    fn continuing(trace_id: TraceId, parent_span: Option<SpanId>, sampled: bool) -> Self {
         Self {
             shared: Arc::new(Shared {
-                trace_id: TraceId::random(),
+                trace_id,
                 request_id: None,
                 deadline: None,
                 baggage: Vec::new(),
                 span: None,
+                sampled,
+                tracestate: None,
             }),
             span_id: SpanId::random(),
-            parent_span: None,
+            parent_span,
         }
     }
 
@@ -379,6 +441,61 @@ impl Context {
         }))
     }
 
+    /// This context with W3C Trace Context's sampled flag set or cleared: whether the
+    /// trace's spans may be recorded, as [`Context::traceparent`] tells the next service.
+    /// Foundation itself records the same either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use foundation_actors::Context;
+    ///
+    /// let ctx = Context::new().with_sampled(false);
+    /// assert!(!ctx.is_sampled());
+    /// assert!(ctx.traceparent().ends_with("-00"));
+    /// assert!(!ctx.child().is_sampled(), "the next hop keeps it");
+    /// ```
+    pub fn with_sampled(&self, sampled: bool) -> Self {
+        self.edit(|i| i.sampled = sampled)
+    }
+
+    /// This context carrying a W3C `tracestate` header's value, unparsed, to hand on to the
+    /// next service with [`Context::tracestate`]. An empty value is none. One that
+    /// [`Context::try_with_tracestate`] refuses is not set (a warning is logged).
+    pub fn with_tracestate(&self, state: impl Into<Arc<str>>) -> Self {
+        self.or_unchanged(self.try_with_tracestate(state))
+    }
+
+    /// This context carrying a W3C `tracestate` header's value, unparsed. An empty value
+    /// (or one of spaces and tabs only) is none.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError::TracestateTooLong`] past [`MAX_TRACESTATE_BYTES`] (W3C Trace Context
+    /// lets a longer one be dropped; Foundation keeps the value opaque, so it does not cut
+    /// list members off), and [`ContextError::TracestateNotPrintable`] for a byte an HTTP
+    /// header value cannot hold.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use foundation_actors::{Context, ContextError};
+    ///
+    /// let ctx = Context::new().try_with_tracestate("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE")?;
+    /// assert_eq!(ctx.tracestate(), Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"));
+    /// assert_eq!(
+    ///     Context::new().try_with_tracestate("a=1\r\nx: y").unwrap_err(),
+    ///     ContextError::TracestateNotPrintable
+    /// );
+    /// # Ok::<(), ContextError>(())
+    /// ```
+    pub fn try_with_tracestate(&self, state: impl Into<Arc<str>>) -> Result<Self, ContextError> {
+        let state = state.into();
+        check_tracestate(&state)?;
+        let state = (!state.trim_matches([' ', '\t']).is_empty()).then_some(state);
+        Ok(self.edit(|i| i.tracestate = state))
+    }
+
     /// This context carrying the current `tracing` span as the sender's, as a cast attaches
     /// it (the receiver's span then nests under it): for a context handed to a process
     /// another way, as a [`Feed`](crate::Feed)'s messages are. Unchanged when no span is
@@ -447,6 +564,17 @@ impl Context {
     pub fn sender_span(&self) -> Option<&tracing::Span> {
         self.shared.span.as_ref()
     }
+
+    /// W3C Trace Context's sampled flag: whether the trace's spans may be recorded. True
+    /// for a [`Context::new`]; an incoming `traceparent` sets it.
+    pub fn is_sampled(&self) -> bool {
+        self.shared.sampled
+    }
+
+    /// The W3C `tracestate` carried along, if any, exactly as it was set.
+    pub fn tracestate(&self) -> Option<&str> {
+        self.shared.tracestate.as_deref()
+    }
 }
 
 impl Default for Context {
@@ -464,14 +592,16 @@ impl fmt::Debug for Context {
             .field("request_id", &self.shared.request_id)
             .field("remaining", &self.remaining())
             .field("baggage", &self.shared.baggage)
+            .field("sampled", &self.shared.sampled)
+            .field("tracestate", &self.shared.tracestate)
             .finish()
     }
 }
 
 impl PartialEq for Context {
-    /// Contexts are equal when their ids, request id and baggage are, and both have a
-    /// deadline or neither has: the deadline's instant (which a round trip through the
-    /// wire shifts) and the local `tracing` span are not compared.
+    /// Contexts are equal when their ids, request id, baggage, sampled flag and tracestate
+    /// are, and both have a deadline or neither has: the deadline's instant (which a round
+    /// trip through the wire shifts) and the local `tracing` span are not compared.
     fn eq(&self, other: &Self) -> bool {
         let (a, b) = (&self.shared, &other.shared);
         a.trace_id == b.trace_id
@@ -479,11 +609,22 @@ impl PartialEq for Context {
             && self.parent_span == other.parent_span
             && a.request_id == b.request_id
             && a.baggage == b.baggage
+            && a.sampled == b.sampled
+            && a.tracestate == b.tracestate
             && a.deadline.is_some() == b.deadline.is_some()
     }
 }
 
 /// The wire form: the deadline becomes the time remaining, in microseconds.
+///
+/// `flags` and `tracestate` came later than the fields before them, and a peer of an
+/// earlier version neither sends nor reads them. postcard writes fields in order, without
+/// names, and a node decodes a context from a byte string of its own (foundation-cluster's
+/// lane items), so each side still reads the other: an earlier peer stops after `baggage`
+/// and ignores the bytes left, and a context that ends after `baggage` decodes here with
+/// the defaults (sampled, no tracestate). That holds where a context ends its buffer; a
+/// context inside a larger serialized value would need the two sides to agree on its form,
+/// as any struct's fields do. Fields added later go after these, the same way.
 #[derive(Serialize, Deserialize)]
 struct Wire {
     trace_id: TraceId,
@@ -493,6 +634,90 @@ struct Wire {
     remaining_us: Option<u64>,
     #[serde(deserialize_with = "bounded_baggage")]
     baggage: Vec<(String, String)>,
+    /// W3C trace flags; only [`SAMPLED`] is read.
+    #[serde(default = "sampled_flags")]
+    flags: u8,
+    #[serde(default)]
+    tracestate: Option<String>,
+}
+
+/// The flags of a context sent without them: sampled, as [`Context::new`] is.
+fn sampled_flags() -> u8 {
+    SAMPLED
+}
+
+const WIRE_FIELDS: &[&str] = &[
+    "trace_id",
+    "span_id",
+    "parent_span",
+    "request_id",
+    "remaining_us",
+    "baggage",
+    "flags",
+    "tracestate",
+];
+
+/// Reads a [`Wire`] with or without its later fields. Fields by name (self-describing
+/// formats) go to the derived impl, which takes missing ones as their defaults. Fields by
+/// position (postcard) are read here: postcard reports a field past the end of the input
+/// as an error, not as the end of the sequence, so the later fields are taken as absent
+/// when they do not read, and the ones before them must.
+struct WireVisitor;
+
+impl<'de> serde::de::Visitor<'de> for WireVisitor {
+    type Value = Wire;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a context")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Wire, A::Error> {
+        /// A field every version sends.
+        fn field<'de, T: Deserialize<'de>, A: serde::de::SeqAccess<'de>>(
+            seq: &mut A,
+            index: usize,
+        ) -> Result<T, A::Error> {
+            seq.next_element()?
+                .ok_or_else(|| serde::de::Error::invalid_length(index, &"a context's six fields"))
+        }
+        /// The baggage, read with [`bounded_baggage`].
+        struct Baggage(Vec<(String, String)>);
+        impl<'de> Deserialize<'de> for Baggage {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                bounded_baggage(d).map(Self)
+            }
+        }
+
+        let trace_id = field(&mut seq, 0)?;
+        let span_id = field(&mut seq, 1)?;
+        let parent_span = field(&mut seq, 2)?;
+        let request_id = field(&mut seq, 3)?;
+        let remaining_us = field(&mut seq, 4)?;
+        let Baggage(baggage) = field(&mut seq, 5)?;
+        let later = seq.next_element::<u8>().ok().flatten().map(|flags| {
+            let tracestate = seq
+                .next_element::<Option<String>>()
+                .ok()
+                .flatten()
+                .flatten();
+            (flags, tracestate)
+        });
+        let (flags, tracestate) = later.unwrap_or((SAMPLED, None));
+        Ok(Wire {
+            trace_id,
+            span_id,
+            parent_span,
+            request_id,
+            remaining_us,
+            baggage,
+            flags,
+            tracestate,
+        })
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Wire, A::Error> {
+        Wire::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+    }
 }
 
 /// Reads baggage item by item and stops at the limits, so a peer cannot make this side
@@ -536,6 +761,8 @@ impl Serialize for Context {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            flags: if i.sampled { SAMPLED } else { 0 },
+            tracestate: i.tracestate.as_deref().map(str::to_owned),
         }
         .serialize(s)
     }
@@ -543,9 +770,12 @@ impl Serialize for Context {
 
 impl<'de> Deserialize<'de> for Context {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let w = Wire::deserialize(d)?;
+        let w = d.deserialize_struct("Wire", WIRE_FIELDS, WireVisitor)?;
         if let Some(id) = &w.request_id {
             check_request_id(id).map_err(serde::de::Error::custom)?;
+        }
+        if let Some(state) = &w.tracestate {
+            check_tracestate(state).map_err(serde::de::Error::custom)?;
         }
         let now = Instant::now();
         Ok(Self {
@@ -562,6 +792,12 @@ impl<'de> Deserialize<'de> for Context {
                     .map(|(k, v)| (k.into(), v.into()))
                     .collect(),
                 span: None,
+                sampled: w.flags & SAMPLED != 0,
+                // An empty one is none, as `try_with_tracestate` has it.
+                tracestate: w
+                    .tracestate
+                    .filter(|t| !t.trim_matches([' ', '\t']).is_empty())
+                    .map(Into::into),
             }),
             span_id: w.span_id,
             parent_span: w.parent_span,

@@ -23,7 +23,8 @@
 //!   start and reverse shutdown with per-child timeouts; backoff; a printable live tree.
 //!   See [`supervisor`].
 //! - [`Context`]: trace id, spans, request id, deadline, baggage; current while a message
-//!   is handled and carried by every send made from there. See [`context`].
+//!   is handled and carried by every send made from there; read from and written to a
+//!   W3C `traceparent` header at the edges. See [`context`].
 //! - [`Ecosystem`]: a coordinator and N workers under one supervisor, with routing and a
 //!   bounded queue. See [`ecosystem`].
 //! - [`hosted`]: an [`Actor`] run without a ractor actor of its own, inside a host that
@@ -93,7 +94,7 @@ pub use addr::{
     Addr, AddrKey, Batch, DEFAULT_CALL_TIMEOUT, FEED_BUDGET, Feed, Mailbox, ReplyPort, StopHook,
     WeakAddr,
 };
-pub use context::{Context, ContextError, SpanId, TraceId};
+pub use context::{Context, ContextError, SpanId, TraceId, TraceparentError, TraceparentField};
 pub use ecosystem::{Ecosystem, EcosystemSpec, Routing, Worker};
 pub use error::{
     ActorError, CallError, ExitReason, Ignore, SendError, SpawnError, SupervisorError,

@@ -412,3 +412,161 @@ async fn a_child_context_keeps_the_trace_and_shares_what_the_hops_share() {
     assert_eq!(edited.span_id(), child.span_id());
     assert_eq!(root.baggage("tenant"), Some("acme"));
 }
+
+/// Answers the context its handler runs under.
+#[derive(Clone)]
+struct Echo;
+
+enum EchoMsg {
+    Current(ReplyPort<Option<Context>>),
+}
+
+impl Actor for Echo {
+    type Msg = EchoMsg;
+    type State = ();
+    type Args = ();
+    async fn init(&self, _: &Addr<EchoMsg>, _: ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+    async fn handle(&self, _: &Addr<EchoMsg>, msg: EchoMsg, _: &mut ()) -> Result<(), ActorError> {
+        let EchoMsg::Current(reply) = msg;
+        let _ = reply.send(Context::current());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traceparent_trace_survives_an_actor_hop_and_goes_out_again() {
+    let echo = spawn(Echo, ()).await.unwrap();
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    let edge = Context::from_traceparent(incoming)
+        .unwrap()
+        .with_tracestate("rojo=00f067aa0ba902b7");
+    let hop = edge
+        .clone()
+        .scope(echo.call(EchoMsg::Current))
+        .await
+        .unwrap()
+        .expect("the handler runs under the sender's context");
+    assert_eq!(hop.trace_id(), TraceId(0x4bf92f3577b34da6a3ce929d0e0e4736));
+    assert_eq!(hop.parent_span(), Some(edge.span_id()));
+    assert!(!hop.is_sampled(), "the caller's flag travels");
+    assert_eq!(hop.tracestate(), Some("rojo=00f067aa0ba902b7"));
+    assert_eq!(
+        hop.traceparent(),
+        format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{}-00", hop.span_id())
+    );
+}
+
+#[test]
+fn sampled_flag_and_tracestate_round_trip_through_serde() {
+    let ctx = Context::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+        .unwrap()
+        .with_tracestate("congo=t61rcWkgMzE")
+        .with_baggage("k", "v");
+    let back: Context = postcard::from_bytes(&postcard::to_stdvec(&ctx).unwrap()).unwrap();
+    assert_eq!(back, ctx);
+    assert!(!back.is_sampled());
+    assert_eq!(back.tracestate(), Some("congo=t61rcWkgMzE"));
+    let back: Context = serde_json::from_str(&serde_json::to_string(&ctx).unwrap()).unwrap();
+    assert_eq!(back, ctx);
+
+    // A peer's tracestate is held to the same limits as one set here.
+    let wire = serde_json::json!({
+        "trace_id": 1, "span_id": 2, "parent_span": null, "request_id": null,
+        "remaining_us": null, "baggage": [], "flags": 1, "tracestate": "x".repeat(513),
+    });
+    let err = serde_json::from_value::<Context>(wire).unwrap_err();
+    assert!(err.to_string().contains("tracestate"), "{err}");
+}
+
+/// A context as nodes without W3C Trace Context's fields encode and decode it.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct EarlierWire {
+    trace_id: TraceId,
+    span_id: foundation_actors::SpanId,
+    parent_span: Option<foundation_actors::SpanId>,
+    request_id: Option<String>,
+    remaining_us: Option<u64>,
+    baggage: Vec<(String, String)>,
+}
+
+#[test]
+fn contexts_cross_between_this_version_and_an_earlier_one() {
+    use foundation_actors::SpanId;
+    // From an earlier peer: no flags, no tracestate; sampled, as a new context is.
+    let earlier = EarlierWire {
+        trace_id: TraceId(7),
+        span_id: SpanId(8),
+        parent_span: Some(SpanId(9)),
+        request_id: Some("req-1".into()),
+        remaining_us: None,
+        baggage: vec![("k".into(), "v".into())],
+    };
+    let by_position: Context =
+        postcard::from_bytes(&postcard::to_stdvec(&earlier).unwrap()).unwrap();
+    let by_name: Context = serde_json::from_str(&serde_json::to_string(&earlier).unwrap()).unwrap();
+    for ctx in [by_position, by_name] {
+        assert_eq!(ctx.trace_id(), TraceId(7));
+        assert_eq!(ctx.span_id(), SpanId(8));
+        assert_eq!(ctx.parent_span(), Some(SpanId(9)));
+        assert_eq!(ctx.request_id(), Some("req-1"));
+        assert_eq!(ctx.baggage("k"), Some("v"));
+        assert!(ctx.is_sampled());
+        assert_eq!(ctx.tracestate(), None);
+    }
+    // A truncated earlier context is still refused.
+    let bytes = postcard::to_stdvec(&earlier).unwrap();
+    for cut in 0..bytes.len() {
+        assert!(
+            postcard::from_bytes::<Context>(&bytes[..cut]).is_err(),
+            "{cut}"
+        );
+    }
+
+    // To an earlier peer: it reads the fields it knows and leaves the rest.
+    let ctx = Context::new()
+        .with_sampled(false)
+        .with_tracestate("rojo=1")
+        .with_request_id("req-2");
+    let theirs: EarlierWire = postcard::from_bytes(&postcard::to_stdvec(&ctx).unwrap()).unwrap();
+    assert_eq!(theirs.trace_id, ctx.trace_id());
+    assert_eq!(theirs.span_id, ctx.span_id());
+    assert_eq!(theirs.request_id.as_deref(), Some("req-2"));
+    let theirs: EarlierWire = serde_json::from_str(&serde_json::to_string(&ctx).unwrap()).unwrap();
+    assert_eq!(theirs.trace_id, ctx.trace_id());
+}
+
+#[test]
+fn tracestate_is_bounded_and_printable() {
+    use foundation_actors::ContextError;
+    use foundation_actors::context::MAX_TRACESTATE_BYTES;
+    let fits = "a".repeat(MAX_TRACESTATE_BYTES);
+    assert_eq!(
+        Context::new()
+            .try_with_tracestate(fits.clone())
+            .unwrap()
+            .tracestate(),
+        Some(fits.as_str())
+    );
+    let long = "a".repeat(MAX_TRACESTATE_BYTES + 1);
+    assert_eq!(
+        Context::new()
+            .try_with_tracestate(long.clone())
+            .unwrap_err(),
+        ContextError::TracestateTooLong
+    );
+    for bad in ["a=1\r\nx: y", "a=\u{7f}", "a=é", "a=\0"] {
+        assert_eq!(
+            Context::new().try_with_tracestate(bad).unwrap_err(),
+            ContextError::TracestateNotPrintable,
+            "{bad:?}"
+        );
+    }
+    // with_tracestate keeps the context as it was.
+    let ctx = Context::new().with_tracestate("a=1");
+    assert_eq!(ctx.with_tracestate(long).tracestate(), Some("a=1"));
+    // An empty one is none, and replaces what was there.
+    assert_eq!(ctx.with_tracestate(" \t").tracestate(), None);
+    assert_eq!(ctx.child().tracestate(), Some("a=1"));
+}
