@@ -1,8 +1,6 @@
 //! Runs the `sharded` example as a user would (`cargo run -p examples --bin sharded`),
 //! and checks what it printed: three node processes, a kill -9 and a graceful leave.
 
-#![allow(clippy::unwrap_used, missing_docs)] // tests unwrap: a failure is the point
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

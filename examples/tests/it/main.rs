@@ -1,0 +1,11 @@
+//! The `examples` package's integration tests, as one test binary (one link, not one per
+//! file): `cargo test -p examples --test it [filter]`.
+//!
+//! - `sharded`: runs the `sharded` example program as a user would.
+//! - `kubernetes`: reads the manifests of `examples/kubernetes` and checks that they agree
+//!   with what the Kubernetes discovery strategy and the node's defaults expect.
+
+#![allow(clippy::unwrap_used, missing_docs)] // tests unwrap: a failure is the point
+
+mod kubernetes;
+mod sharded;
