@@ -92,6 +92,13 @@ use tokio::sync::{broadcast, watch};
 
 pub use spec::{Backoff, ChildKind, ChildSpec, Intensity, Restart, Shutdown, Strategy};
 
+/// Children restarted by every supervisor of this process since it started (restarts that
+/// succeeded; a child that `ignore`s its restart or fails it is not counted). The runtime's
+/// metrics and `cluster_info` show it as a rate.
+pub fn restarts_total() -> u64 {
+    core::RESTARTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 use crate::addr::{Addr, AddrKey, DEFAULT_RESTART_BACKLOG};
 use crate::error::{CallError, ExitReason, SpawnError, SupervisorError, SupervisorExit};
 use core::{Adoption, ChildKey, Config, Core, Members, Request};

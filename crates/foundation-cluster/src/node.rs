@@ -78,9 +78,13 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use admission::NodeStats;
+
+/// The histogram of remote call round trips, in seconds, labelled by `outcome` (`ok`,
+/// `refused`, `node_down`, `timeout`), recorded in the [`metrics`] facade.
+pub const CALL_SECONDS: &str = "foundation_remote_call_seconds";
 pub use config::{
     CONTROL, ChannelConfig, ConfigError, DEFAULT, DEFAULT_PORT, ENV_VARIABLES, MAX_CHANNELS,
-    MAX_PARALLELISM, NodeConfig, Priority, Tls, unknown_variables,
+    MAX_PARALLELISM, NodeConfig, Priority, Tls, closest, unknown_variables,
 };
 pub use error::{NodeError, RemoteError, WaitError};
 pub use exports::{ExportConfig, ExportStats};
@@ -214,7 +218,9 @@ impl Node {
         })?;
         let advertised = config.advertise.clone().unwrap_or_else(|| {
             let ip = if addr.ip().is_unspecified() {
-                std::net::IpAddr::from([127, 0, 0, 1])
+                config
+                    .advertise_ip
+                    .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
             } else {
                 addr.ip()
             };
@@ -895,8 +901,17 @@ impl Node {
             &msg,
         )?;
         drop(msg);
+        let asked = std::time::Instant::now();
         let got = tokio::time::timeout(wait, rx).await;
         drop(guard);
+        let outcome = match &got {
+            Ok(Ok(Ok(_))) => "ok",
+            Ok(Ok(Err(_))) => "refused",
+            Ok(Err(_)) => "node_down",
+            Err(_) => "timeout",
+        };
+        metrics::histogram!(CALL_SECONDS, "outcome" => outcome)
+            .record(asked.elapsed().as_secs_f64());
         match got {
             Ok(Ok(Ok(bytes))) => postcard::from_bytes(&bytes).map_err(|e| {
                 RemoteError::Wire(foundation_actors::WireError::Malformed {

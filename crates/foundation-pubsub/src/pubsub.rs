@@ -978,6 +978,17 @@ impl PubSub {
             .map_or_else(Vec::new, Remote::peers_heard)
     }
 
+    /// The topics and patterns subscribed to on this node, each with its number of local
+    /// subscriptions, in name order (what this node gossips as its interest).
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        self.core
+            .read()
+            .filters
+            .iter()
+            .map(|(f, n)| (f.to_string(), *n as usize))
+            .collect()
+    }
+
     /// As [`PubSub::subscribers_count`], on this node only.
     pub fn local_subscribers_count<T>(&self, topic: &Topic<T>) -> usize {
         self.core.local_count(topic.name(), topic.is_pattern())

@@ -76,6 +76,10 @@ pub use foundation_cluster as cluster;
 pub use foundation_pubsub as pubsub;
 #[cfg(feature = "registry")]
 pub use foundation_registry as registry;
+#[cfg(feature = "runtime")]
+pub mod runtime;
+#[cfg(feature = "runtime")]
+pub use runtime::Foundation;
 
 /// `#[tokio::main]` for an application that depends on this crate only.
 ///
@@ -142,6 +146,8 @@ pub mod prelude {
     pub use serde::{Deserialize, Serialize};
     pub use std::time::Duration;
 
+    #[cfg(feature = "runtime")]
+    pub use crate::runtime::{ClusterInfo, Discovery, Foundation, Profile};
     #[cfg(feature = "cache")]
     pub use foundation_cache::{
         Cache, Local, Multilevel, Partitioned, Replicated, ReplicatedOptions, Ttl,
@@ -192,6 +198,8 @@ mod pages {
     struct Porting;
     #[doc = include_str!("../../../docs/cache.md")]
     struct CachePage;
+    #[doc = include_str!("../../../docs/configuration.md")]
+    struct Configuration;
 }
 
 #[cfg(test)]

@@ -679,6 +679,7 @@ impl State {
                 Ok(true) => {
                     let c = &mut self.children[idx];
                     c.restarts = c.restarts.saturating_add(1);
+                    RESTARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let incarnation = c.entry.child.addr().incarnation();
                     self.emit(SupervisorEvent::ChildRestarted {
                         child: id.to_string(),
@@ -1046,3 +1047,6 @@ async fn stop_child(cell: ActorCell, shutdown: Shutdown, id: Arc<str>) -> ExitRe
         }
     }
 }
+
+/// Children restarted by every supervisor of this process, since it started.
+pub(crate) static RESTARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -18,6 +18,7 @@ pub struct NodeConfig {
     pub(crate) cluster: String,
     pub(crate) listen: SocketAddr,
     pub(crate) advertise: Option<String>,
+    pub(crate) advertise_ip: Option<std::net::IpAddr>,
     pub(crate) silence: Duration,
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) handshake_timeout: Duration,
@@ -217,6 +218,7 @@ impl NodeConfig {
             cluster: "foundation".to_owned(),
             listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
             advertise: None,
+            advertise_ip: None,
             silence: DEFAULT_SILENCE,
             heartbeat: None,
             handshake_timeout: Duration::from_secs(5),
@@ -329,6 +331,16 @@ impl NodeConfig {
     #[must_use]
     pub fn advertise(mut self, addr: impl Into<String>) -> Self {
         self.advertise = Some(addr.into());
+        self
+    }
+
+    /// The IP peers should use to reach this node when it listens on `0.0.0.0` (or `::`),
+    /// with whatever port it listens on (port 0 picks one). [`NodeConfig::advertise`]
+    /// wins over it. The runtime sets it to the host's first address that is not
+    /// loopback, so that nodes on other hosts can dial back.
+    #[must_use]
+    pub fn advertise_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.advertise_ip = Some(ip);
         self
     }
 
@@ -542,6 +554,17 @@ pub const ENV_VARIABLES: &[&str] = &[
     "FOUNDATION_SILENCE_MS",
     "FOUNDATION_PEERS",
     "FOUNDATION_DNS_QUERY",
+    // The runtime's (`foundation::Foundation`, docs/configuration.md).
+    "FOUNDATION_CONFIG",
+    "FOUNDATION_PROFILE",
+    "FOUNDATION_DISCOVERY",
+    "FOUNDATION_KUBERNETES_SELECTOR",
+    "FOUNDATION_HTTP",
+    "FOUNDATION_HTTP_LISTEN",
+    "FOUNDATION_HTTP_TOKEN",
+    "FOUNDATION_PUBSUB",
+    "FOUNDATION_CACHE_MAX_ENTRIES",
+    "FOUNDATION_SHUTDOWN_TIMEOUT_MS",
 ];
 
 /// The `FOUNDATION_*` names among `names` that Foundation does not read, each with the
@@ -552,16 +575,25 @@ pub fn unknown_variables<'a>(
     names
         .into_iter()
         .filter(|n| n.starts_with("FOUNDATION_") && !ENV_VARIABLES.contains(n))
-        .map(|n| {
-            let near = ENV_VARIABLES
-                .iter()
-                .map(|k| (edit_distance(n, k), *k))
-                .min()
-                .filter(|(d, _)| *d <= 3)
-                .map(|(_, k)| k);
-            (n.to_owned(), near)
-        })
+        .map(|n| (n.to_owned(), closest(n, ENV_VARIABLES)))
         .collect()
+}
+
+/// The name among `known` that `name` most resembles (at most 3 edits away, a typo's
+/// likely intent), for a "did you mean" hint.
+///
+/// ```
+/// use foundation_cluster::node::closest;
+/// assert_eq!(closest("listne", &["listen", "cookie"]), Some("listen"));
+/// assert_eq!(closest("zzzzzzzz", &["listen", "cookie"]), None);
+/// ```
+pub fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .min()
+        .filter(|(d, _)| *d <= 3)
+        .map(|(_, k)| k)
 }
 
 /// Logs each unknown `FOUNDATION_*` variable of this process, once per process.

@@ -116,6 +116,11 @@ impl<M> fmt::Debug for DistributedSpec<M> {
 }
 
 impl<M: Send + 'static> DistributedSpec<M> {
+    /// The supervisor's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A supervisor called `name`, without kinds yet; [`Quorum::KeepMajority`], a timing
     /// of the node's silence (3 s by default) plus a 1 s margin, [`Rendezvous`] placement.
     pub fn new(name: impl Into<String>) -> Self {

@@ -1,0 +1,1011 @@
+//! The Foundation runtime: one call starts a node with everything an application uses.
+//!
+//! [`Foundation::start`] reads the configuration (`foundation.toml`, `FOUNDATION_*`
+//! variables, code: see [`config::KEYS`] and `docs/configuration.md`), starts a node, runs
+//! the discovery strategy the configuration chose (and logs which and why), starts a
+//! pubsub, serves HTTP (`/health/live`, `/health/ready`, `/metrics`, `/cluster`,
+//! `/dashboard`) and stops gracefully on SIGTERM or Ctrl-C. Distributed supervisors,
+//! cluster-wide registries and local caches are made through it, so that
+//! [`Foundation::cluster_info`] shows them and [`Foundation::shutdown`] stops them in
+//! reverse order.
+//!
+//! With no configuration at all it is a development node: it finds the other nodes of
+//! its cluster on the local network by mDNS. In production one line is enough:
+//! `cluster = "kubernetes"` (or `dns`, `static`, `mdns`).
+//!
+//! ```
+//! use foundation::prelude::*;
+//!
+//! # #[foundation::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let app = Foundation::builder()
+//!     .cluster(Discovery::None)            // one node, for this example
+//!     .no_config_file()
+//!     .http_listen("127.0.0.1:0".parse()?) // any free port
+//!     .start()
+//!     .await?;
+//! let topic: Topic<String> = Topic::new("greetings")?;
+//! let mut inbox = app.pubsub().subscribe_stream(&topic)?;
+//! app.pubsub().broadcast(&topic, "hello".to_owned())?;
+//! assert_eq!(inbox.recv().await.as_deref(), Some("hello"));
+//!
+//! let info = app.cluster_info().await;
+//! assert_eq!(info.nodes.len(), 1);
+//! app.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+#[cfg(feature = "http")]
+mod http;
+pub mod info;
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use foundation_actors::{Addr, RemoteMessage};
+use foundation_cache::{Cache as _, Local};
+use foundation_cluster::discovery::{self, Dns, Mdns, Static};
+use foundation_cluster::membership::Status;
+use foundation_cluster::node::Node;
+use foundation_pubsub::PubSub;
+use foundation_registry::ClusterRegistry;
+use foundation_registry::distributed::{ChildName, DistributedSpec, DistributedSupervisor};
+use tokio::sync::watch;
+
+pub use config::{Config, ConfigError, Discovery, Profile, Source};
+pub use info::{ClusterInfo, NodeEntry, NodeInfo};
+
+use info::{History, INFO_EXPORT, InfoMsg, InfoServer, Sample};
+
+/// Why the runtime did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is unusable: the message names the key, the value and what is
+    /// allowed.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The node did not start (its port is taken, say).
+    #[error("the node did not start: {0}")]
+    Node(#[from] foundation_cluster::node::NodeError),
+    /// The discovery strategy could not be configured.
+    #[error("discovery: {0}")]
+    Discovery(#[from] discovery::DiscoveryError),
+    /// The pubsub did not start.
+    #[error("pubsub: {0}")]
+    PubSub(#[from] foundation_pubsub::StartError),
+    /// The HTTP endpoint could not listen.
+    #[error(
+        "the HTTP endpoint cannot listen on {addr} (`http.listen`, FOUNDATION_HTTP_LISTEN): {error}"
+    )]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// A process of the runtime did not start.
+    #[error("a process of the runtime did not start: {0}")]
+    Spawn(#[from] foundation_actors::SpawnError),
+}
+
+/// Why a part made through the runtime was not made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PartError {
+    /// A cache of that name exists with other key or value types.
+    #[error("a cache named `{0}` exists with other key or value types")]
+    CacheTypes(String),
+    /// The cache's settings are unusable.
+    #[error("cache `{name}`: {error}")]
+    Cache {
+        /// The cache.
+        name: String,
+        /// Why.
+        error: String,
+    },
+    /// The registry did not start.
+    #[error(transparent)]
+    Registry(#[from] foundation_registry::cluster::StartError),
+    /// The distributed supervisor did not start.
+    #[error(transparent)]
+    Supervisor(#[from] foundation_registry::distributed::StartError),
+    /// The runtime is shut down.
+    #[error("the runtime is shut down")]
+    ShutDown,
+}
+
+/// Sets up a [`Foundation`] in code; code wins over the environment and the file.
+#[derive(Debug)]
+pub struct Builder {
+    layers: config::Layers,
+    error: Option<ConfigError>,
+    file: FileChoice,
+    env: Option<BTreeMap<String, String>>,
+    signals: bool,
+}
+
+#[derive(Debug)]
+enum FileChoice {
+    Default,
+    Path(PathBuf),
+    None,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            layers: config::Layers::default(),
+            error: None,
+            file: FileChoice::Default,
+            env: None,
+            signals: true,
+        }
+    }
+}
+
+impl Builder {
+    /// Sets any key of [`config::KEYS`] by its `foundation.toml` name (`"http.listen"`). An
+    /// unknown key fails [`Builder::start`], naming the closest known one.
+    #[must_use]
+    pub fn set(mut self, key: &str, value: impl fmt::Display) -> Self {
+        if let Err(e) = self.layers.set(key, value.to_string()) {
+            self.error.get_or_insert(e);
+        }
+        self
+    }
+
+    /// The profile (`profile`).
+    #[must_use]
+    pub fn profile(self, profile: Profile) -> Self {
+        self.set("profile", profile)
+    }
+
+    /// The discovery strategy (`cluster`).
+    #[must_use]
+    pub fn cluster(self, discovery: Discovery) -> Self {
+        self.set("cluster", discovery)
+    }
+
+    /// The cluster's name (`cluster_name`).
+    #[must_use]
+    pub fn cluster_name(self, name: &str) -> Self {
+        self.set("cluster_name", name)
+    }
+
+    /// This node's name (`node_name`).
+    #[must_use]
+    pub fn node_name(self, name: &str) -> Self {
+        self.set("node_name", name)
+    }
+
+    /// The cluster's cookie (`cookie`).
+    #[must_use]
+    pub fn cookie(self, cookie: &str) -> Self {
+        self.set("cookie", cookie)
+    }
+
+    /// Where the node listens (`listen`).
+    #[must_use]
+    pub fn listen(self, addr: SocketAddr) -> Self {
+        self.set("listen", addr)
+    }
+
+    /// Static seeds (`peers`), `host:port` each.
+    #[must_use]
+    pub fn peers<S: AsRef<str>>(self, peers: impl IntoIterator<Item = S>) -> Self {
+        let list: Vec<String> = peers.into_iter().map(|p| p.as_ref().to_owned()).collect();
+        self.set("peers", list.join(","))
+    }
+
+    /// Where the HTTP endpoint listens (`http.listen`).
+    #[must_use]
+    pub fn http_listen(self, addr: SocketAddr) -> Self {
+        self.set("http.listen", addr)
+    }
+
+    /// No HTTP endpoint (`http.enabled = false`).
+    #[must_use]
+    pub fn no_http(self) -> Self {
+        self.set("http.enabled", false)
+    }
+
+    /// Reads this file instead of `foundation.toml` (and of `FOUNDATION_CONFIG`); it must
+    /// exist.
+    #[must_use]
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = FileChoice::Path(path.into());
+        self
+    }
+
+    /// Reads no configuration file.
+    #[must_use]
+    pub fn no_config_file(mut self) -> Self {
+        self.file = FileChoice::None;
+        self
+    }
+
+    /// Reads these variables instead of the process's environment (tests, embedding).
+    #[must_use]
+    pub fn env<K: Into<String>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.env = Some(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// Whether SIGTERM and Ctrl-C shut the runtime down gracefully (on by default).
+    #[must_use]
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.signals = on;
+        self
+    }
+
+    /// Resolves the configuration without starting anything: what [`Builder::start`] would
+    /// run with, or why it would not.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`], naming the key, the value, its source and what is allowed.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        let vars = self.env.clone().unwrap_or_else(|| {
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect()
+        });
+        let mut layers = self.layers.clone();
+        layers.env(&vars)?;
+        let path = match &self.file {
+            FileChoice::None => None,
+            FileChoice::Path(p) => Some((p.clone(), true)),
+            FileChoice::Default => match vars.get(config::CONFIG_FILE_VARIABLE) {
+                Some(p) => Some((PathBuf::from(p), true)),
+                None => Some((PathBuf::from("foundation.toml"), false)),
+            },
+        };
+        let mut read = None;
+        if let Some((path, required)) = path {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    layers.file(&path, &text)?;
+                    read = Some(path);
+                }
+                Err(e) if required || e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(ConfigError::File {
+                        path,
+                        error: e.to_string(),
+                    });
+                }
+                Err(_) => {}
+            }
+        }
+        layers.resolve(&vars, host_name(), read)
+    }
+
+    /// Starts the runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`]: the configuration, the node, discovery, the pubsub or the HTTP
+    /// endpoint. Nothing is left running then.
+    pub async fn start(self) -> Result<Foundation, StartError> {
+        let config = self.resolve()?;
+        Foundation::start_with(config, self.signals).await
+    }
+}
+
+fn host_name() -> Option<String> {
+    let usable = |s: String| Some(s.trim().to_owned()).filter(|n| !n.is_empty());
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .and_then(usable)
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .and_then(usable)
+        })
+        .or_else(|| std::env::var("COMPUTERNAME").ok().and_then(usable))
+}
+
+/// A running Foundation node: its node, pubsub, HTTP endpoint and the parts made through
+/// it. Cheap to clone.
+#[derive(Clone)]
+pub struct Foundation {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Foundation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Foundation")
+            .field("node", &self.inner.node.name())
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A part the runtime stops at shutdown and reports in `cluster_info`.
+trait Part: Send + Sync {
+    fn report(&self, info: &mut NodeInfo);
+    fn stop(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+}
+
+struct SupervisorPart<M: RemoteMessage> {
+    sup: DistributedSupervisor<M>,
+    registry: ClusterRegistry<ChildName, M>,
+}
+
+impl<M: RemoteMessage> Part for SupervisorPart<M> {
+    fn report(&self, info: &mut NodeInfo) {
+        let children = self
+            .sup
+            .which_children()
+            .into_iter()
+            .map(|c| info::ChildView {
+                nodes: c
+                    .instances
+                    .iter()
+                    .filter(|i| i.live)
+                    .map(|i| i.node.clone())
+                    .collect(),
+                restarts: c.instances.iter().map(|i| i.restarts).sum(),
+                id: c.id,
+                kind: c.kind,
+                status: format!("{:?}", c.status),
+            })
+            .collect();
+        info.supervisors.push(info::SupervisorInfo {
+            name: self.sup.name().to_owned(),
+            children,
+        });
+    }
+
+    fn stop(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            self.sup.shutdown().await;
+            self.registry.shutdown();
+        })
+    }
+}
+
+struct RegistryPart<K: foundation_registry::cluster::Key, M: RemoteMessage>(
+    String,
+    ClusterRegistry<K, M>,
+);
+
+impl<K: foundation_registry::cluster::Key, M: RemoteMessage> Part for RegistryPart<K, M> {
+    fn report(&self, info: &mut NodeInfo) {
+        info.registries.push(info::RegistryInfo {
+            scope: self.0.clone(),
+            names: self
+                .1
+                .names()
+                .into_iter()
+                .map(|(k, node)| (format!("{k:?}"), node))
+                .collect(),
+        });
+    }
+
+    fn stop(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move { self.1.shutdown() })
+    }
+}
+
+struct CachePart<K, V> {
+    name: String,
+    cache: Local<K, V>,
+}
+
+impl<K: foundation_cache::CacheKey, V: foundation_cache::CacheValue> Part for CachePart<K, V> {
+    fn report(&self, info: &mut NodeInfo) {
+        let s = self.cache.stats();
+        info.caches.push(info::CacheInfo {
+            name: self.name.clone(),
+            hits: s.hits,
+            misses: s.misses,
+            writes: s.writes,
+            evictions: s.evictions,
+        });
+    }
+
+    fn stop(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
+    }
+}
+
+pub(crate) struct Inner {
+    config: Config,
+    node: Node,
+    pubsub: PubSub,
+    started: Instant,
+    parts: Mutex<Vec<Arc<dyn Part>>>,
+    caches: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+    history: Mutex<History>,
+    http_addr: Option<SocketAddr>,
+    info: Addr<InfoMsg>,
+    ready: AtomicBool,
+    stopping: AtomicBool,
+    membership_changes: std::sync::atomic::AtomicU64,
+    stopped: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    http_stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Foundation {
+    /// Starts a node with the configuration from `foundation.toml` and `FOUNDATION_*`
+    /// variables, or none: see [`Builder`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::start`].
+    pub async fn start() -> Result<Self, StartError> {
+        Builder::default().start().await
+    }
+
+    /// Sets the runtime up in code.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    async fn start_with(config: Config, signals: bool) -> Result<Self, StartError> {
+        tracing::info!(
+            node = %config.node_name,
+            profile = %config.profile,
+            reason = %config.profile_reason,
+            "foundation: profile chosen"
+        );
+        tracing::info!(
+            node = %config.node_name,
+            strategy = %config.discovery,
+            reason = %config.discovery_reason,
+            "foundation: discovery strategy chosen"
+        );
+        #[cfg(feature = "http")]
+        if config.http_listen.is_some() {
+            // Before any part is made: their metrics register with the recorder there is.
+            http::install_recorder();
+        }
+        #[cfg(not(feature = "http"))]
+        if config.http_listen.is_some() {
+            return Err(ConfigError::BadValue {
+                key: "http.enabled",
+                value: "true".to_owned(),
+                allowed: "`false`: foundation was built without its `http` feature",
+                origin: config
+                    .sources
+                    .get("http.enabled")
+                    .cloned()
+                    .unwrap_or(Source::Default),
+            }
+            .into());
+        }
+        let node = Node::start(config.node_config()).await?;
+        let stop_node = |node: Node| async move { node.shutdown().await };
+        let pubsub = match PubSub::start(&node, &config.pubsub_name).await {
+            Ok(p) => p,
+            Err(e) => {
+                stop_node(node).await;
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = start_discovery(&node, &config) {
+            stop_node(node).await;
+            return Err(e.into());
+        }
+        #[cfg(feature = "http")]
+        let http_listener = match config.http_listen {
+            None => None,
+            Some(addr) => match http::bind(addr, &config).await {
+                Ok(l) => Some(l),
+                Err(error) => {
+                    stop_node(node).await;
+                    return Err(StartError::Http { addr, error });
+                }
+            },
+        };
+        #[cfg(feature = "http")]
+        let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
+        #[cfg(not(feature = "http"))]
+        let http_addr = None;
+        let (stopped, _) = watch::channel(false);
+        // The info process answers from the runtime, which holds its address: it learns
+        // where the runtime is once the runtime is made.
+        let runtime = Arc::new(std::sync::OnceLock::new());
+        let info = match foundation_actors::spawn(InfoServer(runtime.clone()), ()).await {
+            Ok(a) => a,
+            Err(e) => {
+                stop_node(node).await;
+                return Err(e.into());
+            }
+        };
+        let inner = Arc::new(Inner {
+            config,
+            node: node.clone(),
+            pubsub,
+            started: Instant::now(),
+            parts: Mutex::new(Vec::new()),
+            caches: Mutex::new(HashMap::new()),
+            history: Mutex::new(History::default()),
+            http_addr,
+            info: info.clone(),
+            ready: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            membership_changes: std::sync::atomic::AtomicU64::new(0),
+            stopped,
+            tasks: Mutex::new(Vec::new()),
+            http_stop: Mutex::new(None),
+        });
+        let _ = runtime.set(Arc::downgrade(&inner));
+        let _ = node.export(INFO_EXPORT, info);
+        let me = Self { inner };
+        #[cfg(feature = "http")]
+        if let Some(listener) = http_listener {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            *lock(&me.inner.http_stop) = Some(tx);
+            let task = tokio::spawn(http::serve(listener, Arc::downgrade(&me.inner), rx));
+            lock(&me.inner.tasks).push(task);
+            if let Some(a) = http_addr {
+                tracing::info!(node = %me.inner.node.name(), "foundation: HTTP on http://{a} (dashboard: http://{a}/dashboard)");
+            }
+        }
+        // Samples for the rates, every SAMPLE_EVERY.
+        let weak = Arc::downgrade(&me.inner);
+        let sampler = tokio::spawn(async move {
+            let mut every = tokio::time::interval(info::SAMPLE_EVERY);
+            loop {
+                every.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let s = inner.sample();
+                lock(&inner.history).push(s);
+            }
+        });
+        lock(&me.inner.tasks).push(sampler);
+        if signals {
+            let weak = Arc::downgrade(&me.inner);
+            let task = tokio::spawn(async move {
+                let why = wait_for_signal().await;
+                if let Some(inner) = weak.upgrade() {
+                    tracing::info!(node = %inner.node.name(), "foundation: {why}: leaving the cluster gracefully");
+                    Foundation { inner }.shutdown().await;
+                }
+            });
+            lock(&me.inner.tasks).push(task);
+        }
+        // When the node is shut down from elsewhere, the runtime follows.
+        let weak = Arc::downgrade(&me.inner);
+        let mut events = node.subscribe();
+        let follow = tokio::spawn(async move {
+            loop {
+                let changes = match events.recv().await {
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => n,
+                    Ok(_) => 1,
+                    Err(_) => break,
+                };
+                let Some(inner) = weak.upgrade() else { break };
+                inner
+                    .membership_changes
+                    .fetch_add(changes, Ordering::Relaxed);
+                if inner.node.is_shut_down() {
+                    break;
+                }
+            }
+            if let Some(inner) = weak.upgrade() {
+                Foundation { inner }.shutdown().await;
+            }
+        });
+        lock(&me.inner.tasks).push(follow);
+        me.inner.ready.store(true, Ordering::SeqCst);
+        Ok(me)
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Node {
+        &self.inner.node
+    }
+
+    /// The runtime's pubsub (named by `pubsub.name`, `foundation` by default).
+    pub fn pubsub(&self) -> &PubSub {
+        &self.inner.pubsub
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Where the HTTP endpoint listens, if it does.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.inner.http_addr
+    }
+
+    /// Whether it is ready (started, not shutting down): `/health/ready`.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::SeqCst)
+    }
+
+    /// A local cache named `name`, bounded by `cache.max_entries`: made on first use, the
+    /// same cache after (a clone of its handle).
+    ///
+    /// # Errors
+    ///
+    /// [`PartError::CacheTypes`] if `name` was made with other key or value types.
+    pub fn cache<K, V>(&self, name: &str) -> Result<Local<K, V>, PartError>
+    where
+        K: foundation_cache::CacheKey,
+        V: foundation_cache::CacheValue,
+    {
+        let mut caches = lock(&self.inner.caches);
+        if let Some(any) = caches.get(name) {
+            return any
+                .downcast_ref::<Local<K, V>>()
+                .cloned()
+                .ok_or_else(|| PartError::CacheTypes(name.to_owned()));
+        }
+        let cache = Local::<K, V>::builder()
+            .max_entries(self.inner.config.cache_max_entries)
+            .build()
+            .map_err(|e| PartError::Cache {
+                name: name.to_owned(),
+                error: e.to_string(),
+            })?;
+        caches.insert(name.to_owned(), Arc::new(cache.clone()));
+        lock(&self.inner.parts).push(Arc::new(CachePart {
+            name: name.to_owned(),
+            cache: cache.clone(),
+        }));
+        Ok(cache)
+    }
+
+    /// Starts a cluster-wide registry of scope `scope` on the node (start it under the same
+    /// scope on every node). It shows in `cluster_info` and stops at shutdown.
+    ///
+    /// # Errors
+    ///
+    /// [`PartError::Registry`] if it cannot start (the scope is taken here).
+    pub async fn registry<K, M>(&self, scope: &str) -> Result<ClusterRegistry<K, M>, PartError>
+    where
+        K: foundation_registry::cluster::Key,
+        M: RemoteMessage,
+    {
+        self.check_running()?;
+        let registry = ClusterRegistry::start(&self.inner.node, scope).await?;
+        lock(&self.inner.parts).push(Arc::new(RegistryPart(scope.to_owned(), registry.clone())));
+        Ok(registry)
+    }
+
+    /// Starts this node's part of the distributed supervisor `spec` describes (start it with
+    /// the same spec on every node), with a registry of its own for its children's names
+    /// (scope: the supervisor's name). At shutdown its singletons are handed off first.
+    ///
+    /// # Errors
+    ///
+    /// [`PartError::Registry`] or [`PartError::Supervisor`] if the names are taken here.
+    pub async fn supervisor<M: RemoteMessage>(
+        &self,
+        spec: DistributedSpec<M>,
+    ) -> Result<DistributedSupervisor<M>, PartError> {
+        self.check_running()?;
+        let scope = format!("{}.children", spec.name());
+        let registry = ClusterRegistry::start(&self.inner.node, &scope).await?;
+        let sup = match DistributedSupervisor::start(&self.inner.node, &registry, spec).await {
+            Ok(s) => s,
+            Err(e) => {
+                registry.shutdown();
+                return Err(e.into());
+            }
+        };
+        lock(&self.inner.parts).push(Arc::new(SupervisorPart {
+            sup: sup.clone(),
+            registry,
+        }));
+        Ok(sup)
+    }
+
+    fn check_running(&self) -> Result<(), PartError> {
+        if self.inner.stopping.load(Ordering::SeqCst) {
+            Err(PartError::ShutDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// This node's report of itself.
+    pub fn node_info(&self) -> NodeInfo {
+        self.inner.node_info()
+    }
+
+    /// The cluster as this node sees it: every member, each with its own report (asked
+    /// over the network, a second at most; a node that does not answer in time is listed
+    /// with the error).
+    pub async fn cluster_info(&self) -> ClusterInfo {
+        self.inner.cluster_info().await
+    }
+
+    /// Leaves the cluster gracefully and stops, in reverse order of start: not ready first
+    /// (`/health/ready` answers 503), then the supervisors hand their singletons off and
+    /// the node leaves the cluster (at most `shutdown.timeout_ms`), the pubsub stops, the
+    /// node stops, the HTTP endpoint stops. Calling it again waits for the first call.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        if inner.stopping.swap(true, Ordering::SeqCst) {
+            self.stopped().await;
+            return;
+        }
+        inner.ready.store(false, Ordering::SeqCst);
+        let parts: Vec<Arc<dyn Part>> = lock(&inner.parts).drain(..).rev().collect();
+        let graceful = async {
+            for part in &parts {
+                part.stop().await;
+            }
+            inner.node.leave().await;
+        };
+        if tokio::time::timeout(inner.config.shutdown_timeout, graceful)
+            .await
+            .is_err()
+        {
+            tracing::warn!(node = %inner.node.name(), timeout = ?inner.config.shutdown_timeout, "foundation: graceful shutdown timed out; stopping anyway");
+        }
+        inner.pubsub.shutdown();
+        inner.node.unexport(INFO_EXPORT);
+        inner.info.stop(None);
+        inner.node.shutdown().await;
+        if let Some(tx) = lock(&inner.http_stop).take() {
+            let _ = tx.send(());
+        }
+        let tasks: Vec<_> = lock(&inner.tasks).drain(..).collect();
+        let me = tokio::task::try_id();
+        for t in tasks {
+            if Some(t.id()) != me {
+                t.abort();
+            }
+        }
+        inner.stopped.send_replace(true);
+        tracing::info!(node = %inner.node.name(), "foundation: stopped");
+    }
+
+    /// Resolves once the runtime has stopped (by [`Foundation::shutdown`], a signal, or
+    /// its node shut down): `main` awaits it to run until told to stop.
+    pub async fn stopped(&self) {
+        let mut rx = self.inner.stopped.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+impl Inner {
+    fn sample(&self) -> Sample {
+        let ps = self.pubsub.stats();
+        let (mut hits, mut misses) = (0, 0);
+        let mut scratch = self.empty_info();
+        for part in lock(&self.parts).iter() {
+            part.report(&mut scratch);
+        }
+        for c in &scratch.caches {
+            hits += c.hits;
+            misses += c.misses;
+        }
+        let up = self
+            .node
+            .members()
+            .iter()
+            .filter(|m| m.status == Status::Up && m.id != self.node.name())
+            .count() as u64
+            + 1;
+        Sample {
+            at_ms: self.started.elapsed().as_millis() as u64,
+            restarts: foundation_actors::supervisor::restarts_total(),
+            delivered: ps.delivered,
+            dropped: ps.dropped,
+            remote: ps.sent + ps.received,
+            cache_hits: hits,
+            cache_misses: misses,
+            members_up: up,
+        }
+    }
+
+    /// Sets the runtime's gauges and totals in the metrics facade (at each scrape of
+    /// `/metrics`), labelled by node.
+    #[cfg(feature = "http")]
+    pub(crate) fn record_gauges(&self) {
+        let node = self.node.name().to_owned();
+        let info = self.node_info();
+        let t = info.totals;
+        metrics::gauge!("foundation_members_up", "node" => node.clone()).set(t.members_up as f64);
+        metrics::counter!("foundation_restarts_total", "node" => node.clone()).absolute(t.restarts);
+        metrics::counter!("foundation_membership_changes_total", "node" => node.clone())
+            .absolute(self.membership_changes.load(Ordering::Relaxed));
+        metrics::gauge!("foundation_uptime_seconds", "node" => node.clone())
+            .set(info.uptime_ms as f64 / 1000.0);
+        for r in &info.registries {
+            metrics::gauge!("foundation_registry_names", "node" => node.clone(), "scope" => r.scope.clone())
+                .set(r.names.len() as f64);
+        }
+        for s in &info.supervisors {
+            let here = s
+                .children
+                .iter()
+                .filter(|c| c.nodes.contains(&node))
+                .count();
+            metrics::gauge!("foundation_supervisor_children", "node" => node.clone(), "supervisor" => s.name.clone())
+                .set(here as f64);
+        }
+        for c in &info.caches {
+            let reads = c.hits + c.misses;
+            if reads > 0 {
+                metrics::gauge!("foundation_cache_hit_ratio", "node" => node.clone(), "cache" => c.name.clone())
+                    .set(c.hits as f64 / reads as f64);
+            }
+        }
+        // The pubsub and the caches record their own counters (foundation_pubsub_*,
+        // foundation_cache_*).
+        let _ = node;
+    }
+
+    fn empty_info(&self) -> NodeInfo {
+        NodeInfo {
+            name: self.node.name().to_owned(),
+            incarnation: self.node.incarnation(),
+            profile: self.config.profile.to_string(),
+            profile_reason: self.config.profile_reason.clone(),
+            discovery: self.config.discovery.to_string(),
+            discovery_reason: self.config.discovery_reason.clone(),
+            http: self.http_addr.map(|a| a.to_string()),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            members: Vec::new(),
+            supervisors: Vec::new(),
+            registries: Vec::new(),
+            topics: Vec::new(),
+            caches: Vec::new(),
+            totals: Sample::default(),
+            history: Vec::new(),
+        }
+    }
+
+    pub(crate) fn node_info(&self) -> NodeInfo {
+        let mut info = self.empty_info();
+        let parts: Vec<Arc<dyn Part>> = lock(&self.parts).clone();
+        for part in &parts {
+            part.report(&mut info);
+        }
+        let mut members: Vec<(String, String)> = self
+            .node
+            .members()
+            .into_iter()
+            .filter(|m| m.id != self.node.name())
+            .map(|m| (m.id, status_text(&m.status)))
+            .collect();
+        members.sort();
+        info.members = members;
+        info.topics = self.pubsub.topics();
+        info.totals = self.sample();
+        info.history = lock(&self.history).to_vec();
+        info
+    }
+
+    async fn cluster_info(&self) -> ClusterInfo {
+        let me = NodeEntry {
+            name: self.node.name().to_owned(),
+            addr: self.node.advertised().to_owned(),
+            status: if self.stopping.load(Ordering::SeqCst) {
+                "leaving".to_owned()
+            } else {
+                "up".to_owned()
+            },
+            info: Some(self.node_info()),
+            error: None,
+        };
+        let mut members = self.node.members();
+        members.retain(|m| m.id != self.node.name());
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        let asks = members.into_iter().map(|m| async move {
+            let status = status_text(&m.status);
+            let (info, error) = if matches!(m.status, Status::Down(_)) {
+                (None, None)
+            } else {
+                match self
+                    .node
+                    .call(&m.id, INFO_EXPORT, InfoMsg::Report, Duration::from_secs(1))
+                    .await
+                {
+                    Ok(json) => match serde_json::from_str::<NodeInfo>(&json) {
+                        Ok(i) => (Some(i), None),
+                        Err(e) => (None, Some(format!("unreadable report: {e}"))),
+                    },
+                    Err(e) => (None, Some(e.to_string())),
+                }
+            };
+            NodeEntry {
+                name: m.id,
+                addr: m.addr,
+                status,
+                info,
+                error,
+            }
+        });
+        let mut nodes = vec![me];
+        nodes.extend(futures::future::join_all(asks).await);
+        ClusterInfo {
+            node: self.node.name().to_owned(),
+            cluster_name: self.config.cluster_name.clone(),
+            nodes,
+        }
+    }
+}
+
+fn status_text(s: &Status) -> String {
+    match s {
+        Status::Up => "up".to_owned(),
+        Status::Leaving => "leaving".to_owned(),
+        Status::Down(why) => format!("down ({why:?})"),
+    }
+}
+
+fn start_discovery(node: &Node, config: &Config) -> Result<(), discovery::DiscoveryError> {
+    let port = node
+        .advertised()
+        .parse::<discovery::Peer>()
+        .map_or(node.addr().port(), |p| p.port);
+    match config.discovery {
+        Discovery::None => {}
+        Discovery::Static => node.discover(Box::new(Static::new(config.peers.clone()))),
+        Discovery::Dns => {
+            if let Some(q) = &config.dns_query {
+                node.discover(Box::new(Dns::new(q.clone(), port)));
+            }
+        }
+        Discovery::Mdns => {
+            node.discover(Box::new(Mdns::new(node.name(), &config.cluster_name, port)))
+        }
+        Discovery::Kubernetes => {
+            #[cfg(feature = "kubernetes")]
+            node.discover(Box::new(discovery::Kubernetes::pods(
+                config.kubernetes_selector.clone(),
+                port,
+            )));
+            #[cfg(not(feature = "kubernetes"))]
+            return Err(discovery::DiscoveryError::BadConfig {
+                strategy: "kubernetes",
+                why: "foundation was built without its `kubernetes` feature".to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "Ctrl-C",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "Ctrl-C"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}

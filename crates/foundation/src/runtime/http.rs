@@ -1,0 +1,204 @@
+//! The runtime's HTTP endpoint (axum): health probes, Prometheus metrics, the cluster as
+//! JSON and the dashboard.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock, Weak};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use super::config::{Config, Profile};
+use super::{Foundation, Inner};
+
+/// The dashboard: one page, no dependencies, reading `/cluster`.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// The process's Prometheus recorder: installed by the first runtime that serves HTTP
+/// (before its parts are made, so their metrics register with it). `None` if the
+/// application installed a recorder of its own first.
+static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+pub(crate) fn install_recorder() -> Option<&'static PrometheusHandle> {
+    PROMETHEUS
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+                    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => Some(handle),
+                Err(_) => {
+                    tracing::warn!("foundation: a metrics recorder is installed already: /metrics shows only the runtime's own gauges");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Binds the endpoint's address; in development, any free port when the default one is
+/// taken (several nodes on one laptop).
+pub(crate) async fn bind(addr: SocketAddr, config: &Config) -> std::io::Result<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::AddrInUse
+                && config.profile == Profile::Development
+                && config.http_listen_defaulted =>
+        {
+            let any = SocketAddr::new(addr.ip(), 0);
+            tracing::info!(taken = %addr, "foundation: the HTTP port is taken (another node on this machine?): using any free port");
+            TcpListener::bind(any).await
+        }
+        other => other,
+    }
+}
+
+type Shared = Weak<Inner>;
+
+/// Serves until `stop` fires or the runtime is gone.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    inner: Shared,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let token = inner
+        .upgrade()
+        .and_then(|i| i.config.http_token.clone())
+        .map(Arc::<str>::from);
+    let guarded = Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/cluster", get(cluster))
+        .route("/cluster/node", get(node))
+        .route("/dashboard", get(dashboard))
+        .route("/", get(dashboard))
+        .route_layer(middleware::from_fn_with_state(token, authorize));
+    let app = Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .merge(guarded)
+        .with_state(inner);
+    let shutdown = async {
+        let _ = stop.await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::warn!(error = %e, "foundation: the HTTP endpoint stopped");
+    }
+}
+
+async fn authorize(
+    State(token): State<Option<Arc<str>>>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = token else {
+        return next.run(request).await;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        next.run(request).await
+    } else {
+        let mut r = (StatusCode::UNAUTHORIZED, "a bearer token is required\n").into_response();
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The runtime, while it runs.
+fn runtime(inner: &Shared) -> Option<Foundation> {
+    inner.upgrade().map(|inner| Foundation { inner })
+}
+
+fn stopped() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "stopped\n").into_response()
+}
+
+async fn live() -> &'static str {
+    "ok\n"
+}
+
+async fn ready(State(inner): State<Shared>) -> Response {
+    match runtime(&inner) {
+        Some(f) if f.is_ready() => (StatusCode::OK, "ready\n").into_response(),
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response(),
+        None => stopped(),
+    }
+}
+
+/// Runs `f` in the context a `traceparent` header names (a trace entering through HTTP
+/// continues through the node's calls), and answers with the context's own `traceparent`.
+async fn traced<F: std::future::Future<Output = Response>>(headers: &HeaderMap, f: F) -> Response {
+    let ctx = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| foundation_actors::Context::from_traceparent(v).ok())
+        .unwrap_or_default();
+    let out = ctx.traceparent();
+    let mut response = ctx.scope(f).await;
+    if let Ok(v) = HeaderValue::from_str(&out) {
+        response.headers_mut().insert("traceparent", v);
+    }
+    response
+}
+
+async fn cluster(State(inner): State<Shared>, headers: HeaderMap) -> Response {
+    let Some(f) = runtime(&inner) else {
+        return stopped();
+    };
+    traced(&headers, async move {
+        axum::Json(f.cluster_info().await).into_response()
+    })
+    .await
+}
+
+async fn node(State(inner): State<Shared>) -> Response {
+    match runtime(&inner) {
+        Some(f) => axum::Json(f.node_info()).into_response(),
+        None => stopped(),
+    }
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(DASHBOARD)
+}
+
+async fn metrics_page(State(inner): State<Shared>) -> Response {
+    let Some(f) = runtime(&inner) else {
+        return stopped();
+    };
+    f.inner.record_gauges();
+    let body = PROMETHEUS
+        .get()
+        .and_then(Option::as_ref)
+        .map(PrometheusHandle::render)
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

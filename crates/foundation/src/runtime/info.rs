@@ -1,0 +1,212 @@
+//! What `cluster_info` reports: each node's own view ([`NodeInfo`]), gathered from every
+//! member over the node's own remote calls, and a history of rates for the dashboard.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use foundation_actors::{Actor, ActorError, Addr, RemoteMessage, ReplyPort};
+use serde::{Deserialize, Serialize};
+
+/// The cluster as one node sees it: every member, with its own report when it answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// The node that gathered it.
+    pub node: String,
+    /// The cluster's name.
+    pub cluster_name: String,
+    /// Every node known: this one first, then the members in name order.
+    pub nodes: Vec<NodeEntry>,
+}
+
+impl ClusterInfo {
+    /// The nodes whose status is `up`.
+    pub fn up(&self) -> impl Iterator<Item = &NodeEntry> {
+        self.nodes.iter().filter(|n| n.status == "up")
+    }
+}
+
+/// One node of [`ClusterInfo`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeEntry {
+    /// Its name.
+    pub name: String,
+    /// Its address, as peers dial it.
+    pub addr: String,
+    /// `up`, `leaving`, or `down (<reason>)`.
+    pub status: String,
+    /// Its own report, if it answered (a down node does not).
+    pub info: Option<NodeInfo>,
+    /// Why its report is missing, if it is.
+    pub error: Option<String>,
+}
+
+/// A node's report of itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Its name.
+    pub name: String,
+    /// Its incarnation (a restarted node has a new one).
+    pub incarnation: u64,
+    /// The profile in force (`development`, `production`).
+    pub profile: String,
+    /// Why that profile.
+    pub profile_reason: String,
+    /// Its discovery strategy (`kubernetes`, `dns`, `static`, `mdns`, `none`).
+    pub discovery: String,
+    /// Why that strategy.
+    pub discovery_reason: String,
+    /// Its HTTP endpoint, if it serves one.
+    pub http: Option<String>,
+    /// Milliseconds since it started.
+    pub uptime_ms: u64,
+    /// The members it sees (itself excluded): name and status.
+    pub members: Vec<(String, String)>,
+    /// Its distributed supervisors and their children.
+    pub supervisors: Vec<SupervisorInfo>,
+    /// Its cluster-wide registries and the names in them.
+    pub registries: Vec<RegistryInfo>,
+    /// Topics and patterns subscribed to on it, with their local subscriber counts.
+    pub topics: Vec<(String, usize)>,
+    /// Its caches.
+    pub caches: Vec<CacheInfo>,
+    /// Its counters now.
+    pub totals: Sample,
+    /// Its counters every [`SAMPLE_EVERY`] over the last [`HISTORY`], oldest first.
+    pub history: Vec<Sample>,
+}
+
+/// A distributed supervisor, as a node reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SupervisorInfo {
+    /// Its name.
+    pub name: String,
+    /// Its children.
+    pub children: Vec<ChildView>,
+}
+
+/// A child of a distributed supervisor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChildView {
+    /// Its id.
+    pub id: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its status (`Running`, `Starting`, `Pending(..)`).
+    pub status: String,
+    /// The nodes its live instances run on.
+    pub nodes: Vec<String>,
+    /// Restarts of its instances, all nodes together.
+    pub restarts: u64,
+}
+
+/// A cluster-wide registry, as a node reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegistryInfo {
+    /// Its scope.
+    pub scope: String,
+    /// Its names (as `Debug` prints the key) and the node of each.
+    pub names: Vec<(String, String)>,
+}
+
+/// A cache, as a node reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheInfo {
+    /// Its name.
+    pub name: String,
+    /// Reads that hit.
+    pub hits: u64,
+    /// Reads that missed.
+    pub misses: u64,
+    /// Entries written.
+    pub writes: u64,
+    /// Entries evicted to keep its bound.
+    pub evictions: u64,
+}
+
+/// A node's counters at one moment (totals since it started).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Sample {
+    /// Milliseconds since the node started.
+    pub at_ms: u64,
+    /// Children restarted by the process's supervisors.
+    pub restarts: u64,
+    /// Pubsub messages handed to local subscribers.
+    pub delivered: u64,
+    /// Pubsub messages lost to slow subscribers.
+    pub dropped: u64,
+    /// Pubsub broadcasts sent to and received from peers.
+    pub remote: u64,
+    /// Cache reads that hit, all caches together.
+    pub cache_hits: u64,
+    /// Cache reads that missed.
+    pub cache_misses: u64,
+    /// Members that are up (this node included).
+    pub members_up: u64,
+}
+
+/// How often the runtime samples its counters.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
+
+/// How much history a node keeps (the dashboard's charts).
+pub const HISTORY: Duration = Duration::from_secs(300);
+
+/// The samples kept: the last [`HISTORY`].
+#[derive(Debug, Default)]
+pub(crate) struct History {
+    samples: VecDeque<Sample>,
+}
+
+impl History {
+    pub(crate) fn push(&mut self, s: Sample) {
+        let keep = (HISTORY.as_millis() / SAMPLE_EVERY.as_millis()) as usize;
+        if self.samples.len() >= keep {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(s);
+    }
+
+    pub(crate) fn to_vec(&self) -> Vec<Sample> {
+        self.samples.iter().copied().collect()
+    }
+}
+
+/// The name the runtime's info process is exported under on every node.
+pub(crate) const INFO_EXPORT: &str = "foundation.runtime.info";
+
+/// The info process's messages: a peer asks for this node's report.
+#[derive(RemoteMessage)]
+#[remote(name = "foundation.runtime.Info")]
+pub(crate) enum InfoMsg {
+    /// This node's report, as JSON (kept out of the wire's schema, so a report can grow
+    /// without breaking older peers).
+    #[remote(tag = 1)]
+    Report(ReplyPort<String>),
+}
+
+/// Answers [`InfoMsg`] from the runtime's state.
+pub(crate) struct InfoServer(
+    pub(crate) std::sync::Arc<std::sync::OnceLock<std::sync::Weak<super::Inner>>>,
+);
+
+impl Actor for InfoServer {
+    type Msg = InfoMsg;
+    type State = ();
+    type Args = ();
+
+    async fn init(&self, _: &Addr<InfoMsg>, (): ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+
+    async fn handle(&self, _: &Addr<InfoMsg>, msg: InfoMsg, (): &mut ()) -> Result<(), ActorError> {
+        match msg {
+            InfoMsg::Report(reply) => {
+                let json = match self.0.get().and_then(std::sync::Weak::upgrade) {
+                    Some(inner) => serde_json::to_string(&inner.node_info()).unwrap_or_default(),
+                    None => String::new(),
+                };
+                let _ = reply.send(json);
+            }
+        }
+        Ok(())
+    }
+}

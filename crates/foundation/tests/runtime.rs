@@ -1,0 +1,349 @@
+//! The runtime from outside: started as an application starts it, read over its HTTP
+//! endpoint with a real client, two nodes over real sockets.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests unwrap: a failure is the point
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use foundation::prelude::*;
+use foundation::runtime::{ConfigError, PartError, StartError};
+
+/// An HTTP GET, blocking (on a blocking thread): status, `traceparent` header, body.
+async fn get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Option<String>, String) {
+    let url = format!("http://{addr}{path}");
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .into();
+        let mut req = agent.get(&url);
+        for (k, v) in &headers {
+            req = req.header(k, v);
+        }
+        let mut resp = req.call().expect("the endpoint answers");
+        let status = resp.status().as_u16();
+        let trace = resp
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, trace, body)
+    })
+    .await
+    .unwrap()
+}
+
+fn single() -> foundation::runtime::Builder {
+    Foundation::builder()
+        .no_config_file()
+        .env([("RUNTIME_TEST", "1")])
+        .handle_signals(false)
+        .cookie("runtime-test")
+        .cluster(Discovery::None)
+        .listen("127.0.0.1:0".parse().unwrap())
+        .http_listen("127.0.0.1:0".parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_serves_health_metrics_cluster_and_the_dashboard_and_stops_in_order() {
+    let app = single()
+        .node_name("solo")
+        .set("http.token", "t0ken")
+        .start()
+        .await
+        .unwrap();
+    let http = app.http_addr().unwrap();
+    assert!(app.is_ready());
+
+    // Probes need no token.
+    assert_eq!(get(http, "/health/live", &[]).await.0, 200);
+    assert_eq!(get(http, "/health/ready", &[]).await.0, 200);
+
+    // Everything else does.
+    for path in ["/metrics", "/cluster", "/dashboard"] {
+        assert_eq!(get(http, path, &[]).await.0, 401, "{path} without a token");
+        let wrong = [("Authorization", "Bearer nope")];
+        assert_eq!(
+            get(http, path, &wrong).await.0,
+            401,
+            "{path} with a wrong token"
+        );
+    }
+    let auth = ("Authorization", "Bearer t0ken");
+
+    // Parts made through the runtime show in the report and in the metrics.
+    let cache = app.cache::<String, u64>("sessions").unwrap();
+    cache.put("a".to_owned(), 1, Ttl::Default).await.unwrap();
+    assert_eq!(cache.get(&"a".to_owned()).await.unwrap(), Some(1));
+    assert_eq!(cache.get(&"b".to_owned()).await.unwrap(), None);
+    assert!(matches!(
+        app.cache::<String, String>("sessions"),
+        Err(PartError::CacheTypes(name)) if name == "sessions"
+    ));
+    let topic: Topic<String> = Topic::new("news").unwrap();
+    let _sub = app.pubsub().subscribe_stream(&topic).unwrap();
+
+    let (status, _, metrics) = get(http, "/metrics", &[auth]).await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("foundation_members_up{node=\"solo\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("foundation_cache_hit_ratio{node=\"solo\",cache=\"sessions\"} 0.5"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("foundation_restarts_total"), "{metrics}");
+
+    // The cluster as JSON, and a trace that comes in through HTTP goes back out.
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (status, trace, body) = get(http, "/cluster", &[auth, ("traceparent", incoming)]).await;
+    assert_eq!(status, 200);
+    let trace = trace.expect("a traceparent comes back");
+    assert!(
+        trace.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+            && !trace.contains("00f067aa0ba902b7"),
+        "the trace continues with a span of its own: {trace}"
+    );
+    let info: ClusterInfo = serde_json::from_str(&body).unwrap();
+    assert_eq!(info.nodes.len(), 1);
+    let me = info.nodes[0].info.as_ref().unwrap();
+    assert_eq!(me.name, "solo");
+    assert_eq!(me.discovery, "none");
+    assert_eq!(me.topics, vec![("news".to_owned(), 1)]);
+    assert_eq!(me.caches[0].name, "sessions");
+    assert_eq!((me.caches[0].hits, me.caches[0].misses), (1, 1));
+
+    let (status, _, page) = get(http, "/dashboard", &[auth]).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("nodes-up"), "{page}");
+
+    // Shutdown: stopped resolves, the endpoint goes away, parts refuse.
+    app.shutdown().await;
+    tokio::time::timeout(Duration::from_secs(10), app.stopped())
+        .await
+        .expect("stopped after shutdown");
+    assert!(!app.is_ready());
+    assert!(app.node().is_shut_down());
+    assert!(matches!(
+        app.registry::<String, TallyMsg>("late").await,
+        Err(PartError::ShutDown)
+    ));
+    let refused = tokio::task::spawn_blocking(move || {
+        std::net::TcpStream::connect_timeout(&http, Duration::from_secs(2)).is_err()
+    });
+    // The listener closes once its last connection ends; give it a moment.
+    let mut closed = refused.await.unwrap();
+    for _ in 0..50 {
+        if closed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        closed = tokio::task::spawn_blocking(move || {
+            std::net::TcpStream::connect_timeout(&http, Duration::from_secs(2)).is_err()
+        })
+        .await
+        .unwrap();
+    }
+    assert!(closed, "the HTTP endpoint still accepts after shutdown");
+    // A second shutdown returns at once.
+    tokio::time::timeout(Duration::from_secs(5), app.shutdown())
+        .await
+        .unwrap();
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(crate = "foundation::serde")]
+struct Tally {
+    n: u64,
+}
+
+#[actor(remote = "runtime-test.Tally", handoff)]
+impl Tally {
+    #[cast(tag = 1)]
+    fn add(&mut self, k: u64) {
+        self.n += k;
+    }
+    #[call(tag = 2)]
+    fn total(&self) -> u64 {
+        self.n
+    }
+}
+
+/// The singleton's total, asked until it answers (20 s at most).
+async fn total_of(sup: &DistributedSupervisor<TallyMsg>) -> Option<u64> {
+    for _ in 0..200 {
+        if let Ok(t) = sup
+            .call("hits", TallyMsg::Total, Duration::from_secs(2))
+            .await
+        {
+            return Some(t);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_see_each_other_and_a_graceful_shutdown_hands_the_singleton_off() {
+    let a = single()
+        .node_name("a")
+        .cluster_name("rt-two")
+        .start()
+        .await
+        .unwrap();
+    let b = single()
+        .node_name("b")
+        .cluster_name("rt-two")
+        .cluster(Discovery::Static)
+        .peers([a.node().advertised()])
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(b.config().discovery, Discovery::Static);
+    a.node()
+        .wait_for("b", Duration::from_secs(20))
+        .await
+        .unwrap();
+    b.node()
+        .wait_for("a", Duration::from_secs(20))
+        .await
+        .unwrap();
+
+    let spec = || {
+        DistributedSpec::new("tallies")
+            .handoff_kind("tally", |(): ()| (Tally::handoff_actor(), Tally::default()))
+    };
+    let sup_a = a.supervisor(spec()).await.unwrap();
+    let sup_b = b.supervisor(spec()).await.unwrap();
+    sup_a
+        .start_child(
+            "tally",
+            &(),
+            ChildPlacement::new("hits", Placement::Singleton),
+        )
+        .await
+        .unwrap();
+    sup_a.cast("hits", TallyMsg::Add(5)).unwrap();
+    // b learns the name as the registry replicates it.
+    assert_eq!(total_of(&sup_b).await, Some(5));
+
+    // Each node's report, gathered from the other over the network.
+    let info = b.cluster_info().await;
+    assert_eq!(info.cluster_name, "rt-two");
+    let names: Vec<&str> = info.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["b", "a"]);
+    assert_eq!(info.up().count(), 2);
+    let from_a = info.nodes[1].info.as_ref().expect("a answered");
+    assert_eq!(from_a.supervisors[0].name, "tallies");
+    assert_eq!(from_a.supervisors[0].children[0].id, "hits");
+    assert_eq!(from_a.members, vec![("b".to_owned(), "up".to_owned())]);
+
+    // The node running the singleton leaves: it is handed off with its state.
+    let owner = sup_a.whereis("hits").unwrap().node().to_owned();
+    let (leaving, staying, sup_staying) = if owner == "a" {
+        (&a, &b, &sup_b)
+    } else {
+        (&b, &a, &sup_a)
+    };
+    leaving.shutdown().await;
+    assert_eq!(
+        total_of(sup_staying).await,
+        Some(5),
+        "the singleton came back with its state"
+    );
+    // The node that left goes from the view, or is listed as not up, once its leave
+    // reaches the other.
+    let mut info = staying.cluster_info().await;
+    for _ in 0..100 {
+        if info.up().count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        info = staying.cluster_info().await;
+    }
+    assert_eq!(info.up().count(), 1, "{info:?}");
+    assert!(info.up().all(|n| n.name != owner), "{info:?}");
+    staying.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_configuration_stops_the_start_with_a_message_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("foundation.toml");
+
+    std::fs::write(&file, "clustr = \"static\"\n").unwrap();
+    let err = single().config_file(&file).start().await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(&err, StartError::Config(ConfigError::UnknownKey { .. })),
+        "{text}"
+    );
+    assert!(text.contains("did you mean `cluster`?"), "{text}");
+    assert!(text.contains("foundation.toml"), "{text}");
+
+    std::fs::write(&file, "[http]\nlisten = \"localhost:80\"\n").unwrap();
+    let err = Foundation::builder()
+        .config_file(&file)
+        .env([("FOUNDATION_NODE_NAME", "x")])
+        .start()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`http.listen`") && err.contains("localhost:80"),
+        "{err}"
+    );
+
+    let err = single()
+        .config_file(dir.path().join("missing.toml"))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StartError::Config(ConfigError::File { .. })),
+        "{err}"
+    );
+
+    let err = Foundation::builder()
+        .no_config_file()
+        .env([
+            ("FOUNDATION_PROFILE", "production"),
+            ("FOUNDATION_PEERS", "127.0.0.1:1"),
+        ])
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("FOUNDATION_COOKIE"), "{err}");
+
+    let err = single()
+        .env([("FOUNDATION_SILENCE_MS", "soon")])
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("in the environment variable FOUNDATION_SILENCE_MS: `soon`"),
+        "{err}"
+    );
+
+    // A taken HTTP port set on purpose is an error, not a silent move.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = single()
+        .http_listen(taken.local_addr().unwrap())
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StartError::Http { .. }), "{err}");
+}
