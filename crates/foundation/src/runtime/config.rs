@@ -764,6 +764,11 @@ impl Config {
             .cluster(&self.cluster_name)
             .listen(self.listen)
             .silence(self.silence);
+        // Broadcasts on a channel of their own: a flood never delays calls or heartbeats.
+        node = node.channel(
+            foundation_pubsub::CHANNEL,
+            foundation_pubsub::channel_config(),
+        );
         if self.listen.ip().is_unspecified() {
             if let Some(ip) = host_ip() {
                 node = node.advertise_ip(ip);
