@@ -347,3 +347,81 @@ async fn bad_configuration_stops_the_start_with_a_message_naming_the_key() {
         .unwrap_err();
     assert!(matches!(err, StartError::Http { .. }), "{err}");
 }
+
+/// Set in the copy of this test binary that runs inside a network namespace of its own.
+const IN_NAMESPACE: &str = "RUNTIME_TEST_IN_NETNS";
+
+/// Zero configuration: two runtimes started with nothing set are development nodes that
+/// find each other by mDNS (real `mdns-sd` daemons, on the standard port). It runs inside
+/// a network namespace of its own (`unshare --net`, loopback up), so no packet reaches
+/// the machine's real network; it needs root, as CI has, and fails without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nothing_configured_two_nodes_find_each_other_by_mdns() {
+    let name = "with_nothing_configured_two_nodes_find_each_other_by_mdns";
+    if std::env::var_os(IN_NAMESPACE).is_none() {
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("unshare")
+            .args([
+                "--net",
+                "--",
+                "sh",
+                "-c",
+                r#"ip link set lo up && exec "$@""#,
+                "sh",
+            ])
+            .arg(exe)
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(IN_NAMESPACE, "1")
+            .output()
+            .expect("this test needs `unshare` (util-linux) and root: run it as root");
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("--- {name} in its own network namespace:\n{output}---");
+        assert!(
+            out.status.success(),
+            "{name} failed in its namespace (it needs root to make one)"
+        );
+        assert!(
+            output.contains("1 passed"),
+            "{name} did not run in its namespace"
+        );
+        return;
+    }
+    let start = |node: &'static str| {
+        Foundation::builder()
+            .no_config_file()
+            .env([("HOSTNAME", "laptop")])
+            .handle_signals(false)
+            .node_name(node)
+            .no_http()
+            .start()
+    };
+    let a = start("zero-a").await.unwrap();
+    let b = start("zero-b").await.unwrap();
+    for app in [&a, &b] {
+        assert_eq!(app.config().profile, Profile::Development);
+        assert_eq!(app.config().discovery, Discovery::Mdns);
+    }
+    a.node()
+        .wait_for("zero-b", Duration::from_secs(30))
+        .await
+        .unwrap();
+    b.node()
+        .wait_for("zero-a", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let info = a.cluster_info().await;
+    assert_eq!(info.up().count(), 2, "{info:?}");
+    assert!(
+        info.nodes[1]
+            .info
+            .as_ref()
+            .is_some_and(|i| i.discovery_reason.contains("mDNS")),
+        "{info:?}"
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}
