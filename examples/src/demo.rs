@@ -164,15 +164,15 @@ async fn node(name: String, seed: Option<String>) -> anyhow::Result<()> {
     };
     let app = builder.start().await?;
     let lobby = Topic::<ChatLine>::new(LOBBY)?;
-    let work = ClusterEcosystem::start(
-        app.node(),
-        WorkSpec::new("demo-jobs")
-            .job("square", |n: u64| n * n)
-            .reduce("sum", |a: u64, b: u64| a + b)
-            .workers(2)
-            .chunk(5_000),
-    )
-    .await?;
+    let work = app
+        .work(
+            WorkSpec::new("demo-jobs")
+                .job("square", |n: u64| n * n)
+                .reduce("sum", |a: u64, b: u64| a + b)
+                .workers(2)
+                .chunk(5_000),
+        )
+        .await?;
     let ledgers = app
         .supervisor(
             DistributedSpec::new("ledgers").handoff_kind("ledger", |(): ()| {
@@ -180,11 +180,7 @@ async fn node(name: String, seed: Option<String>) -> anyhow::Result<()> {
             }),
         )
         .await?;
-    let cache = Replicated::start(
-        app.node(),
-        foundation::cache::ReplicatedOptions::new("demo-cache"),
-    )
-    .await?;
+    let cache = app.replicated_cache("demo-cache").await?;
     let parts = Parts {
         app,
         lobby,
@@ -215,9 +211,8 @@ async fn node(name: String, seed: Option<String>) -> anyhow::Result<()> {
             () = parts.app.stopped() => break,
         }
     }
-    // The work ecosystem first (its jobs go to the nodes left), then the runtime: the
-    // ledger hands off, the node leaves the cluster.
-    parts.work.shutdown().await;
+    // In reverse order: the work ecosystem (its jobs go to the nodes left), the ledger
+    // (handed off), then the node leaves the cluster.
     parts.app.shutdown().await;
     Ok(())
 }

@@ -116,6 +116,9 @@ pub enum PartError {
     /// The distributed supervisor did not start.
     #[error(transparent)]
     Supervisor(#[from] foundation_registry::distributed::StartError),
+    /// The work ecosystem did not start.
+    #[error(transparent)]
+    Work(#[from] foundation_registry::work::StartError),
     /// The runtime is shut down.
     #[error("the runtime is shut down")]
     ShutDown,
@@ -404,16 +407,45 @@ impl<K: foundation_registry::cluster::Key, M: RemoteMessage> Part for RegistryPa
     }
 }
 
-struct CachePart<K, V> {
-    name: String,
-    cache: Local<K, V>,
+struct WorkPart(foundation_registry::work::ClusterEcosystem);
+
+impl Part for WorkPart {
+    fn report(&self, info: &mut NodeInfo) {
+        let stats = self.0.stats();
+        info.work.push(info::WorkInfo {
+            name: self.0.name().to_owned(),
+            nodes: stats
+                .nodes
+                .iter()
+                .map(|n| info::WorkNode {
+                    node: n.node.clone(),
+                    workers: n.workers,
+                    queued: n.load,
+                })
+                .collect(),
+            outstanding: stats.outstanding,
+            ran_here: stats.ran_here,
+        });
+    }
+
+    fn stop(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.0.shutdown())
+    }
 }
 
-impl<K: foundation_cache::CacheKey, V: foundation_cache::CacheValue> Part for CachePart<K, V> {
+/// A cache the runtime reports: its name, kind and counters.
+struct CachePart {
+    name: String,
+    kind: &'static str,
+    stats: Box<dyn Fn() -> foundation_cache::Stats + Send + Sync>,
+}
+
+impl Part for CachePart {
     fn report(&self, info: &mut NodeInfo) {
-        let s = self.cache.stats();
+        let s = (self.stats)();
         info.caches.push(info::CacheInfo {
             name: self.name.clone(),
+            kind: self.kind.to_owned(),
             hits: s.hits,
             misses: s.misses,
             writes: s.writes,
@@ -666,9 +698,45 @@ impl Foundation {
                 error: e.to_string(),
             })?;
         caches.insert(name.to_owned(), Arc::new(cache.clone()));
+        let counted = cache.clone();
         lock(&self.inner.parts).push(Arc::new(CachePart {
             name: name.to_owned(),
-            cache: cache.clone(),
+            kind: "local",
+            stats: Box::new(move || counted.stats()),
+        }));
+        Ok(cache)
+    }
+
+    /// Starts the replicated cache `name` on the node (every node holds every entry; start
+    /// it under the same name and types on every node): a write on one node is read on
+    /// the others, as Nebulex's replicated adapter. Its local copy is bounded by
+    /// `cache.max_entries`. It shows in `cluster_info` and `/metrics`.
+    ///
+    /// # Errors
+    ///
+    /// [`PartError::Cache`] if it cannot start (the name is taken here).
+    pub async fn replicated_cache<K, V>(
+        &self,
+        name: &str,
+    ) -> Result<foundation_cache::Replicated<K, V>, PartError>
+    where
+        K: foundation_cache::CacheKey + serde::Serialize + serde::de::DeserializeOwned,
+        V: foundation_cache::CacheValue + serde::Serialize + serde::de::DeserializeOwned,
+    {
+        self.check_running()?;
+        let options = foundation_cache::ReplicatedOptions::new(name)
+            .local(Local::builder().max_entries(self.inner.config.cache_max_entries));
+        let cache = foundation_cache::Replicated::start(&self.inner.node, options)
+            .await
+            .map_err(|e| PartError::Cache {
+                name: name.to_owned(),
+                error: e.to_string(),
+            })?;
+        let counted = cache.clone();
+        lock(&self.inner.parts).push(Arc::new(CachePart {
+            name: name.to_owned(),
+            kind: "replicated",
+            stats: Box::new(move || counted.stats()),
         }));
         Ok(cache)
     }
@@ -716,6 +784,26 @@ impl Foundation {
             registry,
         }));
         Ok(sup)
+    }
+
+    /// Starts this node's part of the cluster-wide work ecosystem `spec` describes (start it
+    /// with the same spec on every node): workers and a bounded queue here, jobs and
+    /// map-reduce spread over the nodes. Its queues show in `cluster_info` and in
+    /// `/metrics` (`foundation_work_queued`); it stops at shutdown, before the node leaves
+    /// (its jobs in flight go to the nodes left).
+    ///
+    /// # Errors
+    ///
+    /// [`PartError::Work`] if it cannot start (the name is taken here).
+    pub async fn work(
+        &self,
+        spec: foundation_registry::work::WorkSpec,
+    ) -> Result<foundation_registry::work::ClusterEcosystem, PartError> {
+        self.check_running()?;
+        let eco =
+            foundation_registry::work::ClusterEcosystem::start(&self.inner.node, spec).await?;
+        lock(&self.inner.parts).push(Arc::new(WorkPart(eco.clone())));
+        Ok(eco)
     }
 
     fn check_running(&self) -> Result<(), PartError> {
@@ -845,6 +933,12 @@ impl Inner {
             metrics::gauge!("foundation_supervisor_children", "node" => node.clone(), "supervisor" => s.name.clone())
                 .set(here as f64);
         }
+        for w in &info.work {
+            for n in &w.nodes {
+                metrics::gauge!("foundation_work_queued", "node" => node.clone(), "ecosystem" => w.name.clone(), "at" => n.node.clone())
+                    .set(f64::from(n.queued));
+            }
+        }
         for c in &info.caches {
             let reads = c.hits + c.misses;
             if reads > 0 {
@@ -872,6 +966,7 @@ impl Inner {
             registries: Vec::new(),
             topics: Vec::new(),
             caches: Vec::new(),
+            work: Vec::new(),
             totals: Sample::default(),
             history: Vec::new(),
         }

@@ -239,6 +239,41 @@ async fn two_nodes_see_each_other_and_a_graceful_shutdown_hands_the_singleton_of
     // b learns the name as the registry replicates it.
     assert_eq!(total_of(&sup_b).await, Some(5));
 
+    // A replicated cache and a work ecosystem, made through the runtime on both nodes.
+    let cache_a = a
+        .replicated_cache::<String, String>("shared")
+        .await
+        .unwrap();
+    let cache_b = b
+        .replicated_cache::<String, String>("shared")
+        .await
+        .unwrap();
+    cache_a
+        .put("k".into(), "v".into(), Ttl::Default)
+        .await
+        .unwrap();
+    let mut seen = None;
+    for _ in 0..200 {
+        seen = cache_b.get(&"k".to_owned()).await.unwrap();
+        if seen.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.as_deref(), Some("v"), "a write on a is read on b");
+    let spec = || {
+        foundation::registry::work::WorkSpec::new("squares")
+            .job("square", |n: u64| n * n)
+            .reduce("sum", |x: u64, y: u64| x + y)
+    };
+    let work_a = a.work(spec()).await.unwrap();
+    let _work_b = b.work(spec()).await.unwrap();
+    let sum: Option<u64> = work_a
+        .map_reduce("square", 1..=1000_u64, "sum")
+        .await
+        .unwrap();
+    assert_eq!(sum, Some((1..=1000_u64).map(|n| n * n).sum()));
+
     // Each node's report, gathered from the other over the network.
     let info = b.cluster_info().await;
     assert_eq!(info.cluster_name, "rt-two");
@@ -249,6 +284,12 @@ async fn two_nodes_see_each_other_and_a_graceful_shutdown_hands_the_singleton_of
     assert_eq!(from_a.supervisors[0].name, "tallies");
     assert_eq!(from_a.supervisors[0].children[0].id, "hits");
     assert_eq!(from_a.members, vec![("b".to_owned(), "up".to_owned())]);
+    assert_eq!(from_a.caches[0].name, "shared");
+    assert_eq!(from_a.caches[0].kind, "replicated");
+    assert_eq!(from_a.work[0].name, "squares");
+    assert!(
+        from_a.work[0].ran_here > 0 || info.nodes[0].info.as_ref().unwrap().work[0].ran_here > 0
+    );
 
     // The node running the singleton leaves: it is handed off with its state.
     let owner = sup_a.whereis("hits").unwrap().node().to_owned();

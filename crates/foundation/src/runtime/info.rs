@@ -69,6 +69,9 @@ pub struct NodeInfo {
     pub topics: Vec<(String, usize)>,
     /// Its caches.
     pub caches: Vec<CacheInfo>,
+    /// Its cluster-wide work ecosystems, with each node's workers and queued jobs.
+    #[serde(default)]
+    pub work: Vec<WorkInfo>,
     /// Its counters now.
     pub totals: Sample,
     /// Its counters every [`SAMPLE_EVERY`] over the last [`HISTORY`], oldest first.
@@ -108,11 +111,39 @@ pub struct RegistryInfo {
     pub names: Vec<(String, String)>,
 }
 
+/// A cluster-wide work ecosystem, as a node reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkInfo {
+    /// Its name.
+    pub name: String,
+    /// Each node of its last table: workers, and jobs queued there or in its workers'
+    /// hands (the ecosystem's queue depth on that node).
+    pub nodes: Vec<WorkNode>,
+    /// Jobs this node submitted and has not seen done.
+    pub outstanding: usize,
+    /// Jobs this node's workers ran.
+    pub ran_here: u64,
+}
+
+/// One node of a [`WorkInfo`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkNode {
+    /// The node.
+    pub node: String,
+    /// Its workers.
+    pub workers: u32,
+    /// Jobs queued there or being run.
+    pub queued: u32,
+}
+
 /// A cache, as a node reports it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CacheInfo {
     /// Its name.
     pub name: String,
+    /// `local` or `replicated`.
+    #[serde(default)]
+    pub kind: String,
     /// Reads that hit.
     pub hits: u64,
     /// Reads that missed.
