@@ -5,7 +5,12 @@
 //!
 //! - `--nodes N`: start N nodes (3 to 16; 3 by default);
 //! - `--keep-running`: leave the nodes up at the end and print their dashboards' URLs
-//!   (Ctrl-C stops them gracefully).
+//!   and process ids, as `  n1: http://127.0.0.1:PORT/dashboard (pid 1234)` (Ctrl-C
+//!   stops them gracefully). The singleton step has killed one node by then: N - 1 are
+//!   left;
+//! - `--serve`: as `--keep-running`, but kills no node: the singleton step starts the
+//!   ledger and deposits without killing its node, the graceful stop is skipped, and all
+//!   N nodes are left up (a cluster to look at, or for a test to kill nodes of).
 //!
 //! The steps:
 //!
@@ -91,7 +96,7 @@ fn main() -> ExitCode {
     match Options::parse(&args) {
         Ok(options) => driver(&options),
         Err(e) => {
-            eprintln!("demo: {e}\nusage: demo [--nodes N] [--keep-running]");
+            eprintln!("demo: {e}\nusage: demo [--nodes N] [--keep-running | --serve]");
             ExitCode::from(2)
         }
     }
@@ -343,6 +348,8 @@ async fn command(p: &Parts, line: &str) -> anyhow::Result<String> {
 struct Options {
     nodes: usize,
     keep_running: bool,
+    /// Kill no node, and keep them all running.
+    serve: bool,
 }
 
 impl Options {
@@ -350,11 +357,13 @@ impl Options {
         let mut options = Self {
             nodes: 3,
             keep_running: false,
+            serve: false,
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--keep-running" => options.keep_running = true,
+                "--serve" => options.serve = true,
                 "--nodes" => {
                     let n = args.next().ok_or("--nodes needs a number")?;
                     options.nodes = n
@@ -365,6 +374,12 @@ impl Options {
                 }
                 other => return Err(format!("unknown argument `{other}`")),
             }
+        }
+        if options.keep_running && options.serve {
+            return Err(
+                "--serve keeps the nodes running already: give one of --keep-running and --serve"
+                    .to_owned(),
+            );
         }
         Ok(options)
     }
@@ -500,7 +515,7 @@ fn driver(options: &Options) -> ExitCode {
     print_summary(&rows, failed.as_ref().map(|(step, _)| *step), started);
     match failed {
         None => {
-            if options.keep_running {
+            if options.keep_running || options.serve {
                 keep_running(&mut nodes);
             } else {
                 // Stopped gracefully in the last step.
@@ -618,15 +633,17 @@ fn run_steps(
         ))
     })?;
 
+    if options.serve {
+        step(rows, "singleton (no kill: --serve)", || {
+            let (balance, at) = start_ledger(nodes)?;
+            Ok((format!("ledger on {at} with balance {balance}"), ()))
+        })?;
+        step(rows, "replicated cache", || cache_step(nodes, 0, 1))?;
+        return Ok(());
+    }
+
     let survivors = step(rows, "singleton failover", || {
-        nodes[0].ask("ledger-start")?;
-        let mut balance = String::new();
-        for amount in [10, 20, 12] {
-            balance = nodes[0].ask(&format!("deposit {amount}"))?;
-        }
-        let before = nodes[0].ask("balance")?;
-        let at = before.split_whitespace().nth(2).unwrap_or("?").to_owned();
-        println!("  ledger on {at}: balance {balance} after 3 deposits");
+        let (balance, at) = start_ledger(nodes)?;
         let victim = nodes
             .iter()
             .position(|p| p.name == at)
@@ -664,22 +681,7 @@ fn run_steps(
     })?;
 
     step(rows, "replicated cache", || {
-        let (a, b) = (survivors[0], survivors[1]);
-        nodes[a].ask("cache-put greeting hello-from-the-cluster")?;
-        let put_at = Instant::now();
-        let hit = nodes[b].ask_until("cache-get greeting", |a| a.starts_with("hit "))?;
-        let took = put_at.elapsed();
-        println!(
-            "  put on {}, {} on {} after {}",
-            nodes[a].name,
-            hit,
-            nodes[b].name,
-            ms(took)
-        );
-        Ok((
-            format!("put on {}, hit on {}", nodes[a].name, nodes[b].name),
-            (),
-        ))
+        cache_step(nodes, survivors[0], survivors[1])
     })?;
 
     if options.keep_running {
@@ -719,6 +721,39 @@ fn run_steps(
     Ok(())
 }
 
+/// Starts the ledger singleton from the first node and deposits three times: its balance
+/// and the node it runs on.
+fn start_ledger(nodes: &mut [NodeProc]) -> anyhow::Result<(String, String)> {
+    nodes[0].ask("ledger-start")?;
+    let mut balance = String::new();
+    for amount in [10, 20, 12] {
+        balance = nodes[0].ask(&format!("deposit {amount}"))?;
+    }
+    let before = nodes[0].ask("balance")?;
+    let at = before.split_whitespace().nth(2).unwrap_or("?").to_owned();
+    println!("  ledger on {at}: balance {balance} after 3 deposits");
+    Ok((balance, at))
+}
+
+/// A value put on node `a` of `nodes`, read back from node `b`.
+fn cache_step(nodes: &mut [NodeProc], a: usize, b: usize) -> anyhow::Result<(String, ())> {
+    nodes[a].ask("cache-put greeting hello-from-the-cluster")?;
+    let put_at = Instant::now();
+    let hit = nodes[b].ask_until("cache-get greeting", |a| a.starts_with("hit "))?;
+    let took = put_at.elapsed();
+    println!(
+        "  put on {}, {} on {} after {}",
+        nodes[a].name,
+        hit,
+        nodes[b].name,
+        ms(took)
+    );
+    Ok((
+        format!("put on {}, hit on {}", nodes[a].name, nodes[b].name),
+        (),
+    ))
+}
+
 fn signal_term(node: &NodeProc) -> anyhow::Result<()> {
     let status = Command::new("kill")
         .args(["-TERM", &node.child.id().to_string()])
@@ -731,7 +766,12 @@ fn keep_running(nodes: &mut [NodeProc]) {
     println!("The nodes keep running (Ctrl-C stops them gracefully). Dashboards:");
     for node in nodes.iter_mut().filter(|n| !n.http.is_empty()) {
         if matches!(node.child.try_wait(), Ok(None)) {
-            println!("  {}: http://{}/dashboard", node.name, node.http);
+            println!(
+                "  {}: http://{}/dashboard (pid {})",
+                node.name,
+                node.http,
+                node.child.id()
+            );
         }
     }
     let _ = std::io::stdout().flush();

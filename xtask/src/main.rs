@@ -4,11 +4,14 @@
 //! - `bench [--quick]`: the criterion and memory benches, summarised against their budgets.
 //! - `beam`: the BEAM's side of the bench table alone (`bench/beam/*.erl`).
 //! - `demo [args...]`: the runnable demo in `examples`.
+//! - `cluster status|tree|names [--url URL] [--token T]`: a running cluster, read from a
+//!   node's `/cluster` endpoint and printed for the terminal.
 //! - `fuzz [--seconds N] [--target NAME]... [--seeds]`: a bounded run of every fuzz target
 //!   in `fuzz/` (nightly and cargo-fuzz), or a rewrite of their seed corpus.
 
 mod beam;
 mod bench;
+mod cluster;
 mod demo;
 mod fuzz;
 mod test;
@@ -31,6 +34,12 @@ commands:
   beam             only the BEAM's figures (bench/beam/*.erl with erl; installs
                    erlang-base as root if missing), written to target/bench-beam.json
   demo [args...]   run the demo program in `examples`, passing args through
+  cluster status|tree|names [--url http://127.0.0.1:PORT] [--token T]
+                   a running cluster, from a node's /cluster endpoint (default URL
+                   http://127.0.0.1:4380; the token defaults to FOUNDATION_HTTP_TOKEN):
+                   status = each node's status, address, profile, discovery, uptime
+                   and members; tree = supervisors and children per node; names =
+                   registered names, topics and caches
   fuzz [--seconds N] [--target NAME]... [--seeds]
                    build the fuzz targets in `fuzz/` (cargo +nightly fuzz) and run each
                    for N seconds (default 15); the first crash fails, naming the target.
@@ -47,6 +56,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&rest),
         Some("beam") => beam::run(&rest),
         Some("demo") => demo::run(&rest),
+        Some("cluster") => cluster::run(&rest),
         Some("fuzz") => fuzz::run(&rest),
         None | Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
