@@ -200,6 +200,14 @@ mod pages {
     struct CachePage;
     #[doc = include_str!("../../../docs/configuration.md")]
     struct Configuration;
+    #[doc = include_str!("../../../docs/getting-started.md")]
+    struct GettingStarted;
+    #[doc = include_str!("../../../docs/production.md")]
+    struct Production;
+    #[doc = include_str!("../../../docs/observability.md")]
+    struct Observability;
+    #[doc = include_str!("../../../docs/troubleshooting.md")]
+    struct Troubleshooting;
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@
 //! let topic: Topic<String> = Topic::new("greetings")?;
 //! let mut inbox = app.pubsub().subscribe_stream(&topic)?;
 //! app.pubsub().broadcast(&topic, "hello".to_owned())?;
-//! assert_eq!(inbox.recv().await.as_deref(), Some("hello"));
+//! assert_eq!(inbox.recv().await.as_deref().map(String::as_str), Some("hello"));
 //!
 //! let info = app.cluster_info().await;
 //! assert_eq!(info.nodes.len(), 1);
