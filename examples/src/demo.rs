@@ -159,6 +159,9 @@ async fn node(name: String, seed: Option<String>) -> anyhow::Result<()> {
         .node_name(&name)
         .cluster_name(CLUSTER)
         .cookie(COOKIE)
+        // Every node a laptop's, whatever its discovery (static seeds alone would make
+        // the seeded nodes `production`).
+        .profile(Profile::Development)
         .listen("127.0.0.1:0".parse()?)
         .http_listen("127.0.0.1:0".parse()?)
         // A silent node is declared down after 1 s (3 s by default): a quick failover.

@@ -374,6 +374,19 @@ impl<M: RemoteMessage> Part for SupervisorPart<M> {
             name: self.sup.name().to_owned(),
             children,
         });
+        // Its children's names, in the registry of its own.
+        info.registries.push(info::RegistryInfo {
+            scope: format!("{}.children", self.sup.name()),
+            names: self
+                .registry
+                .names()
+                .into_iter()
+                .map(|(k, node)| match k.node {
+                    Some(on) => (format!("{}@{on}", k.id), node),
+                    None => (k.id, node),
+                })
+                .collect(),
+        });
     }
 
     fn stop(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
@@ -471,6 +484,9 @@ pub(crate) struct Inner {
     ready: AtomicBool,
     stopping: AtomicBool,
     membership_changes: std::sync::atomic::AtomicU64,
+    /// Members that went down or left, when and why: `cluster_info` lists them for
+    /// [`info::HISTORY`] after.
+    gone: Mutex<BTreeMap<String, (String, Instant, String)>>,
     stopped: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     http_stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
@@ -580,6 +596,7 @@ impl Foundation {
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             membership_changes: std::sync::atomic::AtomicU64::new(0),
+            gone: Mutex::new(BTreeMap::new()),
             stopped,
             tasks: Mutex::new(Vec::new()),
             http_stop: Mutex::new(None),
@@ -625,12 +642,24 @@ impl Foundation {
         let mut events = node.subscribe();
         let follow = tokio::spawn(async move {
             loop {
-                let changes = match events.recv().await {
+                let event = events.recv().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let changes = match event {
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => n,
+                    Ok(foundation_cluster::node::ClusterEvent::NodeDown { member, reason }) => {
+                        lock(&inner.gone).insert(
+                            member.id.clone(),
+                            (member.addr.clone(), Instant::now(), format!("{reason:?}")),
+                        );
+                        1
+                    }
+                    Ok(foundation_cluster::node::ClusterEvent::NodeUp(member)) => {
+                        lock(&inner.gone).remove(&member.id);
+                        1
+                    }
                     Ok(_) => 1,
                     Err(_) => break,
                 };
-                let Some(inner) = weak.upgrade() else { break };
                 inner
                     .membership_changes
                     .fetch_add(changes, Ordering::Relaxed);
@@ -1035,6 +1064,21 @@ impl Inner {
         });
         let mut nodes = vec![me];
         nodes.extend(futures::future::join_all(asks).await);
+        // Nodes gone in the last minutes, that the membership no longer lists.
+        let mut gone = lock(&self.gone);
+        gone.retain(|_, (_, since, _)| since.elapsed() < info::HISTORY);
+        for (name, (addr, since, why)) in gone.iter() {
+            if nodes.iter().all(|n| &n.name != name) {
+                nodes.push(NodeEntry {
+                    name: name.clone(),
+                    addr: addr.clone(),
+                    status: format!("down ({why})"),
+                    info: None,
+                    error: Some(format!("down for {} s", since.elapsed().as_secs())),
+                });
+            }
+        }
+        drop(gone);
         ClusterInfo {
             node: self.node.name().to_owned(),
             cluster_name: self.config.cluster_name.clone(),

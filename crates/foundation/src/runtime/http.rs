@@ -38,7 +38,7 @@ pub(crate) fn install_recorder() -> Option<&'static PrometheusHandle> {
             match metrics::set_global_recorder(recorder) {
                 Ok(()) => Some(handle),
                 Err(_) => {
-                    tracing::warn!("foundation: a metrics recorder is installed already: /metrics shows only the runtime's own gauges");
+                    tracing::warn!("foundation: the application installed a metrics recorder already: the metrics go there, and /metrics answers empty");
                     None
                 }
             }
@@ -79,12 +79,14 @@ pub(crate) async fn serve(
         .route("/metrics", get(metrics_page))
         .route("/cluster", get(cluster))
         .route("/cluster/node", get(node))
-        .route("/dashboard", get(dashboard))
-        .route("/", get(dashboard))
         .route_layer(middleware::from_fn_with_state(token, authorize));
+    // The probes, and the dashboard's page (it holds no data: its script reads `/cluster`
+    // with the token given in `?token=`), need no token.
     let app = Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+        .route("/dashboard", get(dashboard))
+        .route("/", get(dashboard))
         .merge(guarded)
         .with_state(inner);
     let shutdown = async {
