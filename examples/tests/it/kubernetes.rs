@@ -43,9 +43,9 @@ const RUNTIME_VARIABLES: &[&str] = &["FOUNDATION_HTTP_LISTEN", "FOUNDATION_HTTP_
 const LIVE_PATH: &str = "/health/live";
 const READY_PATH: &str = "/health/ready";
 
-/// `NodeConfig::leave_timeout`'s default: how long a leaving node may spend telling its
-/// peers. SIGTERM must come this long, and more, before the SIGKILL.
-const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The runtime's shutdown timeout by default: how long a node may spend handing off and
+/// leaving. SIGTERM must come this long, and more, before the SIGKILL.
+const SHUTDOWN_TIMEOUT: Duration = foundation::runtime::config::DEFAULT_SHUTDOWN_TIMEOUT;
 
 /// The name and IP a pod is given in [`Manifests::pod_env`].
 const POD_NAME: &str = "foundation-app-0";
@@ -656,9 +656,9 @@ fn the_grace_period_covers_a_graceful_leave() {
     // Kubernetes' default when not given.
     let grace = at(&w.doc, "spec.template.spec.terminationGracePeriodSeconds").map_or(30, as_u64);
     assert!(
-        Duration::from_secs(grace) > LEAVE_TIMEOUT,
+        Duration::from_secs(grace) > SHUTDOWN_TIMEOUT,
         "{w}: {grace} s from SIGTERM to SIGKILL leave no room for a graceful leave \
-         (up to {LEAVE_TIMEOUT:?}) and the application's own stop"
+         (up to {SHUTDOWN_TIMEOUT:?}) and the application's own stop"
     );
 }
 

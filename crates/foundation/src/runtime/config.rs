@@ -150,6 +150,9 @@ pub const KEYS: &[Key] = &[
     },
 ];
 
+/// How long a graceful shutdown may take by default (`shutdown.timeout_ms`).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// The variable that names the configuration file (else `foundation.toml` in the current
 /// directory, when there is one).
 pub const CONFIG_FILE_VARIABLE: &str = "FOUNDATION_CONFIG";
@@ -679,8 +682,8 @@ impl Layers {
         let http_token = text("http.token")?;
         let pubsub_name = text("pubsub.name")?.unwrap_or_else(|| "foundation".to_owned());
         let cache_max_entries = number("cache.max_entries", 1)?.unwrap_or(10_000);
-        let shutdown_timeout =
-            Duration::from_millis(number("shutdown.timeout_ms", 0)?.unwrap_or(15_000));
+        let shutdown_timeout = number("shutdown.timeout_ms", 0)?
+            .map_or(DEFAULT_SHUTDOWN_TIMEOUT, Duration::from_millis);
 
         // What the node itself checks (names, cookie), named by key.
         let mut node = foundation_cluster::node::NodeConfig::new(&node_name, &cookie)
