@@ -2,10 +2,12 @@
 //! file): `cargo test -p examples --test it [filter]`.
 //!
 //! - `sharded`: runs the `sharded` example program as a user would.
+//! - `examples_run`: runs `chat` as two real processes that talk, then stop by SIGTERM.
 //! - `kubernetes`: reads the manifests of `examples/kubernetes` and checks that they agree
 //!   with what the Kubernetes discovery strategy and the node's defaults expect.
 
 #![allow(clippy::unwrap_used, missing_docs)] // tests unwrap: a failure is the point
 
+mod examples_run;
 mod kubernetes;
 mod sharded;
