@@ -9,3 +9,16 @@ pub fn init_tracing() {
         )
         .init();
 }
+
+/// Logs to stderr (stdout is the program's own output), filtered by `RUST_LOG`, else by
+/// `default` (`"info"`, `"warn"`…).
+pub fn init_logs(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
