@@ -447,6 +447,38 @@ impl Part for WorkPart {
 }
 
 /// A cache the runtime reports: its name, kind and counters.
+struct ServicesPart<M: RemoteMessage, V: foundation_registry::cluster::Value>(
+    String,
+    foundation_registry::services::Services<M, V>,
+);
+
+impl<M: RemoteMessage, V: foundation_registry::cluster::Value> Part for ServicesPart<M, V> {
+    fn report(&self, info: &mut NodeInfo) {
+        let services = self
+            .1
+            .services()
+            .into_iter()
+            .map(|name| {
+                let instances = self
+                    .1
+                    .instances(&name)
+                    .iter()
+                    .map(|i| (i.node().to_owned(), i.capabilities().to_vec()))
+                    .collect();
+                info::ServiceInfo { name, instances }
+            })
+            .collect();
+        info.services.push(info::ServicesInfo {
+            scope: self.0.clone(),
+            services,
+        });
+    }
+
+    fn stop(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move { self.1.shutdown() })
+    }
+}
+
 struct CachePart {
     name: String,
     kind: &'static str,
@@ -787,6 +819,29 @@ impl Foundation {
         Ok(registry)
     }
 
+    /// Starts the service table of scope `scope` on the node (start it under the same scope
+    /// on every node): instances registered on any node, discovered and routed to from
+    /// every node. Its services and their instances show in `cluster_info`; it stops at
+    /// shutdown.
+    ///
+    /// # Errors
+    ///
+    /// [`PartError::Registry`] if it cannot start (the scope is taken here).
+    pub async fn services<M, V>(
+        &self,
+        scope: &str,
+    ) -> Result<foundation_registry::services::Services<M, V>, PartError>
+    where
+        M: RemoteMessage,
+        V: foundation_registry::cluster::Value,
+    {
+        self.check_running()?;
+        let services =
+            foundation_registry::services::Services::start(&self.inner.node, scope).await?;
+        lock(&self.inner.parts).push(Arc::new(ServicesPart(scope.to_owned(), services.clone())));
+        Ok(services)
+    }
+
     /// Starts this node's part of the distributed supervisor `spec` describes (start it with
     /// the same spec on every node), with a registry of its own for its children's names
     /// (scope: the supervisor's name). At shutdown its singletons are handed off first.
@@ -993,6 +1048,7 @@ impl Inner {
             members: Vec::new(),
             supervisors: Vec::new(),
             registries: Vec::new(),
+            services: Vec::new(),
             topics: Vec::new(),
             caches: Vec::new(),
             work: Vec::new(),

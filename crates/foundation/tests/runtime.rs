@@ -276,6 +276,18 @@ async fn two_nodes_see_each_other_and_a_graceful_shutdown_hands_the_singleton_of
         .unwrap();
     assert_eq!(sum, Some((1..=1000_u64).map(|n| n * n).sum()));
 
+    // A service registered on a, seen in a's report.
+    let services = a.services::<TallyMsg, ()>("services").await.unwrap();
+    let _services_b = b.services::<TallyMsg, ()>("services").await.unwrap();
+    let tally = Tally::spawn(Tally::default()).await.unwrap();
+    services
+        .register(
+            "tally",
+            tally.addr(),
+            foundation::registry::services::Spec::new(()).capability("count"),
+        )
+        .unwrap();
+
     // Each node's report, gathered from the other over the network.
     let info = b.cluster_info().await;
     assert_eq!(info.cluster_name, "rt-two");
@@ -286,6 +298,11 @@ async fn two_nodes_see_each_other_and_a_graceful_shutdown_hands_the_singleton_of
     assert_eq!(from_a.supervisors[0].name, "tallies");
     assert_eq!(from_a.supervisors[0].children[0].id, "hits");
     assert_eq!(from_a.members, vec![("b".to_owned(), "up".to_owned())]);
+    assert_eq!(from_a.services[0].services[0].name, "tally");
+    assert_eq!(
+        from_a.services[0].services[0].instances,
+        vec![("a".to_owned(), vec!["count".to_owned()])]
+    );
     assert_eq!(from_a.caches[0].name, "shared");
     assert_eq!(from_a.caches[0].kind, "replicated");
     assert_eq!(from_a.work[0].name, "squares");

@@ -65,6 +65,9 @@ pub struct NodeInfo {
     pub supervisors: Vec<SupervisorInfo>,
     /// Its cluster-wide registries and the names in them.
     pub registries: Vec<RegistryInfo>,
+    /// Its service tables, with each service's instances.
+    #[serde(default)]
+    pub services: Vec<ServicesInfo>,
     /// Topics and patterns subscribed to on it, with their local subscriber counts.
     pub topics: Vec<(String, usize)>,
     /// Its caches.
@@ -134,6 +137,24 @@ pub struct WorkNode {
     pub workers: u32,
     /// Jobs queued there or being run.
     pub queued: u32,
+}
+
+/// A service table, as a node reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServicesInfo {
+    /// Its scope.
+    pub scope: String,
+    /// Its services.
+    pub services: Vec<ServiceInfo>,
+}
+
+/// A service and its instances.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// Its name.
+    pub name: String,
+    /// Its instances: node and capabilities.
+    pub instances: Vec<(String, Vec<String>)>,
 }
 
 /// A cache, as a node reports it.
