@@ -63,8 +63,9 @@ pub use info::{ClusterInfo, NodeEntry, NodeInfo};
 
 use info::{History, INFO_EXPORT, InfoMsg, InfoServer, Sample};
 
-/// Why the runtime did not start.
-#[derive(Debug, thiserror::Error)]
+/// Why the runtime did not start. Its `Debug` prints the message too, so that a `main`
+/// returning `Result<_, Box<dyn Error>>` shows what to fix.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
     /// The configuration is unusable: the message names the key, the value and what is
@@ -93,6 +94,12 @@ pub enum StartError {
     /// A process of the runtime did not start.
     #[error("a process of the runtime did not start: {0}")]
     Spawn(#[from] foundation_actors::SpawnError),
+}
+
+impl fmt::Debug for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 /// Why a part made through the runtime was not made.
@@ -551,6 +558,13 @@ impl Foundation {
             reason = %config.profile_reason,
             "foundation: profile chosen"
         );
+        if config.profile == Profile::Development && !config.sources.contains_key("cookie") {
+            tracing::info!(
+                node = %config.node_name,
+                "foundation: development cookie: any Foundation node of cluster `{}` on this network may join; set `cookie` (FOUNDATION_COOKIE) to keep others out",
+                config.cluster_name
+            );
+        }
         tracing::info!(
             node = %config.node_name,
             strategy = %config.discovery,
@@ -662,10 +676,16 @@ impl Foundation {
             let weak = Arc::downgrade(&me.inner);
             let task = tokio::spawn(async move {
                 let why = wait_for_signal().await;
-                if let Some(inner) = weak.upgrade() {
-                    tracing::info!(node = %inner.node.name(), "foundation: {why}: leaving the cluster gracefully");
-                    Foundation { inner }.shutdown().await;
-                }
+                let Some(inner) = weak.upgrade() else { return };
+                tracing::info!(node = %inner.node.name(), "foundation: {why}: leaving the cluster gracefully (a second signal stops the process at once)");
+                let app = Foundation { inner };
+                // The shutdown on a task of its own: this one waits for a second signal.
+                tokio::spawn(async move { app.shutdown().await });
+                let why = wait_for_signal().await;
+                tracing::warn!(
+                    "foundation: {why} again: exiting now, without finishing the graceful shutdown"
+                );
+                std::process::exit(130);
             });
             lock(&me.inner.tasks).push(task);
         }
@@ -738,12 +758,14 @@ impl Foundation {
     ///
     /// # Errors
     ///
-    /// [`PartError::CacheTypes`] if `name` was made with other key or value types.
+    /// [`PartError::CacheTypes`] if `name` was made with other key or value types,
+    /// [`PartError::ShutDown`] after [`Foundation::shutdown`].
     pub fn cache<K, V>(&self, name: &str) -> Result<Local<K, V>, PartError>
     where
         K: foundation_cache::CacheKey,
         V: foundation_cache::CacheValue,
     {
+        self.check_running()?;
         let mut caches = lock(&self.inner.caches);
         if let Some(any) = caches.get(name) {
             return any
@@ -1168,6 +1190,23 @@ fn start_discovery(node: &Node, config: &Config) -> Result<(), discovery::Discov
             node.discover(Box::new(Mdns::new(node.name(), &config.cluster_name, port)))
         }
         Discovery::Kubernetes => {
+            // The strategy would stop at once, logging it, and the node would run alone:
+            // refuse to start instead when there is no configuration to talk to the API.
+            let in_pod =
+                std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token")
+                    .exists();
+            let kubeconfig = std::env::var_os("KUBECONFIG").is_some()
+                || std::env::var_os("HOME")
+                    .is_some_and(|h| std::path::Path::new(&h).join(".kube/config").exists());
+            if !in_pod && !kubeconfig {
+                return Err(discovery::DiscoveryError::BadConfig {
+                    strategy: "kubernetes",
+                    why: "no Kubernetes configuration: not in a pod (no service account token \
+                          at /var/run/secrets/kubernetes.io/serviceaccount/token) and no \
+                          KUBECONFIG or ~/.kube/config"
+                        .to_owned(),
+                });
+            }
             #[cfg(feature = "kubernetes")]
             node.discover(Box::new(discovery::Kubernetes::pods(
                 config.kubernetes_selector.clone(),

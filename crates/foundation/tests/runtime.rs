@@ -96,6 +96,13 @@ async fn one_node_serves_health_metrics_cluster_and_the_dashboard_and_stops_in_o
     let topic: Topic<String> = Topic::new("news").unwrap();
     let _sub = app.pubsub().subscribe_stream(&topic).unwrap();
 
+    // The scheme's name is case-insensitive.
+    assert_eq!(
+        get(http, "/cluster/node", &[("Authorization", "bearer t0ken")])
+            .await
+            .0,
+        200
+    );
     let (status, _, metrics) = get(http, "/metrics", &[auth]).await;
     assert_eq!(status, 200);
     assert!(
@@ -140,6 +147,10 @@ async fn one_node_serves_health_metrics_cluster_and_the_dashboard_and_stops_in_o
     assert!(app.node().is_shut_down());
     assert!(matches!(
         app.registry::<String, TallyMsg>("late").await,
+        Err(PartError::ShutDown)
+    ));
+    assert!(matches!(
+        app.cache::<String, u64>("late"),
         Err(PartError::ShutDown)
     ));
     let refused = tokio::task::spawn_blocking(move || {
@@ -397,6 +408,23 @@ async fn bad_configuration_stops_the_start_with_a_message_naming_the_key() {
             .contains("in the environment variable FOUNDATION_SILENCE_MS: `soon`"),
         "{err}"
     );
+
+    // Kubernetes discovery outside Kubernetes, with no kubeconfig: refused at start.
+    if std::env::var_os("KUBECONFIG").is_none()
+        && !std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists()
+        && std::env::var_os("HOME")
+            .is_none_or(|h| !std::path::Path::new(&h).join(".kube/config").exists())
+    {
+        let err = single()
+            .cluster(Discovery::Kubernetes)
+            .start()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StartError::Discovery(_)) && err.to_string().contains("KUBECONFIG"),
+            "{err}"
+        );
+    }
 
     // A taken HTTP port set on purpose is an error, not a silent move.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -46,15 +46,15 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "cluster_name",
         env: "FOUNDATION_CLUSTER",
-        allowed: "a name (letters, digits, `-`, `_`, `.`)",
+        allowed: "a name of 1 to 255 letters, digits, `-`, `_` and `.`",
         default: "`foundation`",
         doc: "Nodes of other clusters are not admitted, nor found by mDNS; in Kubernetes, pods labelled `foundation/cluster=<cluster_name>` are the peers.",
     },
     Key {
         name: "node_name",
         env: "FOUNDATION_NODE_NAME",
-        allowed: "a name unique in the cluster",
-        default: "production: `HOSTNAME` (a pod's name), else the host's name; development: `<host>-<process id>`",
+        allowed: "a name of 1 to 255 letters, digits, `-`, `_` and `.`, unique in the cluster",
+        default: "production: `HOSTNAME` (a pod's name), else the host's name; development: `<host>-<process id>` (and `-2`, `-3`… for more runtimes in one process)",
         doc: "This node's name.",
     },
     Key {
@@ -367,14 +367,83 @@ fn key_names() -> Vec<&'static str> {
     KEYS.iter().map(|k| k.name).collect()
 }
 
-/// Whether `name` is one of the variables Kubernetes sets for a Service (its "service
-/// links": a Service named `foundation` gives `FOUNDATION_SERVICE_HOST`,
-/// `FOUNDATION_PORT_4370_TCP_ADDR`…), which are not settings.
-fn is_service_link(name: &str) -> bool {
-    name.ends_with("_SERVICE_HOST")
-        || name.contains("_SERVICE_PORT")
-        || name.ends_with("_PORT")
-        || name.contains("_PORT_")
+/// Whether `name=value` is one of the variables Kubernetes sets for a Service (its
+/// "service links": a Service named `foundation` gives `FOUNDATION_SERVICE_HOST`,
+/// `FOUNDATION_SERVICE_PORT`, `FOUNDATION_PORT=tcp://…`, `FOUNDATION_PORT_4370_TCP_ADDR`…),
+/// which are not settings. Only those exact shapes, with values of their kind: a
+/// `FOUNDATION_HTTP_PORT=5000` is a typo, and refused.
+fn is_service_link(name: &str, value: &str) -> bool {
+    let url = ["tcp://", "udp://", "sctp://"]
+        .iter()
+        .any(|p| value.starts_with(p));
+    let number = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+    let proto = matches!(value, "tcp" | "udp" | "sctp" | "TCP" | "UDP" | "SCTP");
+    let ip = value.parse::<std::net::IpAddr>().is_ok();
+    if name.ends_with("_SERVICE_HOST") {
+        return ip;
+    }
+    if name.ends_with("_SERVICE_PORT") || name.contains("_SERVICE_PORT_") {
+        return number;
+    }
+    // X_PORT=tcp://ip:port, X_PORT_<n>_<PROTO>=tcp://…, and its _PROTO, _PORT, _ADDR.
+    if let Some(i) = name.find("_PORT_") {
+        let rest: Vec<&str> = name[i + "_PORT_".len()..].split('_').collect();
+        let shaped = rest.len() >= 2
+            && rest[0].bytes().all(|b| b.is_ascii_digit())
+            && matches!(rest[1], "TCP" | "UDP" | "SCTP");
+        return shaped
+            && match rest.get(2) {
+                None => url,
+                Some(&"PROTO") => proto,
+                Some(&"PORT") => number,
+                Some(&"ADDR") => ip,
+                Some(_) => false,
+            };
+    }
+    name.ends_with("_PORT") && url
+}
+
+/// The known key `name` most likely means: the closest by spelling, a key of a table
+/// given without it (`token` for `http.token`), or one given by its variable's name.
+fn suggest_key(name: &str) -> Option<&'static str> {
+    let plain = name.trim().to_ascii_lowercase();
+    if let Some(k) = KEYS.iter().find(|k| {
+        k.name
+            .rsplit_once('.')
+            .is_some_and(|(_, last)| last == plain)
+            || k.env.eq_ignore_ascii_case(name)
+            || k.name.replace('.', "_") == plain
+    }) {
+        return Some(k.name);
+    }
+    // A key put under a table it is not in (`[http]` then `cookie`).
+    if let Some(k) = plain
+        .rsplit_once('.')
+        .and_then(|(_, last)| KEYS.iter().find(|k| k.name == last))
+    {
+        return Some(k.name);
+    }
+    match plain.as_str() {
+        "discovery" | "strategy" => return Some("cluster"),
+        "name" => return Some("node_name"),
+        _ => {}
+    }
+    closest(name, &key_names())
+}
+
+/// The variable that sets what the unknown variable `name` most likely means: the
+/// closest by spelling, or the one of the key its name spells (`FOUNDATION_CLUSTER_NAME`
+/// for `cluster_name`, whose variable is `FOUNDATION_CLUSTER`).
+fn suggest_env(name: &str) -> Option<&'static str> {
+    let envs: Vec<&'static str> = KEYS.iter().map(|k| k.env).collect();
+    let plain = name
+        .strip_prefix("FOUNDATION_")
+        .unwrap_or(name)
+        .to_ascii_lowercase();
+    if let Some(k) = KEYS.iter().find(|k| k.name.replace('.', "_") == plain) {
+        return Some(k.env);
+    }
+    closest(name, &envs)
 }
 
 impl Layers {
@@ -383,7 +452,7 @@ impl Layers {
         let k = key_named(key).ok_or_else(|| ConfigError::UnknownKey {
             key: key.to_owned(),
             origin: Source::Code,
-            suggestion: closest(key, &key_names()),
+            suggestion: suggest_key(key),
         })?;
         self.values.insert(k.name, (value, Source::Code));
         Ok(())
@@ -410,7 +479,7 @@ impl Layers {
             let source = Source::File(path.to_owned());
             let Some(key) = key_named(&name) else {
                 return Err(ConfigError::UnknownKey {
-                    suggestion: closest(&name, &key_names()),
+                    suggestion: suggest_key(&name),
                     key: name,
                     origin: source,
                 });
@@ -452,12 +521,11 @@ impl Layers {
 
     /// Reads the `FOUNDATION_*` variables among `vars` (weaker than what is set already).
     pub(crate) fn env(&mut self, vars: &BTreeMap<String, String>) -> Result<(), ConfigError> {
-        let envs: Vec<&'static str> = KEYS.iter().map(|k| k.env).collect();
         for (name, value) in vars {
             if !name.starts_with("FOUNDATION_")
                 || name.starts_with(APP_VARIABLE_PREFIX)
                 || name == CONFIG_FILE_VARIABLE
-                || is_service_link(name)
+                || is_service_link(name, value)
             {
                 continue;
             }
@@ -465,7 +533,7 @@ impl Layers {
                 return Err(ConfigError::UnknownKey {
                     key: name.clone(),
                     origin: Source::Environment,
-                    suggestion: closest(name, &envs),
+                    suggestion: suggest_env(name),
                 });
             };
             self.values
@@ -634,6 +702,27 @@ impl Layers {
         let production = profile == Profile::Production;
 
         let cluster_name = text("cluster_name")?.unwrap_or_else(|| "foundation".to_owned());
+        if cluster_name.len() > 255
+            || !cluster_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(ConfigError::BadValue {
+                key: "cluster_name",
+                value: cluster_name,
+                allowed: key_named("cluster_name").map_or("", |k| k.allowed),
+                origin: self.source_of("cluster_name"),
+            });
+        }
+        if ["kubernetes", "dns", "static", "mdns", "none", "auto"].contains(&cluster_name.as_str())
+        {
+            tracing::warn!(
+                cluster_name = %cluster_name,
+                "foundation: the cluster is named `{cluster_name}`, a discovery strategy's name: \
+                 the strategy is `cluster` in foundation.toml but FOUNDATION_DISCOVERY in the \
+                 environment (FOUNDATION_CLUSTER names the cluster)"
+            );
+        }
         let cookie = match text("cookie")? {
             Some(c) => c,
             None if production => {
@@ -649,7 +738,15 @@ impl Layers {
         let node_name = match text("node_name")? {
             Some(n) => n,
             None if production => vars.get("HOSTNAME").cloned().unwrap_or(host),
-            None => format!("{host}-{}", std::process::id()),
+            None => {
+                // Several runtimes in one process (tests) get names of their own.
+                static STARTED: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                match STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+                    0 => format!("{host}-{}", std::process::id()),
+                    n => format!("{host}-{}-{}", std::process::id(), n + 1),
+                }
+            }
         };
         let listen = addr("listen")?.unwrap_or_else(|| {
             let port = if production {
@@ -847,7 +944,12 @@ mod tests {
         assert_eq!(c.profile, Profile::Development);
         assert_eq!(c.discovery, Discovery::Mdns);
         assert_eq!(c.cookie, "foundation-development");
-        assert_eq!(c.node_name, format!("laptop-{}", std::process::id()));
+        assert!(
+            c.node_name
+                .starts_with(&format!("laptop-{}", std::process::id())),
+            "{}",
+            c.node_name
+        );
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.http_listen, Some("127.0.0.1:4380".parse().unwrap()));
         assert!(
@@ -969,6 +1071,64 @@ mod tests {
             ],
         )
         .unwrap();
+    }
+
+    #[test]
+    fn suggestions_cover_keys_given_without_their_table_or_by_their_variable() {
+        let hint = |file: &str| match resolve(file, &[]).unwrap_err() {
+            ConfigError::UnknownKey { suggestion, .. } => suggestion,
+            other => panic!("{other}"),
+        };
+        assert_eq!(hint("token = \"x\""), Some("http.token"));
+        assert_eq!(hint("max_entries = 5"), Some("cache.max_entries"));
+        assert_eq!(hint("discovery = \"dns\""), Some("cluster"));
+        assert_eq!(hint("FOUNDATION_COOKIE = \"c\""), Some("cookie"));
+        assert_eq!(hint("[http]\ncookie = \"c\""), Some("cookie"));
+        let env_hint = |var: &str| match resolve("", &[(var, "x")]).unwrap_err() {
+            ConfigError::UnknownKey { suggestion, .. } => suggestion,
+            other => panic!("{other}"),
+        };
+        assert_eq!(
+            env_hint("FOUNDATION_CLUSTER_NAME"),
+            Some("FOUNDATION_CLUSTER")
+        );
+        assert_eq!(env_hint("FOUNDATION_HTTP_ENABLED"), Some("FOUNDATION_HTTP"));
+        assert_eq!(
+            env_hint("FOUNDATION_PUBSUB_NAME"),
+            Some("FOUNDATION_PUBSUB")
+        );
+        // Port-like typos are not taken for Kubernetes' service links.
+        for (var, value) in [
+            ("FOUNDATION_HTTP_PORT", "5000"),
+            ("FOUNDATION_PORT", "4370"),
+            ("FOUNDATION_LISTEN_PORT", "1"),
+            ("FOUNDATION_COOKIE_SERVICE_HOST", "x"),
+            ("FOUNDATION_PORT_4370_TCP_ADDR", "nope"),
+        ] {
+            assert!(
+                matches!(
+                    resolve("", &[(var, value)]),
+                    Err(ConfigError::UnknownKey { .. })
+                ),
+                "{var}={value} was ignored"
+            );
+        }
+    }
+
+    #[test]
+    fn names_follow_the_nodes_rules_and_default_names_differ_in_one_process() {
+        for file in [
+            "cluster_name = \"my cluster!\"",
+            "cluster_name = \"a/b=c,d\"",
+            "node_name = \"a@b\"",
+        ] {
+            let err = resolve(file, &[]).unwrap_err();
+            assert!(matches!(err, ConfigError::BadValue { .. }), "{file}: {err}");
+            assert!(err.to_string().contains("letters, digits"), "{err}");
+        }
+        let a = resolve("", &[]).unwrap().node_name;
+        let b = resolve("", &[]).unwrap().node_name;
+        assert_ne!(a, b);
     }
 
     #[test]

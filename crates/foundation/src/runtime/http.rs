@@ -112,7 +112,11 @@ async fn authorize(
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| {
+            // The scheme's name is case-insensitive (RFC 7235).
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
     if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
         next.run(request).await
     } else {
