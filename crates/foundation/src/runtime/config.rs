@@ -12,7 +12,7 @@ use foundation_cluster::node::closest;
 
 /// One configuration key: its name in `foundation.toml`, its environment variable, what it
 /// accepts and its default. [`KEYS`] lists them all; `docs/configuration.md` is generated
-/// from it ([`reference`]).
+/// from it ([`reference()`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key {
     /// The key in `foundation.toml` (`http.listen` is `listen` under `[http]`).
