@@ -1208,10 +1208,16 @@ fn start_discovery(node: &Node, config: &Config) -> Result<(), discovery::Discov
                 });
             }
             #[cfg(feature = "kubernetes")]
-            node.discover(Box::new(discovery::Kubernetes::pods(
-                config.kubernetes_selector.clone(),
-                port,
-            )));
+            node.discover(Box::new(match &config.kubernetes_pod {
+                // One line of configuration: the peers are labelled as this pod is.
+                Some(pod) => discovery::Kubernetes::pods_like(
+                    pod.clone(),
+                    discovery::KUBERNETES_CLUSTER_LABEL,
+                    config.kubernetes_selector.clone(),
+                    port,
+                ),
+                None => discovery::Kubernetes::pods(config.kubernetes_selector.clone(), port),
+            }));
             #[cfg(not(feature = "kubernetes"))]
             return Err(discovery::DiscoveryError::BadConfig {
                 strategy: "kubernetes",

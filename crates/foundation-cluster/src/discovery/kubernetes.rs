@@ -78,8 +78,18 @@ pub struct Kubernetes {
 /// What to list.
 #[derive(Debug, Clone)]
 enum Source {
-    Pods { selector: String },
-    Service { name: String },
+    Pods {
+        selector: String,
+    },
+    Service {
+        name: String,
+    },
+    /// The pods whose `label` has the value this pod's has (else `fallback`).
+    PodsLike {
+        pod: String,
+        label: String,
+        fallback: String,
+    },
 }
 
 impl fmt::Debug for Kubernetes {
@@ -112,6 +122,27 @@ impl Kubernetes {
         Self::new(
             Source::Service {
                 name: service.into(),
+            },
+            port,
+        )
+    }
+
+    /// A strategy that lists the pods whose label `label` has the value the pod named
+    /// `pod` (this node's own, in a pod: `HOSTNAME`) has, read once from the API at start
+    /// (a `get` of that pod): the peers are the pods labelled like this one, with no
+    /// selector to configure. When the pod cannot be read (no `get` permission) or lacks
+    /// the label, it logs why and lists the pods matching `fallback` instead.
+    pub fn pods_like(
+        pod: impl Into<String>,
+        label: impl Into<String>,
+        fallback: impl Into<String>,
+        port: u16,
+    ) -> Self {
+        Self::new(
+            Source::PodsLike {
+                pod: pod.into(),
+                label: label.into(),
+                fallback: fallback.into(),
             },
             port,
         )
@@ -155,9 +186,17 @@ impl Kubernetes {
             why: why.to_owned(),
         };
         match &self.source {
-            Source::Pods { selector } if selector.trim().is_empty() => Err(bad(
+            Source::Pods { selector }
+            | Source::PodsLike {
+                fallback: selector, ..
+            } if selector.trim().is_empty() => Err(bad(
                 "the label selector is empty, which would select every pod of the namespace",
             )),
+            Source::PodsLike { pod, label, .. }
+                if pod.trim().is_empty() || label.trim().is_empty() =>
+            {
+                Err(bad("the pod's name or the label to match is empty"))
+            }
             Source::Service { name } if name.trim().is_empty() => {
                 Err(bad("the service name is empty"))
             }
@@ -195,8 +234,22 @@ impl Kubernetes {
         let namespace = self
             .namespace
             .unwrap_or_else(|| client.default_namespace().to_owned());
-        let (what, list) = match self.source {
-            Source::Pods { selector } => (
+        let source = match self.source {
+            Source::PodsLike {
+                pod,
+                label,
+                fallback,
+            } => Source::Pods {
+                selector: selector_like(&client, &namespace, &pod, &label, fallback).await,
+            },
+            other => other,
+        };
+        let (what, list) = match source {
+            // (`PodsLike` is resolved above.)
+            Source::Pods { selector }
+            | Source::PodsLike {
+                fallback: selector, ..
+            } => (
                 format!("pods `{selector}`"),
                 List::Pods {
                     api: Api::namespaced(client, &namespace),
@@ -220,6 +273,34 @@ impl Kubernetes {
             troubles: Troubles::new(NAME),
         };
         poll_every(Reporter::new(NAME, report), self.every, poller).await
+    }
+}
+
+/// The selector of the pods labelled as pod `pod` is (its `label`'s value), or `fallback`
+/// when the pod cannot be read or lacks the label (logged).
+async fn selector_like(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    label: &str,
+    fallback: String,
+) -> String {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    match api.get(pod).await {
+        Ok(p) => match p.metadata.labels.as_ref().and_then(|l| l.get(label)) {
+            Some(value) => {
+                tracing::info!(%pod, "kubernetes: peers are the pods labelled like this one: {label}={value}");
+                format!("{label}={value}")
+            }
+            None => {
+                tracing::warn!(%pod, "kubernetes: this pod has no label `{label}`: peers are the pods matching `{fallback}`");
+                fallback
+            }
+        },
+        Err(e) => {
+            tracing::warn!(%pod, error = %e, "kubernetes: cannot read this pod's labels (the role needs `get` on pods): peers are the pods matching `{fallback}`");
+            fallback
+        }
     }
 }
 

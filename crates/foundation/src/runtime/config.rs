@@ -96,7 +96,7 @@ pub const KEYS: &[Key] = &[
         name: "kubernetes.selector",
         env: "FOUNDATION_KUBERNETES_SELECTOR",
         allowed: "a Kubernetes label selector",
-        default: "`foundation/cluster=<cluster_name>`",
+        default: "with `cluster_name` set: `foundation/cluster=<cluster_name>`; else the pods whose `foundation/cluster` label has this pod's value (read with a `get` of this pod), or `foundation/cluster=foundation` when that cannot be read",
         doc: "Which pods of the namespace (the service account's own) are peers.",
     },
     Key {
@@ -319,6 +319,9 @@ pub struct Config {
     pub dns_query: Option<String>,
     /// The label selector of the `kubernetes` strategy.
     pub kubernetes_selector: String,
+    /// The pod whose `foundation/cluster` label gives the selector, when neither
+    /// `kubernetes.selector` nor `cluster_name` is set (`HOSTNAME`, in a pod).
+    pub(crate) kubernetes_pod: Option<String>,
     /// Silence before a peer is down.
     pub silence: Duration,
     /// The HTTP endpoint's address, `None` when disabled.
@@ -831,6 +834,10 @@ impl Layers {
             advertise,
             peers,
             dns_query,
+            kubernetes_pod: (!self.values.contains_key("kubernetes.selector")
+                && !self.values.contains_key("cluster_name"))
+            .then(|| vars.get("HOSTNAME").cloned())
+            .flatten(),
             kubernetes_selector,
             silence,
             http_listen,
@@ -972,6 +979,11 @@ mod tests {
         assert_eq!(c.node_name, "app-7d9c-x2");
         assert_eq!(c.listen, "0.0.0.0:4370".parse().unwrap());
         assert_eq!(c.kubernetes_selector, "foundation/cluster=foundation");
+        // With no cluster_name, the peers are the pods labelled as this one.
+        assert_eq!(c.kubernetes_pod.as_deref(), Some("app-7d9c-x2"));
+        let named = resolve("cluster = \"kubernetes\"\ncluster_name = \"shop\"\n", &env).unwrap();
+        assert_eq!(named.kubernetes_selector, "foundation/cluster=shop");
+        assert_eq!(named.kubernetes_pod, None);
         // And detected with no line at all.
         let c = resolve("", &env).unwrap();
         assert_eq!(c.discovery, Discovery::Kubernetes);

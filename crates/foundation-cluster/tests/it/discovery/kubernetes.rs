@@ -19,6 +19,8 @@ const NAMESPACE: &str = "shop";
 struct State {
     pods: Vec<Value>,
     slices: Vec<Value>,
+    /// Pods answered to a `get` by name (`pods/<name>`); others are 404.
+    named: Vec<Value>,
     /// Answer every request with this status code (and a Status object) instead.
     failing: Option<u16>,
 }
@@ -123,6 +125,19 @@ fn answer(target: &str, state: &State) -> (u16, Value) {
     }
     let pods = format!("/api/v1/namespaces/{NAMESPACE}/pods?");
     let slices = format!("/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices?");
+    let one = format!("/api/v1/namespaces/{NAMESPACE}/pods/");
+    if let Some(name) = target.strip_prefix(&one) {
+        let name = name.split('?').next().unwrap_or_default();
+        return match state.named.iter().find(|p| p["metadata"]["name"] == name) {
+            Some(p) => {
+                let mut p = p.clone();
+                p["kind"] = json!("Pod");
+                p["apiVersion"] = json!("v1");
+                (200, p)
+            }
+            None => (404, status(404, "pods not found")),
+        };
+    }
     if target.starts_with(&pods) {
         (200, list("PodList", "v1", &state.pods))
     } else if target.starts_with(&slices) {
@@ -261,6 +276,53 @@ async fn running_pods_matching_the_selector_are_reported_as_they_change() {
 
     drop(rx);
     assert_eq!(task.await.unwrap(), Ok(()));
+}
+
+/// `pods_like`: the selector is this pod's own label, read with a `get` of the pod; a pod
+/// that cannot be read, or has no such label, falls back to the given selector.
+#[tokio::test]
+async fn pods_labelled_like_this_pod_are_the_peers_else_the_fallback_selector() {
+    logs();
+    for (me, label, expected) in [
+        (
+            "node-0",
+            Some("blue"),
+            "labelSelector=foundation/cluster=blue",
+        ),
+        ("node-0", None, "labelSelector=foundation/cluster=fallback"),
+        (
+            "unknown-pod",
+            Some("blue"),
+            "labelSelector=foundation/cluster=fallback",
+        ),
+    ] {
+        let mut server = ApiServer::start().await;
+        server.change(|s| {
+            let mut own = pod("node-0", "Running", Some("10.4.0.20"));
+            if let Some(label) = label {
+                own["metadata"]["labels"]["foundation/cluster"] = json!(label);
+            }
+            s.named = vec![own.clone()];
+            s.pods = vec![own];
+        });
+        let k8s = Kubernetes::pods_like(
+            me,
+            "foundation/cluster",
+            "foundation/cluster=fallback",
+            4369,
+        )
+        .client(server.client())
+        .every(Duration::from_millis(50));
+        let (tx, mut rx) = mpsc::channel(4);
+        let task = tokio::spawn(Box::new(k8s).run(tx));
+        until_seen(&mut rx, "kubernetes", &["10.4.0.20:4369"]).await;
+        let asked = server
+            .until_answered(&format!("/api/v1/namespaces/{NAMESPACE}/pods?"), 200)
+            .await;
+        assert!(asked.contains(expected), "{me} {label:?}: {asked}");
+        drop(rx);
+        assert_eq!(task.await.unwrap(), Ok(()));
+    }
 }
 
 #[tokio::test]
