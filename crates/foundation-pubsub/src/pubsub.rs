@@ -488,9 +488,9 @@ impl Core {
         };
         let (topic, type_id) = (first.topic.as_str(), first.type_id);
         let n = run.len() as u64;
-        self.counters.received.fetch_add(n, Ordering::Relaxed);
         if let Err(e) = validate(topic, false) {
             self.counters.malformed.fetch_add(n, Ordering::Relaxed);
+            self.counters.received.fetch_add(n, Ordering::Release);
             tracing::warn!(pubsub = %self.name, error = %e, "a peer's broadcast names an invalid topic");
             return;
         }
@@ -540,6 +540,9 @@ impl Core {
         self.counters
             .delivered
             .fetch_add(delivered, Ordering::Relaxed);
+        // Counted last, and published with Release: whoever reads `received` (Acquire, as
+        // `stats` does first) sees this run's deliveries and drops counted too.
+        self.counters.received.fetch_add(n, Ordering::Release);
     }
 
     /// Whether it is shut down: by [`PubSub::shutdown`], or with its node (the first call
@@ -1014,6 +1017,8 @@ impl PubSub {
     pub fn stats(&self) -> Stats {
         let c = &self.core.counters;
         let get = |a: &Count| a.load(Ordering::Relaxed);
+        // First, with Acquire: the deliveries of every run counted in it are counted below.
+        let received = c.received.load(Ordering::Acquire);
         let remote_dropped = self.core.remote.as_ref().map_or(0, Remote::dropped);
         c.remote_dropped.absolute(remote_dropped);
         Stats {
@@ -1022,7 +1027,7 @@ impl PubSub {
             disconnected: get(&c.disconnected),
             wrong_type: get(&c.wrong_type),
             malformed: get(&c.malformed),
-            received: get(&c.received),
+            received,
             sent: get(&c.sent),
             send_failed: get(&c.send_failed),
             remote_dropped,
