@@ -3,8 +3,10 @@
 //! node that has seen the same records holds the same table, whatever the order.
 //!
 //! - A record is one child: its spec, written once by the node that started it, stamped
-//!   `created` (a Lamport clock and that node's name). A newer `created` replaces the
-//!   whole record (the same id started again after it was removed).
+//!   `created` (a Lamport clock and that node's name) and `born` (the declaring node's wall
+//!   clock, in ms). A newer creation replaces the whole record (the same id started again
+//!   after it was removed); of two with the same clock (two concurrent declarations), the
+//!   one born first wins, then the node name decides.
 //! - Its per-node **slots**: where an instance runs, when it started, how it ended, the
 //!   failures counted there and its local restarts. A slot is last-writer-wins by its
 //!   Lamport stamp; normally only its node writes it (a node that fails a child over also
@@ -27,6 +29,13 @@ use crate::placement::{
 pub(crate) struct Stamp {
     pub(crate) clock: u64,
     pub(crate) node: String,
+}
+
+/// The wall clock in ms since the Unix epoch (0 if it reads before it).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A child's spec as it crosses the wire.
@@ -186,6 +195,11 @@ pub(crate) enum Removal {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct Record {
     pub(crate) created: Stamp,
+    /// When it was declared, in ms since the Unix epoch on the declaring node's clock:
+    /// of two records of one id created at the same Lamport clock (declared concurrently,
+    /// typically one by a node that had not met the cluster yet), the older wins, so the
+    /// instance the cluster runs is kept whatever the node names.
+    pub(crate) born: u64,
     pub(crate) spec: SpecWire,
     pub(crate) removed: Option<(Stamp, Removal)>,
     pub(crate) slots: BTreeMap<String, Slot>,
@@ -224,9 +238,19 @@ impl Record {
         state
     }
 
+    /// The order of creations: the Lamport clock, then the older `born` first (it wins),
+    /// then the node name. A total order, so merges stay commutative and associative.
+    fn creation(&self) -> (u64, std::cmp::Reverse<u64>, &str) {
+        (
+            self.created.clock,
+            std::cmp::Reverse(self.born),
+            &self.created.node,
+        )
+    }
+
     /// Merges `other` into this record; `true` if this one changed.
     fn merge(&mut self, other: Self) -> bool {
-        match other.created.cmp(&self.created) {
+        match other.creation().cmp(&self.creation()) {
             std::cmp::Ordering::Greater => {
                 *self = other;
                 true
@@ -579,6 +603,7 @@ impl Table {
     pub(crate) fn create(&mut self, spec: SpecWire) -> Record {
         let record = Record {
             created: self.tick(),
+            born: now_ms(),
             spec,
             removed: None,
             slots: BTreeMap::new(),
@@ -597,7 +622,8 @@ impl Table {
     /// table gives), so that any record of the same id another node holds wins over it
     /// when they meet: a child declared by a node that has not caught up with its peers
     /// yet (just started, or back from a partition) never replaces one the cluster already
-    /// runs. Not with a tombstone here, which the new record must replace.
+    /// runs. Not with a tombstone here, which the new record must replace. Two such
+    /// declarations of one id (both at clock 0) are ordered by `born`: the older wins.
     pub(crate) fn add(&mut self, spec: SpecWire, tombstone: bool, oldest: bool) -> Stamp {
         debug_assert!(!self.live.contains_key(&spec.id));
         debug_assert_eq!(tombstone, self.removed.contains_key(&spec.id));
@@ -612,6 +638,7 @@ impl Table {
         self.put_created(
             Record {
                 created: created.clone(),
+                born: now_ms(),
                 spec,
                 removed: None,
                 slots: BTreeMap::new(),

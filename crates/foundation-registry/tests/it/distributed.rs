@@ -904,6 +904,37 @@ fn a_rebalance_hands_a_singleton_off_to_its_new_owner_with_its_state() {
     }
 }
 
+/// A node that declares a singleton the cluster runs before it has met any member (a
+/// cluster of one, it starts its own instance at once) yields when the records meet,
+/// whatever its name: `zzz` sorts after every member's name, which decided the conflict
+/// before (the running instance was stopped and its state lost).
+#[test]
+fn a_newcomer_declaring_a_running_singleton_before_it_met_the_cluster_yields_to_it() {
+    let mut nodes = three();
+    let owner = started_on(&start_child(&mut nodes[0], "stream hits singleton"));
+    nodes[0].tell("push hits 1 24");
+    nodes[0].expect(|l| l == "pushed hits 24 0");
+    assert_eq!(log(&mut nodes[0], "hits"), "24 seq");
+    let mut zzz = start("zzz", &[("SILENCE_MS", "1000")]);
+    assert_eq!(start_child(&mut zzz, "stream hits singleton"), "ok zzz");
+    let seed = nodes[0].addr.clone();
+    ask(
+        &mut zzz,
+        &format!("connect {seed}"),
+        &format!("connecting {seed}"),
+    );
+    let mut all: Vec<&mut Child> = nodes.iter_mut().collect();
+    all.push(&mut zzz);
+    // The state is the running instance's (a fresh one would read `0 seq`), and one
+    // instance is left, where it ran.
+    for node in all {
+        ask(node, "members 4", "members 4");
+        converge(node, 1, &format!("hits={owner}/running;"));
+        assert_eq!(call(node, "hits"), format!("hits@{owner}"));
+        assert_eq!(log(node, "hits"), "24 seq", "read from {}", node.name);
+    }
+}
+
 #[test]
 fn a_crashed_handoff_child_is_restarted_on_its_node_from_its_last_checkpoint() {
     let mut nodes = three();

@@ -796,6 +796,10 @@ async fn run(name: String) {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                 }
             }
+            ["connect", peer] => {
+                node.connect(&peer.parse::<Peer>().unwrap());
+                say(&format!("connecting {peer}"));
+            }
             ["exit"] => break,
             ["leave"] => {
                 leave_only = true;
