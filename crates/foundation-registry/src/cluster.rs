@@ -376,7 +376,26 @@ impl<K: Key, M: RemoteMessage, V: Value> ClusterRegistry<K, M, V> {
                 name: format!("{key:?}"),
             });
         }
-        self.inner.register(key, addr, value)
+        self.inner.register(key, addr, value, None)
+    }
+
+    /// [`register`](Self::register), but a lost name conflict only takes the name away
+    /// ([`OnConflict::Unregister`]), whatever the registry's policy: for processes whose
+    /// owner decides which of two instances stops (the distributed supervisor, by its
+    /// records), and registers the kept one again once the name is free.
+    pub(crate) fn register_keeping(
+        &self,
+        key: K,
+        addr: &Addr<M>,
+        value: V,
+    ) -> Result<(), RegisterError> {
+        if addr.is_stopped() {
+            return Err(RegisterError::Stopped {
+                name: format!("{key:?}"),
+            });
+        }
+        self.inner
+            .register(key, addr, value, Some(OnConflict::Unregister))
     }
 
     /// Takes this node's registration of `key` back, everywhere. Returns whether there

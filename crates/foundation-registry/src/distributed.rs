@@ -29,9 +29,12 @@
 //!   instance has *ended*, and the planner decides: restart (possibly elsewhere, counted
 //!   against the child's [`MoveIntensity`](crate::placement::MoveIntensity)) or forget.
 //! - Each instance's name is registered in the [`ClusterRegistry`] given at start, under a
-//!   [`ChildName`]: `unique(id)` for one-instance placements (so the registry's conflict
-//!   resolution is a second guard against duplicates), `on(id, node)` for `Replicated`
-//!   and `All`. [`DistributedSupervisor::whereis`], [`call`](DistributedSupervisor::call)
+//!   [`ChildName`]: `unique(id)` for one-instance placements, `on(id, node)` for
+//!   `Replicated` and `All`. Which of two instances stays is the planner's decision, by
+//!   the records, never the registry's conflict rule: a registration of the supervisor's
+//!   that loses a conflict only loses the name (whatever the registry's
+//!   [`OnConflict`](crate::OnConflict)), and is made again once the name is free if its
+//!   instance is the one kept. [`DistributedSupervisor::whereis`], [`call`](DistributedSupervisor::call)
 //!   and [`cast`](DistributedSupervisor::cast) reach a child by id from any node, the
 //!   local instance first.
 //! - A node dies: its `Permanent` children (and `Transient` ones that had not ended

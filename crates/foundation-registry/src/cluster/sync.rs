@@ -67,6 +67,8 @@ pub(crate) struct Own<M> {
     pub(crate) addr: Addr<M>,
     pub(crate) id: u64,
     pub(crate) hook: Option<StopHook>,
+    /// What happens to it if it loses a name conflict.
+    pub(crate) on_conflict: OnConflict,
 }
 
 /// What a lookup finds: where the winner is, and its value.
@@ -160,12 +162,14 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
         }
     }
 
-    /// Registers `addr` under `key` here and tells every peer.
+    /// Registers `addr` under `key` here and tells every peer; if it loses a name
+    /// conflict, `on_conflict` says what happens to `addr` (else the registry's policy).
     pub(crate) fn register(
         self: &Arc<Self>,
         key: K,
         addr: &Addr<M>,
         value: V,
+        on_conflict: Option<OnConflict>,
     ) -> Result<(), RegisterError> {
         let name = || format!("{key:?}");
         let mut st = lock(&self.state);
@@ -215,6 +219,7 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
                 addr: addr.clone(),
                 id,
                 hook: Some(hook),
+                on_conflict: on_conflict.unwrap_or(self.on_conflict),
             },
         );
         self.broadcast(&st, &SyncMsg(Wire::Delta(delta)));
@@ -402,7 +407,7 @@ impl<K: Key, M: RemoteMessage, V: Value> Inner<K, M, V> {
                         hook.cancel();
                     }
                     self.drop_own(st, &key, own.id);
-                    if self.on_conflict == OnConflict::Stop {
+                    if own.on_conflict == OnConflict::Stop {
                         let why = format!("name conflict: {key:?} is kept by node `{winner}`");
                         stops.push((own.addr, why));
                     }

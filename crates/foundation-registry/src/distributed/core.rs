@@ -1411,7 +1411,7 @@ impl<M: RemoteMessage> Inner<M> {
             // and since withdrawn, as after a move): register it again.
             let name = self.name_of(id);
             if self.registry.whereis(&name).is_none() && !addr.is_stopped() {
-                match self.registry.register(name, &addr, ()) {
+                match self.registry.register_keeping(name, &addr, ()) {
                     Ok(()) => {
                         tracing::info!(supervisor = %self.spec.name, child = id, "child's name registered again");
                     }
@@ -1611,7 +1611,7 @@ impl<M: RemoteMessage> Inner<M> {
                 return;
             }
         };
-        if let Err(e) = self.registry.register(name, &addr, ()) {
+        if let Err(e) = self.registry.register_keeping(name, &addr, ()) {
             // Taken since the check above: try again shortly.
             sup.shutdown().await;
             if let Some(token) = fence.token() {

@@ -538,7 +538,7 @@ impl<M: RemoteMessage> Inner<M> {
         let deadline = tokio::time::Instant::now() + self.spec.start_timeout;
         let mut names = self.registry.subscribe();
         loop {
-            match self.registry.register(name.clone(), &addr, ()) {
+            match self.registry.register_keeping(name.clone(), &addr, ()) {
                 Ok(()) => break,
                 Err(crate::cluster::RegisterError::Taken { .. })
                     if tokio::time::Instant::now() < deadline =>

@@ -935,6 +935,52 @@ fn a_newcomer_declaring_a_running_singleton_before_it_met_the_cluster_yields_to_
     }
 }
 
+/// As above, but the newcomer's registration of the name wins the registry's conflict:
+/// the running instance's registration has a larger Lamport clock (5 or more: four
+/// registrations and removals came before it), and the newcomer's name, `0`, sorts before
+/// every member's. The registry takes the name from the running instance, which its
+/// default policy (`OnConflict::Stop`) used to stop; the records keep it, the newcomer's
+/// instance stops, and the running one is named again: its state is the one read (a
+/// stopped and restarted instance would read `0 seq`: nothing was checkpointed).
+#[test]
+fn a_newcomer_whose_registration_wins_the_name_still_yields_the_running_singleton() {
+    let mut nodes = three();
+    for k in ["k1", "k2"] {
+        started_on(&start_child(&mut nodes[0], &format!("echo {k} singleton")));
+        ask(
+            &mut nodes[0],
+            &format!("terminate {k}"),
+            &format!("terminated {k} ok"),
+        );
+    }
+    let owner = started_on(&start_child(&mut nodes[0], "stream hits singleton"));
+    nodes[0].tell("push hits 1 24");
+    nodes[0].expect(|l| l == "pushed hits 24 0");
+    assert_eq!(log(&mut nodes[0], "hits"), "24 seq");
+    let mut early = start("0", &[("SILENCE_MS", "1000")]);
+    assert_eq!(start_child(&mut early, "stream hits singleton"), "ok 0");
+    // Its instance answers by name before it meets anyone: a registration at clock 1.
+    assert_eq!(log(&mut early, "hits"), "0 seq");
+    let seed = nodes[0].addr.clone();
+    ask(
+        &mut early,
+        &format!("connect {seed}"),
+        &format!("connecting {seed}"),
+    );
+    let mut all: Vec<&mut Child> = nodes.iter_mut().collect();
+    all.push(&mut early);
+    for node in all {
+        ask(node, "members 4", "members 4");
+        converge(node, 1, &format!("hits={owner}/running;"));
+        ask(
+            node,
+            &format!("await hits {owner}"),
+            &format!("at hits {owner}"),
+        );
+        assert_eq!(log(node, "hits"), "24 seq", "read from {}", node.name);
+    }
+}
+
 #[test]
 fn a_crashed_handoff_child_is_restarted_on_its_node_from_its_last_checkpoint() {
     let mut nodes = three();

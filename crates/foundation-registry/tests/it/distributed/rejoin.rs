@@ -149,9 +149,8 @@ fn back(eager: bool) -> impl Fn(&str) -> &'static str {
 
 /// Where each singleton lived, in order: one life on its owner for each the cluster never
 /// moved; for each `c` owned, on `c`, then where it failed over, and under `Eager` on `c`
-/// again. (A node may show two lives in a row: its local supervisor restarts an instance
-/// the registry's conflict rule stopped, when the name of the one it replaced had not yet
-/// gone everywhere.)
+/// again. (A node may show two lives in a row: a start held back while the name of the
+/// instance it replaced had not yet gone everywhere.)
 fn lives_per_singleton(all: &BTreeMap<String, Vec<Life>>, ids: &[String], eager: bool) {
     for id in ids {
         let lives = &all[id];
