@@ -349,6 +349,93 @@ async fn two_nodes_see_each_other_and_a_graceful_shutdown_hands_the_singleton_of
     staying.shutdown().await;
 }
 
+/// Sends `request` over a new connection from `from` and reads until the server closes
+/// it (or 10 s): what came back.
+async fn raw(http: SocketAddr, from: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(http).await.unwrap();
+    // The server may close before reading it all (an oversized head): a write error is
+    // part of the answer, not the test's failure.
+    let _ = stream.write_all(request).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+const LIVE: &[u8] = b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_endpoint_survives_garbage_oversized_heads_and_a_connection_flood() {
+    use tokio::io::AsyncReadExt;
+    let app = single().node_name("hostile").start().await.unwrap();
+    let http = app.http_addr().unwrap();
+
+    // Garbage: refused with 400 (or the connection closed), the endpoint unharmed.
+    let answer = raw(http, "127.0.0.1", b"\x00\x01\x02 not http at all\r\n\r\n").await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+    // A head of 1 MiB: refused, not buffered.
+    let mut big = b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Junk: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 1 << 20));
+    big.extend(b"\r\n\r\n");
+    let answer = raw(http, "127.0.0.1", &big).await;
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        raw(http, "127.0.0.1", LIVE)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+
+    // A client holding 64 idle connections (its cap) is closed at its 65th at once...
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        idle.push(tokio::net::TcpStream::connect(http).await.unwrap());
+    }
+    let mut over = tokio::net::TcpStream::connect(http).await.unwrap();
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(10), over.read(&mut byte))
+        .await
+        .expect("a connection over the client's cap is closed at once");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    // ...while another client (another address) is still served: a probe gets through.
+    assert!(
+        raw(http, "127.0.0.2", LIVE)
+            .await
+            .starts_with("HTTP/1.1 200"),
+        "a probe from another address during the flood"
+    );
+    // Once the idle ones close, their client is served again.
+    drop(idle);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if raw(http, "127.0.0.1", LIVE)
+            .await
+            .starts_with("HTTP/1.1 200")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cap never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Many `/cluster` requests at once (under the client's cap): each answered, from a
+    // shared gathering.
+    let asks: Vec<_> = (0..30)
+        .map(|_| tokio::spawn(async move { get(http, "/cluster", &[]).await.0 }))
+        .collect();
+    for ask in asks {
+        assert_eq!(ask.await.unwrap(), 200);
+    }
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn bad_configuration_stops_the_start_with_a_message_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();

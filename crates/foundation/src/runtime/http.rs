@@ -14,7 +14,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
 use super::config::{Config, Profile};
-use super::{Foundation, Inner};
+use super::{ClusterInfo, Foundation, Inner};
+
+mod listener;
 
 /// The dashboard: one page, no dependencies, reading `/cluster`.
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -75,6 +77,9 @@ pub(crate) async fn serve(
         .upgrade()
         .and_then(|i| i.config.http_token.clone())
         .map(Arc::<str>::from);
+    // One gathering of `/cluster` at a time, its answer shared for a moment: a client
+    // polling it in a loop costs each member a report a second at most.
+    let gathered = Arc::new(Gathered::default());
     let guarded = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/cluster", get(cluster))
@@ -88,11 +93,12 @@ pub(crate) async fn serve(
         .route("/dashboard", get(dashboard))
         .route("/", get(dashboard))
         .merge(guarded)
+        .layer(axum::Extension(gathered))
         .with_state(inner);
     let shutdown = async {
         let _ = stop.await;
     };
-    if let Err(e) = axum::serve(listener, app)
+    if let Err(e) = axum::serve(listener::Guarded::new(listener), app)
         .with_graceful_shutdown(shutdown)
         .await
     {
@@ -168,12 +174,34 @@ async fn traced<F: std::future::Future<Output = Response>>(headers: &HeaderMap, 
     response
 }
 
-async fn cluster(State(inner): State<Shared>, headers: HeaderMap) -> Response {
+/// How long a gathered `/cluster` answer is served again.
+const GATHERED_FOR: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The last `/cluster` answer, and when it was gathered.
+#[derive(Default)]
+struct Gathered(tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<ClusterInfo>)>>);
+
+async fn cluster(
+    State(inner): State<Shared>,
+    axum::Extension(gathered): axum::Extension<Arc<Gathered>>,
+    headers: HeaderMap,
+) -> Response {
     let Some(f) = runtime(&inner) else {
         return stopped();
     };
     traced(&headers, async move {
-        axum::Json(f.cluster_info().await).into_response()
+        // Requests that come while one gathers wait for it, and take its answer.
+        let mut last = gathered.0.lock().await;
+        let info = match last.as_ref() {
+            Some((at, info)) if at.elapsed() < GATHERED_FOR => info.clone(),
+            _ => {
+                let info = Arc::new(f.cluster_info().await);
+                *last = Some((tokio::time::Instant::now(), info.clone()));
+                info
+            }
+        };
+        drop(last);
+        axum::Json(info.as_ref()).into_response()
     })
     .await
 }
