@@ -84,7 +84,7 @@ pub use admission::NodeStats;
 pub const CALL_SECONDS: &str = "foundation_remote_call_seconds";
 pub use config::{
     CONTROL, ChannelConfig, ConfigError, DEFAULT, DEFAULT_PORT, ENV_VARIABLES, MAX_CHANNELS,
-    MAX_PARALLELISM, NodeConfig, Priority, Tls, closest, unknown_variables,
+    MAX_PARALLELISM, NodeConfig, Priority, Tls, closest, os_host_name, unknown_variables,
 };
 pub use error::{NodeError, RemoteError, WaitError};
 pub use exports::{ExportConfig, ExportStats};

@@ -303,7 +303,7 @@ impl Builder {
                 Err(_) => {}
             }
         }
-        layers.resolve(&vars, host_name(), read)
+        layers.resolve(&vars, foundation_cluster::node::os_host_name(), read)
     }
 
     /// Starts the runtime.
@@ -316,19 +316,6 @@ impl Builder {
         let config = self.resolve()?;
         Foundation::start_with(config, self.signals).await
     }
-}
-
-fn host_name() -> Option<String> {
-    let usable = |s: String| Some(s.trim().to_owned()).filter(|n| !n.is_empty());
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .and_then(usable)
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .and_then(usable)
-        })
-        .or_else(|| std::env::var("COMPUTERNAME").ok().and_then(usable))
 }
 
 /// A running Foundation node: its node, pubsub, HTTP endpoint and the parts made through

@@ -639,7 +639,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// The OS's name for this machine (what `gethostname` returns), if it has a usable one:
 /// Linux's `/proc/sys/kernel/hostname`, else `/etc/hostname`, else `COMPUTERNAME`
 /// (Windows), else the `hostname` command (macOS and the BSDs). No dependency for it.
-fn os_host_name() -> Option<String> {
+/// The default node name ([`NodeConfig::from_env`]) and the runtime's.
+pub fn os_host_name() -> Option<String> {
     let usable = |s: String| Some(s.trim().to_owned()).filter(|n| !n.is_empty());
     let file = |path: &str| std::fs::read_to_string(path).ok().and_then(usable);
     file("/proc/sys/kernel/hostname")
