@@ -11,12 +11,12 @@ pub fn init_tracing() {
 }
 
 /// Logs to stderr (stdout is the program's own output), filtered by `RUST_LOG`, else by
-/// `default` (`"info"`, `"warn"`…).
+/// `default` (`"info"`, `"warn"`…), with ractor_cluster's session lines at `warn` only.
 pub fn init_logs(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default.into()),
+                .unwrap_or_else(|_| format!("{default},ractor_cluster=warn").into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -1233,6 +1233,18 @@ impl Loop {
             self.backoff(&addr, Instant::now());
         }
         if !info.authenticated {
+            // Two nodes that dial each other at once each keep one of the two sessions:
+            // the other closes before authenticating. From a host that runs a member
+            // already, that is the likely cause, and not worth a warning at every
+            // cluster's formation.
+            let host = host_of(&info.peer_addr);
+            let known = read(&self.shared.members)
+                .iter()
+                .any(|m| host_of(&m.addr) == host);
+            if known {
+                tracing::debug!(peer = %info.peer_addr, "a session closed before authenticating, from the host of a member: most likely the other of two simultaneous dials");
+                return;
+            }
             self.shared.reject(
                 info.peer_addr,
                 "session closed before authenticating: wrong cookie, a duplicate connection, or not a Foundation node".into(),
@@ -1397,6 +1409,17 @@ pub(crate) async fn run_strategy(
     }
 }
 
+/// The host part of `ip:port` (or of `[v6]:port`, or of `name:port`); the whole text if
+/// it has no port.
+fn host_of(addr: &str) -> &str {
+    match addr.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
+            host.trim_start_matches('[').trim_end_matches(']')
+        }
+        _ => addr,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
 mod tests {
@@ -1509,5 +1532,13 @@ mod tests {
         // A waiting caller is told each (host, reason) once.
         let refused = shared.refusals_since(None);
         assert_eq!(refused.len(), 3, "{refused:?}");
+    }
+
+    #[test]
+    fn the_host_of_an_address_is_its_ip_or_name() {
+        assert_eq!(super::host_of("10.0.0.7:4370"), "10.0.0.7");
+        assert_eq!(super::host_of("[::1]:4370"), "::1");
+        assert_eq!(super::host_of("n1.svc:4370"), "n1.svc");
+        assert_eq!(super::host_of("n1.svc"), "n1.svc");
     }
 }
