@@ -1021,9 +1021,18 @@ impl Loop {
         {
             self.hellos.insert(h.node.clone(), (h.clone(), Some(now)));
         }
-        let known = self.membership.get(&h.node).map(|m| m.incarnation);
-        if known.is_some_and(|k| k >= h.incarnation) || self.leaving {
+        let known = self.membership.get(&h.node);
+        if known.is_some_and(|m| m.incarnation >= h.incarnation) || self.leaving {
             return;
+        }
+        if let Some(old) = known.filter(|m| m.addr != h.addr) {
+            // A restart is most often at the same address; at another one, while the old
+            // incarnation is still a member, it may be a second process given the same
+            // name: each would push the other out in turn. Say so loudly.
+            tracing::error!(
+                node = %h.node, old = %old.addr, new = %h.addr,
+                "a node of this name joined from another address while the old one is still a member: it replaces it (a restart elsewhere), or two processes share one name, which the cluster cannot tell apart"
+            );
         }
         self.admit(&h, now);
     }
