@@ -220,6 +220,33 @@ impl Builder {
         self.set("http.listen", addr)
     }
 
+    /// TLS between nodes from rustls configurations built in code: wins over every
+    /// `tls.*` key of the file and the environment, which are then not read. Without it,
+    /// the `tls.*` keys (`tls.cert`, `tls.key`, `tls.ca`…) turn TLS on from PEM files.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(
+    /// #     server: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+    /// #     client: std::sync::Arc<tokio_rustls::rustls::ClientConfig>,
+    /// # ) -> Result<(), Box<dyn std::error::Error>> {
+    /// use foundation::cluster::node::Tls;
+    /// use foundation::prelude::*;
+    ///
+    /// let app = Foundation::builder()
+    ///     .tls(Tls::new(server, client, "payments.internal")?)
+    ///     .start()
+    ///     .await?;
+    /// assert!(app.config().tls());
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn tls(mut self, tls: foundation_cluster::node::Tls) -> Self {
+        self.layers.set_tls(tls);
+        self
+    }
+
     /// No HTTP endpoint (`http.enabled = false`).
     #[must_use]
     pub fn no_http(self) -> Self {
@@ -552,6 +579,7 @@ impl Foundation {
             node = %config.node_name,
             profile = %config.profile,
             reason = %config.profile_reason,
+            tls = config.tls(),
             "foundation: profile chosen"
         );
         if config.profile == Profile::Development && !config.sources.contains_key("cookie") {
@@ -565,8 +593,15 @@ impl Foundation {
             node = %config.node_name,
             strategy = %config.discovery,
             reason = %config.discovery_reason,
+            tls = config.tls(),
             "foundation: discovery strategy chosen"
         );
+        if config.profile == Profile::Production && !config.tls() {
+            tracing::info!(
+                node = %config.node_name,
+                "foundation: connections between nodes are not encrypted; set `tls.cert`, `tls.key` and `tls.ca` (FOUNDATION_TLS_*) to encrypt them"
+            );
+        }
         #[cfg(feature = "http")]
         if config.http_listen.is_some() {
             // Before any part is made: their metrics register with the recorder there is.
@@ -1057,6 +1092,7 @@ impl Inner {
             profile_reason: self.config.profile_reason.clone(),
             discovery: self.config.discovery.to_string(),
             discovery_reason: self.config.discovery_reason.clone(),
+            tls: self.config.tls(),
             http: self.http_addr.map(|a| a.to_string()),
             uptime_ms: self.started.elapsed().as_millis() as u64,
             members: Vec::new(),

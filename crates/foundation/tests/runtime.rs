@@ -600,3 +600,354 @@ async fn with_nothing_configured_two_nodes_find_each_other_by_mdns() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// A cluster's TLS files, as an operator makes them: a CA, and one certificate for the
+/// cluster's name (`tls.server_name` defaults to `cluster_name`) signed by it, with its
+/// key; and a second key, which is not the certificate's.
+struct TlsFiles {
+    dir: tempfile::TempDir,
+}
+
+impl TlsFiles {
+    fn new(cluster_name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![cluster_name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.path().join("node.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("node.key"), key.serialize_pem()).unwrap();
+        let other = KeyPair::generate().unwrap();
+        std::fs::write(dir.path().join("other.key"), other.serialize_pem()).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_owned()
+    }
+
+    /// The three keys, set in code.
+    fn on(&self, b: foundation::runtime::Builder) -> foundation::runtime::Builder {
+        b.set("tls.cert", self.path("node.pem"))
+            .set("tls.key", self.path("node.key"))
+            .set("tls.ca", self.path("ca.pem"))
+    }
+}
+
+const TLS_TEST: &str = "with_the_tls_keys_two_runtimes_form_a_cluster_and_a_plain_one_is_refused";
+
+/// Set in the copy of this test binary that runs the node without TLS: the seed it dials.
+const PLAIN_SEED: &str = "RUNTIME_TEST_PLAIN_SEED";
+
+/// The copy of [`TLS_TEST`] that plays the node without TLS: it starts, seeded with the
+/// address given, and when its stdin closes prints the members it sees and stops.
+async fn plain_node(seed: String) {
+    let plain = single()
+        .node_name("tls-plain")
+        .cluster_name("rt-tls")
+        .cluster(Discovery::Static)
+        .peers([seed])
+        .start()
+        .await
+        .unwrap();
+    assert!(!plain.config().tls());
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    })
+    .await
+    .unwrap();
+    let members: Vec<String> = plain.node().members().into_iter().map(|m| m.id).collect();
+    println!("plain node's members: {members:?}");
+    plain.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_tls_keys_two_runtimes_form_a_cluster_and_a_plain_one_is_refused() {
+    if let Ok(seed) = std::env::var(PLAIN_SEED) {
+        return plain_node(seed).await;
+    }
+    let files = TlsFiles::new("rt-tls");
+    // a: the keys set in code.
+    let a = files
+        .on(single().node_name("tls-a").cluster_name("rt-tls"))
+        .start()
+        .await
+        .unwrap();
+    assert!(a.config().tls());
+    let mut events = a.node().subscribe();
+    // b: the same keys from the environment.
+    let b = single()
+        .env([
+            ("FOUNDATION_TLS_CERT", files.path("node.pem")),
+            ("FOUNDATION_TLS_KEY", files.path("node.key")),
+            ("FOUNDATION_TLS_CA", files.path("ca.pem")),
+        ])
+        .node_name("tls-b")
+        .cluster_name("rt-tls")
+        .cluster(Discovery::Static)
+        .peers([a.node().advertised()])
+        .start()
+        .await
+        .unwrap();
+    assert!(b.config().tls());
+    a.node()
+        .wait_for("tls-b", Duration::from_secs(30))
+        .await
+        .unwrap();
+    b.node()
+        .wait_for("tls-a", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let info = a.cluster_info().await;
+    assert_eq!(info.up().count(), 2, "{info:?}");
+    for node in &info.nodes {
+        let report = node.info.as_ref().expect("each node reports itself");
+        assert!(report.tls, "{} does not report TLS: {info:?}", node.name);
+    }
+
+    // A node without TLS, seeded with a, gets nowhere: a refuses its handshake. It runs
+    // in a process of its own: nodes in one process share ractor's process-global
+    // groups, through which it would see a and b whatever its connections do.
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", TLS_TEST, "--nocapture", "--test-threads=1"])
+        .env(PLAIN_SEED, a.node().advertised())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match events.recv().await {
+                Ok(foundation::cluster::node::ClusterEvent::Rejected { why, .. })
+                    if why.contains("TLS handshake failed") =>
+                {
+                    return why;
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("a's events ended: {e}"),
+            }
+        }
+    })
+    .await;
+    // Closing its stdin tells the plain node to print what it sees and stop.
+    drop(child.stdin.take());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refused = refused.unwrap_or_else(|_| {
+        panic!("a refused no TLS handshake in 30 s; the plain node said:\n{output}")
+    });
+    assert!(refused.contains("TLS"), "{refused}");
+    for app in [&a, &b] {
+        assert!(
+            app.node().members().iter().all(|m| m.id != "tls-plain"),
+            "{:?}",
+            app.node().members()
+        );
+    }
+    assert!(out.status.success(), "the plain node failed:\n{output}");
+    // libtest prints the test's name on the same line, before what the test prints.
+    let seen = output
+        .lines()
+        .find_map(|l| l.split_once("plain node's members: ").map(|(_, m)| m))
+        .unwrap_or_else(|| panic!("the plain node did not report:\n{output}"));
+    assert_eq!(seen, "[]", "{output}");
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_files_that_cannot_be_used_stop_the_start_naming_the_key_the_path_and_why() {
+    use foundation::runtime::config::TlsFileError;
+    let files = TlsFiles::new("foundation");
+    std::fs::write(files.dir.path().join("garbage.pem"), "not a certificate\n").unwrap();
+    std::fs::write(
+        files.dir.path().join("broken.pem"),
+        "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let tls_file_error = |err: &StartError| match err {
+        StartError::Config(ConfigError::TlsFile {
+            key, path, error, ..
+        }) => (*key, path.to_str().unwrap().to_owned(), error.clone()),
+        other => panic!("not a TLS file error: {other}"),
+    };
+
+    // A file that does not exist, and one that cannot be read (a directory).
+    let missing = files.path("absent.pem");
+    let err = files
+        .on(single())
+        .set("tls.cert", &missing)
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        tls_file_error(&err),
+        ("tls.cert", missing.clone(), TlsFileError::NotFound)
+    );
+    assert!(
+        err.to_string().contains("`tls.cert`") && err.to_string().contains(&missing),
+        "{err}"
+    );
+    let dir = files.dir.path().to_str().unwrap().to_owned();
+    let err = files
+        .on(single())
+        .set("tls.ca", &dir)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(tls_file_error(&err), ("tls.ca", p, TlsFileError::Unreadable(_)) if p == dir),
+        "{err}"
+    );
+
+    // Garbage instead of a certificate, a broken PEM section, a certificate for a key.
+    let garbage = files.path("garbage.pem");
+    let err = files
+        .on(single())
+        .set("tls.cert", &garbage)
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        tls_file_error(&err),
+        ("tls.cert", garbage.clone(), TlsFileError::NoCertificate)
+    );
+    let err = files
+        .on(single())
+        .set("tls.ca", files.path("broken.pem"))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            tls_file_error(&err),
+            ("tls.ca", _, TlsFileError::Invalid(_))
+        ),
+        "{err}"
+    );
+    let err = files
+        .on(single())
+        .set("tls.key", files.path("node.pem"))
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        tls_file_error(&err),
+        ("tls.key", files.path("node.pem"), TlsFileError::NoKey)
+    );
+
+    // A key that is not the certificate's.
+    let err = files
+        .on(single())
+        .set("tls.key", files.path("other.key"))
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        tls_file_error(&err),
+        (
+            "tls.key",
+            files.path("other.key"),
+            TlsFileError::KeyMismatch(files.path("node.pem").into())
+        )
+    );
+    assert!(
+        err.to_string()
+            .contains("is not the private key of the certificate in"),
+        "{err}"
+    );
+
+    // A certificate without its key, and a key without its certificate.
+    let err = single()
+        .set("tls.cert", files.path("node.pem"))
+        .set("tls.ca", files.path("ca.pem"))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StartError::Config(ConfigError::Missing { key: "tls.key", .. })
+        ),
+        "{err}"
+    );
+    let err = single()
+        .env([("FOUNDATION_TLS_KEY", files.path("node.key"))])
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StartError::Config(ConfigError::Missing {
+                key: "tls.cert",
+                ..
+            })
+        ),
+        "{err}"
+    );
+
+    // A server name no certificate can be issued for.
+    let err = files
+        .on(single())
+        .set("tls.server_name", "not a name")
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StartError::Config(ConfigError::BadValue {
+                key: "tls.server_name",
+                ..
+            })
+        ),
+        "{err}"
+    );
+
+    // TLS built in code wins over the keys, which are then not read.
+    let ready = {
+        use std::sync::Arc;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
+        let cert = CertificateDer::from_pem_file(files.path("node.pem")).unwrap();
+        let key = PrivateKeyDer::from_pem_file(files.path("node.key")).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(files.path("ca.pem")).unwrap())
+            .unwrap();
+        let server = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        let client = ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        foundation::cluster::node::Tls::new(Arc::new(server), Arc::new(client), "foundation")
+            .unwrap()
+    };
+    let config = single()
+        .tls(ready)
+        .set("tls.cert", &missing)
+        .resolve()
+        .unwrap();
+    assert!(config.tls());
+    assert!(files.on(single()).resolve().unwrap().tls());
+    assert!(!single().resolve().unwrap().tls());
+}

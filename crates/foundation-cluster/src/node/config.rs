@@ -565,6 +565,11 @@ pub const ENV_VARIABLES: &[&str] = &[
     "FOUNDATION_PUBSUB",
     "FOUNDATION_CACHE_MAX_ENTRIES",
     "FOUNDATION_SHUTDOWN_TIMEOUT_MS",
+    "FOUNDATION_TLS_CERT",
+    "FOUNDATION_TLS_KEY",
+    "FOUNDATION_TLS_CA",
+    "FOUNDATION_TLS_SERVER_NAME",
+    "FOUNDATION_TLS_MUTUAL",
 ];
 
 /// The `FOUNDATION_*` names among `names` that Foundation does not read, each with the

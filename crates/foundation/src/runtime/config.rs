@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use foundation_cluster::discovery::{Peer, parse_peers};
-use foundation_cluster::node::closest;
+use foundation_cluster::node::{Tls, closest};
+
+mod tls;
+
+pub use tls::TlsFileError;
 
 /// One configuration key: its name in `foundation.toml`, its environment variable, what it
 /// accepts and its default. [`KEYS`] lists them all; `docs/configuration.md` is generated
@@ -126,6 +130,41 @@ pub const KEYS: &[Key] = &[
         allowed: "a non-empty token",
         default: "none",
         doc: "When set, every path but `/health/*` requires `Authorization: Bearer <token>`.",
+    },
+    Key {
+        name: "tls.cert",
+        env: "FOUNDATION_TLS_CERT",
+        allowed: "the path of a PEM file: this node's certificate, then its chain",
+        default: "none: no TLS",
+        doc: "When set, every connection between nodes is TLS and plain peers are refused; needs `tls.key` and `tls.ca`. The cookie is still required.",
+    },
+    Key {
+        name: "tls.key",
+        env: "FOUNDATION_TLS_KEY",
+        allowed: "the path of a PEM file holding the private key of `tls.cert` (PKCS#8, PKCS#1 or SEC1)",
+        default: "none",
+        doc: "This node's private key.",
+    },
+    Key {
+        name: "tls.ca",
+        env: "FOUNDATION_TLS_CA",
+        allowed: "the path of a PEM file of one or more CA certificates",
+        default: "none (required with `tls.cert`)",
+        doc: "The CAs peers' certificates are checked against.",
+    },
+    Key {
+        name: "tls.server_name",
+        env: "FOUNDATION_TLS_SERVER_NAME",
+        allowed: "a DNS name or IP address",
+        default: "`cluster_name` (`foundation` unless set)",
+        doc: "The name every node's certificate is issued for: peers are dialled by address, so each checks the other's certificate against this one name.",
+    },
+    Key {
+        name: "tls.mutual",
+        env: "FOUNDATION_TLS_MUTUAL",
+        allowed: "`true` or `false`",
+        default: "`true`",
+        doc: "Mutual TLS: a peer connecting to this node must present a certificate signed by `tls.ca`. `false` checks only the server's side of each connection.",
     },
     Key {
         name: "pubsub.name",
@@ -279,6 +318,18 @@ pub enum ConfigError {
         /// Why.
         error: String,
     },
+    /// A file a `tls.*` key names is unusable.
+    #[error("`{key}` in {origin}: {}: {error}", .path.display())]
+    TlsFile {
+        /// The key.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Where the key was given.
+        origin: Source,
+        /// What is wrong with it.
+        error: TlsFileError,
+    },
     /// The configuration file is not valid TOML.
     #[error("{path} is not valid TOML: {error}")]
     Syntax {
@@ -338,6 +389,9 @@ pub struct Config {
     pub file: Option<PathBuf>,
     /// Where each key that was set came from (keys left at their default are absent).
     pub sources: BTreeMap<&'static str, Source>,
+    /// TLS between nodes: from [`Builder::tls`](crate::runtime::Builder::tls), else from
+    /// the `tls.*` keys.
+    pub(crate) tls: Option<Tls>,
 }
 
 impl fmt::Debug for Config {
@@ -351,6 +405,7 @@ impl fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("http_listen", &self.http_listen)
             .field("http_token", &self.http_token.as_ref().map(|_| "<hidden>"))
+            .field("tls", &self.tls.is_some())
             .field("file", &self.file)
             .finish_non_exhaustive()
     }
@@ -360,6 +415,8 @@ impl fmt::Debug for Config {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Layers {
     values: BTreeMap<&'static str, (String, Source)>,
+    /// TLS given ready-made in code: it wins over every `tls.*` key.
+    tls: Option<Tls>,
 }
 
 fn key_named(name: &str) -> Option<&'static Key> {
@@ -459,6 +516,11 @@ impl Layers {
         })?;
         self.values.insert(k.name, (value, Source::Code));
         Ok(())
+    }
+
+    /// Sets TLS from code; the `tls.*` keys are then not read.
+    pub(crate) fn set_tls(&mut self, tls: Tls) {
+        self.tls = Some(tls);
     }
 
     /// Reads a file's keys (weaker than what is set already).
@@ -784,6 +846,10 @@ impl Layers {
         let cache_max_entries = number("cache.max_entries", 1)?.unwrap_or(10_000);
         let shutdown_timeout = number("shutdown.timeout_ms", 0)?
             .map_or(DEFAULT_SHUTDOWN_TIMEOUT, Duration::from_millis);
+        let tls = match &self.tls {
+            Some(t) => Some(t.clone()),
+            None => self.tls_from_keys(&cluster_name)?,
+        };
 
         // What the node itself checks (names, cookie), named by key.
         let mut node = foundation_cluster::node::NodeConfig::new(&node_name, &cookie)
@@ -852,6 +918,7 @@ impl Layers {
                 .iter()
                 .map(|(k, (_, src))| (*k, src.clone()))
                 .collect(),
+            tls,
         })
     }
 
@@ -861,6 +928,12 @@ impl Layers {
 }
 
 impl Config {
+    /// Whether the node's connections are TLS (the `tls.*` keys, or
+    /// [`Builder::tls`](crate::runtime::Builder::tls)).
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// The node's settings this configuration gives.
     ///
     /// A node listening on every interface advertises the host's first address that is
@@ -883,6 +956,9 @@ impl Config {
         }
         if let Some(a) = &self.advertise {
             node = node.advertise(a);
+        }
+        if let Some(tls) = &self.tls {
+            node = node.tls(tls.clone());
         }
         node
     }
@@ -1210,6 +1286,92 @@ mod tests {
         .unwrap();
         assert_eq!(c.discovery, Discovery::None);
         assert_eq!(c.http_listen, None);
+    }
+
+    #[test]
+    fn tls_keys_come_together_and_are_checked_before_any_file_is_read() {
+        // No `tls.*` key: no TLS.
+        assert!(!resolve("", &[]).unwrap().tls());
+        let err = resolve("[tls]\ncert = \"/nowhere/node.pem\"", &[]).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ConfigError::Missing {
+                    key: "tls.key",
+                    env: "FOUNDATION_TLS_KEY",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = resolve("", &[("FOUNDATION_TLS_KEY", "/nowhere/node.key")]).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ConfigError::Missing {
+                    key: "tls.cert",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("FOUNDATION_TLS_KEY"), "{err}");
+        // A CA alone would leave the node in plain TCP: refused.
+        let err = resolve("[tls]\nca = \"/nowhere/ca.pem\"", &[]).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ConfigError::Missing {
+                    key: "tls.cert",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let both = "[tls]\ncert = \"/nowhere/node.pem\"\nkey = \"/nowhere/node.key\"\n";
+        let err = resolve(both, &[]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Missing { key: "tls.ca", .. }),
+            "{err}"
+        );
+        let with_ca = format!("{both}ca = \"/nowhere/ca.pem\"\n");
+        for (extra, key) in [
+            ("mutual = \"yes\"", "tls.mutual"),
+            ("server_name = \"not a name!\"", "tls.server_name"),
+            ("cert = \"\"", "tls.cert"),
+        ] {
+            let file = if extra.starts_with("cert") {
+                format!("[tls]\n{extra}\nkey = \"k\"\nca = \"c\"\n")
+            } else {
+                format!("{with_ca}{extra}\n")
+            };
+            let err = resolve(&file, &[]).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::BadValue { key: k, .. } if *k == key),
+                "{file}: {err}"
+            );
+        }
+        // The server name defaults to the cluster's name, and is checked as one.
+        let err = resolve(&format!("cluster_name = \"shop-\"\n{with_ca}"), &[]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::BadValue { key: "tls.server_name", value, .. } if value == "shop-"),
+            "{err}"
+        );
+        // Then the files: the first one read is named with its key and source.
+        let err = resolve(&with_ca, &[]).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::TlsFile {
+                key: "tls.cert",
+                path: "/nowhere/node.pem".into(),
+                origin: Source::File("foundation.toml".into()),
+                error: TlsFileError::NotFound,
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "`tls.cert` in foundation.toml: /nowhere/node.pem: no such file"
+        );
     }
 
     #[test]

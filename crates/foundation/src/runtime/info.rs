@@ -55,6 +55,9 @@ pub struct NodeInfo {
     pub discovery: String,
     /// Why that strategy.
     pub discovery_reason: String,
+    /// Whether its connections to other nodes are TLS.
+    #[serde(default)]
+    pub tls: bool,
     /// Its HTTP endpoint, if it serves one.
     pub http: Option<String>,
     /// Milliseconds since it started.
