@@ -558,6 +558,47 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+impl Drop for Inner {
+    /// The last [`Foundation`] dropped without [`Foundation::shutdown`]: the same stop, in
+    /// the same order, on the Tokio runtime still running (if none is, the node's tasks
+    /// end with it and its peers see its connections close).
+    fn drop(&mut self) {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.ready.store(false, Ordering::SeqCst);
+        if let Some(tx) = lock(&self.http_stop).take() {
+            let _ = tx.send(());
+        }
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+        let parts: Vec<Arc<dyn Part>> = lock(&self.parts).drain(..).rev().collect();
+        let node = self.node.clone();
+        let pubsub = self.pubsub.clone();
+        let info = self.info.clone();
+        let timeout = self.config.shutdown_timeout;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        tracing::info!(node = %node.name(), "foundation: dropped without shutdown(); stopping");
+        runtime.spawn(async move {
+            let graceful = async {
+                for part in &parts {
+                    part.stop().await;
+                }
+                node.leave().await;
+            };
+            let _ = tokio::time::timeout(timeout, graceful).await;
+            pubsub.shutdown();
+            node.unexport(INFO_EXPORT);
+            info.stop(None);
+            node.shutdown().await;
+            tracing::info!(node = %node.name(), "foundation: stopped");
+        });
+    }
+}
+
 impl Foundation {
     /// Starts a node with the configuration from `foundation.toml` and `FOUNDATION_*`
     /// variables, or none: see [`Builder`].

@@ -349,6 +349,48 @@ async fn two_nodes_see_each_other_and_a_graceful_shutdown_hands_the_singleton_of
     staying.shutdown().await;
 }
 
+/// A `Foundation` dropped without `shutdown()` stops as `shutdown()` does: its node
+/// leaves the cluster gracefully (its peer sees it `Left`, not cut off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_dropped_without_shutdown_leaves_the_cluster_gracefully() {
+    let a = single()
+        .node_name("keeps")
+        .cluster_name("rt-drop")
+        .start()
+        .await
+        .unwrap();
+    let b = single()
+        .node_name("drops")
+        .cluster_name("rt-drop")
+        .cluster(Discovery::Static)
+        .peers([a.node().advertised()])
+        .start()
+        .await
+        .unwrap();
+    a.node()
+        .wait_for("drops", Duration::from_secs(20))
+        .await
+        .unwrap();
+    let mut events = a.node().subscribe();
+    drop(b);
+    let reason = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(foundation::cluster::node::ClusterEvent::NodeDown { member, reason }) =
+                events.recv().await
+            {
+                if member.id == "drops" {
+                    return reason;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the dropped runtime's node went down");
+    assert_eq!(reason, foundation::cluster::membership::DownReason::Left);
+    assert!(a.node().members().is_empty());
+    a.shutdown().await;
+}
+
 /// Sends `request` over a new connection from `from` and reads until the server closes
 /// it (or 10 s): what came back.
 async fn raw(http: SocketAddr, from: &str, request: &[u8]) -> String {
