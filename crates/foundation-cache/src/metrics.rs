@@ -2,7 +2,9 @@
 //! application installs (a Prometheus exporter, …).
 //!
 //! Every metric is named `foundation_cache_*` and labelled `cache` (the cache's or shared
-//! state's name). A cache's [`Stats`] are counted on its hot path by striped atomics; the
+//! state's name); those of a cache or shared state that runs on a node (replicated, shared)
+//! are labelled `node` too (its node's name, as the `foundation` runtime's own series), so
+//! two nodes in one process keep their series apart. A cache's [`Stats`] are counted on its hot path by striped atomics; the
 //! facade is given their totals ([`Counter::absolute`]) when they are read: by
 //! [`CacheMetrics::record`], by [`report`] once a period, and by the replicated adapter
 //! itself once a digest period and on each `stats()`. A read or a write therefore costs
@@ -34,7 +36,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ::metrics::{Counter, Gauge};
+use ::metrics::{Counter, Gauge, Label};
 
 use crate::api::{Cache, CacheKey, CacheValue};
 use crate::stats::Stats;
@@ -84,14 +86,25 @@ pub struct CacheMetrics {
 impl CacheMetrics {
     /// Registers the handles of cache `name` with the recorder installed now.
     pub fn new(name: &str) -> Self {
-        let label = || name.to_owned();
+        Self::labelled(&labels(name, None))
+    }
+
+    /// Registers the handles of cache `name` on node `node` (labelled `node` too) with
+    /// the recorder installed now: for a cache of which each node of one process may hold
+    /// a copy under the same name.
+    pub fn for_node(name: &str, node: &str) -> Self {
+        Self::labelled(&labels(name, Some(node)))
+    }
+
+    fn labelled(labels: &[Label]) -> Self {
+        let l = || labels.to_vec();
         Self {
-            hits: ::metrics::counter!(HITS, "cache" => label()),
-            misses: ::metrics::counter!(MISSES, "cache" => label()),
-            writes: ::metrics::counter!(WRITES, "cache" => label()),
-            evictions: ::metrics::counter!(EVICTIONS, "cache" => label()),
-            expirations: ::metrics::counter!(EXPIRATIONS, "cache" => label()),
-            entries: ::metrics::gauge!(ENTRIES, "cache" => label()),
+            hits: ::metrics::counter!(HITS, l()),
+            misses: ::metrics::counter!(MISSES, l()),
+            writes: ::metrics::counter!(WRITES, l()),
+            evictions: ::metrics::counter!(EVICTIONS, l()),
+            expirations: ::metrics::counter!(EXPIRATIONS, l()),
+            entries: ::metrics::gauge!(ENTRIES, l()),
         }
     }
 
@@ -109,6 +122,14 @@ impl CacheMetrics {
     pub fn record_entries(&self, entries: u64) {
         self.entries.set(entries as f64);
     }
+}
+
+/// The labels of cache `name`'s series: `node` (when it runs on one), `cache`.
+fn labels(name: &str, node: Option<&str>) -> Vec<Label> {
+    node.map(|n| Label::new("node", n.to_owned()))
+        .into_iter()
+        .chain([Label::new("cache", name.to_owned())])
+        .collect()
 }
 
 /// Records `cache`'s [`Stats`] and entry count as cache `name`'s metrics every `every`,
@@ -146,10 +167,11 @@ pub(crate) struct Count {
 }
 
 impl Count {
-    pub(crate) fn new(metric: &'static str, name: &str) -> Self {
+    /// Counted as `metric` of the shared state `name` on node `node`.
+    pub(crate) fn new(metric: &'static str, name: &str, node: &str) -> Self {
         Self {
             value: AtomicU64::new(0),
-            metric: ::metrics::counter!(metric, "cache" => name.to_owned()),
+            metric: ::metrics::counter!(metric, labels(name, Some(node))),
         }
     }
 
