@@ -36,7 +36,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ::metrics::{Counter, Gauge, Label};
+use ::metrics::{Counter, Gauge, Label, Unit};
 
 use crate::api::{Cache, CacheKey, CacheValue};
 use crate::stats::Stats;
@@ -130,6 +130,65 @@ fn labels(name: &str, node: Option<&str>) -> Vec<Label> {
         .into_iter()
         .chain([Label::new("cache", name.to_owned())])
         .collect()
+}
+
+/// Gives the [`metrics`](::metrics) recorder installed now the help text (and unit) of
+/// every cache metric (the table above), which an exporter shows with them (Prometheus'
+/// `# HELP`). Call it once per process, after installing the recorder (the `foundation`
+/// runtime does); a recorder keeps the first description of a name.
+pub fn describe_metrics() {
+    use ::metrics::{describe_counter, describe_gauge};
+    describe_counter!(HITS, Unit::Count, "Cache reads that found a live entry");
+    describe_counter!(MISSES, Unit::Count, "Cache reads that found none");
+    describe_counter!(WRITES, Unit::Count, "Cache entries written");
+    describe_counter!(
+        EVICTIONS,
+        Unit::Count,
+        "Cache entries evicted for the bound"
+    );
+    describe_counter!(EXPIRATIONS, Unit::Count, "Cache entries expired");
+    describe_gauge!(ENTRIES, Unit::Count, "Cache entries held on this node");
+    describe_counter!(
+        SYNC_MESSAGES,
+        Unit::Count,
+        "Replication messages sent: deltas, states, digests, requests"
+    );
+    describe_counter!(
+        SYNC_DELTAS,
+        Unit::Count,
+        "Replication deltas sent (one per peer per flush)"
+    );
+    describe_counter!(
+        SYNC_BYTES,
+        Unit::Bytes,
+        "Encoded bytes of the replication messages sent"
+    );
+    describe_counter!(
+        SYNC_STATES,
+        Unit::Count,
+        "Full states sent (to a joining node, or to repair a loss)"
+    );
+    describe_counter!(SYNC_RECEIVED, Unit::Count, "Replication messages received");
+    describe_counter!(
+        SYNC_MALFORMED,
+        Unit::Count,
+        "Received replication messages that did not decode"
+    );
+    describe_counter!(
+        SYNC_SEND_FAILED,
+        Unit::Count,
+        "Replication sends to peers that failed (repaired later by a full state)"
+    );
+    describe_counter!(
+        CODEC_ERRORS,
+        Unit::Count,
+        "Values or states that failed to encode or decode"
+    );
+    describe_counter!(
+        SYNC_COLLECTED,
+        Unit::Count,
+        "Tombstones dropped once every peer held them"
+    );
 }
 
 /// Records `cache`'s [`Stats`] and entry count as cache `name`'s metrics every `every`,

@@ -82,6 +82,18 @@ pub use admission::NodeStats;
 /// The histogram of remote call round trips, in seconds, labelled by `outcome` (`ok`,
 /// `refused`, `node_down`, `timeout`), recorded in the [`metrics`] facade.
 pub const CALL_SECONDS: &str = "foundation_remote_call_seconds";
+
+/// Gives the [`metrics`] recorder installed now the help text and unit of the node's
+/// metrics ([`CALL_SECONDS`]), which an exporter shows with them (Prometheus' `# HELP`).
+/// Call it once per process, after installing the recorder (the `foundation` runtime
+/// does); a recorder keeps the first description of a name.
+pub fn describe_metrics() {
+    metrics::describe_histogram!(
+        CALL_SECONDS,
+        metrics::Unit::Seconds,
+        "Round trips of calls to processes on other nodes, by outcome (ok, refused, node_down, timeout)"
+    );
+}
 pub use config::{
     CONTROL, ChannelConfig, ConfigError, DEFAULT, DEFAULT_PORT, ENV_VARIABLES, MAX_CHANNELS,
     MAX_PARALLELISM, NodeConfig, Priority, Tls, closest, unknown_variables,

@@ -19,7 +19,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ::metrics::{Counter, Gauge, Label};
+use ::metrics::{Counter, Gauge, Label, Unit};
 
 /// Messages handed to local subscribers (`Stats::delivered`).
 pub(crate) const DELIVERED: &str = "foundation_pubsub_delivered_total";
@@ -135,6 +135,68 @@ pub(crate) fn dropped(labels: &[Label], topic: &str) -> Counter {
     let mut labels = labels.to_vec();
     labels.push(Label::new("topic", topic.to_owned()));
     ::metrics::counter!(DROPPED, labels)
+}
+
+/// Gives the [`metrics`](::metrics) recorder installed now the help text (and unit) of
+/// every pubsub metric, which an exporter shows with them (Prometheus' `# HELP`). Call it
+/// once per process, after installing the recorder (the `foundation` runtime does); a
+/// recorder keeps the first description of a name.
+pub fn describe_metrics() {
+    use ::metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        DELIVERED,
+        Unit::Count,
+        "Messages handed to local subscribers"
+    );
+    describe_counter!(
+        DROPPED,
+        Unit::Count,
+        "Messages lost to a subscriber's overflow policy, by topic (only topics that lost one)"
+    );
+    describe_counter!(
+        DISCONNECTED,
+        Unit::Count,
+        "Subscriptions ended by the Disconnect overflow policy"
+    );
+    describe_counter!(
+        WRONG_TYPE,
+        Unit::Count,
+        "Deliveries refused for a type that is not the subscriber's"
+    );
+    describe_counter!(
+        MALFORMED,
+        Unit::Count,
+        "Peers' messages that did not decode or named an invalid topic"
+    );
+    describe_counter!(RECEIVED, Unit::Count, "Broadcasts received from peers");
+    describe_counter!(SENT, Unit::Count, "Broadcasts sent to peers");
+    describe_counter!(SEND_FAILED, Unit::Count, "Sends to peers that failed");
+    describe_counter!(
+        REMOTE_DROPPED,
+        Unit::Count,
+        "Peers' messages the node dropped at the pubsub's process, which held its limit of unhandled ones"
+    );
+    describe_counter!(
+        INTEREST_SENT,
+        Unit::Count,
+        "Interest messages sent to peers: deltas, parts of whole sets, digests, requests"
+    );
+    describe_counter!(
+        INTEREST_BYTES,
+        Unit::Bytes,
+        "Encoded bytes of the interest messages sent to peers"
+    );
+    describe_counter!(
+        INTEREST_FULL,
+        Unit::Count,
+        "Whole interest sets sent to peers"
+    );
+    describe_gauge!(SUBSCRIPTIONS, Unit::Count, "Local subscriptions now");
+    describe_gauge!(
+        TOPICS,
+        Unit::Count,
+        "Topics and patterns with a local subscription now: this node's interest"
+    );
 }
 
 /// The gauges of the pubsub labelled `labels`.

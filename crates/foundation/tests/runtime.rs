@@ -349,6 +349,82 @@ async fn two_nodes_see_each_other_and_a_graceful_shutdown_hands_the_singleton_of
     staying.shutdown().await;
 }
 
+/// The value of the series `series` (its name and labels, as the exposition prints them).
+fn value_of(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Two runtimes of one process (as tests and demos run them): each series is its node's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runtimes_in_one_process_keep_their_series_apart_and_every_family_has_help() {
+    let a = single()
+        .node_name("ls-a")
+        .cluster_name("rt-labels")
+        .start()
+        .await
+        .unwrap();
+    let b = single()
+        .node_name("ls-b")
+        .cluster_name("rt-labels")
+        .cluster(Discovery::Static)
+        .peers([a.node().advertised()])
+        .start()
+        .await
+        .unwrap();
+    for (from, to) in [(&a, "ls-b"), (&b, "ls-a")] {
+        from.node()
+            .wait_for(to, Duration::from_secs(20))
+            .await
+            .unwrap();
+    }
+    let http = a.http_addr().unwrap();
+
+    // Each runtime's pubsub has series of its own: two subscriptions on a, none on b.
+    let topic: Topic<String> = Topic::new("labelled-news").unwrap();
+    let _one = a.pubsub().subscribe_stream(&topic).unwrap();
+    let _two = a.pubsub().subscribe_stream(&topic).unwrap();
+    let subscriptions = |node: &str| {
+        format!("foundation_pubsub_subscriptions{{node=\"{node}\",pubsub=\"foundation\"}}")
+    };
+    let (_, _, metrics) = get(http, "/metrics", &[]).await;
+    let on_a = value_of(&metrics, &subscriptions("ls-a"));
+    let on_b = value_of(&metrics, &subscriptions("ls-b"));
+    assert!(
+        on_a.is_some() && on_b.is_some(),
+        "a series per node:\n{metrics}"
+    );
+    assert_eq!(on_a.unwrap() - on_b.unwrap(), 2.0, "{metrics}");
+
+    // Every family in the exposition has its HELP line.
+    let helped: std::collections::HashSet<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP ")?.split_whitespace().next())
+        .collect();
+    let families: Vec<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split_whitespace().next())
+        .collect();
+    assert!(
+        families.contains(&"foundation_members_up")
+            && families.contains(&"foundation_pubsub_subscriptions"),
+        "{metrics}"
+    );
+    let undescribed: Vec<&&str> = families.iter().filter(|f| !helped.contains(*f)).collect();
+    assert!(
+        undescribed.is_empty(),
+        "families without HELP: {undescribed:?}\n{metrics}"
+    );
+
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
 #[tokio::test]
 async fn bad_configuration_stops_the_start_with_a_message_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
