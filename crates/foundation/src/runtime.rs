@@ -999,6 +999,8 @@ impl Inner {
             .iter()
             .filter_map(|p| p.cache_reads())
             .fold((0, 0), |(h, m), (ph, pm)| (h + ph, m + pm));
+        // One read of a counter per export: no names copied.
+        let boxes = self.node.mailboxes(0);
         let up = self
             .node
             .members()
@@ -1015,6 +1017,8 @@ impl Inner {
             cache_hits: hits,
             cache_misses: misses,
             members_up: up,
+            mailbox_queued: boxes.queued as u64,
+            mailbox_queued_max: boxes.max as u64,
         }
     }
 
@@ -1031,6 +1035,9 @@ impl Inner {
         metrics::counter!(MEMBERSHIP_CHANGES, "node" => node.clone())
             .absolute(self.membership_changes.load(Ordering::Relaxed));
         metrics::gauge!(UPTIME, "node" => node.clone()).set(info.uptime_ms as f64 / 1000.0);
+        metrics::gauge!(MAILBOX_QUEUED, "node" => node.clone()).set(t.mailbox_queued as f64);
+        metrics::gauge!(MAILBOX_QUEUED_MAX, "node" => node.clone())
+            .set(t.mailbox_queued_max as f64);
         for r in &info.registries {
             metrics::gauge!(REGISTRY_NAMES, "node" => node.clone(), "scope" => r.scope.clone())
                 .set(r.names.len() as f64);
@@ -1079,6 +1086,7 @@ impl Inner {
             topics: Vec::new(),
             caches: Vec::new(),
             work: Vec::new(),
+            mailboxes: Vec::new(),
             totals: Sample::default(),
             history: Vec::new(),
         }
@@ -1100,6 +1108,17 @@ impl Inner {
         members.sort();
         info.members = members;
         info.topics = self.pubsub.topics();
+        info.mailboxes = self
+            .node
+            .mailboxes(info::MAILBOXES_SHOWN)
+            .deepest
+            .into_iter()
+            .map(|b| info::MailboxInfo {
+                name: b.name,
+                queued: b.queued,
+                max_queued: b.max_queued,
+            })
+            .collect();
         info.totals = self.sample();
         info.history = lock(&self.history).to_vec();
         info

@@ -56,6 +56,8 @@ pub(crate) mod names {
     pub(crate) const RESTARTS: &str = "foundation_restarts_total";
     pub(crate) const MEMBERSHIP_CHANGES: &str = "foundation_membership_changes_total";
     pub(crate) const UPTIME: &str = "foundation_uptime_seconds";
+    pub(crate) const MAILBOX_QUEUED: &str = "foundation_mailbox_queued";
+    pub(crate) const MAILBOX_QUEUED_MAX: &str = "foundation_mailbox_queued_max";
     pub(crate) const REGISTRY_NAMES: &str = "foundation_registry_names";
     pub(crate) const SUPERVISOR_CHILDREN: &str = "foundation_supervisor_children";
     pub(crate) const WORK_QUEUED: &str = "foundation_work_queued";
@@ -83,6 +85,16 @@ fn describe_metrics() {
         "Membership changes this node has seen (nodes up, down, left)"
     );
     describe_gauge!(UPTIME, Unit::Seconds, "Seconds since the node started");
+    describe_gauge!(
+        MAILBOX_QUEUED,
+        Unit::Count,
+        "Messages from other nodes delivered to this node's exported and registered processes and not handled yet (local sends are not counted)"
+    );
+    describe_gauge!(
+        MAILBOX_QUEUED_MAX,
+        Unit::Count,
+        "The most messages from other nodes any one exported process holds unhandled"
+    );
     describe_gauge!(
         REGISTRY_NAMES,
         Unit::Count,
