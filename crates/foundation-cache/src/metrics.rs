@@ -2,7 +2,9 @@
 //! application installs (a Prometheus exporter, …).
 //!
 //! Every metric is named `foundation_cache_*` and labelled `cache` (the cache's or shared
-//! state's name). A cache's [`Stats`] are counted on its hot path by striped atomics; the
+//! state's name); those of a cache or shared state that runs on a node (replicated, shared)
+//! are labelled `node` too (its node's name, as the `foundation` runtime's own series), so
+//! two nodes in one process keep their series apart. A cache's [`Stats`] are counted on its hot path by striped atomics; the
 //! facade is given their totals ([`Counter::absolute`]) when they are read: by
 //! [`CacheMetrics::record`], by [`report`] once a period, and by the replicated adapter
 //! itself once a digest period and on each `stats()`. A read or a write therefore costs
@@ -34,7 +36,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ::metrics::{Counter, Gauge};
+use ::metrics::{Counter, Gauge, Label, Unit};
 
 use crate::api::{Cache, CacheKey, CacheValue};
 use crate::stats::Stats;
@@ -84,14 +86,25 @@ pub struct CacheMetrics {
 impl CacheMetrics {
     /// Registers the handles of cache `name` with the recorder installed now.
     pub fn new(name: &str) -> Self {
-        let label = || name.to_owned();
+        Self::labelled(&labels(name, None))
+    }
+
+    /// Registers the handles of cache `name` on node `node` (labelled `node` too) with
+    /// the recorder installed now: for a cache of which each node of one process may hold
+    /// a copy under the same name.
+    pub fn for_node(name: &str, node: &str) -> Self {
+        Self::labelled(&labels(name, Some(node)))
+    }
+
+    fn labelled(labels: &[Label]) -> Self {
+        let l = || labels.to_vec();
         Self {
-            hits: ::metrics::counter!(HITS, "cache" => label()),
-            misses: ::metrics::counter!(MISSES, "cache" => label()),
-            writes: ::metrics::counter!(WRITES, "cache" => label()),
-            evictions: ::metrics::counter!(EVICTIONS, "cache" => label()),
-            expirations: ::metrics::counter!(EXPIRATIONS, "cache" => label()),
-            entries: ::metrics::gauge!(ENTRIES, "cache" => label()),
+            hits: ::metrics::counter!(HITS, l()),
+            misses: ::metrics::counter!(MISSES, l()),
+            writes: ::metrics::counter!(WRITES, l()),
+            evictions: ::metrics::counter!(EVICTIONS, l()),
+            expirations: ::metrics::counter!(EXPIRATIONS, l()),
+            entries: ::metrics::gauge!(ENTRIES, l()),
         }
     }
 
@@ -109,6 +122,73 @@ impl CacheMetrics {
     pub fn record_entries(&self, entries: u64) {
         self.entries.set(entries as f64);
     }
+}
+
+/// The labels of cache `name`'s series: `node` (when it runs on one), `cache`.
+fn labels(name: &str, node: Option<&str>) -> Vec<Label> {
+    node.map(|n| Label::new("node", n.to_owned()))
+        .into_iter()
+        .chain([Label::new("cache", name.to_owned())])
+        .collect()
+}
+
+/// Gives the [`metrics`](::metrics) recorder installed now the help text (and unit) of
+/// every cache metric (the table above), which an exporter shows with them (Prometheus'
+/// `# HELP`). Call it once per process, after installing the recorder (the `foundation`
+/// runtime does); a recorder keeps the first description of a name.
+pub fn describe_metrics() {
+    use ::metrics::{describe_counter, describe_gauge};
+    describe_counter!(HITS, Unit::Count, "Cache reads that found a live entry");
+    describe_counter!(MISSES, Unit::Count, "Cache reads that found none");
+    describe_counter!(WRITES, Unit::Count, "Cache entries written");
+    describe_counter!(
+        EVICTIONS,
+        Unit::Count,
+        "Cache entries evicted for the bound"
+    );
+    describe_counter!(EXPIRATIONS, Unit::Count, "Cache entries expired");
+    describe_gauge!(ENTRIES, Unit::Count, "Cache entries held on this node");
+    describe_counter!(
+        SYNC_MESSAGES,
+        Unit::Count,
+        "Replication messages sent: deltas, states, digests, requests"
+    );
+    describe_counter!(
+        SYNC_DELTAS,
+        Unit::Count,
+        "Replication deltas sent (one per peer per flush)"
+    );
+    describe_counter!(
+        SYNC_BYTES,
+        Unit::Bytes,
+        "Encoded bytes of the replication messages sent"
+    );
+    describe_counter!(
+        SYNC_STATES,
+        Unit::Count,
+        "Full states sent (to a joining node, or to repair a loss)"
+    );
+    describe_counter!(SYNC_RECEIVED, Unit::Count, "Replication messages received");
+    describe_counter!(
+        SYNC_MALFORMED,
+        Unit::Count,
+        "Received replication messages that did not decode"
+    );
+    describe_counter!(
+        SYNC_SEND_FAILED,
+        Unit::Count,
+        "Replication sends to peers that failed (repaired later by a full state)"
+    );
+    describe_counter!(
+        CODEC_ERRORS,
+        Unit::Count,
+        "Values or states that failed to encode or decode"
+    );
+    describe_counter!(
+        SYNC_COLLECTED,
+        Unit::Count,
+        "Tombstones dropped once every peer held them"
+    );
 }
 
 /// Records `cache`'s [`Stats`] and entry count as cache `name`'s metrics every `every`,
@@ -146,10 +226,11 @@ pub(crate) struct Count {
 }
 
 impl Count {
-    pub(crate) fn new(metric: &'static str, name: &str) -> Self {
+    /// Counted as `metric` of the shared state `name` on node `node`.
+    pub(crate) fn new(metric: &'static str, name: &str, node: &str) -> Self {
         Self {
             value: AtomicU64::new(0),
-            metric: ::metrics::counter!(metric, "cache" => name.to_owned()),
+            metric: ::metrics::counter!(metric, labels(name, Some(node))),
         }
     }
 

@@ -304,7 +304,7 @@ where
     }
 
     fn assemble(self, shared: Shared<Store>) -> Replicated<K, V> {
-        let metrics = CacheMetrics::new(shared.name());
+        let metrics = CacheMetrics::for_node(shared.name(), shared.node_name());
         Replicated {
             inner: Arc::new(Inner {
                 local: self.local,

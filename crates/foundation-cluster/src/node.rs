@@ -82,12 +82,24 @@ pub use admission::NodeStats;
 /// The histogram of remote call round trips, in seconds, labelled by `outcome` (`ok`,
 /// `refused`, `node_down`, `timeout`), recorded in the [`metrics`] facade.
 pub const CALL_SECONDS: &str = "foundation_remote_call_seconds";
+
+/// Gives the [`metrics`] recorder installed now the help text and unit of the node's
+/// metrics ([`CALL_SECONDS`]), which an exporter shows with them (Prometheus' `# HELP`).
+/// Call it once per process, after installing the recorder (the `foundation` runtime
+/// does); a recorder keeps the first description of a name.
+pub fn describe_metrics() {
+    metrics::describe_histogram!(
+        CALL_SECONDS,
+        metrics::Unit::Seconds,
+        "Round trips of calls to processes on other nodes, by outcome (ok, refused, node_down, timeout)"
+    );
+}
 pub use config::{
     CONTROL, ChannelConfig, ConfigError, DEFAULT, DEFAULT_PORT, ENV_VARIABLES, MAX_CHANNELS,
     MAX_PARALLELISM, NodeConfig, Priority, Tls, closest, os_host_name, unknown_variables,
 };
 pub use error::{NodeError, RemoteError, WaitError};
-pub use exports::{ExportConfig, ExportStats};
+pub use exports::{ExportConfig, ExportStats, Mailbox, Mailboxes};
 pub use priority::spawn_low_priority;
 pub use wire::{DEFAULT_MAX_FRAME, FrameError, Refusal};
 
@@ -548,6 +560,39 @@ impl Node {
         locks::read(&self.shared.exports)
             .get(name)
             .map(|e| e.queued.stats())
+    }
+
+    /// The mailboxes of every process exported on this node (registered names and
+    /// distributed children included), read at once: the messages from other nodes they
+    /// hold unhandled, all together and for the `deepest` deepest of them (with their
+    /// names and limits). Messages sent to them from this node are not counted: see
+    /// [`Mailboxes`].
+    ///
+    /// It reads one counter per export under the exports' read lock; names are copied
+    /// only for the deepest ones that hold something. Cheap enough for a sampler or a
+    /// scrape, not meant for a message's path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use foundation_cluster::node::{Node, NodeConfig};
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let node = Node::start(NodeConfig::new("a", "cookie").listen("127.0.0.1:0".parse()?)).await?;
+    /// let boxes = node.mailboxes(5);
+    /// assert_eq!(boxes.queued, 0); // nothing from other nodes waits here
+    /// assert!(boxes.deepest.is_empty());
+    /// node.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn mailboxes(&self, deepest: usize) -> Mailboxes {
+        let exports = locks::read(&self.shared.exports);
+        Mailboxes::of(
+            exports
+                .iter()
+                .filter(|(_, e)| !e.inbox.is_stopped())
+                .map(|(name, e)| (name.as_str(), e.queued.stats())),
+            deepest,
+        )
     }
 
     /// The [`Priority`] this node declared the channel named `channel` with (where its

@@ -124,4 +124,5 @@ pub use cluster::{CHANNEL, CHANNEL_MAX_PENDING, channel_config};
 pub use error::{BroadcastError, StartError, SubscribeError, TopicError, WaitError};
 pub use pubsub::{Drops, ENDED_DROPS_KEPT, Options, PubSub, Stats};
 pub use subscriber::{Payload, Received, Subscription};
+pub use telemetry::describe_metrics;
 pub use topic::{MAX_SEGMENTS, MAX_TOPIC_LEN, Topic};

@@ -135,8 +135,10 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    fn new(name: &str) -> Self {
-        let count = |metric| Count::new(telemetry::counter(metric, name));
+    /// The handles of the pubsub labelled `labels`, registered once here: a message's
+    /// path only updates them.
+    fn new(labels: &[metrics::Label]) -> Self {
+        let count = |metric| Count::new(telemetry::counter(metric, labels));
         Self {
             delivered: count(telemetry::DELIVERED),
             dropped: Count::default(),
@@ -149,8 +151,8 @@ impl Counters {
             interest_sent: count(telemetry::INTEREST_SENT),
             interest_bytes: count(telemetry::INTEREST_BYTES),
             interest_full: count(telemetry::INTEREST_FULL),
-            remote_dropped: telemetry::counter(telemetry::REMOTE_DROPPED, name),
-            gauges: telemetry::Gauges::new(name),
+            remote_dropped: telemetry::counter(telemetry::REMOTE_DROPPED, labels),
+            gauges: telemetry::Gauges::new(labels),
         }
     }
 }
@@ -221,6 +223,8 @@ struct Registry {
 /// What every handle of one pubsub shares.
 pub(crate) struct Core {
     pub(crate) name: String,
+    /// The labels of its series (`node`, `pubsub`): a topic's drop counter adds `topic`.
+    labels: Vec<metrics::Label>,
     reg: RwLock<Registry>,
     next_id: AtomicU64,
     pub(crate) counters: Counters,
@@ -232,11 +236,13 @@ pub(crate) struct Core {
 
 impl Core {
     fn new(name: &str, remote: Option<Remote>) -> Self {
+        let labels = telemetry::labels(name, remote.as_ref().map(|r| r.node().name()));
         Self {
             name: name.to_owned(),
             reg: RwLock::new(Registry::default()),
             next_id: AtomicU64::new(1),
-            counters: Counters::new(name),
+            counters: Counters::new(&labels),
+            labels,
             closed: AtomicBool::new(false),
             remote,
             ended: Mutex::new(std::collections::VecDeque::new()),
@@ -428,7 +434,7 @@ impl Core {
         self.counters.dropped.fetch_add(n, Ordering::Relaxed);
         // Registered at the topic's first drop: topics that never drop have no series.
         e.dropped
-            .metric(|| telemetry::dropped(&self.name, &e.filter))
+            .metric(|| telemetry::dropped(&self.labels, &e.filter))
             .increment(n);
     }
 

@@ -1,14 +1,17 @@
 //! The pubsub's counters, also recorded through the [`metrics`] facade, so that whatever
 //! recorder the application installs (a Prometheus exporter, …) sees them.
 //!
-//! Every metric has the label `pubsub` (the pubsub's name); only the drop counter also
+//! Every metric has the labels `node` (its node's name, as the `foundation` runtime's own
+//! series; none for a [`PubSub::local`](crate::PubSub::local)) and `pubsub` (the pubsub's
+//! name), so two nodes in one process keep their series apart; only the drop counter also
 //! has `topic` (the topic or pattern subscribed to), and only for topics that lost a
 //! message: a node with 100,000 topics has no 100,000 series of them. Per subscriber, drops
 //! are read with [`PubSub::drops`](crate::PubSub::drops), not labelled (one series per
 //! subscriber would grow without bound).
 //!
-//! Handles are registered when the pubsub starts (the drop counter of a topic, at its
-//! first drop), with the recorder installed then: install it before starting pubsubs.
+//! Handles are registered once, when the pubsub starts (the drop counter of a topic, at its
+//! first drop), with the recorder installed then: install it before starting pubsubs. A
+//! message's path updates them; it never looks a series up by its labels.
 //! Each is updated where the counter of [`Stats`](crate::Stats) is, by the same amount, so
 //! a broadcast costs one more (inlined, branch-only without a recorder) call per counter it
 //! already updates, never one per subscriber.
@@ -16,7 +19,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ::metrics::{Counter, Gauge};
+use ::metrics::{Counter, Gauge, Label, Unit};
 
 /// Messages handed to local subscribers (`Stats::delivered`).
 pub(crate) const DELIVERED: &str = "foundation_pubsub_delivered_total";
@@ -114,17 +117,89 @@ impl DropCount {
     }
 }
 
-/// A counter of pubsub `name`.
-pub(crate) fn counter(metric: &'static str, name: &str) -> Counter {
-    ::metrics::counter!(metric, "pubsub" => name.to_owned())
+/// The labels of every series of pubsub `name`: `node` (when it runs on one), `pubsub`.
+pub(crate) fn labels(name: &str, node: Option<&str>) -> Vec<Label> {
+    node.map(|n| Label::new("node", n.to_owned()))
+        .into_iter()
+        .chain([Label::new("pubsub", name.to_owned())])
+        .collect()
 }
 
-/// The drop counter of pubsub `name`'s topic (or pattern) `topic`.
-pub(crate) fn dropped(name: &str, topic: &str) -> Counter {
-    ::metrics::counter!(DROPPED, "pubsub" => name.to_owned(), "topic" => topic.to_owned())
+/// A counter of the pubsub labelled `labels` ([`labels`]).
+pub(crate) fn counter(metric: &'static str, labels: &[Label]) -> Counter {
+    ::metrics::counter!(metric, labels.to_vec())
 }
 
-/// The gauges of pubsub `name`.
+/// The drop counter of topic (or pattern) `topic` of the pubsub labelled `labels`.
+pub(crate) fn dropped(labels: &[Label], topic: &str) -> Counter {
+    let mut labels = labels.to_vec();
+    labels.push(Label::new("topic", topic.to_owned()));
+    ::metrics::counter!(DROPPED, labels)
+}
+
+/// Gives the [`metrics`](::metrics) recorder installed now the help text (and unit) of
+/// every pubsub metric, which an exporter shows with them (Prometheus' `# HELP`). Call it
+/// once per process, after installing the recorder (the `foundation` runtime does); a
+/// recorder keeps the first description of a name.
+pub fn describe_metrics() {
+    use ::metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        DELIVERED,
+        Unit::Count,
+        "Messages handed to local subscribers"
+    );
+    describe_counter!(
+        DROPPED,
+        Unit::Count,
+        "Messages lost to a subscriber's overflow policy, by topic (only topics that lost one)"
+    );
+    describe_counter!(
+        DISCONNECTED,
+        Unit::Count,
+        "Subscriptions ended by the Disconnect overflow policy"
+    );
+    describe_counter!(
+        WRONG_TYPE,
+        Unit::Count,
+        "Deliveries refused for a type that is not the subscriber's"
+    );
+    describe_counter!(
+        MALFORMED,
+        Unit::Count,
+        "Peers' messages that did not decode or named an invalid topic"
+    );
+    describe_counter!(RECEIVED, Unit::Count, "Broadcasts received from peers");
+    describe_counter!(SENT, Unit::Count, "Broadcasts sent to peers");
+    describe_counter!(SEND_FAILED, Unit::Count, "Sends to peers that failed");
+    describe_counter!(
+        REMOTE_DROPPED,
+        Unit::Count,
+        "Peers' messages the node dropped at the pubsub's process, which held its limit of unhandled ones"
+    );
+    describe_counter!(
+        INTEREST_SENT,
+        Unit::Count,
+        "Interest messages sent to peers: deltas, parts of whole sets, digests, requests"
+    );
+    describe_counter!(
+        INTEREST_BYTES,
+        Unit::Bytes,
+        "Encoded bytes of the interest messages sent to peers"
+    );
+    describe_counter!(
+        INTEREST_FULL,
+        Unit::Count,
+        "Whole interest sets sent to peers"
+    );
+    describe_gauge!(SUBSCRIPTIONS, Unit::Count, "Local subscriptions now");
+    describe_gauge!(
+        TOPICS,
+        Unit::Count,
+        "Topics and patterns with a local subscription now: this node's interest"
+    );
+}
+
+/// The gauges of the pubsub labelled `labels`.
 #[derive(Debug)]
 pub(crate) struct Gauges {
     pub(crate) subscriptions: Gauge,
@@ -132,10 +207,10 @@ pub(crate) struct Gauges {
 }
 
 impl Gauges {
-    pub(crate) fn new(name: &str) -> Self {
+    pub(crate) fn new(labels: &[Label]) -> Self {
         Self {
-            subscriptions: ::metrics::gauge!(SUBSCRIPTIONS, "pubsub" => name.to_owned()),
-            topics: ::metrics::gauge!(TOPICS, "pubsub" => name.to_owned()),
+            subscriptions: ::metrics::gauge!(SUBSCRIPTIONS, labels.to_vec()),
+            topics: ::metrics::gauge!(TOPICS, labels.to_vec()),
         }
     }
 }

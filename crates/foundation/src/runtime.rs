@@ -1062,6 +1062,8 @@ impl Inner {
             .iter()
             .filter_map(|p| p.cache_reads())
             .fold((0, 0), |(h, m), (ph, pm)| (h + ph, m + pm));
+        // One read of a counter per export: no names copied.
+        let boxes = self.node.mailboxes(0);
         let up = self
             .node
             .members()
@@ -1078,6 +1080,8 @@ impl Inner {
             cache_hits: hits,
             cache_misses: misses,
             members_up: up,
+            mailbox_queued: boxes.queued as u64,
+            mailbox_queued_max: boxes.max as u64,
         }
     }
 
@@ -1085,17 +1089,20 @@ impl Inner {
     /// `/metrics`), labelled by node.
     #[cfg(feature = "http")]
     pub(crate) fn record_gauges(&self) {
+        use http::names::*;
         let node = self.node.name().to_owned();
         let info = self.node_info();
         let t = info.totals;
-        metrics::gauge!("foundation_members_up", "node" => node.clone()).set(t.members_up as f64);
-        metrics::counter!("foundation_restarts_total", "node" => node.clone()).absolute(t.restarts);
-        metrics::counter!("foundation_membership_changes_total", "node" => node.clone())
+        metrics::gauge!(MEMBERS_UP, "node" => node.clone()).set(t.members_up as f64);
+        metrics::counter!(RESTARTS, "node" => node.clone()).absolute(t.restarts);
+        metrics::counter!(MEMBERSHIP_CHANGES, "node" => node.clone())
             .absolute(self.membership_changes.load(Ordering::Relaxed));
-        metrics::gauge!("foundation_uptime_seconds", "node" => node.clone())
-            .set(info.uptime_ms as f64 / 1000.0);
+        metrics::gauge!(UPTIME, "node" => node.clone()).set(info.uptime_ms as f64 / 1000.0);
+        metrics::gauge!(MAILBOX_QUEUED, "node" => node.clone()).set(t.mailbox_queued as f64);
+        metrics::gauge!(MAILBOX_QUEUED_MAX, "node" => node.clone())
+            .set(t.mailbox_queued_max as f64);
         for r in &info.registries {
-            metrics::gauge!("foundation_registry_names", "node" => node.clone(), "scope" => r.scope.clone())
+            metrics::gauge!(REGISTRY_NAMES, "node" => node.clone(), "scope" => r.scope.clone())
                 .set(r.names.len() as f64);
         }
         for s in &info.supervisors {
@@ -1104,19 +1111,19 @@ impl Inner {
                 .iter()
                 .filter(|c| c.nodes.contains(&node))
                 .count();
-            metrics::gauge!("foundation_supervisor_children", "node" => node.clone(), "supervisor" => s.name.clone())
+            metrics::gauge!(SUPERVISOR_CHILDREN, "node" => node.clone(), "supervisor" => s.name.clone())
                 .set(here as f64);
         }
         for w in &info.work {
             for n in &w.nodes {
-                metrics::gauge!("foundation_work_queued", "node" => node.clone(), "ecosystem" => w.name.clone(), "at" => n.node.clone())
+                metrics::gauge!(WORK_QUEUED, "node" => node.clone(), "ecosystem" => w.name.clone(), "at" => n.node.clone())
                     .set(f64::from(n.queued));
             }
         }
         for c in &info.caches {
             let reads = c.hits + c.misses;
             if reads > 0 {
-                metrics::gauge!("foundation_cache_hit_ratio", "node" => node.clone(), "cache" => c.name.clone())
+                metrics::gauge!(CACHE_HIT_RATIO, "node" => node.clone(), "cache" => c.name.clone())
                     .set(c.hits as f64 / reads as f64);
             }
         }
@@ -1143,6 +1150,7 @@ impl Inner {
             topics: Vec::new(),
             caches: Vec::new(),
             work: Vec::new(),
+            mailboxes: Vec::new(),
             totals: Sample::default(),
             history: Vec::new(),
         }
@@ -1164,6 +1172,17 @@ impl Inner {
         members.sort();
         info.members = members;
         info.topics = self.pubsub.topics();
+        info.mailboxes = self
+            .node
+            .mailboxes(info::MAILBOXES_SHOWN)
+            .deepest
+            .into_iter()
+            .map(|b| info::MailboxInfo {
+                name: b.name,
+                queued: b.queued,
+                max_queued: b.max_queued,
+            })
+            .collect();
         info.totals = self.sample();
         info.history = lock(&self.history).to_vec();
         info

@@ -349,6 +349,201 @@ async fn two_nodes_see_each_other_and_a_graceful_shutdown_hands_the_singleton_of
     staying.shutdown().await;
 }
 
+/// A process that holds each note in its handler until its gate lets one through.
+struct Gated {
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+#[actor(remote = "runtime-test.Gated")]
+impl Gated {
+    #[cast(tag = 1)]
+    async fn hold(&mut self, _note: u64) {
+        if let Ok(permit) = self.gate.acquire().await {
+            permit.forget();
+        }
+    }
+}
+
+/// The value of the series `series` (its name and labels, as the exposition prints them).
+fn value_of(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Fetches `/metrics` until `done` holds of it (60 s at most, else fails with `what`).
+async fn metrics_until(http: SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _, metrics) = get(http, "/metrics", &[]).await;
+        assert_eq!(status, 200);
+        if done(&metrics) {
+            return metrics;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}, never seen in:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Two runtimes of one process (as tests and demos run them): each series is its node's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runtimes_in_one_process_keep_their_series_apart_and_every_family_has_help() {
+    let a = single()
+        .node_name("ls-a")
+        .cluster_name("rt-labels")
+        .start()
+        .await
+        .unwrap();
+    let b = single()
+        .node_name("ls-b")
+        .cluster_name("rt-labels")
+        .cluster(Discovery::Static)
+        .peers([a.node().advertised()])
+        .start()
+        .await
+        .unwrap();
+    for (from, to) in [(&a, "ls-b"), (&b, "ls-a")] {
+        from.node()
+            .wait_for(to, Duration::from_secs(20))
+            .await
+            .unwrap();
+    }
+    let http = a.http_addr().unwrap();
+
+    // Each runtime's pubsub has series of its own: two subscriptions on a, none on b.
+    let topic: Topic<String> = Topic::new("labelled-news").unwrap();
+    let _one = a.pubsub().subscribe_stream(&topic).unwrap();
+    let _two = a.pubsub().subscribe_stream(&topic).unwrap();
+    let subscriptions = |node: &str| {
+        format!("foundation_pubsub_subscriptions{{node=\"{node}\",pubsub=\"foundation\"}}")
+    };
+    let (_, _, metrics) = get(http, "/metrics", &[]).await;
+    let on_a = value_of(&metrics, &subscriptions("ls-a"));
+    let on_b = value_of(&metrics, &subscriptions("ls-b"));
+    assert!(
+        on_a.is_some() && on_b.is_some(),
+        "a series per node:\n{metrics}"
+    );
+    assert_eq!(on_a.unwrap() - on_b.unwrap(), 2.0, "{metrics}");
+
+    // Every family in the exposition has its HELP line.
+    let helped: std::collections::HashSet<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP ")?.split_whitespace().next())
+        .collect();
+    let families: Vec<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split_whitespace().next())
+        .collect();
+    assert!(
+        families.contains(&"foundation_members_up")
+            && families.contains(&"foundation_pubsub_subscriptions"),
+        "{metrics}"
+    );
+    let undescribed: Vec<&&str> = families.iter().filter(|f| !helped.contains(*f)).collect();
+    assert!(
+        undescribed.is_empty(),
+        "families without HELP: {undescribed:?}\n{metrics}"
+    );
+
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+/// The node counts what other nodes sent its exported processes and they have not handled:
+/// `/metrics` and the node's report show it fill and drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_messages_waiting_at_an_exported_process_show_as_its_mailbox_depth() {
+    let a = single()
+        .node_name("mb-a")
+        .cluster_name("rt-mailbox")
+        .start()
+        .await
+        .unwrap();
+    let b = single()
+        .node_name("mb-b")
+        .cluster_name("rt-mailbox")
+        .cluster(Discovery::Static)
+        .peers([a.node().advertised()])
+        .start()
+        .await
+        .unwrap();
+    for (from, to) in [(&a, "mb-b"), (&b, "mb-a")] {
+        from.node()
+            .wait_for(to, Duration::from_secs(20))
+            .await
+            .unwrap();
+    }
+    let http = a.http_addr().unwrap();
+
+    // A process exported on a holds each note from b in its handler until its gate opens:
+    // the notes wait in its mailbox, counted as messages from another node.
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let gated = Gated::spawn(Gated { gate: gate.clone() }).await.unwrap();
+    a.node()
+        .export_with(
+            "gate",
+            gated.addr(),
+            foundation::cluster::node::ExportConfig::new().max_queued(100),
+        )
+        .unwrap();
+    const NOTES: u64 = 6;
+    for i in 0..NOTES {
+        b.node().send("mb-a", "gate", &GatedMsg::Hold(i)).unwrap();
+    }
+    let queued = "foundation_mailbox_queued{node=\"mb-a\"}";
+    let deepest = "foundation_mailbox_queued_max{node=\"mb-a\"}";
+    let metrics = metrics_until(http, "the notes queued on a", |m| {
+        value_of(m, queued).is_some_and(|v| v >= NOTES as f64)
+            && value_of(m, deepest) == Some(NOTES as f64)
+    })
+    .await;
+    for family in ["foundation_mailbox_queued", "foundation_mailbox_queued_max"] {
+        assert!(
+            metrics.contains(&format!("# HELP {family} ")),
+            "{family} is described:\n{metrics}"
+        );
+    }
+    // b's view of the cluster carries a's report, the gate its deepest mailbox.
+    let info = b.cluster_info().await;
+    let from_a = info
+        .nodes
+        .iter()
+        .find(|n| n.name == "mb-a")
+        .and_then(|n| n.info.as_ref())
+        .expect("a answered");
+    let top = from_a.mailboxes.first().expect("a reports its mailboxes");
+    assert_eq!(
+        (top.name.as_str(), top.queued, top.max_queued),
+        ("gate", NOTES as usize, 100),
+        "{:?}",
+        from_a.mailboxes
+    );
+    assert!(from_a.totals.mailbox_queued >= NOTES, "{:?}", from_a.totals);
+
+    // The gate opens: the mailbox drains, and the depth goes back to nothing.
+    gate.add_permits(NOTES as usize);
+    metrics_until(http, "a's mailboxes drained", |m| {
+        value_of(m, queued) == Some(0.0)
+    })
+    .await;
+    assert!(
+        a.node_info().mailboxes.iter().all(|m| m.name != "gate"),
+        "{:?}",
+        a.node_info().mailboxes
+    );
+
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
 /// A `Foundation` dropped without `shutdown()` stops as `shutdown()` does: its node
 /// leaves the cluster gracefully (its peer sees it `Left`, not cut off).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

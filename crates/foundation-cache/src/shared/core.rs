@@ -229,17 +229,18 @@ struct Counters {
 }
 
 impl Counters {
-    fn new(name: &str) -> Self {
+    fn new(name: &str, node: &str) -> Self {
+        let count = |metric| Count::new(metric, name, node);
         Self {
-            deltas: Count::new(metrics::SYNC_DELTAS, name),
-            states: Count::new(metrics::SYNC_STATES, name),
-            messages: Count::new(metrics::SYNC_MESSAGES, name),
-            bytes: Count::new(metrics::SYNC_BYTES, name),
-            received: Count::new(metrics::SYNC_RECEIVED, name),
-            malformed: Count::new(metrics::SYNC_MALFORMED, name),
-            send_failed: Count::new(metrics::SYNC_SEND_FAILED, name),
-            codec: Count::new(metrics::CODEC_ERRORS, name),
-            collected: Count::new(metrics::SYNC_COLLECTED, name),
+            deltas: count(metrics::SYNC_DELTAS),
+            states: count(metrics::SYNC_STATES),
+            messages: count(metrics::SYNC_MESSAGES),
+            bytes: count(metrics::SYNC_BYTES),
+            received: count(metrics::SYNC_RECEIVED),
+            malformed: count(metrics::SYNC_MALFORMED),
+            send_failed: count(metrics::SYNC_SEND_FAILED),
+            codec: count(metrics::CODEC_ERRORS),
+            collected: count(metrics::SYNC_COLLECTED),
         }
     }
 }
@@ -450,6 +451,11 @@ impl<S: SharedState> Shared<S> {
         &self.core.name
     }
 
+    /// Its node's name.
+    pub(crate) fn node_name(&self) -> &str {
+        self.core.node.name()
+    }
+
     /// What this node has sent and received for this state.
     pub fn stats(&self) -> SharedStats {
         let c = &self.core.counters;
@@ -488,7 +494,7 @@ impl<S: SharedState> Core<S> {
     ) -> Self {
         Core {
             service: format!("$shared/{}", options.name),
-            counters: Counters::new(&options.name),
+            counters: Counters::new(&options.name, node.name()),
             name: options.name,
             id,
             node: node.clone(),

@@ -72,6 +72,70 @@ pub struct ExportStats {
     pub refused: u64,
 }
 
+/// One exported process's mailbox, as [`crate::node::Node::mailboxes`] reads it: what
+/// it holds from other nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Mailbox {
+    /// The name it is exported under.
+    pub name: String,
+    /// Messages from other nodes delivered to it and not handled yet, now (the one its
+    /// handler is running included).
+    pub queued: usize,
+    /// Its limit of those ([`ExportConfig::max_queued`]).
+    pub max_queued: usize,
+}
+
+/// What the processes exported on a node hold from other nodes, read at once
+/// ([`crate::node::Node::mailboxes`]).
+///
+/// Only messages from other nodes are counted: a local send goes straight into the
+/// process's mailbox, uncounted, so that the local path costs what ractor's does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Mailboxes {
+    /// Processes exported and running.
+    pub exports: usize,
+    /// Messages from other nodes delivered to them and not handled yet, all together.
+    pub queued: usize,
+    /// The most any one of them holds.
+    pub max: usize,
+    /// The deepest of them, deepest first (then by name), as many as asked; only those
+    /// that hold something.
+    pub deepest: Vec<Mailbox>,
+}
+
+impl Mailboxes {
+    /// Sums `exports` (name, counters) and keeps the `deepest` deepest: a name is copied
+    /// only for those that hold something, so an idle node costs no allocation.
+    pub(crate) fn of<'a>(
+        exports: impl Iterator<Item = (&'a str, ExportStats)>,
+        deepest: usize,
+    ) -> Self {
+        let mut all = Self::default();
+        let mut held: Vec<(&str, ExportStats)> = Vec::new();
+        for (name, stats) in exports {
+            all.exports += 1;
+            all.queued += stats.queued;
+            all.max = all.max.max(stats.queued);
+            if stats.queued > 0 && deepest > 0 {
+                held.push((name, stats));
+            }
+        }
+        held.sort_unstable_by(|a, b| b.1.queued.cmp(&a.1.queued).then(a.0.cmp(b.0)));
+        all.deepest = held
+            .into_iter()
+            .take(deepest)
+            .map(|(name, stats)| Mailbox {
+                name: name.to_owned(),
+                queued: stats.queued,
+                max_queued: stats.max_queued,
+            })
+            .collect();
+        all
+    }
+}
+
 /// An exported process, with the count of messages from other nodes it holds unhandled.
 #[derive(Clone)]
 pub(crate) struct Export {
@@ -354,6 +418,35 @@ mod tests {
 
     fn queued(limit: usize) -> Arc<Queued> {
         Arc::new(Queued::new(limit))
+    }
+
+    #[test]
+    fn mailboxes_sum_every_export_and_list_the_deepest_first() {
+        let stats = |queued, max_queued| ExportStats {
+            queued,
+            max_queued,
+            ..ExportStats::default()
+        };
+        let exports = [
+            ("idle", stats(0, 10)),
+            ("b", stats(3, 10)),
+            ("a", stats(3, 5)),
+            ("deep", stats(7, 8)),
+            ("one", stats(1, 10)),
+        ];
+        let m = Mailboxes::of(exports.iter().map(|(n, s)| (*n, *s)), 3);
+        assert_eq!((m.exports, m.queued, m.max), (5, 14, 7));
+        let deepest: Vec<(&str, usize, usize)> = m
+            .deepest
+            .iter()
+            .map(|b| (b.name.as_str(), b.queued, b.max_queued))
+            .collect();
+        assert_eq!(deepest, [("deep", 7, 8), ("a", 3, 5), ("b", 3, 10)]);
+        // Asking for none still sums them; an idle node lists none.
+        let m = Mailboxes::of(exports.iter().map(|(n, s)| (*n, *s)), 0);
+        assert_eq!((m.queued, m.max, m.deepest.len()), (14, 7, 0));
+        let idle = Mailboxes::of([("idle", stats(0, 10))].into_iter(), 3);
+        assert_eq!((idle.exports, idle.queued, idle.deepest.len()), (1, 0, 0));
     }
 
     #[test]

@@ -867,6 +867,12 @@ async fn an_export_with_its_own_limit_drops_and_refuses_past_it_and_counts_both(
         b.expect(|l| l.starts_with("export-stats ")),
         "export-stats gate queued=4 max_queued=4 dropped=16 refused=0"
     );
+    // The node's mailboxes at once: the gate is the deepest, the only one that holds any.
+    b.tell("mailboxes 4");
+    assert_eq!(
+        b.expect(|l| l.starts_with("mailboxes ")),
+        "mailboxes queued=4 max=4 deepest=gate:4/4"
+    );
     // A call past the limit is refused at once, and counted apart.
     let refused = a
         .call(
@@ -900,6 +906,8 @@ async fn an_export_with_its_own_limit_drops_and_refuses_past_it_and_counts_both(
     }
     b.tell("export-stats gate 0 16 1");
     b.expect(|l| l == "export-stats gate queued=0 max_queued=4 dropped=16 refused=1");
+    b.tell("mailboxes 0");
+    b.expect(|l| l == "mailboxes queued=0 max=0 deepest=");
     let answer: String = a
         .call(
             "b",

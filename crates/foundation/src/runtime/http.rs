@@ -37,7 +37,10 @@ pub(crate) fn install_recorder() -> Option<&'static PrometheusHandle> {
                 .ok()?
                 .build_recorder();
             let handle = recorder.handle();
-            match metrics::set_global_recorder(recorder) {
+            let installed = metrics::set_global_recorder(recorder);
+            // Once per process, into whichever recorder is installed: the HELP lines.
+            describe_metrics();
+            match installed {
                 Ok(()) => Some(handle),
                 Err(_) => {
                     tracing::warn!("foundation: the application installed a metrics recorder already: the metrics go there, and /metrics answers empty");
@@ -46,6 +49,76 @@ pub(crate) fn install_recorder() -> Option<&'static PrometheusHandle> {
             }
         })
         .as_ref()
+}
+
+/// The names of the runtime's own series, each labelled `node` (set at each scrape of
+/// `/metrics` by `Inner::record_gauges`).
+pub(crate) mod names {
+    pub(crate) const MEMBERS_UP: &str = "foundation_members_up";
+    pub(crate) const RESTARTS: &str = "foundation_restarts_total";
+    pub(crate) const MEMBERSHIP_CHANGES: &str = "foundation_membership_changes_total";
+    pub(crate) const UPTIME: &str = "foundation_uptime_seconds";
+    pub(crate) const MAILBOX_QUEUED: &str = "foundation_mailbox_queued";
+    pub(crate) const MAILBOX_QUEUED_MAX: &str = "foundation_mailbox_queued_max";
+    pub(crate) const REGISTRY_NAMES: &str = "foundation_registry_names";
+    pub(crate) const SUPERVISOR_CHILDREN: &str = "foundation_supervisor_children";
+    pub(crate) const WORK_QUEUED: &str = "foundation_work_queued";
+    pub(crate) const CACHE_HIT_RATIO: &str = "foundation_cache_hit_ratio";
+}
+
+/// Gives the installed recorder the help text (and unit) of every metric Foundation
+/// records: the runtime's own, the node's, the pubsub's and the caches'.
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    use names::*;
+    describe_gauge!(
+        MEMBERS_UP,
+        Unit::Count,
+        "Members that are up, this node included"
+    );
+    describe_counter!(
+        RESTARTS,
+        Unit::Count,
+        "Children restarted by the process's supervisors"
+    );
+    describe_counter!(
+        MEMBERSHIP_CHANGES,
+        Unit::Count,
+        "Membership changes this node has seen (nodes up, down, left)"
+    );
+    describe_gauge!(UPTIME, Unit::Seconds, "Seconds since the node started");
+    describe_gauge!(
+        MAILBOX_QUEUED,
+        Unit::Count,
+        "Messages from other nodes delivered to this node's exported and registered processes and not handled yet (local sends are not counted)"
+    );
+    describe_gauge!(
+        MAILBOX_QUEUED_MAX,
+        Unit::Count,
+        "The most messages from other nodes any one exported process holds unhandled"
+    );
+    describe_gauge!(
+        REGISTRY_NAMES,
+        Unit::Count,
+        "Names in a cluster-wide registry, by scope"
+    );
+    describe_gauge!(
+        SUPERVISOR_CHILDREN,
+        Unit::Count,
+        "Children of a distributed supervisor running on this node"
+    );
+    describe_gauge!(
+        WORK_QUEUED,
+        Unit::Count,
+        "Jobs of a work ecosystem queued or running on a node (label at), as this node last saw"
+    );
+    describe_gauge!(
+        CACHE_HIT_RATIO,
+        "A cache's reads that hit, over all its reads, since it started"
+    );
+    foundation_cluster::node::describe_metrics();
+    foundation_pubsub::describe_metrics();
+    foundation_cache::metrics::describe_metrics();
 }
 
 /// Binds the endpoint's address; in development, any free port when the default one is

@@ -78,6 +78,12 @@ pub struct NodeInfo {
     /// Its cluster-wide work ecosystems, with each node's workers and queued jobs.
     #[serde(default)]
     pub work: Vec<WorkInfo>,
+    /// Its exported processes (registered names, distributed children, the runtime's
+    /// own) that hold the most messages from other nodes delivered and not yet handled,
+    /// deepest first, at most [`MAILBOXES_SHOWN`]; only those holding any. Sends from the
+    /// node itself are not counted (see `docs/observability.md`).
+    #[serde(default)]
+    pub mailboxes: Vec<MailboxInfo>,
     /// Its counters now.
     pub totals: Sample,
     /// Its counters every [`SAMPLE_EVERY`] over the last [`HISTORY`], oldest first.
@@ -178,6 +184,20 @@ pub struct CacheInfo {
     pub evictions: u64,
 }
 
+/// An exported process's mailbox, as a node reports it ([`NodeInfo::mailboxes`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxInfo {
+    /// The name it is exported under.
+    pub name: String,
+    /// Messages from other nodes delivered to it and not handled yet.
+    pub queued: usize,
+    /// Its limit of those: past it, the node drops tells and refuses calls to it.
+    pub max_queued: usize,
+}
+
+/// How many of its deepest mailboxes a node reports ([`NodeInfo::mailboxes`]).
+pub const MAILBOXES_SHOWN: usize = 5;
+
 /// A node's counters at one moment (totals since it started).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Sample {
@@ -197,6 +217,13 @@ pub struct Sample {
     pub cache_misses: u64,
     /// Members that are up (this node included).
     pub members_up: u64,
+    /// Messages from other nodes delivered to its exported processes and not handled yet,
+    /// all together, now (a level, not a total).
+    #[serde(default)]
+    pub mailbox_queued: u64,
+    /// The most of those any one exported process holds, now.
+    #[serde(default)]
+    pub mailbox_queued_max: u64,
 }
 
 /// How often the runtime samples its counters.

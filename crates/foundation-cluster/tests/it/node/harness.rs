@@ -19,6 +19,8 @@
 //! `open <n>` lets `n` more through (printing `@gate <note>`). `export-stats <name> <queued>
 //! <dropped> <refused>` prints `@export-stats <name> queued=<n> max_queued=<n> dropped=<n>
 //! refused=<n>` once the export's counters are those (the parent's deadline fails a test).
+//! `mailboxes <queued>` prints `@mailboxes queued=<n> max=<n> deepest=<name>:<queued>/<max>,…`
+//! (`Node::mailboxes(3)`) once its exports hold `queued` messages from other nodes.
 //!
 //! With `RAFT_VOTERS` set, a child also runs the consensus group `journal` (a [`Journal`])
 //! and obeys `rwrite <line>` (`@rwrite <line> ok <count>|err <why>`), `rread` (a
@@ -493,6 +495,28 @@ fn node_process() {
                     say(&format!(
                         "export-stats {name} queued={} max_queued={} dropped={} refused={}",
                         s.queued, s.max_queued, s.dropped, s.refused
+                    ));
+                }
+                ["mailboxes", total] => {
+                    let want: usize = total.parse().unwrap();
+                    // Polled here, as export-stats.
+                    let m = loop {
+                        let m = node.mailboxes(3);
+                        if m.queued == want {
+                            break m;
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    };
+                    let deepest: Vec<String> = m
+                        .deepest
+                        .iter()
+                        .map(|b| format!("{}:{}/{}", b.name, b.queued, b.max_queued))
+                        .collect();
+                    say(&format!(
+                        "mailboxes queued={} max={} deepest={}",
+                        m.queued,
+                        m.max,
+                        deepest.join(",")
                     ));
                 }
                 ["wrong-types"] => {
