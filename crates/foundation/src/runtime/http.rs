@@ -64,6 +64,7 @@ pub(crate) mod names {
     pub(crate) const SUPERVISOR_CHILDREN: &str = "foundation_supervisor_children";
     pub(crate) const WORK_QUEUED: &str = "foundation_work_queued";
     pub(crate) const CACHE_HIT_RATIO: &str = "foundation_cache_hit_ratio";
+    pub(crate) const HTTP_REFUSED: &str = "foundation_http_refused_total";
 }
 
 /// Gives the installed recorder the help text (and unit) of every metric Foundation
@@ -116,6 +117,11 @@ fn describe_metrics() {
         CACHE_HIT_RATIO,
         "A cache's reads that hit, over all its reads, since it started"
     );
+    describe_counter!(
+        HTTP_REFUSED,
+        Unit::Count,
+        "Connections to the HTTP endpoint closed as soon as accepted: over its cap, in all or from one client address"
+    );
     foundation_cluster::node::describe_metrics();
     foundation_pubsub::describe_metrics();
     foundation_cache::metrics::describe_metrics();
@@ -146,6 +152,9 @@ pub(crate) async fn serve(
     inner: Shared,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
+    let node_name: Arc<str> = inner
+        .upgrade()
+        .map_or_else(|| Arc::from(""), |i| Arc::from(i.node.name()));
     let token = inner
         .upgrade()
         .and_then(|i| i.config.http_token.clone())
@@ -171,7 +180,7 @@ pub(crate) async fn serve(
     let shutdown = async {
         let _ = stop.await;
     };
-    if let Err(e) = axum::serve(listener::Guarded::new(listener), app)
+    if let Err(e) = axum::serve(listener::Guarded::new(listener, &node_name), app)
         .with_graceful_shutdown(shutdown)
         .await
     {

@@ -34,13 +34,16 @@ struct Open {
 pub(crate) struct Guarded {
     listener: TcpListener,
     open: Arc<Mutex<Open>>,
+    refused: metrics::Counter,
 }
 
 impl Guarded {
-    pub(crate) fn new(listener: TcpListener) -> Self {
+    /// Guards `listener`, counting refusals under `node`'s label.
+    pub(crate) fn new(listener: TcpListener, node: &str) -> Self {
         Self {
             listener,
             open: Arc::default(),
+            refused: metrics::counter!(super::names::HTTP_REFUSED, "node" => node.to_owned()),
         }
     }
 
@@ -109,7 +112,7 @@ impl axum::serve::Listener for Guarded {
                     return (Conn::new(stream, slot), peer);
                 }
                 None => {
-                    metrics::counter!("foundation_http_refused_total").increment(1);
+                    self.refused.increment(1);
                     tracing::debug!(%peer, "foundation: HTTP connection over the cap closed");
                     drop(stream);
                 }
