@@ -482,6 +482,8 @@ impl Node {
         stats.remote_dropped = self.shared.remote_dropped.load(Ordering::Relaxed);
         stats.remote_refused = self.shared.remote_refused.load(Ordering::Relaxed);
         stats.wrong_type = self.shared.wrong_types.load(Ordering::Relaxed);
+        stats.messages_in = self.shared.messages_in.load(Ordering::Relaxed);
+        stats.messages_out = self.shared.messages_out.load(Ordering::Relaxed);
         stats.lanes_in = self.shared.lanes_in.load(Ordering::Relaxed);
         stats.lanes_out = self.shared.lanes_out.load(Ordering::Relaxed);
         stats
@@ -791,7 +793,10 @@ impl Node {
             None => outbox.push(put),
         };
         match pushed {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.shared.messages_out.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
             Ok(Err(e)) => Err(RemoteError::Wire(e)),
             Err(Refused::Closed) => Err(RemoteError::NodeDown(node.to_owned())),
             Err(Refused::Full) => Err(RemoteError::Overloaded(node.to_owned())),

@@ -673,9 +673,11 @@ impl<M: RemoteMessage> DistributedSupervisor<M> {
             let owners = inner.owners_now(&st, &view, &placement);
             // A node catching up with its peers (young, or back from a partition) has not
             // got their records yet: a record of this id may exist there, and must win.
-            // So must one on a node still in its join grace that knows no member yet (its
-            // boot code declaring before it met the cluster): it starts its instance at
-            // once, as a cluster of one, and stops it when the records meet.
+            // So must one declared anywhere in this node's join grace, even while it knows
+            // no member yet (its boot code declaring before it met the cluster: it starts
+            // its instance at once, as a cluster of one, and stops it when the records
+            // meet). At a cold start every node is young, and those records are ordered
+            // by `born`.
             let catching_up = inner.await_members(&mut st);
             let oldest = catching_up || inner.young();
             let created = st.table.add(

@@ -1064,6 +1064,7 @@ impl Inner {
             .fold((0, 0), |(h, m), (ph, pm)| (h + ph, m + pm));
         // One read of a counter per export: no names copied.
         let boxes = self.node.mailboxes(0);
+        let stats = self.node.stats();
         let up = self
             .node
             .members()
@@ -1082,6 +1083,8 @@ impl Inner {
             members_up: up,
             mailbox_queued: boxes.queued as u64,
             mailbox_queued_max: boxes.max as u64,
+            messages_in: stats.messages_in,
+            messages_out: stats.messages_out,
         }
     }
 
@@ -1101,6 +1104,10 @@ impl Inner {
         metrics::gauge!(MAILBOX_QUEUED, "node" => node.clone()).set(t.mailbox_queued as f64);
         metrics::gauge!(MAILBOX_QUEUED_MAX, "node" => node.clone())
             .set(t.mailbox_queued_max as f64);
+        metrics::counter!(MESSAGES, "node" => node.clone(), "direction" => "in")
+            .absolute(t.messages_in);
+        metrics::counter!(MESSAGES, "node" => node.clone(), "direction" => "out")
+            .absolute(t.messages_out);
         for r in &info.registries {
             metrics::gauge!(REGISTRY_NAMES, "node" => node.clone(), "scope" => r.scope.clone())
                 .set(r.names.len() as f64);

@@ -527,6 +527,15 @@ async fn a_peers_messages_waiting_at_an_exported_process_show_as_its_mailbox_dep
         from_a.mailboxes
     );
     assert!(from_a.totals.mailbox_queued >= NOTES, "{:?}", from_a.totals);
+    // The notes are counted as messages between the nodes, each way they went.
+    assert!(b.node().stats().messages_out >= NOTES);
+    assert!(a.node().stats().messages_in >= NOTES);
+    let arrived = "foundation_messages_total{node=\"mb-a\",direction=\"in\"}";
+    let value = value_of(&metrics, arrived);
+    assert!(
+        value.is_some_and(|v| v >= NOTES as f64),
+        "{arrived} = {value:?}:\n{metrics}"
+    );
 
     // The gate opens: the mailbox drains, and the depth goes back to nothing.
     gate.add_permits(NOTES as usize);

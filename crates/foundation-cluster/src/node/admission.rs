@@ -98,6 +98,10 @@ pub struct NodeStats {
     pub lanes_in: usize,
     /// Lanes from this node to peers, connected now.
     pub lanes_out: usize,
+    /// Messages and calls that arrived from other nodes (delivered, dropped or refused).
+    pub messages_in: u64,
+    /// Messages and calls this node queued to other nodes (replies not counted).
+    pub messages_out: u64,
 }
 
 #[derive(Debug, Default)]
@@ -272,6 +276,8 @@ impl Admission {
             wrong_type: 0,
             lanes_in: 0,
             lanes_out: 0,
+            messages_in: 0,
+            messages_out: 0,
         }
     }
 }

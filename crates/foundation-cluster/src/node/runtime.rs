@@ -84,6 +84,9 @@ pub(crate) struct Shared {
     /// Remote tells dropped, and remote calls refused, at a process holding that many.
     pub(crate) remote_dropped: AtomicU64,
     pub(crate) remote_refused: AtomicU64,
+    /// Messages and calls that arrived from peers, and that this node queued to them.
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
     pub(crate) calls: Mutex<FxHashMap<u64, PendingCall>>,
     pub(crate) next_call: AtomicU64,
     /// Messages and calls refused for their type, or a call for its reply type.
@@ -139,6 +142,8 @@ impl Shared {
             exports: RwLock::default(),
             max_remote_queued: config.max_remote_queued,
             remote_dropped: AtomicU64::new(0),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
             remote_refused: AtomicU64::new(0),
             calls: Mutex::default(),
             next_call: AtomicU64::new(1),
@@ -289,11 +294,17 @@ impl Shared {
     /// reason (a peer with the wrong cookie redials every few seconds, forever), and a
     /// note for [`super::Node::wait_for`]'s error.
     pub(crate) fn reject(&self, peer: String, why: String) {
+        self.refuse(peer, why, true);
+    }
+
+    /// As [`Shared::reject`], logged at `debug` only (`warn` false): counted, an event, and
+    /// a note for `wait_for` all the same.
+    pub(crate) fn refuse(&self, peer: String, why: String, warn: bool) {
         // Inbound connections come from a new port each time: the host is the peer.
         let host = peer
             .parse::<SocketAddr>()
             .map_or_else(|_| peer.clone(), |a| a.ip().to_string());
-        let first = {
+        let first = warn && {
             let mut logged = lock(&self.logged_refusals);
             if logged.len() >= LOGGED_REFUSALS {
                 logged.clear();
@@ -341,6 +352,9 @@ impl Shared {
         channel: usize,
         item: Item<'_>,
     ) {
+        if matches!(item, Item::Cast { .. } | Item::Call { .. }) {
+            self.messages_in.fetch_add(1, Ordering::Relaxed);
+        }
         match item {
             Item::Cast { name, ctx, ty, msg } => match self.inbox(name) {
                 // A process holding its limit of unhandled remote messages: the newest
@@ -1029,7 +1043,7 @@ impl Loop {
             // A restart is most often at the same address; at another one, while the old
             // incarnation is still a member, it may be a second process given the same
             // name: each would push the other out in turn. Say so loudly.
-            tracing::error!(
+            tracing::warn!(
                 node = %h.node, old = %old.addr, new = %h.addr,
                 "a node of this name joined from another address while the old one is still a member: it replaces it (a restart elsewhere), or two processes share one name, which the cluster cannot tell apart"
             );
@@ -1250,13 +1264,12 @@ impl Loop {
             let known = read(&self.shared.members)
                 .iter()
                 .any(|m| host_of(&m.addr) == host);
-            if known {
-                tracing::debug!(peer = %info.peer_addr, "a session closed before authenticating, from the host of a member: most likely the other of two simultaneous dials");
-                return;
-            }
-            self.shared.reject(
+            // Still an event and a note for `wait_for`'s error: a wrong cookie from that
+            // host is told apart there.
+            self.shared.refuse(
                 info.peer_addr,
                 "session closed before authenticating: wrong cookie, a duplicate connection, or not a Foundation node".into(),
+                !known,
             );
             return;
         }

@@ -1551,10 +1551,16 @@ impl<M: RemoteMessage> Inner<M> {
         let Some(record) = record else {
             return;
         };
-        if let Some(l) = lock(&self.local).get(id) {
-            if l.created == record.created {
-                return;
-            }
+        let running = lock(&self.local)
+            .get(id)
+            .is_some_and(|l| l.created == record.created);
+        if running {
+            // Already runs under this creation. Its slot may still say otherwise: two
+            // declarations of one node at clock 0 (a first node at a cold start, then its
+            // restart declaring again before it met anyone) share a stamp, and the one
+            // that lost the merge took this instance's slot with it. Record it.
+            self.keep(id);
+            return;
         }
         // A previous child of the same id still runs here: it goes first.
         self.stop_local(id, "replaced by a newer start").await;

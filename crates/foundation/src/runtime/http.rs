@@ -65,6 +65,7 @@ pub(crate) mod names {
     pub(crate) const WORK_QUEUED: &str = "foundation_work_queued";
     pub(crate) const CACHE_HIT_RATIO: &str = "foundation_cache_hit_ratio";
     pub(crate) const HTTP_REFUSED: &str = "foundation_http_refused_total";
+    pub(crate) const MESSAGES: &str = "foundation_messages_total";
 }
 
 /// Gives the installed recorder the help text (and unit) of every metric Foundation
@@ -116,6 +117,11 @@ fn describe_metrics() {
     describe_gauge!(
         CACHE_HIT_RATIO,
         "A cache's reads that hit, over all its reads, since it started"
+    );
+    describe_counter!(
+        MESSAGES,
+        Unit::Count,
+        "Messages and calls between this node and others, by direction (in: arrived from peers; out: queued to them)"
     );
     describe_counter!(
         HTTP_REFUSED,

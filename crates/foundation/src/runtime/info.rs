@@ -224,6 +224,12 @@ pub struct Sample {
     /// The most of those any one exported process holds, now.
     #[serde(default)]
     pub mailbox_queued_max: u64,
+    /// Messages and calls that arrived from other nodes.
+    #[serde(default)]
+    pub messages_in: u64,
+    /// Messages and calls this node queued to other nodes.
+    #[serde(default)]
+    pub messages_out: u64,
 }
 
 /// How often the runtime samples its counters.

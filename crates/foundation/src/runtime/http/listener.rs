@@ -19,8 +19,9 @@ use tokio::time::{Instant, Sleep};
 pub(crate) const MAX_CONNECTIONS: usize = 512;
 /// Connections open at once from one client address.
 pub(crate) const MAX_PER_CLIENT: usize = 64;
-/// A connection that sends nothing for this long is closed (a request trickled a byte at
-/// a time within it still ends when the cap of its client is what it holds).
+/// A connection on which nothing is read or written for this long is closed. (A request
+/// trickled a byte at a time within it is held; the per-client cap bounds what such a
+/// client takes.)
 pub(crate) const IDLE: Duration = Duration::from_secs(30);
 
 /// Open connections, in all and per client address.
@@ -126,7 +127,7 @@ impl axum::serve::Listener for Guarded {
 }
 
 /// An admitted connection: closed with [`io::ErrorKind::TimedOut`] when nothing is read
-/// from it for [`IDLE`] while the server waits for bytes.
+/// from it or written to it for [`IDLE`] while the server waits for bytes.
 pub(crate) struct Conn {
     stream: TcpStream,
     idle: Pin<Box<Sleep>>,
@@ -139,6 +140,16 @@ impl Conn {
             stream,
             idle: Box::pin(tokio::time::sleep(IDLE)),
             _slot: slot,
+        }
+    }
+}
+
+impl Conn {
+    /// Bytes written count as activity too: hyper reads on while a response is made or
+    /// written, and a long answer to a slow reader must not be cut at the idle limit.
+    fn wrote(&mut self, written: &Poll<io::Result<usize>>) {
+        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
+            self.idle.as_mut().reset(Instant::now() + IDLE);
         }
     }
 }
@@ -175,7 +186,9 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, data)
+        let written = Pin::new(&mut self.stream).poll_write(cx, data);
+        self.wrote(&written);
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -191,7 +204,9 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.wrote(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
