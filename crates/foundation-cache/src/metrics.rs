@@ -132,7 +132,7 @@ fn labels(name: &str, node: Option<&str>) -> Vec<Label> {
         .collect()
 }
 
-/// Gives the [`metrics`](::metrics) recorder installed now the help text (and unit) of
+/// Gives the [`metrics`] recorder installed now the help text (and unit) of
 /// every cache metric (the table above), which an exporter shows with them (Prometheus'
 /// `# HELP`). Call it once per process, after installing the recorder (the `foundation`
 /// runtime does); a recorder keeps the first description of a name.
