@@ -349,6 +349,32 @@ async fn two_nodes_see_each_other_and_a_graceful_shutdown_hands_the_singleton_of
     staying.shutdown().await;
 }
 
+/// Two runtimes of cluster `cluster`: `first`, then `second` seeded with it (static
+/// discovery); returns once each sees the other.
+async fn pair(first: &str, second: &str, cluster: &str) -> (Foundation, Foundation) {
+    let a = single()
+        .node_name(first)
+        .cluster_name(cluster)
+        .start()
+        .await
+        .unwrap();
+    let b = single()
+        .node_name(second)
+        .cluster_name(cluster)
+        .cluster(Discovery::Static)
+        .peers([a.node().advertised()])
+        .start()
+        .await
+        .unwrap();
+    for (from, to) in [(&a, second), (&b, first)] {
+        from.node()
+            .wait_for(to, Duration::from_secs(20))
+            .await
+            .unwrap();
+    }
+    (a, b)
+}
+
 /// A process that holds each note in its handler until its gate lets one through.
 struct Gated {
     gate: std::sync::Arc<tokio::sync::Semaphore>,
@@ -395,26 +421,7 @@ async fn metrics_until(http: SocketAddr, what: &str, done: impl Fn(&str) -> bool
 /// Two runtimes of one process (as tests and demos run them): each series is its node's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runtimes_in_one_process_keep_their_series_apart_and_every_family_has_help() {
-    let a = single()
-        .node_name("ls-a")
-        .cluster_name("rt-labels")
-        .start()
-        .await
-        .unwrap();
-    let b = single()
-        .node_name("ls-b")
-        .cluster_name("rt-labels")
-        .cluster(Discovery::Static)
-        .peers([a.node().advertised()])
-        .start()
-        .await
-        .unwrap();
-    for (from, to) in [(&a, "ls-b"), (&b, "ls-a")] {
-        from.node()
-            .wait_for(to, Duration::from_secs(20))
-            .await
-            .unwrap();
-    }
+    let (a, b) = pair("ls-a", "ls-b", "rt-labels").await;
     let http = a.http_addr().unwrap();
 
     // Each runtime's pubsub has series of its own: two subscriptions on a, none on b.
@@ -461,26 +468,7 @@ async fn two_runtimes_in_one_process_keep_their_series_apart_and_every_family_ha
 /// `/metrics` and the node's report show it fill and drain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peers_messages_waiting_at_an_exported_process_show_as_its_mailbox_depth() {
-    let a = single()
-        .node_name("mb-a")
-        .cluster_name("rt-mailbox")
-        .start()
-        .await
-        .unwrap();
-    let b = single()
-        .node_name("mb-b")
-        .cluster_name("rt-mailbox")
-        .cluster(Discovery::Static)
-        .peers([a.node().advertised()])
-        .start()
-        .await
-        .unwrap();
-    for (from, to) in [(&a, "mb-b"), (&b, "mb-a")] {
-        from.node()
-            .wait_for(to, Duration::from_secs(20))
-            .await
-            .unwrap();
-    }
+    let (a, b) = pair("mb-a", "mb-b", "rt-mailbox").await;
     let http = a.http_addr().unwrap();
 
     // A process exported on a holds each note from b in its handler until its gate opens:
@@ -557,24 +545,7 @@ async fn a_peers_messages_waiting_at_an_exported_process_show_as_its_mailbox_dep
 /// leaves the cluster gracefully (its peer sees it leaving, then down).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_dropped_without_shutdown_leaves_the_cluster_gracefully() {
-    let a = single()
-        .node_name("keeps")
-        .cluster_name("rt-drop")
-        .start()
-        .await
-        .unwrap();
-    let b = single()
-        .node_name("drops")
-        .cluster_name("rt-drop")
-        .cluster(Discovery::Static)
-        .peers([a.node().advertised()])
-        .start()
-        .await
-        .unwrap();
-    a.node()
-        .wait_for("drops", Duration::from_secs(20))
-        .await
-        .unwrap();
+    let (a, b) = pair("keeps", "drops", "rt-drop").await;
     let mut events = a.node().subscribe();
     drop(b);
     // It leaves: seen leaving first (its graceful leave), then down.
