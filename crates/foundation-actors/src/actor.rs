@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use futures::FutureExt;
@@ -10,7 +11,7 @@ use pin_project_lite::pin_project;
 use ractor::{ActorProcessingErr, ActorRef};
 use tracing::Instrument;
 
-use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG, Envelope, Opened};
+use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG, Depth, Envelope, Opened};
 use crate::context::Context;
 use crate::error::{ActorError, Crash, Ignore, SpawnError};
 
@@ -119,6 +120,25 @@ pub trait Actor: Send + Sync + 'static {
 pub(crate) struct Adapter<A: Actor> {
     pub(crate) actor: A,
     pub(crate) addr: Addr<A::Msg>,
+    /// The counts of this incarnation's mailbox, shared with the address's route: counted
+    /// out here as each message is taken ([`Addr::queued`]).
+    pub(crate) depth: Arc<Depth>,
+}
+
+impl<A: Actor> Adapter<A> {
+    /// The glue for one incarnation of `actor` behind `addr`, and its mailbox's counts (for
+    /// [`Addr::install`]).
+    pub(crate) fn new(actor: A, addr: Addr<A::Msg>) -> (Self, Arc<Depth>) {
+        let depth = Arc::new(Depth::new());
+        (
+            Self {
+                actor,
+                addr,
+                depth: depth.clone(),
+            },
+            depth,
+        )
+    }
 }
 
 impl<A: Actor> Drop for Adapter<A> {
@@ -305,6 +325,8 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
         env: Envelope<A::Msg>,
         state: &mut Wrapped<A>,
     ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send {
+        // Taken out of the mailbox: no longer queued, whatever happens to it next.
+        self.depth.took();
         let Wrapped { user, crashed } = state;
         let mut held = None;
         let step = if crashed.is_some() {
@@ -407,13 +429,10 @@ pub(crate) async fn in_context<F: std::future::Future>(
 pub async fn spawn<A: Actor>(actor: A, args: A::Args) -> Result<Addr<A::Msg>, SpawnError> {
     let label = std::any::type_name::<A>();
     let addr = Addr::new(label, false, DEFAULT_RESTART_BACKLOG);
-    let adapter = Adapter {
-        actor,
-        addr: addr.clone(),
-    };
+    let (adapter, depth) = Adapter::new(actor, addr.clone());
     let (actor_ref, _join) = ractor::Actor::spawn(None, adapter, args)
         .await
         .map_err(|e| SpawnError::from_ractor(label, e))?;
-    addr.install(actor_ref);
+    addr.install(actor_ref, Some(depth));
     Ok(addr)
 }

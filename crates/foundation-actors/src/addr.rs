@@ -18,6 +18,7 @@
 //! address: that is a new life, and callbacks added before the stop do not carry over.
 
 mod batch;
+mod depth;
 mod feed;
 mod slot;
 
@@ -34,6 +35,7 @@ use crate::error::{CallError, SendError};
 
 pub use batch::Batch;
 pub(crate) use batch::Opened;
+pub(crate) use depth::Depth;
 pub(crate) use feed::Doorbell;
 pub use feed::{FEED_BUDGET, Feed};
 pub(crate) use slot::{Phase, Refused, Slot, Target};
@@ -234,7 +236,10 @@ pub trait Mailbox<M>: Send + Sync + 'static {
 
 /// The target of a slot: a ractor actor, or a process hosted by another.
 pub(crate) enum Route<M> {
-    Actor(ActorRef<Envelope<M>>),
+    /// A ractor actor, and the counts of its mailbox if it keeps them (an actor run by
+    /// [`crate::Actor`]'s glue does; a supervisor, which also sends to itself around its
+    /// address, does not).
+    Actor(ActorRef<Envelope<M>>, Option<Arc<Depth>>),
     // Boxed twice: a thin pointer keeps the slot's published copy of its target small.
     #[allow(clippy::redundant_allocation)]
     Hosted(Box<Box<dyn Mailbox<M>>>),
@@ -244,19 +249,31 @@ impl<M: Send + 'static> Target<Envelope<M>> for Route<M> {
     #[inline]
     fn deliver(&self, m: Envelope<M>) -> Result<(), Envelope<M>> {
         match self {
-            Route::Actor(a) => a.send_message(m).map_err(|e| match e {
-                ractor::MessagingErr::SendErr(m) => m,
-                // Only `SendErr` carries the message back; the others cannot happen for a
-                // typed local ref, but if they did the process is unreachable either way.
-                _ => unreachable_message(),
-            }),
+            Route::Actor(a, depth) => {
+                // Counted in before it is in the mailbox: see `depth`'s protocol.
+                if let Some(d) = depth {
+                    d.will_send();
+                }
+                a.send_message(m).map_err(|e| {
+                    if let Some(d) = depth {
+                        d.unsent();
+                    }
+                    match e {
+                        ractor::MessagingErr::SendErr(m) => m,
+                        // Only `SendErr` carries the message back; the others cannot
+                        // happen for a typed local ref, but if they did the process is
+                        // unreachable either way.
+                        _ => unreachable_message(),
+                    }
+                })
+            }
             Route::Hosted(h) => deliver_hosted(h.as_ref().as_ref(), m),
         }
     }
 
     fn gone(&self) -> bool {
         match self {
-            Route::Actor(_) => true,
+            Route::Actor(..) => true,
             Route::Hosted(h) => h.is_gone(),
         }
     }
@@ -281,7 +298,7 @@ fn deliver_hosted<M: Send + 'static>(
 impl<M> Route<M> {
     fn actor(&self) -> Option<&ActorRef<Envelope<M>>> {
         match self {
-            Route::Actor(a) => Some(a),
+            Route::Actor(a, _) => Some(a),
             Route::Hosted(_) => None,
         }
     }
@@ -364,8 +381,10 @@ impl<M: Send + 'static> Addr<M> {
         }
     }
 
-    pub(crate) fn install(&self, actor: ActorRef<Envelope<M>>) {
-        self.slot.install(Route::Actor(actor));
+    /// Publishes a new incarnation; `depth` is its mailbox's counts, if it keeps them (see
+    /// [`Addr::queued`]).
+    pub(crate) fn install(&self, actor: ActorRef<Envelope<M>>, depth: Option<Arc<Depth>>) {
+        self.slot.install(Route::Actor(actor, depth));
     }
 
     /// An address whose messages go to `mailbox` instead of a ractor actor: a process
@@ -577,7 +596,7 @@ impl<M: Send + 'static> Addr<M> {
         // A reason that reads "killed" must not be taken for a kill.
         let reason = reason.map(crate::error::escape_stop_reason);
         self.slot.with_target(|t| match t {
-            Route::Actor(a) => a.stop(reason),
+            Route::Actor(a, _) => a.stop(reason),
             Route::Hosted(h) => h.stop(),
         });
     }
@@ -588,7 +607,7 @@ impl<M: Send + 'static> Addr<M> {
     /// child is restarted). Does nothing if no incarnation is live.
     pub fn kill(&self) {
         self.slot.with_target(|t| match t {
-            Route::Actor(a) => a.kill(),
+            Route::Actor(a, _) => a.kill(),
             Route::Hosted(h) => h.kill(),
         });
     }
@@ -611,6 +630,64 @@ impl<M: Send + 'static> Addr<M> {
     /// How many messages are held for the next incarnation.
     pub fn held_messages(&self) -> usize {
         self.slot.pending_len()
+    }
+
+    /// How many messages wait for the process: those in its current incarnation's mailbox,
+    /// not yet taken by its handler, and those held for its next incarnation (as Erlang's
+    /// `process_info(Pid, message_queue_len)`). The message being handled is not counted.
+    ///
+    /// Every message that reaches the mailbox through an address (or a name) is counted,
+    /// whichever node sent it. A batch ([`Addr::cast_batch`]) or a feed's doorbell
+    /// ([`Addr::cast_feed`]) counts as one until the handler takes it. Supervisors, and
+    /// processes hosted by another ([`Addr::hosted`]), count only what is held between
+    /// incarnations. A level read now, while senders and the handler go on: a gauge.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use foundation_actors::{Actor, ActorError, Addr, spawn};
+    /// struct Slow;
+    /// impl Actor for Slow {
+    ///     type Msg = tokio::sync::oneshot::Receiver<()>;
+    ///     type State = ();
+    ///     type Args = ();
+    ///     async fn init(&self, _: &Addr<Self::Msg>, _: ()) -> Result<(), ActorError> { Ok(()) }
+    ///     async fn handle(&self, _: &Addr<Self::Msg>, go: Self::Msg, _: &mut ()) -> Result<(), ActorError> {
+    ///         let _ = go.await;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let slow = spawn(Slow, ()).await?;
+    /// let mut gates = Vec::new();
+    /// for _ in 0..4 {
+    ///     let (open, gate) = tokio::sync::oneshot::channel();
+    ///     slow.cast(gate)?;
+    ///     gates.push(open);
+    /// }
+    /// // The handler holds the first message; three wait behind it.
+    /// while slow.queued() != 3 {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// for open in gates {
+    ///     let _ = open.send(());
+    /// }
+    /// while slow.queued() != 0 {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn queued(&self) -> usize {
+        let live = self
+            .slot
+            .with_target(|t| match t {
+                Route::Actor(_, Some(d)) => d.queued(),
+                _ => 0,
+            })
+            .unwrap_or(0);
+        usize::try_from(live)
+            .unwrap_or(usize::MAX)
+            .saturating_add(self.slot.pending_len())
     }
 
     /// The id of the current incarnation's ractor actor, if one is live.
@@ -686,11 +763,14 @@ impl<M: Send + 'static> Addr<M> {
             }
         }
         let slot = self.slot.clone();
+        let this = self.clone();
         names.insert(
             name.to_owned(),
             NameEntry {
                 addr: Arc::new(self.clone()),
+                key: self.key(),
                 stopped: Arc::new(move || slot.phase() == Phase::Stopped),
+                queued: Arc::new(move || this.queued()),
             },
         );
         Ok(())
@@ -721,7 +801,44 @@ impl<M: Send + 'static> Addr<M> {
 
 struct NameEntry {
     addr: Arc<dyn std::any::Any + Send + Sync>,
+    key: AddrKey,
     stopped: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// [`Addr::queued`], whatever the message type.
+    queued: Arc<dyn Fn() -> usize + Send + Sync>,
+}
+
+/// Calls `f` with each name registered by [`Addr::register`] (in this process) whose
+/// process has not stopped for good: the name, the process's [`AddrKey`] and its
+/// [`Addr::queued`] now. In no particular order. For a metrics scrape: it holds the table
+/// of names (read) while it runs, so `f` must not register names itself.
+///
+/// # Examples
+///
+/// ```
+/// # use foundation_actors::{Actor, ActorError, Addr, spawn};
+/// # struct Idle;
+/// # impl Actor for Idle { type Msg = (); type State = (); type Args = ();
+/// #   async fn init(&self, _: &Addr<()>, _: ()) -> Result<(), ActorError> { Ok(()) }
+/// #   async fn handle(&self, _: &Addr<()>, _: (), _: &mut ()) -> Result<(), ActorError> { Ok(()) } }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let idle = spawn(Idle, ()).await?;
+/// idle.register("idle-for-the-example")?;
+/// let mut found = None;
+/// foundation_actors::addr::each_named(|name, key, queued| {
+///     if name == "idle-for-the-example" {
+///         found = Some((key, queued));
+///     }
+/// });
+/// assert_eq!(found, Some((idle.key(), 0)));
+/// # Ok(()) }
+/// ```
+pub fn each_named(mut f: impl FnMut(&str, AddrKey, usize)) {
+    let names = NAMES.read().unwrap_or_else(|e| e.into_inner());
+    for (name, e) in names.iter() {
+        if !(e.stopped)() {
+            f(name, e.key, (e.queued)());
+        }
+    }
 }
 
 /// The process-wide table of names given to stable addresses.

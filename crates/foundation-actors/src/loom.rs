@@ -7,6 +7,15 @@ pub(crate) use loom::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWr
 #[cfg(not(feature = "loom"))]
 pub(crate) use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+/// Atomics, loom's under the `loom` feature.
+pub(crate) mod atomic {
+    #[cfg(feature = "loom")]
+    pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+
+    #[cfg(not(feature = "loom"))]
+    pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+}
+
 // Poisoning is recovered from: the state guarded here is left consistent before anything
 // that can panic runs, so a panic elsewhere must not make every later send panic too.
 

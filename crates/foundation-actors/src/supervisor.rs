@@ -262,7 +262,8 @@ impl Supervisor {
         let (actor, _join) = ractor::Actor::spawn(None, Core, spec.cfg)
             .await
             .map_err(|e| SpawnError::from_ractor(&id, e))?;
-        handle.addr.install(actor);
+        // A supervisor sends to itself around its address: it keeps no mailbox counts.
+        handle.addr.install(actor, None);
         Ok(handle)
     }
 
@@ -372,7 +373,10 @@ impl Supervisor {
         // ractor's start future is awaited here, as a raw `spawn_linked` is: not built
         // elsewhere and moved, not boxed.
         let started = match spec::cloned::<A>(&entry) {
-            Some(child) => spec::publish(&entry.id, &addr, child.spawn(sup.clone()).await),
+            Some(child) => {
+                let (spawn, depth) = child.spawn(sup.clone());
+                spec::publish(&entry.id, &addr, spawn.await, Some(depth))
+            }
             None => entry.child.start(&entry.id, sup.clone()).await,
         };
         self.adopt_started(entry, addr, sup, started)

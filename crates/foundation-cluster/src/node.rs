@@ -564,15 +564,17 @@ impl Node {
             .map(|e| e.queued.stats())
     }
 
-    /// The mailboxes of every process exported on this node (registered names and
-    /// distributed children included), read at once: the messages from other nodes they
-    /// hold unhandled, all together and for the `deepest` deepest of them (with their
-    /// names and limits). Messages sent to them from this node are not counted: see
-    /// [`Mailboxes`].
+    /// The mailboxes of the named processes on this node, read at once: every process
+    /// exported here (registered in a cluster-wide registry, distributed children) and
+    /// every name registered in this OS process with [`Addr::register`]. For each, the
+    /// messages waiting for it ([`Addr::queued`]: sent from here or from other nodes),
+    /// and, for an exported one, those from other nodes and their limit; all together,
+    /// and for the `deepest` deepest of them, with their names. See [`Mailboxes`].
     ///
-    /// It reads one counter per export under the exports' read lock; names are copied
-    /// only for the deepest ones that hold something. Cheap enough for a sampler or a
-    /// scrape, not meant for a message's path.
+    /// It reads a few counters per process under the exports' and the names' read locks;
+    /// names are copied only for the deepest ones that hold something. Cheap enough for a
+    /// sampler or a scrape, not meant for a message's path. A process with two names (an
+    /// exported one and a local one) is counted once, under its exported name.
     ///
     /// # Examples
     ///
@@ -581,18 +583,43 @@ impl Node {
     /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let node = Node::start(NodeConfig::new("a", "cookie").listen("127.0.0.1:0".parse()?)).await?;
     /// let boxes = node.mailboxes(5);
-    /// assert_eq!(boxes.queued, 0); // nothing from other nodes waits here
+    /// assert_eq!(boxes.queued, 0); // nothing waits here
     /// assert!(boxes.deepest.is_empty());
     /// node.shutdown().await;
     /// # Ok(()) }
     /// ```
     pub fn mailboxes(&self, deepest: usize) -> Mailboxes {
         let exports = locks::read(&self.shared.exports);
+        let mut seen = rustc_hash::FxHashSet::default();
+        let mut local: Vec<(String, exports::Depths)> = Vec::new();
+        let exported = exports
+            .iter()
+            .filter(|(_, e)| !e.inbox.is_stopped())
+            .map(|(name, e)| {
+                seen.insert(e.inbox.key());
+                let peers = e.queued.stats();
+                let d = exports::Depths {
+                    queued: e.inbox.queued(),
+                    from_peers: peers.queued,
+                    max_queued: peers.max_queued,
+                };
+                (name.as_str(), d)
+            })
+            .collect::<Vec<_>>();
+        foundation_actors::addr::each_named(|name, key, queued| {
+            if seen.insert(key) {
+                // Copied: the names' lock is not held past this call.
+                let d = exports::Depths {
+                    queued,
+                    ..exports::Depths::default()
+                };
+                local.push((name.to_owned(), d));
+            }
+        });
         Mailboxes::of(
-            exports
-                .iter()
-                .filter(|(_, e)| !e.inbox.is_stopped())
-                .map(|(name, e)| (name.as_str(), e.queued.stats())),
+            exported
+                .into_iter()
+                .chain(local.iter().map(|(n, d)| (n.as_str(), *d))),
             deepest,
         )
     }

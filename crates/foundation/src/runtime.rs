@@ -1062,7 +1062,7 @@ impl Inner {
             .iter()
             .filter_map(|p| p.cache_reads())
             .fold((0, 0), |(h, m), (ph, pm)| (h + ph, m + pm));
-        // One read of a counter per export: no names copied.
+        // A few counters read per named process: no names copied.
         let boxes = self.node.mailboxes(0);
         let stats = self.node.stats();
         let up = self
@@ -1083,6 +1083,7 @@ impl Inner {
             members_up: up,
             mailbox_queued: boxes.queued as u64,
             mailbox_queued_max: boxes.max as u64,
+            mailbox_from_peers: boxes.from_peers as u64,
             messages_in: stats.messages_in,
             messages_out: stats.messages_out,
         }
@@ -1104,6 +1105,8 @@ impl Inner {
         metrics::gauge!(MAILBOX_QUEUED, "node" => node.clone()).set(t.mailbox_queued as f64);
         metrics::gauge!(MAILBOX_QUEUED_MAX, "node" => node.clone())
             .set(t.mailbox_queued_max as f64);
+        metrics::gauge!(MAILBOX_FROM_PEERS, "node" => node.clone())
+            .set(t.mailbox_from_peers as f64);
         metrics::counter!(MESSAGES, "node" => node.clone(), "direction" => "in")
             .absolute(t.messages_in);
         metrics::counter!(MESSAGES, "node" => node.clone(), "direction" => "out")
@@ -1187,6 +1190,7 @@ impl Inner {
             .map(|b| info::MailboxInfo {
                 name: b.name,
                 queued: b.queued,
+                from_peers: b.from_peers,
                 max_queued: b.max_queued,
             })
             .collect();

@@ -401,6 +401,18 @@ fn value_of(metrics: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// Polls `f` until it gives something (60 s at most, else fails with `what`).
+async fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Fetches `/metrics` until `done` holds of it (60 s at most, else fails with `what`).
 async fn metrics_until(http: SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -467,12 +479,12 @@ async fn two_runtimes_in_one_process_keep_their_series_apart_and_every_family_ha
 /// The node counts what other nodes sent its exported processes and they have not handled:
 /// `/metrics` and the node's report show it fill and drain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peers_messages_waiting_at_an_exported_process_show_as_its_mailbox_depth() {
+async fn messages_waiting_at_named_processes_show_as_mailbox_depths() {
     let (a, b) = pair("mb-a", "mb-b", "rt-mailbox").await;
     let http = a.http_addr().unwrap();
 
     // A process exported on a holds each note from b in its handler until its gate opens:
-    // the notes wait in its mailbox, counted as messages from another node.
+    // the notes wait in its mailbox, counted, and counted as messages from another node.
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let gated = Gated::spawn(Gated { gate: gate.clone() }).await.unwrap();
     a.node()
@@ -488,12 +500,20 @@ async fn a_peers_messages_waiting_at_an_exported_process_show_as_its_mailbox_dep
     }
     let queued = "foundation_mailbox_queued{node=\"mb-a\"}";
     let deepest = "foundation_mailbox_queued_max{node=\"mb-a\"}";
+    let from_peers = "foundation_mailbox_from_peers{node=\"mb-a\"}";
+    // The first note is in the handler's hands: the others wait. All are from a peer.
+    let waiting = NOTES - 1;
     let metrics = metrics_until(http, "the notes queued on a", |m| {
-        value_of(m, queued).is_some_and(|v| v >= NOTES as f64)
-            && value_of(m, deepest) == Some(NOTES as f64)
+        value_of(m, queued).is_some_and(|v| v >= waiting as f64)
+            && value_of(m, deepest) == Some(waiting as f64)
+            && value_of(m, from_peers) == Some(NOTES as f64)
     })
     .await;
-    for family in ["foundation_mailbox_queued", "foundation_mailbox_queued_max"] {
+    for family in [
+        "foundation_mailbox_queued",
+        "foundation_mailbox_queued_max",
+        "foundation_mailbox_from_peers",
+    ] {
         assert!(
             metrics.contains(&format!("# HELP {family} ")),
             "{family} is described:\n{metrics}"
@@ -509,12 +529,27 @@ async fn a_peers_messages_waiting_at_an_exported_process_show_as_its_mailbox_dep
         .expect("a answered");
     let top = from_a.mailboxes.first().expect("a reports its mailboxes");
     assert_eq!(
-        (top.name.as_str(), top.queued, top.max_queued),
-        ("gate", NOTES as usize, 100),
+        (
+            top.name.as_str(),
+            top.queued,
+            top.from_peers,
+            top.max_queued
+        ),
+        ("gate", waiting as usize, NOTES as usize, 100),
         "{:?}",
         from_a.mailboxes
     );
-    assert!(from_a.totals.mailbox_queued >= NOTES, "{:?}", from_a.totals);
+    assert!(
+        from_a.totals.mailbox_queued >= waiting,
+        "{:?}",
+        from_a.totals
+    );
+    // (b's question for this report is in a's hands too: at least the notes.)
+    assert!(
+        from_a.totals.mailbox_from_peers >= NOTES,
+        "{:?}",
+        from_a.totals
+    );
     // The notes are counted as messages between the nodes, each way they went.
     assert!(b.node().stats().messages_out >= NOTES);
     assert!(a.node().stats().messages_in >= NOTES);
@@ -528,7 +563,7 @@ async fn a_peers_messages_waiting_at_an_exported_process_show_as_its_mailbox_dep
     // The gate opens: the mailbox drains, and the depth goes back to nothing.
     gate.add_permits(NOTES as usize);
     metrics_until(http, "a's mailboxes drained", |m| {
-        value_of(m, queued) == Some(0.0)
+        value_of(m, from_peers) == Some(0.0)
     })
     .await;
     assert!(
@@ -536,6 +571,37 @@ async fn a_peers_messages_waiting_at_an_exported_process_show_as_its_mailbox_dep
         "{:?}",
         a.node_info().mailboxes
     );
+
+    // A process named only in this OS process, fed only by local sends: its mailbox is
+    // counted too (not as messages from peers).
+    let local_gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let local = Gated::spawn(Gated {
+        gate: local_gate.clone(),
+    })
+    .await
+    .unwrap();
+    local.addr().register("rt-mailbox-local").unwrap();
+    for i in 0..4 {
+        local.hold(i).await.unwrap();
+    }
+    let seen = wait_until("the local notes counted", || {
+        a.node_info()
+            .mailboxes
+            .into_iter()
+            .find(|m| m.name == "rt-mailbox-local" && m.queued == 3)
+    })
+    .await;
+    assert_eq!((seen.from_peers, seen.max_queued), (0, 0), "{seen:?}");
+    let m = metrics_until(http, "the local notes in the gauge", |m| {
+        value_of(m, queued).is_some_and(|v| v >= 3.0)
+    })
+    .await;
+    assert_eq!(value_of(&m, from_peers), Some(0.0), "{m}");
+    local_gate.add_permits(4);
+    wait_until("the local notes handled", || {
+        (local.addr().queued() == 0).then_some(())
+    })
+    .await;
 
     b.shutdown().await;
     a.shutdown().await;

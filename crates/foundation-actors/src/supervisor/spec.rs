@@ -9,7 +9,7 @@ use std::time::Duration;
 use ractor::ActorCell;
 
 use crate::actor::{Actor, Adapter};
-use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG};
+use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG, Depth};
 use crate::error::SpawnError;
 
 /// Which children a supervisor restarts when one exits and must be restarted.
@@ -208,6 +208,7 @@ where
         id,
         addr,
         ractor::Actor::spawn_linked(None, actor, args, sup).await,
+        None,
     )
 }
 
@@ -220,7 +221,8 @@ pub(crate) type Spawned<M> = Result<
     ractor::SpawnErr,
 >;
 
-/// Publishes a spawned incarnation in `addr` (or maps the spawn's failure).
+/// Publishes a spawned incarnation in `addr`, with its mailbox's counts if it keeps them
+/// (or maps the spawn's failure).
 #[inline]
 pub(crate) fn publish<M: Send + 'static>(
     id: &str,
@@ -232,10 +234,11 @@ pub(crate) fn publish<M: Send + 'static>(
         ),
         ractor::SpawnErr,
     >,
+    depth: Option<Arc<Depth>>,
 ) -> Result<ActorCell, SpawnError> {
     let (actor_ref, _join) = spawned.map_err(|e| SpawnError::from_ractor(id, e))?;
     let cell = actor_ref.get_cell();
-    addr.install(actor_ref);
+    addr.install(actor_ref, depth);
     Ok(cell)
 }
 
@@ -250,16 +253,11 @@ fn start_actor<A: Actor>(
 ) -> impl Future<Output = Result<ActorCell, SpawnError>> + Send + use<A> {
     let addr = addr.clone();
     let id = id.clone();
-    let spawn = ractor::Actor::spawn_linked(
-        None,
-        Adapter {
-            actor,
-            addr: addr.clone(),
-        },
-        args,
-        sup,
-    );
-    futures::FutureExt::map(spawn, move |spawned| publish(&id, &addr, spawned))
+    let (adapter, depth) = Adapter::new(actor, addr.clone());
+    let spawn = ractor::Actor::spawn_linked(None, adapter, args, sup);
+    futures::FutureExt::map(spawn, move |spawned| {
+        publish(&id, &addr, spawned, Some(depth))
+    })
 }
 
 /// A child built afresh by a function for each start ([`ChildSpec::from_fn`]).
@@ -305,19 +303,18 @@ where
     A::Args: Clone + Sync,
 {
     /// ractor's spawn of a new incarnation linked to `sup` (to be published in the
-    /// address once it has started).
+    /// address once it has started, with the mailbox's counts returned here).
     pub(crate) fn spawn(
         &self,
         sup: ActorCell,
-    ) -> impl Future<Output = Spawned<A::Msg>> + Send + use<A> {
-        ractor::Actor::spawn_linked(
-            None,
-            Adapter {
-                actor: self.actor.clone(),
-                addr: self.addr.clone(),
-            },
-            self.args.clone(),
-            sup,
+    ) -> (
+        impl Future<Output = Spawned<A::Msg>> + Send + use<A>,
+        Arc<Depth>,
+    ) {
+        let (adapter, depth) = Adapter::new(self.actor.clone(), self.addr.clone());
+        (
+            ractor::Actor::spawn_linked(None, adapter, self.args.clone(), sup),
+            depth,
         )
     }
 }

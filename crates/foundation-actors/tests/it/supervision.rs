@@ -1411,3 +1411,112 @@ async fn typed_starts_behave_as_start_child_for_every_kind_of_spec() {
     sup.shutdown().await;
     assert!(named.is_stopped() && anon.is_stopped() && made.is_stopped());
 }
+
+/// Sends a `Hold` and waits until the handler has it: what is sent next stays queued until
+/// the returned sender lets it go on.
+async fn hold(addr: &Addr<Msg>) -> tokio::sync::oneshot::Sender<()> {
+    let (started, in_hand) = tokio::sync::oneshot::channel();
+    let (go, wait) = tokio::sync::oneshot::channel();
+    addr.cast(Msg::Hold(started, wait)).unwrap();
+    in_hand.await.unwrap();
+    go
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_counts_the_mailbox_and_what_is_held_through_a_restart() {
+    let log = Log::default();
+    let spec = Probe::spec("w", &log);
+    let addr = spec.addr();
+    let sup = Supervisor::start(
+        SupervisorSpec::new("sup", Strategy::OneForOne)
+            .backoff(Backoff {
+                min: Duration::from_millis(300),
+                max: Duration::from_millis(300),
+                jitter: 0.0,
+            })
+            .child(spec),
+    )
+    .await
+    .unwrap();
+    let mut ev = Events::of(&sup);
+    assert_eq!(addr.queued(), 0, "an idle process");
+
+    // Behind a message in hand, every send waits in the mailbox, counted.
+    let go = hold(&addr).await;
+    for k in 1..=5 {
+        addr.cast(Msg::Add(k)).unwrap();
+    }
+    assert_eq!(addr.queued(), 5, "the message in hand is not counted");
+    go.send(()).unwrap();
+    assert_eq!(addr.call(Msg::Get).await, Ok(15));
+    assert_eq!(addr.queued(), 0, "all taken");
+
+    // A crash with messages behind it: they are salvaged and held for the next incarnation.
+    let go = hold(&addr).await;
+    addr.cast(Msg::Crash).unwrap();
+    addr.cast(Msg::Add(1)).unwrap();
+    addr.cast(Msg::Add(2)).unwrap();
+    assert_eq!(addr.queued(), 3);
+    go.send(()).unwrap();
+    assert!(ev.exited("w").await.1, "a restart is under way");
+    assert_eq!(addr.held_messages(), 2);
+    assert_eq!(
+        addr.queued(),
+        2,
+        "the crashed one is not counted; the salvaged two are"
+    );
+    // Sent during the restart's backoff: held too.
+    addr.cast(Msg::Add(4)).unwrap();
+    assert_eq!(addr.queued(), 3);
+    assert_eq!(
+        addr.call(Msg::Get).await,
+        Ok(7),
+        "the new incarnation got them"
+    );
+    assert_eq!(addr.queued(), 0);
+    assert_eq!(addr.incarnation(), 2);
+
+    // Stopped with messages queued: they go with the incarnation, and so does their count.
+    let go = hold(&addr).await;
+    addr.cast(Msg::Add(1)).unwrap();
+    assert_eq!(addr.queued(), 1);
+    let stopping = tokio::spawn({
+        let sup = sup.clone();
+        async move { sup.terminate_child("w").await }
+    });
+    go.send(()).unwrap();
+    stopping.await.unwrap().unwrap();
+    assert!(addr.is_stopped());
+    assert_eq!(addr.queued(), 0);
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_counts_what_many_senders_queue_and_comes_back_to_zero() {
+    let log = Log::default();
+    let addr = spawn(Probe::new("w", &log), ()).await.unwrap();
+    let go = hold(&addr).await;
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = addr.clone();
+            tokio::spawn(async move {
+                for _ in 0..1_000 {
+                    addr.cast(Msg::Add(1)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.await.unwrap();
+    }
+    assert_eq!(addr.queued(), 4_000);
+    go.send(()).unwrap();
+    assert_eq!(addr.call(Msg::Get).await, Ok(4_000));
+    assert_eq!(addr.queued(), 0);
+    // A dead process queues nothing.
+    addr.stop(None);
+    while !addr.is_stopped() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(addr.queued(), 0);
+}

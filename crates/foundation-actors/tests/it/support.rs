@@ -32,6 +32,11 @@ pub(crate) enum Msg {
     Sleep(Duration),
     /// Signals when it starts, sleeps, then logs `napped:<id>`.
     Nap(Duration, tokio::sync::oneshot::Sender<()>),
+    /// Signals when it starts, then waits until told to go on (or the sender is dropped).
+    Hold(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::sync::oneshot::Receiver<()>,
+    ),
     Trace(ReplyPort<Option<(TraceId, Option<SpanIdPair>)>>),
 }
 
@@ -135,6 +140,10 @@ impl Actor for Probe {
                 let _ = started.send(());
                 tokio::time::sleep(d).await;
                 self.log.push(format!("napped:{}", self.id));
+            }
+            Msg::Hold(started, go) => {
+                let _ = started.send(());
+                let _ = go.await;
             }
             Msg::Trace(r) => {
                 let _ = r.send(

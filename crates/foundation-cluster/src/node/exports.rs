@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use foundation_actors::remote::WireType;
-use foundation_actors::{Addr, Context, RemoteMessage};
+use foundation_actors::{Addr, AddrKey, Context, RemoteMessage};
 
 use super::locks::lock;
 use super::wire::{Answer, NOT_A_CALL, Refusal};
@@ -72,64 +72,87 @@ pub struct ExportStats {
     pub refused: u64,
 }
 
-/// One exported process's mailbox, as [`crate::node::Node::mailboxes`] reads it: what
-/// it holds from other nodes.
+/// One named process's mailbox, as [`crate::node::Node::mailboxes`] reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Mailbox {
-    /// The name it is exported under.
+    /// The name it is exported or registered under.
     pub name: String,
-    /// Messages from other nodes delivered to it and not handled yet, now (the one its
-    /// handler is running included).
+    /// Messages waiting for it, from this node and others, not taken by its handler yet,
+    /// now ([`foundation_actors::Addr::queued`]).
     pub queued: usize,
-    /// Its limit of those ([`ExportConfig::max_queued`]).
+    /// Of all it holds, the messages from other nodes delivered to it and not handled yet
+    /// (the one its handler is running included); 0 for a process that is not exported.
+    pub from_peers: usize,
+    /// Its limit of messages from other nodes ([`ExportConfig::max_queued`]); 0 for a
+    /// process that is not exported.
     pub max_queued: usize,
 }
 
-/// What the processes exported on a node hold from other nodes, read at once
-/// ([`crate::node::Node::mailboxes`]).
-///
-/// Only messages from other nodes are counted: a local send goes straight into the
-/// process's mailbox, uncounted, so that the local path costs what ractor's does.
+/// What the named processes of a node hold, read at once
+/// ([`crate::node::Node::mailboxes`]): every process exported on the node (registered
+/// in a cluster-wide registry, a distributed child) and every name registered in this
+/// process with [`foundation_actors::Addr::register`] (a supervised child's
+/// `ChildSpec::name`). Anonymous processes are not listed: give a process a name to
+/// see it here.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Mailboxes {
-    /// Processes exported and running.
-    pub exports: usize,
-    /// Messages from other nodes delivered to them and not handled yet, all together.
+    /// Named processes running (each counted once, however many names it has).
+    pub processes: usize,
+    /// Messages waiting for them, all together.
     pub queued: usize,
-    /// The most any one of them holds.
+    /// The most any one of them has waiting.
     pub max: usize,
+    /// Messages from other nodes delivered to the exported ones and not handled yet, all
+    /// together.
+    pub from_peers: usize,
     /// The deepest of them, deepest first (then by name), as many as asked; only those
     /// that hold something.
     pub deepest: Vec<Mailbox>,
 }
 
+/// One process's counts, for [`Mailboxes::of`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Depths {
+    /// All its messages waiting.
+    pub(crate) queued: usize,
+    /// Those from other nodes, and their limit.
+    pub(crate) from_peers: usize,
+    pub(crate) max_queued: usize,
+}
+
 impl Mailboxes {
-    /// Sums `exports` (name, counters) and keeps the `deepest` deepest: a name is copied
+    /// Sums `processes` (name, counts) and keeps the `deepest` deepest: a name is copied
     /// only for those that hold something, so an idle node costs no allocation.
     pub(crate) fn of<'a>(
-        exports: impl Iterator<Item = (&'a str, ExportStats)>,
+        processes: impl Iterator<Item = (&'a str, Depths)>,
         deepest: usize,
     ) -> Self {
         let mut all = Self::default();
-        let mut held: Vec<(&str, ExportStats)> = Vec::new();
-        for (name, stats) in exports {
-            all.exports += 1;
-            all.queued += stats.queued;
-            all.max = all.max.max(stats.queued);
-            if stats.queued > 0 && deepest > 0 {
-                held.push((name, stats));
+        let mut held: Vec<(&str, Depths)> = Vec::new();
+        for (name, d) in processes {
+            all.processes += 1;
+            all.queued += d.queued;
+            all.max = all.max.max(d.queued);
+            all.from_peers += d.from_peers;
+            if (d.queued > 0 || d.from_peers > 0) && deepest > 0 {
+                held.push((name, d));
             }
         }
-        held.sort_unstable_by(|a, b| b.1.queued.cmp(&a.1.queued).then(a.0.cmp(b.0)));
+        held.sort_unstable_by(|a, b| {
+            (b.1.queued, b.1.from_peers)
+                .cmp(&(a.1.queued, a.1.from_peers))
+                .then(a.0.cmp(b.0))
+        });
         all.deepest = held
             .into_iter()
             .take(deepest)
-            .map(|(name, stats)| Mailbox {
+            .map(|(name, d)| Mailbox {
                 name: name.to_owned(),
-                queued: stats.queued,
-                max_queued: stats.max_queued,
+                queued: d.queued,
+                from_peers: d.from_peers,
+                max_queued: d.max_queued,
             })
             .collect();
         all
@@ -264,11 +287,25 @@ pub(crate) trait Inbox: Send + Sync {
 
     /// Whether the process has stopped for good.
     fn is_stopped(&self) -> bool;
+
+    /// The process's identity ([`Addr::key`]).
+    fn key(&self) -> AddrKey;
+
+    /// Its messages waiting now ([`Addr::queued`]).
+    fn queued(&self) -> usize;
 }
 
 impl<M: RemoteMessage> Inbox for Addr<M> {
     fn is_stopped(&self) -> bool {
         Addr::is_stopped(self)
+    }
+
+    fn key(&self) -> AddrKey {
+        Addr::key(self)
+    }
+
+    fn queued(&self) -> usize {
+        Addr::queued(self)
     }
 
     fn wire_type(&self) -> WireType {
@@ -421,32 +458,34 @@ mod tests {
     }
 
     #[test]
-    fn mailboxes_sum_every_export_and_list_the_deepest_first() {
-        let stats = |queued, max_queued| ExportStats {
+    fn mailboxes_sum_every_process_and_list_the_deepest_first() {
+        let d = |queued, from_peers| Depths {
             queued,
-            max_queued,
-            ..ExportStats::default()
+            from_peers,
+            max_queued: 10,
         };
-        let exports = [
-            ("idle", stats(0, 10)),
-            ("b", stats(3, 10)),
-            ("a", stats(3, 5)),
-            ("deep", stats(7, 8)),
-            ("one", stats(1, 10)),
+        let processes = [
+            ("idle", d(0, 0)),
+            ("b", d(3, 1)),
+            ("a", d(3, 1)),
+            ("deep", d(7, 0)),
+            ("one", d(1, 1)),
+            // Its one message from a peer is in hand: none waits, but it is listed.
+            ("busy", d(0, 1)),
         ];
-        let m = Mailboxes::of(exports.iter().map(|(n, s)| (*n, *s)), 3);
-        assert_eq!((m.exports, m.queued, m.max), (5, 14, 7));
+        let m = Mailboxes::of(processes.iter().map(|(n, s)| (*n, *s)), 3);
+        assert_eq!((m.processes, m.queued, m.max, m.from_peers), (6, 14, 7, 4));
         let deepest: Vec<(&str, usize, usize)> = m
             .deepest
             .iter()
-            .map(|b| (b.name.as_str(), b.queued, b.max_queued))
+            .map(|b| (b.name.as_str(), b.queued, b.from_peers))
             .collect();
-        assert_eq!(deepest, [("deep", 7, 8), ("a", 3, 5), ("b", 3, 10)]);
+        assert_eq!(deepest, [("deep", 7, 0), ("a", 3, 1), ("b", 3, 1)]);
         // Asking for none still sums them; an idle node lists none.
-        let m = Mailboxes::of(exports.iter().map(|(n, s)| (*n, *s)), 0);
+        let m = Mailboxes::of(processes.iter().map(|(n, s)| (*n, *s)), 0);
         assert_eq!((m.queued, m.max, m.deepest.len()), (14, 7, 0));
-        let idle = Mailboxes::of([("idle", stats(0, 10))].into_iter(), 3);
-        assert_eq!((idle.exports, idle.queued, idle.deepest.len()), (1, 0, 0));
+        let idle = Mailboxes::of([("idle", d(0, 0))].into_iter(), 3);
+        assert_eq!((idle.processes, idle.queued, idle.deepest.len()), (1, 0, 0));
     }
 
     #[test]

@@ -867,11 +867,12 @@ async fn an_export_with_its_own_limit_drops_and_refuses_past_it_and_counts_both(
         b.expect(|l| l.starts_with("export-stats ")),
         "export-stats gate queued=4 max_queued=4 dropped=16 refused=0"
     );
-    // The node's mailboxes at once: the gate is the deepest, the only one that holds any.
+    // The node's mailboxes at once: the gate is the deepest, the only one that holds any:
+    // three waiting (n0 is in its handler), four from peers (n0 included), its limit 4.
     b.tell("mailboxes 4");
     assert_eq!(
         b.expect(|l| l.starts_with("mailboxes ")),
-        "mailboxes queued=4 max=4 deepest=gate:4/4"
+        "mailboxes queued=3 max=3 from_peers=4 deepest=gate:3/4/4"
     );
     // A call past the limit is refused at once, and counted apart.
     let refused = a
@@ -907,7 +908,7 @@ async fn an_export_with_its_own_limit_drops_and_refuses_past_it_and_counts_both(
     b.tell("export-stats gate 0 16 1");
     b.expect(|l| l == "export-stats gate queued=0 max_queued=4 dropped=16 refused=1");
     b.tell("mailboxes 0");
-    b.expect(|l| l == "mailboxes queued=0 max=0 deepest=");
+    b.expect(|l| l == "mailboxes queued=0 max=0 from_peers=0 deepest=");
     let answer: String = a
         .call(
             "b",

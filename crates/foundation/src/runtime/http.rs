@@ -60,6 +60,7 @@ pub(crate) mod names {
     pub(crate) const UPTIME: &str = "foundation_uptime_seconds";
     pub(crate) const MAILBOX_QUEUED: &str = "foundation_mailbox_queued";
     pub(crate) const MAILBOX_QUEUED_MAX: &str = "foundation_mailbox_queued_max";
+    pub(crate) const MAILBOX_FROM_PEERS: &str = "foundation_mailbox_from_peers";
     pub(crate) const REGISTRY_NAMES: &str = "foundation_registry_names";
     pub(crate) const SUPERVISOR_CHILDREN: &str = "foundation_supervisor_children";
     pub(crate) const WORK_QUEUED: &str = "foundation_work_queued";
@@ -92,12 +93,17 @@ fn describe_metrics() {
     describe_gauge!(
         MAILBOX_QUEUED,
         Unit::Count,
-        "Messages from other nodes delivered to this node's exported and registered processes and not handled yet (local sends are not counted)"
+        "Messages waiting in the mailboxes of this node's named processes (exported, registered cluster-wide or with Addr::register), from this node and others"
     );
     describe_gauge!(
         MAILBOX_QUEUED_MAX,
         Unit::Count,
-        "The most messages from other nodes any one exported process holds unhandled"
+        "The most messages waiting for any one named process of this node"
+    );
+    describe_gauge!(
+        MAILBOX_FROM_PEERS,
+        Unit::Count,
+        "Messages from other nodes delivered to this node's exported processes and not handled yet"
     );
     describe_gauge!(
         REGISTRY_NAMES,

@@ -78,10 +78,10 @@ pub struct NodeInfo {
     /// Its cluster-wide work ecosystems, with each node's workers and queued jobs.
     #[serde(default)]
     pub work: Vec<WorkInfo>,
-    /// Its exported processes (registered names, distributed children, the runtime's
-    /// own) that hold the most messages from other nodes delivered and not yet handled,
-    /// deepest first, at most [`MAILBOXES_SHOWN`]; only those holding any. Sends from the
-    /// node itself are not counted (see `docs/observability.md`).
+    /// Its named processes (exported: registered cluster-wide, distributed children, the
+    /// runtime's own; and those named locally with `Addr::register`) with the most
+    /// messages waiting, deepest first, at most [`MAILBOXES_SHOWN`]; only those holding
+    /// any (see `docs/observability.md`).
     #[serde(default)]
     pub mailboxes: Vec<MailboxInfo>,
     /// Its counters now.
@@ -184,14 +184,19 @@ pub struct CacheInfo {
     pub evictions: u64,
 }
 
-/// An exported process's mailbox, as a node reports it ([`NodeInfo::mailboxes`]).
+/// A named process's mailbox, as a node reports it ([`NodeInfo::mailboxes`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailboxInfo {
-    /// The name it is exported under.
+    /// The name it is exported or registered under.
     pub name: String,
-    /// Messages from other nodes delivered to it and not handled yet.
+    /// Messages waiting for it (from this node and others), not taken by its handler yet.
     pub queued: usize,
-    /// Its limit of those: past it, the node drops tells and refuses calls to it.
+    /// Of those, the messages from other nodes delivered to it and not handled yet (the
+    /// one in hand included); 0 if it is not exported.
+    #[serde(default)]
+    pub from_peers: usize,
+    /// Its limit of messages from other nodes: past it, the node drops tells and refuses
+    /// calls to it; 0 if it is not exported.
     pub max_queued: usize,
 }
 
@@ -217,13 +222,17 @@ pub struct Sample {
     pub cache_misses: u64,
     /// Members that are up (this node included).
     pub members_up: u64,
-    /// Messages from other nodes delivered to its exported processes and not handled yet,
-    /// all together, now (a level, not a total).
+    /// Messages waiting for its named processes (exported or registered locally), from
+    /// this node and others, all together, now (a level, not a total).
     #[serde(default)]
     pub mailbox_queued: u64,
-    /// The most of those any one exported process holds, now.
+    /// The most of those any one named process has waiting, now.
     #[serde(default)]
     pub mailbox_queued_max: u64,
+    /// Messages from other nodes delivered to its exported processes and not handled yet,
+    /// all together, now.
+    #[serde(default)]
+    pub mailbox_from_peers: u64,
     /// Messages and calls that arrived from other nodes.
     #[serde(default)]
     pub messages_in: u64,

@@ -497,12 +497,12 @@ fn node_process() {
                         s.queued, s.max_queued, s.dropped, s.refused
                     ));
                 }
-                ["mailboxes", total] => {
-                    let want: usize = total.parse().unwrap();
+                ["mailboxes", from_peers] => {
+                    let want: usize = from_peers.parse().unwrap();
                     // Polled here, as export-stats.
                     let m = loop {
                         let m = node.mailboxes(3);
-                        if m.queued == want {
+                        if m.from_peers == want {
                             break m;
                         }
                         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -510,12 +510,15 @@ fn node_process() {
                     let deepest: Vec<String> = m
                         .deepest
                         .iter()
-                        .map(|b| format!("{}:{}/{}", b.name, b.queued, b.max_queued))
+                        .map(|b| {
+                            format!("{}:{}/{}/{}", b.name, b.queued, b.from_peers, b.max_queued)
+                        })
                         .collect();
                     say(&format!(
-                        "mailboxes queued={} max={} deepest={}",
+                        "mailboxes queued={} max={} from_peers={} deepest={}",
                         m.queued,
                         m.max,
+                        m.from_peers,
                         deepest.join(",")
                     ));
                 }
