@@ -163,7 +163,7 @@ pub mod prelude {
     #[cfg(feature = "registry")]
     pub use foundation_registry::{
         ClusterRegistry, Mode, Registry,
-        distributed::{ChildName, DistributedSpec, DistributedSupervisor},
+        distributed::{ChildName, DistributedSpec, DistributedSupervisor, StartChildError},
         placement::{ChildPlacement, Placement},
         sharded::{CastError, EntityCrash, JoinError, Sharded, ShardedSpec, ShardedStats},
         work::{ClusterEcosystem, WorkSpec},

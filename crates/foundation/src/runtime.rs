@@ -637,6 +637,9 @@ impl Foundation {
             tls = config.tls(),
             "foundation: discovery strategy chosen"
         );
+        for unused in &config.unused {
+            tracing::warn!(node = %config.node_name, "foundation: {unused}");
+        }
         if config.profile == Profile::Production && !config.tls() {
             tracing::info!(
                 node = %config.node_name,

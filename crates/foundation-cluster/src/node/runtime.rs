@@ -300,22 +300,7 @@ impl Shared {
     /// As [`Shared::reject`], logged at `debug` only (`warn` false): counted, an event, and
     /// a note for `wait_for` all the same.
     pub(crate) fn refuse(&self, peer: String, why: String, warn: bool) {
-        // Inbound connections come from a new port each time: the host is the peer.
-        let host = peer
-            .parse::<SocketAddr>()
-            .map_or_else(|_| peer.clone(), |a| a.ip().to_string());
-        let first = warn && {
-            let mut logged = lock(&self.logged_refusals);
-            if logged.len() >= LOGGED_REFUSALS {
-                logged.clear();
-            }
-            logged.insert((host, why.clone()))
-        };
-        if first {
-            tracing::warn!(%peer, %why, "refused a connection (logged once per peer and reason; again at debug level)");
-        } else {
-            tracing::debug!(%peer, %why, "refused a connection again");
-        }
+        self.log_refusal(&peer, &why, warn);
         {
             let mut recent = lock(&self.refusals);
             if recent.len() >= RECENT_REFUSALS {
@@ -324,6 +309,27 @@ impl Shared {
             recent.push_back((Instant::now(), peer.clone(), why.clone()));
         }
         let _ = self.events.send(ClusterEvent::Rejected { peer, why });
+    }
+
+    /// Logs a refusal: a warning the first time for its peer host and reason (if `warn`),
+    /// else at `debug`.
+    pub(crate) fn log_refusal(&self, peer: &str, why: &str, warn: bool) {
+        // Inbound connections come from a new port each time: the host is the peer.
+        let host = peer
+            .parse::<SocketAddr>()
+            .map_or_else(|_| peer.to_owned(), |a| a.ip().to_string());
+        let first = warn && {
+            let mut logged = lock(&self.logged_refusals);
+            if logged.len() >= LOGGED_REFUSALS {
+                logged.clear();
+            }
+            logged.insert((host, why.to_owned()))
+        };
+        if first {
+            tracing::warn!(%peer, %why, "refused a connection (logged once per peer and reason; again at debug level)");
+        } else {
+            tracing::debug!(%peer, %why, "refused a connection again");
+        }
     }
 
     /// The refusals since `since` (all kept ones for `None`), each (peer, reason) once.
@@ -654,6 +660,9 @@ pub(crate) struct Loop {
     closing: HashMap<String, (u64, Instant)>,
     /// The latest hello from each node, with when it came while its token is unspent.
     hellos: HashMap<String, (Hello, Option<Instant>)>,
+    /// Sessions from hosts that ran no member, closed before authenticating: the peer's
+    /// address and when. Judged [`UNSETTLED`] later (see `on_session_closed`).
+    unsettled: Vec<(String, Instant)>,
     /// The number of the next link made.
     next_link: u64,
     leaving: bool,
@@ -667,6 +676,14 @@ pub(crate) struct Loop {
 /// seen first would make a graceful leave look like a disconnection. A killed peer's lanes
 /// to this node close at once too, and take it down without waiting.
 const OUT_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// How long after a session closed before authenticating it is judged: if a member from
+/// its host is up by then, it was the other of two simultaneous dials (debug); if not, a
+/// warning (a wrong cookie, TLS on one side only, not a Foundation node).
+const UNSETTLED: Duration = Duration::from_secs(3);
+
+/// What a session closed before authenticating is recorded as.
+pub(crate) const UNAUTHENTICATED: &str = "session closed before authenticating: a wrong cookie, TLS on one side only, or not a Foundation node (once, while two nodes dial each other: a duplicate connection, harmless)";
 
 impl Loop {
     pub(crate) fn new(
@@ -689,6 +706,7 @@ impl Loop {
             owner: HashMap::new(),
             closing: HashMap::new(),
             hellos: HashMap::new(),
+            unsettled: Vec::new(),
             next_link: 1,
             leaving: false,
         }
@@ -1259,18 +1277,17 @@ impl Loop {
             // Two nodes that dial each other at once each keep one of the two sessions:
             // the other closes before authenticating. From a host that runs a member
             // already, that is the likely cause, and not worth a warning at every
-            // cluster's formation.
-            let host = host_of(&info.peer_addr);
-            let known = read(&self.shared.members)
-                .iter()
-                .any(|m| host_of(&m.addr) == host);
-            // Still an event and a note for `wait_for`'s error: a wrong cookie from that
-            // host is told apart there.
-            self.shared.refuse(
-                info.peer_addr,
-                "session closed before authenticating: wrong cookie, a duplicate connection, or not a Foundation node".into(),
-                !known,
-            );
+            // cluster's formation. From another host it is judged a little later, once the
+            // node there has had time to join (`on_tick`).
+            let known = self.member_on_host(&info.peer_addr);
+            if !known {
+                self.unsettled
+                    .push((info.peer_addr.clone(), Instant::now()));
+            }
+            // An event and a note for `wait_for`'s error at once all the same: a wrong
+            // cookie from that host is told apart there.
+            self.shared
+                .refuse(info.peer_addr, UNAUTHENTICATED.into(), false);
             return;
         }
         // An authenticated session that ends does not end the membership: lanes carry
@@ -1282,8 +1299,33 @@ impl Loop {
         }
     }
 
+    /// Whether a member runs on the host of `addr`.
+    fn member_on_host(&self, addr: &str) -> bool {
+        let host = host_of(addr);
+        read(&self.shared.members)
+            .iter()
+            .any(|m| host_of(&m.addr) == host)
+    }
+
+    /// Warns of the sessions closed before authenticating [`UNSETTLED`] ago whose host has
+    /// run no member since.
+    fn judge_unsettled(&mut self, now: Instant) {
+        if self.unsettled.is_empty() {
+            return;
+        }
+        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unsettled)
+            .into_iter()
+            .partition(|(_, at)| now.duration_since(*at) >= UNSETTLED);
+        self.unsettled = rest;
+        for (peer, _) in due {
+            let warn = !self.member_on_host(&peer);
+            self.shared.log_refusal(&peer, UNAUTHENTICATED, warn);
+        }
+    }
+
     fn on_tick(&mut self) {
         let now = Instant::now();
+        self.judge_unsettled(now);
         if !self.closing.is_empty() {
             let due: Vec<(String, u64)> = self
                 .closing

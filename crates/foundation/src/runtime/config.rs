@@ -129,7 +129,7 @@ pub const KEYS: &[Key] = &[
         env: "FOUNDATION_HTTP_TOKEN",
         allowed: "a non-empty token",
         default: "none",
-        doc: "When set, every path but `/health/*` requires `Authorization: Bearer <token>`.",
+        doc: "When set, every path but `/health/*` and the dashboard's page (`/dashboard`, `/`: it holds no data) requires `Authorization: Bearer <token>`; open the dashboard as `/dashboard?token=<token>`: the page keeps the token and sends it to `/cluster`.",
     },
     Key {
         name: "tls.cert",
@@ -366,6 +366,10 @@ pub struct Config {
     pub advertise: Option<String>,
     /// Static seeds.
     pub peers: Vec<Peer>,
+    /// Keys that are set but that the chosen discovery strategy does not use (`peers`
+    /// without `static`, `dns_query` without `dns`), each with why: the runtime logs them
+    /// as warnings at start.
+    pub unused: Vec<String>,
     /// The DNS name polled by the `dns` strategy.
     pub dns_query: Option<String>,
     /// The label selector of the `kubernetes` strategy.
@@ -764,6 +768,19 @@ impl Layers {
                 "`cluster = \"dns\"` needs the name to poll".to_owned(),
             ));
         }
+        let mut unused = Vec::new();
+        if discovery != Discovery::Static && !peers.is_empty() {
+            unused.push(format!(
+                "`peers` (from {}) is not used: the discovery strategy is `{discovery}` ({discovery_reason}); set `cluster = \"static\"` to use it",
+                self.source_of("peers")
+            ));
+        }
+        if discovery != Discovery::Dns && dns_query.is_some() {
+            unused.push(format!(
+                "`dns_query` (from {}) is not used: the discovery strategy is `{discovery}` ({discovery_reason}); set `cluster = \"dns\"` to use it",
+                self.source_of("dns_query")
+            ));
+        }
         let production = profile == Profile::Production;
 
         let cluster_name = text("cluster_name")?.unwrap_or_else(|| "foundation".to_owned());
@@ -899,6 +916,7 @@ impl Layers {
             listen,
             advertise,
             peers,
+            unused,
             dns_query,
             kubernetes_pod: (!self.values.contains_key("kubernetes.selector")
                 && !self.values.contains_key("cluster_name"))
@@ -1286,6 +1304,22 @@ mod tests {
         .unwrap();
         assert_eq!(c.discovery, Discovery::None);
         assert_eq!(c.http_listen, None);
+        assert!(c.unused.is_empty());
+        // Seeds in the file, and another strategy from the environment: the seeds are not
+        // used, and that is said.
+        let c = resolve(
+            "peers = [\"10.0.0.1:4370\"]\ndns_query = \"nodes.local\"",
+            &[("FOUNDATION_DISCOVERY", "none")],
+        )
+        .unwrap();
+        assert_eq!(c.discovery, Discovery::None);
+        assert_eq!(c.unused.len(), 2, "{:?}", c.unused);
+        assert!(
+            c.unused[0].starts_with("`peers` (from ") && c.unused[0].contains("`none`"),
+            "{:?}",
+            c.unused
+        );
+        assert!(c.unused[1].starts_with("`dns_query`"), "{:?}", c.unused);
     }
 
     #[test]

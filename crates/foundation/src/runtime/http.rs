@@ -220,7 +220,12 @@ async fn authorize(
     if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
         next.run(request).await
     } else {
-        let mut r = (StatusCode::UNAUTHORIZED, "a bearer token is required\n").into_response();
+        let why = if given.is_some() {
+            "the bearer token is wrong (it must equal http.token, FOUNDATION_HTTP_TOKEN)\n"
+        } else {
+            "a bearer token is required: Authorization: Bearer <http.token>\n"
+        };
+        let mut r = (StatusCode::UNAUTHORIZED, why).into_response();
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         r
