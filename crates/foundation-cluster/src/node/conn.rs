@@ -381,7 +381,16 @@ async fn read_lane<S: AsyncRead + Unpin>(
                 shared.dispatch(&node, incarnation, channel, item);
             });
             tokio::select! {
-                r = read => r.err().map(|e| e.to_string()),
+                r = read => match r {
+                    // The connection ended without its end (a TLS peer's close_notify, or
+                    // the rest of a frame): the peer crashed, was killed, or the network
+                    // dropped it. Not a refusal: membership sees it go.
+                    Err(lane::LaneError::Io(e)) if abrupt(&e) => {
+                        tracing::debug!(%node, %peer, error = %e, "a lane from a peer ended abruptly");
+                        None
+                    }
+                    r => r.err().map(|e| e.to_string()),
+                },
                 () = kill.notified() => None,
             }
         }
@@ -583,4 +592,14 @@ pub(super) async fn dial(
     tokio::time::timeout(timeout, go)
         .await
         .unwrap_or_else(|_| Err("connect timed out".to_owned()))
+}
+
+/// Whether a read error means the connection ended abruptly rather than that the peer
+/// sent something wrong.
+fn abrupt(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(
+        e.kind(),
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+    )
 }

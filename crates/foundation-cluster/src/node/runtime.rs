@@ -663,6 +663,8 @@ pub(crate) struct Loop {
     /// Sessions from hosts that ran no member, closed before authenticating: the peer's
     /// address and when. Judged [`UNSETTLED`] later (see `on_session_closed`).
     unsettled: Vec<(String, Instant)>,
+    /// Dials whose failure was warned about: address and reason.
+    warned_dials: BTreeSet<(String, String)>,
     /// The number of the next link made.
     next_link: u64,
     leaving: bool,
@@ -707,6 +709,7 @@ impl Loop {
             closing: HashMap::new(),
             hellos: HashMap::new(),
             unsettled: Vec::new(),
+            warned_dials: BTreeSet::new(),
             next_link: 1,
             leaving: false,
         }
@@ -993,7 +996,19 @@ impl Loop {
                     self.dialed.insert(sa.to_string(), addr);
                 }
                 Err(why) => {
-                    tracing::debug!(%addr, %why, "dial failed");
+                    // A TLS handshake that fails is a configuration to fix (a server name,
+                    // a CA), not a peer still starting: said once per address and reason.
+                    let tls = why.contains("TLS");
+                    if tls && {
+                        if self.warned_dials.len() >= LOGGED_REFUSALS {
+                            self.warned_dials.clear();
+                        }
+                        self.warned_dials.insert((addr.clone(), why.clone()))
+                    } {
+                        tracing::warn!(%addr, %why, "dial failed (logged once per address and reason; again at debug level)");
+                    } else {
+                        tracing::debug!(%addr, %why, "dial failed");
+                    }
                     self.backoff(&addr, now);
                 }
             },

@@ -468,6 +468,44 @@ async fn with_tls_every_connection_is_encrypted_and_plain_peers_are_refused() {
     let _plain = harness::start("p", &[("SEEDS", a.advertised())]);
     wait_event(&mut events, is_rejected("TLS handshake failed")).await;
     assert!(a.members().iter().all(|m| m.id != "p"));
+    // A TLS peer killed ends its lanes without TLS's close: a crash, seen as one (the node
+    // goes down), not reported as a refused connection.
+    let mut after = a.subscribe();
+    c.kill();
+    let mut seen = Vec::new();
+    let down = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match after.recv().await {
+                Ok(e) if is_down("c")(&e) => return e,
+                Ok(e) => seen.push(e),
+                Err(e) => panic!("events: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("c not down in 30 s; seen {seen:?}"));
+    assert!(
+        matches!(
+            down,
+            ClusterEvent::NodeDown {
+                reason: DownReason::Disconnected,
+                ..
+            }
+        ),
+        "{down:?}"
+    );
+    // Its lanes may close just after: a moment for a late report.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Ok(e) = after.try_recv() {
+        seen.push(e);
+    }
+    assert!(
+        !seen.iter().any(
+            |e| matches!(e, ClusterEvent::Rejected { why, .. } if why.starts_with("lane closed"))
+        ),
+        "{seen:?}"
+    );
+    drop(b);
     a.shutdown().await;
 }
 
