@@ -5,15 +5,16 @@ use foundation_actors::WireError;
 use super::config::ConfigError;
 use super::wire::Refusal;
 
-/// Why a node could not start.
-#[derive(Debug, thiserror::Error)]
+/// Why a node could not start. Its `Debug` prints the message too, so that a `main`
+/// returning `Result<_, Box<dyn Error>>` shows what to fix.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum NodeError {
     /// The settings are unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr} (`NodeConfig::listen`; FOUNDATION_LISTEN): {source}")]
     Bind {
         /// The address.
         addr: std::net::SocketAddr,
@@ -31,8 +32,9 @@ pub enum NodeError {
 }
 
 /// Why [`Node::wait_for`](super::Node::wait_for) or
-/// [`Node::wait_for_members`](super::Node::wait_for_members) gave up.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// [`Node::wait_for_members`](super::Node::wait_for_members) gave up. Its `Debug` prints
+/// the message too, as [`NodeError`]'s.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WaitError {
     /// Some nodes were not up in time.
@@ -49,6 +51,18 @@ pub enum WaitError {
     /// This node shut down while waiting.
     #[error("this node shut down while waiting for its peers")]
     Shutdown,
+}
+
+impl std::fmt::Debug for NodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::fmt::Debug for WaitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 fn timeout_message(
