@@ -1011,12 +1011,23 @@ impl Foundation {
     /// (`/health/ready` answers 503), then the supervisors hand their singletons off and
     /// the node leaves the cluster (at most `shutdown.timeout_ms`), the pubsub stops, the
     /// node stops, the HTTP endpoint stops. Calling it again waits for the first call.
+    ///
+    /// # Cancel safety
+    ///
+    /// The stop runs in a task of its own: dropping this future (a `select!`, a timeout)
+    /// stops only the wait, and the runtime still stops all the way ([`Foundation::stopped`]
+    /// resolves when it has).
     pub async fn shutdown(&self) {
-        let inner = &self.inner;
-        if inner.stopping.swap(true, Ordering::SeqCst) {
-            self.stopped().await;
-            return;
+        if !self.inner.stopping.swap(true, Ordering::SeqCst) {
+            let this = self.clone();
+            tokio::spawn(async move { this.stop_now().await });
         }
+        self.stopped().await;
+    }
+
+    /// [`Foundation::shutdown`]'s work, once `stopping` is set.
+    async fn stop_now(&self) {
+        let inner = &self.inner;
         inner.ready.store(false, Ordering::SeqCst);
         let parts: Vec<Arc<dyn Part>> = lock(&inner.parts).drain(..).rev().collect();
         let graceful = async {

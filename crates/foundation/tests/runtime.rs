@@ -645,6 +645,45 @@ async fn a_runtime_dropped_without_shutdown_leaves_the_cluster_gracefully() {
     a.shutdown().await;
 }
 
+/// A `shutdown()` whose caller gives up on it half-way (a timeout, a `select!`) still
+/// stops the runtime all the way: its node leaves gracefully and `stopped()` resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_abandoned_half_way_still_leaves_and_stops() {
+    use futures::FutureExt;
+    let (a, b) = pair("stays", "abandons", "rt-abandon").await;
+    let mut events = a.node().subscribe();
+    // Polled once, then dropped: the leave (a round with the peer) cannot be done by then.
+    assert!(
+        b.shutdown().now_or_never().is_none(),
+        "a shutdown finished in one poll: nothing was abandoned"
+    );
+    tokio::time::timeout(Duration::from_secs(30), b.stopped())
+        .await
+        .expect("the abandoned shutdown went on to the end");
+    let seen = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut seen = Vec::new();
+        loop {
+            use foundation::cluster::node::ClusterEvent;
+            match events.recv().await {
+                Ok(ClusterEvent::NodeLeaving(m)) if m.id == "abandons" => seen.push("leaving"),
+                Ok(ClusterEvent::NodeDown { member, .. }) if member.id == "abandons" => {
+                    seen.push("down");
+                    return seen;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("its node went down");
+    assert_eq!(seen, ["leaving", "down"]);
+    // Shutting down again returns at once.
+    tokio::time::timeout(Duration::from_secs(5), b.shutdown())
+        .await
+        .unwrap();
+    a.shutdown().await;
+}
+
 /// Sends `request` over a new connection from `from` and reads until the server closes
 /// it (or 10 s): what came back.
 async fn raw(http: SocketAddr, from: &str, request: &[u8]) -> String {
