@@ -567,18 +567,24 @@ impl Drop for Inner {
             return;
         }
         self.ready.store(false, Ordering::SeqCst);
-        if let Some(tx) = lock(&self.http_stop).take() {
-            let _ = tx.send(());
-        }
-        for task in lock(&self.tasks).drain(..) {
-            task.abort();
-        }
+        // The HTTP endpoint stops last, as in `shutdown()`: meanwhile its probes answer
+        // 503 (the runtime is gone), not a refused connection.
+        let http_stop = lock(&self.http_stop).take();
+        // Its tasks (the HTTP endpoint's among them) hold the runtime weakly: they are
+        // ended after the stop.
+        let tasks: Vec<_> = lock(&self.tasks).drain(..).collect();
         let parts: Vec<Arc<dyn Part>> = lock(&self.parts).drain(..).rev().collect();
         let node = self.node.clone();
         let pubsub = self.pubsub.clone();
         let info = self.info.clone();
         let timeout = self.config.shutdown_timeout;
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            if let Some(tx) = http_stop {
+                let _ = tx.send(());
+            }
+            for task in tasks {
+                task.abort();
+            }
             return;
         };
         tracing::info!(node = %node.name(), "foundation: dropped without shutdown(); stopping");
@@ -594,6 +600,12 @@ impl Drop for Inner {
             node.unexport(INFO_EXPORT);
             info.stop(None);
             node.shutdown().await;
+            if let Some(tx) = http_stop {
+                let _ = tx.send(());
+            }
+            for task in tasks {
+                task.abort();
+            }
             tracing::info!(node = %node.name(), "foundation: stopped");
         });
     }
