@@ -151,7 +151,7 @@ async fn node(name: String, seed: Option<String>) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,ractor_cluster=warn".into()),
+                .unwrap_or_else(|_| "info,ractor_cluster=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -16,7 +16,7 @@ pub fn init_logs(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| format!("{default},ractor_cluster=warn").into()),
+                .unwrap_or_else(|_| format!("{default},ractor_cluster=error").into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
