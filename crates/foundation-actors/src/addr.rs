@@ -642,6 +642,10 @@ impl<M: Send + 'static> Addr<M> {
     /// processes hosted by another ([`Addr::hosted`]), count only what is held between
     /// incarnations. A level read now, while senders and the handler go on: a gauge.
     ///
+    /// A message sent to the incarnation's ractor cell directly ([`Addr::actor_cell`]),
+    /// around the address, is not counted in but is counted out when handled: the count
+    /// then reads low for the rest of that incarnation. Send through the address.
+    ///
     /// # Examples
     ///
     /// ```
@@ -678,16 +682,13 @@ impl<M: Send + 'static> Addr<M> {
     /// # Ok(()) }
     /// ```
     pub fn queued(&self) -> usize {
-        let live = self
-            .slot
-            .with_target(|t| match t {
-                Route::Actor(_, Some(d)) => d.queued(),
-                _ => 0,
-            })
-            .unwrap_or(0);
+        let (live, held) = self.slot.with_target_and_held(|t| match t {
+            Route::Actor(_, Some(d)) => d.queued(),
+            _ => 0,
+        });
         usize::try_from(live)
             .unwrap_or(usize::MAX)
-            .saturating_add(self.slot.pending_len())
+            .saturating_add(held)
     }
 
     /// The id of the current incarnation's ractor actor, if one is live.
@@ -810,7 +811,9 @@ struct NameEntry {
 /// Calls `f` with each name registered by [`Addr::register`] (in this process) whose
 /// process has not stopped for good: the name, the process's [`AddrKey`] and its
 /// [`Addr::queued`] now. In no particular order. For a metrics scrape: it holds the table
-/// of names (read) while it runs, so `f` must not register names itself.
+/// of names (read) while it runs, so `f` must not touch the table at all (no
+/// [`Addr::register`], [`Addr::unregister`] nor [`Addr::whereis`]: a writer waiting would
+/// make that read wait for ever).
 ///
 /// # Examples
 ///

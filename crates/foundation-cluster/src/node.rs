@@ -590,38 +590,19 @@ impl Node {
     /// ```
     pub fn mailboxes(&self, deepest: usize) -> Mailboxes {
         let exports = locks::read(&self.shared.exports);
-        let mut seen = rustc_hash::FxHashSet::default();
-        let mut local: Vec<(String, exports::Depths)> = Vec::new();
         let exported = exports
             .iter()
             .filter(|(_, e)| !e.inbox.is_stopped())
             .map(|(name, e)| {
-                seen.insert(e.inbox.key());
                 let peers = e.queued.stats();
-                let d = exports::Depths {
-                    queued: e.inbox.queued(),
-                    from_peers: peers.queued,
-                    max_queued: peers.max_queued,
-                };
-                (name.as_str(), d)
-            })
-            .collect::<Vec<_>>();
+                (name.as_str(), e.inbox.key(), e.inbox.queued(), peers)
+            });
+        let mut named = Vec::new();
         foundation_actors::addr::each_named(|name, key, queued| {
-            if seen.insert(key) {
-                // Copied: the names' lock is not held past this call.
-                let d = exports::Depths {
-                    queued,
-                    ..exports::Depths::default()
-                };
-                local.push((name.to_owned(), d));
-            }
+            // Copied: the names' lock is not held past this call.
+            named.push((name.to_owned(), key, queued));
         });
-        Mailboxes::of(
-            exported
-                .into_iter()
-                .chain(local.iter().map(|(n, d)| (n.as_str(), *d))),
-            deepest,
-        )
+        exports::gather(exported, named, deepest)
     }
 
     /// The [`Priority`] this node declared the channel named `channel` with (where its

@@ -356,6 +356,19 @@ impl<M, T: Target<M>> Slot<M, T> {
         }
     }
 
+    /// `f` of the current incarnation (0 if none is live), and the messages held between
+    /// incarnations, read under one lock: a restart between the two cannot count a
+    /// message twice or not at all.
+    pub(crate) fn with_target_and_held(&self, f: impl FnOnce(&T) -> u64) -> (u64, usize) {
+        let s = read(&self.state);
+        let live = match (&s.phase, &s.target) {
+            (Phase::Running, Some(t)) => f(t),
+            _ => 0,
+        };
+        let held = lock(&s.pending).as_ref().map_or(0, |held| held.len());
+        (live, held)
+    }
+
     /// How many messages are held between incarnations.
     pub(crate) fn pending_len(&self) -> usize {
         lock(&read(&self.state).pending)

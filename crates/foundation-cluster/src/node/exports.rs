@@ -81,8 +81,10 @@ pub struct Mailbox {
     /// Messages waiting for it, from this node and others, not taken by its handler yet,
     /// now ([`foundation_actors::Addr::queued`]).
     pub queued: usize,
-    /// Of all it holds, the messages from other nodes delivered to it and not handled yet
-    /// (the one its handler is running included); 0 for a process that is not exported.
+    /// The messages from other nodes delivered to it and not handled yet, the one its
+    /// handler is running included (so it may be one more than `queued`; and a process
+    /// hosted by another, as a sharded region's inbox, has no `queued` of its own); 0 for
+    /// a process that is not exported.
     pub from_peers: usize,
     /// Its limit of messages from other nodes ([`ExportConfig::max_queued`]); 0 for a
     /// process that is not exported.
@@ -157,6 +159,54 @@ impl Mailboxes {
             .collect();
         all
     }
+}
+
+/// [`Mailboxes`] of the exported processes (name, identity, messages waiting, counts from
+/// peers) and the processes named in this OS process (name, identity, messages waiting).
+/// A process is counted once, under its first exported name (its messages from peers,
+/// counted per export, added up), else under its first local name.
+pub(crate) fn gather<'a, K: Eq + std::hash::Hash + Copy>(
+    exported: impl Iterator<Item = (&'a str, K, usize, ExportStats)>,
+    named: Vec<(String, K, usize)>,
+    deepest: usize,
+) -> Mailboxes {
+    use std::collections::hash_map::Entry;
+    let mut seen: rustc_hash::FxHashMap<K, usize> = rustc_hash::FxHashMap::default();
+    let mut all: Vec<(std::borrow::Cow<'a, str>, Depths)> = Vec::new();
+    for (name, key, queued, peers) in exported {
+        match seen.entry(key) {
+            Entry::Occupied(at) => {
+                if let Some((_, d)) = all.get_mut(*at.get()) {
+                    d.from_peers += peers.queued;
+                    d.max_queued += peers.max_queued;
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(all.len());
+                all.push((
+                    name.into(),
+                    Depths {
+                        queued,
+                        from_peers: peers.queued,
+                        max_queued: peers.max_queued,
+                    },
+                ));
+            }
+        }
+    }
+    for (name, key, queued) in named {
+        if let Entry::Vacant(slot) = seen.entry(key) {
+            slot.insert(all.len());
+            all.push((
+                name.into(),
+                Depths {
+                    queued,
+                    ..Depths::default()
+                },
+            ));
+        }
+    }
+    Mailboxes::of(all.iter().map(|(n, d)| (n.as_ref(), *d)), deepest)
 }
 
 /// An exported process, with the count of messages from other nodes it holds unhandled.
@@ -486,6 +536,29 @@ mod tests {
         assert_eq!((m.queued, m.max, m.deepest.len()), (14, 7, 0));
         let idle = Mailboxes::of([("idle", d(0, 0))].into_iter(), 3);
         assert_eq!((idle.processes, idle.queued, idle.deepest.len()), (1, 0, 0));
+    }
+
+    #[test]
+    fn a_process_with_many_names_is_one_mailbox() {
+        let peers = |queued, max_queued| ExportStats {
+            queued,
+            max_queued,
+            ..ExportStats::default()
+        };
+        // Process 1 is exported twice and named locally too; 2 is named locally only.
+        let exported = [
+            ("one", 1_u32, 5, peers(2, 10)),
+            ("also-one", 1, 5, peers(1, 10)),
+        ];
+        let named = vec![("local-one".to_owned(), 1, 5), ("two".to_owned(), 2, 3)];
+        let m = gather(exported.into_iter(), named, 5);
+        assert_eq!((m.processes, m.queued, m.max, m.from_peers), (2, 8, 5, 3));
+        let deepest: Vec<(&str, usize, usize, usize)> = m
+            .deepest
+            .iter()
+            .map(|b| (b.name.as_str(), b.queued, b.from_peers, b.max_queued))
+            .collect();
+        assert_eq!(deepest, [("one", 5, 3, 20), ("two", 3, 0, 0)]);
     }
 
     #[test]

@@ -323,7 +323,7 @@ impl Shared {
             if logged.len() >= LOGGED_REFUSALS {
                 logged.clear();
             }
-            logged.insert((host, why.to_owned()))
+            logged.insert((host, kind_of(why)))
         };
         if first {
             tracing::warn!(%peer, %why, "refused a connection (logged once per peer and reason; again at debug level)");
@@ -998,12 +998,11 @@ impl Loop {
                 Err(why) => {
                     // A TLS handshake that fails is a configuration to fix (a server name,
                     // a CA), not a peer still starting: said once per address and reason.
-                    let tls = why.contains("TLS");
-                    if tls && {
+                    if tls_to_fix(&why) && {
                         if self.warned_dials.len() >= LOGGED_REFUSALS {
                             self.warned_dials.clear();
                         }
-                        self.warned_dials.insert((addr.clone(), why.clone()))
+                        self.warned_dials.insert((addr.clone(), kind_of(&why)))
                     } {
                         tracing::warn!(%addr, %why, "dial failed (logged once per address and reason; again at debug level)");
                     } else {
@@ -1295,7 +1294,8 @@ impl Loop {
             // cluster's formation. From another host it is judged a little later, once the
             // node there has had time to join (`on_tick`).
             let known = self.member_on_host(&info.peer_addr);
-            if !known {
+            // Bounded: past it (a flood of such sessions), the rest stay at debug.
+            if !known && self.unsettled.len() < LOGGED_REFUSALS {
                 self.unsettled
                     .push((info.peer_addr.clone(), Instant::now()));
             }
@@ -1490,6 +1490,31 @@ pub(crate) async fn run_strategy(
 
 /// The host part of `ip:port` (or of `[v6]:port`, or of `name:port`); the whole text if
 /// it has no port.
+/// A reason without its figures: what a refusal or a failed dial is told apart by when it
+/// is logged once (a certificate's "expired … N seconds ago" changes at every redial, and a
+/// port at every connection).
+fn kind_of(why: &str) -> String {
+    why.chars().filter(|c| !c.is_ascii_digit()).collect()
+}
+
+/// Whether a failed dial's reason is a TLS handshake that failed on something to fix (a
+/// certificate, a server name, a protocol mismatch), not a connection that was reset or
+/// closed (a peer restarting).
+fn tls_to_fix(why: &str) -> bool {
+    let why = why.to_ascii_lowercase();
+    why.contains("tls")
+        && [
+            "certificate",
+            "alert",
+            "corrupt",
+            "invalid",
+            "unsupported",
+            "name",
+        ]
+        .iter()
+        .any(|k| why.contains(k))
+}
+
 fn host_of(addr: &str) -> &str {
     match addr.rsplit_once(':') {
         Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
@@ -1611,6 +1636,32 @@ mod tests {
         // A waiting caller is told each (host, reason) once.
         let refused = shared.refusals_since(None);
         assert_eq!(refused.len(), 3, "{refused:?}");
+    }
+
+    #[test]
+    fn a_dial_warning_is_told_apart_by_its_kind_not_its_figures() {
+        let expired = |secs: u64| {
+            format!(
+                "TLS handshake failed: invalid peer certificate: certificate expired: verification time {secs} (UNIX), but certificate is not valid after 1700000000 ({} seconds ago)",
+                secs - 1_700_000_000
+            )
+        };
+        assert_eq!(
+            kind_of(&expired(1_736_000_000)),
+            kind_of(&expired(1_736_000_005))
+        );
+        assert!(tls_to_fix(&expired(1_736_000_000)));
+        assert!(tls_to_fix(
+            "TLS handshake failed: invalid peer certificate: certificate not valid for name \"billing\""
+        ));
+        assert!(tls_to_fix(
+            "TLS handshake failed: received fatal alert: BadCertificate"
+        ));
+        // A peer restarting: not a configuration to fix.
+        assert!(!tls_to_fix(
+            "TLS handshake failed: Connection reset by peer (os error 104)"
+        ));
+        assert!(!tls_to_fix("Connection refused (os error 111)"));
     }
 
     #[test]

@@ -191,8 +191,8 @@ pub struct MailboxInfo {
     pub name: String,
     /// Messages waiting for it (from this node and others), not taken by its handler yet.
     pub queued: usize,
-    /// Of those, the messages from other nodes delivered to it and not handled yet (the
-    /// one in hand included); 0 if it is not exported.
+    /// The messages from other nodes delivered to it and not handled yet, the one in hand
+    /// included (so it may be one more than `queued`); 0 if it is not exported.
     #[serde(default)]
     pub from_peers: usize,
     /// Its limit of messages from other nodes: past it, the node drops tells and refuses
