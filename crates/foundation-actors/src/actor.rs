@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use futures::FutureExt;
@@ -11,7 +10,7 @@ use pin_project_lite::pin_project;
 use ractor::{ActorProcessingErr, ActorRef};
 use tracing::Instrument;
 
-use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG, Depth, Envelope, Opened};
+use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG, Envelope, Opened};
 use crate::context::Context;
 use crate::error::{ActorError, Crash, Ignore, SpawnError};
 
@@ -120,24 +119,13 @@ pub trait Actor: Send + Sync + 'static {
 pub(crate) struct Adapter<A: Actor> {
     pub(crate) actor: A,
     pub(crate) addr: Addr<A::Msg>,
-    /// The counts of this incarnation's mailbox, shared with the address's route: counted
-    /// out here as each message is taken ([`Addr::queued`]).
-    pub(crate) depth: Arc<Depth>,
 }
 
 impl<A: Actor> Adapter<A> {
-    /// The glue for one incarnation of `actor` behind `addr`, and its mailbox's counts (for
-    /// [`Addr::install`]).
-    pub(crate) fn new(actor: A, addr: Addr<A::Msg>) -> (Self, Arc<Depth>) {
-        let depth = Arc::new(Depth::new());
-        (
-            Self {
-                actor,
-                addr,
-                depth: depth.clone(),
-            },
-            depth,
-        )
+    /// The glue for one incarnation of `actor` behind `addr`: it counts each message out
+    /// of the mailbox as it takes it ([`Addr::queued`]), so it is installed counted.
+    pub(crate) fn new(actor: A, addr: Addr<A::Msg>) -> Self {
+        Self { actor, addr }
     }
 }
 
@@ -326,7 +314,7 @@ impl<A: Actor> ractor::Actor for Adapter<A> {
         state: &mut Wrapped<A>,
     ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send {
         // Taken out of the mailbox: no longer queued, whatever happens to it next.
-        self.depth.took();
+        self.addr.took();
         let Wrapped { user, crashed } = state;
         let mut held = None;
         let step = if crashed.is_some() {
@@ -429,10 +417,10 @@ pub(crate) async fn in_context<F: std::future::Future>(
 pub async fn spawn<A: Actor>(actor: A, args: A::Args) -> Result<Addr<A::Msg>, SpawnError> {
     let label = std::any::type_name::<A>();
     let addr = Addr::new(label, false, DEFAULT_RESTART_BACKLOG);
-    let (adapter, depth) = Adapter::new(actor, addr.clone());
+    let adapter = Adapter::new(actor, addr.clone());
     let (actor_ref, _join) = ractor::Actor::spawn(None, adapter, args)
         .await
         .map_err(|e| SpawnError::from_ractor(label, e))?;
-    addr.install(actor_ref, Some(depth));
+    addr.install(actor_ref, true);
     Ok(addr)
 }

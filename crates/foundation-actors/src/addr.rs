@@ -35,7 +35,6 @@ use crate::error::{CallError, SendError};
 
 pub use batch::Batch;
 pub(crate) use batch::Opened;
-pub(crate) use depth::Depth;
 pub(crate) use feed::Doorbell;
 pub use feed::{FEED_BUDGET, Feed};
 pub(crate) use slot::{Phase, Refused, Slot, Target};
@@ -236,10 +235,10 @@ pub trait Mailbox<M>: Send + Sync + 'static {
 
 /// The target of a slot: a ractor actor, or a process hosted by another.
 pub(crate) enum Route<M> {
-    /// A ractor actor, and the counts of its mailbox if it keeps them (an actor run by
+    /// A ractor actor, and whether it keeps the counts of its mailbox (an actor run by
     /// [`crate::Actor`]'s glue does; a supervisor, which also sends to itself around its
     /// address, does not).
-    Actor(ActorRef<Envelope<M>>, Option<Arc<Depth>>),
+    Actor(ActorRef<Envelope<M>>, bool),
     // Boxed twice: a thin pointer keeps the slot's published copy of its target small.
     #[allow(clippy::redundant_allocation)]
     Hosted(Box<Box<dyn Mailbox<M>>>),
@@ -249,24 +248,12 @@ impl<M: Send + 'static> Target<Envelope<M>> for Route<M> {
     #[inline]
     fn deliver(&self, m: Envelope<M>) -> Result<(), Envelope<M>> {
         match self {
-            Route::Actor(a, depth) => {
-                // Counted in before it is in the mailbox: see `depth`'s protocol.
-                if let Some(d) = depth {
-                    d.will_send();
-                }
-                a.send_message(m).map_err(|e| {
-                    if let Some(d) = depth {
-                        d.unsent();
-                    }
-                    match e {
-                        ractor::MessagingErr::SendErr(m) => m,
-                        // Only `SendErr` carries the message back; the others cannot
-                        // happen for a typed local ref, but if they did the process is
-                        // unreachable either way.
-                        _ => unreachable_message(),
-                    }
-                })
-            }
+            Route::Actor(a, _) => a.send_message(m).map_err(|e| match e {
+                ractor::MessagingErr::SendErr(m) => m,
+                // Only `SendErr` carries the message back; the others cannot happen for a
+                // typed local ref, but if they did the process is unreachable either way.
+                _ => unreachable_message(),
+            }),
             Route::Hosted(h) => deliver_hosted(h.as_ref().as_ref(), m),
         }
     }
@@ -276,6 +263,11 @@ impl<M: Send + 'static> Target<Envelope<M>> for Route<M> {
             Route::Actor(..) => true,
             Route::Hosted(h) => h.is_gone(),
         }
+    }
+
+    #[inline]
+    fn counted(&self) -> bool {
+        matches!(self, Route::Actor(_, true))
     }
 }
 
@@ -381,10 +373,16 @@ impl<M: Send + 'static> Addr<M> {
         }
     }
 
-    /// Publishes a new incarnation; `depth` is its mailbox's counts, if it keeps them (see
-    /// [`Addr::queued`]).
-    pub(crate) fn install(&self, actor: ActorRef<Envelope<M>>, depth: Option<Arc<Depth>>) {
-        self.slot.install(Route::Actor(actor, depth));
+    /// Publishes a new incarnation; `counted` if it keeps its mailbox's counts (its glue
+    /// calls [`Addr::took`] for each message it takes: see [`Addr::queued`]).
+    pub(crate) fn install(&self, actor: ActorRef<Envelope<M>>, counted: bool) {
+        self.slot.install(Route::Actor(actor, counted));
+    }
+
+    /// The live incarnation took a message out of its mailbox (its glue only).
+    #[inline]
+    pub(crate) fn took(&self) {
+        self.slot.took();
     }
 
     /// An address whose messages go to `mailbox` instead of a ractor actor: a process
@@ -682,10 +680,7 @@ impl<M: Send + 'static> Addr<M> {
     /// # Ok(()) }
     /// ```
     pub fn queued(&self) -> usize {
-        let (live, held) = self.slot.with_target_and_held(|t| match t {
-            Route::Actor(_, Some(d)) => d.queued(),
-            _ => 0,
-        });
+        let (live, held) = self.slot.queued();
         usize::try_from(live)
             .unwrap_or(usize::MAX)
             .saturating_add(held)

@@ -263,7 +263,7 @@ impl Supervisor {
             .await
             .map_err(|e| SpawnError::from_ractor(&id, e))?;
         // A supervisor sends to itself around its address: it keeps no mailbox counts.
-        handle.addr.install(actor, None);
+        handle.addr.install(actor, false);
         Ok(handle)
     }
 
@@ -373,10 +373,7 @@ impl Supervisor {
         // ractor's start future is awaited here, as a raw `spawn_linked` is: not built
         // elsewhere and moved, not boxed.
         let started = match spec::cloned::<A>(&entry) {
-            Some(child) => {
-                let (spawn, depth) = child.spawn(sup.clone());
-                spec::publish(&entry.id, &addr, spawn.await, Some(depth))
-            }
+            Some(child) => spec::publish(&entry.id, &addr, child.spawn(sup.clone()).await, true),
             None => entry.child.start(&entry.id, sup.clone()).await,
         };
         self.adopt_started(entry, addr, sup, started)

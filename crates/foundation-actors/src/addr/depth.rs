@@ -26,8 +26,9 @@
 //! The two counters sit 64 bytes apart, on different cache lines: a sender and the
 //! incarnation, on different threads, write them at every message.
 //!
-//! The counts belong to one incarnation: when it is replaced, what was left in its mailbox
-//! goes with it, and so does its count.
+//! The counts live in the address's slot (no allocation per start) and belong to the live
+//! incarnation: when a new one is installed ([`Depth::reset`], under the slot's write lock,
+//! the one before having ended), what was left in the old mailbox is forgotten with it.
 
 use crate::loom::atomic::{AtomicU64, Ordering};
 
@@ -75,6 +76,15 @@ impl Depth {
     pub(crate) fn took(&self) {
         let n = self.taken.0.load(Ordering::Relaxed);
         self.taken.0.store(n.wrapping_add(1), Ordering::Release);
+    }
+
+    /// A new incarnation's start: what the mailbox before held is forgotten. Called under
+    /// the slot's write lock (no sender counts meanwhile), once the incarnation before
+    /// has ended (it takes nothing more); the new one takes only what is delivered after,
+    /// so it sees this store.
+    pub(crate) fn reset(&self) {
+        let sent = self.sent.0.load(Ordering::Relaxed);
+        self.taken.0.store(sent, Ordering::Relaxed);
     }
 
     /// How many messages are in the mailbox now.

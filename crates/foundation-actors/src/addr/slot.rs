@@ -47,6 +47,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
+use super::depth::Depth;
 use crate::loom::{Mutex, RwLock, get_mut, lock, read, write};
 
 /// Where a slot delivers: a live incarnation. Handing the message back means the
@@ -59,6 +60,12 @@ pub(crate) trait Target<M>: Send + Sync {
     /// down for now, and an unsupervised slot stays as it is). Default: `true`.
     fn gone(&self) -> bool {
         true
+    }
+
+    /// Whether the incarnation keeps the counts of its mailbox (see `depth.rs`): a sender
+    /// counts each message in before delivering it. Default: `false`.
+    fn counted(&self) -> bool {
+        false
     }
 }
 
@@ -138,6 +145,9 @@ pub(crate) struct Slot<M, T> {
     supervised: AtomicBool,
     /// How many messages may be held between incarnations.
     backlog: AtomicU32,
+    /// The counts of the live incarnation's mailbox, when its target keeps them: set anew
+    /// at each [`Slot::install`] (see `depth.rs`).
+    depth: Depth,
 }
 
 impl<M, T: Target<M>> Slot<M, T> {
@@ -153,7 +163,30 @@ impl<M, T: Target<M>> Slot<M, T> {
             }),
             supervised: AtomicBool::new(supervised),
             backlog: AtomicU32::new(saturate(backlog)),
+            depth: Depth::new(),
         }
+    }
+
+    /// Delivers `m` to `t`, counting it in first if `t` keeps counts (and back out if it
+    /// is refused).
+    #[inline(always)]
+    fn deliver_to(&self, t: &T, m: M) -> Result<(), M> {
+        let counted = t.counted();
+        if counted {
+            self.depth.will_send();
+        }
+        t.deliver(m).inspect_err(|_| {
+            if counted {
+                self.depth.unsent();
+            }
+        })
+    }
+
+    /// The incarnation took a message out of its mailbox (called by that incarnation
+    /// only).
+    #[inline]
+    pub(crate) fn took(&self) {
+        self.depth.took();
     }
 
     /// Delivers `m` to the current incarnation, or holds it for the next one.
@@ -167,7 +200,7 @@ impl<M, T: Target<M>> Slot<M, T> {
             // the target only.
             if let Some(t) = &s.target {
                 debug_assert_eq!(s.phase, Phase::Running);
-                match t.deliver(m) {
+                match self.deliver_to(t, m) {
                     Ok(()) => return Ok(()),
                     Err(m) => m,
                 }
@@ -185,7 +218,7 @@ impl<M, T: Target<M>> Slot<M, T> {
         let mut s = write(&self.state);
         let m = match (&s.phase, &s.target) {
             (Phase::Stopped, _) => return Err((Refused::Stopped, m)),
-            (Phase::Running, Some(t)) => match t.deliver(m) {
+            (Phase::Running, Some(t)) => match self.deliver_to(t, m) {
                 Ok(()) => return Ok(()),
                 // The incarnation died and its supervisor has not handled that yet.
                 Err(m) if self.supervised.load(Ordering::Relaxed) => m,
@@ -224,11 +257,14 @@ impl<M, T: Target<M>> Slot<M, T> {
     /// Publishes a new incarnation after handing it every held message, in order.
     pub(crate) fn install(&self, target: T) {
         let mut s = write(&self.state);
+        // No sender delivers now (the write lock), and the incarnation before, if any, is
+        // gone: what its mailbox held went with it. The new one starts empty.
+        self.depth.reset();
         {
             let pending = get_mut(&mut s.pending);
             if let Some(held) = pending.as_mut() {
                 while let Some(m) = held.pop_front() {
-                    if let Err(m) = target.deliver(m) {
+                    if let Err(m) = self.deliver_to(&target, m) {
                         // The new incarnation died already; keep the rest for the next one.
                         held.push_front(m);
                         break;
@@ -359,10 +395,13 @@ impl<M, T: Target<M>> Slot<M, T> {
     /// `f` of the current incarnation (0 if none is live), and the messages held between
     /// incarnations, read under one lock: a restart between the two cannot count a
     /// message twice or not at all.
-    pub(crate) fn with_target_and_held(&self, f: impl FnOnce(&T) -> u64) -> (u64, usize) {
+    /// The messages in the live incarnation's mailbox (0 if none is live, or it keeps no
+    /// counts), and those held between incarnations, read under one lock: a restart
+    /// between the two cannot count a message twice or not at all.
+    pub(crate) fn queued(&self) -> (u64, usize) {
         let s = read(&self.state);
         let live = match (&s.phase, &s.target) {
-            (Phase::Running, Some(t)) => f(t),
+            (Phase::Running, Some(t)) if t.counted() => self.depth.queued(),
             _ => 0,
         };
         let held = lock(&s.pending).as_ref().map_or(0, |held| held.len());

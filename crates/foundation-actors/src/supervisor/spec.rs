@@ -9,7 +9,7 @@ use std::time::Duration;
 use ractor::ActorCell;
 
 use crate::actor::{Actor, Adapter};
-use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG, Depth};
+use crate::addr::{Addr, DEFAULT_RESTART_BACKLOG};
 use crate::error::SpawnError;
 
 /// Which children a supervisor restarts when one exits and must be restarted.
@@ -208,7 +208,7 @@ where
         id,
         addr,
         ractor::Actor::spawn_linked(None, actor, args, sup).await,
-        None,
+        false,
     )
 }
 
@@ -221,8 +221,8 @@ pub(crate) type Spawned<M> = Result<
     ractor::SpawnErr,
 >;
 
-/// Publishes a spawned incarnation in `addr`, with its mailbox's counts if it keeps them
-/// (or maps the spawn's failure).
+/// Publishes a spawned incarnation in `addr`, `counted` if it keeps its mailbox's counts
+/// (an [`Adapter`]; or maps the spawn's failure).
 #[inline]
 pub(crate) fn publish<M: Send + 'static>(
     id: &str,
@@ -234,11 +234,11 @@ pub(crate) fn publish<M: Send + 'static>(
         ),
         ractor::SpawnErr,
     >,
-    depth: Option<Arc<Depth>>,
+    counted: bool,
 ) -> Result<ActorCell, SpawnError> {
     let (actor_ref, _join) = spawned.map_err(|e| SpawnError::from_ractor(id, e))?;
     let cell = actor_ref.get_cell();
-    addr.install(actor_ref, depth);
+    addr.install(actor_ref, counted);
     Ok(cell)
 }
 
@@ -253,11 +253,9 @@ fn start_actor<A: Actor>(
 ) -> impl Future<Output = Result<ActorCell, SpawnError>> + Send + use<A> {
     let addr = addr.clone();
     let id = id.clone();
-    let (adapter, depth) = Adapter::new(actor, addr.clone());
+    let adapter = Adapter::new(actor, addr.clone());
     let spawn = ractor::Actor::spawn_linked(None, adapter, args, sup);
-    futures::FutureExt::map(spawn, move |spawned| {
-        publish(&id, &addr, spawned, Some(depth))
-    })
+    futures::FutureExt::map(spawn, move |spawned| publish(&id, &addr, spawned, true))
 }
 
 /// A child built afresh by a function for each start ([`ChildSpec::from_fn`]).
@@ -303,18 +301,16 @@ where
     A::Args: Clone + Sync,
 {
     /// ractor's spawn of a new incarnation linked to `sup` (to be published in the
-    /// address once it has started, with the mailbox's counts returned here).
+    /// address, counted, once it has started).
     pub(crate) fn spawn(
         &self,
         sup: ActorCell,
-    ) -> (
-        impl Future<Output = Spawned<A::Msg>> + Send + use<A>,
-        Arc<Depth>,
-    ) {
-        let (adapter, depth) = Adapter::new(self.actor.clone(), self.addr.clone());
-        (
-            ractor::Actor::spawn_linked(None, adapter, self.args.clone(), sup),
-            depth,
+    ) -> impl Future<Output = Spawned<A::Msg>> + Send + use<A> {
+        ractor::Actor::spawn_linked(
+            None,
+            Adapter::new(self.actor.clone(), self.addr.clone()),
+            self.args.clone(),
+            sup,
         )
     }
 }
