@@ -8,6 +8,8 @@
 //! when the test saw it die), and no two lives of one singleton may overlap. Under
 //! `Passive` the singletons the returning node owns by rendezvous stay where they failed
 //! over; under `Eager` they come back to it, each started there after the old one stopped.
+//! Last, a node whose two lives both declare a singleton in their join grace (two records
+//! with one stamp) keeps the instance it started and records it.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,7 +18,7 @@ use foundation_registry::placement::Rendezvous;
 
 use super::harness::{Child, NAMES, Net, start, three_in};
 use super::split::{Life, overlaps};
-use super::{converge, moved, start_child, started_on};
+use super::{ask, call, converge, moved, start_child, started_on};
 
 /// Singletons per test: about a third are owned by each of three nodes.
 const SINGLETONS: usize = 20;
@@ -286,4 +288,63 @@ fn a_node_started_again_declaring_its_passive_singletons_at_boot_starts_none_of_
 #[test]
 fn a_node_started_again_declaring_its_eager_singletons_at_boot_takes_them_back_one_at_a_time() {
     restarted("de", true, true);
+}
+
+/// Two lives of one node declaring one singleton at boot, each in its join grace, stamp
+/// their records alike (clock 0, the node's name); only `born` orders them. `a` declares
+/// the singleton at a cold start, and `b` joins and gets its record; `a` is killed and
+/// starts again under its name, declaring it again before it meets anyone: a cluster of
+/// one, it starts an instance at once. When the records meet, the first life's (born
+/// first) wins, and the second's, with the slot of the instance running, goes; the plan
+/// starts the singleton on `a` (the only node with its role, so `b` never runs it), where
+/// an instance runs under that stamp already. That instance must be recorded, not left
+/// running unrecorded: every node's records would show no instance of it.
+#[test]
+fn a_node_started_again_declaring_a_singleton_its_last_life_declared_records_the_instance() {
+    // A long margin, so both lives of `a` surely declare in their join grace (silence +
+    // margin after the supervisor started): at clock 0.
+    let a_settings = [
+        ("SILENCE_MS", "1000"),
+        ("MARGIN_MS", "5000"),
+        ("ROLE", "solo"),
+    ];
+    let declare = "echo twice singleton role:solo";
+    let mut a = start("a", &a_settings);
+    assert_eq!(start_child(&mut a, declare), "ok a");
+    let mut b = start("b", &[("SILENCE_MS", "1000"), ("SEEDS", &a.addr)]);
+    let table = "twice=a/running;";
+    for node in [&mut a, &mut b] {
+        ask(node, "members 2", "members 2");
+        converge(node, 1, table);
+    }
+
+    a.kill();
+    // Once `b` sees the first life gone, its records cannot show that life's instance as
+    // running any more.
+    ask(&mut b, "members 1", "members 1");
+    a = start("a", &a_settings);
+    assert_eq!(start_child(&mut a, declare), "ok a");
+    let seed = b.addr.clone();
+    ask(
+        &mut a,
+        &format!("connect {seed}"),
+        &format!("connecting {seed}"),
+    );
+
+    // One instance, on `a`, recorded there, the same on both nodes, and reached by name
+    // from both. `b` first: `a` may read its own record before the merge.
+    for node in [&mut b, &mut a] {
+        ask(node, "members 2", "members 2");
+        converge(node, 1, table);
+        assert_eq!(call(node, "twice"), "twice@a", "called from {}", node.name);
+    }
+    // The instance recorded is the one `a`'s second life started: it never stopped, and
+    // `b` ran none.
+    let lives = lives_line(&mut a);
+    let entries: Vec<&str> = lives.split(';').filter(|e| !e.is_empty()).collect();
+    assert!(
+        entries.len() == 1 && entries[0].starts_with("up twice a "),
+        "a's lives: {lives}"
+    );
+    assert_eq!(lives_line(&mut b), "", "b ran an instance");
 }
