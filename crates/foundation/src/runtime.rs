@@ -55,6 +55,7 @@ use foundation_cluster::membership::Status;
 use foundation_cluster::node::Node;
 use foundation_pubsub::PubSub;
 use foundation_registry::ClusterRegistry;
+use foundation_registry::cluster::Value;
 use foundation_registry::distributed::{ChildName, DistributedSpec, DistributedSupervisor};
 use tokio::sync::watch;
 
@@ -422,12 +423,14 @@ impl<M: RemoteMessage> Part for SupervisorPart<M> {
     }
 }
 
-struct RegistryPart<K: foundation_registry::cluster::Key, M: RemoteMessage>(
+struct RegistryPart<K: foundation_registry::cluster::Key, M: RemoteMessage, V: Value>(
     String,
-    ClusterRegistry<K, M>,
+    ClusterRegistry<K, M, V>,
 );
 
-impl<K: foundation_registry::cluster::Key, M: RemoteMessage> Part for RegistryPart<K, M> {
+impl<K: foundation_registry::cluster::Key, M: RemoteMessage, V: Value> Part
+    for RegistryPart<K, M, V>
+{
     fn report(&self, info: &mut NodeInfo) {
         info.registries.push(info::RegistryInfo {
             scope: self.0.clone(),
@@ -435,13 +438,23 @@ impl<K: foundation_registry::cluster::Key, M: RemoteMessage> Part for RegistryPa
                 .1
                 .names()
                 .into_iter()
-                .map(|(k, node)| (format!("{k:?}"), node))
+                .map(|(k, node)| (key_text(&k), node))
                 .collect(),
         });
     }
 
     fn stop(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async move { self.1.shutdown() })
+    }
+}
+
+/// A key as the report shows it: as `Debug` prints it, without the quotes of a plain
+/// string (`kv@host`, not `"kv@host"`).
+fn key_text(k: &impl fmt::Debug) -> String {
+    let s = format!("{k:?}");
+    match s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) if !inner.contains(['"', '\\']) => inner.to_owned(),
+        _ => s,
     }
 }
 
@@ -922,6 +935,24 @@ impl Foundation {
         K: foundation_registry::cluster::Key,
         M: RemoteMessage,
     {
+        self.registry_with_values(scope).await
+    }
+
+    /// As [`Foundation::registry`], for a registry whose names carry a value of type `V`
+    /// each (given to `ClusterRegistry::register`, as the values of Elixir's `Registry`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Foundation::registry`].
+    pub async fn registry_with_values<K, M, V>(
+        &self,
+        scope: &str,
+    ) -> Result<ClusterRegistry<K, M, V>, PartError>
+    where
+        K: foundation_registry::cluster::Key,
+        M: RemoteMessage,
+        V: Value,
+    {
         self.check_running()?;
         let registry = ClusterRegistry::start(&self.inner.node, scope).await?;
         lock(&self.inner.parts).push(Arc::new(RegistryPart(scope.to_owned(), registry.clone())));
@@ -1372,5 +1403,19 @@ async fn wait_for_signal() -> &'static str {
     {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_text;
+
+    #[test]
+    fn a_plain_string_key_is_shown_without_its_quotes() {
+        assert_eq!(key_text(&"kv@host".to_owned()), "kv@host");
+        assert_eq!(key_text(&7_u32), "7");
+        assert_eq!(key_text(&("a", 1)), "(\"a\", 1)");
+        // Quotes inside stay as Debug writes them: nothing is lost.
+        assert_eq!(key_text(&"say \"hi\"".to_owned()), "\"say \\\"hi\\\"\"");
     }
 }

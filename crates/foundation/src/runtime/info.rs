@@ -119,7 +119,8 @@ pub struct ChildView {
 pub struct RegistryInfo {
     /// Its scope.
     pub scope: String,
-    /// Its names (as `Debug` prints the key) and the node of each.
+    /// Its names (as `Debug` prints the key, without the quotes of a plain string) and the
+    /// node of each.
     pub names: Vec<(String, String)>,
 }
 
