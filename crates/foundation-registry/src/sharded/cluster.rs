@@ -94,6 +94,13 @@
 //!   until the barriers are in or [`BARRIER_WAIT`] passes, so such messages are handled
 //!   there, and after the drain they are passed on to `N` behind the handoff. A node
 //!   whose table still shows the old owner past the wait can lose per-sender order.
+//! - **A known bug:** when a node leaves, a sender to which one of its shards moves can,
+//!   now and then, see its earlier cast (sent to the leaver) handled after its later ones
+//!   (held locally): per-sender order broken, nothing lost. Seen in about one run in four
+//!   of the registry's sharded and distributed tests together; the cause is not found yet
+//!   (the leaver's drain before the sender's barrier arrives, or the sender's table
+//!   changing twice, are the leads). The leave tests are retried by nextest meanwhile
+//!   (`.config/nextest.toml`).
 //! - A shard with no eligible owner (no member offers its role) drops its messages,
 //!   counted in [`ShardedStats::dropped`](super::ShardedStats::dropped).
 //! - Entities that do not implement `Handoff` start from `init` on their new owner.
