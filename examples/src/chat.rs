@@ -43,6 +43,18 @@ async fn main() -> anyhow::Result<()> {
     let mut heard = app.pubsub().subscribe_stream(&lobby)?;
     let mut events = app.node().subscribe();
     println!("chat: {me} at {}", app.node().advertised());
+    // Peers met before the subscription (static seeds connect during the start): said
+    // once here, once for each later up.
+    let mut up: std::collections::HashSet<String> = app
+        .node()
+        .members()
+        .into_iter()
+        .filter(|m| m.status == foundation::cluster::membership::Status::Up && m.id != me)
+        .map(|m| m.id)
+        .collect();
+    for id in &up {
+        println!("* {id} joined");
+    }
 
     // A thread of its own reads stdin: a blocking read cannot be cancelled, and a
     // runtime's blocking thread would hold up the exit.
@@ -84,9 +96,14 @@ async fn main() -> anyhow::Result<()> {
                 None => break,
             },
             event = events.recv() => match event {
-                Ok(ClusterEvent::NodeUp(m)) => println!("* {} joined", m.id),
+                Ok(ClusterEvent::NodeUp(m)) => {
+                    if up.insert(m.id.clone()) {
+                        println!("* {} joined", m.id);
+                    }
+                }
                 Ok(ClusterEvent::NodeLeaving(m)) => println!("* {} is leaving", m.id),
                 Ok(ClusterEvent::NodeDown { member, reason }) => {
+                    up.remove(&member.id);
                     println!("* {} left ({reason:?})", member.id);
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
